@@ -1,0 +1,51 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# Builds migratectl on a fresh Debian bookworm machine: installs the build
+# dependencies (only when one is missing, so re-runs skip apt entirely),
+# configures build/ once and compiles.  Safe to run again and from any cwd.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
+
+packages=(
+	build-essential
+	meson
+	ninja-build
+	pkg-config
+	liburing-dev
+	libzstd-dev
+	uuid-dev
+	libxxhash-dev
+	libcriterion-dev
+	git
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+	status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+	[ "$status" = installed ] || missing+=("$pkg")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	sudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		if ! command -v sudo >/dev/null 2>&1; then
+			echo "build.sh: missing packages: ${missing[*]}" >&2
+			echo "build.sh: run this script as root (or install sudo) so it can install them" >&2
+			exit 1
+		fi
+		sudo=(sudo env DEBIAN_FRONTEND=noninteractive)
+	fi
+	echo "build.sh: installing ${missing[*]}" >&2
+	"${sudo[@]}" apt-get update
+	"${sudo[@]}" apt-get install -y --no-install-recommends "${packages[@]}"
+fi
+
+# Configure once; an existing build/ keeps its options (meson reconfigures
+# itself when meson.build changes).
+if [ ! -f build/meson-private/coredata.dat ]; then
+	meson setup build
+fi
+meson compile -C build

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared inside devices/: the concrete classes and their kvm backends. */
+#ifndef DEVICES_INTERNAL_H
+#define DEVICES_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+
+#include <migrate/device.h>
+#include <migrate/lab.h>
+
+#define GUEST_PAGE_SHIFT 12
+#define GUEST_PAGE_SIZE  (1ULL << GUEST_PAGE_SHIFT)
+
+extern const struct mig_device_class vcpu_class;
+extern const struct mig_device_class mem_class;
+
+/* ---- memory ---- */
+
+enum mem_log_mode {
+	MEM_LOG_MANUAL,   /* MANUAL_PROTECT2 + INITIALLY_SET: GET snapshot, CLEAR in chunks */
+	MEM_LOG_CLASSIC,  /* GET fetches, clears and re-protects in one call */
+	MEM_LOG_RING,     /* per-vCPU dirty rings, harvest + RESET */
+	_MEM_LOG_MAX,
+};
+const char *mem_log_mode_to_string(enum mem_log_mode m);
+
+struct mem_slot {
+	uint32_t id;
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *host;
+	bool logging;
+};
+
+struct mem_ring {
+	struct kvm_dirty_gfn *gfns;
+	uint32_t entries;
+	uint32_t next;            /* next entry to harvest, free-running */
+	pthread_mutex_t lock;
+};
+
+struct mem_dev {
+	struct mig_device core;
+	int vm_fd;
+	enum mem_log_mode mode;
+	uint8_t *ram;
+	uint64_t ram_bytes;
+	uint64_t nr_pages;
+	struct mem_slot *slots;
+	unsigned nr_slots;
+	uint64_t *scratch;        /* one slot's bitmap for GET_DIRTY_LOG */
+	/* ring mode */
+	struct mem_ring *rings;
+	unsigned nr_rings;
+	uint32_t ring_entries;
+	_Atomic uint64_t *pending; /* pages harvested from rings, not yet synced */
+	pthread_mutex_t reset_lock;
+	_Atomic uint64_t ring_full_exits;
+};
+
+#define MEM_SLOT_MAX_BYTES (1ULL << 30)
+/* KVM_CLEAR_DIRTY_LOG chunk: bounded so write protection is spread out (a
+ * multiple of 64 pages, as the kernel requires). */
+#define MEM_CLEAR_CHUNK_PAGES (1U << 15)
+#define MEM_RING_DEFAULT_ENTRIES 65536
+
+/* Before any vCPU exists: picks the log mode, allocates and pre-faults RAM,
+ * registers the memslots with logging on (state LOGGING). */
+int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, enum lab_dirty_log log,
+		   bool force_classic, uint32_t ring_entries, struct mem_dev **ret,
+		   struct mig_error *err);
+void mem_dev_destroy(struct mem_dev *m);
+/* Ring mode: map vCPU `index`'s ring (call once per vCPU after creating it). */
+int mem_ring_attach(struct mem_dev *m, unsigned index, int vcpu_fd, struct mig_error *err);
+/* Ring mode: harvest one vCPU's ring into m->pending and reset (ring-full exits). */
+int mem_ring_drain(struct mem_dev *m, unsigned index, struct mig_error *err);
+int mem_log_enable(struct mem_dev *m, bool on, struct mig_error *err);
+uint64_t mem_bitmap_words(const struct mem_dev *m);
+
+/* ---- vCPU ---- */
+
+struct lab_vm;
+
+struct vcpu_dev {
+	struct mig_device core;
+	struct lab_vm *vm;
+	unsigned index;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool want_pause;      /* requested by the controller */
+	bool parked;          /* the thread is out of KVM_RUN and waiting */
+	bool quit;
+	int fatal;            /* -errno or exit reason problem; the vCPU stopped */
+	char fatal_msg[160];
+	struct mig_buf saved; /* SAVED: the state blob */
+	_Atomic uint64_t exits, io_exits, sleeps;
+};
+
+int vcpu_dev_create(struct lab_vm *vm, unsigned index, struct vcpu_dev **ret,
+		    struct mig_error *err);
+void vcpu_dev_destroy(struct vcpu_dev *v);
+
+#endif

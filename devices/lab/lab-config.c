@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Lab VM configuration: defaults, validation with errors that say what to
+ * fix, the "key=value,..." spec parser and the enum name tables.  Nothing
+ * here touches /dev/kvm, so all of it is unit-tested without KVM.
+ */
+#include <migrate/lab.h>
+#include <migrate/macro.h>
+#include <migrate/parse.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+/*
+ * The first LAB_SYSTEM_BYTES (2 MiB) of guest RAM hold the page tables, the
+ * guest code and the parameter table; the working set lives above it.  Guest
+ * pages are 2 MiB (1 GiB pages fault as reserved under PVM), hence the RAM
+ * granularity.
+ */
+#define LAB_MEM_ALIGN     (2ULL << 20)
+#define LAB_MEM_MIN       (4ULL << 20)
+#define LAB_MEM_MAX       (64ULL << 30)
+#define LAB_VCPUS_MIN     1
+#define LAB_WSS_ALIGN     4096ULL
+/* KVM wants a power-of-two ring of at least one page of 16-byte entries,
+ * at most KVM_DIRTY_RING_MAX_ENTRIES. */
+#define LAB_RING_MIN      256U
+#define LAB_RING_MAX      65536U
+/* Any fixed non-zero value: runs are reproducible unless a seed is given. */
+#define LAB_DEFAULT_SEED  0x6d6967726174652dULL
+
+static const char *const lab_pattern_table[_LAB_PATTERN_MAX] = {
+	[LAB_PATTERN_SEQ]    = "seq",
+	[LAB_PATTERN_RANDOM] = "random",
+};
+
+static const char *const lab_dirty_log_table[_LAB_DIRTY_LOG_MAX] = {
+	[LAB_DIRTY_LOG_BITMAP] = "bitmap",
+	[LAB_DIRTY_LOG_RING]   = "ring",
+};
+
+static const char *table_to_string(const char *const *table, size_t n, int v)
+{
+	if (v < 0 || (size_t)v >= n)
+		return NULL;
+	return table[v];
+}
+
+static int table_from_string(const char *const *table, size_t n, const char *s)
+{
+	if (!s)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (table[i] && !strcmp(table[i], s))
+			return (int)i;
+	return -EINVAL;
+}
+
+const char *lab_pattern_to_string(enum lab_pattern p)
+{
+	return table_to_string(lab_pattern_table, ARRAY_SIZE(lab_pattern_table), (int)p);
+}
+
+int lab_pattern_from_string(const char *s)
+{
+	return table_from_string(lab_pattern_table, ARRAY_SIZE(lab_pattern_table), s);
+}
+
+const char *lab_dirty_log_to_string(enum lab_dirty_log d)
+{
+	return table_to_string(lab_dirty_log_table, ARRAY_SIZE(lab_dirty_log_table), (int)d);
+}
+
+int lab_dirty_log_from_string(const char *s)
+{
+	return table_from_string(lab_dirty_log_table, ARRAY_SIZE(lab_dirty_log_table), s);
+}
+
+void lab_config_default(struct lab_config *cfg)
+{
+	*cfg = (struct lab_config) {
+		.mem_bytes = LAB_DEFAULT_MEM,
+		.vcpus = LAB_DEFAULT_VCPUS,
+		.wss_bytes = LAB_DEFAULT_WSS,
+		.pattern = LAB_PATTERN_SEQ,
+		.rate = 0,
+		.dirty_log = LAB_DIRTY_LOG_BITMAP,
+		.seed = LAB_DEFAULT_SEED,
+		.force_classic = false,
+		.ring_entries = 0,
+	};
+}
+
+/* "64 MiB", "3 KiB" or "12345 bytes": exact, in the largest unit that divides. */
+static const char *fmt_size(char *buf, size_t len, uint64_t v)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
+	int u = -1;
+
+	while (u + 1 < (int)ARRAY_SIZE(units) && v && !(v & 1023)) {
+		v >>= 10;
+		u++;
+	}
+	if (u < 0)
+		snprintf(buf, len, "%" PRIu64 " bytes", v);
+	else
+		snprintf(buf, len, "%" PRIu64 " %s", v, units[u]);
+	return buf;
+}
+
+int lab_config_check(const struct lab_config *cfg, struct mig_error *err)
+{
+	char a[32], b[32], c[32];
+
+	if (cfg->mem_bytes % LAB_MEM_ALIGN || cfg->mem_bytes < LAB_MEM_MIN ||
+	    cfg->mem_bytes > LAB_MEM_MAX)
+		return mig_error_set(err, -EINVAL,
+			"guest memory (mem) is %s: it must be a multiple of 2 MiB from 4 MiB to 64 GiB; "
+			"give a size such as 1G or 512M",
+			fmt_size(a, sizeof(a), cfg->mem_bytes));
+	if (cfg->vcpus < LAB_VCPUS_MIN || cfg->vcpus > LAB_MAX_VCPUS)
+		return mig_error_set(err, -EINVAL,
+			"vcpus is %" PRIu32 ": it must be from %d to %d; give a vCPU count in that range",
+			cfg->vcpus, LAB_VCPUS_MIN, LAB_MAX_VCPUS);
+	if (cfg->wss_bytes > cfg->mem_bytes - LAB_SYSTEM_BYTES)
+		return mig_error_set(err, -EINVAL,
+			"working set (wss) is %s: it must be from 0 to %s (mem %s minus the 2 MiB the "
+			"guest reserves for its page tables and code); lower wss or raise mem",
+			fmt_size(a, sizeof(a), cfg->wss_bytes),
+			fmt_size(b, sizeof(b), cfg->mem_bytes - LAB_SYSTEM_BYTES),
+			fmt_size(c, sizeof(c), cfg->mem_bytes));
+	/* Rounding up stays within the limit: mem - 2 MiB is page aligned. */
+	if (cfg->wss_bytes % LAB_WSS_ALIGN)
+		return mig_error_set(err, -EINVAL,
+			"working set (wss) is %s: it must be a multiple of 4 KiB (one guest page), "
+			"from 0 to %s; round it, e.g. to %s",
+			fmt_size(a, sizeof(a), cfg->wss_bytes),
+			fmt_size(b, sizeof(b), cfg->mem_bytes - LAB_SYSTEM_BYTES),
+			fmt_size(c, sizeof(c), ALIGN_UP(cfg->wss_bytes, LAB_WSS_ALIGN)));
+	if (!lab_pattern_to_string(cfg->pattern))
+		return mig_error_set(err, -EINVAL,
+			"write pattern is %d: it must be seq or random", (int)cfg->pattern);
+	if (!lab_dirty_log_to_string(cfg->dirty_log))
+		return mig_error_set(err, -EINVAL,
+			"dirty-log mode is %d: it must be bitmap or ring", (int)cfg->dirty_log);
+	if (cfg->ring_entries &&
+	    (cfg->ring_entries < LAB_RING_MIN || cfg->ring_entries > LAB_RING_MAX ||
+	     (cfg->ring_entries & (cfg->ring_entries - 1))))
+		return mig_error_set(err, -EINVAL,
+			"dirty ring size is %" PRIu32 " entries: it must be 0 (default) or a power "
+			"of two from %u to %u; pick one such as 4096",
+			cfg->ring_entries, LAB_RING_MIN, LAB_RING_MAX);
+	return 0;
+}
+
+enum spec_key {
+	SPEC_MEM,
+	SPEC_VCPUS,
+	SPEC_WSS,
+	SPEC_PATTERN,
+	SPEC_RATE,
+	SPEC_DIRTY_LOG,
+	_SPEC_MAX,
+};
+
+static const char *const spec_key_table[_SPEC_MAX] = {
+	[SPEC_MEM]       = "mem",
+	[SPEC_VCPUS]     = "vcpus",
+	[SPEC_WSS]       = "wss",
+	[SPEC_PATTERN]   = "pattern",
+	[SPEC_RATE]      = "rate",
+	[SPEC_DIRTY_LOG] = "dirty-log",
+};
+
+#define SPEC_KEYS "mem, vcpus, wss, pattern, rate, dirty-log"
+
+/* Applies one key=value to cfg; errors name the key, the value and the fix. */
+static int spec_apply(struct lab_config *cfg, enum spec_key key, const char *val,
+		      struct mig_error *err)
+{
+	uint64_t v;
+	int r;
+
+	switch (key) {
+	case SPEC_MEM:
+	case SPEC_WSS:
+		r = parse_size(val, &v);
+		if (r == -ERANGE)
+			return mig_error_set(err, -EINVAL,
+				"%s=%.64s is too large; give a size up to 64G",
+				spec_key_table[key], val);
+		if (r < 0)
+			return mig_error_set(err, -EINVAL,
+				"%s=%.64s is not a size; give a whole number of bytes with an optional "
+				"K, M, G or T suffix (binary units, e.g. %s=%s)",
+				spec_key_table[key], val, spec_key_table[key],
+				key == SPEC_MEM ? "1G" : "64M");
+		if (key == SPEC_MEM)
+			cfg->mem_bytes = v;
+		else
+			cfg->wss_bytes = v;
+		return 0;
+	case SPEC_VCPUS:
+		r = parse_u64(val, LAB_VCPUS_MIN, LAB_MAX_VCPUS, &v);
+		if (r < 0)
+			return mig_error_set(err, -EINVAL,
+				"vcpus=%.64s is not a vCPU count from %d to %d; give e.g. vcpus=2",
+				val, LAB_VCPUS_MIN, LAB_MAX_VCPUS);
+		cfg->vcpus = (uint32_t)v;
+		return 0;
+	case SPEC_PATTERN:
+		r = lab_pattern_from_string(val);
+		if (r < 0)
+			return mig_error_set(err, -EINVAL,
+				"pattern=%.64s is not a write pattern; give pattern=seq or pattern=random",
+				val);
+		cfg->pattern = (enum lab_pattern)r;
+		return 0;
+	case SPEC_RATE:
+		r = parse_rate(val, &v);
+		if (r < 0)
+			return mig_error_set(err, -EINVAL,
+				"rate=%.64s is not a rate; give rate=max or a positive number of pages "
+				"per second (e.g. rate=10000)", val);
+		cfg->rate = v;
+		return 0;
+	case SPEC_DIRTY_LOG:
+		r = lab_dirty_log_from_string(val);
+		if (r < 0)
+			return mig_error_set(err, -EINVAL,
+				"dirty-log=%.64s is not a dirty-log mode; give dirty-log=bitmap or "
+				"dirty-log=ring", val);
+		cfg->dirty_log = (enum lab_dirty_log)r;
+		return 0;
+	case _SPEC_MAX:
+		break;
+	}
+	return mig_error_set(err, -EINVAL, "internal error: lab spec key %d", (int)key);
+}
+
+/*
+ * Works on a copy of cfg and stores it only when the whole spec is valid,
+ * so a bad spec changes nothing.  Relations between keys (wss <= mem - 2 MiB)
+ * are left to lab_config_check(): the caller may still change other values.
+ */
+int lab_spec_parse(const char *spec, struct lab_config *cfg, struct mig_error *err)
+{
+	_cleanup_free_ char *copy = NULL;
+	struct lab_config next = *cfg;
+	bool seen[_SPEC_MAX] = { false };
+	char *item, *rest;
+
+	if (!spec || !*spec)
+		return mig_error_set(err, -EINVAL,
+			"lab spec is empty; give key=value pairs separated by commas, "
+			"e.g. mem=1G,vcpus=2,wss=64M (keys: " SPEC_KEYS ")");
+	copy = strdup(spec);
+	if (!copy)
+		return mig_error_set(err, -ENOMEM, "lab spec: out of memory");
+
+	for (item = copy; item; item = rest) {
+		char *eq, *val;
+		int key, r;
+
+		rest = strchr(item, ',');
+		if (rest)
+			*rest++ = '\0';
+		if (!*item)
+			return mig_error_set(err, -EINVAL,
+				"lab spec '%.128s' has an empty item (two commas, or a comma at "
+				"either end); give key=value pairs separated by single commas", spec);
+		eq = strchr(item, '=');
+		if (!eq)
+			return mig_error_set(err, -EINVAL,
+				"lab spec item '%.64s' has no '='; write it as key=value (keys: "
+				SPEC_KEYS ")", item);
+		*eq = '\0';
+		val = eq + 1;
+		key = table_from_string(spec_key_table, ARRAY_SIZE(spec_key_table), item);
+		if (key < 0)
+			return mig_error_set(err, -EINVAL,
+				"lab spec has unknown key '%.64s'; valid keys are " SPEC_KEYS, item);
+		if (seen[key])
+			return mig_error_set(err, -EINVAL,
+				"lab spec gives '%s' more than once; give each key at most once",
+				spec_key_table[key]);
+		seen[key] = true;
+		r = spec_apply(&next, (enum spec_key)key, val, err);
+		if (r < 0) {
+			mig_error_prefix(err, "lab spec");
+			return r;
+		}
+	}
+	*cfg = next;
+	return 0;
+}

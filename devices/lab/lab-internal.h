@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef DEVICES_LAB_INTERNAL_H
+#define DEVICES_LAB_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include "devices/devices-internal.h"
+#include "migrate/lab.h"
+
+struct lab_vm {
+	struct lab_config cfg;
+	int kvm_fd;
+	int vm_fd;
+	uint64_t tsc_khz;
+	struct mem_dev *mem;
+	struct vcpu_dev *vcpus[LAB_MAX_VCPUS];
+	uint32_t nr_vcpus;
+	_Atomic uint64_t error_reports;
+	_Atomic uint32_t filled_vcpus;
+	struct mig_buf loaded_vm;   /* VM-wide blob kept for the clock at resume */
+};
+
+/* Port I/O doorbells of the guest payload (lab-abi.h), from the vCPU thread. */
+int lab_vm_handle_io(struct lab_vm *vm, struct vcpu_dev *v, uint16_t port, uint8_t val);
+void vcpu_wait(struct vcpu_dev *v, uint64_t ns);
+
+#endif

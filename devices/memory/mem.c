@@ -1,0 +1,491 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Memory class, kvm backend: guest RAM in memslots and its dirty log in one of
+ * three modes (KERNEL-UAPI §2).  The mode is fixed when the VM is created,
+ * because the dirty ring must be enabled before any vCPU exists.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "devices/devices-internal.h"
+#include "migrate/macro.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define HUGE_2M (2ULL << 20)
+
+static const char *const mem_state_names[_MEM_STATE_MAX] = {
+	[MEM_MAPPED] = "mapped",
+	[MEM_LOGGING] = "logging",
+	[MEM_FINAL] = "final",
+	[MEM_RECEIVING] = "receiving",
+	[MEM_LOADED] = "loaded",
+	[MEM_RELEASED] = "released",
+};
+
+static const char *const mem_log_mode_names[_MEM_LOG_MAX] = {
+	[MEM_LOG_MANUAL] = "bitmap-manual",
+	[MEM_LOG_CLASSIC] = "bitmap-classic",
+	[MEM_LOG_RING] = "ring",
+};
+
+const char *mem_log_mode_to_string(enum mem_log_mode m)
+{
+	return (unsigned)m < _MEM_LOG_MAX ? mem_log_mode_names[m] : NULL;
+}
+
+#define A(from, to) [(from) * _MEM_STATE_MAX + (to)] = true
+static const bool mem_arcs[_MEM_STATE_MAX * _MEM_STATE_MAX] = {
+	A(MEM_MAPPED, MEM_LOGGING),      /* start tracking */
+	A(MEM_LOGGING, MEM_MAPPED),      /* stop tracking (abort, or after commit) */
+	A(MEM_LOGGING, MEM_FINAL),       /* vCPUs stopped, last sync taken */
+	A(MEM_FINAL, MEM_LOGGING),       /* rollback: the source runs on, still tracked */
+	A(MEM_FINAL, MEM_MAPPED),        /* rollback with tracking off */
+	A(MEM_FINAL, MEM_RELEASED),      /* commit: the destination owns the VM */
+	A(MEM_MAPPED, MEM_RECEIVING),    /* destination: pages start to arrive */
+	A(MEM_LOGGING, MEM_RECEIVING),
+	A(MEM_RECEIVING, MEM_LOADED),    /* every page arrived */
+	A(MEM_RECEIVING, MEM_RELEASED),  /* destination discarded */
+	A(MEM_LOADED, MEM_LOGGING),      /* destination runs (and may migrate again) */
+	A(MEM_LOADED, MEM_MAPPED),
+	A(MEM_LOADED, MEM_RELEASED),
+	A(MEM_MAPPED, MEM_RELEASED),
+	A(MEM_LOGGING, MEM_RELEASED),
+};
+#undef A
+
+static int set_slot(struct mem_dev *m, struct mem_slot *s, bool log, struct mig_error *err)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = s->id,
+		.flags = log ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+		.guest_phys_addr = s->gpa,
+		.memory_size = s->size,
+		.userspace_addr = (uintptr_t)s->host,
+	};
+
+	if (ioctl(m->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+		return mig_error_set(err, -errno, "KVM_SET_USER_MEMORY_REGION slot %u (%s logging): %s",
+				     s->id, log ? "with" : "without", strerror(errno));
+	s->logging = log;
+	return 0;
+}
+
+int mem_log_enable(struct mem_dev *m, bool on, struct mig_error *err)
+{
+	for (unsigned i = 0; i < m->nr_slots; i++) {
+		int r;
+
+		if (m->slots[i].logging == on)
+			continue;
+		/* A flags-only change: KVM keeps the mapping, toggles tracking. */
+		r = set_slot(m, &m->slots[i], on, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int mem_step(struct mig_device *d, int to, struct mig_error *err)
+{
+	struct mem_dev *m = container_of(d, struct mem_dev, core);
+
+	switch (to) {
+	case MEM_LOGGING:
+		return mem_log_enable(m, true, err);
+	case MEM_MAPPED:
+		return mem_log_enable(m, false, err);
+	default:
+		/* FINAL, RECEIVING, LOADED, RELEASED are bookkeeping: the work is
+		 * done by the sync, the receiver and the owner respectively. */
+		return 0;
+	}
+}
+
+static int mem_save(struct mig_device *d, struct mig_buf *out, struct mig_error *err)
+{
+	(void)d; (void)out;
+	/* RAM travels as pages, not as a state blob. */
+	return mig_error_set(err, -EOPNOTSUPP, "memory: RAM is sent as pages, not saved as a blob");
+}
+
+static int mem_load(struct mig_device *d, const uint8_t *p, size_t n, struct mig_error *err)
+{
+	(void)d; (void)p; (void)n;
+	return mig_error_set(err, -EOPNOTSUPP, "memory: RAM is received as pages, not loaded as a blob");
+}
+
+uint64_t mem_bitmap_words(const struct mem_dev *m)
+{
+	return DIV_ROUND_UP(m->nr_pages, 64);
+}
+
+static uint64_t or_bits(uint64_t *dst, const uint64_t *src, uint64_t nwords)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < nwords; i++) {
+		dst[i] |= src[i];
+		n += (uint64_t)__builtin_popcountll(src[i]);
+	}
+	return n;
+}
+
+static int sync_bitmap_slot(struct mem_dev *m, struct mem_slot *s, uint64_t *bitmap,
+			    uint64_t *count, struct mig_error *err)
+{
+	uint64_t npages = s->size >> GUEST_PAGE_SHIFT, nwords = DIV_ROUND_UP(npages, 64);
+	struct kvm_dirty_log log = { .slot = s->id, .dirty_bitmap = m->scratch };
+
+	memset(m->scratch, 0, nwords * 8);
+	if (ioctl(m->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+		return mig_error_set(err, -errno, "KVM_GET_DIRTY_LOG slot %u: %s", s->id,
+				     strerror(errno));
+
+	if (m->mode == MEM_LOG_MANUAL) {
+		/* GET was only a snapshot: clear and re-protect what we are about to
+		 * send, chunk by chunk, so write protection (and, with INITIALLY_SET,
+		 * the huge-page split) is spread over the round instead of one stall. */
+		for (uint64_t first = 0; first < npages; first += MEM_CLEAR_CHUNK_PAGES) {
+			uint64_t n = npages - first < MEM_CLEAR_CHUNK_PAGES ?
+				     npages - first : MEM_CLEAR_CHUNK_PAGES;
+			uint64_t *bits = m->scratch + first / 64, any = 0;
+			struct kvm_clear_dirty_log clr = {
+				.slot = s->id, .first_page = first, .num_pages = (uint32_t)n,
+				.dirty_bitmap = bits,
+			};
+
+			for (uint64_t w = 0; w < DIV_ROUND_UP(n, 64); w++)
+				any |= bits[w];
+			if (!any)
+				continue;
+			if (ioctl(m->vm_fd, KVM_CLEAR_DIRTY_LOG, &clr) < 0)
+				return mig_error_set(err, -errno,
+						     "KVM_CLEAR_DIRTY_LOG slot %u pages %llu+%llu: %s",
+						     s->id, (unsigned long long)first,
+						     (unsigned long long)n, strerror(errno));
+		}
+	}
+	*count += or_bits(bitmap + (s->gpa >> GUEST_PAGE_SHIFT) / 64, m->scratch, nwords);
+	return 0;
+}
+
+static struct mem_slot *slot_by_id(struct mem_dev *m, uint32_t id)
+{
+	for (unsigned i = 0; i < m->nr_slots; i++)
+		if (m->slots[i].id == id)
+			return &m->slots[i];
+	return NULL;
+}
+
+/* Harvest entries in ring order, without skipping, publishing each as
+ * collected (RESET flag, store-release) so KVM_RESET_DIRTY_RINGS can recycle it. */
+static uint64_t ring_harvest(struct mem_dev *m, struct mem_ring *r)
+{
+	uint64_t n = 0;
+
+	for (;;) {
+		struct kvm_dirty_gfn *e = &r->gfns[r->next & (r->entries - 1)];
+		uint32_t flags = __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
+		struct mem_slot *s;
+
+		if (!(flags & KVM_DIRTY_GFN_F_DIRTY))
+			break;
+		s = slot_by_id(m, e->slot & 0xffff);
+		if (s && e->offset < (s->size >> GUEST_PAGE_SHIFT)) {
+			uint64_t pfn = (s->gpa >> GUEST_PAGE_SHIFT) + e->offset;
+
+			atomic_fetch_or_explicit(&m->pending[pfn / 64], 1ULL << (pfn % 64),
+						 memory_order_relaxed);
+		}
+		__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+		r->next++;
+		n++;
+	}
+	return n;
+}
+
+static int ring_reset(struct mem_dev *m, struct mig_error *err)
+{
+	int r;
+
+	pthread_mutex_lock(&m->reset_lock);
+	r = ioctl(m->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
+	pthread_mutex_unlock(&m->reset_lock);
+	if (r < 0)
+		return mig_error_set(err, -errno, "KVM_RESET_DIRTY_RINGS: %s", strerror(errno));
+	return 0;
+}
+
+int mem_ring_drain(struct mem_dev *m, unsigned index, struct mig_error *err)
+{
+	struct mem_ring *r;
+
+	if (m->mode != MEM_LOG_RING || index >= m->nr_rings)
+		return mig_error_set(err, -EINVAL, "no dirty ring for vCPU %u", index);
+	r = &m->rings[index];
+	pthread_mutex_lock(&r->lock);
+	ring_harvest(m, r);
+	pthread_mutex_unlock(&r->lock);
+	atomic_fetch_add(&m->ring_full_exits, 1);
+	return ring_reset(m, err);
+}
+
+static int sync_ring(struct mem_dev *m, uint64_t *bitmap, uint64_t *count, struct mig_error *err)
+{
+	uint64_t nwords = mem_bitmap_words(m);
+	int r;
+
+	for (unsigned i = 0; i < m->nr_rings; i++) {
+		if (!m->rings[i].gfns)
+			continue;
+		pthread_mutex_lock(&m->rings[i].lock);
+		ring_harvest(m, &m->rings[i]);
+		pthread_mutex_unlock(&m->rings[i].lock);
+	}
+	/* Reset before the caller copies page contents: a write after the reset
+	 * faults again and lands in the ring for the next round. */
+	r = ring_reset(m, err);
+	if (r < 0)
+		return r;
+	for (uint64_t w = 0; w < nwords; w++) {
+		uint64_t bits = atomic_exchange_explicit(&m->pending[w], 0, memory_order_relaxed);
+
+		bitmap[w] |= bits;
+		*count += (uint64_t)__builtin_popcountll(bits);
+	}
+	return 0;
+}
+
+static int mem_dirty_sync(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_count,
+			  struct mig_error *err)
+{
+	struct mem_dev *m = container_of(d, struct mem_dev, core);
+	uint64_t count = 0;
+	int r = 0;
+
+	if (d->state != MEM_LOGGING && d->state != MEM_FINAL)
+		return mig_error_set(err, -EINVAL, "memory: dirty sync in state %s",
+				     mig_device_state_name(d));
+	if (m->mode == MEM_LOG_RING) {
+		r = sync_ring(m, bitmap, &count, err);
+	} else {
+		for (unsigned i = 0; i < m->nr_slots && r >= 0; i++)
+			r = sync_bitmap_slot(m, &m->slots[i], bitmap, &count, err);
+	}
+	if (r < 0)
+		return r;
+	if (ret_count)
+		*ret_count = count;
+	return 0;
+}
+
+static const struct mig_device_ops mem_ops = {
+	.step = mem_step,
+	.save = mem_save,
+	.load = mem_load,
+};
+
+static const struct mig_dirty_ops mem_dirty_ops = {
+	.sync = mem_dirty_sync,
+};
+
+const struct mig_device_class mem_class = {
+	.id = MIG_DEV_MEMORY,
+	.name = "memory",
+	/* Source: the final sync runs after every vCPU is quiesced (vCPU order 0). */
+	.save_order = 10,
+	/* Destination: all RAM is in place before any vCPU state is loaded. */
+	.load_order = 0,
+	.nr_states = _MEM_STATE_MAX,
+	.state_names = mem_state_names,
+	.arcs = mem_arcs,
+	.ops = &mem_ops,
+	.dirty_ops = &mem_dirty_ops,
+};
+
+static int pick_mode(int kvm_fd, int vm_fd, enum lab_dirty_log log, bool force_classic,
+		     uint32_t ring_entries, struct mem_dev *m, struct mig_error *err)
+{
+	if (log == LAB_DIRTY_LOG_RING) {
+		int max = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING);
+		uint64_t bytes = (uint64_t)ring_entries * sizeof(struct kvm_dirty_gfn);
+		struct kvm_enable_cap cap = { .cap = KVM_CAP_DIRTY_LOG_RING, .args = { bytes } };
+
+		if (max <= 0)
+			return mig_error_set(err, -EOPNOTSUPP,
+					     "this kernel has no KVM dirty ring (KVM_CAP_DIRTY_LOG_RING); "
+					     "use --dirty-log bitmap");
+		if (ring_entries & (ring_entries - 1) || bytes > (uint64_t)max || bytes < 4096)
+			return mig_error_set(err, -EINVAL,
+					     "dirty ring of %u entries: must be a power of two between "
+					     "256 and %d entries", ring_entries,
+					     max / (int)sizeof(struct kvm_dirty_gfn));
+		if (ioctl(vm_fd, KVM_ENABLE_CAP, &cap) < 0)
+			return mig_error_set(err, -errno, "enabling the dirty ring (%u entries): %s",
+					     ring_entries, strerror(errno));
+		m->mode = MEM_LOG_RING;
+		m->ring_entries = ring_entries;
+		return 0;
+	}
+	if (!force_classic) {
+		int mask = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+		uint64_t want = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
+		struct kvm_enable_cap cap = {
+			.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, .args = { want },
+		};
+
+		if (mask > 0 && ((uint64_t)mask & want) == want) {
+			if (ioctl(vm_fd, KVM_ENABLE_CAP, &cap) < 0)
+				return mig_error_set(err, -errno, "enabling manual dirty-log protect: %s",
+						     strerror(errno));
+			m->mode = MEM_LOG_MANUAL;
+			return 0;
+		}
+	}
+	m->mode = MEM_LOG_CLASSIC;
+	return 0;
+}
+
+static int alloc_ram(struct mem_dev *m, struct mig_error *err)
+{
+	size_t span = m->ram_bytes + HUGE_2M;
+	uint8_t *p = mmap(NULL, span, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uintptr_t start;
+
+	if (p == MAP_FAILED)
+		return mig_error_set(err, -errno, "mapping %llu bytes of guest RAM: %s",
+				     (unsigned long long)m->ram_bytes, strerror(errno));
+	/* 2 MiB alignment so THP can back every guest huge page. */
+	start = ALIGN_UP((uintptr_t)p, HUGE_2M);
+	if (start > (uintptr_t)p)
+		munmap(p, start - (uintptr_t)p);
+	if ((uintptr_t)p + span > start + m->ram_bytes)
+		munmap((void *)(start + m->ram_bytes), (uintptr_t)p + span - (start + m->ram_bytes));
+	m->ram = (uint8_t *)start;
+	madvise(m->ram, m->ram_bytes, MADV_HUGEPAGE);
+	/* Pre-fault: memory touched for the first time here costs ~7x more (the
+	 * host gives freed memory back to its own hypervisor). */
+	if (madvise(m->ram, m->ram_bytes, MADV_POPULATE_WRITE) < 0) {
+		for (uint64_t off = 0; off < m->ram_bytes; off += 4096)
+			m->ram[off] = 0;
+	}
+	return 0;
+}
+
+int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, enum lab_dirty_log log,
+		   bool force_classic, uint32_t ring_entries, struct mem_dev **ret,
+		   struct mig_error *err)
+{
+	struct mem_dev *m = calloc(1, sizeof(*m));
+	uint64_t max_slot_pages = 0;
+	int r;
+
+	if (!m)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	mig_device_init(&m->core, &mem_class, 0, MEM_MAPPED);
+	m->vm_fd = vm_fd;
+	m->ram_bytes = ram_bytes;
+	m->nr_pages = ram_bytes >> GUEST_PAGE_SHIFT;
+	pthread_mutex_init(&m->reset_lock, NULL);
+
+	r = pick_mode(kvm_fd, vm_fd, log, force_classic,
+		      ring_entries ? ring_entries : MEM_RING_DEFAULT_ENTRIES, m, err);
+	if (r < 0)
+		goto err_free;
+	r = alloc_ram(m, err);
+	if (r < 0)
+		goto err_free;
+
+	m->nr_slots = (unsigned)DIV_ROUND_UP(ram_bytes, MEM_SLOT_MAX_BYTES);
+	m->slots = calloc(m->nr_slots, sizeof(*m->slots));
+	if (!m->slots) {
+		r = mig_error_set(err, -ENOMEM, "out of memory");
+		goto err_unmap;
+	}
+	for (unsigned i = 0; i < m->nr_slots; i++) {
+		struct mem_slot *s = &m->slots[i];
+		uint64_t gpa = (uint64_t)i * MEM_SLOT_MAX_BYTES;
+
+		s->id = i;
+		s->gpa = gpa;
+		s->size = ram_bytes - gpa < MEM_SLOT_MAX_BYTES ? ram_bytes - gpa : MEM_SLOT_MAX_BYTES;
+		s->host = m->ram + gpa;
+		if ((s->size >> GUEST_PAGE_SHIFT) > max_slot_pages)
+			max_slot_pages = s->size >> GUEST_PAGE_SHIFT;
+		r = set_slot(m, s, true, err);
+		if (r < 0)
+			goto err_slots;
+	}
+	m->core.state = MEM_LOGGING;
+	m->scratch = calloc(DIV_ROUND_UP(max_slot_pages, 64), 8);
+	m->pending = calloc(mem_bitmap_words(m), 8);
+	if (!m->scratch || !m->pending) {
+		r = mig_error_set(err, -ENOMEM, "out of memory");
+		goto err_slots;
+	}
+	*ret = m;
+	return 0;
+
+err_slots:
+	free(m->scratch);
+	free((void *)m->pending);
+	free(m->slots);
+err_unmap:
+	munmap(m->ram, m->ram_bytes);
+err_free:
+	free(m);
+	return r;
+}
+
+int mem_ring_attach(struct mem_dev *m, unsigned index, int vcpu_fd, struct mig_error *err)
+{
+	size_t bytes = (size_t)m->ring_entries * sizeof(struct kvm_dirty_gfn);
+	void *p;
+
+	if (m->mode != MEM_LOG_RING)
+		return 0;
+	if (index >= m->nr_rings) {
+		struct mem_ring *n = realloc(m->rings, (index + 1) * sizeof(*n));
+
+		if (!n)
+			return mig_error_set(err, -ENOMEM, "out of memory");
+		memset(n + m->nr_rings, 0, (index + 1 - m->nr_rings) * sizeof(*n));
+		for (unsigned i = m->nr_rings; i <= index; i++)
+			pthread_mutex_init(&n[i].lock, NULL);
+		m->rings = n;
+		m->nr_rings = index + 1;
+	}
+	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_fd,
+		 KVM_DIRTY_LOG_PAGE_OFFSET * 4096L);
+	if (p == MAP_FAILED)
+		return mig_error_set(err, -errno, "mapping the dirty ring of vCPU %u: %s", index,
+				     strerror(errno));
+	m->rings[index].gfns = p;
+	m->rings[index].entries = m->ring_entries;
+	m->rings[index].next = 0;
+	return 0;
+}
+
+void mem_dev_destroy(struct mem_dev *m)
+{
+	if (!m)
+		return;
+	for (unsigned i = 0; i < m->nr_rings; i++)
+		if (m->rings[i].gfns)
+			munmap(m->rings[i].gfns,
+			       (size_t)m->rings[i].entries * sizeof(struct kvm_dirty_gfn));
+	free(m->rings);
+	free(m->scratch);
+	free((void *)m->pending);
+	free(m->slots);
+	if (m->ram)
+		munmap(m->ram, m->ram_bytes);
+	free(m);
+}

@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vCPU class, kvm backend: one thread per vCPU in a KVM_RUN loop, paused and
+ * resumed through the class's transition table (KERNEL-UAPI §3.7).
+ *
+ * Kicking: every vCPU thread blocks SIG_KICK in user space and unblocks it
+ * only inside KVM_RUN (KVM_SET_SIGNAL_MASK).  A kick that lands while the
+ * thread handles an exit stays pending and makes the next KVM_RUN return
+ * -EINTR at once, so a pause request can never be lost.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "devices/devices-internal.h"
+#include "devices/lab/lab-internal.h"
+#include "devices/vcpu/x86-state.h"
+#include "migrate/macro.h"
+
+#define SIG_KICK (SIGRTMIN + 3)
+
+static const char *const vcpu_state_names[_VCPU_STATE_MAX] = {
+	[VCPU_CREATED] = "created",
+	[VCPU_RUNNING] = "running",
+	[VCPU_PAUSING] = "pausing",
+	[VCPU_QUIESCED] = "quiesced",
+	[VCPU_SAVED] = "saved",
+	[VCPU_RESTORING] = "restoring",
+	[VCPU_RESTORED] = "restored",
+	[VCPU_FAILED] = "failed",
+	[VCPU_DEAD] = "dead",
+};
+
+#define A(from, to) [(from) * _VCPU_STATE_MAX + (to)] = true
+static const bool vcpu_arcs[_VCPU_STATE_MAX * _VCPU_STATE_MAX] = {
+	A(VCPU_CREATED, VCPU_RUNNING),     /* fresh boot */
+	A(VCPU_CREATED, VCPU_RESTORING),   /* destination */
+	A(VCPU_CREATED, VCPU_DEAD),
+	A(VCPU_RUNNING, VCPU_PAUSING),     /* kick out of KVM_RUN */
+	A(VCPU_PAUSING, VCPU_QUIESCED),    /* parked, pending I/O completed */
+	A(VCPU_QUIESCED, VCPU_RUNNING),    /* resume */
+	A(VCPU_QUIESCED, VCPU_SAVED),      /* read the state, in order */
+	A(VCPU_QUIESCED, VCPU_DEAD),
+	A(VCPU_SAVED, VCPU_RUNNING),       /* source rollback */
+	A(VCPU_SAVED, VCPU_DEAD),          /* commit: the destination runs it */
+	A(VCPU_RESTORING, VCPU_RESTORED),
+	A(VCPU_RESTORING, VCPU_FAILED),
+	A(VCPU_RESTORED, VCPU_RUNNING),
+	A(VCPU_RESTORED, VCPU_DEAD),
+	A(VCPU_FAILED, VCPU_DEAD),
+};
+#undef A
+
+static void kick_handler(int sig)
+{
+	(void)sig;
+}
+
+static pthread_once_t kick_once = PTHREAD_ONCE_INIT;
+
+static void kick_install(void)
+{
+	struct sigaction sa = { .sa_handler = kick_handler };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIG_KICK, &sa, NULL);
+}
+
+static void vcpu_set_fatal(struct vcpu_dev *v, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void vcpu_set_fatal(struct vcpu_dev *v, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&v->lock);
+	if (!v->fatal) {
+		v->fatal = code;
+		va_start(ap, fmt);
+		vsnprintf(v->fatal_msg, sizeof(v->fatal_msg), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&v->lock);
+}
+
+/* Sleep until `ns` from now or until a pause or quit is requested. */
+void vcpu_wait(struct vcpu_dev *v, uint64_t ns)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(ns / 1000000000ULL);
+	ts.tv_nsec += (long)(ns % 1000000000ULL);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&v->lock);
+	while (!v->want_pause && !v->quit) {
+		if (pthread_cond_timedwait(&v->cond, &v->lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&v->lock);
+}
+
+static int vcpu_handle_exit(struct vcpu_dev *v)
+{
+	struct kvm_run *run = v->run;
+	struct mig_error err = { 0 };
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		atomic_fetch_add_explicit(&v->io_exits, 1, memory_order_relaxed);
+		if (run->io.direction != KVM_EXIT_IO_OUT || run->io.size != 1) {
+			vcpu_set_fatal(v, -EPROTO, "vCPU %u: unexpected port I/O (port %#x dir %u size %u)",
+				       v->index, run->io.port, run->io.direction, run->io.size);
+			return -EPROTO;
+		}
+		return lab_vm_handle_io(v->vm, v, run->io.port,
+					*((uint8_t *)run + run->io.data_offset));
+	case KVM_EXIT_DIRTY_RING_FULL:
+		/* The vCPU cannot run until its ring is harvested and reset. */
+		if (mem_ring_drain(v->vm->mem, v->index, &err) < 0) {
+			vcpu_set_fatal(v, err.code, "vCPU %u: %s", v->index, err.msg);
+			return err.code;
+		}
+		return 0;
+	case KVM_EXIT_INTR:
+		return 0;
+	case KVM_EXIT_SHUTDOWN:
+		vcpu_set_fatal(v, -EFAULT, "vCPU %u: guest shut down (triple fault)", v->index);
+		return -EFAULT;
+	case KVM_EXIT_FAIL_ENTRY:
+		vcpu_set_fatal(v, -EIO, "vCPU %u: KVM_RUN entry failed, reason %#llx", v->index,
+			       (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		return -EIO;
+	case KVM_EXIT_INTERNAL_ERROR:
+		vcpu_set_fatal(v, -EIO, "vCPU %u: KVM internal error, suberror %u", v->index,
+			       run->internal.suberror);
+		return -EIO;
+	default:
+		vcpu_set_fatal(v, -EPROTO, "vCPU %u: unexpected exit reason %u", v->index,
+			       run->exit_reason);
+		return -EPROTO;
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu_dev *v = arg;
+	bool completion = false;
+	sigset_t block, inside;
+	struct {
+		struct kvm_signal_mask m;
+		uint8_t set[8];  /* the kernel's sigset_t is 64 bits on x86-64 */
+	} kmask;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIG_KICK);
+	pthread_sigmask(SIG_BLOCK, &block, NULL);
+	pthread_sigmask(SIG_BLOCK, NULL, &inside);
+	sigdelset(&inside, SIG_KICK);
+	kmask.m.len = 8;
+	memcpy(kmask.set, &inside, 8);
+	if (ioctl(v->fd, KVM_SET_SIGNAL_MASK, &kmask) < 0)
+		vcpu_set_fatal(v, -errno, "vCPU %u: KVM_SET_SIGNAL_MASK: %s", v->index,
+			       strerror(errno));
+
+	for (;;) {
+		pthread_mutex_lock(&v->lock);
+		if (v->want_pause || v->quit || v->fatal) {
+			pthread_mutex_unlock(&v->lock);
+			/* The last exit may have left an instruction half done (port
+			 * I/O): one KVM_RUN with immediate_exit completes it without
+			 * running guest code, so the saved state is whole. */
+			if (completion) {
+				v->run->immediate_exit = 1;
+				if (ioctl(v->fd, KVM_RUN, 0) == 0 || errno != EINTR)
+					vcpu_handle_exit(v);
+				completion = false;
+			}
+			pthread_mutex_lock(&v->lock);
+			v->parked = true;
+			pthread_cond_broadcast(&v->cond);
+			while ((v->want_pause || v->fatal) && !v->quit)
+				pthread_cond_wait(&v->cond, &v->lock);
+			v->parked = false;
+			if (v->quit) {
+				pthread_mutex_unlock(&v->lock);
+				break;
+			}
+		}
+		pthread_mutex_unlock(&v->lock);
+
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			vcpu_set_fatal(v, -errno, "vCPU %u: KVM_RUN: %s", v->index, strerror(errno));
+			continue;
+		}
+		atomic_fetch_add_explicit(&v->exits, 1, memory_order_relaxed);
+		completion = v->run->exit_reason == KVM_EXIT_IO;
+		vcpu_handle_exit(v);
+	}
+	return NULL;
+}
+
+static int vcpu_start_thread(struct vcpu_dev *v, struct mig_error *err)
+{
+	int r;
+
+	pthread_once(&kick_once, kick_install);
+	v->run->immediate_exit = 0;
+	r = pthread_create(&v->thread, NULL, vcpu_thread, v);
+	if (r)
+		return mig_error_set(err, -r, "vCPU %u: starting its thread: %s", v->index,
+				     strerror(r));
+	v->thread_started = true;
+	return 0;
+}
+
+static int vcpu_step(struct mig_device *d, int to, struct mig_error *err)
+{
+	struct vcpu_dev *v = container_of(d, struct vcpu_dev, core);
+	struct lab_vm *vm = v->vm;
+	int from = d->state;
+
+	switch (to) {
+	case VCPU_RUNNING:
+		if (!v->thread_started)
+			return vcpu_start_thread(v, err);
+		pthread_mutex_lock(&v->lock);
+		v->run->immediate_exit = 0;
+		v->want_pause = false;
+		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+		return 0;
+	case VCPU_PAUSING:
+		pthread_mutex_lock(&v->lock);
+		v->want_pause = true;
+		/* immediate_exit covers the window before the signal is unblocked. */
+		v->run->immediate_exit = 1;
+		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+		pthread_kill(v->thread, SIG_KICK);
+		return 0;
+	case VCPU_QUIESCED:
+		pthread_mutex_lock(&v->lock);
+		while (!v->parked)
+			pthread_cond_wait(&v->cond, &v->lock);
+		pthread_mutex_unlock(&v->lock);
+		return 0;
+	case VCPU_SAVED:
+		v->saved.len = 0;
+		return x86_vcpu_state_save(vm->kvm_fd, vm->vm_fd, v->fd, &v->saved, err);
+	case VCPU_RESTORING:
+	case VCPU_RESTORED:
+	case VCPU_FAILED:
+		return 0;
+	case VCPU_DEAD:
+		(void)from;
+		return 0;
+	default:
+		return mig_error_set(err, -EINVAL, "vCPU %u: bad target state %d", v->index, to);
+	}
+}
+
+static int vcpu_save(struct mig_device *d, struct mig_buf *out, struct mig_error *err)
+{
+	struct vcpu_dev *v = container_of(d, struct vcpu_dev, core);
+
+	if (d->state != VCPU_SAVED)
+		return mig_error_set(err, -EINVAL, "vCPU %u: save in state %s (needs saved)",
+				     v->index, mig_device_state_name(d));
+	return mig_buf_append(out, v->saved.data, v->saved.len);
+}
+
+static int vcpu_load(struct mig_device *d, const uint8_t *p, size_t n, struct mig_error *err)
+{
+	struct vcpu_dev *v = container_of(d, struct vcpu_dev, core);
+
+	if (d->state != VCPU_RESTORING)
+		return mig_error_set(err, -EINVAL, "vCPU %u: load in state %s (needs restoring)",
+				     v->index, mig_device_state_name(d));
+	return x86_vcpu_state_load(v->vm->kvm_fd, v->vm->vm_fd, v->fd, p, n, err);
+}
+
+static const struct mig_device_ops vcpu_ops = {
+	.step = vcpu_step,
+	.save = vcpu_save,
+	.load = vcpu_load,
+};
+
+const struct mig_device_class vcpu_class = {
+	.id = MIG_DEV_VCPU,
+	.name = "vcpu",
+	/* Source: vCPUs stop first; their state is read before the final RAM sync
+	 * could be trusted (nothing may dirty RAM after it). */
+	.save_order = 0,
+	/* Destination: after RAM, so nothing runs on a half-filled guest. */
+	.load_order = 10,
+	.nr_states = _VCPU_STATE_MAX,
+	.state_names = vcpu_state_names,
+	.arcs = vcpu_arcs,
+	.ops = &vcpu_ops,
+	.dirty_ops = NULL,
+};
+
+int vcpu_dev_create(struct lab_vm *vm, unsigned index, struct vcpu_dev **ret,
+		    struct mig_error *err)
+{
+	struct vcpu_dev *v = calloc(1, sizeof(*v));
+	int mmap_size, r;
+
+	if (!v)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	mig_device_init(&v->core, &vcpu_class, index, VCPU_CREATED);
+	v->vm = vm;
+	v->index = index;
+	pthread_mutex_init(&v->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&v->cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+	if (v->fd < 0) {
+		r = mig_error_set(err, -errno, "KVM_CREATE_VCPU %u: %s", index, strerror(errno));
+		goto err_free;
+	}
+	mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (mmap_size <= 0) {
+		r = mig_error_set(err, -errno, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+		goto err_close;
+	}
+	v->run_size = (size_t)mmap_size;
+	v->run = mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		r = mig_error_set(err, -errno, "mapping kvm_run of vCPU %u: %s", index,
+				  strerror(errno));
+		goto err_close;
+	}
+	r = x86_vcpu_setup_cpuid(vm->kvm_fd, v->fd, err);
+	if (r < 0)
+		goto err_unmap;
+	r = mem_ring_attach(vm->mem, index, v->fd, err);
+	if (r < 0)
+		goto err_unmap;
+	*ret = v;
+	return 0;
+
+err_unmap:
+	munmap(v->run, v->run_size);
+err_close:
+	close(v->fd);
+err_free:
+	free(v);
+	return r;
+}
+
+void vcpu_dev_destroy(struct vcpu_dev *v)
+{
+	if (!v)
+		return;
+	if (v->thread_started) {
+		pthread_mutex_lock(&v->lock);
+		v->quit = true;
+		v->run->immediate_exit = 1;
+		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+		pthread_kill(v->thread, SIG_KICK);
+		pthread_join(v->thread, NULL);
+	}
+	munmap(v->run, v->run_size);
+	close(v->fd);
+	mig_buf_free(&v->saved);
+	free(v);
+}

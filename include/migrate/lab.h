@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The lab VM: a guest hosted by this process through /dev/kvm, running a
+ * self-checking workload (guest/lab-guest.S) at CPL3 in 64-bit long mode.
+ * It is what migrations move and verify.
+ */
+#ifndef MIGRATE_LAB_H
+#define MIGRATE_LAB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <migrate/buf.h>
+#include <migrate/error.h>
+
+enum lab_pattern {
+	LAB_PATTERN_SEQ,
+	LAB_PATTERN_RANDOM,
+	_LAB_PATTERN_MAX,
+};
+
+enum lab_dirty_log {
+	LAB_DIRTY_LOG_BITMAP,   /* MANUAL_PROTECT2 + INITIALLY_SET, classic GET where missing */
+	LAB_DIRTY_LOG_RING,     /* per-vCPU dirty ring */
+	_LAB_DIRTY_LOG_MAX,
+};
+
+struct lab_config {
+	uint64_t mem_bytes;     /* guest RAM, multiple of 2 MiB */
+	uint32_t vcpus;
+	uint64_t wss_bytes;     /* working set written by the vCPUs, <= usable RAM */
+	enum lab_pattern pattern;
+	uint64_t rate;          /* pages per second over all vCPUs, 0 = max */
+	enum lab_dirty_log dirty_log;
+	uint64_t seed;          /* fill pattern seed */
+	bool force_classic;     /* bitmap mode without MANUAL_PROTECT2 (tests, old kernels) */
+	uint32_t ring_entries;  /* dirty ring entries per vCPU, 0 = default */
+};
+
+#define LAB_DEFAULT_MEM   (1ULL << 30)
+#define LAB_DEFAULT_VCPUS 2
+#define LAB_DEFAULT_WSS   (64ULL << 20)
+
+void lab_config_default(struct lab_config *cfg);
+/* Checks ranges and relations (wss <= usable RAM, vcpus >= 1, ...). */
+int lab_config_check(const struct lab_config *cfg, struct mig_error *err);
+/* "mem=SIZE,vcpus=N,wss=SIZE[,pattern=seq|random][,rate=max|N][,dirty-log=bitmap|ring]";
+ * keys not given keep the values already in cfg. */
+int lab_spec_parse(const char *spec, struct lab_config *cfg, struct mig_error *err);
+
+const char *lab_pattern_to_string(enum lab_pattern p);
+int lab_pattern_from_string(const char *s);          /* enum value or -EINVAL */
+const char *lab_dirty_log_to_string(enum lab_dirty_log d);
+int lab_dirty_log_from_string(const char *s);
+
+
+
+/* ---- the running lab VM ---- */
+
+struct lab_vm;
+
+#define LAB_MAX_VCPUS 64
+#define LAB_SYSTEM_BYTES (2ULL << 20)   /* page tables, code and the table */
+
+struct lab_vcpu_stats {
+	uint64_t state;        /* LAB_STATE_* reported by the guest */
+	uint64_t filled;       /* pages filled */
+	uint64_t passes;       /* passes over its working set */
+	uint64_t pages;        /* pages stamped */
+	uint64_t errors;       /* self-check mismatches counted by the guest */
+};
+
+struct lab_stats {
+	uint32_t nr_vcpus;
+	uint64_t passes;       /* sums over the vCPUs */
+	uint64_t pages;
+	uint64_t filled;
+	uint64_t errors;
+	uint64_t error_reports; /* mismatches the guest reported through port I/O here */
+	bool all_filled;       /* every vCPU finished filling its share */
+	int fatal;             /* -errno: a vCPU stopped on an unexpected exit */
+	char fatal_msg[192];
+	uint64_t ring_full_exits;
+	struct lab_vcpu_stats vcpu[LAB_MAX_VCPUS];
+};
+
+struct lab_digest {
+	uint64_t hi, lo;
+};
+#define LAB_DIGEST_HEX 33
+
+/* Creates the VM, its memory (pre-faulted, in logging memslots) and its vCPUs;
+ * nothing runs yet.  Fails with a clear error if /dev/kvm or a needed
+ * capability is missing. */
+int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_error *err);
+void lab_vm_destroy(struct lab_vm *vm);
+const struct lab_config *lab_vm_config(const struct lab_vm *vm);
+/* Fresh boot: writes page tables, the payload and the table, starts every vCPU. */
+int lab_vm_start(struct lab_vm *vm, struct mig_error *err);
+/* Every vCPU out of KVM_RUN with its pending I/O completed (QUIESCED). */
+int lab_vm_pause(struct lab_vm *vm, struct mig_error *err);
+/* From paused, saved or restored: every vCPU runs again. */
+int lab_vm_resume(struct lab_vm *vm, struct mig_error *err);
+/* Paused VM: VM-wide state and every vCPU's state in one container blob. */
+int lab_vm_save_state(struct lab_vm *vm, struct mig_buf *out, struct mig_error *err);
+/* A VM that never ran, RAM already in place: validate the whole blob, then load. */
+int lab_vm_load_state(struct lab_vm *vm, const uint8_t *p, size_t n, struct mig_error *err);
+int lab_vm_validate_state(const uint8_t *p, size_t n, uint32_t nr_vcpus, struct mig_error *err);
+
+uint8_t *lab_vm_ram(struct lab_vm *vm, uint64_t *ret_bytes);
+/* Dirty log: OR pages dirtied since the last sync into bitmap
+ * (lab_vm_bitmap_words() words, bit n = guest page n). */
+int lab_vm_dirty_sync(struct lab_vm *vm, uint64_t *bitmap, uint64_t *ret_count,
+		      struct mig_error *err);
+uint64_t lab_vm_bitmap_words(const struct lab_vm *vm);
+const char *lab_vm_dirty_log_mode(const struct lab_vm *vm);  /* "bitmap-manual", ... */
+void lab_vm_stats(struct lab_vm *vm, struct lab_stats *ret);
+int lab_vm_digest(struct lab_vm *vm, struct lab_digest *ret);
+
+int ram_digest(const uint8_t *ram, uint64_t bytes, struct lab_digest *ret);
+void lab_digest_format(const struct lab_digest *d, char buf[static LAB_DIGEST_HEX]);
+#endif

@@ -1,0 +1,10 @@
+/* SPDX-License-Identifier: MIT */
+/* The migratectl front end: one file per subcommand, dispatched from main.c. */
+#ifndef MIGRATE_CLI_H
+#define MIGRATE_CLI_H
+
+#define EXIT_USAGE 2
+
+int cmd_vm(int argc, char **argv);
+
+#endif

@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: MIT
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "migrate/cli.h"
+
+static void usage(FILE *f)
+{
+	fputs("usage: migratectl COMMAND [OPTIONS]\n"
+	      "\n"
+	      "commands:\n"
+	      "  vm run [--mem SIZE] [--vcpus N] [--wss SIZE] [--pattern seq|random]\n"
+	      "         [--rate max|N] [--dirty-log bitmap|ring] [--seconds S] [--json]\n"
+	      "                 run a lab VM in the foreground on /dev/kvm\n"
+	      "\n"
+	      "  --help, --version\n"
+	      "see migratectl(1)\n", f);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("migratectl %s\n", MIGRATECTL_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "vm"))
+		return cmd_vm(argc - 1, argv + 1);
+	fprintf(stderr, "migratectl: unknown command '%s' (try migratectl --help)\n", argv[1]);
+	return EXIT_USAGE;
+}
