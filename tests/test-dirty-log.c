@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Dirty logging, one test per mode: after the fill, the pages a running guest
+ * writes (its working set) are reported dirty, and pages it does not write
+ * (the rest of its RAM, its code and page tables) are not.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <migrate/lab.h>
+
+#include "devices/lab/lab-abi.h"
+#include "lab-fixture.h"
+
+const int test_requires_kvm = 1;
+
+#define PAGE 4096ULL
+
+static bool bit(const uint64_t *bm, uint64_t pfn)
+{
+	return bm[pfn / 64] & (1ULL << (pfn % 64));
+}
+
+static uint64_t tbl_read(uint8_t *ram, unsigned vcpu, unsigned off)
+{
+	return *(volatile uint64_t *)(ram + LAB_TBL_VCPUS + (uint64_t)vcpu * LAB_VA_SIZE + off);
+}
+
+static void check_mode(enum lab_dirty_log mode, bool classic, uint32_t ring_entries,
+		       const char *want_mode)
+{
+	struct lab_config cfg;
+	struct mig_error err = { 0 };
+	struct lab_vm *vm;
+	struct lab_stats base, st;
+	uint64_t words, count = 0, mem, set = 0;
+	uint64_t *bm;
+	uint8_t *ram;
+	bool *in_wss;
+
+	lab_config_default(&cfg);
+	cfg.mem_bytes = 64ULL << 20;
+	cfg.wss_bytes = 4ULL << 20;
+	cfg.vcpus = 2;
+	cfg.dirty_log = mode;
+	cfg.force_classic = classic;
+	cfg.ring_entries = ring_entries;
+	cr_assert_eq(lab_vm_create(&cfg, &vm, &err), 0, "%s", err.msg);
+	cr_assert_str_eq(lab_vm_dirty_log_mode(vm), want_mode);
+	cr_assert_eq(lab_vm_start(vm, &err), 0, "%s", err.msg);
+	fixture_wait_filled(vm, 30);
+
+	words = lab_vm_bitmap_words(vm);
+	bm = calloc(words, 8);
+	cr_assert_not_null(bm);
+	/* Forget everything up to now (fill, INITIALLY_SET), then watch. */
+	cr_assert_eq(lab_vm_dirty_sync(vm, bm, NULL, &err), 0, "%s", err.msg);
+	memset(bm, 0, words * 8);
+	lab_vm_stats(vm, &base);
+	fixture_wait_passes(vm, &base, 2, 30);
+	cr_assert_eq(lab_vm_dirty_sync(vm, bm, &count, &err), 0, "%s", err.msg);
+
+	ram = lab_vm_ram(vm, &mem);
+	in_wss = calloc(mem / PAGE, sizeof(bool));
+	cr_assert_not_null(in_wss);
+	for (uint32_t v = 0; v < cfg.vcpus; v++) {
+		uint64_t first = tbl_read(ram, v, LAB_VA_REGION) / PAGE;
+		uint64_t n = tbl_read(ram, v, LAB_VA_WSS_PAGES);
+
+		cr_assert_gt(n, 0);
+		for (uint64_t p = first; p < first + n; p++) {
+			in_wss[p] = true;
+			cr_assert(bit(bm, p), "working-set page %#llx of vCPU %u not reported dirty",
+				  (unsigned long long)p, v);
+		}
+	}
+	for (uint64_t p = 0; p < mem / PAGE; p++) {
+		set += bit(bm, p);
+		if (p * PAGE < LAB_SYSTEM_BYTES) {
+			/* The table and the stacks are written; code and page tables are not. */
+			if (p * PAGE >= 0x6000 && p * PAGE < 0x80000)
+				cr_assert_not(bit(bm, p), "page-table/GDT page %#llx reported dirty",
+					      (unsigned long long)p);
+			if (p * PAGE >= 0x100000)
+				cr_assert_not(bit(bm, p), "code page %#llx reported dirty",
+					      (unsigned long long)p);
+			continue;
+		}
+		if (!in_wss[p])
+			cr_assert_not(bit(bm, p), "page %#llx outside the working set reported dirty",
+				      (unsigned long long)p);
+	}
+	cr_assert_eq(set, count, "sync counted %llu pages, bitmap holds %llu",
+		     (unsigned long long)count, (unsigned long long)set);
+
+	/* Paused: once the stragglers are collected, nothing more is dirtied. */
+	cr_assert_eq(lab_vm_pause(vm, &err), 0, "%s", err.msg);
+	cr_assert_eq(lab_vm_dirty_sync(vm, bm, NULL, &err), 0, "%s", err.msg);
+	memset(bm, 0, words * 8);
+	fixture_sleep_ms(50);
+	cr_assert_eq(lab_vm_dirty_sync(vm, bm, &count, &err), 0, "%s", err.msg);
+	cr_assert_eq(count, 0, "%llu pages dirtied while paused", (unsigned long long)count);
+
+	lab_vm_stats(vm, &st);
+	cr_assert_eq(st.errors, 0);
+	cr_assert_eq(st.error_reports, 0);
+	if (ring_entries)
+		cr_assert_gt(st.ring_full_exits, 0, "a %u-entry ring never filled", ring_entries);
+	free(in_wss);
+	free(bm);
+	lab_vm_destroy(vm);
+}
+
+Test(dirty_log, bitmap_manual_protect)
+{
+	check_mode(LAB_DIRTY_LOG_BITMAP, false, 0, "bitmap-manual");
+}
+
+Test(dirty_log, bitmap_classic)
+{
+	check_mode(LAB_DIRTY_LOG_BITMAP, true, 0, "bitmap-classic");
+}
+
+Test(dirty_log, ring)
+{
+	check_mode(LAB_DIRTY_LOG_RING, false, 0, "ring");
+}
+
+/* A ring far smaller than the working set: the vCPUs exit with
+ * KVM_EXIT_DIRTY_RING_FULL, drain their own ring and carry on; no page is lost. */
+Test(dirty_log, ring_full_exits)
+{
+	check_mode(LAB_DIRTY_LOG_RING, false, 256, "ring");
+}
+
+Test(dirty_log, ring_size_rejected)
+{
+	struct lab_config cfg;
+	struct mig_error err = { 0 };
+	struct lab_vm *vm = NULL;
+
+	lab_config_default(&cfg);
+	cfg.mem_bytes = 16ULL << 20;
+	cfg.wss_bytes = 0;
+	cfg.dirty_log = LAB_DIRTY_LOG_RING;
+	cfg.ring_entries = 1000;  /* not a power of two */
+	cr_assert_lt(lab_vm_create(&cfg, &vm, &err), 0);
+	cr_assert_null(vm);
+	cr_assert_gt(strlen(err.msg), 0);
+}

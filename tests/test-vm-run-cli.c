@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: MIT
+/*
+ * `migratectl vm run` as a user runs it: the JSON summary of a short run, and
+ * the exit status and message for options that do not parse.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+const int test_requires_kvm = 1;
+
+struct result {
+	int status;
+	char out[8192];
+	char err[8192];
+};
+
+static void slurp(const char *path, char *buf, size_t n)
+{
+	FILE *f = fopen(path, "r");
+	size_t got = 0;
+
+	buf[0] = '\0';
+	if (!f)
+		return;
+	got = fread(buf, 1, n - 1, f);
+	buf[got] = '\0';
+	fclose(f);
+}
+
+static void run(const char *args, struct result *r)
+{
+	char out[] = "/tmp/migratectl-test-XXXXXX", err[] = "/tmp/migratectl-test-XXXXXX";
+	char cmd[1024];
+	int fo = mkstemp(out), fe = mkstemp(err), st;
+
+	cr_assert(fo >= 0 && fe >= 0);
+	close(fo);
+	close(fe);
+	snprintf(cmd, sizeof(cmd), "%s %s >%s 2>%s </dev/null", MIGRATECTL_PATH, args, out, err);
+	st = system(cmd);
+	cr_assert(WIFEXITED(st), "migratectl did not exit normally");
+	r->status = WEXITSTATUS(st);
+	slurp(out, r->out, sizeof(r->out));
+	slurp(err, r->err, sizeof(r->err));
+	unlink(out);
+	unlink(err);
+}
+
+/* The number after "key": in a flat JSON object. */
+static double json_num(const char *json, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(json, pat);
+	cr_assert_not_null(p, "no %s in %s", key, json);
+	return strtod(p + strlen(pat), NULL);
+}
+
+Test(vm_run_cli, json_summary_of_a_short_run)
+{
+	struct result r;
+	double dirty, wss_pages = (16 << 20) / 4096.0;
+
+	run("vm run --mem 256M --vcpus 2 --wss 16M --seconds 3 --json", &r);
+	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+	/* stdout holds exactly one JSON object */
+	cr_assert_eq(r.out[0], '{', "%s", r.out);
+	cr_assert_not_null(strstr(r.out, "}\n"));
+	cr_assert_eq(strchr(r.out, '\n'), strrchr(r.out, '\n'), "more than one line: %s", r.out);
+	cr_assert_eq(json_num(r.out, "vcpus"), 2);
+	cr_assert_eq(json_num(r.out, "mem_bytes"), 256 << 20);
+	cr_assert_eq(json_num(r.out, "wss_bytes"), 16 << 20);
+	cr_assert_not_null(strstr(r.out, "\"dirty_log\":\"bitmap-manual\""), "%s", r.out);
+	cr_assert_eq(json_num(r.out, "selfcheck_errors"), 0);
+	cr_assert_gt(json_num(r.out, "passes"), 0);
+	/* At full speed the guest rewrites its whole working set many times a
+	 * second, so the log sees each working-set page once per sync. */
+	dirty = json_num(r.out, "dirty_pages_per_s");
+	cr_assert(dirty > 0.8 * wss_pages && dirty < 1.2 * wss_pages,
+		  "dirty rate %.0f pages/s, working set %.0f pages", dirty, wss_pages);
+}
+
+Test(vm_run_cli, rate_limit_shows_in_the_dirty_log)
+{
+	struct result r;
+	double dirty;
+
+	/* 2000 pages/s over a 64 MiB working set: every write is to a page not yet
+	 * dirty in that interval, so the dirty rate equals the write rate. */
+	run("vm run --mem 128M --vcpus 2 --wss 64M --rate 2000 --pattern random --seconds 3 --json", &r);
+	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+	dirty = json_num(r.out, "dirty_pages_per_s");
+	cr_assert(dirty > 1500 && dirty < 2500, "dirty rate %.0f pages/s for a 2000 pages/s guest", dirty);
+	cr_assert_eq(json_num(r.out, "selfcheck_errors"), 0);
+}
+
+Test(vm_run_cli, ring_mode_progress_lines)
+{
+	struct result r;
+
+	run("vm run --mem 64M --vcpus 1 --wss 4M --dirty-log ring --seconds 2", &r);
+	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+	cr_assert_not_null(strstr(r.out, "dirty log ring"), "%s", r.out);
+	cr_assert_not_null(strstr(r.out, "2.0s"), "no per-second line: %s", r.out);
+	cr_assert_not_null(strstr(r.out, "pages/s"), "%s", r.out);
+}
+
+static void expect_usage_error(const char *args, const char *needle)
+{
+	struct result r;
+
+	run(args, &r);
+	cr_assert_eq(r.status, 2, "'%s' exited %d, want 2 (stderr: %s)", args, r.status, r.err);
+	cr_assert_not_null(strstr(r.err, needle), "'%s': stderr lacks '%s': %s", args, needle, r.err);
+	cr_assert_eq(r.out[0], '\0', "'%s' printed to stdout: %s", args, r.out);
+}
+
+Test(vm_run_cli, bad_options_exit_2)
+{
+	expect_usage_error("vm run --vcpus 0", "--vcpus");
+	expect_usage_error("vm run --mem 1X", "--mem");
+	expect_usage_error("vm run --mem 1.5G", "--mem");
+	expect_usage_error("vm run --mem 64M --wss 128M", "wss");
+	expect_usage_error("vm run --pattern zigzag", "--pattern");
+	expect_usage_error("vm run --rate -5", "--rate");
+	expect_usage_error("vm run --dirty-log pml", "--dirty-log");
+	expect_usage_error("vm run --seconds soon", "--seconds");
+	expect_usage_error("vm run --frobnicate", "frobnicate");
+	expect_usage_error("vm run extra", "extra");
+	expect_usage_error("vm fly", "fly");
+	expect_usage_error("", "usage");
+}
