@@ -19,6 +19,7 @@ packages=(
 	uuid-dev
 	libxxhash-dev
 	libcriterion-dev
+	libssl-dev
 	git
 )
 

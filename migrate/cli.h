@@ -4,7 +4,11 @@
 #define MIGRATE_CLI_H
 
 #define EXIT_USAGE 2
+#define EXIT_OPERATOR 3
 
 int cmd_vm(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
+int cmd_start(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
 
 #endif

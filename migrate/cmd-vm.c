@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <migrate/agent.h>
 #include <migrate/json.h>
 #include <migrate/lab.h>
 #include <migrate/parse.h>
@@ -246,14 +247,198 @@ out:
 	return rc;
 }
 
+/* Options shared by create/list/destroy: --key-file, --name, --lab, --json. */
+struct remote_opts {
+	const char *key_file;
+	const char *name;
+	const char *lab;
+	bool json;
+};
+
+static int parse_remote(const char *cmd, int argc, char **argv, struct remote_opts *o,
+			int *ret_first)
+{
+	static const struct option opts[] = {
+		{ "key-file", required_argument, NULL, 'k' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "lab", required_argument, NULL, 'l' },
+		{ "json", no_argument, NULL, 'j' },
+		{ 0 }
+	};
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k': o->key_file = optarg; break;
+		case 'n': o->name = optarg; break;
+		case 'l': o->lab = optarg; break;
+		case 'j': o->json = true; break;
+		default:
+			fprintf(stderr, "usage: migratectl vm %s ENDPOINT ... (see migratectl(1))\n", cmd);
+			return EXIT_USAGE;
+		}
+	}
+	*ret_first = optind;
+	return 0;
+}
+
+static int vm_create(int argc, char **argv)
+{
+	struct remote_opts o = { 0 };
+	struct mig_vm_create req = { 0 };
+	struct mig_error err = { 0 };
+	struct mig_client c;
+	struct lab_config cfg;
+	int first, r;
+
+	r = parse_remote("create", argc, argv, &o, &first);
+	if (r)
+		return r;
+	if (argc - first != 1 || !o.name) {
+		fputs("usage: migratectl vm create ENDPOINT --name NAME [--lab SPEC] [--key-file F]\n",
+		      stderr);
+		return EXIT_USAGE;
+	}
+	if (strlen(o.name) >= sizeof(req.name) || (o.lab && strlen(o.lab) >= sizeof(req.spec))) {
+		fputs("migratectl vm create: name or lab spec too long\n", stderr);
+		return EXIT_USAGE;
+	}
+	/* Check the spec here so a typo is a usage error, not an agent error. */
+	lab_config_default(&cfg);
+	if (o.lab && (lab_spec_parse(o.lab, &cfg, &err) < 0 || lab_config_check(&cfg, &err) < 0)) {
+		fprintf(stderr, "migratectl vm create: --lab: %s\n", err.msg);
+		return EXIT_USAGE;
+	}
+	snprintf(req.name, sizeof(req.name), "%s", o.name);
+	snprintf(req.spec, sizeof(req.spec), "%s", o.lab ? o.lab : "");
+	if (mig_client_open(argv[first], o.key_file, &c, &err) < 0) {
+		fprintf(stderr, "migratectl vm create: %s\n", err.msg);
+		return 1;
+	}
+	r = mig_client_call(&c, MIG_OP_VM_CREATE, &req, sizeof(req), NULL, &err);
+	mig_client_close(&c);
+	if (r < 0) {
+		fprintf(stderr, "migratectl vm create: %s\n", err.msg);
+		return 1;
+	}
+	return 0;
+}
+
+static const char *vm_state_name(uint32_t st)
+{
+	return st == MIG_VM_RUNNING ? "running" : st == MIG_VM_PAUSED ? "paused" :
+	       st == MIG_VM_MIGRATING ? "migrating" : "unknown";
+}
+
+static int vm_list(int argc, char **argv)
+{
+	struct remote_opts o = { 0 };
+	struct mig_error err = { 0 };
+	struct mig_buf extra = { 0 };
+	struct mig_client c;
+	struct json_writer w;
+	size_t n;
+	int first, r;
+
+	r = parse_remote("list", argc, argv, &o, &first);
+	if (r)
+		return r;
+	if (argc - first != 1) {
+		fputs("usage: migratectl vm list ENDPOINT [--json] [--key-file F]\n", stderr);
+		return EXIT_USAGE;
+	}
+	if (mig_client_open(argv[first], o.key_file, &c, &err) < 0) {
+		fprintf(stderr, "migratectl vm list: %s\n", err.msg);
+		return 1;
+	}
+	r = mig_client_call(&c, MIG_OP_VM_LIST, NULL, 0, &extra, &err);
+	mig_client_close(&c);
+	if (r < 0 || extra.len % sizeof(struct mig_vm_info)) {
+		fprintf(stderr, "migratectl vm list: %s\n", r < 0 ? err.msg : "malformed reply");
+		mig_buf_free(&extra);
+		return 1;
+	}
+	n = extra.len / sizeof(struct mig_vm_info);
+	if (o.json) {
+		json_init(&w, stdout, false);
+		json_arr_begin(&w, NULL);
+	} else {
+		printf("%-24s %-10s %8s %6s %10s %12s\n", "NAME", "STATE", "MEM", "VCPUS", "PASSES",
+		       "SELFCHECK");
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct mig_vm_info v;
+
+		memcpy(&v, extra.data + i * sizeof(v), sizeof(v));
+		v.name[sizeof(v.name) - 1] = '\0';
+		if (o.json) {
+			json_obj_begin(&w, NULL);
+			json_str(&w, "name", v.name);
+			json_str(&w, "state", vm_state_name(v.state));
+			json_u64(&w, "mem_bytes", v.mem_bytes);
+			json_u64(&w, "vcpus", v.vcpus);
+			json_u64(&w, "wss_bytes", v.wss_bytes);
+			json_u64(&w, "passes", v.passes);
+			json_u64(&w, "selfcheck_errors", v.errors);
+			json_obj_end(&w);
+		} else {
+			printf("%-24s %-10s %7lluM %6u %10llu %12llu\n", v.name, vm_state_name(v.state),
+			       (unsigned long long)(v.mem_bytes >> 20), v.vcpus,
+			       (unsigned long long)v.passes, (unsigned long long)v.errors);
+		}
+	}
+	if (o.json) {
+		json_arr_end(&w);
+		json_finish(&w);
+	}
+	mig_buf_free(&extra);
+	return 0;
+}
+
+static int vm_destroy(int argc, char **argv)
+{
+	struct remote_opts o = { 0 };
+	struct mig_vm_ref req = { 0 };
+	struct mig_error err = { 0 };
+	struct mig_client c;
+	int first, r;
+
+	r = parse_remote("destroy", argc, argv, &o, &first);
+	if (r)
+		return r;
+	if (argc - first != 2 || strlen(argv[first + 1]) >= sizeof(req.name)) {
+		fputs("usage: migratectl vm destroy ENDPOINT NAME [--key-file F]\n", stderr);
+		return EXIT_USAGE;
+	}
+	snprintf(req.name, sizeof(req.name), "%s", argv[first + 1]);
+	if (mig_client_open(argv[first], o.key_file, &c, &err) < 0) {
+		fprintf(stderr, "migratectl vm destroy: %s\n", err.msg);
+		return 1;
+	}
+	r = mig_client_call(&c, MIG_OP_VM_DESTROY, &req, sizeof(req), NULL, &err);
+	mig_client_close(&c);
+	if (r < 0) {
+		fprintf(stderr, "migratectl vm destroy: %s\n", err.msg);
+		return 1;
+	}
+	return 0;
+}
+
 int cmd_vm(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: migratectl vm run [OPTIONS] (see migratectl vm run --help)\n");
+		fprintf(stderr, "usage: migratectl vm run|create|list|destroy ... (see migratectl(1))\n");
 		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "run"))
 		return vm_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "create"))
+		return vm_create(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "list"))
+		return vm_list(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "destroy"))
+		return vm_destroy(argc - 1, argv + 1);
 	fprintf(stderr, "migratectl vm: unknown subcommand '%s'\n", argv[1]);
 	return EXIT_USAGE;
 }

@@ -16,6 +16,20 @@
 static inline void freep(void *p) { free(*(void **)p); }
 static inline void closep(int *fd) { if (*fd >= 0) close(*fd); }
 
+/* Copy a string into a fixed array, always terminated, truncating silently
+ * (error texts into wire messages). */
+static inline void str_copy(char *dst, size_t n, const char *src)
+{
+	size_t len = 0;
+
+	while (len + 1 < n && src[len])
+		len++;
+	for (size_t i = 0; i < len; i++)
+		dst[i] = src[i];
+	if (n)
+		dst[len] = '\0';
+}
+
 #define _cleanup_(f) __attribute__((cleanup(f)))
 #define _cleanup_free_ _cleanup_(freep)
 #define _cleanup_close_ _cleanup_(closep)

@@ -13,6 +13,14 @@ static void usage(FILE *f)
 	      "  vm run [--mem SIZE] [--vcpus N] [--wss SIZE] [--pattern seq|random]\n"
 	      "         [--rate max|N] [--dirty-log bitmap|ring] [--seconds S] [--json]\n"
 	      "                 run a lab VM in the foreground on /dev/kvm\n"
+	      "  start SRC DST [OPTIONS]\n"
+	      "                 live-migrate a VM (default: a new lab VM) from SRC to DST\n"
+	      "  agent --listen tcp://HOST:PORT|unix:///PATH [--key-file F]\n"
+	      "                 host VMs and be the source or destination of migrations\n"
+	      "  vm create ENDPOINT --name NAME [--lab SPEC]\n"
+	      "  vm list ENDPOINT [--json]\n"
+	      "  vm destroy ENDPOINT NAME\n"
+	      "  cancel ENDPOINT ID\n"
 	      "\n"
 	      "  --help, --version\n"
 	      "see migratectl(1)\n", f);
@@ -34,6 +42,12 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "vm"))
 		return cmd_vm(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "start"))
+		return cmd_start(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "agent"))
+		return cmd_agent(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "cancel"))
+		return cmd_cancel(argc - 1, argv + 1);
 	fprintf(stderr, "migratectl: unknown command '%s' (try migratectl --help)\n", argv[1]);
 	return EXIT_USAGE;
 }

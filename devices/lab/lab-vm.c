@@ -627,3 +627,11 @@ int lab_vm_handle_io(struct lab_vm *vm, struct vcpu_dev *v, uint16_t port, uint8
 		return -EPROTO;
 	}
 }
+
+bool lab_vm_is_running(struct lab_vm *vm)
+{
+	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
+		if (vm->vcpus[i]->core.state != VCPU_RUNNING)
+			return false;
+	return vm->nr_vcpus > 0;
+}

@@ -85,6 +85,26 @@ enum section_type {
 	_SEC_MAX,
 };
 
+/*
+ * Payload sizes are part of the wire format (docs/vcpu-state.md §3): a uapi
+ * header whose struct changed size must not change the format silently.
+ */
+_Static_assert(sizeof(struct kvm_cpuid2) == 8 && sizeof(struct kvm_cpuid_entry2) == 40, "CPUID2");
+_Static_assert(sizeof(struct kvm_vcpu_events) == 64, "VCPU_EVENTS");
+_Static_assert(sizeof(struct kvm_mp_state) == 4, "MP_STATE");
+_Static_assert(sizeof(struct kvm_regs) == 144, "REGS");
+_Static_assert(sizeof(struct kvm_xsave) == 4096, "XSAVE");
+_Static_assert(sizeof(struct kvm_xcrs) == 392, "XCRS");
+_Static_assert(sizeof(struct kvm_sregs2) == 320, "SREGS2");
+_Static_assert(sizeof(struct kvm_sregs) == 312, "SREGS");
+_Static_assert(sizeof(struct kvm_msrs) == 8 && sizeof(struct kvm_msr_entry) == 16, "MSRS");
+_Static_assert(sizeof(struct kvm_lapic_state) == 1024, "LAPIC");
+_Static_assert(sizeof(struct kvm_debugregs) == 128, "DEBUGREGS");
+_Static_assert(sizeof(struct kvm_clock_data) == 48, "CLOCK");
+_Static_assert(sizeof(struct kvm_pic_state) == 16, "PIC");
+_Static_assert(sizeof(struct kvm_ioapic_state) == 216, "IOAPIC");
+_Static_assert(sizeof(struct kvm_pit_state2) == 112, "PIT2");
+
 /* KVM_MAX_CPUID_ENTRIES is kernel-internal (arch/x86/include/asm/kvm_host.h). */
 #define CPUID_MAX_ENTRIES 256u
 /* Format limits, far above any kernel's list (about 40 here, ~150 with Hyper-V). */
@@ -1361,7 +1381,8 @@ static void cpuid_filter(struct kvm_cpuid2 *c, int vcpu_fd)
 {
 	struct kvm_lapic_state lapic;
 	bool have_id = ioctl(vcpu_fd, KVM_GET_LAPIC, &lapic) == 0;
-	uint32_t apic_id = 0, n = 0;
+	uint32_t apic_id = 0, n = 0, xsave_max = 576; /* legacy area + XSAVE header */
+	struct kvm_cpuid_entry2 *leaf_d0 = NULL;
 
 	if (have_id) {
 		/* APIC_ID register at 0x20; xAPIC mode at creation: ID in bits 31:24. */
@@ -1383,9 +1404,19 @@ static void cpuid_filter(struct kvm_cpuid2 *c, int vcpu_fd)
 			e->ebx = (e->ebx & 0x00ffffffu) | (apic_id << 24);
 		if (have_id && (e->function == 0xb || e->function == 0x1f))
 			e->edx = apic_id;
-		c->entries[n++] = *e;
+		/* User state components 2..31: offset (EBX) + size (EAX) bound the area. */
+		if (e->function == 0xd && e->index >= 2 && e->index < 32 && !(e->ecx & 1) &&
+		    e->eax && e->ebx + e->eax > xsave_max)
+			xsave_max = e->ebx + e->eax;
+		c->entries[n] = *e;
+		if (e->function == 0xd && e->index == 0)
+			leaf_d0 = &c->entries[n];
+		n++;
 	}
 	c->nent = n;
+	/* ECX of 0xD.0 is the XSAVE size for every XCR0 bit left: shrink it with AMX gone. */
+	if (leaf_d0 && leaf_d0->ecx > xsave_max)
+		leaf_d0->ecx = xsave_max;
 }
 
 int x86_vcpu_setup_cpuid(int kvm_fd, int vcpu_fd, struct mig_error *err)

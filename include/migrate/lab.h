@@ -95,6 +95,8 @@ struct lab_digest {
 int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_error *err);
 void lab_vm_destroy(struct lab_vm *vm);
 const struct lab_config *lab_vm_config(const struct lab_vm *vm);
+/* True when every vCPU is in the KVM_RUN loop. */
+bool lab_vm_is_running(struct lab_vm *vm);
 /* Fresh boot: writes page tables, the payload and the table, starts every vCPU. */
 int lab_vm_start(struct lab_vm *vm, struct mig_error *err);
 /* Every vCPU out of KVM_RUN with its pending I/O completed (QUIESCED). */

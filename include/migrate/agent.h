@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/* The migratectl agent (daemon) and the client side of its control protocol. */
+#ifndef MIGRATE_AGENT_H
+#define MIGRATE_AGENT_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <migrate/buf.h>
+#include <migrate/control.h>
+#include <migrate/error.h>
+#include <migrate/transport.h>
+
+struct agent_opts {
+	char listen[256];       /* tcp://HOST:PORT or unix:///PATH */
+	char key_file[256];     /* required for tcp */
+	bool quiet;
+	int ready_fd;           /* written once listening, -1 for none */
+};
+
+/* Serves until killed. */
+int agent_run(const struct agent_opts *opts, struct mig_error *err);
+
+struct mig_client {
+	struct xport_conn conn;
+	struct xport_endpoint ep;
+	pid_t child;            /* a private agent started for "local" */
+	char tmpdir[64];
+	char url[300];          /* where the agent listens */
+};
+
+/* Connects to ENDPOINT ("local" starts a private agent process) and runs the
+ * HELLO / key handshake.  key_file may be NULL. */
+int mig_client_open(const char *endpoint, const char *key_file, struct mig_client *c,
+		    struct mig_error *err);
+/* A second connection to the same agent (e.g. to cancel). */
+int mig_client_reopen(const struct mig_client *c, const char *key_file, struct mig_client *ret,
+		      struct mig_error *err);
+void mig_client_close(struct mig_client *c);
+/* One request, one reply; the reply's body beyond struct mig_reply goes to extra. */
+int mig_client_call(struct mig_client *c, uint32_t op, const void *body, size_t len,
+		    struct mig_buf *extra, struct mig_error *err);
+
+#endif

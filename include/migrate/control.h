@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Payloads of the control and migration frames (docs/protocol.md).  All
+ * fields little-endian, fixed width, explicitly padded; strings are
+ * NUL-terminated within their fixed arrays (a receiver rejects one that is not).
+ */
+#ifndef MIGRATE_CONTROL_H
+#define MIGRATE_CONTROL_H
+
+#include <stdint.h>
+
+#include <migrate/transport.h>
+
+#define MIG_NAME_MAX 64
+#define MIG_SECRET_LEN 32
+
+/* HELLO: first frame in each direction of a control connection. */
+struct mig_hello {
+	uint32_t role;            /* 1 client, 2 agent */
+	uint32_t flags;           /* agent: MIG_HELLO_F_AUTH when a key must be proven */
+	char software[56];
+};
+_Static_assert(sizeof(struct mig_hello) == 64, "hello");
+#define MIG_ROLE_CLIENT 1
+#define MIG_ROLE_AGENT 2
+#define MIG_HELLO_F_AUTH 1U
+
+struct mig_auth_challenge {
+	uint8_t nonce[XPORT_NONCE_LEN];
+};
+struct mig_auth_response {
+	uint8_t nonce[XPORT_NONCE_LEN];
+	uint8_t mac[XPORT_MAC_LEN];   /* HMAC(key, "migratectl-client" | agent nonce | client nonce) */
+};
+struct mig_auth_proof {
+	uint8_t mac[XPORT_MAC_LEN];   /* HMAC(key, "migratectl-agent" | client nonce | agent nonce) */
+};
+_Static_assert(sizeof(struct mig_auth_response) == 64, "auth response");
+
+struct mig_error_msg {
+	int32_t code;             /* -errno */
+	uint32_t pad;
+	char msg[504];
+};
+_Static_assert(sizeof(struct mig_error_msg) == 512, "error message");
+
+/* ---- control requests (migratectl -> agent) ---- */
+
+enum mig_op {
+	MIG_OP_INVALID = 0,
+	MIG_OP_VM_CREATE = 1,     /* struct mig_vm_create -> reply */
+	MIG_OP_VM_LIST = 2,       /* -> reply + struct mig_vm_info[] */
+	MIG_OP_VM_DESTROY = 3,    /* struct mig_vm_ref -> reply */
+	MIG_OP_MIG_INCOMING = 4,  /* struct mig_incoming -> reply + struct mig_incoming_reply */
+	MIG_OP_MIG_OUTGOING = 5,  /* struct mig_outgoing -> reply, EVENT frames, final EVENT */
+	MIG_OP_MIG_CANCEL = 6,    /* struct mig_cancel -> reply */
+	_MIG_OP_END,
+};
+
+struct mig_request {
+	uint32_t op;
+	uint32_t pad;
+};
+
+struct mig_reply {
+	int32_t status;           /* 0 or -errno */
+	uint32_t pad;
+	char msg[504];            /* error text when status < 0 */
+};
+_Static_assert(sizeof(struct mig_reply) == 512, "reply");
+
+struct mig_vm_create {
+	char name[MIG_NAME_MAX];
+	char spec[256];           /* lab SPEC */
+};
+
+struct mig_vm_ref {
+	char name[MIG_NAME_MAX];
+};
+
+struct mig_vm_info {
+	char name[MIG_NAME_MAX];
+	uint32_t state;           /* MIG_VM_* */
+	uint32_t vcpus;
+	uint64_t mem_bytes;
+	uint64_t wss_bytes;
+	uint64_t passes;
+	uint64_t errors;
+};
+_Static_assert(sizeof(struct mig_vm_info) == 104, "vm info");
+#define MIG_VM_RUNNING 1
+#define MIG_VM_PAUSED 2
+#define MIG_VM_MIGRATING 3
+
+struct mig_lab_wire {             /* struct lab_config on the wire */
+	uint64_t mem_bytes;
+	uint64_t wss_bytes;
+	uint64_t rate;
+	uint64_t seed;
+	uint32_t vcpus;
+	uint32_t pattern;
+	uint32_t dirty_log;
+	uint32_t ring_entries;
+};
+_Static_assert(sizeof(struct mig_lab_wire) == 48, "lab config");
+
+struct mig_incoming {
+	uint8_t id[16];
+	uint8_t secret[MIG_SECRET_LEN];
+	char name[MIG_NAME_MAX];
+	uint32_t streams;         /* data streams, 1..16 */
+	uint32_t pad;
+	char listen_host[64];     /* where the destination listens for the source */
+};
+
+struct mig_incoming_reply {
+	char addr[128];           /* HOST:PORT the source connects its streams to */
+};
+
+struct mig_outgoing {
+	uint8_t id[16];
+	uint8_t secret[MIG_SECRET_LEN];
+	char name[MIG_NAME_MAX];
+	char dest_addr[128];
+	uint32_t streams;
+	uint32_t codec;           /* enum xport_codec */
+	int32_t level;
+	uint32_t verify;
+	uint64_t downtime_limit_ms;
+	uint64_t max_bandwidth_bps;
+	uint64_t timeout_ms;
+	uint32_t timeout_action;
+	uint32_t pad;
+};
+
+struct mig_cancel {
+	uint8_t id[16];
+};
+
+/* EVENT payload: progress while running, the result at the end. */
+enum mig_phase {
+	MIG_PHASE_SETUP,
+	MIG_PHASE_PRECOPY,
+	MIG_PHASE_STOP_COPY,
+	MIG_PHASE_COMMIT,
+	MIG_PHASE_DONE,
+	MIG_PHASE_ROLLBACK,
+	_MIG_PHASE_MAX,
+};
+
+#define MIG_EVENT_PROGRESS 1
+#define MIG_EVENT_RESULT 2
+
+#define MIG_RESULT_COMPLETED 1
+#define MIG_RESULT_FAILED 2
+#define MIG_RESULT_CANCELLED 3
+
+#define MIG_OWNER_SOURCE 1
+#define MIG_OWNER_DESTINATION 2
+#define MIG_OWNER_NONE 3          /* could not be settled: operator needed */
+
+struct mig_event {
+	uint32_t kind;            /* MIG_EVENT_* */
+	uint32_t phase;           /* enum mig_phase */
+	uint32_t round;
+	uint32_t result;          /* MIG_RESULT_* (RESULT only) */
+	uint32_t owner;           /* MIG_OWNER_* (RESULT only) */
+	uint32_t streams;
+	uint32_t codec;
+	uint32_t verified;        /* 1 when verify ran */
+	uint64_t elapsed_ms;
+	uint64_t remaining_bytes;
+	uint64_t dirty_rate_bps;
+	uint64_t throughput_bps;
+	uint64_t expected_downtime_ms;
+	/* RESULT */
+	uint64_t total_ms;
+	uint64_t setup_ms;
+	uint64_t downtime_ms;
+	uint64_t ram_total_bytes;
+	uint64_t transferred_bytes;   /* guest bytes carried (pages x 4096, before compression) */
+	uint64_t wire_bytes;
+	uint64_t zero_pages;
+	uint64_t normal_pages;
+	uint64_t phase_start_ms[_MIG_PHASE_MAX];
+	uint64_t phase_duration_ms[_MIG_PHASE_MAX];
+	uint64_t vcpu_state_bytes;
+	uint64_t digest_src[2];
+	uint64_t digest_dst[2];
+	uint64_t dst_passes_before;
+	uint64_t dst_passes_after;
+	uint64_t dst_errors;
+	uint64_t rejected_streams;
+	uint64_t src_cpu_ms;
+	uint64_t dst_cpu_ms;
+	char error[512];
+};
+
+#endif

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Policies: pure functions of statistics, no I/O, no clocks of their own.
+ * The phase engine feeds them what it measured and does what they decide.
+ */
+#ifndef MIGRATE_POLICY_H
+#define MIGRATE_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum conv_timeout_action {
+	CONV_TIMEOUT_ABORT,
+	CONV_TIMEOUT_FORCE,
+	_CONV_TIMEOUT_ACTION_MAX,
+};
+
+struct conv_params {
+	uint64_t downtime_limit_ms;   /* switch over when the rest fits in this */
+	uint64_t max_bandwidth_bps;   /* bytes/s cap on the wire, 0 = none */
+	uint64_t timeout_ms;          /* total time allowed for PRECOPY, 0 = none */
+	enum conv_timeout_action timeout_action;
+	uint32_t max_rounds;          /* safety stop, 0 = default (64) */
+};
+
+/* What the engine measured after a PRECOPY round. */
+struct conv_round {
+	uint32_t round;               /* 0 = the bulk copy */
+	uint64_t elapsed_ms;          /* since PRECOPY began */
+	uint64_t round_ms;            /* duration of this round */
+	uint64_t sent_bytes;          /* wire bytes this round */
+	uint64_t sent_pages;          /* guest pages this round */
+	uint64_t dirty_pages;         /* pages found dirty by the sync after it */
+	uint64_t page_wire_bytes;     /* mean wire bytes per page so far (compression, zero pages) */
+	uint64_t bandwidth_bps;       /* measured wire throughput of this round */
+	uint64_t device_bytes;        /* device state still to send at stop (vCPU blobs ...) */
+};
+
+enum conv_action {
+	CONV_CONTINUE,                /* another PRECOPY round */
+	CONV_SWITCHOVER,              /* converged: stop the VM and copy the rest */
+	CONV_FORCE_SWITCHOVER,        /* timeout with action force: switch over regardless */
+	CONV_ABORT,                   /* timeout with action abort: give up, source keeps running */
+	_CONV_ACTION_MAX,
+};
+
+struct conv_decision {
+	enum conv_action action;
+	uint64_t remaining_bytes;     /* estimated bytes to send at stop */
+	uint64_t expected_downtime_ms;/* remaining_bytes at the usable bandwidth */
+	uint64_t dirty_rate_bps;      /* bytes/s the guest dirtied during the round */
+	const char *reason;           /* static text: why this action */
+};
+
+void conv_params_default(struct conv_params *p);
+/* The convergence policy: a pure function of the round statistics. */
+void conv_policy_decide(const struct conv_params *p, const struct conv_round *r,
+			struct conv_decision *ret);
+const char *conv_action_to_string(enum conv_action a);
+const char *conv_timeout_action_to_string(enum conv_timeout_action a);
+int conv_timeout_action_from_string(const char *s);
+
+#endif

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Transport: endpoints, io_uring-driven framed connections, authentication
+ * and page codecs.  Every socket operation of a migration goes through an
+ * xport_ring (liburing); nothing in the data path blocks in send/recv.
+ */
+#ifndef MIGRATE_TRANSPORT_H
+#define MIGRATE_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <migrate/buf.h>
+#include <migrate/error.h>
+#include <migrate/wire.h>
+
+/* ---- endpoints ---- */
+
+enum xport_ep_kind { XPORT_EP_LOCAL, XPORT_EP_TCP, XPORT_EP_UNIX, XPORT_EP_SSH };
+
+struct xport_endpoint {
+	enum xport_ep_kind kind;
+	char host[256];    /* tcp/ssh: host name or address ("[::1]" given without brackets) */
+	uint16_t port;     /* tcp/ssh */
+	char path[108];    /* unix */
+	char user[64];     /* ssh */
+};
+
+/* "local", "tcp://HOST:PORT", "HOST:PORT", "unix:///PATH", "ssh://[USER@]HOST[:PORT]". */
+int xport_endpoint_parse(const char *s, struct xport_endpoint *ret, struct mig_error *err);
+/* Back to text, for messages. */
+void xport_endpoint_format(const struct xport_endpoint *ep, char *buf, size_t n);
+
+/* Blocking setup helpers (control plane only): return an fd or -errno. */
+int xport_listen(const struct xport_endpoint *ep, struct mig_error *err);
+int xport_connect(const struct xport_endpoint *ep, int timeout_ms, struct mig_error *err);
+/* The local address of a listening TCP socket as "HOST:PORT". */
+int xport_local_addr(int fd, char *buf, size_t n);
+/* TCP_NODELAY, large socket buffers, close-on-exec. */
+void xport_tune_socket(int fd);
+
+/* ---- io_uring engine ---- */
+
+struct io_uring;
+
+struct xport_ring {
+	struct io_uring *ring;
+	unsigned inflight;
+};
+
+/* One asynchronous transfer of exactly `total` bytes (the sum of the iov
+ * lengths) on fd; short sends/receives are resubmitted by the engine. */
+struct xport_op {
+	int fd;
+	bool is_send;
+	struct iovec iov[8];
+	int iovcnt;
+	size_t total;
+	size_t done;
+	int res;          /* 0 when all bytes moved, -errno on failure, -ECONNRESET on EOF */
+	void *user;
+	/* engine-private */
+	struct iovec cur[8];
+	int curcnt;
+};
+
+int xport_ring_init(struct xport_ring *r, unsigned entries, struct mig_error *err);
+void xport_ring_exit(struct xport_ring *r);
+int xport_ring_submit(struct xport_ring *r, struct xport_op *op, struct mig_error *err);
+/* Wait for the next op that finished (all bytes, or an error) up to
+ * timeout_ms (-1: forever).  -ETIME on timeout with *ret_op NULL. */
+int xport_ring_wait(struct xport_ring *r, int timeout_ms, struct xport_op **ret_op,
+		    struct mig_error *err);
+
+/* ---- framed connection (control messages; one op at a time) ---- */
+
+struct xport_conn {
+	int fd;
+	struct xport_ring ring;
+	uint64_t tx_seq;   /* last sent */
+	uint64_t rx_seq;   /* last received */
+};
+
+int xport_conn_init(struct xport_conn *c, int fd, struct mig_error *err);
+void xport_conn_close(struct xport_conn *c);
+int xport_conn_send(struct xport_conn *c, uint16_t type, uint32_t flags,
+		    const void *payload, size_t len, struct mig_error *err);
+/* Receives one frame, checked (header, seq, checksum) before it is returned.
+ * timeout_ms -1 waits forever; -ETIME on timeout. */
+int xport_conn_recv(struct xport_conn *c, struct mig_frame_hdr *ret_hdr, struct mig_buf *payload,
+		    int timeout_ms, struct mig_error *err);
+
+/* ---- authentication (HMAC-SHA256) ---- */
+
+#define XPORT_MAC_LEN   32
+#define XPORT_NONCE_LEN 32
+#define XPORT_KEY_MIN   32
+
+void xport_hmac(const void *key, size_t key_len, const struct iovec *iov, int iovcnt,
+		uint8_t out[XPORT_MAC_LEN]);
+/* Constant-time comparison. */
+bool xport_mac_equal(const uint8_t *a, const uint8_t *b, size_t n);
+int xport_random(void *buf, size_t n);
+/* Reads a key file: at least XPORT_KEY_MIN bytes, at most 4096. */
+int xport_key_load(const char *path, struct mig_buf *ret, struct mig_error *err);
+
+/* ---- page codecs ---- */
+
+enum xport_codec { XPORT_CODEC_NONE, XPORT_CODEC_ZSTD, XPORT_CODEC_AUTO };
+
+struct xport_compress {
+	enum xport_codec codec;
+	int level;         /* zstd level, default 1 */
+};
+
+/* "none", "zstd", "zstd:LEVEL" (1..19), "auto". */
+int xport_compress_parse(const char *s, struct xport_compress *ret, struct mig_error *err);
+const char *xport_codec_to_string(enum xport_codec c);
+
+#endif

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The migratectl wire format (docs/protocol.md).  Every byte between
+ * migratectl and an agent, and between two agents, travels in frames:
+ * a fixed 32-byte little-endian header, then `length` payload bytes.
+ * The checksum (XXH3-64, seeded with the frame's seq) covers the header with
+ * the checksum field zeroed and the payload.  0 is never a valid type.
+ */
+#ifndef MIGRATE_WIRE_H
+#define MIGRATE_WIRE_H
+
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <migrate/error.h>
+
+#define MIG_WIRE_MAGIC      0x3146474dU   /* "MGF1" as little-endian bytes */
+#define MIG_WIRE_VERSION    1
+#define MIG_FRAME_MAX       (16U << 20)   /* hard limit on any payload */
+
+enum mig_frame_type {
+	MIG_FRAME_INVALID = 0,
+	/* connection setup, any connection */
+	MIG_FRAME_HELLO = 1,          /* struct mig_hello */
+	MIG_FRAME_AUTH_CHALLENGE = 2, /* struct mig_auth_challenge (agent -> client) */
+	MIG_FRAME_AUTH_RESPONSE = 3,  /* struct mig_auth_response (client -> agent) */
+	MIG_FRAME_AUTH_OK = 4,        /* struct mig_auth_proof (agent proves it holds the key too) */
+	MIG_FRAME_STREAM_HELLO = 5,   /* struct mig_stream_hello: first frame of a migration stream */
+	MIG_FRAME_ERROR = 6,          /* struct mig_error_msg */
+	/* control: migratectl <-> agent */
+	MIG_FRAME_REQUEST = 16,       /* struct mig_request + body */
+	MIG_FRAME_REPLY = 17,         /* struct mig_reply + body */
+	MIG_FRAME_EVENT = 18,         /* struct mig_event: progress of a migration */
+	/* migration: source agent <-> destination agent */
+	MIG_FRAME_SETUP = 32,
+	MIG_FRAME_READY = 33,
+	MIG_FRAME_PAGES = 34,
+	MIG_FRAME_ROUND_END = 35,
+	MIG_FRAME_DEVICE_STATE = 36,
+	MIG_FRAME_LOADED = 37,
+	MIG_FRAME_COMMIT = 38,
+	MIG_FRAME_RUNNING = 39,
+	MIG_FRAME_ABORT = 40,
+	_MIG_FRAME_TYPE_END,
+};
+
+/* frame flags */
+#define MIG_FRAME_F_ZSTD    (1U << 0)     /* PAGES: page data is one zstd frame */
+#define MIG_FRAME_F_KNOWN   (MIG_FRAME_F_ZSTD)
+
+struct mig_frame_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t flags;
+	uint32_t length;      /* payload bytes, <= mig_frame_max_payload(type) */
+	uint64_t seq;         /* per direction of a connection, starts at 1 */
+	uint64_t checksum;
+};
+_Static_assert(sizeof(struct mig_frame_hdr) == 32, "frame header is 32 bytes");
+
+const char *mig_frame_type_to_string(uint16_t type);   /* NULL for unknown */
+/* Largest payload a frame of this type may carry (0 for unknown types). */
+uint32_t mig_frame_max_payload(uint16_t type);
+
+/* Fill magic/version/type/flags/length/seq and the checksum over hdr + iov. */
+void mig_frame_seal(struct mig_frame_hdr *h, uint16_t type, uint32_t flags, uint64_t seq,
+		    const struct iovec *iov, int iovcnt);
+/* Check a received header before reading its payload: magic, version, type,
+ * flags, length limit, expected seq.  Clear error naming the bad field. */
+int mig_frame_check_header(const struct mig_frame_hdr *h, uint64_t expect_seq,
+			   struct mig_error *err);
+/* Check the checksum once the payload is in. */
+int mig_frame_check_payload(const struct mig_frame_hdr *h, const void *payload,
+			    struct mig_error *err);
+
+#endif

@@ -1,0 +1,614 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The agent: hosts lab VMs and is the source or destination of migrations.
+ * An accept loop hands each control connection to a thread that
+ * authenticates the peer and then serves requests through a handler table
+ * indexed by operation.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <migrate/agent.h>
+
+#include "migrate/macro.h"
+#include "migrate/migrate-internal.h"
+
+#define AGENT_MAX_VMS 64
+#define AGENT_MAX_MIGRATIONS 16
+#define FILL_TIMEOUT_MS 300000
+
+struct agent_vm {
+	char name[MIG_NAME_MAX];
+	struct lab_vm *vm;
+	bool busy;                /* a migration (or destroy) owns it */
+};
+
+struct agent_mig {
+	uint8_t id[16];
+	bool used;
+	atomic_bool cancel;
+};
+
+struct agent {
+	struct agent_opts opts;
+	struct mig_buf key;
+	pthread_mutex_t lock;
+	struct agent_vm vms[AGENT_MAX_VMS];
+	struct agent_mig migs[AGENT_MAX_MIGRATIONS];
+	atomic_bool stop;
+};
+
+struct session {
+	struct agent *a;
+	struct xport_conn c;
+};
+
+typedef int (*op_handler)(struct session *s, const uint8_t *body, size_t len);
+
+static int reply(struct session *s, int status, const char *msg, const void *extra, size_t n)
+{
+	struct mig_buf b = { 0 };
+	struct mig_reply r = { .status = status };
+	int rc;
+
+	str_copy(r.msg, sizeof(r.msg), msg ? msg : "");
+	if (mig_buf_append(&b, &r, sizeof(r)) < 0 || (n && mig_buf_append(&b, extra, n) < 0)) {
+		mig_buf_free(&b);
+		return -ENOMEM;
+	}
+	rc = xport_conn_send(&s->c, MIG_FRAME_REPLY, 0, b.data, b.len, NULL);
+	mig_buf_free(&b);
+	return rc;
+}
+
+static bool name_ok(const char *n, size_t cap)
+{
+	size_t len = strnlen(n, cap);
+
+	if (len == 0 || len == cap)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!(n[i] == '-' || n[i] == '_' || n[i] == '.' || (n[i] >= '0' && n[i] <= '9') ||
+		      (n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z')))
+			return false;
+	return true;
+}
+
+static struct agent_vm *vm_find(struct agent *a, const char *name)
+{
+	for (unsigned i = 0; i < AGENT_MAX_VMS; i++)
+		if (a->vms[i].vm && !strcmp(a->vms[i].name, name))
+			return &a->vms[i];
+	return NULL;
+}
+
+/* Reserve a slot under a name (vm NULL, busy) so two requests cannot race. */
+static struct agent_vm *vm_reserve(struct agent *a, const char *name, int *r)
+{
+	struct agent_vm *free_slot = NULL;
+
+	for (unsigned i = 0; i < AGENT_MAX_VMS; i++) {
+		if ((a->vms[i].vm || a->vms[i].busy) && !strcmp(a->vms[i].name, name)) {
+			*r = -EEXIST;
+			return NULL;
+		}
+		if (!a->vms[i].vm && !a->vms[i].busy && !free_slot)
+			free_slot = &a->vms[i];
+	}
+	if (!free_slot) {
+		*r = -ENOSPC;
+		return NULL;
+	}
+	str_copy(free_slot->name, sizeof(free_slot->name), name);
+	free_slot->busy = true;
+	return free_slot;
+}
+
+static int op_vm_create(struct session *s, const uint8_t *body, size_t len)
+{
+	struct agent *a = s->a;
+	struct mig_vm_create req;
+	struct mig_error err = { 0 };
+	struct lab_config cfg;
+	struct agent_vm *slot;
+	struct lab_vm *vm = NULL;
+	struct lab_stats st;
+	uint64_t end;
+	int r = 0;
+
+	if (len != sizeof(req))
+		return reply(s, -EINVAL, "VM_CREATE: bad request size", NULL, 0);
+	memcpy(&req, body, sizeof(req));
+	if (!name_ok(req.name, sizeof(req.name)))
+		return reply(s, -EINVAL, "VM name must be 1-63 characters of [A-Za-z0-9._-]", NULL, 0);
+	req.spec[sizeof(req.spec) - 1] = '\0';
+	lab_config_default(&cfg);
+	if (req.spec[0] && lab_spec_parse(req.spec, &cfg, &err) < 0)
+		return reply(s, err.code, err.msg, NULL, 0);
+	if (lab_config_check(&cfg, &err) < 0)
+		return reply(s, err.code, err.msg, NULL, 0);
+	pthread_mutex_lock(&a->lock);
+	slot = vm_reserve(a, req.name, &r);
+	pthread_mutex_unlock(&a->lock);
+	if (!slot)
+		return reply(s, r, r == -EEXIST ? "a VM of that name exists on this agent" :
+			     "this agent hosts its maximum number of VMs", NULL, 0);
+	r = lab_vm_create(&cfg, &vm, &err);
+	if (r >= 0)
+		r = lab_vm_start(vm, &err);
+	/* Answer once the guest runs its workload: a migration started right
+	 * after create then moves a guest in its steady state. */
+	end = mig_now_ms() + FILL_TIMEOUT_MS;
+	while (r >= 0) {
+		lab_vm_stats(vm, &st);
+		if (st.fatal) {
+			r = mig_error_set(&err, st.fatal, "%s", st.fatal_msg);
+			break;
+		}
+		if (st.all_filled)
+			break;
+		if (mig_now_ms() > end) {
+			r = mig_error_set(&err, -ETIMEDOUT, "the guest did not finish filling its RAM");
+			break;
+		}
+		usleep(10000);
+	}
+	pthread_mutex_lock(&a->lock);
+	if (r >= 0)
+		slot->vm = vm;
+	slot->busy = false;
+	pthread_mutex_unlock(&a->lock);
+	if (r < 0) {
+		lab_vm_destroy(vm);
+		return reply(s, r, err.msg, NULL, 0);
+	}
+	return reply(s, 0, NULL, NULL, 0);
+}
+
+static int op_vm_list(struct session *s, const uint8_t *body, size_t len)
+{
+	struct agent *a = s->a;
+	struct mig_vm_info info[AGENT_MAX_VMS];
+	unsigned n = 0;
+
+	(void)body;
+	if (len)
+		return reply(s, -EINVAL, "VM_LIST takes no body", NULL, 0);
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < AGENT_MAX_VMS; i++) {
+		struct agent_vm *v = &a->vms[i];
+		const struct lab_config *c;
+		struct lab_stats st;
+
+		if (!v->vm)
+			continue;
+		c = lab_vm_config(v->vm);
+		lab_vm_stats(v->vm, &st);
+		memset(&info[n], 0, sizeof(info[n]));
+		str_copy(info[n].name, sizeof(info[n].name), v->name);
+		info[n].state = v->busy ? MIG_VM_MIGRATING :
+				lab_vm_is_running(v->vm) ? MIG_VM_RUNNING : MIG_VM_PAUSED;
+		info[n].vcpus = c->vcpus;
+		info[n].mem_bytes = c->mem_bytes;
+		info[n].wss_bytes = c->wss_bytes;
+		info[n].passes = st.passes;
+		info[n].errors = st.errors;
+		n++;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return reply(s, 0, NULL, info, n * sizeof(info[0]));
+}
+
+static int op_vm_destroy(struct session *s, const uint8_t *body, size_t len)
+{
+	struct agent *a = s->a;
+	struct mig_vm_ref req;
+	struct agent_vm *v;
+	struct lab_vm *vm = NULL;
+	int r = 0;
+
+	if (len != sizeof(req))
+		return reply(s, -EINVAL, "VM_DESTROY: bad request size", NULL, 0);
+	memcpy(&req, body, sizeof(req));
+	req.name[sizeof(req.name) - 1] = '\0';
+	pthread_mutex_lock(&a->lock);
+	v = vm_find(a, req.name);
+	if (!v)
+		r = -ENOENT;
+	else if (v->busy)
+		r = -EBUSY;
+	else {
+		vm = v->vm;
+		v->vm = NULL;
+		v->name[0] = '\0';
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (r < 0)
+		return reply(s, r, r == -ENOENT ? "no VM of that name on this agent" :
+			     "the VM is being migrated; cancel the migration first", NULL, 0);
+	lab_vm_destroy(vm);
+	return reply(s, 0, NULL, NULL, 0);
+}
+
+struct incoming {
+	struct agent *a;
+	struct mig_in_opts o;
+	struct agent_vm *slot;
+};
+
+static void *incoming_thread(void *arg)
+{
+	struct incoming *in = arg;
+	struct agent *a = in->a;
+	struct lab_vm *vm = NULL;
+	struct mig_error err = { 0 };
+	int r;
+
+	r = mig_dest_run(&in->o, &vm, &err);
+	close(in->o.listen_fd);
+	pthread_mutex_lock(&a->lock);
+	if (r >= 0)
+		in->slot->vm = vm;
+	in->slot->busy = false;
+	if (r < 0)
+		in->slot->name[0] = '\0';
+	pthread_mutex_unlock(&a->lock);
+	if (r < 0 && !a->opts.quiet)
+		fprintf(stderr, "migratectl agent: incoming migration of %s failed: %s\n",
+			in->o.name, err.msg);
+	free(in);
+	return NULL;
+}
+
+static int op_mig_incoming(struct session *s, const uint8_t *body, size_t len)
+{
+	struct agent *a = s->a;
+	struct mig_incoming req;
+	struct mig_incoming_reply rep = { 0 };
+	struct mig_error err = { 0 };
+	struct xport_endpoint ep = { .kind = XPORT_EP_TCP };
+	struct incoming *in;
+	pthread_t t;
+	int fd, r = 0;
+
+	if (len != sizeof(req))
+		return reply(s, -EINVAL, "MIG_INCOMING: bad request size", NULL, 0);
+	memcpy(&req, body, sizeof(req));
+	req.listen_host[sizeof(req.listen_host) - 1] = '\0';
+	if (!name_ok(req.name, sizeof(req.name)) || req.streams < 1 || req.streams > 16)
+		return reply(s, -EINVAL, "MIG_INCOMING: bad VM name or stream count (1-16)", NULL, 0);
+	in = calloc(1, sizeof(*in));
+	if (!in)
+		return reply(s, -ENOMEM, "out of memory", NULL, 0);
+	pthread_mutex_lock(&a->lock);
+	in->slot = vm_reserve(a, req.name, &r);
+	pthread_mutex_unlock(&a->lock);
+	if (!in->slot) {
+		free(in);
+		return reply(s, r, r == -EEXIST ? "a VM of that name already exists on the "
+			     "destination" : "the destination hosts its maximum number of VMs", NULL, 0);
+	}
+	str_copy(ep.host, sizeof(ep.host), req.listen_host[0] ? req.listen_host : "127.0.0.1");
+	ep.port = 0;
+	fd = xport_listen(&ep, &err);
+	if (fd >= 0 && xport_local_addr(fd, rep.addr, sizeof(rep.addr)) < 0) {
+		close(fd);
+		fd = mig_error_set(&err, -EIO, "cannot read the listening address");
+	}
+	if (fd < 0) {
+		pthread_mutex_lock(&a->lock);
+		in->slot->busy = false;
+		in->slot->name[0] = '\0';
+		pthread_mutex_unlock(&a->lock);
+		free(in);
+		return reply(s, fd, err.msg, NULL, 0);
+	}
+	in->a = a;
+	memcpy(in->o.id, req.id, 16);
+	memcpy(in->o.secret, req.secret, MIG_SECRET_LEN);
+	str_copy(in->o.name, sizeof(in->o.name), req.name);
+	in->o.streams = req.streams;
+	in->o.listen_fd = fd;
+	if (pthread_create(&t, NULL, incoming_thread, in)) {
+		close(fd);
+		pthread_mutex_lock(&a->lock);
+		in->slot->busy = false;
+		in->slot->name[0] = '\0';
+		pthread_mutex_unlock(&a->lock);
+		free(in);
+		return reply(s, -EAGAIN, "cannot start the receiving thread", NULL, 0);
+	}
+	pthread_detach(t);
+	return reply(s, 0, NULL, &rep, sizeof(rep));
+}
+
+static void send_event(const struct mig_event *ev, void *arg)
+{
+	struct session *s = arg;
+
+	xport_conn_send(&s->c, MIG_FRAME_EVENT, 0, ev, sizeof(*ev), NULL);
+}
+
+static int op_mig_outgoing(struct session *s, const uint8_t *body, size_t len)
+{
+	struct agent *a = s->a;
+	struct mig_outgoing req;
+	struct mig_out_opts o = { 0 };
+	struct mig_event res;
+	struct agent_vm *v;
+	struct agent_mig *m = NULL;
+	int r = 0;
+
+	if (len != sizeof(req))
+		return reply(s, -EINVAL, "MIG_OUTGOING: bad request size", NULL, 0);
+	memcpy(&req, body, sizeof(req));
+	req.name[sizeof(req.name) - 1] = '\0';
+	req.dest_addr[sizeof(req.dest_addr) - 1] = '\0';
+	if (req.streams < 1 || req.streams > 16 || req.codec > XPORT_CODEC_AUTO ||
+	    req.timeout_action > CONV_TIMEOUT_FORCE)
+		return reply(s, -EINVAL, "MIG_OUTGOING: bad streams, codec or timeout action", NULL, 0);
+	pthread_mutex_lock(&a->lock);
+	v = vm_find(a, req.name);
+	if (!v)
+		r = -ENOENT;
+	else if (v->busy)
+		r = -EBUSY;
+	for (unsigned i = 0; r == 0 && i < AGENT_MAX_MIGRATIONS; i++)
+		if (!a->migs[i].used) {
+			m = &a->migs[i];
+			break;
+		}
+	if (r == 0 && !m)
+		r = -EAGAIN;
+	if (r == 0) {
+		v->busy = true;
+		m->used = true;
+		memcpy(m->id, req.id, 16);
+		atomic_store(&m->cancel, false);
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (r < 0)
+		return reply(s, r, r == -ENOENT ? "no VM of that name on the source agent" :
+			     r == -EBUSY ? "the VM is already being migrated" :
+			     "too many migrations on this agent", NULL, 0);
+	r = reply(s, 0, NULL, NULL, 0);
+	memcpy(o.id, req.id, 16);
+	memcpy(o.secret, req.secret, MIG_SECRET_LEN);
+	str_copy(o.name, sizeof(o.name), req.name);
+	str_copy(o.dest_addr, sizeof(o.dest_addr), req.dest_addr);
+	o.streams = req.streams;
+	o.compress.codec = (enum xport_codec)req.codec;
+	o.compress.level = req.level;
+	o.verify = req.verify;
+	conv_params_default(&o.conv);
+	o.conv.downtime_limit_ms = req.downtime_limit_ms;
+	o.conv.max_bandwidth_bps = req.max_bandwidth_bps;
+	o.conv.timeout_ms = req.timeout_ms;
+	o.conv.timeout_action = (enum conv_timeout_action)req.timeout_action;
+	mig_source_run(v->vm, &o, &m->cancel, send_event, s, &res);
+	send_event(&res, s);
+	pthread_mutex_lock(&a->lock);
+	if (res.result == MIG_RESULT_COMPLETED ||
+	    (res.result == MIG_RESULT_FAILED && res.owner == MIG_OWNER_DESTINATION)) {
+		/* The destination owns the VM now: drop the source copy. */
+		lab_vm_destroy(v->vm);
+		v->vm = NULL;
+		v->name[0] = '\0';
+	}
+	v->busy = false;
+	m->used = false;
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+static int op_mig_cancel(struct session *s, const uint8_t *body, size_t len)
+{
+	struct agent *a = s->a;
+	struct mig_cancel req;
+	int r = -ENOENT;
+
+	if (len != sizeof(req))
+		return reply(s, -EINVAL, "MIG_CANCEL: bad request size", NULL, 0);
+	memcpy(&req, body, sizeof(req));
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < AGENT_MAX_MIGRATIONS; i++)
+		if (a->migs[i].used && !memcmp(a->migs[i].id, req.id, 16)) {
+			atomic_store(&a->migs[i].cancel, true);
+			r = 0;
+		}
+	pthread_mutex_unlock(&a->lock);
+	return reply(s, r, r < 0 ? "no migration with that id runs on this agent" : NULL, NULL, 0);
+}
+
+static const op_handler handlers[_MIG_OP_END] = {
+	[MIG_OP_VM_CREATE] = op_vm_create,
+	[MIG_OP_VM_LIST] = op_vm_list,
+	[MIG_OP_VM_DESTROY] = op_vm_destroy,
+	[MIG_OP_MIG_INCOMING] = op_mig_incoming,
+	[MIG_OP_MIG_OUTGOING] = op_mig_outgoing,
+	[MIG_OP_MIG_CANCEL] = op_mig_cancel,
+};
+
+static int send_error(struct session *s, int code, const char *msg)
+{
+	struct mig_error_msg m = { .code = code };
+
+	str_copy(m.msg, sizeof(m.msg), msg);
+	return xport_conn_send(&s->c, MIG_FRAME_ERROR, 0, &m, sizeof(m), NULL);
+}
+
+/* HELLO both ways, then, with a key, challenge-response in both directions. */
+static int handshake(struct session *s)
+{
+	struct agent *a = s->a;
+	struct mig_hello h = { .role = MIG_ROLE_AGENT };
+	struct mig_frame_hdr fh;
+	struct mig_buf pl = { 0 };
+	struct mig_auth_challenge ch;
+	struct mig_auth_response resp;
+	struct mig_auth_proof proof;
+	uint8_t want[XPORT_MAC_LEN];
+	int r;
+
+	r = xport_conn_recv(&s->c, &fh, &pl, 10000, NULL);
+	if (r < 0 || fh.type != MIG_FRAME_HELLO || pl.len != sizeof(h)) {
+		if (r >= 0)
+			send_error(s, -EPROTO, "expected HELLO");
+		mig_buf_free(&pl);
+		return r < 0 ? r : -EPROTO;
+	}
+	h.flags = a->key.len ? MIG_HELLO_F_AUTH : 0;
+	snprintf(h.software, sizeof(h.software), "migratectl agent");
+	r = xport_conn_send(&s->c, MIG_FRAME_HELLO, 0, &h, sizeof(h), NULL);
+	if (r < 0 || !a->key.len)
+		goto out;
+	xport_random(ch.nonce, sizeof(ch.nonce));
+	r = xport_conn_send(&s->c, MIG_FRAME_AUTH_CHALLENGE, 0, &ch, sizeof(ch), NULL);
+	if (r >= 0)
+		r = xport_conn_recv(&s->c, &fh, &pl, 10000, NULL);
+	if (r < 0)
+		goto out;
+	if (fh.type != MIG_FRAME_AUTH_RESPONSE || pl.len != sizeof(resp)) {
+		send_error(s, -EACCES, "this agent requires a key: pass --key-file");
+		r = -EACCES;
+		goto out;
+	}
+	memcpy(&resp, pl.data, sizeof(resp));
+	{
+		struct iovec iov[] = {
+			{ "migratectl-client", 17 }, { ch.nonce, sizeof(ch.nonce) },
+			{ resp.nonce, sizeof(resp.nonce) },
+		};
+
+		xport_hmac(a->key.data, a->key.len, iov, 3, want);
+	}
+	if (!xport_mac_equal(want, resp.mac, sizeof(want))) {
+		send_error(s, -EACCES, "authentication failed: the client's key does not match "
+			   "this agent's --key-file");
+		if (!a->opts.quiet)
+			fprintf(stderr, "migratectl agent: refused a client with a wrong key\n");
+		r = -EACCES;
+		goto out;
+	}
+	{
+		struct iovec iov[] = {
+			{ "migratectl-agent", 16 }, { resp.nonce, sizeof(resp.nonce) },
+			{ ch.nonce, sizeof(ch.nonce) },
+		};
+
+		xport_hmac(a->key.data, a->key.len, iov, 3, proof.mac);
+	}
+	r = xport_conn_send(&s->c, MIG_FRAME_AUTH_OK, 0, &proof, sizeof(proof), NULL);
+out:
+	mig_buf_free(&pl);
+	return r;
+}
+
+static void *session_thread(void *arg)
+{
+	struct session *s = arg;
+	struct mig_buf pl = { 0 };
+
+	if (handshake(s) >= 0) {
+		for (;;) {
+			struct mig_frame_hdr fh;
+			struct mig_request req;
+			int r = xport_conn_recv(&s->c, &fh, &pl, -1, NULL);
+
+			if (r < 0)
+				break;
+			if (fh.type != MIG_FRAME_REQUEST || pl.len < sizeof(req)) {
+				send_error(s, -EPROTO, "expected a REQUEST frame");
+				break;
+			}
+			memcpy(&req, pl.data, sizeof(req));
+			if (req.op >= _MIG_OP_END || !handlers[req.op]) {
+				reply(s, -EOPNOTSUPP, "unknown operation", NULL, 0);
+				continue;
+			}
+			if (handlers[req.op](s, pl.data + sizeof(req), pl.len - sizeof(req)) < 0)
+				break;
+		}
+	}
+	mig_buf_free(&pl);
+	xport_conn_close(&s->c);
+	free(s);
+	return NULL;
+}
+
+int agent_run(const struct agent_opts *opts, struct mig_error *err)
+{
+	struct agent *a = calloc(1, sizeof(*a));
+	struct xport_endpoint ep;
+	int lfd, r;
+
+	if (!a)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	a->opts = *opts;
+	pthread_mutex_init(&a->lock, NULL);
+	r = xport_endpoint_parse(opts->listen, &ep, err);
+	if (r < 0)
+		goto out;
+	if (ep.kind != XPORT_EP_TCP && ep.kind != XPORT_EP_UNIX) {
+		r = mig_error_set(err, -EINVAL, "an agent listens on tcp://HOST:PORT or unix:///PATH");
+		goto out;
+	}
+	if (opts->key_file[0]) {
+		r = xport_key_load(opts->key_file, &a->key, err);
+		if (r < 0)
+			goto out;
+	} else if (ep.kind == XPORT_EP_TCP) {
+		r = mig_error_set(err, -EINVAL, "a tcp agent needs --key-file F (at least 32 bytes, "
+				  "e.g. head -c 32 /dev/urandom > F; chmod 600 F)");
+		goto out;
+	}
+	lfd = xport_listen(&ep, err);
+	if (lfd < 0) {
+		r = lfd;
+		goto out;
+	}
+	if (opts->ready_fd >= 0) {
+		/* tell a parent waiting for us that we listen */
+		(void)!write(opts->ready_fd, "1", 1);
+		close(opts->ready_fd);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	while (!atomic_load(&a->stop)) {
+		struct session *s;
+		pthread_t t;
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR)
+				continue;
+			r = mig_error_set(err, -errno, "accept: %s", strerror(errno));
+			break;
+		}
+		xport_tune_socket(fd);
+		s = calloc(1, sizeof(*s));
+		if (!s || xport_conn_init(&s->c, fd, NULL) < 0) {
+			free(s);
+			close(fd);
+			continue;
+		}
+		s->a = a;
+		if (pthread_create(&t, NULL, session_thread, s)) {
+			xport_conn_close(&s->c);
+			free(s);
+			continue;
+		}
+		pthread_detach(t);
+	}
+	close(lfd);
+out:
+	mig_buf_free(&a->key);
+	free(a);
+	return r;
+}

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: MIT
+/* migratectl agent --listen URL [--key-file F] */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <migrate/agent.h>
+#include <migrate/parse.h>
+
+#include "migrate/cli.h"
+
+int cmd_agent(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "key-file", required_argument, NULL, 'k' },
+		{ "ready-fd", required_argument, NULL, 'r' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct agent_opts o = { .ready_fd = -1 };
+	struct mig_error err = { 0 };
+	uint64_t v;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			snprintf(o.listen, sizeof(o.listen), "%s", optarg);
+			break;
+		case 'k':
+			snprintf(o.key_file, sizeof(o.key_file), "%s", optarg);
+			break;
+		case 'r':
+			if (parse_u64(optarg, 0, 65535, &v) < 0) {
+				fprintf(stderr, "migratectl agent: invalid --ready-fd '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			o.ready_fd = (int)v;
+			break;
+		case 'q':
+			o.quiet = true;
+			break;
+		case 'h':
+			puts("usage: migratectl agent --listen tcp://HOST:PORT|unix:///PATH [--key-file F]");
+			return 0;
+		default:
+			fputs("usage: migratectl agent --listen tcp://HOST:PORT|unix:///PATH "
+			      "[--key-file F]\n", stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (!o.listen[0] || optind < argc) {
+		fputs("migratectl agent: --listen tcp://HOST:PORT or unix:///PATH is required\n", stderr);
+		return EXIT_USAGE;
+	}
+	if (agent_run(&o, &err) < 0) {
+		fprintf(stderr, "migratectl agent: %s\n", err.msg);
+		return err.code == -EINVAL ? EXIT_USAGE : 1;
+	}
+	return 0;
+}

@@ -1,0 +1,473 @@
+// SPDX-License-Identifier: MIT
+/*
+ * migratectl start SRC DST: create or pick the VM on SRC, prepare DST, run
+ * the migration on SRC while printing its progress, and report the outcome.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+
+#include <migrate/agent.h>
+#include <migrate/json.h>
+#include <migrate/lab.h>
+#include <migrate/parse.h>
+#include <migrate/policy.h>
+
+#include "migrate/cli.h"
+#include "migrate/macro.h"
+#include "migrate/migrate-internal.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+struct start_opts {
+	const char *src, *dst;
+	const char *vm;
+	const char *lab;
+	const char *key_file;
+	uint32_t streams;
+	struct xport_compress compress;
+	uint64_t downtime_ms, max_bw, timeout_ms;
+	enum conv_timeout_action action;
+	int verify;   /* -1 default */
+	bool json;
+};
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fputs("migratectl start: ", stderr);
+	fprintf(stderr, fmt, arg);
+	fputc('\n', stderr);
+	return EXIT_USAGE;
+}
+
+static void start_usage(FILE *f)
+{
+	fputs("usage: migratectl start SRC DST [--vm NAME | --lab SPEC] [--streams N]\n"
+	      "          [--compress none|zstd[:LEVEL]|auto] [--downtime-limit MS]\n"
+	      "          [--max-bandwidth BYTES/s] [--timeout DURATION]\n"
+	      "          [--timeout-action abort|force] [--verify|--no-verify] [--json]\n"
+	      "          [--key-file F]\n"
+	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH\n", f);
+}
+
+static int parse_start(int argc, char **argv, struct start_opts *o)
+{
+	static const struct option opts[] = {
+		{ "vm", required_argument, NULL, 'v' },
+		{ "lab", required_argument, NULL, 'l' },
+		{ "streams", required_argument, NULL, 's' },
+		{ "compress", required_argument, NULL, 'c' },
+		{ "downtime-limit", required_argument, NULL, 'd' },
+		{ "max-bandwidth", required_argument, NULL, 'b' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "timeout-action", required_argument, NULL, 'a' },
+		{ "verify", no_argument, NULL, 'V' },
+		{ "no-verify", no_argument, NULL, 'N' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "key-file", required_argument, NULL, 'k' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct mig_error err = { 0 };
+	uint64_t v;
+	int c, r;
+
+	o->streams = 2;
+	o->downtime_ms = 300;
+	o->verify = -1;
+	o->compress.codec = XPORT_CODEC_NONE;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'v': o->vm = optarg; break;
+		case 'l': o->lab = optarg; break;
+		case 's':
+			if (parse_u64(optarg, 1, 16, &v) < 0)
+				return usage_error("invalid --streams '%s': expected 1 to 16", optarg);
+			o->streams = (uint32_t)v;
+			break;
+		case 'c':
+			if (xport_compress_parse(optarg, &o->compress, &err) < 0)
+				return usage_error("--compress: %s", err.msg);
+			break;
+		case 'd':
+			if (parse_duration_ms(optarg, 1, &o->downtime_ms) < 0 || !o->downtime_ms)
+				return usage_error("invalid --downtime-limit '%s': expected milliseconds "
+						   "such as 300 or 300ms", optarg);
+			break;
+		case 'b':
+			if (parse_size(optarg, &o->max_bw) < 0 || !o->max_bw)
+				return usage_error("invalid --max-bandwidth '%s': expected bytes per "
+						   "second such as 500M", optarg);
+			break;
+		case 't':
+			if (parse_duration_ms(optarg, 1000, &o->timeout_ms) < 0 || !o->timeout_ms)
+				return usage_error("invalid --timeout '%s': expected a duration such as "
+						   "60s or 2m", optarg);
+			break;
+		case 'a':
+			r = conv_timeout_action_from_string(optarg);
+			if (r < 0)
+				return usage_error("invalid --timeout-action '%s': expected abort or force",
+						   optarg);
+			o->action = (enum conv_timeout_action)r;
+			break;
+		case 'V': o->verify = 1; break;
+		case 'N': o->verify = 0; break;
+		case 'j': o->json = true; break;
+		case 'k': o->key_file = optarg; break;
+		case 'h':
+			start_usage(stdout);
+			return 1;
+		default:
+			start_usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2) {
+		start_usage(stderr);
+		return EXIT_USAGE;
+	}
+	o->src = argv[optind];
+	o->dst = argv[optind + 1];
+	if (o->vm && o->lab)
+		return usage_error("%s", "--vm and --lab exclude each other");
+	if (o->vm && strlen(o->vm) >= MIG_NAME_MAX)
+		return usage_error("--vm '%s': name too long", o->vm);
+	if (o->lab) {
+		struct lab_config cfg;
+
+		lab_config_default(&cfg);
+		if (strlen(o->lab) >= 256 || lab_spec_parse(o->lab, &cfg, &err) < 0 ||
+		    lab_config_check(&cfg, &err) < 0)
+			return usage_error("--lab: %s", err.msg[0] ? err.msg : "spec too long");
+	}
+	{
+		struct xport_endpoint ep;
+
+		if (xport_endpoint_parse(o->src, &ep, &err) < 0)
+			return usage_error("SRC: %s", err.msg);
+		mig_error_clear(&err);
+		if (xport_endpoint_parse(o->dst, &ep, &err) < 0)
+			return usage_error("DST: %s", err.msg);
+	}
+	if (strcmp(o->src, "local") && !strcmp(o->src, o->dst))
+		return usage_error("SRC and DST are the same agent (%s)", o->src);
+	return 0;
+}
+
+static const char *result_name(uint32_t r)
+{
+	return r == MIG_RESULT_COMPLETED ? "completed" : r == MIG_RESULT_CANCELLED ? "cancelled" :
+	       "failed";
+}
+
+static const char *owner_name(uint32_t o)
+{
+	return o == MIG_OWNER_DESTINATION ? "destination" : o == MIG_OWNER_SOURCE ? "source" : "none";
+}
+
+static void hex128(const uint64_t d[2], char *buf)
+{
+	struct lab_digest g = { d[0], d[1] };
+
+	lab_digest_format(&g, buf);
+}
+
+static void print_json(const char *id, const struct mig_event *e, const struct start_opts *o,
+		       uint32_t vcpus)
+{
+	struct json_writer w;
+	char a[LAB_DIGEST_HEX], b[LAB_DIGEST_HEX], codec[32];
+
+	if (e->codec == XPORT_CODEC_ZSTD)
+		snprintf(codec, sizeof(codec), "zstd:%d", o->compress.level ? o->compress.level : 1);
+	else
+		snprintf(codec, sizeof(codec), "none");
+	json_init(&w, stdout, false);
+	json_obj_begin(&w, NULL);
+	json_str(&w, "id", id);
+	json_str(&w, "result", result_name(e->result));
+	json_str(&w, "owner", owner_name(e->owner));
+	json_str(&w, "error", e->error[0] ? e->error : NULL);
+	json_u64(&w, "total_ms", e->total_ms);
+	json_u64(&w, "setup_ms", e->setup_ms);
+	if (e->result == MIG_RESULT_COMPLETED || e->owner == MIG_OWNER_DESTINATION)
+		json_u64(&w, "downtime_ms", e->downtime_ms);
+	else
+		json_null(&w, "downtime_ms");
+	json_u64(&w, "rounds", e->round);
+	json_u64(&w, "streams", e->streams);
+	json_str(&w, "compression", codec);
+	json_str(&w, "compression_requested", xport_codec_to_string(o->compress.codec));
+	json_u64(&w, "throughput_bps", e->throughput_bps);
+	json_obj_begin(&w, "ram");
+	json_u64(&w, "total_bytes", e->ram_total_bytes);
+	json_u64(&w, "transferred_bytes", e->transferred_bytes);
+	json_u64(&w, "wire_bytes", e->wire_bytes);
+	json_u64(&w, "zero_pages", e->zero_pages);
+	json_u64(&w, "normal_pages", e->normal_pages);
+	json_u64(&w, "dirty_rate_bps", e->dirty_rate_bps);
+	json_obj_end(&w);
+	json_arr_begin(&w, "phases");
+	for (int p = 0; p < _MIG_PHASE_MAX; p++) {
+		if (!e->phase_start_ms[p] && !e->phase_duration_ms[p] && p != MIG_PHASE_SETUP)
+			continue;
+		json_obj_begin(&w, NULL);
+		json_str(&w, "name", mig_phase_to_string(p));
+		json_u64(&w, "start_ms", e->phase_start_ms[p]);
+		json_u64(&w, "duration_ms", e->phase_duration_ms[p]);
+		json_obj_end(&w);
+	}
+	json_arr_end(&w);
+	json_arr_begin(&w, "devices");
+	json_obj_begin(&w, NULL);
+	json_str(&w, "class", "memory");
+	json_u64(&w, "id", 0);
+	json_str(&w, "state", e->result == MIG_RESULT_COMPLETED ? "released" : "logging");
+	json_u64(&w, "bytes", e->wire_bytes);
+	json_obj_end(&w);
+	for (uint32_t i = 0; i < vcpus; i++) {
+		json_obj_begin(&w, NULL);
+		json_str(&w, "class", "vcpu");
+		json_u64(&w, "id", i);
+		json_str(&w, "state", e->result == MIG_RESULT_COMPLETED ? "dead" :
+			 e->owner == MIG_OWNER_NONE ? "saved" : "running");
+		json_u64(&w, "bytes", vcpus ? e->vcpu_state_bytes / vcpus : 0);
+		json_obj_end(&w);
+	}
+	json_arr_end(&w);
+	if (e->verified) {
+		hex128(e->digest_src, a);
+		hex128(e->digest_dst, b);
+		json_obj_begin(&w, "verify");
+		json_str(&w, "digest_src", a);
+		json_str(&w, "digest_dst", b);
+		json_bool(&w, "match", !strcmp(a, b));
+		json_u64(&w, "dst_passes_at_start", e->dst_passes_before);
+		json_u64(&w, "dst_passes_after", e->dst_passes_after);
+		json_u64(&w, "dst_selfcheck_errors", e->dst_errors);
+		json_obj_end(&w);
+	}
+	json_u64(&w, "rejected_streams", e->rejected_streams);
+	json_u64(&w, "src_cpu_ms", e->src_cpu_ms);
+	json_obj_end(&w);
+	json_finish(&w);
+}
+
+static void print_progress(const char *id, const struct mig_event *e, bool tty, uint32_t *last_phase)
+{
+	if (e->phase != *last_phase) {
+		fprintf(stderr, "%smigration %s: %s => %s\n", tty ? "\r\033[K" : "", id,
+			mig_phase_to_string(*last_phase), mig_phase_to_string(e->phase));
+		*last_phase = e->phase;
+	}
+	if (!tty)
+		return;
+	fprintf(stderr, "\r\033[K%-9s round %u  remaining %.1f MiB  dirty %.1f MiB/s  "
+		"%.0f MiB/s  expected downtime %llu ms", mig_phase_to_string(e->phase), e->round,
+		(double)e->remaining_bytes / (1 << 20), (double)e->dirty_rate_bps / (1 << 20),
+		(double)e->throughput_bps / (1 << 20), (unsigned long long)e->expected_downtime_ms);
+	fflush(stderr);
+}
+
+static int cancel_remote(struct mig_client *src, const char *key_file, const uint8_t *id)
+{
+	struct mig_client c2;
+	struct mig_cancel req;
+	struct mig_error err = { 0 };
+	int r;
+
+	if (mig_client_reopen(src, key_file, &c2, &err) < 0)
+		return -1;
+	memcpy(req.id, id, 16);
+	r = mig_client_call(&c2, MIG_OP_MIG_CANCEL, &req, sizeof(req), NULL, &err);
+	mig_client_close(&c2);
+	return r;
+}
+
+int cmd_start(int argc, char **argv)
+{
+	struct start_opts o = { 0 };
+	struct mig_error err = { 0 };
+	struct mig_client src = { .conn.fd = -1 }, dst = { .conn.fd = -1 };
+	struct mig_incoming in = { 0 };
+	struct mig_outgoing out = { 0 };
+	struct mig_incoming_reply inrep;
+	struct mig_buf extra = { 0 }, pl = { 0 };
+	struct mig_event res = { 0 };
+	struct xport_endpoint dep;
+	struct sigaction sa = { .sa_handler = on_sigint };
+	uuid_t uu;
+	char id[37], name[MIG_NAME_MAX];
+	uint32_t vcpus = 0, last_phase = MIG_PHASE_SETUP;
+	bool tty = isatty(STDERR_FILENO), cancel_sent = false, got_result = false;
+	int r, rc = 1;
+
+	r = parse_start(argc, argv, &o);
+	if (r)
+		return r == 1 ? 0 : r;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	uuid_generate_random(uu);
+	uuid_unparse_lower(uu, id);
+	memcpy(in.id, uu, 16);
+	xport_random(in.secret, sizeof(in.secret));
+
+	if (mig_client_open(o.src, o.key_file, &src, &err) < 0) {
+		fprintf(stderr, "migratectl start: source %s: %s\n", o.src, err.msg);
+		return 1;
+	}
+	if (mig_client_open(o.dst, o.key_file, &dst, &err) < 0) {
+		fprintf(stderr, "migratectl start: destination %s: %s\n", o.dst, err.msg);
+		goto out;
+	}
+
+	/* The VM: an existing one, or a lab VM made for this migration. */
+	if (o.vm) {
+		str_copy(name, sizeof(name), o.vm);
+	} else {
+		struct mig_vm_create req = { 0 };
+
+		snprintf(name, sizeof(name), "lab-%.8s", id);
+		str_copy(req.name, sizeof(req.name), name);
+		str_copy(req.spec, sizeof(req.spec), o.lab ? o.lab : "");
+		if (!o.json)
+			fprintf(stderr, "migration %s: creating lab VM %s on %s\n", id, name, o.src);
+		if (mig_client_call(&src, MIG_OP_VM_CREATE, &req, sizeof(req), NULL, &err) < 0) {
+			fprintf(stderr, "migratectl start: creating the lab VM: %s\n", err.msg);
+			goto out;
+		}
+	}
+	if (mig_client_call(&src, MIG_OP_VM_LIST, NULL, 0, &extra, &err) >= 0) {
+		for (size_t i = 0; i + sizeof(struct mig_vm_info) <= extra.len;
+		     i += sizeof(struct mig_vm_info)) {
+			struct mig_vm_info v;
+
+			memcpy(&v, extra.data + i, sizeof(v));
+			if (!strncmp(v.name, name, sizeof(v.name)))
+				vcpus = v.vcpus;
+		}
+	}
+	if (!vcpus) {
+		fprintf(stderr, "migratectl start: no VM named %s on %s\n", name, o.src);
+		goto out;
+	}
+
+	str_copy(in.name, sizeof(in.name), name);
+	in.streams = o.streams;
+	xport_endpoint_parse(o.dst, &dep, NULL);
+	str_copy(in.listen_host, sizeof(in.listen_host),
+		 dep.kind == XPORT_EP_TCP ? dep.host : "127.0.0.1");
+	if (mig_client_call(&dst, MIG_OP_MIG_INCOMING, &in, sizeof(in), &extra, &err) < 0 ||
+	    extra.len != sizeof(inrep)) {
+		fprintf(stderr, "migratectl start: preparing the destination: %s\n",
+			err.msg[0] ? err.msg : "malformed reply");
+		goto out;
+	}
+	memcpy(&inrep, extra.data, sizeof(inrep));
+	inrep.addr[sizeof(inrep.addr) - 1] = '\0';
+
+	memcpy(out.id, in.id, 16);
+	memcpy(out.secret, in.secret, sizeof(out.secret));
+	str_copy(out.name, sizeof(out.name), name);
+	str_copy(out.dest_addr, sizeof(out.dest_addr), inrep.addr);
+	out.streams = o.streams;
+	out.codec = o.compress.codec;
+	out.level = o.compress.level;
+	out.verify = o.verify != 0;
+	out.downtime_limit_ms = o.downtime_ms;
+	out.max_bandwidth_bps = o.max_bw;
+	out.timeout_ms = o.timeout_ms;
+	out.timeout_action = o.action;
+	if (mig_client_call(&src, MIG_OP_MIG_OUTGOING, &out, sizeof(out), NULL, &err) < 0) {
+		fprintf(stderr, "migratectl start: starting the migration: %s\n", err.msg);
+		goto out;
+	}
+	while (!got_result) {
+		struct mig_frame_hdr fh;
+		struct mig_event ev;
+
+		if (interrupted && !cancel_sent) {
+			cancel_sent = true;
+			fprintf(stderr, "%smigration %s: cancelling\n", tty ? "\r\033[K" : "", id);
+			cancel_remote(&src, o.key_file, in.id);
+		}
+		r = xport_conn_recv(&src.conn, &fh, &pl, 200, &err);
+		if (r == -ETIME) {
+			mig_error_clear(&err);
+			continue;
+		}
+		if (r < 0) {
+			fprintf(stderr, "%smigratectl start: lost the source agent: %s\n",
+				tty ? "\r\033[K" : "", err.msg);
+			rc = EXIT_OPERATOR;
+			goto out;
+		}
+		if (fh.type != MIG_FRAME_EVENT || pl.len != sizeof(ev))
+			continue;
+		memcpy(&ev, pl.data, sizeof(ev));
+		if (ev.kind == MIG_EVENT_RESULT) {
+			res = ev;
+			res.error[sizeof(res.error) - 1] = '\0';
+			got_result = true;
+		} else if (!o.json || tty) {
+			print_progress(id, &ev, tty, &last_phase);
+		}
+	}
+	if (!o.json || tty)
+		print_progress(id, &res, false, &last_phase);
+	if (o.json) {
+		print_json(id, &res, &o, vcpus);
+	} else {
+		printf("migration %s %s: VM %s now runs on the %s\n", id, result_name(res.result), name,
+		       res.owner == MIG_OWNER_NONE ? "(unknown: operator needed)" : owner_name(res.owner));
+		if (res.error[0])
+			printf("  error: %s\n", res.error);
+		printf("  total %llu ms (setup %llu ms), downtime %llu ms, %u rounds, %u streams, %s\n",
+		       (unsigned long long)res.total_ms, (unsigned long long)res.setup_ms,
+		       (unsigned long long)res.downtime_ms, res.round, res.streams,
+		       xport_codec_to_string(res.codec));
+		printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "
+		       "%.0f MiB/s\n", (unsigned long long)(res.ram_total_bytes >> 20),
+		       (unsigned long long)(res.transferred_bytes >> 20),
+		       (unsigned long long)(res.wire_bytes >> 20), (unsigned long long)res.zero_pages,
+		       (double)res.throughput_bps / (1 << 20));
+		if (res.verified) {
+			char a[LAB_DIGEST_HEX], b[LAB_DIGEST_HEX];
+
+			hex128(res.digest_src, a);
+			hex128(res.digest_dst, b);
+			printf("  verify: RAM digest %s %s, guest passes %llu -> %llu on the destination, "
+			       "%llu self-check errors\n", a, strcmp(a, b) ? "MISMATCH" : "matches",
+			       (unsigned long long)res.dst_passes_before,
+			       (unsigned long long)res.dst_passes_after, (unsigned long long)res.dst_errors);
+		}
+	}
+	if (res.result == MIG_RESULT_COMPLETED)
+		rc = 0;
+	else if (res.owner == MIG_OWNER_SOURCE)
+		rc = 1;
+	else
+		rc = EXIT_OPERATOR;
+out:
+	mig_buf_free(&extra);
+	mig_buf_free(&pl);
+	mig_client_close(&src);
+	mig_client_close(&dst);
+	return rc;
+}

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: MIT
+#include <endian.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "migrate/migrate-internal.h"
+
+static const char *const phase_names[_MIG_PHASE_MAX] = {
+	[MIG_PHASE_SETUP] = "setup",
+	[MIG_PHASE_PRECOPY] = "precopy",
+	[MIG_PHASE_STOP_COPY] = "stop_copy",
+	[MIG_PHASE_COMMIT] = "commit",
+	[MIG_PHASE_DONE] = "done",
+	[MIG_PHASE_ROLLBACK] = "rollback",
+};
+
+const char *mig_phase_to_string(enum mig_phase p)
+{
+	return (unsigned)p < _MIG_PHASE_MAX ? phase_names[p] : NULL;
+}
+
+uint64_t mig_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t mig_realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t mig_cpu_ms(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (uint64_t)ru.ru_utime.tv_sec * 1000 + (uint64_t)ru.ru_utime.tv_usec / 1000 +
+	       (uint64_t)ru.ru_stime.tv_sec * 1000 + (uint64_t)ru.ru_stime.tv_usec / 1000;
+}
+
+void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->mem_bytes = c->mem_bytes;
+	w->wss_bytes = c->wss_bytes;
+	w->rate = c->rate;
+	w->seed = c->seed;
+	w->vcpus = c->vcpus;
+	w->pattern = c->pattern;
+	w->dirty_log = c->dirty_log;
+	w->ring_entries = c->ring_entries;
+}
+
+int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig_error *err)
+{
+	lab_config_default(c);
+	if (w->pattern >= _LAB_PATTERN_MAX || w->dirty_log >= _LAB_DIRTY_LOG_MAX)
+		return mig_error_set(err, -EPROTO, "VM description: pattern %u / dirty log %u unknown",
+				     w->pattern, w->dirty_log);
+	c->mem_bytes = w->mem_bytes;
+	c->wss_bytes = w->wss_bytes;
+	c->rate = w->rate;
+	c->seed = w->seed;
+	c->vcpus = w->vcpus;
+	c->pattern = (enum lab_pattern)w->pattern;
+	c->dirty_log = (enum lab_dirty_log)w->dirty_log;
+	c->ring_entries = w->ring_entries;
+	return lab_config_check(c, err);
+}
+
+void stream_mac(const uint8_t *secret, const char *label, const struct mig_stream_hello *h,
+		uint8_t out[XPORT_MAC_LEN])
+{
+	uint32_t idx = htole32(h->index), n = htole32(h->nstreams);
+	struct iovec iov[] = {
+		{ (void *)label, strlen(label) },
+		{ (void *)h->id, sizeof(h->id) },
+		{ &idx, sizeof(idx) },
+		{ &n, sizeof(n) },
+		{ (void *)h->nonce, sizeof(h->nonce) },
+	};
+
+	xport_hmac(secret, MIG_SECRET_LEN, iov, 5, out);
+}

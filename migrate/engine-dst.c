@@ -1,0 +1,573 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The destination side of a migration.  It accepts the control stream and
+ * the N data streams, refusing (and counting) any connection whose first frame
+ * does not prove it holds this migration's secret, builds the VM with
+ * pre-faulted RAM, and writes received pages straight into it.  One thread
+ * and one io_uring receive on every stream at once.
+ *
+ * Pages of round r+1 may overtake pages of round r on another stream; the
+ * ROUND_END barrier (every data stream must reach it before any stream is read
+ * further) keeps an older copy of a page from landing on a newer one.
+ * Nothing of a frame is applied before its header, checksum and contents
+ * have been checked.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#if HAVE_ZSTD
+#include <zstd.h>
+#endif
+
+#include "migrate/macro.h"
+#include "migrate/migrate-internal.h"
+
+#define PAGE 4096ULL
+#define ACCEPT_TIMEOUT_MS 30000
+#define IDLE_TIMEOUT_MS 120000
+#define HEALTH_CHECK_MS 300
+
+enum rx_stage { RX_HDR, RX_PAYLOAD, RX_BARRIER, RX_DONE };
+
+struct rx_stream {
+	unsigned index;
+	int fd;
+	uint64_t seq;
+	enum rx_stage stage;
+	struct mig_frame_hdr hdr;
+	struct mig_buf buf;
+	struct xport_op op;
+	uint32_t barrier_round;
+	bool final;
+	/* control stream sends (one at a time) */
+	struct mig_frame_hdr tx_hdr;
+	uint64_t tx_seq;
+	uint8_t tx_buf[1024];
+	struct xport_op tx_op;
+	bool tx_busy;
+};
+
+struct dst {
+	const struct mig_in_opts *o;
+	struct mig_error err;
+	struct xport_ring ring;
+	struct rx_stream *st;     /* [0] control, [1..n] data */
+	unsigned n;
+	uint64_t rejected;
+	struct lab_vm *vm;
+	uint8_t *ram;
+	uint64_t nr_pages;
+	uint8_t *scratch;         /* decompressed page data */
+	bool have_state;
+	struct mig_buf state;
+	bool loaded;
+	bool committed;
+	bool running;
+#if HAVE_ZSTD
+	ZSTD_DCtx *dctx;
+#endif
+};
+
+static int refuse(int fd, uint64_t seq, int code, const char *msg)
+{
+	struct xport_conn c;
+	struct mig_error_msg m = { .code = code };
+
+	str_copy(m.msg, sizeof(m.msg), msg);
+	if (xport_conn_init(&c, fd, NULL) == 0) {
+		c.tx_seq = seq;
+		xport_conn_send(&c, MIG_FRAME_ERROR, 0, &m, sizeof(m), NULL);
+		xport_conn_close(&c);
+	} else {
+		close(fd);
+	}
+	return code;
+}
+
+/* Accept until the control stream and every data stream have proven they
+ * belong to this migration.  Impostors are answered, closed and counted. */
+static int accept_streams(struct dst *d)
+{
+	uint64_t end = mig_now_ms() + ACCEPT_TIMEOUT_MS;
+	unsigned have = 0;
+
+	while (have < d->n + 1) {
+		struct pollfd p = { .fd = d->o->listen_fd, .events = POLLIN };
+		struct mig_stream_hello h;
+		struct mig_frame_hdr fh;
+		struct mig_buf pl = { 0 };
+		struct xport_conn c;
+		uint8_t want[XPORT_MAC_LEN];
+		int64_t left = (int64_t)(end - mig_now_ms());
+		int fd, r;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return mig_error_set(&d->err, -ETIMEDOUT, "only %u of %u migration streams "
+					     "connected and authenticated in %d s (%llu refused)", have,
+					     d->n + 1, ACCEPT_TIMEOUT_MS / 1000,
+					     (unsigned long long)d->rejected);
+		fd = accept4(d->o->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		xport_tune_socket(fd);
+		if (xport_conn_init(&c, fd, NULL) < 0) {
+			close(fd);
+			continue;
+		}
+		r = xport_conn_recv(&c, &fh, &pl, 10000, NULL);
+		if (r < 0 || fh.type != MIG_FRAME_STREAM_HELLO || pl.len != sizeof(h)) {
+			mig_buf_free(&pl);
+			d->rejected++;
+			c.fd = -1;
+			xport_conn_close(&c);
+			refuse(fd, 1, -EPROTO, "the first frame of a migration stream must be a valid STREAM_HELLO");
+			continue;
+		}
+		memcpy(&h, pl.data, sizeof(h));
+		mig_buf_free(&pl);
+		stream_mac(d->o->secret, "migratectl-stream", &h, want);
+		if (memcmp(h.id, d->o->id, 16) || !xport_mac_equal(want, h.mac, sizeof(want)) ||
+		    h.nstreams != d->n || h.index > d->n || d->st[h.index].fd >= 0) {
+			d->rejected++;
+			c.fd = -1;
+			xport_conn_close(&c);
+			refuse(fd, 1, -EACCES, "stream refused: it does not prove it belongs to this "
+			       "migration (wrong id, secret, index or stream count)");
+			continue;
+		}
+		/* Prove back that we hold the secret too. */
+		stream_mac(d->o->secret, "migratectl-stream-ack", &h, h.mac);
+		r = xport_conn_send(&c, MIG_FRAME_STREAM_HELLO, 0, &h, sizeof(h), NULL);
+		if (r < 0) {
+			xport_conn_close(&c);
+			continue;
+		}
+		d->st[h.index].fd = fd;
+		d->st[h.index].seq = c.rx_seq;
+		d->st[h.index].tx_seq = c.tx_seq;
+		c.fd = -1;
+		xport_conn_close(&c);
+		have++;
+	}
+	return 0;
+}
+
+static int post_hdr(struct dst *d, struct rx_stream *s)
+{
+	memset(&s->op, 0, sizeof(s->op));
+	s->op.fd = s->fd;
+	s->op.iov[0] = (struct iovec){ &s->hdr, sizeof(s->hdr) };
+	s->op.iovcnt = 1;
+	s->op.total = sizeof(s->hdr);
+	s->op.user = s;
+	s->stage = RX_HDR;
+	return xport_ring_submit(&d->ring, &s->op, &d->err);
+}
+
+static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
+{
+	struct rx_stream *s = &d->st[0];
+	struct iovec iov = { s->tx_buf, len };
+
+	/* Replies are strictly one at a time: wait for the previous one. */
+	while (s->tx_busy) {
+		struct xport_op *op;
+		int r = xport_ring_wait(&d->ring, 1000, &op, &d->err);
+
+		if (r < 0 && r != -ETIME)
+			return r;
+		if (r == 0 && op == &s->tx_op)
+			s->tx_busy = false;
+		else if (r == 0)
+			return mig_error_set(&d->err, -EPROTO, "internal: unexpected completion");
+	}
+	memcpy(s->tx_buf, p, len);
+	mig_frame_seal(&s->tx_hdr, type, 0, ++s->tx_seq, &iov, len ? 1 : 0);
+	memset(&s->tx_op, 0, sizeof(s->tx_op));
+	s->tx_op.fd = s->fd;
+	s->tx_op.is_send = true;
+	s->tx_op.iov[0] = (struct iovec){ &s->tx_hdr, sizeof(s->tx_hdr) };
+	s->tx_op.iov[1] = iov;
+	s->tx_op.iovcnt = len ? 2 : 1;
+	s->tx_op.total = sizeof(s->tx_hdr) + len;
+	s->tx_op.user = NULL;
+	s->tx_busy = true;
+	return xport_ring_submit(&d->ring, &s->tx_op, &d->err);
+}
+
+static int apply_pages(struct dst *d, struct rx_stream *s)
+{
+	const uint8_t *p = s->buf.data;
+	struct mig_pages_hdr ph;
+	const uint64_t *ent;
+	const uint8_t *data;
+	size_t list, nz;
+
+	if (!d->vm)
+		return mig_error_set(&d->err, -EPROTO, "PAGES before SETUP on stream %u", s->index);
+	if (s->hdr.length < sizeof(ph))
+		return mig_error_set(&d->err, -EBADMSG, "PAGES frame of %u bytes on stream %u",
+				     s->hdr.length, s->index);
+	memcpy(&ph, p, sizeof(ph));
+	if (ph.count == 0 || ph.count > MIG_BATCH_PAGES || ph.zero_count > ph.count)
+		return mig_error_set(&d->err, -EBADMSG, "PAGES frame with %u pages (%u zero) on "
+				     "stream %u; at most %u", ph.count, ph.zero_count, s->index,
+				     MIG_BATCH_PAGES);
+	list = sizeof(ph) + (size_t)ph.count * 8;
+	nz = ph.count - ph.zero_count;
+	if (s->hdr.length != list + ph.data_len)
+		return mig_error_set(&d->err, -EBADMSG, "PAGES frame length %u does not match its "
+				     "%u pages and %u data bytes", s->hdr.length, ph.count, ph.data_len);
+	ent = (const uint64_t *)(p + sizeof(ph));
+	data = p + list;
+	/* Check every index before writing any page. */
+	for (unsigned i = 0, zeros = 0; i < ph.count; i++) {
+		uint64_t pfn = ent[i] & ~MIG_PAGE_ZERO;
+
+		zeros += !!(ent[i] & MIG_PAGE_ZERO);
+		if (pfn >= d->nr_pages)
+			return mig_error_set(&d->err, -EBADMSG, "page %#llx is outside the guest's "
+					     "%llu pages", (unsigned long long)pfn,
+					     (unsigned long long)d->nr_pages);
+		if (i + 1 == ph.count && zeros != ph.zero_count)
+			return mig_error_set(&d->err, -EBADMSG, "PAGES frame says %u zero pages, "
+					     "lists %u", ph.zero_count, zeros);
+	}
+	if (s->hdr.flags & MIG_FRAME_F_ZSTD) {
+#if HAVE_ZSTD
+		size_t out = ZSTD_decompressDCtx(d->dctx, d->scratch, MIG_BATCH_PAGES * PAGE,
+						 data, ph.data_len);
+
+		if (ZSTD_isError(out) || out != nz * PAGE)
+			return mig_error_set(&d->err, -EBADMSG, "zstd data of a PAGES frame does not "
+					     "decode to %zu pages", nz);
+		data = d->scratch;
+#else
+		return mig_error_set(&d->err, -ENOTSUP, "zstd frame, but this build has no zstd");
+#endif
+	} else if (ph.data_len != nz * PAGE) {
+		return mig_error_set(&d->err, -EBADMSG, "raw PAGES data of %u bytes for %zu pages",
+				     ph.data_len, nz);
+	}
+	for (unsigned i = 0, k = 0; i < ph.count; i++) {
+		uint8_t *dst = d->ram + (ent[i] & ~MIG_PAGE_ZERO) * PAGE;
+
+		if (ent[i] & MIG_PAGE_ZERO)
+			memset(dst, 0, PAGE);
+		else
+			memcpy(dst, data + (size_t)k++ * PAGE, PAGE);
+	}
+	return 0;
+}
+
+static int do_setup(struct dst *d, struct rx_stream *s)
+{
+	struct mig_setup st;
+	struct mig_reply rep = { 0 };
+	struct lab_config cfg;
+	int r;
+
+	if (s->hdr.length != sizeof(st) || d->vm)
+		return mig_error_set(&d->err, -EPROTO, "bad SETUP frame");
+	memcpy(&st, s->buf.data, sizeof(st));
+	st.name[sizeof(st.name) - 1] = '\0';
+	r = lab_from_wire(&st.lab, &cfg, &d->err);
+	if (r >= 0 && (st.page_size != PAGE || st.nr_pages != cfg.mem_bytes / PAGE))
+		r = mig_error_set(&d->err, -EPROTO, "SETUP: page size %u, %llu pages do not match "
+				  "the VM", st.page_size, (unsigned long long)st.nr_pages);
+	if (r >= 0)
+		r = lab_vm_create(&cfg, &d->vm, &d->err);
+	if (r >= 0) {
+		d->ram = lab_vm_ram(d->vm, NULL);
+		d->nr_pages = st.nr_pages;
+	}
+	rep.status = r;
+	if (r < 0)
+		str_copy(rep.msg, sizeof(rep.msg), d->err.msg);
+	ctl_send(d, MIG_FRAME_READY, &rep, sizeof(rep));
+	return r;
+}
+
+static bool all_at_barrier(struct dst *d, bool final)
+{
+	for (unsigned k = 1; k <= d->n; k++) {
+		if (d->st[k].stage != RX_BARRIER && d->st[k].stage != RX_DONE)
+			return false;
+		if (final && !d->st[k].final)
+			return false;
+	}
+	return true;
+}
+
+/* Once every data stream delivered its final pages and the state is in:
+ * load, hash, and tell the source. */
+static int try_load(struct dst *d)
+{
+	struct mig_loaded l = { 0 };
+	struct lab_digest dg = { 0 };
+	uint64_t t0;
+	int r;
+
+	if (d->loaded || !d->have_state || !all_at_barrier(d, true))
+		return 0;
+	d->loaded = true;
+	r = lab_vm_load_state(d->vm, d->state.data, d->state.len, &d->err);
+	t0 = mig_realtime_ns();
+	if (r >= 0)
+		lab_vm_digest(d->vm, &dg);
+	l.verify_ns = mig_realtime_ns() - t0;
+	l.status = r;
+	l.digest[0] = dg.hi;
+	l.digest[1] = dg.lo;
+	l.rejected_streams = d->rejected;
+	if (r < 0)
+		str_copy(l.msg, sizeof(l.msg), d->err.msg);
+	ctl_send(d, MIG_FRAME_LOADED, &l, sizeof(l));
+	return r;
+}
+
+static int do_commit(struct dst *d)
+{
+	struct mig_running run = { .kind = 1 };
+	struct lab_stats st;
+	int r;
+
+	if (!d->loaded)
+		return mig_error_set(&d->err, -EPROTO, "COMMIT before the VM was loaded");
+	d->committed = true;
+	r = lab_vm_resume(d->vm, &d->err);
+	run.start_realtime_ns = mig_realtime_ns();
+	lab_vm_stats(d->vm, &st);
+	run.passes = st.passes;
+	run.errors = st.errors;
+	run.status = r;
+	if (r < 0)
+		str_copy(run.msg, sizeof(run.msg), d->err.msg);
+	else
+		d->running = true;
+	ctl_send(d, MIG_FRAME_RUNNING, &run, sizeof(run));
+	if (r < 0)
+		return r;
+	/* Health check for --verify: is the guest going on, self-check clean? */
+	{
+		struct timespec ts = { 0, HEALTH_CHECK_MS * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
+	lab_vm_stats(d->vm, &st);
+	run.kind = 2;
+	run.passes = st.passes;
+	run.errors = st.errors;
+	run.status = st.fatal;
+	if (st.fatal)
+		str_copy(run.msg, sizeof(run.msg), st.fatal_msg);
+	ctl_send(d, MIG_FRAME_RUNNING, &run, sizeof(run));
+	return 0;
+}
+
+static int on_frame(struct dst *d, struct rx_stream *s, bool *repost)
+{
+	struct mig_round_end re;
+	int r;
+
+	*repost = true;
+	if (s->index == 0) {
+		switch (s->hdr.type) {
+		case MIG_FRAME_SETUP:
+			return do_setup(d, s);
+		case MIG_FRAME_DEVICE_STATE:
+			d->state.len = 0;
+			r = mig_buf_append(&d->state, s->buf.data, s->hdr.length);
+			if (r < 0)
+				return mig_error_set(&d->err, r, "out of memory");
+			d->have_state = true;
+			return try_load(d);
+		case MIG_FRAME_COMMIT:
+			*repost = false;
+			return do_commit(d);
+		case MIG_FRAME_ABORT: {
+			struct mig_error_msg m = { 0 };
+
+			memcpy(&m, s->buf.data, s->hdr.length < sizeof(m) ? s->hdr.length : sizeof(m));
+			m.msg[sizeof(m.msg) - 1] = '\0';
+			return mig_error_set(&d->err, -ECANCELED, "the source aborted: %s", m.msg);
+		}
+		default:
+			return mig_error_set(&d->err, -EPROTO, "unexpected %s frame on the control "
+					     "stream", mig_frame_type_to_string(s->hdr.type));
+		}
+	}
+	switch (s->hdr.type) {
+	case MIG_FRAME_PAGES:
+		return apply_pages(d, s);
+	case MIG_FRAME_ROUND_END:
+		if (s->hdr.length != sizeof(re))
+			return mig_error_set(&d->err, -EBADMSG, "ROUND_END of %u bytes", s->hdr.length);
+		memcpy(&re, s->buf.data, sizeof(re));
+		s->barrier_round = re.round;
+		s->final = re.final;
+		s->stage = re.final ? RX_DONE : RX_BARRIER;
+		*repost = false;
+		if (all_at_barrier(d, false)) {
+			for (unsigned k = 1; k <= d->n; k++) {
+				if (d->st[k].barrier_round != re.round)
+					return mig_error_set(&d->err, -EPROTO, "streams disagree on the "
+							     "round (%u vs %u)", d->st[k].barrier_round,
+							     re.round);
+			}
+			if (!re.final) {
+				for (unsigned k = 1; k <= d->n; k++) {
+					r = post_hdr(d, &d->st[k]);
+					if (r < 0)
+						return r;
+				}
+			}
+		}
+		return try_load(d);
+	default:
+		return mig_error_set(&d->err, -EPROTO, "unexpected %s frame on data stream %u",
+				     mig_frame_type_to_string(s->hdr.type), s->index);
+	}
+}
+
+static int run_loop(struct dst *d)
+{
+	int r;
+
+	for (unsigned k = 0; k <= d->n; k++) {
+		r = post_hdr(d, &d->st[k]);
+		if (r < 0)
+			return r;
+	}
+	while (!d->running) {
+		struct xport_op *op = NULL;
+		struct rx_stream *s;
+		bool repost;
+
+		r = xport_ring_wait(&d->ring, IDLE_TIMEOUT_MS, &op, &d->err);
+		if (r == -ETIME)
+			return mig_error_set(&d->err, -ETIMEDOUT, "the source went silent for %d s",
+					     IDLE_TIMEOUT_MS / 1000);
+		if (r < 0)
+			return r;
+		if (op == &d->st[0].tx_op) {
+			d->st[0].tx_busy = false;
+			if (op->res < 0)
+				return mig_error_set(&d->err, op->res, "replying to the source: %s",
+						     strerror(-op->res));
+			continue;
+		}
+		s = op->user;
+		if (op->res < 0)
+			return mig_error_set(&d->err, op->res, "stream %u: %s", s->index,
+					     op->res == -ECONNRESET ? "the source closed it" :
+					     strerror(-op->res));
+		if (s->stage == RX_HDR) {
+			r = mig_frame_check_header(&s->hdr, s->seq + 1, &d->err);
+			if (r < 0)
+				return mig_error_prefix(&d->err, "stream %u", s->index);
+			if (s->hdr.length) {
+				s->buf.len = 0;
+				r = mig_buf_reserve(&s->buf, s->hdr.length);
+				if (r < 0)
+					return mig_error_set(&d->err, r, "out of memory");
+				memset(&s->op, 0, sizeof(s->op));
+				s->op.fd = s->fd;
+				s->op.iov[0] = (struct iovec){ s->buf.data, s->hdr.length };
+				s->op.iovcnt = 1;
+				s->op.total = s->hdr.length;
+				s->op.user = s;
+				s->stage = RX_PAYLOAD;
+				r = xport_ring_submit(&d->ring, &s->op, &d->err);
+				if (r < 0)
+					return r;
+				continue;
+			}
+		}
+		r = mig_frame_check_payload(&s->hdr, s->buf.data, &d->err);
+		if (r < 0)
+			return mig_error_prefix(&d->err, "stream %u", s->index);
+		s->seq++;
+		r = on_frame(d, s, &repost);
+		if (r < 0)
+			return r;
+		if (repost && !d->running) {
+			r = post_hdr(d, s);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+int mig_dest_run(const struct mig_in_opts *o, struct lab_vm **ret_vm, struct mig_error *err)
+{
+	struct dst d = { .o = o, .n = o->streams };
+	int r;
+
+	*ret_vm = NULL;
+	d.st = calloc(d.n + 1, sizeof(*d.st));
+	d.scratch = malloc(MIG_BATCH_PAGES * PAGE);
+	if (!d.st || !d.scratch) {
+		r = mig_error_set(&d.err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (unsigned k = 0; k <= d.n; k++) {
+		d.st[k].index = k;
+		d.st[k].fd = -1;
+	}
+#if HAVE_ZSTD
+	d.dctx = ZSTD_createDCtx();
+#endif
+	r = accept_streams(&d);
+	if (r >= 0)
+		r = xport_ring_init(&d.ring, 2 * (d.n + 2), &d.err);
+	if (r >= 0)
+		r = run_loop(&d);
+	if (r < 0 && !d.committed && d.ring.ring && d.st[0].fd >= 0) {
+		/* Tell the source why, so it rolls back with a reason, not a timeout. */
+		struct mig_error_msg m = { .code = r };
+
+		str_copy(m.msg, sizeof(m.msg), d.err.msg);
+		ctl_send(&d, MIG_FRAME_ABORT, &m, sizeof(m));
+	}
+	/* Let the last reply leave before the sockets close. */
+	if (d.ring.ring && d.st[0].tx_busy) {
+		struct xport_op *op;
+
+		xport_ring_wait(&d.ring, 5000, &op, NULL);
+	}
+out:
+	if (d.ring.ring)
+		xport_ring_exit(&d.ring);
+	for (unsigned k = 0; d.st && k <= d.n; k++) {
+		if (d.st[k].fd >= 0)
+			close(d.st[k].fd);
+		mig_buf_free(&d.st[k].buf);
+	}
+	if (r >= 0 && d.running) {
+		*ret_vm = d.vm;
+	} else {
+		if (r >= 0)
+			r = mig_error_set(&d.err, -EPROTO, "the migration ended before commit");
+		/* Before commit the source owns the VM: drop our copy. */
+		lab_vm_destroy(d.vm);
+	}
+#if HAVE_ZSTD
+	ZSTD_freeDCtx(d.dctx);
+#endif
+	free(d.st);
+	free(d.scratch);
+	mig_buf_free(&d.state);
+	if (r < 0 && err)
+		*err = d.err;
+	return r;
+}

@@ -1,0 +1,840 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The source side of a migration: SETUP -> PRECOPY -> STOP_COPY -> COMMIT ->
+ * DONE, or ROLLBACK.  One thread drives the control stream and N data
+ * streams through one io_uring: while the kernel sends batch k on stream s,
+ * this thread gathers (and compresses) batch k+1 for the next free stream.
+ *
+ * Pages are copied out of guest RAM before they are checksummed and sent: the
+ * guest keeps writing during PRECOPY, and a frame whose checksum was taken
+ * over bytes that then changed would be refused by the destination.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#if HAVE_ZSTD
+#include <zstd.h>
+#endif
+
+#include "migrate/macro.h"
+#include "migrate/migrate-internal.h"
+
+#define PAGE 4096ULL
+#define POLL_MS 100
+#define REPLY_TIMEOUT_MS 120000
+
+struct tx_stream {
+	int fd;
+	uint64_t seq;
+	bool busy;
+	struct mig_frame_hdr hdr;
+	uint8_t *buf;
+	size_t cap;
+	uint64_t frames;
+	struct xport_op op;
+};
+
+struct src {
+	struct lab_vm *vm;
+	const struct mig_out_opts *o;
+	atomic_bool *cancel;
+	mig_event_fn fn;
+	void *arg;
+	struct mig_event *res;
+	struct mig_error err;
+
+	uint8_t *ram;
+	uint64_t nr_pages;
+	uint64_t *bitmap;
+	uint64_t words;
+	struct xport_ring ring;
+	struct tx_stream ctl;
+	struct tx_stream *data;
+	unsigned n;
+	unsigned next;
+	uint64_t ctl_rx_seq;
+	enum xport_codec codec;   /* the codec in use (auto resolves to one) */
+#if HAVE_ZSTD
+	ZSTD_CCtx *cctx;
+#endif
+	uint8_t *gather;
+	uint64_t t0_ms;
+	uint64_t precopy_t0;
+	uint64_t last_event_ms;
+	enum mig_phase phase;
+	uint64_t phase_t0;
+	uint32_t round;
+	/* bandwidth cap: bytes allowed since bw_t0 */
+	uint64_t bw_t0_ms, bw_bytes;
+	/* per-round */
+	uint64_t round_wire, round_pages;
+	uint64_t remaining, dirty_rate, expected_dt;
+	/* auto codec probe */
+	uint64_t probe_raw, probe_comp, probe_ns;
+};
+
+static void set_phase(struct src *s, enum mig_phase p)
+{
+	uint64_t now = mig_now_ms();
+
+	if (s->phase != p) {
+		s->res->phase_duration_ms[s->phase] = now - s->phase_t0;
+		s->res->phase_start_ms[p] = now - s->t0_ms;
+		s->phase = p;
+		s->phase_t0 = now;
+	}
+}
+
+static void emit_progress(struct src *s, bool force)
+{
+	struct mig_event ev = { 0 };
+	uint64_t now = mig_now_ms(), el = now - s->t0_ms;
+
+	if (!s->fn || (!force && now - s->last_event_ms < 200))
+		return;
+	s->last_event_ms = now;
+	ev.kind = MIG_EVENT_PROGRESS;
+	ev.phase = s->phase;
+	ev.round = s->round;
+	ev.streams = s->n;
+	ev.codec = s->codec;
+	ev.elapsed_ms = el;
+	ev.remaining_bytes = s->remaining;
+	ev.dirty_rate_bps = s->dirty_rate;
+	ev.throughput_bps = el ? s->res->wire_bytes * 1000 / el : 0;
+	ev.expected_downtime_ms = s->expected_dt;
+	ev.transferred_bytes = s->res->transferred_bytes;
+	ev.wire_bytes = s->res->wire_bytes;
+	s->fn(&ev, s->arg);
+}
+
+static bool cancelled(struct src *s)
+{
+	return s->cancel && atomic_load(s->cancel);
+}
+
+/* Wait for one op; mark its stream free. */
+static int wait_one(struct src *s)
+{
+	for (;;) {
+		struct xport_op *op = NULL;
+		int r = xport_ring_wait(&s->ring, POLL_MS, &op, &s->err);
+
+		if (r == -ETIME) {
+			if (cancelled(s))
+				return mig_error_set(&s->err, -ECANCELED, "cancelled");
+			emit_progress(s, false);
+			continue;
+		}
+		if (r < 0)
+			return r;
+		((struct tx_stream *)op->user)->busy = false;
+		if (op->res < 0)
+			return mig_error_set(&s->err, op->res, "sending to the destination: %s",
+					     strerror(-op->res));
+		return 0;
+	}
+}
+
+static int wait_idle(struct src *s)
+{
+	int r;
+
+	while (s->ring.inflight) {
+		r = wait_one(s);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Bandwidth cap: sleep until `bytes` more fit in the budget. */
+static void throttle(struct src *s, uint64_t bytes)
+{
+	uint64_t cap = s->o->conv.max_bandwidth_bps, now, allowed;
+
+	if (!cap)
+		return;
+	now = mig_now_ms();
+	if (!s->bw_t0_ms || now - s->bw_t0_ms > 1000) {
+		s->bw_t0_ms = now;
+		s->bw_bytes = 0;
+	}
+	s->bw_bytes += bytes;
+	allowed = (now - s->bw_t0_ms) * cap / 1000;
+	if (s->bw_bytes > allowed) {
+		uint64_t ms = (s->bw_bytes - allowed) * 1000 / cap;
+		struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int submit_frame(struct src *s, struct tx_stream *t, uint16_t type, uint32_t flags,
+			const void *payload, size_t len)
+{
+	struct iovec piov = { (void *)payload, len };
+
+	mig_frame_seal(&t->hdr, type, flags, ++t->seq, &piov, len ? 1 : 0);
+	memset(&t->op, 0, sizeof(t->op));
+	t->op.fd = t->fd;
+	t->op.is_send = true;
+	t->op.iov[0] = (struct iovec){ &t->hdr, sizeof(t->hdr) };
+	t->op.iov[1] = piov;
+	t->op.iovcnt = len ? 2 : 1;
+	t->op.total = sizeof(t->hdr) + len;
+	t->op.user = t;
+	t->busy = true;
+	s->res->wire_bytes += t->op.total;
+	s->round_wire += t->op.total;
+	throttle(s, t->op.total);
+	return xport_ring_submit(&s->ring, &t->op, &s->err);
+}
+
+/* Send a small frame on the control stream and wait until it left. */
+static int ctl_send(struct src *s, uint16_t type, const void *p, size_t len)
+{
+	int r;
+
+	if (len > s->ctl.cap)
+		return mig_error_set(&s->err, -EMSGSIZE, "control frame too large");
+	memcpy(s->ctl.buf, p, len);
+	r = submit_frame(s, &s->ctl, type, 0, s->ctl.buf, len);
+	return r < 0 ? r : wait_idle(s);
+}
+
+/* Receive one frame on the control stream (only when nothing else is in flight). */
+static int ctl_recv(struct src *s, struct mig_frame_hdr *h, struct mig_buf *pl, int timeout_ms)
+{
+	uint64_t end = mig_now_ms() + (uint64_t)timeout_ms;
+	struct xport_op op = { .fd = s->ctl.fd, .is_send = false };
+	struct xport_op *done;
+	int r;
+
+	for (int stage = 0; stage < 2; stage++) {
+		memset(&op, 0, sizeof(op));
+		op.fd = s->ctl.fd;
+		if (stage == 0) {
+			op.iov[0] = (struct iovec){ h, sizeof(*h) };
+			op.total = sizeof(*h);
+		} else {
+			if (!h->length)
+				break;
+			pl->len = 0;
+			r = mig_buf_reserve(pl, h->length);
+			if (r < 0)
+				return mig_error_set(&s->err, r, "out of memory");
+			op.iov[0] = (struct iovec){ pl->data, h->length };
+			op.total = h->length;
+		}
+		op.iovcnt = 1;
+		r = xport_ring_submit(&s->ring, &op, &s->err);
+		if (r < 0)
+			return r;
+		for (;;) {
+			r = xport_ring_wait(&s->ring, POLL_MS, &done, &s->err);
+			if (r == -ETIME) {
+				if (mig_now_ms() > end)
+					return mig_error_set(&s->err, -ETIMEDOUT,
+							     "the destination did not answer in %d s",
+							     timeout_ms / 1000);
+				continue;
+			}
+			if (r < 0)
+				return r;
+			if (done != &op)
+				continue;
+			if (op.res < 0)
+				return mig_error_set(&s->err, op.res, "the destination closed the "
+						     "migration stream: %s", strerror(-op.res));
+			break;
+		}
+		if (stage == 0) {
+			r = mig_frame_check_header(h, s->ctl_rx_seq + 1, &s->err);
+			if (r < 0)
+				return r;
+		}
+	}
+	pl->len = h->length;
+	r = mig_frame_check_payload(h, pl->data, &s->err);
+	if (r < 0)
+		return r;
+	s->ctl_rx_seq++;
+	if (h->type == MIG_FRAME_ABORT) {
+		struct mig_error_msg m = { 0 };
+
+		memcpy(&m, pl->data, h->length < sizeof(m) ? h->length : sizeof(m));
+		m.msg[sizeof(m.msg) - 1] = '\0';
+		return mig_error_set(&s->err, m.code < 0 ? m.code : -EPROTO,
+				     "the destination aborted: %s", m.msg);
+	}
+	return 0;
+}
+
+static int expect(struct src *s, struct mig_frame_hdr *h, uint16_t type, size_t len)
+{
+	if (h->type != type || h->length != len)
+		return mig_error_set(&s->err, -EPROTO, "expected %s (%zu bytes) from the destination, "
+				     "got %s (%u bytes)", mig_frame_type_to_string(type), len,
+				     mig_frame_type_to_string(h->type) ?: "?", h->length);
+	return 0;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (unsigned i = 0; i < PAGE / 8; i += 4)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
+			return false;
+	return true;
+}
+
+static struct tx_stream *free_stream(struct src *s, int *r)
+{
+	for (;;) {
+		for (unsigned k = 0; k < s->n; k++) {
+			struct tx_stream *t = &s->data[(s->next + k) % s->n];
+
+			if (!t->busy) {
+				s->next = (s->next + k + 1) % s->n;
+				return t;
+			}
+		}
+		*r = wait_one(s);
+		if (*r < 0)
+			return NULL;
+	}
+}
+
+/* Build and submit one PAGES frame for pfns[0..count). */
+static int send_batch(struct src *s, const uint64_t *pfns, unsigned count)
+{
+	size_t list = sizeof(struct mig_pages_hdr) + count * sizeof(uint64_t);
+	struct mig_pages_hdr *ph;
+	uint64_t *ent;
+	unsigned nz = 0;
+	uint32_t flags = 0;
+	size_t data_len;
+	struct tx_stream *t;
+	int r = 0;
+	bool use_zstd = s->codec == XPORT_CODEC_ZSTD;
+
+	t = free_stream(s, &r);
+	if (!t)
+		return r;
+	ph = (struct mig_pages_hdr *)t->buf;
+	ent = (uint64_t *)(ph + 1);
+	/* Raw pages go straight into the frame buffer; zstd reads them from the
+	 * gather buffer and writes its output into the frame buffer. */
+	uint8_t *dst = use_zstd ? s->gather : t->buf + list;
+	for (unsigned i = 0; i < count; i++) {
+		const uint8_t *page = s->ram + pfns[i] * PAGE;
+
+		if (page_is_zero(page)) {
+			ent[i] = pfns[i] | MIG_PAGE_ZERO;
+			s->res->zero_pages++;
+			continue;
+		}
+		ent[i] = pfns[i];
+		memcpy(dst + (size_t)nz * PAGE, page, PAGE);
+		nz++;
+	}
+	s->res->normal_pages += nz;
+	s->res->transferred_bytes += (uint64_t)nz * PAGE;
+	s->round_pages += count;
+	data_len = (size_t)nz * PAGE;
+#if HAVE_ZSTD
+	if (use_zstd && nz) {
+		struct timespec a, b;
+		size_t c;
+
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		c = ZSTD_compressCCtx(s->cctx, t->buf + list, t->cap - list, s->gather, data_len,
+				      s->o->compress.level ? s->o->compress.level : 1);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		s->probe_ns += (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ULL +
+			       (uint64_t)(b.tv_nsec - a.tv_nsec);
+		s->probe_raw += data_len;
+		if (!ZSTD_isError(c) && c < data_len) {
+			flags = MIG_FRAME_F_ZSTD;
+			s->probe_comp += c;
+			data_len = c;
+		} else {
+			/* Incompressible: send raw, it costs the receiver nothing. */
+			memcpy(t->buf + list, s->gather, data_len);
+			s->probe_comp += data_len;
+		}
+	}
+#endif
+	*ph = (struct mig_pages_hdr){
+		.count = count, .zero_count = count - nz, .round = s->round,
+		.data_len = (uint32_t)data_len,
+	};
+	t->frames++;
+	return submit_frame(s, t, MIG_FRAME_PAGES, flags, t->buf, list + data_len);
+}
+
+/* Send every page whose bit is set, in batches spread over the streams. */
+static int send_bitmap(struct src *s)
+{
+	uint64_t pfns[MIG_BATCH_PAGES];
+	unsigned count = 0;
+	int r;
+
+	for (uint64_t w = 0; w < s->words; w++) {
+		uint64_t bits = s->bitmap[w];
+
+		while (bits) {
+			uint64_t pfn = w * 64 + (uint64_t)__builtin_ctzll(bits);
+
+			bits &= bits - 1;
+			if (pfn >= s->nr_pages)
+				break;
+			pfns[count++] = pfn;
+			if (count == MIG_BATCH_PAGES) {
+				r = send_batch(s, pfns, count);
+				if (r < 0)
+					return r;
+				count = 0;
+				if (cancelled(s))
+					return mig_error_set(&s->err, -ECANCELED, "cancelled");
+				emit_progress(s, false);
+			}
+		}
+	}
+	return count ? send_batch(s, pfns, count) : 0;
+}
+
+static int send_round_end(struct src *s, bool final)
+{
+	struct mig_round_end re;
+	int r = wait_idle(s);
+
+	if (r < 0)
+		return r;
+	for (unsigned k = 0; k < s->n; k++) {
+		struct tx_stream *t = &s->data[k];
+
+		re = (struct mig_round_end){ s->round, final, t->frames };
+		memcpy(t->buf, &re, sizeof(re));
+		t->frames = 0;
+		r = submit_frame(s, t, MIG_FRAME_ROUND_END, 0, t->buf, sizeof(re));
+		if (r < 0)
+			return r;
+	}
+	return wait_idle(s);
+}
+
+static int open_stream(struct src *s, struct tx_stream *t, unsigned index)
+{
+	struct xport_endpoint ep;
+	struct mig_stream_hello h = { 0 }, back;
+	uint8_t want[XPORT_MAC_LEN];
+	char url[160];
+	struct xport_conn c;
+	struct mig_frame_hdr fh;
+	struct mig_buf pl = { 0 };
+	int fd, r;
+
+	snprintf(url, sizeof(url), "tcp://%s", s->o->dest_addr);
+	r = xport_endpoint_parse(url, &ep, &s->err);
+	if (r < 0)
+		return r;
+	fd = xport_connect(&ep, 10000, &s->err);
+	if (fd < 0)
+		return fd;
+	xport_tune_socket(fd);
+	/* Authenticate with a blocking framed exchange, then hand the fd to the
+	 * engine's ring with the sequence numbers carried over. */
+	r = xport_conn_init(&c, fd, &s->err);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	memcpy(h.id, s->o->id, 16);
+	h.index = index;
+	h.nstreams = s->n;
+	xport_random(h.nonce, sizeof(h.nonce));
+	stream_mac(s->o->secret, "migratectl-stream", &h, h.mac);
+	r = xport_conn_send(&c, MIG_FRAME_STREAM_HELLO, 0, &h, sizeof(h), &s->err);
+	if (r >= 0)
+		r = xport_conn_recv(&c, &fh, &pl, 30000, &s->err);
+	if (r >= 0 && fh.type == MIG_FRAME_ERROR) {
+		struct mig_error_msg m = { 0 };
+
+		memcpy(&m, pl.data, pl.len < sizeof(m) ? pl.len : sizeof(m));
+		m.msg[sizeof(m.msg) - 1] = '\0';
+		r = mig_error_set(&s->err, m.code < 0 ? m.code : -EACCES,
+				  "the destination refused stream %u: %s", index, m.msg);
+	} else if (r >= 0 && (fh.type != MIG_FRAME_STREAM_HELLO || pl.len != sizeof(back))) {
+		r = mig_error_set(&s->err, -EPROTO, "stream %u: unexpected answer to STREAM_HELLO",
+				  index);
+	} else if (r >= 0) {
+		memcpy(&back, pl.data, sizeof(back));
+		memcpy(back.nonce, h.nonce, sizeof(back.nonce));
+		stream_mac(s->o->secret, "migratectl-stream-ack", &back, want);
+		if (memcmp(back.id, h.id, 16) || back.index != index ||
+		    !xport_mac_equal(want, back.mac, sizeof(want)))
+			r = mig_error_set(&s->err, -EACCES, "stream %u: the destination could not "
+					  "prove it belongs to this migration", index);
+	}
+	mig_buf_free(&pl);
+	t->seq = c.tx_seq;
+	if (index == 0)
+		s->ctl_rx_seq = c.rx_seq;
+	/* keep the fd, drop the conn's private ring */
+	c.fd = -1;
+	xport_conn_close(&c);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	t->fd = fd;
+	t->cap = index ? sizeof(struct mig_pages_hdr) + MIG_BATCH_PAGES * (8 + PAGE) + 65536 : 65536;
+	t->buf = malloc(t->cap);
+	if (!t->buf)
+		return mig_error_set(&s->err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+static int do_setup(struct src *s)
+{
+	struct mig_setup st = { 0 };
+	struct mig_frame_hdr h;
+	struct mig_buf pl = { 0 };
+	struct mig_reply rep;
+	int r;
+
+	r = open_stream(s, &s->ctl, 0);
+	for (unsigned k = 0; r >= 0 && k < s->n; k++)
+		r = open_stream(s, &s->data[k], k + 1);
+	if (r < 0)
+		return r;
+	lab_to_wire(lab_vm_config(s->vm), &st.lab);
+	st.nr_pages = s->nr_pages;
+	st.page_size = PAGE;
+	st.codec = s->codec;
+	str_copy(st.name, sizeof(st.name), s->o->name);
+	r = ctl_send(s, MIG_FRAME_SETUP, &st, sizeof(st));
+	if (r < 0)
+		return r;
+	r = ctl_recv(s, &h, &pl, REPLY_TIMEOUT_MS);
+	if (r >= 0)
+		r = expect(s, &h, MIG_FRAME_READY, sizeof(rep));
+	if (r >= 0) {
+		memcpy(&rep, pl.data, sizeof(rep));
+		rep.msg[sizeof(rep.msg) - 1] = '\0';
+		if (rep.status < 0)
+			r = mig_error_set(&s->err, rep.status, "the destination could not prepare: %s",
+					  rep.msg);
+	}
+	mig_buf_free(&pl);
+	return r;
+}
+
+/* auto: after round 0's first batches, keep zstd only if it moves guest bytes
+ * faster than the link moves raw ones. */
+static void auto_codec(struct src *s, uint64_t link_bps)
+{
+	double comp_bps, ratio;
+
+	if (s->o->compress.codec != XPORT_CODEC_AUTO || !s->probe_ns || !s->probe_comp)
+		return;
+	comp_bps = (double)s->probe_raw * 1e9 / (double)s->probe_ns;
+	ratio = (double)s->probe_raw / (double)s->probe_comp;
+	/* zstd delivers min(compress speed, link x ratio) guest bytes per second */
+	if ((comp_bps < (double)link_bps * ratio ? comp_bps : (double)link_bps * ratio) <=
+	    (double)link_bps)
+		s->codec = XPORT_CODEC_NONE;
+}
+
+static int do_precopy(struct src *s)
+{
+	struct conv_decision d = { 0 };
+	uint64_t r0_t0, n_dirty = 0;
+	int r;
+
+	s->precopy_t0 = mig_now_ms();
+	/* Start tracking from here: clear (and, lazily, protect) everything. */
+	memset(s->bitmap, 0, s->words * 8);
+	r = lab_vm_dirty_sync(s->vm, s->bitmap, NULL, &s->err);
+	if (r < 0)
+		return r;
+	/* Round 0: every page (zero pages travel as a flag). */
+	memset(s->bitmap, 0xff, s->words * 8);
+	for (s->round = 0;; s->round++) {
+		struct conv_round cr = { 0 };
+		uint64_t wire_before = s->res->wire_bytes;
+
+		r0_t0 = mig_now_ms();
+		s->round_wire = s->round_pages = 0;
+		if (s->o->compress.codec == XPORT_CODEC_AUTO && s->round == 0)
+			s->codec = XPORT_CODEC_ZSTD;
+		r = send_bitmap(s);
+		if (r >= 0)
+			r = send_round_end(s, false);
+		if (r < 0)
+			return r;
+		cr.round = s->round;
+		cr.round_ms = mig_now_ms() - r0_t0;
+		cr.elapsed_ms = mig_now_ms() - s->precopy_t0;
+		cr.sent_bytes = s->res->wire_bytes - wire_before;
+		cr.sent_pages = s->round_pages;
+		cr.bandwidth_bps = cr.round_ms ? cr.sent_bytes * 1000 / cr.round_ms : cr.sent_bytes * 1000;
+		cr.page_wire_bytes = s->res->transferred_bytes + s->res->zero_pages ?
+			s->res->wire_bytes / (s->res->normal_pages + s->res->zero_pages + 1) : PAGE;
+		if (s->round == 0)
+			auto_codec(s, cr.bandwidth_bps);
+		memset(s->bitmap, 0, s->words * 8);
+		r = lab_vm_dirty_sync(s->vm, s->bitmap, &n_dirty, &s->err);
+		if (r < 0)
+			return r;
+		cr.dirty_pages = n_dirty;
+		cr.device_bytes = 16384ULL * lab_vm_config(s->vm)->vcpus;
+		conv_policy_decide(&s->o->conv, &cr, &d);
+		s->remaining = d.remaining_bytes;
+		s->dirty_rate = d.dirty_rate_bps;
+		s->expected_dt = d.expected_downtime_ms;
+		emit_progress(s, true);
+		if (d.action == CONV_SWITCHOVER || d.action == CONV_FORCE_SWITCHOVER) {
+			s->round++;
+			return 0;
+		}
+		if (d.action == CONV_ABORT)
+			return mig_error_set(&s->err, -ETIMEDOUT, "did not converge: %s", d.reason);
+		if (cancelled(s))
+			return mig_error_set(&s->err, -ECANCELED, "cancelled");
+	}
+}
+
+int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool *cancel,
+		   mig_event_fn fn, void *arg, struct mig_event *res)
+{
+	struct src s = { .vm = vm, .o = o, .cancel = cancel, .fn = fn, .arg = arg, .res = res };
+	struct mig_buf state = { 0 }, pl = { 0 };
+	struct mig_frame_hdr h;
+	struct mig_loaded loaded;
+	struct mig_running run;
+	struct lab_digest dsrc;
+	uint64_t t_stop_ns = 0, cpu0 = mig_cpu_ms();
+	bool stopped = false, committed = false;
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	res->kind = MIG_EVENT_RESULT;
+	s.t0_ms = s.phase_t0 = mig_now_ms();
+	s.phase = MIG_PHASE_SETUP;
+	s.n = o->streams;
+	s.codec = o->compress.codec;
+	res->streams = s.n;
+	s.ram = lab_vm_ram(vm, &res->ram_total_bytes);
+	s.nr_pages = res->ram_total_bytes / PAGE;
+	s.words = lab_vm_bitmap_words(vm);
+	s.bitmap = calloc(s.words, 8);
+	s.data = calloc(s.n, sizeof(*s.data));
+	s.gather = malloc(MIG_BATCH_PAGES * PAGE);
+	s.ctl.fd = -1;
+	for (unsigned k = 0; s.data && k < s.n; k++)
+		s.data[k].fd = -1;
+	if (!s.bitmap || !s.data || !s.gather) {
+		r = mig_error_set(&s.err, -ENOMEM, "out of memory");
+		goto out;
+	}
+#if HAVE_ZSTD
+	s.cctx = ZSTD_createCCtx();
+#else
+	if (s.codec != XPORT_CODEC_NONE) {
+		r = mig_error_set(&s.err, -ENOTSUP, "this build has no zstd");
+		goto out;
+	}
+#endif
+	r = xport_ring_init(&s.ring, 64, &s.err);
+	if (r < 0)
+		goto out;
+	emit_progress(&s, true);
+	r = do_setup(&s);
+	if (r < 0)
+		goto out;
+	res->setup_ms = mig_now_ms() - s.t0_ms;
+
+	set_phase(&s, MIG_PHASE_PRECOPY);
+	r = do_precopy(&s);
+	if (r < 0)
+		goto out;
+
+	/* STOP_COPY: from here the guest is not running anywhere. */
+	set_phase(&s, MIG_PHASE_STOP_COPY);
+	emit_progress(&s, true);
+	t_stop_ns = mig_realtime_ns();
+	r = lab_vm_pause(vm, &s.err);
+	if (r < 0)
+		goto out;
+	stopped = true;
+	memset(s.bitmap, 0, s.words * 8);
+	r = lab_vm_dirty_sync(vm, s.bitmap, NULL, &s.err);
+	if (r >= 0)
+		r = send_bitmap(&s);
+	if (r >= 0)
+		r = send_round_end(&s, true);
+	if (r >= 0)
+		r = lab_vm_save_state(vm, &state, &s.err);
+	if (r < 0)
+		goto out;
+	res->vcpu_state_bytes = state.len;
+	r = ctl_send(&s, MIG_FRAME_DEVICE_STATE, state.data, state.len);
+	if (r < 0)
+		goto out;
+	/* The source's RAM is frozen now: hash it while the destination loads. */
+	if (o->verify)
+		lab_vm_digest(vm, &dsrc);
+	r = ctl_recv(&s, &h, &pl, REPLY_TIMEOUT_MS);
+	if (r >= 0)
+		r = expect(&s, &h, MIG_FRAME_LOADED, sizeof(loaded));
+	if (r < 0)
+		goto out;
+	memcpy(&loaded, pl.data, sizeof(loaded));
+	loaded.msg[sizeof(loaded.msg) - 1] = '\0';
+	res->rejected_streams = loaded.rejected_streams;
+	if (loaded.status < 0) {
+		r = mig_error_set(&s.err, loaded.status, "the destination could not load the VM: %s",
+				  loaded.msg);
+		goto out;
+	}
+	if (o->verify) {
+		res->verified = 1;
+		res->digest_src[0] = dsrc.hi;
+		res->digest_src[1] = dsrc.lo;
+		res->digest_dst[0] = loaded.digest[0];
+		res->digest_dst[1] = loaded.digest[1];
+		if (dsrc.hi != loaded.digest[0] || dsrc.lo != loaded.digest[1]) {
+			r = mig_error_set(&s.err, -EIO, "RAM digests differ at switchover: the "
+					  "destination's copy is not the source's");
+			goto out;
+		}
+	}
+
+	/* COMMIT: after this frame leaves, the source may never run the VM again
+	 * unless the destination says it did not start it. */
+	set_phase(&s, MIG_PHASE_COMMIT);
+	committed = true;
+	r = ctl_send(&s, MIG_FRAME_COMMIT, NULL, 0);
+	if (r >= 0)
+		r = ctl_recv(&s, &h, &pl, REPLY_TIMEOUT_MS);
+	if (r >= 0)
+		r = expect(&s, &h, MIG_FRAME_RUNNING, sizeof(run));
+	if (r < 0)
+		goto out;
+	memcpy(&run, pl.data, sizeof(run));
+	run.msg[sizeof(run.msg) - 1] = '\0';
+	if (run.status < 0) {
+		/* The destination refused to start and said so: it does not run. */
+		committed = false;
+		r = mig_error_set(&s.err, run.status, "the destination did not start the VM: %s",
+				  run.msg);
+		goto out;
+	}
+	res->downtime_ms = run.start_realtime_ns > t_stop_ns + loaded.verify_ns ?
+		(run.start_realtime_ns - t_stop_ns - loaded.verify_ns) / 1000000 : 0;
+	res->dst_passes_before = run.passes;
+	if (o->verify) {
+		/* The guest must keep running on the destination, self-check clean. */
+		r = ctl_recv(&s, &h, &pl, 30000);
+		if (r >= 0)
+			r = expect(&s, &h, MIG_FRAME_RUNNING, sizeof(run));
+		if (r >= 0) {
+			memcpy(&run, pl.data, sizeof(run));
+			res->dst_passes_after = run.passes;
+			res->dst_errors = run.errors;
+			if (run.status < 0 || run.errors ||
+			    (lab_vm_config(vm)->wss_bytes && run.passes <= res->dst_passes_before)) {
+				run.msg[sizeof(run.msg) - 1] = '\0';
+				r = mig_error_set(&s.err, -EIO, "the guest on the destination is not "
+						  "healthy: passes %llu -> %llu, self-check errors %llu %s",
+						  (unsigned long long)res->dst_passes_before,
+						  (unsigned long long)run.passes,
+						  (unsigned long long)run.errors, run.msg);
+			}
+		}
+		if (r < 0) {
+			/* The destination owns the VM (it runs there); report, do not resume. */
+			res->result = MIG_RESULT_FAILED;
+			res->owner = MIG_OWNER_DESTINATION;
+			goto done;
+		}
+	}
+	set_phase(&s, MIG_PHASE_DONE);
+	res->result = MIG_RESULT_COMPLETED;
+	res->owner = MIG_OWNER_DESTINATION;
+	r = 0;
+	goto done;
+
+out:
+	if (committed) {
+		/* COMMIT may have reached the destination: starting the source now
+		 * could run the VM twice.  Leave it paused and say so. */
+		res->result = MIG_RESULT_FAILED;
+		res->owner = MIG_OWNER_NONE;
+		mig_error_prefix(&s.err, "after commit, ownership unknown (source VM kept paused)");
+	} else {
+		struct mig_error_msg m = { .code = r };
+
+		set_phase(&s, MIG_PHASE_ROLLBACK);
+		str_copy(m.msg, sizeof(m.msg), s.err.msg);
+		if (s.ctl.fd >= 0 && s.ring.ring) {
+			/* best effort: tell the destination to discard its copy */
+			wait_idle(&s);
+			ctl_send(&s, MIG_FRAME_ABORT, &m, sizeof(m));
+		}
+		if (stopped) {
+			struct mig_error e2 = { 0 };
+
+			if (lab_vm_resume(vm, &e2) < 0)
+				mig_error_prefix(&s.err, "rollback could not resume the source (%s)", e2.msg);
+		}
+		res->result = r == -ECANCELED ? MIG_RESULT_CANCELLED : MIG_RESULT_FAILED;
+		res->owner = MIG_OWNER_SOURCE;
+	}
+done:
+	res->phase_duration_ms[s.phase] = mig_now_ms() - s.phase_t0;
+	res->total_ms = mig_now_ms() - s.t0_ms;
+	res->round = s.round;
+	res->codec = s.codec;
+	res->throughput_bps = res->total_ms ? res->wire_bytes * 1000 / res->total_ms : 0;
+	res->dirty_rate_bps = s.dirty_rate;
+	res->phase = s.phase;
+	res->src_cpu_ms = mig_cpu_ms() - cpu0;
+	if (r < 0)
+		str_copy(res->error, sizeof(res->error), s.err.msg);
+	if (s.ring.ring) {
+		/* nothing may still point into our buffers */
+		struct xport_op *op;
+
+		while (s.ring.inflight && xport_ring_wait(&s.ring, 1000, &op, NULL) >= 0)
+			;
+		xport_ring_exit(&s.ring);
+	}
+	if (s.ctl.fd >= 0)
+		close(s.ctl.fd);
+	free(s.ctl.buf);
+	for (unsigned k = 0; s.data && k < s.n; k++) {
+		if (s.data[k].fd >= 0)
+			close(s.data[k].fd);
+		free(s.data[k].buf);
+	}
+#if HAVE_ZSTD
+	ZSTD_freeCCtx(s.cctx);
+#endif
+	free(s.data);
+	free(s.bitmap);
+	free(s.gather);
+	mig_buf_free(&state);
+	mig_buf_free(&pl);
+	return r;
+}

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared inside migrate/: the migration frames' payloads and the engines. */
+#ifndef MIGRATE_INTERNAL_H
+#define MIGRATE_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <migrate/control.h>
+#include <migrate/lab.h>
+#include <migrate/policy.h>
+#include <migrate/transport.h>
+
+/* STREAM_HELLO: first frame of every migration stream, each direction. */
+struct mig_stream_hello {
+	uint8_t id[16];
+	uint32_t index;           /* 0 = migration control stream, 1..N data */
+	uint32_t nstreams;        /* data streams */
+	uint8_t nonce[XPORT_NONCE_LEN];
+	uint8_t mac[XPORT_MAC_LEN];
+	uint8_t pad[8];
+};
+_Static_assert(sizeof(struct mig_stream_hello) == 96, "stream hello");
+
+struct mig_setup {
+	struct mig_lab_wire lab;
+	uint64_t nr_pages;
+	uint32_t page_size;
+	uint32_t codec;
+	char name[MIG_NAME_MAX];
+};
+_Static_assert(sizeof(struct mig_setup) == 128, "setup");
+
+/* PAGES payload: this header, `count` u64 page numbers (bit 63 = zero page,
+ * no data), then the data of the non-zero pages in order, raw or one zstd
+ * frame (MIG_FRAME_F_ZSTD). */
+struct mig_pages_hdr {
+	uint32_t count;
+	uint32_t zero_count;
+	uint32_t round;
+	uint32_t data_len;
+};
+_Static_assert(sizeof(struct mig_pages_hdr) == 16, "pages header");
+#define MIG_PAGE_ZERO (1ULL << 63)
+#define MIG_BATCH_PAGES 256
+
+struct mig_round_end {
+	uint32_t round;
+	uint32_t final;           /* 1 after the stop-and-copy pages */
+	uint64_t frames;          /* PAGES frames this stream carried in the round */
+};
+_Static_assert(sizeof(struct mig_round_end) == 16, "round end");
+
+struct mig_loaded {
+	int32_t status;
+	uint32_t pad;
+	uint64_t digest[2];
+	uint64_t verify_ns;       /* time the digest took (excluded from downtime) */
+	uint64_t rejected_streams;
+	char msg[472];
+};
+_Static_assert(sizeof(struct mig_loaded) == 512, "loaded");
+
+struct mig_running {
+	uint32_t kind;            /* 1 vCPUs started, 2 health check after a while */
+	int32_t status;
+	uint64_t start_realtime_ns;
+	uint64_t passes;
+	uint64_t errors;
+	char msg[480];
+};
+_Static_assert(sizeof(struct mig_running) == 512, "running");
+
+const char *mig_phase_to_string(enum mig_phase p);
+
+/* ---- engines ---- */
+
+struct mig_out_opts {
+	uint8_t id[16];
+	uint8_t secret[MIG_SECRET_LEN];
+	char name[MIG_NAME_MAX];
+	char dest_addr[128];
+	uint32_t streams;
+	struct xport_compress compress;
+	bool verify;
+	struct conv_params conv;
+};
+
+typedef void (*mig_event_fn)(const struct mig_event *ev, void *arg);
+
+/* Source: migrates vm; on success the caller drops its copy.  Fills res
+ * (kind RESULT).  Returns 0 when the migration completed. */
+int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool *cancel,
+		   mig_event_fn fn, void *arg, struct mig_event *res);
+
+struct mig_in_opts {
+	uint8_t id[16];
+	uint8_t secret[MIG_SECRET_LEN];
+	char name[MIG_NAME_MAX];
+	uint32_t streams;
+	int listen_fd;
+};
+
+/* Destination: accepts and authenticates the streams on listen_fd, builds the
+ * VM, and on commit returns it running in *ret_vm. */
+int mig_dest_run(const struct mig_in_opts *o, struct lab_vm **ret_vm, struct mig_error *err);
+
+void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w);
+int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig_error *err);
+void stream_mac(const uint8_t *secret, const char *label, const struct mig_stream_hello *h,
+		uint8_t out[XPORT_MAC_LEN]);
+uint64_t mig_now_ms(void);
+uint64_t mig_realtime_ns(void);
+uint64_t mig_cpu_ms(void);
+
+#endif

@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The convergence policy: after every PRECOPY round the engine hands over what
+ * it measured and gets back one of continue / switch over / force switchover /
+ * abort, with the estimate behind it.  A pure function, so the same round
+ * always gives the same answer and the whole policy is testable without a VM.
+ *
+ * The estimate is QEMU's and Cloud Hypervisor's: bytes still to send at stop
+ * over the usable wire bandwidth.  Unlike Cloud Hypervisor's estimate it
+ * counts device state too (vCPU blobs now, VFIO data later), which is sent
+ * inside the downtime window just like the last dirty pages.
+ *
+ * Order of the checks, and why:
+ *   1. converged (nothing dirty, or the rest fits the limit): switching over
+ *      is the best outcome, so it wins even on the round that times out;
+ *   2. timeout: the operator's deadline, with the operator's action;
+ *   3. max_rounds: a safety stop, forcing only when the operator chose force;
+ *   4. otherwise another round.
+ * Every product and quotient saturates at UINT64_MAX, so absurd inputs give an
+ * absurdly large downtime, never a wrapped small one that would switch over.
+ */
+#include <migrate/policy.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "migrate/macro.h"
+
+#define CONV_DEFAULT_DOWNTIME_MS 300
+#define CONV_DEFAULT_MAX_ROUNDS  64
+#define CONV_GUEST_PAGE_BYTES    4096ULL
+
+__extension__ typedef unsigned __int128 conv_u128;
+
+static const char *const conv_action_names[_CONV_ACTION_MAX] = {
+	[CONV_CONTINUE] = "continue",
+	[CONV_SWITCHOVER] = "switchover",
+	[CONV_FORCE_SWITCHOVER] = "force-switchover",
+	[CONV_ABORT] = "abort",
+};
+
+static const char *const conv_timeout_action_names[_CONV_TIMEOUT_ACTION_MAX] = {
+	[CONV_TIMEOUT_ABORT] = "abort",
+	[CONV_TIMEOUT_FORCE] = "force",
+};
+
+const char *conv_action_to_string(enum conv_action a)
+{
+	return (unsigned)a < ARRAY_SIZE(conv_action_names) ? conv_action_names[a] : NULL;
+}
+
+const char *conv_timeout_action_to_string(enum conv_timeout_action a)
+{
+	return (unsigned)a < ARRAY_SIZE(conv_timeout_action_names) ?
+	       conv_timeout_action_names[a] : NULL;
+}
+
+int conv_timeout_action_from_string(const char *s)
+{
+	if (!s)
+		return -EINVAL;
+	for (unsigned i = 0; i < ARRAY_SIZE(conv_timeout_action_names); i++)
+		if (strcmp(s, conv_timeout_action_names[i]) == 0)
+			return (int)i;
+	return -EINVAL;
+}
+
+void conv_params_default(struct conv_params *p)
+{
+	if (!p)
+		return;
+	*p = (struct conv_params){
+		/* QEMU's downtime-limit and Cloud Hypervisor's downtime_ms default. */
+		.downtime_limit_ms = CONV_DEFAULT_DOWNTIME_MS,
+		.max_bandwidth_bps = 0,
+		.timeout_ms = 0,
+		/* Giving up keeps the source running: the safe default. */
+		.timeout_action = CONV_TIMEOUT_ABORT,
+		.max_rounds = CONV_DEFAULT_MAX_ROUNDS,
+	};
+}
+
+static uint64_t sat_mul(uint64_t a, uint64_t b)
+{
+	uint64_t v;
+
+	return __builtin_mul_overflow(a, b, &v) ? UINT64_MAX : v;
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	uint64_t v;
+
+	return __builtin_add_overflow(a, b, &v) ? UINT64_MAX : v;
+}
+
+/* a * k / b, exact in 128 bits, rounded up if asked, saturated to 64 bits.
+ * Callers never pass b == 0; should one, the answer is "unbounded". */
+static uint64_t mul_div(uint64_t a, uint64_t k, uint64_t b, bool round_up)
+{
+	conv_u128 n = (conv_u128)a * k, q;
+
+	if (b == 0)
+		return n ? UINT64_MAX : 0;
+	q = n / b;
+	if (round_up && n % b)
+		q++;
+	return q > UINT64_MAX ? UINT64_MAX : (uint64_t)q;
+}
+
+/* The wire rate the last copy may count on: what the round achieved, capped
+ * by the operator's limit (the cap also applies during STOP_COPY).  0 = none
+ * known yet. */
+static uint64_t usable_bandwidth(const struct conv_params *p, const struct conv_round *r)
+{
+	uint64_t bw = r->bandwidth_bps;
+
+	if (p->max_bandwidth_bps && (bw == 0 || p->max_bandwidth_bps < bw))
+		bw = p->max_bandwidth_bps;
+	return bw;
+}
+
+void conv_policy_decide(const struct conv_params *p, const struct conv_round *r,
+			struct conv_decision *ret)
+{
+	struct conv_params defaults;
+	uint64_t page_bytes, bw, max_rounds, rounds_done;
+	bool known, fits;
+
+	if (!ret)
+		return;
+	*ret = (struct conv_decision){
+		.action = CONV_ABORT,
+		.remaining_bytes = UINT64_MAX,
+		.expected_downtime_ms = UINT64_MAX,
+		.dirty_rate_bps = 0,
+		.reason = "no round statistics: giving up, the source keeps running",
+	};
+	if (!r)
+		return;
+	if (!p) {
+		conv_params_default(&defaults);
+		p = &defaults;
+	}
+
+	page_bytes = r->page_wire_bytes ? r->page_wire_bytes : CONV_GUEST_PAGE_BYTES;
+	ret->remaining_bytes = sat_add(sat_mul(r->dirty_pages, page_bytes), r->device_bytes);
+
+	bw = usable_bandwidth(p, r);
+	known = bw != 0 || ret->remaining_bytes == 0;
+	if (ret->remaining_bytes == 0)
+		ret->expected_downtime_ms = 0;
+	else if (bw)
+		ret->expected_downtime_ms = mul_div(ret->remaining_bytes, 1000, bw, true);
+
+	/* A round shorter than the clock's 1 ms reads as 0 ms: count it as 1 ms,
+	 * which gives a lower bound on the rate instead of a division by zero. */
+	ret->dirty_rate_bps = mul_div(sat_mul(r->dirty_pages, CONV_GUEST_PAGE_BYTES), 1000,
+				      r->round_ms ? r->round_ms : 1, false);
+
+	/* 1. Converged. */
+	if (r->dirty_pages == 0) {
+		/* More rounds cannot shrink what is left: only device state, which
+		 * is sent at stop whatever we do. */
+		ret->action = CONV_SWITCHOVER;
+		ret->reason = "no dirty pages left: nothing more to copy live";
+		return;
+	}
+	fits = known && ret->expected_downtime_ms <= p->downtime_limit_ms;
+	if (fits) {
+		ret->action = CONV_SWITCHOVER;
+		ret->reason = r->round == 0 ?
+			"the rest after the bulk copy fits the downtime limit" :
+			"expected downtime fits the downtime limit";
+		return;
+	}
+
+	/* 2. Timeout.  Any value other than force counts as abort: giving up
+	 * keeps the source running, the safe side of an unknown setting. */
+	if (p->timeout_ms && r->elapsed_ms >= p->timeout_ms) {
+		if (p->timeout_action == CONV_TIMEOUT_FORCE) {
+			ret->action = CONV_FORCE_SWITCHOVER;
+			ret->reason = "timeout: switching over beyond the downtime limit (action force)";
+		} else {
+			ret->action = CONV_ABORT;
+			ret->reason = "timeout: did not converge in time, the source keeps running "
+				      "(action abort)";
+		}
+		return;
+	}
+
+	/* 3. Safety stop.  Rounds are counted from 0 (the bulk copy), so after
+	 * round r, r + 1 rounds are done. */
+	max_rounds = p->max_rounds ? p->max_rounds : CONV_DEFAULT_MAX_ROUNDS;
+	rounds_done = (uint64_t)r->round + 1;
+	if (rounds_done >= max_rounds) {
+		if (p->timeout_action == CONV_TIMEOUT_FORCE) {
+			ret->action = CONV_FORCE_SWITCHOVER;
+			ret->reason = "did not converge in max_rounds rounds: switching over beyond "
+				      "the downtime limit (action force)";
+		} else {
+			ret->action = CONV_ABORT;
+			ret->reason = "did not converge in max_rounds rounds: the source keeps running";
+		}
+		return;
+	}
+
+	/* 4. Another round. */
+	ret->action = CONV_CONTINUE;
+	ret->reason = known ? "expected downtime over the downtime limit: another round" :
+			      "no bandwidth measured yet: another round";
+}

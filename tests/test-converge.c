@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The convergence policy: one table row per branch of conv_policy_decide(),
+ * each checking the action and the three figures behind it (remaining bytes,
+ * expected downtime, dirty rate), computed here by hand.  Overflow rows use
+ * inputs whose naive 64-bit product wraps to a small number, so a policy that
+ * forgot to saturate would switch over on them.  No KVM needed.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <migrate/policy.h>
+
+#define GB 1000000000ULL   /* 1 GB/s: 1 byte per ns keeps the arithmetic readable */
+
+#define PARAMS(dt, cap, tmo, act, maxr) { .downtime_limit_ms = (dt), .max_bandwidth_bps = (cap), \
+	.timeout_ms = (tmo), .timeout_action = (act), .max_rounds = (maxr) }
+#define DEF PARAMS(300, 0, 0, CONV_TIMEOUT_ABORT, 64)
+#define ROUND(rnd, elapsed, rms, dirty, pwb, bw, dev) { .round = (rnd), .elapsed_ms = (elapsed), \
+	.round_ms = (rms), .dirty_pages = (dirty), .page_wire_bytes = (pwb), \
+	.bandwidth_bps = (bw), .device_bytes = (dev) }
+
+struct decide_case {
+	const char *name;
+	struct conv_params p;
+	struct conv_round r;
+	enum conv_action action;
+	uint64_t remaining;
+	uint64_t downtime_ms;
+	uint64_t rate_bps;
+	const char *reason_has;   /* substring the reason must contain, NULL = any */
+};
+
+static const struct decide_case cases[] = {
+	/* ---- fits / does not fit ---- */
+	{ "fits", DEF, ROUND(3, 1000, 100, 10000, 0, GB, 0),
+	  CONV_SWITCHOVER, 40960000, 41, 409600000, "fits" },
+	{ "exactly at the limit", DEF, ROUND(3, 1000, 1000, 73242, 0, GB, 768),
+	  CONV_SWITCHOVER, 300000000, 300, 299999232, "fits" },
+	{ "one byte over the limit rounds up", DEF, ROUND(3, 1000, 1000, 73242, 0, GB, 769),
+	  CONV_CONTINUE, 300000001, 301, 299999232, "another round" },
+	{ "does not fit", DEF, ROUND(3, 1000, 500, 1000000, 0, GB, 0),
+	  CONV_CONTINUE, 4096000000, 4096, 8192000000, "another round" },
+	{ "round 0 (bulk copy) fits", DEF, ROUND(0, 900, 900, 10000, 0, GB, 0),
+	  CONV_SWITCHOVER, 40960000, 41, 45511111, "bulk copy" },
+	{ "device bytes count towards the downtime",
+	  DEF, ROUND(3, 1000, 100, 10000, 0, GB, 260000000),
+	  CONV_CONTINUE, 300960000, 301, 409600000, NULL },
+	{ "mean wire bytes per page (compression) lowers the estimate",
+	  DEF, ROUND(3, 1000, 1000, 100000, 1000, GB, 0),
+	  CONV_SWITCHOVER, 100000000, 100, 409600000, "fits" },
+	{ "page_wire_bytes 0 means 4096", DEF, ROUND(3, 1000, 1000, 100000, 0, GB, 0),
+	  CONV_CONTINUE, 409600000, 410, 409600000, NULL },
+
+	/* ---- bandwidth: measured, cap, none ---- */
+	{ "no cap: measured bandwidth, fits", DEF, ROUND(3, 1000, 100, 50000, 0, GB, 0),
+	  CONV_SWITCHOVER, 204800000, 205, 2048000000, NULL },
+	{ "cap below measured lowers usable bandwidth and flips the decision",
+	  PARAMS(300, GB / 2, 0, CONV_TIMEOUT_ABORT, 64), ROUND(3, 1000, 100, 50000, 0, GB, 0),
+	  CONV_CONTINUE, 204800000, 410, 2048000000, NULL },
+	{ "cap above measured does not raise it",
+	  PARAMS(300, GB, 0, CONV_TIMEOUT_ABORT, 64), ROUND(3, 1000, 100, 50000, 0, GB / 2, 0),
+	  CONV_CONTINUE, 204800000, 410, 2048000000, NULL },
+	{ "nothing measured: the cap is the bandwidth",
+	  PARAMS(300, GB, 0, CONV_TIMEOUT_ABORT, 64), ROUND(3, 1000, 100, 50000, 0, 0, 0),
+	  CONV_SWITCHOVER, 204800000, 205, 2048000000, NULL },
+	{ "no bandwidth at all: downtime unknown", DEF, ROUND(3, 1000, 1000, 1, 0, 0, 0),
+	  CONV_CONTINUE, 4096, UINT64_MAX, 4096, "no bandwidth" },
+	{ "unknown downtime never fits, even an unlimited limit",
+	  PARAMS(UINT64_MAX, 0, 0, CONV_TIMEOUT_ABORT, 64), ROUND(3, 1000, 1000, 1, 0, 0, 0),
+	  CONV_CONTINUE, 4096, UINT64_MAX, 4096, "no bandwidth" },
+	{ "no bandwidth at the round limit aborts",
+	  DEF, ROUND(63, 1000, 1000, 1, 0, 0, 0),
+	  CONV_ABORT, 4096, UINT64_MAX, 4096, "did not converge in" },
+
+	/* ---- zero dirty pages ---- */
+	{ "zero dirty pages switch over even when device state exceeds the limit",
+	  PARAMS(0, 0, 0, CONV_TIMEOUT_ABORT, 64), ROUND(3, 1000, 1000, 0, 0, GB, 1000000),
+	  CONV_SWITCHOVER, 1000000, 1, 0, "no dirty pages" },
+	{ "zero dirty pages with no bandwidth", DEF, ROUND(3, 1000, 1000, 0, 0, 0, 5000),
+	  CONV_SWITCHOVER, 5000, UINT64_MAX, 0, "no dirty pages" },
+	{ "nothing left at all: zero downtime at any bandwidth", DEF, ROUND(0, 0, 0, 0, 0, 0, 0),
+	  CONV_SWITCHOVER, 0, 0, 0, "no dirty pages" },
+	{ "zero dirty pages after the timeout still switch over",
+	  PARAMS(300, 0, 100, CONV_TIMEOUT_ABORT, 64), ROUND(9, 5000, 1000, 0, 0, GB, 0),
+	  CONV_SWITCHOVER, 0, 0, 0, "no dirty pages" },
+
+	/* ---- timeout ---- */
+	{ "timeout with action abort", PARAMS(300, 0, 10000, CONV_TIMEOUT_ABORT, 64),
+	  ROUND(5, 10000, 500, 1000000, 0, GB, 0),
+	  CONV_ABORT, 4096000000, 4096, 8192000000, "timeout" },
+	{ "timeout with action force", PARAMS(300, 0, 10000, CONV_TIMEOUT_FORCE, 64),
+	  ROUND(5, 10000, 500, 1000000, 0, GB, 0),
+	  CONV_FORCE_SWITCHOVER, 4096000000, 4096, 8192000000, "timeout" },
+	{ "one ms before the timeout", PARAMS(300, 0, 10000, CONV_TIMEOUT_ABORT, 64),
+	  ROUND(5, 9999, 500, 1000000, 0, GB, 0),
+	  CONV_CONTINUE, 4096000000, 4096, 8192000000, "another round" },
+	{ "timed out but it fits: switch over", PARAMS(300, 0, 10000, CONV_TIMEOUT_ABORT, 64),
+	  ROUND(5, 20000, 100, 10000, 0, GB, 0),
+	  CONV_SWITCHOVER, 40960000, 41, 409600000, "fits" },
+	{ "no timeout set: elapsed time does not matter", DEF,
+	  ROUND(5, UINT64_MAX, 500, 1000000, 0, GB, 0),
+	  CONV_CONTINUE, 4096000000, 4096, 8192000000, "another round" },
+	{ "an unknown timeout action counts as abort",
+	  PARAMS(300, 0, 10000, (enum conv_timeout_action)7, 64),
+	  ROUND(5, 10000, 500, 1000000, 0, GB, 0),
+	  CONV_ABORT, 4096000000, 4096, 8192000000, "timeout" },
+	{ "timeout is checked before the round limit", PARAMS(300, 0, 10000, CONV_TIMEOUT_ABORT, 64),
+	  ROUND(63, 10000, 500, 1000000, 0, GB, 0),
+	  CONV_ABORT, 4096000000, 4096, 8192000000, "timeout" },
+
+	/* ---- max rounds (rounds count from 0, the bulk copy) ---- */
+	{ "64th round with action abort", DEF, ROUND(63, 1000, 500, 1000000, 0, GB, 0),
+	  CONV_ABORT, 4096000000, 4096, 8192000000, "did not converge in" },
+	{ "63rd round continues", DEF, ROUND(62, 1000, 500, 1000000, 0, GB, 0),
+	  CONV_CONTINUE, 4096000000, 4096, 8192000000, "another round" },
+	{ "64th round with action force", PARAMS(300, 0, 0, CONV_TIMEOUT_FORCE, 64),
+	  ROUND(63, 1000, 500, 1000000, 0, GB, 0),
+	  CONV_FORCE_SWITCHOVER, 4096000000, 4096, 8192000000, "did not converge in" },
+	{ "max_rounds 0 means 64: round 63 stops", PARAMS(300, 0, 0, CONV_TIMEOUT_ABORT, 0),
+	  ROUND(63, 1000, 500, 1000000, 0, GB, 0),
+	  CONV_ABORT, 4096000000, 4096, 8192000000, "did not converge in" },
+	{ "max_rounds 0 means 64: round 62 continues", PARAMS(300, 0, 0, CONV_TIMEOUT_ABORT, 0),
+	  ROUND(62, 1000, 500, 1000000, 0, GB, 0),
+	  CONV_CONTINUE, 4096000000, 4096, 8192000000, "another round" },
+	{ "max_rounds 1: only the bulk copy", PARAMS(300, 0, 0, CONV_TIMEOUT_ABORT, 1),
+	  ROUND(0, 1000, 1000, 1000000, 0, GB, 0),
+	  CONV_ABORT, 4096000000, 4096, 4096000000, "did not converge in" },
+	{ "round number UINT32_MAX does not wrap", DEF,
+	  ROUND(UINT32_MAX, 1000, 500, 1000000, 0, GB, 0),
+	  CONV_ABORT, 4096000000, 4096, 8192000000, "did not converge in" },
+	{ "round limit does not stop a round that fits", DEF, ROUND(63, 1000, 100, 10000, 0, GB, 0),
+	  CONV_SWITCHOVER, 40960000, 41, 409600000, "fits" },
+
+	/* ---- overflow: naive arithmetic would wrap to a small number ---- */
+	{ "2^52 pages: pages*4096 = 2^64 saturates, not 0", DEF,
+	  ROUND(3, 1000, 1000, 1ULL << 52, 0, GB, 0),
+	  CONV_CONTINUE, UINT64_MAX, 18446744073710ULL, UINT64_MAX, NULL },
+	{ "2^52+1 pages: pages*4096 saturates, not 4096", DEF,
+	  ROUND(3, 1000, 1000, (1ULL << 52) + 1, 0, GB, 0),
+	  CONV_CONTINUE, UINT64_MAX, 18446744073710ULL, UINT64_MAX, NULL },
+	{ "UINT64_MAX pages at UINT64_MAX B/s: 1000 ms, not less", DEF,
+	  ROUND(3, 1000, 1, UINT64_MAX, 0, UINT64_MAX, 0),
+	  CONV_CONTINUE, UINT64_MAX, 1000, UINT64_MAX, NULL },
+	{ "device bytes UINT64_MAX plus a page saturates, not 4095", DEF,
+	  ROUND(3, 1000, 1000, 1, 0, GB, UINT64_MAX),
+	  CONV_CONTINUE, UINT64_MAX, 18446744073710ULL, 4096, NULL },
+	{ "huge page_wire_bytes saturates", DEF,
+	  ROUND(3, 1000, 1000, 2, UINT64_MAX, GB, 0),
+	  CONV_CONTINUE, UINT64_MAX, 18446744073710ULL, 8192, NULL },
+	{ "remaining*1000 beyond 64 bits is still exact", DEF,
+	  ROUND(3, 1000, 1000, 1ULL << 50, 0, 1ULL << 62, 0),
+	  CONV_CONTINUE, 1ULL << 62, 1000, 1ULL << 62, NULL },
+	{ "1 B/s: downtime saturates", DEF, ROUND(3, 1000, 1000, 1ULL << 52, 0, 1, 0),
+	  CONV_CONTINUE, UINT64_MAX, UINT64_MAX, UINT64_MAX, NULL },
+	{ "a 0 ms round counts as 1 ms for the dirty rate", DEF, ROUND(3, 1000, 0, 1000, 0, GB, 0),
+	  CONV_SWITCHOVER, 4096000, 5, 4096000000, "fits" },
+};
+
+static void check_case(const struct decide_case *c)
+{
+	struct conv_decision d;
+
+	memset(&d, 0xa5, sizeof(d));
+	conv_policy_decide(&c->p, &c->r, &d);
+	cr_expect_eq(d.action, c->action, "%s: action %s, want %s", c->name,
+		     conv_action_to_string(d.action), conv_action_to_string(c->action));
+	cr_expect_eq(d.remaining_bytes, c->remaining, "%s: remaining %llu, want %llu", c->name,
+		     (unsigned long long)d.remaining_bytes, (unsigned long long)c->remaining);
+	cr_expect_eq(d.expected_downtime_ms, c->downtime_ms, "%s: downtime %llu ms, want %llu",
+		     c->name, (unsigned long long)d.expected_downtime_ms,
+		     (unsigned long long)c->downtime_ms);
+	cr_expect_eq(d.dirty_rate_bps, c->rate_bps, "%s: dirty rate %llu, want %llu", c->name,
+		     (unsigned long long)d.dirty_rate_bps, (unsigned long long)c->rate_bps);
+	cr_assert_not_null(d.reason, "%s: no reason", c->name);
+	cr_expect_gt(strlen(d.reason), 0, "%s: empty reason", c->name);
+	if (c->reason_has)
+		cr_expect_not_null(strstr(d.reason, c->reason_has), "%s: reason \"%s\" lacks \"%s\"",
+				   c->name, d.reason, c->reason_has);
+}
+
+Test(converge, decision_table)
+{
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		check_case(&cases[i]);
+}
+
+/* Every action is reached by some row, so no branch is untested. */
+Test(converge, table_reaches_every_action)
+{
+	for (int a = 0; a < _CONV_ACTION_MAX; a++) {
+		bool seen = false;
+
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+			seen |= cases[i].action == (enum conv_action)a;
+		cr_expect(seen, "no row expects %s", conv_action_to_string((enum conv_action)a));
+	}
+}
+
+Test(converge, deterministic)
+{
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct conv_round r = cases[i].r;
+		struct conv_params p = cases[i].p;
+		struct conv_decision a, b;
+
+		/* Different garbage in the output: nothing may leak through. */
+		memset(&a, 0x00, sizeof(a));
+		memset(&b, 0xff, sizeof(b));
+		conv_policy_decide(&p, &r, &a);
+		conv_policy_decide(&p, &r, &b);
+		cr_expect_eq(a.action, b.action, "%s", cases[i].name);
+		cr_expect_eq(a.remaining_bytes, b.remaining_bytes, "%s", cases[i].name);
+		cr_expect_eq(a.expected_downtime_ms, b.expected_downtime_ms, "%s", cases[i].name);
+		cr_expect_eq(a.dirty_rate_bps, b.dirty_rate_bps, "%s", cases[i].name);
+		cr_expect_eq(a.reason, b.reason, "%s: reason is not the same static text",
+			     cases[i].name);
+		/* Pure: the inputs are untouched. */
+		cr_expect_eq(memcmp(&r, &cases[i].r, sizeof(r)), 0, "%s: round changed", cases[i].name);
+		cr_expect_eq(memcmp(&p, &cases[i].p, sizeof(p)), 0, "%s: params changed",
+			     cases[i].name);
+	}
+}
+
+/* More dirty pages never mean less to send or a shorter downtime, across the
+ * whole 64-bit range (a wrap anywhere shows up as a step down). */
+Test(converge, estimate_is_monotonic_in_dirty_pages)
+{
+	static const uint64_t bws[] = { 1, 1000, GB, 1ULL << 62, UINT64_MAX };
+	struct conv_params p = DEF;
+
+	for (size_t b = 0; b < sizeof(bws) / sizeof(bws[0]); b++) {
+		uint64_t last_rem = 0, last_dt = 0, last_rate = 0;
+
+		for (int k = 0; k <= 64; k++) {
+			uint64_t pages = k == 64 ? UINT64_MAX : 1ULL << k;
+			struct conv_round r = ROUND(3, 1000, 7, pages, 0, bws[b], 12345);
+			struct conv_decision d;
+
+			conv_policy_decide(&p, &r, &d);
+			cr_expect_geq(d.remaining_bytes, last_rem, "bw %llu, 2^%d pages",
+				      (unsigned long long)bws[b], k);
+			cr_expect_geq(d.expected_downtime_ms, last_dt, "bw %llu, 2^%d pages",
+				      (unsigned long long)bws[b], k);
+			cr_expect_geq(d.dirty_rate_bps, last_rate, "bw %llu, 2^%d pages",
+				      (unsigned long long)bws[b], k);
+			if (d.expected_downtime_ms > p.downtime_limit_ms)
+				cr_expect_neq(d.action, CONV_SWITCHOVER, "bw %llu, 2^%d pages",
+					      (unsigned long long)bws[b], k);
+			last_rem = d.remaining_bytes;
+			last_dt = d.expected_downtime_ms;
+			last_rate = d.dirty_rate_bps;
+		}
+	}
+}
+
+Test(converge, defaults)
+{
+	struct conv_params p;
+
+	memset(&p, 0xa5, sizeof(p));
+	conv_params_default(&p);
+	cr_expect_eq(p.downtime_limit_ms, 300);
+	cr_expect_eq(p.max_bandwidth_bps, 0);
+	cr_expect_eq(p.timeout_ms, 0);
+	cr_expect_eq(p.timeout_action, CONV_TIMEOUT_ABORT);
+	cr_expect_eq(p.max_rounds, 64);
+	conv_params_default(NULL);  /* must not crash */
+}
+
+/* NULL params mean the defaults; no round statistics means give up safely. */
+Test(converge, null_arguments)
+{
+	struct conv_round r = ROUND(63, 1000, 500, 1000000, 0, GB, 0);
+	struct conv_params p;
+	struct conv_decision a, b;
+
+	conv_params_default(&p);
+	conv_policy_decide(NULL, &r, &a);
+	conv_policy_decide(&p, &r, &b);
+	cr_expect_eq(a.action, CONV_ABORT);
+	cr_expect_eq(a.action, b.action);
+	cr_expect_eq(a.expected_downtime_ms, b.expected_downtime_ms);
+	cr_expect_eq(a.reason, b.reason);
+
+	memset(&a, 0, sizeof(a));
+	conv_policy_decide(&p, NULL, &a);
+	cr_expect_eq(a.action, CONV_ABORT);
+	cr_expect_eq(a.expected_downtime_ms, UINT64_MAX);
+	cr_assert_not_null(a.reason);
+	conv_policy_decide(&p, &r, NULL);  /* must not crash */
+}
+
+Test(converge, action_names)
+{
+	static const char *const want[] = {
+		[CONV_CONTINUE] = "continue",
+		[CONV_SWITCHOVER] = "switchover",
+		[CONV_FORCE_SWITCHOVER] = "force-switchover",
+		[CONV_ABORT] = "abort",
+	};
+
+	cr_assert_eq(sizeof(want) / sizeof(want[0]), (size_t)_CONV_ACTION_MAX);
+	for (int a = 0; a < _CONV_ACTION_MAX; a++) {
+		const char *name = conv_action_to_string((enum conv_action)a);
+
+		cr_assert_not_null(name, "action %d has no name", a);
+		cr_expect_str_eq(name, want[a]);
+		for (int b = 0; b < a; b++)
+			cr_expect_str_neq(name, conv_action_to_string((enum conv_action)b));
+	}
+	cr_expect_null(conv_action_to_string(_CONV_ACTION_MAX));
+	cr_expect_null(conv_action_to_string((enum conv_action)(_CONV_ACTION_MAX + 1)));
+	cr_expect_null(conv_action_to_string((enum conv_action)-1));
+}
+
+Test(converge, timeout_action_names_round_trip)
+{
+	for (int a = 0; a < _CONV_TIMEOUT_ACTION_MAX; a++) {
+		const char *name = conv_timeout_action_to_string((enum conv_timeout_action)a);
+
+		cr_assert_not_null(name, "timeout action %d has no name", a);
+		cr_expect_gt(strlen(name), 0);
+		cr_expect_eq(conv_timeout_action_from_string(name), a, "%s", name);
+		for (int b = 0; b < a; b++)
+			cr_expect_str_neq(name,
+					  conv_timeout_action_to_string((enum conv_timeout_action)b));
+	}
+	cr_expect_str_eq(conv_timeout_action_to_string(CONV_TIMEOUT_ABORT), "abort");
+	cr_expect_str_eq(conv_timeout_action_to_string(CONV_TIMEOUT_FORCE), "force");
+	cr_expect_null(conv_timeout_action_to_string(_CONV_TIMEOUT_ACTION_MAX));
+	cr_expect_null(conv_timeout_action_to_string((enum conv_timeout_action)-1));
+}
+
+Test(converge, timeout_action_from_string_rejects)
+{
+	static const char *const bad[] = {
+		"", "Abort", "FORCE", "abort ", " force", "forc", "forced", "cancel", "ignore",
+		"force-switchover", "0", "1",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(conv_timeout_action_from_string(bad[i]), -EINVAL, "\"%s\"", bad[i]);
+	cr_expect_eq(conv_timeout_action_from_string(NULL), -EINVAL);
+}
