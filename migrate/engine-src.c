@@ -79,6 +79,8 @@ struct src {
 	uint64_t probe_raw, probe_comp, probe_ns;
 };
 
+static void emit_progress(struct src *s, bool force);
+
 static void set_phase(struct src *s, enum mig_phase p)
 {
 	uint64_t now = mig_now_ms();
@@ -88,6 +90,7 @@ static void set_phase(struct src *s, enum mig_phase p)
 		s->res->phase_start_ms[p] = now - s->t0_ms;
 		s->phase = p;
 		s->phase_t0 = now;
+		emit_progress(s, true);
 	}
 }
 
@@ -677,7 +680,8 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	if (r < 0)
 		goto out;
 	stopped = true;
-	memset(s.bitmap, 0, s.words * 8);
+	/* The bitmap still holds what the last PRECOPY sync found; the final
+	 * sync adds what was dirtied since. */
 	r = lab_vm_dirty_sync(vm, s.bitmap, NULL, &s.err);
 	if (r >= 0)
 		r = send_bitmap(&s);

@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The frame header: name and limit tables, seal/check round trips, one
+ * corrupted field at a time (each must fail with its own code and a message
+ * naming the field), and the little-endian byte layout.  No KVM needed.
+ */
+#include <criterion/criterion.h>
+#include <endian.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include <migrate/error.h>
+#include <migrate/wire.h>
+
+#define SEQ 5
+
+/* Every enumerator of enum mig_frame_type except INVALID, spelled out so a
+ * value added to the enum without a table entry fails the walk below. */
+static const uint16_t all_types[] = {
+	MIG_FRAME_HELLO, MIG_FRAME_AUTH_CHALLENGE, MIG_FRAME_AUTH_RESPONSE,
+	MIG_FRAME_AUTH_OK, MIG_FRAME_STREAM_HELLO, MIG_FRAME_ERROR,
+	MIG_FRAME_REQUEST, MIG_FRAME_REPLY, MIG_FRAME_EVENT,
+	MIG_FRAME_SETUP, MIG_FRAME_READY, MIG_FRAME_PAGES, MIG_FRAME_ROUND_END,
+	MIG_FRAME_DEVICE_STATE, MIG_FRAME_LOADED, MIG_FRAME_COMMIT,
+	MIG_FRAME_RUNNING, MIG_FRAME_ABORT,
+};
+
+static bool is_declared(uint16_t t)
+{
+	for (size_t i = 0; i < sizeof(all_types) / sizeof(all_types[0]); i++)
+		if (all_types[i] == t)
+			return true;
+	return false;
+}
+
+/* ---- tables ---- */
+
+Test(wire_tables, every_type_has_a_name_and_a_limit)
+{
+	for (size_t i = 0; i < sizeof(all_types) / sizeof(all_types[0]); i++) {
+		uint16_t t = all_types[i];
+		const char *name = mig_frame_type_to_string(t);
+
+		cr_assert_not_null(name, "type %u has no name", t);
+		cr_assert_gt(strlen(name), 0, "type %u has an empty name", t);
+		cr_assert_gt(mig_frame_max_payload(t), 0, "type %u (%s) has no limit", t, name);
+		cr_assert_leq(mig_frame_max_payload(t), MIG_FRAME_MAX, "type %s", name);
+		for (size_t j = 0; j < i; j++)
+			cr_assert_str_neq(name, mig_frame_type_to_string(all_types[j]),
+					  "types %u and %u share the name %s", t, all_types[j],
+					  name);
+	}
+}
+
+Test(wire_tables, walk_every_value_below_the_end)
+{
+	/* Values in the gaps of the enum (7..15, 19..31) are unknown. */
+	for (unsigned t = 0; t < _MIG_FRAME_TYPE_END + 8; t++) {
+		bool want = is_declared((uint16_t)t);
+
+		cr_assert_eq(mig_frame_type_to_string((uint16_t)t) != NULL, want,
+			     "type %u: name %s", t, want ? "missing" : "unexpected");
+		cr_assert_eq(mig_frame_max_payload((uint16_t)t) != 0, want,
+			     "type %u: limit %s", t, want ? "missing" : "unexpected");
+	}
+	cr_assert_null(mig_frame_type_to_string(0xffff));
+	cr_assert_eq(mig_frame_max_payload(0xffff), 0);
+	cr_assert_null(mig_frame_type_to_string(MIG_FRAME_INVALID));
+	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_INVALID), 0);
+}
+
+Test(wire_tables, limits_fit_the_frame_class)
+{
+	static const uint16_t small[] = {
+		MIG_FRAME_HELLO, MIG_FRAME_AUTH_CHALLENGE, MIG_FRAME_AUTH_RESPONSE,
+		MIG_FRAME_AUTH_OK, MIG_FRAME_STREAM_HELLO, MIG_FRAME_ERROR,
+		MIG_FRAME_READY, MIG_FRAME_ROUND_END, MIG_FRAME_LOADED,
+		MIG_FRAME_COMMIT, MIG_FRAME_RUNNING, MIG_FRAME_ABORT,
+	};
+	static const uint16_t control[] = { MIG_FRAME_REQUEST, MIG_FRAME_REPLY,
+					    MIG_FRAME_EVENT, MIG_FRAME_SETUP };
+
+	for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++)
+		cr_assert_leq(mig_frame_max_payload(small[i]), 4096, "%s",
+			      mig_frame_type_to_string(small[i]));
+	for (size_t i = 0; i < sizeof(control) / sizeof(control[0]); i++)
+		cr_assert_leq(mig_frame_max_payload(control[i]), 65536, "%s",
+			      mig_frame_type_to_string(control[i]));
+	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_PAGES), MIG_FRAME_MAX);
+	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_DEVICE_STATE), MIG_FRAME_MAX);
+	cr_assert_str_eq(mig_frame_type_to_string(MIG_FRAME_PAGES), "PAGES");
+	cr_assert_str_eq(mig_frame_type_to_string(MIG_FRAME_HELLO), "HELLO");
+}
+
+/* ---- seal and check ---- */
+
+static uint8_t payload[3000];
+
+static void fill_payload(void)
+{
+	for (size_t i = 0; i < sizeof(payload); i++)
+		payload[i] = (uint8_t)(i * 131 + 7);
+}
+
+/* A PAGES frame, seq SEQ, with the ZSTD flag and `payload`, sealed over
+ * three iovecs (the checksum must not depend on how the payload is cut). */
+static void seal_pages(struct mig_frame_hdr *h)
+{
+	struct iovec iov[3] = {
+		{ payload, 1 },
+		{ payload + 1, 1000 },
+		{ payload + 1001, sizeof(payload) - 1001 },
+	};
+
+	fill_payload();
+	mig_frame_seal(h, MIG_FRAME_PAGES, MIG_FRAME_F_ZSTD, SEQ, iov, 3);
+}
+
+Test(wire_seal, seal_then_check_passes)
+{
+	struct mig_error err = { 0 };
+	struct mig_frame_hdr h;
+
+	seal_pages(&h);
+	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
+	cr_assert_eq(mig_frame_check_payload(&h, payload, &err), 0, "%s", err.msg);
+	cr_assert_eq(err.code, 0);
+	cr_assert_eq(le32toh(h.length), sizeof(payload));
+}
+
+Test(wire_seal, empty_payload_and_no_iovecs)
+{
+	struct mig_error err = { 0 };
+	struct mig_frame_hdr h;
+
+	mig_frame_seal(&h, MIG_FRAME_COMMIT, 0, 1, NULL, 0);
+	cr_assert_eq(mig_frame_check_header(&h, 1, &err), 0, "%s", err.msg);
+	cr_assert_eq(mig_frame_check_payload(&h, NULL, &err), 0, "%s", err.msg);
+	cr_assert_eq(h.length, 0);
+}
+
+Test(wire_seal, checksum_is_seeded_with_seq)
+{
+	struct iovec iov = { payload, 64 };
+	struct mig_frame_hdr a, b;
+
+	fill_payload();
+	mig_frame_seal(&a, MIG_FRAME_PAGES, 0, 1, &iov, 1);
+	mig_frame_seal(&b, MIG_FRAME_PAGES, 0, 2, &iov, 1);
+	cr_assert_neq(a.checksum, b.checksum);
+	/* Same frame, same seq: deterministic. */
+	mig_frame_seal(&b, MIG_FRAME_PAGES, 0, 1, &iov, 1);
+	cr_assert_eq(a.checksum, b.checksum);
+}
+
+struct corrupt_case {
+	const char *what;
+	void (*corrupt)(struct mig_frame_hdr *h);
+	uint64_t expect_seq;
+	int code;
+	const char *field;      /* must appear in err.msg */
+	const char *detail;     /* and so must this */
+};
+
+static void bad_magic(struct mig_frame_hdr *h) { h->magic = htole32(0x50545448); }
+static void new_version(struct mig_frame_hdr *h) { h->version = htole16(7); }
+static void old_version(struct mig_frame_hdr *h) { h->version = htole16(0); }
+static void type_zero(struct mig_frame_hdr *h) { h->type = 0; }
+static void type_gap(struct mig_frame_hdr *h) { h->type = htole16(7); }
+static void type_end(struct mig_frame_hdr *h) { h->type = htole16(_MIG_FRAME_TYPE_END); }
+static void type_huge(struct mig_frame_hdr *h) { h->type = htole16(0xff00); }
+static void flag_unknown(struct mig_frame_hdr *h) { h->flags = htole32(MIG_FRAME_F_ZSTD | 1U << 9); }
+static void flag_high(struct mig_frame_hdr *h) { h->flags = htole32(1U << 31); }
+static void flag_wrong_type(struct mig_frame_hdr *h) { h->type = htole16(MIG_FRAME_HELLO); }
+static void length_over(struct mig_frame_hdr *h) { h->length = htole32(MIG_FRAME_MAX + 1); }
+static void length_max(struct mig_frame_hdr *h) { h->length = htole32(0xffffffff); }
+static void length_over_type(struct mig_frame_hdr *h)
+{
+	h->flags = 0;
+	h->type = htole16(MIG_FRAME_HELLO);
+	h->length = htole32(mig_frame_max_payload(MIG_FRAME_HELLO) + 1);
+}
+static void no_change(struct mig_frame_hdr *h) { (void)h; }
+
+static const struct corrupt_case header_cases[] = {
+	{ "magic", bad_magic, SEQ, -EPROTO, "magic", "0x50545448" },
+	{ "newer version", new_version, SEQ, -EPROTO, "version", "version 7" },
+	{ "older version", old_version, SEQ, -EPROTO, "version", "upgrade" },
+	{ "type 0", type_zero, SEQ, -EBADMSG, "type", "type 0" },
+	{ "type in an enum gap", type_gap, SEQ, -EBADMSG, "type", "unknown" },
+	{ "type at the enum end", type_end, SEQ, -EBADMSG, "type", "unknown" },
+	{ "type far out", type_huge, SEQ, -EBADMSG, "type", "65280" },
+	{ "unknown flag", flag_unknown, SEQ, -EBADMSG, "flags", "0x200" },
+	{ "top flag bit", flag_high, SEQ, -EBADMSG, "flags", "0x80000000" },
+	{ "flag on a type without it", flag_wrong_type, SEQ, -EBADMSG, "flags", "HELLO" },
+	{ "length above MIG_FRAME_MAX", length_over, SEQ, -EMSGSIZE, "length", "16777217" },
+	{ "length 4 GiB - 1", length_max, SEQ, -EMSGSIZE, "length", "4294967295" },
+	{ "length above the type's limit", length_over_type, SEQ, -EMSGSIZE, "length", "4097" },
+	{ "seq replayed", no_change, SEQ + 1, -EPROTO, "seq", "replayed" },
+	{ "seq skipped", no_change, SEQ - 1, -EPROTO, "seq", "expected 4" },
+	{ "seq from an earlier connection", no_change, 1, -EPROTO, "seq", "seq 5" },
+};
+
+Test(wire_check, one_corrupted_header_field_at_a_time)
+{
+	for (size_t i = 0; i < sizeof(header_cases) / sizeof(header_cases[0]); i++) {
+		const struct corrupt_case *c = &header_cases[i];
+		struct mig_error err = { 0 };
+		struct mig_frame_hdr h;
+		int r;
+
+		seal_pages(&h);
+		c->corrupt(&h);
+		r = mig_frame_check_header(&h, c->expect_seq, &err);
+		cr_assert_eq(r, c->code, "%s: got %d (%s), want %d", c->what, r, err.msg, c->code);
+		cr_assert_eq(err.code, c->code, "%s: err.code %d", c->what, err.code);
+		cr_assert_not_null(strstr(err.msg, c->field), "%s: message \"%s\" does not name "
+				   "the field \"%s\"", c->what, err.msg, c->field);
+		cr_assert_not_null(strstr(err.msg, c->detail), "%s: message \"%s\" lacks \"%s\"",
+				   c->what, err.msg, c->detail);
+	}
+}
+
+Test(wire_check, messages_say_what_to_do)
+{
+	struct mig_error err = { 0 };
+	struct mig_frame_hdr h;
+
+	seal_pages(&h);
+	bad_magic(&h);
+	mig_frame_check_header(&h, SEQ, &err);
+	cr_assert_not_null(strstr(err.msg, "not a migratectl peer?"), "%s", err.msg);
+
+	mig_error_clear(&err);
+	seal_pages(&h);
+	new_version(&h);
+	mig_frame_check_header(&h, SEQ, &err);
+	cr_assert_not_null(strstr(err.msg, "peer speaks protocol version 7, this build speaks 1; "
+				  "upgrade the older side"), "%s", err.msg);
+}
+
+Test(wire_check, length_at_the_limit_is_accepted)
+{
+	struct mig_error err = { 0 };
+	struct mig_frame_hdr h;
+
+	seal_pages(&h);
+	h.length = htole32(MIG_FRAME_MAX);
+	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
+	h.length = htole32(4096);
+	h.type = htole16(MIG_FRAME_HELLO);
+	h.flags = 0;
+	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
+}
+
+Test(wire_check, corrupted_checksum_field)
+{
+	struct mig_error err = { 0 };
+	struct mig_frame_hdr h;
+
+	seal_pages(&h);
+	h.checksum ^= htole64(1ULL << 40);
+	/* The header check does not look at the checksum... */
+	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
+	/* ...the payload check does. */
+	cr_assert_eq(mig_frame_check_payload(&h, payload, &err), -EBADMSG);
+	cr_assert_eq(err.code, -EBADMSG);
+	cr_assert_not_null(strstr(err.msg, "checksum mismatch on PAGES frame seq 5"), "%s",
+			   err.msg);
+}
+
+Test(wire_check, one_payload_byte)
+{
+	static const size_t where[] = { 0, 1, 1000, 1001, sizeof(payload) - 1 };
+
+	for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+		struct mig_error err = { 0 };
+		struct mig_frame_hdr h;
+
+		seal_pages(&h);
+		payload[where[i]] ^= 0x01;
+		cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
+		cr_assert_eq(mig_frame_check_payload(&h, payload, &err), -EBADMSG,
+			     "flipped byte %zu went unnoticed", where[i]);
+		cr_assert_not_null(strstr(err.msg, "checksum"), "%s", err.msg);
+	}
+}
+
+Test(wire_check, header_fields_are_covered_by_the_checksum)
+{
+	struct mig_error err = { 0 };
+	struct mig_frame_hdr h;
+
+	/* A change the header check accepts (ZSTD cleared on PAGES) must
+	 * still fail the checksum. */
+	seal_pages(&h);
+	h.flags = 0;
+	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
+	cr_assert_eq(mig_frame_check_payload(&h, payload, &err), -EBADMSG);
+
+	/* So must a different type with the same limit. */
+	mig_error_clear(&err);
+	seal_pages(&h);
+	h.type = htole16(MIG_FRAME_DEVICE_STATE);
+	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
+	cr_assert_eq(mig_frame_check_payload(&h, payload, &err), -EBADMSG);
+	cr_assert_not_null(strstr(err.msg, "DEVICE_STATE"), "%s", err.msg);
+}
+
+Test(wire_check, shorter_length_fails_the_checksum)
+{
+	struct mig_error err = { 0 };
+	struct mig_frame_hdr h;
+
+	seal_pages(&h);
+	h.length = htole32(le32toh(h.length) - 1);
+	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
+	cr_assert_eq(mig_frame_check_payload(&h, payload, &err), -EBADMSG);
+}
+
+/* ---- byte layout ---- */
+
+static uint64_t get_le(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+
+	for (int i = n - 1; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+Test(wire_layout, field_offsets)
+{
+	cr_assert_eq(offsetof(struct mig_frame_hdr, magic), 0);
+	cr_assert_eq(offsetof(struct mig_frame_hdr, version), 4);
+	cr_assert_eq(offsetof(struct mig_frame_hdr, type), 6);
+	cr_assert_eq(offsetof(struct mig_frame_hdr, flags), 8);
+	cr_assert_eq(offsetof(struct mig_frame_hdr, length), 12);
+	cr_assert_eq(offsetof(struct mig_frame_hdr, seq), 16);
+	cr_assert_eq(offsetof(struct mig_frame_hdr, checksum), 24);
+}
+
+Test(wire_layout, sealed_header_bytes_are_little_endian)
+{
+	uint8_t body[0x123], wire[sizeof(struct mig_frame_hdr) + sizeof(body)];
+	struct iovec iov = { body, sizeof(body) };
+	const uint64_t seq = 0x0102030405060708ULL;
+	struct mig_frame_hdr h;
+	uint8_t b[32];
+
+	for (size_t i = 0; i < sizeof(body); i++)
+		body[i] = (uint8_t)(i ^ 0x5a);
+	mig_frame_seal(&h, MIG_FRAME_PAGES, MIG_FRAME_F_ZSTD, seq, &iov, 1);
+	memcpy(b, &h, sizeof(b));
+
+	cr_assert_eq(memcmp(b, "MGF1", 4), 0, "magic bytes %02x %02x %02x %02x",
+		     b[0], b[1], b[2], b[3]);
+	cr_assert_eq(b[4], MIG_WIRE_VERSION);
+	cr_assert_eq(b[5], 0);
+	cr_assert_eq(b[6], MIG_FRAME_PAGES);
+	cr_assert_eq(b[7], 0);
+	cr_assert_eq(get_le(b + 8, 4), MIG_FRAME_F_ZSTD);
+	cr_assert_eq(b[12], 0x23);
+	cr_assert_eq(b[13], 0x01);
+	cr_assert_eq(get_le(b + 12, 4), sizeof(body));
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(b[16 + i], 8 - i, "seq byte %d is %#x", i, b[16 + i]);
+
+	/* The checksum, recomputed independently with the one-shot XXH3 over
+	 * header-with-zero-checksum ++ payload, seed = seq, little-endian. */
+	memcpy(wire, b, sizeof(b));
+	memset(wire + 24, 0, 8);
+	memcpy(wire + sizeof(b), body, sizeof(body));
+	cr_assert_eq(get_le(b + 24, 8), XXH3_64bits_withSeed(wire, sizeof(wire), seq));
+}

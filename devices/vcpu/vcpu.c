@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "devices/devices-internal.h"
@@ -24,6 +25,7 @@
 #include "migrate/macro.h"
 
 #define SIG_KICK (SIGRTMIN + 3)
+#define VCPU_NICE 10
 
 static const char *const vcpu_state_names[_VCPU_STATE_MAX] = {
 	[VCPU_CREATED] = "created",
@@ -161,6 +163,10 @@ static void *vcpu_thread(void *arg)
 		uint8_t set[8];  /* the kernel's sigset_t is 64 bits on x86-64 */
 	} kmask;
 
+	/* Below the VMM's own threads: on a host with fewer cores than busy
+	 * vCPUs, the migration and control threads must not starve behind the
+	 * guest (they decide how long it is stopped). */
+	setpriority(PRIO_PROCESS, (id_t)gettid(), VCPU_NICE);
 	sigemptyset(&block);
 	sigaddset(&block, SIG_KICK);
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
