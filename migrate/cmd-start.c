@@ -258,6 +258,7 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 		json_u64(&w, "dst_passes_at_start", e->dst_passes_before);
 		json_u64(&w, "dst_passes_after", e->dst_passes_after);
 		json_u64(&w, "dst_selfcheck_errors", e->dst_errors);
+		json_u64(&w, "verify_ms", e->verify_ms);
 		json_obj_end(&w);
 	}
 	json_u64(&w, "rejected_streams", e->rejected_streams);

@@ -319,7 +319,9 @@ static int try_load(struct dst *d)
 	if (d->loaded || !d->have_state || !all_at_barrier(d, true))
 		return 0;
 	d->loaded = true;
+	t0 = mig_realtime_ns();
 	r = lab_vm_load_state(d->vm, d->state.data, d->state.len, &d->err);
+	l.load_ns = mig_realtime_ns() - t0;
 	t0 = mig_realtime_ns();
 	if (r >= 0)
 		lab_vm_digest(d->vm, &dg);

@@ -552,9 +552,11 @@ static void auto_codec(struct src *s, uint64_t link_bps)
 		return;
 	comp_bps = (double)s->probe_raw * 1e9 / (double)s->probe_ns;
 	ratio = (double)s->probe_raw / (double)s->probe_comp;
-	/* zstd delivers min(compress speed, link x ratio) guest bytes per second */
+	/* zstd delivers min(compress speed, link x ratio) guest bytes per second;
+	 * keep it only for a clear gain (10%), since it also costs CPU the guest
+	 * could use. */
 	if ((comp_bps < (double)link_bps * ratio ? comp_bps : (double)link_bps * ratio) <=
-	    (double)link_bps)
+	    1.1 * (double)link_bps)
 		s->codec = XPORT_CODEC_NONE;
 }
 
@@ -611,7 +613,8 @@ static int do_precopy(struct src *s)
 			return 0;
 		}
 		if (d.action == CONV_ABORT)
-			return mig_error_set(&s->err, -ETIMEDOUT, "did not converge: %s", d.reason);
+			return mig_error_set(&s->err, -ETIMEDOUT, "%s (round %u, %llu ms)", d.reason,
+					     s->round, (unsigned long long)cr.elapsed_ms);
 		if (cancelled(s))
 			return mig_error_set(&s->err, -ECANCELED, "cancelled");
 	}
@@ -626,7 +629,7 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	struct mig_loaded loaded;
 	struct mig_running run;
 	struct lab_digest dsrc;
-	uint64_t t_stop_ns = 0, cpu0 = mig_cpu_ms();
+	uint64_t t_stop_ns = 0, cpu0 = mig_cpu_ms(), src_digest_ns = 0, verify_ns = 0;
 	bool stopped = false, committed = false;
 	int r;
 
@@ -696,8 +699,12 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	if (r < 0)
 		goto out;
 	/* The source's RAM is frozen now: hash it while the destination loads. */
-	if (o->verify)
+	if (o->verify) {
+		uint64_t t = mig_realtime_ns();
+
 		lab_vm_digest(vm, &dsrc);
+		src_digest_ns = mig_realtime_ns() - t;
+	}
 	r = ctl_recv(&s, &h, &pl, REPLY_TIMEOUT_MS);
 	if (r >= 0)
 		r = expect(&s, &h, MIG_FRAME_LOADED, sizeof(loaded));
@@ -744,8 +751,15 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 				  run.msg);
 		goto out;
 	}
-	res->downtime_ms = run.start_realtime_ns > t_stop_ns + loaded.verify_ns ?
-		(run.start_realtime_ns - t_stop_ns - loaded.verify_ns) / 1000000 : 0;
+	/* Downtime without verification: while the source hashed its RAM (S), the
+	 * destination loaded (L) and hashed (V); without --verify the wait would
+	 * have been L alone, so the verification cost max(S - L, V) of it. */
+	if (o->verify)
+		verify_ns = src_digest_ns > loaded.load_ns + loaded.verify_ns ?
+			    src_digest_ns - loaded.load_ns : loaded.verify_ns;
+	res->downtime_ms = run.start_realtime_ns > t_stop_ns + verify_ns ?
+		(run.start_realtime_ns - t_stop_ns - verify_ns) / 1000000 : 0;
+	res->verify_ms = verify_ns / 1000000;
 	res->dst_passes_before = run.passes;
 	if (o->verify) {
 		/* The guest must keep running on the destination, self-check clean. */
@@ -799,11 +813,15 @@ out:
 		if (stopped) {
 			struct mig_error e2 = { 0 };
 
-			if (lab_vm_resume(vm, &e2) < 0)
+			if (lab_vm_resume(vm, &e2) < 0) {
+				/* Not running anywhere: that needs an operator. */
 				mig_error_prefix(&s.err, "rollback could not resume the source (%s)", e2.msg);
+				res->owner = MIG_OWNER_NONE;
+			}
 		}
 		res->result = r == -ECANCELED ? MIG_RESULT_CANCELLED : MIG_RESULT_FAILED;
-		res->owner = MIG_OWNER_SOURCE;
+		if (res->owner != MIG_OWNER_NONE)
+			res->owner = MIG_OWNER_SOURCE;
 	}
 done:
 	res->phase_duration_ms[s.phase] = mig_now_ms() - s.phase_t0;

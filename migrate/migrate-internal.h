@@ -58,7 +58,8 @@ struct mig_loaded {
 	uint64_t digest[2];
 	uint64_t verify_ns;       /* time the digest took (excluded from downtime) */
 	uint64_t rejected_streams;
-	char msg[472];
+	uint64_t load_ns;         /* time loading the device state took */
+	char msg[464];
 };
 _Static_assert(sizeof(struct mig_loaded) == 512, "loaded");
 

@@ -192,7 +192,7 @@ struct mig_event {
 	uint64_t dst_errors;
 	uint64_t rejected_streams;
 	uint64_t src_cpu_ms;
-	uint64_t dst_cpu_ms;
+	uint64_t verify_ms;           /* blackout spent verifying, excluded from downtime_ms */
 	char error[512];
 };
 
