@@ -24,6 +24,13 @@
 #include <unistd.h>
 
 #define CONN_RING_ENTRIES 8
+/*
+ * Once the first byte of a frame is in, the rest gets at least this long,
+ * whatever the caller's timeout: a control loop that polls with a short
+ * timeout must not kill a connection because a frame began just before its
+ * deadline.  Only a peer that really stalls mid-frame runs into this.
+ */
+#define CONN_FRAME_STALL_MS 2000
 
 int xport_conn_init(struct xport_conn *c, int fd, struct mig_error *err)
 {
@@ -177,6 +184,8 @@ int xport_conn_recv(struct xport_conn *c, struct mig_frame_hdr *ret_hdr, struct 
 		r = wait_readable(c->fd, deadline, timeout_ms, err);
 		if (r < 0)
 			return r;
+		if (deadline < now_ms() + CONN_FRAME_STALL_MS)
+			deadline = now_ms() + CONN_FRAME_STALL_MS;
 	}
 	op.fd = c->fd;
 	op.iov[0] = (struct iovec){ .iov_base = &h, .iov_len = sizeof(h) };

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers for tests that run migratectl processes: commands, agents, JSON fields. */
+#ifndef TESTS_PROC_FIXTURE_H
+#define TESTS_PROC_FIXTURE_H
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct run_result {
+	int status;
+	char out[16384];
+	char err[16384];
+};
+
+static inline void proc_slurp(const char *path, char *buf, size_t n)
+{
+	FILE *f = fopen(path, "r");
+	size_t got;
+
+	buf[0] = '\0';
+	if (!f)
+		return;
+	got = fread(buf, 1, n - 1, f);
+	buf[got] = '\0';
+	fclose(f);
+}
+
+/* Runs `migratectl ARGS`, capturing stdout, stderr and the exit status. */
+static inline void proc_run(const char *args, struct run_result *r)
+{
+	char out[] = "/tmp/migratectl-test-XXXXXX", err[] = "/tmp/migratectl-test-XXXXXX";
+	char cmd[2048];
+	int fo = mkstemp(out), fe = mkstemp(err), st;
+
+	cr_assert(fo >= 0 && fe >= 0);
+	close(fo);
+	close(fe);
+	snprintf(cmd, sizeof(cmd), "%s %s >%s 2>%s </dev/null", MIGRATECTL_PATH, args, out, err);
+	st = system(cmd);
+	cr_assert(WIFEXITED(st), "migratectl did not exit normally: %s", args);
+	r->status = WEXITSTATUS(st);
+	proc_slurp(out, r->out, sizeof(r->out));
+	proc_slurp(err, r->err, sizeof(r->err));
+	unlink(out);
+	unlink(err);
+}
+
+/* Starts `migratectl agent ARGS` in the background. */
+static inline pid_t proc_agent(const char *listen, const char *key_file)
+{
+	pid_t pid = fork();
+
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		if (key_file)
+			execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--key-file",
+			      key_file, "--quiet", (char *)NULL);
+		else
+			execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--quiet",
+			      (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static inline void proc_stop(pid_t pid)
+{
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+}
+
+/* Waits until `vm list ENDPOINT` answers (the agent is up). */
+static inline void proc_wait_agent(const char *endpoint, const char *key_opt)
+{
+	struct run_result r;
+	char args[512];
+
+	snprintf(args, sizeof(args), "vm list %s %s", endpoint, key_opt ? key_opt : "");
+	for (int i = 0; i < 100; i++) {
+		proc_run(args, &r);
+		if (r.status == 0)
+			return;
+		usleep(50000);
+	}
+	cr_assert_fail("agent at %s never answered: %s", endpoint, r.err);
+}
+
+/* The text of "key": value in JSON (number, string or literal), or NULL. */
+static inline const char *json_field(const char *json, const char *key, char *buf, size_t n)
+{
+	char pat[96];
+	const char *p;
+	size_t i = 0;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(json, pat);
+	if (!p)
+		return NULL;
+	p += strlen(pat);
+	if (*p == '"') {
+		p++;
+		while (*p && *p != '"' && i + 1 < n)
+			buf[i++] = *p++;
+	} else {
+		while (*p && *p != ',' && *p != '}' && *p != ']' && i + 1 < n)
+			buf[i++] = *p++;
+	}
+	buf[i] = '\0';
+	return buf;
+}
+
+static inline double json_num(const char *json, const char *key)
+{
+	char buf[64];
+
+	cr_assert_not_null(json_field(json, key, buf, sizeof(buf)), "no \"%s\" in %s", key, json);
+	return strtod(buf, NULL);
+}
+
+static inline void json_expect_str(const char *json, const char *key, const char *want)
+{
+	char buf[256];
+
+	cr_assert_not_null(json_field(json, key, buf, sizeof(buf)), "no \"%s\" in %s", key, json);
+	cr_assert_str_eq(buf, want, "\"%s\" is %s, want %s; output: %s", key, buf, want, json);
+}
+
+static inline void make_key_file(const char *path, unsigned char fill)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f);
+	for (int i = 0; i < 32; i++)
+		fputc(fill + i, f);
+	fclose(f);
+	chmod(path, 0600);
+}
+
+#endif

@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: MIT
+/*
+ * End-to-end live migrations between two agent processes over loopback, as a
+ * user runs them: `migratectl start`, verified (RAM digests equal at
+ * switchover, guest running on the destination with its self-check clean).
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+
+#include "proc-fixture.h"
+
+const int test_requires_kvm = 1;
+
+static void expect_completed(const struct run_result *r, const char *what)
+{
+	char buf[64];
+
+	cr_assert_eq(r->status, 0, "%s: exit %d\nstdout: %s\nstderr: %s", what, r->status, r->out, r->err);
+	cr_assert_eq(r->out[0], '{', "%s: stdout is not only JSON: %s", what, r->out);
+	json_expect_str(r->out, "result", "completed");
+	json_expect_str(r->out, "owner", "destination");
+	cr_assert_str_eq(json_field(r->out, "error", buf, sizeof(buf)), "null");
+	json_expect_str(r->out, "match", "true");
+	cr_assert_eq(json_num(r->out, "dst_selfcheck_errors"), 0, "%s", r->out);
+	cr_assert_gt(json_num(r->out, "rounds"), 0);
+	cr_assert_gt(json_num(r->out, "wire_bytes"), 0);
+	cr_assert_geq(json_num(r->out, "downtime_ms"), 0);
+	cr_assert_lt(json_num(r->out, "downtime_ms"), 5000, "%s", r->out);
+	cr_assert_not_null(strstr(r->out, "\"name\":\"precopy\""));
+	cr_assert_not_null(strstr(r->out, "\"name\":\"stop_copy\""));
+	cr_assert_not_null(strstr(r->out, "\"name\":\"commit\""));
+	cr_assert_not_null(strstr(r->out, "\"class\":\"vcpu\""));
+}
+
+/* Arrays, not pointers: criterion copies parameters into a fresh process. */
+struct flavour {
+	unsigned streams;
+	char compress[8];
+	char dirty_log[8];
+	char wss[8];
+};
+
+ParameterizedTestParameters(migrate, matrix)
+{
+	static struct flavour f[] = {
+		{ 1, "none", "bitmap", "0" },   { 1, "none", "ring", "64M" },
+		{ 1, "zstd", "bitmap", "64M" }, { 1, "zstd", "ring", "0" },
+		{ 4, "none", "bitmap", "64M" }, { 4, "none", "ring", "0" },
+		{ 4, "zstd", "bitmap", "0" },   { 4, "zstd", "ring", "64M" },
+	};
+
+	return cr_make_param_array(struct flavour, f, sizeof(f) / sizeof(f[0]));
+}
+
+/* streams 1/4 x none/zstd x bitmap/ring x wss 0/64M, pairwise */
+ParameterizedTest(struct flavour *f, migrate, matrix, .timeout = 120)
+{
+	struct run_result r;
+	char args[512], what[128];
+
+	snprintf(args, sizeof(args), "start local local --json --streams %u --compress %s "
+		 "--lab mem=256M,vcpus=2,wss=%s,dirty-log=%s", f->streams, f->compress, f->wss,
+		 f->dirty_log);
+	snprintf(what, sizeof(what), "streams %u, %s, %s, wss %s", f->streams, f->compress,
+		 f->dirty_log, f->wss);
+	proc_run(args, &r);
+	expect_completed(&r, what);
+	cr_assert_eq(json_num(r.out, "streams"), f->streams);
+	cr_assert_eq(json_num(r.out, "total_bytes"), 256 << 20);
+	if (!strcmp(f->compress, "zstd"))
+		cr_assert_not_null(strstr(r.out, "\"compression_requested\":\"zstd\""));
+	if (strcmp(f->wss, "0"))
+		cr_assert_gt(json_num(r.out, "dst_passes_after"), json_num(r.out, "dst_passes_at_start"),
+			     "the guest did not progress on the destination: %s", r.out);
+}
+
+/* The README's main job: no options at all. */
+Test(migrate, default_start_local_local, .timeout = 180)
+{
+	struct run_result r;
+
+	proc_run("start local local --json", &r);
+	expect_completed(&r, "default");
+	cr_assert_eq(json_num(r.out, "total_bytes"), 1 << 30);
+	cr_assert_eq(json_num(r.out, "streams"), 2);
+}
+
+Test(migrate, human_output_and_phase_log, .timeout = 120)
+{
+	struct run_result r;
+
+	proc_run("start local local --lab mem=128M,vcpus=1,wss=8M", &r);
+	cr_assert_eq(r.status, 0, "%s %s", r.out, r.err);
+	cr_assert_not_null(strstr(r.out, "completed"), "%s", r.out);
+	cr_assert_not_null(strstr(r.out, "matches"), "%s", r.out);
+	/* every transition logged once, with the migration id */
+	cr_assert_not_null(strstr(r.err, "setup => precopy"), "%s", r.err);
+	cr_assert_not_null(strstr(r.err, "precopy => stop_copy"), "%s", r.err);
+	cr_assert_not_null(strstr(r.err, "stop_copy => commit"), "%s", r.err);
+	cr_assert_not_null(strstr(r.err, "commit => done"), "%s", r.err);
+	{
+		const char *first = strstr(r.err, "setup => precopy");
+
+		cr_assert_null(strstr(first + 1, "setup => precopy"), "logged twice: %s", r.err);
+	}
+}
+
+/* Two tcp agents with a key file; the VM is created with vm create and
+ * found afterwards on the destination with vm list. */
+Test(migrate, tcp_agents_with_key, .timeout = 180)
+{
+	const char *key = "/tmp/migratectl-test-key-a";
+	struct run_result r;
+	pid_t a, b;
+	char args[512];
+	int pa = 20000 + (getpid() % 20000), pb = pa + 1;
+	char ea[64], eb[64], kopt[96];
+
+	make_key_file(key, 'a');
+	snprintf(ea, sizeof(ea), "tcp://127.0.0.1:%d", pa);
+	snprintf(eb, sizeof(eb), "tcp://127.0.0.1:%d", pb);
+	snprintf(kopt, sizeof(kopt), "--key-file %s", key);
+	a = proc_agent(ea, key);
+	b = proc_agent(eb, key);
+	proc_wait_agent(ea, kopt);
+	proc_wait_agent(eb, kopt);
+
+	snprintf(args, sizeof(args), "vm create %s --name guest1 --lab mem=128M,vcpus=1,wss=16M %s",
+		 ea, kopt);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	snprintf(args, sizeof(args), "start %s %s --vm guest1 --json %s", ea, eb, kopt);
+	proc_run(args, &r);
+	expect_completed(&r, "tcp with key");
+	snprintf(args, sizeof(args), "vm list %s --json %s", eb, kopt);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_not_null(strstr(r.out, "\"name\":\"guest1\""), "%s", r.out);
+	cr_assert_not_null(strstr(r.out, "\"state\":\"running\""), "%s", r.out);
+	snprintf(args, sizeof(args), "vm list %s --json %s", ea, kopt);
+	proc_run(args, &r);
+	cr_assert_eq(strstr(r.out, "guest1"), NULL, "the source still lists the VM: %s", r.out);
+	snprintf(args, sizeof(args), "vm destroy %s guest1 %s", eb, kopt);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	proc_stop(a);
+	proc_stop(b);
+	unlink(key);
+}
+
+Test(migrate, wrong_or_missing_key_refused, .timeout = 60)
+{
+	const char *key = "/tmp/migratectl-test-key-b", *bad = "/tmp/migratectl-test-key-c";
+	struct run_result r;
+	char ep[64], args[256], kopt[96];
+	pid_t a;
+
+	make_key_file(key, 'b');
+	make_key_file(bad, 'x');
+	snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", 40000 + (getpid() % 20000));
+	snprintf(kopt, sizeof(kopt), "--key-file %s", key);
+	a = proc_agent(ep, key);
+	proc_wait_agent(ep, kopt);
+	snprintf(args, sizeof(args), "vm list %s --key-file %s", ep, bad);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 1);
+	cr_assert_not_null(strstr(r.err, "authentication failed"), "%s", r.err);
+	snprintf(args, sizeof(args), "vm list %s", ep);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 1);
+	cr_assert_not_null(strstr(r.err, "requires a key"), "%s", r.err);
+	snprintf(args, sizeof(args), "start local %s --key-file %s", ep, bad);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 1);
+	cr_assert_not_null(strstr(r.err, "authentication failed"), "%s", r.err);
+	proc_stop(a);
+	unlink(key);
+	unlink(bad);
+}
+
+/* The destination dies in PRECOPY: the VM keeps running on the source, exit 1. */
+Test(migrate, destination_killed_during_precopy, .timeout = 120)
+{
+	struct run_result r;
+	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], eb[128], args[512];
+	pid_t a, b, mig;
+	int st;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
+	snprintf(eb, sizeof(eb), "unix://%s/b.sock", dir);
+	a = proc_agent(ea, NULL);
+	b = proc_agent(eb, NULL);
+	proc_wait_agent(ea, NULL);
+	proc_wait_agent(eb, NULL);
+	snprintf(args, sizeof(args), "vm create %s --name victim --lab mem=512M,vcpus=1,wss=16M", ea);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+
+	/* 20 MB/s: PRECOPY of 512 MiB takes ~25 s, so the kill lands in it. */
+	snprintf(args, sizeof(args), "%s start %s %s --vm victim --max-bandwidth 20M --json "
+		 ">%s/out 2>%s/err", MIGRATECTL_PATH, ea, eb, dir, dir);
+	mig = fork();
+	cr_assert(mig >= 0);
+	if (mig == 0) {
+		execl("/bin/sh", "sh", "-c", args, (char *)NULL);
+		_exit(127);
+	}
+	sleep(3);
+	proc_stop(b);
+	cr_assert_eq(waitpid(mig, &st, 0), mig);
+	cr_assert(WIFEXITED(st));
+	{
+		char path[160];
+
+		snprintf(path, sizeof(path), "%s/out", dir);
+		proc_slurp(path, r.out, sizeof(r.out));
+		snprintf(path, sizeof(path), "%s/err", dir);
+		proc_slurp(path, r.err, sizeof(r.err));
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/out", dir);
+		unlink(path);
+	}
+	cr_assert_eq(WEXITSTATUS(st), 1, "exit %d: %s %s", WEXITSTATUS(st), r.out, r.err);
+	json_expect_str(r.out, "result", "failed");
+	json_expect_str(r.out, "owner", "source");
+	cr_assert_not_null(strstr(r.out, "\"name\":\"rollback\""), "%s", r.out);
+
+	/* the guest runs on the source, still making progress, self-check clean */
+	snprintf(args, sizeof(args), "vm list %s --json", ea);
+	proc_run(args, &r);
+	cr_assert_not_null(strstr(r.out, "\"state\":\"running\""), "%s", r.out);
+	{
+		double p0 = json_num(r.out, "passes");
+
+		usleep(300000);
+		proc_run(args, &r);
+		cr_assert_gt(json_num(r.out, "passes"), p0, "the source guest is not running: %s", r.out);
+		cr_assert_eq(json_num(r.out, "selfcheck_errors"), 0);
+	}
+	proc_stop(a);
+	rmdir(dir);
+}
+
+/* Cancel in PRECOPY: exit 1, result cancelled, VM on the source. */
+Test(migrate, cancel_during_precopy, .timeout = 120)
+{
+	struct run_result r;
+	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], args[512], path[160];
+	pid_t a, mig;
+	int st;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
+	a = proc_agent(ea, NULL);
+	proc_wait_agent(ea, NULL);
+	snprintf(args, sizeof(args), "vm create %s --name c1 --lab mem=512M,vcpus=1,wss=16M", ea);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	snprintf(args, sizeof(args), "exec %s start %s local --vm c1 --max-bandwidth 20M --json "
+		 ">%s/out 2>%s/err", MIGRATECTL_PATH, ea, dir, dir);
+	mig = fork();
+	cr_assert(mig >= 0);
+	if (mig == 0) {
+		execl("/bin/sh", "sh", "-c", args, (char *)NULL);
+		_exit(127);
+	}
+	sleep(3);
+	kill(mig, SIGINT);   /* Ctrl-C */
+	cr_assert_eq(waitpid(mig, &st, 0), mig);
+	snprintf(path, sizeof(path), "%s/out", dir);
+	proc_slurp(path, r.out, sizeof(r.out));
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/err", dir);
+	proc_slurp(path, r.err, sizeof(r.err));
+	unlink(path);
+	cr_assert(WIFEXITED(st));
+	cr_assert_eq(WEXITSTATUS(st), 1, "exit %d: %s %s", WEXITSTATUS(st), r.out, r.err);
+	json_expect_str(r.out, "result", "cancelled");
+	json_expect_str(r.out, "owner", "source");
+	snprintf(args, sizeof(args), "vm list %s --json", ea);
+	proc_run(args, &r);
+	cr_assert_not_null(strstr(r.out, "\"state\":\"running\""), "%s", r.out);
+	proc_stop(a);
+	rmdir(dir);
+}
+
+static void expect_usage(const char *args, const char *needle)
+{
+	struct run_result r;
+
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 2, "'%s' exited %d (stderr: %s)", args, r.status, r.err);
+	cr_assert_not_null(strstr(r.err, needle), "'%s': stderr lacks '%s': %s", args, needle, r.err);
+	cr_assert_eq(r.out[0], '\0', "'%s' printed: %s", args, r.out);
+}
+
+Test(migrate, bad_options_exit_2)
+{
+	expect_usage("start", "usage");
+	expect_usage("start local", "usage");
+	expect_usage("start local local --streams 0", "--streams");
+	expect_usage("start local local --streams 17", "--streams");
+	expect_usage("start local local --compress lz4", "--compress");
+	expect_usage("start local local --compress zstd:99", "--compress");
+	expect_usage("start local local --downtime-limit soon", "--downtime-limit");
+	expect_usage("start local local --max-bandwidth fast", "--max-bandwidth");
+	expect_usage("start local local --timeout -1", "--timeout");
+	expect_usage("start local local --timeout-action retry", "--timeout-action");
+	expect_usage("start local local --lab mem=1G,wss=2G", "wss");
+	expect_usage("start local local --lab memory=1G", "memory");
+	expect_usage("start local local --vm a --lab mem=1G", "exclude");
+	expect_usage("start ftp://x local", "SRC");
+	expect_usage("start local tcp://host:99999", "DST");
+	expect_usage("start tcp://127.0.0.1:1 tcp://127.0.0.1:1", "same agent");
+	expect_usage("cancel local not-a-uuid", "UUID");
+	expect_usage("agent", "--listen");
+	expect_usage("vm create local", "usage");
+}
