@@ -71,6 +71,9 @@ struct dst {
 	bool loaded;
 	bool committed;
 	bool running;
+	/* completions that arrived while ctl_send waited for its previous send */
+	struct xport_op *stash[64];
+	unsigned nstash;
 #if HAVE_ZSTD
 	ZSTD_DCtx *dctx;
 #endif
@@ -128,7 +131,7 @@ static int accept_streams(struct dst *d)
 			d->rejected++;
 			c.fd = -1;
 			xport_conn_close(&c);
-			refuse(fd, 1, -EPROTO, "the first frame of a migration stream must be a valid STREAM_HELLO");
+			refuse(fd, 0, -EPROTO, "the first frame of a migration stream must be a valid STREAM_HELLO");
 			continue;
 		}
 		memcpy(&h, pl.data, sizeof(h));
@@ -139,7 +142,7 @@ static int accept_streams(struct dst *d)
 			d->rejected++;
 			c.fd = -1;
 			xport_conn_close(&c);
-			refuse(fd, 1, -EACCES, "stream refused: it does not prove it belongs to this "
+			refuse(fd, 0, -EACCES, "stream refused: it does not prove it belongs to this "
 			       "migration (wrong id, secret, index or stream count)");
 			continue;
 		}
@@ -182,12 +185,21 @@ static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
 		struct xport_op *op;
 		int r = xport_ring_wait(&d->ring, 1000, &op, &d->err);
 
-		if (r < 0 && r != -ETIME)
+		if (r == -ETIME)
+			continue;
+		if (!op)
 			return r;
-		if (r == 0 && op == &s->tx_op)
+		if (op == &s->tx_op) {
 			s->tx_busy = false;
-		else if (r == 0)
-			return mig_error_set(&d->err, -EPROTO, "internal: unexpected completion");
+			if (op->res < 0)
+				return mig_error_set(&d->err, op->res, "replying to the source: %s",
+						     strerror(-op->res));
+		} else if (d->nstash < ARRAY_SIZE(d->stash)) {
+			/* a receive finished meanwhile: run_loop handles it next */
+			d->stash[d->nstash++] = op;
+		} else {
+			return mig_error_set(&d->err, -EOVERFLOW, "too many completions while replying");
+		}
 	}
 	memcpy(s->tx_buf, p, len);
 	mig_frame_seal(&s->tx_hdr, type, 0, ++s->tx_seq, &iov, len ? 1 : 0);
@@ -454,12 +466,18 @@ static int run_loop(struct dst *d)
 		struct rx_stream *s;
 		bool repost;
 
-		r = xport_ring_wait(&d->ring, IDLE_TIMEOUT_MS, &op, &d->err);
-		if (r == -ETIME)
-			return mig_error_set(&d->err, -ETIMEDOUT, "the source went silent for %d s",
-					     IDLE_TIMEOUT_MS / 1000);
-		if (r < 0)
-			return r;
+		if (d->nstash) {
+			op = d->stash[0];
+			memmove(d->stash, d->stash + 1, --d->nstash * sizeof(d->stash[0]));
+		} else {
+			r = xport_ring_wait(&d->ring, IDLE_TIMEOUT_MS, &op, &d->err);
+			if (r == -ETIME)
+				return mig_error_set(&d->err, -ETIMEDOUT, "the source went silent for "
+						     "%d s", IDLE_TIMEOUT_MS / 1000);
+			if (!op)
+				return r;
+			mig_error_clear(&d->err);
+		}
 		if (op == &d->st[0].tx_op) {
 			d->st[0].tx_busy = false;
 			if (op->res < 0)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,6 +60,8 @@ static inline pid_t proc_agent(const char *listen, const char *key_file)
 
 	cr_assert(pid >= 0);
 	if (pid == 0) {
+		/* never outlive a test that failed before stopping us */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (key_file)
 			execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--key-file",
 			      key_file, "--quiet", (char *)NULL);

@@ -604,8 +604,7 @@ static int connect_one(int family, int type, int proto, const struct sockaddr *s
 	return fd;
 }
 
-static int connect_error(const struct xport_endpoint *ep, const char *name, int r,
-			 int timeout_ms, struct mig_error *err)
+static int connect_error(const char *name, int r, int timeout_ms, struct mig_error *err)
 {
 	switch (r) {
 	case -ECONNREFUSED:
@@ -621,7 +620,6 @@ static int connect_error(const struct xport_endpoint *ep, const char *name, int 
 		return mig_error_set(err, r, "cannot reach %s: %s (check the address and "
 				     "routes)", name, strerror(-r));
 	default:
-		(void)ep;
 		return mig_error_set(err, r, "cannot connect to %s: %s", name, strerror(-r));
 	}
 }
@@ -663,7 +661,7 @@ int xport_connect(const struct xport_endpoint *ep, int timeout_ms, struct mig_er
 				     name);
 	}
 	if (r < 0)
-		return connect_error(ep, name, r, timeout_ms, err);
+		return connect_error(name, r, timeout_ms, err);
 	return r;
 }
 
