@@ -200,6 +200,7 @@ static int op_vm_list(struct session *s, const uint8_t *body, size_t len)
 		info[n].wss_bytes = c->wss_bytes;
 		info[n].passes = st.passes;
 		info[n].errors = st.errors;
+		lab_to_wire(c, &info[n].lab);
 		n++;
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -295,6 +296,24 @@ static int op_mig_incoming(struct session *s, const uint8_t *body, size_t len)
 		return reply(s, r, r == -EEXIST ? "a VM of that name already exists on the "
 			     "destination" : "the destination hosts its maximum number of VMs", NULL, 0);
 	}
+	/* Prepare the VM now, before the source starts: its RAM must be
+	 * allocated and pre-faulted before pages arrive, and that is the
+	 * destination's preparation, not part of the migration. */
+	{
+		struct lab_config cfg;
+
+		r = lab_from_wire(&req.lab, &cfg, &err);
+		if (r >= 0)
+			r = lab_vm_create(&cfg, &in->o.vm, &err);
+		if (r < 0) {
+			pthread_mutex_lock(&a->lock);
+			in->slot->busy = false;
+			in->slot->name[0] = '\0';
+			pthread_mutex_unlock(&a->lock);
+			free(in);
+			return reply(s, r, err.msg, NULL, 0);
+		}
+	}
 	str_copy(ep.host, sizeof(ep.host), req.listen_host[0] ? req.listen_host : "127.0.0.1");
 	ep.port = 0;
 	fd = xport_listen(&ep, &err);
@@ -303,6 +322,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body, size_t len)
 		fd = mig_error_set(&err, -EIO, "cannot read the listening address");
 	}
 	if (fd < 0) {
+		lab_vm_destroy(in->o.vm);
 		pthread_mutex_lock(&a->lock);
 		in->slot->busy = false;
 		in->slot->name[0] = '\0';
@@ -318,6 +338,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body, size_t len)
 	in->o.listen_fd = fd;
 	if (pthread_create(&t, NULL, incoming_thread, in)) {
 		close(fd);
+		lab_vm_destroy(in->o.vm);
 		pthread_mutex_lock(&a->lock);
 		in->slot->busy = false;
 		in->slot->name[0] = '\0';

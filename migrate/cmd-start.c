@@ -186,7 +186,7 @@ static void hex128(const uint64_t d[2], char *buf)
 }
 
 static void print_json(const char *id, const struct mig_event *e, const struct start_opts *o,
-		       uint32_t vcpus)
+		       uint32_t vcpus, uint64_t prepare_ms)
 {
 	struct json_writer w;
 	char a[LAB_DIGEST_HEX], b[LAB_DIGEST_HEX], codec[32];
@@ -203,6 +203,7 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 	json_str(&w, "error", e->error[0] ? e->error : NULL);
 	json_u64(&w, "total_ms", e->total_ms);
 	json_u64(&w, "setup_ms", e->setup_ms);
+	json_u64(&w, "prepare_ms", prepare_ms);
 	if (e->result == MIG_RESULT_COMPLETED || e->owner == MIG_OWNER_DESTINATION)
 		json_u64(&w, "downtime_ms", e->downtime_ms);
 	else
@@ -263,6 +264,7 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 	}
 	json_u64(&w, "rejected_streams", e->rejected_streams);
 	json_u64(&w, "src_cpu_ms", e->src_cpu_ms);
+	json_u64(&w, "dst_cpu_ms", e->dst_cpu_ms);
 	json_obj_end(&w);
 	json_finish(&w);
 }
@@ -313,6 +315,7 @@ int cmd_start(int argc, char **argv)
 	uuid_t uu;
 	char id[37], name[MIG_NAME_MAX];
 	uint32_t vcpus = 0, last_phase = MIG_PHASE_SETUP;
+	uint64_t prepare_ms = 0;
 	bool tty = isatty(STDERR_FILENO), cancel_sent = false, got_result = false;
 	int r, rc = 1;
 
@@ -360,8 +363,10 @@ int cmd_start(int argc, char **argv)
 			struct mig_vm_info v;
 
 			memcpy(&v, extra.data + i, sizeof(v));
-			if (!strncmp(v.name, name, sizeof(v.name)))
+			if (!strncmp(v.name, name, sizeof(v.name))) {
 				vcpus = v.vcpus;
+				in.lab = v.lab;
+			}
 		}
 	}
 	if (!vcpus) {
@@ -374,7 +379,10 @@ int cmd_start(int argc, char **argv)
 	xport_endpoint_parse(o.dst, &dep, NULL);
 	str_copy(in.listen_host, sizeof(in.listen_host),
 		 dep.kind == XPORT_EP_TCP ? dep.host : "127.0.0.1");
-	if (mig_client_call(&dst, MIG_OP_MIG_INCOMING, &in, sizeof(in), &extra, &err) < 0 ||
+	prepare_ms = mig_now_ms();
+	r = mig_client_call(&dst, MIG_OP_MIG_INCOMING, &in, sizeof(in), &extra, &err);
+	prepare_ms = mig_now_ms() - prepare_ms;
+	if (r < 0 ||
 	    extra.len != sizeof(inrep)) {
 		fprintf(stderr, "migratectl start: preparing the destination: %s\n",
 			err.msg[0] ? err.msg : "malformed reply");
@@ -433,12 +441,13 @@ int cmd_start(int argc, char **argv)
 	if (!o.json || tty)
 		print_progress(id, &res, false, &last_phase);
 	if (o.json) {
-		print_json(id, &res, &o, vcpus);
+		print_json(id, &res, &o, vcpus, prepare_ms);
 	} else {
 		printf("migration %s %s: VM %s now runs on the %s\n", id, result_name(res.result), name,
 		       res.owner == MIG_OWNER_NONE ? "(unknown: operator needed)" : owner_name(res.owner));
 		if (res.error[0])
 			printf("  error: %s\n", res.error);
+		printf("  destination prepared in %llu ms\n", (unsigned long long)prepare_ms);
 		printf("  total %llu ms (setup %llu ms), downtime %llu ms, %u rounds, %u streams, %s\n",
 		       (unsigned long long)res.total_ms, (unsigned long long)res.setup_ms,
 		       (unsigned long long)res.downtime_ms, res.round, res.streams,

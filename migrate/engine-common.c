@@ -41,7 +41,8 @@ uint64_t mig_cpu_ms(void)
 {
 	struct rusage ru;
 
-	getrusage(RUSAGE_SELF, &ru);
+	/* this thread only: the agent's vCPU threads share the process */
+	getrusage(RUSAGE_THREAD, &ru);
 	return (uint64_t)ru.ru_utime.tv_sec * 1000 + (uint64_t)ru.ru_utime.tv_usec / 1000 +
 	       (uint64_t)ru.ru_stime.tv_sec * 1000 + (uint64_t)ru.ru_stime.tv_usec / 1000;
 }

@@ -71,6 +71,8 @@ struct dst {
 	bool loaded;
 	bool committed;
 	bool running;
+	bool verify;
+	uint64_t cpu0;
 	/* completions that arrived while ctl_send waited for its previous send */
 	struct xport_op *stash[64];
 	unsigned nstash;
@@ -287,7 +289,7 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	struct lab_config cfg;
 	int r;
 
-	if (s->hdr.length != sizeof(st) || d->vm)
+	if (s->hdr.length != sizeof(st) || d->ram)
 		return mig_error_set(&d->err, -EPROTO, "bad SETUP frame");
 	memcpy(&st, s->buf.data, sizeof(st));
 	st.name[sizeof(st.name) - 1] = '\0';
@@ -295,9 +297,23 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	if (r >= 0 && (st.page_size != PAGE || st.nr_pages != cfg.mem_bytes / PAGE))
 		r = mig_error_set(&d->err, -EPROTO, "SETUP: page size %u, %llu pages do not match "
 				  "the VM", st.page_size, (unsigned long long)st.nr_pages);
-	if (r >= 0)
+	if (r >= 0 && d->vm) {
+		/* Prepared in advance: the source's VM must be the one we built. */
+		struct mig_lab_wire have;
+
+		lab_to_wire(lab_vm_config(d->vm), &have);
+		if (memcmp(&have, &st.lab, sizeof(have)))
+			r = mig_error_set(&d->err, -EINVAL, "the source's VM (%llu MiB, %u vCPUs) is "
+					  "not the one the destination prepared (%llu MiB, %u vCPUs)",
+					  (unsigned long long)(st.lab.mem_bytes >> 20), st.lab.vcpus,
+					  (unsigned long long)(have.mem_bytes >> 20), have.vcpus);
+	} else if (r >= 0) {
 		r = lab_vm_create(&cfg, &d->vm, &d->err);
+	}
+	if (r >= 0 && (st.flags & ~MIG_SETUP_F_VERIFY))
+		r = mig_error_set(&d->err, -EPROTO, "SETUP: unknown flags %#x", st.flags);
 	if (r >= 0) {
+		d->verify = st.flags & MIG_SETUP_F_VERIFY;
 		d->ram = lab_vm_ram(d->vm, NULL);
 		d->nr_pages = st.nr_pages;
 	}
@@ -335,7 +351,7 @@ static int try_load(struct dst *d)
 	r = lab_vm_load_state(d->vm, d->state.data, d->state.len, &d->err);
 	l.load_ns = mig_realtime_ns() - t0;
 	t0 = mig_realtime_ns();
-	if (r >= 0)
+	if (r >= 0 && d->verify)
 		lab_vm_digest(d->vm, &dg);
 	l.verify_ns = mig_realtime_ns() - t0;
 	l.status = r;
@@ -350,7 +366,7 @@ static int try_load(struct dst *d)
 
 static int do_commit(struct dst *d)
 {
-	struct mig_running run = { .kind = 1 };
+	struct mig_running run = { .kind = 1, .cpu_ms = mig_cpu_ms() - d->cpu0 };
 	struct lab_stats st;
 	int r;
 
@@ -530,7 +546,7 @@ static int run_loop(struct dst *d)
 
 int mig_dest_run(const struct mig_in_opts *o, struct lab_vm **ret_vm, struct mig_error *err)
 {
-	struct dst d = { .o = o, .n = o->streams };
+	struct dst d = { .o = o, .n = o->streams, .vm = o->vm };
 	int r;
 
 	*ret_vm = NULL;
@@ -547,6 +563,7 @@ int mig_dest_run(const struct mig_in_opts *o, struct lab_vm **ret_vm, struct mig
 #if HAVE_ZSTD
 	d.dctx = ZSTD_createDCtx();
 #endif
+	d.cpu0 = mig_cpu_ms();
 	r = accept_streams(&d);
 	if (r >= 0)
 		r = xport_ring_init(&d.ring, 2 * (d.n + 2), &d.err);

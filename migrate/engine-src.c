@@ -524,6 +524,7 @@ static int do_setup(struct src *s)
 	st.nr_pages = s->nr_pages;
 	st.page_size = PAGE;
 	st.codec = s->codec;
+	st.flags = s->o->verify ? MIG_SETUP_F_VERIFY : 0;
 	str_copy(st.name, sizeof(st.name), s->o->name);
 	r = ctl_send(s, MIG_FRAME_SETUP, &st, sizeof(st));
 	if (r < 0)
@@ -629,7 +630,8 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	struct mig_loaded loaded;
 	struct mig_running run;
 	struct lab_digest dsrc;
-	uint64_t t_stop_ns = 0, cpu0 = mig_cpu_ms(), src_digest_ns = 0, verify_ns = 0;
+	uint64_t t_stop_ns = 0, cpu0 = mig_cpu_ms(), t_hashed_ns = 0, t_loaded_ns = 0;
+	uint64_t verify_ns = 0, setup_wire = 0;
 	bool stopped = false, committed = false;
 	int r;
 
@@ -671,11 +673,13 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	res->setup_ms = mig_now_ms() - s.t0_ms;
 
 	set_phase(&s, MIG_PHASE_PRECOPY);
+	setup_wire = res->wire_bytes;
 	r = do_precopy(&s);
 	if (r < 0)
 		goto out;
 
 	/* STOP_COPY: from here the guest is not running anywhere. */
+	res->precopy_wire_bytes = res->wire_bytes - setup_wire;
 	set_phase(&s, MIG_PHASE_STOP_COPY);
 	emit_progress(&s, true);
 	t_stop_ns = mig_realtime_ns();
@@ -700,12 +704,11 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		goto out;
 	/* The source's RAM is frozen now: hash it while the destination loads. */
 	if (o->verify) {
-		uint64_t t = mig_realtime_ns();
-
 		lab_vm_digest(vm, &dsrc);
-		src_digest_ns = mig_realtime_ns() - t;
+		t_hashed_ns = mig_realtime_ns();
 	}
 	r = ctl_recv(&s, &h, &pl, REPLY_TIMEOUT_MS);
+	t_loaded_ns = mig_realtime_ns();
 	if (r >= 0)
 		r = expect(&s, &h, MIG_FRAME_LOADED, sizeof(loaded));
 	if (r < 0)
@@ -751,16 +754,18 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 				  run.msg);
 		goto out;
 	}
-	/* Downtime without verification: while the source hashed its RAM (S), the
-	 * destination loaded (L) and hashed (V); without --verify the wait would
-	 * have been L alone, so the verification cost max(S - L, V) of it. */
+	/* Downtime without verification.  Without it, LOADED would have come V
+	 * (the destination's hashing) earlier and COMMIT would have left at once;
+	 * with it, COMMIT also waited for our own hash if that ended after LOADED
+	 * arrived.  So verification cost V + max(0, hashed - loaded). */
 	if (o->verify)
-		verify_ns = src_digest_ns > loaded.load_ns + loaded.verify_ns ?
-			    src_digest_ns - loaded.load_ns : loaded.verify_ns;
+		verify_ns = loaded.verify_ns +
+			    (t_hashed_ns > t_loaded_ns ? t_hashed_ns - t_loaded_ns : 0);
 	res->downtime_ms = run.start_realtime_ns > t_stop_ns + verify_ns ?
 		(run.start_realtime_ns - t_stop_ns - verify_ns) / 1000000 : 0;
 	res->verify_ms = verify_ns / 1000000;
 	res->dst_passes_before = run.passes;
+	res->dst_cpu_ms = run.cpu_ms;
 	if (o->verify) {
 		/* The guest must keep running on the destination, self-check clean. */
 		r = ctl_recv(&s, &h, &pl, 30000);
@@ -828,7 +833,11 @@ done:
 	res->total_ms = mig_now_ms() - s.t0_ms;
 	res->round = s.round;
 	res->codec = s.codec;
-	res->throughput_bps = res->total_ms ? res->wire_bytes * 1000 / res->total_ms : 0;
+	/* The link's throughput: PRECOPY moves almost every byte, with nothing
+	 * else (setup, verification) in its time. */
+	if (res->phase_duration_ms[MIG_PHASE_PRECOPY])
+		res->throughput_bps = res->precopy_wire_bytes * 1000 /
+				      res->phase_duration_ms[MIG_PHASE_PRECOPY];
 	res->dirty_rate_bps = s.dirty_rate;
 	res->phase = s.phase;
 	res->src_cpu_ms = mig_cpu_ms() - cpu0;

@@ -29,8 +29,11 @@ struct mig_setup {
 	uint32_t page_size;
 	uint32_t codec;
 	char name[MIG_NAME_MAX];
+	uint32_t flags;           /* MIG_SETUP_F_* */
+	uint32_t pad;
 };
-_Static_assert(sizeof(struct mig_setup) == 128, "setup");
+_Static_assert(sizeof(struct mig_setup) == 136, "setup");
+#define MIG_SETUP_F_VERIFY 1U     /* hash RAM at switchover (inside the blackout) */
 
 /* PAGES payload: this header, `count` u64 page numbers (bit 63 = zero page,
  * no data), then the data of the non-zero pages in order, raw or one zstd
@@ -69,7 +72,8 @@ struct mig_running {
 	uint64_t start_realtime_ns;
 	uint64_t passes;
 	uint64_t errors;
-	char msg[480];
+	uint64_t cpu_ms;          /* CPU time of the receiving thread so far */
+	char msg[472];
 };
 _Static_assert(sizeof(struct mig_running) == 512, "running");
 
@@ -101,6 +105,7 @@ struct mig_in_opts {
 	char name[MIG_NAME_MAX];
 	uint32_t streams;
 	int listen_fd;
+	struct lab_vm *vm;        /* prepared VM (never run); consumed by mig_dest_run */
 };
 
 /* Destination: accepts and authenticates the streams on listen_fd, builds the
@@ -113,6 +118,6 @@ void stream_mac(const uint8_t *secret, const char *label, const struct mig_strea
 		uint8_t out[XPORT_MAC_LEN]);
 uint64_t mig_now_ms(void);
 uint64_t mig_realtime_ns(void);
-uint64_t mig_cpu_ms(void);
+uint64_t mig_cpu_ms(void);   /* CPU time of the calling thread */
 
 #endif

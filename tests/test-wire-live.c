@@ -27,6 +27,15 @@ struct rig {
 	char addr[128];
 };
 
+/* The VM both sides agree on. */
+static void rig_config(struct lab_config *cfg)
+{
+	lab_config_default(cfg);
+	cfg->mem_bytes = 64ULL << 20;
+	cfg->wss_bytes = 4ULL << 20;
+	cfg->vcpus = 1;
+}
+
 static void rig_up(struct rig *g, const char *name)
 {
 	struct mig_error err = { 0 };
@@ -45,6 +54,12 @@ static void rig_up(struct rig *g, const char *name)
 	xport_random(g->in.secret, sizeof(g->in.secret));
 	snprintf(g->in.name, sizeof(g->in.name), "%s", name);
 	g->in.streams = 1;
+	{
+		struct lab_config cfg;
+
+		rig_config(&cfg);
+		lab_to_wire(&cfg, &g->in.lab);
+	}
 	snprintf(g->in.listen_host, sizeof(g->in.listen_host), "127.0.0.1");
 	cr_assert_eq(mig_client_call(&g->client, MIG_OP_MIG_INCOMING, &g->in, sizeof(g->in), &extra,
 				     &err), 0, "%s", err.msg);
@@ -178,10 +193,7 @@ static void corrupted_frame(enum corrupt what, const char *needle)
 	rig_up(&g, "target");
 	cr_assert_eq(open_stream(&g, &ctl, 0, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
 	cr_assert_eq(open_stream(&g, &data, 1, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
-	lab_config_default(&cfg);
-	cfg.mem_bytes = 64ULL << 20;
-	cfg.wss_bytes = 4ULL << 20;
-	cfg.vcpus = 1;
+	rig_config(&cfg);
 	lab_to_wire(&cfg, &st.lab);
 	st.nr_pages = cfg.mem_bytes / 4096;
 	st.page_size = 4096;

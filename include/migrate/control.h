@@ -78,20 +78,6 @@ struct mig_vm_ref {
 	char name[MIG_NAME_MAX];
 };
 
-struct mig_vm_info {
-	char name[MIG_NAME_MAX];
-	uint32_t state;           /* MIG_VM_* */
-	uint32_t vcpus;
-	uint64_t mem_bytes;
-	uint64_t wss_bytes;
-	uint64_t passes;
-	uint64_t errors;
-};
-_Static_assert(sizeof(struct mig_vm_info) == 104, "vm info");
-#define MIG_VM_RUNNING 1
-#define MIG_VM_PAUSED 2
-#define MIG_VM_MIGRATING 3
-
 struct mig_lab_wire {             /* struct lab_config on the wire */
 	uint64_t mem_bytes;
 	uint64_t wss_bytes;
@@ -104,6 +90,23 @@ struct mig_lab_wire {             /* struct lab_config on the wire */
 };
 _Static_assert(sizeof(struct mig_lab_wire) == 48, "lab config");
 
+struct mig_vm_info {
+	char name[MIG_NAME_MAX];
+	uint32_t state;           /* MIG_VM_* */
+	uint32_t vcpus;
+	uint64_t mem_bytes;
+	uint64_t wss_bytes;
+	uint64_t passes;
+	uint64_t errors;
+	struct mig_lab_wire lab;  /* the full description, to prepare a destination */
+};
+_Static_assert(sizeof(struct mig_vm_info) == 152, "vm info");
+#define MIG_VM_RUNNING 1
+#define MIG_VM_PAUSED 2
+#define MIG_VM_MIGRATING 3
+
+
+
 struct mig_incoming {
 	uint8_t id[16];
 	uint8_t secret[MIG_SECRET_LEN];
@@ -111,6 +114,7 @@ struct mig_incoming {
 	uint32_t streams;         /* data streams, 1..16 */
 	uint32_t pad;
 	char listen_host[64];     /* where the destination listens for the source */
+	struct mig_lab_wire lab;  /* the VM to prepare (RAM allocated and pre-faulted now) */
 };
 
 struct mig_incoming_reply {
@@ -191,7 +195,9 @@ struct mig_event {
 	uint64_t dst_passes_after;
 	uint64_t dst_errors;
 	uint64_t rejected_streams;
-	uint64_t src_cpu_ms;
+	uint64_t src_cpu_ms;          /* CPU of the migration thread on each side */
+	uint64_t dst_cpu_ms;
+	uint64_t precopy_wire_bytes;
 	uint64_t verify_ms;           /* blackout spent verifying, excluded from downtime_ms */
 	char error[512];
 };
