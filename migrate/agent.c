@@ -475,13 +475,17 @@ static int handshake(struct session *s)
 	struct mig_auth_challenge ch;
 	struct mig_auth_response resp;
 	struct mig_auth_proof proof;
+	struct mig_error err = { 0 };
 	uint8_t want[XPORT_MAC_LEN];
 	int r;
 
-	r = xport_conn_recv(&s->c, &fh, &pl, 10000, NULL);
+	r = xport_conn_recv(&s->c, &fh, &pl, 10000, &err);
 	if (r < 0 || fh.type != MIG_FRAME_HELLO || pl.len != sizeof(h)) {
-		if (r >= 0)
-			send_error(s, -EPROTO, "expected HELLO");
+		/* Answer in our own version: a peer of another version then reports
+		 * the mismatch in its own words instead of a reset connection. */
+		send_error(s, r < 0 ? r : -EPROTO, r < 0 ? err.msg : "expected HELLO");
+		if (!a->opts.quiet && r < 0 && r != -ETIME)
+			fprintf(stderr, "migratectl agent: refused a client: %s\n", err.msg);
 		mig_buf_free(&pl);
 		return r < 0 ? r : -EPROTO;
 	}

@@ -13,6 +13,7 @@
 #include <uuid/uuid.h>
 
 #include <migrate/agent.h>
+#include <migrate/device.h>
 #include <migrate/json.h>
 #include <migrate/lab.h>
 #include <migrate/parse.h>
@@ -164,6 +165,15 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 	}
 	if (strcmp(o->src, "local") && !strcmp(o->src, o->dst))
 		return usage_error("SRC and DST are the same agent (%s)", o->src);
+	if (o->key_file) {
+		struct mig_buf key = { 0 };
+
+		mig_error_clear(&err);
+		r = xport_key_load(o->key_file, &key, &err);
+		mig_buf_free(&key);
+		if (r < 0)
+			return usage_error("--key-file: %s", err.msg);
+	}
 	return 0;
 }
 
@@ -235,16 +245,19 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 	json_arr_begin(&w, "devices");
 	json_obj_begin(&w, NULL);
 	json_str(&w, "class", "memory");
+	json_str(&w, "side", "source");
 	json_u64(&w, "id", 0);
-	json_str(&w, "state", e->result == MIG_RESULT_COMPLETED ? "released" : "logging");
+	json_str(&w, "state", mig_device_class_get(MIG_DEV_MEMORY)->state_names[
+		 e->mem_state < _MEM_STATE_MAX ? e->mem_state : 0]);
 	json_u64(&w, "bytes", e->wire_bytes);
 	json_obj_end(&w);
 	for (uint32_t i = 0; i < vcpus; i++) {
 		json_obj_begin(&w, NULL);
 		json_str(&w, "class", "vcpu");
+		json_str(&w, "side", "source");
 		json_u64(&w, "id", i);
-		json_str(&w, "state", e->result == MIG_RESULT_COMPLETED ? "dead" :
-			 e->owner == MIG_OWNER_NONE ? "saved" : "running");
+		json_str(&w, "state", mig_device_class_get(MIG_DEV_VCPU)->state_names[
+			 e->vcpu_state < _VCPU_STATE_MAX ? e->vcpu_state : 0]);
 		json_u64(&w, "bytes", vcpus ? e->vcpu_state_bytes / vcpus : 0);
 		json_obj_end(&w);
 	}
@@ -332,12 +345,14 @@ int cmd_start(int argc, char **argv)
 	memcpy(in.id, uu, 16);
 	xport_random(in.secret, sizeof(in.secret));
 
+	/* A refused key is a configuration error (exit 2): nothing started. */
 	if (mig_client_open(o.src, o.key_file, &src, &err) < 0) {
 		fprintf(stderr, "migratectl start: source %s: %s\n", o.src, err.msg);
-		return 1;
+		return err.code == -EACCES ? EXIT_USAGE : 1;
 	}
 	if (mig_client_open(o.dst, o.key_file, &dst, &err) < 0) {
 		fprintf(stderr, "migratectl start: destination %s: %s\n", o.dst, err.msg);
+		rc = err.code == -EACCES ? EXIT_USAGE : 1;
 		goto out;
 	}
 
@@ -370,7 +385,9 @@ int cmd_start(int argc, char **argv)
 		}
 	}
 	if (!vcpus) {
-		fprintf(stderr, "migratectl start: no VM named %s on %s\n", name, o.src);
+		fprintf(stderr, "migratectl start: no VM named %s on %s (see migratectl vm list %s)\n",
+			name, o.src, o.src);
+		rc = EXIT_USAGE;
 		goto out;
 	}
 
@@ -427,8 +444,14 @@ int cmd_start(int argc, char **argv)
 			rc = EXIT_OPERATOR;
 			goto out;
 		}
-		if (fh.type != MIG_FRAME_EVENT || pl.len != sizeof(ev))
-			continue;
+		if (fh.type != MIG_FRAME_EVENT || pl.len != sizeof(ev)) {
+			fprintf(stderr, "%smigratectl start: the source agent sent %s of %zu bytes, "
+				"expected EVENT of %zu: is it the same migratectl version?\n",
+				tty ? "\r\033[K" : "", mig_frame_type_to_string(fh.type) ?: "a frame",
+				pl.len, sizeof(ev));
+			rc = EXIT_OPERATOR;
+			goto out;
+		}
 		memcpy(&ev, pl.data, sizeof(ev));
 		if (ev.kind == MIG_EVENT_RESULT) {
 			res = ev;

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,8 @@
 #if HAVE_ZSTD
 #include <zstd.h>
 #endif
+
+#include <migrate/device.h>
 
 #include "migrate/macro.h"
 #include "migrate/migrate-internal.h"
@@ -75,6 +78,7 @@ struct src {
 	/* per-round */
 	uint64_t round_wire, round_pages;
 	uint64_t remaining, dirty_rate, expected_dt;
+	bool got_abort;           /* the destination said it gives up (and does not run the VM) */
 	/* auto codec probe */
 	uint64_t probe_raw, probe_comp, probe_ns;
 };
@@ -205,9 +209,17 @@ static int ctl_send(struct src *s, uint16_t type, const void *p, size_t len)
 {
 	int r;
 
-	if (len > s->ctl.cap)
-		return mig_error_set(&s->err, -EMSGSIZE, "control frame too large");
-	memcpy(s->ctl.buf, p, len);
+	if (len > s->ctl.cap) {
+		/* device state grows with the vCPUs (about 9 KiB each) */
+		uint8_t *nb = realloc(s->ctl.buf, len);
+
+		if (!nb)
+			return mig_error_set(&s->err, -ENOMEM, "out of memory");
+		s->ctl.buf = nb;
+		s->ctl.cap = len;
+	}
+	if (len)
+		memcpy(s->ctl.buf, p, len);
 	r = submit_frame(s, &s->ctl, type, 0, s->ctl.buf, len);
 	return r < 0 ? r : wait_idle(s);
 }
@@ -270,6 +282,7 @@ static int ctl_recv(struct src *s, struct mig_frame_hdr *h, struct mig_buf *pl, 
 		return r;
 	s->ctl_rx_seq++;
 	if (h->type == MIG_FRAME_ABORT) {
+		s->got_abort = true;
 		struct mig_error_msg m = { 0 };
 
 		memcpy(&m, pl->data, h->length < sizeof(m) ? h->length : sizeof(m));
@@ -621,6 +634,29 @@ static int do_precopy(struct src *s)
 	}
 }
 
+/* Commit done: the destination runs the VM; our copy is given up. */
+static void release_source(struct lab_vm *vm, struct mig_device *mem)
+{
+	for (unsigned i = 0; i < lab_vm_config(vm)->vcpus; i++)
+		mig_device_step(lab_vm_device(vm, MIG_DEV_VCPU, i), VCPU_DEAD, NULL);
+	mig_device_step(mem, MEM_RELEASED, NULL);
+}
+
+struct hash_job {
+	struct lab_vm *vm;
+	struct lab_digest digest;
+	uint64_t done_ns;
+};
+
+static void *hash_worker(void *arg)
+{
+	struct hash_job *j = arg;
+
+	lab_vm_digest(j->vm, &j->digest);
+	j->done_ns = mig_realtime_ns();
+	return NULL;
+}
+
 int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool *cancel,
 		   mig_event_fn fn, void *arg, struct mig_event *res)
 {
@@ -632,6 +668,10 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	struct lab_digest dsrc;
 	uint64_t t_stop_ns = 0, cpu0 = mig_cpu_ms(), t_hashed_ns = 0, t_loaded_ns = 0;
 	uint64_t verify_ns = 0, setup_wire = 0;
+	struct mig_device *mem = lab_vm_device(vm, MIG_DEV_MEMORY, 0);
+	struct hash_job hj = { 0 };
+	pthread_t hash_thread;
+	bool hashing = false;
 	bool stopped = false, committed = false;
 	int r;
 
@@ -690,6 +730,9 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	/* The bitmap still holds what the last PRECOPY sync found; the final
 	 * sync adds what was dirtied since. */
 	r = lab_vm_dirty_sync(vm, s.bitmap, NULL, &s.err);
+	/* Nothing can dirty RAM any more: the memory device is final. */
+	if (r >= 0)
+		r = mig_device_step(mem, MEM_FINAL, &s.err);
 	if (r >= 0)
 		r = send_bitmap(&s);
 	if (r >= 0)
@@ -702,13 +745,20 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	r = ctl_send(&s, MIG_FRAME_DEVICE_STATE, state.data, state.len);
 	if (r < 0)
 		goto out;
-	/* The source's RAM is frozen now: hash it while the destination loads. */
+	/* The source's RAM is frozen now: hash it in another thread while
+	 * this one waits for LOADED, so both moments are known exactly. */
 	if (o->verify) {
-		lab_vm_digest(vm, &dsrc);
-		t_hashed_ns = mig_realtime_ns();
+		hj = (struct hash_job){ .vm = vm };
+		hashing = pthread_create(&hash_thread, NULL, hash_worker, &hj) == 0;
+		if (!hashing)
+			hash_worker(&hj);
 	}
 	r = ctl_recv(&s, &h, &pl, REPLY_TIMEOUT_MS);
 	t_loaded_ns = mig_realtime_ns();
+	if (hashing)
+		pthread_join(hash_thread, NULL);
+	dsrc = hj.digest;
+	t_hashed_ns = hj.done_ns;
 	if (r >= 0)
 		r = expect(&s, &h, MIG_FRAME_LOADED, sizeof(loaded));
 	if (r < 0)
@@ -787,18 +837,40 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		}
 		if (r < 0) {
 			/* The destination owns the VM (it runs there); report, do not resume. */
+			release_source(vm, mem);
 			res->result = MIG_RESULT_FAILED;
 			res->owner = MIG_OWNER_DESTINATION;
 			goto done;
 		}
 	}
 	set_phase(&s, MIG_PHASE_DONE);
+	release_source(vm, mem);
 	res->result = MIG_RESULT_COMPLETED;
 	res->owner = MIG_OWNER_DESTINATION;
 	r = 0;
 	goto done;
 
 out:
+	if (committed && s.got_abort) {
+		/* The destination answered COMMIT with ABORT: it did not start the
+		 * VM, so the source may run it again. */
+		committed = false;
+	}
+	if (!committed && (r == -EPIPE || r == -ECONNRESET) && s.ctl.fd >= 0 && s.ring.ring &&
+	    !s.got_abort) {
+		/* A send failed in PRECOPY: the destination may have said why on
+		 * the control stream before closing. */
+		struct mig_frame_hdr ah;
+		struct mig_buf apl = { 0 };
+		struct mig_error why = s.err;
+
+		wait_idle(&s);
+		mig_error_clear(&s.err);
+		if (ctl_recv(&s, &ah, &apl, 500) < 0 && s.got_abort)
+			why = s.err;
+		s.err = why;
+		mig_buf_free(&apl);
+	}
 	if (committed) {
 		/* COMMIT may have reached the destination: starting the source now
 		 * could run the VM twice.  Leave it paused and say so. */
@@ -817,6 +889,9 @@ out:
 		}
 		if (stopped) {
 			struct mig_error e2 = { 0 };
+
+			if (mem->state == MEM_FINAL)
+				mig_device_step(mem, MEM_LOGGING, NULL);
 
 			if (lab_vm_resume(vm, &e2) < 0) {
 				/* Not running anywhere: that needs an operator. */
@@ -840,6 +915,8 @@ done:
 				      res->phase_duration_ms[MIG_PHASE_PRECOPY];
 	res->dirty_rate_bps = s.dirty_rate;
 	res->phase = s.phase;
+	res->mem_state = (uint32_t)mem->state;
+	res->vcpu_state = (uint32_t)lab_vm_device(vm, MIG_DEV_VCPU, 0)->state;
 	res->src_cpu_ms = mig_cpu_ms() - cpu0;
 	if (r < 0)
 		str_copy(res->error, sizeof(res->error), s.err.msg);

@@ -74,6 +74,18 @@ ParameterizedTest(struct flavour *f, migrate, matrix, .timeout = 120)
 			     "the guest did not progress on the destination: %s", r.out);
 }
 
+/* More vCPUs than cores; their state (~9 KiB each) exceeds a small frame. */
+Test(migrate, eight_vcpus, .timeout = 120)
+{
+	struct run_result r;
+
+	proc_run("start local local --json --lab mem=256M,vcpus=8,wss=16M", &r);
+	expect_completed(&r, "8 vCPUs");
+	cr_assert_gt(json_num(r.out, "dst_passes_after"), json_num(r.out, "dst_passes_at_start"));
+	cr_assert_not_null(strstr(r.out, "\"id\":7"), "%s", r.out);
+	cr_assert_not_null(strstr(r.out, "\"state\":\"released\""), "%s", r.out);
+}
+
 /* The README's main job: no options at all. */
 Test(migrate, default_start_local_local, .timeout = 180)
 {
@@ -169,9 +181,10 @@ Test(migrate, wrong_or_missing_key_refused, .timeout = 60)
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 1);
 	cr_assert_not_null(strstr(r.err, "requires a key"), "%s", r.err);
+	/* a refused key is a configuration error: exit 2, nothing started */
 	snprintf(args, sizeof(args), "start local %s --key-file %s", ep, bad);
 	proc_run(args, &r);
-	cr_assert_eq(r.status, 1);
+	cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
 	cr_assert_not_null(strstr(r.err, "authentication failed"), "%s", r.err);
 	proc_stop(a);
 	unlink(key);
@@ -316,4 +329,6 @@ Test(migrate, bad_options_exit_2)
 	expect_usage("cancel local not-a-uuid", "UUID");
 	expect_usage("agent", "--listen");
 	expect_usage("vm create local", "usage");
+	expect_usage("start local local --key-file /nonexistent/key", "--key-file");
+	expect_usage("start local local --vm no-such-vm", "no VM named");
 }

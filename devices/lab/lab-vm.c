@@ -635,3 +635,12 @@ bool lab_vm_is_running(struct lab_vm *vm)
 			return false;
 	return vm->nr_vcpus > 0;
 }
+
+struct mig_device *lab_vm_device(struct lab_vm *vm, enum mig_dev_class cls, unsigned index)
+{
+	if (cls == MIG_DEV_MEMORY && index == 0)
+		return &vm->mem->core;
+	if (cls == MIG_DEV_VCPU && index < vm->nr_vcpus)
+		return &vm->vcpus[index]->core;
+	return NULL;
+}

@@ -172,6 +172,8 @@ struct mig_event {
 	uint32_t streams;
 	uint32_t codec;
 	uint32_t verified;        /* 1 when verify ran */
+	uint32_t mem_state;       /* RESULT: the source's memory device (enum mem_state) */
+	uint32_t vcpu_state;      /* RESULT: the source's vCPUs (enum vcpu_state) */
 	uint64_t elapsed_ms;
 	uint64_t remaining_bytes;
 	uint64_t dirty_rate_bps;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <migrate/buf.h>
+#include <migrate/device.h>
 #include <migrate/error.h>
 
 enum lab_pattern {
@@ -95,6 +96,8 @@ struct lab_digest {
 int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_error *err);
 void lab_vm_destroy(struct lab_vm *vm);
 const struct lab_config *lab_vm_config(const struct lab_vm *vm);
+/* The VM's devices, for the phase engine: class and index (vCPU number, 0 for memory). */
+struct mig_device *lab_vm_device(struct lab_vm *vm, enum mig_dev_class cls, unsigned index);
 /* True when every vCPU is in the KVM_RUN loop. */
 bool lab_vm_is_running(struct lab_vm *vm);
 /* Fresh boot: writes page tables, the payload and the table, starts every vCPU. */
