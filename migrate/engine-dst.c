@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -549,6 +550,7 @@ int mig_dest_run(const struct mig_in_opts *o, struct lab_vm **ret_vm, struct mig
 	struct dst d = { .o = o, .n = o->streams, .vm = o->vm };
 	int r;
 
+	pthread_setname_np(pthread_self(), "mig-dest");
 	*ret_vm = NULL;
 	d.st = calloc(d.n + 1, sizeof(*d.st));
 	d.scratch = malloc(MIG_BATCH_PAGES * PAGE);

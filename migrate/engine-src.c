@@ -78,6 +78,7 @@ struct src {
 	/* per-round */
 	uint64_t round_wire, round_pages;
 	uint64_t remaining, dirty_rate, expected_dt;
+	struct mig_frame_sealer *sealer;
 	bool got_abort;           /* the destination said it gives up (and does not run the VM) */
 	/* auto codec probe */
 	uint64_t probe_raw, probe_comp, probe_ns;
@@ -183,12 +184,11 @@ static void throttle(struct src *s, uint64_t bytes)
 	}
 }
 
-static int submit_frame(struct src *s, struct tx_stream *t, uint16_t type, uint32_t flags,
-			const void *payload, size_t len)
+/* Queue a frame whose header is already sealed. */
+static int submit_sealed(struct src *s, struct tx_stream *t, const void *payload, size_t len)
 {
 	struct iovec piov = { (void *)payload, len };
 
-	mig_frame_seal(&t->hdr, type, flags, ++t->seq, &piov, len ? 1 : 0);
 	memset(&t->op, 0, sizeof(t->op));
 	t->op.fd = t->fd;
 	t->op.is_send = true;
@@ -202,6 +202,15 @@ static int submit_frame(struct src *s, struct tx_stream *t, uint16_t type, uint3
 	s->round_wire += t->op.total;
 	throttle(s, t->op.total);
 	return xport_ring_submit(&s->ring, &t->op, &s->err);
+}
+
+static int submit_frame(struct src *s, struct tx_stream *t, uint16_t type, uint32_t flags,
+			const void *payload, size_t len)
+{
+	struct iovec piov = { (void *)payload, len };
+
+	mig_frame_seal(&t->hdr, type, flags, ++t->seq, &piov, len ? 1 : 0);
+	return submit_sealed(s, t, payload, len);
 }
 
 /* Send a small frame on the control stream and wait until it left. */
@@ -329,6 +338,49 @@ static struct tx_stream *free_stream(struct src *s, int *r)
 	}
 }
 
+/* Raw PAGES frame: find the zero pages first (an early-exit scan), so the
+ * length is known and the header can be sealed incrementally; then copy
+ * each page and hash it while it is still in L1. */
+static int send_batch_raw(struct src *s, struct tx_stream *t, const uint64_t *pfns,
+			  unsigned count)
+{
+	size_t list = sizeof(struct mig_pages_hdr) + count * sizeof(uint64_t);
+	struct mig_pages_hdr *ph = (struct mig_pages_hdr *)t->buf;
+	uint64_t *ent = (uint64_t *)(ph + 1);
+	uint8_t *dst = t->buf + list;
+	unsigned nz = 0;
+
+	for (unsigned i = 0; i < count; i++) {
+		if (page_is_zero(s->ram + pfns[i] * PAGE)) {
+			ent[i] = pfns[i] | MIG_PAGE_ZERO;
+			continue;
+		}
+		ent[i] = pfns[i];
+		nz++;
+	}
+	*ph = (struct mig_pages_hdr){
+		.count = count, .zero_count = count - nz, .round = s->round,
+		.data_len = (uint32_t)((size_t)nz * PAGE),
+	};
+	mig_frame_seal_begin(s->sealer, &t->hdr, MIG_FRAME_PAGES, 0, ++t->seq,
+			     (uint32_t)(list + (size_t)nz * PAGE));
+	mig_frame_seal_update(s->sealer, t->buf, list);
+	for (unsigned i = 0; i < count; i++) {
+		if (ent[i] & MIG_PAGE_ZERO)
+			continue;
+		memcpy(dst, s->ram + pfns[i] * PAGE, PAGE);
+		mig_frame_seal_update(s->sealer, dst, PAGE);
+		dst += PAGE;
+	}
+	mig_frame_seal_end(s->sealer, &t->hdr);
+	s->res->zero_pages += count - nz;
+	s->res->normal_pages += nz;
+	s->res->transferred_bytes += (uint64_t)nz * PAGE;
+	s->round_pages += count;
+	t->frames++;
+	return submit_sealed(s, t, t->buf, list + (size_t)nz * PAGE);
+}
+
 /* Build and submit one PAGES frame for pfns[0..count). */
 static int send_batch(struct src *s, const uint64_t *pfns, unsigned count)
 {
@@ -345,6 +397,8 @@ static int send_batch(struct src *s, const uint64_t *pfns, unsigned count)
 	t = free_stream(s, &r);
 	if (!t)
 		return r;
+	if (!use_zstd)
+		return send_batch_raw(s, t, pfns, count);
 	ph = (struct mig_pages_hdr *)t->buf;
 	ent = (uint64_t *)(ph + 1);
 	/* Raw pages go straight into the frame buffer; zstd reads them from the
@@ -675,6 +729,7 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	bool stopped = false, committed = false;
 	int r;
 
+	pthread_setname_np(pthread_self(), "mig-source");
 	memset(res, 0, sizeof(*res));
 	res->kind = MIG_EVENT_RESULT;
 	s.t0_ms = s.phase_t0 = mig_now_ms();
@@ -688,10 +743,11 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	s.bitmap = calloc(s.words, 8);
 	s.data = calloc(s.n, sizeof(*s.data));
 	s.gather = malloc(MIG_BATCH_PAGES * PAGE);
+	s.sealer = mig_frame_sealer_new();
 	s.ctl.fd = -1;
 	for (unsigned k = 0; s.data && k < s.n; k++)
 		s.data[k].fd = -1;
-	if (!s.bitmap || !s.data || !s.gather) {
+	if (!s.bitmap || !s.data || !s.gather || !s.sealer) {
 		r = mig_error_set(&s.err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -942,6 +998,7 @@ done:
 	free(s.data);
 	free(s.bitmap);
 	free(s.gather);
+	mig_frame_sealer_free(s.sealer);
 	mig_buf_free(&state);
 	mig_buf_free(&pl);
 	return r;

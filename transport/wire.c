@@ -15,6 +15,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 /*
@@ -119,6 +120,51 @@ void mig_frame_seal(struct mig_frame_hdr *h, uint16_t type, uint32_t flags, uint
 	h->seq = htole64(seq);
 	h->checksum = 0;
 	h->checksum = htole64(frame_checksum(h, iov, iovcnt));
+}
+
+struct mig_frame_sealer {
+	XXH3_state_t st;
+};
+
+struct mig_frame_sealer *mig_frame_sealer_new(void)
+{
+	struct mig_frame_sealer *s;
+
+	/* XXH3_state_t wants 64-byte alignment */
+	if (posix_memalign((void **)&s, 64, sizeof(*s)))
+		return NULL;
+	XXH3_INITSTATE(&s->st);
+	return s;
+}
+
+void mig_frame_sealer_free(struct mig_frame_sealer *s)
+{
+	free(s);
+}
+
+void mig_frame_seal_begin(struct mig_frame_sealer *s, struct mig_frame_hdr *h, uint16_t type,
+			  uint32_t flags, uint64_t seq, uint32_t length)
+{
+	h->magic = htole32(MIG_WIRE_MAGIC);
+	h->version = htole16(MIG_WIRE_VERSION);
+	h->type = htole16(type);
+	h->flags = htole32(flags);
+	h->length = htole32(length);
+	h->seq = htole64(seq);
+	h->checksum = 0;
+	XXH3_64bits_reset_withSeed(&s->st, seq);
+	XXH3_64bits_update(&s->st, h, sizeof(*h));
+}
+
+void mig_frame_seal_update(struct mig_frame_sealer *s, const void *p, size_t n)
+{
+	if (n)
+		XXH3_64bits_update(&s->st, p, n);
+}
+
+void mig_frame_seal_end(struct mig_frame_sealer *s, struct mig_frame_hdr *h)
+{
+	h->checksum = htole64(XXH3_64bits_digest(&s->st));
 }
 
 int mig_frame_check_header(const struct mig_frame_hdr *h, uint64_t expect_seq,

@@ -167,6 +167,12 @@ static void *vcpu_thread(void *arg)
 	 * vCPUs, the migration and control threads must not starve behind the
 	 * guest (they decide how long it is stopped). */
 	setpriority(PRIO_PROCESS, (id_t)gettid(), VCPU_NICE);
+	{
+		char name[16];
+
+		snprintf(name, sizeof(name), "vcpu%u", v->index);
+		pthread_setname_np(pthread_self(), name);
+	}
 	sigemptyset(&block);
 	sigaddset(&block, SIG_KICK);
 	pthread_sigmask(SIG_BLOCK, &block, NULL);

@@ -66,6 +66,19 @@ uint32_t mig_frame_max_payload(uint16_t type);
 /* Fill magic/version/type/flags/length/seq and the checksum over hdr + iov. */
 void mig_frame_seal(struct mig_frame_hdr *h, uint16_t type, uint32_t flags, uint64_t seq,
 		    const struct iovec *iov, int iovcnt);
+/* Incremental sealing: for a sender that builds a payload piece by piece and
+ * hashes each piece while it is still in cache.  begin() fills the header
+ * (checksum pending) for a payload of exactly `length` bytes; feed every
+ * payload byte in order to update(); end() writes the checksum.  The result
+ * equals mig_frame_seal() over the same bytes. */
+struct mig_frame_sealer;
+struct mig_frame_sealer *mig_frame_sealer_new(void);
+void mig_frame_sealer_free(struct mig_frame_sealer *s);
+void mig_frame_seal_begin(struct mig_frame_sealer *s, struct mig_frame_hdr *h, uint16_t type,
+			  uint32_t flags, uint64_t seq, uint32_t length);
+void mig_frame_seal_update(struct mig_frame_sealer *s, const void *p, size_t n);
+void mig_frame_seal_end(struct mig_frame_sealer *s, struct mig_frame_hdr *h);
+
 /* Check a received header before reading its payload: magic, version, type,
  * flags, length limit, expected seq.  Clear error naming the bad field. */
 int mig_frame_check_header(const struct mig_frame_hdr *h, uint64_t expect_seq,
