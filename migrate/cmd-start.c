@@ -365,8 +365,7 @@ int cmd_start(int argc, char **argv)
 		snprintf(name, sizeof(name), "lab-%.8s", id);
 		str_copy(req.name, sizeof(req.name), name);
 		str_copy(req.spec, sizeof(req.spec), o.lab ? o.lab : "");
-		if (!o.json)
-			fprintf(stderr, "migration %s: creating lab VM %s on %s\n", id, name, o.src);
+		fprintf(stderr, "migration %s: creating lab VM %s on %s\n", id, name, o.src);
 		if (mig_client_call(&src, MIG_OP_VM_CREATE, &req, sizeof(req), NULL, &err) < 0) {
 			fprintf(stderr, "migratectl start: creating the lab VM: %s\n", err.msg);
 			goto out;
@@ -424,6 +423,8 @@ int cmd_start(int argc, char **argv)
 		fprintf(stderr, "migratectl start: starting the migration: %s\n", err.msg);
 		goto out;
 	}
+	fprintf(stderr, "migration %s: started, VM %s from %s to %s (cancel with: migratectl "
+		"cancel %s %s)\n", id, name, o.src, o.dst, src.url, id);
 	while (!got_result) {
 		struct mig_frame_hdr fh;
 		struct mig_event ev;
@@ -457,12 +458,13 @@ int cmd_start(int argc, char **argv)
 			res = ev;
 			res.error[sizeof(res.error) - 1] = '\0';
 			got_result = true;
-		} else if (!o.json || tty) {
+		} else {
+			/* Phase changes are logged on stderr even with --json: stdout
+			 * carries only the JSON object. */
 			print_progress(id, &ev, tty, &last_phase);
 		}
 	}
-	if (!o.json || tty)
-		print_progress(id, &res, false, &last_phase);
+	print_progress(id, &res, false, &last_phase);
 	if (o.json) {
 		print_json(id, &res, &o, vcpus, prepare_ms);
 	} else {

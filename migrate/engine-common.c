@@ -16,6 +16,31 @@ static const char *const phase_names[_MIG_PHASE_MAX] = {
 	[MIG_PHASE_ROLLBACK] = "rollback",
 };
 
+/*
+ * The one table of migration phase arcs (docs/phases.md).  Before COMMIT
+ * every phase may fall back to ROLLBACK (the source resumes); COMMIT may
+ * only roll back when the destination said it did not start the VM.
+ */
+#define P(from, to) [(from) * _MIG_PHASE_MAX + (to)] = true
+static const bool phase_arcs[_MIG_PHASE_MAX * _MIG_PHASE_MAX] = {
+	P(MIG_PHASE_SETUP, MIG_PHASE_PRECOPY),
+	P(MIG_PHASE_SETUP, MIG_PHASE_ROLLBACK),
+	P(MIG_PHASE_PRECOPY, MIG_PHASE_STOP_COPY),
+	P(MIG_PHASE_PRECOPY, MIG_PHASE_ROLLBACK),
+	P(MIG_PHASE_STOP_COPY, MIG_PHASE_COMMIT),
+	P(MIG_PHASE_STOP_COPY, MIG_PHASE_ROLLBACK),
+	P(MIG_PHASE_COMMIT, MIG_PHASE_DONE),
+	P(MIG_PHASE_COMMIT, MIG_PHASE_ROLLBACK),
+};
+#undef P
+
+bool mig_phase_arc_allowed(enum mig_phase from, enum mig_phase to)
+{
+	if ((unsigned)from >= _MIG_PHASE_MAX || (unsigned)to >= _MIG_PHASE_MAX)
+		return false;
+	return phase_arcs[from * _MIG_PHASE_MAX + to];
+}
+
 const char *mig_phase_to_string(enum mig_phase p)
 {
 	return (unsigned)p < _MIG_PHASE_MAX ? phase_names[p] : NULL;

@@ -90,6 +90,12 @@ static void set_phase(struct src *s, enum mig_phase p)
 {
 	uint64_t now = mig_now_ms();
 
+	if (s->phase != p && !mig_phase_arc_allowed(s->phase, p)) {
+		/* a bug: record it, keep the phase the table allows */
+		mig_error_set(&s->err, -EINVAL, "internal: no phase transition %s => %s",
+			      mig_phase_to_string(s->phase), mig_phase_to_string(p));
+		return;
+	}
 	if (s->phase != p) {
 		s->res->phase_duration_ms[s->phase] = now - s->phase_t0;
 		s->res->phase_start_ms[p] = now - s->t0_ms;
@@ -670,6 +676,7 @@ static int do_precopy(struct src *s)
 		if (r < 0)
 			return r;
 		cr.dirty_pages = n_dirty;
+		cr.prev_dirty_pages = s->round_pages;
 		cr.device_bytes = 16384ULL * lab_vm_config(s->vm)->vcpus;
 		conv_policy_decide(&s->o->conv, &cr, &d);
 		s->remaining = d.remaining_bytes;

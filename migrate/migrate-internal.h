@@ -78,6 +78,8 @@ struct mig_running {
 _Static_assert(sizeof(struct mig_running) == 512, "running");
 
 const char *mig_phase_to_string(enum mig_phase p);
+/* The migration phase transition table: every phase change goes through it. */
+bool mig_phase_arc_allowed(enum mig_phase from, enum mig_phase to);
 
 /* ---- engines ---- */
 

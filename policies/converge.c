@@ -167,6 +167,18 @@ void conv_policy_decide(const struct conv_params *p, const struct conv_round *r,
 		return;
 	}
 	fits = known && ret->expected_downtime_ms <= p->downtime_limit_ms;
+	max_rounds = p->max_rounds ? p->max_rounds : CONV_DEFAULT_MAX_ROUNDS;
+	rounds_done = (uint64_t)r->round + 1;
+	/* Fits, but the round still halved what is left: another short round
+	 * buys a shorter blackout, as long as time and rounds allow. */
+	if (fits && r->prev_dirty_pages && r->dirty_pages <= r->prev_dirty_pages / 2 &&
+	    ret->expected_downtime_ms > CONV_SETTLE_MS && rounds_done + 1 < max_rounds &&
+	    !(p->timeout_ms && r->elapsed_ms >= p->timeout_ms)) {
+		ret->action = CONV_CONTINUE;
+		ret->reason = "fits the downtime limit, but rounds still halve what is left: "
+			      "another round shortens the downtime";
+		return;
+	}
 	if (fits) {
 		ret->action = CONV_SWITCHOVER;
 		ret->reason = r->round == 0 ?
@@ -191,8 +203,6 @@ void conv_policy_decide(const struct conv_params *p, const struct conv_round *r,
 
 	/* 3. Safety stop.  Rounds are counted from 0 (the bulk copy), so after
 	 * round r, r + 1 rounds are done. */
-	max_rounds = p->max_rounds ? p->max_rounds : CONV_DEFAULT_MAX_ROUNDS;
-	rounds_done = (uint64_t)r->round + 1;
 	if (rounds_done >= max_rounds) {
 		if (p->timeout_action == CONV_TIMEOUT_FORCE) {
 			ret->action = CONV_FORCE_SWITCHOVER;

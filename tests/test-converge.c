@@ -345,3 +345,41 @@ Test(converge, timeout_action_from_string_rejects)
 		cr_expect_eq(conv_timeout_action_from_string(bad[i]), -EINVAL, "\"%s\"", bad[i]);
 	cr_expect_eq(conv_timeout_action_from_string(NULL), -EINVAL);
 }
+
+/* Productive rounds: a round that halved what is left earns another one while
+ * the expected downtime is above CONV_SETTLE_MS, even though it fits. */
+Test(converge, settles_while_rounds_halve)
+{
+	struct conv_params p;
+	struct conv_decision d;
+	struct conv_round r = ROUND(1, 1000, 100, 10000, 0, GB, 0);   /* 41 ms, fits 300 */
+
+	conv_params_default(&p);
+	r.prev_dirty_pages = 20000;          /* halved: go on */
+	conv_policy_decide(&p, &r, &d);
+	cr_assert_eq(d.action, CONV_CONTINUE, "%s", d.reason);
+	cr_assert_not_null(strstr(d.reason, "halve"));
+	r.prev_dirty_pages = 19999;          /* not quite halved: switch over */
+	conv_policy_decide(&p, &r, &d);
+	cr_assert_eq(d.action, CONV_SWITCHOVER, "%s", d.reason);
+	r.prev_dirty_pages = 0;              /* unknown: the plain rule */
+	conv_policy_decide(&p, &r, &d);
+	cr_assert_eq(d.action, CONV_SWITCHOVER);
+	/* already below the settle floor: switch over */
+	r = (struct conv_round)ROUND(1, 1000, 100, 1000, 0, GB, 0);   /* 5 ms */
+	r.prev_dirty_pages = 100000;
+	conv_policy_decide(&p, &r, &d);
+	cr_assert_eq(d.action, CONV_SWITCHOVER, "%llu ms: %s",
+		     (unsigned long long)d.expected_downtime_ms, d.reason);
+	/* no extra round past the timeout or the last allowed round */
+	r = (struct conv_round)ROUND(1, 1000, 100, 10000, 0, GB, 0);
+	r.prev_dirty_pages = 100000;
+	p.timeout_ms = 1000;
+	conv_policy_decide(&p, &r, &d);
+	cr_assert_eq(d.action, CONV_SWITCHOVER, "%s", d.reason);
+	p.timeout_ms = 0;
+	p.max_rounds = 3;
+	r.round = 1;                          /* rounds 0, 1 done; one more would be the last */
+	conv_policy_decide(&p, &r, &d);
+	cr_assert_eq(d.action, CONV_SWITCHOVER, "%s", d.reason);
+}

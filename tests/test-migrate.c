@@ -298,6 +298,62 @@ Test(migrate, cancel_during_precopy, .timeout = 120)
 	rmdir(dir);
 }
 
+/* migratectl cancel ENDPOINT ID, with the id the start command logged. */
+Test(migrate, cancel_command, .timeout = 120)
+{
+	struct run_result r;
+	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], args[512], path[160], id[64] = "";
+	pid_t a, mig;
+	int st;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
+	a = proc_agent(ea, NULL);
+	proc_wait_agent(ea, NULL);
+	snprintf(args, sizeof(args), "vm create %s --name c2 --lab mem=512M,vcpus=1,wss=16M", ea);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	snprintf(args, sizeof(args), "exec %s start %s local --vm c2 --max-bandwidth 20M --json "
+		 ">%s/out 2>%s/err", MIGRATECTL_PATH, ea, dir, dir);
+	mig = fork();
+	cr_assert(mig >= 0);
+	if (mig == 0) {
+		execl("/bin/sh", "sh", "-c", args, (char *)NULL);
+		_exit(127);
+	}
+	snprintf(path, sizeof(path), "%s/err", dir);
+	for (int i = 0; i < 200 && !id[0]; i++) {
+		const char *p;
+
+		usleep(50000);
+		proc_slurp(path, r.err, sizeof(r.err));
+		p = strstr(r.err, "migration ");
+		if (p && strstr(r.err, "precopy"))
+			sscanf(p, "migration %36s", id);
+	}
+	cr_assert_eq(strlen(id), 36, "no migration id logged: %s", r.err);
+	snprintf(args, sizeof(args), "cancel %s %s", ea, id);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "cancel failed: %s", r.err);
+	cr_assert_eq(waitpid(mig, &st, 0), mig);
+	snprintf(path, sizeof(path), "%s/out", dir);
+	proc_slurp(path, r.out, sizeof(r.out));
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/err", dir);
+	unlink(path);
+	cr_assert(WIFEXITED(st));
+	cr_assert_eq(WEXITSTATUS(st), 1, "exit %d: %s", WEXITSTATUS(st), r.out);
+	json_expect_str(r.out, "result", "cancelled");
+	json_expect_str(r.out, "owner", "source");
+	/* an unknown id is an error */
+	snprintf(args, sizeof(args), "cancel %s %s", ea, id);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 1);
+	cr_assert_not_null(strstr(r.err, "no migration with that id"), "%s", r.err);
+	proc_stop(a);
+	rmdir(dir);
+}
+
 static void expect_usage(const char *args, const char *needle)
 {
 	struct run_result r;

@@ -11,6 +11,8 @@
 
 #include <migrate/device.h>
 
+#include "migrate/migrate-internal.h"
+
 static unsigned step_calls;
 static int step_to;
 
@@ -217,4 +219,37 @@ Test(tables, save_and_load_order)
 			cr_assert_neq(mig_device_class_get(a)->load_order,
 				      mig_device_class_get(b)->load_order);
 		}
+}
+
+/* The migration phases: every pair walked; SETUP is only ever left, DONE and
+ * ROLLBACK are terminal, and every phase can end in one of them. */
+Test(tables, migration_phases)
+{
+	for (int p = 0; p < _MIG_PHASE_MAX; p++) {
+		cr_assert_not_null(mig_phase_to_string(p));
+		for (int q = 0; q < p; q++)
+			cr_assert_str_neq(mig_phase_to_string(p), mig_phase_to_string(q));
+		cr_assert_not(mig_phase_arc_allowed(p, MIG_PHASE_SETUP));
+		cr_assert_not(mig_phase_arc_allowed(MIG_PHASE_DONE, p));
+		cr_assert_not(mig_phase_arc_allowed(MIG_PHASE_ROLLBACK, p));
+		cr_assert_not(mig_phase_arc_allowed(p, p));
+	}
+	cr_assert_null(mig_phase_to_string(_MIG_PHASE_MAX));
+	cr_assert_not(mig_phase_arc_allowed(-1, MIG_PHASE_DONE));
+	cr_assert_not(mig_phase_arc_allowed(MIG_PHASE_SETUP, _MIG_PHASE_MAX));
+	/* the forward path */
+	cr_assert(mig_phase_arc_allowed(MIG_PHASE_SETUP, MIG_PHASE_PRECOPY));
+	cr_assert(mig_phase_arc_allowed(MIG_PHASE_PRECOPY, MIG_PHASE_STOP_COPY));
+	cr_assert(mig_phase_arc_allowed(MIG_PHASE_STOP_COPY, MIG_PHASE_COMMIT));
+	cr_assert(mig_phase_arc_allowed(MIG_PHASE_COMMIT, MIG_PHASE_DONE));
+	/* no skipping: DONE only after COMMIT, COMMIT only after STOP_COPY */
+	for (int p = 0; p < _MIG_PHASE_MAX; p++) {
+		if (p != MIG_PHASE_COMMIT)
+			cr_assert_not(mig_phase_arc_allowed(p, MIG_PHASE_DONE));
+		if (p != MIG_PHASE_STOP_COPY)
+			cr_assert_not(mig_phase_arc_allowed(p, MIG_PHASE_COMMIT));
+		/* every non-terminal phase can give up */
+		if (p != MIG_PHASE_DONE && p != MIG_PHASE_ROLLBACK)
+			cr_assert(mig_phase_arc_allowed(p, MIG_PHASE_ROLLBACK));
+	}
 }

@@ -34,7 +34,12 @@ struct conv_round {
 	uint64_t page_wire_bytes;     /* mean wire bytes per page so far (compression, zero pages) */
 	uint64_t bandwidth_bps;       /* measured wire throughput of this round */
 	uint64_t device_bytes;        /* device state still to send at stop (vCPU blobs ...) */
+	uint64_t prev_dirty_pages;    /* pages this round had to send (0 = unknown) */
 };
+
+/* While rounds keep halving what is left, go on until the expected downtime
+ * is below this, even when it already fits the limit. */
+#define CONV_SETTLE_MS 5
 
 enum conv_action {
 	CONV_CONTINUE,                /* another PRECOPY round */
