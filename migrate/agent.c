@@ -111,6 +111,15 @@ static struct agent_vm *vm_reserve(struct agent *a, const char *name, int *r)
 	return free_slot;
 }
 
+/* Give up a slot reserved by vm_reserve() that never got its VM. */
+static void slot_drop(struct agent *a, struct agent_vm *slot)
+{
+	pthread_mutex_lock(&a->lock);
+	slot->busy = false;
+	slot->name[0] = '\0';
+	pthread_mutex_unlock(&a->lock);
+}
+
 static int op_vm_create(struct session *s, const uint8_t *body, size_t len)
 {
 	struct agent *a = s->a;
@@ -306,10 +315,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body, size_t len)
 		if (r >= 0)
 			r = lab_vm_create(&cfg, &in->o.vm, &err);
 		if (r < 0) {
-			pthread_mutex_lock(&a->lock);
-			in->slot->busy = false;
-			in->slot->name[0] = '\0';
-			pthread_mutex_unlock(&a->lock);
+			slot_drop(a, in->slot);
 			free(in);
 			return reply(s, r, err.msg, NULL, 0);
 		}
@@ -323,10 +329,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body, size_t len)
 	}
 	if (fd < 0) {
 		lab_vm_destroy(in->o.vm);
-		pthread_mutex_lock(&a->lock);
-		in->slot->busy = false;
-		in->slot->name[0] = '\0';
-		pthread_mutex_unlock(&a->lock);
+		slot_drop(a, in->slot);
 		free(in);
 		return reply(s, fd, err.msg, NULL, 0);
 	}
@@ -339,10 +342,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body, size_t len)
 	if (pthread_create(&t, NULL, incoming_thread, in)) {
 		close(fd);
 		lab_vm_destroy(in->o.vm);
-		pthread_mutex_lock(&a->lock);
-		in->slot->busy = false;
-		in->slot->name[0] = '\0';
-		pthread_mutex_unlock(&a->lock);
+		slot_drop(a, in->slot);
 		free(in);
 		return reply(s, -EAGAIN, "cannot start the receiving thread", NULL, 0);
 	}

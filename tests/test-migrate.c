@@ -191,6 +191,40 @@ Test(migrate, wrong_or_missing_key_refused, .timeout = 60)
 	unlink(bad);
 }
 
+/* Runs `migratectl ARGS` in the background with stdout and stderr in DIR/out
+ * and DIR/err. */
+static pid_t start_background(const char *dir, const char *args)
+{
+	char cmd[768];
+	pid_t pid;
+
+	snprintf(cmd, sizeof(cmd), "exec %s %s >%s/out 2>%s/err", MIGRATECTL_PATH, args, dir, dir);
+	pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Waits for it; collects (and removes) DIR/out and DIR/err; returns the exit status. */
+static int finish_background(const char *dir, pid_t pid, struct run_result *r)
+{
+	char path[160];
+	int st;
+
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st));
+	snprintf(path, sizeof(path), "%s/out", dir);
+	proc_slurp(path, r->out, sizeof(r->out));
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/err", dir);
+	proc_slurp(path, r->err, sizeof(r->err));
+	unlink(path);
+	return WEXITSTATUS(st);
+}
+
 /* The destination dies in PRECOPY: the VM keeps running on the source, exit 1. */
 Test(migrate, destination_killed_during_precopy, .timeout = 120)
 {
@@ -211,30 +245,12 @@ Test(migrate, destination_killed_during_precopy, .timeout = 120)
 	cr_assert_eq(r.status, 0, "%s", r.err);
 
 	/* 20 MB/s: PRECOPY of 512 MiB takes ~25 s, so the kill lands in it. */
-	snprintf(args, sizeof(args), "%s start %s %s --vm victim --max-bandwidth 20M --json "
-		 ">%s/out 2>%s/err", MIGRATECTL_PATH, ea, eb, dir, dir);
-	mig = fork();
-	cr_assert(mig >= 0);
-	if (mig == 0) {
-		execl("/bin/sh", "sh", "-c", args, (char *)NULL);
-		_exit(127);
-	}
+	snprintf(args, sizeof(args), "start %s %s --vm victim --max-bandwidth 20M --json", ea, eb);
+	mig = start_background(dir, args);
 	sleep(3);
 	proc_stop(b);
-	cr_assert_eq(waitpid(mig, &st, 0), mig);
-	cr_assert(WIFEXITED(st));
-	{
-		char path[160];
-
-		snprintf(path, sizeof(path), "%s/out", dir);
-		proc_slurp(path, r.out, sizeof(r.out));
-		snprintf(path, sizeof(path), "%s/err", dir);
-		proc_slurp(path, r.err, sizeof(r.err));
-		unlink(path);
-		snprintf(path, sizeof(path), "%s/out", dir);
-		unlink(path);
-	}
-	cr_assert_eq(WEXITSTATUS(st), 1, "exit %d: %s %s", WEXITSTATUS(st), r.out, r.err);
+	st = finish_background(dir, mig, &r);
+	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
 	json_expect_str(r.out, "result", "failed");
 	json_expect_str(r.out, "owner", "source");
 	cr_assert_not_null(strstr(r.out, "\"name\":\"rollback\""), "%s", r.out);
@@ -259,7 +275,7 @@ Test(migrate, destination_killed_during_precopy, .timeout = 120)
 Test(migrate, cancel_during_precopy, .timeout = 120)
 {
 	struct run_result r;
-	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], args[512], path[160];
+	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], args[512];
 	pid_t a, mig;
 	int st;
 
@@ -270,25 +286,12 @@ Test(migrate, cancel_during_precopy, .timeout = 120)
 	snprintf(args, sizeof(args), "vm create %s --name c1 --lab mem=512M,vcpus=1,wss=16M", ea);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	snprintf(args, sizeof(args), "exec %s start %s local --vm c1 --max-bandwidth 20M --json "
-		 ">%s/out 2>%s/err", MIGRATECTL_PATH, ea, dir, dir);
-	mig = fork();
-	cr_assert(mig >= 0);
-	if (mig == 0) {
-		execl("/bin/sh", "sh", "-c", args, (char *)NULL);
-		_exit(127);
-	}
+	snprintf(args, sizeof(args), "start %s local --vm c1 --max-bandwidth 20M --json", ea);
+	mig = start_background(dir, args);
 	sleep(3);
 	kill(mig, SIGINT);   /* Ctrl-C */
-	cr_assert_eq(waitpid(mig, &st, 0), mig);
-	snprintf(path, sizeof(path), "%s/out", dir);
-	proc_slurp(path, r.out, sizeof(r.out));
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/err", dir);
-	proc_slurp(path, r.err, sizeof(r.err));
-	unlink(path);
-	cr_assert(WIFEXITED(st));
-	cr_assert_eq(WEXITSTATUS(st), 1, "exit %d: %s %s", WEXITSTATUS(st), r.out, r.err);
+	st = finish_background(dir, mig, &r);
+	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
 	json_expect_str(r.out, "result", "cancelled");
 	json_expect_str(r.out, "owner", "source");
 	snprintf(args, sizeof(args), "vm list %s --json", ea);
@@ -313,14 +316,8 @@ Test(migrate, cancel_command, .timeout = 120)
 	snprintf(args, sizeof(args), "vm create %s --name c2 --lab mem=512M,vcpus=1,wss=16M", ea);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	snprintf(args, sizeof(args), "exec %s start %s local --vm c2 --max-bandwidth 20M --json "
-		 ">%s/out 2>%s/err", MIGRATECTL_PATH, ea, dir, dir);
-	mig = fork();
-	cr_assert(mig >= 0);
-	if (mig == 0) {
-		execl("/bin/sh", "sh", "-c", args, (char *)NULL);
-		_exit(127);
-	}
+	snprintf(args, sizeof(args), "start %s local --vm c2 --max-bandwidth 20M --json", ea);
+	mig = start_background(dir, args);
 	snprintf(path, sizeof(path), "%s/err", dir);
 	for (int i = 0; i < 200 && !id[0]; i++) {
 		const char *p;
@@ -335,14 +332,8 @@ Test(migrate, cancel_command, .timeout = 120)
 	snprintf(args, sizeof(args), "cancel %s %s", ea, id);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "cancel failed: %s", r.err);
-	cr_assert_eq(waitpid(mig, &st, 0), mig);
-	snprintf(path, sizeof(path), "%s/out", dir);
-	proc_slurp(path, r.out, sizeof(r.out));
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/err", dir);
-	unlink(path);
-	cr_assert(WIFEXITED(st));
-	cr_assert_eq(WEXITSTATUS(st), 1, "exit %d: %s", WEXITSTATUS(st), r.out);
+	st = finish_background(dir, mig, &r);
+	cr_assert_eq(st, 1, "exit %d: %s", st, r.out);
 	json_expect_str(r.out, "result", "cancelled");
 	json_expect_str(r.out, "owner", "source");
 	/* an unknown id is an error */

@@ -9,64 +9,16 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "proc-fixture.h"
+
 const int test_requires_kvm = 1;
-
-struct result {
-	int status;
-	char out[8192];
-	char err[8192];
-};
-
-static void slurp(const char *path, char *buf, size_t n)
-{
-	FILE *f = fopen(path, "r");
-	size_t got = 0;
-
-	buf[0] = '\0';
-	if (!f)
-		return;
-	got = fread(buf, 1, n - 1, f);
-	buf[got] = '\0';
-	fclose(f);
-}
-
-static void run(const char *args, struct result *r)
-{
-	char out[] = "/tmp/migratectl-test-XXXXXX", err[] = "/tmp/migratectl-test-XXXXXX";
-	char cmd[1024];
-	int fo = mkstemp(out), fe = mkstemp(err), st;
-
-	cr_assert(fo >= 0 && fe >= 0);
-	close(fo);
-	close(fe);
-	snprintf(cmd, sizeof(cmd), "%s %s >%s 2>%s </dev/null", MIGRATECTL_PATH, args, out, err);
-	st = system(cmd);
-	cr_assert(WIFEXITED(st), "migratectl did not exit normally");
-	r->status = WEXITSTATUS(st);
-	slurp(out, r->out, sizeof(r->out));
-	slurp(err, r->err, sizeof(r->err));
-	unlink(out);
-	unlink(err);
-}
-
-/* The number after "key": in a flat JSON object. */
-static double json_num(const char *json, const char *key)
-{
-	char pat[64];
-	const char *p;
-
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(json, pat);
-	cr_assert_not_null(p, "no %s in %s", key, json);
-	return strtod(p + strlen(pat), NULL);
-}
 
 Test(vm_run_cli, json_summary_of_a_short_run)
 {
-	struct result r;
+	struct run_result r;
 	double dirty, wss_pages = (16 << 20) / 4096.0;
 
-	run("vm run --mem 256M --vcpus 2 --wss 16M --seconds 3 --json", &r);
+	proc_run("vm run --mem 256M --vcpus 2 --wss 16M --seconds 3 --json", &r);
 	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
 	/* stdout holds exactly one JSON object */
 	cr_assert_eq(r.out[0], '{', "%s", r.out);
@@ -87,12 +39,12 @@ Test(vm_run_cli, json_summary_of_a_short_run)
 
 Test(vm_run_cli, rate_limit_shows_in_the_dirty_log)
 {
-	struct result r;
+	struct run_result r;
 	double dirty;
 
 	/* 2000 pages/s over a 64 MiB working set: every write is to a page not yet
 	 * dirty in that interval, so the dirty rate equals the write rate. */
-	run("vm run --mem 128M --vcpus 2 --wss 64M --rate 2000 --pattern random --seconds 3 --json", &r);
+	proc_run("vm run --mem 128M --vcpus 2 --wss 64M --rate 2000 --pattern random --seconds 3 --json", &r);
 	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
 	dirty = json_num(r.out, "dirty_pages_per_s");
 	cr_assert(dirty > 1500 && dirty < 2500, "dirty rate %.0f pages/s for a 2000 pages/s guest", dirty);
@@ -101,9 +53,9 @@ Test(vm_run_cli, rate_limit_shows_in_the_dirty_log)
 
 Test(vm_run_cli, ring_mode_progress_lines)
 {
-	struct result r;
+	struct run_result r;
 
-	run("vm run --mem 64M --vcpus 1 --wss 4M --dirty-log ring --seconds 2", &r);
+	proc_run("vm run --mem 64M --vcpus 1 --wss 4M --dirty-log ring --seconds 2", &r);
 	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
 	cr_assert_not_null(strstr(r.out, "dirty log ring"), "%s", r.out);
 	cr_assert_not_null(strstr(r.out, "2.0s"), "no per-second line: %s", r.out);
@@ -112,9 +64,9 @@ Test(vm_run_cli, ring_mode_progress_lines)
 
 static void expect_usage_error(const char *args, const char *needle)
 {
-	struct result r;
+	struct run_result r;
 
-	run(args, &r);
+	proc_run(args, &r);
 	cr_assert_eq(r.status, 2, "'%s' exited %d, want 2 (stderr: %s)", args, r.status, r.err);
 	cr_assert_not_null(strstr(r.err, needle), "'%s': stderr lacks '%s': %s", args, needle, r.err);
 	cr_assert_eq(r.out[0], '\0', "'%s' printed to stdout: %s", args, r.out);

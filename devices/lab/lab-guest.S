@@ -21,6 +21,19 @@
  */
 #include "lab-abi.h"
 
+	/* One step of the fill pattern's xorshift64 on %rax (clobbers %rdx). */
+	.macro XORSHIFT
+	mov	%rax, %rdx
+	shl	$13, %rdx
+	xor	%rdx, %rax
+	mov	%rax, %rdx
+	shr	$7, %rdx
+	xor	%rdx, %rax
+	mov	%rax, %rdx
+	shl	$17, %rdx
+	xor	%rdx, %rax
+	.endm
+
 	.section .rodata.lab_guest, "a"
 	.code64
 	.balign 64
@@ -57,15 +70,7 @@ lab_guest_start:
 	mov	%r8, %rdi
 	mov	$512, %ecx
 .Lfill_word:
-	mov	%rax, %rdx
-	shl	$13, %rdx
-	xor	%rdx, %rax
-	mov	%rax, %rdx
-	shr	$7, %rdx
-	xor	%rdx, %rax
-	mov	%rax, %rdx
-	shl	$17, %rdx
-	xor	%rdx, %rax
+	XORSHIFT
 	mov	%rax, (%rdi)
 	add	$8, %rdi
 	dec	%ecx
@@ -159,15 +164,7 @@ lab_guest_start:
 	imul	%rdx, %rax
 	xor	LAB_VA_SEED(%rbx), %rax
 	or	$1, %rax
-	mov	%rax, %rdx
-	shl	$13, %rdx
-	xor	%rdx, %rax
-	mov	%rax, %rdx
-	shr	$7, %rdx
-	xor	%rdx, %rax
-	mov	%rax, %rdx
-	shl	$17, %rdx
-	xor	%rdx, %rax
+	XORSHIFT
 	mov	(%rcx), %rdx
 	cmp	%rdx, %rax
 	je	.Lstamp
