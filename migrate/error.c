@@ -29,7 +29,22 @@ int mig_error_prefix(struct mig_error *err, const char *fmt, ...)
 	vsnprintf(head, sizeof(head), fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", head, old);
+	/* "head: old", cut to fit (built by hand: the bound is intended) */
+	{
+		size_t hl = strnlen(head, sizeof(head) - 1), ol, room;
+
+		memcpy(err->msg, head, hl);
+		room = sizeof(err->msg) - 1 - hl;
+		if (room >= 2) {
+			memcpy(err->msg + hl, ": ", 2);
+			room -= 2;
+			ol = strnlen(old, room);
+			memcpy(err->msg + hl + 2, old, ol);
+			err->msg[hl + 2 + ol] = '\0';
+		} else {
+			err->msg[hl] = '\0';
+		}
+	}
 	return err->code;
 }
 

@@ -382,29 +382,29 @@ Test(wire_layout, sealed_header_bytes_are_little_endian)
 Test(wire, incremental_seal_matches)
 {
 	static uint8_t buf[3 * 4096 + 24];
-	uint8_t *payload = buf;
+	uint8_t *data = buf;
 	struct mig_frame_hdr a, b;
-	struct iovec iov = { payload, sizeof(buf) };
+	struct iovec iov = { data, sizeof(buf) };
 	struct mig_frame_sealer *s = mig_frame_sealer_new();
 	struct mig_error err = { 0 };
 
 	cr_assert_not_null(s);
 	for (size_t i = 0; i < sizeof(buf); i++)
-		payload[i] = (uint8_t)(i * 31 + 7);
+		data[i] = (uint8_t)(i * 31 + 7);
 	mig_frame_seal(&a, MIG_FRAME_PAGES, 0, 42, &iov, 1);
 	mig_frame_seal_begin(s, &b, MIG_FRAME_PAGES, 0, 42, sizeof(buf));
-	mig_frame_seal_update(s, payload, 24);
+	mig_frame_seal_update(s, data, 24);
 	for (int p = 0; p < 3; p++)
-		mig_frame_seal_update(s, payload + 24 + p * 4096, 4096);
+		mig_frame_seal_update(s, data + 24 + p * 4096, 4096);
 	mig_frame_seal_end(s, &b);
 	cr_assert_eq(memcmp(&a, &b, sizeof(a)), 0);
 	cr_assert_eq(mig_frame_check_header(&b, 42, &err), 0, "%s", err.msg);
-	cr_assert_eq(mig_frame_check_payload(&b, payload, &err), 0, "%s", err.msg);
+	cr_assert_eq(mig_frame_check_payload(&b, data, &err), 0, "%s", err.msg);
 	/* one byte fed differently must not match */
 	mig_frame_seal_begin(s, &b, MIG_FRAME_PAGES, 0, 42, sizeof(buf));
-	payload[5] ^= 1;
-	mig_frame_seal_update(s, payload, sizeof(buf));
-	payload[5] ^= 1;
+	data[5] ^= 1;
+	mig_frame_seal_update(s, data, sizeof(buf));
+	data[5] ^= 1;
 	mig_frame_seal_end(s, &b);
 	cr_assert_neq(a.checksum, b.checksum);
 	mig_frame_sealer_free(s);
