@@ -225,6 +225,23 @@ static int finish_background(const char *dir, pid_t pid, struct run_result *r)
 	return WEXITSTATUS(st);
 }
 
+/* Waits until the background migration's log says PRECOPY has begun. */
+static void wait_precopy(const char *dir)
+{
+	char path[160], log[16384];
+
+	snprintf(path, sizeof(path), "%s/err", dir);
+	for (int i = 0; i < 600; i++) {
+		proc_slurp(path, log, sizeof(log));
+		if (strstr(log, "setup => precopy")) {
+			usleep(500000);   /* well into the round, not at its first frame */
+			return;
+		}
+		usleep(50000);
+	}
+	cr_assert_fail("the migration never reached PRECOPY: %s", log);
+}
+
 /* The destination dies in PRECOPY: the VM keeps running on the source, exit 1. */
 Test(migrate, destination_killed_during_precopy, .timeout = 120)
 {
@@ -247,7 +264,7 @@ Test(migrate, destination_killed_during_precopy, .timeout = 120)
 	/* 20 MB/s: PRECOPY of 512 MiB takes ~25 s, so the kill lands in it. */
 	snprintf(args, sizeof(args), "start %s %s --vm victim --max-bandwidth 20M --json", ea, eb);
 	mig = start_background(dir, args);
-	sleep(3);
+	wait_precopy(dir);
 	proc_stop(b);
 	st = finish_background(dir, mig, &r);
 	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
@@ -288,7 +305,7 @@ Test(migrate, cancel_during_precopy, .timeout = 120)
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	snprintf(args, sizeof(args), "start %s local --vm c1 --max-bandwidth 20M --json", ea);
 	mig = start_background(dir, args);
-	sleep(3);
+	wait_precopy(dir);
 	kill(mig, SIGINT);   /* Ctrl-C */
 	st = finish_background(dir, mig, &r);
 	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
