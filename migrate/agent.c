@@ -50,7 +50,8 @@ struct session {
 	struct xport_conn c;
 };
 
-typedef int (*op_handler)(struct session *s, const uint8_t *body, size_t len);
+/* body: exactly the size the handler table names (checked by the dispatcher) */
+typedef int (*op_handler)(struct session *s, const uint8_t *body);
 
 static int reply(struct session *s, int status, const char *msg, const void *extra, size_t n)
 {
@@ -120,7 +121,7 @@ static void slot_drop(struct agent *a, struct agent_vm *slot)
 	pthread_mutex_unlock(&a->lock);
 }
 
-static int op_vm_create(struct session *s, const uint8_t *body, size_t len)
+static int op_vm_create(struct session *s, const uint8_t *body)
 {
 	struct agent *a = s->a;
 	struct mig_vm_create req;
@@ -132,8 +133,6 @@ static int op_vm_create(struct session *s, const uint8_t *body, size_t len)
 	uint64_t end;
 	int r = 0;
 
-	if (len != sizeof(req))
-		return reply(s, -EINVAL, "VM_CREATE: bad request size", NULL, 0);
 	memcpy(&req, body, sizeof(req));
 	if (!name_ok(req.name, sizeof(req.name)))
 		return reply(s, -EINVAL, "VM name must be 1-63 characters of [A-Za-z0-9._-]", NULL, 0);
@@ -181,15 +180,13 @@ static int op_vm_create(struct session *s, const uint8_t *body, size_t len)
 	return reply(s, 0, NULL, NULL, 0);
 }
 
-static int op_vm_list(struct session *s, const uint8_t *body, size_t len)
+static int op_vm_list(struct session *s, const uint8_t *body)
 {
 	struct agent *a = s->a;
 	struct mig_vm_info info[AGENT_MAX_VMS];
 	unsigned n = 0;
 
 	(void)body;
-	if (len)
-		return reply(s, -EINVAL, "VM_LIST takes no body", NULL, 0);
 	pthread_mutex_lock(&a->lock);
 	for (unsigned i = 0; i < AGENT_MAX_VMS; i++) {
 		struct agent_vm *v = &a->vms[i];
@@ -216,7 +213,7 @@ static int op_vm_list(struct session *s, const uint8_t *body, size_t len)
 	return reply(s, 0, NULL, info, n * sizeof(info[0]));
 }
 
-static int op_vm_destroy(struct session *s, const uint8_t *body, size_t len)
+static int op_vm_destroy(struct session *s, const uint8_t *body)
 {
 	struct agent *a = s->a;
 	struct mig_vm_ref req;
@@ -224,8 +221,6 @@ static int op_vm_destroy(struct session *s, const uint8_t *body, size_t len)
 	struct lab_vm *vm = NULL;
 	int r = 0;
 
-	if (len != sizeof(req))
-		return reply(s, -EINVAL, "VM_DESTROY: bad request size", NULL, 0);
 	memcpy(&req, body, sizeof(req));
 	req.name[sizeof(req.name) - 1] = '\0';
 	pthread_mutex_lock(&a->lock);
@@ -277,7 +272,7 @@ static void *incoming_thread(void *arg)
 	return NULL;
 }
 
-static int op_mig_incoming(struct session *s, const uint8_t *body, size_t len)
+static int op_mig_incoming(struct session *s, const uint8_t *body)
 {
 	struct agent *a = s->a;
 	struct mig_incoming req;
@@ -288,8 +283,6 @@ static int op_mig_incoming(struct session *s, const uint8_t *body, size_t len)
 	pthread_t t;
 	int fd, r = 0;
 
-	if (len != sizeof(req))
-		return reply(s, -EINVAL, "MIG_INCOMING: bad request size", NULL, 0);
 	memcpy(&req, body, sizeof(req));
 	req.listen_host[sizeof(req.listen_host) - 1] = '\0';
 	if (!name_ok(req.name, sizeof(req.name)) || req.streams < 1 || req.streams > 16)
@@ -357,7 +350,7 @@ static void send_event(const struct mig_event *ev, void *arg)
 	xport_conn_send(&s->c, MIG_FRAME_EVENT, 0, ev, sizeof(*ev), NULL);
 }
 
-static int op_mig_outgoing(struct session *s, const uint8_t *body, size_t len)
+static int op_mig_outgoing(struct session *s, const uint8_t *body)
 {
 	struct agent *a = s->a;
 	struct mig_outgoing req;
@@ -367,8 +360,6 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body, size_t len)
 	struct agent_mig *m = NULL;
 	int r = 0;
 
-	if (len != sizeof(req))
-		return reply(s, -EINVAL, "MIG_OUTGOING: bad request size", NULL, 0);
 	memcpy(&req, body, sizeof(req));
 	req.name[sizeof(req.name) - 1] = '\0';
 	req.dest_addr[sizeof(req.dest_addr) - 1] = '\0';
@@ -429,14 +420,12 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body, size_t len)
 	return r;
 }
 
-static int op_mig_cancel(struct session *s, const uint8_t *body, size_t len)
+static int op_mig_cancel(struct session *s, const uint8_t *body)
 {
 	struct agent *a = s->a;
 	struct mig_cancel req;
 	int r = -ENOENT;
 
-	if (len != sizeof(req))
-		return reply(s, -EINVAL, "MIG_CANCEL: bad request size", NULL, 0);
 	memcpy(&req, body, sizeof(req));
 	pthread_mutex_lock(&a->lock);
 	for (unsigned i = 0; i < AGENT_MAX_MIGRATIONS; i++)
@@ -448,20 +437,26 @@ static int op_mig_cancel(struct session *s, const uint8_t *body, size_t len)
 	return reply(s, r, r < 0 ? "no migration with that id runs on this agent" : NULL, NULL, 0);
 }
 
-static const op_handler handlers[_MIG_OP_END] = {
-	[MIG_OP_VM_CREATE] = op_vm_create,
-	[MIG_OP_VM_LIST] = op_vm_list,
-	[MIG_OP_VM_DESTROY] = op_vm_destroy,
-	[MIG_OP_MIG_INCOMING] = op_mig_incoming,
-	[MIG_OP_MIG_OUTGOING] = op_mig_outgoing,
-	[MIG_OP_MIG_CANCEL] = op_mig_cancel,
+/* The handler table: each operation with its name and the exact size of its
+ * body, checked here once so handlers can copy it without more ado. */
+static const struct {
+	const char *name;
+	op_handler fn;
+	size_t body;
+} handlers[_MIG_OP_END] = {
+	[MIG_OP_VM_CREATE] = { "VM_CREATE", op_vm_create, sizeof(struct mig_vm_create) },
+	[MIG_OP_VM_LIST] = { "VM_LIST", op_vm_list, 0 },
+	[MIG_OP_VM_DESTROY] = { "VM_DESTROY", op_vm_destroy, sizeof(struct mig_vm_ref) },
+	[MIG_OP_MIG_INCOMING] = { "MIG_INCOMING", op_mig_incoming, sizeof(struct mig_incoming) },
+	[MIG_OP_MIG_OUTGOING] = { "MIG_OUTGOING", op_mig_outgoing, sizeof(struct mig_outgoing) },
+	[MIG_OP_MIG_CANCEL] = { "MIG_CANCEL", op_mig_cancel, sizeof(struct mig_cancel) },
 };
 
 static int send_error(struct session *s, int code, const char *msg)
 {
-	struct mig_error_msg m = { .code = code };
+	struct mig_error_msg m;
 
-	str_copy(m.msg, sizeof(m.msg), msg);
+	mig_error_msg_fill(&m, code, msg);
 	return xport_conn_send(&s->c, MIG_FRAME_ERROR, 0, &m, sizeof(m), NULL);
 }
 
@@ -554,11 +549,20 @@ static void *session_thread(void *arg)
 				break;
 			}
 			memcpy(&req, pl.data, sizeof(req));
-			if (req.op >= _MIG_OP_END || !handlers[req.op]) {
+			if (req.op >= _MIG_OP_END || !handlers[req.op].fn) {
 				reply(s, -EOPNOTSUPP, "unknown operation", NULL, 0);
 				continue;
 			}
-			if (handlers[req.op](s, pl.data + sizeof(req), pl.len - sizeof(req)) < 0)
+			if (pl.len - sizeof(req) != handlers[req.op].body) {
+				char msg[96];
+
+				snprintf(msg, sizeof(msg), "%s: body of %zu bytes, expected %zu",
+					 handlers[req.op].name, pl.len - sizeof(req),
+					 handlers[req.op].body);
+				reply(s, -EINVAL, msg, NULL, 0);
+				continue;
+			}
+			if (handlers[req.op].fn(s, pl.data + sizeof(req)) < 0)
 				break;
 		}
 	}

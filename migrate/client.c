@@ -16,6 +16,7 @@
 #include <migrate/agent.h>
 
 #include "migrate/macro.h"
+#include "migrate/migrate-internal.h"
 
 #define CONNECT_TIMEOUT_MS 10000
 #define CALL_TIMEOUT_MS 600000
@@ -250,9 +251,7 @@ int mig_client_call(struct mig_client *c, uint32_t op, const void *body, size_t 
 	if (fh.type == MIG_FRAME_ERROR && pl.len >= sizeof(struct mig_error_msg)) {
 		struct mig_error_msg m;
 
-		memcpy(&m, pl.data, sizeof(m));
-		m.msg[sizeof(m.msg) - 1] = '\0';
-		r = mig_error_set(err, m.code < 0 ? m.code : -EPROTO, "%s", m.msg);
+		r = mig_error_set(err, mig_error_msg_parse(pl.data, pl.len, &m, -EPROTO), "%s", m.msg);
 		goto out;
 	}
 	if (fh.type != MIG_FRAME_REPLY || pl.len < sizeof(rep)) {

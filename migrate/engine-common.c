@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "migrate/macro.h"
 #include "migrate/migrate-internal.h"
 
 static const char *const phase_names[_MIG_PHASE_MAX] = {
@@ -44,6 +45,21 @@ bool mig_phase_arc_allowed(enum mig_phase from, enum mig_phase to)
 const char *mig_phase_to_string(enum mig_phase p)
 {
 	return (unsigned)p < _MIG_PHASE_MAX ? phase_names[p] : NULL;
+}
+
+void mig_error_msg_fill(struct mig_error_msg *m, int code, const char *text)
+{
+	memset(m, 0, sizeof(*m));
+	m->code = code;
+	str_copy(m->msg, sizeof(m->msg), text);
+}
+
+int mig_error_msg_parse(const void *p, size_t n, struct mig_error_msg *m, int fallback)
+{
+	memset(m, 0, sizeof(*m));
+	memcpy(m, p, n < sizeof(*m) ? n : sizeof(*m));
+	m->msg[sizeof(m->msg) - 1] = '\0';
+	return m->code < 0 ? m->code : fallback;
 }
 
 uint64_t mig_now_ms(void)

@@ -85,9 +85,9 @@ struct dst {
 static int refuse(int fd, uint64_t seq, int code, const char *msg)
 {
 	struct xport_conn c;
-	struct mig_error_msg m = { .code = code };
+	struct mig_error_msg m;
 
-	str_copy(m.msg, sizeof(m.msg), msg);
+	mig_error_msg_fill(&m, code, msg);
 	if (xport_conn_init(&c, fd, NULL) == 0) {
 		c.tx_seq = seq;
 		xport_conn_send(&c, MIG_FRAME_ERROR, 0, &m, sizeof(m), NULL);
@@ -225,6 +225,7 @@ static int apply_pages(struct dst *d, struct rx_stream *s)
 	const uint64_t *ent;
 	const uint8_t *data;
 	size_t list, nz;
+	unsigned zeros = 0;
 
 	if (!d->vm)
 		return mig_error_set(&d->err, -EPROTO, "PAGES before SETUP on stream %u", s->index);
@@ -244,7 +245,7 @@ static int apply_pages(struct dst *d, struct rx_stream *s)
 	ent = (const uint64_t *)(p + sizeof(ph));
 	data = p + list;
 	/* Check every index before writing any page. */
-	for (unsigned i = 0, zeros = 0; i < ph.count; i++) {
+	for (unsigned i = 0; i < ph.count; i++) {
 		uint64_t pfn = ent[i] & ~MIG_PAGE_ZERO;
 
 		zeros += !!(ent[i] & MIG_PAGE_ZERO);
@@ -252,10 +253,10 @@ static int apply_pages(struct dst *d, struct rx_stream *s)
 			return mig_error_set(&d->err, -EBADMSG, "page %#llx is outside the guest's "
 					     "%llu pages", (unsigned long long)pfn,
 					     (unsigned long long)d->nr_pages);
-		if (i + 1 == ph.count && zeros != ph.zero_count)
-			return mig_error_set(&d->err, -EBADMSG, "PAGES frame says %u zero pages, "
-					     "lists %u", ph.zero_count, zeros);
 	}
+	if (zeros != ph.zero_count)
+		return mig_error_set(&d->err, -EBADMSG, "PAGES frame says %u zero pages, lists %u",
+				     ph.zero_count, zeros);
 	if (s->hdr.flags & MIG_FRAME_F_ZSTD) {
 #if HAVE_ZSTD
 		size_t out = ZSTD_decompressDCtx(d->dctx, d->scratch, MIG_BATCH_PAGES * PAGE,
@@ -425,10 +426,9 @@ static int on_frame(struct dst *d, struct rx_stream *s, bool *repost)
 			*repost = false;
 			return do_commit(d);
 		case MIG_FRAME_ABORT: {
-			struct mig_error_msg m = { 0 };
+			struct mig_error_msg m;
 
-			memcpy(&m, s->buf.data, s->hdr.length < sizeof(m) ? s->hdr.length : sizeof(m));
-			m.msg[sizeof(m.msg) - 1] = '\0';
+			mig_error_msg_parse(s->buf.data, s->hdr.length, &m, -ECANCELED);
 			return mig_error_set(&d->err, -ECANCELED, "the source aborted: %s", m.msg);
 		}
 		default:
@@ -573,9 +573,9 @@ int mig_dest_run(const struct mig_in_opts *o, struct lab_vm **ret_vm, struct mig
 		r = run_loop(&d);
 	if (r < 0 && !d.committed && d.ring.ring && d.st[0].fd >= 0) {
 		/* Tell the source why, so it rolls back with a reason, not a timeout. */
-		struct mig_error_msg m = { .code = r };
+		struct mig_error_msg m;
 
-		str_copy(m.msg, sizeof(m.msg), d.err.msg);
+		mig_error_msg_fill(&m, r, d.err.msg);
 		ctl_send(&d, MIG_FRAME_ABORT, &m, sizeof(m));
 	}
 	/* Let the last reply leave before the sockets close. */

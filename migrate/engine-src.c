@@ -297,12 +297,10 @@ static int ctl_recv(struct src *s, struct mig_frame_hdr *h, struct mig_buf *pl, 
 		return r;
 	s->ctl_rx_seq++;
 	if (h->type == MIG_FRAME_ABORT) {
-		s->got_abort = true;
-		struct mig_error_msg m = { 0 };
+		struct mig_error_msg m;
 
-		memcpy(&m, pl->data, h->length < sizeof(m) ? h->length : sizeof(m));
-		m.msg[sizeof(m.msg) - 1] = '\0';
-		return mig_error_set(&s->err, m.code < 0 ? m.code : -EPROTO,
+		s->got_abort = true;
+		return mig_error_set(&s->err, mig_error_msg_parse(pl->data, h->length, &m, -EPROTO),
 				     "the destination aborted: %s", m.msg);
 	}
 	return 0;
@@ -543,11 +541,9 @@ static int open_stream(struct src *s, struct tx_stream *t, unsigned index)
 	if (r >= 0)
 		r = xport_conn_recv(&c, &fh, &pl, 30000, &s->err);
 	if (r >= 0 && fh.type == MIG_FRAME_ERROR) {
-		struct mig_error_msg m = { 0 };
+		struct mig_error_msg m;
 
-		memcpy(&m, pl.data, pl.len < sizeof(m) ? pl.len : sizeof(m));
-		m.msg[sizeof(m.msg) - 1] = '\0';
-		r = mig_error_set(&s->err, m.code < 0 ? m.code : -EACCES,
+		r = mig_error_set(&s->err, mig_error_msg_parse(pl.data, pl.len, &m, -EACCES),
 				  "the destination refused stream %u: %s", index, m.msg);
 	} else if (r >= 0 && (fh.type != MIG_FRAME_STREAM_HELLO || pl.len != sizeof(back))) {
 		r = mig_error_set(&s->err, -EPROTO, "stream %u: unexpected answer to STREAM_HELLO",
@@ -637,7 +633,7 @@ static void auto_codec(struct src *s, uint64_t link_bps)
 static int do_precopy(struct src *s)
 {
 	struct conv_decision d = { 0 };
-	uint64_t r0_t0, n_dirty = 0;
+	uint64_t r0_t0, n_dirty = 0, pages;
 	int r;
 
 	s->precopy_t0 = mig_now_ms();
@@ -667,8 +663,8 @@ static int do_precopy(struct src *s)
 		cr.sent_bytes = s->res->wire_bytes - wire_before;
 		cr.sent_pages = s->round_pages;
 		cr.bandwidth_bps = cr.round_ms ? cr.sent_bytes * 1000 / cr.round_ms : cr.sent_bytes * 1000;
-		cr.page_wire_bytes = s->res->transferred_bytes + s->res->zero_pages ?
-			s->res->wire_bytes / (s->res->normal_pages + s->res->zero_pages + 1) : PAGE;
+		pages = s->res->normal_pages + s->res->zero_pages;
+		cr.page_wire_bytes = pages ? s->res->wire_bytes / pages : PAGE;
 		if (s->round == 0)
 			auto_codec(s, cr.bandwidth_bps);
 		memset(s->bitmap, 0, s->words * 8);
@@ -941,10 +937,10 @@ out:
 		res->owner = MIG_OWNER_NONE;
 		mig_error_prefix(&s.err, "after commit, ownership unknown (source VM kept paused)");
 	} else {
-		struct mig_error_msg m = { .code = r };
+		struct mig_error_msg m;
 
 		set_phase(&s, MIG_PHASE_ROLLBACK);
-		str_copy(m.msg, sizeof(m.msg), s.err.msg);
+		mig_error_msg_fill(&m, r, s.err.msg);
 		if (s.ctl.fd >= 0 && s.ring.ring) {
 			/* best effort: tell the destination to discard its copy */
 			wait_idle(&s);

@@ -78,6 +78,10 @@ struct mig_running {
 _Static_assert(sizeof(struct mig_running) == 512, "running");
 
 const char *mig_phase_to_string(enum mig_phase p);
+/* ERROR and ABORT payloads: fill one; read one (its text terminated) and
+ * return its code, or fallback when the peer sent none. */
+void mig_error_msg_fill(struct mig_error_msg *m, int code, const char *text);
+int mig_error_msg_parse(const void *p, size_t n, struct mig_error_msg *m, int fallback);
 /* The migration phase transition table: every phase change goes through it. */
 bool mig_phase_arc_allowed(enum mig_phase from, enum mig_phase to);
 

@@ -137,6 +137,34 @@ static inline void json_expect_str(const char *json, const char *key, const char
 	cr_assert_str_eq(buf, want, "\"%s\" is %s, want %s; output: %s", key, buf, want, json);
 }
 
+/* `migratectl ARGS` must exit 2 naming the problem, with nothing on stdout. */
+static inline void proc_expect_usage(const char *args, const char *needle)
+{
+	struct run_result r;
+
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 2, "'%s' exited %d, want 2 (stderr: %s)", args, r.status, r.err);
+	cr_assert_not_null(strstr(r.err, needle), "'%s': stderr lacks '%s': %s", args, needle, r.err);
+	cr_assert_eq(r.out[0], '\0', "'%s' printed to stdout: %s", args, r.out);
+}
+
+/* A unix agent in DIR (its endpoint into ep) hosting a 512 MiB lab VM NAME. */
+static inline pid_t proc_agent_with_vm(const char *dir, const char *sock, const char *name,
+				       char *ep, size_t n)
+{
+	struct run_result r;
+	char args[512];
+	pid_t pid;
+
+	snprintf(ep, n, "unix://%s/%s", dir, sock);
+	pid = proc_agent(ep, NULL);
+	proc_wait_agent(ep, NULL);
+	snprintf(args, sizeof(args), "vm create %s --name %s --lab mem=512M,vcpus=1,wss=16M", ep, name);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	return pid;
+}
+
 static inline void make_key_file(const char *path, unsigned char fill)
 {
 	FILE *f = fopen(path, "w");

@@ -251,15 +251,10 @@ Test(migrate, destination_killed_during_precopy, .timeout = 120)
 	int st;
 
 	cr_assert_not_null(mkdtemp(dir));
-	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
+	a = proc_agent_with_vm(dir, "a.sock", "victim", ea, sizeof(ea));
 	snprintf(eb, sizeof(eb), "unix://%s/b.sock", dir);
-	a = proc_agent(ea, NULL);
 	b = proc_agent(eb, NULL);
-	proc_wait_agent(ea, NULL);
 	proc_wait_agent(eb, NULL);
-	snprintf(args, sizeof(args), "vm create %s --name victim --lab mem=512M,vcpus=1,wss=16M", ea);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
 
 	/* 20 MB/s: PRECOPY of 512 MiB takes ~25 s, so the kill lands in it. */
 	snprintf(args, sizeof(args), "start %s %s --vm victim --max-bandwidth 20M --json", ea, eb);
@@ -297,12 +292,7 @@ Test(migrate, cancel_during_precopy, .timeout = 120)
 	int st;
 
 	cr_assert_not_null(mkdtemp(dir));
-	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
-	a = proc_agent(ea, NULL);
-	proc_wait_agent(ea, NULL);
-	snprintf(args, sizeof(args), "vm create %s --name c1 --lab mem=512M,vcpus=1,wss=16M", ea);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
+	a = proc_agent_with_vm(dir, "a.sock", "c1", ea, sizeof(ea));
 	snprintf(args, sizeof(args), "start %s local --vm c1 --max-bandwidth 20M --json", ea);
 	mig = start_background(dir, args);
 	wait_precopy(dir);
@@ -327,12 +317,7 @@ Test(migrate, cancel_command, .timeout = 120)
 	int st;
 
 	cr_assert_not_null(mkdtemp(dir));
-	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
-	a = proc_agent(ea, NULL);
-	proc_wait_agent(ea, NULL);
-	snprintf(args, sizeof(args), "vm create %s --name c2 --lab mem=512M,vcpus=1,wss=16M", ea);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
+	a = proc_agent_with_vm(dir, "a.sock", "c2", ea, sizeof(ea));
 	snprintf(args, sizeof(args), "start %s local --vm c2 --max-bandwidth 20M --json", ea);
 	mig = start_background(dir, args);
 	snprintf(path, sizeof(path), "%s/err", dir);
@@ -362,37 +347,27 @@ Test(migrate, cancel_command, .timeout = 120)
 	rmdir(dir);
 }
 
-static void expect_usage(const char *args, const char *needle)
-{
-	struct run_result r;
-
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 2, "'%s' exited %d (stderr: %s)", args, r.status, r.err);
-	cr_assert_not_null(strstr(r.err, needle), "'%s': stderr lacks '%s': %s", args, needle, r.err);
-	cr_assert_eq(r.out[0], '\0', "'%s' printed: %s", args, r.out);
-}
-
 Test(migrate, bad_options_exit_2)
 {
-	expect_usage("start", "usage");
-	expect_usage("start local", "usage");
-	expect_usage("start local local --streams 0", "--streams");
-	expect_usage("start local local --streams 17", "--streams");
-	expect_usage("start local local --compress lz4", "--compress");
-	expect_usage("start local local --compress zstd:99", "--compress");
-	expect_usage("start local local --downtime-limit soon", "--downtime-limit");
-	expect_usage("start local local --max-bandwidth fast", "--max-bandwidth");
-	expect_usage("start local local --timeout -1", "--timeout");
-	expect_usage("start local local --timeout-action retry", "--timeout-action");
-	expect_usage("start local local --lab mem=1G,wss=2G", "wss");
-	expect_usage("start local local --lab memory=1G", "memory");
-	expect_usage("start local local --vm a --lab mem=1G", "exclude");
-	expect_usage("start ftp://x local", "SRC");
-	expect_usage("start local tcp://host:99999", "DST");
-	expect_usage("start tcp://127.0.0.1:1 tcp://127.0.0.1:1", "same agent");
-	expect_usage("cancel local not-a-uuid", "UUID");
-	expect_usage("agent", "--listen");
-	expect_usage("vm create local", "usage");
-	expect_usage("start local local --key-file /nonexistent/key", "--key-file");
-	expect_usage("start local local --vm no-such-vm", "no VM named");
+	proc_expect_usage("start", "usage");
+	proc_expect_usage("start local", "usage");
+	proc_expect_usage("start local local --streams 0", "--streams");
+	proc_expect_usage("start local local --streams 17", "--streams");
+	proc_expect_usage("start local local --compress lz4", "--compress");
+	proc_expect_usage("start local local --compress zstd:99", "--compress");
+	proc_expect_usage("start local local --downtime-limit soon", "--downtime-limit");
+	proc_expect_usage("start local local --max-bandwidth fast", "--max-bandwidth");
+	proc_expect_usage("start local local --timeout -1", "--timeout");
+	proc_expect_usage("start local local --timeout-action retry", "--timeout-action");
+	proc_expect_usage("start local local --lab mem=1G,wss=2G", "wss");
+	proc_expect_usage("start local local --lab memory=1G", "memory");
+	proc_expect_usage("start local local --vm a --lab mem=1G", "exclude");
+	proc_expect_usage("start ftp://x local", "SRC");
+	proc_expect_usage("start local tcp://host:99999", "DST");
+	proc_expect_usage("start tcp://127.0.0.1:1 tcp://127.0.0.1:1", "same agent");
+	proc_expect_usage("cancel local not-a-uuid", "UUID");
+	proc_expect_usage("agent", "--listen");
+	proc_expect_usage("vm create local", "usage");
+	proc_expect_usage("start local local --key-file /nonexistent/key", "--key-file");
+	proc_expect_usage("start local local --vm no-such-vm", "no VM named");
 }

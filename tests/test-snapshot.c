@@ -161,17 +161,12 @@ Test(snapshot, restore_during_fill)
 	snap_free(&s);
 }
 
-/* The self-check is real: a page the restore got wrong is reported. */
-Test(snapshot, corrupted_page_is_caught)
+/* A small guest that completed a pass since its fill, snapshotted. */
+static void take_small(struct snap *s)
 {
 	struct lab_config cfg;
-	struct mig_error err = { 0 };
-	struct lab_stats base, st;
-	struct snap s;
-	struct lab_vm *src, *dst;
-	uint8_t *ram;
-	uint64_t region;
-	double end;
+	struct lab_stats base;
+	struct lab_vm *src;
 
 	lab_config_default(&cfg);
 	cfg.mem_bytes = 64ULL << 20;
@@ -180,7 +175,21 @@ Test(snapshot, corrupted_page_is_caught)
 	fixture_wait_filled(src, 30);
 	lab_vm_stats(src, &base);
 	fixture_wait_passes(src, &base, 1, 30);
-	take(src, &s);
+	take(src, s);
+}
+
+/* The self-check is real: a page the restore got wrong is reported. */
+Test(snapshot, corrupted_page_is_caught)
+{
+	struct mig_error err = { 0 };
+	struct lab_stats st;
+	struct snap s;
+	struct lab_vm *dst;
+	uint8_t *ram;
+	uint64_t region;
+	double end;
+
+	take_small(&s);
 	dst = restore(&s);
 	ram = lab_vm_ram(dst, NULL);
 	region = *(uint64_t *)(ram + LAB_TBL_VCPUS + LAB_VA_REGION);
@@ -203,21 +212,12 @@ Test(snapshot, corrupted_page_is_caught)
  * then accepts the good one. */
 Test(snapshot, bad_state_changes_nothing)
 {
-	struct lab_config cfg;
 	struct mig_error err = { 0 };
-	struct lab_stats base;
 	struct snap s;
-	struct lab_vm *src, *dst;
+	struct lab_vm *dst;
 	uint8_t *bad;
 
-	lab_config_default(&cfg);
-	cfg.mem_bytes = 64ULL << 20;
-	cfg.wss_bytes = 4ULL << 20;
-	src = boot(&cfg);
-	fixture_wait_filled(src, 30);
-	lab_vm_stats(src, &base);
-	fixture_wait_passes(src, &base, 1, 30);
-	take(src, &s);
+	take_small(&s);
 
 	cr_assert_eq(lab_vm_create(&s.cfg, &dst, &err), 0, "%s", err.msg);
 	memcpy(lab_vm_ram(dst, NULL), s.ram, s.ram_bytes);

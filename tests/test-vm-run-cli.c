@@ -62,28 +62,18 @@ Test(vm_run_cli, ring_mode_progress_lines)
 	cr_assert_not_null(strstr(r.out, "pages/s"), "%s", r.out);
 }
 
-static void expect_usage_error(const char *args, const char *needle)
-{
-	struct run_result r;
-
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 2, "'%s' exited %d, want 2 (stderr: %s)", args, r.status, r.err);
-	cr_assert_not_null(strstr(r.err, needle), "'%s': stderr lacks '%s': %s", args, needle, r.err);
-	cr_assert_eq(r.out[0], '\0', "'%s' printed to stdout: %s", args, r.out);
-}
-
 Test(vm_run_cli, bad_options_exit_2)
 {
-	expect_usage_error("vm run --vcpus 0", "--vcpus");
-	expect_usage_error("vm run --mem 1X", "--mem");
-	expect_usage_error("vm run --mem 1.5G", "--mem");
-	expect_usage_error("vm run --mem 64M --wss 128M", "wss");
-	expect_usage_error("vm run --pattern zigzag", "--pattern");
-	expect_usage_error("vm run --rate -5", "--rate");
-	expect_usage_error("vm run --dirty-log pml", "--dirty-log");
-	expect_usage_error("vm run --seconds soon", "--seconds");
-	expect_usage_error("vm run --frobnicate", "frobnicate");
-	expect_usage_error("vm run extra", "extra");
-	expect_usage_error("vm fly", "fly");
-	expect_usage_error("", "usage");
+	proc_expect_usage("vm run --vcpus 0", "--vcpus");
+	proc_expect_usage("vm run --mem 1X", "--mem");
+	proc_expect_usage("vm run --mem 1.5G", "--mem");
+	proc_expect_usage("vm run --mem 64M --wss 128M", "wss");
+	proc_expect_usage("vm run --pattern zigzag", "--pattern");
+	proc_expect_usage("vm run --rate -5", "--rate");
+	proc_expect_usage("vm run --dirty-log pml", "--dirty-log");
+	proc_expect_usage("vm run --seconds soon", "--seconds");
+	proc_expect_usage("vm run --frobnicate", "frobnicate");
+	proc_expect_usage("vm run extra", "extra");
+	proc_expect_usage("vm fly", "fly");
+	proc_expect_usage("", "usage");
 }

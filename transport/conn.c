@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "transport/transport-internal.h"
+
 #define CONN_RING_ENTRIES 8
 /*
  * Once the first byte of a frame is in, the rest gets at least this long,
@@ -52,24 +54,6 @@ void xport_conn_close(struct xport_conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int remaining_ms(int64_t deadline)
-{
-	int64_t left;
-
-	if (deadline < 0)
-		return -1;
-	left = deadline - now_ms();
-	return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
 /*

@@ -23,6 +23,8 @@
 
 #include "migrate/macro.h"
 
+#include "transport/transport-internal.h"
+
 #define EP_FORMS "local, tcp://HOST:PORT, HOST:PORT, unix:///PATH or ssh://[USER@]HOST[:PORT]"
 #define LISTEN_BACKLOG 64
 #define SOCK_BUF_BYTES (4 << 20)
@@ -513,25 +515,6 @@ int xport_listen(const struct xport_endpoint *ep, struct mig_error *err)
 		return mig_error_set(err, -EINVAL, "cannot listen on %s: only tcp:// and "
 				     "unix:// endpoints can listen", name);
 	}
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* -1 for no deadline; otherwise the milliseconds left, at least 0. */
-static int remaining_ms(int64_t deadline)
-{
-	int64_t left;
-
-	if (deadline < 0)
-		return -1;
-	left = deadline - now_ms();
-	return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
 /*

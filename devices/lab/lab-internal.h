@@ -23,5 +23,8 @@ struct lab_vm {
 /* Port I/O doorbells of the guest payload (lab-abi.h), from the vCPU thread. */
 int lab_vm_handle_io(struct lab_vm *vm, struct vcpu_dev *v, uint16_t port, uint8_t val);
 void vcpu_wait(struct vcpu_dev *v, uint64_t ns);
+/* Record why a vCPU stopped (the first reason wins); it parks after the exit. */
+void vcpu_set_fatal(struct vcpu_dev *v, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

@@ -608,22 +608,11 @@ int lab_vm_handle_io(struct lab_vm *vm, struct vcpu_dev *v, uint16_t port, uint8
 		vcpu_wait(v, IO_IDLE_NS);
 		return 0;
 	case LAB_PORT_PANIC:
-		pthread_mutex_lock(&v->lock);
-		if (!v->fatal) {
-			v->fatal = -EPROTO;
-			snprintf(v->fatal_msg, sizeof(v->fatal_msg),
-				 "vCPU %u: the guest payload rejected the VMM's table", v->index);
-		}
-		pthread_mutex_unlock(&v->lock);
+		vcpu_set_fatal(v, -EPROTO, "vCPU %u: the guest payload rejected the VMM's table",
+			       v->index);
 		return -EPROTO;
 	default:
-		pthread_mutex_lock(&v->lock);
-		if (!v->fatal) {
-			v->fatal = -EPROTO;
-			snprintf(v->fatal_msg, sizeof(v->fatal_msg),
-				 "vCPU %u: write to unknown port %#x", v->index, port);
-		}
-		pthread_mutex_unlock(&v->lock);
+		vcpu_set_fatal(v, -EPROTO, "vCPU %u: write to unknown port %#x", v->index, port);
 		return -EPROTO;
 	}
 }

@@ -74,10 +74,7 @@ static void kick_install(void)
 	sigaction(SIG_KICK, &sa, NULL);
 }
 
-static void vcpu_set_fatal(struct vcpu_dev *v, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void vcpu_set_fatal(struct vcpu_dev *v, int code, const char *fmt, ...)
+void vcpu_set_fatal(struct vcpu_dev *v, int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -241,7 +238,6 @@ static int vcpu_step(struct mig_device *d, int to, struct mig_error *err)
 {
 	struct vcpu_dev *v = container_of(d, struct vcpu_dev, core);
 	struct lab_vm *vm = v->vm;
-	int from = d->state;
 
 	switch (to) {
 	case VCPU_RUNNING:
@@ -274,9 +270,8 @@ static int vcpu_step(struct mig_device *d, int to, struct mig_error *err)
 	case VCPU_RESTORING:
 	case VCPU_RESTORED:
 	case VCPU_FAILED:
-		return 0;
 	case VCPU_DEAD:
-		(void)from;
+		/* bookkeeping: load() does the work, destroy() frees the thread */
 		return 0;
 	default:
 		return mig_error_set(err, -EINVAL, "vCPU %u: bad target state %d", v->index, to);
