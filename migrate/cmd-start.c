@@ -276,6 +276,7 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 		json_obj_end(&w);
 	}
 	json_u64(&w, "rejected_streams", e->rejected_streams);
+	json_u64(&w, "torn_pages", e->torn_pages);
 	json_u64(&w, "src_cpu_ms", e->src_cpu_ms);
 	json_u64(&w, "dst_cpu_ms", e->dst_cpu_ms);
 	json_obj_end(&w);

@@ -36,7 +36,7 @@
 #define IDLE_TIMEOUT_MS 120000
 #define HEALTH_CHECK_MS 300
 
-enum rx_stage { RX_HDR, RX_PAYLOAD, RX_BARRIER, RX_DONE };
+enum rx_stage { RX_HDR, RX_PAYLOAD, RX_DATA, RX_BARRIER, RX_DONE };
 
 struct rx_stream {
 	unsigned index;
@@ -48,6 +48,12 @@ struct rx_stream {
 	struct xport_op op;
 	uint32_t barrier_round;
 	bool final;
+	uint64_t frames;          /* PAGES frames in the current round */
+	/* the PAGES frame whose data is being received */
+	struct mig_pages_hdr ph;
+	struct mig_page_ent ent[MIG_BATCH_PAGES];
+	struct iovec runs[MIG_BATCH_PAGES];
+	int nruns;
 	/* control stream sends (one at a time) */
 	struct mig_frame_hdr tx_hdr;
 	uint64_t tx_seq;
@@ -67,6 +73,12 @@ struct dst {
 	uint8_t *ram;
 	uint64_t nr_pages;
 	uint8_t *scratch;         /* decompressed page data */
+	uint32_t round;           /* the round the data streams are in */
+	/* Pages whose latest copy came in a LIVE frame and failed its sum:
+	 * each must arrive again, intact, before the VM may load. */
+	uint64_t *stale;
+	uint64_t nr_stale;
+	uint64_t torn_pages;
 	bool have_state;
 	struct mig_buf state;
 	bool loaded;
@@ -218,37 +230,72 @@ static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
 	return xport_ring_submit(&d->ring, &s->tx_op, &d->err);
 }
 
-static int apply_pages(struct dst *d, struct rx_stream *s)
+static void stale_mark(struct dst *d, uint64_t pfn, bool stale)
 {
-	const uint8_t *p = s->buf.data;
+	uint64_t bit = 1ULL << (pfn % 64), *w = &d->stale[pfn / 64];
+
+	if (stale && !(*w & bit)) {
+		*w |= bit;
+		d->nr_stale++;
+	} else if (!stale && (*w & bit)) {
+		*w &= ~bit;
+		d->nr_stale--;
+	}
+}
+
+static uint64_t first_stale(const struct dst *d)
+{
+	for (uint64_t w = 0; w < (d->nr_pages + 63) / 64; w++)
+		if (d->stale[w])
+			return w * 64 + (uint64_t)__builtin_ctzll(d->stale[w]);
+	return 0;
+}
+
+static int post_recv(struct dst *d, struct rx_stream *s, enum rx_stage stage,
+		     const struct iovec *iov, int iovcnt)
+{
+	memset(&s->op, 0, sizeof(s->op));
+	s->op.fd = s->fd;
+	memcpy(s->op.iov, iov, (size_t)iovcnt * sizeof(*iov));
+	s->op.iovcnt = iovcnt;
+	s->op.user = s;
+	s->stage = stage;
+	return xport_ring_submit(&d->ring, &s->op, &d->err);
+}
+
+/* The meta of a PAGES frame is in (its checksum checked).  Check all of it
+ * before touching guest RAM, clear the zero pages, then receive the data:
+ * raw pages straight into guest RAM, zstd into a buffer. */
+static int pages_meta(struct dst *d, struct rx_stream *s)
+{
 	struct mig_pages_hdr ph;
-	const uint64_t *ent;
-	const uint8_t *data;
-	size_t list, nz;
+	size_t meta, nz;
 	unsigned zeros = 0;
+	struct iovec iov;
 
 	if (!d->vm)
 		return mig_error_set(&d->err, -EPROTO, "PAGES before SETUP on stream %u", s->index);
 	if (s->hdr.length < sizeof(ph))
 		return mig_error_set(&d->err, -EBADMSG, "PAGES frame of %u bytes on stream %u",
 				     s->hdr.length, s->index);
-	memcpy(&ph, p, sizeof(ph));
+	memcpy(&ph, s->buf.data, sizeof(ph));
 	if (ph.count == 0 || ph.count > MIG_BATCH_PAGES || ph.zero_count > ph.count)
 		return mig_error_set(&d->err, -EBADMSG, "PAGES frame with %u pages (%u zero) on "
 				     "stream %u; at most %u", ph.count, ph.zero_count, s->index,
 				     MIG_BATCH_PAGES);
-	list = sizeof(ph) + (size_t)ph.count * 8;
+	meta = sizeof(ph) + (size_t)ph.count * sizeof(struct mig_page_ent);
 	nz = ph.count - ph.zero_count;
-	if (s->hdr.length != list + ph.data_len)
+	if (s->hdr.length != meta)
 		return mig_error_set(&d->err, -EBADMSG, "PAGES frame length %u does not match its "
-				     "%u pages and %u data bytes", s->hdr.length, ph.count, ph.data_len);
-	ent = (const uint64_t *)(p + sizeof(ph));
-	data = p + list;
-	/* Check every index before writing any page. */
+				     "%u pages", s->hdr.length, ph.count);
+	if (ph.round != d->round)
+		return mig_error_set(&d->err, -EPROTO, "PAGES frame of round %u on stream %u during "
+				     "round %u", ph.round, s->index, d->round);
+	memcpy(s->ent, s->buf.data + sizeof(ph), (size_t)ph.count * sizeof(struct mig_page_ent));
 	for (unsigned i = 0; i < ph.count; i++) {
-		uint64_t pfn = ent[i] & ~MIG_PAGE_ZERO;
+		uint64_t pfn = s->ent[i].page & ~MIG_PAGE_ZERO;
 
-		zeros += !!(ent[i] & MIG_PAGE_ZERO);
+		zeros += !!(s->ent[i].page & MIG_PAGE_ZERO);
 		if (pfn >= d->nr_pages)
 			return mig_error_set(&d->err, -EBADMSG, "page %#llx is outside the guest's "
 					     "%llu pages", (unsigned long long)pfn,
@@ -258,29 +305,86 @@ static int apply_pages(struct dst *d, struct rx_stream *s)
 		return mig_error_set(&d->err, -EBADMSG, "PAGES frame says %u zero pages, lists %u",
 				     ph.zero_count, zeros);
 	if (s->hdr.flags & MIG_FRAME_F_ZSTD) {
-#if HAVE_ZSTD
-		size_t out = ZSTD_decompressDCtx(d->dctx, d->scratch, MIG_BATCH_PAGES * PAGE,
-						 data, ph.data_len);
-
-		if (ZSTD_isError(out) || out != nz * PAGE)
-			return mig_error_set(&d->err, -EBADMSG, "zstd data of a PAGES frame does not "
-					     "decode to %zu pages", nz);
-		data = d->scratch;
-#else
+		if (!nz || ph.data_len == 0 || ph.data_len > nz * PAGE)
+			return mig_error_set(&d->err, -EBADMSG, "zstd PAGES data of %u bytes for %zu "
+					     "pages", ph.data_len, nz);
+#if !HAVE_ZSTD
 		return mig_error_set(&d->err, -ENOTSUP, "zstd frame, but this build has no zstd");
 #endif
 	} else if (ph.data_len != nz * PAGE) {
 		return mig_error_set(&d->err, -EBADMSG, "raw PAGES data of %u bytes for %zu pages",
 				     ph.data_len, nz);
 	}
-	for (unsigned i = 0, k = 0; i < ph.count; i++) {
-		uint8_t *dst = d->ram + (ent[i] & ~MIG_PAGE_ZERO) * PAGE;
+	s->ph = ph;
+	s->nruns = 0;
+	for (unsigned i = 0; i < ph.count; i++) {
+		uint8_t *page = d->ram + (s->ent[i].page & ~MIG_PAGE_ZERO) * PAGE;
+		struct iovec *last = s->nruns ? &s->runs[s->nruns - 1] : NULL;
 
-		if (ent[i] & MIG_PAGE_ZERO)
-			memset(dst, 0, PAGE);
+		if (s->ent[i].page & MIG_PAGE_ZERO)
+			memset(page, 0, PAGE);
+		else if (last && (uint8_t *)last->iov_base + last->iov_len == page)
+			last->iov_len += PAGE;
 		else
-			memcpy(dst, data + (size_t)k++ * PAGE, PAGE);
+			s->runs[s->nruns++] = (struct iovec){ page, PAGE };
 	}
+	if (!ph.data_len)
+		return 1;
+	if (s->hdr.flags & MIG_FRAME_F_ZSTD) {
+		s->buf.len = 0;
+		if (mig_buf_reserve(&s->buf, ph.data_len) < 0)
+			return mig_error_set(&d->err, -ENOMEM, "out of memory");
+		iov = (struct iovec){ s->buf.data, ph.data_len };
+		return post_recv(d, s, RX_DATA, &iov, 1);
+	}
+	return post_recv(d, s, RX_DATA, s->runs, s->nruns);
+}
+
+/* The data of the PAGES frame in s has arrived: check each page against its
+ * sum.  A mismatch aborts, except in a LIVE frame, where that page stays
+ * stale until it comes again. */
+static int pages_data(struct dst *d, struct rx_stream *s)
+{
+	bool zstd = s->hdr.flags & MIG_FRAME_F_ZSTD, live = s->hdr.flags & MIG_FRAME_F_LIVE;
+	const uint8_t *data = NULL;
+
+	if (zstd) {
+#if HAVE_ZSTD
+		size_t nz = s->ph.count - s->ph.zero_count;
+		size_t out = ZSTD_decompressDCtx(d->dctx, d->scratch, MIG_BATCH_PAGES * PAGE,
+						 s->buf.data, s->ph.data_len);
+
+		if (ZSTD_isError(out) || out != nz * PAGE)
+			return mig_error_set(&d->err, -EBADMSG, "zstd data of a PAGES frame does not "
+					     "decode to %zu pages", nz);
+		data = d->scratch;
+#endif
+	}
+	for (unsigned i = 0; i < s->ph.count; i++) {
+		uint64_t pfn = s->ent[i].page & ~MIG_PAGE_ZERO;
+		uint8_t *page = d->ram + pfn * PAGE;
+		uint64_t sum;
+
+		if (s->ent[i].page & MIG_PAGE_ZERO) {
+			stale_mark(d, pfn, false);
+			continue;
+		}
+		if (data) {
+			memcpy(page, data, PAGE);
+			data += PAGE;
+		}
+		sum = mig_page_sum(page, s->hdr.seq, i);
+		if (sum != s->ent[i].sum && !live)
+			return mig_error_set(&d->err, -EBADMSG, "stream %u: page data checksum "
+					     "mismatch on page %#llx of PAGES frame seq %llu: it hashes "
+					     "to 0x%016llx, the frame says 0x%016llx (data damaged in "
+					     "transit)", s->index, (unsigned long long)pfn,
+					     (unsigned long long)s->hdr.seq, (unsigned long long)sum,
+					     (unsigned long long)s->ent[i].sum);
+		d->torn_pages += sum != s->ent[i].sum;
+		stale_mark(d, pfn, sum != s->ent[i].sum);
+	}
+	s->frames++;
 	return 0;
 }
 
@@ -318,6 +422,9 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 		d->verify = st.flags & MIG_SETUP_F_VERIFY;
 		d->ram = lab_vm_ram(d->vm, NULL);
 		d->nr_pages = st.nr_pages;
+		d->stale = calloc((d->nr_pages + 63) / 64, 8);
+		if (!d->stale)
+			r = mig_error_set(&d->err, -ENOMEM, "out of memory");
 	}
 	rep.status = r;
 	if (r < 0)
@@ -360,6 +467,7 @@ static int try_load(struct dst *d)
 	l.digest[0] = dg.hi;
 	l.digest[1] = dg.lo;
 	l.rejected_streams = d->rejected;
+	l.torn_pages = d->torn_pages;
 	if (r < 0)
 		str_copy(l.msg, sizeof(l.msg), d->err.msg);
 	ctl_send(d, MIG_FRAME_LOADED, &l, sizeof(l));
@@ -438,22 +546,39 @@ static int on_frame(struct dst *d, struct rx_stream *s, bool *repost)
 	}
 	switch (s->hdr.type) {
 	case MIG_FRAME_PAGES:
-		return apply_pages(d, s);
+		r = pages_meta(d, s);
+		if (r == 0)
+			*repost = false;     /* its data is being received */
+		return r == 1 ? pages_data(d, s) : r;
 	case MIG_FRAME_ROUND_END:
 		if (s->hdr.length != sizeof(re))
 			return mig_error_set(&d->err, -EBADMSG, "ROUND_END of %u bytes", s->hdr.length);
 		memcpy(&re, s->buf.data, sizeof(re));
+		if (re.round != d->round || re.final > 1 || re.frames != s->frames)
+			return mig_error_set(&d->err, -EPROTO, "stream %u: ROUND_END of round %u "
+					     "(final %u, %llu PAGES frames) after %llu PAGES frames of "
+					     "round %u", s->index, re.round, re.final,
+					     (unsigned long long)re.frames,
+					     (unsigned long long)s->frames, d->round);
 		s->barrier_round = re.round;
 		s->final = re.final;
 		s->stage = re.final ? RX_DONE : RX_BARRIER;
 		*repost = false;
 		if (all_at_barrier(d, false)) {
 			for (unsigned k = 1; k <= d->n; k++) {
-				if (d->st[k].barrier_round != re.round)
-					return mig_error_set(&d->err, -EPROTO, "streams disagree on the "
-							     "round (%u vs %u)", d->st[k].barrier_round,
-							     re.round);
+				if (d->st[k].final != re.final)
+					return mig_error_set(&d->err, -EPROTO, "streams disagree on whether "
+							     "round %u is the last", re.round);
+				d->st[k].frames = 0;
 			}
+			d->round++;
+			if (re.final && d->nr_stale)
+				return mig_error_set(&d->err, -EBADMSG, "%llu pages arrived damaged and "
+						     "were not sent again (the first is page %#llx); "
+						     "the source's dirty log missed a write, or the "
+						     "data was damaged in transit",
+						     (unsigned long long)d->nr_stale,
+						     (unsigned long long)first_stale(d));
 			if (!re.final) {
 				for (unsigned k = 1; k <= d->n; k++) {
 					r = post_hdr(d, &d->st[k]);
@@ -528,6 +653,15 @@ static int run_loop(struct dst *d)
 					return r;
 				continue;
 			}
+		}
+		if (s->stage == RX_DATA) {
+			r = pages_data(d, s);
+			if (r < 0)
+				return r;
+			r = post_hdr(d, s);
+			if (r < 0)
+				return r;
+			continue;
 		}
 		r = mig_frame_check_payload(&s->hdr, s->buf.data, &d->err);
 		if (r < 0)
@@ -605,6 +739,7 @@ out:
 #endif
 	free(d.st);
 	free(d.scratch);
+	free(d.stale);
 	mig_buf_free(&d.state);
 	if (r < 0 && err)
 		*err = d.err;

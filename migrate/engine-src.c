@@ -5,9 +5,8 @@
  * streams through one io_uring: while the kernel sends batch k on stream s,
  * this thread gathers (and compresses) batch k+1 for the next free stream.
  *
- * Pages are copied out of guest RAM before they are checksummed and sent: the
- * guest keeps writing during PRECOPY, and a frame whose checksum was taken
- * over bytes that then changed would be refused by the destination.
+ * Raw pages go to the socket straight from guest RAM; see send_batch_raw()
+ * for what that means while the guest runs.
  */
 #include "config.h"
 
@@ -78,7 +77,6 @@ struct src {
 	/* per-round */
 	uint64_t round_wire, round_pages;
 	uint64_t remaining, dirty_rate, expected_dt;
-	struct mig_frame_sealer *sealer;
 	bool got_abort;           /* the destination said it gives up (and does not run the VM) */
 	/* auto codec probe */
 	uint64_t probe_raw, probe_comp, probe_ns;
@@ -190,18 +188,19 @@ static void throttle(struct src *s, uint64_t bytes)
 	}
 }
 
-/* Queue a frame whose header is already sealed. */
-static int submit_sealed(struct src *s, struct tx_stream *t, const void *payload, size_t len)
+/* Queue a frame whose header is already sealed: the header, then iov[0..n). */
+static int submit_sealed(struct src *s, struct tx_stream *t, const struct iovec *iov, int n)
 {
-	struct iovec piov = { (void *)payload, len };
-
 	memset(&t->op, 0, sizeof(t->op));
 	t->op.fd = t->fd;
 	t->op.is_send = true;
 	t->op.iov[0] = (struct iovec){ &t->hdr, sizeof(t->hdr) };
-	t->op.iov[1] = piov;
-	t->op.iovcnt = len ? 2 : 1;
-	t->op.total = sizeof(t->hdr) + len;
+	t->op.total = sizeof(t->hdr);
+	for (int i = 0; i < n; i++) {
+		t->op.iov[1 + i] = iov[i];
+		t->op.total += iov[i].iov_len;
+	}
+	t->op.iovcnt = 1 + n;
 	t->op.user = t;
 	t->busy = true;
 	s->res->wire_bytes += t->op.total;
@@ -216,7 +215,7 @@ static int submit_frame(struct src *s, struct tx_stream *t, uint16_t type, uint3
 	struct iovec piov = { (void *)payload, len };
 
 	mig_frame_seal(&t->hdr, type, flags, ++t->seq, &piov, len ? 1 : 0);
-	return submit_sealed(s, t, payload, len);
+	return submit_sealed(s, t, &piov, len ? 1 : 0);
 }
 
 /* Send a small frame on the control stream and wait until it left. */
@@ -342,117 +341,128 @@ static struct tx_stream *free_stream(struct src *s, int *r)
 	}
 }
 
-/* Raw PAGES frame: find the zero pages first (an early-exit scan), so the
- * length is known and the header can be sealed incrementally; then copy
- * each page and hash it while it is still in L1. */
-static int send_batch_raw(struct src *s, struct tx_stream *t, const uint64_t *pfns,
-			  unsigned count)
+/* Seal a PAGES frame whose meta (header and entries) is in t->buf, for
+ * sequence number seq, with data[0..ndata) after it, and queue it. */
+static int submit_pages(struct src *s, struct tx_stream *t, uint64_t seq, unsigned count,
+			unsigned nz, uint32_t flags, const struct iovec *data, int ndata)
 {
-	size_t list = sizeof(struct mig_pages_hdr) + count * sizeof(uint64_t);
 	struct mig_pages_hdr *ph = (struct mig_pages_hdr *)t->buf;
-	uint64_t *ent = (uint64_t *)(ph + 1);
-	uint8_t *dst = t->buf + list;
-	unsigned nz = 0;
+	struct iovec iov[MIG_BATCH_PAGES + 1];
+	size_t len = 0;
 
-	for (unsigned i = 0; i < count; i++) {
-		if (page_is_zero(s->ram + pfns[i] * PAGE)) {
-			ent[i] = pfns[i] | MIG_PAGE_ZERO;
-			continue;
-		}
-		ent[i] = pfns[i];
-		nz++;
-	}
+	for (int i = 0; i < ndata; i++)
+		len += data[i].iov_len;
 	*ph = (struct mig_pages_hdr){
 		.count = count, .zero_count = count - nz, .round = s->round,
-		.data_len = (uint32_t)((size_t)nz * PAGE),
+		.data_len = (uint32_t)len,
 	};
-	mig_frame_seal_begin(s->sealer, &t->hdr, MIG_FRAME_PAGES, 0, ++t->seq,
-			     (uint32_t)(list + (size_t)nz * PAGE));
-	mig_frame_seal_update(s->sealer, t->buf, list);
-	for (unsigned i = 0; i < count; i++) {
-		if (ent[i] & MIG_PAGE_ZERO)
-			continue;
-		memcpy(dst, s->ram + pfns[i] * PAGE, PAGE);
-		mig_frame_seal_update(s->sealer, dst, PAGE);
-		dst += PAGE;
-	}
-	mig_frame_seal_end(s->sealer, &t->hdr);
+	iov[0] = (struct iovec){ t->buf, sizeof(*ph) + (size_t)count * sizeof(struct mig_page_ent) };
+	memcpy(iov + 1, data, (size_t)ndata * sizeof(*data));
+	t->seq = seq;
+	mig_frame_seal(&t->hdr, MIG_FRAME_PAGES, flags, seq, iov, 1);
 	s->res->zero_pages += count - nz;
 	s->res->normal_pages += nz;
 	s->res->transferred_bytes += (uint64_t)nz * PAGE;
 	s->round_pages += count;
 	t->frames++;
-	return submit_sealed(s, t, t->buf, list + (size_t)nz * PAGE);
+	return submit_sealed(s, t, iov, 1 + ndata);
+}
+
+static struct mig_page_ent *page_ents(struct tx_stream *t)
+{
+	return (struct mig_page_ent *)(t->buf + sizeof(struct mig_pages_hdr));
+}
+
+/* Raw PAGES: the data goes to the socket straight from guest RAM, adjacent
+ * pages as one iovec.  While the vCPUs run, the guest may write a page
+ * between our checksum and the kernel's copy; the frame says so (LIVE) and
+ * the destination takes a mismatch as "this page comes again", which the
+ * dirty log guarantees.  Once the vCPUs are stopped nothing can race. */
+static int send_batch_raw(struct src *s, struct tx_stream *t, const uint64_t *pfns,
+			  unsigned count)
+{
+	struct mig_page_ent *ent = page_ents(t);
+	struct iovec runs[MIG_BATCH_PAGES];
+	uint64_t seq = t->seq + 1;
+	int nruns = 0;
+	unsigned nz = 0;
+
+	for (unsigned i = 0; i < count; i++) {
+		uint8_t *page = s->ram + pfns[i] * PAGE;
+
+		if (page_is_zero(page)) {
+			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
+			continue;
+		}
+		ent[i] = (struct mig_page_ent){ pfns[i], mig_page_sum(page, seq, i) };
+		nz++;
+		if (nruns && (uint8_t *)runs[nruns - 1].iov_base + runs[nruns - 1].iov_len == page)
+			runs[nruns - 1].iov_len += PAGE;
+		else
+			runs[nruns++] = (struct iovec){ page, PAGE };
+	}
+	return submit_pages(s, t, seq, count, nz,
+			    s->phase == MIG_PHASE_PRECOPY ? MIG_FRAME_F_LIVE : 0, runs, nruns);
 }
 
 /* Build and submit one PAGES frame for pfns[0..count). */
 static int send_batch(struct src *s, const uint64_t *pfns, unsigned count)
 {
-	size_t list = sizeof(struct mig_pages_hdr) + count * sizeof(uint64_t);
-	struct mig_pages_hdr *ph;
-	uint64_t *ent;
+	size_t meta = sizeof(struct mig_pages_hdr) + count * sizeof(struct mig_page_ent);
+	struct mig_page_ent *ent;
 	unsigned nz = 0;
 	uint32_t flags = 0;
-	size_t data_len;
+	struct iovec data;
 	struct tx_stream *t;
+	uint64_t seq;
 	int r = 0;
-	bool use_zstd = s->codec == XPORT_CODEC_ZSTD;
 
 	t = free_stream(s, &r);
 	if (!t)
 		return r;
-	if (!use_zstd)
+	if (s->codec != XPORT_CODEC_ZSTD)
 		return send_batch_raw(s, t, pfns, count);
-	ph = (struct mig_pages_hdr *)t->buf;
-	ent = (uint64_t *)(ph + 1);
-	/* Raw pages go straight into the frame buffer; zstd reads them from the
-	 * gather buffer and writes its output into the frame buffer. */
-	uint8_t *dst = use_zstd ? s->gather : t->buf + list;
+	/* zstd reads a private copy: compressing bytes that change under it
+	 * would give data that decodes to something no one sent. */
+	ent = page_ents(t);
+	seq = t->seq + 1;
 	for (unsigned i = 0; i < count; i++) {
 		const uint8_t *page = s->ram + pfns[i] * PAGE;
+		uint8_t *copy = s->gather + (size_t)nz * PAGE;
 
 		if (page_is_zero(page)) {
-			ent[i] = pfns[i] | MIG_PAGE_ZERO;
-			s->res->zero_pages++;
+			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
 			continue;
 		}
-		ent[i] = pfns[i];
-		memcpy(dst + (size_t)nz * PAGE, page, PAGE);
+		memcpy(copy, page, PAGE);
+		ent[i] = (struct mig_page_ent){ pfns[i], mig_page_sum(copy, seq, i) };
 		nz++;
 	}
-	s->res->normal_pages += nz;
-	s->res->transferred_bytes += (uint64_t)nz * PAGE;
-	s->round_pages += count;
-	data_len = (size_t)nz * PAGE;
+	data = (struct iovec){ t->buf + meta, (size_t)nz * PAGE };
 #if HAVE_ZSTD
-	if (use_zstd && nz) {
+	if (nz) {
 		struct timespec a, b;
 		size_t c;
 
 		clock_gettime(CLOCK_MONOTONIC, &a);
-		c = ZSTD_compressCCtx(s->cctx, t->buf + list, t->cap - list, s->gather, data_len,
+		c = ZSTD_compressCCtx(s->cctx, t->buf + meta, t->cap - meta, s->gather, data.iov_len,
 				      s->o->compress.level ? s->o->compress.level : 1);
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		s->probe_ns += (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ULL +
 			       (uint64_t)(b.tv_nsec - a.tv_nsec);
-		s->probe_raw += data_len;
-		if (!ZSTD_isError(c) && c < data_len) {
+		s->probe_raw += data.iov_len;
+		if (!ZSTD_isError(c) && c < data.iov_len) {
 			flags = MIG_FRAME_F_ZSTD;
-			s->probe_comp += c;
-			data_len = c;
+			data.iov_len = c;
 		} else {
-			/* Incompressible: send raw, it costs the receiver nothing. */
-			memcpy(t->buf + list, s->gather, data_len);
-			s->probe_comp += data_len;
+			/* Incompressible: send raw, it costs the receiver nothing.
+			 * (The gather buffer is shared by all streams.) */
+			memcpy(t->buf + meta, s->gather, data.iov_len);
 		}
+		s->probe_comp += data.iov_len;
 	}
 #endif
-	*ph = (struct mig_pages_hdr){
-		.count = count, .zero_count = count - nz, .round = s->round,
-		.data_len = (uint32_t)data_len,
-	};
-	t->frames++;
-	return submit_frame(s, t, MIG_FRAME_PAGES, flags, t->buf, list + data_len);
+	return submit_pages(s, t, seq, count, nz, flags, &data, data.iov_len ? 1 : 0);
 }
 
 /* Send every page whose bit is set, in batches spread over the streams. */
@@ -569,7 +579,7 @@ static int open_stream(struct src *s, struct tx_stream *t, unsigned index)
 		return r;
 	}
 	t->fd = fd;
-	t->cap = index ? sizeof(struct mig_pages_hdr) + MIG_BATCH_PAGES * (8 + PAGE) + 65536 : 65536;
+	t->cap = index ? MIG_PAGES_META_MAX + MIG_BATCH_PAGES * PAGE + 65536 : 65536;
 	t->buf = malloc(t->cap);
 	if (!t->buf)
 		return mig_error_set(&s->err, -ENOMEM, "out of memory");
@@ -746,11 +756,10 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	s.bitmap = calloc(s.words, 8);
 	s.data = calloc(s.n, sizeof(*s.data));
 	s.gather = malloc(MIG_BATCH_PAGES * PAGE);
-	s.sealer = mig_frame_sealer_new();
 	s.ctl.fd = -1;
 	for (unsigned k = 0; s.data && k < s.n; k++)
 		s.data[k].fd = -1;
-	if (!s.bitmap || !s.data || !s.gather || !s.sealer) {
+	if (!s.bitmap || !s.data || !s.gather) {
 		r = mig_error_set(&s.err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -825,6 +834,7 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	memcpy(&loaded, pl.data, sizeof(loaded));
 	loaded.msg[sizeof(loaded.msg) - 1] = '\0';
 	res->rejected_streams = loaded.rejected_streams;
+	res->torn_pages = loaded.torn_pages;
 	if (loaded.status < 0) {
 		r = mig_error_set(&s.err, loaded.status, "the destination could not load the VM: %s",
 				  loaded.msg);
@@ -1001,7 +1011,6 @@ done:
 	free(s.data);
 	free(s.bitmap);
 	free(s.gather);
-	mig_frame_sealer_free(s.sealer);
 	mig_buf_free(&state);
 	mig_buf_free(&pl);
 	return r;

@@ -35,18 +35,7 @@ struct mig_setup {
 _Static_assert(sizeof(struct mig_setup) == 136, "setup");
 #define MIG_SETUP_F_VERIFY 1U     /* hash RAM at switchover (inside the blackout) */
 
-/* PAGES payload: this header, `count` u64 page numbers (bit 63 = zero page,
- * no data), then the data of the non-zero pages in order, raw or one zstd
- * frame (MIG_FRAME_F_ZSTD). */
-struct mig_pages_hdr {
-	uint32_t count;
-	uint32_t zero_count;
-	uint32_t round;
-	uint32_t data_len;
-};
-_Static_assert(sizeof(struct mig_pages_hdr) == 16, "pages header");
-#define MIG_PAGE_ZERO (1ULL << 63)
-#define MIG_BATCH_PAGES 256
+#define MIG_BATCH_PAGES MIG_PAGES_MAX
 
 struct mig_round_end {
 	uint32_t round;
@@ -62,7 +51,8 @@ struct mig_loaded {
 	uint64_t verify_ns;       /* time the digest took (excluded from downtime) */
 	uint64_t rejected_streams;
 	uint64_t load_ns;         /* time loading the device state took */
-	char msg[464];
+	uint64_t torn_pages;      /* pages of LIVE frames that failed their sum */
+	char msg[456];
 };
 _Static_assert(sizeof(struct mig_loaded) == 512, "loaded");
 

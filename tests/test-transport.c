@@ -797,7 +797,7 @@ Test(uring, bad_ops_are_refused)
 
 	cr_assert_eq(xport_ring_init(&ring, 2, &err), 0, "%s", err.msg);
 	op.fd = 0;
-	op.iovcnt = 9;
+	op.iovcnt = XPORT_OP_IOV + 1;
 	cr_assert_eq(xport_ring_submit(&ring, &op, &err), -EINVAL);
 	mig_error_clear(&err);
 	op.fd = -1;
@@ -859,7 +859,7 @@ static void *echo_peer(void *arg)
 
 		if (xport_conn_recv(&c, &h, &b, 10000, &err) < 0)
 			goto fail_close;
-		if (h.type != MIG_FRAME_PAGES || h.length != frame_sizes[i] ||
+		if (h.type != MIG_FRAME_DEVICE_STATE || h.length != frame_sizes[i] ||
 		    b.len != frame_sizes[i] || h.seq != i + 1) {
 			snprintf(e->msg, sizeof(e->msg), "frame %zu: type %u length %u seq %llu",
 				 i, h.type, h.length, (unsigned long long)h.seq);
@@ -901,7 +901,7 @@ Test(conn, round_trip_0_1_4096_1MiB_both_ways)
 	for (size_t i = 0; i < sizeof(frame_sizes) / sizeof(frame_sizes[0]); i++) {
 		struct mig_frame_hdr h;
 
-		r = xport_conn_send(&c, MIG_FRAME_PAGES, 0, data, frame_sizes[i], &err);
+		r = xport_conn_send(&c, MIG_FRAME_DEVICE_STATE, 0, data, frame_sizes[i], &err);
 		cr_assert_eq(r, 0, "send %zu: %s", frame_sizes[i], err.msg);
 		r = xport_conn_recv(&c, &h, &b, 10000, &err);
 		cr_assert_eq(r, 0, "recv %zu: %s", frame_sizes[i], err.msg);
@@ -949,7 +949,11 @@ static void raw_frame(int fd, uint16_t type, uint64_t seq, const void *payload, 
 
 static void flip_checksum(struct mig_frame_hdr *h, uint8_t *p) { (void)p; h->checksum ^= 1; }
 static void flip_payload(struct mig_frame_hdr *h, uint8_t *p) { (void)h; p[3] ^= 0x80; }
-static void version_2(struct mig_frame_hdr *h, uint8_t *p) { (void)p; h->version = htole16(2); }
+static void version_next(struct mig_frame_hdr *h, uint8_t *p)
+{
+	(void)p;
+	h->version = htole16(MIG_WIRE_VERSION + 1);
+}
 static void bad_magic(struct mig_frame_hdr *h, uint8_t *p) { (void)p; h->magic = htole32(0x20544547); }
 static void huge_len(struct mig_frame_hdr *h, uint8_t *p) { (void)p; h->length = htole32(1U << 30); }
 static void type_zero(struct mig_frame_hdr *h, uint8_t *p) { (void)p; h->type = 0; }
@@ -965,7 +969,7 @@ struct bad_frame {
 static const struct bad_frame bad_frames[] = {
 	{ "corrupted checksum", flip_checksum, true, -EBADMSG, "checksum mismatch on REPLY frame seq 1" },
 	{ "corrupted payload byte", flip_payload, true, -EBADMSG, "checksum" },
-	{ "wrong version", version_2, true, -EPROTO, "version 2" },
+	{ "wrong version", version_next, true, -EPROTO, "peer speaks protocol version 3" },
 	{ "bad magic", bad_magic, true, -EPROTO, "bad magic 0x20544547" },
 	{ "length of 1 GiB", huge_len, false, -EMSGSIZE, "length 1073741824" },
 	{ "type 0", type_zero, true, -EBADMSG, "type 0" },

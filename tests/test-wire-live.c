@@ -3,8 +3,9 @@
  * The destination under hostile input: a real agent prepares an incoming
  * migration, and this test plays the source.  A stream without the right HMAC
  * is refused; a frame with one field corrupted (magic, version, type, length,
- * checksum) aborts the migration with an error naming that field, and the
- * destination keeps no VM.
+ * checksum, page list, page data, seq, page number, round) aborts the
+ * migration with an error naming that field, and the destination keeps no
+ * VM.  Torn LIVE pages must arrive again before the last round ends.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -172,69 +173,120 @@ Test(wire_live, stream_with_bad_hmac_refused, .timeout = 60)
 	rig_down(&g);
 }
 
-enum corrupt { C_MAGIC, C_VERSION, C_TYPE_ZERO, C_TYPE_UNKNOWN, C_LENGTH, C_CHECKSUM, C_PAYLOAD,
-	       C_SEQ, C_PFN };
+/* Plays the source up to READY: a control stream and one data stream. */
+static void rig_setup(struct rig *g, struct xport_conn *ctl, struct xport_conn *data)
+{
+	struct mig_error err = { 0 };
+	struct mig_setup st = { 0 };
+	struct lab_config cfg;
+	struct mig_frame_hdr fh;
+	struct mig_buf pl = { 0 };
+	struct mig_reply rep;
+
+	cr_assert_eq(open_stream(g, ctl, 0, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
+	cr_assert_eq(open_stream(g, data, 1, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
+	rig_config(&cfg);
+	lab_to_wire(&cfg, &st.lab);
+	st.nr_pages = cfg.mem_bytes / 4096;
+	st.page_size = 4096;
+	snprintf(st.name, sizeof(st.name), "%s", g->in.name);
+	cr_assert_eq(xport_conn_send(ctl, MIG_FRAME_SETUP, 0, &st, sizeof(st), &err), 0, "%s", err.msg);
+	cr_assert_eq(xport_conn_recv(ctl, &fh, &pl, 60000, &err), 0, "%s", err.msg);
+	cr_assert_eq(fh.type, MIG_FRAME_READY);
+	memcpy(&rep, pl.data, sizeof(rep));
+	cr_assert_eq(rep.status, 0, "%s", rep.msg);
+	mig_buf_free(&pl);
+}
+
+/* One PAGES frame as the wire carries it: header, meta (one page), then the
+ * 4096 data bytes.  `tweak` may break one thing after sealing. */
+struct pages_frame {
+	struct mig_frame_hdr h;
+	struct mig_pages_hdr ph;
+	struct mig_page_ent ent;
+	uint8_t data[4096];
+};
+_Static_assert(sizeof(struct pages_frame) == 32 + 16 + 16 + 4096, "no padding");
+
+static void pages_frame(struct pages_frame *f, uint64_t seq, uint64_t pfn, uint32_t round,
+			uint32_t flags, uint8_t fill)
+{
+	struct iovec meta = { &f->ph, sizeof(f->ph) + sizeof(f->ent) };
+
+	memset(f->data, fill, sizeof(f->data));
+	f->ph = (struct mig_pages_hdr){ .count = 1, .round = round, .data_len = 4096 };
+	f->ent = (struct mig_page_ent){ pfn, mig_page_sum(f->data, seq, 0) };
+	mig_frame_seal(&f->h, MIG_FRAME_PAGES, flags, seq, &meta, 1);
+}
+
+static void write_all(int fd, const void *p, size_t n)
+{
+	cr_assert_eq(write(fd, p, n), (ssize_t)n);
+}
+
+static void send_pages(struct xport_conn *c, const struct pages_frame *f)
+{
+	write_all(c->fd, f, sizeof(*f));
+	c->tx_seq++;
+}
+
+static void send_round_end(struct xport_conn *c, uint32_t round, bool final, uint64_t frames)
+{
+	struct mig_round_end re = { round, final, frames };
+	struct mig_error err = { 0 };
+
+	cr_assert_eq(xport_conn_send(c, MIG_FRAME_ROUND_END, 0, &re, sizeof(re), &err), 0, "%s",
+		     err.msg);
+}
+
+/* Waits for the destination's ABORT and returns its text. */
+static void expect_abort(struct xport_conn *ctl, char *text, size_t n)
+{
+	struct mig_error err = { 0 };
+	struct mig_frame_hdr fh;
+	struct mig_buf pl = { 0 };
+	struct mig_error_msg m;
+
+	cr_assert_eq(xport_conn_recv(ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
+	cr_assert_eq(fh.type, MIG_FRAME_ABORT, "got %s", mig_frame_type_to_string(fh.type));
+	cr_assert_eq(pl.len, sizeof(m));
+	memcpy(&m, pl.data, sizeof(m));
+	snprintf(text, n, "%.*s", (int)sizeof(m.msg) - 1, m.msg);
+	cr_assert_lt(m.code, 0);
+	mig_buf_free(&pl);
+}
+
+enum corrupt { C_MAGIC, C_VERSION, C_TYPE_ZERO, C_TYPE_UNKNOWN, C_LENGTH, C_CHECKSUM, C_LIST,
+	       C_DATA, C_SEQ, C_PFN, C_ROUND };
 
 static void corrupted_frame(enum corrupt what, const char *needle)
 {
 	struct rig g;
 	struct xport_conn ctl, data;
-	struct mig_error err = { 0 };
-	struct mig_setup st = { 0 };
-	struct lab_config cfg;
-	struct mig_frame_hdr fh, h;
-	struct mig_buf pl = { 0 };
-	struct mig_reply rep;
-	uint8_t payload[sizeof(struct mig_pages_hdr) + 8 + 4096];
-	struct mig_pages_hdr *ph = (struct mig_pages_hdr *)payload;
-	struct iovec iov = { payload, sizeof(payload) };
+	struct pages_frame f;
 	char text[600];
 
 	rig_up(&g, "target");
-	cr_assert_eq(open_stream(&g, &ctl, 0, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
-	cr_assert_eq(open_stream(&g, &data, 1, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
-	rig_config(&cfg);
-	lab_to_wire(&cfg, &st.lab);
-	st.nr_pages = cfg.mem_bytes / 4096;
-	st.page_size = 4096;
-	snprintf(st.name, sizeof(st.name), "target");
-	cr_assert_eq(xport_conn_send(&ctl, MIG_FRAME_SETUP, 0, &st, sizeof(st), &err), 0, "%s", err.msg);
-	cr_assert_eq(xport_conn_recv(&ctl, &fh, &pl, 60000, &err), 0, "%s", err.msg);
-	cr_assert_eq(fh.type, MIG_FRAME_READY);
-	memcpy(&rep, pl.data, sizeof(rep));
-	cr_assert_eq(rep.status, 0, "%s", rep.msg);
-
+	rig_setup(&g, &ctl, &data);
 	/* One PAGES frame: page 600 filled with 0xab, then one field broken. */
-	*ph = (struct mig_pages_hdr){ .count = 1, .zero_count = 0, .round = 0, .data_len = 4096 };
-	*(uint64_t *)(ph + 1) = what == C_PFN ? (1ULL << 40) : 600;
-	memset(payload + sizeof(*ph) + 8, 0xab, 4096);
-	mig_frame_seal(&h, MIG_FRAME_PAGES, 0, what == C_SEQ ? data.tx_seq + 5 : data.tx_seq + 1,
-		       &iov, 1);
+	pages_frame(&f, what == C_SEQ ? data.tx_seq + 5 : data.tx_seq + 1,
+		    what == C_PFN ? (1ULL << 40) : 600, what == C_ROUND ? 3 : 0, 0, 0xab);
 	switch (what) {
-	case C_MAGIC: h.magic ^= 0x01000000; break;
-	case C_VERSION: h.version = htole16(MIG_WIRE_VERSION + 1); break;
-	case C_TYPE_ZERO: h.type = 0; break;
-	case C_TYPE_UNKNOWN: h.type = htole16(999); break;
-	case C_LENGTH: h.length = htole32(MIG_FRAME_MAX + 1); break;
-	case C_CHECKSUM: h.checksum ^= 1; break;
-	case C_PAYLOAD: payload[sizeof(*ph) + 8 + 100] ^= 0x10; break;
-	case C_SEQ: case C_PFN: break;
+	case C_MAGIC: f.h.magic ^= 0x01000000; break;
+	case C_VERSION: f.h.version = htole16(MIG_WIRE_VERSION + 1); break;
+	case C_TYPE_ZERO: f.h.type = 0; break;
+	case C_TYPE_UNKNOWN: f.h.type = htole16(999); break;
+	case C_LENGTH: f.h.length = htole32(MIG_PAGES_META_MAX + 1); break;
+	case C_CHECKSUM: f.h.checksum ^= 1; break;
+	case C_LIST: f.ent.page ^= 0x01; break;
+	case C_DATA: f.data[100] ^= 0x10; break;
+	case C_SEQ: case C_PFN: case C_ROUND: break;
 	}
-	cr_assert_eq(write(data.fd, &h, sizeof(h)), (ssize_t)sizeof(h));
-	cr_assert_eq(write(data.fd, payload, sizeof(payload)), (ssize_t)sizeof(payload));
+	send_pages(&data, &f);
 
 	/* The destination aborts, says why, and drops the VM it prepared. */
-	cr_assert_eq(xport_conn_recv(&ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
-	cr_assert_eq(fh.type, MIG_FRAME_ABORT, "got %s", mig_frame_type_to_string(fh.type));
-	{
-		struct mig_error_msg m;
-
-		memcpy(&m, pl.data, sizeof(m));
-		snprintf(text, sizeof(text), "%.*s", (int)sizeof(m.msg) - 1, m.msg);
-		cr_assert_lt(m.code, 0);
-	}
+	expect_abort(&ctl, text, sizeof(text));
 	cr_assert_not_null(strstr(text, needle), "abort reason lacks '%s': %s", needle, text);
-	mig_buf_free(&pl);
 	xport_conn_close(&ctl);
 	xport_conn_close(&data);
 	rig_expect_untouched(&g);
@@ -246,7 +298,98 @@ Test(wire_live, corrupt_version, .timeout = 60) { corrupted_frame(C_VERSION, "ve
 Test(wire_live, corrupt_type_zero, .timeout = 60) { corrupted_frame(C_TYPE_ZERO, "invalid frame type"); }
 Test(wire_live, corrupt_type_unknown, .timeout = 60) { corrupted_frame(C_TYPE_UNKNOWN, "unknown frame type"); }
 Test(wire_live, corrupt_length, .timeout = 60) { corrupted_frame(C_LENGTH, "exceeds the limit"); }
-Test(wire_live, corrupt_checksum, .timeout = 60) { corrupted_frame(C_CHECKSUM, "checksum mismatch"); }
-Test(wire_live, corrupt_payload, .timeout = 60) { corrupted_frame(C_PAYLOAD, "checksum mismatch"); }
+Test(wire_live, corrupt_checksum, .timeout = 60) { corrupted_frame(C_CHECKSUM, "checksum mismatch on PAGES"); }
+Test(wire_live, corrupt_page_list, .timeout = 60) { corrupted_frame(C_LIST, "checksum mismatch on PAGES"); }
+Test(wire_live, corrupt_page_data, .timeout = 60) { corrupted_frame(C_DATA, "page data checksum mismatch"); }
 Test(wire_live, frame_out_of_order, .timeout = 60) { corrupted_frame(C_SEQ, "out of order"); }
 Test(wire_live, page_outside_guest, .timeout = 60) { corrupted_frame(C_PFN, "outside the guest"); }
+Test(wire_live, pages_of_another_round, .timeout = 60) { corrupted_frame(C_ROUND, "round 3"); }
+
+/* ROUND_END must count the PAGES frames its stream carried. */
+Test(wire_live, round_end_with_wrong_frame_count, .timeout = 60)
+{
+	struct rig g;
+	struct xport_conn ctl, data;
+	struct pages_frame f;
+	char text[600];
+
+	rig_up(&g, "target");
+	rig_setup(&g, &ctl, &data);
+	pages_frame(&f, data.tx_seq + 1, 600, 0, 0, 0xab);
+	send_pages(&data, &f);
+	send_round_end(&data, 0, false, 2);
+	expect_abort(&ctl, text, sizeof(text));
+	cr_assert_not_null(strstr(text, "2 PAGES frames) after 1 PAGES frames"), "%s", text);
+	xport_conn_close(&ctl);
+	xport_conn_close(&data);
+	rig_expect_untouched(&g);
+	rig_down(&g);
+}
+
+/* A LIVE frame whose data the guest changed in flight (here: damaged after
+ * sealing) is not fatal by itself, but its page must come again intact
+ * before the last round ends.  Without that the destination refuses to go
+ * on, naming the page. */
+Test(wire_live, torn_live_page_never_resent, .timeout = 60)
+{
+	struct rig g;
+	struct xport_conn ctl, data;
+	struct pages_frame f;
+	char text[600];
+
+	rig_up(&g, "target");
+	rig_setup(&g, &ctl, &data);
+	pages_frame(&f, data.tx_seq + 1, 600, 0, MIG_FRAME_F_LIVE, 0xab);
+	f.data[7] ^= 1;
+	send_pages(&data, &f);
+	send_round_end(&data, 0, false, 1);
+	send_round_end(&data, 1, true, 0);
+	expect_abort(&ctl, text, sizeof(text));
+	cr_assert_not_null(strstr(text, "1 pages arrived damaged and were not sent again (the "
+				  "first is page 0x258)"), "%s", text);
+	xport_conn_close(&ctl);
+	xport_conn_close(&data);
+	rig_expect_untouched(&g);
+	rig_down(&g);
+}
+
+/* The same torn page sent again intact in the next round clears it: the
+ * destination passes the last round and goes on to load the device state,
+ * whose damage is then what it reports. */
+Test(wire_live, torn_live_page_resent_is_accepted, .timeout = 60)
+{
+	struct rig g;
+	struct xport_conn ctl, data;
+	struct pages_frame f;
+	struct mig_error err = { 0 };
+	static const uint8_t junk[64] = { 1, 2, 3 };
+	struct mig_frame_hdr fh;
+	struct mig_buf pl = { 0 };
+	struct mig_loaded l;
+	char text[600];
+
+	rig_up(&g, "target");
+	rig_setup(&g, &ctl, &data);
+	pages_frame(&f, data.tx_seq + 1, 600, 0, MIG_FRAME_F_LIVE, 0xab);
+	f.data[7] ^= 1;
+	send_pages(&data, &f);
+	send_round_end(&data, 0, false, 1);
+	pages_frame(&f, data.tx_seq + 1, 600, 1, 0, 0xcd);
+	send_pages(&data, &f);
+	send_round_end(&data, 1, true, 1);
+	cr_assert_eq(xport_conn_send(&ctl, MIG_FRAME_DEVICE_STATE, 0, junk, sizeof(junk), &err), 0,
+		     "%s", err.msg);
+	cr_assert_eq(xport_conn_recv(&ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
+	cr_assert_eq(fh.type, MIG_FRAME_LOADED, "got %s", mig_frame_type_to_string(fh.type));
+	cr_assert_eq(pl.len, sizeof(l));
+	memcpy(&l, pl.data, sizeof(l));
+	cr_assert_lt(l.status, 0, "junk device state loaded");
+	cr_assert_eq(l.torn_pages, 1);
+	cr_assert_null(strstr(l.msg, "damaged"), "%s", l.msg);
+	mig_buf_free(&pl);
+	expect_abort(&ctl, text, sizeof(text));
+	xport_conn_close(&ctl);
+	xport_conn_close(&data);
+	rig_expect_untouched(&g);
+	rig_down(&g);
+}

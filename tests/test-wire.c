@@ -89,7 +89,7 @@ Test(wire_tables, limits_fit_the_frame_class)
 	for (size_t i = 0; i < sizeof(control) / sizeof(control[0]); i++)
 		cr_assert_leq(mig_frame_max_payload(control[i]), 65536, "%s",
 			      mig_frame_type_to_string(control[i]));
-	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_PAGES), MIG_FRAME_MAX);
+	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_DEVICE_STATE), MIG_FRAME_MAX);
 	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_DEVICE_STATE), MIG_FRAME_MAX);
 	cr_assert_str_eq(mig_frame_type_to_string(MIG_FRAME_PAGES), "PAGES");
 	cr_assert_str_eq(mig_frame_type_to_string(MIG_FRAME_HELLO), "HELLO");
@@ -105,9 +105,9 @@ static void fill_payload(void)
 		payload[i] = (uint8_t)(i * 131 + 7);
 }
 
-/* A PAGES frame, seq SEQ, with the ZSTD flag and `payload`, sealed over
+/* A DEVICE_STATE frame, seq SEQ, with the ZSTD flag and `payload`, sealed over
  * three iovecs (the checksum must not depend on how the payload is cut). */
-static void seal_pages(struct mig_frame_hdr *h)
+static void seal_frame(struct mig_frame_hdr *h)
 {
 	struct iovec iov[3] = {
 		{ payload, 1 },
@@ -116,7 +116,7 @@ static void seal_pages(struct mig_frame_hdr *h)
 	};
 
 	fill_payload();
-	mig_frame_seal(h, MIG_FRAME_PAGES, MIG_FRAME_F_ZSTD, SEQ, iov, 3);
+	mig_frame_seal(h, MIG_FRAME_DEVICE_STATE, MIG_FRAME_F_ZSTD, SEQ, iov, 3);
 }
 
 Test(wire_seal, seal_then_check_passes)
@@ -124,7 +124,7 @@ Test(wire_seal, seal_then_check_passes)
 	struct mig_error err = { 0 };
 	struct mig_frame_hdr h;
 
-	seal_pages(&h);
+	seal_frame(&h);
 	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
 	cr_assert_eq(mig_frame_check_payload(&h, payload, &err), 0, "%s", err.msg);
 	cr_assert_eq(err.code, 0);
@@ -212,7 +212,7 @@ Test(wire_check, one_corrupted_header_field_at_a_time)
 		struct mig_frame_hdr h;
 		int r;
 
-		seal_pages(&h);
+		seal_frame(&h);
 		c->corrupt(&h);
 		r = mig_frame_check_header(&h, c->expect_seq, &err);
 		cr_assert_eq(r, c->code, "%s: got %d (%s), want %d", c->what, r, err.msg, c->code);
@@ -229,16 +229,16 @@ Test(wire_check, messages_say_what_to_do)
 	struct mig_error err = { 0 };
 	struct mig_frame_hdr h;
 
-	seal_pages(&h);
+	seal_frame(&h);
 	bad_magic(&h);
 	mig_frame_check_header(&h, SEQ, &err);
 	cr_assert_not_null(strstr(err.msg, "not a migratectl peer?"), "%s", err.msg);
 
 	mig_error_clear(&err);
-	seal_pages(&h);
+	seal_frame(&h);
 	new_version(&h);
 	mig_frame_check_header(&h, SEQ, &err);
-	cr_assert_not_null(strstr(err.msg, "peer speaks protocol version 7, this build speaks 1; "
+	cr_assert_not_null(strstr(err.msg, "peer speaks protocol version 7, this build speaks 2; "
 				  "upgrade the older side"), "%s", err.msg);
 }
 
@@ -247,7 +247,7 @@ Test(wire_check, length_at_the_limit_is_accepted)
 	struct mig_error err = { 0 };
 	struct mig_frame_hdr h;
 
-	seal_pages(&h);
+	seal_frame(&h);
 	h.length = htole32(MIG_FRAME_MAX);
 	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
 	h.length = htole32(4096);
@@ -261,14 +261,14 @@ Test(wire_check, corrupted_checksum_field)
 	struct mig_error err = { 0 };
 	struct mig_frame_hdr h;
 
-	seal_pages(&h);
+	seal_frame(&h);
 	h.checksum ^= htole64(1ULL << 40);
 	/* The header check does not look at the checksum... */
 	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
 	/* ...the payload check does. */
 	cr_assert_eq(mig_frame_check_payload(&h, payload, &err), -EBADMSG);
 	cr_assert_eq(err.code, -EBADMSG);
-	cr_assert_not_null(strstr(err.msg, "checksum mismatch on PAGES frame seq 5"), "%s",
+	cr_assert_not_null(strstr(err.msg, "checksum mismatch on DEVICE_STATE frame seq 5"), "%s",
 			   err.msg);
 }
 
@@ -280,7 +280,7 @@ Test(wire_check, one_payload_byte)
 		struct mig_error err = { 0 };
 		struct mig_frame_hdr h;
 
-		seal_pages(&h);
+		seal_frame(&h);
 		payload[where[i]] ^= 0x01;
 		cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
 		cr_assert_eq(mig_frame_check_payload(&h, payload, &err), -EBADMSG,
@@ -294,20 +294,21 @@ Test(wire_check, header_fields_are_covered_by_the_checksum)
 	struct mig_error err = { 0 };
 	struct mig_frame_hdr h;
 
-	/* A change the header check accepts (ZSTD cleared on PAGES) must
+	/* A change the header check accepts (ZSTD cleared on DEVICE_STATE) must
 	 * still fail the checksum. */
-	seal_pages(&h);
+	seal_frame(&h);
 	h.flags = 0;
 	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
 	cr_assert_eq(mig_frame_check_payload(&h, payload, &err), -EBADMSG);
 
-	/* So must a different type with the same limit. */
+	/* So must a different type under whose limit the length fits. */
 	mig_error_clear(&err);
-	seal_pages(&h);
-	h.type = htole16(MIG_FRAME_DEVICE_STATE);
+	seal_frame(&h);
+	h.type = htole16(MIG_FRAME_REPLY);
+	h.flags = 0;
 	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
 	cr_assert_eq(mig_frame_check_payload(&h, payload, &err), -EBADMSG);
-	cr_assert_not_null(strstr(err.msg, "DEVICE_STATE"), "%s", err.msg);
+	cr_assert_not_null(strstr(err.msg, "REPLY"), "%s", err.msg);
 }
 
 Test(wire_check, shorter_length_fails_the_checksum)
@@ -315,7 +316,7 @@ Test(wire_check, shorter_length_fails_the_checksum)
 	struct mig_error err = { 0 };
 	struct mig_frame_hdr h;
 
-	seal_pages(&h);
+	seal_frame(&h);
 	h.length = htole32(le32toh(h.length) - 1);
 	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
 	cr_assert_eq(mig_frame_check_payload(&h, payload, &err), -EBADMSG);
@@ -353,14 +354,14 @@ Test(wire_layout, sealed_header_bytes_are_little_endian)
 
 	for (size_t i = 0; i < sizeof(body); i++)
 		body[i] = (uint8_t)(i ^ 0x5a);
-	mig_frame_seal(&h, MIG_FRAME_PAGES, MIG_FRAME_F_ZSTD, seq, &iov, 1);
+	mig_frame_seal(&h, MIG_FRAME_DEVICE_STATE, MIG_FRAME_F_ZSTD, seq, &iov, 1);
 	memcpy(b, &h, sizeof(b));
 
 	cr_assert_eq(memcmp(b, "MGF1", 4), 0, "magic bytes %02x %02x %02x %02x",
 		     b[0], b[1], b[2], b[3]);
 	cr_assert_eq(b[4], MIG_WIRE_VERSION);
 	cr_assert_eq(b[5], 0);
-	cr_assert_eq(b[6], MIG_FRAME_PAGES);
+	cr_assert_eq(b[6], MIG_FRAME_DEVICE_STATE);
 	cr_assert_eq(b[7], 0);
 	cr_assert_eq(get_le(b + 8, 4), MIG_FRAME_F_ZSTD);
 	cr_assert_eq(b[12], 0x23);
@@ -377,35 +378,42 @@ Test(wire_layout, sealed_header_bytes_are_little_endian)
 	cr_assert_eq(get_le(b + 24, 8), XXH3_64bits_withSeed(wire, sizeof(wire), seq));
 }
 
-/* The incremental sealer gives the same header as mig_frame_seal(), and a
- * receiver accepts it. */
-Test(wire, incremental_seal_matches)
+/* A page's checksum is XXH3-64 seeded with its frame's seq and its place in
+ * the frame, so the same bytes at another place or in another frame, or one
+ * changed bit, do not match. */
+Test(wire, page_sum_is_seeded_by_place)
 {
-	static uint8_t buf[3 * 4096 + 24];
-	uint8_t *data = buf;
-	struct mig_frame_hdr a, b;
-	struct iovec iov = { data, sizeof(buf) };
-	struct mig_frame_sealer *s = mig_frame_sealer_new();
-	struct mig_error err = { 0 };
+	static uint8_t page[MIG_PAGE_SIZE];
+	uint64_t want;
 
-	cr_assert_not_null(s);
-	for (size_t i = 0; i < sizeof(buf); i++)
-		data[i] = (uint8_t)(i * 31 + 7);
-	mig_frame_seal(&a, MIG_FRAME_PAGES, 0, 42, &iov, 1);
-	mig_frame_seal_begin(s, &b, MIG_FRAME_PAGES, 0, 42, sizeof(buf));
-	mig_frame_seal_update(s, data, 24);
-	for (int p = 0; p < 3; p++)
-		mig_frame_seal_update(s, data + 24 + p * 4096, 4096);
-	mig_frame_seal_end(s, &b);
-	cr_assert_eq(memcmp(&a, &b, sizeof(a)), 0);
-	cr_assert_eq(mig_frame_check_header(&b, 42, &err), 0, "%s", err.msg);
-	cr_assert_eq(mig_frame_check_payload(&b, data, &err), 0, "%s", err.msg);
-	/* one byte fed differently must not match */
-	mig_frame_seal_begin(s, &b, MIG_FRAME_PAGES, 0, 42, sizeof(buf));
-	data[5] ^= 1;
-	mig_frame_seal_update(s, data, sizeof(buf));
-	data[5] ^= 1;
-	mig_frame_seal_end(s, &b);
-	cr_assert_neq(a.checksum, b.checksum);
-	mig_frame_sealer_free(s);
+	for (size_t i = 0; i < sizeof(page); i++)
+		page[i] = (uint8_t)(i * 31 + 7);
+	want = XXH3_64bits_withSeed(page, sizeof(page), 42 * MIG_PAGES_MAX + 3);
+	cr_assert_eq(mig_page_sum(page, 42, 3), want);
+	cr_assert_neq(mig_page_sum(page, 42, 4), want);
+	cr_assert_neq(mig_page_sum(page, 43, 3), want);
+	page[4000] ^= 1;
+	cr_assert_neq(mig_page_sum(page, 42, 3), want);
+}
+
+/* PAGES carries only its meta in the frame: a length that could hold page
+ * data is refused before anything is read. */
+Test(wire, pages_meta_limit)
+{
+	struct mig_frame_hdr h;
+	struct mig_error err = { 0 };
+	static uint8_t meta[MIG_PAGES_META_MAX];
+	struct iovec iov = { meta, sizeof(meta) };
+
+	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_PAGES), 16 + 256 * 16);
+	mig_frame_seal(&h, MIG_FRAME_PAGES, MIG_FRAME_F_LIVE, 1, &iov, 1);
+	cr_assert_eq(mig_frame_check_header(&h, 1, &err), 0, "%s", err.msg);
+	h.length = htole32(MIG_PAGES_META_MAX + 1);
+	cr_assert_lt(mig_frame_check_header(&h, 1, &err), 0);
+	cr_assert_not_null(strstr(err.msg, "exceeds the limit"), "%s", err.msg);
+	/* LIVE belongs to PAGES only */
+	mig_error_clear(&err);
+	mig_frame_seal(&h, MIG_FRAME_DEVICE_STATE, MIG_FRAME_F_LIVE, 1, &iov, 1);
+	cr_assert_lt(mig_frame_check_header(&h, 1, &err), 0);
+	cr_assert_not_null(strstr(err.msg, "not valid on DEVICE_STATE"), "%s", err.msg);
 }

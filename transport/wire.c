@@ -54,7 +54,8 @@ static const struct frame_type_info frame_types[_MIG_FRAME_TYPE_END] = {
 	/* SETUP describes the VM (memory layout, device list): room to grow. */
 	[MIG_FRAME_SETUP]          = { "SETUP",          64 * KiB,      0 },
 	[MIG_FRAME_READY]          = { "READY",          4 * KiB,       0 },
-	[MIG_FRAME_PAGES]          = { "PAGES",          MIG_FRAME_MAX, MIG_FRAME_F_ZSTD },
+	[MIG_FRAME_PAGES]          = { "PAGES",          MIG_PAGES_META_MAX,
+				       MIG_FRAME_F_ZSTD | MIG_FRAME_F_LIVE },
 	[MIG_FRAME_ROUND_END]      = { "ROUND_END",      4 * KiB,       0 },
 	[MIG_FRAME_DEVICE_STATE]   = { "DEVICE_STATE",   MIG_FRAME_MAX, MIG_FRAME_F_ZSTD },
 	[MIG_FRAME_LOADED]         = { "LOADED",         4 * KiB,       0 },
@@ -120,51 +121,6 @@ void mig_frame_seal(struct mig_frame_hdr *h, uint16_t type, uint32_t flags, uint
 	h->seq = htole64(seq);
 	h->checksum = 0;
 	h->checksum = htole64(frame_checksum(h, iov, iovcnt));
-}
-
-struct mig_frame_sealer {
-	XXH3_state_t st;
-};
-
-struct mig_frame_sealer *mig_frame_sealer_new(void)
-{
-	struct mig_frame_sealer *s;
-
-	/* XXH3_state_t wants 64-byte alignment */
-	if (posix_memalign((void **)&s, 64, sizeof(*s)))
-		return NULL;
-	XXH3_INITSTATE(&s->st);
-	return s;
-}
-
-void mig_frame_sealer_free(struct mig_frame_sealer *s)
-{
-	free(s);
-}
-
-void mig_frame_seal_begin(struct mig_frame_sealer *s, struct mig_frame_hdr *h, uint16_t type,
-			  uint32_t flags, uint64_t seq, uint32_t length)
-{
-	h->magic = htole32(MIG_WIRE_MAGIC);
-	h->version = htole16(MIG_WIRE_VERSION);
-	h->type = htole16(type);
-	h->flags = htole32(flags);
-	h->length = htole32(length);
-	h->seq = htole64(seq);
-	h->checksum = 0;
-	XXH3_64bits_reset_withSeed(&s->st, seq);
-	XXH3_64bits_update(&s->st, h, sizeof(*h));
-}
-
-void mig_frame_seal_update(struct mig_frame_sealer *s, const void *p, size_t n)
-{
-	if (n)
-		XXH3_64bits_update(&s->st, p, n);
-}
-
-void mig_frame_seal_end(struct mig_frame_sealer *s, struct mig_frame_hdr *h)
-{
-	h->checksum = htole64(XXH3_64bits_digest(&s->st));
 }
 
 int mig_frame_check_header(const struct mig_frame_hdr *h, uint64_t expect_seq,

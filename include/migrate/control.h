@@ -201,7 +201,9 @@ struct mig_event {
 	uint64_t dst_cpu_ms;
 	uint64_t precopy_wire_bytes;
 	uint64_t verify_ms;           /* blackout spent verifying, excluded from downtime_ms */
+	uint64_t torn_pages;          /* pages the guest wrote while they were being sent */
 	char error[512];
 };
+_Static_assert(sizeof(struct mig_event) == 864, "event");
 
 #endif

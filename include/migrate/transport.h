@@ -52,17 +52,18 @@ struct xport_ring {
 
 /* One asynchronous transfer of exactly `total` bytes (the sum of the iov
  * lengths) on fd; short sends/receives are resubmitted by the engine. */
+#define XPORT_OP_IOV 260      /* a PAGES frame: header, meta, up to 256 page runs */
 struct xport_op {
 	int fd;
 	bool is_send;
-	struct iovec iov[8];
+	struct iovec iov[XPORT_OP_IOV];
 	int iovcnt;
 	size_t total;
 	size_t done;
 	int res;          /* 0 when all bytes moved, -errno on failure, -ECONNRESET on EOF */
 	void *user;
 	/* engine-private */
-	struct iovec cur[8];
+	struct iovec cur[XPORT_OP_IOV];
 	int curcnt;
 };
 

@@ -15,7 +15,7 @@
 #include <migrate/error.h>
 
 #define MIG_WIRE_MAGIC      0x3146474dU   /* "MGF1" as little-endian bytes */
-#define MIG_WIRE_VERSION    1
+#define MIG_WIRE_VERSION    2
 #define MIG_FRAME_MAX       (16U << 20)   /* hard limit on any payload */
 
 enum mig_frame_type {
@@ -46,7 +46,11 @@ enum mig_frame_type {
 
 /* frame flags */
 #define MIG_FRAME_F_ZSTD    (1U << 0)     /* PAGES: page data is one zstd frame */
-#define MIG_FRAME_F_KNOWN   (MIG_FRAME_F_ZSTD)
+/* PAGES: the data was read from the guest's RAM while its vCPUs ran, with no
+ * copy in between; if the guest wrote a page meanwhile, its sum will not
+ * match.  Such a page is dirty again on the source and arrives once more. */
+#define MIG_FRAME_F_LIVE    (1U << 1)
+#define MIG_FRAME_F_KNOWN   (MIG_FRAME_F_ZSTD | MIG_FRAME_F_LIVE)
 
 struct mig_frame_hdr {
 	uint32_t magic;
@@ -66,18 +70,35 @@ uint32_t mig_frame_max_payload(uint16_t type);
 /* Fill magic/version/type/flags/length/seq and the checksum over hdr + iov. */
 void mig_frame_seal(struct mig_frame_hdr *h, uint16_t type, uint32_t flags, uint64_t seq,
 		    const struct iovec *iov, int iovcnt);
-/* Incremental sealing: for a sender that builds a payload piece by piece and
- * hashes each piece while it is still in cache.  begin() fills the header
- * (checksum pending) for a payload of exactly `length` bytes; feed every
- * payload byte in order to update(); end() writes the checksum.  The result
- * equals mig_frame_seal() over the same bytes. */
-struct mig_frame_sealer;
-struct mig_frame_sealer *mig_frame_sealer_new(void);
-void mig_frame_sealer_free(struct mig_frame_sealer *s);
-void mig_frame_seal_begin(struct mig_frame_sealer *s, struct mig_frame_hdr *h, uint16_t type,
-			  uint32_t flags, uint64_t seq, uint32_t length);
-void mig_frame_seal_update(struct mig_frame_sealer *s, const void *p, size_t n);
-void mig_frame_seal_end(struct mig_frame_sealer *s, struct mig_frame_hdr *h);
+/* PAGES frames (docs/protocol.md §6.4).  The payload is the meta: this
+ * header and `count` entries, one per page.  The frame's checksum covers the
+ * meta; the data of the non-zero pages follows the frame on the stream
+ * (`data_len` bytes: raw pages, or one zstd frame with MIG_FRAME_F_ZSTD), and
+ * each page is checked by its entry's `sum`.  Keeping the data outside the
+ * frame lets both sides move it straight between guest RAM and the socket;
+ * a checksum per page lets a page the guest changed in flight be told apart
+ * from its neighbours. */
+struct mig_pages_hdr {
+	uint32_t count;
+	uint32_t zero_count;
+	uint32_t round;
+	uint32_t data_len;
+};
+_Static_assert(sizeof(struct mig_pages_hdr) == 16, "pages header");
+struct mig_page_ent {
+	uint64_t page;         /* page number; MIG_PAGE_ZERO: all zero, no data */
+	uint64_t sum;          /* mig_page_sum() of its data; 0 for a zero page */
+};
+_Static_assert(sizeof(struct mig_page_ent) == 16, "page entry");
+#define MIG_PAGE_SIZE        4096U
+#define MIG_PAGE_ZERO        (1ULL << 63)
+#define MIG_PAGES_MAX        256U          /* pages per PAGES frame */
+#define MIG_PAGES_META_MAX   (sizeof(struct mig_pages_hdr) + \
+			      MIG_PAGES_MAX * sizeof(struct mig_page_ent))
+
+/* XXH3-64 of one page, seeded with seq * MIG_PAGES_MAX + index (its place
+ * in the frame): a page moved to another entry or frame does not match. */
+uint64_t mig_page_sum(const void *page, uint64_t seq, unsigned index);
 
 /* Check a received header before reading its payload: magic, version, type,
  * flags, length limit, expected seq.  Clear error naming the bad field. */
