@@ -41,6 +41,7 @@ struct start_opts {
 	uint64_t downtime_ms, max_bw, timeout_ms;
 	enum conv_timeout_action action;
 	int verify;   /* -1 default */
+	enum mig_checksum checksum;
 	bool json;
 };
 
@@ -58,7 +59,7 @@ static void start_usage(FILE *f)
 	      "          [--compress none|zstd[:LEVEL]|auto] [--downtime-limit MS]\n"
 	      "          [--max-bandwidth BYTES/s] [--timeout DURATION]\n"
 	      "          [--timeout-action abort|force] [--verify|--no-verify] [--json]\n"
-	      "          [--key-file F]\n"
+	      "          [--checksum pages|frames] [--key-file F]\n"
 	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH\n", f);
 }
 
@@ -77,6 +78,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		{ "no-verify", no_argument, NULL, 'N' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "key-file", required_argument, NULL, 'k' },
+		{ "checksum", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -127,6 +129,16 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		case 'V': o->verify = 1; break;
 		case 'N': o->verify = 0; break;
 		case 'j': o->json = true; break;
+		case 'C':
+			if (!strcmp(optarg, "pages"))
+				o->checksum = MIG_CHECKSUM_PAGES;
+			else if (!strcmp(optarg, "frames"))
+				o->checksum = MIG_CHECKSUM_FRAMES;
+			else
+				return usage_error("invalid --checksum '%s': expected pages (every "
+						   "page's data too, the default) or frames (headers "
+						   "and page lists only)", optarg);
+			break;
 		case 'k': o->key_file = optarg; break;
 		case 'h':
 			start_usage(stdout);
@@ -222,6 +234,7 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 	json_u64(&w, "streams", e->streams);
 	json_str(&w, "compression", codec);
 	json_str(&w, "compression_requested", xport_codec_to_string(o->compress.codec));
+	json_str(&w, "checksum", o->checksum == MIG_CHECKSUM_PAGES ? "pages" : "frames");
 	json_u64(&w, "throughput_bps", e->throughput_bps);
 	json_obj_begin(&w, "ram");
 	json_u64(&w, "total_bytes", e->ram_total_bytes);
@@ -416,6 +429,7 @@ int cmd_start(int argc, char **argv)
 	out.codec = o.compress.codec;
 	out.level = o.compress.level;
 	out.verify = o.verify != 0;
+	out.checksum = o.checksum;
 	out.downtime_limit_ms = o.downtime_ms;
 	out.max_bandwidth_bps = o.max_bw;
 	out.timeout_ms = o.timeout_ms;

@@ -394,7 +394,7 @@ static int send_batch_raw(struct src *s, struct tx_stream *t, const uint64_t *pf
 			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
 			continue;
 		}
-		ent[i] = (struct mig_page_ent){ pfns[i], mig_page_sum(page, seq, i) };
+		ent[i] = (struct mig_page_ent){ pfns[i], s->o->page_sums ? mig_page_sum(page, seq, i) : 0 };
 		nz++;
 		if (nruns && (uint8_t *)runs[nruns - 1].iov_base + runs[nruns - 1].iov_len == page)
 			runs[nruns - 1].iov_len += PAGE;
@@ -435,7 +435,7 @@ static int send_batch(struct src *s, const uint64_t *pfns, unsigned count)
 			continue;
 		}
 		memcpy(copy, page, PAGE);
-		ent[i] = (struct mig_page_ent){ pfns[i], mig_page_sum(copy, seq, i) };
+		ent[i] = (struct mig_page_ent){ pfns[i], s->o->page_sums ? mig_page_sum(copy, seq, i) : 0 };
 		nz++;
 	}
 	data = (struct iovec){ t->buf + meta, (size_t)nz * PAGE };
@@ -603,7 +603,8 @@ static int do_setup(struct src *s)
 	st.nr_pages = s->nr_pages;
 	st.page_size = PAGE;
 	st.codec = s->codec;
-	st.flags = s->o->verify ? MIG_SETUP_F_VERIFY : 0;
+	st.flags = (s->o->verify ? MIG_SETUP_F_VERIFY : 0) |
+		   (s->o->page_sums ? 0 : MIG_SETUP_F_NO_PAGE_SUMS);
 	str_copy(st.name, sizeof(st.name), s->o->name);
 	r = ctl_send(s, MIG_FRAME_SETUP, &st, sizeof(st));
 	if (r < 0)

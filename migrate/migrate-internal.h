@@ -34,6 +34,8 @@ struct mig_setup {
 };
 _Static_assert(sizeof(struct mig_setup) == 136, "setup");
 #define MIG_SETUP_F_VERIFY 1U     /* hash RAM at switchover (inside the blackout) */
+#define MIG_SETUP_F_NO_PAGE_SUMS 2U  /* PAGES entries carry no sums (--checksum frames) */
+#define MIG_SETUP_F_KNOWN (MIG_SETUP_F_VERIFY | MIG_SETUP_F_NO_PAGE_SUMS)
 
 #define MIG_BATCH_PAGES MIG_PAGES_MAX
 
@@ -85,6 +87,7 @@ struct mig_out_opts {
 	uint32_t streams;
 	struct xport_compress compress;
 	bool verify;
+	bool page_sums;           /* --checksum pages */
 	struct conv_params conv;
 };
 

@@ -38,35 +38,42 @@ struct flavour {
 	char compress[8];
 	char dirty_log[8];
 	char wss[8];
+	char checksum[8];
 };
 
 ParameterizedTestParameters(migrate, matrix)
 {
 	static struct flavour f[] = {
-		{ 1, "none", "bitmap", "0" },   { 1, "none", "ring", "64M" },
-		{ 1, "zstd", "bitmap", "64M" }, { 1, "zstd", "ring", "0" },
-		{ 4, "none", "bitmap", "64M" }, { 4, "none", "ring", "0" },
-		{ 4, "zstd", "bitmap", "0" },   { 4, "zstd", "ring", "64M" },
+		{ 1, "none", "bitmap", "0", "pages" },   { 1, "none", "ring", "64M", "frames" },
+		{ 1, "zstd", "bitmap", "64M", "pages" }, { 1, "zstd", "ring", "0", "pages" },
+		{ 4, "none", "bitmap", "64M", "pages" }, { 4, "none", "ring", "0", "pages" },
+		{ 4, "zstd", "bitmap", "0", "frames" },  { 4, "zstd", "ring", "64M", "pages" },
 	};
 
 	return cr_make_param_array(struct flavour, f, sizeof(f) / sizeof(f[0]));
 }
 
-/* streams 1/4 x none/zstd x bitmap/ring x wss 0/64M, pairwise */
+/* streams 1/4 x none/zstd x bitmap/ring x wss 0/64M, pairwise; two with
+ * page checksums off */
 ParameterizedTest(struct flavour *f, migrate, matrix, .timeout = 120)
 {
 	struct run_result r;
 	char args[512], what[128];
 
 	snprintf(args, sizeof(args), "start local local --json --streams %u --compress %s "
-		 "--lab mem=256M,vcpus=2,wss=%s,dirty-log=%s", f->streams, f->compress, f->wss,
-		 f->dirty_log);
-	snprintf(what, sizeof(what), "streams %u, %s, %s, wss %s", f->streams, f->compress,
-		 f->dirty_log, f->wss);
+		 "--checksum %s --lab mem=256M,vcpus=2,wss=%s,dirty-log=%s", f->streams,
+		 f->compress, f->checksum, f->wss, f->dirty_log);
+	snprintf(what, sizeof(what), "streams %u, %s, %s, wss %s, checksum %s", f->streams,
+		 f->compress, f->dirty_log, f->wss, f->checksum);
 	proc_run(args, &r);
 	expect_completed(&r, what);
 	cr_assert_eq(json_num(r.out, "streams"), f->streams);
 	cr_assert_eq(json_num(r.out, "total_bytes"), 256 << 20);
+	snprintf(what, sizeof(what), "\"checksum\":\"%s\"", f->checksum);
+	cr_assert_not_null(strstr(r.out, what), "%s", r.out);
+	/* without page sums nothing can be seen torn */
+	if (!strcmp(f->checksum, "frames"))
+		cr_assert_eq(json_num(r.out, "torn_pages"), 0);
 	if (!strcmp(f->compress, "zstd"))
 		cr_assert_not_null(strstr(r.out, "\"compression_requested\":\"zstd\""));
 	if (strcmp(f->wss, "0"))
@@ -359,6 +366,7 @@ Test(migrate, bad_options_exit_2)
 	proc_expect_usage("start local local --max-bandwidth fast", "--max-bandwidth");
 	proc_expect_usage("start local local --timeout -1", "--timeout");
 	proc_expect_usage("start local local --timeout-action retry", "--timeout-action");
+	proc_expect_usage("start local local --checksum crc", "--checksum");
 	proc_expect_usage("start local local --lab mem=1G,wss=2G", "wss");
 	proc_expect_usage("start local local --lab memory=1G", "memory");
 	proc_expect_usage("start local local --vm a --lab mem=1G", "exclude");

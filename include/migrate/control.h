@@ -134,7 +134,15 @@ struct mig_outgoing {
 	uint64_t max_bandwidth_bps;
 	uint64_t timeout_ms;
 	uint32_t timeout_action;
-	uint32_t pad;
+	uint32_t checksum;        /* enum mig_checksum */
+};
+
+/* What the migration's checksums cover (--checksum).  Frame checksums
+ * (headers, page lists, device state) are always on; PAGES also checks each
+ * page's data, at the cost of one more pass over guest RAM on each side. */
+enum mig_checksum {
+	MIG_CHECKSUM_PAGES = 0,
+	MIG_CHECKSUM_FRAMES = 1,
 };
 
 struct mig_cancel {
