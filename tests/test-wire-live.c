@@ -37,7 +37,7 @@ static void rig_config(struct lab_config *cfg)
 	cfg->vcpus = 1;
 }
 
-static void rig_up(struct rig *g, const char *name)
+static void rig_up(struct rig *g, const char *name, unsigned streams)
 {
 	struct mig_error err = { 0 };
 	struct mig_buf extra = { 0 };
@@ -54,7 +54,7 @@ static void rig_up(struct rig *g, const char *name)
 		g->in.id[i] = (uint8_t)(i * 7 + 1);
 	xport_random(g->in.secret, sizeof(g->in.secret));
 	snprintf(g->in.name, sizeof(g->in.name), "%s", name);
-	g->in.streams = 1;
+	g->in.streams = streams;
 	{
 		struct lab_config cfg;
 
@@ -123,7 +123,7 @@ static uint16_t open_stream(struct rig *g, struct xport_conn *c, unsigned index,
 	cr_assert_eq(xport_conn_init(c, fd, &err), 0, "%s", err.msg);
 	memcpy(h.id, g->in.id, 16);
 	h.index = index;
-	h.nstreams = 1;
+	h.nstreams = g->in.streams;
 	xport_random(h.nonce, sizeof(h.nonce));
 	if (good) {
 		stream_mac(g->in.secret, "migratectl-stream", &h, h.mac);
@@ -154,7 +154,7 @@ Test(wire_live, stream_with_bad_hmac_refused, .timeout = 60)
 	struct xport_conn c;
 	char msg[512] = "";
 
-	rig_up(&g, "victim");
+	rig_up(&g, "victim", 1);
 	cr_assert_eq(open_stream(&g, &c, 0, false, msg, sizeof(msg)), MIG_FRAME_ERROR);
 	cr_assert_not_null(strstr(msg, "does not prove"), "%s", msg);
 	{
@@ -173,7 +173,8 @@ Test(wire_live, stream_with_bad_hmac_refused, .timeout = 60)
 	rig_down(&g);
 }
 
-/* Plays the source up to READY: a control stream and one data stream. */
+/* Plays the source up to READY: a control stream and the data streams
+ * (data[0..streams)). */
 static void rig_setup(struct rig *g, struct xport_conn *ctl, struct xport_conn *data)
 {
 	struct mig_error err = { 0 };
@@ -184,7 +185,8 @@ static void rig_setup(struct rig *g, struct xport_conn *ctl, struct xport_conn *
 	struct mig_reply rep;
 
 	cr_assert_eq(open_stream(g, ctl, 0, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
-	cr_assert_eq(open_stream(g, data, 1, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
+	for (unsigned i = 0; i < g->in.streams; i++)
+		cr_assert_eq(open_stream(g, &data[i], i + 1, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
 	rig_config(&cfg);
 	lab_to_wire(&cfg, &st.lab);
 	st.nr_pages = cfg.mem_bytes / 4096;
@@ -266,7 +268,7 @@ static void corrupted_frame(enum corrupt what, const char *needle)
 	struct pages_frame f;
 	char text[600];
 
-	rig_up(&g, "target");
+	rig_up(&g, "target", 1);
 	rig_setup(&g, &ctl, &data);
 	/* One PAGES frame: page 600 filled with 0xab, then one field broken. */
 	pages_frame(&f, what == C_SEQ ? data.tx_seq + 5 : data.tx_seq + 1,
@@ -313,7 +315,7 @@ Test(wire_live, round_end_with_wrong_frame_count, .timeout = 60)
 	struct pages_frame f;
 	char text[600];
 
-	rig_up(&g, "target");
+	rig_up(&g, "target", 1);
 	rig_setup(&g, &ctl, &data);
 	pages_frame(&f, data.tx_seq + 1, 600, 0, 0, 0xab);
 	send_pages(&data, &f);
@@ -337,7 +339,7 @@ Test(wire_live, torn_live_page_never_resent, .timeout = 60)
 	struct pages_frame f;
 	char text[600];
 
-	rig_up(&g, "target");
+	rig_up(&g, "target", 1);
 	rig_setup(&g, &ctl, &data);
 	pages_frame(&f, data.tx_seq + 1, 600, 0, MIG_FRAME_F_LIVE, 0xab);
 	f.data[7] ^= 1;
@@ -368,7 +370,7 @@ Test(wire_live, torn_live_page_resent_is_accepted, .timeout = 60)
 	struct mig_loaded l;
 	char text[600];
 
-	rig_up(&g, "target");
+	rig_up(&g, "target", 1);
 	rig_setup(&g, &ctl, &data);
 	pages_frame(&f, data.tx_seq + 1, 600, 0, MIG_FRAME_F_LIVE, 0xab);
 	f.data[7] ^= 1;
@@ -390,6 +392,57 @@ Test(wire_live, torn_live_page_resent_is_accepted, .timeout = 60)
 	expect_abort(&ctl, text, sizeof(text));
 	xport_conn_close(&ctl);
 	xport_conn_close(&data);
+	rig_expect_untouched(&g);
+	rig_down(&g);
+}
+
+/* Rounds overlap across streams: stream 1 ends round 0 and at once sends a
+ * round-1 copy of page 600, while stream 2 still carries its round-0 copy.
+ * The destination must not read on past stream 1's ROUND_END until stream 2
+ * reaches its own: reading ahead would let the older copy land last, and
+ * the destination refuses a PAGES frame of the next round ("PAGES frame of
+ * round 1 ... during round 0").  Both copies and the last round pass; the
+ * junk device state is what it then reports. */
+Test(wire_live, round_barrier_holds_a_stream_that_runs_ahead, .timeout = 60)
+{
+	struct rig g;
+	struct xport_conn ctl, data[2];
+	struct pages_frame f;
+	struct mig_error err = { 0 };
+	static const uint8_t junk[64] = { 1, 2, 3 };
+	struct mig_frame_hdr fh;
+	struct mig_buf pl = { 0 };
+	struct mig_loaded l;
+	char text[600];
+
+	rig_up(&g, "target", 2);
+	rig_setup(&g, &ctl, data);
+	send_round_end(&data[0], 0, false, 0);
+	pages_frame(&f, data[0].tx_seq + 1, 600, 1, 0, 0xcd);
+	send_pages(&data[0], &f);
+	send_round_end(&data[0], 1, true, 1);
+	usleep(200 * 1000);     /* time enough to read stream 1 ahead, were it allowed */
+	pages_frame(&f, data[1].tx_seq + 1, 600, 0, 0, 0xab);
+	send_pages(&data[1], &f);
+	send_round_end(&data[1], 0, false, 1);
+	send_round_end(&data[1], 1, true, 0);
+	cr_assert_eq(xport_conn_send(&ctl, MIG_FRAME_DEVICE_STATE, 0, junk, sizeof(junk), &err), 0,
+		     "%s", err.msg);
+	cr_assert_eq(xport_conn_recv(&ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
+	if (fh.type == MIG_FRAME_ABORT) {
+		mig_buf_free(&pl);
+		cr_assert_fail("the destination aborted before loading: a stream was read ahead?");
+	}
+	cr_assert_eq(fh.type, MIG_FRAME_LOADED, "got %s", mig_frame_type_to_string(fh.type));
+	cr_assert_eq(pl.len, sizeof(l));
+	memcpy(&l, pl.data, sizeof(l));
+	cr_assert_lt(l.status, 0, "junk device state loaded");
+	cr_assert_null(strstr(l.msg, "round"), "%s", l.msg);
+	mig_buf_free(&pl);
+	expect_abort(&ctl, text, sizeof(text));
+	xport_conn_close(&ctl);
+	xport_conn_close(&data[0]);
+	xport_conn_close(&data[1]);
 	rig_expect_untouched(&g);
 	rig_down(&g);
 }
