@@ -258,6 +258,44 @@ static void expect_abort(struct xport_conn *ctl, char *text, size_t n)
 	mig_buf_free(&pl);
 }
 
+/* Sends a device state that cannot load, so the destination answers LOADED
+ * with status < 0 once the pages passed, then ABORT.  Returns that LOADED. */
+static void load_junk_state(struct xport_conn *ctl, struct mig_loaded *l)
+{
+	static const uint8_t junk[64] = { 1, 2, 3 };
+	struct mig_error err = { 0 };
+	struct mig_frame_hdr fh;
+	struct mig_buf pl = { 0 };
+	char text[600];
+
+	cr_assert_eq(xport_conn_send(ctl, MIG_FRAME_DEVICE_STATE, 0, junk, sizeof(junk), &err), 0,
+		     "%s", err.msg);
+	cr_assert_eq(xport_conn_recv(ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
+	if (fh.type == MIG_FRAME_ABORT) {
+		struct mig_error_msg m;
+
+		memcpy(&m, pl.data, pl.len < sizeof(m) ? pl.len : sizeof(m));
+		mig_buf_free(&pl);
+		cr_assert_fail("aborted before loading: %.*s", (int)sizeof(m.msg) - 1, m.msg);
+	}
+	cr_assert_eq(fh.type, MIG_FRAME_LOADED, "got %s", mig_frame_type_to_string(fh.type));
+	cr_assert_eq(pl.len, sizeof(*l));
+	memcpy(l, pl.data, sizeof(*l));
+	cr_assert_lt(l->status, 0, "junk device state loaded");
+	mig_buf_free(&pl);
+	expect_abort(ctl, text, sizeof(text));
+}
+
+/* Closes the streams, checks the destination kept nothing, stops the agent. */
+static void rig_finish(struct rig *g, struct xport_conn *ctl, struct xport_conn *data)
+{
+	xport_conn_close(ctl);
+	for (unsigned i = 0; i < g->in.streams; i++)
+		xport_conn_close(&data[i]);
+	rig_expect_untouched(g);
+	rig_down(g);
+}
+
 enum corrupt { C_MAGIC, C_VERSION, C_TYPE_ZERO, C_TYPE_UNKNOWN, C_LENGTH, C_CHECKSUM, C_LIST,
 	       C_DATA, C_SEQ, C_PFN, C_ROUND };
 
@@ -289,10 +327,7 @@ static void corrupted_frame(enum corrupt what, const char *needle)
 	/* The destination aborts, says why, and drops the VM it prepared. */
 	expect_abort(&ctl, text, sizeof(text));
 	cr_assert_not_null(strstr(text, needle), "abort reason lacks '%s': %s", needle, text);
-	xport_conn_close(&ctl);
-	xport_conn_close(&data);
-	rig_expect_untouched(&g);
-	rig_down(&g);
+	rig_finish(&g, &ctl, &data);
 }
 
 Test(wire_live, corrupt_magic, .timeout = 60) { corrupted_frame(C_MAGIC, "magic"); }
@@ -322,10 +357,7 @@ Test(wire_live, round_end_with_wrong_frame_count, .timeout = 60)
 	send_round_end(&data, 0, false, 2);
 	expect_abort(&ctl, text, sizeof(text));
 	cr_assert_not_null(strstr(text, "2 PAGES frames) after 1 PAGES frames"), "%s", text);
-	xport_conn_close(&ctl);
-	xport_conn_close(&data);
-	rig_expect_untouched(&g);
-	rig_down(&g);
+	rig_finish(&g, &ctl, &data);
 }
 
 /* A LIVE frame whose data the guest changed in flight (here: damaged after
@@ -349,10 +381,7 @@ Test(wire_live, torn_live_page_never_resent, .timeout = 60)
 	expect_abort(&ctl, text, sizeof(text));
 	cr_assert_not_null(strstr(text, "1 pages arrived damaged and were not sent again (the "
 				  "first is page 0x258)"), "%s", text);
-	xport_conn_close(&ctl);
-	xport_conn_close(&data);
-	rig_expect_untouched(&g);
-	rig_down(&g);
+	rig_finish(&g, &ctl, &data);
 }
 
 /* The same torn page sent again intact in the next round clears it: the
@@ -363,12 +392,7 @@ Test(wire_live, torn_live_page_resent_is_accepted, .timeout = 60)
 	struct rig g;
 	struct xport_conn ctl, data;
 	struct pages_frame f;
-	struct mig_error err = { 0 };
-	static const uint8_t junk[64] = { 1, 2, 3 };
-	struct mig_frame_hdr fh;
-	struct mig_buf pl = { 0 };
 	struct mig_loaded l;
-	char text[600];
 
 	rig_up(&g, "target", 1);
 	rig_setup(&g, &ctl, &data);
@@ -379,21 +403,10 @@ Test(wire_live, torn_live_page_resent_is_accepted, .timeout = 60)
 	pages_frame(&f, data.tx_seq + 1, 600, 1, 0, 0xcd);
 	send_pages(&data, &f);
 	send_round_end(&data, 1, true, 1);
-	cr_assert_eq(xport_conn_send(&ctl, MIG_FRAME_DEVICE_STATE, 0, junk, sizeof(junk), &err), 0,
-		     "%s", err.msg);
-	cr_assert_eq(xport_conn_recv(&ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
-	cr_assert_eq(fh.type, MIG_FRAME_LOADED, "got %s", mig_frame_type_to_string(fh.type));
-	cr_assert_eq(pl.len, sizeof(l));
-	memcpy(&l, pl.data, sizeof(l));
-	cr_assert_lt(l.status, 0, "junk device state loaded");
+	load_junk_state(&ctl, &l);
 	cr_assert_eq(l.torn_pages, 1);
 	cr_assert_null(strstr(l.msg, "damaged"), "%s", l.msg);
-	mig_buf_free(&pl);
-	expect_abort(&ctl, text, sizeof(text));
-	xport_conn_close(&ctl);
-	xport_conn_close(&data);
-	rig_expect_untouched(&g);
-	rig_down(&g);
+	rig_finish(&g, &ctl, &data);
 }
 
 /* Rounds overlap across streams: stream 1 ends round 0 and at once sends a
@@ -408,12 +421,7 @@ Test(wire_live, round_barrier_holds_a_stream_that_runs_ahead, .timeout = 60)
 	struct rig g;
 	struct xport_conn ctl, data[2];
 	struct pages_frame f;
-	struct mig_error err = { 0 };
-	static const uint8_t junk[64] = { 1, 2, 3 };
-	struct mig_frame_hdr fh;
-	struct mig_buf pl = { 0 };
 	struct mig_loaded l;
-	char text[600];
 
 	rig_up(&g, "target", 2);
 	rig_setup(&g, &ctl, data);
@@ -426,23 +434,7 @@ Test(wire_live, round_barrier_holds_a_stream_that_runs_ahead, .timeout = 60)
 	send_pages(&data[1], &f);
 	send_round_end(&data[1], 0, false, 1);
 	send_round_end(&data[1], 1, true, 0);
-	cr_assert_eq(xport_conn_send(&ctl, MIG_FRAME_DEVICE_STATE, 0, junk, sizeof(junk), &err), 0,
-		     "%s", err.msg);
-	cr_assert_eq(xport_conn_recv(&ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
-	if (fh.type == MIG_FRAME_ABORT) {
-		mig_buf_free(&pl);
-		cr_assert_fail("the destination aborted before loading: a stream was read ahead?");
-	}
-	cr_assert_eq(fh.type, MIG_FRAME_LOADED, "got %s", mig_frame_type_to_string(fh.type));
-	cr_assert_eq(pl.len, sizeof(l));
-	memcpy(&l, pl.data, sizeof(l));
-	cr_assert_lt(l.status, 0, "junk device state loaded");
+	load_junk_state(&ctl, &l);
 	cr_assert_null(strstr(l.msg, "round"), "%s", l.msg);
-	mig_buf_free(&pl);
-	expect_abort(&ctl, text, sizeof(text));
-	xport_conn_close(&ctl);
-	xport_conn_close(&data[0]);
-	xport_conn_close(&data[1]);
-	rig_expect_untouched(&g);
-	rig_down(&g);
+	rig_finish(&g, &ctl, data);
 }
