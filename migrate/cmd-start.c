@@ -488,15 +488,17 @@ int cmd_start(int argc, char **argv)
 		if (res.error[0])
 			printf("  error: %s\n", res.error);
 		printf("  destination prepared in %llu ms\n", (unsigned long long)prepare_ms);
-		printf("  total %llu ms (setup %llu ms), downtime %llu ms, %u rounds, %u streams, %s\n",
-		       (unsigned long long)res.total_ms, (unsigned long long)res.setup_ms,
-		       (unsigned long long)res.downtime_ms, res.round, res.streams,
-		       xport_codec_to_string(res.codec));
+		printf("  total %llu ms (setup %llu ms), downtime %llu ms, %u rounds, %u streams, %s, "
+		       "checksum %s\n", (unsigned long long)res.total_ms,
+		       (unsigned long long)res.setup_ms, (unsigned long long)res.downtime_ms, res.round,
+		       res.streams, xport_codec_to_string(res.codec),
+		       o.checksum == MIG_CHECKSUM_PAGES ? "pages" : "frames");
 		printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "
-		       "%.0f MiB/s\n", (unsigned long long)(res.ram_total_bytes >> 20),
+		       "%llu torn pages sent again, %.0f MiB/s\n",
+		       (unsigned long long)(res.ram_total_bytes >> 20),
 		       (unsigned long long)(res.transferred_bytes >> 20),
 		       (unsigned long long)(res.wire_bytes >> 20), (unsigned long long)res.zero_pages,
-		       (double)res.throughput_bps / (1 << 20));
+		       (unsigned long long)res.torn_pages, (double)res.throughput_bps / (1 << 20));
 		if (res.verified) {
 			char a[LAB_DIGEST_HEX], b[LAB_DIGEST_HEX];
 
