@@ -44,17 +44,18 @@ struct flavour {
 ParameterizedTestParameters(migrate, matrix)
 {
 	static struct flavour f[] = {
-		{ 1, "none", "bitmap", "0", "pages" },   { 1, "none", "ring", "64M", "frames" },
-		{ 1, "zstd", "bitmap", "64M", "pages" }, { 1, "zstd", "ring", "0", "pages" },
-		{ 4, "none", "bitmap", "64M", "pages" }, { 4, "none", "ring", "0", "pages" },
-		{ 4, "zstd", "bitmap", "0", "frames" },  { 4, "zstd", "ring", "64M", "pages" },
+		{ 1, "none", "bitmap", "64M", "frames" }, { 1, "none", "ring", "64M", "pages" },
+		{ 1, "zstd", "bitmap", "64M", "pages" },  { 1, "zstd", "ring", "0", "pages" },
+		{ 4, "none", "bitmap", "64M", "pages" },  { 4, "none", "ring", "0", "pages" },
+		{ 4, "zstd", "bitmap", "0", "frames" },   { 4, "zstd", "ring", "64M", "pages" },
 	};
 
 	return cr_make_param_array(struct flavour, f, sizeof(f) / sizeof(f[0]));
 }
 
 /* streams 1/4 x none/zstd x bitmap/ring x wss 0/64M, pairwise; two with
- * page checksums off */
+ * page checksums off.  Raw pages with a working set, with either dirty log,
+ * take the LIVE path where torn pages are sent again. */
 ParameterizedTest(struct flavour *f, migrate, matrix, .timeout = 120)
 {
 	struct run_result r;
