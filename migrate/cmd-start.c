@@ -494,7 +494,7 @@ int cmd_start(int argc, char **argv)
 		       res.streams, xport_codec_to_string(res.codec),
 		       o.checksum == MIG_CHECKSUM_PAGES ? "pages" : "frames");
 		printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "
-		       "%llu torn pages sent again, %.0f MiB/s\n",
+		       "%llu torn (sent again), %.0f MiB/s\n",
 		       (unsigned long long)(res.ram_total_bytes >> 20),
 		       (unsigned long long)(res.transferred_bytes >> 20),
 		       (unsigned long long)(res.wire_bytes >> 20), (unsigned long long)res.zero_pages,
