@@ -125,6 +125,21 @@ static void *tcp_recv(void *arg)
 	return tcp_move(arg, false);
 }
 
+/* Index of the median of v[0..n) (n odd, at most 9). */
+static int median_of(const double *v, int n)
+{
+	int order[9];
+
+	for (int i = 0; i < n; i++) {
+		int j = i;
+
+		for (; j > 0 && v[order[j - 1]] > v[i]; j--)
+			order[j] = order[j - 1];
+		order[j] = i;
+	}
+	return order[n / 2];
+}
+
 static char *region(size_t n)
 {
 	char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -192,9 +207,7 @@ static double tcp_gbps(int n, size_t total, bool ram)
 		rate[rep] = (double)(slice * (size_t)n) / t;
 	}
 	for (int c = 0; c < 2; c++) {
-		double *r = rate + 3 * c;
-		double med = r[0] > r[1] ? (r[1] > r[2] ? r[1] : (r[0] > r[2] ? r[2] : r[0])) :
-					   (r[0] > r[2] ? r[0] : (r[1] > r[2] ? r[2] : r[1]));
+		double med = rate[3 * c + median_of(rate + 3 * c, 3)];
 
 		if (med > best)
 			best = med;
@@ -341,7 +354,7 @@ int main(int argc, char **argv)
 				static char runs[9][16384];
 				char cmd[1024], *out;
 				double thr, ratio, ratio_ram, ms[9];
-				int st = 0, n = atoi(streams[s]), order[9];
+				int st = 0, n = atoi(streams[s]);
 				const char *res;
 
 				snprintf(cmd, sizeof(cmd), "%s start local local --json --no-verify "
@@ -352,16 +365,8 @@ int main(int argc, char **argv)
 				for (int i = 0; i < repeat; i++) {
 					st |= run_capture(cmd, runs[i], sizeof(runs[i]));
 					ms[i] = field(runs[i], "total_ms");
-					order[i] = i;
 				}
-				for (int i = 1; i < repeat; i++)
-					for (int j = i; j > 0 && ms[order[j]] < ms[order[j - 1]]; j--) {
-						int t = order[j];
-
-						order[j] = order[j - 1];
-						order[j - 1] = t;
-					}
-				out = runs[order[repeat / 2]];
+				out = runs[median_of(ms, repeat)];
 				res = strstr(out, "\"result\":\"completed\"") ? "completed" :
 				      (st ? "FAILED" : "?");
 				thr = field(out, "throughput_bps") / 1e9;

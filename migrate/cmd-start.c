@@ -45,6 +45,11 @@ struct start_opts {
 	bool json;
 };
 
+static const char *const checksum_names[] = {
+	[MIG_CHECKSUM_PAGES] = "pages",
+	[MIG_CHECKSUM_FRAMES] = "frames",
+};
+
 static int usage_error(const char *fmt, const char *arg)
 {
 	fputs("migratectl start: ", stderr);
@@ -130,11 +135,11 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		case 'N': o->verify = 0; break;
 		case 'j': o->json = true; break;
 		case 'C':
-			if (!strcmp(optarg, "pages"))
-				o->checksum = MIG_CHECKSUM_PAGES;
-			else if (!strcmp(optarg, "frames"))
-				o->checksum = MIG_CHECKSUM_FRAMES;
-			else
+			for (r = 0; r < (int)ARRAY_SIZE(checksum_names); r++)
+				if (!strcmp(optarg, checksum_names[r]))
+					break;
+			o->checksum = (enum mig_checksum)r;
+			if (r == (int)ARRAY_SIZE(checksum_names))
 				return usage_error("invalid --checksum '%s': expected pages (every "
 						   "page's data too, the default) or frames (headers "
 						   "and page lists only)", optarg);
@@ -234,7 +239,7 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 	json_u64(&w, "streams", e->streams);
 	json_str(&w, "compression", codec);
 	json_str(&w, "compression_requested", xport_codec_to_string(o->compress.codec));
-	json_str(&w, "checksum", o->checksum == MIG_CHECKSUM_PAGES ? "pages" : "frames");
+	json_str(&w, "checksum", checksum_names[o->checksum]);
 	json_u64(&w, "throughput_bps", e->throughput_bps);
 	json_obj_begin(&w, "ram");
 	json_u64(&w, "total_bytes", e->ram_total_bytes);
@@ -492,7 +497,7 @@ int cmd_start(int argc, char **argv)
 		       "checksum %s\n", (unsigned long long)res.total_ms,
 		       (unsigned long long)res.setup_ms, (unsigned long long)res.downtime_ms, res.round,
 		       res.streams, xport_codec_to_string(res.codec),
-		       o.checksum == MIG_CHECKSUM_PAGES ? "pages" : "frames");
+		       checksum_names[o.checksum]);
 		printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "
 		       "%llu torn (sent again), %.0f MiB/s\n",
 		       (unsigned long long)(res.ram_total_bytes >> 20),

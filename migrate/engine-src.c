@@ -196,7 +196,8 @@ static void throttle(struct src *s, uint64_t bytes)
 /* Queue a frame whose header is already sealed: the header, then iov[0..n). */
 static int submit_sealed(struct src *s, struct tx_stream *t, const struct iovec *iov, int n)
 {
-	memset(&t->op, 0, sizeof(t->op));
+	/* no memset: the op has room for 260 iovecs, and the ring engine sets
+	 * the fields it keeps itself */
 	t->op.fd = t->fd;
 	t->op.is_send = true;
 	t->op.iov[0] = (struct iovec){ &t->hdr, sizeof(t->hdr) };
@@ -795,7 +796,6 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	/* STOP_COPY: from here the guest is not running anywhere. */
 	res->precopy_wire_bytes = res->wire_bytes - setup_wire;
 	set_phase(&s, MIG_PHASE_STOP_COPY);
-	emit_progress(&s, true);
 	t_stop_ns = mig_realtime_ns();
 	r = lab_vm_pause(vm, &s.err);
 	if (r < 0)
