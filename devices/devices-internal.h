@@ -102,7 +102,6 @@ struct vcpu_dev {
 	int fatal;            /* -errno or exit reason problem; the vCPU stopped */
 	char fatal_msg[160];
 	struct mig_buf saved; /* SAVED: the state blob */
-	_Atomic uint64_t exits, io_exits, sleeps;
 };
 
 int vcpu_dev_create(struct lab_vm *vm, unsigned index, struct vcpu_dev **ret,

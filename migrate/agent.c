@@ -42,7 +42,6 @@ struct agent {
 	pthread_mutex_t lock;
 	struct agent_vm vms[AGENT_MAX_VMS];
 	struct agent_mig migs[AGENT_MAX_MIGRATIONS];
-	atomic_bool stop;
 };
 
 struct session {
@@ -285,7 +284,8 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 
 	memcpy(&req, body, sizeof(req));
 	req.listen_host[sizeof(req.listen_host) - 1] = '\0';
-	if (!name_ok(req.name, sizeof(req.name)) || req.streams < 1 || req.streams > 16)
+	if (!name_ok(req.name, sizeof(req.name)) || req.streams < 1 ||
+	    req.streams > MIG_MAX_STREAMS)
 		return reply(s, -EINVAL, "MIG_INCOMING: bad VM name or stream count (1-16)", NULL, 0);
 	in = calloc(1, sizeof(*in));
 	if (!in)
@@ -363,7 +363,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	memcpy(&req, body, sizeof(req));
 	req.name[sizeof(req.name) - 1] = '\0';
 	req.dest_addr[sizeof(req.dest_addr) - 1] = '\0';
-	if (req.streams < 1 || req.streams > 16 || req.codec > XPORT_CODEC_AUTO ||
+	if (req.streams < 1 || req.streams > MIG_MAX_STREAMS || req.codec > XPORT_CODEC_AUTO ||
 	    req.timeout_action > CONV_TIMEOUT_FORCE || req.checksum > MIG_CHECKSUM_FRAMES)
 		return reply(s, -EINVAL, "MIG_OUTGOING: bad streams, codec, timeout action or "
 			     "checksum mode", NULL, 0);
@@ -503,14 +503,7 @@ static int handshake(struct session *s)
 		goto out;
 	}
 	memcpy(&resp, pl.data, sizeof(resp));
-	{
-		struct iovec iov[] = {
-			{ "migratectl-client", 17 }, { ch.nonce, sizeof(ch.nonce) },
-			{ resp.nonce, sizeof(resp.nonce) },
-		};
-
-		xport_hmac(a->key.data, a->key.len, iov, 3, want);
-	}
+	ctl_auth_mac(a->key.data, a->key.len, "migratectl-client", ch.nonce, resp.nonce, want);
 	if (!xport_mac_equal(want, resp.mac, sizeof(want))) {
 		send_error(s, -EACCES, "authentication failed: the client's key does not match "
 			   "this agent's --key-file");
@@ -519,14 +512,7 @@ static int handshake(struct session *s)
 		r = -EACCES;
 		goto out;
 	}
-	{
-		struct iovec iov[] = {
-			{ "migratectl-agent", 16 }, { resp.nonce, sizeof(resp.nonce) },
-			{ ch.nonce, sizeof(ch.nonce) },
-		};
-
-		xport_hmac(a->key.data, a->key.len, iov, 3, proof.mac);
-	}
+	ctl_auth_mac(a->key.data, a->key.len, "migratectl-agent", resp.nonce, ch.nonce, proof.mac);
 	r = xport_conn_send(&s->c, MIG_FRAME_AUTH_OK, 0, &proof, sizeof(proof), NULL);
 out:
 	mig_buf_free(&pl);
@@ -611,7 +597,7 @@ int agent_run(const struct agent_opts *opts, struct mig_error *err)
 		close(opts->ready_fd);
 	}
 	signal(SIGPIPE, SIG_IGN);
-	while (!atomic_load(&a->stop)) {
+	for (;;) {
 		struct session *s;
 		pthread_t t;
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);

@@ -107,14 +107,7 @@ static int handshake(struct mig_client *c, const char *key_file, struct mig_erro
 	}
 	memcpy(&ch, pl.data, sizeof(ch));
 	xport_random(resp.nonce, sizeof(resp.nonce));
-	{
-		struct iovec iov[] = {
-			{ "migratectl-client", 17 }, { ch.nonce, sizeof(ch.nonce) },
-			{ resp.nonce, sizeof(resp.nonce) },
-		};
-
-		xport_hmac(key.data, key.len, iov, 3, resp.mac);
-	}
+	ctl_auth_mac(key.data, key.len, "migratectl-client", ch.nonce, resp.nonce, resp.mac);
 	r = xport_conn_send(&c->conn, MIG_FRAME_AUTH_RESPONSE, 0, &resp, sizeof(resp), err);
 	if (r >= 0)
 		r = xport_conn_recv(&c->conn, &fh, &pl, CONNECT_TIMEOUT_MS, err);
@@ -130,14 +123,7 @@ static int handshake(struct mig_client *c, const char *key_file, struct mig_erro
 		goto out;
 	}
 	memcpy(&proof, pl.data, sizeof(proof));
-	{
-		struct iovec iov[] = {
-			{ "migratectl-agent", 16 }, { resp.nonce, sizeof(resp.nonce) },
-			{ ch.nonce, sizeof(ch.nonce) },
-		};
-
-		xport_hmac(key.data, key.len, iov, 3, want);
-	}
+	ctl_auth_mac(key.data, key.len, "migratectl-agent", resp.nonce, ch.nonce, want);
 	if (!xport_mac_equal(want, proof.mac, sizeof(want)))
 		r = mig_error_set(err, -EACCES, "the agent at %s could not prove it holds the key",
 				  c->url);

@@ -101,7 +101,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		case 'v': o->vm = optarg; break;
 		case 'l': o->lab = optarg; break;
 		case 's':
-			if (parse_u64(optarg, 1, 16, &v) < 0)
+			if (parse_u64(optarg, 1, MIG_MAX_STREAMS, &v) < 0)
 				return usage_error("invalid --streams '%s': expected 1 to 16", optarg);
 			o->streams = (uint32_t)v;
 			break;

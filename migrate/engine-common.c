@@ -118,6 +118,19 @@ int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig
 	return lab_config_check(c, err);
 }
 
+void ctl_auth_mac(const void *key, size_t key_len, const char *label,
+		  const uint8_t first[XPORT_NONCE_LEN], const uint8_t second[XPORT_NONCE_LEN],
+		  uint8_t out[XPORT_MAC_LEN])
+{
+	struct iovec iov[] = {
+		{ (void *)label, strlen(label) },
+		{ (void *)first, XPORT_NONCE_LEN },
+		{ (void *)second, XPORT_NONCE_LEN },
+	};
+
+	xport_hmac(key, key_len, iov, 3, out);
+}
+
 void stream_mac(const uint8_t *secret, const char *label, const struct mig_stream_hello *h,
 		uint8_t out[XPORT_MAC_LEN])
 {

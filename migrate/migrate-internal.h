@@ -113,6 +113,12 @@ int mig_dest_run(const struct mig_in_opts *o, struct lab_vm **ret_vm, struct mig
 
 void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w);
 int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig_error *err);
+/* The control connection's key proofs: HMAC(key, label || first || second)
+ * over the two nonces; the client proves with "migratectl-client" and
+ * (challenge, its nonce), the agent with "migratectl-agent" and the reverse. */
+void ctl_auth_mac(const void *key, size_t key_len, const char *label,
+		  const uint8_t first[XPORT_NONCE_LEN], const uint8_t second[XPORT_NONCE_LEN],
+		  uint8_t out[XPORT_MAC_LEN]);
 void stream_mac(const uint8_t *secret, const char *label, const struct mig_stream_hello *h,
 		uint8_t out[XPORT_MAC_LEN]);
 uint64_t mig_now_ms(void);

@@ -16,7 +16,6 @@ struct lab_vm {
 	struct vcpu_dev *vcpus[LAB_MAX_VCPUS];
 	uint32_t nr_vcpus;
 	_Atomic uint64_t error_reports;
-	_Atomic uint32_t filled_vcpus;
 	struct mig_buf loaded_vm;   /* VM-wide blob kept for the clock at resume */
 };
 

@@ -592,8 +592,7 @@ int lab_vm_handle_io(struct lab_vm *vm, struct vcpu_dev *v, uint16_t port, uint8
 	(void)val;
 	switch (port) {
 	case LAB_PORT_FILL_DONE:
-		atomic_fetch_add(&vm->filled_vcpus, 1);
-		return 0;
+		return 0;     /* the guest's state word says so too: stats read that */
 	case LAB_PORT_ERROR:
 		atomic_fetch_add(&vm->error_reports, 1);
 		return 0;
@@ -601,7 +600,6 @@ int lab_vm_handle_io(struct lab_vm *vm, struct vcpu_dev *v, uint16_t port, uint8
 		ticks = va_read(vm, v->index, LAB_VA_SLEEP_TICKS);
 		/* ticks / kHz = ms; the guest caps a request at 1024 pages' worth */
 		ns = ticks > (1ULL << 40) ? IO_SLEEP_MAX_NS : ticks * 1000000ULL / vm->tsc_khz;
-		atomic_fetch_add_explicit(&v->sleeps, 1, memory_order_relaxed);
 		vcpu_wait(v, ns < IO_SLEEP_MAX_NS ? ns : IO_SLEEP_MAX_NS);
 		return 0;
 	case LAB_PORT_IDLE:

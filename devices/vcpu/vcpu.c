@@ -115,7 +115,6 @@ static int vcpu_handle_exit(struct vcpu_dev *v)
 
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
-		atomic_fetch_add_explicit(&v->io_exits, 1, memory_order_relaxed);
 		if (run->io.direction != KVM_EXIT_IO_OUT || run->io.size != 1) {
 			vcpu_set_fatal(v, -EPROTO, "vCPU %u: unexpected port I/O (port %#x dir %u size %u)",
 				       v->index, run->io.port, run->io.direction, run->io.size);
@@ -213,7 +212,6 @@ static void *vcpu_thread(void *arg)
 			vcpu_set_fatal(v, -errno, "vCPU %u: KVM_RUN: %s", v->index, strerror(errno));
 			continue;
 		}
-		atomic_fetch_add_explicit(&v->exits, 1, memory_order_relaxed);
 		completion = v->run->exit_reason == KVM_EXIT_IO;
 		vcpu_handle_exit(v);
 	}

@@ -13,6 +13,7 @@
 
 #define MIG_NAME_MAX 64
 #define MIG_SECRET_LEN 32
+#define MIG_MAX_STREAMS 16        /* data streams of one migration */
 
 /* HELLO: first frame in each direction of a control connection. */
 struct mig_hello {
