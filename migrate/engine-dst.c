@@ -186,6 +186,7 @@ static int post_recv(struct dst *d, struct rx_stream *s, enum rx_stage stage,
 {
 	s->op.fd = s->fd;
 	s->op.is_send = false;
+	s->op.whole = stage == RX_DATA;
 	memcpy(s->op.iov, iov, (size_t)iovcnt * sizeof(*iov));
 	s->op.iovcnt = iovcnt;
 	s->op.user = s;

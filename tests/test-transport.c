@@ -767,6 +767,93 @@ Test(uring, timeout_leaves_the_op_in_flight)
 	close(b);
 }
 
+static int rcvlowat(int fd)
+{
+	int v = -1;
+	socklen_t len = sizeof(v);
+
+	cr_assert_eq(getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, &len), 0);
+	return v;
+}
+
+/* Sends the rest of a buffer in 4 KiB pieces with pauses. */
+static void *piecemeal_writer(void *arg)
+{
+	struct trickle *t = arg;
+
+	for (size_t off = 0; off < t->n; off += t->step) {
+		size_t want = t->n - off < t->step ? t->n - off : t->step;
+
+		if (write(t->fd, t->data + off, want) != (ssize_t)want) {
+			t->err = errno;
+			break;
+		}
+		usleep(200);
+	}
+	return NULL;
+}
+
+/*
+ * A `whole` receive whose first bytes are already queued: the kernel copies
+ * those at once, and the rest must still arrive although fewer bytes than
+ * the first low-water mark are left to come (a mark that stayed at the full
+ * size would wait forever).  While it waits the mark is above 1; the next
+ * plain receive puts it back to 1, or that one would wait for bytes that are
+ * not coming.
+ */
+Test(uring, whole_receive_follows_what_is_left_and_then_steps_back)
+{
+	const size_t n = 256 << 10, first = 100 << 10;
+	uint8_t *data = malloc(n), *buf = calloc(1, n), small[8];
+	struct trickle t = { .data = data + first, .n = n - first, .step = 4096 };
+	struct xport_ring ring;
+	struct xport_op op = { 0 }, *done = NULL;
+	struct mig_error err = { 0 };
+	pthread_t th;
+	int a, b, r;
+
+	cr_assert(data && buf);
+	fill_pattern(data, n, 11);
+	tcp_pair(&a, &b);
+	t.fd = a;
+	cr_assert_eq(write(a, data, first), (ssize_t)first);
+	cr_assert_eq(xport_ring_init(&ring, 4, &err), 0, "%s", err.msg);
+	op.fd = b;
+	op.whole = true;
+	op.iov[0] = (struct iovec){ buf, n };
+	op.iovcnt = 1;
+	cr_assert_eq(xport_ring_submit(&ring, &op, &err), 0, "%s", err.msg);
+	r = xport_ring_wait(&ring, 200, &done, &err);
+	cr_assert_eq(r, -ETIME, "the receive finished with %zu of %zu bytes sent", first, n);
+	cr_assert_gt(rcvlowat(b), 1, "a whole receive left SO_RCVLOWAT at 1");
+	cr_assert_leq((size_t)rcvlowat(b), n - first,
+		      "SO_RCVLOWAT %d, but only %zu bytes are left to come", rcvlowat(b),
+		      n - first);
+
+	cr_assert_eq(pthread_create(&th, NULL, piecemeal_writer, &t), 0);
+	r = xport_ring_wait(&ring, 10000, &done, &err);
+	pthread_join(th, NULL);
+	cr_assert_eq(t.err, 0);
+	cr_assert_eq(r, 0, "%s", err.msg);
+	cr_assert_eq(done, &op);
+	cr_assert_eq(op.done, n);
+	cr_assert_eq(memcmp(buf, data, n), 0);
+
+	op.whole = false;
+	op.iov[0] = (struct iovec){ small, sizeof(small) };
+	cr_assert_eq(xport_ring_submit(&ring, &op, &err), 0, "%s", err.msg);
+	cr_assert_eq(rcvlowat(b), 1);
+	cr_assert_eq(write(a, "12345678", 8), 8);
+	r = xport_ring_wait(&ring, 5000, &done, &err);
+	cr_assert_eq(r, 0, "%s", err.msg);
+	cr_assert_eq(memcmp(small, "12345678", 8), 0);
+	xport_ring_exit(&ring);
+	close(a);
+	close(b);
+	free(data);
+	free(buf);
+}
+
 Test(uring, zero_length_op_completes)
 {
 	struct xport_ring ring;

@@ -24,6 +24,7 @@
 #include <migrate/transport.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,28 @@ static int push(struct io_uring *u)
 	return ret < 0 ? ret : 0;
 }
 
+/*
+ * SO_RCVLOWAT for a receive: the bytes op still expects when it is `whole`,
+ * else the default of 1.  Returns whether the low-water mark is in use; the
+ * receive must then not pass MSG_WAITALL, because the kernel's retry after
+ * a partial copy would wait for the full mark again while fewer bytes are
+ * left to come, and hang.  Without MSG_WAITALL a short receive comes back
+ * here and the mark follows what is left.  A mark the kernel refuses (not a
+ * TCP socket, say) leaves the plain receive.
+ */
+static bool set_rcvlowat(struct xport_op *op)
+{
+	size_t left = op->total - op->done;
+	int want = op->whole ? (int)(left < INT_MAX ? left : INT_MAX) : 1;
+
+	if (want == (op->rcvlowat ? op->rcvlowat : 1))
+		return want > 1;
+	if (setsockopt(op->fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof(want)) < 0)
+		want = 1;
+	op->rcvlowat = want;
+	return want > 1;
+}
+
 /* Prepares one SQE for the remaining part of op. */
 static int queue_op(struct xport_ring *r, struct xport_op *op)
 {
@@ -193,7 +216,7 @@ static int queue_op(struct xport_ring *r, struct xport_op *op)
 		if (op->is_send)
 			io_uring_prep_sendmsg(sqe, op->fd, &s->msg, MSG_NOSIGNAL | MSG_WAITALL);
 		else
-			io_uring_prep_recvmsg(sqe, op->fd, &s->msg, MSG_WAITALL);
+			io_uring_prep_recvmsg(sqe, op->fd, &s->msg, set_rcvlowat(op) ? 0 : MSG_WAITALL);
 	}
 	io_uring_sqe_set_data(sqe, s);
 	return 0;

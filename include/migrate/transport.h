@@ -62,6 +62,13 @@ struct xport_op {
 	size_t done;
 	int res;          /* 0 when all bytes moved, -errno on failure, -ECONNRESET on EOF */
 	void *user;
+	/* A receive with `whole` wakes its thread once all its bytes are in,
+	 * not as each segment lands: each wakeup of a sleeping receiver costs
+	 * the sender's CPU an IPI.  The engine sets SO_RCVLOWAT to the bytes
+	 * still to come and caches the value in rcvlowat (0: the default, 1),
+	 * so an op must stay with one fd while it uses `whole`. */
+	bool whole;
+	int rcvlowat;
 	/* engine-private */
 	struct iovec cur[XPORT_OP_IOV];
 	int curcnt;
