@@ -364,7 +364,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	req.name[sizeof(req.name) - 1] = '\0';
 	req.dest_addr[sizeof(req.dest_addr) - 1] = '\0';
 	if (req.streams < 1 || req.streams > MIG_MAX_STREAMS || req.codec > XPORT_CODEC_AUTO ||
-	    req.timeout_action > CONV_TIMEOUT_FORCE || req.checksum > MIG_CHECKSUM_FRAMES)
+	    req.timeout_action > CONV_TIMEOUT_FORCE || req.checksum > MIG_CHECKSUM_AUTO)
 		return reply(s, -EINVAL, "MIG_OUTGOING: bad streams, codec, timeout action or "
 			     "checksum mode", NULL, 0);
 	pthread_mutex_lock(&a->lock);
@@ -400,7 +400,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	o.compress.codec = (enum xport_codec)req.codec;
 	o.compress.level = req.level;
 	o.verify = req.verify;
-	o.page_sums = req.checksum == MIG_CHECKSUM_PAGES;
+	o.checksum = (enum mig_checksum)req.checksum;
 	conv_params_default(&o.conv);
 	o.conv.downtime_limit_ms = req.downtime_limit_ms;
 	o.conv.max_bandwidth_bps = req.max_bandwidth_bps;

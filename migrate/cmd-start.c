@@ -48,6 +48,7 @@ struct start_opts {
 static const char *const checksum_names[] = {
 	[MIG_CHECKSUM_PAGES] = "pages",
 	[MIG_CHECKSUM_FRAMES] = "frames",
+	[MIG_CHECKSUM_AUTO] = "auto",
 };
 
 static int usage_error(const char *fmt, const char *arg)
@@ -64,7 +65,7 @@ static void start_usage(FILE *f)
 	      "          [--compress none|zstd[:LEVEL]|auto] [--downtime-limit MS]\n"
 	      "          [--max-bandwidth BYTES/s] [--timeout DURATION]\n"
 	      "          [--timeout-action abort|force] [--verify|--no-verify] [--json]\n"
-	      "          [--checksum pages|frames] [--key-file F]\n"
+	      "          [--checksum auto|pages|frames] [--key-file F]\n"
 	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH\n", f);
 }
 
@@ -95,6 +96,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 	o->downtime_ms = 300;
 	o->verify = -1;
 	o->compress.codec = XPORT_CODEC_NONE;
+	o->checksum = MIG_CHECKSUM_AUTO;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -140,9 +142,9 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 					break;
 			o->checksum = (enum mig_checksum)r;
 			if (r == (int)ARRAY_SIZE(checksum_names))
-				return usage_error("invalid --checksum '%s': expected pages (every "
-						   "page's data too, the default) or frames (headers "
-						   "and page lists only)", optarg);
+				return usage_error("invalid --checksum '%s': expected auto (the "
+						   "default), pages (every page's data too) or frames "
+						   "(headers and page lists only)", optarg);
 			break;
 		case 'k': o->key_file = optarg; break;
 		case 'h':
@@ -239,7 +241,9 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 	json_u64(&w, "streams", e->streams);
 	json_str(&w, "compression", codec);
 	json_str(&w, "compression_requested", xport_codec_to_string(o->compress.codec));
-	json_str(&w, "checksum", checksum_names[o->checksum]);
+	json_str(&w, "checksum", checksum_names[e->checksum <= MIG_CHECKSUM_FRAMES ? e->checksum :
+						MIG_CHECKSUM_PAGES]);
+	json_str(&w, "checksum_requested", checksum_names[o->checksum]);
 	json_u64(&w, "throughput_bps", e->throughput_bps);
 	json_obj_begin(&w, "ram");
 	json_u64(&w, "total_bytes", e->ram_total_bytes);
@@ -497,7 +501,8 @@ int cmd_start(int argc, char **argv)
 		       "checksum %s\n", (unsigned long long)res.total_ms,
 		       (unsigned long long)res.setup_ms, (unsigned long long)res.downtime_ms, res.round,
 		       res.streams, xport_codec_to_string(res.codec),
-		       checksum_names[o.checksum]);
+		       res.checksum == MIG_CHECKSUM_FRAMES ? (o.checksum == MIG_CHECKSUM_AUTO ?
+		       "frames (auto: both agents on this host)" : "frames") : "pages");
 		printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "
 		       "%llu torn (sent again), %.0f MiB/s\n",
 		       (unsigned long long)(res.ram_total_bytes >> 20),

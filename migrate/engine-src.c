@@ -67,6 +67,8 @@ struct src {
 	unsigned next;
 	uint64_t ctl_rx_seq;
 	enum xport_codec codec;   /* the codec in use (auto resolves to one) */
+	bool page_sums;           /* --checksum, auto resolved at setup */
+	bool same_host;           /* the streams never leave this host */
 #if HAVE_ZSTD
 	ZSTD_CCtx *cctx;
 #endif
@@ -400,7 +402,7 @@ static int send_batch_raw(struct src *s, struct tx_stream *t, const uint64_t *pf
 			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
 			continue;
 		}
-		ent[i] = (struct mig_page_ent){ pfns[i], s->o->page_sums ? mig_page_sum(page, seq, i) : 0 };
+		ent[i] = (struct mig_page_ent){ pfns[i], s->page_sums ? mig_page_sum(page, seq, i) : 0 };
 		nz++;
 		if (nruns && (uint8_t *)runs[nruns - 1].iov_base + runs[nruns - 1].iov_len == page)
 			runs[nruns - 1].iov_len += PAGE;
@@ -441,7 +443,7 @@ static int send_batch(struct src *s, const uint64_t *pfns, unsigned count)
 			continue;
 		}
 		memcpy(copy, page, PAGE);
-		ent[i] = (struct mig_page_ent){ pfns[i], s->o->page_sums ? mig_page_sum(copy, seq, i) : 0 };
+		ent[i] = (struct mig_page_ent){ pfns[i], s->page_sums ? mig_page_sum(copy, seq, i) : 0 };
 		nz++;
 	}
 	data = (struct iovec){ t->buf + meta, (size_t)nz * PAGE };
@@ -605,12 +607,18 @@ static int do_setup(struct src *s)
 		r = open_stream(s, &s->data[k], k + 1);
 	if (r < 0)
 		return r;
+	/* Every stream goes to the same address, so the control stream tells
+	 * whether page data will cross a wire: only then do per-page sums
+	 * guard anything that frame checksums and --verify do not. */
+	s->same_host = xport_same_host(s->ctl.fd);
+	s->page_sums = s->o->checksum == MIG_CHECKSUM_PAGES ||
+		       (s->o->checksum == MIG_CHECKSUM_AUTO && !s->same_host);
 	lab_to_wire(lab_vm_config(s->vm), &st.lab);
 	st.nr_pages = s->nr_pages;
 	st.page_size = PAGE;
 	st.codec = s->codec;
 	st.flags = (s->o->verify ? MIG_SETUP_F_VERIFY : 0) |
-		   (s->o->page_sums ? 0 : MIG_SETUP_F_NO_PAGE_SUMS);
+		   (s->page_sums ? 0 : MIG_SETUP_F_NO_PAGE_SUMS);
 	str_copy(st.name, sizeof(st.name), s->o->name);
 	r = ctl_send(s, MIG_FRAME_SETUP, &st, sizeof(st));
 	if (r < 0)
@@ -756,6 +764,7 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	s.phase = MIG_PHASE_SETUP;
 	s.n = o->streams;
 	s.codec = o->compress.codec;
+	s.page_sums = o->checksum == MIG_CHECKSUM_PAGES;
 	res->streams = s.n;
 	s.ram = lab_vm_ram(vm, &res->ram_total_bytes);
 	s.nr_pages = res->ram_total_bytes / PAGE;
@@ -983,6 +992,8 @@ done:
 	res->total_ms = mig_now_ms() - s.t0_ms;
 	res->round = s.round;
 	res->codec = s.codec;
+	res->checksum = s.page_sums ? MIG_CHECKSUM_PAGES : MIG_CHECKSUM_FRAMES;
+	res->same_host = s.same_host;
 	/* The link's throughput: PRECOPY moves almost every byte, with nothing
 	 * else (setup, verification) in its time. */
 	if (res->phase_duration_ms[MIG_PHASE_PRECOPY])

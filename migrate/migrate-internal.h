@@ -87,7 +87,7 @@ struct mig_out_opts {
 	uint32_t streams;
 	struct xport_compress compress;
 	bool verify;
-	bool page_sums;           /* --checksum pages */
+	enum mig_checksum checksum;
 	struct conv_params conv;
 };
 

@@ -103,6 +103,9 @@ Test(migrate, default_start_local_local, .timeout = 180)
 	expect_completed(&r, "default");
 	cr_assert_eq(json_num(r.out, "total_bytes"), 1 << 30);
 	cr_assert_eq(json_num(r.out, "streams"), 2);
+	/* both agents on this host: auto leaves the per-page sums off */
+	cr_assert_not_null(strstr(r.out, "\"checksum\":\"frames\""), "%s", r.out);
+	cr_assert_not_null(strstr(r.out, "\"checksum_requested\":\"auto\""), "%s", r.out);
 }
 
 Test(migrate, human_output_and_phase_log, .timeout = 120)
@@ -113,6 +116,8 @@ Test(migrate, human_output_and_phase_log, .timeout = 120)
 	cr_assert_eq(r.status, 0, "%s %s", r.out, r.err);
 	cr_assert_not_null(strstr(r.out, "completed"), "%s", r.out);
 	cr_assert_not_null(strstr(r.out, "matches"), "%s", r.out);
+	cr_assert_not_null(strstr(r.out, "checksum frames (auto: both agents on this host)"), "%s",
+			   r.out);
 	/* every transition logged once, with the migration id */
 	cr_assert_not_null(strstr(r.err, "setup => precopy"), "%s", r.err);
 	cr_assert_not_null(strstr(r.err, "precopy => stop_copy"), "%s", r.err);

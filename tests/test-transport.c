@@ -6,6 +6,7 @@
  * compression option.  No KVM needed; sockets are loopback or socketpairs.
  */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -271,6 +272,52 @@ Test(endpoint, local_addr_formats_v4_and_v6)
 	cr_assert_eq(strncmp(addr, "[::1]:", 6), 0, "%s", addr);
 	cr_assert_eq(xport_local_addr(l, tiny, sizeof(tiny)), -ENOSPC);
 	close(l);
+}
+
+static struct sockaddr_storage inet_addr_of(const char *text)
+{
+	struct sockaddr_storage ss = { 0 };
+
+	if (inet_pton(AF_INET, text, &((struct sockaddr_in *)&ss)->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, text, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	else
+		ss.ss_family = AF_UNIX;
+	return ss;
+}
+
+/* --checksum auto keys on this: per-page sums stay on unless the
+ * connection provably never leaves the host. */
+Test(endpoint, same_host_only_for_loopback_unix_and_our_own_address)
+{
+	static const struct { const char *local, *peer; bool same; } t[] = {
+		{ "127.0.0.1", "127.0.0.1", true },
+		{ "127.0.0.1", "127.3.2.1", true },
+		{ "::1", "::1", true },
+		{ "::ffff:127.0.0.1", "::ffff:127.0.0.1", true },
+		{ "10.0.0.5", "10.0.0.5", true },
+		{ "fd00::5", "fd00::5", true },
+		{ "unix", "unix", true },
+		{ "10.0.0.5", "10.0.0.6", false },
+		{ "fd00::5", "fd00::6", false },
+		{ "::ffff:10.0.0.5", "::ffff:10.0.0.6", false },
+		{ "10.0.0.5", "::ffff:10.0.0.5", false },
+		{ "192.168.1.1", "128.0.0.1", false },
+	};
+	int a, b;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct sockaddr_storage l = inet_addr_of(t[i].local), p = inet_addr_of(t[i].peer);
+
+		cr_expect_eq(xport_addrs_same_host(&l, &p), t[i].same, "%s -> %s: expected %s",
+			     t[i].local, t[i].peer, t[i].same ? "same host" : "another host");
+	}
+	tcp_pair(&a, &b);
+	cr_assert(xport_same_host(a));
+	cr_assert_not(xport_same_host(-1));
+	close(a);
+	close(b);
 }
 
 static void unix_ep(struct xport_endpoint *ep, char *dir, const char *name)

@@ -306,6 +306,52 @@ static void tune_buf(int fd, bool tcp, int opt, int force_opt, const char *max_p
 		(void)setsockopt(fd, SOL_SOCKET, opt, &v, sizeof(v));
 }
 
+static bool addr_is_loopback(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)a;
+
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct in6_addr *in6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(in6) ||
+		       (IN6_IS_ADDR_V4MAPPED(in6) && in6->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+bool xport_addrs_same_host(const struct sockaddr_storage *local,
+			   const struct sockaddr_storage *peer)
+{
+	if (peer->ss_family == AF_UNIX)
+		return true;
+	if (addr_is_loopback(peer))
+		return true;
+	if (local->ss_family != peer->ss_family)
+		return false;
+	if (peer->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)local)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)peer)->sin_addr.s_addr;
+	if (peer->ss_family == AF_INET6)
+		return !memcmp(&((const struct sockaddr_in6 *)local)->sin6_addr,
+			       &((const struct sockaddr_in6 *)peer)->sin6_addr,
+			       sizeof(struct in6_addr));
+	return false;
+}
+
+bool xport_same_host(int fd)
+{
+	struct sockaddr_storage local = { 0 }, peer = { 0 };
+	socklen_t ll = sizeof(local), pl = sizeof(peer);
+
+	if (getsockname(fd, (struct sockaddr *)&local, &ll) < 0 ||
+	    getpeername(fd, (struct sockaddr *)&peer, &pl) < 0)
+		return false;
+	return xport_addrs_same_host(&local, &peer);
+}
+
 void xport_tune_socket(int fd)
 {
 	int domain = 0, type = 0, one = 1, fl;

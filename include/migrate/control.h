@@ -140,10 +140,13 @@ struct mig_outgoing {
 
 /* What the migration's checksums cover (--checksum).  Frame checksums
  * (headers, page lists, device state) are always on; PAGES also checks each
- * page's data, at the cost of one more pass over guest RAM on each side. */
+ * page's data, at the cost of one more pass over guest RAM on each side.
+ * AUTO is PAGES when the data streams leave the host and FRAMES when both
+ * agents share one kernel, where page data never crosses a wire or a NIC. */
 enum mig_checksum {
 	MIG_CHECKSUM_PAGES = 0,
 	MIG_CHECKSUM_FRAMES = 1,
+	MIG_CHECKSUM_AUTO = 2,
 };
 
 struct mig_cancel {
@@ -211,8 +214,10 @@ struct mig_event {
 	uint64_t precopy_wire_bytes;
 	uint64_t verify_ms;           /* blackout spent verifying, excluded from downtime_ms */
 	uint64_t torn_pages;          /* pages the guest wrote while they were being sent */
+	uint32_t checksum;            /* enum mig_checksum in use (auto resolves to one) */
+	uint32_t same_host;           /* 1 when the data streams stay on one host */
 	char error[512];
 };
-_Static_assert(sizeof(struct mig_event) == 864, "event");
+_Static_assert(sizeof(struct mig_event) == 872, "event");
 
 #endif

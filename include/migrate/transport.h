@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <migrate/buf.h>
@@ -40,6 +41,12 @@ int xport_connect(const struct xport_endpoint *ep, int timeout_ms, struct mig_er
 int xport_local_addr(int fd, char *buf, size_t n);
 /* TCP_NODELAY, large socket buffers, close-on-exec. */
 void xport_tune_socket(int fd);
+/* Whether a connection stays inside this host: a unix socket, a loopback
+ * peer, or a peer at our own address.  The second form takes the two
+ * addresses (from getsockname/getpeername); an unknown family is "no". */
+bool xport_same_host(int fd);
+bool xport_addrs_same_host(const struct sockaddr_storage *local,
+			   const struct sockaddr_storage *peer);
 
 /* ---- io_uring engine ---- */
 
