@@ -143,7 +143,6 @@ static int connect_url(struct mig_client *c, const char *key_file, struct mig_er
 	fd = xport_connect(&c->ep, CONNECT_TIMEOUT_MS, err);
 	if (fd < 0)
 		return fd;
-	xport_tune_socket(fd);
 	r = xport_conn_init(&c->conn, fd, err);
 	if (r < 0) {
 		close(fd);

@@ -501,8 +501,9 @@ int cmd_start(int argc, char **argv)
 		       "checksum %s\n", (unsigned long long)res.total_ms,
 		       (unsigned long long)res.setup_ms, (unsigned long long)res.downtime_ms, res.round,
 		       res.streams, xport_codec_to_string(res.codec),
-		       res.checksum == MIG_CHECKSUM_FRAMES ? (o.checksum == MIG_CHECKSUM_AUTO ?
-		       "frames (auto: both agents on this host)" : "frames") : "pages");
+		       res.checksum == MIG_CHECKSUM_PAGES ? "pages" :
+		       res.same_host && o.checksum == MIG_CHECKSUM_AUTO ?
+		       "frames (auto: both agents on this host)" : "frames");
 		printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "
 		       "%llu torn (sent again), %.0f MiB/s\n",
 		       (unsigned long long)(res.ram_total_bytes >> 20),

@@ -27,7 +27,7 @@
 #include "migrate/macro.h"
 #include "migrate/migrate-internal.h"
 
-#define PAGE 4096ULL
+#define PAGE ((uint64_t)MIG_PAGE_SIZE)
 #define POLL_MS 100
 #define REPLY_TIMEOUT_MS 120000
 /* Pages per PAGES frame sent (the wire allows up to MIG_BATCH_PAGES).  At
@@ -542,7 +542,6 @@ static int open_stream(struct src *s, struct tx_stream *t, unsigned index)
 	fd = xport_connect(&ep, 10000, &s->err);
 	if (fd < 0)
 		return fd;
-	xport_tune_socket(fd);
 	/* Authenticate with a blocking framed exchange, then hand the fd to the
 	 * engine's ring with the sequence numbers carried over. */
 	r = xport_conn_init(&c, fd, &s->err);
@@ -764,7 +763,8 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	s.phase = MIG_PHASE_SETUP;
 	s.n = o->streams;
 	s.codec = o->compress.codec;
-	s.page_sums = o->checksum == MIG_CHECKSUM_PAGES;
+	/* until setup resolves auto, assume the streams leave the host */
+	s.page_sums = o->checksum != MIG_CHECKSUM_FRAMES;
 	res->streams = s.n;
 	s.ram = lab_vm_ram(vm, &res->ram_total_bytes);
 	s.nr_pages = res->ram_total_bytes / PAGE;

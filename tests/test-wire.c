@@ -238,7 +238,7 @@ Test(wire_check, messages_say_what_to_do)
 	seal_frame(&h);
 	new_version(&h);
 	mig_frame_check_header(&h, SEQ, &err);
-	cr_assert_not_null(strstr(err.msg, "peer speaks protocol version 7, this build speaks 2; "
+	cr_assert_not_null(strstr(err.msg, "peer speaks protocol version 7, this build speaks 3; "
 				  "upgrade the older side"), "%s", err.msg);
 }
 

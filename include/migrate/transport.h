@@ -36,6 +36,7 @@ void xport_endpoint_format(const struct xport_endpoint *ep, char *buf, size_t n)
 
 /* Blocking setup helpers (control plane only): return an fd or -errno. */
 int xport_listen(const struct xport_endpoint *ep, struct mig_error *err);
+/* The socket comes back tuned (xport_tune_socket) before its SYN went out. */
 int xport_connect(const struct xport_endpoint *ep, int timeout_ms, struct mig_error *err);
 /* The local address of a listening TCP socket as "HOST:PORT". */
 int xport_local_addr(int fd, char *buf, size_t n);

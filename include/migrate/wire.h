@@ -14,8 +14,14 @@
 
 #include <migrate/error.h>
 
+/* Frame headers pass through htole/le*toh, but the payload structs are read
+ * and written in place, so this build speaks the wire format only where the
+ * host order is the wire order.  A big-endian port must convert them. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+	       "the wire's payload structs are little-endian and used in place");
+
 #define MIG_WIRE_MAGIC      0x3146474dU   /* "MGF1" as little-endian bytes */
-#define MIG_WIRE_VERSION    2
+#define MIG_WIRE_VERSION    3
 #define MIG_FRAME_MAX       (16U << 20)   /* hard limit on any payload */
 
 enum mig_frame_type {
