@@ -241,8 +241,10 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 	json_u64(&w, "streams", e->streams);
 	json_str(&w, "compression", codec);
 	json_str(&w, "compression_requested", xport_codec_to_string(o->compress.codec));
-	json_str(&w, "checksum", checksum_names[e->checksum <= MIG_CHECKSUM_FRAMES ? e->checksum :
-						MIG_CHECKSUM_PAGES]);
+	if (e->checksum <= MIG_CHECKSUM_FRAMES)
+		json_str(&w, "checksum", checksum_names[e->checksum]);
+	else
+		json_null(&w, "checksum");   /* failed before auto was resolved */
 	json_str(&w, "checksum_requested", checksum_names[o->checksum]);
 	json_u64(&w, "throughput_bps", e->throughput_bps);
 	json_obj_begin(&w, "ram");
@@ -502,6 +504,7 @@ int cmd_start(int argc, char **argv)
 		       (unsigned long long)res.setup_ms, (unsigned long long)res.downtime_ms, res.round,
 		       res.streams, xport_codec_to_string(res.codec),
 		       res.checksum == MIG_CHECKSUM_PAGES ? "pages" :
+		       res.checksum != MIG_CHECKSUM_FRAMES ? "not decided yet" :
 		       res.same_host && o.checksum == MIG_CHECKSUM_AUTO ?
 		       "frames (auto: both agents on this host)" : "frames");
 		printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "

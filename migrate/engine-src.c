@@ -69,6 +69,7 @@ struct src {
 	enum xport_codec codec;   /* the codec in use (auto resolves to one) */
 	bool page_sums;           /* --checksum, auto resolved at setup */
 	bool same_host;           /* the streams never leave this host */
+	bool sums_decided;        /* page_sums is final (auto resolved) */
 #if HAVE_ZSTD
 	ZSTD_CCtx *cctx;
 #endif
@@ -612,6 +613,7 @@ static int do_setup(struct src *s)
 	s->same_host = xport_same_host(s->ctl.fd);
 	s->page_sums = s->o->checksum == MIG_CHECKSUM_PAGES ||
 		       (s->o->checksum == MIG_CHECKSUM_AUTO && !s->same_host);
+	s->sums_decided = true;
 	lab_to_wire(lab_vm_config(s->vm), &st.lab);
 	st.nr_pages = s->nr_pages;
 	st.page_size = PAGE;
@@ -763,8 +765,8 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	s.phase = MIG_PHASE_SETUP;
 	s.n = o->streams;
 	s.codec = o->compress.codec;
-	/* until setup resolves auto, assume the streams leave the host */
-	s.page_sums = o->checksum != MIG_CHECKSUM_FRAMES;
+	s.page_sums = o->checksum == MIG_CHECKSUM_PAGES;
+	s.sums_decided = o->checksum != MIG_CHECKSUM_AUTO;
 	res->streams = s.n;
 	s.ram = lab_vm_ram(vm, &res->ram_total_bytes);
 	s.nr_pages = res->ram_total_bytes / PAGE;
@@ -992,7 +994,8 @@ done:
 	res->total_ms = mig_now_ms() - s.t0_ms;
 	res->round = s.round;
 	res->codec = s.codec;
-	res->checksum = s.page_sums ? MIG_CHECKSUM_PAGES : MIG_CHECKSUM_FRAMES;
+	res->checksum = !s.sums_decided ? MIG_CHECKSUM_AUTO :
+			s.page_sums ? MIG_CHECKSUM_PAGES : MIG_CHECKSUM_FRAMES;
 	res->same_host = s.same_host;
 	/* The link's throughput: PRECOPY moves almost every byte, with nothing
 	 * else (setup, verification) in its time. */

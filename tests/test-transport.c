@@ -644,8 +644,9 @@ Test(uring, send_into_small_buffers_across_8_odd_iovecs)
 
 /*
  * On stream sockets the kernel (5.18+) finishes MSG_WAITALL transfers by
- * itself, so the engine's own resubmission only runs after signals, errors
- * or on older kernels.  A datagram socket completes every receive short, one
+ * itself, so the engine's own resubmission only runs after signals, errors,
+ * on older kernels, or for `whole` receives (tested on their own below).
+ * A datagram socket completes every receive short, one
  * datagram at a time: the deterministic way to drive the engine's iovec
  * advance through odd boundaries and check where every byte lands.
  */

@@ -142,7 +142,10 @@ struct mig_outgoing {
  * (headers, page lists, device state) are always on; PAGES also checks each
  * page's data, at the cost of one more pass over guest RAM on each side.
  * AUTO is PAGES when the data streams leave the host and FRAMES when both
- * agents share one kernel, where page data never crosses a wire or a NIC. */
+ * agents share one kernel, where page data never crosses a wire or a NIC.
+ * Only the first hop is seen: a forwarder on this host (socat, a DNAT rule)
+ * can hide a path that leaves it; ask for PAGES there.  In a RESULT, AUTO
+ * means the migration failed before it was resolved. */
 enum mig_checksum {
 	MIG_CHECKSUM_PAGES = 0,
 	MIG_CHECKSUM_FRAMES = 1,

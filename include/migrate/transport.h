@@ -72,9 +72,13 @@ struct xport_op {
 	void *user;
 	/* A receive with `whole` wakes its thread once all its bytes are in,
 	 * not as each segment lands: each wakeup of a sleeping receiver costs
-	 * the sender's CPU an IPI.  The engine sets SO_RCVLOWAT to the bytes
-	 * still to come and caches the value in rcvlowat (0: the default, 1),
-	 * so an op must stay with one fd while it uses `whole`. */
+	 * the sender's CPU an IPI.  The engine sets SO_RCVLOWAT on the fd to
+	 * the bytes still to come and caches the value in rcvlowat (0: the
+	 * default, 1).  The mark stays on the fd after the op ends, however it
+	 * ends, so every receive on an fd that had a `whole` one must go
+	 * through the same op, whose cache knows the mark: a fresh op would
+	 * assume 1 and wait for bytes that are not coming.  TCP only: a unix
+	 * socket takes the mark but its poll ignores it. */
 	bool whole;
 	int rcvlowat;
 	/* engine-private */
