@@ -51,6 +51,17 @@ static const char *const checksum_names[] = {
 	[MIG_CHECKSUM_AUTO] = "auto",
 };
 
+/* The human summary's words for the checksum mode the RESULT reports. */
+static const char *checksum_text(const struct mig_event *e, enum mig_checksum asked)
+{
+	if (e->checksum == MIG_CHECKSUM_PAGES)
+		return "pages";
+	if (e->checksum != MIG_CHECKSUM_FRAMES)
+		return "not decided yet";
+	return e->same_host && asked == MIG_CHECKSUM_AUTO ?
+	       "frames (auto: both agents on this host)" : "frames";
+}
+
 static int usage_error(const char *fmt, const char *arg)
 {
 	fputs("migratectl start: ", stderr);
@@ -502,11 +513,7 @@ int cmd_start(int argc, char **argv)
 		printf("  total %llu ms (setup %llu ms), downtime %llu ms, %u rounds, %u streams, %s, "
 		       "checksum %s\n", (unsigned long long)res.total_ms,
 		       (unsigned long long)res.setup_ms, (unsigned long long)res.downtime_ms, res.round,
-		       res.streams, xport_codec_to_string(res.codec),
-		       res.checksum == MIG_CHECKSUM_PAGES ? "pages" :
-		       res.checksum != MIG_CHECKSUM_FRAMES ? "not decided yet" :
-		       res.same_host && o.checksum == MIG_CHECKSUM_AUTO ?
-		       "frames (auto: both agents on this host)" : "frames");
+		       res.streams, xport_codec_to_string(res.codec), checksum_text(&res, o.checksum));
 		printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "
 		       "%llu torn (sent again), %.0f MiB/s\n",
 		       (unsigned long long)(res.ram_total_bytes >> 20),

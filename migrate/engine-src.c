@@ -67,9 +67,8 @@ struct src {
 	unsigned next;
 	uint64_t ctl_rx_seq;
 	enum xport_codec codec;   /* the codec in use (auto resolves to one) */
-	bool page_sums;           /* --checksum, auto resolved at setup */
+	enum mig_checksum checksum; /* --checksum; AUTO until setup resolves it */
 	bool same_host;           /* the streams never leave this host */
-	bool sums_decided;        /* page_sums is final (auto resolved) */
 #if HAVE_ZSTD
 	ZSTD_CCtx *cctx;
 #endif
@@ -403,7 +402,7 @@ static int send_batch_raw(struct src *s, struct tx_stream *t, const uint64_t *pf
 			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
 			continue;
 		}
-		ent[i] = (struct mig_page_ent){ pfns[i], s->page_sums ? mig_page_sum(page, seq, i) : 0 };
+		ent[i] = (struct mig_page_ent){ pfns[i], s->checksum == MIG_CHECKSUM_PAGES ? mig_page_sum(page, seq, i) : 0 };
 		nz++;
 		if (nruns && (uint8_t *)runs[nruns - 1].iov_base + runs[nruns - 1].iov_len == page)
 			runs[nruns - 1].iov_len += PAGE;
@@ -444,7 +443,7 @@ static int send_batch(struct src *s, const uint64_t *pfns, unsigned count)
 			continue;
 		}
 		memcpy(copy, page, PAGE);
-		ent[i] = (struct mig_page_ent){ pfns[i], s->page_sums ? mig_page_sum(copy, seq, i) : 0 };
+		ent[i] = (struct mig_page_ent){ pfns[i], s->checksum == MIG_CHECKSUM_PAGES ? mig_page_sum(copy, seq, i) : 0 };
 		nz++;
 	}
 	data = (struct iovec){ t->buf + meta, (size_t)nz * PAGE };
@@ -611,15 +610,14 @@ static int do_setup(struct src *s)
 	 * whether page data will cross a wire: only then do per-page sums
 	 * guard anything that frame checksums and --verify do not. */
 	s->same_host = xport_same_host(s->ctl.fd);
-	s->page_sums = s->o->checksum == MIG_CHECKSUM_PAGES ||
-		       (s->o->checksum == MIG_CHECKSUM_AUTO && !s->same_host);
-	s->sums_decided = true;
+	if (s->checksum == MIG_CHECKSUM_AUTO)
+		s->checksum = s->same_host ? MIG_CHECKSUM_FRAMES : MIG_CHECKSUM_PAGES;
 	lab_to_wire(lab_vm_config(s->vm), &st.lab);
 	st.nr_pages = s->nr_pages;
 	st.page_size = PAGE;
 	st.codec = s->codec;
 	st.flags = (s->o->verify ? MIG_SETUP_F_VERIFY : 0) |
-		   (s->page_sums ? 0 : MIG_SETUP_F_NO_PAGE_SUMS);
+		   (s->checksum == MIG_CHECKSUM_PAGES ? 0 : MIG_SETUP_F_NO_PAGE_SUMS);
 	str_copy(st.name, sizeof(st.name), s->o->name);
 	r = ctl_send(s, MIG_FRAME_SETUP, &st, sizeof(st));
 	if (r < 0)
@@ -765,8 +763,7 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	s.phase = MIG_PHASE_SETUP;
 	s.n = o->streams;
 	s.codec = o->compress.codec;
-	s.page_sums = o->checksum == MIG_CHECKSUM_PAGES;
-	s.sums_decided = o->checksum != MIG_CHECKSUM_AUTO;
+	s.checksum = o->checksum;
 	res->streams = s.n;
 	s.ram = lab_vm_ram(vm, &res->ram_total_bytes);
 	s.nr_pages = res->ram_total_bytes / PAGE;
@@ -994,8 +991,7 @@ done:
 	res->total_ms = mig_now_ms() - s.t0_ms;
 	res->round = s.round;
 	res->codec = s.codec;
-	res->checksum = !s.sums_decided ? MIG_CHECKSUM_AUTO :
-			s.page_sums ? MIG_CHECKSUM_PAGES : MIG_CHECKSUM_FRAMES;
+	res->checksum = s.checksum;
 	res->same_host = s.same_host;
 	/* The link's throughput: PRECOPY moves almost every byte, with nothing
 	 * else (setup, verification) in its time. */
