@@ -3,12 +3,15 @@
  * The destination side of a migration.  It accepts the control stream and
  * the N data streams, refusing (and counting) any connection whose first frame
  * does not prove it holds this migration's secret, builds the VM with
- * pre-faulted RAM, and writes received pages straight into it.  One thread
- * and one io_uring receive on every stream at once.
+ * pre-faulted RAM, and writes received pages straight into it.  The main
+ * thread serves the control stream; each data stream has a worker thread
+ * with its own io_uring, started once SETUP has built the VM.
  *
  * Pages of round r+1 may overtake pages of round r on another stream; the
  * ROUND_END barrier (every data stream must reach it before any stream is read
- * further) keeps an older copy of a page from landing on a newer one.
+ * further) keeps an older copy of a page from landing on a newer one.  The
+ * worker that completes the last round's barrier wakes the main thread
+ * through a socket pair that its ring also waits on.
  * Nothing of a frame is applied before its header, checksum and contents
  * have been checked.
  */
@@ -32,6 +35,7 @@
 #include "migrate/migrate-internal.h"
 
 #define PAGE ((uint64_t)MIG_PAGE_SIZE)
+#define POLL_MS 100
 #define ACCEPT_TIMEOUT_MS 30000
 #define IDLE_TIMEOUT_MS 120000
 #define HEALTH_CHECK_MS 300
@@ -42,10 +46,16 @@
 
 enum rx_stage { RX_HDR, RX_PAYLOAD, RX_DATA, RX_BARRIER, RX_DONE };
 
+struct dst;
+
 struct rx_stream {
+	struct dst *owner;
 	unsigned index;
 	int fd;
+	struct xport_ring *ring;  /* the main thread's for the control stream */
+	struct mig_error *err;    /* likewise */
 	uint64_t seq;
+	uint32_t round;           /* data streams: the round being received */
 	enum rx_stage stage;
 	struct mig_frame_hdr hdr;
 	struct mig_buf buf;
@@ -57,6 +67,16 @@ struct rx_stream {
 	struct mig_page_ent ent[MIG_BATCH_PAGES];
 	struct iovec runs[MIG_BATCH_PAGES];
 	int nruns;
+	/* a data stream's worker */
+	struct xport_ring own_ring;
+	struct mig_error own_err;
+	uint8_t *scratch;         /* decompressed page data */
+#if HAVE_ZSTD
+	ZSTD_DCtx *dctx;
+#endif
+	pthread_t thread;
+	bool started;
+	uint64_t cpu_ms;
 	/* control stream sends (one at a time) */
 	struct mig_frame_hdr tx_hdr;
 	uint64_t tx_seq;
@@ -75,13 +95,26 @@ struct dst {
 	struct lab_vm *vm;
 	uint8_t *ram;
 	uint64_t nr_pages;
-	uint8_t *scratch;         /* decompressed page data */
-	uint32_t round;           /* the round the data streams are in */
 	/* Pages whose latest copy came in a LIVE frame and failed its sum:
-	 * each must arrive again, intact, before the VM may load. */
+	 * each must arrive again, intact, before the VM may load.  The
+	 * workers update both atomically. */
 	uint64_t *stale;
 	uint64_t nr_stale;
-	uint64_t torn_pages;
+	uint64_t torn_pages;      /* atomic */
+	/* The round barrier and the workers' fate, under lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t advance;
+	uint32_t round;           /* the round the data streams are in */
+	unsigned arrived;         /* streams at this round's barrier */
+	bool round_final;         /* what the first of them said */
+	bool all_final;           /* every stream delivered its last round */
+	bool stop;                /* main or a worker failed: the rest end */
+	struct mig_error werr;    /* the first worker failure */
+	uint64_t last_data_ms;    /* atomic: when a worker last got bytes */
+	/* the workers wake the main thread by writing to note[1] */
+	int note[2];
+	uint8_t note_byte;
+	struct xport_op note_op;
 	bool have_state;
 	struct mig_buf state;
 	bool loaded;
@@ -89,13 +122,10 @@ struct dst {
 	bool running;
 	bool verify;
 	bool page_sums;           /* check each page against its entry's sum */
-	uint64_t cpu0;
+	uint64_t cpu0, workers_cpu_ms;
 	/* completions that arrived while ctl_send waited for its previous send */
 	struct xport_op *stash[64];
 	unsigned nstash;
-#if HAVE_ZSTD
-	ZSTD_DCtx *dctx;
-#endif
 };
 
 static int refuse(int fd, uint64_t seq, int code, const char *msg)
@@ -185,7 +215,7 @@ static int accept_streams(struct dst *d)
 /* Every receive goes through here.  Only the fields the engine does not set
  * itself are filled: clearing the whole op (it holds room for 260 iovecs)
  * three times per frame was measurable work. */
-static int post_recv(struct dst *d, struct rx_stream *s, enum rx_stage stage,
+static int post_recv(struct rx_stream *s, enum rx_stage stage,
 		     const struct iovec *iov, int iovcnt)
 {
 	s->op.fd = s->fd;
@@ -195,14 +225,14 @@ static int post_recv(struct dst *d, struct rx_stream *s, enum rx_stage stage,
 	s->op.iovcnt = iovcnt;
 	s->op.user = s;
 	s->stage = stage;
-	return xport_ring_submit(&d->ring, &s->op, &d->err);
+	return xport_ring_submit(s->ring, &s->op, s->err);
 }
 
-static int post_hdr(struct dst *d, struct rx_stream *s)
+static int post_hdr(struct rx_stream *s)
 {
 	struct iovec iov = { &s->hdr, sizeof(s->hdr) };
 
-	return post_recv(d, s, RX_HDR, &iov, 1);
+	return post_recv(s, RX_HDR, &iov, 1);
 }
 
 static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
@@ -245,17 +275,21 @@ static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
 	return xport_ring_submit(&d->ring, &s->tx_op, &d->err);
 }
 
+/* Atomic: within a round the source sends a page on one stream only, but
+ * the words of the set are shared.  Mostly a plain read: a page that was
+ * never stale needs no locked instruction. */
 static void stale_mark(struct dst *d, uint64_t pfn, bool stale)
 {
-	uint64_t bit = 1ULL << (pfn % 64), *w = &d->stale[pfn / 64];
+	uint64_t bit = 1ULL << (pfn % 64), *w = &d->stale[pfn / 64], old;
 
-	if (stale && !(*w & bit)) {
-		*w |= bit;
-		d->nr_stale++;
-	} else if (!stale && (*w & bit)) {
-		*w &= ~bit;
-		d->nr_stale--;
-	}
+	if (!!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit) == stale)
+		return;
+	old = stale ? __atomic_fetch_or(w, bit, __ATOMIC_RELAXED) :
+		      __atomic_fetch_and(w, ~bit, __ATOMIC_RELAXED);
+	if (stale && !(old & bit))
+		__atomic_fetch_add(&d->nr_stale, 1, __ATOMIC_RELAXED);
+	else if (!stale && (old & bit))
+		__atomic_fetch_sub(&d->nr_stale, 1, __ATOMIC_RELAXED);
 }
 
 static uint64_t first_stale(const struct dst *d)
@@ -277,45 +311,45 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
 	struct iovec iov;
 
 	if (!d->vm)
-		return mig_error_set(&d->err, -EPROTO, "PAGES before SETUP on stream %u", s->index);
+		return mig_error_set(s->err, -EPROTO, "PAGES before SETUP on stream %u", s->index);
 	if (s->hdr.length < sizeof(ph))
-		return mig_error_set(&d->err, -EBADMSG, "PAGES frame of %u bytes on stream %u",
+		return mig_error_set(s->err, -EBADMSG, "PAGES frame of %u bytes on stream %u",
 				     s->hdr.length, s->index);
 	memcpy(&ph, s->buf.data, sizeof(ph));
 	if (ph.count == 0 || ph.count > MIG_BATCH_PAGES || ph.zero_count > ph.count)
-		return mig_error_set(&d->err, -EBADMSG, "PAGES frame with %u pages (%u zero) on "
+		return mig_error_set(s->err, -EBADMSG, "PAGES frame with %u pages (%u zero) on "
 				     "stream %u; at most %u", ph.count, ph.zero_count, s->index,
 				     MIG_BATCH_PAGES);
 	meta = sizeof(ph) + (size_t)ph.count * sizeof(struct mig_page_ent);
 	nz = ph.count - ph.zero_count;
 	if (s->hdr.length != meta)
-		return mig_error_set(&d->err, -EBADMSG, "PAGES frame length %u does not match its "
+		return mig_error_set(s->err, -EBADMSG, "PAGES frame length %u does not match its "
 				     "%u pages", s->hdr.length, ph.count);
-	if (ph.round != d->round)
-		return mig_error_set(&d->err, -EPROTO, "PAGES frame of round %u on stream %u during "
-				     "round %u", ph.round, s->index, d->round);
+	if (ph.round != s->round)
+		return mig_error_set(s->err, -EPROTO, "PAGES frame of round %u on stream %u during "
+				     "round %u", ph.round, s->index, s->round);
 	memcpy(s->ent, s->buf.data + sizeof(ph), (size_t)ph.count * sizeof(struct mig_page_ent));
 	for (unsigned i = 0; i < ph.count; i++) {
 		uint64_t pfn = s->ent[i].page & ~MIG_PAGE_ZERO;
 
 		zeros += !!(s->ent[i].page & MIG_PAGE_ZERO);
 		if (pfn >= d->nr_pages)
-			return mig_error_set(&d->err, -EBADMSG, "page %#llx is outside the guest's "
+			return mig_error_set(s->err, -EBADMSG, "page %#llx is outside the guest's "
 					     "%llu pages", (unsigned long long)pfn,
 					     (unsigned long long)d->nr_pages);
 	}
 	if (zeros != ph.zero_count)
-		return mig_error_set(&d->err, -EBADMSG, "PAGES frame says %u zero pages, lists %u",
+		return mig_error_set(s->err, -EBADMSG, "PAGES frame says %u zero pages, lists %u",
 				     ph.zero_count, zeros);
 	if (s->hdr.flags & MIG_FRAME_F_ZSTD) {
 		if (!nz || ph.data_len == 0 || ph.data_len > nz * PAGE)
-			return mig_error_set(&d->err, -EBADMSG, "zstd PAGES data of %u bytes for %zu "
+			return mig_error_set(s->err, -EBADMSG, "zstd PAGES data of %u bytes for %zu "
 					     "pages", ph.data_len, nz);
 #if !HAVE_ZSTD
-		return mig_error_set(&d->err, -ENOTSUP, "zstd frame, but this build has no zstd");
+		return mig_error_set(s->err, -ENOTSUP, "zstd frame, but this build has no zstd");
 #endif
 	} else if (ph.data_len != nz * PAGE) {
-		return mig_error_set(&d->err, -EBADMSG, "raw PAGES data of %u bytes for %zu pages",
+		return mig_error_set(s->err, -EBADMSG, "raw PAGES data of %u bytes for %zu pages",
 				     ph.data_len, nz);
 	}
 	s->ph = ph;
@@ -336,11 +370,11 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
 	if (s->hdr.flags & MIG_FRAME_F_ZSTD) {
 		s->buf.len = 0;
 		if (mig_buf_reserve(&s->buf, ph.data_len) < 0)
-			return mig_error_set(&d->err, -ENOMEM, "out of memory");
+			return mig_error_set(s->err, -ENOMEM, "out of memory");
 		iov = (struct iovec){ s->buf.data, ph.data_len };
-		return post_recv(d, s, RX_DATA, &iov, 1);
+		return post_recv(s, RX_DATA, &iov, 1);
 	}
-	return post_recv(d, s, RX_DATA, s->runs, s->nruns);
+	return post_recv(s, RX_DATA, s->runs, s->nruns);
 }
 
 /* The data of the PAGES frame in s has arrived: check each page against its
@@ -354,13 +388,13 @@ static int pages_data(struct dst *d, struct rx_stream *s)
 	if (zstd) {
 #if HAVE_ZSTD
 		size_t nz = s->ph.count - s->ph.zero_count;
-		size_t out = ZSTD_decompressDCtx(d->dctx, d->scratch, MIG_BATCH_PAGES * PAGE,
+		size_t out = ZSTD_decompressDCtx(s->dctx, s->scratch, MIG_BATCH_PAGES * PAGE,
 						 s->buf.data, s->ph.data_len);
 
 		if (ZSTD_isError(out) || out != nz * PAGE)
-			return mig_error_set(&d->err, -EBADMSG, "zstd data of a PAGES frame does not "
+			return mig_error_set(s->err, -EBADMSG, "zstd data of a PAGES frame does not "
 					     "decode to %zu pages", nz);
-		data = d->scratch;
+		data = s->scratch;
 #endif
 	}
 	for (unsigned i = 0; i < s->ph.count; i++) {
@@ -378,13 +412,14 @@ static int pages_data(struct dst *d, struct rx_stream *s)
 		}
 		sum = d->page_sums ? mig_page_sum(page, s->hdr.seq, i) : s->ent[i].sum;
 		if (sum != s->ent[i].sum && !live)
-			return mig_error_set(&d->err, -EBADMSG, "stream %u: page data checksum "
+			return mig_error_set(s->err, -EBADMSG, "stream %u: page data checksum "
 					     "mismatch on page %#llx of PAGES frame seq %llu: it hashes "
 					     "to 0x%016llx, the frame says 0x%016llx (data damaged in "
 					     "transit)", s->index, (unsigned long long)pfn,
 					     (unsigned long long)s->hdr.seq, (unsigned long long)sum,
 					     (unsigned long long)s->ent[i].sum);
-		d->torn_pages += sum != s->ent[i].sum;
+		if (sum != s->ent[i].sum)
+			__atomic_fetch_add(&d->torn_pages, 1, __ATOMIC_RELAXED);
 		stale_mark(d, pfn, sum != s->ent[i].sum);
 	}
 	s->frames++;
@@ -437,15 +472,226 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	return r;
 }
 
-static bool all_at_barrier(struct dst *d, bool final)
+/* A worker failed: record the first cause, stop the others, wake main. */
+static void worker_failed(struct dst *d, struct rx_stream *s)
+{
+	pthread_mutex_lock(&d->lock);
+	if (!d->werr.code)
+		d->werr = *s->err;
+	d->stop = true;
+	pthread_cond_broadcast(&d->advance);
+	pthread_mutex_unlock(&d->lock);
+	if (write(d->note[1], "!", 1) < 0) {
+		/* main sees d->stop within its next poll anyway */
+	}
+}
+
+/* ROUND_END on stream s.  Returns 1 once the last round is complete, 0
+ * when the next round may be read, <0 on failure. */
+static int barrier(struct dst *d, struct rx_stream *s, bool final)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&d->lock);
+	s->final = final;
+	s->stage = final ? RX_DONE : RX_BARRIER;
+	if (d->arrived && d->round_final != final) {
+		r = mig_error_set(s->err, -EPROTO, "streams disagree on whether round %u is the "
+				  "last", s->round);
+	} else if (++d->arrived == 1) {
+		d->round_final = final;
+	}
+	if (r == 0 && d->arrived == d->n) {
+		uint64_t stale = __atomic_load_n(&d->nr_stale, __ATOMIC_RELAXED);
+
+		if (final && stale)
+			r = mig_error_set(s->err, -EBADMSG, "%llu pages arrived damaged and were not "
+					  "sent again (the first is page %#llx); the source's dirty "
+					  "log missed a write, or the data was damaged in transit",
+					  (unsigned long long)stale, (unsigned long long)first_stale(d));
+		d->arrived = 0;
+		d->round++;
+		d->all_final = final && r == 0;
+		pthread_cond_broadcast(&d->advance);
+	} else {
+		while (r == 0 && d->round == s->round && !d->stop)
+			pthread_cond_wait(&d->advance, &d->lock);
+		if (r == 0 && d->round == s->round)
+			r = mig_error_set(s->err, -ECANCELED, "stopped at the barrier of round %u",
+					  s->round);
+	}
+	s->round++;
+	s->frames = 0;
+	pthread_mutex_unlock(&d->lock);
+	if (r == 0 && final && write(d->note[1], "f", 1) < 0)
+		r = mig_error_set(s->err, -errno, "waking the control thread: %s", strerror(errno));
+	return r < 0 ? r : final;
+}
+
+/* A frame on data stream s passed its checks: PAGES or ROUND_END.  Returns
+ * 0 to read the next header, 2 when a PAGES frame's data is being
+ * received, 1 after the last round, <0 on failure. */
+static int data_frame(struct dst *d, struct rx_stream *s)
+{
+	struct mig_round_end re;
+	int r;
+
+	switch (s->hdr.type) {
+	case MIG_FRAME_PAGES:
+		r = pages_meta(d, s);
+		if (r == 0)
+			return 2;
+		return r == 1 ? pages_data(d, s) : r;
+	case MIG_FRAME_ROUND_END:
+		if (s->hdr.length != sizeof(re))
+			return mig_error_set(s->err, -EBADMSG, "ROUND_END of %u bytes", s->hdr.length);
+		memcpy(&re, s->buf.data, sizeof(re));
+		if (re.round != s->round || re.final > 1 || re.frames != s->frames)
+			return mig_error_set(s->err, -EPROTO, "stream %u: ROUND_END of round %u "
+					     "(final %u, %llu PAGES frames) after %llu PAGES frames of "
+					     "round %u", s->index, re.round, re.final,
+					     (unsigned long long)re.frames,
+					     (unsigned long long)s->frames, s->round);
+		return barrier(d, s, re.final);
+	default:
+		return mig_error_set(s->err, -EPROTO, "unexpected %s frame on data stream %u",
+				     mig_frame_type_to_string(s->hdr.type), s->index);
+	}
+}
+
+/* One completed receive on stream s: advance its frame.  Returns 1 when a
+ * frame passed its checks and its payload is in s->buf, 0 when the next
+ * receive is posted, <0 on failure. */
+static int rx_step(struct rx_stream *s, struct xport_op *op)
+{
+	int r;
+
+	if (op->res < 0)
+		return mig_error_set(s->err, op->res, "stream %u: %s", s->index,
+				     op->res == -ECONNRESET ? "the source closed it" :
+				     strerror(-op->res));
+	if (s->stage == RX_HDR) {
+		r = mig_frame_check_header(&s->hdr, s->seq + 1, s->err);
+		if (r < 0)
+			return mig_error_prefix(s->err, "stream %u", s->index);
+		if (s->hdr.length) {
+			s->buf.len = 0;
+			r = mig_buf_reserve(&s->buf, s->hdr.length);
+			if (r < 0)
+				return mig_error_set(s->err, r, "out of memory");
+			r = post_recv(s, RX_PAYLOAD, &(struct iovec){ s->buf.data, s->hdr.length }, 1);
+			return r < 0 ? r : 0;
+		}
+	}
+	r = mig_frame_check_payload(&s->hdr, s->buf.data, s->err);
+	if (r < 0)
+		return mig_error_prefix(s->err, "stream %u", s->index);
+	s->seq++;
+	return 1;
+}
+
+static void *rx_worker_main(void *arg)
+{
+	struct rx_stream *s = arg;
+	struct dst *d = s->owner;
+	uint64_t cpu0 = mig_cpu_ms();
+	char name[16];
+	int r;
+
+	snprintf(name, sizeof(name), "mig-rx%u", s->index);
+	pthread_setname_np(pthread_self(), name);
+	r = post_hdr(s);
+	while (r >= 0) {
+		struct xport_op *op = NULL;
+
+		r = xport_ring_wait(s->ring, POLL_MS, &op, s->err);
+		if (r == -ETIME) {
+			mig_error_clear(s->err);
+			r = __atomic_load_n(&d->stop, __ATOMIC_RELAXED) ? -ECANCELED : 0;
+			continue;
+		}
+		if (r < 0)
+			break;
+		__atomic_store_n(&d->last_data_ms, mig_now_ms(), __ATOMIC_RELAXED);
+		if (s->stage == RX_DATA) {
+			r = pages_data(d, s);
+			if (r >= 0)
+				r = post_hdr(s);
+			continue;
+		}
+		r = rx_step(s, op);
+		if (r <= 0)
+			continue;
+		r = data_frame(d, s);
+		if (r == 1)
+			break;
+		if (r == 0)
+			r = post_hdr(s);
+	}
+	if (r < 0 && r != -ECANCELED)
+		worker_failed(d, s);
+	if (s->ring->inflight) {
+		/* A receive may still point into guest RAM: end it before the
+		 * VM can go. */
+		struct xport_op *op;
+
+		shutdown(s->fd, SHUT_RDWR);
+		while (s->ring->inflight && xport_ring_wait(s->ring, 1000, &op, NULL) >= 0)
+			;
+	}
+	s->cpu_ms = mig_cpu_ms() - cpu0;
+	return NULL;
+}
+
+static int workers_start(struct dst *d)
 {
 	for (unsigned k = 1; k <= d->n; k++) {
-		if (d->st[k].stage != RX_BARRIER && d->st[k].stage != RX_DONE)
-			return false;
-		if (final && !d->st[k].final)
-			return false;
+		struct rx_stream *s = &d->st[k];
+		int r = xport_ring_init(&s->own_ring, 4, &d->err);
+
+		if (r < 0)
+			return r;
+		s->scratch = malloc(MIG_BATCH_PAGES * PAGE);
+		if (!s->scratch)
+			return mig_error_set(&d->err, -ENOMEM, "out of memory");
+#if HAVE_ZSTD
+		s->dctx = ZSTD_createDCtx();
+		if (!s->dctx)
+			return mig_error_set(&d->err, -ENOMEM, "out of memory");
+#endif
+		r = -pthread_create(&s->thread, NULL, rx_worker_main, s);
+		if (r < 0)
+			return mig_error_set(&d->err, r, "starting the receiver of stream %u: %s", k,
+					     strerror(-r));
+		s->started = true;
 	}
-	return true;
+	return 0;
+}
+
+/* Join the workers (telling them to stop unless they are done). */
+static void workers_stop(struct dst *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->stop = d->stop || !d->all_final;
+	pthread_cond_broadcast(&d->advance);
+	pthread_mutex_unlock(&d->lock);
+	for (unsigned k = 1; d->st && k <= d->n; k++) {
+		struct rx_stream *s = &d->st[k];
+
+		if (s->started) {
+			pthread_join(s->thread, NULL);
+			s->started = false;
+			d->workers_cpu_ms += s->cpu_ms;
+		}
+		if (s->own_ring.ring)
+			xport_ring_exit(&s->own_ring);
+		free(s->scratch);
+		s->scratch = NULL;
+#if HAVE_ZSTD
+		ZSTD_freeDCtx(s->dctx);
+		s->dctx = NULL;
+#endif
+	}
 }
 
 /* Once every data stream delivered its final pages and the state is in:
@@ -454,10 +700,14 @@ static int try_load(struct dst *d)
 {
 	struct mig_loaded l = { 0 };
 	struct lab_digest dg = { 0 };
+	bool all_final;
 	uint64_t t0;
 	int r;
 
-	if (d->loaded || !d->have_state || !all_at_barrier(d, true))
+	pthread_mutex_lock(&d->lock);
+	all_final = d->all_final;
+	pthread_mutex_unlock(&d->lock);
+	if (d->loaded || !d->have_state || !all_final)
 		return 0;
 	d->loaded = true;
 	t0 = mig_realtime_ns();
@@ -471,7 +721,7 @@ static int try_load(struct dst *d)
 	l.digest[0] = dg.hi;
 	l.digest[1] = dg.lo;
 	l.rejected_streams = d->rejected;
-	l.torn_pages = d->torn_pages;
+	l.torn_pages = __atomic_load_n(&d->torn_pages, __ATOMIC_RELAXED);
 	if (r < 0)
 		str_copy(l.msg, sizeof(l.msg), d->err.msg);
 	ctl_send(d, MIG_FRAME_LOADED, &l, sizeof(l));
@@ -486,6 +736,9 @@ static int do_commit(struct dst *d)
 
 	if (!d->loaded)
 		return mig_error_set(&d->err, -EPROTO, "COMMIT before the VM was loaded");
+	/* the workers are done: the last round is in */
+	workers_stop(d);
+	run.cpu_ms += d->workers_cpu_ms;
 	d->committed = true;
 	r = lab_vm_resume(d->vm, &d->err);
 	run.start_realtime_ns = mig_realtime_ns();
@@ -525,191 +778,154 @@ static int do_commit(struct dst *d)
 	return 0;
 }
 
-static int on_frame(struct dst *d, struct rx_stream *s, bool *repost)
+static int on_ctl_frame(struct dst *d, struct rx_stream *s, bool *repost)
 {
-	struct mig_round_end re;
 	int r;
 
 	*repost = true;
-	if (s->index == 0) {
-		switch (s->hdr.type) {
-		case MIG_FRAME_SETUP:
-			return do_setup(d, s);
-		case MIG_FRAME_DEVICE_STATE:
-			d->state.len = 0;
-			r = mig_buf_append(&d->state, s->buf.data, s->hdr.length);
-			if (r < 0)
-				return mig_error_set(&d->err, r, "out of memory");
-			d->have_state = true;
-			return try_load(d);
-		case MIG_FRAME_COMMIT:
-			*repost = false;
-			return do_commit(d);
-		case MIG_FRAME_ABORT: {
-			struct mig_error_msg m;
-
-			mig_error_msg_parse(s->buf.data, s->hdr.length, &m, -ECANCELED);
-			return mig_error_set(&d->err, -ECANCELED, "the source aborted: %s", m.msg);
-		}
-		default:
-			return mig_error_set(&d->err, -EPROTO, "unexpected %s frame on the control "
-					     "stream", mig_frame_type_to_string(s->hdr.type));
-		}
-	}
 	switch (s->hdr.type) {
-	case MIG_FRAME_PAGES:
-		r = pages_meta(d, s);
-		if (r == 0)
-			*repost = false;     /* its data is being received */
-		return r == 1 ? pages_data(d, s) : r;
-	case MIG_FRAME_ROUND_END:
-		if (s->hdr.length != sizeof(re))
-			return mig_error_set(&d->err, -EBADMSG, "ROUND_END of %u bytes", s->hdr.length);
-		memcpy(&re, s->buf.data, sizeof(re));
-		if (re.round != d->round || re.final > 1 || re.frames != s->frames)
-			return mig_error_set(&d->err, -EPROTO, "stream %u: ROUND_END of round %u "
-					     "(final %u, %llu PAGES frames) after %llu PAGES frames of "
-					     "round %u", s->index, re.round, re.final,
-					     (unsigned long long)re.frames,
-					     (unsigned long long)s->frames, d->round);
-		s->final = re.final;
-		s->stage = re.final ? RX_DONE : RX_BARRIER;
-		*repost = false;
-		if (all_at_barrier(d, false)) {
-			for (unsigned k = 1; k <= d->n; k++) {
-				if (d->st[k].final != re.final)
-					return mig_error_set(&d->err, -EPROTO, "streams disagree on whether "
-							     "round %u is the last", re.round);
-				d->st[k].frames = 0;
-			}
-			d->round++;
-			if (re.final && d->nr_stale)
-				return mig_error_set(&d->err, -EBADMSG, "%llu pages arrived damaged and "
-						     "were not sent again (the first is page %#llx); "
-						     "the source's dirty log missed a write, or the "
-						     "data was damaged in transit",
-						     (unsigned long long)d->nr_stale,
-						     (unsigned long long)first_stale(d));
-			if (!re.final) {
-				for (unsigned k = 1; k <= d->n; k++) {
-					r = post_hdr(d, &d->st[k]);
-					if (r < 0)
-						return r;
-				}
-			}
-		}
+	case MIG_FRAME_SETUP:
+		r = do_setup(d, s);
+		/* the data streams are read from here on */
+		return r < 0 ? r : workers_start(d);
+	case MIG_FRAME_DEVICE_STATE:
+		d->state.len = 0;
+		r = mig_buf_append(&d->state, s->buf.data, s->hdr.length);
+		if (r < 0)
+			return mig_error_set(&d->err, r, "out of memory");
+		d->have_state = true;
 		return try_load(d);
+	case MIG_FRAME_COMMIT:
+		*repost = false;
+		return do_commit(d);
+	case MIG_FRAME_ABORT: {
+		struct mig_error_msg m;
+
+		mig_error_msg_parse(s->buf.data, s->hdr.length, &m, -ECANCELED);
+		return mig_error_set(&d->err, -ECANCELED, "the source aborted: %s", m.msg);
+	}
 	default:
-		return mig_error_set(&d->err, -EPROTO, "unexpected %s frame on data stream %u",
-				     mig_frame_type_to_string(s->hdr.type), s->index);
+		return mig_error_set(&d->err, -EPROTO, "unexpected %s frame on the control "
+				     "stream", mig_frame_type_to_string(s->hdr.type));
 	}
 }
 
+static int post_note(struct dst *d)
+{
+	d->note_op = (struct xport_op){ .fd = d->note[0], .iovcnt = 1, .total = 1 };
+	d->note_op.iov[0] = (struct iovec){ &d->note_byte, 1 };
+	return xport_ring_submit(&d->ring, &d->note_op, &d->err);
+}
+
+/* A worker woke us: it failed, or the last round is complete. */
+static int on_note(struct dst *d)
+{
+	int r = 0;
+
+	if (d->note_op.res < 0)
+		return mig_error_set(&d->err, d->note_op.res, "the data stream workers' wake-up "
+				     "channel failed: %s", strerror(-d->note_op.res));
+	pthread_mutex_lock(&d->lock);
+	if (d->werr.code) {
+		d->err = d->werr;
+		r = d->err.code;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (r < 0)
+		return r;
+	r = try_load(d);
+	return r < 0 ? r : post_note(d);
+}
+
+/* The control stream, and the workers' wake-ups, until the VM runs here. */
 static int run_loop(struct dst *d)
 {
+	struct rx_stream *s = &d->st[0];
+	uint64_t last = mig_now_ms();
 	int r;
 
-	for (unsigned k = 0; k <= d->n; k++) {
-		r = post_hdr(d, &d->st[k]);
-		if (r < 0)
-			return r;
-	}
-	while (!d->running) {
+	r = post_hdr(s);
+	if (r >= 0)
+		r = post_note(d);
+	while (r >= 0 && !d->running) {
 		struct xport_op *op = NULL;
-		struct rx_stream *s;
 		bool repost;
 
 		if (d->nstash) {
 			op = d->stash[0];
 			memmove(d->stash, d->stash + 1, --d->nstash * sizeof(d->stash[0]));
 		} else {
-			r = xport_ring_wait(&d->ring, IDLE_TIMEOUT_MS, &op, &d->err);
-			if (r == -ETIME)
-				return mig_error_set(&d->err, -ETIMEDOUT, "the source went silent for "
-						     "%d s", IDLE_TIMEOUT_MS / 1000);
+			uint64_t data = __atomic_load_n(&d->last_data_ms, __ATOMIC_RELAXED);
+
+			r = xport_ring_wait(&d->ring, 1000, &op, &d->err);
+			if (r == -ETIME) {
+				mig_error_clear(&d->err);
+				last = data > last ? data : last;
+				if (mig_now_ms() - last > IDLE_TIMEOUT_MS)
+					return mig_error_set(&d->err, -ETIMEDOUT, "the source went "
+							     "silent for %d s", IDLE_TIMEOUT_MS / 1000);
+				r = 0;
+				continue;
+			}
 			if (!op)
 				return r;
-			mig_error_clear(&d->err);
+			last = mig_now_ms();
 		}
-		if (op == &d->st[0].tx_op) {
-			d->st[0].tx_busy = false;
+		if (op == &s->tx_op) {
+			s->tx_busy = false;
 			if (op->res < 0)
 				return mig_error_set(&d->err, op->res, "replying to the source: %s",
 						     strerror(-op->res));
 			continue;
 		}
-		s = op->user;
-		if (op->res < 0)
-			return mig_error_set(&d->err, op->res, "stream %u: %s", s->index,
-					     op->res == -ECONNRESET ? "the source closed it" :
-					     strerror(-op->res));
-		if (s->stage == RX_HDR) {
-			r = mig_frame_check_header(&s->hdr, s->seq + 1, &d->err);
-			if (r < 0)
-				return mig_error_prefix(&d->err, "stream %u", s->index);
-			if (s->hdr.length) {
-				s->buf.len = 0;
-				r = mig_buf_reserve(&s->buf, s->hdr.length);
-				if (r < 0)
-					return mig_error_set(&d->err, r, "out of memory");
-				r = post_recv(d, s, RX_PAYLOAD,
-					      &(struct iovec){ s->buf.data, s->hdr.length }, 1);
-				if (r < 0)
-					return r;
-				continue;
-			}
-		}
-		if (s->stage == RX_DATA) {
-			r = pages_data(d, s);
-			if (r < 0)
-				return r;
-			r = post_hdr(d, s);
-			if (r < 0)
-				return r;
+		if (op == &d->note_op) {
+			r = on_note(d);
 			continue;
 		}
-		r = mig_frame_check_payload(&s->hdr, s->buf.data, &d->err);
-		if (r < 0)
-			return mig_error_prefix(&d->err, "stream %u", s->index);
-		s->seq++;
-		r = on_frame(d, s, &repost);
-		if (r < 0)
-			return r;
-		if (repost && !d->running) {
-			r = post_hdr(d, s);
-			if (r < 0)
-				return r;
-		}
+		r = rx_step(s, op);
+		if (r <= 0)
+			continue;
+		r = on_ctl_frame(d, s, &repost);
+		if (r >= 0 && repost && !d->running)
+			r = post_hdr(s);
 	}
-	return 0;
+	return r < 0 ? r : 0;
 }
 
 int mig_dest_run(const struct mig_in_opts *o, struct lab_vm **ret_vm, struct mig_error *err)
 {
-	struct dst d = { .o = o, .n = o->streams, .vm = o->vm };
+	struct dst d = {
+		.o = o, .n = o->streams, .vm = o->vm, .note = { -1, -1 },
+		.lock = PTHREAD_MUTEX_INITIALIZER, .advance = PTHREAD_COND_INITIALIZER,
+	};
 	int r;
 
 	pthread_setname_np(pthread_self(), "mig-dest");
 	*ret_vm = NULL;
 	d.st = calloc(d.n + 1, sizeof(*d.st));
-	d.scratch = malloc(MIG_BATCH_PAGES * PAGE);
-	if (!d.st || !d.scratch) {
+	if (!d.st) {
 		r = mig_error_set(&d.err, -ENOMEM, "out of memory");
 		goto out;
 	}
 	for (unsigned k = 0; k <= d.n; k++) {
-		d.st[k].index = k;
-		d.st[k].fd = -1;
+		struct rx_stream *s = &d.st[k];
+
+		s->owner = &d;
+		s->index = k;
+		s->fd = -1;
+		s->ring = k ? &s->own_ring : &d.ring;
+		s->err = k ? &s->own_err : &d.err;
 	}
-#if HAVE_ZSTD
-	d.dctx = ZSTD_createDCtx();
-#endif
 	d.cpu0 = mig_cpu_ms();
 	r = accept_streams(&d);
+	if (r >= 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, d.note) < 0)
+		r = mig_error_set(&d.err, -errno, "socketpair: %s", strerror(errno));
 	if (r >= 0)
-		r = xport_ring_init(&d.ring, 2 * (d.n + 2), &d.err);
+		r = xport_ring_init(&d.ring, 8, &d.err);
 	if (r >= 0)
 		r = run_loop(&d);
+	/* Before anything else: no worker may still write guest RAM. */
+	workers_stop(&d);
 	if (r < 0 && !d.committed && d.ring.ring && d.st[0].fd >= 0) {
 		/* Tell the source why, so it rolls back with a reason, not a timeout. */
 		struct mig_error_msg m;
@@ -731,6 +947,9 @@ out:
 			close(d.st[k].fd);
 		mig_buf_free(&d.st[k].buf);
 	}
+	for (int i = 0; i < 2; i++)
+		if (d.note[i] >= 0)
+			close(d.note[i]);
 	if (r >= 0 && d.running) {
 		*ret_vm = d.vm;
 	} else {
@@ -739,11 +958,7 @@ out:
 		/* Before commit the source owns the VM: drop our copy. */
 		lab_vm_destroy(d.vm);
 	}
-#if HAVE_ZSTD
-	ZSTD_freeDCtx(d.dctx);
-#endif
 	free(d.st);
-	free(d.scratch);
 	free(d.stale);
 	mig_buf_free(&d.state);
 	if (r < 0 && err)

@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
  * The source side of a migration: SETUP -> PRECOPY -> STOP_COPY -> COMMIT ->
- * DONE, or ROLLBACK.  One thread drives the control stream and N data
- * streams through one io_uring: while the kernel sends batch k on stream s,
- * this thread gathers (and compresses) batch k+1 for the next free stream.
+ * DONE, or ROLLBACK.  The main thread drives the phases and the control
+ * stream; each data stream has a worker thread with its own io_uring.  For
+ * every round the main thread posts a job (the pages whose bit is set), and
+ * the workers claim the bitmap a slice at a time, so each sends what it
+ * claimed on its own stream.  A worker builds batch k+1 while the kernel
+ * sends batch k.  On two cores the threads of both agents fill each other's
+ * gaps; one thread moving every stream could not (docs/performance.md).
  *
  * Raw pages go to the socket straight from guest RAM; see send_batch_raw()
  * for what that means while the guest runs.
@@ -15,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,16 +40,39 @@
  * after we read it for its checksums; 1 MiB batches measured up to 40 %
  * slower here (docs/performance.md). */
 #define SEND_BATCH_PAGES 128
+/* Bitmap words a worker claims at a time: 8 MiB when every page is dirty,
+ * so the streams end a round within a few batches of each other.  Whole
+ * words, so one stream carries all pages of a word within a round. */
+#define CLAIM_WORDS 32
 
-struct tx_stream {
-	int fd;
-	uint64_t seq;
-	bool busy;
+/* One frame being built or sent. */
+struct tx_slot {
 	struct mig_frame_hdr hdr;
 	uint8_t *buf;
 	size_t cap;
-	uint64_t frames;
 	struct xport_op op;
+};
+
+struct src;
+
+/* A data stream and the thread that sends on it. */
+struct tx_worker {
+	struct src *s;
+	unsigned index;           /* 1..n, as in STREAM_HELLO */
+	int fd;
+	uint64_t seq;             /* last frame sealed */
+	uint64_t frames;          /* PAGES frames of the current job */
+	struct tx_slot slot[2];   /* one in flight while the other is built */
+	unsigned next;
+	struct xport_ring ring;
+	uint8_t *gather;          /* zstd's private copy of a batch */
+#if HAVE_ZSTD
+	ZSTD_CCtx *cctx;
+#endif
+	pthread_t thread;
+	bool started;
+	uint64_t cpu_ms;
+	struct mig_error err;
 };
 
 struct src {
@@ -60,34 +88,55 @@ struct src {
 	uint64_t nr_pages;
 	uint64_t *bitmap;
 	uint64_t words;
-	struct xport_ring ring;
-	struct tx_stream ctl;
-	struct tx_stream *data;
-	unsigned n;
-	unsigned next;
+	struct xport_ring ring;   /* the control stream's */
+	int ctl_fd;
+	uint64_t ctl_seq;
+	struct tx_slot ctl;
 	uint64_t ctl_rx_seq;
+	struct tx_worker *w;
+	unsigned n;
 	enum xport_codec codec;   /* the codec in use (auto resolves to one) */
 	enum mig_checksum checksum; /* --checksum; AUTO until setup resolves it */
 	bool same_host;           /* the streams never leave this host */
-#if HAVE_ZSTD
-	ZSTD_CCtx *cctx;
-#endif
-	uint8_t *gather;
 	uint64_t t0_ms;
 	uint64_t precopy_t0;
 	uint64_t last_event_ms;
 	enum mig_phase phase;
 	uint64_t phase_t0;
 	uint32_t round;
+	/* The job the workers are on.  Fields are written by the main thread
+	 * under lock while no job runs; `cursor` and `stop` are atomic. */
+	pthread_mutex_t lock;
+	pthread_cond_t go, done;
+	uint64_t gen;             /* bumped for each job */
+	unsigned pending;         /* workers still on it */
+	bool quit;
+	uint32_t job_round;
+	bool job_final, job_live;
+	uint64_t cursor;          /* the next bitmap word to claim */
+	bool stop;                /* a worker failed or the user cancelled */
+	struct mig_error werr;    /* the first worker failure */
 	/* bandwidth cap: bytes allowed since bw_t0 */
+	pthread_mutex_t bw_lock;
 	uint64_t bw_t0_ms, bw_bytes;
-	/* per-round */
+	/* Counted by the workers (atomically, as res->wire_bytes and the page
+	 * counts are), reset by the main thread between jobs. */
 	uint64_t round_wire, round_pages;
 	uint64_t remaining, dirty_rate, expected_dt;
 	bool got_abort;           /* the destination said it gives up (and does not run the VM) */
 	/* auto codec probe */
 	uint64_t probe_raw, probe_comp, probe_ns;
 };
+
+static void count(uint64_t *c, uint64_t n)
+{
+	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+
+static uint64_t counted(const uint64_t *c)
+{
+	return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
 
 static void emit_progress(struct src *s, bool force);
 
@@ -126,10 +175,10 @@ static void emit_progress(struct src *s, bool force)
 	ev.elapsed_ms = el;
 	ev.remaining_bytes = s->remaining;
 	ev.dirty_rate_bps = s->dirty_rate;
-	ev.throughput_bps = el ? s->res->wire_bytes * 1000 / el : 0;
+	ev.wire_bytes = counted(&s->res->wire_bytes);
+	ev.throughput_bps = el ? ev.wire_bytes * 1000 / el : 0;
 	ev.expected_downtime_ms = s->expected_dt;
-	ev.transferred_bytes = s->res->transferred_bytes;
-	ev.wire_bytes = s->res->wire_bytes;
+	ev.transferred_bytes = counted(&s->res->transferred_bytes);
 	s->fn(&ev, s->arg);
 }
 
@@ -138,48 +187,14 @@ static bool cancelled(struct src *s)
 	return s->cancel && atomic_load(s->cancel);
 }
 
-/* Wait for one op; mark its stream free. */
-static int wait_one(struct src *s)
-{
-	for (;;) {
-		struct xport_op *op = NULL;
-		int r = xport_ring_wait(&s->ring, POLL_MS, &op, &s->err);
-
-		if (r == -ETIME) {
-			if (cancelled(s))
-				return mig_error_set(&s->err, -ECANCELED, "cancelled");
-			emit_progress(s, false);
-			continue;
-		}
-		if (r < 0)
-			return r;
-		((struct tx_stream *)op->user)->busy = false;
-		if (op->res < 0)
-			return mig_error_set(&s->err, op->res, "sending to the destination: %s",
-					     strerror(-op->res));
-		return 0;
-	}
-}
-
-static int wait_idle(struct src *s)
-{
-	int r;
-
-	while (s->ring.inflight) {
-		r = wait_one(s);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-/* Bandwidth cap: sleep until `bytes` more fit in the budget. */
+/* Bandwidth cap, shared by the workers: sleep until `bytes` more fit. */
 static void throttle(struct src *s, uint64_t bytes)
 {
-	uint64_t cap = s->o->conv.max_bandwidth_bps, now, allowed;
+	uint64_t cap = s->o->conv.max_bandwidth_bps, now, allowed, ms = 0;
 
 	if (!cap)
 		return;
+	pthread_mutex_lock(&s->bw_lock);
 	now = mig_now_ms();
 	if (!s->bw_t0_ms || now - s->bw_t0_ms > 1000) {
 		s->bw_t0_ms = now;
@@ -187,20 +202,22 @@ static void throttle(struct src *s, uint64_t bytes)
 	}
 	s->bw_bytes += bytes;
 	allowed = (now - s->bw_t0_ms) * cap / 1000;
-	if (s->bw_bytes > allowed) {
-		uint64_t ms = (s->bw_bytes - allowed) * 1000 / cap;
+	if (s->bw_bytes > allowed)
+		ms = (s->bw_bytes - allowed) * 1000 / cap;
+	pthread_mutex_unlock(&s->bw_lock);
+	if (ms) {
 		struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
 
 		nanosleep(&ts, NULL);
 	}
 }
 
-/* Queue a frame whose header is already sealed: the header, then iov[0..n). */
-static int submit_sealed(struct src *s, struct tx_stream *t, const struct iovec *iov, int n)
+/* Fill a slot's op for its sealed header followed by iov[0..n). */
+static void slot_op(struct tx_slot *t, int fd, const struct iovec *iov, int n)
 {
 	/* no memset: the op has room for 260 iovecs, and the ring engine sets
 	 * the fields it keeps itself */
-	t->op.fd = t->fd;
+	t->op.fd = fd;
 	t->op.is_send = true;
 	t->op.iov[0] = (struct iovec){ &t->hdr, sizeof(t->hdr) };
 	t->op.total = sizeof(t->hdr);
@@ -210,25 +227,33 @@ static int submit_sealed(struct src *s, struct tx_stream *t, const struct iovec 
 	}
 	t->op.iovcnt = 1 + n;
 	t->op.user = t;
-	t->busy = true;
-	s->res->wire_bytes += t->op.total;
-	s->round_wire += t->op.total;
-	throttle(s, t->op.total);
-	return xport_ring_submit(&s->ring, &t->op, &s->err);
 }
 
-static int submit_frame(struct src *s, struct tx_stream *t, uint16_t type, uint32_t flags,
-			const void *payload, size_t len)
+/* Wait until nothing is in flight on the control stream. */
+static int ctl_wait(struct src *s)
 {
-	struct iovec piov = { (void *)payload, len };
+	while (s->ring.inflight) {
+		struct xport_op *op = NULL;
+		int r = xport_ring_wait(&s->ring, POLL_MS, &op, &s->err);
 
-	mig_frame_seal(&t->hdr, type, flags, ++t->seq, &piov, len ? 1 : 0);
-	return submit_sealed(s, t, &piov, len ? 1 : 0);
+		if (r == -ETIME) {
+			if (cancelled(s))
+				return mig_error_set(&s->err, -ECANCELED, "cancelled");
+			continue;
+		}
+		if (r < 0)
+			return r;
+		if (op->res < 0)
+			return mig_error_set(&s->err, op->res, "sending to the destination: %s",
+					     strerror(-op->res));
+	}
+	return 0;
 }
 
 /* Send a small frame on the control stream and wait until it left. */
 static int ctl_send(struct src *s, uint16_t type, const void *p, size_t len)
 {
+	struct iovec piov;
 	int r;
 
 	if (len > s->ctl.cap) {
@@ -242,21 +267,25 @@ static int ctl_send(struct src *s, uint16_t type, const void *p, size_t len)
 	}
 	if (len)
 		memcpy(s->ctl.buf, p, len);
-	r = submit_frame(s, &s->ctl, type, 0, s->ctl.buf, len);
-	return r < 0 ? r : wait_idle(s);
+	piov = (struct iovec){ s->ctl.buf, len };
+	mig_frame_seal(&s->ctl.hdr, type, 0, ++s->ctl_seq, &piov, len ? 1 : 0);
+	slot_op(&s->ctl, s->ctl_fd, &piov, len ? 1 : 0);
+	count(&s->res->wire_bytes, s->ctl.op.total);
+	r = xport_ring_submit(&s->ring, &s->ctl.op, &s->err);
+	return r < 0 ? r : ctl_wait(s);
 }
 
 /* Receive one frame on the control stream (only when nothing else is in flight). */
 static int ctl_recv(struct src *s, struct mig_frame_hdr *h, struct mig_buf *pl, int timeout_ms)
 {
 	uint64_t end = mig_now_ms() + (uint64_t)timeout_ms;
-	struct xport_op op = { .fd = s->ctl.fd, .is_send = false };
+	struct xport_op op = { .fd = s->ctl_fd, .is_send = false };
 	struct xport_op *done;
 	int r;
 
 	for (int stage = 0; stage < 2; stage++) {
 		memset(&op, 0, sizeof(op));
-		op.fd = s->ctl.fd;
+		op.fd = s->ctl_fd;
 		if (stage == 0) {
 			op.iov[0] = (struct iovec){ h, sizeof(*h) };
 			op.total = sizeof(*h);
@@ -332,51 +361,91 @@ static bool page_is_zero(const uint8_t *p)
 	return true;
 }
 
-static struct tx_stream *free_stream(struct src *s, int *r)
+static bool stopping(struct src *s)
 {
-	for (;;) {
-		for (unsigned k = 0; k < s->n; k++) {
-			struct tx_stream *t = &s->data[(s->next + k) % s->n];
+	return __atomic_load_n(&s->stop, __ATOMIC_RELAXED) || cancelled(s);
+}
 
-			if (!t->busy) {
-				s->next = (s->next + k + 1) % s->n;
-				return t;
-			}
+static int stop_error(struct tx_worker *w)
+{
+	return cancelled(w->s) ? mig_error_set(&w->err, -ECANCELED, "cancelled") :
+				 mig_error_set(&w->err, -ECANCELED, "another stream failed");
+}
+
+/* Wait until the worker's frame in flight (if any) has left. */
+static int tx_wait(struct tx_worker *w)
+{
+	while (w->ring.inflight) {
+		struct xport_op *op = NULL;
+		int r = xport_ring_wait(&w->ring, POLL_MS, &op, &w->err);
+
+		if (r == -ETIME) {
+			if (stopping(w->s))
+				return stop_error(w);
+			continue;
 		}
-		*r = wait_one(s);
-		if (*r < 0)
-			return NULL;
+		if (r < 0)
+			return r;
+		if (op->res < 0)
+			return mig_error_set(&w->err, op->res, "sending to the destination on "
+					     "stream %u: %s", w->index, strerror(-op->res));
 	}
+	return 0;
+}
+
+/* Queue a frame whose header is sealed: after the frame before it left,
+ * since two sends on one socket must not be in flight together. */
+static int tx_submit(struct tx_worker *w, struct tx_slot *t, const struct iovec *iov, int n)
+{
+	int r;
+
+	slot_op(t, w->fd, iov, n);
+	r = tx_wait(w);
+	if (r < 0)
+		return r;
+	count(&w->s->res->wire_bytes, t->op.total);
+	count(&w->s->round_wire, t->op.total);
+	throttle(w->s, t->op.total);
+	return xport_ring_submit(&w->ring, &t->op, &w->err);
+}
+
+static struct tx_slot *next_slot(struct tx_worker *w)
+{
+	struct tx_slot *t = &w->slot[w->next];
+
+	w->next ^= 1;
+	return t;
 }
 
 /* Seal a PAGES frame whose meta (header and entries) is in t->buf, for
  * sequence number seq, with data[0..ndata) after it, and queue it. */
-static int submit_pages(struct src *s, struct tx_stream *t, uint64_t seq, unsigned count,
+static int submit_pages(struct tx_worker *w, struct tx_slot *t, uint64_t seq, unsigned count_,
 			unsigned nz, uint32_t flags, const struct iovec *data, int ndata)
 {
 	struct mig_pages_hdr *ph = (struct mig_pages_hdr *)t->buf;
+	struct mig_event *res = w->s->res;
 	struct iovec iov[MIG_BATCH_PAGES + 1];
 	size_t len = 0;
 
 	for (int i = 0; i < ndata; i++)
 		len += data[i].iov_len;
 	*ph = (struct mig_pages_hdr){
-		.count = count, .zero_count = count - nz, .round = s->round,
+		.count = count_, .zero_count = count_ - nz, .round = w->s->job_round,
 		.data_len = (uint32_t)len,
 	};
-	iov[0] = (struct iovec){ t->buf, sizeof(*ph) + (size_t)count * sizeof(struct mig_page_ent) };
+	iov[0] = (struct iovec){ t->buf, sizeof(*ph) + (size_t)count_ * sizeof(struct mig_page_ent) };
 	memcpy(iov + 1, data, (size_t)ndata * sizeof(*data));
-	t->seq = seq;
+	w->seq = seq;
 	mig_frame_seal(&t->hdr, MIG_FRAME_PAGES, flags, seq, iov, 1);
-	s->res->zero_pages += count - nz;
-	s->res->normal_pages += nz;
-	s->res->transferred_bytes += (uint64_t)nz * PAGE;
-	s->round_pages += count;
-	t->frames++;
-	return submit_sealed(s, t, iov, 1 + ndata);
+	count(&res->zero_pages, count_ - nz);
+	count(&res->normal_pages, nz);
+	count(&res->transferred_bytes, (uint64_t)nz * PAGE);
+	count(&w->s->round_pages, count_);
+	w->frames++;
+	return tx_submit(w, t, iov, 1 + ndata);
 }
 
-static struct mig_page_ent *page_ents(struct tx_stream *t)
+static struct mig_page_ent *page_ents(struct tx_slot *t)
 {
 	return (struct mig_page_ent *)(t->buf + sizeof(struct mig_pages_hdr));
 }
@@ -386,57 +455,55 @@ static struct mig_page_ent *page_ents(struct tx_stream *t)
  * between our checksum and the kernel's copy; the frame says so (LIVE) and
  * the destination takes a mismatch as "this page comes again", which the
  * dirty log guarantees.  Once the vCPUs are stopped nothing can race. */
-static int send_batch_raw(struct src *s, struct tx_stream *t, const uint64_t *pfns,
-			  unsigned count)
+static int send_batch_raw(struct tx_worker *w, struct tx_slot *t, const uint64_t *pfns,
+			  unsigned count_)
 {
+	struct src *s = w->s;
 	struct mig_page_ent *ent = page_ents(t);
+	bool sums = s->checksum == MIG_CHECKSUM_PAGES;
 	struct iovec runs[MIG_BATCH_PAGES];
-	uint64_t seq = t->seq + 1;
+	uint64_t seq = w->seq + 1;
 	int nruns = 0;
 	unsigned nz = 0;
 
-	for (unsigned i = 0; i < count; i++) {
+	for (unsigned i = 0; i < count_; i++) {
 		uint8_t *page = s->ram + pfns[i] * PAGE;
 
 		if (page_is_zero(page)) {
 			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
 			continue;
 		}
-		ent[i] = (struct mig_page_ent){ pfns[i], s->checksum == MIG_CHECKSUM_PAGES ? mig_page_sum(page, seq, i) : 0 };
+		ent[i] = (struct mig_page_ent){ pfns[i], sums ? mig_page_sum(page, seq, i) : 0 };
 		nz++;
 		if (nruns && (uint8_t *)runs[nruns - 1].iov_base + runs[nruns - 1].iov_len == page)
 			runs[nruns - 1].iov_len += PAGE;
 		else
 			runs[nruns++] = (struct iovec){ page, PAGE };
 	}
-	return submit_pages(s, t, seq, count, nz,
-			    s->phase == MIG_PHASE_PRECOPY ? MIG_FRAME_F_LIVE : 0, runs, nruns);
+	return submit_pages(w, t, seq, count_, nz, s->job_live ? MIG_FRAME_F_LIVE : 0, runs, nruns);
 }
 
 /* Build and submit one PAGES frame for pfns[0..count). */
-static int send_batch(struct src *s, const uint64_t *pfns, unsigned count)
+static int send_batch(struct tx_worker *w, const uint64_t *pfns, unsigned count_)
 {
-	size_t meta = sizeof(struct mig_pages_hdr) + count * sizeof(struct mig_page_ent);
+	struct src *s = w->s;
+	struct tx_slot *t = next_slot(w);
+	size_t meta = sizeof(struct mig_pages_hdr) + count_ * sizeof(struct mig_page_ent);
 	struct mig_page_ent *ent;
 	unsigned nz = 0;
 	uint32_t flags = 0;
 	struct iovec data;
-	struct tx_stream *t;
 	uint64_t seq;
-	int r = 0;
 
-	t = free_stream(s, &r);
-	if (!t)
-		return r;
 	if (s->codec != XPORT_CODEC_ZSTD)
-		return send_batch_raw(s, t, pfns, count);
+		return send_batch_raw(w, t, pfns, count_);
 	/* zstd reads a private copy: compressing bytes that change under it
 	 * would give data that decodes to something no one sent. */
 	ent = page_ents(t);
-	seq = t->seq + 1;
-	for (unsigned i = 0; i < count; i++) {
+	seq = w->seq + 1;
+	for (unsigned i = 0; i < count_; i++) {
 		const uint8_t *page = s->ram + pfns[i] * PAGE;
-		uint8_t *copy = s->gather + (size_t)nz * PAGE;
+		uint8_t *copy = w->gather + (size_t)nz * PAGE;
 
 		if (page_is_zero(page)) {
 			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
@@ -453,78 +520,232 @@ static int send_batch(struct src *s, const uint64_t *pfns, unsigned count)
 		size_t c;
 
 		clock_gettime(CLOCK_MONOTONIC, &a);
-		c = ZSTD_compressCCtx(s->cctx, t->buf + meta, t->cap - meta, s->gather, data.iov_len,
+		c = ZSTD_compressCCtx(w->cctx, t->buf + meta, t->cap - meta, w->gather, data.iov_len,
 				      s->o->compress.level ? s->o->compress.level : 1);
 		clock_gettime(CLOCK_MONOTONIC, &b);
-		s->probe_ns += (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ULL +
-			       (uint64_t)(b.tv_nsec - a.tv_nsec);
-		s->probe_raw += data.iov_len;
+		count(&s->probe_ns, (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ULL +
+			  (uint64_t)(b.tv_nsec - a.tv_nsec));
+		count(&s->probe_raw, data.iov_len);
 		if (!ZSTD_isError(c) && c < data.iov_len) {
 			flags = MIG_FRAME_F_ZSTD;
 			data.iov_len = c;
 		} else {
 			/* Incompressible: send raw, it costs the receiver nothing.
-			 * (The gather buffer is shared by all streams.) */
-			memcpy(t->buf + meta, s->gather, data.iov_len);
+			 * (The next batch reuses the gather buffer.) */
+			memcpy(t->buf + meta, w->gather, data.iov_len);
 		}
-		s->probe_comp += data.iov_len;
+		count(&s->probe_comp, data.iov_len);
 	}
 #endif
-	return submit_pages(s, t, seq, count, nz, flags, &data, data.iov_len ? 1 : 0);
+	return submit_pages(w, t, seq, count_, nz, flags, &data, data.iov_len ? 1 : 0);
 }
 
-/* Send every page whose bit is set, in batches spread over the streams. */
-static int send_bitmap(struct src *s)
+/* One job: claim slices of the bitmap until none is left, send their pages,
+ * then tell the destination with ROUND_END how many frames this stream
+ * carried in the round. */
+static int tx_job(struct tx_worker *w)
 {
+	struct src *s = w->s;
 	uint64_t pfns[SEND_BATCH_PAGES];
-	unsigned count = 0;
+	struct mig_round_end re;
+	struct iovec piov;
+	struct tx_slot *t;
+	unsigned n = 0;
 	int r;
 
-	for (uint64_t w = 0; w < s->words; w++) {
-		uint64_t bits = s->bitmap[w];
+	for (;;) {
+		uint64_t w0 = __atomic_fetch_add(&s->cursor, CLAIM_WORDS, __ATOMIC_RELAXED);
+		uint64_t end = w0 + CLAIM_WORDS < s->words ? w0 + CLAIM_WORDS : s->words;
 
-		while (bits) {
-			uint64_t pfn = w * 64 + (uint64_t)__builtin_ctzll(bits);
+		if (w0 >= s->words)
+			break;
+		for (uint64_t i = w0; i < end; i++) {
+			uint64_t bits = s->bitmap[i];
 
-			bits &= bits - 1;
-			if (pfn >= s->nr_pages)
-				break;
-			pfns[count++] = pfn;
-			if (count == SEND_BATCH_PAGES) {
-				r = send_batch(s, pfns, count);
+			while (bits) {
+				uint64_t pfn = i * 64 + (uint64_t)__builtin_ctzll(bits);
+
+				bits &= bits - 1;
+				if (pfn >= s->nr_pages)
+					break;
+				pfns[n++] = pfn;
+				if (n < SEND_BATCH_PAGES)
+					continue;
+				r = send_batch(w, pfns, n);
 				if (r < 0)
 					return r;
-				count = 0;
-				if (cancelled(s))
-					return mig_error_set(&s->err, -ECANCELED, "cancelled");
-				emit_progress(s, false);
+				n = 0;
+				if (stopping(s))
+					return stop_error(w);
 			}
 		}
 	}
-	return count ? send_batch(s, pfns, count) : 0;
-}
-
-static int send_round_end(struct src *s, bool final)
-{
-	struct mig_round_end re;
-	int r = wait_idle(s);
-
-	if (r < 0)
-		return r;
-	for (unsigned k = 0; k < s->n; k++) {
-		struct tx_stream *t = &s->data[k];
-
-		re = (struct mig_round_end){ s->round, final, t->frames };
-		memcpy(t->buf, &re, sizeof(re));
-		t->frames = 0;
-		r = submit_frame(s, t, MIG_FRAME_ROUND_END, 0, t->buf, sizeof(re));
+	if (n) {
+		r = send_batch(w, pfns, n);
 		if (r < 0)
 			return r;
 	}
-	return wait_idle(s);
+	t = next_slot(w);
+	re = (struct mig_round_end){ s->job_round, s->job_final, w->frames };
+	memcpy(t->buf, &re, sizeof(re));
+	w->frames = 0;
+	piov = (struct iovec){ t->buf, sizeof(re) };
+	mig_frame_seal(&t->hdr, MIG_FRAME_ROUND_END, 0, ++w->seq, &piov, 1);
+	r = tx_submit(w, t, &piov, 1);
+	return r < 0 ? r : tx_wait(w);
 }
 
-static int open_stream(struct src *s, struct tx_stream *t, unsigned index)
+static void *tx_worker_main(void *arg)
+{
+	struct tx_worker *w = arg;
+	struct src *s = w->s;
+	uint64_t cpu0 = mig_cpu_ms(), gen = 0;
+	char name[16];
+
+	snprintf(name, sizeof(name), "mig-tx%u", w->index);
+	pthread_setname_np(pthread_self(), name);
+	for (;;) {
+		bool quit;
+		int r;
+
+		pthread_mutex_lock(&s->lock);
+		while (s->gen == gen && !s->quit)
+			pthread_cond_wait(&s->go, &s->lock);
+		gen = s->gen;
+		quit = s->quit;
+		pthread_mutex_unlock(&s->lock);
+		if (quit)
+			break;
+		r = tx_job(w);
+		pthread_mutex_lock(&s->lock);
+		if (r < 0) {
+			/* the first failure is the cause; the rest stop because of it */
+			if (!s->werr.code)
+				s->werr = w->err;
+			__atomic_store_n(&s->stop, true, __ATOMIC_RELAXED);
+		}
+		if (--s->pending == 0)
+			pthread_cond_signal(&s->done);
+		pthread_mutex_unlock(&s->lock);
+		mig_error_clear(&w->err);
+	}
+	if (w->ring.inflight) {
+		/* A failed job may leave a frame in flight that points into
+		 * guest RAM: end it before the VM can go. */
+		struct xport_op *op;
+
+		shutdown(w->fd, SHUT_RDWR);
+		while (w->ring.inflight && xport_ring_wait(&w->ring, 1000, &op, NULL) >= 0)
+			;
+	}
+	w->cpu_ms = mig_cpu_ms() - cpu0;
+	return NULL;
+}
+
+/* Send every page whose bit is set in s->bitmap, over all streams, and end
+ * the round on each.  The progress line and cancel are served meanwhile. */
+static int run_job(struct src *s, bool final)
+{
+	struct timespec ts;
+	int r = 0;
+
+	s->round_wire = s->round_pages = 0;
+	pthread_mutex_lock(&s->lock);
+	s->job_round = s->round;
+	s->job_final = final;
+	s->job_live = s->phase == MIG_PHASE_PRECOPY;
+	s->cursor = 0;
+	s->pending = s->n;
+	s->gen++;
+	pthread_cond_broadcast(&s->go);
+	while (s->pending) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += POLL_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_cond_timedwait(&s->done, &s->lock, &ts) != ETIMEDOUT)
+			continue;
+		pthread_mutex_unlock(&s->lock);
+		emit_progress(s, false);
+		pthread_mutex_lock(&s->lock);
+	}
+	if (s->werr.code) {
+		s->err = s->werr;
+		r = s->err.code;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int workers_start(struct src *s)
+{
+	for (unsigned k = 0; k < s->n; k++) {
+		struct tx_worker *w = &s->w[k];
+		int r = xport_ring_init(&w->ring, 4, &s->err);
+
+		if (r < 0)
+			return r;
+		for (int i = 0; i < 2; i++) {
+			w->slot[i].cap = MIG_PAGES_META_MAX + MIG_BATCH_PAGES * PAGE + 65536;
+			w->slot[i].buf = malloc(w->slot[i].cap);
+			if (!w->slot[i].buf)
+				return mig_error_set(&s->err, -ENOMEM, "out of memory");
+		}
+		w->gather = malloc(MIG_BATCH_PAGES * PAGE);
+#if HAVE_ZSTD
+		w->cctx = ZSTD_createCCtx();
+		if (!w->cctx)
+			return mig_error_set(&s->err, -ENOMEM, "out of memory");
+#endif
+		if (!w->gather)
+			return mig_error_set(&s->err, -ENOMEM, "out of memory");
+		r = -pthread_create(&w->thread, NULL, tx_worker_main, w);
+		if (r < 0)
+			return mig_error_set(&s->err, r, "starting the sender of stream %u: %s",
+					     w->index, strerror(-r));
+		w->started = true;
+	}
+	return 0;
+}
+
+/* Stop the workers and free what they held; their CPU time counts as ours. */
+static uint64_t workers_stop(struct src *s)
+{
+	uint64_t cpu = 0;
+
+	if (!s->w)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	s->quit = true;
+	pthread_cond_broadcast(&s->go);
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned k = 0; k < s->n; k++) {
+		struct tx_worker *w = &s->w[k];
+
+		if (w->started)
+			pthread_join(w->thread, NULL);
+		cpu += w->cpu_ms;
+		if (w->ring.ring)
+			xport_ring_exit(&w->ring);
+		if (w->fd >= 0)
+			close(w->fd);
+		free(w->slot[0].buf);
+		free(w->slot[1].buf);
+		free(w->gather);
+#if HAVE_ZSTD
+		ZSTD_freeCCtx(w->cctx);
+#endif
+	}
+	free(s->w);
+	s->w = NULL;
+	return cpu;
+}
+
+/* Connect stream `index` (0: control) and prove both ends belong to this
+ * migration.  Returns the fd; *seq is the last sequence number sent. */
+static int open_stream(struct src *s, unsigned index, uint64_t *seq)
 {
 	struct xport_endpoint ep;
 	struct mig_stream_hello h = { 0 }, back;
@@ -575,7 +796,7 @@ static int open_stream(struct src *s, struct tx_stream *t, unsigned index)
 					  "prove it belongs to this migration", index);
 	}
 	mig_buf_free(&pl);
-	t->seq = c.tx_seq;
+	*seq = c.tx_seq;
 	if (index == 0)
 		s->ctl_rx_seq = c.rx_seq;
 	/* keep the fd, drop the conn's private ring */
@@ -585,12 +806,7 @@ static int open_stream(struct src *s, struct tx_stream *t, unsigned index)
 		close(fd);
 		return r;
 	}
-	t->fd = fd;
-	t->cap = index ? MIG_PAGES_META_MAX + MIG_BATCH_PAGES * PAGE + 65536 : 65536;
-	t->buf = malloc(t->cap);
-	if (!t->buf)
-		return mig_error_set(&s->err, -ENOMEM, "out of memory");
-	return 0;
+	return fd;
 }
 
 static int do_setup(struct src *s)
@@ -601,15 +817,17 @@ static int do_setup(struct src *s)
 	struct mig_reply rep;
 	int r;
 
-	r = open_stream(s, &s->ctl, 0);
+	r = s->ctl_fd = open_stream(s, 0, &s->ctl_seq);
 	for (unsigned k = 0; r >= 0 && k < s->n; k++)
-		r = open_stream(s, &s->data[k], k + 1);
+		r = s->w[k].fd = open_stream(s, k + 1, &s->w[k].seq);
+	if (r >= 0)
+		r = workers_start(s);
 	if (r < 0)
 		return r;
 	/* Every stream goes to the same address, so the control stream tells
 	 * whether page data will cross a wire: only then do per-page sums
 	 * guard anything that frame checksums and --verify do not. */
-	s->same_host = xport_same_host(s->ctl.fd);
+	s->same_host = xport_same_host(s->ctl_fd);
 	if (s->checksum == MIG_CHECKSUM_AUTO)
 		s->checksum = s->same_host ? MIG_CHECKSUM_FRAMES : MIG_CHECKSUM_PAGES;
 	lab_to_wire(lab_vm_config(s->vm), &st.lab);
@@ -673,12 +891,9 @@ static int do_precopy(struct src *s)
 		uint64_t wire_before = s->res->wire_bytes;
 
 		r0_t0 = mig_now_ms();
-		s->round_wire = s->round_pages = 0;
 		if (s->o->compress.codec == XPORT_CODEC_AUTO && s->round == 0)
 			s->codec = XPORT_CODEC_ZSTD;
-		r = send_bitmap(s);
-		if (r >= 0)
-			r = send_round_end(s, false);
+		r = run_job(s, false);
 		if (r < 0)
 			return r;
 		cr.round = s->round;
@@ -741,7 +956,11 @@ static void *hash_worker(void *arg)
 int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool *cancel,
 		   mig_event_fn fn, void *arg, struct mig_event *res)
 {
-	struct src s = { .vm = vm, .o = o, .cancel = cancel, .fn = fn, .arg = arg, .res = res };
+	struct src s = {
+		.vm = vm, .o = o, .cancel = cancel, .fn = fn, .arg = arg, .res = res,
+		.lock = PTHREAD_MUTEX_INITIALIZER, .bw_lock = PTHREAD_MUTEX_INITIALIZER,
+		.go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER,
+	};
 	struct mig_buf state = { 0 }, pl = { 0 };
 	struct mig_frame_hdr h;
 	struct mig_loaded loaded;
@@ -769,18 +988,17 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	s.nr_pages = res->ram_total_bytes / PAGE;
 	s.words = lab_vm_bitmap_words(vm);
 	s.bitmap = calloc(s.words, 8);
-	s.data = calloc(s.n, sizeof(*s.data));
-	s.gather = malloc(MIG_BATCH_PAGES * PAGE);
-	s.ctl.fd = -1;
-	for (unsigned k = 0; s.data && k < s.n; k++)
-		s.data[k].fd = -1;
-	if (!s.bitmap || !s.data || !s.gather) {
+	s.w = calloc(s.n, sizeof(*s.w));
+	s.ctl.cap = 65536;
+	s.ctl.buf = malloc(s.ctl.cap);
+	s.ctl_fd = -1;
+	for (unsigned k = 0; s.w && k < s.n; k++)
+		s.w[k] = (struct tx_worker){ .s = &s, .index = k + 1, .fd = -1 };
+	if (!s.bitmap || !s.w || !s.ctl.buf) {
 		r = mig_error_set(&s.err, -ENOMEM, "out of memory");
 		goto out;
 	}
-#if HAVE_ZSTD
-	s.cctx = ZSTD_createCCtx();
-#else
+#if !HAVE_ZSTD
 	if (s.codec != XPORT_CODEC_NONE) {
 		r = mig_error_set(&s.err, -ENOTSUP, "this build has no zstd");
 		goto out;
@@ -816,9 +1034,7 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	if (r >= 0)
 		r = mig_device_step(mem, MEM_FINAL, &s.err);
 	if (r >= 0)
-		r = send_bitmap(&s);
-	if (r >= 0)
-		r = send_round_end(&s, true);
+		r = run_job(&s, true);
 	if (r >= 0)
 		r = lab_vm_save_state(vm, &state, &s.err);
 	if (r < 0)
@@ -939,7 +1155,7 @@ out:
 		 * VM, so the source may run it again. */
 		committed = false;
 	}
-	if (!committed && (r == -EPIPE || r == -ECONNRESET) && s.ctl.fd >= 0 && s.ring.ring &&
+	if (!committed && (r == -EPIPE || r == -ECONNRESET) && s.ctl_fd >= 0 && s.ring.ring &&
 	    !s.got_abort) {
 		/* A send failed in PRECOPY: the destination may have said why on
 		 * the control stream before closing. */
@@ -947,7 +1163,7 @@ out:
 		struct mig_buf apl = { 0 };
 		struct mig_error why = s.err;
 
-		wait_idle(&s);
+		ctl_wait(&s);
 		mig_error_clear(&s.err);
 		if (ctl_recv(&s, &ah, &apl, 500) < 0 && s.got_abort)
 			why = s.err;
@@ -965,9 +1181,9 @@ out:
 
 		set_phase(&s, MIG_PHASE_ROLLBACK);
 		mig_error_msg_fill(&m, r, s.err.msg);
-		if (s.ctl.fd >= 0 && s.ring.ring) {
+		if (s.ctl_fd >= 0 && s.ring.ring) {
 			/* best effort: tell the destination to discard its copy */
-			wait_idle(&s);
+			ctl_wait(&s);
 			ctl_send(&s, MIG_FRAME_ABORT, &m, sizeof(m));
 		}
 		if (stopped) {
@@ -1002,9 +1218,9 @@ done:
 	res->phase = s.phase;
 	res->mem_state = (uint32_t)mem->state;
 	res->vcpu_state = (uint32_t)lab_vm_device(vm, MIG_DEV_VCPU, 0)->state;
-	res->src_cpu_ms = mig_cpu_ms() - cpu0;
 	if (r < 0)
 		str_copy(res->error, sizeof(res->error), s.err.msg);
+	res->src_cpu_ms = mig_cpu_ms() - cpu0 + workers_stop(&s);
 	if (s.ring.ring) {
 		/* nothing may still point into our buffers */
 		struct xport_op *op;
@@ -1013,20 +1229,10 @@ done:
 			;
 		xport_ring_exit(&s.ring);
 	}
-	if (s.ctl.fd >= 0)
-		close(s.ctl.fd);
+	if (s.ctl_fd >= 0)
+		close(s.ctl_fd);
 	free(s.ctl.buf);
-	for (unsigned k = 0; s.data && k < s.n; k++) {
-		if (s.data[k].fd >= 0)
-			close(s.data[k].fd);
-		free(s.data[k].buf);
-	}
-#if HAVE_ZSTD
-	ZSTD_freeCCtx(s.cctx);
-#endif
-	free(s.data);
 	free(s.bitmap);
-	free(s.gather);
 	mig_buf_free(&state);
 	mig_buf_free(&pl);
 	return r;

@@ -438,3 +438,46 @@ Test(wire_live, round_barrier_holds_a_stream_that_runs_ahead, .timeout = 60)
 	cr_assert_null(strstr(l.msg, "round"), "%s", l.msg);
 	rig_finish(&g, &ctl, data);
 }
+
+/* Each data stream has its own receiver thread.  Two streams that end the
+ * same round, one saying it is the last and one not, cannot both be right:
+ * the destination refuses, whichever thread arrives second. */
+Test(wire_live, streams_disagree_on_the_last_round, .timeout = 60)
+{
+	struct rig g;
+	struct xport_conn ctl, data[2];
+	char text[600];
+
+	rig_up(&g, "target", 2);
+	rig_setup(&g, &ctl, data);
+	send_round_end(&data[0], 0, true, 0);
+	send_round_end(&data[1], 0, false, 0);
+	expect_abort(&ctl, text, sizeof(text));
+	cr_assert_not_null(strstr(text, "streams disagree on whether round 0 is the last"), "%s",
+			   text);
+	rig_finish(&g, &ctl, data);
+}
+
+/* Stream 1's receiver waits at the round barrier when stream 2 carries a
+ * damaged frame.  The failure must reach the source with its own reason
+ * (not "stopped at the barrier"), and the waiting receiver must be let go,
+ * or the destination could not drop the VM it prepared. */
+Test(wire_live, a_failing_stream_releases_one_waiting_at_the_barrier, .timeout = 60)
+{
+	struct rig g;
+	struct xport_conn ctl, data[2];
+	struct pages_frame f;
+	char text[600];
+
+	rig_up(&g, "target", 2);
+	rig_setup(&g, &ctl, data);
+	send_round_end(&data[0], 0, false, 0);
+	usleep(100 * 1000);     /* stream 1 is at the barrier now */
+	pages_frame(&f, data[1].tx_seq + 1, 600, 0, 0, 0xab);
+	f.h.checksum ^= 1;
+	send_pages(&data[1], &f);
+	expect_abort(&ctl, text, sizeof(text));
+	cr_assert_not_null(strstr(text, "stream 2"), "%s", text);
+	cr_assert_not_null(strstr(text, "checksum mismatch"), "%s", text);
+	rig_finish(&g, &ctl, data);
+}
