@@ -202,6 +202,8 @@ static int accept_streams(struct dst *d)
 			xport_conn_close(&c);
 			continue;
 		}
+		if (h.index && d->n == 1)
+			xport_lone_stream(fd);
 		d->st[h.index].fd = fd;
 		d->st[h.index].seq = c.rx_seq;
 		d->st[h.index].tx_seq = c.tx_seq;

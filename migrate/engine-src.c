@@ -763,6 +763,8 @@ static int open_stream(struct src *s, unsigned index, uint64_t *seq)
 	fd = xport_connect(&ep, 10000, &s->err);
 	if (fd < 0)
 		return fd;
+	if (index && s->n == 1)
+		xport_lone_stream(fd);
 	/* Authenticate with a blocking framed exchange, then hand the fd to the
 	 * engine's ring with the sequence numbers carried over. */
 	r = xport_conn_init(&c, fd, &s->err);

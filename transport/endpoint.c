@@ -368,10 +368,19 @@ void xport_tune_socket(int fd)
 	tcp = (domain == AF_INET || domain == AF_INET6) && type == SOCK_STREAM;
 	/* Frames are written whole; Nagle would only delay the small control
 	 * frames that a waiting peer needs now. */
-	if (tcp)
+	if (tcp) {
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		/* TCP keeps the kernel's buffer autotuning: see xport_lone_stream(). */
+		return;
+	}
 	tune_buf(fd, tcp, SO_SNDBUF, SO_SNDBUFFORCE, "/proc/sys/net/core/wmem_max");
 	tune_buf(fd, tcp, SO_RCVBUF, SO_RCVBUFFORCE, "/proc/sys/net/core/rmem_max");
+}
+
+void xport_lone_stream(int fd)
+{
+	tune_buf(fd, true, SO_SNDBUF, SO_SNDBUFFORCE, "/proc/sys/net/core/wmem_max");
+	tune_buf(fd, true, SO_RCVBUF, SO_RCVBUFFORCE, "/proc/sys/net/core/rmem_max");
 }
 
 static int resolve(const struct xport_endpoint *ep, bool passive, struct addrinfo **ret,
@@ -578,7 +587,7 @@ static int connect_one(int family, int type, int proto, const struct sockaddr *s
 	fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
 	if (fd < 0)
 		return -errno;
-	xport_tune_socket(fd);   /* before SYN, so the window scale sees the buffer */
+	xport_tune_socket(fd);   /* before SYN, so the window scale sees any buffer size */
 	for (;;) {
 		if (connect(fd, sa, salen) == 0)
 			break;

@@ -40,8 +40,15 @@ int xport_listen(const struct xport_endpoint *ep, struct mig_error *err);
 int xport_connect(const struct xport_endpoint *ep, int timeout_ms, struct mig_error *err);
 /* The local address of a listening TCP socket as "HOST:PORT". */
 int xport_local_addr(int fd, char *buf, size_t n);
-/* TCP_NODELAY, large socket buffers, close-on-exec. */
+/* Close-on-exec; TCP_NODELAY on TCP, 4 MiB buffers on other sockets.  TCP
+ * buffers stay autotuned: with a thread per data stream, fixed 4 MiB
+ * buffers on 2 or 4 loopback streams hold more data in flight than the
+ * caches do, and each byte is copied out cold (docs/performance.md);
+ * between hosts, autotuning also grows past 4 MiB for a long path. */
 void xport_tune_socket(int fd);
+/* Fixed 4 MiB TCP buffers for a migration with one data stream, where they
+ * measured faster than autotuning.  Call before data flows. */
+void xport_lone_stream(int fd);
 /* Whether a connection stays inside this host: a unix socket, a loopback
  * peer, or a peer at our own address.  The second form takes the two
  * addresses (from getsockname/getpeername); an unknown family is "no". */
