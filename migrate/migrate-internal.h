@@ -64,7 +64,7 @@ struct mig_running {
 	uint64_t start_realtime_ns;
 	uint64_t passes;
 	uint64_t errors;
-	uint64_t cpu_ms;          /* CPU time of the receiving thread so far */
+	uint64_t cpu_ms;          /* CPU time of the migration threads (main and streams) so far */
 	char msg[472];
 };
 _Static_assert(sizeof(struct mig_running) == 512, "running");

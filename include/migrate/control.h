@@ -212,7 +212,7 @@ struct mig_event {
 	uint64_t dst_passes_after;
 	uint64_t dst_errors;
 	uint64_t rejected_streams;
-	uint64_t src_cpu_ms;          /* CPU of the migration thread on each side */
+	uint64_t src_cpu_ms;          /* CPU of the migration threads (main and streams) on each side */
 	uint64_t dst_cpu_ms;
 	uint64_t precopy_wire_bytes;
 	uint64_t verify_ms;           /* blackout spent verifying, excluded from downtime_ms */
