@@ -9,9 +9,10 @@
  *
  * Pages of round r+1 may overtake pages of round r on another stream; the
  * ROUND_END barrier (every data stream must reach it before any stream is read
- * further) keeps an older copy of a page from landing on a newer one.  The
- * worker that completes the last round's barrier wakes the main thread
- * through a socket pair that its ring also waits on.
+ * further) keeps an older copy of a page from landing on a newer one.  A
+ * worker that fails, and every worker once the last round's barrier is
+ * passed, wakes the main thread through a socket pair that the main
+ * thread's ring also waits on.
  * Nothing of a frame is applied before its header, checksum and contents
  * have been checked.
  */
@@ -108,7 +109,7 @@ struct dst {
 	unsigned arrived;         /* streams at this round's barrier */
 	bool round_final;         /* what the first of them said */
 	bool all_final;           /* every stream delivered its last round */
-	bool stop;                /* main or a worker failed: the rest end */
+	bool stop;                /* main or a worker failed: the rest end (atomic) */
 	struct mig_error werr;    /* the first worker failure */
 	uint64_t last_data_ms;    /* atomic: when a worker last got bytes */
 	/* the workers wake the main thread by writing to note[1] */
@@ -243,12 +244,15 @@ static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
 	struct iovec iov = { s->tx_buf, len };
 
 	/* Replies are strictly one at a time: wait for the previous one. */
-	while (s->tx_busy) {
+	for (int waited = 0; s->tx_busy; ) {
 		struct xport_op *op;
 		int r = xport_ring_wait(&d->ring, 1000, &op, &d->err);
 
-		if (r == -ETIME)
+		if (r == -ETIME && ++waited < IDLE_TIMEOUT_MS / 1000)
 			continue;
+		if (r == -ETIME)
+			return mig_error_set(&d->err, -ETIMEDOUT, "the source has not read our "
+					     "replies for %d s", IDLE_TIMEOUT_MS / 1000);
 		if (!op)
 			return r;
 		if (op == &s->tx_op) {
@@ -312,8 +316,6 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
 	unsigned zeros = 0;
 	struct iovec iov;
 
-	if (!d->vm)
-		return mig_error_set(s->err, -EPROTO, "PAGES before SETUP on stream %u", s->index);
 	if (s->hdr.length < sizeof(ph))
 		return mig_error_set(s->err, -EBADMSG, "PAGES frame of %u bytes on stream %u",
 				     s->hdr.length, s->index);
@@ -428,6 +430,8 @@ static int pages_data(struct dst *d, struct rx_stream *s)
 	return 0;
 }
 
+static int workers_start(struct dst *d);
+
 static int do_setup(struct dst *d, struct rx_stream *s)
 {
 	struct mig_setup st;
@@ -467,6 +471,9 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 		if (!d->stale)
 			r = mig_error_set(&d->err, -ENOMEM, "out of memory");
 	}
+	/* The data streams are read from here on, and READY says so. */
+	if (r >= 0)
+		r = workers_start(d);
 	rep.status = r;
 	if (r < 0)
 		str_copy(rep.msg, sizeof(rep.msg), d->err.msg);
@@ -480,7 +487,7 @@ static void worker_failed(struct dst *d, struct rx_stream *s)
 	pthread_mutex_lock(&d->lock);
 	if (!d->werr.code)
 		d->werr = *s->err;
-	d->stop = true;
+	__atomic_store_n(&d->stop, true, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&d->advance);
 	pthread_mutex_unlock(&d->lock);
 	if (write(d->note[1], "!", 1) < 0) {
@@ -497,7 +504,10 @@ static int barrier(struct dst *d, struct rx_stream *s, bool final)
 	pthread_mutex_lock(&d->lock);
 	s->final = final;
 	s->stage = final ? RX_DONE : RX_BARRIER;
-	if (d->arrived && d->round_final != final) {
+	if (__atomic_load_n(&d->stop, __ATOMIC_RELAXED)) {
+		r = mig_error_set(s->err, -ECANCELED, "stopped at the barrier of round %u",
+				  s->round);
+	} else if (d->arrived && d->round_final != final) {
 		r = mig_error_set(s->err, -EPROTO, "streams disagree on whether round %u is the "
 				  "last", s->round);
 	} else if (++d->arrived == 1) {
@@ -516,7 +526,7 @@ static int barrier(struct dst *d, struct rx_stream *s, bool final)
 		d->all_final = final && r == 0;
 		pthread_cond_broadcast(&d->advance);
 	} else {
-		while (r == 0 && d->round == s->round && !d->stop)
+		while (r == 0 && d->round == s->round && !__atomic_load_n(&d->stop, __ATOMIC_RELAXED))
 			pthread_cond_wait(&d->advance, &d->lock);
 		if (r == 0 && d->round == s->round)
 			r = mig_error_set(s->err, -ECANCELED, "stopped at the barrier of round %u",
@@ -607,9 +617,14 @@ static void *rx_worker_main(void *arg)
 		struct xport_op *op = NULL;
 
 		r = xport_ring_wait(s->ring, POLL_MS, &op, s->err);
+		if (__atomic_load_n(&d->stop, __ATOMIC_RELAXED)) {
+			/* another thread failed: its error is the one that counts */
+			r = -ECANCELED;
+			break;
+		}
 		if (r == -ETIME) {
 			mig_error_clear(s->err);
-			r = __atomic_load_n(&d->stop, __ATOMIC_RELAXED) ? -ECANCELED : 0;
+			r = 0;
 			continue;
 		}
 		if (r < 0)
@@ -673,13 +688,20 @@ static int workers_start(struct dst *d)
 /* Join the workers (telling them to stop unless they are done). */
 static void workers_stop(struct dst *d)
 {
+	bool stop;
+
 	pthread_mutex_lock(&d->lock);
-	d->stop = d->stop || !d->all_final;
+	stop = !d->all_final;
+	if (stop)
+		__atomic_store_n(&d->stop, true, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&d->advance);
 	pthread_mutex_unlock(&d->lock);
 	for (unsigned k = 1; d->st && k <= d->n; k++) {
 		struct rx_stream *s = &d->st[k];
 
+		/* a receive waiting for data ends now, not at the next poll */
+		if (stop && s->started)
+			shutdown(s->fd, SHUT_RD);
 		if (s->started) {
 			pthread_join(s->thread, NULL);
 			s->started = false;
@@ -787,9 +809,7 @@ static int on_ctl_frame(struct dst *d, struct rx_stream *s, bool *repost)
 	*repost = true;
 	switch (s->hdr.type) {
 	case MIG_FRAME_SETUP:
-		r = do_setup(d, s);
-		/* the data streams are read from here on */
-		return r < 0 ? r : workers_start(d);
+		return do_setup(d, s);
 	case MIG_FRAME_DEVICE_STATE:
 		d->state.len = 0;
 		r = mig_buf_append(&d->state, s->buf.data, s->hdr.length);
@@ -926,15 +946,16 @@ int mig_dest_run(const struct mig_in_opts *o, struct lab_vm **ret_vm, struct mig
 		r = xport_ring_init(&d.ring, 8, &d.err);
 	if (r >= 0)
 		r = run_loop(&d);
-	/* Before anything else: no worker may still write guest RAM. */
-	workers_stop(&d);
 	if (r < 0 && !d.committed && d.ring.ring && d.st[0].fd >= 0) {
-		/* Tell the source why, so it rolls back with a reason, not a timeout. */
+		/* Tell the source why, so it rolls back with a reason, not a
+		 * timeout: first, as the workers may take a moment to stop. */
 		struct mig_error_msg m;
 
 		mig_error_msg_fill(&m, r, d.err.msg);
 		ctl_send(&d, MIG_FRAME_ABORT, &m, sizeof(m));
 	}
+	/* No worker may still write guest RAM once the VM can go. */
+	workers_stop(&d);
 	/* Let the last reply leave before the sockets close. */
 	if (d.ring.ring && d.st[0].tx_busy) {
 		struct xport_op *op;

@@ -104,8 +104,9 @@ struct src {
 	enum mig_phase phase;
 	uint64_t phase_t0;
 	uint32_t round;
-	/* The job the workers are on.  Fields are written by the main thread
-	 * under lock while no job runs; `cursor` and `stop` are atomic. */
+	/* The job the workers are on.  The main thread writes its fields under
+	 * lock while no job runs; `cursor` is claimed atomically, and `stop`
+	 * is set atomically by whichever worker fails first. */
 	pthread_mutex_t lock;
 	pthread_cond_t go, done;
 	uint64_t gen;             /* bumped for each job */
@@ -121,7 +122,7 @@ struct src {
 	uint64_t bw_t0_ms, bw_bytes;
 	/* Counted by the workers (atomically, as res->wire_bytes and the page
 	 * counts are), reset by the main thread between jobs. */
-	uint64_t round_wire, round_pages;
+	uint64_t round_pages;
 	uint64_t remaining, dirty_rate, expected_dt;
 	bool got_abort;           /* the destination said it gives up (and does not run the VM) */
 	/* auto codec probe */
@@ -187,13 +188,16 @@ static bool cancelled(struct src *s)
 	return s->cancel && atomic_load(s->cancel);
 }
 
-/* Bandwidth cap, shared by the workers: sleep until `bytes` more fit. */
-static void throttle(struct src *s, uint64_t bytes)
+static bool stopping(struct src *s);
+
+/* Bandwidth cap, shared by the workers: sleep until `bytes` more fit, in
+ * slices, so that cancel is not kept waiting.  False when stopped. */
+static bool throttle(struct src *s, uint64_t bytes)
 {
 	uint64_t cap = s->o->conv.max_bandwidth_bps, now, allowed, ms = 0;
 
 	if (!cap)
-		return;
+		return true;
 	pthread_mutex_lock(&s->bw_lock);
 	now = mig_now_ms();
 	if (!s->bw_t0_ms || now - s->bw_t0_ms > 1000) {
@@ -205,11 +209,14 @@ static void throttle(struct src *s, uint64_t bytes)
 	if (s->bw_bytes > allowed)
 		ms = (s->bw_bytes - allowed) * 1000 / cap;
 	pthread_mutex_unlock(&s->bw_lock);
-	if (ms) {
-		struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	while (ms && !stopping(s)) {
+		uint64_t slice = ms < POLL_MS ? ms : POLL_MS;
+		struct timespec ts = { 0, (long)slice * 1000000L };
 
 		nanosleep(&ts, NULL);
+		ms -= slice;
 	}
+	return !stopping(s);
 }
 
 /* Fill a slot's op for its sealed header followed by iov[0..n). */
@@ -275,6 +282,18 @@ static int ctl_send(struct src *s, uint16_t type, const void *p, size_t len)
 	return r < 0 ? r : ctl_wait(s);
 }
 
+/* A receive that timed out still points at ctl_recv's frame and the
+ * caller's buffers: end it (nothing is read on the control stream after a
+ * timeout; ABORT can still be sent) and wait until the ring gives it back. */
+static void ctl_recv_abandon(struct src *s, struct xport_op *op)
+{
+	struct xport_op *done = NULL;
+
+	shutdown(s->ctl_fd, SHUT_RD);
+	while (done != op && xport_ring_wait(&s->ring, 1000, &done, NULL) >= 0)
+		;
+}
+
 /* Receive one frame on the control stream (only when nothing else is in flight). */
 static int ctl_recv(struct src *s, struct mig_frame_hdr *h, struct mig_buf *pl, int timeout_ms)
 {
@@ -306,10 +325,12 @@ static int ctl_recv(struct src *s, struct mig_frame_hdr *h, struct mig_buf *pl, 
 		for (;;) {
 			r = xport_ring_wait(&s->ring, POLL_MS, &done, &s->err);
 			if (r == -ETIME) {
-				if (mig_now_ms() > end)
+				if (mig_now_ms() > end) {
+					ctl_recv_abandon(s, &op);
 					return mig_error_set(&s->err, -ETIMEDOUT,
-							     "the destination did not answer in %d s",
-							     timeout_ms / 1000);
+							     "the destination did not answer in "
+							     "%d ms", timeout_ms);
+				}
 				continue;
 			}
 			if (r < 0)
@@ -403,9 +424,9 @@ static int tx_submit(struct tx_worker *w, struct tx_slot *t, const struct iovec 
 	r = tx_wait(w);
 	if (r < 0)
 		return r;
+	if (!throttle(w->s, t->op.total))
+		return stop_error(w);
 	count(&w->s->res->wire_bytes, t->op.total);
-	count(&w->s->round_wire, t->op.total);
-	throttle(w->s, t->op.total);
 	return xport_ring_submit(&w->ring, &t->op, &w->err);
 }
 
@@ -649,7 +670,7 @@ static int run_job(struct src *s, bool final)
 	struct timespec ts;
 	int r = 0;
 
-	s->round_wire = s->round_pages = 0;
+	s->round_pages = 0;
 	pthread_mutex_lock(&s->lock);
 	s->job_round = s->round;
 	s->job_final = final;
@@ -1222,7 +1243,8 @@ done:
 	res->vcpu_state = (uint32_t)lab_vm_device(vm, MIG_DEV_VCPU, 0)->state;
 	if (r < 0)
 		str_copy(res->error, sizeof(res->error), s.err.msg);
-	res->src_cpu_ms = mig_cpu_ms() - cpu0 + workers_stop(&s);
+	res->src_cpu_ms = workers_stop(&s);
+	res->src_cpu_ms += mig_cpu_ms() - cpu0;
 	if (s.ring.ring) {
 		/* nothing may still point into our buffers */
 		struct xport_op *op;
