@@ -587,7 +587,7 @@ static int connect_one(int family, int type, int proto, const struct sockaddr *s
 	fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
 	if (fd < 0)
 		return -errno;
-	xport_tune_socket(fd);   /* before SYN, so the window scale sees any buffer size */
+	xport_tune_socket(fd);   /* before SYN; TCP sizes its window scale from the sysctl maxima */
 	for (;;) {
 		if (connect(fd, sa, salen) == 0)
 			break;

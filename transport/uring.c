@@ -171,8 +171,9 @@ static int push(struct io_uring *u)
  * here and the mark follows what is left.  A mark the kernel refuses leaves
  * the plain receive.  The kernel still wakes a receiver below the mark when
  * its window or its memory runs short, so the mark cannot stall a stream
- * (checked on 6.18; the data streams' 4 MiB buffers keep 512 KiB marks far
- * from either).
+ * (checked on 6.18).  An autotuned receive buffer (2 or more data streams)
+ * is grown by the kernel to hold the mark; a lone stream's fixed 4 MiB
+ * buffers keep 512 KiB marks far from either limit.
  */
 static bool set_rcvlowat(struct xport_op *op)
 {

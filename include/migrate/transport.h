@@ -47,7 +47,8 @@ int xport_local_addr(int fd, char *buf, size_t n);
  * between hosts, autotuning also grows past 4 MiB for a long path. */
 void xport_tune_socket(int fd);
 /* Fixed 4 MiB TCP buffers for a migration with one data stream, where they
- * measured faster than autotuning.  Call before data flows. */
+ * measured faster than autotuning.  Call before the page data flows; the
+ * window scale, sized from the sysctl maxima at SYN, already covers it. */
 void xport_lone_stream(int fd);
 /* Whether a connection stays inside this host: a unix socket, a loopback
  * peer, or a peer at our own address.  The second form takes the two
