@@ -4,6 +4,8 @@
  * user runs them: `migratectl start`, verified (RAM digests equal at
  * switchover, guest running on the destination with its self-check clean).
  */
+#include <time.h>
+
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 
@@ -339,6 +341,38 @@ Test(migrate, cancel_during_precopy, .timeout = 120)
 	snprintf(args, sizeof(args), "vm list %s --json", ea);
 	proc_run(args, &r);
 	cr_assert_not_null(strstr(r.out, "\"state\":\"running\""), "%s", r.out);
+	proc_stop(a);
+	rmdir(dir);
+}
+
+/* Under a tight --max-bandwidth the senders of 4 streams share one budget
+ * and sleep for it: up to 8 s each at 256 KiB/s.  Ctrl-C must not wait for
+ * those sleeps (3 s is far below them and far above a 100 ms slice). */
+Test(migrate, cancel_is_prompt_while_senders_are_throttled, .timeout = 120)
+{
+	struct run_result r;
+	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], args[512];
+	struct timespec t0, t1;
+	pid_t a, mig;
+	int st;
+	double s;
+
+	cr_assert_not_null(mkdtemp(dir));
+	a = proc_agent_with_vm(dir, "a.sock", "c3", ea, sizeof(ea));
+	snprintf(args, sizeof(args), "start %s local --vm c3 --streams 4 --max-bandwidth 256K "
+		 "--json", ea);
+	mig = start_background(dir, args);
+	wait_precopy(dir);
+	usleep(300 * 1000);  /* every sender has sent its first frame and sleeps */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	kill(mig, SIGINT);
+	st = finish_background(dir, mig, &r);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
+	json_expect_str(r.out, "result", "cancelled");
+	json_expect_str(r.out, "owner", "source");
+	cr_assert_lt(s, 3.0, "cancel took %.1f s", s);
 	proc_stop(a);
 	rmdir(dir);
 }
