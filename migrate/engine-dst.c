@@ -627,10 +627,12 @@ static void *rx_worker_main(void *arg)
 			r = 0;
 			continue;
 		}
-		if (r < 0)
+		if (!op)
 			break;
+		/* a failed op is rx_step's to report, naming the stream */
+		mig_error_clear(s->err);
 		__atomic_store_n(&d->last_data_ms, mig_now_ms(), __ATOMIC_RELAXED);
-		if (s->stage == RX_DATA) {
+		if (s->stage == RX_DATA && op->res >= 0) {
 			r = pages_data(d, s);
 			if (r >= 0)
 				r = post_hdr(s);

@@ -7,6 +7,8 @@
  * migration with an error naming that field, and the destination keeps no
  * VM.  Torn LIVE pages must arrive again before the last round ends.
  */
+#include <stddef.h>
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <string.h>
@@ -480,4 +482,24 @@ Test(wire_live, a_failing_stream_releases_one_waiting_at_the_barrier, .timeout =
 	cr_assert_not_null(strstr(text, "stream 2"), "%s", text);
 	cr_assert_not_null(strstr(text, "checksum mismatch"), "%s", text);
 	rig_finish(&g, &ctl, data);
+}
+
+/* The source goes away in the middle of a frame's page data: the
+ * destination must say so, not check the half-received page as if it were
+ * whole (which reported a checksum mismatch). */
+Test(wire_live, source_gone_in_the_middle_of_page_data, .timeout = 60)
+{
+	struct rig g;
+	struct xport_conn ctl, data;
+	struct pages_frame f;
+	char text[600];
+
+	rig_up(&g, "target", 1);
+	rig_setup(&g, &ctl, &data);
+	pages_frame(&f, data.tx_seq + 1, 600, 0, 0, 0xab);
+	write_all(data.fd, &f, offsetof(struct pages_frame, data) + 100);
+	shutdown(data.fd, SHUT_WR);
+	expect_abort(&ctl, text, sizeof(text));
+	cr_assert_not_null(strstr(text, "stream 1: the source closed it"), "%s", text);
+	rig_finish(&g, &ctl, &data);
 }
