@@ -54,12 +54,11 @@ static const char *const checksum_names[] = {
 /* The human summary's words for the checksum mode the RESULT reports. */
 static const char *checksum_text(const struct mig_event *e, enum mig_checksum asked)
 {
-	if (e->checksum == MIG_CHECKSUM_PAGES)
-		return "pages";
-	if (e->checksum != MIG_CHECKSUM_FRAMES)
+	if (e->checksum > MIG_CHECKSUM_FRAMES)
 		return "not decided yet";
-	return e->same_host && asked == MIG_CHECKSUM_AUTO ?
-	       "frames (auto: both agents on this host)" : "frames";
+	if (e->checksum == MIG_CHECKSUM_FRAMES && e->same_host && asked == MIG_CHECKSUM_AUTO)
+		return "frames (auto: both agents on this host)";
+	return checksum_names[e->checksum];
 }
 
 static int usage_error(const char *fmt, const char *arg)

@@ -10,9 +10,9 @@
  * Pages of round r+1 may overtake pages of round r on another stream; the
  * ROUND_END barrier (every data stream must reach it before any stream is read
  * further) keeps an older copy of a page from landing on a newer one.  A
- * worker that fails, and every worker once the last round's barrier is
- * passed, wakes the main thread through a socket pair that the main
- * thread's ring also waits on.
+ * worker that fails, and the one that completes the last round's barrier,
+ * wakes the main thread through a socket pair that the main thread's ring
+ * also waits on.
  * Nothing of a frame is applied before its header, checksum and contents
  * have been checked.
  */
@@ -499,6 +499,7 @@ static void worker_failed(struct dst *d, struct rx_stream *s)
  * when the next round may be read, <0 on failure. */
 static int barrier(struct dst *d, struct rx_stream *s, bool final)
 {
+	bool last;
 	int r = 0;
 
 	pthread_mutex_lock(&d->lock);
@@ -513,7 +514,8 @@ static int barrier(struct dst *d, struct rx_stream *s, bool final)
 	} else if (++d->arrived == 1) {
 		d->round_final = final;
 	}
-	if (r == 0 && d->arrived == d->n) {
+	last = r == 0 && d->arrived == d->n;
+	if (last) {
 		uint64_t stale = __atomic_load_n(&d->nr_stale, __ATOMIC_RELAXED);
 
 		if (final && stale)
@@ -535,7 +537,7 @@ static int barrier(struct dst *d, struct rx_stream *s, bool final)
 	s->round++;
 	s->frames = 0;
 	pthread_mutex_unlock(&d->lock);
-	if (r == 0 && final && write(d->note[1], "f", 1) < 0)
+	if (r == 0 && last && final && write(d->note[1], "f", 1) < 0)
 		r = mig_error_set(s->err, -errno, "waking the control thread: %s", strerror(errno));
 	return r < 0 ? r : final;
 }
@@ -649,15 +651,6 @@ static void *rx_worker_main(void *arg)
 	}
 	if (r < 0 && r != -ECANCELED)
 		worker_failed(d, s);
-	if (s->ring->inflight) {
-		/* A receive may still point into guest RAM: end it before the
-		 * VM can go. */
-		struct xport_op *op;
-
-		shutdown(s->fd, SHUT_RDWR);
-		while (s->ring->inflight && xport_ring_wait(s->ring, 1000, &op, NULL) >= 0)
-			;
-	}
 	s->cpu_ms = mig_cpu_ms() - cpu0;
 	return NULL;
 }
@@ -709,6 +702,8 @@ static void workers_stop(struct dst *d)
 			s->started = false;
 			d->workers_cpu_ms += s->cpu_ms;
 		}
+		/* a receive may still point into guest RAM: the exit cancels
+		 * and reaps it before the VM can go */
 		if (s->own_ring.ring)
 			xport_ring_exit(&s->own_ring);
 		free(s->scratch);

@@ -650,15 +650,6 @@ static void *tx_worker_main(void *arg)
 		pthread_mutex_unlock(&s->lock);
 		mig_error_clear(&w->err);
 	}
-	if (w->ring.inflight) {
-		/* A failed job may leave a frame in flight that points into
-		 * guest RAM: end it before the VM can go. */
-		struct xport_op *op;
-
-		shutdown(w->fd, SHUT_RDWR);
-		while (w->ring.inflight && xport_ring_wait(&w->ring, 1000, &op, NULL) >= 0)
-			;
-	}
 	w->cpu_ms = mig_cpu_ms() - cpu0;
 	return NULL;
 }
@@ -748,6 +739,8 @@ static uint64_t workers_stop(struct src *s)
 		if (w->started)
 			pthread_join(w->thread, NULL);
 		cpu += w->cpu_ms;
+		/* A failed job may leave a frame in flight that points into
+		 * guest RAM: the exit cancels and reaps it before the VM can go. */
 		if (w->ring.ring)
 			xport_ring_exit(&w->ring);
 		if (w->fd >= 0)
