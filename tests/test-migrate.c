@@ -263,20 +263,44 @@ static int finish_background(const char *dir, pid_t pid, struct run_result *r)
 }
 
 /* Waits until the background migration's log says PRECOPY has begun. */
-static void wait_precopy(const char *dir)
+/* Waits for the phase log's `arrow` ("setup => precopy"), then `settle_ms`. */
+static void wait_phase(const char *dir, const char *arrow, int settle_ms)
 {
 	char path[160], log[16384];
 
 	snprintf(path, sizeof(path), "%s/err", dir);
-	for (int i = 0; i < 600; i++) {
+	for (int i = 0; i < 1500; i++) {
 		proc_slurp(path, log, sizeof(log));
-		if (strstr(log, "setup => precopy")) {
-			usleep(500000);   /* well into the round, not at its first frame */
+		if (strstr(log, arrow)) {
+			usleep((useconds_t)settle_ms * 1000);
 			return;
 		}
-		usleep(50000);
+		usleep(20000);
 	}
-	cr_assert_fail("the migration never reached PRECOPY: %s", log);
+	cr_assert_fail("the migration never logged '%s': %s", arrow, log);
+}
+
+/* Well into the first round, not at its first frame. */
+static void wait_precopy(const char *dir)
+{
+	wait_phase(dir, "setup => precopy", 500);
+}
+
+/* The guest runs on the source, making progress, its self-check clean. */
+static void expect_source_runs(const char *ep)
+{
+	struct run_result r;
+	char args[256];
+	double p0;
+
+	snprintf(args, sizeof(args), "vm list %s --json", ep);
+	proc_run(args, &r);
+	cr_assert_not_null(strstr(r.out, "\"state\":\"running\""), "%s", r.out);
+	p0 = json_num(r.out, "passes");
+	usleep(300000);
+	proc_run(args, &r);
+	cr_assert_gt(json_num(r.out, "passes"), p0, "the source guest is not running: %s", r.out);
+	cr_assert_eq(json_num(r.out, "selfcheck_errors"), 0);
 }
 
 /* The destination dies in PRECOPY: the VM keeps running on the source, exit 1. */
@@ -304,18 +328,44 @@ Test(migrate, destination_killed_during_precopy, .timeout = 120)
 	json_expect_str(r.out, "owner", "source");
 	cr_assert_not_null(strstr(r.out, "\"name\":\"rollback\""), "%s", r.out);
 
-	/* the guest runs on the source, still making progress, self-check clean */
-	snprintf(args, sizeof(args), "vm list %s --json", ea);
-	proc_run(args, &r);
-	cr_assert_not_null(strstr(r.out, "\"state\":\"running\""), "%s", r.out);
-	{
-		double p0 = json_num(r.out, "passes");
+	expect_source_runs(ea);
+	proc_stop(a);
+	rmdir(dir);
+}
 
-		usleep(300000);
-		proc_run(args, &r);
-		cr_assert_gt(json_num(r.out, "passes"), p0, "the source guest is not running: %s", r.out);
-		cr_assert_eq(json_num(r.out, "selfcheck_errors"), 0);
-	}
+/* The destination dies after the source stopped its vCPUs: the source rolls
+ * back and its guest runs again (its vCPUs were kicked out of KVM_RUN). */
+Test(migrate, destination_killed_during_stop_copy, .timeout = 120)
+{
+	struct run_result r;
+	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], eb[128], args[512];
+	pid_t a, b, mig;
+	int st;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
+	a = proc_agent(ea, NULL);
+	proc_wait_agent(ea, NULL);
+	/* 192 MiB rewritten all the time at 100 MB/s: a 20 s downtime limit lets
+	 * the source stop after the first round and leaves ~2 s of STOP_COPY. */
+	snprintf(args, sizeof(args), "vm create %s --name victim --lab mem=256M,vcpus=2,wss=192M", ea);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	snprintf(eb, sizeof(eb), "unix://%s/b.sock", dir);
+	b = proc_agent(eb, NULL);
+	proc_wait_agent(eb, NULL);
+
+	snprintf(args, sizeof(args),
+		 "start %s %s --vm victim --max-bandwidth 100M --downtime-limit 20000 --json", ea, eb);
+	mig = start_background(dir, args);
+	wait_phase(dir, "precopy => stop_copy", 100);
+	proc_stop(b);
+	st = finish_background(dir, mig, &r);
+	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
+	json_expect_str(r.out, "result", "failed");
+	json_expect_str(r.out, "owner", "source");
+	cr_assert_not_null(strstr(r.out, "\"name\":\"stop_copy\""), "%s", r.out);
+	expect_source_runs(ea);
 	proc_stop(a);
 	rmdir(dir);
 }

@@ -261,3 +261,35 @@ Test(snapshot, bad_state_changes_nothing)
 	lab_vm_destroy(dst);
 	snap_free(&s);
 }
+
+/* The source's rollback: vCPUs paused (and their state read) resume, and the
+ * guest runs on each time, not just once. */
+Test(snapshot, paused_guest_resumes_each_time)
+{
+	struct lab_config cfg;
+	struct mig_error err = { 0 };
+	struct lab_stats base;
+	struct lab_vm *vm;
+
+	lab_config_default(&cfg);
+	cfg.mem_bytes = 32ULL << 20;
+	cfg.wss_bytes = 1ULL << 20;
+	cfg.vcpus = 2;
+	vm = boot(&cfg);
+	fixture_wait_filled(vm, 30);
+	for (int i = 0; i < 4; i++) {
+		struct mig_buf state = { 0 };
+
+		cr_assert_eq(lab_vm_pause(vm, &err), 0, "%s", err.msg);
+		if (i % 2) {
+			cr_assert_eq(lab_vm_save_state(vm, &state, &err), 0, "%s", err.msg);
+			mig_buf_free(&state);
+		}
+		lab_vm_stats(vm, &base);
+		cr_assert_eq(lab_vm_resume(vm, &err), 0, "%s", err.msg);
+		fixture_wait_passes(vm, &base, 2, 10);
+	}
+	lab_vm_stats(vm, &base);
+	cr_assert_eq(base.errors, 0);
+	lab_vm_destroy(vm);
+}

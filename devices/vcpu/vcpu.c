@@ -64,6 +64,21 @@ static void kick_handler(int sig)
 	(void)sig;
 }
 
+/* A kick stays pending after KVM_RUN returns: KVM unblocks SIG_KICK only
+ * inside the ioctl and restores the thread's mask (kick blocked) on the way
+ * out, so the handler never runs.  Left pending, it would end every later
+ * KVM_RUN at once with EINTR and the guest would never run again. */
+static void eat_kicks(void)
+{
+	static const struct timespec now = { 0, 0 };
+	sigset_t kick;
+
+	sigemptyset(&kick);
+	sigaddset(&kick, SIG_KICK);
+	while (sigtimedwait(&kick, NULL, &now) == SIG_KICK)
+		;
+}
+
 static pthread_once_t kick_once = PTHREAD_ONCE_INIT;
 
 static void kick_install(void)
@@ -207,7 +222,11 @@ static void *vcpu_thread(void *arg)
 		pthread_mutex_unlock(&v->lock);
 
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR) {
+				eat_kicks();
+				continue;
+			}
+			if (errno == EAGAIN)
 				continue;
 			vcpu_set_fatal(v, -errno, "vCPU %u: KVM_RUN: %s", v->index, strerror(errno));
 			continue;
