@@ -40,7 +40,6 @@ struct mem_ring {
 	struct kvm_dirty_gfn *gfns;
 	uint32_t entries;
 	uint32_t next;            /* next entry to harvest, free-running */
-	pthread_mutex_t lock;
 };
 
 struct mem_dev {
@@ -57,8 +56,8 @@ struct mem_dev {
 	struct mem_ring *rings;
 	unsigned nr_rings;
 	uint32_t ring_entries;
-	_Atomic uint64_t *pending; /* pages harvested from rings, not yet synced */
-	pthread_mutex_t reset_lock;
+	uint64_t *pending;        /* pages harvested from rings, not yet synced */
+	pthread_mutex_t ring_lock; /* harvest to reset, and the hand-over of pending */
 	_Atomic uint64_t ring_full_exits;
 };
 
@@ -78,6 +77,10 @@ void mem_dev_destroy(struct mem_dev *m);
 int mem_ring_attach(struct mem_dev *m, unsigned index, int vcpu_fd, struct mig_error *err);
 /* Ring mode: harvest one vCPU's ring into m->pending and reset (ring-full exits). */
 int mem_ring_drain(struct mem_dev *m, unsigned index, struct mig_error *err);
+/* Test seam, NULL in the product: called where a preempted thread would leave a
+ * harvested-but-not-reset window (tests/test-dirty-log.c widens it). */
+enum mem_ring_window { MEM_RING_DRAIN_HARVESTED, MEM_RING_SYNC_RESET };
+extern void (*mem_ring_window_hook)(enum mem_ring_window where);
 int mem_log_enable(struct mem_dev *m, bool on, struct mig_error *err);
 uint64_t mem_bitmap_words(const struct mem_dev *m);
 

@@ -200,8 +200,7 @@ static uint64_t ring_harvest(struct mem_dev *m, struct mem_ring *r)
 		if (s && e->offset < (s->size >> GUEST_PAGE_SHIFT)) {
 			uint64_t pfn = (s->gpa >> GUEST_PAGE_SHIFT) + e->offset;
 
-			atomic_fetch_or_explicit(&m->pending[pfn / 64], 1ULL << (pfn % 64),
-						 memory_order_relaxed);
+			m->pending[pfn / 64] |= 1ULL << (pfn % 64);
 		}
 		__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
 		r->next++;
@@ -210,30 +209,37 @@ static uint64_t ring_harvest(struct mem_dev *m, struct mem_ring *r)
 	return n;
 }
 
+void (*mem_ring_window_hook)(enum mem_ring_window where);
+
+/*
+ * A harvested entry's page stays writable, with no new entry, until
+ * KVM_RESET_DIRTY_RINGS write-protects it again.  So a page may be handed to
+ * a sync (and copied) only once its reset is done: ring_lock spans each
+ * harvest to its reset, and the sync's hand-over of m->pending.  Otherwise a
+ * sync could take a page a ring-full drain had just harvested, copy it, and
+ * another vCPU's write before that drain's reset would never be reported.
+ */
 static int ring_reset(struct mem_dev *m, struct mig_error *err)
 {
-	int r;
-
-	pthread_mutex_lock(&m->reset_lock);
-	r = ioctl(m->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
-	pthread_mutex_unlock(&m->reset_lock);
-	if (r < 0)
+	if (ioctl(m->vm_fd, KVM_RESET_DIRTY_RINGS, 0) < 0)
 		return mig_error_set(err, -errno, "KVM_RESET_DIRTY_RINGS: %s", strerror(errno));
 	return 0;
 }
 
 int mem_ring_drain(struct mem_dev *m, unsigned index, struct mig_error *err)
 {
-	struct mem_ring *r;
+	int r;
 
 	if (m->mode != MEM_LOG_RING || index >= m->nr_rings)
 		return mig_error_set(err, -EINVAL, "no dirty ring for vCPU %u", index);
-	r = &m->rings[index];
-	pthread_mutex_lock(&r->lock);
-	ring_harvest(m, r);
-	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_lock(&m->ring_lock);
+	ring_harvest(m, &m->rings[index]);
 	atomic_fetch_add(&m->ring_full_exits, 1);
-	return ring_reset(m, err);
+	if (mem_ring_window_hook)
+		mem_ring_window_hook(MEM_RING_DRAIN_HARVESTED);
+	r = ring_reset(m, err);
+	pthread_mutex_unlock(&m->ring_lock);
+	return r;
 }
 
 static int sync_ring(struct mem_dev *m, uint64_t *bitmap, uint64_t *count, struct mig_error *err)
@@ -241,25 +247,28 @@ static int sync_ring(struct mem_dev *m, uint64_t *bitmap, uint64_t *count, struc
 	uint64_t nwords = mem_bitmap_words(m);
 	int r;
 
-	for (unsigned i = 0; i < m->nr_rings; i++) {
-		if (!m->rings[i].gfns)
-			continue;
-		pthread_mutex_lock(&m->rings[i].lock);
-		ring_harvest(m, &m->rings[i]);
-		pthread_mutex_unlock(&m->rings[i].lock);
-	}
+	pthread_mutex_lock(&m->ring_lock);
+	for (unsigned i = 0; i < m->nr_rings; i++)
+		if (m->rings[i].gfns)
+			ring_harvest(m, &m->rings[i]);
 	/* Reset before the caller copies page contents: a write after the reset
 	 * faults again and lands in the ring for the next round. */
 	r = ring_reset(m, err);
 	if (r < 0)
-		return r;
+		goto out;
+	if (mem_ring_window_hook)
+		mem_ring_window_hook(MEM_RING_SYNC_RESET);
 	for (uint64_t w = 0; w < nwords; w++) {
-		uint64_t bits = atomic_exchange_explicit(&m->pending[w], 0, memory_order_relaxed);
+		uint64_t bits = m->pending[w];
+
+		m->pending[w] = 0;
 
 		bitmap[w] |= bits;
 		*count += (uint64_t)__builtin_popcountll(bits);
 	}
-	return 0;
+out:
+	pthread_mutex_unlock(&m->ring_lock);
+	return r;
 }
 
 static int mem_dirty_sync(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_count,
@@ -393,7 +402,7 @@ int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, enum lab_dirty_log
 	m->vm_fd = vm_fd;
 	m->ram_bytes = ram_bytes;
 	m->nr_pages = ram_bytes >> GUEST_PAGE_SHIFT;
-	pthread_mutex_init(&m->reset_lock, NULL);
+	pthread_mutex_init(&m->ring_lock, NULL);
 
 	r = pick_mode(kvm_fd, vm_fd, log, force_classic,
 		      ring_entries ? ring_entries : MEM_RING_DEFAULT_ENTRIES, m, err);
@@ -435,7 +444,7 @@ int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, enum lab_dirty_log
 
 err_slots:
 	free(m->scratch);
-	free((void *)m->pending);
+	free(m->pending);
 	free(m->slots);
 err_unmap:
 	munmap(m->ram, m->ram_bytes);
@@ -457,8 +466,6 @@ int mem_ring_attach(struct mem_dev *m, unsigned index, int vcpu_fd, struct mig_e
 		if (!n)
 			return mig_error_set(err, -ENOMEM, "out of memory");
 		memset(n + m->nr_rings, 0, (index + 1 - m->nr_rings) * sizeof(*n));
-		for (unsigned i = m->nr_rings; i <= index; i++)
-			pthread_mutex_init(&n[i].lock, NULL);
 		m->rings = n;
 		m->nr_rings = index + 1;
 	}
@@ -483,7 +490,7 @@ void mem_dev_destroy(struct mem_dev *m)
 			       (size_t)m->rings[i].entries * sizeof(struct kvm_dirty_gfn));
 	free(m->rings);
 	free(m->scratch);
-	free((void *)m->pending);
+	free(m->pending);
 	free(m->slots);
 	if (m->ram)
 		munmap(m->ram, m->ram_bytes);
