@@ -211,6 +211,15 @@ static uint64_t ring_harvest(struct mem_dev *m, struct mem_ring *r)
 
 void (*mem_ring_window_hook)(enum mem_ring_window where);
 
+static void window_hook(enum mem_ring_window where)
+{
+	void (*hook)(enum mem_ring_window) = __atomic_load_n(&mem_ring_window_hook,
+							      __ATOMIC_RELAXED);
+
+	if (hook)
+		hook(where);
+}
+
 /*
  * A harvested entry's page stays writable, with no new entry, until
  * KVM_RESET_DIRTY_RINGS write-protects it again.  So a page may be handed to
@@ -235,8 +244,7 @@ int mem_ring_drain(struct mem_dev *m, unsigned index, struct mig_error *err)
 	pthread_mutex_lock(&m->ring_lock);
 	ring_harvest(m, &m->rings[index]);
 	atomic_fetch_add(&m->ring_full_exits, 1);
-	if (mem_ring_window_hook)
-		mem_ring_window_hook(MEM_RING_DRAIN_HARVESTED);
+	window_hook(MEM_RING_DRAIN_HARVESTED);
 	r = ring_reset(m, err);
 	pthread_mutex_unlock(&m->ring_lock);
 	return r;
@@ -256,8 +264,7 @@ static int sync_ring(struct mem_dev *m, uint64_t *bitmap, uint64_t *count, struc
 	r = ring_reset(m, err);
 	if (r < 0)
 		goto out;
-	if (mem_ring_window_hook)
-		mem_ring_window_hook(MEM_RING_SYNC_RESET);
+	window_hook(MEM_RING_SYNC_RESET);
 	for (uint64_t w = 0; w < nwords; w++) {
 		uint64_t bits = m->pending[w];
 

@@ -204,8 +204,13 @@ static void *vcpu_thread(void *arg)
 			 * running guest code, so the saved state is whole. */
 			if (completion) {
 				v->run->immediate_exit = 1;
-				if (ioctl(v->fd, KVM_RUN, 0) == 0 || errno != EINTR)
+				if (ioctl(v->fd, KVM_RUN, 0) == 0)
 					vcpu_handle_exit(v);
+				else if (errno == EINTR)
+					eat_kicks();
+				else
+					vcpu_set_fatal(v, -errno, "vCPU %u: completing port I/O: %s",
+						       v->index, strerror(errno));
 				completion = false;
 			}
 			pthread_mutex_lock(&v->lock);
