@@ -339,7 +339,8 @@ Test(migrate, destination_killed_during_precopy, .timeout = 120)
 }
 
 /* The destination dies after the source stopped its vCPUs: the source rolls
- * back and its guest runs again (its vCPUs were kicked out of KVM_RUN). */
+ * back, its guest runs again (its vCPUs were kicked out of KVM_RUN), and a
+ * second migration of it succeeds. */
 Test(migrate, destination_killed_during_stop_copy, .timeout = 120)
 {
 	struct run_result r;
@@ -377,6 +378,11 @@ Test(migrate, destination_killed_during_stop_copy, .timeout = 120)
 	json_expect_str(r.out, "owner", "source");
 	cr_assert_not_null(strstr(r.out, "\"name\":\"stop_copy\""), "%s", r.out);
 	expect_source_runs(ea);
+
+	/* and the rolled-back VM migrates again, verified, to a new destination */
+	snprintf(args, sizeof(args), "start %s local --vm victim --json", ea);
+	proc_run(args, &r);
+	expect_completed(&r, "the retry after a rollback in STOP_COPY");
 	proc_stop(a);
 	rmdir(dir);
 }
