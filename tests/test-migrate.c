@@ -263,6 +263,14 @@ static int finish_background(const char *dir, pid_t pid, struct run_result *r)
 }
 
 /* Waits until the background migration's log says PRECOPY has begun. */
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Waits for the phase log's `arrow` ("setup => precopy"), then `settle_ms`. */
 static void wait_phase(const char *dir, const char *arrow, int settle_ms)
 {
@@ -338,52 +346,109 @@ Test(migrate, destination_killed_during_precopy, .timeout = 120)
 	rmdir(dir);
 }
 
+/* Agents a (with VM "victim") and b in dir, and a migration from a to b
+ * frozen in STOP_COPY: b is stopped (SIGSTOP) as soon as the phase shows,
+ * so it cannot confirm the last round and the source cannot leave
+ * STOP_COPY.  192 MiB rewritten all the time at 100 MB/s, with a 20 s
+ * downtime limit, lets the source stop after the first round and leaves
+ * about 2 s of STOP_COPY to land in. */
+struct frozen {
+	char ea[128], eb[128];
+	pid_t a, b, mig;
+};
+
+static void freeze_in_stop_copy(const char *dir, struct frozen *f)
+{
+	struct run_result r;
+	char args[512];
+
+	snprintf(f->ea, sizeof(f->ea), "unix://%s/a.sock", dir);
+	f->a = proc_agent(f->ea, NULL);
+	proc_wait_agent(f->ea, NULL);
+	snprintf(args, sizeof(args), "vm create %s --name victim --lab mem=256M,vcpus=2,wss=192M",
+		 f->ea);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	snprintf(f->eb, sizeof(f->eb), "unix://%s/b.sock", dir);
+	f->b = proc_agent(f->eb, NULL);
+	proc_wait_agent(f->eb, NULL);
+	snprintf(args, sizeof(args),
+		 "start %s %s --vm victim --max-bandwidth 100M --downtime-limit 20000 --json",
+		 f->ea, f->eb);
+	f->mig = start_background(dir, args);
+	wait_phase(dir, "precopy => stop_copy", 0);
+	kill(f->b, SIGSTOP);
+	usleep(200000);
+}
+
+/* The migration's summary, which must have ended in STOP_COPY. */
+static void expect_ended_in_stop_copy(const struct run_result *r, int st, const char *result)
+{
+	if (strstr(r->out, "\"name\":\"commit\""))
+		cr_skip_test("STOP_COPY ended before the destination was frozen: %s", r->out);
+	cr_assert_eq(st, 1, "exit %d: %s %s", st, r->out, r->err);
+	json_expect_str(r->out, "result", result);
+	json_expect_str(r->out, "owner", "source");
+	cr_assert_not_null(strstr(r->out, "\"name\":\"stop_copy\""), "%s", r->out);
+}
+
 /* The destination dies after the source stopped its vCPUs: the source rolls
  * back, its guest runs again (its vCPUs were kicked out of KVM_RUN), and a
  * second migration of it succeeds. */
 Test(migrate, destination_killed_during_stop_copy, .timeout = 120)
 {
 	struct run_result r;
-	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], eb[128], args[512];
-	pid_t a, b, mig;
+	char dir[] = "/tmp/migratectl-test-XXXXXX", args[512];
+	struct frozen f;
 	int st;
 
 	cr_assert_not_null(mkdtemp(dir));
-	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
-	a = proc_agent(ea, NULL);
-	proc_wait_agent(ea, NULL);
-	/* 192 MiB rewritten all the time at 100 MB/s: a 20 s downtime limit lets
-	 * the source stop after the first round and leaves ~2 s of STOP_COPY. */
-	snprintf(args, sizeof(args), "vm create %s --name victim --lab mem=256M,vcpus=2,wss=192M", ea);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
-	snprintf(eb, sizeof(eb), "unix://%s/b.sock", dir);
-	b = proc_agent(eb, NULL);
-	proc_wait_agent(eb, NULL);
-
-	snprintf(args, sizeof(args),
-		 "start %s %s --vm victim --max-bandwidth 100M --downtime-limit 20000 --json", ea, eb);
-	mig = start_background(dir, args);
-	/* Frozen at once, the destination cannot confirm the last round, so the
-	 * source cannot leave STOP_COPY before the kill. */
-	wait_phase(dir, "precopy => stop_copy", 0);
-	kill(b, SIGSTOP);
-	usleep(200000);
-	proc_stop(b);
-	st = finish_background(dir, mig, &r);
-	if (strstr(r.out, "\"name\":\"commit\""))
-		cr_skip_test("STOP_COPY ended before the destination was frozen: %s", r.out);
-	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
-	json_expect_str(r.out, "result", "failed");
-	json_expect_str(r.out, "owner", "source");
-	cr_assert_not_null(strstr(r.out, "\"name\":\"stop_copy\""), "%s", r.out);
-	expect_source_runs(ea);
+	freeze_in_stop_copy(dir, &f);
+	proc_stop(f.b);
+	st = finish_background(dir, f.mig, &r);
+	expect_ended_in_stop_copy(&r, st, "failed");
+	expect_source_runs(f.ea);
 
 	/* and the rolled-back VM migrates again, verified, to a new destination */
-	snprintf(args, sizeof(args), "start %s local --vm victim --json", ea);
+	snprintf(args, sizeof(args), "start %s local --vm victim --json", f.ea);
 	proc_run(args, &r);
 	expect_completed(&r, "the retry after a rollback in STOP_COPY");
-	proc_stop(a);
+	proc_stop(f.a);
+	rmdir(dir);
+}
+
+/* Ctrl-C in STOP_COPY, with the destination stuck: the source takes the VM
+ * back at once and runs it; the destination, once it runs again, drops its
+ * half-received copy. */
+Test(migrate, cancel_during_stop_copy, .timeout = 120)
+{
+	struct run_result r;
+	char dir[] = "/tmp/migratectl-test-XXXXXX", args[512];
+	struct frozen f;
+	double t;
+	int st;
+
+	cr_assert_not_null(mkdtemp(dir));
+	freeze_in_stop_copy(dir, &f);
+	t = mono_s();
+	kill(f.mig, SIGINT);
+	st = finish_background(dir, f.mig, &r);
+	t = mono_s() - t;
+	cr_assert_lt(t, 3.0, "cancel took %.1f s", t);
+	expect_ended_in_stop_copy(&r, st, "cancelled");
+	expect_source_runs(f.ea);
+
+	kill(f.b, SIGCONT);
+	snprintf(args, sizeof(args), "vm list %s --json", f.eb);
+	for (int i = 0; i < 100; i++) {
+		proc_run(args, &r);
+		if (!strstr(r.out, "victim"))
+			break;
+		usleep(100000);
+	}
+	cr_assert_null(strstr(r.out, "victim"), "the destination kept its copy: %s", r.out);
+	proc_stop(f.b);
+	proc_stop(f.a);
 	rmdir(dir);
 }
 
@@ -419,7 +484,6 @@ Test(migrate, cancel_is_prompt_while_senders_are_throttled, .timeout = 120)
 {
 	struct run_result r;
 	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], args[512];
-	struct timespec t0, t1;
 	pid_t a, mig;
 	int st;
 	double s;
@@ -431,11 +495,10 @@ Test(migrate, cancel_is_prompt_while_senders_are_throttled, .timeout = 120)
 	mig = start_background(dir, args);
 	wait_precopy(dir);
 	usleep(300 * 1000);  /* every sender has sent its first frame and sleeps */
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	s = mono_s();
 	kill(mig, SIGINT);
 	st = finish_background(dir, mig, &r);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	s = mono_s() - s;
 	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
 	json_expect_str(r.out, "result", "cancelled");
 	json_expect_str(r.out, "owner", "source");
