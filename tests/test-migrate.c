@@ -546,6 +546,42 @@ Test(migrate, cancel_command, .timeout = 120)
 	rmdir(dir);
 }
 
+/* A guest that cannot converge (a working set rewritten far faster than the
+ * 100 MB/s cap can carry, a 10 ms downtime limit) meets --timeout 2s. */
+static void timeout_run(const char *action, struct run_result *r)
+{
+	char args[512];
+
+	snprintf(args, sizeof(args), "start local local --json --lab mem=256M,vcpus=2,wss=128M "
+		 "--max-bandwidth 100M --downtime-limit 10 --timeout 2s --timeout-action %s", action);
+	proc_run(args, r);
+}
+
+Test(migrate, timeout_abort_keeps_the_vm_on_the_source, .timeout = 120)
+{
+	struct run_result r;
+	char buf[256];
+
+	timeout_run("abort", &r);
+	cr_assert_eq(r.status, 1, "exit %d: %s %s", r.status, r.out, r.err);
+	json_expect_str(r.out, "result", "failed");
+	json_expect_str(r.out, "owner", "source");
+	cr_assert_not_null(strstr(json_field(r.out, "error", buf, sizeof(buf)), "did not converge"),
+			   "%s", r.out);
+	cr_assert_null(strstr(r.out, "\"name\":\"stop_copy\""), "%s", r.out);
+}
+
+/* force switches over anyway: a long downtime, but a verified migration. */
+Test(migrate, timeout_force_switches_over, .timeout = 120)
+{
+	struct run_result r;
+
+	timeout_run("force", &r);
+	expect_completed(&r, "--timeout-action force");
+	/* what was left (far more than 10 ms of it) moved with the VM stopped */
+	cr_assert_gt(json_num(r.out, "downtime_ms"), 10, "%s", r.out);
+}
+
 Test(migrate, bad_options_exit_2)
 {
 	proc_expect_usage("start", "usage");
