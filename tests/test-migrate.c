@@ -546,6 +546,22 @@ Test(migrate, cancel_command, .timeout = 120)
 	rmdir(dir);
 }
 
+/* --max-bandwidth caps the stream: 128 MiB at 32 MiB/s takes about 4 s
+ * (throughput is PRECOPY's wire bytes over its duration). */
+Test(migrate, max_bandwidth_caps_the_rate, .timeout = 120)
+{
+	const double cap = 32.0 * (1 << 20);
+	struct run_result r;
+	double bps;
+
+	proc_run("start local local --json --lab mem=128M,vcpus=1,wss=0 --streams 2 "
+		 "--max-bandwidth 32M", &r);
+	expect_completed(&r, "--max-bandwidth 32M");
+	bps = json_num(r.out, "throughput_bps");
+	cr_assert_leq(bps, cap * 1.1, "%.0f B/s over a cap of %.0f: %s", bps, cap, r.out);
+	cr_assert_geq(bps, cap * 0.7, "%.0f B/s, far under a cap of %.0f: %s", bps, cap, r.out);
+}
+
 /* A guest that cannot converge (a working set rewritten far faster than the
  * 100 MB/s cap can carry, a 10 ms downtime limit) meets --timeout 2s. */
 static void timeout_run(const char *action, struct run_result *r)
