@@ -244,3 +244,55 @@ Test(dirty_log, ring_drain_racing_a_sync_loses_no_write, .timeout = 90)
 	free(bm);
 	lab_vm_destroy(vm);
 }
+
+/* The source reads the vCPU state after its final sync and last pages
+ * (phases.md §3.4): that read must write no guest RAM, in either log. */
+static void save_dirties_nothing(enum lab_dirty_log mode)
+{
+	struct lab_config cfg;
+	struct mig_error err = { 0 };
+	struct lab_digest before, after;
+	struct mig_buf state = { 0 };
+	struct lab_vm *vm;
+	uint64_t words, count = 0;
+	uint64_t *bm;
+
+	lab_config_default(&cfg);
+	cfg.mem_bytes = 32ULL << 20;
+	cfg.wss_bytes = 4ULL << 20;
+	cfg.vcpus = 2;
+	cfg.dirty_log = mode;
+	cr_assert_eq(lab_vm_create(&cfg, &vm, &err), 0, "%s", err.msg);
+	cr_assert_eq(lab_vm_start(vm, &err), 0, "%s", err.msg);
+	fixture_wait_filled(vm, 30);
+	fixture_sleep_ms(50);
+	words = lab_vm_bitmap_words(vm);
+	bm = calloc(words, 8);
+	cr_assert_not_null(bm);
+	cr_assert_eq(lab_vm_pause(vm, &err), 0, "%s", err.msg);
+	cr_assert_eq(lab_vm_dirty_sync(vm, bm, &count, &err), 0, "%s", err.msg);
+	cr_assert_gt(count, 0, "a running guest dirtied nothing");
+	cr_assert_eq(lab_vm_digest(vm, &before), 0);
+	cr_assert_eq(lab_vm_save_state(vm, &state, &err), 0, "%s", err.msg);
+	cr_assert_gt(state.len, 0);
+	cr_assert_eq(lab_vm_digest(vm, &after), 0);
+	memset(bm, 0, words * 8);
+	cr_assert_eq(lab_vm_dirty_sync(vm, bm, &count, &err), 0, "%s", err.msg);
+	cr_assert_eq(count, 0, "reading the vCPU state dirtied %llu pages",
+		     (unsigned long long)count);
+	cr_assert(before.hi == after.hi && before.lo == after.lo,
+		  "reading the vCPU state changed guest RAM");
+	mig_buf_free(&state);
+	free(bm);
+	lab_vm_destroy(vm);
+}
+
+Test(dirty_log, saving_vcpu_state_dirties_nothing_bitmap)
+{
+	save_dirties_nothing(LAB_DIRTY_LOG_BITMAP);
+}
+
+Test(dirty_log, saving_vcpu_state_dirties_nothing_ring)
+{
+	save_dirties_nothing(LAB_DIRTY_LOG_RING);
+}

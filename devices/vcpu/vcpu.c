@@ -329,8 +329,9 @@ static const struct mig_device_ops vcpu_ops = {
 const struct mig_device_class vcpu_class = {
 	.id = MIG_DEV_VCPU,
 	.name = "vcpu",
-	/* Source: vCPUs stop first; their state is read before the final RAM sync
-	 * could be trusted (nothing may dirty RAM after it). */
+	/* Source: vCPUs stop first, since the final RAM sync can be trusted only
+	 * once nothing runs that could dirty RAM.  Their state is read after the
+	 * last pages went (reading it writes no guest RAM). */
 	.save_order = 0,
 	/* Destination: after RAM, so nothing runs on a half-filled guest. */
 	.load_order = 10,
