@@ -28,10 +28,31 @@ static uint64_t tbl_read(uint8_t *ram, unsigned vcpu, unsigned off)
 	return *(volatile uint64_t *)(ram + LAB_TBL_VCPUS + (uint64_t)vcpu * LAB_VA_SIZE + off);
 }
 
+/* A 2-vCPU guest of `mem` bytes with a 4 MiB working set, booted and done
+ * filling its RAM. */
+static struct lab_vm *boot_filled(uint64_t mem, enum lab_dirty_log mode, bool classic,
+				  uint32_t ring_entries)
+{
+	struct lab_config cfg;
+	struct mig_error err = { 0 };
+	struct lab_vm *vm;
+
+	lab_config_default(&cfg);
+	cfg.mem_bytes = mem;
+	cfg.wss_bytes = 4ULL << 20;
+	cfg.vcpus = 2;
+	cfg.dirty_log = mode;
+	cfg.force_classic = classic;
+	cfg.ring_entries = ring_entries;
+	cr_assert_eq(lab_vm_create(&cfg, &vm, &err), 0, "%s", err.msg);
+	cr_assert_eq(lab_vm_start(vm, &err), 0, "%s", err.msg);
+	fixture_wait_filled(vm, 30);
+	return vm;
+}
+
 static void check_mode(enum lab_dirty_log mode, bool classic, uint32_t ring_entries,
 		       const char *want_mode)
 {
-	struct lab_config cfg;
 	struct mig_error err = { 0 };
 	struct lab_vm *vm;
 	struct lab_stats base, st;
@@ -40,17 +61,8 @@ static void check_mode(enum lab_dirty_log mode, bool classic, uint32_t ring_entr
 	uint8_t *ram;
 	bool *in_wss;
 
-	lab_config_default(&cfg);
-	cfg.mem_bytes = 64ULL << 20;
-	cfg.wss_bytes = 4ULL << 20;
-	cfg.vcpus = 2;
-	cfg.dirty_log = mode;
-	cfg.force_classic = classic;
-	cfg.ring_entries = ring_entries;
-	cr_assert_eq(lab_vm_create(&cfg, &vm, &err), 0, "%s", err.msg);
+	vm = boot_filled(64ULL << 20, mode, classic, ring_entries);
 	cr_assert_str_eq(lab_vm_dirty_log_mode(vm), want_mode);
-	cr_assert_eq(lab_vm_start(vm, &err), 0, "%s", err.msg);
-	fixture_wait_filled(vm, 30);
 
 	words = lab_vm_bitmap_words(vm);
 	bm = calloc(words, 8);
@@ -65,7 +77,7 @@ static void check_mode(enum lab_dirty_log mode, bool classic, uint32_t ring_entr
 	ram = lab_vm_ram(vm, &mem);
 	in_wss = calloc(mem / PAGE, sizeof(bool));
 	cr_assert_not_null(in_wss);
-	for (uint32_t v = 0; v < cfg.vcpus; v++) {
+	for (uint32_t v = 0; v < lab_vm_config(vm)->vcpus; v++) {
 		uint64_t first = tbl_read(ram, v, LAB_VA_REGION) / PAGE;
 		uint64_t n = tbl_read(ram, v, LAB_VA_WSS_PAGES);
 
@@ -190,7 +202,6 @@ static void copy_dirty(uint8_t *shadow, const uint8_t *ram, uint64_t *bm, uint64
 
 Test(dirty_log, ring_drain_racing_a_sync_loses_no_write, .timeout = 90)
 {
-	struct lab_config cfg;
 	struct mig_error err = { 0 };
 	struct lab_vm *vm;
 	struct lab_stats st;
@@ -199,15 +210,7 @@ Test(dirty_log, ring_drain_racing_a_sync_loses_no_write, .timeout = 90)
 	uint8_t *ram, *shadow;
 	double end;
 
-	lab_config_default(&cfg);
-	cfg.mem_bytes = 32ULL << 20;
-	cfg.wss_bytes = 4ULL << 20;
-	cfg.vcpus = 2;
-	cfg.dirty_log = LAB_DIRTY_LOG_RING;
-	cfg.ring_entries = 256;
-	cr_assert_eq(lab_vm_create(&cfg, &vm, &err), 0, "%s", err.msg);
-	cr_assert_eq(lab_vm_start(vm, &err), 0, "%s", err.msg);
-	fixture_wait_filled(vm, 30);
+	vm = boot_filled(32ULL << 20, LAB_DIRTY_LOG_RING, false, 256);
 	ram = lab_vm_ram(vm, &mem);
 	words = lab_vm_bitmap_words(vm);
 	bm = calloc(words, 8);
@@ -249,7 +252,6 @@ Test(dirty_log, ring_drain_racing_a_sync_loses_no_write, .timeout = 90)
  * (phases.md §3.4): that read must write no guest RAM, in either log. */
 static void save_dirties_nothing(enum lab_dirty_log mode)
 {
-	struct lab_config cfg;
 	struct mig_error err = { 0 };
 	struct lab_digest before, after;
 	struct mig_buf state = { 0 };
@@ -257,14 +259,7 @@ static void save_dirties_nothing(enum lab_dirty_log mode)
 	uint64_t words, count = 0;
 	uint64_t *bm;
 
-	lab_config_default(&cfg);
-	cfg.mem_bytes = 32ULL << 20;
-	cfg.wss_bytes = 4ULL << 20;
-	cfg.vcpus = 2;
-	cfg.dirty_log = mode;
-	cr_assert_eq(lab_vm_create(&cfg, &vm, &err), 0, "%s", err.msg);
-	cr_assert_eq(lab_vm_start(vm, &err), 0, "%s", err.msg);
-	fixture_wait_filled(vm, 30);
+	vm = boot_filled(32ULL << 20, mode, false, 0);
 	fixture_sleep_ms(50);
 	words = lab_vm_bitmap_words(vm);
 	bm = calloc(words, 8);
