@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <endian.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -144,4 +146,74 @@ void stream_mac(const uint8_t *secret, const char *label, const struct mig_strea
 	};
 
 	xport_hmac(secret, MIG_SECRET_LEN, iov, 5, out);
+}
+
+/* Sums of `count` runs of `per` pages from `first`: ours, the peer's through
+ * fetch; how many differ, the first `nfirst` indexes in idx. */
+static int differing(const uint8_t *ram, uint64_t first, uint32_t count, uint32_t per,
+		     mig_sums_fetch fetch, void *ctx, uint32_t *idx, int nfirst)
+{
+	uint64_t *ours = malloc((size_t)count * 2 * sizeof(*ours)), *theirs;
+	int r, n = 0;
+
+	if (!ours)
+		return -ENOMEM;
+	theirs = ours + count;
+	r = fetch(ctx, first, count, per, theirs);
+	if (r >= 0) {
+		mig_ram_sums(ram, first, count, per, ours);
+		for (uint32_t i = 0; i < count; i++) {
+			if (ours[i] == theirs[i])
+				continue;
+			if (n < nfirst)
+				idx[n] = i;
+			n++;
+		}
+	}
+	free(ours);
+	return r < 0 ? r : n;
+}
+
+int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, mig_sums_fetch fetch,
+			  void *ctx, char *out, size_t n)
+{
+	uint64_t whole = nr_pages / MIG_SUMS_PER_MAX, first;
+	uint32_t chunks = whole > MIG_SUMS_MAX ? MIG_SUMS_MAX : (uint32_t)whole;
+	uint32_t chunk[1] = { 0 }, page[8], span;
+	int bad = 0, pages;
+	size_t len;
+
+	/* whole 2 MiB chunks first; a short tail is looked at page by page */
+	if (chunks) {
+		bad = differing(ram, 0, chunks, MIG_SUMS_PER_MAX, fetch, ctx, chunk, 1);
+		if (bad < 0)
+			return bad;
+	}
+	first = bad ? (uint64_t)chunk[0] * MIG_SUMS_PER_MAX : (uint64_t)chunks * MIG_SUMS_PER_MAX;
+	if (first >= nr_pages) {
+		snprintf(out, n, "no page differs, yet the digests do");
+		return 0;
+	}
+	span = nr_pages - first < MIG_SUMS_PER_MAX ? (uint32_t)(nr_pages - first) :
+						      MIG_SUMS_PER_MAX;
+	pages = differing(ram, first, span, 1, fetch, ctx, page, 8);
+	if (pages < 0)
+		return pages;
+	if (!pages) {
+		if (bad)
+			snprintf(out, n, "%d of %u 2 MiB chunks differ, yet no page of the first "
+				 "does", bad, chunks);
+		else
+			snprintf(out, n, "no page differs, yet the digests do");
+		return 0;
+	}
+	len = (size_t)snprintf(out, n, "%d of %u 2 MiB chunks differ; %d page%s of %s:", bad,
+			       chunks, pages, pages == 1 ? "" : "s",
+			       bad ? "the first" : "the tail");
+	for (int i = 0; i < pages && i < 8 && len < n; i++)
+		len += (size_t)snprintf(out + len, n - len, " %#llx",
+					(unsigned long long)(first + page[i]));
+	if (pages > 8 && len < n)
+		snprintf(out + len, n - len, " ...");
+	return 0;
 }

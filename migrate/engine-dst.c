@@ -81,7 +81,7 @@ struct rx_stream {
 	/* control stream sends (one at a time) */
 	struct mig_frame_hdr tx_hdr;
 	uint64_t tx_seq;
-	uint8_t tx_buf[1024];
+	struct mig_buf tx_buf;    /* the reply in flight (control stream) */
 	struct xport_op tx_op;
 	bool tx_busy;
 };
@@ -119,6 +119,7 @@ struct dst {
 	bool have_state;
 	struct mig_buf state;
 	bool loaded;
+	bool load_ok;             /* LOADED went out with status >= 0 */
 	bool committed;
 	bool running;
 	bool verify;
@@ -241,7 +242,7 @@ static int post_hdr(struct rx_stream *s)
 static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
 {
 	struct rx_stream *s = &d->st[0];
-	struct iovec iov = { s->tx_buf, len };
+	struct iovec iov;
 
 	/* Replies are strictly one at a time: wait for the previous one. */
 	for (int waited = 0; s->tx_busy; ) {
@@ -267,7 +268,11 @@ static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
 			return mig_error_set(&d->err, -EOVERFLOW, "too many completions while replying");
 		}
 	}
-	memcpy(s->tx_buf, p, len);
+	/* The copy stays put until the send completes (the next call waits). */
+	s->tx_buf.len = 0;
+	if (len && mig_buf_append(&s->tx_buf, p, len) < 0)
+		return mig_error_set(&d->err, -ENOMEM, "out of memory");
+	iov = (struct iovec){ s->tx_buf.data, len };
 	mig_frame_seal(&s->tx_hdr, type, 0, ++s->tx_seq, &iov, len ? 1 : 0);
 	memset(&s->tx_op, 0, sizeof(s->tx_op));
 	s->tx_op.fd = s->fd;
@@ -739,6 +744,7 @@ static int try_load(struct dst *d)
 		lab_vm_digest(d->vm, &dg);
 	l.verify_ns = mig_realtime_ns() - t0;
 	l.status = r;
+	d->load_ok = r >= 0;
 	l.digest[0] = dg.hi;
 	l.digest[1] = dg.lo;
 	l.rejected_streams = d->rejected;
@@ -799,6 +805,38 @@ static int do_commit(struct dst *d)
 	return 0;
 }
 
+/* The source found the RAM digests differ and asks for sums of parts of
+ * this side's RAM, to name the pages.  Only between LOADED and COMMIT. */
+static int send_sums(struct dst *d, struct rx_stream *s)
+{
+	struct mig_sums_request q;
+	uint64_t *sums;
+	int r;
+
+	if (s->hdr.length != sizeof(q))
+		return mig_error_set(&d->err, -EBADMSG, "SUMS_REQUEST of %u bytes",
+				     s->hdr.length);
+	memcpy(&q, s->buf.data, sizeof(q));
+	if (!d->loaded || !d->load_ok)
+		return mig_error_set(&d->err, -EPROTO, "SUMS_REQUEST before the VM loaded here");
+	if (!q.count || q.count > MIG_SUMS_MAX || !q.pages_per_sum ||
+	    q.pages_per_sum > MIG_SUMS_PER_MAX || q.first_page > d->nr_pages ||
+	    (uint64_t)q.count * q.pages_per_sum > d->nr_pages - q.first_page)
+		return mig_error_set(&d->err, -EBADMSG, "SUMS_REQUEST for %u sums of %u pages "
+				     "from page %#llx: outside the guest's %llu pages, or over "
+				     "the limits (%u sums, %u pages each)", q.count,
+				     q.pages_per_sum, (unsigned long long)q.first_page,
+				     (unsigned long long)d->nr_pages, MIG_SUMS_MAX,
+				     MIG_SUMS_PER_MAX);
+	sums = malloc((size_t)q.count * sizeof(*sums));
+	if (!sums)
+		return mig_error_set(&d->err, -ENOMEM, "out of memory");
+	mig_ram_sums(d->ram, q.first_page, q.count, q.pages_per_sum, sums);
+	r = ctl_send(d, MIG_FRAME_SUMS, sums, (size_t)q.count * sizeof(*sums));
+	free(sums);
+	return r;
+}
+
 static int on_ctl_frame(struct dst *d, struct rx_stream *s, bool *repost)
 {
 	int r;
@@ -817,6 +855,8 @@ static int on_ctl_frame(struct dst *d, struct rx_stream *s, bool *repost)
 	case MIG_FRAME_COMMIT:
 		*repost = false;
 		return do_commit(d);
+	case MIG_FRAME_SUMS_REQUEST:
+		return send_sums(d, s);
 	case MIG_FRAME_ABORT: {
 		struct mig_error_msg m;
 
@@ -966,6 +1006,7 @@ out:
 		if (d.st[k].fd >= 0)
 			close(d.st[k].fd);
 		mig_buf_free(&d.st[k].buf);
+		mig_buf_free(&d.st[k].tx_buf);
 	}
 	for (int i = 0; i < 2; i++)
 		if (d.note[i] >= 0)

@@ -946,6 +946,39 @@ static int do_precopy(struct src *s)
 	}
 }
 
+/* mig_where_ram_differs()'s view of the destination: its sums, over the
+ * control stream. */
+static int fetch_dest_sums(void *ctx, uint64_t first, uint32_t count, uint32_t per,
+			   uint64_t *out)
+{
+	struct mig_sums_request q = { first, count, per };
+	struct src *s = ctx;
+	struct mig_frame_hdr h;
+	struct mig_buf pl = { 0 };
+	int r;
+
+	r = ctl_send(s, MIG_FRAME_SUMS_REQUEST, &q, sizeof(q));
+	if (r >= 0)
+		r = ctl_recv(s, &h, &pl, REPLY_TIMEOUT_MS);
+	if (r >= 0)
+		r = expect(s, &h, MIG_FRAME_SUMS, (size_t)count * sizeof(*out));
+	if (r >= 0)
+		memcpy(out, pl.data, (size_t)count * sizeof(*out));
+	mig_buf_free(&pl);
+	return r;
+}
+
+/* After the digests differed: say where, for the error message.  The
+ * source's RAM is frozen and the destination keeps its copy until ABORT. */
+static void where_ram_differs(struct src *s, char *out, size_t n)
+{
+	struct mig_error saved = s->err;
+
+	if (mig_where_ram_differs(s->ram, s->nr_pages, fetch_dest_sums, s, out, n) < 0)
+		snprintf(out, n, "the destination could not say where: %.200s", s->err.msg);
+	s->err = saved;
+}
+
 /* Commit done: the destination runs the VM; our copy is given up. */
 static void release_source(struct lab_vm *vm, struct mig_device *mem)
 {
@@ -1093,8 +1126,11 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		res->digest_dst[0] = loaded.digest[0];
 		res->digest_dst[1] = loaded.digest[1];
 		if (dsrc.hi != loaded.digest[0] || dsrc.lo != loaded.digest[1]) {
+			char where[320];
+
+			where_ram_differs(&s, where, sizeof(where));
 			r = mig_error_set(&s.err, -EIO, "RAM digests differ at switchover: the "
-					  "destination's copy is not the source's");
+					  "destination's copy is not the source's (%s)", where);
 			goto out;
 		}
 	}

@@ -58,6 +58,26 @@ struct mig_loaded {
 };
 _Static_assert(sizeof(struct mig_loaded) == 512, "loaded");
 
+/* After LOADED, when the RAM digests differ: "hash `count` runs of
+ * `pages_per_sum` pages from `first_page` and send them back".  The source
+ * narrows down from 2 MiB chunks to pages to say which pages differ. */
+struct mig_sums_request {
+	uint64_t first_page;
+	uint32_t count;           /* 1..MIG_SUMS_MAX sums, all inside the guest */
+	uint32_t pages_per_sum;   /* 1..MIG_SUMS_PER_MAX */
+};
+_Static_assert(sizeof(struct mig_sums_request) == 16, "sums request");
+
+/* The peer's sums of `count` runs of `per` pages from `first`, into out. */
+typedef int (*mig_sums_fetch)(void *ctx, uint64_t first, uint32_t count, uint32_t per,
+			      uint64_t *out);
+
+/* Where two copies of guest RAM differ, in words for an error: how many
+ * 2 MiB chunks, and the first pages (guest page numbers) of the first
+ * chunk that differs.  <0 if fetch failed. */
+int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, mig_sums_fetch fetch,
+			  void *ctx, char *out, size_t n);
+
 struct mig_running {
 	uint32_t kind;            /* 1 vCPUs started, 2 health check after a while */
 	int32_t status;

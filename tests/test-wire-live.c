@@ -503,3 +503,95 @@ Test(wire_live, source_gone_in_the_middle_of_page_data, .timeout = 60)
 	cr_assert_not_null(strstr(text, "stream 1: the source closed it"), "%s", text);
 	rig_finish(&g, &ctl, &data);
 }
+
+/* A device state that loads: a lab VM of the rig's shape, booted and paused
+ * here, as a source would send it. */
+static void valid_state(struct mig_buf *out)
+{
+	struct lab_config cfg;
+	struct mig_error err = { 0 };
+	struct lab_vm *vm;
+
+	rig_config(&cfg);
+	cr_assert_eq(lab_vm_create(&cfg, &vm, &err), 0, "%s", err.msg);
+	cr_assert_eq(lab_vm_start(vm, &err), 0, "%s", err.msg);
+	usleep(20000);
+	cr_assert_eq(lab_vm_pause(vm, &err), 0, "%s", err.msg);
+	cr_assert_eq(lab_vm_save_state(vm, out, &err), 0, "%s", err.msg);
+	lab_vm_destroy(vm);
+}
+
+/* Sends a SUMS_REQUEST and checks the answer against sums of `image`. */
+static void expect_sums(struct xport_conn *ctl, const uint8_t *image, uint64_t first,
+			uint32_t count, uint32_t per)
+{
+	struct mig_sums_request q = { first, count, per };
+	struct mig_error err = { 0 };
+	struct mig_frame_hdr fh;
+	struct mig_buf pl = { 0 };
+	uint64_t *want = calloc(count, sizeof(*want));
+
+	cr_assert_not_null(want);
+	cr_assert_eq(xport_conn_send(ctl, MIG_FRAME_SUMS_REQUEST, 0, &q, sizeof(q), &err), 0, "%s",
+		     err.msg);
+	cr_assert_eq(xport_conn_recv(ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
+	cr_assert_eq(fh.type, MIG_FRAME_SUMS, "got %s", mig_frame_type_to_string(fh.type));
+	cr_assert_eq(pl.len, (size_t)count * 8);
+	mig_ram_sums(image, first, count, per, want);
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t got;
+
+		memcpy(&got, pl.data + i * 8, 8);
+		cr_assert_eq(got, want[i], "sum %u of %u pages from page %#llx", i, per,
+			     (unsigned long long)first);
+	}
+	free(want);
+	mig_buf_free(&pl);
+}
+
+/* After LOADED the source may ask for sums of the destination's RAM, to
+ * name the pages that differ when the digests do.  The answers match what
+ * was sent (one page of 0xab, the rest never written); a request outside
+ * the guest is refused with a clear error, and the VM is dropped. */
+Test(wire_live, sums_of_what_the_destination_holds, .timeout = 60)
+{
+	const uint64_t pages = (64ULL << 20) / 4096;
+	struct rig g;
+	struct xport_conn ctl, data;
+	struct pages_frame f;
+	struct mig_error err = { 0 };
+	struct mig_buf state = { 0 }, pl = { 0 };
+	struct mig_frame_hdr fh;
+	struct mig_loaded l;
+	struct mig_sums_request bad = { pages - 100, 512, 1 };
+	uint8_t *image = calloc(pages, 4096);
+	char text[600];
+
+	cr_assert_not_null(image);
+	rig_up(&g, "sums", 1);
+	rig_setup(&g, &ctl, &data);
+	pages_frame(&f, data.tx_seq + 1, 600, 0, 0, 0xab);
+	send_pages(&data, &f);
+	send_round_end(&data, 0, true, 1);
+	memset(image + 600 * 4096, 0xab, 4096);
+
+	valid_state(&state);
+	cr_assert_eq(xport_conn_send(&ctl, MIG_FRAME_DEVICE_STATE, 0, state.data, state.len, &err),
+		     0, "%s", err.msg);
+	cr_assert_eq(xport_conn_recv(&ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
+	cr_assert_eq(fh.type, MIG_FRAME_LOADED, "got %s", mig_frame_type_to_string(fh.type));
+	memcpy(&l, pl.data, sizeof(l));
+	cr_assert_geq(l.status, 0, "%.*s", (int)sizeof(l.msg) - 1, l.msg);
+	mig_buf_free(&pl);
+
+	expect_sums(&ctl, image, 0, pages / 512, 512);   /* 2 MiB chunks */
+	expect_sums(&ctl, image, 512, 512, 1);           /* pages of the chunk with 600 */
+
+	cr_assert_eq(xport_conn_send(&ctl, MIG_FRAME_SUMS_REQUEST, 0, &bad, sizeof(bad), &err), 0,
+		     "%s", err.msg);
+	expect_abort(&ctl, text, sizeof(text));
+	cr_assert_not_null(strstr(text, "outside the guest"), "%s", text);
+	rig_finish(&g, &ctl, &data);
+	mig_buf_free(&state);
+	free(image);
+}

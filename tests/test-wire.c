@@ -9,11 +9,14 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
 #include <migrate/error.h>
 #include <migrate/wire.h>
+
+#include "migrate/migrate-internal.h"
 
 #define SEQ 5
 
@@ -25,7 +28,7 @@ static const uint16_t all_types[] = {
 	MIG_FRAME_REQUEST, MIG_FRAME_REPLY, MIG_FRAME_EVENT,
 	MIG_FRAME_SETUP, MIG_FRAME_READY, MIG_FRAME_PAGES, MIG_FRAME_ROUND_END,
 	MIG_FRAME_DEVICE_STATE, MIG_FRAME_LOADED, MIG_FRAME_COMMIT,
-	MIG_FRAME_RUNNING, MIG_FRAME_ABORT,
+	MIG_FRAME_RUNNING, MIG_FRAME_ABORT, MIG_FRAME_SUMS_REQUEST, MIG_FRAME_SUMS,
 };
 
 static bool is_declared(uint16_t t)
@@ -78,7 +81,7 @@ Test(wire_tables, limits_fit_the_frame_class)
 		MIG_FRAME_HELLO, MIG_FRAME_AUTH_CHALLENGE, MIG_FRAME_AUTH_RESPONSE,
 		MIG_FRAME_AUTH_OK, MIG_FRAME_STREAM_HELLO, MIG_FRAME_ERROR,
 		MIG_FRAME_READY, MIG_FRAME_ROUND_END, MIG_FRAME_LOADED,
-		MIG_FRAME_COMMIT, MIG_FRAME_RUNNING, MIG_FRAME_ABORT,
+		MIG_FRAME_COMMIT, MIG_FRAME_RUNNING, MIG_FRAME_ABORT, MIG_FRAME_SUMS_REQUEST,
 	};
 	static const uint16_t control[] = { MIG_FRAME_REQUEST, MIG_FRAME_REPLY,
 					    MIG_FRAME_EVENT, MIG_FRAME_SETUP };
@@ -90,6 +93,7 @@ Test(wire_tables, limits_fit_the_frame_class)
 		cr_assert_leq(mig_frame_max_payload(control[i]), 65536, "%s",
 			      mig_frame_type_to_string(control[i]));
 	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_DEVICE_STATE), MIG_FRAME_MAX);
+	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_SUMS), MIG_SUMS_MAX * 8);
 	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_DEVICE_STATE), MIG_FRAME_MAX);
 	cr_assert_str_eq(mig_frame_type_to_string(MIG_FRAME_PAGES), "PAGES");
 	cr_assert_str_eq(mig_frame_type_to_string(MIG_FRAME_HELLO), "HELLO");
@@ -238,7 +242,7 @@ Test(wire_check, messages_say_what_to_do)
 	seal_frame(&h);
 	new_version(&h);
 	mig_frame_check_header(&h, SEQ, &err);
-	cr_assert_not_null(strstr(err.msg, "peer speaks protocol version 7, this build speaks 3; "
+	cr_assert_not_null(strstr(err.msg, "peer speaks protocol version 7, this build speaks 4; "
 				  "upgrade the older side"), "%s", err.msg);
 }
 
@@ -416,4 +420,49 @@ Test(wire, pages_meta_limit)
 	mig_frame_seal(&h, MIG_FRAME_DEVICE_STATE, MIG_FRAME_F_LIVE, 1, &iov, 1);
 	cr_assert_lt(mig_frame_check_header(&h, 1, &err), 0);
 	cr_assert_not_null(strstr(err.msg, "not valid on DEVICE_STATE"), "%s", err.msg);
+}
+
+/* The peer's RAM for mig_where_ram_differs(): a copy with some pages changed. */
+static int fake_fetch(void *ctx, uint64_t first, uint32_t count, uint32_t per, uint64_t *out)
+{
+	mig_ram_sums(ctx, first, count, per, out);
+	return 0;
+}
+
+static int failing_fetch(void *ctx, uint64_t first, uint32_t count, uint32_t per,
+			 uint64_t *out)
+{
+	(void)ctx, (void)first, (void)count, (void)per, (void)out;
+	return -EPIPE;
+}
+
+/* 3 chunks of 2 MiB and a 5-page tail; pages named in guest page numbers. */
+Test(wire, where_ram_differs_names_the_pages)
+{
+	const uint64_t pages = 3 * MIG_SUMS_PER_MAX + 5;
+	uint8_t *a = calloc(pages, MIG_PAGE_SIZE), *b = calloc(pages, MIG_PAGE_SIZE);
+	char msg[320];
+
+	cr_assert(a && b);
+	for (uint64_t i = 0; i < pages * MIG_PAGE_SIZE; i += 64)
+		a[i] = b[i] = (uint8_t)(i >> 6);
+	b[(MIG_SUMS_PER_MAX + 7) * MIG_PAGE_SIZE + 100] ^= 1;
+	b[(MIG_SUMS_PER_MAX + 300) * MIG_PAGE_SIZE] ^= 0x80;
+	b[(2 * MIG_SUMS_PER_MAX + 1) * MIG_PAGE_SIZE + 4095] ^= 2;
+	cr_assert_eq(mig_where_ram_differs(a, pages, fake_fetch, b, msg, sizeof(msg)), 0);
+	cr_assert_str_eq(msg, "2 of 3 2 MiB chunks differ; 2 pages of the first: 0x207 0x32c");
+
+	/* only the tail */
+	memcpy(b, a, pages * MIG_PAGE_SIZE);
+	b[(3 * MIG_SUMS_PER_MAX + 4) * MIG_PAGE_SIZE] ^= 1;
+	cr_assert_eq(mig_where_ram_differs(a, pages, fake_fetch, b, msg, sizeof(msg)), 0);
+	cr_assert_str_eq(msg, "0 of 3 2 MiB chunks differ; 1 page of the tail: 0x604");
+
+	/* equal copies, and a peer that cannot answer */
+	memcpy(b, a, pages * MIG_PAGE_SIZE);
+	cr_assert_eq(mig_where_ram_differs(a, pages, fake_fetch, b, msg, sizeof(msg)), 0);
+	cr_assert_str_eq(msg, "no page differs, yet the digests do");
+	cr_assert_eq(mig_where_ram_differs(a, pages, failing_fetch, b, msg, sizeof(msg)), -EPIPE);
+	free(a);
+	free(b);
 }

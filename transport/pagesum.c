@@ -17,3 +17,11 @@ uint64_t mig_page_sum(const void *page, uint64_t seq, unsigned index)
 {
 	return XXH3_64bits_withSeed(page, MIG_PAGE_SIZE, seq * MIG_PAGES_MAX + index);
 }
+
+void mig_ram_sums(const uint8_t *ram, uint64_t first, uint32_t count, uint32_t per,
+		  uint64_t *out)
+{
+	for (uint32_t i = 0; i < count; i++)
+		out[i] = XXH3_64bits(ram + (first + (uint64_t)i * per) * MIG_PAGE_SIZE,
+				     (size_t)per * MIG_PAGE_SIZE);
+}

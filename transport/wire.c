@@ -62,6 +62,8 @@ static const struct frame_type_info frame_types[_MIG_FRAME_TYPE_END] = {
 	[MIG_FRAME_COMMIT]         = { "COMMIT",         4 * KiB,       0 },
 	[MIG_FRAME_RUNNING]        = { "RUNNING",        4 * KiB,       0 },
 	[MIG_FRAME_ABORT]          = { "ABORT",          4 * KiB,       0 },
+	[MIG_FRAME_SUMS_REQUEST]   = { "SUMS_REQUEST",   4 * KiB,       0 },
+	[MIG_FRAME_SUMS]           = { "SUMS",           MIG_SUMS_MAX * 8, 0 },
 };
 
 static const struct frame_type_info *frame_type_info(uint16_t type)

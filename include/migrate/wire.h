@@ -21,7 +21,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 	       "the wire's payload structs are little-endian and used in place");
 
 #define MIG_WIRE_MAGIC      0x3146474dU   /* "MGF1" as little-endian bytes */
-#define MIG_WIRE_VERSION    3
+#define MIG_WIRE_VERSION    4
 #define MIG_FRAME_MAX       (16U << 20)   /* hard limit on any payload */
 
 enum mig_frame_type {
@@ -47,6 +47,8 @@ enum mig_frame_type {
 	MIG_FRAME_COMMIT = 38,
 	MIG_FRAME_RUNNING = 39,
 	MIG_FRAME_ABORT = 40,
+	MIG_FRAME_SUMS_REQUEST = 41,  /* struct mig_sums_request: after LOADED, digests differ */
+	MIG_FRAME_SUMS = 42,          /* the sums asked for, u64 each */
 	_MIG_FRAME_TYPE_END,
 };
 
@@ -99,12 +101,18 @@ _Static_assert(sizeof(struct mig_page_ent) == 16, "page entry");
 #define MIG_PAGE_SIZE        4096U
 #define MIG_PAGE_ZERO        (1ULL << 63)
 #define MIG_PAGES_MAX        256U          /* pages per PAGES frame */
+#define MIG_SUMS_MAX         65536U        /* sums per SUMS frame (512 KiB) */
+#define MIG_SUMS_PER_MAX     512U          /* pages per sum: 2 MiB at most */
 #define MIG_PAGES_META_MAX   (sizeof(struct mig_pages_hdr) + \
 			      MIG_PAGES_MAX * sizeof(struct mig_page_ent))
 
 /* XXH3-64 of one page, seeded with seq * MIG_PAGES_MAX + index (its place
  * in the frame): a page moved to another entry or frame does not match. */
 uint64_t mig_page_sum(const void *page, uint64_t seq, unsigned index);
+/* SUMS: XXH3-64 (seed 0) of each run of `per` pages from page `first` of
+ * `ram`, into out[0..count). */
+void mig_ram_sums(const uint8_t *ram, uint64_t first, uint32_t count, uint32_t per,
+		  uint64_t *out);
 
 /* Check a received header before reading its payload: magic, version, type,
  * flags, length limit, expected seq.  Clear error naming the bad field. */
