@@ -177,19 +177,25 @@ static int differing(const uint8_t *ram, uint64_t first, uint32_t count, uint32_
 int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, mig_sums_fetch fetch,
 			  void *ctx, char *out, size_t n)
 {
-	uint64_t whole = nr_pages / MIG_SUMS_PER_MAX, first;
-	uint32_t chunks = whole > MIG_SUMS_MAX ? MIG_SUMS_MAX : (uint32_t)whole;
-	uint32_t chunk[1] = { 0 }, page[8], span;
-	int bad = 0, pages;
+	uint64_t chunks = nr_pages / MIG_SUMS_PER_MAX, bad = 0, first_bad = 0, first;
+	uint32_t idx[1] = { 0 }, page[8], span;
+	int pages;
 	size_t len;
 
-	/* whole 2 MiB chunks first; a short tail is looked at page by page */
-	if (chunks) {
-		bad = differing(ram, 0, chunks, MIG_SUMS_PER_MAX, fetch, ctx, chunk, 1);
-		if (bad < 0)
-			return bad;
+	/* whole 2 MiB chunks first, at most MIG_SUMS_MAX per request; a short
+	 * tail is looked at page by page */
+	for (uint64_t c0 = 0; c0 < chunks; c0 += MIG_SUMS_MAX) {
+		uint32_t cnt = chunks - c0 < MIG_SUMS_MAX ? (uint32_t)(chunks - c0) : MIG_SUMS_MAX;
+		int b = differing(ram, c0 * MIG_SUMS_PER_MAX, cnt, MIG_SUMS_PER_MAX, fetch, ctx,
+				  idx, 1);
+
+		if (b < 0)
+			return b;
+		if (b && !bad)
+			first_bad = c0 + idx[0];
+		bad += (uint64_t)b;
 	}
-	first = bad ? (uint64_t)chunk[0] * MIG_SUMS_PER_MAX : (uint64_t)chunks * MIG_SUMS_PER_MAX;
+	first = (bad ? first_bad : chunks) * MIG_SUMS_PER_MAX;
 	if (first >= nr_pages) {
 		snprintf(out, n, "no page differs, yet the digests do");
 		return 0;
@@ -201,15 +207,15 @@ int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, mig_sums_fetch 
 		return pages;
 	if (!pages) {
 		if (bad)
-			snprintf(out, n, "%d of %u 2 MiB chunks differ, yet no page of the first "
-				 "does", bad, chunks);
+			snprintf(out, n, "%llu of %llu 2 MiB chunks differ, yet no page of the "
+				 "first does", (unsigned long long)bad, (unsigned long long)chunks);
 		else
 			snprintf(out, n, "no page differs, yet the digests do");
 		return 0;
 	}
-	len = (size_t)snprintf(out, n, "%d of %u 2 MiB chunks differ; %d page%s of %s:", bad,
-			       chunks, pages, pages == 1 ? "" : "s",
-			       bad ? "the first" : "the tail");
+	len = (size_t)snprintf(out, n, "%llu of %llu 2 MiB chunks differ; %d page%s of %s:",
+			       (unsigned long long)bad, (unsigned long long)chunks, pages,
+			       pages == 1 ? "" : "s", bad ? "the first" : "the tail");
 	for (int i = 0; i < pages && i < 8 && len < n; i++)
 		len += (size_t)snprintf(out + len, n - len, " %#llx",
 					(unsigned long long)(first + page[i]));

@@ -946,6 +946,9 @@ static int do_precopy(struct src *s)
 	}
 }
 
+/* The VM stays paused on the source while it asks: a short wait each. */
+#define SUMS_TIMEOUT_MS 15000
+
 /* mig_where_ram_differs()'s view of the destination: its sums, over the
  * control stream. */
 static int fetch_dest_sums(void *ctx, uint64_t first, uint32_t count, uint32_t per,
@@ -959,7 +962,7 @@ static int fetch_dest_sums(void *ctx, uint64_t first, uint32_t count, uint32_t p
 
 	r = ctl_send(s, MIG_FRAME_SUMS_REQUEST, &q, sizeof(q));
 	if (r >= 0)
-		r = ctl_recv(s, &h, &pl, REPLY_TIMEOUT_MS);
+		r = ctl_recv(s, &h, &pl, SUMS_TIMEOUT_MS);
 	if (r >= 0)
 		r = expect(s, &h, MIG_FRAME_SUMS, (size_t)count * sizeof(*out));
 	if (r >= 0)
@@ -973,9 +976,11 @@ static int fetch_dest_sums(void *ctx, uint64_t first, uint32_t count, uint32_t p
 static void where_ram_differs(struct src *s, char *out, size_t n)
 {
 	struct mig_error saved = s->err;
+	int r = mig_where_ram_differs(s->ram, s->nr_pages, fetch_dest_sums, s, out, n);
 
-	if (mig_where_ram_differs(s->ram, s->nr_pages, fetch_dest_sums, s, out, n) < 0)
-		snprintf(out, n, "the destination could not say where: %.200s", s->err.msg);
+	if (r < 0)
+		snprintf(out, n, "the destination could not say where: %.200s",
+			 s->err.code ? s->err.msg : strerror(-r));
 	s->err = saved;
 }
 
