@@ -509,10 +509,11 @@ int cmd_start(int argc, char **argv)
 		if (res.error[0])
 			printf("  error: %s\n", res.error);
 		printf("  destination prepared in %llu ms\n", (unsigned long long)prepare_ms);
-		printf("  total %llu ms (setup %llu ms), downtime %llu ms, %u rounds, %u streams, %s, "
-		       "checksum %s\n", (unsigned long long)res.total_ms,
+		printf("  total %llu ms (setup %llu ms), downtime %llu ms, %u round%s, %u stream%s, "
+		       "%s, checksum %s\n", (unsigned long long)res.total_ms,
 		       (unsigned long long)res.setup_ms, (unsigned long long)res.downtime_ms, res.round,
-		       res.streams, xport_codec_to_string(res.codec), checksum_text(&res, o.checksum));
+		       res.round == 1 ? "" : "s", res.streams, res.streams == 1 ? "" : "s",
+		       xport_codec_to_string(res.codec), checksum_text(&res, o.checksum));
 		printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "
 		       "%llu torn (sent again), %.0f MiB/s\n",
 		       (unsigned long long)(res.ram_total_bytes >> 20),
