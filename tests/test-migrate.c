@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 
+#include "lab-fixture.h"
 #include "proc-fixture.h"
 
 const int test_requires_kvm = 1;
@@ -263,14 +264,6 @@ static int finish_background(const char *dir, pid_t pid, struct run_result *r)
 }
 
 /* Waits until the background migration's log says PRECOPY has begun. */
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Waits for the phase log's `arrow` ("setup => precopy"), then `settle_ms`. */
 static void wait_phase(const char *dir, const char *arrow, int settle_ms)
 {
@@ -430,10 +423,10 @@ Test(migrate, cancel_during_stop_copy, .timeout = 120)
 
 	cr_assert_not_null(mkdtemp(dir));
 	freeze_in_stop_copy(dir, &f);
-	t = mono_s();
+	t = fixture_now();
 	kill(f.mig, SIGINT);
 	st = finish_background(dir, f.mig, &r);
-	t = mono_s() - t;
+	t = fixture_now() - t;
 	cr_assert_lt(t, 3.0, "cancel took %.1f s", t);
 	expect_ended_in_stop_copy(&r, st, "cancelled");
 	expect_source_runs(f.ea);
@@ -495,10 +488,10 @@ Test(migrate, cancel_is_prompt_while_senders_are_throttled, .timeout = 120)
 	mig = start_background(dir, args);
 	wait_precopy(dir);
 	usleep(300 * 1000);  /* every sender has sent its first frame and sleeps */
-	s = mono_s();
+	s = fixture_now();
 	kill(mig, SIGINT);
 	st = finish_background(dir, mig, &r);
-	s = mono_s() - s;
+	s = fixture_now() - s;
 	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
 	json_expect_str(r.out, "result", "cancelled");
 	json_expect_str(r.out, "owner", "source");

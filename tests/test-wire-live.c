@@ -223,6 +223,16 @@ static void pages_frame(struct pages_frame *f, uint64_t seq, uint64_t pfn, uint3
 	mig_frame_seal(&f->h, MIG_FRAME_PAGES, flags, seq, &meta, 1);
 }
 
+/* Up to READY, with one PAGES frame built (page 600 filled with 0xab, round
+ * 0) for the caller to send, break or cut short. */
+static void rig_up_with_page(struct rig *g, const char *name, struct xport_conn *ctl,
+			     struct xport_conn *data, struct pages_frame *f)
+{
+	rig_up(g, name, 1);
+	rig_setup(g, ctl, data);
+	pages_frame(f, data->tx_seq + 1, 600, 0, 0, 0xab);
+}
+
 static void write_all(int fd, const void *p, size_t n)
 {
 	cr_assert_eq(write(fd, p, n), (ssize_t)n);
@@ -352,9 +362,7 @@ Test(wire_live, round_end_with_wrong_frame_count, .timeout = 60)
 	struct pages_frame f;
 	char text[600];
 
-	rig_up(&g, "target", 1);
-	rig_setup(&g, &ctl, &data);
-	pages_frame(&f, data.tx_seq + 1, 600, 0, 0, 0xab);
+	rig_up_with_page(&g, "target", &ctl, &data, &f);
 	send_pages(&data, &f);
 	send_round_end(&data, 0, false, 2);
 	expect_abort(&ctl, text, sizeof(text));
@@ -494,9 +502,7 @@ Test(wire_live, source_gone_in_the_middle_of_page_data, .timeout = 60)
 	struct pages_frame f;
 	char text[600];
 
-	rig_up(&g, "target", 1);
-	rig_setup(&g, &ctl, &data);
-	pages_frame(&f, data.tx_seq + 1, 600, 0, 0, 0xab);
+	rig_up_with_page(&g, "target", &ctl, &data, &f);
 	write_all(data.fd, &f, offsetof(struct pages_frame, data) + 100);
 	shutdown(data.fd, SHUT_WR);
 	expect_abort(&ctl, text, sizeof(text));
@@ -568,9 +574,7 @@ Test(wire_live, sums_of_what_the_destination_holds, .timeout = 60)
 	char text[600];
 
 	cr_assert_not_null(image);
-	rig_up(&g, "sums", 1);
-	rig_setup(&g, &ctl, &data);
-	pages_frame(&f, data.tx_seq + 1, 600, 0, 0, 0xab);
+	rig_up_with_page(&g, "sums", &ctl, &data, &f);
 	send_pages(&data, &f);
 	send_round_end(&data, 0, true, 1);
 	memset(image + 600 * 4096, 0xab, 4096);
