@@ -174,12 +174,12 @@ static int differing(const uint8_t *ram, uint64_t first, uint32_t count, uint32_
 	return r < 0 ? r : n;
 }
 
-int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, mig_sums_fetch fetch,
-			  void *ctx, char *out, size_t n)
+int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, const uint64_t *final_set,
+			  mig_sums_fetch fetch, void *ctx, char *out, size_t n)
 {
 	uint64_t chunks = nr_pages / MIG_SUMS_PER_MAX, bad = 0, first_bad = 0, first;
 	uint32_t idx[1] = { 0 }, page[8], span;
-	int pages;
+	int pages, in_final = 0;
 	size_t len;
 
 	/* whole 2 MiB chunks first, at most MIG_SUMS_MAX per request; a short
@@ -216,10 +216,22 @@ int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, mig_sums_fetch 
 	len = (size_t)snprintf(out, n, "%llu of %llu 2 MiB chunks differ; %d page%s of %s:",
 			       (unsigned long long)bad, (unsigned long long)chunks, pages,
 			       pages == 1 ? "" : "s", bad ? "the first" : "the tail");
-	for (int i = 0; i < pages && i < 8 && len < n; i++)
-		len += (size_t)snprintf(out + len, n - len, " %#llx",
-					(unsigned long long)(first + page[i]));
+	for (int i = 0; i < pages && i < 8 && len < n; i++) {
+		uint64_t p = first + page[i];
+		bool fin = final_set && (final_set[p / 64] >> (p % 64) & 1);
+
+		in_final += fin;
+		len += (size_t)snprintf(out + len, n - len, " %#llx%s", (unsigned long long)p,
+					fin ? "*" : "");
+	}
 	if (pages > 8 && len < n)
-		snprintf(out + len, n - len, " ...");
+		len += (size_t)snprintf(out + len, n - len, " ...");
+	/* Which of them the final round carried splits the causes: a page it
+	 * sent while no vCPU ran arrived wrong; one it did not was last
+	 * copied while the guest ran, so a write to it went unreported. */
+	if (final_set && len < n)
+		snprintf(out + len, n - len, "%s", !in_final ? " (none was dirty at the final sync)" :
+			 in_final == (pages < 8 ? pages : 8) ? " (all sent in the final round)" :
+			 " (*: sent in the final round)");
 	return 0;
 }

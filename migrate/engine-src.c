@@ -972,11 +972,13 @@ static int fetch_dest_sums(void *ctx, uint64_t first, uint32_t count, uint32_t p
 }
 
 /* After the digests differed: say where, for the error message.  The
- * source's RAM is frozen and the destination keeps its copy until ABORT. */
+ * source's RAM is frozen and the destination keeps its copy until ABORT;
+ * s->bitmap still holds the pages of the final round. */
 static void where_ram_differs(struct src *s, char *out, size_t n)
 {
 	struct mig_error saved = s->err;
-	int r = mig_where_ram_differs(s->ram, s->nr_pages, fetch_dest_sums, s, out, n);
+	int r = mig_where_ram_differs(s->ram, s->nr_pages, s->bitmap, fetch_dest_sums, s, out,
+				      n);
 
 	if (r < 0)
 		snprintf(out, n, "the destination could not say where: %.200s",

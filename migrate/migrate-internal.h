@@ -74,9 +74,10 @@ typedef int (*mig_sums_fetch)(void *ctx, uint64_t first, uint32_t count, uint32_
 
 /* Where two copies of guest RAM differ, in words for an error: how many
  * 2 MiB chunks, and the first pages (guest page numbers) of the first
- * chunk that differs.  <0 if fetch failed. */
-int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, mig_sums_fetch fetch,
-			  void *ctx, char *out, size_t n);
+ * chunk that differs, each marked if its bit is set in final_set (the
+ * final round's pages; NULL: no marks).  <0 if fetch failed. */
+int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, const uint64_t *final_set,
+			  mig_sums_fetch fetch, void *ctx, char *out, size_t n);
 
 struct mig_running {
 	uint32_t kind;            /* 1 vCPUs started, 2 health check after a while */

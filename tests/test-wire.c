@@ -441,6 +441,7 @@ Test(wire, where_ram_differs_names_the_pages)
 {
 	const uint64_t pages = 3 * MIG_SUMS_PER_MAX + 5;
 	uint8_t *a = calloc(pages, MIG_PAGE_SIZE), *b = calloc(pages, MIG_PAGE_SIZE);
+	uint64_t final_set[(3 * MIG_SUMS_PER_MAX + 5 + 63) / 64] = { 0 };
 	char msg[320];
 
 	cr_assert(a && b);
@@ -449,20 +450,35 @@ Test(wire, where_ram_differs_names_the_pages)
 	b[(MIG_SUMS_PER_MAX + 7) * MIG_PAGE_SIZE + 100] ^= 1;
 	b[(MIG_SUMS_PER_MAX + 300) * MIG_PAGE_SIZE] ^= 0x80;
 	b[(2 * MIG_SUMS_PER_MAX + 1) * MIG_PAGE_SIZE + 4095] ^= 2;
-	cr_assert_eq(mig_where_ram_differs(a, pages, fake_fetch, b, msg, sizeof(msg)), 0);
+	cr_assert_eq(mig_where_ram_differs(a, pages, NULL, fake_fetch, b, msg, sizeof(msg)), 0);
 	cr_assert_str_eq(msg, "2 of 3 2 MiB chunks differ; 2 pages of the first: 0x207 0x32c");
+
+	/* marked by whether the final round carried them */
+	cr_assert_eq(mig_where_ram_differs(a, pages, final_set, fake_fetch, b, msg, sizeof(msg)), 0);
+	cr_assert_str_eq(msg, "2 of 3 2 MiB chunks differ; 2 pages of the first: 0x207 0x32c "
+			 "(none was dirty at the final sync)");
+	final_set[0x207 / 64] |= 1ULL << (0x207 % 64);
+	final_set[0x32d / 64] |= 1ULL << (0x32d % 64);
+	cr_assert_eq(mig_where_ram_differs(a, pages, final_set, fake_fetch, b, msg, sizeof(msg)), 0);
+	cr_assert_str_eq(msg, "2 of 3 2 MiB chunks differ; 2 pages of the first: 0x207* 0x32c "
+			 "(*: sent in the final round)");
+	final_set[0x32c / 64] |= 1ULL << (0x32c % 64);
+	cr_assert_eq(mig_where_ram_differs(a, pages, final_set, fake_fetch, b, msg, sizeof(msg)), 0);
+	cr_assert_str_eq(msg, "2 of 3 2 MiB chunks differ; 2 pages of the first: 0x207* 0x32c* "
+			 "(all sent in the final round)");
 
 	/* only the tail */
 	memcpy(b, a, pages * MIG_PAGE_SIZE);
 	b[(3 * MIG_SUMS_PER_MAX + 4) * MIG_PAGE_SIZE] ^= 1;
-	cr_assert_eq(mig_where_ram_differs(a, pages, fake_fetch, b, msg, sizeof(msg)), 0);
+	cr_assert_eq(mig_where_ram_differs(a, pages, NULL, fake_fetch, b, msg, sizeof(msg)), 0);
 	cr_assert_str_eq(msg, "0 of 3 2 MiB chunks differ; 1 page of the tail: 0x604");
 
 	/* equal copies, and a peer that cannot answer */
 	memcpy(b, a, pages * MIG_PAGE_SIZE);
-	cr_assert_eq(mig_where_ram_differs(a, pages, fake_fetch, b, msg, sizeof(msg)), 0);
+	cr_assert_eq(mig_where_ram_differs(a, pages, NULL, fake_fetch, b, msg, sizeof(msg)), 0);
 	cr_assert_str_eq(msg, "no page differs, yet the digests do");
-	cr_assert_eq(mig_where_ram_differs(a, pages, failing_fetch, b, msg, sizeof(msg)), -EPIPE);
+	cr_assert_eq(mig_where_ram_differs(a, pages, NULL, failing_fetch, b, msg, sizeof(msg)),
+		     -EPIPE);
 	free(a);
 	free(b);
 }
