@@ -224,8 +224,11 @@ static void hex128(const uint64_t d[2], char *buf)
 	lab_digest_format(&g, buf);
 }
 
+/* The summary.  Without `started` (the source's result), e holds only the
+ * outcome: the migration never started, or how it ended is unknown, so no
+ * phase, device or actual setting is reported. */
 static void print_json(const char *id, const struct mig_event *e, const struct start_opts *o,
-		       uint32_t vcpus, uint64_t prepare_ms)
+		       uint32_t vcpus, uint64_t prepare_ms, bool started)
 {
 	struct json_writer w;
 	char a[LAB_DIGEST_HEX], b[LAB_DIGEST_HEX], codec[32];
@@ -249,9 +252,12 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 		json_null(&w, "downtime_ms");
 	json_u64(&w, "rounds", e->round);
 	json_u64(&w, "streams", e->streams);
-	json_str(&w, "compression", codec);
+	if (started)
+		json_str(&w, "compression", codec);
+	else
+		json_null(&w, "compression");
 	json_str(&w, "compression_requested", xport_codec_to_string(o->compress.codec));
-	if (e->checksum <= MIG_CHECKSUM_FRAMES)
+	if (started && e->checksum <= MIG_CHECKSUM_FRAMES)
 		json_str(&w, "checksum", checksum_names[e->checksum]);
 	else
 		json_null(&w, "checksum");   /* failed before auto was resolved */
@@ -266,7 +272,7 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 	json_u64(&w, "dirty_rate_bps", e->dirty_rate_bps);
 	json_obj_end(&w);
 	json_arr_begin(&w, "phases");
-	for (int p = 0; p < _MIG_PHASE_MAX; p++) {
+	for (int p = 0; started && p < _MIG_PHASE_MAX; p++) {
 		if (!e->phase_start_ms[p] && !e->phase_duration_ms[p] && p != MIG_PHASE_SETUP)
 			continue;
 		json_obj_begin(&w, NULL);
@@ -277,15 +283,17 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 	}
 	json_arr_end(&w);
 	json_arr_begin(&w, "devices");
-	json_obj_begin(&w, NULL);
-	json_str(&w, "class", "memory");
-	json_str(&w, "side", "source");
-	json_u64(&w, "id", 0);
-	json_str(&w, "state", mig_device_class_get(MIG_DEV_MEMORY)->state_names[
-		 e->mem_state < _MEM_STATE_MAX ? e->mem_state : 0]);
-	json_u64(&w, "bytes", e->wire_bytes);
-	json_obj_end(&w);
-	for (uint32_t i = 0; i < vcpus; i++) {
+	if (started) {
+		json_obj_begin(&w, NULL);
+		json_str(&w, "class", "memory");
+		json_str(&w, "side", "source");
+		json_u64(&w, "id", 0);
+		json_str(&w, "state", mig_device_class_get(MIG_DEV_MEMORY)->state_names[
+			 e->mem_state < _MEM_STATE_MAX ? e->mem_state : 0]);
+		json_u64(&w, "bytes", e->wire_bytes);
+		json_obj_end(&w);
+	}
+	for (uint32_t i = 0; started && i < vcpus; i++) {
 		json_obj_begin(&w, NULL);
 		json_str(&w, "class", "vcpu");
 		json_str(&w, "side", "source");
@@ -365,6 +373,7 @@ int cmd_start(int argc, char **argv)
 	uint32_t vcpus = 0, last_phase = MIG_PHASE_SETUP;
 	uint64_t prepare_ms = 0;
 	bool tty = isatty(STDERR_FILENO), cancel_sent = false, got_result = false;
+	char why[1024];
 	int r, rc = 1;
 
 	r = parse_start(argc, argv, &o);
@@ -380,15 +389,19 @@ int cmd_start(int argc, char **argv)
 	memcpy(in.id, uu, 16);
 	xport_random(in.secret, sizeof(in.secret));
 
+	/* Until the source takes the migration on, nothing has moved: a failure
+	 * (or Ctrl-C, which ends any wait here) leaves the VM where it was. */
+	xport_conn_interrupt_on(&interrupted);
 	/* A refused key is a configuration error (exit 2): nothing started. */
 	if (mig_client_open(o.src, o.key_file, &src, &err) < 0) {
-		fprintf(stderr, "migratectl start: source %s: %s\n", o.src, err.msg);
-		return err.code == -EACCES ? EXIT_USAGE : 1;
+		rc = err.code == -EACCES ? EXIT_USAGE : 1;
+		snprintf(why, sizeof(why), "source %s: %s", o.src, err.msg);
+		goto not_started;
 	}
 	if (mig_client_open(o.dst, o.key_file, &dst, &err) < 0) {
-		fprintf(stderr, "migratectl start: destination %s: %s\n", o.dst, err.msg);
 		rc = err.code == -EACCES ? EXIT_USAGE : 1;
-		goto out;
+		snprintf(why, sizeof(why), "destination %s: %s", o.dst, err.msg);
+		goto not_started;
 	}
 
 	/* The VM: an existing one, or a lab VM made for this migration. */
@@ -402,8 +415,8 @@ int cmd_start(int argc, char **argv)
 		str_copy(req.spec, sizeof(req.spec), o.lab ? o.lab : "");
 		fprintf(stderr, "migration %s: creating lab VM %s on %s\n", id, name, o.src);
 		if (mig_client_call(&src, MIG_OP_VM_CREATE, &req, sizeof(req), NULL, &err) < 0) {
-			fprintf(stderr, "migratectl start: creating the lab VM: %s\n", err.msg);
-			goto out;
+			snprintf(why, sizeof(why), "creating the lab VM: %s", err.msg);
+			goto not_started;
 		}
 	}
 	if (mig_client_call(&src, MIG_OP_VM_LIST, NULL, 0, &extra, &err) >= 0) {
@@ -418,11 +431,11 @@ int cmd_start(int argc, char **argv)
 			}
 		}
 	}
-	if (!vcpus) {
-		fprintf(stderr, "migratectl start: no VM named %s on %s (see migratectl vm list %s)\n",
-			name, o.src, o.src);
+	if (!vcpus && !interrupted) {
 		rc = EXIT_USAGE;
-		goto out;
+		snprintf(why, sizeof(why), "no VM named %s on %s (see migratectl vm list %s)", name,
+			 o.src, o.src);
+		goto not_started;
 	}
 
 	str_copy(in.name, sizeof(in.name), name);
@@ -431,13 +444,13 @@ int cmd_start(int argc, char **argv)
 	str_copy(in.listen_host, sizeof(in.listen_host),
 		 dep.kind == XPORT_EP_TCP ? dep.host : "127.0.0.1");
 	prepare_ms = mig_now_ms();
-	r = mig_client_call(&dst, MIG_OP_MIG_INCOMING, &in, sizeof(in), &extra, &err);
+	r = interrupted ? -EINTR : mig_client_call(&dst, MIG_OP_MIG_INCOMING, &in, sizeof(in),
+						   &extra, &err);
 	prepare_ms = mig_now_ms() - prepare_ms;
-	if (r < 0 ||
-	    extra.len != sizeof(inrep)) {
-		fprintf(stderr, "migratectl start: preparing the destination: %s\n",
-			err.msg[0] ? err.msg : "malformed reply");
-		goto out;
+	if (r < 0 || extra.len != sizeof(inrep)) {
+		snprintf(why, sizeof(why), "preparing the destination: %s",
+			 err.msg[0] ? err.msg : "malformed reply");
+		goto not_started;
 	}
 	memcpy(&inrep, extra.data, sizeof(inrep));
 	inrep.addr[sizeof(inrep.addr) - 1] = '\0';
@@ -455,9 +468,11 @@ int cmd_start(int argc, char **argv)
 	out.max_bandwidth_bps = o.max_bw;
 	out.timeout_ms = o.timeout_ms;
 	out.timeout_action = o.action;
-	if (mig_client_call(&src, MIG_OP_MIG_OUTGOING, &out, sizeof(out), NULL, &err) < 0) {
-		fprintf(stderr, "migratectl start: starting the migration: %s\n", err.msg);
-		goto out;
+	/* The destination gives its prepared VM up when no source connects. */
+	if (interrupted ||
+	    mig_client_call(&src, MIG_OP_MIG_OUTGOING, &out, sizeof(out), NULL, &err) < 0) {
+		snprintf(why, sizeof(why), "starting the migration: %s", err.msg);
+		goto not_started;
 	}
 	fprintf(stderr, "migration %s: started, VM %s from %s to %s (cancel with: migratectl "
 		"cancel %s %s)\n", id, name, o.src, o.dst, src.url, id);
@@ -471,23 +486,20 @@ int cmd_start(int argc, char **argv)
 			cancel_remote(&src, o.key_file, in.id);
 		}
 		r = xport_conn_recv(&src.conn, &fh, &pl, 200, &err);
-		if (r == -ETIME) {
+		if (r == -ETIME || r == -EINTR) {
+			/* the cancel is on its way; the result still comes */
 			mig_error_clear(&err);
 			continue;
 		}
 		if (r < 0) {
-			fprintf(stderr, "%smigratectl start: lost the source agent: %s\n",
-				tty ? "\r\033[K" : "", err.msg);
-			rc = EXIT_OPERATOR;
-			goto out;
+			snprintf(why, sizeof(why), "lost the source agent: %s", err.msg);
+			goto lost;
 		}
 		if (fh.type != MIG_FRAME_EVENT || pl.len != sizeof(ev)) {
-			fprintf(stderr, "%smigratectl start: the source agent sent %s of %zu bytes, "
-				"expected EVENT of %zu: is it the same migratectl version?\n",
-				tty ? "\r\033[K" : "", mig_frame_type_to_string(fh.type) ?: "a frame",
-				pl.len, sizeof(ev));
-			rc = EXIT_OPERATOR;
-			goto out;
+			snprintf(why, sizeof(why), "the source agent sent %s of %zu bytes, expected "
+				 "EVENT of %zu: is it the same migratectl version?",
+				 mig_frame_type_to_string(fh.type) ?: "a frame", pl.len, sizeof(ev));
+			goto lost;
 		}
 		memcpy(&ev, pl.data, sizeof(ev));
 		if (ev.kind == MIG_EVENT_RESULT) {
@@ -502,7 +514,7 @@ int cmd_start(int argc, char **argv)
 	}
 	print_progress(id, &res, false, &last_phase);
 	if (o.json) {
-		print_json(id, &res, &o, vcpus, prepare_ms);
+		print_json(id, &res, &o, vcpus, prepare_ms, true);
 	} else {
 		printf("migration %s %s: VM %s now runs on the %s\n", id, result_name(res.result), name,
 		       res.owner == MIG_OWNER_NONE ? "(unknown: operator needed)" : owner_name(res.owner));
@@ -537,6 +549,33 @@ int cmd_start(int argc, char **argv)
 		rc = 1;
 	else
 		rc = EXIT_OPERATOR;
+	goto out;
+
+lost:
+	/* The migration ran, and how it ended is unknown here. */
+	fprintf(stderr, "%smigratectl start: %s\n", tty ? "\r\033[K" : "", why);
+	rc = EXIT_OPERATOR;
+	res.result = MIG_RESULT_FAILED;
+	res.owner = MIG_OWNER_NONE;
+	str_copy(res.error, sizeof(res.error), why);
+	if (o.json)
+		print_json(id, &res, &o, vcpus, prepare_ms, false);
+	goto out;
+
+not_started:
+	res.result = MIG_RESULT_FAILED;
+	if (interrupted) {
+		/* Ctrl-C, whatever the wait it ended said */
+		res.result = MIG_RESULT_CANCELLED;
+		rc = 1;
+		snprintf(why, sizeof(why), "cancelled before the migration started");
+	}
+	fprintf(stderr, "migratectl start: %s\n", why);
+	res.owner = MIG_OWNER_SOURCE;
+	str_copy(res.error, sizeof(res.error), why);
+	res.streams = o.streams;
+	if (o.json)
+		print_json(id, &res, &o, vcpus, prepare_ms, false);
 out:
 	mig_buf_free(&extra);
 	mig_buf_free(&pl);

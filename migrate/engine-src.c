@@ -325,6 +325,14 @@ static int ctl_recv(struct src *s, struct mig_frame_hdr *h, struct mig_buf *pl, 
 		for (;;) {
 			r = xport_ring_wait(&s->ring, POLL_MS, &done, &s->err);
 			if (r == -ETIME) {
+				/* Before COMMIT a cancel wins over any wait on the
+				 * destination (READY, LOADED, SUMS); after it, the
+				 * destination may run the VM and only its answer
+				 * settles who owns it. */
+				if (s->phase < MIG_PHASE_COMMIT && cancelled(s)) {
+					ctl_recv_abandon(s, &op);
+					return mig_error_set(&s->err, -ECANCELED, "cancelled");
+				}
 				if (mig_now_ms() > end) {
 					ctl_recv_abandon(s, &op);
 					return mig_error_set(&s->err, -ETIMEDOUT,
@@ -792,8 +800,24 @@ static int open_stream(struct src *s, unsigned index, uint64_t *seq)
 	xport_random(h.nonce, sizeof(h.nonce));
 	stream_mac(s->o->secret, "migratectl-stream", &h, h.mac);
 	r = xport_conn_send(&c, MIG_FRAME_STREAM_HELLO, 0, &h, sizeof(h), &s->err);
-	if (r >= 0)
-		r = xport_conn_recv(&c, &fh, &pl, 30000, &s->err);
+	/* up to 30 s for the answer, in short waits so a cancel is prompt; an
+	 * idle wait consumes nothing */
+	for (int waited = 0; r >= 0; waited += POLL_MS) {
+		mig_error_clear(&s->err);
+		r = xport_conn_recv(&c, &fh, &pl, POLL_MS, &s->err);
+		if (r != -ETIME)
+			break;
+		if (cancelled(s)) {
+			r = mig_error_set(&s->err, -ECANCELED, "cancelled");
+			break;
+		}
+		if (waited >= 30000) {
+			r = mig_error_set(&s->err, -ETIMEDOUT, "the destination did not answer "
+					  "stream %u's hello in 30 s", index);
+			break;
+		}
+		r = 0;
+	}
 	if (r >= 0 && fh.type == MIG_FRAME_ERROR) {
 		struct mig_error_msg m;
 
@@ -1142,6 +1166,11 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		}
 	}
 
+	/* The last moment a cancel can take the VM back. */
+	if (cancelled(&s)) {
+		r = mig_error_set(&s.err, -ECANCELED, "cancelled");
+		goto out;
+	}
 	/* COMMIT: after this frame leaves, the source may never run the VM again
 	 * unless the destination says it did not start it. */
 	set_phase(&s, MIG_PHASE_COMMIT);

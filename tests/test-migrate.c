@@ -339,18 +339,17 @@ Test(migrate, destination_killed_during_precopy, .timeout = 120)
 	rmdir(dir);
 }
 
-/* Agents a (with VM "victim") and b in dir, and a migration from a to b
- * frozen in STOP_COPY: b is stopped (SIGSTOP) as soon as the phase shows,
- * so it cannot confirm the last round and the source cannot leave
- * STOP_COPY.  192 MiB rewritten all the time at 100 MB/s, with a 20 s
- * downtime limit, lets the source stop after the first round and leaves
- * about 2 s of STOP_COPY to land in. */
+/* Agents a (with VM "victim", lab SPEC `lab`) and b in dir, and a migration
+ * from a to b with `opts`, frozen in STOP_COPY: b is stopped (SIGSTOP) as
+ * soon as the phase shows, so it can neither take the last round in nor
+ * answer LOADED, and the source cannot leave STOP_COPY. */
 struct frozen {
 	char ea[128], eb[128];
 	pid_t a, b, mig;
 };
 
-static void freeze_in_stop_copy(const char *dir, struct frozen *f)
+static void freeze_in_stop_copy(const char *dir, struct frozen *f, const char *lab,
+				const char *opts)
 {
 	struct run_result r;
 	char args[512];
@@ -358,20 +357,26 @@ static void freeze_in_stop_copy(const char *dir, struct frozen *f)
 	snprintf(f->ea, sizeof(f->ea), "unix://%s/a.sock", dir);
 	f->a = proc_agent(f->ea, NULL);
 	proc_wait_agent(f->ea, NULL);
-	snprintf(args, sizeof(args), "vm create %s --name victim --lab mem=256M,vcpus=2,wss=192M",
-		 f->ea);
+	snprintf(args, sizeof(args), "vm create %s --name victim --lab %s", f->ea, lab);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	snprintf(f->eb, sizeof(f->eb), "unix://%s/b.sock", dir);
 	f->b = proc_agent(f->eb, NULL);
 	proc_wait_agent(f->eb, NULL);
-	snprintf(args, sizeof(args),
-		 "start %s %s --vm victim --max-bandwidth 100M --downtime-limit 20000 --json",
-		 f->ea, f->eb);
+	snprintf(args, sizeof(args), "start %s %s --vm victim %s --json", f->ea, f->eb, opts);
 	f->mig = start_background(dir, args);
 	wait_phase(dir, "precopy => stop_copy", 0);
 	kill(f->b, SIGSTOP);
 	usleep(200000);
+}
+
+/* 192 MiB rewritten all the time at 100 MB/s, with a 20 s downtime limit,
+ * lets the source stop after the first round and leaves about 2 s of
+ * STOP_COPY sending the last round to land in. */
+static void freeze_sending_last_round(const char *dir, struct frozen *f)
+{
+	freeze_in_stop_copy(dir, f, "mem=256M,vcpus=2,wss=192M",
+			    "--max-bandwidth 100M --downtime-limit 20000");
 }
 
 /* The migration's summary, which must have ended in STOP_COPY. */
@@ -396,7 +401,7 @@ Test(migrate, destination_killed_during_stop_copy, .timeout = 120)
 	int st;
 
 	cr_assert_not_null(mkdtemp(dir));
-	freeze_in_stop_copy(dir, &f);
+	freeze_sending_last_round(dir, &f);
 	proc_stop(f.b);
 	st = finish_background(dir, f.mig, &r);
 	expect_ended_in_stop_copy(&r, st, "failed");
@@ -422,7 +427,7 @@ Test(migrate, cancel_during_stop_copy, .timeout = 120)
 	int st;
 
 	cr_assert_not_null(mkdtemp(dir));
-	freeze_in_stop_copy(dir, &f);
+	freeze_sending_last_round(dir, &f);
 	t = fixture_now();
 	kill(f.mig, SIGINT);
 	st = finish_background(dir, f.mig, &r);
@@ -443,6 +448,89 @@ Test(migrate, cancel_during_stop_copy, .timeout = 120)
 	proc_stop(f.b);
 	proc_stop(f.a);
 	rmdir(dir);
+}
+
+/* Ctrl-C while the source waits for LOADED: a 1 GiB guest writing 4 MB/s
+ * leaves a last round of a few pages, so the source is soon waiting for the
+ * frozen destination, which would have hashed its RAM before answering.
+ * The cancel must not wait for that answer. */
+Test(migrate, cancel_while_waiting_for_loaded, .timeout = 120)
+{
+	struct run_result r;
+	struct frozen f;
+	char dir[] = "/tmp/migratectl-test-XXXXXX";
+	double t;
+	int st;
+
+	cr_assert_not_null(mkdtemp(dir));
+	freeze_in_stop_copy(dir, &f, "mem=1G,vcpus=1,wss=4M,rate=1000", "");
+	t = fixture_now();
+	kill(f.mig, SIGINT);
+	st = finish_background(dir, f.mig, &r);
+	t = fixture_now() - t;
+	cr_assert_lt(t, 3.0, "cancel took %.1f s", t);
+	expect_ended_in_stop_copy(&r, st, "cancelled");
+	expect_source_runs(f.ea);
+	kill(f.b, SIGCONT);
+	proc_stop(f.b);
+	proc_stop(f.a);
+	rmdir(dir);
+}
+
+/* Ctrl-C while the destination agent does not answer at all (stopped before
+ * the start): the command ends at once, cancelled, before anything moved,
+ * and still prints its summary. */
+Test(migrate, ctrl_c_before_the_start, .timeout = 120)
+{
+	struct run_result r;
+	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], eb[128], args[512];
+	pid_t a, b, mig;
+	double t;
+	int st;
+
+	cr_assert_not_null(mkdtemp(dir));
+	a = proc_agent_with_vm(dir, "a.sock", "stay", ea, sizeof(ea));
+	snprintf(eb, sizeof(eb), "unix://%s/b.sock", dir);
+	b = proc_agent(eb, NULL);
+	proc_wait_agent(eb, NULL);
+	kill(b, SIGSTOP);
+	snprintf(args, sizeof(args), "start %s %s --vm stay --json", ea, eb);
+	mig = start_background(dir, args);
+	usleep(1000000);
+	t = fixture_now();
+	kill(mig, SIGINT);
+	st = finish_background(dir, mig, &r);
+	t = fixture_now() - t;
+	cr_assert_lt(t, 3.0, "Ctrl-C took %.1f s", t);
+	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
+	json_expect_str(r.out, "result", "cancelled");
+	json_expect_str(r.out, "owner", "source");
+	json_expect_str(r.out, "error", "cancelled before the migration started");
+	cr_assert_not_null(strstr(r.out, "\"phases\":[]"), "%s", r.out);
+	expect_source_runs(ea);
+	kill(b, SIGCONT);
+	proc_stop(b);
+	proc_stop(a);
+	rmdir(dir);
+}
+
+/* A start that fails before the migration begins still prints its one JSON
+ * object, with the reason. */
+Test(migrate, early_failures_print_the_summary)
+{
+	struct run_result r;
+
+	proc_run("start unix:///nonexistent/agent.sock local --json", &r);
+	cr_assert_eq(r.status, 1, "exit %d: %s %s", r.status, r.out, r.err);
+	json_expect_str(r.out, "result", "failed");
+	json_expect_str(r.out, "owner", "source");
+	cr_assert_not_null(strstr(r.out, "\"error\":\"source unix:///nonexistent/agent.sock: "),
+			   "%s", r.out);
+	proc_run("start local local --vm no-such-vm --json", &r);
+	cr_assert_eq(r.status, 2, "exit %d: %s %s", r.status, r.out, r.err);
+	json_expect_str(r.out, "result", "failed");
+	cr_assert_not_null(strstr(r.out, "no VM named no-such-vm"), "%s", r.out);
+	cr_assert_eq(r.out[0], '{', "%s", r.out);
 }
 
 /* Cancel in PRECOPY: exit 1, result cancelled, VM on the source. */

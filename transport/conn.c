@@ -131,6 +131,13 @@ int xport_conn_send(struct xport_conn *c, uint16_t type, uint32_t flags,
 	return 0;
 }
 
+static const volatile sig_atomic_t *interrupt_flag;
+
+void xport_conn_interrupt_on(const volatile sig_atomic_t *flag)
+{
+	interrupt_flag = flag;
+}
+
 /* Waits until at least one byte is readable, without consuming anything,
  * so that an idle timeout leaves the stream intact. */
 static int wait_readable(int fd, int64_t deadline, int timeout_ms, struct mig_error *err)
@@ -147,6 +154,8 @@ static int wait_readable(int fd, int64_t deadline, int timeout_ms, struct mig_er
 		if (errno != EINTR)
 			return mig_error_set(err, -errno, "waiting for a frame: poll: %s",
 					     strerror(errno));
+		if (interrupt_flag && *interrupt_flag)
+			return mig_error_set(err, -EINTR, "interrupted");
 	}
 }
 
