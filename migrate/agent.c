@@ -68,7 +68,7 @@ static int reply(struct session *s, int status, const char *msg, const void *ext
 	return rc;
 }
 
-static bool name_ok(const char *n, size_t cap)
+bool mig_vm_name_ok(const char *n, size_t cap)
 {
 	size_t len = strnlen(n, cap);
 
@@ -133,7 +133,7 @@ static int op_vm_create(struct session *s, const uint8_t *body)
 	int r = 0;
 
 	memcpy(&req, body, sizeof(req));
-	if (!name_ok(req.name, sizeof(req.name)))
+	if (!mig_vm_name_ok(req.name, sizeof(req.name)))
 		return reply(s, -EINVAL, "VM name must be 1-63 characters of [A-Za-z0-9._-]", NULL, 0);
 	req.spec[sizeof(req.spec) - 1] = '\0';
 	lab_config_default(&cfg);
@@ -284,7 +284,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 
 	memcpy(&req, body, sizeof(req));
 	req.listen_host[sizeof(req.listen_host) - 1] = '\0';
-	if (!name_ok(req.name, sizeof(req.name)) || req.streams < 1 ||
+	if (!mig_vm_name_ok(req.name, sizeof(req.name)) || req.streams < 1 ||
 	    req.streams > MIG_MAX_STREAMS)
 		return reply(s, -EINVAL, "MIG_INCOMING: bad VM name or stream count (1-16)", NULL, 0);
 	in = calloc(1, sizeof(*in));

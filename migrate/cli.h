@@ -11,4 +11,10 @@ int cmd_agent(int argc, char **argv);
 int cmd_start(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 
+/* An ENDPOINT argument the commands can reach: 0, or EXIT_USAGE after
+ * saying on stderr ("migratectl CMD: WHAT: why") what is wrong with it. */
+int cli_check_endpoint(const char *cmd, const char *what, const char *arg);
+/* A VM name argument: 0, or EXIT_USAGE after saying what a name may be. */
+int cli_check_name(const char *cmd, const char *name);
+
 #endif

@@ -34,6 +34,9 @@ int cmd_cancel(int argc, char **argv)
 		fputs("usage: migratectl cancel ENDPOINT ID [--key-file F]\n", stderr);
 		return EXIT_USAGE;
 	}
+	r = cli_check_endpoint("cancel", "ENDPOINT", argv[optind]);
+	if (r)
+		return r;
 	if (uuid_parse(argv[optind + 1], uu) < 0) {
 		fprintf(stderr, "migratectl cancel: '%s' is not a migration id (a UUID)\n",
 			argv[optind + 1]);

@@ -173,6 +173,8 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 	o->dst = argv[optind + 1];
 	if (o->vm && o->lab)
 		return usage_error("%s", "--vm and --lab exclude each other");
+	if (o->vm && cli_check_name("start", o->vm))
+		return EXIT_USAGE;
 	if (o->vm && strlen(o->vm) >= MIG_NAME_MAX)
 		return usage_error("--vm '%s': name too long", o->vm);
 	if (o->lab) {
@@ -183,15 +185,8 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		    lab_config_check(&cfg, &err) < 0)
 			return usage_error("--lab: %s", err.msg[0] ? err.msg : "spec too long");
 	}
-	{
-		struct xport_endpoint ep;
-
-		if (xport_endpoint_parse(o->src, &ep, &err) < 0)
-			return usage_error("SRC: %s", err.msg);
-		mig_error_clear(&err);
-		if (xport_endpoint_parse(o->dst, &ep, &err) < 0)
-			return usage_error("DST: %s", err.msg);
-	}
+	if (cli_check_endpoint("start", "SRC", o->src) || cli_check_endpoint("start", "DST", o->dst))
+		return EXIT_USAGE;
 	if (strcmp(o->src, "local") && !strcmp(o->src, o->dst))
 		return usage_error("SRC and DST are the same agent (%s)", o->src);
 	if (o->key_file) {
@@ -475,7 +470,8 @@ int cmd_start(int argc, char **argv)
 		goto not_started;
 	}
 	fprintf(stderr, "migration %s: started, VM %s from %s to %s (cancel with: migratectl "
-		"cancel %s %s)\n", id, name, o.src, o.dst, src.url, id);
+		"cancel %s %s%s%s)\n", id, name, o.src, o.dst, src.url, id,
+		o.key_file ? " --key-file " : "", o.key_file ? o.key_file : "");
 	while (!got_result) {
 		struct mig_frame_hdr fh;
 		struct mig_event ev;

@@ -162,6 +162,10 @@ static int vm_run(int argc, char **argv)
 		double t, dt;
 		int sig = sigtimedwait(&sigs, NULL, &one);
 
+		/* The guest's counters before the sync: a fill that ends after
+		 * it (this thread may be preempted in between) is then still
+		 * "filling" here, and its last pages do not count as steady. */
+		lab_vm_stats(vm, &st);
 		memset(bitmap, 0, words * sizeof(uint64_t));
 		if (lab_vm_dirty_sync(vm, bitmap, &dirty, &err) < 0) {
 			fprintf(stderr, "migratectl vm run: dirty log: %s\n", err.msg);
@@ -170,7 +174,6 @@ static int vm_run(int argc, char **argv)
 		}
 		t = now_s();
 		dt = t - t_prev;
-		lab_vm_stats(vm, &st);
 		if (dt > 0) {
 			secs_run++;
 			tot.all_s += dt;
@@ -300,8 +303,14 @@ static int vm_create(int argc, char **argv)
 		      stderr);
 		return EXIT_USAGE;
 	}
-	if (strlen(o.name) >= sizeof(req.name) || (o.lab && strlen(o.lab) >= sizeof(req.spec))) {
-		fputs("migratectl vm create: name or lab spec too long\n", stderr);
+	r = cli_check_endpoint("vm create", "ENDPOINT", argv[first]);
+	if (!r)
+		r = cli_check_name("vm create", o.name);
+	if (r)
+		return r;
+	if (o.lab && strlen(o.lab) >= sizeof(req.spec)) {
+		fprintf(stderr, "migratectl vm create: --lab: the spec is longer than %zu characters\n",
+			sizeof(req.spec) - 1);
 		return EXIT_USAGE;
 	}
 	/* Check the spec here so a typo is a usage error, not an agent error. */
@@ -348,6 +357,9 @@ static int vm_list(int argc, char **argv)
 		fputs("usage: migratectl vm list ENDPOINT [--json] [--key-file F]\n", stderr);
 		return EXIT_USAGE;
 	}
+	r = cli_check_endpoint("vm list", "ENDPOINT", argv[first]);
+	if (r)
+		return r;
 	if (mig_client_open(argv[first], o.key_file, &c, &err) < 0) {
 		fprintf(stderr, "migratectl vm list: %s\n", err.msg);
 		return 1;
@@ -407,10 +419,15 @@ static int vm_destroy(int argc, char **argv)
 	r = parse_remote("destroy", argc, argv, &o, &first);
 	if (r)
 		return r;
-	if (argc - first != 2 || strlen(argv[first + 1]) >= sizeof(req.name)) {
+	if (argc - first != 2) {
 		fputs("usage: migratectl vm destroy ENDPOINT NAME [--key-file F]\n", stderr);
 		return EXIT_USAGE;
 	}
+	r = cli_check_endpoint("vm destroy", "ENDPOINT", argv[first]);
+	if (!r)
+		r = cli_check_name("vm destroy", argv[first + 1]);
+	if (r)
+		return r;
 	snprintf(req.name, sizeof(req.name), "%s", argv[first + 1]);
 	if (mig_client_open(argv[first], o.key_file, &c, &err) < 0) {
 		fprintf(stderr, "migratectl vm destroy: %s\n", err.msg);

@@ -703,4 +703,15 @@ Test(migrate, bad_options_exit_2)
 	proc_expect_usage("vm create local", "usage");
 	proc_expect_usage("start local local --key-file /nonexistent/key", "--key-file");
 	proc_expect_usage("start local local --vm no-such-vm", "no VM named");
+	proc_expect_usage("start local local --vm a/b", "not a VM name");
+	proc_expect_usage("start ssh://host local", "ssh:// endpoints are not supported yet");
+	proc_expect_usage("vm list ssh://host", "ssh:// endpoints are not supported yet");
+	proc_expect_usage("vm list ftp://x", "ENDPOINT");
+	proc_expect_usage("vm create local --name a/b", "not a VM name");
+	proc_expect_usage("vm destroy local "
+			  "a123456789b123456789c123456789d123456789e123456789f123456789g123",
+			  "not a VM name");
+	proc_expect_usage("cancel ftp://x 2d0b2280-a9de-48d6-a8ee-4ed2484077ec", "ENDPOINT");
+	proc_expect_usage("agent --listen unix:///tmp/migratectl-test-never.sock "
+			  "--key-file /nonexistent/key", "--key-file");
 }

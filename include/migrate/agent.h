@@ -18,6 +18,10 @@ struct agent_opts {
 	int ready_fd;           /* written once listening, -1 for none */
 };
 
+/* A VM name: 1 to cap-1 (63 on the wire) characters of [A-Za-z0-9._-],
+ * NUL-terminated within cap. */
+bool mig_vm_name_ok(const char *n, size_t cap);
+
 /* Serves until killed. */
 int agent_run(const struct agent_opts *opts, struct mig_error *err);
 

@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: MIT
+/* Checks the subcommands share, so a bad argument is a usage error (exit 2)
+ * before any agent is contacted. */
+#include <stdio.h>
+#include <string.h>
+
+#include <migrate/agent.h>
+#include <migrate/control.h>
+#include <migrate/transport.h>
+
+#include "migrate/cli.h"
+
+int cli_check_endpoint(const char *cmd, const char *what, const char *arg)
+{
+	struct mig_error err = { 0 };
+	struct xport_endpoint ep;
+
+	if (xport_endpoint_parse(arg, &ep, &err) < 0) {
+		fprintf(stderr, "migratectl %s: %s: %s\n", cmd, what, err.msg);
+		return EXIT_USAGE;
+	}
+	if (ep.kind == XPORT_EP_SSH) {
+		fprintf(stderr, "migratectl %s: %s: ssh:// endpoints are not supported yet; start "
+			"`migratectl agent --listen tcp://HOST:PORT --key-file F` on the host and "
+			"use tcp://HOST:PORT with --key-file F\n", cmd, what);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+int cli_check_name(const char *cmd, const char *name)
+{
+	if (mig_vm_name_ok(name, MIG_NAME_MAX))
+		return 0;
+	fprintf(stderr, "migratectl %s: '%.80s%s' is not a VM name: use 1 to %d characters of "
+		"A-Z a-z 0-9 . _ -\n", cmd, name, strlen(name) > 80 ? "..." : "", MIG_NAME_MAX - 1);
+	return EXIT_USAGE;
+}
