@@ -48,6 +48,10 @@ static int spawn_local(struct mig_client *c, struct mig_error *err)
 
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
+		/* Its own process group: a Ctrl-C on the terminal goes to the
+		 * command, which turns it into a cancel; the agent must live on
+		 * to roll back.  It still ends with the command. */
+		setpgid(0, 0);
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		close(p[0]);
 		fcntl(p[1], F_SETFD, 0);

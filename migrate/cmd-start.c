@@ -175,8 +175,6 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		return usage_error("%s", "--vm and --lab exclude each other");
 	if (o->vm && cli_check_name("start", o->vm))
 		return EXIT_USAGE;
-	if (o->vm && strlen(o->vm) >= MIG_NAME_MAX)
-		return usage_error("--vm '%s': name too long", o->vm);
 	if (o->lab) {
 		struct lab_config cfg;
 
@@ -386,7 +384,7 @@ int cmd_start(int argc, char **argv)
 
 	/* Until the source takes the migration on, nothing has moved: a failure
 	 * (or Ctrl-C, which ends any wait here) leaves the VM where it was. */
-	xport_conn_interrupt_on(&interrupted);
+	xport_interrupt_on(&interrupted);
 	/* A refused key is a configuration error (exit 2): nothing started. */
 	if (mig_client_open(o.src, o.key_file, &src, &err) < 0) {
 		rc = err.code == -EACCES ? EXIT_USAGE : 1;
@@ -408,6 +406,8 @@ int cmd_start(int argc, char **argv)
 		snprintf(name, sizeof(name), "lab-%.8s", id);
 		str_copy(req.name, sizeof(req.name), name);
 		str_copy(req.spec, sizeof(req.spec), o.lab ? o.lab : "");
+		if (interrupted)
+			goto not_started;
 		fprintf(stderr, "migration %s: creating lab VM %s on %s\n", id, name, o.src);
 		if (mig_client_call(&src, MIG_OP_VM_CREATE, &req, sizeof(req), NULL, &err) < 0) {
 			snprintf(why, sizeof(why), "creating the lab VM: %s", err.msg);
@@ -464,9 +464,15 @@ int cmd_start(int argc, char **argv)
 	out.timeout_ms = o.timeout_ms;
 	out.timeout_action = o.action;
 	/* The destination gives its prepared VM up when no source connects. */
-	if (interrupted ||
-	    mig_client_call(&src, MIG_OP_MIG_OUTGOING, &out, sizeof(out), NULL, &err) < 0) {
+	if (interrupted)
+		goto not_started;
+	/* From here a Ctrl-C is a cancel sent to the source, never a wait cut
+	 * short: the source may already run the migration, and only its
+	 * result says where the VM is. */
+	xport_interrupt_on(NULL);
+	if (mig_client_call(&src, MIG_OP_MIG_OUTGOING, &out, sizeof(out), NULL, &err) < 0) {
 		snprintf(why, sizeof(why), "starting the migration: %s", err.msg);
+		interrupted = 0;   /* it did not start: report the failure, not a cancel */
 		goto not_started;
 	}
 	fprintf(stderr, "migration %s: started, VM %s from %s to %s (cancel with: migratectl "
@@ -482,8 +488,7 @@ int cmd_start(int argc, char **argv)
 			cancel_remote(&src, o.key_file, in.id);
 		}
 		r = xport_conn_recv(&src.conn, &fh, &pl, 200, &err);
-		if (r == -ETIME || r == -EINTR) {
-			/* the cancel is on its way; the result still comes */
+		if (r == -ETIME) {
 			mig_error_clear(&err);
 			continue;
 		}

@@ -244,7 +244,9 @@ static int ctl_wait(struct src *s)
 		int r = xport_ring_wait(&s->ring, POLL_MS, &op, &s->err);
 
 		if (r == -ETIME) {
-			if (cancelled(s))
+			/* once COMMIT is on its way, only the destination's
+			 * answer settles who owns the VM */
+			if (s->phase < MIG_PHASE_COMMIT && cancelled(s))
 				return mig_error_set(&s->err, -ECANCELED, "cancelled");
 			continue;
 		}
@@ -1020,7 +1022,9 @@ static void release_source(struct lab_vm *vm, struct mig_device *mem)
 
 struct hash_job {
 	struct lab_vm *vm;
+	const atomic_bool *cancel;    /* a cancel stops the hashing: the VM is paused */
 	struct lab_digest digest;
+	int r;
 	uint64_t done_ns;
 };
 
@@ -1028,7 +1032,7 @@ static void *hash_worker(void *arg)
 {
 	struct hash_job *j = arg;
 
-	lab_vm_digest(j->vm, &j->digest);
+	j->r = lab_vm_digest_until(j->vm, j->cancel, &j->digest);
 	j->done_ns = mig_realtime_ns();
 	return NULL;
 }
@@ -1126,7 +1130,7 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	/* The source's RAM is frozen now: hash it in another thread while
 	 * this one waits for LOADED, so both moments are known exactly. */
 	if (o->verify) {
-		hj = (struct hash_job){ .vm = vm };
+		hj = (struct hash_job){ .vm = vm, .cancel = cancel };
 		hashing = pthread_create(&hash_thread, NULL, hash_worker, &hj) == 0;
 		if (!hashing)
 			hash_worker(&hj);
@@ -1137,6 +1141,10 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		pthread_join(hash_thread, NULL);
 	dsrc = hj.digest;
 	t_hashed_ns = hj.done_ns;
+	if (r >= 0 && hj.r < 0)
+		r = hj.r == -ECANCELED ? mig_error_set(&s.err, -ECANCELED, "cancelled") :
+					 mig_error_set(&s.err, hj.r, "hashing the source's RAM: %s",
+						       strerror(-hj.r));
 	if (r >= 0)
 		r = expect(&s, &h, MIG_FRAME_LOADED, sizeof(loaded));
 	if (r < 0)

@@ -230,7 +230,7 @@ Test(migrate, wrong_or_missing_key_refused, .timeout = 60)
 }
 
 /* Runs `migratectl ARGS` in the background with stdout and stderr in DIR/out
- * and DIR/err. */
+ * and DIR/err, in a process group of its own (as a shell's job). */
 static pid_t start_background(const char *dir, const char *args)
 {
 	char cmd[768];
@@ -240,6 +240,7 @@ static pid_t start_background(const char *dir, const char *args)
 	pid = fork();
 	cr_assert(pid >= 0);
 	if (pid == 0) {
+		setpgid(0, 0);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
@@ -474,6 +475,28 @@ Test(migrate, cancel_while_waiting_for_loaded, .timeout = 120)
 	kill(f.b, SIGCONT);
 	proc_stop(f.b);
 	proc_stop(f.a);
+	rmdir(dir);
+}
+
+/* Ctrl-C on a terminal signals the whole foreground job: the command and
+ * the local agents it started.  The agents must live on to roll back, and
+ * the command reports a cancel, not a lost agent. */
+Test(migrate, terminal_ctrl_c_with_local_agents, .timeout = 120)
+{
+	struct run_result r;
+	char dir[] = "/tmp/migratectl-test-XXXXXX";
+	pid_t mig;
+	int st;
+
+	cr_assert_not_null(mkdtemp(dir));
+	mig = start_background(dir, "start local local --lab mem=512M,vcpus=1,wss=16M "
+			       "--max-bandwidth 20M --json");
+	wait_precopy(dir);
+	kill(-mig, SIGINT);   /* the job's process group, as the terminal does */
+	st = finish_background(dir, mig, &r);
+	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
+	json_expect_str(r.out, "result", "cancelled");
+	json_expect_str(r.out, "owner", "source");
 	rmdir(dir);
 }
 

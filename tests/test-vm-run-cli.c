@@ -48,7 +48,9 @@ Test(vm_run_cli, rate_limit_shows_in_the_dirty_log)
 
 	/* 2000 pages/s over a 64 MiB working set: every write is to a page not yet
 	 * dirty in that interval, so the dirty rate equals the write rate. */
-	proc_run("vm run --mem 128M --vcpus 2 --wss 64M --rate 2000 --pattern random --seconds 3 --json", &r);
+	/* 5 s, as above: the seconds after the fill are the ones measured */
+	proc_run("vm run --mem 128M --vcpus 2 --wss 64M --rate 2000 --pattern random --seconds 5 "
+		 "--json", &r);
 	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
 	cr_assert_not_null(strstr(r.out, "\"steady_state\":true"), "the fill never ended: %s",
 			   r.out);

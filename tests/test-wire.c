@@ -14,6 +14,7 @@
 #include <xxhash.h>
 
 #include <migrate/error.h>
+#include <migrate/lab.h>
 #include <migrate/wire.h>
 
 #include "migrate/migrate-internal.h"
@@ -481,4 +482,27 @@ Test(wire, where_ram_differs_names_the_pages)
 		     -EPIPE);
 	free(a);
 	free(b);
+}
+
+/* The switchover digest: any byte changes it, and a cancel stops it (the
+ * source's VM is paused while it runs). */
+Test(wire, ram_digest_sees_a_byte_and_stops_on_cancel)
+{
+	const size_t bytes = (16U << 20) + 4096;   /* a short last chunk */
+	uint8_t *ram = calloc(1, bytes);
+	struct lab_digest a, b, c;
+	atomic_bool stop = false;
+
+	cr_assert(ram);
+	for (size_t i = 0; i < bytes; i += 512)
+		ram[i] = (uint8_t)(i >> 9);
+	cr_assert_eq(ram_digest(ram, bytes, &a), 0);
+	cr_assert_eq(ram_digest_until(ram, bytes, &stop, &b), 0);
+	cr_assert(a.hi == b.hi && a.lo == b.lo);
+	ram[bytes - 1] ^= 1;
+	cr_assert_eq(ram_digest(ram, bytes, &c), 0);
+	cr_assert(c.hi != a.hi || c.lo != a.lo, "a changed byte in the last chunk went unseen");
+	stop = true;
+	cr_assert_eq(ram_digest_until(ram, bytes, &stop, &b), -ECANCELED);
+	free(ram);
 }

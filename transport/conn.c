@@ -133,9 +133,21 @@ int xport_conn_send(struct xport_conn *c, uint16_t type, uint32_t flags,
 
 static const volatile sig_atomic_t *interrupt_flag;
 
-void xport_conn_interrupt_on(const volatile sig_atomic_t *flag)
+void xport_interrupt_on(const volatile sig_atomic_t *flag)
 {
 	interrupt_flag = flag;
+}
+
+bool xport_interrupted(void)
+{
+	return interrupt_flag && *interrupt_flag;
+}
+
+int xport_poll_ms(int64_t deadline)
+{
+	int ms = remaining_ms(deadline);
+
+	return interrupt_flag && (ms < 0 || ms > 200) ? 200 : ms;
 }
 
 /* Waits until at least one byte is readable, without consuming anything,
@@ -144,18 +156,19 @@ static int wait_readable(int fd, int64_t deadline, int timeout_ms, struct mig_er
 {
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int n = poll(&p, 1, remaining_ms(deadline));
+		int n;
 
+		if (xport_interrupted())
+			return mig_error_set(err, -EINTR, "interrupted");
+		n = poll(&p, 1, xport_poll_ms(deadline));
 		if (n > 0)
 			return 0;
-		if (n == 0)
+		if (n == 0 && remaining_ms(deadline) == 0)
 			return mig_error_set(err, -ETIME, "no frame from the peer within %d ms",
 					     timeout_ms);
-		if (errno != EINTR)
+		if (n < 0 && errno != EINTR)
 			return mig_error_set(err, -errno, "waiting for a frame: poll: %s",
 					     strerror(errno));
-		if (interrupt_flag && *interrupt_flag)
-			return mig_error_set(err, -EINTR, "interrupted");
 	}
 }
 

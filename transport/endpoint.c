@@ -597,9 +597,9 @@ static int connect_one(int family, int type, int proto, const struct sockaddr *s
 		if (r == -EAGAIN && family == AF_UNIX) {
 			/* A unix listener's backlog is full: no poll wakes us for
 			 * that, so retry briefly until the deadline. */
-			if (remaining_ms(deadline) == 0) {
+			if (remaining_ms(deadline) == 0 || xport_interrupted()) {
 				close(fd);
-				return -ETIMEDOUT;
+				return xport_interrupted() ? -EINTR : -ETIMEDOUT;
 			}
 			nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
 			continue;
@@ -610,8 +610,13 @@ static int connect_one(int family, int type, int proto, const struct sockaddr *s
 		}
 		for (;;) {
 			struct pollfd p = { .fd = fd, .events = POLLOUT };
-			int n = poll(&p, 1, remaining_ms(deadline));
+			int n;
 
+			if (xport_interrupted()) {
+				close(fd);
+				return -EINTR;
+			}
+			n = poll(&p, 1, xport_poll_ms(deadline));
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0) {
@@ -619,10 +624,12 @@ static int connect_one(int family, int type, int proto, const struct sockaddr *s
 				close(fd);
 				return r;
 			}
-			if (n == 0) {
+			if (n == 0 && remaining_ms(deadline) == 0) {
 				close(fd);
 				return -ETIMEDOUT;
 			}
+			if (n == 0)
+				continue;
 			break;
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)

@@ -3,6 +3,7 @@
 #ifndef TRANSPORT_INTERNAL_H
 #define TRANSPORT_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -24,5 +25,13 @@ static inline int remaining_ms(int64_t deadline)
 	left = deadline - now_ms();
 	return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
+
+/* The flag given to xport_interrupt_on() is set (conn.c). */
+bool xport_interrupted(void);
+
+/* What to pass to poll() for a wait until deadline: in slices of at most
+ * 200 ms while an interrupt flag is installed, so a signal that landed
+ * just before poll() is seen within one slice. */
+int xport_poll_ms(int64_t deadline);
 
 #endif

@@ -585,6 +585,11 @@ int lab_vm_digest(struct lab_vm *vm, struct lab_digest *ret)
 	return ram_digest(vm->mem->ram, vm->mem->ram_bytes, ret);
 }
 
+int lab_vm_digest_until(struct lab_vm *vm, const atomic_bool *stop, struct lab_digest *ret)
+{
+	return ram_digest_until(vm->mem->ram, vm->mem->ram_bytes, stop, ret);
+}
+
 int lab_vm_handle_io(struct lab_vm *vm, struct vcpu_dev *v, uint16_t port, uint8_t val)
 {
 	uint64_t ticks, ns;

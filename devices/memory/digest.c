@@ -6,6 +6,7 @@
  * can be narrowed down to a chunk.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@ struct digest_job {
 	uint64_t bytes;
 	uint64_t *hashes;
 	uint64_t first, end;
+	const atomic_bool *stop;
 };
 
 static void *digest_worker(void *arg)
@@ -32,6 +34,8 @@ static void *digest_worker(void *arg)
 	struct digest_job *j = arg;
 
 	for (uint64_t c = j->first; c < j->end; c++) {
+		if (j->stop && atomic_load_explicit(j->stop, memory_order_relaxed))
+			break;
 		uint64_t off = c * DIGEST_CHUNK;
 		uint64_t len = j->bytes - off < DIGEST_CHUNK ? j->bytes - off : DIGEST_CHUNK;
 
@@ -40,7 +44,8 @@ static void *digest_worker(void *arg)
 	return NULL;
 }
 
-int ram_digest(const uint8_t *ram, uint64_t bytes, struct lab_digest *ret)
+int ram_digest_until(const uint8_t *ram, uint64_t bytes, const atomic_bool *stop,
+		     struct lab_digest *ret)
 {
 	uint64_t nchunks = DIV_ROUND_UP(bytes, DIGEST_CHUNK);
 	_cleanup_free_ uint64_t *hashes = calloc(nchunks ? nchunks : 1, sizeof(uint64_t));
@@ -61,6 +66,7 @@ int ram_digest(const uint8_t *ram, uint64_t bytes, struct lab_digest *ret)
 		jobs[t] = (struct digest_job){
 			.ram = ram, .bytes = bytes, .hashes = hashes,
 			.first = nchunks * t / nthreads, .end = nchunks * (t + 1) / nthreads,
+			.stop = stop,
 		};
 		/* The calling thread takes the last share itself. */
 		created[t] = t + 1 < nthreads &&
@@ -71,10 +77,17 @@ int ram_digest(const uint8_t *ram, uint64_t bytes, struct lab_digest *ret)
 	for (unsigned t = 0; t < nthreads; t++)
 		if (created[t])
 			pthread_join(tids[t], NULL);
+	if (stop && atomic_load(stop))
+		return -ECANCELED;
 	h = XXH3_128bits(hashes, nchunks * sizeof(uint64_t));
 	ret->hi = h.high64;
 	ret->lo = h.low64;
 	return 0;
+}
+
+int ram_digest(const uint8_t *ram, uint64_t bytes, struct lab_digest *ret)
+{
+	return ram_digest_until(ram, bytes, NULL, ret);
 }
 
 void lab_digest_format(const struct lab_digest *d, char buf[static LAB_DIGEST_HEX])

@@ -7,6 +7,7 @@
 #ifndef MIGRATE_LAB_H
 #define MIGRATE_LAB_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -121,7 +122,11 @@ uint64_t lab_vm_bitmap_words(const struct lab_vm *vm);
 const char *lab_vm_dirty_log_mode(const struct lab_vm *vm);  /* "bitmap-manual", ... */
 void lab_vm_stats(struct lab_vm *vm, struct lab_stats *ret);
 int lab_vm_digest(struct lab_vm *vm, struct lab_digest *ret);
+/* The same, given up with -ECANCELED once *stop is set (checked per 2 MiB). */
+int lab_vm_digest_until(struct lab_vm *vm, const atomic_bool *stop, struct lab_digest *ret);
 
 int ram_digest(const uint8_t *ram, uint64_t bytes, struct lab_digest *ret);
+int ram_digest_until(const uint8_t *ram, uint64_t bytes, const atomic_bool *stop,
+		     struct lab_digest *ret);
 void lab_digest_format(const struct lab_digest *d, char buf[static LAB_DIGEST_HEX]);
 #endif

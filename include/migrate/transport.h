@@ -118,14 +118,13 @@ int xport_conn_send(struct xport_conn *c, uint16_t type, uint32_t flags,
 		    const void *payload, size_t len, struct mig_error *err);
 /* Receives one frame, checked (header, seq, checksum) before it is returned.
  * timeout_ms -1 waits forever; -ETIME on timeout; -EINTR once the flag
- * given to xport_conn_interrupt_on() is set. */
+ * given to xport_interrupt_on() is set. */
 int xport_conn_recv(struct xport_conn *c, struct mig_frame_hdr *ret_hdr, struct mig_buf *payload,
 		    int timeout_ms, struct mig_error *err);
-/* A command-line tool's signal flag: a wait for a frame that a signal
- * interrupts ends with -EINTR if the flag is set, instead of going on
- * (Ctrl-C during a long request).  poll() is never restarted, whatever
- * SA_RESTART says, so the handler only has to set the flag. */
-void xport_conn_interrupt_on(const volatile sig_atomic_t *flag);
+/* A command-line tool's signal flag (NULL: none).  While it is set, a
+ * connect or a wait for a frame ends with -EINTR within 200 ms instead of
+ * going on (Ctrl-C during a long request); sends are not cut short. */
+void xport_interrupt_on(const volatile sig_atomic_t *flag);
 
 /* ---- authentication (HMAC-SHA256) ---- */
 
