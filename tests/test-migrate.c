@@ -310,6 +310,16 @@ static void expect_source_runs(const char *ep)
 	cr_assert_eq(json_num(r.out, "selfcheck_errors"), 0);
 }
 
+/* Agents a (DIR/a.sock, holding VM `vm`) and b (DIR/b.sock), both ready. */
+static void two_agents(const char *dir, const char *vm, char ea[128], char eb[128], pid_t *a,
+		       pid_t *b)
+{
+	*a = proc_agent_with_vm(dir, "a.sock", vm, ea, 128);
+	snprintf(eb, 128, "unix://%s/b.sock", dir);
+	*b = proc_agent(eb, NULL);
+	proc_wait_agent(eb, NULL);
+}
+
 /* The destination dies in PRECOPY: the VM keeps running on the source, exit 1. */
 Test(migrate, destination_killed_during_precopy, .timeout = 120)
 {
@@ -319,10 +329,7 @@ Test(migrate, destination_killed_during_precopy, .timeout = 120)
 	int st;
 
 	cr_assert_not_null(mkdtemp(dir));
-	a = proc_agent_with_vm(dir, "a.sock", "victim", ea, sizeof(ea));
-	snprintf(eb, sizeof(eb), "unix://%s/b.sock", dir);
-	b = proc_agent(eb, NULL);
-	proc_wait_agent(eb, NULL);
+	two_agents(dir, "victim", ea, eb, &a, &b);
 
 	/* 20 MB/s: PRECOPY of 512 MiB takes ~25 s, so the kill lands in it. */
 	snprintf(args, sizeof(args), "start %s %s --vm victim --max-bandwidth 20M --json", ea, eb);
@@ -416,29 +423,26 @@ Test(migrate, destination_killed_during_stop_copy, .timeout = 120)
 	rmdir(dir);
 }
 
-/* Ctrl-C in STOP_COPY, with the destination stuck: the source takes the VM
- * back at once and runs it; the destination, once it runs again, drops its
- * half-received copy. */
-Test(migrate, cancel_during_stop_copy, .timeout = 120)
+/* Ctrl-C with the destination frozen in STOP_COPY: the source takes the VM
+ * back within 3 s and runs it; the destination, once it runs again, drops
+ * its half-received copy. */
+static void cancel_frozen(const char *dir, struct frozen *f)
 {
 	struct run_result r;
-	char dir[] = "/tmp/migratectl-test-XXXXXX", args[512];
-	struct frozen f;
+	char args[256];
 	double t;
 	int st;
 
-	cr_assert_not_null(mkdtemp(dir));
-	freeze_sending_last_round(dir, &f);
 	t = fixture_now();
-	kill(f.mig, SIGINT);
-	st = finish_background(dir, f.mig, &r);
+	kill(f->mig, SIGINT);
+	st = finish_background(dir, f->mig, &r);
 	t = fixture_now() - t;
 	cr_assert_lt(t, 3.0, "cancel took %.1f s", t);
 	expect_ended_in_stop_copy(&r, st, "cancelled");
-	expect_source_runs(f.ea);
+	expect_source_runs(f->ea);
 
-	kill(f.b, SIGCONT);
-	snprintf(args, sizeof(args), "vm list %s --json", f.eb);
+	kill(f->b, SIGCONT);
+	snprintf(args, sizeof(args), "vm list %s --json", f->eb);
 	for (int i = 0; i < 100; i++) {
 		proc_run(args, &r);
 		if (!strstr(r.out, "victim"))
@@ -446,35 +450,34 @@ Test(migrate, cancel_during_stop_copy, .timeout = 120)
 		usleep(100000);
 	}
 	cr_assert_null(strstr(r.out, "victim"), "the destination kept its copy: %s", r.out);
-	proc_stop(f.b);
-	proc_stop(f.a);
+	proc_stop(f->b);
+	proc_stop(f->a);
+}
+
+/* ... while the source sends the last round */
+Test(migrate, cancel_during_stop_copy, .timeout = 120)
+{
+	char dir[] = "/tmp/migratectl-test-XXXXXX";
+	struct frozen f;
+
+	cr_assert_not_null(mkdtemp(dir));
+	freeze_sending_last_round(dir, &f);
+	cancel_frozen(dir, &f);
 	rmdir(dir);
 }
 
-/* Ctrl-C while the source waits for LOADED: a 1 GiB guest writing 4 MB/s
+/* ... while the source waits for LOADED: a 1 GiB guest writing 4 MB/s
  * leaves a last round of a few pages, so the source is soon waiting for the
  * frozen destination, which would have hashed its RAM before answering.
  * The cancel must not wait for that answer. */
 Test(migrate, cancel_while_waiting_for_loaded, .timeout = 120)
 {
-	struct run_result r;
-	struct frozen f;
 	char dir[] = "/tmp/migratectl-test-XXXXXX";
-	double t;
-	int st;
+	struct frozen f;
 
 	cr_assert_not_null(mkdtemp(dir));
 	freeze_in_stop_copy(dir, &f, "mem=1G,vcpus=1,wss=4M,rate=1000", "");
-	t = fixture_now();
-	kill(f.mig, SIGINT);
-	st = finish_background(dir, f.mig, &r);
-	t = fixture_now() - t;
-	cr_assert_lt(t, 3.0, "cancel took %.1f s", t);
-	expect_ended_in_stop_copy(&r, st, "cancelled");
-	expect_source_runs(f.ea);
-	kill(f.b, SIGCONT);
-	proc_stop(f.b);
-	proc_stop(f.a);
+	cancel_frozen(dir, &f);
 	rmdir(dir);
 }
 
@@ -512,10 +515,7 @@ Test(migrate, ctrl_c_before_the_start, .timeout = 120)
 	int st;
 
 	cr_assert_not_null(mkdtemp(dir));
-	a = proc_agent_with_vm(dir, "a.sock", "stay", ea, sizeof(ea));
-	snprintf(eb, sizeof(eb), "unix://%s/b.sock", dir);
-	b = proc_agent(eb, NULL);
-	proc_wait_agent(eb, NULL);
+	two_agents(dir, "stay", ea, eb, &a, &b);
 	kill(b, SIGSTOP);
 	snprintf(args, sizeof(args), "start %s %s --vm stay --json", ea, eb);
 	mig = start_background(dir, args);
