@@ -347,6 +347,31 @@ Test(migrate, destination_killed_during_precopy, .timeout = 120)
 	rmdir(dir);
 }
 
+/* The source agent dies in PRECOPY: the command cannot know where the VM
+ * is and says so: exit 3, owner none, still one JSON object. */
+Test(migrate, source_agent_lost, .timeout = 120)
+{
+	struct run_result r;
+	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], eb[128], args[512];
+	pid_t a, b, mig;
+	int st;
+
+	cr_assert_not_null(mkdtemp(dir));
+	two_agents(dir, "victim", ea, eb, &a, &b);
+	snprintf(args, sizeof(args), "start %s %s --vm victim --max-bandwidth 20M --json", ea, eb);
+	mig = start_background(dir, args);
+	wait_precopy(dir);
+	proc_stop(a);
+	st = finish_background(dir, mig, &r);
+	cr_assert_eq(st, 3, "exit %d: %s %s", st, r.out, r.err);
+	json_expect_str(r.out, "result", "failed");
+	json_expect_str(r.out, "owner", "none");
+	cr_assert_not_null(strstr(r.out, "lost the source agent"), "%s", r.out);
+	cr_assert_eq(r.out[0], '{', "%s", r.out);
+	proc_stop(b);
+	rmdir(dir);
+}
+
 /* Agents a (with VM "victim", lab SPEC `lab`) and b in dir, and a migration
  * from a to b with `opts`, frozen in STOP_COPY: b is stopped (SIGSTOP) as
  * soon as the phase shows, so it can neither take the last round in nor
