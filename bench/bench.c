@@ -85,7 +85,20 @@ struct tcp_job {
 	size_t bytes;
 	size_t chunk;     /* bytes per sendmsg/recvmsg, at most 1 MiB */
 	bool lowat;       /* receiver: wake only when a whole message is in */
+	double cpu_s;     /* this thread's CPU time for the transfer */
 };
+
+/* CPU seconds of the last transfer tcp_gbps() made: its senders, its
+ * receivers (set by tcp_after_prefault_gbps()'s single run). */
+static double last_tx_cpu, last_rx_cpu;
+
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* One side of a stream, through io_uring as the agents do: sendmsg/recvmsg
  * of `chunk` bytes, one in flight, with MSG_WAITALL or (receivers with
@@ -95,6 +108,7 @@ static void *tcp_move(struct tcp_job *j, bool tx)
 	char *hot = j->buf ? NULL : malloc(1 << 20);
 	struct io_uring ring;
 	size_t off = 0;
+	double cpu0 = thread_cpu_s();
 
 	if (io_uring_queue_init(4, &ring, 0) < 0) {
 		free(hot);
@@ -142,6 +156,7 @@ static void *tcp_move(struct tcp_job *j, bool tx)
 	}
 	io_uring_queue_exit(&ring);
 	free(hot);
+	j->cpu_s = thread_cpu_s() - cpu0;
 	return NULL;
 }
 
@@ -250,9 +265,12 @@ static double tcp_gbps(int n, size_t total, bool ram, int reps, unsigned ways)
 				pthread_create(&rt[i], NULL, tcp_recv, &rx[i]);
 				pthread_create(&tt[i], NULL, tcp_send, &tx[i]);
 			}
+			last_tx_cpu = last_rx_cpu = 0;
 			for (int i = 0; i < n; i++) {
 				pthread_join(tt[i], NULL);
 				pthread_join(rt[i], NULL);
+				last_tx_cpu += tx[i].cpu_s;
+				last_rx_cpu += rx[i].cpu_s;
 			}
 			t = now_s() - t;
 			rate[way][rep] = (double)(slice * (size_t)n) / t;
@@ -417,12 +435,13 @@ int main(int argc, char **argv)
 	if (md)
 		printf("\n| wss | streams | compression | checksum | total ms | downtime ms | throughput GB/s | "
 		       "vs TCP hot | vs TCP RAM, paired | vs TCP RAM after a pre-fault, paired | wire MiB | rounds | src CPU s | dst CPU s | "
-		       "torn pages | prepare ms | result |\n"
-		       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+		       "TCP send CPU s | TCP recv CPU s | torn pages | prepare ms | result |\n"
+		       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 	else
-		printf("%-6s %-7s %-5s %-6s %8s %9s %8s %6s %6s %6s %8s %6s %6s %6s %6s %8s %s\n", "wss",
-		       "streams", "comp", "sums", "total_ms", "downtime", "GB/s", "vsHot", "vsRAM", "vsCold", "wireMiB",
-		       "rounds", "srcCPU", "dstCPU", "torn", "prepare", "result");
+		printf("%-6s %-7s %-5s %-6s %8s %9s %8s %6s %6s %6s %8s %6s %6s %6s %6s %6s %6s %8s %s\n",
+		       "wss", "streams", "comp", "sums", "total_ms", "downtime", "GB/s", "vsHot", "vsRAM",
+		       "vsCold", "wireMiB", "rounds", "srcCPU", "dstCPU", "tcpTx", "tcpRx", "torn",
+		       "prepare", "result");
 	fflush(stdout);
 	for (int w = 0; w < nw; w++)
 		for (int s = 0; s < ns; s++)
@@ -430,7 +449,8 @@ int main(int argc, char **argv)
 				static char runs[9][16384];
 				char cmd[1024], *out;
 				double thr, ratio, ratio_ram, ratio_cold, ms[9], pair[9], pair_cold[9];
-				int st = 0, n = atoi(streams[s]);
+				double tcp_tx_cpu[9], tcp_rx_cpu[9];
+				int st = 0, n = atoi(streams[s]), m;
 				const char *res;
 
 				snprintf(cmd, sizeof(cmd), "%s start local local --json --no-verify "
@@ -448,12 +468,17 @@ int main(int argc, char **argv)
 					double lim = ok ? tcp_gbps(n, mem_bytes, true, 1, ALL_WAYS) : 0;
 					double cold = ok ? tcp_after_prefault_gbps(n, mem_bytes) : 0;
 
+					/* what plain threads burned for that same transfer */
+					tcp_tx_cpu[i] = ok ? last_tx_cpu : 0;
+					tcp_rx_cpu[i] = ok ? last_rx_cpu : 0;
+
 					st |= run_capture(cmd, runs[i], sizeof(runs[i]));
 					ms[i] = field(runs[i], "total_ms");
 					pair[i] = lim > 0 ? field(runs[i], "throughput_bps") / 1e9 / lim : 0;
 					pair_cold[i] = cold > 0 ? field(runs[i], "throughput_bps") / 1e9 / cold : 0;
 				}
-				out = runs[median_of(ms, repeat)];
+				m = median_of(ms, repeat);
+				out = runs[m];
 				res = strstr(out, "\"result\":\"completed\"") ? "completed" :
 				      (st ? "FAILED" : "?");
 				thr = field(out, "throughput_bps") / 1e9;
@@ -461,15 +486,16 @@ int main(int argc, char **argv)
 				ratio_ram = pair[median_of(pair, repeat)];
 				ratio_cold = pair_cold[median_of(pair_cold, repeat)];
 				printf(md ? "| %s | %s | %s | %s | %.0f | %.0f | %.2f | %.0f%% | %.0f%% | %.0f%% | "
-					    "%.0f | %.0f | %.2f | %.2f | %.0f | %.0f | %s |\n" :
+					    "%.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %s |\n" :
 					    "%-6s %-7s %-5s %-6s %8.0f %9.0f %8.2f %5.0f%% %5.0f%% %5.0f%% %8.0f "
-					    "%6.0f %6.2f %6.2f %6.0f %8.0f %s\n",
+					    "%6.0f %6.2f %6.2f %6.2f %6.2f %6.0f %8.0f %s\n",
 				       wss[w], streams[s], comp[k / nsum], sums[k % nsum],
 				       field(out, "total_ms"),
 				       field(out, "downtime_ms"), thr, ratio * 100, ratio_ram * 100,
 				       ratio_cold * 100,
 				       field(out, "wire_bytes") / (1 << 20), field(out, "rounds"),
 				       field(out, "src_cpu_ms") / 1000, field(out, "dst_cpu_ms") / 1000,
+				       tcp_tx_cpu[m], tcp_rx_cpu[m],
 				       field(out, "torn_pages"), field(out, "prepare_ms"), res);
 				fflush(stdout);
 			}
