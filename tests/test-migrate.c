@@ -320,23 +320,36 @@ static void two_agents(const char *dir, const char *vm, char ea[128], char eb[12
 	proc_wait_agent(eb, NULL);
 }
 
-/* The destination dies in PRECOPY: the VM keeps running on the source, exit 1. */
-Test(migrate, destination_killed_during_precopy, .timeout = 120)
+/* Agents a (with VM "victim") and b, a slow migration from a to b, and one
+ * agent killed in PRECOPY: the source if kill_source, else the
+ * destination.  ea is a's endpoint; *survivor the agent left.  Returns the
+ * command's exit status, its output in r. */
+static int kill_agent_in_precopy(const char *dir, bool kill_source, char ea[128],
+				 pid_t *survivor, struct run_result *r)
 {
-	struct run_result r;
-	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], eb[128], args[512];
+	char eb[128], args[512];
 	pid_t a, b, mig;
-	int st;
 
-	cr_assert_not_null(mkdtemp(dir));
 	two_agents(dir, "victim", ea, eb, &a, &b);
-
 	/* 20 MB/s: PRECOPY of 512 MiB takes ~25 s, so the kill lands in it. */
 	snprintf(args, sizeof(args), "start %s %s --vm victim --max-bandwidth 20M --json", ea, eb);
 	mig = start_background(dir, args);
 	wait_precopy(dir);
-	proc_stop(b);
-	st = finish_background(dir, mig, &r);
+	proc_stop(kill_source ? a : b);
+	*survivor = kill_source ? b : a;
+	return finish_background(dir, mig, r);
+}
+
+/* The destination dies in PRECOPY: the VM keeps running on the source, exit 1. */
+Test(migrate, destination_killed_during_precopy, .timeout = 120)
+{
+	struct run_result r;
+	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128];
+	pid_t a;
+	int st;
+
+	cr_assert_not_null(mkdtemp(dir));
+	st = kill_agent_in_precopy(dir, false, ea, &a, &r);
 	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
 	json_expect_str(r.out, "result", "failed");
 	json_expect_str(r.out, "owner", "source");
@@ -352,17 +365,12 @@ Test(migrate, destination_killed_during_precopy, .timeout = 120)
 Test(migrate, source_agent_lost, .timeout = 120)
 {
 	struct run_result r;
-	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], eb[128], args[512];
-	pid_t a, b, mig;
+	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128];
+	pid_t b;
 	int st;
 
 	cr_assert_not_null(mkdtemp(dir));
-	two_agents(dir, "victim", ea, eb, &a, &b);
-	snprintf(args, sizeof(args), "start %s %s --vm victim --max-bandwidth 20M --json", ea, eb);
-	mig = start_background(dir, args);
-	wait_precopy(dir);
-	proc_stop(a);
-	st = finish_background(dir, mig, &r);
+	st = kill_agent_in_precopy(dir, true, ea, &b, &r);
 	cr_assert_eq(st, 3, "exit %d: %s %s", st, r.out, r.err);
 	json_expect_str(r.out, "result", "failed");
 	json_expect_str(r.out, "owner", "none");
@@ -754,12 +762,13 @@ Test(migrate, bad_options_exit_2)
 	proc_expect_usage("start local local --vm a/b", "not a VM name");
 	proc_expect_usage("start ssh://host local", "ssh:// endpoints are not supported yet");
 	proc_expect_usage("vm list ssh://host", "ssh:// endpoints are not supported yet");
-	proc_expect_usage("vm list ftp://x", "ENDPOINT");
+	proc_expect_usage("vm list ftp://x", "ENDPOINT: unknown endpoint scheme");
 	proc_expect_usage("vm create local --name a/b", "not a VM name");
 	proc_expect_usage("vm destroy local "
 			  "a123456789b123456789c123456789d123456789e123456789f123456789g123",
 			  "not a VM name");
-	proc_expect_usage("cancel ftp://x 2d0b2280-a9de-48d6-a8ee-4ed2484077ec", "ENDPOINT");
+	proc_expect_usage("cancel ftp://x 2d0b2280-a9de-48d6-a8ee-4ed2484077ec",
+			  "ENDPOINT: unknown endpoint scheme");
 	proc_expect_usage("agent --listen unix:///tmp/migratectl-test-never.sock "
 			  "--key-file /nonexistent/key", "--key-file");
 }
