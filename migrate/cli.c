@@ -36,3 +36,16 @@ int cli_check_name(const char *cmd, const char *name)
 		"A-Z a-z 0-9 . _ -\n", cmd, name, strlen(name) > 80 ? "..." : "", MIG_NAME_MAX - 1);
 	return EXIT_USAGE;
 }
+
+int cli_check_key_file(const char *cmd, const char *path)
+{
+	struct mig_error err = { 0 };
+	struct mig_buf key = { 0 };
+	int r = xport_key_load(path, &key, &err);
+
+	mig_buf_free(&key);
+	if (r >= 0)
+		return 0;
+	fprintf(stderr, "migratectl %s: --key-file: %s\n", cmd, err.msg);
+	return EXIT_USAGE;
+}

@@ -16,5 +16,8 @@ int cmd_cancel(int argc, char **argv);
 int cli_check_endpoint(const char *cmd, const char *what, const char *arg);
 /* A VM name argument: 0, or EXIT_USAGE after saying what a name may be. */
 int cli_check_name(const char *cmd, const char *name);
+/* A --key-file the key loader accepts: 0, or EXIT_USAGE after saying why
+ * not (a key file is configuration, like an option). */
+int cli_check_key_file(const char *cmd, const char *path);
 
 #endif

@@ -60,16 +60,8 @@ int cmd_agent(int argc, char **argv)
 	}
 	/* The key is configuration: a file it cannot use is exit 2, like a bad
 	 * option, before anything listens. */
-	if (o.key_file[0]) {
-		struct mig_buf key = { 0 };
-		int r = xport_key_load(o.key_file, &key, &err);
-
-		mig_buf_free(&key);
-		if (r < 0) {
-			fprintf(stderr, "migratectl agent: --key-file: %s\n", err.msg);
-			return EXIT_USAGE;
-		}
-	}
+	if (o.key_file[0] && cli_check_key_file("agent", o.key_file))
+		return EXIT_USAGE;
 	if (agent_run(&o, &err) < 0) {
 		fprintf(stderr, "migratectl agent: %s\n", err.msg);
 		return err.code == -EINVAL ? EXIT_USAGE : 1;

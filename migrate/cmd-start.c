@@ -187,15 +187,8 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		return EXIT_USAGE;
 	if (strcmp(o->src, "local") && !strcmp(o->src, o->dst))
 		return usage_error("SRC and DST are the same agent (%s)", o->src);
-	if (o->key_file) {
-		struct mig_buf key = { 0 };
-
-		mig_error_clear(&err);
-		r = xport_key_load(o->key_file, &key, &err);
-		mig_buf_free(&key);
-		if (r < 0)
-			return usage_error("--key-file: %s", err.msg);
-	}
+	if (o->key_file && cli_check_key_file("start", o->key_file))
+		return EXIT_USAGE;
 	return 0;
 }
 
@@ -316,6 +309,18 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 	json_u64(&w, "dst_cpu_ms", e->dst_cpu_ms);
 	json_obj_end(&w);
 	json_finish(&w);
+}
+
+/* With --json, the object for an end without the source's result. */
+static void json_without_result(const char *id, const struct start_opts *o, uint32_t result,
+				uint32_t owner, const char *why, uint32_t streams, uint32_t vcpus,
+				uint64_t prepare_ms)
+{
+	struct mig_event e = { .result = result, .owner = owner, .streams = streams };
+
+	str_copy(e.error, sizeof(e.error), why);
+	if (o->json)
+		print_json(id, &e, o, vcpus, prepare_ms, false);
 }
 
 static void print_progress(const char *id, const struct mig_event *e, bool tty, uint32_t *last_phase)
@@ -556,27 +561,18 @@ lost:
 	/* The migration ran, and how it ended is unknown here. */
 	fprintf(stderr, "%smigratectl start: %s\n", tty ? "\r\033[K" : "", why);
 	rc = EXIT_OPERATOR;
-	res.result = MIG_RESULT_FAILED;
-	res.owner = MIG_OWNER_NONE;
-	str_copy(res.error, sizeof(res.error), why);
-	if (o.json)
-		print_json(id, &res, &o, vcpus, prepare_ms, false);
+	json_without_result(id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, why, 0, vcpus, prepare_ms);
 	goto out;
 
 not_started:
-	res.result = MIG_RESULT_FAILED;
 	if (interrupted) {
 		/* Ctrl-C, whatever the wait it ended said */
-		res.result = MIG_RESULT_CANCELLED;
 		rc = 1;
 		snprintf(why, sizeof(why), "cancelled before the migration started");
 	}
 	fprintf(stderr, "migratectl start: %s\n", why);
-	res.owner = MIG_OWNER_SOURCE;
-	str_copy(res.error, sizeof(res.error), why);
-	res.streams = o.streams;
-	if (o.json)
-		print_json(id, &res, &o, vcpus, prepare_ms, false);
+	json_without_result(id, &o, interrupted ? MIG_RESULT_CANCELLED : MIG_RESULT_FAILED,
+			    MIG_OWNER_SOURCE, why, o.streams, vcpus, prepare_ms);
 out:
 	mig_buf_free(&extra);
 	mig_buf_free(&pl);

@@ -179,7 +179,7 @@ int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, const uint64_t 
 {
 	uint64_t chunks = nr_pages / MIG_SUMS_PER_MAX, bad = 0, first_bad = 0, first;
 	uint32_t idx[1] = { 0 }, page[8], span;
-	int pages, in_final = 0;
+	int pages, listed, in_final = 0;
 	size_t len;
 
 	/* whole 2 MiB chunks first, at most MIG_SUMS_MAX per request; a short
@@ -216,7 +216,8 @@ int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, const uint64_t 
 	len = (size_t)snprintf(out, n, "%llu of %llu 2 MiB chunks differ; %d page%s of %s:",
 			       (unsigned long long)bad, (unsigned long long)chunks, pages,
 			       pages == 1 ? "" : "s", bad ? "the first" : "the tail");
-	for (int i = 0; i < pages && i < 8 && len < n; i++) {
+	listed = pages < 8 ? pages : 8;
+	for (int i = 0; i < listed && len < n; i++) {
 		uint64_t p = first + page[i];
 		bool fin = final_set && (final_set[p / 64] >> (p % 64) & 1);
 
@@ -224,14 +225,14 @@ int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, const uint64_t 
 		len += (size_t)snprintf(out + len, n - len, " %#llx%s", (unsigned long long)p,
 					fin ? "*" : "");
 	}
-	if (pages > 8 && len < n)
+	if (pages > listed && len < n)
 		len += (size_t)snprintf(out + len, n - len, " ...");
 	/* Which of them the final round carried splits the causes: a page it
 	 * sent while no vCPU ran arrived wrong; one it did not was last
 	 * copied while the guest ran, so a write to it went unreported. */
 	if (final_set && len < n)
 		snprintf(out + len, n - len, "%s", !in_final ? " (none was dirty at the final sync)" :
-			 in_final == (pages < 8 ? pages : 8) ? " (all sent in the final round)" :
+			 in_final == listed ? " (all sent in the final round)" :
 			 " (*: sent in the final round)");
 	return 0;
 }

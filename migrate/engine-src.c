@@ -767,6 +767,26 @@ static uint64_t workers_stop(struct src *s)
 	return cpu;
 }
 
+/* The answer to stream `index`'s STREAM_HELLO: up to 30 s, in short waits
+ * so a cancel is prompt (an idle wait consumes nothing). */
+static int hello_answer(struct src *s, struct xport_conn *c, struct mig_frame_hdr *fh,
+			struct mig_buf *pl, unsigned index)
+{
+	for (int waited = 0;; waited += POLL_MS) {
+		int r;
+
+		mig_error_clear(&s->err);
+		r = xport_conn_recv(c, fh, pl, POLL_MS, &s->err);
+		if (r != -ETIME)
+			return r;
+		if (cancelled(s))
+			return mig_error_set(&s->err, -ECANCELED, "cancelled");
+		if (waited >= 30000)
+			return mig_error_set(&s->err, -ETIMEDOUT, "the destination did not answer "
+					     "stream %u's hello in 30 s", index);
+	}
+}
+
 /* Connect stream `index` (0: control) and prove both ends belong to this
  * migration.  Returns the fd; *seq is the last sequence number sent. */
 static int open_stream(struct src *s, unsigned index, uint64_t *seq)
@@ -802,24 +822,8 @@ static int open_stream(struct src *s, unsigned index, uint64_t *seq)
 	xport_random(h.nonce, sizeof(h.nonce));
 	stream_mac(s->o->secret, "migratectl-stream", &h, h.mac);
 	r = xport_conn_send(&c, MIG_FRAME_STREAM_HELLO, 0, &h, sizeof(h), &s->err);
-	/* up to 30 s for the answer, in short waits so a cancel is prompt; an
-	 * idle wait consumes nothing */
-	for (int waited = 0; r >= 0; waited += POLL_MS) {
-		mig_error_clear(&s->err);
-		r = xport_conn_recv(&c, &fh, &pl, POLL_MS, &s->err);
-		if (r != -ETIME)
-			break;
-		if (cancelled(s)) {
-			r = mig_error_set(&s->err, -ECANCELED, "cancelled");
-			break;
-		}
-		if (waited >= 30000) {
-			r = mig_error_set(&s->err, -ETIMEDOUT, "the destination did not answer "
-					  "stream %u's hello in 30 s", index);
-			break;
-		}
-		r = 0;
-	}
+	if (r >= 0)
+		r = hello_answer(s, &c, &fh, &pl, index);
 	if (r >= 0 && fh.type == MIG_FRAME_ERROR) {
 		struct mig_error_msg m;
 

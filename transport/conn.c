@@ -143,33 +143,39 @@ bool xport_interrupted(void)
 	return interrupt_flag && *interrupt_flag;
 }
 
-int xport_poll_ms(int64_t deadline)
+int xport_poll_until(struct pollfd *p, int64_t deadline)
 {
-	int ms = remaining_ms(deadline);
+	for (;;) {
+		int ms = remaining_ms(deadline), n;
 
-	return interrupt_flag && (ms < 0 || ms > 200) ? 200 : ms;
+		if (xport_interrupted())
+			return -EINTR;
+		/* slices while a flag is installed: a signal that landed just
+		 * before poll() is seen within one */
+		n = poll(p, 1, interrupt_flag && (ms < 0 || ms > 200) ? 200 : ms);
+		if (n > 0)
+			return 1;
+		if (n == 0 && remaining_ms(deadline) == 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+	}
 }
 
 /* Waits until at least one byte is readable, without consuming anything,
  * so that an idle timeout leaves the stream intact. */
 static int wait_readable(int fd, int64_t deadline, int timeout_ms, struct mig_error *err)
 {
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int n;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int n = xport_poll_until(&p, deadline);
 
-		if (xport_interrupted())
-			return mig_error_set(err, -EINTR, "interrupted");
-		n = poll(&p, 1, xport_poll_ms(deadline));
-		if (n > 0)
-			return 0;
-		if (n == 0 && remaining_ms(deadline) == 0)
-			return mig_error_set(err, -ETIME, "no frame from the peer within %d ms",
-					     timeout_ms);
-		if (n < 0 && errno != EINTR)
-			return mig_error_set(err, -errno, "waiting for a frame: poll: %s",
-					     strerror(errno));
-	}
+	if (n == 0)
+		return mig_error_set(err, -ETIME, "no frame from the peer within %d ms", timeout_ms);
+	if (n == -EINTR)
+		return mig_error_set(err, -EINTR, "interrupted");
+	if (n < 0)
+		return mig_error_set(err, n, "waiting for a frame: poll: %s", strerror(-n));
+	return 0;
 }
 
 int xport_conn_recv(struct xport_conn *c, struct mig_frame_hdr *ret_hdr, struct mig_buf *payload,

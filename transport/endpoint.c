@@ -608,29 +608,14 @@ static int connect_one(int family, int type, int proto, const struct sockaddr *s
 			close(fd);
 			return r;
 		}
-		for (;;) {
+		{
 			struct pollfd p = { .fd = fd, .events = POLLOUT };
-			int n;
+			int n = xport_poll_until(&p, deadline);
 
-			if (xport_interrupted()) {
+			if (n <= 0) {
 				close(fd);
-				return -EINTR;
+				return n == 0 ? -ETIMEDOUT : n;
 			}
-			n = poll(&p, 1, xport_poll_ms(deadline));
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				r = -errno;
-				close(fd);
-				return r;
-			}
-			if (n == 0 && remaining_ms(deadline) == 0) {
-				close(fd);
-				return -ETIMEDOUT;
-			}
-			if (n == 0)
-				continue;
-			break;
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
 			soerr = errno;

@@ -29,9 +29,9 @@ static inline int remaining_ms(int64_t deadline)
 /* The flag given to xport_interrupt_on() is set (conn.c). */
 bool xport_interrupted(void);
 
-/* What to pass to poll() for a wait until deadline: in slices of at most
- * 200 ms while an interrupt flag is installed, so a signal that landed
- * just before poll() is seen within one slice. */
-int xport_poll_ms(int64_t deadline);
+/* poll() for one fd until deadline, retrying on signals: 1 ready, 0 at the
+ * deadline, -EINTR once xport_interrupted(), else -errno. */
+struct pollfd;
+int xport_poll_until(struct pollfd *p, int64_t deadline);
 
 #endif
