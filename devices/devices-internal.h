@@ -40,6 +40,8 @@ struct mem_ring {
 	struct kvm_dirty_gfn *gfns;
 	uint32_t entries;
 	uint32_t next;            /* next entry to harvest, free-running */
+	uint64_t harvested;       /* entries harvested in all */
+	uint64_t last_sync;       /* entries the last sync harvested */
 };
 
 struct mem_dev {
@@ -57,6 +59,7 @@ struct mem_dev {
 	unsigned nr_rings;
 	uint32_t ring_entries;
 	uint64_t *pending;        /* pages harvested from rings, not yet synced */
+	uint64_t unreset;         /* entries harvested since the last reset */
 	pthread_mutex_t ring_lock; /* harvest to reset, and the hand-over of pending */
 	_Atomic uint64_t ring_full_exits;
 };
@@ -77,6 +80,9 @@ void mem_dev_destroy(struct mem_dev *m);
 int mem_ring_attach(struct mem_dev *m, unsigned index, int vcpu_fd, struct mig_error *err);
 /* Ring mode: harvest one vCPU's ring into m->pending and reset (ring-full exits). */
 int mem_ring_drain(struct mem_dev *m, unsigned index, struct mig_error *err);
+/* Ring mode: "N/M" per vCPU, entries harvested in all and by the last sync,
+ * for error messages; an empty string in bitmap mode. */
+void mem_ring_report(struct mem_dev *m, char *out, size_t n);
 /* Test seam, NULL in the product: called where a preempted thread would leave a
  * harvested-but-not-reset window (tests/test-dirty-log.c widens it). */
 enum mem_ring_window { MEM_RING_DRAIN_HARVESTED, MEM_RING_SYNC_RESET };

@@ -1169,11 +1169,16 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		res->digest_dst[0] = loaded.digest[0];
 		res->digest_dst[1] = loaded.digest[1];
 		if (dsrc.hi != loaded.digest[0] || dsrc.lo != loaded.digest[1]) {
-			char where[320];
+			char where[320], ring[96];
 
 			where_ram_differs(&s, where, sizeof(where));
+			/* A ring that stopped filling, or one short sync, points
+			 * at where reports were lost. */
+			lab_vm_ring_report(vm, ring, sizeof(ring));
 			r = mig_error_set(&s.err, -EIO, "RAM digests differ at switchover: the "
-					  "destination's copy is not the source's (%s)", where);
+					  "destination's copy is not the source's (%s)%s%s",
+					  where, *ring ? "; dirty-ring entries per vCPU, "
+					  "in all/last sync: " : "", ring);
 			goto out;
 		}
 	}

@@ -580,6 +580,11 @@ void lab_vm_stats(struct lab_vm *vm, struct lab_stats *ret)
 	ret->ring_full_exits = atomic_load(&vm->mem->ring_full_exits);
 }
 
+void lab_vm_ring_report(struct lab_vm *vm, char *out, size_t n)
+{
+	mem_ring_report(vm->mem, out, n);
+}
+
 int lab_vm_digest(struct lab_vm *vm, struct lab_digest *ret)
 {
 	return ram_digest(vm->mem->ram, vm->mem->ram_bytes, ret);

@@ -5,6 +5,7 @@
  * because the dirty ring must be enabled before any vCPU exists.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -206,6 +207,8 @@ static uint64_t ring_harvest(struct mem_dev *m, struct mem_ring *r)
 		r->next++;
 		n++;
 	}
+	m->unreset += n;
+	r->harvested += n;
 	return n;
 }
 
@@ -230,8 +233,20 @@ static void window_hook(enum mem_ring_window where)
  */
 static int ring_reset(struct mem_dev *m, struct mig_error *err)
 {
-	if (ioctl(m->vm_fd, KVM_RESET_DIRTY_RINGS, 0) < 0)
+	uint64_t want = m->unreset;
+	int n = ioctl(m->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
+
+	if (n < 0)
 		return mig_error_set(err, -errno, "KVM_RESET_DIRTY_RINGS: %s", strerror(errno));
+	m->unreset = 0;
+	/* KVM says how many harvested entries it reset.  Any other count than
+	 * ours means the rings and this process disagree on what was reported:
+	 * a page left writable without an entry would hide its writes. */
+	if ((uint64_t)n != want)
+		return mig_error_set(err, -EIO,
+				     "KVM_RESET_DIRTY_RINGS reset %d entries, but %llu were "
+				     "harvested: the dirty log cannot be trusted; use "
+				     "dirty-log=bitmap", n, (unsigned long long)want);
 	return 0;
 }
 
@@ -258,7 +273,7 @@ static int sync_ring(struct mem_dev *m, uint64_t *bitmap, uint64_t *count, struc
 	pthread_mutex_lock(&m->ring_lock);
 	for (unsigned i = 0; i < m->nr_rings; i++)
 		if (m->rings[i].gfns)
-			ring_harvest(m, &m->rings[i]);
+			m->rings[i].last_sync = ring_harvest(m, &m->rings[i]);
 	/* Reset before the caller copies page contents: a write after the reset
 	 * faults again and lands in the ring for the next round. */
 	r = ring_reset(m, err);
@@ -276,6 +291,22 @@ static int sync_ring(struct mem_dev *m, uint64_t *bitmap, uint64_t *count, struc
 out:
 	pthread_mutex_unlock(&m->ring_lock);
 	return r;
+}
+
+void mem_ring_report(struct mem_dev *m, char *out, size_t n)
+{
+	size_t len = 0;
+
+	if (n)
+		out[0] = '\0';
+	if (m->mode != MEM_LOG_RING)
+		return;
+	pthread_mutex_lock(&m->ring_lock);
+	for (unsigned i = 0; i < m->nr_rings && len < n; i++)
+		len += (size_t)snprintf(out + len, n - len, "%s%llu/%llu", i ? " " : "",
+					(unsigned long long)m->rings[i].harvested,
+					(unsigned long long)m->rings[i].last_sync);
+	pthread_mutex_unlock(&m->ring_lock);
 }
 
 static int mem_dirty_sync(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_count,

@@ -120,6 +120,9 @@ int lab_vm_dirty_sync(struct lab_vm *vm, uint64_t *bitmap, uint64_t *ret_count,
 		      struct mig_error *err);
 uint64_t lab_vm_bitmap_words(const struct lab_vm *vm);
 const char *lab_vm_dirty_log_mode(const struct lab_vm *vm);  /* "bitmap-manual", ... */
+/* With the dirty ring: "N/M" per vCPU, entries harvested in all and by the
+ * last sync (for error messages); otherwise an empty string. */
+void lab_vm_ring_report(struct lab_vm *vm, char *out, size_t n);
 void lab_vm_stats(struct lab_vm *vm, struct lab_stats *ret);
 int lab_vm_digest(struct lab_vm *vm, struct lab_digest *ret);
 /* The same, given up with -ECANCELED once *stop is set (checked per 2 MiB). */
