@@ -177,8 +177,8 @@ static int differing(const uint8_t *ram, uint64_t first, uint32_t count, uint32_
 int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, const uint64_t *final_set,
 			  mig_sums_fetch fetch, void *ctx, char *out, size_t n)
 {
-	uint64_t chunks = nr_pages / MIG_SUMS_PER_MAX, bad = 0, first_bad = 0, first;
-	uint32_t idx[1] = { 0 }, page[8], span;
+	uint64_t chunks = nr_pages / MIG_SUMS_PER_MAX, bad = 0, first, bad_chunk[8];
+	uint32_t idx[8], page[8], span;
 	int pages, listed, in_final = 0;
 	size_t len;
 
@@ -187,15 +187,15 @@ int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, const uint64_t 
 	for (uint64_t c0 = 0; c0 < chunks; c0 += MIG_SUMS_MAX) {
 		uint32_t cnt = chunks - c0 < MIG_SUMS_MAX ? (uint32_t)(chunks - c0) : MIG_SUMS_MAX;
 		int b = differing(ram, c0 * MIG_SUMS_PER_MAX, cnt, MIG_SUMS_PER_MAX, fetch, ctx,
-				  idx, 1);
+				  idx, 8);
 
 		if (b < 0)
 			return b;
-		if (b && !bad)
-			first_bad = c0 + idx[0];
+		for (int i = 0; i < b && bad + (uint64_t)i < 8; i++)
+			bad_chunk[bad + (uint64_t)i] = c0 + idx[i];
 		bad += (uint64_t)b;
 	}
-	first = (bad ? first_bad : chunks) * MIG_SUMS_PER_MAX;
+	first = (bad ? bad_chunk[0] : chunks) * MIG_SUMS_PER_MAX;
 	if (first >= nr_pages) {
 		snprintf(out, n, "no page differs, yet the digests do");
 		return 0;
@@ -213,9 +213,17 @@ int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, const uint64_t 
 			snprintf(out, n, "no page differs, yet the digests do");
 		return 0;
 	}
-	len = (size_t)snprintf(out, n, "%llu of %llu 2 MiB chunks differ; %d page%s of %s:",
-			       (unsigned long long)bad, (unsigned long long)chunks, pages,
-			       pages == 1 ? "" : "s", bad ? "the first" : "the tail");
+	len = (size_t)snprintf(out, n, "%llu of %llu 2 MiB chunks differ",
+			       (unsigned long long)bad, (unsigned long long)chunks);
+	/* where they start tells whose memory it is (a vCPU's share, say) */
+	for (uint64_t i = 0; i < bad && i < 8 && len < n; i++)
+		len += (size_t)snprintf(out + len, n - len, "%s%#llx", i ? " " : ", from pages ",
+					(unsigned long long)(bad_chunk[i] * MIG_SUMS_PER_MAX));
+	if (bad > 8 && len < n)
+		len += (size_t)snprintf(out + len, n - len, " ...");
+	if (len < n)
+		len += (size_t)snprintf(out + len, n - len, "; %d page%s of %s:", pages,
+					pages == 1 ? "" : "s", bad ? "the first" : "the tail");
 	listed = pages < 8 ? pages : 8;
 	for (int i = 0; i < listed && len < n; i++) {
 		uint64_t p = first + page[i];

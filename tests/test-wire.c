@@ -452,20 +452,24 @@ Test(wire, where_ram_differs_names_the_pages)
 	b[(MIG_SUMS_PER_MAX + 300) * MIG_PAGE_SIZE] ^= 0x80;
 	b[(2 * MIG_SUMS_PER_MAX + 1) * MIG_PAGE_SIZE + 4095] ^= 2;
 	cr_assert_eq(mig_where_ram_differs(a, pages, NULL, fake_fetch, b, msg, sizeof(msg)), 0);
-	cr_assert_str_eq(msg, "2 of 3 2 MiB chunks differ; 2 pages of the first: 0x207 0x32c");
+	cr_assert_str_eq(msg, "2 of 3 2 MiB chunks differ, from pages 0x200 0x400; "
+			 "2 pages of the first: 0x207 0x32c");
 
 	/* marked by whether the final round carried them */
 	cr_assert_eq(mig_where_ram_differs(a, pages, final_set, fake_fetch, b, msg, sizeof(msg)), 0);
-	cr_assert_str_eq(msg, "2 of 3 2 MiB chunks differ; 2 pages of the first: 0x207 0x32c "
+	cr_assert_str_eq(msg, "2 of 3 2 MiB chunks differ, from pages 0x200 0x400; "
+			 "2 pages of the first: 0x207 0x32c "
 			 "(none was dirty at the final sync)");
 	final_set[0x207 / 64] |= 1ULL << (0x207 % 64);
 	final_set[0x32d / 64] |= 1ULL << (0x32d % 64);
 	cr_assert_eq(mig_where_ram_differs(a, pages, final_set, fake_fetch, b, msg, sizeof(msg)), 0);
-	cr_assert_str_eq(msg, "2 of 3 2 MiB chunks differ; 2 pages of the first: 0x207* 0x32c "
+	cr_assert_str_eq(msg, "2 of 3 2 MiB chunks differ, from pages 0x200 0x400; "
+			 "2 pages of the first: 0x207* 0x32c "
 			 "(*: sent in the final round)");
 	final_set[0x32c / 64] |= 1ULL << (0x32c % 64);
 	cr_assert_eq(mig_where_ram_differs(a, pages, final_set, fake_fetch, b, msg, sizeof(msg)), 0);
-	cr_assert_str_eq(msg, "2 of 3 2 MiB chunks differ; 2 pages of the first: 0x207* 0x32c* "
+	cr_assert_str_eq(msg, "2 of 3 2 MiB chunks differ, from pages 0x200 0x400; "
+			 "2 pages of the first: 0x207* 0x32c* "
 			 "(all sent in the final round)");
 
 	/* only the tail */
