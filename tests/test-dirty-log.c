@@ -5,6 +5,7 @@
  * (the rest of its RAM, its code and page tables) are not.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,51 @@ Test(dirty_log, ring_drain_racing_a_sync_loses_no_write, .timeout = 90)
 	free(shadow);
 	free(bm);
 	lab_vm_destroy(vm);
+}
+
+/* The lab VM checks each sync against the pages its guest says it stamped.
+ * Reports taken behind its back look like writes the log lost: the next
+ * sync must fail, naming the vCPU; an honest sync passes. */
+static void lost_reports_are_caught(enum lab_dirty_log mode)
+{
+	struct mig_error err = { 0 };
+	struct mig_device *mem;
+	struct lab_stats base;
+	struct lab_vm *vm;
+	uint64_t *bm;
+
+	vm = boot_filled(64ULL << 20, mode, false, 0);
+	mem = lab_vm_device(vm, MIG_DEV_MEMORY, 0);
+	bm = calloc(lab_vm_bitmap_words(vm), 8);
+	cr_assert(bm && mem);
+	for (int stolen = 0; stolen < 2; stolen++) {
+		int r;
+
+		cr_assert_eq(lab_vm_dirty_sync(vm, bm, NULL, &err), 0, "%s", err.msg);
+		lab_vm_stats(vm, &base);
+		fixture_wait_passes(vm, &base, 1, 30);
+		cr_assert_eq(lab_vm_pause(vm, &err), 0, "%s", err.msg);
+		if (stolen)
+			cr_assert_eq(mig_device_dirty_sync(mem, bm, NULL, &err), 0, "%s", err.msg);
+		r = lab_vm_dirty_sync(vm, bm, NULL, &err);
+		if (stolen)
+			cr_assert_not_null(strstr(err.msg, "missed writes: vCPU 0 stamped"),
+					   "sync returned %d: %s", r, err.msg);
+		cr_assert_eq(r, stolen ? -EIO : 0, "%s", err.msg);
+		cr_assert_eq(lab_vm_resume(vm, &err), 0, "%s", err.msg);
+	}
+	free(bm);
+	lab_vm_destroy(vm);
+}
+
+Test(dirty_log, lost_reports_are_caught_bitmap)
+{
+	lost_reports_are_caught(LAB_DIRTY_LOG_BITMAP);
+}
+
+Test(dirty_log, lost_reports_are_caught_ring)
+{
+	lost_reports_are_caught(LAB_DIRTY_LOG_RING);
 }
 
 /* KVM_RESET_DIRTY_RINGS says how many entries it reset.  An entry marked

@@ -17,6 +17,10 @@ struct lab_vm {
 	uint32_t nr_vcpus;
 	_Atomic uint64_t error_reports;
 	struct mig_buf loaded_vm;   /* VM-wide blob kept for the clock at resume */
+	/* The dirty log's check against the guest's own count (lab_vm_dirty_sync) */
+	uint64_t *sync_new;         /* what one sync reported */
+	bool sync_marked;           /* stamped[] holds the counts after the last sync */
+	uint64_t stamped[LAB_MAX_VCPUS];
 };
 
 /* Port I/O doorbells of the guest payload (lab-abi.h), from the vCPU thread. */

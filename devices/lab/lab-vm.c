@@ -113,6 +113,11 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 			   cfg->force_classic, cfg->ring_entries, &vm->mem, err);
 	if (r < 0)
 		goto err_close;
+	vm->sync_new = calloc(mem_bitmap_words(vm->mem), 8);
+	if (!vm->sync_new) {
+		r = mig_error_set(err, -ENOMEM, "out of memory");
+		goto err_mem;
+	}
 	/* An in-kernel irqchip gives each vCPU a LAPIC, part of the state a real
 	 * migration carries; it must exist before the vCPUs. */
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
@@ -135,6 +140,7 @@ err_vcpus:
 		vcpu_dev_destroy(vm->vcpus[i]);
 err_mem:
 	mem_dev_destroy(vm->mem);
+	free(vm->sync_new);
 err_close:
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
@@ -152,6 +158,7 @@ void lab_vm_destroy(struct lab_vm *vm)
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
 		vcpu_dev_destroy(vm->vcpus[i]);
 	mem_dev_destroy(vm->mem);
+	free(vm->sync_new);
 	close(vm->vm_fd);
 	close(vm->kvm_fd);
 	mig_buf_free(&vm->loaded_vm);
@@ -533,10 +540,67 @@ uint8_t *lab_vm_ram(struct lab_vm *vm, uint64_t *ret_bytes)
 	return vm->mem->ram;
 }
 
+static uint64_t count_bits(const uint64_t *bm, uint64_t first, uint64_t n)
+{
+	uint64_t c = 0;
+
+	for (uint64_t p = first; p < first + n; p++)
+		c += bm[p / 64] >> (p % 64) & 1;
+	return c;
+}
+
+/*
+ * The guest is the dirty log's oracle: it counts the pages it stamps, each
+ * after writing it.  Read after a sync returned, the count is A; read before
+ * the next, B.  Stamps A+2..B were written after the log re-protected their
+ * pages (stamp A+1 may have started before), so this sync must report them:
+ * B-A-1 distinct pages of the working set in sequential order, at least half
+ * that in random order (a window spans at most two permutations).
+ */
+static int check_sync(struct lab_vm *vm, const uint64_t *before, struct mig_error *err)
+{
+	for (uint32_t i = 0; vm->sync_marked && i < vm->nr_vcpus; i++) {
+		uint64_t wss = va_read(vm, i, LAB_VA_WSS_PAGES);
+		uint64_t first = va_read(vm, i, LAB_VA_REGION) >> GUEST_PAGE_SHIFT;
+		uint64_t window = before[i] - vm->stamped[i], need, got;
+
+		if (window < 2 || !wss)
+			continue;
+		need = vm->cfg.pattern == LAB_PATTERN_SEQ ? window - 1 : (window - 1) / 2;
+		if (need > wss)
+			need = wss;
+		got = count_bits(vm->sync_new, first, wss);
+		if (got < need)
+			return mig_error_set(err, -EIO,
+					     "the dirty log (%s) missed writes: vCPU %u stamped %llu "
+					     "pages of its working set since the last sync, the log "
+					     "reported %llu of them (at least %llu needed)",
+					     mem_log_mode_to_string(vm->mem->mode), i,
+					     (unsigned long long)window, (unsigned long long)got,
+					     (unsigned long long)need);
+	}
+	return 0;
+}
+
 int lab_vm_dirty_sync(struct lab_vm *vm, uint64_t *bitmap, uint64_t *ret_count,
 		      struct mig_error *err)
 {
-	return mig_device_dirty_sync(&vm->mem->core, bitmap, ret_count, err);
+	uint64_t words = mem_bitmap_words(vm->mem), before[LAB_MAX_VCPUS];
+	int r;
+
+	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
+		before[i] = va_read(vm, i, LAB_VA_PAGES);
+	memset(vm->sync_new, 0, words * 8);
+	r = mig_device_dirty_sync(&vm->mem->core, vm->sync_new, ret_count, err);
+	if (r < 0)
+		return r;
+	for (uint64_t w = 0; w < words; w++)
+		bitmap[w] |= vm->sync_new[w];
+	r = check_sync(vm, before, err);
+	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
+		vm->stamped[i] = va_read(vm, i, LAB_VA_PAGES);
+	vm->sync_marked = true;
+	return r;
 }
 
 uint64_t lab_vm_bitmap_words(const struct lab_vm *vm)
