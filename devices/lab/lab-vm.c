@@ -564,7 +564,8 @@ static int check_sync(struct lab_vm *vm, const uint64_t *before, struct mig_erro
 		uint64_t first = va_read(vm, i, LAB_VA_REGION) >> GUEST_PAGE_SHIFT;
 		uint64_t window = before[i] - vm->stamped[i], need, got;
 
-		if (window < 2 || !wss)
+		/* a count that went back means RAM was replaced (loaded): no claim */
+		if (before[i] < vm->stamped[i] || window < 2 || !wss)
 			continue;
 		need = vm->cfg.pattern == LAB_PATTERN_SEQ ? window - 1 : (window - 1) / 2;
 		if (need > wss)
