@@ -60,6 +60,14 @@ struct mem_dev {
 	uint32_t ring_entries;
 	uint64_t *pending;        /* pages harvested from rings, not yet synced */
 	uint64_t unreset;         /* entries harvested since the last reset */
+	/* KVM_RESET_DIRTY_RINGS runs on its own thread (see ring_reset()) */
+	pthread_t resetter;
+	bool resetter_started;
+	pthread_mutex_t reset_lock;
+	pthread_cond_t reset_cond;
+	uint64_t reset_asked, reset_done;  /* requests, free-running */
+	int reset_ret;            /* the last ioctl's return, or -errno */
+	bool reset_quit;
 	pthread_mutex_t ring_lock; /* harvest to reset, and the hand-over of pending */
 	_Atomic uint64_t ring_full_exits;
 };

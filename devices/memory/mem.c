@@ -5,6 +5,7 @@
  * because the dirty ring must be enabled before any vCPU exists.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,6 +225,70 @@ static void window_hook(enum mem_ring_window where)
 }
 
 /*
+ * KVM_RESET_DIRTY_RINGS stops early, without an error, when the calling
+ * thread has a signal pending, and that includes io_uring's task work
+ * (TIF_NOTIFY_SIGNAL) for a thread with requests in flight, as the
+ * migration threads always have.  The batch of up to 64 pages it was
+ * gathering then stays writable with no entry to come, so writes to those
+ * pages go unreported for good.  The ioctl therefore runs on a thread of its
+ * own that blocks every signal and never submits io_uring work.
+ */
+static void *resetter_main(void *arg)
+{
+	struct mem_dev *m = arg;
+
+	pthread_setname_np(pthread_self(), "dirty-reset");
+	pthread_mutex_lock(&m->reset_lock);
+	for (;;) {
+		while (m->reset_done == m->reset_asked && !m->reset_quit)
+			pthread_cond_wait(&m->reset_cond, &m->reset_lock);
+		if (m->reset_quit)
+			break;
+		pthread_mutex_unlock(&m->reset_lock);
+		{
+			int n = ioctl(m->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
+
+			pthread_mutex_lock(&m->reset_lock);
+			m->reset_ret = n < 0 ? -errno : n;
+		}
+		m->reset_done = m->reset_asked;
+		pthread_cond_broadcast(&m->reset_cond);
+	}
+	pthread_mutex_unlock(&m->reset_lock);
+	return NULL;
+}
+
+static int start_resetter(struct mem_dev *m, struct mig_error *err)
+{
+	sigset_t all, old;
+	int r;
+
+	pthread_mutex_init(&m->reset_lock, NULL);
+	pthread_cond_init(&m->reset_cond, NULL);
+	/* the thread inherits this mask: no signal is ever delivered to it */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&m->resetter, NULL, resetter_main, m);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r)
+		return mig_error_set(err, -r, "starting the dirty-ring reset thread: %s",
+				     strerror(r));
+	m->resetter_started = true;
+	return 0;
+}
+
+static void stop_resetter(struct mem_dev *m)
+{
+	if (!m->resetter_started)
+		return;
+	pthread_mutex_lock(&m->reset_lock);
+	m->reset_quit = true;
+	pthread_cond_broadcast(&m->reset_cond);
+	pthread_mutex_unlock(&m->reset_lock);
+	pthread_join(m->resetter, NULL);
+}
+
+/*
  * A harvested entry's page stays writable, with no new entry, until
  * KVM_RESET_DIRTY_RINGS write-protects it again.  So a page may be handed to
  * a sync (and copied) only once its reset is done: ring_lock spans each
@@ -234,10 +299,17 @@ static void window_hook(enum mem_ring_window where)
 static int ring_reset(struct mem_dev *m, struct mig_error *err)
 {
 	uint64_t want = m->unreset;
-	int n = ioctl(m->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
+	int n;
 
+	pthread_mutex_lock(&m->reset_lock);
+	m->reset_asked++;
+	pthread_cond_broadcast(&m->reset_cond);
+	while (m->reset_done != m->reset_asked)
+		pthread_cond_wait(&m->reset_cond, &m->reset_lock);
+	n = m->reset_ret;
+	pthread_mutex_unlock(&m->reset_lock);
 	if (n < 0)
-		return mig_error_set(err, -errno, "KVM_RESET_DIRTY_RINGS: %s", strerror(errno));
+		return mig_error_set(err, n, "KVM_RESET_DIRTY_RINGS: %s", strerror(-n));
 	m->unreset = 0;
 	/* KVM says how many harvested entries it reset.  Any other count than
 	 * ours means the rings and this process disagree on what was reported:
@@ -444,6 +516,8 @@ int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, enum lab_dirty_log
 
 	r = pick_mode(kvm_fd, vm_fd, log, force_classic,
 		      ring_entries ? ring_entries : MEM_RING_DEFAULT_ENTRIES, m, err);
+	if (r >= 0 && m->mode == MEM_LOG_RING)
+		r = start_resetter(m, err);
 	if (r < 0)
 		goto err_free;
 	r = alloc_ram(m, err);
@@ -487,6 +561,7 @@ err_slots:
 err_unmap:
 	munmap(m->ram, m->ram_bytes);
 err_free:
+	stop_resetter(m);
 	free(m);
 	return r;
 }
@@ -522,6 +597,7 @@ void mem_dev_destroy(struct mem_dev *m)
 {
 	if (!m)
 		return;
+	stop_resetter(m);
 	for (unsigned i = 0; i < m->nr_rings; i++)
 		if (m->rings[i].gfns)
 			munmap(m->rings[i].gfns,
