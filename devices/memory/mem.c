@@ -231,7 +231,10 @@ static void window_hook(enum mem_ring_window where)
  * migration threads always have.  The batch of up to 64 pages it was
  * gathering then stays writable with no entry to come, so writes to those
  * pages go unreported for good.  The ioctl therefore runs on a thread of its
- * own that blocks every signal and never submits io_uring work.
+ * own that blocks every signal it can and never submits io_uring work.  A
+ * stop or freeze of the whole process (SIGSTOP, a cgroup freezer) can still
+ * cut a reset short; ring_reset()'s count check catches that unless the cut
+ * falls just after the last entry.
  */
 static void *resetter_main(void *arg)
 {
@@ -244,14 +247,17 @@ static void *resetter_main(void *arg)
 			pthread_cond_wait(&m->reset_cond, &m->reset_lock);
 		if (m->reset_quit)
 			break;
-		pthread_mutex_unlock(&m->reset_lock);
 		{
-			int n = ioctl(m->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
+			/* a request made during the call is not served by it */
+			uint64_t serving = m->reset_asked;
+			int n;
 
+			pthread_mutex_unlock(&m->reset_lock);
+			n = ioctl(m->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
 			pthread_mutex_lock(&m->reset_lock);
 			m->reset_ret = n < 0 ? -errno : n;
+			m->reset_done = serving;
 		}
-		m->reset_done = m->reset_asked;
 		pthread_cond_broadcast(&m->reset_cond);
 	}
 	pthread_mutex_unlock(&m->reset_lock);
