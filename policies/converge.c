@@ -220,3 +220,24 @@ void conv_policy_decide(const struct conv_params *p, const struct conv_round *r,
 	ret->reason = known ? "expected downtime over the downtime limit: another round" :
 			      "no bandwidth measured yet: another round";
 }
+
+uint64_t conv_switchover_timeout_ms(const struct conv_params *p, uint64_t expected_downtime_ms,
+				    uint64_t ram_bytes, bool verify)
+{
+	struct conv_params defaults;
+	uint64_t t, floor_;
+
+	if (!p) {
+		conv_params_default(&defaults);
+		p = &defaults;
+	}
+	t = sat_add(sat_mul(p->downtime_limit_ms, 2), CONV_SWITCHOVER_SLACK_MS);
+	/* Hashing runs inside the blackout on both sides; a GiB a second is
+	 * slower than either side hashes on any host we know. */
+	if (verify)
+		t = sat_add(t, mul_div(ram_bytes, CONV_VERIFY_MS_PER_GIB, 1ULL << 30, true));
+	/* A forced switchover expects more than the limit: the deadline must
+	 * not undo what the operator asked for. */
+	floor_ = sat_add(sat_mul(expected_downtime_ms, 2), CONV_SWITCHOVER_SLACK_MS);
+	return t > floor_ ? t : floor_;
+}

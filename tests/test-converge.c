@@ -383,3 +383,26 @@ Test(converge, settles_while_rounds_halve)
 	conv_policy_decide(&p, &r, &d);
 	cr_assert_eq(d.action, CONV_SWITCHOVER, "%s", d.reason);
 }
+
+/* The switchover deadline, computed by hand for each term. */
+Test(converge, switchover_timeout)
+{
+	struct conv_params p = DEF;
+
+	/* 2 x 300 ms + 5 s */
+	cr_assert_eq(conv_switchover_timeout_ms(&p, 0, 1ULL << 30, false), 5600);
+	/* + 1 s per GiB hashed, rounded up */
+	cr_assert_eq(conv_switchover_timeout_ms(&p, 0, 1ULL << 30, true), 6600);
+	cr_assert_eq(conv_switchover_timeout_ms(&p, 0, (1ULL << 30) + 1, true), 7600);
+	/* a forced switchover expecting 20 s gets 2 x 20 s + 5 s */
+	cr_assert_eq(conv_switchover_timeout_ms(&p, 20000, 1ULL << 30, false), 45000);
+	/* --downtime-limit 10s: 25 s, so a 30 s freeze of the destination is cut short */
+	p.downtime_limit_ms = 10000;
+	cr_assert_eq(conv_switchover_timeout_ms(&p, 0, 1ULL << 30, false), 25000);
+	/* saturates instead of wrapping */
+	p.downtime_limit_ms = UINT64_MAX / 2 + 1;
+	cr_assert_eq(conv_switchover_timeout_ms(&p, 0, 0, false), UINT64_MAX);
+	cr_assert_eq(conv_switchover_timeout_ms(&p, UINT64_MAX, UINT64_MAX, true), UINT64_MAX);
+	/* NULL parameters mean the defaults */
+	cr_assert_eq(conv_switchover_timeout_ms(NULL, 0, 0, false), 5600);
+}

@@ -57,6 +57,17 @@ struct conv_decision {
 	const char *reason;           /* static text: why this action */
 };
 
+/* The switchover deadline: how long STOP_COPY may keep the guest paused,
+ * waiting for the destination to take the last pages and load the VM,
+ * before the source gives up and resumes it.  Twice the downtime limit plus
+ * CONV_SWITCHOVER_SLACK_MS, plus CONV_VERIFY_MS_PER_GIB per GiB of guest RAM
+ * when both sides hash it (--verify); never less than twice the expected
+ * downtime plus the slack, as a forced switchover goes beyond the limit. */
+#define CONV_SWITCHOVER_SLACK_MS 5000
+#define CONV_VERIFY_MS_PER_GIB 1000
+uint64_t conv_switchover_timeout_ms(const struct conv_params *p, uint64_t expected_downtime_ms,
+				    uint64_t ram_bytes, bool verify);
+
 void conv_params_default(struct conv_params *p);
 /* The convergence policy: a pure function of the round statistics. */
 void conv_policy_decide(const struct conv_params *p, const struct conv_round *r,
