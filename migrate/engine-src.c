@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,18 @@
 #define PAGE ((uint64_t)MIG_PAGE_SIZE)
 #define POLL_MS 100
 #define REPLY_TIMEOUT_MS 120000
+/* The streams' handshake: every answer within this, all streams at once. */
+#define HELLO_TIMEOUT_MS 30000
+/* After COMMIT the guest is paused on both sides and the source can only
+ * wait and report: RUNNING kind 1 within the switchover deadline (at least
+ * this long), kind 2 within CONFIRM_TIMEOUT_MS after it (the destination
+ * sends it 300 ms to 3 s after its vCPUs started). */
+#define START_TIMEOUT_MS 10000
+#define CONFIRM_TIMEOUT_MS 15000
+/* In ROLLBACK the ABORT to the destination is best effort: a destination
+ * that does not read its control stream must not keep the source from
+ * resuming. */
+#define ABORT_SEND_MS 2000
 /* Pages per PAGES frame sent (the wire allows up to MIG_BATCH_PAGES).  At
  * 512 KiB a batch is still in this core's L2 when the kernel copies it,
  * after we read it for its checksums; 1 MiB batches measured up to 40 %
@@ -124,7 +137,13 @@ struct src {
 	 * counts are), reset by the main thread between jobs. */
 	uint64_t round_pages;
 	uint64_t remaining, dirty_rate, expected_dt;
-	bool got_abort;           /* the destination said it gives up (and does not run the VM) */
+	bool got_abort;           /* the destination sent ABORT (before COMMIT: it gave up) */
+	/* STOP_COPY: past this (mig_now_ms()), the source stops waiting for the
+	 * destination and resumes the guest; 0 outside STOP_COPY.  Read by the
+	 * workers too. */
+	uint64_t deadline_ms;
+	uint64_t switchover_ms;   /* the deadline's length */
+	uint64_t send_deadline_ms; /* ROLLBACK: give up a control-stream send after this */
 	/* auto codec probe */
 	uint64_t probe_raw, probe_comp, probe_ns;
 };
@@ -188,6 +207,21 @@ static bool cancelled(struct src *s)
 	return s->cancel && atomic_load(s->cancel);
 }
 
+/* The guest has been paused longer than the switchover deadline allows. */
+static bool past_deadline(struct src *s)
+{
+	uint64_t d = __atomic_load_n(&s->deadline_ms, __ATOMIC_RELAXED);
+
+	return d && mig_now_ms() > d;
+}
+
+static int deadline_error(struct src *s, struct mig_error *err)
+{
+	return mig_error_set(err, -ETIMEDOUT, "the destination did not take the VM within the "
+			     "switchover deadline of %llu ms (--switchover-timeout); the guest was "
+			     "paused that long", (unsigned long long)s->switchover_ms);
+}
+
 static bool stopping(struct src *s);
 
 /* Bandwidth cap, shared by the workers: sleep until `bytes` more fit, in
@@ -248,6 +282,13 @@ static int ctl_wait(struct src *s)
 			 * answer settles who owns the VM */
 			if (s->phase < MIG_PHASE_COMMIT && cancelled(s))
 				return mig_error_set(&s->err, -ECANCELED, "cancelled");
+			if (s->phase < MIG_PHASE_COMMIT && past_deadline(s))
+				return deadline_error(s, &s->err);
+			if (s->send_deadline_ms && mig_now_ms() > s->send_deadline_ms) {
+				/* ends the send: the ring gives it back with an error */
+				shutdown(s->ctl_fd, SHUT_RDWR);
+				s->send_deadline_ms = 0;
+			}
 			continue;
 		}
 		if (r < 0)
@@ -335,6 +376,10 @@ static int ctl_recv(struct src *s, struct mig_frame_hdr *h, struct mig_buf *pl, 
 					ctl_recv_abandon(s, &op);
 					return mig_error_set(&s->err, -ECANCELED, "cancelled");
 				}
+				if (s->phase < MIG_PHASE_COMMIT && past_deadline(s)) {
+					ctl_recv_abandon(s, &op);
+					return deadline_error(s, &s->err);
+				}
 				if (mig_now_ms() > end) {
 					ctl_recv_abandon(s, &op);
 					return mig_error_set(&s->err, -ETIMEDOUT,
@@ -382,6 +427,22 @@ static int expect(struct src *s, struct mig_frame_hdr *h, uint16_t type, size_t 
 	return 0;
 }
 
+/* RUNNING of the kind expected, its text terminated. */
+static int expect_running(struct src *s, struct mig_frame_hdr *h, const struct mig_buf *pl,
+			  uint32_t kind, struct mig_running *run)
+{
+	int r = expect(s, h, MIG_FRAME_RUNNING, sizeof(*run));
+
+	if (r < 0)
+		return r;
+	memcpy(run, pl->data, sizeof(*run));
+	run->msg[sizeof(run->msg) - 1] = '\0';
+	if (run->kind != kind)
+		return mig_error_set(&s->err, -EPROTO, "expected RUNNING kind %u from the "
+				     "destination, got kind %u", kind, run->kind);
+	return 0;
+}
+
 static bool page_is_zero(const uint8_t *p)
 {
 	const uint64_t *w = (const uint64_t *)p;
@@ -394,13 +455,16 @@ static bool page_is_zero(const uint8_t *p)
 
 static bool stopping(struct src *s)
 {
-	return __atomic_load_n(&s->stop, __ATOMIC_RELAXED) || cancelled(s);
+	return __atomic_load_n(&s->stop, __ATOMIC_RELAXED) || cancelled(s) || past_deadline(s);
 }
 
 static int stop_error(struct tx_worker *w)
 {
-	return cancelled(w->s) ? mig_error_set(&w->err, -ECANCELED, "cancelled") :
-				 mig_error_set(&w->err, -ECANCELED, "another stream failed");
+	if (cancelled(w->s))
+		return mig_error_set(&w->err, -ECANCELED, "cancelled");
+	if (past_deadline(w->s))
+		return deadline_error(w->s, &w->err);
+	return mig_error_set(&w->err, -ECANCELED, "another stream failed");
 }
 
 /* Wait until the worker's frame in flight (if any) has left. */
@@ -767,92 +831,184 @@ static uint64_t workers_stop(struct src *s)
 	return cpu;
 }
 
-/* The answer to stream `index`'s STREAM_HELLO: up to 30 s, in short waits
- * so a cancel is prompt (an idle wait consumes nothing). */
-static int hello_answer(struct src *s, struct xport_conn *c, struct mig_frame_hdr *fh,
-			struct mig_buf *pl, unsigned index)
-{
-	for (int waited = 0;; waited += POLL_MS) {
-		int r;
+/* One stream being opened: connected, its STREAM_HELLO sent, then its
+ * answer awaited together with the others'. */
+struct opening {
+	struct xport_conn c;
+	struct mig_stream_hello h;
+	int r;                    /* 1 waiting for the answer, 0 accepted, <0 failed */
+	bool refused;             /* the destination answered ERROR */
+	struct mig_error err;
+};
 
-		mig_error_clear(&s->err);
-		r = xport_conn_recv(c, fh, pl, POLL_MS, &s->err);
-		if (r != -ETIME)
-			return r;
-		if (cancelled(s))
-			return mig_error_set(&s->err, -ECANCELED, "cancelled");
-		if (waited >= 30000)
-			return mig_error_set(&s->err, -ETIMEDOUT, "the destination did not answer "
-					     "stream %u's hello in 30 s", index);
-	}
-}
-
-/* Connect stream `index` (0: control) and prove both ends belong to this
- * migration.  Returns the fd; *seq is the last sequence number sent. */
-static int open_stream(struct src *s, unsigned index, uint64_t *seq)
+/* Connect stream `index` (0: control) and send its STREAM_HELLO. */
+static int stream_begin(struct src *s, unsigned index, struct opening *op)
 {
 	struct xport_endpoint ep;
-	struct mig_stream_hello h = { 0 }, back;
-	uint8_t want[XPORT_MAC_LEN];
 	char url[160];
-	struct xport_conn c;
-	struct mig_frame_hdr fh;
-	struct mig_buf pl = { 0 };
 	int fd, r;
 
 	snprintf(url, sizeof(url), "tcp://%s", s->o->dest_addr);
-	r = xport_endpoint_parse(url, &ep, &s->err);
+	r = xport_endpoint_parse(url, &ep, &op->err);
 	if (r < 0)
 		return r;
-	fd = xport_connect(&ep, 10000, &s->err);
+	fd = xport_connect(&ep, 10000, &op->err);
 	if (fd < 0)
 		return fd;
 	if (index && s->n == 1)
 		xport_lone_stream(fd);
-	/* Authenticate with a blocking framed exchange, then hand the fd to the
-	 * engine's ring with the sequence numbers carried over. */
-	r = xport_conn_init(&c, fd, &s->err);
+	/* A blocking framed exchange for the handshake; the fd goes to the
+	 * engine's rings afterwards, with the sequence numbers carried over. */
+	r = xport_conn_init(&op->c, fd, &op->err);
 	if (r < 0) {
 		close(fd);
+		op->c.fd = -1;
 		return r;
 	}
-	memcpy(h.id, s->o->id, 16);
-	h.index = index;
-	h.nstreams = s->n;
-	xport_random(h.nonce, sizeof(h.nonce));
-	stream_mac(s->o->secret, "migratectl-stream", &h, h.mac);
-	r = xport_conn_send(&c, MIG_FRAME_STREAM_HELLO, 0, &h, sizeof(h), &s->err);
-	if (r >= 0)
-		r = hello_answer(s, &c, &fh, &pl, index);
+	memcpy(op->h.id, s->o->id, 16);
+	op->h.index = index;
+	op->h.nstreams = s->n;
+	xport_random(op->h.nonce, sizeof(op->h.nonce));
+	stream_mac(s->o->secret, "migratectl-stream", &op->h, op->h.mac);
+	return xport_conn_send(&op->c, MIG_FRAME_STREAM_HELLO, 0, &op->h, sizeof(op->h), &op->err);
+}
+
+/* The destination's answer, once its first bytes are in: its own proof that
+ * it holds the secret, or a refusal. */
+static int stream_answer(struct opening *op, const uint8_t *secret)
+{
+	struct mig_stream_hello back;
+	uint8_t want[XPORT_MAC_LEN];
+	struct mig_frame_hdr fh;
+	struct mig_buf pl = { 0 };
+	int r;
+
+	r = xport_conn_recv(&op->c, &fh, &pl, 0, &op->err);
 	if (r >= 0 && fh.type == MIG_FRAME_ERROR) {
 		struct mig_error_msg m;
 
-		r = mig_error_set(&s->err, mig_error_msg_parse(pl.data, pl.len, &m, -EACCES),
-				  "the destination refused stream %u: %s", index, m.msg);
+		op->refused = true;
+		r = mig_error_set(&op->err, mig_error_msg_parse(pl.data, pl.len, &m, -EACCES), "%s",
+				  m.msg);
 	} else if (r >= 0 && (fh.type != MIG_FRAME_STREAM_HELLO || pl.len != sizeof(back))) {
-		r = mig_error_set(&s->err, -EPROTO, "stream %u: unexpected answer to STREAM_HELLO",
-				  index);
+		r = mig_error_set(&op->err, -EPROTO, "unexpected answer to STREAM_HELLO");
 	} else if (r >= 0) {
 		memcpy(&back, pl.data, sizeof(back));
-		memcpy(back.nonce, h.nonce, sizeof(back.nonce));
-		stream_mac(s->o->secret, "migratectl-stream-ack", &back, want);
-		if (memcmp(back.id, h.id, 16) || back.index != index ||
+		/* our own nonce: an answer replayed from another stream fails */
+		memcpy(back.nonce, op->h.nonce, sizeof(back.nonce));
+		stream_mac(secret, "migratectl-stream-ack", &back, want);
+		if (memcmp(back.id, op->h.id, 16) || back.index != op->h.index ||
 		    !xport_mac_equal(want, back.mac, sizeof(want)))
-			r = mig_error_set(&s->err, -EACCES, "stream %u: the destination could not "
-					  "prove it belongs to this migration", index);
+			r = mig_error_set(&op->err, -EACCES, "the destination could not prove it "
+					  "belongs to this migration");
 	}
 	mig_buf_free(&pl);
-	*seq = c.tx_seq;
-	if (index == 0)
-		s->ctl_rx_seq = c.rx_seq;
-	/* keep the fd, drop the conn's private ring */
-	c.fd = -1;
-	xport_conn_close(&c);
-	if (r < 0) {
-		close(fd);
-		return r;
+	return r;
+}
+
+/* What went wrong with the streams, in one message: how many the
+ * destination refused and why, or the first other failure. */
+static int streams_error(struct src *s, const struct opening *op, unsigned total)
+{
+	unsigned refused = 0, late = 0;
+	int first_refused = -1, first_failed = -1;
+
+	for (unsigned i = 0; i < total; i++) {
+		if (op[i].r >= 0)
+			continue;
+		if (op[i].refused && refused++ == 0)
+			first_refused = (int)i;
+		if (op[i].r == -ETIMEDOUT && !op[i].refused)
+			late++;
+		if (!op[i].refused && first_failed < 0)
+			first_failed = (int)i;
 	}
-	return fd;
+	if (refused)
+		return mig_error_set(&s->err, op[first_refused].r, "%u of %u migration streams "
+				     "refused by the destination: stream %d: %s", refused, total,
+				     first_refused, op[first_refused].err.msg);
+	if (late)
+		return mig_error_set(&s->err, -ETIMEDOUT, "the destination did not answer %u of "
+				     "%u migration streams in %d s", late, total,
+				     HELLO_TIMEOUT_MS / 1000);
+	return mig_error_set(&s->err, op[first_failed].r, "migration stream %d: %s", first_failed,
+			     op[first_failed].err.msg);
+}
+
+/* Open the control stream and every data stream, and prove both ends
+ * belong to this migration.  The streams connect one after another (a
+ * connect to a listener is quick), then wait for their answers together,
+ * so a slow answer costs its time once, not once per stream. */
+static int open_streams(struct src *s)
+{
+	unsigned total = s->n + 1, waiting = 0;
+	struct opening *op = calloc(total, sizeof(*op));
+	struct pollfd p[MIG_MAX_STREAMS + 1];
+	unsigned at[MIG_MAX_STREAMS + 1];
+	uint64_t end;
+	int r = 0;
+
+	if (!op)
+		return mig_error_set(&s->err, -ENOMEM, "out of memory");
+	for (unsigned i = 0; i < total; i++)
+		op[i].c.fd = -1;
+	for (unsigned i = 0; i < total && r >= 0; i++) {
+		r = op[i].r = stream_begin(s, i, &op[i]);
+		if (r >= 0) {
+			op[i].r = 1;
+			waiting++;
+		}
+	}
+	end = mig_now_ms() + HELLO_TIMEOUT_MS;
+	while (r >= 0 && waiting) {
+		unsigned n = 0;
+		int ready;
+
+		for (unsigned i = 0; i < total; i++)
+			if (op[i].r == 1) {
+				p[n] = (struct pollfd){ .fd = op[i].c.fd, .events = POLLIN };
+				at[n++] = i;
+			}
+		ready = poll(p, n, POLL_MS);
+		if (ready < 0 && errno != EINTR)
+			r = mig_error_set(&s->err, -errno, "waiting for the destination: poll: %s",
+					  strerror(errno));
+		for (unsigned k = 0; ready > 0 && k < n; k++) {
+			if (!p[k].revents)
+				continue;
+			op[at[k]].r = stream_answer(&op[at[k]], s->o->secret);
+			waiting--;
+		}
+		if (r >= 0 && cancelled(s))
+			r = mig_error_set(&s->err, -ECANCELED, "cancelled");
+		if (r >= 0 && waiting && mig_now_ms() > end) {
+			for (unsigned i = 0; i < total; i++)
+				if (op[i].r == 1)
+					op[i].r = mig_error_set(&op[i].err, -ETIMEDOUT, "no answer");
+			waiting = 0;
+		}
+	}
+	for (unsigned i = 0; r >= 0 && i < total; i++)
+		if (op[i].r < 0)
+			r = streams_error(s, op, total);
+	for (unsigned i = 0; i < total; i++) {
+		if (r >= 0) {
+			/* the engine takes the fd over, the conn's own ring goes */
+			if (i == 0) {
+				s->ctl_fd = op[i].c.fd;
+				s->ctl_seq = op[i].c.tx_seq;
+				s->ctl_rx_seq = op[i].c.rx_seq;
+			} else {
+				s->w[i - 1].fd = op[i].c.fd;
+				s->w[i - 1].seq = op[i].c.tx_seq;
+			}
+			op[i].c.fd = -1;
+		}
+		if (op[i].c.ring.ring || op[i].c.fd >= 0)
+			xport_conn_close(&op[i].c);
+	}
+	free(op);
+	return r;
 }
 
 static int do_setup(struct src *s)
@@ -863,9 +1019,7 @@ static int do_setup(struct src *s)
 	struct mig_reply rep;
 	int r;
 
-	r = s->ctl_fd = open_stream(s, 0, &s->ctl_seq);
-	for (unsigned k = 0; r >= 0 && k < s->n; k++)
-		r = s->w[k].fd = open_stream(s, k + 1, &s->w[k].seq);
+	r = open_streams(s);
 	if (r >= 0)
 		r = workers_start(s);
 	if (r < 0)
@@ -1016,17 +1170,38 @@ static void where_ram_differs(struct src *s, char *out, size_t n)
 	s->err = saved;
 }
 
-/* Commit done: the destination runs the VM; our copy is given up. */
-static void release_source(struct lab_vm *vm, struct mig_device *mem)
+void mig_source_release(struct lab_vm *vm)
 {
-	for (unsigned i = 0; i < lab_vm_config(vm)->vcpus; i++)
-		mig_device_step(lab_vm_device(vm, MIG_DEV_VCPU, i), VCPU_DEAD, NULL);
-	mig_device_step(mem, MEM_RELEASED, NULL);
+	struct mig_device *mem = lab_vm_device(vm, MIG_DEV_MEMORY, 0);
+
+	for (unsigned i = 0; i < lab_vm_config(vm)->vcpus; i++) {
+		struct mig_device *v = lab_vm_device(vm, MIG_DEV_VCPU, i);
+
+		if (v->state != VCPU_DEAD)
+			mig_device_step(v, VCPU_DEAD, NULL);
+	}
+	if (mem->state != MEM_RELEASED)
+		mig_device_step(mem, MEM_RELEASED, NULL);
+}
+
+int mig_source_resume(struct lab_vm *vm, struct mig_error *err)
+{
+	struct mig_device *mem = lab_vm_device(vm, MIG_DEV_MEMORY, 0);
+	int r;
+
+	/* RAM was frozen for the final sync; tracking goes on. */
+	if (mem->state == MEM_FINAL) {
+		r = mig_device_step(mem, MEM_LOGGING, err);
+		if (r < 0)
+			return r;
+	}
+	return lab_vm_resume(vm, err);
 }
 
 struct hash_job {
 	struct lab_vm *vm;
-	const atomic_bool *cancel;    /* a cancel stops the hashing: the VM is paused */
+	atomic_bool stop;             /* cancel or the deadline: the VM is paused meanwhile */
+	atomic_bool finished;
 	struct lab_digest digest;
 	int r;
 	uint64_t done_ns;
@@ -1036,9 +1211,24 @@ static void *hash_worker(void *arg)
 {
 	struct hash_job *j = arg;
 
-	j->r = lab_vm_digest_until(j->vm, j->cancel, &j->digest);
+	j->r = lab_vm_digest_until(j->vm, &j->stop, &j->digest);
 	j->done_ns = mig_realtime_ns();
+	atomic_store(&j->finished, true);
 	return NULL;
+}
+
+/* Wait for the hash of our RAM, stopping it on cancel or at the deadline
+ * (or at once if the wait for LOADED already failed). */
+static void hash_join(struct src *s, struct hash_job *j, pthread_t t, bool stop)
+{
+	while (!atomic_load(&j->finished)) {
+		struct timespec ts = { 0, 10 * 1000000L };
+
+		if (stop || cancelled(s) || past_deadline(s))
+			atomic_store(&j->stop, true);
+		nanosleep(&ts, NULL);
+	}
+	pthread_join(t, NULL);
 }
 
 int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool *cancel,
@@ -1057,7 +1247,7 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	uint64_t t_stop_ns = 0, cpu0 = mig_cpu_ms(), t_hashed_ns = 0, t_loaded_ns = 0;
 	uint64_t verify_ns = 0, setup_wire = 0;
 	struct mig_device *mem = lab_vm_device(vm, MIG_DEV_MEMORY, 0);
-	struct hash_job hj = { 0 };
+	struct hash_job hj = { .r = 0 };
 	pthread_t hash_thread;
 	bool hashing = false;
 	bool stopped = false, committed = false;
@@ -1107,10 +1297,16 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	if (r < 0)
 		goto out;
 
-	/* STOP_COPY: from here the guest is not running anywhere. */
+	/* STOP_COPY: from here the guest is not running anywhere, and the
+	 * switchover deadline bounds how long it stays so before COMMIT. */
 	res->precopy_wire_bytes = res->wire_bytes - setup_wire;
+	s.switchover_ms = o->switchover_timeout_ms ? o->switchover_timeout_ms :
+			  conv_switchover_timeout_ms(&o->conv, s.expected_dt,
+						     res->ram_total_bytes, o->verify);
+	res->switchover_timeout_ms = s.switchover_ms;
 	set_phase(&s, MIG_PHASE_STOP_COPY);
 	t_stop_ns = mig_realtime_ns();
+	__atomic_store_n(&s.deadline_ms, mig_now_ms() + s.switchover_ms, __ATOMIC_RELAXED);
 	r = lab_vm_pause(vm, &s.err);
 	if (r < 0)
 		goto out;
@@ -1134,7 +1330,7 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	/* The source's RAM is frozen now: hash it in another thread while
 	 * this one waits for LOADED, so both moments are known exactly. */
 	if (o->verify) {
-		hj = (struct hash_job){ .vm = vm, .cancel = cancel };
+		hj.vm = vm;
 		hashing = pthread_create(&hash_thread, NULL, hash_worker, &hj) == 0;
 		if (!hashing)
 			hash_worker(&hj);
@@ -1142,13 +1338,14 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	r = ctl_recv(&s, &h, &pl, REPLY_TIMEOUT_MS);
 	t_loaded_ns = mig_realtime_ns();
 	if (hashing)
-		pthread_join(hash_thread, NULL);
+		hash_join(&s, &hj, hash_thread, r < 0);
 	dsrc = hj.digest;
 	t_hashed_ns = hj.done_ns;
 	if (r >= 0 && hj.r < 0)
-		r = hj.r == -ECANCELED ? mig_error_set(&s.err, -ECANCELED, "cancelled") :
-					 mig_error_set(&s.err, hj.r, "hashing the source's RAM: %s",
-						       strerror(-hj.r));
+		r = hj.r != -ECANCELED ? mig_error_set(&s.err, hj.r, "hashing the source's RAM: %s",
+						       strerror(-hj.r)) :
+		    cancelled(&s) ? mig_error_set(&s.err, -ECANCELED, "cancelled") :
+				    deadline_error(&s, &s.err);
 	if (r >= 0)
 		r = expect(&s, &h, MIG_FRAME_LOADED, sizeof(loaded));
 	if (r < 0)
@@ -1171,6 +1368,9 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		if (dsrc.hi != loaded.digest[0] || dsrc.lo != loaded.digest[1]) {
 			char where[320], ring[96];
 
+			/* Only diagnostics from here: the migration has failed,
+			 * and the sums have waits of their own. */
+			__atomic_store_n(&s.deadline_ms, 0, __ATOMIC_RELAXED);
 			where_ram_differs(&s, where, sizeof(where));
 			/* A ring that stopped filling, or one short sync, points
 			 * at where reports were lost. */
@@ -1183,24 +1383,29 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		}
 	}
 
-	/* The last moment a cancel can take the VM back. */
+	/* The last moment a cancel, or the deadline, can take the VM back. */
 	if (cancelled(&s)) {
 		r = mig_error_set(&s.err, -ECANCELED, "cancelled");
 		goto out;
 	}
+	if (past_deadline(&s)) {
+		r = deadline_error(&s, &s.err);
+		goto out;
+	}
 	/* COMMIT: after this frame leaves, the source may never run the VM again
 	 * unless the destination says it did not start it. */
+	__atomic_store_n(&s.deadline_ms, 0, __ATOMIC_RELAXED);
 	set_phase(&s, MIG_PHASE_COMMIT);
 	committed = true;
 	r = ctl_send(&s, MIG_FRAME_COMMIT, NULL, 0);
 	if (r >= 0)
-		r = ctl_recv(&s, &h, &pl, REPLY_TIMEOUT_MS);
+		r = ctl_recv(&s, &h, &pl, (int)(s.switchover_ms > START_TIMEOUT_MS ?
+					   (s.switchover_ms < REPLY_TIMEOUT_MS ? s.switchover_ms :
+					    REPLY_TIMEOUT_MS) : START_TIMEOUT_MS));
 	if (r >= 0)
-		r = expect(&s, &h, MIG_FRAME_RUNNING, sizeof(run));
+		r = expect_running(&s, &h, &pl, 1, &run);
 	if (r < 0)
 		goto out;
-	memcpy(&run, pl.data, sizeof(run));
-	run.msg[sizeof(run.msg) - 1] = '\0';
 	if (run.status < 0) {
 		/* The destination refused to start and said so: it does not run. */
 		committed = false;
@@ -1220,46 +1425,39 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	res->verify_ms = verify_ns / 1000000;
 	res->dst_passes_before = run.passes;
 	res->dst_cpu_ms = run.cpu_ms;
-	if (o->verify) {
-		/* The guest must keep running on the destination, self-check clean. */
-		r = ctl_recv(&s, &h, &pl, 30000);
-		if (r >= 0)
-			r = expect(&s, &h, MIG_FRAME_RUNNING, sizeof(run));
-		if (r >= 0) {
-			memcpy(&run, pl.data, sizeof(run));
-			res->dst_passes_after = run.passes;
-			res->dst_errors = run.errors;
-			if (run.status < 0 || run.errors ||
-			    (lab_vm_config(vm)->wss_bytes && run.passes <= res->dst_passes_before)) {
-				run.msg[sizeof(run.msg) - 1] = '\0';
-				r = mig_error_set(&s.err, -EIO, "the guest on the destination is not "
-						  "healthy: passes %llu -> %llu, self-check errors %llu %s",
-						  (unsigned long long)res->dst_passes_before,
-						  (unsigned long long)run.passes,
-						  (unsigned long long)run.errors, run.msg);
-			}
-		}
-		if (r < 0) {
-			/* The destination owns the VM (it runs there); report, do not resume. */
-			release_source(vm, mem);
-			res->result = MIG_RESULT_FAILED;
-			res->owner = MIG_OWNER_DESTINATION;
-			goto done;
-		}
+	/* RUNNING kind 2: the destination shows that the guest runs there.
+	 * This message, and only this one, moves ownership: until it arrives
+	 * the source keeps its paused copy, because a destination that dies
+	 * between starting the VM and confirming it would take the only copy
+	 * with it. */
+	r = ctl_recv(&s, &h, &pl, CONFIRM_TIMEOUT_MS);
+	if (r >= 0)
+		r = expect_running(&s, &h, &pl, 2, &run);
+	if (r < 0)
+		goto out;
+	res->dst_passes_after = run.passes;
+	res->dst_errors = run.errors;
+	res->owner = MIG_OWNER_DESTINATION;
+	mig_source_release(vm);
+	/* The guest must keep running on the destination, self-check clean (its
+	 * vCPUs always; its progress and self-check under --verify). */
+	if (run.status < 0 || (o->verify && (run.errors || (lab_vm_config(vm)->wss_bytes &&
+							      run.passes <= res->dst_passes_before)))) {
+		r = mig_error_set(&s.err, run.status < 0 ? run.status : -EIO, "the guest on the "
+				  "destination is not healthy: passes %llu -> %llu, self-check "
+				  "errors %llu %s", (unsigned long long)res->dst_passes_before,
+				  (unsigned long long)run.passes, (unsigned long long)run.errors,
+				  run.msg);
+		/* The destination owns the VM (it runs there); report, do not resume. */
+		res->result = MIG_RESULT_FAILED;
+		goto done;
 	}
 	set_phase(&s, MIG_PHASE_DONE);
-	release_source(vm, mem);
 	res->result = MIG_RESULT_COMPLETED;
-	res->owner = MIG_OWNER_DESTINATION;
 	r = 0;
 	goto done;
 
 out:
-	if (committed && s.got_abort) {
-		/* The destination answered COMMIT with ABORT: it did not start the
-		 * VM, so the source may run it again. */
-		committed = false;
-	}
 	if (!committed && (r == -EPIPE || r == -ECONNRESET) && s.ctl_fd >= 0 && s.ring.ring &&
 	    !s.got_abort) {
 		/* A send failed in PRECOPY: the destination may have said why on
@@ -1268,7 +1466,9 @@ out:
 		struct mig_buf apl = { 0 };
 		struct mig_error why = s.err;
 
+		s.send_deadline_ms = mig_now_ms() + ABORT_SEND_MS;
 		ctl_wait(&s);
+		s.send_deadline_ms = 0;
 		mig_error_clear(&s.err);
 		if (ctl_recv(&s, &ah, &apl, 500) < 0 && s.got_abort)
 			why = s.err;
@@ -1276,10 +1476,13 @@ out:
 		mig_buf_free(&apl);
 	}
 	if (committed) {
-		/* COMMIT may have reached the destination: starting the source now
-		 * could run the VM twice.  Leave it paused and say so. */
+		/* COMMIT may have reached the destination, and whatever came back
+		 * (nothing, garbage, even an ABORT) does not say it did not start
+		 * the VM: starting the source now could run it twice.  Leave it
+		 * paused, held for an operator, and say so. */
 		res->result = MIG_RESULT_FAILED;
 		res->owner = MIG_OWNER_NONE;
+		res->src_held = 1;
 		mig_error_prefix(&s.err, "after commit, ownership unknown (source VM kept paused)");
 	} else {
 		struct mig_error_msg m;
@@ -1288,19 +1491,19 @@ out:
 		mig_error_msg_fill(&m, r, s.err.msg);
 		if (s.ctl_fd >= 0 && s.ring.ring) {
 			/* best effort: tell the destination to discard its copy */
-			ctl_wait(&s);
-			ctl_send(&s, MIG_FRAME_ABORT, &m, sizeof(m));
+			s.send_deadline_ms = mig_now_ms() + ABORT_SEND_MS;
+			if (ctl_wait(&s) >= 0)
+				ctl_send(&s, MIG_FRAME_ABORT, &m, sizeof(m));
+			s.send_deadline_ms = 0;
 		}
 		if (stopped) {
 			struct mig_error e2 = { 0 };
 
-			if (mem->state == MEM_FINAL)
-				mig_device_step(mem, MEM_LOGGING, NULL);
-
-			if (lab_vm_resume(vm, &e2) < 0) {
+			if (mig_source_resume(vm, &e2) < 0) {
 				/* Not running anywhere: that needs an operator. */
 				mig_error_prefix(&s.err, "rollback could not resume the source (%s)", e2.msg);
 				res->owner = MIG_OWNER_NONE;
+				res->src_held = 1;
 			}
 		}
 		res->result = r == -ECANCELED ? MIG_RESULT_CANCELLED : MIG_RESULT_FAILED;

@@ -110,14 +110,34 @@ struct mig_out_opts {
 	bool verify;
 	enum mig_checksum checksum;
 	struct conv_params conv;
+	uint64_t switchover_timeout_ms;   /* 0: conv_switchover_timeout_ms() */
 };
 
 typedef void (*mig_event_fn)(const struct mig_event *ev, void *arg);
 
 /* Source: migrates vm; on success the caller drops its copy.  Fills res
- * (kind RESULT).  Returns 0 when the migration completed. */
+ * (kind RESULT).  Returns 0 when the migration completed.  With owner none
+ * (res->src_held) the VM is left paused: only an operator may resume it
+ * (mig_source_resume()) or drop it (mig_source_release(), then destroy). */
 int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool *cancel,
 		   mig_event_fn fn, void *arg, struct mig_event *res);
+/* A paused source VM runs again: memory back from final to logging, every
+ * vCPU resumed. */
+int mig_source_resume(struct lab_vm *vm, struct mig_error *err);
+/* The source copy is given up: its devices take their terminal arcs. */
+void mig_source_release(struct lab_vm *vm);
+
+/* What a destination's engine publishes while it runs (MIG_LIST): it
+ * writes, the agent reads, both through mig_dest_status_*(). */
+struct mig_dest_status {
+	uint32_t phase;           /* enum mig_phase as this side sees it */
+	uint32_t round;
+	uint64_t pages;           /* pages received */
+	bool peer_set;            /* peer is written, once */
+	char peer[128];           /* the source's address */
+};
+void mig_dest_status_read(const struct mig_dest_status *st, uint32_t *ret_phase,
+			  uint32_t *ret_round, uint64_t *ret_bytes, char *peer, size_t n);
 
 struct mig_in_opts {
 	uint8_t id[16];
@@ -126,6 +146,7 @@ struct mig_in_opts {
 	uint32_t streams;
 	int listen_fd;
 	struct lab_vm *vm;        /* prepared VM (never run); consumed by mig_dest_run */
+	struct mig_dest_status *status;   /* NULL: nobody asks */
 };
 
 /* Destination: accepts and authenticates the streams on listen_fd, builds the

@@ -55,6 +55,8 @@ enum mig_op {
 	MIG_OP_MIG_INCOMING = 4,  /* struct mig_incoming -> reply + struct mig_incoming_reply */
 	MIG_OP_MIG_OUTGOING = 5,  /* struct mig_outgoing -> reply, EVENT frames, final EVENT */
 	MIG_OP_MIG_CANCEL = 6,    /* struct mig_cancel -> reply */
+	MIG_OP_VM_RESOLVE = 7,    /* struct mig_vm_resolve -> reply: an operator settles a held VM */
+	MIG_OP_MIG_LIST = 8,      /* -> reply + struct mig_migration_info[] */
 	_MIG_OP_END,
 };
 
@@ -100,12 +102,28 @@ struct mig_vm_info {
 	uint64_t passes;
 	uint64_t errors;
 	struct mig_lab_wire lab;  /* the full description, to prepare a destination */
+	uint8_t held_by[16];      /* MIG_VM_HELD: the migration whose outcome is unknown */
+	char held_peer[128];      /* MIG_VM_HELD: that migration's destination */
 };
-_Static_assert(sizeof(struct mig_vm_info) == 152, "vm info");
+_Static_assert(sizeof(struct mig_vm_info) == 296, "vm info");
 #define MIG_VM_RUNNING 1
 #define MIG_VM_PAUSED 2
 #define MIG_VM_MIGRATING 3
+/* Kept paused after a migration whose outcome is unknown (owner none): the
+ * destination may run it.  Only MIG_OP_VM_RESOLVE, naming that migration,
+ * changes it: resume it here, or discard this copy. */
+#define MIG_VM_HELD 4
 
+/* An operator's decision on a held VM. */
+struct mig_vm_resolve {
+	char name[MIG_NAME_MAX];
+	uint8_t id[16];           /* the migration that left it held */
+	uint32_t action;          /* MIG_RESOLVE_* */
+	uint32_t pad;
+};
+_Static_assert(sizeof(struct mig_vm_resolve) == 88, "vm resolve");
+#define MIG_RESOLVE_RESUME 1      /* run it here: the destination does not */
+#define MIG_RESOLVE_DISCARD 2     /* drop this copy: the destination runs it */
 
 
 struct mig_incoming {
@@ -136,7 +154,12 @@ struct mig_outgoing {
 	uint64_t timeout_ms;
 	uint32_t timeout_action;
 	uint32_t checksum;        /* enum mig_checksum */
+	/* How long the source waits in STOP_COPY, its vCPUs stopped, for the
+	 * destination to load the VM before it gives up and resumes; 0 =
+	 * derived from the downtime limit (conv_switchover_timeout_ms()). */
+	uint64_t switchover_timeout_ms;
 };
+_Static_assert(sizeof(struct mig_outgoing) == 296, "outgoing");
 
 /* What the migration's checksums cover (--checksum).  Frame checksums
  * (headers, page lists, device state) are always on; PAGES also checks each
@@ -155,6 +178,30 @@ enum mig_checksum {
 struct mig_cancel {
 	uint8_t id[16];
 };
+
+/* MIG_LIST: one per migration the agent takes part in, and one per VM it
+ * holds after a migration whose outcome is unknown. */
+struct mig_migration_info {
+	uint8_t id[16];
+	char name[MIG_NAME_MAX];  /* the VM */
+	char peer[128];           /* source: the destination's HOST:PORT; destination: the source's */
+	uint32_t side;            /* MIG_SIDE_SOURCE, MIG_SIDE_DESTINATION */
+	uint32_t state;           /* MIG_MIGRATION_RUNNING, MIG_MIGRATION_HELD */
+	uint32_t phase;           /* enum mig_phase: the current one, or where a held one ended */
+	uint32_t round;
+	uint64_t elapsed_ms;      /* since the agent took it on */
+	uint64_t ram_bytes;
+	uint64_t transferred_bytes;   /* guest bytes sent (source) or received (destination) */
+	uint64_t remaining_bytes;     /* source: the policy's estimate */
+	uint64_t throughput_bps;
+	uint64_t expected_downtime_ms;
+	char error[256];          /* held: why the outcome is unknown */
+};
+_Static_assert(sizeof(struct mig_migration_info) == 528, "migration info");
+#define MIG_SIDE_SOURCE 1
+#define MIG_SIDE_DESTINATION 2
+#define MIG_MIGRATION_RUNNING 1
+#define MIG_MIGRATION_HELD 2
 
 /* EVENT payload: progress while running, the result at the end. */
 enum mig_phase {
@@ -220,7 +267,12 @@ struct mig_event {
 	uint32_t checksum;            /* enum mig_checksum in use (auto resolves to one) */
 	uint32_t same_host;           /* 1 when the data streams stay on one host */
 	char error[512];
+	/* RESULT: 1 when the source keeps the VM paused and held (owner none):
+	 * only an operator's MIG_OP_VM_RESOLVE moves it from there. */
+	uint32_t src_held;
+	uint32_t pad;
+	uint64_t switchover_timeout_ms;   /* the deadline STOP_COPY had */
 };
-_Static_assert(sizeof(struct mig_event) == 872, "event");
+_Static_assert(sizeof(struct mig_event) == 888, "event");
 
 #endif
