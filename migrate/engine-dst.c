@@ -18,7 +18,10 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <poll.h>
 #include <stdio.h>
@@ -38,6 +41,12 @@
 #define PAGE ((uint64_t)MIG_PAGE_SIZE)
 #define POLL_MS 100
 #define ACCEPT_TIMEOUT_MS 30000
+/* A connection to the migration port must prove it belongs to this
+ * migration (a STREAM_HELLO with the secret's MAC) within this, and at most
+ * PENDING_MAX connections wait at once: idle or slow strangers are dropped
+ * on their own clock, never on the migration's. */
+#define HELLO_WAIT_MS 5000
+#define PENDING_MAX 32
 #define IDLE_TIMEOUT_MS 120000
 #define HEALTH_CHECK_MS 300
 /* A guest with a working set that has not completed a pass yet gets this
@@ -130,90 +139,243 @@ struct dst {
 	unsigned nstash;
 };
 
-static int refuse(int fd, uint64_t seq, int code, const char *msg)
+void mig_dest_status_read(const struct mig_dest_status *st, uint32_t *ret_phase,
+			  uint32_t *ret_round, uint64_t *ret_bytes, char *peer, size_t n)
 {
-	struct xport_conn c;
+	*ret_phase = __atomic_load_n(&st->phase, __ATOMIC_RELAXED);
+	*ret_round = __atomic_load_n(&st->round, __ATOMIC_RELAXED);
+	*ret_bytes = __atomic_load_n(&st->pages, __ATOMIC_RELAXED) * PAGE;
+	if (n)
+		peer[0] = '\0';
+	if (n && __atomic_load_n(&st->peer_set, __ATOMIC_ACQUIRE))
+		str_copy(peer, n, st->peer);
+}
+
+static void publish_phase(struct dst *d, enum mig_phase p)
+{
+	if (d->o->status)
+		__atomic_store_n(&d->o->status->phase, p, __ATOMIC_RELAXED);
+}
+
+static void publish_peer(struct dst *d, int fd)
+{
+	struct mig_dest_status *st = d->o->status;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (!st || getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		snprintf(st->peer, sizeof(st->peer), "%s:%u", host, port);
+	} else if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		snprintf(st->peer, sizeof(st->peer), "[%s]:%u", host, port);
+	}
+	__atomic_store_n(&st->peer_set, true, __ATOMIC_RELEASE);
+}
+
+/* A connection to the migration port that has not proven itself yet: the
+ * first frame's bytes as they come in. */
+struct pending {
+	int fd;
+	uint64_t deadline;
+	size_t got;
+	union {
+		uint8_t buf[sizeof(struct mig_frame_hdr) + sizeof(struct mig_stream_hello)];
+		struct {
+			struct mig_frame_hdr hdr;
+			struct mig_stream_hello hello;
+		} f;
+	};
+};
+
+/* Send one frame (seq 1, the first in this direction) without waiting: a
+ * stranger that does not read must not hold us up, and a fresh socket's
+ * buffer always takes a frame this small. */
+static int send_first(int fd, uint16_t type, const void *p, size_t len)
+{
+	struct mig_frame_hdr h;
+	struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)p, len } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	ssize_t n;
+
+	mig_frame_seal(&h, type, 0, 1, &iov[1], 1);
+	n = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	return n == (ssize_t)(sizeof(h) + len) ? 0 : -EAGAIN;
+}
+
+/* Answer a connection that failed to prove itself, close it, count it. */
+static void refuse(struct dst *d, struct pending *p, int code, const char *msg)
+{
 	struct mig_error_msg m;
 
 	mig_error_msg_fill(&m, code, msg);
-	if (xport_conn_init(&c, fd, NULL) == 0) {
-		c.tx_seq = seq;
-		xport_conn_send(&c, MIG_FRAME_ERROR, 0, &m, sizeof(m), NULL);
-		xport_conn_close(&c);
-	} else {
-		close(fd);
+	send_first(p->fd, MIG_FRAME_ERROR, &m, sizeof(m));
+	close(p->fd);
+	p->fd = -1;
+	d->rejected++;
+}
+
+/* The first frame of p is in: a STREAM_HELLO that proves the secret, for an
+ * index not taken yet, becomes that stream.  0 when it did. */
+static int prove(struct dst *d, struct pending *p)
+{
+	struct mig_stream_hello h;
+	struct mig_error e = { 0 };
+	uint8_t want[XPORT_MAC_LEN];
+	char why[600];
+
+	if (mig_frame_check_payload(&p->f.hdr, &p->f.hello, &e) < 0) {
+		snprintf(why, sizeof(why), "the first frame of a migration stream must be a valid "
+			 "STREAM_HELLO (%s)", e.msg);
+		refuse(d, p, -EPROTO, why);
+		return -EPROTO;
 	}
-	return code;
+	h = p->f.hello;
+	stream_mac(d->o->secret, "migratectl-stream", &h, want);
+	if (memcmp(h.id, d->o->id, 16) || !xport_mac_equal(want, h.mac, sizeof(want)) ||
+	    h.nstreams != d->n || h.index > d->n || d->st[h.index].fd >= 0) {
+		refuse(d, p, -EACCES, "stream refused: it does not prove it belongs to this "
+		       "migration (wrong id, secret, index or stream count)");
+		return -EACCES;
+	}
+	/* Prove back that we hold the secret too. */
+	stream_mac(d->o->secret, "migratectl-stream-ack", &h, h.mac);
+	if (send_first(p->fd, MIG_FRAME_STREAM_HELLO, &h, sizeof(h)) < 0) {
+		close(p->fd);
+		p->fd = -1;
+		d->rejected++;
+		return -EPIPE;
+	}
+	if (h.index && d->n == 1)
+		xport_lone_stream(p->fd);
+	if (h.index == 0)
+		publish_peer(d, p->fd);
+	d->st[h.index].fd = p->fd;
+	d->st[h.index].seq = 1;
+	d->st[h.index].tx_seq = 1;
+	p->fd = -1;
+	return 0;
+}
+
+/* Read what p has sent so far; refuse it as soon as its bytes cannot be a
+ * STREAM_HELLO.  1 while it may still become one, 0 once it became a
+ * stream, <0 once it is gone. */
+static int pending_read(struct dst *d, struct pending *p)
+{
+	struct mig_error e = { 0 };
+	ssize_t n = recv(p->fd, p->buf + p->got, sizeof(p->buf) - p->got, MSG_DONTWAIT);
+	char why[600];
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 1;
+	if (n <= 0) {
+		close(p->fd);
+		p->fd = -1;
+		d->rejected++;
+		return -ECONNRESET;
+	}
+	p->got += (size_t)n;
+	if (p->got >= sizeof(p->f.hdr) && p->got - (size_t)n < sizeof(p->f.hdr)) {
+		if (mig_frame_check_header(&p->f.hdr, 1, &e) < 0) {
+			snprintf(why, sizeof(why), "the first frame of a migration stream must be "
+				 "a valid STREAM_HELLO (%s)", e.msg);
+			refuse(d, p, -EPROTO, why);
+			return -EPROTO;
+		}
+		if (le16toh(p->f.hdr.type) != MIG_FRAME_STREAM_HELLO ||
+		    le32toh(p->f.hdr.length) != sizeof(p->f.hello)) {
+			refuse(d, p, -EPROTO, "the first frame of a migration stream must be a "
+			       "valid STREAM_HELLO");
+			return -EPROTO;
+		}
+	}
+	if (p->got < sizeof(p->buf))
+		return 1;
+	return prove(d, p);
 }
 
 /* Accept until the control stream and every data stream have proven they
- * belong to this migration.  Impostors are answered, closed and counted. */
+ * belong to this migration.  Every connection that has not is read at the
+ * same time, each on its own short clock: strangers that send nothing, or
+ * slowly, cost the migration nothing but a slot, and the oldest gives its
+ * slot up when all are taken.  Impostors are answered, closed and counted. */
 static int accept_streams(struct dst *d)
 {
 	uint64_t end = mig_now_ms() + ACCEPT_TIMEOUT_MS;
-	unsigned have = 0;
+	struct pending pend[PENDING_MAX];
+	unsigned have = 0, npend = 0;
+	int r = 0;
 
 	while (have < d->n + 1) {
-		struct pollfd p = { .fd = d->o->listen_fd, .events = POLLIN };
-		struct mig_stream_hello h;
-		struct mig_frame_hdr fh;
-		struct mig_buf pl = { 0 };
-		struct xport_conn c;
-		uint8_t want[XPORT_MAC_LEN];
-		int64_t left = (int64_t)(end - mig_now_ms());
-		int fd, r;
+		struct pollfd pf[PENDING_MAX + 1];
+		uint64_t now = mig_now_ms(), wake = end;
 
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-			return mig_error_set(&d->err, -ETIMEDOUT, "only %u of %u migration streams "
-					     "connected and authenticated in %d s (%llu refused)", have,
-					     d->n + 1, ACCEPT_TIMEOUT_MS / 1000,
-					     (unsigned long long)d->rejected);
-		fd = accept4(d->o->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		xport_tune_socket(fd);
-		if (xport_conn_init(&c, fd, NULL) < 0) {
-			close(fd);
-			continue;
+		if (now >= end) {
+			r = mig_error_set(&d->err, -ETIMEDOUT, "only %u of %u migration streams "
+					  "connected and authenticated in %d s (%llu refused)", have,
+					  d->n + 1, ACCEPT_TIMEOUT_MS / 1000,
+					  (unsigned long long)d->rejected);
+			break;
 		}
-		r = xport_conn_recv(&c, &fh, &pl, 10000, NULL);
-		if (r < 0 || fh.type != MIG_FRAME_STREAM_HELLO || pl.len != sizeof(h)) {
-			mig_buf_free(&pl);
-			d->rejected++;
-			c.fd = -1;
-			xport_conn_close(&c);
-			refuse(fd, 0, -EPROTO, "the first frame of a migration stream must be a valid STREAM_HELLO");
-			continue;
+		/* the ones whose time is up go first */
+		for (unsigned i = 0; i < npend; i++) {
+			if (pend[i].deadline <= now) {
+				refuse(d, &pend[i], -EPROTO, "the first frame of a migration stream "
+				       "must be a valid STREAM_HELLO (none arrived in time)");
+				pend[i--] = pend[--npend];
+			} else if (pend[i].deadline < wake) {
+				wake = pend[i].deadline;
+			}
 		}
-		memcpy(&h, pl.data, sizeof(h));
-		mig_buf_free(&pl);
-		stream_mac(d->o->secret, "migratectl-stream", &h, want);
-		if (memcmp(h.id, d->o->id, 16) || !xport_mac_equal(want, h.mac, sizeof(want)) ||
-		    h.nstreams != d->n || h.index > d->n || d->st[h.index].fd >= 0) {
-			d->rejected++;
-			c.fd = -1;
-			xport_conn_close(&c);
-			refuse(fd, 0, -EACCES, "stream refused: it does not prove it belongs to this "
-			       "migration (wrong id, secret, index or stream count)");
-			continue;
+		pf[0] = (struct pollfd){ .fd = d->o->listen_fd, .events = POLLIN };
+		for (unsigned i = 0; i < npend; i++)
+			pf[1 + i] = (struct pollfd){ .fd = pend[i].fd, .events = POLLIN };
+		if (poll(pf, 1 + npend, (int)(wake - now)) < 0 && errno != EINTR) {
+			r = mig_error_set(&d->err, -errno, "waiting for the migration streams: %s",
+					  strerror(errno));
+			break;
 		}
-		/* Prove back that we hold the secret too. */
-		stream_mac(d->o->secret, "migratectl-stream-ack", &h, h.mac);
-		r = xport_conn_send(&c, MIG_FRAME_STREAM_HELLO, 0, &h, sizeof(h), NULL);
-		if (r < 0) {
-			xport_conn_close(&c);
-			continue;
+		/* pending first: a slot may be freed for the listener's next */
+		for (unsigned i = npend; i-- > 0;) {
+			if (!pf[1 + i].revents)
+				continue;
+			if (pending_read(d, &pend[i]) <= 0)
+				pend[i] = pend[--npend];
 		}
-		if (h.index && d->n == 1)
-			xport_lone_stream(fd);
-		d->st[h.index].fd = fd;
-		d->st[h.index].seq = c.rx_seq;
-		d->st[h.index].tx_seq = c.tx_seq;
-		c.fd = -1;
-		xport_conn_close(&c);
-		have++;
+		have = 0;
+		for (unsigned k = 0; k <= d->n; k++)
+			have += d->st[k].fd >= 0;
+		if (pf[0].revents & POLLIN) {
+			int fd = accept4(d->o->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+			if (fd < 0)
+				continue;
+			xport_tune_socket(fd);
+			if (npend == PENDING_MAX) {
+				/* the oldest has had the longest to prove itself */
+				unsigned old = 0;
+
+				for (unsigned i = 1; i < npend; i++)
+					if (pend[i].deadline < pend[old].deadline)
+						old = i;
+				refuse(d, &pend[old], -EPROTO, "the first frame of a migration stream "
+				       "must be a valid STREAM_HELLO (too many connections wait)");
+				pend[old] = pend[--npend];
+			}
+			pend[npend] = (struct pending){ .fd = fd,
+							.deadline = mig_now_ms() + HELLO_WAIT_MS };
+			npend++;
+		}
 	}
-	return 0;
+	for (unsigned i = 0; i < npend; i++)
+		refuse(d, &pend[i], -EPROTO, "the migration's streams are all connected");
+	return r;
 }
 
 /* Every receive goes through here.  Only the fields the engine does not set
@@ -432,6 +594,8 @@ static int pages_data(struct dst *d, struct rx_stream *s)
 		stale_mark(d, pfn, sum != s->ent[i].sum);
 	}
 	s->frames++;
+	if (d->o->status)
+		__atomic_fetch_add(&d->o->status->pages, s->ph.count, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -479,6 +643,8 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	/* The data streams are read from here on, and READY says so. */
 	if (r >= 0)
 		r = workers_start(d);
+	if (r >= 0)
+		publish_phase(d, MIG_PHASE_PRECOPY);
 	rep.status = r;
 	if (r < 0)
 		str_copy(rep.msg, sizeof(rep.msg), d->err.msg);
@@ -530,6 +696,8 @@ static int barrier(struct dst *d, struct rx_stream *s, bool final)
 					  (unsigned long long)stale, (unsigned long long)first_stale(d));
 		d->arrived = 0;
 		d->round++;
+		if (d->o->status)
+			__atomic_store_n(&d->o->status->round, d->round, __ATOMIC_RELAXED);
 		d->all_final = final && r == 0;
 		pthread_cond_broadcast(&d->advance);
 	} else {
@@ -767,6 +935,7 @@ static int do_commit(struct dst *d)
 	workers_stop(d);
 	run.cpu_ms += d->workers_cpu_ms;
 	d->committed = true;
+	publish_phase(d, MIG_PHASE_COMMIT);
 	r = lab_vm_resume(d->vm, &d->err);
 	run.start_realtime_ns = mig_realtime_ns();
 	lab_vm_stats(d->vm, &st);
@@ -846,6 +1015,7 @@ static int on_ctl_frame(struct dst *d, struct rx_stream *s, bool *repost)
 	case MIG_FRAME_SETUP:
 		return do_setup(d, s);
 	case MIG_FRAME_DEVICE_STATE:
+		publish_phase(d, MIG_PHASE_STOP_COPY);
 		d->state.len = 0;
 		r = mig_buf_append(&d->state, s->buf.data, s->hdr.length);
 		if (r < 0)
