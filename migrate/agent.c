@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <uuid/uuid.h>
 
 #include <migrate/agent.h>
 
@@ -28,12 +29,28 @@ struct agent_vm {
 	char name[MIG_NAME_MAX];
 	struct lab_vm *vm;
 	bool busy;                /* a migration (or destroy) owns it */
+	/* Held: a migration of it ended with ownership unknown (owner none),
+	 * so the destination may run it.  It stays paused, and only
+	 * MIG_OP_VM_RESOLVE naming that migration changes it. */
+	bool held;
+	uint8_t held_by[16];
+	char held_peer[128];
+	char held_why[256];
+	uint32_t held_phase;
 };
 
+/* A migration this agent takes part in, as the source or the destination. */
 struct agent_mig {
 	uint8_t id[16];
 	bool used;
+	uint32_t side;            /* MIG_SIDE_* */
+	char name[MIG_NAME_MAX];
+	char peer[128];           /* source: the destination's address */
+	uint64_t t0_ms;
+	uint64_t ram_bytes;
 	atomic_bool cancel;
+	struct mig_event last;    /* source: the latest PROGRESS event */
+	struct mig_dest_status *dst;  /* destination: what its engine publishes */
 };
 
 struct agent {
@@ -41,7 +58,8 @@ struct agent {
 	struct mig_buf key;
 	pthread_mutex_t lock;
 	struct agent_vm vms[AGENT_MAX_VMS];
-	struct agent_mig migs[AGENT_MAX_MIGRATIONS];
+	/* every migration involves one of the VM slots: as many at most */
+	struct agent_mig migs[AGENT_MAX_VMS];
 };
 
 struct session {
@@ -118,6 +136,21 @@ static void slot_drop(struct agent *a, struct agent_vm *slot)
 	slot->busy = false;
 	slot->name[0] = '\0';
 	pthread_mutex_unlock(&a->lock);
+}
+
+/* Why a held VM refuses what was asked of it, and what the operator does
+ * about it.  Returns -ENOTRECOVERABLE: nothing but an operator's decision
+ * helps, and retrying does not. */
+static int held_error(const struct agent_vm *v, char *msg, size_t n, const char *what)
+{
+	char id[37];
+
+	uuid_unparse_lower(v->held_by, id);
+	snprintf(msg, n, "VM %s is held paused here: migration %s to %.100s ended with "
+		 "ownership unknown; it cannot %s until an operator checks whether it runs "
+		 "there, then resumes it here (vm resume) or discards this copy (vm discard), "
+		 "naming that migration", v->name, id, v->held_peer, what);
+	return -ENOTRECOVERABLE;
 }
 
 static int op_vm_create(struct session *s, const uint8_t *body)
@@ -198,8 +231,12 @@ static int op_vm_list(struct session *s, const uint8_t *body)
 		lab_vm_stats(v->vm, &st);
 		memset(&info[n], 0, sizeof(info[n]));
 		str_copy(info[n].name, sizeof(info[n].name), v->name);
-		info[n].state = v->busy ? MIG_VM_MIGRATING :
+		info[n].state = v->busy ? MIG_VM_MIGRATING : v->held ? MIG_VM_HELD :
 				lab_vm_is_running(v->vm) ? MIG_VM_RUNNING : MIG_VM_PAUSED;
+		if (v->held) {
+			memcpy(info[n].held_by, v->held_by, sizeof(info[n].held_by));
+			str_copy(info[n].held_peer, sizeof(info[n].held_peer), v->held_peer);
+		}
 		info[n].vcpus = c->vcpus;
 		info[n].mem_bytes = c->mem_bytes;
 		info[n].wss_bytes = c->wss_bytes;
@@ -218,6 +255,7 @@ static int op_vm_destroy(struct session *s, const uint8_t *body)
 	struct mig_vm_ref req;
 	struct agent_vm *v;
 	struct lab_vm *vm = NULL;
+	char msg[480];
 	int r = 0;
 
 	memcpy(&req, body, sizeof(req));
@@ -228,6 +266,8 @@ static int op_vm_destroy(struct session *s, const uint8_t *body)
 		r = -ENOENT;
 	else if (v->busy)
 		r = -EBUSY;
+	else if (v->held)
+		r = held_error(v, msg, sizeof(msg), "destroy");
 	else {
 		vm = v->vm;
 		v->vm = NULL;
@@ -236,15 +276,51 @@ static int op_vm_destroy(struct session *s, const uint8_t *body)
 	pthread_mutex_unlock(&a->lock);
 	if (r < 0)
 		return reply(s, r, r == -ENOENT ? "no VM of that name on this agent" :
-			     "the VM is being migrated; cancel the migration first", NULL, 0);
+			     r == -EBUSY ? "the VM is being migrated; cancel the migration first" :
+			     msg, NULL, 0);
 	lab_vm_destroy(vm);
 	return reply(s, 0, NULL, NULL, 0);
+}
+
+/* A free migration slot, taken for `id` (under the lock); NULL if none. */
+static struct agent_mig *mig_take(struct agent *a, const uint8_t id[16], uint32_t side,
+				  const char *name, const char *peer, uint64_t ram_bytes)
+{
+	unsigned outgoing = 0;
+	struct agent_mig *m = NULL;
+
+	for (unsigned i = 0; i < ARRAY_SIZE(a->migs); i++) {
+		if (!a->migs[i].used && !m)
+			m = &a->migs[i];
+		outgoing += a->migs[i].used && a->migs[i].side == MIG_SIDE_SOURCE;
+	}
+	if (!m || (side == MIG_SIDE_SOURCE && outgoing >= AGENT_MAX_MIGRATIONS))
+		return NULL;
+	memset(m, 0, sizeof(*m));
+	m->used = true;
+	memcpy(m->id, id, 16);
+	m->side = side;
+	str_copy(m->name, sizeof(m->name), name);
+	str_copy(m->peer, sizeof(m->peer), peer);
+	m->t0_ms = mig_now_ms();
+	m->ram_bytes = ram_bytes;
+	atomic_store(&m->cancel, false);
+	return m;
+}
+
+static void mig_drop(struct agent *a, struct agent_mig *m)
+{
+	pthread_mutex_lock(&a->lock);
+	m->used = false;
+	pthread_mutex_unlock(&a->lock);
 }
 
 struct incoming {
 	struct agent *a;
 	struct mig_in_opts o;
 	struct agent_vm *slot;
+	struct agent_mig *mig;
+	struct mig_dest_status status;
 };
 
 static void *incoming_thread(void *arg)
@@ -263,6 +339,8 @@ static void *incoming_thread(void *arg)
 	in->slot->busy = false;
 	if (r < 0)
 		in->slot->name[0] = '\0';
+	in->mig->used = false;
+	in->mig->dst = NULL;
 	pthread_mutex_unlock(&a->lock);
 	if (r < 0 && !a->opts.quiet)
 		fprintf(stderr, "migratectl agent: incoming migration of %s failed: %s\n",
@@ -292,6 +370,15 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 		return reply(s, -ENOMEM, "out of memory", NULL, 0);
 	pthread_mutex_lock(&a->lock);
 	in->slot = vm_reserve(a, req.name, &r);
+	if (in->slot) {
+		in->mig = mig_take(a, req.id, MIG_SIDE_DESTINATION, req.name, "", req.lab.mem_bytes);
+		if (!in->mig) {
+			in->slot->busy = false;
+			in->slot->name[0] = '\0';
+			in->slot = NULL;
+			r = -ENOSPC;
+		}
+	}
 	pthread_mutex_unlock(&a->lock);
 	if (!in->slot) {
 		free(in);
@@ -308,6 +395,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 		if (r >= 0)
 			r = lab_vm_create(&cfg, &in->o.vm, &err);
 		if (r < 0) {
+			mig_drop(a, in->mig);
 			slot_drop(a, in->slot);
 			free(in);
 			return reply(s, r, err.msg, NULL, 0);
@@ -322,6 +410,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	}
 	if (fd < 0) {
 		lab_vm_destroy(in->o.vm);
+		mig_drop(a, in->mig);
 		slot_drop(a, in->slot);
 		free(in);
 		return reply(s, fd, err.msg, NULL, 0);
@@ -332,9 +421,14 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	str_copy(in->o.name, sizeof(in->o.name), req.name);
 	in->o.streams = req.streams;
 	in->o.listen_fd = fd;
+	in->o.status = &in->status;
+	pthread_mutex_lock(&a->lock);
+	in->mig->dst = &in->status;
+	pthread_mutex_unlock(&a->lock);
 	if (pthread_create(&t, NULL, incoming_thread, in)) {
 		close(fd);
 		lab_vm_destroy(in->o.vm);
+		mig_drop(a, in->mig);
 		slot_drop(a, in->slot);
 		free(in);
 		return reply(s, -EAGAIN, "cannot start the receiving thread", NULL, 0);
@@ -343,11 +437,23 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	return reply(s, 0, NULL, &rep, sizeof(rep));
 }
 
+struct outgoing {
+	struct session *s;
+	struct agent_mig *m;
+};
+
+/* The engine's events go to the client that asked for the migration, and
+ * the latest progress stays here for MIG_LIST (the client may be gone). */
 static void send_event(const struct mig_event *ev, void *arg)
 {
-	struct session *s = arg;
+	struct outgoing *og = arg;
 
-	xport_conn_send(&s->c, MIG_FRAME_EVENT, 0, ev, sizeof(*ev), NULL);
+	if (ev->kind == MIG_EVENT_PROGRESS) {
+		pthread_mutex_lock(&og->s->a->lock);
+		og->m->last = *ev;
+		pthread_mutex_unlock(&og->s->a->lock);
+	}
+	xport_conn_send(&og->s->c, MIG_FRAME_EVENT, 0, ev, sizeof(*ev), NULL);
 }
 
 static int op_mig_outgoing(struct session *s, const uint8_t *body)
@@ -358,6 +464,8 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	struct mig_event res;
 	struct agent_vm *v;
 	struct agent_mig *m = NULL;
+	struct outgoing og;
+	char msg[480] = "";
 	int r = 0;
 
 	memcpy(&req, body, sizeof(req));
@@ -373,24 +481,21 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 		r = -ENOENT;
 	else if (v->busy)
 		r = -EBUSY;
-	for (unsigned i = 0; r == 0 && i < AGENT_MAX_MIGRATIONS; i++)
-		if (!a->migs[i].used) {
-			m = &a->migs[i];
-			break;
-		}
-	if (r == 0 && !m)
-		r = -EAGAIN;
+	else if (v->held)
+		r = held_error(v, msg, sizeof(msg), "migrate");
 	if (r == 0) {
-		v->busy = true;
-		m->used = true;
-		memcpy(m->id, req.id, 16);
-		atomic_store(&m->cancel, false);
+		m = mig_take(a, req.id, MIG_SIDE_SOURCE, req.name, req.dest_addr,
+			     lab_vm_config(v->vm)->mem_bytes);
+		if (!m)
+			r = -EAGAIN;
 	}
+	if (r == 0)
+		v->busy = true;
 	pthread_mutex_unlock(&a->lock);
 	if (r < 0)
 		return reply(s, r, r == -ENOENT ? "no VM of that name on the source agent" :
 			     r == -EBUSY ? "the VM is already being migrated" :
-			     "too many migrations on this agent", NULL, 0);
+			     r == -EAGAIN ? "too many migrations on this agent" : msg, NULL, 0);
 	r = reply(s, 0, NULL, NULL, 0);
 	memcpy(o.id, req.id, 16);
 	memcpy(o.secret, req.secret, MIG_SECRET_LEN);
@@ -406,8 +511,10 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	o.conv.max_bandwidth_bps = req.max_bandwidth_bps;
 	o.conv.timeout_ms = req.timeout_ms;
 	o.conv.timeout_action = (enum conv_timeout_action)req.timeout_action;
-	mig_source_run(v->vm, &o, &m->cancel, send_event, s, &res);
-	send_event(&res, s);
+	o.switchover_timeout_ms = req.switchover_timeout_ms;
+	og = (struct outgoing){ s, m };
+	mig_source_run(v->vm, &o, &m->cancel, send_event, &og, &res);
+	send_event(&res, &og);
 	pthread_mutex_lock(&a->lock);
 	if (res.result == MIG_RESULT_COMPLETED ||
 	    (res.result == MIG_RESULT_FAILED && res.owner == MIG_OWNER_DESTINATION)) {
@@ -415,6 +522,13 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 		lab_vm_destroy(v->vm);
 		v->vm = NULL;
 		v->name[0] = '\0';
+	} else if (res.src_held) {
+		/* Nobody knows where it runs: keep it paused for an operator. */
+		v->held = true;
+		memcpy(v->held_by, req.id, sizeof(v->held_by));
+		str_copy(v->held_peer, sizeof(v->held_peer), req.dest_addr);
+		str_copy(v->held_why, sizeof(v->held_why), res.error);
+		v->held_phase = res.phase;
 	}
 	v->busy = false;
 	m->used = false;
@@ -430,13 +544,146 @@ static int op_mig_cancel(struct session *s, const uint8_t *body)
 
 	memcpy(&req, body, sizeof(req));
 	pthread_mutex_lock(&a->lock);
-	for (unsigned i = 0; i < AGENT_MAX_MIGRATIONS; i++)
-		if (a->migs[i].used && !memcmp(a->migs[i].id, req.id, 16)) {
+	for (unsigned i = 0; i < ARRAY_SIZE(a->migs); i++)
+		if (a->migs[i].used && a->migs[i].side == MIG_SIDE_SOURCE &&
+		    !memcmp(a->migs[i].id, req.id, 16)) {
 			atomic_store(&a->migs[i].cancel, true);
 			r = 0;
 		}
 	pthread_mutex_unlock(&a->lock);
-	return reply(s, r, r < 0 ? "no migration with that id runs on this agent" : NULL, NULL, 0);
+	return reply(s, r, r < 0 ? "no migration with that id runs on this agent as its source "
+		     "(migratectl migrations lists them; cancel on the source agent)" : NULL, NULL, 0);
+}
+
+/* An operator settles a held VM: resume it here, or discard this copy.
+ * The request must name the migration that left it held, so a decision
+ * made about one migration cannot land on the outcome of another. */
+static int op_vm_resolve(struct session *s, const uint8_t *body)
+{
+	struct agent *a = s->a;
+	struct mig_vm_resolve req;
+	struct mig_error err = { 0 };
+	struct agent_vm *v;
+	struct lab_vm *vm = NULL;
+	char msg[480] = "", want[37], got[37];
+	int r = 0;
+
+	memcpy(&req, body, sizeof(req));
+	if (!mig_vm_name_ok(req.name, sizeof(req.name)) ||
+	    (req.action != MIG_RESOLVE_RESUME && req.action != MIG_RESOLVE_DISCARD))
+		return reply(s, -EINVAL, "VM_RESOLVE: bad VM name or action", NULL, 0);
+	uuid_unparse_lower(req.id, got);
+	pthread_mutex_lock(&a->lock);
+	v = vm_find(a, req.name);
+	if (!v) {
+		r = -ENOENT;
+		snprintf(msg, sizeof(msg), "no VM named %s on this agent", req.name);
+	} else if (v->busy) {
+		r = -EBUSY;
+		snprintf(msg, sizeof(msg), "VM %s is being migrated", req.name);
+	} else if (!v->held) {
+		r = -EINVAL;
+		snprintf(msg, sizeof(msg), "VM %s is not held: no migration left its outcome "
+			 "unknown, so there is nothing to resolve", req.name);
+	} else if (memcmp(v->held_by, req.id, 16)) {
+		uuid_unparse_lower(v->held_by, want);
+		r = -EINVAL;
+		snprintf(msg, sizeof(msg), "VM %s is held by migration %s, not %s", req.name, want,
+			 got);
+	} else if (req.action == MIG_RESOLVE_DISCARD) {
+		vm = v->vm;
+		memset(v, 0, sizeof(*v));
+	} else {
+		v->busy = true;
+		vm = v->vm;
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (r < 0)
+		return reply(s, r, msg, NULL, 0);
+	if (req.action == MIG_RESOLVE_DISCARD) {
+		mig_source_release(vm);
+		lab_vm_destroy(vm);
+		if (!a->opts.quiet)
+			fprintf(stderr, "migratectl agent: VM %s discarded (held by migration %s)\n",
+				req.name, got);
+		return reply(s, 0, NULL, NULL, 0);
+	}
+	r = mig_source_resume(vm, &err);
+	pthread_mutex_lock(&a->lock);
+	if (r >= 0)
+		v->held = false;
+	v->busy = false;
+	pthread_mutex_unlock(&a->lock);
+	if (r < 0)
+		return reply(s, r, err.msg, NULL, 0);
+	if (!a->opts.quiet)
+		fprintf(stderr, "migratectl agent: VM %s resumed here (held by migration %s)\n",
+			req.name, got);
+	return reply(s, 0, NULL, NULL, 0);
+}
+
+/* The migrations running here, either side, and the held outcomes. */
+static int op_mig_list(struct session *s, const uint8_t *body)
+{
+	struct agent *a = s->a;
+	struct mig_migration_info *info;
+	uint64_t now = mig_now_ms();
+	unsigned n = 0;
+	int r;
+
+	(void)body;
+	info = calloc(ARRAY_SIZE(a->migs) + AGENT_MAX_VMS, sizeof(*info));
+	if (!info)
+		return reply(s, -ENOMEM, "out of memory", NULL, 0);
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < ARRAY_SIZE(a->migs); i++) {
+		const struct agent_mig *m = &a->migs[i];
+		struct mig_migration_info *x = &info[n];
+
+		if (!m->used)
+			continue;
+		n++;
+		memcpy(x->id, m->id, 16);
+		str_copy(x->name, sizeof(x->name), m->name);
+		x->side = m->side;
+		x->state = MIG_MIGRATION_RUNNING;
+		x->elapsed_ms = now - m->t0_ms;
+		x->ram_bytes = m->ram_bytes;
+		if (m->side == MIG_SIDE_SOURCE) {
+			str_copy(x->peer, sizeof(x->peer), m->peer);
+			x->phase = m->last.phase;
+			x->round = m->last.round;
+			x->transferred_bytes = m->last.transferred_bytes;
+			x->remaining_bytes = m->last.remaining_bytes;
+			x->throughput_bps = m->last.throughput_bps;
+			x->expected_downtime_ms = m->last.expected_downtime_ms;
+		} else if (m->dst) {
+			mig_dest_status_read(m->dst, &x->phase, &x->round, &x->transferred_bytes,
+					     x->peer, sizeof(x->peer));
+			x->throughput_bps = x->elapsed_ms ?
+				x->transferred_bytes * 1000 / x->elapsed_ms : 0;
+		}
+	}
+	for (unsigned i = 0; i < AGENT_MAX_VMS; i++) {
+		const struct agent_vm *v = &a->vms[i];
+		struct mig_migration_info *x = &info[n];
+
+		if (!v->vm || !v->held)
+			continue;
+		n++;
+		memcpy(x->id, v->held_by, 16);
+		str_copy(x->name, sizeof(x->name), v->name);
+		str_copy(x->peer, sizeof(x->peer), v->held_peer);
+		str_copy(x->error, sizeof(x->error), v->held_why);
+		x->side = MIG_SIDE_SOURCE;
+		x->state = MIG_MIGRATION_HELD;
+		x->phase = v->held_phase;
+		x->ram_bytes = lab_vm_config(v->vm)->mem_bytes;
+	}
+	pthread_mutex_unlock(&a->lock);
+	r = reply(s, 0, NULL, info, n * sizeof(*info));
+	free(info);
+	return r;
 }
 
 /* The handler table: each operation with its name and the exact size of its
@@ -452,6 +699,8 @@ static const struct {
 	[MIG_OP_MIG_INCOMING] = { "MIG_INCOMING", op_mig_incoming, sizeof(struct mig_incoming) },
 	[MIG_OP_MIG_OUTGOING] = { "MIG_OUTGOING", op_mig_outgoing, sizeof(struct mig_outgoing) },
 	[MIG_OP_MIG_CANCEL] = { "MIG_CANCEL", op_mig_cancel, sizeof(struct mig_cancel) },
+	[MIG_OP_VM_RESOLVE] = { "VM_RESOLVE", op_vm_resolve, sizeof(struct mig_vm_resolve) },
+	[MIG_OP_MIG_LIST] = { "MIG_LIST", op_mig_list, 0 },
 };
 
 static int send_error(struct session *s, int code, const char *msg)
