@@ -31,6 +31,14 @@ static void on_sigint(int sig)
 	interrupted = 1;
 }
 
+/* A source copy kept paused for an operator (owner none): where, and the
+ * migration an operator must name to resolve it. */
+struct held_copy {
+	bool set;
+	char id[37];
+	char peer[128];
+};
+
 struct start_opts {
 	const char *src, *dst;
 	const char *vm;
@@ -38,7 +46,7 @@ struct start_opts {
 	const char *key_file;
 	uint32_t streams;
 	struct xport_compress compress;
-	uint64_t downtime_ms, max_bw, timeout_ms;
+	uint64_t downtime_ms, max_bw, timeout_ms, switchover_ms;
 	enum conv_timeout_action action;
 	int verify;   /* -1 default */
 	enum mig_checksum checksum;
@@ -75,7 +83,8 @@ static void start_usage(FILE *f)
 	      "          [--compress none|zstd[:LEVEL]|auto] [--downtime-limit MS]\n"
 	      "          [--max-bandwidth BYTES/s] [--timeout DURATION]\n"
 	      "          [--timeout-action abort|force] [--verify|--no-verify] [--json]\n"
-	      "          [--checksum auto|pages|frames] [--key-file F]\n"
+	      "          [--checksum auto|pages|frames] [--switchover-timeout DURATION]\n"
+	      "          [--key-file F]\n"
 	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH\n", f);
 }
 
@@ -95,6 +104,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		{ "json", no_argument, NULL, 'j' },
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "checksum", required_argument, NULL, 'C' },
+		{ "switchover-timeout", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -156,6 +166,11 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 						   "default), pages (every page's data too) or frames "
 						   "(headers and page lists only)", optarg);
 			break;
+		case 'S':
+			if (parse_duration_ms(optarg, 1000, &o->switchover_ms) < 0 || !o->switchover_ms)
+				return usage_error("invalid --switchover-timeout '%s': expected a "
+						   "duration such as 10s", optarg);
+			break;
 		case 'k': o->key_file = optarg; break;
 		case 'h':
 			start_usage(stdout);
@@ -214,7 +229,8 @@ static void hex128(const uint64_t d[2], char *buf)
  * outcome: the migration never started, or how it ended is unknown, so no
  * phase, device or actual setting is reported. */
 static void print_json(const char *id, const struct mig_event *e, const struct start_opts *o,
-		       uint32_t vcpus, uint64_t prepare_ms, bool started)
+		       uint32_t vcpus, uint64_t prepare_ms, bool started, const char *vm,
+		       const struct held_copy *held)
 {
 	struct json_writer w;
 	char a[LAB_DIGEST_HEX], b[LAB_DIGEST_HEX], codec[32];
@@ -307,6 +323,19 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 	json_u64(&w, "torn_pages", e->torn_pages);
 	json_u64(&w, "src_cpu_ms", e->src_cpu_ms);
 	json_u64(&w, "dst_cpu_ms", e->dst_cpu_ms);
+	if (started)
+		json_u64(&w, "switchover_timeout_ms", e->switchover_timeout_ms);
+	else
+		json_null(&w, "switchover_timeout_ms");
+	if (held && held->set) {
+		/* where the only sure copy waits for an operator */
+		json_obj_begin(&w, "source_copy");
+		json_str(&w, "agent", o->src);
+		json_str(&w, "vm", vm);
+		json_str(&w, "state", "held");
+		json_str(&w, "migration", held->id);
+		json_obj_end(&w);
+	}
 	json_obj_end(&w);
 	json_finish(&w);
 }
@@ -314,13 +343,26 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 /* With --json, the object for an end without the source's result. */
 static void json_without_result(const char *id, const struct start_opts *o, uint32_t result,
 				uint32_t owner, const char *why, uint32_t streams, uint32_t vcpus,
-				uint64_t prepare_ms)
+				uint64_t prepare_ms, const char *vm, const struct held_copy *held)
 {
 	struct mig_event e = { .result = result, .owner = owner, .streams = streams };
 
 	str_copy(e.error, sizeof(e.error), why);
 	if (o->json)
-		print_json(id, &e, o, vcpus, prepare_ms, false);
+		print_json(id, &e, o, vcpus, prepare_ms, false, vm, held);
+}
+
+/* What the operator does about a held source copy. */
+static void held_hint(const struct start_opts *o, const char *vm, const struct held_copy *h)
+{
+	const char *k = o->key_file ? " --key-file " : "", *kf = o->key_file ? o->key_file : "";
+
+	fprintf(stderr, "migratectl start: VM %s is kept paused on %s, held by migration %s: it "
+		"may run on the destination (%s). Check there first, then either\n"
+		"  migratectl vm resume %s %s --migration %s%s%s    (it does not run there: run it here)\n"
+		"  migratectl vm discard %s %s --migration %s%s%s   (it runs there: drop this copy)\n",
+		vm, o->src, h->id, h->peer[0] ? h->peer : o->dst, o->src, vm, h->id, k, kf, o->src, vm,
+		h->id, k, kf);
 }
 
 static void print_progress(const char *id, const struct mig_event *e, bool tty, uint32_t *last_phase)
@@ -367,10 +409,11 @@ int cmd_start(int argc, char **argv)
 	struct xport_endpoint dep;
 	struct sigaction sa = { .sa_handler = on_sigint };
 	uuid_t uu;
-	char id[37], name[MIG_NAME_MAX];
+	char id[37], name[MIG_NAME_MAX] = "";
 	uint32_t vcpus = 0, last_phase = MIG_PHASE_SETUP;
 	uint64_t prepare_ms = 0;
 	bool tty = isatty(STDERR_FILENO), cancel_sent = false, got_result = false;
+	struct held_copy held = { 0 };
 	char why[1024];
 	int r, rc = 1;
 
@@ -428,6 +471,12 @@ int cmd_start(int argc, char **argv)
 			if (!strncmp(v.name, name, sizeof(v.name))) {
 				vcpus = v.vcpus;
 				in.lab = v.lab;
+				if (v.state == MIG_VM_HELD) {
+					held.set = true;
+					uuid_unparse_lower(v.held_by, held.id);
+					v.held_peer[sizeof(v.held_peer) - 1] = '\0';
+					str_copy(held.peer, sizeof(held.peer), v.held_peer);
+				}
 			}
 		}
 	}
@@ -436,6 +485,14 @@ int cmd_start(int argc, char **argv)
 		snprintf(why, sizeof(why), "no VM named %s on %s (see migratectl vm list %s)", name,
 			 o.src, o.src);
 		goto not_started;
+	}
+	if (held.set) {
+		/* An earlier migration of it ended with ownership unknown: it
+		 * may run on that destination, and only an operator may say. */
+		snprintf(why, sizeof(why), "VM %s on %s is held paused: migration %s to %s ended "
+			 "with ownership unknown, and it may run there; an operator must resolve "
+			 "that first", name, o.src, held.id, held.peer);
+		goto held_refused;
 	}
 
 	str_copy(in.name, sizeof(in.name), name);
@@ -468,6 +525,7 @@ int cmd_start(int argc, char **argv)
 	out.max_bandwidth_bps = o.max_bw;
 	out.timeout_ms = o.timeout_ms;
 	out.timeout_action = o.action;
+	out.switchover_timeout_ms = o.switchover_ms;
 	/* The destination gives its prepared VM up when no source connects. */
 	if (interrupted)
 		goto not_started;
@@ -478,6 +536,8 @@ int cmd_start(int argc, char **argv)
 	if (mig_client_call(&src, MIG_OP_MIG_OUTGOING, &out, sizeof(out), NULL, &err) < 0) {
 		snprintf(why, sizeof(why), "starting the migration: %s", err.msg);
 		interrupted = 0;   /* it did not start: report the failure, not a cancel */
+		if (err.code == -ENOTRECOVERABLE)
+			goto held_refused;   /* held since the list above */
 		goto not_started;
 	}
 	fprintf(stderr, "migration %s: started, VM %s from %s to %s (cancel with: migratectl "
@@ -519,8 +579,13 @@ int cmd_start(int argc, char **argv)
 		}
 	}
 	print_progress(id, &res, false, &last_phase);
+	if (res.src_held) {
+		held.set = true;
+		str_copy(held.id, sizeof(held.id), id);
+		str_copy(held.peer, sizeof(held.peer), inrep.addr);
+	}
 	if (o.json) {
-		print_json(id, &res, &o, vcpus, prepare_ms, true);
+		print_json(id, &res, &o, vcpus, prepare_ms, true, name, &held);
 	} else {
 		printf("migration %s %s: VM %s now runs on the %s\n", id, result_name(res.result), name,
 		       res.owner == MIG_OWNER_NONE ? "(unknown: operator needed)" : owner_name(res.owner));
@@ -549,6 +614,8 @@ int cmd_start(int argc, char **argv)
 			       (unsigned long long)res.dst_passes_after, (unsigned long long)res.dst_errors);
 		}
 	}
+	if (held.set)
+		held_hint(&o, name, &held);
 	if (res.result == MIG_RESULT_COMPLETED)
 		rc = 0;
 	else if (res.owner == MIG_OWNER_SOURCE)
@@ -561,7 +628,18 @@ lost:
 	/* The migration ran, and how it ended is unknown here. */
 	fprintf(stderr, "%smigratectl start: %s\n", tty ? "\r\033[K" : "", why);
 	rc = EXIT_OPERATOR;
-	json_without_result(id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, why, 0, vcpus, prepare_ms);
+	json_without_result(id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, why, 0, vcpus, prepare_ms,
+			    name, NULL);
+	goto out;
+
+held_refused:
+	/* Nothing started, and the VM still waits for an operator. */
+	fprintf(stderr, "migratectl start: %s\n", why);
+	if (held.set)
+		held_hint(&o, name, &held);
+	rc = EXIT_OPERATOR;
+	json_without_result(id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, why, o.streams, vcpus,
+			    prepare_ms, name, &held);
 	goto out;
 
 not_started:
@@ -572,7 +650,7 @@ not_started:
 	}
 	fprintf(stderr, "migratectl start: %s\n", why);
 	json_without_result(id, &o, interrupted ? MIG_RESULT_CANCELLED : MIG_RESULT_FAILED,
-			    MIG_OWNER_SOURCE, why, o.streams, vcpus, prepare_ms);
+			    MIG_OWNER_SOURCE, why, o.streams, vcpus, prepare_ms, name, NULL);
 out:
 	mig_buf_free(&extra);
 	mig_buf_free(&pl);

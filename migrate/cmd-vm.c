@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <uuid/uuid.h>
 
 #include <migrate/agent.h>
 #include <migrate/json.h>
@@ -250,11 +251,13 @@ out:
 	return rc;
 }
 
-/* Options shared by create/list/destroy: --key-file, --name, --lab, --json. */
+/* Options shared by create/list/destroy/resume/discard: --key-file,
+ * --name, --lab, --json, --migration. */
 struct remote_opts {
 	const char *key_file;
 	const char *name;
 	const char *lab;
+	const char *migration;
 	bool json;
 };
 
@@ -266,6 +269,7 @@ static int parse_remote(const char *cmd, int argc, char **argv, struct remote_op
 		{ "name", required_argument, NULL, 'n' },
 		{ "lab", required_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "migration", required_argument, NULL, 'm' },
 		{ 0 }
 	};
 	int c;
@@ -277,6 +281,7 @@ static int parse_remote(const char *cmd, int argc, char **argv, struct remote_op
 		case 'n': o->name = optarg; break;
 		case 'l': o->lab = optarg; break;
 		case 'j': o->json = true; break;
+		case 'm': o->migration = optarg; break;
 		default:
 			fprintf(stderr, "usage: migratectl vm %s ENDPOINT ... (see migratectl(1))\n", cmd);
 			return EXIT_USAGE;
@@ -337,7 +342,7 @@ static int vm_create(int argc, char **argv)
 static const char *vm_state_name(uint32_t st)
 {
 	return st == MIG_VM_RUNNING ? "running" : st == MIG_VM_PAUSED ? "paused" :
-	       st == MIG_VM_MIGRATING ? "migrating" : "unknown";
+	       st == MIG_VM_MIGRATING ? "migrating" : st == MIG_VM_HELD ? "held" : "unknown";
 }
 
 static int vm_list(int argc, char **argv)
@@ -347,6 +352,7 @@ static int vm_list(int argc, char **argv)
 	struct mig_buf extra = { 0 };
 	struct mig_client c;
 	struct json_writer w;
+	char held[37];
 	size_t n;
 	int first, r;
 
@@ -384,6 +390,9 @@ static int vm_list(int argc, char **argv)
 
 		memcpy(&v, extra.data + i * sizeof(v), sizeof(v));
 		v.name[sizeof(v.name) - 1] = '\0';
+		v.held_peer[sizeof(v.held_peer) - 1] = '\0';
+		if (v.state == MIG_VM_HELD)
+			uuid_unparse_lower(v.held_by, held);
 		if (o.json) {
 			json_obj_begin(&w, NULL);
 			json_str(&w, "name", v.name);
@@ -393,11 +402,21 @@ static int vm_list(int argc, char **argv)
 			json_u64(&w, "wss_bytes", v.wss_bytes);
 			json_u64(&w, "passes", v.passes);
 			json_u64(&w, "selfcheck_errors", v.errors);
+			if (v.state == MIG_VM_HELD) {
+				json_str(&w, "held_by", held);
+				json_str(&w, "held_peer", v.held_peer);
+			} else {
+				json_null(&w, "held_by");
+				json_null(&w, "held_peer");
+			}
 			json_obj_end(&w);
 		} else {
 			printf("%-24s %-10s %7lluM %6u %10llu %12llu\n", v.name, vm_state_name(v.state),
 			       (unsigned long long)(v.mem_bytes >> 20), v.vcpus,
 			       (unsigned long long)v.passes, (unsigned long long)v.errors);
+			if (v.state == MIG_VM_HELD)
+				printf("  held by migration %s to %s: ownership unknown; check there, "
+				       "then vm resume or vm discard naming it\n", held, v.held_peer);
 		}
 	}
 	if (o.json) {
@@ -442,10 +461,58 @@ static int vm_destroy(int argc, char **argv)
 	return 0;
 }
 
+/* vm resume|discard ENDPOINT NAME --migration ID: an operator settles a VM
+ * held after a migration whose outcome was unknown. */
+static int vm_resolve(const char *cmd, uint32_t action, int argc, char **argv)
+{
+	struct remote_opts o = { 0 };
+	struct mig_vm_resolve req = { .action = action };
+	struct mig_error err = { 0 };
+	struct mig_client c;
+	char what[32];
+	uuid_t uu;
+	int first, r;
+
+	snprintf(what, sizeof(what), "vm %s", cmd);
+	r = parse_remote(cmd, argc, argv, &o, &first);
+	if (r)
+		return r;
+	if (argc - first != 2 || !o.migration) {
+		fprintf(stderr, "usage: migratectl vm %s ENDPOINT NAME --migration ID [--key-file F]\n"
+			"  ID: the migration that left the VM held (migratectl vm list ENDPOINT)\n",
+			cmd);
+		return EXIT_USAGE;
+	}
+	r = cli_check_endpoint(what, "ENDPOINT", argv[first]);
+	if (!r)
+		r = cli_check_name(what, argv[first + 1]);
+	if (r)
+		return r;
+	if (uuid_parse(o.migration, uu) < 0) {
+		fprintf(stderr, "migratectl %s: --migration '%s' is not a migration id (a UUID)\n",
+			what, o.migration);
+		return EXIT_USAGE;
+	}
+	snprintf(req.name, sizeof(req.name), "%s", argv[first + 1]);
+	memcpy(req.id, uu, sizeof(req.id));
+	if (mig_client_open(argv[first], o.key_file, &c, &err) < 0) {
+		fprintf(stderr, "migratectl %s: %s\n", what, err.msg);
+		return 1;
+	}
+	r = mig_client_call(&c, MIG_OP_VM_RESOLVE, &req, sizeof(req), NULL, &err);
+	mig_client_close(&c);
+	if (r < 0) {
+		fprintf(stderr, "migratectl %s: %s\n", what, err.msg);
+		return 1;
+	}
+	return 0;
+}
+
 int cmd_vm(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: migratectl vm run|create|list|destroy ... (see migratectl(1))\n");
+		fprintf(stderr, "usage: migratectl vm run|create|list|destroy|resume|discard ... "
+			"(see migratectl(1))\n");
 		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "run"))
@@ -456,6 +523,10 @@ int cmd_vm(int argc, char **argv)
 		return vm_list(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "destroy"))
 		return vm_destroy(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "resume"))
+		return vm_resolve("resume", MIG_RESOLVE_RESUME, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "discard"))
+		return vm_resolve("discard", MIG_RESOLVE_DISCARD, argc - 1, argv + 1);
 	fprintf(stderr, "migratectl vm: unknown subcommand '%s'\n", argv[1]);
 	return EXIT_USAGE;
 }

@@ -20,6 +20,10 @@ static void usage(FILE *f)
 	      "  vm create ENDPOINT --name NAME [--lab SPEC]\n"
 	      "  vm list ENDPOINT [--json]\n"
 	      "  vm destroy ENDPOINT NAME\n"
+	      "  vm resume|discard ENDPOINT NAME --migration ID\n"
+	      "                 settle a VM held after a migration whose outcome is unknown\n"
+	      "  migrations ENDPOINT [--json]\n"
+	      "                 the migrations an agent takes part in\n"
 	      "  cancel ENDPOINT ID\n"
 	      "\n"
 	      "  --help, --version\n"
@@ -48,6 +52,8 @@ int main(int argc, char **argv)
 		return cmd_agent(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "cancel"))
 		return cmd_cancel(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "migrations"))
+		return cmd_migrations(argc - 1, argv + 1);
 	fprintf(stderr, "migratectl: unknown command '%s' (try migratectl --help)\n", argv[1]);
 	return EXIT_USAGE;
 }
