@@ -16,6 +16,7 @@
 
 #include <migrate/agent.h>
 
+#include "lab-fixture.h"
 #include "migrate/migrate-internal.h"
 #include "proc-fixture.h"
 
@@ -598,4 +599,50 @@ Test(wire_live, sums_of_what_the_destination_holds, .timeout = 60)
 	rig_finish(&g, &ctl, &data);
 	mig_buf_free(&state);
 	free(image);
+}
+
+/* Strangers that connect to the migration port and send nothing (no key is
+ * needed for that) must not hold the migration up: the handshakes are read
+ * concurrently, each connection on a clock of its own, so the real streams
+ * get through at once; the idle ones are answered with ERROR and counted. */
+Test(wire_live, idle_connections_do_not_block_the_streams, .timeout = 60)
+{
+	struct rig g;
+	struct xport_conn ctl, data[2], idle[3];
+	struct mig_loaded l;
+	double t;
+
+	rig_up(&g, "target", 2);
+	for (int i = 0; i < 3; i++) {
+		struct mig_error err = { 0 };
+		struct xport_endpoint ep;
+		char url[160];
+		int fd;
+
+		snprintf(url, sizeof(url), "tcp://%s", g.addr);
+		cr_assert_eq(xport_endpoint_parse(url, &ep, &err), 0, "%s", err.msg);
+		fd = xport_connect(&ep, 5000, &err);
+		cr_assert_geq(fd, 0, "%s", err.msg);
+		cr_assert_eq(xport_conn_init(&idle[i], fd, &err), 0, "%s", err.msg);
+	}
+	usleep(100 * 1000);     /* the destination has accepted them all */
+	t = fixture_now();
+	rig_setup(&g, &ctl, data);
+	t = fixture_now() - t;
+	cr_assert_lt(t, 3.0, "three idle connections held the streams up for %.1f s", t);
+	for (int i = 0; i < 3; i++) {
+		struct mig_error err = { 0 };
+		struct mig_frame_hdr fh;
+		struct mig_buf pl = { 0 };
+
+		cr_assert_eq(xport_conn_recv(&idle[i], &fh, &pl, 10000, &err), 0, "%s", err.msg);
+		cr_assert_eq(fh.type, MIG_FRAME_ERROR, "got %s", mig_frame_type_to_string(fh.type));
+		mig_buf_free(&pl);
+		xport_conn_close(&idle[i]);
+	}
+	send_round_end(&data[0], 0, true, 0);
+	send_round_end(&data[1], 0, true, 0);
+	load_junk_state(&ctl, &l);
+	cr_assert_eq(l.rejected_streams, 3);
+	rig_finish(&g, &ctl, data);
 }
