@@ -9,6 +9,7 @@
 #include <migrate/transport.h>
 
 #include "migrate/cli.h"
+#include "migrate/macro.h"
 
 int cli_check_endpoint(const char *cmd, const char *what, const char *arg)
 {
@@ -47,5 +48,21 @@ int cli_check_key_file(const char *cmd, const char *path)
 	if (r >= 0)
 		return 0;
 	fprintf(stderr, "migratectl %s: --key-file: %s\n", cmd, err.msg);
+	return EXIT_USAGE;
+}
+
+int cli_once(const char *cmd, const struct option *opts, int c, struct cli_seen *seen)
+{
+	const struct option *o;
+
+	for (o = opts; o->name && o->val != c; o++)
+		;
+	if (!o->name || c < 0 || c >= (int)ARRAY_SIZE(seen->opt))
+		return 0;
+	if (!seen->opt[c]) {
+		seen->opt[c] = true;
+		return 0;
+	}
+	fprintf(stderr, "migratectl %s: --%s given twice: give each option once\n", cmd, o->name);
 	return EXIT_USAGE;
 }

@@ -3,6 +3,9 @@
 #ifndef MIGRATE_CLI_H
 #define MIGRATE_CLI_H
 
+#include <getopt.h>
+#include <stdbool.h>
+
 #define EXIT_USAGE 2
 #define EXIT_OPERATOR 3
 
@@ -20,5 +23,16 @@ int cli_check_name(const char *cmd, const char *name);
 /* A --key-file the key loader accepts: 0, or EXIT_USAGE after saying why
  * not (a key file is configuration, like an option). */
 int cli_check_key_file(const char *cmd, const char *path);
+
+
+/* The options a command has seen so far, by getopt_long's value. */
+struct cli_seen {
+	bool opt[256];
+};
+/* Each option at most once: getopt_long would let the last one silently
+ * override the first.  0, or EXIT_USAGE after saying "--NAME given twice"
+ * (the name from opts, whatever abbreviation was typed).  Values not in
+ * opts ('?' for an unknown option) pass through to the caller. */
+int cli_once(const char *cmd, const struct option *opts, int c, struct cli_seen *seen);
 
 #endif

@@ -11,6 +11,33 @@
 
 #include "migrate/cli.h"
 
+/* A --listen the agent can listen on, checked as the other commands check
+ * their endpoints: a malformed one is exit 2, before anything listens. */
+static int check_listen(const char *arg, size_t cap)
+{
+	struct mig_error err = { 0 };
+	struct xport_endpoint ep;
+
+	if (xport_endpoint_parse(arg, &ep, &err) < 0) {
+		fprintf(stderr, "migratectl agent: --listen: %s\n", err.msg);
+		return EXIT_USAGE;
+	}
+	if (ep.kind != XPORT_EP_TCP && ep.kind != XPORT_EP_UNIX) {
+		fprintf(stderr, "migratectl agent: --listen: an agent listens on tcp://HOST:PORT "
+			"or unix:///PATH, not on %s\n", ep.kind == XPORT_EP_LOCAL ?
+			"\"local\" (a client's word for a private agent it starts)" :
+			"ssh:// (not supported yet)");
+		return EXIT_USAGE;
+	}
+	/* Cut short, it would be another endpoint. */
+	if (strlen(arg) >= cap) {
+		fprintf(stderr, "migratectl agent: --listen is %zu characters; at most %zu are "
+			"allowed\n", strlen(arg), cap - 1);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
 int cmd_agent(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -23,16 +50,27 @@ int cmd_agent(int argc, char **argv)
 	};
 	struct agent_opts o = { .ready_fd = -1 };
 	struct mig_error err = { 0 };
+	struct cli_seen seen = { 0 };
 	uint64_t v;
 	int c;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (cli_once("agent", opts, c, &seen))
+			return EXIT_USAGE;
 		switch (c) {
 		case 'l':
+			if (check_listen(optarg, sizeof(o.listen)))
+				return EXIT_USAGE;
 			snprintf(o.listen, sizeof(o.listen), "%s", optarg);
 			break;
 		case 'k':
+			if (strlen(optarg) >= sizeof(o.key_file)) {
+				fprintf(stderr, "migratectl agent: --key-file: the path is %zu "
+					"characters; at most %zu are allowed\n", strlen(optarg),
+					sizeof(o.key_file) - 1);
+				return EXIT_USAGE;
+			}
 			snprintf(o.key_file, sizeof(o.key_file), "%s", optarg);
 			break;
 		case 'r':

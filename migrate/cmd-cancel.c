@@ -19,11 +19,14 @@ int cmd_cancel(int argc, char **argv)
 	struct mig_error err = { 0 };
 	struct mig_cancel req;
 	struct mig_client c;
+	struct cli_seen seen = { 0 };
 	uuid_t uu;
 	int ch, r;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (cli_once("cancel", opts, ch, &seen))
+			return EXIT_USAGE;
 		if (ch != 'k') {
 			fputs("usage: migratectl cancel ENDPOINT ID [--key-file F]\n", stderr);
 			return EXIT_USAGE;
@@ -42,6 +45,8 @@ int cmd_cancel(int argc, char **argv)
 			argv[optind + 1]);
 		return EXIT_USAGE;
 	}
+	if (key_file && cli_check_key_file("cancel", key_file))
+		return EXIT_USAGE;
 	memcpy(req.id, uu, 16);
 	if (mig_client_open(argv[optind], key_file, &c, &err) < 0) {
 		fprintf(stderr, "migratectl cancel: %s\n", err.msg);

@@ -43,6 +43,7 @@ int cmd_migrations(int argc, char **argv)
 		{ 0 }
 	};
 	const char *key_file = NULL;
+	struct cli_seen seen = { 0 };
 	struct mig_error err = { 0 };
 	struct mig_buf extra = { 0 };
 	struct mig_client c;
@@ -53,6 +54,8 @@ int cmd_migrations(int argc, char **argv)
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (cli_once("migrations", opts, ch, &seen))
+			return EXIT_USAGE;
 		switch (ch) {
 		case 'k': key_file = optarg; break;
 		case 'j': json = true; break;

@@ -88,6 +88,58 @@ static void start_usage(FILE *f)
 	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH\n", f);
 }
 
+/* "512 MiB", "1.5 GiB": a size for a message. */
+static const char *size_text(char *buf, size_t n, double bytes)
+{
+	static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB" };
+	unsigned u = 0;
+
+	while (bytes >= 1024 && u + 1 < ARRAY_SIZE(units)) {
+		bytes /= 1024;
+		u++;
+	}
+	snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
+	return buf;
+}
+
+/*
+ * Round 0 sends every page of guest RAM (a lab VM writes all of it), so
+ * RAM / --max-bandwidth is the least PRECOPY can take, and the timeout is
+ * only checked after a round.  When that floor reaches --timeout, an abort
+ * migration runs that long to fail (unless the guest is idle enough to
+ * converge at once, late), and a force one switches over only then: refuse
+ * the first, warn about the second.  Returns 0 to go on, or -1 with the
+ * reason in why.
+ */
+static int check_first_round(const struct start_opts *o, uint64_t mem_bytes, char *why, size_t n)
+{
+	char ram[32], bw[32], need[32];
+	double floor_s, timeout_s = (double)o->timeout_ms / 1000;
+
+	if (!o->max_bw || !o->timeout_ms)
+		return 0;
+	floor_s = (double)mem_bytes / (double)o->max_bw;
+	if (floor_s < timeout_s)
+		return 0;
+	size_text(ram, sizeof(ram), (double)mem_bytes);
+	size_text(bw, sizeof(bw), (double)o->max_bw);
+	if (o->action == CONV_TIMEOUT_FORCE) {
+		fprintf(stderr, "migratectl start: warning: round 0 sends all %s of guest RAM, at "
+			"least %.1f s at --max-bandwidth %s/s, past --timeout %.1f s; the timeout is "
+			"checked after each round, so the migration switches over (--timeout-action "
+			"force) only after round 0, copying what the guest wrote meanwhile while it "
+			"is stopped\n", ram, floor_s, bw, timeout_s);
+		return 0;
+	}
+	size_text(need, sizeof(need), (double)mem_bytes / timeout_s);
+	snprintf(why, n, "--max-bandwidth %s/s cannot move round 0 within --timeout %.1f s: it "
+		 "sends all %s of guest RAM, at least %.1f s at that cap, and the migration would "
+		 "fail after that (--timeout-action abort); raise --max-bandwidth above %s/s or "
+		 "--timeout above %.1f s, or give --timeout-action force to switch over after "
+		 "round 0", bw, timeout_s, ram, floor_s, need, floor_s);
+	return -1;
+}
+
 static int parse_start(int argc, char **argv, struct start_opts *o)
 {
 	static const struct option opts[] = {
@@ -109,6 +161,9 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		{ 0 }
 	};
 	struct mig_error err = { 0 };
+	struct cli_seen seen = { 0 };
+	struct lab_config cfg;
+	char why[512];
 	uint64_t v;
 	int c, r;
 
@@ -119,6 +174,11 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 	o->checksum = MIG_CHECKSUM_AUTO;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (cli_once("start", opts, c, &seen))
+			return EXIT_USAGE;
+		if ((c == 'V' || c == 'N') && seen.opt['V'] && seen.opt['N'])
+			return usage_error("%s", "--verify and --no-verify exclude each other: "
+					   "give one of them");
 		switch (c) {
 		case 'v': o->vm = optarg; break;
 		case 'l': o->lab = optarg; break;
@@ -190,20 +250,19 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		return usage_error("%s", "--vm and --lab exclude each other");
 	if (o->vm && cli_check_name("start", o->vm))
 		return EXIT_USAGE;
-	if (o->lab) {
-		struct lab_config cfg;
-
-		lab_config_default(&cfg);
-		if (strlen(o->lab) >= 256 || lab_spec_parse(o->lab, &cfg, &err) < 0 ||
-		    lab_config_check(&cfg, &err) < 0)
-			return usage_error("--lab: %s", err.msg[0] ? err.msg : "spec too long");
-	}
+	lab_config_default(&cfg);
+	if (o->lab && (strlen(o->lab) >= 256 || lab_spec_parse(o->lab, &cfg, &err) < 0 ||
+		       lab_config_check(&cfg, &err) < 0))
+		return usage_error("--lab: %s", err.msg[0] ? err.msg : "spec too long");
 	if (cli_check_endpoint("start", "SRC", o->src) || cli_check_endpoint("start", "DST", o->dst))
 		return EXIT_USAGE;
 	if (strcmp(o->src, "local") && !strcmp(o->src, o->dst))
 		return usage_error("SRC and DST are the same agent (%s)", o->src);
 	if (o->key_file && cli_check_key_file("start", o->key_file))
 		return EXIT_USAGE;
+	/* A lab VM made here has its size now; a --vm one after the lookup. */
+	if (!o->vm && check_first_round(o, cfg.mem_bytes, why, sizeof(why)) < 0)
+		return usage_error("%s", why);
 	return 0;
 }
 
@@ -493,6 +552,10 @@ int cmd_start(int argc, char **argv)
 			 "with ownership unknown, and it may run there; an operator must resolve "
 			 "that first", name, o.src, held.id, held.peer);
 		goto held_refused;
+	}
+	if (o.vm && vcpus && check_first_round(&o, in.lab.mem_bytes, why, sizeof(why)) < 0) {
+		rc = EXIT_USAGE;
+		goto not_started;
 	}
 
 	str_copy(in.name, sizeof(in.name), name);

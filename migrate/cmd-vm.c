@@ -66,6 +66,7 @@ static int vm_run(int argc, char **argv)
 	struct run_totals tot = { 0 };
 	uint64_t seconds = 0, v, *bitmap = NULL, words;
 	bool json = false;
+	struct cli_seen seen = { 0 };
 	sigset_t sigs;
 	int c, r, rc = 0, secs_run = 0;
 	double t_start, t_prev;
@@ -73,6 +74,8 @@ static int vm_run(int argc, char **argv)
 	lab_config_default(&cfg);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (cli_once("vm run", opts, c, &seen))
+			return EXIT_USAGE;
 		switch (c) {
 		case 'm':
 			if (parse_size(optarg, &cfg.mem_bytes) < 0)
@@ -272,10 +275,15 @@ static int parse_remote(const char *cmd, int argc, char **argv, struct remote_op
 		{ "migration", required_argument, NULL, 'm' },
 		{ 0 }
 	};
+	struct cli_seen seen = { 0 };
+	char what[32];
 	int c;
 
+	snprintf(what, sizeof(what), "vm %s", cmd);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (cli_once(what, opts, c, &seen))
+			return EXIT_USAGE;
 		switch (c) {
 		case 'k': o->key_file = optarg; break;
 		case 'n': o->name = optarg; break;
@@ -288,6 +296,9 @@ static int parse_remote(const char *cmd, int argc, char **argv, struct remote_op
 		}
 	}
 	*ret_first = optind;
+	/* Checked before any agent is contacted, as the endpoint is. */
+	if (o->key_file && cli_check_key_file(what, o->key_file))
+		return EXIT_USAGE;
 	return 0;
 }
 

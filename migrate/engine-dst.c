@@ -487,10 +487,12 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
 		return mig_error_set(s->err, -EBADMSG, "PAGES frame of %u bytes on stream %u",
 				     s->hdr.length, s->index);
 	memcpy(&ph, s->buf.data, sizeof(ph));
-	if (ph.count == 0 || ph.count > MIG_BATCH_PAGES || ph.zero_count > ph.count)
-		return mig_error_set(s->err, -EBADMSG, "PAGES frame with %u pages (%u zero) on "
-				     "stream %u; at most %u", ph.count, ph.zero_count, s->index,
-				     MIG_BATCH_PAGES);
+	if (ph.count == 0 || ph.count > MIG_BATCH_PAGES)
+		return mig_error_set(s->err, -EBADMSG, "PAGES frame with %u pages on stream %u: "
+				     "1 to %u allowed", ph.count, s->index, MIG_BATCH_PAGES);
+	if (ph.zero_count > ph.count)
+		return mig_error_set(s->err, -EBADMSG, "PAGES frame says %u of its %u pages are "
+				     "zero", ph.zero_count, ph.count);
 	meta = sizeof(ph) + (size_t)ph.count * sizeof(struct mig_page_ent);
 	nz = ph.count - ph.zero_count;
 	if (s->hdr.length != meta)

@@ -791,13 +791,15 @@ Test(migrate, max_bandwidth_caps_the_rate, .timeout = 120)
 }
 
 /* A guest that cannot converge (a working set rewritten far faster than the
- * 100 MB/s cap can carry, a 10 ms downtime limit) meets --timeout 2s. */
+ * 100 MB/s cap can carry, a 10 ms downtime limit) meets --timeout 3s.  Round
+ * 0 (256 MiB at 100 MiB/s, 2.6 s) fits in it: a timeout it cannot fit is
+ * refused before the start. */
 static void timeout_run(const char *action, struct run_result *r)
 {
 	char args[512];
 
 	snprintf(args, sizeof(args), "start local local --json --lab mem=256M,vcpus=2,wss=128M "
-		 "--max-bandwidth 100M --downtime-limit 10 --timeout 2s --timeout-action %s", action);
+		 "--max-bandwidth 100M --downtime-limit 10 --timeout 3s --timeout-action %s", action);
 	proc_run(args, r);
 }
 

@@ -310,7 +310,16 @@ static void rig_finish(struct rig *g, struct xport_conn *ctl, struct xport_conn 
 }
 
 enum corrupt { C_MAGIC, C_VERSION, C_TYPE_ZERO, C_TYPE_UNKNOWN, C_LENGTH, C_CHECKSUM, C_LIST,
-	       C_DATA, C_SEQ, C_PFN, C_ROUND };
+	       C_DATA, C_SEQ, C_PFN, C_ROUND, C_COUNT, C_ZERO_COUNT };
+
+/* Seals f again after a change to its meta: a frame whose checksum holds,
+ * so only the field itself is wrong. */
+static void pages_reseal(struct pages_frame *f)
+{
+	struct iovec meta = { &f->ph, sizeof(f->ph) + sizeof(f->ent) };
+
+	mig_frame_seal(&f->h, MIG_FRAME_PAGES, le32toh(f->h.flags), le64toh(f->h.seq), &meta, 1);
+}
 
 static void corrupted_frame(enum corrupt what, const char *needle)
 {
@@ -333,6 +342,8 @@ static void corrupted_frame(enum corrupt what, const char *needle)
 	case C_CHECKSUM: f.h.checksum ^= 1; break;
 	case C_LIST: f.ent.page ^= 0x01; break;
 	case C_DATA: f.data[100] ^= 0x10; break;
+	case C_COUNT: f.ph.count = 257; pages_reseal(&f); break;
+	case C_ZERO_COUNT: f.ph.zero_count = 2; pages_reseal(&f); break;
 	case C_SEQ: case C_PFN: case C_ROUND: break;
 	}
 	send_pages(&data, &f);
@@ -354,6 +365,14 @@ Test(wire_live, corrupt_page_data, .timeout = 60) { corrupted_frame(C_DATA, "pag
 Test(wire_live, frame_out_of_order, .timeout = 60) { corrupted_frame(C_SEQ, "out of order"); }
 Test(wire_live, page_outside_guest, .timeout = 60) { corrupted_frame(C_PFN, "outside the guest"); }
 Test(wire_live, pages_of_another_round, .timeout = 60) { corrupted_frame(C_ROUND, "round 3"); }
+Test(wire_live, pages_count_over_the_limit, .timeout = 60)
+{
+	corrupted_frame(C_COUNT, "PAGES frame with 257 pages on stream 1: 1 to 256 allowed");
+}
+Test(wire_live, pages_zero_count_over_count, .timeout = 60)
+{
+	corrupted_frame(C_ZERO_COUNT, "PAGES frame says 2 of its 1 pages are zero");
+}
 
 /* ROUND_END must count the PAGES frames its stream carried. */
 Test(wire_live, round_end_with_wrong_frame_count, .timeout = 60)

@@ -92,6 +92,34 @@ int xport_random(void *buf, size_t n)
 	return 0;
 }
 
+/* What a path that is not a regular file is, for the refusal. */
+static const char *file_kind(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFDIR: return "a directory";
+	case S_IFIFO: return "a FIFO";
+	case S_IFSOCK: return "a socket";
+	case S_IFCHR: return "a character device";
+	case S_IFBLK: return "a block device";
+	default: return "of an unknown kind";
+	}
+}
+
+static int key_open_error(const char *path, int r, struct mig_error *err)
+{
+	if (r == -ENOENT)
+		return mig_error_set(err, r, "key file %s does not exist (create one "
+				     "with: (umask 077; head -c 32 /dev/urandom > %s))", path, path);
+	return mig_error_set(err, r, "cannot read key file %s: %s", path, strerror(-r));
+}
+
+static int key_not_regular(const char *path, mode_t mode, struct mig_error *err)
+{
+	return mig_error_set(err, -EINVAL, "key file %s is %s, not a regular file: give a "
+			     "file of 32 to %d bytes (make one with: (umask 077; head -c 32 "
+			     "/dev/urandom > FILE))", path, file_kind(mode), KEY_MAX);
+}
+
 int xport_key_load(const char *path, struct mig_buf *ret, struct mig_error *err)
 {
 	uint8_t key[KEY_MAX + 1];
@@ -100,15 +128,20 @@ int xport_key_load(const char *path, struct mig_buf *ret, struct mig_error *err)
 	struct stat st;
 	int fd, r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		r = -errno;
-		if (r == -ENOENT)
-			return mig_error_set(err, r, "key file %s does not exist (create one "
-					     "with: (umask 077; head -c 32 /dev/urandom > %s))",
-					     path, path);
-		return mig_error_set(err, r, "cannot read key file %s: %s", path, strerror(-r));
-	}
+	/*
+	 * Look before opening: opening a FIFO waits for a writer, forever if
+	 * none comes, and opening a device can act on it.  O_NONBLOCK covers a
+	 * path swapped for a FIFO in between, and fstat says what was opened.
+	 * On a regular file O_NONBLOCK changes nothing: the reads below get
+	 * all of its data.
+	 */
+	if (stat(path, &st) < 0)
+		return key_open_error(path, -errno, err);
+	if (!S_ISREG(st.st_mode))
+		return key_not_regular(path, st.st_mode, err);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return key_open_error(path, -errno, err);
 	if (fstat(fd, &st) < 0) {
 		r = -errno;
 		close(fd);
@@ -116,7 +149,7 @@ int xport_key_load(const char *path, struct mig_buf *ret, struct mig_error *err)
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return mig_error_set(err, -EINVAL, "key file %s is not a regular file", path);
+		return key_not_regular(path, st.st_mode, err);
 	}
 	/* A key others can read is a key others hold; one others can write is
 	 * one they choose.  Refuse both rather than warn into a log. */

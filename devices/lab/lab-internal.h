@@ -23,6 +23,13 @@ struct lab_vm {
 	uint64_t stamped[LAB_MAX_VCPUS];
 };
 
+/* What this host can give a new guest's RAM, in bytes (UINT64_MAX when
+ * nothing says): MemAvailable, and the room under the memory.max of this
+ * process's cgroup v2 and each ancestor.  ret_what names the smallest
+ * ("MemAvailable", "memory.max of cgroup /x, ...").  root prefixes every
+ * path read (NULL for the real /proc and cgroup mount), for tests. */
+uint64_t lab_host_mem_available(const char *root, char *ret_what, size_t n);
+
 /* Port I/O doorbells of the guest payload (lab-abi.h), from the vCPU thread. */
 int lab_vm_handle_io(struct lab_vm *vm, struct vcpu_dev *v, uint16_t port, uint8_t val);
 void vcpu_wait(struct vcpu_dev *v, uint64_t ns);

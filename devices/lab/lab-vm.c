@@ -78,12 +78,189 @@ static void va_write(struct lab_vm *vm, unsigned i, unsigned off, uint64_t val)
 	*(uint64_t *)(va_host(vm, i) + off) = val;
 }
 
+/* ---- what the host can give a guest ---- */
+
+/* The path root + path, in buf. */
+static const char *host_path(char *buf, size_t n, const char *root, const char *path)
+{
+	snprintf(buf, n, "%s%s", root ? root : "", path);
+	return buf;
+}
+
+/* The number after "key" at the start of a line of the file (meminfo's
+ * "MemAvailable:", memory.stat's "inactive_file "), times unit; false if
+ * none. */
+static bool host_read_key(const char *file, const char *key, uint64_t unit, uint64_t *ret)
+{
+	FILE *f = fopen(file, "re");
+	size_t klen = strlen(key);
+	char line[256];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long long v;
+
+		if (!strncmp(line, key, klen) && sscanf(line + klen, "%llu", &v) == 1) {
+			*ret = (uint64_t)v * unit;
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* A cgroup v2 file of one number ("max" reads as none): false if none. */
+static bool host_read_u64(const char *file, uint64_t *ret)
+{
+	FILE *f = fopen(file, "re");
+	unsigned long long v;
+	bool found;
+
+	if (!f)
+		return false;
+	found = fscanf(f, "%llu", &v) == 1;
+	fclose(f);
+	if (found)
+		*ret = v;
+	return found;
+}
+
+/*
+ * Where this process's cgroup v2 directory is: the "0::PATH" line of
+ * /proc/self/cgroup under the cgroup2 mount of /proc/self/mountinfo.  A
+ * mount of a subtree (its root field is not "/") is matched by stripping
+ * that root from PATH.  Sets dir (the directory) and rel (the cgroup's
+ * path, pointing into dir); false when there is no cgroup v2 to look at.
+ */
+static bool host_cgroup_dir(const char *root, char *dir, size_t n, const char **rel)
+{
+	char file[512], path[512] = "", line[1024], mroot[512] = "", mpoint[512] = "";
+	FILE *f = fopen(host_path(file, sizeof(file), root, "/proc/self/cgroup"), "re");
+	const char *p;
+	size_t rlen;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "0::", 3) && sscanf(line + 3, "%511s", path) == 1)
+			break;
+	fclose(f);
+	if (path[0] != '/')
+		return false;
+	f = fopen(host_path(file, sizeof(file), root, "/proc/self/mountinfo"), "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		const char *sep = strstr(line, " - cgroup2 ");
+
+		if (sep && sscanf(line, "%*s %*s %*s %511s %511s", mroot, mpoint) == 2)
+			break;
+		mpoint[0] = '\0';
+	}
+	fclose(f);
+	if (!mpoint[0])
+		return false;
+	p = path;
+	rlen = strcmp(mroot, "/") ? strlen(mroot) : 0;
+	if (rlen) {
+		if (strncmp(path, mroot, rlen) || (path[rlen] && path[rlen] != '/'))
+			return false;   /* our cgroup is outside what is mounted */
+		p += rlen;
+	}
+	if (!strcmp(p, "/"))
+		p = "";
+	if ((size_t)snprintf(dir, n, "%s%s", host_path(file, sizeof(file), root, mpoint), p) >= n)
+		return false;
+	*rel = dir + strlen(dir) - strlen(p);
+	return true;
+}
+
+uint64_t lab_host_mem_available(const char *root, char *ret_what, size_t n)
+{
+	char file[600], dir[512];
+	const char *rel;
+	uint64_t avail = UINT64_MAX, v;
+
+	snprintf(ret_what, n, "nothing limits it");
+	if (host_read_key(host_path(file, sizeof(file), root, "/proc/meminfo"), "MemAvailable:",
+			  1024, &v)) {
+		avail = v;
+		snprintf(ret_what, n, "MemAvailable");
+	}
+	if (!host_cgroup_dir(root, dir, sizeof(dir), &rel))
+		return avail;
+	/*
+	 * A cgroup and each of its ancestors cap what its processes may use:
+	 * the room under each is memory.max - memory.current.  The page cache
+	 * counted in memory.current is reclaimed before the OOM killer comes,
+	 * so it counts as room, as MemAvailable counts it.
+	 */
+	for (;;) {
+		char *slash;
+		uint64_t max, cur, act = 0, inact = 0, room;
+
+		snprintf(file, sizeof(file), "%s/memory.max", dir);
+		if (host_read_u64(file, &max)) {
+			snprintf(file, sizeof(file), "%s/memory.current", dir);
+			if (!host_read_u64(file, &cur))
+				cur = 0;
+			snprintf(file, sizeof(file), "%s/memory.stat", dir);
+			host_read_key(file, "active_file ", 1, &act);
+			host_read_key(file, "inactive_file ", 1, &inact);
+			cur -= act + inact < cur ? act + inact : cur;
+			room = max > cur ? max - cur : 0;
+			if (room < avail) {
+				avail = room;
+				snprintf(ret_what, n, "memory.max of cgroup %s, less what it uses",
+					 *rel ? rel : "/");
+			}
+		}
+		slash = strrchr(rel, '/');
+		if (!*rel || !slash)
+			break;
+		*slash = '\0';   /* on to the parent; rel "" is the mount's root */
+	}
+	return avail;
+}
+
+/* "64 GiB", "21.3 GiB", "512 MiB": a size for a message. */
+static const char *mem_text(char *buf, size_t n, uint64_t bytes)
+{
+	if (bytes >= (1ULL << 30) && !(bytes & ((1ULL << 30) - 1)))
+		snprintf(buf, n, "%llu GiB", (unsigned long long)(bytes >> 30));
+	else if (bytes >= (1ULL << 30))
+		snprintf(buf, n, "%.1f GiB", (double)bytes / (1ULL << 30));
+	else
+		snprintf(buf, n, "%.1f MiB", (double)bytes / (1ULL << 20));
+	return buf;
+}
+
+/* The guest's RAM is mapped MAP_NORESERVE and then pre-faulted: past what
+ * the host can give, the pre-fault meets the OOM killer instead of an
+ * error.  Another guest created at the same time can still take the same
+ * memory; this catches the size that can never fit. */
+static int check_host_mem(const struct lab_config *cfg, struct mig_error *err)
+{
+	char what[160], need[32], have[32];
+	uint64_t avail = lab_host_mem_available(NULL, what, sizeof(what));
+
+	if (cfg->mem_bytes <= avail)
+		return 0;
+	return mig_error_set(err, -ENOMEM, "the guest needs %s of RAM, but this host can give "
+			     "%s (%s): choose a smaller mem=", mem_text(need, sizeof(need),
+			     cfg->mem_bytes), mem_text(have, sizeof(have), avail), what);
+}
+
 int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_error *err)
 {
 	struct lab_vm *vm;
 	int r, api;
 
 	r = lab_config_check(cfg, err);
+	if (r >= 0)
+		r = check_host_mem(cfg, err);
 	if (r < 0)
 		return r;
 	vm = calloc(1, sizeof(*vm));
