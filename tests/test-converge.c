@@ -391,9 +391,9 @@ Test(converge, switchover_timeout)
 
 	/* 2 x 300 ms + 5 s */
 	cr_assert_eq(conv_switchover_timeout_ms(&p, 0, 1ULL << 30, false), 5600);
-	/* + 1 s per GiB hashed, rounded up */
+	/* + 1 s per GiB hashed, in proportion, rounded up to the ms */
 	cr_assert_eq(conv_switchover_timeout_ms(&p, 0, 1ULL << 30, true), 6600);
-	cr_assert_eq(conv_switchover_timeout_ms(&p, 0, (1ULL << 30) + 1, true), 7600);
+	cr_assert_eq(conv_switchover_timeout_ms(&p, 0, (1ULL << 30) + 1, true), 6601);
 	/* a forced switchover expecting 20 s gets 2 x 20 s + 5 s */
 	cr_assert_eq(conv_switchover_timeout_ms(&p, 20000, 1ULL << 30, false), 45000);
 	/* --downtime-limit 10s: 25 s, so a 30 s freeze of the destination is cut short */
