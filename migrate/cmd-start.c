@@ -416,6 +416,13 @@ static void held_hint(const struct start_opts *o, const char *vm, const struct h
 {
 	const char *k = o->key_file ? " --key-file " : "", *kf = o->key_file ? o->key_file : "";
 
+	if (!strcmp(o->src, "local")) {
+		/* a private agent: it, and the copy it holds, end with us */
+		fprintf(stderr, "migratectl start: VM %s was held paused by the local source agent, "
+			"which ends with this command; whether it runs on the destination (%s) is "
+			"unknown: check there\n", vm, h->peer[0] ? h->peer : o->dst);
+		return;
+	}
 	fprintf(stderr, "migratectl start: VM %s is kept paused on %s, held by migration %s: it "
 		"may run on the destination (%s). Check there first, then either\n"
 		"  migratectl vm resume %s %s --migration %s%s%s    (it does not run there: run it here)\n"
