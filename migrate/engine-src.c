@@ -957,6 +957,9 @@ static int open_streams(struct src *s)
 		if (r >= 0) {
 			op[i].r = 1;
 			waiting++;
+		} else {
+			/* cannot reach it: the other streams would fare no better */
+			mig_error_set(&s->err, r, "migration stream %u: %s", i, op[i].err.msg);
 		}
 	}
 	end = mig_now_ms() + HELLO_TIMEOUT_MS;

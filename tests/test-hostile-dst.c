@@ -43,8 +43,9 @@ struct hd {
 	bool draining;
 };
 
-/* A source agent hosting VM `vm`, and a migration of it to us. */
-static void hd_up(struct hd *h, const char *vm, unsigned streams, uint64_t switchover_ms)
+/* A source agent hosting VM `vm`, our listener, and a connection to the
+ * agent, ready to ask for the migration. */
+static void hd_prepare(struct hd *h, const char *vm, unsigned streams)
 {
 	struct mig_error err = { 0 };
 	struct xport_endpoint ep = { .kind = XPORT_EP_TCP, .host = "127.0.0.1" };
@@ -70,7 +71,6 @@ static void hd_up(struct hd *h, const char *vm, unsigned streams, uint64_t switc
 	cr_assert_geq(h->lfd, 0, "%s", err.msg);
 	cr_assert_eq(xport_local_addr(h->lfd, h->addr, sizeof(h->addr)), 0);
 	cr_assert_eq(mig_client_open(h->url, NULL, &h->ctl, &err), 0, "%s", err.msg);
-
 	uuid_generate_random(uu);
 	uuid_unparse_lower(uu, h->id);
 	memcpy(h->out.id, uu, 16);
@@ -80,9 +80,22 @@ static void hd_up(struct hd *h, const char *vm, unsigned streams, uint64_t switc
 	h->out.streams = streams;
 	h->out.downtime_limit_ms = 300;
 	h->out.checksum = MIG_CHECKSUM_FRAMES;
+}
+
+/* The source agent takes the migration of the VM to us on. */
+static void hd_ask(struct hd *h, uint64_t switchover_ms)
+{
+	struct mig_error err = { 0 };
+
 	h->out.switchover_timeout_ms = switchover_ms;
 	cr_assert_eq(mig_client_call(&h->ctl, MIG_OP_MIG_OUTGOING, &h->out, sizeof(h->out), NULL,
 				     &err), 0, "%s", err.msg);
+}
+
+static void hd_up(struct hd *h, const char *vm, unsigned streams, uint64_t switchover_ms)
+{
+	hd_prepare(h, vm, streams);
+	hd_ask(h, switchover_ms);
 }
 
 /* Takes every stream the source opens and proves back the secret; with
@@ -277,7 +290,8 @@ static void hd_down(struct hd *h)
 	for (unsigned k = 0; k <= h->n; k++)
 		if (h->st[k].fd >= 0)
 			xport_conn_close(&h->st[k]);
-	close(h->lfd);
+	if (h->lfd >= 0)
+		close(h->lfd);
 	mig_client_close(&h->ctl);
 	proc_stop(h->agent);
 	snprintf(sock, sizeof(sock), "%s/a.sock", h->dir);
@@ -487,6 +501,25 @@ Test(hostile_dst, streams_refused_are_reported_at_the_source, .timeout = 120)
 					     "destination: stream "), "%s", res.error);
 	cr_assert_not_null(strstr(res.error, "go away"), "%s", res.error);
 	expect_runs(&h, "lonely");
+	hd_down(&h);
+}
+
+/* Nothing listens where the destination was: the source says so, names the
+ * stream, and runs on. */
+Test(hostile_dst, destination_gone_before_the_streams, .timeout = 60)
+{
+	struct mig_event res;
+	struct hd h;
+
+	hd_prepare(&h, "alone", 2);
+	close(h.lfd);
+	h.lfd = -1;
+	hd_ask(&h, 0);
+	hd_result(&h, &res);
+	cr_assert_eq(res.owner, MIG_OWNER_SOURCE, "%s", res.error);
+	cr_assert_not_null(strstr(res.error, "migration stream 0: nothing listens on"), "%s",
+			   res.error);
+	expect_runs(&h, "alone");
 	hd_down(&h);
 }
 
