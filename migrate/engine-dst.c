@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <poll.h>
@@ -310,8 +311,12 @@ static int accept_streams(struct dst *d)
 	uint64_t end = mig_now_ms() + ACCEPT_TIMEOUT_MS;
 	struct pending pend[PENDING_MAX];
 	unsigned have = 0, npend = 0;
-	int r = 0;
+	int r = 0, fl;
 
+	/* A connection reset between poll and accept must not block us. */
+	fl = fcntl(d->o->listen_fd, F_GETFL);
+	if (fl >= 0)
+		(void)fcntl(d->o->listen_fd, F_SETFL, fl | O_NONBLOCK);
 	while (have < d->n + 1) {
 		struct pollfd pf[PENDING_MAX + 1];
 		uint64_t now = mig_now_ms(), wake = end;
@@ -354,8 +359,12 @@ static int accept_streams(struct dst *d)
 		if (pf[0].revents & POLLIN) {
 			int fd = accept4(d->o->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
-			if (fd < 0)
+			if (fd < 0) {
+				/* out of descriptors or memory: let it pass, do not spin */
+				if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+					nanosleep(&(struct timespec){ 0, 10 * 1000000L }, NULL);
 				continue;
+			}
 			xport_tune_socket(fd);
 			if (npend == PENDING_MAX) {
 				/* the oldest has had the longest to prove itself */
