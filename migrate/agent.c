@@ -4,14 +4,24 @@
  * An accept loop hands each control connection to a thread that
  * authenticates the peer and then serves requests through a handler table
  * indexed by operation.
+ *
+ * The VMs live in this process, so no client may make it exit or starve
+ * it: the accept loop survives every transient error, and connections are
+ * bounded (AGENT_MAX_* in agent.h) before they get a thread.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
@@ -24,6 +34,17 @@
 #define AGENT_MAX_VMS 64
 #define AGENT_MAX_MIGRATIONS 16
 #define FILL_TIMEOUT_MS 300000
+/* The watchdog shuts down a handshake this long after its deadline: by
+ * then the session thread, which watches the deadline itself, has failed
+ * to end it (a frame begun just before, or a send that does not finish). */
+#define AGENT_HANDSHAKE_GRACE_MS 1000
+/* A shortage of descriptors or memory leaves the connection queued: pause
+ * before the next accept() instead of spinning on it. */
+#define AGENT_ACCEPT_BACKOFF_MS 100
+/* The accept loop wakes at least this often for the watchdog and logs. */
+#define AGENT_TICK_MS 1000
+/* A burst of refusals or errors ends after this long without one. */
+#define AGENT_LOG_QUIET_MS 10000
 
 struct agent_vm {
 	char name[MIG_NAME_MAX];
@@ -53,6 +74,35 @@ struct agent_mig {
 	struct mig_dest_status *dst;  /* destination: what its engine publishes */
 };
 
+/* Whom a connection comes from, for the per-peer bound: an IP address (an
+ * IPv4 address mapped into IPv6 counts as itself), or for unix the uid. */
+struct peer_key {
+	int32_t family;
+	uint8_t addr[16];
+};
+
+/* A connection in its handshake.  Its fd stays open while listed here, so
+ * the watchdog can shut it down without racing a close. */
+struct pending {
+	bool used;
+	bool shut;                /* the watchdog shut it down */
+	int fd;
+	uint64_t deadline;
+	struct peer_key peer;
+};
+
+/*
+ * Things a peer without a key can repeat thousands of times a second (a
+ * flood of connections, descriptors running out) must not fill the log:
+ * the first of a burst is logged, the rest are counted, and once
+ * AGENT_LOG_QUIET_MS pass without one a line gives the count.
+ */
+struct log_burst {
+	const char *what;         /* "connections refused as busy" */
+	uint64_t count;
+	uint64_t first_ms, last_ms;
+};
+
 struct agent {
 	struct agent_opts opts;
 	struct mig_buf key;
@@ -60,11 +110,21 @@ struct agent {
 	struct agent_vm vms[AGENT_MAX_VMS];
 	/* every migration involves one of the VM slots: as many at most */
 	struct agent_mig migs[AGENT_MAX_VMS];
+	/* connections: conn_lock guards pending, sessions and the bursts */
+	pthread_mutex_t conn_lock;
+	struct pending pending[AGENT_MAX_UNAUTH];
+	unsigned sessions;        /* authenticated */
+	struct log_burst accept_errors, busy, denied, failed;
+	uid_t uid;                /* ours: unix peers with it may connect */
+	char allowed[200];        /* unix: who may connect, for refusals */
 };
 
 struct session {
 	struct agent *a;
 	struct xport_conn c;
+	int slot;                 /* in a->pending while in the handshake */
+	uint64_t deadline;        /* of the handshake */
+	char peer[64];            /* "127.0.0.1", "uid 1000 (pid 42)" */
 };
 
 /* body: exactly the size the handler table names (checked by the dispatcher) */
@@ -711,6 +771,75 @@ static int send_error(struct session *s, int code, const char *msg)
 	return xport_conn_send(&s->c, MIG_FRAME_ERROR, 0, &m, sizeof(m), NULL);
 }
 
+/* A client that hung up (EOF or reset) is no news; anything else it did is. */
+static bool peer_gone(int r)
+{
+	return r == -ECONNRESET || r == -EPIPE;
+}
+
+/* Logs the start of a burst; counts the rest (see struct log_burst). */
+static void burst_hit(struct agent *a, struct log_burst *b, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void burst_hit(struct agent *a, struct log_burst *b, const char *fmt, ...)
+{
+	uint64_t now = mig_now_ms();
+	char line[768];
+	va_list ap;
+
+	pthread_mutex_lock(&a->conn_lock);
+	if (b->count++ == 0) {
+		b->first_ms = now;
+		if (!a->opts.quiet) {
+			va_start(ap, fmt);
+			vsnprintf(line, sizeof(line), fmt, ap);
+			va_end(ap);
+			fprintf(stderr, "migratectl agent: %s\n", line);
+		}
+	}
+	b->last_ms = now;
+	pthread_mutex_unlock(&a->conn_lock);
+}
+
+/* Under conn_lock: closes a burst that has been quiet long enough. */
+static void burst_end(struct agent *a, struct log_burst *b, uint64_t now)
+{
+	if (!b->count || now - b->last_ms < AGENT_LOG_QUIET_MS)
+		return;
+	if (b->count > 1 && !a->opts.quiet)
+		fprintf(stderr, "migratectl agent: %llu %s within %llu s (only the first was "
+			"logged)\n", (unsigned long long)b->count, b->what,
+			(unsigned long long)((b->last_ms - b->first_ms) / 1000 + 1));
+	b->count = 0;
+}
+
+/* One deadline for the whole handshake, counted from the accept: a peer
+ * that trickles its frames gets no more time than one that sends none. */
+static int handshake_recv(struct session *s, struct mig_frame_hdr *fh, struct mig_buf *pl,
+			  struct mig_error *err)
+{
+	uint64_t now = mig_now_ms();
+	int r;
+
+	r = xport_conn_recv(&s->c, fh, pl, now < s->deadline ? (int)(s->deadline - now) : 0, err);
+	if (r == -ETIME) {
+		mig_error_clear(err);
+		r = mig_error_set(err, -ETIME, "the handshake did not complete within %d s",
+				  AGENT_HANDSHAKE_MS / 1000);
+	}
+	return r;
+}
+
+/* A failed handshake: tell the peer (in our own version, so that a peer of
+ * another version reports the mismatch in its own words instead of a reset
+ * connection) and log it, unless the peer just went away or ran out of time. */
+static int handshake_refuse(struct session *s, int code, const char *msg)
+{
+	send_error(s, code, msg);
+	if (!peer_gone(code) && code != -ETIME)
+		burst_hit(s->a, &s->a->failed, "refused a client (%s): %s", s->peer, msg);
+	return code;
+}
+
 /* HELLO both ways, then, with a key, challenge-response in both directions. */
 static int handshake(struct session *s)
 {
@@ -725,15 +854,16 @@ static int handshake(struct session *s)
 	uint8_t want[XPORT_MAC_LEN];
 	int r;
 
-	r = xport_conn_recv(&s->c, &fh, &pl, 10000, &err);
-	if (r < 0 || fh.type != MIG_FRAME_HELLO || pl.len != sizeof(h)) {
-		/* Answer in our own version: a peer of another version then reports
-		 * the mismatch in its own words instead of a reset connection. */
-		send_error(s, r < 0 ? r : -EPROTO, r < 0 ? err.msg : "expected HELLO");
-		if (!a->opts.quiet && r < 0 && r != -ETIME)
-			fprintf(stderr, "migratectl agent: refused a client: %s\n", err.msg);
-		mig_buf_free(&pl);
-		return r < 0 ? r : -EPROTO;
+	r = handshake_recv(s, &fh, &pl, &err);
+	if (r < 0) {
+		r = handshake_refuse(s, r, err.msg);
+		goto out;
+	}
+	if (fh.type != MIG_FRAME_HELLO || pl.len != sizeof(h)) {
+		/* not logged: a valid frame of the wrong kind is a confused client */
+		send_error(s, -EPROTO, "expected HELLO");
+		r = -EPROTO;
+		goto out;
 	}
 	h.flags = a->key.len ? MIG_HELLO_F_AUTH : 0;
 	snprintf(h.software, sizeof(h.software), "migratectl agent");
@@ -742,10 +872,13 @@ static int handshake(struct session *s)
 		goto out;
 	xport_random(ch.nonce, sizeof(ch.nonce));
 	r = xport_conn_send(&s->c, MIG_FRAME_AUTH_CHALLENGE, 0, &ch, sizeof(ch), NULL);
-	if (r >= 0)
-		r = xport_conn_recv(&s->c, &fh, &pl, 10000, NULL);
 	if (r < 0)
 		goto out;
+	r = handshake_recv(s, &fh, &pl, &err);
+	if (r < 0) {
+		r = handshake_refuse(s, r, err.msg);
+		goto out;
+	}
 	if (fh.type != MIG_FRAME_AUTH_RESPONSE || pl.len != sizeof(resp)) {
 		send_error(s, -EACCES, "this agent requires a key: pass --key-file");
 		r = -EACCES;
@@ -756,8 +889,7 @@ static int handshake(struct session *s)
 	if (!xport_mac_equal(want, resp.mac, sizeof(want))) {
 		send_error(s, -EACCES, "authentication failed: the client's key does not match "
 			   "this agent's --key-file");
-		if (!a->opts.quiet)
-			fprintf(stderr, "migratectl agent: refused a client with a wrong key\n");
+		burst_hit(a, &a->failed, "refused a client with a wrong key (%s)", s->peer);
 		r = -EACCES;
 		goto out;
 	}
@@ -768,62 +900,419 @@ out:
 	return r;
 }
 
+/*
+ * After the handshake, a frame that fails the receive checks (magic,
+ * version, checksum, seq, length over the limit ...) or is not a REQUEST
+ * ends the session as a bad first frame does: with an ERROR that says why,
+ * and a line in the log.  Only an authenticated peer gets this far, so no
+ * burst limit: a line each.
+ */
+static void session_violation(struct session *s, int code, const char *msg)
+{
+	send_error(s, code, msg);
+	if (!s->a->opts.quiet)
+		fprintf(stderr, "migratectl agent: closed a client connection: %s (peer %s)\n", msg,
+			s->peer);
+}
+
+static void session_serve(struct session *s)
+{
+	struct mig_buf pl = { 0 };
+
+	for (;;) {
+		struct mig_error err = { 0 };
+		struct mig_frame_hdr fh;
+		struct mig_request req;
+		int r = xport_conn_recv(&s->c, &fh, &pl, -1, &err);
+
+		if (r < 0) {
+			if (!peer_gone(r))
+				session_violation(s, r, err.msg);
+			break;
+		}
+		if (fh.type != MIG_FRAME_REQUEST || pl.len < sizeof(req)) {
+			session_violation(s, -EPROTO, "expected a REQUEST frame");
+			break;
+		}
+		memcpy(&req, pl.data, sizeof(req));
+		if (req.op >= _MIG_OP_END || !handlers[req.op].fn) {
+			reply(s, -EOPNOTSUPP, "unknown operation", NULL, 0);
+			continue;
+		}
+		if (pl.len - sizeof(req) != handlers[req.op].body) {
+			char msg[96];
+
+			snprintf(msg, sizeof(msg), "%s: body of %zu bytes, expected %zu",
+				 handlers[req.op].name, pl.len - sizeof(req), handlers[req.op].body);
+			reply(s, -EINVAL, msg, NULL, 0);
+			continue;
+		}
+		if (handlers[req.op].fn(s, pl.data + sizeof(req)) < 0)
+			break;
+	}
+	mig_buf_free(&pl);
+}
+
 static void *session_thread(void *arg)
 {
 	struct session *s = arg;
-	struct mig_buf pl = { 0 };
+	struct agent *a = s->a;
+	bool admitted = false;
+	int r;
 
-	if (handshake(s) >= 0) {
-		for (;;) {
-			struct mig_frame_hdr fh;
-			struct mig_request req;
-			int r = xport_conn_recv(&s->c, &fh, &pl, -1, NULL);
-
-			if (r < 0)
-				break;
-			if (fh.type != MIG_FRAME_REQUEST || pl.len < sizeof(req)) {
-				send_error(s, -EPROTO, "expected a REQUEST frame");
-				break;
-			}
-			memcpy(&req, pl.data, sizeof(req));
-			if (req.op >= _MIG_OP_END || !handlers[req.op].fn) {
-				reply(s, -EOPNOTSUPP, "unknown operation", NULL, 0);
-				continue;
-			}
-			if (pl.len - sizeof(req) != handlers[req.op].body) {
-				char msg[96];
-
-				snprintf(msg, sizeof(msg), "%s: body of %zu bytes, expected %zu",
-					 handlers[req.op].name, pl.len - sizeof(req),
-					 handlers[req.op].body);
-				reply(s, -EINVAL, msg, NULL, 0);
-				continue;
-			}
-			if (handlers[req.op].fn(s, pl.data + sizeof(req)) < 0)
-				break;
-		}
+	r = handshake(s);
+	/* Out of the handshake table before the socket can close: the watchdog
+	 * shuts down the fds listed there, and a closed fd's number is soon
+	 * someone else's. */
+	pthread_mutex_lock(&a->conn_lock);
+	a->pending[s->slot].used = false;
+	if (r >= 0 && a->sessions < AGENT_MAX_SESSIONS) {
+		a->sessions++;
+		admitted = true;
 	}
-	mig_buf_free(&pl);
+	pthread_mutex_unlock(&a->conn_lock);
+	if (r >= 0 && !admitted) {
+		/* several handshakes ended at once with one session slot left */
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "agent busy: it serves its maximum of %d sessions; try "
+			 "again later", AGENT_MAX_SESSIONS);
+		send_error(s, -EBUSY, msg);
+		burst_hit(a, &a->busy, "refused a connection from %s: %s", s->peer, msg);
+	}
+	if (admitted) {
+		session_serve(s);
+		pthread_mutex_lock(&a->conn_lock);
+		a->sessions--;
+		pthread_mutex_unlock(&a->conn_lock);
+	}
 	xport_conn_close(&s->c);
 	free(s);
 	return NULL;
+}
+
+/*
+ * Closes a connection the agent will not serve, telling the peer why in an
+ * ERROR frame (seq 1: the agent's first frame) if the socket takes it at
+ * once; the accept loop never waits on a peer it refuses.  What the peer
+ * sent already (its HELLO) is read first: a TCP socket closed with unread
+ * data resets the connection, and a peer's stack may drop our ERROR if the
+ * reset comes before its reader.
+ */
+static void refuse(int fd, int code, const char *msg)
+{
+	struct mig_error_msg m;
+	struct mig_frame_hdr h;
+	struct iovec iov[2];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	char sink[256];
+
+	mig_error_msg_fill(&m, code, msg);
+	iov[1] = (struct iovec){ .iov_base = &m, .iov_len = sizeof(m) };
+	mig_frame_seal(&h, MIG_FRAME_ERROR, 0, 1, &iov[1], 1);
+	iov[0] = (struct iovec){ .iov_base = &h, .iov_len = sizeof(h) };
+	(void)sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	for (int i = 0; i < 4 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+		;
+	close(fd);
+}
+
+/* The peer's key, and its name for messages: the address, or "uid N" (the
+ * key's part) then " (pid P)" at pid_at. */
+static int peer_identify(int fd, const struct sockaddr_storage *ss, struct peer_key *key,
+			 struct ucred *cred, char *text, size_t n, size_t *pid_at)
+{
+	socklen_t len = sizeof(*cred);
+
+	memset(key, 0, sizeof(*key));
+	key->family = ss->ss_family;
+	switch (ss->ss_family) {
+	case AF_INET:
+		memcpy(key->addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+		break;
+	case AF_INET6: {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			key->family = AF_INET;
+			memcpy(key->addr, &a6->s6_addr[12], 4);
+		} else {
+			memcpy(key->addr, a6, 16);
+		}
+		break;
+	}
+	case AF_UNIX:
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0)
+			return -errno;
+		memcpy(key->addr, &cred->uid, sizeof(cred->uid));
+		snprintf(text, n, "uid %u", (unsigned)cred->uid);
+		*pid_at = strlen(text);
+		snprintf(text + *pid_at, n - *pid_at, " (pid %d)", (int)cred->pid);
+		return 0;
+	default:
+		return -EAFNOSUPPORT;
+	}
+	inet_ntop(key->family, key->addr, text, (socklen_t)n);
+	*pid_at = strlen(text);
+	return 0;
+}
+
+/*
+ * The second layer under the unix socket's mode, which a chmod can open:
+ * root, the agent's own user and, with --socket-group, the group's
+ * members.  SO_PEERGROUPS gives the groups the peer process held when it
+ * connected, with no lookup in the group database from the accept loop.
+ */
+static bool peer_allowed(const struct agent *a, int fd, const struct ucred *cred)
+{
+	gid_t small[64], *g = small;
+	socklen_t len = sizeof(small);
+	bool ok = false;
+
+	if (cred->uid == 0 || cred->uid == a->uid)
+		return true;
+	if (!a->opts.socket_group_set)
+		return false;
+	if (cred->gid == a->opts.socket_group)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+		if (errno != ERANGE || !(g = malloc(len)))
+			return false;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0)
+			len = 0;
+	}
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		if (g[i] == a->opts.socket_group)
+			ok = true;
+	if (g != small)
+		free(g);
+	return ok;
+}
+
+/* Under conn_lock: a handshake slot for a new connection, or -1 and why not. */
+static int pending_take(struct agent *a, int fd, const struct peer_key *key, const char *name,
+			char *why, size_t n)
+{
+	unsigned used = 0, same = 0;
+	int slot = -1;
+
+	if (a->sessions >= AGENT_MAX_SESSIONS) {
+		snprintf(why, n, "agent busy: it serves its maximum of %d sessions; try again "
+			 "later", AGENT_MAX_SESSIONS);
+		return -1;
+	}
+	for (unsigned i = 0; i < AGENT_MAX_UNAUTH; i++) {
+		if (!a->pending[i].used) {
+			if (slot < 0)
+				slot = (int)i;
+			continue;
+		}
+		used++;
+		if (!memcmp(&a->pending[i].peer, key, sizeof(*key)))
+			same++;
+	}
+	if (same >= AGENT_MAX_UNAUTH_PER_PEER) {
+		snprintf(why, n, "agent busy: %u connections from %s are in their handshake "
+			 "already (at most %d); try again later", same, name,
+			 AGENT_MAX_UNAUTH_PER_PEER);
+		return -1;
+	}
+	if (slot < 0) {
+		snprintf(why, n, "agent busy: %u connections are in their handshake (at most "
+			 "%d); try again later", used, AGENT_MAX_UNAUTH);
+		return -1;
+	}
+	a->pending[slot] = (struct pending){
+		.used = true,
+		.fd = fd,
+		.deadline = mig_now_ms() + AGENT_HANDSHAKE_MS,
+		.peer = *key,
+	};
+	return slot;
+}
+
+/* A new connection: refused at once, or given a handshake slot, its ring
+ * and its thread. */
+static void agent_admit(struct agent *a, int fd, const struct sockaddr_storage *ss)
+{
+	struct mig_error cerr = { 0 };
+	struct ucred cred = { 0 };
+	struct peer_key key;
+	struct session *s;
+	char peer[64] = "?", name[64], why[320];
+	size_t pid_at = 0;
+	pthread_t t;
+	int slot, r;
+
+	r = peer_identify(fd, ss, &key, &cred, peer, sizeof(peer), &pid_at);
+	if (r < 0) {
+		refuse(fd, r, "the agent cannot identify this connection's peer");
+		return;
+	}
+	if (key.family == AF_UNIX && !peer_allowed(a, fd, &cred)) {
+		snprintf(why, sizeof(why), "permission denied: this agent serves %s; uid %u is not "
+			 "one of them", a->allowed, (unsigned)cred.uid);
+		refuse(fd, -EACCES, why);
+		burst_hit(a, &a->denied, "refused a connection from %s: it serves %s", peer,
+			  a->allowed);
+		return;
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)pid_at, peer);
+	pthread_mutex_lock(&a->conn_lock);
+	slot = pending_take(a, fd, &key, name, why, sizeof(why));
+	pthread_mutex_unlock(&a->conn_lock);
+	if (slot < 0) {
+		refuse(fd, -EBUSY, why);
+		burst_hit(a, &a->busy, "refused a connection from %s: %s", peer, why);
+		return;
+	}
+	xport_tune_socket(fd);
+	s = calloc(1, sizeof(*s));
+	/* An error object, not NULL: without one, a failed init reads as 0. */
+	if (s && xport_conn_init(&s->c, fd, &cerr) == 0) {
+		s->a = a;
+		s->slot = slot;
+		s->deadline = a->pending[slot].deadline;
+		str_copy(s->peer, sizeof(s->peer), peer);
+		if (pthread_create(&t, NULL, session_thread, s) == 0) {
+			pthread_detach(t);
+			return;
+		}
+		s->c.fd = -1;         /* the ring goes; refuse() closes the socket */
+		xport_conn_close(&s->c);
+	}
+	free(s);
+	pthread_mutex_lock(&a->conn_lock);
+	a->pending[slot].used = false;
+	pthread_mutex_unlock(&a->conn_lock);
+	snprintf(why, sizeof(why), "agent busy: no memory, thread or descriptor left for a new "
+		 "connection; try again later");
+	refuse(fd, -EAGAIN, why);
+	burst_hit(a, &a->busy, "refused a connection from %s: %s", peer, why);
+}
+
+/*
+ * Shuts down the handshakes past their deadline and closes quiet log
+ * bursts.  Returns how long the accept loop may wait for the next call.
+ */
+static int agent_tick(struct agent *a)
+{
+	uint64_t now = mig_now_ms(), next = now + AGENT_TICK_MS;
+
+	pthread_mutex_lock(&a->conn_lock);
+	for (unsigned i = 0; i < AGENT_MAX_UNAUTH; i++) {
+		struct pending *p = &a->pending[i];
+		uint64_t end = p->deadline + AGENT_HANDSHAKE_GRACE_MS;
+
+		if (!p->used || p->shut)
+			continue;
+		if (now >= end) {
+			/* wakes the thread wherever it waits, mid-frame or in a send */
+			(void)shutdown(p->fd, SHUT_RDWR);
+			p->shut = true;
+		} else if (end < next) {
+			next = end;
+		}
+	}
+	burst_end(a, &a->accept_errors, now);
+	burst_end(a, &a->busy, now);
+	burst_end(a, &a->denied, now);
+	burst_end(a, &a->failed, now);
+	pthread_mutex_unlock(&a->conn_lock);
+	return (int)(next - now);
+}
+
+/*
+ * accept() failed for want of resources, or because of one connection;
+ * either way the agent serves on (its VMs live in this process).  At
+ * EMFILE/ENFILE the connection stays queued and poll() would report it
+ * again at once: giving up the spare descriptor for a moment lets us take
+ * it and close it, with a word to its peer, instead of spinning.  Another
+ * thread may take the freed number first; then we only back off.
+ */
+static void accept_failed(struct agent *a, int lfd, int *spare, int r)
+{
+	burst_hit(a, &a->accept_errors, "accept: %s; still serving", strerror(-r));
+	if ((r == -EMFILE || r == -ENFILE) && *spare >= 0) {
+		int fd;
+
+		close(*spare);
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			refuse(fd, -EBUSY, "agent busy: out of file descriptors; try again later");
+		*spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		/* One connection fewer in the queue: no spin, so no pause.
+		 * A flood is turned away at full speed. */
+		if (fd >= 0 && *spare >= 0)
+			return;
+	}
+	/* These leave the connection queued; the others consumed it. */
+	if (r == -EMFILE || r == -ENFILE || r == -ENOBUFS || r == -ENOMEM)
+		(void)poll(NULL, 0, AGENT_ACCEPT_BACKOFF_MS);
+	if (*spare < 0)
+		*spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Services start with a soft limit of 1024 descriptors where the hard limit
+ * is often far higher: take it all.  The bounds on clients hold without. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* Who may connect to a unix agent, in words, for refusals. */
+static void describe_allowed(struct agent *a)
+{
+	char grp[128] = "";
+
+	if (a->opts.socket_group_set) {
+		struct group gr, *res = NULL;
+		char buf[1024];
+
+		if (getgrgid_r(a->opts.socket_group, &gr, buf, sizeof(buf), &res) == 0 && res)
+			snprintf(grp, sizeof(grp), " and members of group %s (gid %u)", res->gr_name,
+				 (unsigned)a->opts.socket_group);
+		else
+			snprintf(grp, sizeof(grp), " and members of group %u",
+				 (unsigned)a->opts.socket_group);
+	}
+	if (a->uid == 0)
+		snprintf(a->allowed, sizeof(a->allowed), "only root%s", grp);
+	else
+		snprintf(a->allowed, sizeof(a->allowed), "only root, uid %u (its own user)%s",
+			 (unsigned)a->uid, grp);
 }
 
 int agent_run(const struct agent_opts *opts, struct mig_error *err)
 {
 	struct agent *a = calloc(1, sizeof(*a));
 	struct xport_endpoint ep;
-	int lfd, r;
+	int lfd, spare, r;
 
 	if (!a)
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	a->opts = *opts;
 	pthread_mutex_init(&a->lock, NULL);
+	pthread_mutex_init(&a->conn_lock, NULL);
+	a->accept_errors.what = "accept errors";
+	a->busy.what = "connections refused as busy";
+	a->denied.what = "connections refused for their user";
+	a->failed.what = "failed handshakes";
 	r = xport_endpoint_parse(opts->listen, &ep, err);
 	if (r < 0)
 		goto out;
 	if (ep.kind != XPORT_EP_TCP && ep.kind != XPORT_EP_UNIX) {
 		r = mig_error_set(err, -EINVAL, "an agent listens on tcp://HOST:PORT or unix:///PATH");
+		goto out;
+	}
+	if (opts->socket_group_set && ep.kind != XPORT_EP_UNIX) {
+		r = mig_error_set(err, -EINVAL, "--socket-group applies to unix:// listeners only; "
+				  "a tcp agent admits the clients that hold its --key-file");
 		goto out;
 	}
 	if (opts->key_file[0]) {
@@ -835,11 +1324,25 @@ int agent_run(const struct agent_opts *opts, struct mig_error *err)
 				  "e.g. head -c 32 /dev/urandom > F; chmod 600 F)");
 		goto out;
 	}
-	lfd = xport_listen(&ep, err);
+	raise_nofile();
+	a->uid = geteuid();
+	describe_allowed(a);
+	lfd = opts->socket_group_set ? xport_listen_group(&ep, opts->socket_group, err) :
+				       xport_listen(&ep, err);
 	if (lfd < 0) {
 		r = lfd;
 		goto out;
 	}
+	/* poll() decides when to accept; a connection gone in between must
+	 * not block the loop that also runs the watchdog */
+	r = fcntl(lfd, F_GETFL);
+	if (r < 0 || fcntl(lfd, F_SETFL, r | O_NONBLOCK) < 0) {
+		r = mig_error_set(err, -errno, "cannot listen on %s: fcntl: %s", opts->listen,
+				  strerror(errno));
+		close(lfd);
+		goto out;
+	}
+	spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (opts->ready_fd >= 0) {
 		/* tell a parent waiting for us that we listen */
 		(void)!write(opts->ready_fd, "1", 1);
@@ -847,32 +1350,29 @@ int agent_run(const struct agent_opts *opts, struct mig_error *err)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	for (;;) {
-		struct session *s;
-		pthread_t t;
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd;
 
-		if (fd < 0) {
-			if (errno == EINTR)
-				continue;
-			r = mig_error_set(err, -errno, "accept: %s", strerror(errno));
+		(void)poll(&p, 1, agent_tick(a));
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (fd >= 0) {
+			agent_admit(a, fd, &ss);
+			continue;
+		}
+		r = -errno;
+		if (r == -EAGAIN || r == -EINTR || r == -ECONNABORTED)
+			continue;
+		/* Only our own mistake ends the loop: no listening socket left. */
+		if (r == -EBADF || r == -EFAULT || r == -EINVAL || r == -ENOTSOCK)
 			break;
-		}
-		xport_tune_socket(fd);
-		s = calloc(1, sizeof(*s));
-		if (!s || xport_conn_init(&s->c, fd, NULL) < 0) {
-			free(s);
-			close(fd);
-			continue;
-		}
-		s->a = a;
-		if (pthread_create(&t, NULL, session_thread, s)) {
-			xport_conn_close(&s->c);
-			free(s);
-			continue;
-		}
-		pthread_detach(t);
+		accept_failed(a, lfd, &spare, r);
 	}
+	r = mig_error_set(err, r, "accept: %s", strerror(-r));
 	close(lfd);
+	/* Session threads may still use `a`; the process ends right after. */
+	return r;
 out:
 	mig_buf_free(&a->key);
 	free(a);

@@ -84,10 +84,31 @@ static int handshake(struct mig_client *c, const char *key_file, struct mig_erro
 
 	snprintf(h.software, sizeof(h.software), "migratectl client");
 	r = xport_conn_send(&c->conn, MIG_FRAME_HELLO, 0, &h, sizeof(h), err);
-	if (r >= 0)
+	if (r < 0) {
+		/* An agent that refuses a connection says why and closes before
+		 * our HELLO arrives: its ERROR may be waiting to be read. */
+		struct mig_error why = *err;
+
+		if (xport_conn_recv(&c->conn, &fh, &pl, 1000, NULL) < 0 ||
+		    fh.type != MIG_FRAME_ERROR) {
+			*err = why;
+			goto out;
+		}
+		mig_error_clear(err);
+		r = 0;
+	} else {
 		r = xport_conn_recv(&c->conn, &fh, &pl, CONNECT_TIMEOUT_MS, err);
+	}
 	if (r < 0)
 		goto out;
+	if (fh.type == MIG_FRAME_ERROR) {
+		/* refused before the handshake: busy, or not allowed to connect */
+		struct mig_error_msg m;
+
+		r = mig_error_set(err, mig_error_msg_parse(pl.data, pl.len, &m, -EPROTO),
+				  "the agent at %s refused the connection: %s", c->url, m.msg);
+		goto out;
+	}
 	if (fh.type != MIG_FRAME_HELLO || pl.len != sizeof(h)) {
 		r = mig_error_set(err, -EPROTO, "the peer did not answer HELLO like an agent");
 		goto out;

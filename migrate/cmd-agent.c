@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-/* migratectl agent --listen URL [--key-file F] */
+/* migratectl agent --listen URL [--key-file F] [--socket-group GROUP] */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,26 @@
 #include <migrate/parse.h>
 
 #include "migrate/cli.h"
+
+#define AGENT_USAGE "usage: migratectl agent --listen tcp://HOST:PORT|unix:///PATH [--key-file F] " \
+		    "[--socket-group GROUP]"
+
+/* A group name, or a numeric gid (which need not have a name). */
+static int parse_group(const char *s, gid_t *ret)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+	uint64_t v;
+
+	if (parse_u64(s, 0, (gid_t)-2, &v) == 0) {
+		*ret = (gid_t)v;
+		return 0;
+	}
+	if (getgrnam_r(s, &gr, buf, sizeof(buf), &res) != 0 || !res)
+		return -ENOENT;
+	*ret = res->gr_gid;
+	return 0;
+}
 
 /* A --listen the agent can listen on, checked as the other commands check
  * their endpoints: a malformed one is exit 2, before anything listens. */
@@ -43,6 +64,7 @@ int cmd_agent(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "key-file", required_argument, NULL, 'k' },
+		{ "socket-group", required_argument, NULL, 'g' },
 		{ "ready-fd", required_argument, NULL, 'r' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -73,6 +95,14 @@ int cmd_agent(int argc, char **argv)
 			}
 			snprintf(o.key_file, sizeof(o.key_file), "%s", optarg);
 			break;
+		case 'g':
+			if (parse_group(optarg, &o.socket_group) < 0) {
+				fprintf(stderr, "migratectl agent: --socket-group: no group '%s' "
+					"(give a group name or a numeric gid)\n", optarg);
+				return EXIT_USAGE;
+			}
+			o.socket_group_set = true;
+			break;
 		case 'r':
 			if (parse_u64(optarg, 0, 65535, &v) < 0) {
 				fprintf(stderr, "migratectl agent: invalid --ready-fd '%s'\n", optarg);
@@ -84,11 +114,10 @@ int cmd_agent(int argc, char **argv)
 			o.quiet = true;
 			break;
 		case 'h':
-			puts("usage: migratectl agent --listen tcp://HOST:PORT|unix:///PATH [--key-file F]");
+			puts(AGENT_USAGE);
 			return 0;
 		default:
-			fputs("usage: migratectl agent --listen tcp://HOST:PORT|unix:///PATH "
-			      "[--key-file F]\n", stderr);
+			fputs(AGENT_USAGE "\n", stderr);
 			return EXIT_USAGE;
 		}
 	}

@@ -519,7 +519,41 @@ static int unix_remove_stale(const struct sockaddr_un *sun, const char *name,
 	return 0;
 }
 
-static int listen_unix(const struct xport_endpoint *ep, const char *name, struct mig_error *err)
+/*
+ * Who may connect to a unix socket is decided by its file's mode: connect()
+ * needs write permission on it.  bind() creates the file with the socket
+ * inode's mode less the umask, so the mode is set on the socket before
+ * bind() (Linux): the file then never exists with more permissions than
+ * `mode`, whatever the umask, and the process-wide umask is left alone for
+ * other threads.  The umask may still have taken bits away (0660 under
+ * umask 027 is 0640), so once bound the file gets its group and its exact
+ * mode; in between it is only ever narrower than asked for.  Those two go
+ * by path, and a process that could swap the file in between could as well
+ * replace the socket outright: the directory must be trusted either way.
+ * lchown() and the S_ISSOCK check just keep a symlink from redirecting us.
+ */
+static int unix_set_access(const char *path, mode_t mode, gid_t group, const char *name,
+			   struct mig_error *err)
+{
+	struct stat st;
+
+	if (group != (gid_t)-1 && lchown(path, (uid_t)-1, group) < 0)
+		return mig_error_set(err, -errno, "cannot listen on %s: giving the socket to "
+				     "group %u: %s (only root or a member of the group may)",
+				     name, (unsigned)group, strerror(errno));
+	if (lstat(path, &st) < 0)
+		return mig_error_set(err, -errno, "cannot listen on %s: %s", name, strerror(errno));
+	if (!S_ISSOCK(st.st_mode))
+		return mig_error_set(err, -EEXIST, "cannot listen on %s: %s was replaced by "
+				     "something other than our socket", name, path);
+	if (chmod(path, mode) < 0)
+		return mig_error_set(err, -errno, "cannot listen on %s: chmod %o: %s", name,
+				     (unsigned)mode, strerror(errno));
+	return 0;
+}
+
+static int listen_unix(const struct xport_endpoint *ep, const char *name, mode_t mode,
+		       gid_t group, struct mig_error *err)
 {
 	struct sockaddr_un sun;
 	int fd, r;
@@ -532,6 +566,11 @@ static int listen_unix(const struct xport_endpoint *ep, const char *name, struct
 		return mig_error_set(err, -errno, "cannot listen on %s: socket: %s", name,
 				     strerror(errno));
 	xport_tune_socket(fd);
+	if (fchmod(fd, mode) < 0) {
+		r = -errno;
+		close(fd);
+		return mig_error_set(err, r, "cannot listen on %s: fchmod: %s", name, strerror(-r));
+	}
 	for (int attempt = 0;; attempt++) {
 		if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
 			break;
@@ -547,11 +586,16 @@ static int listen_unix(const struct xport_endpoint *ep, const char *name, struct
 			return r;
 		}
 	}
-	if (listen(fd, LISTEN_BACKLOG) < 0) {
+	/* Exact access before listen(): nobody connects in between. */
+	r = unix_set_access(sun.sun_path, mode, group, name, err);
+	if (r >= 0 && listen(fd, LISTEN_BACKLOG) < 0) {
 		r = -errno;
+		mig_error_set(err, r, "cannot listen on %s: listen: %s", name, strerror(-r));
+	}
+	if (r < 0) {
 		close(fd);
-		return mig_error_set(err, r, "cannot listen on %s: listen: %s", name,
-				     strerror(-r));
+		unlink(sun.sun_path);
+		return r;
 	}
 	return fd;
 }
@@ -565,11 +609,22 @@ int xport_listen(const struct xport_endpoint *ep, struct mig_error *err)
 	case XPORT_EP_TCP:
 		return listen_tcp(ep, name, err);
 	case XPORT_EP_UNIX:
-		return listen_unix(ep, name, err);
+		return listen_unix(ep, name, 0600, (gid_t)-1, err);
 	default:
 		return mig_error_set(err, -EINVAL, "cannot listen on %s: only tcp:// and "
 				     "unix:// endpoints can listen", name);
 	}
+}
+
+int xport_listen_group(const struct xport_endpoint *ep, gid_t group, struct mig_error *err)
+{
+	char name[400];
+
+	xport_endpoint_format(ep, name, sizeof(name));
+	if (ep->kind != XPORT_EP_UNIX)
+		return mig_error_set(err, -EINVAL, "cannot listen on %s: a socket group applies "
+				     "to unix:// endpoints only", name);
+	return listen_unix(ep, name, 0660, group, err);
 }
 
 /*

@@ -16,7 +16,25 @@ struct agent_opts {
 	char key_file[256];     /* required for tcp */
 	bool quiet;
 	int ready_fd;           /* written once listening, -1 for none */
+	/* unix only: the socket is 0660 with this group (else 0600), and its
+	 * members may connect besides root and the agent's own user */
+	bool socket_group_set;
+	gid_t socket_group;
 };
+
+/*
+ * What the agent's clients may hold (docs/protocol.md §8).  A connection
+ * is unauthenticated until its HELLO and, with a key, its challenge-response
+ * are done; a peer is an IP address for tcp, a uid for unix.  Each
+ * connection holds one thread and AGENT_FDS_PER_CONN descriptors (its
+ * socket and its io_uring).  A connection over a bound is closed at once,
+ * after an ERROR frame if the socket takes it without waiting.
+ */
+#define AGENT_MAX_UNAUTH          64     /* unauthenticated connections in all */
+#define AGENT_MAX_UNAUTH_PER_PEER 8      /* ... from one peer */
+#define AGENT_MAX_SESSIONS        64     /* authenticated connections */
+#define AGENT_HANDSHAKE_MS        10000  /* from accept to the end of the handshake */
+#define AGENT_FDS_PER_CONN        2
 
 /* A VM name: 1 to cap-1 (63 on the wire) characters of [A-Za-z0-9._-],
  * NUL-terminated within cap. */

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include <migrate/buf.h>
@@ -35,8 +36,13 @@ int xport_endpoint_parse(const char *s, struct xport_endpoint *ret, struct mig_e
 /* Back to text, for messages. */
 void xport_endpoint_format(const struct xport_endpoint *ep, char *buf, size_t n);
 
-/* Blocking setup helpers (control plane only): return an fd or -errno. */
+/* Blocking setup helpers (control plane only): return an fd or -errno.
+ * A unix socket file is created with mode 0600, whatever the umask, and
+ * owned by the caller's effective uid. */
 int xport_listen(const struct xport_endpoint *ep, struct mig_error *err);
+/* The same, but a unix socket file gets mode 0660 and group `group`, so
+ * that the group's members may connect.  For unix endpoints only. */
+int xport_listen_group(const struct xport_endpoint *ep, gid_t group, struct mig_error *err);
 /* The socket comes back tuned (xport_tune_socket) before its SYN went out. */
 int xport_connect(const struct xport_endpoint *ep, int timeout_ms, struct mig_error *err);
 /* The local address of a listening TCP socket as "HOST:PORT". */
