@@ -42,8 +42,11 @@ int xport_conn_init(struct xport_conn *c, int fd, struct mig_error *err)
 	c->tx_seq = 0;
 	c->rx_seq = 0;
 	r = xport_ring_init(&c->ring, CONN_RING_ENTRIES, err);
-	if (r < 0)
-		return mig_error_prefix(err, "setting up connection on fd %d", fd);
+	if (r < 0) {
+		/* the prefix answers 0 without an error object: keep r */
+		mig_error_prefix(err, "setting up connection on fd %d", fd);
+		return r;
+	}
 	return 0;
 }
 
@@ -112,8 +115,10 @@ int xport_conn_send(struct xport_conn *c, uint16_t type, uint32_t flags,
 	/* Check our own header the way the peer will, so a bad flag is our
 	 * clear error here and not a rejected frame over there. */
 	r = mig_frame_check_header(&h, c->tx_seq + 1, err);
-	if (r < 0)
-		return mig_error_prefix(err, "refusing to send");
+	if (r < 0) {
+		mig_error_prefix(err, "refusing to send");
+		return r;
+	}
 
 	op.fd = c->fd;
 	op.is_send = true;
