@@ -17,6 +17,16 @@
 
 extern const struct mig_device_class vcpu_class;
 extern const struct mig_device_class mem_class;
+extern const struct mig_device_class platform_class;
+
+/* What the kvm-backed classes share of their VM: its KVM fds and its
+ * vCPUs' fds (the platform's clock is resumed on every vCPU). */
+struct kvm_vm_fds {
+	int kvm_fd;
+	int vm_fd;
+	int vcpu_fds[LAB_MAX_VCPUS];
+	unsigned nr_vcpus;
+};
 
 /* ---- memory ---- */
 
@@ -100,11 +110,29 @@ uint64_t mem_bitmap_words(const struct mem_dev *m);
 
 /* ---- vCPU ---- */
 
-struct lab_vm;
+struct vcpu_dev;
+
+/* The exits a vCPU's run loop hands to its VM, which alone knows what they
+ * mean; the class handles the rest (signals, failures).  Each returns 0 to
+ * go on, <0 to stop the vCPU (after vcpu_set_fatal()). */
+struct vcpu_exit_ops {
+	/* OUT of one byte to `port` */
+	int (*io_out)(void *arg, struct vcpu_dev *v, uint16_t port, uint8_t val);
+	/* the vCPU's dirty ring is full: harvest and reset it before it runs */
+	int (*dirty_ring_full)(void *arg, struct vcpu_dev *v);
+};
+
+/* What a vCPU needs of its VM.  The class takes nothing else from it, so a
+ * backend whose vCPUs run elsewhere can still use its state machine. */
+struct vcpu_host {
+	const struct kvm_vm_fds *fds;
+	const struct vcpu_exit_ops *exits;
+	void *exit_arg;
+};
 
 struct vcpu_dev {
 	struct mig_device core;
-	struct lab_vm *vm;
+	const struct vcpu_host *host;
 	unsigned index;
 	int fd;
 	struct kvm_run *run;
@@ -121,8 +149,29 @@ struct vcpu_dev {
 	struct mig_buf saved; /* SAVED: the state blob */
 };
 
-int vcpu_dev_create(struct lab_vm *vm, unsigned index, struct vcpu_dev **ret,
+/* KVM_CREATE_VCPU and the CPUID the lab gives it; state CREATED. */
+int vcpu_dev_create(const struct vcpu_host *host, unsigned index, struct vcpu_dev **ret,
 		    struct mig_error *err);
 void vcpu_dev_destroy(struct vcpu_dev *v);
+/* Sleep until `ns` from now or until a pause or quit is requested (from an
+ * exit handler that paces the guest). */
+void vcpu_wait(struct vcpu_dev *v, uint64_t ns);
+/* Record why a vCPU stopped (the first reason wins); it parks after the exit. */
+void vcpu_set_fatal(struct vcpu_dev *v, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- x86 platform (KERNEL-UAPI §4) ---- */
+
+struct platform_dev {
+	struct mig_device core;
+	const struct kvm_vm_fds *fds;
+	struct mig_buf saved;     /* SAVED: the VM-wide blob */
+	struct mig_buf loaded;    /* RESTORED: kept for the clock at the start */
+};
+
+/* After KVM_CREATE_IRQCHIP, before the vCPUs: state CREATED. */
+int platform_dev_create(const struct kvm_vm_fds *fds, struct platform_dev **ret,
+			struct mig_error *err);
+void platform_dev_destroy(struct platform_dev *p);
 
 #endif

@@ -48,7 +48,7 @@
 
 struct agent_vm {
 	char name[MIG_NAME_MAX];
-	struct lab_vm *vm;
+	struct mig_vm *vm;
 	bool busy;                /* a migration (or destroy) owns it */
 	/* Held: a migration of it ended with ownership unknown (owner none),
 	 * so the destination may run it.  It stays paused, and only
@@ -105,6 +105,7 @@ struct log_burst {
 
 struct agent {
 	struct agent_opts opts;
+	const struct mig_vm_backend *backend;   /* the kind of VM it hosts */
 	struct mig_buf key;
 	pthread_mutex_t lock;
 	struct agent_vm vms[AGENT_MAX_VMS];
@@ -218,57 +219,31 @@ static int op_vm_create(struct session *s, const uint8_t *body)
 	struct agent *a = s->a;
 	struct mig_vm_create req;
 	struct mig_error err = { 0 };
-	struct lab_config cfg;
 	struct agent_vm *slot;
-	struct lab_vm *vm = NULL;
-	struct lab_stats st;
-	uint64_t end;
+	struct mig_vm *vm = NULL;
 	int r = 0;
 
 	memcpy(&req, body, sizeof(req));
 	if (!mig_vm_name_ok(req.name, sizeof(req.name)))
 		return reply(s, -EINVAL, "VM name must be 1-63 characters of [A-Za-z0-9._-]", NULL, 0);
 	req.spec[sizeof(req.spec) - 1] = '\0';
-	lab_config_default(&cfg);
-	if (req.spec[0] && lab_spec_parse(req.spec, &cfg, &err) < 0)
-		return reply(s, err.code, err.msg, NULL, 0);
-	if (lab_config_check(&cfg, &err) < 0)
-		return reply(s, err.code, err.msg, NULL, 0);
 	pthread_mutex_lock(&a->lock);
 	slot = vm_reserve(a, req.name, &r);
 	pthread_mutex_unlock(&a->lock);
 	if (!slot)
 		return reply(s, r, r == -EEXIST ? "a VM of that name exists on this agent" :
 			     "this agent hosts its maximum number of VMs", NULL, 0);
-	r = lab_vm_create(&cfg, &vm, &err);
-	if (r >= 0)
-		r = lab_vm_start(vm, &err);
-	/* Answer once the guest runs its workload: a migration started right
-	 * after create then moves a guest in its steady state. */
-	end = mig_now_ms() + FILL_TIMEOUT_MS;
-	while (r >= 0) {
-		lab_vm_stats(vm, &st);
-		if (st.fatal) {
-			r = mig_error_set(&err, st.fatal, "%s", st.fatal_msg);
-			break;
-		}
-		if (st.all_filled)
-			break;
-		if (mig_now_ms() > end) {
-			r = mig_error_set(&err, -ETIMEDOUT, "the guest did not finish filling its RAM");
-			break;
-		}
-		usleep(10000);
-	}
+	/* The backend answers once the guest runs its workload. */
+	r = a->backend->create(req.spec, &vm, &err);
 	pthread_mutex_lock(&a->lock);
 	if (r >= 0)
 		slot->vm = vm;
 	slot->busy = false;
+	if (r < 0)
+		slot->name[0] = '\0';
 	pthread_mutex_unlock(&a->lock);
-	if (r < 0) {
-		lab_vm_destroy(vm);
+	if (r < 0)
 		return reply(s, r, err.msg, NULL, 0);
-	}
 	return reply(s, 0, NULL, NULL, 0);
 }
 
@@ -282,27 +257,30 @@ static int op_vm_list(struct session *s, const uint8_t *body)
 	pthread_mutex_lock(&a->lock);
 	for (unsigned i = 0; i < AGENT_MAX_VMS; i++) {
 		struct agent_vm *v = &a->vms[i];
-		const struct lab_config *c;
-		struct lab_stats st;
+		struct mig_vm_summary sum;
+		struct mig_vm_health h;
+		size_t dl = 0;
 
 		if (!v->vm)
 			continue;
-		c = lab_vm_config(v->vm);
-		lab_vm_stats(v->vm, &st);
+		a->backend->summary(v->vm, &sum);
+		v->vm->ops->health(v->vm, &h);
 		memset(&info[n], 0, sizeof(info[n]));
 		str_copy(info[n].name, sizeof(info[n].name), v->name);
 		info[n].state = v->busy ? MIG_VM_MIGRATING : v->held ? MIG_VM_HELD :
-				lab_vm_is_running(v->vm) ? MIG_VM_RUNNING : MIG_VM_PAUSED;
+				mig_vm_is_running(v->vm) ? MIG_VM_RUNNING : MIG_VM_PAUSED;
 		if (v->held) {
 			memcpy(info[n].held_by, v->held_by, sizeof(info[n].held_by));
 			str_copy(info[n].held_peer, sizeof(info[n].held_peer), v->held_peer);
 		}
-		info[n].vcpus = c->vcpus;
-		info[n].mem_bytes = c->mem_bytes;
-		info[n].wss_bytes = c->wss_bytes;
-		info[n].passes = st.passes;
-		info[n].errors = st.errors;
-		lab_to_wire(c, &info[n].lab);
+		info[n].vcpus = sum.vcpus;
+		info[n].mem_bytes = sum.mem_bytes;
+		info[n].wss_bytes = sum.workload_bytes;
+		info[n].passes = h.passes;
+		info[n].errors = h.errors;
+		/* what a destination is prepared from */
+		_Static_assert(sizeof(info[n].lab) <= MIG_VM_DESC_MAX, "description");
+		v->vm->ops->describe(v->vm, (uint8_t *)&info[n].lab, &dl, NULL);
 		n++;
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -314,7 +292,7 @@ static int op_vm_destroy(struct session *s, const uint8_t *body)
 	struct agent *a = s->a;
 	struct mig_vm_ref req;
 	struct agent_vm *v;
-	struct lab_vm *vm = NULL;
+	struct mig_vm *vm = NULL;
 	char msg[480];
 	int r = 0;
 
@@ -338,7 +316,7 @@ static int op_vm_destroy(struct session *s, const uint8_t *body)
 		return reply(s, r, r == -ENOENT ? "no VM of that name on this agent" :
 			     r == -EBUSY ? "the VM is being migrated; cancel the migration first" :
 			     msg, NULL, 0);
-	lab_vm_destroy(vm);
+	vm->ops->destroy(vm);
 	return reply(s, 0, NULL, NULL, 0);
 }
 
@@ -387,7 +365,7 @@ static void *incoming_thread(void *arg)
 {
 	struct incoming *in = arg;
 	struct agent *a = in->a;
-	struct lab_vm *vm = NULL;
+	struct mig_vm *vm = NULL;
 	struct mig_error err = { 0 };
 	int r;
 
@@ -449,11 +427,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	 * allocated and pre-faulted before pages arrive, and that is the
 	 * destination's preparation, not part of the migration. */
 	{
-		struct lab_config cfg;
-
-		r = lab_from_wire(&req.lab, &cfg, &err);
-		if (r >= 0)
-			r = lab_vm_create(&cfg, &in->o.vm, &err);
+		r = a->backend->prepare((const uint8_t *)&req.lab, sizeof(req.lab), &in->o.vm, &err);
 		if (r < 0) {
 			mig_drop(a, in->mig);
 			slot_drop(a, in->slot);
@@ -469,7 +443,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 		fd = mig_error_set(&err, -EIO, "cannot read the listening address");
 	}
 	if (fd < 0) {
-		lab_vm_destroy(in->o.vm);
+		in->o.vm->ops->destroy(in->o.vm);
 		mig_drop(a, in->mig);
 		slot_drop(a, in->slot);
 		free(in);
@@ -487,7 +461,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	pthread_mutex_unlock(&a->lock);
 	if (pthread_create(&t, NULL, incoming_thread, in)) {
 		close(fd);
-		lab_vm_destroy(in->o.vm);
+		in->o.vm->ops->destroy(in->o.vm);
 		mig_drop(a, in->mig);
 		slot_drop(a, in->slot);
 		free(in);
@@ -516,6 +490,18 @@ static void send_event(const struct mig_event *ev, void *arg)
 	xport_conn_send(&og->s->c, MIG_FRAME_EVENT, 0, ev, sizeof(*ev), NULL);
 }
 
+/* RESULT: the event and each device of the source VM after it. */
+static void send_result(struct session *s, const struct mig_event *res,
+			const struct mig_event_device *devs)
+{
+	struct mig_buf b = { 0 };
+
+	if (mig_buf_append(&b, res, sizeof(*res)) >= 0 &&
+	    mig_buf_append(&b, devs, res->nr_devices * sizeof(*devs)) >= 0)
+		xport_conn_send(&s->c, MIG_FRAME_EVENT, 0, b.data, b.len, NULL);
+	mig_buf_free(&b);
+}
+
 static int op_mig_outgoing(struct session *s, const uint8_t *body)
 {
 	struct agent *a = s->a;
@@ -525,6 +511,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	struct agent_vm *v;
 	struct agent_mig *m = NULL;
 	struct outgoing og;
+	struct mig_event_device devs[MIG_EVENT_DEVICES_MAX];
 	char msg[480] = "";
 	int r = 0;
 
@@ -545,7 +532,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 		r = held_error(v, msg, sizeof(msg), "migrate");
 	if (r == 0) {
 		m = mig_take(a, req.id, MIG_SIDE_SOURCE, req.name, req.dest_addr,
-			     lab_vm_config(v->vm)->mem_bytes);
+			     v->vm->ram_bytes);
 		if (!m)
 			r = -EAGAIN;
 	}
@@ -573,13 +560,13 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	o.conv.timeout_action = (enum conv_timeout_action)req.timeout_action;
 	o.switchover_timeout_ms = req.switchover_timeout_ms;
 	og = (struct outgoing){ s, m };
-	mig_source_run(v->vm, &o, &m->cancel, send_event, &og, &res);
-	send_event(&res, &og);
+	mig_source_run(v->vm, &o, &m->cancel, send_event, &og, &res, devs);
+	send_result(s, &res, devs);
 	pthread_mutex_lock(&a->lock);
 	if (res.result == MIG_RESULT_COMPLETED ||
 	    (res.result == MIG_RESULT_FAILED && res.owner == MIG_OWNER_DESTINATION)) {
 		/* The destination owns the VM now: drop the source copy. */
-		lab_vm_destroy(v->vm);
+		v->vm->ops->destroy(v->vm);
 		v->vm = NULL;
 		v->name[0] = '\0';
 	} else if (res.src_held) {
@@ -624,7 +611,7 @@ static int op_vm_resolve(struct session *s, const uint8_t *body)
 	struct mig_vm_resolve req;
 	struct mig_error err = { 0 };
 	struct agent_vm *v;
-	struct lab_vm *vm = NULL;
+	struct mig_vm *vm = NULL;
 	char msg[480] = "", want[37], got[37];
 	int r = 0;
 
@@ -662,7 +649,7 @@ static int op_vm_resolve(struct session *s, const uint8_t *body)
 		return reply(s, r, msg, NULL, 0);
 	if (req.action == MIG_RESOLVE_DISCARD) {
 		mig_source_release(vm);
-		lab_vm_destroy(vm);
+		vm->ops->destroy(vm);
 		if (!a->opts.quiet)
 			fprintf(stderr, "migratectl agent: VM %s discarded (held by migration %s)\n",
 				req.name, got);
@@ -738,7 +725,7 @@ static int op_mig_list(struct session *s, const uint8_t *body)
 		x->side = MIG_SIDE_SOURCE;
 		x->state = MIG_MIGRATION_HELD;
 		x->phase = v->held_phase;
-		x->ram_bytes = lab_vm_config(v->vm)->mem_bytes;
+		x->ram_bytes = v->vm->ram_bytes;
 	}
 	pthread_mutex_unlock(&a->lock);
 	r = reply(s, 0, NULL, info, n * sizeof(*info));
@@ -1297,6 +1284,7 @@ int agent_run(const struct agent_opts *opts, struct mig_error *err)
 	if (!a)
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	a->opts = *opts;
+	a->backend = mig_vm_backend_get("lab");
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_mutex_init(&a->conn_lock, NULL);
 	a->accept_errors.what = "accept errors";

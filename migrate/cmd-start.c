@@ -279,20 +279,21 @@ static const char *owner_name(uint32_t o)
 
 static void hex128(const uint64_t d[2], char *buf)
 {
-	struct lab_digest g = { d[0], d[1] };
+	struct mig_digest g = { d[0], d[1] };
 
-	lab_digest_format(&g, buf);
+	mig_digest_format(&g, buf);
 }
 
 /* The summary.  Without `started` (the source's result), e holds only the
  * outcome: the migration never started, or how it ended is unknown, so no
  * phase, device or actual setting is reported. */
-static void print_json(const char *id, const struct mig_event *e, const struct start_opts *o,
-		       uint32_t vcpus, uint64_t prepare_ms, bool started, const char *vm,
+static void print_json(const char *id, const struct mig_event *e,
+		       const struct mig_event_device *devs, const struct start_opts *o,
+		       uint64_t prepare_ms, bool started, const char *vm,
 		       const struct held_copy *held)
 {
 	struct json_writer w;
-	char a[LAB_DIGEST_HEX], b[LAB_DIGEST_HEX], codec[32];
+	char a[MIG_DIGEST_HEX], b[MIG_DIGEST_HEX], codec[32];
 
 	if (e->codec == XPORT_CODEC_ZSTD)
 		snprintf(codec, sizeof(codec), "zstd:%d", o->compress.level ? o->compress.level : 1);
@@ -344,24 +345,17 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 	}
 	json_arr_end(&w);
 	json_arr_begin(&w, "devices");
-	if (started) {
+	/* each device as the source's engine left it (none when it never started) */
+	for (uint32_t i = 0; started && devs && i < e->nr_devices; i++) {
+		const struct mig_device_class *cls = mig_device_class_get(devs[i].cls);
+
 		json_obj_begin(&w, NULL);
-		json_str(&w, "class", "memory");
+		json_str(&w, "class", cls ? cls->name : "unknown");
 		json_str(&w, "side", "source");
-		json_u64(&w, "id", 0);
-		json_str(&w, "state", mig_device_class_get(MIG_DEV_MEMORY)->state_names[
-			 e->mem_state < _MEM_STATE_MAX ? e->mem_state : 0]);
-		json_u64(&w, "bytes", e->wire_bytes);
-		json_obj_end(&w);
-	}
-	for (uint32_t i = 0; started && i < vcpus; i++) {
-		json_obj_begin(&w, NULL);
-		json_str(&w, "class", "vcpu");
-		json_str(&w, "side", "source");
-		json_u64(&w, "id", i);
-		json_str(&w, "state", mig_device_class_get(MIG_DEV_VCPU)->state_names[
-			 e->vcpu_state < _VCPU_STATE_MAX ? e->vcpu_state : 0]);
-		json_u64(&w, "bytes", vcpus ? e->vcpu_state_bytes / vcpus : 0);
+		json_u64(&w, "id", devs[i].id);
+		json_str(&w, "state", cls && devs[i].state < cls->nr_states ?
+			 cls->state_names[devs[i].state] : "unknown");
+		json_u64(&w, "bytes", devs[i].bytes);
 		json_obj_end(&w);
 	}
 	json_arr_end(&w);
@@ -401,14 +395,14 @@ static void print_json(const char *id, const struct mig_event *e, const struct s
 
 /* With --json, the object for an end without the source's result. */
 static void json_without_result(const char *id, const struct start_opts *o, uint32_t result,
-				uint32_t owner, const char *why, uint32_t streams, uint32_t vcpus,
+				uint32_t owner, const char *why, uint32_t streams,
 				uint64_t prepare_ms, const char *vm, const struct held_copy *held)
 {
 	struct mig_event e = { .result = result, .owner = owner, .streams = streams };
 
 	str_copy(e.error, sizeof(e.error), why);
 	if (o->json)
-		print_json(id, &e, o, vcpus, prepare_ms, false, vm, held);
+		print_json(id, &e, NULL, o, prepare_ms, false, vm, held);
 }
 
 /* What the operator does about a held source copy. */
@@ -480,6 +474,7 @@ int cmd_start(int argc, char **argv)
 	uint64_t prepare_ms = 0;
 	bool tty = isatty(STDERR_FILENO), cancel_sent = false, got_result = false;
 	struct held_copy held = { 0 };
+	static struct mig_event_device devs[MIG_EVENT_DEVICES_MAX];
 	char why[1024];
 	int r, rc = 1;
 
@@ -631,14 +626,20 @@ int cmd_start(int argc, char **argv)
 			snprintf(why, sizeof(why), "lost the source agent: %s", err.msg);
 			goto lost;
 		}
-		if (fh.type != MIG_FRAME_EVENT || pl.len != sizeof(ev)) {
+		if (pl.len >= sizeof(ev))
+			memcpy(&ev, pl.data, sizeof(ev));
+		/* PROGRESS is the event alone, RESULT the event and its devices */
+		if (fh.type != MIG_FRAME_EVENT || pl.len < sizeof(ev) ||
+		    (ev.kind == MIG_EVENT_RESULT && ev.nr_devices > MIG_EVENT_DEVICES_MAX) ||
+		    pl.len != sizeof(ev) + (ev.kind == MIG_EVENT_RESULT ?
+					    (size_t)ev.nr_devices * sizeof(devs[0]) : 0)) {
 			snprintf(why, sizeof(why), "the source agent sent %s of %zu bytes, expected "
 				 "EVENT of %zu: is it the same migratectl version?",
 				 mig_frame_type_to_string(fh.type) ?: "a frame", pl.len, sizeof(ev));
 			goto lost;
 		}
-		memcpy(&ev, pl.data, sizeof(ev));
 		if (ev.kind == MIG_EVENT_RESULT) {
+			memcpy(devs, pl.data + sizeof(ev), ev.nr_devices * sizeof(devs[0]));
 			res = ev;
 			res.error[sizeof(res.error) - 1] = '\0';
 			got_result = true;
@@ -655,7 +656,7 @@ int cmd_start(int argc, char **argv)
 		str_copy(held.peer, sizeof(held.peer), inrep.addr);
 	}
 	if (o.json) {
-		print_json(id, &res, &o, vcpus, prepare_ms, true, name, &held);
+		print_json(id, &res, devs, &o, prepare_ms, true, name, &held);
 	} else {
 		printf("migration %s %s: VM %s now runs on the %s\n", id, result_name(res.result), name,
 		       res.owner == MIG_OWNER_NONE ? "(unknown: operator needed)" : owner_name(res.owner));
@@ -674,7 +675,7 @@ int cmd_start(int argc, char **argv)
 		       (unsigned long long)(res.wire_bytes >> 20), (unsigned long long)res.zero_pages,
 		       (unsigned long long)res.torn_pages, (double)res.throughput_bps / (1 << 20));
 		if (res.verified) {
-			char a[LAB_DIGEST_HEX], b[LAB_DIGEST_HEX];
+			char a[MIG_DIGEST_HEX], b[MIG_DIGEST_HEX];
 
 			hex128(res.digest_src, a);
 			hex128(res.digest_dst, b);
@@ -698,7 +699,7 @@ lost:
 	/* The migration ran, and how it ended is unknown here. */
 	fprintf(stderr, "%smigratectl start: %s\n", tty ? "\r\033[K" : "", why);
 	rc = EXIT_OPERATOR;
-	json_without_result(id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, why, 0, vcpus, prepare_ms,
+	json_without_result(id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, why, 0, prepare_ms,
 			    name, NULL);
 	goto out;
 
@@ -708,7 +709,7 @@ held_refused:
 	if (held.set)
 		held_hint(&o, name, &held);
 	rc = EXIT_OPERATOR;
-	json_without_result(id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, why, o.streams, vcpus,
+	json_without_result(id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, why, o.streams,
 			    prepare_ms, name, &held);
 	goto out;
 
@@ -720,7 +721,7 @@ not_started:
 	}
 	fprintf(stderr, "migratectl start: %s\n", why);
 	json_without_result(id, &o, interrupted ? MIG_RESULT_CANCELLED : MIG_RESULT_FAILED,
-			    MIG_OWNER_SOURCE, why, o.streams, vcpus, prepare_ms, name, NULL);
+			    MIG_OWNER_SOURCE, why, o.streams, prepare_ms, name, NULL);
 out:
 	mig_buf_free(&extra);
 	mig_buf_free(&pl);

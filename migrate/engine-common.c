@@ -90,36 +90,6 @@ uint64_t mig_cpu_ms(void)
 	       (uint64_t)ru.ru_stime.tv_sec * 1000 + (uint64_t)ru.ru_stime.tv_usec / 1000;
 }
 
-void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
-{
-	memset(w, 0, sizeof(*w));
-	w->mem_bytes = c->mem_bytes;
-	w->wss_bytes = c->wss_bytes;
-	w->rate = c->rate;
-	w->seed = c->seed;
-	w->vcpus = c->vcpus;
-	w->pattern = c->pattern;
-	w->dirty_log = c->dirty_log;
-	w->ring_entries = c->ring_entries;
-}
-
-int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig_error *err)
-{
-	lab_config_default(c);
-	if (w->pattern >= _LAB_PATTERN_MAX || w->dirty_log >= _LAB_DIRTY_LOG_MAX)
-		return mig_error_set(err, -EPROTO, "VM description: pattern %u / dirty log %u unknown",
-				     w->pattern, w->dirty_log);
-	c->mem_bytes = w->mem_bytes;
-	c->wss_bytes = w->wss_bytes;
-	c->rate = w->rate;
-	c->seed = w->seed;
-	c->vcpus = w->vcpus;
-	c->pattern = (enum lab_pattern)w->pattern;
-	c->dirty_log = (enum lab_dirty_log)w->dirty_log;
-	c->ring_entries = w->ring_entries;
-	return lab_config_check(c, err);
-}
-
 void ctl_auth_mac(const void *key, size_t key_len, const char *label,
 		  const uint8_t first[XPORT_NONCE_LEN], const uint8_t second[XPORT_NONCE_LEN],
 		  uint8_t out[XPORT_MAC_LEN])

@@ -103,7 +103,7 @@ struct dst {
 	struct rx_stream *st;     /* [0] control, [1..n] data */
 	unsigned n;
 	uint64_t rejected;
-	struct lab_vm *vm;
+	struct mig_vm *vm;
 	uint8_t *ram;
 	uint64_t nr_pages;
 	/* Pages whose latest copy came in a LIVE frame and failed its sum:
@@ -139,6 +139,12 @@ struct dst {
 	struct xport_op *stash[64];
 	unsigned nstash;
 };
+
+/* The fault hook, for the walks (NULL in production). */
+static struct mig_walk walk_opts(const struct dst *d)
+{
+	return (struct mig_walk){ .fault = d->o->fault, .fault_arg = d->o->fault_arg };
+}
 
 void mig_dest_status_read(const struct mig_dest_status *st, uint32_t *ret_phase,
 			  uint32_t *ret_round, uint64_t *ret_bytes, char *peer, size_t n)
@@ -616,42 +622,36 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 {
 	struct mig_setup st;
 	struct mig_reply rep = { 0 };
-	struct lab_config cfg;
-	int r;
+	struct mig_walk w = walk_opts(d);
+	int r = 0;
 
 	if (s->hdr.length != sizeof(st) || d->ram)
 		return mig_error_set(&d->err, -EPROTO, "bad SETUP frame");
 	memcpy(&st, s->buf.data, sizeof(st));
 	st.name[sizeof(st.name) - 1] = '\0';
-	r = lab_from_wire(&st.lab, &cfg, &d->err);
-	if (r >= 0 && (st.page_size != PAGE || st.nr_pages != cfg.mem_bytes / PAGE))
+	if (st.page_size != PAGE || st.nr_pages != mig_vm_pages(d->vm))
 		r = mig_error_set(&d->err, -EPROTO, "SETUP: page size %u, %llu pages do not match "
-				  "the VM", st.page_size, (unsigned long long)st.nr_pages);
-	if (r >= 0 && d->vm) {
-		/* Prepared in advance: the source's VM must be the one we built. */
-		struct mig_lab_wire have;
-
-		lab_to_wire(lab_vm_config(d->vm), &have);
-		if (memcmp(&have, &st.lab, sizeof(have)))
-			r = mig_error_set(&d->err, -EINVAL, "the source's VM (%llu MiB, %u vCPUs) is "
-					  "not the one the destination prepared (%llu MiB, %u vCPUs)",
-					  (unsigned long long)(st.lab.mem_bytes >> 20), st.lab.vcpus,
-					  (unsigned long long)(have.mem_bytes >> 20), have.vcpus);
-	} else if (r >= 0) {
-		r = lab_vm_create(&cfg, &d->vm, &d->err);
-	}
+				  "the VM's %llu pages of %u bytes", st.page_size,
+				  (unsigned long long)st.nr_pages,
+				  (unsigned long long)mig_vm_pages(d->vm), (unsigned)PAGE);
+	/* Prepared in advance: the source's VM must be the one we built. */
+	if (r >= 0)
+		r = d->vm->ops->matches(d->vm, st.vm_desc, sizeof(st.vm_desc), &d->err);
 	if (r >= 0 && (st.flags & ~MIG_SETUP_F_KNOWN))
 		r = mig_error_set(&d->err, -EPROTO, "SETUP: unknown flags %#x", st.flags);
 	if (r >= 0) {
 		d->verify = st.flags & MIG_SETUP_F_VERIFY;
 		d->page_sums = !(st.flags & MIG_SETUP_F_NO_PAGE_SUMS);
-		d->ram = lab_vm_ram(d->vm, NULL);
+		d->ram = d->vm->ram;
 		d->nr_pages = st.nr_pages;
 		d->stale = calloc(DIV_ROUND_UP(d->nr_pages, 64), 8);
 		if (!d->stale)
 			r = mig_error_set(&d->err, -ENOMEM, "out of memory");
 	}
-	/* The data streams are read from here on, and READY says so. */
+	/* The devices take pages from here on (RECEIVE), the data streams
+	 * are read, and READY says so. */
+	if (r >= 0)
+		r = mig_vm_walk(d->vm, MIG_STAGE_RECEIVE, &w, &d->err);
 	if (r >= 0)
 		r = workers_start(d);
 	if (r >= 0)
@@ -904,7 +904,8 @@ static void workers_stop(struct dst *d)
 static int try_load(struct dst *d)
 {
 	struct mig_loaded l = { 0 };
-	struct lab_digest dg = { 0 };
+	struct mig_digest dg = { 0 };
+	struct mig_walk w = walk_opts(d);
 	bool all_final;
 	uint64_t t0;
 	int r;
@@ -916,11 +917,12 @@ static int try_load(struct dst *d)
 		return 0;
 	d->loaded = true;
 	t0 = mig_realtime_ns();
-	r = lab_vm_load_state(d->vm, d->state.data, d->state.len, &d->err);
+	/* the whole container is checked, then the LOAD walk */
+	r = mig_vm_state_load(d->vm, d->state.data, d->state.len, &w, &d->err);
 	l.load_ns = mig_realtime_ns() - t0;
 	t0 = mig_realtime_ns();
 	if (r >= 0 && d->verify)
-		lab_vm_digest(d->vm, &dg);
+		d->vm->ops->digest(d->vm, NULL, &dg);
 	l.verify_ns = mig_realtime_ns() - t0;
 	l.status = r;
 	d->load_ok = r >= 0;
@@ -937,7 +939,8 @@ static int try_load(struct dst *d)
 static int do_commit(struct dst *d)
 {
 	struct mig_running run = { .kind = 1, .cpu_ms = mig_cpu_ms() - d->cpu0 };
-	struct lab_stats st;
+	struct mig_walk w = walk_opts(d);
+	struct mig_vm_health st;
 	int r;
 
 	if (!d->loaded)
@@ -947,9 +950,9 @@ static int do_commit(struct dst *d)
 	run.cpu_ms += d->workers_cpu_ms;
 	d->committed = true;
 	publish_phase(d, MIG_PHASE_COMMIT);
-	r = lab_vm_resume(d->vm, &d->err);
+	r = mig_vm_walk(d->vm, MIG_STAGE_START, &w, &d->err);
 	run.start_realtime_ns = mig_realtime_ns();
-	lab_vm_stats(d->vm, &st);
+	d->vm->ops->health(d->vm, &st);
 	run.passes = st.passes;
 	run.errors = st.errors;
 	run.status = r;
@@ -967,25 +970,25 @@ static int do_commit(struct dst *d)
 	 * runs: a page stamped since the start (at once for a guest with no
 	 * working set), which takes milliseconds, not a health check's wait. */
 	{
-		uint64_t start = st.passes, start_pages = st.pages;
-		bool passes = lab_vm_config(d->vm)->wss_bytes != 0;
+		uint64_t start = st.passes, start_pages = st.progress;
+		bool passes = st.has_progress;
 		struct timespec ts = { 0, HEALTH_CHECK_MS * 1000000L };
 
 		if (d->verify) {
 			nanosleep(&ts, NULL);
-			lab_vm_stats(d->vm, &st);
+			d->vm->ops->health(d->vm, &st);
 			ts.tv_nsec = 50 * 1000000L;
 			for (int waited = HEALTH_CHECK_MS; passes && st.passes == start &&
 			     !st.errors && !st.fatal && waited < HEALTH_CHECK_MAX_MS; waited += 50) {
 				nanosleep(&ts, NULL);
-				lab_vm_stats(d->vm, &st);
+				d->vm->ops->health(d->vm, &st);
 			}
 		} else {
 			ts.tv_nsec = 1000000L;
-			for (int waited = 0; passes && st.pages == start_pages && !st.fatal &&
+			for (int waited = 0; passes && st.progress == start_pages && !st.fatal &&
 			     waited < HEALTH_CHECK_MAX_MS; waited++) {
 				nanosleep(&ts, NULL);
-				lab_vm_stats(d->vm, &st);
+				d->vm->ops->health(d->vm, &st);
 			}
 		}
 	}
@@ -1146,7 +1149,7 @@ static int run_loop(struct dst *d)
 	return r < 0 ? r : 0;
 }
 
-int mig_dest_run(const struct mig_in_opts *o, struct lab_vm **ret_vm, struct mig_error *err)
+int mig_dest_run(const struct mig_in_opts *o, struct mig_vm **ret_vm, struct mig_error *err)
 {
 	struct dst d = {
 		.o = o, .n = o->streams, .vm = o->vm, .note = { -1, -1 },
@@ -1211,8 +1214,12 @@ out:
 	} else {
 		if (r >= 0)
 			r = mig_error_set(&d.err, -EPROTO, "the migration ended before commit");
-		/* Before commit the source owns the VM: drop our copy. */
-		lab_vm_destroy(d.vm);
+		/* Before commit the source owns the VM: drop our copy, its
+		 * devices to their end first. */
+		struct mig_walk w = walk_opts(&d);
+
+		mig_vm_walk(d.vm, MIG_STAGE_DISCARD, &w, NULL);
+		d.vm->ops->destroy(d.vm);
 	}
 	free(d.st);
 	free(d.stale);

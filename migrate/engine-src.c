@@ -14,6 +14,7 @@
  */
 #include "config.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -89,7 +90,7 @@ struct tx_worker {
 };
 
 struct src {
-	struct lab_vm *vm;
+	struct mig_vm *vm;
 	const struct mig_out_opts *o;
 	atomic_bool *cancel;
 	mig_event_fn fn;
@@ -160,16 +161,25 @@ static uint64_t counted(const uint64_t *c)
 
 static void emit_progress(struct src *s, bool force);
 
-static void set_phase(struct src *s, enum mig_phase p)
+/* The fault hook (NULL in production): <0 injects that failure here. */
+static int fault_at(struct src *s, struct mig_fault_point p, struct mig_error *err)
+{
+	return s->o->fault ? s->o->fault(s->o->fault_arg, &p, err) : 0;
+}
+
+static int set_phase(struct src *s, enum mig_phase p)
 {
 	uint64_t now = mig_now_ms();
+	int r;
 
-	if (s->phase != p && !mig_phase_arc_allowed(s->phase, p)) {
+	if (s->phase != p && !mig_phase_arc_allowed(s->phase, p))
 		/* a bug: record it, keep the phase the table allows */
-		mig_error_set(&s->err, -EINVAL, "internal: no phase transition %s => %s",
-			      mig_phase_to_string(s->phase), mig_phase_to_string(p));
-		return;
-	}
+		return mig_error_set(&s->err, -EINVAL, "internal: no phase transition %s => %s",
+				     mig_phase_to_string(s->phase), mig_phase_to_string(p));
+	r = fault_at(s, (struct mig_fault_point){ .kind = MIG_FAULT_PHASE, .from = (int)s->phase,
+						   .to = (int)p }, &s->err);
+	if (r < 0)
+		return r;
 	if (s->phase != p) {
 		s->res->phase_duration_ms[s->phase] = now - s->phase_t0;
 		s->res->phase_start_ms[p] = now - s->t0_ms;
@@ -177,6 +187,7 @@ static void set_phase(struct src *s, enum mig_phase p)
 		s->phase_t0 = now;
 		emit_progress(s, true);
 	}
+	return 0;
 }
 
 static void emit_progress(struct src *s, bool force)
@@ -318,6 +329,10 @@ static int ctl_send(struct src *s, uint16_t type, const void *p, size_t len)
 	if (len)
 		memcpy(s->ctl.buf, p, len);
 	piov = (struct iovec){ s->ctl.buf, len };
+	r = fault_at(s, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_SEND, .frame_type = type,
+						   .stream = 0, .seq = s->ctl_seq + 1 }, &s->err);
+	if (r < 0)
+		return r;
 	mig_frame_seal(&s->ctl.hdr, type, 0, ++s->ctl_seq, &piov, len ? 1 : 0);
 	slot_op(&s->ctl, s->ctl_fd, &piov, len ? 1 : 0);
 	count(&s->res->wire_bytes, s->ctl.op.total);
@@ -408,6 +423,10 @@ static int ctl_recv(struct src *s, struct mig_frame_hdr *h, struct mig_buf *pl, 
 	if (r < 0)
 		return r;
 	s->ctl_rx_seq++;
+	r = fault_at(s, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_RECV, .frame_type = h->type,
+						   .stream = 0, .seq = h->seq }, &s->err);
+	if (r < 0)
+		return r;
 	if (h->type == MIG_FRAME_ABORT) {
 		struct mig_error_msg m;
 
@@ -496,6 +515,11 @@ static int tx_submit(struct tx_worker *w, struct tx_slot *t, const struct iovec 
 
 	slot_op(t, w->fd, iov, n);
 	r = tx_wait(w);
+	if (r < 0)
+		return r;
+	r = fault_at(w->s, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_SEND,
+						      .frame_type = le16toh(t->hdr.type),
+						      .stream = w->index, .seq = w->seq }, &w->err);
 	if (r < 0)
 		return r;
 	if (!throttle(w->s, t->op.total))
@@ -1033,7 +1057,13 @@ static int do_setup(struct src *s)
 	s->same_host = xport_same_host(s->ctl_fd);
 	if (s->checksum == MIG_CHECKSUM_AUTO)
 		s->checksum = s->same_host ? MIG_CHECKSUM_FRAMES : MIG_CHECKSUM_PAGES;
-	lab_to_wire(lab_vm_config(s->vm), &st.lab);
+	{
+		size_t dl = 0;
+
+		r = s->vm->ops->describe(s->vm, st.vm_desc, &dl, &s->err);
+		if (r < 0)
+			return r;
+	}
 	st.nr_pages = s->nr_pages;
 	st.page_size = PAGE;
 	st.codec = s->codec;
@@ -1084,7 +1114,7 @@ static int do_precopy(struct src *s)
 	s->precopy_t0 = mig_now_ms();
 	/* Start tracking from here: clear (and, lazily, protect) everything. */
 	memset(s->bitmap, 0, s->words * 8);
-	r = lab_vm_dirty_sync(s->vm, s->bitmap, NULL, &s->err);
+	r = s->vm->ops->dirty_sync(s->vm, s->bitmap, NULL, &s->err);
 	if (r < 0)
 		return r;
 	/* Round 0: every page (zero pages travel as a flag). */
@@ -1110,12 +1140,12 @@ static int do_precopy(struct src *s)
 		if (s->round == 0)
 			auto_codec(s, cr.bandwidth_bps);
 		memset(s->bitmap, 0, s->words * 8);
-		r = lab_vm_dirty_sync(s->vm, s->bitmap, &n_dirty, &s->err);
+		r = s->vm->ops->dirty_sync(s->vm, s->bitmap, &n_dirty, &s->err);
 		if (r < 0)
 			return r;
 		cr.dirty_pages = n_dirty;
 		cr.prev_dirty_pages = s->round_pages;
-		cr.device_bytes = 16384ULL * lab_vm_config(s->vm)->vcpus;
+		cr.device_bytes = mig_vm_state_estimate(s->vm);
 		conv_policy_decide(&s->o->conv, &cr, &d);
 		s->remaining = d.remaining_bytes;
 		s->dirty_rate = d.dirty_rate_bps;
@@ -1173,39 +1203,26 @@ static void where_ram_differs(struct src *s, char *out, size_t n)
 	s->err = saved;
 }
 
-void mig_source_release(struct lab_vm *vm)
+void mig_source_release(struct mig_vm *vm)
 {
-	struct mig_device *mem = lab_vm_device(vm, MIG_DEV_MEMORY, 0);
+	struct mig_walk w = { 0 };
 
-	for (unsigned i = 0; i < lab_vm_config(vm)->vcpus; i++) {
-		struct mig_device *v = lab_vm_device(vm, MIG_DEV_VCPU, i);
-
-		if (v->state != VCPU_DEAD)
-			mig_device_step(v, VCPU_DEAD, NULL);
-	}
-	if (mem->state != MEM_RELEASED)
-		mig_device_step(mem, MEM_RELEASED, NULL);
+	/* bookkeeping arcs: a failure here leaves nothing to undo */
+	mig_vm_walk(vm, MIG_STAGE_RELEASE, &w, NULL);
 }
 
-int mig_source_resume(struct lab_vm *vm, struct mig_error *err)
+int mig_source_resume(struct mig_vm *vm, struct mig_error *err)
 {
-	struct mig_device *mem = lab_vm_device(vm, MIG_DEV_MEMORY, 0);
-	int r;
+	struct mig_walk w = { 0 };
 
-	/* RAM was frozen for the final sync; tracking goes on. */
-	if (mem->state == MEM_FINAL) {
-		r = mig_device_step(mem, MEM_LOGGING, err);
-		if (r < 0)
-			return r;
-	}
-	return lab_vm_resume(vm, err);
+	return mig_vm_walk(vm, MIG_STAGE_ROLLBACK, &w, err);
 }
 
 struct hash_job {
-	struct lab_vm *vm;
+	struct mig_vm *vm;
 	atomic_bool stop;             /* cancel or the deadline: the VM is paused meanwhile */
 	atomic_bool finished;
-	struct lab_digest digest;
+	struct mig_digest digest;
 	int r;
 	uint64_t done_ns;
 };
@@ -1214,7 +1231,7 @@ static void *hash_worker(void *arg)
 {
 	struct hash_job *j = arg;
 
-	j->r = lab_vm_digest_until(j->vm, &j->stop, &j->digest);
+	j->r = j->vm->ops->digest(j->vm, &j->stop, &j->digest);
 	j->done_ns = mig_realtime_ns();
 	atomic_store(&j->finished, true);
 	return NULL;
@@ -1234,8 +1251,39 @@ static void hash_join(struct src *s, struct hash_job *j, pthread_t t, bool stop)
 	pthread_join(t, NULL);
 }
 
-int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool *cancel,
-		   mig_event_fn fn, void *arg, struct mig_event *res)
+/* The walk options of this migration: the cancel flag, the switchover
+ * deadline (0 outside STOP_COPY) and the fault hook.  A rollback or a
+ * release is never cut short. */
+static struct mig_walk walk_opts(struct src *s, bool cuttable, unsigned filter)
+{
+	return (struct mig_walk){
+		.cancel = cuttable ? s->cancel : NULL,
+		.deadline_ms = cuttable ? __atomic_load_n(&s->deadline_ms, __ATOMIC_RELAXED) : 0,
+		.filter = filter,
+		.fault = s->o->fault, .fault_arg = s->o->fault_arg,
+	};
+}
+
+/* Each device as the engine leaves it, for the RESULT. */
+static void report_devices(struct src *s, struct mig_event_device *devs)
+{
+	struct mig_vm *vm = s->vm;
+	unsigned n = vm->nr_devices < MIG_EVENT_DEVICES_MAX ? vm->nr_devices : MIG_EVENT_DEVICES_MAX;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct mig_device *d = vm->devices[i];
+
+		devs[i] = (struct mig_event_device){
+			.cls = d->cls->id, .id = d->id, .state = (uint32_t)d->state,
+			.bytes = d->cls->carries_ram ? s->res->wire_bytes : d->bytes,
+		};
+	}
+	s->res->nr_devices = n;
+}
+
+int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool *cancel,
+		   mig_event_fn fn, void *arg, struct mig_event *res,
+		   struct mig_event_device *devs)
 {
 	struct src s = {
 		.vm = vm, .o = o, .cancel = cancel, .fn = fn, .arg = arg, .res = res,
@@ -1246,14 +1294,14 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	struct mig_frame_hdr h;
 	struct mig_loaded loaded;
 	struct mig_running run;
-	struct lab_digest dsrc;
+	struct mig_digest dsrc;
+	struct mig_walk w;
 	uint64_t t_stop_ns = 0, cpu0 = mig_cpu_ms(), t_hashed_ns = 0, t_loaded_ns = 0;
 	uint64_t verify_ns = 0, setup_wire = 0;
-	struct mig_device *mem = lab_vm_device(vm, MIG_DEV_MEMORY, 0);
 	struct hash_job hj = { .r = 0 };
 	pthread_t hash_thread;
 	bool hashing = false;
-	bool stopped = false, committed = false;
+	bool stopped = false, committed = false, has_progress;
 	int r;
 
 	pthread_setname_np(pthread_self(), "mig-source");
@@ -1265,9 +1313,10 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	s.codec = o->compress.codec;
 	s.checksum = o->checksum;
 	res->streams = s.n;
-	s.ram = lab_vm_ram(vm, &res->ram_total_bytes);
-	s.nr_pages = res->ram_total_bytes / PAGE;
-	s.words = lab_vm_bitmap_words(vm);
+	s.ram = vm->ram;
+	res->ram_total_bytes = vm->ram_bytes;
+	s.nr_pages = mig_vm_pages(vm);
+	s.words = mig_vm_bitmap_words(vm);
 	s.bitmap = calloc(s.words, 8);
 	s.w = calloc(s.n, sizeof(*s.w));
 	s.ctl.cap = 65536;
@@ -1294,7 +1343,9 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		goto out;
 	res->setup_ms = mig_now_ms() - s.t0_ms;
 
-	set_phase(&s, MIG_PHASE_PRECOPY);
+	r = set_phase(&s, MIG_PHASE_PRECOPY);
+	if (r < 0)
+		goto out;
 	setup_wire = res->wire_bytes;
 	r = do_precopy(&s);
 	if (r < 0)
@@ -1307,23 +1358,33 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 			  conv_switchover_timeout_ms(&o->conv, s.expected_dt,
 						     res->ram_total_bytes, o->verify);
 	res->switchover_timeout_ms = s.switchover_ms;
-	set_phase(&s, MIG_PHASE_STOP_COPY);
-	t_stop_ns = mig_realtime_ns();
-	__atomic_store_n(&s.deadline_ms, mig_now_ms() + s.switchover_ms, __ATOMIC_RELAXED);
-	r = lab_vm_pause(vm, &s.err);
+	r = set_phase(&s, MIG_PHASE_STOP_COPY);
 	if (r < 0)
 		goto out;
+	t_stop_ns = mig_realtime_ns();
+	__atomic_store_n(&s.deadline_ms, mig_now_ms() + s.switchover_ms, __ATOMIC_RELAXED);
+	/* From the first arc of this walk, a failure rolls every device back. */
 	stopped = true;
-	/* The bitmap still holds what the last PRECOPY sync found; the final
-	 * sync adds what was dirtied since. */
-	r = lab_vm_dirty_sync(vm, s.bitmap, NULL, &s.err);
-	/* Nothing can dirty RAM any more: the memory device is final. */
+	w = walk_opts(&s, true, 0);
+	r = mig_vm_walk(vm, MIG_STAGE_QUIESCE, &w, &s.err);
+	/* Saves that write guest RAM (an ITS's tables) come before the final
+	 * sync; the sync adds what was dirtied since the last PRECOPY sync to
+	 * the bitmap, which still holds that one's pages; then nothing can
+	 * dirty RAM, and the rest is saved. */
+	if (r >= 0) {
+		w = walk_opts(&s, true, MIG_WALK_RAM_WRITERS);
+		r = mig_vm_walk(vm, MIG_STAGE_SAVE, &w, &s.err);
+	}
 	if (r >= 0)
-		r = mig_device_step(mem, MEM_FINAL, &s.err);
+		r = vm->ops->dirty_sync(vm, s.bitmap, NULL, &s.err);
+	if (r >= 0) {
+		w = walk_opts(&s, true, MIG_WALK_OTHERS);
+		r = mig_vm_walk(vm, MIG_STAGE_SAVE, &w, &s.err);
+	}
 	if (r >= 0)
 		r = run_job(&s, true);
 	if (r >= 0)
-		r = lab_vm_save_state(vm, &state, &s.err);
+		r = mig_vm_state_save(vm, &state, &s.err);
 	if (r < 0)
 		goto out;
 	res->vcpu_state_bytes = state.len;
@@ -1369,7 +1430,7 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		res->digest_dst[0] = loaded.digest[0];
 		res->digest_dst[1] = loaded.digest[1];
 		if (dsrc.hi != loaded.digest[0] || dsrc.lo != loaded.digest[1]) {
-			char where[320], ring[96];
+			char where[320], ring[160];
 
 			/* Only diagnostics from here: the migration has failed,
 			 * and the sums have waits of their own. */
@@ -1377,11 +1438,12 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 			where_ram_differs(&s, where, sizeof(where));
 			/* A ring that stopped filling, or one short sync, points
 			 * at where reports were lost. */
-			lab_vm_ring_report(vm, ring, sizeof(ring));
+			ring[0] = '\0';
+			if (vm->ops->diagnose)
+				vm->ops->diagnose(vm, ring, sizeof(ring));
 			r = mig_error_set(&s.err, -EIO, "RAM digests differ at switchover: the "
 					  "destination's copy is not the source's (%s)%s%s",
-					  where, *ring ? "; dirty-ring entries per vCPU, "
-					  "in all/last sync: " : "", ring);
+					  where, *ring ? "; " : "", ring);
 			goto out;
 		}
 	}
@@ -1398,7 +1460,9 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	/* COMMIT: after this frame leaves, the source may never run the VM again
 	 * unless the destination says it did not start it. */
 	__atomic_store_n(&s.deadline_ms, 0, __ATOMIC_RELAXED);
-	set_phase(&s, MIG_PHASE_COMMIT);
+	r = set_phase(&s, MIG_PHASE_COMMIT);
+	if (r < 0)
+		goto out;
 	committed = true;
 	r = ctl_send(&s, MIG_FRAME_COMMIT, NULL, 0);
 	if (r >= 0)
@@ -1444,7 +1508,13 @@ int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	mig_source_release(vm);
 	/* The guest must keep running on the destination, self-check clean (its
 	 * vCPUs always; its progress and self-check under --verify). */
-	if (run.status < 0 || (o->verify && (run.errors || (lab_vm_config(vm)->wss_bytes &&
+	{
+		struct mig_vm_health hl;
+
+		vm->ops->health(vm, &hl);
+		has_progress = hl.has_progress;
+	}
+	if (run.status < 0 || (o->verify && (run.errors || (has_progress &&
 							      run.passes <= res->dst_passes_before)))) {
 		r = mig_error_set(&s.err, run.status < 0 ? run.status : -EIO, "the guest on the "
 				  "destination is not healthy: passes %llu -> %llu, self-check "
@@ -1527,8 +1597,7 @@ done:
 				      res->phase_duration_ms[MIG_PHASE_PRECOPY];
 	res->dirty_rate_bps = s.dirty_rate;
 	res->phase = s.phase;
-	res->mem_state = (uint32_t)mem->state;
-	res->vcpu_state = (uint32_t)lab_vm_device(vm, MIG_DEV_VCPU, 0)->state;
+	report_devices(&s, devs);
 	if (r < 0)
 		str_copy(res->error, sizeof(res->error), s.err.msg);
 	res->src_cpu_ms = workers_stop(&s);

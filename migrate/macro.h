@@ -3,8 +3,10 @@
 #ifndef MIGRATE_MACRO_H
 #define MIGRATE_MACRO_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -29,6 +31,29 @@ static inline void str_copy(char *dst, size_t n, const char *src)
 	if (n)
 		dst[len] = '\0';
 }
+
+/*
+ * NAME_to_string() and NAME_from_string() for an enum and its name table
+ * (the shape of systemd's DEFINE_STRING_TABLE_LOOKUP): NULL and -EINVAL
+ * outside the table or for a hole in it.  One macro, so every enum's names
+ * are looked up the same way and a test can walk them all.
+ */
+#define MIG_STRING_TABLE_TO(name, type, table)					\
+	const char *name##_to_string(type v)					\
+	{									\
+		return (unsigned)v < ARRAY_SIZE(table) ? table[v] : NULL;	\
+	}
+#define MIG_STRING_TABLE_FROM(name, table)					\
+	int name##_from_string(const char *s)					\
+	{									\
+		for (unsigned i_ = 0; s && i_ < ARRAY_SIZE(table); i_++)	\
+			if (table[i_] && strcmp(s, table[i_]) == 0)		\
+				return (int)i_;					\
+		return -EINVAL;							\
+	}
+#define MIG_STRING_TABLE(name, type, table)					\
+	MIG_STRING_TABLE_TO(name, type, table)					\
+	MIG_STRING_TABLE_FROM(name, table)
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 #define _cleanup_free_ _cleanup_(freep)

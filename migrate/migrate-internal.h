@@ -8,9 +8,9 @@
 #include <stdint.h>
 
 #include <migrate/control.h>
-#include <migrate/lab.h>
 #include <migrate/policy.h>
 #include <migrate/transport.h>
+#include <migrate/vm.h>
 
 /* STREAM_HELLO: first frame of every migration stream, each direction. */
 struct mig_stream_hello {
@@ -24,7 +24,7 @@ struct mig_stream_hello {
 _Static_assert(sizeof(struct mig_stream_hello) == 96, "stream hello");
 
 struct mig_setup {
-	struct mig_lab_wire lab;
+	uint8_t vm_desc[MIG_VM_DESC_MAX];   /* the backend's description (describe()) */
 	uint64_t nr_pages;
 	uint32_t page_size;
 	uint32_t codec;
@@ -111,21 +111,27 @@ struct mig_out_opts {
 	enum mig_checksum checksum;
 	struct conv_params conv;
 	uint64_t switchover_timeout_ms;   /* 0: conv_switchover_timeout_ms() */
+	/* Consulted at every device step, frame and phase change (the chaos
+	 * mode's seam); NULL in production. */
+	mig_fault_fn fault;
+	void *fault_arg;
 };
 
 typedef void (*mig_event_fn)(const struct mig_event *ev, void *arg);
 
 /* Source: migrates vm; on success the caller drops its copy.  Fills res
- * (kind RESULT).  Returns 0 when the migration completed.  With owner none
+ * (kind RESULT) and devs[0..res->nr_devices) (MIG_EVENT_DEVICES_MAX of
+ * them).  Returns 0 when the migration completed.  With owner none
  * (res->src_held) the VM is left paused: only an operator may resume it
  * (mig_source_resume()) or drop it (mig_source_release(), then destroy). */
-int mig_source_run(struct lab_vm *vm, const struct mig_out_opts *o, atomic_bool *cancel,
-		   mig_event_fn fn, void *arg, struct mig_event *res);
-/* A paused source VM runs again: memory back from final to logging, every
- * vCPU resumed. */
-int mig_source_resume(struct lab_vm *vm, struct mig_error *err);
-/* The source copy is given up: its devices take their terminal arcs. */
-void mig_source_release(struct lab_vm *vm);
+int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool *cancel,
+		   mig_event_fn fn, void *arg, struct mig_event *res,
+		   struct mig_event_device *devs);
+/* A paused source VM runs again: the ROLLBACK walk, every device back to
+ * running from wherever it stopped. */
+int mig_source_resume(struct mig_vm *vm, struct mig_error *err);
+/* The source copy is given up: the RELEASE walk, every device to its end. */
+void mig_source_release(struct mig_vm *vm);
 
 /* What a destination's engine publishes while it runs (MIG_LIST): it
  * writes, the agent reads, both through mig_dest_status_*(). */
@@ -145,16 +151,17 @@ struct mig_in_opts {
 	char name[MIG_NAME_MAX];
 	uint32_t streams;
 	int listen_fd;
-	struct lab_vm *vm;        /* prepared VM (never run); consumed by mig_dest_run */
+	struct mig_vm *vm;        /* prepared VM (never run); consumed by mig_dest_run */
 	struct mig_dest_status *status;   /* NULL: nobody asks */
+	mig_fault_fn fault;       /* as in mig_out_opts; NULL in production */
+	void *fault_arg;
 };
 
-/* Destination: accepts and authenticates the streams on listen_fd, builds the
- * VM, and on commit returns it running in *ret_vm. */
-int mig_dest_run(const struct mig_in_opts *o, struct lab_vm **ret_vm, struct mig_error *err);
+/* Destination: accepts and authenticates the streams on listen_fd, fills the
+ * prepared VM, and on commit returns it running in *ret_vm; otherwise it
+ * has discarded and destroyed it. */
+int mig_dest_run(const struct mig_in_opts *o, struct mig_vm **ret_vm, struct mig_error *err);
 
-void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w);
-int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig_error *err);
 /* The control connection's key proofs: HMAC(key, label || first || second)
  * over the two nonces; the client proves with "migratectl-client" and
  * (challenge, its nonce), the agent with "migratectl-agent" and the reverse. */

@@ -282,7 +282,7 @@ static void lost_reports_are_caught(enum lab_dirty_log mode)
 	uint64_t *bm;
 
 	vm = boot_filled(64ULL << 20, mode, false, 0);
-	mem = lab_vm_device(vm, MIG_DEV_MEMORY, 0);
+	mem = mig_vm_find(lab_vm_mig(vm), MIG_DEV_MEMORY, 0);
 	bm = calloc(lab_vm_bitmap_words(vm), 8);
 	cr_assert(bm && mem);
 	for (int stolen = 0; stolen < 2; stolen++) {
@@ -392,7 +392,7 @@ Test(dirty_log, ring_reset_count_is_checked)
 static void save_dirties_nothing(enum lab_dirty_log mode)
 {
 	struct mig_error err = { 0 };
-	struct lab_digest before, after;
+	struct mig_digest before, after;
 	struct mig_buf state = { 0 };
 	struct lab_vm *vm;
 	uint64_t words, count = 0;

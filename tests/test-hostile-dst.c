@@ -274,10 +274,16 @@ static void hd_result(struct hd *h, struct mig_event *res)
 			continue;
 		cr_assert_eq(r, 0, "%s", err.msg);
 		cr_assert_eq(fh.type, MIG_FRAME_EVENT);
-		cr_assert_eq(pl.len, sizeof(*res));
+		cr_assert_geq(pl.len, sizeof(*res));
 		memcpy(res, pl.data, sizeof(*res));
-		if (res->kind == MIG_EVENT_RESULT)
+		if (res->kind == MIG_EVENT_RESULT) {
+			/* the source VM's devices follow, one record each */
+			cr_assert_eq(pl.len, sizeof(*res) + res->nr_devices *
+				     sizeof(struct mig_event_device));
+			cr_assert_gt(res->nr_devices, 0);
 			break;
+		}
+		cr_assert_eq(pl.len, sizeof(*res));
 	}
 	res->error[sizeof(res->error) - 1] = '\0';
 	mig_buf_free(&pl);

@@ -19,7 +19,7 @@ const int test_requires_kvm = 1;
 struct snap {
 	struct lab_config cfg;
 	struct lab_stats at;
-	struct lab_digest digest;
+	struct mig_digest digest;
 	struct mig_buf state;
 	uint8_t *ram;
 	uint64_t ram_bytes;
@@ -59,7 +59,7 @@ static void take(struct lab_vm *src, struct snap *s)
 static struct lab_vm *restore(struct snap *s)
 {
 	struct mig_error err = { 0 };
-	struct lab_digest d;
+	struct mig_digest d;
 	struct lab_stats st;
 	struct lab_vm *dst;
 	uint64_t bytes;

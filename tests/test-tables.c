@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
  * Table tests: every enum value has a name, every (from, to) pair of every
- * device-class state machine is walked through mig_device_step(), and the
- * save/load ordering between classes holds.  No KVM needed: the class's arc
- * handler is swapped for one that records the call.
+ * device-class state machine is walked through mig_device_step(), and every
+ * class's stage steps name states it has and can reach.  No KVM needed: the
+ * class's arc handler is swapped for one that records the call.  The order
+ * the stages put the classes in is checked by walking them
+ * (tests/test-walker.c).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -30,7 +32,22 @@ static int failing_step(struct mig_device *d, int to, struct mig_error *err)
 	return mig_error_set(err, -EIO, "injected");
 }
 
-static const struct mig_device_ops record_ops = { .step = record_step };
+static int record_load(struct mig_device *d, struct mig_reader *r, struct mig_error *err)
+{
+	(void)d; (void)r; (void)err;
+	return 0;
+}
+
+static const struct mig_device_ops record_ops = { .step = record_step, .load = record_load };
+
+static struct mig_mem_reader nothing;
+
+static struct mig_reader *no_state(void *arg, struct mig_device *d)
+{
+	(void)arg; (void)d;
+	mig_mem_reader_init(&nothing, "", 0);
+	return &nothing.r;
+}
 static const struct mig_device_ops failing_ops = { .step = failing_step };
 
 static struct mig_device_class with_ops(const struct mig_device_class *cls,
@@ -44,7 +61,9 @@ static struct mig_device_class with_ops(const struct mig_device_class *cls,
 
 Test(tables, class_names_round_trip)
 {
-	for (int i = 0; i < _MIG_DEV_CLASS_MAX; i++) {
+	cr_assert_null(mig_device_class_get(MIG_DEV_INVALID), "0 is never a class");
+	cr_assert_null(mig_dev_class_to_string(MIG_DEV_INVALID));
+	for (int i = 1; i < _MIG_DEV_CLASS_MAX; i++) {
 		const struct mig_device_class *cls = mig_device_class_get(i);
 		const char *name = mig_dev_class_to_string(i);
 
@@ -64,7 +83,7 @@ Test(tables, class_names_round_trip)
 
 Test(tables, state_names_unique_and_present)
 {
-	for (int i = 0; i < _MIG_DEV_CLASS_MAX; i++) {
+	for (int i = 1; i < _MIG_DEV_CLASS_MAX; i++) {
 		const struct mig_device_class *cls = mig_device_class_get(i);
 
 		cr_assert_gt(cls->nr_states, 1);
@@ -81,7 +100,7 @@ Test(tables, state_names_unique_and_present)
  * others fail with -EINVAL, leave the state alone and name both states. */
 Test(tables, every_pair_of_every_class)
 {
-	for (int i = 0; i < _MIG_DEV_CLASS_MAX; i++) {
+	for (int i = 1; i < _MIG_DEV_CLASS_MAX; i++) {
 		const struct mig_device_class *real = mig_device_class_get(i);
 		struct mig_device_class cls = with_ops(real, &record_ops);
 		unsigned allowed = 0;
@@ -202,23 +221,71 @@ Test(tables, memory_machine_shape)
 	cr_assert_not_null(cls->dirty_ops);
 }
 
-Test(tables, save_and_load_order)
+Test(tables, platform_machine_shape)
 {
-	const struct mig_device_class *vcpu = mig_device_class_get(MIG_DEV_VCPU);
-	const struct mig_device_class *mem = mig_device_class_get(MIG_DEV_MEMORY);
+	const struct mig_device_class *cls = mig_device_class_get(MIG_DEV_PLATFORM);
+	int initial[] = { PLATFORM_CREATED };
 
-	/* Source: vCPUs stop before the final RAM sync, or RAM could change after it. */
-	cr_assert_lt(vcpu->save_order, mem->save_order);
-	/* Destination: all RAM in place before vCPU state loads and they run. */
-	cr_assert_lt(mem->load_order, vcpu->load_order);
-	/* No two classes share a slot: the order is total. */
-	for (int a = 0; a < _MIG_DEV_CLASS_MAX; a++)
-		for (int b = 0; b < a; b++) {
-			cr_assert_neq(mig_device_class_get(a)->save_order,
-				      mig_device_class_get(b)->save_order);
-			cr_assert_neq(mig_device_class_get(a)->load_order,
-				      mig_device_class_get(b)->load_order);
+	check_shape(MIG_DEV_PLATFORM, initial, 1, PLATFORM_DEAD);
+	/* read only from a running VM whose vCPUs the walk stopped first */
+	cr_assert(mig_device_arc_allowed(cls, PLATFORM_RUNNING, PLATFORM_SAVED));
+	/* loaded only into one that never ran; a failed load never runs */
+	for (int s = 0; s < _PLATFORM_STATE_MAX; s++)
+		if (s != PLATFORM_CREATED)
+			cr_assert_not(mig_device_arc_allowed(cls, s, PLATFORM_RESTORING));
+	cr_assert_not(mig_device_arc_allowed(cls, PLATFORM_FAILED, PLATFORM_RUNNING));
+	cr_assert(mig_device_arc_allowed(cls, PLATFORM_SAVED, PLATFORM_RUNNING));
+}
+
+/* Every step of every class names one of its states, each stage's target
+ * can be reached from where the previous stage of that side leaves the
+ * device, and load and fail states are states of the class. */
+Test(tables, stage_steps_are_sound)
+{
+	/* the two sides' stage sequences, from a running source and a fresh destination */
+	static const enum mig_stage src[] = { MIG_STAGE_TRACK, MIG_STAGE_QUIESCE,
+					      MIG_STAGE_SAVE, MIG_STAGE_ROLLBACK };
+	static const enum mig_stage src_done[] = { MIG_STAGE_TRACK, MIG_STAGE_QUIESCE,
+						   MIG_STAGE_SAVE, MIG_STAGE_RELEASE };
+	static const enum mig_stage dst[] = { MIG_STAGE_RECEIVE, MIG_STAGE_LOAD, MIG_STAGE_START };
+	static const enum mig_stage dst_gone[] = { MIG_STAGE_RECEIVE, MIG_STAGE_LOAD,
+						   MIG_STAGE_DISCARD };
+	const struct { const enum mig_stage *s; unsigned n; bool source; } seqs[] = {
+		{ src, 4, true }, { src_done, 4, true }, { dst, 3, false }, { dst_gone, 3, false },
+	};
+
+	for (int i = 1; i < _MIG_DEV_CLASS_MAX; i++) {
+		const struct mig_device_class *real = mig_device_class_get(i);
+		struct mig_device_class cls = with_ops(real, &record_ops);
+
+		cr_assert_gt(cls.nr_steps, 0, "%s takes part in no stage", cls.name);
+		for (unsigned k = 0; k < cls.nr_steps; k++) {
+			cr_assert_lt((unsigned)cls.steps[k].stage, _MIG_STAGE_MAX);
+			cr_assert_lt((unsigned)cls.steps[k].target, cls.nr_states);
 		}
+		cr_assert(cls.load_state < (int)cls.nr_states && cls.fail_state < (int)cls.nr_states);
+		for (unsigned q = 0; q < 4; q++) {
+			struct mig_device d, *dp = &d;
+			/* a source device runs (its ROLLBACK target); a destination
+			 * one is new: the state a DISCARD walk could never leave */
+			const struct mig_stage_step *run = mig_device_class_step(&cls,
+										 MIG_STAGE_ROLLBACK);
+			int start = seqs[q].source ? run->target : 0;
+
+			if (i == MIG_DEV_MEMORY && !seqs[q].source)
+				start = MEM_LOGGING;   /* the kvm backend creates it logging */
+			mig_device_init(&d, &cls, 0, start);
+			for (unsigned k = 0; k < seqs[q].n; k++) {
+				struct mig_walk w = { .state_of = no_state };
+				struct mig_error err = { 0 };
+				int r;
+
+				r = mig_devices_walk(&dp, 1, seqs[q].s[k], &w, &err);
+				cr_assert_eq(r, 0, "%s in stage %s: %s", cls.name,
+					     mig_stage_to_string(seqs[q].s[k]), err.msg);
+			}
+		}
+	}
 }
 
 /* The migration phases: every pair walked; SETUP is only ever left, DONE and

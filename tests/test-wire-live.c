@@ -16,6 +16,8 @@
 
 #include <migrate/agent.h>
 
+#include <migrate/lab.h>
+
 #include "lab-fixture.h"
 #include "migrate/migrate-internal.h"
 #include "proc-fixture.h"
@@ -191,7 +193,12 @@ static void rig_setup(struct rig *g, struct xport_conn *ctl, struct xport_conn *
 	for (unsigned i = 0; i < g->in.streams; i++)
 		cr_assert_eq(open_stream(g, &data[i], i + 1, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
 	rig_config(&cfg);
-	lab_to_wire(&cfg, &st.lab);
+	{
+		struct mig_lab_wire lw;
+
+		lab_to_wire(&cfg, &lw);
+		memcpy(st.vm_desc, &lw, sizeof(lw));
+	}
 	st.nr_pages = cfg.mem_bytes / 4096;
 	st.page_size = 4096;
 	snprintf(st.name, sizeof(st.name), "%s", g->in.name);

@@ -501,19 +501,19 @@ Test(wire, ram_digest_sees_a_byte_and_stops_on_cancel)
 {
 	const size_t bytes = (16U << 20) + 4096;   /* a short last chunk */
 	uint8_t *ram = calloc(1, bytes);
-	struct lab_digest a, b, c;
+	struct mig_digest a, b, c;
 	atomic_bool stop = false;
 
 	cr_assert(ram);
 	for (size_t i = 0; i < bytes; i += 512)
 		ram[i] = (uint8_t)(i >> 9);
-	cr_assert_eq(ram_digest(ram, bytes, &a), 0);
-	cr_assert_eq(ram_digest_until(ram, bytes, &stop, &b), 0);
+	cr_assert_eq(mig_ram_digest(ram, bytes, NULL, &a), 0);
+	cr_assert_eq(mig_ram_digest(ram, bytes, &stop, &b), 0);
 	cr_assert(a.hi == b.hi && a.lo == b.lo);
 	ram[bytes - 1] ^= 1;
-	cr_assert_eq(ram_digest(ram, bytes, &c), 0);
+	cr_assert_eq(mig_ram_digest(ram, bytes, NULL, &c), 0);
 	cr_assert(c.hi != a.hi || c.lo != a.lo, "a changed byte in the last chunk went unseen");
 	stop = true;
-	cr_assert_eq(ram_digest_until(ram, bytes, &stop, &b), -ECANCELED);
+	cr_assert_eq(mig_ram_digest(ram, bytes, &stop, &b), -ECANCELED);
 	free(ram);
 }

@@ -4,6 +4,7 @@
  * fix, the "key=value,..." spec parser and the enum name tables.  Nothing
  * here touches /dev/kvm, so all of it is unit-tested without KVM.
  */
+#include <migrate/control.h>
 #include <migrate/lab.h>
 #include <migrate/macro.h>
 #include <migrate/parse.h>
@@ -295,4 +296,34 @@ int lab_spec_parse(const char *spec, struct lab_config *cfg, struct mig_error *e
 	}
 	*cfg = next;
 	return 0;
+}
+
+void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->mem_bytes = c->mem_bytes;
+	w->wss_bytes = c->wss_bytes;
+	w->rate = c->rate;
+	w->seed = c->seed;
+	w->vcpus = c->vcpus;
+	w->pattern = c->pattern;
+	w->dirty_log = c->dirty_log;
+	w->ring_entries = c->ring_entries;
+}
+
+int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig_error *err)
+{
+	lab_config_default(c);
+	if (w->pattern >= _LAB_PATTERN_MAX || w->dirty_log >= _LAB_DIRTY_LOG_MAX)
+		return mig_error_set(err, -EPROTO, "VM description: pattern %u / dirty log %u unknown",
+				     w->pattern, w->dirty_log);
+	c->mem_bytes = w->mem_bytes;
+	c->wss_bytes = w->wss_bytes;
+	c->rate = w->rate;
+	c->seed = w->seed;
+	c->vcpus = w->vcpus;
+	c->pattern = (enum lab_pattern)w->pattern;
+	c->dirty_log = (enum lab_dirty_log)w->dirty_log;
+	c->ring_entries = w->ring_entries;
+	return lab_config_check(c, err);
 }

@@ -7,16 +7,21 @@
 #include "devices/devices-internal.h"
 #include "migrate/lab.h"
 
+/* The lab backend: a struct mig_vm whose devices are guest RAM, the x86
+ * platform and the vCPUs, hosted in this process. */
 struct lab_vm {
+	struct mig_vm base;
 	struct lab_config cfg;
-	int kvm_fd;
-	int vm_fd;
+	struct kvm_vm_fds fds;
+	struct vcpu_host vhost;
 	uint64_t tsc_khz;
 	struct mem_dev *mem;
+	struct platform_dev *platform;
 	struct vcpu_dev *vcpus[LAB_MAX_VCPUS];
 	uint32_t nr_vcpus;
+	/* base.devices: memory, the platform, then the vCPUs in order */
+	struct mig_device *devs[2 + LAB_MAX_VCPUS];
 	_Atomic uint64_t error_reports;
-	struct mig_buf loaded_vm;   /* VM-wide blob kept for the clock at resume */
 	/* The dirty log's check against the guest's own count (lab_vm_dirty_sync) */
 	uint64_t *sync_new;         /* what one sync reported */
 	bool sync_marked;           /* stamped[] holds the counts after the last sync */
@@ -30,11 +35,5 @@ struct lab_vm {
  * path read (NULL for the real /proc and cgroup mount), for tests. */
 uint64_t lab_host_mem_available(const char *root, char *ret_what, size_t n);
 
-/* Port I/O doorbells of the guest payload (lab-abi.h), from the vCPU thread. */
-int lab_vm_handle_io(struct lab_vm *vm, struct vcpu_dev *v, uint16_t port, uint8_t val);
-void vcpu_wait(struct vcpu_dev *v, uint64_t ns);
-/* Record why a vCPU stopped (the first reason wins); it parks after the exit. */
-void vcpu_set_fatal(struct vcpu_dev *v, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 #endif

@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <migrate/control.h>
 
 #include "devices/lab/lab-abi.h"
 #include "devices/lab/lab-internal.h"
@@ -51,8 +55,6 @@
 #define EFER_LMA (1ULL << 10)
 #define RFLAGS_IOPL3 (3ULL << 12)
 
-#define STATE_MAGIC   0x3153424c4749494dULL  /* "MIIGLBS1" */
-#define STATE_VERSION 1
 #define IO_SLEEP_MAX_NS (200ULL * 1000 * 1000)
 #define IO_IDLE_NS      (20ULL * 1000 * 1000)
 
@@ -253,6 +255,9 @@ static int check_host_mem(const struct lab_config *cfg, struct mig_error *err)
 			     cfg->mem_bytes), mem_text(have, sizeof(have), avail), what);
 }
 
+static const struct mig_vm_ops lab_vm_ops;
+static const struct vcpu_exit_ops lab_exits;
+
 int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_error *err)
 {
 	struct lab_vm *vm;
@@ -267,26 +272,26 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 	if (!vm)
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	vm->cfg = *cfg;
-	vm->vm_fd = -1;
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (vm->kvm_fd < 0) {
+	vm->fds.vm_fd = -1;
+	vm->fds.kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->fds.kvm_fd < 0) {
 		r = mig_error_set(err, -errno, "cannot open /dev/kvm: %s (is KVM enabled on this "
 				  "host, and may this user open /dev/kvm?)", strerror(errno));
 		goto err_free;
 	}
-	api = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	api = ioctl(vm->fds.kvm_fd, KVM_GET_API_VERSION, 0);
 	if (api != KVM_API_VERSION) {
 		r = mig_error_set(err, -ENOTSUP, "KVM API version %d, this build needs %d", api,
 				  KVM_API_VERSION);
 		goto err_close;
 	}
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-	if (vm->vm_fd < 0) {
+	vm->fds.vm_fd = ioctl(vm->fds.kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->fds.vm_fd < 0) {
 		r = mig_error_set(err, -errno, "KVM_CREATE_VM: %s", strerror(errno));
 		goto err_close;
 	}
 	/* Memory first: the dirty ring must be enabled before any vCPU exists. */
-	r = mem_dev_create(vm->kvm_fd, vm->vm_fd, cfg->mem_bytes, cfg->dirty_log,
+	r = mem_dev_create(vm->fds.kvm_fd, vm->fds.vm_fd, cfg->mem_bytes, cfg->dirty_log,
 			   cfg->force_classic, cfg->ring_entries, &vm->mem, err);
 	if (r < 0)
 		goto err_close;
@@ -296,32 +301,50 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 		goto err_mem;
 	}
 	/* An in-kernel irqchip gives each vCPU a LAPIC, part of the state a real
-	 * migration carries; it must exist before the vCPUs. */
-	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+	 * migration carries; it must exist before the vCPUs (KERNEL-UAPI §4). */
+	if (ioctl(vm->fds.vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
 		r = mig_error_set(err, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
 		goto err_mem;
 	}
+	r = platform_dev_create(&vm->fds, &vm->platform, err);
+	if (r < 0)
+		goto err_mem;
+	vm->vhost = (struct vcpu_host){ .fds = &vm->fds, .exits = &lab_exits, .exit_arg = vm };
 	for (uint32_t i = 0; i < cfg->vcpus; i++) {
-		r = vcpu_dev_create(vm, i, &vm->vcpus[i], err);
+		r = vcpu_dev_create(&vm->vhost, i, &vm->vcpus[i], err);
 		if (r < 0)
 			goto err_vcpus;
 		vm->nr_vcpus = i + 1;
+		vm->fds.vcpu_fds[i] = vm->vcpus[i]->fd;
+		vm->fds.nr_vcpus = i + 1;
+		r = mem_ring_attach(vm->mem, i, vm->vcpus[i]->fd, err);
+		if (r < 0)
+			goto err_vcpus;
 	}
 	r = ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0);
 	vm->tsc_khz = r > 0 ? (uint64_t)r : 1000000;
+	vm->devs[0] = &vm->mem->core;
+	vm->devs[1] = &vm->platform->core;
+	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
+		vm->devs[2 + i] = &vm->vcpus[i]->core;
+	vm->base = (struct mig_vm){
+		.ops = &lab_vm_ops, .ram = vm->mem->ram, .ram_bytes = vm->mem->ram_bytes,
+		.devices = vm->devs, .nr_devices = 2 + vm->nr_vcpus,
+	};
 	*ret = vm;
 	return 0;
 
 err_vcpus:
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
 		vcpu_dev_destroy(vm->vcpus[i]);
+	platform_dev_destroy(vm->platform);
 err_mem:
 	mem_dev_destroy(vm->mem);
 	free(vm->sync_new);
 err_close:
-	if (vm->vm_fd >= 0)
-		close(vm->vm_fd);
-	close(vm->kvm_fd);
+	if (vm->fds.vm_fd >= 0)
+		close(vm->fds.vm_fd);
+	close(vm->fds.kvm_fd);
 err_free:
 	free(vm);
 	return r;
@@ -334,11 +357,11 @@ void lab_vm_destroy(struct lab_vm *vm)
 	/* vCPU threads first: nothing may touch RAM once it is unmapped. */
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
 		vcpu_dev_destroy(vm->vcpus[i]);
+	platform_dev_destroy(vm->platform);
 	mem_dev_destroy(vm->mem);
 	free(vm->sync_new);
-	close(vm->vm_fd);
-	close(vm->kvm_fd);
-	mig_buf_free(&vm->loaded_vm);
+	close(vm->fds.vm_fd);
+	close(vm->fds.kvm_fd);
 	free(vm);
 }
 
@@ -485,187 +508,40 @@ int lab_vm_start(struct lab_vm *vm, struct mig_error *err)
 		if (r < 0)
 			return r;
 	}
-	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
+	r = mig_device_step(&vm->platform->core, PLATFORM_RUNNING, err);
+	for (uint32_t i = 0; r >= 0 && i < vm->nr_vcpus; i++)
 		r = mig_device_step(&vm->vcpus[i]->core, VCPU_RUNNING, err);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	return r;
 }
 
 int lab_vm_pause(struct lab_vm *vm, struct mig_error *err)
 {
-	int r;
+	struct mig_walk w = { 0 };
 
-	/* Kick all, then wait for all: the vCPUs leave KVM_RUN in parallel. */
-	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
-		if (vm->vcpus[i]->core.state != VCPU_RUNNING)
-			continue;
-		r = mig_device_step(&vm->vcpus[i]->core, VCPU_PAUSING, err);
-		if (r < 0)
-			return r;
-	}
-	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
-		if (vm->vcpus[i]->core.state != VCPU_PAUSING)
-			continue;
-		r = mig_device_step(&vm->vcpus[i]->core, VCPU_QUIESCED, err);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	return mig_vm_walk(&vm->base, MIG_STAGE_QUIESCE, &w, err);
 }
 
 int lab_vm_resume(struct lab_vm *vm, struct mig_error *err)
 {
-	int fds[LAB_MAX_VCPUS];
-	bool restored = false;
-	int r;
+	struct mig_walk w = { 0 };
 
-	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
-		fds[i] = vm->vcpus[i]->fd;
-		restored |= vm->vcpus[i]->core.state == VCPU_RESTORED;
-	}
-	if (restored) {
-		/* kvmclock last, just before the vCPUs run (KERNEL-UAPI §9). */
-		r = x86_vm_clock_resume(vm->vm_fd, fds, (int)vm->nr_vcpus, vm->loaded_vm.data,
-					vm->loaded_vm.len, err);
-		if (r < 0)
-			return r;
-		if (vm->mem->core.state == MEM_LOADED) {
-			r = mig_device_step(&vm->mem->core, MEM_LOGGING, err);
-			if (r < 0)
-				return r;
-		}
-	}
-	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
-		struct vcpu_dev *v = vm->vcpus[i];
-
-		if (v->core.state == VCPU_RUNNING)
-			continue;
-		if (v->core.state == VCPU_SAVED)
-			/* Tell a guest that uses kvmclock it was stopped; harmless if not. */
-			ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
-		r = mig_device_step(&v->core, VCPU_RUNNING, err);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	/* a VM that was loaded starts; one that was paused or saved rolls back */
+	if (vm->platform->core.state == PLATFORM_RESTORED)
+		return mig_vm_walk(&vm->base, MIG_STAGE_START, &w, err);
+	return mig_vm_walk(&vm->base, MIG_STAGE_ROLLBACK, &w, err);
 }
-
-/*
- * Container: u64 magic, u32 version, u32 nr_vcpus, u64 vm blob length, the VM
- * blob, then per vCPU a u64 length and its blob (docs/vcpu-state.md).
- */
-struct state_head {
-	uint64_t magic;
-	uint32_t version;
-	uint32_t nr_vcpus;
-};
-_Static_assert(sizeof(struct state_head) == 16, "state container header");
 
 int lab_vm_save_state(struct lab_vm *vm, struct mig_buf *out, struct mig_error *err)
 {
-	struct state_head h = { STATE_MAGIC, STATE_VERSION, vm->nr_vcpus };
-	struct mig_buf vmb = { 0 };
-	uint64_t len;
-	int r;
+	struct mig_walk w = { 0 };
+	int r = mig_vm_walk(&vm->base, MIG_STAGE_SAVE, &w, err);
 
-	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
-		struct vcpu_dev *v = vm->vcpus[i];
-
-		if (v->core.state != VCPU_QUIESCED && v->core.state != VCPU_SAVED)
-			return mig_error_set(err, -EBUSY, "vCPU %u is %s: pause the VM before saving",
-					     i, mig_device_state_name(&v->core));
-	}
-	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
-		if (vm->vcpus[i]->core.state == VCPU_SAVED)
-			continue;
-		r = mig_device_step(&vm->vcpus[i]->core, VCPU_SAVED, err);
-		if (r < 0)
-			return mig_error_prefix(err, "saving vCPU %u", i);
-	}
-	r = x86_vm_state_save(vm->vm_fd, &vmb, err);
-	if (r < 0)
-		goto out;
-	len = vmb.len;
-	if ((r = mig_buf_append(out, &h, sizeof(h))) < 0 ||
-	    (r = mig_buf_append(out, &len, sizeof(len))) < 0 ||
-	    (r = mig_buf_append(out, vmb.data, vmb.len)) < 0)
-		goto out;
-	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
-		struct vcpu_dev *v = vm->vcpus[i];
-
-		len = v->saved.len;
-		if ((r = mig_buf_append(out, &len, sizeof(len))) < 0 ||
-		    (r = mig_device_save(&v->core, out, err)) < 0)
-			goto out;
-	}
-out:
-	mig_buf_free(&vmb);
-	if (r < 0 && !err->code)
-		mig_error_set(err, r, "saving VM state: %s", strerror(-r));
-	return r;
-}
-
-/* Walks the container; with check set, validates each blob.  Fills the
- * offsets of the VM blob and of each vCPU blob. */
-static int state_walk(const uint8_t *p, size_t n, uint32_t nr_vcpus, size_t *offs, size_t *lens,
-		      struct mig_error *err)
-{
-	struct state_head h;
-	size_t pos = sizeof(h);
-	int r;
-
-	if (n < sizeof(h))
-		return mig_error_set(err, -EINVAL, "VM state: %zu bytes, shorter than its "
-				     "16-byte header", n);
-	memcpy(&h, p, sizeof(h));
-	if (h.magic != STATE_MAGIC)
-		return mig_error_set(err, -EINVAL, "VM state: bad magic %#llx (not a migratectl "
-				     "VM state)", (unsigned long long)h.magic);
-	if (h.version != STATE_VERSION)
-		return mig_error_set(err, -EPROTO, "VM state: container version %u, this build "
-				     "reads version %u", h.version, STATE_VERSION);
-	if (h.nr_vcpus != nr_vcpus)
-		return mig_error_set(err, -EINVAL, "VM state holds %u vCPUs, this VM has %u",
-				     h.nr_vcpus, nr_vcpus);
-	for (uint32_t i = 0; i <= nr_vcpus; i++) {
-		uint64_t len;
-
-		if (n - pos < sizeof(len))
-			return mig_error_set(err, -EINVAL, "VM state truncated at %s length "
-					     "(offset %zu of %zu)", i ? "a vCPU blob" : "the VM blob",
-					     pos, n);
-		memcpy(&len, p + pos, sizeof(len));
-		pos += sizeof(len);
-		if (len > n - pos)
-			return mig_error_set(err, -EINVAL, "VM state: blob %u claims %llu bytes, "
-					     "only %zu remain", i, (unsigned long long)len, n - pos);
-		offs[i] = pos;
-		lens[i] = (size_t)len;
-		r = i ? x86_vcpu_state_validate(p + pos, (size_t)len, err) :
-			x86_vm_state_validate(p + pos, (size_t)len, err);
-		if (r < 0)
-			return i ? mig_error_prefix(err, "vCPU %u", i - 1) : r;
-		pos += (size_t)len;
-	}
-	if (pos != n)
-		return mig_error_set(err, -EINVAL, "VM state: %zu trailing bytes", n - pos);
-	return 0;
-}
-
-int lab_vm_validate_state(const uint8_t *p, size_t n, uint32_t nr_vcpus, struct mig_error *err)
-{
-	size_t offs[LAB_MAX_VCPUS + 1], lens[LAB_MAX_VCPUS + 1];
-
-	if (nr_vcpus > LAB_MAX_VCPUS)
-		return mig_error_set(err, -EINVAL, "%u vCPUs, at most %u", nr_vcpus, LAB_MAX_VCPUS);
-	return state_walk(p, n, nr_vcpus, offs, lens, err);
+	return r < 0 ? r : mig_vm_state_save(&vm->base, out, err);
 }
 
 int lab_vm_load_state(struct lab_vm *vm, const uint8_t *p, size_t n, struct mig_error *err)
 {
-	size_t offs[LAB_MAX_VCPUS + 1], lens[LAB_MAX_VCPUS + 1];
+	struct mig_walk w = { 0 };
 	int r;
 
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
@@ -673,41 +549,8 @@ int lab_vm_load_state(struct lab_vm *vm, const uint8_t *p, size_t n, struct mig_
 			return mig_error_set(err, -EBUSY, "vCPU %u is %s: state loads only into a "
 					     "VM that never ran", i,
 					     mig_device_state_name(&vm->vcpus[i]->core));
-	/* Everything is checked before the first SET: a bad blob changes nothing. */
-	r = state_walk(p, n, vm->nr_vcpus, offs, lens, err);
-	if (r < 0)
-		return r;
-	if (vm->mem->core.state != MEM_RECEIVING) {
-		r = mig_device_step(&vm->mem->core, MEM_RECEIVING, err);
-		if (r < 0)
-			return r;
-	}
-	r = mig_device_step(&vm->mem->core, MEM_LOADED, err);
-	if (r < 0)
-		return r;
-	r = x86_vm_state_load(vm->vm_fd, p + offs[0], lens[0], err);
-	if (r < 0)
-		return r;
-	vm->loaded_vm.len = 0;
-	r = mig_buf_append(&vm->loaded_vm, p + offs[0], lens[0]);
-	if (r < 0)
-		return mig_error_set(err, r, "out of memory");
-	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
-		struct mig_device *d = &vm->vcpus[i]->core;
-
-		r = mig_device_step(d, VCPU_RESTORING, err);
-		if (r < 0)
-			return r;
-		r = mig_device_load(d, p + offs[i + 1], lens[i + 1], err);
-		if (r < 0) {
-			mig_device_step(d, VCPU_FAILED, NULL);
-			return mig_error_prefix(err, "loading vCPU %u", i);
-		}
-		r = mig_device_step(d, VCPU_RESTORED, err);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	r = mig_vm_walk(&vm->base, MIG_STAGE_RECEIVE, &w, err);
+	return r < 0 ? r : mig_vm_state_load(&vm->base, p, n, &w, err);
 }
 
 uint8_t *lab_vm_ram(struct lab_vm *vm, uint64_t *ret_bytes)
@@ -789,7 +632,7 @@ int lab_vm_dirty_sync(struct lab_vm *vm, uint64_t *bitmap, uint64_t *ret_count,
 		live |= vm->vcpus[i]->core.state == VCPU_RUNNING;
 	}
 	memset(vm->sync_new, 0, words * 8);
-	r = mig_device_dirty_sync(&vm->mem->core, vm->sync_new, ret_count, err);
+	r = mig_vm_devices_dirty_sync(&vm->base, vm->sync_new, ret_count, err);
 	/* even a failed sync may have taken reports from KVM: keep them */
 	for (uint64_t w = 0; w < words; w++)
 		bitmap[w] |= vm->sync_new[w];
@@ -850,18 +693,20 @@ void lab_vm_ring_report(struct lab_vm *vm, char *out, size_t n)
 	mem_ring_report(vm->mem, out, n);
 }
 
-int lab_vm_digest(struct lab_vm *vm, struct lab_digest *ret)
+int lab_vm_digest(struct lab_vm *vm, struct mig_digest *ret)
 {
-	return ram_digest(vm->mem->ram, vm->mem->ram_bytes, ret);
+	return mig_ram_digest(vm->mem->ram, vm->mem->ram_bytes, NULL, ret);
 }
 
-int lab_vm_digest_until(struct lab_vm *vm, const atomic_bool *stop, struct lab_digest *ret)
+int lab_vm_digest_until(struct lab_vm *vm, const atomic_bool *stop, struct mig_digest *ret)
 {
-	return ram_digest_until(vm->mem->ram, vm->mem->ram_bytes, stop, ret);
+	return mig_ram_digest(vm->mem->ram, vm->mem->ram_bytes, stop, ret);
 }
 
-int lab_vm_handle_io(struct lab_vm *vm, struct vcpu_dev *v, uint16_t port, uint8_t val)
+/* Port I/O doorbells of the guest payload (lab-abi.h), from a vCPU thread. */
+static int lab_io_out(void *arg, struct vcpu_dev *v, uint16_t port, uint8_t val)
 {
+	struct lab_vm *vm = arg;
 	uint64_t ticks, ns;
 
 	(void)val;
@@ -890,19 +735,211 @@ int lab_vm_handle_io(struct lab_vm *vm, struct vcpu_dev *v, uint16_t port, uint8
 	}
 }
 
-bool lab_vm_is_running(struct lab_vm *vm)
+/* A vCPU's dirty ring filled up: it cannot run until it is harvested and reset. */
+static int lab_ring_full(void *arg, struct vcpu_dev *v)
 {
-	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
-		if (vm->vcpus[i]->core.state != VCPU_RUNNING)
-			return false;
-	return vm->nr_vcpus > 0;
+	struct lab_vm *vm = arg;
+	struct mig_error err = { 0 };
+
+	if (mem_ring_drain(vm->mem, v->index, &err) < 0) {
+		vcpu_set_fatal(v, err.code, "vCPU %u: %s", v->index, err.msg);
+		return err.code;
+	}
+	return 0;
 }
 
-struct mig_device *lab_vm_device(struct lab_vm *vm, enum mig_dev_class cls, unsigned index)
+static const struct vcpu_exit_ops lab_exits = {
+	.io_out = lab_io_out,
+	.dirty_ring_full = lab_ring_full,
+};
+
+bool lab_vm_is_running(struct lab_vm *vm)
 {
-	if (cls == MIG_DEV_MEMORY && index == 0)
-		return &vm->mem->core;
-	if (cls == MIG_DEV_VCPU && index < vm->nr_vcpus)
-		return &vm->vcpus[index]->core;
-	return NULL;
+	return vm->nr_vcpus > 0 && mig_vm_is_running(&vm->base);
 }
+
+struct mig_vm *lab_vm_mig(struct lab_vm *vm)
+{
+	return &vm->base;
+}
+
+struct lab_vm *lab_vm_from_mig(struct mig_vm *m)
+{
+	return m && m->ops == &lab_vm_ops ? container_of(m, struct lab_vm, base) : NULL;
+}
+
+/* ---- the backend's ops ---- */
+
+static struct lab_vm *lab_of(struct mig_vm *m)
+{
+	return container_of(m, struct lab_vm, base);
+}
+
+static int lab_describe(struct mig_vm *m, uint8_t *out, size_t *ret_len, struct mig_error *err)
+{
+	struct mig_lab_wire w;
+
+	(void)err;
+	_Static_assert(sizeof(w) <= MIG_VM_DESC_MAX, "lab description");
+	lab_to_wire(&lab_of(m)->cfg, &w);
+	memcpy(out, &w, sizeof(w));
+	*ret_len = sizeof(w);
+	return 0;
+}
+
+static int lab_matches(struct mig_vm *m, const uint8_t *desc, size_t len, struct mig_error *err)
+{
+	struct mig_lab_wire have, want;
+
+	lab_to_wire(&lab_of(m)->cfg, &have);
+	if (len != sizeof(want))
+		return mig_error_set(err, -EINVAL, "the source's VM description is %zu bytes, a lab "
+				     "VM's is %zu", len, sizeof(want));
+	memcpy(&want, desc, sizeof(want));
+	if (memcmp(&have, &want, sizeof(have)))
+		return mig_error_set(err, -EINVAL, "the source's VM (%llu MiB, %u vCPUs) is not "
+				     "the one the destination prepared (%llu MiB, %u vCPUs)",
+				     (unsigned long long)(want.mem_bytes >> 20), want.vcpus,
+				     (unsigned long long)(have.mem_bytes >> 20), have.vcpus);
+	return 0;
+}
+
+static int lab_dirty_sync(struct mig_vm *m, uint64_t *bitmap, uint64_t *ret_count,
+			  struct mig_error *err)
+{
+	return lab_vm_dirty_sync(lab_of(m), bitmap, ret_count, err);
+}
+
+static void lab_health(struct mig_vm *m, struct mig_vm_health *ret)
+{
+	struct lab_vm *vm = lab_of(m);
+	struct lab_stats st;
+
+	lab_vm_stats(vm, &st);
+	*ret = (struct mig_vm_health){
+		.passes = st.passes, .progress = st.pages, .errors = st.errors,
+		.has_progress = vm->cfg.wss_bytes != 0, .fatal = st.fatal,
+	};
+	str_copy(ret->fatal_msg, sizeof(ret->fatal_msg), st.fatal_msg);
+}
+
+static int lab_digest(struct mig_vm *m, const atomic_bool *stop, struct mig_digest *ret)
+{
+	return mig_ram_digest(m->ram, m->ram_bytes, stop, ret);
+}
+
+static void lab_diagnose(struct mig_vm *m, char *out, size_t n)
+{
+	char ring[96];
+
+	mem_ring_report(lab_of(m)->mem, ring, sizeof(ring));
+	snprintf(out, n, "%s%s", *ring ? "dirty-ring entries per vCPU, in all/last sync: " : "",
+		 ring);
+}
+
+static void lab_destroy(struct mig_vm *m)
+{
+	lab_vm_destroy(lab_of(m));
+}
+
+static const struct mig_vm_ops lab_vm_ops = {
+	.describe = lab_describe,
+	.matches = lab_matches,
+	.dirty_sync = lab_dirty_sync,
+	.health = lab_health,
+	.digest = lab_digest,
+	.diagnose = lab_diagnose,
+	.destroy = lab_destroy,
+};
+
+/* ---- the backend, as an agent uses it ---- */
+
+/* A guest takes this long at most to fill its RAM after its start. */
+#define LAB_FILL_TIMEOUT_MS 300000
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A VM of `spec`, started, once every vCPU filled its share of RAM: a
+ * migration started right after moves a guest in its steady state. */
+static int lab_backend_create(const char *spec, struct mig_vm **ret, struct mig_error *err)
+{
+	struct lab_config cfg;
+	struct lab_vm *vm = NULL;
+	uint64_t end;
+	int r;
+
+	lab_config_default(&cfg);
+	r = spec && spec[0] ? lab_spec_parse(spec, &cfg, err) : 0;
+	if (r >= 0)
+		r = lab_config_check(&cfg, err);
+	if (r >= 0)
+		r = lab_vm_create(&cfg, &vm, err);
+	if (r >= 0)
+		r = lab_vm_start(vm, err);
+	end = mono_ms() + LAB_FILL_TIMEOUT_MS;
+	while (r >= 0) {
+		struct lab_stats st;
+
+		lab_vm_stats(vm, &st);
+		if (st.fatal) {
+			r = mig_error_set(err, st.fatal, "%s", st.fatal_msg);
+			break;
+		}
+		if (st.all_filled)
+			break;
+		if (mono_ms() > end) {
+			r = mig_error_set(err, -ETIMEDOUT, "the guest did not finish filling its RAM");
+			break;
+		}
+		usleep(10000);
+	}
+	if (r < 0) {
+		lab_vm_destroy(vm);
+		return r;
+	}
+	*ret = &vm->base;
+	return 0;
+}
+
+static int lab_backend_prepare(const uint8_t *desc, size_t len, struct mig_vm **ret,
+			       struct mig_error *err)
+{
+	struct mig_lab_wire w;
+	struct lab_config cfg;
+	struct lab_vm *vm;
+	int r;
+
+	if (len != sizeof(w))
+		return mig_error_set(err, -EINVAL, "a lab VM's description is %zu bytes, not %zu",
+				     sizeof(w), len);
+	memcpy(&w, desc, sizeof(w));
+	r = lab_from_wire(&w, &cfg, err);
+	if (r >= 0)
+		r = lab_vm_create(&cfg, &vm, err);
+	if (r < 0)
+		return r;
+	*ret = &vm->base;
+	return 0;
+}
+
+static void lab_backend_summary(struct mig_vm *m, struct mig_vm_summary *ret)
+{
+	const struct lab_config *c = &lab_of(m)->cfg;
+
+	*ret = (struct mig_vm_summary){
+		.vcpus = c->vcpus, .mem_bytes = c->mem_bytes, .workload_bytes = c->wss_bytes,
+	};
+}
+
+const struct mig_vm_backend lab_backend = {
+	.name = "lab",
+	.create = lab_backend_create,
+	.prepare = lab_backend_prepare,
+	.summary = lab_backend_summary,
+};

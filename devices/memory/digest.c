@@ -14,8 +14,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "devices/devices-internal.h"
-#include "migrate/lab.h"
+#include <migrate/vm.h>
+
 #include "migrate/macro.h"
 
 #define DIGEST_CHUNK (2ULL << 20)
@@ -44,8 +44,8 @@ static void *digest_worker(void *arg)
 	return NULL;
 }
 
-int ram_digest_until(const uint8_t *ram, uint64_t bytes, const atomic_bool *stop,
-		     struct lab_digest *ret)
+int mig_ram_digest(const uint8_t *ram, uint64_t bytes, const atomic_bool *stop,
+		   struct mig_digest *ret)
 {
 	uint64_t nchunks = DIV_ROUND_UP(bytes, DIGEST_CHUNK);
 	_cleanup_free_ uint64_t *hashes = calloc(nchunks ? nchunks : 1, sizeof(uint64_t));
@@ -85,13 +85,8 @@ int ram_digest_until(const uint8_t *ram, uint64_t bytes, const atomic_bool *stop
 	return 0;
 }
 
-int ram_digest(const uint8_t *ram, uint64_t bytes, struct lab_digest *ret)
+void mig_digest_format(const struct mig_digest *d, char buf[static MIG_DIGEST_HEX])
 {
-	return ram_digest_until(ram, bytes, NULL, ret);
-}
-
-void lab_digest_format(const struct lab_digest *d, char buf[static LAB_DIGEST_HEX])
-{
-	snprintf(buf, LAB_DIGEST_HEX, "%016llx%016llx", (unsigned long long)d->hi,
+	snprintf(buf, MIG_DIGEST_HEX, "%016llx%016llx", (unsigned long long)d->hi,
 		 (unsigned long long)d->lo);
 }

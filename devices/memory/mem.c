@@ -109,19 +109,6 @@ static int mem_step(struct mig_device *d, int to, struct mig_error *err)
 	}
 }
 
-static int mem_save(struct mig_device *d, struct mig_buf *out, struct mig_error *err)
-{
-	(void)d; (void)out;
-	/* RAM travels as pages, not as a state blob. */
-	return mig_error_set(err, -EOPNOTSUPP, "memory: RAM is sent as pages, not saved as a blob");
-}
-
-static int mem_load(struct mig_device *d, const uint8_t *p, size_t n, struct mig_error *err)
-{
-	(void)d; (void)p; (void)n;
-	return mig_error_set(err, -EOPNOTSUPP, "memory: RAM is received as pages, not loaded as a blob");
-}
-
 uint64_t mem_bitmap_words(const struct mem_dev *m)
 {
 	return DIV_ROUND_UP(m->nr_pages, 64);
@@ -410,23 +397,42 @@ static int mem_dirty_sync(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_
 	return 0;
 }
 
+/* RAM travels as pages, not as saved state: no save or load. */
 static const struct mig_device_ops mem_ops = {
 	.step = mem_step,
-	.save = mem_save,
-	.load = mem_load,
 };
 
 static const struct mig_dirty_ops mem_dirty_ops = {
 	.sync = mem_dirty_sync,
 };
 
+/*
+ * Its place in each stage.  Source: it is `final` (the final sync taken)
+ * before anything else is saved, and on a rollback it is tracked again
+ * before anything runs.  Destination: all of it is in place (`loaded`)
+ * before any other state is loaded, and tracked (`logging`) before the VM
+ * starts, so the VM can migrate again.
+ */
+static const struct mig_stage_step mem_steps[] = {
+	{ MIG_STAGE_TRACK, 0, MEM_LOGGING },
+	{ MIG_STAGE_SAVE, 0, MEM_FINAL },
+	{ MIG_STAGE_RELEASE, 20, MEM_RELEASED },
+	{ MIG_STAGE_ROLLBACK, 0, MEM_LOGGING },
+	{ MIG_STAGE_RECEIVE, 0, MEM_RECEIVING },
+	{ MIG_STAGE_LOAD, 0, MEM_LOADED },
+	{ MIG_STAGE_START, 0, MEM_LOGGING },
+	{ MIG_STAGE_DISCARD, 20, MEM_RELEASED },
+};
+
 const struct mig_device_class mem_class = {
 	.id = MIG_DEV_MEMORY,
 	.name = "memory",
-	/* Source: the final sync runs after every vCPU is quiesced (vCPU order 0). */
-	.save_order = 10,
-	/* Destination: all RAM is in place before any vCPU state is loaded. */
-	.load_order = 0,
+	.version = 1,
+	.steps = mem_steps,
+	.nr_steps = ARRAY_SIZE(mem_steps),
+	.load_state = -1,
+	.fail_state = -1,
+	.carries_ram = true,
 	.nr_states = _MEM_STATE_MAX,
 	.state_names = mem_state_names,
 	.arcs = mem_arcs,

@@ -20,7 +20,6 @@
 #include <time.h>
 
 #include "devices/devices-internal.h"
-#include "devices/lab/lab-internal.h"
 #include "devices/vcpu/x86-state.h"
 #include "migrate/macro.h"
 
@@ -126,24 +125,25 @@ void vcpu_wait(struct vcpu_dev *v, uint64_t ns)
 static int vcpu_handle_exit(struct vcpu_dev *v)
 {
 	struct kvm_run *run = v->run;
-	struct mig_error err = { 0 };
+	const struct vcpu_exit_ops *x = v->host->exits;
 
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
-		if (run->io.direction != KVM_EXIT_IO_OUT || run->io.size != 1) {
+		if (run->io.direction != KVM_EXIT_IO_OUT || run->io.size != 1 || !x->io_out) {
 			vcpu_set_fatal(v, -EPROTO, "vCPU %u: unexpected port I/O (port %#x dir %u size %u)",
 				       v->index, run->io.port, run->io.direction, run->io.size);
 			return -EPROTO;
 		}
-		return lab_vm_handle_io(v->vm, v, run->io.port,
-					*((uint8_t *)run + run->io.data_offset));
+		return x->io_out(v->host->exit_arg, v, run->io.port,
+				 *((uint8_t *)run + run->io.data_offset));
 	case KVM_EXIT_DIRTY_RING_FULL:
 		/* The vCPU cannot run until its ring is harvested and reset. */
-		if (mem_ring_drain(v->vm->mem, v->index, &err) < 0) {
-			vcpu_set_fatal(v, err.code, "vCPU %u: %s", v->index, err.msg);
-			return err.code;
+		if (!x->dirty_ring_full) {
+			vcpu_set_fatal(v, -EPROTO, "vCPU %u: dirty ring full, and nobody harvests it",
+				       v->index);
+			return -EPROTO;
 		}
-		return 0;
+		return x->dirty_ring_full(v->host->exit_arg, v);
 	case KVM_EXIT_INTR:
 		return 0;
 	case KVM_EXIT_SHUTDOWN:
@@ -259,12 +259,16 @@ static int vcpu_start_thread(struct vcpu_dev *v, struct mig_error *err)
 static int vcpu_step(struct mig_device *d, int to, struct mig_error *err)
 {
 	struct vcpu_dev *v = container_of(d, struct vcpu_dev, core);
-	struct lab_vm *vm = v->vm;
+	const struct kvm_vm_fds *fds = v->host->fds;
 
 	switch (to) {
 	case VCPU_RUNNING:
 		if (!v->thread_started)
 			return vcpu_start_thread(v, err);
+		if (d->state == VCPU_SAVED)
+			/* Back from a save (a rollback): tell a guest that uses
+			 * kvmclock it was stopped; harmless if not. */
+			ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
 		pthread_mutex_lock(&v->lock);
 		v->run->immediate_exit = 0;
 		v->want_pause = false;
@@ -288,7 +292,7 @@ static int vcpu_step(struct mig_device *d, int to, struct mig_error *err)
 		return 0;
 	case VCPU_SAVED:
 		v->saved.len = 0;
-		return x86_vcpu_state_save(vm->kvm_fd, vm->vm_fd, v->fd, &v->saved, err);
+		return x86_vcpu_state_save(fds->kvm_fd, fds->vm_fd, v->fd, &v->saved, err);
 	case VCPU_RESTORING:
 	case VCPU_RESTORED:
 	case VCPU_FAILED:
@@ -300,24 +304,39 @@ static int vcpu_step(struct mig_device *d, int to, struct mig_error *err)
 	}
 }
 
-static int vcpu_save(struct mig_device *d, struct mig_buf *out, struct mig_error *err)
+static int vcpu_save(struct mig_device *d, struct mig_writer *w, struct mig_error *err)
 {
 	struct vcpu_dev *v = container_of(d, struct vcpu_dev, core);
 
 	if (d->state != VCPU_SAVED)
 		return mig_error_set(err, -EINVAL, "vCPU %u: save in state %s (needs saved)",
 				     v->index, mig_device_state_name(d));
-	return mig_buf_append(out, v->saved.data, v->saved.len);
+	return w->write(w, v->saved.data, v->saved.len, err);
 }
 
-static int vcpu_load(struct mig_device *d, const uint8_t *p, size_t n, struct mig_error *err)
+/* The whole blob first: it is validated before the first SET ioctl, so a
+ * bad one leaves the vCPU untouched (docs/vcpu-state.md). */
+static int vcpu_load(struct mig_device *d, struct mig_reader *rd, struct mig_error *err)
 {
 	struct vcpu_dev *v = container_of(d, struct vcpu_dev, core);
+	uint64_t n = rd->remaining(rd);
+	uint8_t *p;
+	int r;
 
 	if (d->state != VCPU_RESTORING)
 		return mig_error_set(err, -EINVAL, "vCPU %u: load in state %s (needs restoring)",
 				     v->index, mig_device_state_name(d));
-	return x86_vcpu_state_load(v->vm->kvm_fd, v->vm->vm_fd, v->fd, p, n, err);
+	if (n > MIG_DEVICE_STATE_MAX)
+		return mig_error_set(err, -EFBIG, "vCPU %u: state of %llu bytes", v->index,
+				     (unsigned long long)n);
+	p = malloc(n ? n : 1);
+	if (!p)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	r = rd->read(rd, p, n, err);
+	if (r >= 0)
+		r = x86_vcpu_state_load(v->host->fds->kvm_fd, v->host->fds->vm_fd, v->fd, p, n, err);
+	free(p);
+	return r;
 }
 
 static const struct mig_device_ops vcpu_ops = {
@@ -326,15 +345,35 @@ static const struct mig_device_ops vcpu_ops = {
 	.load = vcpu_load,
 };
 
+/*
+ * Its place in each stage.  Source: every vCPU is kicked (PAUSING) before
+ * any is waited for (QUIESCED), so they leave KVM_RUN in parallel; the final
+ * RAM sync can be trusted only once nothing runs that could dirty RAM, and
+ * ring entries and PML buffers reach user space only when a vCPU exits.
+ * Their state is read after memory is final (reading it writes no RAM).
+ * Rollback and start: the vCPUs run last, after the platform's clock.
+ * Destination: loaded after RAM and the platform, so nothing runs on a
+ * half-filled guest.
+ */
+static const struct mig_stage_step vcpu_steps[] = {
+	{ MIG_STAGE_QUIESCE, 10, VCPU_PAUSING },
+	{ MIG_STAGE_QUIESCE, 11, VCPU_QUIESCED },
+	{ MIG_STAGE_SAVE, 20, VCPU_SAVED },
+	{ MIG_STAGE_RELEASE, 10, VCPU_DEAD },
+	{ MIG_STAGE_ROLLBACK, 30, VCPU_RUNNING },
+	{ MIG_STAGE_LOAD, 20, VCPU_RESTORED },
+	{ MIG_STAGE_START, 30, VCPU_RUNNING },
+	{ MIG_STAGE_DISCARD, 10, VCPU_DEAD },
+};
+
 const struct mig_device_class vcpu_class = {
 	.id = MIG_DEV_VCPU,
 	.name = "vcpu",
-	/* Source: vCPUs stop first, since the final RAM sync can be trusted only
-	 * once nothing runs that could dirty RAM.  Their state is read after the
-	 * last pages went (reading it writes no guest RAM). */
-	.save_order = 0,
-	/* Destination: after RAM, so nothing runs on a half-filled guest. */
-	.load_order = 10,
+	.version = 1,
+	.steps = vcpu_steps,
+	.nr_steps = ARRAY_SIZE(vcpu_steps),
+	.load_state = VCPU_RESTORING,
+	.fail_state = VCPU_FAILED,
 	.nr_states = _VCPU_STATE_MAX,
 	.state_names = vcpu_state_names,
 	.arcs = vcpu_arcs,
@@ -342,7 +381,7 @@ const struct mig_device_class vcpu_class = {
 	.dirty_ops = NULL,
 };
 
-int vcpu_dev_create(struct lab_vm *vm, unsigned index, struct vcpu_dev **ret,
+int vcpu_dev_create(const struct vcpu_host *host, unsigned index, struct vcpu_dev **ret,
 		    struct mig_error *err)
 {
 	struct vcpu_dev *v = calloc(1, sizeof(*v));
@@ -351,7 +390,7 @@ int vcpu_dev_create(struct lab_vm *vm, unsigned index, struct vcpu_dev **ret,
 	if (!v)
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	mig_device_init(&v->core, &vcpu_class, index, VCPU_CREATED);
-	v->vm = vm;
+	v->host = host;
 	v->index = index;
 	pthread_mutex_init(&v->lock, NULL);
 	{
@@ -362,12 +401,12 @@ int vcpu_dev_create(struct lab_vm *vm, unsigned index, struct vcpu_dev **ret,
 		pthread_cond_init(&v->cond, &ca);
 		pthread_condattr_destroy(&ca);
 	}
-	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+	v->fd = ioctl(host->fds->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
 	if (v->fd < 0) {
 		r = mig_error_set(err, -errno, "KVM_CREATE_VCPU %u: %s", index, strerror(errno));
 		goto err_free;
 	}
-	mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	mmap_size = ioctl(host->fds->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (mmap_size <= 0) {
 		r = mig_error_set(err, -errno, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
 		goto err_close;
@@ -379,10 +418,7 @@ int vcpu_dev_create(struct lab_vm *vm, unsigned index, struct vcpu_dev **ret,
 				  strerror(errno));
 		goto err_close;
 	}
-	r = x86_vcpu_setup_cpuid(vm->kvm_fd, v->fd, err);
-	if (r < 0)
-		goto err_unmap;
-	r = mem_ring_attach(vm->mem, index, v->fd, err);
+	r = x86_vcpu_setup_cpuid(host->fds->kvm_fd, v->fd, err);
 	if (r < 0)
 		goto err_unmap;
 	*ret = v;

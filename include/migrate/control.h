@@ -234,8 +234,8 @@ struct mig_event {
 	uint32_t streams;
 	uint32_t codec;
 	uint32_t verified;        /* 1 when verify ran */
-	uint32_t mem_state;       /* RESULT: the source's memory device (enum mem_state) */
-	uint32_t vcpu_state;      /* RESULT: the source's vCPUs (enum vcpu_state) */
+	uint32_t nr_devices;      /* RESULT: struct mig_event_device records after it */
+	uint32_t pad0;
 	uint64_t elapsed_ms;
 	uint64_t remaining_bytes;
 	uint64_t dirty_rate_bps;
@@ -274,5 +274,17 @@ struct mig_event {
 	uint64_t switchover_timeout_ms;   /* the deadline STOP_COPY had */
 };
 _Static_assert(sizeof(struct mig_event) == 888, "event");
+
+/* RESULT: after struct mig_event, one per device of the source VM, as the
+ * engine left it. */
+struct mig_event_device {
+	uint32_t cls;             /* enum mig_dev_class */
+	uint32_t id;              /* instance within its class */
+	uint32_t state;           /* the class's state at the end */
+	uint32_t pad;
+	uint64_t bytes;           /* its state sent; guest RAM: the pages' wire bytes */
+};
+_Static_assert(sizeof(struct mig_event_device) == 24, "event device");
+#define MIG_EVENT_DEVICES_MAX 128
 
 #endif

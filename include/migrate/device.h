@@ -1,14 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The device-class interface.  Every class (vCPU, memory, and later VFIO,
- * GIC/ITS, SEV) embeds struct mig_device and gets itself back with
- * container_of().  A class owns one state enum, a name table and a transition
- * table; mig_device_step() is the only way a device changes state: it checks
- * the table, then asks the class to carry out that single arc.
+ * The device-class interface.  Every class (memory, vCPU, the x86 platform,
+ * and later VFIO, GIC/ITS, SEV) embeds struct mig_device and gets itself back
+ * with container_of().  A class owns one state enum, a name table and a
+ * transition table; mig_device_step() is the only way a device changes
+ * state: it checks the table, then asks the class to carry out that single
+ * arc.
+ *
+ * The engines never name a class.  They walk a VM's devices through stages
+ * (mig_devices_walk()): each class says, as data, which state it must reach
+ * in each stage and in what order relative to every other class, and the
+ * walker takes each device there one arc at a time, along the class's
+ * next-step table.  Rolling back is one more walk: every device back to
+ * running, from wherever it stopped.
  */
 #ifndef MIGRATE_DEVICE_H
 #define MIGRATE_DEVICE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,51 +25,187 @@
 #include <migrate/buf.h>
 #include <migrate/error.h>
 
+/* Device classes.  The value travels on the wire (device records): 0 is
+ * never a class. */
 enum mig_dev_class {
-	MIG_DEV_VCPU,
-	MIG_DEV_MEMORY,
+	MIG_DEV_INVALID = 0,
+	MIG_DEV_MEMORY = 1,       /* guest RAM and its dirty log */
+	MIG_DEV_VCPU = 2,         /* one x86 vCPU */
+	MIG_DEV_PLATFORM = 3,     /* x86 VM-wide state: irqchip, PIT, kvmclock */
 	_MIG_DEV_CLASS_MAX,
+};
+/* Classes that are not in this build's table (a test's, a plug-in's)
+ * register at run time with an id from here up. */
+#define MIG_DEV_CLASS_PRIVATE 0x8000U
+
+/*
+ * The stages a VM's devices go through, each a walk (mig_devices_walk()).
+ * A class takes part in a stage by declaring steps for it (below).
+ *
+ *   TRACK     source, before PRECOPY: dirty tracking and pre-copy sessions on
+ *   QUIESCE   source, STOP_COPY: nothing runs, nothing does DMA
+ *   SAVE      source, STOP_COPY: state read.  Classes whose save writes
+ *             guest RAM (save_writes_ram) are walked first, before the final
+ *             dirty sync; the others after it
+ *   RELEASE   source, once the destination owns the VM: the copy is given up
+ *   ROLLBACK  source: back to running, from wherever a walk stopped
+ *   RECEIVE   destination, before the first page: ready to take pages
+ *   LOAD      destination: every device's state in (load() at load_state)
+ *   START     destination, at COMMIT: the VM runs
+ *   DISCARD   destination: the copy is given up
+ */
+enum mig_stage {
+	MIG_STAGE_TRACK,
+	MIG_STAGE_QUIESCE,
+	MIG_STAGE_SAVE,
+	MIG_STAGE_RELEASE,
+	MIG_STAGE_ROLLBACK,
+	MIG_STAGE_RECEIVE,
+	MIG_STAGE_LOAD,
+	MIG_STAGE_START,
+	MIG_STAGE_DISCARD,
+	_MIG_STAGE_MAX,
+};
+
+/* One step of a class in a stage: reach `target`, at `order` among every
+ * step of every class in that stage (lower first; equal orders go by device,
+ * in the VM's list order).  A class may take several steps in one stage: a
+ * VFIO device goes to RUNNING_P2P at one order and to STOP at a later one,
+ * with the vCPUs' stop between them. */
+struct mig_stage_step {
+	enum mig_stage stage;
+	int order;
+	int target;
 };
 
 struct mig_device;
+
+/* The most state one device may hand to load() at once. */
+#define MIG_DEVICE_STATE_MAX (64U << 20)
+
+/* Device state streams out through a writer and in through a reader: it may
+ * be large, and may come in pieces. */
+struct mig_writer {
+	int (*write)(struct mig_writer *w, const void *p, size_t n, struct mig_error *err);
+};
+struct mig_reader {
+	/* Exactly n bytes, or an error ("... ended after K of N bytes"). */
+	int (*read)(struct mig_reader *r, void *p, size_t n, struct mig_error *err);
+	/* Bytes still to read. */
+	uint64_t (*remaining)(const struct mig_reader *r);
+};
+/* A writer that appends to a buffer, and a reader over bytes in memory. */
+struct mig_buf_writer {
+	struct mig_writer w;
+	struct mig_buf *buf;
+};
+struct mig_mem_reader {
+	struct mig_reader r;
+	const uint8_t *p;
+	size_t len, off;
+};
+void mig_buf_writer_init(struct mig_buf_writer *bw, struct mig_buf *buf);
+void mig_mem_reader_init(struct mig_mem_reader *mr, const void *p, size_t len);
 
 /* Mandatory for every class. */
 struct mig_device_ops {
 	/* Carry out the arc from d->state to `to` (already checked against the table). */
 	int (*step)(struct mig_device *d, int to, struct mig_error *err);
-	/* Serialise the device's state (source, quiesced). */
-	int (*save)(struct mig_device *d, struct mig_buf *out, struct mig_error *err);
-	/* Apply a saved state (destination, before it runs). Validates first. */
-	int (*load)(struct mig_device *d, const uint8_t *p, size_t n, struct mig_error *err);
+	/* Write the device's state (source, after the SAVE walk).  NULL for a
+	 * class whose state travels otherwise: guest RAM goes as pages. */
+	int (*save)(struct mig_device *d, struct mig_writer *w, struct mig_error *err);
+	/* Read and apply it (destination, in load_state, during the LOAD walk).
+	 * Validates all of it before it changes anything.  NULL with save. */
+	int (*load)(struct mig_device *d, struct mig_reader *r, struct mig_error *err);
 };
 
-/* Optional: classes that track guest pages dirtied while they run. */
+/* Optional: state that can be sent while the VM runs (a VFIO device in
+ * PRE_COPY).  What is pending feeds the convergence policy's estimate. */
+struct mig_precopy_ops {
+	uint64_t (*pending)(struct mig_device *d);
+	/* At most `budget` bytes of it; 0 written means nothing more for now. */
+	int (*save_chunk)(struct mig_device *d, struct mig_writer *w, uint64_t budget,
+			  struct mig_error *err);
+	int (*load_chunk)(struct mig_device *d, struct mig_reader *r, struct mig_error *err);
+};
+
+/* A sync that lost track (a log that overflowed, a device reset): the
+ * caller must take every page as dirty. */
+#define MIG_DIRTY_LOST 1
+
+/* Optional: classes that track guest pages written while they run (guest
+ * RAM's own log, a device's DMA log). */
 struct mig_dirty_ops {
+	/* NULL: tracking is always on. */
+	int (*start)(struct mig_device *d, struct mig_error *err);
 	/* OR the pages dirtied since the last sync into `bitmap` (one bit per
-	 * guest page from GPA 0) and re-arm tracking for them. */
+	 * guest page from GPA 0) and re-arm tracking for them.  Returns 0, or
+	 * MIG_DIRTY_LOST, or -errno. */
 	int (*sync)(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_count,
 		    struct mig_error *err);
+	int (*stop)(struct mig_device *d, struct mig_error *err);
+};
+
+/* Optional: what a destination must offer to take this device, checked
+ * before anything moves. */
+struct mig_compat_ops {
+	/* Source: the description the destination checks. */
+	int (*describe)(struct mig_device *d, struct mig_buf *out, struct mig_error *err);
+	/* Destination: can this host take a device so described?  The error
+	 * says what is missing and what to do. */
+	int (*check)(const void *desc, size_t n, struct mig_error *err);
+};
+
+/* Optional: a class that must transform or veto guest pages on their way
+ * (SEV: encrypted pages through the firmware). */
+struct mig_page_ops {
+	/* Source: the wire form of page `pfn` into out (n bytes at most);
+	 * returns its length, or 0 to send the page as it is. */
+	int (*encode)(struct mig_device *d, uint64_t pfn, const void *page, void *out, size_t n,
+		      struct mig_error *err);
+	/* Destination: put page `pfn` in place from its wire form. */
+	int (*decode)(struct mig_device *d, uint64_t pfn, const void *in, size_t n, void *page,
+		      struct mig_error *err);
 };
 
 struct mig_device_class {
 	enum mig_dev_class id;
 	const char *name;
-	/* Position in the stop-and-save sequence on the source (lower first) and
-	 * in the load sequence on the destination; a test checks the constraints. */
-	int save_order;
-	int load_order;
+	uint32_t version;         /* of its saved state */
 	unsigned nr_states;
 	const char *const *state_names;
 	/* nr_states * nr_states, [from * nr_states + to] true where the arc exists */
 	const bool *arcs;
+	/* The next state on the way from d->state to target, or -1 if there
+	 * is none.  NULL: the shortest path through `arcs` (ties go to the
+	 * lower state).  A class whose paths depend on the device (VFIO's P2P
+	 * and PRE_COPY flags) gives its own. */
+	int (*next_state)(const struct mig_device *d, int target);
+	/* Its part in each stage (see enum mig_stage). */
+	const struct mig_stage_step *steps;
+	unsigned nr_steps;
+	/* The state in which load() runs during the LOAD walk, and where a
+	 * failed load leaves the device (-1: none). */
+	int load_state;
+	int fail_state;
+	/* Its save (its step to the SAVE target) writes guest RAM, as the ITS
+	 * saves its tables into the guest: it must run after the vCPUs stop
+	 * and before the final dirty sync. */
+	bool save_writes_ram;
+	/* Guest RAM itself: what it moves is the pages the engine sends. */
+	bool carries_ram;
 	const struct mig_device_ops *ops;
-	const struct mig_dirty_ops *dirty_ops;  /* NULL: not supported */
+	const struct mig_precopy_ops *precopy_ops;  /* NULL: not supported */
+	const struct mig_dirty_ops *dirty_ops;      /* NULL: not supported */
+	const struct mig_compat_ops *compat_ops;    /* NULL: nothing to check */
+	const struct mig_page_ops *page_ops;        /* NULL: pages go as they are */
 };
 
 struct mig_device {
 	const struct mig_device_class *cls;
-	unsigned id;
+	unsigned id;              /* instance within its class (vCPU number) */
 	int state;
+	uint64_t bytes;           /* state saved or loaded, for the summary */
 };
 
 void mig_device_init(struct mig_device *d, const struct mig_device_class *cls,
@@ -69,17 +214,79 @@ bool mig_device_arc_allowed(const struct mig_device_class *cls, int from, int to
 /* Check the arc, carry it out, record the new state.  -EINVAL for an arc the
  * table does not have (the device is left as it was). */
 int mig_device_step(struct mig_device *d, int to, struct mig_error *err);
+/* The next state on the way to `target` (the class's next-step table). */
+int mig_device_next_state(const struct mig_device *d, int target);
 const char *mig_device_state_name(const struct mig_device *d);
-int mig_device_save(struct mig_device *d, struct mig_buf *out, struct mig_error *err);
-int mig_device_load(struct mig_device *d, const uint8_t *p, size_t n, struct mig_error *err);
-/* -EOPNOTSUPP where the class has no dirty tracking. */
+/* -EOPNOTSUPP where the class has no such op. */
+int mig_device_save(struct mig_device *d, struct mig_writer *w, struct mig_error *err);
+int mig_device_load(struct mig_device *d, struct mig_reader *r, struct mig_error *err);
 int mig_device_dirty_sync(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_count,
 			  struct mig_error *err);
+/* The step a class takes in a stage with the lowest order, or NULL. */
+const struct mig_stage_step *mig_device_class_step(const struct mig_device_class *cls,
+						   enum mig_stage stage);
 
-/* The class registry, indexed by enum mig_dev_class. */
-const struct mig_device_class *mig_device_class_get(enum mig_dev_class id);
+/* ---- walks ---- */
+
+/* A point where a fault may be injected (the chaos mode's seam).  Every
+ * device step, frame sent or received and phase change is one. */
+enum mig_fault_kind {
+	MIG_FAULT_DEVICE_STEP,
+	MIG_FAULT_FRAME_SEND,
+	MIG_FAULT_FRAME_RECV,
+	MIG_FAULT_PHASE,
+};
+struct mig_fault_point {
+	enum mig_fault_kind kind;
+	enum mig_stage stage;             /* DEVICE_STEP */
+	const struct mig_device *dev;     /* DEVICE_STEP */
+	int from, to;                     /* DEVICE_STEP: states; PHASE: phases */
+	uint16_t frame_type;              /* FRAME_* */
+	unsigned stream;                  /* FRAME_*: 0 control, 1..N data */
+	uint64_t seq;                     /* FRAME_* */
+};
+/* <0 injects that error at the point (with its message in err); 0 goes on. */
+typedef int (*mig_fault_fn)(void *arg, const struct mig_fault_point *p, struct mig_error *err);
+
+#define MIG_WALK_RAM_WRITERS 1U   /* only classes whose save writes guest RAM */
+#define MIG_WALK_OTHERS 2U        /* only the others */
+
+struct mig_walk {
+	uint64_t deadline_ms;     /* CLOCK_MONOTONIC ms; 0: none */
+	const atomic_bool *cancel;/* NULL: cannot be cancelled */
+	unsigned filter;          /* MIG_WALK_*; 0: every class */
+	mig_fault_fn fault;       /* NULL in production */
+	void *fault_arg;
+	/* LOAD: the state to load into d (NULL: none arrived, an error). */
+	struct mig_reader *(*state_of)(void *arg, struct mig_device *d);
+	void *state_arg;
+	/* Set by the walk: the device it failed on (NULL if none). */
+	struct mig_device *failed;
+};
+
+/*
+ * Take devs[0..n) through `stage`: every step of every class in the stage,
+ * in order, each device one arc at a time towards the step's target.
+ * Before each arc the walk checks the cancel flag (-ECANCELED), the
+ * deadline (-ETIMEDOUT) and the fault hook.  It stops at the first
+ * failure, naming the device; a device already at its target is left alone.
+ * In the LOAD stage a device that reaches its class's load_state gets its
+ * state through w->state_of; a failed load moves it to fail_state.
+ */
+int mig_devices_walk(struct mig_device *const *devs, unsigned n, enum mig_stage stage,
+		     struct mig_walk *w, struct mig_error *err);
+
+/* ---- the class registry ---- */
+
+/* This build's classes by enum mig_dev_class, then the ones added at run
+ * time.  NULL for an id nobody registered. */
+const struct mig_device_class *mig_device_class_get(uint32_t id);
+/* A class from outside the table (id >= MIG_DEV_CLASS_PRIVATE), for tests
+ * and plug-ins: added explicitly, never by a constructor.  -EEXIST, -ENOSPC. */
+int mig_device_class_add(const struct mig_device_class *cls);
 const char *mig_dev_class_to_string(enum mig_dev_class id);
 int mig_dev_class_from_string(const char *s);
+const char *mig_stage_to_string(enum mig_stage s);
 
 /*
  * vCPU class (KERNEL-UAPI §3.7).
@@ -123,6 +330,29 @@ enum mem_state {
 	MEM_LOADED,
 	MEM_RELEASED,
 	_MEM_STATE_MAX,
+};
+
+/*
+ * x86 platform class (KERNEL-UAPI §4): the VM-wide state outside the vCPUs,
+ * the in-kernel irqchip (PIC, IOAPIC), the PIT and kvmclock.  One per VM.
+ * The GIC class will have this shape.
+ *   CREATED    the irqchip exists (before the vCPUs); nothing loaded
+ *   RUNNING    the VM runs with it
+ *   SAVED      source: read with every vCPU stopped (the clock frozen here)
+ *   RESTORING  destination: its state is being set
+ *   RESTORED   irqchip and PIT set; the clock waits for the start
+ *   FAILED     a SET failed: the destination VM is discarded
+ *   DEAD       given up
+ */
+enum platform_state {
+	PLATFORM_CREATED,
+	PLATFORM_RUNNING,
+	PLATFORM_SAVED,
+	PLATFORM_RESTORING,
+	PLATFORM_RESTORED,
+	PLATFORM_FAILED,
+	PLATFORM_DEAD,
+	_PLATFORM_STATE_MAX,
 };
 
 #endif

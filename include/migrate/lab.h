@@ -14,6 +14,7 @@
 #include <migrate/buf.h>
 #include <migrate/device.h>
 #include <migrate/error.h>
+#include <migrate/vm.h>
 
 enum lab_pattern {
 	LAB_PATTERN_SEQ,
@@ -55,6 +56,11 @@ int lab_pattern_from_string(const char *s);          /* enum value or -EINVAL */
 const char *lab_dirty_log_to_string(enum lab_dirty_log d);
 int lab_dirty_log_from_string(const char *s);
 
+/* The lab VM's description on the wire (VM_LIST, MIG_INCOMING, SETUP). */
+struct mig_lab_wire;
+void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w);
+int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig_error *err);
+
 
 
 /* ---- the running lab VM ---- */
@@ -86,10 +92,6 @@ struct lab_stats {
 	struct lab_vcpu_stats vcpu[LAB_MAX_VCPUS];
 };
 
-struct lab_digest {
-	uint64_t hi, lo;
-};
-#define LAB_DIGEST_HEX 33
 
 /* Creates the VM, its memory (pre-faulted, in logging memslots) and its vCPUs;
  * nothing runs yet.  Fails with a clear error if /dev/kvm or a needed
@@ -97,21 +99,24 @@ struct lab_digest {
 int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_error *err);
 void lab_vm_destroy(struct lab_vm *vm);
 const struct lab_config *lab_vm_config(const struct lab_vm *vm);
-/* The VM's devices, for the phase engine: class and index (vCPU number, 0 for memory). */
-struct mig_device *lab_vm_device(struct lab_vm *vm, enum mig_dev_class cls, unsigned index);
+/* The VM as the engines see it (the lab backend's struct mig_vm), and back:
+ * NULL when it is not a lab VM. */
+struct mig_vm *lab_vm_mig(struct lab_vm *vm);
+struct lab_vm *lab_vm_from_mig(struct mig_vm *vm);
 /* True when every vCPU is in the KVM_RUN loop. */
 bool lab_vm_is_running(struct lab_vm *vm);
 /* Fresh boot: writes page tables, the payload and the table, starts every vCPU. */
 int lab_vm_start(struct lab_vm *vm, struct mig_error *err);
 /* Every vCPU out of KVM_RUN with its pending I/O completed (QUIESCED). */
 int lab_vm_pause(struct lab_vm *vm, struct mig_error *err);
-/* From paused, saved or restored: every vCPU runs again. */
+/* From paused or saved (a rollback walk) or loaded (a start walk): it runs. */
 int lab_vm_resume(struct lab_vm *vm, struct mig_error *err);
-/* Paused VM: VM-wide state and every vCPU's state in one container blob. */
+/* Paused VM: the SAVE walk, then every device's state in one container
+ * (mig_vm_state_save()). */
 int lab_vm_save_state(struct lab_vm *vm, struct mig_buf *out, struct mig_error *err);
-/* A VM that never ran, RAM already in place: validate the whole blob, then load. */
+/* A VM that never ran, RAM already in place: check the whole container,
+ * then load every device (mig_vm_state_load()). */
 int lab_vm_load_state(struct lab_vm *vm, const uint8_t *p, size_t n, struct mig_error *err);
-int lab_vm_validate_state(const uint8_t *p, size_t n, uint32_t nr_vcpus, struct mig_error *err);
 
 uint8_t *lab_vm_ram(struct lab_vm *vm, uint64_t *ret_bytes);
 /* Dirty log: OR pages dirtied since the last sync into bitmap
@@ -124,12 +129,8 @@ const char *lab_vm_dirty_log_mode(const struct lab_vm *vm);  /* "bitmap-manual",
  * last sync (for error messages); otherwise an empty string. */
 void lab_vm_ring_report(struct lab_vm *vm, char *out, size_t n);
 void lab_vm_stats(struct lab_vm *vm, struct lab_stats *ret);
-int lab_vm_digest(struct lab_vm *vm, struct lab_digest *ret);
+int lab_vm_digest(struct lab_vm *vm, struct mig_digest *ret);
 /* The same, given up with -ECANCELED once *stop is set (checked per 2 MiB). */
-int lab_vm_digest_until(struct lab_vm *vm, const atomic_bool *stop, struct lab_digest *ret);
+int lab_vm_digest_until(struct lab_vm *vm, const atomic_bool *stop, struct mig_digest *ret);
 
-int ram_digest(const uint8_t *ram, uint64_t bytes, struct lab_digest *ret);
-int ram_digest_until(const uint8_t *ram, uint64_t bytes, const atomic_bool *stop,
-		     struct lab_digest *ret);
-void lab_digest_format(const struct lab_digest *d, char buf[static LAB_DIGEST_HEX]);
 #endif

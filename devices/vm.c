@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: MIT
+/* What the engines do with a VM's devices, whatever the backend. */
+#include <errno.h>
+#include <string.h>
+
+#include <migrate/vm.h>
+
+#include "migrate/macro.h"
+
+/* A device with state adds about this much to the stop-and-copy (a vCPU's
+ * state is about 9 KiB here, the platform's under 2 KiB). */
+#define STATE_ALLOWANCE_BYTES 16384
+
+extern const struct mig_vm_backend lab_backend;
+
+static const struct mig_vm_backend *const backends[] = {
+	&lab_backend,
+};
+
+const struct mig_vm_backend *mig_vm_backend_get(const char *name)
+{
+	for (unsigned i = 0; name && i < ARRAY_SIZE(backends); i++)
+		if (strcmp(backends[i]->name, name) == 0)
+			return backends[i];
+	return NULL;
+}
+
+int mig_vm_walk(struct mig_vm *vm, enum mig_stage stage, struct mig_walk *w,
+		struct mig_error *err)
+{
+	return mig_devices_walk(vm->devices, vm->nr_devices, stage, w, err);
+}
+
+struct mig_device *mig_vm_find(struct mig_vm *vm, uint32_t cls, unsigned id)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		if (vm->devices[i]->cls->id == cls && vm->devices[i]->id == id)
+			return vm->devices[i];
+	return NULL;
+}
+
+uint64_t mig_vm_pages(const struct mig_vm *vm)
+{
+	return vm->ram_bytes / 4096;
+}
+
+uint64_t mig_vm_bitmap_words(const struct mig_vm *vm)
+{
+	return DIV_ROUND_UP(mig_vm_pages(vm), 64);
+}
+
+int mig_vm_devices_dirty_sync(struct mig_vm *vm, uint64_t *bitmap, uint64_t *ret_count,
+			      struct mig_error *err)
+{
+	uint64_t total = 0;
+	bool lost = false;
+
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct mig_device *d = vm->devices[i];
+		uint64_t n = 0;
+		int r;
+
+		if (!d->cls->dirty_ops)
+			continue;
+		r = mig_device_dirty_sync(d, bitmap, &n, err);
+		if (r < 0)
+			return r;
+		lost |= r == MIG_DIRTY_LOST;
+		total += n;
+	}
+	if (lost) {
+		/* a log that lost track: every page goes again */
+		memset(bitmap, 0xff, mig_vm_bitmap_words(vm) * 8);
+		total = mig_vm_pages(vm);
+	}
+	if (ret_count)
+		*ret_count = total;
+	return lost ? MIG_DIRTY_LOST : 0;
+}
+
+uint64_t mig_vm_state_estimate(const struct mig_vm *vm)
+{
+	uint64_t bytes = 0;
+
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct mig_device *d = vm->devices[i];
+
+		if (d->cls->precopy_ops && d->cls->precopy_ops->pending)
+			bytes += d->cls->precopy_ops->pending(d);
+		if (d->cls->ops->save)
+			bytes += STATE_ALLOWANCE_BYTES;
+	}
+	return bytes;
+}
+
+bool mig_vm_is_running(const struct mig_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		const struct mig_device *d = vm->devices[i];
+		const struct mig_stage_step *st = mig_device_class_step(d->cls, MIG_STAGE_ROLLBACK);
+
+		/* a running VM is where a rollback takes it */
+		if (st && d->state != st->target)
+			return false;
+	}
+	return true;
+}
+
+/* ---- the device-state container ---- */
+
+struct state_head {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t count;
+};
+_Static_assert(sizeof(struct state_head) == 16, "state container header");
+
+struct state_rec {
+	uint32_t cls;
+	uint32_t instance;
+	uint32_t version;
+	uint32_t flags;           /* 0 */
+	uint64_t len;
+};
+_Static_assert(sizeof(struct state_rec) == 24, "state record");
+
+static bool has_state(const struct mig_device *d)
+{
+	return d->cls->ops->save && d->cls->ops->load;
+}
+
+/* The devices with state, in the order of their SAVE step (then list order). */
+static unsigned state_order(struct mig_vm *vm, struct mig_device **out)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct mig_device *d = vm->devices[i];
+		const struct mig_stage_step *st = mig_device_class_step(d->cls, MIG_STAGE_SAVE);
+		int order = st ? st->order : 0;
+		unsigned at = n++;
+
+		if (!has_state(d)) {
+			n--;
+			continue;
+		}
+		while (at > 0) {
+			const struct mig_stage_step *p = mig_device_class_step(out[at - 1]->cls,
+									      MIG_STAGE_SAVE);
+
+			if ((p ? p->order : 0) <= order)
+				break;
+			out[at] = out[at - 1];
+			at--;
+		}
+		out[at] = d;
+	}
+	return n;
+}
+
+int mig_vm_state_save(struct mig_vm *vm, struct mig_buf *out, struct mig_error *err)
+{
+	struct mig_device *order[vm->nr_devices ? vm->nr_devices : 1];
+	struct state_head h = { MIG_STATE_MAGIC, MIG_STATE_VERSION, 0 };
+	struct mig_buf_writer bw;
+	size_t head_at = out->len;
+	int r;
+
+	h.count = state_order(vm, order);
+	r = mig_buf_append(out, &h, sizeof(h));
+	if (r < 0)
+		return mig_error_set(err, r, "out of memory");
+	mig_buf_writer_init(&bw, out);
+	for (unsigned i = 0; i < h.count; i++) {
+		struct mig_device *d = order[i];
+		struct state_rec rec = { d->cls->id, d->id, d->cls->version, 0, 0 };
+		size_t rec_at = out->len;
+
+		r = mig_buf_append(out, &rec, sizeof(rec));
+		if (r < 0)
+			return mig_error_set(err, r, "out of memory");
+		r = mig_device_save(d, &bw.w, err);
+		if (r < 0) {
+			out->len = head_at;
+			return mig_error_prefix(err, "saving %s %u", d->cls->name, d->id);
+		}
+		rec.len = out->len - rec_at - sizeof(rec);
+		memcpy(out->data + rec_at, &rec, sizeof(rec));
+		d->bytes = rec.len;
+	}
+	return 0;
+}
+
+struct load_ctx {
+	struct mig_vm *vm;
+	const uint8_t *p;
+	size_t *offs, *lens;      /* per device index: its record */
+	struct mig_mem_reader rd;
+};
+
+static struct mig_reader *record_of(void *arg, struct mig_device *d)
+{
+	struct load_ctx *c = arg;
+
+	for (unsigned i = 0; i < c->vm->nr_devices; i++) {
+		if (c->vm->devices[i] != d || c->lens[i] == SIZE_MAX)
+			continue;
+		mig_mem_reader_init(&c->rd, c->p + c->offs[i], c->lens[i]);
+		d->bytes = c->lens[i];
+		return &c->rd.r;
+	}
+	return NULL;
+}
+
+/* Every record names one device of this VM with state, once, in its
+ * class's version; every such device has one; nothing trails. */
+static int state_check(struct mig_vm *vm, const uint8_t *p, size_t n, size_t *offs,
+		       size_t *lens, struct mig_error *err)
+{
+	struct state_head h;
+	size_t pos = sizeof(h);
+
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		lens[i] = SIZE_MAX;
+	if (n < sizeof(h))
+		return mig_error_set(err, -EINVAL, "device state: %zu bytes, shorter than its "
+				     "16-byte header", n);
+	memcpy(&h, p, sizeof(h));
+	if (h.magic != MIG_STATE_MAGIC)
+		return mig_error_set(err, -EINVAL, "device state: bad magic %#llx (not a "
+				     "migratectl device state)", (unsigned long long)h.magic);
+	if (h.version != MIG_STATE_VERSION)
+		return mig_error_set(err, -EPROTO, "device state: container version %u, this build "
+				     "reads version %u", h.version, MIG_STATE_VERSION);
+	if (h.count > vm->nr_devices)
+		return mig_error_set(err, -EINVAL, "device state holds %u records, this VM has %u "
+				     "devices", h.count, vm->nr_devices);
+	for (uint32_t k = 0; k < h.count; k++) {
+		struct state_rec rec;
+		unsigned i;
+
+		if (n - pos < sizeof(rec))
+			return mig_error_set(err, -EINVAL, "device state truncated in record %u "
+					     "(offset %zu of %zu)", k, pos, n);
+		memcpy(&rec, p + pos, sizeof(rec));
+		pos += sizeof(rec);
+		for (i = 0; i < vm->nr_devices; i++)
+			if (vm->devices[i]->cls->id == rec.cls && vm->devices[i]->id == rec.instance)
+				break;
+		if (i == vm->nr_devices || !has_state(vm->devices[i]))
+			return mig_error_set(err, -EINVAL, "device state: record %u is for %s %u, "
+					     "which this VM does not have", k,
+					     mig_dev_class_to_string(rec.cls) ?: "an unknown class",
+					     rec.instance);
+		if (lens[i] != SIZE_MAX)
+			return mig_error_set(err, -EINVAL, "device state: two records for %s %u",
+					     vm->devices[i]->cls->name, rec.instance);
+		if (rec.version != vm->devices[i]->cls->version)
+			return mig_error_set(err, -EPROTO, "device state: %s %u is in version %u of "
+					     "its class, this build reads version %u",
+					     vm->devices[i]->cls->name, rec.instance, rec.version,
+					     vm->devices[i]->cls->version);
+		if (rec.flags)
+			return mig_error_set(err, -EINVAL, "device state: record %u has unknown "
+					     "flags %#x", k, rec.flags);
+		if (rec.len > n - pos || rec.len > MIG_DEVICE_STATE_MAX)
+			return mig_error_set(err, -EINVAL, "device state: %s %u claims %llu bytes, "
+					     "only %zu remain", vm->devices[i]->cls->name,
+					     rec.instance, (unsigned long long)rec.len, n - pos);
+		offs[i] = pos;
+		lens[i] = (size_t)rec.len;
+		pos += (size_t)rec.len;
+	}
+	if (pos != n)
+		return mig_error_set(err, -EINVAL, "device state: %zu trailing bytes", n - pos);
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		if (has_state(vm->devices[i]) && lens[i] == SIZE_MAX)
+			return mig_error_set(err, -EINVAL, "device state: nothing for %s %u",
+					     vm->devices[i]->cls->name, vm->devices[i]->id);
+	return 0;
+}
+
+int mig_vm_state_load(struct mig_vm *vm, const uint8_t *p, size_t n, struct mig_walk *w,
+		      struct mig_error *err)
+{
+	size_t offs[vm->nr_devices ? vm->nr_devices : 1], lens[vm->nr_devices ? vm->nr_devices : 1];
+	struct load_ctx c = { .vm = vm, .p = p, .offs = offs, .lens = lens };
+	int r;
+
+	/* The container is checked before any device loads. */
+	r = state_check(vm, p, n, offs, lens, err);
+	if (r < 0)
+		return r;
+	w->state_of = record_of;
+	w->state_arg = &c;
+	r = mig_vm_walk(vm, MIG_STAGE_LOAD, w, err);
+	w->state_of = NULL;
+	w->state_arg = NULL;
+	return r;
+}

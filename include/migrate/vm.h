@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A VM as the engines see it: its guest RAM, the list of its devices, and a
+ * backend that does what only it can (describe itself, sync the dirty log
+ * with its own checks, say whether the guest is healthy, hash its RAM, go
+ * away).  The engines take a struct mig_vm and never name a backend or a
+ * class: devices change state only through walks (mig_vm_walk()).
+ *
+ * A backend embeds struct mig_vm and gets itself back with container_of():
+ * the lab VM (devices/lab) is one.
+ */
+#ifndef MIGRATE_VM_H
+#define MIGRATE_VM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <migrate/buf.h>
+#include <migrate/device.h>
+#include <migrate/error.h>
+
+/* What can be seen of the guest from outside. */
+struct mig_vm_health {
+	uint64_t passes;          /* the guest's own progress: passes over its working set */
+	uint64_t progress;        /* finer: pages it wrote */
+	uint64_t errors;          /* its self-check errors */
+	bool has_progress;        /* it has a working set: its passes must climb */
+	int fatal;                /* -errno: a vCPU stopped on an exit it could not handle */
+	char fatal_msg[192];
+};
+
+/* A digest of guest RAM: XXH3-64 of each 2 MiB chunk, then XXH3-128 of those. */
+struct mig_digest {
+	uint64_t hi, lo;
+};
+#define MIG_DIGEST_HEX 33
+void mig_digest_format(const struct mig_digest *d, char buf[static MIG_DIGEST_HEX]);
+int mig_ram_digest(const uint8_t *ram, uint64_t bytes, const atomic_bool *stop,
+		   struct mig_digest *ret);
+
+/* The description a destination must match, as its backend writes it. */
+#define MIG_VM_DESC_MAX 48
+
+struct mig_vm;
+
+struct mig_vm_ops {
+	/* At most MIG_VM_DESC_MAX bytes that a destination's matches() checks. */
+	int (*describe)(struct mig_vm *vm, uint8_t *out, size_t *ret_len, struct mig_error *err);
+	/* Destination: is this the VM the source describes?  The error says
+	 * how they differ. */
+	int (*matches)(struct mig_vm *vm, const uint8_t *desc, size_t len, struct mig_error *err);
+	/* OR the guest pages dirtied since the last sync into bitmap (one bit
+	 * per page from GPA 0) and re-arm tracking: every device's log
+	 * (mig_vm_devices_dirty_sync()) and whatever checks the backend adds. */
+	int (*dirty_sync)(struct mig_vm *vm, uint64_t *bitmap, uint64_t *ret_count,
+			  struct mig_error *err);
+	void (*health)(struct mig_vm *vm, struct mig_vm_health *ret);
+	/* Digest of guest RAM, given up with -ECANCELED once *stop is set. */
+	int (*digest)(struct mig_vm *vm, const atomic_bool *stop, struct mig_digest *ret);
+	/* NULL, or words for an error about lost writes (the dirty ring's counts). */
+	void (*diagnose)(struct mig_vm *vm, char *out, size_t n);
+	void (*destroy)(struct mig_vm *vm);
+};
+
+struct mig_vm {
+	const struct mig_vm_ops *ops;
+	/* Guest RAM, mapped for sending (source) or receiving (destination). */
+	uint8_t *ram;
+	uint64_t ram_bytes;
+	/* Its devices, in creation order: a walk's ties go by this order. */
+	struct mig_device **devices;
+	unsigned nr_devices;
+};
+
+/* What an agent lists of a VM, beyond its health. */
+struct mig_vm_summary {
+	uint32_t vcpus;
+	uint64_t mem_bytes;
+	uint64_t workload_bytes;  /* the memory its workload keeps writing (lab: wss) */
+};
+
+/*
+ * A kind of VM an agent can host, chosen by name.  The agent makes, lists
+ * and prepares VMs only through this; the lab VM ("lab") is one backend.
+ */
+struct mig_vm_backend {
+	const char *name;
+	/* A new VM from an operator's SPEC ("" for the defaults), started,
+	 * returned once its workload runs. */
+	int (*create)(const char *spec, struct mig_vm **ret, struct mig_error *err);
+	/* A destination for a VM so described (describe()): everything in
+	 * place, nothing run. */
+	int (*prepare)(const uint8_t *desc, size_t len, struct mig_vm **ret,
+		       struct mig_error *err);
+	void (*summary)(struct mig_vm *vm, struct mig_vm_summary *ret);
+};
+/* NULL for a name no backend has. */
+const struct mig_vm_backend *mig_vm_backend_get(const char *name);
+
+/* A device by class and instance, or NULL: for backends, tools and tests
+ * (the engines never ask for a class). */
+struct mig_device *mig_vm_find(struct mig_vm *vm, uint32_t cls, unsigned id);
+
+/* Take every device of vm through `stage` (mig_devices_walk()). */
+int mig_vm_walk(struct mig_vm *vm, enum mig_stage stage, struct mig_walk *w,
+		struct mig_error *err);
+/* Sync every device that tracks dirty pages; MIG_DIRTY_LOST from any makes
+ * every page dirty (and is returned). */
+int mig_vm_devices_dirty_sync(struct mig_vm *vm, uint64_t *bitmap, uint64_t *ret_count,
+			      struct mig_error *err);
+/* Guest pages, and 64-bit words of a bitmap of them. */
+uint64_t mig_vm_pages(const struct mig_vm *vm);
+uint64_t mig_vm_bitmap_words(const struct mig_vm *vm);
+/* What the devices' state will add to the stop-and-copy: what is pending
+ * in their pre-copy, and a fixed allowance per device with state. */
+uint64_t mig_vm_state_estimate(const struct mig_vm *vm);
+/* Whether every device is where a running VM has it (its ROLLBACK target). */
+bool mig_vm_is_running(const struct mig_vm *vm);
+
+/*
+ * The state of every device that has one, in one container
+ * (docs/vcpu-state.md §1): a 16-byte header, then one record per device in
+ * the SAVE stage's order: class, instance, class version, length, bytes.
+ * Save writes it after the SAVE walk.  Load checks the whole container
+ * against this VM's devices (every device with state has exactly one
+ * record, of its class's version) before any device loads, then walks the
+ * LOAD stage with each device reading its own record.
+ */
+#define MIG_STATE_MAGIC 0x3153564544474d4dULL   /* "MMGDEVS1" */
+#define MIG_STATE_VERSION 1
+int mig_vm_state_save(struct mig_vm *vm, struct mig_buf *out, struct mig_error *err);
+int mig_vm_state_load(struct mig_vm *vm, const uint8_t *p, size_t n, struct mig_walk *w,
+		      struct mig_error *err);
+
+#endif
