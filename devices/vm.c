@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* What the engines do with a VM's devices, whatever the backend. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <migrate/vm.h>
@@ -212,6 +213,21 @@ static struct mig_reader *record_of(void *arg, struct mig_device *d)
 	return NULL;
 }
 
+/* A class's name for a message: this VM's own device of that class knows
+ * it even when the class is not registered here. */
+static void class_name(const struct mig_vm *vm, uint32_t id, char *out, size_t n)
+{
+	const char *name = mig_dev_class_to_string(id);
+
+	for (unsigned i = 0; !name && i < vm->nr_devices; i++)
+		if (vm->devices[i]->cls->id == id)
+			name = vm->devices[i]->cls->name;
+	if (name)
+		snprintf(out, n, "%s", name);
+	else
+		snprintf(out, n, "class %#x", id);
+}
+
 /* Every record names one device of this VM with state, once, in its
  * class's version; every such device has one; nothing trails. */
 static int state_check(struct mig_vm *vm, const uint8_t *p, size_t n, size_t *offs,
@@ -247,11 +263,13 @@ static int state_check(struct mig_vm *vm, const uint8_t *p, size_t n, size_t *of
 		for (i = 0; i < vm->nr_devices; i++)
 			if (vm->devices[i]->cls->id == rec.cls && vm->devices[i]->id == rec.instance)
 				break;
-		if (i == vm->nr_devices || !has_state(vm->devices[i]))
+		if (i == vm->nr_devices || !has_state(vm->devices[i])) {
+			char cname[32];
+
+			class_name(vm, rec.cls, cname, sizeof(cname));
 			return mig_error_set(err, -EINVAL, "device state: record %u is for %s %u, "
-					     "which this VM does not have", k,
-					     mig_dev_class_to_string(rec.cls) ?: "an unknown class",
-					     rec.instance);
+					     "which this VM does not have", k, cname, rec.instance);
+		}
 		if (lens[i] != SIZE_MAX)
 			return mig_error_set(err, -EINVAL, "device state: two records for %s %u",
 					     vm->devices[i]->cls->name, rec.instance);
