@@ -1,0 +1,504 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The engines with a VM of fake classes: a source and a destination engine
+ * in this process, over loopback, migrating a VM whose devices are defined
+ * here and registered at run time, without anything in migrate/ knowing
+ * them.  Every arc either side takes is logged, so the call order the
+ * engines really produce is checked:
+ *
+ *   - a VFIO-like device goes to RUNNING_P2P before the vCPU-like devices
+ *     stop, and to STOP only after they stopped (KERNEL-UAPI §1.6);
+ *   - an ITS-like device, whose save writes guest RAM, saves after the
+ *     vCPUs stopped and before the final dirty sync, so the page it wrote
+ *     travels: the RAM digests compared under --verify would differ
+ *     otherwise (§6.3);
+ *   - the destination loads RAM's owner first and starts the VFIO-like
+ *     device through RUNNING_P2P before any vCPU runs (§1.7);
+ *   - a failed load on the destination, or a fault injected while the
+ *     source pauses, rolls every source device back to running.
+ *
+ * No KVM needed.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <migrate/device.h>
+#include <migrate/vm.h>
+
+#include "migrate/macro.h"
+#include "migrate/migrate-internal.h"
+
+#define RAM_BYTES (8ULL << 20)
+#define ITS_PAGE 100
+
+/* ---- the log, shared by both sides ---- */
+
+struct arc {
+	bool source;
+	const struct mig_device *d;
+	int to;
+};
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct arc log_[1024];
+static unsigned nlog;
+
+struct fvm;
+static bool is_source(const struct mig_device *d);
+
+static void log_arc(const struct mig_device *d, int to)
+{
+	pthread_mutex_lock(&log_lock);
+	if (nlog < ARRAY_SIZE(log_))
+		log_[nlog++] = (struct arc){ is_source(d), d, to };
+	pthread_mutex_unlock(&log_lock);
+}
+
+static int when(const struct mig_device *d, int to)
+{
+	for (unsigned i = 0; i < nlog; i++)
+		if (log_[i].d == d && log_[i].to == to)
+			return (int)i;
+	return -1;
+}
+
+/* ---- the fake VM ---- */
+
+struct fvm {
+	struct mig_vm vm;
+	bool source;
+	uint64_t written[RAM_BYTES / 4096 / 64];  /* pages written behind the log's back */
+	struct mig_device ram, vfio, its, cpu[2];
+	struct mig_device *all[5];
+	char fail_load[16];     /* a class whose load fails here */
+};
+
+static struct fvm *owner_of[16];
+static unsigned nowners;
+
+static struct fvm *fvm_of(const struct mig_device *d)
+{
+	for (unsigned i = 0; i < nowners; i++)
+		for (unsigned k = 0; k < owner_of[i]->vm.nr_devices; k++)
+			if (owner_of[i]->all[k] == d)
+				return owner_of[i];
+	return NULL;
+}
+
+static bool is_source(const struct mig_device *d)
+{
+	struct fvm *v = fvm_of(d);
+
+	return v && v->source;
+}
+
+static int step_logged(struct mig_device *d, int to, struct mig_error *err)
+{
+	(void)err;
+	log_arc(d, to);
+	return 0;
+}
+
+/* Each device's state is its class and id in words; a load checks it. */
+static int save_words(struct mig_device *d, struct mig_writer *w, struct mig_error *err)
+{
+	char text[64];
+
+	snprintf(text, sizeof(text), "%s %u", d->cls->name, d->id);
+	return w->write(w, text, strlen(text), err);
+}
+
+static int load_words(struct mig_device *d, struct mig_reader *r, struct mig_error *err)
+{
+	char text[64] = "", want[64];
+	uint64_t n = r->remaining(r);
+	struct fvm *v = fvm_of(d);
+
+	if (v && !strcmp(v->fail_load, d->cls->name))
+		return mig_error_set(err, -EIO, "%s %u: refused by the test", d->cls->name, d->id);
+	snprintf(want, sizeof(want), "%s %u", d->cls->name, d->id);
+	if (n >= sizeof(text) || r->read(r, text, n, err) < 0 || strcmp(text, want))
+		return mig_error_set(err, -EINVAL, "%s %u: state '%s'", d->cls->name, d->id, text);
+	return 0;
+}
+
+static const struct mig_device_ops stateful = {
+	.step = step_logged, .save = save_words, .load = load_words,
+};
+
+/* guest RAM's owner: its log is the VM's `written` set */
+enum { R_LOGGING, R_FINAL, R_RECEIVING, R_LOADED, R_RELEASED, R_N };
+static const char *const r_names[R_N] = { "logging", "final", "receiving", "loaded", "released" };
+#define A(n, a, b) [(a) * (n) + (b)] = true
+static const bool r_arcs[R_N * R_N] = {
+	A(R_N, R_LOGGING, R_FINAL), A(R_N, R_FINAL, R_LOGGING), A(R_N, R_FINAL, R_RELEASED),
+	A(R_N, R_LOGGING, R_RECEIVING), A(R_N, R_RECEIVING, R_LOADED),
+	A(R_N, R_RECEIVING, R_RELEASED), A(R_N, R_LOADED, R_LOGGING),
+	A(R_N, R_LOADED, R_RELEASED),
+};
+static const struct mig_stage_step r_steps[] = {
+	{ MIG_STAGE_SAVE, 0, R_FINAL }, { MIG_STAGE_RELEASE, 20, R_RELEASED },
+	{ MIG_STAGE_ROLLBACK, 0, R_LOGGING }, { MIG_STAGE_RECEIVE, 0, R_RECEIVING },
+	{ MIG_STAGE_LOAD, 0, R_LOADED }, { MIG_STAGE_START, 0, R_LOGGING },
+	{ MIG_STAGE_DISCARD, 20, R_RELEASED },
+};
+
+static int ram_sync(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_count,
+		    struct mig_error *err)
+{
+	struct fvm *v = fvm_of(d);
+	uint64_t n = 0;
+
+	(void)err;
+	for (unsigned i = 0; i < ARRAY_SIZE(v->written); i++) {
+		n += (uint64_t)__builtin_popcountll(v->written[i]);
+		bitmap[i] |= v->written[i];
+		v->written[i] = 0;
+	}
+	if (ret_count)
+		*ret_count = n;
+	return 0;
+}
+
+static const struct mig_device_ops ram_ops = { .step = step_logged };
+static const struct mig_dirty_ops ram_dirty = { .sync = ram_sync };
+static const struct mig_device_class fake_ram = {
+	.id = MIG_DEV_CLASS_PRIVATE + 10, .name = "fake-ram", .version = 1,
+	.nr_states = R_N, .state_names = r_names, .arcs = r_arcs,
+	.steps = r_steps, .nr_steps = ARRAY_SIZE(r_steps), .load_state = -1, .fail_state = -1,
+	.carries_ram = true, .ops = &ram_ops, .dirty_ops = &ram_dirty,
+};
+
+/* a VFIO-like device (KERNEL-UAPI §1.2, trimmed) */
+enum { V_RUNNING, V_P2P, V_STOP, V_STOP_COPY, V_RESUMING, V_ERROR, V_N };
+static const char *const v_names[V_N] = { "running", "running_p2p", "stop", "stop_copy",
+					  "resuming", "error" };
+static const bool v_arcs[V_N * V_N] = {
+	A(V_N, V_RUNNING, V_P2P), A(V_N, V_P2P, V_RUNNING), A(V_N, V_P2P, V_STOP),
+	A(V_N, V_STOP, V_P2P), A(V_N, V_STOP, V_STOP_COPY), A(V_N, V_STOP_COPY, V_STOP),
+	A(V_N, V_STOP, V_RESUMING), A(V_N, V_RESUMING, V_STOP), A(V_N, V_RESUMING, V_ERROR),
+	A(V_N, V_STOP, V_ERROR),
+};
+static const struct mig_stage_step v_steps[] = {
+	{ MIG_STAGE_QUIESCE, 0, V_P2P }, { MIG_STAGE_QUIESCE, 20, V_STOP },
+	{ MIG_STAGE_SAVE, 10, V_STOP_COPY }, { MIG_STAGE_RELEASE, 0, V_STOP },
+	{ MIG_STAGE_ROLLBACK, 20, V_RUNNING }, { MIG_STAGE_RECEIVE, 0, V_RESUMING },
+	{ MIG_STAGE_LOAD, 5, V_STOP }, { MIG_STAGE_START, 5, V_P2P },
+	{ MIG_STAGE_START, 20, V_RUNNING }, { MIG_STAGE_DISCARD, 0, V_STOP },
+};
+static const struct mig_device_class fake_vfio = {
+	.id = MIG_DEV_CLASS_PRIVATE + 11, .name = "fake-vfio", .version = 2,
+	.nr_states = V_N, .state_names = v_names, .arcs = v_arcs,
+	.steps = v_steps, .nr_steps = ARRAY_SIZE(v_steps), .load_state = V_RESUMING,
+	.fail_state = V_ERROR, .ops = &stateful,
+};
+
+/* an ITS-like device: flushing writes its table into guest RAM */
+enum { I_RUNNING, I_FLUSHED, I_SAVED, I_NEW, I_RESTORING, I_DEAD, I_N };
+static const char *const i_names[I_N] = { "running", "flushed", "saved", "new", "restoring",
+					  "dead" };
+static const bool i_arcs[I_N * I_N] = {
+	A(I_N, I_RUNNING, I_FLUSHED), A(I_N, I_FLUSHED, I_SAVED), A(I_N, I_FLUSHED, I_RUNNING),
+	A(I_N, I_SAVED, I_RUNNING), A(I_N, I_SAVED, I_DEAD), A(I_N, I_NEW, I_RESTORING),
+	A(I_N, I_RESTORING, I_RUNNING), A(I_N, I_RESTORING, I_DEAD), A(I_N, I_NEW, I_DEAD),
+};
+#undef A
+static const struct mig_stage_step i_steps[] = {
+	{ MIG_STAGE_SAVE, 5, I_SAVED }, { MIG_STAGE_RELEASE, 30, I_DEAD },
+	{ MIG_STAGE_ROLLBACK, 25, I_RUNNING }, { MIG_STAGE_LOAD, 15, I_RESTORING },
+	{ MIG_STAGE_START, 15, I_RUNNING }, { MIG_STAGE_DISCARD, 30, I_DEAD },
+};
+
+static int its_step(struct mig_device *d, int to, struct mig_error *err)
+{
+	struct fvm *v = fvm_of(d);
+
+	if (to == I_FLUSHED) {
+		/* the tables go into guest RAM, as KVM_DEV_ARM_ITS_SAVE_TABLES does */
+		memset(v->vm.ram + ITS_PAGE * 4096ULL, 0x17, 4096);
+		v->written[ITS_PAGE / 64] |= 1ULL << (ITS_PAGE % 64);
+	}
+	return step_logged(d, to, err);
+}
+
+static const struct mig_device_ops its_ops = {
+	.step = its_step, .save = save_words, .load = load_words,
+};
+static const struct mig_device_class fake_its = {
+	.id = MIG_DEV_CLASS_PRIVATE + 12, .name = "fake-its", .version = 1,
+	.nr_states = I_N, .state_names = i_names, .arcs = i_arcs,
+	.steps = i_steps, .nr_steps = ARRAY_SIZE(i_steps), .load_state = I_RESTORING,
+	.fail_state = -1, .save_writes_ram = true, .ops = &its_ops,
+};
+
+/* vCPU-like devices */
+enum { C_RUNNING, C_PAUSING, C_QUIESCED, C_SAVED, C_NEW, C_RESTORING, C_RESTORED, C_DEAD, C_N };
+static const char *const c_names[C_N] = { "running", "pausing", "quiesced", "saved", "new",
+					  "restoring", "restored", "dead" };
+#define A(a, b) [(a) * C_N + (b)] = true
+static const bool c_arcs[C_N * C_N] = {
+	A(C_RUNNING, C_PAUSING), A(C_PAUSING, C_QUIESCED), A(C_QUIESCED, C_RUNNING),
+	A(C_QUIESCED, C_SAVED), A(C_SAVED, C_RUNNING), A(C_SAVED, C_DEAD), A(C_NEW, C_RESTORING),
+	A(C_RESTORING, C_RESTORED), A(C_RESTORED, C_RUNNING), A(C_RESTORING, C_DEAD),
+	A(C_RESTORED, C_DEAD), A(C_NEW, C_DEAD),
+};
+#undef A
+static const struct mig_stage_step c_steps[] = {
+	{ MIG_STAGE_QUIESCE, 10, C_PAUSING }, { MIG_STAGE_QUIESCE, 11, C_QUIESCED },
+	{ MIG_STAGE_SAVE, 20, C_SAVED }, { MIG_STAGE_RELEASE, 10, C_DEAD },
+	{ MIG_STAGE_ROLLBACK, 30, C_RUNNING }, { MIG_STAGE_LOAD, 20, C_RESTORED },
+	{ MIG_STAGE_START, 30, C_RUNNING }, { MIG_STAGE_DISCARD, 10, C_DEAD },
+};
+static const struct mig_device_class fake_cpu = {
+	.id = MIG_DEV_CLASS_PRIVATE + 13, .name = "fake-cpu", .version = 1,
+	.nr_states = C_N, .state_names = c_names, .arcs = c_arcs,
+	.steps = c_steps, .nr_steps = ARRAY_SIZE(c_steps), .load_state = C_RESTORING,
+	.fail_state = -1, .ops = &stateful,
+};
+
+static int fvm_describe(struct mig_vm *vm, uint8_t *out, size_t *len, struct mig_error *err)
+{
+	(void)vm; (void)err;
+	memcpy(out, "fake vm v1", 10);
+	*len = 10;
+	return 0;
+}
+
+static int fvm_matches(struct mig_vm *vm, const uint8_t *desc, size_t len, struct mig_error *err)
+{
+	(void)vm;
+	if (len < 10 || memcmp(desc, "fake vm v1", 10))
+		return mig_error_set(err, -EINVAL, "not a fake VM");
+	return 0;
+}
+
+static void fvm_health(struct mig_vm *vm, struct mig_vm_health *ret)
+{
+	(void)vm;
+	*ret = (struct mig_vm_health){ 0 };
+}
+
+static int fvm_digest(struct mig_vm *vm, const atomic_bool *stop, struct mig_digest *ret)
+{
+	return mig_ram_digest(vm->ram, vm->ram_bytes, stop, ret);
+}
+
+static void fvm_destroy(struct mig_vm *vm)
+{
+	(void)vm;   /* the test owns it and checks it afterwards */
+}
+
+static const struct mig_vm_ops fvm_ops = {
+	.describe = fvm_describe, .matches = fvm_matches,
+	.dirty_sync = mig_vm_devices_dirty_sync, .health = fvm_health,
+	.digest = fvm_digest, .destroy = fvm_destroy,
+};
+
+static void fvm_init(struct fvm *v, bool source)
+{
+	memset(v, 0, sizeof(*v));
+	cr_assert_lt(nowners, ARRAY_SIZE(owner_of));
+	owner_of[nowners++] = v;
+	v->source = source;
+	v->vm.ops = &fvm_ops;
+	v->vm.ram = mmap(NULL, RAM_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(v->vm.ram, MAP_FAILED);
+	v->vm.ram_bytes = RAM_BYTES;
+	if (source)
+		for (uint64_t i = 0; i < RAM_BYTES / 8; i++)
+			((uint64_t *)v->vm.ram)[i] = i * 0x9e3779b97f4a7c15ULL;
+	mig_device_init(&v->ram, &fake_ram, 0, R_LOGGING);
+	mig_device_init(&v->vfio, &fake_vfio, 0, source ? V_RUNNING : V_RUNNING);
+	mig_device_init(&v->its, &fake_its, 0, source ? I_RUNNING : I_NEW);
+	for (unsigned i = 0; i < 2; i++)
+		mig_device_init(&v->cpu[i], &fake_cpu, i, source ? C_RUNNING : C_NEW);
+	v->all[0] = &v->ram;
+	v->all[1] = &v->cpu[0];
+	v->all[2] = &v->vfio;
+	v->all[3] = &v->its;
+	v->all[4] = &v->cpu[1];
+	v->vm.devices = v->all;
+	v->vm.nr_devices = 5;
+}
+
+static void fvm_free(struct fvm *v)
+{
+	munmap(v->vm.ram, RAM_BYTES);
+}
+
+/* ---- one migration, both engines in this process ---- */
+
+struct dst_run {
+	struct mig_in_opts o;
+	struct mig_vm *out;
+	struct mig_error err;
+	int r;
+};
+
+static void *dst_main(void *arg)
+{
+	struct dst_run *d = arg;
+
+	d->r = mig_dest_run(&d->o, &d->out, &d->err);
+	return NULL;
+}
+
+struct result {
+	struct mig_event res;
+	struct mig_event_device devs[MIG_EVENT_DEVICES_MAX];
+	struct dst_run dst;
+};
+
+static void migrate(struct fvm *src, struct fvm *dst, mig_fault_fn fault, void *fault_arg,
+		    struct result *out)
+{
+	struct xport_endpoint ep = { .kind = XPORT_EP_TCP, .host = "127.0.0.1" };
+	struct mig_out_opts o = { 0 };
+	struct mig_error err = { 0 };
+	atomic_bool cancel = false;
+	pthread_t t;
+	int lfd;
+
+	/* classes from outside the build's table, added as a plug-in would be */
+	cr_assert_eq(mig_device_class_add(&fake_ram), 0);
+	cr_assert_eq(mig_device_class_add(&fake_vfio), 0);
+	cr_assert_eq(mig_device_class_add(&fake_its), 0);
+	cr_assert_eq(mig_device_class_add(&fake_cpu), 0);
+	nlog = 0;
+	lfd = xport_listen(&ep, &err);
+	cr_assert_geq(lfd, 0, "%s", err.msg);
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < 16; i++)
+		o.id[i] = (uint8_t)(i + 1);
+	xport_random(o.secret, sizeof(o.secret));
+	memcpy(out->dst.o.id, o.id, 16);
+	memcpy(out->dst.o.secret, o.secret, sizeof(o.secret));
+	snprintf(o.name, sizeof(o.name), "fake");
+	snprintf(out->dst.o.name, sizeof(out->dst.o.name), "fake");
+	cr_assert_eq(xport_local_addr(lfd, o.dest_addr, sizeof(o.dest_addr)), 0);
+	o.streams = out->dst.o.streams = 2;
+	out->dst.o.listen_fd = lfd;
+	out->dst.o.vm = &dst->vm;
+	o.verify = true;
+	o.checksum = MIG_CHECKSUM_PAGES;
+	conv_params_default(&o.conv);
+	o.fault = fault;
+	o.fault_arg = fault_arg;
+	cr_assert_eq(pthread_create(&t, NULL, dst_main, &out->dst), 0);
+	mig_source_run(&src->vm, &o, &cancel, NULL, NULL, &out->res, out->devs);
+	pthread_join(t, NULL);
+	close(lfd);
+}
+
+Test(engine, call_order_of_a_whole_migration, .timeout = 60)
+{
+	struct fvm src, dst;
+	struct result r;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	migrate(&src, &dst, NULL, NULL, &r);
+	cr_assert_eq(r.res.result, MIG_RESULT_COMPLETED, "%s", r.res.error);
+	cr_assert_eq(r.dst.r, 0, "%s", r.dst.err.msg);
+	cr_assert_eq(r.dst.out, &dst.vm);
+	cr_assert_eq(r.res.verified, 1);
+	/* the ITS's page went: its flush came before the final sync */
+	cr_assert_eq(memcmp(src.vm.ram, dst.vm.ram, RAM_BYTES), 0, "the copies differ");
+	cr_assert_eq(dst.vm.ram[ITS_PAGE * 4096ULL], 0x17);
+
+	/* source */
+	for (unsigned i = 0; i < 2; i++) {
+		cr_assert_lt(when(&src.vfio, V_P2P), when(&src.cpu[i], C_PAUSING));
+		cr_assert_lt(when(&src.cpu[i], C_QUIESCED), when(&src.vfio, V_STOP));
+		cr_assert_lt(when(&src.cpu[i], C_QUIESCED), when(&src.its, I_FLUSHED));
+		cr_assert_lt(when(&src.cpu[i], C_SAVED), when(&src.cpu[i], C_DEAD));
+	}
+	cr_assert_lt(when(&src.its, I_SAVED), when(&src.ram, R_FINAL), "RAM writers save first");
+	cr_assert_geq(when(&src.ram, R_RELEASED), 0, "the source released its copy");
+	/* destination */
+	cr_assert_lt(when(&dst.ram, R_RECEIVING), when(&dst.vfio, V_RESUMING) + 1);
+	for (unsigned i = 0; i < 2; i++) {
+		cr_assert_lt(when(&dst.ram, R_LOADED), when(&dst.cpu[i], C_RESTORING));
+		cr_assert_lt(when(&dst.vfio, V_P2P), when(&dst.vfio, V_RUNNING));
+		cr_assert_lt(when(&dst.vfio, V_RUNNING), when(&dst.cpu[i], C_RUNNING));
+		cr_assert_lt(when(&dst.its, I_RUNNING), when(&dst.cpu[i], C_RUNNING));
+		cr_assert_eq(dst.cpu[i].state, C_RUNNING);
+	}
+	cr_assert_eq(dst.vfio.state, V_RUNNING);
+	cr_assert_eq(dst.its.bytes, strlen("fake-its 0"));
+	/* the RESULT names every device of the source as the engine left it */
+	cr_assert_eq(r.res.nr_devices, 5);
+	for (unsigned i = 0; i < 5; i++) {
+		cr_assert_eq(r.devs[i].cls, src.all[i]->cls->id);
+		cr_assert_eq(r.devs[i].state, (uint32_t)src.all[i]->state);
+	}
+	cr_assert_eq(r.devs[0].bytes, r.res.wire_bytes, "RAM's owner reports the pages sent");
+	cr_assert_eq(r.devs[2].bytes, strlen("fake-vfio 0"));
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+
+static void expect_rolled_back(struct fvm *src, const struct result *r)
+{
+	cr_assert_eq(r->res.owner, MIG_OWNER_SOURCE, "%s", r->res.error);
+	cr_assert_eq(src->ram.state, R_LOGGING);
+	cr_assert_eq(src->vfio.state, V_RUNNING);
+	cr_assert_eq(src->its.state, I_RUNNING);
+	for (unsigned i = 0; i < 2; i++)
+		cr_assert_eq(src->cpu[i].state, C_RUNNING);
+}
+
+/* The destination refuses one device's state: LOADED says so, the source
+ * walks every device back to running. */
+Test(engine, a_load_refused_rolls_the_source_back, .timeout = 60)
+{
+	struct fvm src, dst;
+	struct result r;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	snprintf(dst.fail_load, sizeof(dst.fail_load), "fake-its");
+	migrate(&src, &dst, NULL, NULL, &r);
+	cr_assert_eq(r.res.result, MIG_RESULT_FAILED);
+	cr_assert_not_null(strstr(r.res.error, "could not load the VM: fake-its 0: refused by "
+				  "the test"), "%s", r.res.error);
+	expect_rolled_back(&src, &r);
+	cr_assert_lt(r.dst.r, 0);
+	cr_assert_eq(dst.cpu[0].state, C_DEAD, "the destination discarded its copy");
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+
+/* A fault injected as the second vCPU parks (the chaos mode's seam): the
+ * pause is half done, and the rollback walk takes every device back. */
+static int fault_second_park(void *arg, const struct mig_fault_point *p, struct mig_error *err)
+{
+	struct fvm *src = arg;
+
+	if (p->kind == MIG_FAULT_DEVICE_STEP && p->dev == &src->cpu[1] && p->to == C_QUIESCED)
+		return mig_error_set(err, -EIO, "injected at the second park");
+	return 0;
+}
+
+Test(engine, a_fault_while_pausing_rolls_the_source_back, .timeout = 60)
+{
+	struct fvm src, dst;
+	struct result r;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	migrate(&src, &dst, fault_second_park, &src, &r);
+	cr_assert_eq(r.res.result, MIG_RESULT_FAILED);
+	cr_assert_str_eq(r.res.error, "injected at the second park");
+	expect_rolled_back(&src, &r);
+	cr_assert_lt(when(&src.cpu[1], C_QUIESCED), when(&src.cpu[1], C_RUNNING),
+		     "the half-paused vCPU went back through quiesced");
+	cr_assert_eq(when(&src.vfio, V_STOP), -1, "nothing stopped after the fault");
+	fvm_free(&src);
+	fvm_free(&dst);
+}
