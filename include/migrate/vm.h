@@ -120,7 +120,7 @@ bool mig_vm_is_running(const struct mig_vm *vm);
 
 /*
  * The state of every device that has one, in one container
- * (docs/vcpu-state.md §1): a 16-byte header, then one record per device in
+ * (docs/protocol.md §6.6): a 16-byte header, then one record per device in
  * the SAVE stage's order: class, instance, class version, length, bytes.
  * Save writes it after the SAVE walk.  Load checks the whole container
  * against this VM's devices (every device with state has exactly one
