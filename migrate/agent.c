@@ -518,8 +518,11 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	memcpy(&req, body, sizeof(req));
 	req.name[sizeof(req.name) - 1] = '\0';
 	req.dest_addr[sizeof(req.dest_addr) - 1] = '\0';
-	if (req.streams < 1 || req.streams > MIG_MAX_STREAMS || req.codec > XPORT_CODEC_AUTO ||
-	    req.timeout_action > CONV_TIMEOUT_FORCE || req.checksum > MIG_CHECKSUM_AUTO)
+	/* 0 is never a codec, an action or a checksum mode */
+	if (req.streams < 1 || req.streams > MIG_MAX_STREAMS || req.codec < XPORT_CODEC_NONE ||
+	    req.codec > XPORT_CODEC_AUTO || req.timeout_action < CONV_TIMEOUT_ABORT ||
+	    req.timeout_action > CONV_TIMEOUT_FORCE || req.checksum < MIG_CHECKSUM_PAGES ||
+	    req.checksum > MIG_CHECKSUM_AUTO)
 		return reply(s, -EINVAL, "MIG_OUTGOING: bad streams, codec, timeout action or "
 			     "checksum mode", NULL, 0);
 	pthread_mutex_lock(&a->lock);
@@ -533,6 +536,8 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	if (r == 0) {
 		m = mig_take(a, req.id, MIG_SIDE_SOURCE, req.name, req.dest_addr,
 			     v->vm->ram_bytes);
+		if (m)
+			m->last.phase = MIG_PHASE_SETUP;   /* until its first event */
 		if (!m)
 			r = -EAGAIN;
 	}

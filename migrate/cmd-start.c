@@ -53,7 +53,8 @@ struct start_opts {
 	bool json;
 };
 
-static const char *const checksum_names[] = {
+static const char *const checksum_names[_MIG_CHECKSUM_MAX] = {
+	[MIG_CHECKSUM_INVALID] = NULL,
 	[MIG_CHECKSUM_PAGES] = "pages",
 	[MIG_CHECKSUM_FRAMES] = "frames",
 	[MIG_CHECKSUM_AUTO] = "auto",
@@ -62,7 +63,7 @@ static const char *const checksum_names[] = {
 /* The human summary's words for the checksum mode the RESULT reports. */
 static const char *checksum_text(const struct mig_event *e, enum mig_checksum asked)
 {
-	if (e->checksum > MIG_CHECKSUM_FRAMES)
+	if (e->checksum != MIG_CHECKSUM_PAGES && e->checksum != MIG_CHECKSUM_FRAMES)
 		return "not decided yet";
 	if (e->checksum == MIG_CHECKSUM_FRAMES && e->same_host && asked == MIG_CHECKSUM_AUTO)
 		return "frames (auto: both agents on this host)";
@@ -172,6 +173,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 	o->verify = -1;
 	o->compress.codec = XPORT_CODEC_NONE;
 	o->checksum = MIG_CHECKSUM_AUTO;
+	o->action = CONV_TIMEOUT_ABORT;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (cli_once("start", opts, c, &seen))
@@ -217,7 +219,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		case 'N': o->verify = 0; break;
 		case 'j': o->json = true; break;
 		case 'C':
-			for (r = 0; r < (int)ARRAY_SIZE(checksum_names); r++)
+			for (r = MIG_CHECKSUM_PAGES; r < (int)ARRAY_SIZE(checksum_names); r++)
 				if (!strcmp(optarg, checksum_names[r]))
 					break;
 			o->checksum = (enum mig_checksum)r;
@@ -319,7 +321,7 @@ static void print_json(const char *id, const struct mig_event *e,
 	else
 		json_null(&w, "compression");
 	json_str(&w, "compression_requested", xport_codec_to_string(o->compress.codec));
-	if (started && e->checksum <= MIG_CHECKSUM_FRAMES)
+	if (started && (e->checksum == MIG_CHECKSUM_PAGES || e->checksum == MIG_CHECKSUM_FRAMES))
 		json_str(&w, "checksum", checksum_names[e->checksum]);
 	else
 		json_null(&w, "checksum");   /* failed before auto was resolved */
@@ -334,7 +336,7 @@ static void print_json(const char *id, const struct mig_event *e,
 	json_u64(&w, "dirty_rate_bps", e->dirty_rate_bps);
 	json_obj_end(&w);
 	json_arr_begin(&w, "phases");
-	for (int p = 0; started && p < _MIG_PHASE_MAX; p++) {
+	for (int p = MIG_PHASE_SETUP; started && p < _MIG_PHASE_MAX; p++) {
 		if (!e->phase_start_ms[p] && !e->phase_duration_ms[p] && p != MIG_PHASE_SETUP)
 			continue;
 		json_obj_begin(&w, NULL);

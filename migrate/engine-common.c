@@ -11,6 +11,7 @@
 #include "migrate/migrate-internal.h"
 
 static const char *const phase_names[_MIG_PHASE_MAX] = {
+	[MIG_PHASE_INVALID] = NULL,
 	[MIG_PHASE_SETUP] = "setup",
 	[MIG_PHASE_PRECOPY] = "precopy",
 	[MIG_PHASE_STOP_COPY] = "stop_copy",
@@ -44,10 +45,7 @@ bool mig_phase_arc_allowed(enum mig_phase from, enum mig_phase to)
 	return phase_arcs[from * _MIG_PHASE_MAX + to];
 }
 
-const char *mig_phase_to_string(enum mig_phase p)
-{
-	return (unsigned)p < _MIG_PHASE_MAX ? phase_names[p] : NULL;
-}
+MIG_STRING_TABLE_TO(mig_phase, enum mig_phase, phase_names)
 
 void mig_error_msg_fill(struct mig_error_msg *m, int code, const char *text)
 {

@@ -1174,6 +1174,7 @@ int mig_dest_run(const struct mig_in_opts *o, struct mig_vm **ret_vm, struct mig
 		s->err = k ? &s->own_err : &d.err;
 	}
 	d.cpu0 = mig_cpu_ms();
+	publish_phase(&d, MIG_PHASE_SETUP);
 	r = accept_streams(&d);
 	if (r >= 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, d.note) < 0)
 		r = mig_error_set(&d.err, -errno, "socketpair: %s", strerror(errno));

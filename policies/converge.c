@@ -44,26 +44,8 @@ static const char *const conv_timeout_action_names[_CONV_TIMEOUT_ACTION_MAX] = {
 	[CONV_TIMEOUT_FORCE] = "force",
 };
 
-const char *conv_action_to_string(enum conv_action a)
-{
-	return (unsigned)a < ARRAY_SIZE(conv_action_names) ? conv_action_names[a] : NULL;
-}
-
-const char *conv_timeout_action_to_string(enum conv_timeout_action a)
-{
-	return (unsigned)a < ARRAY_SIZE(conv_timeout_action_names) ?
-	       conv_timeout_action_names[a] : NULL;
-}
-
-int conv_timeout_action_from_string(const char *s)
-{
-	if (!s)
-		return -EINVAL;
-	for (unsigned i = 0; i < ARRAY_SIZE(conv_timeout_action_names); i++)
-		if (strcmp(s, conv_timeout_action_names[i]) == 0)
-			return (int)i;
-	return -EINVAL;
-}
+MIG_STRING_TABLE_TO(conv_action, enum conv_action, conv_action_names)
+MIG_STRING_TABLE(conv_timeout_action, enum conv_timeout_action, conv_timeout_action_names)
 
 void conv_params_default(struct conv_params *p)
 {

@@ -385,6 +385,7 @@ static void migrate(struct fvm *src, struct fvm *dst, mig_fault_fn fault, void *
 	out->dst.o.listen_fd = lfd;
 	out->dst.o.vm = &dst->vm;
 	o.verify = true;
+	o.compress.codec = XPORT_CODEC_NONE;
 	o.checksum = MIG_CHECKSUM_PAGES;
 	conv_params_default(&o.conv);
 	o.fault = fault;

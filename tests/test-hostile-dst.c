@@ -79,6 +79,8 @@ static void hd_prepare(struct hd *h, const char *vm, unsigned streams)
 	snprintf(h->out.dest_addr, sizeof(h->out.dest_addr), "%s", h->addr);
 	h->out.streams = streams;
 	h->out.downtime_limit_ms = 300;
+	h->out.codec = XPORT_CODEC_NONE;
+	h->out.timeout_action = CONV_TIMEOUT_ABORT;
 	h->out.checksum = MIG_CHECKSUM_FRAMES;
 }
 

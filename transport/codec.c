@@ -2,6 +2,8 @@
 /* Page codec selection: the --compress option and its names. */
 #include <migrate/transport.h>
 
+#include "migrate/macro.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -15,18 +17,14 @@
 
 #define COMPRESS_FORMS "none, zstd, zstd:LEVEL (1-19) or auto"
 
-static const char *const codec_names[] = {
+static const char *const codec_names[_XPORT_CODEC_MAX] = {
+	[XPORT_CODEC_INVALID] = NULL,
 	[XPORT_CODEC_NONE] = "none",
 	[XPORT_CODEC_ZSTD] = "zstd",
 	[XPORT_CODEC_AUTO] = "auto",
 };
 
-const char *xport_codec_to_string(enum xport_codec c)
-{
-	if ((unsigned)c >= sizeof(codec_names) / sizeof(codec_names[0]))
-		return NULL;
-	return codec_names[c];
-}
+MIG_STRING_TABLE_TO(xport_codec, enum xport_codec, codec_names)
 
 int xport_compress_parse(const char *s, struct xport_compress *ret, struct mig_error *err)
 {

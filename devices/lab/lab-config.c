@@ -306,15 +306,17 @@ void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
 	w->rate = c->rate;
 	w->seed = c->seed;
 	w->vcpus = c->vcpus;
-	w->pattern = c->pattern;
-	w->dirty_log = c->dirty_log;
+	/* 0 is never a value on the wire */
+	w->pattern = (uint32_t)c->pattern + 1;
+	w->dirty_log = (uint32_t)c->dirty_log + 1;
 	w->ring_entries = c->ring_entries;
 }
 
 int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig_error *err)
 {
 	lab_config_default(c);
-	if (w->pattern >= _LAB_PATTERN_MAX || w->dirty_log >= _LAB_DIRTY_LOG_MAX)
+	if (w->pattern < 1 || w->pattern > _LAB_PATTERN_MAX || w->dirty_log < 1 ||
+	    w->dirty_log > _LAB_DIRTY_LOG_MAX)
 		return mig_error_set(err, -EPROTO, "VM description: pattern %u / dirty log %u unknown",
 				     w->pattern, w->dirty_log);
 	c->mem_bytes = w->mem_bytes;
@@ -322,8 +324,8 @@ int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig
 	c->rate = w->rate;
 	c->seed = w->seed;
 	c->vcpus = w->vcpus;
-	c->pattern = (enum lab_pattern)w->pattern;
-	c->dirty_log = (enum lab_dirty_log)w->dirty_log;
+	c->pattern = (enum lab_pattern)(w->pattern - 1);
+	c->dirty_log = (enum lab_dirty_log)(w->dirty_log - 1);
 	c->ring_entries = w->ring_entries;
 	return lab_config_check(c, err);
 }

@@ -29,6 +29,7 @@ _Static_assert(sizeof(struct mig_hello) == 64, "hello");
 struct mig_auth_challenge {
 	uint8_t nonce[XPORT_NONCE_LEN];
 };
+_Static_assert(sizeof(struct mig_auth_challenge) == 32, "auth challenge");
 struct mig_auth_response {
 	uint8_t nonce[XPORT_NONCE_LEN];
 	uint8_t mac[XPORT_MAC_LEN];   /* HMAC(key, "migratectl-client" | agent nonce | client nonce) */
@@ -36,6 +37,7 @@ struct mig_auth_response {
 struct mig_auth_proof {
 	uint8_t mac[XPORT_MAC_LEN];   /* HMAC(key, "migratectl-agent" | client nonce | agent nonce) */
 };
+_Static_assert(sizeof(struct mig_auth_proof) == 32, "auth proof");
 _Static_assert(sizeof(struct mig_auth_response) == 64, "auth response");
 
 struct mig_error_msg {
@@ -64,6 +66,7 @@ struct mig_request {
 	uint32_t op;
 	uint32_t pad;
 };
+_Static_assert(sizeof(struct mig_request) == 8, "request");
 
 struct mig_reply {
 	int32_t status;           /* 0 or -errno */
@@ -76,10 +79,12 @@ struct mig_vm_create {
 	char name[MIG_NAME_MAX];
 	char spec[256];           /* lab SPEC */
 };
+_Static_assert(sizeof(struct mig_vm_create) == 320, "vm create");
 
 struct mig_vm_ref {
 	char name[MIG_NAME_MAX];
 };
+_Static_assert(sizeof(struct mig_vm_ref) == 64, "vm ref");
 
 struct mig_lab_wire {             /* struct lab_config on the wire */
 	uint64_t mem_bytes;
@@ -135,10 +140,12 @@ struct mig_incoming {
 	char listen_host[64];     /* where the destination listens for the source */
 	struct mig_lab_wire lab;  /* the VM to prepare (RAM allocated and pre-faulted now) */
 };
+_Static_assert(sizeof(struct mig_incoming) == 232, "incoming");
 
 struct mig_incoming_reply {
 	char addr[128];           /* HOST:PORT the source connects its streams to */
 };
+_Static_assert(sizeof(struct mig_incoming_reply) == 128, "incoming reply");
 
 struct mig_outgoing {
 	uint8_t id[16];
@@ -146,7 +153,7 @@ struct mig_outgoing {
 	char name[MIG_NAME_MAX];
 	char dest_addr[128];
 	uint32_t streams;
-	uint32_t codec;           /* enum xport_codec */
+	uint32_t codec;           /* enum xport_codec (0 is never one) */
 	int32_t level;
 	uint32_t verify;
 	uint64_t downtime_limit_ms;
@@ -170,14 +177,17 @@ _Static_assert(sizeof(struct mig_outgoing) == 296, "outgoing");
  * can hide a path that leaves it; ask for PAGES there.  In a RESULT, AUTO
  * means the migration failed before it was resolved. */
 enum mig_checksum {
-	MIG_CHECKSUM_PAGES = 0,
-	MIG_CHECKSUM_FRAMES = 1,
-	MIG_CHECKSUM_AUTO = 2,
+	MIG_CHECKSUM_INVALID = 0,
+	MIG_CHECKSUM_PAGES = 1,
+	MIG_CHECKSUM_FRAMES = 2,
+	MIG_CHECKSUM_AUTO = 3,
+	_MIG_CHECKSUM_MAX,
 };
 
 struct mig_cancel {
 	uint8_t id[16];
 };
+_Static_assert(sizeof(struct mig_cancel) == 16, "cancel");
 
 /* MIG_LIST: one per migration the agent takes part in, and one per VM it
  * holds after a migration whose outcome is unknown. */
@@ -204,8 +214,10 @@ _Static_assert(sizeof(struct mig_migration_info) == 528, "migration info");
 #define MIG_MIGRATION_HELD 2
 
 /* EVENT payload: progress while running, the result at the end. */
+/* On the wire (EVENT, MIG_LIST): 0 is never a phase. */
 enum mig_phase {
-	MIG_PHASE_SETUP,
+	MIG_PHASE_INVALID = 0,
+	MIG_PHASE_SETUP = 1,
 	MIG_PHASE_PRECOPY,
 	MIG_PHASE_STOP_COPY,
 	MIG_PHASE_COMMIT,
@@ -273,7 +285,7 @@ struct mig_event {
 	uint32_t pad;
 	uint64_t switchover_timeout_ms;   /* the deadline STOP_COPY had */
 };
-_Static_assert(sizeof(struct mig_event) == 888, "event");
+_Static_assert(sizeof(struct mig_event) == 904, "event");
 
 /* RESULT: after struct mig_event, one per device of the source VM, as the
  * engine left it. */

@@ -9,9 +9,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* On the wire (mig_outgoing): 0 is never an action. */
 enum conv_timeout_action {
-	CONV_TIMEOUT_ABORT,
-	CONV_TIMEOUT_FORCE,
+	CONV_TIMEOUT_INVALID = 0,
+	CONV_TIMEOUT_ABORT = 1,
+	CONV_TIMEOUT_FORCE = 2,
 	_CONV_TIMEOUT_ACTION_MAX,
 };
 

@@ -148,7 +148,14 @@ int xport_key_load(const char *path, struct mig_buf *ret, struct mig_error *err)
 
 /* ---- page codecs ---- */
 
-enum xport_codec { XPORT_CODEC_NONE, XPORT_CODEC_ZSTD, XPORT_CODEC_AUTO };
+/* On the wire (mig_outgoing, EVENT): 0 is never a codec. */
+enum xport_codec {
+	XPORT_CODEC_INVALID = 0,
+	XPORT_CODEC_NONE = 1,
+	XPORT_CODEC_ZSTD = 2,
+	XPORT_CODEC_AUTO = 3,
+	_XPORT_CODEC_MAX,
+};
 
 struct xport_compress {
 	enum xport_codec codec;
