@@ -316,3 +316,93 @@ int mig_vm_state_load(struct mig_vm *vm, const uint8_t *p, size_t n, struct mig_
 	w->state_arg = NULL;
 	return r;
 }
+
+/* ---- the device manifest ---- */
+
+int mig_vm_manifest(struct mig_vm *vm, struct mig_buf *out, struct mig_error *err)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct mig_device *d = vm->devices[i];
+		struct mig_manifest_entry e = {
+			.cls = d->cls->id, .instance = d->id, .version = d->cls->version,
+			.flags = has_state(d) ? MIG_MANIFEST_F_STATE : 0,
+		};
+		int r;
+
+		if (d->cls->compat_ops && d->cls->compat_ops->describe) {
+			struct mig_buf desc = { 0 };
+
+			r = d->cls->compat_ops->describe(d, &desc, err);
+			if (r >= 0 && desc.len > sizeof(e.desc))
+				r = mig_error_set(err, -E2BIG, "%s %u: a description of %zu bytes, "
+						  "at most %zu", d->cls->name, d->id, desc.len,
+						  sizeof(e.desc));
+			if (r >= 0 && desc.len)
+				memcpy(e.desc, desc.data, desc.len);
+			e.desc_len = (uint32_t)desc.len;
+			mig_buf_free(&desc);
+			if (r < 0)
+				return r;
+		}
+		r = mig_buf_append(out, &e, sizeof(e));
+		if (r < 0)
+			return mig_error_set(err, r, "out of memory");
+	}
+	return 0;
+}
+
+int mig_vm_manifest_check(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
+			  struct mig_error *err)
+{
+	bool seen[vm->nr_devices ? vm->nr_devices : 1];
+	char cname[32];
+
+	if (n != (size_t)count * sizeof(struct mig_manifest_entry))
+		return mig_error_set(err, -EBADMSG, "the device manifest is %zu bytes for %u "
+				     "devices", n, count);
+	memset(seen, 0, sizeof(seen));
+	for (uint32_t k = 0; k < count; k++) {
+		struct mig_manifest_entry e;
+		struct mig_device *d = NULL;
+		unsigned i;
+		int r;
+
+		memcpy(&e, p + (size_t)k * sizeof(e), sizeof(e));
+		for (i = 0; i < vm->nr_devices; i++)
+			if (vm->devices[i]->cls->id == e.cls && vm->devices[i]->id == e.instance) {
+				d = vm->devices[i];
+				break;
+			}
+		class_name(vm, e.cls, cname, sizeof(cname));
+		if (!d)
+			return mig_error_set(err, -ENODEV, "device %s %u: the source's VM has it, "
+					     "this one does not", cname, e.instance);
+		if (seen[i])
+			return mig_error_set(err, -EBADMSG, "device %s %u: listed twice", cname,
+					     e.instance);
+		seen[i] = true;
+		if (e.version != d->cls->version)
+			return mig_error_set(err, -EPROTO, "device %s %u: the source's state is "
+					     "version %u of its class, this build reads version %u: "
+					     "upgrade the older side", cname, e.instance, e.version,
+					     d->cls->version);
+		if ((e.flags & ~MIG_MANIFEST_F_KNOWN) ||
+		    !!(e.flags & MIG_MANIFEST_F_STATE) != has_state(d))
+			return mig_error_set(err, -EPROTO, "device %s %u: flags %#x do not match "
+					     "this build's class", cname, e.instance, e.flags);
+		if (e.desc_len > sizeof(e.desc))
+			return mig_error_set(err, -EBADMSG, "device %s %u: a description of %u "
+					     "bytes", cname, e.instance, e.desc_len);
+		if (d->cls->compat_ops && d->cls->compat_ops->check) {
+			r = d->cls->compat_ops->check(d, e.desc, e.desc_len, err);
+			if (r < 0)
+				return mig_error_prefix(err, "device %s %u", cname, e.instance);
+		}
+	}
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		if (!seen[i])
+			return mig_error_set(err, -ENODEV, "device %s %u: this VM has it, the "
+					     "source's does not", vm->devices[i]->cls->name,
+					     vm->devices[i]->id);
+	return 0;
+}

@@ -625,10 +625,14 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	struct mig_walk w = walk_opts(d);
 	int r = 0;
 
-	if (s->hdr.length != sizeof(st) || d->ram)
+	if (s->hdr.length < sizeof(st) || d->ram)
 		return mig_error_set(&d->err, -EPROTO, "bad SETUP frame");
 	memcpy(&st, s->buf.data, sizeof(st));
 	st.name[sizeof(st.name) - 1] = '\0';
+	if (st.nr_devices > MIG_SETUP_DEVICES_MAX ||
+	    s->hdr.length != sizeof(st) + st.nr_devices * sizeof(struct mig_manifest_entry))
+		return mig_error_set(&d->err, -EPROTO, "bad SETUP frame: %u bytes for %u devices",
+				     s->hdr.length, st.nr_devices);
 	if (st.page_size != PAGE || st.nr_pages != mig_vm_pages(d->vm))
 		r = mig_error_set(&d->err, -EPROTO, "SETUP: page size %u, %llu pages do not match "
 				  "the VM's %llu pages of %u bytes", st.page_size,
@@ -637,6 +641,9 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	/* Prepared in advance: the source's VM must be the one we built. */
 	if (r >= 0)
 		r = d->vm->ops->matches(d->vm, st.vm_desc, sizeof(st.vm_desc), &d->err);
+	if (r >= 0)
+		r = mig_vm_manifest_check(d->vm, s->buf.data + sizeof(st),
+					  s->hdr.length - sizeof(st), st.nr_devices, &d->err);
 	if (r >= 0 && (st.flags & ~MIG_SETUP_F_KNOWN))
 		r = mig_error_set(&d->err, -EPROTO, "SETUP: unknown flags %#x", st.flags);
 	if (r >= 0) {

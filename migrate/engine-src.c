@@ -1070,9 +1070,23 @@ static int do_setup(struct src *s)
 	st.flags = (s->o->verify ? MIG_SETUP_F_VERIFY : 0) |
 		   (s->checksum == MIG_CHECKSUM_PAGES ? 0 : MIG_SETUP_F_NO_PAGE_SUMS);
 	str_copy(st.name, sizeof(st.name), s->o->name);
-	r = ctl_send(s, MIG_FRAME_SETUP, &st, sizeof(st));
+	if (s->vm->nr_devices > MIG_SETUP_DEVICES_MAX)
+		return mig_error_set(&s->err, -E2BIG, "the VM has %u devices; a migration takes "
+				     "at most %u", s->vm->nr_devices, MIG_SETUP_DEVICES_MAX);
+	st.nr_devices = s->vm->nr_devices;
+	/* SETUP: the header, then the device manifest the destination checks
+	 * its own VM against before anything moves. */
+	r = mig_buf_append(&pl, &st, sizeof(st));
 	if (r < 0)
+		return mig_error_set(&s->err, r, "out of memory");
+	r = mig_vm_manifest(s->vm, &pl, &s->err);
+	if (r >= 0)
+		r = ctl_send(s, MIG_FRAME_SETUP, pl.data, pl.len);
+	pl.len = 0;
+	if (r < 0) {
+		mig_buf_free(&pl);
 		return r;
+	}
 	r = ctl_recv(s, &h, &pl, REPLY_TIMEOUT_MS);
 	if (r >= 0)
 		r = expect(s, &h, MIG_FRAME_READY, sizeof(rep));

@@ -76,6 +76,7 @@ struct fvm {
 	struct mig_device ram, vfio, its, cpu[2];
 	struct mig_device *all[5];
 	char fail_load[16];     /* a class whose load fails here */
+	unsigned vfio_model;    /* what the VFIO-like device describes */
 };
 
 static struct fvm *owner_of[16];
@@ -191,11 +192,36 @@ static const struct mig_stage_step v_steps[] = {
 	{ MIG_STAGE_LOAD, 5, V_STOP }, { MIG_STAGE_START, 5, V_P2P },
 	{ MIG_STAGE_START, 20, V_RUNNING }, { MIG_STAGE_DISCARD, 0, V_STOP },
 };
+/* Its description is its model; another model's state does not load. */
+static int vfio_describe(struct mig_device *d, struct mig_buf *out, struct mig_error *err)
+{
+	char text[32];
+	int n = snprintf(text, sizeof(text), "model %u", fvm_of(d)->vfio_model);
+
+	if (mig_buf_append(out, text, (size_t)n) < 0)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+static int vfio_check(struct mig_device *d, const void *desc, size_t n, struct mig_error *err)
+{
+	char want[32];
+	int k = snprintf(want, sizeof(want), "model %u", fvm_of(d)->vfio_model);
+
+	if (n != (size_t)k || memcmp(desc, want, n))
+		return mig_error_set(err, -ENODEV, "the source's is %.*s, this host's is %s",
+				     (int)n, (const char *)desc, want);
+	return 0;
+}
+
+static const struct mig_compat_ops vfio_compat = {
+	.describe = vfio_describe, .check = vfio_check,
+};
 static const struct mig_device_class fake_vfio = {
 	.id = MIG_DEV_CLASS_PRIVATE + 11, .name = "fake-vfio", .version = 2,
 	.nr_states = V_N, .state_names = v_names, .arcs = v_arcs,
 	.steps = v_steps, .nr_steps = ARRAY_SIZE(v_steps), .load_state = V_RESUMING,
-	.fail_state = V_ERROR, .ops = &stateful,
+	.fail_state = V_ERROR, .ops = &stateful, .compat_ops = &vfio_compat,
 };
 
 /* an ITS-like device: flushing writes its table into guest RAM */
@@ -256,6 +282,13 @@ static const struct mig_stage_step c_steps[] = {
 };
 static const struct mig_device_class fake_cpu = {
 	.id = MIG_DEV_CLASS_PRIVATE + 13, .name = "fake-cpu", .version = 1,
+	.nr_states = C_N, .state_names = c_names, .arcs = c_arcs,
+	.steps = c_steps, .nr_steps = ARRAY_SIZE(c_steps), .load_state = C_RESTORING,
+	.fail_state = -1, .ops = &stateful,
+};
+/* the same class in a later build, whose state this build cannot read */
+static const struct mig_device_class fake_cpu_v2 = {
+	.id = MIG_DEV_CLASS_PRIVATE + 13, .name = "fake-cpu", .version = 2,
 	.nr_states = C_N, .state_names = c_names, .arcs = c_arcs,
 	.steps = c_steps, .nr_steps = ARRAY_SIZE(c_steps), .load_state = C_RESTORING,
 	.fail_state = -1, .ops = &stateful,
@@ -500,6 +533,73 @@ Test(engine, a_fault_while_pausing_rolls_the_source_back, .timeout = 60)
 	cr_assert_lt(when(&src.cpu[1], C_QUIESCED), when(&src.cpu[1], C_RUNNING),
 		     "the half-paused vCPU went back through quiesced");
 	cr_assert_eq(when(&src.vfio, V_STOP), -1, "nothing stopped after the fault");
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+
+/*
+ * SETUP's device manifest: a destination whose devices differ from the
+ * source's refuses before anything moves, naming the device, and the
+ * source's devices never leave running.
+ */
+static void expect_refused_at_setup(struct fvm *src, struct fvm *dst, const char *why)
+{
+	struct result r;
+
+	migrate(src, dst, NULL, NULL, &r);
+	cr_assert_eq(r.res.result, MIG_RESULT_FAILED);
+	cr_assert_not_null(strstr(r.res.error, "the destination could not prepare"), "%s",
+			   r.res.error);
+	cr_assert_not_null(strstr(r.res.error, why), "'%s' does not say '%s'", r.res.error, why);
+	expect_rolled_back(src, &r);
+	for (unsigned i = 0; i < 2; i++)
+		cr_assert_eq(when(&src->cpu[i], C_PAUSING), -1, "a vCPU paused");
+	cr_assert_eq(when(&src->vfio, V_P2P), -1, "the VFIO-like device moved");
+	cr_assert_eq(when(&dst->ram, R_RECEIVING), -1, "the destination took pages");
+	cr_assert_lt(r.dst.r, 0);
+}
+
+Test(engine, setup_refuses_another_device_model, .timeout = 60)
+{
+	struct fvm src, dst;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	src.vfio_model = 7;
+	dst.vfio_model = 8;
+	expect_refused_at_setup(&src, &dst, "device fake-vfio 0: the source's is model 7, "
+				"this host's is model 8");
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+
+Test(engine, setup_refuses_a_class_version_it_cannot_read, .timeout = 60)
+{
+	struct fvm src, dst;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	mig_device_init(&dst.cpu[1], &fake_cpu_v2, 1, C_NEW);
+	expect_refused_at_setup(&src, &dst, "device fake-cpu 1: the source's state is version 1 "
+				"of its class, this build reads version 2");
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+
+Test(engine, setup_refuses_a_missing_or_extra_device, .timeout = 60)
+{
+	struct fvm src, dst;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	dst.vm.nr_devices = 4;     /* without the second vCPU */
+	expect_refused_at_setup(&src, &dst, "device fake-cpu 1: the source's VM has it, this "
+				"one does not");
+	fvm_free(&dst);
+	fvm_init(&dst, false);
+	src.vm.nr_devices = 4;
+	expect_refused_at_setup(&src, &dst, "device fake-cpu 1: this VM has it, the source's "
+				"does not");
 	fvm_free(&src);
 	fvm_free(&dst);
 }

@@ -178,35 +178,70 @@ Test(wire_live, stream_with_bad_hmac_refused, .timeout = 60)
 	rig_down(&g);
 }
 
-/* Plays the source up to READY: a control stream and the data streams
- * (data[0..streams)). */
-static void rig_setup(struct rig *g, struct xport_conn *ctl, struct xport_conn *data)
+/* SETUP as a source of the rig's VM sends it: the header, then the
+ * manifest of a lab VM of that shape built here. */
+static void setup_payload(struct rig *g, struct mig_buf *pl)
 {
 	struct mig_error err = { 0 };
 	struct mig_setup st = { 0 };
 	struct lab_config cfg;
-	struct mig_frame_hdr fh;
-	struct mig_buf pl = { 0 };
-	struct mig_reply rep;
+	struct mig_lab_wire lw;
+	struct mig_buf man = { 0 };
+	struct lab_vm *vm;
 
-	cr_assert_eq(open_stream(g, ctl, 0, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
-	for (unsigned i = 0; i < g->in.streams; i++)
-		cr_assert_eq(open_stream(g, &data[i], i + 1, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
 	rig_config(&cfg);
-	{
-		struct mig_lab_wire lw;
-
-		lab_to_wire(&cfg, &lw);
-		memcpy(st.vm_desc, &lw, sizeof(lw));
-	}
+	lab_to_wire(&cfg, &lw);
+	memcpy(st.vm_desc, &lw, sizeof(lw));
 	st.nr_pages = cfg.mem_bytes / 4096;
 	st.page_size = 4096;
 	snprintf(st.name, sizeof(st.name), "%s", g->in.name);
-	cr_assert_eq(xport_conn_send(ctl, MIG_FRAME_SETUP, 0, &st, sizeof(st), &err), 0, "%s", err.msg);
-	cr_assert_eq(xport_conn_recv(ctl, &fh, &pl, 60000, &err), 0, "%s", err.msg);
-	cr_assert_eq(fh.type, MIG_FRAME_READY);
-	memcpy(&rep, pl.data, sizeof(rep));
-	cr_assert_eq(rep.status, 0, "%s", rep.msg);
+	cr_assert_eq(lab_vm_create(&cfg, &vm, &err), 0, "%s", err.msg);
+	cr_assert_eq(mig_vm_manifest(lab_vm_mig(vm), &man, &err), 0, "%s", err.msg);
+	lab_vm_destroy(vm);
+	st.nr_devices = (uint32_t)(man.len / sizeof(struct mig_manifest_entry));
+	cr_assert_geq(st.nr_devices, 3, "memory, a vCPU and the platform");
+	pl->len = 0;
+	cr_assert_eq(mig_buf_append(pl, &st, sizeof(st)), 0);
+	cr_assert_eq(mig_buf_append(pl, man.data, man.len), 0);
+	mig_buf_free(&man);
+}
+
+/* Opens the control stream and the data streams (data[0..streams)). */
+static void rig_streams(struct rig *g, struct xport_conn *ctl, struct xport_conn *data)
+{
+	cr_assert_eq(open_stream(g, ctl, 0, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
+	for (unsigned i = 0; i < g->in.streams; i++)
+		cr_assert_eq(open_stream(g, &data[i], i + 1, true, NULL, 0), MIG_FRAME_STREAM_HELLO);
+}
+
+/* Sends SETUP and returns READY's status, its text in msg. */
+static int send_setup(struct xport_conn *ctl, const struct mig_buf *pl, char *msg, size_t n)
+{
+	struct mig_error err = { 0 };
+	struct mig_frame_hdr fh;
+	struct mig_buf rp = { 0 };
+	struct mig_reply rep;
+
+	cr_assert_eq(xport_conn_send(ctl, MIG_FRAME_SETUP, 0, pl->data, pl->len, &err), 0, "%s",
+		     err.msg);
+	cr_assert_eq(xport_conn_recv(ctl, &fh, &rp, 60000, &err), 0, "%s", err.msg);
+	cr_assert_eq(fh.type, MIG_FRAME_READY, "got %s", mig_frame_type_to_string(fh.type));
+	cr_assert_eq(rp.len, sizeof(rep));
+	memcpy(&rep, rp.data, sizeof(rep));
+	snprintf(msg, n, "%.*s", (int)sizeof(rep.msg) - 1, rep.msg);
+	mig_buf_free(&rp);
+	return rep.status;
+}
+
+/* Plays the source up to READY. */
+static void rig_setup(struct rig *g, struct xport_conn *ctl, struct xport_conn *data)
+{
+	struct mig_buf pl = { 0 };
+	char msg[256];
+
+	rig_streams(g, ctl, data);
+	setup_payload(g, &pl);
+	cr_assert_eq(send_setup(ctl, &pl, msg, sizeof(msg)), 0, "%s", msg);
 	mig_buf_free(&pl);
 }
 
@@ -314,6 +349,100 @@ static void rig_finish(struct rig *g, struct xport_conn *ctl, struct xport_conn 
 		xport_conn_close(&data[i]);
 	rig_expect_untouched(g);
 	rig_down(g);
+}
+
+/*
+ * SETUP's device manifest, broken one way at a time: the destination
+ * refuses before taking a page, says which device and why, and keeps
+ * nothing.
+ */
+enum bad_manifest { M_COUNT, M_VERSION, M_FLAGS, M_FOREIGN, M_MISSING, M_TWICE, M_DESC };
+
+static void bad_manifest(enum bad_manifest what, const char *needle)
+{
+	struct rig g;
+	struct xport_conn ctl, data;
+	struct mig_buf pl = { 0 };
+	struct mig_setup *st;
+	struct mig_manifest_entry *e;
+	char msg[600] = "";
+	unsigned vcpu = ~0U;
+
+	rig_up(&g, "manifest", 1);
+	rig_streams(&g, &ctl, &data);
+	setup_payload(&g, &pl);
+	st = (struct mig_setup *)pl.data;
+	e = (struct mig_manifest_entry *)(pl.data + sizeof(*st));
+	for (unsigned i = 0; i < st->nr_devices; i++)
+		if (e[i].cls == MIG_DEV_VCPU && e[i].instance == 0)
+			vcpu = i;
+	cr_assert_neq(vcpu, ~0U, "the lab VM's manifest has vcpu 0");
+	switch (what) {
+	case M_COUNT:
+		st->nr_devices++;
+		break;
+	case M_VERSION:
+		e[vcpu].version++;
+		break;
+	case M_FLAGS:
+		e[vcpu].flags ^= MIG_MANIFEST_F_STATE;
+		break;
+	case M_FOREIGN:
+		e[vcpu].cls = 0x4242;
+		break;
+	case M_MISSING:
+		e[vcpu] = e[st->nr_devices - 1];
+		st->nr_devices--;
+		pl.len -= sizeof(*e);
+		break;
+	case M_TWICE:
+		e[vcpu ? 0 : 1] = e[vcpu];
+		break;
+	case M_DESC:
+		e[vcpu].desc_len = sizeof(e->desc) + 1;
+		break;
+	}
+	if (what == M_COUNT) {
+		struct mig_error err = { 0 };
+
+		cr_assert_eq(xport_conn_send(&ctl, MIG_FRAME_SETUP, 0, pl.data, pl.len, &err), 0,
+			     "%s", err.msg);
+		expect_abort(&ctl, msg, sizeof(msg));
+	} else {
+		cr_assert_lt(send_setup(&ctl, &pl, msg, sizeof(msg)), 0, "a bad manifest accepted");
+	}
+	cr_assert_not_null(strstr(msg, needle), "'%s' does not say '%s'", msg, needle);
+	mig_buf_free(&pl);
+	rig_finish(&g, &ctl, &data);
+}
+
+Test(wire_live, manifest_count_disagrees_with_length, .timeout = 60)
+{
+	bad_manifest(M_COUNT, "bad SETUP frame");
+}
+Test(wire_live, manifest_class_version_unknown, .timeout = 60)
+{
+	bad_manifest(M_VERSION, "device vcpu 0: the source's state is version");
+}
+Test(wire_live, manifest_flags_disagree, .timeout = 60)
+{
+	bad_manifest(M_FLAGS, "device vcpu 0: flags");
+}
+Test(wire_live, manifest_foreign_device, .timeout = 60)
+{
+	bad_manifest(M_FOREIGN, "device class 0x4242 0: the source's VM has it");
+}
+Test(wire_live, manifest_device_missing, .timeout = 60)
+{
+	bad_manifest(M_MISSING, "device vcpu 0: this VM has it, the source's does not");
+}
+Test(wire_live, manifest_device_twice, .timeout = 60)
+{
+	bad_manifest(M_TWICE, "device vcpu 0: listed twice");
+}
+Test(wire_live, manifest_description_too_long, .timeout = 60)
+{
+	bad_manifest(M_DESC, "device vcpu 0: a description of 65 bytes");
 }
 
 enum corrupt { C_MAGIC, C_VERSION, C_TYPE_ZERO, C_TYPE_UNKNOWN, C_LENGTH, C_CHECKSUM, C_LIST,

@@ -51,8 +51,8 @@ static const struct frame_type_info frame_types[_MIG_FRAME_TYPE_END] = {
 	[MIG_FRAME_REQUEST]        = { "REQUEST",        64 * KiB,      0 },
 	[MIG_FRAME_REPLY]          = { "REPLY",          64 * KiB,      0 },
 	[MIG_FRAME_EVENT]          = { "EVENT",          64 * KiB,      0 },
-	/* SETUP describes the VM (memory layout, device list): room to grow. */
-	[MIG_FRAME_SETUP]          = { "SETUP",          64 * KiB,      0 },
+	/* SETUP describes the VM and lists its devices. */
+	[MIG_FRAME_SETUP]          = { "SETUP",          MIG_SETUP_MAX, 0 },
 	[MIG_FRAME_READY]          = { "READY",          4 * KiB,       0 },
 	[MIG_FRAME_PAGES]          = { "PAGES",          MIG_PAGES_META_MAX,
 				       MIG_FRAME_F_ZSTD | MIG_FRAME_F_LIVE },

@@ -151,9 +151,10 @@ struct mig_dirty_ops {
 struct mig_compat_ops {
 	/* Source: the description the destination checks. */
 	int (*describe)(struct mig_device *d, struct mig_buf *out, struct mig_error *err);
-	/* Destination: can this host take a device so described?  The error
-	 * says what is missing and what to do. */
-	int (*check)(const void *desc, size_t n, struct mig_error *err);
+	/* Destination: can `d`, this VM's device of the same class and
+	 * instance, take the state of a device so described?  The error says
+	 * what differs and what to do. */
+	int (*check)(struct mig_device *d, const void *desc, size_t n, struct mig_error *err);
 };
 
 /* Optional: a class that must transform or veto guest pages on their way

@@ -41,6 +41,8 @@ int mig_ram_digest(const uint8_t *ram, uint64_t bytes, const atomic_bool *stop,
 
 /* The description a destination must match, as its backend writes it. */
 #define MIG_VM_DESC_MAX 48
+/* What one device's compatibility description may hold. */
+#define MIG_MANIFEST_DESC_MAX 64
 
 struct mig_vm;
 
@@ -117,6 +119,29 @@ uint64_t mig_vm_bitmap_words(const struct mig_vm *vm);
 uint64_t mig_vm_state_estimate(const struct mig_vm *vm);
 /* Whether every device is where a running VM has it (its ROLLBACK target). */
 bool mig_vm_is_running(const struct mig_vm *vm);
+
+/*
+ * The device manifest SETUP carries after struct mig_setup: one entry per
+ * device of the source VM.  The destination checks it against its own VM
+ * before anything moves (mig_vm_manifest_check()): the same devices, each
+ * class in the version this build reads, and each class's own check of its
+ * description (compat_ops); a refusal names the device and says why.
+ */
+struct mig_manifest_entry {
+	uint32_t cls;             /* enum mig_dev_class */
+	uint32_t instance;
+	uint32_t version;         /* the class's state version */
+	uint32_t flags;           /* MIG_MANIFEST_F_* */
+	uint32_t desc_len;        /* bytes of desc in use */
+	uint32_t pad;
+	uint8_t desc[MIG_MANIFEST_DESC_MAX];  /* compat_ops->describe() */
+};
+#define MIG_MANIFEST_F_STATE 1U       /* it has state (a record in DEVICE_STATE) */
+#define MIG_MANIFEST_F_KNOWN MIG_MANIFEST_F_STATE
+_Static_assert(sizeof(struct mig_manifest_entry) == 88, "manifest entry");
+int mig_vm_manifest(struct mig_vm *vm, struct mig_buf *out, struct mig_error *err);
+int mig_vm_manifest_check(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
+			  struct mig_error *err);
 
 /*
  * The state of every device that has one, in one container
