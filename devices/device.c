@@ -170,6 +170,11 @@ int mig_device_next_state(const struct mig_device *d, int target)
 	return shortest_next(d->cls, d->state, target);
 }
 
+bool mig_device_has_state(const struct mig_device *d)
+{
+	return d->cls->ops->save && d->cls->ops->load;
+}
+
 int mig_device_save(struct mig_device *d, struct mig_writer *w, struct mig_error *err)
 {
 	if (!d->cls->ops->save)
@@ -273,8 +278,8 @@ static int walk_load(struct mig_device *d, struct mig_walk *w, struct mig_error 
 	if (!rd)
 		r = mig_error_set(err, -ENODATA, "%s %u: no state arrived for it", d->cls->name,
 				  d->id);
-	else
-		r = mig_device_load(d, rd, err);
+	else if ((r = mig_device_load(d, rd, err)) < 0)
+		mig_error_prefix(err, "%s %u", d->cls->name, d->id);
 	if (r < 0 && d->cls->fail_state >= 0 && d->state != d->cls->fail_state &&
 	    mig_device_arc_allowed(d->cls, d->state, d->cls->fail_state))
 		mig_device_step(d, d->cls->fail_state, NULL);

@@ -107,110 +107,86 @@ bool mig_vm_is_running(const struct mig_vm *vm)
 	return true;
 }
 
-/* ---- the device-state container ---- */
-
-struct state_head {
-	uint64_t magic;
-	uint32_t version;
-	uint32_t count;
-};
-_Static_assert(sizeof(struct state_head) == 16, "state container header");
-
-struct state_rec {
-	uint32_t cls;
-	uint32_t instance;
-	uint32_t version;
-	uint32_t flags;           /* 0 */
-	uint64_t len;
-};
-_Static_assert(sizeof(struct state_rec) == 24, "state record");
-
-static bool has_state(const struct mig_device *d)
-{
-	return d->cls->ops->save && d->cls->ops->load;
-}
+/* ---- device state ---- */
 
 /* The devices with state, in the order of their SAVE step (then list order). */
-static unsigned state_order(struct mig_vm *vm, struct mig_device **out)
+static unsigned state_order(struct mig_vm *vm, unsigned *out)
 {
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < vm->nr_devices; i++) {
-		struct mig_device *d = vm->devices[i];
+		const struct mig_device *d = vm->devices[i];
 		const struct mig_stage_step *st = mig_device_class_step(d->cls, MIG_STAGE_SAVE);
 		int order = st ? st->order : 0;
-		unsigned at = n++;
+		unsigned at = n;
 
-		if (!has_state(d)) {
-			n--;
+		if (!mig_device_has_state(d))
 			continue;
-		}
 		while (at > 0) {
-			const struct mig_stage_step *p = mig_device_class_step(out[at - 1]->cls,
-									      MIG_STAGE_SAVE);
+			const struct mig_stage_step *p =
+				mig_device_class_step(vm->devices[out[at - 1]]->cls, MIG_STAGE_SAVE);
 
 			if ((p ? p->order : 0) <= order)
 				break;
 			out[at] = out[at - 1];
 			at--;
 		}
-		out[at] = d;
+		out[at] = i;
+		n++;
 	}
 	return n;
 }
 
-int mig_vm_state_save(struct mig_vm *vm, struct mig_buf *out, struct mig_error *err)
+int mig_vm_save(struct mig_vm *vm, struct mig_buf *states, struct mig_error *err)
 {
-	struct mig_device *order[vm->nr_devices ? vm->nr_devices : 1];
-	struct state_head h = { MIG_STATE_MAGIC, MIG_STATE_VERSION, 0 };
-	struct mig_buf_writer bw;
-	size_t head_at = out->len;
-	int r;
+	unsigned order[vm->nr_devices ? vm->nr_devices : 1];
+	unsigned n = state_order(vm, order);
 
-	h.count = state_order(vm, order);
-	r = mig_buf_append(out, &h, sizeof(h));
-	if (r < 0)
-		return mig_error_set(err, r, "out of memory");
-	mig_buf_writer_init(&bw, out);
-	for (unsigned i = 0; i < h.count; i++) {
-		struct mig_device *d = order[i];
-		struct state_rec rec = { d->cls->id, d->id, d->cls->version, 0, 0 };
-		size_t rec_at = out->len;
+	for (unsigned k = 0; k < n; k++) {
+		struct mig_device *d = vm->devices[order[k]];
+		struct mig_buf_writer bw;
+		int r;
 
-		r = mig_buf_append(out, &rec, sizeof(rec));
-		if (r < 0)
-			return mig_error_set(err, r, "out of memory");
+		states[order[k]].len = 0;
+		mig_buf_writer_init(&bw, &states[order[k]]);
 		r = mig_device_save(d, &bw.w, err);
-		if (r < 0) {
-			out->len = head_at;
+		if (r < 0)
 			return mig_error_prefix(err, "saving %s %u", d->cls->name, d->id);
-		}
-		rec.len = out->len - rec_at - sizeof(rec);
-		memcpy(out->data + rec_at, &rec, sizeof(rec));
-		d->bytes = rec.len;
 	}
 	return 0;
 }
 
 struct load_ctx {
 	struct mig_vm *vm;
-	const uint8_t *p;
-	size_t *offs, *lens;      /* per device index: its record */
+	const struct mig_buf *states;
 	struct mig_mem_reader rd;
 };
 
-static struct mig_reader *record_of(void *arg, struct mig_device *d)
+static struct mig_reader *state_of(void *arg, struct mig_device *d)
 {
 	struct load_ctx *c = arg;
 
 	for (unsigned i = 0; i < c->vm->nr_devices; i++) {
-		if (c->vm->devices[i] != d || c->lens[i] == SIZE_MAX)
+		if (c->vm->devices[i] != d)
 			continue;
-		mig_mem_reader_init(&c->rd, c->p + c->offs[i], c->lens[i]);
-		d->bytes = c->lens[i];
+		mig_mem_reader_init(&c->rd, c->states[i].data, c->states[i].len);
 		return &c->rd.r;
 	}
 	return NULL;
+}
+
+int mig_vm_load(struct mig_vm *vm, const struct mig_buf *states, struct mig_walk *w,
+		struct mig_error *err)
+{
+	struct load_ctx c = { .vm = vm, .states = states };
+	int r;
+
+	w->state_of = state_of;
+	w->state_arg = &c;
+	r = mig_vm_walk(vm, MIG_STAGE_LOAD, w, err);
+	w->state_of = NULL;
+	w->state_arg = NULL;
+	return r;
 }
 
 /* A class's name for a message: this VM's own device of that class knows
@@ -228,16 +204,67 @@ static void class_name(const struct mig_vm *vm, uint32_t id, char *out, size_t n
 		snprintf(out, n, "class %#x", id);
 }
 
-/* Every record names one device of this VM with state, once, in its
- * class's version; every such device has one; nothing trails. */
-static int state_check(struct mig_vm *vm, const uint8_t *p, size_t n, size_t *offs,
-		       size_t *lens, struct mig_error *err)
+/* ---- the whole VM's state in one buffer ---- */
+
+struct state_head {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t count;
+};
+_Static_assert(sizeof(struct state_head) == 16, "state container header");
+
+struct state_rec {
+	uint32_t cls;
+	uint32_t instance;
+	uint32_t version;
+	uint32_t flags;           /* 0 */
+	uint64_t len;
+};
+_Static_assert(sizeof(struct state_rec) == 24, "state record");
+
+int mig_vm_state_save(struct mig_vm *vm, struct mig_buf *out, struct mig_error *err)
 {
+	unsigned order[vm->nr_devices ? vm->nr_devices : 1];
+	struct state_head h = { MIG_STATE_MAGIC, MIG_STATE_VERSION, 0 };
+	struct mig_buf *states = calloc(vm->nr_devices ? vm->nr_devices : 1, sizeof(*states));
+	size_t head_at = out->len;
+	int r;
+
+	if (!states)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	h.count = state_order(vm, order);
+	r = mig_vm_save(vm, states, err);
+	if (r >= 0 && mig_buf_append(out, &h, sizeof(h)) < 0)
+		r = mig_error_set(err, -ENOMEM, "out of memory");
+	for (unsigned k = 0; r >= 0 && k < h.count; k++) {
+		struct mig_device *d = vm->devices[order[k]];
+		struct state_rec rec = { d->cls->id, d->id, d->cls->version, 0,
+					 states[order[k]].len };
+
+		if (mig_buf_append(out, &rec, sizeof(rec)) < 0 ||
+		    mig_buf_append(out, states[order[k]].data, rec.len) < 0)
+			r = mig_error_set(err, -ENOMEM, "out of memory");
+		d->bytes = rec.len;
+	}
+	if (r < 0)
+		out->len = head_at;
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		mig_buf_free(&states[i]);
+	free(states);
+	return r;
+}
+
+/* Every record names one device of this VM with state, once, in its
+ * class's version; every such device has one; nothing trails.  Each
+ * device's record becomes a view in states[]. */
+static int state_check(struct mig_vm *vm, const uint8_t *p, size_t n, struct mig_buf *states,
+		       struct mig_error *err)
+{
+	bool seen[vm->nr_devices ? vm->nr_devices : 1];
 	struct state_head h;
 	size_t pos = sizeof(h);
 
-	for (unsigned i = 0; i < vm->nr_devices; i++)
-		lens[i] = SIZE_MAX;
+	memset(seen, 0, sizeof(seen));
 	if (n < sizeof(h))
 		return mig_error_set(err, -EINVAL, "device state: %zu bytes, shorter than its "
 				     "16-byte header", n);
@@ -263,14 +290,14 @@ static int state_check(struct mig_vm *vm, const uint8_t *p, size_t n, size_t *of
 		for (i = 0; i < vm->nr_devices; i++)
 			if (vm->devices[i]->cls->id == rec.cls && vm->devices[i]->id == rec.instance)
 				break;
-		if (i == vm->nr_devices || !has_state(vm->devices[i])) {
+		if (i == vm->nr_devices || !mig_device_has_state(vm->devices[i])) {
 			char cname[32];
 
 			class_name(vm, rec.cls, cname, sizeof(cname));
 			return mig_error_set(err, -EINVAL, "device state: record %u is for %s %u, "
 					     "which this VM does not have", k, cname, rec.instance);
 		}
-		if (lens[i] != SIZE_MAX)
+		if (seen[i])
 			return mig_error_set(err, -EINVAL, "device state: two records for %s %u",
 					     vm->devices[i]->cls->name, rec.instance);
 		if (rec.version != vm->devices[i]->cls->version)
@@ -285,14 +312,15 @@ static int state_check(struct mig_vm *vm, const uint8_t *p, size_t n, size_t *of
 			return mig_error_set(err, -EINVAL, "device state: %s %u claims %llu bytes, "
 					     "only %zu remain", vm->devices[i]->cls->name,
 					     rec.instance, (unsigned long long)rec.len, n - pos);
-		offs[i] = pos;
-		lens[i] = (size_t)rec.len;
+		seen[i] = true;
+		/* a view: never grown or freed */
+		states[i] = (struct mig_buf){ (uint8_t *)p + pos, (size_t)rec.len, 0 };
 		pos += (size_t)rec.len;
 	}
 	if (pos != n)
 		return mig_error_set(err, -EINVAL, "device state: %zu trailing bytes", n - pos);
 	for (unsigned i = 0; i < vm->nr_devices; i++)
-		if (has_state(vm->devices[i]) && lens[i] == SIZE_MAX)
+		if (mig_device_has_state(vm->devices[i]) && !seen[i])
 			return mig_error_set(err, -EINVAL, "device state: nothing for %s %u",
 					     vm->devices[i]->cls->name, vm->devices[i]->id);
 	return 0;
@@ -301,20 +329,17 @@ static int state_check(struct mig_vm *vm, const uint8_t *p, size_t n, size_t *of
 int mig_vm_state_load(struct mig_vm *vm, const uint8_t *p, size_t n, struct mig_walk *w,
 		      struct mig_error *err)
 {
-	size_t offs[vm->nr_devices ? vm->nr_devices : 1], lens[vm->nr_devices ? vm->nr_devices : 1];
-	struct load_ctx c = { .vm = vm, .p = p, .offs = offs, .lens = lens };
+	struct mig_buf states[vm->nr_devices ? vm->nr_devices : 1];
 	int r;
 
+	memset(states, 0, sizeof(states));
 	/* The container is checked before any device loads. */
-	r = state_check(vm, p, n, offs, lens, err);
+	r = state_check(vm, p, n, states, err);
 	if (r < 0)
 		return r;
-	w->state_of = record_of;
-	w->state_arg = &c;
-	r = mig_vm_walk(vm, MIG_STAGE_LOAD, w, err);
-	w->state_of = NULL;
-	w->state_arg = NULL;
-	return r;
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		vm->devices[i]->bytes = states[i].len;
+	return mig_vm_load(vm, states, w, err);
 }
 
 /* ---- the device manifest ---- */
@@ -325,7 +350,7 @@ int mig_vm_manifest(struct mig_vm *vm, struct mig_buf *out, struct mig_error *er
 		struct mig_device *d = vm->devices[i];
 		struct mig_manifest_entry e = {
 			.cls = d->cls->id, .instance = d->id, .version = d->cls->version,
-			.flags = has_state(d) ? MIG_MANIFEST_F_STATE : 0,
+			.flags = mig_device_has_state(d) ? MIG_MANIFEST_F_STATE : 0,
 		};
 		int r;
 
@@ -387,7 +412,7 @@ int mig_vm_manifest_check(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_
 					     "upgrade the older side", cname, e.instance, e.version,
 					     d->cls->version);
 		if ((e.flags & ~MIG_MANIFEST_F_KNOWN) ||
-		    !!(e.flags & MIG_MANIFEST_F_STATE) != has_state(d))
+		    !!(e.flags & MIG_MANIFEST_F_STATE) != mig_device_has_state(d))
 			return mig_error_set(err, -EPROTO, "device %s %u: flags %#x do not match "
 					     "this build's class", cname, e.instance, e.flags);
 		if (e.desc_len > sizeof(e.desc))

@@ -72,7 +72,7 @@ struct rx_stream {
 	struct mig_buf buf;
 	struct xport_op op;
 	bool final;
-	uint64_t frames;          /* PAGES frames in the current round */
+	uint64_t frames;          /* PAGES and DEVICE_DATA frames in the current round */
 	/* the PAGES frame whose data is being received */
 	struct mig_pages_hdr ph;
 	struct mig_page_ent ent[MIG_BATCH_PAGES];
@@ -126,8 +126,15 @@ struct dst {
 	int note[2];
 	uint8_t note_byte;
 	struct xport_op note_op;
-	bool have_state;
-	struct mig_buf state;
+	/* Device state as it arrives, indexed like vm->devices: final state
+	 * gathered in states[] until its END, pre-copy data loaded as it comes.
+	 * Under dev_lock: a hostile source may send one device on two streams. */
+	pthread_mutex_t dev_lock;
+	struct mig_buf *states;
+	struct dev_rx {
+		uint64_t offset[2];   /* bytes taken: pre-copy, final */
+		bool ended;
+	} *dev_rx;
 	bool loaded;
 	bool load_ok;             /* LOADED went out with status >= 0 */
 	bool committed;
@@ -652,7 +659,9 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 		d->ram = d->vm->ram;
 		d->nr_pages = st.nr_pages;
 		d->stale = calloc(DIV_ROUND_UP(d->nr_pages, 64), 8);
-		if (!d->stale)
+		d->states = calloc(d->vm->nr_devices + 1, sizeof(*d->states));
+		d->dev_rx = calloc(d->vm->nr_devices + 1, sizeof(*d->dev_rx));
+		if (!d->stale || !d->states || !d->dev_rx)
 			r = mig_error_set(&d->err, -ENOMEM, "out of memory");
 	}
 	/* The devices take pages from here on (RECEIVE), the data streams
@@ -733,7 +742,89 @@ static int barrier(struct dst *d, struct rx_stream *s, bool final)
 	return r < 0 ? r : final;
 }
 
-/* A frame on data stream s passed its checks: PAGES or ROUND_END.  Returns
+/* A DEVICE_DATA frame on data stream s: a chunk of one device's state,
+ * checked against the device and what came of it before.  Pre-copy data
+ * is loaded at once; final state is kept until the LOAD walk. */
+static int device_data(struct dst *d, struct rx_stream *s)
+{
+	uint32_t kind = s->hdr.flags & (MIG_FRAME_F_PRECOPY | MIG_FRAME_F_FINAL);
+	bool final = kind == MIG_FRAME_F_FINAL, end = s->hdr.flags & MIG_FRAME_F_END;
+	const struct mig_precopy_ops *pre;
+	struct mig_device_data dd;
+	struct mig_device *dev = NULL;
+	struct dev_rx *rx;
+	unsigned i;
+	int r = 0;
+
+	if (s->hdr.length < sizeof(dd))
+		return mig_error_set(s->err, -EBADMSG, "DEVICE_DATA frame of %u bytes on stream %u",
+				     s->hdr.length, s->index);
+	memcpy(&dd, s->buf.data, sizeof(dd));
+	if (dd.len != s->hdr.length - sizeof(dd))
+		return mig_error_set(s->err, -EBADMSG, "DEVICE_DATA frame of %u bytes says it "
+				     "carries %u bytes of state", s->hdr.length, dd.len);
+	if (dd.round != s->round)
+		return mig_error_set(s->err, -EPROTO, "DEVICE_DATA of round %u on stream %u during "
+				     "round %u", dd.round, s->index, s->round);
+	for (i = 0; i < d->vm->nr_devices; i++)
+		if (d->vm->devices[i]->cls->id == dd.cls && d->vm->devices[i]->id == dd.instance) {
+			dev = d->vm->devices[i];
+			break;
+		}
+	if (!dev)
+		return mig_error_set(s->err, -EPROTO, "DEVICE_DATA for device %#x %u, which this VM "
+				     "does not have", dd.cls, dd.instance);
+	pre = dev->cls->precopy_ops;
+	if (kind != MIG_FRAME_F_PRECOPY && kind != MIG_FRAME_F_FINAL)
+		return mig_error_set(s->err, -EPROTO, "DEVICE_DATA for %s %u is neither pre-copy "
+				     "nor final data (flags %#x)", dev->cls->name, dev->id,
+				     s->hdr.flags);
+	if (end && !final)
+		return mig_error_set(s->err, -EPROTO, "DEVICE_DATA for %s %u: END on pre-copy data",
+				     dev->cls->name, dev->id);
+	if (!mig_device_has_state(dev) || (!final && !(pre && pre->load_chunk)))
+		return mig_error_set(s->err, -EPROTO, "DEVICE_DATA for %s %u, whose class has no "
+				     "%s", dev->cls->name, dev->id,
+				     final ? "state" : "pre-copy data");
+	pthread_mutex_lock(&d->dev_lock);
+	rx = &d->dev_rx[i];
+	if (rx->ended)
+		r = mig_error_set(s->err, -EPROTO, "DEVICE_DATA for %s %u after its last chunk",
+				  dev->cls->name, dev->id);
+	else if (!final && rx->offset[1])
+		r = mig_error_set(s->err, -EPROTO, "pre-copy DEVICE_DATA for %s %u after its final "
+				  "state began", dev->cls->name, dev->id);
+	else if (dd.offset != rx->offset[final])
+		r = mig_error_set(s->err, -EPROTO, "DEVICE_DATA for %s %u at offset %llu of its %s "
+				  "data, %llu bytes of it came before", dev->cls->name, dev->id,
+				  (unsigned long long)dd.offset, final ? "final" : "pre-copy",
+				  (unsigned long long)rx->offset[final]);
+	else if (final && rx->offset[1] + dd.len > MIG_DEVICE_STATE_MAX)
+		r = mig_error_set(s->err, -EFBIG, "%s %u: more than %u MiB of state",
+				  dev->cls->name, dev->id, MIG_DEVICE_STATE_MAX >> 20);
+	if (r >= 0 && final) {
+		if (mig_buf_append(&d->states[i], s->buf.data + sizeof(dd), dd.len) < 0)
+			r = mig_error_set(s->err, -ENOMEM, "out of memory");
+	} else if (r >= 0) {
+		struct mig_mem_reader mr;
+
+		mig_mem_reader_init(&mr, s->buf.data + sizeof(dd), dd.len);
+		r = pre->load_chunk(dev, &mr.r, s->err);
+		if (r < 0)
+			mig_error_prefix(s->err, "pre-copy data of %s %u", dev->cls->name, dev->id);
+	}
+	if (r >= 0) {
+		rx->offset[final] += dd.len;
+		rx->ended = end;
+		dev->bytes += dd.len;
+	}
+	pthread_mutex_unlock(&d->dev_lock);
+	if (r >= 0)
+		s->frames++;
+	return r;
+}
+
+/* A frame on data stream s passed its checks: PAGES, DEVICE_DATA or ROUND_END.  Returns
  * 0 to read the next header, 2 when a PAGES frame's data is being
  * received, 1 after the last round, <0 on failure. */
 static int data_frame(struct dst *d, struct rx_stream *s)
@@ -747,13 +838,15 @@ static int data_frame(struct dst *d, struct rx_stream *s)
 		if (r == 0)
 			return 2;
 		return r == 1 ? pages_data(d, s) : r;
+	case MIG_FRAME_DEVICE_DATA:
+		return device_data(d, s);
 	case MIG_FRAME_ROUND_END:
 		if (s->hdr.length != sizeof(re))
 			return mig_error_set(s->err, -EBADMSG, "ROUND_END of %u bytes", s->hdr.length);
 		memcpy(&re, s->buf.data, sizeof(re));
 		if (re.round != s->round || re.final > 1 || re.frames != s->frames)
 			return mig_error_set(s->err, -EPROTO, "stream %u: ROUND_END of round %u "
-					     "(final %u, %llu PAGES frames) after %llu PAGES frames of "
+					     "(final %u, %llu frames) after %llu frames of "
 					     "round %u", s->index, re.round, re.final,
 					     (unsigned long long)re.frames,
 					     (unsigned long long)s->frames, s->round);
@@ -920,12 +1013,23 @@ static int try_load(struct dst *d)
 	pthread_mutex_lock(&d->lock);
 	all_final = d->all_final;
 	pthread_mutex_unlock(&d->lock);
-	if (d->loaded || !d->have_state || !all_final)
+	if (d->loaded || !all_final)
 		return 0;
 	d->loaded = true;
+	publish_phase(d, MIG_PHASE_STOP_COPY);
 	t0 = mig_realtime_ns();
-	/* the whole container is checked, then the LOAD walk */
-	r = mig_vm_state_load(d->vm, d->state.data, d->state.len, &w, &d->err);
+	/* every device's state is in before any device loads */
+	r = 0;
+	for (unsigned i = 0; r >= 0 && i < d->vm->nr_devices; i++) {
+		const struct mig_device *dev = d->vm->devices[i];
+
+		if (mig_device_has_state(dev) && !d->dev_rx[i].ended)
+			r = mig_error_set(&d->err, -EPROTO, "%s %u: the last round ended before its "
+					  "state did (%llu bytes, no END)", dev->cls->name, dev->id,
+					  (unsigned long long)d->dev_rx[i].offset[1]);
+	}
+	if (r >= 0)
+		r = mig_vm_load(d->vm, d->states, &w, &d->err);
 	l.load_ns = mig_realtime_ns() - t0;
 	t0 = mig_realtime_ns();
 	if (r >= 0 && d->verify)
@@ -1043,20 +1147,10 @@ static int send_sums(struct dst *d, struct rx_stream *s)
 
 static int on_ctl_frame(struct dst *d, struct rx_stream *s, bool *repost)
 {
-	int r;
-
 	*repost = true;
 	switch (s->hdr.type) {
 	case MIG_FRAME_SETUP:
 		return do_setup(d, s);
-	case MIG_FRAME_DEVICE_STATE:
-		publish_phase(d, MIG_PHASE_STOP_COPY);
-		d->state.len = 0;
-		r = mig_buf_append(&d->state, s->buf.data, s->hdr.length);
-		if (r < 0)
-			return mig_error_set(&d->err, r, "out of memory");
-		d->have_state = true;
-		return try_load(d);
 	case MIG_FRAME_COMMIT:
 		*repost = false;
 		return do_commit(d);
@@ -1161,7 +1255,9 @@ int mig_dest_run(const struct mig_in_opts *o, struct mig_vm **ret_vm, struct mig
 	struct dst d = {
 		.o = o, .n = o->streams, .vm = o->vm, .note = { -1, -1 },
 		.lock = PTHREAD_MUTEX_INITIALIZER, .advance = PTHREAD_COND_INITIALIZER,
+		.dev_lock = PTHREAD_MUTEX_INITIALIZER,
 	};
+	unsigned nr_devices = o->vm->nr_devices;   /* the VM may be gone at the end */
 	int r;
 
 	pthread_setname_np(pthread_self(), "mig-dest");
@@ -1231,7 +1327,10 @@ out:
 	}
 	free(d.st);
 	free(d.stale);
-	mig_buf_free(&d.state);
+	for (unsigned i = 0; d.states && i < nr_devices; i++)
+		mig_buf_free(&d.states[i]);
+	free(d.states);
+	free(d.dev_rx);
 	if (r < 0 && err)
 		*err = d.err;
 	return r;

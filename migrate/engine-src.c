@@ -58,6 +58,8 @@
  * so the streams end a round within a few batches of each other.  Whole
  * words, so one stream carries all pages of a word within a round. */
 #define CLAIM_WORDS 32
+/* What one device may add to a PRECOPY round of its pre-copy data. */
+#define DEVICE_PRECOPY_BUDGET (8ULL << 20)
 
 /* One frame being built or sent. */
 struct tx_slot {
@@ -69,13 +71,22 @@ struct tx_slot {
 
 struct src;
 
+/* A device whose state travels in DEVICE_DATA frames, all on one stream.
+ * The current job sends src->states[index] as `kind` (0: nothing). */
+struct dev_tx {
+	unsigned index;           /* in vm->devices */
+	unsigned stream;          /* 1..n */
+	uint64_t offset[2];       /* bytes sent: pre-copy, final */
+	uint32_t kind;            /* MIG_FRAME_F_PRECOPY, MIG_FRAME_F_FINAL or 0 */
+};
+
 /* A data stream and the thread that sends on it. */
 struct tx_worker {
 	struct src *s;
 	unsigned index;           /* 1..n, as in STREAM_HELLO */
 	int fd;
 	uint64_t seq;             /* last frame sealed */
-	uint64_t frames;          /* PAGES frames of the current job */
+	uint64_t frames;          /* PAGES and DEVICE_DATA frames of the current job */
 	struct tx_slot slot[2];   /* one in flight while the other is built */
 	unsigned next;
 	struct xport_ring ring;
@@ -109,6 +120,9 @@ struct src {
 	uint64_t ctl_rx_seq;
 	struct tx_worker *w;
 	unsigned n;
+	struct dev_tx *dev;
+	unsigned ndev;
+	struct mig_buf *states;   /* indexed like vm->devices */
 	enum xport_codec codec;   /* the codec in use (auto resolves to one) */
 	enum mig_checksum checksum; /* --checksum; AUTO until setup resolves it */
 	bool same_host;           /* the streams never leave this host */
@@ -659,6 +673,48 @@ static int send_batch(struct tx_worker *w, const uint64_t *pfns, unsigned count_
 	return submit_pages(w, t, seq, count_, nz, flags, &data, data.iov_len ? 1 : 0);
 }
 
+/* The state of the devices this stream carries, as this job sends it, in
+ * chunks after the job's pages.  A device's final state ends with END, even
+ * when it is empty. */
+static int send_device_data(struct tx_worker *w)
+{
+	struct src *s = w->s;
+
+	for (unsigned k = 0; k < s->ndev; k++) {
+		const struct dev_tx *x = &s->dev[k];
+		const struct mig_device *d = s->vm->devices[x->index];
+		const struct mig_buf *b = &s->states[x->index];
+		bool final = x->kind == MIG_FRAME_F_FINAL;
+		size_t off = 0;
+
+		if (x->stream != w->index || !x->kind)
+			continue;
+		do {
+			struct tx_slot *t = next_slot(w);
+			struct mig_device_data *dd = (struct mig_device_data *)t->buf;
+			size_t len = b->len - off < MIG_DEVICE_CHUNK_MAX ? b->len - off :
+									    MIG_DEVICE_CHUNK_MAX;
+			struct iovec iov[2] = { { dd, sizeof(*dd) }, { b->data + off, len } };
+			uint32_t flags = x->kind | (final && off + len == b->len ? MIG_FRAME_F_END : 0);
+			int r;
+
+			*dd = (struct mig_device_data){
+				.cls = d->cls->id, .instance = d->id, .offset = x->offset[final] + off,
+				.round = s->job_round, .len = (uint32_t)len,
+			};
+			mig_frame_seal(&t->hdr, MIG_FRAME_DEVICE_DATA, flags, ++w->seq, iov, 2);
+			w->frames++;
+			r = tx_submit(w, t, iov, 2);
+			if (r < 0)
+				return r;
+			if (stopping(s))
+				return stop_error(w);
+			off += len;
+		} while (off < b->len);
+	}
+	return 0;
+}
+
 /* One job: claim slices of the bitmap until none is left, send their pages,
  * then tell the destination with ROUND_END how many frames this stream
  * carried in the round. */
@@ -704,6 +760,9 @@ static int tx_job(struct tx_worker *w)
 		if (r < 0)
 			return r;
 	}
+	r = send_device_data(w);
+	if (r < 0)
+		return r;
 	t = next_slot(w);
 	re = (struct mig_round_end){ s->job_round, s->job_final, w->frames };
 	memcpy(t->buf, &re, sizeof(re));
@@ -1119,6 +1178,66 @@ static void auto_codec(struct src *s, uint64_t link_bps)
 		s->codec = XPORT_CODEC_NONE;
 }
 
+/* The devices with state, each given a data stream in turn. */
+static int devices_init(struct src *s)
+{
+	struct mig_vm *vm = s->vm;
+
+	s->dev = calloc(vm->nr_devices ? vm->nr_devices : 1, sizeof(*s->dev));
+	s->states = calloc(vm->nr_devices ? vm->nr_devices : 1, sizeof(*s->states));
+	if (!s->dev || !s->states)
+		return mig_error_set(&s->err, -ENOMEM, "out of memory");
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		if (!mig_device_has_state(vm->devices[i]))
+			continue;
+		s->dev[s->ndev] = (struct dev_tx){ .index = i, .stream = 1 + s->ndev % s->n };
+		s->ndev++;
+	}
+	return 0;
+}
+
+/* Before a PRECOPY round: each device's pre-copy data for it, up to a
+ * budget. */
+static int devices_precopy(struct src *s)
+{
+	for (unsigned k = 0; k < s->ndev; k++) {
+		struct dev_tx *x = &s->dev[k];
+		struct mig_device *d = s->vm->devices[x->index];
+		const struct mig_precopy_ops *ops = d->cls->precopy_ops;
+		struct mig_buf_writer bw;
+		int r;
+
+		x->kind = 0;
+		if (!ops || !ops->pending(d))
+			continue;
+		s->states[x->index].len = 0;
+		mig_buf_writer_init(&bw, &s->states[x->index]);
+		r = ops->save_chunk(d, &bw.w, DEVICE_PRECOPY_BUDGET, &s->err);
+		if (r < 0)
+			return mig_error_prefix(&s->err, "pre-copy data of %s %u", d->cls->name, d->id);
+		if (s->states[x->index].len)
+			x->kind = MIG_FRAME_F_PRECOPY;
+	}
+	return 0;
+}
+
+/* After a job: what it sent of each device is counted. */
+static void devices_sent(struct src *s)
+{
+	for (unsigned k = 0; k < s->ndev; k++) {
+		struct dev_tx *x = &s->dev[k];
+		uint64_t len = s->states[x->index].len;
+
+		if (!x->kind)
+			continue;
+		x->offset[x->kind == MIG_FRAME_F_FINAL] += len;
+		s->vm->devices[x->index]->bytes += len;
+		if (x->kind == MIG_FRAME_F_FINAL)
+			s->res->vcpu_state_bytes += len;
+		x->kind = 0;
+	}
+}
+
 static int do_precopy(struct src *s)
 {
 	struct conv_decision d = { 0 };
@@ -1140,9 +1259,12 @@ static int do_precopy(struct src *s)
 		r0_t0 = mig_now_ms();
 		if (s->o->compress.codec == XPORT_CODEC_AUTO && s->round == 0)
 			s->codec = XPORT_CODEC_ZSTD;
-		r = run_job(s, false);
+		r = devices_precopy(s);
+		if (r >= 0)
+			r = run_job(s, false);
 		if (r < 0)
 			return r;
+		devices_sent(s);
 		cr.round = s->round;
 		cr.round_ms = mig_now_ms() - r0_t0;
 		cr.elapsed_ms = mig_now_ms() - s->precopy_t0;
@@ -1304,7 +1426,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		.lock = PTHREAD_MUTEX_INITIALIZER, .bw_lock = PTHREAD_MUTEX_INITIALIZER,
 		.go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER,
 	};
-	struct mig_buf state = { 0 }, pl = { 0 };
+	struct mig_buf pl = { 0 };
 	struct mig_frame_hdr h;
 	struct mig_loaded loaded;
 	struct mig_running run;
@@ -1352,7 +1474,9 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	if (r < 0)
 		goto out;
 	emit_progress(&s, true);
-	r = do_setup(&s);
+	r = devices_init(&s);
+	if (r >= 0)
+		r = do_setup(&s);
 	if (r < 0)
 		goto out;
 	res->setup_ms = mig_now_ms() - s.t0_ms;
@@ -1395,16 +1519,17 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		w = walk_opts(&s, true, MIG_WALK_OTHERS);
 		r = mig_vm_walk(vm, MIG_STAGE_SAVE, &w, &s.err);
 	}
+	/* Every device's state goes with the last pages, each device's in
+	 * chunks on its own stream. */
+	if (r >= 0)
+		r = mig_vm_save(vm, s.states, &s.err);
+	for (unsigned k = 0; r >= 0 && k < s.ndev; k++)
+		s.dev[k].kind = MIG_FRAME_F_FINAL;
 	if (r >= 0)
 		r = run_job(&s, true);
-	if (r >= 0)
-		r = mig_vm_state_save(vm, &state, &s.err);
 	if (r < 0)
 		goto out;
-	res->vcpu_state_bytes = state.len;
-	r = ctl_send(&s, MIG_FRAME_DEVICE_STATE, state.data, state.len);
-	if (r < 0)
-		goto out;
+	devices_sent(&s);
 	/* The source's RAM is frozen now: hash it in another thread while
 	 * this one waits for LOADED, so both moments are known exactly. */
 	if (o->verify) {
@@ -1628,7 +1753,10 @@ done:
 		close(s.ctl_fd);
 	free(s.ctl.buf);
 	free(s.bitmap);
-	mig_buf_free(&state);
+	for (unsigned i = 0; s.states && i < vm->nr_devices; i++)
+		mig_buf_free(&s.states[i]);
+	free(s.states);
+	free(s.dev);
 	mig_buf_free(&pl);
 	return r;
 }

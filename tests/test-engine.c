@@ -77,6 +77,9 @@ struct fvm {
 	struct mig_device *all[5];
 	char fail_load[16];     /* a class whose load fails here */
 	unsigned vfio_model;    /* what the VFIO-like device describes */
+	/* its pre-copy data: bytes still to send (source), taken (destination) */
+	uint64_t pre_left, pre_got;
+	char pre_err[128];      /* the first thing wrong with what arrived */
 };
 
 static struct fvm *owner_of[16];
@@ -121,7 +124,7 @@ static int load_words(struct mig_device *d, struct mig_reader *r, struct mig_err
 	struct fvm *v = fvm_of(d);
 
 	if (v && !strcmp(v->fail_load, d->cls->name))
-		return mig_error_set(err, -EIO, "%s %u: refused by the test", d->cls->name, d->id);
+		return mig_error_set(err, -EIO, "refused by the test");
 	snprintf(want, sizeof(want), "%s %u", d->cls->name, d->id);
 	if (n >= sizeof(text) || r->read(r, text, n, err) < 0 || strcmp(text, want))
 		return mig_error_set(err, -EINVAL, "%s %u: state '%s'", d->cls->name, d->id, text);
@@ -217,11 +220,72 @@ static int vfio_check(struct mig_device *d, const void *desc, size_t n, struct m
 static const struct mig_compat_ops vfio_compat = {
 	.describe = vfio_describe, .check = vfio_check,
 };
+
+/* Pre-copy data, as a VFIO device in PRE_COPY has (KERNEL-UAPI §1.4): more
+ * than a DEVICE_DATA frame holds, byte k being (k * 7) & 0xff, taken on the
+ * destination while it is resuming. */
+#define VFIO_PRECOPY_BYTES (3ULL << 20)
+
+static uint64_t vfio_pending(struct mig_device *d)
+{
+	return fvm_of(d)->pre_left;
+}
+
+static int vfio_save_chunk(struct mig_device *d, struct mig_writer *w, uint64_t budget,
+			   struct mig_error *err)
+{
+	struct fvm *v = fvm_of(d);
+	uint8_t buf[4096];
+
+	while (v->pre_left && budget) {
+		uint64_t at = VFIO_PRECOPY_BYTES - v->pre_left;
+		size_t n = v->pre_left < sizeof(buf) ? v->pre_left : sizeof(buf);
+		int r;
+
+		if (n > budget)
+			n = budget;
+		for (size_t i = 0; i < n; i++)
+			buf[i] = (uint8_t)((at + i) * 7);
+		r = w->write(w, buf, n, err);
+		if (r < 0)
+			return r;
+		v->pre_left -= n;
+		budget -= n;
+	}
+	return 0;
+}
+
+static int vfio_load_chunk(struct mig_device *d, struct mig_reader *r, struct mig_error *err)
+{
+	struct fvm *v = fvm_of(d);
+	uint8_t buf[4096];
+
+	if (d->state != V_RESUMING && !v->pre_err[0])
+		snprintf(v->pre_err, sizeof(v->pre_err), "pre-copy data in state %s",
+			 mig_device_state_name(d));
+	while (r->remaining(r)) {
+		size_t n = r->remaining(r) < sizeof(buf) ? r->remaining(r) : sizeof(buf);
+
+		if (r->read(r, buf, n, err) < 0)
+			return -EIO;
+		for (size_t i = 0; i < n && !v->pre_err[0]; i++)
+			if (buf[i] != (uint8_t)((v->pre_got + i) * 7))
+				snprintf(v->pre_err, sizeof(v->pre_err), "byte %llu is %#x",
+					 (unsigned long long)(v->pre_got + i), buf[i]);
+		v->pre_got += n;
+	}
+	return 0;
+}
+
+static const struct mig_precopy_ops vfio_precopy = {
+	.pending = vfio_pending, .save_chunk = vfio_save_chunk, .load_chunk = vfio_load_chunk,
+};
 static const struct mig_device_class fake_vfio = {
 	.id = MIG_DEV_CLASS_PRIVATE + 11, .name = "fake-vfio", .version = 2,
 	.nr_states = V_N, .state_names = v_names, .arcs = v_arcs,
 	.steps = v_steps, .nr_steps = ARRAY_SIZE(v_steps), .load_state = V_RESUMING,
 	.fail_state = V_ERROR, .ops = &stateful, .compat_ops = &vfio_compat,
+	.precopy_ops = &vfio_precopy,
 };
 
 /* an ITS-like device: flushing writes its table into guest RAM */
@@ -338,6 +402,7 @@ static void fvm_init(struct fvm *v, bool source)
 	cr_assert_lt(nowners, ARRAY_SIZE(owner_of));
 	owner_of[nowners++] = v;
 	v->source = source;
+	v->pre_left = source ? VFIO_PRECOPY_BYTES : 0;
 	v->vm.ops = &fvm_ops;
 	v->vm.ram = mmap(NULL, RAM_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	cr_assert_neq(v->vm.ram, MAP_FAILED);
@@ -465,6 +530,11 @@ Test(engine, call_order_of_a_whole_migration, .timeout = 60)
 	}
 	cr_assert_eq(dst.vfio.state, V_RUNNING);
 	cr_assert_eq(dst.its.bytes, strlen("fake-its 0"));
+	/* the pre-copy data went while the VM ran, in several frames, intact */
+	cr_assert_eq(src.pre_left, 0);
+	cr_assert_eq(dst.pre_got, VFIO_PRECOPY_BYTES);
+	cr_assert_eq(dst.pre_err[0], '\0', "%s", dst.pre_err);
+	cr_assert_eq(dst.vfio.bytes, VFIO_PRECOPY_BYTES + strlen("fake-vfio 0"));
 	/* the RESULT names every device of the source as the engine left it */
 	cr_assert_eq(r.res.nr_devices, 5);
 	for (unsigned i = 0; i < 5; i++) {
@@ -472,7 +542,8 @@ Test(engine, call_order_of_a_whole_migration, .timeout = 60)
 		cr_assert_eq(r.devs[i].state, (uint32_t)src.all[i]->state);
 	}
 	cr_assert_eq(r.devs[0].bytes, r.res.wire_bytes, "RAM's owner reports the pages sent");
-	cr_assert_eq(r.devs[2].bytes, strlen("fake-vfio 0"));
+	cr_assert_eq(r.devs[2].bytes, VFIO_PRECOPY_BYTES + strlen("fake-vfio 0"),
+		     "pre-copy and final bytes");
 	fvm_free(&src);
 	fvm_free(&dst);
 }

@@ -156,8 +156,9 @@ static void hd_send(struct hd *h, uint16_t type, const void *p, size_t n)
 	cr_assert_eq(xport_conn_send(&h->st[0], type, 0, p, n, &err), 0, "%s", err.msg);
 }
 
-/* A data stream's pages go nowhere: frames are read and checked, the page
- * data after each PAGES frame read and dropped, until the final ROUND_END. */
+/* A data stream's pages and device state go nowhere: frames are read and
+ * checked, the page data after each PAGES frame read and dropped, until the
+ * final ROUND_END. */
 static void *drain_main(void *arg)
 {
 	struct xport_conn *c = arg;
@@ -194,8 +195,8 @@ out:
 	return NULL;
 }
 
-/* SETUP answered READY, the data streams drained, DEVICE_STATE taken: the
- * source now waits for LOADED. */
+/* SETUP answered READY, the data streams drained (pages and device state,
+ * up to the final ROUND_END): the source now waits for LOADED. */
 static void hd_to_loaded(struct hd *h)
 {
 	struct mig_reply ready = { 0 };
@@ -207,7 +208,6 @@ static void hd_to_loaded(struct hd *h)
 	for (unsigned k = 0; k < h->n; k++)
 		cr_assert_eq(pthread_create(&h->drain[k], NULL, drain_main, &h->st[1 + k]), 0);
 	h->draining = true;
-	hd_recv(h, 0, MIG_FRAME_DEVICE_STATE, &pl);
 	for (unsigned k = 0; k < h->n; k++)
 		pthread_join(h->drain[k], NULL);
 	h->draining = false;

@@ -979,7 +979,7 @@ struct echo {
 };
 
 /* The peer: receives each frame and sends its payload back as a
- * DEVICE_STATE frame.  No criterion asserts off the main thread. */
+ * DEVICE_DATA frame.  No criterion asserts off the main thread. */
 static void *echo_peer(void *arg)
 {
 	struct echo *e = arg;
@@ -994,7 +994,7 @@ static void *echo_peer(void *arg)
 
 		if (xport_conn_recv(&c, &h, &b, 10000, &err) < 0)
 			goto fail_close;
-		if (h.type != MIG_FRAME_DEVICE_STATE || h.length != frame_sizes[i] ||
+		if (h.type != MIG_FRAME_DEVICE_DATA || h.length != frame_sizes[i] ||
 		    b.len != frame_sizes[i] || h.seq != i + 1) {
 			snprintf(e->msg, sizeof(e->msg), "frame %zu: type %u length %u seq %llu",
 				 i, h.type, h.length, (unsigned long long)h.seq);
@@ -1003,7 +1003,7 @@ static void *echo_peer(void *arg)
 			mig_buf_free(&b);
 			return NULL;
 		}
-		if (xport_conn_send(&c, MIG_FRAME_DEVICE_STATE, 0, b.data, b.len, &err) < 0)
+		if (xport_conn_send(&c, MIG_FRAME_DEVICE_DATA, 0, b.data, b.len, &err) < 0)
 			goto fail_close;
 	}
 	xport_conn_close(&c);
@@ -1036,14 +1036,14 @@ Test(conn, round_trip_0_1_4096_1MiB_both_ways)
 	for (size_t i = 0; i < sizeof(frame_sizes) / sizeof(frame_sizes[0]); i++) {
 		struct mig_frame_hdr h;
 
-		r = xport_conn_send(&c, MIG_FRAME_DEVICE_STATE, 0, data, frame_sizes[i], &err);
+		r = xport_conn_send(&c, MIG_FRAME_DEVICE_DATA, 0, data, frame_sizes[i], &err);
 		cr_assert_eq(r, 0, "send %zu: %s", frame_sizes[i], err.msg);
 		r = xport_conn_recv(&c, &h, &b, 10000, &err);
 		cr_assert_eq(r, 0, "recv %zu: %s", frame_sizes[i], err.msg);
 		/* The header comes back in host order. */
 		cr_assert_eq(h.magic, MIG_WIRE_MAGIC);
 		cr_assert_eq(h.version, MIG_WIRE_VERSION);
-		cr_assert_eq(h.type, MIG_FRAME_DEVICE_STATE);
+		cr_assert_eq(h.type, MIG_FRAME_DEVICE_DATA);
 		cr_assert_eq(h.flags, 0);
 		cr_assert_eq(h.length, frame_sizes[i]);
 		cr_assert_eq(h.seq, i + 1);

@@ -5,7 +5,9 @@
  * is refused; a frame with one field corrupted (magic, version, type, length,
  * checksum, page list, page data, seq, page number, round) aborts the
  * migration with an error naming that field, and the destination keeps no
- * VM.  Torn LIVE pages must arrive again before the last round ends.
+ * VM.  Torn LIVE pages must arrive again before the last round ends.  So
+ * must a SETUP whose device manifest does not match the VM, and device
+ * state framed wrongly or not a device's state at all.
  */
 #include <stddef.h>
 
@@ -313,18 +315,16 @@ static void expect_abort(struct xport_conn *ctl, char *text, size_t n)
 	mig_buf_free(&pl);
 }
 
-/* Sends a device state that cannot load, so the destination answers LOADED
- * with status < 0 once the pages passed, then ABORT.  Returns that LOADED. */
-static void load_junk_state(struct xport_conn *ctl, struct mig_loaded *l)
+/* Once the last round ended with no device state sent, the destination
+ * answers LOADED with status < 0 (a vCPU's state never came), then ABORT.
+ * Returns that LOADED: how far it got. */
+static void expect_load_refused(struct xport_conn *ctl, struct mig_loaded *l)
 {
-	static const uint8_t junk[64] = { 1, 2, 3 };
 	struct mig_error err = { 0 };
 	struct mig_frame_hdr fh;
 	struct mig_buf pl = { 0 };
 	char text[600];
 
-	cr_assert_eq(xport_conn_send(ctl, MIG_FRAME_DEVICE_STATE, 0, junk, sizeof(junk), &err), 0,
-		     "%s", err.msg);
 	cr_assert_eq(xport_conn_recv(ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
 	if (fh.type == MIG_FRAME_ABORT) {
 		struct mig_error_msg m;
@@ -336,9 +336,33 @@ static void load_junk_state(struct xport_conn *ctl, struct mig_loaded *l)
 	cr_assert_eq(fh.type, MIG_FRAME_LOADED, "got %s", mig_frame_type_to_string(fh.type));
 	cr_assert_eq(pl.len, sizeof(*l));
 	memcpy(l, pl.data, sizeof(*l));
-	cr_assert_lt(l->status, 0, "junk device state loaded");
+	cr_assert_lt(l->status, 0, "a VM without device state loaded");
 	mig_buf_free(&pl);
 	expect_abort(ctl, text, sizeof(text));
+}
+
+/* One DEVICE_DATA frame: the header as given, then n bytes. */
+static void send_dd_raw(struct xport_conn *c, const struct mig_device_data *dd, uint32_t flags,
+			const void *p, size_t n)
+{
+	struct mig_error err = { 0 };
+	struct mig_buf b = { 0 };
+
+	cr_assert_eq(mig_buf_append(&b, dd, sizeof(*dd)), 0);
+	cr_assert_eq(mig_buf_append(&b, p, n), 0);
+	cr_assert_eq(xport_conn_send(c, MIG_FRAME_DEVICE_DATA, flags, b.data, b.len, &err), 0,
+		     "%s", err.msg);
+	mig_buf_free(&b);
+}
+
+/* One DEVICE_DATA frame: its header, then `len` bytes of state. */
+static void send_device_data(struct xport_conn *c, uint32_t cls, uint32_t instance,
+			     uint64_t offset, uint32_t round, uint32_t flags, const void *p,
+			     uint32_t len)
+{
+	struct mig_device_data dd = { cls, instance, offset, round, len };
+
+	send_dd_raw(c, &dd, flags, p, len);
 }
 
 /* Closes the streams, checks the destination kept nothing, stops the agent. */
@@ -522,7 +546,7 @@ Test(wire_live, round_end_with_wrong_frame_count, .timeout = 60)
 	send_pages(&data, &f);
 	send_round_end(&data, 0, false, 2);
 	expect_abort(&ctl, text, sizeof(text));
-	cr_assert_not_null(strstr(text, "2 PAGES frames) after 1 PAGES frames"), "%s", text);
+	cr_assert_not_null(strstr(text, "2 frames) after 1 frames"), "%s", text);
 	rig_finish(&g, &ctl, &data);
 }
 
@@ -551,8 +575,8 @@ Test(wire_live, torn_live_page_never_resent, .timeout = 60)
 }
 
 /* The same torn page sent again intact in the next round clears it: the
- * destination passes the last round and goes on to load the device state,
- * whose damage is then what it reports. */
+ * destination passes the last round and goes on to load, where the device
+ * state that was never sent is what it then reports. */
 Test(wire_live, torn_live_page_resent_is_accepted, .timeout = 60)
 {
 	struct rig g;
@@ -569,9 +593,10 @@ Test(wire_live, torn_live_page_resent_is_accepted, .timeout = 60)
 	pages_frame(&f, data.tx_seq + 1, 600, 1, 0, 0xcd);
 	send_pages(&data, &f);
 	send_round_end(&data, 1, true, 1);
-	load_junk_state(&ctl, &l);
+	expect_load_refused(&ctl, &l);
 	cr_assert_eq(l.torn_pages, 1);
 	cr_assert_null(strstr(l.msg, "damaged"), "%s", l.msg);
+	cr_assert_not_null(strstr(l.msg, "no END"), "%s", l.msg);
 	rig_finish(&g, &ctl, &data);
 }
 
@@ -581,7 +606,7 @@ Test(wire_live, torn_live_page_resent_is_accepted, .timeout = 60)
  * reaches its own: reading ahead would let the older copy land last, and
  * the destination refuses a PAGES frame of the next round ("PAGES frame of
  * round 1 ... during round 0").  Both copies and the last round pass; the
- * junk device state is what it then reports. */
+ * device state that was never sent is what it then reports. */
 Test(wire_live, round_barrier_holds_a_stream_that_runs_ahead, .timeout = 60)
 {
 	struct rig g;
@@ -600,8 +625,10 @@ Test(wire_live, round_barrier_holds_a_stream_that_runs_ahead, .timeout = 60)
 	send_pages(&data[1], &f);
 	send_round_end(&data[1], 0, false, 1);
 	send_round_end(&data[1], 1, true, 0);
-	load_junk_state(&ctl, &l);
-	cr_assert_null(strstr(l.msg, "round"), "%s", l.msg);
+	expect_load_refused(&ctl, &l);
+	/* what stops it is the device state that never came, not the rounds */
+	cr_assert_not_null(strstr(l.msg, "the last round ended before its state did"), "%s",
+			   l.msg);
 	rig_finish(&g, &ctl, data);
 }
 
@@ -666,21 +693,43 @@ Test(wire_live, source_gone_in_the_middle_of_page_data, .timeout = 60)
 	rig_finish(&g, &ctl, &data);
 }
 
-/* A device state that loads: a lab VM of the rig's shape, booted and paused
- * here, as a source would send it. */
-static void valid_state(struct mig_buf *out)
+/* Device state that loads: a lab VM of the rig's shape, booted, paused
+ * and saved here, as a source would send it: each device with state as one
+ * FINAL|END chunk in round `round`.  Returns the frames sent. */
+static unsigned send_valid_state(struct xport_conn *data, uint32_t round)
 {
 	struct lab_config cfg;
 	struct mig_error err = { 0 };
+	struct mig_walk w = { 0 };
 	struct lab_vm *vm;
+	struct mig_vm *mv;
+	struct mig_buf *states;
+	unsigned frames = 0;
 
 	rig_config(&cfg);
 	cr_assert_eq(lab_vm_create(&cfg, &vm, &err), 0, "%s", err.msg);
 	cr_assert_eq(lab_vm_start(vm, &err), 0, "%s", err.msg);
 	usleep(20000);
 	cr_assert_eq(lab_vm_pause(vm, &err), 0, "%s", err.msg);
-	cr_assert_eq(lab_vm_save_state(vm, out, &err), 0, "%s", err.msg);
+	mv = lab_vm_mig(vm);
+	cr_assert_eq(mig_vm_walk(mv, MIG_STAGE_SAVE, &w, &err), 0, "%s", err.msg);
+	states = calloc(mv->nr_devices, sizeof(*states));
+	cr_assert_not_null(states);
+	cr_assert_eq(mig_vm_save(mv, states, &err), 0, "%s", err.msg);
+	for (unsigned i = 0; i < mv->nr_devices; i++) {
+		const struct mig_device *d = mv->devices[i];
+
+		if (!mig_device_has_state(d))
+			continue;
+		send_device_data(data, d->cls->id, d->id, 0, round,
+				 MIG_FRAME_F_FINAL | MIG_FRAME_F_END, states[i].data,
+				 (uint32_t)states[i].len);
+		frames++;
+		mig_buf_free(&states[i]);
+	}
+	free(states);
 	lab_vm_destroy(vm);
+	return frames;
 }
 
 /* Sends a SUMS_REQUEST and checks the answer against sums of `image`. */
@@ -722,7 +771,7 @@ Test(wire_live, sums_of_what_the_destination_holds, .timeout = 60)
 	struct xport_conn ctl, data;
 	struct pages_frame f;
 	struct mig_error err = { 0 };
-	struct mig_buf state = { 0 }, pl = { 0 };
+	struct mig_buf pl = { 0 };
 	struct mig_frame_hdr fh;
 	struct mig_loaded l;
 	struct mig_sums_request bad = { pages - 100, 512, 1 };
@@ -732,12 +781,9 @@ Test(wire_live, sums_of_what_the_destination_holds, .timeout = 60)
 	cr_assert_not_null(image);
 	rig_up_with_page(&g, "sums", &ctl, &data, &f);
 	send_pages(&data, &f);
-	send_round_end(&data, 0, true, 1);
+	send_round_end(&data, 0, true, 1 + send_valid_state(&data, 0));
 	memset(image + 600 * 4096, 0xab, 4096);
 
-	valid_state(&state);
-	cr_assert_eq(xport_conn_send(&ctl, MIG_FRAME_DEVICE_STATE, 0, state.data, state.len, &err),
-		     0, "%s", err.msg);
 	cr_assert_eq(xport_conn_recv(&ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
 	cr_assert_eq(fh.type, MIG_FRAME_LOADED, "got %s", mig_frame_type_to_string(fh.type));
 	memcpy(&l, pl.data, sizeof(l));
@@ -752,8 +798,124 @@ Test(wire_live, sums_of_what_the_destination_holds, .timeout = 60)
 	expect_abort(&ctl, text, sizeof(text));
 	cr_assert_not_null(strstr(text, "outside the guest"), "%s", text);
 	rig_finish(&g, &ctl, &data);
-	mig_buf_free(&state);
 	free(image);
+}
+
+/*
+ * DEVICE_DATA broken one way at a time.  Each is refused as it arrives,
+ * naming the device and what is wrong, before anything of it is kept; a
+ * state that is well framed but not a device's state is refused at LOAD.
+ * Either way the destination keeps nothing.
+ */
+enum bad_dd { D_FOREIGN, D_NO_KIND, D_BOTH, D_END_PRECOPY, D_NO_PRECOPY, D_NO_STATE, D_GAP,
+	      D_AFTER_END, D_LEN, D_ROUND, D_JUNK };
+
+static void bad_device_data(enum bad_dd what, const char *needle)
+{
+	static const uint8_t junk[40] = { 0xde, 0xad, 0xbe, 0xef, 9, 9, 9 };
+	const uint32_t fin = MIG_FRAME_F_FINAL, end = MIG_FRAME_F_END;
+	struct rig g;
+	struct xport_conn ctl, data;
+	struct mig_device_data dd = { MIG_DEV_VCPU, 0, 0, 0, 10 };
+	struct mig_loaded l;
+	char text[600];
+
+	rig_up(&g, "devdata", 1);
+	rig_setup(&g, &ctl, &data);
+	switch (what) {
+	case D_FOREIGN:
+		send_device_data(&data, 0x4242, 0, 0, 0, fin | end, junk, 10);
+		break;
+	case D_NO_KIND:
+		send_device_data(&data, MIG_DEV_VCPU, 0, 0, 0, 0, junk, 10);
+		break;
+	case D_BOTH:
+		send_device_data(&data, MIG_DEV_VCPU, 0, 0, 0, fin | MIG_FRAME_F_PRECOPY, junk, 10);
+		break;
+	case D_END_PRECOPY:
+		send_device_data(&data, MIG_DEV_VCPU, 0, 0, 0, MIG_FRAME_F_PRECOPY | end, junk, 10);
+		break;
+	case D_NO_PRECOPY:
+		send_device_data(&data, MIG_DEV_VCPU, 0, 0, 0, MIG_FRAME_F_PRECOPY, junk, 10);
+		break;
+	case D_NO_STATE:
+		send_device_data(&data, MIG_DEV_MEMORY, 0, 0, 0, fin | end, junk, 10);
+		break;
+	case D_GAP:
+		send_device_data(&data, MIG_DEV_VCPU, 0, 0, 0, fin, junk, 10);
+		send_device_data(&data, MIG_DEV_VCPU, 0, 20, 0, fin, junk, 10);
+		break;
+	case D_AFTER_END:
+		send_device_data(&data, MIG_DEV_VCPU, 0, 0, 0, fin | end, junk, 10);
+		send_device_data(&data, MIG_DEV_VCPU, 0, 10, 0, fin, junk, 10);
+		break;
+	case D_LEN:
+		dd.len = 11;
+		send_dd_raw(&data, &dd, fin, junk, 10);
+		break;
+	case D_ROUND:
+		send_device_data(&data, MIG_DEV_VCPU, 0, 0, 3, fin, junk, 10);
+		break;
+	case D_JUNK:
+		/* every device with state ends, in two chunks for the vCPU */
+		send_device_data(&data, MIG_DEV_VCPU, 0, 0, 0, fin, junk, 16);
+		send_device_data(&data, MIG_DEV_VCPU, 0, 16, 0, fin | end, junk + 16, 24);
+		send_device_data(&data, MIG_DEV_PLATFORM, 0, 0, 0, fin | end, junk, 40);
+		send_round_end(&data, 0, true, 3);
+		expect_load_refused(&ctl, &l);
+		cr_assert_not_null(strstr(l.msg, needle), "'%s' does not say '%s'", l.msg, needle);
+		rig_finish(&g, &ctl, &data);
+		return;
+	}
+	expect_abort(&ctl, text, sizeof(text));
+	cr_assert_not_null(strstr(text, needle), "'%s' does not say '%s'", text, needle);
+	rig_finish(&g, &ctl, &data);
+}
+
+Test(wire_live, device_data_for_a_foreign_device, .timeout = 60)
+{
+	bad_device_data(D_FOREIGN, "DEVICE_DATA for device 0x4242 0, which this VM does not have");
+}
+Test(wire_live, device_data_of_no_kind, .timeout = 60)
+{
+	bad_device_data(D_NO_KIND, "DEVICE_DATA for vcpu 0 is neither pre-copy nor final data");
+}
+Test(wire_live, device_data_of_both_kinds, .timeout = 60)
+{
+	bad_device_data(D_BOTH, "DEVICE_DATA for vcpu 0 is neither pre-copy nor final data");
+}
+Test(wire_live, device_data_end_on_pre_copy, .timeout = 60)
+{
+	bad_device_data(D_END_PRECOPY, "DEVICE_DATA for vcpu 0: END on pre-copy data");
+}
+Test(wire_live, device_data_pre_copy_for_a_class_without, .timeout = 60)
+{
+	bad_device_data(D_NO_PRECOPY, "DEVICE_DATA for vcpu 0, whose class has no pre-copy data");
+}
+Test(wire_live, device_data_for_a_device_without_state, .timeout = 60)
+{
+	bad_device_data(D_NO_STATE, "DEVICE_DATA for memory 0, whose class has no state");
+}
+Test(wire_live, device_data_with_a_gap, .timeout = 60)
+{
+	bad_device_data(D_GAP, "DEVICE_DATA for vcpu 0 at offset 20 of its final data, 10 bytes "
+			"of it came before");
+}
+Test(wire_live, device_data_after_its_end, .timeout = 60)
+{
+	bad_device_data(D_AFTER_END, "DEVICE_DATA for vcpu 0 after its last chunk");
+}
+Test(wire_live, device_data_length_disagrees, .timeout = 60)
+{
+	bad_device_data(D_LEN, "DEVICE_DATA frame of 34 bytes says it carries 11 bytes");
+}
+Test(wire_live, device_data_of_another_round, .timeout = 60)
+{
+	bad_device_data(D_ROUND, "DEVICE_DATA of round 3 on stream 1 during round 0");
+}
+Test(wire_live, device_state_that_is_not_one, .timeout = 60)
+{
+	bad_device_data(D_JUNK, "platform 0: vm state: bad magic");
 }
 
 /* Strangers that connect to the migration port and send nothing (no key is
@@ -797,7 +959,7 @@ Test(wire_live, idle_connections_do_not_block_the_streams, .timeout = 60)
 	}
 	send_round_end(&data[0], 0, true, 0);
 	send_round_end(&data[1], 0, true, 0);
-	load_junk_state(&ctl, &l);
+	expect_load_refused(&ctl, &l);
 	cr_assert_eq(l.rejected_streams, 3);
 	rig_finish(&g, &ctl, data);
 }

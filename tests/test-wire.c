@@ -29,7 +29,7 @@ static const uint16_t all_types[] = {
 	MIG_FRAME_AUTH_OK, MIG_FRAME_STREAM_HELLO, MIG_FRAME_ERROR,
 	MIG_FRAME_REQUEST, MIG_FRAME_REPLY, MIG_FRAME_EVENT,
 	MIG_FRAME_SETUP, MIG_FRAME_READY, MIG_FRAME_PAGES, MIG_FRAME_ROUND_END,
-	MIG_FRAME_DEVICE_STATE, MIG_FRAME_LOADED, MIG_FRAME_COMMIT,
+	MIG_FRAME_DEVICE_DATA, MIG_FRAME_LOADED, MIG_FRAME_COMMIT,
 	MIG_FRAME_RUNNING, MIG_FRAME_ABORT, MIG_FRAME_SUMS_REQUEST, MIG_FRAME_SUMS,
 };
 
@@ -94,7 +94,8 @@ Test(wire_tables, limits_fit_the_frame_class)
 	for (size_t i = 0; i < sizeof(control) / sizeof(control[0]); i++)
 		cr_assert_leq(mig_frame_max_payload(control[i]), 65536, "%s",
 			      mig_frame_type_to_string(control[i]));
-	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_DEVICE_STATE), MIG_FRAME_MAX);
+	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_DEVICE_DATA),
+		     sizeof(struct mig_device_data) + MIG_DEVICE_CHUNK_MAX);
 	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_SUMS), MIG_SUMS_MAX * 8);
 	/* SETUP holds the device manifest: bounded, but above the control frames */
 	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_SETUP), MIG_SETUP_MAX);
@@ -113,7 +114,7 @@ static void fill_payload(void)
 		payload[i] = (uint8_t)(i * 131 + 7);
 }
 
-/* A DEVICE_STATE frame, seq SEQ, with the ZSTD flag and `payload`, sealed over
+/* A DEVICE_DATA frame, seq SEQ, with the FINAL flag and `payload`, sealed over
  * three iovecs (the checksum must not depend on how the payload is cut). */
 static void seal_frame(struct mig_frame_hdr *h)
 {
@@ -124,7 +125,7 @@ static void seal_frame(struct mig_frame_hdr *h)
 	};
 
 	fill_payload();
-	mig_frame_seal(h, MIG_FRAME_DEVICE_STATE, MIG_FRAME_F_ZSTD, SEQ, iov, 3);
+	mig_frame_seal(h, MIG_FRAME_DEVICE_DATA, MIG_FRAME_F_FINAL, SEQ, iov, 3);
 }
 
 Test(wire_seal, seal_then_check_passes)
@@ -262,8 +263,11 @@ Test(wire_check, length_at_the_limit_is_accepted)
 	struct mig_frame_hdr h;
 
 	seal_frame(&h);
-	h.length = htole32(MIG_FRAME_MAX);
+	h.length = htole32(mig_frame_max_payload(MIG_FRAME_DEVICE_DATA));
 	cr_assert_eq(mig_frame_check_header(&h, SEQ, &err), 0, "%s", err.msg);
+	h.length = htole32(mig_frame_max_payload(MIG_FRAME_DEVICE_DATA) + 1);
+	cr_assert_lt(mig_frame_check_header(&h, SEQ, &err), 0);
+	mig_error_clear(&err);
 	h.length = htole32(4096);
 	h.type = htole16(MIG_FRAME_HELLO);
 	h.flags = 0;
@@ -282,7 +286,7 @@ Test(wire_check, corrupted_checksum_field)
 	/* ...the payload check does. */
 	cr_assert_eq(mig_frame_check_payload(&h, payload, &err), -EBADMSG);
 	cr_assert_eq(err.code, -EBADMSG);
-	cr_assert_not_null(strstr(err.msg, "checksum mismatch on DEVICE_STATE frame seq 5"), "%s",
+	cr_assert_not_null(strstr(err.msg, "checksum mismatch on DEVICE_DATA frame seq 5"), "%s",
 			   err.msg);
 }
 
@@ -308,7 +312,7 @@ Test(wire_check, header_fields_are_covered_by_the_checksum)
 	struct mig_error err = { 0 };
 	struct mig_frame_hdr h;
 
-	/* A change the header check accepts (ZSTD cleared on DEVICE_STATE) must
+	/* A change the header check accepts (FINAL cleared on DEVICE_DATA) must
 	 * still fail the checksum. */
 	seal_frame(&h);
 	h.flags = 0;
@@ -368,16 +372,16 @@ Test(wire_layout, sealed_header_bytes_are_little_endian)
 
 	for (size_t i = 0; i < sizeof(body); i++)
 		body[i] = (uint8_t)(i ^ 0x5a);
-	mig_frame_seal(&h, MIG_FRAME_DEVICE_STATE, MIG_FRAME_F_ZSTD, seq, &iov, 1);
+	mig_frame_seal(&h, MIG_FRAME_DEVICE_DATA, MIG_FRAME_F_FINAL, seq, &iov, 1);
 	memcpy(b, &h, sizeof(b));
 
 	cr_assert_eq(memcmp(b, "MGF1", 4), 0, "magic bytes %02x %02x %02x %02x",
 		     b[0], b[1], b[2], b[3]);
 	cr_assert_eq(b[4], MIG_WIRE_VERSION);
 	cr_assert_eq(b[5], 0);
-	cr_assert_eq(b[6], MIG_FRAME_DEVICE_STATE);
+	cr_assert_eq(b[6], MIG_FRAME_DEVICE_DATA);
 	cr_assert_eq(b[7], 0);
-	cr_assert_eq(get_le(b + 8, 4), MIG_FRAME_F_ZSTD);
+	cr_assert_eq(get_le(b + 8, 4), MIG_FRAME_F_FINAL);
 	cr_assert_eq(b[12], 0x23);
 	cr_assert_eq(b[13], 0x01);
 	cr_assert_eq(get_le(b + 12, 4), sizeof(body));
@@ -425,11 +429,15 @@ Test(wire, pages_meta_limit)
 	h.length = htole32(MIG_PAGES_META_MAX + 1);
 	cr_assert_lt(mig_frame_check_header(&h, 1, &err), 0);
 	cr_assert_not_null(strstr(err.msg, "exceeds the limit"), "%s", err.msg);
-	/* LIVE belongs to PAGES only */
+	/* LIVE belongs to PAGES only, FINAL to DEVICE_DATA only */
 	mig_error_clear(&err);
-	mig_frame_seal(&h, MIG_FRAME_DEVICE_STATE, MIG_FRAME_F_LIVE, 1, &iov, 1);
+	mig_frame_seal(&h, MIG_FRAME_DEVICE_DATA, MIG_FRAME_F_LIVE, 1, &iov, 1);
 	cr_assert_lt(mig_frame_check_header(&h, 1, &err), 0);
-	cr_assert_not_null(strstr(err.msg, "not valid on DEVICE_STATE"), "%s", err.msg);
+	cr_assert_not_null(strstr(err.msg, "not valid on DEVICE_DATA"), "%s", err.msg);
+	mig_error_clear(&err);
+	mig_frame_seal(&h, MIG_FRAME_PAGES, MIG_FRAME_F_FINAL, 1, &iov, 1);
+	cr_assert_lt(mig_frame_check_header(&h, 1, &err), 0);
+	cr_assert_not_null(strstr(err.msg, "not valid on PAGES"), "%s", err.msg);
 }
 
 /* The peer's RAM for mig_where_ram_differs(): a copy with some pages changed. */

@@ -38,8 +38,8 @@ struct frame_type_info {
 /*
  * Limits are tight on purpose: the receiver checks `length` against them
  * before it allocates or reads anything, so a damaged or hostile header can
- * make us wait for at most this many bytes.  Only bulk data (pages, device
- * state) may use the full MIG_FRAME_MAX.
+ * make us wait for at most this many bytes.  Only device state, sums and
+ * the device manifest go beyond 64 KiB.
  */
 static const struct frame_type_info frame_types[_MIG_FRAME_TYPE_END] = {
 	[MIG_FRAME_HELLO]          = { "HELLO",          4 * KiB,       0 },
@@ -57,7 +57,9 @@ static const struct frame_type_info frame_types[_MIG_FRAME_TYPE_END] = {
 	[MIG_FRAME_PAGES]          = { "PAGES",          MIG_PAGES_META_MAX,
 				       MIG_FRAME_F_ZSTD | MIG_FRAME_F_LIVE },
 	[MIG_FRAME_ROUND_END]      = { "ROUND_END",      4 * KiB,       0 },
-	[MIG_FRAME_DEVICE_STATE]   = { "DEVICE_STATE",   MIG_FRAME_MAX, MIG_FRAME_F_ZSTD },
+	[MIG_FRAME_DEVICE_DATA]    = { "DEVICE_DATA",
+				       sizeof(struct mig_device_data) + MIG_DEVICE_CHUNK_MAX,
+				       MIG_FRAME_F_PRECOPY | MIG_FRAME_F_FINAL | MIG_FRAME_F_END },
 	[MIG_FRAME_LOADED]         = { "LOADED",         4 * KiB,       0 },
 	[MIG_FRAME_COMMIT]         = { "COMMIT",         4 * KiB,       0 },
 	[MIG_FRAME_RUNNING]        = { "RUNNING",        4 * KiB,       0 },

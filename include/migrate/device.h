@@ -219,6 +219,8 @@ int mig_device_step(struct mig_device *d, int to, struct mig_error *err);
 int mig_device_next_state(const struct mig_device *d, int target);
 const char *mig_device_state_name(const struct mig_device *d);
 /* -EOPNOTSUPP where the class has no such op. */
+/* Whether it has state of its own to save and load (guest RAM does not). */
+bool mig_device_has_state(const struct mig_device *d);
 int mig_device_save(struct mig_device *d, struct mig_writer *w, struct mig_error *err);
 int mig_device_load(struct mig_device *d, struct mig_reader *r, struct mig_error *err);
 int mig_device_dirty_sync(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_count,

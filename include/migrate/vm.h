@@ -144,13 +144,22 @@ int mig_vm_manifest_check(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_
 			  struct mig_error *err);
 
 /*
- * The state of every device that has one, in one container
- * (docs/protocol.md §6.6): a 16-byte header, then one record per device in
- * the SAVE stage's order: class, instance, class version, length, bytes.
- * Save writes it after the SAVE walk.  Load checks the whole container
- * against this VM's devices (every device with state has exactly one
- * record, of its class's version) before any device loads, then walks the
- * LOAD stage with each device reading its own record.
+ * Each device's state, in an array indexed like vm->devices (entries of
+ * devices without state are left alone).  mig_vm_save() has every device
+ * with state write its own, in the SAVE stage's order, after the SAVE
+ * walk; the engine sends each in DEVICE_DATA chunks.  mig_vm_load() walks
+ * the LOAD stage with each device reading its own.
+ */
+int mig_vm_save(struct mig_vm *vm, struct mig_buf *states, struct mig_error *err);
+int mig_vm_load(struct mig_vm *vm, const struct mig_buf *states, struct mig_walk *w,
+		struct mig_error *err);
+
+/*
+ * The same state in one buffer, for a VM saved whole (docs/devices.md §6):
+ * a 16-byte header, then one record per device in the SAVE stage's order:
+ * class, instance, class version, length, bytes.  Load checks the whole
+ * buffer against this VM's devices (every device with state has exactly
+ * one record, of its class's version) before any device loads.
  */
 #define MIG_STATE_MAGIC 0x3153564544474d4dULL   /* "MMGDEVS1" */
 #define MIG_STATE_VERSION 1

@@ -43,7 +43,7 @@ enum mig_frame_type {
 	MIG_FRAME_READY = 33,
 	MIG_FRAME_PAGES = 34,
 	MIG_FRAME_ROUND_END = 35,
-	MIG_FRAME_DEVICE_STATE = 36,
+	MIG_FRAME_DEVICE_DATA = 36,   /* struct mig_device_data + a chunk of one device's state */
 	MIG_FRAME_LOADED = 37,
 	MIG_FRAME_COMMIT = 38,
 	MIG_FRAME_RUNNING = 39,
@@ -59,7 +59,14 @@ enum mig_frame_type {
  * copy in between; if the guest wrote a page meanwhile, its sum will not
  * match.  Such a page is dirty again on the source and arrives once more. */
 #define MIG_FRAME_F_LIVE    (1U << 1)
-#define MIG_FRAME_F_KNOWN   (MIG_FRAME_F_ZSTD | MIG_FRAME_F_LIVE)
+/* DEVICE_DATA: exactly one of PRECOPY (data sent while the VM runs, loaded
+ * as it comes) and FINAL (its state once stopped, loaded with the rest);
+ * END marks a device's last FINAL chunk. */
+#define MIG_FRAME_F_PRECOPY (1U << 2)
+#define MIG_FRAME_F_FINAL   (1U << 3)
+#define MIG_FRAME_F_END     (1U << 4)
+#define MIG_FRAME_F_KNOWN   (MIG_FRAME_F_ZSTD | MIG_FRAME_F_LIVE | MIG_FRAME_F_PRECOPY | \
+			     MIG_FRAME_F_FINAL | MIG_FRAME_F_END)
 
 struct mig_frame_hdr {
 	uint32_t magic;
@@ -106,6 +113,20 @@ _Static_assert(sizeof(struct mig_page_ent) == 16, "page entry");
 #define MIG_SUMS_PER_MAX     512U          /* pages per sum: 2 MiB at most */
 #define MIG_PAGES_META_MAX   (sizeof(struct mig_pages_hdr) + \
 			      MIG_PAGES_MAX * sizeof(struct mig_page_ent))
+
+/* DEVICE_DATA frames (docs/protocol.md §6.6): this header, then `len`
+ * bytes of one device's state, from `offset` of its pre-copy or final data.
+ * A device's chunks all travel on one data stream, in order, each in the
+ * round it was sent in. */
+struct mig_device_data {
+	uint32_t cls;          /* enum mig_dev_class */
+	uint32_t instance;
+	uint64_t offset;
+	uint32_t round;
+	uint32_t len;
+};
+_Static_assert(sizeof(struct mig_device_data) == 24, "device data header");
+#define MIG_DEVICE_CHUNK_MAX (1U << 20)    /* bytes of state per DEVICE_DATA frame */
 
 /* XXH3-64 of one page, seeded with seq * MIG_PAGES_MAX + index (its place
  * in the frame): a page moved to another entry or frame does not match. */
