@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "devices-internal.h"
-#include "migrate/macro.h"
+#include "util.h"
 
 /* The classes of this build, indexed by their wire id.  Order of work is
  * not here: it is in each class's stage steps. */

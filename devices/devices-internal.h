@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Shared inside devices/: the concrete classes and their kvm backends. */
+/* The kvm classes (memory, vCPU, platform) as a backend composes them into
+ * a VM: shared by devices/ and the backends. */
 #ifndef DEVICES_INTERNAL_H
 #define DEVICES_INTERNAL_H
 
@@ -10,7 +11,6 @@
 #include <linux/kvm.h>
 
 #include <migrate/device.h>
-#include <migrate/lab.h>
 
 #define GUEST_PAGE_SHIFT 12
 #define GUEST_PAGE_SIZE  (1ULL << GUEST_PAGE_SHIFT)
@@ -21,10 +21,11 @@ extern const struct mig_device_class platform_class;
 
 /* What the kvm-backed classes share of their VM: its KVM fds and its
  * vCPUs' fds (the platform's clock is resumed on every vCPU). */
+#define KVM_VM_MAX_VCPUS 64
 struct kvm_vm_fds {
 	int kvm_fd;
 	int vm_fd;
-	int vcpu_fds[LAB_MAX_VCPUS];
+	int vcpu_fds[KVM_VM_MAX_VCPUS];
 	unsigned nr_vcpus;
 };
 
@@ -90,7 +91,7 @@ struct mem_dev {
 
 /* Before any vCPU exists: picks the log mode, allocates and pre-faults RAM,
  * registers the memslots with logging on (state LOGGING). */
-int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, enum lab_dirty_log log,
+int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, bool ring,
 		   bool force_classic, uint32_t ring_entries, struct mem_dev **ret,
 		   struct mig_error *err);
 void mem_dev_destroy(struct mem_dev *m);

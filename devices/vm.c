@@ -6,7 +6,7 @@
 
 #include <migrate/vm.h>
 
-#include "migrate/macro.h"
+#include "util.h"
 
 /* A device with state adds about this much to the stop-and-copy (a vCPU's
  * state is about 9 KiB here, the platform's under 2 KiB). */

@@ -24,7 +24,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "migrate/macro.h"
+#include "util.h"
 
 #define CONV_DEFAULT_DOWNTIME_MS 300
 #define CONV_DEFAULT_MAX_ROUNDS  64

@@ -22,14 +22,13 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
 #include <criterion/criterion.h>
 
 #include <migrate/agent.h>
+#include <migrate/engine.h>
 
 #include "lab-fixture.h"
-#include "migrate/macro.h"
-#include "migrate/migrate-internal.h"
+#include "util.h"
 #include "proc-fixture.h"
 
 const int test_requires_kvm = 1;

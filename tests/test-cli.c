@@ -15,11 +15,11 @@
 #include <unistd.h>
 
 #include <migrate/agent.h>
+#include <migrate/engine.h>
 
-#include "devices/lab/lab-internal.h"
+#include "lab/lab-internal.h"
 #include "lab-fixture.h"
-#include "migrate/macro.h"
-#include "migrate/migrate-internal.h"
+#include "util.h"
 #include "proc-fixture.h"
 
 /* The --vm cases need a VM on an agent. */

@@ -13,9 +13,9 @@
 
 #include <migrate/lab.h>
 
-#include "devices/devices-internal.h"
-#include "devices/lab/lab-abi.h"
-#include "devices/lab/lab-internal.h"
+#include "devices-internal.h"
+#include "lab/lab-abi.h"
+#include "lab/lab-internal.h"
 #include "lab-fixture.h"
 
 const int test_requires_kvm = 1;

@@ -29,10 +29,10 @@
 #include <unistd.h>
 
 #include <migrate/device.h>
+#include <migrate/engine.h>
 #include <migrate/vm.h>
 
-#include "migrate/macro.h"
-#include "migrate/migrate-internal.h"
+#include "util.h"
 
 #define RAM_BYTES (8ULL << 20)
 #define ITS_PAGE 100

@@ -20,9 +20,10 @@
 #include <uuid/uuid.h>
 
 #include <migrate/agent.h>
+#include <migrate/engine.h>
 
 #include "lab-fixture.h"
-#include "migrate/migrate-internal.h"
+#include "util.h"
 #include "proc-fixture.h"
 
 const int test_requires_kvm = 1;
@@ -131,7 +132,7 @@ static void hd_accept(struct hd *h, const char *refuse)
 			xport_conn_close(&c);
 			continue;
 		}
-		stream_mac(h->out.secret, "migratectl-stream-ack", &hello, hello.mac);
+		mig_stream_mac(h->out.secret, "migratectl-stream-ack", &hello, hello.mac);
 		cr_assert_eq(xport_conn_send(&c, MIG_FRAME_STREAM_HELLO, 0, &hello, sizeof(hello),
 					     &err), 0, "%s", err.msg);
 		h->st[hello.index] = c;

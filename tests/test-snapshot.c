@@ -11,7 +11,7 @@
 
 #include <migrate/lab.h>
 
-#include "devices/lab/lab-abi.h"
+#include "lab/lab-abi.h"
 #include "lab-fixture.h"
 
 const int test_requires_kvm = 1;

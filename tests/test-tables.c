@@ -12,8 +12,7 @@
 #include <string.h>
 
 #include <migrate/device.h>
-
-#include "migrate/migrate-internal.h"
+#include <migrate/engine.h>
 
 static unsigned step_calls;
 static int step_to;

@@ -10,18 +10,16 @@
  * state framed wrongly or not a device's state at all.
  */
 #include <stddef.h>
-
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <migrate/agent.h>
-
+#include <migrate/engine.h>
 #include <migrate/lab.h>
 
 #include "lab-fixture.h"
-#include "migrate/migrate-internal.h"
 #include "proc-fixture.h"
 
 const int test_requires_kvm = 1;
@@ -133,13 +131,13 @@ static uint16_t open_stream(struct rig *g, struct xport_conn *c, unsigned index,
 	h.nstreams = g->in.streams;
 	xport_random(h.nonce, sizeof(h.nonce));
 	if (good) {
-		stream_mac(g->in.secret, "migratectl-stream", &h, h.mac);
+		mig_stream_mac(g->in.secret, "migratectl-stream", &h, h.mac);
 	} else {
 		uint8_t wrong[MIG_SECRET_LEN];
 
 		memcpy(wrong, g->in.secret, sizeof(wrong));
 		wrong[0] ^= 1;   /* one bit off */
-		stream_mac(wrong, "migratectl-stream", &h, h.mac);
+		mig_stream_mac(wrong, "migratectl-stream", &h, h.mac);
 	}
 	cr_assert_eq(xport_conn_send(c, MIG_FRAME_STREAM_HELLO, 0, &h, sizeof(h), &err), 0, "%s",
 		     err.msg);

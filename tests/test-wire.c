@@ -14,11 +14,10 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include <migrate/engine.h>
 #include <migrate/error.h>
 #include <migrate/lab.h>
 #include <migrate/wire.h>
-
-#include "migrate/migrate-internal.h"
 
 #define SEQ 5
 

@@ -22,7 +22,7 @@
 
 #include <linux/kvm.h>
 
-#include "devices/vcpu/x86-state.h"
+#include "vcpu/x86-state.h"
 
 const int test_requires_kvm = 1;
 

@@ -2,12 +2,10 @@
 /* Page codec selection: the --compress option and its names. */
 #include <migrate/transport.h>
 
-#include "migrate/macro.h"
+#include "util.h"
 
 #include <errno.h>
 #include <string.h>
-
-#include "config.h"
 
 #define ZSTD_LEVEL_MIN 1
 /* 20..22 are zstd's "ultra" levels: far too slow to keep up with a live

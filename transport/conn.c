@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "transport/transport-internal.h"
+#include "transport-internal.h"
 
 #define CONN_RING_ENTRIES 8
 /*

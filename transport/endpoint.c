@@ -21,9 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "migrate/macro.h"
+#include "util.h"
 
-#include "transport/transport-internal.h"
+#include "transport-internal.h"
 
 #define EP_FORMS "local, tcp://HOST:PORT, HOST:PORT, unix:///PATH or ssh://[USER@]HOST[:PORT]"
 #define LISTEN_BACKLOG 64

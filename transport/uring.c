@@ -32,7 +32,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "migrate/macro.h"
+#include "util.h"
 
 /*
  * One submitted SQE.  SENDMSG/RECVMSG read the msghdr at issue time, and

@@ -16,7 +16,7 @@
 
 #include <migrate/vm.h>
 
-#include "migrate/macro.h"
+#include "util.h"
 
 #define DIGEST_CHUNK (2ULL << 20)
 #define DIGEST_MAX_THREADS 8

@@ -12,8 +12,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
-#include "devices/devices-internal.h"
-#include "migrate/macro.h"
+#include "devices-internal.h"
+#include "util.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -440,10 +440,10 @@ const struct mig_device_class mem_class = {
 	.dirty_ops = &mem_dirty_ops,
 };
 
-static int pick_mode(int kvm_fd, int vm_fd, enum lab_dirty_log log, bool force_classic,
+static int pick_mode(int kvm_fd, int vm_fd, bool ring, bool force_classic,
 		     uint32_t ring_entries, struct mem_dev *m, struct mig_error *err)
 {
-	if (log == LAB_DIRTY_LOG_RING) {
+	if (ring) {
 		int max = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING);
 		uint64_t bytes = (uint64_t)ring_entries * sizeof(struct kvm_dirty_gfn);
 		struct kvm_enable_cap cap = { .cap = KVM_CAP_DIRTY_LOG_RING, .args = { bytes } };
@@ -510,7 +510,7 @@ static int alloc_ram(struct mem_dev *m, struct mig_error *err)
 	return 0;
 }
 
-int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, enum lab_dirty_log log,
+int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, bool ring,
 		   bool force_classic, uint32_t ring_entries, struct mem_dev **ret,
 		   struct mig_error *err)
 {
@@ -526,7 +526,7 @@ int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, enum lab_dirty_log
 	m->nr_pages = ram_bytes >> GUEST_PAGE_SHIFT;
 	pthread_mutex_init(&m->ring_lock, NULL);
 
-	r = pick_mode(kvm_fd, vm_fd, log, force_classic,
+	r = pick_mode(kvm_fd, vm_fd, ring, force_classic,
 		      ring_entries ? ring_entries : MEM_RING_DEFAULT_ENTRIES, m, err);
 	if (r >= 0 && m->mode == MEM_LOG_RING)
 		r = start_resetter(m, err);

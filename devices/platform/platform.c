@@ -12,9 +12,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "devices/devices-internal.h"
-#include "devices/vcpu/x86-state.h"
-#include "migrate/macro.h"
+#include "devices-internal.h"
+#include "vcpu/x86-state.h"
+#include "util.h"
 
 static const char *const platform_state_names[_PLATFORM_STATE_MAX] = {
 	[PLATFORM_CREATED] = "created",

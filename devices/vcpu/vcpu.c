@@ -19,9 +19,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "devices/devices-internal.h"
-#include "devices/vcpu/x86-state.h"
-#include "migrate/macro.h"
+#include "devices-internal.h"
+#include "vcpu/x86-state.h"
+#include "util.h"
 
 #define SIG_KICK (SIGRTMIN + 3)
 #define VCPU_NICE 10

@@ -15,7 +15,7 @@
  * that fails after that leaves the vCPU half-loaded; the caller discards the
  * destination VM (KERNEL-UAPI §3.8), so there is no rollback here.
  */
-#include "devices/vcpu/x86-state.h"
+#include "vcpu/x86-state.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -26,7 +26,7 @@
 
 #include <linux/kvm.h>
 
-#include "migrate/macro.h"
+#include "util.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 	       "payloads are x86 kernel structs stored in host (little-endian) order");

@@ -7,6 +7,7 @@
 #ifndef MIGRATE_CONTROL_H
 #define MIGRATE_CONTROL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <migrate/transport.h>
@@ -46,6 +47,17 @@ struct mig_error_msg {
 	char msg[504];
 };
 _Static_assert(sizeof(struct mig_error_msg) == 512, "error message");
+/* ERROR and ABORT payloads: fill one; read one (its text terminated) and
+ * return its code, or fallback when the peer sent none. */
+void mig_error_msg_fill(struct mig_error_msg *m, int code, const char *text);
+int mig_error_msg_parse(const void *p, size_t n, struct mig_error_msg *m, int fallback);
+
+/* The control connection's key proofs: HMAC(key, label || first || second)
+ * over the two nonces; the client proves with "migratectl-client" and
+ * (challenge, its nonce), the agent with "migratectl-agent" and the reverse. */
+void mig_ctl_auth_mac(const void *key, size_t key_len, const char *label,
+		      const uint8_t first[XPORT_NONCE_LEN], const uint8_t second[XPORT_NONCE_LEN],
+		      uint8_t out[XPORT_MAC_LEN]);
 
 /* ---- control requests (migratectl -> agent) ---- */
 

@@ -11,11 +11,11 @@
 #include <uuid/uuid.h>
 
 #include <migrate/agent.h>
+#include <migrate/engine.h>
 #include <migrate/json.h>
 
-#include "migrate/cli.h"
-#include "migrate/macro.h"
-#include "migrate/migrate-internal.h"
+#include "cli.h"
+#include "util.h"
 
 static const char *side_name(uint32_t side)
 {

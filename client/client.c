@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include <migrate/agent.h>
+#include <migrate/engine.h>
 
-#include "migrate/macro.h"
-#include "migrate/migrate-internal.h"
+#include "util.h"
 
 #define CONNECT_TIMEOUT_MS 10000
 #define CALL_TIMEOUT_MS 600000
@@ -132,7 +132,7 @@ static int handshake(struct mig_client *c, const char *key_file, struct mig_erro
 	}
 	memcpy(&ch, pl.data, sizeof(ch));
 	xport_random(resp.nonce, sizeof(resp.nonce));
-	ctl_auth_mac(key.data, key.len, "migratectl-client", ch.nonce, resp.nonce, resp.mac);
+	mig_ctl_auth_mac(key.data, key.len, "migratectl-client", ch.nonce, resp.nonce, resp.mac);
 	r = xport_conn_send(&c->conn, MIG_FRAME_AUTH_RESPONSE, 0, &resp, sizeof(resp), err);
 	if (r >= 0)
 		r = xport_conn_recv(&c->conn, &fh, &pl, CONNECT_TIMEOUT_MS, err);
@@ -148,7 +148,7 @@ static int handshake(struct mig_client *c, const char *key_file, struct mig_erro
 		goto out;
 	}
 	memcpy(&proof, pl.data, sizeof(proof));
-	ctl_auth_mac(key.data, key.len, "migratectl-agent", resp.nonce, ch.nonce, want);
+	mig_ctl_auth_mac(key.data, key.len, "migratectl-agent", resp.nonce, ch.nonce, want);
 	if (!xport_mac_equal(want, proof.mac, sizeof(want)))
 		r = mig_error_set(err, -EACCES, "the agent at %s could not prove it holds the key",
 				  c->url);

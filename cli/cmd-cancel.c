@@ -7,7 +7,7 @@
 
 #include <migrate/agent.h>
 
-#include "migrate/cli.h"
+#include "cli.h"
 
 int cmd_cancel(int argc, char **argv)
 {

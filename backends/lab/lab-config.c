@@ -6,7 +6,7 @@
  */
 #include <migrate/control.h>
 #include <migrate/lab.h>
-#include <migrate/macro.h>
+#include "util.h"
 #include <migrate/parse.h>
 
 #include <errno.h>

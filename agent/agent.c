@@ -27,9 +27,9 @@
 #include <uuid/uuid.h>
 
 #include <migrate/agent.h>
+#include <migrate/engine.h>
 
-#include "migrate/macro.h"
-#include "migrate/migrate-internal.h"
+#include "util.h"
 
 #define AGENT_MAX_VMS 64
 #define AGENT_MAX_MIGRATIONS 16
@@ -877,7 +877,7 @@ static int handshake(struct session *s)
 		goto out;
 	}
 	memcpy(&resp, pl.data, sizeof(resp));
-	ctl_auth_mac(a->key.data, a->key.len, "migratectl-client", ch.nonce, resp.nonce, want);
+	mig_ctl_auth_mac(a->key.data, a->key.len, "migratectl-client", ch.nonce, resp.nonce, want);
 	if (!xport_mac_equal(want, resp.mac, sizeof(want))) {
 		send_error(s, -EACCES, "authentication failed: the client's key does not match "
 			   "this agent's --key-file");
@@ -885,7 +885,7 @@ static int handshake(struct session *s)
 		r = -EACCES;
 		goto out;
 	}
-	ctl_auth_mac(a->key.data, a->key.len, "migratectl-agent", resp.nonce, ch.nonce, proof.mac);
+	mig_ctl_auth_mac(a->key.data, a->key.len, "migratectl-agent", resp.nonce, ch.nonce, proof.mac);
 	r = xport_conn_send(&s->c, MIG_FRAME_AUTH_OK, 0, &proof, sizeof(proof), NULL);
 out:
 	mig_buf_free(&pl);

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* Small helpers shared by every folder: cleanup attributes and container_of. */
-#ifndef MIGRATE_MACRO_H
-#define MIGRATE_MACRO_H
+/* Small helpers shared by every folder: cleanup attributes, container_of,
+ * string tables, clocks. */
+#ifndef MIGRATE_UTIL_H
+#define MIGRATE_UTIL_H
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -62,5 +64,9 @@ static inline void str_copy(char *dst, size_t n, const char *src)
 /* Hand ownership out of a _cleanup_ variable. */
 #define TAKE_PTR(p) ({ __typeof__(p) _p = (p); (p) = NULL; _p; })
 #define TAKE_FD(fd) ({ int _fd = (fd); (fd) = -1; _fd; })
+
+uint64_t mig_now_ms(void);      /* CLOCK_MONOTONIC */
+uint64_t mig_realtime_ns(void); /* CLOCK_REALTIME: comparable across hosts */
+uint64_t mig_cpu_ms(void);      /* CPU time of the calling thread */
 
 #endif

@@ -10,7 +10,7 @@
 #include <migrate/agent.h>
 #include <migrate/parse.h>
 
-#include "migrate/cli.h"
+#include "cli.h"
 
 #define AGENT_USAGE "usage: migratectl agent --listen tcp://HOST:PORT|unix:///PATH [--key-file F] " \
 		    "[--socket-group GROUP]"

@@ -15,8 +15,8 @@
 #include <migrate/lab.h>
 #include <migrate/parse.h>
 
-#include "migrate/cli.h"
-#include "migrate/macro.h"
+#include "cli.h"
+#include "util.h"
 
 static double now_s(void)
 {

@@ -17,10 +17,10 @@
 
 #include <migrate/control.h>
 
-#include "devices/lab/lab-abi.h"
-#include "devices/lab/lab-internal.h"
-#include "devices/vcpu/x86-state.h"
-#include "migrate/macro.h"
+#include "lab-abi.h"
+#include "lab-internal.h"
+#include "vcpu/x86-state.h"
+#include "util.h"
 
 /* System area layout (guest physical = guest virtual). */
 #define SYS_TABLE      0x0000ULL
@@ -291,7 +291,8 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 		goto err_close;
 	}
 	/* Memory first: the dirty ring must be enabled before any vCPU exists. */
-	r = mem_dev_create(vm->fds.kvm_fd, vm->fds.vm_fd, cfg->mem_bytes, cfg->dirty_log,
+	r = mem_dev_create(vm->fds.kvm_fd, vm->fds.vm_fd, cfg->mem_bytes,
+			   cfg->dirty_log == LAB_DIRTY_LOG_RING,
 			   cfg->force_classic, cfg->ring_entries, &vm->mem, err);
 	if (r < 0)
 		goto err_close;

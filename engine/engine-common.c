@@ -7,8 +7,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "migrate/macro.h"
-#include "migrate/migrate-internal.h"
+#include "util.h"
+#include "engine-internal.h"
 
 static const char *const phase_names[_MIG_PHASE_MAX] = {
 	[MIG_PHASE_INVALID] = NULL,
@@ -47,50 +47,9 @@ bool mig_phase_arc_allowed(enum mig_phase from, enum mig_phase to)
 
 MIG_STRING_TABLE_TO(mig_phase, enum mig_phase, phase_names)
 
-void mig_error_msg_fill(struct mig_error_msg *m, int code, const char *text)
-{
-	memset(m, 0, sizeof(*m));
-	m->code = code;
-	str_copy(m->msg, sizeof(m->msg), text);
-}
-
-int mig_error_msg_parse(const void *p, size_t n, struct mig_error_msg *m, int fallback)
-{
-	memset(m, 0, sizeof(*m));
-	memcpy(m, p, n < sizeof(*m) ? n : sizeof(*m));
-	m->msg[sizeof(m->msg) - 1] = '\0';
-	return m->code < 0 ? m->code : fallback;
-}
-
-uint64_t mig_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-uint64_t mig_realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t mig_cpu_ms(void)
-{
-	struct rusage ru;
-
-	/* this thread only: the agent's vCPU threads share the process */
-	getrusage(RUSAGE_THREAD, &ru);
-	return (uint64_t)ru.ru_utime.tv_sec * 1000 + (uint64_t)ru.ru_utime.tv_usec / 1000 +
-	       (uint64_t)ru.ru_stime.tv_sec * 1000 + (uint64_t)ru.ru_stime.tv_usec / 1000;
-}
-
-void ctl_auth_mac(const void *key, size_t key_len, const char *label,
-		  const uint8_t first[XPORT_NONCE_LEN], const uint8_t second[XPORT_NONCE_LEN],
-		  uint8_t out[XPORT_MAC_LEN])
+void mig_ctl_auth_mac(const void *key, size_t key_len, const char *label,
+		      const uint8_t first[XPORT_NONCE_LEN], const uint8_t second[XPORT_NONCE_LEN],
+		      uint8_t out[XPORT_MAC_LEN])
 {
 	struct iovec iov[] = {
 		{ (void *)label, strlen(label) },
@@ -101,8 +60,8 @@ void ctl_auth_mac(const void *key, size_t key_len, const char *label,
 	xport_hmac(key, key_len, iov, 3, out);
 }
 
-void stream_mac(const uint8_t *secret, const char *label, const struct mig_stream_hello *h,
-		uint8_t out[XPORT_MAC_LEN])
+void mig_stream_mac(const uint8_t *secret, const char *label, const struct mig_stream_hello *h,
+		    uint8_t out[XPORT_MAC_LEN])
 {
 	uint32_t idx = htole32(h->index), n = htole32(h->nstreams);
 	struct iovec iov[] = {

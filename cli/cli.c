@@ -8,8 +8,8 @@
 #include <migrate/control.h>
 #include <migrate/transport.h>
 
-#include "migrate/cli.h"
-#include "migrate/macro.h"
+#include "cli.h"
+#include "util.h"
 
 int cli_check_endpoint(const char *cmd, const char *what, const char *arg)
 {

@@ -16,8 +16,6 @@
  * Nothing of a frame is applied before its header, checksum and contents
  * have been checked.
  */
-#include "config.h"
-
 #include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
@@ -36,8 +34,8 @@
 #include <zstd.h>
 #endif
 
-#include "migrate/macro.h"
-#include "migrate/migrate-internal.h"
+#include "util.h"
+#include "engine-internal.h"
 
 #define PAGE ((uint64_t)MIG_PAGE_SIZE)
 #define POLL_MS 100
@@ -251,7 +249,7 @@ static int prove(struct dst *d, struct pending *p)
 		return -EPROTO;
 	}
 	h = p->f.hello;
-	stream_mac(d->o->secret, "migratectl-stream", &h, want);
+	mig_stream_mac(d->o->secret, "migratectl-stream", &h, want);
 	if (memcmp(h.id, d->o->id, 16) || !xport_mac_equal(want, h.mac, sizeof(want)) ||
 	    h.nstreams != d->n || h.index > d->n || d->st[h.index].fd >= 0) {
 		refuse(d, p, -EACCES, "stream refused: it does not prove it belongs to this "
@@ -259,7 +257,7 @@ static int prove(struct dst *d, struct pending *p)
 		return -EACCES;
 	}
 	/* Prove back that we hold the secret too. */
-	stream_mac(d->o->secret, "migratectl-stream-ack", &h, h.mac);
+	mig_stream_mac(d->o->secret, "migratectl-stream-ack", &h, h.mac);
 	if (send_first(p->fd, MIG_FRAME_STREAM_HELLO, &h, sizeof(h)) < 0) {
 		close(p->fd);
 		p->fd = -1;

@@ -14,14 +14,14 @@
 
 #include <migrate/agent.h>
 #include <migrate/device.h>
+#include <migrate/engine.h>
 #include <migrate/json.h>
 #include <migrate/lab.h>
 #include <migrate/parse.h>
 #include <migrate/policy.h>
 
-#include "migrate/cli.h"
-#include "migrate/macro.h"
-#include "migrate/migrate-internal.h"
+#include "cli.h"
+#include "util.h"
 
 static volatile sig_atomic_t interrupted;
 

@@ -2,8 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
-#include "migrate/cli.h"
+#include "cli.h"
 
 static void usage(FILE *f)
 {

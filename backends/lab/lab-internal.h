@@ -4,8 +4,8 @@
 
 #include <stdatomic.h>
 
-#include "devices/devices-internal.h"
-#include "migrate/lab.h"
+#include "devices-internal.h"
+#include <migrate/lab.h>
 
 /* The lab backend: a struct mig_vm whose devices are guest RAM, the x86
  * platform and the vCPUs, hosted in this process. */

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
+#include <migrate/control.h>
 #include <migrate/error.h>
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "util.h"
 
 int mig_error_set(struct mig_error *err, int code, const char *fmt, ...)
 {
@@ -52,4 +55,19 @@ void mig_error_clear(struct mig_error *err)
 {
 	err->code = 0;
 	err->msg[0] = '\0';
+}
+
+void mig_error_msg_fill(struct mig_error_msg *m, int code, const char *text)
+{
+	memset(m, 0, sizeof(*m));
+	m->code = code;
+	str_copy(m->msg, sizeof(m->msg), text);
+}
+
+int mig_error_msg_parse(const void *p, size_t n, struct mig_error_msg *m, int fallback)
+{
+	memset(m, 0, sizeof(*m));
+	memcpy(m, p, n < sizeof(*m) ? n : sizeof(*m));
+	m->msg[sizeof(m->msg) - 1] = '\0';
+	return m->code < 0 ? m->code : fallback;
 }

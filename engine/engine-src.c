@@ -12,8 +12,6 @@
  * Raw pages go to the socket straight from guest RAM; see send_batch_raw()
  * for what that means while the guest runs.
  */
-#include "config.h"
-
 #include <endian.h>
 #include <errno.h>
 #include <poll.h>
@@ -31,8 +29,8 @@
 
 #include <migrate/device.h>
 
-#include "migrate/macro.h"
-#include "migrate/migrate-internal.h"
+#include "util.h"
+#include "engine-internal.h"
 
 #define PAGE ((uint64_t)MIG_PAGE_SIZE)
 #define POLL_MS 100
@@ -952,7 +950,7 @@ static int stream_begin(struct src *s, unsigned index, struct opening *op)
 	op->h.index = index;
 	op->h.nstreams = s->n;
 	xport_random(op->h.nonce, sizeof(op->h.nonce));
-	stream_mac(s->o->secret, "migratectl-stream", &op->h, op->h.mac);
+	mig_stream_mac(s->o->secret, "migratectl-stream", &op->h, op->h.mac);
 	return xport_conn_send(&op->c, MIG_FRAME_STREAM_HELLO, 0, &op->h, sizeof(op->h), &op->err);
 }
 
@@ -979,7 +977,7 @@ static int stream_answer(struct opening *op, const uint8_t *secret)
 		memcpy(&back, pl.data, sizeof(back));
 		/* our own nonce: an answer replayed from another stream fails */
 		memcpy(back.nonce, op->h.nonce, sizeof(back.nonce));
-		stream_mac(secret, "migratectl-stream-ack", &back, want);
+		mig_stream_mac(secret, "migratectl-stream-ack", &back, want);
 		if (memcmp(back.id, op->h.id, 16) || back.index != op->h.index ||
 		    !xport_mac_equal(want, back.mac, sizeof(want)))
 			r = mig_error_set(&op->err, -EACCES, "the destination could not prove it "

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The migration streams' payloads (docs/protocol.md §2.4, §6): what a source
+ * and a destination agent send each other.  Little-endian, used in place.
+ */
+#ifndef MIGRATE_STREAM_H
+#define MIGRATE_STREAM_H
+
+#include <stdint.h>
+
+#include <migrate/control.h>
+#include <migrate/transport.h>
+#include <migrate/vm.h>
+#include <migrate/wire.h>
+
+/* STREAM_HELLO: first frame of every migration stream, each direction. */
+struct mig_stream_hello {
+	uint8_t id[16];
+	uint32_t index;           /* 0 = migration control stream, 1..N data */
+	uint32_t nstreams;        /* data streams */
+	uint8_t nonce[XPORT_NONCE_LEN];
+	uint8_t mac[XPORT_MAC_LEN];
+	uint8_t pad[8];
+};
+_Static_assert(sizeof(struct mig_stream_hello) == 96, "stream hello");
+
+struct mig_setup {
+	uint8_t vm_desc[MIG_VM_DESC_MAX];   /* the backend's description (describe()) */
+	uint64_t nr_pages;
+	uint32_t page_size;
+	uint32_t codec;
+	char name[MIG_NAME_MAX];
+	uint32_t flags;           /* MIG_SETUP_F_* */
+	uint32_t nr_devices;      /* struct mig_manifest_entry records after it */
+};
+_Static_assert(sizeof(struct mig_setup) == 136, "setup");
+/* A VM's devices, as many as a SETUP frame lists. */
+#define MIG_SETUP_DEVICES_MAX 4096U
+_Static_assert(sizeof(struct mig_setup) + MIG_SETUP_DEVICES_MAX *
+	       sizeof(struct mig_manifest_entry) <= MIG_SETUP_MAX, "a full manifest fits SETUP");
+#define MIG_SETUP_F_VERIFY 1U     /* hash RAM at switchover (inside the blackout) */
+#define MIG_SETUP_F_NO_PAGE_SUMS 2U  /* PAGES entries carry no sums (--checksum frames) */
+#define MIG_SETUP_F_KNOWN (MIG_SETUP_F_VERIFY | MIG_SETUP_F_NO_PAGE_SUMS)
+
+struct mig_round_end {
+	uint32_t round;
+	uint32_t final;           /* 1 after the stop-and-copy pages */
+	uint64_t frames;          /* PAGES frames this stream carried in the round */
+};
+_Static_assert(sizeof(struct mig_round_end) == 16, "round end");
+
+struct mig_loaded {
+	int32_t status;
+	uint32_t pad;
+	uint64_t digest[2];
+	uint64_t verify_ns;       /* time the digest took (excluded from downtime) */
+	uint64_t rejected_streams;
+	uint64_t load_ns;         /* time loading the device state took */
+	uint64_t torn_pages;      /* pages of LIVE frames that failed their sum */
+	char msg[456];
+};
+_Static_assert(sizeof(struct mig_loaded) == 512, "loaded");
+
+/* After LOADED, when the RAM digests differ: "hash `count` runs of
+ * `pages_per_sum` pages from `first_page` and send them back".  The source
+ * narrows down from 2 MiB chunks to pages to say which pages differ. */
+struct mig_sums_request {
+	uint64_t first_page;
+	uint32_t count;           /* 1..MIG_SUMS_MAX sums, all inside the guest */
+	uint32_t pages_per_sum;   /* 1..MIG_SUMS_PER_MAX */
+};
+_Static_assert(sizeof(struct mig_sums_request) == 16, "sums request");
+
+struct mig_running {
+	uint32_t kind;            /* 1 vCPUs started, 2 health check after a while */
+	int32_t status;
+	uint64_t start_realtime_ns;
+	uint64_t passes;
+	uint64_t errors;
+	uint64_t cpu_ms;          /* CPU time of the migration threads (main and streams) so far */
+	char msg[472];
+};
+_Static_assert(sizeof(struct mig_running) == 512, "running");
+
+/* STREAM_HELLO's proof: HMAC-SHA256(secret, label || the hello up to its
+ * mac), "migratectl-stream" from the source, "migratectl-stream-ack" back. */
+void mig_stream_mac(const uint8_t *secret, const char *label, const struct mig_stream_hello *h,
+		    uint8_t out[XPORT_MAC_LEN]);
+
+#endif

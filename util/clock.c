@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: MIT
+#include <stdint.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "util.h"
+
+uint64_t mig_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t mig_realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t mig_cpu_ms(void)
+{
+	struct rusage ru;
+
+	/* this thread only: the agent's vCPU threads share the process */
+	getrusage(RUSAGE_THREAD, &ru);
+	return (uint64_t)ru.ru_utime.tv_sec * 1000 + (uint64_t)ru.ru_utime.tv_usec / 1000 +
+	       (uint64_t)ru.ru_stime.tv_sec * 1000 + (uint64_t)ru.ru_stime.tv_usec / 1000;
+}
