@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <uuid/uuid.h>
 
 #include <migrate/agent.h>
 #include <migrate/device.h>
@@ -19,6 +18,7 @@
 #include <migrate/lab.h>
 #include <migrate/parse.h>
 #include <migrate/policy.h>
+#include <migrate/start.h>
 
 #include "cli.h"
 #include "util.h"
@@ -30,14 +30,6 @@ static void on_sigint(int sig)
 	(void)sig;
 	interrupted = 1;
 }
-
-/* A source copy kept paused for an operator (owner none): where, and the
- * migration an operator must name to resolve it. */
-struct held_copy {
-	bool set;
-	char id[37];
-	char peer[128];
-};
 
 struct start_opts {
 	const char *src, *dst;
@@ -292,7 +284,7 @@ static void hex128(const uint64_t d[2], char *buf)
 static void print_json(const char *id, const struct mig_event *e,
 		       const struct mig_event_device *devs, const struct start_opts *o,
 		       uint64_t prepare_ms, bool started, const char *vm,
-		       const struct held_copy *held)
+		       const struct mig_start_result *held)
 {
 	struct json_writer w;
 	char a[MIG_DIGEST_HEX], b[MIG_DIGEST_HEX], codec[32];
@@ -382,13 +374,13 @@ static void print_json(const char *id, const struct mig_event *e,
 		json_u64(&w, "switchover_timeout_ms", e->switchover_timeout_ms);
 	else
 		json_null(&w, "switchover_timeout_ms");
-	if (held && held->set) {
+	if (held && held->held) {
 		/* where the only sure copy waits for an operator */
 		json_obj_begin(&w, "source_copy");
 		json_str(&w, "agent", o->src);
 		json_str(&w, "vm", vm);
 		json_str(&w, "state", "held");
-		json_str(&w, "migration", held->id);
+		json_str(&w, "migration", held->held_id);
 		json_obj_end(&w);
 	}
 	json_obj_end(&w);
@@ -398,7 +390,8 @@ static void print_json(const char *id, const struct mig_event *e,
 /* With --json, the object for an end without the source's result. */
 static void json_without_result(const char *id, const struct start_opts *o, uint32_t result,
 				uint32_t owner, const char *why, uint32_t streams,
-				uint64_t prepare_ms, const char *vm, const struct held_copy *held)
+				uint64_t prepare_ms, const char *vm,
+				const struct mig_start_result *held)
 {
 	struct mig_event e = { .result = result, .owner = owner, .streams = streams };
 
@@ -408,23 +401,24 @@ static void json_without_result(const char *id, const struct start_opts *o, uint
 }
 
 /* What the operator does about a held source copy. */
-static void held_hint(const struct start_opts *o, const char *vm, const struct held_copy *h)
+static void held_hint(const struct start_opts *o, const char *vm, const struct mig_start_result *h)
 {
 	const char *k = o->key_file ? " --key-file " : "", *kf = o->key_file ? o->key_file : "";
+	const char *peer = h->held_peer[0] ? h->held_peer : o->dst;
 
 	if (!strcmp(o->src, "local")) {
 		/* a private agent: it, and the copy it holds, end with us */
 		fprintf(stderr, "migratectl start: VM %s was held paused by the local source agent, "
 			"which ends with this command; whether it runs on the destination (%s) is "
-			"unknown: check there\n", vm, h->peer[0] ? h->peer : o->dst);
+			"unknown: check there\n", vm, peer);
 		return;
 	}
 	fprintf(stderr, "migratectl start: VM %s is kept paused on %s, held by migration %s: it "
 		"may run on the destination (%s). Check there first, then either\n"
 		"  migratectl vm resume %s %s --migration %s%s%s    (it does not run there: run it here)\n"
 		"  migratectl vm discard %s %s --migration %s%s%s   (it runs there: drop this copy)\n",
-		vm, o->src, h->id, h->peer[0] ? h->peer : o->dst, o->src, vm, h->id, k, kf, o->src, vm,
-		h->id, k, kf);
+		vm, o->src, h->held_id, peer, o->src, vm, h->held_id, k, kf, o->src, vm, h->held_id, k,
+		kf);
 }
 
 static void print_progress(const char *id, const struct mig_event *e, bool tty, uint32_t *last_phase)
@@ -443,42 +437,88 @@ static void print_progress(const char *id, const struct mig_event *e, bool tty, 
 	fflush(stderr);
 }
 
-static int cancel_remote(struct mig_client *src, const char *key_file, const uint8_t *id)
-{
-	struct mig_client c2;
-	struct mig_cancel req;
-	struct mig_error err = { 0 };
-	int r;
+/* What the choreography reports, as the terminal shows it. */
+struct start_view {
+	const struct start_opts *o;
+	bool tty;
+	uint32_t last_phase;
+};
 
-	if (mig_client_reopen(src, key_file, &c2, &err) < 0)
-		return -1;
-	memcpy(req.id, id, 16);
-	r = mig_client_call(&c2, MIG_OP_MIG_CANCEL, &req, sizeof(req), NULL, &err);
-	mig_client_close(&c2);
-	return r;
+static void on_step(void *arg, enum mig_start_step st, const struct mig_start_result *m,
+		    const struct mig_event *ev)
+{
+	struct start_view *v = arg;
+	const struct start_opts *o = v->o;
+
+	switch (st) {
+	case MIG_START_CREATING_VM:
+		fprintf(stderr, "migration %s: creating lab VM %s on %s\n", m->id, m->name, o->src);
+		break;
+	case MIG_START_STARTED:
+		fprintf(stderr, "migration %s: started, VM %s from %s to %s (cancel with: "
+			"migratectl cancel %s %s%s%s)\n", m->id, m->name, o->src, o->dst, m->src_url, m->id,
+			o->key_file ? " --key-file " : "", o->key_file ? o->key_file : "");
+		break;
+	case MIG_START_PROGRESS:
+		/* Phase changes are logged on stderr even with --json: stdout
+		 * carries only the JSON object. */
+		print_progress(m->id, ev, v->tty, &v->last_phase);
+		break;
+	case MIG_START_CANCELLING:
+		fprintf(stderr, "%smigration %s: cancelling\n", v->tty ? "\r\033[K" : "", m->id);
+		break;
+	}
+}
+
+static int check_vm(void *arg, const struct mig_vm_info *vm, char *why, size_t n)
+{
+	const struct start_view *v = arg;
+
+	return check_first_round(v->o, vm->lab.mem_bytes, why, n);
+}
+
+static void print_summary(const struct start_opts *o, const struct mig_start_result *m)
+{
+	const struct mig_event *res = &m->res;
+
+	printf("migration %s %s: VM %s now runs on the %s\n", m->id, result_name(res->result),
+	       m->name, res->owner == MIG_OWNER_NONE ? "(unknown: operator needed)" :
+	       owner_name(res->owner));
+	if (res->error[0])
+		printf("  error: %s\n", res->error);
+	printf("  destination prepared in %llu ms\n", (unsigned long long)m->prepare_ms);
+	printf("  total %llu ms (setup %llu ms), downtime %llu ms, %u round%s, %u stream%s, "
+	       "%s, checksum %s\n", (unsigned long long)res->total_ms,
+	       (unsigned long long)res->setup_ms, (unsigned long long)res->downtime_ms, res->round,
+	       res->round == 1 ? "" : "s", res->streams, res->streams == 1 ? "" : "s",
+	       xport_codec_to_string(res->codec), checksum_text(res, o->checksum));
+	printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "
+	       "%llu torn (sent again), %.0f MiB/s\n",
+	       (unsigned long long)(res->ram_total_bytes >> 20),
+	       (unsigned long long)(res->transferred_bytes >> 20),
+	       (unsigned long long)(res->wire_bytes >> 20), (unsigned long long)res->zero_pages,
+	       (unsigned long long)res->torn_pages, (double)res->throughput_bps / (1 << 20));
+	if (res->verified) {
+		char a[MIG_DIGEST_HEX], b[MIG_DIGEST_HEX];
+
+		hex128(res->digest_src, a);
+		hex128(res->digest_dst, b);
+		printf("  verify: RAM digest %s %s, guest passes %llu -> %llu on the destination, "
+		       "%llu self-check errors\n", a, strcmp(a, b) ? "MISMATCH" : "matches",
+		       (unsigned long long)res->dst_passes_before,
+		       (unsigned long long)res->dst_passes_after, (unsigned long long)res->dst_errors);
+	}
 }
 
 int cmd_start(int argc, char **argv)
 {
 	struct start_opts o = { 0 };
-	struct mig_error err = { 0 };
-	struct mig_client src = { .conn.fd = -1 }, dst = { .conn.fd = -1 };
-	struct mig_incoming in = { 0 };
-	struct mig_outgoing out = { 0 };
-	struct mig_incoming_reply inrep;
-	struct mig_buf extra = { 0 }, pl = { 0 };
-	struct mig_event res = { 0 };
-	struct xport_endpoint dep;
 	struct sigaction sa = { .sa_handler = on_sigint };
-	uuid_t uu;
-	char id[37], name[MIG_NAME_MAX] = "";
-	uint32_t vcpus = 0, last_phase = MIG_PHASE_SETUP;
-	uint64_t prepare_ms = 0;
-	bool tty = isatty(STDERR_FILENO), cancel_sent = false, got_result = false;
-	struct held_copy held = { 0 };
-	static struct mig_event_device devs[MIG_EVENT_DEVICES_MAX];
-	char why[1024];
-	int r, rc = 1;
+	struct start_view view = { .o = &o, .tty = isatty(STDERR_FILENO),
+				   .last_phase = MIG_PHASE_SETUP };
+	struct mig_start_opts so = { 0 };
+	static struct mig_start_result m;
+	int r;
 
 	r = parse_start(argc, argv, &o);
 	if (r)
@@ -488,246 +528,55 @@ int cmd_start(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	uuid_generate_random(uu);
-	uuid_unparse_lower(uu, id);
-	memcpy(in.id, uu, 16);
-	xport_random(in.secret, sizeof(in.secret));
+	so.src = o.src;
+	so.dst = o.dst;
+	so.key_file = o.key_file;
+	so.vm = o.vm;
+	so.lab_spec = o.lab;
+	so.params = (struct mig_outgoing){
+		.streams = o.streams, .codec = o.compress.codec, .level = o.compress.level,
+		.verify = o.verify != 0, .checksum = o.checksum,
+		.downtime_limit_ms = o.downtime_ms, .max_bandwidth_bps = o.max_bw,
+		.timeout_ms = o.timeout_ms, .timeout_action = o.action,
+		.switchover_timeout_ms = o.switchover_ms,
+	};
+	so.interrupted = &interrupted;
+	so.check_vm = o.vm ? check_vm : NULL;
+	so.on_step = on_step;
+	so.arg = &view;
+	mig_start(&so, &m);
 
-	/* Until the source takes the migration on, nothing has moved: a failure
-	 * (or Ctrl-C, which ends any wait here) leaves the VM where it was. */
-	xport_interrupt_on(&interrupted);
-	/* A refused key is a configuration error (exit 2): nothing started. */
-	if (mig_client_open(o.src, o.key_file, &src, &err) < 0) {
-		rc = err.code == -EACCES ? EXIT_USAGE : 1;
-		snprintf(why, sizeof(why), "source %s: %s", o.src, err.msg);
-		goto not_started;
+	switch (m.outcome) {
+	case MIG_START_RESULT:
+		print_progress(m.id, &m.res, false, &view.last_phase);
+		if (o.json)
+			print_json(m.id, &m.res, m.devs, &o, m.prepare_ms, true, m.name, &m);
+		else
+			print_summary(&o, &m);
+		if (m.held)
+			held_hint(&o, m.name, &m);
+		if (m.res.result == MIG_RESULT_COMPLETED)
+			return 0;
+		return m.res.owner == MIG_OWNER_SOURCE ? 1 : EXIT_OPERATOR;
+	case MIG_START_LOST:
+		/* The migration ran, and how it ended is unknown here. */
+		fprintf(stderr, "%smigratectl start: %s\n", view.tty ? "\r\033[K" : "", m.why);
+		json_without_result(m.id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, m.why, 0,
+				    m.prepare_ms, m.name, NULL);
+		return EXIT_OPERATOR;
+	case MIG_START_HELD:
+		/* Nothing started, and the VM still waits for an operator. */
+		fprintf(stderr, "migratectl start: %s\n", m.why);
+		if (m.held)
+			held_hint(&o, m.name, &m);
+		json_without_result(m.id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, m.why, o.streams,
+				    m.prepare_ms, m.name, &m);
+		return EXIT_OPERATOR;
+	case MIG_START_NOT_STARTED:
+		break;
 	}
-	if (mig_client_open(o.dst, o.key_file, &dst, &err) < 0) {
-		rc = err.code == -EACCES ? EXIT_USAGE : 1;
-		snprintf(why, sizeof(why), "destination %s: %s", o.dst, err.msg);
-		goto not_started;
-	}
-
-	/* The VM: an existing one, or a lab VM made for this migration. */
-	if (o.vm) {
-		str_copy(name, sizeof(name), o.vm);
-	} else {
-		struct mig_vm_create req = { 0 };
-
-		snprintf(name, sizeof(name), "lab-%.8s", id);
-		str_copy(req.name, sizeof(req.name), name);
-		str_copy(req.spec, sizeof(req.spec), o.lab ? o.lab : "");
-		if (interrupted)
-			goto not_started;
-		fprintf(stderr, "migration %s: creating lab VM %s on %s\n", id, name, o.src);
-		if (mig_client_call(&src, MIG_OP_VM_CREATE, &req, sizeof(req), NULL, &err) < 0) {
-			snprintf(why, sizeof(why), "creating the lab VM: %s", err.msg);
-			goto not_started;
-		}
-	}
-	if (mig_client_call(&src, MIG_OP_VM_LIST, NULL, 0, &extra, &err) >= 0) {
-		for (size_t i = 0; i + sizeof(struct mig_vm_info) <= extra.len;
-		     i += sizeof(struct mig_vm_info)) {
-			struct mig_vm_info v;
-
-			memcpy(&v, extra.data + i, sizeof(v));
-			if (!strncmp(v.name, name, sizeof(v.name))) {
-				vcpus = v.vcpus;
-				in.lab = v.lab;
-				if (v.state == MIG_VM_HELD) {
-					held.set = true;
-					uuid_unparse_lower(v.held_by, held.id);
-					v.held_peer[sizeof(v.held_peer) - 1] = '\0';
-					str_copy(held.peer, sizeof(held.peer), v.held_peer);
-				}
-			}
-		}
-	}
-	if (!vcpus && !interrupted) {
-		rc = EXIT_USAGE;
-		snprintf(why, sizeof(why), "no VM named %s on %s (see migratectl vm list %s)", name,
-			 o.src, o.src);
-		goto not_started;
-	}
-	if (held.set) {
-		/* An earlier migration of it ended with ownership unknown: it
-		 * may run on that destination, and only an operator may say. */
-		snprintf(why, sizeof(why), "VM %s on %s is held paused: migration %s to %s ended "
-			 "with ownership unknown, and it may run there; an operator must resolve "
-			 "that first", name, o.src, held.id, held.peer);
-		goto held_refused;
-	}
-	if (o.vm && vcpus && check_first_round(&o, in.lab.mem_bytes, why, sizeof(why)) < 0) {
-		rc = EXIT_USAGE;
-		goto not_started;
-	}
-
-	str_copy(in.name, sizeof(in.name), name);
-	in.streams = o.streams;
-	xport_endpoint_parse(o.dst, &dep, NULL);
-	str_copy(in.listen_host, sizeof(in.listen_host),
-		 dep.kind == XPORT_EP_TCP ? dep.host : "127.0.0.1");
-	prepare_ms = mig_now_ms();
-	r = interrupted ? -EINTR : mig_client_call(&dst, MIG_OP_MIG_INCOMING, &in, sizeof(in),
-						   &extra, &err);
-	prepare_ms = mig_now_ms() - prepare_ms;
-	if (r < 0 || extra.len != sizeof(inrep)) {
-		snprintf(why, sizeof(why), "preparing the destination: %s",
-			 err.msg[0] ? err.msg : "malformed reply");
-		goto not_started;
-	}
-	memcpy(&inrep, extra.data, sizeof(inrep));
-	inrep.addr[sizeof(inrep.addr) - 1] = '\0';
-
-	memcpy(out.id, in.id, 16);
-	memcpy(out.secret, in.secret, sizeof(out.secret));
-	str_copy(out.name, sizeof(out.name), name);
-	str_copy(out.dest_addr, sizeof(out.dest_addr), inrep.addr);
-	out.streams = o.streams;
-	out.codec = o.compress.codec;
-	out.level = o.compress.level;
-	out.verify = o.verify != 0;
-	out.checksum = o.checksum;
-	out.downtime_limit_ms = o.downtime_ms;
-	out.max_bandwidth_bps = o.max_bw;
-	out.timeout_ms = o.timeout_ms;
-	out.timeout_action = o.action;
-	out.switchover_timeout_ms = o.switchover_ms;
-	/* The destination gives its prepared VM up when no source connects. */
-	if (interrupted)
-		goto not_started;
-	/* From here a Ctrl-C is a cancel sent to the source, never a wait cut
-	 * short: the source may already run the migration, and only its
-	 * result says where the VM is. */
-	xport_interrupt_on(NULL);
-	if (mig_client_call(&src, MIG_OP_MIG_OUTGOING, &out, sizeof(out), NULL, &err) < 0) {
-		snprintf(why, sizeof(why), "starting the migration: %s", err.msg);
-		interrupted = 0;   /* it did not start: report the failure, not a cancel */
-		if (err.code == -ENOTRECOVERABLE)
-			goto held_refused;   /* held since the list above */
-		goto not_started;
-	}
-	fprintf(stderr, "migration %s: started, VM %s from %s to %s (cancel with: migratectl "
-		"cancel %s %s%s%s)\n", id, name, o.src, o.dst, src.url, id,
-		o.key_file ? " --key-file " : "", o.key_file ? o.key_file : "");
-	while (!got_result) {
-		struct mig_frame_hdr fh;
-		struct mig_event ev;
-
-		if (interrupted && !cancel_sent) {
-			cancel_sent = true;
-			fprintf(stderr, "%smigration %s: cancelling\n", tty ? "\r\033[K" : "", id);
-			cancel_remote(&src, o.key_file, in.id);
-		}
-		r = xport_conn_recv(&src.conn, &fh, &pl, 200, &err);
-		if (r == -ETIME) {
-			mig_error_clear(&err);
-			continue;
-		}
-		if (r < 0) {
-			snprintf(why, sizeof(why), "lost the source agent: %s", err.msg);
-			goto lost;
-		}
-		if (pl.len >= sizeof(ev))
-			memcpy(&ev, pl.data, sizeof(ev));
-		/* PROGRESS is the event alone, RESULT the event and its devices */
-		if (fh.type != MIG_FRAME_EVENT || pl.len < sizeof(ev) ||
-		    (ev.kind == MIG_EVENT_RESULT && ev.nr_devices > MIG_EVENT_DEVICES_MAX) ||
-		    pl.len != sizeof(ev) + (ev.kind == MIG_EVENT_RESULT ?
-					    (size_t)ev.nr_devices * sizeof(devs[0]) : 0)) {
-			snprintf(why, sizeof(why), "the source agent sent %s of %zu bytes, expected "
-				 "EVENT of %zu: is it the same migratectl version?",
-				 mig_frame_type_to_string(fh.type) ?: "a frame", pl.len, sizeof(ev));
-			goto lost;
-		}
-		if (ev.kind == MIG_EVENT_RESULT) {
-			memcpy(devs, pl.data + sizeof(ev), ev.nr_devices * sizeof(devs[0]));
-			res = ev;
-			res.error[sizeof(res.error) - 1] = '\0';
-			got_result = true;
-		} else {
-			/* Phase changes are logged on stderr even with --json: stdout
-			 * carries only the JSON object. */
-			print_progress(id, &ev, tty, &last_phase);
-		}
-	}
-	print_progress(id, &res, false, &last_phase);
-	if (res.src_held) {
-		held.set = true;
-		str_copy(held.id, sizeof(held.id), id);
-		str_copy(held.peer, sizeof(held.peer), inrep.addr);
-	}
-	if (o.json) {
-		print_json(id, &res, devs, &o, prepare_ms, true, name, &held);
-	} else {
-		printf("migration %s %s: VM %s now runs on the %s\n", id, result_name(res.result), name,
-		       res.owner == MIG_OWNER_NONE ? "(unknown: operator needed)" : owner_name(res.owner));
-		if (res.error[0])
-			printf("  error: %s\n", res.error);
-		printf("  destination prepared in %llu ms\n", (unsigned long long)prepare_ms);
-		printf("  total %llu ms (setup %llu ms), downtime %llu ms, %u round%s, %u stream%s, "
-		       "%s, checksum %s\n", (unsigned long long)res.total_ms,
-		       (unsigned long long)res.setup_ms, (unsigned long long)res.downtime_ms, res.round,
-		       res.round == 1 ? "" : "s", res.streams, res.streams == 1 ? "" : "s",
-		       xport_codec_to_string(res.codec), checksum_text(&res, o.checksum));
-		printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "
-		       "%llu torn (sent again), %.0f MiB/s\n",
-		       (unsigned long long)(res.ram_total_bytes >> 20),
-		       (unsigned long long)(res.transferred_bytes >> 20),
-		       (unsigned long long)(res.wire_bytes >> 20), (unsigned long long)res.zero_pages,
-		       (unsigned long long)res.torn_pages, (double)res.throughput_bps / (1 << 20));
-		if (res.verified) {
-			char a[MIG_DIGEST_HEX], b[MIG_DIGEST_HEX];
-
-			hex128(res.digest_src, a);
-			hex128(res.digest_dst, b);
-			printf("  verify: RAM digest %s %s, guest passes %llu -> %llu on the destination, "
-			       "%llu self-check errors\n", a, strcmp(a, b) ? "MISMATCH" : "matches",
-			       (unsigned long long)res.dst_passes_before,
-			       (unsigned long long)res.dst_passes_after, (unsigned long long)res.dst_errors);
-		}
-	}
-	if (held.set)
-		held_hint(&o, name, &held);
-	if (res.result == MIG_RESULT_COMPLETED)
-		rc = 0;
-	else if (res.owner == MIG_OWNER_SOURCE)
-		rc = 1;
-	else
-		rc = EXIT_OPERATOR;
-	goto out;
-
-lost:
-	/* The migration ran, and how it ended is unknown here. */
-	fprintf(stderr, "%smigratectl start: %s\n", tty ? "\r\033[K" : "", why);
-	rc = EXIT_OPERATOR;
-	json_without_result(id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, why, 0, prepare_ms,
-			    name, NULL);
-	goto out;
-
-held_refused:
-	/* Nothing started, and the VM still waits for an operator. */
-	fprintf(stderr, "migratectl start: %s\n", why);
-	if (held.set)
-		held_hint(&o, name, &held);
-	rc = EXIT_OPERATOR;
-	json_without_result(id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, why, o.streams,
-			    prepare_ms, name, &held);
-	goto out;
-
-not_started:
-	if (interrupted) {
-		/* Ctrl-C, whatever the wait it ended said */
-		rc = 1;
-		snprintf(why, sizeof(why), "cancelled before the migration started");
-	}
-	fprintf(stderr, "migratectl start: %s\n", why);
-	json_without_result(id, &o, interrupted ? MIG_RESULT_CANCELLED : MIG_RESULT_FAILED,
-			    MIG_OWNER_SOURCE, why, o.streams, prepare_ms, name, NULL);
-out:
-	mig_buf_free(&extra);
-	mig_buf_free(&pl);
-	mig_client_close(&src);
-	mig_client_close(&dst);
-	return rc;
+	fprintf(stderr, "migratectl start: %s\n", m.why);
+	json_without_result(m.id, &o, m.cancelled ? MIG_RESULT_CANCELLED : MIG_RESULT_FAILED,
+			    MIG_OWNER_SOURCE, m.why, o.streams, m.prepare_ms, m.name, NULL);
+	return m.usage ? EXIT_USAGE : 1;
 }

@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: MIT
+/*
+ * `start`'s two-agent choreography as one call (docs/protocol.md §5).
+ * Until the source takes the migration on, nothing has moved: any failure,
+ * or an interrupt, leaves the VM where it was.  After, an interrupt becomes
+ * a cancel sent to the source, and only the source's RESULT says where the
+ * VM is; a lost source agent leaves that unknown.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+#include <migrate/agent.h>
+#include <migrate/start.h>
+#include <migrate/transport.h>
+
+#include "util.h"
+
+static bool interrupted(const struct mig_start_opts *o)
+{
+	return o->interrupted && *o->interrupted;
+}
+
+static void step(const struct mig_start_opts *o, enum mig_start_step s,
+		 const struct mig_start_result *st, const struct mig_event *ev)
+{
+	if (o->on_step)
+		o->on_step(o->arg, s, st, ev);
+}
+
+static int cancel_remote(const struct mig_client *src, const char *key_file, const uint8_t *id)
+{
+	struct mig_client c2;
+	struct mig_cancel req;
+	struct mig_error err = { 0 };
+	int r;
+
+	if (mig_client_reopen(src, key_file, &c2, &err) < 0)
+		return -1;
+	memcpy(req.id, id, 16);
+	r = mig_client_call(&c2, MIG_OP_MIG_CANCEL, &req, sizeof(req), NULL, &err);
+	mig_client_close(&c2);
+	return r;
+}
+
+/* The VM named ret->name as the source lists it, and whether it is held. */
+static int find_vm(struct mig_client *src, struct mig_start_result *ret, struct mig_error *err)
+{
+	struct mig_buf extra = { 0 };
+	int r = mig_client_call(src, MIG_OP_VM_LIST, NULL, 0, &extra, err);
+
+	for (size_t i = 0; r >= 0 && i + sizeof(struct mig_vm_info) <= extra.len;
+	     i += sizeof(struct mig_vm_info)) {
+		struct mig_vm_info v;
+
+		memcpy(&v, extra.data + i, sizeof(v));
+		if (strncmp(v.name, ret->name, sizeof(v.name)))
+			continue;
+		ret->vm = v;
+		if (v.state == MIG_VM_HELD) {
+			ret->held = true;
+			uuid_unparse_lower(v.held_by, ret->held_id);
+			v.held_peer[sizeof(v.held_peer) - 1] = '\0';
+			str_copy(ret->held_peer, sizeof(ret->held_peer), v.held_peer);
+		}
+	}
+	mig_buf_free(&extra);
+	return r;
+}
+
+/* Follows the source's EVENTs to the RESULT, sending a cancel once if
+ * interrupted.  0 with the RESULT in ret, <0 when the source is lost. */
+static int follow(const struct mig_start_opts *o, struct mig_client *src, const uint8_t *id,
+		  struct mig_start_result *ret)
+{
+	struct mig_error err = { 0 };
+	struct mig_buf pl = { 0 };
+	bool cancel_sent = false;
+	int r = 0;
+
+	for (;;) {
+		struct mig_frame_hdr fh;
+		struct mig_event ev;
+
+		if (interrupted(o) && !cancel_sent) {
+			cancel_sent = true;
+			step(o, MIG_START_CANCELLING, ret, NULL);
+			cancel_remote(src, o->key_file, id);
+		}
+		r = xport_conn_recv(&src->conn, &fh, &pl, 200, &err);
+		if (r == -ETIME) {
+			mig_error_clear(&err);
+			continue;
+		}
+		if (r < 0) {
+			snprintf(ret->why, sizeof(ret->why), "lost the source agent: %s", err.msg);
+			break;
+		}
+		if (pl.len >= sizeof(ev))
+			memcpy(&ev, pl.data, sizeof(ev));
+		/* PROGRESS is the event alone, RESULT the event and its devices */
+		if (fh.type != MIG_FRAME_EVENT || pl.len < sizeof(ev) ||
+		    (ev.kind == MIG_EVENT_RESULT && ev.nr_devices > MIG_EVENT_DEVICES_MAX) ||
+		    pl.len != sizeof(ev) + (ev.kind == MIG_EVENT_RESULT ?
+					    (size_t)ev.nr_devices * sizeof(ret->devs[0]) : 0)) {
+			snprintf(ret->why, sizeof(ret->why), "the source agent sent %s of %zu bytes, "
+				 "expected EVENT of %zu: is it the same migratectl version?",
+				 mig_frame_type_to_string(fh.type) ?: "a frame", pl.len, sizeof(ev));
+			r = -EPROTO;
+			break;
+		}
+		if (ev.kind == MIG_EVENT_RESULT) {
+			memcpy(ret->devs, pl.data + sizeof(ev), ev.nr_devices * sizeof(ret->devs[0]));
+			ret->res = ev;
+			ret->res.error[sizeof(ret->res.error) - 1] = '\0';
+			break;
+		}
+		step(o, MIG_START_PROGRESS, ret, &ev);
+	}
+	mig_buf_free(&pl);
+	return r;
+}
+
+static void outgoing_of(const struct mig_start_opts *o, const struct mig_incoming *in,
+			const struct mig_start_result *ret, struct mig_outgoing *out)
+{
+	*out = o->params;
+	memcpy(out->id, in->id, 16);
+	memcpy(out->secret, in->secret, sizeof(out->secret));
+	str_copy(out->name, sizeof(out->name), ret->name);
+	str_copy(out->dest_addr, sizeof(out->dest_addr), ret->dest_addr);
+}
+
+int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
+{
+	struct mig_error err = { 0 };
+	struct mig_client src = { .conn.fd = -1 }, dst = { .conn.fd = -1 };
+	struct mig_incoming in = { 0 };
+	struct mig_outgoing out;
+	struct mig_incoming_reply inrep;
+	struct mig_buf extra = { 0 };
+	struct xport_endpoint dep;
+	uuid_t uu;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->outcome = MIG_START_NOT_STARTED;
+	uuid_generate_random(uu);
+	uuid_unparse_lower(uu, ret->id);
+	memcpy(in.id, uu, 16);
+	xport_random(in.secret, sizeof(in.secret));
+
+	/* Until the source takes the migration on, an interrupt ends any wait. */
+	xport_interrupt_on(o->interrupted);
+	/* A refused key is the caller's mistake: nothing started. */
+	if (mig_client_open(o->src, o->key_file, &src, &err) < 0) {
+		ret->usage = err.code == -EACCES;
+		snprintf(ret->why, sizeof(ret->why), "source %s: %s", o->src, err.msg);
+		goto out;
+	}
+	str_copy(ret->src_url, sizeof(ret->src_url), src.url);
+	if (mig_client_open(o->dst, o->key_file, &dst, &err) < 0) {
+		ret->usage = err.code == -EACCES;
+		snprintf(ret->why, sizeof(ret->why), "destination %s: %s", o->dst, err.msg);
+		goto out;
+	}
+
+	/* The VM: an existing one, or a lab VM made for this migration. */
+	if (o->vm) {
+		str_copy(ret->name, sizeof(ret->name), o->vm);
+	} else {
+		struct mig_vm_create req = { 0 };
+
+		snprintf(ret->name, sizeof(ret->name), "lab-%.8s", ret->id);
+		str_copy(req.name, sizeof(req.name), ret->name);
+		str_copy(req.spec, sizeof(req.spec), o->lab_spec ? o->lab_spec : "");
+		if (interrupted(o))
+			goto out;
+		step(o, MIG_START_CREATING_VM, ret, NULL);
+		if (mig_client_call(&src, MIG_OP_VM_CREATE, &req, sizeof(req), NULL, &err) < 0) {
+			snprintf(ret->why, sizeof(ret->why), "creating the lab VM: %s", err.msg);
+			goto out;
+		}
+	}
+	find_vm(&src, ret, &err);
+	mig_error_clear(&err);
+	if (!ret->vm.vcpus && !interrupted(o)) {
+		ret->usage = true;
+		snprintf(ret->why, sizeof(ret->why), "no VM named %s on %s (see migratectl vm list "
+			 "%s)", ret->name, o->src, o->src);
+		goto out;
+	}
+	if (ret->held) {
+		/* An earlier migration of it ended with ownership unknown: it
+		 * may run on that destination, and only an operator may say. */
+		ret->outcome = MIG_START_HELD;
+		snprintf(ret->why, sizeof(ret->why), "VM %s on %s is held paused: migration %s to "
+			 "%s ended with ownership unknown, and it may run there; an operator must "
+			 "resolve that first", ret->name, o->src, ret->held_id, ret->held_peer);
+		goto out;
+	}
+	if (o->check_vm && ret->vm.vcpus &&
+	    o->check_vm(o->arg, &ret->vm, ret->why, sizeof(ret->why)) < 0) {
+		ret->usage = true;
+		goto out;
+	}
+
+	in.lab = ret->vm.lab;
+	str_copy(in.name, sizeof(in.name), ret->name);
+	in.streams = o->params.streams;
+	xport_endpoint_parse(o->dst, &dep, NULL);
+	str_copy(in.listen_host, sizeof(in.listen_host),
+		 dep.kind == XPORT_EP_TCP ? dep.host : "127.0.0.1");
+	ret->prepare_ms = mig_now_ms();
+	r = interrupted(o) ? -EINTR : mig_client_call(&dst, MIG_OP_MIG_INCOMING, &in, sizeof(in),
+						      &extra, &err);
+	ret->prepare_ms = mig_now_ms() - ret->prepare_ms;
+	if (r < 0 || extra.len != sizeof(inrep)) {
+		snprintf(ret->why, sizeof(ret->why), "preparing the destination: %s",
+			 err.msg[0] ? err.msg : "malformed reply");
+		goto out;
+	}
+	memcpy(&inrep, extra.data, sizeof(inrep));
+	inrep.addr[sizeof(inrep.addr) - 1] = '\0';
+	str_copy(ret->dest_addr, sizeof(ret->dest_addr), inrep.addr);
+	outgoing_of(o, &in, ret, &out);
+	/* The destination gives its prepared VM up when no source connects. */
+	if (interrupted(o))
+		goto out;
+	/* From here an interrupt is a cancel sent to the source, never a wait
+	 * cut short: the source may already run the migration. */
+	xport_interrupt_on(NULL);
+	if (mig_client_call(&src, MIG_OP_MIG_OUTGOING, &out, sizeof(out), NULL, &err) < 0) {
+		snprintf(ret->why, sizeof(ret->why), "starting the migration: %s", err.msg);
+		if (err.code == -ENOTRECOVERABLE)
+			ret->outcome = MIG_START_HELD;   /* held since the list above */
+		goto out_started;
+	}
+	step(o, MIG_START_STARTED, ret, NULL);
+	if (follow(o, &src, in.id, ret) < 0) {
+		ret->outcome = MIG_START_LOST;
+		goto out_started;
+	}
+	ret->outcome = MIG_START_RESULT;
+	if (ret->res.src_held) {
+		ret->held = true;
+		str_copy(ret->held_id, sizeof(ret->held_id), ret->id);
+		str_copy(ret->held_peer, sizeof(ret->held_peer), ret->dest_addr);
+	}
+	goto out_started;
+
+out:
+	/* not started: an interrupt is why, whatever the wait it ended said */
+	if (ret->outcome == MIG_START_NOT_STARTED && interrupted(o)) {
+		ret->cancelled = true;
+		ret->usage = false;
+		snprintf(ret->why, sizeof(ret->why), "cancelled before the migration started");
+	}
+out_started:
+	xport_interrupt_on(NULL);
+	mig_buf_free(&extra);
+	mig_client_close(&src);
+	mig_client_close(&dst);
+	return ret->outcome == MIG_START_RESULT && ret->res.result == MIG_RESULT_COMPLETED ? 0 : -1;
+}
