@@ -330,7 +330,7 @@ static int ctl_send(struct src *s, uint16_t type, const void *p, size_t len)
 	int r;
 
 	if (len > s->ctl.cap) {
-		/* device state grows with the vCPUs (about 9 KiB each) */
+		/* SETUP grows with the device manifest (88 bytes a device) */
 		uint8_t *nb = realloc(s->ctl.buf, len);
 
 		if (!nb)

@@ -136,7 +136,7 @@ struct mig_manifest_entry {
 	uint32_t pad;
 	uint8_t desc[MIG_MANIFEST_DESC_MAX];  /* compat_ops->describe() */
 };
-#define MIG_MANIFEST_F_STATE 1U       /* it has state (a record in DEVICE_STATE) */
+#define MIG_MANIFEST_F_STATE 1U       /* it has state (final DEVICE_DATA chunks) */
 #define MIG_MANIFEST_F_KNOWN MIG_MANIFEST_F_STATE
 _Static_assert(sizeof(struct mig_manifest_entry) == 88, "manifest entry");
 int mig_vm_manifest(struct mig_vm *vm, struct mig_buf *out, struct mig_error *err);
