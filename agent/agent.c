@@ -128,6 +128,22 @@ struct session {
 	char peer[64];            /* "127.0.0.1", "uid 1000 (pid 42)" */
 };
 
+/* One line to the caller's log, if it keeps one. */
+static void agent_log(const struct agent *a, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void agent_log(const struct agent *a, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (!a->opts.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	a->opts.log(a->opts.log_arg, line);
+}
+
 /* body: exactly the size the handler table names (checked by the dispatcher) */
 typedef int (*op_handler)(struct session *s, const uint8_t *body);
 
@@ -380,9 +396,8 @@ static void *incoming_thread(void *arg)
 	in->mig->used = false;
 	in->mig->dst = NULL;
 	pthread_mutex_unlock(&a->lock);
-	if (r < 0 && !a->opts.quiet)
-		fprintf(stderr, "migratectl agent: incoming migration of %s failed: %s\n",
-			in->o.name, err.msg);
+	if (r < 0)
+		agent_log(a, "incoming migration of %s failed: %s", in->o.name, err.msg);
 	free(in);
 	return NULL;
 }
@@ -655,9 +670,7 @@ static int op_vm_resolve(struct session *s, const uint8_t *body)
 	if (req.action == MIG_RESOLVE_DISCARD) {
 		mig_source_release(vm);
 		vm->ops->destroy(vm);
-		if (!a->opts.quiet)
-			fprintf(stderr, "migratectl agent: VM %s discarded (held by migration %s)\n",
-				req.name, got);
+		agent_log(a, "VM %s discarded (held by migration %s)", req.name, got);
 		return reply(s, 0, NULL, NULL, 0);
 	}
 	r = mig_source_resume(vm, &err);
@@ -668,9 +681,7 @@ static int op_vm_resolve(struct session *s, const uint8_t *body)
 	pthread_mutex_unlock(&a->lock);
 	if (r < 0)
 		return reply(s, r, err.msg, NULL, 0);
-	if (!a->opts.quiet)
-		fprintf(stderr, "migratectl agent: VM %s resumed here (held by migration %s)\n",
-			req.name, got);
+	agent_log(a, "VM %s resumed here (held by migration %s)", req.name, got);
 	return reply(s, 0, NULL, NULL, 0);
 }
 
@@ -781,11 +792,11 @@ static void burst_hit(struct agent *a, struct log_burst *b, const char *fmt, ...
 	pthread_mutex_lock(&a->conn_lock);
 	if (b->count++ == 0) {
 		b->first_ms = now;
-		if (!a->opts.quiet) {
+		if (a->opts.log) {
 			va_start(ap, fmt);
 			vsnprintf(line, sizeof(line), fmt, ap);
 			va_end(ap);
-			fprintf(stderr, "migratectl agent: %s\n", line);
+			a->opts.log(a->opts.log_arg, line);
 		}
 	}
 	b->last_ms = now;
@@ -797,10 +808,10 @@ static void burst_end(struct agent *a, struct log_burst *b, uint64_t now)
 {
 	if (!b->count || now - b->last_ms < AGENT_LOG_QUIET_MS)
 		return;
-	if (b->count > 1 && !a->opts.quiet)
-		fprintf(stderr, "migratectl agent: %llu %s within %llu s (only the first was "
-			"logged)\n", (unsigned long long)b->count, b->what,
-			(unsigned long long)((b->last_ms - b->first_ms) / 1000 + 1));
+	if (b->count > 1)
+		agent_log(a, "%llu %s within %llu s (only the first was logged)",
+			  (unsigned long long)b->count, b->what,
+			  (unsigned long long)((b->last_ms - b->first_ms) / 1000 + 1));
 	b->count = 0;
 }
 
@@ -902,9 +913,7 @@ out:
 static void session_violation(struct session *s, int code, const char *msg)
 {
 	send_error(s, code, msg);
-	if (!s->a->opts.quiet)
-		fprintf(stderr, "migratectl agent: closed a client connection: %s (peer %s)\n", msg,
-			s->peer);
+	agent_log(s->a, "closed a client connection: %s (peer %s)", msg, s->peer);
 }
 
 static void session_serve(struct session *s)

@@ -59,6 +59,13 @@ static int check_listen(const char *arg, size_t cap)
 	return 0;
 }
 
+/* The agent's log: stderr, a line each. */
+static void log_line(void *arg, const char *line)
+{
+	(void)arg;
+	fprintf(stderr, "migratectl agent: %s\n", line);
+}
+
 int cmd_agent(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -70,7 +77,7 @@ int cmd_agent(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	struct agent_opts o = { .ready_fd = -1 };
+	struct agent_opts o = { .ready_fd = -1, .log = log_line };
 	struct mig_error err = { 0 };
 	struct cli_seen seen = { 0 };
 	uint64_t v;
@@ -111,7 +118,7 @@ int cmd_agent(int argc, char **argv)
 			o.ready_fd = (int)v;
 			break;
 		case 'q':
-			o.quiet = true;
+			o.log = NULL;
 			break;
 		case 'h':
 			puts(AGENT_USAGE);

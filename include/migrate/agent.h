@@ -14,7 +14,10 @@
 struct agent_opts {
 	char listen[256];       /* tcp://HOST:PORT or unix:///PATH */
 	char key_file[256];     /* required for tcp */
-	bool quiet;
+	/* Where its log lines go (one line each, without a newline); NULL:
+	 * nowhere.  The library prints nothing itself. */
+	void (*log)(void *arg, const char *line);
+	void *log_arg;
 	int ready_fd;           /* written once listening, -1 for none */
 	/* unix only: the socket is 0660 with this group (else 0600), and its
 	 * members may connect besides root and the agent's own user */
