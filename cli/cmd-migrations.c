@@ -19,14 +19,12 @@
 
 static const char *side_name(uint32_t side)
 {
-	return side == MIG_SIDE_SOURCE ? "source" : side == MIG_SIDE_DESTINATION ? "destination" :
-	       "unknown";
+	return mig_side_to_string(side) ?: "unknown";
 }
 
 static const char *state_name(uint32_t st)
 {
-	return st == MIG_MIGRATION_RUNNING ? "running" : st == MIG_MIGRATION_HELD ? "held" :
-	       "unknown";
+	return mig_migration_state_to_string(st) ?: "unknown";
 }
 
 static void usage(FILE *f)

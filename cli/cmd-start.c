@@ -45,13 +45,6 @@ struct start_opts {
 	bool json;
 };
 
-static const char *const checksum_names[_MIG_CHECKSUM_MAX] = {
-	[MIG_CHECKSUM_INVALID] = NULL,
-	[MIG_CHECKSUM_PAGES] = "pages",
-	[MIG_CHECKSUM_FRAMES] = "frames",
-	[MIG_CHECKSUM_AUTO] = "auto",
-};
-
 /* The human summary's words for the checksum mode the RESULT reports. */
 static const char *checksum_text(const struct mig_event *e, enum mig_checksum asked)
 {
@@ -59,7 +52,7 @@ static const char *checksum_text(const struct mig_event *e, enum mig_checksum as
 		return "not decided yet";
 	if (e->checksum == MIG_CHECKSUM_FRAMES && e->same_host && asked == MIG_CHECKSUM_AUTO)
 		return "frames (auto: both agents on this host)";
-	return checksum_names[e->checksum];
+	return mig_checksum_to_string(e->checksum);
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -211,14 +204,12 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		case 'N': o->verify = 0; break;
 		case 'j': o->json = true; break;
 		case 'C':
-			for (r = MIG_CHECKSUM_PAGES; r < (int)ARRAY_SIZE(checksum_names); r++)
-				if (!strcmp(optarg, checksum_names[r]))
-					break;
-			o->checksum = (enum mig_checksum)r;
-			if (r == (int)ARRAY_SIZE(checksum_names))
+			r = mig_checksum_from_string(optarg);
+			if (r < 0)
 				return usage_error("invalid --checksum '%s': expected auto (the "
 						   "default), pages (every page's data too) or frames "
 						   "(headers and page lists only)", optarg);
+			o->checksum = (enum mig_checksum)r;
 			break;
 		case 'S':
 			if (parse_duration_ms(optarg, 1000, &o->switchover_ms) < 0 || !o->switchover_ms)
@@ -262,13 +253,12 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 
 static const char *result_name(uint32_t r)
 {
-	return r == MIG_RESULT_COMPLETED ? "completed" : r == MIG_RESULT_CANCELLED ? "cancelled" :
-	       "failed";
+	return mig_result_to_string(r) ?: "failed";
 }
 
 static const char *owner_name(uint32_t o)
 {
-	return o == MIG_OWNER_DESTINATION ? "destination" : o == MIG_OWNER_SOURCE ? "source" : "none";
+	return mig_owner_to_string(o) ?: "none";
 }
 
 static void hex128(const uint64_t d[2], char *buf)
@@ -314,10 +304,10 @@ static void print_json(const char *id, const struct mig_event *e,
 		json_null(&w, "compression");
 	json_str(&w, "compression_requested", xport_codec_to_string(o->compress.codec));
 	if (started && (e->checksum == MIG_CHECKSUM_PAGES || e->checksum == MIG_CHECKSUM_FRAMES))
-		json_str(&w, "checksum", checksum_names[e->checksum]);
+		json_str(&w, "checksum", mig_checksum_to_string(e->checksum));
 	else
 		json_null(&w, "checksum");   /* failed before auto was resolved */
-	json_str(&w, "checksum_requested", checksum_names[o->checksum]);
+	json_str(&w, "checksum_requested", mig_checksum_to_string(o->checksum));
 	json_u64(&w, "throughput_bps", e->throughput_bps);
 	json_obj_begin(&w, "ram");
 	json_u64(&w, "total_bytes", e->ram_total_bytes);

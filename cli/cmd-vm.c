@@ -352,8 +352,7 @@ static int vm_create(int argc, char **argv)
 
 static const char *vm_state_name(uint32_t st)
 {
-	return st == MIG_VM_RUNNING ? "running" : st == MIG_VM_PAUSED ? "paused" :
-	       st == MIG_VM_MIGRATING ? "migrating" : st == MIG_VM_HELD ? "held" : "unknown";
+	return mig_vm_state_to_string(st) ?: "unknown";
 }
 
 static int vm_list(int argc, char **argv)

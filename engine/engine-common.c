@@ -47,6 +47,44 @@ bool mig_phase_arc_allowed(enum mig_phase from, enum mig_phase to)
 
 MIG_STRING_TABLE_TO(mig_phase, enum mig_phase, phase_names)
 
+/* The words of the control payloads' enums, for every program and log. */
+static const char *const checksum_names[_MIG_CHECKSUM_MAX] = {
+	[MIG_CHECKSUM_PAGES] = "pages",
+	[MIG_CHECKSUM_FRAMES] = "frames",
+	[MIG_CHECKSUM_AUTO] = "auto",
+};
+static const char *const result_names[] = {
+	[MIG_RESULT_COMPLETED] = "completed",
+	[MIG_RESULT_FAILED] = "failed",
+	[MIG_RESULT_CANCELLED] = "cancelled",
+};
+static const char *const owner_names[] = {
+	[MIG_OWNER_SOURCE] = "source",
+	[MIG_OWNER_DESTINATION] = "destination",
+	[MIG_OWNER_NONE] = "none",
+};
+static const char *const vm_state_names[] = {
+	[MIG_VM_RUNNING] = "running",
+	[MIG_VM_PAUSED] = "paused",
+	[MIG_VM_MIGRATING] = "migrating",
+	[MIG_VM_HELD] = "held",
+};
+static const char *const side_names[] = {
+	[MIG_SIDE_SOURCE] = "source",
+	[MIG_SIDE_DESTINATION] = "destination",
+};
+static const char *const migration_state_names[] = {
+	[MIG_MIGRATION_RUNNING] = "running",
+	[MIG_MIGRATION_HELD] = "held",
+};
+
+MIG_STRING_TABLE(mig_checksum, enum mig_checksum, checksum_names)
+MIG_STRING_TABLE_TO(mig_result, uint32_t, result_names)
+MIG_STRING_TABLE_TO(mig_owner, uint32_t, owner_names)
+MIG_STRING_TABLE_TO(mig_vm_state, uint32_t, vm_state_names)
+MIG_STRING_TABLE_TO(mig_side, uint32_t, side_names)
+MIG_STRING_TABLE_TO(mig_migration_state, uint32_t, migration_state_names)
+
 void mig_ctl_auth_mac(const void *key, size_t key_len, const char *label,
 		      const uint8_t first[XPORT_NONCE_LEN], const uint8_t second[XPORT_NONCE_LEN],
 		      uint8_t out[XPORT_MAC_LEN])

@@ -14,6 +14,8 @@
 #include <migrate/device.h>
 #include <migrate/engine.h>
 
+#include "util.h"
+
 static unsigned step_calls;
 static int step_to;
 
@@ -319,4 +321,33 @@ Test(tables, migration_phases)
 		if (p != MIG_PHASE_DONE && p != MIG_PHASE_ROLLBACK)
 			cr_assert(mig_phase_arc_allowed(p, MIG_PHASE_ROLLBACK));
 	}
+}
+
+/* The control payloads' words: one per value, none for 0 or past the end,
+ * and the names an option takes read back to their value. */
+Test(tables, control_names)
+{
+	static const struct {
+		const char *(*name)(uint32_t);
+		uint32_t last;
+	} t[] = {
+		{ mig_result_to_string, MIG_RESULT_CANCELLED },
+		{ mig_owner_to_string, MIG_OWNER_NONE },
+		{ mig_vm_state_to_string, MIG_VM_HELD },
+		{ mig_side_to_string, MIG_SIDE_DESTINATION },
+		{ mig_migration_state_to_string, MIG_MIGRATION_HELD },
+	};
+
+	for (unsigned k = 0; k < ARRAY_SIZE(t); k++) {
+		cr_assert_null(t[k].name(0), "table %u names 0", k);
+		cr_assert_null(t[k].name(t[k].last + 1), "table %u names %u", k, t[k].last + 1);
+		for (uint32_t v = 1; v <= t[k].last; v++)
+			cr_assert_not_null(t[k].name(v), "table %u has no name for %u", k, v);
+	}
+	cr_assert_str_eq(mig_result_to_string(MIG_RESULT_COMPLETED), "completed");
+	cr_assert_str_eq(mig_owner_to_string(MIG_OWNER_NONE), "none");
+	for (int c = MIG_CHECKSUM_PAGES; c < _MIG_CHECKSUM_MAX; c++)
+		cr_assert_eq(mig_checksum_from_string(mig_checksum_to_string(c)), c);
+	cr_assert_null(mig_checksum_to_string(MIG_CHECKSUM_INVALID));
+	cr_assert_eq(mig_checksum_from_string("sums"), -EINVAL);
 }

@@ -42,42 +42,8 @@ static const char *const lab_dirty_log_table[_LAB_DIRTY_LOG_MAX] = {
 	[LAB_DIRTY_LOG_RING]   = "ring",
 };
 
-static const char *table_to_string(const char *const *table, size_t n, int v)
-{
-	if (v < 0 || (size_t)v >= n)
-		return NULL;
-	return table[v];
-}
-
-static int table_from_string(const char *const *table, size_t n, const char *s)
-{
-	if (!s)
-		return -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (table[i] && !strcmp(table[i], s))
-			return (int)i;
-	return -EINVAL;
-}
-
-const char *lab_pattern_to_string(enum lab_pattern p)
-{
-	return table_to_string(lab_pattern_table, ARRAY_SIZE(lab_pattern_table), (int)p);
-}
-
-int lab_pattern_from_string(const char *s)
-{
-	return table_from_string(lab_pattern_table, ARRAY_SIZE(lab_pattern_table), s);
-}
-
-const char *lab_dirty_log_to_string(enum lab_dirty_log d)
-{
-	return table_to_string(lab_dirty_log_table, ARRAY_SIZE(lab_dirty_log_table), (int)d);
-}
-
-int lab_dirty_log_from_string(const char *s)
-{
-	return table_from_string(lab_dirty_log_table, ARRAY_SIZE(lab_dirty_log_table), s);
-}
+MIG_STRING_TABLE(lab_pattern, enum lab_pattern, lab_pattern_table)
+MIG_STRING_TABLE(lab_dirty_log, enum lab_dirty_log, lab_dirty_log_table)
 
 void lab_config_default(struct lab_config *cfg)
 {
@@ -174,6 +140,8 @@ static const char *const spec_key_table[_SPEC_MAX] = {
 	[SPEC_RATE]      = "rate",
 	[SPEC_DIRTY_LOG] = "dirty-log",
 };
+
+static MIG_STRING_TABLE_FROM(spec_key, spec_key_table)
 
 #define SPEC_KEYS "mem, vcpus, wss, pattern, rate, dirty-log"
 
@@ -279,7 +247,7 @@ int lab_spec_parse(const char *spec, struct lab_config *cfg, struct mig_error *e
 				SPEC_KEYS ")", item);
 		*eq = '\0';
 		val = eq + 1;
-		key = table_from_string(spec_key_table, ARRAY_SIZE(spec_key_table), item);
+		key = spec_key_from_string(item);
 		if (key < 0)
 			return mig_error_set(err, -EINVAL,
 				"lab spec has unknown key '%.64s'; valid keys are " SPEC_KEYS, item);

@@ -36,10 +36,7 @@ static const char *const mem_log_mode_names[_MEM_LOG_MAX] = {
 	[MEM_LOG_RING] = "ring",
 };
 
-const char *mem_log_mode_to_string(enum mem_log_mode m)
-{
-	return (unsigned)m < _MEM_LOG_MAX ? mem_log_mode_names[m] : NULL;
-}
+MIG_STRING_TABLE_TO(mem_log_mode, enum mem_log_mode, mem_log_mode_names)
 
 #define A(from, to) [(from) * _MEM_STATE_MAX + (to)] = true
 static const bool mem_arcs[_MEM_STATE_MAX * _MEM_STATE_MAX] = {

@@ -196,6 +196,16 @@ enum mig_checksum {
 	_MIG_CHECKSUM_MAX,
 };
 
+/* Names of the values above and of the MIG_RESULT_, MIG_OWNER_, MIG_VM_,
+ * MIG_SIDE_ and MIG_MIGRATION_ numbers: NULL (and -EINVAL) outside them. */
+const char *mig_checksum_to_string(enum mig_checksum c);
+int mig_checksum_from_string(const char *s);
+const char *mig_result_to_string(uint32_t r);
+const char *mig_owner_to_string(uint32_t o);
+const char *mig_vm_state_to_string(uint32_t st);
+const char *mig_side_to_string(uint32_t side);
+const char *mig_migration_state_to_string(uint32_t st);
+
 struct mig_cancel {
 	uint8_t id[16];
 };
