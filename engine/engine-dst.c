@@ -133,10 +133,11 @@ struct dst {
 		uint64_t offset[2];   /* bytes taken: pre-copy, final */
 		bool ended;
 	} *dev_rx;
-	bool loaded;
+	/* SETUP -> PRECOPY (READY sent) -> STOP_COPY (loading) -> COMMIT ->
+	 * DONE (running here), or ROLLBACK (the copy is discarded); through
+	 * mig_phase_arc_allowed(), like the source's. */
+	enum mig_phase phase;
 	bool load_ok;             /* LOADED went out with status >= 0 */
-	bool committed;
-	bool running;
 	bool verify;
 	bool page_sums;           /* check each page against its entry's sum */
 	uint64_t cpu0, workers_cpu_ms;
@@ -163,10 +164,28 @@ void mig_dest_status_read(const struct mig_dest_status *st, uint32_t *ret_phase,
 		str_copy(peer, n, st->peer);
 }
 
-static void publish_phase(struct dst *d, enum mig_phase p)
+static int fault_at(struct dst *d, struct mig_fault_point p, struct mig_error *err)
 {
+	return d->o->fault ? d->o->fault(d->o->fault_arg, &p, err) : 0;
+}
+
+/* Every phase change: checked against the table, offered to the fault
+ * hook, published for MIG_LIST. */
+static int set_phase(struct dst *d, enum mig_phase p)
+{
+	int r;
+
+	if (d->phase != p && !mig_phase_arc_allowed(d->phase, p))
+		return mig_error_set(&d->err, -EINVAL, "internal: no phase transition %s => %s",
+				     mig_phase_to_string(d->phase), mig_phase_to_string(p));
+	r = fault_at(d, (struct mig_fault_point){ .kind = MIG_FAULT_PHASE, .from = (int)d->phase,
+						   .to = (int)p }, &d->err);
+	if (r < 0)
+		return r;
+	d->phase = p;
 	if (d->o->status)
 		__atomic_store_n(&d->o->status->phase, p, __ATOMIC_RELAXED);
+	return 0;
 }
 
 static void publish_peer(struct dst *d, int fd)
@@ -425,11 +444,13 @@ static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
 {
 	struct rx_stream *s = &d->st[0];
 	struct iovec iov;
+	int r;
 
 	/* Replies are strictly one at a time: wait for the previous one. */
 	for (int waited = 0; s->tx_busy; ) {
 		struct xport_op *op;
-		int r = xport_ring_wait(&d->ring, 1000, &op, &d->err);
+
+		r = xport_ring_wait(&d->ring, 1000, &op, &d->err);
 
 		if (r == -ETIME && ++waited < IDLE_TIMEOUT_MS / 1000)
 			continue;
@@ -450,6 +471,10 @@ static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
 			return mig_error_set(&d->err, -EOVERFLOW, "too many completions while replying");
 		}
 	}
+	r = fault_at(d, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_SEND, .frame_type = type,
+						   .stream = 0, .seq = s->tx_seq + 1 }, &d->err);
+	if (r < 0)
+		return r;
 	/* The copy stays put until the send completes (the next call waits). */
 	s->tx_buf.len = 0;
 	if (len && mig_buf_append(&s->tx_buf, p, len) < 0)
@@ -669,7 +694,7 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	if (r >= 0)
 		r = workers_start(d);
 	if (r >= 0)
-		publish_phase(d, MIG_PHASE_PRECOPY);
+		r = set_phase(d, MIG_PHASE_PRECOPY);
 	rep.status = r;
 	if (r < 0)
 		str_copy(rep.msg, sizeof(rep.msg), d->err.msg);
@@ -883,7 +908,11 @@ static int rx_step(struct rx_stream *s, struct xport_op *op)
 	if (r < 0)
 		return mig_error_prefix(s->err, "stream %u", s->index);
 	s->seq++;
-	return 1;
+	/* the workers' frames too: a fault hook must take calls from any thread */
+	r = fault_at(s->owner, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_RECV,
+							 .frame_type = s->hdr.type,
+							 .stream = s->index, .seq = s->hdr.seq }, s->err);
+	return r < 0 ? r : 1;
 }
 
 static void *rx_worker_main(void *arg)
@@ -1011,13 +1040,11 @@ static int try_load(struct dst *d)
 	pthread_mutex_lock(&d->lock);
 	all_final = d->all_final;
 	pthread_mutex_unlock(&d->lock);
-	if (d->loaded || !all_final)
+	if (d->phase != MIG_PHASE_PRECOPY || !all_final)
 		return 0;
-	d->loaded = true;
-	publish_phase(d, MIG_PHASE_STOP_COPY);
+	r = set_phase(d, MIG_PHASE_STOP_COPY);
 	t0 = mig_realtime_ns();
 	/* every device's state is in before any device loads */
-	r = 0;
 	for (unsigned i = 0; r >= 0 && i < d->vm->nr_devices; i++) {
 		const struct mig_device *dev = d->vm->devices[i];
 
@@ -1052,13 +1079,14 @@ static int do_commit(struct dst *d)
 	struct mig_vm_health st;
 	int r;
 
-	if (!d->loaded)
+	if (d->phase != MIG_PHASE_STOP_COPY || !d->load_ok)
 		return mig_error_set(&d->err, -EPROTO, "COMMIT before the VM was loaded");
 	/* the workers are done: the last round is in */
 	workers_stop(d);
 	run.cpu_ms += d->workers_cpu_ms;
-	d->committed = true;
-	publish_phase(d, MIG_PHASE_COMMIT);
+	r = set_phase(d, MIG_PHASE_COMMIT);
+	if (r < 0)
+		return r;
 	r = mig_vm_walk(d->vm, MIG_STAGE_START, &w, &d->err);
 	run.start_realtime_ns = mig_realtime_ns();
 	d->vm->ops->health(d->vm, &st);
@@ -1067,8 +1095,6 @@ static int do_commit(struct dst *d)
 	run.status = r;
 	if (r < 0)
 		str_copy(run.msg, sizeof(run.msg), d->err.msg);
-	else
-		d->running = true;
 	ctl_send(d, MIG_FRAME_RUNNING, &run, sizeof(run));
 	if (r < 0)
 		return r;
@@ -1108,7 +1134,8 @@ static int do_commit(struct dst *d)
 	if (st.fatal)
 		str_copy(run.msg, sizeof(run.msg), st.fatal_msg);
 	ctl_send(d, MIG_FRAME_RUNNING, &run, sizeof(run));
-	return 0;
+	/* The guest runs here whatever the source makes of its health. */
+	return set_phase(d, MIG_PHASE_DONE);
 }
 
 /* The source found the RAM digests differ and asks for sums of parts of
@@ -1123,7 +1150,7 @@ static int send_sums(struct dst *d, struct rx_stream *s)
 		return mig_error_set(&d->err, -EBADMSG, "SUMS_REQUEST of %u bytes",
 				     s->hdr.length);
 	memcpy(&q, s->buf.data, sizeof(q));
-	if (!d->loaded || !d->load_ok)
+	if (d->phase != MIG_PHASE_STOP_COPY || !d->load_ok)
 		return mig_error_set(&d->err, -EPROTO, "SUMS_REQUEST before the VM loaded here");
 	if (!q.count || q.count > MIG_SUMS_MAX || !q.pages_per_sum ||
 	    q.pages_per_sum > MIG_SUMS_PER_MAX || q.first_page > d->nr_pages ||
@@ -1203,7 +1230,7 @@ static int run_loop(struct dst *d)
 	r = post_hdr(s);
 	if (r >= 0)
 		r = post_note(d);
-	while (r >= 0 && !d->running) {
+	while (r >= 0 && d->phase != MIG_PHASE_DONE) {
 		struct xport_op *op = NULL;
 		bool repost;
 
@@ -1242,7 +1269,7 @@ static int run_loop(struct dst *d)
 		if (r <= 0)
 			continue;
 		r = on_ctl_frame(d, s, &repost);
-		if (r >= 0 && repost && !d->running)
+		if (r >= 0 && repost && d->phase != MIG_PHASE_DONE)
 			r = post_hdr(s);
 	}
 	return r < 0 ? r : 0;
@@ -1275,7 +1302,9 @@ int mig_dest_run(const struct mig_in_opts *o, struct mig_vm **ret_vm, struct mig
 		s->err = k ? &s->own_err : &d.err;
 	}
 	d.cpu0 = mig_cpu_ms();
-	publish_phase(&d, MIG_PHASE_SETUP);
+	d.phase = MIG_PHASE_SETUP;
+	if (o->status)
+		__atomic_store_n(&o->status->phase, MIG_PHASE_SETUP, __ATOMIC_RELAXED);
 	r = accept_streams(&d);
 	if (r >= 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, d.note) < 0)
 		r = mig_error_set(&d.err, -errno, "socketpair: %s", strerror(errno));
@@ -1283,7 +1312,7 @@ int mig_dest_run(const struct mig_in_opts *o, struct mig_vm **ret_vm, struct mig
 		r = xport_ring_init(&d.ring, 8, &d.err);
 	if (r >= 0)
 		r = run_loop(&d);
-	if (r < 0 && !d.committed && d.ring.ring && d.st[0].fd >= 0) {
+	if (r < 0 && d.phase < MIG_PHASE_COMMIT && d.ring.ring && d.st[0].fd >= 0) {
 		/* Tell the source why, so it rolls back with a reason, not a
 		 * timeout: first, as the workers may take a moment to stop. */
 		struct mig_error_msg m;
@@ -1311,7 +1340,7 @@ out:
 	for (int i = 0; i < 2; i++)
 		if (d.note[i] >= 0)
 			close(d.note[i]);
-	if (r >= 0 && d.running) {
+	if (r >= 0 && d.phase == MIG_PHASE_DONE) {
 		*ret_vm = d.vm;
 	} else {
 		if (r >= 0)
@@ -1319,6 +1348,12 @@ out:
 		/* Before commit the source owns the VM: drop our copy, its
 		 * devices to their end first. */
 		struct mig_walk w = walk_opts(&d);
+
+		if (d.phase != MIG_PHASE_ROLLBACK && mig_phase_arc_allowed(d.phase, MIG_PHASE_ROLLBACK)) {
+			d.phase = MIG_PHASE_ROLLBACK;
+			if (o->status)
+				__atomic_store_n(&o->status->phase, d.phase, __ATOMIC_RELAXED);
+		}
 
 		mig_vm_walk(d.vm, MIG_STAGE_DISCARD, &w, NULL);
 		d.vm->ops->destroy(d.vm);

@@ -452,8 +452,9 @@ struct result {
 	struct dst_run dst;
 };
 
-static void migrate(struct fvm *src, struct fvm *dst, mig_fault_fn fault, void *fault_arg,
-		    struct result *out)
+/* With a fault hook on each side (NULL: none). */
+static void migrate_faults(struct fvm *src, struct fvm *dst, mig_fault_fn fault, void *fault_arg,
+			   mig_fault_fn dst_fault, void *dst_fault_arg, struct result *out)
 {
 	struct xport_endpoint ep = { .kind = XPORT_EP_TCP, .host = "127.0.0.1" };
 	struct mig_out_opts o = { 0 };
@@ -488,10 +489,18 @@ static void migrate(struct fvm *src, struct fvm *dst, mig_fault_fn fault, void *
 	conv_params_default(&o.conv);
 	o.fault = fault;
 	o.fault_arg = fault_arg;
+	out->dst.o.fault = dst_fault;
+	out->dst.o.fault_arg = dst_fault_arg;
 	cr_assert_eq(pthread_create(&t, NULL, dst_main, &out->dst), 0);
 	mig_source_run(&src->vm, &o, &cancel, NULL, NULL, &out->res, out->devs);
 	pthread_join(t, NULL);
 	close(lfd);
+}
+
+static void migrate(struct fvm *src, struct fvm *dst, mig_fault_fn fault, void *fault_arg,
+		    struct result *out)
+{
+	migrate_faults(src, dst, fault, fault_arg, NULL, NULL, out);
 }
 
 Test(engine, call_order_of_a_whole_migration, .timeout = 60)
@@ -673,4 +682,103 @@ Test(engine, setup_refuses_a_missing_or_extra_device, .timeout = 60)
 				"does not");
 	fvm_free(&src);
 	fvm_free(&dst);
+}
+
+/*
+ * The destination's seam: its phases go SETUP, PRECOPY, STOP_COPY, COMMIT,
+ * DONE through the hook, and its frames pass it too, from the control
+ * stream and from the data streams' threads.  A fault there, as a fault
+ * anywhere before COMMIT, leaves the VM running on the source only.
+ */
+struct dst_seen {
+	pthread_mutex_t lock;
+	int phases[16];
+	unsigned nphases;
+	unsigned device_data, pages, control;
+	int fail_phase;           /* inject when entering it (0: never) */
+	bool fail_device_data;    /* inject at the first DEVICE_DATA received */
+};
+
+static int dst_hook(void *arg, const struct mig_fault_point *p, struct mig_error *err)
+{
+	struct dst_seen *s = arg;
+	int r = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (p->kind == MIG_FAULT_PHASE) {
+		if (s->nphases < ARRAY_SIZE(s->phases))
+			s->phases[s->nphases++] = p->to;
+		if (p->to == s->fail_phase)
+			r = mig_error_set(err, -EIO, "injected entering %s",
+					  mig_phase_to_string(p->to));
+	} else if (p->kind == MIG_FAULT_FRAME_RECV) {
+		if (p->frame_type == MIG_FRAME_DEVICE_DATA && p->stream > 0) {
+			s->device_data++;
+			if (s->fail_device_data)
+				r = mig_error_set(err, -EIO, "injected at DEVICE_DATA on stream %u",
+						  p->stream);
+		}
+		s->pages += p->frame_type == MIG_FRAME_PAGES;
+		s->control += p->stream == 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+Test(engine, destination_phases_and_frames_pass_the_hook, .timeout = 60)
+{
+	static const int want[] = { MIG_PHASE_PRECOPY, MIG_PHASE_STOP_COPY, MIG_PHASE_COMMIT,
+				    MIG_PHASE_DONE };
+	struct dst_seen seen = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct fvm src, dst;
+	struct result r;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	migrate_faults(&src, &dst, NULL, NULL, dst_hook, &seen, &r);
+	cr_assert_eq(r.res.result, MIG_RESULT_COMPLETED, "%s", r.res.error);
+	cr_assert_eq(seen.nphases, ARRAY_SIZE(want));
+	for (unsigned i = 0; i < ARRAY_SIZE(want); i++)
+		cr_assert_eq(seen.phases[i], want[i], "phase %u is %s", i,
+			     mig_phase_to_string(seen.phases[i]));
+	/* 3 MiB of pre-copy data and the final state of four devices */
+	cr_assert_geq(seen.device_data, 3 + 4);
+	cr_assert_gt(seen.pages, 0);
+	cr_assert_geq(seen.control, 2, "SETUP and COMMIT at least");
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+
+static void expect_dst_fault(struct dst_seen *seen, const char *why)
+{
+	struct fvm src, dst;
+	struct result r;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	migrate_faults(&src, &dst, NULL, NULL, dst_hook, seen, &r);
+	cr_assert_eq(r.res.result, MIG_RESULT_FAILED);
+	cr_assert_not_null(strstr(r.res.error, why), "'%s' does not say '%s'", r.res.error, why);
+	expect_rolled_back(&src, &r);
+	cr_assert_lt(r.dst.r, 0);
+	cr_assert_null(r.dst.out, "the destination kept the VM");
+	for (unsigned i = 0; i < 2; i++)
+		cr_assert_neq(dst.cpu[i].state, C_RUNNING, "a vCPU runs on the destination");
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+
+Test(engine, a_fault_on_a_destination_data_stream_rolls_back, .timeout = 60)
+{
+	struct dst_seen seen = { .lock = PTHREAD_MUTEX_INITIALIZER, .fail_device_data = true };
+
+	expect_dst_fault(&seen, "injected at DEVICE_DATA on stream");
+}
+
+Test(engine, a_fault_as_the_destination_loads_rolls_back, .timeout = 60)
+{
+	struct dst_seen seen = { .lock = PTHREAD_MUTEX_INITIALIZER,
+				 .fail_phase = MIG_PHASE_STOP_COPY };
+
+	expect_dst_fault(&seen, "injected entering stop_copy");
 }
