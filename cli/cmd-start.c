@@ -15,7 +15,6 @@
 #include <migrate/device.h>
 #include <migrate/engine.h>
 #include <migrate/json.h>
-#include <migrate/lab.h>
 #include <migrate/parse.h>
 #include <migrate/policy.h>
 #include <migrate/start.h>
@@ -148,7 +147,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 	};
 	struct mig_error err = { 0 };
 	struct cli_seen seen = { 0 };
-	struct lab_config cfg;
+	struct mig_vm_summary vm;
 	char why[512];
 	uint64_t v;
 	int c, r;
@@ -235,9 +234,8 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		return usage_error("%s", "--vm and --lab exclude each other");
 	if (o->vm && cli_check_name("start", o->vm))
 		return EXIT_USAGE;
-	lab_config_default(&cfg);
-	if (o->lab && (strlen(o->lab) >= 256 || lab_spec_parse(o->lab, &cfg, &err) < 0 ||
-		       lab_config_check(&cfg, &err) < 0))
+	if (strlen(o->lab ? o->lab : "") >= 256 ||
+	    mig_vm_backend_get("lab")->check_spec(o->lab, &vm, &err) < 0)
 		return usage_error("--lab: %s", err.msg[0] ? err.msg : "spec too long");
 	if (cli_check_endpoint("start", "SRC", o->src) || cli_check_endpoint("start", "DST", o->dst))
 		return EXIT_USAGE;
@@ -246,7 +244,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 	if (o->key_file && cli_check_key_file("start", o->key_file))
 		return EXIT_USAGE;
 	/* A lab VM made here has its size now; a --vm one after the lookup. */
-	if (!o->vm && check_first_round(o, cfg.mem_bytes, why, sizeof(why)) < 0)
+	if (!o->vm && check_first_round(o, vm.mem_bytes, why, sizeof(why)) < 0)
 		return usage_error("%s", why);
 	return 0;
 }

@@ -308,7 +308,7 @@ static int vm_create(int argc, char **argv)
 	struct mig_vm_create req = { 0 };
 	struct mig_error err = { 0 };
 	struct mig_client c;
-	struct lab_config cfg;
+	struct mig_vm_summary sum;
 	int first, r;
 
 	r = parse_remote("create", argc, argv, &o, &first);
@@ -330,8 +330,7 @@ static int vm_create(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	/* Check the spec here so a typo is a usage error, not an agent error. */
-	lab_config_default(&cfg);
-	if (o.lab && (lab_spec_parse(o.lab, &cfg, &err) < 0 || lab_config_check(&cfg, &err) < 0)) {
+	if (o.lab && mig_vm_backend_get("lab")->check_spec(o.lab, &sum, &err) < 0) {
 		fprintf(stderr, "migratectl vm create: --lab: %s\n", err.msg);
 		return EXIT_USAGE;
 	}

@@ -91,6 +91,10 @@ struct mig_vm_backend {
 	/* A new VM from an operator's SPEC ("" for the defaults), started,
 	 * returned once its workload runs. */
 	int (*create)(const char *spec, struct mig_vm **ret, struct mig_error *err);
+	/* Whether create() would take SPEC (NULL: the defaults), and what it
+	 * would make, without making it: a tool checks an operator's SPEC
+	 * before any agent is asked. */
+	int (*check_spec)(const char *spec, struct mig_vm_summary *ret, struct mig_error *err);
 	/* A destination for a VM so described (describe()): everything in
 	 * place, nothing run. */
 	int (*prepare)(const uint8_t *desc, size_t len, struct mig_vm **ret,
