@@ -258,7 +258,6 @@ static int prove(struct dst *d, struct pending *p)
 {
 	struct mig_stream_hello h;
 	struct mig_error e = { 0 };
-	uint8_t want[XPORT_MAC_LEN];
 	char why[600];
 
 	if (mig_frame_check_payload(&p->f.hdr, &p->f.hello, &e) < 0) {
@@ -268,15 +267,14 @@ static int prove(struct dst *d, struct pending *p)
 		return -EPROTO;
 	}
 	h = p->f.hello;
-	mig_stream_mac(d->o->secret, "migratectl-stream", &h, want);
-	if (memcmp(h.id, d->o->id, 16) || !xport_mac_equal(want, h.mac, sizeof(want)) ||
+	if (memcmp(h.id, d->o->id, 16) || !mig_stream_hello_proves(&h, d->o->secret, false) ||
 	    h.nstreams != d->n || h.index > d->n || d->st[h.index].fd >= 0) {
 		refuse(d, p, -EACCES, "stream refused: it does not prove it belongs to this "
 		       "migration (wrong id, secret, index or stream count)");
 		return -EACCES;
 	}
 	/* Prove back that we hold the secret too. */
-	mig_stream_mac(d->o->secret, "migratectl-stream-ack", &h, h.mac);
+	mig_stream_hello_seal(&h, d->o->secret, true);
 	if (send_first(p->fd, MIG_FRAME_STREAM_HELLO, &h, sizeof(h)) < 0) {
 		close(p->fd);
 		p->fd = -1;

@@ -950,7 +950,7 @@ static int stream_begin(struct src *s, unsigned index, struct opening *op)
 	op->h.index = index;
 	op->h.nstreams = s->n;
 	xport_random(op->h.nonce, sizeof(op->h.nonce));
-	mig_stream_mac(s->o->secret, "migratectl-stream", &op->h, op->h.mac);
+	mig_stream_hello_seal(&op->h, s->o->secret, false);
 	return xport_conn_send(&op->c, MIG_FRAME_STREAM_HELLO, 0, &op->h, sizeof(op->h), &op->err);
 }
 
@@ -959,7 +959,6 @@ static int stream_begin(struct src *s, unsigned index, struct opening *op)
 static int stream_answer(struct opening *op, const uint8_t *secret)
 {
 	struct mig_stream_hello back;
-	uint8_t want[XPORT_MAC_LEN];
 	struct mig_frame_hdr fh;
 	struct mig_buf pl = { 0 };
 	int r;
@@ -977,9 +976,8 @@ static int stream_answer(struct opening *op, const uint8_t *secret)
 		memcpy(&back, pl.data, sizeof(back));
 		/* our own nonce: an answer replayed from another stream fails */
 		memcpy(back.nonce, op->h.nonce, sizeof(back.nonce));
-		mig_stream_mac(secret, "migratectl-stream-ack", &back, want);
 		if (memcmp(back.id, op->h.id, 16) || back.index != op->h.index ||
-		    !xport_mac_equal(want, back.mac, sizeof(want)))
+		    !mig_stream_hello_proves(&back, secret, true))
 			r = mig_error_set(&op->err, -EACCES, "the destination could not prove it "
 					  "belongs to this migration");
 	}

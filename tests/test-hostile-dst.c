@@ -132,7 +132,7 @@ static void hd_accept(struct hd *h, const char *refuse)
 			xport_conn_close(&c);
 			continue;
 		}
-		mig_stream_mac(h->out.secret, "migratectl-stream-ack", &hello, hello.mac);
+		mig_stream_hello_seal(&hello, h->out.secret, true);
 		cr_assert_eq(xport_conn_send(&c, MIG_FRAME_STREAM_HELLO, 0, &hello, sizeof(hello),
 					     &err), 0, "%s", err.msg);
 		h->st[hello.index] = c;

@@ -131,13 +131,13 @@ static uint16_t open_stream(struct rig *g, struct xport_conn *c, unsigned index,
 	h.nstreams = g->in.streams;
 	xport_random(h.nonce, sizeof(h.nonce));
 	if (good) {
-		mig_stream_mac(g->in.secret, "migratectl-stream", &h, h.mac);
+		mig_stream_hello_seal(&h, g->in.secret, false);
 	} else {
 		uint8_t wrong[MIG_SECRET_LEN];
 
 		memcpy(wrong, g->in.secret, sizeof(wrong));
 		wrong[0] ^= 1;   /* one bit off */
-		mig_stream_mac(wrong, "migratectl-stream", &h, h.mac);
+		mig_stream_hello_seal(&h, wrong, false);
 	}
 	cr_assert_eq(xport_conn_send(c, MIG_FRAME_STREAM_HELLO, 0, &h, sizeof(h), &err), 0, "%s",
 		     err.msg);

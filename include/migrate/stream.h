@@ -6,6 +6,7 @@
 #ifndef MIGRATE_STREAM_H
 #define MIGRATE_STREAM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <migrate/control.h>
@@ -82,9 +83,11 @@ struct mig_running {
 };
 _Static_assert(sizeof(struct mig_running) == 512, "running");
 
-/* STREAM_HELLO's proof: HMAC-SHA256(secret, label || the hello up to its
- * mac), "migratectl-stream" from the source, "migratectl-stream-ack" back. */
-void mig_stream_mac(const uint8_t *secret, const char *label, const struct mig_stream_hello *h,
-		    uint8_t out[XPORT_MAC_LEN]);
+/* STREAM_HELLO's proof: HMAC-SHA256(secret, label || id || index ||
+ * nstreams || nonce), "migratectl-stream" from the source (ack false),
+ * "migratectl-stream-ack" in the destination's answer (ack true).  Seal
+ * fills h->mac; proves compares in constant time. */
+void mig_stream_hello_seal(struct mig_stream_hello *h, const uint8_t *secret, bool ack);
+bool mig_stream_hello_proves(const struct mig_stream_hello *h, const uint8_t *secret, bool ack);
 
 #endif
