@@ -77,15 +77,12 @@ struct rx_stream {
 	struct iovec runs[MIG_BATCH_PAGES];
 	int nruns;
 	/* a data stream's worker */
-	struct xport_ring own_ring;
+	struct xport_worker xw;   /* a data stream's worker: its thread and ring */
 	struct mig_error own_err;
 	uint8_t *scratch;         /* decompressed page data */
 #if HAVE_ZSTD
 	ZSTD_DCtx *dctx;
 #endif
-	pthread_t thread;
-	bool started;
-	uint64_t cpu_ms;
 	/* control stream sends (one at a time) */
 	struct mig_frame_hdr tx_hdr;
 	uint64_t tx_seq;
@@ -522,52 +519,13 @@ static uint64_t first_stale(const struct dst *d)
 static int pages_meta(struct dst *d, struct rx_stream *s)
 {
 	struct mig_pages_hdr ph;
-	size_t meta, nz;
-	unsigned zeros = 0;
 	struct iovec iov;
+	int r;
 
-	if (s->hdr.length < sizeof(ph))
-		return mig_error_set(s->err, -EBADMSG, "PAGES frame of %u bytes on stream %u",
-				     s->hdr.length, s->index);
-	memcpy(&ph, s->buf.data, sizeof(ph));
-	if (ph.count == 0 || ph.count > MIG_BATCH_PAGES)
-		return mig_error_set(s->err, -EBADMSG, "PAGES frame with %u pages on stream %u: "
-				     "1 to %u allowed", ph.count, s->index, MIG_BATCH_PAGES);
-	if (ph.zero_count > ph.count)
-		return mig_error_set(s->err, -EBADMSG, "PAGES frame says %u of its %u pages are "
-				     "zero", ph.zero_count, ph.count);
-	meta = sizeof(ph) + (size_t)ph.count * sizeof(struct mig_page_ent);
-	nz = ph.count - ph.zero_count;
-	if (s->hdr.length != meta)
-		return mig_error_set(s->err, -EBADMSG, "PAGES frame length %u does not match its "
-				     "%u pages", s->hdr.length, ph.count);
-	if (ph.round != s->round)
-		return mig_error_set(s->err, -EPROTO, "PAGES frame of round %u on stream %u during "
-				     "round %u", ph.round, s->index, s->round);
-	memcpy(s->ent, s->buf.data + sizeof(ph), (size_t)ph.count * sizeof(struct mig_page_ent));
-	for (unsigned i = 0; i < ph.count; i++) {
-		uint64_t pfn = s->ent[i].page & ~MIG_PAGE_ZERO;
-
-		zeros += !!(s->ent[i].page & MIG_PAGE_ZERO);
-		if (pfn >= d->nr_pages)
-			return mig_error_set(s->err, -EBADMSG, "page %#llx is outside the guest's "
-					     "%llu pages", (unsigned long long)pfn,
-					     (unsigned long long)d->nr_pages);
-	}
-	if (zeros != ph.zero_count)
-		return mig_error_set(s->err, -EBADMSG, "PAGES frame says %u zero pages, lists %u",
-				     ph.zero_count, zeros);
-	if (s->hdr.flags & MIG_FRAME_F_ZSTD) {
-		if (!nz || ph.data_len == 0 || ph.data_len > nz * PAGE)
-			return mig_error_set(s->err, -EBADMSG, "zstd PAGES data of %u bytes for %zu "
-					     "pages", ph.data_len, nz);
-#if !HAVE_ZSTD
-		return mig_error_set(s->err, -ENOTSUP, "zstd frame, but this build has no zstd");
-#endif
-	} else if (ph.data_len != nz * PAGE) {
-		return mig_error_set(s->err, -EBADMSG, "raw PAGES data of %u bytes for %zu pages",
-				     ph.data_len, nz);
-	}
+	r = mig_pages_meta_check(s->buf.data, s->hdr.length, s->hdr.flags, s->round, d->nr_pages,
+				 s->index, &ph, s->ent, s->err);
+	if (r < 0)
+		return r;
 	s->ph = ph;
 	s->nruns = 0;
 	for (unsigned i = 0; i < ph.count; i++) {
@@ -913,16 +871,12 @@ static int rx_step(struct rx_stream *s, struct xport_op *op)
 	return r < 0 ? r : 1;
 }
 
-static void *rx_worker_main(void *arg)
+static void rx_worker_main(struct xport_worker *xw)
 {
-	struct rx_stream *s = arg;
+	struct rx_stream *s = container_of(xw, struct rx_stream, xw);
 	struct dst *d = s->owner;
-	uint64_t cpu0 = mig_cpu_ms();
-	char name[16];
 	int r;
 
-	snprintf(name, sizeof(name), "mig-rx%u", s->index);
-	pthread_setname_np(pthread_self(), name);
 	r = post_hdr(s);
 	while (r >= 0) {
 		struct xport_op *op = NULL;
@@ -960,18 +914,14 @@ static void *rx_worker_main(void *arg)
 	}
 	if (r < 0 && r != -ECANCELED)
 		worker_failed(d, s);
-	s->cpu_ms = mig_cpu_ms() - cpu0;
-	return NULL;
 }
 
 static int workers_start(struct dst *d)
 {
 	for (unsigned k = 1; k <= d->n; k++) {
 		struct rx_stream *s = &d->st[k];
-		int r = xport_ring_init(&s->own_ring, 4, &d->err);
+		char name[16];
 
-		if (r < 0)
-			return r;
 		s->scratch = malloc(MIG_BATCH_PAGES * PAGE);
 		if (!s->scratch)
 			return mig_error_set(&d->err, -ENOMEM, "out of memory");
@@ -980,11 +930,9 @@ static int workers_start(struct dst *d)
 		if (!s->dctx)
 			return mig_error_set(&d->err, -ENOMEM, "out of memory");
 #endif
-		r = -pthread_create(&s->thread, NULL, rx_worker_main, s);
-		if (r < 0)
-			return mig_error_set(&d->err, r, "starting the receiver of stream %u: %s", k,
-					     strerror(-r));
-		s->started = true;
+		snprintf(name, sizeof(name), "mig-rx%u", k);
+		if (xport_worker_start(&s->xw, name, 4, rx_worker_main, &d->err) < 0)
+			return d->err.code;
 	}
 	return 0;
 }
@@ -1004,17 +952,11 @@ static void workers_stop(struct dst *d)
 		struct rx_stream *s = &d->st[k];
 
 		/* a receive waiting for data ends now, not at the next poll */
-		if (stop && s->started)
+		if (stop && s->xw.started)
 			shutdown(s->fd, SHUT_RD);
-		if (s->started) {
-			pthread_join(s->thread, NULL);
-			s->started = false;
-			d->workers_cpu_ms += s->cpu_ms;
-		}
-		/* a receive may still point into guest RAM: the exit cancels
+		/* a receive may still point into guest RAM: the stop cancels
 		 * and reaps it before the VM can go */
-		if (s->own_ring.ring)
-			xport_ring_exit(&s->own_ring);
+		d->workers_cpu_ms += xport_worker_stop(&s->xw);
 		free(s->scratch);
 		s->scratch = NULL;
 #if HAVE_ZSTD
@@ -1296,7 +1238,7 @@ int mig_dest_run(const struct mig_in_opts *o, struct mig_vm **ret_vm, struct mig
 		s->owner = &d;
 		s->index = k;
 		s->fd = -1;
-		s->ring = k ? &s->own_ring : &d.ring;
+		s->ring = k ? &s->xw.ring : &d.ring;
 		s->err = k ? &s->own_err : &d.err;
 	}
 	d.cpu0 = mig_cpu_ms();

@@ -87,14 +87,11 @@ struct tx_worker {
 	uint64_t frames;          /* PAGES and DEVICE_DATA frames of the current job */
 	struct tx_slot slot[2];   /* one in flight while the other is built */
 	unsigned next;
-	struct xport_ring ring;
+	struct xport_worker xw;   /* its thread and ring */
 	uint8_t *gather;          /* zstd's private copy of a batch */
 #if HAVE_ZSTD
 	ZSTD_CCtx *cctx;
 #endif
-	pthread_t thread;
-	bool started;
-	uint64_t cpu_ms;
 	struct mig_error err;
 };
 
@@ -474,16 +471,6 @@ static int expect_running(struct src *s, struct mig_frame_hdr *h, const struct m
 	return 0;
 }
 
-static bool page_is_zero(const uint8_t *p)
-{
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (unsigned i = 0; i < PAGE / 8; i += 4)
-		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
-			return false;
-	return true;
-}
-
 static bool stopping(struct src *s)
 {
 	return __atomic_load_n(&s->stop, __ATOMIC_RELAXED) || cancelled(s) || past_deadline(s);
@@ -501,9 +488,9 @@ static int stop_error(struct tx_worker *w)
 /* Wait until the worker's frame in flight (if any) has left. */
 static int tx_wait(struct tx_worker *w)
 {
-	while (w->ring.inflight) {
+	while (w->xw.ring.inflight) {
 		struct xport_op *op = NULL;
-		int r = xport_ring_wait(&w->ring, POLL_MS, &op, &w->err);
+		int r = xport_ring_wait(&w->xw.ring, POLL_MS, &op, &w->err);
 
 		if (r == -ETIME) {
 			if (stopping(w->s))
@@ -537,7 +524,7 @@ static int tx_submit(struct tx_worker *w, struct tx_slot *t, const struct iovec 
 	if (!throttle(w->s, t->op.total))
 		return stop_error(w);
 	count(&w->s->res->wire_bytes, t->op.total);
-	return xport_ring_submit(&w->ring, &t->op, &w->err);
+	return xport_ring_submit(&w->xw.ring, &t->op, &w->err);
 }
 
 static struct tx_slot *next_slot(struct tx_worker *w)
@@ -590,27 +577,12 @@ static int send_batch_raw(struct tx_worker *w, struct tx_slot *t, const uint64_t
 			  unsigned count_)
 {
 	struct src *s = w->s;
-	struct mig_page_ent *ent = page_ents(t);
-	bool sums = s->checksum == MIG_CHECKSUM_PAGES;
 	struct iovec runs[MIG_BATCH_PAGES];
 	uint64_t seq = w->seq + 1;
 	int nruns = 0;
-	unsigned nz = 0;
+	unsigned nz = mig_pages_encode(s->ram, pfns, count_, seq, s->checksum == MIG_CHECKSUM_PAGES,
+				       page_ents(t), runs, &nruns, NULL);
 
-	for (unsigned i = 0; i < count_; i++) {
-		uint8_t *page = s->ram + pfns[i] * PAGE;
-
-		if (page_is_zero(page)) {
-			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
-			continue;
-		}
-		ent[i] = (struct mig_page_ent){ pfns[i], sums ? mig_page_sum(page, seq, i) : 0 };
-		nz++;
-		if (nruns && (uint8_t *)runs[nruns - 1].iov_base + runs[nruns - 1].iov_len == page)
-			runs[nruns - 1].iov_len += PAGE;
-		else
-			runs[nruns++] = (struct iovec){ page, PAGE };
-	}
 	return submit_pages(w, t, seq, count_, nz, s->job_live ? MIG_FRAME_F_LIVE : 0, runs, nruns);
 }
 
@@ -620,8 +592,7 @@ static int send_batch(struct tx_worker *w, const uint64_t *pfns, unsigned count_
 	struct src *s = w->s;
 	struct tx_slot *t = next_slot(w);
 	size_t meta = sizeof(struct mig_pages_hdr) + count_ * sizeof(struct mig_page_ent);
-	struct mig_page_ent *ent;
-	unsigned nz = 0;
+	unsigned nz;
 	uint32_t flags = 0;
 	struct iovec data;
 	uint64_t seq;
@@ -630,20 +601,9 @@ static int send_batch(struct tx_worker *w, const uint64_t *pfns, unsigned count_
 		return send_batch_raw(w, t, pfns, count_);
 	/* zstd reads a private copy: compressing bytes that change under it
 	 * would give data that decodes to something no one sent. */
-	ent = page_ents(t);
 	seq = w->seq + 1;
-	for (unsigned i = 0; i < count_; i++) {
-		const uint8_t *page = s->ram + pfns[i] * PAGE;
-		uint8_t *copy = w->gather + (size_t)nz * PAGE;
-
-		if (page_is_zero(page)) {
-			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
-			continue;
-		}
-		memcpy(copy, page, PAGE);
-		ent[i] = (struct mig_page_ent){ pfns[i], s->checksum == MIG_CHECKSUM_PAGES ? mig_page_sum(copy, seq, i) : 0 };
-		nz++;
-	}
+	nz = mig_pages_encode(s->ram, pfns, count_, seq, s->checksum == MIG_CHECKSUM_PAGES,
+			      page_ents(t), NULL, NULL, w->gather);
 	data = (struct iovec){ t->buf + meta, (size_t)nz * PAGE };
 #if HAVE_ZSTD
 	if (nz) {
@@ -771,15 +731,12 @@ static int tx_job(struct tx_worker *w)
 	return r < 0 ? r : tx_wait(w);
 }
 
-static void *tx_worker_main(void *arg)
+static void tx_worker_main(struct xport_worker *xw)
 {
-	struct tx_worker *w = arg;
+	struct tx_worker *w = container_of(xw, struct tx_worker, xw);
 	struct src *s = w->s;
-	uint64_t cpu0 = mig_cpu_ms(), gen = 0;
-	char name[16];
+	uint64_t gen = 0;
 
-	snprintf(name, sizeof(name), "mig-tx%u", w->index);
-	pthread_setname_np(pthread_self(), name);
 	for (;;) {
 		bool quit;
 		int r;
@@ -805,8 +762,6 @@ static void *tx_worker_main(void *arg)
 		pthread_mutex_unlock(&s->lock);
 		mig_error_clear(&w->err);
 	}
-	w->cpu_ms = mig_cpu_ms() - cpu0;
-	return NULL;
 }
 
 /* Send every page whose bit is set in s->bitmap, over all streams, and end
@@ -850,10 +805,8 @@ static int workers_start(struct src *s)
 {
 	for (unsigned k = 0; k < s->n; k++) {
 		struct tx_worker *w = &s->w[k];
-		int r = xport_ring_init(&w->ring, 4, &s->err);
+		char name[16];
 
-		if (r < 0)
-			return r;
 		for (int i = 0; i < 2; i++) {
 			w->slot[i].cap = MIG_PAGES_META_MAX + MIG_BATCH_PAGES * PAGE + 65536;
 			w->slot[i].buf = malloc(w->slot[i].cap);
@@ -861,18 +814,16 @@ static int workers_start(struct src *s)
 				return mig_error_set(&s->err, -ENOMEM, "out of memory");
 		}
 		w->gather = malloc(MIG_BATCH_PAGES * PAGE);
+		if (!w->gather)
+			return mig_error_set(&s->err, -ENOMEM, "out of memory");
 #if HAVE_ZSTD
 		w->cctx = ZSTD_createCCtx();
 		if (!w->cctx)
 			return mig_error_set(&s->err, -ENOMEM, "out of memory");
 #endif
-		if (!w->gather)
-			return mig_error_set(&s->err, -ENOMEM, "out of memory");
-		r = -pthread_create(&w->thread, NULL, tx_worker_main, w);
-		if (r < 0)
-			return mig_error_set(&s->err, r, "starting the sender of stream %u: %s",
-					     w->index, strerror(-r));
-		w->started = true;
+		snprintf(name, sizeof(name), "mig-tx%u", w->index);
+		if (xport_worker_start(&w->xw, name, 4, tx_worker_main, &s->err) < 0)
+			return s->err.code;
 	}
 	return 0;
 }
@@ -891,13 +842,9 @@ static uint64_t workers_stop(struct src *s)
 	for (unsigned k = 0; k < s->n; k++) {
 		struct tx_worker *w = &s->w[k];
 
-		if (w->started)
-			pthread_join(w->thread, NULL);
-		cpu += w->cpu_ms;
 		/* A failed job may leave a frame in flight that points into
-		 * guest RAM: the exit cancels and reaps it before the VM can go. */
-		if (w->ring.ring)
-			xport_ring_exit(&w->ring);
+		 * guest RAM: the stop cancels and reaps it before the VM can go. */
+		cpu += xport_worker_stop(&w->xw);
 		if (w->fd >= 0)
 			close(w->fd);
 		free(w->slot[0].buf);

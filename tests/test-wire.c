@@ -526,3 +526,99 @@ Test(wire, ram_digest_sees_a_byte_and_stops_on_cancel)
 	cr_assert_eq(mig_ram_digest(ram, bytes, &stop, &b), -ECANCELED);
 	free(ram);
 }
+
+/* ---- the PAGES format (transport/pages.c) ---- */
+
+/* Pages 0 (zero), 1 and 2 (adjacent), 5: one run for 1-2, one for 5. */
+Test(pages, encode_flags_zero_pages_and_joins_runs)
+{
+	static uint8_t ram[8 * 4096], gather[4 * 4096];
+	const uint64_t pfns[] = { 0, 1, 2, 5 };
+	struct mig_page_ent ent[4];
+	struct iovec runs[4];
+	int nruns = -1;
+	unsigned nz;
+
+	memset(ram, 0, sizeof(ram));
+	for (int p = 1; p < 8; p++)
+		memset(ram + p * 4096, p, 4096);
+	nz = mig_pages_encode(ram, pfns, 4, 9, true, ent, runs, &nruns, NULL);
+	cr_assert_eq(nz, 3);
+	cr_assert_eq(ent[0].page, 0 | MIG_PAGE_ZERO);
+	cr_assert_eq(ent[0].sum, 0);
+	cr_assert_eq(nruns, 2);
+	cr_assert_eq(runs[0].iov_base, ram + 4096);
+	cr_assert_eq(runs[0].iov_len, 2 * 4096);
+	cr_assert_eq(runs[1].iov_base, ram + 5 * 4096);
+	for (unsigned i = 1; i < 4; i++) {
+		cr_assert_eq(ent[i].page, pfns[i]);
+		cr_assert_eq(ent[i].sum, mig_page_sum(ram + pfns[i] * 4096, 9, i), "entry %u", i);
+	}
+	/* gathered: the copies are the data, in order, summed the same */
+	nz = mig_pages_encode(ram, pfns, 4, 9, true, ent, NULL, NULL, gather);
+	cr_assert_eq(nz, 3);
+	cr_assert_eq(memcmp(gather, ram + 4096, 2 * 4096), 0);
+	cr_assert_eq(memcmp(gather + 2 * 4096, ram + 5 * 4096, 4096), 0);
+	cr_assert_eq(ent[3].sum, mig_page_sum(ram + 5 * 4096, 9, 3));
+	/* without sums */
+	mig_pages_encode(ram, pfns, 4, 9, false, ent, runs, &nruns, NULL);
+	cr_assert_eq(ent[1].sum, 0);
+}
+
+struct meta3 {
+	struct mig_pages_hdr ph;
+	struct mig_page_ent ent[3];
+};
+
+static void meta_ok(struct meta3 *m)
+{
+	m->ph = (struct mig_pages_hdr){ .count = 3, .zero_count = 1, .round = 2,
+					.data_len = 2 * 4096 };
+	m->ent[0] = (struct mig_page_ent){ 10, 1 };
+	m->ent[1] = (struct mig_page_ent){ 11 | MIG_PAGE_ZERO, 0 };
+	m->ent[2] = (struct mig_page_ent){ 99, 2 };
+}
+
+static const char *meta_error(const struct meta3 *m, uint32_t length, uint32_t flags)
+{
+	static struct mig_error err;
+	struct mig_pages_hdr ph;
+	struct mig_page_ent ent[MIG_PAGES_MAX];
+
+	mig_error_clear(&err);
+	if (mig_pages_meta_check(m, length, flags, 2, 100, 1, &ph, ent, &err) == 0)
+		return NULL;
+	cr_assert_lt(err.code, 0);
+	return err.msg;
+}
+
+Test(pages, meta_check_names_each_fault)
+{
+	struct meta3 m;
+	const char *e;
+
+	meta_ok(&m);
+	cr_assert_null(meta_error(&m, sizeof(m), 0));
+	m.ph.data_len = 100;
+	cr_assert_null(meta_error(&m, sizeof(m), MIG_FRAME_F_ZSTD), "compressed data may be short");
+#define BAD(change, length, flags, needle)						\
+	do {										\
+		meta_ok(&m);								\
+		change;									\
+		e = meta_error(&m, length, flags);					\
+		cr_assert_not_null(e, "accepted: %s", #change);				\
+		cr_assert_not_null(strstr(e, needle), "'%s' lacks '%s'", e, needle);	\
+	} while (0)
+	BAD((void)0, 8, 0, "PAGES frame of 8 bytes on stream 1");
+	BAD(m.ph.count = 0, sizeof(m), 0, "with 0 pages on stream 1: 1 to 256 allowed");
+	BAD(m.ph.count = 257, sizeof(m), 0, "with 257 pages");
+	BAD(m.ph.zero_count = 4, sizeof(m), 0, "says 4 of its 3 pages are zero");
+	BAD((void)0, sizeof(m) - 16, 0, "length 48 does not match its 3 pages");
+	BAD(m.ph.round = 3, sizeof(m), 0, "of round 3 on stream 1 during round 2");
+	BAD(m.ent[2].page = 100, sizeof(m), 0, "page 0x64 is outside the guest's 100 pages");
+	BAD(m.ent[1].page = 11, sizeof(m), 0, "says 1 zero pages, lists 0");
+	BAD(m.ph.data_len = 4096, sizeof(m), 0, "raw PAGES data of 4096 bytes for 2 pages");
+	BAD(m.ph.data_len = 0, sizeof(m), MIG_FRAME_F_ZSTD, "zstd PAGES data of 0 bytes");
+	BAD(m.ph.data_len = 3 * 4096, sizeof(m), MIG_FRAME_F_ZSTD, "zstd PAGES data of 12288");
+#undef BAD
+}

@@ -7,6 +7,7 @@
 #ifndef MIGRATE_TRANSPORT_H
 #define MIGRATE_TRANSPORT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <signal.h>
@@ -102,6 +103,22 @@ struct xport_op {
 };
 
 int xport_ring_init(struct xport_ring *r, unsigned entries, struct mig_error *err);
+
+/* A stream's worker thread with its own ring (transport/worker.c).  Embed
+ * it zeroed; start inits the ring (unless already) and runs fn(w) on a
+ * thread named `name`; stop joins it, exits the ring (cancelling and
+ * reaping what is in flight) and returns the thread's CPU time in ms. */
+struct xport_worker {
+	struct xport_ring ring;
+	pthread_t thread;
+	bool started;
+	uint64_t cpu_ms;
+	void (*fn)(struct xport_worker *w);
+	char name[16];
+};
+int xport_worker_start(struct xport_worker *w, const char *name, unsigned ring_entries,
+		       void (*fn)(struct xport_worker *w), struct mig_error *err);
+uint64_t xport_worker_stop(struct xport_worker *w);
 void xport_ring_exit(struct xport_ring *r);
 int xport_ring_submit(struct xport_ring *r, struct xport_op *op, struct mig_error *err);
 /* Wait for the next op that finished (all bytes, or an error) up to

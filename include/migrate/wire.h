@@ -9,6 +9,7 @@
 #ifndef MIGRATE_WIRE_H
 #define MIGRATE_WIRE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -113,6 +114,25 @@ _Static_assert(sizeof(struct mig_page_ent) == 16, "page entry");
 #define MIG_SUMS_PER_MAX     512U          /* pages per sum: 2 MiB at most */
 #define MIG_PAGES_META_MAX   (sizeof(struct mig_pages_hdr) + \
 			      MIG_PAGES_MAX * sizeof(struct mig_page_ent))
+
+/* A batch of guest pages into a PAGES frame's entries (transport/pages.c):
+ * a zero page is flagged and carries no data; each other page gets its
+ * sum when `sums`.  Without `gather` the data stays in guest RAM, adjacent
+ * pages joined into runs[0..*ret_nruns); with it, each page is copied
+ * there (as a codec that must not see bytes change needs) and summed
+ * there.  Returns how many pages carry data. */
+bool mig_page_is_zero(const void *page);
+unsigned mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, uint64_t seq,
+			  bool sums, struct mig_page_ent *ent, struct iovec *runs, int *ret_nruns,
+			  uint8_t *gather);
+/* A received PAGES frame's meta (its checksum already checked), against
+ * the guest's page count and the stream's current round: the counts, the
+ * length, every page inside the guest, the data length for raw or zstd
+ * data.  Copies the entries into ent (MIG_PAGES_MAX of them) and the
+ * header into *ret; nothing of guest RAM is touched. */
+int mig_pages_meta_check(const void *meta, uint32_t length, uint32_t flags, uint32_t round,
+			 uint64_t nr_pages, unsigned stream, struct mig_pages_hdr *ret,
+			 struct mig_page_ent *ent, struct mig_error *err);
 
 /* DEVICE_DATA frames (docs/protocol.md §6.6): this header, then `len`
  * bytes of one device's state, from `offset` of its pre-copy or final data.

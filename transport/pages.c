@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The PAGES frame's format in one place (docs/protocol.md §6.4): what the
+ * source puts in a frame's meta for a batch of guest pages, and what the
+ * destination checks of a frame's meta before it touches guest RAM.  The
+ * engines keep only where the bytes go (their rings, their RAM).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <migrate/wire.h>
+
+#define PAGE ((uint64_t)MIG_PAGE_SIZE)
+
+bool mig_page_is_zero(const void *page)
+{
+	const uint64_t *w = page;
+
+	for (unsigned i = 0; i < PAGE / 8; i += 4)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
+			return false;
+	return true;
+}
+
+unsigned mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, uint64_t seq,
+			  bool sums, struct mig_page_ent *ent, struct iovec *runs, int *ret_nruns,
+			  uint8_t *gather)
+{
+	unsigned nz = 0;
+	int nruns = 0;
+
+	for (unsigned i = 0; i < count; i++) {
+		const uint8_t *page = ram + pfns[i] * PAGE;
+
+		if (mig_page_is_zero(page)) {
+			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
+			continue;
+		}
+		if (gather) {
+			/* the copy is what goes, and what the sum covers */
+			memcpy(gather + (size_t)nz * PAGE, page, PAGE);
+			page = gather + (size_t)nz * PAGE;
+		} else if (nruns && (const uint8_t *)runs[nruns - 1].iov_base +
+				    runs[nruns - 1].iov_len == page) {
+			runs[nruns - 1].iov_len += PAGE;
+		} else {
+			runs[nruns++] = (struct iovec){ (void *)page, PAGE };
+		}
+		ent[i] = (struct mig_page_ent){ pfns[i], sums ? mig_page_sum(page, seq, i) : 0 };
+		nz++;
+	}
+	if (ret_nruns)
+		*ret_nruns = nruns;
+	return nz;
+}
+
+int mig_pages_meta_check(const void *meta, uint32_t length, uint32_t flags, uint32_t round,
+			 uint64_t nr_pages, unsigned stream, struct mig_pages_hdr *ret,
+			 struct mig_page_ent *ent, struct mig_error *err)
+{
+	struct mig_pages_hdr ph;
+	unsigned zeros = 0;
+	size_t nz;
+
+	if (length < sizeof(ph))
+		return mig_error_set(err, -EBADMSG, "PAGES frame of %u bytes on stream %u", length,
+				     stream);
+	memcpy(&ph, meta, sizeof(ph));
+	if (ph.count == 0 || ph.count > MIG_PAGES_MAX)
+		return mig_error_set(err, -EBADMSG, "PAGES frame with %u pages on stream %u: 1 to "
+				     "%u allowed", ph.count, stream, MIG_PAGES_MAX);
+	if (ph.zero_count > ph.count)
+		return mig_error_set(err, -EBADMSG, "PAGES frame says %u of its %u pages are zero",
+				     ph.zero_count, ph.count);
+	nz = ph.count - ph.zero_count;
+	if (length != sizeof(ph) + (size_t)ph.count * sizeof(*ent))
+		return mig_error_set(err, -EBADMSG, "PAGES frame length %u does not match its %u "
+				     "pages", length, ph.count);
+	if (ph.round != round)
+		return mig_error_set(err, -EPROTO, "PAGES frame of round %u on stream %u during "
+				     "round %u", ph.round, stream, round);
+	memcpy(ent, (const uint8_t *)meta + sizeof(ph), (size_t)ph.count * sizeof(*ent));
+	for (unsigned i = 0; i < ph.count; i++) {
+		uint64_t pfn = ent[i].page & ~MIG_PAGE_ZERO;
+
+		zeros += !!(ent[i].page & MIG_PAGE_ZERO);
+		if (pfn >= nr_pages)
+			return mig_error_set(err, -EBADMSG, "page %#llx is outside the guest's %llu "
+					     "pages", (unsigned long long)pfn,
+					     (unsigned long long)nr_pages);
+	}
+	if (zeros != ph.zero_count)
+		return mig_error_set(err, -EBADMSG, "PAGES frame says %u zero pages, lists %u",
+				     ph.zero_count, zeros);
+	if (flags & MIG_FRAME_F_ZSTD) {
+		if (!nz || ph.data_len == 0 || ph.data_len > nz * PAGE)
+			return mig_error_set(err, -EBADMSG, "zstd PAGES data of %u bytes for %zu "
+					     "pages", ph.data_len, nz);
+		if (!HAVE_ZSTD)
+			return mig_error_set(err, -ENOTSUP, "zstd frame, but this build has no "
+					     "zstd");
+	} else if (ph.data_len != nz * PAGE) {
+		return mig_error_set(err, -EBADMSG, "raw PAGES data of %u bytes for %zu pages",
+				     ph.data_len, nz);
+	}
+	*ret = ph;
+	return 0;
+}
