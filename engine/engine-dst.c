@@ -84,11 +84,7 @@ struct rx_stream {
 	ZSTD_DCtx *dctx;
 #endif
 	/* control stream sends (one at a time) */
-	struct mig_frame_hdr tx_hdr;
-	uint64_t tx_seq;
-	struct mig_buf tx_buf;    /* the reply in flight (control stream) */
-	struct xport_op tx_op;
-	bool tx_busy;
+	struct xport_chan_tx tx;  /* the control stream's sends */
 };
 
 struct dst {
@@ -284,7 +280,8 @@ static int prove(struct dst *d, struct pending *p)
 		publish_peer(d, p->fd);
 	d->st[h.index].fd = p->fd;
 	d->st[h.index].seq = 1;
-	d->st[h.index].tx_seq = 1;
+	d->st[h.index].tx.fd = p->fd;
+	d->st[h.index].tx.seq = 1;
 	p->fd = -1;
 	return 0;
 }
@@ -438,15 +435,13 @@ static int post_hdr(struct rx_stream *s)
 static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
 {
 	struct rx_stream *s = &d->st[0];
-	struct iovec iov;
 	int r;
 
 	/* Replies are strictly one at a time: wait for the previous one. */
-	for (int waited = 0; s->tx_busy; ) {
+	for (int waited = 0; s->tx.busy; ) {
 		struct xport_op *op;
 
 		r = xport_ring_wait(&d->ring, 1000, &op, &d->err);
-
 		if (r == -ETIME && ++waited < IDLE_TIMEOUT_MS / 1000)
 			continue;
 		if (r == -ETIME)
@@ -454,8 +449,7 @@ static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
 					     "replies for %d s", IDLE_TIMEOUT_MS / 1000);
 		if (!op)
 			return r;
-		if (op == &s->tx_op) {
-			s->tx_busy = false;
+		if (xport_chan_sent(&s->tx, op)) {
 			if (op->res < 0)
 				return mig_error_set(&d->err, op->res, "replying to the source: %s",
 						     strerror(-op->res));
@@ -467,25 +461,11 @@ static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
 		}
 	}
 	r = fault_at(d, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_SEND, .frame_type = type,
-						   .stream = 0, .seq = s->tx_seq + 1 }, &d->err);
+						   .stream = 0, .seq = s->tx.seq + 1 }, &d->err);
 	if (r < 0)
 		return r;
 	/* The copy stays put until the send completes (the next call waits). */
-	s->tx_buf.len = 0;
-	if (len && mig_buf_append(&s->tx_buf, p, len) < 0)
-		return mig_error_set(&d->err, -ENOMEM, "out of memory");
-	iov = (struct iovec){ s->tx_buf.data, len };
-	mig_frame_seal(&s->tx_hdr, type, 0, ++s->tx_seq, &iov, len ? 1 : 0);
-	memset(&s->tx_op, 0, sizeof(s->tx_op));
-	s->tx_op.fd = s->fd;
-	s->tx_op.is_send = true;
-	s->tx_op.iov[0] = (struct iovec){ &s->tx_hdr, sizeof(s->tx_hdr) };
-	s->tx_op.iov[1] = iov;
-	s->tx_op.iovcnt = len ? 2 : 1;
-	s->tx_op.total = sizeof(s->tx_hdr) + len;
-	s->tx_op.user = NULL;
-	s->tx_busy = true;
-	return xport_ring_submit(&d->ring, &s->tx_op, &d->err);
+	return xport_chan_send(&s->tx, &d->ring, type, p, len, &d->err);
 }
 
 /* Atomic: within a round the source sends a page on one stream only, but
@@ -1194,8 +1174,7 @@ static int run_loop(struct dst *d)
 				return r;
 			last = mig_now_ms();
 		}
-		if (op == &s->tx_op) {
-			s->tx_busy = false;
+		if (xport_chan_sent(&s->tx, op)) {
 			if (op->res < 0)
 				return mig_error_set(&d->err, op->res, "replying to the source: %s",
 						     strerror(-op->res));
@@ -1263,7 +1242,7 @@ int mig_dest_run(const struct mig_in_opts *o, struct mig_vm **ret_vm, struct mig
 	/* No worker may still write guest RAM once the VM can go. */
 	workers_stop(&d);
 	/* Let the last reply leave before the sockets close. */
-	if (d.ring.ring && d.st[0].tx_busy) {
+	if (d.ring.ring && d.st[0].tx.busy) {
 		struct xport_op *op;
 
 		xport_ring_wait(&d.ring, 5000, &op, NULL);
@@ -1275,7 +1254,7 @@ out:
 		if (d.st[k].fd >= 0)
 			close(d.st[k].fd);
 		mig_buf_free(&d.st[k].buf);
-		mig_buf_free(&d.st[k].tx_buf);
+		xport_chan_free(&d.st[k].tx);
 	}
 	for (int i = 0; i < 2; i++)
 		if (d.note[i] >= 0)

@@ -110,8 +110,7 @@ struct src {
 	uint64_t words;
 	struct xport_ring ring;   /* the control stream's */
 	int ctl_fd;
-	uint64_t ctl_seq;
-	struct tx_slot ctl;
+	struct xport_chan_tx ctl; /* its sends */
 	uint64_t ctl_rx_seq;
 	struct tx_worker *w;
 	unsigned n;
@@ -313,6 +312,7 @@ static int ctl_wait(struct src *s)
 		}
 		if (r < 0)
 			return r;
+		xport_chan_sent(&s->ctl, op);
 		if (op->res < 0)
 			return mig_error_set(&s->err, op->res, "sending to the destination: %s",
 					     strerror(-op->res));
@@ -323,30 +323,17 @@ static int ctl_wait(struct src *s)
 /* Send a small frame on the control stream and wait until it left. */
 static int ctl_send(struct src *s, uint16_t type, const void *p, size_t len)
 {
-	struct iovec piov;
 	int r;
 
-	if (len > s->ctl.cap) {
-		/* SETUP grows with the device manifest (88 bytes a device) */
-		uint8_t *nb = realloc(s->ctl.buf, len);
-
-		if (!nb)
-			return mig_error_set(&s->err, -ENOMEM, "out of memory");
-		s->ctl.buf = nb;
-		s->ctl.cap = len;
-	}
-	if (len)
-		memcpy(s->ctl.buf, p, len);
-	piov = (struct iovec){ s->ctl.buf, len };
 	r = fault_at(s, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_SEND, .frame_type = type,
-						   .stream = 0, .seq = s->ctl_seq + 1 }, &s->err);
+						   .stream = 0, .seq = s->ctl.seq + 1 }, &s->err);
 	if (r < 0)
 		return r;
-	mig_frame_seal(&s->ctl.hdr, type, 0, ++s->ctl_seq, &piov, len ? 1 : 0);
-	slot_op(&s->ctl, s->ctl_fd, &piov, len ? 1 : 0);
+	r = xport_chan_send(&s->ctl, &s->ring, type, p, len, &s->err);
+	if (r < 0)
+		return r;
 	count(&s->res->wire_bytes, s->ctl.op.total);
-	r = xport_ring_submit(&s->ring, &s->ctl.op, &s->err);
-	return r < 0 ? r : ctl_wait(s);
+	return ctl_wait(s);
 }
 
 /* A receive that timed out still points at ctl_recv's frame and the
@@ -1025,7 +1012,8 @@ static int open_streams(struct src *s)
 			/* the engine takes the fd over, the conn's own ring goes */
 			if (i == 0) {
 				s->ctl_fd = op[i].c.fd;
-				s->ctl_seq = op[i].c.tx_seq;
+				s->ctl.fd = s->ctl_fd;
+				s->ctl.seq = op[i].c.tx_seq;
 				s->ctl_rx_seq = op[i].c.rx_seq;
 			} else {
 				s->w[i - 1].fd = op[i].c.fd;
@@ -1398,12 +1386,10 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	s.words = mig_vm_bitmap_words(vm);
 	s.bitmap = calloc(s.words, 8);
 	s.w = calloc(s.n, sizeof(*s.w));
-	s.ctl.cap = 65536;
-	s.ctl.buf = malloc(s.ctl.cap);
 	s.ctl_fd = -1;
 	for (unsigned k = 0; s.w && k < s.n; k++)
 		s.w[k] = (struct tx_worker){ .s = &s, .index = k + 1, .fd = -1 };
-	if (!s.bitmap || !s.w || !s.ctl.buf) {
+	if (!s.bitmap || !s.w) {
 		r = mig_error_set(&s.err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -1694,7 +1680,7 @@ done:
 	}
 	if (s.ctl_fd >= 0)
 		close(s.ctl_fd);
-	free(s.ctl.buf);
+	xport_chan_free(&s.ctl);
 	free(s.bitmap);
 	for (unsigned i = 0; s.states && i < vm->nr_devices; i++)
 		mig_buf_free(&s.states[i]);

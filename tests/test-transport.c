@@ -1564,3 +1564,52 @@ Test(codec, names)
 		cr_assert_eq((int)x.codec, c);
 	}
 }
+
+/* The control stream's sending half: frames go one at a time with the next
+ * seq, the payload copied (the caller's buffer may change at once), a
+ * second send while one is in flight is refused, and the completion is
+ * recognised as the channel's. */
+Test(chan, sends_one_frame_at_a_time_in_sequence)
+{
+	struct xport_chan_tx c = { .seq = 1 };
+	struct xport_ring ring = { 0 };
+	struct mig_error err = { 0 };
+	struct xport_conn peer;
+	struct xport_op *op = NULL, other = { 0 };
+	char payload[32] = "first";
+	int a, b;
+
+	tcp_pair(&a, &b);
+	c.fd = a;
+	cr_assert_eq(xport_ring_init(&ring, 4, &err), 0, "%s", err.msg);
+	cr_assert_eq(xport_conn_init(&peer, b, &err), 0, "%s", err.msg);
+	peer.rx_seq = 1;   /* as after a handshake's frame */
+	for (int i = 0; i < 2; i++) {
+		struct mig_frame_hdr h;
+		struct mig_buf pl = { 0 };
+
+		cr_assert_eq(xport_chan_send(&c, &ring, MIG_FRAME_READY, payload, sizeof(payload),
+					     &err), 0, "%s", err.msg);
+		memset(payload, 'x', sizeof(payload));   /* the copy went, not this */
+		cr_assert_eq(xport_chan_send(&c, &ring, MIG_FRAME_READY, payload, 4, &err), -EBUSY);
+		cr_assert_not_null(strstr(err.msg, "while the previous one is in flight"));
+		mig_error_clear(&err);
+		cr_assert_not(xport_chan_sent(&c, &other));
+		cr_assert(c.busy);
+		cr_assert_eq(xport_ring_wait(&ring, 5000, &op, &err), 0, "%s", err.msg);
+		cr_assert(xport_chan_sent(&c, op));
+		cr_assert_eq(op->res, 0);
+		cr_assert_not(c.busy);
+		cr_assert_eq(xport_conn_recv(&peer, &h, &pl, 5000, &err), 0, "%s", err.msg);
+		cr_assert_eq(h.type, MIG_FRAME_READY);
+		cr_assert_eq(h.seq, 2 + (uint64_t)i);
+		cr_assert_eq(pl.len, 32);
+		cr_assert_str_eq((const char *)pl.data, i ? "second" : "first");
+		mig_buf_free(&pl);
+		snprintf(payload, sizeof(payload), "second");
+	}
+	xport_chan_free(&c);
+	xport_ring_exit(&ring);
+	xport_conn_close(&peer);
+	close(a);
+}

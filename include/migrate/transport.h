@@ -104,7 +104,7 @@ struct xport_op {
 
 int xport_ring_init(struct xport_ring *r, unsigned entries, struct mig_error *err);
 
-/* A stream's worker thread with its own ring (transport/worker.c).  Embed
+/* A stream's worker thread with its own ring (transport/stream.c).  Embed
  * it zeroed; start inits the ring (unless already) and runs fn(w) on a
  * thread named `name`; stop joins it, exits the ring (cancelling and
  * reaping what is in flight) and returns the thread's CPU time in ms. */
@@ -119,6 +119,25 @@ struct xport_worker {
 int xport_worker_start(struct xport_worker *w, const char *name, unsigned ring_entries,
 		       void (*fn)(struct xport_worker *w), struct mig_error *err);
 uint64_t xport_worker_stop(struct xport_worker *w);
+
+/* The sending half of a control stream on a ring (transport/stream.c): one
+ * frame at a time, sealed with the next seq, its payload copied into the
+ * channel's own buffer so the caller's may go at once.  `seq` is the last
+ * one sealed (the handshake's, to start with).  Feed every completion of
+ * the ring to xport_chan_sent(): true when it was this channel's frame,
+ * whose result is then in c->op.res. */
+struct xport_chan_tx {
+	int fd;
+	uint64_t seq;
+	struct mig_frame_hdr hdr;
+	struct mig_buf buf;
+	struct xport_op op;
+	bool busy;
+};
+int xport_chan_send(struct xport_chan_tx *c, struct xport_ring *ring, uint16_t type,
+		    const void *p, size_t len, struct mig_error *err);
+bool xport_chan_sent(struct xport_chan_tx *c, const struct xport_op *op);
+void xport_chan_free(struct xport_chan_tx *c);
 void xport_ring_exit(struct xport_ring *r);
 int xport_ring_submit(struct xport_ring *r, struct xport_op *op, struct mig_error *err);
 /* Wait for the next op that finished (all bytes, or an error) up to

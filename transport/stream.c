@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Pieces of a migration's streams that both engines use: a data stream's
+ * worker (a thread with an io_uring of its own, named, its CPU time
+ * counted; the source's send, the destination's receive), and the sending
+ * half of the control stream.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include <migrate/transport.h>
+
+#include "util.h"
+
+static void *worker_main(void *arg)
+{
+	struct xport_worker *w = arg;
+	uint64_t cpu0 = mig_cpu_ms();
+
+	pthread_setname_np(pthread_self(), w->name);
+	w->fn(w);
+	w->cpu_ms = mig_cpu_ms() - cpu0;
+	return NULL;
+}
+
+int xport_worker_start(struct xport_worker *w, const char *name, unsigned ring_entries,
+		       void (*fn)(struct xport_worker *w), struct mig_error *err)
+{
+	int r;
+
+	str_copy(w->name, sizeof(w->name), name);
+	w->fn = fn;
+	if (!w->ring.ring) {
+		r = xport_ring_init(&w->ring, ring_entries, err);
+		if (r < 0)
+			return r;
+	}
+	r = -pthread_create(&w->thread, NULL, worker_main, w);
+	if (r < 0)
+		return mig_error_set(err, r, "starting %s: %s", name, strerror(-r));
+	w->started = true;
+	return 0;
+}
+
+uint64_t xport_worker_stop(struct xport_worker *w)
+{
+	uint64_t cpu = 0;
+
+	if (w->started) {
+		pthread_join(w->thread, NULL);
+		w->started = false;
+		cpu = w->cpu_ms;
+	}
+	/* what it left in flight is cancelled and reaped before its buffers go */
+	if (w->ring.ring)
+		xport_ring_exit(&w->ring);
+	return cpu;
+}
+
+int xport_chan_send(struct xport_chan_tx *c, struct xport_ring *ring, uint16_t type,
+		    const void *p, size_t len, struct mig_error *err)
+{
+	struct iovec iov;
+
+	if (c->busy)
+		return mig_error_set(err, -EBUSY, "internal: a %s frame sent while the previous "
+				     "one is in flight", mig_frame_type_to_string(type));
+	c->buf.len = 0;
+	if (len && mig_buf_append(&c->buf, p, len) < 0)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	iov = (struct iovec){ c->buf.data, len };
+	mig_frame_seal(&c->hdr, type, 0, ++c->seq, &iov, len ? 1 : 0);
+	memset(&c->op, 0, sizeof(c->op));
+	c->op.fd = c->fd;
+	c->op.is_send = true;
+	c->op.iov[0] = (struct iovec){ &c->hdr, sizeof(c->hdr) };
+	c->op.iov[1] = iov;
+	c->op.iovcnt = len ? 2 : 1;
+	c->op.total = sizeof(c->hdr) + len;
+	c->busy = true;
+	return xport_ring_submit(ring, &c->op, err);
+}
+
+bool xport_chan_sent(struct xport_chan_tx *c, const struct xport_op *op)
+{
+	if (op != &c->op)
+		return false;
+	c->busy = false;
+	return true;
+}
+
+void xport_chan_free(struct xport_chan_tx *c)
+{
+	mig_buf_free(&c->buf);
+}
