@@ -53,8 +53,6 @@
  * core.  A guest without one never completes a pass, and is not waited for. */
 #define HEALTH_CHECK_MAX_MS 3000
 
-enum rx_stage { RX_HDR, RX_PAYLOAD, RX_DATA, RX_BARRIER, RX_DONE };
-
 struct dst;
 
 struct rx_stream {
@@ -63,12 +61,8 @@ struct rx_stream {
 	int fd;
 	struct xport_ring *ring;  /* the main thread's for the control stream */
 	struct mig_error *err;    /* likewise */
-	uint64_t seq;
+	struct xport_chan_rx rx;  /* its frames as they come in */
 	uint32_t round;           /* data streams: the round being received */
-	enum rx_stage stage;
-	struct mig_frame_hdr hdr;
-	struct mig_buf buf;
-	struct xport_op op;
 	bool final;
 	uint64_t frames;          /* PAGES and DEVICE_DATA frames in the current round */
 	/* the PAGES frame whose data is being received */
@@ -76,15 +70,13 @@ struct rx_stream {
 	struct mig_page_ent ent[MIG_BATCH_PAGES];
 	struct iovec runs[MIG_BATCH_PAGES];
 	int nruns;
-	/* a data stream's worker */
 	struct xport_worker xw;   /* a data stream's worker: its thread and ring */
 	struct mig_error own_err;
 	uint8_t *scratch;         /* decompressed page data */
 #if HAVE_ZSTD
 	ZSTD_DCtx *dctx;
 #endif
-	/* control stream sends (one at a time) */
-	struct xport_chan_tx tx;  /* the control stream's sends */
+	struct xport_chan_tx tx;  /* the control stream's sends (one at a time) */
 };
 
 struct dst {
@@ -279,7 +271,8 @@ static int prove(struct dst *d, struct pending *p)
 	if (h.index == 0)
 		publish_peer(d, p->fd);
 	d->st[h.index].fd = p->fd;
-	d->st[h.index].seq = 1;
+	d->st[h.index].rx.seq = 1;
+	d->st[h.index].rx.fd = p->fd;
 	d->st[h.index].tx.fd = p->fd;
 	d->st[h.index].tx.seq = 1;
 	p->fd = -1;
@@ -409,27 +402,9 @@ static int accept_streams(struct dst *d)
 	return r;
 }
 
-/* Every receive goes through here.  Only the fields the engine does not set
- * itself are filled: clearing the whole op (it holds room for 260 iovecs)
- * three times per frame was measurable work. */
-static int post_recv(struct rx_stream *s, enum rx_stage stage,
-		     const struct iovec *iov, int iovcnt)
-{
-	s->op.fd = s->fd;
-	s->op.is_send = false;
-	s->op.whole = stage == RX_DATA;
-	memcpy(s->op.iov, iov, (size_t)iovcnt * sizeof(*iov));
-	s->op.iovcnt = iovcnt;
-	s->op.user = s;
-	s->stage = stage;
-	return xport_ring_submit(s->ring, &s->op, s->err);
-}
-
 static int post_hdr(struct rx_stream *s)
 {
-	struct iovec iov = { &s->hdr, sizeof(s->hdr) };
-
-	return post_recv(s, RX_HDR, &iov, 1);
+	return xport_chan_rx_hdr(&s->rx, s->err);
 }
 
 static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
@@ -502,7 +477,7 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
 	struct iovec iov;
 	int r;
 
-	r = mig_pages_meta_check(s->buf.data, s->hdr.length, s->hdr.flags, s->round, d->nr_pages,
+	r = mig_pages_meta_check(s->rx.buf.data, s->rx.hdr.length, s->rx.hdr.flags, s->round, d->nr_pages,
 				 s->index, &ph, s->ent, s->err);
 	if (r < 0)
 		return r;
@@ -521,14 +496,14 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
 	}
 	if (!ph.data_len)
 		return 1;
-	if (s->hdr.flags & MIG_FRAME_F_ZSTD) {
-		s->buf.len = 0;
-		if (mig_buf_reserve(&s->buf, ph.data_len) < 0)
+	if (s->rx.hdr.flags & MIG_FRAME_F_ZSTD) {
+		s->rx.buf.len = 0;
+		if (mig_buf_reserve(&s->rx.buf, ph.data_len) < 0)
 			return mig_error_set(s->err, -ENOMEM, "out of memory");
-		iov = (struct iovec){ s->buf.data, ph.data_len };
-		return post_recv(s, RX_DATA, &iov, 1);
+		iov = (struct iovec){ s->rx.buf.data, ph.data_len };
+		return xport_chan_rx_post(&s->rx, XPORT_RX_DATA, &iov, 1, s->err);
 	}
-	return post_recv(s, RX_DATA, s->runs, s->nruns);
+	return xport_chan_rx_post(&s->rx, XPORT_RX_DATA, s->runs, s->nruns, s->err);
 }
 
 /* The data of the PAGES frame in s has arrived: check each page against its
@@ -536,14 +511,14 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
  * stale until it comes again. */
 static int pages_data(struct dst *d, struct rx_stream *s)
 {
-	bool zstd = s->hdr.flags & MIG_FRAME_F_ZSTD, live = s->hdr.flags & MIG_FRAME_F_LIVE;
+	bool zstd = s->rx.hdr.flags & MIG_FRAME_F_ZSTD, live = s->rx.hdr.flags & MIG_FRAME_F_LIVE;
 	const uint8_t *data = NULL;
 
 	if (zstd) {
 #if HAVE_ZSTD
 		size_t nz = s->ph.count - s->ph.zero_count;
 		size_t out = ZSTD_decompressDCtx(s->dctx, s->scratch, MIG_BATCH_PAGES * PAGE,
-						 s->buf.data, s->ph.data_len);
+						 s->rx.buf.data, s->ph.data_len);
 
 		if (ZSTD_isError(out) || out != nz * PAGE)
 			return mig_error_set(s->err, -EBADMSG, "zstd data of a PAGES frame does not "
@@ -564,13 +539,13 @@ static int pages_data(struct dst *d, struct rx_stream *s)
 			memcpy(page, data, PAGE);
 			data += PAGE;
 		}
-		sum = d->page_sums ? mig_page_sum(page, s->hdr.seq, i) : s->ent[i].sum;
+		sum = d->page_sums ? mig_page_sum(page, s->rx.hdr.seq, i) : s->ent[i].sum;
 		if (sum != s->ent[i].sum && !live)
 			return mig_error_set(s->err, -EBADMSG, "stream %u: page data checksum "
 					     "mismatch on page %#llx of PAGES frame seq %llu: it hashes "
 					     "to 0x%016llx, the frame says 0x%016llx (data damaged in "
 					     "transit)", s->index, (unsigned long long)pfn,
-					     (unsigned long long)s->hdr.seq, (unsigned long long)sum,
+					     (unsigned long long)s->rx.hdr.seq, (unsigned long long)sum,
 					     (unsigned long long)s->ent[i].sum);
 		if (sum != s->ent[i].sum)
 			__atomic_fetch_add(&d->torn_pages, 1, __ATOMIC_RELAXED);
@@ -591,14 +566,14 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	struct mig_walk w = walk_opts(d);
 	int r = 0;
 
-	if (s->hdr.length < sizeof(st) || d->ram)
+	if (s->rx.hdr.length < sizeof(st) || d->ram)
 		return mig_error_set(&d->err, -EPROTO, "bad SETUP frame");
-	memcpy(&st, s->buf.data, sizeof(st));
+	memcpy(&st, s->rx.buf.data, sizeof(st));
 	st.name[sizeof(st.name) - 1] = '\0';
 	if (st.nr_devices > MIG_SETUP_DEVICES_MAX ||
-	    s->hdr.length != sizeof(st) + st.nr_devices * sizeof(struct mig_manifest_entry))
+	    s->rx.hdr.length != sizeof(st) + st.nr_devices * sizeof(struct mig_manifest_entry))
 		return mig_error_set(&d->err, -EPROTO, "bad SETUP frame: %u bytes for %u devices",
-				     s->hdr.length, st.nr_devices);
+				     s->rx.hdr.length, st.nr_devices);
 	if (st.page_size != PAGE || st.nr_pages != mig_vm_pages(d->vm))
 		r = mig_error_set(&d->err, -EPROTO, "SETUP: page size %u, %llu pages do not match "
 				  "the VM's %llu pages of %u bytes", st.page_size,
@@ -608,8 +583,8 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	if (r >= 0)
 		r = d->vm->ops->matches(d->vm, st.vm_desc, sizeof(st.vm_desc), &d->err);
 	if (r >= 0)
-		r = mig_vm_manifest_check(d->vm, s->buf.data + sizeof(st),
-					  s->hdr.length - sizeof(st), st.nr_devices, &d->err);
+		r = mig_vm_manifest_check(d->vm, s->rx.buf.data + sizeof(st),
+					  s->rx.hdr.length - sizeof(st), st.nr_devices, &d->err);
 	if (r >= 0 && (st.flags & ~MIG_SETUP_F_KNOWN))
 		r = mig_error_set(&d->err, -EPROTO, "SETUP: unknown flags %#x", st.flags);
 	if (r >= 0) {
@@ -661,7 +636,6 @@ static int barrier(struct dst *d, struct rx_stream *s, bool final)
 
 	pthread_mutex_lock(&d->lock);
 	s->final = final;
-	s->stage = final ? RX_DONE : RX_BARRIER;
 	if (__atomic_load_n(&d->stop, __ATOMIC_RELAXED)) {
 		r = mig_error_set(s->err, -ECANCELED, "stopped at the barrier of round %u",
 				  s->round);
@@ -706,8 +680,8 @@ static int barrier(struct dst *d, struct rx_stream *s, bool final)
  * is loaded at once; final state is kept until the LOAD walk. */
 static int device_data(struct dst *d, struct rx_stream *s)
 {
-	uint32_t kind = s->hdr.flags & (MIG_FRAME_F_PRECOPY | MIG_FRAME_F_FINAL);
-	bool final = kind == MIG_FRAME_F_FINAL, end = s->hdr.flags & MIG_FRAME_F_END;
+	uint32_t kind = s->rx.hdr.flags & (MIG_FRAME_F_PRECOPY | MIG_FRAME_F_FINAL);
+	bool final = kind == MIG_FRAME_F_FINAL, end = s->rx.hdr.flags & MIG_FRAME_F_END;
 	const struct mig_precopy_ops *pre;
 	struct mig_device_data dd;
 	struct mig_device *dev = NULL;
@@ -715,13 +689,13 @@ static int device_data(struct dst *d, struct rx_stream *s)
 	unsigned i;
 	int r = 0;
 
-	if (s->hdr.length < sizeof(dd))
+	if (s->rx.hdr.length < sizeof(dd))
 		return mig_error_set(s->err, -EBADMSG, "DEVICE_DATA frame of %u bytes on stream %u",
-				     s->hdr.length, s->index);
-	memcpy(&dd, s->buf.data, sizeof(dd));
-	if (dd.len != s->hdr.length - sizeof(dd))
+				     s->rx.hdr.length, s->index);
+	memcpy(&dd, s->rx.buf.data, sizeof(dd));
+	if (dd.len != s->rx.hdr.length - sizeof(dd))
 		return mig_error_set(s->err, -EBADMSG, "DEVICE_DATA frame of %u bytes says it "
-				     "carries %u bytes of state", s->hdr.length, dd.len);
+				     "carries %u bytes of state", s->rx.hdr.length, dd.len);
 	if (dd.round != s->round)
 		return mig_error_set(s->err, -EPROTO, "DEVICE_DATA of round %u on stream %u during "
 				     "round %u", dd.round, s->index, s->round);
@@ -737,7 +711,7 @@ static int device_data(struct dst *d, struct rx_stream *s)
 	if (kind != MIG_FRAME_F_PRECOPY && kind != MIG_FRAME_F_FINAL)
 		return mig_error_set(s->err, -EPROTO, "DEVICE_DATA for %s %u is neither pre-copy "
 				     "nor final data (flags %#x)", dev->cls->name, dev->id,
-				     s->hdr.flags);
+				     s->rx.hdr.flags);
 	if (end && !final)
 		return mig_error_set(s->err, -EPROTO, "DEVICE_DATA for %s %u: END on pre-copy data",
 				     dev->cls->name, dev->id);
@@ -762,12 +736,12 @@ static int device_data(struct dst *d, struct rx_stream *s)
 		r = mig_error_set(s->err, -EFBIG, "%s %u: more than %u MiB of state",
 				  dev->cls->name, dev->id, MIG_DEVICE_STATE_MAX >> 20);
 	if (r >= 0 && final) {
-		if (mig_buf_append(&d->states[i], s->buf.data + sizeof(dd), dd.len) < 0)
+		if (mig_buf_append(&d->states[i], s->rx.buf.data + sizeof(dd), dd.len) < 0)
 			r = mig_error_set(s->err, -ENOMEM, "out of memory");
 	} else if (r >= 0) {
 		struct mig_mem_reader mr;
 
-		mig_mem_reader_init(&mr, s->buf.data + sizeof(dd), dd.len);
+		mig_mem_reader_init(&mr, s->rx.buf.data + sizeof(dd), dd.len);
 		r = pre->load_chunk(dev, &mr.r, s->err);
 		if (r < 0)
 			mig_error_prefix(s->err, "pre-copy data of %s %u", dev->cls->name, dev->id);
@@ -791,7 +765,7 @@ static int data_frame(struct dst *d, struct rx_stream *s)
 	struct mig_round_end re;
 	int r;
 
-	switch (s->hdr.type) {
+	switch (s->rx.hdr.type) {
 	case MIG_FRAME_PAGES:
 		r = pages_meta(d, s);
 		if (r == 0)
@@ -800,9 +774,9 @@ static int data_frame(struct dst *d, struct rx_stream *s)
 	case MIG_FRAME_DEVICE_DATA:
 		return device_data(d, s);
 	case MIG_FRAME_ROUND_END:
-		if (s->hdr.length != sizeof(re))
-			return mig_error_set(s->err, -EBADMSG, "ROUND_END of %u bytes", s->hdr.length);
-		memcpy(&re, s->buf.data, sizeof(re));
+		if (s->rx.hdr.length != sizeof(re))
+			return mig_error_set(s->err, -EBADMSG, "ROUND_END of %u bytes", s->rx.hdr.length);
+		memcpy(&re, s->rx.buf.data, sizeof(re));
 		if (re.round != s->round || re.final > 1 || re.frames != s->frames)
 			return mig_error_set(s->err, -EPROTO, "stream %u: ROUND_END of round %u "
 					     "(final %u, %llu frames) after %llu frames of "
@@ -812,12 +786,12 @@ static int data_frame(struct dst *d, struct rx_stream *s)
 		return barrier(d, s, re.final);
 	default:
 		return mig_error_set(s->err, -EPROTO, "unexpected %s frame on data stream %u",
-				     mig_frame_type_to_string(s->hdr.type), s->index);
+				     mig_frame_type_to_string(s->rx.hdr.type), s->index);
 	}
 }
 
 /* One completed receive on stream s: advance its frame.  Returns 1 when a
- * frame passed its checks and its payload is in s->buf, 0 when the next
+ * frame passed its checks and its payload is in s->rx.buf, 0 when the next
  * receive is posted, <0 on failure. */
 static int rx_step(struct rx_stream *s, struct xport_op *op)
 {
@@ -827,27 +801,15 @@ static int rx_step(struct rx_stream *s, struct xport_op *op)
 		return mig_error_set(s->err, op->res, "stream %u: %s", s->index,
 				     op->res == -ECONNRESET ? "the source closed it" :
 				     strerror(-op->res));
-	if (s->stage == RX_HDR) {
-		r = mig_frame_check_header(&s->hdr, s->seq + 1, s->err);
-		if (r < 0)
-			return mig_error_prefix(s->err, "stream %u", s->index);
-		if (s->hdr.length) {
-			s->buf.len = 0;
-			r = mig_buf_reserve(&s->buf, s->hdr.length);
-			if (r < 0)
-				return mig_error_set(s->err, r, "out of memory");
-			r = post_recv(s, RX_PAYLOAD, &(struct iovec){ s->buf.data, s->hdr.length }, 1);
-			return r < 0 ? r : 0;
-		}
-	}
-	r = mig_frame_check_payload(&s->hdr, s->buf.data, s->err);
+	r = xport_chan_rx_step(&s->rx, s->err);
 	if (r < 0)
 		return mig_error_prefix(s->err, "stream %u", s->index);
-	s->seq++;
+	if (r == 0)
+		return 0;
 	/* the workers' frames too: a fault hook must take calls from any thread */
 	r = fault_at(s->owner, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_RECV,
-							 .frame_type = s->hdr.type,
-							 .stream = s->index, .seq = s->hdr.seq }, s->err);
+							 .frame_type = s->rx.hdr.type,
+							 .stream = s->index, .seq = s->rx.hdr.seq }, s->err);
 	return r < 0 ? r : 1;
 }
 
@@ -877,7 +839,7 @@ static void rx_worker_main(struct xport_worker *xw)
 		/* a failed op is rx_step's to report, naming the stream */
 		mig_error_clear(s->err);
 		__atomic_store_n(&d->last_data_ms, mig_now_ms(), __ATOMIC_RELAXED);
-		if (s->stage == RX_DATA && op->res >= 0) {
+		if (s->rx.stage == XPORT_RX_DATA && op->res >= 0) {
 			r = pages_data(d, s);
 			if (r >= 0)
 				r = post_hdr(s);
@@ -1066,10 +1028,10 @@ static int send_sums(struct dst *d, struct rx_stream *s)
 	uint64_t *sums;
 	int r;
 
-	if (s->hdr.length != sizeof(q))
+	if (s->rx.hdr.length != sizeof(q))
 		return mig_error_set(&d->err, -EBADMSG, "SUMS_REQUEST of %u bytes",
-				     s->hdr.length);
-	memcpy(&q, s->buf.data, sizeof(q));
+				     s->rx.hdr.length);
+	memcpy(&q, s->rx.buf.data, sizeof(q));
 	if (d->phase != MIG_PHASE_STOP_COPY || !d->load_ok)
 		return mig_error_set(&d->err, -EPROTO, "SUMS_REQUEST before the VM loaded here");
 	if (!q.count || q.count > MIG_SUMS_MAX || !q.pages_per_sum ||
@@ -1093,7 +1055,7 @@ static int send_sums(struct dst *d, struct rx_stream *s)
 static int on_ctl_frame(struct dst *d, struct rx_stream *s, bool *repost)
 {
 	*repost = true;
-	switch (s->hdr.type) {
+	switch (s->rx.hdr.type) {
 	case MIG_FRAME_SETUP:
 		return do_setup(d, s);
 	case MIG_FRAME_COMMIT:
@@ -1104,12 +1066,12 @@ static int on_ctl_frame(struct dst *d, struct rx_stream *s, bool *repost)
 	case MIG_FRAME_ABORT: {
 		struct mig_error_msg m;
 
-		mig_error_msg_parse(s->buf.data, s->hdr.length, &m, -ECANCELED);
+		mig_error_msg_parse(s->rx.buf.data, s->rx.hdr.length, &m, -ECANCELED);
 		return mig_error_set(&d->err, -ECANCELED, "the source aborted: %s", m.msg);
 	}
 	default:
 		return mig_error_set(&d->err, -EPROTO, "unexpected %s frame on the control "
-				     "stream", mig_frame_type_to_string(s->hdr.type));
+				     "stream", mig_frame_type_to_string(s->rx.hdr.type));
 	}
 }
 
@@ -1219,6 +1181,7 @@ int mig_dest_run(const struct mig_in_opts *o, struct mig_vm **ret_vm, struct mig
 		s->fd = -1;
 		s->ring = k ? &s->xw.ring : &d.ring;
 		s->err = k ? &s->own_err : &d.err;
+		s->rx = (struct xport_chan_rx){ .fd = -1, .ring = s->ring, .user = s };
 	}
 	d.cpu0 = mig_cpu_ms();
 	d.phase = MIG_PHASE_SETUP;
@@ -1253,7 +1216,7 @@ out:
 	for (unsigned k = 0; d.st && k <= d.n; k++) {
 		if (d.st[k].fd >= 0)
 			close(d.st[k].fd);
-		mig_buf_free(&d.st[k].buf);
+		mig_buf_free(&d.st[k].rx.buf);
 		xport_chan_free(&d.st[k].tx);
 	}
 	for (int i = 0; i < 2; i++)

@@ -111,7 +111,7 @@ struct src {
 	struct xport_ring ring;   /* the control stream's */
 	int ctl_fd;
 	struct xport_chan_tx ctl; /* its sends */
-	uint64_t ctl_rx_seq;
+	struct xport_chan_rx ctl_rx; /* and what comes back */
 	struct tx_worker *w;
 	unsigned n;
 	struct dev_tx *dev;
@@ -352,73 +352,52 @@ static void ctl_recv_abandon(struct src *s, struct xport_op *op)
 static int ctl_recv(struct src *s, struct mig_frame_hdr *h, struct mig_buf *pl, int timeout_ms)
 {
 	uint64_t end = mig_now_ms() + (uint64_t)timeout_ms;
-	struct xport_op op = { .fd = s->ctl_fd, .is_send = false };
+	struct xport_chan_rx *c = &s->ctl_rx;
 	struct xport_op *done;
 	int r;
 
-	for (int stage = 0; stage < 2; stage++) {
-		memset(&op, 0, sizeof(op));
-		op.fd = s->ctl_fd;
-		if (stage == 0) {
-			op.iov[0] = (struct iovec){ h, sizeof(*h) };
-			op.total = sizeof(*h);
-		} else {
-			if (!h->length)
-				break;
-			pl->len = 0;
-			r = mig_buf_reserve(pl, h->length);
-			if (r < 0)
-				return mig_error_set(&s->err, r, "out of memory");
-			op.iov[0] = (struct iovec){ pl->data, h->length };
-			op.total = h->length;
+	r = xport_chan_rx_hdr(c, &s->err);
+	while (r == 0) {
+		r = xport_ring_wait(&s->ring, POLL_MS, &done, &s->err);
+		if (r == -ETIME) {
+			/* Before COMMIT a cancel wins over any wait on the
+			 * destination (READY, LOADED, SUMS); after it, the
+			 * destination may run the VM and only its answer
+			 * settles who owns it. */
+			if (s->phase < MIG_PHASE_COMMIT && cancelled(s)) {
+				ctl_recv_abandon(s, &c->op);
+				return mig_error_set(&s->err, -ECANCELED, "cancelled");
+			}
+			if (s->phase < MIG_PHASE_COMMIT && past_deadline(s)) {
+				ctl_recv_abandon(s, &c->op);
+				return deadline_error(s, &s->err);
+			}
+			if (mig_now_ms() > end) {
+				ctl_recv_abandon(s, &c->op);
+				return mig_error_set(&s->err, -ETIMEDOUT, "the destination did not "
+						     "answer in %d ms", timeout_ms);
+			}
+			r = 0;
+			continue;
 		}
-		op.iovcnt = 1;
-		r = xport_ring_submit(&s->ring, &op, &s->err);
 		if (r < 0)
 			return r;
-		for (;;) {
-			r = xport_ring_wait(&s->ring, POLL_MS, &done, &s->err);
-			if (r == -ETIME) {
-				/* Before COMMIT a cancel wins over any wait on the
-				 * destination (READY, LOADED, SUMS); after it, the
-				 * destination may run the VM and only its answer
-				 * settles who owns it. */
-				if (s->phase < MIG_PHASE_COMMIT && cancelled(s)) {
-					ctl_recv_abandon(s, &op);
-					return mig_error_set(&s->err, -ECANCELED, "cancelled");
-				}
-				if (s->phase < MIG_PHASE_COMMIT && past_deadline(s)) {
-					ctl_recv_abandon(s, &op);
-					return deadline_error(s, &s->err);
-				}
-				if (mig_now_ms() > end) {
-					ctl_recv_abandon(s, &op);
-					return mig_error_set(&s->err, -ETIMEDOUT,
-							     "the destination did not answer in "
-							     "%d ms", timeout_ms);
-				}
-				continue;
-			}
-			if (r < 0)
-				return r;
-			if (done != &op)
-				continue;
-			if (op.res < 0)
-				return mig_error_set(&s->err, op.res, "the destination closed the "
-						     "migration stream: %s", strerror(-op.res));
-			break;
+		if (done != &c->op) {
+			/* a send that ctl_wait() no longer waits for */
+			xport_chan_sent(&s->ctl, done);
+			continue;
 		}
-		if (stage == 0) {
-			r = mig_frame_check_header(h, s->ctl_rx_seq + 1, &s->err);
-			if (r < 0)
-				return r;
-		}
+		if (c->op.res < 0)
+			return mig_error_set(&s->err, c->op.res, "the destination closed the "
+					     "migration stream: %s", strerror(-c->op.res));
+		r = xport_chan_rx_step(c, &s->err);
 	}
-	pl->len = h->length;
-	r = mig_frame_check_payload(h, pl->data, &s->err);
 	if (r < 0)
 		return r;
-	s->ctl_rx_seq++;
+	*h = c->hdr;
+	pl->len = 0;
+	if (h->length && mig_buf_append(pl, c->buf.data, h->length) < 0)
+		return mig_error_set(&s->err, -ENOMEM, "out of memory");
 	r = fault_at(s, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_RECV, .frame_type = h->type,
 						   .stream = 0, .seq = h->seq }, &s->err);
 	if (r < 0)
@@ -1014,7 +993,8 @@ static int open_streams(struct src *s)
 				s->ctl_fd = op[i].c.fd;
 				s->ctl.fd = s->ctl_fd;
 				s->ctl.seq = op[i].c.tx_seq;
-				s->ctl_rx_seq = op[i].c.rx_seq;
+				s->ctl_rx = (struct xport_chan_rx){ .fd = s->ctl_fd, .ring = &s->ring,
+								   .seq = op[i].c.rx_seq };
 			} else {
 				s->w[i - 1].fd = op[i].c.fd;
 				s->w[i - 1].seq = op[i].c.tx_seq;
@@ -1681,6 +1661,7 @@ done:
 	if (s.ctl_fd >= 0)
 		close(s.ctl_fd);
 	xport_chan_free(&s.ctl);
+	mig_buf_free(&s.ctl_rx.buf);
 	free(s.bitmap);
 	for (unsigned i = 0; s.states && i < vm->nr_devices; i++)
 		mig_buf_free(&s.states[i]);

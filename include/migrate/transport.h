@@ -138,6 +138,29 @@ int xport_chan_send(struct xport_chan_tx *c, struct xport_ring *ring, uint16_t t
 		    const void *p, size_t len, struct mig_error *err);
 bool xport_chan_sent(struct xport_chan_tx *c, const struct xport_op *op);
 void xport_chan_free(struct xport_chan_tx *c);
+
+/* The receiving half of a stream on a ring: a frame's header, checked
+ * (magic, version, type, flags, length, seq), then its payload, checked
+ * (checksum).  Post the header, then give each completion of c->op whose
+ * res is >= 0 to step(): 1 when a whole frame passed (header in c->hdr,
+ * payload in c->buf), 0 when the payload's receive is posted, <0 on a
+ * failed check.  A caller with data outside its frames (PAGES) posts it
+ * as XPORT_RX_DATA, and the header after it. */
+enum xport_rx_stage { XPORT_RX_HDR, XPORT_RX_PAYLOAD, XPORT_RX_DATA };
+struct xport_chan_rx {
+	int fd;
+	struct xport_ring *ring;
+	uint64_t seq;             /* the last frame received */
+	struct mig_frame_hdr hdr;
+	struct mig_buf buf;
+	struct xport_op op;
+	enum xport_rx_stage stage;
+	void *user;               /* op.user */
+};
+int xport_chan_rx_post(struct xport_chan_rx *c, enum xport_rx_stage stage, const struct iovec *iov,
+		       int iovcnt, struct mig_error *err);
+int xport_chan_rx_hdr(struct xport_chan_rx *c, struct mig_error *err);
+int xport_chan_rx_step(struct xport_chan_rx *c, struct mig_error *err);
 void xport_ring_exit(struct xport_ring *r);
 int xport_ring_submit(struct xport_ring *r, struct xport_op *op, struct mig_error *err);
 /* Wait for the next op that finished (all bytes, or an error) up to
