@@ -98,39 +98,6 @@ void mig_ctl_auth_mac(const void *key, size_t key_len, const char *label,
 	xport_hmac(key, key_len, iov, 3, out);
 }
 
-static void stream_mac(const uint8_t *secret, const char *label, const struct mig_stream_hello *h,
-		       uint8_t out[XPORT_MAC_LEN])
-{
-	uint32_t idx = htole32(h->index), n = htole32(h->nstreams);
-	struct iovec iov[] = {
-		{ (void *)label, strlen(label) },
-		{ (void *)h->id, sizeof(h->id) },
-		{ &idx, sizeof(idx) },
-		{ &n, sizeof(n) },
-		{ (void *)h->nonce, sizeof(h->nonce) },
-	};
-
-	xport_hmac(secret, MIG_SECRET_LEN, iov, 5, out);
-}
-
-static const char *hello_label(bool ack)
-{
-	return ack ? "migratectl-stream-ack" : "migratectl-stream";
-}
-
-void mig_stream_hello_seal(struct mig_stream_hello *h, const uint8_t *secret, bool ack)
-{
-	stream_mac(secret, hello_label(ack), h, h->mac);
-}
-
-bool mig_stream_hello_proves(const struct mig_stream_hello *h, const uint8_t *secret, bool ack)
-{
-	uint8_t want[XPORT_MAC_LEN];
-
-	stream_mac(secret, hello_label(ack), h, want);
-	return xport_mac_equal(want, h->mac, sizeof(want));
-}
-
 /* Sums of `count` runs of `per` pages from `first`: ours, the peer's through
  * fetch; how many differ, the first `nfirst` indexes in idx. */
 static int differing(const uint8_t *ram, uint64_t first, uint32_t count, uint32_t per,

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * The destination side of a migration.  It accepts the control stream and
- * the N data streams, refusing (and counting) any connection whose first frame
- * does not prove it holds this migration's secret, builds the VM with
+ * the N data streams through the handshake (transport/handshake.c), which
+ * refuses and counts any connection that does not prove it holds this
+ * migration's secret, builds the VM with
  * pre-faulted RAM, and writes received pages straight into it.  The main
  * thread serves the control stream; each data stream has a worker thread
  * with its own io_uring, started once SETUP has built the VM.
@@ -19,10 +20,8 @@
 #include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,13 +38,6 @@
 
 #define PAGE ((uint64_t)MIG_PAGE_SIZE)
 #define POLL_MS 100
-#define ACCEPT_TIMEOUT_MS 30000
-/* A connection to the migration port must prove it belongs to this
- * migration (a STREAM_HELLO with the secret's MAC) within this, and at most
- * PENDING_MAX connections wait at once: idle or slow strangers are dropped
- * on their own clock, never on the migration's. */
-#define HELLO_WAIT_MS 5000
-#define PENDING_MAX 32
 #define IDLE_TIMEOUT_MS 120000
 #define HEALTH_CHECK_MS 300
 /* A guest with a working set that has not completed a pass yet gets this
@@ -195,211 +187,32 @@ static void publish_peer(struct dst *d, int fd)
 	__atomic_store_n(&st->peer_set, true, __ATOMIC_RELEASE);
 }
 
-/* A connection to the migration port that has not proven itself yet: the
- * first frame's bytes as they come in. */
-struct pending {
-	int fd;
-	uint64_t deadline;
-	size_t got;
-	union {
-		uint8_t buf[sizeof(struct mig_frame_hdr) + sizeof(struct mig_stream_hello)];
-		struct {
-			struct mig_frame_hdr hdr;
-			struct mig_stream_hello hello;
-		} f;
-	};
-};
-
-/* Send one frame (seq 1, the first in this direction) without waiting: a
- * stranger that does not read must not hold us up, and a fresh socket's
- * buffer always takes a frame this small. */
-static int send_first(int fd, uint16_t type, const void *p, size_t len)
+/* A stream has proven itself: the control stream names the peer. */
+static void on_stream(void *ctx, unsigned index, int fd)
 {
-	struct mig_frame_hdr h;
-	struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)p, len } };
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-	ssize_t n;
-
-	mig_frame_seal(&h, type, 0, 1, &iov[1], 1);
-	n = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-	return n == (ssize_t)(sizeof(h) + len) ? 0 : -EAGAIN;
+	if (index == 0)
+		publish_peer(ctx, fd);
 }
 
-/* Answer a connection that failed to prove itself, close it, count it. */
-static void refuse(struct dst *d, struct pending *p, int code, const char *msg)
-{
-	struct mig_error_msg m;
-
-	mig_error_msg_fill(&m, code, msg);
-	send_first(p->fd, MIG_FRAME_ERROR, &m, sizeof(m));
-	close(p->fd);
-	p->fd = -1;
-	d->rejected++;
-}
-
-/* The first frame of p is in: a STREAM_HELLO that proves the secret, for an
- * index not taken yet, becomes that stream.  0 when it did. */
-static int prove(struct dst *d, struct pending *p)
-{
-	struct mig_stream_hello h;
-	struct mig_error e = { 0 };
-	char why[600];
-
-	if (mig_frame_check_payload(&p->f.hdr, &p->f.hello, &e) < 0) {
-		snprintf(why, sizeof(why), "the first frame of a migration stream must be a valid "
-			 "STREAM_HELLO (%s)", e.msg);
-		refuse(d, p, -EPROTO, why);
-		return -EPROTO;
-	}
-	h = p->f.hello;
-	if (memcmp(h.id, d->o->id, 16) || !mig_stream_hello_proves(&h, d->o->secret, false) ||
-	    h.nstreams != d->n || h.index > d->n || d->st[h.index].fd >= 0) {
-		refuse(d, p, -EACCES, "stream refused: it does not prove it belongs to this "
-		       "migration (wrong id, secret, index or stream count)");
-		return -EACCES;
-	}
-	/* Prove back that we hold the secret too. */
-	mig_stream_hello_seal(&h, d->o->secret, true);
-	if (send_first(p->fd, MIG_FRAME_STREAM_HELLO, &h, sizeof(h)) < 0) {
-		close(p->fd);
-		p->fd = -1;
-		d->rejected++;
-		return -EPIPE;
-	}
-	if (h.index && d->n == 1)
-		xport_lone_stream(p->fd);
-	if (h.index == 0)
-		publish_peer(d, p->fd);
-	d->st[h.index].fd = p->fd;
-	d->st[h.index].rx.seq = 1;
-	d->st[h.index].rx.fd = p->fd;
-	d->st[h.index].tx.fd = p->fd;
-	d->st[h.index].tx.seq = 1;
-	p->fd = -1;
-	return 0;
-}
-
-/* Read what p has sent so far; refuse it as soon as its bytes cannot be a
- * STREAM_HELLO.  1 while it may still become one, 0 once it became a
- * stream, <0 once it is gone. */
-static int pending_read(struct dst *d, struct pending *p)
-{
-	struct mig_error e = { 0 };
-	ssize_t n = recv(p->fd, p->buf + p->got, sizeof(p->buf) - p->got, MSG_DONTWAIT);
-	char why[600];
-
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return 1;
-	if (n <= 0) {
-		close(p->fd);
-		p->fd = -1;
-		d->rejected++;
-		return -ECONNRESET;
-	}
-	p->got += (size_t)n;
-	if (p->got >= sizeof(p->f.hdr) && p->got - (size_t)n < sizeof(p->f.hdr)) {
-		if (mig_frame_check_header(&p->f.hdr, 1, &e) < 0) {
-			snprintf(why, sizeof(why), "the first frame of a migration stream must be "
-				 "a valid STREAM_HELLO (%s)", e.msg);
-			refuse(d, p, -EPROTO, why);
-			return -EPROTO;
-		}
-		if (le16toh(p->f.hdr.type) != MIG_FRAME_STREAM_HELLO ||
-		    le32toh(p->f.hdr.length) != sizeof(p->f.hello)) {
-			refuse(d, p, -EPROTO, "the first frame of a migration stream must be a "
-			       "valid STREAM_HELLO");
-			return -EPROTO;
-		}
-	}
-	if (p->got < sizeof(p->buf))
-		return 1;
-	return prove(d, p);
-}
-
-/* Accept until the control stream and every data stream have proven they
- * belong to this migration.  Every connection that has not is read at the
- * same time, each on its own short clock: strangers that send nothing, or
- * slowly, cost the migration nothing but a slot, and the oldest gives its
- * slot up when all are taken.  Impostors are answered, closed and counted. */
+/* Accept the control stream and every data stream (the handshake answers,
+ * closes and counts impostors) and hand them to the rings. */
 static int accept_streams(struct dst *d)
 {
-	uint64_t end = mig_now_ms() + ACCEPT_TIMEOUT_MS;
-	struct pending pend[PENDING_MAX];
-	unsigned have = 0, npend = 0;
-	int r = 0, fl;
+	struct xport_streams who = { .id = d->o->id, .secret = d->o->secret, .n = d->n,
+				     .on_stream = on_stream, .ctx = d };
+	int fds[MIG_MAX_STREAMS + 1];
+	int r = xport_streams_accept(d->o->listen_fd, &who, fds, &d->rejected, &d->err);
 
-	/* A connection reset between poll and accept must not block us. */
-	fl = fcntl(d->o->listen_fd, F_GETFL);
-	if (fl >= 0)
-		(void)fcntl(d->o->listen_fd, F_SETFL, fl | O_NONBLOCK);
-	while (have < d->n + 1) {
-		struct pollfd pf[PENDING_MAX + 1];
-		uint64_t now = mig_now_ms(), wake = end;
-
-		if (now >= end) {
-			r = mig_error_set(&d->err, -ETIMEDOUT, "only %u of %u migration streams "
-					  "connected and authenticated in %d s (%llu refused)", have,
-					  d->n + 1, ACCEPT_TIMEOUT_MS / 1000,
-					  (unsigned long long)d->rejected);
-			break;
-		}
-		/* the ones whose time is up go first */
-		for (unsigned i = 0; i < npend; i++) {
-			if (pend[i].deadline <= now) {
-				refuse(d, &pend[i], -EPROTO, "the first frame of a migration stream "
-				       "must be a valid STREAM_HELLO (none arrived in time)");
-				pend[i--] = pend[--npend];
-			} else if (pend[i].deadline < wake) {
-				wake = pend[i].deadline;
-			}
-		}
-		pf[0] = (struct pollfd){ .fd = d->o->listen_fd, .events = POLLIN };
-		for (unsigned i = 0; i < npend; i++)
-			pf[1 + i] = (struct pollfd){ .fd = pend[i].fd, .events = POLLIN };
-		if (poll(pf, 1 + npend, (int)(wake - now)) < 0 && errno != EINTR) {
-			r = mig_error_set(&d->err, -errno, "waiting for the migration streams: %s",
-					  strerror(errno));
-			break;
-		}
-		/* pending first: a slot may be freed for the listener's next */
-		for (unsigned i = npend; i-- > 0;) {
-			if (!pf[1 + i].revents)
-				continue;
-			if (pending_read(d, &pend[i]) <= 0)
-				pend[i] = pend[--npend];
-		}
-		have = 0;
-		for (unsigned k = 0; k <= d->n; k++)
-			have += d->st[k].fd >= 0;
-		if (pf[0].revents & POLLIN) {
-			int fd = accept4(d->o->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-
-			if (fd < 0) {
-				/* out of descriptors or memory: let it pass, do not spin */
-				if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-					nanosleep(&(struct timespec){ 0, 10 * 1000000L }, NULL);
-				continue;
-			}
-			xport_tune_socket(fd);
-			if (npend == PENDING_MAX) {
-				/* the oldest has had the longest to prove itself */
-				unsigned old = 0;
-
-				for (unsigned i = 1; i < npend; i++)
-					if (pend[i].deadline < pend[old].deadline)
-						old = i;
-				refuse(d, &pend[old], -EPROTO, "the first frame of a migration stream "
-				       "must be a valid STREAM_HELLO (too many connections wait)");
-				pend[old] = pend[--npend];
-			}
-			pend[npend] = (struct pending){ .fd = fd,
-							.deadline = mig_now_ms() + HELLO_WAIT_MS };
-			npend++;
-		}
+	if (r < 0)
+		return r;
+	for (unsigned k = 0; k <= d->n; k++) {
+		d->st[k].fd = fds[k];
+		d->st[k].rx.fd = fds[k];
+		d->st[k].rx.seq = 1;
+		d->st[k].tx.fd = fds[k];
+		d->st[k].tx.seq = 1;
 	}
-	for (unsigned i = 0; i < npend; i++)
-		refuse(d, &pend[i], -EPROTO, "the migration's streams are all connected");
-	return r;
+	return 0;
 }
 
 static int post_hdr(struct rx_stream *s)

@@ -14,7 +14,6 @@
  */
 #include <endian.h>
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +34,6 @@
 #define PAGE ((uint64_t)MIG_PAGE_SIZE)
 #define POLL_MS 100
 #define REPLY_TIMEOUT_MS 120000
-/* The streams' handshake: every answer within this, all streams at once. */
-#define HELLO_TIMEOUT_MS 30000
 /* After COMMIT the guest is paused on both sides and the source can only
  * wait and report: RUNNING kind 1 within the switchover deadline (at least
  * this long), kind 2 within CONFIRM_TIMEOUT_MS after it (the destination
@@ -825,187 +822,26 @@ static uint64_t workers_stop(struct src *s)
 	return cpu;
 }
 
-/* One stream being opened: connected, its STREAM_HELLO sent, then its
- * answer awaited together with the others'. */
-struct opening {
-	struct xport_conn c;
-	struct mig_stream_hello h;
-	int r;                    /* 1 waiting for the answer, 0 accepted, <0 failed */
-	bool refused;             /* the destination answered ERROR */
-	struct mig_error err;
-};
-
-/* Connect stream `index` (0: control) and send its STREAM_HELLO. */
-static int stream_begin(struct src *s, unsigned index, struct opening *op)
-{
-	struct xport_endpoint ep;
-	char url[160];
-	int fd, r;
-
-	snprintf(url, sizeof(url), "tcp://%s", s->o->dest_addr);
-	r = xport_endpoint_parse(url, &ep, &op->err);
-	if (r < 0)
-		return r;
-	fd = xport_connect(&ep, 10000, &op->err);
-	if (fd < 0)
-		return fd;
-	if (index && s->n == 1)
-		xport_lone_stream(fd);
-	/* A blocking framed exchange for the handshake; the fd goes to the
-	 * engine's rings afterwards, with the sequence numbers carried over. */
-	r = xport_conn_init(&op->c, fd, &op->err);
-	if (r < 0) {
-		close(fd);
-		op->c.fd = -1;
-		return r;
-	}
-	memcpy(op->h.id, s->o->id, 16);
-	op->h.index = index;
-	op->h.nstreams = s->n;
-	xport_random(op->h.nonce, sizeof(op->h.nonce));
-	mig_stream_hello_seal(&op->h, s->o->secret, false);
-	return xport_conn_send(&op->c, MIG_FRAME_STREAM_HELLO, 0, &op->h, sizeof(op->h), &op->err);
-}
-
-/* The destination's answer, once its first bytes are in: its own proof that
- * it holds the secret, or a refusal. */
-static int stream_answer(struct opening *op, const uint8_t *secret)
-{
-	struct mig_stream_hello back;
-	struct mig_frame_hdr fh;
-	struct mig_buf pl = { 0 };
-	int r;
-
-	r = xport_conn_recv(&op->c, &fh, &pl, 0, &op->err);
-	if (r >= 0 && fh.type == MIG_FRAME_ERROR) {
-		struct mig_error_msg m;
-
-		op->refused = true;
-		r = mig_error_set(&op->err, mig_error_msg_parse(pl.data, pl.len, &m, -EACCES), "%s",
-				  m.msg);
-	} else if (r >= 0 && (fh.type != MIG_FRAME_STREAM_HELLO || pl.len != sizeof(back))) {
-		r = mig_error_set(&op->err, -EPROTO, "unexpected answer to STREAM_HELLO");
-	} else if (r >= 0) {
-		memcpy(&back, pl.data, sizeof(back));
-		/* our own nonce: an answer replayed from another stream fails */
-		memcpy(back.nonce, op->h.nonce, sizeof(back.nonce));
-		if (memcmp(back.id, op->h.id, 16) || back.index != op->h.index ||
-		    !mig_stream_hello_proves(&back, secret, true))
-			r = mig_error_set(&op->err, -EACCES, "the destination could not prove it "
-					  "belongs to this migration");
-	}
-	mig_buf_free(&pl);
-	return r;
-}
-
-/* What went wrong with the streams, in one message: how many the
- * destination refused and why, or the first other failure. */
-static int streams_error(struct src *s, const struct opening *op, unsigned total)
-{
-	unsigned refused = 0, late = 0;
-	int first_refused = -1, first_failed = -1;
-
-	for (unsigned i = 0; i < total; i++) {
-		if (op[i].r >= 0)
-			continue;
-		if (op[i].refused && refused++ == 0)
-			first_refused = (int)i;
-		if (op[i].r == -ETIMEDOUT && !op[i].refused)
-			late++;
-		if (!op[i].refused && first_failed < 0)
-			first_failed = (int)i;
-	}
-	if (refused)
-		return mig_error_set(&s->err, op[first_refused].r, "%u of %u migration streams "
-				     "refused by the destination: stream %d: %s", refused, total,
-				     first_refused, op[first_refused].err.msg);
-	if (late)
-		return mig_error_set(&s->err, -ETIMEDOUT, "the destination did not answer %u of "
-				     "%u migration streams in %d s", late, total,
-				     HELLO_TIMEOUT_MS / 1000);
-	return mig_error_set(&s->err, op[first_failed].r, "migration stream %d: %s", first_failed,
-			     op[first_failed].err.msg);
-}
-
-/* Open the control stream and every data stream, and prove both ends
- * belong to this migration.  The streams connect one after another (a
- * connect to a listener is quick), then wait for their answers together,
- * so a slow answer costs its time once, not once per stream. */
+/* Open the control stream and every data stream (the handshake proves
+ * both ends belong to this migration) and hand them to the rings. */
 static int open_streams(struct src *s)
 {
-	unsigned total = s->n + 1, waiting = 0;
-	struct opening *op = calloc(total, sizeof(*op));
-	struct pollfd p[MIG_MAX_STREAMS + 1];
-	unsigned at[MIG_MAX_STREAMS + 1];
-	uint64_t end;
-	int r = 0;
+	struct xport_streams who = { .addr = s->o->dest_addr, .id = s->o->id,
+				     .secret = s->o->secret, .n = s->n };
+	int fds[MIG_MAX_STREAMS + 1];
+	int r = xport_streams_open(&who, s->cancel, fds, &s->err);
 
-	if (!op)
-		return mig_error_set(&s->err, -ENOMEM, "out of memory");
-	for (unsigned i = 0; i < total; i++)
-		op[i].c.fd = -1;
-	for (unsigned i = 0; i < total && r >= 0; i++) {
-		r = op[i].r = stream_begin(s, i, &op[i]);
-		if (r >= 0) {
-			op[i].r = 1;
-			waiting++;
-		} else {
-			/* cannot reach it: the other streams would fare no better */
-			mig_error_set(&s->err, r, "migration stream %u: %s", i, op[i].err.msg);
-		}
+	if (r < 0)
+		return r;
+	s->ctl_fd = fds[0];
+	s->ctl.fd = s->ctl_fd;
+	s->ctl.seq = 1;
+	s->ctl_rx = (struct xport_chan_rx){ .fd = s->ctl_fd, .ring = &s->ring, .seq = 1 };
+	for (unsigned i = 1; i <= s->n; i++) {
+		s->w[i - 1].fd = fds[i];
+		s->w[i - 1].seq = 1;
 	}
-	end = mig_now_ms() + HELLO_TIMEOUT_MS;
-	while (r >= 0 && waiting) {
-		unsigned n = 0;
-		int ready;
-
-		for (unsigned i = 0; i < total; i++)
-			if (op[i].r == 1) {
-				p[n] = (struct pollfd){ .fd = op[i].c.fd, .events = POLLIN };
-				at[n++] = i;
-			}
-		ready = poll(p, n, POLL_MS);
-		if (ready < 0 && errno != EINTR)
-			r = mig_error_set(&s->err, -errno, "waiting for the destination: poll: %s",
-					  strerror(errno));
-		for (unsigned k = 0; ready > 0 && k < n; k++) {
-			if (!p[k].revents)
-				continue;
-			op[at[k]].r = stream_answer(&op[at[k]], s->o->secret);
-			waiting--;
-		}
-		if (r >= 0 && cancelled(s))
-			r = mig_error_set(&s->err, -ECANCELED, "cancelled");
-		if (r >= 0 && waiting && mig_now_ms() > end) {
-			for (unsigned i = 0; i < total; i++)
-				if (op[i].r == 1)
-					op[i].r = mig_error_set(&op[i].err, -ETIMEDOUT, "no answer");
-			waiting = 0;
-		}
-	}
-	for (unsigned i = 0; r >= 0 && i < total; i++)
-		if (op[i].r < 0)
-			r = streams_error(s, op, total);
-	for (unsigned i = 0; i < total; i++) {
-		if (r >= 0) {
-			/* the engine takes the fd over, the conn's own ring goes */
-			if (i == 0) {
-				s->ctl_fd = op[i].c.fd;
-				s->ctl.fd = s->ctl_fd;
-				s->ctl.seq = op[i].c.tx_seq;
-				s->ctl_rx = (struct xport_chan_rx){ .fd = s->ctl_fd, .ring = &s->ring,
-								   .seq = op[i].c.rx_seq };
-			} else {
-				s->w[i - 1].fd = op[i].c.fd;
-				s->w[i - 1].seq = op[i].c.tx_seq;
-			}
-			op[i].c.fd = -1;
-		}
-		if (op[i].c.ring.ring || op[i].c.fd >= 0)
-			xport_conn_close(&op[i].c);
-	}
-	free(op);
-	return r;
+	return 0;
 }
 
 static int do_setup(struct src *s)

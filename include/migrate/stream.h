@@ -6,6 +6,7 @@
 #ifndef MIGRATE_STREAM_H
 #define MIGRATE_STREAM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -89,5 +90,26 @@ _Static_assert(sizeof(struct mig_running) == 512, "running");
  * fills h->mac; proves compares in constant time. */
 void mig_stream_hello_seal(struct mig_stream_hello *h, const uint8_t *secret, bool ack);
 bool mig_stream_hello_proves(const struct mig_stream_hello *h, const uint8_t *secret, bool ack);
+
+/* The handshake (transport/handshake.c): who the streams are for.  Each
+ * stream's fd comes back having sent and received frame 1. */
+struct xport_streams {
+	const char *addr;         /* source: the destination's HOST:PORT */
+	const uint8_t *id;        /* the migration's 16-byte id */
+	const uint8_t *secret;    /* MIG_SECRET_LEN bytes */
+	unsigned n;               /* data streams; fds[0] is the control stream */
+	/* destination: told of each stream as soon as it has proven itself */
+	void (*on_stream)(void *ctx, unsigned index, int fd);
+	void *ctx;
+};
+/* Source: connect the n + 1 streams and prove both ends, all answers
+ * awaited together; fds[0..n] on success. */
+int xport_streams_open(const struct xport_streams *who, atomic_bool *cancel, int *fds,
+		       struct mig_error *err);
+/* Destination: accept on listen_fd until all n + 1 streams have proven
+ * they belong to this migration; every connection that fails is answered,
+ * closed and counted in *rejected. */
+int xport_streams_accept(int listen_fd, const struct xport_streams *who, int *fds,
+			 uint64_t *rejected, struct mig_error *err);
 
 #endif
