@@ -94,6 +94,53 @@ uint64_t mig_vm_state_estimate(const struct mig_vm *vm)
 	return bytes;
 }
 
+/* A hook's failure, named; a hook that said nothing still fails. */
+static int hook_failed(const struct mig_device *d, uint64_t pfn, int r, struct mig_error *err)
+{
+	if (!err->code)
+		mig_error_set(err, r, "%s", strerror(-r));
+	return mig_error_prefix(err, "device %s %u: page %#llx", d->cls->name, d->id,
+				(unsigned long long)pfn);
+}
+
+bool mig_vm_has_page_hooks(const struct mig_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		if (vm->devices[i]->cls->page_ops)
+			return true;
+	return false;
+}
+
+int mig_vm_page_encode(struct mig_vm *vm, uint64_t pfn, void *page, struct mig_error *err)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct mig_device *d = vm->devices[i];
+		int r;
+
+		if (!d->cls->page_ops || !d->cls->page_ops->encode)
+			continue;
+		r = d->cls->page_ops->encode(d, pfn, page, err);
+		if (r < 0)
+			return hook_failed(d, pfn, r, err);
+	}
+	return 0;
+}
+
+int mig_vm_page_decode(struct mig_vm *vm, uint64_t pfn, void *page, struct mig_error *err)
+{
+	for (unsigned i = vm->nr_devices; i-- > 0;) {
+		struct mig_device *d = vm->devices[i];
+		int r;
+
+		if (!d->cls->page_ops || !d->cls->page_ops->decode)
+			continue;
+		r = d->cls->page_ops->decode(d, pfn, page, err);
+		if (r < 0)
+			return hook_failed(d, pfn, r, err);
+	}
+	return 0;
+}
+
 bool mig_vm_is_running(const struct mig_vm *vm)
 {
 	for (unsigned i = 0; i < vm->nr_devices; i++) {

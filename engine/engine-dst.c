@@ -117,6 +117,7 @@ struct dst {
 	bool load_ok;             /* LOADED went out with status >= 0 */
 	bool verify;
 	bool page_sums;           /* check each page against its entry's sum */
+	bool page_hooks;          /* a device turns pages back (mig_page_ops) */
 	uint64_t cpu0, workers_cpu_ms;
 	/* completions that arrived while ctl_send waited for its previous send */
 	struct xport_op *stash[64];
@@ -362,6 +363,8 @@ static int pages_data(struct dst *d, struct rx_stream *s)
 					     (unsigned long long)s->ent[i].sum);
 		if (sum != s->ent[i].sum)
 			__atomic_fetch_add(&d->torn_pages, 1, __ATOMIC_RELAXED);
+		else if (d->page_hooks && mig_vm_page_decode(d->vm, pfn, page, s->err) < 0)
+			return s->err->code;
 		stale_mark(d, pfn, sum != s->ent[i].sum);
 	}
 	s->frames++;
@@ -403,6 +406,7 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	if (r >= 0) {
 		d->verify = st.flags & MIG_SETUP_F_VERIFY;
 		d->page_sums = !(st.flags & MIG_SETUP_F_NO_PAGE_SUMS);
+		d->page_hooks = mig_vm_has_page_hooks(d->vm);
 		d->ram = d->vm->ram;
 		d->nr_pages = st.nr_pages;
 		d->stale = calloc(DIV_ROUND_UP(d->nr_pages, 64), 8);

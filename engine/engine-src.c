@@ -117,6 +117,7 @@ struct src {
 	enum xport_codec codec;   /* the codec in use (auto resolves to one) */
 	enum mig_checksum checksum; /* --checksum; AUTO until setup resolves it */
 	bool same_host;           /* the streams never leave this host */
+	bool page_hooks;          /* a device transforms pages (mig_page_ops) */
 	uint64_t t0_ms;
 	uint64_t precopy_t0;
 	uint64_t last_event_ms;
@@ -543,10 +544,19 @@ static int send_batch_raw(struct tx_worker *w, struct tx_slot *t, const uint64_t
 	struct iovec runs[MIG_BATCH_PAGES];
 	uint64_t seq = w->seq + 1;
 	int nruns = 0;
-	unsigned nz = mig_pages_encode(s->ram, pfns, count_, seq, s->checksum == MIG_CHECKSUM_PAGES,
-				       page_ents(t), runs, &nruns, NULL);
+	unsigned nz = (unsigned)mig_pages_encode(s->ram, pfns, count_, seq,
+						 s->checksum == MIG_CHECKSUM_PAGES, page_ents(t), runs,
+						 &nruns, NULL, NULL, NULL);
 
 	return submit_pages(w, t, seq, count_, nz, s->job_live ? MIG_FRAME_F_LIVE : 0, runs, nruns);
+}
+
+/* A page's wire form, by the VM's page hooks (on the worker's own copy). */
+static int page_hook(void *ctx, uint64_t pfn, void *page)
+{
+	struct tx_worker *w = ctx;
+
+	return mig_vm_page_encode(w->s->vm, pfn, page, &w->err);
 }
 
 /* Build and submit one PAGES frame for pfns[0..count). */
@@ -555,21 +565,29 @@ static int send_batch(struct tx_worker *w, const uint64_t *pfns, unsigned count_
 	struct src *s = w->s;
 	struct tx_slot *t = next_slot(w);
 	size_t meta = sizeof(struct mig_pages_hdr) + count_ * sizeof(struct mig_page_ent);
+	bool zstd = s->codec == XPORT_CODEC_ZSTD;
 	unsigned nz;
 	uint32_t flags = 0;
 	struct iovec data;
 	uint64_t seq;
+	int r;
 
-	if (s->codec != XPORT_CODEC_ZSTD)
+	if (!zstd && !s->page_hooks)
 		return send_batch_raw(w, t, pfns, count_);
 	/* zstd reads a private copy: compressing bytes that change under it
-	 * would give data that decodes to something no one sent. */
+	 * would give data that decodes to something no one sent.  A page hook
+	 * turns a copy into the wire form; without zstd it goes from the
+	 * slot. */
 	seq = w->seq + 1;
-	nz = mig_pages_encode(s->ram, pfns, count_, seq, s->checksum == MIG_CHECKSUM_PAGES,
-			      page_ents(t), NULL, NULL, w->gather);
+	r = mig_pages_encode(s->ram, pfns, count_, seq, s->checksum == MIG_CHECKSUM_PAGES,
+			     page_ents(t), NULL, NULL, zstd ? w->gather : t->buf + meta,
+			     s->page_hooks ? page_hook : NULL, w);
+	if (r < 0)
+		return r;
+	nz = (unsigned)r;
 	data = (struct iovec){ t->buf + meta, (size_t)nz * PAGE };
 #if HAVE_ZSTD
-	if (nz) {
+	if (nz && zstd) {
 		struct timespec a, b;
 		size_t c;
 
@@ -1199,6 +1217,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	s.ram = vm->ram;
 	res->ram_total_bytes = vm->ram_bytes;
 	s.nr_pages = mig_vm_pages(vm);
+	s.page_hooks = mig_vm_has_page_hooks(vm);
 	s.words = mig_vm_bitmap_words(vm);
 	s.bitmap = calloc(s.words, 8);
 	s.w = calloc(s.n, sizeof(*s.w));

@@ -15,7 +15,9 @@
  *   - the destination loads RAM's owner first and starts the VFIO-like
  *     device through RUNNING_P2P before any vCPU runs (§1.7);
  *   - a failed load on the destination, or a fault injected while the
- *     source pauses, rolls every source device back to running.
+ *     source pauses, rolls every source device back to running;
+ *   - a class with a page hook (as SEV will have) sees every page with
+ *     data on its way out and back in, and its veto rolls back.
  *
  * No KVM needed.
  */
@@ -73,13 +75,16 @@ struct fvm {
 	struct mig_vm vm;
 	bool source;
 	uint64_t written[RAM_BYTES / 4096 / 64];  /* pages written behind the log's back */
-	struct mig_device ram, vfio, its, cpu[2];
-	struct mig_device *all[5];
+	struct mig_device ram, vfio, its, cpu[2], cipher;
+	struct mig_device *all[6];
 	char fail_load[16];     /* a class whose load fails here */
 	unsigned vfio_model;    /* what the VFIO-like device describes */
 	/* its pre-copy data: bytes still to send (source), taken (destination) */
 	uint64_t pre_left, pre_got;
 	char pre_err[128];      /* the first thing wrong with what arrived */
+	/* the page hook's work: pages encoded (source) or decoded (destination) */
+	uint64_t hooked;        /* atomic: the stream threads call the hook */
+	uint64_t veto_pfn;      /* a page the source's hook refuses (0: none) */
 };
 
 static struct fvm *owner_of[16];
@@ -358,6 +363,50 @@ static const struct mig_device_class fake_cpu_v2 = {
 	.fail_state = -1, .ops = &stateful,
 };
 
+/* A page-hook class with no state: the first half of RAM goes "encrypted"
+ * (each byte XORed with a key) and comes back on the other side. */
+#define CIPHER_KEY 0xa5
+#define CIPHER_PAGES (RAM_BYTES / 4096 / 2)
+
+static int cipher_xor(struct mig_device *d, uint64_t pfn, void *page)
+{
+	struct fvm *v = fvm_of(d);
+
+	if (pfn >= CIPHER_PAGES)
+		return 0;
+	for (unsigned i = 0; i < 4096; i++)
+		((uint8_t *)page)[i] ^= CIPHER_KEY;
+	__atomic_fetch_add(&v->hooked, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static int cipher_encode(struct mig_device *d, uint64_t pfn, void *page, struct mig_error *err)
+{
+	struct fvm *v = fvm_of(d);
+
+	if (v->veto_pfn && pfn == v->veto_pfn)
+		return mig_error_set(err, -EPERM, "refused by the test");
+	return cipher_xor(d, pfn, page);
+}
+
+static int cipher_decode(struct mig_device *d, uint64_t pfn, void *page, struct mig_error *err)
+{
+	(void)err;
+	return cipher_xor(d, pfn, page);
+}
+
+static const struct mig_device_ops cipher_ops = { .step = step_logged };
+static const struct mig_page_ops cipher_pages = {
+	.encode = cipher_encode, .decode = cipher_decode,
+};
+static const char *const k_names[1] = { "on" };
+static const bool k_arcs[1] = { false };
+static const struct mig_device_class fake_cipher = {
+	.id = MIG_DEV_CLASS_PRIVATE + 14, .name = "fake-cipher", .version = 1,
+	.nr_states = 1, .state_names = k_names, .arcs = k_arcs, .load_state = -1,
+	.fail_state = -1, .ops = &cipher_ops, .page_ops = &cipher_pages,
+};
+
 static int fvm_describe(struct mig_vm *vm, uint8_t *out, size_t *len, struct mig_error *err)
 {
 	(void)vm; (void)err;
@@ -429,6 +478,13 @@ static void fvm_free(struct fvm *v)
 	munmap(v->vm.ram, RAM_BYTES);
 }
 
+/* The cipher device, after the others. */
+static void fvm_add_cipher(struct fvm *v)
+{
+	mig_device_init(&v->cipher, &fake_cipher, 0, 0);
+	v->all[v->vm.nr_devices++] = &v->cipher;
+}
+
 /* ---- one migration, both engines in this process ---- */
 
 struct dst_run {
@@ -468,6 +524,7 @@ static void migrate_faults(struct fvm *src, struct fvm *dst, mig_fault_fn fault,
 	cr_assert_eq(mig_device_class_add(&fake_vfio), 0);
 	cr_assert_eq(mig_device_class_add(&fake_its), 0);
 	cr_assert_eq(mig_device_class_add(&fake_cpu), 0);
+	cr_assert_eq(mig_device_class_add(&fake_cipher), 0);
 	nlog = 0;
 	lfd = xport_listen(&ep, &err);
 	cr_assert_geq(lfd, 0, "%s", err.msg);
@@ -781,4 +838,48 @@ Test(engine, a_fault_as_the_destination_loads_rolls_back, .timeout = 60)
 				 .fail_phase = MIG_PHASE_STOP_COPY };
 
 	expect_dst_fault(&seen, "injected entering stop_copy");
+}
+
+/* Every page with data passes the source's hook on its way out and the
+ * destination's on its way in: the copies match only if both ran on the
+ * same pages, and the counts say each ran. */
+Test(engine, pages_pass_a_class_page_hook_both_ways, .timeout = 60)
+{
+	struct fvm src, dst;
+	struct result r;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	fvm_add_cipher(&src);
+	fvm_add_cipher(&dst);
+	migrate(&src, &dst, NULL, NULL, &r);
+	cr_assert_eq(r.res.result, MIG_RESULT_COMPLETED, "%s", r.res.error);
+	cr_assert_eq(r.res.verified, 1);
+	cr_assert_eq(memcmp(src.vm.ram, dst.vm.ram, RAM_BYTES), 0, "the copies differ");
+	cr_assert_geq(src.hooked, CIPHER_PAGES - 1, "every page with data in the range");
+	cr_assert_eq(dst.hooked, src.hooked, "each page encoded is decoded once");
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+
+/* A hook that vetoes a page fails the migration, names the device and the
+ * page, and leaves the VM running on the source. */
+Test(engine, a_page_hook_veto_rolls_the_source_back, .timeout = 60)
+{
+	struct fvm src, dst;
+	struct result r;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	fvm_add_cipher(&src);
+	fvm_add_cipher(&dst);
+	src.veto_pfn = 7;
+	migrate(&src, &dst, NULL, NULL, &r);
+	cr_assert_eq(r.res.result, MIG_RESULT_FAILED);
+	cr_assert_not_null(strstr(r.res.error, "device fake-cipher 0: page 0x7: refused by the "
+				  "test"), "%s", r.res.error);
+	expect_rolled_back(&src, &r);
+	cr_assert_lt(r.dst.r, 0);
+	fvm_free(&src);
+	fvm_free(&dst);
 }

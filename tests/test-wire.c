@@ -542,7 +542,7 @@ Test(pages, encode_flags_zero_pages_and_joins_runs)
 	memset(ram, 0, sizeof(ram));
 	for (int p = 1; p < 8; p++)
 		memset(ram + p * 4096, p, 4096);
-	nz = mig_pages_encode(ram, pfns, 4, 9, true, ent, runs, &nruns, NULL);
+	nz = mig_pages_encode(ram, pfns, 4, 9, true, ent, runs, &nruns, NULL, NULL, NULL);
 	cr_assert_eq(nz, 3);
 	cr_assert_eq(ent[0].page, 0 | MIG_PAGE_ZERO);
 	cr_assert_eq(ent[0].sum, 0);
@@ -555,14 +555,50 @@ Test(pages, encode_flags_zero_pages_and_joins_runs)
 		cr_assert_eq(ent[i].sum, mig_page_sum(ram + pfns[i] * 4096, 9, i), "entry %u", i);
 	}
 	/* gathered: the copies are the data, in order, summed the same */
-	nz = mig_pages_encode(ram, pfns, 4, 9, true, ent, NULL, NULL, gather);
+	nz = mig_pages_encode(ram, pfns, 4, 9, true, ent, NULL, NULL, gather, NULL, NULL);
 	cr_assert_eq(nz, 3);
 	cr_assert_eq(memcmp(gather, ram + 4096, 2 * 4096), 0);
 	cr_assert_eq(memcmp(gather + 2 * 4096, ram + 5 * 4096, 4096), 0);
 	cr_assert_eq(ent[3].sum, mig_page_sum(ram + 5 * 4096, 9, 3));
 	/* without sums */
-	mig_pages_encode(ram, pfns, 4, 9, false, ent, runs, &nruns, NULL);
+	mig_pages_encode(ram, pfns, 4, 9, false, ent, runs, &nruns, NULL, NULL, NULL);
 	cr_assert_eq(ent[1].sum, 0);
+}
+
+/* A page hook's transform: every byte inverted; page 5 is vetoed. */
+static int invert_but_5(void *ctx, uint64_t pfn, void *page)
+{
+	unsigned *calls = ctx;
+
+	(*calls)++;
+	if (pfn == 5)
+		return -EPERM;
+	for (unsigned i = 0; i < 4096; i++)
+		((uint8_t *)page)[i] ^= 0xff;
+	return 0;
+}
+
+Test(pages, a_transform_changes_the_copy_before_its_sum)
+{
+	static uint8_t ram[8 * 4096], gather[4 * 4096], want[4096];
+	const uint64_t pfns[] = { 0, 1, 2, 5 };
+	struct mig_page_ent ent[4];
+	unsigned calls = 0;
+
+	memset(ram, 0, sizeof(ram));
+	for (int p = 1; p < 8; p++)
+		memset(ram + p * 4096, p, 4096);
+	/* pages 0 (zero), 1, 2: the zero page is not transformed */
+	cr_assert_eq(mig_pages_encode(ram, pfns, 3, 9, true, ent, NULL, NULL, gather,
+				      invert_but_5, &calls), 2);
+	cr_assert_eq(calls, 2);
+	memset(want, 1 ^ 0xff, sizeof(want));
+	cr_assert_eq(memcmp(gather, want, 4096), 0, "the copy is the wire form");
+	cr_assert_eq(ent[1].sum, mig_page_sum(want, 9, 1), "the sum covers the wire form");
+	cr_assert_eq(ram[4096], 1, "guest RAM is left alone");
+	/* a veto ends the batch with its error */
+	cr_assert_eq(mig_pages_encode(ram, pfns, 4, 9, true, ent, NULL, NULL, gather,
+				      invert_but_5, &calls), -EPERM);
 }
 
 struct meta3 {

@@ -22,9 +22,9 @@ bool mig_page_is_zero(const void *page)
 	return true;
 }
 
-unsigned mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, uint64_t seq,
-			  bool sums, struct mig_page_ent *ent, struct iovec *runs, int *ret_nruns,
-			  uint8_t *gather)
+int mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, uint64_t seq,
+		     bool sums, struct mig_page_ent *ent, struct iovec *runs, int *ret_nruns,
+		     uint8_t *gather, mig_page_xform_fn xf, void *xf_ctx)
 {
 	unsigned nz = 0;
 	int nruns = 0;
@@ -38,8 +38,16 @@ unsigned mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned cou
 		}
 		if (gather) {
 			/* the copy is what goes, and what the sum covers */
-			memcpy(gather + (size_t)nz * PAGE, page, PAGE);
-			page = gather + (size_t)nz * PAGE;
+			uint8_t *copy = gather + (size_t)nz * PAGE;
+
+			memcpy(copy, page, PAGE);
+			if (xf) {
+				int r = xf(xf_ctx, pfns[i], copy);
+
+				if (r < 0)
+					return r;
+			}
+			page = copy;
 		} else if (nruns && (const uint8_t *)runs[nruns - 1].iov_base +
 				    runs[nruns - 1].iov_len == page) {
 			runs[nruns - 1].iov_len += PAGE;
@@ -51,7 +59,7 @@ unsigned mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned cou
 	}
 	if (ret_nruns)
 		*ret_nruns = nruns;
-	return nz;
+	return (int)nz;
 }
 
 int mig_pages_meta_check(const void *meta, uint32_t length, uint32_t flags, uint32_t round,

@@ -158,15 +158,17 @@ struct mig_compat_ops {
 };
 
 /* Optional: a class that must transform or veto guest pages on their way
- * (SEV: encrypted pages through the firmware). */
+ * (SEV: encrypted pages through the firmware).  Zero pages go as a flag and
+ * pass neither hook; a VM with a hook has its pages copied before they are
+ * sent, so the hook works on a private copy and the guest never sees it. */
 struct mig_page_ops {
-	/* Source: the wire form of page `pfn` into out (n bytes at most);
-	 * returns its length, or 0 to send the page as it is. */
-	int (*encode)(struct mig_device *d, uint64_t pfn, const void *page, void *out, size_t n,
-		      struct mig_error *err);
-	/* Destination: put page `pfn` in place from its wire form. */
-	int (*decode)(struct mig_device *d, uint64_t pfn, const void *in, size_t n, void *page,
-		      struct mig_error *err);
+	/* Source: page `pfn` into its wire form, in place (same size), before
+	 * its sum.  -errno vetoes it: the migration fails, the VM stays here. */
+	int (*encode)(struct mig_device *d, uint64_t pfn, void *page, struct mig_error *err);
+	/* Destination: page `pfn` back from its wire form, in place in guest
+	 * RAM, once it has arrived and passed its checks.  -errno fails the
+	 * migration. */
+	int (*decode)(struct mig_device *d, uint64_t pfn, void *page, struct mig_error *err);
 };
 
 struct mig_device_class {

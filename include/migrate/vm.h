@@ -123,6 +123,12 @@ uint64_t mig_vm_bitmap_words(const struct mig_vm *vm);
 uint64_t mig_vm_state_estimate(const struct mig_vm *vm);
 /* Whether every device is where a running VM has it (its ROLLBACK target). */
 bool mig_vm_is_running(const struct mig_vm *vm);
+/* The page hooks of its devices (mig_page_ops): whether it has any, and
+ * each one's encode in device order (source) or decode in reverse order
+ * (destination) on one page; an error names the device and the page. */
+bool mig_vm_has_page_hooks(const struct mig_vm *vm);
+int mig_vm_page_encode(struct mig_vm *vm, uint64_t pfn, void *page, struct mig_error *err);
+int mig_vm_page_decode(struct mig_vm *vm, uint64_t pfn, void *page, struct mig_error *err);
 
 /*
  * The device manifest SETUP carries after struct mig_setup: one entry per

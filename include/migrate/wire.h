@@ -119,12 +119,14 @@ _Static_assert(sizeof(struct mig_page_ent) == 16, "page entry");
  * a zero page is flagged and carries no data; each other page gets its
  * sum when `sums`.  Without `gather` the data stays in guest RAM, adjacent
  * pages joined into runs[0..*ret_nruns); with it, each page is copied
- * there (as a codec that must not see bytes change needs) and summed
- * there.  Returns how many pages carry data. */
+ * there (as a codec that must not see bytes change needs), given to `xf`
+ * (when not NULL) to be turned into its wire form in place, and summed
+ * there.  Returns how many pages carry data, or the first error of `xf`. */
 bool mig_page_is_zero(const void *page);
-unsigned mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, uint64_t seq,
-			  bool sums, struct mig_page_ent *ent, struct iovec *runs, int *ret_nruns,
-			  uint8_t *gather);
+typedef int (*mig_page_xform_fn)(void *ctx, uint64_t pfn, void *page);
+int mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, uint64_t seq,
+		     bool sums, struct mig_page_ent *ent, struct iovec *runs, int *ret_nruns,
+		     uint8_t *gather, mig_page_xform_fn xf, void *xf_ctx);
 /* A received PAGES frame's meta (its checksum already checked), against
  * the guest's page count and the stream's current round: the counts, the
  * length, every page inside the guest, the data length for raw or zstd
