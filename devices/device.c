@@ -12,14 +12,6 @@
 #include "devices-internal.h"
 #include "util.h"
 
-/* The classes of this build, indexed by their wire id.  Order of work is
- * not here: it is in each class's stage steps. */
-static const struct mig_device_class *const classes[_MIG_DEV_CLASS_MAX] = {
-	[MIG_DEV_MEMORY] = &mem_class,
-	[MIG_DEV_VCPU] = &vcpu_class,
-	[MIG_DEV_PLATFORM] = &platform_class,
-};
-
 #define ADDED_MAX 16
 static pthread_mutex_t added_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct mig_device_class *added[ADDED_MAX];
@@ -38,12 +30,32 @@ static const char *const stage_names[_MIG_STAGE_MAX] = {
 };
 MIG_STRING_TABLE_TO(mig_stage, enum mig_stage, stage_names)
 
+/* The classes of this build (devices/classes.c, generated from the class
+ * folders the build took), NULL-terminated.  Order of work is not here: it
+ * is in each class's stage steps. */
+extern const struct mig_device_class *const mig_builtin_classes[];
+
+unsigned mig_device_classes(const struct mig_device_class *const **ret)
+{
+	unsigned n = 0;
+
+	while (mig_builtin_classes[n])
+		n++;
+	if (ret)
+		*ret = mig_builtin_classes;
+	return n;
+}
+
 const struct mig_device_class *mig_device_class_get(uint32_t id)
 {
 	const struct mig_device_class *c = NULL;
 
-	if (id < _MIG_DEV_CLASS_MAX)
-		return classes[id];
+	if (id < MIG_DEV_CLASS_PRIVATE) {
+		for (unsigned i = 0; mig_builtin_classes[i]; i++)
+			if (mig_builtin_classes[i]->id == id)
+				return mig_builtin_classes[i];
+		return NULL;
+	}
 	pthread_mutex_lock(&added_lock);
 	for (unsigned i = 0; i < nr_added && !c; i++)
 		if (added[i]->id == id)
@@ -85,9 +97,9 @@ const char *mig_dev_class_to_string(enum mig_dev_class id)
 
 int mig_dev_class_from_string(const char *s)
 {
-	for (unsigned i = 0; s && i < _MIG_DEV_CLASS_MAX; i++)
-		if (classes[i] && strcmp(s, classes[i]->name) == 0)
-			return (int)i;
+	for (unsigned i = 0; s && mig_builtin_classes[i]; i++)
+		if (strcmp(s, mig_builtin_classes[i]->name) == 0)
+			return (int)mig_builtin_classes[i]->id;
 	return -EINVAL;
 }
 

@@ -520,9 +520,11 @@ struct real_vm {
  * classes' arcs logged instead of carried out */
 static void real_init(struct real_vm *v, bool source)
 {
-	for (int i = 1; i < _MIG_DEV_CLASS_MAX; i++) {
-		v->cls[i] = *mig_device_class_get(i);
-		v->cls[i].ops = &real_logged;
+	static const enum mig_dev_class used[] = { MIG_DEV_MEMORY, MIG_DEV_VCPU, MIG_DEV_PLATFORM };
+
+	for (unsigned k = 0; k < sizeof(used) / sizeof(used[0]); k++) {
+		v->cls[used[k]] = *mig_device_class_get(used[k]);
+		v->cls[used[k]].ops = &real_logged;
 	}
 	mig_device_init(&v->mem, &v->cls[MIG_DEV_MEMORY], 0, MEM_LOGGING);
 	mig_device_init(&v->plat, &v->cls[MIG_DEV_PLATFORM], 0,

@@ -25,8 +25,9 @@
 #include <migrate/buf.h>
 #include <migrate/error.h>
 
-/* Device classes.  The value travels on the wire (device records): 0 is
- * never a class. */
+/* Device class ids: the value travels on the wire (device records), so
+ * each class has its number here, built or not (the device record of
+ * docs/protocol.md §2.3); 0 is never a class. */
 enum mig_dev_class {
 	MIG_DEV_INVALID = 0,
 	MIG_DEV_MEMORY = 1,       /* guest RAM and its dirty log */
@@ -283,8 +284,12 @@ int mig_devices_walk(struct mig_device *const *devs, unsigned n, enum mig_stage 
 
 /* ---- the class registry ---- */
 
-/* This build's classes by enum mig_dev_class, then the ones added at run
- * time.  NULL for an id nobody registered. */
+/* This build's classes: each class folder the build took (an optional
+ * class only with its meson feature enabled, devices/meson.build).  Their
+ * count; *ret gets the list, NULL-terminated. */
+unsigned mig_device_classes(const struct mig_device_class *const **ret);
+/* One of this build's classes by its wire id (enum mig_dev_class), or one
+ * added at run time.  NULL for an id nobody registered. */
 const struct mig_device_class *mig_device_class_get(uint32_t id);
 /* A class from outside the table (id >= MIG_DEV_CLASS_PRIVATE), for tests
  * and plug-ins: added explicitly, never by a constructor.  -EEXIST, -ENOSPC. */
