@@ -175,6 +175,11 @@ static int shortest_next(const struct mig_device_class *cls, int from, int targe
 	return -1;
 }
 
+int mig_device_target(const struct mig_device *d, const struct mig_stage_step *st)
+{
+	return d->cls->target_of ? d->cls->target_of(d, st->stage, st->target) : st->target;
+}
+
 int mig_device_next_state(const struct mig_device *d, int target)
 {
 	if (d->cls->next_state)
@@ -379,7 +384,7 @@ int mig_devices_walk(struct mig_device *const *devs, unsigned n, enum mig_stage 
 		}
 	}
 	for (unsigned k = 0; k < nent && r >= 0; k++) {
-		r = walk_to(ent[k].d, stage, ent[k].step->target, w, err);
+		r = walk_to(ent[k].d, stage, mig_device_target(ent[k].d, ent[k].step), w, err);
 		if (r < 0)
 			w->failed = ent[k].d;
 	}

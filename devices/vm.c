@@ -88,7 +88,9 @@ uint64_t mig_vm_state_estimate(const struct mig_vm *vm)
 
 		if (d->cls->precopy_ops && d->cls->precopy_ops->pending)
 			bytes += d->cls->precopy_ops->pending(d);
-		if (d->cls->ops->save)
+		if (d->cls->ops->final_size)
+			bytes += d->cls->ops->final_size(d);
+		else if (d->cls->ops->save)
 			bytes += STATE_ALLOWANCE_BYTES;
 	}
 	return bytes;
@@ -148,7 +150,7 @@ bool mig_vm_is_running(const struct mig_vm *vm)
 		const struct mig_stage_step *st = mig_device_class_step(d->cls, MIG_STAGE_ROLLBACK);
 
 		/* a running VM is where a rollback takes it */
-		if (st && d->state != st->target)
+		if (st && d->state != mig_device_target(d, st))
 			return false;
 	}
 	return true;

@@ -280,6 +280,11 @@ Test(tables, stage_steps_are_sound)
 		const struct mig_device_class *real = list[i];
 		struct mig_device_class cls = with_ops(real, &record_ops);
 
+		/* Paths that depend on the device (its features, where it is)
+		 * need a real device of the class: its own test walks them
+		 * (test-vfio.c). */
+		if (real->next_state || real->target_of)
+			continue;
 		cr_assert_gt(cls.nr_steps, 0, "%s takes part in no stage", cls.name);
 		for (unsigned k = 0; k < cls.nr_steps; k++) {
 			cr_assert_lt((unsigned)cls.steps[k].stage, _MIG_STAGE_MAX);

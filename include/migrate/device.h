@@ -33,6 +33,7 @@ enum mig_dev_class {
 	MIG_DEV_MEMORY = 1,       /* guest RAM and its dirty log */
 	MIG_DEV_VCPU = 2,         /* one x86 vCPU */
 	MIG_DEV_PLATFORM = 3,     /* x86 VM-wide state: irqchip, PIT, kvmclock */
+	MIG_DEV_VFIO = 4,         /* a VFIO passthrough device (migration uAPI v2) */
 	_MIG_DEV_CLASS_MAX,
 };
 /* Classes that are not in this build's table (a test's, a plug-in's)
@@ -118,6 +119,10 @@ struct mig_device_ops {
 	/* Read and apply it (destination, in load_state, during the LOAD walk).
 	 * Validates all of it before it changes anything.  NULL with save. */
 	int (*load)(struct mig_device *d, struct mig_reader *r, struct mig_error *err);
+	/* Optional: the bytes its final state will add to the switchover, as
+	 * the device estimates them (NULL: a small fixed allowance).  Feeds
+	 * the convergence policy's expected downtime. */
+	uint64_t (*final_size)(struct mig_device *d);
 };
 
 /* Optional: state that can be sent while the VM runs (a VFIO device in
@@ -185,6 +190,12 @@ struct mig_device_class {
 	 * lower state).  A class whose paths depend on the device (VFIO's P2P
 	 * and PRE_COPY flags) gives its own. */
 	int (*next_state)(const struct mig_device *d, int target);
+	/* The state this device goes to for a stage step's target.  NULL: the
+	 * target itself.  A class whose devices differ in what they have maps
+	 * a target to its nearest for each (a VFIO device without P2P goes on
+	 * running where the step says RUNNING_P2P) and by where the device is
+	 * (one in a pre-copy session stops into STOP_COPY, keeping it). */
+	int (*target_of)(const struct mig_device *d, enum mig_stage stage, int target);
 	/* Its part in each stage (see enum mig_stage). */
 	const struct mig_stage_step *steps;
 	unsigned nr_steps;
@@ -215,6 +226,8 @@ struct mig_device {
 void mig_device_init(struct mig_device *d, const struct mig_device_class *cls,
 		     unsigned id, int state);
 bool mig_device_arc_allowed(const struct mig_device_class *cls, int from, int to);
+/* Where a stage step takes this device (the class's target_of). */
+int mig_device_target(const struct mig_device *d, const struct mig_stage_step *st);
 /* Check the arc, carry it out, record the new state.  -EINVAL for an arc the
  * table does not have (the device is left as it was). */
 int mig_device_step(struct mig_device *d, int to, struct mig_error *err);

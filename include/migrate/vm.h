@@ -119,7 +119,8 @@ int mig_vm_devices_dirty_sync(struct mig_vm *vm, uint64_t *bitmap, uint64_t *ret
 uint64_t mig_vm_pages(const struct mig_vm *vm);
 uint64_t mig_vm_bitmap_words(const struct mig_vm *vm);
 /* What the devices' state will add to the stop-and-copy: what is pending
- * in their pre-copy, and a fixed allowance per device with state. */
+ * in their pre-copy, and each device's final_size() (a fixed allowance for
+ * a device with state and no estimate of its own). */
 uint64_t mig_vm_state_estimate(const struct mig_vm *vm);
 /* Whether every device is where a running VM has it (its ROLLBACK target). */
 bool mig_vm_is_running(const struct mig_vm *vm);
