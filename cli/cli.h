@@ -14,6 +14,9 @@ int cmd_agent(int argc, char **argv);
 int cmd_start(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_migrations(int argc, char **argv);
+/* Backends' own commands, in their folders: `vm run` is the lab's
+ * (backends/lab/lab-run.c). */
+int lab_cmd_run(int argc, char **argv);
 
 /* An ENDPOINT argument the commands can reach: 0, or EXIT_USAGE after
  * saying on stderr ("migratectl CMD: WHAT: why") what is wrong with it. */
