@@ -79,6 +79,39 @@ int mig_vm_devices_dirty_sync(struct mig_vm *vm, uint64_t *bitmap, uint64_t *ret
 	return lost ? MIG_DIRTY_LOST : 0;
 }
 
+int mig_vm_devices_dirty_start(struct mig_vm *vm, struct mig_error *err)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct mig_device *d = vm->devices[i];
+		int r;
+
+		if (!d->cls->dirty_ops || !d->cls->dirty_ops->start)
+			continue;
+		r = d->cls->dirty_ops->start(d, err);
+		if (r < 0) {
+			for (unsigned k = 0; k < i; k++) {
+				struct mig_device *e = vm->devices[k];
+
+				if (e->cls->dirty_ops && e->cls->dirty_ops->stop)
+					e->cls->dirty_ops->stop(e, NULL);
+			}
+			return mig_error_prefix(err, "starting the dirty tracking of %s %u",
+						d->cls->name, d->id);
+		}
+	}
+	return 0;
+}
+
+void mig_vm_devices_dirty_stop(struct mig_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct mig_device *d = vm->devices[i];
+
+		if (d->cls->dirty_ops && d->cls->dirty_ops->stop)
+			d->cls->dirty_ops->stop(d, NULL);
+	}
+}
+
 uint64_t mig_vm_state_estimate(const struct mig_vm *vm)
 {
 	uint64_t bytes = 0;

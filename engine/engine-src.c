@@ -117,6 +117,8 @@ struct src {
 	enum xport_codec codec;   /* the codec in use (auto resolves to one) */
 	enum mig_checksum checksum; /* --checksum; AUTO until setup resolves it */
 	bool same_host;           /* the streams never leave this host */
+	bool tracking;            /* the devices' dirty tracking is on */
+	bool walked;              /* a device may have left running: roll back on failure */
 	bool page_hooks;          /* a device transforms pages (mig_page_ops) */
 	uint64_t t0_ms;
 	uint64_t precopy_t0;
@@ -1003,6 +1005,8 @@ static void devices_sent(struct src *s)
 	}
 }
 
+static struct mig_walk walk_opts(struct src *s, bool cuttable, unsigned filter);
+
 static int do_precopy(struct src *s)
 {
 	struct conv_decision d = { 0 };
@@ -1010,6 +1014,21 @@ static int do_precopy(struct src *s)
 	int r;
 
 	s->precopy_t0 = mig_now_ms();
+	/* The devices' own dirty tracking (a device's DMA log) goes on with
+	 * RAM's, then the TRACK walk opens their pre-copy sessions; from its
+	 * first arc a failure rolls every device back. */
+	r = mig_vm_devices_dirty_start(s->vm, &s->err);
+	if (r < 0)
+		return r;
+	s->tracking = true;
+	s->walked = true;
+	{
+		struct mig_walk w = walk_opts(s, true, 0);
+
+		r = mig_vm_walk(s->vm, MIG_STAGE_TRACK, &w, &s->err);
+		if (r < 0)
+			return r;
+	}
 	/* Start tracking from here: clear (and, lazily, protect) everything. */
 	memset(s->bitmap, 0, s->words * 8);
 	r = s->vm->ops->dirty_sync(s->vm, s->bitmap, NULL, &s->err);
@@ -1202,7 +1221,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	struct hash_job hj = { .r = 0 };
 	pthread_t hash_thread;
 	bool hashing = false;
-	bool stopped = false, committed = false, has_progress;
+	bool committed = false, has_progress;
 	int r;
 
 	pthread_setname_np(pthread_self(), "mig-source");
@@ -1266,7 +1285,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	t_stop_ns = mig_realtime_ns();
 	__atomic_store_n(&s.deadline_ms, mig_now_ms() + s.switchover_ms, __ATOMIC_RELAXED);
 	/* From the first arc of this walk, a failure rolls every device back. */
-	stopped = true;
+	s.walked = true;
 	w = walk_opts(&s, true, 0);
 	r = mig_vm_walk(vm, MIG_STAGE_QUIESCE, &w, &s.err);
 	/* Saves that write guest RAM (an ITS's tables) come before the final
@@ -1279,6 +1298,11 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	}
 	if (r >= 0)
 		r = vm->ops->dirty_sync(vm, s.bitmap, NULL, &s.err);
+	if (r >= 0) {
+		/* the last sync took the devices' final logs */
+		mig_vm_devices_dirty_stop(vm);
+		s.tracking = false;
+	}
 	if (r >= 0) {
 		w = walk_opts(&s, true, MIG_WALK_OTHERS);
 		r = mig_vm_walk(vm, MIG_STAGE_SAVE, &w, &s.err);
@@ -1472,7 +1496,11 @@ out:
 				ctl_send(&s, MIG_FRAME_ABORT, &m, sizeof(m));
 			s.send_deadline_ms = 0;
 		}
-		if (stopped) {
+		if (s.tracking) {
+			mig_vm_devices_dirty_stop(vm);
+			s.tracking = false;
+		}
+		if (s.walked) {
 			struct mig_error e2 = { 0 };
 
 			if (mig_source_resume(vm, &e2) < 0) {

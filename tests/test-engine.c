@@ -85,6 +85,7 @@ struct fvm {
 	/* the page hook's work: pages encoded (source) or decoded (destination) */
 	uint64_t hooked;        /* atomic: the stream threads call the hook */
 	uint64_t veto_pfn;      /* a page the source's hook refuses (0: none) */
+	unsigned log_starts, log_stops;   /* RAM's tracking turned on and off */
 };
 
 static struct fvm *owner_of[16];
@@ -174,8 +175,23 @@ static int ram_sync(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_count,
 	return 0;
 }
 
+static int ram_start(struct mig_device *d, struct mig_error *err)
+{
+	(void)err;
+	fvm_of(d)->log_starts++;
+	return 0;
+}
+
+static int ram_stop(struct mig_device *d, struct mig_error *err)
+{
+	(void)err;
+	fvm_of(d)->log_stops++;
+	return 0;
+}
+
 static const struct mig_device_ops ram_ops = { .step = step_logged };
-static const struct mig_dirty_ops ram_dirty = { .sync = ram_sync };
+static const struct mig_dirty_ops ram_dirty = { .start = ram_start, .sync = ram_sync,
+						.stop = ram_stop };
 static const struct mig_device_class fake_ram = {
 	.id = MIG_DEV_CLASS_PRIVATE + 10, .name = "fake-ram", .version = 1,
 	.nr_states = R_N, .state_names = r_names, .arcs = r_arcs,
@@ -585,6 +601,8 @@ Test(engine, call_order_of_a_whole_migration, .timeout = 60)
 	}
 	cr_assert_lt(when(&src.its, I_SAVED), when(&src.ram, R_FINAL), "RAM writers save first");
 	cr_assert_geq(when(&src.ram, R_RELEASED), 0, "the source released its copy");
+	cr_assert_eq(src.log_starts, 1, "tracking went on once");
+	cr_assert_eq(src.log_stops, 1, "and off once, after the final sync");
 	/* destination */
 	cr_assert_lt(when(&dst.ram, R_RECEIVING), when(&dst.vfio, V_RESUMING) + 1);
 	for (unsigned i = 0; i < 2; i++) {
@@ -617,6 +635,7 @@ Test(engine, call_order_of_a_whole_migration, .timeout = 60)
 static void expect_rolled_back(struct fvm *src, const struct result *r)
 {
 	cr_assert_eq(r->res.owner, MIG_OWNER_SOURCE, "%s", r->res.error);
+	cr_assert_eq(src->log_starts, src->log_stops, "tracking is off on every way out");
 	cr_assert_eq(src->ram.state, R_LOGGING);
 	cr_assert_eq(src->vfio.state, V_RUNNING);
 	cr_assert_eq(src->its.state, I_RUNNING);

@@ -116,6 +116,11 @@ int mig_vm_walk(struct mig_vm *vm, enum mig_stage stage, struct mig_walk *w,
 int mig_vm_devices_dirty_sync(struct mig_vm *vm, uint64_t *bitmap, uint64_t *ret_count,
 			      struct mig_error *err);
 /* Guest pages, and 64-bit words of a bitmap of them. */
+/* Start every device's dirty tracking (dirty_ops->start), in device order;
+ * on a failure the ones started are stopped again.  Stop them all (on
+ * every way out of a migration; errors are the devices' to report). */
+int mig_vm_devices_dirty_start(struct mig_vm *vm, struct mig_error *err);
+void mig_vm_devices_dirty_stop(struct mig_vm *vm);
 uint64_t mig_vm_pages(const struct mig_vm *vm);
 uint64_t mig_vm_bitmap_words(const struct mig_vm *vm);
 /* What the devices' state will add to the stop-and-copy: what is pending
