@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <migrate/device.h>
 
@@ -462,4 +463,410 @@ Test(vfio_class, destination_stages_for_each_feature_set)
 		walk(&v, MIG_STAGE_START);
 		cr_assert_str_eq(t.log, c[i].start, "flags %#x: start", c[i].flags);
 	}
+}
+
+/* ---- the sim backend: the kernel's contract, and real work ---- */
+
+#include "vfio/sim.h"
+
+#define RAM (4ULL << 20)
+#define DMA_AT (1ULL << 20)
+#define DMA_LEN (2ULL << 20)
+
+struct simdev {
+	struct vfio_sim sim;
+	struct vfio_dev dev;
+	uint8_t *ram;
+};
+
+static void sim_up(struct simdev *d, uint32_t flags, const struct vfio_sim_opts *extra)
+{
+	struct vfio_sim_opts o = { 0 };
+	struct mig_error err = { 0 };
+
+	if (extra)
+		o = *extra;
+	o.flags = flags;
+	o.table_bytes = 256 * 1024;
+	o.seed = 7;
+	d->ram = calloc(1, RAM);
+	cr_assert_not_null(d->ram);
+	o.ram = d->ram;
+	o.dma = (struct vfio_range){ DMA_AT, DMA_LEN };
+	cr_assert_eq(vfio_sim_init(&d->sim, &o, &err), 0, "%s", err.msg);
+	cr_assert_eq(vfio_dev_init(&d->dev, 0, &vfio_sim_backend, &d->sim, "sim0", &err), 0, "%s",
+		     err.msg);
+	d->dev.ranges[0] = (struct vfio_range){ DMA_AT, DMA_LEN };
+	d->dev.nr_ranges = 1;
+}
+
+static void sim_down(struct simdev *d)
+{
+	vfio_dev_fini(&d->dev);
+	vfio_sim_fini(&d->sim);
+	free(d->ram);
+}
+
+static int feat(struct simdev *d, uint32_t argsz, uint32_t flags, void *p, size_t len)
+{
+	union {
+		struct vfio_device_feature f;
+		uint8_t b[128];
+	} u = { 0 };
+	int r;
+
+	u.f.argsz = argsz;
+	u.f.flags = flags;
+	memcpy(u.f.data, p, len);
+	r = vfio_sim_backend.feature(&d->dev, &u.f);
+	memcpy(p, u.f.data, len);
+	return r;
+}
+
+#define GET VFIO_DEVICE_FEATURE_GET
+#define SET VFIO_DEVICE_FEATURE_SET
+#define PROBE VFIO_DEVICE_FEATURE_PROBE
+#define MIGSTATE VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE
+
+static int set_to(struct simdev *d, uint32_t state, int *fd)
+{
+	struct vfio_device_feature_mig_state m = { .device_state = state, .data_fd = -1 };
+	int r = feat(d, 16, SET | MIGSTATE, &m, sizeof(m));
+
+	*fd = m.data_fd;
+	return r;
+}
+
+/* The core's checks of VFIO_DEVICE_FEATURE, and the driver's arcs. */
+Test(vfio_sim, the_kernels_answers)
+{
+	struct simdev d;
+	struct vfio_device_feature_mig_state m = { 0 };
+	struct vfio_device_feature_mig_data_size ds = { 0 };
+	struct vfio_precopy_info info = { .argsz = sizeof(info) };
+	uint8_t buf[8192];
+	uint64_t total = 0;
+	ssize_t n;
+	int fd;
+
+	sim_up(&d, SC | P2P | PC, NULL);
+	cr_assert_eq(feat(&d, 4, GET | MIGSTATE, &m, sizeof(m)), -EINVAL, "argsz below the header");
+	cr_assert_eq(feat(&d, 16, GET | MIGSTATE | (1U << 20), &m, sizeof(m)), -EINVAL, "unknown flag");
+	cr_assert_eq(feat(&d, 16, GET | SET | MIGSTATE, &m, sizeof(m)), -EINVAL, "GET and SET");
+	cr_assert_eq(feat(&d, 16, GET | SET | PROBE | MIGSTATE, &m, sizeof(m)), 0, "a probe");
+	cr_assert_eq(feat(&d, 16, SET | PROBE | VFIO_DEVICE_FEATURE_MIGRATION, &m, sizeof(m)),
+		     -EINVAL, "MIGRATION has no SET");
+	cr_assert_eq(feat(&d, 12, GET | MIGSTATE, &m, sizeof(m)), -EINVAL, "payload too short");
+	cr_assert_eq(feat(&d, 16, GET | 42, &m, sizeof(m)), -ENOTTY, "no such feature");
+	cr_assert_eq(set_to(&d, 42, &fd), -EINVAL);
+	cr_assert_eq(set_to(&d, VFIO_ST_ERROR, &fd), -EINVAL, "ERROR is never asked for");
+	/* several arcs in one SET, as the core splits them; the fd of the last */
+	cr_assert_eq(set_to(&d, VFIO_ST_STOP_COPY, &fd), 0);
+	cr_assert_geq(fd, 1000);
+	cr_assert_eq(d.sim.state, VFIO_ST_STOP_COPY);
+	cr_assert_eq(set_to(&d, VFIO_ST_PRE_COPY, &fd), -EINVAL, "blocked, and no hang");
+	cr_assert_eq(d.sim.state, VFIO_ST_STOP_COPY);
+	cr_assert_eq(vfio_sim_backend.precopy_info(&d.dev, d.sim.fd, &info), -EINVAL,
+		     "PRECOPY_INFO outside pre-copy");
+	cr_assert_eq(feat(&d, 16, GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, &ds, sizeof(ds)), 0);
+	while ((n = vfio_sim_backend.data_read(&d.dev, d.sim.fd, buf, sizeof(buf))) > 0)
+		total += (uint64_t)n;
+	cr_assert_eq(n, 0, "STOP_COPY reads to EOF, never ENOMSG");
+	cr_assert_eq(total, ds.stop_copy_length, "MIG_DATA_SIZE was the stream's size");
+	sim_down(&d);
+}
+
+Test(vfio_sim, dma_logging_answers)
+{
+	struct simdev d;
+	struct vfio_device_feature_dma_logging_range rg[300];
+	struct vfio_device_feature_dma_logging_control c = { .page_size = 4096, .ranges = (uintptr_t)rg };
+	struct vfio_device_feature_dma_logging_report rp = { .iova = 0, .length = RAM,
+							     .page_size = 1000 };
+	uint32_t start = SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_START;
+
+	sim_up(&d, SC | P2P | PC, NULL);
+	cr_assert_eq(feat(&d, 32, start, &c, sizeof(c)), -EINVAL, "no ranges");
+	c.num_ranges = 257;
+	for (unsigned i = 0; i < 300; i++)
+		rg[i] = (struct vfio_device_feature_dma_logging_range){ i * 8192ULL, 4096 };
+	cr_assert_eq(feat(&d, 32, start, &c, sizeof(c)), -E2BIG, "more ranges than a page holds");
+	c.num_ranges = 2;
+	rg[1].iova = 100;
+	cr_assert_eq(feat(&d, 32, start, &c, sizeof(c)), -EINVAL, "not page aligned");
+	rg[1].iova = 0;
+	cr_assert_eq(feat(&d, 32, start, &c, sizeof(c)), -EINVAL, "overlapping");
+	rg[1].iova = 8192;
+	cr_assert_eq(feat(&d, 32, start, &c, sizeof(c)), 0);
+	cr_assert_eq(feat(&d, 32, start, &c, sizeof(c)), -EBUSY, "one START at a time");
+	cr_assert_eq(feat(&d, 40, GET | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, &rp, sizeof(rp)),
+		     -EINVAL, "report page size");
+	sim_down(&d);
+}
+
+/* RAM as a migration would move it: the pages set in `dirty`. */
+static void copy_pages(uint8_t *to, const uint8_t *from, const uint64_t *dirty)
+{
+	for (uint64_t p = 0; p < RAM / 4096; p++)
+		if (dirty[p / 64] & (1ULL << (p % 64)))
+			memcpy(to + p * 4096, from + p * 4096, 4096);
+}
+
+static struct mig_buf carried;
+
+static struct mig_reader *carried_state(void *arg, struct mig_device *d)
+{
+	static struct mig_mem_reader rd;
+
+	(void)arg; (void)d;
+	mig_mem_reader_init(&rd, carried.data, carried.len);
+	return &rd.r;
+}
+
+static int walk_err(struct vfio_dev *v, enum mig_stage stage, struct mig_error *err)
+{
+	struct mig_device *d = &v->dev;
+	struct mig_walk w = { .state_of = carried_state };
+
+	return mig_devices_walk(&d, 1, stage, &w, err);
+}
+
+/*
+ * A whole migration of one device through the class, by hand: pre-copy
+ * data while it runs and DMA-writes, the DMA log merged into what is
+ * copied of RAM each round, the final state, the destination's check.
+ * `merge` false copies RAM once and never again, as an engine that
+ * forgot the device's log would: the destination's self-check then fails.
+ */
+static void migrate_sim(uint32_t flags, const struct vfio_sim_opts *extra, bool merge,
+			uint64_t *ret_errors)
+{
+	struct simdev s, d;
+	uint64_t bitmap[RAM / 4096 / 64], count;
+	struct mig_error err = { 0 };
+	const struct mig_precopy_ops *pre = vfio_class.precopy_ops;
+	const struct mig_dirty_ops *log = vfio_class.dirty_ops;
+
+	sim_up(&s, flags, extra);
+	sim_up(&d, flags, NULL);
+	cr_assert_eq(log->start(&s.dev.dev, &err), 0, "%s", err.msg);
+	cr_assert_eq(walk_err(&s.dev, MIG_STAGE_TRACK, &err), 0, "%s", err.msg);
+	cr_assert_eq(walk_err(&d.dev, MIG_STAGE_RECEIVE, &err), 0, "%s", err.msg);
+	memcpy(d.ram, s.ram, RAM);            /* round 0: all of RAM */
+	for (int round = 1; round <= 4; round++) {
+		for (int k = 0; k < 200; k++)
+			cr_assert_eq(vfio_sim_tick(&s.sim), 0);
+		memset(bitmap, 0, sizeof(bitmap));
+		cr_assert_eq(log->sync(&s.dev.dev, bitmap, &count, &err), 0, "%s", err.msg);
+		if (merge)
+			copy_pages(d.ram, s.ram, bitmap);
+		while (pre->pending(&s.dev.dev)) {
+			struct mig_buf chunk = { 0 };
+			struct mig_buf_writer bw;
+			struct mig_mem_reader rd;
+
+			mig_buf_writer_init(&bw, &chunk);
+			cr_assert_eq(pre->save_chunk(&s.dev.dev, &bw.w, 65536, &err), 0, "%s", err.msg);
+			if (!chunk.len)
+				break;
+			mig_mem_reader_init(&rd, chunk.data, chunk.len);
+			cr_assert_eq(pre->load_chunk(&d.dev.dev, &rd.r, &err), 0, "%s", err.msg);
+			mig_buf_free(&chunk);
+		}
+	}
+	cr_assert_eq(walk_err(&s.dev, MIG_STAGE_QUIESCE, &err), 0, "%s", err.msg);
+	cr_assert_eq(vfio_sim_tick(&s.sim), -EBUSY, "a stopped device does no DMA");
+	cr_assert_eq(walk_err(&s.dev, MIG_STAGE_SAVE, &err), 0, "%s", err.msg);
+	memset(bitmap, 0, sizeof(bitmap));
+	cr_assert_eq(log->sync(&s.dev.dev, bitmap, &count, &err), 0, "%s", err.msg);
+	if (merge)
+		copy_pages(d.ram, s.ram, bitmap);
+	cr_assert_eq(log->stop(&s.dev.dev, &err), 0);
+	carried.len = 0;
+	{
+		struct mig_buf_writer bw;
+
+		mig_buf_writer_init(&bw, &carried);
+		cr_assert_eq(vfio_class.ops->save(&s.dev.dev, &bw.w, &err), 0, "%s", err.msg);
+	}
+	cr_assert_eq(walk_err(&d.dev, MIG_STAGE_LOAD, &err), 0, "%s", err.msg);
+	cr_assert_eq(walk_err(&d.dev, MIG_STAGE_START, &err), 0, "%s", err.msg);
+	cr_assert_eq(d.sim.state, VFIO_ST_RUNNING);
+	cr_assert_eq(memcmp(d.sim.table, s.sim.table, d.sim.o.table_bytes), 0, "the tables");
+	cr_assert_eq(d.sim.ops, s.sim.ops);
+	if (flags & PC)
+		cr_assert_gt(s.dev.precopy_bytes, 256 * 1024, "the table went in pre-copy");
+	else
+		cr_assert_eq(s.dev.precopy_bytes, 0);
+	cr_assert_gt(s.dev.final_bytes, 0);
+	*ret_errors = vfio_sim_check(&d.sim);
+	cr_assert_eq(vfio_sim_tick(&d.sim), 0, "it runs on");
+	mig_buf_free(&carried);
+	sim_down(&s);
+	sim_down(&d);
+}
+
+Test(vfio_sim, migrates_through_the_class_for_each_feature_set)
+{
+	static const uint32_t sets[] = { SC, SC | P2P, SC | PC, SC | P2P | PC };
+
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t errors;
+
+		migrate_sim(sets[i], NULL, true, &errors);
+		cr_assert_eq(errors, 0, "flags %#x", sets[i]);
+	}
+}
+
+Test(vfio_sim, forgetting_the_dma_log_fails_its_self_check)
+{
+	uint64_t errors;
+
+	migrate_sim(SC | P2P | PC, NULL, false, &errors);
+	cr_assert_gt(errors, 0, "the destination's last DMA page is stale");
+}
+
+/* More pre-copy data than it announced: the class reads until ENOMSG, and
+ * the rest goes with the final state. */
+Test(vfio_sim, more_pre_copy_data_than_announced)
+{
+	struct vfio_sim_opts o = { .overshoot = 100000 };
+	uint64_t errors;
+
+	migrate_sim(SC | P2P | PC, &o, true, &errors);
+	cr_assert_eq(errors, 0);
+}
+
+/* Its final state, damaged on the way: leaving RESUMING fails, the class
+ * says where the device is, and a discard gets it running again. */
+Test(vfio_sim, damaged_state_is_refused)
+{
+	struct simdev s, d;
+	struct mig_error err = { 0 };
+	struct mig_buf_writer bw;
+
+	sim_up(&s, SC | P2P, NULL);
+	sim_up(&d, SC | P2P, NULL);
+	cr_assert_eq(walk_err(&s.dev, MIG_STAGE_QUIESCE, &err), 0, "%s", err.msg);
+	cr_assert_eq(walk_err(&s.dev, MIG_STAGE_SAVE, &err), 0, "%s", err.msg);
+	carried.len = 0;
+	mig_buf_writer_init(&bw, &carried);
+	cr_assert_eq(vfio_class.ops->save(&s.dev.dev, &bw.w, &err), 0, "%s", err.msg);
+	carried.data[0] ^= 0xff;             /* the first record's magic */
+	cr_assert_eq(walk_err(&d.dev, MIG_STAGE_RECEIVE, &err), 0, "%s", err.msg);
+	cr_assert_eq(walk_err(&d.dev, MIG_STAGE_LOAD, &err), -EFAULT);
+	cr_assert_not_null(strstr(err.msg, "resuming => stop: Bad address (the device is now "
+				  "error)"), "%s", err.msg);
+	cr_assert_eq(d.dev.dev.state, VFIO_ST_ERROR);
+	mig_error_clear(&err);
+	cr_assert_eq(walk_err(&d.dev, MIG_STAGE_DISCARD, &err), 0, "%s", err.msg);
+	cr_assert_eq(d.sim.state, VFIO_ST_RUNNING, "reset");
+	/* cut short: no closing record */
+	mig_error_clear(&err);
+	carried.data[0] ^= 0xff;
+	carried.len -= 40;
+	cr_assert_eq(walk_err(&d.dev, MIG_STAGE_RECEIVE, &err), 0, "%s", err.msg);
+	cr_assert_eq(walk_err(&d.dev, MIG_STAGE_LOAD, &err), -EINVAL);
+	mig_buf_free(&carried);
+	sim_down(&s);
+	sim_down(&d);
+}
+
+/* An arc that fails with an errno, leaving the device where the driver
+ * left it: the error names the arc and that state; the rollback walk takes
+ * it back to running. */
+Test(vfio_sim, a_failed_arc_rolls_back)
+{
+	static const struct { uint32_t flags; int from, to, at, err; const char *msg; } c[] = {
+		{ SC | P2P, VFIO_ST_RUNNING_P2P, VFIO_ST_STOP, VFIO_ST_RUNNING_P2P, EIO,
+		  "running_p2p => stop: Input/output error (the device is now running_p2p)" },
+		{ SC | P2P | PC, VFIO_ST_PRE_COPY_P2P, VFIO_ST_STOP_COPY, VFIO_ST_ERROR, ENOMEM,
+		  "pre_copy_p2p => stop_copy: Cannot allocate memory (the device is now error)" },
+		{ SC | P2P | PC, VFIO_ST_RUNNING, VFIO_ST_PRE_COPY, VFIO_ST_RUNNING, EBUSY,
+		  "running => pre_copy: Device or resource busy (the device is now running)" },
+	};
+
+	for (unsigned i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		struct vfio_sim_opts o = { .fail_from = c[i].from, .fail_to = c[i].to,
+					   .fail_errno = c[i].err, .fail_at = c[i].at };
+		struct mig_error err = { 0 };
+		struct simdev s;
+		int r;
+
+		sim_up(&s, c[i].flags, &o);
+		r = walk_err(&s.dev, MIG_STAGE_TRACK, &err);
+		if (r == 0)
+			r = walk_err(&s.dev, MIG_STAGE_QUIESCE, &err);
+		cr_assert_eq(r, -c[i].err, "case %u", i);
+		cr_assert_not_null(strstr(err.msg, c[i].msg), "case %u: %s", i, err.msg);
+		cr_assert_eq(s.dev.dev.state, c[i].at);
+		mig_error_clear(&err);
+		cr_assert_eq(walk_err(&s.dev, MIG_STAGE_ROLLBACK, &err), 0, "%s", err.msg);
+		cr_assert_eq(s.sim.state, VFIO_ST_RUNNING, "case %u", i);
+		cr_assert_eq(s.dev.data_fd, -1, "case %u: no session left open", i);
+		sim_down(&s);
+	}
+}
+
+/* A device that cannot log its DMA: nothing while it runs, every page it
+ * reaches once it is stopped, and that cost in its final size. */
+Test(vfio_sim, without_a_dma_log_everything_it_reaches_goes_at_the_end)
+{
+	struct vfio_sim_opts o = { .no_log = true };
+	const struct mig_dirty_ops *log = vfio_class.dirty_ops;
+	uint64_t bitmap[RAM / 4096 / 64] = { 0 }, count = 1;
+	struct mig_error err = { 0 };
+	struct simdev s;
+
+	sim_up(&s, SC | P2P, &o);
+	cr_assert_eq(log->start(&s.dev.dev, &err), 0, "%s", err.msg);
+	cr_assert(s.dev.no_log);
+	cr_assert_geq(vfio_class.ops->final_size(&s.dev.dev), DMA_LEN);
+	vfio_sim_tick(&s.sim);
+	cr_assert_eq(log->sync(&s.dev.dev, bitmap, &count, &err), 0);
+	cr_assert_eq(count, 0, "running: it cannot say");
+	cr_assert_eq(walk_err(&s.dev, MIG_STAGE_QUIESCE, &err), 0, "%s", err.msg);
+	cr_assert_eq(log->sync(&s.dev.dev, bitmap, &count, &err), 0);
+	cr_assert_eq(count, DMA_LEN / 4096, "stopped: all it reaches");
+	cr_assert_eq(bitmap[DMA_AT / 4096 / 64], ~0ULL);
+	cr_assert_eq(bitmap[0], 0, "and nothing else");
+	sim_down(&s);
+}
+
+/* A REPORT that fails: the log is unreliable, every page goes again. */
+Test(vfio_sim, a_lost_log_marks_everything)
+{
+	struct vfio_sim_opts o = { .lose_log = true };
+	const struct mig_dirty_ops *log = vfio_class.dirty_ops;
+	uint64_t bitmap[RAM / 4096 / 64] = { 0 }, count;
+	struct mig_error err = { 0 };
+	struct simdev s;
+
+	sim_up(&s, SC | P2P | PC, &o);
+	cr_assert_eq(log->start(&s.dev.dev, &err), 0, "%s", err.msg);
+	cr_assert_eq(log->sync(&s.dev.dev, bitmap, &count, &err), MIG_DIRTY_LOST);
+	cr_assert_eq(log->sync(&s.dev.dev, bitmap, &count, &err), 0, "once");
+	sim_down(&s);
+}
+
+/* The DMA thread writes at its rate while the device runs, and not once
+ * it is stopped. */
+Test(vfio_sim, the_dma_thread_runs_only_while_the_device_does)
+{
+	struct vfio_sim_opts o = { .dma_rate = 2000 };
+	struct mig_error err = { 0 };
+	struct simdev s;
+	uint64_t seq;
+
+	sim_up(&s, SC | P2P, &o);
+	cr_assert_eq(vfio_sim_start_dma(&s.sim), 0);
+	for (int i = 0; i < 500 && __atomic_load_n(&s.sim.dma_seq, __ATOMIC_RELAXED) < 20; i++)
+		usleep(10000);
+	cr_assert_geq(s.sim.dma_seq, 20, "it wrote");
+	cr_assert_eq(walk_err(&s.dev, MIG_STAGE_QUIESCE, &err), 0, "%s", err.msg);
+	seq = s.sim.dma_seq;
+	usleep(50000);
+	cr_assert_eq(s.sim.dma_seq, seq, "stopped: no DMA");
+	vfio_sim_stop_dma(&s.sim);
+	sim_down(&s);
 }

@@ -51,7 +51,6 @@ bool vfio_arc_opens_session(int from, int to);
 bool vfio_state_saving(int state);
 const char *vfio_state_name(int state);
 
-#endif
 
 /* ---- the class: one VFIO device ---- */
 
@@ -131,3 +130,5 @@ extern const struct mig_device_class vfio_class;
 int vfio_dev_init(struct vfio_dev *v, unsigned id, const struct vfio_backend *be, void *be_data,
 		  const char *label, struct mig_error *err);
 void vfio_dev_fini(struct vfio_dev *v);
+
+#endif
