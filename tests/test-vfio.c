@@ -860,6 +860,9 @@ Test(vfio_sim, the_dma_thread_runs_only_while_the_device_does)
 
 	sim_up(&s, SC | P2P, &o);
 	cr_assert_eq(vfio_sim_start_dma(&s.sim), 0);
+	usleep(50000);
+	cr_assert_eq(s.sim.dma_seq, 0, "not armed: no DMA");
+	vfio_sim_arm(&s.sim);
 	for (int i = 0; i < 500 && __atomic_load_n(&s.sim.dma_seq, __ATOMIC_RELAXED) < 20; i++)
 		usleep(10000);
 	cr_assert_geq(s.sim.dma_seq, 20, "it wrote");

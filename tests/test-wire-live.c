@@ -464,7 +464,7 @@ Test(wire_live, manifest_device_twice, .timeout = 60)
 }
 Test(wire_live, manifest_description_too_long, .timeout = 60)
 {
-	bad_manifest(M_DESC, "device vcpu 0: a description of 65 bytes");
+	bad_manifest(M_DESC, "device vcpu 0: a description of 233 bytes");   /* MIG_MANIFEST_DESC_MAX + 1 */
 }
 
 enum corrupt { C_MAGIC, C_VERSION, C_TYPE_ZERO, C_TYPE_UNKNOWN, C_LENGTH, C_CHECKSUM, C_LIST,

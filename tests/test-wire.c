@@ -174,8 +174,8 @@ struct corrupt_case {
 };
 
 static void bad_magic(struct mig_frame_hdr *h) { h->magic = htole32(0x50545448); }
-/* 7: a version this build does not speak (it speaks MIG_WIRE_VERSION, 5) */
-static void new_version(struct mig_frame_hdr *h) { h->version = htole16(7); }
+/* a version this build does not speak (it speaks MIG_WIRE_VERSION) */
+static void new_version(struct mig_frame_hdr *h) { h->version = htole16(MIG_WIRE_VERSION + 1); }
 static void old_version(struct mig_frame_hdr *h) { h->version = htole16(0); }
 static void type_zero(struct mig_frame_hdr *h) { h->type = 0; }
 static void type_gap(struct mig_frame_hdr *h) { h->type = htole16(7); }
@@ -196,7 +196,7 @@ static void no_change(struct mig_frame_hdr *h) { (void)h; }
 
 static const struct corrupt_case header_cases[] = {
 	{ "magic", bad_magic, SEQ, -EPROTO, "magic", "0x50545448" },
-	{ "newer version", new_version, SEQ, -EPROTO, "version", "version 7" },
+	{ "newer version", new_version, SEQ, -EPROTO, "version", "version 8" },
 	{ "older version", old_version, SEQ, -EPROTO, "version", "upgrade" },
 	{ "type 0", type_zero, SEQ, -EBADMSG, "type", "type 0" },
 	{ "type in an enum gap", type_gap, SEQ, -EBADMSG, "type", "unknown" },
@@ -250,8 +250,8 @@ Test(wire_check, messages_say_what_to_do)
 	{
 		char want[96];
 
-		snprintf(want, sizeof(want), "peer speaks protocol version 7, this build speaks %u; "
-			 "upgrade the older side", MIG_WIRE_VERSION);
+		snprintf(want, sizeof(want), "peer speaks protocol version %u, this build speaks %u; "
+			 "upgrade the older side", MIG_WIRE_VERSION + 1, MIG_WIRE_VERSION);
 		cr_assert_not_null(strstr(err.msg, want), "%s", err.msg);
 	}
 }

@@ -57,7 +57,22 @@ void lab_config_default(struct lab_config *cfg)
 		.seed = LAB_DEFAULT_SEED,
 		.force_classic = false,
 		.ring_entries = 0,
+		.vfio = 0,
+		.vfio_flags = 7,
+		.vfio_rate = LAB_VFIO_DEFAULT_RATE,
 	};
+}
+
+static uint64_t dma_area(const struct lab_config *cfg)
+{
+	return ALIGN_UP((uint64_t)cfg->vfio * LAB_VFIO_DMA_BYTES, 2ULL << 20);
+}
+
+uint64_t lab_config_work_bytes(const struct lab_config *cfg)
+{
+	uint64_t taken = LAB_SYSTEM_BYTES + dma_area(cfg);
+
+	return cfg->mem_bytes > taken ? cfg->mem_bytes - taken : 0;
 }
 
 /* "64 MiB", "3 KiB" or "12345 bytes": exact, in the largest unit that divides. */
@@ -91,6 +106,32 @@ int lab_config_check(const struct lab_config *cfg, struct mig_error *err)
 		return mig_error_set(err, -EINVAL,
 			"vcpus is %" PRIu32 ": it must be from %d to %d; give a vCPU count in that range",
 			cfg->vcpus, LAB_VCPUS_MIN, LAB_MAX_VCPUS);
+	if (cfg->vfio > LAB_VFIO_MAX)
+		return mig_error_set(err, -EINVAL,
+			"vfio is %" PRIu32 ": a lab VM has at most %d sim VFIO devices",
+			cfg->vfio, LAB_VFIO_MAX);
+	if (cfg->vfio && !HAVE_VFIO)
+		return mig_error_set(err, -ENOTSUP,
+			"vfio=%" PRIu32 ": this build has no VFIO class (built with -Dvfio=disabled)",
+			cfg->vfio);
+	if (!(cfg->vfio_flags & 1) || (cfg->vfio_flags & ~7U))
+		return mig_error_set(err, -EINVAL,
+			"vfio-flags is %" PRIu32 ": the device's VFIO_MIGRATION_* bits, STOP_COPY (1) "
+			"and any of P2P (2) and PRE_COPY (4); e.g. vfio-flags=7", cfg->vfio_flags);
+	if (cfg->vfio && lab_config_work_bytes(cfg) < (2ULL << 20))
+		return mig_error_set(err, -EINVAL,
+			"guest memory (mem) is %s: too small for %" PRIu32 " VFIO devices, whose DMA "
+			"takes %s at its top; raise mem",
+			fmt_size(a, sizeof(a), cfg->mem_bytes), cfg->vfio,
+			fmt_size(b, sizeof(b), dma_area(cfg)));
+	if (cfg->vfio && cfg->wss_bytes > lab_config_work_bytes(cfg))
+		return mig_error_set(err, -EINVAL,
+			"working set (wss) is %s: it must be from 0 to %s (mem %s minus the 2 MiB the "
+			"guest reserves for its page tables and code and the %s its VFIO devices' DMA "
+			"takes); lower wss or raise mem",
+			fmt_size(a, sizeof(a), cfg->wss_bytes),
+			fmt_size(b, sizeof(b), lab_config_work_bytes(cfg)),
+			fmt_size(c, sizeof(c), cfg->mem_bytes), fmt_size(c, sizeof(c), dma_area(cfg)));
 	if (cfg->wss_bytes > cfg->mem_bytes - LAB_SYSTEM_BYTES)
 		return mig_error_set(err, -EINVAL,
 			"working set (wss) is %s: it must be from 0 to %s (mem %s minus the 2 MiB the "
@@ -129,6 +170,10 @@ enum spec_key {
 	SPEC_PATTERN,
 	SPEC_RATE,
 	SPEC_DIRTY_LOG,
+	SPEC_VFIO,
+	SPEC_VFIO_FLAGS,
+	SPEC_VFIO_RATE,
+	SPEC_VFIO_LOG,
 	_SPEC_MAX,
 };
 
@@ -139,11 +184,16 @@ static const char *const spec_key_table[_SPEC_MAX] = {
 	[SPEC_PATTERN]   = "pattern",
 	[SPEC_RATE]      = "rate",
 	[SPEC_DIRTY_LOG] = "dirty-log",
+	[SPEC_VFIO]      = "vfio",
+	[SPEC_VFIO_FLAGS] = "vfio-flags",
+	[SPEC_VFIO_RATE] = "vfio-rate",
+	[SPEC_VFIO_LOG]  = "vfio-log",
 };
 
 static MIG_STRING_TABLE_FROM(spec_key, spec_key_table)
 
-#define SPEC_KEYS "mem, vcpus, wss, pattern, rate, dirty-log"
+#define SPEC_KEYS "mem, vcpus, wss, pattern, rate, dirty-log, vfio, vfio-flags, vfio-rate, " \
+	"vfio-log"
 
 /* Applies one key=value to cfg; errors name the key, the value and the fix. */
 static int spec_apply(struct lab_config *cfg, enum spec_key key, const char *val,
@@ -202,6 +252,34 @@ static int spec_apply(struct lab_config *cfg, enum spec_key key, const char *val
 				"dirty-log=%.64s is not a dirty-log mode; give dirty-log=bitmap or "
 				"dirty-log=ring", val);
 		cfg->dirty_log = (enum lab_dirty_log)r;
+		return 0;
+	case SPEC_VFIO:
+		if (parse_u64(val, 0, LAB_VFIO_MAX, &v) < 0)
+			return mig_error_set(err, -EINVAL,
+				"vfio=%.64s is not a device count from 0 to %d; give e.g. vfio=3",
+				val, LAB_VFIO_MAX);
+		cfg->vfio = (uint32_t)v;
+		return 0;
+	case SPEC_VFIO_FLAGS:
+		if (parse_u64(val, 1, 7, &v) < 0 || !(v & 1))
+			return mig_error_set(err, -EINVAL,
+				"vfio-flags=%.64s is not a set of VFIO_MIGRATION_* bits: STOP_COPY (1) "
+				"and any of P2P (2) and PRE_COPY (4), e.g. vfio-flags=3", val);
+		cfg->vfio_flags = (uint32_t)v;
+		return 0;
+	case SPEC_VFIO_RATE:
+		if (parse_u64(val, 0, 1000000, &v) < 0)
+			return mig_error_set(err, -EINVAL,
+				"vfio-rate=%.64s is not a DMA rate; give pages a second from 0 to "
+				"1000000, e.g. vfio-rate=2000", val);
+		cfg->vfio_rate = v;
+		return 0;
+	case SPEC_VFIO_LOG:
+		if (strcmp(val, "on") && strcmp(val, "off"))
+			return mig_error_set(err, -EINVAL,
+				"vfio-log=%.64s: give vfio-log=on (the devices log their DMA) or "
+				"vfio-log=off (they cannot)", val);
+		cfg->vfio_no_log = !strcmp(val, "off");
 		return 0;
 	case _SPEC_MAX:
 		break;
@@ -278,6 +356,10 @@ void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
 	w->pattern = (uint32_t)c->pattern + 1;
 	w->dirty_log = (uint32_t)c->dirty_log + 1;
 	w->ring_entries = c->ring_entries;
+	w->vfio = c->vfio;
+	w->vfio_flags = c->vfio_flags;
+	w->vfio_opts = c->vfio_no_log ? MIG_LAB_VFIO_NO_LOG : 0;
+	w->vfio_rate = c->vfio_rate;
 }
 
 int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig_error *err)
@@ -295,5 +377,13 @@ int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig
 	c->pattern = (enum lab_pattern)(w->pattern - 1);
 	c->dirty_log = (enum lab_dirty_log)(w->dirty_log - 1);
 	c->ring_entries = w->ring_entries;
+	if (w->vfio_v1 || w->ccw || (w->vfio_opts & ~MIG_LAB_VFIO_NO_LOG) || w->pad)
+		return mig_error_set(err, -EPROTO, "VM description: v1 VFIO devices %u, channel I/O "
+				     "devices %u, options %#x: this agent has none of these; upgrade "
+				     "it", w->vfio_v1, w->ccw, w->vfio_opts);
+	c->vfio = w->vfio;
+	c->vfio_flags = w->vfio_flags;
+	c->vfio_no_log = w->vfio_opts & MIG_LAB_VFIO_NO_LOG;
+	c->vfio_rate = w->vfio_rate;
 	return lab_config_check(c, err);
 }

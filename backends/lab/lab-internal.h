@@ -6,6 +6,17 @@
 
 #include "devices-internal.h"
 #include <migrate/lab.h>
+#if HAVE_VFIO
+#include "vfio/sim.h"
+#endif
+
+/* A sim VFIO device of the lab VM. */
+struct lab_vfio {
+#if HAVE_VFIO
+	struct vfio_sim sim;
+	struct vfio_dev dev;
+#endif
+};
 
 /* The lab backend: a struct mig_vm whose devices are guest RAM, the x86
  * platform and the vCPUs, hosted in this process. */
@@ -19,8 +30,11 @@ struct lab_vm {
 	struct platform_dev *platform;
 	struct vcpu_dev *vcpus[LAB_MAX_VCPUS];
 	uint32_t nr_vcpus;
-	/* base.devices: memory, the platform, then the vCPUs in order */
-	struct mig_device *devs[2 + LAB_MAX_VCPUS];
+	struct lab_vfio *vfio[LAB_VFIO_MAX];
+	uint32_t nr_vfio;
+	/* base.devices: memory, the platform, the vCPUs in order, then the
+	 * VFIO devices */
+	struct mig_device *devs[2 + LAB_MAX_VCPUS + LAB_VFIO_MAX];
 	_Atomic uint64_t error_reports;
 	/* The dirty log's check against the guest's own count (lab_vm_dirty_sync) */
 	uint64_t *sync_new;         /* what one sync reported */

@@ -258,6 +258,57 @@ static int check_host_mem(const struct lab_config *cfg, struct mig_error *err)
 static const struct mig_vm_ops lab_vm_ops;
 static const struct vcpu_exit_ops lab_exits;
 
+/* The sim VFIO devices: each DMA-writes its own LAB_VFIO_DMA_BYTES in the
+ * area at the top of guest RAM that no vCPU's share includes. */
+static int vfio_create(struct lab_vm *vm, struct mig_error *err)
+{
+#if HAVE_VFIO
+	uint64_t area = LAB_SYSTEM_BYTES + lab_config_work_bytes(&vm->cfg);
+
+	for (uint32_t i = 0; i < vm->cfg.vfio; i++) {
+		struct lab_vfio *x = calloc(1, sizeof(*x));
+		struct vfio_range dma = { area + i * LAB_VFIO_DMA_BYTES, LAB_VFIO_DMA_BYTES };
+		struct vfio_sim_opts o = {
+			.flags = vm->cfg.vfio_flags, .table_bytes = 256 * 1024,
+			.no_log = vm->cfg.vfio_no_log, .ram = vm->mem->ram, .dma = dma,
+			.dma_rate = vm->cfg.vfio_rate, .seed = (uint32_t)vm->cfg.seed + i,
+		};
+		char label[32];
+		int r;
+
+		if (!x)
+			return mig_error_set(err, -ENOMEM, "out of memory");
+		vm->vfio[vm->nr_vfio++] = x;
+		r = vfio_sim_init(&x->sim, &o, err);
+		snprintf(label, sizeof(label), "sim%u", i);
+		if (r >= 0)
+			r = vfio_dev_init(&x->dev, i, &vfio_sim_backend, &x->sim, label, err);
+		if (r >= 0)
+			r = vfio_sim_start_dma(&x->sim);
+		if (r < 0)
+			return mig_error_set(err, r, "sim VFIO device %u: %s", i, strerror(-r));
+		x->dev.ranges[0] = dma;
+		x->dev.nr_ranges = 1;
+	}
+	return 0;
+#else
+	(void)err;
+	return vm->cfg.vfio ? -ENOTSUP : 0;
+#endif
+}
+
+static void vfio_destroy(struct lab_vm *vm)
+{
+	for (uint32_t i = 0; i < vm->nr_vfio; i++) {
+#if HAVE_VFIO
+		vfio_dev_fini(&vm->vfio[i]->dev);
+		vfio_sim_fini(&vm->vfio[i]->sim);
+#endif
+		free(vm->vfio[i]);
+	}
+	vm->nr_vfio = 0;
+}
+
 int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_error *err)
 {
 	struct lab_vm *vm;
@@ -324,18 +375,26 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 	}
 	r = ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0);
 	vm->tsc_khz = r > 0 ? (uint64_t)r : 1000000;
+	r = vfio_create(vm, err);
+	if (r < 0)
+		goto err_vcpus;
 	vm->devs[0] = &vm->mem->core;
 	vm->devs[1] = &vm->platform->core;
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
 		vm->devs[2 + i] = &vm->vcpus[i]->core;
+#if HAVE_VFIO
+	for (uint32_t i = 0; i < vm->nr_vfio; i++)
+		vm->devs[2 + vm->nr_vcpus + i] = &vm->vfio[i]->dev.dev;
+#endif
 	vm->base = (struct mig_vm){
 		.ops = &lab_vm_ops, .ram = vm->mem->ram, .ram_bytes = vm->mem->ram_bytes,
-		.devices = vm->devs, .nr_devices = 2 + vm->nr_vcpus,
+		.devices = vm->devs, .nr_devices = 2 + vm->nr_vcpus + vm->nr_vfio,
 	};
 	*ret = vm;
 	return 0;
 
 err_vcpus:
+	vfio_destroy(vm);
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
 		vcpu_dev_destroy(vm->vcpus[i]);
 	platform_dev_destroy(vm->platform);
@@ -355,7 +414,8 @@ void lab_vm_destroy(struct lab_vm *vm)
 {
 	if (!vm)
 		return;
-	/* vCPU threads first: nothing may touch RAM once it is unmapped. */
+	/* vCPU and DMA threads first: nothing may touch RAM once it is unmapped. */
+	vfio_destroy(vm);
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
 		vcpu_dev_destroy(vm->vcpus[i]);
 	platform_dev_destroy(vm->platform);
@@ -410,7 +470,7 @@ static void write_gdt_tss(struct lab_vm *vm)
 static void write_table(struct lab_vm *vm)
 {
 	uint8_t *t = vm->mem->ram + SYS_TABLE;
-	uint64_t work_pages = (vm->cfg.mem_bytes - LAB_SYSTEM_BYTES) >> GUEST_PAGE_SHIFT;
+	uint64_t work_pages = lab_config_work_bytes(&vm->cfg) >> GUEST_PAGE_SHIFT;
 	uint64_t wss_pages = vm->cfg.wss_bytes >> GUEST_PAGE_SHIFT;
 	uint64_t n = vm->nr_vcpus, next = LAB_SYSTEM_BYTES, per_vcpu_rate = 0;
 
@@ -512,6 +572,11 @@ int lab_vm_start(struct lab_vm *vm, struct mig_error *err)
 	r = mig_device_step(&vm->platform->core, PLATFORM_RUNNING, err);
 	for (uint32_t i = 0; r >= 0 && i < vm->nr_vcpus; i++)
 		r = mig_device_step(&vm->vcpus[i]->core, VCPU_RUNNING, err);
+#if HAVE_VFIO
+	/* the devices work once the guest does */
+	for (uint32_t i = 0; r >= 0 && i < vm->nr_vfio; i++)
+		vfio_sim_arm(&vm->vfio[i]->sim);
+#endif
 	return r;
 }
 
@@ -687,6 +752,16 @@ void lab_vm_stats(struct lab_vm *vm, struct lab_stats *ret)
 	}
 	ret->error_reports = atomic_load(&vm->error_reports);
 	ret->ring_full_exits = atomic_load(&vm->mem->ring_full_exits);
+#if HAVE_VFIO
+	/* a device's self-check errors count as the guest's */
+	for (uint32_t i = 0; i < vm->nr_vfio; i++) {
+		struct vfio_sim *s = &vm->vfio[i]->sim;
+
+		pthread_mutex_lock(&s->lock);
+		ret->errors += s->errors;
+		pthread_mutex_unlock(&s->lock);
+	}
+#endif
 }
 
 void lab_vm_ring_report(struct lab_vm *vm, char *out, size_t n)
@@ -793,15 +868,20 @@ static int lab_matches(struct mig_vm *m, const uint8_t *desc, size_t len, struct
 	struct mig_lab_wire have, want;
 
 	lab_to_wire(&lab_of(m)->cfg, &have);
-	if (len != sizeof(want))
+	if (len < sizeof(want))
 		return mig_error_set(err, -EINVAL, "the source's VM description is %zu bytes, a lab "
 				     "VM's is %zu", len, sizeof(want));
+	for (size_t i = sizeof(want); i < len; i++)
+		if (desc[i])
+			return mig_error_set(err, -EINVAL, "the source's VM description goes on "
+					     "past a lab VM's %zu bytes", sizeof(want));
 	memcpy(&want, desc, sizeof(want));
 	if (memcmp(&have, &want, sizeof(have)))
-		return mig_error_set(err, -EINVAL, "the source's VM (%llu MiB, %u vCPUs) is not "
-				     "the one the destination prepared (%llu MiB, %u vCPUs)",
-				     (unsigned long long)(want.mem_bytes >> 20), want.vcpus,
-				     (unsigned long long)(have.mem_bytes >> 20), have.vcpus);
+		return mig_error_set(err, -EINVAL, "the source's VM (%llu MiB, %u vCPUs, %u VFIO "
+				     "devices) is not the one the destination prepared (%llu MiB, "
+				     "%u vCPUs, %u VFIO devices)",
+				     (unsigned long long)(want.mem_bytes >> 20), want.vcpus, want.vfio,
+				     (unsigned long long)(have.mem_bytes >> 20), have.vcpus, have.vfio);
 	return 0;
 }
 

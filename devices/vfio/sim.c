@@ -125,7 +125,7 @@ static void *dma_main(void *arg)
 	while (!s->quit) {
 		struct timespec ts;
 
-		if (running(s->state))
+		if (running(s->state) && s->armed)
 			tick_locked(s);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += (long)per_tick_ns;
@@ -148,6 +148,13 @@ int vfio_sim_start_dma(struct vfio_sim *s)
 		return -EAGAIN;
 	s->thread_on = true;
 	return 0;
+}
+
+void vfio_sim_arm(struct vfio_sim *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->armed = true;
+	pthread_mutex_unlock(&s->lock);
 }
 
 void vfio_sim_stop_dma(struct vfio_sim *s)
@@ -425,23 +432,30 @@ static int resume_check(struct vfio_sim *s)
 	return r;
 }
 
-uint64_t vfio_sim_check(struct vfio_sim *s)
+static void check_locked(struct vfio_sim *s)
 {
 	uint8_t want[4096];
 
+	if (!s->o.ram || !s->dma_seq)
+		return;
+	dma_fill(want, s->dma_seq);
+	if (memcmp(s->o.ram + s->o.dma.iova + s->last_page * 4096, want, sizeof(want)) &&
+	    !s->errors++)
+		snprintf(s->error_msg, sizeof(s->error_msg), "guest page %#llx does not hold DMA "
+			 "write %llu, the last this device made",
+			 (unsigned long long)((s->o.dma.iova >> 12) + s->last_page),
+			 (unsigned long long)s->dma_seq);
+}
+
+uint64_t vfio_sim_check(struct vfio_sim *s)
+{
+	uint64_t n;
+
 	pthread_mutex_lock(&s->lock);
-	if (s->o.ram && s->dma_seq) {
-		dma_fill(want, s->dma_seq);
-		if (memcmp(s->o.ram + s->o.dma.iova + s->last_page * 4096, want, sizeof(want))) {
-			if (!s->errors++)
-				snprintf(s->error_msg, sizeof(s->error_msg), "guest page %#llx does not "
-					 "hold DMA write %llu, the last this device made",
-					 (unsigned long long)((s->o.dma.iova >> 12) + s->last_page),
-					 (unsigned long long)s->dma_seq);
-		}
-	}
+	check_locked(s);
+	n = s->errors;
 	pthread_mutex_unlock(&s->lock);
-	return s->errors;
+	return n;
 }
 
 /* ---- the driver's arcs, and the core's walk along them ---- */
@@ -462,6 +476,9 @@ static int arc(struct vfio_sim *s, int from, int to, int *fd)
 			s->state = ST(ERROR);
 			return r;
 		}
+		/* resumed: it checks itself against guest RAM, then works on */
+		check_locked(s);
+		s->armed = true;
 	}
 	if (vfio_arc_opens_session(from, to))
 		*fd = session_open(s, to != ST(RESUMING));

@@ -65,9 +65,10 @@ struct vfio_sim {
 	bool final_queued;        /* STOP_COPY: the closing record is out */
 	uint8_t *in;              /* resuming: what was written */
 	uint64_t in_len, in_cap;
-	/* the DMA thread */
+	/* the DMA thread: it writes only once the device is armed (a source's
+	 * at its VM's start, a destination's by a resume) and running */
 	pthread_t thread;
-	bool thread_on, quit;
+	bool thread_on, quit, armed;
 	pthread_cond_t wake;
 	/* its self-check after a resume */
 	uint64_t errors;
@@ -78,8 +79,10 @@ extern const struct vfio_backend vfio_sim_backend;
 
 int vfio_sim_init(struct vfio_sim *s, const struct vfio_sim_opts *o, struct mig_error *err);
 void vfio_sim_fini(struct vfio_sim *s);
-/* Start or stop its DMA thread (it writes only in a running state). */
+/* Start or stop its DMA thread (it writes only in a running state, once
+ * armed: vfio_sim_arm(), or a resume, which also runs its self-check). */
 int vfio_sim_start_dma(struct vfio_sim *s);
+void vfio_sim_arm(struct vfio_sim *s);
 void vfio_sim_stop_dma(struct vfio_sim *s);
 /* One operation by hand: a table change and, with RAM, a DMA write (the
  * thread does these at o.dma_rate).  -EBUSY when the device is stopped. */

@@ -107,8 +107,17 @@ struct mig_lab_wire {             /* struct lab_config on the wire */
 	uint32_t pattern;
 	uint32_t dirty_log;
 	uint32_t ring_entries;
+	/* sim passthrough devices (docs/devices.md §7) */
+	uint32_t vfio;            /* VFIO devices, migration uAPI v2 */
+	uint32_t vfio_v1;         /* of them, the v1 protocol (0 in this build) */
+	uint32_t ccw;             /* channel I/O devices (0 in this build) */
+	uint32_t vfio_flags;      /* VFIO_MIGRATION_* they declare */
+	uint32_t vfio_opts;       /* MIG_LAB_VFIO_* */
+	uint32_t pad;
+	uint64_t vfio_rate;       /* DMA pages a second, each */
 };
-_Static_assert(sizeof(struct mig_lab_wire) == 48, "lab config");
+_Static_assert(sizeof(struct mig_lab_wire) == 80, "lab config");
+#define MIG_LAB_VFIO_NO_LOG 1U    /* they cannot log their DMA */
 
 struct mig_vm_info {
 	char name[MIG_NAME_MAX];
@@ -122,7 +131,7 @@ struct mig_vm_info {
 	uint8_t held_by[16];      /* MIG_VM_HELD: the migration whose outcome is unknown */
 	char held_peer[128];      /* MIG_VM_HELD: that migration's destination */
 };
-_Static_assert(sizeof(struct mig_vm_info) == 296, "vm info");
+_Static_assert(sizeof(struct mig_vm_info) == 328, "vm info");
 #define MIG_VM_RUNNING 1
 #define MIG_VM_PAUSED 2
 #define MIG_VM_MIGRATING 3
@@ -152,7 +161,7 @@ struct mig_incoming {
 	char listen_host[64];     /* where the destination listens for the source */
 	struct mig_lab_wire lab;  /* the VM to prepare (RAM allocated and pre-faulted now) */
 };
-_Static_assert(sizeof(struct mig_incoming) == 232, "incoming");
+_Static_assert(sizeof(struct mig_incoming) == 264, "incoming");
 
 struct mig_incoming_reply {
 	char addr[128];           /* HOST:PORT the source connects its streams to */

@@ -38,7 +38,20 @@ struct lab_config {
 	uint64_t seed;          /* fill pattern seed */
 	bool force_classic;     /* bitmap mode without MANUAL_PROTECT2 (tests, old kernels) */
 	uint32_t ring_entries;  /* dirty ring entries per vCPU, 0 = default */
+	/* sim VFIO devices (devices/vfio/sim.h), each DMA-writing its own
+	 * LAB_VFIO_DMA_BYTES at the top of guest RAM, outside every vCPU's share */
+	uint32_t vfio;
+	uint32_t vfio_flags;    /* VFIO_MIGRATION_* they declare (default 7: all) */
+	uint64_t vfio_rate;     /* DMA pages a second, each */
+	bool vfio_no_log;       /* they cannot log their DMA */
 };
+
+#define LAB_VFIO_MAX 8
+#define LAB_VFIO_DMA_BYTES (1ULL << 20)
+#define LAB_VFIO_DEFAULT_RATE 2000
+/* Guest RAM the vCPUs share: all but the system area and the devices' DMA
+ * area (rounded up to 2 MiB, the guest's page size). */
+uint64_t lab_config_work_bytes(const struct lab_config *cfg);
 
 #define LAB_DEFAULT_MEM   (1ULL << 30)
 #define LAB_DEFAULT_VCPUS 2

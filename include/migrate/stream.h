@@ -35,9 +35,9 @@ struct mig_setup {
 	uint32_t flags;           /* MIG_SETUP_F_* */
 	uint32_t nr_devices;      /* struct mig_manifest_entry records after it */
 };
-_Static_assert(sizeof(struct mig_setup) == 136, "setup");
+_Static_assert(sizeof(struct mig_setup) == 184, "setup");
 /* A VM's devices, as many as a SETUP frame lists. */
-#define MIG_SETUP_DEVICES_MAX 4096U
+#define MIG_SETUP_DEVICES_MAX 2000U
 _Static_assert(sizeof(struct mig_setup) + MIG_SETUP_DEVICES_MAX *
 	       sizeof(struct mig_manifest_entry) <= MIG_SETUP_MAX, "a full manifest fits SETUP");
 #define MIG_SETUP_F_VERIFY 1U     /* hash RAM at switchover (inside the blackout) */

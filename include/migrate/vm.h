@@ -40,9 +40,9 @@ int mig_ram_digest(const uint8_t *ram, uint64_t bytes, const atomic_bool *stop,
 		   struct mig_digest *ret);
 
 /* The description a destination must match, as its backend writes it. */
-#define MIG_VM_DESC_MAX 48
+#define MIG_VM_DESC_MAX 96
 /* What one device's compatibility description may hold. */
-#define MIG_MANIFEST_DESC_MAX 64
+#define MIG_MANIFEST_DESC_MAX 232
 
 struct mig_vm;
 
@@ -154,7 +154,7 @@ struct mig_manifest_entry {
 };
 #define MIG_MANIFEST_F_STATE 1U       /* it has state (final DEVICE_DATA chunks) */
 #define MIG_MANIFEST_F_KNOWN MIG_MANIFEST_F_STATE
-_Static_assert(sizeof(struct mig_manifest_entry) == 88, "manifest entry");
+_Static_assert(sizeof(struct mig_manifest_entry) == 256, "manifest entry");
 int mig_vm_manifest(struct mig_vm *vm, struct mig_buf *out, struct mig_error *err);
 int mig_vm_manifest_check(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
 			  struct mig_error *err);
