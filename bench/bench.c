@@ -360,10 +360,11 @@ int main(int argc, char **argv)
 		{ "checksum", required_argument, NULL, 'C' },
 		{ "repeat", required_argument, NULL, 'r' },
 		{ "markdown", no_argument, NULL, 'M' },
+		{ "devices", required_argument, NULL, 'd' },
 		{ 0 }
 	};
 	char wss_s[128] = "0,64M,512M", streams_s[64] = "1,2,4", comp_s[64] = "none,zstd";
-	char mem[32] = "2G", vcpus[8] = "1", sums_s[64] = "pages";
+	char mem[32] = "2G", vcpus[8] = "1", sums_s[64] = "pages", devices[96] = "";
 	char *wss[8], *streams[8], *comp[8], *sums[4];
 	int nw, ns, nc, nsum, c, repeat = 1;
 	bool md = false;
@@ -388,10 +389,20 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'M': md = true; break;
+		case 'd':
+			/* more lab spec keys, for the VM's devices: ",vfio=3" */
+			if (strspn(optarg, "abcdefghijklmnopqrstuvwxyz0123456789=,-") != strlen(optarg) ||
+			    strlen(optarg) + 2 > sizeof(devices)) {
+				fputs("migratectl-bench: --devices takes lab spec keys such as "
+				      "vfio=3\n", stderr);
+				return 2;
+			}
+			snprintf(devices, sizeof(devices), ",%s", optarg);
+			break;
 		default:
 			fputs("usage: migratectl-bench [--mem SIZE] [--wss LIST] [--streams LIST] "
 			      "[--compress LIST] [--checksum LIST] [--vcpus N] [--repeat N] "
-			      "[--markdown]\n", stderr);
+			      "[--markdown] [--devices SPEC]\n", stderr);
 			return 2;
 		}
 	}
@@ -432,6 +443,8 @@ int main(int argc, char **argv)
 			    "loopback TCP %d stream%s, RAM to RAM (%s): %.2f GB/s\n",
 		       n, n > 1 ? "s" : "", mem, tcp_ram[n]);
 	}
+	if (devices[0])
+		printf(md ? "\nThe VM's devices: `%s`.\n" : "the VM's devices: %s\n", devices + 1);
 	if (md)
 		printf("\n| wss | streams | compression | checksum | total ms | downtime ms | throughput GB/s | "
 		       "vs TCP hot | vs TCP RAM, paired | vs TCP RAM after a pre-fault, paired | wire MiB | rounds | src CPU s | dst CPU s | "
@@ -455,8 +468,9 @@ int main(int argc, char **argv)
 
 				snprintf(cmd, sizeof(cmd), "%s start local local --json --no-verify "
 					 "--streams %s --compress %s --checksum %s "
-					 "--lab mem=%s,vcpus=%s,wss=%s 2>/dev/null",
-					 self, streams[s], comp[k / nsum], sums[k % nsum], mem, vcpus, wss[w]);
+					 "--lab mem=%s,vcpus=%s,wss=%s%s 2>/dev/null",
+					 self, streams[s], comp[k / nsum], sums[k % nsum], mem, vcpus, wss[w],
+					 devices);
 				/* the run with the median total time stands for the cell */
 				/* Each run is paired with loopback TCP RAM to RAM
 				 * measured just before it: the machine's speed drifts

@@ -76,7 +76,7 @@ struct fvm {
 	bool source;
 	uint64_t written[RAM_BYTES / 4096 / 64];  /* pages written behind the log's back */
 	struct mig_device ram, vfio, its, cpu[2], cipher;
-	struct mig_device *all[6];
+	struct mig_device *all[10];
 	char fail_load[16];     /* a class whose load fails here */
 	unsigned vfio_model;    /* what the VFIO-like device describes */
 	/* its pre-copy data: bytes still to send (source), taken (destination) */
@@ -902,3 +902,124 @@ Test(engine, a_page_hook_veto_rolls_the_source_back, .timeout = 60)
 	fvm_free(&src);
 	fvm_free(&dst);
 }
+
+#if HAVE_VFIO
+/* ---- the real VFIO class, on sim devices, through both engines ---- */
+
+#include "vfio/sim.h"
+
+#define SIMS 3
+
+struct fsim {
+	struct vfio_sim sim;
+	struct vfio_dev dev;
+};
+
+/* Three sim devices that DMA-write the top 3 MiB of RAM, one each. */
+static void fvm_add_sims(struct fvm *v, struct fsim *x)
+{
+	struct mig_error err = { 0 };
+
+	for (unsigned i = 0; i < SIMS; i++) {
+		struct vfio_range dma = { RAM_BYTES - (i + 1) * (1ULL << 20), 1ULL << 20 };
+		struct vfio_sim_opts o = {
+			.flags = 7, .table_bytes = 65536, .ram = v->vm.ram, .dma = dma,
+			.dma_rate = 3000, .seed = i,
+		};
+
+		cr_assert_eq(vfio_sim_init(&x[i].sim, &o, &err), 0, "%s", err.msg);
+		cr_assert_eq(vfio_dev_init(&x[i].dev, i, &vfio_sim_backend, &x[i].sim, "sim", &err),
+			     0, "%s", err.msg);
+		x[i].dev.ranges[0] = dma;
+		x[i].dev.nr_ranges = 1;
+		cr_assert_eq(vfio_sim_start_dma(&x[i].sim), 0);
+		if (v->source)
+			vfio_sim_arm(&x[i].sim);
+		v->all[v->vm.nr_devices++] = &x[i].dev.dev;
+	}
+}
+
+static void fsims_free(struct fsim *x)
+{
+	for (unsigned i = 0; i < SIMS; i++) {
+		vfio_dev_fini(&x[i].dev);
+		vfio_sim_fini(&x[i].sim);
+	}
+}
+
+/* Every arc of a VFIO device, on either side, into the shared log. */
+static int log_vfio(void *arg, const struct mig_fault_point *p, struct mig_error *err)
+{
+	(void)arg; (void)err;
+	if (p->kind == MIG_FAULT_DEVICE_STEP && p->dev->cls == &vfio_class)
+		log_arc(p->dev, p->to);
+	return 0;
+}
+
+static int when_from(const struct mig_device *d, int to, int start)
+{
+	for (unsigned i = start < 0 ? 0 : (unsigned)start; i < nlog; i++)
+		if (log_[i].d == d && log_[i].to == to)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * KERNEL-UAPI §1.6-1.7 with several devices: on the source every device is
+ * in PRE_COPY_P2P before any vCPU stops and before any device stops; on the
+ * destination every device is out of RESUMING (STOP) before any goes to
+ * RUNNING_P2P, and every one is in RUNNING_P2P before any runs, and they
+ * all run before the vCPUs.  Their DMA, logged only by them, goes with the
+ * RAM: the digests match and each checks itself clean.
+ */
+Test(engine, vfio_sim_devices_in_the_kernels_order, .timeout = 60)
+{
+	struct fvm src, dst;
+	struct fsim xs[SIMS], xd[SIMS];
+	struct result r;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	fvm_add_sims(&src, xs);
+	fvm_add_sims(&dst, xd);
+	migrate_faults(&src, &dst, log_vfio, NULL, log_vfio, NULL, &r);
+	cr_assert_eq(r.res.result, MIG_RESULT_COMPLETED, "%s", r.res.error);
+	cr_assert_eq(r.res.verified, 1, "the RAM digests match");
+	for (unsigned i = 0; i < SIMS; i++) {
+		const struct mig_device *a = &xs[i].dev.dev;
+
+		cr_assert_gt(xs[i].sim.dma_seq, 0, "source device %u did DMA", i);
+		cr_assert_eq(xd[i].sim.errors, 0, "device %u: %s", i, xd[i].sim.error_msg);
+		cr_assert_geq(xd[i].sim.ops, xs[i].sim.ops, "device %u's state came over (and it "
+			      "works on)", i);
+		cr_assert_geq(when(a, VFIO_ST_PRE_COPY_P2P), 0);
+		for (unsigned k = 0; k < 2; k++) {
+			cr_assert_lt(when(a, VFIO_ST_PRE_COPY_P2P), when(&src.cpu[k], C_PAUSING));
+			cr_assert_lt(when(&src.cpu[k], C_QUIESCED), when(a, VFIO_ST_STOP_COPY));
+		}
+		for (unsigned j = 0; j < SIMS; j++) {
+			const struct mig_device *b = &xs[j].dev.dev, *c = &xd[i].dev.dev,
+						*e = &xd[j].dev.dev;
+			int c_stop = when_from(c, VFIO_ST_STOP, when(c, VFIO_ST_RESUMING));
+			int e_stop = when_from(e, VFIO_ST_STOP, when(e, VFIO_ST_RESUMING));
+			int c_p2p = when_from(c, VFIO_ST_RUNNING_P2P, c_stop);
+			int e_p2p = when_from(e, VFIO_ST_RUNNING_P2P, e_stop);
+
+			cr_assert_lt(when(a, VFIO_ST_PRE_COPY_P2P), when(b, VFIO_ST_STOP_COPY),
+				     "source %u quiesced before %u stopped", i, j);
+			cr_assert_geq(c_stop, 0);
+			cr_assert_lt(c_stop, e_p2p, "destination %u checked before %u resumes", i, j);
+			cr_assert_lt(c_p2p, when_from(e, VFIO_ST_RUNNING, e_p2p),
+				     "destination %u in P2P before %u runs", i, j);
+		}
+		for (unsigned k = 0; k < 2; k++)
+			cr_assert_lt(when_from(&xd[i].dev.dev, VFIO_ST_RUNNING,
+					       when(&xd[i].dev.dev, VFIO_ST_RESUMING)),
+				     when(&dst.cpu[k], C_RUNNING), "devices run before the vCPUs");
+	}
+	fsims_free(xs);
+	fsims_free(xd);
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+#endif

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <migrate/device.h>
+#include <migrate/vm.h>
 
 #include "vfio/vfio.h"
 
@@ -487,7 +488,8 @@ static void sim_up(struct simdev *d, uint32_t flags, const struct vfio_sim_opts 
 	if (extra)
 		o = *extra;
 	o.flags = flags;
-	o.table_bytes = 256 * 1024;
+	if (!o.table_bytes)
+		o.table_bytes = 256 * 1024;
 	o.seed = 7;
 	d->ram = calloc(1, RAM);
 	cr_assert_not_null(d->ram);
@@ -647,8 +649,10 @@ static void migrate_sim(uint32_t flags, const struct vfio_sim_opts *extra, bool 
 	const struct mig_precopy_ops *pre = vfio_class.precopy_ops;
 	const struct mig_dirty_ops *log = vfio_class.dirty_ops;
 
+	struct vfio_sim_opts same = { .table_bytes = extra ? extra->table_bytes : 0 };
+
 	sim_up(&s, flags, extra);
-	sim_up(&d, flags, NULL);
+	sim_up(&d, flags, &same);    /* the same model, without the faults */
 	cr_assert_eq(log->start(&s.dev.dev, &err), 0, "%s", err.msg);
 	cr_assert_eq(walk_err(&s.dev, MIG_STAGE_TRACK, &err), 0, "%s", err.msg);
 	cr_assert_eq(walk_err(&d.dev, MIG_STAGE_RECEIVE, &err), 0, "%s", err.msg);
@@ -695,7 +699,7 @@ static void migrate_sim(uint32_t flags, const struct vfio_sim_opts *extra, bool 
 	cr_assert_eq(memcmp(d.sim.table, s.sim.table, d.sim.o.table_bytes), 0, "the tables");
 	cr_assert_eq(d.sim.ops, s.sim.ops);
 	if (flags & PC)
-		cr_assert_gt(s.dev.precopy_bytes, 256 * 1024, "the table went in pre-copy");
+		cr_assert_gt(s.dev.precopy_bytes, s.sim.o.table_bytes, "the table went in pre-copy");
 	else
 		cr_assert_eq(s.dev.precopy_bytes, 0);
 	cr_assert_gt(s.dev.final_bytes, 0);
@@ -724,6 +728,20 @@ Test(vfio_sim, forgetting_the_dma_log_fails_its_self_check)
 
 	migrate_sim(SC | P2P | PC, NULL, false, &errors);
 	cr_assert_gt(errors, 0, "the destination's last DMA page is stale");
+}
+
+/* A table that is not a whole number of 64 chunks, nor of chunks. */
+Test(vfio_sim, odd_table_sizes)
+{
+	static const uint32_t sizes[] = { 65536, 65536 + 100, 4096 * 70 + 1 };
+
+	for (unsigned i = 0; i < 3; i++) {
+		struct vfio_sim_opts o = { .table_bytes = sizes[i] };
+		uint64_t errors;
+
+		migrate_sim(SC | P2P | PC, &o, true, &errors);
+		cr_assert_eq(errors, 0, "table of %u bytes", sizes[i]);
+	}
 }
 
 /* More pre-copy data than it announced: the class reads until ENOMSG, and
@@ -871,5 +889,52 @@ Test(vfio_sim, the_dma_thread_runs_only_while_the_device_does)
 	usleep(50000);
 	cr_assert_eq(s.sim.dma_seq, seq, "stopped: no DMA");
 	vfio_sim_stop_dma(&s.sim);
+	sim_down(&s);
+}
+
+/* What a destination's device must match, field by field. */
+Test(vfio_class, compatibility_names_the_field)
+{
+	const struct mig_compat_ops *ops = vfio_class.compat_ops;
+	struct mig_error err = { 0 };
+	struct vfio_desc want;
+	struct mig_buf b = { 0 };
+	struct simdev s;
+
+	sim_up(&s, SC | P2P | PC, NULL);
+	s.dev.desc.vendor = 0x10de;
+	s.dev.desc.device = 0x2330;
+	snprintf(s.dev.desc.mdev_type, sizeof(s.dev.desc.mdev_type), "mtty-2");
+	s.dev.desc.nr_regions = 2;
+	s.dev.desc.regions[0] = (struct vfio_desc_region){ 1 << 20, 7, VFIO_REGION_PREFETCH };
+	s.dev.desc.regions[1] = (struct vfio_desc_region){ 4096, 3, 0 };
+	cr_assert_eq(ops->describe(&s.dev.dev, &b, &err), 0);
+	cr_assert_eq(b.len, sizeof(want));
+	cr_assert_leq(b.len, MIG_MANIFEST_DESC_MAX, "it fits a manifest entry");
+	cr_assert_eq(ops->check(&s.dev.dev, b.data, b.len, &err), 0, "itself: %s", err.msg);
+	memcpy(&want, b.data, sizeof(want));
+
+#define EXPECT(field_change, text) do {                                              \
+		struct vfio_desc d = want;                                            \
+		field_change;                                                          \
+		mig_error_clear(&err);                                                 \
+		cr_assert_lt(ops->check(&s.dev.dev, &d, sizeof(d), &err), 0, text);    \
+		cr_assert_not_null(strstr(err.msg, text), "%s", err.msg);              \
+	} while (0)
+	EXPECT(snprintf(d.mdev_type, sizeof(d.mdev_type), "mtty-1"),
+	       "mdev type: the source's is 'mtty-1', this host's 'mtty-2'");
+	EXPECT(d.device = 0x2331, "PCI ID: the source's is 10de:2331");
+	EXPECT(d.flags = SC | P2P, "migration flags: the source's device has 0x3, this host's 0x7");
+	EXPECT(d.nr_regions = 3, "regions: the source's device has 3, this host's 2");
+	EXPECT(d.regions[0].size = 2 << 20, "BAR0 size: 2097152 bytes on the source, 1048576 here");
+	EXPECT(d.regions[1].flags = 1, "BAR1 flags: 0x1 on the source, 0x3 here");
+	EXPECT(d.regions[0].attrs = 0, "BAR0 is not prefetchable on the source, prefetchable here");
+	EXPECT(d.regions[1].attrs = VFIO_REGION_WC,
+	       "BAR1 is mapped write-combining on the source, not here");
+	EXPECT(memset(d.mdev_type, 'x', sizeof(d.mdev_type)), "its mdev type is not a string");
+#undef EXPECT
+	mig_error_clear(&err);
+	cr_assert_lt(ops->check(&s.dev.dev, &want, sizeof(want) - 1, &err), 0, "a short one");
+	mig_buf_free(&b);
 	sim_down(&s);
 }

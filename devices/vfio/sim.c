@@ -40,9 +40,6 @@ struct rec {
 };
 _Static_assert(sizeof(struct rec) == 24, "sim record");
 
-struct final {
-	uint64_t ops, dma_seq, last_page, digest;
-};
 
 static struct vfio_sim *sim_of(struct vfio_dev *v)
 {
@@ -174,12 +171,8 @@ void vfio_sim_stop_dma(struct vfio_sim *s)
 static void session_close(struct vfio_sim *s)
 {
 	s->fd = -1;
-	free(s->out);
-	s->out = NULL;
 	s->out_len = s->out_pos = 0;
-	free(s->in);
-	s->in = NULL;
-	s->in_len = s->in_cap = 0;
+	s->in_len = 0;
 }
 
 static int session_open(struct vfio_sim *s, bool save)
@@ -187,9 +180,16 @@ static int session_open(struct vfio_sim *s, bool save)
 	session_close(s);
 	s->fd = s->next_fd++;
 	s->save = save;
+	if (!save) {
+		/* a resume builds its table on a copy of this one */
+		memcpy(s->scratch, s->table, s->o.table_bytes);
+		s->resume_err = 0;
+		s->have_final = false;
+	}
 	if (save) {
 		/* a new stream carries the whole table first */
-		memset(s->table_dirty, 0xff, DIV_ROUND_UP(chunks(s), 64) * 8);
+		for (uint64_t c = 0; c < chunks(s); c++)
+			s->table_dirty[c / 64] |= 1ULL << (c % 64);
 		s->initial_done = false;
 		s->initial_left = chunks(s) * sizeof(struct rec) + s->o.table_bytes;
 		s->final_queued = false;
@@ -205,14 +205,9 @@ static uint64_t table_digest(const struct vfio_sim *s)
 static int queue(struct vfio_sim *s, uint16_t kind, uint64_t off, const void *p, uint32_t len)
 {
 	struct rec h = { MAGIC, kind, 0, off, len, XXH32(p, len, 0) };
-	uint8_t *b = malloc(sizeof(h) + len);
 
-	if (!b)
-		return -ENOMEM;
-	memcpy(b, &h, sizeof(h));
-	memcpy(b + sizeof(h), p, len);
-	free(s->out);
-	s->out = b;
+	memcpy(s->out, &h, sizeof(h));
+	memcpy(s->out + sizeof(h), p, len);
 	s->out_len = sizeof(h) + len;
 	s->out_pos = 0;
 	return 0;
@@ -261,7 +256,7 @@ static int produce(struct vfio_sim *s)
 	s->initial_done = true;
 	s->initial_left = 0;
 	if (s->state == ST(STOP_COPY) && !s->final_queued) {
-		struct final f = { s->ops, s->dma_seq, s->last_page, table_digest(s) };
+		struct vfio_sim_final f = { s->ops, s->dma_seq, s->last_page, table_digest(s) };
 
 		s->final_queued = true;
 		return queue(s, REC_FINAL, 0, &f, sizeof(f)) < 0 ? -ENOMEM : 1;
@@ -308,33 +303,74 @@ static ssize_t sim_read(struct vfio_dev *v, int fd, void *buf, size_t n)
 	return r;
 }
 
+/* One whole record of a resume, taken as it is written: checked, and a
+ * table chunk applied to the scratch copy.  The first fault sticks and is
+ * the answer of leaving RESUMING; nothing reaches the table before then. */
+static void take_record(struct vfio_sim *s, const struct rec *h, const uint8_t *p)
+{
+	if (s->resume_err)
+		return;
+	if (h->magic != MAGIC)
+		s->resume_err = -EFAULT;
+	else if (h->sum != XXH32(p, h->length, 0) || s->have_final)
+		s->resume_err = -EINVAL;
+	else if (h->kind == REC_TABLE && h->offset <= s->o.table_bytes &&
+		 h->length <= s->o.table_bytes - h->offset)
+		memcpy(s->scratch + h->offset, p, h->length);
+	else if (h->kind == REC_FINAL && h->length == sizeof(s->final)) {
+		memcpy(&s->final, p, sizeof(s->final));
+		s->have_final = true;
+	} else
+		s->resume_err = -EINVAL;
+}
+
 static ssize_t sim_write(struct vfio_dev *v, int fd, const void *buf, size_t n)
 {
 	struct vfio_sim *s = sim_of(v);
+	const uint8_t *p = buf;
 	ssize_t r = (ssize_t)n;
 
 	pthread_mutex_lock(&s->lock);
 	if (fd != s->fd || s->save) {
 		r = -EBADF;
-	} else if (s->state != ST(RESUMING)) {
+		goto out;
+	}
+	if (s->state != ST(RESUMING)) {
 		r = -EINVAL;
-	} else {
-		if (s->in_len + n > s->in_cap) {
-			uint64_t cap = s->in_cap ? s->in_cap : 65536;
-			uint8_t *b;
+		goto out;
+	}
+	/* whole records straight from the caller; a record cut by the end
+	 * of a write waits in s->in for the rest */
+	while (n) {
+		struct rec h;
+		size_t need, k;
 
-			while (cap < s->in_len + n)
-				cap *= 2;
-			b = realloc(s->in, cap);
-			if (!b) {
-				r = -ENOMEM;
-				goto out;
-			}
-			s->in = b;
-			s->in_cap = cap;
+		if (s->in_len < sizeof(h)) {
+			k = sizeof(h) - s->in_len < n ? sizeof(h) - s->in_len : n;
+			memcpy(s->in + s->in_len, p, k);
+			s->in_len += k;
+			p += k;
+			n -= k;
+			continue;
 		}
-		memcpy(s->in + s->in_len, buf, n);
-		s->in_len += n;
+		memcpy(&h, s->in, sizeof(h));
+		if (h.magic != MAGIC || h.length > CHUNK) {
+			/* nothing after a broken header can be framed */
+			if (!s->resume_err)
+				s->resume_err = h.magic != MAGIC ? -EFAULT : -EINVAL;
+			s->in_len = 0;
+			break;
+		}
+		need = sizeof(h) + h.length - s->in_len;
+		k = need < n ? need : n;
+		memcpy(s->in + s->in_len, p, k);
+		s->in_len += k;
+		p += k;
+		n -= k;
+		if (s->in_len == sizeof(h) + h.length) {
+			take_record(s, &h, s->in + sizeof(h));
+			s->in_len = 0;
+		}
 	}
 out:
 	pthread_mutex_unlock(&s->lock);
@@ -381,55 +417,27 @@ static void sim_close(struct vfio_dev *v, int fd)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Leaving RESUMING: every record checked before anything is applied. */
+/* Leaving RESUMING: what was taken must end with the closing record, and
+ * the table must be the one it names. */
 static int resume_check(struct vfio_sim *s)
 {
-	uint8_t *table = malloc(s->o.table_bytes);
-	struct final f;
-	bool have_final = false;
-	uint64_t at = 0;
-	int r = 0;
+	const struct vfio_sim_final *f = &s->final;
+	uint8_t *table = s->scratch;
 
-	if (!table)
-		return -ENOMEM;
-	memcpy(table, s->table, s->o.table_bytes);
-	while (r == 0 && at < s->in_len) {
-		struct rec h;
-
-		if (s->in_len - at < sizeof(h)) {
-			r = -EINVAL;
-			break;
-		}
-		memcpy(&h, s->in + at, sizeof(h));
-		at += sizeof(h);
-		if (h.magic != MAGIC)
-			r = -EFAULT;
-		else if (h.length > s->in_len - at || h.sum != XXH32(s->in + at, h.length, 0) ||
-			 have_final)
-			r = -EINVAL;
-		else if (h.kind == REC_TABLE && h.offset <= s->o.table_bytes &&
-			 h.length <= s->o.table_bytes - h.offset)
-			memcpy(table + h.offset, s->in + at, h.length);
-		else if (h.kind == REC_FINAL && h.length == sizeof(f)) {
-			memcpy(&f, s->in + at, sizeof(f));
-			have_final = true;
-		} else
-			r = -EINVAL;
-		at += h.length;
-	}
-	if (r == 0 && (!have_final || XXH3_64bits(table, s->o.table_bytes) != f.digest ||
-		       (s->o.ram && f.last_page >= dma_pages(s) && f.dma_seq)))
-		r = -EINVAL;
-	if (r == 0) {
-		memcpy(s->table, table, s->o.table_bytes);
-		s->ops = f.ops;
-		s->dma_seq = f.dma_seq;
-		s->last_page = f.last_page;
-		s->errors = 0;
-		s->error_msg[0] = 0;
-	}
-	free(table);
-	return r;
+	if (s->resume_err)
+		return s->resume_err;
+	if (s->in_len || !s->have_final || XXH3_64bits(table, s->o.table_bytes) != f->digest ||
+	    (s->o.ram && f->last_page >= dma_pages(s) && f->dma_seq))
+		return -EINVAL;
+	/* taken whole: the scratch becomes the table */
+	s->scratch = s->table;
+	s->table = table;
+	s->ops = f->ops;
+	s->dma_seq = f->dma_seq;
+	s->last_page = f->last_page;
+	s->errors = 0;
+	s->error_msg[0] = 0;
+	return 0;
 }
 
 static void check_locked(struct vfio_sim *s)
@@ -630,7 +638,7 @@ static int sim_feature(struct vfio_dev *v, struct vfio_device_feature *f)
 	case VFIO_DEVICE_FEATURE_MIG_DATA_SIZE: {
 		struct vfio_device_feature_mig_data_size ds = {
 			.stop_copy_length = chunks(s) * sizeof(struct rec) + s->o.table_bytes +
-					    sizeof(struct rec) + sizeof(struct final),
+					    sizeof(struct rec) + sizeof(struct vfio_sim_final),
 		};
 
 		r = check_feature(f->flags, argsz, VFIO_DEVICE_FEATURE_GET, sizeof(ds));
@@ -723,9 +731,12 @@ int vfio_sim_init(struct vfio_sim *s, const struct vfio_sim_opts *o, struct mig_
 	s->fd = -1;
 	s->next_fd = FIRST_FD;
 	s->table = malloc(s->o.table_bytes);
+	s->scratch = calloc(1, s->o.table_bytes);
+	s->out = calloc(1, sizeof(struct rec) + CHUNK);
+	s->in = calloc(1, sizeof(struct rec) + CHUNK);
 	s->table_dirty = calloc(DIV_ROUND_UP(chunks(s), 64), 8);
 	s->log = calloc(DIV_ROUND_UP(dma_pages(s), 64) + 1, 8);
-	if (!s->table || !s->table_dirty || !s->log) {
+	if (!s->table || !s->scratch || !s->out || !s->in || !s->table_dirty || !s->log) {
 		vfio_sim_fini(s);
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	}
@@ -739,6 +750,10 @@ void vfio_sim_fini(struct vfio_sim *s)
 	vfio_sim_stop_dma(s);
 	session_close(s);
 	free(s->table);
+	free(s->scratch);
+	free(s->out);
+	free(s->in);
+	s->scratch = s->out = s->in = NULL;
 	free(s->table_dirty);
 	free(s->log);
 	s->table = NULL;

@@ -58,13 +58,19 @@ struct vfio_sim {
 	int fd;                   /* its number, -1: none */
 	int next_fd;
 	bool save;                /* a saving session (else resuming) */
-	uint8_t *out;             /* saving: what is ready to be read */
+	uint8_t *out;             /* saving: the record ready to be read (a header and a chunk) */
 	uint64_t out_len, out_pos;
 	bool initial_done;        /* the whole table went once */
 	uint64_t initial_left;    /* PRECOPY_INFO's initial_bytes */
 	bool final_queued;        /* STOP_COPY: the closing record is out */
-	uint8_t *in;              /* resuming: what was written */
-	uint64_t in_len, in_cap;
+	uint8_t *scratch;         /* a resume's table, checked before it is taken */
+	uint8_t *in;              /* resuming: a record cut by the end of a write */
+	uint64_t in_len;
+	int resume_err;           /* the first fault in what was written */
+	bool have_final;
+	struct vfio_sim_final {
+		uint64_t ops, dma_seq, last_page, digest;
+	} final;                  /* its closing record */
 	/* the DMA thread: it writes only once the device is armed (a source's
 	 * at its VM's start, a destination's by a resume) and running */
 	pthread_t thread;

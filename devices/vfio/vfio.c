@@ -183,10 +183,16 @@ static int target_of(const struct mig_device *d, enum mig_stage stage, int targe
 
 /* Read what the session has, up to `budget` bytes: 0 at its end (EOF in
  * STOP_COPY, nothing for now in PRE_COPY). */
+/* The device's transfer buffer, made (and touched) with the device. */
+static uint8_t *xfer_buf(struct vfio_dev *v)
+{
+	return v->buf;
+}
+
 static int drain(struct vfio_dev *v, struct mig_writer *w, uint64_t budget, uint64_t *got,
 		 struct mig_error *err)
 {
-	uint8_t *buf = malloc(CHUNK);
+	uint8_t *buf = xfer_buf(v);
 	int r = 0;
 
 	if (!buf)
@@ -211,7 +217,6 @@ static int drain(struct vfio_dev *v, struct mig_writer *w, uint64_t budget, uint
 			break;
 		*got += (uint64_t)n;
 	}
-	free(buf);
 	return r;
 }
 
@@ -232,7 +237,7 @@ static int save(struct mig_device *d, struct mig_writer *w, struct mig_error *er
 /* Write all of r's bytes into the resume session. */
 static int feed(struct vfio_dev *v, struct mig_reader *rd, struct mig_error *err)
 {
-	uint8_t *buf = malloc(CHUNK);
+	uint8_t *buf = xfer_buf(v);
 	int r = 0;
 
 	if (!buf)
@@ -258,7 +263,6 @@ static int feed(struct vfio_dev *v, struct mig_reader *rd, struct mig_error *err
 				off += (size_t)k;
 		}
 	}
-	free(buf);
 	return r;
 }
 
@@ -600,6 +604,11 @@ int vfio_dev_init(struct vfio_dev *v, unsigned id, const struct vfio_backend *be
 				     label, strerror(-r));
 	if (!vfio_state_exists(v->desc.flags, state))
 		return mig_error_set(err, -EPROTO, "vfio %u (%s): in state %d", id, label, state);
+	/* touched now, so a switchover does not wait for its pages */
+	v->buf = malloc(CHUNK);
+	if (!v->buf)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	memset(v->buf, 0, CHUNK);
 	mig_device_init(&v->dev, &vfio_class, id, state);
 	return 0;
 }
@@ -611,4 +620,6 @@ void vfio_dev_fini(struct vfio_dev *v)
 	session_end(v);
 	free(v->report);
 	v->report = NULL;
+	free(v->buf);
+	v->buf = NULL;
 }

@@ -119,6 +119,7 @@ struct vfio_dev {
 	bool no_log;              /* it cannot log: all it reaches goes at the end */
 	uint64_t *report;         /* a REPORT's bitmap */
 	uint64_t report_words;
+	uint8_t *buf;             /* the data session's bytes on their way (CHUNK) */
 	/* what the run saw, for the summary */
 	uint64_t precopy_bytes, final_bytes;
 };
