@@ -338,6 +338,12 @@ static void print_json(const char *id, const struct mig_event *e,
 		json_str(&w, "state", cls && devs[i].state < cls->nr_states ?
 			 cls->state_names[devs[i].state] : "unknown");
 		json_u64(&w, "bytes", devs[i].bytes);
+		json_arr_begin(&w, "notes");
+		for (unsigned k = 0; k < 32; k++)
+			if (devs[i].notes & (1U << k))
+				json_str(&w, NULL, cls && k < cls->nr_notes ? cls->note_names[k] :
+						   "unknown");
+		json_arr_end(&w);
 		json_obj_end(&w);
 	}
 	json_arr_end(&w);
@@ -495,6 +501,19 @@ static void print_summary(const struct start_opts *o, const struct mig_start_res
 		       "%llu self-check errors\n", a, strcmp(a, b) ? "MISMATCH" : "matches",
 		       (unsigned long long)res->dst_passes_before,
 		       (unsigned long long)res->dst_passes_after, (unsigned long long)res->dst_errors);
+	}
+	/* what the devices' classes want said of them */
+	for (uint32_t i = 0; i < res->nr_devices && i < MIG_EVENT_DEVICES_MAX; i++) {
+		const struct mig_event_device *d = &m->devs[i];
+		const struct mig_device_class *cls = mig_device_class_get(d->cls);
+
+		if (!d->notes || !cls)
+			continue;
+		printf("  %s %u:", cls->name, d->id);
+		for (unsigned b = 0; b < 32; b++)
+			if (d->notes & (1U << b))
+				printf(" %s", b < cls->nr_notes ? cls->note_names[b] : "unknown");
+		printf("\n");
 	}
 }
 

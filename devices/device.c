@@ -110,6 +110,7 @@ void mig_device_init(struct mig_device *d, const struct mig_device_class *cls,
 	d->id = id;
 	d->state = state;
 	d->bytes = 0;
+	d->notes = 0;
 }
 
 bool mig_device_arc_allowed(const struct mig_device_class *cls, int from, int to)

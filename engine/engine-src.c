@@ -1194,7 +1194,7 @@ static void report_devices(struct src *s, struct mig_event_device *devs)
 		struct mig_device *d = vm->devices[i];
 
 		devs[i] = (struct mig_event_device){
-			.cls = d->cls->id, .id = d->id, .state = (uint32_t)d->state,
+			.cls = d->cls->id, .id = d->id, .state = (uint32_t)d->state, .notes = d->notes,
 			.bytes = d->cls->carries_ram ? s->res->wire_bytes : d->bytes,
 		};
 	}

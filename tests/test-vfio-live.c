@@ -7,6 +7,7 @@
  * RAM digests must match at switchover.
  */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 
 #include "lab-fixture.h"
 #include "proc-fixture.h"
@@ -33,6 +34,8 @@ static void expect_verified(const struct run_result *r, const char *what, unsign
 		cr_assert_gt(json_num(d, "bytes"), 256 * 1024, "%s: %s", what, d);
 		json_expect_str(d, "state", "stop");
 	}
+	if (devices)
+		cr_assert_not_null(strstr(r->out, "\"notes\":["), "%s", r->out);
 	snprintf(want, sizeof(want), "\"class\":\"vfio\",\"side\":\"source\",\"id\":%u", devices);
 	cr_assert_null(strstr(r->out, want), "%s: more devices than asked for", what);
 }
@@ -64,6 +67,8 @@ Test(vfio_live, devices_without_a_dma_log, .timeout = 120)
 	proc_run("start local local --json --lab mem=256M,vcpus=1,wss=16M,vfio=2,vfio-log=off",
 		 &r);
 	expect_verified(&r, "no DMA log", 2);
+	cr_assert_not_null(strstr(r.out, "\"notes\":[\"no-dma-log\"]"), "the run says so: %s",
+			   r.out);
 }
 
 /* Devices without P2P, and without pre-copy: the kernel's paths without
@@ -81,6 +86,9 @@ Test(vfio_live, devices_with_fewer_features, .timeout = 180)
 		snprintf(what, sizeof(what), "vfio-flags=%s", flags[i]);
 		proc_run(args, &r);
 		expect_verified(&r, what, 2);
+		/* a device without P2P: the run says its P2P arcs were skipped */
+		cr_assert_eq(strstr(r.out, "\"no-p2p\"") != NULL, !(atoi(flags[i]) & 2), "%s: %s",
+			     what, r.out);
 	}
 }
 

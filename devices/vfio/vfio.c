@@ -341,6 +341,7 @@ static int log_start(struct mig_device *d, struct mig_error *err)
 		    sizeof(c));
 	if (r == -ENOTTY || r == -EOPNOTSUPP) {
 		v->no_log = true;   /* every page it reaches goes again at the end */
+		d->notes |= VFIO_NOTE_NO_LOG;
 		return 0;
 	}
 	if (r < 0)
@@ -420,6 +421,7 @@ static int log_sync(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_count,
 		if (r == -EOPNOTSUPP || r == -ENOTTY) {
 			/* it started, but cannot report: as if it could not log */
 			v->no_log = true;
+			d->notes |= VFIO_NOTE_NO_LOG;
 			if (stopped)
 				*ret_count = mark_ranges(v, bitmap);
 			return 0;
@@ -565,6 +567,8 @@ static const struct mig_dirty_ops dirty_ops = {
 };
 static const struct mig_compat_ops compat_ops = { .describe = describe, .check = check };
 
+static const char *const note_names[] = { "no-p2p", "no-dma-log" };
+
 const struct mig_device_class vfio_class = {
 	.id = MIG_DEV_VFIO, .name = "vfio", .version = 1,
 	.nr_states = VFIO_ST_N, .state_names = state_names, .arcs = arcs,
@@ -573,6 +577,7 @@ const struct mig_device_class vfio_class = {
 	.load_state = ST(RESUMING), .fail_state = -1,
 	.ops = &ops, .precopy_ops = &precopy_ops, .dirty_ops = &dirty_ops,
 	.compat_ops = &compat_ops,
+	.note_names = note_names, .nr_notes = ARRAY_SIZE(note_names),
 };
 
 int vfio_dev_init(struct vfio_dev *v, unsigned id, const struct vfio_backend *be, void *be_data,
@@ -610,6 +615,8 @@ int vfio_dev_init(struct vfio_dev *v, unsigned id, const struct vfio_backend *be
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	memset(v->buf, 0, CHUNK);
 	mig_device_init(&v->dev, &vfio_class, id, state);
+	if (!(v->desc.flags & VFIO_F_P2P))
+		v->dev.notes |= VFIO_NOTE_NO_P2P;
 	return 0;
 }
 

@@ -33,6 +33,10 @@ enum vfio_state {
 #define VFIO_F_PRE_COPY  (1U << 2)
 #define VFIO_F_KNOWN     (VFIO_F_STOP_COPY | VFIO_F_P2P | VFIO_F_PRE_COPY)
 
+/* What a run reports of a device (struct mig_device's notes). */
+#define VFIO_NOTE_NO_P2P    (1U << 0)   /* its P2P arcs were skipped */
+#define VFIO_NOTE_NO_LOG    (1U << 1)   /* no DMA log: all it reaches went again */
+
 /* The kernel's rules (drivers/vfio/vfio_main.c), for a device with `flags`:
  * whether the state exists for it; whether `from -> to` is one arc its
  * driver carries out; and the first step on the way from `from` to `to`,

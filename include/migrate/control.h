@@ -324,7 +324,7 @@ struct mig_event_device {
 	uint32_t cls;             /* enum mig_dev_class */
 	uint32_t id;              /* instance within its class */
 	uint32_t state;           /* the class's state at the end */
-	uint32_t pad;
+	uint32_t notes;           /* bits the class names (note_names) */
 	uint64_t bytes;           /* its state sent; guest RAM: the pages' wire bytes */
 };
 _Static_assert(sizeof(struct mig_event_device) == 24, "event device");

@@ -214,6 +214,10 @@ struct mig_device_class {
 	const struct mig_dirty_ops *dirty_ops;      /* NULL: not supported */
 	const struct mig_compat_ops *compat_ops;    /* NULL: nothing to check */
 	const struct mig_page_ops *page_ops;        /* NULL: pages go as they are */
+	/* Names of the bits of a device's `notes` (things a run reports of it:
+	 * a VFIO device without P2P, or without a DMA log). */
+	const char *const *note_names;
+	unsigned nr_notes;
 };
 
 struct mig_device {
@@ -221,6 +225,7 @@ struct mig_device {
 	unsigned id;              /* instance within its class (vCPU number) */
 	int state;
 	uint64_t bytes;           /* state saved or loaded, for the summary */
+	uint32_t notes;           /* what the run should say of it: bits its class names */
 };
 
 void mig_device_init(struct mig_device *d, const struct mig_device_class *cls,
