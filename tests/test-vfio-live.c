@@ -7,6 +7,7 @@
  * RAM digests must match at switchover.
  */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <stdlib.h>
 
 #include "lab-fixture.h"
@@ -111,4 +112,58 @@ Test(vfio_live, bad_device_specs_exit_2, .timeout = 60)
 		cr_assert_eq(r.status, 2, "%s: exit %d: %s", c[i].spec, r.status, r.err);
 		cr_assert_not_null(strstr(r.err, c[i].says), "%s: %s", c[i].spec, r.err);
 	}
+}
+
+/*
+ * An arc that fails with an errno, on either side, at each stage: the
+ * migration fails (exit 1) naming the device and the arc, and the VM runs
+ * on the source with every device back in RUNNING.
+ */
+struct arc_fault {
+	char flags[4];
+	char fail[64];
+	char says[96];
+};
+
+ParameterizedTestParameters(vfio_live, a_failing_arc_leaves_the_vm_on_the_source)
+{
+	static struct arc_fault c[] = {
+		{ "7", "src:1:running:pre_copy:EBUSY", "running => pre_copy: Device or resource busy" },
+		{ "7", "src:1:pre_copy:pre_copy_p2p:EIO", "pre_copy => pre_copy_p2p: Input/output" },
+		{ "7", "src:1:pre_copy_p2p:stop_copy:ENOMEM:error",
+		  "pre_copy_p2p => stop_copy: Cannot allocate memory (the device is now error)" },
+		{ "3", "src:0:running_p2p:stop:EIO", "running_p2p => stop: Input/output error" },
+		{ "3", "src:1:stop:stop_copy:EPERM", "stop => stop_copy: Operation not permitted" },
+		{ "7", "dst:1:stop:resuming:ENODEV", "stop => resuming: No such device" },
+		{ "7", "dst:0:resuming:stop:EFAULT", "resuming => stop: Bad address" },
+		{ "7", "dst:1:stop:running_p2p:EIO", "stop => running_p2p: Input/output error" },
+		{ "7", "dst:1:running_p2p:running:EINVAL", "running_p2p => running: Invalid argument" },
+	};
+
+	return cr_make_param_array(struct arc_fault, c, sizeof(c) / sizeof(c[0]));
+}
+
+ParameterizedTest(struct arc_fault *f, vfio_live, a_failing_arc_leaves_the_vm_on_the_source,
+		  .timeout = 120)
+{
+	struct run_result r;
+	char args[256], buf[64];
+	const char *d;
+
+	snprintf(args, sizeof(args), "start local local --json --lab mem=128M,vcpus=1,wss=8M,vfio=2,"
+		 "vfio-flags=%s,vfio-fail=%s", f->flags, f->fail);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 1, "%s: exit %d\n%s\n%s", f->fail, r.status, r.out, r.err);
+	json_expect_str(r.out, "result", "failed");
+	json_expect_str(r.out, "owner", "source");
+	cr_assert_not_null(strstr(r.out, f->says), "%s: %s", f->fail, r.out);
+	for (unsigned i = 0; i < 2; i++) {
+		snprintf(buf, sizeof(buf), "\"class\":\"vfio\",\"side\":\"source\",\"id\":%u", i);
+		d = strstr(r.out, buf);
+		cr_assert_not_null(d, "%s", r.out);
+		json_expect_str(d, "state", "running");
+	}
+	d = strstr(r.out, "\"class\":\"vcpu\"");
+	cr_assert_not_null(d);
+	json_expect_str(d, "state", "running");
 }

@@ -92,6 +92,16 @@ static const char *fmt_size(char *buf, size_t len, uint64_t v)
 	return buf;
 }
 
+/* The VFIO states as the sim names them (devices/vfio/fsm.c), by number. */
+static const char *const vfio_states[] = {
+	"error", "stop", "running", "stop_copy", "resuming", "running_p2p", "pre_copy",
+	"pre_copy_p2p",
+};
+static const struct { const char *name; int err; } errnos[] = {
+	{ "EIO", EIO }, { "ENOMEM", ENOMEM }, { "EBUSY", EBUSY }, { "EINVAL", EINVAL },
+	{ "EFAULT", EFAULT }, { "ENODEV", ENODEV }, { "EPERM", EPERM },
+};
+
 int lab_config_check(const struct lab_config *cfg, struct mig_error *err)
 {
 	char a[32], b[32], c[32];
@@ -118,6 +128,13 @@ int lab_config_check(const struct lab_config *cfg, struct mig_error *err)
 		return mig_error_set(err, -EINVAL,
 			"vfio-flags is %" PRIu32 ": the device's VFIO_MIGRATION_* bits, STOP_COPY (1) "
 			"and any of P2P (2) and PRE_COPY (4); e.g. vfio-flags=7", cfg->vfio_flags);
+	if (cfg->vfio_fail_err && ((cfg->vfio_fail_where >> 4) >= cfg->vfio ||
+				   cfg->vfio_fail_from >= ARRAY_SIZE(vfio_states) ||
+				   cfg->vfio_fail_to >= ARRAY_SIZE(vfio_states) ||
+				   !(cfg->vfio_fail_where & (MIG_LAB_FAIL_SOURCE | MIG_LAB_FAIL_DEST))))
+		return mig_error_set(err, -EINVAL,
+			"vfio-fail names device %u of %" PRIu32 "; give a device the VM has",
+			cfg->vfio_fail_where >> 4, cfg->vfio);
 	if (cfg->vfio && lab_config_work_bytes(cfg) < (2ULL << 20))
 		return mig_error_set(err, -EINVAL,
 			"guest memory (mem) is %s: too small for %" PRIu32 " VFIO devices, whose DMA "
@@ -174,6 +191,7 @@ enum spec_key {
 	SPEC_VFIO_FLAGS,
 	SPEC_VFIO_RATE,
 	SPEC_VFIO_LOG,
+	SPEC_VFIO_FAIL,
 	_SPEC_MAX,
 };
 
@@ -188,12 +206,45 @@ static const char *const spec_key_table[_SPEC_MAX] = {
 	[SPEC_VFIO_FLAGS] = "vfio-flags",
 	[SPEC_VFIO_RATE] = "vfio-rate",
 	[SPEC_VFIO_LOG]  = "vfio-log",
+	[SPEC_VFIO_FAIL] = "vfio-fail",
 };
 
 static MIG_STRING_TABLE_FROM(spec_key, spec_key_table)
 
 #define SPEC_KEYS "mem, vcpus, wss, pattern, rate, dirty-log, vfio, vfio-flags, vfio-rate, " \
-	"vfio-log"
+	"vfio-log, vfio-fail"
+
+/* "src|dst:DEV:FROM:TO:ERRNO[:error]" */
+static int parse_fail(const char *val, struct lab_config *cfg)
+{
+	char side[8], from[16], to[16], err[16], land[8] = "";
+	unsigned dev;
+	int f = -1, t = -1, e = -1, n;
+
+	n = sscanf(val, "%7[a-z]:%u:%15[a-z_2]:%15[a-z_2]:%15[A-Z0-9]:%7[a-z]", side, &dev, from,
+		   to, err, land);
+	if (n < 5 || (strcmp(side, "src") && strcmp(side, "dst")) || dev >= LAB_VFIO_MAX ||
+	    (n == 6 && strcmp(land, "error")))
+		return -EINVAL;
+	for (int i = 1; i < (int)ARRAY_SIZE(vfio_states); i++) {
+		if (!strcmp(from, vfio_states[i]))
+			f = i;
+		if (!strcmp(to, vfio_states[i]))
+			t = i;
+	}
+	for (unsigned i = 0; i < ARRAY_SIZE(errnos); i++)
+		if (!strcmp(err, errnos[i].name))
+			e = errnos[i].err;
+	if (f < 0 || t < 0 || e < 0)
+		return -EINVAL;
+	cfg->vfio_fail_from = (uint8_t)f;
+	cfg->vfio_fail_to = (uint8_t)t;
+	cfg->vfio_fail_err = (uint8_t)e;
+	cfg->vfio_fail_where = (uint8_t)((dev << 4) | (side[0] == 's' ? MIG_LAB_FAIL_SOURCE :
+								  MIG_LAB_FAIL_DEST) |
+					 (n == 6 ? MIG_LAB_FAIL_ERROR : 0));
+	return 0;
+}
 
 /* Applies one key=value to cfg; errors name the key, the value and the fix. */
 static int spec_apply(struct lab_config *cfg, enum spec_key key, const char *val,
@@ -281,6 +332,14 @@ static int spec_apply(struct lab_config *cfg, enum spec_key key, const char *val
 				"vfio-log=off (they cannot)", val);
 		cfg->vfio_no_log = !strcmp(val, "off");
 		return 0;
+	case SPEC_VFIO_FAIL:
+		if (parse_fail(val, cfg) < 0)
+			return mig_error_set(err, -EINVAL,
+				"vfio-fail=%.64s: give SIDE:DEVICE:FROM:TO:ERRNO[:error], e.g. "
+				"vfio-fail=dst:0:resuming:stop:EIO (SIDE src or dst; the states as "
+				"devices.md names them; ERRNO one of EIO, ENOMEM, EBUSY, EINVAL, "
+				"EFAULT, ENODEV, EPERM; error: the device lands in ERROR)", val);
+		return 0;
 	case _SPEC_MAX:
 		break;
 	}
@@ -360,6 +419,10 @@ void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
 	w->vfio_flags = c->vfio_flags;
 	w->vfio_opts = c->vfio_no_log ? MIG_LAB_VFIO_NO_LOG : 0;
 	w->vfio_rate = c->vfio_rate;
+	w->vfio_fail_from = c->vfio_fail_from;
+	w->vfio_fail_to = c->vfio_fail_to;
+	w->vfio_fail_err = c->vfio_fail_err;
+	w->vfio_fail_where = c->vfio_fail_where;
 }
 
 int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig_error *err)
@@ -377,7 +440,7 @@ int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig
 	c->pattern = (enum lab_pattern)(w->pattern - 1);
 	c->dirty_log = (enum lab_dirty_log)(w->dirty_log - 1);
 	c->ring_entries = w->ring_entries;
-	if (w->vfio_v1 || w->ccw || (w->vfio_opts & ~MIG_LAB_VFIO_NO_LOG) || w->pad)
+	if (w->vfio_v1 || w->ccw || (w->vfio_opts & ~MIG_LAB_VFIO_NO_LOG))
 		return mig_error_set(err, -EPROTO, "VM description: v1 VFIO devices %u, channel I/O "
 				     "devices %u, options %#x: this agent has none of these; upgrade "
 				     "it", w->vfio_v1, w->ccw, w->vfio_opts);
@@ -385,5 +448,9 @@ int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig
 	c->vfio_flags = w->vfio_flags;
 	c->vfio_no_log = w->vfio_opts & MIG_LAB_VFIO_NO_LOG;
 	c->vfio_rate = w->vfio_rate;
+	c->vfio_fail_from = w->vfio_fail_from;
+	c->vfio_fail_to = w->vfio_fail_to;
+	c->vfio_fail_err = w->vfio_fail_err;
+	c->vfio_fail_where = w->vfio_fail_where;
 	return lab_config_check(c, err);
 }

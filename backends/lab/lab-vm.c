@@ -273,6 +273,16 @@ static int vfio_create(struct lab_vm *vm, struct mig_error *err)
 			.no_log = vm->cfg.vfio_no_log, .ram = vm->mem->ram, .dma = dma,
 			.dma_rate = vm->cfg.vfio_rate, .seed = (uint32_t)vm->cfg.seed + i,
 		};
+		unsigned side = vm->cfg.destination ? MIG_LAB_FAIL_DEST : MIG_LAB_FAIL_SOURCE;
+
+		if (vm->cfg.vfio_fail_err && (vm->cfg.vfio_fail_where >> 4) == i &&
+		    (vm->cfg.vfio_fail_where & side)) {
+			o.fail_from = vm->cfg.vfio_fail_from;
+			o.fail_to = vm->cfg.vfio_fail_to;
+			o.fail_errno = vm->cfg.vfio_fail_err;
+			o.fail_at = vm->cfg.vfio_fail_where & MIG_LAB_FAIL_ERROR ? VFIO_ST_ERROR :
+				    vm->cfg.vfio_fail_from;
+		}
 		char label[32];
 		int r;
 
@@ -1001,6 +1011,7 @@ static int lab_backend_prepare(const uint8_t *desc, size_t len, struct mig_vm **
 				     sizeof(w), len);
 	memcpy(&w, desc, sizeof(w));
 	r = lab_from_wire(&w, &cfg, err);
+	cfg.destination = true;
 	if (r >= 0)
 		r = lab_vm_create(&cfg, &vm, err);
 	if (r < 0)

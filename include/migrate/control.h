@@ -113,11 +113,16 @@ struct mig_lab_wire {             /* struct lab_config on the wire */
 	uint32_t ccw;             /* channel I/O devices (0 in this build) */
 	uint32_t vfio_flags;      /* VFIO_MIGRATION_* they declare */
 	uint32_t vfio_opts;       /* MIG_LAB_VFIO_* */
-	uint32_t pad;
+	/* a fault the sim devices inject (all 0: none): the arc from -> to of
+	 * device (where >> 4) fails with errno err, on the side(s) where says */
+	uint8_t vfio_fail_from, vfio_fail_to, vfio_fail_err, vfio_fail_where;
 	uint64_t vfio_rate;       /* DMA pages a second, each */
 };
 _Static_assert(sizeof(struct mig_lab_wire) == 80, "lab config");
 #define MIG_LAB_VFIO_NO_LOG 1U    /* they cannot log their DMA */
+#define MIG_LAB_FAIL_SOURCE 1U    /* vfio_fail_where: on the source's devices */
+#define MIG_LAB_FAIL_DEST 2U      /* on the destination's */
+#define MIG_LAB_FAIL_ERROR 4U     /* the failed arc leaves the device in ERROR */
 
 struct mig_vm_info {
 	char name[MIG_NAME_MAX];

@@ -44,6 +44,10 @@ struct lab_config {
 	uint32_t vfio_flags;    /* VFIO_MIGRATION_* they declare (default 7: all) */
 	uint64_t vfio_rate;     /* DMA pages a second, each */
 	bool vfio_no_log;       /* they cannot log their DMA */
+	/* a fault for tests: device fail_dev's arc fail_from -> fail_to fails
+	 * with fail_err (0: none) where MIG_LAB_FAIL_* says */
+	uint8_t vfio_fail_from, vfio_fail_to, vfio_fail_err, vfio_fail_where;
+	bool destination;       /* made by prepare (not on the wire) */
 };
 
 #define LAB_VFIO_MAX 8
