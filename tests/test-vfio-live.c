@@ -60,6 +60,20 @@ Test(vfio_live, three_devices_busy_dma, .timeout = 120)
 	expect_verified(&r, "three devices", 3);
 }
 
+/* A v1-protocol device among v2 ones (the last of three). */
+Test(vfio_live, a_v1_device_among_v2_ones, .timeout = 120)
+{
+	struct run_result r;
+	const char *d;
+
+	proc_run("start local local --json --lab mem=256M,vcpus=1,wss=16M,vfio=3,vfio-v1=1", &r);
+	expect_verified(&r, "v1 and v2", 3);
+	d = strstr(r.out, "\"class\":\"vfio\",\"side\":\"source\",\"id\":2");
+	cr_assert_not_null(d);
+	/* v1 has no P2P and no DMA log of its own */
+	cr_assert_not_null(strstr(d, "\"notes\":[\"no-p2p\",\"no-dma-log\"]"), "%s", d);
+}
+
 /* Devices that cannot log their DMA: all they reach goes at the end. */
 Test(vfio_live, devices_without_a_dma_log, .timeout = 120)
 {

@@ -128,6 +128,10 @@ int lab_config_check(const struct lab_config *cfg, struct mig_error *err)
 		return mig_error_set(err, -EINVAL,
 			"vfio-flags is %" PRIu32 ": the device's VFIO_MIGRATION_* bits, STOP_COPY (1) "
 			"and any of P2P (2) and PRE_COPY (4); e.g. vfio-flags=7", cfg->vfio_flags);
+	if (cfg->vfio_v1 > cfg->vfio)
+		return mig_error_set(err, -EINVAL,
+			"vfio-v1 is %" PRIu32 ": more v1 devices than the %" PRIu32 " vfio devices; "
+			"raise vfio or lower vfio-v1", cfg->vfio_v1, cfg->vfio);
 	if (cfg->vfio_fail_err && ((cfg->vfio_fail_where >> 4) >= cfg->vfio ||
 				   cfg->vfio_fail_from >= ARRAY_SIZE(vfio_states) ||
 				   cfg->vfio_fail_to >= ARRAY_SIZE(vfio_states) ||
@@ -192,6 +196,7 @@ enum spec_key {
 	SPEC_VFIO_RATE,
 	SPEC_VFIO_LOG,
 	SPEC_VFIO_FAIL,
+	SPEC_VFIO_V1,
 	_SPEC_MAX,
 };
 
@@ -207,12 +212,13 @@ static const char *const spec_key_table[_SPEC_MAX] = {
 	[SPEC_VFIO_RATE] = "vfio-rate",
 	[SPEC_VFIO_LOG]  = "vfio-log",
 	[SPEC_VFIO_FAIL] = "vfio-fail",
+	[SPEC_VFIO_V1]   = "vfio-v1",
 };
 
 static MIG_STRING_TABLE_FROM(spec_key, spec_key_table)
 
 #define SPEC_KEYS "mem, vcpus, wss, pattern, rate, dirty-log, vfio, vfio-flags, vfio-rate, " \
-	"vfio-log, vfio-fail"
+	"vfio-log, vfio-fail, vfio-v1"
 
 /* "src|dst:DEV:FROM:TO:ERRNO[:error]" */
 static int parse_fail(const char *val, struct lab_config *cfg)
@@ -332,6 +338,14 @@ static int spec_apply(struct lab_config *cfg, enum spec_key key, const char *val
 				"vfio-log=off (they cannot)", val);
 		cfg->vfio_no_log = !strcmp(val, "off");
 		return 0;
+	case SPEC_VFIO_V1:
+		if (parse_u64(val, 0, LAB_VFIO_MAX, &v) < 0)
+			return mig_error_set(err, -EINVAL,
+				"vfio-v1=%.64s is not a device count from 0 to %d; give e.g. vfio-v1=1 "
+				"(of the vfio devices, the last this many speak protocol v1)", val,
+				LAB_VFIO_MAX);
+		cfg->vfio_v1 = (uint32_t)v;
+		return 0;
 	case SPEC_VFIO_FAIL:
 		if (parse_fail(val, cfg) < 0)
 			return mig_error_set(err, -EINVAL,
@@ -416,6 +430,7 @@ void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
 	w->dirty_log = (uint32_t)c->dirty_log + 1;
 	w->ring_entries = c->ring_entries;
 	w->vfio = c->vfio;
+	w->vfio_v1 = c->vfio_v1;
 	w->vfio_flags = c->vfio_flags;
 	w->vfio_opts = c->vfio_no_log ? MIG_LAB_VFIO_NO_LOG : 0;
 	w->vfio_rate = c->vfio_rate;
@@ -440,10 +455,11 @@ int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig
 	c->pattern = (enum lab_pattern)(w->pattern - 1);
 	c->dirty_log = (enum lab_dirty_log)(w->dirty_log - 1);
 	c->ring_entries = w->ring_entries;
-	if (w->vfio_v1 || w->ccw || (w->vfio_opts & ~MIG_LAB_VFIO_NO_LOG))
-		return mig_error_set(err, -EPROTO, "VM description: v1 VFIO devices %u, channel I/O "
-				     "devices %u, options %#x: this agent has none of these; upgrade "
-				     "it", w->vfio_v1, w->ccw, w->vfio_opts);
+	if (w->ccw || (w->vfio_opts & ~MIG_LAB_VFIO_NO_LOG))
+		return mig_error_set(err, -EPROTO, "VM description: channel I/O devices %u, options "
+				     "%#x: this agent has none of these; upgrade it", w->ccw,
+				     w->vfio_opts);
+	c->vfio_v1 = w->vfio_v1;
 	c->vfio = w->vfio;
 	c->vfio_flags = w->vfio_flags;
 	c->vfio_no_log = w->vfio_opts & MIG_LAB_VFIO_NO_LOG;

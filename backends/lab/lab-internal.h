@@ -13,7 +13,10 @@
 /* A sim VFIO device of the lab VM. */
 struct lab_vfio {
 #if HAVE_VFIO
-	struct vfio_sim sim;
+	struct vfio_sim sim;      /* a v2 device */
+	struct vfio_sim_v1 v1;    /* or a v1 one, the same device behind its region */
+	struct vfio_sim *model;   /* whichever it is */
+	bool is_v1;
 	struct vfio_dev dev;
 #endif
 };

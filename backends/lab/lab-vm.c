@@ -289,12 +289,23 @@ static int vfio_create(struct lab_vm *vm, struct mig_error *err)
 		if (!x)
 			return mig_error_set(err, -ENOMEM, "out of memory");
 		vm->vfio[vm->nr_vfio++] = x;
-		r = vfio_sim_init(&x->sim, &o, err);
-		snprintf(label, sizeof(label), "sim%u", i);
+		x->is_v1 = i >= vm->cfg.vfio - vm->cfg.vfio_v1;
+		snprintf(label, sizeof(label), "sim%u%s", i, x->is_v1 ? " v1" : "");
+		if (x->is_v1) {
+			r = vfio_sim_v1_init(&x->v1, &o, err);
+			x->model = &x->v1.sim;
+			if (r >= 0)
+				r = vfio_dev_init(&x->dev, i, &vfio_sim_v1_backend, &x->v1, label,
+						  err);
+		} else {
+			r = vfio_sim_init(&x->sim, &o, err);
+			x->model = &x->sim;
+			if (r >= 0)
+				r = vfio_dev_init(&x->dev, i, &vfio_sim_backend, &x->sim, label,
+						  err);
+		}
 		if (r >= 0)
-			r = vfio_dev_init(&x->dev, i, &vfio_sim_backend, &x->sim, label, err);
-		if (r >= 0)
-			r = vfio_sim_start_dma(&x->sim);
+			r = vfio_sim_start_dma(x->model);
 		if (r < 0)
 			return mig_error_set(err, r, "sim VFIO device %u: %s", i, strerror(-r));
 		x->dev.ranges[0] = dma;
@@ -311,8 +322,13 @@ static void vfio_destroy(struct lab_vm *vm)
 {
 	for (uint32_t i = 0; i < vm->nr_vfio; i++) {
 #if HAVE_VFIO
-		vfio_dev_fini(&vm->vfio[i]->dev);
-		vfio_sim_fini(&vm->vfio[i]->sim);
+		struct lab_vfio *x = vm->vfio[i];
+
+		vfio_dev_fini(&x->dev);
+		if (x->model == &x->v1.sim)
+			vfio_sim_v1_fini(&x->v1);
+		else if (x->model)
+			vfio_sim_fini(&x->sim);
 #endif
 		free(vm->vfio[i]);
 	}
@@ -585,7 +601,7 @@ int lab_vm_start(struct lab_vm *vm, struct mig_error *err)
 #if HAVE_VFIO
 	/* the devices work once the guest does */
 	for (uint32_t i = 0; r >= 0 && i < vm->nr_vfio; i++)
-		vfio_sim_arm(&vm->vfio[i]->sim);
+		vfio_sim_arm(vm->vfio[i]->model);
 #endif
 	return r;
 }
@@ -765,7 +781,7 @@ void lab_vm_stats(struct lab_vm *vm, struct lab_stats *ret)
 #if HAVE_VFIO
 	/* a device's self-check errors count as the guest's */
 	for (uint32_t i = 0; i < vm->nr_vfio; i++) {
-		struct vfio_sim *s = &vm->vfio[i]->sim;
+		struct vfio_sim *s = vm->vfio[i]->model;
 
 		pthread_mutex_lock(&s->lock);
 		ret->errors += s->errors;

@@ -96,4 +96,29 @@ int vfio_sim_tick(struct vfio_sim *s);
 /* Its self-check: 0, or the number of errors found (error_msg says the first). */
 uint64_t vfio_sim_check(struct vfio_sim *s);
 
+/*
+ * The v1 flavour (sim-v1.c): the same device behind the 2020 protocol's
+ * migration region, and a backend that carries the class's requests out on
+ * that region, so a v1 device migrates next to v2 ones.
+ */
+struct vfio_sim_v1 {
+	struct vfio_sim sim;      /* the device behind the region */
+	struct vfio_dev inner_dev;/* how the region reaches it */
+	int inner_fd;
+	uint32_t device_state;    /* the region's first field */
+	uint8_t *area;            /* its data area */
+	uint64_t chunk;           /* the saving iteration's bytes in the area */
+	uint64_t taken;           /* of them, read by the backend */
+	bool iteration;
+	int fd, sessions;         /* the backend's data fd for the class */
+};
+
+extern const struct vfio_backend vfio_sim_v1_backend;
+
+int vfio_sim_v1_init(struct vfio_sim_v1 *s, const struct vfio_sim_opts *o, struct mig_error *err);
+void vfio_sim_v1_fini(struct vfio_sim_v1 *s);
+/* The migration region as the v1 uAPI defines it: 0 or -errno. */
+int vfio_sim_v1_region_read(struct vfio_sim_v1 *s, uint64_t off, void *buf, size_t n);
+int vfio_sim_v1_region_write(struct vfio_sim_v1 *s, uint64_t off, const void *buf, size_t n);
+
 #endif

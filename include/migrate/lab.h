@@ -41,7 +41,8 @@ struct lab_config {
 	/* sim VFIO devices (devices/vfio/sim.h), each DMA-writing its own
 	 * LAB_VFIO_DMA_BYTES at the top of guest RAM, outside every vCPU's share */
 	uint32_t vfio;
-	uint32_t vfio_flags;    /* VFIO_MIGRATION_* they declare (default 7: all) */
+	uint32_t vfio_v1;       /* of them, the last this many speak protocol v1 */
+	uint32_t vfio_flags;    /* VFIO_MIGRATION_* the v2 ones declare (default 7: all) */
 	uint64_t vfio_rate;     /* DMA pages a second, each */
 	bool vfio_no_log;       /* they cannot log their DMA */
 	/* a fault for tests: device fail_dev's arc fail_from -> fail_to fails
