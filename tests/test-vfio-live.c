@@ -181,3 +181,26 @@ ParameterizedTest(struct arc_fault *f, vfio_live, a_failing_arc_leaves_the_vm_on
 	cr_assert_not_null(d);
 	json_expect_str(d, "state", "running");
 }
+
+#if HAVE_CCW
+/* Channel I/O subchannels next to a VFIO device: each quiesced idle, every
+ * interrupt delivered on one side or the other (their self-checks count
+ * with the guest's). */
+Test(vfio_live, channel_io_subchannels, .timeout = 120)
+{
+	struct run_result r;
+
+	proc_run("start local local --json --lab mem=256M,vcpus=1,wss=16M,vfio=1,ccw=2", &r);
+	expect_verified(&r, "ccw", 1);
+	for (unsigned i = 0; i < 2; i++) {
+		char want[64];
+		const char *d;
+
+		snprintf(want, sizeof(want), "\"class\":\"ccw\",\"side\":\"source\",\"id\":%u", i);
+		d = strstr(r.out, want);
+		cr_assert_not_null(d, "%s", r.out);
+		json_expect_str(d, "state", "released");
+		cr_assert_gt(json_num(d, "bytes"), 0);
+	}
+}
+#endif

@@ -128,6 +128,14 @@ int lab_config_check(const struct lab_config *cfg, struct mig_error *err)
 		return mig_error_set(err, -EINVAL,
 			"vfio-flags is %" PRIu32 ": the device's VFIO_MIGRATION_* bits, STOP_COPY (1) "
 			"and any of P2P (2) and PRE_COPY (4); e.g. vfio-flags=7", cfg->vfio_flags);
+	if (cfg->ccw > LAB_CCW_MAX)
+		return mig_error_set(err, -EINVAL,
+			"ccw is %" PRIu32 ": a lab VM has at most %d channel I/O subchannels",
+			cfg->ccw, LAB_CCW_MAX);
+	if (cfg->ccw && !HAVE_CCW)
+		return mig_error_set(err, -ENOTSUP,
+			"ccw=%" PRIu32 ": this build has no channel I/O class (built with "
+			"-Dccw=disabled)", cfg->ccw);
 	if (cfg->vfio_v1 > cfg->vfio)
 		return mig_error_set(err, -EINVAL,
 			"vfio-v1 is %" PRIu32 ": more v1 devices than the %" PRIu32 " vfio devices; "
@@ -197,6 +205,7 @@ enum spec_key {
 	SPEC_VFIO_LOG,
 	SPEC_VFIO_FAIL,
 	SPEC_VFIO_V1,
+	SPEC_CCW,
 	_SPEC_MAX,
 };
 
@@ -213,12 +222,13 @@ static const char *const spec_key_table[_SPEC_MAX] = {
 	[SPEC_VFIO_LOG]  = "vfio-log",
 	[SPEC_VFIO_FAIL] = "vfio-fail",
 	[SPEC_VFIO_V1]   = "vfio-v1",
+	[SPEC_CCW]       = "ccw",
 };
 
 static MIG_STRING_TABLE_FROM(spec_key, spec_key_table)
 
 #define SPEC_KEYS "mem, vcpus, wss, pattern, rate, dirty-log, vfio, vfio-flags, vfio-rate, " \
-	"vfio-log, vfio-fail, vfio-v1"
+	"vfio-log, vfio-fail, vfio-v1, ccw"
 
 /* "src|dst:DEV:FROM:TO:ERRNO[:error]" */
 static int parse_fail(const char *val, struct lab_config *cfg)
@@ -338,6 +348,13 @@ static int spec_apply(struct lab_config *cfg, enum spec_key key, const char *val
 				"vfio-log=off (they cannot)", val);
 		cfg->vfio_no_log = !strcmp(val, "off");
 		return 0;
+	case SPEC_CCW:
+		if (parse_u64(val, 0, LAB_CCW_MAX, &v) < 0)
+			return mig_error_set(err, -EINVAL,
+				"ccw=%.64s is not a subchannel count from 0 to %d; give e.g. ccw=2",
+				val, LAB_CCW_MAX);
+		cfg->ccw = (uint32_t)v;
+		return 0;
 	case SPEC_VFIO_V1:
 		if (parse_u64(val, 0, LAB_VFIO_MAX, &v) < 0)
 			return mig_error_set(err, -EINVAL,
@@ -431,6 +448,7 @@ void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
 	w->ring_entries = c->ring_entries;
 	w->vfio = c->vfio;
 	w->vfio_v1 = c->vfio_v1;
+	w->ccw = c->ccw;
 	w->vfio_flags = c->vfio_flags;
 	w->vfio_opts = c->vfio_no_log ? MIG_LAB_VFIO_NO_LOG : 0;
 	w->vfio_rate = c->vfio_rate;
@@ -455,10 +473,10 @@ int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig
 	c->pattern = (enum lab_pattern)(w->pattern - 1);
 	c->dirty_log = (enum lab_dirty_log)(w->dirty_log - 1);
 	c->ring_entries = w->ring_entries;
-	if (w->ccw || (w->vfio_opts & ~MIG_LAB_VFIO_NO_LOG))
-		return mig_error_set(err, -EPROTO, "VM description: channel I/O devices %u, options "
-				     "%#x: this agent has none of these; upgrade it", w->ccw,
-				     w->vfio_opts);
+	if (w->vfio_opts & ~MIG_LAB_VFIO_NO_LOG)
+		return mig_error_set(err, -EPROTO, "VM description: VFIO options %#x: this agent "
+				     "does not know them; upgrade it", w->vfio_opts);
+	c->ccw = w->ccw;
 	c->vfio_v1 = w->vfio_v1;
 	c->vfio = w->vfio;
 	c->vfio_flags = w->vfio_flags;

@@ -9,6 +9,9 @@
 #if HAVE_VFIO
 #include "vfio/sim.h"
 #endif
+#if HAVE_CCW
+#include "ccw/ccw.h"
+#endif
 
 /* A sim VFIO device of the lab VM. */
 struct lab_vfio {
@@ -35,9 +38,13 @@ struct lab_vm {
 	uint32_t nr_vcpus;
 	struct lab_vfio *vfio[LAB_VFIO_MAX];
 	uint32_t nr_vfio;
+#if HAVE_CCW
+	struct ccw_sim *ccw[LAB_CCW_MAX];
+#endif
+	uint32_t nr_ccw;
 	/* base.devices: memory, the platform, the vCPUs in order, then the
 	 * VFIO devices */
-	struct mig_device *devs[2 + LAB_MAX_VCPUS + LAB_VFIO_MAX];
+	struct mig_device *devs[2 + LAB_MAX_VCPUS + LAB_VFIO_MAX + LAB_CCW_MAX];
 	_Atomic uint64_t error_reports;
 	/* The dirty log's check against the guest's own count (lab_vm_dirty_sync) */
 	uint64_t *sync_new;         /* what one sync reported */

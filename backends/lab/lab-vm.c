@@ -318,6 +318,40 @@ static int vfio_create(struct lab_vm *vm, struct mig_error *err)
 #endif
 }
 
+/* The sim channel I/O subchannels: their "guest" starts programs at once
+ * on a source, once started on a destination. */
+static int ccw_create(struct lab_vm *vm, struct mig_error *err)
+{
+#if HAVE_CCW
+	for (uint32_t i = 0; i < vm->cfg.ccw; i++) {
+		struct ccw_sim *c = calloc(1, sizeof(*c));
+
+		if (!c)
+			return mig_error_set(err, -ENOMEM, "out of memory");
+		/* short programs only: tests/test-ccw.c halts and clears long ones */
+		ccw_sim_init(c, i, 1000, 0, !vm->cfg.destination);
+		vm->ccw[vm->nr_ccw++] = c;
+		if (ccw_sim_start(c) < 0)
+			return mig_error_set(err, -EAGAIN, "ccw %u: no thread", i);
+	}
+	return 0;
+#else
+	(void)err;
+	return vm->cfg.ccw ? -ENOTSUP : 0;
+#endif
+}
+
+static void ccw_destroy(struct lab_vm *vm)
+{
+#if HAVE_CCW
+	for (uint32_t i = 0; i < vm->nr_ccw; i++) {
+		ccw_sim_fini(vm->ccw[i]);
+		free(vm->ccw[i]);
+	}
+#endif
+	vm->nr_ccw = 0;
+}
+
 static void vfio_destroy(struct lab_vm *vm)
 {
 	for (uint32_t i = 0; i < vm->nr_vfio; i++) {
@@ -402,6 +436,8 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 	r = ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0);
 	vm->tsc_khz = r > 0 ? (uint64_t)r : 1000000;
 	r = vfio_create(vm, err);
+	if (r >= 0)
+		r = ccw_create(vm, err);
 	if (r < 0)
 		goto err_vcpus;
 	vm->devs[0] = &vm->mem->core;
@@ -412,14 +448,19 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 	for (uint32_t i = 0; i < vm->nr_vfio; i++)
 		vm->devs[2 + vm->nr_vcpus + i] = &vm->vfio[i]->dev.dev;
 #endif
+#if HAVE_CCW
+	for (uint32_t i = 0; i < vm->nr_ccw; i++)
+		vm->devs[2 + vm->nr_vcpus + vm->nr_vfio + i] = &vm->ccw[i]->dev;
+#endif
 	vm->base = (struct mig_vm){
 		.ops = &lab_vm_ops, .ram = vm->mem->ram, .ram_bytes = vm->mem->ram_bytes,
-		.devices = vm->devs, .nr_devices = 2 + vm->nr_vcpus + vm->nr_vfio,
+		.devices = vm->devs, .nr_devices = 2 + vm->nr_vcpus + vm->nr_vfio + vm->nr_ccw,
 	};
 	*ret = vm;
 	return 0;
 
 err_vcpus:
+	ccw_destroy(vm);
 	vfio_destroy(vm);
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
 		vcpu_dev_destroy(vm->vcpus[i]);
@@ -441,6 +482,7 @@ void lab_vm_destroy(struct lab_vm *vm)
 	if (!vm)
 		return;
 	/* vCPU and DMA threads first: nothing may touch RAM once it is unmapped. */
+	ccw_destroy(vm);
 	vfio_destroy(vm);
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
 		vcpu_dev_destroy(vm->vcpus[i]);
@@ -786,6 +828,15 @@ void lab_vm_stats(struct lab_vm *vm, struct lab_stats *ret)
 		pthread_mutex_lock(&s->lock);
 		ret->errors += s->errors;
 		pthread_mutex_unlock(&s->lock);
+	}
+#endif
+#if HAVE_CCW
+	for (uint32_t i = 0; i < vm->nr_ccw; i++) {
+		struct ccw_sim *c = vm->ccw[i];
+
+		pthread_mutex_lock(&c->lock);
+		ret->errors += c->errors;
+		pthread_mutex_unlock(&c->lock);
 	}
 #endif
 }

@@ -34,6 +34,7 @@ enum mig_dev_class {
 	MIG_DEV_VCPU = 2,         /* one x86 vCPU */
 	MIG_DEV_PLATFORM = 3,     /* x86 VM-wide state: irqchip, PIT, kvmclock */
 	MIG_DEV_VFIO = 4,         /* a VFIO passthrough device (migration uAPI v2) */
+	MIG_DEV_CCW = 5,          /* a channel I/O subchannel (vfio-ccw; sim) */
 	_MIG_DEV_CLASS_MAX,
 };
 /* Classes that are not in this build's table (a test's, a plug-in's)

@@ -48,10 +48,12 @@ struct lab_config {
 	/* a fault for tests: device fail_dev's arc fail_from -> fail_to fails
 	 * with fail_err (0: none) where MIG_LAB_FAIL_* says */
 	uint8_t vfio_fail_from, vfio_fail_to, vfio_fail_err, vfio_fail_where;
+	uint32_t ccw;           /* sim channel I/O subchannels (devices/ccw/) */
 	bool destination;       /* made by prepare (not on the wire) */
 };
 
 #define LAB_VFIO_MAX 8
+#define LAB_CCW_MAX 8
 #define LAB_VFIO_DMA_BYTES (1ULL << 20)
 #define LAB_VFIO_DEFAULT_RATE 2000
 /* Guest RAM the vCPUs share: all but the system area and the devices' DMA
