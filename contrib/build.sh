@@ -21,6 +21,11 @@ packages=(
 	libcriterion-dev
 	libssl-dev
 	git
+	# the real-kernel tests: Debian's kernel under QEMU (tests/realkernel/)
+	qemu-system-x86
+	cpio
+	busybox-static
+	xz-utils
 )
 
 missing=()
