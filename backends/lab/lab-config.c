@@ -128,6 +128,10 @@ int lab_config_check(const struct lab_config *cfg, struct mig_error *err)
 		return mig_error_set(err, -EINVAL,
 			"vfio-flags is %" PRIu32 ": the device's VFIO_MIGRATION_* bits, STOP_COPY (1) "
 			"and any of P2P (2) and PRE_COPY (4); e.g. vfio-flags=7", cfg->vfio_flags);
+	if (cfg->mdev[0] && !HAVE_VFIO)
+		return mig_error_set(err, -ENOTSUP,
+			"mdev=%s: this build has no VFIO class (built with -Dvfio=disabled)",
+			cfg->mdev);
 	if (cfg->ccw > LAB_CCW_MAX)
 		return mig_error_set(err, -EINVAL,
 			"ccw is %" PRIu32 ": a lab VM has at most %d channel I/O subchannels",
@@ -206,6 +210,7 @@ enum spec_key {
 	SPEC_VFIO_FAIL,
 	SPEC_VFIO_V1,
 	SPEC_CCW,
+	SPEC_MDEV,
 	_SPEC_MAX,
 };
 
@@ -223,12 +228,13 @@ static const char *const spec_key_table[_SPEC_MAX] = {
 	[SPEC_VFIO_FAIL] = "vfio-fail",
 	[SPEC_VFIO_V1]   = "vfio-v1",
 	[SPEC_CCW]       = "ccw",
+	[SPEC_MDEV]      = "mdev",
 };
 
 static MIG_STRING_TABLE_FROM(spec_key, spec_key_table)
 
 #define SPEC_KEYS "mem, vcpus, wss, pattern, rate, dirty-log, vfio, vfio-flags, vfio-rate, " \
-	"vfio-log, vfio-fail, vfio-v1, ccw"
+	"vfio-log, vfio-fail, vfio-v1, ccw, mdev"
 
 /* "src|dst:DEV:FROM:TO:ERRNO[:error]" */
 static int parse_fail(const char *val, struct lab_config *cfg)
@@ -348,6 +354,15 @@ static int spec_apply(struct lab_config *cfg, enum spec_key key, const char *val
 				"vfio-log=off (they cannot)", val);
 		cfg->vfio_no_log = !strcmp(val, "off");
 		return 0;
+	case SPEC_MDEV:
+		if (!*val || strlen(val) >= sizeof(cfg->mdev) ||
+		    strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+		    strlen(val))
+			return mig_error_set(err, -EINVAL,
+				"mdev=%.64s is not an mdev type name (up to %zu letters, digits, _ "
+				"and -, e.g. mdev=mtty-2)", val, sizeof(cfg->mdev) - 1);
+		snprintf(cfg->mdev, sizeof(cfg->mdev), "%s", val);
+		return 0;
 	case SPEC_CCW:
 		if (parse_u64(val, 0, LAB_CCW_MAX, &v) < 0)
 			return mig_error_set(err, -EINVAL,
@@ -449,6 +464,7 @@ void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
 	w->vfio = c->vfio;
 	w->vfio_v1 = c->vfio_v1;
 	w->ccw = c->ccw;
+	memcpy(w->mdev, c->mdev, sizeof(w->mdev));
 	w->vfio_flags = c->vfio_flags;
 	w->vfio_opts = c->vfio_no_log ? MIG_LAB_VFIO_NO_LOG : 0;
 	w->vfio_rate = c->vfio_rate;
@@ -477,6 +493,9 @@ int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig
 		return mig_error_set(err, -EPROTO, "VM description: VFIO options %#x: this agent "
 				     "does not know them; upgrade it", w->vfio_opts);
 	c->ccw = w->ccw;
+	if (memchr(w->mdev, 0, sizeof(w->mdev)) == NULL)
+		return mig_error_set(err, -EPROTO, "VM description: the mdev type is not a string");
+	memcpy(c->mdev, w->mdev, sizeof(c->mdev));
 	c->vfio_v1 = w->vfio_v1;
 	c->vfio = w->vfio;
 	c->vfio_flags = w->vfio_flags;

@@ -8,6 +8,7 @@
 #include <migrate/lab.h>
 #if HAVE_VFIO
 #include "vfio/sim.h"
+#include "vfio/kernel.h"
 #endif
 #if HAVE_CCW
 #include "ccw/ccw.h"
@@ -42,9 +43,15 @@ struct lab_vm {
 	struct ccw_sim *ccw[LAB_CCW_MAX];
 #endif
 	uint32_t nr_ccw;
+#if HAVE_VFIO
+	struct lab_mdev {
+		struct vfio_kernel k;
+		struct vfio_dev dev;
+	} *mdev;                    /* a real mediated device (cfg.mdev) */
+#endif
 	/* base.devices: memory, the platform, the vCPUs in order, then the
 	 * VFIO devices */
-	struct mig_device *devs[2 + LAB_MAX_VCPUS + LAB_VFIO_MAX + LAB_CCW_MAX];
+	struct mig_device *devs[2 + LAB_MAX_VCPUS + LAB_VFIO_MAX + LAB_CCW_MAX + 1];
 	_Atomic uint64_t error_reports;
 	/* The dirty log's check against the guest's own count (lab_vm_dirty_sync) */
 	uint64_t *sync_new;         /* what one sync reported */

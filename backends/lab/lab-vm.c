@@ -7,6 +7,8 @@
  * paged CPL3 code runs natively), identity-mapped with 2 MiB pages.
  */
 #include <errno.h>
+#include <glob.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -352,6 +354,80 @@ static void ccw_destroy(struct lab_vm *vm)
 	vm->nr_ccw = 0;
 }
 
+/* A real mediated device of the configured type: the first of this host's
+ * that no one holds (its group opens only once). */
+static int mdev_attach(struct lab_vm *vm, struct mig_error *err)
+{
+#if HAVE_VFIO
+	char pattern[160];
+	glob_t g;
+	int r = -ENODEV;
+
+	if (!vm->cfg.mdev[0])
+		return 0;
+	snprintf(pattern, sizeof(pattern), "/sys/class/mdev_bus/*/mdev_supported_types/*-%s/devices/*",
+		 vm->cfg.mdev);
+	/* the type directory is DRIVER-NAME ("mtty-2"), or NAME itself */
+	if (glob(pattern, 0, NULL, &g) != 0) {
+		snprintf(pattern, sizeof(pattern), "/sys/class/mdev_bus/*/mdev_supported_types/%s/devices/*",
+			 vm->cfg.mdev);
+		if (glob(pattern, 0, NULL, &g) != 0)
+			return mig_error_set(err, -ENODEV, "mdev=%s: this host has no mediated device "
+					     "of that type (create one under /sys/class/mdev_bus)",
+					     vm->cfg.mdev);
+	}
+	vm->mdev = calloc(1, sizeof(*vm->mdev));
+	if (!vm->mdev) {
+		globfree(&g);
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < g.gl_pathc && r < 0; i++) {
+		char real[PATH_MAX];
+		struct mig_error e = { 0 };
+
+		if (!realpath(g.gl_pathv[i], real))
+			continue;
+		r = vfio_kernel_open(&vm->mdev->k, real, &e);
+	}
+	globfree(&g);
+	if (r < 0) {
+		free(vm->mdev);
+		vm->mdev = NULL;
+		return mig_error_set(err, -EBUSY, "mdev=%s: every mediated device of that type is "
+				     "held by another VM", vm->cfg.mdev);
+	}
+	r = vfio_dev_init(&vm->mdev->dev, 0, &vfio_kernel_backend, &vm->mdev->k,
+			  vm->mdev->k.name, err);
+	if (r >= 0) {
+		uint32_t flags = vm->mdev->dev.desc.flags;
+
+		r = vfio_kernel_describe(&vm->mdev->k, &vm->mdev->dev.desc, err);
+		vm->mdev->dev.desc.flags = flags;
+	}
+	/* it may reach all of guest RAM */
+	vm->mdev->dev.ranges[0] = (struct vfio_range){ 0, vm->cfg.mem_bytes };
+	vm->mdev->dev.nr_ranges = 1;
+	return r;
+#else
+	(void)err;
+	return vm->cfg.mdev[0] ? -ENOTSUP : 0;
+#endif
+}
+
+static void mdev_detach(struct lab_vm *vm)
+{
+#if HAVE_VFIO
+	if (!vm->mdev)
+		return;
+	vfio_dev_fini(&vm->mdev->dev);
+	vfio_kernel_close(&vm->mdev->k);
+	free(vm->mdev);
+	vm->mdev = NULL;
+#else
+	(void)vm;
+#endif
+}
+
 static void vfio_destroy(struct lab_vm *vm)
 {
 	for (uint32_t i = 0; i < vm->nr_vfio; i++) {
@@ -438,6 +514,8 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 	r = vfio_create(vm, err);
 	if (r >= 0)
 		r = ccw_create(vm, err);
+	if (r >= 0)
+		r = mdev_attach(vm, err);
 	if (r < 0)
 		goto err_vcpus;
 	vm->devs[0] = &vm->mem->core;
@@ -456,10 +534,15 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 		.ops = &lab_vm_ops, .ram = vm->mem->ram, .ram_bytes = vm->mem->ram_bytes,
 		.devices = vm->devs, .nr_devices = 2 + vm->nr_vcpus + vm->nr_vfio + vm->nr_ccw,
 	};
+#if HAVE_VFIO
+	if (vm->mdev)
+		vm->devs[vm->base.nr_devices++] = &vm->mdev->dev.dev;
+#endif
 	*ret = vm;
 	return 0;
 
 err_vcpus:
+	mdev_detach(vm);
 	ccw_destroy(vm);
 	vfio_destroy(vm);
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
@@ -482,6 +565,7 @@ void lab_vm_destroy(struct lab_vm *vm)
 	if (!vm)
 		return;
 	/* vCPU and DMA threads first: nothing may touch RAM once it is unmapped. */
+	mdev_detach(vm);
 	ccw_destroy(vm);
 	vfio_destroy(vm);
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)

@@ -49,6 +49,7 @@ struct lab_config {
 	 * with fail_err (0: none) where MIG_LAB_FAIL_* says */
 	uint8_t vfio_fail_from, vfio_fail_to, vfio_fail_err, vfio_fail_where;
 	uint32_t ccw;           /* sim channel I/O subchannels (devices/ccw/) */
+	char mdev[16];          /* a real mdev of this type, each host its own ("": none) */
 	bool destination;       /* made by prepare (not on the wire) */
 };
 

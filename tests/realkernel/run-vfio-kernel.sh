@@ -5,12 +5,17 @@
 # two mtty mdevs, and tests/realkernel/vfio-kernel.c run on them from this
 # build (the host's root is shared read-only over 9p).
 #
-# usage: run-vfio-kernel.sh WORKDIR TEST_BINARY
+# Then, in the same guest, its nested /dev/kvm (a real kvm_amd on QEMU's
+# emulated SVM) hosts two agents of this build, which migrate a small lab VM
+# with an mtty device attached (--lab ...,mdev=mtty-2), verified.
+#
+# usage: run-vfio-kernel.sh WORKDIR TEST_BINARY MIGRATECTL
 # Exits 77 (skip) only when a host tool is missing or the archive cannot be
 # reached; every other problem fails.
 set -uo pipefail
 W=$1
 BIN=$(readlink -f "$2")
+MIGRATECTL=$(readlink -f "$3")
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
 say() { echo "[$(date +%T)] $*"; }
@@ -55,7 +60,8 @@ fi
 rm -rf root && mkdir -p root/bin root/lib root/proc root/sys root/dev root/host root/tmp
 cp "$(command -v busybox)" root/bin/busybox
 for m in drivers/vfio/vfio drivers/vfio/vfio_iommu_type1 drivers/vfio/mdev/mdev fs/netfs/netfs \
-	 net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p; do
+	 net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p virt/lib/irqbypass arch/x86/kvm/kvm \
+	 drivers/crypto/ccp/ccp arch/x86/kvm/kvm-amd; do
 	xz -dc "$MODS/$m.ko.xz" > root/lib/$(basename $m).ko || fail "module $m"
 done
 cp mtty/mtty.ko root/lib/
@@ -64,6 +70,7 @@ cat > root/init <<INIT
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+ip link set lo up
 for m in vfio vfio_iommu_type1 mdev mtty netfs 9pnet 9pnet_virtio 9p; do
 	insmod /lib/\$m.ko || echo "RK-FAIL insmod \$m"
 done
@@ -74,6 +81,16 @@ echo \$A > \$T/create; echo \$B > \$T/create
 /host$LD --library-path /host/usr/lib/x86_64-linux-gnu:/host/lib/x86_64-linux-gnu \
 	/host$BIN /sys/bus/mdev/devices/\$A /sys/bus/mdev/devices/\$B
 echo "RK-EXIT \$?"
+# nested KVM, and this build's agents in the host's root
+for m in irqbypass kvm ccp kvm-amd; do insmod /lib/\$m.ko || echo "RK-INFO insmod \$m failed"; done
+[ -c /dev/kvm ] || echo "RK-FAIL no nested /dev/kvm"
+mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs dev /host/dev
+mount -t tmpfs tmp /host/tmp
+chroot /host $MIGRATECTL start local local --json --lab mem=64M,vcpus=1,wss=2M,mdev=mtty-2 \
+	> /tmp/mig.json 2> /tmp/mig.err
+echo "RK-MIG-EXIT \$?"
+echo "RK-MIG \$(tr -d '\n' < /tmp/mig.json)"
+sed 's/^/RK-MIG-ERR /' /tmp/mig.err | tail -5
 poweroff -f
 INIT
 chmod +x root/init
@@ -89,4 +106,12 @@ say "guest done"
 grep -a -E '^RK-' guest.log
 grep -a -q '^RK-DONE passed [0-9]* failed 0' guest.log || fail "see $W/guest.log"
 grep -a -q '^RK-FAIL' guest.log && fail "see $W/guest.log"
+# the nested migration: completed, verified, the mdev moved
+grep -a -q '^RK-MIG-EXIT 0' guest.log || fail "the nested migration failed: see $W/guest.log"
+mig=$(grep -a '^RK-MIG {' guest.log)
+for want in '"result":"completed"' '"match":true' '"dst_selfcheck_errors":0' \
+	    '"class":"vfio","side":"source","id":0,"state":"stop"' '"no-dma-log"'; do
+	case $mig in *"$want"*) ;; *) fail "the nested migration's summary lacks $want: $mig";; esac
+done
+echo "nested migration with an mtty device: completed and verified"
 exit 0
