@@ -30,7 +30,13 @@ static int spawn_local(struct mig_client *c, struct mig_error *err)
 	pid_t pid;
 	ssize_t n;
 
-	snprintf(c->tmpdir, sizeof(c->tmpdir), "/tmp/migratectl-XXXXXX");
+	/* $TMPDIR when it is absolute and short enough for the directory's
+	 * name (c->tmpdir) and the socket's (sun_path), else /tmp */
+	const char *tmp = getenv("TMPDIR");
+
+	if (!tmp || tmp[0] != '/' || strlen(tmp) > 40)
+		tmp = "/tmp";
+	snprintf(c->tmpdir, sizeof(c->tmpdir), "%s/migratectl-XXXXXX", tmp);
 	if (!mkdtemp(c->tmpdir))
 		return mig_error_set(err, -errno, "creating a directory for a local agent: %s",
 				     strerror(errno));

@@ -85,9 +85,10 @@ echo "RK-EXIT \$?"
 for m in irqbypass kvm ccp kvm-amd; do insmod /lib/\$m.ko || echo "RK-INFO insmod \$m failed"; done
 [ -c /dev/kvm ] || echo "RK-FAIL no nested /dev/kvm"
 mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs dev /host/dev
-mount -t tmpfs tmp /host/tmp
-chroot /host $MIGRATECTL start local local --json --lab mem=64M,vcpus=1,wss=2M,mdev=mtty-2 \
-	> /tmp/mig.json 2> /tmp/mig.err
+# the agents' sockets on a tmpfs that hides nothing of this build
+mount -t tmpfs run /host/run
+chroot /host env TMPDIR=/run $MIGRATECTL start local local --json \
+	--lab mem=64M,vcpus=1,wss=2M,mdev=mtty-2 > /tmp/mig.json 2> /tmp/mig.err
 echo "RK-MIG-EXIT \$?"
 echo "RK-MIG \$(tr -d '\n' < /tmp/mig.json)"
 sed 's/^/RK-MIG-ERR /' /tmp/mig.err | tail -5
