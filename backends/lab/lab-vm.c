@@ -404,9 +404,11 @@ static int mdev_attach(struct lab_vm *vm, struct mig_error *err)
 		r = vfio_kernel_describe(&vm->mdev->k, &vm->mdev->dev.desc, err);
 		vm->mdev->dev.desc.flags = flags;
 	}
-	/* it may reach all of guest RAM */
+	/* it reaches all of guest RAM, at IOVA = guest physical address */
 	vm->mdev->dev.ranges[0] = (struct vfio_range){ 0, vm->cfg.mem_bytes };
 	vm->mdev->dev.nr_ranges = 1;
+	if (r >= 0)
+		r = vfio_kernel_map_ram(&vm->mdev->k, vm->mem->ram, 0, vm->cfg.mem_bytes, err);
 	return r;
 #else
 	(void)err;

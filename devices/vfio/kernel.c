@@ -191,6 +191,20 @@ int vfio_kernel_describe(struct vfio_kernel *k, struct vfio_desc *d, struct mig_
 	return 0;
 }
 
+int vfio_kernel_map_ram(struct vfio_kernel *k, void *vaddr, uint64_t iova, uint64_t size,
+			struct mig_error *err)
+{
+	struct vfio_iommu_type1_dma_map m = {
+		.argsz = sizeof(m), .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+		.vaddr = (uintptr_t)vaddr, .iova = iova, .size = size,
+	};
+
+	if (ioctl(k->container, VFIO_IOMMU_MAP_DMA, &m) < 0)
+		return mig_error_set(err, -errno, "%s: mapping %llu MiB of guest RAM for DMA: %s",
+				     k->name, (unsigned long long)(size >> 20), strerror(errno));
+	return 0;
+}
+
 void vfio_kernel_close(struct vfio_kernel *k)
 {
 	if (k->device >= 0)

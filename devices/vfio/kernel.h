@@ -24,6 +24,11 @@ int vfio_kernel_open(struct vfio_kernel *k, const char *sysfs, struct mig_error 
  * type, each region's size and flags, and each memory BAR's prefetchable
  * bit (write-combining: a prefetchable BAR the device lets a VMM mmap). */
 int vfio_kernel_describe(struct vfio_kernel *k, struct vfio_desc *d, struct mig_error *err);
+/* Map guest RAM for the device's DMA: `size` bytes at `vaddr` in this
+ * process, at IOVA `iova` (a guest physical address).  Closing the
+ * container unmaps it. */
+int vfio_kernel_map_ram(struct vfio_kernel *k, void *vaddr, uint64_t iova, uint64_t size,
+			struct mig_error *err);
 void vfio_kernel_close(struct vfio_kernel *k);
 
 #endif

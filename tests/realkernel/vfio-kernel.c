@@ -309,6 +309,13 @@ int main(int argc, char **argv)
 	if (r == 0)
 		r = vfio_class.compat_ops->check(&b.dev, desc.data, desc.len, &err);
 	result(r == 0, "the two match", "%s", err.msg);
+	{
+		/* guest RAM for its DMA, as a lab VM maps it */
+		static uint8_t ram[2 << 20] __attribute__((aligned(4096)));
+
+		r = vfio_kernel_map_ram(&ka, ram, 0, sizeof(ram), &err);
+		result(r == 0, "guest RAM mapped for DMA", "%s", err.msg);
+	}
 	arc_tour(&a);
 	move_state(&a, &b);
 	damaged_state(&a, &b);
