@@ -764,12 +764,7 @@ static int run_job(struct src *s, bool final)
 	s->gen++;
 	pthread_cond_broadcast(&s->go);
 	while (s->pending) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += POLL_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ts = mig_timespec_after(CLOCK_REALTIME, POLL_MS * 1000000ULL);
 		if (pthread_cond_timedwait(&s->done, &s->lock, &ts) != ETIMEDOUT)
 			continue;
 		pthread_mutex_unlock(&s->lock);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -68,5 +69,8 @@ static inline void str_copy(char *dst, size_t n, const char *src)
 uint64_t mig_now_ms(void);      /* CLOCK_MONOTONIC */
 uint64_t mig_realtime_ns(void); /* CLOCK_REALTIME: comparable across hosts */
 uint64_t mig_cpu_ms(void);      /* CPU time of the calling thread */
+/* clk's time `ns` from now, for pthread_cond_timedwait() on a condition
+ * variable that waits on clk. */
+struct timespec mig_timespec_after(clockid_t clk, uint64_t ns);
 
 #endif

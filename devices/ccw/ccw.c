@@ -100,12 +100,7 @@ static void *ccw_main(void *arg)
 
 		device_locked(c);
 		guest_locked(c);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)step;
-		while (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ts = mig_timespec_after(CLOCK_REALTIME, step);
 		pthread_cond_timedwait(&c->changed, &c->lock, &ts);
 	}
 	pthread_mutex_unlock(&c->lock);

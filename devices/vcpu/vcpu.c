@@ -105,15 +105,8 @@ void vcpu_set_fatal(struct vcpu_dev *v, int code, const char *fmt, ...)
 /* Sleep until `ns` from now or until a pause or quit is requested. */
 void vcpu_wait(struct vcpu_dev *v, uint64_t ns)
 {
-	struct timespec ts;
+	struct timespec ts = mig_timespec_after(CLOCK_MONOTONIC, ns);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(ns / 1000000000ULL);
-	ts.tv_nsec += (long)(ns % 1000000000ULL);
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&v->lock);
 	while (!v->want_pause && !v->quit) {
 		if (pthread_cond_timedwait(&v->cond, &v->lock, &ts) == ETIMEDOUT)

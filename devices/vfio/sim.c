@@ -124,12 +124,7 @@ static void *dma_main(void *arg)
 
 		if (running(s->state) && s->armed)
 			tick_locked(s);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)per_tick_ns;
-		while (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ts = mig_timespec_after(CLOCK_REALTIME, per_tick_ns);
 		pthread_cond_timedwait(&s->wake, &s->lock, &ts);
 	}
 	pthread_mutex_unlock(&s->lock);
