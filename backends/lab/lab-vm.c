@@ -466,50 +466,50 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 	if (vm->fds.kvm_fd < 0) {
 		r = mig_error_set(err, -errno, "cannot open /dev/kvm: %s (is KVM enabled on this "
 				  "host, and may this user open /dev/kvm?)", strerror(errno));
-		goto err_free;
+		goto fail;
 	}
 	api = ioctl(vm->fds.kvm_fd, KVM_GET_API_VERSION, 0);
 	if (api != KVM_API_VERSION) {
 		r = mig_error_set(err, -ENOTSUP, "KVM API version %d, this build needs %d", api,
 				  KVM_API_VERSION);
-		goto err_close;
+		goto fail;
 	}
 	vm->fds.vm_fd = ioctl(vm->fds.kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->fds.vm_fd < 0) {
 		r = mig_error_set(err, -errno, "KVM_CREATE_VM: %s", strerror(errno));
-		goto err_close;
+		goto fail;
 	}
 	/* Memory first: the dirty ring must be enabled before any vCPU exists. */
 	r = mem_dev_create(vm->fds.kvm_fd, vm->fds.vm_fd, cfg->mem_bytes,
 			   cfg->dirty_log == LAB_DIRTY_LOG_RING,
 			   cfg->force_classic, cfg->ring_entries, &vm->mem, err);
 	if (r < 0)
-		goto err_close;
+		goto fail;
 	vm->sync_new = calloc(mem_bitmap_words(vm->mem), 8);
 	if (!vm->sync_new) {
 		r = mig_error_set(err, -ENOMEM, "out of memory");
-		goto err_mem;
+		goto fail;
 	}
 	/* An in-kernel irqchip gives each vCPU a LAPIC, part of the state a real
 	 * migration carries; it must exist before the vCPUs (KERNEL-UAPI §4). */
 	if (ioctl(vm->fds.vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
 		r = mig_error_set(err, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
-		goto err_mem;
+		goto fail;
 	}
 	r = platform_dev_create(&vm->fds, &vm->platform, err);
 	if (r < 0)
-		goto err_mem;
+		goto fail;
 	vm->vhost = (struct vcpu_host){ .fds = &vm->fds, .exits = &lab_exits, .exit_arg = vm };
 	for (uint32_t i = 0; i < cfg->vcpus; i++) {
 		r = vcpu_dev_create(&vm->vhost, i, &vm->vcpus[i], err);
 		if (r < 0)
-			goto err_vcpus;
+			goto fail;
 		vm->nr_vcpus = i + 1;
 		vm->fds.vcpu_fds[i] = vm->vcpus[i]->fd;
 		vm->fds.nr_vcpus = i + 1;
 		r = mem_ring_attach(vm->mem, i, vm->vcpus[i]->fd, err);
 		if (r < 0)
-			goto err_vcpus;
+			goto fail;
 	}
 	r = ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0);
 	vm->tsc_khz = r > 0 ? (uint64_t)r : 1000000;
@@ -519,7 +519,7 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 	if (r >= 0)
 		r = mdev_attach(vm, err);
 	if (r < 0)
-		goto err_vcpus;
+		goto fail;
 	vm->devs[0] = &vm->mem->core;
 	vm->devs[1] = &vm->platform->core;
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
@@ -543,22 +543,8 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 	*ret = vm;
 	return 0;
 
-err_vcpus:
-	mdev_detach(vm);
-	ccw_destroy(vm);
-	vfio_destroy(vm);
-	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
-		vcpu_dev_destroy(vm->vcpus[i]);
-	platform_dev_destroy(vm->platform);
-err_mem:
-	mem_dev_destroy(vm->mem);
-	free(vm->sync_new);
-err_close:
-	if (vm->fds.vm_fd >= 0)
-		close(vm->fds.vm_fd);
-	close(vm->fds.kvm_fd);
-err_free:
-	free(vm);
+fail:
+	lab_vm_destroy(vm);   /* each part goes if it was made */
 	return r;
 }
 
@@ -575,8 +561,10 @@ void lab_vm_destroy(struct lab_vm *vm)
 	platform_dev_destroy(vm->platform);
 	mem_dev_destroy(vm->mem);
 	free(vm->sync_new);
-	close(vm->fds.vm_fd);
-	close(vm->fds.kvm_fd);
+	if (vm->fds.vm_fd >= 0)
+		close(vm->fds.vm_fd);
+	if (vm->fds.kvm_fd >= 0)
+		close(vm->fds.kvm_fd);
 	free(vm);
 }
 

@@ -622,6 +622,8 @@ int vfio_dev_init(struct vfio_dev *v, unsigned id, const struct vfio_backend *be
 
 void vfio_dev_fini(struct vfio_dev *v)
 {
+	if (!v->be)
+		return;   /* never set up */
 	if (v->logging)
 		log_stop(&v->dev, NULL);
 	session_end(v);
