@@ -8,6 +8,12 @@
 #include <migrate/lab.h>
 #include "util.h"
 #include <migrate/parse.h>
+#if HAVE_VFIO
+#include "vfio/vfio.h"
+#else
+#define VFIO_ST_N 1   /* no state to name (0 is never one): vfio-fail names none */
+static const char *vfio_state_name(int s) { (void)s; return ""; }
+#endif
 
 #include <errno.h>
 #include <inttypes.h>
@@ -92,11 +98,7 @@ static const char *fmt_size(char *buf, size_t len, uint64_t v)
 	return buf;
 }
 
-/* The VFIO states as the sim names them (devices/vfio/fsm.c), by number. */
-static const char *const vfio_states[] = {
-	"error", "stop", "running", "stop_copy", "resuming", "running_p2p", "pre_copy",
-	"pre_copy_p2p",
-};
+/* The errnos a test may have a sim VFIO device answer with (vfio-fail). */
 static const struct { const char *name; int err; } errnos[] = {
 	{ "EIO", EIO }, { "ENOMEM", ENOMEM }, { "EBUSY", EBUSY }, { "EINVAL", EINVAL },
 	{ "EFAULT", EFAULT }, { "ENODEV", ENODEV }, { "EPERM", EPERM },
@@ -145,8 +147,7 @@ int lab_config_check(const struct lab_config *cfg, struct mig_error *err)
 			"vfio-v1 is %" PRIu32 ": more v1 devices than the %" PRIu32 " vfio devices; "
 			"raise vfio or lower vfio-v1", cfg->vfio_v1, cfg->vfio);
 	if (cfg->vfio_fail_err && ((cfg->vfio_fail_where >> 4) >= cfg->vfio ||
-				   cfg->vfio_fail_from >= ARRAY_SIZE(vfio_states) ||
-				   cfg->vfio_fail_to >= ARRAY_SIZE(vfio_states) ||
+				   cfg->vfio_fail_from >= VFIO_ST_N || cfg->vfio_fail_to >= VFIO_ST_N ||
 				   !(cfg->vfio_fail_where & (MIG_LAB_FAIL_SOURCE | MIG_LAB_FAIL_DEST))))
 		return mig_error_set(err, -EINVAL,
 			"vfio-fail names device %u of %" PRIu32 "; give a device the VM has",
@@ -248,10 +249,10 @@ static int parse_fail(const char *val, struct lab_config *cfg)
 	if (n < 5 || (strcmp(side, "src") && strcmp(side, "dst")) || dev >= LAB_VFIO_MAX ||
 	    (n == 6 && strcmp(land, "error")))
 		return -EINVAL;
-	for (int i = 1; i < (int)ARRAY_SIZE(vfio_states); i++) {
-		if (!strcmp(from, vfio_states[i]))
+	for (int i = 1; i < VFIO_ST_N; i++) {
+		if (!strcmp(from, vfio_state_name(i)))
 			f = i;
-		if (!strcmp(to, vfio_states[i]))
+		if (!strcmp(to, vfio_state_name(i)))
 			t = i;
 	}
 	for (unsigned i = 0; i < ARRAY_SIZE(errnos); i++)

@@ -10,7 +10,7 @@
 
 #define ST(x) VFIO_ST_##x
 
-static const char *const names[VFIO_ST_N] = {
+const char *const vfio_state_names[VFIO_ST_N] = {
 	[ST(ERROR)] = "error", [ST(STOP)] = "stop", [ST(RUNNING)] = "running",
 	[ST(STOP_COPY)] = "stop_copy", [ST(RESUMING)] = "resuming",
 	[ST(RUNNING_P2P)] = "running_p2p", [ST(PRE_COPY)] = "pre_copy",
@@ -19,7 +19,7 @@ static const char *const names[VFIO_ST_N] = {
 
 const char *vfio_state_name(int state)
 {
-	return state >= 0 && state < VFIO_ST_N ? names[state] : "?";
+	return state >= 0 && state < VFIO_ST_N ? vfio_state_names[state] : "?";
 }
 
 /* The flags a state needs; ERROR needs more than any device has. */

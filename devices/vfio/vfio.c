@@ -536,11 +536,6 @@ static const bool arcs[VFIO_ST_N * VFIO_ST_N] = {
 };
 #undef A
 
-static const char *const state_names[VFIO_ST_N] = {
-	"error", "stop", "running", "stop_copy", "resuming", "running_p2p", "pre_copy",
-	"pre_copy_p2p",
-};
-
 static const struct mig_stage_step steps[] = {
 	{ MIG_STAGE_TRACK, 5, ST(PRE_COPY) },
 	{ MIG_STAGE_QUIESCE, 0, ST(RUNNING_P2P) },   /* every device, before the vCPUs */
@@ -571,7 +566,7 @@ static const char *const note_names[] = { "no-p2p", "no-dma-log" };
 
 const struct mig_device_class vfio_class = {
 	.id = MIG_DEV_VFIO, .name = "vfio", .version = 1,
-	.nr_states = VFIO_ST_N, .state_names = state_names, .arcs = arcs,
+	.nr_states = VFIO_ST_N, .state_names = vfio_state_names, .arcs = arcs,
 	.next_state = next_state, .target_of = target_of,
 	.steps = steps, .nr_steps = ARRAY_SIZE(steps),
 	.load_state = ST(RESUMING), .fail_state = -1,

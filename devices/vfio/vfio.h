@@ -54,6 +54,7 @@ bool vfio_arc_opens_session(int from, int to);
 /* The saving group: PRE_COPY, PRE_COPY_P2P, STOP_COPY. */
 bool vfio_state_saving(int state);
 const char *vfio_state_name(int state);
+extern const char *const vfio_state_names[VFIO_ST_N];
 
 
 /* ---- the class: one VFIO device ---- */
