@@ -752,13 +752,17 @@ static int try_load(struct dst *d)
 					  "state did (%llu bytes, no END)", dev->cls->name, dev->id,
 					  (unsigned long long)d->dev_rx[i].offset[1]);
 	}
+	/* RAM as it arrived, before any device loads: a load may write guest
+	 * RAM (RESTORE_TABLES clears the pending bits it consumed) */
+	if (r >= 0 && d->verify) {
+		uint64_t t1 = mig_realtime_ns();
+
+		d->vm->ops->digest(d->vm, NULL, &dg);
+		l.verify_ns = mig_realtime_ns() - t1;
+	}
 	if (r >= 0)
 		r = mig_vm_load(d->vm, d->states, &w, &d->err);
-	l.load_ns = mig_realtime_ns() - t0;
-	t0 = mig_realtime_ns();
-	if (r >= 0 && d->verify)
-		d->vm->ops->digest(d->vm, NULL, &dg);
-	l.verify_ns = mig_realtime_ns() - t0;
+	l.load_ns = mig_realtime_ns() - t0 - l.verify_ns;
 	l.status = r;
 	d->load_ok = r >= 0;
 	l.digest[0] = dg.hi;
