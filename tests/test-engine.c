@@ -1023,3 +1023,112 @@ Test(engine, vfio_sim_devices_in_the_kernels_order, .timeout = 60)
 	fvm_free(&dst);
 }
 #endif
+
+#if HAVE_GIC
+/* ---- the real GIC class, on its sim, through both engines ---- */
+
+#include "gic/sim.h"
+
+#define GIC_AREA (4ULL << 20)
+#define GIC_DEVS 2
+#define GIC_EVENTS 8
+
+struct fgic {
+	struct gic_sim sim;
+	struct gic_dev dev;
+	bool raised;
+};
+
+static void fvm_add_gic(struct fvm *v, struct fgic *g, enum gic_v4 v4, const struct gic_vlpi *vl)
+{
+	struct gic_sim_opts o = {
+		.nr_vcpus = 2, .nr_irqs = 128, .nr_its = 1, .v4 = v4, .ram = v->vm.ram,
+		.ram_bytes = RAM_BYTES, .its_base = { 0x08080000 }, .area_gpa = GIC_AREA,
+	};
+	struct gic_config cfg = { .nr_vcpus = 2, .nr_irqs = 128, .nr_its = 1, .v4 = v4 };
+	struct mig_error err = { 0 };
+
+	memset(g, 0, sizeof(*g));
+	if (vl) {
+		cfg.vlpis[0] = *vl;
+		cfg.nr_vlpis = 1;
+	}
+	cr_assert_eq(gic_sim_init(&g->sim, &o, &err), 0, "%s", err.msg);
+	cr_assert_eq(gic_sim_create(&g->sim), 0);
+	cr_assert_eq(gic_dev_init(&g->dev, &cfg, &gic_sim_backend, &g->sim, GIC_CREATED, &err), 0,
+		     "%s", err.msg);
+	if (v->source) {
+		cr_assert_eq(gic_sim_guest_boot(&g->sim, GIC_DEVS, GIC_EVENTS, &err), 0, "%s",
+			     err.msg);
+		gic_sim_set_running(&g->sim, true);
+		cr_assert_eq(mig_device_step(&g->dev.core, GIC_RUNNING, &err), 0, "%s", err.msg);
+		/* every LPI once, taken at once */
+		for (unsigned d = 0; d < GIC_DEVS; d++)
+			for (unsigned e = 0; e < GIC_EVENTS; e++)
+				cr_assert_eq(gic_sim_msi(&g->sim, 0, d, e), 1);
+	}
+	v->all[v->vm.nr_devices++] = &g->dev.core;
+}
+
+static struct fgic *gic_src;
+
+/* The source's vCPUs stop: from here the guest takes nothing, and every
+ * LPI is raised once more (pending at the switchover). */
+static int stop_and_raise(void *arg, const struct mig_fault_point *p, struct mig_error *err)
+{
+	(void)arg; (void)err;
+	if (p->kind == MIG_FAULT_DEVICE_STEP && p->dev->cls == &fake_cpu && p->to == C_PAUSING &&
+	    is_source(p->dev) && !gic_src->raised) {
+		gic_sim_set_running(&gic_src->sim, false);
+		for (unsigned d = 0; d < GIC_DEVS; d++)
+			for (unsigned e = 0; e < GIC_EVENTS; e++)
+				gic_sim_device_msi(&gic_src->sim, 0, d, e);
+		gic_src->raised = true;
+	}
+	return 0;
+}
+
+/*
+ * KERNEL-UAPI §6.3-6.4 through the engines: the GIC's save writes its
+ * pending and ITS tables into guest RAM after the vCPUs stopped and before
+ * the final dirty sync, so the pages travel; the destination restores them
+ * and, after the restore, forwards its VLPI again.  Every LPI, raised once
+ * while the source ran and once while it was stopped, is taken exactly
+ * twice in all, and the forwarded one is direct again.
+ */
+Test(engine, gic_sim_lpis_pending_at_the_switchover_arrive_exactly_once, .timeout = 60)
+{
+	const struct gic_vlpi vl = { .its = 0, .devid = 1, .event = 3 };
+	struct fvm src, dst;
+	struct fgic gs, gd;
+	struct result r;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	fvm_add_gic(&src, &gs, GIC_V4_1, &vl);
+	fvm_add_gic(&dst, &gd, GIC_V4_1, &vl);
+	gic_src = &gs;
+	cr_assert(gic_sim_lpi_forwarded(&gs.sim, GIC_LPI_BASE + 1 * GIC_EVENTS + 3));
+	migrate_faults(&src, &dst, stop_and_raise, NULL, NULL, NULL, &r);
+	cr_assert_eq(r.res.result, MIG_RESULT_COMPLETED, "%s", r.res.error);
+	cr_assert_eq(r.res.verified, 1, "the RAM digests match");
+	cr_assert(gs.raised);
+	cr_assert_eq(gd.dev.core.state, GIC_RUNNING);
+	gic_sim_set_running(&gd.sim, true);
+	for (unsigned i = 0; i < GIC_DEVS * GIC_EVENTS; i++)
+		cr_assert_eq(gic_sim_delivered(&gd.sim, GIC_LPI_BASE + i), 2,
+			     "LPI %u taken %u times", GIC_LPI_BASE + i,
+			     gic_sim_delivered(&gd.sim, GIC_LPI_BASE + i));
+	cr_assert(gic_sim_lpi_forwarded(&gd.sim, GIC_LPI_BASE + 1 * GIC_EVENTS + 3),
+		  "direct injection again");
+	/* and the ITS works on */
+	cr_assert_eq(gic_sim_msi(&gd.sim, 0, 1, 0), 1);
+	cr_assert_eq(gic_sim_delivered(&gd.sim, GIC_LPI_BASE + GIC_EVENTS), 3);
+	gic_dev_fini(&gs.dev);
+	gic_dev_fini(&gd.dev);
+	gic_sim_fini(&gs.sim);
+	gic_sim_fini(&gd.sim);
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+#endif

@@ -35,6 +35,7 @@ enum mig_dev_class {
 	MIG_DEV_PLATFORM = 3,     /* x86 VM-wide state: irqchip, PIT, kvmclock */
 	MIG_DEV_VFIO = 4,         /* a VFIO passthrough device (migration uAPI v2) */
 	MIG_DEV_CCW = 5,          /* a channel I/O subchannel (vfio-ccw; sim) */
+	MIG_DEV_GIC = 6,          /* an arm64 vGICv3 and its ITSes */
 	_MIG_DEV_CLASS_MAX,
 };
 /* Classes that are not in this build's table (a test's, a plug-in's)
