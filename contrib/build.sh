@@ -23,9 +23,13 @@ packages=(
 	git
 	# the real-kernel tests: Debian's kernel under QEMU (tests/realkernel/)
 	qemu-system-x86
+	qemu-system-arm
 	cpio
 	busybox-static
 	xz-utils
+	# the aarch64 cross build (contrib/arm64-sysroot.sh, tests/cross/)
+	gcc-aarch64-linux-gnu
+	file
 )
 
 missing=()

@@ -150,7 +150,8 @@ struct vcpu_dev {
 	struct mig_buf saved; /* SAVED: the state blob */
 };
 
-/* KVM_CREATE_VCPU and the CPUID the lab gives it; state CREATED. */
+/* KVM_CREATE_VCPU and its architecture's setup (vcpu-arch.h: x86, the CPUID
+ * the lab gives it); state CREATED. */
 int vcpu_dev_create(const struct vcpu_host *host, unsigned index, struct vcpu_dev **ret,
 		    struct mig_error *err);
 void vcpu_dev_destroy(struct vcpu_dev *v);

@@ -450,6 +450,22 @@ int lab_spec_parse(const char *spec, struct lab_config *cfg, struct mig_error *e
 	return 0;
 }
 
+int lab_spec_check(const char *spec, struct mig_vm_summary *ret, struct mig_error *err)
+{
+	struct lab_config cfg;
+	int r;
+
+	lab_config_default(&cfg);
+	r = spec ? lab_spec_parse(spec, &cfg, err) : 0;   /* NULL: the defaults */
+	if (r >= 0)
+		r = lab_config_check(&cfg, err);
+	if (r >= 0)
+		*ret = (struct mig_vm_summary){
+			.vcpus = cfg.vcpus, .mem_bytes = cfg.mem_bytes, .workload_bytes = cfg.wss_bytes,
+		};
+	return r;
+}
+
 void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
 {
 	memset(w, 0, sizeof(*w));

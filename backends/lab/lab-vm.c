@@ -1161,23 +1161,6 @@ static int lab_backend_prepare(const uint8_t *desc, size_t len, struct mig_vm **
 	return 0;
 }
 
-static int lab_backend_check_spec(const char *spec, struct mig_vm_summary *ret,
-				  struct mig_error *err)
-{
-	struct lab_config cfg;
-	int r;
-
-	lab_config_default(&cfg);
-	r = spec ? lab_spec_parse(spec, &cfg, err) : 0;   /* NULL: the defaults */
-	if (r >= 0)
-		r = lab_config_check(&cfg, err);
-	if (r >= 0)
-		*ret = (struct mig_vm_summary){
-			.vcpus = cfg.vcpus, .mem_bytes = cfg.mem_bytes, .workload_bytes = cfg.wss_bytes,
-		};
-	return r;
-}
-
 static void lab_backend_summary(struct mig_vm *m, struct mig_vm_summary *ret)
 {
 	const struct lab_config *c = &lab_of(m)->cfg;
@@ -1190,7 +1173,7 @@ static void lab_backend_summary(struct mig_vm *m, struct mig_vm_summary *ret)
 const struct mig_vm_backend lab_backend = {
 	.name = "lab",
 	.create = lab_backend_create,
-	.check_spec = lab_backend_check_spec,
+	.check_spec = lab_spec_check,
 	.prepare = lab_backend_prepare,
 	.summary = lab_backend_summary,
 };

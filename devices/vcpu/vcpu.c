@@ -20,7 +20,7 @@
 #include <time.h>
 
 #include "devices-internal.h"
-#include "vcpu/x86-state.h"
+#include "vcpu/vcpu-arch.h"
 #include "util.h"
 
 #define SIG_KICK (SIGRTMIN + 3)
@@ -164,7 +164,7 @@ static void *vcpu_thread(void *arg)
 	sigset_t block, inside;
 	struct {
 		struct kvm_signal_mask m;
-		uint8_t set[8];  /* the kernel's sigset_t is 64 bits on x86-64 */
+		uint8_t set[8];  /* the kernel's sigset_t: 64 bits on x86-64 and arm64 alike */
 	} kmask;
 
 	/* Below the VMM's own threads: on a host with fewer cores than busy
@@ -259,9 +259,8 @@ static int vcpu_step(struct mig_device *d, int to, struct mig_error *err)
 		if (!v->thread_started)
 			return vcpu_start_thread(v, err);
 		if (d->state == VCPU_SAVED)
-			/* Back from a save (a rollback): tell a guest that uses
-			 * kvmclock it was stopped; harmless if not. */
-			ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
+			/* back from a save (a rollback) */
+			vcpu_arch_resumed(v->fd);
 		pthread_mutex_lock(&v->lock);
 		v->run->immediate_exit = 0;
 		v->want_pause = false;
@@ -285,7 +284,7 @@ static int vcpu_step(struct mig_device *d, int to, struct mig_error *err)
 		return 0;
 	case VCPU_SAVED:
 		v->saved.len = 0;
-		return x86_vcpu_state_save(fds->kvm_fd, fds->vm_fd, v->fd, &v->saved, err);
+		return vcpu_arch_save(fds->kvm_fd, fds->vm_fd, v->fd, &v->saved, err);
 	case VCPU_RESTORING:
 	case VCPU_RESTORED:
 	case VCPU_FAILED:
@@ -327,7 +326,7 @@ static int vcpu_load(struct mig_device *d, struct mig_reader *rd, struct mig_err
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	r = rd->read(rd, p, n, err);
 	if (r >= 0)
-		r = x86_vcpu_state_load(v->host->fds->kvm_fd, v->host->fds->vm_fd, v->fd, p, n, err);
+		r = vcpu_arch_load(v->host->fds->kvm_fd, v->host->fds->vm_fd, v->fd, p, n, err);
 	free(p);
 	return r;
 }
@@ -411,7 +410,7 @@ int vcpu_dev_create(const struct vcpu_host *host, unsigned index, struct vcpu_de
 				  strerror(errno));
 		goto err_close;
 	}
-	r = x86_vcpu_setup_cpuid(host->fds->kvm_fd, v->fd, err);
+	r = vcpu_arch_init(host->fds->kvm_fd, v->fd, err);
 	if (r < 0)
 		goto err_unmap;
 	*ret = v;

@@ -16,6 +16,7 @@
  * destination VM (KERNEL-UAPI §3.8), so there is no rollback here.
  */
 #include "vcpu/x86-state.h"
+#include "vcpu/vcpu-arch.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -1446,4 +1447,29 @@ int x86_vcpu_setup_cpuid(int kvm_fd, int vcpu_fd, struct mig_error *err)
 	return mig_error_set(err, -E2BIG,
 			     "vcpu cpuid: KVM_GET_SUPPORTED_CPUID needs more than %u entries",
 			     4 * CPUID_MAX_ENTRIES);
+}
+
+/* ---- the vCPU class's architecture part (vcpu-arch.h) ---- */
+
+int vcpu_arch_init(int kvm_fd, int vcpu_fd, struct mig_error *err)
+{
+	return x86_vcpu_setup_cpuid(kvm_fd, vcpu_fd, err);
+}
+
+int vcpu_arch_save(int kvm_fd, int vm_fd, int vcpu_fd, struct mig_buf *out,
+		   struct mig_error *err)
+{
+	return x86_vcpu_state_save(kvm_fd, vm_fd, vcpu_fd, out, err);
+}
+
+int vcpu_arch_load(int kvm_fd, int vm_fd, int vcpu_fd, const uint8_t *blob, size_t len,
+		   struct mig_error *err)
+{
+	return x86_vcpu_state_load(kvm_fd, vm_fd, vcpu_fd, blob, len, err);
+}
+
+/* Tell a guest that uses kvmclock it was stopped; harmless if not. */
+void vcpu_arch_resumed(int vcpu_fd)
+{
+	ioctl(vcpu_fd, KVM_KVMCLOCK_CTRL, 0);
 }

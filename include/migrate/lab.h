@@ -71,6 +71,9 @@ int lab_config_check(const struct lab_config *cfg, struct mig_error *err);
 /* "mem=SIZE,vcpus=N,wss=SIZE[,pattern=seq|random][,rate=max|N][,dirty-log=bitmap|ring]";
  * keys not given keep the values already in cfg. */
 int lab_spec_parse(const char *spec, struct lab_config *cfg, struct mig_error *err);
+/* SPEC (NULL: the defaults) parsed and checked, and what it would make: the
+ * "lab" backend's check_spec(), in every build, with or without the VM. */
+int lab_spec_check(const char *spec, struct mig_vm_summary *ret, struct mig_error *err);
 
 const char *lab_pattern_to_string(enum lab_pattern p);
 int lab_pattern_from_string(const char *s);          /* enum value or -EINVAL */

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the vCPU class (vcpu.c: the run loop and the state machine) asks of
+ * its architecture: one implementation per cpu_family, chosen by
+ * devices/vcpu/meson.build (x86: x86-state.c).  An architecture without one
+ * has no vCPU class.
+ */
+#ifndef DEVICES_VCPU_ARCH_H
+#define DEVICES_VCPU_ARCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <migrate/buf.h>
+#include <migrate/error.h>
+
+/* After KVM_CREATE_VCPU, before the vCPU first runs (x86: its CPUID). */
+int vcpu_arch_init(int kvm_fd, int vcpu_fd, struct mig_error *err);
+/* The state blob of a quiesced vCPU (no pending I/O completion). */
+int vcpu_arch_save(int kvm_fd, int vm_fd, int vcpu_fd, struct mig_buf *out,
+		   struct mig_error *err);
+/* A blob into a fresh vCPU that has not run, validated whole before the
+ * first SET ioctl. */
+int vcpu_arch_load(int kvm_fd, int vm_fd, int vcpu_fd, const uint8_t *blob, size_t len,
+		   struct mig_error *err);
+/* Running again after a save, on this host (a rollback). */
+void vcpu_arch_resumed(int vcpu_fd);
+
+#endif
