@@ -1,0 +1,98 @@
+#!/bin/bash
+# The arm64 classes on a real arm64 KVM (docs/devices.md §9): Debian's
+# current 6.12 arm64 kernel booted under QEMU TCG at EL2, with a GICv3 and
+# an ITS, runs this source tree's aarch64 build (tests/cross: an arm64
+# sysroot from the archive and Debian's cross compiler) from the sysroot,
+# shared read-only over 9p:
+#   - gic-kernel: the GIC class's kernel backend (tests/realkernel/gic-kernel.c).
+#
+# usage: run-arm64-kernel.sh WORKDIR SOURCEDIR
+# Exits 77 (skip) only when a host tool is missing or the archive cannot be
+# reached; every other problem fails.
+set -uo pipefail
+[ $# -eq 2 ] || { echo "usage: run-arm64-kernel.sh WORKDIR SOURCEDIR"; exit 1; }
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*"; exit 1; }
+say() { echo "[$(date +%T)] $*"; }
+
+for t in qemu-system-aarch64 cpio xz gzip apt-get dpkg-deb; do
+	command -v $t >/dev/null || skip "$t is not installed (contrib/build.sh installs qemu-system-arm, cpio and xz-utils)"
+done
+mkdir -p "$1" || fail "cannot make $1"
+W=$(cd "$1" && pwd -P)
+SRC=$(cd "$2" && pwd -P) || fail "no source directory $2"
+
+# the aarch64 build, in W/build-aarch64, against W/sysroot
+"$SRC/tests/cross/run-cross-arm64.sh" "$W" "$SRC"
+case $? in
+0) ;;
+77) skip "the aarch64 build could not be made (see above)" ;;
+*) fail "the aarch64 build" ;;
+esac
+B=$W/build-aarch64
+SR=$W/sysroot
+[ -x "$B/tests/realkernel/gic-kernel" ] || fail "the aarch64 build has no gic-kernel"
+
+# The kernel: whatever linux-image-6.12-arm64 points at today, never pinned,
+# through the sysroot's private apt setup.
+export APT_CONFIG=$W/apt/apt.conf
+KA=$(apt-cache depends linux-image-6.12-arm64:arm64 2>/dev/null |
+	sed -n 's/.*Depends: \(linux-image-6\.12[^:]*-arm64\).*/\1/p' | head -1)
+[ -n "$KA" ] || skip "the archive has no linux-image-6.12-arm64"
+K=$W/kernel
+if [ ! -f "$K/.$KA" ]; then
+	say "downloading $KA"
+	rm -rf "$K" && mkdir -p "$K/debs" "$K/x"
+	(cd "$K/debs" && apt-get download -qq "$KA-unsigned:arm64" busybox-static:arm64 \
+		>/dev/null 2>&1) || skip "the archive cannot be reached for $KA"
+	for d in "$K"/debs/*.deb; do dpkg-deb -x "$d" "$K/x" || fail "unpacking $d"; done
+	touch "$K/.$KA"
+fi
+VMLINUZ=$(ls "$K"/x/boot/vmlinuz-*-arm64 2>/dev/null | head -1)
+[ -n "$VMLINUZ" ] || fail "no kernel image in $KA"
+MODS=$(ls -d "$K"/x/lib/modules/*/kernel)
+
+# The programs go into the sysroot, the guest's root over 9p.
+mkdir -p "$SR/opt/migratectl" "$SR/proc" "$SR/sys" "$SR/dev" "$SR/run" "$SR/tmp" || fail "sysroot"
+cp "$B/migratectl" "$B/tests/realkernel/gic-kernel" "$SR/opt/migratectl/" || fail "copying the programs"
+
+# The initramfs: busybox, the 9p modules, and an init that runs the tests.
+R=$W/initrd
+rm -rf "$R" && mkdir -p "$R/bin" "$R/lib" "$R/proc" "$R/sys" "$R/dev" "$R/host"
+cp "$K/x/bin/busybox" "$R/bin/busybox" || fail "busybox"
+for m in fs/netfs/netfs net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p; do
+	if [ -f "$MODS/$m.ko.xz" ]; then
+		xz -dc "$MODS/$m.ko.xz" > "$R/lib/$(basename $m).ko" || fail "module $m"
+	fi
+done
+cat > "$R/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in netfs 9pnet 9pnet_virtio 9p; do
+	[ -f /lib/$m.ko ] && { insmod /lib/$m.ko || echo "RK-FAIL insmod $m"; }
+done
+mount -t 9p -o trans=virtio,version=9p2000.L,ro hostroot /host || echo "RK-FAIL 9p mount"
+mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs dev /host/dev
+mount -t tmpfs run /host/run; mount -t tmpfs tmp /host/tmp
+[ -c /dev/kvm ] || echo "RK-FAIL no /dev/kvm: $(dmesg | grep -i kvm | tail -3)"
+chroot /host /opt/migratectl/gic-kernel
+echo "RK-EXIT $?"
+poweroff -f
+INIT
+chmod +x "$R/init"
+(cd "$R" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$W/initrd.gz") || fail "initramfs"
+
+say "booting $KA under QEMU"
+t0=$(date +%s)
+timeout 600 qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on \
+	-accel tcg,thread=multi -smp 2 -m 1024 -nographic -no-reboot -monitor none -nic none \
+	-serial stdio -kernel "$VMLINUZ" -initrd "$W/initrd.gz" \
+	-virtfs local,path="$SR",mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+	-append "console=ttyAMA0 loglevel=4 panic=-1" > "$W/guest.log" 2>&1
+say "guest done in $(($(date +%s) - t0)) s"
+grep -a -E '^RK-' "$W/guest.log"
+grep -a -q '^RK-FAIL' "$W/guest.log" && fail "see $W/guest.log"
+grep -a -q '^RK-DONE passed [0-9]* failed 0' "$W/guest.log" || fail "gic-kernel: see $W/guest.log"
+grep -a -q '^RK-EXIT 0' "$W/guest.log" || fail "gic-kernel exited non-zero: see $W/guest.log"
+exit 0
