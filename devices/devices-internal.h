@@ -42,6 +42,7 @@ const char *mem_log_mode_to_string(enum mem_log_mode m);
 struct mem_slot {
 	uint32_t id;
 	uint64_t gpa;
+	uint64_t first_pfn;       /* its first page from the RAM's base (where bitmaps count from) */
 	uint64_t size;
 	uint8_t *host;
 	bool logging;
@@ -59,6 +60,8 @@ struct mem_dev {
 	struct mig_device core;
 	int vm_fd;
 	enum mem_log_mode mode;
+	bool ring_bitmap;         /* ring mode with KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP (arm64) */
+	uint64_t base_gpa;        /* where guest RAM starts (0 on x86, 1 GiB on arm64) */
 	uint8_t *ram;
 	uint64_t ram_bytes;
 	uint64_t nr_pages;
@@ -90,8 +93,8 @@ struct mem_dev {
 #define MEM_RING_DEFAULT_ENTRIES 65536
 
 /* Before any vCPU exists: picks the log mode, allocates and pre-faults RAM,
- * registers the memslots with logging on (state LOGGING). */
-int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, bool ring,
+ * registers the memslots from base_gpa with logging on (state LOGGING). */
+int mem_dev_create(int kvm_fd, int vm_fd, uint64_t base_gpa, uint64_t ram_bytes, bool ring,
 		   bool force_classic, uint32_t ring_entries, struct mem_dev **ret,
 		   struct mig_error *err);
 void mem_dev_destroy(struct mem_dev *m);

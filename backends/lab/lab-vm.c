@@ -480,7 +480,7 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 		goto fail;
 	}
 	/* Memory first: the dirty ring must be enabled before any vCPU exists. */
-	r = mem_dev_create(vm->fds.kvm_fd, vm->fds.vm_fd, cfg->mem_bytes,
+	r = mem_dev_create(vm->fds.kvm_fd, vm->fds.vm_fd, 0, cfg->mem_bytes,
 			   cfg->dirty_log == LAB_DIRTY_LOG_RING,
 			   cfg->force_classic, cfg->ring_entries, &vm->mem, err);
 	if (r < 0)

@@ -158,7 +158,7 @@ static int sync_bitmap_slot(struct mem_dev *m, struct mem_slot *s, uint64_t *bit
 						     (unsigned long long)n, strerror(errno));
 		}
 	}
-	*count += or_bits(bitmap + (s->gpa >> GUEST_PAGE_SHIFT) / 64, m->scratch, nwords);
+	*count += or_bits(bitmap + s->first_pfn / 64, m->scratch, nwords);
 	return 0;
 }
 
@@ -185,7 +185,7 @@ static uint64_t ring_harvest(struct mem_dev *m, struct mem_ring *r)
 			break;
 		s = slot_by_id(m, e->slot & 0xffff);
 		if (s && e->offset < (s->size >> GUEST_PAGE_SHIFT)) {
-			uint64_t pfn = (s->gpa >> GUEST_PAGE_SHIFT) + e->offset;
+			uint64_t pfn = s->first_pfn + e->offset;
 
 			m->pending[pfn / 64] |= 1ULL << (pfn % 64);
 		}
@@ -384,6 +384,10 @@ static int mem_dirty_sync(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_
 				     mig_device_state_name(d));
 	if (m->mode == MEM_LOG_RING) {
 		r = sync_ring(m, bitmap, &count, err);
+		/* what the kernel dirtied with no vCPU running (the vGIC's and
+		 * ITS's tables) is only in the slots' bitmaps */
+		for (unsigned i = 0; m->ring_bitmap && i < m->nr_slots && r >= 0; i++)
+			r = sync_bitmap_slot(m, &m->slots[i], bitmap, &count, err);
 	} else {
 		for (unsigned i = 0; i < m->nr_slots && r >= 0; i++)
 			r = sync_bitmap_slot(m, &m->slots[i], bitmap, &count, err);
@@ -438,25 +442,39 @@ const struct mig_device_class mem_class = {
 	.dirty_ops = &mem_dirty_ops,
 };
 
+/* Newer than the 6.1 uAPI headers (KERNEL-UAPI §6.3 step 4). */
+#ifndef KVM_CAP_DIRTY_LOG_RING_ACQ_REL
+#define KVM_CAP_DIRTY_LOG_RING_ACQ_REL 223
+#endif
+#ifndef KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP
+#define KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP 225
+#endif
+
 /*
- * The ring is x86's KVM_CAP_DIRTY_LOG_RING (total store order).  arm64 KVM
- * offers only KVM_CAP_DIRTY_LOG_RING_ACQ_REL (ring_harvest() already
- * pairs acquire and release), and needs KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP
- * besides, for the pages the vGIC/ITS tables dirty with no vCPU running: on
- * arm64 the ring mode fails here as "no dirty ring" until that is done.
+ * The ring is x86's KVM_CAP_DIRTY_LOG_RING (total store order) or arm64's
+ * KVM_CAP_DIRTY_LOG_RING_ACQ_REL (ring_harvest() pairs acquire and release
+ * either way).  arm64 also needs KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP, enabled
+ * before any memslot: the pages the vGIC and ITS dirty with no vCPU running
+ * go only to the slots' bitmaps, which every sync then reads too.
  */
 static int pick_mode(int kvm_fd, int vm_fd, bool ring, bool force_classic,
 		     uint32_t ring_entries, struct mem_dev *m, struct mig_error *err)
 {
 	if (ring) {
-		int max = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING);
+		uint32_t which = KVM_CAP_DIRTY_LOG_RING;
+		int max = ioctl(kvm_fd, KVM_CHECK_EXTENSION, which);
 		uint64_t bytes = (uint64_t)ring_entries * sizeof(struct kvm_dirty_gfn);
-		struct kvm_enable_cap cap = { .cap = KVM_CAP_DIRTY_LOG_RING, .args = { bytes } };
+		struct kvm_enable_cap cap = { .args = { bytes } };
 
+		if (max <= 0) {
+			which = KVM_CAP_DIRTY_LOG_RING_ACQ_REL;
+			max = ioctl(kvm_fd, KVM_CHECK_EXTENSION, which);
+		}
+		cap.cap = which;
 		if (max <= 0)
 			return mig_error_set(err, -EOPNOTSUPP,
-					     "this kernel has no KVM dirty ring (KVM_CAP_DIRTY_LOG_RING); "
-					     "use --dirty-log bitmap");
+					     "this kernel has no KVM dirty ring (KVM_CAP_DIRTY_LOG_RING "
+					     "or _ACQ_REL); use --dirty-log bitmap");
 		if (ring_entries & (ring_entries - 1) || bytes > (uint64_t)max || bytes < 4096)
 			return mig_error_set(err, -EINVAL,
 					     "dirty ring of %u entries: must be a power of two between "
@@ -465,6 +483,15 @@ static int pick_mode(int kvm_fd, int vm_fd, bool ring, bool force_classic,
 		if (ioctl(vm_fd, KVM_ENABLE_CAP, &cap) < 0)
 			return mig_error_set(err, -errno, "enabling the dirty ring (%u entries): %s",
 					     ring_entries, strerror(errno));
+		if (ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP) > 0) {
+			struct kvm_enable_cap bm = { .cap = KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP };
+
+			if (ioctl(vm_fd, KVM_ENABLE_CAP, &bm) < 0)
+				return mig_error_set(err, -errno, "enabling the dirty ring's bitmap "
+						     "(KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP): %s",
+						     strerror(errno));
+			m->ring_bitmap = true;
+		}
 		m->mode = MEM_LOG_RING;
 		m->ring_entries = ring_entries;
 		return 0;
@@ -515,7 +542,7 @@ static int alloc_ram(struct mem_dev *m, struct mig_error *err)
 	return 0;
 }
 
-int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, bool ring,
+int mem_dev_create(int kvm_fd, int vm_fd, uint64_t base_gpa, uint64_t ram_bytes, bool ring,
 		   bool force_classic, uint32_t ring_entries, struct mem_dev **ret,
 		   struct mig_error *err)
 {
@@ -536,6 +563,7 @@ int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, bool ring,
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	mig_device_init(&m->core, &mem_class, 0, MEM_MAPPED);
 	m->vm_fd = vm_fd;
+	m->base_gpa = base_gpa;
 	m->ram_bytes = ram_bytes;
 	m->nr_pages = ram_bytes >> GUEST_PAGE_SHIFT;
 	pthread_mutex_init(&m->ring_lock, NULL);
@@ -558,12 +586,13 @@ int mem_dev_create(int kvm_fd, int vm_fd, uint64_t ram_bytes, bool ring,
 	}
 	for (unsigned i = 0; i < m->nr_slots; i++) {
 		struct mem_slot *s = &m->slots[i];
-		uint64_t gpa = (uint64_t)i * MEM_SLOT_MAX_BYTES;
+		uint64_t off = (uint64_t)i * MEM_SLOT_MAX_BYTES;
 
 		s->id = i;
-		s->gpa = gpa;
-		s->size = ram_bytes - gpa < MEM_SLOT_MAX_BYTES ? ram_bytes - gpa : MEM_SLOT_MAX_BYTES;
-		s->host = m->ram + gpa;
+		s->gpa = base_gpa + off;
+		s->first_pfn = off >> GUEST_PAGE_SHIFT;
+		s->size = ram_bytes - off < MEM_SLOT_MAX_BYTES ? ram_bytes - off : MEM_SLOT_MAX_BYTES;
+		s->host = m->ram + off;
 		if ((s->size >> GUEST_PAGE_SHIFT) > max_slot_pages)
 			max_slot_pages = s->size >> GUEST_PAGE_SHIFT;
 		r = set_slot(m, s, true, err);
