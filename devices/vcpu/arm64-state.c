@@ -15,8 +15,10 @@
  *  2. CCSIDR (KVM_REG_ARM_DEMUX), then the system registers in id order,
  *     which puts the ID registers (op0 3, op1 0, CRn 0) first: they decide
  *     which other registers and fields the vCPU has.  The kernel takes an ID
- *     register only before the VM first runs, and only at a value this host
- *     supports; kernels before 6.3 took CCSIDR only at the host's value;
+ *     register only at a value this host supports (EINVAL) and only before
+ *     the VM first runs (EBUSY after); MIDR, REVIDR, AIDR, CTR_EL0 and
+ *     OSLSR_EL1 only at the value they have.  Kernels before 6.3 took CCSIDR
+ *     only at the host's cache geometry;
  *  3. the core registers (general purpose, SP, PC, PSTATE, the EL1 banked
  *     ones, FP/SIMD);
  *  4. each timer as KVM_REG_ARM_TIMER_CNT (or PTIMER_CNT), then CVAL, then
@@ -24,20 +26,24 @@
  *     (phys - value), the time base against which CVAL is compared.  The
  *     base first, then the deadline in it, then ENABLE: the timer is never
  *     armed against the destination's fresh base, where an old CVAL would
- *     look long expired (or far away).  The offset is VM-wide since Linux
+ *     look long expired (or far away).  The final values are the same in
+ *     any order; the order counts for whatever evaluates the timer between
+ *     two writes (KVM recomputes its output when the vCPU next runs).  The
+ *     offset is VM-wide since Linux
  *     6.4 (it was kept in step on every vCPU before), so the last vCPU loaded
- *     sets it for all: see arm64_vcpu_state_counter();
+ *     sets it for all: see arm64_vcpu_state_counters();
  *  5. pending events (KVM_SET_VCPU_EVENTS: a pending SError and its ESR);
  *  6. the MP state (runnable, stopped by PSCI, suspended).
  *
  * A register whose destination value already equals the blob's is not
- * written.  This skips what the kernel treats as invariant but reports
- * (the ID registers once the VM ran, KVM_REG_ARM64_SVE_VLS once SVE is
- * finalized, CCSIDR on old kernels) whenever source and destination agree,
- * which is the only case where a migration can be right; where they differ
- * the SET runs and the kernel's refusal is the error.  The ICC_* registers
- * of the GIC CPU interface are not in the list: they belong to the vGIC
- * device (KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS) and travel with it.
+ * written: on a fresh vCPU of the same host that is most of them (219 of 259
+ * on Linux 6.12), and it keeps an unchanged invariant register from ever
+ * reaching a kernel that refuses writes to it.  Where the values differ the
+ * SET runs and the kernel's refusal is the error: a destination that cannot
+ * give the vCPU what it had is no place to migrate it.  Nothing is skipped
+ * by class.  The ICC_* registers of the GIC CPU interface are not in the
+ * list: they belong to the vGIC device (KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS)
+ * and travel with it.
  */
 #ifndef __aarch64__
 #error "arm64-state.c reads arm64 KVM registers: build it for aarch64"
@@ -99,7 +105,24 @@ const char *arm64_reg_name(uint64_t id, char *buf, size_t n)
 		uint64_t id;
 		const char *name;
 	} sysregs[] = {
+		{ ARM64_SYS_REG(2, 0, 1, 1, 4), "OSLSR_EL1" },
+		{ ARM64_SYS_REG(3, 0, 0, 0, 0), "MIDR_EL1" },
 		{ ARM64_SYS_REG(3, 0, 0, 0, 5), "MPIDR_EL1" },
+		{ ARM64_SYS_REG(3, 0, 0, 0, 6), "REVIDR_EL1" },
+		{ ARM64_SYS_REG(3, 0, 0, 4, 0), "ID_AA64PFR0_EL1" },
+		{ ARM64_SYS_REG(3, 0, 0, 4, 1), "ID_AA64PFR1_EL1" },
+		{ ARM64_SYS_REG(3, 0, 0, 4, 4), "ID_AA64ZFR0_EL1" },
+		{ ARM64_SYS_REG(3, 0, 0, 5, 0), "ID_AA64DFR0_EL1" },
+		{ ARM64_SYS_REG(3, 0, 0, 5, 1), "ID_AA64DFR1_EL1" },
+		{ ARM64_SYS_REG(3, 0, 0, 6, 0), "ID_AA64ISAR0_EL1" },
+		{ ARM64_SYS_REG(3, 0, 0, 6, 1), "ID_AA64ISAR1_EL1" },
+		{ ARM64_SYS_REG(3, 0, 0, 6, 2), "ID_AA64ISAR2_EL1" },
+		{ ARM64_SYS_REG(3, 0, 0, 7, 0), "ID_AA64MMFR0_EL1" },
+		{ ARM64_SYS_REG(3, 0, 0, 7, 1), "ID_AA64MMFR1_EL1" },
+		{ ARM64_SYS_REG(3, 0, 0, 7, 2), "ID_AA64MMFR2_EL1" },
+		{ ARM64_SYS_REG(3, 1, 0, 0, 1), "CLIDR_EL1" },
+		{ ARM64_SYS_REG(3, 1, 0, 0, 7), "AIDR_EL1" },
+		{ ARM64_SYS_REG(3, 3, 0, 0, 1), "CTR_EL0" },
 		{ ARM64_SYS_REG(3, 0, 1, 0, 0), "SCTLR_EL1" },
 		{ ARM64_SYS_REG(3, 0, 1, 0, 2), "CPACR_EL1" },
 		{ ARM64_SYS_REG(3, 0, 2, 0, 0), "TTBR0_EL1" },
@@ -170,10 +193,14 @@ const char *arm64_reg_name(uint64_t id, char *buf, size_t n)
 		snprintf(buf, n, "CCSIDR %u", (unsigned)(id & KVM_REG_ARM_DEMUX_VAL_MASK));
 		return buf;
 	case KVM_REG_ARM_FW:
-		snprintf(buf, n, "FW %u", idx);
+		if (idx == 0)
+			snprintf(buf, n, "PSCI_VERSION");
+		else
+			snprintf(buf, n, "SMCCC_ARCH_WORKAROUND_%u", idx);
 		return buf;
 	case KVM_REG_ARM_FW_FEAT_BMAP:
-		snprintf(buf, n, "FW bitmap %u", idx);
+		snprintf(buf, n, "%s", idx == 0 ? "STD_BMAP" : idx == 1 ? "STD_HYP_BMAP" :
+			 idx == 2 ? "VENDOR_HYP_BMAP" : "FW bitmap");
 		return buf;
 	case KVM_REG_ARM64_SVE:
 		snprintf(buf, n, "SVE %#x", idx);
@@ -363,21 +390,39 @@ int arm64_vcpu_state_validate(const uint8_t *blob, size_t len, struct mig_error 
 	return r;
 }
 
-int arm64_vcpu_state_counter(const uint8_t *blob, size_t len, uint64_t *ret,
-			     struct mig_error *err)
+int arm64_vcpu_state_counters(const uint8_t *blob, size_t len, struct arm64_counters *ret,
+			      struct mig_error *err)
 {
 	struct blob_view v;
+	bool has_virt = false;
 	int r = blob_parse(blob, len, &v, err);
 
-	for (uint32_t i = 0; r >= 0 && i < v.nr_regs; i++)
+	if (r < 0)
+		return r;
+	memset(ret, 0, sizeof(*ret));
+	for (uint32_t i = 0; i < v.nr_regs; i++) {
 		if (v.recs[i].id == KVM_REG_ARM_TIMER_CNT) {
-			*ret = get64(v.recs[i].val);
-			free(v.recs);
-			return 0;
+			ret->virt = get64(v.recs[i].val);
+			has_virt = true;
+		} else if (v.recs[i].id == KVM_REG_ARM_PTIMER_CNT) {
+			ret->phys = get64(v.recs[i].val);
+			ret->has_phys = true;
 		}
+	}
 	free(v.recs);
-	return r < 0 ? r : mig_error_set(err, -ENOENT, "arm64 vcpu state: no virtual counter "
-					 "(KVM_REG_ARM_TIMER_CNT)");
+	if (!has_virt)
+		return mig_error_set(err, -ENOENT, "arm64 vcpu state: no virtual counter "
+				     "(KVM_REG_ARM_TIMER_CNT)");
+	return 0;
+}
+
+void arm64_counters_max(struct arm64_counters *acc, const struct arm64_counters *c)
+{
+	if (c->virt > acc->virt)
+		acc->virt = c->virt;
+	if (c->has_phys && (!acc->has_phys || c->phys > acc->phys))
+		acc->phys = c->phys;
+	acc->has_phys |= c->has_phys;
 }
 
 /* ------------------------------------------------------------------------
@@ -634,7 +679,11 @@ out:
 	return r;
 }
 
-int arm64_vm_counter_set(int vcpu_fd, uint64_t cnt, struct mig_error *err)
+int arm64_vm_counters_set(int vcpu_fd, const struct arm64_counters *c, struct mig_error *err)
 {
-	return set_reg(vcpu_fd, KVM_REG_ARM_TIMER_CNT, &cnt, err);
+	int r = set_reg(vcpu_fd, KVM_REG_ARM_TIMER_CNT, &c->virt, err);
+
+	if (r >= 0 && c->has_phys)
+		r = set_reg(vcpu_fd, KVM_REG_ARM_PTIMER_CNT, &c->phys, err);
+	return r;
 }

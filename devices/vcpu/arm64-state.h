@@ -20,6 +20,7 @@
 #ifndef DEVICES_ARM64_STATE_H
 #define DEVICES_ARM64_STATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,14 +46,27 @@ int arm64_vcpu_state_load(int vcpu_fd, const uint8_t *blob, size_t len,
 			  struct arm64_state_stats *stats, struct mig_error *err);
 
 /*
- * The guest's virtual counter (KVM_REG_ARM_TIMER_CNT) a blob was saved at.
- * Writing it sets one offset for the whole VM, so the vCPU loaded last would
- * decide it: after loading every vCPU, write the largest of them once with
- * arm64_vm_counter_set(), and no vCPU sees its counter go back.
+ * The guest's counters a blob was saved at: the virtual one
+ * (KVM_REG_ARM_TIMER_CNT) and, where the kernel lists it, the physical one
+ * (KVM_REG_ARM_PTIMER_CNT).  Writing either sets one offset for the whole VM
+ * (Linux 6.4 on; before, the virtual offset was kept equal on every vCPU),
+ * so the vCPU loaded last would decide it, and vCPUs stopped a few
+ * microseconds apart saved slightly different values.  After loading every
+ * vCPU, fold the blobs' counters with arm64_counters_max() and write them
+ * once with arm64_vm_counters_set(): no vCPU sees its counter go back.  The
+ * time the VM spent stopped does not count (QEMU's default, "adjvtime").
  */
-int arm64_vcpu_state_counter(const uint8_t *blob, size_t len, uint64_t *ret,
-			     struct mig_error *err);
-int arm64_vm_counter_set(int vcpu_fd, uint64_t cnt, struct mig_error *err);
+struct arm64_counters {
+	uint64_t virt;
+	uint64_t phys;
+	bool has_phys;
+};
+
+int arm64_vcpu_state_counters(const uint8_t *blob, size_t len, struct arm64_counters *ret,
+			      struct mig_error *err);
+/* acc = the larger of acc and c, counter by counter (acc zeroed first). */
+void arm64_counters_max(struct arm64_counters *acc, const struct arm64_counters *c);
+int arm64_vm_counters_set(int vcpu_fd, const struct arm64_counters *c, struct mig_error *err);
 
 /* "x5", "PC", "SCTLR_EL1", "S3_0_C1_C0_1", "FW 2", "CCSIDR 1": a register
  * id for messages. */
