@@ -149,7 +149,8 @@
 
 /* arm64-only doorbell offsets (after LAB_PORT_*) */
 #define LAB_A64_DB_ITS_READY 0x15  /* vCPU 0 finished programming the ITS */
-#define LAB_A64_DB_ITS_FAIL  0x16  /* ... and failed: LAB_A64_PB_ITS_ERROR says where */
+#define LAB_A64_DB_ITS_FAIL  0x16  /* ... and failed: LAB_A64_PB_ITS_ERROR says where; then
+					every vCPU rings LAB_PORT_PANIC */
 #define LAB_A64_DB_FAULT     0x17  /* an unexpected exception: LAB_A64_VA_FAULT_* */
 #define LAB_A64_DB_BYTES     0x1000
 

@@ -423,13 +423,14 @@ int arm64_mmio_doorbell(const struct arm64_layout *l, const struct kvm_run *run,
 		return mig_error_set(err, -EINVAL, "exit reason %u is no MMIO exit",
 				     run->exit_reason);
 	if (a < l->doorbell || a - l->doorbell >= LAB_A64_DB_BYTES)
-		return mig_error_set(err, -EPROTO, "the guest %s %u bytes at %#llx, where it has "
-				     "no device", run->mmio.is_write ? "wrote" : "read",
-				     run->mmio.len, (unsigned long long)a);
+		return mig_error_set(err, -EPROTO, "a %u-byte guest %s at %#llx, where it has no "
+				     "device", run->mmio.len, run->mmio.is_write ? "write" : "read",
+				     (unsigned long long)a);
 	if (!run->mmio.is_write || run->mmio.len != 1 || !doorbell_known((unsigned)(a - l->doorbell)))
-		return mig_error_set(err, -EPROTO, "the guest %s %u bytes at doorbell offset %#llx: "
-				     "no doorbell is that", run->mmio.is_write ? "wrote" : "read",
-				     run->mmio.len, (unsigned long long)(a - l->doorbell));
+		return mig_error_set(err, -EPROTO, "a %u-byte guest %s at doorbell offset %#llx: "
+				     "a doorbell is a 1-byte write to a known offset", run->mmio.len,
+				     run->mmio.is_write ? "write" : "read",
+				     (unsigned long long)(a - l->doorbell));
 	*ret_door = (unsigned)(a - l->doorbell);
 	*ret_val = run->mmio.data[0];
 	return 0;

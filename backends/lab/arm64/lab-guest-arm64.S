@@ -381,11 +381,15 @@ lab_a64_guest_start:
 	ldr	x2, [x8, #LAB_A64_PB_EVENT_BITS]
 	mov	x17, x2
 	cbz	x2, .Lits_fail
-	cmp	x2, #5				/* the 256-byte ITT slot holds 32 events */
+	cmp	x2, #16				/* KVM's ITS: 16 EventID bits */
 	b.hi	.Lits_fail
 	mov	x3, #1
 	lsl	x3, x3, x2
-	cmp	x1, x3
+	cmp	x1, x3				/* the events fit the EventID bits */
+	b.hi	.Lits_fail
+	lsl	x3, x3, #3
+	ldr	x4, [x8, #LAB_A64_PB_ITT_STRIDE]
+	cmp	x3, x4				/* and 8-byte entries for all of them fit an ITT */
 	b.hi	.Lits_fail
 	ldr	x2, [x8, #LAB_A64_PB_LPI_BASE]
 	mov	x17, x2
