@@ -136,7 +136,9 @@ int arm64_mmio_doorbell(const struct arm64_layout *l, const struct kvm_run *run,
 
 /* Error for an exit the lab guest never causes on purpose: its PSCI
  * SYSTEM_OFF (the payload's panic before it found its doorbell page), entry
- * failures, internal errors.  Returns the code set. */
+ * failures, internal errors.  Returns the code set.  A SYSTEM_OFF concerns
+ * the whole VM: the kernel powers every other vCPU off with it, and those
+ * sleep inside KVM_RUN, exiting only when signalled. */
 int arm64_exit_error(const struct kvm_run *run, unsigned index, struct mig_error *err);
 
 /* The lab's MSI devices: event `event` of device `dev` through
