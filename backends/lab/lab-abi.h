@@ -62,4 +62,96 @@
 /* random order: full-period LCG x = x * A + 1 modulo the next power of two */
 #define LAB_LCG_MUL          0x5851F42D4C957F2D
 
+/*
+ * ---- arm64 (backends/lab/arm64/lab-guest-arm64.S) ----
+ *
+ * The same table, areas, fill pattern, stamps and LAB_VA_* outputs; the
+ * values above do not change.  What differs, all named LAB_A64_*:
+ *
+ * - The VMM starts each vCPU at EL1 with the MMU on (identity map it built,
+ *   RAM Normal write-back, the rest of the low 1 GiB Device-nGnRnE) and
+ *   x0 = vCPU index, x1 = guest address of the table.
+ * - LAB_VA_TSC_PER_PAGE and LAB_VA_SLEEP_TICKS count CNTVCT_EL0 ticks
+ *   (CNTFRQ_EL0 per second), not TSC ticks.
+ * - Doorbells are 1-byte MMIO writes of the vCPU index to the doorbell page
+ *   at offset LAB_PORT_* (so the VMM decodes them into the same numbers),
+ *   plus the arm64-only ones below.  The page is outside RAM and every
+ *   in-kernel device, so each write exits with KVM_EXIT_MMIO.
+ * - The header's LAB_A64_TBL_OFF_PLAT points at the platform block: where the
+ *   GIC, the ITS and the doorbell page are, and the guest RAM the VMM set
+ *   aside for the ITS and LPI tables.  vCPU 0 programs the redistributors'
+ *   LPI tables and the ITS from it; the others wait for LAB_A64_ITS_READY.
+ * - MSI devices: device d (0 <= d < NR_DEVICES) has DeviceID DEVID_BASE + d
+ *   and events 0 <= e < EVENTS; event e of device d is LPI k = d * EVENTS + e,
+ *   INTID LPI_BASE + k, routed to the collection of vCPU k % nr_vcpus.  The
+ *   guest counts each delivery in DELIVERED[k]; the VMM counts what it
+ *   raised with KVM_SIGNAL_MSI and raises k again only once DELIVERED[k]
+ *   caught up (an LPI raised twice while pending is delivered once), so at
+ *   any quiet moment raised[k] == DELIVERED[k] for every k.
+ */
+#define LAB_A64_TBL_OFF_PLAT 0x18  /* in: guest address of the platform block */
+
+/* per-vCPU area, arm64 only (0x80 up: unused by the x86 contract) */
+#define LAB_A64_VA_IRQS      0x80  /* out: interrupts taken (IAR reads) */
+#define LAB_A64_VA_SPURIOUS  0x88  /* out: of them, INTID 1023 */
+#define LAB_A64_VA_STRAY     0x90  /* out: of them, INTIDs that are no lab LPI */
+#define LAB_A64_VA_LAST_INTID 0x98 /* out: the last INTID taken */
+#define LAB_A64_VA_PLAT      0xa0  /* guest's own: the platform block, for the IRQ handler */
+#define LAB_A64_VA_DOORBELL  0xa8  /* guest's own: the doorbell page */
+#define LAB_A64_VA_FAULT_ESR 0xb0  /* out: with LAB_A64_DB_FAULT, the exception's ESR_EL1, */
+#define LAB_A64_VA_FAULT_ELR 0xb8  /*      ELR_EL1, */
+#define LAB_A64_VA_FAULT_FAR 0xc0  /*      FAR_EL1 */
+#define LAB_A64_VA_FAULT_VEC 0xc8  /*      and the vector's offset in VBAR_EL1 */
+#define LAB_A64_VA_PROCNUM   0xd0  /* out: GICR_TYPER.Processor_Number of its redistributor */
+
+/* platform block: "in" fields written by the VMM, "out" by vCPU 0 */
+#define LAB_A64_PB_MAGIC       0x314650343641494dULL  /* "MIA64PF1" */
+#define LAB_A64_PB_OFF_MAGIC   0x00
+#define LAB_A64_PB_DOORBELL    0x08  /* in: the doorbell page */
+#define LAB_A64_PB_GICD        0x10  /* in: distributor */
+#define LAB_A64_PB_GICR        0x18  /* in: vCPU 0's redistributor (RD_base) */
+#define LAB_A64_PB_GICR_STRIDE 0x20  /* in: from one vCPU's redistributor to the next */
+#define LAB_A64_PB_ITS         0x28  /* in: ITS control frame */
+#define LAB_A64_PB_CMDQ        0x30  /* in: ITS command queue (64 KiB aligned) */
+#define LAB_A64_PB_CMDQ_BYTES  0x38  /* in: its size, a multiple of 4 KiB */
+#define LAB_A64_PB_DEVTAB      0x40  /* in: ITS device table (64 KiB aligned) */
+#define LAB_A64_PB_DEVTAB_BYTES 0x48 /* in: a multiple of 64 KiB */
+#define LAB_A64_PB_COLTAB      0x50  /* in: ITS collection table (64 KiB aligned) */
+#define LAB_A64_PB_COLTAB_BYTES 0x58 /* in: a multiple of 64 KiB */
+#define LAB_A64_PB_ITT         0x60  /* in: device 0's ITT (256-byte aligned) */
+#define LAB_A64_PB_ITT_STRIDE  0x68  /* in: from one device's ITT to the next */
+#define LAB_A64_PB_PROP        0x70  /* in: LPI configuration table (4 KiB aligned) */
+#define LAB_A64_PB_PEND        0x78  /* in: vCPU 0's LPI pending table (64 KiB aligned) */
+#define LAB_A64_PB_PEND_STRIDE 0x80  /* in: from one vCPU's pending table to the next */
+#define LAB_A64_PB_ID_BITS     0x88  /* in: INTID bits the LPI tables cover (14..16) */
+#define LAB_A64_PB_NR_DEVICES  0x90  /* in: MSI devices */
+#define LAB_A64_PB_EVENTS      0x98  /* in: events (LPIs) per device */
+#define LAB_A64_PB_EVENT_BITS  0xa0  /* in: EventID bits of each ITT */
+#define LAB_A64_PB_DEVID_BASE  0xa8  /* in: DeviceID of device 0 */
+#define LAB_A64_PB_LPI_BASE    0xb0  /* in: INTID of LPI 0 (>= 8192) */
+#define LAB_A64_PB_LPI_PRIO    0xb8  /* in: the LPIs' priority byte */
+#define LAB_A64_PB_ITS_STATE   0xc0  /* out: LAB_A64_ITS_* */
+#define LAB_A64_PB_ITS_ERROR   0xc8  /* out: LAB_A64_ITS_ERR_*, the step that failed */
+#define LAB_A64_PB_ITS_DETAIL  0xd0  /* out: the register value behind it */
+#define LAB_A64_PB_ITS_CMDS    0xd8  /* out: ITS commands vCPU 0 issued */
+#define LAB_A64_PB_DELIVERED   0x100 /* out: u64 deliveries of LPI k at + 8 * k */
+#define LAB_A64_MAX_LPIS       256
+#define LAB_A64_PB_SIZE        (LAB_A64_PB_DELIVERED + 8 * LAB_A64_MAX_LPIS)
+
+#define LAB_A64_ITS_INIT       0
+#define LAB_A64_ITS_READY      1
+#define LAB_A64_ITS_FAILED     2
+
+#define LAB_A64_ITS_ERR_TYPER   1  /* GITS_TYPER: no physical LPIs, or an ITT entry that is not 8 bytes */
+#define LAB_A64_ITS_ERR_BASER   2  /* no GITS_BASER of a needed type, or it did not take the table */
+#define LAB_A64_ITS_ERR_CREADR  3  /* the command queue stalled or did not drain */
+#define LAB_A64_ITS_ERR_TABLE   4  /* the platform block asks for more than the tables hold */
+
+/* arm64-only doorbell offsets (after LAB_PORT_*) */
+#define LAB_A64_DB_ITS_READY 0x15  /* vCPU 0 finished programming the ITS */
+#define LAB_A64_DB_ITS_FAIL  0x16  /* ... and failed: LAB_A64_PB_ITS_ERROR says where; then
+					every vCPU rings LAB_PORT_PANIC */
+#define LAB_A64_DB_FAULT     0x17  /* an unexpected exception: LAB_A64_VA_FAULT_* */
+#define LAB_A64_DB_BYTES     0x1000
+
 #endif
