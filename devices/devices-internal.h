@@ -27,6 +27,11 @@ struct kvm_vm_fds {
 	int vm_fd;
 	int vcpu_fds[KVM_VM_MAX_VCPUS];
 	unsigned nr_vcpus;
+	/* arm64: the guest's counters (virtual, physical) are the VM's, not a
+	 * vCPU's: the largest any loaded vCPU saved, set once more with each
+	 * load so none goes back (vcpu_arch_load()) */
+	uint64_t counters[2];
+	bool has_phys_counter;
 };
 
 /* ---- memory ---- */
@@ -120,8 +125,10 @@ struct vcpu_dev;
  * mean; the class handles the rest (signals, failures).  Each returns 0 to
  * go on, <0 to stop the vCPU (after vcpu_set_fatal()). */
 struct vcpu_exit_ops {
-	/* OUT of one byte to `port` */
+	/* OUT of one byte to `port` (x86) */
 	int (*io_out)(void *arg, struct vcpu_dev *v, uint16_t port, uint8_t val);
+	/* an MMIO access nothing in the kernel claimed (arm64's doorbells) */
+	int (*mmio)(void *arg, struct vcpu_dev *v, const struct kvm_run *run);
 	/* the vCPU's dirty ring is full: harvest and reset it before it runs */
 	int (*dirty_ring_full)(void *arg, struct vcpu_dev *v);
 };
@@ -129,7 +136,7 @@ struct vcpu_exit_ops {
 /* What a vCPU needs of its VM.  The class takes nothing else from it, so a
  * backend whose vCPUs run elsewhere can still use its state machine. */
 struct vcpu_host {
-	const struct kvm_vm_fds *fds;
+	struct kvm_vm_fds *fds;
 	const struct vcpu_exit_ops *exits;
 	void *exit_arg;
 };

@@ -136,7 +136,10 @@
 #define LAB_A64_PB_ITS_CMDS    0xd8  /* out: ITS commands vCPU 0 issued */
 #define LAB_A64_PB_DELIVERED   0x100 /* out: u64 deliveries of LPI k at + 8 * k */
 #define LAB_A64_MAX_LPIS       256
-#define LAB_A64_PB_SIZE        (LAB_A64_PB_DELIVERED + 8 * LAB_A64_MAX_LPIS)
+/* the VMM's own: u64 raises of LPI k at + 8 * k (the guest never reads it;
+ * it is in guest RAM so that it migrates with DELIVERED) */
+#define LAB_A64_PB_RAISED      (LAB_A64_PB_DELIVERED + 8 * LAB_A64_MAX_LPIS)
+#define LAB_A64_PB_SIZE        (LAB_A64_PB_RAISED + 8 * LAB_A64_MAX_LPIS)
 
 #define LAB_A64_ITS_INIT       0
 #define LAB_A64_ITS_READY      1

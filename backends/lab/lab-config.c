@@ -138,6 +138,10 @@ int lab_config_check(const struct lab_config *cfg, struct mig_error *err)
 		return mig_error_set(err, -EINVAL,
 			"ccw is %" PRIu32 ": a lab VM has at most %d channel I/O subchannels",
 			cfg->ccw, LAB_CCW_MAX);
+	if (cfg->msi > LAB_MSI_MAX)
+		return mig_error_set(err, -EINVAL,
+			"msi is %" PRIu32 ": a lab VM has at most %d MSI devices", cfg->msi,
+			LAB_MSI_MAX);
 	if (cfg->ccw && !HAVE_CCW)
 		return mig_error_set(err, -ENOTSUP,
 			"ccw=%" PRIu32 ": this build has no channel I/O class (built with "
@@ -211,6 +215,7 @@ enum spec_key {
 	SPEC_VFIO_FAIL,
 	SPEC_VFIO_V1,
 	SPEC_CCW,
+	SPEC_MSI,
 	SPEC_MDEV,
 	_SPEC_MAX,
 };
@@ -229,13 +234,14 @@ static const char *const spec_key_table[_SPEC_MAX] = {
 	[SPEC_VFIO_FAIL] = "vfio-fail",
 	[SPEC_VFIO_V1]   = "vfio-v1",
 	[SPEC_CCW]       = "ccw",
+	[SPEC_MSI]       = "msi",
 	[SPEC_MDEV]      = "mdev",
 };
 
 static MIG_STRING_TABLE_FROM(spec_key, spec_key_table)
 
 #define SPEC_KEYS "mem, vcpus, wss, pattern, rate, dirty-log, vfio, vfio-flags, vfio-rate, " \
-	"vfio-log, vfio-fail, vfio-v1, ccw, mdev"
+	"vfio-log, vfio-fail, vfio-v1, ccw, msi, mdev"
 
 /* "src|dst:DEV:FROM:TO:ERRNO[:error]" */
 static int parse_fail(const char *val, struct lab_config *cfg)
@@ -364,6 +370,13 @@ static int spec_apply(struct lab_config *cfg, enum spec_key key, const char *val
 				"and -, e.g. mdev=mtty-2)", val, sizeof(cfg->mdev) - 1);
 		snprintf(cfg->mdev, sizeof(cfg->mdev), "%s", val);
 		return 0;
+	case SPEC_MSI:
+		if (parse_u64(val, 0, LAB_MSI_MAX, &v) < 0)
+			return mig_error_set(err, -EINVAL,
+				"msi=%.64s is not an MSI device count from 0 to %d; give e.g. msi=4 "
+				"(each raises %d LPIs)", val, LAB_MSI_MAX, LAB_MSI_EVENTS);
+		cfg->msi = (uint32_t)v;
+		return 0;
 	case SPEC_CCW:
 		if (parse_u64(val, 0, LAB_CCW_MAX, &v) < 0)
 			return mig_error_set(err, -EINVAL,
@@ -480,7 +493,8 @@ void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
 	w->ring_entries = c->ring_entries;
 	w->vfio = c->vfio;
 	w->vfio_v1 = c->vfio_v1;
-	w->ccw = c->ccw;
+	w->ccw = (uint16_t)c->ccw;
+	w->msi = (uint16_t)c->msi;
 	memcpy(w->mdev, c->mdev, sizeof(w->mdev));
 	w->vfio_flags = c->vfio_flags;
 	w->vfio_opts = c->vfio_no_log ? MIG_LAB_VFIO_NO_LOG : 0;
@@ -510,6 +524,7 @@ int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig
 		return mig_error_set(err, -EPROTO, "VM description: VFIO options %#x: this agent "
 				     "does not know them; upgrade it", w->vfio_opts);
 	c->ccw = w->ccw;
+	c->msi = w->msi;
 	if (memchr(w->mdev, 0, sizeof(w->mdev)) == NULL)
 		return mig_error_set(err, -EPROTO, "VM description: the mdev type is not a string");
 	memcpy(c->mdev, w->mdev, sizeof(c->mdev));

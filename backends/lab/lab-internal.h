@@ -25,16 +25,23 @@ struct lab_vfio {
 #endif
 };
 
-/* The lab backend: a struct mig_vm whose devices are guest RAM, the x86
- * platform and the vCPUs, hosted in this process. */
+/* What one architecture keeps of a lab VM (lab-x86.c, arm64/lab-arm64.c). */
+struct lab_arch;
+/* The VM-wide devices it adds: x86 the platform; arm64 the GIC and the
+ * MSI devices. */
+#define LAB_ARCH_DEVS_MAX 2
+
+/* The lab backend: a struct mig_vm whose devices are guest RAM, the
+ * architecture's VM-wide devices, the vCPUs and the sim devices, hosted in
+ * this process. */
 struct lab_vm {
 	struct mig_vm base;
 	struct lab_config cfg;
 	struct kvm_vm_fds fds;
 	struct vcpu_host vhost;
-	uint64_t tsc_khz;
+	struct lab_arch *arch;
+	uint64_t table;             /* where in RAM the table is (lab-abi.h) */
 	struct mem_dev *mem;
-	struct platform_dev *platform;
 	struct vcpu_dev *vcpus[LAB_MAX_VCPUS];
 	uint32_t nr_vcpus;
 	struct lab_vfio *vfio[LAB_VFIO_MAX];
@@ -49,15 +56,54 @@ struct lab_vm {
 		struct vfio_dev dev;
 	} *mdev;                    /* a real mediated device (cfg.mdev) */
 #endif
-	/* base.devices: memory, the platform, the vCPUs in order, then the
-	 * VFIO devices */
-	struct mig_device *devs[2 + LAB_MAX_VCPUS + LAB_VFIO_MAX + LAB_CCW_MAX + 1];
+	/* base.devices: memory, the architecture's, the vCPUs in order, then
+	 * the sim devices and the mdev */
+	struct mig_device *devs[1 + LAB_ARCH_DEVS_MAX + LAB_MAX_VCPUS + LAB_VFIO_MAX +
+				LAB_CCW_MAX + 1];
 	_Atomic uint64_t error_reports;
 	/* The dirty log's check against the guest's own count (lab_vm_dirty_sync) */
 	uint64_t *sync_new;         /* what one sync reported */
 	bool sync_marked;           /* stamped[] holds the counts after the last sync */
 	uint64_t stamped[LAB_MAX_VCPUS];
 };
+
+/* ---- what the lab VM asks of its architecture ----
+ * One implementation per cpu_family (backends/lab/meson.build): lab-x86.c,
+ * arm64/lab-arm64.c. */
+
+/* One vCPU's share of the workload (the table's inputs, lab-abi.h);
+ * ticks_per_page in lab_arch_ticks_hz() ticks. */
+struct lab_work {
+	uint64_t region;            /* guest address of its first page */
+	uint64_t region_pages, wss_pages, pattern, seed, ticks_per_page;
+};
+
+/* Where guest RAM starts. */
+uint64_t lab_arch_ram_base(void);
+/* After guest RAM, before any vCPU: what must exist first (x86: the
+ * in-kernel irqchip and the platform device).  Sets vm->arch, vm->table. */
+int lab_arch_create(struct lab_vm *vm, struct mig_error *err);
+/* Once every vCPU exists (arm64: the vGIC and its ITS): the VM-wide
+ * devices, at most LAB_ARCH_DEVS_MAX, in the VM's device order. */
+int lab_arch_vcpus_made(struct lab_vm *vm, struct mig_device **out, unsigned *ret_n,
+			struct mig_error *err);
+/* Takes what lab_arch_create() and lab_arch_vcpus_made() made, if they did. */
+void lab_arch_destroy(struct lab_vm *vm);
+/* A fresh boot: the system area, the payload and the table with each
+ * vCPU's work, each vCPU's first registers, the VM-wide devices running. */
+int lab_arch_boot(struct lab_vm *vm, const struct lab_work *work, struct mig_error *err);
+/* Ticks a second of the counter the guest paces itself by. */
+uint64_t lab_arch_ticks_hz(const struct lab_vm *vm);
+/* Self-check errors the architecture's devices count. */
+uint64_t lab_arch_errors(struct lab_vm *vm);
+/* The exits of its vCPUs (its doorbells, the dirty ring's). */
+extern const struct vcpu_exit_ops lab_arch_exits;
+
+/* For them, from lab-vm.c: a doorbell of the payload (LAB_PORT_*), -ENOENT
+ * for one it does not know; a full dirty ring; a vCPU area's word. */
+int lab_doorbell(struct lab_vm *vm, struct vcpu_dev *v, unsigned door);
+int lab_ring_full(void *arg, struct vcpu_dev *v);
+uint64_t lab_va_read(struct lab_vm *vm, unsigned i, unsigned off);
 
 /* What this host can give a new guest's RAM, in bytes (UINT64_MAX when
  * nothing says): MemAvailable, and the room under the memory.max of this

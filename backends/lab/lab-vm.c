@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * The lab VM: a KVM guest hosted by this process.  RAM starts at GPA 0; its
- * first 2 MiB hold the VMM's table, GDT/TSS, page tables, stacks and the
- * payload; the rest is the workload's.  The guest runs in 64-bit long mode set
- * up directly with KVM_SET_SREGS (no firmware, no real mode: on PVM hosts only
- * paged CPL3 code runs natively), identity-mapped with 2 MiB pages.
+ * The lab VM: a KVM guest hosted by this process, whatever its
+ * architecture: its RAM, vCPUs and sim devices, the workload's split over
+ * the vCPUs, the doorbells, the dirty log's check against the guest's own
+ * count, and the backend's ops.  The first 2 MiB of RAM hold the VMM's
+ * table, page tables, stacks and payload (and on arm64 the GIC's tables);
+ * the rest is the workload's.  What differs per architecture (the system
+ * area, the vCPUs' first registers, the VM-wide devices, the exits) is
+ * lab-x86.c's or arm64/lab-arm64.c's (lab-internal.h).
  */
 #include <errno.h>
 #include <glob.h>
@@ -21,46 +24,10 @@
 
 #include "lab-abi.h"
 #include "lab-internal.h"
-#include "vcpu/x86-state.h"
 #include "util.h"
-
-/* System area layout (guest physical = guest virtual). */
-#define SYS_TABLE      0x0000ULL
-#define SYS_GDT        0x6000ULL
-#define SYS_TSS        0x7000ULL
-#define SYS_PML4       0x8000ULL
-#define SYS_PDPT       0x9000ULL
-#define SYS_PD         0xA000ULL   /* one page per GiB, up to 64 */
-#define SYS_STACKS     0x80000ULL  /* one 4 KiB stack per vCPU */
-#define SYS_CODE       0x100000ULL
-
-#define SEL_UCODE      0x1b        /* GDT[3], RPL 3 */
-#define SEL_UDATA      0x23        /* GDT[4], RPL 3 */
-#define SEL_TSS        0x28        /* GDT[5..6] */
-
-#define PTE_P   (1ULL << 0)
-#define PTE_RW  (1ULL << 1)
-#define PTE_US  (1ULL << 2)
-#define PTE_PS  (1ULL << 7)
-
-#define CR0_PE  (1ULL << 0)
-#define CR0_MP  (1ULL << 1)
-#define CR0_ET  (1ULL << 4)
-#define CR0_NE  (1ULL << 5)
-#define CR0_WP  (1ULL << 16)
-#define CR0_AM  (1ULL << 18)
-#define CR0_PG  (1ULL << 31)
-#define CR4_PAE (1ULL << 5)
-#define CR4_OSFXSR (1ULL << 9)
-#define CR4_OSXMMEXCPT (1ULL << 10)
-#define EFER_LME (1ULL << 8)
-#define EFER_LMA (1ULL << 10)
-#define RFLAGS_IOPL3 (3ULL << 12)
 
 #define IO_SLEEP_MAX_NS (200ULL * 1000 * 1000)
 #define IO_IDLE_NS      (20ULL * 1000 * 1000)
-
-extern const uint8_t lab_guest_start[], lab_guest_end[];
 
 const struct lab_config *lab_vm_config(const struct lab_vm *vm)
 {
@@ -69,18 +36,14 @@ const struct lab_config *lab_vm_config(const struct lab_vm *vm)
 
 static uint8_t *va_host(struct lab_vm *vm, unsigned i)
 {
-	return vm->mem->ram + SYS_TABLE + LAB_TBL_VCPUS + (uint64_t)i * LAB_VA_SIZE;
+	return vm->mem->ram + vm->table + LAB_TBL_VCPUS + (uint64_t)i * LAB_VA_SIZE;
 }
 
-static uint64_t va_read(struct lab_vm *vm, unsigned i, unsigned off)
+uint64_t lab_va_read(struct lab_vm *vm, unsigned i, unsigned off)
 {
 	return __atomic_load_n((uint64_t *)(va_host(vm, i) + off), __ATOMIC_RELAXED);
 }
 
-static void va_write(struct lab_vm *vm, unsigned i, unsigned off, uint64_t val)
-{
-	*(uint64_t *)(va_host(vm, i) + off) = val;
-}
 
 /* ---- what the host can give a guest ---- */
 
@@ -258,7 +221,6 @@ static int check_host_mem(const struct lab_config *cfg, struct mig_error *err)
 }
 
 static const struct mig_vm_ops lab_vm_ops;
-static const struct vcpu_exit_ops lab_exits;
 
 /* The sim VFIO devices: each DMA-writes its own LAB_VFIO_DMA_BYTES in the
  * area at the top of guest RAM that no vCPU's share includes. */
@@ -449,6 +411,8 @@ static void vfio_destroy(struct lab_vm *vm)
 
 int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_error *err)
 {
+	struct mig_device *arch_devs[LAB_ARCH_DEVS_MAX];
+	unsigned nr_arch = 0, n;
 	struct lab_vm *vm;
 	int r, api;
 
@@ -480,7 +444,7 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 		goto fail;
 	}
 	/* Memory first: the dirty ring must be enabled before any vCPU exists. */
-	r = mem_dev_create(vm->fds.kvm_fd, vm->fds.vm_fd, 0, cfg->mem_bytes,
+	r = mem_dev_create(vm->fds.kvm_fd, vm->fds.vm_fd, lab_arch_ram_base(), cfg->mem_bytes,
 			   cfg->dirty_log == LAB_DIRTY_LOG_RING,
 			   cfg->force_classic, cfg->ring_entries, &vm->mem, err);
 	if (r < 0)
@@ -490,16 +454,10 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 		r = mig_error_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	/* An in-kernel irqchip gives each vCPU a LAPIC, part of the state a real
-	 * migration carries; it must exist before the vCPUs (KERNEL-UAPI §4). */
-	if (ioctl(vm->fds.vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
-		r = mig_error_set(err, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
-		goto fail;
-	}
-	r = platform_dev_create(&vm->fds, &vm->platform, err);
+	r = lab_arch_create(vm, err);
 	if (r < 0)
 		goto fail;
-	vm->vhost = (struct vcpu_host){ .fds = &vm->fds, .exits = &lab_exits, .exit_arg = vm };
+	vm->vhost = (struct vcpu_host){ .fds = &vm->fds, .exits = &lab_arch_exits, .exit_arg = vm };
 	for (uint32_t i = 0; i < cfg->vcpus; i++) {
 		r = vcpu_dev_create(&vm->vhost, i, &vm->vcpus[i], err);
 		if (r < 0)
@@ -511,30 +469,33 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 		if (r < 0)
 			goto fail;
 	}
-	r = ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0);
-	vm->tsc_khz = r > 0 ? (uint64_t)r : 1000000;
-	r = vfio_create(vm, err);
+	r = lab_arch_vcpus_made(vm, arch_devs, &nr_arch, err);
+	if (r >= 0)
+		r = vfio_create(vm, err);
 	if (r >= 0)
 		r = ccw_create(vm, err);
 	if (r >= 0)
 		r = mdev_attach(vm, err);
 	if (r < 0)
 		goto fail;
-	vm->devs[0] = &vm->mem->core;
-	vm->devs[1] = &vm->platform->core;
+	/* memory, the VM-wide devices, the vCPUs in order, the sim devices */
+	n = 0;
+	vm->devs[n++] = &vm->mem->core;
+	for (unsigned i = 0; i < nr_arch; i++)
+		vm->devs[n++] = arch_devs[i];
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
-		vm->devs[2 + i] = &vm->vcpus[i]->core;
+		vm->devs[n++] = &vm->vcpus[i]->core;
 #if HAVE_VFIO
 	for (uint32_t i = 0; i < vm->nr_vfio; i++)
-		vm->devs[2 + vm->nr_vcpus + i] = &vm->vfio[i]->dev.dev;
+		vm->devs[n++] = &vm->vfio[i]->dev.dev;
 #endif
 #if HAVE_CCW
 	for (uint32_t i = 0; i < vm->nr_ccw; i++)
-		vm->devs[2 + vm->nr_vcpus + vm->nr_vfio + i] = &vm->ccw[i]->dev;
+		vm->devs[n++] = &vm->ccw[i]->dev;
 #endif
 	vm->base = (struct mig_vm){
 		.ops = &lab_vm_ops, .ram = vm->mem->ram, .ram_bytes = vm->mem->ram_bytes,
-		.devices = vm->devs, .nr_devices = 2 + vm->nr_vcpus + vm->nr_vfio + vm->nr_ccw,
+		.devices = vm->devs, .nr_devices = n,
 	};
 #if HAVE_VFIO
 	if (vm->mdev)
@@ -558,7 +519,7 @@ void lab_vm_destroy(struct lab_vm *vm)
 	vfio_destroy(vm);
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
 		vcpu_dev_destroy(vm->vcpus[i]);
-	platform_dev_destroy(vm->platform);
+	lab_arch_destroy(vm);
 	mem_dev_destroy(vm->mem);
 	free(vm->sync_new);
 	if (vm->fds.vm_fd >= 0)
@@ -568,150 +529,40 @@ void lab_vm_destroy(struct lab_vm *vm)
 	free(vm);
 }
 
-static void write_page_tables(struct lab_vm *vm)
+/* Each vCPU fills and stamps only its own share: no two vCPUs write the
+ * same page, so a stamp can only change through a fault of the VMM. */
+static void split_work(struct lab_vm *vm, struct lab_work *work)
 {
-	uint8_t *ram = vm->mem->ram;
-	uint64_t *pml4 = (uint64_t *)(ram + SYS_PML4), *pdpt = (uint64_t *)(ram + SYS_PDPT);
-	uint64_t gib = DIV_ROUND_UP(vm->cfg.mem_bytes, 1ULL << 30);
-
-	memset(pml4, 0, 4096);
-	memset(pdpt, 0, 4096);
-	pml4[0] = SYS_PDPT | PTE_P | PTE_RW | PTE_US;
-	for (uint64_t g = 0; g < gib; g++) {
-		uint64_t *pd = (uint64_t *)(ram + SYS_PD + g * 4096);
-
-		pdpt[g] = (SYS_PD + g * 4096) | PTE_P | PTE_RW | PTE_US;
-		memset(pd, 0, 4096);
-		for (uint64_t e = 0; e < 512; e++) {
-			uint64_t gpa = (g << 30) + (e << 21);
-
-			if (gpa >= vm->cfg.mem_bytes)
-				break;
-			pd[e] = gpa | PTE_P | PTE_RW | PTE_US | PTE_PS;
-		}
-	}
-}
-
-static void write_gdt_tss(struct lab_vm *vm)
-{
-	uint64_t *gdt = (uint64_t *)(vm->mem->ram + SYS_GDT);
-	uint64_t tss = SYS_TSS, limit = 0x67;
-
-	memset(gdt, 0, 4096);
-	memset(vm->mem->ram + SYS_TSS, 0, 4096);
-	gdt[1] = 0x00af9a000000ffffULL;  /* kernel code, 64-bit */
-	gdt[2] = 0x00cf92000000ffffULL;  /* kernel data */
-	gdt[3] = 0x00affa000000ffffULL;  /* user code, 64-bit, DPL 3 */
-	gdt[4] = 0x00cff2000000ffffULL;  /* user data, DPL 3 */
-	/* 64-bit busy TSS descriptor, 16 bytes */
-	gdt[5] = (limit & 0xffff) | ((tss & 0xffffff) << 16) | (0x8bULL << 40) |
-		 (((tss >> 24) & 0xff) << 56);
-	gdt[6] = tss >> 32;
-}
-
-static void write_table(struct lab_vm *vm)
-{
-	uint8_t *t = vm->mem->ram + SYS_TABLE;
 	uint64_t work_pages = lab_config_work_bytes(&vm->cfg) >> GUEST_PAGE_SHIFT;
 	uint64_t wss_pages = vm->cfg.wss_bytes >> GUEST_PAGE_SHIFT;
-	uint64_t n = vm->nr_vcpus, next = LAB_SYSTEM_BYTES, per_vcpu_rate = 0;
+	uint64_t n = vm->nr_vcpus, next = lab_arch_ram_base() + LAB_SYSTEM_BYTES;
+	uint64_t per_vcpu_rate = 0;
 
-	memset(t, 0, LAB_TBL_VCPUS + n * LAB_VA_SIZE);
-	*(uint64_t *)(t + LAB_TBL_OFF_MAGIC) = LAB_TBL_MAGIC;
-	*(uint64_t *)(t + LAB_TBL_OFF_VERSION) = LAB_TBL_VERSION;
-	*(uint64_t *)(t + LAB_TBL_OFF_NR_VCPUS) = n;
 	if (vm->cfg.rate) {
 		per_vcpu_rate = vm->cfg.rate / n;
 		if (!per_vcpu_rate)
 			per_vcpu_rate = 1;
 	}
-	/* Each vCPU fills and stamps only its own share: no two vCPUs write the
-	 * same page, so a stamp can only change through a fault of the VMM. */
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t region = work_pages / n + (i < work_pages % n);
-		uint64_t wss = wss_pages / n + (i < wss_pages % n);
 
-		va_write(vm, i, LAB_VA_ID, i);
-		va_write(vm, i, LAB_VA_REGION, next);
-		va_write(vm, i, LAB_VA_REGION_PAGES, region);
-		va_write(vm, i, LAB_VA_WSS_PAGES, wss);
-		va_write(vm, i, LAB_VA_PATTERN, vm->cfg.pattern == LAB_PATTERN_RANDOM);
-		va_write(vm, i, LAB_VA_SEED, vm->cfg.seed);
-		va_write(vm, i, LAB_VA_TSC_PER_PAGE,
-			 per_vcpu_rate ? vm->tsc_khz * 1000 / per_vcpu_rate : 0);
+		work[i] = (struct lab_work){
+			.region = next, .region_pages = region,
+			.wss_pages = wss_pages / n + (i < wss_pages % n),
+			.pattern = vm->cfg.pattern == LAB_PATTERN_RANDOM, .seed = vm->cfg.seed,
+			.ticks_per_page = per_vcpu_rate ? lab_arch_ticks_hz(vm) / per_vcpu_rate : 0,
+		};
 		next += region << GUEST_PAGE_SHIFT;
 	}
 }
 
-static void seg(struct kvm_segment *s, uint64_t base, uint32_t limit, uint16_t sel,
-		uint8_t type, uint8_t dpl, uint8_t db, uint8_t sflag, uint8_t l, uint8_t g)
-{
-	*s = (struct kvm_segment){
-		.base = base, .limit = limit, .selector = sel, .type = type, .present = 1,
-		.dpl = dpl, .db = db, .s = sflag, .l = l, .g = g,
-	};
-}
-
-static int boot_vcpu(struct vcpu_dev *v, struct mig_error *err)
-{
-	struct kvm_sregs sregs;
-	struct kvm_regs regs = { 0 };
-	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
-
-	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
-		return mig_error_set(err, -errno, "vCPU %u: KVM_GET_SREGS: %s", v->index,
-				     strerror(errno));
-	seg(&sregs.cs, 0, 0xffffffff, SEL_UCODE, 0xb, 3, 0, 1, 1, 1);
-	seg(&sregs.ss, 0, 0xffffffff, SEL_UDATA, 0x3, 3, 1, 1, 0, 1);
-	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss;
-	seg(&sregs.tr, SYS_TSS, 0x67, SEL_TSS, 0xb, 0, 0, 0, 0, 0);
-	sregs.ldt = (struct kvm_segment){ .type = 2, .unusable = 1 };
-	sregs.gdt.base = SYS_GDT;
-	sregs.gdt.limit = 7 * 8 - 1;
-	/* No IDT: any exception escalates to a triple fault, which the VMM sees
-	 * as KVM_EXIT_SHUTDOWN and reports, rather than a guest that hangs. */
-	sregs.idt.base = 0;
-	sregs.idt.limit = 0;
-	sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG;
-	sregs.cr3 = SYS_PML4;
-	sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
-	sregs.efer = EFER_LME | EFER_LMA;
-	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
-		return mig_error_set(err, -errno, "vCPU %u: KVM_SET_SREGS (long mode): %s",
-				     v->index, strerror(errno));
-	regs.rip = SYS_CODE;
-	regs.rsp = SYS_STACKS + (v->index + 1) * 4096ULL;
-	regs.rdi = v->index;
-	regs.rsi = SYS_TABLE;
-	regs.rflags = RFLAGS_IOPL3 | 0x2;
-	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
-		return mig_error_set(err, -errno, "vCPU %u: KVM_SET_REGS: %s", v->index,
-				     strerror(errno));
-	/* With an in-kernel LAPIC the APs wait for INIT/SIPI; there is no
-	 * firmware to send them, so make every vCPU runnable directly. */
-	if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)
-		return mig_error_set(err, -errno, "vCPU %u: KVM_SET_MP_STATE: %s", v->index,
-				     strerror(errno));
-	return 0;
-}
-
 int lab_vm_start(struct lab_vm *vm, struct mig_error *err)
 {
-	size_t code = (size_t)(lab_guest_end - lab_guest_start);
+	struct lab_work work[LAB_MAX_VCPUS];
 	int r;
 
-	if (code > LAB_SYSTEM_BYTES - SYS_CODE)
-		return mig_error_set(err, -E2BIG, "guest payload of %zu bytes does not fit", code);
-	write_gdt_tss(vm);
-	write_page_tables(vm);
-	write_table(vm);
-	memcpy(vm->mem->ram + SYS_CODE, lab_guest_start, code);
-	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
-		r = boot_vcpu(vm->vcpus[i], err);
-		if (r < 0)
-			return r;
-	}
-	r = mig_device_step(&vm->platform->core, PLATFORM_RUNNING, err);
+	split_work(vm, work);
+	r = lab_arch_boot(vm, work, err);
 	for (uint32_t i = 0; r >= 0 && i < vm->nr_vcpus; i++)
 		r = mig_device_step(&vm->vcpus[i]->core, VCPU_RUNNING, err);
 #if HAVE_VFIO
@@ -734,7 +585,7 @@ int lab_vm_resume(struct lab_vm *vm, struct mig_error *err)
 	struct mig_walk w = { 0 };
 
 	/* a VM that was loaded starts; one that was paused or saved rolls back */
-	if (vm->platform->core.state == PLATFORM_RESTORED)
+	if (vm->nr_vcpus && vm->vcpus[0]->core.state == VCPU_RESTORED)
 		return mig_vm_walk(&vm->base, MIG_STAGE_START, &w, err);
 	return mig_vm_walk(&vm->base, MIG_STAGE_ROLLBACK, &w, err);
 }
@@ -801,8 +652,9 @@ static int check_sync(struct lab_vm *vm, const uint64_t *before, bool live,
 		      struct mig_error *err)
 {
 	for (uint32_t i = 0; vm->sync_marked && i < vm->nr_vcpus; i++) {
-		uint64_t wss = va_read(vm, i, LAB_VA_WSS_PAGES);
-		uint64_t first = va_read(vm, i, LAB_VA_REGION) >> GUEST_PAGE_SHIFT;
+		uint64_t wss = lab_va_read(vm, i, LAB_VA_WSS_PAGES);
+		uint64_t first = (lab_va_read(vm, i, LAB_VA_REGION) - lab_arch_ram_base()) >>
+				 GUEST_PAGE_SHIFT;
 		uint64_t window = before[i] - vm->stamped[i], need, got;
 
 		/* a count that went back means RAM was replaced (loaded): no
@@ -836,7 +688,7 @@ int lab_vm_dirty_sync(struct lab_vm *vm, uint64_t *bitmap, uint64_t *ret_count,
 	int r;
 
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
-		before[i] = va_read(vm, i, LAB_VA_PAGES);
+		before[i] = lab_va_read(vm, i, LAB_VA_PAGES);
 		live |= vm->vcpus[i]->core.state == VCPU_RUNNING;
 	}
 	memset(vm->sync_new, 0, words * 8);
@@ -850,7 +702,7 @@ int lab_vm_dirty_sync(struct lab_vm *vm, uint64_t *bitmap, uint64_t *ret_count,
 	}
 	r = check_sync(vm, before, live, err);
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
-		vm->stamped[i] = va_read(vm, i, LAB_VA_PAGES);
+		vm->stamped[i] = lab_va_read(vm, i, LAB_VA_PAGES);
 	vm->sync_marked = true;
 	return r;
 }
@@ -874,11 +726,11 @@ void lab_vm_stats(struct lab_vm *vm, struct lab_stats *ret)
 		struct lab_vcpu_stats *s = &ret->vcpu[i];
 		struct vcpu_dev *v = vm->vcpus[i];
 
-		s->state = va_read(vm, i, LAB_VA_STATE);
-		s->filled = va_read(vm, i, LAB_VA_FILLED);
-		s->passes = va_read(vm, i, LAB_VA_PASS);
-		s->pages = va_read(vm, i, LAB_VA_PAGES);
-		s->errors = va_read(vm, i, LAB_VA_ERRORS);
+		s->state = lab_va_read(vm, i, LAB_VA_STATE);
+		s->filled = lab_va_read(vm, i, LAB_VA_FILLED);
+		s->passes = lab_va_read(vm, i, LAB_VA_PASS);
+		s->pages = lab_va_read(vm, i, LAB_VA_PAGES);
+		s->errors = lab_va_read(vm, i, LAB_VA_ERRORS);
 		ret->passes += s->passes;
 		ret->pages += s->pages;
 		ret->filled += s->filled;
@@ -893,6 +745,7 @@ void lab_vm_stats(struct lab_vm *vm, struct lab_stats *ret)
 		pthread_mutex_unlock(&v->lock);
 	}
 	ret->error_reports = atomic_load(&vm->error_reports);
+	ret->errors += lab_arch_errors(vm);
 	ret->ring_full_exits = atomic_load(&vm->mem->ring_full_exits);
 #if HAVE_VFIO
 	/* a device's self-check errors count as the guest's */
@@ -930,23 +783,21 @@ int lab_vm_digest_until(struct lab_vm *vm, const atomic_bool *stop, struct mig_d
 	return mig_ram_digest(vm->mem->ram, vm->mem->ram_bytes, stop, ret);
 }
 
-/* Port I/O doorbells of the guest payload (lab-abi.h), from a vCPU thread. */
-static int lab_io_out(void *arg, struct vcpu_dev *v, uint16_t port, uint8_t val)
+/* The guest payload's doorbells (lab-abi.h), from a vCPU thread. */
+int lab_doorbell(struct lab_vm *vm, struct vcpu_dev *v, unsigned door)
 {
-	struct lab_vm *vm = arg;
-	uint64_t ticks, ns;
+	uint64_t ticks, ns, hz = lab_arch_ticks_hz(vm);
 
-	(void)val;
-	switch (port) {
+	switch (door) {
 	case LAB_PORT_FILL_DONE:
 		return 0;     /* the guest's state word says so too: stats read that */
 	case LAB_PORT_ERROR:
 		atomic_fetch_add(&vm->error_reports, 1);
 		return 0;
 	case LAB_PORT_SLEEP:
-		ticks = va_read(vm, v->index, LAB_VA_SLEEP_TICKS);
-		/* ticks / kHz = ms; the guest caps a request at 1024 pages' worth */
-		ns = ticks > (1ULL << 40) ? IO_SLEEP_MAX_NS : ticks * 1000000ULL / vm->tsc_khz;
+		ticks = lab_va_read(vm, v->index, LAB_VA_SLEEP_TICKS);
+		/* the guest caps a request at 1024 pages' worth */
+		ns = ticks > (1ULL << 34) ? IO_SLEEP_MAX_NS : ticks * 1000000000ULL / hz;
 		vcpu_wait(v, ns < IO_SLEEP_MAX_NS ? ns : IO_SLEEP_MAX_NS);
 		return 0;
 	case LAB_PORT_IDLE:
@@ -957,13 +808,12 @@ static int lab_io_out(void *arg, struct vcpu_dev *v, uint16_t port, uint8_t val)
 			       v->index);
 		return -EPROTO;
 	default:
-		vcpu_set_fatal(v, -EPROTO, "vCPU %u: write to unknown port %#x", v->index, port);
-		return -EPROTO;
+		return -ENOENT;
 	}
 }
 
 /* A vCPU's dirty ring filled up: it cannot run until it is harvested and reset. */
-static int lab_ring_full(void *arg, struct vcpu_dev *v)
+int lab_ring_full(void *arg, struct vcpu_dev *v)
 {
 	struct lab_vm *vm = arg;
 	struct mig_error err = { 0 };
@@ -975,10 +825,6 @@ static int lab_ring_full(void *arg, struct vcpu_dev *v)
 	return 0;
 }
 
-static const struct vcpu_exit_ops lab_exits = {
-	.io_out = lab_io_out,
-	.dirty_ring_full = lab_ring_full,
-};
 
 bool lab_vm_is_running(struct lab_vm *vm)
 {

@@ -14,14 +14,18 @@
 #include <migrate/buf.h>
 #include <migrate/error.h>
 
-/* After KVM_CREATE_VCPU, before the vCPU first runs (x86: its CPUID). */
-int vcpu_arch_init(int kvm_fd, int vcpu_fd, struct mig_error *err);
+struct kvm_vm_fds;
+
+/* After KVM_CREATE_VCPU, before the vCPU first runs (x86: its CPUID;
+ * arm64: KVM_ARM_VCPU_INIT). */
+int vcpu_arch_init(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_error *err);
 /* The state blob of a quiesced vCPU (no pending I/O completion). */
-int vcpu_arch_save(int kvm_fd, int vm_fd, int vcpu_fd, struct mig_buf *out,
+int vcpu_arch_save(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_buf *out,
 		   struct mig_error *err);
 /* A blob into a fresh vCPU that has not run, validated whole before the
- * first SET ioctl. */
-int vcpu_arch_load(int kvm_fd, int vm_fd, int vcpu_fd, const uint8_t *blob, size_t len,
+ * first SET ioctl.  What is the VM's rather than the vCPU's (arm64's
+ * counters) is kept in *vm across the vCPUs' loads. */
+int vcpu_arch_load(struct kvm_vm_fds *vm, int vcpu_fd, const uint8_t *blob, size_t len,
 		   struct mig_error *err);
 /* Running again after a save, on this host (a rollback). */
 void vcpu_arch_resumed(int vcpu_fd);

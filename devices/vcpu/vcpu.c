@@ -129,6 +129,21 @@ static int vcpu_handle_exit(struct vcpu_dev *v)
 		}
 		return x->io_out(v->host->exit_arg, v, run->io.port,
 				 *((uint8_t *)run + run->io.data_offset));
+	case KVM_EXIT_MMIO:
+		if (!x->mmio) {
+			vcpu_set_fatal(v, -EPROTO, "vCPU %u: MMIO %s of %u bytes at %#llx, and no "
+				       "device there", v->index, run->mmio.is_write ? "write" : "read",
+				       run->mmio.len, (unsigned long long)run->mmio.phys_addr);
+			return -EPROTO;
+		}
+		return x->mmio(v->host->exit_arg, v, run);
+	case KVM_EXIT_SYSTEM_EVENT:
+		/* arm64: PSCI SYSTEM_OFF or RESET; the kernel stops every vCPU */
+		vcpu_set_fatal(v, -EFAULT, "vCPU %u: the guest %s (system event %u)", v->index,
+			       run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ? "powered off" :
+			       run->system_event.type == KVM_SYSTEM_EVENT_RESET ? "reset itself" :
+			       "raised a system event", run->system_event.type);
+		return -EFAULT;
 	case KVM_EXIT_DIRTY_RING_FULL:
 		/* The vCPU cannot run until its ring is harvested and reset. */
 		if (!x->dirty_ring_full) {
@@ -193,8 +208,8 @@ static void *vcpu_thread(void *arg)
 		if (v->want_pause || v->quit || v->fatal) {
 			pthread_mutex_unlock(&v->lock);
 			/* The last exit may have left an instruction half done (port
-			 * I/O): one KVM_RUN with immediate_exit completes it without
-			 * running guest code, so the saved state is whole. */
+			 * I/O, MMIO): one KVM_RUN with immediate_exit completes it
+			 * without running guest code, so the saved state is whole. */
 			if (completion) {
 				v->run->immediate_exit = 1;
 				if (ioctl(v->fd, KVM_RUN, 0) == 0)
@@ -202,7 +217,7 @@ static void *vcpu_thread(void *arg)
 				else if (errno == EINTR)
 					eat_kicks();
 				else
-					vcpu_set_fatal(v, -errno, "vCPU %u: completing port I/O: %s",
+					vcpu_set_fatal(v, -errno, "vCPU %u: completing an I/O exit: %s",
 						       v->index, strerror(errno));
 				completion = false;
 			}
@@ -229,7 +244,8 @@ static void *vcpu_thread(void *arg)
 			vcpu_set_fatal(v, -errno, "vCPU %u: KVM_RUN: %s", v->index, strerror(errno));
 			continue;
 		}
-		completion = v->run->exit_reason == KVM_EXIT_IO;
+		completion = v->run->exit_reason == KVM_EXIT_IO ||
+			     v->run->exit_reason == KVM_EXIT_MMIO;
 		vcpu_handle_exit(v);
 	}
 	return NULL;
@@ -252,7 +268,7 @@ static int vcpu_start_thread(struct vcpu_dev *v, struct mig_error *err)
 static int vcpu_step(struct mig_device *d, int to, struct mig_error *err)
 {
 	struct vcpu_dev *v = container_of(d, struct vcpu_dev, core);
-	const struct kvm_vm_fds *fds = v->host->fds;
+	struct kvm_vm_fds *fds = v->host->fds;
 
 	switch (to) {
 	case VCPU_RUNNING:
@@ -284,7 +300,7 @@ static int vcpu_step(struct mig_device *d, int to, struct mig_error *err)
 		return 0;
 	case VCPU_SAVED:
 		v->saved.len = 0;
-		return vcpu_arch_save(fds->kvm_fd, fds->vm_fd, v->fd, &v->saved, err);
+		return vcpu_arch_save(fds, v->fd, &v->saved, err);
 	case VCPU_RESTORING:
 	case VCPU_RESTORED:
 	case VCPU_FAILED:
@@ -326,7 +342,7 @@ static int vcpu_load(struct mig_device *d, struct mig_reader *rd, struct mig_err
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	r = rd->read(rd, p, n, err);
 	if (r >= 0)
-		r = vcpu_arch_load(v->host->fds->kvm_fd, v->host->fds->vm_fd, v->fd, p, n, err);
+		r = vcpu_arch_load(v->host->fds, v->fd, p, n, err);
 	free(p);
 	return r;
 }
@@ -410,7 +426,7 @@ int vcpu_dev_create(const struct vcpu_host *host, unsigned index, struct vcpu_de
 				  strerror(errno));
 		goto err_close;
 	}
-	r = vcpu_arch_init(host->fds->kvm_fd, v->fd, err);
+	r = vcpu_arch_init(host->fds, v->fd, err);
 	if (r < 0)
 		goto err_unmap;
 	*ret = v;

@@ -15,6 +15,7 @@
  * that fails after that leaves the vCPU half-loaded; the caller discards the
  * destination VM (KERNEL-UAPI §3.8), so there is no rollback here.
  */
+#include "devices-internal.h"
 #include "vcpu/x86-state.h"
 #include "vcpu/vcpu-arch.h"
 
@@ -1451,21 +1452,21 @@ int x86_vcpu_setup_cpuid(int kvm_fd, int vcpu_fd, struct mig_error *err)
 
 /* ---- the vCPU class's architecture part (vcpu-arch.h) ---- */
 
-int vcpu_arch_init(int kvm_fd, int vcpu_fd, struct mig_error *err)
+int vcpu_arch_init(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_error *err)
 {
-	return x86_vcpu_setup_cpuid(kvm_fd, vcpu_fd, err);
+	return x86_vcpu_setup_cpuid(vm->kvm_fd, vcpu_fd, err);
 }
 
-int vcpu_arch_save(int kvm_fd, int vm_fd, int vcpu_fd, struct mig_buf *out,
+int vcpu_arch_save(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_buf *out,
 		   struct mig_error *err)
 {
-	return x86_vcpu_state_save(kvm_fd, vm_fd, vcpu_fd, out, err);
+	return x86_vcpu_state_save(vm->kvm_fd, vm->vm_fd, vcpu_fd, out, err);
 }
 
-int vcpu_arch_load(int kvm_fd, int vm_fd, int vcpu_fd, const uint8_t *blob, size_t len,
+int vcpu_arch_load(struct kvm_vm_fds *vm, int vcpu_fd, const uint8_t *blob, size_t len,
 		   struct mig_error *err)
 {
-	return x86_vcpu_state_load(kvm_fd, vm_fd, vcpu_fd, blob, len, err);
+	return x86_vcpu_state_load(vm->kvm_fd, vm->vm_fd, vcpu_fd, blob, len, err);
 }
 
 /* Tell a guest that uses kvmclock it was stopped; harmless if not. */

@@ -110,7 +110,8 @@ struct mig_lab_wire {             /* struct lab_config on the wire */
 	/* sim passthrough devices (docs/devices.md §7) */
 	uint32_t vfio;            /* VFIO devices, migration uAPI v2 */
 	uint32_t vfio_v1;         /* of them, the v1 protocol (0 in this build) */
-	uint32_t ccw;             /* channel I/O devices (0 in this build) */
+	uint16_t ccw;             /* channel I/O devices */
+	uint16_t msi;             /* MSI devices (arm64) */
 	uint32_t vfio_flags;      /* VFIO_MIGRATION_* they declare */
 	uint32_t vfio_opts;       /* MIG_LAB_VFIO_* */
 	/* a fault the sim devices inject (all 0: none): the arc from -> to of

@@ -36,6 +36,7 @@ enum mig_dev_class {
 	MIG_DEV_VFIO = 4,         /* a VFIO passthrough device (migration uAPI v2) */
 	MIG_DEV_CCW = 5,          /* a channel I/O subchannel (vfio-ccw; sim) */
 	MIG_DEV_GIC = 6,          /* an arm64 vGICv3 and its ITSes */
+	MIG_DEV_MSI = 7,          /* the lab's MSI devices (LPIs counted both ways) */
 	_MIG_DEV_CLASS_MAX,
 };
 /* Classes that are not in this build's table (a test's, a plug-in's)

@@ -49,12 +49,15 @@ struct lab_config {
 	 * with fail_err (0: none) where MIG_LAB_FAIL_* says */
 	uint8_t vfio_fail_from, vfio_fail_to, vfio_fail_err, vfio_fail_where;
 	uint32_t ccw;           /* sim channel I/O subchannels (devices/ccw/) */
+	uint32_t msi;           /* MSI devices raising LPIs (arm64: devices/msi/) */
 	char mdev[16];          /* a real mdev of this type, each host its own ("": none) */
 	bool destination;       /* made by prepare (not on the wire) */
 };
 
 #define LAB_VFIO_MAX 8
 #define LAB_CCW_MAX 8
+#define LAB_MSI_MAX 8
+#define LAB_MSI_EVENTS 4        /* LPIs each MSI device raises */
 #define LAB_VFIO_DMA_BYTES (1ULL << 20)
 #define LAB_VFIO_DEFAULT_RATE 2000
 /* Guest RAM the vCPUs share: all but the system area and the devices' DMA

@@ -4,7 +4,11 @@
 # an ITS, runs this source tree's aarch64 build (tests/cross: an arm64
 # sysroot from the archive and Debian's cross compiler) from the sysroot,
 # shared read-only over 9p:
-#   - gic-kernel: the GIC class's kernel backend (tests/realkernel/gic-kernel.c).
+#   - gic-kernel: the GIC class's kernel backend (tests/realkernel/gic-kernel.c);
+#   - arm64-lab: the arm64 lab VM (vGICv3, ITS, MSI devices) migrated with LPIs
+#     pending at the switchover, and refused for a damaged ITS table
+#     (tests/realkernel/arm64-lab.c);
+#   - `migratectl start local local` of an arm64 lab VM, by two agents.
 #
 # usage: run-arm64-kernel.sh WORKDIR SOURCEDIR
 # Exits 77 (skip) only when a host tool is missing or the archive cannot be
@@ -54,7 +58,8 @@ MODS=$(ls -d "$K"/x/lib/modules/*/kernel)
 
 # The programs go into the sysroot, the guest's root over 9p.
 mkdir -p "$SR/opt/migratectl" "$SR/proc" "$SR/sys" "$SR/dev" "$SR/run" "$SR/tmp" || fail "sysroot"
-cp "$B/migratectl" "$B/tests/realkernel/gic-kernel" "$SR/opt/migratectl/" || fail "copying the programs"
+cp "$B/migratectl" "$B/tests/realkernel/gic-kernel" "$B/tests/realkernel/arm64-lab" \
+	"$SR/opt/migratectl/" || fail "copying the programs"
 
 # The initramfs: busybox, the 9p modules, and an init that runs the tests.
 R=$W/initrd
@@ -68,7 +73,8 @@ done
 cat > "$R/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
-mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mkdir -p /tmp
+ip link set lo up
 for m in netfs 9pnet 9pnet_virtio 9p; do
 	[ -f /lib/$m.ko ] && { insmod /lib/$m.ko || echo "RK-FAIL insmod $m"; }
 done
@@ -77,7 +83,16 @@ mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs d
 mount -t tmpfs run /host/run; mount -t tmpfs tmp /host/tmp
 [ -c /dev/kvm ] || echo "RK-FAIL no /dev/kvm: $(dmesg | grep -i kvm | tail -3)"
 chroot /host /opt/migratectl/gic-kernel
-echo "RK-EXIT $?"
+echo "RK-EXIT gic-kernel $?"
+chroot /host /opt/migratectl/arm64-lab
+echo "RK-EXIT arm64-lab $?"
+# two agents of this build migrate an arm64 lab VM whose MSI devices raise
+# LPIs all along (and a last round while its vCPUs are stopped)
+chroot /host env TMPDIR=/run /opt/migratectl/migratectl start local local --json \
+	--lab mem=64M,vcpus=2,wss=4M,msi=4 > /tmp/mig.json 2> /tmp/mig.err
+echo "RK-MIG-EXIT $?"
+echo "RK-MIG $(tr -d '\n' < /tmp/mig.json)"
+sed 's/^/RK-MIG-ERR /' /tmp/mig.err | tail -8
 poweroff -f
 INIT
 chmod +x "$R/init"
@@ -93,6 +108,18 @@ timeout 600 qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max
 say "guest done in $(($(date +%s) - t0)) s"
 grep -a -E '^RK-' "$W/guest.log"
 grep -a -q '^RK-FAIL' "$W/guest.log" && fail "see $W/guest.log"
-grep -a -q '^RK-DONE passed [0-9]* failed 0' "$W/guest.log" || fail "gic-kernel: see $W/guest.log"
-grep -a -q '^RK-EXIT 0' "$W/guest.log" || fail "gic-kernel exited non-zero: see $W/guest.log"
+[ "$(grep -a -c '^RK-DONE passed [0-9]* failed 0' "$W/guest.log")" = 2 ] ||
+	fail "gic-kernel or arm64-lab: see $W/guest.log"
+for p in gic-kernel arm64-lab; do
+	grep -a -q "^RK-EXIT $p 0" "$W/guest.log" || fail "$p exited non-zero: see $W/guest.log"
+done
+# and the command line's own migration of an arm64 lab VM
+grep -a -q '^RK-MIG-EXIT 0' "$W/guest.log" || fail "migratectl start failed: see $W/guest.log"
+mig=$(grep -a '^RK-MIG {' "$W/guest.log")
+for want in '"result":"completed"' '"match":true' '"dst_selfcheck_errors":0' \
+	    '"class":"gic","side":"source","id":0,"state":"dead"' \
+	    '"class":"msi","side":"source","id":0,"state":"dead"'; do
+	case $mig in *"$want"*) ;; *) fail "the migration's summary lacks $want: $mig";; esac
+done
+echo "arm64 lab VM with a GICv3, an ITS and MSI devices: migrated and verified"
 exit 0

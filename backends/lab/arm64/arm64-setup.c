@@ -245,33 +245,6 @@ int arm64_guest_write(const struct arm64_layout *l, uint8_t *ram,
 	return 0;
 }
 
-int arm64_vcpu_create(int vm_fd, unsigned index, int *ret_fd, struct mig_error *err)
-{
-	struct kvm_vcpu_init init;
-	int fd;
-
-	if (ioctl(vm_fd, KVM_ARM_PREFERRED_TARGET, &init) < 0)
-		return mig_error_set(err, -errno, "KVM_ARM_PREFERRED_TARGET: %s", strerror(errno));
-	fd = ioctl(vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
-	if (fd < 0)
-		return mig_error_set(err, -errno, "vCPU %u: KVM_CREATE_VCPU: %s", index,
-				     strerror(errno));
-	/* Only PSCI 0.2: the kernel wants every vCPU of a VM initialised with the
-	 * same features, and the lab's (PSCI for the payload's early panic) are
-	 * the same everywhere, so a destination's vCPUs match a source's. */
-	memset(init.features, 0, sizeof(init.features));
-	init.features[0] = 1U << KVM_ARM_VCPU_PSCI_0_2;
-	if (ioctl(fd, KVM_ARM_VCPU_INIT, &init) < 0) {
-		int e = errno;
-
-		close(fd);
-		return mig_error_set(err, -e, "vCPU %u: KVM_ARM_VCPU_INIT (target %u, PSCI 0.2): %s",
-				     index, init.target, strerror(e));
-	}
-	*ret_fd = fd;
-	return 0;
-}
-
 static int set_reg(int fd, uint64_t id, uint64_t v, const char *name, unsigned index,
 		   struct mig_error *err)
 {
@@ -324,77 +297,6 @@ int arm64_vcpu_affinity(int vcpu_fd, uint32_t *ret, struct mig_error *err)
 		return mig_error_set(err, -errno, "KVM_GET_ONE_REG MPIDR_EL1: %s", strerror(errno));
 	*ret = (uint32_t)(((mpidr >> 32) & 0xff) << 24 | (mpidr & 0xffffff));
 	return 0;
-}
-
-static int dev_set(int fd, uint32_t group, uint64_t attr, void *val, const char *what,
-		   struct mig_error *err)
-{
-	struct kvm_device_attr a = { .group = group, .attr = attr,
-				     .addr = (uint64_t)(uintptr_t)val };
-
-	if (ioctl(fd, KVM_SET_DEVICE_ATTR, &a) < 0)
-		return mig_error_set(err, -errno, "%s: %s", what, strerror(errno));
-	return 0;
-}
-
-static int create_device(int vm_fd, uint32_t type, int *ret_fd, const char *what,
-			 struct mig_error *err)
-{
-	struct kvm_create_device cd = { .type = type };
-
-	if (ioctl(vm_fd, KVM_CREATE_DEVICE, &cd) < 0)
-		return mig_error_set(err, -errno, "KVM_CREATE_DEVICE %s: %s%s", what,
-				     strerror(errno), errno == ENODEV ?
-				     " (this host's KVM has no GICv3 emulation)" : "");
-	*ret_fd = (int)cd.fd;
-	return 0;
-}
-
-int arm64_gic_create(int vm_fd, const struct arm64_layout *l, struct arm64_gic *ret,
-		     struct mig_error *err)
-{
-	struct arm64_gic g = { -1, -1 };
-	uint32_t nr_irqs = ARM64_NR_IRQS;
-	uint64_t dist = l->gicd, redist = l->gicr, its = l->its;
-	int r;
-
-	r = create_device(vm_fd, KVM_DEV_TYPE_ARM_VGIC_V3, &g.vgic_fd, "vgic-v3", err);
-	if (r >= 0)
-		r = dev_set(g.vgic_fd, KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 0, &nr_irqs,
-			    "vgic-v3 NR_IRQS", err);
-	if (r >= 0)
-		r = dev_set(g.vgic_fd, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_DIST,
-			    &dist, "vgic-v3 distributor address", err);
-	if (r >= 0)
-		r = dev_set(g.vgic_fd, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_REDIST,
-			    &redist, "vgic-v3 redistributor address", err);
-	/* CTRL_INIT maps each vCPU to its redistributor frame: all vCPUs exist */
-	if (r >= 0)
-		r = dev_set(g.vgic_fd, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT,
-			    NULL, "vgic-v3 CTRL_INIT", err);
-	if (r >= 0)
-		r = create_device(vm_fd, KVM_DEV_TYPE_ARM_VGIC_ITS, &g.its_fd, "ITS", err);
-	if (r >= 0)
-		r = dev_set(g.its_fd, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_ITS_ADDR_TYPE, &its,
-			    "ITS address", err);
-	if (r >= 0)
-		r = dev_set(g.its_fd, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT,
-			    NULL, "ITS CTRL_INIT", err);
-	if (r < 0) {
-		arm64_gic_destroy(&g);
-		return r;
-	}
-	*ret = g;
-	return 0;
-}
-
-void arm64_gic_destroy(struct arm64_gic *g)
-{
-	if (g->its_fd >= 0)
-		close(g->its_fd);
-	if (g->vgic_fd >= 0)
-		close(g->vgic_fd);
-	g->its_fd = g->vgic_fd = -1;
 }
 
 static bool doorbell_known(unsigned door)

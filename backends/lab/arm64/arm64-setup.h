@@ -35,21 +35,6 @@
 #define ARM64_RAM_BASE        0x40000000ULL
 #define ARM64_GITS_TRANSLATER 0x10040ULL
 
-/* GICv3 registers the GIC save/restore touches (offsets in their frames). */
-#define ARM64_GICD_CTLR       0x0000
-#define ARM64_GICD_IIDR       0x0008
-#define ARM64_GICR_CTLR       0x0000
-#define ARM64_GICR_TYPER      0x0008
-#define ARM64_GICR_PROPBASER  0x0070
-#define ARM64_GICR_PENDBASER  0x0078
-#define ARM64_GITS_CTLR       0x0000
-#define ARM64_GITS_IIDR       0x0004
-#define ARM64_GITS_TYPER      0x0008
-#define ARM64_GITS_CBASER     0x0080
-#define ARM64_GITS_CWRITER    0x0088
-#define ARM64_GITS_CREADR     0x0090
-#define ARM64_GITS_BASER(n)   (0x0100 + 8 * (n))
-
 #define ARM64_MAX_VCPUS       64
 #define ARM64_LPI_ID_BITS     14      /* INTIDs up to 16383: 8192 LPIs */
 #define ARM64_LPI_FIRST       8192
@@ -102,10 +87,6 @@ struct arm64_vcpu_work {
 int arm64_guest_write(const struct arm64_layout *l, uint8_t *ram,
 		      const struct arm64_vcpu_work *work, struct mig_error *err);
 
-/* KVM_CREATE_VCPU, then KVM_ARM_VCPU_INIT with the preferred target and
- * PSCI 0.2.  Every vCPU of a VM must be created before arm64_gic_create(). */
-int arm64_vcpu_create(int vm_fd, unsigned index, int *ret_fd, struct mig_error *err);
-
 /* Registers of a fresh vCPU so it enters the payload: PC, x0 = index,
  * x1 = table, SP_EL1, PSTATE = EL1h with DAIF masked, and the MMU's
  * SCTLR/TCR/MAIR/TTBR0.  Every vCPU starts so (no PSCI CPU_ON). */
@@ -115,18 +96,6 @@ int arm64_vcpu_boot(int vcpu_fd, const struct arm64_layout *l, unsigned index,
 /* MPIDR_EL1's affinity as the vGIC's attributes want it
  * (Aff3 << 24 | Aff2 << 16 | Aff1 << 8 | Aff0). */
 int arm64_vcpu_affinity(int vcpu_fd, uint32_t *ret, struct mig_error *err);
-
-struct arm64_gic {
-	int vgic_fd;             /* KVM_DEV_TYPE_ARM_VGIC_V3, -1 if none */
-	int its_fd;              /* KVM_DEV_TYPE_ARM_VGIC_ITS, -1 if none */
-};
-
-/* The vGICv3 (addresses, NR_IRQS, CTRL_INIT) and one ITS (address,
- * CTRL_INIT), after every vCPU exists: the same on a source and on a
- * destination, before its state is restored (KERNEL-UAPI §6.4 steps 1-2). */
-int arm64_gic_create(int vm_fd, const struct arm64_layout *l, struct arm64_gic *ret,
-		     struct mig_error *err);
-void arm64_gic_destroy(struct arm64_gic *g);
 
 /* What a KVM_EXIT_MMIO of the guest is: a doorbell (LAB_PORT_* or
  * LAB_A64_DB_*) and the byte written (the vCPU index), or -EPROTO with why

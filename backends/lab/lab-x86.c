@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The lab VM's x86 part (lab-internal.h): RAM from GPA 0, its first 2 MiB
+ * the VMM's table, GDT/TSS, page tables, stacks and the payload; the guest
+ * runs in 64-bit long mode set up directly with KVM_SET_SREGS (no
+ * firmware, no real mode: on PVM hosts only paged CPL3 code runs
+ * natively), identity-mapped with 2 MiB pages, and rings its doorbells with
+ * port I/O.  The VM-wide device is the x86 platform (irqchip, PIT,
+ * kvmclock); the guest paces itself by the TSC.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "lab-abi.h"
+#include "lab-internal.h"
+#include "util.h"
+
+/* System area layout (guest physical = guest virtual). */
+#define SYS_TABLE      0x0000ULL
+#define SYS_GDT        0x6000ULL
+#define SYS_TSS        0x7000ULL
+#define SYS_PML4       0x8000ULL
+#define SYS_PDPT       0x9000ULL
+#define SYS_PD         0xA000ULL   /* one page per GiB, up to 64 */
+#define SYS_STACKS     0x80000ULL  /* one 4 KiB stack per vCPU */
+#define SYS_CODE       0x100000ULL
+
+#define SEL_UCODE      0x1b        /* GDT[3], RPL 3 */
+#define SEL_UDATA      0x23        /* GDT[4], RPL 3 */
+#define SEL_TSS        0x28        /* GDT[5..6] */
+
+#define PTE_P   (1ULL << 0)
+#define PTE_RW  (1ULL << 1)
+#define PTE_US  (1ULL << 2)
+#define PTE_PS  (1ULL << 7)
+
+#define CR0_PE  (1ULL << 0)
+#define CR0_MP  (1ULL << 1)
+#define CR0_ET  (1ULL << 4)
+#define CR0_NE  (1ULL << 5)
+#define CR0_WP  (1ULL << 16)
+#define CR0_AM  (1ULL << 18)
+#define CR0_PG  (1ULL << 31)
+#define CR4_PAE (1ULL << 5)
+#define CR4_OSFXSR (1ULL << 9)
+#define CR4_OSXMMEXCPT (1ULL << 10)
+#define EFER_LME (1ULL << 8)
+#define EFER_LMA (1ULL << 10)
+#define RFLAGS_IOPL3 (3ULL << 12)
+
+extern const uint8_t lab_guest_start[], lab_guest_end[];
+
+struct lab_arch {
+	struct platform_dev *platform;
+	uint64_t tsc_khz;
+};
+
+static void put64(uint8_t *p, uint64_t off, uint64_t v)
+{
+	memcpy(p + off, &v, sizeof(v));
+}
+
+static void write_page_tables(struct lab_vm *vm)
+{
+	uint8_t *ram = vm->mem->ram;
+	uint64_t *pml4 = (uint64_t *)(ram + SYS_PML4), *pdpt = (uint64_t *)(ram + SYS_PDPT);
+	uint64_t gib = DIV_ROUND_UP(vm->cfg.mem_bytes, 1ULL << 30);
+
+	memset(pml4, 0, 4096);
+	memset(pdpt, 0, 4096);
+	pml4[0] = SYS_PDPT | PTE_P | PTE_RW | PTE_US;
+	for (uint64_t g = 0; g < gib; g++) {
+		uint64_t *pd = (uint64_t *)(ram + SYS_PD + g * 4096);
+
+		pdpt[g] = (SYS_PD + g * 4096) | PTE_P | PTE_RW | PTE_US;
+		memset(pd, 0, 4096);
+		for (uint64_t e = 0; e < 512; e++) {
+			uint64_t gpa = (g << 30) + (e << 21);
+
+			if (gpa >= vm->cfg.mem_bytes)
+				break;
+			pd[e] = gpa | PTE_P | PTE_RW | PTE_US | PTE_PS;
+		}
+	}
+}
+
+static void write_gdt_tss(struct lab_vm *vm)
+{
+	uint64_t *gdt = (uint64_t *)(vm->mem->ram + SYS_GDT);
+	uint64_t tss = SYS_TSS, limit = 0x67;
+
+	memset(gdt, 0, 4096);
+	memset(vm->mem->ram + SYS_TSS, 0, 4096);
+	gdt[1] = 0x00af9a000000ffffULL;  /* kernel code, 64-bit */
+	gdt[2] = 0x00cf92000000ffffULL;  /* kernel data */
+	gdt[3] = 0x00affa000000ffffULL;  /* user code, 64-bit, DPL 3 */
+	gdt[4] = 0x00cff2000000ffffULL;  /* user data, DPL 3 */
+	/* 64-bit busy TSS descriptor, 16 bytes */
+	gdt[5] = (limit & 0xffff) | ((tss & 0xffffff) << 16) | (0x8bULL << 40) |
+		 (((tss >> 24) & 0xff) << 56);
+	gdt[6] = tss >> 32;
+}
+
+static void write_table(struct lab_vm *vm, const struct lab_work *work)
+{
+	uint8_t *t = vm->mem->ram + SYS_TABLE;
+	uint64_t n = vm->nr_vcpus;
+
+	memset(t, 0, LAB_TBL_VCPUS + n * LAB_VA_SIZE);
+	put64(t, LAB_TBL_OFF_MAGIC, LAB_TBL_MAGIC);
+	put64(t, LAB_TBL_OFF_VERSION, LAB_TBL_VERSION);
+	put64(t, LAB_TBL_OFF_NR_VCPUS, n);
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *va = t + LAB_TBL_VCPUS + (uint64_t)i * LAB_VA_SIZE;
+
+		put64(va, LAB_VA_ID, i);
+		put64(va, LAB_VA_REGION, work[i].region);
+		put64(va, LAB_VA_REGION_PAGES, work[i].region_pages);
+		put64(va, LAB_VA_WSS_PAGES, work[i].wss_pages);
+		put64(va, LAB_VA_PATTERN, work[i].pattern);
+		put64(va, LAB_VA_SEED, work[i].seed);
+		put64(va, LAB_VA_TSC_PER_PAGE, work[i].ticks_per_page);
+	}
+}
+
+static void seg(struct kvm_segment *s, uint64_t base, uint32_t limit, uint16_t sel,
+		uint8_t type, uint8_t dpl, uint8_t db, uint8_t sflag, uint8_t l, uint8_t g)
+{
+	*s = (struct kvm_segment){
+		.base = base, .limit = limit, .selector = sel, .type = type, .present = 1,
+		.dpl = dpl, .db = db, .s = sflag, .l = l, .g = g,
+	};
+}
+
+static int boot_vcpu(struct vcpu_dev *v, struct mig_error *err)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs = { 0 };
+	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
+
+	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
+		return mig_error_set(err, -errno, "vCPU %u: KVM_GET_SREGS: %s", v->index,
+				     strerror(errno));
+	seg(&sregs.cs, 0, 0xffffffff, SEL_UCODE, 0xb, 3, 0, 1, 1, 1);
+	seg(&sregs.ss, 0, 0xffffffff, SEL_UDATA, 0x3, 3, 1, 1, 0, 1);
+	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss;
+	seg(&sregs.tr, SYS_TSS, 0x67, SEL_TSS, 0xb, 0, 0, 0, 0, 0);
+	sregs.ldt = (struct kvm_segment){ .type = 2, .unusable = 1 };
+	sregs.gdt.base = SYS_GDT;
+	sregs.gdt.limit = 7 * 8 - 1;
+	/* No IDT: any exception escalates to a triple fault, which the VMM sees
+	 * as KVM_EXIT_SHUTDOWN and reports, rather than a guest that hangs. */
+	sregs.idt.base = 0;
+	sregs.idt.limit = 0;
+	sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG;
+	sregs.cr3 = SYS_PML4;
+	sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+	sregs.efer = EFER_LME | EFER_LMA;
+	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
+		return mig_error_set(err, -errno, "vCPU %u: KVM_SET_SREGS (long mode): %s",
+				     v->index, strerror(errno));
+	regs.rip = SYS_CODE;
+	regs.rsp = SYS_STACKS + (v->index + 1) * 4096ULL;
+	regs.rdi = v->index;
+	regs.rsi = SYS_TABLE;
+	regs.rflags = RFLAGS_IOPL3 | 0x2;
+	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
+		return mig_error_set(err, -errno, "vCPU %u: KVM_SET_REGS: %s", v->index,
+				     strerror(errno));
+	/* With an in-kernel LAPIC the APs wait for INIT/SIPI; there is no
+	 * firmware to send them, so make every vCPU runnable directly. */
+	if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)
+		return mig_error_set(err, -errno, "vCPU %u: KVM_SET_MP_STATE: %s", v->index,
+				     strerror(errno));
+	return 0;
+}
+
+uint64_t lab_arch_ram_base(void)
+{
+	return 0;
+}
+
+int lab_arch_create(struct lab_vm *vm, struct mig_error *err)
+{
+	vm->arch = calloc(1, sizeof(*vm->arch));
+	if (!vm->arch)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	vm->table = SYS_TABLE;
+	if (vm->cfg.msi)
+		return mig_error_set(err, -ENOTSUP, "msi=%u: the MSI devices raise LPIs through an "
+				     "ITS, which the arm64 lab VM has and this x86 one does not",
+				     vm->cfg.msi);
+	/* An in-kernel irqchip gives each vCPU a LAPIC, part of the state a real
+	 * migration carries; it must exist before the vCPUs (KERNEL-UAPI §4). */
+	if (ioctl(vm->fds.vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return mig_error_set(err, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+	return platform_dev_create(&vm->fds, &vm->arch->platform, err);
+}
+
+int lab_arch_vcpus_made(struct lab_vm *vm, struct mig_device **out, unsigned *ret_n,
+			struct mig_error *err)
+{
+	int r = ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0);
+
+	(void)err;
+	vm->arch->tsc_khz = r > 0 ? (uint64_t)r : 1000000;
+	out[0] = &vm->arch->platform->core;
+	*ret_n = 1;
+	return 0;
+}
+
+void lab_arch_destroy(struct lab_vm *vm)
+{
+	if (!vm->arch)
+		return;
+	platform_dev_destroy(vm->arch->platform);
+	free(vm->arch);
+	vm->arch = NULL;
+}
+
+int lab_arch_boot(struct lab_vm *vm, const struct lab_work *work, struct mig_error *err)
+{
+	size_t code = (size_t)(lab_guest_end - lab_guest_start);
+	int r;
+
+	if (code > LAB_SYSTEM_BYTES - SYS_CODE)
+		return mig_error_set(err, -E2BIG, "guest payload of %zu bytes does not fit", code);
+	write_gdt_tss(vm);
+	write_page_tables(vm);
+	write_table(vm, work);
+	memcpy(vm->mem->ram + SYS_CODE, lab_guest_start, code);
+	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
+		r = boot_vcpu(vm->vcpus[i], err);
+		if (r < 0)
+			return r;
+	}
+	return mig_device_step(&vm->arch->platform->core, PLATFORM_RUNNING, err);
+}
+
+uint64_t lab_arch_ticks_hz(const struct lab_vm *vm)
+{
+	return vm->arch->tsc_khz * 1000;
+}
+
+uint64_t lab_arch_errors(struct lab_vm *vm)
+{
+	(void)vm;
+	return 0;
+}
+
+/* Port I/O doorbells: the port is the doorbell (lab-abi.h). */
+static int io_out(void *arg, struct vcpu_dev *v, uint16_t port, uint8_t val)
+{
+	int r = lab_doorbell(arg, v, port);
+
+	(void)val;
+	if (r == -ENOENT) {
+		vcpu_set_fatal(v, -EPROTO, "vCPU %u: write to unknown port %#x", v->index, port);
+		return -EPROTO;
+	}
+	return r;
+}
+
+const struct vcpu_exit_ops lab_arch_exits = {
+	.io_out = io_out,
+	.dirty_ring_full = lab_ring_full,
+};
