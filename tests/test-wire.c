@@ -175,6 +175,9 @@ struct corrupt_case {
 
 static void bad_magic(struct mig_frame_hdr *h) { h->magic = htole32(0x50545448); }
 /* a version this build does not speak (it speaks MIG_WIRE_VERSION) */
+#define TEXT_OF(x) #x
+#define WIRE_VERSION_TEXT_(x) TEXT_OF(x)
+#define WIRE_VERSION_TEXT WIRE_VERSION_TEXT_(MIG_WIRE_VERSION)
 static void new_version(struct mig_frame_hdr *h) { h->version = htole16(MIG_WIRE_VERSION + 1); }
 static void old_version(struct mig_frame_hdr *h) { h->version = htole16(0); }
 static void type_zero(struct mig_frame_hdr *h) { h->type = 0; }
@@ -196,7 +199,7 @@ static void no_change(struct mig_frame_hdr *h) { (void)h; }
 
 static const struct corrupt_case header_cases[] = {
 	{ "magic", bad_magic, SEQ, -EPROTO, "magic", "0x50545448" },
-	{ "newer version", new_version, SEQ, -EPROTO, "version", "version 8" },
+	{ "newer version", new_version, SEQ, -EPROTO, "version", "this build speaks " WIRE_VERSION_TEXT },
 	{ "older version", old_version, SEQ, -EPROTO, "version", "upgrade" },
 	{ "type 0", type_zero, SEQ, -EBADMSG, "type", "type 0" },
 	{ "type in an enum gap", type_gap, SEQ, -EBADMSG, "type", "unknown" },

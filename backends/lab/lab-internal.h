@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 
 #include "devices-internal.h"
+#include "lab-table.h"
 #include <migrate/lab.h>
 #if HAVE_VFIO
 #include "vfio/sim.h"
@@ -70,13 +71,6 @@ struct lab_vm {
 /* ---- what the lab VM asks of its architecture ----
  * One implementation per cpu_family (backends/lab/meson.build): lab-x86.c,
  * arm64/lab-arm64.c. */
-
-/* One vCPU's share of the workload (the table's inputs, lab-abi.h);
- * ticks_per_page in lab_arch_ticks_hz() ticks. */
-struct lab_work {
-	uint64_t region;            /* guest address of its first page */
-	uint64_t region_pages, wss_pages, pattern, seed, ticks_per_page;
-};
 
 /* Where guest RAM starts. */
 uint64_t lab_arch_ram_base(void);

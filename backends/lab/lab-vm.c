@@ -529,6 +529,30 @@ void lab_vm_destroy(struct lab_vm *vm)
 	free(vm);
 }
 
+static void put64(uint8_t *p, uint64_t off, uint64_t v)
+{
+	memcpy(p + off, &v, sizeof(v));
+}
+
+void lab_table_write(uint8_t *t, unsigned nr_vcpus, const struct lab_work *work)
+{
+	memset(t + LAB_TBL_VCPUS, 0, (uint64_t)nr_vcpus * LAB_VA_SIZE);
+	put64(t, LAB_TBL_OFF_MAGIC, LAB_TBL_MAGIC);
+	put64(t, LAB_TBL_OFF_VERSION, LAB_TBL_VERSION);
+	put64(t, LAB_TBL_OFF_NR_VCPUS, nr_vcpus);
+	for (unsigned i = 0; i < nr_vcpus; i++) {
+		uint8_t *va = t + LAB_TBL_VCPUS + (uint64_t)i * LAB_VA_SIZE;
+
+		put64(va, LAB_VA_ID, i);
+		put64(va, LAB_VA_REGION, work[i].region);
+		put64(va, LAB_VA_REGION_PAGES, work[i].region_pages);
+		put64(va, LAB_VA_WSS_PAGES, work[i].wss_pages);
+		put64(va, LAB_VA_PATTERN, work[i].pattern);
+		put64(va, LAB_VA_SEED, work[i].seed);
+		put64(va, LAB_VA_TSC_PER_PAGE, work[i].ticks_per_page);
+	}
+}
+
 /* Each vCPU fills and stamps only its own share: no two vCPUs write the
  * same page, so a stamp can only change through a fault of the VMM. */
 static void split_work(struct lab_vm *vm, struct lab_work *work)

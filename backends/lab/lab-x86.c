@@ -57,11 +57,6 @@ struct lab_arch {
 	uint64_t tsc_khz;
 };
 
-static void put64(uint8_t *p, uint64_t off, uint64_t v)
-{
-	memcpy(p + off, &v, sizeof(v));
-}
-
 static void write_page_tables(struct lab_vm *vm)
 {
 	uint8_t *ram = vm->mem->ram;
@@ -101,28 +96,6 @@ static void write_gdt_tss(struct lab_vm *vm)
 	gdt[5] = (limit & 0xffff) | ((tss & 0xffffff) << 16) | (0x8bULL << 40) |
 		 (((tss >> 24) & 0xff) << 56);
 	gdt[6] = tss >> 32;
-}
-
-static void write_table(struct lab_vm *vm, const struct lab_work *work)
-{
-	uint8_t *t = vm->mem->ram + SYS_TABLE;
-	uint64_t n = vm->nr_vcpus;
-
-	memset(t, 0, LAB_TBL_VCPUS + n * LAB_VA_SIZE);
-	put64(t, LAB_TBL_OFF_MAGIC, LAB_TBL_MAGIC);
-	put64(t, LAB_TBL_OFF_VERSION, LAB_TBL_VERSION);
-	put64(t, LAB_TBL_OFF_NR_VCPUS, n);
-	for (unsigned i = 0; i < n; i++) {
-		uint8_t *va = t + LAB_TBL_VCPUS + (uint64_t)i * LAB_VA_SIZE;
-
-		put64(va, LAB_VA_ID, i);
-		put64(va, LAB_VA_REGION, work[i].region);
-		put64(va, LAB_VA_REGION_PAGES, work[i].region_pages);
-		put64(va, LAB_VA_WSS_PAGES, work[i].wss_pages);
-		put64(va, LAB_VA_PATTERN, work[i].pattern);
-		put64(va, LAB_VA_SEED, work[i].seed);
-		put64(va, LAB_VA_TSC_PER_PAGE, work[i].ticks_per_page);
-	}
 }
 
 static void seg(struct kvm_segment *s, uint64_t base, uint32_t limit, uint16_t sel,
@@ -229,7 +202,8 @@ int lab_arch_boot(struct lab_vm *vm, const struct lab_work *work, struct mig_err
 		return mig_error_set(err, -E2BIG, "guest payload of %zu bytes does not fit", code);
 	write_gdt_tss(vm);
 	write_page_tables(vm);
-	write_table(vm, work);
+	memset(vm->mem->ram + SYS_TABLE, 0, LAB_TBL_VCPUS);
+	lab_table_write(vm->mem->ram + SYS_TABLE, vm->nr_vcpus, work);
 	memcpy(vm->mem->ram + SYS_CODE, lab_guest_start, code);
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
 		r = boot_vcpu(vm->vcpus[i], err);

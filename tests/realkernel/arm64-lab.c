@@ -40,26 +40,7 @@
 #include "lab/lab-internal.h"
 #include "msi/msi.h"
 #include "util.h"
-
-static unsigned passed, failed;
-
-static void result(bool ok, const char *name, const char *fmt, ...)
-{
-	char why[600] = "";
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	if (ok) {
-		passed++;
-		printf("RK-PASS %s\n", name);
-	} else {
-		failed++;
-		printf("RK-FAIL %s: %s\n", name, why);
-	}
-	fflush(stdout);
-}
+#include "rk.h"
 
 static struct msi_dev *msi_of(struct lab_vm *vm)
 {
@@ -299,6 +280,5 @@ out:
 	lab_vm_destroy(src);
 	lab_vm_destroy(dst);
 	lab_vm_destroy(dst2);
-	printf("RK-DONE passed %u failed %u\n", passed, failed);
-	return failed ? 1 : 0;
+	return rk_done();
 }

@@ -30,6 +30,7 @@
 #include "gic/gic.h"
 #include "gic/gic-uapi.h"
 #include "gic/sim.h"      /* the guest's table layout */
+#include "rk.h"
 
 #define RAM_GPA   0x40000000ULL
 #define RAM_BYTES (16ULL << 20)
@@ -40,26 +41,6 @@
 #define VCPUS 2
 #define DEVS 2
 #define EVENTS 4
-
-static unsigned passed, failed;
-
-static void result(bool ok, const char *name, const char *fmt, ...)
-{
-	char why[512] = "";
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	if (ok) {
-		passed++;
-		printf("RK-PASS %s\n", name);
-	} else {
-		failed++;
-		printf("RK-FAIL %s: %s\n", name, why);
-	}
-	fflush(stdout);
-}
 
 struct vm {
 	int fd;
@@ -377,6 +358,5 @@ int main(void)
 	vm_destroy(&bad);
 	vm_destroy(&fresh);
 out:
-	printf("RK-DONE passed %u failed %u\n", passed, failed);
-	return failed ? 1 : 0;
+	return rk_done();
 }

@@ -20,26 +20,7 @@
 
 #include "vfio/kernel.h"
 #include "vfio/vfio-uapi.h"
-
-static unsigned passed, failed;
-
-static void result(bool ok, const char *name, const char *fmt, ...)
-{
-	char why[512] = "";
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	if (ok) {
-		passed++;
-		printf("RK-PASS %s\n", name);
-	} else {
-		failed++;
-		printf("RK-FAIL %s: %s\n", name, why);
-	}
-	fflush(stdout);
-}
+#include "rk.h"
 
 /* The device's state as the kernel says it. */
 static int kernel_state(struct vfio_dev *v)
@@ -325,7 +306,5 @@ int main(int argc, char **argv)
 	vfio_kernel_close(&ka);
 	vfio_kernel_close(&kb);
 done:
-	printf("RK-DONE passed %u failed %u\n", passed, failed);
-	fflush(stdout);
-	return failed ? 1 : 0;
+	return rk_done();
 }

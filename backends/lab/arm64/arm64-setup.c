@@ -177,7 +177,7 @@ static void put64(uint8_t *p, uint64_t off, uint64_t v)
 }
 
 int arm64_guest_write(const struct arm64_layout *l, uint8_t *ram,
-		      const struct arm64_vcpu_work *work, struct mig_error *err)
+		      const struct lab_work *work, struct mig_error *err)
 {
 	size_t code = (size_t)(lab_a64_guest_end - lab_a64_guest_start);
 	uint8_t *t = ram + (l->table - l->ram_base), *pb = ram + (l->plat - l->ram_base);
@@ -186,7 +186,7 @@ int arm64_guest_write(const struct arm64_layout *l, uint8_t *ram,
 		return mig_error_set(err, -E2BIG, "the arm64 guest payload of %zu bytes does not "
 				     "fit in %llu", code, (unsigned long long)l->code_max);
 	for (unsigned i = 0; i < l->nr_vcpus; i++) {
-		const struct arm64_vcpu_work *w = &work[i];
+		const struct lab_work *w = &work[i];
 		uint64_t lo = l->ram_base + l->sys_bytes, hi = l->ram_base + l->ram_bytes;
 
 		if (w->region % 4096 || w->region < lo || w->region > hi ||
@@ -202,21 +202,8 @@ int arm64_guest_write(const struct arm64_layout *l, uint8_t *ram,
 	write_page_tables(l, ram);
 	memcpy(ram + (l->code - l->ram_base), lab_a64_guest_start, code);
 
-	put64(t, LAB_TBL_OFF_MAGIC, LAB_TBL_MAGIC);
-	put64(t, LAB_TBL_OFF_VERSION, LAB_TBL_VERSION);
-	put64(t, LAB_TBL_OFF_NR_VCPUS, l->nr_vcpus);
+	lab_table_write(t, l->nr_vcpus, work);
 	put64(t, LAB_A64_TBL_OFF_PLAT, l->plat);
-	for (unsigned i = 0; i < l->nr_vcpus; i++) {
-		uint8_t *va = t + LAB_TBL_VCPUS + (uint64_t)i * LAB_VA_SIZE;
-
-		put64(va, LAB_VA_ID, i);
-		put64(va, LAB_VA_REGION, work[i].region);
-		put64(va, LAB_VA_REGION_PAGES, work[i].region_pages);
-		put64(va, LAB_VA_WSS_PAGES, work[i].wss_pages);
-		put64(va, LAB_VA_PATTERN, work[i].pattern);
-		put64(va, LAB_VA_SEED, work[i].seed);
-		put64(va, LAB_VA_TSC_PER_PAGE, work[i].ticks_per_page);
-	}
 
 	put64(pb, LAB_A64_PB_OFF_MAGIC, LAB_A64_PB_MAGIC);
 	put64(pb, LAB_A64_PB_DOORBELL, l->doorbell);

@@ -27,6 +27,8 @@
 
 #include <migrate/error.h>
 
+#include "../lab-table.h"
+
 #define ARM64_GICD_BASE       0x08000000ULL
 #define ARM64_ITS_BASE        0x08080000ULL
 #define ARM64_GICR_BASE       0x080a0000ULL
@@ -70,22 +72,13 @@ struct arm64_layout {
 int arm64_layout_init(struct arm64_layout *l, uint64_t ram_bytes, unsigned nr_vcpus,
 		      unsigned nr_devices, unsigned events, struct mig_error *err);
 
-/* One vCPU's share of the workload: the lab-abi.h area's inputs. */
-struct arm64_vcpu_work {
-	uint64_t region;         /* GPA of its first page */
-	uint64_t region_pages;
-	uint64_t wss_pages;
-	uint64_t pattern;        /* 0 sequential, 1 random */
-	uint64_t seed;
-	uint64_t ticks_per_page; /* CNTVCT ticks, 0 = unpaced */
-};
 
 /* Writes the system area into guest RAM (`ram` = host view of ram_base):
  * the table with each vCPU's inputs from work[0..nr_vcpus), the platform
  * block, the page tables and the payload.  Every region must lie in RAM
  * above sys_bytes. */
 int arm64_guest_write(const struct arm64_layout *l, uint8_t *ram,
-		      const struct arm64_vcpu_work *work, struct mig_error *err);
+		      const struct lab_work *work, struct mig_error *err);
 
 /* Registers of a fresh vCPU so it enters the payload: PC, x0 = index,
  * x1 = table, SP_EL1, PSTATE = EL1h with DAIF masked, and the MMU's

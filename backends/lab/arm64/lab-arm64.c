@@ -127,16 +127,9 @@ void lab_arch_destroy(struct lab_vm *vm)
 int lab_arch_boot(struct lab_vm *vm, const struct lab_work *work, struct mig_error *err)
 {
 	struct lab_arch *a = vm->arch;
-	struct arm64_vcpu_work w[LAB_MAX_VCPUS];
 	int r;
 
-	for (unsigned i = 0; i < vm->nr_vcpus; i++)
-		w[i] = (struct arm64_vcpu_work){
-			.region = work[i].region, .region_pages = work[i].region_pages,
-			.wss_pages = work[i].wss_pages, .pattern = work[i].pattern,
-			.seed = work[i].seed, .ticks_per_page = work[i].ticks_per_page,
-		};
-	r = arm64_guest_write(&a->l, vm->mem->ram, w, err);
+	r = arm64_guest_write(&a->l, vm->mem->ram, work, err);
 	for (unsigned i = 0; r >= 0 && i < vm->nr_vcpus; i++)
 		r = arm64_vcpu_boot(vm->vcpus[i]->fd, &a->l, i, err);
 	if (r >= 0)
