@@ -442,6 +442,14 @@ const struct mig_device_class mem_class = {
 	.dirty_ops = &mem_dirty_ops,
 };
 
+/* Where a vCPU's dirty ring is in its mmap, in pages: the kernel's
+ * KVM_DIRTY_LOG_PAGE_OFFSET, 64 on x86 and arm64 alike.  The 6.1 arm64 uAPI
+ * headers lack it, and <linux/kvm.h> then says 0: the kvm_run page. */
+#define MEM_RING_PAGE_OFFSET 64
+#if KVM_DIRTY_LOG_PAGE_OFFSET && KVM_DIRTY_LOG_PAGE_OFFSET != MEM_RING_PAGE_OFFSET
+#error "KVM_DIRTY_LOG_PAGE_OFFSET is not 64 on this architecture"
+#endif
+
 /* Newer than the 6.1 uAPI headers (KERNEL-UAPI §6.3 step 4). */
 #ifndef KVM_CAP_DIRTY_LOG_RING_ACQ_REL
 #define KVM_CAP_DIRTY_LOG_RING_ACQ_REL 223
@@ -638,7 +646,7 @@ int mem_ring_attach(struct mem_dev *m, unsigned index, int vcpu_fd, struct mig_e
 		m->nr_rings = index + 1;
 	}
 	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_fd,
-		 KVM_DIRTY_LOG_PAGE_OFFSET * 4096L);
+		 MEM_RING_PAGE_OFFSET * 4096L);
 	if (p == MAP_FAILED)
 		return mig_error_set(err, -errno, "mapping the dirty ring of vCPU %u: %s", index,
 				     strerror(errno));

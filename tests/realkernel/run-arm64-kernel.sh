@@ -93,6 +93,13 @@ chroot /host env TMPDIR=/run /opt/migratectl/migratectl start local local --json
 echo "RK-MIG-EXIT $?"
 echo "RK-MIG $(tr -d '\n' < /tmp/mig.json)"
 sed 's/^/RK-MIG-ERR /' /tmp/mig.err | tail -8
+# the same with the dirty ring: on arm64 KVM_CAP_DIRTY_LOG_RING_ACQ_REL, and
+# the GIC's table writes only in the slots' bitmaps (WITH_BITMAP)
+chroot /host env TMPDIR=/run /opt/migratectl/migratectl start local local --json \
+	--lab mem=64M,vcpus=2,wss=4M,msi=4,dirty-log=ring > /tmp/ring.json 2> /tmp/ring.err
+echo "RK-RING-EXIT $?"
+echo "RK-RING $(tr -d '\n' < /tmp/ring.json)"
+sed 's/^/RK-RING-ERR /' /tmp/ring.err | tail -8
 poweroff -f
 INIT
 chmod +x "$R/init"
@@ -121,5 +128,10 @@ for want in '"result":"completed"' '"match":true' '"dst_selfcheck_errors":0' \
 	    '"class":"msi","side":"source","id":0,"state":"dead"'; do
 	case $mig in *"$want"*) ;; *) fail "the migration's summary lacks $want: $mig";; esac
 done
-echo "arm64 lab VM with a GICv3, an ITS and MSI devices: migrated and verified"
+grep -a -q '^RK-RING-EXIT 0' "$W/guest.log" || fail "migratectl start with the dirty ring failed: see $W/guest.log"
+ring=$(grep -a '^RK-RING {' "$W/guest.log")
+for want in '"result":"completed"' '"match":true' '"dst_selfcheck_errors":0'; do
+	case $ring in *"$want"*) ;; *) fail "the dirty-ring migration's summary lacks $want: $ring";; esac
+done
+echo "arm64 lab VM with a GICv3, an ITS and MSI devices: migrated and verified (dirty bitmap and ring)"
 exit 0
