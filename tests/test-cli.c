@@ -356,6 +356,19 @@ Test(cli, vm_run_larger_than_host_refused, .timeout = 60)
 	cr_assert_eq(r.out[0], '\0', "%s", r.out);
 }
 
+/* The MSI devices raise LPIs through an ITS: an x86 lab VM has none. */
+Test(cli, msi_devices_refused_on_x86, .timeout = 60)
+{
+	struct run_result r;
+
+	if (strcmp(MIGRATECTL_ARCH, "x86_64"))
+		cr_skip_test("the lab VM here is %s's: it has MSI devices", MIGRATECTL_ARCH);
+	run_timed("start local local --lab mem=64M,vcpus=1,wss=4M,msi=1", &r, NULL);
+	cr_assert_neq(r.status, 0, "exit %d: %s", r.status, r.err);
+	cr_assert(strstr(r.err, "msi=1") && strstr(r.err, "ITS") && strstr(r.err, "arm64"), "%s",
+		  r.err);
+}
+
 /* The destination's preparation refuses it: nothing kept there. */
 Test(cli, incoming_larger_than_host_refused, .timeout = 120)
 {

@@ -586,6 +586,8 @@ Test(lab_spec, rejects_bad_values)
 	expect_spec_bad("rate=0", NEEDLES("rate=0", "max"));
 	expect_spec_bad("rate=fast", NEEDLES("rate=fast", "max"));
 	expect_spec_bad("dirty-log=pml", NEEDLES("dirty-log=pml", "bitmap", "ring"));
+	expect_spec_bad("msi=9", NEEDLES("msi=9", "0 to 8", "4 LPIs"));
+	expect_spec_bad("msi=some", NEEDLES("msi=some"));
 	/* A later bad item must not leave the earlier good ones applied. */
 	expect_spec_bad("mem=2G,vcpus=8,wss=1M,pattern=nope", NEEDLES("pattern=nope"));
 }
