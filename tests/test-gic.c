@@ -45,13 +45,15 @@ struct side {
 	struct gic_dev dev;
 };
 
-static void side_init(struct side *x, enum gic_v4 v4, int state, const struct gic_vlpi *vlpi)
+static void side_init_its(struct side *x, enum gic_v4 v4, int state, const struct gic_vlpi *vlpi,
+			  unsigned nr_its)
 {
 	struct gic_sim_opts o = {
-		.nr_vcpus = 2, .nr_irqs = 128, .nr_its = 1, .v4 = v4, .ram_gpa = RAM_GPA,
-		.ram_bytes = RAM_BYTES, .its_base = { 0x08080000 }, .area_gpa = AREA_GPA,
+		.nr_vcpus = 2, .nr_irqs = 128, .nr_its = nr_its, .v4 = v4, .ram_gpa = RAM_GPA,
+		.ram_bytes = RAM_BYTES, .its_base = { 0x08080000, 0x080a0000 },
+		.area_gpa = AREA_GPA,
 	};
-	struct gic_config cfg = { .nr_vcpus = 2, .nr_irqs = 128, .nr_its = 1, .v4 = v4 };
+	struct gic_config cfg = { .nr_vcpus = 2, .nr_irqs = 128, .nr_its = nr_its, .v4 = v4 };
 	struct mig_error err = { 0 };
 
 	x->ram = calloc(1, RAM_BYTES);
@@ -65,6 +67,11 @@ static void side_init(struct side *x, enum gic_v4 v4, int state, const struct gi
 	cr_assert_eq(gic_sim_create(&x->sim), 0);
 	cr_assert_eq(gic_dev_init(&x->dev, &cfg, &gic_sim_backend, &x->sim, state, &err), 0,
 		     "%s", err.msg);
+}
+
+static void side_init(struct side *x, enum gic_v4 v4, int state, const struct gic_vlpi *vlpi)
+{
+	side_init_its(x, v4, state, vlpi, 1);
 }
 
 static void side_fini(struct side *x)
@@ -318,9 +325,58 @@ Test(gic, a_destination_that_cannot_take_the_gic_is_refused_at_setup)
 	d41.dev.cfg.nr_irqs = 96;
 	cr_assert_eq(check_against(&s, &d41, &err), -ENOTSUP);
 	cr_assert(strstr(err.msg, "128") && strstr(err.msg, "96"), "%s", err.msg);
+	d41.dev.cfg.nr_irqs = 128;
+	/* an ITS table ABI the destination's kernel cannot read */
+	s.dev.its_rev[0] = 1;
+	mig_error_clear(&err);
+	cr_assert_eq(check_against(&s, &d41, &err), -ENOTSUP);
+	cr_assert(strstr(err.msg, "revision 1") && strstr(err.msg, "up to revision 0"), "%s",
+		  err.msg);
+	s.dev.its_rev[0] = 0;
+	/* another GIC version (the description's first word) */
+	{
+		struct mig_buf b = { 0 };
+		uint32_t two = 2;
+
+		cr_assert_eq(gic_class.compat_ops->describe(&s.dev.core, &b, &err), 0);
+		memcpy(b.data, &two, 4);
+		mig_error_clear(&err);
+		cr_assert_eq(gic_class.compat_ops->check(&d41.dev.core, b.data, b.len, &err),
+			     -ENOTSUP);
+		cr_assert(strstr(err.msg, "version 2") && strstr(err.msg, "vgic-v3"), "%s", err.msg);
+		mig_buf_free(&b);
+	}
 	side_fini(&s);
 	side_fini(&d);
 	side_fini(&d41);
+}
+
+/* Two ITSes: each one's tables saved and restored, each translating its
+ * own devices to its own LPIs afterwards. */
+Test(gic, two_itses_each_restored)
+{
+	struct side s, d;
+	struct mig_error err = { 0 };
+
+	side_init_its(&s, GIC_V4_NONE, GIC_CREATED, NULL, 2);
+	side_init_its(&d, GIC_V4_NONE, GIC_CREATED, NULL, 2);
+	cr_assert_eq(gic_sim_guest_boot(&s.sim, DEVS, EVENTS, &err), 0, "%s", err.msg);
+	gic_sim_set_running(&s.sim, true);
+	cr_assert_eq(mig_device_step(&s.dev.core, GIC_RUNNING, &err), 0, "%s", err.msg);
+	cr_assert_eq(source_save(&s, NULL, &err), 0, "%s", err.msg);
+	/* pending while stopped, on the second ITS only */
+	cr_assert_eq(gic_sim_msi(&s.sim, 1, 1, 1), 1);
+	mig_device_step(&s.dev.core, GIC_RUNNING, &err);
+	cr_assert_eq(source_save(&s, NULL, &err), 0, "%s", err.msg);
+	cr_assert_eq(dest_restore(&s, &d, &err), 0, "%s", err.msg);
+	for (unsigned t = 0; t < 2; t++)
+		for (unsigned dv = 0; dv < DEVS; dv++)
+			for (unsigned e = 0; e < EVENTS; e++)
+				cr_assert_eq(gic_sim_translate(&d.sim, t, dv, e),
+					     GIC_LPI_BASE + (t * DEVS + dv) * EVENTS + e);
+	cr_assert_eq(gic_sim_delivered(&d.sim, GIC_LPI_BASE + (DEVS + 1) * EVENTS + 1), 1);
+	side_fini(&s);
+	side_fini(&d);
 }
 
 /* The guest has interrupts masked: the device's VLPI waits in its VPT. */
