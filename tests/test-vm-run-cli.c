@@ -66,7 +66,14 @@ Test(vm_run_cli, ring_mode_progress_lines)
 	proc_run("vm run --mem 64M --vcpus 1 --wss 4M --dirty-log ring --seconds 2", &r);
 	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
 	cr_assert_not_null(strstr(r.out, "dirty log ring"), "%s", r.out);
-	cr_assert_not_null(strstr(r.out, "2.0s"), "no per-second line: %s", r.out);
+	/* a line a second, each saying when (a loaded host prints 2.1s for 2.0s) */
+	{
+		unsigned lines = 0;
+
+		for (const char *p = strstr(r.out, "passes "); p; p = strstr(p + 1, "passes "))
+			lines++;
+		cr_assert_geq(lines, 2, "not a line a second: %s", r.out);
+	}
 	cr_assert_not_null(strstr(r.out, "pages/s"), "%s", r.out);
 }
 
