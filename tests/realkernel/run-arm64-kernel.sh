@@ -8,7 +8,11 @@
 #   - arm64-lab: the arm64 lab VM (vGICv3, ITS, MSI devices) migrated with LPIs
 #     pending at the switchover, and refused for a damaged ITS table
 #     (tests/realkernel/arm64-lab.c);
-#   - `migratectl start local local` of an arm64 lab VM, by two agents.
+#   - `migratectl start local local` of an arm64 lab VM, by two agents;
+# and in a second boot, with a GICv4.0, an SMMUv3 and QEMU's edu PCI device
+# bound to vfio-pci (kvm-arm.vgic_v4_enable=1):
+#   - vlpi-kernel: the GIC class's GICv4.0 direct injection of the edu's MSI
+#     (tests/realkernel/vlpi-kernel.c).
 #
 # usage: run-arm64-kernel.sh WORKDIR SOURCEDIR
 # Exits 77 (skip) only when a host tool is missing or the archive cannot be
@@ -35,7 +39,9 @@ case $? in
 esac
 B=$W/build-aarch64
 SR=$W/sysroot
-[ -x "$B/tests/realkernel/gic-kernel" ] || fail "the aarch64 build has no gic-kernel"
+for p in gic-kernel vlpi-kernel; do
+	[ -x "$B/tests/realkernel/$p" ] || fail "the aarch64 build has no $p"
+done
 
 # The kernel: whatever linux-image-6.12-arm64 points at today, never pinned,
 # through the sysroot's private apt setup.
@@ -59,9 +65,10 @@ MODS=$(ls -d "$K"/x/lib/modules/*/kernel)
 # The programs go into the sysroot, the guest's root over 9p.
 mkdir -p "$SR/opt/migratectl" "$SR/proc" "$SR/sys" "$SR/dev" "$SR/run" "$SR/tmp" || fail "sysroot"
 cp "$B/migratectl" "$B/tests/realkernel/gic-kernel" "$B/tests/realkernel/arm64-lab" \
-	"$SR/opt/migratectl/" || fail "copying the programs"
+	"$B/tests/realkernel/vlpi-kernel" "$SR/opt/migratectl/" || fail "copying the programs"
 
-# The initramfs: busybox, the 9p modules, and an init that runs the tests.
+# The initramfs: busybox, the 9p and VFIO modules, and an init that runs the
+# tests (the second boot's, with rk=vlpi on its command line).
 R=$W/initrd
 rm -rf "$R" && mkdir -p "$R/bin" "$R/lib" "$R/proc" "$R/sys" "$R/dev" "$R/host"
 cp "$K/x/bin/busybox" "$R/bin/busybox" || fail "busybox"
@@ -69,6 +76,11 @@ for m in fs/netfs/netfs net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p; do
 	if [ -f "$MODS/$m.ko.xz" ]; then
 		xz -dc "$MODS/$m.ko.xz" > "$R/lib/$(basename $m).ko" || fail "module $m"
 	fi
+done
+# vfio-pci and what it needs, in loading order (a modular VFIO: Debian's)
+for m in drivers/vfio/vfio drivers/vfio/vfio_iommu_type1 drivers/vfio/pci/vfio-pci-core \
+	 drivers/vfio/pci/vfio-pci; do
+	xz -dc "$MODS/$m.ko.xz" > "$R/lib/$(basename $m).ko" || fail "module $m"
 done
 cat > "$R/init" <<'INIT'
 #!/bin/busybox sh
@@ -82,6 +94,25 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro hostroot /host || echo "RK-FAIL 
 mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs dev /host/dev
 mount -t tmpfs run /host/run; mount -t tmpfs tmp /host/tmp
 [ -c /dev/kvm ] || echo "RK-FAIL no /dev/kvm: $(dmesg | grep -i kvm | tail -3)"
+if grep -q 'rk=vlpi' /proc/cmdline; then
+	dmesg | grep -E 'GICv4|vgic' | sed 's/^/RK-INFO /'
+	for m in vfio vfio_iommu_type1 vfio-pci-core vfio-pci; do
+		insmod /lib/$m.ko || echo "RK-FAIL insmod $m"
+	done
+	EDU=
+	for d in /sys/bus/pci/devices/*; do
+		[ "$(cat $d/vendor):$(cat $d/device)" = 0x1234:0x11e8 ] && EDU=${d##*/}
+	done
+	if [ -z "$EDU" ]; then
+		echo "RK-FAIL no edu device"
+	else
+		echo 1234 11e8 > /sys/bus/pci/drivers/vfio-pci/new_id ||
+			echo "RK-FAIL binding the edu to vfio-pci"
+		chroot /host /opt/migratectl/vlpi-kernel $EDU
+		echo "RK-EXIT vlpi-kernel $?"
+	fi
+	poweroff -f
+fi
 chroot /host /opt/migratectl/gic-kernel
 echo "RK-EXIT gic-kernel $?"
 chroot /host /opt/migratectl/arm64-lab
@@ -134,4 +165,24 @@ for want in '"result":"completed"' '"match":true' '"dst_selfcheck_errors":0'; do
 	case $ring in *"$want"*) ;; *) fail "the dirty-ring migration's summary lacks $want: $ring";; esac
 done
 echo "arm64 lab VM with a GICv3, an ITS and MSI devices: migrated and verified (dirty bitmap and ring)"
+
+# The second boot: a GICv4.0 host whose edu device's MSI the VMs take as a
+# VLPI (QEMU 7.2 and later emulate GICv4.0, not 4.1).
+say "booting $KA under QEMU with a GICv4.0, an SMMUv3 and an edu device"
+t0=$(date +%s)
+timeout 300 qemu-system-aarch64 -M virt,virtualization=on,gic-version=4,iommu=smmuv3 \
+	-cpu max,pauth-impdef=on -accel tcg,thread=multi -smp 2 -m 1024 -nographic -no-reboot \
+	-monitor none -nic none -serial stdio -kernel "$VMLINUZ" -initrd "$W/initrd.gz" \
+	-device edu \
+	-virtfs local,path="$SR",mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+	-append "console=ttyAMA0 loglevel=4 panic=-1 kvm-arm.vgic_v4_enable=1 rk=vlpi" \
+	> "$W/guest-vlpi.log" 2>&1
+say "guest done in $(($(date +%s) - t0)) s"
+grep -a -E '^RK-' "$W/guest-vlpi.log"
+grep -a -q '^RK-FAIL' "$W/guest-vlpi.log" && fail "see $W/guest-vlpi.log"
+[ "$(grep -a -c '^RK-DONE passed [0-9]* failed 0' "$W/guest-vlpi.log")" = 1 ] ||
+	fail "vlpi-kernel: see $W/guest-vlpi.log"
+grep -a -q '^RK-EXIT vlpi-kernel 0' "$W/guest-vlpi.log" ||
+	fail "vlpi-kernel exited non-zero: see $W/guest-vlpi.log"
+echo "GICv4.0: a VFIO device's MSI forwarded, saved, restored and rolled back by the GIC class"
 exit 0
