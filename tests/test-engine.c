@@ -1062,6 +1062,8 @@ static void fvm_add_gic(struct fvm *v, struct fgic *g, enum gic_v4 v4, const str
 			     err.msg);
 		gic_sim_set_running(&g->sim, true);
 		cr_assert_eq(mig_device_step(&g->dev.core, GIC_RUNNING, &err), 0, "%s", err.msg);
+		if (vl)
+			cr_assert_eq(gic_vlpi_enable(&g->dev, 0, &err), 0, "%s", err.msg);
 		/* every LPI once, taken at once */
 		for (unsigned d = 0; d < GIC_DEVS; d++)
 			for (unsigned e = 0; e < GIC_EVENTS; e++)

@@ -95,6 +95,12 @@ static void source_up(struct side *s, enum gic_v4 v4, const struct gic_vlpi *vlp
 	cr_assert_eq(gic_sim_guest_boot(&s->sim, DEVS, EVENTS, &err), 0, "%s", err.msg);
 	gic_sim_set_running(&s->sim, true);
 	cr_assert_eq(mig_device_step(&s->dev.core, GIC_RUNNING, &err), 0, "%s", err.msg);
+	if (vlpi) {
+		/* a boot forwards nothing before the guest enables it */
+		cr_assert(!gic_sim_lpi_forwarded(&s->sim, GIC_LPI_BASE + vlpi->devid * EVENTS +
+						 vlpi->event));
+		cr_assert_eq(gic_vlpi_enable(&s->dev, 0, &err), 0, "%s", err.msg);
+	}
 	for (unsigned d = 0; d < DEVS; d++)
 		for (unsigned e = 0; e < EVENTS; e++)
 			cr_assert_eq(gic_sim_msi(&s->sim, 0, d, e), 1);

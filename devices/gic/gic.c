@@ -383,6 +383,8 @@ static int read_regs(struct gic_dev *g, struct gic_img *m, struct mig_error *err
 	for (unsigned i = 0; i < g->cfg.nr_vlpis; i++) {
 		const struct gic_vlpi *l = &g->cfg.vlpis[i];
 
+		if (!l->wanted)
+			continue;
 		m->vlpi[m->nr_vlpis][0] = l->its;
 		m->vlpi[m->nr_vlpis][1] = l->devid;
 		m->vlpi[m->nr_vlpis][2] = l->event;
@@ -409,8 +411,9 @@ static int flush(struct gic_dev *g, struct mig_error *err)
 		if (r == -EACCES)
 			return mig_error_set(err, r, "gic: ITS %u refused to save its tables (EACCES): "
 					     "an LPI is forwarded to a GICv4.0 vLPI whose pending state "
-					     "the kernel cannot read, and this VM did not declare it "
-					     "(only declared VLPIs are taken off direct injection "
+					     "the kernel cannot read, and this VM did not declare it, or "
+					     "declared it on a host it did not say is GICv4.0 (only "
+					     "declared VLPIs on GICv4.0 are taken off direct injection "
 					     "before the save); the VM keeps running here", i);
 		if (r < 0)
 			return mig_error_set(err, r, "gic: ITS %u: KVM_DEV_ARM_ITS_SAVE_TABLES: %s", i,
@@ -449,6 +452,16 @@ static int save_regs(struct gic_dev *g, struct mig_error *err)
 
 /* ---- destination: the restore (§6.4) ---- */
 
+/* This VM's declared VLPI of a source's (ITS, device, event), or -1. */
+static int find_vlpi(const struct gic_dev *g, const uint32_t v[3])
+{
+	for (unsigned k = 0; k < g->cfg.nr_vlpis; k++)
+		if (g->cfg.vlpis[k].its == v[0] && g->cfg.vlpis[k].devid == v[1] &&
+		    g->cfg.vlpis[k].event == v[2])
+			return (int)k;
+	return -1;
+}
+
 static int parse(struct gic_dev *g, const uint8_t *p, size_t n, struct gic_img *m,
 		 struct mig_error *err)
 {
@@ -472,19 +485,12 @@ static int parse(struct gic_dev *g, const uint8_t *p, size_t n, struct gic_img *
 		return mig_error_set(err, -EINVAL, "gic: the state is %zu bytes; a GIC of this shape "
 				     "has %zu", n, c.off);
 	/* what the source injected directly, this VM must be able to */
-	for (unsigned i = 0; i < m->nr_vlpis; i++) {
-		bool found = false;
-
-		for (unsigned k = 0; k < g->cfg.nr_vlpis && !found; k++)
-			found = g->cfg.vlpis[k].its == m->vlpi[i][0] &&
-				g->cfg.vlpis[k].devid == m->vlpi[i][1] &&
-				g->cfg.vlpis[k].event == m->vlpi[i][2];
-		if (!found)
+	for (unsigned i = 0; i < m->nr_vlpis; i++)
+		if (find_vlpi(g, m->vlpi[i]) < 0)
 			return mig_error_set(err, -EINVAL, "gic: the source forwarded ITS %u device "
 					     "%#x event %u to the guest; this VM has no such "
 					     "passthrough interrupt", m->vlpi[i][0], m->vlpi[i][1],
 					     m->vlpi[i][2]);
-	}
 	for (unsigned i = 0; i < m->nr_its; i++)
 		if (m->its[i].ctlr & GITS_CTLR_ENABLE && !(m->its[i].cbaser & GITS_CBASER_VALID))
 			return mig_error_set(err, -EINVAL, "gic: ITS %u is enabled with no valid "
@@ -631,19 +637,35 @@ static int forward(struct gic_dev *g, struct gic_vlpi *l, bool on, struct mig_er
 	return 0;
 }
 
+/* Every wanted VLPI on, or every forwarded one off. */
 static int forward_all(struct gic_dev *g, bool on, unsigned *count, struct mig_error *err)
 {
 	for (unsigned i = 0; i < g->cfg.nr_vlpis; i++) {
 		struct gic_vlpi *l = &g->cfg.vlpis[i];
 		bool was = l->forwarded;
-		int r = forward(g, l, on, err);
+		int r;
 
+		if (on && !l->wanted)
+			continue;
+		r = forward(g, l, on, err);
 		if (r < 0)
 			return r;
 		if (was != on)
 			(*count)++;
 	}
 	return 0;
+}
+
+int gic_vlpi_enable(struct gic_dev *g, unsigned i, struct mig_error *err)
+{
+	if (i >= g->cfg.nr_vlpis)
+		return mig_error_set(err, -EINVAL, "gic: VLPI %u of %u declared", i,
+				     g->cfg.nr_vlpis);
+	g->cfg.vlpis[i].wanted = true;
+	/* stopped or restoring: it goes on when the VM runs */
+	if (g->core.state != GIC_RUNNING)
+		return 0;
+	return forward(g, &g->cfg.vlpis[i], true, err);
 }
 
 /* ---- the class ---- */
@@ -669,6 +691,8 @@ static int step(struct mig_device *d, int to, struct mig_error *err)
 		 * each once in software (a driver takes a spurious MSI as
 		 * nothing to do; a lost one may hang it) */
 		for (unsigned i = 0; r >= 0 && i < g->cfg.nr_vlpis; i++) {
+			if (!g->cfg.vlpis[i].wanted)
+				continue;
 			r = g->be->inject(g, &g->cfg.vlpis[i]);
 			if (r < 0)
 				r = mig_error_set(err, r, "gic: raising ITS %u device %#x event %u "
@@ -685,9 +709,11 @@ static int step(struct mig_device *d, int to, struct mig_error *err)
 			d->bytes = g->saved.len;
 		return r;
 	case GIC_RUNNING:
-		/* a boot, a rollback (what was taken off goes back on) or the
-		 * destination's start, after RESTORE_TABLES: forwarding now
-		 * pushes the restored pending state to the VLPIs */
+		/* a rollback (what was taken off goes back on) or the
+		 * destination's start, after RESTORE_TABLES and GITS_CTLR:
+		 * forwarding now pushes the restored pending state to the
+		 * VLPIs.  A boot forwards nothing: the guest has mapped no
+		 * event yet (gic_vlpi_enable()). */
 		r = forward_all(g, true, &on, err);
 		if (d->state == GIC_RESTORED)
 			g->vlpis_on += on;
@@ -734,8 +760,12 @@ static int load(struct mig_device *d, struct mig_reader *rd, struct mig_error *e
 		r = write_vgic(g, m, err);
 	if (r >= 0)
 		r = write_its(g, m, err);
-	if (r >= 0)
+	if (r >= 0) {
+		/* what the source forwarded is forwarded here, at the start */
+		for (unsigned i = 0; i < m->nr_vlpis; i++)
+			g->cfg.vlpis[find_vlpi(g, m->vlpi[i])].wanted = true;
 		d->bytes = n;
+	}
 	return r;
 }
 
@@ -777,7 +807,7 @@ struct gic_desc {
 	uint32_t nr_its;
 	uint32_t its_rev[GIC_ITS_MAX];
 	uint32_t v4;              /* enum gic_v4 of the source host */
-	uint32_t nr_vlpis;        /* LPIs it forwards */
+	uint32_t nr_vlpis;        /* LPIs the guest has direct injection of */
 };
 
 static int its_rev(struct gic_dev *g, unsigned its, uint32_t *ret, struct mig_error *err)
@@ -794,10 +824,12 @@ static int describe(struct mig_device *d, struct mig_buf *out, struct mig_error 
 	struct gic_dev *g = container_of(d, struct gic_dev, core);
 	struct gic_desc desc = {
 		.version = 3, .nr_vcpus = g->cfg.nr_vcpus, .nr_irqs = g->cfg.nr_irqs,
-		.nr_its = g->cfg.nr_its, .v4 = g->cfg.v4, .nr_vlpis = g->cfg.nr_vlpis,
+		.nr_its = g->cfg.nr_its, .v4 = g->cfg.v4,
 	};
 
 	memcpy(desc.its_rev, g->its_rev, sizeof(desc.its_rev));
+	for (unsigned i = 0; i < g->cfg.nr_vlpis; i++)
+		desc.nr_vlpis += g->cfg.vlpis[i].wanted;
 	if (mig_buf_append(out, &desc, sizeof(desc)) < 0)
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	return 0;

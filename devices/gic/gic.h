@@ -64,6 +64,7 @@ struct gic_vlpi {
 	uint32_t its;             /* the ITS it translates through */
 	uint32_t devid, event;
 	int gsi, fd;              /* kernel: the irqfd's routing entry and eventfd */
+	bool wanted;              /* the guest enabled it: direct injection wanted */
 	bool forwarded;           /* its direct injection is on now */
 };
 
@@ -125,6 +126,12 @@ extern const struct mig_device_class gic_class;
 int gic_dev_init(struct gic_dev *g, const struct gic_config *cfg, const struct gic_backend *be,
 		 void *be_data, int state, struct mig_error *err);
 void gic_dev_fini(struct gic_dev *g);
+/* The guest enabled the interrupt behind declared VLPI i (its device's MSI
+ * on, the event mapped in its ITS): forward it now, and wherever the VM
+ * runs from here on.  The kernel makes no VLPI for an event its ITS does
+ * not translate yet, and tells no one, so a VMM calls this when the guest
+ * enables the vector, never before. */
+int gic_vlpi_enable(struct gic_dev *g, unsigned i, struct mig_error *err);
 /* vCPU i's affinity as the attributes name it (KVM's reset MPIDR for vcpu_id i). */
 uint64_t gic_vcpu_affinity(unsigned i);
 

@@ -43,7 +43,7 @@ static int signal_msi(struct gic_kernel *k, const struct gic_vlpi *l)
 	int r = ioctl(k->vm_fd, KVM_SIGNAL_MSI, &m);
 
 	/* 1: made pending; 0: no translation (the guest unmapped it) */
-	return r < 0 ? -errno : 0;
+	return r < 0 ? -errno : r;
 }
 
 /* The relay: each signal of a relayed eventfd becomes one MSI (signals
@@ -75,7 +75,7 @@ static void *relay_main(void *arg)
 		for (unsigned i = 0; i < n; i++) {
 			if (!(pf[i + 1].revents & POLLIN) || read(pf[i + 1].fd, &v, sizeof(v)) != 8)
 				continue;
-			if (signal_msi(k, who[i]) >= 0)
+			if (signal_msi(k, who[i]) == 1)
 				__atomic_fetch_add(&k->relayed_msis, 1, __ATOMIC_RELAXED);
 		}
 	}
@@ -126,7 +126,9 @@ static int kforward(struct gic_dev *g, struct gic_vlpi *l, bool on)
 
 static int kinject(struct gic_dev *g, struct gic_vlpi *l)
 {
-	return signal_msi(g->be_data, l);
+	int r = signal_msi(g->be_data, l);
+
+	return r < 0 ? r : 0;
 }
 
 const struct gic_backend gic_kernel_backend = {

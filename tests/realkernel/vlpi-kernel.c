@@ -10,7 +10,8 @@
  * The VMs are raw, as in gic-kernel.c (vCPUs made, never run; what a guest
  * driver would do is done here through the same registers), and the class
  * is stepped by hand, as the walker would step it:
- *   - source: the class forwards the declared LPI at RUNNING (the ITS save
+ *   - source: the class forwards the declared LPI once the guest enables
+ *     it (gic_vlpi_enable(); a boot forwards nothing) (the ITS save
  *     now refuses with EACCES), the edu raises its MSI into the VLPI while
  *     no vCPU runs, QUIESCED takes it off direct injection and raises it
  *     once in software, and FLUSHED and SAVED then succeed with the LPI's
@@ -557,14 +558,18 @@ int main(int argc, char **argv)
 	       "SMMU and the host's ITS)", (unsigned long long)n);
 	efd_take(u.efd, 50);
 
-	/* 2. the source: the guest's ITS maps the edu's interrupt, the class
-	 *    forwards it when the VM runs */
+	/* 2. the source: the guest's ITS maps the edu's interrupt and the guest
+	 *    enables it: the class forwards it then (a boot forwards nothing) */
 	r = vm_ready(kvm, &src, &u, true, true, GIC_CREATED, why, sizeof(why));
 	result(r >= 0, "source-its-and-route", "%s", why);
 	if (r < 0)
 		goto out;
 	r = step_to(&src.g, GIC_RUNNING, &err);
-	result(r >= 0 && src.g.cfg.vlpis[0].forwarded, "class-forwards-at-start", "%s", err.msg);
+	result(r >= 0 && !src.g.cfg.vlpis[0].forwarded && its_save(&src) == 0,
+	       "boot-forwards-nothing", "%d %s", r, err.msg);
+	r = gic_vlpi_enable(&src.g, 0, &err);
+	result(r >= 0 && src.g.cfg.vlpis[0].forwarded, "class-forwards-when-enabled", "%s",
+	       err.msg);
 	r = its_save(&src);
 	result(r == -EACCES, "source-vlpi-forwarded", "ITS_SAVE_TABLES gave %d (%s), not EACCES: "
 	       "the bypass was not made (is kvm-arm.vgic_v4_enable=1 on?)", r, strerror(-r));
@@ -656,6 +661,8 @@ int main(int argc, char **argv)
 		goto out;
 	mig_error_clear(&err);
 	r = step_to(&vm.g, GIC_RUNNING, &err);
+	if (r >= 0)
+		r = gic_vlpi_enable(&vm.g, 0, &err);
 	result(r >= 0 && its_save(&vm) == -EACCES, "rollback-source-forwarded", "%d: %s", r,
 	       err.msg);
 	r = step_to(&vm.g, GIC_QUIESCED, &err);
