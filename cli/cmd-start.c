@@ -360,6 +360,17 @@ static void print_json(const char *id, const struct mig_event *e,
 		json_u64(&w, "verify_ms", e->verify_ms);
 		json_obj_end(&w);
 	}
+	/* what KVM counted on the source while the guest ran under dirty logging */
+	if (e->kvm_valid) {
+		json_obj_begin(&w, "kvm_precopy");
+		json_u64(&w, "exits", e->kvm_exits);
+		json_u64(&w, "page_faults", e->kvm_page_faults);
+		json_u64(&w, "halt_exits", e->kvm_halt_exits);
+		json_u64(&w, "remote_tlb_flushes", e->kvm_remote_tlb_flushes);
+		json_obj_end(&w);
+	} else {
+		json_null(&w, "kvm_precopy");
+	}
 	json_u64(&w, "rejected_streams", e->rejected_streams);
 	json_u64(&w, "torn_pages", e->torn_pages);
 	json_u64(&w, "src_cpu_ms", e->src_cpu_ms);

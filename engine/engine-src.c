@@ -1196,6 +1196,24 @@ static void report_devices(struct src *s, struct mig_event_device *devs)
 	s->res->nr_devices = n;
 }
 
+/* What KVM counted while the guest ran under dirty logging: the cost the
+ * guest saw (its write-protect faults, the TLB flushes of re-protection). */
+static void kvm_precopy(struct mig_vm *vm, const struct mig_vm_kvm *k0, struct mig_event *res)
+{
+	struct mig_vm_kvm k1 = { 0 };
+
+	if (!vm->ops->kvm || !k0->valid)
+		return;
+	vm->ops->kvm(vm, &k1);
+	if (!k1.valid)
+		return;
+	res->kvm_valid = 1;
+	res->kvm_exits = k1.exits - k0->exits;
+	res->kvm_page_faults = k1.page_faults - k0->page_faults;
+	res->kvm_halt_exits = k1.halt_exits - k0->halt_exits;
+	res->kvm_remote_tlb_flushes = k1.remote_tlb_flushes - k0->remote_tlb_flushes;
+}
+
 int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool *cancel,
 		   mig_event_fn fn, void *arg, struct mig_event *res,
 		   struct mig_event_device *devs)
@@ -1217,6 +1235,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	pthread_t hash_thread;
 	bool hashing = false;
 	bool committed = false, has_progress;
+	struct mig_vm_kvm kvm0 = { 0 };
 	int r;
 
 	pthread_setname_np(pthread_self(), "mig-source");
@@ -1263,7 +1282,10 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	if (r < 0)
 		goto out;
 	setup_wire = res->wire_bytes;
+	if (vm->ops->kvm)
+		vm->ops->kvm(vm, &kvm0);
 	r = do_precopy(&s);
+	kvm_precopy(vm, &kvm0, res);
 	if (r < 0)
 		goto out;
 

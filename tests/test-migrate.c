@@ -114,6 +114,11 @@ Test(migrate, eight_vcpus, .timeout = 120)
 
 	proc_run("start local local --json --lab mem=256M,vcpus=8,wss=16M", &r);
 	expect_completed(&r, "8 vCPUs");
+	/* KVM's own counts of PRECOPY on the source: eight busy vCPUs under
+	 * dirty logging take write-protect faults, and exit for each */
+	cr_assert_not_null(strstr(r.out, "\"kvm_precopy\":{"), "%s", r.out);
+	cr_assert_gt(json_num(r.out, "page_faults"), 0, "%s", r.out);
+	cr_assert_geq(json_num(r.out, "exits"), json_num(r.out, "page_faults"), "%s", r.out);
 	cr_assert_gt(json_num(r.out, "dst_passes_after"), json_num(r.out, "dst_passes_at_start"));
 	cr_assert_not_null(strstr(r.out, "\"id\":7"), "%s", r.out);
 	cr_assert_not_null(strstr(r.out, "\"state\":\"released\""), "%s", r.out);

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 
 #include "devices-internal.h"
+#include "kvm-stats.h"
 #include "lab-table.h"
 #include <migrate/lab.h>
 #if HAVE_VFIO
@@ -42,6 +43,10 @@ struct lab_vm {
 	struct vcpu_host vhost;
 	struct lab_arch *arch;
 	uint64_t table;             /* where in RAM the table is (lab-abi.h) */
+	/* KVM's statistics of the VM and each vCPU (stats_ok false where the
+	 * kernel has none: nothing else depends on them) */
+	bool stats_ok;
+	struct kvm_stats stats_vm, stats_vcpu[LAB_MAX_VCPUS];
 	struct mem_dev *mem;
 	struct vcpu_dev *vcpus[LAB_MAX_VCPUS];
 	uint32_t nr_vcpus;

@@ -409,6 +409,57 @@ static void vfio_destroy(struct lab_vm *vm)
 	vm->nr_vfio = 0;
 }
 
+/* KVM's statistics files, if the kernel has them: best effort. */
+static void stats_open(struct lab_vm *vm)
+{
+	bool ok = kvm_stats_open(vm->fds.vm_fd, &vm->stats_vm, NULL) >= 0;
+
+	for (uint32_t i = 0; i < LAB_MAX_VCPUS; i++)
+		vm->stats_vcpu[i].fd = -1;
+	for (uint32_t i = 0; ok && i < vm->nr_vcpus; i++)
+		ok = kvm_stats_open(vm->vcpus[i]->fd, &vm->stats_vcpu[i], NULL) >= 0;
+	vm->stats_ok = ok;
+}
+
+static void stats_close(struct lab_vm *vm)
+{
+	if (!vm->stats_vm.stats && !vm->stats_ok)
+		return;
+	kvm_stats_close(&vm->stats_vm);
+	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
+		kvm_stats_close(&vm->stats_vcpu[i]);
+	vm->stats_ok = false;
+}
+
+/* One sample of a statistics file: the named values added into sums. */
+static bool stats_add(const struct kvm_stats *s, const char *const *names, uint64_t *sums,
+		      unsigned n)
+{
+	uint64_t *buf = malloc(s->data_bytes);
+	bool ok = buf && kvm_stats_sample(s, buf, NULL) >= 0;
+
+	for (unsigned k = 0; ok && k < n; k++)
+		sums[k] += kvm_stats_value(s, buf, kvm_stats_find(s, names[k]));
+	free(buf);
+	return ok;
+}
+
+static void lab_kvm(struct mig_vm *m, struct mig_vm_kvm *ret)
+{
+	static const char *const vcpu_names[] = { "exits", "pf_taken", "halt_exits" };
+	static const char *const vm_names[] = { "remote_tlb_flush" };
+	struct lab_vm *vm = container_of(m, struct lab_vm, base);
+	uint64_t v[3] = { 0 }, t[1] = { 0 };
+	bool ok = vm->stats_ok && stats_add(&vm->stats_vm, vm_names, t, 1);
+
+	for (uint32_t i = 0; ok && i < vm->nr_vcpus; i++)
+		ok = stats_add(&vm->stats_vcpu[i], vcpu_names, v, 3);
+	*ret = (struct mig_vm_kvm){
+		.valid = ok, .exits = v[0], .page_faults = v[1], .halt_exits = v[2],
+		.remote_tlb_flushes = t[0],
+	};
+}
+
 int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_error *err)
 {
 	struct mig_device *arch_devs[LAB_ARCH_DEVS_MAX];
@@ -469,6 +520,7 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 		if (r < 0)
 			goto fail;
 	}
+	stats_open(vm);
 	r = lab_arch_vcpus_made(vm, arch_devs, &nr_arch, err);
 	if (r >= 0)
 		r = vfio_create(vm, err);
@@ -519,6 +571,7 @@ void lab_vm_destroy(struct lab_vm *vm)
 	vfio_destroy(vm);
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
 		vcpu_dev_destroy(vm->vcpus[i]);
+	stats_close(vm);
 	lab_arch_destroy(vm);
 	mem_dev_destroy(vm->mem);
 	free(vm->sync_new);
@@ -951,6 +1004,7 @@ static const struct mig_vm_ops lab_vm_ops = {
 	.health = lab_health,
 	.digest = lab_digest,
 	.diagnose = lab_diagnose,
+	.kvm = lab_kvm,
 	.destroy = lab_destroy,
 };
 

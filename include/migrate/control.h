@@ -322,8 +322,16 @@ struct mig_event {
 	uint32_t src_held;
 	uint32_t pad;
 	uint64_t switchover_timeout_ms;   /* the deadline STOP_COPY had */
+	/* RESULT: what KVM counted on the source during PRECOPY (kvm_valid 0:
+	 * its kernel has no binary statistics, or PRECOPY never began) */
+	uint64_t kvm_exits;
+	uint64_t kvm_page_faults;
+	uint64_t kvm_halt_exits;
+	uint64_t kvm_remote_tlb_flushes;
+	uint32_t kvm_valid;
+	uint32_t pad2;
 };
-_Static_assert(sizeof(struct mig_event) == 904, "event");
+_Static_assert(sizeof(struct mig_event) == 944, "event");
 
 /* RESULT: after struct mig_event, one per device of the source VM, as the
  * engine left it. */

@@ -46,6 +46,16 @@ int mig_ram_digest(const uint8_t *ram, uint64_t bytes, const atomic_bool *stop,
 
 struct mig_vm;
 
+/* What KVM counted of a VM (its binary statistics: the VM's and the sum of
+ * its vCPUs'), for backends whose kernel has them. */
+struct mig_vm_kvm {
+	bool valid;
+	uint64_t exits;               /* vCPU exits */
+	uint64_t page_faults;         /* pf_taken: dirty logging's write-protect faults among them */
+	uint64_t halt_exits;          /* a vCPU with nothing to do */
+	uint64_t remote_tlb_flushes;  /* re-protecting pages flushes every vCPU's TLB */
+};
+
 struct mig_vm_ops {
 	/* At most MIG_VM_DESC_MAX bytes that a destination's matches() checks. */
 	int (*describe)(struct mig_vm *vm, uint8_t *out, size_t *ret_len, struct mig_error *err);
@@ -62,6 +72,8 @@ struct mig_vm_ops {
 	int (*digest)(struct mig_vm *vm, const atomic_bool *stop, struct mig_digest *ret);
 	/* NULL, or words for an error about lost writes (the dirty ring's counts). */
 	void (*diagnose)(struct mig_vm *vm, char *out, size_t n);
+	/* NULL, or KVM's counts now (valid false where the kernel has none). */
+	void (*kvm)(struct mig_vm *vm, struct mig_vm_kvm *ret);
 	void (*destroy)(struct mig_vm *vm);
 };
 
