@@ -7,9 +7,9 @@
  * eventfd, routed to an LPI of a VM's ITS with KVM_SET_GSI_ROUTING, becomes
  * a VLPI once KVM_IRQFD connects it through the irq bypass.
  *
- * The VMs are raw, as in gic-kernel.c (vCPUs made, never run; what a guest
- * driver would do is done here through the same registers), and the class
- * is stepped by hand, as the walker would step it:
+ * The VMs are raw, as gic-kernel.c's (raw-vm.c: vCPUs made, never run;
+ * what a guest driver would do is done here through the same registers),
+ * and the class is stepped by hand, as the walker would step it:
  *   - source: the class forwards the declared LPI once the guest enables
  *     it (gic_vlpi_enable(); a boot forwards nothing) (the ITS save
  *     now refuses with EACCES), the edu raises its MSI into the VLPI while
@@ -53,22 +53,15 @@
 
 #include "gic/gic.h"
 #include "gic/gic-uapi.h"
-#include "gic/sim.h"      /* the guest's table layout */
+#include "raw-vm.h"
 #include "rk.h"
 
-#define RAM_GPA   0x40000000ULL
-#define RAM_BYTES (16ULL << 20)
-#define AREA_GPA  (RAM_GPA + (4ULL << 20))
-#define GICD_BASE 0x08000000ULL
-#define GITS_BASE 0x08080000ULL
-#define GICR_BASE 0x080a0000ULL
-#define VCPUS 2
-
 /* The edu's interrupt as the guest sees it: its requester ID is its
- * DeviceID, its MSI vector 0 event 0, an LPI taken by vCPU 1. */
+ * DeviceID, its MSI vector 0 event 0, an LPI taken by vCPU 1 (raw-vm.h:
+ * each LPI by vCPU LPI % VCPUS). */
 #define EDU_EVENT 0
 #define EDU_LPI   (GIC_LPI_BASE + 5)
-#define EDU_VCPU  1
+_Static_assert(EDU_EVENT == 0, "guest_setup() maps a device's events from 0");
 #define EDU_GSI   96             /* the irqfd's routing entry */
 
 #define GITS_CMD_CLEAR 0x04      /* not in gic-uapi.h: the class has no use for it */
@@ -259,161 +252,13 @@ static void edu_close(struct edu *u)
 		close(u->efd);
 }
 
-/* ---- raw VMs (as gic-kernel.c) ---- */
-
-struct vm {
-	int fd;
-	int vcpu[VCPUS];
-	uint8_t *ram;
-	unsigned cmd_at;
-	struct gic_kernel k;
-	bool have_k;
-	struct gic_dev g;
-};
-
-static int vm_create(int kvm, struct vm *vm, char *why, size_t n)
-{
-	const uint64_t its = GITS_BASE;
-	struct kvm_userspace_memory_region mr = {
-		.slot = 0, .guest_phys_addr = RAM_GPA, .memory_size = RAM_BYTES,
-	};
-	struct kvm_vcpu_init init;
-	struct mig_error err = { 0 };
-
-	memset(vm, 0, sizeof(*vm));
-	for (int i = 0; i < VCPUS; i++)
-		vm->vcpu[i] = -1;
-	vm->fd = ioctl(kvm, KVM_CREATE_VM, 0);
-	if (vm->fd < 0)
-		return why_set(why, n, -errno, "KVM_CREATE_VM: %s", strerror(errno));
-	vm->ram = mmap(NULL, RAM_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (vm->ram == MAP_FAILED) {
-		vm->ram = NULL;
-		return why_set(why, n, -errno, "mmap: %s", strerror(errno));
-	}
-	mr.userspace_addr = (uint64_t)(uintptr_t)vm->ram;
-	if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0 ||
-	    ioctl(vm->fd, KVM_ARM_PREFERRED_TARGET, &init) < 0)
-		return why_set(why, n, -errno, "memory or target: %s", strerror(errno));
-	for (int i = 0; i < VCPUS; i++) {
-		vm->vcpu[i] = ioctl(vm->fd, KVM_CREATE_VCPU, i);
-		if (vm->vcpu[i] < 0 || ioctl(vm->vcpu[i], KVM_ARM_VCPU_INIT, &init) < 0)
-			return why_set(why, n, -errno, "vCPU %d: %s", i, strerror(errno));
-	}
-	if (gic_kernel_create(&vm->k, vm->fd, 128, GICD_BASE, GICR_BASE, 1, &its, &err) < 0) {
-		gic_kernel_close(&vm->k);
-		return why_set(why, n, -EIO, "%s", err.msg);
-	}
-	vm->have_k = true;
-	return 0;
-}
-
-/* Everything goes, so the kernel drops the VM and its irqfds with it: the
- * edu's eventfd is then free for the next VM's bypass. */
-static void vm_destroy(struct vm *vm)
-{
-	gic_dev_fini(&vm->g);
-	if (vm->have_k)
-		gic_kernel_close(&vm->k);
-	vm->have_k = false;
-	for (int i = 0; i < VCPUS; i++)
-		if (vm->vcpu[i] >= 0)
-			close(vm->vcpu[i]);
-	if (vm->ram)
-		munmap(vm->ram, RAM_BYTES);
-	if (vm->fd >= 0)
-		close(vm->fd);
-	memset(vm, 0, sizeof(*vm));
-	vm->fd = -1;
-}
-
-static int attr(struct vm *vm, int its, bool set, uint32_t grp, uint64_t a, void *v)
-{
-	return gic_kernel_backend.attr(&vm->g, its, set, grp, a, v);
-}
-
-static int its_set(struct vm *vm, uint32_t off, uint64_t v)
-{
-	return attr(vm, 0, true, GIC_GRP_ITS_REGS, off, &v);
-}
-
-static uint64_t its_get(struct vm *vm, uint32_t off)
-{
-	uint64_t v = ~0ULL;
-
-	attr(vm, 0, false, GIC_GRP_ITS_REGS, off, &v);
-	return v;
-}
-
-static int rd_set(struct vm *vm, unsigned cpu, uint32_t off, uint32_t v)
-{
-	return attr(vm, -1, true, GIC_GRP_REDIST_REGS,
-		    gic_vcpu_affinity(cpu) << GIC_ATTR_MPIDR_SHIFT | off, &v);
-}
+/* ---- the raw VMs (raw-vm.c) ---- */
 
 /* The kernel's verdict on the ITS tables: EACCES while a GICv4.0 LPI is
  * forwarded (its pending state is in the VPT, which nothing can read). */
 static int its_save(struct vm *vm)
 {
 	return attr(vm, 0, true, GIC_GRP_CTRL, GIC_CTRL_ITS_SAVE_TABLES, NULL);
-}
-
-static uint8_t *gpa(struct vm *vm, uint64_t a)
-{
-	return vm->ram + (a - RAM_GPA);
-}
-
-static int cmd(struct vm *vm, uint64_t w0, uint64_t w1, uint64_t w2)
-{
-	uint64_t *c = (uint64_t *)gpa(vm, AREA_GPA + GIC_SIM_ITS_OFF + GIC_SIM_ITS_CMDQ + vm->cmd_at);
-
-	c[0] = w0;
-	c[1] = w1;
-	c[2] = w2;
-	c[3] = 0;
-	vm->cmd_at += GITS_CMD_SIZE;
-	return its_set(vm, GITS_CWRITER, vm->cmd_at);
-}
-
-/* What a guest driver does: LPIs on in both redistributors, the ITS's
- * tables and queue, a collection per vCPU, the edu's ITT and its event's
- * LPI.  Done when the kernel has run the queue. */
-static int guest_setup(struct vm *vm, uint32_t devid)
-{
-	uint64_t its = AREA_GPA + GIC_SIM_ITS_OFF;
-	int r = 0;
-
-	memset(gpa(vm, AREA_GPA + GIC_SIM_PROP_OFF), 0xa1, 64);
-	for (unsigned i = 0; r >= 0 && i < VCPUS; i++) {
-		r = rd_set(vm, i, GICR_PROPBASER,
-			   (uint32_t)(AREA_GPA + GIC_SIM_PROP_OFF) | (GIC_SIM_ID_BITS - 1));
-		if (r >= 0)
-			r = rd_set(vm, i, GICR_PENDBASER, (uint32_t)(AREA_GPA + GIC_SIM_PEND_OFF +
-								    0x10000ULL * i));
-		if (r >= 0)
-			r = rd_set(vm, i, GICR_CTLR, GICR_CTLR_ENABLE_LPIS);
-	}
-	if (r >= 0)
-		r = its_set(vm, GITS_CBASER, GITS_CBASER_VALID | (its + GIC_SIM_ITS_CMDQ) | 15);
-	if (r >= 0)
-		r = its_set(vm, GITS_BASER(0), GITS_BASER_VALID | (its + GIC_SIM_ITS_DT));
-	if (r >= 0)
-		r = its_set(vm, GITS_BASER(1), GITS_BASER_VALID | (its + GIC_SIM_ITS_CT));
-	if (r >= 0)
-		r = its_set(vm, GITS_CTLR, GITS_CTLR_ENABLE);
-	for (unsigned i = 0; r >= 0 && i < VCPUS; i++)
-		r = cmd(vm, GITS_CMD_MAPC, 0, 1ULL << 63 | (uint64_t)i << 16 | i);
-	if (r >= 0)
-		r = cmd(vm, GITS_CMD_MAPD | (uint64_t)devid << 32, 4,
-			1ULL << 63 | (its + GIC_SIM_ITS_ITT));
-	if (r >= 0)
-		r = cmd(vm, GITS_CMD_MAPTI | (uint64_t)devid << 32,
-			EDU_EVENT | (uint64_t)EDU_LPI << 32, EDU_VCPU);
-	if (r >= 0)
-		r = cmd(vm, GITS_CMD_SYNC, 0, (uint64_t)EDU_VCPU << 16);
-	if (r >= 0 && its_get(vm, GITS_CREADR) != vm->cmd_at)
-		r = -EIO;
-	return r;
 }
 
 /* The edu's MSI as this VM's interrupt controller takes it: GSI EDU_GSI, a
@@ -443,14 +288,6 @@ static int raw_irqfd(struct vm *vm, int efd, bool on)
 	return ioctl(vm->fd, KVM_IRQFD, &f) < 0 ? -errno : 0;
 }
 
-/* The LPI's bit as the kernel last wrote the pending table. */
-static bool pend_bit(struct vm *vm, uint32_t intid)
-{
-	uint8_t *t = gpa(vm, AREA_GPA + GIC_SIM_PEND_OFF + 0x10000ULL * EDU_VCPU);
-
-	return t[intid / 8] >> (intid % 8) & 1;
-}
-
 /* Whether the LPI is pending in software now: SAVE_PENDING_TABLES writes
  * it out.  -1 when the kernel refuses. */
 static int sw_pending(struct vm *vm)
@@ -458,20 +295,6 @@ static int sw_pending(struct vm *vm)
 	int r = attr(vm, -1, true, GIC_GRP_CTRL, GIC_CTRL_SAVE_PENDING_TABLES, NULL);
 
 	return r < 0 ? -1 : pend_bit(vm, EDU_LPI);
-}
-
-static int step_to(struct gic_dev *g, int to, struct mig_error *err)
-{
-	while (g->core.state != to) {
-		int r, next = mig_device_next_state(&g->core, to);
-
-		if (next < 0)
-			return mig_error_set(err, -EINVAL, "no way to %d", to);
-		r = mig_device_step(&g->core, next, err);
-		if (r < 0)
-			return r;
-	}
-	return 0;
 }
 
 /* The class over this VM, the edu's LPI declared (or not). */
@@ -495,12 +318,16 @@ static int class_init(struct vm *vm, const struct edu *u, bool declared, int sta
 static int vm_ready(int kvm, struct vm *vm, const struct edu *u, bool booted, bool declared,
 		    int state, char *why, size_t n)
 {
+	/* the edu's one event: guest_setup() maps a device's events from 0 */
+	const struct raw_map map = { .devid = u->rid, .events = 1, .lpi = EDU_LPI };
 	struct mig_error err = { 0 };
-	int r = vm_create(kvm, vm, why, n);
+	int r = vm_create(kvm, vm, &err);
 
-	if (r >= 0 && (r = class_init(vm, u, declared, state, &err)) < 0)
+	if (r >= 0)
+		r = class_init(vm, u, declared, state, &err);
+	if (r < 0)
 		snprintf(why, n, "%s", err.msg);
-	if (r >= 0 && booted && (r = guest_setup(vm, u->rid)) < 0)
+	if (r >= 0 && booted && (r = guest_setup(vm, &map, 1)) < 0)
 		snprintf(why, n, "the guest's ITS setup: %s (CREADR %#llx, CWRITER %#x)",
 			 strerror(-r), (unsigned long long)its_get(vm, GITS_CREADR), vm->cmd_at);
 	if (r >= 0 && (r = msi_route(vm, u->rid)) < 0)
