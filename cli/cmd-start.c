@@ -503,6 +503,12 @@ static void print_summary(const struct start_opts *o, const struct mig_start_res
 	       (unsigned long long)(res->transferred_bytes >> 20),
 	       (unsigned long long)(res->wire_bytes >> 20), (unsigned long long)res->zero_pages,
 	       (unsigned long long)res->torn_pages, (double)res->throughput_bps / (1 << 20));
+	if (res->kvm_valid)
+		printf("  KVM on the source during precopy: %llu exits, %llu page faults (dirty "
+		       "logging's among them), %llu halts, %llu remote TLB flushes\n",
+		       (unsigned long long)res->kvm_exits, (unsigned long long)res->kvm_page_faults,
+		       (unsigned long long)res->kvm_halt_exits,
+		       (unsigned long long)res->kvm_remote_tlb_flushes);
 	if (res->verified) {
 		char a[MIG_DIGEST_HEX], b[MIG_DIGEST_HEX];
 

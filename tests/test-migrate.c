@@ -146,6 +146,7 @@ Test(migrate, human_output_and_phase_log, .timeout = 120)
 	cr_assert_eq(r.status, 0, "%s %s", r.out, r.err);
 	cr_assert_not_null(strstr(r.out, "completed"), "%s", r.out);
 	cr_assert_not_null(strstr(r.out, "matches"), "%s", r.out);
+	cr_assert_not_null(strstr(r.out, "KVM on the source during precopy: "), "%s", r.out);
 	cr_assert_not_null(strstr(r.out, "checksum frames (auto: both agents on this host)"), "%s",
 			   r.out);
 	/* every transition logged once, with the migration id */
