@@ -439,6 +439,9 @@ static void print_progress(const char *id, const struct mig_event *e, bool tty, 
 		"%.0f MiB/s  expected downtime %llu ms", mig_phase_to_string(e->phase), e->round,
 		(double)e->remaining_bytes / (1 << 20), (double)e->dirty_rate_bps / (1 << 20),
 		(double)e->throughput_bps / (1 << 20), (unsigned long long)e->expected_downtime_ms);
+	/* what the guest pays for the dirty log, as its host's KVM counts it */
+	if (e->kvm_valid)
+		fprintf(stderr, "  guest faults %llu", (unsigned long long)e->kvm_page_faults);
 	fflush(stderr);
 }
 

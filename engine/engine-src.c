@@ -94,6 +94,7 @@ struct tx_worker {
 
 struct src {
 	struct mig_vm *vm;
+	struct mig_vm_kvm kvm0;   /* KVM's counts at the start of PRECOPY */
 	const struct mig_out_opts *o;
 	atomic_bool *cancel;
 	mig_event_fn fn;
@@ -167,6 +168,24 @@ static uint64_t counted(const uint64_t *c)
 	return __atomic_load_n(c, __ATOMIC_RELAXED);
 }
 
+/* What KVM counted since PRECOPY began: the cost the guest sees of dirty
+ * logging (its write-protect faults, the TLB flushes of re-protection). */
+static void kvm_since_precopy(struct src *s, struct mig_event *ev)
+{
+	struct mig_vm_kvm k1 = { 0 };
+
+	if (!s->vm->ops->kvm || !s->kvm0.valid)
+		return;
+	s->vm->ops->kvm(s->vm, &k1);
+	if (!k1.valid)
+		return;
+	ev->kvm_valid = 1;
+	ev->kvm_exits = k1.exits - s->kvm0.exits;
+	ev->kvm_page_faults = k1.page_faults - s->kvm0.page_faults;
+	ev->kvm_halt_exits = k1.halt_exits - s->kvm0.halt_exits;
+	ev->kvm_remote_tlb_flushes = k1.remote_tlb_flushes - s->kvm0.remote_tlb_flushes;
+}
+
 static void emit_progress(struct src *s, bool force);
 
 /* The fault hook (NULL in production): <0 injects that failure here. */
@@ -218,6 +237,8 @@ static void emit_progress(struct src *s, bool force)
 	ev.throughput_bps = el ? ev.wire_bytes * 1000 / el : 0;
 	ev.expected_downtime_ms = s->expected_dt;
 	ev.transferred_bytes = counted(&s->res->transferred_bytes);
+	if (s->phase == MIG_PHASE_PRECOPY)
+		kvm_since_precopy(s, &ev);
 	s->fn(&ev, s->arg);
 }
 
@@ -1196,24 +1217,6 @@ static void report_devices(struct src *s, struct mig_event_device *devs)
 	s->res->nr_devices = n;
 }
 
-/* What KVM counted while the guest ran under dirty logging: the cost the
- * guest saw (its write-protect faults, the TLB flushes of re-protection). */
-static void kvm_precopy(struct mig_vm *vm, const struct mig_vm_kvm *k0, struct mig_event *res)
-{
-	struct mig_vm_kvm k1 = { 0 };
-
-	if (!vm->ops->kvm || !k0->valid)
-		return;
-	vm->ops->kvm(vm, &k1);
-	if (!k1.valid)
-		return;
-	res->kvm_valid = 1;
-	res->kvm_exits = k1.exits - k0->exits;
-	res->kvm_page_faults = k1.page_faults - k0->page_faults;
-	res->kvm_halt_exits = k1.halt_exits - k0->halt_exits;
-	res->kvm_remote_tlb_flushes = k1.remote_tlb_flushes - k0->remote_tlb_flushes;
-}
-
 int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool *cancel,
 		   mig_event_fn fn, void *arg, struct mig_event *res,
 		   struct mig_event_device *devs)
@@ -1235,7 +1238,6 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	pthread_t hash_thread;
 	bool hashing = false;
 	bool committed = false, has_progress;
-	struct mig_vm_kvm kvm0 = { 0 };
 	int r;
 
 	pthread_setname_np(pthread_self(), "mig-source");
@@ -1283,9 +1285,9 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		goto out;
 	setup_wire = res->wire_bytes;
 	if (vm->ops->kvm)
-		vm->ops->kvm(vm, &kvm0);
+		vm->ops->kvm(vm, &s.kvm0);
 	r = do_precopy(&s);
-	kvm_precopy(vm, &kvm0, res);
+	kvm_since_precopy(&s, res);
 	if (r < 0)
 		goto out;
 
