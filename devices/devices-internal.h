@@ -32,6 +32,11 @@ struct kvm_vm_fds {
 	 * load so none goes back (vcpu_arch_load()) */
 	uint64_t counters[2];
 	bool has_phys_counter;
+	/* x86: the CPUID features its vCPUs were given (compat_cpuid_features
+	 * order), kept when they are set: a running vCPU's own CPUID can be
+	 * read only by stopping it */
+	uint32_t guest_cpuid[16];
+	bool has_guest_cpuid;
 };
 
 /* ---- memory ---- */

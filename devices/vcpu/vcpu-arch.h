@@ -29,5 +29,12 @@ int vcpu_arch_load(struct kvm_vm_fds *vm, int vcpu_fd, const uint8_t *blob, size
 		   struct mig_error *err);
 /* Running again after a save, on this host (a rollback). */
 void vcpu_arch_resumed(int vcpu_fd);
+/* What a destination host must offer this vCPU, appended to out (x86: the
+ * CPUID features the guest sees; nothing where the architecture has no
+ * such check), and whether this host offers what a description asks
+ * (policies: compat_cpuid()). */
+int vcpu_arch_describe(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_buf *out,
+		       struct mig_error *err);
+int vcpu_arch_check(struct kvm_vm_fds *vm, const void *desc, size_t n, struct mig_error *err);
 
 #endif

@@ -347,6 +347,26 @@ static int vcpu_load(struct mig_device *d, struct mig_reader *rd, struct mig_err
 	return r;
 }
 
+static int vcpu_describe(struct mig_device *d, struct mig_buf *out, struct mig_error *err)
+{
+	struct vcpu_dev *v = container_of(d, struct vcpu_dev, core);
+
+	return vcpu_arch_describe(v->host->fds, v->fd, out, err);
+}
+
+static int vcpu_check(struct mig_device *d, const void *desc, size_t n, struct mig_error *err)
+{
+	struct vcpu_dev *v = container_of(d, struct vcpu_dev, core);
+	int r = vcpu_arch_check(v->host->fds, desc, n, err);
+
+	return r < 0 ? mig_error_prefix(err, "vCPU %u", v->index) : 0;
+}
+
+/* What a destination host must offer (x86: the guest's CPUID features). */
+static const struct mig_compat_ops vcpu_compat_ops = {
+	.describe = vcpu_describe, .check = vcpu_check,
+};
+
 static const struct mig_device_ops vcpu_ops = {
 	.step = vcpu_step,
 	.save = vcpu_save,
@@ -387,6 +407,7 @@ const struct mig_device_class vcpu_class = {
 	.arcs = vcpu_arcs,
 	.ops = &vcpu_ops,
 	.dirty_ops = NULL,
+	.compat_ops = &vcpu_compat_ops,
 };
 
 int vcpu_dev_create(const struct vcpu_host *host, unsigned index, struct vcpu_dev **ret,

@@ -15,6 +15,8 @@
  * that fails after that leaves the vCPU half-loaded; the caller discards the
  * destination VM (KERNEL-UAPI §3.8), so there is no rollback here.
  */
+#include <migrate/policy.h>
+
 #include "devices-internal.h"
 #include "vcpu/x86-state.h"
 #include "vcpu/vcpu-arch.h"
@@ -1421,7 +1423,11 @@ static void cpuid_filter(struct kvm_cpuid2 *c, int vcpu_fd)
 		leaf_d0->ecx = xsave_max;
 }
 
-int x86_vcpu_setup_cpuid(int kvm_fd, int vcpu_fd, struct mig_error *err)
+static void cpuid_features(const struct kvm_cpuid2 *c, uint32_t *out);
+
+/* features: where the CPUID features set go (compat_cpuid_features
+ * order), or NULL. */
+static int setup_cpuid(int kvm_fd, int vcpu_fd, uint32_t *features, struct mig_error *err)
 {
 	/*
 	 * KVM_GET_SUPPORTED_CPUID fails with E2BIG without saying how many
@@ -1443,6 +1449,8 @@ int x86_vcpu_setup_cpuid(int kvm_fd, int vcpu_fd, struct mig_error *err)
 		if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0)
 			return sys_error(err, "vcpu cpuid", "KVM_SET_CPUID2",
 					 errno == EINVAL ? "the vCPU may have run already (CPUID is frozen after the first KVM_RUN)" : NULL);
+		if (features)
+			cpuid_features(c, features);
 		return 0;
 	}
 	return mig_error_set(err, -E2BIG,
@@ -1450,11 +1458,23 @@ int x86_vcpu_setup_cpuid(int kvm_fd, int vcpu_fd, struct mig_error *err)
 			     4 * CPUID_MAX_ENTRIES);
 }
 
+int x86_vcpu_setup_cpuid(int kvm_fd, int vcpu_fd, struct mig_error *err)
+{
+	return setup_cpuid(kvm_fd, vcpu_fd, NULL, err);
+}
+
 /* ---- the vCPU class's architecture part (vcpu-arch.h) ---- */
 
+/* The features it gives the vCPU are what a destination must offer
+ * (vcpu_arch_describe()): the table set, not one read back (under PVM a
+ * vCPU's KVM_GET_CPUID2 shows host features KVM does not list). */
 int vcpu_arch_init(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_error *err)
 {
-	return x86_vcpu_setup_cpuid(vm->kvm_fd, vcpu_fd, err);
+	int r = setup_cpuid(vm->kvm_fd, vcpu_fd, vm->guest_cpuid, err);
+
+	if (r >= 0)
+		vm->has_guest_cpuid = true;
+	return r;
 }
 
 int vcpu_arch_save(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_buf *out,
@@ -1473,4 +1493,87 @@ int vcpu_arch_load(struct kvm_vm_fds *vm, int vcpu_fd, const uint8_t *blob, size
 void vcpu_arch_resumed(int vcpu_fd)
 {
 	ioctl(vcpu_fd, KVM_KVMCLOCK_CTRL, 0);
+}
+
+/* ---- what a destination must offer (policies: compat_cpuid()) ---- */
+
+#define CPUID_DESC_MAGIC 0x31445055504349ULL   /* "ICPUPD1" */
+
+/* The feature registers of a CPUID table, in compat_cpuid_features order
+ * (0 for a leaf it lacks). */
+static void cpuid_features(const struct kvm_cpuid2 *c, uint32_t *out)
+{
+	for (unsigned i = 0; i < COMPAT_CPUID_REGS; i++) {
+		const struct compat_cpuid_reg *f = &compat_cpuid_features[i];
+
+		out[i] = 0;
+		for (uint32_t k = 0; k < c->nent; k++) {
+			const struct kvm_cpuid_entry2 *e = &c->entries[k];
+			const uint32_t regs[4] = { e->eax, e->ebx, e->ecx, e->edx };
+
+			if (e->function == f->leaf &&
+			    (!(e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || e->index == f->subleaf)) {
+				out[i] = regs[f->reg];
+				break;
+			}
+		}
+	}
+}
+
+/* CPUID of a vCPU or what this host's KVM supports, grown until it fits. */
+static int cpuid_get(int fd, unsigned long ioctl_nr, const char *what, struct kvm_cpuid2 **ret,
+		     struct mig_error *err)
+{
+	for (uint32_t nent = 64; nent <= 4 * CPUID_MAX_ENTRIES; nent *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + (size_t)nent * sizeof(c->entries[0]));
+
+		if (!c)
+			return mig_error_set(err, -ENOMEM, "out of memory");
+		c->nent = nent;
+		if (ioctl(fd, ioctl_nr, c) == 0) {
+			*ret = c;
+			return 0;
+		}
+		free(c);
+		if (errno != E2BIG)
+			return sys_error(err, "vcpu cpuid", what, NULL);
+	}
+	return mig_error_set(err, -E2BIG, "vcpu cpuid: %s needs more than %u entries", what,
+			     4 * CPUID_MAX_ENTRIES);
+}
+
+int vcpu_arch_describe(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_buf *out,
+		       struct mig_error *err)
+{
+	uint64_t magic = CPUID_DESC_MAGIC;
+
+	(void)vcpu_fd;
+	if (!vm->has_guest_cpuid)
+		return mig_error_set(err, -EINVAL, "vcpu: its CPUID was never set");
+	if (mig_buf_append(out, &magic, sizeof(magic)) < 0 ||
+	    mig_buf_append(out, vm->guest_cpuid, COMPAT_CPUID_REGS * sizeof(uint32_t)) < 0)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+int vcpu_arch_check(struct kvm_vm_fds *vm, const void *desc, size_t n, struct mig_error *err)
+{
+	_cleanup_free_ struct kvm_cpuid2 *c = NULL;
+	uint32_t guest[COMPAT_CPUID_REGS], host[COMPAT_CPUID_REGS];
+	uint64_t magic;
+	int r;
+
+	if (n != sizeof(magic) + sizeof(guest))
+		return mig_error_set(err, -EPROTO, "vcpu: a description of %zu bytes (%zu expected)",
+				     n, sizeof(magic) + sizeof(guest));
+	memcpy(&magic, desc, sizeof(magic));
+	if (magic != CPUID_DESC_MAGIC)
+		return mig_error_set(err, -EPROTO, "vcpu: the description is not an x86 vCPU's: "
+				     "migrate between hosts of one architecture");
+	memcpy(guest, (const uint8_t *)desc + sizeof(magic), sizeof(guest));
+	r = cpuid_get(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, "KVM_GET_SUPPORTED_CPUID", &c, err);
+	if (r < 0)
+		return r;
+	cpuid_features(c, host);
+	return compat_cpuid(guest, host, err);
 }

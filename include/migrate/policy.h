@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <migrate/error.h>
+
 /* On the wire (mig_outgoing): 0 is never an action. */
 enum conv_timeout_action {
 	CONV_TIMEOUT_INVALID = 0,
@@ -77,5 +79,24 @@ void conv_policy_decide(const struct conv_params *p, const struct conv_round *r,
 const char *conv_action_to_string(enum conv_action a);
 const char *conv_timeout_action_to_string(enum conv_timeout_action a);
 int conv_timeout_action_from_string(const char *s);
+
+/* ---- host compatibility (docs/policies.md): pure functions of what a VM
+ * needs and what a host offers, run at SETUP before anything stops ---- */
+
+/* A CPUID register whose bits are features (reg: 0 EAX, 1 EBX, 2 ECX,
+ * 3 EDX). */
+struct compat_cpuid_reg {
+	uint32_t leaf, subleaf;
+	uint8_t reg;
+};
+#define COMPAT_CPUID_REGS 11
+/* The registers compared, in the order of compat_cpuid()'s arrays. */
+extern const struct compat_cpuid_reg compat_cpuid_features[COMPAT_CPUID_REGS];
+/* 0 when the host offers every feature the guest sees (guest[i] and
+ * host[i] are compat_cpuid_features[i]'s values); else -ENOTSUP naming the
+ * first missing feature (its leaf, register, bit and, where known, name),
+ * both values and what to do.  Bits that mirror the guest's own state
+ * (OSXSAVE, OSPKE) are no features and are not compared. */
+int compat_cpuid(const uint32_t *guest, const uint32_t *host, struct mig_error *err);
 
 #endif
