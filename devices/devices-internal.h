@@ -11,6 +11,7 @@
 #include <linux/kvm.h>
 
 #include <migrate/device.h>
+#include <migrate/policy.h>
 
 #define GUEST_PAGE_SHIFT 12
 #define GUEST_PAGE_SIZE  (1ULL << GUEST_PAGE_SHIFT)
@@ -35,7 +36,7 @@ struct kvm_vm_fds {
 	/* x86: the CPUID features its vCPUs were given (compat_cpuid_features
 	 * order), kept when they are set: a running vCPU's own CPUID can be
 	 * read only by stopping it */
-	uint32_t guest_cpuid[16];
+	uint32_t guest_cpuid[COMPAT_CPUID_REGS];
 	bool has_guest_cpuid;
 };
 

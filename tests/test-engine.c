@@ -1084,7 +1084,7 @@ static int stop_and_raise(void *arg, const struct mig_fault_point *p, struct mig
 		gic_sim_set_running(&gic_src->sim, false);
 		for (unsigned d = 0; d < GIC_DEVS; d++)
 			for (unsigned e = 0; e < GIC_EVENTS; e++)
-				gic_sim_device_msi(&gic_src->sim, 0, d, e);
+				gic_sim_msi(&gic_src->sim, 0, d, e);
 		gic_src->raised = true;
 	}
 	return 0;

@@ -389,7 +389,7 @@ Test(gic, two_itses_each_restored)
 static void device_raises_masked(struct side *s)
 {
 	gic_sim_set_masked(&s->sim, true);
-	cr_assert_eq(gic_sim_device_msi(&s->sim, 0, 1, 2), 1);
+	cr_assert_eq(gic_sim_msi(&s->sim, 0, 1, 2), 1);
 }
 
 Test(gic, gicv41_a_vlpi_pending_in_its_vpt_moves_in_the_tables_and_is_forwarded_again)

@@ -47,6 +47,8 @@ struct lab_vm {
 	 * kernel has none: nothing else depends on them) */
 	bool stats_ok;
 	struct kvm_stats stats_vm, stats_vcpu[LAB_MAX_VCPUS];
+	int stat_tlb, stat_vcpu[3];   /* looked up once: the sums lab_kvm() reports */
+	uint64_t *stats_buf;          /* one sample of the largest file */
 	struct mem_dev *mem;
 	struct vcpu_dev *vcpus[LAB_MAX_VCPUS];
 	uint32_t nr_vcpus;

@@ -409,15 +409,30 @@ static void vfio_destroy(struct lab_vm *vm)
 	vm->nr_vfio = 0;
 }
 
-/* KVM's statistics files, if the kernel has them: best effort. */
+static const char *const stat_vcpu_names[3] = { "exits", "pf_taken", "halt_exits" };
+
+/* KVM's statistics files, if the kernel has them: best effort.  What
+ * lab_kvm() sums is looked up once; every vCPU's file has the same
+ * descriptors. */
 static void stats_open(struct lab_vm *vm)
 {
 	bool ok = kvm_stats_open(vm->fds.vm_fd, &vm->stats_vm, NULL) >= 0;
+	uint32_t most = vm->stats_vm.data_bytes;
 
 	for (uint32_t i = 0; i < LAB_MAX_VCPUS; i++)
 		vm->stats_vcpu[i].fd = -1;
-	for (uint32_t i = 0; ok && i < vm->nr_vcpus; i++)
+	for (uint32_t i = 0; ok && i < vm->nr_vcpus; i++) {
 		ok = kvm_stats_open(vm->vcpus[i]->fd, &vm->stats_vcpu[i], NULL) >= 0;
+		if (ok && vm->stats_vcpu[i].data_bytes > most)
+			most = vm->stats_vcpu[i].data_bytes;
+	}
+	if (ok) {
+		vm->stat_tlb = kvm_stats_find(&vm->stats_vm, "remote_tlb_flush");
+		for (unsigned k = 0; k < 3; k++)
+			vm->stat_vcpu[k] = kvm_stats_find(&vm->stats_vcpu[0], stat_vcpu_names[k]);
+		vm->stats_buf = malloc(most);
+		ok = vm->stats_buf != NULL;
+	}
 	vm->stats_ok = ok;
 }
 
@@ -428,35 +443,28 @@ static void stats_close(struct lab_vm *vm)
 	kvm_stats_close(&vm->stats_vm);
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
 		kvm_stats_close(&vm->stats_vcpu[i]);
+	free(vm->stats_buf);
+	vm->stats_buf = NULL;
 	vm->stats_ok = false;
 }
 
-/* One sample of a statistics file: the named values added into sums. */
-static bool stats_add(const struct kvm_stats *s, const char *const *names, uint64_t *sums,
-		      unsigned n)
-{
-	uint64_t *buf = malloc(s->data_bytes);
-	bool ok = buf && kvm_stats_sample(s, buf, NULL) >= 0;
-
-	for (unsigned k = 0; ok && k < n; k++)
-		sums[k] += kvm_stats_value(s, buf, kvm_stats_find(s, names[k]));
-	free(buf);
-	return ok;
-}
-
+/* One pread per file (PRECOPY samples every 200 ms). */
 static void lab_kvm(struct mig_vm *m, struct mig_vm_kvm *ret)
 {
-	static const char *const vcpu_names[] = { "exits", "pf_taken", "halt_exits" };
-	static const char *const vm_names[] = { "remote_tlb_flush" };
 	struct lab_vm *vm = container_of(m, struct lab_vm, base);
-	uint64_t v[3] = { 0 }, t[1] = { 0 };
-	bool ok = vm->stats_ok && stats_add(&vm->stats_vm, vm_names, t, 1);
+	uint64_t v[3] = { 0 }, tlb = 0;
+	bool ok = vm->stats_ok && kvm_stats_sample(&vm->stats_vm, vm->stats_buf, NULL) >= 0;
 
-	for (uint32_t i = 0; ok && i < vm->nr_vcpus; i++)
-		ok = stats_add(&vm->stats_vcpu[i], vcpu_names, v, 3);
+	if (ok)
+		tlb = kvm_stats_value(&vm->stats_vm, vm->stats_buf, vm->stat_tlb);
+	for (uint32_t i = 0; ok && i < vm->nr_vcpus; i++) {
+		ok = kvm_stats_sample(&vm->stats_vcpu[i], vm->stats_buf, NULL) >= 0;
+		for (unsigned k = 0; ok && k < 3; k++)
+			v[k] += kvm_stats_value(&vm->stats_vcpu[i], vm->stats_buf, vm->stat_vcpu[k]);
+	}
 	*ret = (struct mig_vm_kvm){
 		.valid = ok, .exits = v[0], .page_faults = v[1], .halt_exits = v[2],
-		.remote_tlb_flushes = t[0],
+		.remote_tlb_flushes = tlb,
 	};
 }
 

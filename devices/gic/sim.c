@@ -962,13 +962,6 @@ int gic_sim_msi(struct gic_sim *s, unsigned its, uint32_t devid, uint32_t event)
 	return r;
 }
 
-int gic_sim_device_msi(struct gic_sim *s, unsigned its, uint32_t devid, uint32_t event)
-{
-	/* forwarded or not, the translation decides; msi_locked() sends a
-	 * forwarded one to its VPT */
-	return gic_sim_msi(s, its, devid, event);
-}
-
 /* A guest's MMIO write of an ITS or redistributor register: the same
  * rules as the attribute, without the vCPU lock (the vCPU is the writer). */
 static void guest_its(struct gic_sim *s, unsigned its, uint32_t off, uint64_t v)

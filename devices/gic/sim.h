@@ -148,12 +148,10 @@ uint32_t gic_sim_delivered(const struct gic_sim *s, uint32_t intid);
  * CWRITER through the MMIO frame). */
 int gic_sim_guest_cmd(struct gic_sim *s, unsigned its, const uint64_t cmd[4]);
 
-/* KVM_SIGNAL_MSI: 1 delivered (made pending), 0 no translation, -EBUSY
+/* KVM_SIGNAL_MSI, or a passthrough device's MSI (the same in the kernel):
+ * 1 made pending (a forwarded LPI's in its VPT), 0 no translation, -EBUSY
  * when that ITS is disabled. */
 int gic_sim_msi(struct gic_sim *s, unsigned its, uint32_t devid, uint32_t event);
-/* A passthrough device raises its MSI: through the bypass when the LPI is
- * forwarded, else as the irqfd (or the relay) injects it. */
-int gic_sim_device_msi(struct gic_sim *s, unsigned its, uint32_t devid, uint32_t event);
 /* The LPI an (ITS, device, event) translates to, or 0. */
 uint32_t gic_sim_translate(struct gic_sim *s, unsigned its, uint32_t devid, uint32_t event);
 bool gic_sim_lpi_forwarded(struct gic_sim *s, uint32_t intid);

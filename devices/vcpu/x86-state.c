@@ -1427,35 +1427,43 @@ static void cpuid_features(const struct kvm_cpuid2 *c, uint32_t *out);
 
 /* features: where the CPUID features set go (compat_cpuid_features
  * order), or NULL. */
-static int setup_cpuid(int kvm_fd, int vcpu_fd, uint32_t *features, struct mig_error *err)
+/* What this host's KVM supports.  KVM_GET_SUPPORTED_CPUID fails with E2BIG
+ * without saying how many entries it needs: grow until it fits (the kernel
+ * caps at 256). */
+static int supported_cpuid(int kvm_fd, struct kvm_cpuid2 **ret, struct mig_error *err)
 {
-	/*
-	 * KVM_GET_SUPPORTED_CPUID fails with E2BIG without saying how many
-	 * entries it needs; grow until it fits (the kernel caps at 256).
-	 */
 	for (uint32_t nent = 64; nent <= 4 * CPUID_MAX_ENTRIES; nent *= 2) {
-		_cleanup_free_ struct kvm_cpuid2 *c =
-			calloc(1, sizeof(*c) + (size_t)nent * sizeof(c->entries[0]));
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + (size_t)nent * sizeof(c->entries[0]));
 
 		if (!c)
-			return mig_error_set(err, -ENOMEM, "vcpu cpuid: out of memory");
+			return mig_error_set(err, -ENOMEM, "out of memory");
 		c->nent = nent;
-		if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) < 0) {
-			if (errno == E2BIG)
-				continue;
-			return sys_error(err, "vcpu cpuid", "KVM_GET_SUPPORTED_CPUID", NULL);
+		if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			*ret = c;
+			return 0;
 		}
-		cpuid_filter(c, vcpu_fd);
-		if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0)
-			return sys_error(err, "vcpu cpuid", "KVM_SET_CPUID2",
-					 errno == EINVAL ? "the vCPU may have run already (CPUID is frozen after the first KVM_RUN)" : NULL);
-		if (features)
-			cpuid_features(c, features);
-		return 0;
+		free(c);
+		if (errno != E2BIG)
+			return sys_error(err, "vcpu cpuid", "KVM_GET_SUPPORTED_CPUID", NULL);
 	}
-	return mig_error_set(err, -E2BIG,
-			     "vcpu cpuid: KVM_GET_SUPPORTED_CPUID needs more than %u entries",
-			     4 * CPUID_MAX_ENTRIES);
+	return mig_error_set(err, -E2BIG, "vcpu cpuid: KVM_GET_SUPPORTED_CPUID needs more than "
+			     "%u entries", 4 * CPUID_MAX_ENTRIES);
+}
+
+static int setup_cpuid(int kvm_fd, int vcpu_fd, uint32_t *features, struct mig_error *err)
+{
+	_cleanup_free_ struct kvm_cpuid2 *c = NULL;
+	int r = supported_cpuid(kvm_fd, &c, err);
+
+	if (r < 0)
+		return r;
+	cpuid_filter(c, vcpu_fd);
+	if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0)
+		return sys_error(err, "vcpu cpuid", "KVM_SET_CPUID2",
+				 errno == EINVAL ? "the vCPU may have run already (CPUID is frozen after the first KVM_RUN)" : NULL);
+	if (features)
+		cpuid_features(c, features);
+	return 0;
 }
 
 int x86_vcpu_setup_cpuid(int kvm_fd, int vcpu_fd, struct mig_error *err)
@@ -1520,27 +1528,6 @@ static void cpuid_features(const struct kvm_cpuid2 *c, uint32_t *out)
 	}
 }
 
-/* CPUID of a vCPU or what this host's KVM supports, grown until it fits. */
-static int cpuid_get(int fd, unsigned long ioctl_nr, const char *what, struct kvm_cpuid2 **ret,
-		     struct mig_error *err)
-{
-	for (uint32_t nent = 64; nent <= 4 * CPUID_MAX_ENTRIES; nent *= 2) {
-		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + (size_t)nent * sizeof(c->entries[0]));
-
-		if (!c)
-			return mig_error_set(err, -ENOMEM, "out of memory");
-		c->nent = nent;
-		if (ioctl(fd, ioctl_nr, c) == 0) {
-			*ret = c;
-			return 0;
-		}
-		free(c);
-		if (errno != E2BIG)
-			return sys_error(err, "vcpu cpuid", what, NULL);
-	}
-	return mig_error_set(err, -E2BIG, "vcpu cpuid: %s needs more than %u entries", what,
-			     4 * CPUID_MAX_ENTRIES);
-}
 
 int vcpu_arch_describe(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_buf *out,
 		       struct mig_error *err)
@@ -1571,7 +1558,7 @@ int vcpu_arch_check(struct kvm_vm_fds *vm, const void *desc, size_t n, struct mi
 		return mig_error_set(err, -EPROTO, "vcpu: the description is not an x86 vCPU's: "
 				     "migrate between hosts of one architecture");
 	memcpy(guest, (const uint8_t *)desc + sizeof(magic), sizeof(guest));
-	r = cpuid_get(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, "KVM_GET_SUPPORTED_CPUID", &c, err);
+	r = supported_cpuid(vm->kvm_fd, &c, err);
 	if (r < 0)
 		return r;
 	cpuid_features(c, host);

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "../lab-abi.h"
+#include "gic/gic-uapi.h"
 #include "util.h"
 
 extern const uint8_t lab_a64_guest_start[], lab_a64_guest_end[];
@@ -355,7 +356,7 @@ int arm64_exit_error(const struct kvm_run *run, unsigned index, struct mig_error
 int arm64_msi_raise(int vm_fd, const struct arm64_layout *l, unsigned dev, unsigned event,
 		    struct mig_error *err)
 {
-	uint64_t db = l->its + ARM64_GITS_TRANSLATER;
+	uint64_t db = l->its + GITS_TRANSLATER;
 	struct kvm_msi m = {
 		.address_lo = (uint32_t)db, .address_hi = (uint32_t)(db >> 32), .data = event,
 		.flags = KVM_MSI_VALID_DEVID, .devid = ARM64_DEVID_BASE + dev,

@@ -69,8 +69,7 @@ int lab_arch_create(struct lab_vm *vm, struct mig_error *err)
 static int msi_raise(struct msi_dev *m, unsigned k)
 {
 	struct lab_arch *a = m->arg;
-	struct mig_error err = { 0 };
-	int r = arm64_msi_raise(a->vm_fd, &a->l, k / LAB_MSI_EVENTS, k % LAB_MSI_EVENTS, &err);
+	int r = arm64_msi_raise(a->vm_fd, &a->l, k / LAB_MSI_EVENTS, k % LAB_MSI_EVENTS, NULL);
 
 	return r < 0 ? r : r > 0 ? 1 : 0;
 }
