@@ -146,22 +146,30 @@ bool mig_vm_has_page_hooks(const struct mig_vm *vm)
 	return false;
 }
 
-int mig_vm_page_encode(struct mig_vm *vm, uint64_t pfn, void *page, struct mig_error *err)
+int mig_vm_page_encode(struct mig_vm *vm, uint64_t pfn, void *page, void *tag,
+		       struct mig_error *err)
 {
+	int tagged = 0;
+
 	for (unsigned i = 0; i < vm->nr_devices; i++) {
 		struct mig_device *d = vm->devices[i];
 		int r;
 
 		if (!d->cls->page_ops || !d->cls->page_ops->encode)
 			continue;
-		r = d->cls->page_ops->encode(d, pfn, page, err);
+		r = d->cls->page_ops->encode(d, pfn, page, tag, err);
 		if (r < 0)
 			return hook_failed(d, pfn, r, err);
+		if (r > 0 && tagged)
+			return hook_failed(d, pfn, mig_error_set(err, -EINVAL, "a second device "
+								  "tagged the page"), err);
+		tagged |= r > 0;
 	}
-	return 0;
+	return tagged;
 }
 
-int mig_vm_page_decode(struct mig_vm *vm, uint64_t pfn, void *page, struct mig_error *err)
+int mig_vm_page_decode(struct mig_vm *vm, uint64_t pfn, void *page, const void *tag,
+		       struct mig_error *err)
 {
 	for (unsigned i = vm->nr_devices; i-- > 0;) {
 		struct mig_device *d = vm->devices[i];
@@ -169,10 +177,78 @@ int mig_vm_page_decode(struct mig_vm *vm, uint64_t pfn, void *page, struct mig_e
 
 		if (!d->cls->page_ops || !d->cls->page_ops->decode)
 			continue;
-		r = d->cls->page_ops->decode(d, pfn, page, err);
+		r = d->cls->page_ops->decode(d, pfn, page, tag, err);
 		if (r < 0)
 			return hook_failed(d, pfn, r, err);
 	}
+	return 0;
+}
+
+bool mig_vm_has_sessions(const struct mig_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		if (vm->devices[i]->cls->session_ops)
+			return true;
+	return false;
+}
+
+int mig_vm_session_pack(struct mig_vm *vm, enum mig_session_op op, struct mig_buf *out,
+			struct mig_error *err)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct mig_device *d = vm->devices[i];
+		const struct mig_session_ops *so = d->cls->session_ops;
+		struct mig_session_entry e = { .cls = d->cls->id, .instance = d->id };
+		size_t at = out->len;
+		int r;
+
+		if (!so)
+			continue;
+		if (mig_buf_append(out, &e, sizeof(e)) < 0)
+			return mig_error_set(err, -ENOMEM, "out of memory");
+		r = (op == MIG_SESSION_ANSWER ? so->answer : so->open)(d, out, err);
+		if (r < 0)
+			return mig_error_prefix(err, "device %s %u", d->cls->name, d->id);
+		e.len = (uint32_t)(out->len - at - sizeof(e));
+		memcpy(out->data + at, &e, sizeof(e));
+		if (out->len > MIG_SESSION_MAX)
+			return mig_error_set(err, -E2BIG, "device %s %u: session data over %u bytes",
+					     d->cls->name, d->id, MIG_SESSION_MAX);
+	}
+	return 0;
+}
+
+int mig_vm_session_unpack(struct mig_vm *vm, enum mig_session_op op, const uint8_t *p, size_t n,
+			  struct mig_error *err)
+{
+	const char *what = op == MIG_SESSION_ANSWER ? "answer" : "open";
+	size_t off = 0;
+
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct mig_device *d = vm->devices[i];
+		const struct mig_session_ops *so = d->cls->session_ops;
+		struct mig_session_entry e;
+		int r;
+
+		if (!so)
+			continue;
+		if (n - off < sizeof(e))
+			return mig_error_set(err, -EBADMSG, "device %s %u: no %s data from the peer",
+					     d->cls->name, d->id, what);
+		memcpy(&e, p + off, sizeof(e));
+		off += sizeof(e);
+		if (e.cls != d->cls->id || e.instance != d->id || e.len > n - off)
+			return mig_error_set(err, -EBADMSG, "device %s %u: the peer's %s data is for "
+					     "class %u instance %u, %u bytes", d->cls->name, d->id,
+					     what, e.cls, e.instance, e.len);
+		r = (op == MIG_SESSION_ANSWER ? so->accept : so->opened)(d, p + off, e.len, err);
+		if (r < 0)
+			return mig_error_prefix(err, "device %s %u", d->cls->name, d->id);
+		off += e.len;
+	}
+	if (off != n)
+		return mig_error_set(err, -EBADMSG, "%zu bytes of %s data nobody takes", n - off,
+				     what);
 	return 0;
 }
 

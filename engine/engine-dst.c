@@ -60,6 +60,7 @@ struct rx_stream {
 	/* the PAGES frame whose data is being received */
 	struct mig_pages_hdr ph;
 	struct mig_page_ent ent[MIG_BATCH_PAGES];
+	uint8_t *tags;            /* its pages' tags (with page hooks) */
 	struct iovec runs[MIG_BATCH_PAGES];
 	int nruns;
 	struct xport_worker xw;   /* a data stream's worker: its thread and ring */
@@ -118,6 +119,8 @@ struct dst {
 	bool verify;
 	bool page_sums;           /* check each page against its entry's sum */
 	bool page_hooks;          /* a device turns pages back (mig_page_ops) */
+	bool sessions, opened;    /* a device agrees with its peer first; OPEN came */
+	struct mig_buf answers;   /* READY with the devices' answers */
 	uint64_t cpu0, workers_cpu_ms;
 	/* completions that arrived while ctl_send waited for its previous send */
 	struct xport_op *stash[64];
@@ -292,13 +295,13 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
 	int r;
 
 	r = mig_pages_meta_check(s->rx.buf.data, s->rx.hdr.length, s->rx.hdr.flags, s->round, d->nr_pages,
-				 s->index, &ph, s->ent, s->err);
+				 s->index, &ph, s->ent, s->tags, s->err);
 	if (r < 0)
 		return r;
 	s->ph = ph;
 	s->nruns = 0;
 	for (unsigned i = 0; i < ph.count; i++) {
-		uint8_t *page = d->ram + (s->ent[i].page & ~MIG_PAGE_ZERO) * PAGE;
+		uint8_t *page = d->ram + (s->ent[i].page & ~MIG_PAGE_FLAGS) * PAGE;
 		struct iovec *last = s->nruns ? &s->runs[s->nruns - 1] : NULL;
 
 		if (s->ent[i].page & MIG_PAGE_ZERO)
@@ -326,7 +329,7 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
 static int pages_data(struct dst *d, struct rx_stream *s)
 {
 	bool zstd = s->rx.hdr.flags & MIG_FRAME_F_ZSTD, live = s->rx.hdr.flags & MIG_FRAME_F_LIVE;
-	const uint8_t *data = NULL;
+	const uint8_t *data = NULL, *tag = s->tags;
 
 	if (zstd) {
 #if HAVE_ZSTD
@@ -341,13 +344,20 @@ static int pages_data(struct dst *d, struct rx_stream *s)
 #endif
 	}
 	for (unsigned i = 0; i < s->ph.count; i++) {
-		uint64_t pfn = s->ent[i].page & ~MIG_PAGE_ZERO;
+		uint64_t pfn = s->ent[i].page & ~MIG_PAGE_FLAGS;
 		uint8_t *page = d->ram + pfn * PAGE;
+		const uint8_t *this_tag = NULL;
 		uint64_t sum;
 
 		if (s->ent[i].page & MIG_PAGE_ZERO) {
+			if (d->page_hooks && mig_vm_page_decode(d->vm, pfn, page, NULL, s->err) < 0)
+				return s->err->code;
 			stale_mark(d, pfn, false);
 			continue;
+		}
+		if (s->ent[i].page & MIG_PAGE_TAGGED) {
+			this_tag = tag;
+			tag += MIG_PAGE_TAG_SIZE;
 		}
 		if (data) {
 			memcpy(page, data, PAGE);
@@ -363,7 +373,7 @@ static int pages_data(struct dst *d, struct rx_stream *s)
 					     (unsigned long long)s->ent[i].sum);
 		if (sum != s->ent[i].sum)
 			__atomic_fetch_add(&d->torn_pages, 1, __ATOMIC_RELAXED);
-		else if (d->page_hooks && mig_vm_page_decode(d->vm, pfn, page, s->err) < 0)
+		else if (d->page_hooks && mig_vm_page_decode(d->vm, pfn, page, this_tag, s->err) < 0)
 			return s->err->code;
 		stale_mark(d, pfn, sum != s->ent[i].sum);
 	}
@@ -407,6 +417,7 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 		d->verify = st.flags & MIG_SETUP_F_VERIFY;
 		d->page_sums = !(st.flags & MIG_SETUP_F_NO_PAGE_SUMS);
 		d->page_hooks = mig_vm_has_page_hooks(d->vm);
+		d->sessions = mig_vm_has_sessions(d->vm);
 		d->ram = d->vm->ram;
 		d->nr_pages = st.nr_pages;
 		d->stale = calloc(DIV_ROUND_UP(d->nr_pages, 64), 8);
@@ -423,10 +434,45 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 		r = workers_start(d);
 	if (r >= 0)
 		r = set_phase(d, MIG_PHASE_PRECOPY);
+	/* with sessions, the devices' answers follow the reply */
+	if (r >= 0 && d->sessions) {
+		rep.status = r;
+		r = mig_buf_append(&d->answers, &rep, sizeof(rep));
+		if (r < 0)
+			r = mig_error_set(&d->err, -ENOMEM, "out of memory");
+		else
+			r = mig_vm_session_pack(d->vm, MIG_SESSION_ANSWER, &d->answers, &d->err);
+	}
 	rep.status = r;
 	if (r < 0)
 		str_copy(rep.msg, sizeof(rep.msg), d->err.msg);
-	ctl_send(d, MIG_FRAME_READY, &rep, sizeof(rep));
+	if (r >= 0 && d->sessions)
+		ctl_send(d, MIG_FRAME_READY, d->answers.data, d->answers.len);
+	else
+		ctl_send(d, MIG_FRAME_READY, &rep, sizeof(rep));
+	return r;
+}
+
+/* OPEN: the source's devices' session data to ours, then the RECEIVE walk
+ * once more (a device that waited for it takes its step now). */
+static int do_open(struct dst *d, struct rx_stream *s)
+{
+	struct mig_reply rep = { 0 };
+	struct mig_walk w = walk_opts(d);
+	int r = 0;
+
+	if (!d->sessions || d->opened || !d->ram)
+		r = mig_error_set(&d->err, -EPROTO, "unexpected OPEN frame");
+	if (r >= 0)
+		r = mig_vm_session_unpack(d->vm, MIG_SESSION_OPEN, s->rx.buf.data, s->rx.hdr.length,
+					  &d->err);
+	if (r >= 0)
+		r = mig_vm_walk(d->vm, MIG_STAGE_RECEIVE, &w, &d->err);
+	d->opened = true;
+	rep.status = r;
+	if (r < 0)
+		str_copy(rep.msg, sizeof(rep.msg), d->err.msg);
+	ctl_send(d, MIG_FRAME_OPENED, &rep, sizeof(rep));
 	return r;
 }
 
@@ -682,7 +728,8 @@ static int workers_start(struct dst *d)
 		char name[16];
 
 		s->scratch = malloc(MIG_BATCH_PAGES * PAGE);
-		if (!s->scratch)
+		s->tags = d->page_hooks ? malloc(MIG_PAGES_MAX * MIG_PAGE_TAG_SIZE) : NULL;
+		if (!s->scratch || (d->page_hooks && !s->tags))
 			return mig_error_set(&d->err, -ENOMEM, "out of memory");
 #if HAVE_ZSTD
 		s->dctx = ZSTD_createDCtx();
@@ -718,6 +765,8 @@ static void workers_stop(struct dst *d)
 		d->workers_cpu_ms += xport_worker_stop(&s->xw);
 		free(s->scratch);
 		s->scratch = NULL;
+		free(s->tags);
+		s->tags = NULL;
 #if HAVE_ZSTD
 		ZSTD_freeDCtx(s->dctx);
 		s->dctx = NULL;
@@ -879,6 +928,8 @@ static int on_ctl_frame(struct dst *d, struct rx_stream *s, bool *repost)
 	switch (s->rx.hdr.type) {
 	case MIG_FRAME_SETUP:
 		return do_setup(d, s);
+	case MIG_FRAME_OPEN:
+		return do_open(d, s);
 	case MIG_FRAME_COMMIT:
 		*repost = false;
 		return do_commit(d);
@@ -1063,6 +1114,7 @@ out:
 	}
 	free(d.st);
 	free(d.stale);
+	mig_buf_free(&d.answers);
 	for (unsigned i = 0; d.states && i < nr_devices; i++)
 		mig_buf_free(&d.states[i]);
 	free(d.states);

@@ -121,6 +121,7 @@ struct src {
 	bool tracking;            /* the devices' dirty tracking is on */
 	bool walked;              /* a device may have left running: roll back on failure */
 	bool page_hooks;          /* a device transforms pages (mig_page_ops) */
+	bool sessions;            /* a device agrees with its peer first (mig_session_ops) */
 	uint64_t t0_ms;
 	uint64_t precopy_t0;
 	uint64_t last_event_ms;
@@ -522,7 +523,9 @@ static struct tx_slot *next_slot(struct tx_worker *w)
 	return t;
 }
 
-/* Seal a PAGES frame whose meta (header and entries) is in t->buf, for
+static struct mig_page_ent *page_ents(struct tx_slot *t);
+
+/* Seal a PAGES frame whose meta (header, entries, tags) is in t->buf, for
  * sequence number seq, with data[0..ndata) after it, and queue it. */
 static int submit_pages(struct tx_worker *w, struct tx_slot *t, uint64_t seq, unsigned count_,
 			unsigned nz, uint32_t flags, const struct iovec *data, int ndata)
@@ -538,7 +541,7 @@ static int submit_pages(struct tx_worker *w, struct tx_slot *t, uint64_t seq, un
 		.count = count_, .zero_count = count_ - nz, .round = w->s->job_round,
 		.data_len = (uint32_t)len,
 	};
-	iov[0] = (struct iovec){ t->buf, sizeof(*ph) + (size_t)count_ * sizeof(struct mig_page_ent) };
+	iov[0] = (struct iovec){ t->buf, mig_pages_meta_len(page_ents(t), count_) };
 	memcpy(iov + 1, data, (size_t)ndata * sizeof(*data));
 	w->seq = seq;
 	mig_frame_seal(&t->hdr, MIG_FRAME_PAGES, flags, seq, iov, 1);
@@ -575,11 +578,11 @@ static int send_batch_raw(struct tx_worker *w, struct tx_slot *t, const uint64_t
 }
 
 /* A page's wire form, by the VM's page hooks (on the worker's own copy). */
-static int page_hook(void *ctx, uint64_t pfn, void *page)
+static int page_hook(void *ctx, uint64_t pfn, void *page, void *tag)
 {
 	struct tx_worker *w = ctx;
 
-	return mig_vm_page_encode(w->s->vm, pfn, page, &w->err);
+	return mig_vm_page_encode(w->s->vm, pfn, page, tag, &w->err);
 }
 
 /* Build and submit one PAGES frame for pfns[0..count). */
@@ -587,7 +590,9 @@ static int send_batch(struct tx_worker *w, const uint64_t *pfns, unsigned count_
 {
 	struct src *s = w->s;
 	struct tx_slot *t = next_slot(w);
-	size_t meta = sizeof(struct mig_pages_hdr) + count_ * sizeof(struct mig_page_ent);
+	/* the data goes after the meta, and its tags may take their most */
+	size_t meta = sizeof(struct mig_pages_hdr) +
+		      count_ * (sizeof(struct mig_page_ent) + (s->page_hooks ? MIG_PAGE_TAG_SIZE : 0));
 	bool zstd = s->codec == XPORT_CODEC_ZSTD;
 	unsigned nz;
 	uint32_t flags = 0;
@@ -930,14 +935,47 @@ static int do_setup(struct src *s)
 		return r;
 	}
 	r = ctl_recv(s, &h, &pl, REPLY_TIMEOUT_MS);
+	/* a reply, then (with sessions) the answers, checked below */
 	if (r >= 0)
-		r = expect(s, &h, MIG_FRAME_READY, sizeof(rep));
+		r = expect(s, &h, MIG_FRAME_READY,
+			   s->sessions && h.length > sizeof(rep) ? h.length : sizeof(rep));
 	if (r >= 0) {
 		memcpy(&rep, pl.data, sizeof(rep));
 		rep.msg[sizeof(rep.msg) - 1] = '\0';
 		if (rep.status < 0)
 			r = mig_error_set(&s->err, rep.status, "the destination could not prepare: %s",
 					  rep.msg);
+	}
+	/* the destination's devices answered ours (mig_session_ops) */
+	if (r >= 0 && s->sessions)
+		r = mig_vm_session_unpack(s->vm, MIG_SESSION_ANSWER, pl.data + sizeof(rep),
+					  pl.len - sizeof(rep), &s->err);
+	mig_buf_free(&pl);
+	return r;
+}
+
+/* After the TRACK walk: what the devices opened goes to the destination's,
+ * and no page moves before it took it. */
+static int do_open(struct src *s)
+{
+	struct mig_frame_hdr h;
+	struct mig_buf pl = { 0 };
+	struct mig_reply rep;
+	int r = mig_vm_session_pack(s->vm, MIG_SESSION_OPEN, &pl, &s->err);
+
+	if (r >= 0)
+		r = ctl_send(s, MIG_FRAME_OPEN, pl.data, pl.len);
+	pl.len = 0;
+	if (r >= 0)
+		r = ctl_recv(s, &h, &pl, REPLY_TIMEOUT_MS);
+	if (r >= 0)
+		r = expect(s, &h, MIG_FRAME_OPENED, sizeof(rep));
+	if (r >= 0) {
+		memcpy(&rep, pl.data, sizeof(rep));
+		rep.msg[sizeof(rep.msg) - 1] = '\0';
+		if (rep.status < 0)
+			r = mig_error_set(&s->err, rep.status, "the destination did not take the "
+					  "devices' session: %s", rep.msg);
 	}
 	mig_buf_free(&pl);
 	return r;
@@ -1042,6 +1080,8 @@ static int do_precopy(struct src *s)
 		struct mig_walk w = walk_opts(s, true, 0);
 
 		r = mig_vm_walk(s->vm, MIG_STAGE_TRACK, &w, &s->err);
+		if (r >= 0 && s->sessions)
+			r = do_open(s);
 		if (r < 0)
 			return r;
 	}
@@ -1253,6 +1293,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	res->ram_total_bytes = vm->ram_bytes;
 	s.nr_pages = mig_vm_pages(vm);
 	s.page_hooks = mig_vm_has_page_hooks(vm);
+	s.sessions = mig_vm_has_sessions(vm);
 	s.words = mig_vm_bitmap_words(vm);
 	s.bitmap = calloc(s.words, 8);
 	s.w = calloc(s.n, sizeof(*s.w));

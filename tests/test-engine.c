@@ -396,18 +396,22 @@ static int cipher_xor(struct mig_device *d, uint64_t pfn, void *page)
 	return 0;
 }
 
-static int cipher_encode(struct mig_device *d, uint64_t pfn, void *page, struct mig_error *err)
+static int cipher_encode(struct mig_device *d, uint64_t pfn, void *page, void *tag,
+			 struct mig_error *err)
 {
 	struct fvm *v = fvm_of(d);
 
+	(void)tag;
 	if (v->veto_pfn && pfn == v->veto_pfn)
 		return mig_error_set(err, -EPERM, "refused by the test");
 	return cipher_xor(d, pfn, page);
 }
 
-static int cipher_decode(struct mig_device *d, uint64_t pfn, void *page, struct mig_error *err)
+static int cipher_decode(struct mig_device *d, uint64_t pfn, void *page, const void *tag,
+			 struct mig_error *err)
 {
 	(void)err;
+	(void)tag;
 	return cipher_xor(d, pfn, page);
 }
 
@@ -1130,6 +1134,193 @@ Test(engine, gic_sim_lpis_pending_at_the_switchover_arrive_exactly_once, .timeou
 	gic_dev_fini(&gd.dev);
 	gic_sim_fini(&gs.sim);
 	gic_sim_fini(&gd.sim);
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+#endif
+
+#if HAVE_SEV
+/* ---- the SEV class on its psp-sim firmware, through both engines ---- */
+
+#include "sev/sev.h"
+
+#define SEV_PAGES (RAM_BYTES / 4096)
+
+static struct sev_dev *fvm_add_sev(struct fvm *v)
+{
+	struct sev_fw *fw = NULL;
+	struct sev_dev *s = NULL;
+	struct mig_error err = { 0 };
+
+	cr_assert_eq(sev_fw_sim_create(&fw, &err), 0, "%s", err.msg);
+	cr_assert_eq(sev_dev_create(fw, v->vm.ram, 0, SEV_PAGES, SEV_POLICY_NODBG, !v->source, &s,
+				    &err), 0, "%s", err.msg);
+	if (v->source) {
+		/* the guest shares pages 32..39 (a bounce buffer), then consents */
+		cr_assert_eq(sev_map_gpa_range(s, 32 * 4096, 8, 0, false), 0);
+		cr_assert_eq(sev_msr_write(s, SEV_MIGRATION_READY), 0);
+	}
+	v->all[v->vm.nr_devices++] = &s->core;
+	return s;
+}
+
+static uint64_t enc_count(const struct sev_dev *s)
+{
+	uint64_t n = 0;
+
+	for (uint64_t p = 0; p < SEV_PAGES; p++)
+		n += sev_page_encrypted(s, p);
+	return n;
+}
+
+static void expect_same_map(const struct sev_dev *a, const struct sev_dev *b)
+{
+	for (uint64_t p = 0; p < SEV_PAGES; p++)
+		cr_assert_eq(sev_page_encrypted(a, p), sev_page_encrypted(b, p), "page %llu",
+			     (unsigned long long)p);
+}
+
+Test(engine, sev_guest_pages_go_through_the_firmware, .timeout = 60)
+{
+	struct fvm src, dst;
+	struct sev_dev *ss, *ds;
+	struct result r;
+	unsigned state = 0;
+	struct mig_error err = { 0 };
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	ss = fvm_add_sev(&src);
+	ds = fvm_add_sev(&dst);
+	migrate(&src, &dst, NULL, NULL, &r);
+	cr_assert_eq(r.res.result, MIG_RESULT_COMPLETED, "%s", r.res.error);
+	cr_assert_eq(r.res.verified, 1, "the decrypted views' digests match");
+	cr_assert_eq(memcmp(src.vm.ram, dst.vm.ram, RAM_BYTES), 0, "the copies differ");
+	/* every encrypted page through the firmware at least once, each
+	 * taken back once; the shared ones in clear */
+	cr_assert_geq(ss->pages_sent_enc, SEV_PAGES - 8);
+	cr_assert_eq(ds->pages_recv_enc, ss->pages_sent_enc);
+	expect_same_map(ss, ds);
+	cr_assert_eq(sev_msr_read(ds), SEV_MIGRATION_READY, "the gate's value moved");
+	cr_assert_eq(ss->core.state, SEV_FINISHED, "SEND_FINISH after the commit");
+	cr_assert_eq(ds->core.state, SEV_RUNNING);
+	cr_assert_eq(ss->fw->ops->status(ss->fw, &state, &err), 0);
+	cr_assert_eq(state, SEV_FW_SENT);
+	cr_assert_eq(ds->fw->ops->status(ds->fw, &state, &err), 0);
+	cr_assert_eq(state, SEV_FW_RUNNING);
+	sev_dev_destroy(ss);
+	sev_dev_destroy(ds);
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+
+/* What the guest does while pages are on their way (from the first PAGES
+ * frame the source sends): change pages' status, or withdraw its consent. */
+struct sev_meddle {
+	struct sev_dev *s;
+	bool clear_ready;
+	int done;
+};
+
+static int sev_meddle(void *arg, const struct mig_fault_point *p, struct mig_error *err)
+{
+	struct sev_meddle *m = arg;
+
+	(void)err;
+	if (p->kind != MIG_FAULT_FRAME_SEND || p->frame_type != MIG_FRAME_PAGES ||
+	    __atomic_exchange_n(&m->done, 1, __ATOMIC_RELAXED))
+		return 0;
+	if (m->clear_ready) {
+		sev_msr_write(m->s, 0);
+		return 0;
+	}
+	/* 10..19 shared, 32..35 private again */
+	sev_map_gpa_range(m->s, 10 * 4096, 10, 0, false);
+	sev_map_gpa_range(m->s, 32 * 4096, 4, SEV_MAP_ENCRYPTED, false);
+	return 0;
+}
+
+/* A page whose status changes mid-migration goes again in its new form:
+ * the destination's load checks every page came last as the guest has it. */
+Test(engine, sev_status_changes_mid_migration_resend_the_pages, .timeout = 60)
+{
+	struct fvm src, dst;
+	struct sev_dev *ss, *ds;
+	struct sev_meddle m = { 0 };
+	struct result r;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	ss = fvm_add_sev(&src);
+	ds = fvm_add_sev(&dst);
+	m.s = ss;
+	migrate(&src, &dst, sev_meddle, &m, &r);
+	cr_assert_eq(m.done, 1);
+	cr_assert_eq(r.res.result, MIG_RESULT_COMPLETED, "%s", r.res.error);
+	cr_assert_eq(memcmp(src.vm.ram, dst.vm.ram, RAM_BYTES), 0, "the copies differ");
+	cr_assert_eq(ss->status_changes, 8 + 14);
+	cr_assert(!sev_page_encrypted(ds, 15) && sev_page_encrypted(ds, 33) &&
+		  !sev_page_encrypted(ds, 37));
+	expect_same_map(ss, ds);
+	cr_assert_eq(enc_count(ds), SEV_PAGES - 14);
+	sev_dev_destroy(ss);
+	sev_dev_destroy(ds);
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+
+/* The guest clears KVM_MIGRATION_READY mid-migration: rolled back with
+ * SEND_CANCEL, the guest running here with its context. */
+Test(engine, sev_ready_cleared_mid_migration_rolls_back, .timeout = 60)
+{
+	struct fvm src, dst;
+	struct sev_dev *ss, *ds;
+	struct sev_meddle m = { .clear_ready = true };
+	struct result r;
+	unsigned state = 0;
+	struct mig_error err = { 0 };
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	ss = fvm_add_sev(&src);
+	ds = fvm_add_sev(&dst);
+	m.s = ss;
+	migrate(&src, &dst, sev_meddle, &m, &r);
+	cr_assert_eq(r.res.result, MIG_RESULT_FAILED, "%u %s", r.res.result, r.res.error);
+	cr_assert(strstr(r.res.error, "cleared KVM_MIGRATION_READY"), "%s", r.res.error);
+	expect_rolled_back(&src, &r);
+	cr_assert_eq(ss->core.state, SEV_RUNNING);
+	cr_assert_eq(ss->fw->ops->status(ss->fw, &state, &err), 0);
+	cr_assert_eq(state, SEV_FW_RUNNING, "SEND_CANCEL");
+	cr_assert_lt(r.dst.r, 0);
+	sev_dev_destroy(ss);
+	sev_dev_destroy(ds);
+	fvm_free(&src);
+	fvm_free(&dst);
+}
+
+/* A guest that has not consented is not migrated: nothing moves. */
+Test(engine, sev_guest_without_ready_is_refused_before_anything_moves, .timeout = 60)
+{
+	struct fvm src, dst;
+	struct sev_dev *ss, *ds;
+	struct result r;
+
+	fvm_init(&src, true);
+	fvm_init(&dst, false);
+	ss = fvm_add_sev(&src);
+	ds = fvm_add_sev(&dst);
+	sev_msr_write(ss, 0);
+	migrate(&src, &dst, NULL, NULL, &r);
+	cr_assert_eq(r.res.result, MIG_RESULT_FAILED);
+	cr_assert(strstr(r.res.error, "has not set KVM_MIGRATION_READY"), "%s", r.res.error);
+	expect_rolled_back(&src, &r);
+	for (unsigned i = 0; i < 2; i++)
+		cr_assert_eq(when(&src.cpu[i], C_PAUSING), -1, "a vCPU paused");
+	cr_assert_eq(ss->core.state, SEV_RUNNING);
+	cr_assert_eq(ss->pages_sent_enc, 0);
+	sev_dev_destroy(ss);
+	sev_dev_destroy(ds);
 	fvm_free(&src);
 	fvm_free(&dst);
 }

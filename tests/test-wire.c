@@ -17,6 +17,7 @@
 #include <migrate/engine.h>
 #include <migrate/error.h>
 #include <migrate/lab.h>
+#include <migrate/vm.h>
 #include <migrate/wire.h>
 
 #define SEQ 5
@@ -30,6 +31,7 @@ static const uint16_t all_types[] = {
 	MIG_FRAME_SETUP, MIG_FRAME_READY, MIG_FRAME_PAGES, MIG_FRAME_ROUND_END,
 	MIG_FRAME_DEVICE_DATA, MIG_FRAME_LOADED, MIG_FRAME_COMMIT,
 	MIG_FRAME_RUNNING, MIG_FRAME_ABORT, MIG_FRAME_SUMS_REQUEST, MIG_FRAME_SUMS,
+	MIG_FRAME_OPEN, MIG_FRAME_OPENED,
 };
 
 static bool is_declared(uint16_t t)
@@ -81,7 +83,7 @@ Test(wire_tables, limits_fit_the_frame_class)
 	static const uint16_t small[] = {
 		MIG_FRAME_HELLO, MIG_FRAME_AUTH_CHALLENGE, MIG_FRAME_AUTH_RESPONSE,
 		MIG_FRAME_AUTH_OK, MIG_FRAME_STREAM_HELLO, MIG_FRAME_ERROR,
-		MIG_FRAME_READY, MIG_FRAME_ROUND_END, MIG_FRAME_LOADED,
+		MIG_FRAME_ROUND_END, MIG_FRAME_LOADED, MIG_FRAME_OPENED,
 		MIG_FRAME_COMMIT, MIG_FRAME_RUNNING, MIG_FRAME_ABORT, MIG_FRAME_SUMS_REQUEST,
 	};
 	static const uint16_t control[] = { MIG_FRAME_REQUEST, MIG_FRAME_REPLY,
@@ -96,6 +98,9 @@ Test(wire_tables, limits_fit_the_frame_class)
 	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_DEVICE_DATA),
 		     sizeof(struct mig_device_data) + MIG_DEVICE_CHUNK_MAX);
 	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_SUMS), MIG_SUMS_MAX * 8);
+	/* the devices' session data: READY's answers after its reply, OPEN */
+	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_READY), 4096 + MIG_SESSION_MAX);
+	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_OPEN), MIG_SESSION_MAX);
 	/* SETUP holds the device manifest: bounded, but above the control frames */
 	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_SETUP), MIG_SETUP_MAX);
 	cr_assert_lt(MIG_SETUP_MAX, MIG_FRAME_MAX);
@@ -425,7 +430,7 @@ Test(wire, pages_meta_limit)
 	static uint8_t meta[MIG_PAGES_META_MAX];
 	struct iovec iov = { meta, sizeof(meta) };
 
-	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_PAGES), 16 + 256 * 16);
+	cr_assert_eq(mig_frame_max_payload(MIG_FRAME_PAGES), 16 + 256 * (16 + 64));
 	mig_frame_seal(&h, MIG_FRAME_PAGES, MIG_FRAME_F_LIVE, 1, &iov, 1);
 	cr_assert_eq(mig_frame_check_header(&h, 1, &err), 0, "%s", err.msg);
 	h.length = htole32(MIG_PAGES_META_MAX + 1);
@@ -568,37 +573,69 @@ Test(pages, encode_flags_zero_pages_and_joins_runs)
 	cr_assert_eq(ent[1].sum, 0);
 }
 
-/* A page hook's transform: every byte inverted; page 5 is vetoed. */
-static int invert_but_5(void *ctx, uint64_t pfn, void *page)
+/* A page hook's transform: every byte of pages 1 and 2 inverted, page 2
+ * tagged with its number; page 5 is vetoed; the others go as they are. */
+static int invert_but_5(void *ctx, uint64_t pfn, void *page, void *tag)
 {
 	unsigned *calls = ctx;
 
 	(*calls)++;
 	if (pfn == 5)
 		return -EPERM;
+	if (pfn != 1 && pfn != 2)
+		return 0;
 	for (unsigned i = 0; i < 4096; i++)
 		((uint8_t *)page)[i] ^= 0xff;
-	return 0;
+	if (pfn != 2)
+		return 0;
+	memset(tag, 0xa0 + (int)pfn, MIG_PAGE_TAG_SIZE);
+	return 1;
 }
 
 Test(pages, a_transform_changes_the_copy_before_its_sum)
 {
 	static uint8_t ram[8 * 4096], gather[4 * 4096], want[4096];
+	static uint8_t meta[MIG_PAGES_META_MAX], tags[MIG_PAGES_MAX * MIG_PAGE_TAG_SIZE];
 	const uint64_t pfns[] = { 0, 1, 2, 5 };
-	struct mig_page_ent ent[4];
+	struct mig_page_ent *ent = (struct mig_page_ent *)(meta + sizeof(struct mig_pages_hdr));
+	struct mig_page_ent back[MIG_PAGES_MAX];
+	struct mig_pages_hdr ph = { .count = 3, .zero_count = 1, .round = 0, .data_len = 2 * 4096 };
+	struct mig_error err = { 0 };
 	unsigned calls = 0;
 
 	memset(ram, 0, sizeof(ram));
 	for (int p = 1; p < 8; p++)
 		memset(ram + p * 4096, p, 4096);
-	/* pages 0 (zero), 1, 2: the zero page is not transformed */
+	/* pages 0 (zero, left alone by the hook: a zero flag), 1, 2 (tagged) */
 	cr_assert_eq(mig_pages_encode(ram, pfns, 3, 9, true, ent, NULL, NULL, gather,
 				      invert_but_5, &calls), 2);
-	cr_assert_eq(calls, 2);
+	cr_assert_eq(calls, 3, "every page passes the hook, the zero one too");
+	cr_assert_eq(ent[0].page, MIG_PAGE_ZERO);
+	cr_assert_eq(ent[1].page, 1, "untagged");
+	cr_assert_eq(ent[2].page, 2 | MIG_PAGE_TAGGED);
 	memset(want, 1 ^ 0xff, sizeof(want));
 	cr_assert_eq(memcmp(gather, want, 4096), 0, "the copy is the wire form");
 	cr_assert_eq(ent[1].sum, mig_page_sum(want, 9, 1), "the sum covers the wire form");
 	cr_assert_eq(ram[4096], 1, "guest RAM is left alone");
+	/* the tag follows the entries, and the meta's length counts it */
+	cr_assert_eq(((uint8_t *)(ent + 3))[0], 0xa2);
+	cr_assert_eq(mig_pages_meta_len(ent, 3), sizeof(ph) + 3 * sizeof(*ent) + MIG_PAGE_TAG_SIZE);
+	/* and the destination takes it back, only where it takes tags */
+	memcpy(meta, &ph, sizeof(ph));
+	cr_assert_eq(mig_pages_meta_check(meta, (uint32_t)mig_pages_meta_len(ent, 3), 0, 0, 8, 1,
+					  &ph, back, tags, &err), 0, "%s", err.msg);
+	cr_assert_eq(tags[0], 0xa2);
+	cr_assert_eq(tags[MIG_PAGE_TAG_SIZE - 1], 0xa2);
+	cr_assert_eq(mig_pages_meta_check(meta, (uint32_t)mig_pages_meta_len(ent, 3), 0, 0, 8, 1,
+					  &ph, back, NULL, &err), -EPROTO);
+	cr_assert(strstr(err.msg, "tagged"), "%s", err.msg);
+	/* a length that leaves the tag out is refused */
+	cr_assert_eq(mig_pages_meta_check(meta, sizeof(ph) + 3 * sizeof(*ent), 0, 0, 8, 1, &ph,
+					  back, tags, &err), -EBADMSG);
+	/* a page both zero and tagged is refused */
+	ent[0].page |= MIG_PAGE_TAGGED;
+	cr_assert_eq(mig_pages_meta_check(meta, (uint32_t)mig_pages_meta_len(ent, 3), 0, 0, 8, 1,
+					  &ph, back, tags, &err), -EBADMSG);
 	/* a veto ends the batch with its error */
 	cr_assert_eq(mig_pages_encode(ram, pfns, 4, 9, true, ent, NULL, NULL, gather,
 				      invert_but_5, &calls), -EPERM);
@@ -625,7 +662,7 @@ static const char *meta_error(const struct meta3 *m, uint32_t length, uint32_t f
 	struct mig_page_ent ent[MIG_PAGES_MAX];
 
 	mig_error_clear(&err);
-	if (mig_pages_meta_check(m, length, flags, 2, 100, 1, &ph, ent, &err) == 0)
+	if (mig_pages_meta_check(m, length, flags, 2, 100, 1, &ph, ent, NULL, &err) == 0)
 		return NULL;
 	cr_assert_lt(err.code, 0);
 	return err.msg;

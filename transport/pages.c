@@ -26,13 +26,16 @@ int mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, u
 		     bool sums, struct mig_page_ent *ent, struct iovec *runs, int *ret_nruns,
 		     uint8_t *gather, mig_page_xform_fn xf, void *xf_ctx)
 {
+	uint8_t *tag = (uint8_t *)(ent + count);
 	unsigned nz = 0;
 	int nruns = 0;
 
 	for (unsigned i = 0; i < count; i++) {
 		const uint8_t *page = ram + pfns[i] * PAGE;
+		uint64_t flags = 0;
 
-		if (mig_page_is_zero(page)) {
+		/* without a hook, a zero page needs no copy */
+		if (!xf && mig_page_is_zero(page)) {
 			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
 			continue;
 		}
@@ -42,19 +45,30 @@ int mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, u
 
 			memcpy(copy, page, PAGE);
 			if (xf) {
-				int r = xf(xf_ctx, pfns[i], copy);
+				int r = xf(xf_ctx, pfns[i], copy, tag);
 
 				if (r < 0)
 					return r;
+				if (r > 0) {
+					flags = MIG_PAGE_TAGGED;
+					tag += MIG_PAGE_TAG_SIZE;
+				}
 			}
 			page = copy;
-		} else if (nruns && (const uint8_t *)runs[nruns - 1].iov_base +
-				    runs[nruns - 1].iov_len == page) {
-			runs[nruns - 1].iov_len += PAGE;
-		} else {
-			runs[nruns++] = (struct iovec){ (void *)page, PAGE };
 		}
-		ent[i] = (struct mig_page_ent){ pfns[i], sums ? mig_page_sum(page, seq, i) : 0 };
+		if (xf && !flags && mig_page_is_zero(page)) {
+			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
+			continue;
+		}
+		if (!gather) {
+			if (nruns && (const uint8_t *)runs[nruns - 1].iov_base +
+				     runs[nruns - 1].iov_len == page)
+				runs[nruns - 1].iov_len += PAGE;
+			else
+				runs[nruns++] = (struct iovec){ (void *)page, PAGE };
+		}
+		ent[i] = (struct mig_page_ent){ pfns[i] | flags,
+						sums ? mig_page_sum(page, seq, i) : 0 };
 		nz++;
 	}
 	if (ret_nruns)
@@ -62,13 +76,23 @@ int mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, u
 	return (int)nz;
 }
 
+size_t mig_pages_meta_len(const struct mig_page_ent *ent, unsigned count)
+{
+	size_t n = sizeof(struct mig_pages_hdr) + (size_t)count * sizeof(*ent);
+
+	for (unsigned i = 0; i < count; i++)
+		if (ent[i].page & MIG_PAGE_TAGGED)
+			n += MIG_PAGE_TAG_SIZE;
+	return n;
+}
+
 int mig_pages_meta_check(const void *meta, uint32_t length, uint32_t flags, uint32_t round,
 			 uint64_t nr_pages, unsigned stream, struct mig_pages_hdr *ret,
-			 struct mig_page_ent *ent, struct mig_error *err)
+			 struct mig_page_ent *ent, uint8_t *tags, struct mig_error *err)
 {
 	struct mig_pages_hdr ph;
-	unsigned zeros = 0;
-	size_t nz;
+	unsigned zeros = 0, tagged = 0;
+	size_t nz, ents;
 
 	if (length < sizeof(ph))
 		return mig_error_set(err, -EBADMSG, "PAGES frame of %u bytes on stream %u", length,
@@ -81,7 +105,8 @@ int mig_pages_meta_check(const void *meta, uint32_t length, uint32_t flags, uint
 		return mig_error_set(err, -EBADMSG, "PAGES frame says %u of its %u pages are zero",
 				     ph.zero_count, ph.count);
 	nz = ph.count - ph.zero_count;
-	if (length != sizeof(ph) + (size_t)ph.count * sizeof(*ent))
+	ents = sizeof(ph) + (size_t)ph.count * sizeof(*ent);
+	if (length < ents)
 		return mig_error_set(err, -EBADMSG, "PAGES frame length %u does not match its %u "
 				     "pages", length, ph.count);
 	if (ph.round != round)
@@ -89,9 +114,13 @@ int mig_pages_meta_check(const void *meta, uint32_t length, uint32_t flags, uint
 				     "round %u", ph.round, stream, round);
 	memcpy(ent, (const uint8_t *)meta + sizeof(ph), (size_t)ph.count * sizeof(*ent));
 	for (unsigned i = 0; i < ph.count; i++) {
-		uint64_t pfn = ent[i].page & ~MIG_PAGE_ZERO;
+		uint64_t pfn = ent[i].page & ~MIG_PAGE_FLAGS;
 
 		zeros += !!(ent[i].page & MIG_PAGE_ZERO);
+		tagged += !!(ent[i].page & MIG_PAGE_TAGGED);
+		if ((ent[i].page & MIG_PAGE_FLAGS) == MIG_PAGE_FLAGS)
+			return mig_error_set(err, -EBADMSG, "page %#llx is flagged both zero and "
+					     "tagged", (unsigned long long)pfn);
 		if (pfn >= nr_pages)
 			return mig_error_set(err, -EBADMSG, "page %#llx is outside the guest's %llu "
 					     "pages", (unsigned long long)pfn,
@@ -100,6 +129,14 @@ int mig_pages_meta_check(const void *meta, uint32_t length, uint32_t flags, uint
 	if (zeros != ph.zero_count)
 		return mig_error_set(err, -EBADMSG, "PAGES frame says %u zero pages, lists %u",
 				     ph.zero_count, zeros);
+	if (length != ents + (size_t)tagged * MIG_PAGE_TAG_SIZE)
+		return mig_error_set(err, -EBADMSG, "PAGES frame length %u does not match its %u "
+				     "pages, %u of them tagged", length, ph.count, tagged);
+	if (tagged && !tags)
+		return mig_error_set(err, -EPROTO, "PAGES frame with %u tagged pages, and no "
+				     "device here takes a page's tag", tagged);
+	if (tagged)
+		memcpy(tags, (const uint8_t *)meta + ents, (size_t)tagged * MIG_PAGE_TAG_SIZE);
 	if (flags & MIG_FRAME_F_ZSTD) {
 		if (!nz || ph.data_len == 0 || ph.data_len > nz * PAGE)
 			return mig_error_set(err, -EBADMSG, "zstd PAGES data of %u bytes for %zu "

@@ -11,6 +11,7 @@
  * missing conversion would go unnoticed here; every field access below goes
  * through htole / le*toh so a big-endian host speaks the same wire format.
  */
+#include <migrate/vm.h>
 #include <migrate/wire.h>
 
 #include <endian.h>
@@ -53,7 +54,8 @@ static const struct frame_type_info frame_types[_MIG_FRAME_TYPE_END] = {
 	[MIG_FRAME_EVENT]          = { "EVENT",          64 * KiB,      0 },
 	/* SETUP describes the VM and lists its devices. */
 	[MIG_FRAME_SETUP]          = { "SETUP",          MIG_SETUP_MAX, 0 },
-	[MIG_FRAME_READY]          = { "READY",          4 * KiB,       0 },
+	/* READY: a reply, then the devices' session answers */
+	[MIG_FRAME_READY]          = { "READY",          4 * KiB + MIG_SESSION_MAX, 0 },
 	[MIG_FRAME_PAGES]          = { "PAGES",          MIG_PAGES_META_MAX,
 				       MIG_FRAME_F_ZSTD | MIG_FRAME_F_LIVE },
 	[MIG_FRAME_ROUND_END]      = { "ROUND_END",      4 * KiB,       0 },
@@ -66,6 +68,8 @@ static const struct frame_type_info frame_types[_MIG_FRAME_TYPE_END] = {
 	[MIG_FRAME_ABORT]          = { "ABORT",          4 * KiB,       0 },
 	[MIG_FRAME_SUMS_REQUEST]   = { "SUMS_REQUEST",   4 * KiB,       0 },
 	[MIG_FRAME_SUMS]           = { "SUMS",           MIG_SUMS_MAX * 8, 0 },
+	[MIG_FRAME_OPEN]           = { "OPEN",           MIG_SESSION_MAX, 0 },
+	[MIG_FRAME_OPENED]         = { "OPENED",         4 * KiB,       0 },
 };
 
 static const struct frame_type_info *frame_type_info(uint16_t type)

@@ -37,6 +37,7 @@ enum mig_dev_class {
 	MIG_DEV_CCW = 5,          /* a channel I/O subchannel (vfio-ccw; sim) */
 	MIG_DEV_GIC = 6,          /* an arm64 vGICv3 and its ITSes */
 	MIG_DEV_MSI = 7,          /* the lab's MSI devices (LPIs counted both ways) */
+	MIG_DEV_SEV = 8,          /* an AMD SEV guest's firmware context and encryption map */
 	_MIG_DEV_CLASS_MAX,
 };
 /* Classes that are not in this build's table (a test's, a plug-in's)
@@ -167,17 +168,40 @@ struct mig_compat_ops {
 };
 
 /* Optional: a class that must transform or veto guest pages on their way
- * (SEV: encrypted pages through the firmware).  Zero pages go as a flag and
- * pass neither hook; a VM with a hook has its pages copied before they are
- * sent, so the hook works on a private copy and the guest never sees it. */
+ * (SEV: encrypted pages through the firmware).  A VM with a hook has its
+ * pages copied before they are sent, so the hook works on a private copy
+ * and the guest never sees it; and every page passes the hooks, zero
+ * pages too (a zero page the hook leaves alone still travels as a flag).
+ * A page's wire form may carry a tag of MIG_PAGE_TAG_SIZE bytes (SEV: the
+ * transport packet's header); at most one device of a VM tags a page. */
 struct mig_page_ops {
-	/* Source: page `pfn` into its wire form, in place (same size), before
-	 * its sum.  -errno vetoes it: the migration fails, the VM stays here. */
-	int (*encode)(struct mig_device *d, uint64_t pfn, void *page, struct mig_error *err);
+	/* Source: page `pfn` into its wire form, in place (same size),
+	 * before its sum.  Returns 1 if it wrote `tag`, 0 if the page goes
+	 * as it is, -errno to veto it: the migration fails, the VM stays. */
+	int (*encode)(struct mig_device *d, uint64_t pfn, void *page, void *tag,
+		      struct mig_error *err);
 	/* Destination: page `pfn` back from its wire form, in place in guest
-	 * RAM, once it has arrived and passed its checks.  -errno fails the
-	 * migration. */
-	int (*decode)(struct mig_device *d, uint64_t pfn, void *page, struct mig_error *err);
+	 * RAM, once it has arrived and passed its checks; `tag` is the one
+	 * it came with, or NULL (a zero page is already zeroed).  -errno
+	 * fails the migration. */
+	int (*decode)(struct mig_device *d, uint64_t pfn, void *page, const void *tag,
+		      struct mig_error *err);
+};
+
+/* Optional: a class whose device must agree on something with its peer
+ * before any page moves (SEV: the firmware's keys).  Two exchanges, both
+ * on the control stream (docs/protocol.md §6.2):
+ *   SETUP -> READY   the destination answers the source's description
+ *                    (answer), the source takes the answer (accept);
+ *   OPEN -> OPENED   after the source's TRACK walk, what the source's
+ *                    device opened (open) goes to the destination's
+ *                    (opened), whose RECEIVE walk is then taken again;
+ *                    no page is sent before OPENED. */
+struct mig_session_ops {
+	int (*answer)(struct mig_device *d, struct mig_buf *out, struct mig_error *err);
+	int (*accept)(struct mig_device *d, const void *p, size_t n, struct mig_error *err);
+	int (*open)(struct mig_device *d, struct mig_buf *out, struct mig_error *err);
+	int (*opened)(struct mig_device *d, const void *p, size_t n, struct mig_error *err);
 };
 
 struct mig_device_class {
@@ -217,6 +241,7 @@ struct mig_device_class {
 	const struct mig_dirty_ops *dirty_ops;      /* NULL: not supported */
 	const struct mig_compat_ops *compat_ops;    /* NULL: nothing to check */
 	const struct mig_page_ops *page_ops;        /* NULL: pages go as they are */
+	const struct mig_session_ops *session_ops;  /* NULL: nothing to agree on */
 	/* Names of the bits of a device's `notes` (things a run reports of it:
 	 * a VFIO device without P2P, or without a DMA log). */
 	const char *const *note_names;

@@ -143,10 +143,33 @@ uint64_t mig_vm_state_estimate(const struct mig_vm *vm);
 bool mig_vm_is_running(const struct mig_vm *vm);
 /* The page hooks of its devices (mig_page_ops): whether it has any, and
  * each one's encode in device order (source) or decode in reverse order
- * (destination) on one page; an error names the device and the page. */
+ * (destination) on one page; an error names the device and the page.
+ * Encode returns 1 if a device wrote the page's tag (MIG_PAGE_TAG_SIZE
+ * bytes), 0 if none did; a second device tagging the page is an error. */
 bool mig_vm_has_page_hooks(const struct mig_vm *vm);
-int mig_vm_page_encode(struct mig_vm *vm, uint64_t pfn, void *page, struct mig_error *err);
-int mig_vm_page_decode(struct mig_vm *vm, uint64_t pfn, void *page, struct mig_error *err);
+int mig_vm_page_encode(struct mig_vm *vm, uint64_t pfn, void *page, void *tag,
+		       struct mig_error *err);
+int mig_vm_page_decode(struct mig_vm *vm, uint64_t pfn, void *page, const void *tag,
+		       struct mig_error *err);
+
+/* The session exchanges of its devices (mig_session_ops): whether it has
+ * any; then one message of every such device's answer (destination) or
+ * open (source) data, and the other side handing each part to its device
+ * (accept, opened).  A message is entries of struct mig_session_entry and
+ * their data, for the devices in the VM's order. */
+struct mig_session_entry {
+	uint32_t cls;
+	uint32_t instance;
+	uint32_t len;
+	uint32_t pad;
+};
+#define MIG_SESSION_MAX (64U << 10)   /* bytes of one message */
+enum mig_session_op { MIG_SESSION_ANSWER, MIG_SESSION_OPEN };
+bool mig_vm_has_sessions(const struct mig_vm *vm);
+int mig_vm_session_pack(struct mig_vm *vm, enum mig_session_op op, struct mig_buf *out,
+			struct mig_error *err);
+int mig_vm_session_unpack(struct mig_vm *vm, enum mig_session_op op, const uint8_t *p, size_t n,
+			  struct mig_error *err);
 
 /*
  * The device manifest SETUP carries after struct mig_setup: one entry per

@@ -22,7 +22,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 	       "the wire's payload structs are little-endian and used in place");
 
 #define MIG_WIRE_MAGIC      0x3146474dU   /* "MGF1" as little-endian bytes */
-#define MIG_WIRE_VERSION    9
+#define MIG_WIRE_VERSION    10
 #define MIG_FRAME_MAX       (16U << 20)   /* hard limit on any payload */
 #define MIG_SETUP_MAX       (512U << 10)  /* SETUP: its header and device manifest */
 
@@ -51,6 +51,8 @@ enum mig_frame_type {
 	MIG_FRAME_ABORT = 40,
 	MIG_FRAME_SUMS_REQUEST = 41,  /* struct mig_sums_request: after LOADED, digests differ */
 	MIG_FRAME_SUMS = 42,          /* the sums asked for, u64 each */
+	MIG_FRAME_OPEN = 43,          /* source: its devices' open data (mig_vm_session_pack) */
+	MIG_FRAME_OPENED = 44,        /* struct mig_reply: the destination took it */
 	_MIG_FRAME_TYPE_END,
 };
 
@@ -109,11 +111,15 @@ struct mig_page_ent {
 _Static_assert(sizeof(struct mig_page_ent) == 16, "page entry");
 #define MIG_PAGE_SIZE        4096U
 #define MIG_PAGE_ZERO        (1ULL << 63)
+/* the page's tag (a device's, mig_page_ops) follows the entries */
+#define MIG_PAGE_TAGGED      (1ULL << 62)
+#define MIG_PAGE_FLAGS       (MIG_PAGE_ZERO | MIG_PAGE_TAGGED)
+#define MIG_PAGE_TAG_SIZE    64U
 #define MIG_PAGES_MAX        256U          /* pages per PAGES frame */
 #define MIG_SUMS_MAX         65536U        /* sums per SUMS frame (512 KiB) */
 #define MIG_SUMS_PER_MAX     512U          /* pages per sum: 2 MiB at most */
 #define MIG_PAGES_META_MAX   (sizeof(struct mig_pages_hdr) + \
-			      MIG_PAGES_MAX * sizeof(struct mig_page_ent))
+			      MIG_PAGES_MAX * (sizeof(struct mig_page_ent) + MIG_PAGE_TAG_SIZE))
 
 /* A batch of guest pages into a PAGES frame's entries (transport/pages.c):
  * a zero page is flagged and carries no data; each other page gets its
@@ -121,20 +127,28 @@ _Static_assert(sizeof(struct mig_page_ent) == 16, "page entry");
  * pages joined into runs[0..*ret_nruns); with it, each page is copied
  * there (as a codec that must not see bytes change needs), given to `xf`
  * (when not NULL) to be turned into its wire form in place, and summed
- * there.  Returns how many pages carry data, or the first error of `xf`. */
+ * there; a page `xf` tags (returns 1) is flagged MIG_PAGE_TAGGED and its
+ * tag goes after the entries, in order (so ent needs room for them:
+ * MIG_PAGES_META_MAX).  A page goes as a zero flag only if it is zero in
+ * its wire form and untagged.  Returns how many pages carry data, or the
+ * first error of `xf`. */
 bool mig_page_is_zero(const void *page);
-typedef int (*mig_page_xform_fn)(void *ctx, uint64_t pfn, void *page);
+typedef int (*mig_page_xform_fn)(void *ctx, uint64_t pfn, void *page, void *tag);
+/* The meta's length for count entries (with their tags). */
+size_t mig_pages_meta_len(const struct mig_page_ent *ent, unsigned count);
 int mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, uint64_t seq,
 		     bool sums, struct mig_page_ent *ent, struct iovec *runs, int *ret_nruns,
 		     uint8_t *gather, mig_page_xform_fn xf, void *xf_ctx);
 /* A received PAGES frame's meta (its checksum already checked), against
  * the guest's page count and the stream's current round: the counts, the
  * length, every page inside the guest, the data length for raw or zstd
- * data.  Copies the entries into ent (MIG_PAGES_MAX of them) and the
- * header into *ret; nothing of guest RAM is touched. */
+ * data.  Copies the entries into ent (MIG_PAGES_MAX of them), their tags
+ * into tags (MIG_PAGES_MAX * MIG_PAGE_TAG_SIZE bytes; NULL: this side
+ * takes no tagged page) and the header into *ret; nothing of guest RAM is
+ * touched. */
 int mig_pages_meta_check(const void *meta, uint32_t length, uint32_t flags, uint32_t round,
 			 uint64_t nr_pages, unsigned stream, struct mig_pages_hdr *ret,
-			 struct mig_page_ent *ent, struct mig_error *err);
+			 struct mig_page_ent *ent, uint8_t *tags, struct mig_error *err);
 
 /* DEVICE_DATA frames (docs/protocol.md §6.6): this header, then `len`
  * bytes of one device's state, from `offset` of its pre-copy or final data.
