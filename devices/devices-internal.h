@@ -38,6 +38,10 @@ struct kvm_vm_fds {
 	 * read only by stopping it */
 	uint32_t guest_cpuid[COMPAT_CPUID_REGS];
 	bool has_guest_cpuid;
+	/* x86: KVM_CPUID_FEATURES (0x40000001) EAX bits the VMM implements
+	 * itself, added to what KVM offers (SEV: the map hypercall's exit and
+	 * the migration-control MSR, which KVM does not report) */
+	uint32_t kvm_features_add;
 };
 
 /* ---- memory ---- */
@@ -137,6 +141,12 @@ struct vcpu_exit_ops {
 	int (*mmio)(void *arg, struct vcpu_dev *v, const struct kvm_run *run);
 	/* the vCPU's dirty ring is full: harvest and reset it before it runs */
 	int (*dirty_ring_full)(void *arg, struct vcpu_dev *v);
+	/* x86: a hypercall KVM forwards (KVM_CAP_EXIT_HYPERCALL): set
+	 * run->hypercall.ret, which the next KVM_RUN gives the guest */
+	int (*hypercall)(void *arg, struct vcpu_dev *v, struct kvm_run *run);
+	/* x86: an RDMSR or WRMSR the MSR filter sent here: set run->msr.data
+	 * (a read) or run->msr.error (1: the guest gets #GP) */
+	int (*msr)(void *arg, struct vcpu_dev *v, struct kvm_run *run);
 };
 
 /* What a vCPU needs of its VM.  The class takes nothing else from it, so a

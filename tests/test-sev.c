@@ -278,7 +278,7 @@ Test(sev_class, the_gate_and_its_consent)
 	s->migrating = true;
 	cr_assert_eq(sev_msr_write(s, 0), 0);
 	err = (struct mig_error){ 0 };
-	cr_assert_eq(sev_class.dirty_ops->sync(&s->core, bitmap, &n, &err), -ECANCELED);
+	cr_assert_eq(sev_class.dirty_ops->sync(&s->core, bitmap, &n, &err), -EPERM);
 	cr_assert(strstr(err.msg, "cleared KVM_MIGRATION_READY"), "%s", err.msg);
 	mig_buf_free(&desc);
 	sev_dev_destroy(s);

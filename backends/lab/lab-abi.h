@@ -63,6 +63,48 @@
 #define LAB_LCG_MUL          0x5851F42D4C957F2D
 
 /*
+ * ---- x86: an SEV guest (sev=sim|kernel; docs/devices.md §11) ----
+ *
+ * vCPU 0 plays the SEV guest kernel's part: it runs at CPL0 (KVM takes a
+ * WRMSR or a hypercall only there), has no share of RAM and no working set
+ * (under PVM, CPL0 code is emulated), and keeps its SEV fields in its area
+ * from 0x80 up (the other vCPUs' stay 0).  At boot it reports all RAM encrypted and the VMM's table
+ * shared, as a Linux SEV guest reports its E820 RAM and its shared pages;
+ * LAB_X86_VA_SEV_READY ticks later it sets KVM_MIGRATION_READY; it may
+ * clear it again (LAB_X86_VA_SEV_UNREADY), and it flips the flip range
+ * between shared and encrypted every LAB_X86_VA_SEV_FLIP ticks.  It checks
+ * these each time it wakes from idle.
+ *
+ * The hypercall (vmmcall: RAX 12, RBX GPA, RCX pages, RDX attributes)
+ * returns its result in RAX.  In doorbell mode the same arguments go in
+ * ARG0..2 and LAB_PORT_SEV_MAP is rung; the VMM puts the result in ARG2.
+ * A non-zero result counts as an error.
+ */
+#define LAB_X86_VA_SEV_MODE      0x80  /* in: 0 no SEV, 1 the hypercall, 2 the doorbell */
+#define LAB_X86_VA_SEV_READY     0x88  /* in: TSC ticks from boot to setting READY */
+#define LAB_X86_VA_SEV_UNREADY   0x90  /* in: ticks from READY to clearing it, 0: never */
+#define LAB_X86_VA_SEV_FLIP      0x98  /* in: ticks between flips, 0: never */
+#define LAB_X86_VA_SEV_FLIP_GPA  0xa0  /* in: the flip range (LAB_SEV_FLIP_PAGES) */
+#define LAB_X86_VA_SEV_RAM_PAGES 0xa8  /* in: guest RAM pages from GPA 0 */
+#define LAB_X86_VA_SEV_SHARED    0xb0  /* in: the shared range (LAB_SEV_SHARED_PAGES) */
+#define LAB_X86_VA_SEV_T0        0xc0  /* guest's: TSC at boot */
+#define LAB_X86_VA_SEV_PHASE     0xc8  /* out: 0 not ready yet, 1 READY set, 2 cleared */
+#define LAB_X86_VA_SEV_PHASE_T   0xd0  /* guest's: TSC of the last phase change */
+#define LAB_X86_VA_SEV_NEXT_FLIP 0xd8  /* guest's: TSC of the next flip */
+#define LAB_X86_VA_SEV_FLIPS     0xe0  /* out: flips done (odd: the range is shared) */
+#define LAB_X86_VA_SEV_ARG0      0xe8  /* doorbell: GPA, */
+#define LAB_X86_VA_SEV_ARG1      0xf0  /*   pages, */
+#define LAB_X86_VA_SEV_ARG2      0xf8  /*   attributes in, the result out */
+#define LAB_SEV_FLIP_PAGES       16
+#define LAB_SEV_SHARED_PAGES     8
+#define LAB_SEV_MODE_HYPERCALL   1
+#define LAB_SEV_MODE_DOORBELL    2
+#define LAB_PORT_SEV_MAP         0x18
+#define LAB_SEV_MSR              0x4b564d08  /* MSR_KVM_MIGRATION_CONTROL */
+#define LAB_SEV_HC_MAP_GPA_RANGE 12
+#define LAB_SEV_MAP_ENCRYPTED    0x10
+
+/*
  * ---- arm64 (backends/lab/arm64/lab-guest-arm64.S) ----
  *
  * The same table, areas, fill pattern, stamps and LAB_VA_* outputs; the

@@ -66,6 +66,8 @@ void lab_config_default(struct lab_config *cfg)
 		.vfio = 0,
 		.vfio_flags = 7,
 		.vfio_rate = LAB_VFIO_DEFAULT_RATE,
+		.sev_ready_ms = LAB_SEV_DEFAULT_READY_MS,
+		.sev_flip_ms = LAB_SEV_DEFAULT_FLIP_MS,
 	};
 }
 
@@ -146,6 +148,14 @@ int lab_config_check(const struct lab_config *cfg, struct mig_error *err)
 		return mig_error_set(err, -ENOTSUP,
 			"ccw=%" PRIu32 ": this build has no channel I/O class (built with "
 			"-Dccw=disabled)", cfg->ccw);
+	if (cfg->sev && cfg->vcpus < 2)
+		return mig_error_set(err, -EINVAL,
+			"sev with %" PRIu32 " vCPU: an SEV lab guest needs 2 or more (vCPU 0 plays "
+			"its kernel, the others run the workload); give vcpus=2", cfg->vcpus);
+	if (cfg->sev && !HAVE_SEV)
+		return mig_error_set(err, -ENOTSUP,
+			"sev=%s: this build has no SEV class (built with -Dsev=disabled)",
+			cfg->sev == LAB_SEV_SIM ? "sim" : "kernel");
 	if (cfg->vfio_v1 > cfg->vfio)
 		return mig_error_set(err, -EINVAL,
 			"vfio-v1 is %" PRIu32 ": more v1 devices than the %" PRIu32 " vfio devices; "
@@ -217,6 +227,11 @@ enum spec_key {
 	SPEC_CCW,
 	SPEC_MSI,
 	SPEC_MDEV,
+	SPEC_SEV,
+	SPEC_SEV_REPORT,
+	SPEC_SEV_READY,
+	SPEC_SEV_UNREADY,
+	SPEC_SEV_FLIP,
 	_SPEC_MAX,
 };
 
@@ -236,12 +251,18 @@ static const char *const spec_key_table[_SPEC_MAX] = {
 	[SPEC_CCW]       = "ccw",
 	[SPEC_MSI]       = "msi",
 	[SPEC_MDEV]      = "mdev",
+	[SPEC_SEV]       = "sev",
+	[SPEC_SEV_REPORT] = "sev-report",
+	[SPEC_SEV_READY] = "sev-ready",
+	[SPEC_SEV_UNREADY] = "sev-unready",
+	[SPEC_SEV_FLIP]  = "sev-flip",
 };
 
 static MIG_STRING_TABLE_FROM(spec_key, spec_key_table)
 
 #define SPEC_KEYS "mem, vcpus, wss, pattern, rate, dirty-log, vfio, vfio-flags, vfio-rate, " \
-	"vfio-log, vfio-fail, vfio-v1, ccw, msi, mdev"
+	"vfio-log, vfio-fail, vfio-v1, ccw, msi, mdev, sev, sev-report, sev-ready, sev-unready, " \
+	"sev-flip"
 
 /* "src|dst:DEV:FROM:TO:ERRNO[:error]" */
 static int parse_fail(const char *val, struct lab_config *cfg)
@@ -370,6 +391,33 @@ static int spec_apply(struct lab_config *cfg, enum spec_key key, const char *val
 				"and -, e.g. mdev=mtty-2)", val, sizeof(cfg->mdev) - 1);
 		snprintf(cfg->mdev, sizeof(cfg->mdev), "%s", val);
 		return 0;
+	case SPEC_SEV:
+		if (strcmp(val, "sim") && strcmp(val, "kernel") && strcmp(val, "off"))
+			return mig_error_set(err, -EINVAL,
+				"sev=%.64s: give sev=sim (the psp-sim firmware), sev=kernel (this "
+				"host's SEV firmware) or sev=off", val);
+		cfg->sev = !strcmp(val, "sim") ? LAB_SEV_SIM :
+			   !strcmp(val, "kernel") ? LAB_SEV_KERNEL : LAB_SEV_OFF;
+		return 0;
+	case SPEC_SEV_REPORT:
+		if (strcmp(val, "auto") && strcmp(val, "hypercall") && strcmp(val, "doorbell"))
+			return mig_error_set(err, -EINVAL,
+				"sev-report=%.64s: give auto, hypercall (KVM_HC_MAP_GPA_RANGE) or "
+				"doorbell (a port with the same arguments)", val);
+		cfg->sev_report = !strcmp(val, "hypercall") ? LAB_SEV_REPORT_HYPERCALL :
+				  !strcmp(val, "doorbell") ? LAB_SEV_REPORT_DOORBELL :
+				  LAB_SEV_REPORT_AUTO;
+		return 0;
+	case SPEC_SEV_READY:
+	case SPEC_SEV_UNREADY:
+	case SPEC_SEV_FLIP:
+		if (parse_duration_ms(val, 1, &v) < 0 || v > 3600000)
+			return mig_error_set(err, -EINVAL,
+				"%s=%.64s is not a duration up to 1h; give e.g. %s=200ms",
+				spec_key_table[key], val, spec_key_table[key]);
+		*(key == SPEC_SEV_READY ? &cfg->sev_ready_ms : key == SPEC_SEV_UNREADY ?
+		  &cfg->sev_unready_ms : &cfg->sev_flip_ms) = (uint32_t)v;
+		return 0;
 	case SPEC_MSI:
 		if (parse_u64(val, 0, LAB_MSI_MAX, &v) < 0)
 			return mig_error_set(err, -EINVAL,
@@ -495,6 +543,11 @@ void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
 	w->vfio_v1 = c->vfio_v1;
 	w->ccw = (uint16_t)c->ccw;
 	w->msi = (uint16_t)c->msi;
+	w->sev = (uint8_t)(c->sev + 1);
+	w->sev_report = (uint8_t)(c->sev_report + 1);
+	w->sev_ready_ms = c->sev_ready_ms;
+	w->sev_unready_ms = c->sev_unready_ms;
+	w->sev_flip_ms = c->sev_flip_ms;
 	memcpy(w->mdev, c->mdev, sizeof(w->mdev));
 	w->vfio_flags = c->vfio_flags;
 	w->vfio_opts = c->vfio_no_log ? MIG_LAB_VFIO_NO_LOG : 0;
@@ -525,6 +578,15 @@ int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig
 				     "does not know them; upgrade it", w->vfio_opts);
 	c->ccw = w->ccw;
 	c->msi = w->msi;
+	if (w->sev < 1 || w->sev > _LAB_SEV_MAX || w->sev_report < 1 ||
+	    w->sev_report > _LAB_SEV_REPORT_MAX)
+		return mig_error_set(err, -EPROTO, "VM description: SEV mode %u / report %u "
+				     "unknown; upgrade this agent", w->sev, w->sev_report);
+	c->sev = (enum lab_sev)(w->sev - 1);
+	c->sev_report = (enum lab_sev_report)(w->sev_report - 1);
+	c->sev_ready_ms = w->sev_ready_ms;
+	c->sev_unready_ms = w->sev_unready_ms;
+	c->sev_flip_ms = w->sev_flip_ms;
 	if (memchr(w->mdev, 0, sizeof(w->mdev)) == NULL)
 		return mig_error_set(err, -EPROTO, "VM description: the mdev type is not a string");
 	memcpy(c->mdev, w->mdev, sizeof(c->mdev));

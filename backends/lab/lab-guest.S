@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The lab guest: 64-bit code run at CPL3 with IOPL=3 (on PVM hosts only paged
- * CPL3 code runs at native speed).  No OS, no interrupts, no fixed layout:
+ * CPL3 code runs at native speed); an SEV guest's vCPU 0 runs it at CPL0,
+ * where its WRMSR and hypercall are allowed (lab-abi.h).  No OS, no interrupts, no fixed layout:
  * RDI = vCPU index, RSI = the VMM's table (lab-abi.h).
  *
  * 1. Fill this vCPU's share of RAM with the seeded xorshift pattern.
@@ -52,6 +53,11 @@ lab_guest_start:
 	shl	$8, %rax			/* LAB_VA_SIZE */
 	lea	LAB_TBL_VCPUS(%rsi,%rax), %rbx
 
+	/* vCPU 0 of an SEV guest reports its memory first */
+	cmpq	$0, LAB_X86_VA_SEV_MODE(%rbx)
+	je	1f
+	call	.Lsev_boot
+1:
 	/* A guest restored after the fill skips it: RIP is past this point then. */
 	movq	$LAB_STATE_FILLING, LAB_VA_STATE(%rbx)
 	mov	LAB_VA_REGION(%rbx), %r8
@@ -148,6 +154,9 @@ lab_guest_start:
 .Lpass_done:
 	incq	LAB_VA_PASS(%rbx)
 	inc	%r13
+	cmpq	$0, LAB_X86_VA_SEV_MODE(%rbx)
+	je	.Lpass
+	call	.Lsev_tick
 	jmp	.Lpass
 
 	/* Check and stamp page r8 of the share.  Clobbers rax, rcx, rdx. */
@@ -243,10 +252,112 @@ lab_guest_start:
 	ret
 
 .Lidle:
-	mov	LAB_VA_ID(%rbx), %rax
+	cmpq	$0, LAB_X86_VA_SEV_MODE(%rbx)
+	je	1f
+	call	.Lsev_tick
+1:	mov	LAB_VA_ID(%rbx), %rax
 	mov	$LAB_PORT_IDLE, %dx
 	outb	%al, %dx
 	jmp	.Lidle
+
+	/* ---- the SEV guest's part (lab-abi.h), vCPU 0 only ----
+	 * Clobber rax, rcx, rdx, rsi, rdi and r8; keep the others. */
+
+	/* At boot: every RAM page encrypted, then the VMM's table shared. */
+.Lsev_boot:
+	rdtsc
+	shl	$32, %rdx
+	or	%rdx, %rax
+	mov	%rax, LAB_X86_VA_SEV_T0(%rbx)
+	add	LAB_X86_VA_SEV_FLIP(%rbx), %rax
+	mov	%rax, LAB_X86_VA_SEV_NEXT_FLIP(%rbx)
+	xor	%edi, %edi
+	mov	LAB_X86_VA_SEV_RAM_PAGES(%rbx), %rsi
+	mov	$LAB_SEV_MAP_ENCRYPTED, %edx
+	call	.Lsev_map
+	mov	LAB_X86_VA_SEV_SHARED(%rbx), %rdi
+	mov	$LAB_SEV_SHARED_PAGES, %esi
+	xor	%edx, %edx
+	jmp	.Lsev_map
+
+	/* Between passes: the gate's phases, then a flip when one is due. */
+.Lsev_tick:
+	rdtsc
+	shl	$32, %rdx
+	or	%rdx, %rax
+	mov	%rax, %r8			/* r8 = now */
+	cmpq	$0, LAB_X86_VA_SEV_PHASE(%rbx)
+	jne	1f
+	sub	LAB_X86_VA_SEV_T0(%rbx), %rax
+	cmp	LAB_X86_VA_SEV_READY(%rbx), %rax
+	jb	3f
+	mov	$1, %edi			/* KVM_MIGRATION_READY */
+	call	.Lsev_wrmsr
+	movq	$1, LAB_X86_VA_SEV_PHASE(%rbx)
+	mov	%r8, LAB_X86_VA_SEV_PHASE_T(%rbx)
+	jmp	3f
+1:	cmpq	$1, LAB_X86_VA_SEV_PHASE(%rbx)
+	jne	3f
+	mov	LAB_X86_VA_SEV_UNREADY(%rbx), %rcx
+	test	%rcx, %rcx
+	jz	3f
+	sub	LAB_X86_VA_SEV_PHASE_T(%rbx), %rax
+	cmp	%rcx, %rax
+	jb	3f
+	xor	%edi, %edi
+	call	.Lsev_wrmsr
+	movq	$2, LAB_X86_VA_SEV_PHASE(%rbx)
+	mov	%r8, LAB_X86_VA_SEV_PHASE_T(%rbx)
+3:	mov	LAB_X86_VA_SEV_FLIP(%rbx), %rax
+	test	%rax, %rax
+	jz	9f
+	cmp	LAB_X86_VA_SEV_NEXT_FLIP(%rbx), %r8
+	jb	9f
+	add	%r8, %rax
+	mov	%rax, LAB_X86_VA_SEV_NEXT_FLIP(%rbx)
+	incq	LAB_X86_VA_SEV_FLIPS(%rbx)
+	/* odd flips share the range, even ones encrypt it again */
+	mov	LAB_X86_VA_SEV_FLIPS(%rbx), %rdx
+	and	$1, %edx
+	xor	$1, %edx
+	shl	$4, %edx
+	mov	LAB_X86_VA_SEV_FLIP_GPA(%rbx), %rdi
+	mov	$LAB_SEV_FLIP_PAGES, %esi
+	call	.Lsev_map
+9:	ret
+
+	/* MSR_KVM_MIGRATION_CONTROL = rdi (vCPU 0 runs at CPL0). */
+.Lsev_wrmsr:
+	mov	$LAB_SEV_MSR, %ecx
+	mov	%rdi, %rax
+	mov	%rdi, %rdx
+	shr	$32, %rdx
+	wrmsr
+	ret
+
+	/* KVM_HC_MAP_GPA_RANGE(rdi gpa, rsi pages, rdx attributes), by the
+	 * hypercall or the doorbell; a non-zero result is an error. */
+.Lsev_map:
+	cmpq	$LAB_SEV_MODE_DOORBELL, LAB_X86_VA_SEV_MODE(%rbx)
+	je	1f
+	push	%rbx
+	mov	%rdi, %rbx
+	mov	%rsi, %rcx
+	mov	$LAB_SEV_HC_MAP_GPA_RANGE, %eax
+	vmmcall
+	pop	%rbx
+	jmp	2f
+1:	mov	%rdi, LAB_X86_VA_SEV_ARG0(%rbx)
+	mov	%rsi, LAB_X86_VA_SEV_ARG1(%rbx)
+	mov	%rdx, LAB_X86_VA_SEV_ARG2(%rbx)
+	mov	LAB_VA_ID(%rbx), %rax
+	mov	$LAB_PORT_SEV_MAP, %dx
+	outb	%al, %dx
+	mov	LAB_X86_VA_SEV_ARG2(%rbx), %rax
+2:	test	%rax, %rax
+	jz	3f
+	incq	LAB_VA_ERRORS(%rbx)
+3:	ret
 
 .Lpanic:
 	movq	$LAB_STATE_PANIC, %rax

@@ -622,7 +622,13 @@ static void split_work(struct lab_vm *vm, struct lab_work *work)
 	uint64_t wss_pages = vm->cfg.wss_bytes >> GUEST_PAGE_SHIFT;
 	uint64_t n = vm->nr_vcpus, next = lab_arch_ram_base() + LAB_SYSTEM_BYTES;
 	uint64_t per_vcpu_rate = 0;
+	/* an SEV guest's vCPU 0 plays its kernel and has no share (lab-abi.h) */
+	unsigned first = vm->cfg.sev ? 1 : 0;
 
+	memset(work, 0, sizeof(*work) * n);
+	for (unsigned i = 0; i < first; i++)
+		work[i] = (struct lab_work){ .region = next, .seed = vm->cfg.seed };
+	n -= first;
 	if (vm->cfg.rate) {
 		per_vcpu_rate = vm->cfg.rate / n;
 		if (!per_vcpu_rate)
@@ -631,7 +637,7 @@ static void split_work(struct lab_vm *vm, struct lab_work *work)
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t region = work_pages / n + (i < work_pages % n);
 
-		work[i] = (struct lab_work){
+		work[first + i] = (struct lab_work){
 			.region = next, .region_pages = region,
 			.wss_pages = wss_pages / n + (i < wss_pages % n),
 			.pattern = vm->cfg.pattern == LAB_PATTERN_RANDOM, .seed = vm->cfg.seed,

@@ -16,6 +16,9 @@
 #include "lab-abi.h"
 #include "lab-internal.h"
 #include "util.h"
+#if HAVE_SEV
+#include "sev/sev.h"
+#endif
 
 /* System area layout (guest physical = guest virtual). */
 #define SYS_TABLE      0x0000ULL
@@ -29,6 +32,8 @@
 
 #define SEL_UCODE      0x1b        /* GDT[3], RPL 3 */
 #define SEL_UDATA      0x23        /* GDT[4], RPL 3 */
+#define SEL_KCODE      0x08        /* GDT[1]: an SEV guest's vCPU 0 (lab-abi.h) */
+#define SEL_KDATA      0x10        /* GDT[2] */
 #define SEL_TSS        0x28        /* GDT[5..6] */
 
 #define PTE_P   (1ULL << 0)
@@ -55,6 +60,10 @@ extern const uint8_t lab_guest_start[], lab_guest_end[];
 struct lab_arch {
 	struct platform_dev *platform;
 	uint64_t tsc_khz;
+#if HAVE_SEV
+	struct sev_dev *sev;
+	unsigned sev_mode;            /* LAB_SEV_MODE_* */
+#endif
 };
 
 static void write_page_tables(struct lab_vm *vm)
@@ -107,7 +116,8 @@ static void seg(struct kvm_segment *s, uint64_t base, uint32_t limit, uint16_t s
 	};
 }
 
-static int boot_vcpu(struct vcpu_dev *v, struct mig_error *err)
+/* At CPL3, or at CPL0 for an SEV guest's vCPU 0 (lab-abi.h). */
+static int boot_vcpu(struct vcpu_dev *v, bool cpl0, struct mig_error *err)
 {
 	struct kvm_sregs sregs;
 	struct kvm_regs regs = { 0 };
@@ -116,8 +126,13 @@ static int boot_vcpu(struct vcpu_dev *v, struct mig_error *err)
 	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
 		return mig_error_set(err, -errno, "vCPU %u: KVM_GET_SREGS: %s", v->index,
 				     strerror(errno));
-	seg(&sregs.cs, 0, 0xffffffff, SEL_UCODE, 0xb, 3, 0, 1, 1, 1);
-	seg(&sregs.ss, 0, 0xffffffff, SEL_UDATA, 0x3, 3, 1, 1, 0, 1);
+	if (cpl0) {
+		seg(&sregs.cs, 0, 0xffffffff, SEL_KCODE, 0xb, 0, 0, 1, 1, 1);
+		seg(&sregs.ss, 0, 0xffffffff, SEL_KDATA, 0x3, 0, 1, 1, 0, 1);
+	} else {
+		seg(&sregs.cs, 0, 0xffffffff, SEL_UCODE, 0xb, 3, 0, 1, 1, 1);
+		seg(&sregs.ss, 0, 0xffffffff, SEL_UDATA, 0x3, 3, 1, 1, 0, 1);
+	}
 	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss;
 	seg(&sregs.tr, SYS_TSS, 0x67, SEL_TSS, 0xb, 0, 0, 0, 0, 0);
 	sregs.ldt = (struct kvm_segment){ .type = 2, .unusable = 1 };
@@ -150,6 +165,58 @@ static int boot_vcpu(struct vcpu_dev *v, struct mig_error *err)
 	return 0;
 }
 
+#if HAVE_SEV
+/* An SEV guest: its firmware and the class's device, the exits it needs,
+ * and the KVM features its guest is told of (KERNEL-UAPI §5.2). */
+static int sev_create(struct lab_vm *vm, struct mig_error *err)
+{
+	struct lab_arch *a = vm->arch;
+	struct sev_fw *fw = NULL;
+	bool hc = sev_kvm_hypercall_exits(vm->fds.kvm_fd);
+	int r;
+
+	if (vm->cfg.sev_report == LAB_SEV_REPORT_HYPERCALL && !hc)
+		return mig_error_set(err, -ENOTSUP, "sev-report=hypercall: this host's KVM does not "
+				     "forward the guest's KVM_HC_MAP_GPA_RANGE to userspace (a PVM "
+				     "host never does); use sev-report=doorbell or auto");
+	a->sev_mode = vm->cfg.sev_report == LAB_SEV_REPORT_DOORBELL || !hc ?
+		      LAB_SEV_MODE_DOORBELL : LAB_SEV_MODE_HYPERCALL;
+	r = vm->cfg.sev == LAB_SEV_SIM ? sev_fw_sim_create(&fw, err) :
+	    sev_fw_kernel_create(vm->fds.vm_fd, &fw, err);
+	if (r >= 0)
+		r = sev_dev_create(fw, vm->mem->ram, 0, vm->mem->nr_pages, SEV_POLICY_NODBG,
+				   vm->cfg.destination, &a->sev, err);
+	if (r >= 0)
+		r = sev_kvm_enable_exits(vm->fds.kvm_fd, vm->fds.vm_fd, hc, err);
+	vm->fds.kvm_features_add = SEV_CPUID_HC_MAP_GPA_RANGE | SEV_CPUID_MIGRATION_CONTROL;
+	return r;
+}
+
+/* What vCPU 0 needs to play the SEV guest (lab-abi.h). */
+static void sev_boot(struct lab_vm *vm, const struct lab_work *work)
+{
+	uint8_t *va = vm->mem->ram + SYS_TABLE + LAB_TBL_VCPUS;
+	uint64_t tpms = vm->arch->tsc_khz;
+	const struct lab_config *c = &vm->cfg;
+
+#define PUT(off, v) do { uint64_t x_ = (v); memcpy(va + (off), &x_, 8); } while (0)
+	PUT(LAB_X86_VA_SEV_MODE, vm->arch->sev_mode);
+	PUT(LAB_X86_VA_SEV_READY, c->sev_ready_ms * tpms);
+	PUT(LAB_X86_VA_SEV_UNREADY, c->sev_unready_ms * tpms);
+	PUT(LAB_X86_VA_SEV_FLIP, c->sev_flip_ms * tpms);
+	PUT(LAB_X86_VA_SEV_FLIP_GPA, work[1].region);   /* vCPU 0 has none */
+	PUT(LAB_X86_VA_SEV_RAM_PAGES, vm->mem->nr_pages);
+	PUT(LAB_X86_VA_SEV_SHARED, SYS_TABLE);
+#undef PUT
+}
+#else
+static int sev_create(struct lab_vm *vm, struct mig_error *err)
+{
+	(void)vm;
+	return mig_error_set(err, -ENOTSUP, "this build has no SEV class");
+}
+#endif
+
 uint64_t lab_arch_ram_base(void)
 {
 	return 0;
@@ -169,6 +236,12 @@ int lab_arch_create(struct lab_vm *vm, struct mig_error *err)
 	 * migration carries; it must exist before the vCPUs (KERNEL-UAPI §4). */
 	if (ioctl(vm->fds.vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		return mig_error_set(err, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+	if (vm->cfg.sev) {
+		int r = sev_create(vm, err);
+
+		if (r < 0)
+			return r;
+	}
 	return platform_dev_create(&vm->fds, &vm->arch->platform, err);
 }
 
@@ -181,6 +254,10 @@ int lab_arch_vcpus_made(struct lab_vm *vm, struct mig_device **out, unsigned *re
 	vm->arch->tsc_khz = r > 0 ? (uint64_t)r : 1000000;
 	out[0] = &vm->arch->platform->core;
 	*ret_n = 1;
+#if HAVE_SEV
+	if (vm->arch->sev)
+		out[(*ret_n)++] = &vm->arch->sev->core;
+#endif
 	return 0;
 }
 
@@ -189,6 +266,9 @@ void lab_arch_destroy(struct lab_vm *vm)
 	if (!vm->arch)
 		return;
 	platform_dev_destroy(vm->arch->platform);
+#if HAVE_SEV
+	sev_dev_destroy(vm->arch->sev);
+#endif
 	free(vm->arch);
 	vm->arch = NULL;
 }
@@ -204,9 +284,13 @@ int lab_arch_boot(struct lab_vm *vm, const struct lab_work *work, struct mig_err
 	write_page_tables(vm);
 	memset(vm->mem->ram + SYS_TABLE, 0, LAB_TBL_VCPUS);
 	lab_table_write(vm->mem->ram + SYS_TABLE, vm->nr_vcpus, work);
+#if HAVE_SEV
+	if (vm->arch->sev)
+		sev_boot(vm, work);
+#endif
 	memcpy(vm->mem->ram + SYS_CODE, lab_guest_start, code);
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
-		r = boot_vcpu(vm->vcpus[i], err);
+		r = boot_vcpu(vm->vcpus[i], i == 0 && vm->cfg.sev, err);
 		if (r < 0)
 			return r;
 	}
@@ -224,10 +308,48 @@ uint64_t lab_arch_errors(struct lab_vm *vm)
 	return 0;
 }
 
+#if HAVE_SEV
+/* The SEV guest's doorbell: the hypercall's arguments in vCPU 0's area. */
+static int sev_doorbell(struct lab_vm *vm, struct vcpu_dev *v)
+{
+	uint64_t ret;
+
+	if (!vm->arch->sev || v->index != 0) {
+		vcpu_set_fatal(v, -EPROTO, "vCPU %u: SEV doorbell, and this is no SEV guest's "
+			       "vCPU 0", v->index);
+		return -EPROTO;
+	}
+	ret = sev_map_gpa_range(vm->arch->sev, lab_va_read(vm, 0, LAB_X86_VA_SEV_ARG0),
+				lab_va_read(vm, 0, LAB_X86_VA_SEV_ARG1),
+				lab_va_read(vm, 0, LAB_X86_VA_SEV_ARG2), true);
+	ret = -ret;
+	memcpy(vm->mem->ram + SYS_TABLE + LAB_TBL_VCPUS + LAB_X86_VA_SEV_ARG2, &ret, 8);
+	return 0;
+}
+
+/* A hypercall or MSR exit: the SEV class's, or a guest the VMM stops. */
+static int sev_exit(void *arg, struct vcpu_dev *v, struct kvm_run *run)
+{
+	struct lab_vm *vm = arg;
+
+	if (vm->arch->sev && sev_kvm_exit(vm->arch->sev, run) == 0)
+		return 0;
+	vcpu_set_fatal(v, -EPROTO, "vCPU %u: exit %u (hypercall or MSR) that no device of this "
+		       "VM takes", v->index, run->exit_reason);
+	return -EPROTO;
+}
+#endif
+
 /* Port I/O doorbells: the port is the doorbell (lab-abi.h). */
 static int io_out(void *arg, struct vcpu_dev *v, uint16_t port, uint8_t val)
 {
-	int r = lab_doorbell(arg, v, port);
+	int r;
+
+#if HAVE_SEV
+	if (port == LAB_PORT_SEV_MAP)
+		return sev_doorbell(arg, v);
+#endif
+	r = lab_doorbell(arg, v, port);
 
 	(void)val;
 	if (r == -ENOENT) {
@@ -240,4 +362,8 @@ static int io_out(void *arg, struct vcpu_dev *v, uint16_t port, uint8_t val)
 const struct vcpu_exit_ops lab_arch_exits = {
 	.io_out = io_out,
 	.dirty_ring_full = lab_ring_full,
+#if HAVE_SEV
+	.hypercall = sev_exit,
+	.msr = sev_exit,
+#endif
 };

@@ -150,15 +150,48 @@ static int kek_derive(EVP_PKEY *mine, const uint8_t theirs[KEY], const uint8_t i
 	return ok ? 0 : -1;
 }
 
+/* The cipher, fetched once, and a context per thread (the page commands
+ * run on every stream's thread): a page costs its cipher work only. */
+static EVP_CIPHER *aes_gcm;
+static pthread_once_t aes_once = PTHREAD_ONCE_INIT;
+static pthread_key_t ctx_key;
+
+static void ctx_free(void *c)
+{
+	EVP_CIPHER_CTX_free(c);
+}
+
+static void aes_init(void)
+{
+	aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	pthread_key_create(&ctx_key, ctx_free);
+}
+
+static EVP_CIPHER_CTX *thread_ctx(void)
+{
+	EVP_CIPHER_CTX *c;
+
+	pthread_once(&aes_once, aes_init);
+	c = pthread_getspecific(ctx_key);
+	if (!c) {
+		c = EVP_CIPHER_CTX_new();
+		if (c && pthread_setspecific(ctx_key, c)) {
+			EVP_CIPHER_CTX_free(c);
+			c = NULL;
+		}
+	}
+	return aes_gcm ? c : NULL;
+}
+
 /* AES-256-GCM over n bytes (in and out may be the same), aad of aad_n.
  * Sealing writes tag; opening checks it: -1 if it fails. */
 static int gcm(bool seal, const uint8_t key[KEY], const uint8_t iv[IV], const void *aad,
 	       size_t aad_n, const uint8_t *in, uint8_t *out, size_t n, uint8_t tag[TAG])
 {
-	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	EVP_CIPHER_CTX *c = thread_ctx();
 	int len, ok;
 
-	ok = c && EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv, seal) > 0 &&
+	ok = c && EVP_CipherInit_ex2(c, aes_gcm, key, iv, seal, NULL) > 0 &&
 	     EVP_CipherUpdate(c, NULL, &len, aad, (int)aad_n) > 0 &&
 	     EVP_CipherUpdate(c, out, &len, in, (int)n) > 0;
 	if (ok && seal)
@@ -167,7 +200,6 @@ static int gcm(bool seal, const uint8_t key[KEY], const uint8_t iv[IV], const vo
 	else if (ok)
 		ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG, tag) > 0 &&
 		     EVP_CipherFinal_ex(c, out + len, &len) > 0;
-	EVP_CIPHER_CTX_free(c);
 	return ok ? 0 : -1;
 }
 
@@ -351,21 +383,17 @@ static int sim_receive_update(struct sev_fw *fw, uint64_t gpa, const uint8_t hdr
 	struct sim *s = sim_of(fw);
 	struct packet_hdr h;
 	struct page_aad aad = { .gpa = gpa };
-	uint8_t *plain;
+	uint8_t plain[PAGE];
 	int r;
 
 	if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != SEV_FW_RECEIVING)
 		return want_state(s, SEV_FW_RECEIVING, st, err, "RECEIVE_UPDATE_DATA");
 	memcpy(&h, hdr, sizeof(h));
 	/* opened aside: a packet that fails writes nothing to the guest */
-	plain = malloc(PAGE);
-	if (!plain)
-		return mig_error_set(err, -ENOMEM, "out of memory");
 	r = gcm(false, s->tek, h.iv, &aad, sizeof(aad), trans, plain, PAGE, h.mac);
 	if (r == 0)
 		memcpy(guest, plain, PAGE);
 	OPENSSL_cleanse(plain, PAGE);
-	free(plain);
 	if (r)
 		return refuse(st, SEV_RET_BAD_MEASUREMENT, err, "RECEIVE_UPDATE_DATA",
 			      "the packet's MAC does not match: sent in clear, damaged, sent for "

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
+#include <linux/kvm.h>
 #include <linux/psp-sev.h>
 
 #include "sev/sev.h"
@@ -331,7 +334,7 @@ static int dirty_sync(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_coun
 	cleared = s->ready_cleared;
 	pthread_mutex_unlock(&s->lock);
 	if (cleared)
-		return mig_error_set(err, -ECANCELED, "sev: the guest cleared KVM_MIGRATION_READY "
+		return mig_error_set(err, -EPERM, "sev: the guest cleared KVM_MIGRATION_READY "
 				     "during the migration (it no longer consents to it): rolled "
 				     "back with SEND_CANCEL; it runs here");
 	for (uint64_t w = 0; w < DIV_ROUND_UP(s->nr_pages, 64); w++) {
@@ -581,4 +584,81 @@ void sev_dev_destroy(struct sev_dev *s)
 	free(s->arrived_enc);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
+}
+
+/* ---- the KVM plumbing ---- */
+
+#if defined(__x86_64__)
+int sev_kvm_enable_exits(int kvm_fd, int vm_fd, bool hypercall, struct mig_error *err)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_X86_USER_SPACE_MSR,
+				      .args = { KVM_MSR_EXIT_REASON_FILTER } };
+	uint8_t deny = 0;   /* a 0 bit denies: the access exits */
+	struct kvm_msr_filter f = {
+		.flags = KVM_MSR_FILTER_DEFAULT_ALLOW,
+		.ranges = { { .flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE, .nmsrs = 1,
+			      .base = SEV_MSR_MIGRATION_CONTROL, .bitmap = &deny } },
+	};
+
+	/* the exit reason first, then the filter */
+	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_MSR_FILTER) <= 0 ||
+	    ioctl(vm_fd, KVM_ENABLE_CAP, &cap) < 0)
+		return mig_error_set(err, -ENOTSUP, "sev: this host's KVM cannot send MSR accesses "
+				     "to userspace (KVM_CAP_X86_USER_SPACE_MSR, KVM_CAP_X86_MSR_FILTER): "
+				     "the migration gate MSR %#x needs them", SEV_MSR_MIGRATION_CONTROL);
+	if (ioctl(vm_fd, KVM_X86_SET_MSR_FILTER, &f) < 0)
+		return mig_error_set(err, -errno, "sev: KVM_X86_SET_MSR_FILTER: %s", strerror(errno));
+	if (!hypercall)
+		return 0;
+	cap = (struct kvm_enable_cap){ .cap = KVM_CAP_EXIT_HYPERCALL,
+				       .args = { 1ULL << SEV_HC_MAP_GPA_RANGE } };
+	if (!(ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_EXIT_HYPERCALL) &
+	      (1 << SEV_HC_MAP_GPA_RANGE)) || ioctl(vm_fd, KVM_ENABLE_CAP, &cap) < 0)
+		return mig_error_set(err, -ENOTSUP, "sev: this host's KVM does not forward "
+				     "KVM_HC_MAP_GPA_RANGE (KVM_CAP_EXIT_HYPERCALL)");
+	return 0;
+}
+#else
+int sev_kvm_enable_exits(int kvm_fd, int vm_fd, bool hypercall, struct mig_error *err)
+{
+	(void)kvm_fd;
+	(void)vm_fd;
+	(void)hypercall;
+	return mig_error_set(err, -ENOTSUP, "sev: an SEV guest runs on x86_64 hosts only");
+}
+#endif
+
+bool sev_kvm_hypercall_exits(int kvm_fd)
+{
+	if (access("/sys/module/kvm_pvm", F_OK) == 0)
+		return false;
+	return ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_EXIT_HYPERCALL) &
+	       (1 << SEV_HC_MAP_GPA_RANGE);
+}
+
+int sev_kvm_exit(struct sev_dev *s, struct kvm_run *run)
+{
+	switch (run->exit_reason) {
+	case KVM_EXIT_HYPERCALL:
+		if (run->hypercall.nr != SEV_HC_MAP_GPA_RANGE)
+			return -EPROTO;
+		/* an error goes back negative, as KVM's own */
+		run->hypercall.ret = -sev_map_gpa_range(s, run->hypercall.args[0],
+							run->hypercall.args[1],
+							run->hypercall.args[2], false);
+		return 0;
+	case KVM_EXIT_X86_WRMSR:
+		if (run->msr.index != SEV_MSR_MIGRATION_CONTROL)
+			return -EPROTO;
+		run->msr.error = sev_msr_write(s, run->msr.data) < 0;
+		return 0;
+	case KVM_EXIT_X86_RDMSR:
+		if (run->msr.index != SEV_MSR_MIGRATION_CONTROL)
+			return -EPROTO;
+		run->msr.data = sev_msr_read(s);
+		run->msr.error = 0;
+		return 0;
+	default:
+		return -EPROTO;
+	}
 }

@@ -187,3 +187,20 @@ uint64_t sev_msr_read(struct sev_dev *s);
 bool sev_page_encrypted(const struct sev_dev *s, uint64_t pfn);
 
 #endif
+
+/* ---- the KVM plumbing of KERNEL-UAPI §5.2, for a VMM that hosts one ---- */
+
+struct kvm_run;
+/* Before the guest runs: guest accesses of MSR_KVM_MIGRATION_CONTROL exit
+ * to userspace (an MSR filter), and, with `hypercall`, so does
+ * KVM_HC_MAP_GPA_RANGE (KVM_CAP_EXIT_HYPERCALL).  A host that cannot
+ * gets a refusal that says which capability is missing. */
+int sev_kvm_enable_exits(int kvm_fd, int vm_fd, bool hypercall, struct mig_error *err);
+/* Whether this host's KVM forwards the guest's hypercall to userspace.
+ * PVM hosts do not (measured: the guest spins at the instruction), so a
+ * lab guest there reports through its doorbell instead. */
+bool sev_kvm_hypercall_exits(int kvm_fd);
+/* A KVM_EXIT_HYPERCALL or KVM_EXIT_X86_RDMSR/WRMSR exit, answered in run
+ * (the next KVM_RUN completes it).  -EPROTO for one this class does not
+ * own (another hypercall or MSR: the caller stops the vCPU). */
+int sev_kvm_exit(struct sev_dev *s, struct kvm_run *run);

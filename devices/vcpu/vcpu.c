@@ -144,6 +144,21 @@ static int vcpu_handle_exit(struct vcpu_dev *v)
 			       run->system_event.type == KVM_SYSTEM_EVENT_RESET ? "reset itself" :
 			       "raised a system event", run->system_event.type);
 		return -EFAULT;
+	case KVM_EXIT_HYPERCALL:
+		if (!x->hypercall) {
+			vcpu_set_fatal(v, -EPROTO, "vCPU %u: hypercall %llu exited, and nothing here "
+				       "takes it", v->index, (unsigned long long)run->hypercall.nr);
+			return -EPROTO;
+		}
+		return x->hypercall(v->host->exit_arg, v, run);
+	case KVM_EXIT_X86_RDMSR:
+	case KVM_EXIT_X86_WRMSR:
+		if (!x->msr) {
+			vcpu_set_fatal(v, -EPROTO, "vCPU %u: MSR %#x exited, and nothing here takes "
+				       "it", v->index, run->msr.index);
+			return -EPROTO;
+		}
+		return x->msr(v->host->exit_arg, v, run);
 	case KVM_EXIT_DIRTY_RING_FULL:
 		/* The vCPU cannot run until its ring is harvested and reset. */
 		if (!x->dirty_ring_full) {
@@ -244,8 +259,12 @@ static void *vcpu_thread(void *arg)
 			vcpu_set_fatal(v, -errno, "vCPU %u: KVM_RUN: %s", v->index, strerror(errno));
 			continue;
 		}
+		/* exits the next KVM_RUN completes: before the state is read */
 		completion = v->run->exit_reason == KVM_EXIT_IO ||
-			     v->run->exit_reason == KVM_EXIT_MMIO;
+			     v->run->exit_reason == KVM_EXIT_MMIO ||
+			     v->run->exit_reason == KVM_EXIT_HYPERCALL ||
+			     v->run->exit_reason == KVM_EXIT_X86_RDMSR ||
+			     v->run->exit_reason == KVM_EXIT_X86_WRMSR;
 		vcpu_handle_exit(v);
 	}
 	return NULL;

@@ -1381,7 +1381,7 @@ int x86_vm_clock_resume(int vm_fd, const int *vcpu_fds, int nr_vcpus, const uint
  *    them as 0 and does not fill them in; the LAPIC ID register, which KVM
  *    initialises to the vCPU id, tells us the value when an irqchip exists.
  */
-static void cpuid_filter(struct kvm_cpuid2 *c, int vcpu_fd)
+static void cpuid_filter(struct kvm_cpuid2 *c, int vcpu_fd, uint32_t kvm_features_add)
 {
 	struct kvm_lapic_state lapic;
 	bool have_id = ioctl(vcpu_fd, KVM_GET_LAPIC, &lapic) == 0;
@@ -1406,6 +1406,8 @@ static void cpuid_filter(struct kvm_cpuid2 *c, int vcpu_fd)
 			e->edx &= ~((1u << 22) | (1u << 24) | (1u << 25)); /* AMX-BF16/TILE/INT8 */
 		if (have_id && e->function == 0x1)
 			e->ebx = (e->ebx & 0x00ffffffu) | (apic_id << 24);
+		if (e->function == 0x40000001)
+			e->eax |= kvm_features_add;   /* what the VMM implements itself */
 		if (have_id && (e->function == 0xb || e->function == 0x1f))
 			e->edx = apic_id;
 		/* User state components 2..31: offset (EBX) + size (EAX) bound the area. */
@@ -1450,14 +1452,15 @@ static int supported_cpuid(int kvm_fd, struct kvm_cpuid2 **ret, struct mig_error
 			     "%u entries", 4 * CPUID_MAX_ENTRIES);
 }
 
-static int setup_cpuid(int kvm_fd, int vcpu_fd, uint32_t *features, struct mig_error *err)
+static int setup_cpuid(int kvm_fd, int vcpu_fd, uint32_t kvm_features_add, uint32_t *features,
+		       struct mig_error *err)
 {
 	_cleanup_free_ struct kvm_cpuid2 *c = NULL;
 	int r = supported_cpuid(kvm_fd, &c, err);
 
 	if (r < 0)
 		return r;
-	cpuid_filter(c, vcpu_fd);
+	cpuid_filter(c, vcpu_fd, kvm_features_add);
 	if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0)
 		return sys_error(err, "vcpu cpuid", "KVM_SET_CPUID2",
 				 errno == EINVAL ? "the vCPU may have run already (CPUID is frozen after the first KVM_RUN)" : NULL);
@@ -1468,7 +1471,7 @@ static int setup_cpuid(int kvm_fd, int vcpu_fd, uint32_t *features, struct mig_e
 
 int x86_vcpu_setup_cpuid(int kvm_fd, int vcpu_fd, struct mig_error *err)
 {
-	return setup_cpuid(kvm_fd, vcpu_fd, NULL, err);
+	return setup_cpuid(kvm_fd, vcpu_fd, 0, NULL, err);
 }
 
 /* ---- the vCPU class's architecture part (vcpu-arch.h) ---- */
@@ -1478,7 +1481,7 @@ int x86_vcpu_setup_cpuid(int kvm_fd, int vcpu_fd, struct mig_error *err)
  * vCPU's KVM_GET_CPUID2 shows host features KVM does not list). */
 int vcpu_arch_init(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_error *err)
 {
-	int r = setup_cpuid(vm->kvm_fd, vcpu_fd, vm->guest_cpuid, err);
+	int r = setup_cpuid(vm->kvm_fd, vcpu_fd, vm->kvm_features_add, vm->guest_cpuid, err);
 
 	if (r >= 0)
 		vm->has_guest_cpuid = true;

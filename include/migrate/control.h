@@ -119,8 +119,12 @@ struct mig_lab_wire {             /* struct lab_config on the wire */
 	uint8_t vfio_fail_from, vfio_fail_to, vfio_fail_err, vfio_fail_where;
 	uint64_t vfio_rate;       /* DMA pages a second, each */
 	char mdev[16];            /* a real mediated device of this type ("": none) */
+	/* an SEV guest (docs/devices.md §11): lab_sev + 1, lab_sev_report + 1 (0: none) */
+	uint8_t sev, sev_report;
+	uint16_t pad;
+	uint32_t sev_ready_ms, sev_unready_ms, sev_flip_ms;
 };
-_Static_assert(sizeof(struct mig_lab_wire) == 96, "lab config");
+_Static_assert(sizeof(struct mig_lab_wire) == 112, "lab config");
 #define MIG_LAB_VFIO_NO_LOG 1U    /* they cannot log their DMA */
 #define MIG_LAB_FAIL_SOURCE 1U    /* vfio_fail_where: on the source's devices */
 #define MIG_LAB_FAIL_DEST 2U      /* on the destination's */
@@ -138,7 +142,7 @@ struct mig_vm_info {
 	uint8_t held_by[16];      /* MIG_VM_HELD: the migration whose outcome is unknown */
 	char held_peer[128];      /* MIG_VM_HELD: that migration's destination */
 };
-_Static_assert(sizeof(struct mig_vm_info) == 344, "vm info");
+_Static_assert(sizeof(struct mig_vm_info) == 360, "vm info");
 #define MIG_VM_RUNNING 1
 #define MIG_VM_PAUSED 2
 #define MIG_VM_MIGRATING 3
@@ -168,7 +172,7 @@ struct mig_incoming {
 	char listen_host[64];     /* where the destination listens for the source */
 	struct mig_lab_wire lab;  /* the VM to prepare (RAM allocated and pre-faulted now) */
 };
-_Static_assert(sizeof(struct mig_incoming) == 280, "incoming");
+_Static_assert(sizeof(struct mig_incoming) == 296, "incoming");
 
 struct mig_incoming_reply {
 	char addr[128];           /* HOST:PORT the source connects its streams to */

@@ -28,6 +28,16 @@ enum lab_dirty_log {
 	_LAB_DIRTY_LOG_MAX,
 };
 
+/* An SEV guest (devices/sev/): its firmware, and how the guest reports
+ * its page-encryption changes. */
+enum lab_sev { LAB_SEV_OFF, LAB_SEV_SIM, LAB_SEV_KERNEL, _LAB_SEV_MAX };
+enum lab_sev_report {
+	LAB_SEV_REPORT_AUTO,       /* the hypercall, unless the host does not forward it (PVM) */
+	LAB_SEV_REPORT_HYPERCALL,  /* KVM_HC_MAP_GPA_RANGE, exiting to the VMM */
+	LAB_SEV_REPORT_DOORBELL,   /* the same arguments through a port */
+	_LAB_SEV_REPORT_MAX,
+};
+
 struct lab_config {
 	uint64_t mem_bytes;     /* guest RAM, multiple of 2 MiB */
 	uint32_t vcpus;
@@ -51,6 +61,11 @@ struct lab_config {
 	uint32_t ccw;           /* sim channel I/O subchannels (devices/ccw/) */
 	uint32_t msi;           /* MSI devices raising LPIs (arm64: devices/msi/) */
 	char mdev[16];          /* a real mdev of this type, each host its own ("": none) */
+	enum lab_sev sev;
+	enum lab_sev_report sev_report;
+	uint32_t sev_ready_ms;  /* the guest sets KVM_MIGRATION_READY this long after boot */
+	uint32_t sev_unready_ms;/* and clears it this long after (0: never) */
+	uint32_t sev_flip_ms;   /* it flips a range shared/encrypted this often (0: never) */
 	bool destination;       /* made by prepare (not on the wire) */
 };
 
@@ -58,6 +73,8 @@ struct lab_config {
 #define LAB_CCW_MAX 8
 #define LAB_MSI_MAX 8
 #define LAB_MSI_EVENTS 4        /* LPIs each MSI device raises */
+#define LAB_SEV_DEFAULT_READY_MS 100
+#define LAB_SEV_DEFAULT_FLIP_MS 20
 #define LAB_VFIO_DMA_BYTES (1ULL << 20)
 #define LAB_VFIO_DEFAULT_RATE 2000
 /* Guest RAM the vCPUs share: all but the system area and the devices' DMA

@@ -35,7 +35,7 @@ struct mig_setup {
 	uint32_t flags;           /* MIG_SETUP_F_* */
 	uint32_t nr_devices;      /* struct mig_manifest_entry records after it */
 };
-_Static_assert(sizeof(struct mig_setup) == 184, "setup");
+_Static_assert(sizeof(struct mig_setup) == 216, "setup");
 /* A VM's devices, as many as a SETUP frame lists. */
 #define MIG_SETUP_DEVICES_MAX 2000U
 _Static_assert(sizeof(struct mig_setup) + MIG_SETUP_DEVICES_MAX *

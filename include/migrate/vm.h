@@ -40,7 +40,7 @@ int mig_ram_digest(const uint8_t *ram, uint64_t bytes, const atomic_bool *stop,
 		   struct mig_digest *ret);
 
 /* The description a destination must match, as its backend writes it. */
-#define MIG_VM_DESC_MAX 96
+#define MIG_VM_DESC_MAX 128
 /* What one device's compatibility description may hold. */
 #define MIG_MANIFEST_DESC_MAX 232
 
