@@ -165,6 +165,38 @@ static inline pid_t proc_agent_with_vm(const char *dir, const char *sock, const 
 	return pid;
 }
 
+/* Two unix agents, a source and a destination, in a directory of their own. */
+struct two_agents {
+	char dir[64];
+	char src[128], dst[128];
+	pid_t a, b;
+};
+
+static inline void proc_agents_up(struct two_agents *t)
+{
+	snprintf(t->dir, sizeof(t->dir), "/tmp/migratectl-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(t->dir));
+	snprintf(t->src, sizeof(t->src), "unix://%s/src.sock", t->dir);
+	snprintf(t->dst, sizeof(t->dst), "unix://%s/dst.sock", t->dir);
+	t->a = proc_agent(t->src, NULL);
+	t->b = proc_agent(t->dst, NULL);
+	proc_wait_agent(t->src, NULL);
+	proc_wait_agent(t->dst, NULL);
+}
+
+static inline void proc_agents_down(struct two_agents *t)
+{
+	char p[160];
+
+	proc_stop(t->a);
+	proc_stop(t->b);
+	snprintf(p, sizeof(p), "%s/src.sock", t->dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/dst.sock", t->dir);
+	unlink(p);
+	rmdir(t->dir);
+}
+
 static inline void make_key_file(const char *path, unsigned char fill)
 {
 	FILE *f = fopen(path, "w");
