@@ -7,7 +7,9 @@
 #
 # Then, in the same guest, its nested /dev/kvm (a real kvm_amd on QEMU's
 # emulated SVM) hosts two agents of this build, which migrate a small lab VM
-# with an mtty device attached (--lab ...,mdev=mtty-2), verified.
+# with an mtty device attached (--lab ...,mdev=mtty-2), verified; and an
+# SEV lab guest (psp-sim firmware) whose page-encryption map comes through
+# the real KVM_HC_MAP_GPA_RANGE exit, verified.
 #
 # usage: run-vfio-kernel.sh WORKDIR TEST_BINARY MIGRATECTL
 # Exits 77 (skip) only when a host tool is missing or the archive cannot be
@@ -95,6 +97,13 @@ chroot /host env TMPDIR=/run $MIGRATECTL start local local --json --downtime-lim
 echo "RK-MIG-EXIT \$?"
 echo "RK-MIG \$(tr -d '\n' < /tmp/mig.json)"
 sed 's/^/RK-MIG-ERR /' /tmp/mig.err | tail -5
+# an SEV lab guest whose map comes through the real KVM_HC_MAP_GPA_RANGE
+# exit (this kvm_amd forwards it; the host's PVM does not)
+chroot /host env TMPDIR=/run $MIGRATECTL start local local --json --downtime-limit 10000 \
+	--lab mem=64M,vcpus=2,wss=2M,sev=sim,sev-report=hypercall > /tmp/sev.json 2> /tmp/sev.err
+echo "RK-SEV-EXIT \$?"
+echo "RK-SEV \$(tr -d '\n' < /tmp/sev.json)"
+sed 's/^/RK-SEV-ERR /' /tmp/sev.err | tail -5
 poweroff -f
 INIT
 chmod +x root/init
@@ -120,4 +129,13 @@ for want in '"result":"completed"' '"match":true' '"dst_selfcheck_errors":0' \
 	case $mig in *"$want"*) ;; *) fail "the nested migration's summary lacks $want: $mig";; esac
 done
 echo "nested migration with an mtty device: completed and verified"
+# the SEV guest: completed, verified, its map by the hypercall exit
+grep -a -q '^RK-SEV-EXIT 0' guest.log || fail "the nested SEV migration failed: see $W/guest.log"
+sev=$(grep -a '^RK-SEV {' guest.log)
+for want in '"result":"completed"' '"match":true' '"dst_selfcheck_errors":0' \
+	    '"class":"sev","side":"source","id":0,"state":"finished"' '"map-by-hypercall"'; do
+	case $sev in *"$want"*) ;; *) fail "the nested SEV migration's summary lacks $want: $sev";; esac
+done
+case $sev in *map-by-doorbell*) fail "the nested SEV guest used its doorbell: $sev";; esac
+echo "nested SEV guest: its KVM_HC_MAP_GPA_RANGE exits fed the map; completed and verified"
 exit 0
