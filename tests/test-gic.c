@@ -21,6 +21,7 @@
  * sync) is in test-engine.c.
  */
 #include <criterion/criterion.h>
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,9 +272,11 @@ Test(gic, a_corrupted_its_table_is_refused_by_restore_tables)
 	side_init(&d, GIC_V4_NONE, GIC_CREATED, NULL);
 	cr_assert_eq(source_save(&s, raise_all, &err), 0, "%s", err.msg);
 	/* device 0's entry: its ITT now says 1 event, which its ITEs exceed */
+	/* the ITS tables in guest RAM are little-endian (the GIC's format) */
 	memcpy(&dte, s.ram + dt, 8);
+	dte = le64toh(dte);
 	cr_assert(dte >> 63, "device 0 has a valid entry");
-	dte &= ~0x1fULL;
+	dte = htole64(dte & ~0x1fULL);
 	memcpy(s.ram + dt, &dte, 8);
 	cr_assert_eq(dest_restore(&s, &d, &err), -EINVAL);
 	cr_assert(strstr(err.msg, "RESTORE_TABLES") && strstr(err.msg, "inconsistent"), "%s",
