@@ -37,6 +37,8 @@ enum mig_dev_class {
 	MIG_DEV_CCW = 5,          /* a channel I/O subchannel (vfio-ccw; sim) */
 	MIG_DEV_GIC = 6,          /* an arm64 vGICv3 and its ITSes */
 	MIG_DEV_MSI = 7,          /* the lab's MSI devices (LPIs counted both ways) */
+	/* 8 is kept for the SEV context */
+	MIG_DEV_DIAG318 = 9,      /* an s390 vCPU's DIAG 318 value (sync registers) */
 	_MIG_DEV_CLASS_MAX,
 };
 /* Classes that are not in this build's table (a test's, a plug-in's)
