@@ -26,16 +26,16 @@ skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
 say() { echo "[$(date +%T)] $*"; }
 DARCH=$1
-# Each architecture: its GNU triple, what file(1) says of its ELF, its
-# qemu-user and a symbol of the code meson picks for it alone.
+# Each architecture: its GNU triple, meson's cpu_family, what file(1) says
+# of its ELF, its qemu-user and a symbol of the code meson picks for it alone.
 case $DARCH in
-arm64)    TRIPLE=aarch64-linux-gnu; ELF="ELF 64-bit LSB*ARM aarch64"; QEMU=qemu-aarch64
+arm64)    TRIPLE=aarch64-linux-gnu; FAMILY=aarch64; ELF="ELF 64-bit LSB*ARM aarch64"; QEMU=qemu-aarch64
 	  ARCH_SYM=lab_a64_guest_start ;;
-s390x)    TRIPLE=s390x-linux-gnu; ELF="ELF 64-bit MSB*IBM S/390"; QEMU=qemu-s390x
+s390x)    TRIPLE=s390x-linux-gnu; FAMILY=s390x; ELF="ELF 64-bit MSB*IBM S/390"; QEMU=qemu-s390x
 	  ARCH_SYM=diag318_class ;;
-ppc64el)  TRIPLE=powerpc64le-linux-gnu; ELF="ELF 64-bit LSB*PowerPC"; QEMU=qemu-ppc64le
+ppc64el)  TRIPLE=powerpc64le-linux-gnu; FAMILY=ppc64; ELF="ELF 64-bit LSB*PowerPC"; QEMU=qemu-ppc64le
 	  ARCH_SYM= ;;
-mips64el) TRIPLE=mips64el-linux-gnuabi64; ELF="ELF 64-bit LSB*MIPS"; QEMU=qemu-mips64el
+mips64el) TRIPLE=mips64el-linux-gnuabi64; FAMILY=mips64; ELF="ELF 64-bit LSB*MIPS"; QEMU=qemu-mips64el
 	  ARCH_SYM= ;;
 *) echo "$usage"; exit 1 ;;
 esac
@@ -118,6 +118,14 @@ if [ "$DARCH" = s390x ]; then
 fi
 t3=$t2
 if [ $QEMU_RUN = 1 ]; then
+	# Where this architecture has no lab VM, `vm run` says so and what to do.
+	if grep -q 'lab VM *: False' "$W/setup.log"; then
+		out=$($QEMU -L "$SR" "$BIN" vm run 2>&1)
+		st=$?
+		echo "migratectl vm run: exit $st: $out"
+		[ $st = 1 ] && [[ $out == *"no $FAMILY port yet"*"host lab VMs on an agent"* ]] ||
+			fail "migratectl vm run without a lab VM: exit $st, '$out'"
+	fi
 	say "the pure tests under $QEMU"
 	meson test -C "$B" --suite pure --print-errorlogs --num-processes 2 ||
 		fail "the pure tests under $QEMU (log: $B/meson-logs/testlog.txt)"
