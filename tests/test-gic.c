@@ -168,6 +168,9 @@ Test(gic, lpis_pending_at_the_switchover_are_taken_once_on_the_destination)
 		cr_assert_eq(gic_sim_delivered(&s.sim, GIC_LPI_BASE + i), 1, "not taken while "
 			     "stopped");
 	cr_assert_gt(s.dev.saved.len, 0);
+	/* little-endian whatever the host: the magic, then nr_vcpus */
+	cr_assert_eq(memcmp(s.dev.saved.data, "MMGTGIC1", 8), 0, "the state is not little-endian");
+	cr_assert_eq(s.dev.saved.data[8], 2);
 	cr_assert_eq(dest_restore(&s, &d, &err), 0, "%s", err.msg);
 	for (unsigned i = 0; i < LPIS; i++)
 		cr_assert_eq(gic_sim_delivered(&d.sim, GIC_LPI_BASE + i), 2, "LPI %u: taken once "
@@ -345,7 +348,7 @@ Test(gic, a_destination_that_cannot_take_the_gic_is_refused_at_setup)
 	/* another GIC version (the description's first word) */
 	{
 		struct mig_buf b = { 0 };
-		uint32_t two = 2;
+		uint32_t two = htole32(2);   /* as it travels */
 
 		cr_assert_eq(gic_class.compat_ops->describe(&s.dev.core, &b, &err), 0);
 		memcpy(b.data, &two, 4);
