@@ -10,6 +10,7 @@
  * bounded (AGENT_MAX_* in agent.h) before they get a thread.
  */
 #include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -28,6 +29,7 @@
 
 #include <migrate/agent.h>
 #include <migrate/engine.h>
+#include <migrate/wire-order.h>
 
 #include "util.h"
 
@@ -150,7 +152,7 @@ typedef int (*op_handler)(struct session *s, const uint8_t *body);
 static int reply(struct session *s, int status, const char *msg, const void *extra, size_t n)
 {
 	struct mig_buf b = { 0 };
-	struct mig_reply r = { .status = status };
+	struct mig_reply r = { .status = (int32_t)htole32((uint32_t)status) };
 	int rc;
 
 	str_copy(r.msg, sizeof(r.msg), msg ? msg : "");
@@ -300,6 +302,7 @@ static int op_vm_list(struct session *s, const uint8_t *body)
 		n++;
 	}
 	pthread_mutex_unlock(&a->lock);
+	mig_wire_le(&mig_wl_vm_info, info, n);
 	return reply(s, 0, NULL, info, n * sizeof(info[0]));
 }
 
@@ -414,6 +417,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	int fd, r = 0;
 
 	memcpy(&req, body, sizeof(req));
+	mig_wire_le(&mig_wl_incoming, &req, 1);
 	req.listen_host[sizeof(req.listen_host) - 1] = '\0';
 	if (!mig_vm_name_ok(req.name, sizeof(req.name)) || req.streams < 1 ||
 	    req.streams > MIG_MAX_STREAMS)
@@ -496,13 +500,15 @@ struct outgoing {
 static void send_event(const struct mig_event *ev, void *arg)
 {
 	struct outgoing *og = arg;
+	struct mig_event w = *ev;
 
 	if (ev->kind == MIG_EVENT_PROGRESS) {
 		pthread_mutex_lock(&og->s->a->lock);
 		og->m->last = *ev;
 		pthread_mutex_unlock(&og->s->a->lock);
 	}
-	xport_conn_send(&og->s->c, MIG_FRAME_EVENT, 0, ev, sizeof(*ev), NULL);
+	mig_wire_le(&mig_wl_event, &w, 1);
+	xport_conn_send(&og->s->c, MIG_FRAME_EVENT, 0, &w, sizeof(w), NULL);
 }
 
 /* RESULT: the event and each device of the source VM after it. */
@@ -512,8 +518,11 @@ static void send_result(struct session *s, const struct mig_event *res,
 	struct mig_buf b = { 0 };
 
 	if (mig_buf_append(&b, res, sizeof(*res)) >= 0 &&
-	    mig_buf_append(&b, devs, res->nr_devices * sizeof(*devs)) >= 0)
+	    mig_buf_append(&b, devs, res->nr_devices * sizeof(*devs)) >= 0) {
+		mig_wire_le(&mig_wl_event, b.data, 1);
+		mig_wire_le(&mig_wl_event_device, b.data + sizeof(*res), res->nr_devices);
 		xport_conn_send(&s->c, MIG_FRAME_EVENT, 0, b.data, b.len, NULL);
+	}
 	mig_buf_free(&b);
 }
 
@@ -531,6 +540,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	int r = 0;
 
 	memcpy(&req, body, sizeof(req));
+	mig_wire_le(&mig_wl_outgoing, &req, 1);
 	req.name[sizeof(req.name) - 1] = '\0';
 	req.dest_addr[sizeof(req.dest_addr) - 1] = '\0';
 	/* 0 is never a codec, an action or a checksum mode */
@@ -636,6 +646,7 @@ static int op_vm_resolve(struct session *s, const uint8_t *body)
 	int r = 0;
 
 	memcpy(&req, body, sizeof(req));
+	mig_wire_le(&mig_wl_vm_resolve, &req, 1);
 	if (!mig_vm_name_ok(req.name, sizeof(req.name)) ||
 	    (req.action != MIG_RESOLVE_RESUME && req.action != MIG_RESOLVE_DISCARD))
 		return reply(s, -EINVAL, "VM_RESOLVE: bad VM name or action", NULL, 0);
@@ -744,6 +755,7 @@ static int op_mig_list(struct session *s, const uint8_t *body)
 		x->ram_bytes = v->vm->ram_bytes;
 	}
 	pthread_mutex_unlock(&a->lock);
+	mig_wire_le(&mig_wl_migration_info, info, n);
 	r = reply(s, 0, NULL, info, n * sizeof(*info));
 	free(info);
 	return r;
@@ -870,6 +882,7 @@ static int handshake(struct session *s)
 	}
 	h.flags = a->key.len ? MIG_HELLO_F_AUTH : 0;
 	snprintf(h.software, sizeof(h.software), "migratectl agent");
+	mig_wire_le(&mig_wl_hello, &h, 1);
 	r = xport_conn_send(&s->c, MIG_FRAME_HELLO, 0, &h, sizeof(h), NULL);
 	if (r < 0 || !a->key.len)
 		goto out;
@@ -936,6 +949,7 @@ static void session_serve(struct session *s)
 			break;
 		}
 		memcpy(&req, pl.data, sizeof(req));
+		mig_wire_le(&mig_wl_request, &req, 1);
 		if (req.op >= _MIG_OP_END || !handlers[req.op].fn) {
 			reply(s, -EOPNOTSUPP, "unknown operation", NULL, 0);
 			continue;

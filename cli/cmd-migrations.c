@@ -13,6 +13,7 @@
 #include <migrate/agent.h>
 #include <migrate/engine.h>
 #include <migrate/json.h>
+#include <migrate/wire-order.h>
 
 #include "cli.h"
 #include "util.h"
@@ -99,6 +100,7 @@ int cmd_migrations(int argc, char **argv)
 		const char *phase;
 
 		memcpy(&m, extra.data + i * sizeof(m), sizeof(m));
+		mig_wire_le(&mig_wl_migration_info, &m, 1);
 		m.name[sizeof(m.name) - 1] = '\0';
 		m.peer[sizeof(m.peer) - 1] = '\0';
 		m.error[sizeof(m.error) - 1] = '\0';

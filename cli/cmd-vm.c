@@ -13,6 +13,7 @@
 #include <migrate/json.h>
 #include <migrate/parse.h>
 #include <migrate/vm.h>
+#include <migrate/wire-order.h>
 
 #include "cli.h"
 #include "util.h"
@@ -161,6 +162,7 @@ static int vm_list(int argc, char **argv)
 		struct mig_vm_info v;
 
 		memcpy(&v, extra.data + i * sizeof(v), sizeof(v));
+		mig_wire_le(&mig_wl_vm_info, &v, 1);
 		v.name[sizeof(v.name) - 1] = '\0';
 		v.held_peer[sizeof(v.held_peer) - 1] = '\0';
 		if (v.state == MIG_VM_HELD)
@@ -271,6 +273,7 @@ static int vm_resolve(const char *cmd, uint32_t action, int argc, char **argv)
 		fprintf(stderr, "migratectl %s: %s\n", what, err.msg);
 		return 1;
 	}
+	mig_wire_le(&mig_wl_vm_resolve, &req, 1);
 	r = mig_client_call(&c, MIG_OP_VM_RESOLVE, &req, sizeof(req), NULL, &err);
 	mig_client_close(&c);
 	if (r < 0) {

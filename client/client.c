@@ -3,6 +3,7 @@
  * The client side of the control protocol: reach an agent (starting a
  * private one for "local"), prove the key, make requests.
  */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 
 #include <migrate/agent.h>
 #include <migrate/engine.h>
+#include <migrate/wire-order.h>
 
 #include "util.h"
 
@@ -89,6 +91,7 @@ static int handshake(struct mig_client *c, const char *key_file, struct mig_erro
 	int r;
 
 	snprintf(h.software, sizeof(h.software), "migratectl client");
+	mig_wire_le(&mig_wl_hello, &h, 1);
 	r = xport_conn_send(&c->conn, MIG_FRAME_HELLO, 0, &h, sizeof(h), err);
 	if (r < 0) {
 		/* An agent that refuses a connection says why and closes before
@@ -120,6 +123,7 @@ static int handshake(struct mig_client *c, const char *key_file, struct mig_erro
 		goto out;
 	}
 	memcpy(&h, pl.data, sizeof(h));
+	mig_wire_le(&mig_wl_hello, &h, 1);
 	if (!(h.flags & MIG_HELLO_F_AUTH))
 		goto out;
 	if (!key_file) {
@@ -248,7 +252,7 @@ void mig_client_close(struct mig_client *c)
 int mig_client_call(struct mig_client *c, uint32_t op, const void *body, size_t len,
 		    struct mig_buf *extra, struct mig_error *err)
 {
-	struct mig_request req = { .op = op };
+	struct mig_request req = { .op = htole32(op) };
 	struct mig_buf b = { 0 }, pl = { 0 };
 	struct mig_frame_hdr fh;
 	struct mig_reply rep;
@@ -276,6 +280,7 @@ int mig_client_call(struct mig_client *c, uint32_t op, const void *body, size_t 
 		goto out;
 	}
 	memcpy(&rep, pl.data, sizeof(rep));
+	mig_wire_le(&mig_wl_reply, &rep, 1);
 	rep.msg[sizeof(rep.msg) - 1] = '\0';
 	if (rep.status < 0) {
 		r = mig_error_set(err, rep.status, "%s", rep.msg[0] ? rep.msg : strerror(-rep.status));

@@ -14,6 +14,7 @@
 #include <migrate/agent.h>
 #include <migrate/start.h>
 #include <migrate/transport.h>
+#include <migrate/wire-order.h>
 
 #include "util.h"
 
@@ -55,6 +56,7 @@ static int find_vm(struct mig_client *src, struct mig_start_result *ret, struct 
 		struct mig_vm_info v;
 
 		memcpy(&v, extra.data + i, sizeof(v));
+		mig_wire_le(&mig_wl_vm_info, &v, 1);
 		if (strncmp(v.name, ret->name, sizeof(v.name)))
 			continue;
 		ret->vm = v;
@@ -97,8 +99,10 @@ static int follow(const struct mig_start_opts *o, struct mig_client *src, const 
 			snprintf(ret->why, sizeof(ret->why), "lost the source agent: %s", err.msg);
 			break;
 		}
-		if (pl.len >= sizeof(ev))
+		if (pl.len >= sizeof(ev)) {
 			memcpy(&ev, pl.data, sizeof(ev));
+			mig_wire_le(&mig_wl_event, &ev, 1);
+		}
 		/* PROGRESS is the event alone, RESULT the event and its devices */
 		if (fh.type != MIG_FRAME_EVENT || pl.len < sizeof(ev) ||
 		    (ev.kind == MIG_EVENT_RESULT && ev.nr_devices > MIG_EVENT_DEVICES_MAX) ||
@@ -112,6 +116,7 @@ static int follow(const struct mig_start_opts *o, struct mig_client *src, const 
 		}
 		if (ev.kind == MIG_EVENT_RESULT) {
 			memcpy(ret->devs, pl.data + sizeof(ev), ev.nr_devices * sizeof(ret->devs[0]));
+			mig_wire_le(&mig_wl_event_device, ret->devs, ev.nr_devices);
 			ret->res = ev;
 			ret->res.error[sizeof(ret->res.error) - 1] = '\0';
 			break;
@@ -136,7 +141,7 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 {
 	struct mig_error err = { 0 };
 	struct mig_client src = { .conn.fd = -1 }, dst = { .conn.fd = -1 };
-	struct mig_incoming in = { 0 };
+	struct mig_incoming in = { 0 }, win;
 	struct mig_outgoing out;
 	struct mig_incoming_reply inrep;
 	struct mig_buf extra = { 0 };
@@ -213,7 +218,9 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 	str_copy(in.listen_host, sizeof(in.listen_host),
 		 dep.kind == XPORT_EP_TCP ? dep.host : "127.0.0.1");
 	ret->prepare_ms = mig_now_ms();
-	r = interrupted(o) ? -EINTR : mig_client_call(&dst, MIG_OP_MIG_INCOMING, &in, sizeof(in),
+	win = in;
+	mig_wire_le(&mig_wl_incoming, &win, 1);
+	r = interrupted(o) ? -EINTR : mig_client_call(&dst, MIG_OP_MIG_INCOMING, &win, sizeof(win),
 						      &extra, &err);
 	ret->prepare_ms = mig_now_ms() - ret->prepare_ms;
 	if (r < 0 || extra.len != sizeof(inrep)) {
@@ -231,6 +238,7 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 	/* From here an interrupt is a cancel sent to the source, never a wait
 	 * cut short: the source may already run the migration. */
 	xport_interrupt_on(NULL);
+	mig_wire_le(&mig_wl_outgoing, &out, 1);
 	if (mig_client_call(&src, MIG_OP_MIG_OUTGOING, &out, sizeof(out), NULL, &err) < 0) {
 		snprintf(ret->why, sizeof(ret->why), "starting the migration: %s", err.msg);
 		if (err.code == -ENOTRECOVERABLE)

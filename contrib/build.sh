@@ -27,8 +27,13 @@ packages=(
 	cpio
 	busybox-static
 	xz-utils
-	# the aarch64 cross build (contrib/arm64-sysroot.sh, tests/cross/)
+	# the cross builds (contrib/cross-sysroot.sh, tests/cross/): Debian's
+	# cross compilers, and qemu-user to run the pure tests of two of them
 	gcc-aarch64-linux-gnu
+	gcc-s390x-linux-gnu
+	gcc-powerpc64le-linux-gnu
+	gcc-mips64el-linux-gnuabi64
+	qemu-user
 	file
 )
 

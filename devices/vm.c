@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 /* What the engines do with a VM's devices, whatever the backend. */
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <migrate/vm.h>
+#include <migrate/wire-order.h>
 
 #include "util.h"
 
@@ -210,6 +212,7 @@ int mig_vm_session_pack(struct mig_vm *vm, enum mig_session_op op, struct mig_bu
 		if (r < 0)
 			return mig_error_prefix(err, "device %s %u", d->cls->name, d->id);
 		e.len = (uint32_t)(out->len - at - sizeof(e));
+		mig_wire_le(&mig_wl_session_entry, &e, 1);
 		memcpy(out->data + at, &e, sizeof(e));
 		if (out->len > MIG_SESSION_MAX)
 			return mig_error_set(err, -E2BIG, "device %s %u: session data over %u bytes",
@@ -236,6 +239,7 @@ int mig_vm_session_unpack(struct mig_vm *vm, enum mig_session_op op, const uint8
 			return mig_error_set(err, -EBADMSG, "device %s %u: no %s data from the peer",
 					     d->cls->name, d->id, what);
 		memcpy(&e, p + off, sizeof(e));
+		mig_wire_le(&mig_wl_session_entry, &e, 1);
 		off += sizeof(e);
 		if (e.cls != d->cls->id || e.instance != d->id || e.len > n - off)
 			return mig_error_set(err, -EBADMSG, "device %s %u: the peer's %s data is for "
@@ -383,26 +387,30 @@ _Static_assert(sizeof(struct state_rec) == 24, "state record");
 int mig_vm_state_save(struct mig_vm *vm, struct mig_buf *out, struct mig_error *err)
 {
 	unsigned order[vm->nr_devices ? vm->nr_devices : 1];
-	struct state_head h = { MIG_STATE_MAGIC, MIG_STATE_VERSION, 0 };
+	struct state_head h;
 	struct mig_buf *states = calloc(vm->nr_devices ? vm->nr_devices : 1, sizeof(*states));
 	size_t head_at = out->len;
 	int r;
+	unsigned count = state_order(vm, order);
 
 	if (!states)
 		return mig_error_set(err, -ENOMEM, "out of memory");
-	h.count = state_order(vm, order);
+	/* little-endian, as documented (docs/devices.md) */
+	h = (struct state_head){ htole64(MIG_STATE_MAGIC), htole32(MIG_STATE_VERSION),
+				 htole32(count) };
 	r = mig_vm_save(vm, states, err);
 	if (r >= 0 && mig_buf_append(out, &h, sizeof(h)) < 0)
 		r = mig_error_set(err, -ENOMEM, "out of memory");
-	for (unsigned k = 0; r >= 0 && k < h.count; k++) {
+	for (unsigned k = 0; r >= 0 && k < count; k++) {
 		struct mig_device *d = vm->devices[order[k]];
-		struct state_rec rec = { d->cls->id, d->id, d->cls->version, 0,
-					 states[order[k]].len };
+		struct state_rec rec = { htole32(d->cls->id), htole32(d->id),
+					 htole32(d->cls->version), 0,
+					 htole64(states[order[k]].len) };
 
 		if (mig_buf_append(out, &rec, sizeof(rec)) < 0 ||
-		    mig_buf_append(out, states[order[k]].data, rec.len) < 0)
+		    mig_buf_append(out, states[order[k]].data, states[order[k]].len) < 0)
 			r = mig_error_set(err, -ENOMEM, "out of memory");
-		d->bytes = rec.len;
+		d->bytes = states[order[k]].len;
 	}
 	if (r < 0)
 		out->len = head_at;
@@ -427,6 +435,9 @@ static int state_check(struct mig_vm *vm, const uint8_t *p, size_t n, struct mig
 		return mig_error_set(err, -EINVAL, "device state: %zu bytes, shorter than its "
 				     "16-byte header", n);
 	memcpy(&h, p, sizeof(h));
+	h.magic = le64toh(h.magic);
+	h.version = le32toh(h.version);
+	h.count = le32toh(h.count);
 	if (h.magic != MIG_STATE_MAGIC)
 		return mig_error_set(err, -EINVAL, "device state: bad magic %#llx (not a "
 				     "migratectl device state)", (unsigned long long)h.magic);
@@ -444,6 +455,9 @@ static int state_check(struct mig_vm *vm, const uint8_t *p, size_t n, struct mig
 			return mig_error_set(err, -EINVAL, "device state truncated in record %u "
 					     "(offset %zu of %zu)", k, pos, n);
 		memcpy(&rec, p + pos, sizeof(rec));
+		rec = (struct state_rec){ le32toh(rec.cls), le32toh(rec.instance),
+					  le32toh(rec.version), le32toh(rec.flags),
+					  le64toh(rec.len) };
 		pos += sizeof(rec);
 		for (i = 0; i < vm->nr_devices; i++)
 			if (vm->devices[i]->cls->id == rec.cls && vm->devices[i]->id == rec.instance)
@@ -527,6 +541,7 @@ int mig_vm_manifest(struct mig_vm *vm, struct mig_buf *out, struct mig_error *er
 			if (r < 0)
 				return r;
 		}
+		mig_wire_le(&mig_wl_manifest_entry, &e, 1);
 		r = mig_buf_append(out, &e, sizeof(e));
 		if (r < 0)
 			return mig_error_set(err, r, "out of memory");
@@ -551,6 +566,7 @@ int mig_vm_manifest_check(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_
 		int r;
 
 		memcpy(&e, p + (size_t)k * sizeof(e), sizeof(e));
+		mig_wire_le(&mig_wl_manifest_entry, &e, 1);
 		for (i = 0; i < vm->nr_devices; i++)
 			if (vm->devices[i]->cls->id == e.cls && vm->devices[i]->id == e.instance) {
 				d = vm->devices[i];

@@ -33,6 +33,8 @@
 #include <zstd.h>
 #endif
 
+#include <migrate/wire-order.h>
+
 #include "util.h"
 #include "engine-internal.h"
 
@@ -260,6 +262,21 @@ static int ctl_send(struct dst *d, uint16_t type, const void *p, size_t len)
 	return xport_chan_send(&s->tx, &d->ring, type, p, len, &d->err);
 }
 
+/* ctl_send() of one struct of layout l, in the wire's byte order. */
+static int ctl_send_le(struct dst *d, uint16_t type, const struct mig_wire_layout *l,
+		       const void *p)
+{
+	uint8_t w[512];
+
+	_Static_assert(sizeof(struct mig_reply) <= sizeof(w) && sizeof(struct mig_loaded) <=
+		       sizeof(w) && sizeof(struct mig_running) <= sizeof(w), "ctl_send_le");
+	if (l->size > sizeof(w))
+		return mig_error_set(&d->err, -EINVAL, "internal: a %zu-byte %s", l->size, l->name);
+	memcpy(w, p, l->size);
+	mig_wire_le(l, w, 1);
+	return ctl_send(d, type, w, l->size);
+}
+
 /* Atomic: within a round the source sends a page on one stream only, but
  * the words of the set are shared.  Mostly a plain read: a page that was
  * never stale needs no locked instruction. */
@@ -395,6 +412,7 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	if (s->rx.hdr.length < sizeof(st) || d->ram)
 		return mig_error_set(&d->err, -EPROTO, "bad SETUP frame");
 	memcpy(&st, s->rx.buf.data, sizeof(st));
+	mig_wire_le(&mig_wl_setup, &st, 1);
 	st.name[sizeof(st.name) - 1] = '\0';
 	if (st.nr_devices > MIG_SETUP_DEVICES_MAX ||
 	    s->rx.hdr.length != sizeof(st) + st.nr_devices * sizeof(struct mig_manifest_entry))
@@ -436,11 +454,13 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 		r = set_phase(d, MIG_PHASE_PRECOPY);
 	/* with sessions, the devices' answers follow the reply */
 	if (r >= 0 && d->sessions) {
-		rep.status = r;
+		rep.status = 0;
 		r = mig_buf_append(&d->answers, &rep, sizeof(rep));
 		if (r < 0)
 			r = mig_error_set(&d->err, -ENOMEM, "out of memory");
 		else
+			mig_wire_le(&mig_wl_reply, d->answers.data, 1);
+		if (r >= 0)
 			r = mig_vm_session_pack(d->vm, MIG_SESSION_ANSWER, &d->answers, &d->err);
 	}
 	rep.status = r;
@@ -449,7 +469,7 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	if (r >= 0 && d->sessions)
 		ctl_send(d, MIG_FRAME_READY, d->answers.data, d->answers.len);
 	else
-		ctl_send(d, MIG_FRAME_READY, &rep, sizeof(rep));
+		ctl_send_le(d, MIG_FRAME_READY, &mig_wl_reply, &rep);
 	return r;
 }
 
@@ -472,7 +492,7 @@ static int do_open(struct dst *d, struct rx_stream *s)
 	rep.status = r;
 	if (r < 0)
 		str_copy(rep.msg, sizeof(rep.msg), d->err.msg);
-	ctl_send(d, MIG_FRAME_OPENED, &rep, sizeof(rep));
+	ctl_send_le(d, MIG_FRAME_OPENED, &mig_wl_reply, &rep);
 	return r;
 }
 
@@ -556,6 +576,7 @@ static int device_data(struct dst *d, struct rx_stream *s)
 		return mig_error_set(s->err, -EBADMSG, "DEVICE_DATA frame of %u bytes on stream %u",
 				     s->rx.hdr.length, s->index);
 	memcpy(&dd, s->rx.buf.data, sizeof(dd));
+	mig_wire_le(&mig_wl_device_data, &dd, 1);
 	if (dd.len != s->rx.hdr.length - sizeof(dd))
 		return mig_error_set(s->err, -EBADMSG, "DEVICE_DATA frame of %u bytes says it "
 				     "carries %u bytes of state", s->rx.hdr.length, dd.len);
@@ -640,6 +661,7 @@ static int data_frame(struct dst *d, struct rx_stream *s)
 		if (s->rx.hdr.length != sizeof(re))
 			return mig_error_set(s->err, -EBADMSG, "ROUND_END of %u bytes", s->rx.hdr.length);
 		memcpy(&re, s->rx.buf.data, sizeof(re));
+		mig_wire_le(&mig_wl_round_end, &re, 1);
 		if (re.round != s->round || re.final > 1 || re.frames != s->frames)
 			return mig_error_set(s->err, -EPROTO, "stream %u: ROUND_END of round %u "
 					     "(final %u, %llu frames) after %llu frames of "
@@ -820,7 +842,7 @@ static int try_load(struct dst *d)
 	l.torn_pages = __atomic_load_n(&d->torn_pages, __ATOMIC_RELAXED);
 	if (r < 0)
 		str_copy(l.msg, sizeof(l.msg), d->err.msg);
-	ctl_send(d, MIG_FRAME_LOADED, &l, sizeof(l));
+	ctl_send_le(d, MIG_FRAME_LOADED, &mig_wl_loaded, &l);
 	return r;
 }
 
@@ -847,7 +869,7 @@ static int do_commit(struct dst *d)
 	run.status = r;
 	if (r < 0)
 		str_copy(run.msg, sizeof(run.msg), d->err.msg);
-	ctl_send(d, MIG_FRAME_RUNNING, &run, sizeof(run));
+	ctl_send_le(d, MIG_FRAME_RUNNING, &mig_wl_running, &run);
 	if (r < 0)
 		return r;
 	/* RUNNING kind 2 moves ownership: the source keeps its paused copy
@@ -885,7 +907,7 @@ static int do_commit(struct dst *d)
 	run.status = st.fatal;
 	if (st.fatal)
 		str_copy(run.msg, sizeof(run.msg), st.fatal_msg);
-	ctl_send(d, MIG_FRAME_RUNNING, &run, sizeof(run));
+	ctl_send_le(d, MIG_FRAME_RUNNING, &mig_wl_running, &run);
 	/* The guest runs here whatever the source makes of its health. */
 	return set_phase(d, MIG_PHASE_DONE);
 }
@@ -902,6 +924,7 @@ static int send_sums(struct dst *d, struct rx_stream *s)
 		return mig_error_set(&d->err, -EBADMSG, "SUMS_REQUEST of %u bytes",
 				     s->rx.hdr.length);
 	memcpy(&q, s->rx.buf.data, sizeof(q));
+	mig_wire_le(&mig_wl_sums_request, &q, 1);
 	if (d->phase != MIG_PHASE_STOP_COPY || !d->load_ok)
 		return mig_error_set(&d->err, -EPROTO, "SUMS_REQUEST before the VM loaded here");
 	if (!q.count || q.count > MIG_SUMS_MAX || !q.pages_per_sum ||
@@ -917,6 +940,7 @@ static int send_sums(struct dst *d, struct rx_stream *s)
 	if (!sums)
 		return mig_error_set(&d->err, -ENOMEM, "out of memory");
 	mig_ram_sums(d->ram, q.first_page, q.count, q.pages_per_sum, sums);
+	mig_wire_le64s(sums, q.count);
 	r = ctl_send(d, MIG_FRAME_SUMS, sums, (size_t)q.count * sizeof(*sums));
 	free(sums);
 	return r;

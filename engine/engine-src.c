@@ -27,6 +27,7 @@
 #endif
 
 #include <migrate/device.h>
+#include <migrate/wire-order.h>
 
 #include "util.h"
 #include "engine-internal.h"
@@ -452,6 +453,7 @@ static int expect_running(struct src *s, struct mig_frame_hdr *h, const struct m
 	if (r < 0)
 		return r;
 	memcpy(run, pl->data, sizeof(*run));
+	mig_wire_le(&mig_wl_running, run, 1);
 	run->msg[sizeof(run->msg) - 1] = '\0';
 	if (run->kind != kind)
 		return mig_error_set(&s->err, -EPROTO, "expected RUNNING kind %u from the "
@@ -541,6 +543,7 @@ static int submit_pages(struct tx_worker *w, struct tx_slot *t, uint64_t seq, un
 		.count = count_, .zero_count = count_ - nz, .round = w->s->job_round,
 		.data_len = (uint32_t)len,
 	};
+	mig_wire_le(&mig_wl_pages_hdr, ph, 1);
 	iov[0] = (struct iovec){ t->buf, mig_pages_meta_len(page_ents(t), count_) };
 	memcpy(iov + 1, data, (size_t)ndata * sizeof(*data));
 	w->seq = seq;
@@ -669,6 +672,7 @@ static int send_device_data(struct tx_worker *w)
 				.cls = d->cls->id, .instance = d->id, .offset = x->offset[final] + off,
 				.round = s->job_round, .len = (uint32_t)len,
 			};
+			mig_wire_le(&mig_wl_device_data, dd, 1);
 			mig_frame_seal(&t->hdr, MIG_FRAME_DEVICE_DATA, flags, ++w->seq, iov, 2);
 			w->frames++;
 			r = tx_submit(w, t, iov, 2);
@@ -732,6 +736,7 @@ static int tx_job(struct tx_worker *w)
 		return r;
 	t = next_slot(w);
 	re = (struct mig_round_end){ s->job_round, s->job_final, w->frames };
+	mig_wire_le(&mig_wl_round_end, &re, 1);
 	memcpy(t->buf, &re, sizeof(re));
 	w->frames = 0;
 	piov = (struct iovec){ t->buf, sizeof(re) };
@@ -923,6 +928,7 @@ static int do_setup(struct src *s)
 	st.nr_devices = s->vm->nr_devices;
 	/* SETUP: the header, then the device manifest the destination checks
 	 * its own VM against before anything moves. */
+	mig_wire_le(&mig_wl_setup, &st, 1);
 	r = mig_buf_append(&pl, &st, sizeof(st));
 	if (r < 0)
 		return mig_error_set(&s->err, r, "out of memory");
@@ -941,6 +947,7 @@ static int do_setup(struct src *s)
 			   s->sessions && h.length > sizeof(rep) ? h.length : sizeof(rep));
 	if (r >= 0) {
 		memcpy(&rep, pl.data, sizeof(rep));
+		mig_wire_le(&mig_wl_reply, &rep, 1);
 		rep.msg[sizeof(rep.msg) - 1] = '\0';
 		if (rep.status < 0)
 			r = mig_error_set(&s->err, rep.status, "the destination could not prepare: %s",
@@ -972,6 +979,7 @@ static int do_open(struct src *s)
 		r = expect(s, &h, MIG_FRAME_OPENED, sizeof(rep));
 	if (r >= 0) {
 		memcpy(&rep, pl.data, sizeof(rep));
+		mig_wire_le(&mig_wl_reply, &rep, 1);
 		rep.msg[sizeof(rep.msg) - 1] = '\0';
 		if (rep.status < 0)
 			r = mig_error_set(&s->err, rep.status, "the destination did not take the "
@@ -1153,13 +1161,16 @@ static int fetch_dest_sums(void *ctx, uint64_t first, uint32_t count, uint32_t p
 	struct mig_buf pl = { 0 };
 	int r;
 
+	mig_wire_le(&mig_wl_sums_request, &q, 1);
 	r = ctl_send(s, MIG_FRAME_SUMS_REQUEST, &q, sizeof(q));
 	if (r >= 0)
 		r = ctl_recv(s, &h, &pl, SUMS_TIMEOUT_MS);
 	if (r >= 0)
 		r = expect(s, &h, MIG_FRAME_SUMS, (size_t)count * sizeof(*out));
-	if (r >= 0)
+	if (r >= 0) {
 		memcpy(out, pl.data, (size_t)count * sizeof(*out));
+		mig_wire_le64s(out, count);
+	}
 	mig_buf_free(&pl);
 	return r;
 }
@@ -1402,6 +1413,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	if (r < 0)
 		goto out;
 	memcpy(&loaded, pl.data, sizeof(loaded));
+	mig_wire_le(&mig_wl_loaded, &loaded, 1);
 	loaded.msg[sizeof(loaded.msg) - 1] = '\0';
 	res->rejected_streams = loaded.rejected_streams;
 	res->torn_pages = loaded.torn_pages;

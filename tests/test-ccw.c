@@ -70,6 +70,9 @@ static void move(uint64_t long_every, bool halt_stuck, uint64_t *halts, uint64_t
 	saved.len = 0;
 	mig_buf_writer_init(&bw, &saved);
 	cr_assert_eq(ccw_class.ops->save(&s.dev, &bw.w, &err), 0, "%s", err.msg);
+	/* little-endian whatever the host: the magic, then nr_irb */
+	cr_assert_eq(memcmp(saved.data, "CCW1", 4), 0, "the state is not little-endian");
+	cr_assert_eq(saved.data[4], (uint8_t)s.nr_irb);
 	cr_assert_eq(walk(&d, MIG_STAGE_LOAD, &err), 0, "%s", err.msg);
 	cr_assert_eq(walk(&d, MIG_STAGE_START, &err), 0, "%s", err.msg);
 	for (int i = 0; i < 500 && __atomic_load_n(&d.delivered, __ATOMIC_RELAXED) < s.raised + 5; i++)

@@ -7,12 +7,18 @@
  * backend of a host without SEV.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
+
+#include <linux/kvm.h>
 
 #include "lab-fixture.h"
 #include "proc-fixture.h"
+#include "sev/sev.h"
 
 const int test_requires_kvm = 1;
 
@@ -126,4 +132,26 @@ Test(sev_live, bad_sev_specs_say_what_to_give, .timeout = 60)
 	proc_expect_usage("start local local --lab sev=sim,sev-report=carrier",
 			  "sev-report=carrier");
 	proc_expect_usage("start local local --lab sev=sim,sev-ready=soon", "not a duration");
+}
+
+/* The backend itself, on this host's KVM. */
+Test(sev_live, the_kernel_firmware_backend_says_there_is_no_sev)
+{
+	struct sev_fw *fw = NULL;
+	struct mig_error err = { 0 };
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm;
+	int r;
+
+	if (kvm < 0)
+		cr_skip_test("no /dev/kvm");
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	cr_assert_geq(vm, 0);
+	r = sev_fw_kernel_create(vm, &fw, &err);
+	if (r == 0)
+		cr_skip_test("this host has SEV");
+	cr_assert_eq(r, -ENOTSUP, "%s", err.msg);
+	cr_assert(strstr(err.msg, "this host has no SEV"), "%s", err.msg);
+	cr_assert(strstr(err.msg, "sev=sim"), "%s", err.msg);
+	close(vm);
+	close(kvm);
 }

@@ -8,13 +8,10 @@
  * form the guest has it in.
  */
 #include <criterion/criterion.h>
+#include <endian.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
-#include <linux/kvm.h>
 #include <linux/psp-sev.h>
 
 #include "sev/sev.h"
@@ -294,7 +291,7 @@ Test(sev_class, a_page_in_the_wrong_form_fails_the_load)
 		uint32_t magic, policy;
 		uint64_t msr, nr_pages;
 		uint64_t enc[1];
-	} st = { 0x31564553U, 0, 1, PAGES, { ~0ULL } };
+	} st = { htole32(0x31564553U), 0, htole64(1), htole64(PAGES), { ~0ULL } };
 	struct mig_mem_reader mr;
 	struct mig_error err = { 0 };
 
@@ -311,29 +308,8 @@ Test(sev_class, a_page_in_the_wrong_form_fails_the_load)
 	cr_assert_eq(sev_class.ops->load(&s->core, &mr.r, &err), 0, "%s", err.msg);
 	cr_assert_eq(sev_msr_read(s), 1);
 	/* a state for another size is refused */
-	st.nr_pages = PAGES + 1;
+	st.nr_pages = htole64(PAGES + 1);
 	mig_mem_reader_init(&mr, &st, sizeof(st));
 	cr_assert_eq(sev_class.ops->load(&s->core, &mr.r, &err), -EBADMSG);
 	sev_dev_destroy(s);
-}
-
-Test(sev_class, the_kernel_backend_says_there_is_no_sev)
-{
-	struct sev_fw *fw = NULL;
-	struct mig_error err = { 0 };
-	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm;
-	int r;
-
-	if (kvm < 0)
-		cr_skip_test("no /dev/kvm");
-	vm = ioctl(kvm, KVM_CREATE_VM, 0);
-	cr_assert_geq(vm, 0);
-	r = sev_fw_kernel_create(vm, &fw, &err);
-	if (r == 0)
-		cr_skip_test("this host has SEV");
-	cr_assert_eq(r, -ENOTSUP, "%s", err.msg);
-	cr_assert(strstr(err.msg, "this host has no SEV"), "%s", err.msg);
-	cr_assert(strstr(err.msg, "sev=sim"), "%s", err.msg);
-	close(vm);
-	close(kvm);
 }

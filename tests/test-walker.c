@@ -522,6 +522,12 @@ static void real_init(struct real_vm *v, bool source)
 {
 	static const enum mig_dev_class used[] = { MIG_DEV_MEMORY, MIG_DEV_VCPU, MIG_DEV_PLATFORM };
 
+	/* the order asserted here is the x86 classes' (the platform is x86's) */
+	for (unsigned k = 0; k < sizeof(used) / sizeof(used[0]); k++)
+		if (!mig_device_class_get(used[k]))
+			cr_skip_test("this build has no %s class (the x86 vCPU and platform "
+				     "classes are built on x86_64 only)",
+				     used[k] == MIG_DEV_VCPU ? "vCPU" : "platform");
 	for (unsigned k = 0; k < sizeof(used) / sizeof(used[0]); k++) {
 		v->cls[used[k]] = *mig_device_class_get(used[k]);
 		v->cls[used[k]].ops = &real_logged;

@@ -19,6 +19,7 @@
 #include <migrate/lab.h>
 #include <migrate/vm.h>
 #include <migrate/wire.h>
+#include <migrate/wire-order.h>
 
 #define SEQ 5
 
@@ -552,22 +553,24 @@ Test(pages, encode_flags_zero_pages_and_joins_runs)
 		memset(ram + p * 4096, p, 4096);
 	nz = mig_pages_encode(ram, pfns, 4, 9, true, ent, runs, &nruns, NULL, NULL, NULL);
 	cr_assert_eq(nz, 3);
-	cr_assert_eq(ent[0].page, 0 | MIG_PAGE_ZERO);
+	/* the entries are as they travel: little-endian */
+	cr_assert_eq(le64toh(ent[0].page), 0 | MIG_PAGE_ZERO);
 	cr_assert_eq(ent[0].sum, 0);
 	cr_assert_eq(nruns, 2);
 	cr_assert_eq(runs[0].iov_base, ram + 4096);
 	cr_assert_eq(runs[0].iov_len, 2 * 4096);
 	cr_assert_eq(runs[1].iov_base, ram + 5 * 4096);
 	for (unsigned i = 1; i < 4; i++) {
-		cr_assert_eq(ent[i].page, pfns[i]);
-		cr_assert_eq(ent[i].sum, mig_page_sum(ram + pfns[i] * 4096, 9, i), "entry %u", i);
+		cr_assert_eq(le64toh(ent[i].page), pfns[i]);
+		cr_assert_eq(le64toh(ent[i].sum), mig_page_sum(ram + pfns[i] * 4096, 9, i),
+			     "entry %u", i);
 	}
 	/* gathered: the copies are the data, in order, summed the same */
 	nz = mig_pages_encode(ram, pfns, 4, 9, true, ent, NULL, NULL, gather, NULL, NULL);
 	cr_assert_eq(nz, 3);
 	cr_assert_eq(memcmp(gather, ram + 4096, 2 * 4096), 0);
 	cr_assert_eq(memcmp(gather + 2 * 4096, ram + 5 * 4096, 4096), 0);
-	cr_assert_eq(ent[3].sum, mig_page_sum(ram + 5 * 4096, 9, 3));
+	cr_assert_eq(le64toh(ent[3].sum), mig_page_sum(ram + 5 * 4096, 9, 3));
 	/* without sums */
 	mig_pages_encode(ram, pfns, 4, 9, false, ent, runs, &nruns, NULL, NULL, NULL);
 	cr_assert_eq(ent[1].sum, 0);
@@ -615,7 +618,8 @@ Test(pages, a_transform_changes_the_copy_before_its_sum)
 	cr_assert_eq(ent[2].page, 2 | MIG_PAGE_TAGGED);
 	memset(want, 1 ^ 0xff, sizeof(want));
 	cr_assert_eq(memcmp(gather, want, 4096), 0, "the copy is the wire form");
-	cr_assert_eq(ent[1].sum, mig_page_sum(want, 9, 1), "the sum covers the wire form");
+	cr_assert_eq(le64toh(ent[1].sum), mig_page_sum(want, 9, 1),
+		     "the sum covers the wire form");
 	cr_assert_eq(ram[4096], 1, "guest RAM is left alone");
 	/* the tag follows the entries, and the meta's length counts it */
 	cr_assert_eq(((uint8_t *)(ent + 3))[0], 0xa2);
@@ -660,10 +664,17 @@ static const char *meta_error(const struct meta3 *m, uint32_t length, uint32_t f
 	static struct mig_error err;
 	struct mig_pages_hdr ph;
 	struct mig_page_ent ent[MIG_PAGES_MAX];
+	struct meta3 w = *m;   /* as it travels */
 
+	mig_wire_le(&mig_wl_pages_hdr, &w.ph, 1);
+	mig_wire_le(&mig_wl_page_ent, w.ent, 3);
 	mig_error_clear(&err);
-	if (mig_pages_meta_check(m, length, flags, 2, 100, 1, &ph, ent, NULL, &err) == 0)
+	if (mig_pages_meta_check(&w, length, flags, 2, 100, 1, &ph, ent, NULL, &err) == 0) {
+		/* and back in the host's order */
+		cr_assert_eq(ph.count, m->ph.count);
+		cr_assert_eq(ent[2].page, m->ent[2].page);
 		return NULL;
+	}
 	cr_assert_lt(err.code, 0);
 	return err.msg;
 }
@@ -697,4 +708,73 @@ Test(pages, meta_check_names_each_fault)
 	BAD(m.ph.data_len = 0, sizeof(m), MIG_FRAME_F_ZSTD, "zstd PAGES data of 0 bytes");
 	BAD(m.ph.data_len = 3 * 4096, sizeof(m), MIG_FRAME_F_ZSTD, "zstd PAGES data of 12288");
 #undef BAD
+}
+
+/* ---- the payloads' byte order (transport/wire-order.c) ---- */
+
+/* Each layout lists its struct's fields exactly: a field added to a payload
+ * and not to its layout would travel in the host's order. */
+Test(order, layouts_cover_their_structs)
+{
+	unsigned n = 0;
+
+	for (const struct mig_wire_layout *const *l = mig_wire_layouts; *l; l++, n++)
+		cr_assert_eq(mig_wire_layout_gap(*l), 0, "%s: byte %zu is not covered once",
+			     (*l)->name, mig_wire_layout_gap(*l) - 1);
+	cr_assert_eq(n, 27);
+}
+
+/* The swap reverses each integer, nested structs' too, and leaves bytes. */
+Test(order, swap_reverses_integers_and_leaves_bytes)
+{
+	struct mig_vm_info v = { .state = 0x01020304, .mem_bytes = 0x0102030405060708ULL,
+				 .lab = { .ccw = 0x0102, .vfio_fail_from = 7,
+					  .vfio_rate = 0x1122334455667788ULL } };
+
+	memcpy(v.name, "abcd", 5);
+	mig_wire_swap(&mig_wl_vm_info, &v, 1);
+	cr_assert_eq(v.state, 0x04030201);
+	cr_assert_eq(v.mem_bytes, 0x0807060504030201ULL);
+	cr_assert_eq(v.lab.ccw, 0x0201);
+	cr_assert_eq(v.lab.vfio_fail_from, 7);
+	cr_assert_eq(v.lab.vfio_rate, 0x8877665544332211ULL);
+	cr_assert_str_eq(v.name, "abcd");
+	mig_wire_swap(&mig_wl_vm_info, &v, 1);
+	cr_assert_eq(v.mem_bytes, 0x0102030405060708ULL, "the swap is its own inverse");
+}
+
+/* What travels is little-endian whatever the host: an EVENT and a RESULT
+ * device record as bytes (run on s390x under qemu-user too). */
+Test(order, payloads_travel_little_endian)
+{
+	struct mig_event ev = { .round = 0x0a0b0c0d, .total_ms = 0x1122334455667788ULL,
+				.phase_start_ms = { [2] = 0x0102030405060708ULL } };
+	struct mig_event_device dv[2] = { { .cls = 5 }, { .bytes = 0x0100 } };
+	const uint8_t *b = (const uint8_t *)&ev;
+	const uint8_t *db = (const uint8_t *)dv;
+
+	mig_wire_le(&mig_wl_event, &ev, 1);
+	mig_wire_le(&mig_wl_event_device, dv, 2);
+	cr_assert_eq(b[offsetof(struct mig_event, round)], 0x0d);
+	cr_assert_eq(b[offsetof(struct mig_event, round) + 3], 0x0a);
+	cr_assert_eq(b[offsetof(struct mig_event, total_ms)], 0x88);
+	cr_assert_eq(b[offsetof(struct mig_event, total_ms) + 7], 0x11);
+	cr_assert_eq(b[offsetof(struct mig_event, phase_start_ms) + 16], 0x08);
+	cr_assert_eq(db[0], 5);
+	cr_assert_eq(db[sizeof(dv[0]) + offsetof(struct mig_event_device, bytes) + 1], 1);
+	mig_wire_le(&mig_wl_event, &ev, 1);
+	cr_assert_eq(ev.round, 0x0a0b0c0d);
+}
+
+/* An ERROR payload's code, as mig_error_msg_fill() writes it. */
+Test(order, error_code_is_little_endian)
+{
+	struct mig_error_msg m, back;
+	const uint8_t *b = (const uint8_t *)&m;
+
+	mig_error_msg_fill(&m, -EPROTO, "bad");
+	cr_assert_eq(b[0], (uint8_t)-EPROTO);
+	cr_assert_eq(b[3], 0xff);
+	cr_assert_eq(mig_error_msg_parse(&m, sizeof(m), &back, 0), -EPROTO);
+	cr_assert_str_eq(back.msg, "bad");
 }

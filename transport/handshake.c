@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <migrate/stream.h>
+#include <migrate/wire-order.h>
 
 #include "util.h"
 
@@ -83,6 +84,7 @@ struct opening {
 /* Connect stream `index` (0: control) and send its STREAM_HELLO. */
 static int stream_begin(const struct xport_streams *who, unsigned index, struct opening *op)
 {
+	struct mig_stream_hello w;
 	struct xport_endpoint ep;
 	char url[160];
 	int fd, r;
@@ -109,7 +111,9 @@ static int stream_begin(const struct xport_streams *who, unsigned index, struct 
 	op->h.nstreams = who->n;
 	xport_random(op->h.nonce, sizeof(op->h.nonce));
 	mig_stream_hello_seal(&op->h, who->secret, false);
-	return xport_conn_send(&op->c, MIG_FRAME_STREAM_HELLO, 0, &op->h, sizeof(op->h), &op->err);
+	w = op->h;
+	mig_wire_le(&mig_wl_stream_hello, &w, 1);
+	return xport_conn_send(&op->c, MIG_FRAME_STREAM_HELLO, 0, &w, sizeof(w), &op->err);
 }
 
 /* The destination's answer, once its first bytes are in: its own proof that
@@ -132,6 +136,7 @@ static int stream_answer(struct opening *op, const uint8_t *secret)
 		r = mig_error_set(&op->err, -EPROTO, "unexpected answer to STREAM_HELLO");
 	} else if (r >= 0) {
 		memcpy(&back, pl.data, sizeof(back));
+		mig_wire_le(&mig_wl_stream_hello, &back, 1);
 		/* our own nonce: an answer replayed from another stream fails */
 		memcpy(back.nonce, op->h.nonce, sizeof(back.nonce));
 		if (memcmp(back.id, op->h.id, 16) || back.index != op->h.index ||
@@ -304,7 +309,7 @@ static void refuse(struct accepting *a, struct pending *p, int code, const char 
 static int prove(struct accepting *a, struct pending *p)
 {
 	const struct xport_streams *who = a->who;
-	struct mig_stream_hello h;
+	struct mig_stream_hello h, w;
 	struct mig_error e = { 0 };
 	char why[600];
 
@@ -315,6 +320,7 @@ static int prove(struct accepting *a, struct pending *p)
 		return -EPROTO;
 	}
 	h = p->f.hello;
+	mig_wire_le(&mig_wl_stream_hello, &h, 1);
 	if (memcmp(h.id, who->id, 16) || !mig_stream_hello_proves(&h, who->secret, false) ||
 	    h.nstreams != who->n || h.index > who->n || a->fds[h.index] >= 0) {
 		refuse(a, p, -EACCES, "stream refused: it does not prove it belongs to this "
@@ -323,7 +329,9 @@ static int prove(struct accepting *a, struct pending *p)
 	}
 	/* Prove back that we hold the secret too. */
 	mig_stream_hello_seal(&h, who->secret, true);
-	if (send_first(p->fd, MIG_FRAME_STREAM_HELLO, &h, sizeof(h)) < 0) {
+	w = h;
+	mig_wire_le(&mig_wl_stream_hello, &w, 1);
+	if (send_first(p->fd, MIG_FRAME_STREAM_HELLO, &w, sizeof(w)) < 0) {
 		close(p->fd);
 		p->fd = -1;
 		(*a->rejected)++;

@@ -5,10 +5,12 @@
  * destination checks of a frame's meta before it touches guest RAM.  The
  * engines keep only where the bytes go (their rings, their RAM).
  */
+#include <endian.h>
 #include <errno.h>
 #include <string.h>
 
 #include <migrate/wire.h>
+#include <migrate/wire-order.h>
 
 #define PAGE ((uint64_t)MIG_PAGE_SIZE)
 
@@ -36,7 +38,7 @@ int mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, u
 
 		/* without a hook, a zero page needs no copy */
 		if (!xf && mig_page_is_zero(page)) {
-			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
+			ent[i] = (struct mig_page_ent){ htole64(pfns[i] | MIG_PAGE_ZERO), 0 };
 			continue;
 		}
 		if (gather) {
@@ -57,7 +59,7 @@ int mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, u
 			page = copy;
 		}
 		if (xf && !flags && mig_page_is_zero(page)) {
-			ent[i] = (struct mig_page_ent){ pfns[i] | MIG_PAGE_ZERO, 0 };
+			ent[i] = (struct mig_page_ent){ htole64(pfns[i] | MIG_PAGE_ZERO), 0 };
 			continue;
 		}
 		if (!gather) {
@@ -67,8 +69,8 @@ int mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, u
 			else
 				runs[nruns++] = (struct iovec){ (void *)page, PAGE };
 		}
-		ent[i] = (struct mig_page_ent){ pfns[i] | flags,
-						sums ? mig_page_sum(page, seq, i) : 0 };
+		ent[i] = (struct mig_page_ent){ htole64(pfns[i] | flags),
+						htole64(sums ? mig_page_sum(page, seq, i) : 0) };
 		nz++;
 	}
 	if (ret_nruns)
@@ -81,7 +83,7 @@ size_t mig_pages_meta_len(const struct mig_page_ent *ent, unsigned count)
 	size_t n = sizeof(struct mig_pages_hdr) + (size_t)count * sizeof(*ent);
 
 	for (unsigned i = 0; i < count; i++)
-		if (ent[i].page & MIG_PAGE_TAGGED)
+		if (le64toh(ent[i].page) & MIG_PAGE_TAGGED)   /* as encoded: wire order */
 			n += MIG_PAGE_TAG_SIZE;
 	return n;
 }
@@ -98,6 +100,7 @@ int mig_pages_meta_check(const void *meta, uint32_t length, uint32_t flags, uint
 		return mig_error_set(err, -EBADMSG, "PAGES frame of %u bytes on stream %u", length,
 				     stream);
 	memcpy(&ph, meta, sizeof(ph));
+	mig_wire_le(&mig_wl_pages_hdr, &ph, 1);
 	if (ph.count == 0 || ph.count > MIG_PAGES_MAX)
 		return mig_error_set(err, -EBADMSG, "PAGES frame with %u pages on stream %u: 1 to "
 				     "%u allowed", ph.count, stream, MIG_PAGES_MAX);
@@ -113,6 +116,7 @@ int mig_pages_meta_check(const void *meta, uint32_t length, uint32_t flags, uint
 		return mig_error_set(err, -EPROTO, "PAGES frame of round %u on stream %u during "
 				     "round %u", ph.round, stream, round);
 	memcpy(ent, (const uint8_t *)meta + sizeof(ph), (size_t)ph.count * sizeof(*ent));
+	mig_wire_le(&mig_wl_page_ent, ent, ph.count);
 	for (unsigned i = 0; i < ph.count; i++) {
 		uint64_t pfn = ent[i].page & ~MIG_PAGE_FLAGS;
 

@@ -2,6 +2,7 @@
 #include <migrate/control.h>
 #include <migrate/error.h>
 
+#include <endian.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -60,7 +61,7 @@ void mig_error_clear(struct mig_error *err)
 void mig_error_msg_fill(struct mig_error_msg *m, int code, const char *text)
 {
 	memset(m, 0, sizeof(*m));
-	m->code = code;
+	m->code = (int32_t)htole32((uint32_t)code);   /* as it travels */
 	str_copy(m->msg, sizeof(m->msg), text);
 }
 
@@ -68,6 +69,7 @@ int mig_error_msg_parse(const void *p, size_t n, struct mig_error_msg *m, int fa
 {
 	memset(m, 0, sizeof(*m));
 	memcpy(m, p, n < sizeof(*m) ? n : sizeof(*m));
+	m->code = (int32_t)le32toh((uint32_t)m->code);
 	m->msg[sizeof(m->msg) - 1] = '\0';
 	return m->code < 0 ? m->code : fallback;
 }

@@ -12,6 +12,7 @@
  * (a clear always ends the program).  The interrupts not yet delivered are
  * part of the saved state and are delivered on the destination.
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -186,6 +187,18 @@ struct ccw_saved {
 	uint64_t irb[CCW_IRB_MAX];
 };
 
+/* Between the host's order and the little-endian the state travels in. */
+static void saved_le(struct ccw_saved *s)
+{
+	s->magic = htole32(s->magic);
+	s->nr_irb = htole32(s->nr_irb);
+	s->started = htole64(s->started);
+	s->raised = htole64(s->raised);
+	s->delivered = htole64(s->delivered);
+	for (unsigned i = 0; i < CCW_IRB_MAX; i++)
+		s->irb[i] = htole64(s->irb[i]);
+}
+
 static int save(struct mig_device *d, struct mig_writer *w, struct mig_error *err)
 {
 	struct ccw_sim *c = ccw_of(d);
@@ -198,6 +211,7 @@ static int save(struct mig_device *d, struct mig_writer *w, struct mig_error *er
 	s.delivered = c->delivered;
 	memcpy(s.irb, c->irb, sizeof(s.irb));
 	pthread_mutex_unlock(&c->lock);
+	saved_le(&s);
 	return w->write(w, &s, sizeof(s), err);
 }
 
@@ -211,6 +225,7 @@ static int load(struct mig_device *d, struct mig_reader *r, struct mig_error *er
 				     (unsigned long long)r->remaining(r), sizeof(s));
 	if (r->read(r, &s, sizeof(s), err) < 0)
 		return -EIO;
+	saved_le(&s);
 	if (s.magic != STATE_MAGIC || s.nr_irb > CCW_IRB_MAX ||
 	    s.delivered + s.nr_irb != s.raised)
 		return mig_error_set(err, -EBADMSG, "state: bad magic, or %u interrupts waiting "

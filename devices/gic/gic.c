@@ -5,6 +5,7 @@
  * on its backend, the state blob, VLPI forwarding and what a destination
  * must have.
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,7 +186,7 @@ static unsigned nr_apr(uint64_t icc_ctlr)
 
 /* Every word of the blob, in one order for writing and reading: `set`
  * false copies img out to the cursor, true in.  So the format is written
- * once. */
+ * once.  Words are little-endian in the blob, whatever the host. */
 struct cursor {
 	uint8_t *p;
 	size_t len, off;
@@ -200,11 +201,18 @@ static void word(struct cursor *c, void *v, size_t size)
 		c->off += size;
 		return;
 	}
-	if (c->p) {
-		if (c->in)
-			memcpy(v, c->p + c->off, size);
-		else
-			memcpy(c->p + c->off, v, size);
+	if (c->p && size == 4) {
+		uint32_t t;
+
+		memcpy(&t, c->in ? c->p + c->off : v, 4);
+		t = c->in ? le32toh(t) : htole32(t);
+		memcpy(c->in ? v : c->p + c->off, &t, 4);
+	} else if (c->p) {
+		uint64_t t;
+
+		memcpy(&t, c->in ? c->p + c->off : v, 8);
+		t = c->in ? le64toh(t) : htole64(t);
+		memcpy(c->in ? v : c->p + c->off, &t, 8);
 	}
 	c->off += size;
 }
@@ -810,6 +818,16 @@ struct gic_desc {
 	uint32_t nr_vlpis;        /* LPIs the guest has direct injection of */
 };
 
+/* Its words between the host's order and the little-endian it travels in. */
+static void desc_le(struct gic_desc *d)
+{
+	uint32_t *w = (uint32_t *)d;
+
+	_Static_assert(sizeof(*d) % 4 == 0, "gic_desc is u32 words");
+	for (size_t i = 0; i < sizeof(*d) / 4; i++)
+		w[i] = htole32(w[i]);
+}
+
 static int its_rev(struct gic_dev *g, unsigned its, uint32_t *ret, struct mig_error *err)
 {
 	uint64_t iidr = 0;
@@ -830,6 +848,7 @@ static int describe(struct mig_device *d, struct mig_buf *out, struct mig_error 
 	memcpy(desc.its_rev, g->its_rev, sizeof(desc.its_rev));
 	for (unsigned i = 0; i < g->cfg.nr_vlpis; i++)
 		desc.nr_vlpis += g->cfg.vlpis[i].wanted;
+	desc_le(&desc);
 	if (mig_buf_append(out, &desc, sizeof(desc)) < 0)
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	return 0;
@@ -849,6 +868,7 @@ static int check(struct mig_device *d, const void *p, size_t n, struct mig_error
 		return mig_error_set(err, -EPROTO, "gic: a description of %zu bytes (%zu expected)",
 				     n, sizeof(s));
 	memcpy(&s, p, sizeof(s));
+	desc_le(&s);
 	if (s.version != 3)
 		return mig_error_set(err, -ENOTSUP, "gic: the source's GIC is a version %u; this "
 				     "host's is a vgic-v3: migrate between hosts with the same GIC "

@@ -28,6 +28,7 @@
  * guest's RAM holds plaintext, as the guest sees it), the certificate
  * chains, and the measurement.
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -244,7 +245,7 @@ static int sim_send_start(struct sev_fw *fw, const void *pdh, size_t pdh_len,
 			  struct mig_buf *out, uint32_t *st, struct mig_error *err)
 {
 	struct sim *s = sim_of(fw);
-	struct session ss = { .magic = SESSION_MAGIC };
+	struct session ss = { .magic = htole32(SESSION_MAGIC) };
 	uint8_t kek[KEY];
 	size_t n = KEY;
 	EVP_PKEY *eph = NULL;
@@ -260,7 +261,7 @@ static int sim_send_start(struct sev_fw *fw, const void *pdh, size_t pdh_len,
 			   "the destination's PDH is not a key of this platform type");
 	if (r < 0)
 		goto out;
-	ss.policy = s->policy;
+	ss.policy = htole32(s->policy);
 	eph = x25519_new();
 	if (!eph || RAND_bytes(ss.iv, IV) <= 0 || RAND_bytes(s->tek, KEY) <= 0 ||
 	    EVP_PKEY_get_raw_public_key(eph, ss.eph, &n) <= 0 || kek_derive(eph, pdh, ss.iv, kek) ||
@@ -356,7 +357,7 @@ static int sim_receive_start(struct sev_fw *fw, uint32_t policy, const void *pdh
 	if (r < 0)
 		goto out;
 	memcpy(&ss, session, sizeof(ss));
-	if (ss.magic != SESSION_MAGIC || ss.policy != policy) {
+	if (le32toh(ss.magic) != SESSION_MAGIC || le32toh(ss.policy) != policy) {
 		r = refuse(st, SEV_RET_POLICY_FAILURE, err, "RECEIVE_START",
 			   "the session was made for another guest policy");
 		goto out;

@@ -4,6 +4,7 @@
  * map, and the firmware's send and receive sessions as one state machine
  * (KERNEL-UAPI §5.4, the orders of §5.5).
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +222,8 @@ static int step(struct mig_device *d, int to, struct mig_error *err)
 		/* opened(): the source's PDH, then its session */
 		memcpy(&pdh_len, p, 4);
 		memcpy(&ses_len, p + 4, 4);
+		pdh_len = le32toh(pdh_len);
+		ses_len = le32toh(ses_len);
 		r = fw->receive_start(s->fw, s->policy, p + 8, pdh_len, p + 8 + pdh_len, ses_len,
 				      &st, err);
 		return r < 0 ? fw_failed(err) : 0;
@@ -244,7 +247,8 @@ static int target_of(const struct mig_device *d, enum mig_stage stage, int targe
 	return target;
 }
 
-/* ---- state: the gate's value and the map ---- */
+/* ---- state: the gate's value and the map (little-endian, as every
+ * class's state on the wire) ---- */
 
 #define STATE_MAGIC 0x31564553U   /* "SEV1" */
 
@@ -258,11 +262,15 @@ struct sev_state_hdr {
 static int save(struct mig_device *d, struct mig_writer *w, struct mig_error *err)
 {
 	struct sev_dev *s = sev_of(d);
-	struct sev_state_hdr h = { STATE_MAGIC, s->policy, sev_msr_read(s), s->nr_pages };
+	struct sev_state_hdr h = { htole32(STATE_MAGIC), htole32(s->policy),
+				   htole64(sev_msr_read(s)), htole64(s->nr_pages) };
 	int r = w->write(w, &h, sizeof(h), err);
 
-	if (r >= 0)
-		r = w->write(w, s->enc, DIV_ROUND_UP(s->nr_pages, 64) * 8, err);
+	for (uint64_t i = 0; r >= 0 && i < DIV_ROUND_UP(s->nr_pages, 64); i++) {
+		uint64_t word = htole64(__atomic_load_n(&s->enc[i], __ATOMIC_RELAXED));
+
+		r = w->write(w, &word, 8, err);
+	}
 	return r;
 }
 
@@ -280,6 +288,8 @@ static int load(struct mig_device *d, struct mig_reader *rd, struct mig_error *e
 	r = rd->read(rd, &h, sizeof(h), err);
 	if (r < 0)
 		return r;
+	h = (struct sev_state_hdr){ le32toh(h.magic), le32toh(h.policy), le64toh(h.msr),
+				    le64toh(h.nr_pages) };
 	if (h.magic != STATE_MAGIC || h.nr_pages != s->nr_pages || h.policy != s->policy ||
 	    (h.msr & ~SEV_MIGRATION_READY))
 		return mig_error_set(err, -EBADMSG, "sev: state for %llu pages, policy %#x, gate "
@@ -291,6 +301,8 @@ static int load(struct mig_device *d, struct mig_reader *rd, struct mig_error *e
 	if (!enc)
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	r = rd->read(rd, enc, words * 8, err);
+	for (size_t i = 0; i < words; i++)
+		enc[i] = le64toh(enc[i]);
 	/* every page must have come last in the form the guest has it in:
 	 * an encrypted page through the firmware, a shared one in clear */
 	for (uint64_t p = 0; r >= 0 && p < s->nr_pages; p++) {
@@ -362,7 +374,8 @@ struct sev_desc {
 static int describe(struct mig_device *d, struct mig_buf *out, struct mig_error *err)
 {
 	struct sev_dev *s = sev_of(d);
-	struct sev_desc desc = { DESC_MAGIC, s->policy, s->nr_pages, { 0 } };
+	struct sev_desc desc = { htole32(DESC_MAGIC), htole32(s->policy), htole64(s->nr_pages),
+				 { 0 } };
 
 	if (!(sev_msr_read(s) & SEV_MIGRATION_READY))
 		return mig_error_set(err, -EAGAIN, "sev: the guest has not set KVM_MIGRATION_READY "
@@ -387,6 +400,9 @@ static int check(struct mig_device *d, const void *p, size_t n, struct mig_error
 	if (n != sizeof(desc))
 		return mig_error_set(err, -EBADMSG, "sev: a description of %zu bytes", n);
 	memcpy(&desc, p, sizeof(desc));
+	desc.magic = le32toh(desc.magic);
+	desc.policy = le32toh(desc.policy);
+	desc.nr_pages = le64toh(desc.nr_pages);
 	desc.fw[sizeof(desc.fw) - 1] = '\0';
 	if (desc.magic != DESC_MAGIC)
 		return mig_error_set(err, -EBADMSG, "sev: not an SEV description");
@@ -428,8 +444,8 @@ static int open_(struct mig_device *d, struct mig_buf *out, struct mig_error *er
 	uint32_t lens[2];
 	int r = s->fw->ops->pdh(s->fw, &pdh, err);
 
-	lens[0] = (uint32_t)pdh.len;
-	lens[1] = (uint32_t)s->session.len;
+	lens[0] = htole32((uint32_t)pdh.len);
+	lens[1] = htole32((uint32_t)s->session.len);
 	if (r >= 0 && (mig_buf_append(out, lens, sizeof(lens)) < 0 ||
 		       mig_buf_append(out, pdh.data, pdh.len) < 0 ||
 		       mig_buf_append(out, s->session.data, s->session.len) < 0))
@@ -446,6 +462,8 @@ static int opened(struct mig_device *d, const void *p, size_t n, struct mig_erro
 	if (n < sizeof(lens))
 		return mig_error_set(err, -EBADMSG, "sev: a session of %zu bytes", n);
 	memcpy(lens, p, sizeof(lens));
+	lens[0] = le32toh(lens[0]);
+	lens[1] = le32toh(lens[1]);
 	if ((uint64_t)lens[0] + lens[1] + sizeof(lens) != n || !lens[1])
 		return mig_error_set(err, -EBADMSG, "sev: a session of %zu bytes says %u + %u",
 				     n, lens[0], lens[1]);

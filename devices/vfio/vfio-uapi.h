@@ -34,8 +34,14 @@ struct vfio_device_feature_mig_data_size {
 #define VFIO_DEVICE_FEATURE_MIG_DATA_SIZE 9
 #endif
 
-_Static_assert(VFIO_MIG_GET_PRECOPY_INFO == 0x3b79, "VFIO_MIG_GET_PRECOPY_INFO");
-_Static_assert(VFIO_DEVICE_FEATURE == 0x3b75, "VFIO_DEVICE_FEATURE");
+/* The numbers as the kernel makes them (the _IO encoding is the
+ * architecture's: 0x3b79 and 0x3b75 on x86 and arm64, not on ppc or mips). */
+_Static_assert(_IOC_TYPE(VFIO_MIG_GET_PRECOPY_INFO) == VFIO_TYPE &&
+	       _IOC_NR(VFIO_MIG_GET_PRECOPY_INFO) == VFIO_BASE + 21 &&
+	       _IOC_DIR(VFIO_MIG_GET_PRECOPY_INFO) == _IOC_NONE, "VFIO_MIG_GET_PRECOPY_INFO");
+_Static_assert(_IOC_TYPE(VFIO_DEVICE_FEATURE) == VFIO_TYPE &&
+	       _IOC_NR(VFIO_DEVICE_FEATURE) == VFIO_BASE + 17 &&
+	       _IOC_DIR(VFIO_DEVICE_FEATURE) == _IOC_NONE, "VFIO_DEVICE_FEATURE");
 _Static_assert(sizeof(struct vfio_device_feature_mig_state) == 8, "mig_state");
 _Static_assert(sizeof(struct vfio_precopy_info) == 24, "precopy_info");
 

@@ -62,7 +62,8 @@ int mig_client_open(const char *endpoint, const char *key_file, struct mig_clien
 int mig_client_reopen(const struct mig_client *c, const char *key_file, struct mig_client *ret,
 		      struct mig_error *err);
 void mig_client_close(struct mig_client *c);
-/* One request, one reply; the reply's body beyond struct mig_reply goes to extra. */
+/* One request, one reply; the reply's body beyond struct mig_reply goes to extra.
+ * body and extra are as they travel: little-endian (mig_wire_le()). */
 int mig_client_call(struct mig_client *c, uint32_t op, const void *body, size_t len,
 		    struct mig_buf *extra, struct mig_error *err);
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Payloads of the control and migration frames (docs/protocol.md).  All
- * fields little-endian, fixed width, explicitly padded; strings are
+ * fields little-endian on the wire (each struct has a layout in
+ * wire-order.h: mig_wire_le() converts), fixed width, explicitly padded; strings are
  * NUL-terminated within their fixed arrays (a receiver rejects one that is not).
  */
 #ifndef MIGRATE_CONTROL_H

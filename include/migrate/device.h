@@ -38,6 +38,7 @@ enum mig_dev_class {
 	MIG_DEV_GIC = 6,          /* an arm64 vGICv3 and its ITSes */
 	MIG_DEV_MSI = 7,          /* the lab's MSI devices (LPIs counted both ways) */
 	MIG_DEV_SEV = 8,          /* an AMD SEV guest's firmware context and encryption map */
+	MIG_DEV_DIAG318 = 9,      /* an s390 vCPU's DIAG 318 value (sync registers) */
 	_MIG_DEV_CLASS_MAX,
 };
 /* Classes that are not in this build's table (a test's, a plug-in's)

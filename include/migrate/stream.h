@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The migration streams' payloads (docs/protocol.md §2.4, §6): what a source
- * and a destination agent send each other.  Little-endian, used in place.
+ * and a destination agent send each other.  Little-endian on the wire,
+ * converted with mig_wire_le() (wire-order.h).
  */
 #ifndef MIGRATE_STREAM_H
 #define MIGRATE_STREAM_H

@@ -15,11 +15,8 @@
 
 #include <migrate/error.h>
 
-/* Frame headers pass through htole/le*toh, but the payload structs are read
- * and written in place, so this build speaks the wire format only where the
- * host order is the wire order.  A big-endian port must convert them. */
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-	       "the wire's payload structs are little-endian and used in place");
+/* Frame headers pass through htole/le*toh; payload structs through
+ * mig_wire_le() (wire-order.h), so a big-endian host speaks the same bytes. */
 
 #define MIG_WIRE_MAGIC      0x3146474dU   /* "MGF1" as little-endian bytes */
 #define MIG_WIRE_VERSION    10
@@ -134,7 +131,9 @@ _Static_assert(sizeof(struct mig_page_ent) == 16, "page entry");
  * first error of `xf`. */
 bool mig_page_is_zero(const void *page);
 typedef int (*mig_page_xform_fn)(void *ctx, uint64_t pfn, void *page, void *tag);
-/* The meta's length for count entries (with their tags). */
+/* The entries are written in the wire's byte order; mig_pages_meta_check()
+ * gives them back in the host's. */
+/* The meta's length for count entries as encoded (with their tags). */
 size_t mig_pages_meta_len(const struct mig_page_ent *ent, unsigned count);
 int mig_pages_encode(const uint8_t *ram, const uint64_t *pfns, unsigned count, uint64_t seq,
 		     bool sums, struct mig_page_ent *ent, struct iovec *runs, int *ret_nruns,

@@ -30,14 +30,14 @@ mkdir -p "$1" || fail "cannot make $1"
 W=$(cd "$1" && pwd -P)
 SRC=$(cd "$2" && pwd -P) || fail "no source directory $2"
 
-# the aarch64 build, in W/build-aarch64, against W/sysroot
-"$SRC/tests/cross/run-cross-arm64.sh" "$W" "$SRC"
+# the aarch64 build, in W/build-arm64, against W/sysroot
+"$SRC/tests/cross/run-cross.sh" arm64 "$W" "$SRC"
 case $? in
 0) ;;
 77) skip "the aarch64 build could not be made (see above)" ;;
 *) fail "the aarch64 build" ;;
 esac
-B=$W/build-aarch64
+B=$W/build-arm64
 SR=$W/sysroot
 for p in gic-kernel vlpi-kernel; do
 	[ -x "$B/tests/realkernel/$p" ] || fail "the aarch64 build has no $p"

@@ -1,26 +1,32 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# An arm64 sysroot from Debian's archive for the aarch64 cross build, and a
-# meson cross file that builds against it:
+# A sysroot from Debian's archive for a cross build, and a meson cross file
+# that builds against it:
 #
-#   contrib/arm64-sysroot.sh WORKDIR
-#   meson setup --cross-file WORKDIR/cross-aarch64.ini -Dtests=disabled BUILD
+#   contrib/cross-sysroot.sh ARCH WORKDIR
+#   meson setup --cross-file WORKDIR/cross-ARCH.ini -Dtests=disabled BUILD
 #   meson compile -C BUILD
+#
+# ARCH is a Debian architecture: arm64, s390x, ppc64el or mips64el (the
+# cross compiler is Debian's gcc-TRIPLE package: gcc-aarch64-linux-gnu,
+# gcc-s390x-linux-gnu, gcc-powerpc64le-linux-gnu, gcc-mips64el-linux-gnuabi64).
+# Where Debian's qemu-user is installed, the cross file runs the build's
+# programs under it (qemu-ARCH -L WORKDIR/sysroot), so `meson test` works.
 #
 # The system's apt setup is left alone: no `dpkg --add-architecture`, no
 # change under /etc or /var.  A private APT_CONFIG (its own lists, status,
 # cache, source list and configuration parts) repeats the URIs and suites of
 # the system's /etc/apt/sources.list.d/debian.sources for the native
-# architecture (amd64) and arm64, keeps the system's Acquire settings
+# architecture (amd64) and ARCH, keeps the system's Acquire settings
 # (proxies, Check-Valid-Until) and nothing else of it (no update hooks),
-# and `apt-get download`s the arm64 packages, which dpkg-deb -x unpacks
+# and `apt-get download`s the ARCH packages, which dpkg-deb -x unpacks
 # into WORKDIR/sysroot.  Root is not needed.
 #
-# The sysroot is also a root filesystem for the aarch64 migratectl under an
-# arm64 guest (chroot into it over 9p): the runtime libraries and the
-# dynamic loader (lib/ld-linux-aarch64.so.1) stay in place, and every
-# absolute symlink is made relative so it resolves inside the tree.
+# The sysroot is also a root filesystem for the ARCH programs (an arm64
+# guest chroots into it over 9p; qemu-user takes it as -L): the runtime
+# libraries and the dynamic loader stay in place, and every absolute
+# symlink is made relative so it resolves inside the tree.
 #
 # A complete sysroot for the same package list is kept: a re-run only
 # rewrites the cross file.
@@ -28,23 +34,37 @@
 # Exit status: 0 done; 77 the archive cannot be reached; 1 anything else.
 set -euo pipefail
 
-die() { echo "arm64-sysroot: $*" >&2; exit 1; }
-unreachable() { echo "arm64-sysroot: the archive cannot be reached: $*" >&2; exit 77; }
-say() { echo "arm64-sysroot: $*" >&2; }
+die() { echo "cross-sysroot: $*" >&2; exit 1; }
+unreachable() { echo "cross-sysroot: the archive cannot be reached: $*" >&2; exit 77; }
+say() { echo "cross-sysroot: $*" >&2; }
 
-[ $# -eq 1 ] || die "usage: arm64-sysroot.sh WORKDIR"
-TRIPLE=aarch64-linux-gnu
+[ $# -eq 2 ] || die "usage: cross-sysroot.sh arm64|s390x|ppc64el|mips64el WORKDIR"
+DARCH=$1
+shift
+# Each architecture: its GNU triple, meson's cpu_family, cpu and byte
+# order, its dynamic loader and its qemu-user.
+case $DARCH in
+arm64)    TRIPLE=aarch64-linux-gnu; FAMILY=aarch64; CPU=aarch64; ENDIAN=little
+	  LOADER=lib/ld-linux-aarch64.so.1; QEMU=qemu-aarch64 ;;
+s390x)    TRIPLE=s390x-linux-gnu; FAMILY=s390x; CPU=s390x; ENDIAN=big
+	  LOADER=lib/ld64.so.1; QEMU=qemu-s390x ;;
+ppc64el)  TRIPLE=powerpc64le-linux-gnu; FAMILY=ppc64; CPU=ppc64le; ENDIAN=little
+	  LOADER=lib64/ld64.so.2; QEMU=qemu-ppc64le ;;
+mips64el) TRIPLE=mips64el-linux-gnuabi64; FAMILY=mips64; CPU=mips64el; ENDIAN=little
+	  LOADER=lib64/ld.so.1; QEMU=qemu-mips64el ;;
+*) die "no cross build for the architecture '$DARCH' (arm64, s390x, ppc64el or mips64el)" ;;
+esac
 for t in apt-get apt-config dpkg dpkg-deb awk realpath pkg-config $TRIPLE-gcc; do
-	command -v "$t" >/dev/null 2>&1 || die "$t is not installed"
+	command -v "$t" >/dev/null 2>&1 || die "$t is not installed (Debian: contrib/build.sh installs gcc-$TRIPLE)"
 done
 mkdir -p "$1" || die "cannot make $1"
 W=$(cd "$1" && pwd -P)
 SR=$W/sysroot
 A=$W/apt
-SOURCES=${ARM64_SYSROOT_SOURCES:-/etc/apt/sources.list.d/debian.sources}
+SOURCES=${CROSS_SYSROOT_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 NATIVE=$(dpkg --print-architecture) || die "dpkg --print-architecture failed"
 ARCHS=$NATIVE
-[ "$NATIVE" = arm64 ] || ARCHS="$NATIVE,arm64"
+[ "$NATIVE" = "$DARCH" ] || ARCHS="$NATIVE,$DARCH"
 
 # The -dev packages the build needs and the runtime libraries behind them.
 packages=(
@@ -52,8 +72,8 @@ packages=(
 	libc6 libgcc-s1 liburing2 libzstd1 libxxhash0 libuuid1 libssl3
 )
 
-# Debian's cross gcc searches its own /usr/aarch64-linux-gnu (the cross libc,
-# libc6-dev-arm64-cross, where installed) before any sysroot: -nostdinc
+# Debian's cross gcc searches its own /usr/TRIPLE (the cross libc,
+# libc6-dev-ARCH-cross, where installed) before any sysroot: -nostdinc
 # with gcc's own headers named again, and -B for the start files and
 # libraries, make libc, its headers and the kernel's come from the sysroot
 # alone, whatever the host has installed.  Only gcc's runtime (crtbegin,
@@ -71,7 +91,7 @@ sr_flags=(--sysroot="$SR" -nostdinc -isystem "$GCC_INCLUDE"
 write_cross_file() {
 	cat > "$W/$TRIPLE-pkg-config" <<EOF
 #!/bin/sh
-# Written by contrib/arm64-sysroot.sh: pkg-config for $SR.
+# Written by contrib/cross-sysroot.sh: pkg-config for $SR.
 export PKG_CONFIG_SYSROOT_DIR='$SR'
 export PKG_CONFIG_LIBDIR='$SR/usr/lib/$TRIPLE/pkgconfig:$SR/usr/share/pkgconfig'
 export PKG_CONFIG_SYSTEM_INCLUDE_PATH='$SR/usr/include'
@@ -79,8 +99,11 @@ export PKG_CONFIG_SYSTEM_LIBRARY_PATH='$SR/usr/lib/$TRIPLE:$SR/lib/$TRIPLE'
 exec pkg-config "\$@"
 EOF
 	chmod +x "$W/$TRIPLE-pkg-config"
-	cat > "$W/cross-aarch64.ini.new" <<EOF
-# Written by contrib/arm64-sysroot.sh: the aarch64 build against the arm64
+	# meson runs the build's programs (its tests) under qemu-user.
+	local wrapper=
+	command -v "$QEMU" >/dev/null 2>&1 && wrapper="exe_wrapper = ['$QEMU', '-L', sysroot]"
+	cat > "$W/cross-$DARCH.ini.new" <<EOF
+# Written by contrib/cross-sysroot.sh: the $FAMILY build against the $DARCH
 # sysroot next to this file (Debian's cross gcc; libc and every library from
 # the sysroot, found through a pkg-config confined to it).
 [constants]
@@ -94,6 +117,7 @@ ar = '$TRIPLE-gcc-ar'
 strip = '$TRIPLE-strip'
 readelf = '$TRIPLE-readelf'
 pkgconfig = '$W/$TRIPLE-pkg-config'
+$wrapper
 
 [properties]
 sys_root = sysroot
@@ -101,11 +125,11 @@ pkg_config_libdir = [sysroot + '/usr/lib/$TRIPLE/pkgconfig', sysroot + '/usr/sha
 
 [host_machine]
 system = 'linux'
-cpu_family = 'aarch64'
-cpu = 'aarch64'
-endian = 'little'
+cpu_family = '$FAMILY'
+cpu = '$CPU'
+endian = '$ENDIAN'
 EOF
-	mv "$W/cross-aarch64.ini.new" "$W/cross-aarch64.ini"
+	mv "$W/cross-$DARCH.ini.new" "$W/cross-$DARCH.ini"
 }
 
 # A link against every library of the sysroot: the cross compiler, the
@@ -188,7 +212,7 @@ END { flush() }
 [ -s "$A/etc/sources.list" ] || die "no deb sources found in $SOURCES"
 
 {
-	echo "// Written by contrib/arm64-sysroot.sh: this sysroot's own apt state."
+	echo "// Written by contrib/cross-sysroot.sh: this sysroot's own apt state."
 	echo "Dir::State::Lists \"$A/lists\";"
 	echo "Dir::State::status \"$A/status\";"
 	echo "Dir::Cache \"$A/cache\";"
@@ -212,32 +236,48 @@ network_error() {
 	grep -qE 'Could not resolve|Temporary failure resolving|Could not connect|Connection failed|Connection timed out|Connection refused|Unable to connect|Network is unreachable|No route to host|Cannot initiate the connection|50[234] |connection timed out' "$1"
 }
 
+# A mirror caught in the middle of a sync serves a list that does not match
+# its Release file: apt ignores that list and keeps the others.  It is
+# tried once more; if it still fails, the packages are taken from the lists
+# that did arrive (the download below fails if one is missing).
+mirror_syncing() {
+	grep -qE 'Mirror sync in progress|Hash Sum mismatch|File has unexpected size' "$1"
+}
+
+update() {
+	apt-get -q update > "$A/update.log" 2>&1 && ! grep -q '^[WE]: Failed to fetch' "$A/update.log"
+}
+
 say "apt-get update (private state under $A)"
-if ! apt-get -q update > "$A/update.log" 2>&1 ||
-   grep -q '^[WE]: Failed to fetch' "$A/update.log"; then
-	cat "$A/update.log" >&2
-	network_error "$A/update.log" && unreachable "apt-get update failed (log above)"
-	die "apt-get update failed (log above)"
+if ! update && { ! mirror_syncing "$A/update.log" || { sleep 5; ! update; }; }; then
+	if mirror_syncing "$A/update.log" && ! network_error "$A/update.log"; then
+		grep '^E: Failed to fetch' "$A/update.log" >&2
+		say "warning: a list is mid-sync on the mirror (above); going on with the others"
+	else
+		cat "$A/update.log" >&2
+		network_error "$A/update.log" && unreachable "apt-get update failed (log above)"
+		die "apt-get update failed (log above)"
+	fi
 fi
 
-say "downloading ${#packages[@]} arm64 packages"
+say "downloading ${#packages[@]} $DARCH packages"
 rm -f "$W/debs/"*.deb
-if ! (cd "$W/debs" && apt-get -q download "${packages[@]/%/:arm64}") > "$A/download.log" 2>&1; then
+if ! (cd "$W/debs" && apt-get -q download "${packages[@]/%/:$DARCH}") > "$A/download.log" 2>&1; then
 	cat "$A/download.log" >&2
 	network_error "$A/download.log" && unreachable "apt-get download failed (log above)"
 	die "apt-get download failed (log above)"
 fi
-n=$(find "$W/debs" -maxdepth 1 -name '*_arm64.deb' | wc -l)
+n=$(find "$W/debs" -maxdepth 1 -name "*_$DARCH.deb" | wc -l)
 [ "$n" -eq "${#packages[@]}" ] || die "downloaded $n packages of ${#packages[@]} (see $A/download.log)"
 
 # ---- the tree ----
 say "unpacking into $SR"
 rm -rf "$SR.new"
 mkdir -p "$SR.new"
-for d in "$W/debs/"*_arm64.deb; do
+for d in "$W/debs/"*_"$DARCH".deb; do
 	dpkg-deb -x "$d" "$SR.new" || die "unpacking $d"
 done
-# Absolute symlinks (libfoo.so -> /lib/aarch64-linux-gnu/libfoo.so.1, the
+# Absolute symlinks (libfoo.so -> /lib/TRIPLE/libfoo.so.1, the
 # loader) would point into the build host: each becomes the relative path to
 # its target inside the tree.
 while IFS= read -r -d '' l; do
@@ -247,7 +287,7 @@ while IFS= read -r -d '' l; do
 	esac
 done < <(find "$SR.new" -type l -print0)
 # What the toolchain and a chroot need to find
-for f in lib/ld-linux-aarch64.so.1 usr/lib/$TRIPLE/libc.so usr/include/stdio.h \
+for f in $LOADER usr/lib/$TRIPLE/libc.so usr/include/stdio.h \
 	 usr/include/liburing.h usr/include/$TRIPLE/asm/kvm.h; do
 	[ -e "$SR.new/$f" ] || die "$f is missing from the unpacked packages"
 done
@@ -256,4 +296,4 @@ mv "$SR.new" "$SR"
 check_link
 echo "${packages[*]}" > "$W/sysroot.stamp"
 write_cross_file
-say "done: $SR ($(du -sh "$SR" | cut -f1)), cross file $W/cross-aarch64.ini"
+say "done: $SR ($(du -sh "$SR" | cut -f1)), cross file $W/cross-$DARCH.ini"

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The payload structs' layouts (wire-order.h) and the swap.  A struct that
+ * gains a field must gain it here too: test-wire checks that each layout
+ * covers its struct exactly (mig_wire_layout_gap()), so a field left out
+ * fails the tests on every host, not only on a big-endian one.
+ */
+#include <byteswap.h>
+#include <endian.h>
+#include <string.h>
+
+#include <migrate/control.h>
+#include <migrate/stream.h>
+#include <migrate/vm.h>
+#include <migrate/wire-order.h>
+
+#include "util.h"
+
+#define F(T, m)  { offsetof(struct T, m), sizeof(((struct T *)0)->m), 1, NULL }
+#define A(T, m)  { offsetof(struct T, m), sizeof(((struct T *)0)->m[0]), \
+		   ARRAY_SIZE(((struct T *)0)->m), NULL }
+#define B(T, m)  { offsetof(struct T, m), 1, sizeof(((struct T *)0)->m), NULL }
+#define S(T, m, L) { offsetof(struct T, m), 0, 1, &(L) }
+#define LAYOUT(name, T, ...) \
+	static const struct mig_wire_field name##_fields[] = { __VA_ARGS__ }; \
+	const struct mig_wire_layout mig_wl_##name = { \
+		#T, sizeof(struct T), name##_fields, ARRAY_SIZE(name##_fields) }
+
+/* control.h */
+LAYOUT(hello, mig_hello, F(mig_hello, role), F(mig_hello, flags), B(mig_hello, software));
+LAYOUT(error_msg, mig_error_msg, F(mig_error_msg, code), F(mig_error_msg, pad),
+       B(mig_error_msg, msg));
+LAYOUT(request, mig_request, F(mig_request, op), F(mig_request, pad));
+LAYOUT(reply, mig_reply, F(mig_reply, status), F(mig_reply, pad), B(mig_reply, msg));
+LAYOUT(vm_create, mig_vm_create, B(mig_vm_create, name), B(mig_vm_create, spec));
+LAYOUT(vm_ref, mig_vm_ref, B(mig_vm_ref, name));
+LAYOUT(lab_wire, mig_lab_wire,
+       F(mig_lab_wire, mem_bytes), F(mig_lab_wire, wss_bytes), F(mig_lab_wire, rate),
+       F(mig_lab_wire, seed), F(mig_lab_wire, vcpus), F(mig_lab_wire, pattern),
+       F(mig_lab_wire, dirty_log), F(mig_lab_wire, ring_entries), F(mig_lab_wire, vfio),
+       F(mig_lab_wire, vfio_v1), F(mig_lab_wire, ccw), F(mig_lab_wire, msi),
+       F(mig_lab_wire, vfio_flags), F(mig_lab_wire, vfio_opts),
+       F(mig_lab_wire, vfio_fail_from), F(mig_lab_wire, vfio_fail_to),
+       F(mig_lab_wire, vfio_fail_err), F(mig_lab_wire, vfio_fail_where),
+       F(mig_lab_wire, vfio_rate), B(mig_lab_wire, mdev), F(mig_lab_wire, sev),
+       F(mig_lab_wire, sev_report), F(mig_lab_wire, pad), F(mig_lab_wire, sev_ready_ms),
+       F(mig_lab_wire, sev_unready_ms), F(mig_lab_wire, sev_flip_ms));
+LAYOUT(vm_info, mig_vm_info,
+       B(mig_vm_info, name), F(mig_vm_info, state), F(mig_vm_info, vcpus),
+       F(mig_vm_info, mem_bytes), F(mig_vm_info, wss_bytes), F(mig_vm_info, passes),
+       F(mig_vm_info, errors), S(mig_vm_info, lab, mig_wl_lab_wire),
+       B(mig_vm_info, held_by), B(mig_vm_info, held_peer));
+LAYOUT(vm_resolve, mig_vm_resolve, B(mig_vm_resolve, name), B(mig_vm_resolve, id),
+       F(mig_vm_resolve, action), F(mig_vm_resolve, pad));
+LAYOUT(incoming, mig_incoming,
+       B(mig_incoming, id), B(mig_incoming, secret), B(mig_incoming, name),
+       F(mig_incoming, streams), F(mig_incoming, pad), B(mig_incoming, listen_host),
+       S(mig_incoming, lab, mig_wl_lab_wire));
+LAYOUT(incoming_reply, mig_incoming_reply, B(mig_incoming_reply, addr));
+LAYOUT(outgoing, mig_outgoing,
+       B(mig_outgoing, id), B(mig_outgoing, secret), B(mig_outgoing, name),
+       B(mig_outgoing, dest_addr), F(mig_outgoing, streams), F(mig_outgoing, codec),
+       F(mig_outgoing, level), F(mig_outgoing, verify), F(mig_outgoing, downtime_limit_ms),
+       F(mig_outgoing, max_bandwidth_bps), F(mig_outgoing, timeout_ms),
+       F(mig_outgoing, timeout_action), F(mig_outgoing, checksum),
+       F(mig_outgoing, switchover_timeout_ms));
+LAYOUT(cancel, mig_cancel, B(mig_cancel, id));
+LAYOUT(migration_info, mig_migration_info,
+       B(mig_migration_info, id), B(mig_migration_info, name), B(mig_migration_info, peer),
+       F(mig_migration_info, side), F(mig_migration_info, state),
+       F(mig_migration_info, phase), F(mig_migration_info, round),
+       F(mig_migration_info, elapsed_ms), F(mig_migration_info, ram_bytes),
+       F(mig_migration_info, transferred_bytes), F(mig_migration_info, remaining_bytes),
+       F(mig_migration_info, throughput_bps), F(mig_migration_info, expected_downtime_ms),
+       B(mig_migration_info, error));
+LAYOUT(event, mig_event,
+       F(mig_event, kind), F(mig_event, phase), F(mig_event, round), F(mig_event, result),
+       F(mig_event, owner), F(mig_event, streams), F(mig_event, codec),
+       F(mig_event, verified), F(mig_event, nr_devices), F(mig_event, pad0),
+       F(mig_event, elapsed_ms), F(mig_event, remaining_bytes),
+       F(mig_event, dirty_rate_bps), F(mig_event, throughput_bps),
+       F(mig_event, expected_downtime_ms), F(mig_event, total_ms), F(mig_event, setup_ms),
+       F(mig_event, downtime_ms), F(mig_event, ram_total_bytes),
+       F(mig_event, transferred_bytes), F(mig_event, wire_bytes), F(mig_event, zero_pages),
+       F(mig_event, normal_pages), A(mig_event, phase_start_ms),
+       A(mig_event, phase_duration_ms), F(mig_event, vcpu_state_bytes),
+       A(mig_event, digest_src), A(mig_event, digest_dst), F(mig_event, dst_passes_before),
+       F(mig_event, dst_passes_after), F(mig_event, dst_errors),
+       F(mig_event, rejected_streams), F(mig_event, src_cpu_ms), F(mig_event, dst_cpu_ms),
+       F(mig_event, precopy_wire_bytes), F(mig_event, verify_ms), F(mig_event, torn_pages),
+       F(mig_event, checksum), F(mig_event, same_host), B(mig_event, error),
+       F(mig_event, src_held), F(mig_event, pad), F(mig_event, switchover_timeout_ms),
+       F(mig_event, kvm_exits), F(mig_event, kvm_page_faults), F(mig_event, kvm_halt_exits),
+       F(mig_event, kvm_remote_tlb_flushes), F(mig_event, kvm_valid), F(mig_event, pad2));
+LAYOUT(event_device, mig_event_device, F(mig_event_device, cls), F(mig_event_device, id),
+       F(mig_event_device, state), F(mig_event_device, notes), F(mig_event_device, bytes));
+
+/* stream.h, vm.h, wire.h */
+LAYOUT(stream_hello, mig_stream_hello, B(mig_stream_hello, id), F(mig_stream_hello, index),
+       F(mig_stream_hello, nstreams), B(mig_stream_hello, nonce), B(mig_stream_hello, mac),
+       B(mig_stream_hello, pad));
+LAYOUT(setup, mig_setup, B(mig_setup, vm_desc), F(mig_setup, nr_pages),
+       F(mig_setup, page_size), F(mig_setup, codec), B(mig_setup, name), F(mig_setup, flags),
+       F(mig_setup, nr_devices));
+LAYOUT(manifest_entry, mig_manifest_entry, F(mig_manifest_entry, cls),
+       F(mig_manifest_entry, instance), F(mig_manifest_entry, version),
+       F(mig_manifest_entry, flags), F(mig_manifest_entry, desc_len),
+       F(mig_manifest_entry, pad), B(mig_manifest_entry, desc));
+LAYOUT(round_end, mig_round_end, F(mig_round_end, round), F(mig_round_end, final),
+       F(mig_round_end, frames));
+LAYOUT(loaded, mig_loaded, F(mig_loaded, status), F(mig_loaded, pad), A(mig_loaded, digest),
+       F(mig_loaded, verify_ns), F(mig_loaded, rejected_streams), F(mig_loaded, load_ns),
+       F(mig_loaded, torn_pages), B(mig_loaded, msg));
+LAYOUT(sums_request, mig_sums_request, F(mig_sums_request, first_page),
+       F(mig_sums_request, count), F(mig_sums_request, pages_per_sum));
+LAYOUT(running, mig_running, F(mig_running, kind), F(mig_running, status),
+       F(mig_running, start_realtime_ns), F(mig_running, passes), F(mig_running, errors),
+       F(mig_running, cpu_ms), B(mig_running, msg));
+LAYOUT(pages_hdr, mig_pages_hdr, F(mig_pages_hdr, count), F(mig_pages_hdr, zero_count),
+       F(mig_pages_hdr, round), F(mig_pages_hdr, data_len));
+LAYOUT(page_ent, mig_page_ent, F(mig_page_ent, page), F(mig_page_ent, sum));
+LAYOUT(device_data, mig_device_data, F(mig_device_data, cls), F(mig_device_data, instance),
+       F(mig_device_data, offset), F(mig_device_data, round), F(mig_device_data, len));
+LAYOUT(session_entry, mig_session_entry, F(mig_session_entry, cls),
+       F(mig_session_entry, instance), F(mig_session_entry, len), F(mig_session_entry, pad));
+
+const struct mig_wire_layout *const mig_wire_layouts[] = {
+	&mig_wl_hello, &mig_wl_error_msg, &mig_wl_request, &mig_wl_reply, &mig_wl_vm_create,
+	&mig_wl_vm_ref, &mig_wl_lab_wire, &mig_wl_vm_info, &mig_wl_vm_resolve,
+	&mig_wl_incoming, &mig_wl_incoming_reply, &mig_wl_outgoing, &mig_wl_cancel,
+	&mig_wl_migration_info, &mig_wl_event, &mig_wl_event_device, &mig_wl_stream_hello,
+	&mig_wl_setup, &mig_wl_manifest_entry, &mig_wl_round_end, &mig_wl_loaded,
+	&mig_wl_sums_request, &mig_wl_running, &mig_wl_pages_hdr, &mig_wl_page_ent,
+	&mig_wl_device_data, &mig_wl_session_entry, NULL,
+};
+
+void mig_wire_swap(const struct mig_wire_layout *l, void *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *s = (uint8_t *)p + i * l->size;
+
+		for (unsigned f = 0; f < l->nr; f++) {
+			const struct mig_wire_field *fd = &l->fields[f];
+			uint8_t *q = s + fd->off;
+
+			if (fd->sub) {
+				mig_wire_swap(fd->sub, q, fd->count);
+				continue;
+			}
+			for (unsigned k = 0; k < fd->count; k++, q += fd->size) {
+				if (fd->size == 2) {
+					uint16_t v;
+
+					memcpy(&v, q, 2);
+					v = bswap_16(v);
+					memcpy(q, &v, 2);
+				} else if (fd->size == 4) {
+					uint32_t v;
+
+					memcpy(&v, q, 4);
+					v = bswap_32(v);
+					memcpy(q, &v, 4);
+				} else if (fd->size == 8) {
+					uint64_t v;
+
+					memcpy(&v, q, 8);
+					v = bswap_64(v);
+					memcpy(q, &v, 8);
+				}
+			}
+		}
+	}
+}
+
+size_t mig_wire_layout_gap(const struct mig_wire_layout *l)
+{
+	size_t at = 0;
+
+	for (unsigned f = 0; f < l->nr; f++) {
+		const struct mig_wire_field *fd = &l->fields[f];
+		size_t len = fd->sub ? fd->sub->size * fd->count : (size_t)fd->size * fd->count;
+
+		if (fd->off != at || (fd->sub && mig_wire_layout_gap(fd->sub)))
+			return at + 1;
+		at += len;
+	}
+	return at == l->size ? 0 : at + 1;
+}
+
+void mig_wire_le64s(uint64_t *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		v[i] = htole64(v[i]);
+}
