@@ -64,7 +64,10 @@ static void move(uint64_t long_every, bool halt_stuck, uint64_t *halts, uint64_t
 	cr_assert_geq(s.started, want, "the guest started programs");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	cr_assert_eq(walk(&s, MIG_STAGE_QUIESCE, &err), 0, "%s", err.msg);
-	cr_assert_lt(ms_since(&t0), 1000, "the quiesce kept to its deadlines");
+	/* a long program runs 5 s: a quiesce that waited it out takes that long;
+	 * the class's own waits are 20 ms each, and half of 5 s leaves room for
+	 * an emulated CPU (qemu-user) on a busy host */
+	cr_assert_lt(ms_since(&t0), 2500, "the quiesce kept to its deadlines");
 	cr_assert_eq(s.fsm, CCW_FSM_IDLE, "saved idle");
 	cr_assert_eq(s.delivered + s.nr_irb, s.raised, "every interrupt delivered or waiting");
 	saved.len = 0;

@@ -613,9 +613,10 @@ Test(pages, a_transform_changes_the_copy_before_its_sum)
 	cr_assert_eq(mig_pages_encode(ram, pfns, 3, 9, true, ent, NULL, NULL, gather,
 				      invert_but_5, &calls), 2);
 	cr_assert_eq(calls, 3, "every page passes the hook, the zero one too");
-	cr_assert_eq(ent[0].page, MIG_PAGE_ZERO);
-	cr_assert_eq(ent[1].page, 1, "untagged");
-	cr_assert_eq(ent[2].page, 2 | MIG_PAGE_TAGGED);
+	/* the entries as they travel: little-endian */
+	cr_assert_eq(le64toh(ent[0].page), MIG_PAGE_ZERO);
+	cr_assert_eq(le64toh(ent[1].page), 1, "untagged");
+	cr_assert_eq(le64toh(ent[2].page), 2 | MIG_PAGE_TAGGED);
 	memset(want, 1 ^ 0xff, sizeof(want));
 	cr_assert_eq(memcmp(gather, want, 4096), 0, "the copy is the wire form");
 	cr_assert_eq(le64toh(ent[1].sum), mig_page_sum(want, 9, 1),
@@ -626,6 +627,7 @@ Test(pages, a_transform_changes_the_copy_before_its_sum)
 	cr_assert_eq(mig_pages_meta_len(ent, 3), sizeof(ph) + 3 * sizeof(*ent) + MIG_PAGE_TAG_SIZE);
 	/* and the destination takes it back, only where it takes tags */
 	memcpy(meta, &ph, sizeof(ph));
+	mig_wire_le(&mig_wl_pages_hdr, meta, 1);
 	cr_assert_eq(mig_pages_meta_check(meta, (uint32_t)mig_pages_meta_len(ent, 3), 0, 0, 8, 1,
 					  &ph, back, tags, &err), 0, "%s", err.msg);
 	cr_assert_eq(tags[0], 0xa2);
@@ -637,7 +639,7 @@ Test(pages, a_transform_changes_the_copy_before_its_sum)
 	cr_assert_eq(mig_pages_meta_check(meta, sizeof(ph) + 3 * sizeof(*ent), 0, 0, 8, 1, &ph,
 					  back, tags, &err), -EBADMSG);
 	/* a page both zero and tagged is refused */
-	ent[0].page |= MIG_PAGE_TAGGED;
+	ent[0].page |= htole64(MIG_PAGE_TAGGED);
 	cr_assert_eq(mig_pages_meta_check(meta, (uint32_t)mig_pages_meta_len(ent, 3), 0, 0, 8, 1,
 					  &ph, back, tags, &err), -EBADMSG);
 	/* a veto ends the batch with its error */
