@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * SEV lab guests between two real agents (docs/devices.md §11): migrated
+ * SEV lab guests between two real agents (docs/devices.md §12): migrated
  * through the psp-sim firmware and verified (their pages' status flipping
  * while they go), refused while the guest has not set KVM_MIGRATION_READY,
  * rolled back when it clears it mid-migration, and refused on the kernel

@@ -63,7 +63,7 @@
 #define LAB_LCG_MUL          0x5851F42D4C957F2D
 
 /*
- * ---- x86: an SEV guest (sev=sim|kernel; docs/devices.md §11) ----
+ * ---- x86: an SEV guest (sev=sim|kernel; docs/devices.md §12) ----
  *
  * vCPU 0 plays the SEV guest kernel's part: it runs at CPL0 (KVM takes a
  * WRMSR or a hypercall only there), has no share of RAM and no working set

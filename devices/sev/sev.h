@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The AMD SEV class (KERNEL-UAPI §5, docs/devices.md §11): one device per
+ * The AMD SEV class (KERNEL-UAPI §5, docs/devices.md §12): one device per
  * SEV guest, standing for its firmware context.  It keeps what the VMM
  * must know of the guest and KVM does not:
  *
@@ -118,7 +118,7 @@ int sev_fw_sim_create(struct sev_fw **ret, struct mig_error *err);
 int sev_fw_kernel_create(int vm_fd, struct sev_fw **ret, struct mig_error *err);
 
 /*
- * The class's states (docs/devices.md §11):
+ * The class's states (docs/devices.md §12):
  *   RUNNING    a guest context the guest runs with (firmware RUNNING)
  *   SENDING    source: SEND_START done; pages go out through the firmware
  *   FINISHED   source: SEND_FINISH; the context is gone, for good

@@ -120,7 +120,7 @@ struct mig_lab_wire {             /* struct lab_config on the wire */
 	uint8_t vfio_fail_from, vfio_fail_to, vfio_fail_err, vfio_fail_where;
 	uint64_t vfio_rate;       /* DMA pages a second, each */
 	char mdev[16];            /* a real mediated device of this type ("": none) */
-	/* an SEV guest (docs/devices.md §11): lab_sev + 1, lab_sev_report + 1 (0: none) */
+	/* an SEV guest (docs/devices.md §12): lab_sev + 1, lab_sev_report + 1 (0: none) */
 	uint8_t sev, sev_report;
 	uint16_t pad;
 	uint32_t sev_ready_ms, sev_unready_ms, sev_flip_ms;
