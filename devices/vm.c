@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <migrate/policy.h>
 #include <migrate/vm.h>
 
 #include "util.h"
@@ -458,11 +459,72 @@ int mig_vm_manifest(struct mig_vm *vm, struct mig_buf *out, struct mig_error *er
 	return 0;
 }
 
+/* Entry k of the manifest against this VM: its device (into *ret), of this
+ * build's version and flags, listed once. */
+static int manifest_entry(struct mig_vm *vm, const uint8_t *p, uint32_t k, bool *seen,
+			  struct mig_manifest_entry *e, struct mig_device **ret, char *cname,
+			  size_t cn, struct mig_error *err)
+{
+	struct mig_device *d = NULL;
+	unsigned i;
+
+	memcpy(e, p + (size_t)k * sizeof(*e), sizeof(*e));
+	for (i = 0; i < vm->nr_devices; i++)
+		if (vm->devices[i]->cls->id == e->cls && vm->devices[i]->id == e->instance) {
+			d = vm->devices[i];
+			break;
+		}
+	class_name(vm, e->cls, cname, cn);
+	if (!d)
+		return mig_error_set(err, -ENODEV, "device %s %u: the source's VM has it, "
+				     "this one does not", cname, e->instance);
+	if (seen[i])
+		return mig_error_set(err, -EBADMSG, "device %s %u: listed twice", cname,
+				     e->instance);
+	seen[i] = true;
+	if (e->version != d->cls->version)
+		return mig_error_set(err, -EPROTO, "device %s %u: the source's state is "
+				     "version %u of its class, this build reads version %u: "
+				     "upgrade the older side", cname, e->instance, e->version,
+				     d->cls->version);
+	if ((e->flags & ~MIG_MANIFEST_F_KNOWN) ||
+	    !!(e->flags & MIG_MANIFEST_F_STATE) != mig_device_has_state(d))
+		return mig_error_set(err, -EPROTO, "device %s %u: flags %#x do not match "
+				     "this build's class", cname, e->instance, e->flags);
+	if (e->desc_len > sizeof(e->desc))
+		return mig_error_set(err, -EBADMSG, "device %s %u: a description of %u "
+				     "bytes", cname, e->instance, e->desc_len);
+	*ret = d;
+	return 0;
+}
+
+/* A refusal on a host its agent describes otherwise than its KVM does
+ * (agent --host-profile) says so: the operator must not go looking for a
+ * missing feature on a host that has it. */
+static void profile_note(struct mig_error *err)
+{
+	static const char note[] = " [this host as its agent's --host-profile describes it]";
+	size_t len = strnlen(err->msg, sizeof(err->msg));
+
+	if (compat_profile_get() && len + sizeof(note) <= sizeof(err->msg))
+		memcpy(err->msg + len, note, sizeof(note));
+}
+
+/* The first device of this VM the manifest did not list, or -1. */
+static int manifest_unseen(const struct mig_vm *vm, const bool *seen)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		if (!seen[i])
+			return (int)i;
+	return -1;
+}
+
 int mig_vm_manifest_check(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
 			  struct mig_error *err)
 {
 	bool seen[vm->nr_devices ? vm->nr_devices : 1];
 	char cname[32];
+	int u;
 
 	if (n != (size_t)count * sizeof(struct mig_manifest_entry))
 		return mig_error_set(err, -EBADMSG, "the device manifest is %zu bytes for %u "
@@ -471,45 +533,80 @@ int mig_vm_manifest_check(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_
 	for (uint32_t k = 0; k < count; k++) {
 		struct mig_manifest_entry e;
 		struct mig_device *d = NULL;
-		unsigned i;
-		int r;
+		int r = manifest_entry(vm, p, k, seen, &e, &d, cname, sizeof(cname), err);
 
-		memcpy(&e, p + (size_t)k * sizeof(e), sizeof(e));
-		for (i = 0; i < vm->nr_devices; i++)
-			if (vm->devices[i]->cls->id == e.cls && vm->devices[i]->id == e.instance) {
-				d = vm->devices[i];
-				break;
-			}
-		class_name(vm, e.cls, cname, sizeof(cname));
-		if (!d)
-			return mig_error_set(err, -ENODEV, "device %s %u: the source's VM has it, "
-					     "this one does not", cname, e.instance);
-		if (seen[i])
-			return mig_error_set(err, -EBADMSG, "device %s %u: listed twice", cname,
-					     e.instance);
-		seen[i] = true;
-		if (e.version != d->cls->version)
-			return mig_error_set(err, -EPROTO, "device %s %u: the source's state is "
-					     "version %u of its class, this build reads version %u: "
-					     "upgrade the older side", cname, e.instance, e.version,
-					     d->cls->version);
-		if ((e.flags & ~MIG_MANIFEST_F_KNOWN) ||
-		    !!(e.flags & MIG_MANIFEST_F_STATE) != mig_device_has_state(d))
-			return mig_error_set(err, -EPROTO, "device %s %u: flags %#x do not match "
-					     "this build's class", cname, e.instance, e.flags);
-		if (e.desc_len > sizeof(e.desc))
-			return mig_error_set(err, -EBADMSG, "device %s %u: a description of %u "
-					     "bytes", cname, e.instance, e.desc_len);
+		if (r < 0)
+			return r;
 		if (d->cls->compat_ops && d->cls->compat_ops->check) {
 			r = d->cls->compat_ops->check(d, e.desc, e.desc_len, err);
-			if (r < 0)
+			if (r < 0) {
+				profile_note(err);
 				return mig_error_prefix(err, "device %s %u", cname, e.instance);
+			}
 		}
 	}
-	for (unsigned i = 0; i < vm->nr_devices; i++)
-		if (!seen[i])
-			return mig_error_set(err, -ENODEV, "device %s %u: this VM has it, the "
-					     "source's does not", vm->devices[i]->cls->name,
-					     vm->devices[i]->id);
+	u = manifest_unseen(vm, seen);
+	if (u >= 0)
+		return mig_error_set(err, -ENODEV, "device %s %u: this VM has it, the "
+				     "source's does not", vm->devices[u]->cls->name,
+				     vm->devices[u]->id);
 	return 0;
+}
+
+int mig_vm_manifest_report(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
+			   mig_compat_report_fn report, void *arg, struct mig_error *err)
+{
+	bool seen[vm->nr_devices ? vm->nr_devices : 1];
+	unsigned refused = 0;
+	char cname[32];
+	int u;
+
+	if (n != (size_t)count * sizeof(struct mig_manifest_entry))
+		return mig_error_set(err, -EBADMSG, "the device manifest is %zu bytes for %u "
+				     "devices", n, count);
+	memset(seen, 0, sizeof(seen));
+	for (uint32_t k = 0; k < count; k++) {
+		const struct mig_compat_ops *c;
+		struct mig_manifest_entry e;
+		struct mig_device *d = NULL;
+		struct mig_error one = { 0 };
+		int r = manifest_entry(vm, p, k, seen, &e, &d, cname, sizeof(cname), &one);
+
+		if (r < 0) {
+			refused++;
+			report(arg, e.cls, e.instance, "devices", r, one.msg);
+			continue;
+		}
+		c = d->cls->compat_ops;
+		if (!c || !c->check)
+			continue;
+		if (!c->policies || !c->policies[0]) {
+			r = c->check(d, e.desc, e.desc_len, &one);
+			refused += r < 0;
+			if (r < 0)
+				profile_note(&one);
+			report(arg, e.cls, e.instance, d->cls->name, r, one.msg);
+			continue;
+		}
+		for (unsigned i = 0; c->policies[i]; i++) {
+			mig_error_clear(&one);
+			r = c->check_one ? c->check_one(d, e.desc, e.desc_len, i, &one) :
+			    c->check(d, e.desc, e.desc_len, &one);
+			refused += r < 0;
+			if (r < 0)
+				profile_note(&one);
+			report(arg, e.cls, e.instance, c->policies[i], r, one.msg);
+		}
+	}
+	while ((u = manifest_unseen(vm, seen)) >= 0) {
+		struct mig_error one = { 0 };
+
+		seen[u] = true;
+		refused++;
+		mig_error_set(&one, -ENODEV, "device %s %u: this VM has it, the source's does not",
+			      vm->devices[u]->cls->name, vm->devices[u]->id);
+		report(arg, vm->devices[u]->cls->id, vm->devices[u]->id, "devices", one.code,
+		       one.msg);
+	}
+	return (int)refused;
 }

@@ -194,13 +194,12 @@ int compat_msrs(const uint32_t *guest, unsigned n, const uint32_t *host, unsigne
 		if (msr_names[k].index == guest[first])
 			name = msr_names[k].name;
 	return mig_error_set(err, -ENOTSUP, "MSRs: the guest's saved state has MSR %#x%s%s%s, "
-			     "which this host's KVM does not accept (not in its "
-			     "KVM_GET_MSR_INDEX_LIST or feature MSR list; %u of the guest's %u "
-			     "MSRs are not): KVM_SET_MSRS would refuse it after the guest "
-			     "stopped; migrate to a host whose kernel and KVM settings have it "
-			     "(the same kernel or newer, the same PMU and nested settings)",
-			     guest[first], name ? " (" : "", name ? name : "", name ? ")" : "",
-			     missing, n);
+			     "which this host's KVM does not accept (in neither "
+			     "KVM_GET_MSR_INDEX_LIST nor the feature MSR list; %u of the guest's "
+			     "%u MSRs): KVM_SET_MSRS would refuse it after the guest stopped; "
+			     "migrate to a host whose kernel and KVM settings (PMU, nested) "
+			     "have it", guest[first], name ? " (" : "", name ? name : "",
+			     name ? ")" : "", missing, n);
 }
 
 static size_t varint_put(uint8_t *out, size_t at, size_t cap, uint32_t v, bool *full)
