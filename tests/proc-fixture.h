@@ -53,24 +53,37 @@ static inline void proc_run(const char *args, struct run_result *r)
 	unlink(err);
 }
 
-/* Starts `migratectl agent ARGS` in the background. */
-static inline pid_t proc_agent(const char *listen, const char *key_file)
+/* Starts `migratectl agent` in the background, with a --host-profile when
+ * profile is not NULL. */
+static inline pid_t proc_agent_profile(const char *listen, const char *key_file,
+				       const char *profile)
 {
 	pid_t pid = fork();
 
 	cr_assert(pid >= 0);
 	if (pid == 0) {
+		const char *argv[12] = { "migratectl", "agent", "--listen", listen, "--quiet" };
+		int n = 5;
+
 		/* never outlive a test that failed before stopping us */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (key_file)
-			execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--key-file",
-			      key_file, "--quiet", (char *)NULL);
-		else
-			execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--quiet",
-			      (char *)NULL);
+		if (key_file) {
+			argv[n++] = "--key-file";
+			argv[n++] = key_file;
+		}
+		if (profile) {
+			argv[n++] = "--host-profile";
+			argv[n++] = profile;
+		}
+		execv(MIGRATECTL_PATH, (char *const *)argv);
 		_exit(127);
 	}
 	return pid;
+}
+
+static inline pid_t proc_agent(const char *listen, const char *key_file)
+{
+	return proc_agent_profile(listen, key_file, NULL);
 }
 
 static inline void proc_stop(pid_t pid)

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT
+/*
+ * migratectl check SRC DST between two real agents on this host.  Both
+ * share one KVM, so the refusing pairs describe a smaller or different host
+ * with agent --host-profile (docs/policies.md): a destination with fewer
+ * memory slots, one without a CPUID feature or an MSR, and a source whose
+ * guest is described as given PEBS, which this host (kvm.enable_pmu=N)
+ * does not offer.  Each refusal must name the field, both values and what
+ * to do; a compatible pair passes every policy; and a migration to a
+ * refusing destination stops at SETUP with the VM still running.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proc-fixture.h"
+
+const int test_requires_kvm = 1;
+
+struct pair {
+	char dir[64];
+	char src[128], dst[128];
+	pid_t src_pid, dst_pid;
+};
+
+/* Two agents (each with its profile, NULL: none) and a lab VM "v" of `lab`
+ * on the source. */
+static void pair_up(struct pair *p, const char *src_profile, const char *dst_profile,
+		    const char *lab)
+{
+	struct run_result r;
+	char args[512];
+
+	snprintf(p->dir, sizeof(p->dir), "/tmp/migratectl-check-XXXXXX");
+	cr_assert_not_null(mkdtemp(p->dir));
+	snprintf(p->src, sizeof(p->src), "unix://%s/src", p->dir);
+	snprintf(p->dst, sizeof(p->dst), "unix://%s/dst", p->dir);
+	p->src_pid = proc_agent_profile(p->src, NULL, src_profile);
+	p->dst_pid = proc_agent_profile(p->dst, NULL, dst_profile);
+	proc_wait_agent(p->src, NULL);
+	proc_wait_agent(p->dst, NULL);
+	snprintf(args, sizeof(args), "vm create %s --name v --lab %s", p->src, lab);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+}
+
+static void pair_down(struct pair *p)
+{
+	char path[128];
+
+	proc_stop(p->src_pid);
+	proc_stop(p->dst_pid);
+	snprintf(path, sizeof(path), "%s/src", p->dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/dst", p->dir);
+	unlink(path);
+	rmdir(p->dir);
+}
+
+static void check_json(const struct pair *p, struct run_result *r)
+{
+	char args[512];
+
+	snprintf(args, sizeof(args), "check %s %s --vm v --json", p->src, p->dst);
+	proc_run(args, r);
+}
+
+/* The verdict of `policy` on `device` in check's JSON. */
+static void expect_result(const char *json, const char *policy, const char *device,
+			  const char *result)
+{
+	char want[160];
+
+	snprintf(want, sizeof(want), "{\"policy\":\"%s\",\"device\":\"%s\",\"result\":\"%s\"",
+		 policy, device, result);
+	cr_assert_not_null(strstr(json, want), "no %s in %s", want, json);
+}
+
+/* The message of the first refusal in check's JSON contains each needle. */
+static void expect_refusal(const char *json, const char *const *needles)
+{
+	const char *m = strstr(json, "\"result\":\"refuse\",\"message\":\"");
+	char msg[1024];
+
+	cr_assert_not_null(m, "no refusal in %s", json);
+	m += strlen("\"result\":\"refuse\",\"message\":\"");
+	snprintf(msg, sizeof(msg), "%.*s", (int)(strchrnul(m, '"') - m), m);
+	for (; *needles; needles++)
+		cr_assert_not_null(strstr(msg, *needles), "'%s' lacks '%s'", msg, *needles);
+}
+
+Test(check, a_compatible_pair_passes_every_policy, .timeout = 120)
+{
+	struct pair p;
+	struct run_result r;
+	char args[512];
+
+	pair_up(&p, NULL, NULL, "mem=64M,vcpus=2,wss=4M");
+	check_json(&p, &r);
+	cr_assert_eq(r.status, 0, "exit %d: %s %s", r.status, r.out, r.err);
+	json_expect_str(r.out, "vm", "v");
+	json_expect_str(r.out, "compatible", "true");
+	cr_assert_eq(json_num(r.out, "refused"), 0);
+	expect_result(r.out, "memslots", "memory 0", "pass");
+	/* passes of both vCPUs fold into one */
+	expect_result(r.out, "cpuid", "vcpu 0-1", "pass");
+	expect_result(r.out, "pmu", "vcpu 0-1", "pass");
+	expect_result(r.out, "msrs", "vcpu 0-1", "pass");
+	cr_assert_null(strstr(r.out, "\"result\":\"refuse\""), "%s", r.out);
+	/* the text form, and the only VM on the source without --vm */
+	snprintf(args, sizeof(args), "check %s %s", p.src, p.dst);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s %s", r.out, r.err);
+	cr_assert_not_null(strstr(r.out, "compatible: no policy refuses"), "%s", r.out);
+	pair_down(&p);
+}
+
+Test(check, a_destination_without_a_cpuid_feature, .timeout = 120)
+{
+	static const char *const needles[] = {
+		"vCPU 0: CPUID: the guest sees sse2 (leaf 0x1.0 EDX bit 26)",
+		"KVM_GET_SUPPORTED_CPUID EDX is", "CPU model both hosts support",
+		"--host-profile", NULL,
+	};
+	struct pair p;
+	struct run_result r;
+
+	pair_up(&p, NULL, "cpuid-off=sse2", "mem=64M,vcpus=1,wss=4M");
+	check_json(&p, &r);
+	cr_assert_eq(r.status, 4, "exit %d: %s %s", r.status, r.out, r.err);
+	json_expect_str(r.out, "compatible", "false");
+	cr_assert_eq(json_num(r.out, "refused"), 1, "%s", r.out);
+	expect_result(r.out, "cpuid", "vcpu 0", "refuse");
+	expect_result(r.out, "memslots", "memory 0", "pass");
+	expect_result(r.out, "pmu", "vcpu 0", "pass");
+	expect_result(r.out, "msrs", "vcpu 0", "pass");
+	expect_refusal(r.out, needles);
+	pair_down(&p);
+}
+
+/* This host offers guests no PMU (kvm.enable_pmu=N): a source described as
+ * having given its guest PEBS format 4 cannot come here. */
+Test(check, a_guest_with_pebs_to_a_host_without, .timeout = 120)
+{
+	static const char *const needles[] = {
+		"vCPU 0: PMU: the guest was given PEBS format 4 (PERF_CAPABILITIES 0x4c4",
+		"offers format 0 (PERF_CAPABILITIES 0", "start the guest without PEBS", NULL,
+	};
+	struct pair p;
+	struct run_result r;
+	char args[512];
+
+	pair_up(&p, "guest-perf-caps=0x4c4", NULL, "mem=64M,vcpus=1,wss=4M");
+	check_json(&p, &r);
+	cr_assert_eq(r.status, 4, "exit %d: %s %s", r.status, r.out, r.err);
+	cr_assert_eq(json_num(r.out, "refused"), 1, "%s", r.out);
+	expect_result(r.out, "pmu", "vcpu 0", "refuse");
+	expect_result(r.out, "cpuid", "vcpu 0", "pass");
+	expect_refusal(r.out, needles);
+	/* the text form says it too, and what it means */
+	snprintf(args, sizeof(args), "check %s %s --vm v", p.src, p.dst);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 4);
+	cr_assert(strstr(r.out, "refuse    pmu          vcpu 0       vCPU 0: PMU:") &&
+		  strstr(r.out, "not compatible: 1 policy refuses"), "%s", r.out);
+	pair_down(&p);
+}
+
+/* 1026 MiB is two 1 GiB slots; the destination is described with one. */
+Test(check, a_destination_with_fewer_memory_slots, .timeout = 180)
+{
+	static const char *const needles[] = {
+		"memory slots: the VM needs 2 slots in address space 0",
+		"this host's KVM allows 1 (KVM_CAP_NR_MEMSLOTS)", "fewer, larger slots", NULL,
+	};
+	struct pair p;
+	struct run_result r;
+
+	pair_up(&p, NULL, "memslots=1", "mem=1026M,vcpus=1,wss=4M");
+	check_json(&p, &r);
+	cr_assert_eq(r.status, 4, "exit %d: %s %s", r.status, r.out, r.err);
+	cr_assert_eq(json_num(r.out, "refused"), 1, "%s", r.out);
+	expect_result(r.out, "memslots", "memory 0", "refuse");
+	expect_refusal(r.out, needles);
+	pair_down(&p);
+}
+
+Test(check, a_destination_without_an_msr, .timeout = 120)
+{
+	static const char *const needles[] = {
+		"MSRs: the guest's saved state has MSR 0x6e0 (IA32_TSC_DEADLINE)",
+		"KVM_SET_MSRS would refuse it", NULL,
+	};
+	struct pair p;
+	struct run_result r;
+
+	pair_up(&p, NULL, "msr-off=0x6e0", "mem=64M,vcpus=1,wss=4M");
+	check_json(&p, &r);
+	cr_assert_eq(r.status, 4, "exit %d: %s %s", r.status, r.out, r.err);
+	expect_result(r.out, "msrs", "vcpu 0", "refuse");
+	expect_refusal(r.out, needles);
+	pair_down(&p);
+}
+
+/* The same policies run at a migration's SETUP: it stops there, before
+ * anything stops, and the VM runs on at the source. */
+Test(check, a_migration_to_a_refusing_host_stops_at_setup, .timeout = 180)
+{
+	struct pair p;
+	struct run_result r;
+	char args[512];
+
+	pair_up(&p, NULL, "cpuid-off=sse2", "mem=64M,vcpus=1,wss=4M");
+	snprintf(args, sizeof(args), "start %s %s --vm v --json", p.src, p.dst);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 1, "exit %d: %s %s", r.status, r.out, r.err);
+	cr_assert(strstr(r.out, "the guest sees sse2") || strstr(r.err, "the guest sees sse2"),
+		  "%s %s", r.out, r.err);
+	json_expect_str(r.out, "owner", "source");
+	cr_assert(strstr(r.out, "{\"name\":\"setup\"") &&
+		  !strstr(r.out, "{\"name\":\"precopy\""), "it went past SETUP: %s", r.out);
+	snprintf(args, sizeof(args), "vm list %s --json", p.src);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_expect_str(r.out, "state", "running");
+	pair_down(&p);
+}
+
+Test(check, bad_arguments_exit_2)
+{
+	proc_expect_usage("check unix:///nonexistent/a", "usage: migratectl check SRC DST");
+	proc_expect_usage("check unix:///nonexistent/a unix:///nonexistent/b --vm 'a b'",
+			  "check");
+	proc_expect_usage("agent --listen unix:///nonexistent/a --host-profile memslots=0",
+			  "--host-profile: host profile: memslots=0: a number of 1 or more");
+	proc_expect_usage("agent --listen unix:///nonexistent/a --host-profile cpuid-off=avx9",
+			  "give a feature name");
+}
+
+Test(check, an_unreachable_agent_is_exit_1)
+{
+	struct run_result r;
+
+	proc_run("check unix:///nonexistent/a unix:///nonexistent/b --vm v", &r);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert_not_null(strstr(r.err, "the source agent"), "%s", r.err);
+}
