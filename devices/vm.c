@@ -519,42 +519,13 @@ static int manifest_unseen(const struct mig_vm *vm, const bool *seen)
 	return -1;
 }
 
-int mig_vm_manifest_check(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
-			  struct mig_error *err)
-{
-	bool seen[vm->nr_devices ? vm->nr_devices : 1];
-	char cname[32];
-	int u;
-
-	if (n != (size_t)count * sizeof(struct mig_manifest_entry))
-		return mig_error_set(err, -EBADMSG, "the device manifest is %zu bytes for %u "
-				     "devices", n, count);
-	memset(seen, 0, sizeof(seen));
-	for (uint32_t k = 0; k < count; k++) {
-		struct mig_manifest_entry e;
-		struct mig_device *d = NULL;
-		int r = manifest_entry(vm, p, k, seen, &e, &d, cname, sizeof(cname), err);
-
-		if (r < 0)
-			return r;
-		if (d->cls->compat_ops && d->cls->compat_ops->check) {
-			r = d->cls->compat_ops->check(d, e.desc, e.desc_len, err);
-			if (r < 0) {
-				profile_note(err);
-				return mig_error_prefix(err, "device %s %u", cname, e.instance);
-			}
-		}
-	}
-	u = manifest_unseen(vm, seen);
-	if (u >= 0)
-		return mig_error_set(err, -ENODEV, "device %s %u: this VM has it, the "
-				     "source's does not", vm->devices[u]->cls->name,
-				     vm->devices[u]->id);
-	return 0;
-}
-
-int mig_vm_manifest_report(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
-			   mig_compat_report_fn report, void *arg, struct mig_error *err)
+/*
+ * The manifest against this VM.  With report NULL (SETUP) the first
+ * problem is the error; with report (a dry run) every policy of every
+ * device is run and reported, and the return is how many refused.
+ */
+static int manifest_walk(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
+			 mig_compat_report_fn report, void *arg, struct mig_error *err)
 {
 	bool seen[vm->nr_devices ? vm->nr_devices : 1];
 	unsigned refused = 0;
@@ -570,8 +541,11 @@ int mig_vm_manifest_report(struct mig_vm *vm, const uint8_t *p, size_t n, uint32
 		struct mig_manifest_entry e;
 		struct mig_device *d = NULL;
 		struct mig_error one = { 0 };
-		int r = manifest_entry(vm, p, k, seen, &e, &d, cname, sizeof(cname), &one);
+		int r = manifest_entry(vm, p, k, seen, &e, &d, cname, sizeof(cname),
+				       report ? &one : err);
 
+		if (r < 0 && !report)
+			return r;
 		if (r < 0) {
 			refused++;
 			report(arg, e.cls, e.instance, "devices", r, one.msg);
@@ -580,33 +554,52 @@ int mig_vm_manifest_report(struct mig_vm *vm, const uint8_t *p, size_t n, uint32
 		c = d->cls->compat_ops;
 		if (!c || !c->check)
 			continue;
-		if (!c->policies || !c->policies[0]) {
-			r = c->check(d, e.desc, e.desc_len, &one);
-			refused += r < 0;
-			if (r < 0)
-				profile_note(&one);
-			report(arg, e.cls, e.instance, d->cls->name, r, one.msg);
+		if (!report) {
+			r = c->check(d, e.desc, e.desc_len, err);
+			if (r < 0) {
+				profile_note(err);
+				return mig_error_prefix(err, "device %s %u", cname, e.instance);
+			}
 			continue;
 		}
-		for (unsigned i = 0; c->policies[i]; i++) {
+		/* each policy alone; a class without names is one, its own */
+		for (unsigned i = 0; i == 0 || (c->policies && c->policies[i]); i++) {
+			const char *name = c->policies && c->policies[0] ? c->policies[i] :
+					   d->cls->name;
+
 			mig_error_clear(&one);
 			r = c->check_one ? c->check_one(d, e.desc, e.desc_len, i, &one) :
 			    c->check(d, e.desc, e.desc_len, &one);
-			refused += r < 0;
-			if (r < 0)
+			if (r < 0) {
+				refused++;
 				profile_note(&one);
-			report(arg, e.cls, e.instance, c->policies[i], r, one.msg);
+			}
+			report(arg, e.cls, e.instance, name, r, one.msg);
 		}
 	}
 	while ((u = manifest_unseen(vm, seen)) >= 0) {
 		struct mig_error one = { 0 };
 
 		seen[u] = true;
+		mig_error_set(report ? &one : err, -ENODEV, "device %s %u: this VM has it, the "
+			      "source's does not", vm->devices[u]->cls->name, vm->devices[u]->id);
+		if (!report)
+			return -ENODEV;
 		refused++;
-		mig_error_set(&one, -ENODEV, "device %s %u: this VM has it, the source's does not",
-			      vm->devices[u]->cls->name, vm->devices[u]->id);
 		report(arg, vm->devices[u]->cls->id, vm->devices[u]->id, "devices", one.code,
 		       one.msg);
 	}
 	return (int)refused;
+}
+
+int mig_vm_manifest_check(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
+			  struct mig_error *err)
+{
+	return manifest_walk(vm, p, n, count, NULL, NULL, err);
+}
+
+int mig_vm_manifest_report(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
+			   mig_compat_report_fn report, void *arg, struct mig_error *err)
+{
+	return manifest_walk(vm, p, n, count, report, arg, err);
 }

@@ -110,6 +110,40 @@ static inline void proc_wait_agent(const char *endpoint, const char *key_opt)
 	cr_assert_fail("agent at %s never answered: %s", endpoint, r.err);
 }
 
+/* Two unix agents, a source and a destination, in a directory of their
+ * own; each with a --host-profile where one is given (NULL: none). */
+struct proc_pair {
+	char dir[64];
+	char src[128], dst[128];
+	pid_t a, b;
+};
+
+static inline void proc_pair_up(struct proc_pair *t, const char *src_profile,
+				const char *dst_profile)
+{
+	snprintf(t->dir, sizeof(t->dir), "/tmp/migratectl-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(t->dir));
+	snprintf(t->src, sizeof(t->src), "unix://%s/src.sock", t->dir);
+	snprintf(t->dst, sizeof(t->dst), "unix://%s/dst.sock", t->dir);
+	t->a = proc_agent_profile(t->src, NULL, src_profile);
+	t->b = proc_agent_profile(t->dst, NULL, dst_profile);
+	proc_wait_agent(t->src, NULL);
+	proc_wait_agent(t->dst, NULL);
+}
+
+static inline void proc_pair_down(struct proc_pair *t)
+{
+	char p[160];
+
+	proc_stop(t->a);
+	proc_stop(t->b);
+	snprintf(p, sizeof(p), "%s/src.sock", t->dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/dst.sock", t->dir);
+	unlink(p);
+	rmdir(t->dir);
+}
+
 /* The text of "key": value in JSON (number, string or literal), or NULL. */
 static inline const char *json_field(const char *json, const char *key, char *buf, size_t n)
 {

@@ -17,47 +17,21 @@
 
 const int test_requires_kvm = 1;
 
-struct pair {
-	char dir[64];
-	char src[128], dst[128];
-	pid_t src_pid, dst_pid;
-};
-
 /* Two agents (each with its profile, NULL: none) and a lab VM "v" of `lab`
  * on the source. */
-static void pair_up(struct pair *p, const char *src_profile, const char *dst_profile,
+static void pair_up(struct proc_pair *p, const char *src_profile, const char *dst_profile,
 		    const char *lab)
 {
 	struct run_result r;
 	char args[512];
 
-	snprintf(p->dir, sizeof(p->dir), "/tmp/migratectl-check-XXXXXX");
-	cr_assert_not_null(mkdtemp(p->dir));
-	snprintf(p->src, sizeof(p->src), "unix://%s/src", p->dir);
-	snprintf(p->dst, sizeof(p->dst), "unix://%s/dst", p->dir);
-	p->src_pid = proc_agent_profile(p->src, NULL, src_profile);
-	p->dst_pid = proc_agent_profile(p->dst, NULL, dst_profile);
-	proc_wait_agent(p->src, NULL);
-	proc_wait_agent(p->dst, NULL);
+	proc_pair_up(p, src_profile, dst_profile);
 	snprintf(args, sizeof(args), "vm create %s --name v --lab %s", p->src, lab);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 }
 
-static void pair_down(struct pair *p)
-{
-	char path[128];
-
-	proc_stop(p->src_pid);
-	proc_stop(p->dst_pid);
-	snprintf(path, sizeof(path), "%s/src", p->dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/dst", p->dir);
-	unlink(path);
-	rmdir(p->dir);
-}
-
-static void check_json(const struct pair *p, struct run_result *r)
+static void check_json(const struct proc_pair *p, struct run_result *r)
 {
 	char args[512];
 
@@ -89,9 +63,25 @@ static void expect_refusal(const char *json, const char *const *needles)
 		cr_assert_not_null(strstr(msg, *needles), "'%s' lacks '%s'", msg, *needles);
 }
 
+/* check between agents so profiled refuses exactly one policy, on the
+ * first device of its class, saying each needle (exit 4); the pair stays
+ * up in *p for more. */
+static void expect_refused(struct proc_pair *p, const char *src_profile,
+			   const char *dst_profile, const char *lab, const char *policy,
+			   const char *device, const char *const *needles, struct run_result *r)
+{
+	pair_up(p, src_profile, dst_profile, lab);
+	check_json(p, r);
+	cr_assert_eq(r->status, 4, "exit %d: %s %s", r->status, r->out, r->err);
+	json_expect_str(r->out, "compatible", "false");
+	cr_assert_eq(json_num(r->out, "refused"), 1, "%s", r->out);
+	expect_result(r->out, policy, device, "refuse");
+	expect_refusal(r->out, needles);
+}
+
 Test(check, a_compatible_pair_passes_every_policy, .timeout = 120)
 {
-	struct pair p;
+	struct proc_pair p;
 	struct run_result r;
 	char args[512];
 
@@ -112,7 +102,7 @@ Test(check, a_compatible_pair_passes_every_policy, .timeout = 120)
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s %s", r.out, r.err);
 	cr_assert_not_null(strstr(r.out, "compatible: no policy refuses"), "%s", r.out);
-	pair_down(&p);
+	proc_pair_down(&p);
 }
 
 Test(check, a_destination_without_a_cpuid_feature, .timeout = 120)
@@ -122,20 +112,15 @@ Test(check, a_destination_without_a_cpuid_feature, .timeout = 120)
 		"KVM_GET_SUPPORTED_CPUID EDX is", "CPU model both hosts support",
 		"--host-profile", NULL,
 	};
-	struct pair p;
+	struct proc_pair p;
 	struct run_result r;
 
-	pair_up(&p, NULL, "cpuid-off=sse2", "mem=64M,vcpus=1,wss=4M");
-	check_json(&p, &r);
-	cr_assert_eq(r.status, 4, "exit %d: %s %s", r.status, r.out, r.err);
-	json_expect_str(r.out, "compatible", "false");
-	cr_assert_eq(json_num(r.out, "refused"), 1, "%s", r.out);
-	expect_result(r.out, "cpuid", "vcpu 0", "refuse");
+	expect_refused(&p, NULL, "cpuid-off=sse2", "mem=64M,vcpus=1,wss=4M", "cpuid", "vcpu 0",
+		       needles, &r);
 	expect_result(r.out, "memslots", "memory 0", "pass");
 	expect_result(r.out, "pmu", "vcpu 0", "pass");
 	expect_result(r.out, "msrs", "vcpu 0", "pass");
-	expect_refusal(r.out, needles);
-	pair_down(&p);
+	proc_pair_down(&p);
 }
 
 /* This host offers guests no PMU (kvm.enable_pmu=N): a source described as
@@ -146,24 +131,20 @@ Test(check, a_guest_with_pebs_to_a_host_without, .timeout = 120)
 		"vCPU 0: PMU: the guest was given PEBS format 4 (PERF_CAPABILITIES 0x4c4",
 		"offers format 0 (PERF_CAPABILITIES 0", "start the guest without PEBS", NULL,
 	};
-	struct pair p;
+	struct proc_pair p;
 	struct run_result r;
 	char args[512];
 
-	pair_up(&p, "guest-perf-caps=0x4c4", NULL, "mem=64M,vcpus=1,wss=4M");
-	check_json(&p, &r);
-	cr_assert_eq(r.status, 4, "exit %d: %s %s", r.status, r.out, r.err);
-	cr_assert_eq(json_num(r.out, "refused"), 1, "%s", r.out);
-	expect_result(r.out, "pmu", "vcpu 0", "refuse");
+	expect_refused(&p, "guest-perf-caps=0x4c4", NULL, "mem=64M,vcpus=1,wss=4M", "pmu",
+		       "vcpu 0", needles, &r);
 	expect_result(r.out, "cpuid", "vcpu 0", "pass");
-	expect_refusal(r.out, needles);
 	/* the text form says it too, and what it means */
 	snprintf(args, sizeof(args), "check %s %s --vm v", p.src, p.dst);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 4);
 	cr_assert(strstr(r.out, "refuse    pmu          vcpu 0       vCPU 0: PMU:") &&
 		  strstr(r.out, "not compatible: 1 policy refuses"), "%s", r.out);
-	pair_down(&p);
+	proc_pair_down(&p);
 }
 
 /* 1026 MiB is two 1 GiB slots; the destination is described with one. */
@@ -173,16 +154,12 @@ Test(check, a_destination_with_fewer_memory_slots, .timeout = 180)
 		"memory slots: the VM needs 2 slots in address space 0",
 		"this host's KVM allows 1 (KVM_CAP_NR_MEMSLOTS)", "fewer, larger slots", NULL,
 	};
-	struct pair p;
+	struct proc_pair p;
 	struct run_result r;
 
-	pair_up(&p, NULL, "memslots=1", "mem=1026M,vcpus=1,wss=4M");
-	check_json(&p, &r);
-	cr_assert_eq(r.status, 4, "exit %d: %s %s", r.status, r.out, r.err);
-	cr_assert_eq(json_num(r.out, "refused"), 1, "%s", r.out);
-	expect_result(r.out, "memslots", "memory 0", "refuse");
-	expect_refusal(r.out, needles);
-	pair_down(&p);
+	expect_refused(&p, NULL, "memslots=1", "mem=1026M,vcpus=1,wss=4M", "memslots",
+		       "memory 0", needles, &r);
+	proc_pair_down(&p);
 }
 
 Test(check, a_destination_without_an_msr, .timeout = 120)
@@ -191,22 +168,19 @@ Test(check, a_destination_without_an_msr, .timeout = 120)
 		"MSRs: the guest's saved state has MSR 0x6e0 (IA32_TSC_DEADLINE)",
 		"KVM_SET_MSRS would refuse it", NULL,
 	};
-	struct pair p;
+	struct proc_pair p;
 	struct run_result r;
 
-	pair_up(&p, NULL, "msr-off=0x6e0", "mem=64M,vcpus=1,wss=4M");
-	check_json(&p, &r);
-	cr_assert_eq(r.status, 4, "exit %d: %s %s", r.status, r.out, r.err);
-	expect_result(r.out, "msrs", "vcpu 0", "refuse");
-	expect_refusal(r.out, needles);
-	pair_down(&p);
+	expect_refused(&p, NULL, "msr-off=0x6e0", "mem=64M,vcpus=1,wss=4M", "msrs", "vcpu 0",
+		       needles, &r);
+	proc_pair_down(&p);
 }
 
 /* The same policies run at a migration's SETUP: it stops there, before
  * anything stops, and the VM runs on at the source. */
 Test(check, a_migration_to_a_refusing_host_stops_at_setup, .timeout = 180)
 {
-	struct pair p;
+	struct proc_pair p;
 	struct run_result r;
 	char args[512];
 
@@ -223,7 +197,7 @@ Test(check, a_migration_to_a_refusing_host_stops_at_setup, .timeout = 180)
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_expect_str(r.out, "state", "running");
-	pair_down(&p);
+	proc_pair_down(&p);
 }
 
 Test(check, bad_arguments_exit_2)

@@ -19,37 +19,6 @@
 
 const int test_requires_kvm = 1;
 
-struct two_agents {
-	char dir[64];
-	char src[128], dst[128];
-	pid_t a, b;
-};
-
-static void agents_up(struct two_agents *t)
-{
-	snprintf(t->dir, sizeof(t->dir), "/tmp/migratectl-test-XXXXXX");
-	cr_assert_not_null(mkdtemp(t->dir));
-	snprintf(t->src, sizeof(t->src), "unix://%s/src.sock", t->dir);
-	snprintf(t->dst, sizeof(t->dst), "unix://%s/dst.sock", t->dir);
-	t->a = proc_agent(t->src, NULL);
-	t->b = proc_agent(t->dst, NULL);
-	proc_wait_agent(t->src, NULL);
-	proc_wait_agent(t->dst, NULL);
-}
-
-static void agents_down(struct two_agents *t)
-{
-	char p[160];
-
-	proc_stop(t->a);
-	proc_stop(t->b);
-	snprintf(p, sizeof(p), "%s/src.sock", t->dir);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/dst.sock", t->dir);
-	unlink(p);
-	rmdir(t->dir);
-}
-
 struct steps {
 	enum mig_start_step seen[4096];
 	unsigned n;
@@ -77,7 +46,7 @@ static int first(const struct steps *s, enum mig_start_step step)
 	return -1;
 }
 
-static struct mig_start_opts opts(const struct two_agents *t, struct steps *s)
+static struct mig_start_opts opts(const struct proc_pair *t, struct steps *s)
 {
 	return (struct mig_start_opts){
 		.src = t->src, .dst = t->dst, .lab_spec = "mem=64M,vcpus=1,wss=4M",
@@ -92,12 +61,12 @@ Test(start, a_whole_migration_from_one_call, .timeout = 120)
 {
 	static struct mig_start_result m;
 	static struct steps s;
-	struct two_agents t;
+	struct proc_pair t;
 	struct mig_start_opts o;
 	struct run_result r;
 	char args[256];
 
-	agents_up(&t);
+	proc_pair_up(&t, NULL, NULL);
 	o = opts(&t, &s);
 	cr_assert_eq(mig_start(&o, &m), 0, "%s / %s", m.why, m.res.error);
 	cr_assert_eq(m.outcome, MIG_START_RESULT);
@@ -118,7 +87,7 @@ Test(start, a_whole_migration_from_one_call, .timeout = 120)
 	snprintf(args, sizeof(args), "vm list %s", t.src);
 	proc_run(args, &r);
 	cr_assert_null(strstr(r.out, m.name), "%s", r.out);
-	agents_down(&t);
+	proc_pair_down(&t);
 }
 
 static int refuse(void *arg, const struct mig_vm_info *v, char *why, size_t n)
@@ -132,12 +101,12 @@ Test(start, a_vm_the_caller_refuses_stays_where_it_was, .timeout = 120)
 {
 	static struct mig_start_result m;
 	static struct steps s;
-	struct two_agents t;
+	struct proc_pair t;
 	struct mig_start_opts o;
 	struct run_result r;
 	char args[256];
 
-	agents_up(&t);
+	proc_pair_up(&t, NULL, NULL);
 	snprintf(args, sizeof(args), "vm create %s --name keep --lab mem=64M,vcpus=1,wss=4M", t.src);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s", r.err);
@@ -156,5 +125,5 @@ Test(start, a_vm_the_caller_refuses_stays_where_it_was, .timeout = 120)
 	snprintf(args, sizeof(args), "vm list %s", t.dst);
 	proc_run(args, &r);
 	cr_assert_null(strstr(r.out, "keep"), "the destination prepared it: %s", r.out);
-	agents_down(&t);
+	proc_pair_down(&t);
 }
