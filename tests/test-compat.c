@@ -96,6 +96,23 @@ Test(compat, every_policy_reported, .timeout = 120)
 	cr_assert(strstr(v.text, "memory 0 memslots 0;") && strstr(v.text, "vcpu 0 cpuid 0;") &&
 		  strstr(v.text, "vcpu 1 pmu 0;") && strstr(v.text, "vcpu 1 msrs 0;"), "%s",
 		  v.text);
+	/* a host described without sse2: both vCPUs refuse, and say why */
+	{
+		struct compat_profile prof;
+
+		cr_assert_eq(compat_profile_parse("cpuid-off=sse2", &prof, &err), 0, "%s", err.msg);
+		compat_profile_set(&prof);
+		memset(&v, 0, sizeof(v));
+		r = mig_vm_manifest_report(&vm->base, man.data, man.len, n, collect, &v, &err);
+		mig_error_clear(&err);
+		cr_assert_eq(mig_vm_manifest_check(&vm->base, man.data, man.len, n, &err), -ENOTSUP);
+		compat_profile_set(NULL);
+		cr_assert_eq(r, 2, "%s", v.text);
+		cr_assert(strstr(v.text, "vcpu 0 cpuid -95;") && strstr(v.text, "vcpu 1 cpuid -95;") &&
+			  strstr(v.text, "vcpu 1 msrs 0;"), "%s", v.text);
+		cr_assert(strstr(err.msg, "device vcpu 0: vCPU 0: CPUID: the guest sees sse2") &&
+			  strstr(err.msg, "--host-profile describes it]"), "%s", err.msg);
+	}
 	/* vCPU 0's description without its MSR list (flags bit 1 and the length
 	 * cleared, the list cut off), and the last device left out */
 	for (uint32_t k = 0; k < n; k++) {
