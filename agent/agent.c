@@ -854,21 +854,18 @@ static int op_vm_check(struct session *s, const uint8_t *body)
 		check_add(cr, 0, 0, "vm-name", -EEXIST, "a VM of that name already exists on "
 			  "the destination: destroy it there, or migrate to another agent");
 	r = a->backend->prepare((const uint8_t *)&req.vm.lab, sizeof(req.vm.lab), &vm, &err);
-	if (r < 0)
+	if (r < 0) {
 		check_add(cr, 0, 0, "prepare", r, err.msg);
-	else
+	} else {
 		r = mig_vm_manifest_report(vm, body + sizeof(req), n, req.vm.nr_devices,
 					   check_add, cr, &err);
-	if (vm)
+		if (r < 0)   /* a manifest that cannot be read at all */
+			check_add(cr, 0, 0, "devices", r, err.msg);
 		vm->ops->destroy(vm);
-	if (r < 0 && err.code && cr->head.nr_results == 0) {
-		r = reply(s, r, err.msg, NULL, 0);
-	} else {
-		agent_log(a, "check of %s: %u polic%s refused", req.name, cr->head.refused,
-			  cr->head.refused == 1 ? "y" : "ies");
-		r = reply(s, 0, NULL, cr, sizeof(cr->head) +
-			  cr->head.nr_results * sizeof(cr->res[0]));
 	}
+	agent_log(a, "check of %s: %u polic%s refused", req.name, cr->head.refused,
+		  cr->head.refused == 1 ? "y" : "ies");
+	r = reply(s, 0, NULL, cr, sizeof(cr->head) + cr->head.nr_results * sizeof(cr->res[0]));
 	free(cr);
 	return r;
 }

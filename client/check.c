@@ -58,9 +58,10 @@ int mig_check_run(const struct mig_check_opts *o, struct mig_check_report *ret,
 	mig_client_close(&src);
 	if (r < 0)
 		goto out;
-	if (desc.len < sizeof(req.vm) ||
-	    (memcpy(&req.vm, desc.data, sizeof(req.vm)),
-	     desc.len - sizeof(req.vm) != (size_t)req.vm.nr_devices * sizeof(struct mig_manifest_entry))) {
+	if (desc.len >= sizeof(req.vm))
+		memcpy(&req.vm, desc.data, sizeof(req.vm));
+	if (desc.len < sizeof(req.vm) || desc.len - sizeof(req.vm) !=
+	    (size_t)req.vm.nr_devices * sizeof(struct mig_manifest_entry)) {
 		r = mig_error_set(err, -EPROTO, "the source agent's description of %s is %zu bytes, "
 				  "not what it says it holds", ret->vm, desc.len);
 		goto out;
@@ -80,9 +81,10 @@ int mig_check_run(const struct mig_check_opts *o, struct mig_check_report *ret,
 	mig_client_close(&dst);
 	if (r < 0)
 		goto out;
-	if (out.len < sizeof(ret->head) ||
-	    (memcpy(&ret->head, out.data, sizeof(ret->head)),
-	     out.len - sizeof(ret->head) != (size_t)ret->head.nr_results * sizeof(*ret->res))) {
+	if (out.len >= sizeof(ret->head))
+		memcpy(&ret->head, out.data, sizeof(ret->head));
+	if (out.len < sizeof(ret->head) || ret->head.nr_results > MIG_CHECK_RESULTS_MAX ||
+	    out.len - sizeof(ret->head) != (size_t)ret->head.nr_results * sizeof(*ret->res)) {
 		r = mig_error_set(err, -EPROTO, "the destination agent's verdicts are %zu bytes, "
 				  "not what it says they hold", out.len);
 		goto out;
