@@ -10,8 +10,12 @@
  * refusing destination stops at SETUP with the VM still running.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <migrate/agent.h>
+#include <migrate/vm.h>
 
 #include "proc-fixture.h"
 
@@ -218,4 +222,32 @@ Test(check, an_unreachable_agent_is_exit_1)
 	proc_run("check unix:///nonexistent/a unix:///nonexistent/b --vm v", &r);
 	cr_assert_eq(r.status, 1, "%s", r.err);
 	cr_assert_not_null(strstr(r.err, "the source agent"), "%s", r.err);
+}
+
+/* A VM_CHECK whose manifest does not match its count, or is not whole
+ * entries, is refused as such; the agent serves on. */
+Test(check, a_malformed_check_request_is_refused, .timeout = 60)
+{
+	struct proc_pair p;
+	struct mig_client c;
+	struct mig_error err = { 0 };
+	uint8_t body[sizeof(struct mig_vm_check) + 2 * sizeof(struct mig_manifest_entry)] = { 0 };
+	struct mig_vm_check *req = (struct mig_vm_check *)body;
+
+	proc_pair_up(&p, NULL, NULL);
+	cr_assert_eq(mig_client_open(p.dst, NULL, &c, &err), 0, "%s", err.msg);
+	snprintf(req->name, sizeof(req->name), "v");
+	req->vm.nr_devices = 2;
+	cr_assert_eq(mig_client_call(&c, MIG_OP_VM_CHECK, body, sizeof(*req) + 10, NULL, &err),
+		     -EINVAL);
+	cr_assert_not_null(strstr(err.msg, "expected 168 and whole entries"), "%s", err.msg);
+	mig_error_clear(&err);
+	cr_assert_eq(mig_client_call(&c, MIG_OP_VM_CHECK, body,
+				     sizeof(*req) + sizeof(struct mig_manifest_entry), NULL, &err),
+		     -EINVAL);
+	cr_assert_not_null(strstr(err.msg, "does not match its count"), "%s", err.msg);
+	mig_error_clear(&err);
+	cr_assert_eq(mig_client_call(&c, MIG_OP_VM_LIST, NULL, 0, NULL, &err), 0, "%s", err.msg);
+	mig_client_close(&c);
+	proc_pair_down(&p);
 }
