@@ -128,6 +128,7 @@ struct session {
 	int slot;                 /* in a->pending while in the handshake */
 	uint64_t deadline;        /* of the handshake */
 	char peer[64];            /* "127.0.0.1", "uid 1000 (pid 42)" */
+	size_t body_len;          /* the request's body (for handlers whose body varies) */
 };
 
 /* One line to the caller's log, if it keeps one. */
@@ -761,12 +762,140 @@ static int op_mig_list(struct session *s, const uint8_t *body)
 	return r;
 }
 
-/* The handler table: each operation with its name and the exact size of its
- * body, checked here once so handlers can copy it without more ado. */
+/* ---- migratectl check: the host compatibility policies, nothing moved ---- */
+
+/* Source: what a destination prepares the VM from, and its manifest. */
+static int op_vm_describe(struct session *s, const uint8_t *body)
+{
+	struct agent *a = s->a;
+	struct mig_vm_ref req;
+	struct mig_vm_described d = { 0 };
+	struct mig_error err = { 0 };
+	struct mig_buf b = { 0 };
+	struct agent_vm *v;
+	size_t dl = 0;
+	int r = 0;
+
+	memcpy(&req, body, sizeof(req));
+	req.name[sizeof(req.name) - 1] = '\0';
+	if (mig_buf_append(&b, &d, sizeof(d)) < 0)
+		return reply(s, -ENOMEM, "out of memory", NULL, 0);
+	pthread_mutex_lock(&a->lock);
+	v = vm_find(a, req.name);
+	if (!v)
+		r = mig_error_set(&err, -ENOENT, "no VM named %s on the source agent", req.name);
+	if (r >= 0)
+		r = v->vm->ops->describe(v->vm, (uint8_t *)&d.lab, &dl, &err);
+	if (r >= 0)
+		r = mig_vm_manifest(v->vm, &b, &err);
+	pthread_mutex_unlock(&a->lock);
+	d.nr_devices = (uint32_t)((b.len - sizeof(d)) / sizeof(struct mig_manifest_entry));
+	if (r >= 0 && d.nr_devices > MIG_EVENT_DEVICES_MAX)
+		r = mig_error_set(&err, -E2BIG, "the VM has %u devices, a description holds %u",
+				  d.nr_devices, MIG_EVENT_DEVICES_MAX);
+	if (r >= 0) {
+		mig_wire_le(&mig_wl_vm_described, &d, 1);
+		memcpy(b.data, &d, sizeof(d));
+	}
+	r = r < 0 ? reply(s, r, err.msg, NULL, 0) : reply(s, 0, NULL, b.data, b.len);
+	mig_buf_free(&b);
+	return r;
+}
+
+struct check_results {
+	struct mig_check_reply head;
+	struct mig_check_result res[MIG_CHECK_RESULTS_MAX];
+};
+
+/* One policy's verdict into the reply: a pass of a class's policy on the
+ * instance after one that passed it is folded into that one. */
+static void check_add(void *arg, uint32_t cls, uint32_t instance, const char *policy,
+		      int verdict, const char *msg)
+{
+	struct check_results *cr = arg;
+	struct mig_check_result *last;
+
+	if (verdict < 0)
+		cr->head.refused++;
+	for (uint32_t i = 0; verdict == 0 && i < cr->head.nr_results; i++) {
+		last = &cr->res[i];
+		if (last->verdict == 0 && last->cls == cls && !strcmp(last->policy, policy) &&
+		    last->instance + last->count == instance) {
+			last->count++;
+			return;
+		}
+	}
+	if (cr->head.nr_results == MIG_CHECK_RESULTS_MAX) {
+		cr->head.omitted++;
+		return;
+	}
+	last = &cr->res[cr->head.nr_results++];
+	memset(last, 0, sizeof(*last));
+	last->cls = cls;
+	last->instance = instance;
+	last->count = 1;
+	last->verdict = verdict < 0 ? verdict : verdict > 0 ? MIG_CHECK_UNCHECKED : 0;
+	str_copy(last->policy, sizeof(last->policy), policy);
+	str_copy(last->msg, sizeof(last->msg), verdict ? msg : "");
+}
+
+/* Destination: a VM prepared as for the migration, every policy of every
+ * device against this host (and its host profile), then given up. */
+static int op_vm_check(struct session *s, const uint8_t *body)
+{
+	struct agent *a = s->a;
+	struct mig_vm_check req;
+	struct mig_error err = { 0 };
+	struct check_results *cr;
+	struct mig_vm *vm = NULL;
+	size_t n = s->body_len - sizeof(req), nres;
+	bool exists;
+	int r;
+
+	memcpy(&req, body, sizeof(req));
+	mig_wire_le(&mig_wl_vm_check, &req, 1);
+	if (!mig_vm_name_ok(req.name, sizeof(req.name)))
+		return reply(s, -EINVAL, "VM_CHECK: bad VM name", NULL, 0);
+	if (n != (size_t)req.vm.nr_devices * sizeof(struct mig_manifest_entry))
+		return reply(s, -EINVAL, "VM_CHECK: the manifest's length does not match its "
+			     "count", NULL, 0);
+	cr = calloc(1, sizeof(*cr));
+	if (!cr)
+		return reply(s, -ENOMEM, "out of memory", NULL, 0);
+	pthread_mutex_lock(&a->lock);
+	exists = vm_find(a, req.name) != NULL;
+	pthread_mutex_unlock(&a->lock);
+	if (exists)
+		check_add(cr, 0, 0, "vm-name", -EEXIST, "a VM of that name already exists on "
+			  "the destination: destroy it there, or migrate to another agent");
+	r = a->backend->prepare((const uint8_t *)&req.vm.lab, sizeof(req.vm.lab), &vm, &err);
+	if (r < 0) {
+		check_add(cr, 0, 0, "prepare", r, err.msg);
+	} else {
+		r = mig_vm_manifest_report(vm, body + sizeof(req), n, req.vm.nr_devices,
+					   check_add, cr, &err);
+		if (r < 0)   /* a manifest that cannot be read at all */
+			check_add(cr, 0, 0, "devices", r, err.msg);
+		vm->ops->destroy(vm);
+	}
+	agent_log(a, "check of %s: %u polic%s refused", req.name, cr->head.refused,
+		  cr->head.refused == 1 ? "y" : "ies");
+	nres = cr->head.nr_results;
+	mig_wire_le(&mig_wl_check_result, cr->res, nres);
+	mig_wire_le(&mig_wl_check_reply, &cr->head, 1);
+	r = reply(s, 0, NULL, cr, sizeof(cr->head) + nres * sizeof(cr->res[0]));
+	free(cr);
+	return r;
+}
+
+/* The handler table: each operation with its name and the size of its
+ * body, checked here once so handlers can copy it without more ado; where
+ * `each` is set, the body is that size plus any number of `each`-byte
+ * entries. */
 static const struct {
 	const char *name;
 	op_handler fn;
-	size_t body;
+	size_t body, each;
 } handlers[_MIG_OP_END] = {
 	[MIG_OP_VM_CREATE] = { "VM_CREATE", op_vm_create, sizeof(struct mig_vm_create) },
 	[MIG_OP_VM_LIST] = { "VM_LIST", op_vm_list, 0 },
@@ -776,6 +905,9 @@ static const struct {
 	[MIG_OP_MIG_CANCEL] = { "MIG_CANCEL", op_mig_cancel, sizeof(struct mig_cancel) },
 	[MIG_OP_VM_RESOLVE] = { "VM_RESOLVE", op_vm_resolve, sizeof(struct mig_vm_resolve) },
 	[MIG_OP_MIG_LIST] = { "MIG_LIST", op_mig_list, 0 },
+	[MIG_OP_VM_DESCRIBE] = { "VM_DESCRIBE", op_vm_describe, sizeof(struct mig_vm_ref) },
+	[MIG_OP_VM_CHECK] = { "VM_CHECK", op_vm_check, sizeof(struct mig_vm_check),
+			      sizeof(struct mig_manifest_entry) },
 };
 
 static int send_error(struct session *s, int code, const char *msg)
@@ -954,11 +1086,16 @@ static void session_serve(struct session *s)
 			reply(s, -EOPNOTSUPP, "unknown operation", NULL, 0);
 			continue;
 		}
-		if (pl.len - sizeof(req) != handlers[req.op].body) {
-			char msg[96];
+		s->body_len = pl.len - sizeof(req);
+		if (handlers[req.op].each ?
+		    s->body_len < handlers[req.op].body ||
+		    (s->body_len - handlers[req.op].body) % handlers[req.op].each :
+		    s->body_len != handlers[req.op].body) {
+			char msg[128];
 
-			snprintf(msg, sizeof(msg), "%s: body of %zu bytes, expected %zu",
-				 handlers[req.op].name, pl.len - sizeof(req), handlers[req.op].body);
+			snprintf(msg, sizeof(msg), "%s: body of %zu bytes, expected %zu%s",
+				 handlers[req.op].name, s->body_len, handlers[req.op].body,
+				 handlers[req.op].each ? " and whole entries" : "");
 			reply(s, -EINVAL, msg, NULL, 0);
 			continue;
 		}

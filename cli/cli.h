@@ -8,12 +8,15 @@
 
 #define EXIT_USAGE 2
 #define EXIT_OPERATOR 3
+/* check: the destination would refuse the VM (a policy refused) */
+#define EXIT_INCOMPATIBLE 4
 
 int cmd_vm(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_start(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_migrations(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 /* Backends' own commands, in their folders: `vm run` is the lab's
  * (backends/lab/lab-run.c; lab-run-absent.c in a build without it). */
 int lab_cmd_run(int argc, char **argv);

@@ -9,11 +9,12 @@
 
 #include <migrate/agent.h>
 #include <migrate/parse.h>
+#include <migrate/policy.h>
 
 #include "cli.h"
 
 #define AGENT_USAGE "usage: migratectl agent --listen tcp://HOST:PORT|unix:///PATH [--key-file F] " \
-		    "[--socket-group GROUP]"
+		    "[--socket-group GROUP] [--host-profile SPEC]"
 
 /* A group name, or a numeric gid (which need not have a name). */
 static int parse_group(const char *s, gid_t *ret)
@@ -74,12 +75,15 @@ int cmd_agent(int argc, char **argv)
 		{ "socket-group", required_argument, NULL, 'g' },
 		{ "ready-fd", required_argument, NULL, 'r' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "host-profile", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	struct agent_opts o = { .ready_fd = -1, .log = log_line };
 	struct mig_error err = { 0 };
 	struct cli_seen seen = { 0 };
+	struct compat_profile profile;
+	const char *profile_spec = NULL;
 	uint64_t v;
 	int c;
 
@@ -120,6 +124,13 @@ int cmd_agent(int argc, char **argv)
 		case 'q':
 			o.log = NULL;
 			break;
+		case 'p':
+			if (compat_profile_parse(optarg, &profile, &err) < 0) {
+				fprintf(stderr, "migratectl agent: --host-profile: %s\n", err.msg);
+				return EXIT_USAGE;
+			}
+			profile_spec = optarg;
+			break;
 		case 'h':
 			puts(AGENT_USAGE);
 			return 0;
@@ -136,6 +147,15 @@ int cmd_agent(int argc, char **argv)
 	 * option, before anything listens. */
 	if (o.key_file[0] && cli_check_key_file("agent", o.key_file))
 		return EXIT_USAGE;
+	/* What its policies see of this host instead of what its KVM says
+	 * (docs/policies.md): set once, before anything is served. */
+	if (profile_spec) {
+		compat_profile_set(&profile);
+		if (o.log)
+			fprintf(stderr, "migratectl agent: host profile %s: compatibility checks "
+				"and descriptions see this host as so described, not as its KVM "
+				"says\n", profile_spec);
+	}
 	if (agent_run(&o, &err) < 0) {
 		fprintf(stderr, "migratectl agent: %s\n", err.msg);
 		return err.code == -EINVAL ? EXIT_USAGE : 1;

@@ -24,6 +24,8 @@ static void usage(FILE *f)
 	      "  migrations ENDPOINT [--json]\n"
 	      "                 the migrations an agent takes part in\n"
 	      "  cancel ENDPOINT ID\n"
+	      "  check SRC DST [--vm NAME] [--json]\n"
+	      "                 would DST take the VM? the host compatibility policies, nothing moved\n"
 	      "\n"
 	      "  --help, --version\n"
 	      "see migratectl(1)\n", f);
@@ -51,6 +53,8 @@ int main(int argc, char **argv)
 		return cmd_agent(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "cancel"))
 		return cmd_cancel(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "check"))
+		return cmd_check(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "migrations"))
 		return cmd_migrations(argc - 1, argv + 1);
 	fprintf(stderr, "migratectl: unknown command '%s' (try migratectl --help)\n", argv[1]);

@@ -23,6 +23,8 @@ extern const struct mig_device_class platform_class;
 /* What the kvm-backed classes share of their VM: its KVM fds and its
  * vCPUs' fds (the platform's clock is resumed on every vCPU). */
 #define KVM_VM_MAX_VCPUS 64
+/* Bytes of a vCPU's compatibility description left for its MSR list. */
+#define KVM_VM_MSR_DESC_MAX 160
 struct kvm_vm_fds {
 	int kvm_fd;
 	int vm_fd;
@@ -42,6 +44,15 @@ struct kvm_vm_fds {
 	 * itself, added to what KVM offers (SEV: the map hypercall's exit and
 	 * the migration-control MSR, which KVM does not report) */
 	uint32_t kvm_features_add;
+	/* x86: what its vCPUs' saved state will hold, read from the first
+	 * before it ran: PERF_CAPABILITIES as KVM gave it (immutable once a
+	 * vCPU runs), and the MSRs KVM_GET_MSRS reads, as compat_msrs_encode()
+	 * runs (0 bytes with msrs_fit false: more than a description holds) */
+	uint64_t guest_perf_caps;
+	bool has_guest_perf_caps;
+	uint8_t guest_msrs[KVM_VM_MSR_DESC_MAX];
+	uint16_t guest_msrs_len;
+	bool has_guest_msrs, guest_msrs_fit;
 };
 
 /* ---- memory ---- */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <migrate/policy.h>
 #include <migrate/vm.h>
 #include <migrate/wire-order.h>
 
@@ -549,59 +550,148 @@ int mig_vm_manifest(struct mig_vm *vm, struct mig_buf *out, struct mig_error *er
 	return 0;
 }
 
-int mig_vm_manifest_check(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
-			  struct mig_error *err)
+/* Entry k of the manifest against this VM: its device (into *ret), of this
+ * build's version and flags, listed once. */
+static int manifest_entry(struct mig_vm *vm, const uint8_t *p, uint32_t k, bool *seen,
+			  struct mig_manifest_entry *e, struct mig_device **ret, char *cname,
+			  size_t cn, struct mig_error *err)
+{
+	struct mig_device *d = NULL;
+	unsigned i;
+
+	memcpy(e, p + (size_t)k * sizeof(*e), sizeof(*e));
+	mig_wire_le(&mig_wl_manifest_entry, e, 1);
+	for (i = 0; i < vm->nr_devices; i++)
+		if (vm->devices[i]->cls->id == e->cls && vm->devices[i]->id == e->instance) {
+			d = vm->devices[i];
+			break;
+		}
+	class_name(vm, e->cls, cname, cn);
+	if (!d)
+		return mig_error_set(err, -ENODEV, "device %s %u: the source's VM has it, "
+				     "this one does not", cname, e->instance);
+	if (seen[i])
+		return mig_error_set(err, -EBADMSG, "device %s %u: listed twice", cname,
+				     e->instance);
+	seen[i] = true;
+	if (e->version != d->cls->version)
+		return mig_error_set(err, -EPROTO, "device %s %u: the source's state is "
+				     "version %u of its class, this build reads version %u: "
+				     "upgrade the older side", cname, e->instance, e->version,
+				     d->cls->version);
+	if ((e->flags & ~MIG_MANIFEST_F_KNOWN) ||
+	    !!(e->flags & MIG_MANIFEST_F_STATE) != mig_device_has_state(d))
+		return mig_error_set(err, -EPROTO, "device %s %u: flags %#x do not match "
+				     "this build's class", cname, e->instance, e->flags);
+	if (e->desc_len > sizeof(e->desc))
+		return mig_error_set(err, -EBADMSG, "device %s %u: a description of %u "
+				     "bytes", cname, e->instance, e->desc_len);
+	*ret = d;
+	return 0;
+}
+
+/* A refusal on a host its agent describes otherwise than its KVM does
+ * (agent --host-profile) says so: the operator must not go looking for a
+ * missing feature on a host that has it. */
+static void profile_note(struct mig_error *err)
+{
+	static const char note[] = " [this host as its agent's --host-profile describes it]";
+	size_t len = strnlen(err->msg, sizeof(err->msg));
+
+	if (compat_profile_get() && len + sizeof(note) <= sizeof(err->msg))
+		memcpy(err->msg + len, note, sizeof(note));
+}
+
+/* The first device of this VM the manifest did not list, or -1. */
+static int manifest_unseen(const struct mig_vm *vm, const bool *seen)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		if (!seen[i])
+			return (int)i;
+	return -1;
+}
+
+/*
+ * The manifest against this VM.  With report NULL (SETUP) the first
+ * problem is the error; with report (a dry run) every policy of every
+ * device is run and reported, and the return is how many refused.
+ */
+static int manifest_walk(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
+			 mig_compat_report_fn report, void *arg, struct mig_error *err)
 {
 	bool seen[vm->nr_devices ? vm->nr_devices : 1];
+	unsigned refused = 0;
 	char cname[32];
+	int u;
 
 	if (n != (size_t)count * sizeof(struct mig_manifest_entry))
 		return mig_error_set(err, -EBADMSG, "the device manifest is %zu bytes for %u "
 				     "devices", n, count);
 	memset(seen, 0, sizeof(seen));
 	for (uint32_t k = 0; k < count; k++) {
+		const struct mig_compat_ops *c;
 		struct mig_manifest_entry e;
 		struct mig_device *d = NULL;
-		unsigned i;
-		int r;
+		struct mig_error one = { 0 };
+		int r = manifest_entry(vm, p, k, seen, &e, &d, cname, sizeof(cname),
+				       report ? &one : err);
 
-		memcpy(&e, p + (size_t)k * sizeof(e), sizeof(e));
-		mig_wire_le(&mig_wl_manifest_entry, &e, 1);
-		for (i = 0; i < vm->nr_devices; i++)
-			if (vm->devices[i]->cls->id == e.cls && vm->devices[i]->id == e.instance) {
-				d = vm->devices[i];
-				break;
-			}
-		class_name(vm, e.cls, cname, sizeof(cname));
-		if (!d)
-			return mig_error_set(err, -ENODEV, "device %s %u: the source's VM has it, "
-					     "this one does not", cname, e.instance);
-		if (seen[i])
-			return mig_error_set(err, -EBADMSG, "device %s %u: listed twice", cname,
-					     e.instance);
-		seen[i] = true;
-		if (e.version != d->cls->version)
-			return mig_error_set(err, -EPROTO, "device %s %u: the source's state is "
-					     "version %u of its class, this build reads version %u: "
-					     "upgrade the older side", cname, e.instance, e.version,
-					     d->cls->version);
-		if ((e.flags & ~MIG_MANIFEST_F_KNOWN) ||
-		    !!(e.flags & MIG_MANIFEST_F_STATE) != mig_device_has_state(d))
-			return mig_error_set(err, -EPROTO, "device %s %u: flags %#x do not match "
-					     "this build's class", cname, e.instance, e.flags);
-		if (e.desc_len > sizeof(e.desc))
-			return mig_error_set(err, -EBADMSG, "device %s %u: a description of %u "
-					     "bytes", cname, e.instance, e.desc_len);
-		if (d->cls->compat_ops && d->cls->compat_ops->check) {
-			r = d->cls->compat_ops->check(d, e.desc, e.desc_len, err);
-			if (r < 0)
+		if (r < 0 && !report)
+			return r;
+		if (r < 0) {
+			refused++;
+			report(arg, e.cls, e.instance, "devices", r, one.msg);
+			continue;
+		}
+		c = d->cls->compat_ops;
+		if (!c || !c->check)
+			continue;
+		if (!report) {
+			r = c->check(d, e.desc, e.desc_len, err);
+			if (r < 0) {
+				profile_note(err);
 				return mig_error_prefix(err, "device %s %u", cname, e.instance);
+			}
+			continue;
+		}
+		/* each policy alone; a class without names is one, its own */
+		for (unsigned i = 0; i == 0 || (c->policies && c->policies[i]); i++) {
+			const char *name = c->policies && c->policies[0] ? c->policies[i] :
+					   d->cls->name;
+
+			mig_error_clear(&one);
+			r = c->check_one ? c->check_one(d, e.desc, e.desc_len, i, &one) :
+			    c->check(d, e.desc, e.desc_len, &one);
+			if (r < 0) {
+				refused++;
+				profile_note(&one);
+			}
+			report(arg, e.cls, e.instance, name, r, one.msg);
 		}
 	}
-	for (unsigned i = 0; i < vm->nr_devices; i++)
-		if (!seen[i])
-			return mig_error_set(err, -ENODEV, "device %s %u: this VM has it, the "
-					     "source's does not", vm->devices[i]->cls->name,
-					     vm->devices[i]->id);
-	return 0;
+	while ((u = manifest_unseen(vm, seen)) >= 0) {
+		struct mig_error one = { 0 };
+
+		seen[u] = true;
+		mig_error_set(report ? &one : err, -ENODEV, "device %s %u: this VM has it, the "
+			      "source's does not", vm->devices[u]->cls->name, vm->devices[u]->id);
+		if (!report)
+			return -ENODEV;
+		refused++;
+		report(arg, vm->devices[u]->cls->id, vm->devices[u]->id, "devices", one.code,
+		       one.msg);
+	}
+	return (int)refused;
+}
+
+int mig_vm_manifest_check(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
+			  struct mig_error *err)
+{
+	return manifest_walk(vm, p, n, count, NULL, NULL, err);
+}
+
+int mig_vm_manifest_report(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
+			   mig_compat_report_fn report, void *arg, struct mig_error *err)
+{
+	return manifest_walk(vm, p, n, count, report, arg, err);
 }

@@ -53,24 +53,37 @@ static inline void proc_run(const char *args, struct run_result *r)
 	unlink(err);
 }
 
-/* Starts `migratectl agent ARGS` in the background. */
-static inline pid_t proc_agent(const char *listen, const char *key_file)
+/* Starts `migratectl agent` in the background, with a --host-profile when
+ * profile is not NULL. */
+static inline pid_t proc_agent_profile(const char *listen, const char *key_file,
+				       const char *profile)
 {
 	pid_t pid = fork();
 
 	cr_assert(pid >= 0);
 	if (pid == 0) {
+		const char *argv[12] = { "migratectl", "agent", "--listen", listen, "--quiet" };
+		int n = 5;
+
 		/* never outlive a test that failed before stopping us */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (key_file)
-			execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--key-file",
-			      key_file, "--quiet", (char *)NULL);
-		else
-			execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--quiet",
-			      (char *)NULL);
+		if (key_file) {
+			argv[n++] = "--key-file";
+			argv[n++] = key_file;
+		}
+		if (profile) {
+			argv[n++] = "--host-profile";
+			argv[n++] = profile;
+		}
+		execv(MIGRATECTL_PATH, (char *const *)argv);
 		_exit(127);
 	}
 	return pid;
+}
+
+static inline pid_t proc_agent(const char *listen, const char *key_file)
+{
+	return proc_agent_profile(listen, key_file, NULL);
 }
 
 static inline void proc_stop(pid_t pid)
@@ -95,6 +108,40 @@ static inline void proc_wait_agent(const char *endpoint, const char *key_opt)
 		usleep(50000);
 	}
 	cr_assert_fail("agent at %s never answered: %s", endpoint, r.err);
+}
+
+/* Two unix agents, a source and a destination, in a directory of their
+ * own; each with a --host-profile where one is given (NULL: none). */
+struct proc_pair {
+	char dir[64];
+	char src[128], dst[128];
+	pid_t a, b;
+};
+
+static inline void proc_pair_up(struct proc_pair *t, const char *src_profile,
+				const char *dst_profile)
+{
+	snprintf(t->dir, sizeof(t->dir), "/tmp/migratectl-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(t->dir));
+	snprintf(t->src, sizeof(t->src), "unix://%s/src.sock", t->dir);
+	snprintf(t->dst, sizeof(t->dst), "unix://%s/dst.sock", t->dir);
+	t->a = proc_agent_profile(t->src, NULL, src_profile);
+	t->b = proc_agent_profile(t->dst, NULL, dst_profile);
+	proc_wait_agent(t->src, NULL);
+	proc_wait_agent(t->dst, NULL);
+}
+
+static inline void proc_pair_down(struct proc_pair *t)
+{
+	char p[160];
+
+	proc_stop(t->a);
+	proc_stop(t->b);
+	snprintf(p, sizeof(p), "%s/src.sock", t->dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/dst.sock", t->dir);
+	unlink(p);
+	rmdir(t->dir);
 }
 
 /* The text of "key": value in JSON (number, string or literal), or NULL. */
@@ -163,38 +210,6 @@ static inline pid_t proc_agent_with_vm(const char *dir, const char *sock, const 
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	return pid;
-}
-
-/* Two unix agents, a source and a destination, in a directory of their own. */
-struct two_agents {
-	char dir[64];
-	char src[128], dst[128];
-	pid_t a, b;
-};
-
-static inline void proc_agents_up(struct two_agents *t)
-{
-	snprintf(t->dir, sizeof(t->dir), "/tmp/migratectl-test-XXXXXX");
-	cr_assert_not_null(mkdtemp(t->dir));
-	snprintf(t->src, sizeof(t->src), "unix://%s/src.sock", t->dir);
-	snprintf(t->dst, sizeof(t->dst), "unix://%s/dst.sock", t->dir);
-	t->a = proc_agent(t->src, NULL);
-	t->b = proc_agent(t->dst, NULL);
-	proc_wait_agent(t->src, NULL);
-	proc_wait_agent(t->dst, NULL);
-}
-
-static inline void proc_agents_down(struct two_agents *t)
-{
-	char p[160];
-
-	proc_stop(t->a);
-	proc_stop(t->b);
-	snprintf(p, sizeof(p), "%s/src.sock", t->dir);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/dst.sock", t->dir);
-	unlink(p);
-	rmdir(t->dir);
 }
 
 static inline void make_key_file(const char *path, unsigned char fill)

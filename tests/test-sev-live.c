@@ -62,11 +62,11 @@ Test(sev_live, a_psp_sim_guest_migrates_verified, .timeout = 300)
  * the reason, and it runs where it was. */
 Test(sev_live, a_guest_without_ready_is_refused_and_stays, .timeout = 300)
 {
-	struct two_agents t;
+	struct proc_pair t;
 	struct run_result r;
 	char args[512];
 
-	proc_agents_up(&t);
+	proc_pair_up(&t, NULL, NULL);
 	snprintf(args, sizeof(args), "vm create %s --name shy --lab mem=64M,vcpus=2,wss=4M,sev=sim,"
 		 "sev-ready=1h", t.src);
 	proc_run(args, &r);
@@ -77,7 +77,7 @@ Test(sev_live, a_guest_without_ready_is_refused_and_stays, .timeout = 300)
 	cr_assert_not_null(strstr(r.out, "has not set KVM_MIGRATION_READY"), "%s", r.out);
 	expect_vm_on(t.src, "shy", "running", true);
 	expect_vm_on(t.dst, "shy", NULL, false);
-	proc_agents_down(&t);
+	proc_pair_down(&t);
 }
 
 /* The guest clears READY while its pages are on their way: the migration
@@ -87,11 +87,11 @@ Test(sev_live, a_guest_without_ready_is_refused_and_stays, .timeout = 300)
  * is tried again with a fresh guest. */
 Test(sev_live, clearing_ready_mid_migration_rolls_back, .timeout = 300)
 {
-	struct two_agents t;
+	struct proc_pair t;
 	struct run_result r;
 	char args[512];
 
-	proc_agents_up(&t);
+	proc_pair_up(&t, NULL, NULL);
 	for (int attempt = 0;; attempt++) {
 		snprintf(args, sizeof(args), "vm create %s --name fickle%d --lab mem=256M,vcpus=2,"
 			 "wss=8M,sev=sim,sev-ready=0,sev-unready=4s", t.src, attempt);
@@ -109,7 +109,7 @@ Test(sev_live, clearing_ready_mid_migration_rolls_back, .timeout = 300)
 	cr_assert_not_null(strstr(r.out, "now runs on the source"), "%s", r.out);
 	expect_vm_on(t.src, "fickle", "running", true);
 	expect_vm_on(t.dst, "fickle", NULL, false);
-	proc_agents_down(&t);
+	proc_pair_down(&t);
 }
 
 /* No SEV on this host: the kernel backend says so, and what to do. */

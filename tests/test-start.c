@@ -46,7 +46,7 @@ static int first(const struct steps *s, enum mig_start_step step)
 	return -1;
 }
 
-static struct mig_start_opts opts(const struct two_agents *t, struct steps *s)
+static struct mig_start_opts opts(const struct proc_pair *t, struct steps *s)
 {
 	return (struct mig_start_opts){
 		.src = t->src, .dst = t->dst, .lab_spec = "mem=64M,vcpus=1,wss=4M",
@@ -61,12 +61,12 @@ Test(start, a_whole_migration_from_one_call, .timeout = 120)
 {
 	static struct mig_start_result m;
 	static struct steps s;
-	struct two_agents t;
+	struct proc_pair t;
 	struct mig_start_opts o;
 	struct run_result r;
 	char args[256];
 
-	proc_agents_up(&t);
+	proc_pair_up(&t, NULL, NULL);
 	o = opts(&t, &s);
 	cr_assert_eq(mig_start(&o, &m), 0, "%s / %s", m.why, m.res.error);
 	cr_assert_eq(m.outcome, MIG_START_RESULT);
@@ -87,7 +87,7 @@ Test(start, a_whole_migration_from_one_call, .timeout = 120)
 	snprintf(args, sizeof(args), "vm list %s", t.src);
 	proc_run(args, &r);
 	cr_assert_null(strstr(r.out, m.name), "%s", r.out);
-	proc_agents_down(&t);
+	proc_pair_down(&t);
 }
 
 static int refuse(void *arg, const struct mig_vm_info *v, char *why, size_t n)
@@ -101,12 +101,12 @@ Test(start, a_vm_the_caller_refuses_stays_where_it_was, .timeout = 120)
 {
 	static struct mig_start_result m;
 	static struct steps s;
-	struct two_agents t;
+	struct proc_pair t;
 	struct mig_start_opts o;
 	struct run_result r;
 	char args[256];
 
-	proc_agents_up(&t);
+	proc_pair_up(&t, NULL, NULL);
 	snprintf(args, sizeof(args), "vm create %s --name keep --lab mem=64M,vcpus=1,wss=4M", t.src);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s", r.err);
@@ -125,5 +125,5 @@ Test(start, a_vm_the_caller_refuses_stays_where_it_was, .timeout = 120)
 	snprintf(args, sizeof(args), "vm list %s", t.dst);
 	proc_run(args, &r);
 	cr_assert_null(strstr(r.out, "keep"), "the destination prepared it: %s", r.out);
-	proc_agents_down(&t);
+	proc_pair_down(&t);
 }

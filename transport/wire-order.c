@@ -121,6 +121,15 @@ LAYOUT(pages_hdr, mig_pages_hdr, F(mig_pages_hdr, count), F(mig_pages_hdr, zero_
 LAYOUT(page_ent, mig_page_ent, F(mig_page_ent, page), F(mig_page_ent, sum));
 LAYOUT(device_data, mig_device_data, F(mig_device_data, cls), F(mig_device_data, instance),
        F(mig_device_data, offset), F(mig_device_data, round), F(mig_device_data, len));
+LAYOUT(vm_described, mig_vm_described, S(mig_vm_described, lab, mig_wl_lab_wire),
+       F(mig_vm_described, nr_devices), F(mig_vm_described, pad));
+LAYOUT(vm_check, mig_vm_check, B(mig_vm_check, name),
+       S(mig_vm_check, vm, mig_wl_vm_described));
+LAYOUT(check_reply, mig_check_reply, F(mig_check_reply, nr_results),
+       F(mig_check_reply, refused), F(mig_check_reply, omitted), F(mig_check_reply, pad));
+LAYOUT(check_result, mig_check_result, F(mig_check_result, cls),
+       F(mig_check_result, instance), F(mig_check_result, count),
+       F(mig_check_result, verdict), B(mig_check_result, policy), B(mig_check_result, msg));
 LAYOUT(session_entry, mig_session_entry, F(mig_session_entry, cls),
        F(mig_session_entry, instance), F(mig_session_entry, len), F(mig_session_entry, pad));
 
@@ -131,7 +140,8 @@ const struct mig_wire_layout *const mig_wire_layouts[] = {
 	&mig_wl_migration_info, &mig_wl_event, &mig_wl_event_device, &mig_wl_stream_hello,
 	&mig_wl_setup, &mig_wl_manifest_entry, &mig_wl_round_end, &mig_wl_loaded,
 	&mig_wl_sums_request, &mig_wl_running, &mig_wl_pages_hdr, &mig_wl_page_ent,
-	&mig_wl_device_data, &mig_wl_session_entry, NULL,
+	&mig_wl_device_data, &mig_wl_session_entry, &mig_wl_vm_described, &mig_wl_vm_check,
+	&mig_wl_check_reply, &mig_wl_check_result, NULL,
 };
 
 void mig_wire_swap(const struct mig_wire_layout *l, void *p, size_t n)

@@ -399,6 +399,67 @@ static int mem_dirty_sync(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_
 	return 0;
 }
 
+/* ---- what a destination must offer (policies: compat_memslots()) ---- */
+
+#define MEMSLOTS_DESC_MAGIC 0x31544f4c534d454dULL   /* "MEMSLOT1" */
+
+struct memslots_desc {
+	uint64_t magic;
+	struct compat_memslots need;
+};
+
+/* Its slots, all in address space 0, their ids from 0. */
+static int mem_describe(struct mig_device *d, struct mig_buf *out, struct mig_error *err)
+{
+	const struct mem_dev *m = container_of(d, struct mem_dev, core);
+	struct memslots_desc desc = { .magic = MEMSLOTS_DESC_MAGIC };
+
+	for (unsigned i = 0; i < m->nr_slots; i++) {
+		uint32_t as = m->slots[i].id >> 16, id = m->slots[i].id & 0xffff;
+
+		if (as >= COMPAT_ADDRESS_SPACES)
+			return mig_error_set(err, -EINVAL, "memory: slot %#x is in address space "
+					     "%u, beyond what a description holds", m->slots[i].id, as);
+		desc.need.slots[as]++;
+		if (id + 1 > desc.need.id_end[as])
+			desc.need.id_end[as] = id + 1;
+	}
+	if (mig_buf_append(out, &desc, sizeof(desc)) < 0)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+/* This host's KVM_CAP_NR_MEMSLOTS and KVM_CAP_MULTI_ADDRESS_SPACE, as the
+ * agent's host profile describes them. */
+static int mem_check(struct mig_device *d, const void *p, size_t n, struct mig_error *err)
+{
+	const struct mem_dev *m = container_of(d, struct mem_dev, core);
+	const struct compat_profile *prof = compat_profile_get();
+	struct memslots_desc desc;
+	int slots, as;
+
+	if (n != sizeof(desc))
+		return mig_error_set(err, -EPROTO, "a description of %zu bytes (%zu expected)", n,
+				     sizeof(desc));
+	memcpy(&desc, p, sizeof(desc));
+	if (desc.magic != MEMSLOTS_DESC_MAGIC)
+		return mig_error_set(err, -EPROTO, "the description is not of memory slots");
+	slots = ioctl(m->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
+	as = ioctl(m->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MULTI_ADDRESS_SPACE);
+	if (slots <= 0)
+		return mig_error_set(err, slots < 0 ? -errno : -ENOTSUP, "KVM_CAP_NR_MEMSLOTS: "
+				     "this host's KVM does not say how many slots it allows");
+	return compat_memslots(&desc.need, compat_profile_memslots(prof, (uint32_t)slots),
+			       compat_profile_address_spaces(prof, as > 0 ? (uint32_t)as : 0),
+			       err);
+}
+
+static const char *const mem_policies[] = { "memslots", NULL };
+
+static const struct mig_compat_ops mem_compat_ops = {
+	.describe = mem_describe, .check = mem_check, .policies = mem_policies,
+};
+
 /* RAM travels as pages, not as saved state: no save or load. */
 static const struct mig_device_ops mem_ops = {
 	.step = mem_step,
@@ -440,6 +501,7 @@ const struct mig_device_class mem_class = {
 	.arcs = mem_arcs,
 	.ops = &mem_ops,
 	.dirty_ops = &mem_dirty_ops,
+	.compat_ops = &mem_compat_ops,
 };
 
 /* Where a vCPU's dirty ring is in its mmap, in pages: the kernel's

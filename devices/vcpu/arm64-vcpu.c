@@ -77,8 +77,11 @@ int vcpu_arch_describe(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_buf *out,
 	return 0;
 }
 
-int vcpu_arch_check(struct kvm_vm_fds *vm, const void *desc, size_t n, struct mig_error *err)
+const char *const vcpu_arch_policies[] = { NULL };
+
+int vcpu_arch_check_one(struct kvm_vm_fds *vm, const void *desc, size_t n, unsigned policy,
+			struct mig_error *err)
 {
-	(void)vm; (void)desc; (void)n; (void)err;
+	(void)vm; (void)desc; (void)n; (void)policy; (void)err;
 	return 0;
 }

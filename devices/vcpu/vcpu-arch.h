@@ -30,11 +30,16 @@ int vcpu_arch_load(struct kvm_vm_fds *vm, int vcpu_fd, const uint8_t *blob, size
 /* Running again after a save, on this host (a rollback). */
 void vcpu_arch_resumed(int vcpu_fd);
 /* What a destination host must offer this vCPU, appended to out (x86: the
- * CPUID features the guest sees; nothing where the architecture has no
- * such check), and whether this host offers what a description asks
- * (policies: compat_cpuid()). */
+ * CPUID features the guest sees, its PERF_CAPABILITIES and the MSRs its
+ * saved state holds; nothing where the architecture has no such check),
+ * and whether this host offers what a description asks: the policies of
+ * vcpu_arch_policies (NULL-terminated), one at a time (policies:
+ * compat_cpuid(), compat_perf_caps(), compat_msrs()).  check_one returns 1
+ * where it cannot judge (err says why). */
 int vcpu_arch_describe(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_buf *out,
 		       struct mig_error *err);
-int vcpu_arch_check(struct kvm_vm_fds *vm, const void *desc, size_t n, struct mig_error *err);
+extern const char *const vcpu_arch_policies[];
+int vcpu_arch_check_one(struct kvm_vm_fds *vm, const void *desc, size_t n, unsigned policy,
+			struct mig_error *err);
 
 #endif

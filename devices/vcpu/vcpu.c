@@ -373,17 +373,31 @@ static int vcpu_describe(struct mig_device *d, struct mig_buf *out, struct mig_e
 	return vcpu_arch_describe(v->host->fds, v->fd, out, err);
 }
 
-static int vcpu_check(struct mig_device *d, const void *desc, size_t n, struct mig_error *err)
+static int vcpu_check_one(struct mig_device *d, const void *desc, size_t n, unsigned i,
+			  struct mig_error *err)
 {
 	struct vcpu_dev *v = container_of(d, struct vcpu_dev, core);
-	int r = vcpu_arch_check(v->host->fds, desc, n, err);
+	int r = vcpu_arch_check_one(v->host->fds, desc, n, i, err);
 
-	return r < 0 ? mig_error_prefix(err, "vCPU %u", v->index) : 0;
+	return r < 0 ? mig_error_prefix(err, "vCPU %u", v->index) : r;
 }
 
-/* What a destination host must offer (x86: the guest's CPUID features). */
+static int vcpu_check(struct mig_device *d, const void *desc, size_t n, struct mig_error *err)
+{
+	for (unsigned i = 0; vcpu_arch_policies[i]; i++) {
+		int r = vcpu_check_one(d, desc, n, i, err);
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* What a destination host must offer (x86: the guest's CPUID features, its
+ * PMU and the MSRs its state holds). */
 static const struct mig_compat_ops vcpu_compat_ops = {
 	.describe = vcpu_describe, .check = vcpu_check,
+	.policies = vcpu_arch_policies, .check_one = vcpu_check_one,
 };
 
 static const struct mig_device_ops vcpu_ops = {

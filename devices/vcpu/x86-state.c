@@ -16,6 +16,7 @@
  * destination VM (KERNEL-UAPI §3.8), so there is no rollback here.
  */
 #include <migrate/policy.h>
+#include <migrate/vm.h>
 
 #include "devices-internal.h"
 #include "vcpu/x86-state.h"
@@ -777,10 +778,11 @@ static int save_xsave(struct blob_writer *w, int vm_fd, int vcpu_fd, struct mig_
 
 /*
  * Reads every MSR of the index list.  GET stops at the first MSR it cannot
- * read and returns how many it did; that one is left out of the blob (the
- * destination keeps its reset value) and the read goes on after it.
+ * read and returns how many it did; that one is left out (the destination
+ * keeps its reset value) and the read goes on after it.
  */
-static int save_msrs(struct blob_writer *w, int kvm_fd, int vcpu_fd, struct mig_error *err)
+static int read_msrs(int kvm_fd, int vcpu_fd, const char *who, struct kvm_msrs **ret,
+		     struct mig_error *err)
 {
 	_cleanup_free_ struct kvm_msr_list *list = NULL;
 	_cleanup_free_ struct kvm_msrs *out = NULL;
@@ -788,17 +790,17 @@ static int save_msrs(struct blob_writer *w, int kvm_fd, int vcpu_fd, struct mig_
 	uint32_t done = 0;
 	int r;
 
-	r = msr_index_list(kvm_fd, &list, w->who, err);
+	r = msr_index_list(kvm_fd, &list, who, err);
 	if (r < 0)
 		return r;
 	if (list->nmsrs > MSR_MAX_ENTRIES)
 		return mig_error_set(err, -E2BIG,
 				     "%s: kernel lists %u MSRs, more than the format's limit of %u",
-				     w->who, list->nmsrs, MSR_MAX_ENTRIES);
+				     who, list->nmsrs, MSR_MAX_ENTRIES);
 	out = calloc(1, sizeof(*out) + (size_t)list->nmsrs * sizeof(out->entries[0]));
 	io = calloc(1, sizeof(*io) + MSR_IO_CHUNK * sizeof(io->entries[0]));
 	if (!out || !io)
-		return mig_error_set(err, -ENOMEM, "%s: out of memory for MSRs", w->who);
+		return mig_error_set(err, -ENOMEM, "%s: out of memory for MSRs", who);
 
 	while (done < list->nmsrs) {
 		uint32_t chunk = list->nmsrs - done;
@@ -811,13 +813,24 @@ static int save_msrs(struct blob_writer *w, int kvm_fd, int vcpu_fd, struct mig_
 			io->entries[i].index = list->indices[done + i];
 		r = ioctl(vcpu_fd, KVM_GET_MSRS, io);
 		if (r < 0)
-			return sys_error(err, w->who, "KVM_GET_MSRS", NULL);
+			return sys_error(err, who, "KVM_GET_MSRS", NULL);
 		memcpy(&out->entries[out->nmsrs], io->entries, (size_t)r * sizeof(io->entries[0]));
 		out->nmsrs += r;
 		done += r;
 		if ((uint32_t)r < chunk)
 			done++;  /* entries[r] failed: record nothing for it */
 	}
+	*ret = TAKE_PTR(out);
+	return 0;
+}
+
+static int save_msrs(struct blob_writer *w, int kvm_fd, int vcpu_fd, struct mig_error *err)
+{
+	_cleanup_free_ struct kvm_msrs *out = NULL;
+	int r = read_msrs(kvm_fd, vcpu_fd, w->who, &out, err);
+
+	if (r < 0)
+		return r;
 	return writer_put(w, SEC_MSRS, out,
 			  sizeof(*out) + (size_t)out->nmsrs * sizeof(out->entries[0]), err);
 }
@@ -1476,6 +1489,8 @@ int x86_vcpu_setup_cpuid(int kvm_fd, int vcpu_fd, struct mig_error *err)
 
 /* ---- the vCPU class's architecture part (vcpu-arch.h) ---- */
 
+static int describe_msrs(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_error *err);
+
 /* The features it gives the vCPU are what a destination must offer
  * (vcpu_arch_describe()): the table set, not one read back (under PVM a
  * vCPU's KVM_GET_CPUID2 shows host features KVM does not list). */
@@ -1483,9 +1498,10 @@ int vcpu_arch_init(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_error *err)
 {
 	int r = setup_cpuid(vm->kvm_fd, vcpu_fd, vm->kvm_features_add, vm->guest_cpuid, err);
 
-	if (r >= 0)
-		vm->has_guest_cpuid = true;
-	return r;
+	if (r < 0)
+		return r;
+	vm->has_guest_cpuid = true;
+	return vm->has_guest_msrs ? 0 : describe_msrs(vm, vcpu_fd, err);
 }
 
 int vcpu_arch_save(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_buf *out,
@@ -1508,7 +1524,6 @@ void vcpu_arch_resumed(int vcpu_fd)
 
 /* ---- what a destination must offer (policies: compat_cpuid()) ---- */
 
-#define CPUID_DESC_MAGIC 0x31445055504349ULL   /* "ICPUPD1" */
 
 /* The feature registers of a CPUID table, in compat_cpuid_features order
  * (0 for a leaf it lacks). */
@@ -1532,38 +1547,206 @@ static void cpuid_features(const struct kvm_cpuid2 *c, uint32_t *out)
 }
 
 
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* What the first vCPU's saved state will hold, read before it runs: the
+ * MSRs KVM_GET_MSRS reads (the same read as a save) and PERF_CAPABILITIES
+ * among them.  Every vCPU of the VM has the same. */
+static int describe_msrs(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_error *err)
+{
+	_cleanup_free_ struct kvm_msrs *m = NULL;
+	_cleanup_free_ uint32_t *idx = NULL;
+	int r = read_msrs(vm->kvm_fd, vcpu_fd, "vcpu msrs", &m, err);
+
+	if (r < 0)
+		return r;
+	idx = calloc(m->nmsrs ? m->nmsrs : 1, sizeof(*idx));
+	if (!idx)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < m->nmsrs; i++) {
+		idx[i] = m->entries[i].index;
+		if (idx[i] == COMPAT_MSR_PERF_CAPABILITIES) {
+			vm->guest_perf_caps = m->entries[i].data;
+			vm->has_guest_perf_caps = true;
+		}
+	}
+	qsort(idx, m->nmsrs, sizeof(*idx), u32_cmp);
+	r = compat_msrs_encode(idx, m->nmsrs, vm->guest_msrs, sizeof(vm->guest_msrs));
+	vm->guest_msrs_fit = r >= 0;
+	vm->guest_msrs_len = r >= 0 ? (uint16_t)r : 0;
+	vm->has_guest_msrs = true;
+	return 0;
+}
+
+/* The description: its header, then the MSR list (vm->guest_msrs). */
+#define VCPU_DESC_MAGIC 0x32445055504349ULL   /* "ICPUPD2" */
+#define VCPU_DESC_PERF_CAPS 1U    /* perf_caps is the guest's */
+#define VCPU_DESC_MSRS 2U         /* the MSR list follows (else: too long to describe) */
+struct vcpu_desc {
+	uint64_t magic;
+	uint32_t cpuid[COMPAT_CPUID_REGS];
+	uint32_t flags;           /* VCPU_DESC_* */
+	uint32_t msrs_len;        /* bytes of MSR list after it */
+	uint32_t pad;
+	uint64_t perf_caps;
+};
+_Static_assert(sizeof(struct vcpu_desc) + KVM_VM_MSR_DESC_MAX <= MIG_MANIFEST_DESC_MAX,
+	       "a vCPU description fits a manifest entry");
+
 int vcpu_arch_describe(struct kvm_vm_fds *vm, int vcpu_fd, struct mig_buf *out,
 		       struct mig_error *err)
 {
-	uint64_t magic = CPUID_DESC_MAGIC;
+	const struct compat_profile *prof = compat_profile_get();
+	struct vcpu_desc d = { .magic = VCPU_DESC_MAGIC };
 
 	(void)vcpu_fd;
-	if (!vm->has_guest_cpuid)
-		return mig_error_set(err, -EINVAL, "vcpu: its CPUID was never set");
-	if (mig_buf_append(out, &magic, sizeof(magic)) < 0 ||
-	    mig_buf_append(out, vm->guest_cpuid, COMPAT_CPUID_REGS * sizeof(uint32_t)) < 0)
+	if (!vm->has_guest_cpuid || !vm->has_guest_msrs)
+		return mig_error_set(err, -EINVAL, "vcpu: its CPUID and MSRs were never set up");
+	memcpy(d.cpuid, vm->guest_cpuid, sizeof(d.cpuid));
+	if (vm->has_guest_perf_caps) {
+		d.flags |= VCPU_DESC_PERF_CAPS;
+		d.perf_caps = vm->guest_perf_caps;
+	}
+	/* the agent's host profile: a lab's stand-in for a guest given another PMU */
+	if (prof && prof->has_guest_perf_caps) {
+		d.flags |= VCPU_DESC_PERF_CAPS;
+		d.perf_caps = prof->guest_perf_caps;
+	}
+	if (vm->guest_msrs_fit)
+		d.flags |= VCPU_DESC_MSRS;
+	d.msrs_len = vm->guest_msrs_len;
+	if (mig_buf_append(out, &d, sizeof(d)) < 0 ||
+	    mig_buf_append(out, vm->guest_msrs, vm->guest_msrs_len) < 0)
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	return 0;
 }
 
-int vcpu_arch_check(struct kvm_vm_fds *vm, const void *desc, size_t n, struct mig_error *err)
+const char *const vcpu_arch_policies[] = { "cpuid", "pmu", "msrs", NULL };
+
+/* This host's supported PERF_CAPABILITIES: the feature MSR, 0 where KVM
+ * does not list it (no PMU for guests). */
+static int host_perf_caps(int kvm_fd, uint64_t *ret, struct mig_error *err)
 {
-	_cleanup_free_ struct kvm_cpuid2 *c = NULL;
-	uint32_t guest[COMPAT_CPUID_REGS], host[COMPAT_CPUID_REGS];
-	uint64_t magic;
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} q = { .h.nmsrs = 1, .e.index = COMPAT_MSR_PERF_CAPABILITIES };
 	int r;
 
-	if (n != sizeof(magic) + sizeof(guest))
-		return mig_error_set(err, -EPROTO, "vcpu: a description of %zu bytes (%zu expected)",
-				     n, sizeof(magic) + sizeof(guest));
-	memcpy(&magic, desc, sizeof(magic));
-	if (magic != CPUID_DESC_MAGIC)
-		return mig_error_set(err, -EPROTO, "vcpu: the description is not an x86 vCPU's: "
-				     "migrate between hosts of one architecture");
-	memcpy(guest, (const uint8_t *)desc + sizeof(magic), sizeof(guest));
-	r = supported_cpuid(vm->kvm_fd, &c, err);
+	*ret = 0;
+	r = ioctl(kvm_fd, KVM_GET_MSRS, &q);
+	if (r < 0)
+		return sys_error(err, "vcpu pmu", "KVM_GET_MSRS (feature MSRs)", NULL);
+	if (r == 1)
+		*ret = q.e.data;
+	return 0;
+}
+
+/* What this host's KVM accepts in KVM_SET_MSRS: its index list and its
+ * feature MSR list. */
+static int host_msrs(int kvm_fd, uint32_t **ret, unsigned *ret_n, struct mig_error *err)
+{
+	_cleanup_free_ struct kvm_msr_list *list = NULL;
+	struct kvm_msr_list probe = { .nmsrs = 0 };
+	_cleanup_free_ struct kvm_msr_list *feat = NULL;
+	uint32_t *all;
+	uint32_t nf = 0;
+	int r = msr_index_list(kvm_fd, &list, "vcpu msrs", err);
+
 	if (r < 0)
 		return r;
-	cpuid_features(c, host);
-	return compat_cpuid(guest, host, err);
+	if (ioctl(kvm_fd, KVM_GET_MSR_FEATURE_INDEX_LIST, &probe) < 0 && errno == E2BIG)
+		nf = probe.nmsrs;
+	if (nf) {
+		feat = calloc(1, sizeof(*feat) + (size_t)nf * sizeof(feat->indices[0]));
+		if (!feat)
+			return mig_error_set(err, -ENOMEM, "out of memory");
+		feat->nmsrs = nf;
+		if (ioctl(kvm_fd, KVM_GET_MSR_FEATURE_INDEX_LIST, feat) < 0)
+			return sys_error(err, "vcpu msrs", "KVM_GET_MSR_FEATURE_INDEX_LIST", NULL);
+		nf = feat->nmsrs;
+	}
+	all = calloc((size_t)list->nmsrs + nf + 1, sizeof(*all));
+	if (!all)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	memcpy(all, list->indices, list->nmsrs * sizeof(*all));
+	if (nf)
+		memcpy(all + list->nmsrs, feat->indices, nf * sizeof(*all));
+	*ret = all;
+	*ret_n = compat_profile_msrs(compat_profile_get(), all, list->nmsrs + nf);
+	return 0;
+}
+
+int vcpu_arch_check_one(struct kvm_vm_fds *vm, const void *p, size_t n, unsigned policy,
+			struct mig_error *err)
+{
+	const struct compat_profile *prof = compat_profile_get();
+	struct vcpu_desc d;
+	int r;
+
+	if (n < sizeof(d))
+		return mig_error_set(err, -EPROTO, "vcpu: a description of %zu bytes (at least "
+				     "%zu expected)", n, sizeof(d));
+	memcpy(&d, p, sizeof(d));
+	if (d.magic != VCPU_DESC_MAGIC)
+		return mig_error_set(err, -EPROTO, "vcpu: the description is not an x86 vCPU's of "
+				     "this version: migrate between hosts of one architecture and "
+				     "build");
+	if (n != sizeof(d) + d.msrs_len || d.pad ||
+	    (d.flags & ~(VCPU_DESC_PERF_CAPS | VCPU_DESC_MSRS)))
+		return mig_error_set(err, -EPROTO, "vcpu: a description of %zu bytes, its header "
+				     "says %zu", n, sizeof(d) + d.msrs_len);
+	switch (policy) {
+	case 0: {   /* cpuid */
+		_cleanup_free_ struct kvm_cpuid2 *c = NULL;
+		uint32_t host[COMPAT_CPUID_REGS];
+
+		r = supported_cpuid(vm->kvm_fd, &c, err);
+		if (r < 0)
+			return r;
+		cpuid_features(c, host);
+		compat_profile_cpuid(prof, host);
+		return compat_cpuid(d.cpuid, host, err);
+	}
+	case 1: {   /* pmu */
+		uint64_t host;
+
+		if (!(d.flags & VCPU_DESC_PERF_CAPS))
+			return 0;   /* the guest has none to lose */
+		r = host_perf_caps(vm->kvm_fd, &host, err);
+		if (r < 0)
+			return r;
+		return compat_perf_caps(d.perf_caps, compat_profile_perf_caps(prof, host), err);
+	}
+	case 2: {   /* msrs */
+		_cleanup_free_ uint32_t *guest = NULL, *host = NULL;
+		unsigned nh = 0;
+
+		if (!(d.flags & VCPU_DESC_MSRS)) {
+			mig_error_set(err, 0, "the source's MSR list is longer than a description "
+				      "holds: not checked here (the destination still checks it "
+				      "before its first KVM_SET_MSRS)");
+			return 1;
+		}
+		guest = calloc(MSR_MAX_ENTRIES, sizeof(*guest));
+		if (!guest)
+			return mig_error_set(err, -ENOMEM, "out of memory");
+		r = compat_msrs_decode((const uint8_t *)p + sizeof(d), n - sizeof(d), guest,
+				       MSR_MAX_ENTRIES);
+		if (r < 0)
+			return mig_error_set(err, -EPROTO, "vcpu: its MSR list is malformed");
+		n = (size_t)r;
+		r = host_msrs(vm->kvm_fd, &host, &nh, err);
+		if (r < 0)
+			return r;
+		return compat_msrs(guest, (unsigned)n, host, nh, err);
+	}
+	default:
+		return mig_error_set(err, -EINVAL, "vcpu: no policy %u", policy);
+	}
 }

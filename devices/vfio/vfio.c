@@ -13,6 +13,8 @@
 
 #include "vfio-uapi.h"
 #include "vfio.h"
+#include <migrate/policy.h>
+
 #include "util.h"
 
 #define ST(x) VFIO_ST_##x
@@ -465,7 +467,16 @@ static const char *region_name(unsigned i)
 	return i < VFIO_DESC_REGIONS ? n[i] : "region";
 }
 
-static int check(struct mig_device *d, const void *p, size_t n, struct mig_error *err)
+_Static_assert(VFIO_REGION_PREFETCH == COMPAT_BAR_PREFETCH && VFIO_REGION_WC == COMPAT_BAR_WC,
+	       "region attributes are the policy's");
+
+static const char *const policies[] = { "vfio-device", "vfio-bars", NULL };
+
+/* policies[0]: the same device (type, model, migration flags, regions);
+ * policies[1]: each BAR keeps its prefetchable bit and its write-combining
+ * mapping (policies: compat_vfio_bar()). */
+static int check_one(struct mig_device *d, const void *p, size_t n, unsigned policy,
+		     struct mig_error *err)
 {
 	const struct vfio_dev *v = vdev(d);
 	const struct vfio_desc *o = &v->desc;
@@ -477,6 +488,17 @@ static int check(struct mig_device *d, const void *p, size_t n, struct mig_error
 	memcpy(&s, p, sizeof(s));
 	if (memchr(s.mdev_type, 0, sizeof(s.mdev_type)) == NULL)
 		return mig_error_set(err, -EBADMSG, "its mdev type is not a string");
+	if (policy == 1) {
+		for (unsigned i = 0; i < s.nr_regions && i < o->nr_regions &&
+		     i < VFIO_DESC_REGIONS; i++) {
+			int r = compat_vfio_bar(region_name(i), s.regions[i].attrs,
+						o->regions[i].attrs, err);
+
+			if (r < 0)
+				return r;
+		}
+		return 0;
+	}
 	if (strcmp(s.mdev_type, o->mdev_type))
 		return mig_error_set(err, -ENODEV, "mdev type: the source's is '%s', this host's "
 				     "'%s': give the VM a device of the same type here",
@@ -504,16 +526,17 @@ static int check(struct mig_device *d, const void *p, size_t n, struct mig_error
 		if (a->flags != b->flags)
 			return mig_error_set(err, -ENODEV, "%s flags: %#x on the source, %#x here",
 					     region_name(i), a->flags, b->flags);
-		if ((a->attrs ^ b->attrs) & VFIO_REGION_PREFETCH)
-			return mig_error_set(err, -ENODEV, "%s is %sprefetchable on the source, "
-					     "%sprefetchable here", region_name(i),
-					     a->attrs & VFIO_REGION_PREFETCH ? "" : "not ",
-					     b->attrs & VFIO_REGION_PREFETCH ? "" : "not ");
-		if ((a->attrs ^ b->attrs) & VFIO_REGION_WC)
-			return mig_error_set(err, -ENODEV, "%s is %smapped write-combining on the "
-					     "source, %shere", region_name(i),
-					     a->attrs & VFIO_REGION_WC ? "" : "not ",
-					     b->attrs & VFIO_REGION_WC ? "" : "not ");
+	}
+	return 0;
+}
+
+static int check(struct mig_device *d, const void *p, size_t n, struct mig_error *err)
+{
+	for (unsigned i = 0; policies[i]; i++) {
+		int r = check_one(d, p, n, i, err);
+
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -560,7 +583,9 @@ static const struct mig_precopy_ops precopy_ops = {
 static const struct mig_dirty_ops dirty_ops = {
 	.start = log_start, .sync = log_sync, .stop = log_stop,
 };
-static const struct mig_compat_ops compat_ops = { .describe = describe, .check = check };
+static const struct mig_compat_ops compat_ops = {
+	.describe = describe, .check = check, .policies = policies, .check_one = check_one,
+};
 
 static const char *const note_names[] = { "no-p2p", "no-dma-log" };
 

@@ -72,6 +72,11 @@ enum mig_op {
 	MIG_OP_MIG_CANCEL = 6,    /* struct mig_cancel -> reply */
 	MIG_OP_VM_RESOLVE = 7,    /* struct mig_vm_resolve -> reply: an operator settles a held VM */
 	MIG_OP_MIG_LIST = 8,      /* -> reply + struct mig_migration_info[] */
+	/* migratectl check (docs/policies.md): the source describes a VM, the
+	 * destination runs the host compatibility policies on it; nothing moves */
+	MIG_OP_VM_DESCRIBE = 9,   /* struct mig_vm_ref -> reply + struct mig_vm_described + entries */
+	MIG_OP_VM_CHECK = 10,     /* struct mig_vm_check + entries -> reply + struct mig_check_reply
+				   * + struct mig_check_result[] */
 	_MIG_OP_END,
 };
 
@@ -231,6 +236,51 @@ struct mig_cancel {
 	uint8_t id[16];
 };
 _Static_assert(sizeof(struct mig_cancel) == 16, "cancel");
+
+/* VM_DESCRIBE's answer: what a destination prepares the VM from (the
+ * description VM_LIST gives too) and its device manifest, as SETUP carries
+ * it (struct mig_manifest_entry, <migrate/vm.h>), nr_devices entries after
+ * it. */
+struct mig_vm_described {
+	struct mig_lab_wire lab;
+	uint32_t nr_devices;      /* at most MIG_EVENT_DEVICES_MAX */
+	uint32_t pad;
+};
+_Static_assert(sizeof(struct mig_vm_described) == 120, "vm described");
+
+/* VM_CHECK: the VM the source described, nr_devices manifest entries after
+ * it.  The destination prepares such a VM as for a migration, runs every
+ * policy of every device's class against its host, and gives it up. */
+struct mig_vm_check {
+	char name[MIG_NAME_MAX];  /* the name it would have here */
+	struct mig_vm_described vm;
+};
+_Static_assert(sizeof(struct mig_vm_check) == 184, "vm check");
+
+/* VM_CHECK's answer: nr_results results after it.  Passing results of one
+ * class and policy on consecutive instances come as one (count > 1);
+ * refusals each come alone, up to what a reply holds (the rest counted in
+ * omitted). */
+struct mig_check_reply {
+	uint32_t nr_results;
+	uint32_t refused;         /* policies that refused, omitted ones included */
+	uint32_t omitted;
+	uint32_t pad;
+};
+_Static_assert(sizeof(struct mig_check_reply) == 16, "check reply");
+
+struct mig_check_result {
+	uint32_t cls;             /* enum mig_dev_class; 0: the VM as a whole */
+	uint32_t instance;        /* the first instance it covers */
+	uint32_t count;           /* instances it covers, from instance on */
+	int32_t verdict;          /* 0 passes, MIG_CHECK_UNCHECKED, or -errno: refuses */
+	char policy[32];          /* "cpuid", "memslots", ... (docs/policies.md) */
+	char msg[464];            /* a refusal's reason and what to do */
+};
+_Static_assert(sizeof(struct mig_check_result) == 512, "check result");
+#define MIG_CHECK_UNCHECKED 1     /* the policy could not judge (msg says why) */
+/* Results in one reply: REPLY's 64 KiB, less its headers. */
+#define MIG_CHECK_RESULTS_MAX 120
 
 /* MIG_LIST: one per migration the agent takes part in, and one per VM it
  * holds after a migration whose outcome is unknown. */

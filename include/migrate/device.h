@@ -166,6 +166,15 @@ struct mig_compat_ops {
 	 * instance, take the state of a device so described?  The error says
 	 * what differs and what to do. */
 	int (*check)(struct mig_device *d, const void *desc, size_t n, struct mig_error *err);
+	/* Optional: the host compatibility policies check() runs
+	 * (docs/policies.md), by name, NULL-terminated, so a dry run
+	 * (migratectl check) reports each rather than only the first refusal.
+	 * check_one() runs policies[i] alone; check() is them all, in order.
+	 * NULL: check() is one, named after the class; check_one NULL with
+	 * one name: check() is that one. */
+	const char *const *policies;
+	int (*check_one)(struct mig_device *d, const void *desc, size_t n, unsigned i,
+			 struct mig_error *err);
 };
 
 /* Optional: a class that must transform or veto guest pages on their way

@@ -99,4 +99,96 @@ extern const struct compat_cpuid_reg compat_cpuid_features[COMPAT_CPUID_REGS];
  * (OSXSAVE, OSPKE) are no features and are not compared. */
 int compat_cpuid(const uint32_t *guest, const uint32_t *host, struct mig_error *err);
 
+/* ---- memory slots ---- */
+
+/* The address spaces a description counts slots in (x86: 0 normal, 1 SMM). */
+#define COMPAT_ADDRESS_SPACES 2
+/* What a VM's memory needs of a host: per address space, its slots and the
+ * highest slot id (+1) it uses (0 and 0 where it has none). */
+struct compat_memslots {
+	uint32_t slots[COMPAT_ADDRESS_SPACES];
+	uint32_t id_end[COMPAT_ADDRESS_SPACES];
+};
+/* 0 when a host whose KVM allows `nr_memslots` user slots per address space
+ * (KVM_CAP_NR_MEMSLOTS) in `nr_as` address spaces (KVM_CAP_MULTI_ADDRESS_SPACE,
+ * 0 read as 1) holds them; else -ENOSPC naming the address space, both
+ * values and what to do. */
+int compat_memslots(const struct compat_memslots *vm, uint32_t nr_memslots, uint32_t nr_as,
+		    struct mig_error *err);
+
+/* ---- the PMU: MSR_IA32_PERF_CAPABILITIES (KERNEL-UAPI §3.6) ---- */
+
+#define COMPAT_MSR_PERF_CAPABILITIES 0x345U
+#define COMPAT_PERF_CAP_PEBS_FORMAT 0xf00ULL
+/* PEBS_TRAP (6), PEBS_ARCH_REG (7), the format (11:8), PEBS_BASELINE (14) */
+#define COMPAT_PERF_CAP_PEBS_MASK (1ULL << 6 | 1ULL << 7 | COMPAT_PERF_CAP_PEBS_FORMAT | 1ULL << 14)
+/* 0 when a host whose KVM supports PERF_CAPABILITIES `host` (its feature
+ * MSR; 0 where it has no PMU for guests) can take a guest given `guest`:
+ * a subset of it, and where the guest has PEBS (a non-zero format) the PEBS
+ * bits exactly equal.  Else -ENOTSUP naming the bits, both values and what
+ * to do. */
+int compat_perf_caps(uint64_t guest, uint64_t host, struct mig_error *err);
+
+/* ---- the MSRs in a vCPU's saved state ---- */
+
+/* 0 when every MSR of guest[0..n) is in host[0..m) (what the destination's
+ * KVM accepts: KVM_GET_MSR_INDEX_LIST and the feature MSR list, any
+ * order); else -ENOTSUP naming the first that is not, how many are not,
+ * and what to do (KVM_SET_MSRS would refuse it after the guest stopped). */
+int compat_msrs(const uint32_t *guest, unsigned n, const uint32_t *host, unsigned m,
+		struct mig_error *err);
+/* A sorted list of MSR indices as runs, in at most `cap` bytes of out
+ * (a varint of the gap from the previous run's end, a varint of the run's
+ * length - 1, each run in turn): the number of bytes, or -E2BIG.  Decode
+ * gives at most `max` indices back, or -EBADMSG for bytes that are no such
+ * list, or -E2BIG. */
+int compat_msrs_encode(const uint32_t *sorted, unsigned n, uint8_t *out, size_t cap);
+int compat_msrs_decode(const uint8_t *p, size_t len, uint32_t *out, unsigned max);
+
+/* ---- VFIO BARs ---- */
+
+#define COMPAT_BAR_PREFETCH 1U    /* a prefetchable memory BAR (its config space bit) */
+#define COMPAT_BAR_WC 2U          /* mapped write-combining */
+/* 0 when the destination's BAR `name` (attrs `dst`) keeps what the guest
+ * had of the source's (`src`): the same prefetchable bit (the guest reads
+ * it), and a write-combining mapping where the source had one (and none
+ * where it had none: the guest's driver saw either ordering).  Else -ENODEV
+ * naming the BAR, both values and what to do. */
+int compat_vfio_bar(const char *name, uint32_t src, uint32_t dst, struct mig_error *err);
+
+/* ---- describing a different host (agent --host-profile) ---- */
+
+#define COMPAT_PROFILE_MSRS 16
+/* What an agent says of its host instead of what its KVM says: for lab
+ * teams qualifying these policies, a smaller or different host on this
+ * one.  Only the descriptions and checks above see it; the VMs do not. */
+struct compat_profile {
+	uint32_t memslots;                 /* KVM_CAP_NR_MEMSLOTS at most this (0: as KVM says) */
+	uint32_t address_spaces;           /* KVM_CAP_MULTI_ADDRESS_SPACE at most this (0: as KVM) */
+	uint32_t cpuid_off[COMPAT_CPUID_REGS];  /* features this KVM is said not to offer */
+	bool has_perf_caps;
+	uint64_t perf_caps;                /* the PERF_CAPABILITIES its KVM is said to support */
+	bool has_guest_perf_caps;
+	uint64_t guest_perf_caps;          /* the value its vCPUs are described as given */
+	uint32_t msr_off[COMPAT_PROFILE_MSRS];  /* MSRs its KVM is said not to accept */
+	unsigned nr_msr_off;
+};
+/* "KEY=VALUE,...": memslots=N, address-spaces=N, cpuid-off=NAME or
+ * cpuid-off=LEAF.SUBLEAF.REG.BIT (repeatable), perf-caps=HEX,
+ * guest-perf-caps=HEX, msr-off=HEX (repeatable).  -EINVAL with what is
+ * wrong. */
+int compat_profile_parse(const char *spec, struct compat_profile *ret, struct mig_error *err);
+/* The host a check sees: KVM's values with the profile applied. */
+uint32_t compat_profile_memslots(const struct compat_profile *p, uint32_t kvm);
+uint32_t compat_profile_address_spaces(const struct compat_profile *p, uint32_t kvm);
+void compat_profile_cpuid(const struct compat_profile *p, uint32_t *host);
+uint64_t compat_profile_perf_caps(const struct compat_profile *p, uint64_t kvm);
+/* Drops the profile's msr_off from list[0..n): the new count. */
+unsigned compat_profile_msrs(const struct compat_profile *p, uint32_t *list, unsigned n);
+
+/* This process's profile (the agent sets it once, before it serves): NULL
+ * where there is none, the host as its KVM says. */
+void compat_profile_set(const struct compat_profile *p);
+const struct compat_profile *compat_profile_get(void);
+
 #endif

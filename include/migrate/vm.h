@@ -193,6 +193,16 @@ _Static_assert(sizeof(struct mig_manifest_entry) == 256, "manifest entry");
 int mig_vm_manifest(struct mig_vm *vm, struct mig_buf *out, struct mig_error *err);
 int mig_vm_manifest_check(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
 			  struct mig_error *err);
+/* The same checks as a dry run (migratectl check): every policy of every
+ * device's class (compat_ops->policies, each alone), each reported with
+ * its verdict (0 passes, 1 could not judge, <0 refuses) and message,
+ * instead of stopping at the first refusal.  What is wrong with the
+ * manifest itself is reported as the policy "devices".  Returns how many
+ * refused, or -errno for a manifest that cannot be read. */
+typedef void (*mig_compat_report_fn)(void *arg, uint32_t cls, uint32_t instance,
+				     const char *policy, int verdict, const char *msg);
+int mig_vm_manifest_report(struct mig_vm *vm, const uint8_t *p, size_t n, uint32_t count,
+			   mig_compat_report_fn report, void *arg, struct mig_error *err);
 
 /*
  * Each device's state, in an array indexed like vm->devices (entries of
