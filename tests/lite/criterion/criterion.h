@@ -64,6 +64,7 @@ void lite_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define cr_assert_not_null(p, ...)   LITE_CHECK(true, (p) != NULL, #p " != NULL", __VA_ARGS__)
 #define cr_assert_str_eq(a, b, ...)  LITE_CHECK(true, !strcmp((a), (b)), #a " eq " #b, __VA_ARGS__)
 #define cr_assert_str_neq(a, b, ...) LITE_CHECK(true, strcmp((a), (b)), #a " ne " #b, __VA_ARGS__)
+#define cr_assert_arr_eq(a, b, n, ...) LITE_CHECK(true, !memcmp((a), (b), (n)), #a " eq " #b, __VA_ARGS__)
 #define cr_assert_fail(...)          lite_fail(true, __FILE__, __LINE__, "failed", " " __VA_ARGS__)
 
 #define cr_expect(c, ...)            LITE_CHECK(false, (c), #c, __VA_ARGS__)
