@@ -95,6 +95,7 @@ struct tx_worker {
 struct src {
 	struct mig_vm *vm;
 	struct mig_vm_kvm kvm0;   /* KVM's counts at the start of PRECOPY */
+	uint64_t kvm0_ms;         /* and when they were read */
 	const struct mig_out_opts *o;
 	atomic_bool *cancel;
 	mig_event_fn fn;
@@ -169,21 +170,38 @@ static uint64_t counted(const uint64_t *c)
 }
 
 /* What KVM counted since PRECOPY began: the cost the guest sees of dirty
- * logging (its write-protect faults, the TLB flushes of re-protection). */
+ * logging (its write-protect faults, the TLB flushes of re-protection), and
+ * how idle the guest was (the share of its vCPUs' time spent halted). */
 static void kvm_since_precopy(struct src *s, struct mig_event *ev)
 {
-	struct mig_vm_kvm k1 = { 0 };
+	struct mig_vm_kvm k1 = { 0 }, *k0 = &s->kvm0;
+	uint64_t span_ns, halted_ns;
 
-	if (!s->vm->ops->kvm || !s->kvm0.valid)
+	if (!s->vm->ops->kvm || !k0->valid)
 		return;
 	s->vm->ops->kvm(s->vm, &k1);
 	if (!k1.valid)
 		return;
 	ev->kvm_valid = 1;
-	ev->kvm_exits = k1.exits - s->kvm0.exits;
-	ev->kvm_page_faults = k1.page_faults - s->kvm0.page_faults;
-	ev->kvm_halt_exits = k1.halt_exits - s->kvm0.halt_exits;
-	ev->kvm_remote_tlb_flushes = k1.remote_tlb_flushes - s->kvm0.remote_tlb_flushes;
+	ev->kvm_exits = k1.exits - k0->exits;
+	ev->kvm_page_faults = k1.page_faults - k0->page_faults;
+	ev->kvm_halt_exits = k1.halt_exits - k0->halt_exits;
+	ev->kvm_remote_tlb_flushes = k1.remote_tlb_flushes - k0->remote_tlb_flushes;
+	ev->kvm_halt_successful_polls = k1.halt_successful_polls - k0->halt_successful_polls;
+	ev->kvm_halt_attempted_polls = k1.halt_attempted_polls - k0->halt_attempted_polls;
+	ev->kvm_halt_poll_success_ns = k1.halt_poll_success_ns - k0->halt_poll_success_ns;
+	ev->kvm_halt_poll_fail_ns = k1.halt_poll_fail_ns - k0->halt_poll_fail_ns;
+	ev->kvm_halt_wait_ns = k1.halt_wait_ns - k0->halt_wait_ns;
+	ev->kvm_vcpus = k1.vcpus;
+	ev->kvm_halted_permille = MIG_KVM_HALTED_UNKNOWN;
+	span_ns = (mig_now_ms() - s->kvm0_ms) * 1000000ULL * k1.vcpus;
+	if (k1.halt_ns_valid && span_ns) {
+		halted_ns = ev->kvm_halt_wait_ns + ev->kvm_halt_poll_success_ns +
+			    ev->kvm_halt_poll_fail_ns;
+		/* the counters and the clock are read apart: never above all of it */
+		ev->kvm_halted_permille = halted_ns >= span_ns ? 1000 :
+			(uint32_t)(halted_ns / 1000 * 1000 / (span_ns / 1000));  /* in µs: no overflow */
+	}
 }
 
 static void emit_progress(struct src *s, bool force);
@@ -1284,8 +1302,10 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	if (r < 0)
 		goto out;
 	setup_wire = res->wire_bytes;
-	if (vm->ops->kvm)
+	if (vm->ops->kvm) {
+		s.kvm0_ms = mig_now_ms();
 		vm->ops->kvm(vm, &s.kvm0);
+	}
 	r = do_precopy(&s);
 	kvm_since_precopy(&s, res);
 	if (r < 0)

@@ -22,7 +22,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 	       "the wire's payload structs are little-endian and used in place");
 
 #define MIG_WIRE_MAGIC      0x3146474dU   /* "MGF1" as little-endian bytes */
-#define MIG_WIRE_VERSION    9
+#define MIG_WIRE_VERSION    10
 #define MIG_FRAME_MAX       (16U << 20)   /* hard limit on any payload */
 #define MIG_SETUP_MAX       (512U << 10)  /* SETUP: its header and device manifest */
 
