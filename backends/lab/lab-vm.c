@@ -899,10 +899,11 @@ int lab_doorbell(struct lab_vm *vm, struct vcpu_dev *v, unsigned door)
 		ticks = lab_va_read(vm, v->index, LAB_VA_SLEEP_TICKS);
 		/* the guest caps a request at 1024 pages' worth */
 		ns = ticks > (1ULL << 34) ? IO_SLEEP_MAX_NS : ticks * 1000000000ULL / hz;
-		vcpu_wait(v, ns < IO_SLEEP_MAX_NS ? ns : IO_SLEEP_MAX_NS);
+		/* asleep in KVM, as a guest's HLT: KVM counts its halts */
+		vcpu_halt(v, ns < IO_SLEEP_MAX_NS ? ns : IO_SLEEP_MAX_NS);
 		return 0;
 	case LAB_PORT_IDLE:
-		vcpu_wait(v, IO_IDLE_NS);
+		vcpu_halt(v, IO_IDLE_NS);
 		return 0;
 	case LAB_PORT_PANIC:
 		vcpu_set_fatal(v, -EPROTO, "vCPU %u: the guest payload rejected the VMM's table",
