@@ -367,6 +367,20 @@ static void print_json(const char *id, const struct mig_event *e,
 		json_u64(&w, "page_faults", e->kvm_page_faults);
 		json_u64(&w, "halt_exits", e->kvm_halt_exits);
 		json_u64(&w, "remote_tlb_flushes", e->kvm_remote_tlb_flushes);
+		json_u64(&w, "halt_successful_polls", e->kvm_halt_successful_polls);
+		json_u64(&w, "halt_attempted_polls", e->kvm_halt_attempted_polls);
+		json_u64(&w, "vcpus", e->kvm_vcpus);
+		if (e->kvm_halted_permille != MIG_KVM_HALTED_UNKNOWN) {
+			json_u64(&w, "halt_poll_success_ns", e->kvm_halt_poll_success_ns);
+			json_u64(&w, "halt_poll_fail_ns", e->kvm_halt_poll_fail_ns);
+			json_u64(&w, "halt_wait_ns", e->kvm_halt_wait_ns);
+			json_f64(&w, "halted_share", e->kvm_halted_permille / 1000.0);
+		} else {
+			json_null(&w, "halt_poll_success_ns");
+			json_null(&w, "halt_poll_fail_ns");
+			json_null(&w, "halt_wait_ns");
+			json_null(&w, "halted_share");
+		}
 		json_obj_end(&w);
 	} else {
 		json_null(&w, "kvm_precopy");
@@ -442,6 +456,9 @@ static void print_progress(const char *id, const struct mig_event *e, bool tty, 
 	/* what the guest pays for the dirty log, as its host's KVM counts it */
 	if (e->kvm_valid)
 		fprintf(stderr, "  guest faults %llu", (unsigned long long)e->kvm_page_faults);
+	/* an idle guest dirties little: a busy one is why rounds do not shrink */
+	if (e->kvm_valid && e->kvm_halted_permille != MIG_KVM_HALTED_UNKNOWN)
+		fprintf(stderr, "  vCPUs halted %u%%", e->kvm_halted_permille / 10);
 	fflush(stderr);
 }
 
@@ -512,6 +529,14 @@ static void print_summary(const struct start_opts *o, const struct mig_start_res
 		       (unsigned long long)res->kvm_exits, (unsigned long long)res->kvm_page_faults,
 		       (unsigned long long)res->kvm_halt_exits,
 		       (unsigned long long)res->kvm_remote_tlb_flushes);
+	if (res->kvm_valid && res->kvm_halted_permille != MIG_KVM_HALTED_UNKNOWN)
+		printf("  its %u vCPU%s were halted %.1f %% of the time (%.1f ms asleep, %.1f ms "
+		       "polling; %llu of %llu polls ended by a wakeup)\n", res->kvm_vcpus,
+		       res->kvm_vcpus == 1 ? "" : "s", res->kvm_halted_permille / 10.0,
+		       res->kvm_halt_wait_ns / 1e6,
+		       (res->kvm_halt_poll_success_ns + res->kvm_halt_poll_fail_ns) / 1e6,
+		       (unsigned long long)res->kvm_halt_successful_polls,
+		       (unsigned long long)res->kvm_halt_attempted_polls);
 	if (res->verified) {
 		char a[MIG_DIGEST_HEX], b[MIG_DIGEST_HEX];
 

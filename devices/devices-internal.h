@@ -185,6 +185,11 @@ struct vcpu_dev {
 	int fatal;            /* -errno or exit reason problem; the vCPU stopped */
 	char fatal_msg[160];
 	struct mig_buf saved; /* SAVED: the state blob */
+	/* vcpu_halt(): the vCPU's own thread's, no lock */
+	bool halted;          /* MP_STATE HALTED, its timer armed */
+	bool no_halt;         /* the kernel refused HALTED: vcpu_wait() instead */
+	bool halt_timer_ok;
+	timer_t halt_timer;   /* SIG_KICK to the vCPU's thread */
 };
 
 /* KVM_CREATE_VCPU and its architecture's setup (vcpu-arch.h: x86, the CPUID
@@ -195,6 +200,11 @@ void vcpu_dev_destroy(struct vcpu_dev *v);
 /* Sleep until `ns` from now or until a pause or quit is requested (from an
  * exit handler that paces the guest). */
 void vcpu_wait(struct vcpu_dev *v, uint64_t ns);
+/* The same, but asleep in KVM, as a guest's HLT would be, so that KVM
+ * counts it (halt_wait_ns): the vCPU's MP_STATE becomes HALTED and a timer
+ * kicks it out of KVM_RUN after `ns`; a pause kicks it out sooner.  Where
+ * the kernel refuses HALTED (arm64 has no such state) it is vcpu_wait(). */
+void vcpu_halt(struct vcpu_dev *v, uint64_t ns);
 /* Record why a vCPU stopped (the first reason wins); it parks after the exit. */
 void vcpu_set_fatal(struct vcpu_dev *v, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -350,10 +350,16 @@ static int pages_data(struct dst *d, struct rx_stream *s)
 
 	if (zstd) {
 #if HAVE_ZSTD
-		size_t nz = s->ph.count - s->ph.zero_count;
-		size_t out = ZSTD_decompressDCtx(s->dctx, s->scratch, MIG_BATCH_PAGES * PAGE,
-						 s->rx.buf.data, s->ph.data_len);
+		size_t nz = s->ph.count - s->ph.zero_count, out;
 
+		/* at the stream's first compressed frame: the source's memory
+		 * budget lets only some streams compress */
+		if ((!s->scratch && !(s->scratch = malloc(MIG_BATCH_PAGES * PAGE))) ||
+		    (!s->dctx && !(s->dctx = ZSTD_createDCtx())))
+			return mig_error_set(s->err, -ENOMEM, "out of memory for a stream's "
+					     "decompression buffers");
+		out = ZSTD_decompressDCtx(s->dctx, s->scratch, MIG_BATCH_PAGES * PAGE,
+					  s->rx.buf.data, s->ph.data_len);
 		if (ZSTD_isError(out) || out != nz * PAGE)
 			return mig_error_set(s->err, -EBADMSG, "zstd data of a PAGES frame does not "
 					     "decode to %zu pages", nz);
@@ -749,15 +755,10 @@ static int workers_start(struct dst *d)
 		struct rx_stream *s = &d->st[k];
 		char name[16];
 
-		s->scratch = malloc(MIG_BATCH_PAGES * PAGE);
+		/* a page hook's tags: small, and only for a VM with one */
 		s->tags = d->page_hooks ? malloc(MIG_PAGES_MAX * MIG_PAGE_TAG_SIZE) : NULL;
-		if (!s->scratch || (d->page_hooks && !s->tags))
+		if (d->page_hooks && !s->tags)
 			return mig_error_set(&d->err, -ENOMEM, "out of memory");
-#if HAVE_ZSTD
-		s->dctx = ZSTD_createDCtx();
-		if (!s->dctx)
-			return mig_error_set(&d->err, -ENOMEM, "out of memory");
-#endif
 		snprintf(name, sizeof(name), "mig-rx%u", k);
 		if (xport_worker_start(&s->xw, name, 4, rx_worker_main, &d->err) < 0)
 			return d->err.code;

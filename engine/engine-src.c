@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #if HAVE_ZSTD
+#define ZSTD_STATIC_LINKING_ONLY   /* ZSTD_estimateCCtxSize_usingCParams() */
 #include <zstd.h>
 #endif
 
@@ -86,7 +87,7 @@ struct tx_worker {
 	struct tx_slot slot[2];   /* one in flight while the other is built */
 	unsigned next;
 	struct xport_worker xw;   /* its thread and ring */
-	uint8_t *gather;          /* zstd's private copy of a batch */
+	uint8_t *gather;          /* zstd's private copy of a batch: allocated at first use */
 #if HAVE_ZSTD
 	ZSTD_CCtx *cctx;
 #endif
@@ -96,6 +97,7 @@ struct tx_worker {
 struct src {
 	struct mig_vm *vm;
 	struct mig_vm_kvm kvm0;   /* KVM's counts at the start of PRECOPY */
+	uint64_t kvm0_ms;         /* and when they were read */
 	const struct mig_out_opts *o;
 	atomic_bool *cancel;
 	mig_event_fn fn;
@@ -123,6 +125,7 @@ struct src {
 	bool walked;              /* a device may have left running: roll back on failure */
 	bool page_hooks;          /* a device transforms pages (mig_page_ops) */
 	bool sessions;            /* a device agrees with its peer first (mig_session_ops) */
+	unsigned codec_streams;   /* streams 1..this may compress (the memory budget) */
 	uint64_t t0_ms;
 	uint64_t precopy_t0;
 	uint64_t last_event_ms;
@@ -171,21 +174,38 @@ static uint64_t counted(const uint64_t *c)
 }
 
 /* What KVM counted since PRECOPY began: the cost the guest sees of dirty
- * logging (its write-protect faults, the TLB flushes of re-protection). */
+ * logging (its write-protect faults, the TLB flushes of re-protection), and
+ * how idle the guest was (the share of its vCPUs' time spent halted). */
 static void kvm_since_precopy(struct src *s, struct mig_event *ev)
 {
-	struct mig_vm_kvm k1 = { 0 };
+	struct mig_vm_kvm k1 = { 0 }, *k0 = &s->kvm0;
+	uint64_t span_ns, halted_ns;
 
-	if (!s->vm->ops->kvm || !s->kvm0.valid)
+	if (!s->vm->ops->kvm || !k0->valid)
 		return;
 	s->vm->ops->kvm(s->vm, &k1);
 	if (!k1.valid)
 		return;
 	ev->kvm_valid = 1;
-	ev->kvm_exits = k1.exits - s->kvm0.exits;
-	ev->kvm_page_faults = k1.page_faults - s->kvm0.page_faults;
-	ev->kvm_halt_exits = k1.halt_exits - s->kvm0.halt_exits;
-	ev->kvm_remote_tlb_flushes = k1.remote_tlb_flushes - s->kvm0.remote_tlb_flushes;
+	ev->kvm_exits = k1.exits - k0->exits;
+	ev->kvm_page_faults = k1.page_faults - k0->page_faults;
+	ev->kvm_halt_exits = k1.halt_exits - k0->halt_exits;
+	ev->kvm_remote_tlb_flushes = k1.remote_tlb_flushes - k0->remote_tlb_flushes;
+	ev->kvm_halt_successful_polls = k1.halt_successful_polls - k0->halt_successful_polls;
+	ev->kvm_halt_attempted_polls = k1.halt_attempted_polls - k0->halt_attempted_polls;
+	ev->kvm_halt_poll_success_ns = k1.halt_poll_success_ns - k0->halt_poll_success_ns;
+	ev->kvm_halt_poll_fail_ns = k1.halt_poll_fail_ns - k0->halt_poll_fail_ns;
+	ev->kvm_halt_wait_ns = k1.halt_wait_ns - k0->halt_wait_ns;
+	ev->kvm_vcpus = k1.vcpus;
+	ev->kvm_halted_permille = MIG_KVM_HALTED_UNKNOWN;
+	span_ns = (mig_now_ms() - s->kvm0_ms) * 1000000ULL * k1.vcpus;
+	if (k1.halt_ns_valid && span_ns) {
+		halted_ns = ev->kvm_halt_wait_ns + ev->kvm_halt_poll_success_ns +
+			    ev->kvm_halt_poll_fail_ns;
+		/* the counters and the clock are read apart: never above all of it */
+		ev->kvm_halted_permille = halted_ns >= span_ns ? 1000 :
+			(uint32_t)(halted_ns / 1000 * 1000 / (span_ns / 1000));  /* in µs: no overflow */
+	}
 }
 
 static void emit_progress(struct src *s, bool force);
@@ -588,6 +608,52 @@ static int page_hook(void *ctx, uint64_t pfn, void *page, void *tag)
 	return mig_vm_page_encode(w->s->vm, pfn, page, tag, &w->err);
 }
 
+/* A slot holds a frame's metadata; one that carries page data (compressed,
+ * or turned into its wire form by a page hook) grows to hold a batch's
+ * data too, the first time it does.  A slot being built is never in
+ * flight (tx_submit() waits for the other one first). */
+#define SLOT_META_CAP MIG_PAGES_META_MAX
+#define SLOT_DATA_CAP (MIG_PAGES_META_MAX + MIG_BATCH_PAGES * PAGE + 65536)
+
+/* A stream's buffers for page data, at its first batch that needs them:
+ * a migration that never compresses never holds them. */
+static int worker_data_alloc(struct tx_worker *w, struct tx_slot *t, bool zstd)
+{
+	uint8_t *b;
+
+	if (t->cap < SLOT_DATA_CAP) {
+		if (!(b = realloc(t->buf, SLOT_DATA_CAP)))
+			return -ENOMEM;
+		t->buf = b;
+		t->cap = SLOT_DATA_CAP;
+	}
+	if (!zstd)
+		return 0;
+	if (!w->gather && !(w->gather = malloc(MIG_BATCH_PAGES * PAGE)))
+		return -ENOMEM;
+#if HAVE_ZSTD
+	if (!w->cctx && !(w->cctx = ZSTD_createCCtx()))
+		return -ENOMEM;
+#endif
+	return 0;
+}
+
+/* What a compressing stream holds beyond a raw one: the copy of a batch,
+ * both frames' data filled (compressed, or the copy when it did not
+ * shrink), and zstd's context for a batch at this level. */
+static uint64_t codec_stream_bytes(int level)
+{
+	uint64_t b = MIG_BATCH_PAGES * PAGE + 2 * (SLOT_DATA_CAP - SLOT_META_CAP);
+
+#if HAVE_ZSTD
+	b += ZSTD_estimateCCtxSize_usingCParams(ZSTD_getCParams(level, MIG_BATCH_PAGES * PAGE,
+								0));
+#else
+	(void)level;
+#endif
+	return b;
+}
+
 /* Build and submit one PAGES frame for pfns[0..count). */
 static int send_batch(struct tx_worker *w, const uint64_t *pfns, unsigned count_)
 {
@@ -603,8 +669,14 @@ static int send_batch(struct tx_worker *w, const uint64_t *pfns, unsigned count_
 	uint64_t seq;
 	int r;
 
+	/* The memory budget lets only some streams compress; the others send
+	 * their pages raw (the codec is per frame). */
+	zstd = zstd && w->index <= s->codec_streams;
 	if (!zstd && !s->page_hooks)
 		return send_batch_raw(w, t, pfns, count_);
+	if (worker_data_alloc(w, t, zstd) < 0)
+		return mig_error_set(&w->err, -ENOMEM, "out of memory for stream %u's "
+				     "page data buffers", w->index);
 	/* zstd reads a private copy: compressing bytes that change under it
 	 * would give data that decodes to something no one sent.  A page hook
 	 * turns a copy into the wire form; without zstd it goes from the
@@ -812,24 +884,20 @@ static int run_job(struct src *s, bool final)
 
 static int workers_start(struct src *s)
 {
+	int level = s->o->compress.level ? s->o->compress.level : 1;
+
+	s->codec_streams = mem_policy_codec_streams(s->vm->ram_bytes, s->n,
+						    codec_stream_bytes(level));
 	for (unsigned k = 0; k < s->n; k++) {
 		struct tx_worker *w = &s->w[k];
 		char name[16];
 
 		for (int i = 0; i < 2; i++) {
-			w->slot[i].cap = MIG_PAGES_META_MAX + MIG_BATCH_PAGES * PAGE + 65536;
+			w->slot[i].cap = SLOT_META_CAP;
 			w->slot[i].buf = malloc(w->slot[i].cap);
 			if (!w->slot[i].buf)
 				return mig_error_set(&s->err, -ENOMEM, "out of memory");
 		}
-		w->gather = malloc(MIG_BATCH_PAGES * PAGE);
-		if (!w->gather)
-			return mig_error_set(&s->err, -ENOMEM, "out of memory");
-#if HAVE_ZSTD
-		w->cctx = ZSTD_createCCtx();
-		if (!w->cctx)
-			return mig_error_set(&s->err, -ENOMEM, "out of memory");
-#endif
 		snprintf(name, sizeof(name), "mig-tx%u", w->index);
 		if (xport_worker_start(&w->xw, name, 4, tx_worker_main, &s->err) < 0)
 			return s->err.code;
@@ -1336,8 +1404,10 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	if (r < 0)
 		goto out;
 	setup_wire = res->wire_bytes;
-	if (vm->ops->kvm)
+	if (vm->ops->kvm) {
+		s.kvm0_ms = mig_now_ms();
 		vm->ops->kvm(vm, &s.kvm0);
+	}
 	r = do_precopy(&s);
 	kvm_since_precopy(&s, res);
 	if (r < 0)

@@ -4,7 +4,9 @@
  * each checking the action and the three figures behind it (remaining bytes,
  * expected downtime, dirty rate), computed here by hand.  Overflow rows use
  * inputs whose naive 64-bit product wraps to a small number, so a policy that
- * forgot to saturate would switch over on them.  No KVM needed.
+ * forgot to saturate would switch over on them.  At the end, the agent's
+ * memory budget (policies/memory.c), the other pure policy of a migration's
+ * resources.  No KVM needed.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -406,4 +408,29 @@ Test(converge, switchover_timeout)
 	cr_assert_eq(conv_switchover_timeout_ms(&p, UINT64_MAX, UINT64_MAX, true), UINT64_MAX);
 	/* NULL parameters mean the defaults */
 	cr_assert_eq(conv_switchover_timeout_ms(NULL, 0, 0, false), 5600);
+}
+
+/* The agent's memory budget (policies/memory.c), by hand: 3 % of 2 GiB is
+ * 64424508 bytes; the fixed part for 16 streams is 8 MiB + 16 x 256 KiB +
+ * 4 bitmaps of 64 KiB = 12845056, which leaves 51579452: 12 streams of
+ * 4 MiB (50331648), not 13 (54525952). */
+Test(mem_policy, compressing_streams_fit_three_percent_of_guest_ram)
+{
+	const uint64_t MiB = 1ULL << 20;
+
+	cr_assert_eq(mem_policy_codec_streams(2048 * MiB, 16, 4 * MiB), 12);
+	/* twice the RAM: every stream */
+	cr_assert_eq(mem_policy_codec_streams(4096 * MiB, 16, 4 * MiB), 16);
+	/* what is asked is an upper bound */
+	cr_assert_eq(mem_policy_codec_streams(2048 * MiB, 2, 4 * MiB), 2);
+	/* a larger codec context: fewer streams (51579452 / 20 MiB = 2) */
+	cr_assert_eq(mem_policy_codec_streams(2048 * MiB, 16, 20 * MiB), 2);
+	/* below the fixed costs, or one stream's buffers over what is left:
+	 * still one, so that --compress compresses */
+	cr_assert_eq(mem_policy_codec_streams(64 * MiB, 4, 4 * MiB), 1);
+	cr_assert_eq(mem_policy_codec_streams(2048 * MiB, 16, 1024 * MiB), 1);
+	cr_assert_eq(mem_policy_codec_streams(2048 * MiB, 0, 4 * MiB), 0);
+	/* no overflow at the far end */
+	cr_assert_eq(mem_policy_codec_streams(UINT64_MAX, 16, UINT64_MAX), 1);
+	cr_assert_eq(mem_policy_codec_streams(UINT64_MAX, 16, 4 * MiB), 16);
 }

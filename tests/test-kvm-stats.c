@@ -49,6 +49,34 @@ Test(kvm_stats, a_vm_and_a_vcpu_of_this_host)
 	cr_assert_geq(kvm_stats_find(&cpu, "halt_exits"), 0);
 	cr_assert_geq(kvm_stats_find(&vm, "remote_tlb_flush"), 0);
 	cr_assert_eq(kvm_stats_find(&cpu, "no_such_statistic"), -1);
+	/* the halt statistics the migration reports, with their units as
+	 * KERNEL-UAPI.md §7 measured them here */
+	{
+		static const char *const counts[] = { "halt_successful_poll", "halt_attempted_poll" };
+		static const char *const times[] = { "halt_poll_success_ns", "halt_poll_fail_ns",
+						     "halt_wait_ns" };
+		int i;
+
+		for (unsigned k = 0; k < ARRAY_SIZE(counts); k++) {
+			i = kvm_stats_find(&cpu, counts[k]);
+			cr_assert_geq(i, 0, "%s", counts[k]);
+			cr_assert_eq(cpu.stats[i].flags, KVM_STATS_TYPE_CUMULATIVE | KVM_STATS_UNIT_NONE,
+				     "%s: %#x", counts[k], cpu.stats[i].flags);
+		}
+		for (unsigned k = 0; k < ARRAY_SIZE(times); k++) {
+			i = kvm_stats_find(&cpu, times[k]);
+			cr_assert_geq(i, 0, "%s", times[k]);
+			cr_assert_eq(cpu.stats[i].flags, KVM_STATS_TYPE_CUMULATIVE |
+				     KVM_STATS_UNIT_SECONDS | KVM_STATS_BASE_POW10, "%s: %#x", times[k],
+				     cpu.stats[i].flags);
+			cr_assert_eq(cpu.stats[i].exponent, -9, "%s in ns", times[k]);
+			cr_assert_eq(cpu.stats[i].size, 1);
+		}
+		i = kvm_stats_find(&cpu, "halt_wait_hist");
+		cr_assert_geq(i, 0);
+		cr_assert_eq(cpu.stats[i].flags & KVM_STATS_TYPE_MASK, KVM_STATS_TYPE_LOG_HIST);
+		cr_assert_eq(cpu.stats[i].size, 32, "32 buckets: %u", cpu.stats[i].size);
+	}
 	/* a vCPU that never ran exited no time */
 	sample = calloc(1, cpu.data_bytes);
 	cr_assert_eq(kvm_stats_sample(&cpu, sample, &err), 0, "%s", err.msg);
@@ -63,7 +91,7 @@ Test(kvm_stats, a_vm_and_a_vcpu_of_this_host)
 
 /* A paced guest rings its sleep doorbell (port I/O; PVM emulates it and
  * counts no io_exits): the vCPU's exits rise between samples, and never
- * fall. */
+ * fall; it sleeps halted in KVM, which counts the time. */
 Test(kvm_stats, a_running_guest_exits, .timeout = 120)
 {
 	struct lab_config cfg;
@@ -96,6 +124,25 @@ Test(kvm_stats, a_running_guest_exits, .timeout = 120)
 		     (unsigned long long)kvm_stats_value(&s, b, exits));
 	/* its RAM was faulted in under dirty logging */
 	cr_assert_gt(kvm_stats_value(&s, b, pf), 0);
+	/* what the engine samples: the lab's sums, halt times counted */
+	{
+		struct mig_vm_kvm k = { 0 };
+
+		vm->base.ops->kvm(&vm->base, &k);
+		cr_assert(k.valid);
+		cr_assert(k.halt_ns_valid, "this kernel counts halt_wait_ns and the poll times");
+		cr_assert_eq(k.vcpus, 1);
+		cr_assert_geq(k.exits, kvm_stats_value(&s, b, exits));
+		cr_assert_geq(k.page_faults, kvm_stats_value(&s, b, pf));
+		cr_assert_geq(k.halt_attempted_polls, k.halt_successful_polls);
+		/* once its fill is done, the paced guest sleeps halted in KVM
+		 * (vcpu_halt()), which counts it */
+		for (int i = 0; i < 3000 && !k.halt_wait_ns; i++) {
+			usleep(10000);
+			vm->base.ops->kvm(&vm->base, &k);
+		}
+		cr_assert_gt(k.halt_wait_ns, 0, "no time halted in KVM in 30 s");
+	}
 	free(a);
 	free(b);
 	kvm_stats_close(&s);

@@ -91,7 +91,11 @@ LAYOUT(event, mig_event,
        F(mig_event, checksum), F(mig_event, same_host), B(mig_event, error),
        F(mig_event, src_held), F(mig_event, pad), F(mig_event, switchover_timeout_ms),
        F(mig_event, kvm_exits), F(mig_event, kvm_page_faults), F(mig_event, kvm_halt_exits),
-       F(mig_event, kvm_remote_tlb_flushes), F(mig_event, kvm_valid), F(mig_event, pad2));
+       F(mig_event, kvm_remote_tlb_flushes), F(mig_event, kvm_valid), F(mig_event, pad2),
+       F(mig_event, kvm_halt_successful_polls), F(mig_event, kvm_halt_attempted_polls),
+       F(mig_event, kvm_halt_poll_success_ns), F(mig_event, kvm_halt_poll_fail_ns),
+       F(mig_event, kvm_halt_wait_ns), F(mig_event, kvm_vcpus),
+       F(mig_event, kvm_halted_permille));
 LAYOUT(event_device, mig_event_device, F(mig_event_device, cls), F(mig_event_device, id),
        F(mig_event_device, state), F(mig_event_device, notes), F(mig_event_device, bytes));
 

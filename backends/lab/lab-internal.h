@@ -36,6 +36,9 @@ struct lab_arch;
 /* The lab backend: a struct mig_vm whose devices are guest RAM, the
  * architecture's VM-wide devices, the vCPUs and the sim devices, hosted in
  * this process. */
+/* The vCPU statistics lab_kvm() sums (lab-vm.c). */
+#define LAB_KVM_VCPU_STATS 8
+
 struct lab_vm {
 	struct mig_vm base;
 	struct lab_config cfg;
@@ -47,7 +50,7 @@ struct lab_vm {
 	 * kernel has none: nothing else depends on them) */
 	bool stats_ok;
 	struct kvm_stats stats_vm, stats_vcpu[LAB_MAX_VCPUS];
-	int stat_tlb, stat_vcpu[3];   /* looked up once: the sums lab_kvm() reports */
+	int stat_tlb, stat_vcpu[LAB_KVM_VCPU_STATS]; /* looked up once: the sums lab_kvm() reports */
 	uint64_t *stats_buf;          /* one sample of the largest file */
 	struct mem_dev *mem;
 	struct vcpu_dev *vcpus[LAB_MAX_VCPUS];

@@ -409,7 +409,17 @@ static void vfio_destroy(struct lab_vm *vm)
 	vm->nr_vfio = 0;
 }
 
-static const char *const stat_vcpu_names[3] = { "exits", "pf_taken", "halt_exits" };
+/* The vCPU statistics lab_kvm() sums, in the order of its fields.  The
+ * halt-polling times are from Linux 5.16 on; a kernel without one reads 0
+ * (halt_ns_valid says whether they are counted). */
+enum { KS_EXITS, KS_PF, KS_HALT_EXITS, KS_POLL_OK, KS_POLL_TRIED, KS_POLL_OK_NS, KS_POLL_FAIL_NS,
+       KS_WAIT_NS };
+static const char *const stat_vcpu_names[LAB_KVM_VCPU_STATS] = {
+	[KS_EXITS] = "exits", [KS_PF] = "pf_taken", [KS_HALT_EXITS] = "halt_exits",
+	[KS_POLL_OK] = "halt_successful_poll", [KS_POLL_TRIED] = "halt_attempted_poll",
+	[KS_POLL_OK_NS] = "halt_poll_success_ns", [KS_POLL_FAIL_NS] = "halt_poll_fail_ns",
+	[KS_WAIT_NS] = "halt_wait_ns",
+};
 
 /* KVM's statistics files, if the kernel has them: best effort.  What
  * lab_kvm() sums is looked up once; every vCPU's file has the same
@@ -428,7 +438,7 @@ static void stats_open(struct lab_vm *vm)
 	}
 	if (ok) {
 		vm->stat_tlb = kvm_stats_find(&vm->stats_vm, "remote_tlb_flush");
-		for (unsigned k = 0; k < 3; k++)
+		for (unsigned k = 0; k < LAB_KVM_VCPU_STATS; k++)
 			vm->stat_vcpu[k] = kvm_stats_find(&vm->stats_vcpu[0], stat_vcpu_names[k]);
 		vm->stats_buf = malloc(most);
 		ok = vm->stats_buf != NULL;
@@ -452,19 +462,25 @@ static void stats_close(struct lab_vm *vm)
 static void lab_kvm(struct mig_vm *m, struct mig_vm_kvm *ret)
 {
 	struct lab_vm *vm = container_of(m, struct lab_vm, base);
-	uint64_t v[3] = { 0 }, tlb = 0;
+	uint64_t v[LAB_KVM_VCPU_STATS] = { 0 }, tlb = 0;
 	bool ok = vm->stats_ok && kvm_stats_sample(&vm->stats_vm, vm->stats_buf, NULL) >= 0;
 
 	if (ok)
 		tlb = kvm_stats_value(&vm->stats_vm, vm->stats_buf, vm->stat_tlb);
 	for (uint32_t i = 0; ok && i < vm->nr_vcpus; i++) {
 		ok = kvm_stats_sample(&vm->stats_vcpu[i], vm->stats_buf, NULL) >= 0;
-		for (unsigned k = 0; ok && k < 3; k++)
+		for (unsigned k = 0; ok && k < LAB_KVM_VCPU_STATS; k++)
 			v[k] += kvm_stats_value(&vm->stats_vcpu[i], vm->stats_buf, vm->stat_vcpu[k]);
 	}
 	*ret = (struct mig_vm_kvm){
-		.valid = ok, .exits = v[0], .page_faults = v[1], .halt_exits = v[2],
-		.remote_tlb_flushes = tlb,
+		.valid = ok, .exits = v[KS_EXITS], .page_faults = v[KS_PF],
+		.halt_exits = v[KS_HALT_EXITS], .remote_tlb_flushes = tlb,
+		.halt_successful_polls = v[KS_POLL_OK], .halt_attempted_polls = v[KS_POLL_TRIED],
+		.halt_poll_success_ns = v[KS_POLL_OK_NS], .halt_poll_fail_ns = v[KS_POLL_FAIL_NS],
+		.halt_wait_ns = v[KS_WAIT_NS],
+		.halt_ns_valid = ok && vm->stat_vcpu[KS_WAIT_NS] >= 0 &&
+				 vm->stat_vcpu[KS_POLL_OK_NS] >= 0 && vm->stat_vcpu[KS_POLL_FAIL_NS] >= 0,
+		.vcpus = ok ? vm->nr_vcpus : 0,
 	};
 }
 
@@ -889,10 +905,11 @@ int lab_doorbell(struct lab_vm *vm, struct vcpu_dev *v, unsigned door)
 		ticks = lab_va_read(vm, v->index, LAB_VA_SLEEP_TICKS);
 		/* the guest caps a request at 1024 pages' worth */
 		ns = ticks > (1ULL << 34) ? IO_SLEEP_MAX_NS : ticks * 1000000000ULL / hz;
-		vcpu_wait(v, ns < IO_SLEEP_MAX_NS ? ns : IO_SLEEP_MAX_NS);
+		/* asleep in KVM, as a guest's HLT: KVM counts its halts */
+		vcpu_halt(v, ns < IO_SLEEP_MAX_NS ? ns : IO_SLEEP_MAX_NS);
 		return 0;
 	case LAB_PORT_IDLE:
-		vcpu_wait(v, IO_IDLE_NS);
+		vcpu_halt(v, IO_IDLE_NS);
 		return 0;
 	case LAB_PORT_PANIC:
 		vcpu_set_fatal(v, -EPROTO, "vCPU %u: the guest payload rejected the VMM's table",

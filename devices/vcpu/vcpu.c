@@ -115,6 +115,50 @@ void vcpu_wait(struct vcpu_dev *v, uint64_t ns)
 	pthread_mutex_unlock(&v->lock);
 }
 
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+
+void vcpu_halt(struct vcpu_dev *v, uint64_t ns)
+{
+	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_HALTED };
+	struct itimerspec its = { .it_value = { (time_t)(ns / 1000000000ULL),
+						(long)(ns % 1000000000ULL) } };
+
+	if (!v->no_halt && !v->halt_timer_ok) {
+		struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIG_KICK };
+
+		sev.sigev_notify_thread_id = gettid();
+		v->halt_timer_ok = timer_create(CLOCK_MONOTONIC, &sev, &v->halt_timer) == 0;
+		v->no_halt = !v->halt_timer_ok;
+	}
+	if (!v->no_halt && ns && ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)
+		v->no_halt = true;    /* arm64 has no HALTED to set */
+	if (v->no_halt || !ns) {
+		vcpu_wait(v, ns);
+		return;
+	}
+	v->halted = true;
+	timer_settime(v->halt_timer, 0, &its, NULL);
+}
+
+/* Out of a vcpu_halt(): runnable again, before the guest runs on or the
+ * vCPU parks (its saved state must not be asleep: the destination would
+ * have nothing to wake it). */
+static void vcpu_unhalt(struct vcpu_dev *v)
+{
+	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
+	static const struct itimerspec off;
+
+	if (!v->halted)
+		return;
+	v->halted = false;
+	timer_settime(v->halt_timer, 0, &off, NULL);
+	if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)
+		vcpu_set_fatal(v, -errno, "vCPU %u: KVM_SET_MP_STATE RUNNABLE after a halt: %s",
+			       v->index, strerror(errno));
+}
+
 static int vcpu_handle_exit(struct vcpu_dev *v)
 {
 	struct kvm_run *run = v->run;
@@ -236,6 +280,8 @@ static void *vcpu_thread(void *arg)
 						       v->index, strerror(errno));
 				completion = false;
 			}
+			/* a pause that came before the halt's KVM_RUN */
+			vcpu_unhalt(v);
 			pthread_mutex_lock(&v->lock);
 			v->parked = true;
 			pthread_cond_broadcast(&v->cond);
@@ -251,7 +297,9 @@ static void *vcpu_thread(void *arg)
 
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR) {
+				/* a kick, or the end of a vcpu_halt() */
 				eat_kicks();
+				vcpu_unhalt(v);
 				continue;
 			}
 			if (errno == EAGAIN)
@@ -259,6 +307,8 @@ static void *vcpu_thread(void *arg)
 			vcpu_set_fatal(v, -errno, "vCPU %u: KVM_RUN: %s", v->index, strerror(errno));
 			continue;
 		}
+		/* an interrupt ended a halt early: KVM made it runnable */
+		vcpu_unhalt(v);
 		/* exits the next KVM_RUN completes: before the state is read */
 		completion = v->run->exit_reason == KVM_EXIT_IO ||
 			     v->run->exit_reason == KVM_EXIT_MMIO ||
@@ -267,6 +317,8 @@ static void *vcpu_thread(void *arg)
 			     v->run->exit_reason == KVM_EXIT_X86_WRMSR;
 		vcpu_handle_exit(v);
 	}
+	if (v->halt_timer_ok)
+		timer_delete(v->halt_timer);
 	return NULL;
 }
 

@@ -385,8 +385,20 @@ struct mig_event {
 	uint64_t kvm_remote_tlb_flushes;
 	uint32_t kvm_valid;
 	uint32_t pad2;
+	/* and of its vCPUs' halts (summed): halt polling, and the time asleep */
+	uint64_t kvm_halt_successful_polls;
+	uint64_t kvm_halt_attempted_polls;
+	uint64_t kvm_halt_poll_success_ns;
+	uint64_t kvm_halt_poll_fail_ns;
+	uint64_t kvm_halt_wait_ns;
+	uint32_t kvm_vcpus;
+	/* Per mille of the vCPUs' time since PRECOPY began spent halted
+	 * (polling or asleep): how idle the guest was.  MIG_KVM_HALTED_UNKNOWN
+	 * where the kernel does not count halt times. */
+	uint32_t kvm_halted_permille;
 };
-_Static_assert(sizeof(struct mig_event) == 944, "event");
+_Static_assert(sizeof(struct mig_event) == 992, "event");
+#define MIG_KVM_HALTED_UNKNOWN UINT32_MAX
 
 /* RESULT: after struct mig_event, one per device of the source VM, as the
  * engine left it. */

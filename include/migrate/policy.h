@@ -80,6 +80,26 @@ const char *conv_action_to_string(enum conv_action a);
 const char *conv_timeout_action_to_string(enum conv_timeout_action a);
 int conv_timeout_action_from_string(const char *s);
 
+/* ---- the agent's own memory (docs/performance.md): what it adds beyond
+ * guest RAM stays within MEM_BUDGET_PERCENT of it ---- */
+#define MEM_BUDGET_PERCENT 3
+/* What an agent holds whatever it migrates: its code and libraries, the
+ * control connection (measured here: 3.6 MiB idle). */
+#define MEM_AGENT_BYTES (8ULL << 20)
+/* Each data stream, compression aside: its ring, its thread's stack as
+ * used, its frames' metadata. */
+#define MEM_STREAM_BYTES (256ULL << 10)
+/* Dirty bitmaps, one bit per guest page each: the engine's, the memory
+ * class's pending and per-slot ones, the backend's. */
+#define MEM_BITMAPS 4
+/* How many of `streams` data streams may hold compression buffers of
+ * `per_stream` bytes each (a copy of a batch, its compressed form, the
+ * codec's context), within the budget for `ram_bytes` of guest RAM, after
+ * the fixed costs above.  At least 1, so that --compress always
+ * compresses: with less than about 300 MiB of guest RAM, the agent's fixed
+ * costs alone are over the budget. */
+unsigned mem_policy_codec_streams(uint64_t ram_bytes, unsigned streams, uint64_t per_stream);
+
 /* ---- host compatibility (docs/policies.md): pure functions of what a VM
  * needs and what a host offers, run at SETUP before anything stops ---- */
 

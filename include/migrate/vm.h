@@ -54,6 +54,14 @@ struct mig_vm_kvm {
 	uint64_t page_faults;         /* pf_taken: dirty logging's write-protect faults among them */
 	uint64_t halt_exits;          /* a vCPU with nothing to do */
 	uint64_t remote_tlb_flushes;  /* re-protecting pages flushes every vCPU's TLB */
+	/* Halt polling: a vCPU that halts spins a while before it sleeps. */
+	uint64_t halt_successful_polls;   /* polls a wakeup ended */
+	uint64_t halt_attempted_polls;
+	uint64_t halt_poll_success_ns;    /* time in polls that succeeded */
+	uint64_t halt_poll_fail_ns;       /* and in those that gave up */
+	uint64_t halt_wait_ns;            /* time asleep in halt, after polling */
+	bool halt_ns_valid;           /* the kernel counts the three times above (5.16 on) */
+	uint32_t vcpus;               /* how many vCPUs the sums cover */
 };
 
 struct mig_vm_ops {
