@@ -1164,6 +1164,23 @@ static struct sev_dev *fvm_add_sev(struct fvm *v)
 	return s;
 }
 
+/* A source and a destination, each with its SEV device. */
+static void sev_pair(struct fvm *src, struct fvm *dst, struct sev_dev **ss, struct sev_dev **ds)
+{
+	fvm_init(src, true);
+	fvm_init(dst, false);
+	*ss = fvm_add_sev(src);
+	*ds = fvm_add_sev(dst);
+}
+
+static void sev_pair_free(struct fvm *src, struct fvm *dst, struct sev_dev *ss, struct sev_dev *ds)
+{
+	sev_dev_destroy(ss);
+	sev_dev_destroy(ds);
+	fvm_free(src);
+	fvm_free(dst);
+}
+
 static uint64_t enc_count(const struct sev_dev *s)
 {
 	uint64_t n = 0;
@@ -1188,10 +1205,7 @@ Test(engine, sev_guest_pages_go_through_the_firmware, .timeout = 60)
 	unsigned state = 0;
 	struct mig_error err = { 0 };
 
-	fvm_init(&src, true);
-	fvm_init(&dst, false);
-	ss = fvm_add_sev(&src);
-	ds = fvm_add_sev(&dst);
+	sev_pair(&src, &dst, &ss, &ds);
 	migrate(&src, &dst, NULL, NULL, &r);
 	cr_assert_eq(r.res.result, MIG_RESULT_COMPLETED, "%s", r.res.error);
 	cr_assert_eq(r.res.verified, 1, "the decrypted views' digests match");
@@ -1208,10 +1222,7 @@ Test(engine, sev_guest_pages_go_through_the_firmware, .timeout = 60)
 	cr_assert_eq(state, SEV_FW_SENT);
 	cr_assert_eq(ds->fw->ops->status(ds->fw, &state, &err), 0);
 	cr_assert_eq(state, SEV_FW_RUNNING);
-	sev_dev_destroy(ss);
-	sev_dev_destroy(ds);
-	fvm_free(&src);
-	fvm_free(&dst);
+	sev_pair_free(&src, &dst, ss, ds);
 }
 
 /* What the guest does while pages are on their way (from the first PAGES
@@ -1249,10 +1260,7 @@ Test(engine, sev_status_changes_mid_migration_resend_the_pages, .timeout = 60)
 	struct sev_meddle m = { 0 };
 	struct result r;
 
-	fvm_init(&src, true);
-	fvm_init(&dst, false);
-	ss = fvm_add_sev(&src);
-	ds = fvm_add_sev(&dst);
+	sev_pair(&src, &dst, &ss, &ds);
 	m.s = ss;
 	migrate(&src, &dst, sev_meddle, &m, &r);
 	cr_assert_eq(m.done, 1);
@@ -1263,10 +1271,7 @@ Test(engine, sev_status_changes_mid_migration_resend_the_pages, .timeout = 60)
 		  !sev_page_encrypted(ds, 37));
 	expect_same_map(ss, ds);
 	cr_assert_eq(enc_count(ds), SEV_PAGES - 14);
-	sev_dev_destroy(ss);
-	sev_dev_destroy(ds);
-	fvm_free(&src);
-	fvm_free(&dst);
+	sev_pair_free(&src, &dst, ss, ds);
 }
 
 /* The guest clears KVM_MIGRATION_READY mid-migration: rolled back with
@@ -1280,10 +1285,7 @@ Test(engine, sev_ready_cleared_mid_migration_rolls_back, .timeout = 60)
 	unsigned state = 0;
 	struct mig_error err = { 0 };
 
-	fvm_init(&src, true);
-	fvm_init(&dst, false);
-	ss = fvm_add_sev(&src);
-	ds = fvm_add_sev(&dst);
+	sev_pair(&src, &dst, &ss, &ds);
 	m.s = ss;
 	migrate(&src, &dst, sev_meddle, &m, &r);
 	cr_assert_eq(r.res.result, MIG_RESULT_FAILED, "%u %s", r.res.result, r.res.error);
@@ -1293,10 +1295,7 @@ Test(engine, sev_ready_cleared_mid_migration_rolls_back, .timeout = 60)
 	cr_assert_eq(ss->fw->ops->status(ss->fw, &state, &err), 0);
 	cr_assert_eq(state, SEV_FW_RUNNING, "SEND_CANCEL");
 	cr_assert_lt(r.dst.r, 0);
-	sev_dev_destroy(ss);
-	sev_dev_destroy(ds);
-	fvm_free(&src);
-	fvm_free(&dst);
+	sev_pair_free(&src, &dst, ss, ds);
 }
 
 /* A guest that has not consented is not migrated: nothing moves. */
@@ -1306,10 +1305,7 @@ Test(engine, sev_guest_without_ready_is_refused_before_anything_moves, .timeout 
 	struct sev_dev *ss, *ds;
 	struct result r;
 
-	fvm_init(&src, true);
-	fvm_init(&dst, false);
-	ss = fvm_add_sev(&src);
-	ds = fvm_add_sev(&dst);
+	sev_pair(&src, &dst, &ss, &ds);
 	sev_msr_write(ss, 0);
 	migrate(&src, &dst, NULL, NULL, &r);
 	cr_assert_eq(r.res.result, MIG_RESULT_FAILED);
@@ -1319,9 +1315,6 @@ Test(engine, sev_guest_without_ready_is_refused_before_anything_moves, .timeout 
 		cr_assert_eq(when(&src.cpu[i], C_PAUSING), -1, "a vCPU paused");
 	cr_assert_eq(ss->core.state, SEV_RUNNING);
 	cr_assert_eq(ss->pages_sent_enc, 0);
-	sev_dev_destroy(ss);
-	sev_dev_destroy(ds);
-	fvm_free(&src);
-	fvm_free(&dst);
+	sev_pair_free(&src, &dst, ss, ds);
 }
 #endif

@@ -38,6 +38,21 @@ static void expect_vm_on(const char *ep, const char *name, const char *state, bo
 	cr_assert_not_null(strstr(r.out, state), "%s is not %s on %s: %s", name, state, ep, r.out);
 }
 
+/* Create SEV guest NAME on the pair's source with these lab keys, then
+ * migrate it with these start options. */
+static void create_and_start(const struct proc_pair *t, const char *name, const char *keys,
+			     const char *opts, struct run_result *r)
+{
+	char args[512];
+
+	snprintf(args, sizeof(args), "vm create %s --name %s --lab mem=256M,vcpus=2,wss=8M,sev=sim,%s",
+		 t->src, name, keys);
+	proc_run(args, r);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	snprintf(args, sizeof(args), "start %s %s --vm %s %s", t->src, t->dst, name, opts);
+	proc_run(args, r);
+}
+
 /* Verified: both digests of the guest's decrypted view match, its self-check
  * passed on the destination, and the destination's load took every page
  * in the form the guest has it in (with flips every 5 ms while it moved). */
@@ -64,15 +79,9 @@ Test(sev_live, a_guest_without_ready_is_refused_and_stays, .timeout = 300)
 {
 	struct proc_pair t;
 	struct run_result r;
-	char args[512];
 
 	proc_pair_up(&t, NULL, NULL);
-	snprintf(args, sizeof(args), "vm create %s --name shy --lab mem=64M,vcpus=2,wss=4M,sev=sim,"
-		 "sev-ready=1h", t.src);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
-	snprintf(args, sizeof(args), "start %s %s --vm shy", t.src, t.dst);
-	proc_run(args, &r);
+	create_and_start(&t, "shy", "sev-ready=1h", "", &r);
 	cr_assert_neq(r.status, 0);
 	cr_assert_not_null(strstr(r.out, "has not set KVM_MIGRATION_READY"), "%s", r.out);
 	expect_vm_on(t.src, "shy", "running", true);
@@ -89,17 +98,12 @@ Test(sev_live, clearing_ready_mid_migration_rolls_back, .timeout = 300)
 {
 	struct proc_pair t;
 	struct run_result r;
-	char args[512];
+	char name[32];
 
 	proc_pair_up(&t, NULL, NULL);
 	for (int attempt = 0;; attempt++) {
-		snprintf(args, sizeof(args), "vm create %s --name fickle%d --lab mem=256M,vcpus=2,"
-			 "wss=8M,sev=sim,sev-ready=0,sev-unready=4s", t.src, attempt);
-		proc_run(args, &r);
-		cr_assert_eq(r.status, 0, "%s", r.err);
-		snprintf(args, sizeof(args), "start %s %s --vm fickle%d --max-bandwidth 16M", t.src,
-			 t.dst, attempt);
-		proc_run(args, &r);
+		snprintf(name, sizeof(name), "fickle%d", attempt);
+		create_and_start(&t, name, "sev-ready=0,sev-unready=4s", "--max-bandwidth 16M", &r);
 		cr_assert_neq(r.status, 0, "the migration completed: %s", r.out);
 		if (strstr(r.out, "has not set KVM_MIGRATION_READY") && attempt < 3)
 			continue;
