@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The never-two check (chaos/never-two.c) on hand-made journals, and the
+ * journal's line format (chaos/journal-line.c).  No KVM: pure.
+ */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <migrate/journal.h>
+#include <migrate/vm.h>
+
+#define START MIG_VCPU_RUN_START
+#define STOP MIG_VCPU_RUN_STOP
+
+static uint64_t next_seq;
+
+/* One record; realtime and monotonic differ by a fixed offset, so a check
+ * on the wrong clock would not find the same times. */
+static struct mig_journal_rec rec(const char *vm, uint32_t vcpu, uint32_t event, uint64_t t)
+{
+	struct mig_journal_rec r = { .vcpu = vcpu, .event = event, .realtime_ns = t,
+				     .monotonic_ns = t + 1000000, .seq = ++next_seq };
+
+	strncpy(r.vm, vm, sizeof(r.vm) - 1);
+	return r;
+}
+
+#define SRC(name, arr) { name, arr, sizeof(arr) / sizeof((arr)[0]) }
+
+static int check(const struct mig_journal_src *s, unsigned n, struct mig_overlap *out,
+		 size_t max, size_t *found)
+{
+	struct mig_error err = { 0 };
+	int r = mig_never_two(s, n, MIG_JOURNAL_REALTIME, out, max, found, &err);
+
+	cr_assert_geq(r, 0, "%s", err.msg);
+	return r;
+}
+
+/* The source stops at 200, the destination starts at 300. */
+Test(never_two, handover_with_a_gap_is_not_an_overlap)
+{
+	struct mig_journal_rec a[] = {
+		rec("vm", 0, START, 100), rec("vm", 1, START, 110),
+		rec("vm", 0, STOP, 190), rec("vm", 1, STOP, 200),
+	};
+	struct mig_journal_rec b[] = { rec("vm", 0, START, 300), rec("vm", 1, START, 301) };
+	struct mig_journal_src s[] = { SRC("src", a), SRC("dst", b) };
+	struct mig_overlap o[4];
+	size_t n = 99;
+
+	cr_assert_eq(check(s, 2, o, 4, &n), 0);
+	cr_assert_eq(n, 0);
+}
+
+/* A stop at t and a start at t share no nanosecond: "by any amount" is
+ * start < stop, so equal times are not an overlap. */
+Test(never_two, touching_intervals_are_not_an_overlap)
+{
+	struct mig_journal_rec a[] = { rec("vm", 0, START, 100), rec("vm", 0, STOP, 200) };
+	struct mig_journal_rec b[] = { rec("vm", 0, START, 200), rec("vm", 0, STOP, 400) };
+	struct mig_journal_src s[] = { SRC("src", a), SRC("dst", b) };
+	size_t n = 99;
+
+	cr_assert_eq(check(s, 2, NULL, 0, &n), 0);
+	cr_assert_eq(n, 0);
+}
+
+/* One nanosecond shared is one too many: the report says how long, which
+ * agents and which records bound each copy's run. */
+Test(never_two, overlap_is_reported_with_its_bounds)
+{
+	struct mig_journal_rec a[] = {
+		rec("vm", 0, START, 100), rec("vm", 1, START, 120),
+		rec("vm", 0, STOP, 150), rec("vm", 1, STOP, 201),
+	};
+	struct mig_journal_rec b[] = { rec("vm", 1, START, 200), rec("vm", 1, STOP, 500) };
+	struct mig_journal_src s[] = { SRC("src", a), SRC("dst", b) };
+	struct mig_overlap o[4];
+	size_t n = 0;
+
+	cr_assert_eq(check(s, 2, o, 4, &n), 1);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(o[0].vm, "vm");
+	cr_assert_eq(o[0].a, 0);
+	cr_assert_eq(o[0].b, 1);
+	cr_assert_eq(o[0].from_ns, 200);
+	cr_assert_eq(o[0].to_ns, 201);
+	cr_assert_eq(o[0].overlap_ns, 1);
+	/* the source's run began with vCPU 0 and ended with vCPU 1's stop */
+	cr_assert_eq(o[0].a_start.vcpu, 0);
+	cr_assert_eq(o[0].a_start.realtime_ns, 100);
+	cr_assert_eq(o[0].a_stop.vcpu, 1);
+	cr_assert_eq(o[0].a_stop.realtime_ns, 201);
+	cr_assert_eq(o[0].b_start.realtime_ns, 200);
+	cr_assert_eq(o[0].b_stop.realtime_ns, 500);
+}
+
+/* A copy that never stopped runs past every record: a start on the other
+ * agent after it is an overlap that lasts as long as that run. */
+Test(never_two, a_copy_that_never_stopped_is_open)
+{
+	struct mig_journal_rec a[] = { rec("vm", 0, START, 100) };
+	struct mig_journal_rec b[] = { rec("vm", 0, START, 300), rec("vm", 0, STOP, 350) };
+	struct mig_journal_rec c[] = { rec("vm", 0, START, 400) };
+	struct mig_journal_src s[] = { SRC("src", a), SRC("dst", b), SRC("third", c) };
+	struct mig_overlap o[4];
+	size_t n = 0;
+
+	cr_assert_eq(check(s, 3, o, 4, &n), 1);
+	cr_assert_eq(n, 2);
+	/* src (open) with dst: 300..350 */
+	cr_assert_eq(o[0].a, 0);
+	cr_assert_eq(o[0].b, 1);
+	cr_assert_eq(o[0].overlap_ns, 50);
+	cr_assert_eq(o[0].a_stop.seq, 0, "an open run has no stop record");
+	/* src (open) with third (open): from 400 on, without end */
+	cr_assert_eq(o[1].a, 0);
+	cr_assert_eq(o[1].b, 2);
+	cr_assert_eq(o[1].from_ns, 400);
+	cr_assert_eq(o[1].to_ns, UINT64_MAX);
+	cr_assert_eq(o[1].overlap_ns, UINT64_MAX);
+}
+
+/* Records come in any order (merged files, a ring read in pieces): each
+ * agent's are put in time order first. */
+Test(never_two, records_out_of_order)
+{
+	struct mig_journal_rec a[] = {
+		rec("vm", 1, STOP, 200), rec("vm", 0, START, 100),
+		rec("vm", 0, STOP, 150), rec("vm", 1, START, 120),
+	};
+	struct mig_journal_rec b[] = { rec("vm", 0, STOP, 400), rec("vm", 0, START, 190) };
+	struct mig_journal_src s[] = { SRC("src", a), SRC("dst", b) };
+	struct mig_overlap o[2];
+	size_t n = 0;
+
+	cr_assert_eq(check(s, 2, o, 2, &n), 1);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(o[0].from_ns, 190);
+	cr_assert_eq(o[0].to_ns, 200);
+	/* in time order the same journals hand over cleanly */
+	b[1].realtime_ns = 200;
+	cr_assert_eq(check(s, 2, o, 2, &n), 0);
+}
+
+/* Copies of two different VMs may run at once; one VM on both sides may not. */
+Test(never_two, two_vms_are_judged_apart)
+{
+	struct mig_journal_rec a[] = {
+		rec("one", 0, START, 100), rec("two", 0, START, 100),
+		rec("one", 0, STOP, 200),
+	};
+	struct mig_journal_rec b[] = {
+		rec("one", 0, START, 250), rec("two", 0, START, 150),
+	};
+	struct mig_journal_src s[] = { SRC("src", a), SRC("dst", b) };
+	struct mig_overlap o[4];
+	size_t n = 0;
+
+	cr_assert_eq(check(s, 2, o, 4, &n), 1);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(o[0].vm, "two");
+	cr_assert_eq(o[0].from_ns, 150);
+	cr_assert_eq(o[0].to_ns, UINT64_MAX);
+}
+
+/* Runs on one agent never count against each other (a pause and resume),
+ * and a second start or a stray stop changes nothing. */
+Test(never_two, one_agent_alone_never_overlaps)
+{
+	struct mig_journal_rec a[] = {
+		rec("vm", 0, START, 100), rec("vm", 0, START, 110), rec("vm", 0, STOP, 200),
+		rec("vm", 0, STOP, 210), rec("vm", 0, START, 300), rec("vm", 1, STOP, 305),
+	};
+	struct mig_journal_rec b[] = { rec("vm", 0, START, 205), rec("vm", 0, STOP, 299) };
+	struct mig_journal_src s[] = { SRC("src", a), SRC("dst", b) };
+	struct mig_overlap o[2];
+	size_t n = 0;
+
+	/* the second start did not extend the run: it ended at the first stop */
+	cr_assert_eq(check(s, 2, o, 2, &n), 0);
+	cr_assert_eq(check(s, 1, o, 2, &n), 0);
+}
+
+/* The count is of all overlaps, even past max. */
+Test(never_two, more_overlaps_than_room)
+{
+	struct mig_journal_rec a[] = { rec("vm", 0, START, 0) };
+	struct mig_journal_rec b[] = {
+		rec("vm", 0, START, 10), rec("vm", 0, STOP, 20),
+		rec("vm", 0, START, 30), rec("vm", 0, STOP, 40),
+		rec("vm", 0, START, 50), rec("vm", 0, STOP, 60),
+	};
+	struct mig_journal_src s[] = { SRC("src", a), SRC("dst", b) };
+	struct mig_overlap o[1];
+	size_t n = 0;
+
+	cr_assert_eq(check(s, 2, o, 1, &n), 1);
+	cr_assert_eq(n, 3);
+}
+
+/* The monotonic clock is chosen on request: the same journals, shifted on
+ * one clock only. */
+Test(never_two, the_chosen_clock_decides)
+{
+	struct mig_journal_rec a[] = { rec("vm", 0, START, 100), rec("vm", 0, STOP, 200) };
+	struct mig_journal_rec b[] = { rec("vm", 0, START, 300), rec("vm", 0, STOP, 400) };
+	struct mig_journal_src s[] = { SRC("src", a), SRC("dst", b) };
+	struct mig_error err = { 0 };
+	size_t n = 0;
+
+	b[0].monotonic_ns = a[1].monotonic_ns - 1;
+	cr_assert_eq(mig_never_two(s, 2, MIG_JOURNAL_REALTIME, NULL, 0, &n, &err), 0);
+	cr_assert_eq(mig_never_two(s, 2, MIG_JOURNAL_MONOTONIC, NULL, 0, &n, &err), 1);
+	cr_assert_eq(n, 1);
+}
+
+/* ---- the line format ---- */
+
+Test(journal_line, round_trip)
+{
+	struct mig_journal_rec r = rec("vm-1.a_b", 7, STOP, 1796553888967674224ULL), back;
+	struct mig_error err = { 0 };
+	char line[MIG_JOURNAL_LINE_MAX];
+	int n;
+
+	r.pid = 4242;
+	for (unsigned i = 0; i < 16; i++)
+		r.mig_id[i] = (uint8_t)(0xa0 + i);
+	n = mig_journal_rec_format(&r, line, sizeof(line));
+	cr_assert_eq((size_t)n, strlen(line));
+	cr_assert(strstr(line, "\"mig\":\"a0a1a2a3-a4a5-a6a7-a8a9-aaabacadaeaf\""), "%s", line);
+	cr_assert(strstr(line, "\"event\":\"stop\""), "%s", line);
+	cr_assert_eq(mig_journal_rec_parse(line, &back, &err), 0, "%s", err.msg);
+	cr_assert_eq(memcmp(&r, &back, sizeof(r)), 0, "%s", line);
+	/* no migration: null, and back to zero */
+	memset(r.mig_id, 0, 16);
+	r.event = START;
+	mig_journal_rec_format(&r, line, sizeof(line));
+	cr_assert(strstr(line, "\"mig\":null"), "%s", line);
+	cr_assert_eq(mig_journal_rec_parse(line, &back, &err), 0, "%s", err.msg);
+	cr_assert_eq(memcmp(&r, &back, sizeof(r)), 0, "%s", line);
+}
+
+/* A line cut short by a kill, or damaged, is refused with what is wrong. */
+Test(journal_line, bad_lines_are_refused)
+{
+	static const struct {
+		const char *line, *says;
+	} bad[] = {
+		{ "{\"seq\":1,\"vm\":\"v\",\"mig\":null,\"vcpu\":0,\"ev", "not one JSON object" },
+		{ "{\"seq\":1,\"vm\":\"v\",\"mig\":null,\"vcpu\":0,\"event\":\"start\","
+		  "\"realtime_ns\":5,\"pid\":1}", "\"monotonic_ns\"" },
+		{ "{\"seq\":1,\"vm\":\"v\",\"mig\":null,\"vcpu\":-1,\"event\":\"start\","
+		  "\"realtime_ns\":5,\"monotonic_ns\":5,\"pid\":1}", "\"vcpu\"" },
+		{ "{\"seq\":1,\"vm\":\"a b\",\"mig\":null,\"vcpu\":0,\"event\":\"start\","
+		  "\"realtime_ns\":5,\"monotonic_ns\":5,\"pid\":1}", "VM name" },
+		{ "{\"seq\":1,\"vm\":\"v\",\"mig\":\"xyz\",\"vcpu\":0,\"event\":\"start\","
+		  "\"realtime_ns\":5,\"monotonic_ns\":5,\"pid\":1}", "UUID" },
+		{ "{\"seq\":1,\"vm\":\"v\",\"mig\":null,\"vcpu\":0,\"event\":\"pause\","
+		  "\"realtime_ns\":5,\"monotonic_ns\":5,\"pid\":1}", "\"event\"" },
+	};
+	struct mig_journal_rec r;
+
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct mig_error err = { 0 };
+
+		cr_assert_lt(mig_journal_rec_parse(bad[i].line, &r, &err), 0, "%s", bad[i].line);
+		cr_assert(strstr(err.msg, bad[i].says), "%s: %s", bad[i].line, err.msg);
+	}
+}
