@@ -193,3 +193,21 @@ Test(journal, the_check_would_see_the_destination_start_early, .timeout = 120)
 	cr_assert_eq(o[0].overlap_ns, 1);
 	cr_assert_str_eq(o[0].vm, "jw");
 }
+
+/* A journal the agent could not write, or a --since that is no time, is a
+ * usage error that says what to give instead, before anything runs. */
+Test(journal, bad_options_are_usage_errors, .timeout = 60)
+{
+	struct run_result r;
+
+	proc_run("agent --listen unix:///tmp/migratectl-never.sock --journal /nonexistent-dir/j", &r);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "--journal /nonexistent-dir/j") && strstr(r.err, "append"), "%s",
+		  r.err);
+	proc_run("journal unix:///tmp/migratectl-never.sock --since yesterday", &r);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "--since 'yesterday'") && strstr(r.err, "nanoseconds"), "%s", r.err);
+	proc_run("journal", &r);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "usage: migratectl journal ENDPOINT"), "%s", r.err);
+}

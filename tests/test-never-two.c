@@ -271,3 +271,113 @@ Test(journal_line, bad_lines_are_refused)
 		cr_assert(strstr(err.msg, bad[i].says), "%s: %s", bad[i].line, err.msg);
 	}
 }
+
+/* ---- the agent's journal (agent/journal.c), fed by a VM's run events ---- */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "../agent/journal.h"
+
+static void emit(struct mig_vm *vm, uint32_t vcpu, uint32_t kind, uint64_t t)
+{
+	struct mig_vcpu_run e = { .vcpu = vcpu, .kind = kind, .realtime_ns = t,
+				  .monotonic_ns = t + 5 };
+
+	mig_vm_run_event(vm, &e);
+}
+
+/* Events before the watcher are kept and come first, in order, with their
+ * own times; a re-tag names the migration from then on; the file gets
+ * every record as a line. */
+Test(agent_journal, events_before_the_watcher_and_a_retag)
+{
+	static struct mig_vm vm;
+	static struct mig_journal_rec out[8];
+	struct agent_journal *j;
+	struct mig_journal_reply info;
+	struct mig_error err = { 0 };
+	char path[] = "/tmp/migratectl-journal-XXXXXX", line[MIG_JOURNAL_LINE_MAX + 2];
+	const uint8_t id[16] = { 1, 2, 3 };
+	int fd = mkstemp(path);
+	FILE *f;
+
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(agent_journal_open(path, 4, &j, &err), 0, "%s", err.msg);
+	emit(&vm, 1, START, 10);
+	emit(&vm, 0, START, 11);
+	cr_assert_eq(agent_journal_read(j, 0, 0, out, 8, &info), 0, "nothing before the watch");
+	cr_assert_eq(agent_journal_watch(j, &vm, "early", NULL), 0);
+	cr_assert_eq(agent_journal_watch(j, &vm, "early", id), 0);
+	emit(&vm, 0, STOP, 20);
+	cr_assert_eq(agent_journal_read(j, 0, 0, out, 8, &info), 3);
+	cr_assert_eq(info.next_seq, 4);
+	cr_assert_eq(out[0].vcpu, 1);
+	cr_assert_eq(out[0].realtime_ns, 10, "its own time, not the watch's");
+	cr_assert_eq(out[0].monotonic_ns, 15);
+	cr_assert_eq(out[1].seq, 2);
+	cr_assert_str_eq(out[2].vm, "early");
+	cr_assert_eq(out[0].mig_id[0], 0, "made before the migration");
+	cr_assert_eq(memcmp(out[2].mig_id, id, 16), 0, "the re-tag names the migration");
+	cr_assert_eq(out[2].pid, (uint32_t)getpid());
+	/* --since and after_seq */
+	cr_assert_eq(agent_journal_read(j, 11, 0, out, 8, &info), 2);
+	cr_assert_eq(out[0].realtime_ns, 11);
+	cr_assert_eq(agent_journal_read(j, 0, 2, out, 8, &info), 1);
+	cr_assert_eq(out[0].seq, 3);
+	/* the file, a line each */
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	for (unsigned i = 0; i < 3; i++) {
+		struct mig_journal_rec r;
+
+		cr_assert_not_null(fgets(line, sizeof(line), f));
+		cr_assert_eq(mig_journal_rec_parse(line, &r, &err), 0, "%s", err.msg);
+		cr_assert_eq(r.seq, i + 1);
+	}
+	cr_assert_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	unlink(path);
+	/* the VM ends: its watcher's tag goes, and no later event is recorded */
+	mig_vm_run_end(&vm);
+	emit(&vm, 1, STOP, 30);
+	cr_assert_eq(agent_journal_read(j, 0, 0, out, 8, &info), 3);
+}
+
+/* A full ring drops its oldest records and says how many. */
+Test(agent_journal, the_ring_drops_the_oldest)
+{
+	static struct mig_vm vm;
+	static struct mig_journal_rec out[8];
+	struct agent_journal *j;
+	struct mig_journal_reply info;
+	struct mig_error err = { 0 };
+
+	cr_assert_eq(agent_journal_open(NULL, 4, &j, &err), 0, "%s", err.msg);
+	agent_journal_watch(j, &vm, "ring", NULL);
+	for (unsigned i = 0; i < 6; i++)
+		emit(&vm, 0, i % 2 ? STOP : START, 100 + i);
+	cr_assert_eq(agent_journal_read(j, 0, 0, out, 8, &info), 4);
+	cr_assert_eq(info.dropped, 2);
+	cr_assert_eq(info.capacity, 4);
+	cr_assert_eq(out[0].seq, 3);
+	cr_assert_eq(out[3].seq, 6);
+	cr_assert_eq(out[3].realtime_ns, 105);
+	/* max caps a reply; after_seq pages on */
+	cr_assert_eq(agent_journal_read(j, 0, 0, out, 3, &info), 3);
+	cr_assert_eq(agent_journal_read(j, 0, out[2].seq, out, 3, &info), 1);
+	cr_assert_eq(out[0].seq, 6);
+	mig_vm_run_end(&vm);
+}
+
+Test(agent_journal, a_file_it_cannot_open_is_an_error)
+{
+	struct agent_journal *j;
+	struct mig_error err = { 0 };
+
+	cr_assert_lt(agent_journal_open("/nonexistent-dir/j", 4, &j, &err), 0);
+	cr_assert(strstr(err.msg, "/nonexistent-dir/j") && strstr(err.msg, "--journal"), "%s",
+		  err.msg);
+}
