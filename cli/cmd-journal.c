@@ -68,15 +68,9 @@ int cmd_journal(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	r = cli_check_endpoint("journal", "ENDPOINT", argv[optind]);
-	if (!r && key_file)
-		r = cli_check_key_file("journal", key_file);
+	r = cli_agent_open("journal", argv[optind], key_file, &c);
 	if (r)
 		return r;
-	if (mig_client_open(argv[optind], key_file, &c, &err) < 0) {
-		fprintf(stderr, "migratectl journal: %s\n", err.msg);
-		return 1;
-	}
 	r = mig_client_journal(&c, since, &recs, &info, &err);
 	mig_client_close(&c);
 	if (r < 0) {

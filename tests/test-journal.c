@@ -83,6 +83,23 @@ static int count(const struct journal *j, uint32_t ev)
 	return n;
 }
 
+/* A pair of agents, a VM `name` of `vcpus` on the source, migrated to the
+ * destination; *r holds start's --json output. */
+static void migrate_one(struct proc_pair *t, bool journals, const char *name, unsigned vcpus,
+			struct run_result *r)
+{
+	char args[512];
+
+	proc_pair_start(t, NULL, NULL, journals);
+	snprintf(args, sizeof(args), "vm create %s --name %s --lab mem=64M,vcpus=%u,wss=4M",
+		 t->src, name, vcpus);
+	proc_run(args, r);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	snprintf(args, sizeof(args), "start %s %s --vm %s --json", t->src, t->dst, name);
+	proc_run(args, r);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+}
+
 Test(journal, a_migration_stops_the_source_before_the_destination_starts, .timeout = 120)
 {
 	static struct journal src, dst, fsrc, fdst;
@@ -96,13 +113,7 @@ Test(journal, a_migration_stops_the_source_before_the_destination_starts, .timeo
 		 first_start_mono = UINT64_MAX;
 	size_t n;
 
-	proc_pair_start(&t, NULL, NULL, true);
-	snprintf(args, sizeof(args), "vm create %s --name jv --lab mem=64M,vcpus=2,wss=4M", t.src);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
-	snprintf(args, sizeof(args), "start %s %s --vm jv --json", t.src, t.dst);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
+	migrate_one(&t, true, "jv", 2, &r);
 	cr_assert_not_null(json_field(r.out, "id", idtext, sizeof(idtext)), "%s", r.out);
 	cr_assert_eq(uuid_parse(idtext, id), 0, "%s", idtext);
 
@@ -169,17 +180,10 @@ Test(journal, the_check_would_see_the_destination_start_early, .timeout = 120)
 	struct mig_error err = { 0 };
 	struct proc_pair t;
 	struct run_result r;
-	char args[512];
 	size_t n = 0;
 	int last;
 
-	proc_pair_start(&t, NULL, NULL, false);
-	snprintf(args, sizeof(args), "vm create %s --name jw --lab mem=64M,vcpus=1,wss=4M", t.src);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
-	snprintf(args, sizeof(args), "start %s %s --vm jw --json", t.src, t.dst);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
+	migrate_one(&t, false, "jw", 1, &r);
 	ring_read(t.src, &src);
 	ring_read(t.dst, &dst);
 	proc_pair_down(&t);
