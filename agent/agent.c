@@ -235,6 +235,16 @@ static int held_error(const struct agent_vm *v, char *msg, size_t n, const char 
 	return -ENOTRECOVERABLE;
 }
 
+/* Journal vm's vCPUs (journal.h); a VM it cannot tag still runs, and the
+ * log says its records lack the tag (or, for a new VM, are missing). */
+static void journal_watch(struct agent *a, struct mig_vm *vm, const char *name,
+			  const uint8_t *mig_id)
+{
+	if (agent_journal_watch(a->journal, vm, name, mig_id) < 0)
+		agent_log(a, "VM %s: out of memory for its journal tag; its vCPU starts and "
+			  "stops are journaled under its previous tag, or not at all", name);
+}
+
 static int op_vm_create(struct session *s, const uint8_t *body)
 {
 	struct agent *a = s->a;
@@ -257,7 +267,7 @@ static int op_vm_create(struct session *s, const uint8_t *body)
 	/* The backend answers once the guest runs its workload. */
 	r = a->backend->create(req.spec, &vm, &err);
 	if (r >= 0)
-		agent_journal_watch(a->journal, vm, req.name, NULL);
+		journal_watch(a, vm, req.name, NULL);
 	pthread_mutex_lock(&a->lock);
 	if (r >= 0)
 		slot->vm = vm;
@@ -458,7 +468,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 			free(in);
 			return reply(s, r, err.msg, NULL, 0);
 		}
-		agent_journal_watch(a->journal, in->o.vm, req.name, req.id);
+		journal_watch(a, in->o.vm, req.name, req.id);
 	}
 	str_copy(ep.host, sizeof(ep.host), req.listen_host[0] ? req.listen_host : "127.0.0.1");
 	ep.port = 0;
@@ -581,7 +591,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 			     r == -EAGAIN ? "too many migrations on this agent" : msg, NULL, 0);
 	r = reply(s, 0, NULL, NULL, 0);
 	/* its vCPUs' stops and any restart are this migration's */
-	agent_journal_watch(a->journal, v->vm, req.name, req.id);
+	journal_watch(a, v->vm, req.name, req.id);
 	memcpy(o.id, req.id, 16);
 	memcpy(o.secret, req.secret, MIG_SECRET_LEN);
 	str_copy(o.name, sizeof(o.name), req.name);
