@@ -7,6 +7,7 @@
 #include <uuid/uuid.h>
 
 #include <migrate/agent.h>
+#include <migrate/buf.h>
 #include <migrate/journal.h>
 #include <migrate/vm.h>
 
@@ -130,4 +131,35 @@ int mig_journal_rec_parse(const char *line, struct mig_journal_rec *ret, struct 
 				     "nor \"stop\"");
 	*ret = r;
 	return 0;
+}
+
+int mig_journal_file_load(const char *path, struct mig_buf *recs, unsigned *ret_torn,
+			  struct mig_error *err)
+{
+	char line[MIG_JOURNAL_LINE_MAX + 2];
+	unsigned no = 0;
+	FILE *f = fopen(path, "re");
+	int r = 0;
+
+	*ret_torn = 0;
+	if (!f)
+		return mig_error_set(err, -errno, "cannot read the journal %s: %s", path,
+				     strerror(errno));
+	while (r == 0 && fgets(line, sizeof(line), f)) {
+		struct mig_journal_rec rec;
+		size_t len = strlen(line);
+
+		no++;
+		if (len && line[len - 1] != '\n' && feof(f)) {
+			(*ret_torn)++;
+			break;
+		}
+		r = mig_journal_rec_parse(line, &rec, err);
+		if (r < 0)
+			r = mig_error_prefix(err, "%s line %u", path, no);
+		else if (mig_buf_append(recs, &rec, sizeof(rec)) < 0)
+			r = mig_error_set(err, -ENOMEM, "out of memory reading %s", path);
+	}
+	fclose(f);
+	return r;
 }

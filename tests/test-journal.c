@@ -47,22 +47,19 @@ static void ring_read(const char *endpoint, struct journal *j)
 	mig_buf_free(&b);
 }
 
-/* The agent's --journal file, a record a line. */
+/* The agent's --journal file, a record a line, none torn. */
 static void file_read(const char *path, struct journal *j)
 {
-	FILE *f = fopen(path, "r");
-	char line[MIG_JOURNAL_LINE_MAX + 2];
+	struct mig_error err = { 0 };
+	struct mig_buf b = { 0 };
+	unsigned torn = 9;
 
-	cr_assert_not_null(f, "%s", path);
-	j->n = 0;
-	while (fgets(line, sizeof(line), f)) {
-		struct mig_error err = { 0 };
-
-		cr_assert_lt(j->n, MAXREC);
-		cr_assert_eq(mig_journal_rec_parse(line, &j->r[j->n++], &err), 0, "%s: %s", line,
-			     err.msg);
-	}
-	fclose(f);
+	cr_assert_eq(mig_journal_file_load(path, &b, &torn, &err), 0, "%s", err.msg);
+	cr_assert_eq(torn, 0);
+	j->n = b.len / sizeof(j->r[0]);
+	cr_assert_leq(j->n, MAXREC);
+	memcpy(j->r, b.data, b.len);
+	mig_buf_free(&b);
 }
 
 /* The index of the first record of vCPU `vcpu` with event `ev`, or -1. */

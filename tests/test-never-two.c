@@ -381,3 +381,40 @@ Test(agent_journal, a_file_it_cannot_open_is_an_error)
 	cr_assert(strstr(err.msg, "/nonexistent-dir/j") && strstr(err.msg, "--journal"), "%s",
 		  err.msg);
 }
+
+/* A journal file: every line back, a last line cut short by a kill left
+ * out and counted, a damaged line in the middle an error that names it. */
+Test(journal_line, a_file_with_a_torn_last_line)
+{
+	struct mig_journal_rec a = rec("f", 0, START, 5), b = rec("f", 0, STOP, 9);
+	char path[] = "/tmp/migratectl-journal-XXXXXX", la[MIG_JOURNAL_LINE_MAX];
+	char lb[MIG_JOURNAL_LINE_MAX];
+	struct mig_error err = { 0 };
+	struct mig_buf recs = { 0 };
+	unsigned torn = 0;
+	int fd = mkstemp(path);
+	FILE *f;
+
+	cr_assert_geq(fd, 0);
+	close(fd);
+	mig_journal_rec_format(&a, la, sizeof(la));
+	mig_journal_rec_format(&b, lb, sizeof(lb));
+	f = fopen(path, "w");
+	fprintf(f, "%s\n%s\n%.40s", la, lb, la);
+	fclose(f);
+	cr_assert_eq(mig_journal_file_load(path, &recs, &torn, &err), 0, "%s", err.msg);
+	cr_assert_eq(recs.len, 2 * sizeof(a));
+	cr_assert_eq(torn, 1);
+	cr_assert_eq(memcmp(recs.data + sizeof(a), &b, sizeof(b)), 0);
+	recs.len = 0;
+	f = fopen(path, "w");
+	fprintf(f, "%s\n%.40s\n%s\n", la, la, lb);
+	fclose(f);
+	cr_assert_lt(mig_journal_file_load(path, &recs, &torn, &err), 0);
+	cr_assert(strstr(err.msg, path) && strstr(err.msg, "line 2"), "%s", err.msg);
+	unlink(path);
+	err = (struct mig_error){ 0 };
+	cr_assert_lt(mig_journal_file_load(path, &recs, &torn, &err), 0);
+	cr_assert(strstr(err.msg, "cannot read the journal"), "%s", err.msg);
+	mig_buf_free(&recs);
+}

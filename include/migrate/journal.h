@@ -63,6 +63,13 @@ _Static_assert(sizeof(struct mig_journal_reply) == 24, "journal reply");
 #define MIG_JOURNAL_LINE_MAX 320
 int mig_journal_rec_format(const struct mig_journal_rec *r, char *buf, size_t n);
 int mig_journal_rec_parse(const char *line, struct mig_journal_rec *ret, struct mig_error *err);
+/* Every line of an agent's --journal file, appended to recs as struct
+ * mig_journal_rec.  A bad line is an error naming the file and the line,
+ * except a last line without its newline (an agent killed as it wrote),
+ * which is left out and counted in *ret_torn. */
+struct mig_buf;
+int mig_journal_file_load(const char *path, struct mig_buf *recs, unsigned *ret_torn,
+			  struct mig_error *err);
 
 /* ---- never two (chaos/never-two.c): a pure function of the journals ---- */
 
