@@ -31,6 +31,7 @@
 #include <migrate/engine.h>
 #include <migrate/wire-order.h>
 
+#include "journal.h"
 #include "util.h"
 
 #define AGENT_MAX_VMS 64
@@ -119,6 +120,7 @@ struct agent {
 	unsigned sessions;        /* authenticated */
 	struct log_burst accept_errors, busy, denied, failed;
 	uid_t uid;                /* ours: unix peers with it may connect */
+	struct agent_journal *journal;   /* every vCPU start and stop (journal.h) */
 	char allowed[200];        /* unix: who may connect, for refusals */
 };
 
@@ -233,6 +235,16 @@ static int held_error(const struct agent_vm *v, char *msg, size_t n, const char 
 	return -ENOTRECOVERABLE;
 }
 
+/* Journal vm's vCPUs (journal.h); a VM it cannot tag still runs, and the
+ * log says its records lack the tag (or, for a new VM, are missing). */
+static void journal_watch(struct agent *a, struct mig_vm *vm, const char *name,
+			  const uint8_t *mig_id)
+{
+	if (agent_journal_watch(a->journal, vm, name, mig_id) < 0)
+		agent_log(a, "VM %s: out of memory for its journal tag; its vCPU starts and "
+			  "stops are journaled under its previous tag, or not at all", name);
+}
+
 static int op_vm_create(struct session *s, const uint8_t *body)
 {
 	struct agent *a = s->a;
@@ -254,6 +266,8 @@ static int op_vm_create(struct session *s, const uint8_t *body)
 			     "this agent hosts its maximum number of VMs", NULL, 0);
 	/* The backend answers once the guest runs its workload. */
 	r = a->backend->create(req.spec, &vm, &err);
+	if (r >= 0)
+		journal_watch(a, vm, req.name, NULL);
 	pthread_mutex_lock(&a->lock);
 	if (r >= 0)
 		slot->vm = vm;
@@ -454,6 +468,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 			free(in);
 			return reply(s, r, err.msg, NULL, 0);
 		}
+		journal_watch(a, in->o.vm, req.name, req.id);
 	}
 	str_copy(ep.host, sizeof(ep.host), req.listen_host[0] ? req.listen_host : "127.0.0.1");
 	ep.port = 0;
@@ -575,6 +590,8 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 			     r == -EBUSY ? "the VM is already being migrated" :
 			     r == -EAGAIN ? "too many migrations on this agent" : msg, NULL, 0);
 	r = reply(s, 0, NULL, NULL, 0);
+	/* its vCPUs' stops and any restart are this migration's */
+	journal_watch(a, v->vm, req.name, req.id);
 	memcpy(o.id, req.id, 16);
 	memcpy(o.secret, req.secret, MIG_SECRET_LEN);
 	str_copy(o.name, sizeof(o.name), req.name);
@@ -892,6 +909,30 @@ static int op_vm_check(struct session *s, const uint8_t *body)
  * body, checked here once so handlers can copy it without more ado; where
  * `each` is set, the body is that size plus any number of `each`-byte
  * entries. */
+/* The journal's records from a time or a seq on (journal.h). */
+static int op_journal(struct session *s, const uint8_t *body)
+{
+	struct mig_journal_req req;
+	struct {
+		struct mig_journal_reply h;
+		struct mig_journal_rec recs[MIG_JOURNAL_REPLY_MAX];
+	} *out = malloc(sizeof(*out));
+	uint32_t n;
+	int r;
+
+	if (!out)
+		return reply(s, -ENOMEM, "out of memory", NULL, 0);
+	memcpy(&req, body, sizeof(req));
+	mig_wire_le(&mig_wl_journal_req, &req, 1);
+	n = agent_journal_read(s->a->journal, req.since_ns, req.after_seq, out->recs,
+			       MIG_JOURNAL_REPLY_MAX, &out->h);
+	mig_wire_le(&mig_wl_journal_reply, &out->h, 1);
+	mig_wire_le(&mig_wl_journal_rec, out->recs, n);
+	r = reply(s, 0, NULL, out, sizeof(out->h) + n * sizeof(out->recs[0]));
+	free(out);
+	return r;
+}
+
 static const struct {
 	const char *name;
 	op_handler fn;
@@ -906,6 +947,7 @@ static const struct {
 	[MIG_OP_VM_RESOLVE] = { "VM_RESOLVE", op_vm_resolve, sizeof(struct mig_vm_resolve) },
 	[MIG_OP_MIG_LIST] = { "MIG_LIST", op_mig_list, 0 },
 	[MIG_OP_VM_DESCRIBE] = { "VM_DESCRIBE", op_vm_describe, sizeof(struct mig_vm_ref) },
+	[MIG_OP_JOURNAL] = { "JOURNAL", op_journal, sizeof(struct mig_journal_req) },
 	[MIG_OP_VM_CHECK] = { "VM_CHECK", op_vm_check, sizeof(struct mig_vm_check),
 			      sizeof(struct mig_manifest_entry) },
 };
@@ -1477,6 +1519,9 @@ int agent_run(const struct agent_opts *opts, struct mig_error *err)
 				  "e.g. head -c 32 /dev/urandom > F; chmod 600 F)");
 		goto out;
 	}
+	r = agent_journal_open(opts->journal, AGENT_JOURNAL_RING, &a->journal, err);
+	if (r < 0)
+		goto out;
 	raise_nofile();
 	a->uid = geteuid();
 	describe_allowed(a);

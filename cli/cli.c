@@ -66,3 +66,20 @@ int cli_once(const char *cmd, const struct option *opts, int c, struct cli_seen 
 	fprintf(stderr, "migratectl %s: --%s given twice: give each option once\n", cmd, o->name);
 	return EXIT_USAGE;
 }
+
+int cli_agent_open(const char *cmd, const char *endpoint, const char *key_file,
+		   struct mig_client *c)
+{
+	struct mig_error err = { 0 };
+	int r = cli_check_endpoint(cmd, "ENDPOINT", endpoint);
+
+	if (!r && key_file)
+		r = cli_check_key_file(cmd, key_file);
+	if (r)
+		return r;
+	if (mig_client_open(endpoint, key_file, c, &err) < 0) {
+		fprintf(stderr, "migratectl %s: %s\n", cmd, err.msg);
+		return 1;
+	}
+	return 0;
+}

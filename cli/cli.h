@@ -17,6 +17,7 @@ int cmd_start(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_migrations(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_journal(int argc, char **argv);
 /* Backends' own commands, in their folders: `vm run` is the lab's
  * (backends/lab/lab-run.c; lab-run-absent.c in a build without it). */
 int lab_cmd_run(int argc, char **argv);
@@ -29,6 +30,11 @@ int cli_check_name(const char *cmd, const char *name);
 /* A --key-file the key loader accepts: 0, or EXIT_USAGE after saying why
  * not (a key file is configuration, like an option). */
 int cli_check_key_file(const char *cmd, const char *path);
+/* The agent at ENDPOINT, both it and key_file (NULL: none) checked first:
+ * 0 and *c open, EXIT_USAGE, or 1 (it could not be reached), each said. */
+struct mig_client;
+int cli_agent_open(const char *cmd, const char *endpoint, const char *key_file,
+		   struct mig_client *c);
 
 
 /* The options a command has seen so far, by getopt_long's value. */

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
-/* migratectl agent --listen URL [--key-file F] [--socket-group GROUP] */
+/* migratectl agent --listen URL [--key-file F] [--socket-group GROUP] [--journal F] */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <migrate/agent.h>
 #include <migrate/parse.h>
@@ -14,7 +16,7 @@
 #include "cli.h"
 
 #define AGENT_USAGE "usage: migratectl agent --listen tcp://HOST:PORT|unix:///PATH [--key-file F] " \
-		    "[--socket-group GROUP] [--host-profile SPEC]"
+		    "[--socket-group GROUP] [--host-profile SPEC] [--journal FILE]"
 
 /* A group name, or a numeric gid (which need not have a name). */
 static int parse_group(const char *s, gid_t *ret)
@@ -60,6 +62,18 @@ static int check_listen(const char *arg, size_t cap)
 	return 0;
 }
 
+/* A path option into buf, or exit 2 for one too long to keep. */
+static int path_opt(const char *opt, const char *arg, char *buf, size_t cap)
+{
+	if (strlen(arg) >= cap) {
+		fprintf(stderr, "migratectl agent: --%s: the path is %zu characters; at most %zu "
+			"are allowed\n", opt, strlen(arg), cap - 1);
+		return EXIT_USAGE;
+	}
+	snprintf(buf, cap, "%s", arg);
+	return 0;
+}
+
 /* The agent's log: stderr, a line each. */
 static void log_line(void *arg, const char *line)
 {
@@ -76,6 +90,7 @@ int cmd_agent(int argc, char **argv)
 		{ "ready-fd", required_argument, NULL, 'r' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "host-profile", required_argument, NULL, 'p' },
+		{ "journal", required_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -98,13 +113,12 @@ int cmd_agent(int argc, char **argv)
 			snprintf(o.listen, sizeof(o.listen), "%s", optarg);
 			break;
 		case 'k':
-			if (strlen(optarg) >= sizeof(o.key_file)) {
-				fprintf(stderr, "migratectl agent: --key-file: the path is %zu "
-					"characters; at most %zu are allowed\n", strlen(optarg),
-					sizeof(o.key_file) - 1);
+			if (path_opt("key-file", optarg, o.key_file, sizeof(o.key_file)))
 				return EXIT_USAGE;
-			}
-			snprintf(o.key_file, sizeof(o.key_file), "%s", optarg);
+			break;
+		case 'J':
+			if (path_opt("journal", optarg, o.journal, sizeof(o.journal)))
+				return EXIT_USAGE;
 			break;
 		case 'g':
 			if (parse_group(optarg, &o.socket_group) < 0) {
@@ -147,6 +161,17 @@ int cmd_agent(int argc, char **argv)
 	 * option, before anything listens. */
 	if (o.key_file[0] && cli_check_key_file("agent", o.key_file))
 		return EXIT_USAGE;
+	/* So is a journal it could not append to: found now, not at the first vCPU. */
+	if (o.journal[0]) {
+		int fd = open(o.journal, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+
+		if (fd < 0) {
+			fprintf(stderr, "migratectl agent: --journal %s: %s (give a file this user "
+				"may create or append to)\n", o.journal, strerror(errno));
+			return EXIT_USAGE;
+		}
+		close(fd);
+	}
 	/* What its policies see of this host instead of what its KVM says
 	 * (docs/policies.md): set once, before anything is served. */
 	if (profile_spec) {

@@ -70,15 +70,9 @@ int cmd_migrations(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	r = cli_check_endpoint("migrations", "ENDPOINT", argv[optind]);
-	if (!r && key_file)
-		r = cli_check_key_file("migrations", key_file);
+	r = cli_agent_open("migrations", argv[optind], key_file, &c);
 	if (r)
 		return r;
-	if (mig_client_open(argv[optind], key_file, &c, &err) < 0) {
-		fprintf(stderr, "migratectl migrations: %s\n", err.msg);
-		return 1;
-	}
 	r = mig_client_call(&c, MIG_OP_MIG_LIST, NULL, 0, &extra, &err);
 	mig_client_close(&c);
 	if (r < 0 || extra.len % sizeof(struct mig_migration_info)) {

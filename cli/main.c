@@ -14,7 +14,7 @@ static void usage(FILE *f)
 	      "                 run a lab VM in the foreground on /dev/kvm\n"
 	      "  start SRC DST [OPTIONS]\n"
 	      "                 live-migrate a VM (default: a new lab VM) from SRC to DST\n"
-	      "  agent --listen tcp://HOST:PORT|unix:///PATH [--key-file F]\n"
+	      "  agent --listen tcp://HOST:PORT|unix:///PATH [--key-file F] [--journal FILE]\n"
 	      "                 host VMs and be the source or destination of migrations\n"
 	      "  vm create ENDPOINT --name NAME [--lab SPEC]\n"
 	      "  vm list ENDPOINT [--json]\n"
@@ -23,6 +23,8 @@ static void usage(FILE *f)
 	      "                 settle a VM held after a migration whose outcome is unknown\n"
 	      "  migrations ENDPOINT [--json]\n"
 	      "                 the migrations an agent takes part in\n"
+	      "  journal ENDPOINT [--since NS] [--json]\n"
+	      "                 every vCPU start and stop of the agent's VMs\n"
 	      "  cancel ENDPOINT ID\n"
 	      "  check SRC DST [--vm NAME] [--json]\n"
 	      "                 would DST take the VM? the host compatibility policies, nothing moved\n"
@@ -57,6 +59,8 @@ int main(int argc, char **argv)
 		return cmd_check(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "migrations"))
 		return cmd_migrations(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "journal"))
+		return cmd_journal(argc - 1, argv + 1);
 	fprintf(stderr, "migratectl: unknown command '%s' (try migratectl --help)\n", argv[1]);
 	return EXIT_USAGE;
 }

@@ -12,6 +12,7 @@
 
 #include <migrate/device.h>
 #include <migrate/policy.h>
+#include <migrate/vm.h>
 
 #define GUEST_PAGE_SHIFT 12
 #define GUEST_PAGE_SIZE  (1ULL << GUEST_PAGE_SHIFT)
@@ -158,6 +159,10 @@ struct vcpu_exit_ops {
 	/* x86: an RDMSR or WRMSR the MSR filter sent here: set run->msr.data
 	 * (a read) or run->msr.error (1: the guest gets #GP) */
 	int (*msr)(void *arg, struct vcpu_dev *v, struct kvm_run *run);
+	/* NULL, or told when the vCPU's thread starts running guest code
+	 * (kind MIG_VCPU_RUN_START, stamped before its KVM_RUN) and when it
+	 * stops (STOP, stamped once it is out for good): from that thread */
+	void (*ran)(void *arg, struct vcpu_dev *v, const struct mig_vcpu_run *e);
 };
 
 /* What a vCPU needs of its VM.  The class takes nothing else from it, so a

@@ -695,3 +695,42 @@ int mig_vm_manifest_report(struct mig_vm *vm, const uint8_t *p, size_t n, uint32
 {
 	return manifest_walk(vm, p, n, count, report, arg, err);
 }
+
+void *mig_vm_run_watch(struct mig_vm *vm, mig_vcpu_run_fn fn, void *arg)
+{
+	void *old;
+
+	pthread_mutex_lock(&vm->run_lock);
+	old = vm->run_fn ? vm->run_arg : NULL;
+	vm->run_fn = fn;
+	vm->run_arg = arg;
+	for (unsigned i = 0; fn && i < vm->run_nr_pending; i++)
+		fn(arg, vm, &vm->run_pending[i]);
+	if (fn)
+		vm->run_nr_pending = 0;
+	pthread_mutex_unlock(&vm->run_lock);
+	return old;
+}
+
+/* Under the lock, so a watcher sees each vCPU's events in order and never
+ * one after the VM's end. */
+void mig_vm_run_event(struct mig_vm *vm, const struct mig_vcpu_run *e)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	if (vm->run_fn)
+		vm->run_fn(vm->run_arg, vm, e);
+	else if (vm->run_nr_pending < MIG_VM_RUN_PENDING)
+		vm->run_pending[vm->run_nr_pending++] = *e;
+	else
+		vm->run_dropped++;
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+void mig_vm_run_end(struct mig_vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	if (vm->run_fn)
+		vm->run_fn(vm->run_arg, vm, NULL);
+	vm->run_fn = NULL;
+	pthread_mutex_unlock(&vm->run_lock);
+}

@@ -54,9 +54,9 @@ static inline void proc_run(const char *args, struct run_result *r)
 }
 
 /* Starts `migratectl agent` in the background, with a --host-profile when
- * profile is not NULL. */
-static inline pid_t proc_agent_profile(const char *listen, const char *key_file,
-				       const char *profile)
+ * profile is not NULL and a --journal when journal is not NULL. */
+static inline pid_t proc_agent_journal(const char *listen, const char *key_file,
+				       const char *profile, const char *journal)
 {
 	pid_t pid = fork();
 
@@ -75,10 +75,20 @@ static inline pid_t proc_agent_profile(const char *listen, const char *key_file,
 			argv[n++] = "--host-profile";
 			argv[n++] = profile;
 		}
+		if (journal) {
+			argv[n++] = "--journal";
+			argv[n++] = journal;
+		}
 		execv(MIGRATECTL_PATH, (char *const *)argv);
 		_exit(127);
 	}
 	return pid;
+}
+
+static inline pid_t proc_agent_profile(const char *listen, const char *key_file,
+				       const char *profile)
+{
+	return proc_agent_journal(listen, key_file, profile, NULL);
 }
 
 static inline pid_t proc_agent(const char *listen, const char *key_file)
@@ -111,24 +121,46 @@ static inline void proc_wait_agent(const char *endpoint, const char *key_opt)
 }
 
 /* Two unix agents, a source and a destination, in a directory of their
- * own; each with a --host-profile where one is given (NULL: none). */
+ * own; each with a --host-profile where one is given (NULL: none), and
+ * with proc_pair_start(..., true) each with a --journal file there. */
 struct proc_pair {
 	char dir[64];
 	char src[128], dst[128];
+	char src_journal[96], dst_journal[96];   /* "" without journals */
 	pid_t a, b;
 };
 
-static inline void proc_pair_up(struct proc_pair *t, const char *src_profile,
-				const char *dst_profile)
+static inline void proc_pair_start(struct proc_pair *t, const char *src_profile,
+				   const char *dst_profile, bool journals)
 {
 	snprintf(t->dir, sizeof(t->dir), "/tmp/migratectl-test-XXXXXX");
 	cr_assert_not_null(mkdtemp(t->dir));
 	snprintf(t->src, sizeof(t->src), "unix://%s/src.sock", t->dir);
 	snprintf(t->dst, sizeof(t->dst), "unix://%s/dst.sock", t->dir);
-	t->a = proc_agent_profile(t->src, NULL, src_profile);
-	t->b = proc_agent_profile(t->dst, NULL, dst_profile);
+	t->src_journal[0] = t->dst_journal[0] = '\0';
+	if (journals) {
+		snprintf(t->src_journal, sizeof(t->src_journal), "%s/src.journal", t->dir);
+		snprintf(t->dst_journal, sizeof(t->dst_journal), "%s/dst.journal", t->dir);
+	}
+	t->a = proc_agent_journal(t->src, NULL, src_profile, journals ? t->src_journal : NULL);
+	t->b = proc_agent_journal(t->dst, NULL, dst_profile, journals ? t->dst_journal : NULL);
 	proc_wait_agent(t->src, NULL);
 	proc_wait_agent(t->dst, NULL);
+}
+
+static inline void proc_pair_up(struct proc_pair *t, const char *src_profile,
+				const char *dst_profile)
+{
+	proc_pair_start(t, src_profile, dst_profile, false);
+}
+
+/* SIGKILL both agents, and leave their files to read (proc_pair_down()
+ * after). */
+static inline void proc_pair_down_keep(struct proc_pair *t)
+{
+	proc_stop(t->a);
+	proc_stop(t->b);
+	t->a = t->b = 0;
 }
 
 static inline void proc_pair_down(struct proc_pair *t)
@@ -141,6 +173,10 @@ static inline void proc_pair_down(struct proc_pair *t)
 	unlink(p);
 	snprintf(p, sizeof(p), "%s/dst.sock", t->dir);
 	unlink(p);
+	if (t->src_journal[0])
+		unlink(t->src_journal);
+	if (t->dst_journal[0])
+		unlink(t->dst_journal);
 	rmdir(t->dir);
 }
 

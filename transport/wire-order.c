@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <migrate/control.h>
+#include <migrate/journal.h>
 #include <migrate/stream.h>
 #include <migrate/vm.h>
 #include <migrate/wire-order.h>
@@ -137,6 +138,17 @@ LAYOUT(check_result, mig_check_result, F(mig_check_result, cls),
 LAYOUT(session_entry, mig_session_entry, F(mig_session_entry, cls),
        F(mig_session_entry, instance), F(mig_session_entry, len), F(mig_session_entry, pad));
 
+/* journal.h */
+LAYOUT(journal_req, mig_journal_req, F(mig_journal_req, since_ns),
+       F(mig_journal_req, after_seq));
+LAYOUT(journal_reply, mig_journal_reply, F(mig_journal_reply, next_seq),
+       F(mig_journal_reply, dropped), F(mig_journal_reply, count),
+       F(mig_journal_reply, capacity));
+LAYOUT(journal_rec, mig_journal_rec, B(mig_journal_rec, vm), B(mig_journal_rec, mig_id),
+       F(mig_journal_rec, seq), F(mig_journal_rec, realtime_ns),
+       F(mig_journal_rec, monotonic_ns), F(mig_journal_rec, vcpu), F(mig_journal_rec, event),
+       F(mig_journal_rec, pid), F(mig_journal_rec, pad));
+
 const struct mig_wire_layout *const mig_wire_layouts[] = {
 	&mig_wl_hello, &mig_wl_error_msg, &mig_wl_request, &mig_wl_reply, &mig_wl_vm_create,
 	&mig_wl_vm_ref, &mig_wl_lab_wire, &mig_wl_vm_info, &mig_wl_vm_resolve,
@@ -145,7 +157,8 @@ const struct mig_wire_layout *const mig_wire_layouts[] = {
 	&mig_wl_setup, &mig_wl_manifest_entry, &mig_wl_round_end, &mig_wl_loaded,
 	&mig_wl_sums_request, &mig_wl_running, &mig_wl_pages_hdr, &mig_wl_page_ent,
 	&mig_wl_device_data, &mig_wl_session_entry, &mig_wl_vm_described, &mig_wl_vm_check,
-	&mig_wl_check_reply, &mig_wl_check_result, NULL,
+	&mig_wl_check_reply, &mig_wl_check_result, &mig_wl_journal_req, &mig_wl_journal_reply,
+	&mig_wl_journal_rec, NULL,
 };
 
 void mig_wire_swap(const struct mig_wire_layout *l, void *p, size_t n)

@@ -13,12 +13,17 @@ uint64_t mig_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-uint64_t mig_realtime_ns(void)
+uint64_t mig_clock_ns(clockid_t clk)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(clk, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t mig_realtime_ns(void)
+{
+	return mig_clock_ns(CLOCK_REALTIME);
 }
 
 struct timespec mig_timespec_after(clockid_t clk, uint64_t ns)

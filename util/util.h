@@ -68,6 +68,7 @@ static inline void str_copy(char *dst, size_t n, const char *src)
 
 uint64_t mig_now_ms(void);      /* CLOCK_MONOTONIC */
 uint64_t mig_realtime_ns(void); /* CLOCK_REALTIME: comparable across hosts */
+uint64_t mig_clock_ns(clockid_t clk);
 uint64_t mig_cpu_ms(void);      /* CPU time of the calling thread */
 /* clk's time `ns` from now, for pthread_cond_timedwait() on a condition
  * variable that waits on clk. */

@@ -107,6 +107,8 @@ extern const struct vcpu_exit_ops lab_arch_exits;
  * for one it does not know; a full dirty ring; a vCPU area's word. */
 int lab_doorbell(struct lab_vm *vm, struct vcpu_dev *v, unsigned door);
 int lab_ring_full(void *arg, struct vcpu_dev *v);
+/* A vCPU started or stopped running: to the VM's watcher (mig_vm_run_watch()). */
+void lab_vcpu_ran(void *arg, struct vcpu_dev *v, const struct mig_vcpu_run *e);
 uint64_t lab_va_read(struct lab_vm *vm, unsigned i, unsigned off);
 
 /* What this host can give a new guest's RAM, in bytes (UINT64_MAX when

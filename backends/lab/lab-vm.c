@@ -585,6 +585,14 @@ fail:
 	return r;
 }
 
+void lab_vcpu_ran(void *arg, struct vcpu_dev *v, const struct mig_vcpu_run *e)
+{
+	struct lab_vm *vm = arg;
+
+	(void)v;
+	mig_vm_run_event(&vm->base, e);
+}
+
 void lab_vm_destroy(struct lab_vm *vm)
 {
 	if (!vm)
@@ -595,6 +603,7 @@ void lab_vm_destroy(struct lab_vm *vm)
 	vfio_destroy(vm);
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++)
 		vcpu_dev_destroy(vm->vcpus[i]);
+	mig_vm_run_end(&vm->base);
 	stats_close(vm);
 	lab_arch_destroy(vm);
 	mem_dev_destroy(vm->mem);

@@ -362,6 +362,7 @@ static int io_out(void *arg, struct vcpu_dev *v, uint16_t port, uint8_t val)
 const struct vcpu_exit_ops lab_arch_exits = {
 	.io_out = io_out,
 	.dirty_ring_full = lab_ring_full,
+	.ran = lab_vcpu_ran,
 #if HAVE_SEV
 	.hypercall = sev_exit,
 	.msr = sev_exit,

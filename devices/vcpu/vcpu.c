@@ -231,10 +231,22 @@ static int vcpu_handle_exit(struct vcpu_dev *v)
 	}
 }
 
+/* Tell the VM the vCPU started or stopped running guest code, stamped now. */
+static void vcpu_ran(struct vcpu_dev *v, enum mig_vcpu_run_kind kind)
+{
+	struct mig_vcpu_run e = { .vcpu = v->index, .kind = kind };
+
+	if (!v->host->exits->ran)
+		return;
+	e.realtime_ns = mig_clock_ns(CLOCK_REALTIME);
+	e.monotonic_ns = mig_clock_ns(CLOCK_MONOTONIC);
+	v->host->exits->ran(v->host->exit_arg, v, &e);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu_dev *v = arg;
-	bool completion = false;
+	bool completion = false, running = false;
 	sigset_t block, inside;
 	struct {
 		struct kvm_signal_mask m;
@@ -282,6 +294,11 @@ static void *vcpu_thread(void *arg)
 			}
 			/* a pause that came before the halt's KVM_RUN */
 			vcpu_unhalt(v);
+			/* out of KVM_RUN until it is resumed: stamped after the
+			 * last guest instruction, before anyone sees it parked */
+			if (running)
+				vcpu_ran(v, MIG_VCPU_RUN_STOP);
+			running = false;
 			pthread_mutex_lock(&v->lock);
 			v->parked = true;
 			pthread_cond_broadcast(&v->cond);
@@ -295,6 +312,10 @@ static void *vcpu_thread(void *arg)
 		}
 		pthread_mutex_unlock(&v->lock);
 
+		/* stamped before the first guest instruction */
+		if (!running)
+			vcpu_ran(v, MIG_VCPU_RUN_START);
+		running = true;
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR) {
 				/* a kick, or the end of a vcpu_halt() */

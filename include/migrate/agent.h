@@ -14,6 +14,7 @@
 struct agent_opts {
 	char listen[256];       /* tcp://HOST:PORT or unix:///PATH */
 	char key_file[256];     /* required for tcp */
+	char journal[256];      /* "" or a file each vCPU start and stop is appended to */
 	/* Where its log lines go (one line each, without a newline); NULL:
 	 * nowhere.  The library prints nothing itself. */
 	void (*log)(void *arg, const char *line);
@@ -66,5 +67,12 @@ void mig_client_close(struct mig_client *c);
  * body and extra are as they travel: little-endian (mig_wire_le()). */
 int mig_client_call(struct mig_client *c, uint32_t op, const void *body, size_t len,
 		    struct mig_buf *extra, struct mig_error *err);
+
+/* The agent's journal (MIG_OP_JOURNAL) from since_ns on (CLOCK_REALTIME),
+ * every record it still holds, into ret_recs as struct mig_journal_rec in
+ * host order; ret_info is its last reply's header (next_seq, dropped). */
+struct mig_journal_reply;
+int mig_client_journal(struct mig_client *c, uint64_t since_ns, struct mig_buf *ret_recs,
+		       struct mig_journal_reply *ret_info, struct mig_error *err);
 
 #endif

@@ -77,6 +77,9 @@ enum mig_op {
 	MIG_OP_VM_DESCRIBE = 9,   /* struct mig_vm_ref -> reply + struct mig_vm_described + entries */
 	MIG_OP_VM_CHECK = 10,     /* struct mig_vm_check + entries -> reply + struct mig_check_reply
 				   * + struct mig_check_result[] */
+	/* the agent's journal of vCPU starts and stops (journal.h) */
+	MIG_OP_JOURNAL = 11,      /* struct mig_journal_req -> reply + struct mig_journal_reply
+				   * + struct mig_journal_rec[] */
 	_MIG_OP_END,
 };
 

@@ -12,6 +12,7 @@
 #ifndef MIGRATE_VM_H
 #define MIGRATE_VM_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -85,6 +86,26 @@ struct mig_vm_ops {
 	void (*destroy)(struct mig_vm *vm);
 };
 
+/*
+ * A vCPU of a VM starting or stopping guest code, as its backend reports
+ * it (mig_vm_run_event()) and a watcher sees it (mig_vm_run_watch()).
+ * START is stamped just before the vCPU's thread enters its run loop's
+ * first KVM_RUN after being created, loaded or paused; STOP once it is
+ * out of KVM_RUN for good (parked for a migration, paused, a fatal exit,
+ * destroyed).  So [START, STOP] covers every instant it ran guest code.
+ */
+enum mig_vcpu_run_kind { MIG_VCPU_RUN_START = 1, MIG_VCPU_RUN_STOP = 2 };
+struct mig_vcpu_run {
+	uint32_t vcpu;
+	uint32_t kind;            /* enum mig_vcpu_run_kind */
+	uint64_t realtime_ns;     /* CLOCK_REALTIME */
+	uint64_t monotonic_ns;    /* CLOCK_MONOTONIC */
+};
+/* e NULL: the VM is gone (its backend's destroy), the last call. */
+typedef void (*mig_vcpu_run_fn)(void *arg, struct mig_vm *vm, const struct mig_vcpu_run *e);
+/* Events that came before a watcher, kept for it (more are counted as dropped). */
+#define MIG_VM_RUN_PENDING 128
+
 struct mig_vm {
 	const struct mig_vm_ops *ops;
 	/* Guest RAM, mapped for sending (source) or receiving (destination). */
@@ -93,7 +114,24 @@ struct mig_vm {
 	/* Its devices, in creation order: a walk's ties go by this order. */
 	struct mig_device **devices;
 	unsigned nr_devices;
+	/* vCPU run events: zeroed with the struct (an all-zero mutex is an
+	 * unlocked one in glibc), set up before any vCPU runs. */
+	pthread_mutex_t run_lock;
+	mig_vcpu_run_fn run_fn;
+	void *run_arg;
+	struct mig_vcpu_run run_pending[MIG_VM_RUN_PENDING];
+	unsigned run_nr_pending;
+	uint64_t run_dropped;
 };
+
+/* Watch vm's vCPUs start and stop: fn gets the events kept since the VM
+ * was made, then each as it comes, from the vCPU's own thread (it must be
+ * quick and not call back into the VM).  One watcher: returns the arg of
+ * the one it replaces (NULL: none), which is called no more. */
+void *mig_vm_run_watch(struct mig_vm *vm, mig_vcpu_run_fn fn, void *arg);
+/* Backends: a vCPU started or stopped; the VM is gone (after its vCPUs). */
+void mig_vm_run_event(struct mig_vm *vm, const struct mig_vcpu_run *e);
+void mig_vm_run_end(struct mig_vm *vm);
 
 /* What an agent lists of a VM, beyond its health. */
 struct mig_vm_summary {

@@ -193,4 +193,5 @@ static int mmio(void *arg, struct vcpu_dev *v, const struct kvm_run *run)
 const struct vcpu_exit_ops lab_arch_exits = {
 	.mmio = mmio,
 	.dirty_ring_full = lab_ring_full,
+	.ran = lab_vcpu_ran,
 };
