@@ -64,7 +64,7 @@ for t in "${targets[@]}"; do
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
 	cov=$(sed -n 's/^#[0-9]*[[:space:]]*DONE[[:space:]]*cov: \([0-9]*\).*/\1/p' "$log")
 	total=$((total + ${runs:-0}))
-	echo "fuzz-$t: ${runs:-?} inputs in ${SECS} s, ${cov:-?} edges covered, corpus" \
+	echo "fuzz-$t: ${runs:-?} inputs (limit ${SECS} s), ${cov:-?} edges covered, corpus" \
 		"$(find "$corpus" -type f | wc -l) inputs, exit $r"
 	found=$(find "$art" -type f | head -5)
 	if [ $r -ne 0 ] || [ -n "$found" ]; then
