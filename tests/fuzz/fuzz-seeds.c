@@ -84,7 +84,7 @@ static size_t pages_meta(uint8_t *meta, const uint8_t *ram, bool tagged, bool zs
 	return mig_pages_meta_len(ent, 4);
 }
 
-/* Each operation's request with a valid body (requests[op], its length). */
+/* Operation op's request with a valid body into buf; returns its length. */
 static size_t request(uint8_t *buf, uint32_t op)
 {
 	struct mig_request rq = { .op = op };
