@@ -952,6 +952,32 @@ static const struct {
 			      sizeof(struct mig_manifest_entry) },
 };
 
+int agent_request_parse(uint16_t type, const void *payload, size_t len,
+			struct agent_request *ret, struct mig_error *err)
+{
+	struct mig_request req;
+	size_t body_len;
+
+	if (type != MIG_FRAME_REQUEST || len < sizeof(req))
+		return mig_error_set(err, -EPROTO, "expected a REQUEST frame");
+	memcpy(&req, payload, sizeof(req));
+	mig_wire_le(&mig_wl_request, &req, 1);
+	if (req.op >= _MIG_OP_END || !handlers[req.op].fn)
+		return mig_error_set(err, -EOPNOTSUPP, "unknown operation");
+	body_len = len - sizeof(req);
+	if (handlers[req.op].each ?
+	    body_len < handlers[req.op].body ||
+	    (body_len - handlers[req.op].body) % handlers[req.op].each :
+	    body_len != handlers[req.op].body)
+		return mig_error_set(err, -EINVAL, "%s: body of %zu bytes, expected %zu%s",
+				     handlers[req.op].name, body_len, handlers[req.op].body,
+				     handlers[req.op].each ? " and whole entries" : "");
+	ret->op = req.op;
+	ret->body = (const uint8_t *)payload + sizeof(req);
+	ret->body_len = body_len;
+	return 0;
+}
+
 static int send_error(struct session *s, int code, const char *msg)
 {
 	struct mig_error_msg m;
@@ -1110,7 +1136,7 @@ static void session_serve(struct session *s)
 	for (;;) {
 		struct mig_error err = { 0 };
 		struct mig_frame_hdr fh;
-		struct mig_request req;
+		struct agent_request req;
 		int r = xport_conn_recv(&s->c, &fh, &pl, -1, &err);
 
 		if (r < 0) {
@@ -1118,30 +1144,19 @@ static void session_serve(struct session *s)
 				session_violation(s, r, err.msg);
 			break;
 		}
-		if (fh.type != MIG_FRAME_REQUEST || pl.len < sizeof(req)) {
-			session_violation(s, -EPROTO, "expected a REQUEST frame");
+		/* a frame that is no REQUEST ends the session; a bad request
+		 * gets its error as the reply */
+		r = agent_request_parse(fh.type, pl.data, pl.len, &req, &err);
+		if (r == -EPROTO) {
+			session_violation(s, r, err.msg);
 			break;
 		}
-		memcpy(&req, pl.data, sizeof(req));
-		mig_wire_le(&mig_wl_request, &req, 1);
-		if (req.op >= _MIG_OP_END || !handlers[req.op].fn) {
-			reply(s, -EOPNOTSUPP, "unknown operation", NULL, 0);
+		if (r < 0) {
+			reply(s, r, err.msg, NULL, 0);
 			continue;
 		}
-		s->body_len = pl.len - sizeof(req);
-		if (handlers[req.op].each ?
-		    s->body_len < handlers[req.op].body ||
-		    (s->body_len - handlers[req.op].body) % handlers[req.op].each :
-		    s->body_len != handlers[req.op].body) {
-			char msg[128];
-
-			snprintf(msg, sizeof(msg), "%s: body of %zu bytes, expected %zu%s",
-				 handlers[req.op].name, s->body_len, handlers[req.op].body,
-				 handlers[req.op].each ? " and whole entries" : "");
-			reply(s, -EINVAL, msg, NULL, 0);
-			continue;
-		}
-		if (handlers[req.op].fn(s, pl.data + sizeof(req)) < 0)
+		s->body_len = req.body_len;
+		if (handlers[req.op].fn(s, req.body) < 0)
 			break;
 	}
 	mig_buf_free(&pl);

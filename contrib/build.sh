@@ -35,6 +35,9 @@ packages=(
 	gcc-mips64el-linux-gnuabi64
 	qemu-user
 	file
+	# the fuzz targets (tests/fuzz): clang and its libFuzzer runtime
+	clang
+	libclang-rt-14-dev
 )
 
 missing=()

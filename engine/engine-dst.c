@@ -578,17 +578,10 @@ static int device_data(struct dst *d, struct rx_stream *s)
 	unsigned i;
 	int r = 0;
 
-	if (s->rx.hdr.length < sizeof(dd))
-		return mig_error_set(s->err, -EBADMSG, "DEVICE_DATA frame of %u bytes on stream %u",
-				     s->rx.hdr.length, s->index);
-	memcpy(&dd, s->rx.buf.data, sizeof(dd));
-	mig_wire_le(&mig_wl_device_data, &dd, 1);
-	if (dd.len != s->rx.hdr.length - sizeof(dd))
-		return mig_error_set(s->err, -EBADMSG, "DEVICE_DATA frame of %u bytes says it "
-				     "carries %u bytes of state", s->rx.hdr.length, dd.len);
-	if (dd.round != s->round)
-		return mig_error_set(s->err, -EPROTO, "DEVICE_DATA of round %u on stream %u during "
-				     "round %u", dd.round, s->index, s->round);
+	r = mig_device_data_check(s->rx.buf.data, s->rx.hdr.length, s->round, s->index, &dd,
+				  s->err);
+	if (r < 0)
+		return r;
 	for (i = 0; i < d->vm->nr_devices; i++)
 		if (d->vm->devices[i]->cls->id == dd.cls && d->vm->devices[i]->id == dd.instance) {
 			dev = d->vm->devices[i];

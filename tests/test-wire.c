@@ -14,6 +14,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include <migrate/agent.h>
 #include <migrate/engine.h>
 #include <migrate/error.h>
 #include <migrate/lab.h>
@@ -779,4 +780,124 @@ Test(order, error_code_is_little_endian)
 	cr_assert_eq(b[3], 0xff);
 	cr_assert_eq(mig_error_msg_parse(&m, sizeof(m), &back, 0), -EPROTO);
 	cr_assert_str_eq(back.msg, "bad");
+}
+
+/* ---- the DEVICE_DATA header (mig_device_data_check) ---- */
+
+/* A DEVICE_DATA payload of round 3 with `state` bytes of state, its header
+ * saying `say` bytes. */
+static size_t device_data_payload(uint8_t *p, uint32_t state, uint32_t say)
+{
+	struct mig_device_data dd = { .cls = 2, .instance = 1, .offset = 4096, .round = 3,
+				      .len = say };
+
+	mig_wire_le(&mig_wl_device_data, &dd, 1);
+	memcpy(p, &dd, sizeof(dd));
+	memset(p + sizeof(dd), 0x5a, state);
+	return sizeof(dd) + state;
+}
+
+Test(wire_device_data, a_header_that_matches_its_frame_passes)
+{
+	uint8_t p[sizeof(struct mig_device_data) + 64];
+	struct mig_error err = { 0 };
+	struct mig_device_data dd;
+	size_t n = device_data_payload(p, 64, 64);
+
+	cr_assert_eq(mig_device_data_check(p, n, 3, 0, &dd, &err), 0, "%s", err.msg);
+	cr_assert_eq(dd.cls, 2);
+	cr_assert_eq(dd.instance, 1);
+	cr_assert_eq(dd.offset, 4096);
+	cr_assert_eq(dd.len, 64);
+}
+
+Test(wire_device_data, each_bad_field_is_named)
+{
+	uint8_t p[sizeof(struct mig_device_data) + 64] = { 0 };
+	struct mig_error err = { 0 };
+	struct mig_device_data dd;
+	size_t n;
+
+	/* shorter than its header */
+	cr_assert_eq(mig_device_data_check(p, sizeof(dd) - 1, 3, 2, &dd, &err), -EBADMSG);
+	cr_assert_not_null(strstr(err.msg, "DEVICE_DATA frame of 23 bytes on stream 2"), "%s",
+			   err.msg);
+	/* its len says more, and less, than the frame holds */
+	mig_error_clear(&err);
+	n = device_data_payload(p, 64, 65);
+	cr_assert_eq(mig_device_data_check(p, n, 3, 0, &dd, &err), -EBADMSG);
+	cr_assert_not_null(strstr(err.msg, "says it carries 65 bytes of state"), "%s", err.msg);
+	mig_error_clear(&err);
+	n = device_data_payload(p, 64, 63);
+	cr_assert_eq(mig_device_data_check(p, n, 3, 0, &dd, &err), -EBADMSG, "%s", err.msg);
+	/* another round's */
+	mig_error_clear(&err);
+	n = device_data_payload(p, 64, 64);
+	cr_assert_eq(mig_device_data_check(p, n, 4, 1, &dd, &err), -EPROTO);
+	cr_assert_not_null(strstr(err.msg, "round 3 on stream 1 during round 4"), "%s", err.msg);
+}
+
+/* ---- the agent's dispatch of a REQUEST (agent_request_parse) ---- */
+
+static size_t request_payload(uint8_t *p, uint32_t op, size_t body)
+{
+	struct mig_request rq = { .op = op };
+
+	mig_wire_le(&mig_wl_request, &rq, 1);
+	memcpy(p, &rq, sizeof(rq));
+	memset(p + sizeof(rq), 0, body);
+	return sizeof(rq) + body;
+}
+
+Test(wire_request, a_known_op_with_its_body_size_passes)
+{
+	uint8_t p[sizeof(struct mig_request) + sizeof(struct mig_vm_check) +
+		  2 * sizeof(struct mig_manifest_entry)];
+	struct mig_error err = { 0 };
+	struct agent_request rq;
+	size_t n = request_payload(p, MIG_OP_VM_DESTROY, sizeof(struct mig_vm_ref));
+
+	cr_assert_eq(agent_request_parse(MIG_FRAME_REQUEST, p, n, &rq, &err), 0, "%s", err.msg);
+	cr_assert_eq(rq.op, MIG_OP_VM_DESTROY);
+	cr_assert_eq(rq.body, p + sizeof(struct mig_request));
+	cr_assert_eq(rq.body_len, sizeof(struct mig_vm_ref));
+	/* VM_CHECK: its body and whole manifest entries */
+	n = request_payload(p, MIG_OP_VM_CHECK, sizeof(p) - sizeof(struct mig_request));
+	cr_assert_eq(agent_request_parse(MIG_FRAME_REQUEST, p, n, &rq, &err), 0, "%s", err.msg);
+	cr_assert_eq(rq.body_len, sizeof(p) - sizeof(struct mig_request));
+	n = request_payload(p, MIG_OP_VM_LIST, 0);
+	cr_assert_eq(agent_request_parse(MIG_FRAME_REQUEST, p, n, &rq, &err), 0, "%s", err.msg);
+	cr_assert_eq(rq.body_len, 0);
+}
+
+Test(wire_request, what_the_session_refuses)
+{
+	uint8_t p[sizeof(struct mig_request) + sizeof(struct mig_vm_check) +
+		  sizeof(struct mig_manifest_entry) + 1];
+	struct mig_error err = { 0 };
+	struct agent_request rq;
+	size_t n = request_payload(p, MIG_OP_VM_LIST, 0);
+
+	/* not a REQUEST, or shorter than its op: the session ends */
+	cr_assert_eq(agent_request_parse(MIG_FRAME_REPLY, p, n, &rq, &err), -EPROTO);
+	cr_assert_str_eq(err.msg, "expected a REQUEST frame");
+	mig_error_clear(&err);
+	cr_assert_eq(agent_request_parse(MIG_FRAME_REQUEST, p, n - 1, &rq, &err), -EPROTO);
+	/* an op outside the table, or the hole at 0 */
+	mig_error_clear(&err);
+	n = request_payload(p, _MIG_OP_END, 0);
+	cr_assert_eq(agent_request_parse(MIG_FRAME_REQUEST, p, n, &rq, &err), -EOPNOTSUPP);
+	cr_assert_str_eq(err.msg, "unknown operation");
+	mig_error_clear(&err);
+	n = request_payload(p, MIG_OP_INVALID, 0);
+	cr_assert_eq(agent_request_parse(MIG_FRAME_REQUEST, p, n, &rq, &err), -EOPNOTSUPP);
+	/* a body one byte off, and a part of a manifest entry */
+	mig_error_clear(&err);
+	n = request_payload(p, MIG_OP_VM_DESTROY, sizeof(struct mig_vm_ref) + 1);
+	cr_assert_eq(agent_request_parse(MIG_FRAME_REQUEST, p, n, &rq, &err), -EINVAL);
+	cr_assert_str_eq(err.msg, "VM_DESTROY: body of 65 bytes, expected 64");
+	mig_error_clear(&err);
+	n = request_payload(p, MIG_OP_VM_CHECK, sizeof(p) - sizeof(struct mig_request));
+	cr_assert_eq(agent_request_parse(MIG_FRAME_REQUEST, p, n, &rq, &err), -EINVAL);
+	cr_assert_not_null(strstr(err.msg, "and whole entries"), "%s", err.msg);
 }

@@ -3,7 +3,8 @@
  * The PAGES frame's format in one place (docs/protocol.md §6.4): what the
  * source puts in a frame's meta for a batch of guest pages, and what the
  * destination checks of a frame's meta before it touches guest RAM.  The
- * engines keep only where the bytes go (their rings, their RAM).
+ * engines keep only where the bytes go (their rings, their RAM).  Also
+ * the DEVICE_DATA header's own checks (§6.6), before any device sees it.
  */
 #include <endian.h>
 #include <errno.h>
@@ -153,5 +154,25 @@ int mig_pages_meta_check(const void *meta, uint32_t length, uint32_t flags, uint
 				     ph.data_len, nz);
 	}
 	*ret = ph;
+	return 0;
+}
+
+int mig_device_data_check(const void *payload, uint32_t length, uint32_t round, unsigned stream,
+			  struct mig_device_data *ret, struct mig_error *err)
+{
+	struct mig_device_data dd;
+
+	if (length < sizeof(dd))
+		return mig_error_set(err, -EBADMSG, "DEVICE_DATA frame of %u bytes on stream %u",
+				     length, stream);
+	memcpy(&dd, payload, sizeof(dd));
+	mig_wire_le(&mig_wl_device_data, &dd, 1);
+	if (dd.len != length - sizeof(dd))
+		return mig_error_set(err, -EBADMSG, "DEVICE_DATA frame of %u bytes says it "
+				     "carries %u bytes of state", length, dd.len);
+	if (dd.round != round)
+		return mig_error_set(err, -EPROTO, "DEVICE_DATA of round %u on stream %u during "
+				     "round %u", dd.round, stream, round);
+	*ret = dd;
 	return 0;
 }

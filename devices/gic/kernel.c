@@ -64,8 +64,10 @@ static void *relay_main(void *arg)
 			return NULL;
 		}
 		for (unsigned i = 0; i < k->nr_relayed; i++) {
+			/* pf[0] is the wake fd: relayed LPI n polls in pf[n + 1] */
 			who[n] = k->relayed[i];
-			pf[++n] = (struct pollfd){ .fd = who[n - 1]->fd, .events = POLLIN };
+			pf[n + 1] = (struct pollfd){ .fd = who[n]->fd, .events = POLLIN };
+			n++;
 		}
 		pthread_mutex_unlock(&k->lock);
 		if (poll(pf, n + 1, -1) < 0 && errno != EINTR)

@@ -44,6 +44,19 @@ struct agent_opts {
  * NUL-terminated within cap. */
 bool mig_vm_name_ok(const char *n, size_t cap);
 
+/* A control frame as the agent's session takes it, before any handler
+ * runs: a REQUEST with a known operation and a body of that operation's
+ * size.  -EPROTO: not a REQUEST (the agent ends the session); -EOPNOTSUPP
+ * (unknown operation) and -EINVAL (body size) go back as the reply.  body
+ * points into payload.  Pure: no socket, no state (tests/fuzz). */
+struct agent_request {
+	uint32_t op;            /* enum mig_op */
+	const uint8_t *body;
+	size_t body_len;
+};
+int agent_request_parse(uint16_t type, const void *payload, size_t len,
+			struct agent_request *ret, struct mig_error *err);
+
 /* Serves until killed. */
 int agent_run(const struct agent_opts *opts, struct mig_error *err);
 

@@ -162,6 +162,12 @@ struct mig_device_data {
 };
 _Static_assert(sizeof(struct mig_device_data) == 24, "device data header");
 #define MIG_DEVICE_CHUNK_MAX (1U << 20)    /* bytes of state per DEVICE_DATA frame */
+/* A received DEVICE_DATA frame's header (transport/pages.c), before the
+ * destination looks for its device: the payload holds the header, its
+ * `len` is the rest of the payload, its round is the stream's.  The header
+ * goes to *ret in host order; the state follows it in the payload. */
+int mig_device_data_check(const void *payload, uint32_t length, uint32_t round, unsigned stream,
+			  struct mig_device_data *ret, struct mig_error *err);
 
 /* XXH3-64 of one page, seeded with seq * MIG_PAGES_MAX + index (its place
  * in the frame): a page moved to another entry or frame does not match. */
