@@ -564,7 +564,9 @@ static int submit_pages(struct tx_worker *w, struct tx_slot *t, uint64_t seq, un
 		.data_len = (uint32_t)len,
 	};
 	mig_wire_le(&mig_wl_pages_hdr, ph, 1);
-	iov[0] = (struct iovec){ t->buf, mig_pages_meta_len(page_ents(t), count_) };
+	/* tags (a page hook's) lengthen the meta; without hooks there are none */
+	iov[0] = (struct iovec){ t->buf, w->s->page_hooks ? mig_pages_meta_len(page_ents(t), count_) :
+					 sizeof(*ph) + (size_t)count_ * sizeof(struct mig_page_ent) };
 	memcpy(iov + 1, data, (size_t)ndata * sizeof(*data));
 	w->seq = seq;
 	mig_frame_seal(&t->hdr, MIG_FRAME_PAGES, flags, seq, iov, 1);

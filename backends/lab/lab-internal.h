@@ -110,6 +110,7 @@ int lab_ring_full(void *arg, struct vcpu_dev *v);
 /* A vCPU started or stopped running: to the VM's watcher (mig_vm_run_watch()). */
 void lab_vcpu_ran(void *arg, struct vcpu_dev *v, const struct mig_vcpu_run *e);
 uint64_t lab_va_read(struct lab_vm *vm, unsigned i, unsigned off);
+void lab_va_write(struct lab_vm *vm, unsigned i, unsigned off, uint64_t v);
 
 /* What this host can give a new guest's RAM, in bytes (UINT64_MAX when
  * nothing says): MemAvailable, and the room under the memory.max of this

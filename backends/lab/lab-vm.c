@@ -44,6 +44,11 @@ uint64_t lab_va_read(struct lab_vm *vm, unsigned i, unsigned off)
 	return __atomic_load_n((uint64_t *)(va_host(vm, i) + off), __ATOMIC_RELAXED);
 }
 
+void lab_va_write(struct lab_vm *vm, unsigned i, unsigned off, uint64_t v)
+{
+	__atomic_store_n((uint64_t *)(va_host(vm, i) + off), v, __ATOMIC_RELAXED);
+}
+
 
 /* ---- what the host can give a guest ---- */
 

@@ -195,19 +195,16 @@ static int sev_create(struct lab_vm *vm, struct mig_error *err)
 /* What vCPU 0 needs to play the SEV guest (lab-abi.h). */
 static void sev_boot(struct lab_vm *vm, const struct lab_work *work)
 {
-	uint8_t *va = vm->mem->ram + SYS_TABLE + LAB_TBL_VCPUS;
 	uint64_t tpms = vm->arch->tsc_khz;
 	const struct lab_config *c = &vm->cfg;
 
-#define PUT(off, v) do { uint64_t x_ = (v); memcpy(va + (off), &x_, 8); } while (0)
-	PUT(LAB_X86_VA_SEV_MODE, vm->arch->sev_mode);
-	PUT(LAB_X86_VA_SEV_READY, c->sev_ready_ms * tpms);
-	PUT(LAB_X86_VA_SEV_UNREADY, c->sev_unready_ms * tpms);
-	PUT(LAB_X86_VA_SEV_FLIP, c->sev_flip_ms * tpms);
-	PUT(LAB_X86_VA_SEV_FLIP_GPA, work[1].region);   /* vCPU 0 has none */
-	PUT(LAB_X86_VA_SEV_RAM_PAGES, vm->mem->nr_pages);
-	PUT(LAB_X86_VA_SEV_SHARED, SYS_TABLE);
-#undef PUT
+	lab_va_write(vm, 0, LAB_X86_VA_SEV_MODE, vm->arch->sev_mode);
+	lab_va_write(vm, 0, LAB_X86_VA_SEV_READY, c->sev_ready_ms * tpms);
+	lab_va_write(vm, 0, LAB_X86_VA_SEV_UNREADY, c->sev_unready_ms * tpms);
+	lab_va_write(vm, 0, LAB_X86_VA_SEV_FLIP, c->sev_flip_ms * tpms);
+	lab_va_write(vm, 0, LAB_X86_VA_SEV_FLIP_GPA, work[1].region);   /* vCPU 0 has none */
+	lab_va_write(vm, 0, LAB_X86_VA_SEV_RAM_PAGES, vm->mem->nr_pages);
+	lab_va_write(vm, 0, LAB_X86_VA_SEV_SHARED, SYS_TABLE);
 }
 #else
 static int sev_create(struct lab_vm *vm, struct mig_error *err)
@@ -322,8 +319,7 @@ static int sev_doorbell(struct lab_vm *vm, struct vcpu_dev *v)
 	ret = sev_map_gpa_range(vm->arch->sev, lab_va_read(vm, 0, LAB_X86_VA_SEV_ARG0),
 				lab_va_read(vm, 0, LAB_X86_VA_SEV_ARG1),
 				lab_va_read(vm, 0, LAB_X86_VA_SEV_ARG2), true);
-	ret = -ret;
-	memcpy(vm->mem->ram + SYS_TABLE + LAB_TBL_VCPUS + LAB_X86_VA_SEV_ARG2, &ret, 8);
+	lab_va_write(vm, 0, LAB_X86_VA_SEV_ARG2, -ret);
 	return 0;
 }
 

@@ -215,19 +215,11 @@ static int step(struct mig_device *d, int to, struct mig_error *err)
 	case SEV_FINISHED:
 		r = fw->send_finish(s->fw, &st, err);
 		return r < 0 ? fw_failed(err) : 0;
-	case SEV_RECEIVING: {
-		const uint8_t *p = s->session.data;
-		uint32_t pdh_len, ses_len;
-
-		/* opened(): the source's PDH, then its session */
-		memcpy(&pdh_len, p, 4);
-		memcpy(&ses_len, p + 4, 4);
-		pdh_len = le32toh(pdh_len);
-		ses_len = le32toh(ses_len);
-		r = fw->receive_start(s->fw, s->policy, p + 8, pdh_len, p + 8 + pdh_len, ses_len,
-				      &st, err);
+	case SEV_RECEIVING:
+		/* the source's PDH and session, from opened() */
+		r = fw->receive_start(s->fw, s->policy, s->peer_pdh.data, s->peer_pdh.len,
+				      s->session.data, s->session.len, &st, err);
 		return r < 0 ? fw_failed(err) : 0;
-	}
 	case SEV_RECEIVED:
 		r = fw->receive_finish(s->fw, &st, err);
 		return r < 0 ? fw_failed(err) : 0;
@@ -467,8 +459,10 @@ static int opened(struct mig_device *d, const void *p, size_t n, struct mig_erro
 	if ((uint64_t)lens[0] + lens[1] + sizeof(lens) != n || !lens[1])
 		return mig_error_set(err, -EBADMSG, "sev: a session of %zu bytes says %u + %u",
 				     n, lens[0], lens[1]);
+	s->peer_pdh.len = 0;
 	s->session.len = 0;
-	if (mig_buf_append(&s->session, p, n) < 0)
+	if (mig_buf_append(&s->peer_pdh, (const uint8_t *)p + sizeof(lens), lens[0]) < 0 ||
+	    mig_buf_append(&s->session, (const uint8_t *)p + sizeof(lens) + lens[0], lens[1]) < 0)
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	s->have_session = true;
 	return 0;
