@@ -31,6 +31,7 @@
 #include <migrate/engine.h>
 #include <migrate/wire-order.h>
 
+#include "fault.h"
 #include "journal.h"
 #include "util.h"
 
@@ -121,6 +122,7 @@ struct agent {
 	struct log_burst accept_errors, busy, denied, failed;
 	uid_t uid;                /* ours: unix peers with it may connect */
 	struct agent_journal *journal;   /* every vCPU start and stop (journal.h) */
+	struct agent_faults faults;      /* --chaos: plans armed for the next migrations */
 	char allowed[200];        /* unix: who may connect, for refusals */
 };
 
@@ -393,7 +395,22 @@ struct incoming {
 	struct agent_vm *slot;
 	struct agent_mig *mig;
 	struct mig_dest_status status;
+	struct agent_fault *fault;   /* --chaos: this migration's plan (NULL: none) */
 };
+
+/* --chaos: the plan armed for the next migration of VM name, if any, as
+ * the engine's fault hook. */
+static void fault_attach(struct agent *a, const char *name, struct agent_fault **ret,
+			 mig_fault_fn *fn, void **arg)
+{
+	*ret = a->opts.chaos ? agent_faults_take(&a->faults, name) : NULL;
+	if (!*ret)
+		return;
+	agent_log(a, "chaos: the migration of %s carries a %s fault", name,
+		  mig_fault_action_name((*ret)->plan.action));
+	*fn = agent_fault_hook;
+	*arg = *ret;
+}
 
 static void *incoming_thread(void *arg)
 {
@@ -416,6 +433,7 @@ static void *incoming_thread(void *arg)
 	pthread_mutex_unlock(&a->lock);
 	if (r < 0)
 		agent_log(a, "incoming migration of %s failed: %s", in->o.name, err.msg);
+	agent_fault_end(in->fault);
 	free(in);
 	return NULL;
 }
@@ -491,10 +509,12 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	in->o.streams = req.streams;
 	in->o.listen_fd = fd;
 	in->o.status = &in->status;
+	fault_attach(a, req.name, &in->fault, &in->o.fault, &in->o.fault_arg);
 	pthread_mutex_lock(&a->lock);
 	in->mig->dst = &in->status;
 	pthread_mutex_unlock(&a->lock);
 	if (pthread_create(&t, NULL, incoming_thread, in)) {
+		agent_fault_end(in->fault);
 		close(fd);
 		in->o.vm->ops->destroy(in->o.vm);
 		mig_drop(a, in->mig);
@@ -552,6 +572,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	struct agent_mig *m = NULL;
 	struct outgoing og;
 	struct mig_event_device devs[MIG_EVENT_DEVICES_MAX];
+	struct agent_fault *fault = NULL;
 	char msg[480] = "";
 	int r = 0;
 
@@ -608,7 +629,9 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	o.conv.timeout_action = (enum conv_timeout_action)req.timeout_action;
 	o.switchover_timeout_ms = req.switchover_timeout_ms;
 	og = (struct outgoing){ s, m };
+	fault_attach(a, req.name, &fault, &o.fault, &o.fault_arg);
 	mig_source_run(v->vm, &o, &m->cancel, send_event, &og, &res, devs);
+	agent_fault_end(fault);
 	send_result(s, &res, devs);
 	pthread_mutex_lock(&a->lock);
 	if (res.result == MIG_RESULT_COMPLETED ||
@@ -933,6 +956,26 @@ static int op_journal(struct session *s, const uint8_t *body)
 	return r;
 }
 
+/* --chaos only: a fault for the next migration of a VM (fault.h). */
+static int op_fault_arm(struct session *s, const uint8_t *body)
+{
+	struct mig_fault_plan p;
+	struct mig_error err = { 0 };
+	int r;
+
+	if (!s->a->opts.chaos)
+		return reply(s, -EPERM, "this agent takes no faults: it was not started with "
+			     "--chaos (chaos mode's agents only; never on a production host)",
+			     NULL, 0);
+	memcpy(&p, body, sizeof(p));
+	mig_wire_le(&mig_wl_fault_plan, &p, 1);
+	r = agent_faults_arm(&s->a->faults, &p, &err);
+	if (r == 0 && p.action)
+		agent_log(s->a, "chaos: a %s fault armed for the next migration of %s",
+			  mig_fault_action_name(p.action), p.vm);
+	return reply(s, r, r < 0 ? err.msg : NULL, NULL, 0);
+}
+
 static const struct {
 	const char *name;
 	op_handler fn;
@@ -948,6 +991,7 @@ static const struct {
 	[MIG_OP_MIG_LIST] = { "MIG_LIST", op_mig_list, 0 },
 	[MIG_OP_VM_DESCRIBE] = { "VM_DESCRIBE", op_vm_describe, sizeof(struct mig_vm_ref) },
 	[MIG_OP_JOURNAL] = { "JOURNAL", op_journal, sizeof(struct mig_journal_req) },
+	[MIG_OP_FAULT_ARM] = { "FAULT_ARM", op_fault_arm, sizeof(struct mig_fault_plan) },
 	[MIG_OP_VM_CHECK] = { "VM_CHECK", op_vm_check, sizeof(struct mig_vm_check),
 			      sizeof(struct mig_manifest_entry) },
 };
@@ -1509,6 +1553,7 @@ int agent_run(const struct agent_opts *opts, struct mig_error *err)
 	a->backend = mig_vm_backend_get("lab");
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_mutex_init(&a->conn_lock, NULL);
+	agent_faults_init(&a->faults, opts->log, opts->log_arg);
 	a->accept_errors.what = "accept errors";
 	a->busy.what = "connections refused as busy";
 	a->denied.what = "connections refused for their user";

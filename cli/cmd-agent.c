@@ -16,7 +16,7 @@
 #include "cli.h"
 
 #define AGENT_USAGE "usage: migratectl agent --listen tcp://HOST:PORT|unix:///PATH [--key-file F] " \
-		    "[--socket-group GROUP] [--host-profile SPEC] [--journal FILE]"
+		    "[--socket-group GROUP] [--host-profile SPEC] [--journal FILE] [--chaos]"
 
 /* A group name, or a numeric gid (which need not have a name). */
 static int parse_group(const char *s, gid_t *ret)
@@ -91,6 +91,7 @@ int cmd_agent(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "host-profile", required_argument, NULL, 'p' },
 		{ "journal", required_argument, NULL, 'J' },
+		{ "chaos", no_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -137,6 +138,9 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'q':
 			o.log = NULL;
+			break;
+		case 'C':
+			o.chaos = true;
 			break;
 		case 'p':
 			if (compat_profile_parse(optarg, &profile, &err) < 0) {

@@ -138,6 +138,17 @@ LAYOUT(check_result, mig_check_result, F(mig_check_result, cls),
 LAYOUT(session_entry, mig_session_entry, F(mig_session_entry, cls),
        F(mig_session_entry, instance), F(mig_session_entry, len), F(mig_session_entry, pad));
 
+LAYOUT(fault_plan, mig_fault_plan, B(mig_fault_plan, vm), F(mig_fault_plan, action),
+       F(mig_fault_plan, point), F(mig_fault_plan, stage), F(mig_fault_plan, dev_class),
+       F(mig_fault_plan, from), F(mig_fault_plan, to), F(mig_fault_plan, frame_type),
+       F(mig_fault_plan, stream), F(mig_fault_plan, nth), F(mig_fault_plan, err),
+       F(mig_fault_plan, ms), F(mig_fault_plan, skew_ms), F(mig_fault_plan, net_fault),
+       F(mig_fault_plan, net_stream), F(mig_fault_plan, net_to_source),
+       F(mig_fault_plan, net_frame_type), F(mig_fault_plan, net_frame),
+       F(mig_fault_plan, net_byte), F(mig_fault_plan, net_conn),
+       F(mig_fault_plan, net_jitter_ms), F(mig_fault_plan, net_rate),
+       F(mig_fault_plan, net_data), F(mig_fault_plan, pad), F(mig_fault_plan, seed));
+
 /* journal.h */
 LAYOUT(journal_req, mig_journal_req, F(mig_journal_req, since_ns),
        F(mig_journal_req, after_seq));
@@ -158,7 +169,7 @@ const struct mig_wire_layout *const mig_wire_layouts[] = {
 	&mig_wl_sums_request, &mig_wl_running, &mig_wl_pages_hdr, &mig_wl_page_ent,
 	&mig_wl_device_data, &mig_wl_session_entry, &mig_wl_vm_described, &mig_wl_vm_check,
 	&mig_wl_check_reply, &mig_wl_check_result, &mig_wl_journal_req, &mig_wl_journal_reply,
-	&mig_wl_journal_rec, NULL,
+	&mig_wl_journal_rec, &mig_wl_fault_plan, NULL,
 };
 
 void mig_wire_swap(const struct mig_wire_layout *l, void *p, size_t n)

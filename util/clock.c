@@ -21,9 +21,17 @@ uint64_t mig_clock_ns(clockid_t clk)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/* Chaos mode's clock skew (agent/fault.c): 0 in production. */
+static _Atomic int64_t realtime_skew_ns;
+
+void mig_realtime_skew_set(int64_t ns)
+{
+	realtime_skew_ns = ns;
+}
+
 uint64_t mig_realtime_ns(void)
 {
-	return mig_clock_ns(CLOCK_REALTIME);
+	return mig_clock_ns(CLOCK_REALTIME) + (uint64_t)realtime_skew_ns;
 }
 
 struct timespec mig_timespec_after(clockid_t clk, uint64_t ns)

@@ -68,6 +68,9 @@ static inline void str_copy(char *dst, size_t n, const char *src)
 
 uint64_t mig_now_ms(void);      /* CLOCK_MONOTONIC */
 uint64_t mig_realtime_ns(void); /* CLOCK_REALTIME: comparable across hosts */
+/* From now on mig_realtime_ns() is off by ns: a host whose clock is wrong
+ * (chaos mode's skew fault; never in production). */
+void mig_realtime_skew_set(int64_t ns);
 uint64_t mig_clock_ns(clockid_t clk);
 uint64_t mig_cpu_ms(void);      /* CPU time of the calling thread */
 /* clk's time `ns` from now, for pthread_cond_timedwait() on a condition

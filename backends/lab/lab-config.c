@@ -232,6 +232,7 @@ enum spec_key {
 	SPEC_SEV_READY,
 	SPEC_SEV_UNREADY,
 	SPEC_SEV_FLIP,
+	SPEC_VFIO_OVERSHOOT,
 	_SPEC_MAX,
 };
 
@@ -256,13 +257,14 @@ static const char *const spec_key_table[_SPEC_MAX] = {
 	[SPEC_SEV_READY] = "sev-ready",
 	[SPEC_SEV_UNREADY] = "sev-unready",
 	[SPEC_SEV_FLIP]  = "sev-flip",
+	[SPEC_VFIO_OVERSHOOT] = "vfio-overshoot",
 };
 
 static MIG_STRING_TABLE_FROM(spec_key, spec_key_table)
 
 #define SPEC_KEYS "mem, vcpus, wss, pattern, rate, dirty-log, vfio, vfio-flags, vfio-rate, " \
 	"vfio-log, vfio-fail, vfio-v1, ccw, msi, mdev, sev, sev-report, sev-ready, sev-unready, " \
-	"sev-flip"
+	"sev-flip, vfio-overshoot"
 
 /* "src|dst:DEV:FROM:TO:ERRNO[:error]" */
 static int parse_fail(const char *val, struct lab_config *cfg)
@@ -376,11 +378,20 @@ static int spec_apply(struct lab_config *cfg, enum spec_key key, const char *val
 		cfg->vfio_rate = v;
 		return 0;
 	case SPEC_VFIO_LOG:
+		if (strcmp(val, "on") && strcmp(val, "off") && strcmp(val, "lose"))
+			return mig_error_set(err, -EINVAL,
+				"vfio-log=%.64s: give vfio-log=on (the devices log their DMA), "
+				"vfio-log=off (they cannot) or vfio-log=lose (a source's devices "
+				"lose their log once: its first report fails with EIO)", val);
+		cfg->vfio_no_log = !strcmp(val, "off");
+		cfg->vfio_lose_log = !strcmp(val, "lose");
+		return 0;
+	case SPEC_VFIO_OVERSHOOT:
 		if (strcmp(val, "on") && strcmp(val, "off"))
 			return mig_error_set(err, -EINVAL,
-				"vfio-log=%.64s: give vfio-log=on (the devices log their DMA) or "
-				"vfio-log=off (they cannot)", val);
-		cfg->vfio_no_log = !strcmp(val, "off");
+				"vfio-overshoot=%.64s: give on (a source's devices produce "
+				"pre-copy data beyond what they announce) or off", val);
+		cfg->vfio_overshoot = !strcmp(val, "on");
 		return 0;
 	case SPEC_MDEV:
 		if (!*val || strlen(val) >= sizeof(cfg->mdev) ||
@@ -550,7 +561,9 @@ void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
 	w->sev_flip_ms = c->sev_flip_ms;
 	memcpy(w->mdev, c->mdev, sizeof(w->mdev));
 	w->vfio_flags = c->vfio_flags;
-	w->vfio_opts = c->vfio_no_log ? MIG_LAB_VFIO_NO_LOG : 0;
+	w->vfio_opts = (c->vfio_no_log ? MIG_LAB_VFIO_NO_LOG : 0) |
+		       (c->vfio_lose_log ? MIG_LAB_VFIO_LOSE_LOG : 0) |
+		       (c->vfio_overshoot ? MIG_LAB_VFIO_OVERSHOOT : 0);
 	w->vfio_rate = c->vfio_rate;
 	w->vfio_fail_from = c->vfio_fail_from;
 	w->vfio_fail_to = c->vfio_fail_to;
@@ -573,7 +586,7 @@ int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig
 	c->pattern = (enum lab_pattern)(w->pattern - 1);
 	c->dirty_log = (enum lab_dirty_log)(w->dirty_log - 1);
 	c->ring_entries = w->ring_entries;
-	if (w->vfio_opts & ~MIG_LAB_VFIO_NO_LOG)
+	if (w->vfio_opts & ~(MIG_LAB_VFIO_NO_LOG | MIG_LAB_VFIO_LOSE_LOG | MIG_LAB_VFIO_OVERSHOOT))
 		return mig_error_set(err, -EPROTO, "VM description: VFIO options %#x: this agent "
 				     "does not know them; upgrade it", w->vfio_opts);
 	c->ccw = w->ccw;
@@ -594,6 +607,8 @@ int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig
 	c->vfio = w->vfio;
 	c->vfio_flags = w->vfio_flags;
 	c->vfio_no_log = w->vfio_opts & MIG_LAB_VFIO_NO_LOG;
+	c->vfio_lose_log = w->vfio_opts & MIG_LAB_VFIO_LOSE_LOG;
+	c->vfio_overshoot = w->vfio_opts & MIG_LAB_VFIO_OVERSHOOT;
 	c->vfio_rate = w->vfio_rate;
 	c->vfio_fail_from = w->vfio_fail_from;
 	c->vfio_fail_to = w->vfio_fail_to;

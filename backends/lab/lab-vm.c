@@ -244,6 +244,11 @@ static int vfio_create(struct lab_vm *vm, struct mig_error *err)
 		};
 		unsigned side = vm->cfg.destination ? MIG_LAB_FAIL_DEST : MIG_LAB_FAIL_SOURCE;
 
+		if (!vm->cfg.destination) {
+			o.lose_log = vm->cfg.vfio_lose_log;
+			o.overshoot = vm->cfg.vfio_overshoot ? LAB_VFIO_OVERSHOOT : 0;
+		}
+
 		if (vm->cfg.vfio_fail_err && (vm->cfg.vfio_fail_where >> 4) == i &&
 		    (vm->cfg.vfio_fail_where & side)) {
 			o.fail_from = vm->cfg.vfio_fail_from;

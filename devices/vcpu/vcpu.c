@@ -238,7 +238,7 @@ static void vcpu_ran(struct vcpu_dev *v, enum mig_vcpu_run_kind kind)
 
 	if (!v->host->exits->ran)
 		return;
-	e.realtime_ns = mig_clock_ns(CLOCK_REALTIME);
+	e.realtime_ns = mig_realtime_ns();
 	e.monotonic_ns = mig_clock_ns(CLOCK_MONOTONIC);
 	v->host->exits->ran(v->host->exit_arg, v, &e);
 }

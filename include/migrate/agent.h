@@ -15,6 +15,8 @@ struct agent_opts {
 	char listen[256];       /* tcp://HOST:PORT or unix:///PATH */
 	char key_file[256];     /* required for tcp */
 	char journal[256];      /* "" or a file each vCPU start and stop is appended to */
+	/* chaos mode: takes MIG_OP_FAULT_ARM (docs/chaos.md); never in production */
+	bool chaos;
 	/* Where its log lines go (one line each, without a newline); NULL:
 	 * nowhere.  The library prints nothing itself. */
 	void (*log)(void *arg, const char *line);

@@ -80,6 +80,9 @@ enum mig_op {
 	/* the agent's journal of vCPU starts and stops (journal.h) */
 	MIG_OP_JOURNAL = 11,      /* struct mig_journal_req -> reply + struct mig_journal_reply
 				   * + struct mig_journal_rec[] */
+	/* chaos mode (docs/chaos.md): a fault for the next migration of a VM;
+	 * refused (-EPERM) unless the agent runs with --chaos */
+	MIG_OP_FAULT_ARM = 12,    /* struct mig_fault_plan -> reply */
 	_MIG_OP_END,
 };
 
@@ -135,6 +138,8 @@ struct mig_lab_wire {             /* struct lab_config on the wire */
 };
 _Static_assert(sizeof(struct mig_lab_wire) == 112, "lab config");
 #define MIG_LAB_VFIO_NO_LOG 1U    /* they cannot log their DMA */
+#define MIG_LAB_VFIO_LOSE_LOG 2U  /* a source's devices lose their DMA log once */
+#define MIG_LAB_VFIO_OVERSHOOT 4U /* a source's devices overrun their announced pre-copy data */
 #define MIG_LAB_FAIL_SOURCE 1U    /* vfio_fail_where: on the source's devices */
 #define MIG_LAB_FAIL_DEST 2U      /* on the destination's */
 #define MIG_LAB_FAIL_ERROR 4U     /* the failed arc leaves the device in ERROR */
@@ -171,6 +176,48 @@ _Static_assert(sizeof(struct mig_vm_resolve) == 88, "vm resolve");
 #define MIG_RESOLVE_RESUME 1      /* run it here: the destination does not */
 #define MIG_RESOLVE_DISCARD 2     /* drop this copy: the destination runs it */
 
+
+/*
+ * A fault an agent started with --chaos injects into the next migration of
+ * VM `vm` it takes part in (as the source or the destination), through the
+ * engines' fault hook (struct mig_fault_point) or, for a network fault, a
+ * relay in front of its migration listener.  A new plan for the same VM
+ * replaces the old one; action 0 disarms.
+ */
+struct mig_fault_plan {
+	char vm[MIG_NAME_MAX];
+	uint32_t action;          /* MIG_FAULT_A_* */
+	/* the trigger: the nth point (from 1) of kind `point` that matches */
+	uint32_t point;           /* enum mig_fault_kind + 1 */
+	int32_t stage;            /* DEVICE_STEP: enum mig_stage, -1 any */
+	int32_t dev_class;        /* DEVICE_STEP: MIG_DEV_*, -1 any */
+	int32_t from, to;         /* DEVICE_STEP: states; PHASE: phases; -1 any */
+	int32_t frame_type;       /* FRAME_*: -1 any */
+	int32_t stream;           /* FRAME_*: 0 control, k data stream k, -1 any */
+	uint64_t nth;
+	/* the action's parameters */
+	int32_t err;              /* ERROR: the errno injected */
+	uint32_t ms;              /* STOP: how long the agent stays stopped; NET: the toxic's */
+	int64_t skew_ms;          /* SKEW: added to this agent's CLOCK_REALTIME */
+	/* NET: a relay toxic (chaos/relay.h) on this destination's listener */
+	uint32_t net_fault;       /* enum chaos_net_fault, 0: none */
+	int32_t net_stream;       /* -1 any */
+	uint32_t net_to_source;
+	uint32_t net_frame_type;  /* 0 any */
+	uint64_t net_frame, net_byte;
+	uint32_t net_conn, net_jitter_ms;
+	uint64_t net_rate;        /* bytes/s */
+	uint32_t net_data;
+	uint32_t pad;
+	uint64_t seed;
+};
+_Static_assert(sizeof(struct mig_fault_plan) == 184, "fault plan");
+#define MIG_FAULT_A_ERROR 1       /* the point fails with -err */
+#define MIG_FAULT_A_KILL 2        /* the agent SIGKILLs itself at the point */
+#define MIG_FAULT_A_STOP 3        /* the agent is SIGSTOPped at the point for ms */
+#define MIG_FAULT_A_NET 4         /* a relay with the net_* toxic (destination side) */
+#define MIG_FAULT_A_SKEW 5        /* the agent's realtime clock is off by skew_ms */
+#define _MIG_FAULT_A_END 6
 
 struct mig_incoming {
 	uint8_t id[16];

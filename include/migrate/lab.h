@@ -55,6 +55,9 @@ struct lab_config {
 	uint32_t vfio_flags;    /* VFIO_MIGRATION_* the v2 ones declare (default 7: all) */
 	uint64_t vfio_rate;     /* DMA pages a second, each */
 	bool vfio_no_log;       /* they cannot log their DMA */
+	/* faults (chaos mode): a source's devices lose their DMA log once, or
+	 * produce pre-copy data beyond what they announce */
+	bool vfio_lose_log, vfio_overshoot;
 	/* a fault for tests: device fail_dev's arc fail_from -> fail_to fails
 	 * with fail_err (0: none) where MIG_LAB_FAIL_* says */
 	uint8_t vfio_fail_from, vfio_fail_to, vfio_fail_err, vfio_fail_where;
@@ -76,6 +79,7 @@ struct lab_config {
 #define LAB_SEV_DEFAULT_READY_MS 100
 #define LAB_SEV_DEFAULT_FLIP_MS 20
 #define LAB_VFIO_DMA_BYTES (1ULL << 20)
+#define LAB_VFIO_OVERSHOOT 65536  /* vfio-overshoot=on: bytes past PRECOPY_INFO */
 #define LAB_VFIO_DEFAULT_RATE 2000
 /* Guest RAM the vCPUs share: all but the system area and the devices' DMA
  * area (rounded up to 2 MiB, the guest's page size). */
