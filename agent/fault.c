@@ -19,6 +19,8 @@
 #include "fault.h"
 #include "util.h"
 
+static void say(struct agent_fault *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 void agent_faults_init(struct agent_faults *fs, void (*log)(void *, const char *), void *arg)
 {
 	memset(fs->plans, 0, sizeof(fs->plans));
@@ -81,8 +83,11 @@ struct agent_fault *agent_faults_take(struct agent_faults *fs, const char *name)
 		break;
 	}
 	pthread_mutex_unlock(&fs->lock);
-	if (f && f->plan.action == MIG_FAULT_A_SKEW)
+	if (f && f->plan.action == MIG_FAULT_A_SKEW) {
 		mig_realtime_skew_set(f->plan.skew_ms * 1000000LL);
+		say(f, "chaos: clock %+lld ms off for the migration of %s",
+		    (long long)f->plan.skew_ms, name);
+	}
 	return f;
 }
 
@@ -95,7 +100,6 @@ void agent_fault_end(struct agent_fault *f)
 	free(f);
 }
 
-static void say(struct agent_fault *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(struct agent_fault *f, const char *fmt, ...)
 {
 	char line[512];

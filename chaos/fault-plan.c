@@ -72,16 +72,6 @@ bool mig_fault_plan_matches(const struct mig_fault_plan *p, const struct mig_fau
 	return false;
 }
 
-static const char *stage_name(enum mig_stage s)
-{
-	static const char *const names[_MIG_STAGE_MAX] = {
-		"TRACK", "QUIESCE", "SAVE", "RELEASE", "ROLLBACK", "RECEIVE", "LOAD", "START",
-		"DISCARD",
-	};
-
-	return (unsigned)s < _MIG_STAGE_MAX ? names[s] : "?";
-}
-
 static const char *state_name(const struct mig_device *d, int st)
 {
 	return d && st >= 0 && (unsigned)st < d->cls->nr_states ? d->cls->state_names[st] : "?";
@@ -94,7 +84,7 @@ void mig_fault_point_describe(const struct mig_fault_point *pt, char *out, size_
 	switch (pt->kind) {
 	case MIG_FAULT_DEVICE_STEP:
 		snprintf(out, n, "device step %s %u %s %s->%s", pt->dev ? pt->dev->cls->name : "?",
-			 pt->dev ? pt->dev->id : 0, stage_name(pt->stage),
+			 pt->dev ? pt->dev->id : 0, mig_stage_to_string(pt->stage),
 			 state_name(pt->dev, pt->from), state_name(pt->dev, pt->to));
 		return;
 	case MIG_FAULT_FRAME_SEND:

@@ -28,6 +28,9 @@ static void usage(FILE *f)
 	      "  cancel ENDPOINT ID\n"
 	      "  check SRC DST [--vm NAME] [--json]\n"
 	      "                 would DST take the VM? the host compatibility policies, nothing moved\n"
+	      "  chaos (--local N | --agents EP,... --key-file F) [--runs N] [--seed S]\n"
+	      "        [--faults LIST] [--lab SPEC] [--json] [--replay RUN] [-- START-OPTIONS]\n"
+	      "                 a campaign of migrations with faults, every invariant checked\n"
 	      "\n"
 	      "  --help, --version\n"
 	      "see migratectl(1)\n", f);
@@ -61,6 +64,8 @@ int main(int argc, char **argv)
 		return cmd_migrations(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "journal"))
 		return cmd_journal(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "chaos"))
+		return cmd_chaos(argc - 1, argv + 1);
 	fprintf(stderr, "migratectl: unknown command '%s' (try migratectl --help)\n", argv[1]);
 	return EXIT_USAGE;
 }

@@ -847,6 +847,8 @@ static int do_commit(struct dst *d)
 	struct mig_vm_health st;
 	int r;
 
+	uint64_t t_commit = mig_clock_ns(CLOCK_MONOTONIC), t_started;
+
 	if (d->phase != MIG_PHASE_STOP_COPY || !d->load_ok)
 		return mig_error_set(&d->err, -EPROTO, "COMMIT before the VM was loaded");
 	/* the workers are done: the last round is in */
@@ -857,12 +859,15 @@ static int do_commit(struct dst *d)
 		return r;
 	r = mig_vm_walk(d->vm, MIG_STAGE_START, &w, &d->err);
 	run.start_realtime_ns = mig_realtime_ns();
+	t_started = mig_clock_ns(CLOCK_MONOTONIC);
 	d->vm->ops->health(d->vm, &st);
 	run.passes = st.passes;
 	run.errors = st.errors;
 	run.status = r;
 	if (r < 0)
 		str_copy(run.msg, sizeof(run.msg), d->err.msg);
+	run.since_start_ns = mig_clock_ns(CLOCK_MONOTONIC) - t_started;
+	run.since_commit_ns = mig_clock_ns(CLOCK_MONOTONIC) - t_commit;
 	ctl_send_le(d, MIG_FRAME_RUNNING, &mig_wl_running, &run);
 	if (r < 0)
 		return r;

@@ -120,7 +120,8 @@ LAYOUT(sums_request, mig_sums_request, F(mig_sums_request, first_page),
        F(mig_sums_request, count), F(mig_sums_request, pages_per_sum));
 LAYOUT(running, mig_running, F(mig_running, kind), F(mig_running, status),
        F(mig_running, start_realtime_ns), F(mig_running, passes), F(mig_running, errors),
-       F(mig_running, cpu_ms), B(mig_running, msg));
+       F(mig_running, cpu_ms), F(mig_running, since_start_ns),
+       F(mig_running, since_commit_ns), B(mig_running, msg));
 LAYOUT(pages_hdr, mig_pages_hdr, F(mig_pages_hdr, count), F(mig_pages_hdr, zero_count),
        F(mig_pages_hdr, round), F(mig_pages_hdr, data_len));
 LAYOUT(page_ent, mig_page_ent, F(mig_page_ent, page), F(mig_page_ent, sum));

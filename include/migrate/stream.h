@@ -81,7 +81,12 @@ struct mig_running {
 	uint64_t passes;
 	uint64_t errors;
 	uint64_t cpu_ms;          /* CPU time of the migration threads (main and streams) so far */
-	char msg[472];
+	/* Kind 1, on the destination's own clock: from its vCPUs' start, and
+	 * from COMMIT's arrival, to this frame.  With them the source bounds
+	 * the downtime by durations alone, whatever the hosts' clocks say. */
+	uint64_t since_start_ns;
+	uint64_t since_commit_ns;
+	char msg[456];
 };
 _Static_assert(sizeof(struct mig_running) == 512, "running");
 

@@ -1,0 +1,1507 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The chaos campaign (include/migrate/chaos-run.h, docs/chaos.md).
+ *
+ * Each run migrates one VM between two agents of the cluster with one fault
+ * from the catalogue, made from (seed, run) alone.  The start command runs
+ * as a child process, exactly as an operator runs it, so its exit code and
+ * its JSON are checked as the contract an operator relies on.  What the
+ * runner checks it sees for itself: the agents' journal files (never two),
+ * their VM lists (never none, nothing lost), their processes (no leaks,
+ * deaths), and the clock (bounded).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+
+#include <migrate/agent.h>
+#include <migrate/buf.h>
+#include <migrate/chaos-run.h>
+#include <migrate/engine.h>
+#include <migrate/journal.h>
+#include <migrate/transport.h>
+#include <migrate/wire-order.h>
+
+#include "util.h"
+
+/* How long an agent may take to listen, a start to exit beyond what its
+ * fault explains, and the agents to end their side of a migration. */
+#define AGENT_READY_MS 15000
+#define RUN_BASE_MS 60000
+#define DRAIN_MS 30000
+#define OBSERVE_POLL_MS 3
+
+const char *chaos_outcome_name(enum chaos_outcome o)
+{
+	static const char *const names[_CHAOS_OUT_END] = {
+		[CHAOS_OUT_COMPLETED] = "completed", [CHAOS_OUT_ROLLED_BACK] = "rolled-back",
+		[CHAOS_OUT_HELD] = "held", [CHAOS_OUT_OPERATOR] = "operator",
+		[CHAOS_OUT_LOST_WITH_AGENT] = "lost-with-agent", [CHAOS_OUT_NO_EXIT] = "no-exit",
+		[CHAOS_OUT_VIOLATION] = "violation",
+	};
+
+	return (unsigned)o < _CHAOS_OUT_END && names[o] ? names[o] : "?";
+}
+
+const char *chaos_invariant_name(enum chaos_invariant i)
+{
+	static const char *const names[_CHAOS_INV_END] = {
+		[CHAOS_INV_NEVER_TWO] = "never-two", [CHAOS_INV_NEVER_NONE] = "never-none",
+		[CHAOS_INV_NOTHING_LOST] = "nothing-lost", [CHAOS_INV_CONTRACT] = "contract",
+		[CHAOS_INV_NO_LEAKS] = "no-leaks", [CHAOS_INV_BOUNDED] = "bounded",
+	};
+
+	return (unsigned)i < _CHAOS_INV_END && names[i] ? names[i] : "?";
+}
+
+/* One incarnation of an agent's process: its journal records, and when the
+ * runner saw it die (0: alive). */
+struct incarnation {
+	uint32_t pid;
+	uint64_t died_ns;
+};
+
+struct agent_proc {
+	char url[128];
+	char host[64];
+	uint16_t port;
+	pid_t pid;                /* local: ours to start and reap; 0 remote */
+	char log[PATH_MAX], journal[PATH_MAX];
+	off_t log_seen;           /* bytes of its log read so far */
+	off_t journal_seen;
+	struct mig_buf recs;      /* every journal record so far */
+	struct incarnation inc[256];
+	unsigned nr_inc;
+};
+
+struct campaign {
+	const struct chaos_opts *o;
+	struct chaos_report *rep;
+	char key[PATH_MAX];
+	struct agent_proc ag[CHAOS_MAX_AGENTS];
+	unsigned n;
+	bool local;
+	char vm[64];              /* the campaign's VM */
+	unsigned holder;          /* the agent it runs on */
+	uint64_t vms_made;
+	uint64_t expect_ms;       /* a clean run's time, learned */
+	struct mig_error err;
+};
+
+/* ---- small helpers ---- */
+
+static uint64_t mono_ns(void)
+{
+	return mig_clock_ns(CLOCK_MONOTONIC);
+}
+
+static void sleep_ms(uint64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int write_file(const char *path, const void *p, size_t n, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	bool ok;
+
+	if (fd < 0)
+		return -errno;
+	ok = write(fd, p, n) == (ssize_t)n;
+	close(fd);
+	return ok ? 0 : -EIO;
+}
+
+/* The bytes of path from *seen on, NUL-terminated, into a malloc'd buffer. */
+static char *read_from(const char *path, off_t *seen, size_t *ret_len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *buf;
+	ssize_t got;
+
+	*ret_len = 0;
+	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < *seen) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	buf = malloc((size_t)(st.st_size - *seen) + 1);
+	if (!buf) {
+		close(fd);
+		return NULL;
+	}
+	got = pread(fd, buf, (size_t)(st.st_size - *seen), *seen);
+	close(fd);
+	if (got < 0)
+		got = 0;
+	buf[got] = '\0';
+	*ret_len = (size_t)got;
+	return buf;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	off_t zero = 0;
+	size_t n;
+	char *b = read_from(from, &zero, &n);
+
+	if (b)
+		write_file(to, b, n, 0644);
+	free(b);
+}
+
+/* ---- the agents ---- */
+
+static int free_port(uint16_t *ret)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &l) < 0)
+		r = -errno;
+	close(fd);
+	*ret = ntohs(a.sin_port);
+	return r;
+}
+
+static bool agent_alive(struct campaign *c, unsigned i);
+
+/* Starts local agent i (again, after a death) and waits until it listens. */
+static int agent_spawn(struct campaign *c, unsigned i, struct mig_error *err)
+{
+	struct agent_proc *a = &c->ag[i];
+
+	for (int attempt = 0; attempt < 5; attempt++) {
+		char listen[96], ready[8];
+		int p[2], r;
+		pid_t pid;
+
+		if (free_port(&a->port) < 0 || pipe2(p, O_CLOEXEC) < 0)
+			return mig_error_set(err, -errno, "chaos: cannot start agent %u: %s", i,
+					     strerror(errno));
+		snprintf(a->host, sizeof(a->host), "127.0.0.1");
+		snprintf(listen, sizeof(listen), "tcp://%s:%u", a->host, a->port);
+		snprintf(a->url, sizeof(a->url), "%s", listen);
+		pid = fork();
+		if (pid == 0) {
+			int fd = open(a->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+			char rfd[16];
+
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			setpgid(0, 0);
+			if (fd >= 0) {
+				dup2(fd, 1);
+				dup2(fd, 2);
+			}
+			dup2(p[1], 3);
+			snprintf(rfd, sizeof(rfd), "3");
+			execl(c->o->self, "migratectl", "agent", "--listen", listen, "--key-file",
+			      c->key, "--journal", a->journal, "--chaos", "--ready-fd", rfd,
+			      (char *)NULL);
+			_exit(127);
+		}
+		close(p[1]);
+		if (pid < 0) {
+			close(p[0]);
+			return mig_error_set(err, -errno, "chaos: fork: %s", strerror(errno));
+		}
+		struct pollfd pf = { .fd = p[0], .events = POLLIN };
+
+		r = poll(&pf, 1, AGENT_READY_MS);
+		r = r > 0 ? (int)read(p[0], ready, 1) : 0;
+		close(p[0]);
+		a->pid = pid;
+		if (r == 1) {
+			if (a->nr_inc < ARRAY_SIZE(a->inc))
+				a->inc[a->nr_inc++] = (struct incarnation){ (uint32_t)pid, 0 };
+			return 0;
+		}
+		/* it did not listen: the port was taken meanwhile, or worse */
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		a->pid = 0;
+	}
+	return mig_error_set(err, -EIO, "chaos: agent %u would not start (its log: %s)", i, a->log);
+}
+
+/* Whether agent i lives; a death is reaped and its time kept for the
+ * journal check (a dead process runs no vCPU after it is reaped). */
+static bool agent_alive(struct campaign *c, unsigned i)
+{
+	struct agent_proc *a = &c->ag[i];
+
+	if (!c->local)
+		return true;
+	if (a->pid > 0 && waitpid(a->pid, NULL, WNOHANG) == a->pid) {
+		for (unsigned k = 0; k < a->nr_inc; k++)
+			if (a->inc[k].pid == (uint32_t)a->pid)
+				a->inc[k].died_ns = mono_ns();
+		a->pid = 0;
+	}
+	return a->pid > 0;
+}
+
+/* Stopped by a STOP fault: wait (bounded) until it runs again. */
+static bool agent_wait_running(struct campaign *c, unsigned i, uint64_t ms)
+{
+	char path[64], st[512];
+	uint64_t end = mig_now_ms() + ms;
+
+	if (!c->local)
+		return true;
+	for (;;) {
+		int fd;
+		ssize_t n;
+		char *p;
+
+		if (!agent_alive(c, i))
+			return false;
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)c->ag[i].pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		n = fd >= 0 ? read(fd, st, sizeof(st) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (n <= 0)
+			return false;
+		st[n] = '\0';
+		p = strrchr(st, ')');
+		if (!p || p[2] != 'T')
+			return true;
+		if (mig_now_ms() > end)
+			return false;
+		sleep_ms(10);
+	}
+}
+
+static int call(struct campaign *c, unsigned i, uint32_t op, const void *body, size_t len,
+		struct mig_buf *extra, struct mig_error *err)
+{
+	struct mig_client cl;
+	int r;
+
+	r = mig_client_open(c->ag[i].url, c->key[0] ? c->key : NULL, &cl, err);
+	if (r < 0)
+		return r;
+	r = mig_client_call(&cl, op, body, len, extra, err);
+	mig_client_close(&cl);
+	return r;
+}
+
+/* Agent i's VMs, in host order, into out (up to max); the count or <0. */
+static int vm_list(struct campaign *c, unsigned i, struct mig_vm_info *out, unsigned max,
+		   struct mig_error *err)
+{
+	struct mig_buf x = { 0 };
+	unsigned n;
+	int r = call(c, i, MIG_OP_VM_LIST, NULL, 0, &x, err);
+
+	if (r < 0) {
+		mig_buf_free(&x);
+		return r;
+	}
+	n = (unsigned)(x.len / sizeof(*out));
+	if (n > max)
+		n = max;
+	memcpy(out, x.data, n * sizeof(*out));
+	mig_wire_le(&mig_wl_vm_info, out, n);
+	for (unsigned k = 0; k < n; k++)
+		out[k].name[sizeof(out[k].name) - 1] = '\0';
+	mig_buf_free(&x);
+	return (int)n;
+}
+
+static int mig_list(struct campaign *c, unsigned i, struct mig_migration_info *out,
+		    unsigned max, struct mig_error *err)
+{
+	struct mig_buf x = { 0 };
+	unsigned n;
+	int r = call(c, i, MIG_OP_MIG_LIST, NULL, 0, &x, err);
+
+	if (r < 0) {
+		mig_buf_free(&x);
+		return r;
+	}
+	n = (unsigned)(x.len / sizeof(*out));
+	if (n > max)
+		n = max;
+	memcpy(out, x.data, n * sizeof(*out));
+	mig_wire_le(&mig_wl_migration_info, out, n);
+	for (unsigned k = 0; k < n; k++) {
+		out[k].name[sizeof(out[k].name) - 1] = '\0';
+		out[k].peer[sizeof(out[k].peer) - 1] = '\0';
+	}
+	mig_buf_free(&x);
+	return (int)n;
+}
+
+static int vm_create(struct campaign *c, unsigned i, const char *name, const char *spec,
+		     struct mig_error *err)
+{
+	struct mig_vm_create req = { 0 };
+
+	str_copy(req.name, sizeof(req.name), name);
+	str_copy(req.spec, sizeof(req.spec), spec);
+	mig_wire_le(&mig_wl_vm_create, &req, 1);
+	return call(c, i, MIG_OP_VM_CREATE, &req, sizeof(req), NULL, err);
+}
+
+static int vm_destroy(struct campaign *c, unsigned i, const char *name, struct mig_error *err)
+{
+	struct mig_vm_ref req = { 0 };
+
+	str_copy(req.name, sizeof(req.name), name);
+	mig_wire_le(&mig_wl_vm_ref, &req, 1);
+	return call(c, i, MIG_OP_VM_DESTROY, &req, sizeof(req), NULL, err);
+}
+
+static int vm_resolve(struct campaign *c, unsigned i, const struct mig_vm_info *v,
+		      uint32_t action, struct mig_error *err)
+{
+	struct mig_vm_resolve req = { .action = action };
+
+	str_copy(req.name, sizeof(req.name), v->name);
+	memcpy(req.id, v->held_by, sizeof(req.id));
+	mig_wire_le(&mig_wl_vm_resolve, &req, 1);
+	return call(c, i, MIG_OP_VM_RESOLVE, &req, sizeof(req), NULL, err);
+}
+
+static int arm(struct campaign *c, unsigned i, const struct mig_fault_plan *p,
+	       struct mig_error *err)
+{
+	struct mig_fault_plan w = *p;
+
+	mig_wire_le(&mig_wl_fault_plan, &w, 1);
+	return call(c, i, MIG_OP_FAULT_ARM, &w, sizeof(w), NULL, err);
+}
+
+/* ---- journals ---- */
+
+/* The records agent i appended since the last look (local: its file). */
+static int journal_pull(struct campaign *c, unsigned i, struct mig_error *err)
+{
+	struct agent_proc *a = &c->ag[i];
+	size_t len, used = 0;
+	char *buf, *line, *nl;
+
+	if (!c->local) {
+		struct mig_client cl;
+		struct mig_journal_reply info;
+		struct mig_buf recs = { 0 };
+		int r = mig_client_open(a->url, c->key, &cl, err);
+
+		if (r < 0)
+			return r;
+		r = mig_client_journal(&cl, 0, &recs, &info, err);
+		mig_client_close(&cl);
+		if (r >= 0) {
+			a->recs.len = 0;
+			r = mig_buf_append(&a->recs, recs.data, recs.len);
+		}
+		mig_buf_free(&recs);
+		return r;
+	}
+	buf = read_from(a->journal, &a->journal_seen, &len);
+	if (!buf)
+		return 0;
+	for (line = buf; (nl = memchr(line, '\n', len - (size_t)(line - buf))); line = nl + 1) {
+		struct mig_journal_rec rec;
+
+		*nl = '\0';
+		used = (size_t)(nl + 1 - buf);
+		if (!*line)
+			continue;
+		if (mig_journal_rec_parse(line, &rec, err) < 0) {
+			free(buf);
+			return mig_error_prefix(err, "%s", a->journal);
+		}
+		if (mig_buf_append(&a->recs, &rec, sizeof(rec)) < 0) {
+			free(buf);
+			return mig_error_set(err, -ENOMEM, "out of memory");
+		}
+	}
+	/* a line still being written waits for the next look */
+	a->journal_seen += (off_t)used;
+	free(buf);
+	return 0;
+}
+
+#define NT_VMS 2
+#define NT_VCPUS 64
+
+/* One incarnation's records of the run's VMs, as the check sees them: from
+ * window_ns on, with a start at window_ns for each vCPU running then, and
+ * a stop at its death for each still running when the runner reaped it. */
+static int window_recs(const struct agent_proc *a, const struct incarnation *inc,
+		       const char *const vms[NT_VMS], uint64_t window_ns, struct mig_buf *out)
+{
+	const struct mig_journal_rec *r = (const void *)a->recs.data;
+	size_t n = a->recs.len / sizeof(*r);
+	static bool run[NT_VMS][NT_VCPUS];
+	bool opened = false;
+	uint64_t seq = 0;
+
+	memset(run, 0, sizeof(run));
+	for (size_t k = 0; k <= n; k++) {
+		int v = -1;
+
+		if (k < n && r[k].pid != inc->pid)
+			continue;
+		if (!opened && (k == n || r[k].monotonic_ns >= window_ns)) {
+			/* the window opens: whoever runs, runs from its start */
+			opened = true;
+			for (int x = 0; x < NT_VMS; x++)
+				for (unsigned y = 0; vms[x] && y < NT_VCPUS; y++) {
+					struct mig_journal_rec s = { .seq = ++seq, .vcpu = y,
+						.event = MIG_VCPU_RUN_START, .pid = inc->pid,
+						.monotonic_ns = window_ns };
+
+					if (!run[x][y])
+						continue;
+					str_copy(s.vm, sizeof(s.vm), vms[x]);
+					if (mig_buf_append(out, &s, sizeof(s)) < 0)
+						return -ENOMEM;
+				}
+		}
+		if (k == n)
+			break;
+		for (int x = 0; x < NT_VMS; x++)
+			if (vms[x] && !strcmp(r[k].vm, vms[x]))
+				v = x;
+		if (v < 0 || r[k].vcpu >= NT_VCPUS)
+			continue;
+		run[v][r[k].vcpu] = r[k].event == MIG_VCPU_RUN_START;
+		if (opened) {
+			struct mig_journal_rec s = r[k];
+
+			s.seq = ++seq;
+			if (mig_buf_append(out, &s, sizeof(s)) < 0)
+				return -ENOMEM;
+		}
+	}
+	if (!inc->died_ns)
+		return 0;
+	for (int x = 0; x < NT_VMS; x++)
+		for (unsigned y = 0; vms[x] && y < NT_VCPUS; y++) {
+			struct mig_journal_rec s = { .seq = ++seq, .vcpu = y,
+				.event = MIG_VCPU_RUN_STOP, .pid = inc->pid,
+				.monotonic_ns = inc->died_ns };
+
+			if (!run[x][y])
+				continue;
+			str_copy(s.vm, sizeof(s.vm), vms[x]);
+			if (mig_buf_append(out, &s, sizeof(s)) < 0)
+				return -ENOMEM;
+		}
+	return 0;
+}
+
+/* Never two: the journals of every incarnation of every agent, merged, for
+ * the run's VMs, since window_ns.  1 with the overlap in words. */
+static int check_never_two(struct campaign *c, const char *const vms[NT_VMS],
+			   uint64_t window_ns, char *why, size_t n, struct mig_error *err)
+{
+	struct mig_journal_src src[CHAOS_MAX_AGENTS * 8];
+	struct mig_buf bufs[CHAOS_MAX_AGENTS * 8];
+	char names[CHAOS_MAX_AGENTS * 8][48];
+	struct mig_overlap ov[2];
+	unsigned ns = 0;
+	size_t nov = 0;
+	int r = 0;
+
+	memset(bufs, 0, sizeof(bufs));
+	for (unsigned i = 0; i < c->n && r >= 0; i++) {
+		struct agent_proc *a = &c->ag[i];
+
+		r = journal_pull(c, i, err);
+		/* the latest incarnations: older ones ended before earlier windows */
+		for (unsigned k = a->nr_inc > 8 ? a->nr_inc - 8 : 0; r >= 0 && k < a->nr_inc; k++) {
+			if (a->inc[k].died_ns && a->inc[k].died_ns < window_ns)
+				continue;
+			r = window_recs(a, &a->inc[k], vms, c->local ? window_ns : 0, &bufs[ns]);
+			snprintf(names[ns], sizeof(names[ns]), "agent %u (pid %u)", i, a->inc[k].pid);
+			src[ns] = (struct mig_journal_src){ names[ns], (const void *)bufs[ns].data,
+							    bufs[ns].len / sizeof(struct mig_journal_rec) };
+			ns++;
+		}
+	}
+	if (r >= 0)
+		r = mig_never_two(src, ns, c->local ? MIG_JOURNAL_MONOTONIC : MIG_JOURNAL_REALTIME,
+				  ov, ARRAY_SIZE(ov), &nov, err);
+	if (r == 1)
+		snprintf(why, n, "VM %s ran on %s and on %s at once for %.3f ms (vCPU %u started "
+			 "there, migration %02x%02x…, while vCPU %u ran here)", ov[0].vm,
+			 src[ov[0].a].agent, src[ov[0].b].agent,
+			 ov[0].overlap_ns == UINT64_MAX ? -1.0 : ov[0].overlap_ns / 1e6,
+			 ov[0].b_start.vcpu, ov[0].b_start.mig_id[0], ov[0].b_start.mig_id[1],
+			 ov[0].a_start.vcpu);
+	for (unsigned k = 0; k < ns; k++)
+		mig_buf_free(&bufs[k]);
+	return r;
+}
+
+/* The guest's downtime as the journals show it: from the source's last
+ * vCPU stop to the destination's first start of migration id. */
+static bool journal_downtime(struct campaign *c, unsigned src, unsigned dst, const uint8_t id[16],
+			     uint64_t *ret_ns)
+{
+	uint64_t stop = 0, start = UINT64_MAX;
+
+	for (int side = 0; side < 2; side++) {
+		const struct agent_proc *a = &c->ag[side ? dst : src];
+		const struct mig_journal_rec *r = (const void *)a->recs.data;
+
+		for (size_t k = 0; k < a->recs.len / sizeof(*r); k++) {
+			if (memcmp(r[k].mig_id, id, 16))
+				continue;
+			if (!side && r[k].event == MIG_VCPU_RUN_STOP && r[k].monotonic_ns > stop)
+				stop = r[k].monotonic_ns;
+			if (side && r[k].event == MIG_VCPU_RUN_START && r[k].monotonic_ns < start)
+				start = r[k].monotonic_ns;
+		}
+	}
+	if (!stop || start == UINT64_MAX || start < stop)
+		return false;
+	*ret_ns = start - stop;
+	return true;
+}
+
+/* ---- the start command ---- */
+
+struct start_proc {
+	pid_t pid;
+	char out[PATH_MAX], err[PATH_MAX];
+	int status;               /* waitpid's; -1 while it runs */
+	uint64_t t0_ms, t1_ms;
+};
+
+static int start_spawn(struct campaign *c, struct start_proc *sp, unsigned src, unsigned dst,
+		       const char *vm, const char *extra, const char *tag)
+{
+	const char *argv[96];
+	char extra_buf[sizeof(((struct chaos_fault *)0)->start_extra)], *save = NULL;
+	unsigned n = 0;
+
+	snprintf(sp->out, sizeof(sp->out), "%s/cur/start%s.json", c->o->dir, tag);
+	snprintf(sp->err, sizeof(sp->err), "%s/cur/start%s.err", c->o->dir, tag);
+	argv[n++] = "migratectl";
+	argv[n++] = "start";
+	argv[n++] = c->ag[src].url;
+	argv[n++] = c->ag[dst].url;
+	argv[n++] = "--key-file";
+	argv[n++] = c->key;
+	argv[n++] = "--vm";
+	argv[n++] = vm;
+	argv[n++] = "--json";
+	for (unsigned k = 0; k < c->o->nr_start_args && n < ARRAY_SIZE(argv) - 24; k++)
+		argv[n++] = c->o->start_args[k];
+	str_copy(extra_buf, sizeof(extra_buf), extra);
+	for (char *w = strtok_r(extra_buf, " ", &save); w && n < ARRAY_SIZE(argv) - 1;
+	     w = strtok_r(NULL, " ", &save))
+		argv[n++] = w;
+	argv[n] = NULL;
+	sp->status = -1;
+	sp->t0_ms = mig_now_ms();
+	sp->pid = fork();
+	if (sp->pid == 0) {
+		int o = open(sp->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		int e = open(sp->err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (o < 0 || e < 0 || in < 0)
+			_exit(126);
+		dup2(in, 0);
+		dup2(o, 1);
+		dup2(e, 2);
+		execv(c->o->self, (char *const *)argv);
+		_exit(127);
+	}
+	return sp->pid < 0 ? -errno : 0;
+}
+
+static bool start_reap(struct start_proc *sp)
+{
+	int st;
+
+	if (sp->status != -1 || sp->pid <= 0)
+		return true;
+	if (waitpid(sp->pid, &st, WNOHANG) != sp->pid)
+		return false;
+	sp->status = st;
+	sp->t1_ms = mig_now_ms();
+	return true;
+}
+
+/* The start's exit code, or -1 if a signal ended it. */
+static int start_exit(const struct start_proc *sp)
+{
+	return WIFEXITED(sp->status) ? WEXITSTATUS(sp->status) : -1;
+}
+
+/* What start printed on stdout: exactly one JSON object, with id, result
+ * and owner; 0, or -1 with why. */
+struct start_json {
+	char id[40], result[16], owner[16], error[512];
+	bool has_downtime, verified, match;
+	uint64_t downtime_ms, verify_ms, dst_errors;
+	bool source_copy;
+	char copy_agent[128], copy_vm[64];
+};
+
+static int start_json_read(const struct start_proc *sp, struct start_json *j, char *why, size_t n)
+{
+	off_t zero = 0;
+	size_t len;
+	char *buf = read_from(sp->out, &zero, &len);
+	struct json_tokener *tok;
+	struct json_object *o = NULL, *v, *x;
+	int r = -1;
+
+	memset(j, 0, sizeof(*j));
+	if (!buf) {
+		snprintf(why, n, "start printed nothing on stdout (--json)");
+		return -1;
+	}
+	tok = json_tokener_new();
+	if (tok)
+		o = json_tokener_parse_ex(tok, buf, (int)len);
+	if (!o || json_tokener_get_error(tok) != json_tokener_success) {
+		snprintf(why, n, "start's stdout is not one JSON object: %.200s", buf);
+		goto out;
+	}
+	if (strspn(buf + json_tokener_get_parse_end(tok), " \t\r\n") !=
+	    len - json_tokener_get_parse_end(tok)) {
+		snprintf(why, n, "start printed more than one JSON object: %.200s",
+			 buf + json_tokener_get_parse_end(tok));
+		goto out;
+	}
+	if (!json_object_is_type(o, json_type_object) ||
+	    !json_object_object_get_ex(o, "result", &v) || !json_object_is_type(v, json_type_string) ||
+	    !json_object_object_get_ex(o, "owner", &x) || !json_object_is_type(x, json_type_string)) {
+		snprintf(why, n, "start's JSON has no result or owner: %.200s", buf);
+		goto out;
+	}
+	str_copy(j->result, sizeof(j->result), json_object_get_string(v));
+	str_copy(j->owner, sizeof(j->owner), json_object_get_string(x));
+	if (json_object_object_get_ex(o, "id", &v) && json_object_is_type(v, json_type_string))
+		str_copy(j->id, sizeof(j->id), json_object_get_string(v));
+	if (json_object_object_get_ex(o, "error", &v) && json_object_is_type(v, json_type_string))
+		str_copy(j->error, sizeof(j->error), json_object_get_string(v));
+	if (json_object_object_get_ex(o, "downtime_ms", &v) && json_object_is_type(v, json_type_int)) {
+		j->has_downtime = true;
+		j->downtime_ms = (uint64_t)json_object_get_int64(v);
+	}
+	if (json_object_object_get_ex(o, "verify", &v) && json_object_is_type(v, json_type_object)) {
+		j->verified = true;
+		if (json_object_object_get_ex(v, "match", &x))
+			j->match = json_object_get_boolean(x);
+		if (json_object_object_get_ex(v, "verify_ms", &x))
+			j->verify_ms = (uint64_t)json_object_get_int64(x);
+		if (json_object_object_get_ex(v, "dst_selfcheck_errors", &x))
+			j->dst_errors = (uint64_t)json_object_get_int64(x);
+	}
+	if (json_object_object_get_ex(o, "source_copy", &v) && json_object_is_type(v, json_type_object)) {
+		j->source_copy = true;
+		if (json_object_object_get_ex(v, "agent", &x))
+			str_copy(j->copy_agent, sizeof(j->copy_agent), json_object_get_string(x));
+		if (json_object_object_get_ex(v, "vm", &x))
+			str_copy(j->copy_vm, sizeof(j->copy_vm), json_object_get_string(x));
+	}
+	r = 0;
+out:
+	json_object_put(o);
+	if (tok)
+		json_tokener_free(tok);
+	free(buf);
+	return r;
+}
+
+/* TEMPORARY until procstat lands */
+static void chaos_stacks_save(pid_t pid, const char *path)
+{
+	(void)pid;
+	(void)path;
+}
+
+/* ---- one run ---- */
+
+static void violation(struct chaos_run *run, enum chaos_invariant inv, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void violation(struct chaos_run *run, enum chaos_invariant inv, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (run->invariant)
+		return;           /* the first one found is the one reported */
+	run->invariant = inv;
+	run->outcome = CHAOS_OUT_VIOLATION;
+	va_start(ap, fmt);
+	vsnprintf(run->detail, sizeof(run->detail), fmt, ap);
+	va_end(ap);
+}
+
+/* The log lines agent i wrote since the run began that say a fault fired. */
+static void fired_from_log(struct campaign *c, unsigned i, struct chaos_run *run)
+{
+	size_t len;
+	char *buf = read_from(c->ag[i].log, &c->ag[i].log_seen, &len), *p;
+
+	if (!buf)
+		return;
+	c->ag[i].log_seen += (off_t)len;
+	for (p = buf; (p = strstr(p, "chaos: ")); p++) {
+		char *end = strchr(p, '\n');
+
+		if (strncmp(p, "chaos: injecting", 16) && strncmp(p, "chaos: SIGKILL", 14) &&
+		    strncmp(p, "chaos: SIGSTOP", 14) && strncmp(p, "chaos: relay fired", 18) &&
+		    strncmp(p, "chaos: clock", 12) &&
+		    strncmp(p, "chaos: relay", 12))
+			continue;
+		run->fired = true;
+		snprintf(run->fired_how, sizeof(run->fired_how), "agent %u: %.*s", i,
+			 end ? (int)(end - p) : 200, p);
+		break;
+	}
+	free(buf);
+}
+
+struct copies {
+	unsigned running, held, paused, migrating;
+	unsigned run_at, held_at;         /* an agent with such a copy */
+	struct mig_vm_info held_info;
+	uint64_t passes, errors;          /* the running copy's */
+	bool listed[CHAOS_MAX_AGENTS];    /* the agent answered */
+};
+
+static void copies_of(struct campaign *c, const char *vm, struct copies *cp)
+{
+	static struct mig_vm_info v[64];
+
+	memset(cp, 0, sizeof(*cp));
+	for (unsigned i = 0; i < c->n; i++) {
+		struct mig_error err = { 0 };
+		int n;
+
+		if (!agent_alive(c, i))
+			continue;
+		n = vm_list(c, i, v, ARRAY_SIZE(v), &err);
+		if (n < 0)
+			continue;
+		cp->listed[i] = true;
+		for (int k = 0; k < n; k++) {
+			if (strcmp(v[k].name, vm))
+				continue;
+			switch (v[k].state) {
+			case MIG_VM_RUNNING:
+				cp->running++;
+				cp->run_at = i;
+				cp->passes = v[k].passes;
+				cp->errors = v[k].errors;
+				break;
+			case MIG_VM_HELD:
+				cp->held++;
+				cp->held_at = i;
+				cp->held_info = v[k];
+				break;
+			case MIG_VM_MIGRATING:
+				cp->migrating++;
+				break;
+			default:
+				cp->paused++;
+			}
+		}
+	}
+}
+
+/* Until no agent has a migration running (the destination ends its side
+ * after the start has gone), bounded. */
+static bool drained(struct campaign *c, uint64_t ms)
+{
+	uint64_t end = mig_now_ms() + ms;
+	static struct mig_migration_info m[32];
+
+	for (;;) {
+		bool busy = false;
+
+		for (unsigned i = 0; i < c->n && !busy; i++) {
+			struct mig_error err = { 0 };
+			int n;
+
+			if (!agent_alive(c, i) || !agent_wait_running(c, i, 1))
+				continue;
+			n = mig_list(c, i, m, ARRAY_SIZE(m), &err);
+			for (int k = 0; k < n; k++)
+				if (m[k].state == MIG_MIGRATION_RUNNING)
+					busy = true;
+		}
+		if (!busy)
+			return true;
+		if (mig_now_ms() > end)
+			return false;
+		sleep_ms(20);
+	}
+}
+
+/* The source's migration of vm, if it runs: its phase and id. */
+static bool src_phase(struct campaign *c, unsigned src, const char *vm, uint32_t *phase,
+		      uint8_t id[16], char *peer, size_t n)
+{
+	static struct mig_migration_info m[32];
+	struct mig_error err = { 0 };
+	int k = mig_list(c, src, m, ARRAY_SIZE(m), &err);
+
+	for (int i = 0; i < k; i++)
+		if (m[i].side == MIG_SIDE_SOURCE && m[i].state == MIG_MIGRATION_RUNNING &&
+		    !strcmp(m[i].name, vm)) {
+			*phase = m[i].phase;
+			memcpy(id, m[i].id, 16);
+			str_copy(peer, n, m[i].peer);
+			return true;
+		}
+	return false;
+}
+
+/* What the runner itself does to a run once the source is seen in the
+ * fault's phase: signals, cancel, destroy, hostile clients. */
+struct actor {
+	bool armed, acted, seen;
+	uint64_t at_ms;           /* when to act */
+	uint64_t cont_ms;         /* SIGSTOP: when to SIGCONT (0: none pending) */
+	uint8_t id[16];
+	char peer[128];
+	void *hostile;            /* a hostile campaign in the background */
+	bool start_killed;        /* the runner killed the start */
+};
+
+static void act(struct campaign *c, struct chaos_run *run, struct start_proc *sp,
+		struct actor *ac)
+{
+	const struct chaos_fault *f = &run->fault;
+	struct mig_error err = { 0 };
+
+	ac->acted = true;
+	run->fired = true;
+	switch (f->start_signal) {
+	case CHAOS_SIG_KILL:
+		kill(sp->pid, SIGKILL);
+		ac->start_killed = true;
+		break;
+	case CHAOS_SIG_STOP:
+		kill(sp->pid, SIGSTOP);
+		ac->cont_ms = mig_now_ms() + f->stop_ms;
+		break;
+	case CHAOS_SIG_INT:
+		kill(sp->pid, SIGINT);
+		break;
+	case CHAOS_SIG_NONE:
+		break;
+	}
+	if (f->cancel_op) {
+		struct mig_cancel req;
+
+		memcpy(req.id, ac->id, 16);
+		mig_wire_le(&mig_wl_cancel, &req, 1);
+		call(c, run->src, MIG_OP_MIG_CANCEL, &req, sizeof(req), NULL, &err);
+	}
+	if (f->destroy_src || f->destroy_dst) {
+		int r = vm_destroy(c, f->destroy_src ? run->src : run->dst, run->vm, &err);
+
+		/* a destroy of a VM a migration owns must be refused */
+		if (r == 0)
+			violation(run, CHAOS_INV_CONTRACT, "vm destroy of %s on the %s was accepted "
+				  "while the migration ran", run->vm, f->destroy_src ? "source" :
+				  "destination");
+	}
+	snprintf(run->fired_how, sizeof(run->fired_how), "runner: %s", f->trigger);
+}
+
+static void observe(struct campaign *c, struct chaos_run *run, struct start_proc *sp,
+		    struct actor *ac)
+{
+	const struct chaos_fault *f = &run->fault;
+	uint32_t phase;
+
+	if (ac->cont_ms && mig_now_ms() >= ac->cont_ms) {
+		kill(sp->pid, SIGCONT);
+		ac->cont_ms = 0;
+	}
+	if (!ac->armed || ac->acted)
+		return;
+	if (!ac->seen) {
+		if (!src_phase(c, run->src, run->vm, &phase, ac->id, ac->peer, sizeof(ac->peer)) ||
+		    phase < (uint32_t)f->phase)
+			return;
+		ac->seen = true;
+		ac->at_ms = mig_now_ms() + f->delay_permille * 50 / 1000;
+	}
+	if (mig_now_ms() >= ac->at_ms)
+		act(c, run, sp, ac);
+}
+
+static uint64_t run_limit_ms(const struct chaos_fault *f)
+{
+	uint64_t extra = (uint64_t)f->src_plan.ms + f->dst_plan.ms + f->stop_ms;
+
+	return RUN_BASE_MS + 3 * extra;
+}
+
+/* Saves what a violation needs to be understood: the start's output, the
+ * agents' logs and journals, and for a hang every thread's stack. */
+static void save_violation(struct campaign *c, struct chaos_run *run, bool stacks)
+{
+	char path[PATH_MAX + 64], cmd[PATH_MAX * 2];
+
+	snprintf(run->dir, sizeof(run->dir), "%s/violations/run-%" PRIu64, c->o->dir, run->index);
+	snprintf(cmd, sizeof(cmd), "%s/violations", c->o->dir);
+	mkdir(cmd, 0755);
+	mkdir(run->dir, 0755);
+	for (int k = 0; k < 2; k++) {
+		const char *tag = k ? "2" : "";
+
+		snprintf(cmd, sizeof(cmd), "%s/cur/start%s.json", c->o->dir, tag);
+		snprintf(path, sizeof(path), "%s/start%s.json", run->dir, tag);
+		copy_file(cmd, path);
+		snprintf(cmd, sizeof(cmd), "%s/cur/start%s.err", c->o->dir, tag);
+		snprintf(path, sizeof(path), "%s/start%s.err", run->dir, tag);
+		copy_file(cmd, path);
+	}
+	for (unsigned i = 0; i < c->n; i++) {
+		if (!c->local)
+			break;
+		snprintf(path, sizeof(path), "%s/agent-%u.log", run->dir, i);
+		copy_file(c->ag[i].log, path);
+		snprintf(path, sizeof(path), "%s/agent-%u.journal", run->dir, i);
+		copy_file(c->ag[i].journal, path);
+		if (stacks && c->ag[i].pid > 0) {
+			snprintf(path, sizeof(path), "%s/agent-%u.stacks", run->dir, i);
+			chaos_stacks_save(c->ag[i].pid, path);
+		}
+	}
+	snprintf(path, sizeof(path), "%s/what.txt", run->dir);
+	snprintf(cmd, sizeof(cmd), "run %" PRIu64 " (seed %" PRIu64 "): fault %s (%s), aimed at "
+		 "%s: %s\ninvariant %s: %s\nreplay: %s\n", run->index, c->o->seed,
+		 chaos_kinds[run->fault.kind].name, chaos_class_name(chaos_kinds[run->fault.kind].cls),
+		 mig_phase_to_string(run->fault.phase), run->fault.trigger,
+		 chaos_invariant_name(run->invariant), run->detail, run->replay);
+	write_file(path, cmd, strlen(cmd), 0644);
+}
+
+static void replay_command(struct campaign *c, struct chaos_run *run)
+{
+	const struct chaos_opts *o = c->o;
+	size_t n = 0;
+
+	n += (size_t)snprintf(run->replay + n, sizeof(run->replay) - n, "migratectl chaos ");
+	if (c->local)
+		n += (size_t)snprintf(run->replay + n, sizeof(run->replay) - n, "--local %u", c->n);
+	else
+		for (unsigned i = 0; i < c->n; i++)
+			n += (size_t)snprintf(run->replay + n, sizeof(run->replay) - n, "%s%s",
+					      i ? "," : "--key-file KEY --agents ", c->ag[i].url);
+	n += (size_t)snprintf(run->replay + n, sizeof(run->replay) - n,
+			      " --seed %" PRIu64 " --faults %s --lab %s --replay %" PRIu64,
+			      o->seed, o->faults ? o->faults : "all", o->lab, run->index);
+	if (o->nr_start_args) {
+		n += (size_t)snprintf(run->replay + n, sizeof(run->replay) - n, " --");
+		for (unsigned k = 0; k < o->nr_start_args && n < sizeof(run->replay); k++)
+			n += (size_t)snprintf(run->replay + n, sizeof(run->replay) - n, " %s",
+					      o->start_args[k]);
+	}
+}
+
+/* Brings the cluster back to one running copy of the campaign's VM for the
+ * next run: dead agents restarted, held copies settled as an operator
+ * would (discarded where another copy runs, resumed otherwise), the run's
+ * own VM destroyed.  <0 when it cannot (the campaign stops). */
+static int settle(struct campaign *c, struct chaos_run *run, const char *fresh,
+		  struct mig_error *err)
+{
+	struct copies cp;
+	int r;
+
+	for (unsigned i = 0; i < c->n; i++)
+		if (c->local && !agent_alive(c, i)) {
+			r = agent_spawn(c, i, err);
+			if (r < 0)
+				return r;
+		}
+	for (int k = 0; k < 2; k++) {
+		const char *vm = k ? fresh : c->vm;
+
+		if (!vm || !vm[0])
+			continue;
+		copies_of(c, vm, &cp);
+		if (cp.held) {
+			struct mig_error e = { 0 };
+
+			r = vm_resolve(c, cp.held_at, &cp.held_info, cp.running ? MIG_RESOLVE_DISCARD :
+				       MIG_RESOLVE_RESUME, &e);
+			if (r < 0 && !run->invariant)
+				violation(run, CHAOS_INV_CONTRACT, "the held copy of %s on agent %u "
+					  "could not be %s: %s", vm, cp.held_at,
+					  cp.running ? "discarded" : "resumed", e.msg);
+			copies_of(c, vm, &cp);
+		}
+		if (k) {
+			for (unsigned i = 0; i < c->n; i++) {
+				struct mig_error e = { 0 };
+
+				if (cp.listed[i])
+					vm_destroy(c, i, vm, &e);
+			}
+			continue;
+		}
+		if (cp.running == 1) {
+			c->holder = cp.run_at;
+			continue;
+		}
+		if (cp.running == 0) {
+			/* lost with an agent the fault killed: a new VM carries on */
+			snprintf(c->vm, sizeof(c->vm), "chaos-%" PRIu64, ++c->vms_made);
+			c->holder = 0;
+			r = vm_create(c, 0, c->vm, c->o->lab, err);
+			if (r < 0)
+				return mig_error_prefix(err, "chaos: a new lab VM on agent 0");
+		}
+	}
+	return 0;
+}
+
+static bool needs_actor(const struct chaos_fault *f)
+{
+	return f->start_signal || f->cancel_op || f->destroy_src || f->destroy_dst || f->hostile;
+}
+
+static void check_contract(struct campaign *c, struct chaos_run *run, const struct start_proc *sp,
+			   struct start_json *j, bool killed_by_us)
+{
+	int code = start_exit(sp);
+	char why[512];
+
+	(void)c;
+	run->exit_code = code;
+	if (killed_by_us && code == -1) {
+		run->outcome = CHAOS_OUT_NO_EXIT;
+		return;
+	}
+	if (code == -1) {
+		violation(run, CHAOS_INV_CONTRACT, "the start process died of signal %d",
+			  WTERMSIG(sp->status));
+		return;
+	}
+	if (start_json_read(sp, j, why, sizeof(why)) < 0) {
+		violation(run, CHAOS_INV_CONTRACT, "exit %d, and %s", code, why);
+		return;
+	}
+	str_copy(run->result, sizeof(run->result), j->result);
+	str_copy(run->owner, sizeof(run->owner), j->owner);
+	switch (code) {
+	case 0:
+		if (strcmp(j->result, "completed") || strcmp(j->owner, "destination"))
+			violation(run, CHAOS_INV_CONTRACT, "exit 0 with result %s, owner %s",
+				  j->result, j->owner);
+		else if (j->verified && !j->match)
+			violation(run, CHAOS_INV_NOTHING_LOST, "exit 0, but the switchover digests "
+				  "differ");
+		run->outcome = CHAOS_OUT_COMPLETED;
+		break;
+	case 1:
+		if ((strcmp(j->result, "failed") && strcmp(j->result, "cancelled")) ||
+		    strcmp(j->owner, "source"))
+			violation(run, CHAOS_INV_CONTRACT, "exit 1 with result %s, owner %s",
+				  j->result, j->owner);
+		run->outcome = CHAOS_OUT_ROLLED_BACK;
+		break;
+	case 3:
+		if (!strcmp(j->result, "completed") && !(j->verified && !j->match))
+			violation(run, CHAOS_INV_CONTRACT, "exit 3 with result completed and "
+				  "nothing for an operator to settle");
+		run->outcome = j->source_copy ? CHAOS_OUT_HELD : CHAOS_OUT_OPERATOR;
+		break;
+	default:
+		violation(run, CHAOS_INV_CONTRACT, "start exited %d (%s): %.300s", code,
+			  code == 2 ? "a usage error for options that are valid" : "not a status "
+			  "start has", j->error);
+	}
+}
+
+/* Where the VM is against what the exit code and JSON say, and the guest
+ * alive and clean where it runs. */
+static void check_copies(struct campaign *c, struct chaos_run *run, const struct start_json *j,
+			 bool src_dead, bool dst_dead)
+{
+	const struct chaos_fault *f = &run->fault;
+	struct copies a, b;
+
+	copies_of(c, run->vm, &a);
+	sleep_ms(c->o->settle_ms);
+	copies_of(c, run->vm, &b);
+	if (b.running > 1) {
+		violation(run, CHAOS_INV_NEVER_TWO, "%u copies of %s run after the run", b.running,
+			  run->vm);
+		return;
+	}
+	if (b.migrating || b.paused) {
+		violation(run, CHAOS_INV_BOUNDED, "a copy of %s is still %s after the run",
+			  run->vm, b.migrating ? "migrating" : "paused");
+		return;
+	}
+	if (!b.running && !b.held) {
+		if ((f->kills_src && src_dead) || (f->kills_dst && dst_dead)) {
+			if (run->outcome != CHAOS_OUT_VIOLATION && run->outcome != CHAOS_OUT_NO_EXIT &&
+			    run->exit_code != 3 && run->exit_code != 0)
+				violation(run, CHAOS_INV_CONTRACT, "the VM died with agent %u, and "
+					  "start exited %d, not 3", src_dead ? run->src : run->dst,
+					  run->exit_code);
+			else if (run->outcome != CHAOS_OUT_VIOLATION)
+				run->outcome = CHAOS_OUT_LOST_WITH_AGENT;
+			return;
+		}
+		violation(run, CHAOS_INV_NEVER_NONE, "no copy of %s runs or is held anywhere, and "
+			  "no agent it was on died (exit %d)", run->vm, run->exit_code);
+		return;
+	}
+	if (b.running) {
+		if (b.errors)
+			violation(run, CHAOS_INV_NOTHING_LOST, "the running copy on agent %u counts "
+				  "%" PRIu64 " self-check errors", b.run_at, b.errors);
+		else if (a.running && a.run_at == b.run_at && b.passes <= a.passes)
+			violation(run, CHAOS_INV_NOTHING_LOST, "the running copy on agent %u made no "
+				  "progress in %u ms (passes %" PRIu64 ")", b.run_at,
+				  c->o->settle_ms, b.passes);
+	}
+	if (run->outcome == CHAOS_OUT_NO_EXIT || run->invariant)
+		return;
+	switch (run->exit_code) {
+	case 0:
+		if (!b.running || b.run_at != run->dst)
+			violation(run, CHAOS_INV_CONTRACT, "exit 0, but the VM %s", b.running ?
+				  "runs on the source" : "does not run on the destination");
+		break;
+	case 1:
+		if (!b.running || b.run_at != run->src || b.held)
+			violation(run, CHAOS_INV_CONTRACT, "exit 1, but the VM %s", !b.running ?
+				  "does not run on the source" : b.held ? "is held somewhere" :
+				  "runs on the destination");
+		break;
+	case 3:
+		if (b.held && (!j->source_copy || strcmp(j->copy_vm, run->vm)))
+			violation(run, CHAOS_INV_CONTRACT, "exit 3 with a held copy on agent %u, "
+				  "but the JSON names no source_copy for it", b.held_at);
+		if (b.held && b.held_at != run->src)
+			violation(run, CHAOS_INV_CONTRACT, "the held copy is on agent %u, not the "
+				  "source", b.held_at);
+		break;
+	}
+}
+
+static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
+{
+	const struct chaos_opts *o = c->o;
+	struct chaos_fault *f = &run->fault;
+	struct start_proc sp = { 0 }, sp2 = { 0 };
+	struct start_json j = { 0 }, j2;
+	struct actor ac = { 0 };
+	char fresh[64] = "", why[512];
+	const char *vms[NT_VMS] = { c->vm, NULL };
+	bool src_dead, dst_dead, hung = false;
+	uint64_t window_ns = mono_ns(), limit;
+	unsigned dst2;
+	struct mig_error err = { 0 };
+
+	memset(run, 0, sizeof(*run));
+	run->index = index;
+	run->exit_code = -1;
+	run->src = c->holder;
+	run->dst = (c->holder + 1 + (unsigned)(index % (c->n - 1))) % c->n;
+	dst2 = (run->dst + 1) % c->n == run->src ? run->dst : (run->dst + 1) % c->n;
+	chaos_fault_make(o->seed, index, o->mask, c->vm, f);
+	replay_command(c, run);
+	if (f->lab_extra[0]) {
+		/* the fault lives in the VM: it gets a VM of its own */
+		char spec[320];
+
+		snprintf(fresh, sizeof(fresh), "chaos-run-%" PRIu64, index);
+		chaos_fault_make(o->seed, index, o->mask, fresh, f);
+		/* the fault is a device's: the VM has one, whatever the campaign's has */
+		snprintf(spec, sizeof(spec), "%s%s,%s", o->lab, strstr(o->lab, "vfio=") ? "" :
+			 ",vfio=1", f->lab_extra);
+		if (vm_create(c, run->src, fresh, spec, &err) < 0) {
+			violation(run, CHAOS_INV_CONTRACT, "the run's VM could not be made on agent "
+				  "%u: %s", run->src, err.msg);
+			goto out;
+		}
+		vms[1] = fresh;
+	}
+	str_copy(run->vm, sizeof(run->vm), fresh[0] ? fresh : c->vm);
+	for (unsigned i = 0; i < c->n; i++) {
+		size_t len;
+
+		free(read_from(c->ag[i].log, &c->ag[i].log_seen, &len));
+		c->ag[i].log_seen += (off_t)len;
+	}
+	if ((f->src_plan.action && arm(c, run->src, &f->src_plan, &err) < 0) ||
+	    (f->dst_plan.action && arm(c, run->dst, &f->dst_plan, &err) < 0)) {
+		violation(run, CHAOS_INV_CONTRACT, "an agent refused the fault plan: %s", err.msg);
+		goto out;
+	}
+	if (f->start_extra[0] || f->lab_extra[0] || f->double_start)
+		run->fired = true;     /* the fault is in the run's settings */
+	ac.armed = needs_actor(f);
+	if (start_spawn(c, &sp, run->src, run->dst, run->vm, f->start_extra, "") < 0 ||
+	    (f->double_start && start_spawn(c, &sp2, run->src, dst2, run->vm, "", "2") < 0)) {
+		violation(run, CHAOS_INV_CONTRACT, "cannot run start: %s", strerror(errno));
+		goto out;
+	}
+	limit = sp.t0_ms + run_limit_ms(f);
+	while (!start_reap(&sp) || (f->double_start && !start_reap(&sp2))) {
+		observe(c, run, &sp, &ac);
+		if (mig_now_ms() > limit) {
+			hung = true;
+			break;
+		}
+		sleep_ms(ac.armed && !ac.acted ? OBSERVE_POLL_MS : 5);
+	}
+	if (ac.cont_ms)
+		kill(sp.pid, SIGCONT);
+	if (hung) {
+		violation(run, CHAOS_INV_BOUNDED, "start ran past %" PRIu64 " ms", run_limit_ms(f));
+		save_violation(c, run, true);
+		kill(sp.pid, SIGKILL);
+		if (sp2.pid > 0)
+			kill(sp2.pid, SIGKILL);
+		waitpid(sp.pid, NULL, 0);
+		if (sp2.pid > 0)
+			waitpid(sp2.pid, NULL, 0);
+		goto out;
+	}
+	run->ms = sp.t1_ms - sp.t0_ms;
+	for (unsigned i = 0; i < c->n; i++)
+		fired_from_log(c, i, run);
+	/* a stopped agent runs again; a migration the start left goes on to its end */
+	for (unsigned i = 0; i < c->n; i++)
+		agent_wait_running(c, i, (uint64_t)f->src_plan.ms + f->dst_plan.ms + 10000);
+	if (!drained(c, DRAIN_MS)) {
+		violation(run, CHAOS_INV_BOUNDED, "a migration still ran on an agent %u ms after "
+			  "start exited", DRAIN_MS);
+		save_violation(c, run, true);
+		goto out;
+	}
+	check_contract(c, run, &sp, &j, ac.start_killed);
+	if (f->double_start) {
+		struct chaos_run r2 = *run;
+
+		r2.invariant = 0;
+		r2.outcome = 0;
+		check_contract(c, &r2, &sp2, &j2, false);
+		if (r2.invariant)
+			violation(run, r2.invariant, "the second start: %s", r2.detail);
+		else if (run->exit_code == 0 && r2.exit_code == 0)
+			violation(run, CHAOS_INV_NEVER_TWO, "both starts of %s completed", run->vm);
+		else if (r2.exit_code == 0 || (r2.exit_code != 1 && run->exit_code == 1)) {
+			/* the second won: the checks follow its migration */
+			run->dst = dst2;
+			run->exit_code = r2.exit_code;
+			run->outcome = r2.outcome;
+			j = j2;
+		}
+	}
+	src_dead = !agent_alive(c, run->src);
+	dst_dead = !agent_alive(c, run->dst);
+	for (unsigned i = 0; i < c->n; i++) {
+		bool expected = (i == run->src && f->kills_src) || (i == run->dst && f->kills_dst);
+
+		if (!agent_alive(c, i) && !expected)
+			violation(run, CHAOS_INV_NO_LEAKS, "agent %u died, and the fault did not "
+				  "kill it (its log: %s)", i, c->ag[i].log);
+	}
+	check_copies(c, run, &j, src_dead, dst_dead);
+	if (check_never_two(c, vms, window_ns, why, sizeof(why), &err) != 0)
+		violation(run, CHAOS_INV_NEVER_TWO, "%s", err.code ? err.msg : why);
+	if (run->exit_code == 0 && j.has_downtime && c->local && !run->invariant) {
+		uint8_t id[16];
+		uint64_t jdt_ns, jdt_ms;
+
+		if (uuid_parse(j.id, id) == 0 && journal_downtime(c, run->src, run->dst, id, &jdt_ns)) {
+			jdt_ms = jdt_ns / 1000000;
+			jdt_ms = jdt_ms > j.verify_ms ? jdt_ms - j.verify_ms : 0;
+			if (j.downtime_ms > jdt_ms + 50 + jdt_ms / 2 ||
+			    j.downtime_ms + 50 + jdt_ms / 2 < jdt_ms)
+				violation(run, CHAOS_INV_CONTRACT, "downtime_ms says %" PRIu64 " ms; "
+					  "the journals show the guest paused %" PRIu64 " ms "
+					  "(verification's %" PRIu64 " ms left out)", j.downtime_ms,
+					  jdt_ms, j.verify_ms);
+		}
+		run->downtime_ms = j.downtime_ms;
+	}
+	if (run->invariant)
+		save_violation(c, run, false);
+out:
+	if (settle(c, run, fresh, &err) < 0 && !run->invariant)
+		violation(run, CHAOS_INV_NO_LEAKS, "%s", err.msg);
+	if (!run->outcome)
+		run->outcome = CHAOS_OUT_VIOLATION;
+}
+
+/* ---- the campaign ---- */
+
+static int cluster_up(struct campaign *c, struct mig_error *err)
+{
+	const struct chaos_opts *o = c->o;
+	char path[PATH_MAX];
+	uint8_t key[32];
+	int r;
+
+	snprintf(path, sizeof(path), "%s/cur", o->dir);
+	if ((mkdir(o->dir, 0755) < 0 && errno != EEXIST) || (mkdir(path, 0755) < 0 && errno != EEXIST))
+		return mig_error_set(err, -errno, "chaos: cannot make %s: %s", path, strerror(errno));
+	c->local = o->local > 0;
+	c->n = c->local ? o->local : o->nr_agents;
+	if (c->n < 2 || c->n > CHAOS_MAX_AGENTS)
+		return mig_error_set(err, -EINVAL, "chaos: a cluster is 2 to %d agents, not %u",
+				     CHAOS_MAX_AGENTS, c->n);
+	if (!c->local) {
+		str_copy(c->key, sizeof(c->key), o->key_file);
+		for (unsigned i = 0; i < c->n; i++)
+			str_copy(c->ag[i].url, sizeof(c->ag[i].url), o->agents[i]);
+		snprintf(c->rep->cluster, sizeof(c->rep->cluster), "%u agents named by --agents", c->n);
+		return 0;
+	}
+	snprintf(c->key, sizeof(c->key), "%s/key", o->dir);
+	if (xport_random(key, sizeof(key)) < 0 || write_file(c->key, key, sizeof(key), 0600) < 0)
+		return mig_error_set(err, -EIO, "chaos: cannot write the cluster's key %s", c->key);
+	for (unsigned i = 0; i < c->n; i++) {
+		snprintf(c->ag[i].log, sizeof(c->ag[i].log), "%s/agent-%u.log", o->dir, i);
+		snprintf(c->ag[i].journal, sizeof(c->ag[i].journal), "%s/agent-%u.journal", o->dir, i);
+		unlink(c->ag[i].log);
+		unlink(c->ag[i].journal);
+		r = agent_spawn(c, i, err);
+		if (r < 0)
+			return r;
+	}
+	snprintf(c->rep->cluster, sizeof(c->rep->cluster), "%u agents on this host, plain "
+		 "processes on 127.0.0.1", c->n);
+	return 0;
+}
+
+static void cluster_down(struct campaign *c)
+{
+	for (unsigned i = 0; i < c->n && c->local; i++)
+		if (c->ag[i].pid > 0) {
+			kill(c->ag[i].pid, SIGKILL);
+			waitpid(c->ag[i].pid, NULL, 0);
+			c->ag[i].pid = 0;
+		}
+	for (unsigned i = 0; i < c->n; i++)
+		mig_buf_free(&c->ag[i].recs);
+}
+
+static void account(struct campaign *c, const struct chaos_run *run)
+{
+	struct chaos_report *rep = c->rep;
+
+	rep->runs++;
+	rep->table[run->fault.kind][run->fault.phase][run->outcome]++;
+	if (run->fired) {
+		rep->fired++;
+		rep->fired_by_kind[run->fault.kind][run->fault.phase]++;
+	}
+	if (rep->nr_run_ms == rep->cap_run_ms) {
+		uint32_t *p = realloc(rep->run_ms, (rep->cap_run_ms + 1024) * sizeof(*p));
+
+		if (p) {
+			rep->run_ms = p;
+			rep->cap_run_ms += 1024;
+		}
+	}
+	if (rep->nr_run_ms < rep->cap_run_ms)
+		rep->run_ms[rep->nr_run_ms++] = (uint32_t)run->ms;
+	if (run->invariant) {
+		rep->violations++;
+		if (rep->nr_bad < 100) {
+			struct chaos_run *b = realloc(rep->bad, (rep->nr_bad + 1) * sizeof(*b));
+
+			if (b) {
+				rep->bad = b;
+				rep->bad[rep->nr_bad++] = *run;
+			}
+		}
+	}
+}
+
+int chaos_campaign(const struct chaos_opts *o, struct chaos_report *rep, struct mig_error *err)
+{
+	static struct campaign c;
+	uint64_t t0 = mig_now_ms();
+	struct chaos_run run;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	memset(rep, 0, sizeof(*rep));
+	c.o = o;
+	c.rep = rep;
+	rep->seed = o->seed;
+	signal(SIGPIPE, SIG_IGN);
+	r = cluster_up(&c, err);
+	if (r < 0)
+		goto out;
+	snprintf(rep->network, sizeof(rep->network), "by a relay in front of the destination "
+		 "agent's migration listener (in the agent process, outside its engine)");
+	snprintf(c.vm, sizeof(c.vm), "chaos-%" PRIu64, c.vms_made);
+	r = vm_create(&c, 0, c.vm, o->lab, err);
+	if (r < 0) {
+		mig_error_prefix(err, "chaos: the lab VM (--lab %s) on agent 0", o->lab);
+		goto out;
+	}
+	for (uint64_t i = o->replay ? o->replay_run : 0;; i++) {
+		if (o->replay && i > o->replay_run)
+			break;
+		if (!o->replay && o->runs && i >= o->runs)
+			break;
+		if (!o->replay && o->duration_ms && mig_now_ms() - t0 >= o->duration_ms)
+			break;
+		if (o->stop && *o->stop)
+			break;
+		run_one(&c, i, &run);
+		account(&c, &run);
+		if (o->on_run)
+			o->on_run(o->arg, &run);
+	}
+	r = 0;
+out:
+	rep->elapsed_ms = mig_now_ms() - t0;
+	cluster_down(&c);
+	return r;
+}
+
+void chaos_report_free(struct chaos_report *rep)
+{
+	free(rep->run_ms);
+	free(rep->bad);
+	rep->run_ms = NULL;
+	rep->bad = NULL;
+}

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The chaos campaign runner (docs/chaos.md): migrations on a lab cluster,
+ * one fault each, and after every run the invariants checked by the runner
+ * from what it sees itself: the agents' journals, their VM lists, their
+ * processes, and the start command's exit code and JSON.  Library code: it
+ * prints nothing, and reports each run to the caller.
+ */
+#ifndef MIGRATE_CHAOS_RUN_H
+#define MIGRATE_CHAOS_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <migrate/chaos.h>
+#include <migrate/error.h>
+
+#define CHAOS_MAX_AGENTS 8
+
+/* How a run ended, as the runner judges it (not as the product says). */
+enum chaos_outcome {
+	CHAOS_OUT_COMPLETED = 1,  /* exit 0: the VM runs on the destination */
+	CHAOS_OUT_ROLLED_BACK,    /* exit 1: the VM runs on the source */
+	CHAOS_OUT_HELD,           /* exit 3: a copy kept paused for an operator */
+	CHAOS_OUT_OPERATOR,       /* exit 3 otherwise: the source agent lost, say */
+	CHAOS_OUT_LOST_WITH_AGENT,/* the only copy died with the agent the fault killed */
+	CHAOS_OUT_NO_EXIT,        /* the fault killed the start process */
+	CHAOS_OUT_VIOLATION,      /* an invariant failed */
+	_CHAOS_OUT_END,
+};
+const char *chaos_outcome_name(enum chaos_outcome o);
+
+/* The invariants (docs/chaos.md §Invariants). */
+enum chaos_invariant {
+	CHAOS_INV_NEVER_TWO = 1,
+	CHAOS_INV_NEVER_NONE,
+	CHAOS_INV_NOTHING_LOST,
+	CHAOS_INV_CONTRACT,
+	CHAOS_INV_NO_LEAKS,
+	CHAOS_INV_BOUNDED,
+	_CHAOS_INV_END,
+};
+const char *chaos_invariant_name(enum chaos_invariant i);
+
+struct chaos_run {
+	uint64_t index;
+	struct chaos_fault fault;
+	char vm[64];
+	unsigned src, dst;        /* agents */
+	bool fired;               /* the fault happened (an agent or the runner says so) */
+	char fired_how[256];      /* what fired, where */
+	int exit_code;            /* the start's; -1: it was killed */
+	char result[16], owner[16];
+	uint64_t ms;              /* the run, from the start's launch to its exit */
+	uint64_t downtime_ms;     /* the JSON's, completed runs */
+	enum chaos_outcome outcome;
+	enum chaos_invariant invariant;   /* the first that failed (0: none) */
+	char detail[1024];        /* what failed */
+	char dir[256];            /* what was saved of a violation */
+	char replay[512];         /* the command that replays it */
+};
+
+struct chaos_opts {
+	unsigned local;                   /* agents started here (2..CHAOS_MAX_AGENTS) */
+	const char *agents[CHAOS_MAX_AGENTS];   /* or these (tcp://), with key_file */
+	unsigned nr_agents;
+	const char *key_file;
+	uint64_t runs;                    /* 0: until duration */
+	uint64_t duration_ms;             /* 0: until runs */
+	uint64_t seed;
+	uint64_t mask;                    /* kinds (chaos_faults_parse) */
+	const char *faults;               /* as given, for the replay command */
+	const char *lab;                  /* the lab VM's spec */
+	const char *const *start_args;    /* passed to each start */
+	unsigned nr_start_args;
+	const char *dir;                  /* where logs, journals and violations go */
+	const char *self;                 /* the migratectl binary */
+	bool replay;                      /* run only replay_run */
+	uint64_t replay_run;
+	int netns;                        /* -1 never, 0 when root, 1 required */
+	uint32_t settle_ms;
+	/* after each run */
+	void (*on_run)(void *arg, const struct chaos_run *run);
+	void *arg;
+	/* set asynchronously: stop after the current run */
+	const volatile int *stop;
+};
+
+struct chaos_report {
+	uint64_t seed;
+	uint64_t runs, violations, fired, elapsed_ms;
+	char cluster[256];                /* "2 agents in network namespaces, ..." */
+	char network[256];                /* where network faults are injected */
+	/* [kind][phase][outcome] */
+	uint32_t table[64][_MIG_PHASE_MAX][_CHAOS_OUT_END];
+	uint32_t fired_by_kind[64][_MIG_PHASE_MAX];
+	uint32_t *run_ms;                 /* every run's time, for percentiles */
+	uint64_t nr_run_ms, cap_run_ms;
+	struct chaos_run *bad;            /* the violations (up to 100) */
+	unsigned nr_bad;
+};
+
+/* Runs the campaign; 0 when it ran (rep says whether runs failed), <0 when
+ * the cluster could not be set up.  chaos_report_free() after. */
+int chaos_campaign(const struct chaos_opts *o, struct chaos_report *rep, struct mig_error *err);
+void chaos_report_free(struct chaos_report *rep);
+
+#endif

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Chaos mode (docs/chaos.md): the fault catalogue, each fault made from a
+ * seed and a run number alone, so that any run of a campaign can be
+ * replayed by itself; and the campaign runner.
+ */
+#ifndef MIGRATE_CHAOS_H
+#define MIGRATE_CHAOS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <migrate/control.h>
+#include <migrate/error.h>
+
+enum chaos_class {
+	CHAOS_NETWORK = 1,
+	CHAOS_PROCESS,
+	CHAOS_DEVICE,
+	CHAOS_OPERATOR,
+	CHAOS_HOSTILE,
+	_CHAOS_CLASS_END,
+};
+const char *chaos_class_name(enum chaos_class c);
+
+/* The phases a fault may be aimed at (bit 1 << enum mig_phase). */
+#define CHAOS_PH(p) (1U << (p))
+#define CHAOS_PH_ALL (CHAOS_PH(MIG_PHASE_SETUP) | CHAOS_PH(MIG_PHASE_PRECOPY) | \
+		      CHAOS_PH(MIG_PHASE_STOP_COPY) | CHAOS_PH(MIG_PHASE_COMMIT))
+
+/* What the runner does to the start process (the orchestrator). */
+enum chaos_signal_act {
+	CHAOS_SIG_NONE = 0,
+	CHAOS_SIG_KILL,           /* SIGKILL */
+	CHAOS_SIG_STOP,           /* SIGSTOP, SIGCONT after stop_ms */
+	CHAOS_SIG_INT,            /* Ctrl-C: the start cancels */
+};
+
+/* One fault, as a run carries it out. */
+struct chaos_fault {
+	unsigned kind;            /* index into chaos_kinds */
+	enum mig_phase phase;     /* the phase it is aimed at */
+	char trigger[192];        /* in words */
+	/* for the agents (action 0: none) */
+	struct mig_fault_plan src_plan, dst_plan;
+	/* for the runner, after `delay_permille` of the expected run time */
+	enum chaos_signal_act start_signal;
+	uint32_t delay_permille;
+	uint32_t stop_ms;         /* CHAOS_SIG_STOP */
+	bool cancel_op;           /* a `migratectl cancel` (MIG_CANCEL) at the delay */
+	bool destroy_src, destroy_dst;   /* a VM_DESTROY of the VM at the delay */
+	bool double_start;        /* a second start of the same VM at once */
+	unsigned hostile;         /* enum chaos_hostile_kind (hostile.h), 0: none */
+	bool hostile_mig_port;    /* at the destination's migration listener, else its agent */
+	char start_extra[160];    /* more `start` options, space-separated */
+	char lab_extra[64];       /* more lab spec keys: the run gets a VM of its own */
+	/* what the fault does to the agents: their deaths are expected */
+	bool kills_src, kills_dst;
+};
+
+struct chaos_rng {
+	uint64_t s;
+};
+uint64_t chaos_rng_next(struct chaos_rng *r);
+/* A number in [lo, hi]. */
+uint64_t chaos_rng_range(struct chaos_rng *r, uint64_t lo, uint64_t hi);
+
+struct chaos_kind {
+	const char *name;
+	enum chaos_class cls;
+	unsigned phases;          /* CHAOS_PH() of those it can be aimed at */
+	const char *what;         /* one line for the catalogue */
+	void (*make)(struct chaos_fault *f, struct chaos_rng *r, const char *vm);
+};
+extern const struct chaos_kind chaos_kinds[];
+extern const unsigned chaos_nr_kinds;
+
+/* A --faults LIST: "all", class names, kind names, comma-separated, into a
+ * mask of kinds (bit i: chaos_kinds[i]).  -EINVAL naming the unknown word. */
+int chaos_faults_parse(const char *list, uint64_t *ret_mask, struct mig_error *err);
+/* Run `run` of a campaign with `seed` over the kinds in mask, for VM vm:
+ * a function of these alone.  The kinds are taken in turn (run % count),
+ * so that every kind and, over its runs, every phase it applies to comes
+ * up; the trigger inside the phase is drawn from the seed. */
+void chaos_fault_make(uint64_t seed, uint64_t run, uint64_t mask, const char *vm,
+		      struct chaos_fault *f);
+
+#endif
