@@ -197,7 +197,7 @@ static void observed(struct chaos_fault *f, struct chaos_rng *r, const char *wha
 {
 	f->delay_permille = (uint32_t)chaos_rng_range(r, 0, 1000);
 	snprintf(f->trigger, sizeof(f->trigger), "%s once the source is in %s, %u‰ into the "
-		 "next 50 ms", what, mig_phase_to_string(f->phase), f->delay_permille);
+		 "next 20 ms", what, mig_phase_to_string(f->phase), f->delay_permille);
 }
 
 static void make_kill_start(struct chaos_fault *f, struct chaos_rng *r, const char *vm)

@@ -45,7 +45,9 @@
 #define AGENT_READY_MS 15000
 #define RUN_BASE_MS 60000
 #define DRAIN_MS 30000
-#define OBSERVE_POLL_MS 3
+#define OBSERVE_POLL_MS 1
+/* A fault the runner acts on comes this far into its phase at most. */
+#define OBSERVE_WINDOW_MS 20
 
 const char *chaos_outcome_name(enum chaos_outcome o)
 {
@@ -101,6 +103,9 @@ struct campaign {
 	unsigned holder;          /* the agent it runs on */
 	uint64_t vms_made;
 	uint64_t expect_ms;       /* a clean run's time, learned */
+	struct mig_client obs;    /* the runner's look at a source during a run */
+	bool obs_open;
+	unsigned obs_agent;
 	struct mig_error err;
 };
 
@@ -866,13 +871,37 @@ static bool drained(struct campaign *c, uint64_t ms)
 	}
 }
 
-/* The source's migration of vm, if it runs: its phase and id. */
+/* The source's migration of vm, if it runs: its phase and id.  It asks
+ * on one connection kept open for the run, so that it sees a phase change
+ * within a millisecond or two, not a handshake later. */
 static bool src_phase(struct campaign *c, unsigned src, const char *vm, uint32_t *phase,
 		      uint8_t id[16], char *peer, size_t n)
 {
 	static struct mig_migration_info m[32];
 	struct mig_error err = { 0 };
-	int k = mig_list(c, src, m, ARRAY_SIZE(m), &err);
+	struct mig_buf x = { 0 };
+	int k;
+
+	if (!c->obs_open || c->obs_agent != src) {
+		if (c->obs_open)
+			mig_client_close(&c->obs);
+		c->obs_open = mig_client_open(c->ag[src].url, c->key, &c->obs, &err) == 0;
+		c->obs_agent = src;
+		if (!c->obs_open)
+			return false;
+	}
+	if (mig_client_call(&c->obs, MIG_OP_MIG_LIST, NULL, 0, &x, &err) < 0) {
+		mig_client_close(&c->obs);
+		c->obs_open = false;
+		mig_buf_free(&x);
+		return false;
+	}
+	k = (int)(x.len / sizeof(m[0]) < ARRAY_SIZE(m) ? x.len / sizeof(m[0]) : ARRAY_SIZE(m));
+	memcpy(m, x.data, (size_t)k * sizeof(m[0]));
+	mig_wire_le(&mig_wl_migration_info, m, (size_t)k);
+	mig_buf_free(&x);
+	for (int i = 0; i < k; i++)
+		m[i].name[sizeof(m[i].name) - 1] = m[i].peer[sizeof(m[i].peer) - 1] = '\0';
 
 	for (int i = 0; i < k; i++)
 		if (m[i].side == MIG_SIDE_SOURCE && m[i].state == MIG_MIGRATION_RUNNING &&
@@ -956,7 +985,7 @@ static void observe(struct campaign *c, struct chaos_run *run, struct start_proc
 		    phase < (uint32_t)f->phase)
 			return;
 		ac->seen = true;
-		ac->at_ms = mig_now_ms() + f->delay_permille * 50 / 1000;
+		ac->at_ms = mig_now_ms() + f->delay_permille * OBSERVE_WINDOW_MS / 1000;
 	}
 	if (mig_now_ms() >= ac->at_ms)
 		act(c, run, sp, ac);
@@ -1361,6 +1390,10 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 	if (run->invariant)
 		save_violation(c, run, false);
 out:
+	if (c->obs_open) {
+		mig_client_close(&c->obs);
+		c->obs_open = false;
+	}
 	if (settle(c, run, fresh, &err) < 0 && !run->invariant)
 		violation(run, CHAOS_INV_NO_LEAKS, "%s", err.msg);
 	if (!run->outcome)
