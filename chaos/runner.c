@@ -669,15 +669,7 @@ static int start_exit(const struct start_proc *sp)
 
 /* What start printed on stdout: exactly one JSON object, with id, result
  * and owner; 0, or -1 with why. */
-struct start_json {
-	char id[40], result[16], owner[16], error[512];
-	bool has_downtime, verified, match;
-	uint64_t downtime_ms, verify_ms, dst_errors;
-	bool source_copy;
-	char copy_agent[128], copy_vm[64];
-};
-
-static int start_json_read(const struct start_proc *sp, struct start_json *j, char *why, size_t n)
+static int start_json_read(const struct start_proc *sp, struct chaos_start_json *j, char *why, size_t n)
 {
 	off_t zero = 0;
 	size_t len;
@@ -754,20 +746,7 @@ static void chaos_stacks_save(pid_t pid, const char *path)
 
 /* ---- one run ---- */
 
-static void violation(struct chaos_run *run, enum chaos_invariant inv, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void violation(struct chaos_run *run, enum chaos_invariant inv, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (run->invariant)
-		return;           /* the first one found is the one reported */
-	run->invariant = inv;
-	run->outcome = CHAOS_OUT_VIOLATION;
-	va_start(ap, fmt);
-	vsnprintf(run->detail, sizeof(run->detail), fmt, ap);
-	va_end(ap);
-}
+#define violation chaos_violation
 
 /* The log lines agent i wrote since the run began that say a fault fired. */
 static void fired_from_log(struct campaign *c, unsigned i, struct chaos_run *run)
@@ -794,15 +773,7 @@ static void fired_from_log(struct campaign *c, unsigned i, struct chaos_run *run
 	free(buf);
 }
 
-struct copies {
-	unsigned running, held, paused, migrating;
-	unsigned run_at, held_at;         /* an agent with such a copy */
-	struct mig_vm_info held_info;
-	uint64_t passes, errors;          /* the running copy's */
-	bool listed[CHAOS_MAX_AGENTS];    /* the agent answered */
-};
-
-static void copies_of(struct campaign *c, const char *vm, struct copies *cp)
+static void copies_of(struct campaign *c, const char *vm, struct chaos_copies *cp)
 {
 	static struct mig_vm_info v[64];
 
@@ -1069,7 +1040,7 @@ static void replay_command(struct campaign *c, struct chaos_run *run)
 static int settle(struct campaign *c, struct chaos_run *run, const char *fresh,
 		  struct mig_error *err)
 {
-	struct copies cp;
+	struct chaos_copies cp;
 	int r;
 
 	for (unsigned i = 0; i < c->n; i++)
@@ -1125,127 +1096,16 @@ static bool needs_actor(const struct chaos_fault *f)
 	return f->start_signal || f->cancel_op || f->destroy_src || f->destroy_dst || f->hostile;
 }
 
-static void check_contract(struct campaign *c, struct chaos_run *run, const struct start_proc *sp,
-			   struct start_json *j, bool killed_by_us)
+static void judge_exit(struct chaos_run *run, const struct start_proc *sp,
+		       struct chaos_start_json *j, bool killed_by_runner)
 {
-	int code = start_exit(sp);
-	char why[512];
+	char why[512] = "";
+	bool json_ok = false;
 
-	(void)c;
-	run->exit_code = code;
-	if (killed_by_us && code == -1) {
-		run->outcome = CHAOS_OUT_NO_EXIT;
-		return;
-	}
-	if (code == -1) {
-		violation(run, CHAOS_INV_CONTRACT, "the start process died of signal %d",
-			  WTERMSIG(sp->status));
-		return;
-	}
-	if (start_json_read(sp, j, why, sizeof(why)) < 0) {
-		violation(run, CHAOS_INV_CONTRACT, "exit %d, and %s", code, why);
-		return;
-	}
-	str_copy(run->result, sizeof(run->result), j->result);
-	str_copy(run->owner, sizeof(run->owner), j->owner);
-	switch (code) {
-	case 0:
-		if (strcmp(j->result, "completed") || strcmp(j->owner, "destination"))
-			violation(run, CHAOS_INV_CONTRACT, "exit 0 with result %s, owner %s",
-				  j->result, j->owner);
-		else if (j->verified && !j->match)
-			violation(run, CHAOS_INV_NOTHING_LOST, "exit 0, but the switchover digests "
-				  "differ");
-		run->outcome = CHAOS_OUT_COMPLETED;
-		break;
-	case 1:
-		if ((strcmp(j->result, "failed") && strcmp(j->result, "cancelled")) ||
-		    strcmp(j->owner, "source"))
-			violation(run, CHAOS_INV_CONTRACT, "exit 1 with result %s, owner %s",
-				  j->result, j->owner);
-		run->outcome = CHAOS_OUT_ROLLED_BACK;
-		break;
-	case 3:
-		if (!strcmp(j->result, "completed") && !(j->verified && !j->match))
-			violation(run, CHAOS_INV_CONTRACT, "exit 3 with result completed and "
-				  "nothing for an operator to settle");
-		run->outcome = j->source_copy ? CHAOS_OUT_HELD : CHAOS_OUT_OPERATOR;
-		break;
-	default:
-		violation(run, CHAOS_INV_CONTRACT, "start exited %d (%s): %.300s", code,
-			  code == 2 ? "a usage error for options that are valid" : "not a status "
-			  "start has", j->error);
-	}
-}
-
-/* Where the VM is against what the exit code and JSON say, and the guest
- * alive and clean where it runs. */
-static void check_copies(struct campaign *c, struct chaos_run *run, const struct start_json *j,
-			 bool src_dead, bool dst_dead)
-{
-	const struct chaos_fault *f = &run->fault;
-	struct copies a, b;
-
-	copies_of(c, run->vm, &a);
-	sleep_ms(c->o->settle_ms);
-	copies_of(c, run->vm, &b);
-	if (b.running > 1) {
-		violation(run, CHAOS_INV_NEVER_TWO, "%u copies of %s run after the run", b.running,
-			  run->vm);
-		return;
-	}
-	if (b.migrating || b.paused) {
-		violation(run, CHAOS_INV_BOUNDED, "a copy of %s is still %s after the run",
-			  run->vm, b.migrating ? "migrating" : "paused");
-		return;
-	}
-	if (!b.running && !b.held) {
-		if ((f->kills_src && src_dead) || (f->kills_dst && dst_dead)) {
-			if (run->outcome != CHAOS_OUT_VIOLATION && run->outcome != CHAOS_OUT_NO_EXIT &&
-			    run->exit_code != 3 && run->exit_code != 0)
-				violation(run, CHAOS_INV_CONTRACT, "the VM died with agent %u, and "
-					  "start exited %d, not 3", src_dead ? run->src : run->dst,
-					  run->exit_code);
-			else if (run->outcome != CHAOS_OUT_VIOLATION)
-				run->outcome = CHAOS_OUT_LOST_WITH_AGENT;
-			return;
-		}
-		violation(run, CHAOS_INV_NEVER_NONE, "no copy of %s runs or is held anywhere, and "
-			  "no agent it was on died (exit %d)", run->vm, run->exit_code);
-		return;
-	}
-	if (b.running) {
-		if (b.errors)
-			violation(run, CHAOS_INV_NOTHING_LOST, "the running copy on agent %u counts "
-				  "%" PRIu64 " self-check errors", b.run_at, b.errors);
-		else if (a.running && a.run_at == b.run_at && b.passes <= a.passes)
-			violation(run, CHAOS_INV_NOTHING_LOST, "the running copy on agent %u made no "
-				  "progress in %u ms (passes %" PRIu64 ")", b.run_at,
-				  c->o->settle_ms, b.passes);
-	}
-	if (run->outcome == CHAOS_OUT_NO_EXIT || run->invariant)
-		return;
-	switch (run->exit_code) {
-	case 0:
-		if (!b.running || b.run_at != run->dst)
-			violation(run, CHAOS_INV_CONTRACT, "exit 0, but the VM %s", b.running ?
-				  "runs on the source" : "does not run on the destination");
-		break;
-	case 1:
-		if (!b.running || b.run_at != run->src || b.held)
-			violation(run, CHAOS_INV_CONTRACT, "exit 1, but the VM %s", !b.running ?
-				  "does not run on the source" : b.held ? "is held somewhere" :
-				  "runs on the destination");
-		break;
-	case 3:
-		if (b.held && (!j->source_copy || strcmp(j->copy_vm, run->vm)))
-			violation(run, CHAOS_INV_CONTRACT, "exit 3 with a held copy on agent %u, "
-				  "but the JSON names no source_copy for it", b.held_at);
-		if (b.held && b.held_at != run->src)
-			violation(run, CHAOS_INV_CONTRACT, "the held copy is on agent %u, not the "
-				  "source", b.held_at);
-		break;
-	}
+	if (WIFEXITED(sp->status))
+		json_ok = start_json_read(sp, j, why, sizeof(why)) == 0;
+	chaos_judge_exit(run, start_exit(sp), WIFSIGNALED(sp->status) ? WTERMSIG(sp->status) : 0,
+			 killed_by_runner, json_ok, why, j);
 }
 
 static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
@@ -1253,7 +1113,8 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 	const struct chaos_opts *o = c->o;
 	struct chaos_fault *f = &run->fault;
 	struct start_proc sp = { 0 }, sp2 = { 0 };
-	struct start_json j = { 0 }, j2;
+	struct chaos_start_json j = { 0 }, j2;
+	struct chaos_copies before, after;
 	struct actor ac = { 0 };
 	char fresh[64] = "", why[512];
 	const char *vms[NT_VMS] = { c->vm, NULL };
@@ -1340,13 +1201,13 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 		save_violation(c, run, true);
 		goto out;
 	}
-	check_contract(c, run, &sp, &j, ac.start_killed);
+	judge_exit(run, &sp, &j, ac.start_killed);
 	if (f->double_start) {
 		struct chaos_run r2 = *run;
 
 		r2.invariant = 0;
 		r2.outcome = 0;
-		check_contract(c, &r2, &sp2, &j2, false);
+		judge_exit(&r2, &sp2, &j2, false);
 		if (r2.invariant)
 			violation(run, r2.invariant, "the second start: %s", r2.detail);
 		else if (run->exit_code == 0 && r2.exit_code == 0)
@@ -1368,23 +1229,18 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 			violation(run, CHAOS_INV_NO_LEAKS, "agent %u died, and the fault did not "
 				  "kill it (its log: %s)", i, c->ag[i].log);
 	}
-	check_copies(c, run, &j, src_dead, dst_dead);
+	copies_of(c, run->vm, &before);
+	sleep_ms(o->settle_ms);
+	copies_of(c, run->vm, &after);
+	chaos_judge_copies(run, &before, &after, &j, src_dead, dst_dead, o->settle_ms);
 	if (check_never_two(c, vms, window_ns, why, sizeof(why), &err) != 0)
 		violation(run, CHAOS_INV_NEVER_TWO, "%s", err.code ? err.msg : why);
 	if (run->exit_code == 0 && j.has_downtime && c->local && !run->invariant) {
 		uint8_t id[16];
-		uint64_t jdt_ns, jdt_ms;
+		uint64_t jdt_ns;
 
-		if (uuid_parse(j.id, id) == 0 && journal_downtime(c, run->src, run->dst, id, &jdt_ns)) {
-			jdt_ms = jdt_ns / 1000000;
-			jdt_ms = jdt_ms > j.verify_ms ? jdt_ms - j.verify_ms : 0;
-			if (j.downtime_ms > jdt_ms + 50 + jdt_ms / 2 ||
-			    j.downtime_ms + 50 + jdt_ms / 2 < jdt_ms)
-				violation(run, CHAOS_INV_CONTRACT, "downtime_ms says %" PRIu64 " ms; "
-					  "the journals show the guest paused %" PRIu64 " ms "
-					  "(verification's %" PRIu64 " ms left out)", j.downtime_ms,
-					  jdt_ms, j.verify_ms);
-		}
+		if (uuid_parse(j.id, id) == 0 && journal_downtime(c, run->src, run->dst, id, &jdt_ns))
+			chaos_judge_downtime(run, j.downtime_ms, jdt_ns / 1000000, j.verify_ms);
 		run->downtime_ms = j.downtime_ms;
 	}
 	if (run->invariant)

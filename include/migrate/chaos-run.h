@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include <migrate/chaos.h>
+#include <migrate/control.h>
 #include <migrate/error.h>
 
 #define CHAOS_MAX_AGENTS 8
@@ -59,6 +60,47 @@ struct chaos_run {
 	char dir[256];            /* what was saved of a violation */
 	char replay[512];         /* the command that replays it */
 };
+
+/* ---- the verdicts (chaos/judge.c): pure functions of what the runner saw ---- */
+
+/* What start printed (--json), as far as the checks need it. */
+struct chaos_start_json {
+	char id[40], result[16], owner[16], error[512];
+	bool has_downtime, verified, match;
+	uint64_t downtime_ms, verify_ms, dst_errors;
+	bool source_copy;
+	char copy_agent[128], copy_vm[64];
+};
+
+/* The copies of one VM the agents list. */
+struct chaos_copies {
+	unsigned running, held, paused, migrating;
+	unsigned run_at, held_at;         /* an agent with such a copy */
+	struct mig_vm_info held_info;
+	uint64_t passes, errors;          /* the running copy's */
+	bool listed[CHAOS_MAX_AGENTS];    /* the agent answered */
+};
+
+/* Records a failed invariant in run (the first one stays). */
+void chaos_violation(struct chaos_run *run, enum chaos_invariant inv, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The start's exit (exit_code -1: a signal, term_signal) and its JSON
+ * (json_ok false: why says what was wrong with it) against the contract:
+ * fills run->exit_code, result, owner and outcome, or a violation. */
+void chaos_judge_exit(struct chaos_run *run, int exit_code, int term_signal, bool killed_by_runner,
+		      bool json_ok, const char *why, const struct chaos_start_json *j);
+/* Where the VM is after the run (before: a settle period earlier; after:
+ * now) against run's outcome and exit code: never two, never none
+ * silently, nothing lost, and the copy the exit code names.  src_dead and
+ * dst_dead: the agents the fault killed and the runner saw die. */
+void chaos_judge_copies(struct chaos_run *run, const struct chaos_copies *before,
+			const struct chaos_copies *after, const struct chaos_start_json *j,
+			bool src_dead, bool dst_dead, uint32_t settle_ms);
+/* downtime_ms the JSON gives against the journals' pause (verification's
+ * time left out), within 50 ms + half the journals' figure. */
+void chaos_judge_downtime(struct chaos_run *run, uint64_t json_ms, uint64_t journal_ms,
+			  uint64_t verify_ms);
 
 struct chaos_opts {
 	unsigned local;                   /* agents started here (2..CHAOS_MAX_AGENTS) */

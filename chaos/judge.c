@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The chaos runner's verdicts (include/migrate/chaos-run.h): pure functions
+ * of what the runner saw of a run, so that each rule is tested on its own
+ * (tests/test-chaos.c) and the runner only gathers the evidence.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <migrate/chaos-run.h>
+
+#include "util.h"
+
+void chaos_violation(struct chaos_run *run, enum chaos_invariant inv, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (run->invariant)
+		return;           /* the first one found is the one reported */
+	run->invariant = inv;
+	run->outcome = CHAOS_OUT_VIOLATION;
+	va_start(ap, fmt);
+	vsnprintf(run->detail, sizeof(run->detail), fmt, ap);
+	va_end(ap);
+}
+
+#define violation chaos_violation
+
+void chaos_judge_exit(struct chaos_run *run, int code, int term_signal, bool killed_by_runner,
+		      bool json_ok, const char *why, const struct chaos_start_json *j)
+{
+	run->exit_code = code;
+	if (killed_by_runner && code == -1) {
+		run->outcome = CHAOS_OUT_NO_EXIT;
+		return;
+	}
+	if (code == -1) {
+		violation(run, CHAOS_INV_CONTRACT, "the start process died of signal %d (%s)",
+			  term_signal, strsignal(term_signal));
+		return;
+	}
+	if (!json_ok) {
+		violation(run, CHAOS_INV_CONTRACT, "exit %d, and %s", code, why);
+		return;
+	}
+	str_copy(run->result, sizeof(run->result), j->result);
+	str_copy(run->owner, sizeof(run->owner), j->owner);
+	switch (code) {
+	case 0:
+		if (strcmp(j->result, "completed") || strcmp(j->owner, "destination"))
+			violation(run, CHAOS_INV_CONTRACT, "exit 0 with result %s, owner %s",
+				  j->result, j->owner);
+		else if (j->verified && !j->match)
+			violation(run, CHAOS_INV_NOTHING_LOST, "exit 0, but the switchover digests "
+				  "differ");
+		if (!run->invariant)
+			run->outcome = CHAOS_OUT_COMPLETED;
+		break;
+	case 1:
+		if ((strcmp(j->result, "failed") && strcmp(j->result, "cancelled")) ||
+		    strcmp(j->owner, "source"))
+			violation(run, CHAOS_INV_CONTRACT, "exit 1 with result %s, owner %s",
+				  j->result, j->owner);
+		if (!run->invariant)
+			run->outcome = CHAOS_OUT_ROLLED_BACK;
+		break;
+	case 3:
+		if (!strcmp(j->result, "completed") && !(j->verified && !j->match))
+			violation(run, CHAOS_INV_CONTRACT, "exit 3 with result completed and "
+				  "nothing for an operator to settle");
+		if (!run->invariant)
+			run->outcome = j->source_copy ? CHAOS_OUT_HELD : CHAOS_OUT_OPERATOR;
+		break;
+	default:
+		violation(run, CHAOS_INV_CONTRACT, "start exited %d (%s): %.300s", code,
+			  code == 2 ? "a usage error for options that are valid" : "not a status "
+			  "start has", j->error);
+	}
+}
+
+void chaos_judge_copies(struct chaos_run *run, const struct chaos_copies *a,
+			const struct chaos_copies *b, const struct chaos_start_json *j,
+			bool src_dead, bool dst_dead, uint32_t settle_ms)
+{
+	const struct chaos_fault *f = &run->fault;
+
+	if (b->running > 1) {
+		violation(run, CHAOS_INV_NEVER_TWO, "%u copies of %s run after the run", b->running,
+			  run->vm);
+		return;
+	}
+	if (b->migrating || b->paused) {
+		violation(run, CHAOS_INV_BOUNDED, "a copy of %s is still %s after the run",
+			  run->vm, b->migrating ? "migrating" : "paused");
+		return;
+	}
+	if (!b->running && !b->held) {
+		if ((f->kills_src && src_dead) || (f->kills_dst && dst_dead)) {
+			/* the only copy was where the fault killed its agent: like a host
+			 * crash, nothing could keep it; the start must say so (exit 3),
+			 * unless it had handed the VM over (exit 0) before the death */
+			if (run->outcome != CHAOS_OUT_NO_EXIT && run->exit_code != 3 &&
+			    run->exit_code != 0)
+				violation(run, CHAOS_INV_CONTRACT, "the VM died with agent %u, and "
+					  "start exited %d, not 3", src_dead ? run->src : run->dst,
+					  run->exit_code);
+			else
+				run->outcome = CHAOS_OUT_LOST_WITH_AGENT;
+			return;
+		}
+		violation(run, CHAOS_INV_NEVER_NONE, "no copy of %s runs or is held anywhere, and "
+			  "no agent it was on died (exit %d)", run->vm, run->exit_code);
+		return;
+	}
+	if (b->running) {
+		if (b->errors)
+			violation(run, CHAOS_INV_NOTHING_LOST, "the running copy on agent %u counts "
+				  "%" PRIu64 " self-check errors", b->run_at, b->errors);
+		else if (a->running && a->run_at == b->run_at && b->passes <= a->passes)
+			violation(run, CHAOS_INV_NOTHING_LOST, "the running copy on agent %u made no "
+				  "progress in %u ms (passes %" PRIu64 ")", b->run_at, settle_ms,
+				  b->passes);
+	}
+	if (run->outcome == CHAOS_OUT_NO_EXIT || run->invariant)
+		return;
+	switch (run->exit_code) {
+	case 0:
+		if (!b->running || b->run_at != run->dst)
+			violation(run, CHAOS_INV_CONTRACT, "exit 0, but the VM %s", b->running ?
+				  "runs on the source" : "does not run on the destination");
+		break;
+	case 1:
+		if (!b->running || b->run_at != run->src || b->held)
+			violation(run, CHAOS_INV_CONTRACT, "exit 1, but the VM %s", !b->running ?
+				  "does not run on the source" : b->held ? "is held somewhere" :
+				  "runs on the destination");
+		break;
+	case 3:
+		if (b->held && (!j->source_copy || strcmp(j->copy_vm, run->vm)))
+			violation(run, CHAOS_INV_CONTRACT, "exit 3 with a held copy on agent %u, "
+				  "but the JSON names no source_copy for it", b->held_at);
+		else if (b->held && b->held_at != run->src)
+			violation(run, CHAOS_INV_CONTRACT, "the held copy is on agent %u, not the "
+				  "source", b->held_at);
+		break;
+	}
+}
+
+void chaos_judge_downtime(struct chaos_run *run, uint64_t json_ms, uint64_t journal_ms,
+			  uint64_t verify_ms)
+{
+	uint64_t paused = journal_ms > verify_ms ? journal_ms - verify_ms : 0;
+	uint64_t slack = 50 + paused / 2;
+
+	if (json_ms > paused + slack || json_ms + slack < paused)
+		violation(run, CHAOS_INV_CONTRACT, "downtime_ms says %" PRIu64 " ms; the journals "
+			  "show the guest paused %" PRIu64 " ms (verification's %" PRIu64 " ms left "
+			  "out)", json_ms, paused, verify_ms);
+}

@@ -1,0 +1,355 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Chaos mode's pure parts: the fault catalogue (chaos/catalogue.c), fault
+ * plans (chaos/fault-plan.c) and the runner's verdicts (chaos/judge.c).
+ * No KVM, no sockets.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <migrate/chaos-run.h>
+#include <migrate/chaos.h>
+#include <migrate/engine.h>
+#include <migrate/fault.h>
+#include <migrate/wire.h>
+
+static uint64_t all_kinds(void)
+{
+	return ~0ULL >> (64 - chaos_nr_kinds);
+}
+
+/* A run's fault is a function of (seed, run, kinds) alone: what makes
+ * --replay replay exactly that run. */
+Test(catalogue, a_fault_is_a_function_of_seed_and_run)
+{
+	struct chaos_fault a, b, c;
+	unsigned differ = 0;
+
+	for (uint64_t run = 0; run < 300; run++) {
+		chaos_fault_make(42, run, all_kinds(), "vm", &a);
+		chaos_fault_make(42, run, all_kinds(), "vm", &b);
+		cr_assert_eq(memcmp(&a, &b, sizeof(a)), 0, "run %llu made twice differs",
+			     (unsigned long long)run);
+		chaos_fault_make(43, run, all_kinds(), "vm", &c);
+		differ += memcmp(&a, &c, sizeof(a)) != 0;
+	}
+	cr_assert_gt(differ, 250, "another seed changed only %u of 300 runs", differ);
+}
+
+/* Every kind comes up, in every phase it applies to, within four rounds of
+ * the kinds; a mask keeps to its kinds. */
+Test(catalogue, every_kind_in_every_phase)
+{
+	static bool seen[64][_MIG_PHASE_MAX];
+	struct chaos_fault f;
+	uint64_t mask;
+	struct mig_error err = { 0 };
+
+	for (uint64_t run = 0; run < 4 * chaos_nr_kinds; run++) {
+		chaos_fault_make(7, run, all_kinds(), "vm", &f);
+		cr_assert_lt(f.kind, chaos_nr_kinds);
+		cr_assert(chaos_kinds[f.kind].phases & CHAOS_PH(f.phase),
+			  "%s aimed at %s, a phase it does not apply to", chaos_kinds[f.kind].name,
+			  mig_phase_to_string(f.phase));
+		cr_assert(f.trigger[0], "%s has no trigger in words", chaos_kinds[f.kind].name);
+		seen[f.kind][f.phase] = true;
+	}
+	for (unsigned k = 0; k < chaos_nr_kinds; k++)
+		for (unsigned p = MIG_PHASE_SETUP; p <= MIG_PHASE_COMMIT; p++)
+			cr_assert_eq(seen[k][p], !!(chaos_kinds[k].phases & CHAOS_PH(p)),
+				     "%s in %s", chaos_kinds[k].name, mig_phase_to_string(p));
+	cr_assert_eq(chaos_faults_parse("process", &mask, &err), 0);
+	for (uint64_t run = 0; run < 100; run++) {
+		chaos_fault_make(7, run, mask, "vm", &f);
+		cr_assert_eq(chaos_kinds[f.kind].cls, CHAOS_PROCESS);
+	}
+}
+
+/* Every plan the catalogue makes is one an agent takes, for the VM named. */
+Test(catalogue, plans_pass_the_agents_check)
+{
+	struct chaos_fault f;
+
+	for (uint64_t run = 0; run < 20 * chaos_nr_kinds; run++) {
+		struct mig_fault_plan *p[2];
+
+		chaos_fault_make(99, run, all_kinds(), "the-vm", &f);
+		p[0] = &f.src_plan;
+		p[1] = &f.dst_plan;
+		for (int k = 0; k < 2; k++) {
+			struct mig_error err = { 0 };
+
+			if (!p[k]->action)
+				continue;
+			cr_assert_str_eq(p[k]->vm, "the-vm");
+			cr_assert_eq(mig_fault_plan_check(p[k], &err), 0, "%s: %s",
+				     chaos_kinds[f.kind].name, err.msg);
+		}
+		cr_assert_eq(f.kills_src, f.src_plan.action == MIG_FAULT_A_KILL);
+		cr_assert_eq(f.kills_dst, f.dst_plan.action == MIG_FAULT_A_KILL);
+	}
+}
+
+Test(catalogue, faults_parse)
+{
+	struct mig_error err = { 0 };
+	uint64_t m;
+
+	cr_assert_eq(chaos_faults_parse("all", &m, &err), 0);
+	cr_assert_eq(m, all_kinds());
+	cr_assert_eq(chaos_faults_parse("kill-src,cancel", &m, &err), 0);
+	cr_assert_eq(__builtin_popcountll(m), 2);
+	cr_assert_eq(chaos_faults_parse("network,kill-src", &m, &err), 0);
+	for (unsigned k = 0; k < chaos_nr_kinds; k++)
+		cr_assert_eq(!!(m & (1ULL << k)), chaos_kinds[k].cls == CHAOS_NETWORK ||
+			     !strcmp(chaos_kinds[k].name, "kill-src"), "%s", chaos_kinds[k].name);
+	cr_assert_eq(chaos_faults_parse("kill-src,nosuch", &m, &err), -EINVAL);
+	cr_assert(strstr(err.msg, "'nosuch'"), "%s", err.msg);
+	memset(&err, 0, sizeof(err));
+	cr_assert_eq(chaos_faults_parse(",", &m, &err), -EINVAL);
+}
+
+/* ---- fault plans ---- */
+
+static struct mig_fault_plan plan(uint32_t action, uint32_t point)
+{
+	struct mig_fault_plan p = { .action = action, .point = point, .nth = 1, .err = EIO,
+				    .ms = 10, .stage = -1, .dev_class = -1, .from = -1, .to = -1,
+				    .frame_type = -1, .stream = -1 };
+
+	strcpy(p.vm, "vm");
+	return p;
+}
+
+Test(plan, check_refuses_what_an_agent_cannot_do)
+{
+	struct mig_fault_plan p;
+	struct mig_error err = { 0 };
+
+	p = plan(MIG_FAULT_A_ERROR, MIG_FAULT_PHASE + 1);
+	cr_assert_eq(mig_fault_plan_check(&p, &err), 0, "%s", err.msg);
+	p.err = 0;
+	cr_assert_eq(mig_fault_plan_check(&p, &err), -EINVAL);
+	cr_assert(strstr(err.msg, "errno"), "%s", err.msg);
+	memset(&err, 0, sizeof(err));
+	p = plan(MIG_FAULT_A_KILL, MIG_FAULT_PHASE + 2);
+	cr_assert_eq(mig_fault_plan_check(&p, &err), -EINVAL, "a point past the last");
+	memset(&err, 0, sizeof(err));
+	p = plan(MIG_FAULT_A_KILL, 1);
+	p.nth = 0;
+	cr_assert_eq(mig_fault_plan_check(&p, &err), -EINVAL, "nth 0");
+	memset(&err, 0, sizeof(err));
+	p = plan(MIG_FAULT_A_STOP, 1);
+	p.ms = 0;
+	cr_assert_eq(mig_fault_plan_check(&p, &err), -EINVAL, "a stop of 0 ms");
+	memset(&err, 0, sizeof(err));
+	p = plan(_MIG_FAULT_A_END, 1);
+	cr_assert_eq(mig_fault_plan_check(&p, &err), -EINVAL, "an unknown action");
+	memset(&err, 0, sizeof(err));
+	p = plan(MIG_FAULT_A_KILL, 1);
+	memset(p.vm, 'x', sizeof(p.vm));
+	cr_assert_eq(mig_fault_plan_check(&p, &err), -EINVAL, "a name without its NUL");
+	memset(&err, 0, sizeof(err));
+	p = plan(MIG_FAULT_A_NET, 0);
+	cr_assert_eq(mig_fault_plan_check(&p, &err), -EINVAL, "a net fault without its toxic");
+}
+
+Test(plan, matches_its_points_only)
+{
+	static const bool arcs[4] = { 0 };
+	static const char *const states[] = { "a", "b" };
+	struct mig_device_class vfio = { .id = MIG_DEV_VFIO, .name = "vfio", .nr_states = 2,
+					 .state_names = states, .arcs = arcs };
+	struct mig_device_class vcpu = vfio;
+	struct mig_device dv = { .cls = &vfio }, dc = { .cls = &vcpu };
+	struct mig_fault_point step = { .kind = MIG_FAULT_DEVICE_STEP, .stage = MIG_STAGE_SAVE,
+					.dev = &dv, .from = 0, .to = 1 };
+	struct mig_fault_point send = { .kind = MIG_FAULT_FRAME_SEND, .frame_type = MIG_FRAME_PAGES,
+					.stream = 2, .seq = 9 };
+	struct mig_fault_point ph = { .kind = MIG_FAULT_PHASE, .from = MIG_PHASE_PRECOPY,
+				      .to = MIG_PHASE_STOP_COPY };
+	struct mig_fault_plan p;
+	char words[160];
+
+	vcpu.id = MIG_DEV_VCPU;
+	p = plan(MIG_FAULT_A_ERROR, MIG_FAULT_DEVICE_STEP + 1);
+	cr_assert(mig_fault_plan_matches(&p, &step));
+	cr_assert_not(mig_fault_plan_matches(&p, &send), "another kind of point");
+	p.stage = MIG_STAGE_LOAD;
+	cr_assert_not(mig_fault_plan_matches(&p, &step), "another stage");
+	p.stage = MIG_STAGE_SAVE;
+	p.dev_class = MIG_DEV_VFIO;
+	cr_assert(mig_fault_plan_matches(&p, &step));
+	step.dev = &dc;
+	cr_assert_not(mig_fault_plan_matches(&p, &step), "another class");
+	step.dev = &dv;
+	p = plan(MIG_FAULT_A_ERROR, MIG_FAULT_FRAME_SEND + 1);
+	cr_assert(mig_fault_plan_matches(&p, &send), "any stream, any type");
+	p.stream = 1;
+	cr_assert_not(mig_fault_plan_matches(&p, &send), "another stream");
+	p.stream = 2;
+	p.frame_type = MIG_FRAME_DEVICE_DATA;
+	cr_assert_not(mig_fault_plan_matches(&p, &send), "another frame type");
+	p.frame_type = MIG_FRAME_PAGES;
+	cr_assert(mig_fault_plan_matches(&p, &send));
+	p = plan(MIG_FAULT_A_KILL, MIG_FAULT_PHASE + 1);
+	p.to = MIG_PHASE_COMMIT;
+	cr_assert_not(mig_fault_plan_matches(&p, &ph), "another phase");
+	p.to = MIG_PHASE_STOP_COPY;
+	cr_assert(mig_fault_plan_matches(&p, &ph));
+	mig_fault_point_describe(&send, words, sizeof(words));
+	cr_assert_str_eq(words, "sending frame 9 (PAGES) on stream 2");
+	mig_fault_point_describe(&step, words, sizeof(words));
+	cr_assert_str_eq(words, "device step vfio 0 save a->b");
+}
+
+/* ---- the verdicts ---- */
+
+static struct chaos_run a_run(void)
+{
+	struct chaos_run r = { .src = 0, .dst = 1 };
+
+	strcpy(r.vm, "vm");
+	return r;
+}
+
+static struct chaos_start_json json(const char *result, const char *owner)
+{
+	struct chaos_start_json j = { .verified = true, .match = true };
+
+	strcpy(j.result, result);
+	strcpy(j.owner, owner);
+	return j;
+}
+
+static struct chaos_copies running_on(unsigned agent, uint64_t passes)
+{
+	return (struct chaos_copies){ .running = 1, .run_at = agent, .passes = passes };
+}
+
+/* exit, JSON and copies together, as the runner judges a run */
+static struct chaos_run judge(int code, const struct chaos_start_json *j,
+			      const struct chaos_copies *b)
+{
+	struct chaos_run r = a_run();
+	struct chaos_copies a = *b;
+
+	a.passes = b->passes ? b->passes - 1 : 0;
+	chaos_judge_exit(&r, code, 0, false, true, "", j);
+	chaos_judge_copies(&r, &a, b, j, false, false, 300);
+	return r;
+}
+
+Test(judge, the_contract_each_way)
+{
+	struct chaos_start_json done = json("completed", "destination"),
+				back = json("failed", "source"), held = json("failed", "none");
+	struct chaos_copies on_dst = running_on(1, 10), on_src = running_on(0, 10),
+			    kept = { .held = 1, .held_at = 0 };
+	struct chaos_run r;
+
+	r = judge(0, &done, &on_dst);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_COMPLETED);
+	r = judge(0, &done, &on_src);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "exit 0 with the VM on the source");
+	r = judge(1, &back, &on_src);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_ROLLED_BACK);
+	r = judge(1, &back, &on_dst);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "exit 1 with the VM on the destination");
+	r = judge(1, &done, &on_src);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "exit 1 saying completed");
+	r = judge(0, &back, &on_dst);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "exit 0 saying owner source");
+	held.source_copy = true;
+	strcpy(held.copy_vm, "vm");
+	r = judge(3, &held, &kept);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_HELD);
+	held.source_copy = false;
+	r = judge(3, &held, &kept);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "a held copy the JSON does not name");
+	r = judge(2, &back, &on_src);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "exit 2 for valid options");
+	r = judge(3, &done, &on_dst);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "exit 3 with nothing to settle");
+	done.match = false;
+	r = judge(0, &done, &on_dst);
+	cr_assert_eq(r.invariant, CHAOS_INV_NOTHING_LOST, "digests that differ");
+}
+
+Test(judge, never_two_never_none_nothing_lost)
+{
+	struct chaos_start_json done = json("completed", "destination"), lost = json("failed", "none");
+	struct chaos_copies two = { .running = 2, .run_at = 1 }, none = { 0 },
+			    dirty = running_on(1, 10), stuck = running_on(1, 10);
+	struct chaos_run r;
+
+	r = judge(0, &done, &two);
+	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_TWO);
+	r = judge(3, &lost, &none);
+	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE, "no copy and nobody died");
+	dirty.errors = 3;
+	r = judge(0, &done, &dirty);
+	cr_assert_eq(r.invariant, CHAOS_INV_NOTHING_LOST, "self-check errors");
+	/* the same passes a settle period apart: the guest does not run */
+	r = a_run();
+	chaos_judge_exit(&r, 0, 0, false, true, "", &done);
+	chaos_judge_copies(&r, &stuck, &stuck, &done, false, false, 300);
+	cr_assert_eq(r.invariant, CHAOS_INV_NOTHING_LOST, "no progress");
+	/* the VM died with the agent the fault killed: exit 3 says so */
+	r = a_run();
+	r.fault.kills_src = true;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &lost);
+	chaos_judge_copies(&r, &none, &none, &lost, true, false, 300);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_LOST_WITH_AGENT);
+	/* ... and exit 1 (the VM runs on the source) would be a lie */
+	r = a_run();
+	r.fault.kills_src = true;
+	lost = json("failed", "source");
+	chaos_judge_exit(&r, 1, 0, false, true, "", &lost);
+	chaos_judge_copies(&r, &none, &none, &lost, true, false, 300);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT);
+	/* a killed agent that was not the fault's does not excuse a loss */
+	r = a_run();
+	r.fault.kills_src = true;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &lost);
+	chaos_judge_copies(&r, &none, &none, &lost, false, true, 300);
+	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE);
+}
+
+Test(judge, the_start_process_itself)
+{
+	struct chaos_start_json j = json("completed", "destination");
+	struct chaos_run r = a_run();
+
+	chaos_judge_exit(&r, -1, 9, true, false, "", &j);
+	cr_assert_eq(r.invariant, 0);
+	cr_assert_eq(r.outcome, CHAOS_OUT_NO_EXIT);
+	r = a_run();
+	chaos_judge_exit(&r, -1, 11, false, false, "", &j);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "a crash nobody caused");
+	r = a_run();
+	chaos_judge_exit(&r, 0, 0, false, false, "start printed more than one JSON object", &j);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT);
+	cr_assert(strstr(r.detail, "more than one"), "%s", r.detail);
+}
+
+Test(judge, downtime_against_the_journals)
+{
+	struct chaos_run r = a_run();
+
+	chaos_judge_downtime(&r, 3, 5, 0);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	chaos_judge_downtime(&r, 40, 20 + 12, 12);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	chaos_judge_downtime(&r, 4189, 14, 12);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "a clock's skew taken for downtime");
+	r = a_run();
+	chaos_judge_downtime(&r, 0, 900, 0);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "a long pause reported as none");
+}
