@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Chaos mode's agent side between real agents: MIG_OP_FAULT_ARM (refused
+ * without --chaos), and each action of a fault plan carried out in a real
+ * migration through the engines' fault hook.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <migrate/agent.h>
+#include <migrate/fault.h>
+#include <migrate/wire-order.h>
+#include <migrate/wire.h>
+
+#include "proc-fixture.h"
+
+struct chaos_pair {
+	char dir[64], src[128], dst[128];
+	pid_t a, b;
+};
+
+static pid_t agent_chaos(const char *listen, bool chaos)
+{
+	pid_t pid = fork();
+
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--quiet",
+		      chaos ? "--chaos" : NULL, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void pair_up(struct chaos_pair *t, bool chaos)
+{
+	struct run_result r;
+	char args[400];
+
+	snprintf(t->dir, sizeof(t->dir), "/tmp/migratectl-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(t->dir));
+	snprintf(t->src, sizeof(t->src), "unix://%s/src.sock", t->dir);
+	snprintf(t->dst, sizeof(t->dst), "unix://%s/dst.sock", t->dir);
+	t->a = agent_chaos(t->src, chaos);
+	t->b = agent_chaos(t->dst, chaos);
+	proc_wait_agent(t->src, NULL);
+	proc_wait_agent(t->dst, NULL);
+	snprintf(args, sizeof(args), "vm create %s --name cv --lab mem=64M,vcpus=2,wss=4M", t->src);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+}
+
+static void pair_down(struct chaos_pair *t)
+{
+	char p[160];
+
+	proc_stop(t->a);
+	proc_stop(t->b);
+	snprintf(p, sizeof(p), "%s/src.sock", t->dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/dst.sock", t->dir);
+	unlink(p);
+	rmdir(t->dir);
+}
+
+static struct mig_fault_plan plan(uint32_t action, enum mig_fault_kind point)
+{
+	struct mig_fault_plan p = { .action = action, .point = point + 1, .nth = 1,
+				    .stage = -1, .dev_class = -1, .from = -1, .to = -1,
+				    .frame_type = -1, .stream = -1 };
+
+	strcpy(p.vm, "cv");
+	return p;
+}
+
+static int arm(const char *endpoint, const struct mig_fault_plan *p, struct mig_error *err)
+{
+	struct mig_fault_plan w = *p;
+	struct mig_client c;
+	int r;
+
+	cr_assert_eq(mig_client_open(endpoint, NULL, &c, err), 0, "%s", err->msg);
+	mig_wire_le(&mig_wl_fault_plan, &w, 1);
+	r = mig_client_call(&c, MIG_OP_FAULT_ARM, &w, sizeof(w), NULL, err);
+	mig_client_close(&c);
+	return r;
+}
+
+static void migrate(const struct chaos_pair *t, struct run_result *r)
+{
+	char args[400];
+
+	snprintf(args, sizeof(args), "start %s %s --vm cv --json", t->src, t->dst);
+	proc_run(args, r);
+}
+
+/* The VM's state on an agent ("running", "held", ...; "" if it is not there). */
+static void vm_state(const char *endpoint, char *state, size_t n)
+{
+	struct run_result r;
+	char args[256];
+
+	snprintf(args, sizeof(args), "vm list %s --json", endpoint);
+	proc_run(args, &r);
+	state[0] = '\0';
+	if (r.status == 0 && strstr(r.out, "\"cv\""))
+		json_field(strstr(r.out, "\"cv\""), "state", state, n);
+}
+
+Test(fault, an_agent_without_chaos_takes_no_fault)
+{
+	struct chaos_pair t;
+	struct mig_fault_plan p = plan(MIG_FAULT_A_KILL, MIG_FAULT_PHASE);
+	struct mig_error err = { 0 };
+
+	pair_up(&t, false);
+	cr_assert_eq(arm(t.src, &p, &err), -EPERM);
+	cr_assert(strstr(err.msg, "--chaos"), "%s", err.msg);
+	pair_down(&t);
+}
+
+Test(fault, a_bad_plan_is_refused_with_why)
+{
+	struct chaos_pair t;
+	struct mig_fault_plan p = plan(MIG_FAULT_A_ERROR, MIG_FAULT_DEVICE_STEP);
+	struct mig_error err = { 0 };
+
+	pair_up(&t, true);
+	p.err = 0;
+	cr_assert_eq(arm(t.src, &p, &err), -EINVAL);
+	cr_assert(strstr(err.msg, "errno"), "%s", err.msg);
+	pair_down(&t);
+}
+
+/* A destination device step that fails: the source resumes, exit 1. */
+Test(fault, an_error_at_the_destinations_load_rolls_back)
+{
+	struct chaos_pair t;
+	struct mig_fault_plan p = plan(MIG_FAULT_A_ERROR, MIG_FAULT_DEVICE_STEP);
+	struct mig_error err = { 0 };
+	struct run_result r;
+	char st[32];
+
+	pair_up(&t, true);
+	p.stage = MIG_STAGE_LOAD;
+	p.err = EIO;
+	cr_assert_eq(arm(t.dst, &p, &err), 0, "%s", err.msg);
+	migrate(&t, &r);
+	cr_assert_eq(r.status, 1, "exit %d: %s", r.status, r.err);
+	json_expect_str(r.out, "owner", "source");
+	cr_assert(strstr(r.out, "chaos: Input/output error injected at device step"), "%s", r.out);
+	vm_state(t.src, st, sizeof(st));
+	cr_assert_str_eq(st, "running");
+	vm_state(t.dst, st, sizeof(st));
+	cr_assert_str_eq(st, "");
+	/* the plan was for one migration: the next one completes */
+	migrate(&t, &r);
+	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+	pair_down(&t);
+}
+
+/* The destination dies after starting the VM, before it says RUNNING: the
+ * source cannot know, keeps its copy paused and held, and start exits 3
+ * naming it. */
+Test(fault, a_kill_between_start_and_running_leaves_a_held_copy)
+{
+	struct chaos_pair t;
+	struct mig_fault_plan p = plan(MIG_FAULT_A_KILL, MIG_FAULT_FRAME_SEND);
+	struct mig_error err = { 0 };
+	struct run_result r;
+	char st[32];
+	int ws;
+
+	pair_up(&t, true);
+	p.frame_type = MIG_FRAME_RUNNING;
+	p.stream = 0;
+	cr_assert_eq(arm(t.dst, &p, &err), 0, "%s", err.msg);
+	migrate(&t, &r);
+	cr_assert_eq(r.status, 3, "exit %d: %s", r.status, r.err);
+	json_expect_str(r.out, "owner", "none");
+	cr_assert(strstr(r.out, "\"source_copy\""), "%s", r.out);
+	cr_assert_eq(waitpid(t.b, &ws, 0), t.b);
+	cr_assert(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL, "the destination was not killed");
+	t.b = 0;
+	vm_state(t.src, st, sizeof(st));
+	cr_assert_str_eq(st, "held");
+	pair_down(&t);
+}
+
+/* A source stopped for 400 ms mid-migration: the migration waits and completes. */
+Test(fault, a_stop_freezes_the_agent_for_its_time)
+{
+	struct chaos_pair t;
+	struct mig_fault_plan p = plan(MIG_FAULT_A_STOP, MIG_FAULT_PHASE);
+	struct mig_error err = { 0 };
+	struct run_result r;
+
+	pair_up(&t, true);
+	p.to = MIG_PHASE_STOP_COPY;
+	p.ms = 400;
+	cr_assert_eq(arm(t.src, &p, &err), 0, "%s", err.msg);
+	migrate(&t, &r);
+	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+	/* the guest was stopped for the migration's end, the agent for 400 ms on top */
+	cr_assert_geq(json_num(r.out, "total_ms"), 400, "%s", r.out);
+	cr_assert_eq(kill(t.a, 0), 0, "the source agent is gone");
+	pair_down(&t);
+}
+
+/* Regression (the campaign's first finding, seed 1 run 14): a destination
+ * whose clock is seconds ahead made downtime_ms read as those seconds.
+ * Now it is bounded by durations on each side's own clock. */
+Test(fault, a_skewed_clock_does_not_skew_the_downtime)
+{
+	struct chaos_pair t;
+	struct mig_fault_plan p = plan(MIG_FAULT_A_SKEW, MIG_FAULT_PHASE);
+	struct mig_error err = { 0 };
+	struct run_result r;
+
+	pair_up(&t, true);
+	for (int k = 0; k < 2; k++) {
+		p.skew_ms = k ? -4000 : 4000;
+		cr_assert_eq(arm(t.dst, &p, &err), 0, "%s", err.msg);
+		migrate(&t, &r);
+		cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+		cr_assert_lt(json_num(r.out, "downtime_ms"), 1000, "skew %+lld ms: %s",
+			     (long long)p.skew_ms, r.out);
+		/* back to the source for the next one */
+		{
+			char args[400];
+			struct run_result b;
+
+			snprintf(args, sizeof(args), "start %s %s --vm cv", t.dst, t.src);
+			proc_run(args, &b);
+			cr_assert_eq(b.status, 0, "%s", b.err);
+		}
+	}
+	pair_down(&t);
+}
