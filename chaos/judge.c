@@ -68,7 +68,11 @@ void chaos_judge_exit(struct chaos_run *run, int code, int term_signal, bool kil
 			run->outcome = CHAOS_OUT_ROLLED_BACK;
 		break;
 	case 3:
-		if (!strcmp(j->result, "completed") && !(j->verified && !j->match))
+		if (j->verified && !j->match)
+			violation(run, CHAOS_INV_NOTHING_LOST, "the switchover digests differ "
+				  "(exit 3: the destination owns a VM whose RAM is not the "
+				  "source's)");
+		else if (!strcmp(j->result, "completed"))
 			violation(run, CHAOS_INV_CONTRACT, "exit 3 with result completed and "
 				  "nothing for an operator to settle");
 		if (!run->invariant)

@@ -20,6 +20,8 @@ packages=(
 	libxxhash-dev
 	libcriterion-dev
 	libssl-dev
+	# the chaos runner reads start's JSON (migratectl chaos, docs/chaos.md)
+	libjson-c-dev
 	git
 	# the real-kernel tests: Debian's kernel under QEMU (tests/realkernel/)
 	qemu-system-x86

@@ -279,6 +279,8 @@ Test(judge, the_contract_each_way)
 	done.match = false;
 	r = judge(0, &done, &on_dst);
 	cr_assert_eq(r.invariant, CHAOS_INV_NOTHING_LOST, "digests that differ");
+	r = judge(3, &done, &on_dst);
+	cr_assert_eq(r.invariant, CHAOS_INV_NOTHING_LOST, "digests that differ, exit 3");
 }
 
 Test(judge, never_two_never_none_nothing_lost)
