@@ -402,6 +402,10 @@ int chaos_netns_setup(unsigned n, struct chaos_cluster_net **ret, struct mig_err
 		snprintf(c->a[i].addr, sizeof(c->a[i].addr), "%d.%d.%u.%u", SUBNET_A, SUBNET_B,
 			 y, i + 1);
 	}
+	/* a runner that died before its teardown, with the PID we have now,
+	 * left these very names: ours to delete */
+	chaos_netns_teardown(c);
+	c->torn_down = false;
 	r = bridge_make(c, err);
 	for (unsigned i = 0; i < n && r == 0; i++)
 		r = agent_make(c, &c->a[i], err);

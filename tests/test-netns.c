@@ -369,6 +369,18 @@ Test(netns, names_and_addresses)
 	cr_assert(cmd_has("ip -o link show", want));
 }
 
+Test(netns, setup_replaces_a_dead_runner_with_our_pid)
+{
+	char cmd[256];
+
+	/* what a runner with this PID would have left */
+	snprintf(cmd, sizeof(cmd), "ip netns add mcc%d-1 && ip link add mcc%dbr type bridge",
+		 getpid(), getpid());
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	cluster_up(2);
+	sink_up(1, 7010);
+}
+
 Test(netns, bad_sizes_and_non_root)
 {
 	struct chaos_cluster_net *c = NULL;
