@@ -40,6 +40,11 @@ packages=(
 	# the fuzz targets (tests/fuzz): clang and its libFuzzer runtime
 	clang
 	libclang-rt-14-dev
+	# the chaos runner's local cluster (chaos/netns.c): namespaces, links
+	# and tbf with ip and tc; its link faults DROP and RESET are rules in
+	# an agent's namespace, which Debian's iptables (nft backend) makes
+	iproute2
+	iptables
 )
 
 missing=()
