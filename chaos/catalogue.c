@@ -11,6 +11,7 @@
 #include <migrate/chaos.h>
 #include <migrate/device.h>
 #include <migrate/engine.h>
+#include <migrate/netns.h>
 #include <migrate/relay.h>
 #include <migrate/wire.h>
 
@@ -234,6 +235,19 @@ static void step_error(struct chaos_fault *f, struct chaos_rng *r, const char *v
 	int stage = stages[dst][f->phase][chaos_rng_range(r, 0, 1)];
 
 	plan_for(p, vm, MIG_FAULT_A_ERROR);
+	if (!dst && f->phase == MIG_PHASE_STOP_COPY && chaos_rng_range(r, 0, 2) == 0) {
+		/* the source fails once the destination has loaded all: the last
+		 * instant a rollback can come, with the destination's copy whole */
+		p->point = MIG_FAULT_FRAME_RECV + 1;
+		p->frame_type = MIG_FRAME_LOADED;
+		p->stream = 0;
+		p->stage = p->dev_class = p->from = p->to = -1;
+		p->nth = 1;
+		p->err = errnos[chaos_rng_range(r, 0, ARRAY_SIZE(errnos) - 1)];
+		snprintf(f->trigger, sizeof(f->trigger), "source: fails with %s as LOADED arrives",
+			 strerrorname_np(p->err));
+		return;
+	}
 	p->point = MIG_FAULT_DEVICE_STEP + 1;
 	p->stage = stage;
 	p->dev_class = p->from = p->to = p->frame_type = p->stream = -1;
@@ -459,6 +473,55 @@ static void make_net_refuse(struct chaos_fault *f, struct chaos_rng *r, const ch
 		 "the %u%s on", f->dst_plan.net_conn, ordinal(f->dst_plan.net_conn));
 }
 
+/* ---- network: the veth link of an agent in its namespace ---- */
+
+static void link_fault(struct chaos_fault *f, struct chaos_rng *r, enum chaos_link_fault lf)
+{
+	char what[96];
+
+	f->link = lf;
+	f->link_dst = chaos_rng_range(r, 0, 2) != 0;
+	f->link_ms = (uint32_t)(chaos_rng_range(r, 0, 4) ? chaos_rng_range(r, 20, 1500) :
+				chaos_rng_range(r, 1500, 7000));
+	if (lf == CHAOS_LINK_RATE) {
+		f->link_arg = chaos_rng_range(r, 1, 32) << 20;
+		snprintf(what, sizeof(what), "the %s's link shaped to %llu MiB/s (tbf) for %u ms",
+			 f->link_dst ? "destination" : "source",
+			 (unsigned long long)(f->link_arg >> 20), f->link_ms);
+	} else {
+		snprintf(what, sizeof(what), "the %s's link %s for %u ms",
+			 f->link_dst ? "destination" : "source",
+			 lf == CHAOS_LINK_DOWN ? "down" : lf == CHAOS_LINK_DROP ?
+			 "blackholed (iptables DROP)" : "resetting every TCP segment (iptables "
+			 "REJECT)", f->link_ms);
+	}
+	observed(f, r, what);
+}
+
+static void make_link_down(struct chaos_fault *f, struct chaos_rng *r, const char *vm)
+{
+	(void)vm;
+	link_fault(f, r, CHAOS_LINK_DOWN);
+}
+
+static void make_link_rate(struct chaos_fault *f, struct chaos_rng *r, const char *vm)
+{
+	(void)vm;
+	link_fault(f, r, CHAOS_LINK_RATE);
+}
+
+static void make_link_drop(struct chaos_fault *f, struct chaos_rng *r, const char *vm)
+{
+	(void)vm;
+	link_fault(f, r, CHAOS_LINK_DROP);
+}
+
+static void make_link_reset(struct chaos_fault *f, struct chaos_rng *r, const char *vm)
+{
+	(void)vm;
+	link_fault(f, r, CHAOS_LINK_RESET);
+}
+
 /* ---- hostile clients, while the migration runs ---- */
 
 static void hostile(struct chaos_fault *f, struct chaos_rng *r, unsigned kind, const char *what)
@@ -514,6 +577,14 @@ const struct chaos_kind chaos_kinds[] = {
 	{ "partition", CHAOS_NETWORK, CHAOS_PH_ALL, "control cut off from data, or data from "
 	  "control", make_net_partition },
 	{ "refuse", CHAOS_NETWORK, PH(SETUP), "new connections refused", make_net_refuse },
+	{ "link-down", CHAOS_NETWORK, CHAOS_PH_ALL, "an agent's link down for a while (needs "
+	  "namespaces)", make_link_down },
+	{ "link-rate", CHAOS_NETWORK, CHAOS_PH_ALL, "an agent's link shaped by tbf (needs "
+	  "namespaces)", make_link_rate },
+	{ "link-drop", CHAOS_NETWORK, CHAOS_PH_ALL, "an agent's TCP blackholed by iptables "
+	  "(needs namespaces)", make_link_drop },
+	{ "link-reset", CHAOS_NETWORK, CHAOS_PH_ALL, "an agent's TCP reset by iptables (needs "
+	  "namespaces)", make_link_reset },
 	{ "kill-src", CHAOS_PROCESS, CHAOS_PH_ALL, "SIGKILL of the source agent", make_kill_src },
 	{ "kill-dst", CHAOS_PROCESS, CHAOS_PH_ALL, "SIGKILL of the destination agent",
 	  make_kill_dst },

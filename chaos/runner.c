@@ -35,6 +35,7 @@
 #include <migrate/chaos-run.h>
 #include <migrate/engine.h>
 #include <migrate/journal.h>
+#include <migrate/netns.h>
 #include <migrate/transport.h>
 #include <migrate/wire-order.h>
 
@@ -46,6 +47,8 @@
 #define RUN_BASE_MS 60000
 #define DRAIN_MS 30000
 #define OBSERVE_POLL_MS 1
+/* Agents in namespaces listen here, each on its own address. */
+#define CHAOS_AGENT_PORT 7400
 /* A fault the runner acts on comes this far into its phase at most. */
 #define OBSERVE_WINDOW_MS 20
 
@@ -103,6 +106,7 @@ struct campaign {
 	unsigned holder;          /* the agent it runs on */
 	uint64_t vms_made;
 	uint64_t expect_ms;       /* a clean run's time, learned */
+	struct chaos_cluster_net *net;    /* the agents' namespaces (NULL: plain processes) */
 	struct mig_client obs;    /* the runner's look at a source during a run */
 	bool obs_open;
 	unsigned obs_agent;
@@ -195,6 +199,26 @@ static int free_port(uint16_t *ret)
 
 static bool agent_alive(struct campaign *c, unsigned i);
 
+/* Agent i in its namespace: the ready pipe's write end is inherited (as the
+ * fd it has) and named by --ready-fd.  Returns its pid, or <0. */
+static pid_t netns_spawn(struct campaign *c, unsigned i, int p[2], const char *listen,
+			 struct mig_error *err)
+{
+	struct agent_proc *a = &c->ag[i];
+	char rfd[16];
+	char *argv[] = { (char *)c->o->self, "agent", "--listen", (char *)listen, "--key-file", c->key,
+			 "--journal", a->journal, "--chaos", "--ready-fd", rfd, NULL };
+	int fd = open(a->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	pid_t pid;
+
+	snprintf(rfd, sizeof(rfd), "%d", p[1]);
+	fcntl(p[1], F_SETFD, 0);
+	pid = chaos_netns_spawn(c->net, i, argv, fd, fd, err);
+	if (fd >= 0)
+		close(fd);
+	return pid;
+}
+
 /* Starts local agent i (again, after a death) and waits until it listens. */
 static int agent_spawn(struct campaign *c, unsigned i, struct mig_error *err)
 {
@@ -205,14 +229,26 @@ static int agent_spawn(struct campaign *c, unsigned i, struct mig_error *err)
 		int p[2], r;
 		pid_t pid;
 
-		if (free_port(&a->port) < 0 || pipe2(p, O_CLOEXEC) < 0)
+		if (c->net) {
+			/* its own address: the same port on every agent */
+			a->port = CHAOS_AGENT_PORT;
+			snprintf(a->host, sizeof(a->host), "%s", chaos_netns_addr(c->net, i));
+		} else if (free_port(&a->port) < 0) {
 			return mig_error_set(err, -errno, "chaos: cannot start agent %u: %s", i,
 					     strerror(errno));
-		snprintf(a->host, sizeof(a->host), "127.0.0.1");
+		} else {
+			snprintf(a->host, sizeof(a->host), "127.0.0.1");
+		}
+		if (pipe2(p, O_CLOEXEC) < 0)
+			return mig_error_set(err, -errno, "chaos: cannot start agent %u: %s", i,
+					     strerror(errno));
 		snprintf(listen, sizeof(listen), "tcp://%s:%u", a->host, a->port);
 		snprintf(a->url, sizeof(a->url), "%s", listen);
-		pid = fork();
-		if (pid == 0) {
+		if (c->net)
+			pid = netns_spawn(c, i, p, listen, err);
+		else
+			pid = fork();
+		if (!c->net && pid == 0) {
 			int fd = open(a->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 			char rfd[16];
 
@@ -232,7 +268,8 @@ static int agent_spawn(struct campaign *c, unsigned i, struct mig_error *err)
 		close(p[1]);
 		if (pid < 0) {
 			close(p[0]);
-			return mig_error_set(err, -errno, "chaos: fork: %s", strerror(errno));
+			return c->net ? mig_error_prefix(err, "chaos: agent %u in its namespace", i) :
+			       mig_error_set(err, -errno, "chaos: fork: %s", strerror(errno));
 		}
 		struct pollfd pf = { .fd = p[0], .events = POLLIN };
 
@@ -895,6 +932,8 @@ struct actor {
 	char peer[128];
 	void *hostile;            /* a hostile campaign in the background */
 	bool start_killed;        /* the runner killed the start */
+	uint64_t heal_ms;         /* a link fault: when to heal it (0: none on) */
+	unsigned link_agent;
 };
 
 static void act(struct campaign *c, struct chaos_run *run, struct start_proc *sp,
@@ -936,7 +975,40 @@ static void act(struct campaign *c, struct chaos_run *run, struct start_proc *sp
 				  "while the migration ran", run->vm, f->destroy_src ? "source" :
 				  "destination");
 	}
+	if (f->link) {
+		unsigned who = f->link_dst ? run->dst : run->src;
+
+		if (!c->net) {
+			/* nothing to cut: the run goes on without its fault */
+			run->fired = false;
+			snprintf(run->fired_how, sizeof(run->fired_how), "not injected: the agents "
+				 "are not in network namespaces");
+			return;
+		}
+		if (chaos_netns_fault(c->net, who, (enum chaos_link_fault)f->link, f->link_arg,
+				      &err) < 0) {
+			run->fired = false;
+			snprintf(run->fired_how, sizeof(run->fired_how), "not injected: %.200s",
+				 err.msg);
+			return;
+		}
+		ac->link_agent = who;
+		ac->heal_ms = mig_now_ms() + f->link_ms;
+	}
 	snprintf(run->fired_how, sizeof(run->fired_how), "runner: %s", f->trigger);
+}
+
+/* A link fault's time is up (or the run is over): the link as it was. */
+static void heal(struct campaign *c, struct chaos_run *run, struct actor *ac)
+{
+	struct mig_error err = { 0 };
+
+	if (!ac->heal_ms)
+		return;
+	ac->heal_ms = 0;
+	if (chaos_netns_heal(c->net, ac->link_agent, &err) < 0)
+		violation(run, CHAOS_INV_NO_LEAKS, "agent %u's link could not be healed: %s",
+			  ac->link_agent, err.msg);
 }
 
 static void observe(struct campaign *c, struct chaos_run *run, struct start_proc *sp,
@@ -949,6 +1021,8 @@ static void observe(struct campaign *c, struct chaos_run *run, struct start_proc
 		kill(sp->pid, SIGCONT);
 		ac->cont_ms = 0;
 	}
+	if (ac->heal_ms && mig_now_ms() >= ac->heal_ms)
+		heal(c, run, ac);
 	if (!ac->armed || ac->acted)
 		return;
 	if (!ac->seen) {
@@ -1093,7 +1167,8 @@ static int settle(struct campaign *c, struct chaos_run *run, const char *fresh,
 
 static bool needs_actor(const struct chaos_fault *f)
 {
-	return f->start_signal || f->cancel_op || f->destroy_src || f->destroy_dst || f->hostile;
+	return f->start_signal || f->cancel_op || f->destroy_src || f->destroy_dst ||
+	       f->hostile || f->link;
 }
 
 static void judge_exit(struct chaos_run *run, const struct start_proc *sp,
@@ -1178,6 +1253,7 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 	}
 	if (ac.cont_ms)
 		kill(sp.pid, SIGCONT);
+	heal(c, run, &ac);
 	if (hung) {
 		violation(run, CHAOS_INV_BOUNDED, "start ran past %" PRIu64 " ms", run_limit_ms(f));
 		save_violation(c, run, true);
@@ -1240,7 +1316,9 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 		uint64_t jdt_ns;
 
 		if (uuid_parse(j.id, id) == 0 && journal_downtime(c, run->src, run->dst, id, &jdt_ns))
-			chaos_judge_downtime(run, j.downtime_ms, jdt_ns / 1000000, j.verify_ms);
+			chaos_judge_downtime(run, j.downtime_ms, jdt_ns / 1000000, j.verify_ms,
+					     f->src_plan.action == MIG_FAULT_A_STOP && run->fired ?
+					     f->src_plan.ms : 0);
 		run->downtime_ms = j.downtime_ms;
 	}
 	if (run->invariant)
@@ -1280,6 +1358,22 @@ static int cluster_up(struct campaign *c, struct mig_error *err)
 		snprintf(c->rep->cluster, sizeof(c->rep->cluster), "%u agents named by --agents", c->n);
 		return 0;
 	}
+	if (o->netns >= 0 && geteuid() == 0) {
+		struct mig_error e = { 0 };
+
+		chaos_netns_reap_stale();
+		if (chaos_netns_setup(c->n, &c->net, &e) < 0) {
+			if (o->netns > 0) {
+				*err = e;
+				return mig_error_prefix(err, "chaos: --netns always");
+			}
+			snprintf(c->rep->cluster, sizeof(c->rep->cluster), "%u agents on this host, "
+				 "plain processes on 127.0.0.1 (no namespaces: %.150s)", c->n, e.msg);
+		}
+	} else if (o->netns > 0) {
+		return mig_error_set(err, -EPERM, "chaos: --netns always needs root (network "
+				     "namespaces and veth links)");
+	}
 	snprintf(c->key, sizeof(c->key), "%s/key", o->dir);
 	if (xport_random(key, sizeof(key)) < 0 || write_file(c->key, key, sizeof(key), 0600) < 0)
 		return mig_error_set(err, -EIO, "chaos: cannot write the cluster's key %s", c->key);
@@ -1292,8 +1386,13 @@ static int cluster_up(struct campaign *c, struct mig_error *err)
 		if (r < 0)
 			return r;
 	}
-	snprintf(c->rep->cluster, sizeof(c->rep->cluster), "%u agents on this host, plain "
-		 "processes on 127.0.0.1", c->n);
+	if (c->net)
+		snprintf(c->rep->cluster, sizeof(c->rep->cluster), "%u agents on this host, each "
+			 "in a network namespace of its own, joined by veth links to a bridge "
+			 "(%s.x)", c->n, chaos_netns_addr(c->net, 0));
+	else if (!c->rep->cluster[0])
+		snprintf(c->rep->cluster, sizeof(c->rep->cluster), "%u agents on this host, plain "
+			 "processes on 127.0.0.1", c->n);
 	return 0;
 }
 
@@ -1307,12 +1406,52 @@ static void cluster_down(struct campaign *c)
 		}
 	for (unsigned i = 0; i < c->n; i++)
 		mig_buf_free(&c->ag[i].recs);
+	chaos_netns_free(c->net);
+	c->net = NULL;
+}
+
+/* One line per run in DIR/runs.jsonl: what was injected, where, and how it ended. */
+static void put_str(struct json_object *o, const char *key, const char *val)
+{
+	json_object_object_add(o, key, val && val[0] ? json_object_new_string(val) : NULL);
+}
+
+static void run_line(struct campaign *c, const struct chaos_run *run)
+{
+	char path[PATH_MAX + 16];
+	struct json_object *o = json_object_new_object();
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/runs.jsonl", c->o->dir);
+	f = o ? fopen(path, "a") : NULL;
+	if (!f) {
+		json_object_put(o);
+		return;
+	}
+	json_object_object_add(o, "run", json_object_new_uint64(run->index));
+	put_str(o, "fault", chaos_kinds[run->fault.kind].name);
+	put_str(o, "phase", mig_phase_to_string(run->fault.phase));
+	put_str(o, "trigger", run->fault.trigger);
+	json_object_object_add(o, "fired", json_object_new_boolean(run->fired));
+	put_str(o, "fired_how", run->fired_how);
+	json_object_object_add(o, "src", json_object_new_int((int)run->src));
+	json_object_object_add(o, "dst", json_object_new_int((int)run->dst));
+	json_object_object_add(o, "exit", json_object_new_int(run->exit_code));
+	put_str(o, "result", run->result);
+	put_str(o, "outcome", chaos_outcome_name(run->outcome));
+	json_object_object_add(o, "ms", json_object_new_uint64(run->ms));
+	put_str(o, "invariant", run->invariant ? chaos_invariant_name(run->invariant) : NULL);
+	put_str(o, "detail", run->invariant ? run->detail : NULL);
+	fprintf(f, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	fclose(f);
+	json_object_put(o);
 }
 
 static void account(struct campaign *c, const struct chaos_run *run)
 {
 	struct chaos_report *rep = c->rep;
 
+	run_line(c, run);
 	rep->runs++;
 	rep->table[run->fault.kind][run->fault.phase][run->outcome]++;
 	if (run->fired) {

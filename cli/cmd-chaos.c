@@ -28,7 +28,8 @@
 #define CHAOS_USAGE \
 	"usage: migratectl chaos (--local N | --agents EP,EP,... --key-file F) [--runs N]\n" \
 	"         [--duration D] [--seed S] [--faults LIST] [--lab SPEC] [--dir DIR]\n" \
-	"         [--settle D] [--json] [--replay RUN] [--list] [--dry-run]\n" \
+	"         [--settle D] [--netns auto|never|always] [--json] [--replay RUN]\n" \
+	"         [--list] [--dry-run]\n" \
 	"         [-- START-OPTIONS...]\n"
 #define CHAOS_DEFAULT_LAB "mem=64M,vcpus=2,wss=8M,vfio=1"
 
@@ -251,6 +252,7 @@ int cmd_chaos(int argc, char **argv)
 		{ "replay", required_argument, NULL, 'R' },
 		{ "list", no_argument, NULL, 'K' },
 		{ "dry-run", no_argument, NULL, 'P' },
+		{ "netns", required_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -345,6 +347,19 @@ int cmd_chaos(int argc, char **argv)
 			return 0;
 		case 'P':
 			dry_run = true;
+			break;
+		case 'N':
+			if (!strcmp(optarg, "auto"))
+				o.netns = 0;
+			else if (!strcmp(optarg, "never"))
+				o.netns = -1;
+			else if (!strcmp(optarg, "always"))
+				o.netns = 1;
+			else {
+				fprintf(stderr, "migratectl chaos: --netns %s: give auto (namespaces "
+					"when root), never or always\n", optarg);
+				return EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			fputs(CHAOS_USAGE, stdout);

@@ -345,13 +345,15 @@ Test(judge, downtime_against_the_journals)
 {
 	struct chaos_run r = a_run();
 
-	chaos_judge_downtime(&r, 3, 5, 0);
+	chaos_judge_downtime(&r, 3, 5, 0, 0);
 	cr_assert_eq(r.invariant, 0, "%s", r.detail);
-	chaos_judge_downtime(&r, 40, 20 + 12, 12);
+	chaos_judge_downtime(&r, 40, 20 + 12, 12, 0);
 	cr_assert_eq(r.invariant, 0, "%s", r.detail);
-	chaos_judge_downtime(&r, 4189, 14, 12);
+	chaos_judge_downtime(&r, 2368, 17, 12, 2352);
+	cr_assert_eq(r.invariant, 0, "a source frozen before its vCPUs stopped: %s", r.detail);
+	chaos_judge_downtime(&r, 4189, 14, 12, 0);
 	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "a clock's skew taken for downtime");
 	r = a_run();
-	chaos_judge_downtime(&r, 0, 900, 0);
+	chaos_judge_downtime(&r, 0, 900, 0, 0);
 	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "a long pause reported as none");
 }

@@ -98,9 +98,10 @@ void chaos_judge_copies(struct chaos_run *run, const struct chaos_copies *before
 			const struct chaos_copies *after, const struct chaos_start_json *j,
 			bool src_dead, bool dst_dead, uint32_t settle_ms);
 /* downtime_ms the JSON gives against the journals' pause (verification's
- * time left out), within 50 ms + half the journals' figure. */
+ * time left out), within 50 ms + half the journals' figure; frozen_ms more
+ * when the fault froze the source (SIGSTOP), which no journal sees. */
 void chaos_judge_downtime(struct chaos_run *run, uint64_t json_ms, uint64_t journal_ms,
-			  uint64_t verify_ms);
+			  uint64_t verify_ms, uint64_t frozen_ms);
 
 struct chaos_opts {
 	unsigned local;                   /* agents started here (2..CHAOS_MAX_AGENTS) */

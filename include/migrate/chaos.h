@@ -53,6 +53,11 @@ struct chaos_fault {
 	bool double_start;        /* a second start of the same VM at once */
 	unsigned hostile;         /* enum chaos_hostile_kind (hostile.h), 0: none */
 	bool hostile_mig_port;    /* at the destination's migration listener, else its agent */
+	/* a fault on an agent's veth link (the runner's namespaces, netns.h) */
+	unsigned link;            /* enum chaos_link_fault, 0: none */
+	bool link_dst;            /* the destination's link, else the source's */
+	uint64_t link_arg;        /* RATE: bytes/s */
+	uint32_t link_ms;         /* healed after this long */
 	char start_extra[160];    /* more `start` options, space-separated */
 	char lab_extra[64];       /* more lab spec keys: the run gets a VM of its own */
 	/* what the fault does to the agents: their deaths are expected */
