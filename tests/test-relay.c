@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -277,6 +278,7 @@ static size_t frame_end(const struct stream *s, unsigned k)
 static int src_connect(const char *addr)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct timeval tv = { .tv_sec = WAIT_MS / 1000 };
 	const char *colon = strrchr(addr, ':');
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -285,6 +287,9 @@ static int src_connect(const char *addr)
 	a.sin_port = htons((uint16_t)atoi(colon + 1));
 	cr_assert_eq(inet_pton(AF_INET, "127.0.0.1", &a.sin_addr), 1);
 	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "%s", strerror(errno));
+	/* a relay that forgets a connection fails the test instead of hanging it */
+	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
 	return fd;
 }
 
