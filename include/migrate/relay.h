@@ -43,8 +43,9 @@ enum chaos_net_fault {
 	CHAOS_NET_TRUNCATE,
 	/* the frame at the trigger (header, payload, PAGES data) sent twice */
 	CHAOS_NET_DUPLICATE,
-	/* the frame at the trigger held back until a frame of another stream
-	 * passed the relay in the same direction (at most ms), then sent */
+	/* the frame at the trigger (and what follows it on its stream) held
+	 * back until a whole frame of another stream passed the relay in the
+	 * same direction (at most ms; 0: 10 s), then sent */
 	CHAOS_NET_REORDER,
 	/* from the trigger: the control stream, or (data) every data stream,
 	 * forwards nothing either way for ms while the others flow */
