@@ -555,6 +555,57 @@ Test(relay, reset_at_frame)
 	free(s.buf);
 }
 
+/* n bytes in pieces, each given time to reach the relay on its own. */
+static void send_slowly(int fd, const uint8_t *p, size_t n, size_t piece)
+{
+	for (size_t off = 0; off < n; off += piece) {
+		cr_assert_eq(send_all(fd, p + off, n - off < piece ? n - off : piece), 0);
+		usleep(3000);
+	}
+}
+
+/* The same reset with the frames' first bytes arriving a few at a time
+ * (frame 3 is a PAGES frame: its data length comes 16 bytes after its
+ * header): nothing of frame 4 leaves before the relay knows it is frame 4. */
+Test(relay, reset_with_headers_in_pieces)
+{
+	struct chaos_net_spec spec = { .fault = CHAOS_NET_RESET, .stream = -1, .frame = 4 };
+	struct chaos_relay_report rep;
+	struct chaos_relay *r;
+	struct stream s;
+	struct dst d;
+	char addr[64];
+	size_t early;
+	int fd;
+
+	standard(&s, 0);
+	dst_start(&d);
+	r = relay_start(&d, &spec, addr, sizeof(addr));
+	fd = src_connect(addr);
+	send_slowly(fd, s.buf, s.start[1] + 40, 7);
+	cr_assert_eq(send_all(fd, s.buf + s.start[1] + 40, s.start[2] - s.start[1] - 40), 0);
+	send_slowly(fd, s.buf + s.start[2], 64, 5);
+	cr_assert_eq(send_all(fd, s.buf + s.start[2] + 64, s.start[3] - s.start[2] - 64), 0);
+	dst_wait(&d, 0, s.start[3]);
+	(void)send_all(fd, s.buf + s.start[3], 30);
+	usleep(50000);
+	pthread_mutex_lock(&d.lock);
+	early = d.c[0].len;
+	pthread_mutex_unlock(&d.lock);
+	cr_assert_eq(early, s.start[3], "bytes of frame 4 left before it was whole");
+	(void)send_all(fd, s.buf + s.start[3] + 30, s.len - s.start[3] - 30);
+	dst_wait(&d, 0, 0);
+	cr_assert(d.c[0].end == 0 || d.c[0].end == -ECONNRESET, "end %d", d.c[0].end);
+	cr_assert_eq(d.c[0].len, s.start[3]);
+	cr_assert_eq(memcmp(d.c[0].buf, s.buf, s.start[3]), 0);
+	report(r, &rep);
+	cr_assert(rep.fired);
+	close(fd);
+	chaos_relay_stop(r);
+	dst_stop(&d);
+	free(s.buf);
+}
+
 /* CORRUPT at a byte inside the first PAGES frame's data: that byte, and
  * only it, arrives flipped. */
 Test(relay, corrupt_one_byte)
