@@ -56,6 +56,7 @@ struct dst {
 	const uint8_t *reply;  /* sent on EOF, then the connection closes */
 	size_t reply_len;
 	bool discard;          /* count the bytes only (throughput) */
+	atomic_bool hold;      /* read nothing meanwhile (backpressure) */
 };
 
 static void dconn_recv(struct dst *d, struct dconn *c)
@@ -107,7 +108,8 @@ static void *dst_thread(void *arg)
 		struct pollfd p[CONNS_MAX + 1] = { { .fd = d->lfd, .events = POLLIN } };
 
 		for (unsigned i = 0; i < d->n; i++)
-			p[i + 1] = (struct pollfd){ .fd = d->c[i].fd, .events = POLLIN };
+			p[i + 1] = (struct pollfd){ .fd = atomic_load(&d->hold) ? -1 : d->c[i].fd,
+						    .events = POLLIN };
 		if (poll(p, d->n + 1, 20) <= 0)
 			continue;
 		for (unsigned i = 0; i < d->n; i++)
@@ -524,6 +526,52 @@ Test(relay, throughput)
 	cr_assert_gt(relayed, 100, "%.0f MB/s through the relay", relayed);
 	chaos_relay_stop(r);
 	dst_stop(&d);
+}
+
+/* A destination that reads nothing: the relay stops reading too once it
+ * holds its bound (4 MiB a direction), and the source's sends block long
+ * before 128 MiB; once the destination reads, all of it arrives. */
+Test(relay, backpressure)
+{
+	size_t n = 128U << 20, chunk = 1U << 20, sent = 0;
+	uint8_t *a = malloc(chunk);
+	struct chaos_relay *r;
+	struct dst d;
+	char addr[64];
+	int fd;
+
+	for (size_t i = 0; i < chunk; i++)
+		a[i] = pattern(i);
+	dst_start(&d);
+	d.discard = true;
+	atomic_store(&d.hold, true);
+	r = relay_start(&d, NULL, addr, sizeof(addr));
+	fd = src_connect(addr);
+	for (uint64_t quiet = mig_now_ms(); sent < n && mig_now_ms() - quiet < 300;) {
+		ssize_t w = send(fd, a + sent % chunk, chunk - sent % chunk,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (w > 0) {
+			sent += (size_t)w;
+			quiet = mig_now_ms();
+		} else {
+			cr_assert(errno == EAGAIN, "%s", strerror(errno));
+			usleep(1000);
+		}
+	}
+	cr_log_info("the source could send %zu KiB to a destination that reads nothing",
+		    sent >> 10);
+	cr_assert_lt(sent, 64U << 20, "the relay took %zu MiB", sent >> 20);
+	atomic_store(&d.hold, false);
+	for (; sent < n; sent += chunk - sent % chunk)
+		cr_assert_eq(send_all(fd, a + sent % chunk, chunk - sent % chunk), 0);
+	shutdown(fd, SHUT_WR);
+	dst_wait(&d, 0, 0);
+	cr_assert_eq(d.c[0].len, n);
+	close(fd);
+	chaos_relay_stop(r);
+	dst_stop(&d);
+	free(a);
 }
 
 /* RESET at frame 4: the destination has exactly frames 1..3, then a reset
