@@ -1088,11 +1088,16 @@ err_free:
 
 void chaos_relay_report(struct chaos_relay *r, struct chaos_relay_report *rep)
 {
+	clockid_t clk;
+
 	pthread_mutex_lock(&r->lock);
 	*rep = r->rep;
 	pthread_mutex_unlock(&r->lock);
 	rep->bytes_up = atomic_load_explicit(&r->bytes_up, memory_order_relaxed);
 	rep->bytes_down = atomic_load_explicit(&r->bytes_down, memory_order_relaxed);
+	rep->cpu_ms = 0;
+	if (pthread_getcpuclockid(r->thread, &clk) == 0)
+		rep->cpu_ms = mig_clock_ns(clk) / 1000000;
 }
 
 void chaos_relay_stop(struct chaos_relay *r)

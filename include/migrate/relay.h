@@ -83,12 +83,15 @@ int chaos_relay_start(const char *host, const char *dest, const struct chaos_net
 
 /* What happened so far: whether the toxic fired and where ("reset stream 2
  * at frame 14 (PAGES), byte 1048620"), connections accepted, bytes written
- * towards the destination (up) and towards the source (down). */
+ * towards the destination (up) and towards the source (down), and the CPU
+ * time of the relay's thread (bytes per CPU second say whether the relay
+ * could limit a migration, whatever else loads the host). */
 struct chaos_relay_report {
 	bool fired;
 	char what[160];
 	unsigned conns;
 	uint64_t bytes_up, bytes_down;
+	uint64_t cpu_ms;
 };
 void chaos_relay_report(struct chaos_relay *r, struct chaos_relay_report *rep);
 
