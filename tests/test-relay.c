@@ -869,18 +869,19 @@ static void two_streams(struct dst *d, struct chaos_relay *r, const char *addr,
 	}
 }
 
-/* PARTITION the control stream for 800 ms at its second frame: the data
- * stream, sent after, arrives whole before the control stream's frame. */
-Test(relay, partition_control_only)
+/* PARTITION for 800 ms, triggered by the control stream's second frame:
+ * the control stream (or with data, the data stream) forwards nothing,
+ * while the other, sent after, arrives whole before it. */
+static void partition_case(bool data)
 {
 	struct chaos_net_spec spec = { .fault = CHAOS_NET_PARTITION, .stream = 0, .frame = 2,
-				       .ms = 800 };
+				       .ms = 800, .data = data };
 	struct chaos_relay *r;
 	struct stream s[2];
 	struct dst d;
 	char addr[64];
-	unsigned ci[2];
-	uint64_t t0, t_ctl, t_data;
+	unsigned ci[2], cut = data ? 1 : 0, free_ = 1 - cut;
+	uint64_t t0, t_cut, t_free;
 	int fd[2];
 
 	standard(&s[0], 0);
@@ -894,20 +895,58 @@ Test(relay, partition_control_only)
 	cr_assert_eq(send_all(fd[1], s[1].buf + s[1].start[1], s[1].len - s[1].start[1]), 0);
 	dst_wait(&d, ci[0], s[0].len);
 	dst_wait(&d, ci[1], s[1].len);
-	t_ctl = arrived(&d, ci[0], s[0].start[1]);
-	t_data = arrived(&d, ci[1], s[1].len - 1);
-	cr_log_info("control frame 2 after %llu ms, data stream done after %llu ms",
-		    (unsigned long long)(t_ctl - t0), (unsigned long long)(t_data - t0));
-	cr_assert_geq(t_ctl, t0 + 800);
-	cr_assert_lt(t_data, t_ctl, "the data stream waited for the partition");
-	cr_assert_eq(memcmp(d.c[ci[0]].buf, s[0].buf, s[0].len), 0);
-	cr_assert_eq(memcmp(d.c[ci[1]].buf, s[1].buf, s[1].len), 0);
-	for (int i = 0; i < 2; i++)
+	t_cut = arrived(&d, ci[cut], s[cut].start[1]);
+	t_free = arrived(&d, ci[free_], s[free_].len - 1);
+	cr_log_info("partitioned stream %u's frame 2 after %llu ms, stream %u done after %llu ms",
+		    cut, (unsigned long long)(t_cut - t0), free_,
+		    (unsigned long long)(t_free - t0));
+	cr_assert_geq(t_cut, t0 + 800);
+	cr_assert_lt(t_free, t_cut, "the stream outside the partition waited for it");
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(memcmp(d.c[ci[i]].buf, s[i].buf, s[i].len), 0);
 		close(fd[i]);
+	}
 	chaos_relay_stop(r);
 	dst_stop(&d);
 	free(s[0].buf);
 	free(s[1].buf);
+}
+
+Test(relay, partition_control_only)
+{
+	partition_case(false);
+}
+
+Test(relay, partition_data_only)
+{
+	partition_case(true);
+}
+
+/* A destination that does not listen: each connection to the relay is
+ * reset (or closed) at once, and the relay takes the next one. */
+Test(relay, destination_down)
+{
+	struct mig_error err = { 0 };
+	struct chaos_relay_report rep;
+	struct chaos_relay *r = NULL;
+	char addr[64], dead[64];
+	struct dst d;
+
+	dst_start(&d);
+	str_copy(dead, sizeof(dead), d.addr);
+	dst_stop(&d);             /* nothing listens on its port any more */
+	cr_assert_eq(chaos_relay_start("127.0.0.1", dead, NULL, &r, addr, sizeof(addr), &err),
+		     0, "%s", err.msg);
+	for (int i = 0; i < 2; i++) {
+		int fd = src_connect(addr), e = recv_end(fd);
+
+		cr_assert(e == -ECONNRESET || e == 0, "connection %d: %d", i + 1, e);
+		close(fd);
+	}
+	report(r, &rep);
+	cr_assert_eq(rep.conns, 2);
+	cr_assert_eq(rep.bytes_up, 0);
+	chaos_relay_stop(r);
 }
 
 /* REORDER data stream 1's second frame (held at most 5 s): sent 300 ms
