@@ -62,7 +62,7 @@ struct seg {
 	struct seg *next;
 	uint64_t not_before;   /* ms; 0: as soon as the socket takes it */
 	bool shaped;           /* passes the token bucket */
-	size_t off, len;
+	size_t off, len, cap;
 	uint8_t data[];
 };
 
@@ -107,7 +107,6 @@ struct pair {
 	int src, dst;
 	bool connecting, dead;
 	int index;             /* from the source's STREAM_HELLO; -1 unknown */
-	unsigned conn;         /* 1-based, in accept order */
 	struct dir up, down;   /* up: source -> destination */
 };
 
@@ -186,25 +185,31 @@ static void set_wake(struct dir *d, uint64_t t)
 
 /* ---- segments ---- */
 
-static struct seg *seg_get(struct chaos_relay *r)
+/*
+ * A segment of cap bytes: SEG_SIZE ones are kept for reuse.  A delayed
+ * chunk gets a segment of its own size, or a stream of small chunks, each
+ * held on its own deadline, would pin a SEG_SIZE segment apiece.
+ */
+static struct seg *seg_get(struct chaos_relay *r, size_t cap)
 {
-	struct seg *s = r->free_segs;
+	struct seg *s = cap == SEG_SIZE ? r->free_segs : NULL;
 
 	if (s) {
 		r->free_segs = s->next;
 		r->nfree--;
 	} else {
-		s = malloc(sizeof(*s) + SEG_SIZE);
+		s = malloc(sizeof(*s) + cap);
 		if (!s)
 			return NULL;
 	}
 	memset(s, 0, sizeof(*s));
+	s->cap = cap;
 	return s;
 }
 
 static void seg_put(struct chaos_relay *r, struct seg *s)
 {
-	if (r->nfree >= FREE_SEGS_MAX) {
+	if (s->cap != SEG_SIZE || r->nfree >= FREE_SEGS_MAX) {
 		free(s);
 		return;
 	}
@@ -402,8 +407,8 @@ static int emit(struct dir *d, const uint8_t *data, size_t n, uint64_t now)
 		struct seg *s = d->tail;
 		size_t k;
 
-		if (!s || s->len == SEG_SIZE || s->shaped != shaped || s->not_before != nb) {
-			s = seg_get(r);
+		if (!s || s->len == s->cap || s->shaped != shaped || s->not_before != nb) {
+			s = seg_get(r, nb && n < SEG_SIZE ? n : SEG_SIZE);
 			if (!s)
 				return -ENOMEM;
 			s->shaped = shaped;
@@ -414,7 +419,7 @@ static int emit(struct dir *d, const uint8_t *data, size_t n, uint64_t now)
 				d->head = s;
 			d->tail = s;
 		}
-		k = SEG_SIZE - s->len < n ? SEG_SIZE - s->len : n;
+		k = s->cap - s->len < n ? s->cap - s->len : n;
 		memcpy(s->data + s->len, data, k);
 		s->len += k;
 		d->queued += k;
@@ -841,7 +846,6 @@ static void pair_add(struct chaos_relay *r, int fd)
 	p->dst = dst;
 	p->connecting = true;
 	p->index = -1;
-	p->conn = r->nconns;
 	dir_init(p, &p->up, false);
 	dir_init(p, &p->down, true);
 	r->pairs[r->npairs++] = p;
