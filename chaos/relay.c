@@ -1056,13 +1056,13 @@ int chaos_relay_start(const char *host, const char *dest, const struct chaos_net
 	e = dest_resolve(r, dest, err);
 	if (e < 0)
 		goto err_free;
-	str_copy(lep.host, sizeof(lep.host), host);
+	str_copy(lep.host, sizeof(lep.host), host ? host : "127.0.0.1");
 	e = xport_listen(&lep, err);
 	if (e < 0)
 		goto err_free;
 	r->lfd = e;
 	if (fcntl(r->lfd, F_SETFL, fcntl(r->lfd, F_GETFL) | O_NONBLOCK) < 0) {
-		e = mig_error_set(err, -errno, "relay listener on %s: %s", host, strerror(errno));
+		e = mig_error_set(err, -errno, "relay listener on %s: %s", lep.host, strerror(errno));
 		goto err_free;
 	}
 	e = xport_local_addr(r->lfd, addr, n);

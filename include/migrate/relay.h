@@ -75,9 +75,10 @@ struct chaos_net_spec {
 
 struct chaos_relay;
 
-/* Listen on host, port chosen by the kernel ("HOST:PORT" for the source
- * into addr), and forward each accepted connection to dest ("HOST:PORT"),
- * with spec (NULL: none; copied).  One thread moves every connection. */
+/* Listen on host (NULL: 127.0.0.1), port chosen by the kernel ("HOST:PORT"
+ * for the source into addr), and forward each accepted connection to dest
+ * ("HOST:PORT"), with spec (NULL: none; copied).  One thread moves every
+ * connection.  A spec's stream is an index: set -1 for "any". */
 int chaos_relay_start(const char *host, const char *dest, const struct chaos_net_spec *spec,
 		      struct chaos_relay **ret, char *addr, size_t n, struct mig_error *err);
 
