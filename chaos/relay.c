@@ -528,7 +528,8 @@ static bool frame_known(struct chaos_relay *r, struct dir *d, uint64_t now)
 	const uint8_t *h = ps->pend;
 	uint16_t type = le16_at(h + offsetof(struct mig_frame_hdr, type));
 	uint32_t len = le32_at(h + offsetof(struct mig_frame_hdr, length));
-	bool pages = !d->to_source && type == MIG_FRAME_PAGES && len >= sizeof(struct mig_pages_hdr);
+	bool pages = !d->to_source && type == MIG_FRAME_PAGES &&
+		     len >= sizeof(struct mig_pages_hdr);
 	bool hello = !d->to_source && ps->frames == 0 && type == MIG_FRAME_STREAM_HELLO &&
 		     len == HELLO_LEN;
 	uint64_t total = HDR_LEN + (uint64_t)len;
@@ -1062,7 +1063,8 @@ int chaos_relay_start(const char *host, const char *dest, const struct chaos_net
 		goto err_free;
 	r->lfd = e;
 	if (fcntl(r->lfd, F_SETFL, fcntl(r->lfd, F_GETFL) | O_NONBLOCK) < 0) {
-		e = mig_error_set(err, -errno, "relay listener on %s: %s", lep.host, strerror(errno));
+		e = mig_error_set(err, -errno, "relay listener on %s: %s", lep.host,
+				  strerror(errno));
 		goto err_free;
 	}
 	e = xport_local_addr(r->lfd, addr, n);

@@ -397,7 +397,8 @@ Test(relay, forwards_both_ways_with_half_close)
 		got += (size_t)n;
 	}
 	cr_log_info("6 MiB up, 1 MiB down in %llu ms", (unsigned long long)(mig_now_ms() - t0));
-	cr_assert_eq(got, down, "got %zu of %zu; destination has %zu of %zu", got, down, d.c[0].len, up);
+	cr_assert_eq(got, down, "got %zu of %zu; destination has %zu of %zu", got, down,
+		     d.c[0].len, up);
 	cr_assert_eq(memcmp(back, b, down), 0);
 	dst_wait(&d, 0, 0);
 	cr_assert_eq(d.c[0].end, 0);
