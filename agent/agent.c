@@ -29,6 +29,7 @@
 
 #include <migrate/agent.h>
 #include <migrate/engine.h>
+#include <migrate/relay.h>
 #include <migrate/wire-order.h>
 
 #include "fault.h"
@@ -396,6 +397,7 @@ struct incoming {
 	struct agent_mig *mig;
 	struct mig_dest_status status;
 	struct agent_fault *fault;   /* --chaos: this migration's plan (NULL: none) */
+	struct chaos_relay *relay;   /* --chaos, a net plan: what the source connects to */
 };
 
 /* --chaos: the plan armed for the next migration of VM name, if any, as
@@ -410,6 +412,50 @@ static void fault_attach(struct agent *a, const char *name, struct agent_fault *
 		  mig_fault_action_name((*ret)->plan.action));
 	*fn = agent_fault_hook;
 	*arg = *ret;
+}
+
+/* --chaos, a net plan: a relay with its toxic in front of the listener,
+ * outside the engine; the source is given the relay's address.  0 when
+ * there is none, <0 when it cannot start. */
+static int relay_begin(struct agent *a, struct incoming *in, const char *host, char *addr,
+		       size_t n, struct mig_error *err)
+{
+	const struct mig_fault_plan *p = in->fault ? &in->fault->plan : NULL;
+	struct chaos_net_spec spec;
+	char to[128];
+
+	if (!p || p->action != MIG_FAULT_A_NET)
+		return 0;
+	spec = (struct chaos_net_spec){
+		.fault = (enum chaos_net_fault)p->net_fault, .stream = p->net_stream,
+		.to_source = p->net_to_source, .frame_type = (uint16_t)p->net_frame_type,
+		.frame = p->net_frame, .byte = p->net_byte, .conn = p->net_conn, .ms = p->ms,
+		.jitter_ms = p->net_jitter_ms, .rate = p->net_rate, .data = p->net_data,
+		.seed = p->seed,
+	};
+	str_copy(to, sizeof(to), addr);
+	if (chaos_relay_start(host, to, &spec, &in->relay, addr, n, err) < 0)
+		return -1;
+	agent_log(a, "chaos: relay %s -> %s with a %s toxic for the migration of %s", addr, to,
+		  chaos_net_fault_name(spec.fault), in->o.name);
+	return 0;
+}
+
+static void relay_end(struct agent *a, struct incoming *in)
+{
+	struct chaos_relay_report rep;
+
+	if (!in->relay)
+		return;
+	chaos_relay_report(in->relay, &rep);
+	if (rep.fired)
+		agent_log(a, "chaos: relay fired: %s", rep.what);
+	else
+		agent_log(a, "chaos: relay did not fire (%u connections, %llu bytes up, %llu "
+			  "down)", rep.conns, (unsigned long long)rep.bytes_up,
+			  (unsigned long long)rep.bytes_down);
+	chaos_relay_stop(in->relay);
+	in->relay = NULL;
 }
 
 static void *incoming_thread(void *arg)
@@ -433,6 +479,7 @@ static void *incoming_thread(void *arg)
 	pthread_mutex_unlock(&a->lock);
 	if (r < 0)
 		agent_log(a, "incoming migration of %s failed: %s", in->o.name, err.msg);
+	relay_end(a, in);
 	agent_fault_end(in->fault);
 	free(in);
 	return NULL;
@@ -509,11 +556,22 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	in->o.streams = req.streams;
 	in->o.listen_fd = fd;
 	in->o.status = &in->status;
+	in->o.cancel = &in->mig->cancel;
 	fault_attach(a, req.name, &in->fault, &in->o.fault, &in->o.fault_arg);
+	if (relay_begin(a, in, ep.host, rep.addr, sizeof(rep.addr), &err) < 0) {
+		agent_fault_end(in->fault);
+		close(fd);
+		in->o.vm->ops->destroy(in->o.vm);
+		mig_drop(a, in->mig);
+		slot_drop(a, in->slot);
+		free(in);
+		return reply(s, -EIO, err.msg, NULL, 0);
+	}
 	pthread_mutex_lock(&a->lock);
 	in->mig->dst = &in->status;
 	pthread_mutex_unlock(&a->lock);
 	if (pthread_create(&t, NULL, incoming_thread, in)) {
+		relay_end(a, in);
 		agent_fault_end(in->fault);
 		close(fd);
 		in->o.vm->ops->destroy(in->o.vm);
@@ -662,15 +720,17 @@ static int op_mig_cancel(struct session *s, const uint8_t *body)
 
 	memcpy(&req, body, sizeof(req));
 	pthread_mutex_lock(&a->lock);
+	/* On a destination it calls off a migration whose source never came
+	 * (a start that gave up): its wait for the streams ends; once they are
+	 * in, only the source decides. */
 	for (unsigned i = 0; i < ARRAY_SIZE(a->migs); i++)
-		if (a->migs[i].used && a->migs[i].side == MIG_SIDE_SOURCE &&
-		    !memcmp(a->migs[i].id, req.id, 16)) {
+		if (a->migs[i].used && !memcmp(a->migs[i].id, req.id, 16)) {
 			atomic_store(&a->migs[i].cancel, true);
 			r = 0;
 		}
 	pthread_mutex_unlock(&a->lock);
-	return reply(s, r, r < 0 ? "no migration with that id runs on this agent as its source "
-		     "(migratectl migrations lists them; cancel on the source agent)" : NULL, NULL, 0);
+	return reply(s, r, r < 0 ? "no migration with that id runs on this agent (migratectl "
+		     "migrations lists them; cancel on the source agent)" : NULL, NULL, 0);
 }
 
 /* An operator settles a held VM: resume it here, or discard this copy.

@@ -419,7 +419,10 @@ static void make_net_delay(struct chaos_fault *f, struct chaos_rng *r, const cha
 
 static void make_net_bandwidth(struct chaos_fault *f, struct chaos_rng *r, const char *vm)
 {
-	uint64_t rate = chaos_rng_range(r, 4, 128) << 20;
+	/* mostly above what the guest dirties (it converges, slower); now and
+	 * then below it (it cannot, and gives up at its timeout) */
+	uint64_t rate = (chaos_rng_range(r, 0, 5) ? chaos_rng_range(r, 32, 256) :
+			 chaos_rng_range(r, 4, 31)) << 20;
 	char what[64];
 
 	snprintf(what, sizeof(what), "bandwidth squeezed to %llu MiB/s",
@@ -484,7 +487,8 @@ static void link_fault(struct chaos_fault *f, struct chaos_rng *r, enum chaos_li
 	f->link_ms = (uint32_t)(chaos_rng_range(r, 0, 4) ? chaos_rng_range(r, 20, 1500) :
 				chaos_rng_range(r, 1500, 7000));
 	if (lf == CHAOS_LINK_RATE) {
-		f->link_arg = chaos_rng_range(r, 1, 32) << 20;
+		f->link_arg = (chaos_rng_range(r, 0, 5) ? chaos_rng_range(r, 32, 256) :
+			       chaos_rng_range(r, 4, 31)) << 20;
 		snprintf(what, sizeof(what), "the %s's link shaped to %llu MiB/s (tbf) for %u ms",
 			 f->link_dst ? "destination" : "source",
 			 (unsigned long long)(f->link_arg >> 20), f->link_ms);

@@ -49,6 +49,8 @@
 #define OBSERVE_POLL_MS 1
 /* Agents in namespaces listen here, each on its own address. */
 #define CHAOS_AGENT_PORT 7400
+/* A run's --timeout unless the start options or the fault give one. */
+#define CHAOS_START_TIMEOUT "20s"
 /* A fault the runner acts on comes this far into its phase at most. */
 #define OBSERVE_WINDOW_MS 20
 
@@ -640,6 +642,20 @@ struct start_proc {
 	uint64_t t0_ms, t1_ms;
 };
 
+/* Whether the start options (theirs, or the fault's extra) give opt. */
+static bool has_option(const char *const *args, unsigned n, const char *extra, const char *opt)
+{
+	size_t l = strlen(opt);
+
+	for (unsigned k = 0; k < n; k++)
+		if (!strncmp(args[k], opt, l) && (args[k][l] == '\0' || args[k][l] == '='))
+			return true;
+	for (const char *p = strstr(extra, opt); p; p = strstr(p + 1, opt))
+		if ((p == extra || p[-1] == ' ') && (p[l] == ' ' || p[l] == '=' || !p[l]))
+			return true;
+	return false;
+}
+
 static int start_spawn(struct campaign *c, struct start_proc *sp, unsigned src, unsigned dst,
 		       const char *vm, const char *extra, const char *tag)
 {
@@ -660,6 +676,12 @@ static int start_spawn(struct campaign *c, struct start_proc *sp, unsigned src, 
 	argv[n++] = "--json";
 	for (unsigned k = 0; k < c->o->nr_start_args && n < ARRAY_SIZE(argv) - 24; k++)
 		argv[n++] = c->o->start_args[k];
+	/* every run is bounded by the product's own contract: a migration
+	 * that cannot converge (a squeezed link) gives up at its timeout */
+	if (!has_option(c->o->start_args, c->o->nr_start_args, extra, "--timeout")) {
+		argv[n++] = "--timeout";
+		argv[n++] = CHAOS_START_TIMEOUT;
+	}
 	str_copy(extra_buf, sizeof(extra_buf), extra);
 	for (char *w = strtok_r(extra_buf, " ", &save); w && n < ARRAY_SIZE(argv) - 1;
 	     w = strtok_r(NULL, " ", &save))
@@ -1497,8 +1519,11 @@ int chaos_campaign(const struct chaos_opts *o, struct chaos_report *rep, struct 
 	r = cluster_up(&c, err);
 	if (r < 0)
 		goto out;
-	snprintf(rep->network, sizeof(rep->network), "by a relay in front of the destination "
-		 "agent's migration listener (in the agent process, outside its engine)");
+	snprintf(rep->network, sizeof(rep->network), "stream faults by a relay in front of the "
+		 "destination agent's migration listener (in the agent process, outside its "
+		 "engine)%s", c.net ? "; link faults on the agents' veth links (ip link down, tc "
+		 "tbf, iptables DROP and REJECT; no netem here)" : "; no link faults (the agents "
+		 "are not in network namespaces)");
 	snprintf(c.vm, sizeof(c.vm), "chaos-%" PRIu64, c.vms_made);
 	r = vm_create(&c, 0, c.vm, o->lab, err);
 	if (r < 0) {

@@ -45,6 +45,22 @@ static int cancel_remote(const struct mig_client *src, const char *key_file, con
 	return r;
 }
 
+/* The destination prepared a VM that will not come: it is told at once,
+ * rather than waiting out its time for a source that has given up.  Only
+ * where the source owns the VM (it never committed), so the destination
+ * never ran it; a destination the source already reached is the source's
+ * to end, and the call changes nothing there. */
+static void call_off_destination(struct mig_client *dst, const uint8_t *id)
+{
+	struct mig_cancel req;
+	struct mig_error err = { 0 };
+
+	if (dst->conn.fd < 0)
+		return;
+	memcpy(req.id, id, 16);
+	mig_client_call(dst, MIG_OP_MIG_CANCEL, &req, sizeof(req), NULL, &err);
+}
+
 /* The VM named ret->name as the source lists it, and whether it is held. */
 static int find_vm(struct mig_client *src, struct mig_start_result *ret, struct mig_error *err)
 {
@@ -146,6 +162,7 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 	struct mig_incoming_reply inrep;
 	struct mig_buf extra = { 0 };
 	struct xport_endpoint dep;
+	bool prepared = false;
 	uuid_t uu;
 	int r;
 
@@ -228,6 +245,7 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 			 err.msg[0] ? err.msg : "malformed reply");
 		goto out;
 	}
+	prepared = true;
 	memcpy(&inrep, extra.data, sizeof(inrep));
 	inrep.addr[sizeof(inrep.addr) - 1] = '\0';
 	str_copy(ret->dest_addr, sizeof(ret->dest_addr), inrep.addr);
@@ -267,6 +285,9 @@ out:
 	}
 out_started:
 	xport_interrupt_on(NULL);
+	if (prepared && (ret->outcome == MIG_START_NOT_STARTED || ret->outcome == MIG_START_HELD ||
+			 (ret->outcome == MIG_START_RESULT && ret->res.owner == MIG_OWNER_SOURCE)))
+		call_off_destination(&dst, in.id);
 	mig_buf_free(&extra);
 	mig_client_close(&src);
 	mig_client_close(&dst);

@@ -205,7 +205,7 @@ static void on_stream(void *ctx, unsigned index, int fd)
 static int accept_streams(struct dst *d)
 {
 	struct xport_streams who = { .id = d->o->id, .secret = d->o->secret, .n = d->n,
-				     .on_stream = on_stream, .ctx = d };
+				     .on_stream = on_stream, .ctx = d, .cancel = d->o->cancel };
 	int fds[MIG_MAX_STREAMS + 1];
 	int r = xport_streams_accept(d->o->listen_fd, &who, fds, &d->rejected, &d->err);
 

@@ -32,6 +32,8 @@
  * once: idle or slow strangers are dropped on their own clock, never on
  * the migration's. */
 #define ACCEPT_TIMEOUT_MS 30000
+/* How soon a wait for the streams sees that the migration was called off. */
+#define CANCEL_POLL_MS 100
 #define HELLO_WAIT_MS 5000
 #define PENDING_MAX 32
 
@@ -401,9 +403,17 @@ int xport_streams_accept(int listen_fd, const struct xport_streams *who, int *fd
 	if (fl >= 0)
 		(void)fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);
 	while (have < who->n + 1) {
-		struct pollfd pf[PENDING_MAX + 1];
+		struct pollfd pf[PENDING_MAX + 1 + MIG_MAX_STREAMS + 1];
 		uint64_t now = mig_now_ms(), wake = end;
+		unsigned nfd;
 
+		if (who->cancel && atomic_load(who->cancel)) {
+			r = mig_error_set(err, -ECANCELED, "the migration was called off with %u of "
+					  "%u streams connected", have, who->n + 1);
+			break;
+		}
+		if (wake > now + CANCEL_POLL_MS)
+			wake = now + CANCEL_POLL_MS;
 		if (now >= end) {
 			r = mig_error_set(err, -ETIMEDOUT, "only %u of %u migration streams "
 					  "connected and authenticated in %d s (%llu refused)", have,
@@ -424,11 +434,26 @@ int xport_streams_accept(int listen_fd, const struct xport_streams *who, int *fd
 		pf[0] = (struct pollfd){ .fd = listen_fd, .events = POLLIN };
 		for (unsigned i = 0; i < npend; i++)
 			pf[1 + i] = (struct pollfd){ .fd = pend[i].fd, .events = POLLIN };
-		if (poll(pf, 1 + npend, (int)(wake - now)) < 0 && errno != EINTR) {
+		/* the streams already in: a source that gave up closes them, and
+		 * waiting on for the rest would only hold the prepared VM */
+		nfd = 1 + npend;
+		for (unsigned k = 0; k <= who->n; k++)
+			if (fds[k] >= 0)
+				pf[nfd++] = (struct pollfd){ .fd = fds[k], .events = POLLRDHUP };
+		if (poll(pf, nfd, (int)(wake - now)) < 0 && errno != EINTR) {
 			r = mig_error_set(err, -errno, "waiting for the migration streams: %s",
 					  strerror(errno));
 			break;
 		}
+		for (unsigned i = 1 + npend; i < nfd; i++)
+			if (pf[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+				r = mig_error_set(err, -ECONNRESET, "the source closed a migration "
+						  "stream before all %u were connected (it gave up)",
+						  who->n + 1);
+				break;
+			}
+		if (r < 0)
+			break;
 		/* pending first: a slot may be freed for the listener's next */
 		for (unsigned i = npend; i-- > 0;) {
 			if (!pf[1 + i].revents)

@@ -75,6 +75,9 @@ struct mig_in_opts {
 	int listen_fd;
 	struct mig_vm *vm;        /* prepared VM (never run); consumed by mig_dest_run */
 	struct mig_dest_status *status;   /* NULL: nobody asks */
+	/* Set when the migration is called off before the source connected
+	 * (the start gave up on it); NULL: never. */
+	const atomic_bool *cancel;
 	mig_fault_fn fault;       /* as in mig_out_opts; NULL in production */
 	void *fault_arg;
 };

@@ -107,6 +107,9 @@ struct xport_streams {
 	/* destination: told of each stream as soon as it has proven itself */
 	void (*on_stream)(void *ctx, unsigned index, int fd);
 	void *ctx;
+	/* destination: set when the migration is called off before all its
+	 * streams are in (NULL: never); the wait ends with -ECANCELED */
+	const atomic_bool *cancel;
 };
 /* Source: connect the n + 1 streams and prove both ends, all answers
  * awaited together; fds[0..n] on success. */
