@@ -1410,8 +1410,8 @@ static int cluster_up(struct campaign *c, struct mig_error *err)
 	}
 	if (c->net)
 		snprintf(c->rep->cluster, sizeof(c->rep->cluster), "%u agents on this host, each "
-			 "in a network namespace of its own, joined by veth links to a bridge "
-			 "(%s.x)", c->n, chaos_netns_addr(c->net, 0));
+			 "in a network namespace of its own (%s, %s, ...), joined by veth links to "
+			 "a bridge", c->n, chaos_netns_addr(c->net, 0), chaos_netns_addr(c->net, 1));
 	else if (!c->rep->cluster[0])
 		snprintf(c->rep->cluster, sizeof(c->rep->cluster), "%u agents on this host, plain "
 			 "processes on 127.0.0.1", c->n);
