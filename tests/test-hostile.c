@@ -499,6 +499,7 @@ Test(procstat, counts_fds_threads_and_children)
 	child = fork();
 	cr_assert_geq(child, 0);
 	if (child == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		pause();
 		_exit(0);
 	}
