@@ -31,7 +31,7 @@
 #define HOSTILE_COUNT_MAX 65536
 /* How often a campaign looks at its stop flag. */
 #define HOSTILE_POLL_MS 50
-/* IDLE: pause before connecting again after a refused connect. */
+/* IDLE: pause before connecting again after a refusal. */
 #define HOSTILE_RETRY_MS 100
 /* What we keep of the peer's first bytes: a frame header and an error code. */
 #define HOSTILE_KEEP (sizeof(struct mig_frame_hdr) + sizeof(int32_t))
@@ -409,6 +409,7 @@ static int run_held(struct campaign *cp, struct pollfd *pf)
 {
 	bool again = cp->kind == CHAOS_HOSTILE_IDLE;
 	uint64_t retry_at = 0;
+	unsigned refused;
 
 	for (unsigned i = 0; i < cp->nc; i++) {
 		int r = slot_open(cp, &cp->c[i]);
@@ -418,19 +419,23 @@ static int run_held(struct campaign *cp, struct pollfd *pf)
 	}
 	while (remaining(cp) && !stopping(cp)) {
 		if (again && slots_open(cp) < cp->nc && mig_now_ms() >= retry_at) {
+			refused = cp->rep.refused;
 			for (unsigned i = 0; i < cp->nc; i++) {
-				unsigned refused = cp->rep.refused;
 				int r = cp->c[i].fd < 0 ? slot_open(cp, &cp->c[i]) : 0;
 
 				if (r < 0)
 					return r;
-				if (cp->rep.refused != refused)
-					retry_at = mig_now_ms() + HOSTILE_RETRY_MS;
 			}
+			if (cp->rep.refused != refused)
+				retry_at = mig_now_ms() + HOSTILE_RETRY_MS;
 		}
 		if (!again && !slots_open(cp))
 			break;
+		refused = cp->rep.refused;
 		slots_poll(cp, pf, poll_ms(cp));
+		/* turned away on accept: not again at once, or IDLE floods */
+		if (cp->rep.refused != refused)
+			retry_at = mig_now_ms() + HOSTILE_RETRY_MS;
 	}
 	return 0;
 }

@@ -368,6 +368,24 @@ Test(hostile, idle_clients_are_dropped_and_replaced, .timeout = 240)
 	}
 }
 
+/* Idle connections over the per-peer bound are refused on accept, and
+ * tried again at a pace (a few a second each), not as a flood. */
+Test(hostile, idle_over_the_bound_is_paced, .timeout = 240)
+{
+	struct chaos_hostile_report rep;
+	struct mig_error err = { 0 };
+	struct box b;
+
+	box_up(&b, false);
+	cr_assert_eq(chaos_hostile_run(CHAOS_HOSTILE_IDLE, b.url, AGENT_MAX_UNAUTH_PER_PEER + 4,
+				       3000, 1, &rep, &err), 0, "%s", err.msg);
+	report_log("idle over the bound", &b, &rep);
+	cr_assert_geq(rep.refused, 4);
+	cr_assert_leq(rep.refused, 4 * 50, "refused %u times in 3 s", rep.refused);
+	cr_assert_eq(rep.held_to_end, AGENT_MAX_UNAUTH_PER_PEER);
+	box_down(&b);
+}
+
 /* Garbage fails the agent's first frame check: dropped at once, long before
  * the deadline. */
 Test(hostile, garbage_is_dropped_at_once, .timeout = 240)

@@ -26,7 +26,7 @@ enum chaos_hostile_kind {
 	 * time) until hold_ms from the start */
 	CHAOS_HOSTILE_FLOOD,
 	/* `count` idle connections kept open for hold_ms: one the peer
-	 * drops or refuses is opened again */
+	 * drops is opened again at once, one it refuses after 100 ms */
 	CHAOS_HOSTILE_IDLE,
 	/* as SILENT, each after 32 to 2048 random bytes (from seed) */
 	CHAOS_HOSTILE_GARBAGE,
