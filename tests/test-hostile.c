@@ -238,8 +238,8 @@ static void report_log(const char *kind, const struct box *b, const struct chaos
 {
 	cr_log_info("%s on %s: attempted %u connected %u refused %u closed %u reset %u held %u "
 		    "first_close %llu max_close %llu max_connect %llu elapsed %llu ms; legit %u "
-		    "ok, max %llu ms; stalled up to %llu ms", kind, b->tcp ? "tcp" : "unix", p->attempted, p->connected,
-		    p->refused, p->closed_by_peer, p->reset_by_peer, p->held_to_end,
+		    "ok, max %llu ms; stalled up to %llu ms", kind, b->tcp ? "tcp" : "unix",
+		    p->attempted, p->connected, p->refused, p->closed_by_peer, p->reset_by_peer, p->held_to_end,
 		    (unsigned long long)p->first_close_ms, (unsigned long long)p->max_close_ms,
 		    (unsigned long long)p->max_connect_ms, (unsigned long long)p->elapsed_ms, b->ok,
 		    (unsigned long long)b->max_ms, (unsigned long long)stall_ms() / 2);
