@@ -615,13 +615,13 @@ const struct chaos_kind chaos_kinds[] = {
 	{ "destroy", CHAOS_OPERATOR, CHAOS_PH_ALL, "a vm destroy during the migration",
 	  make_destroy },
 	{ "skew", CHAOS_OPERATOR, PH(SETUP), "clock skew between the agents", make_skew },
-	{ "hostile-silent", CHAOS_HOSTILE, PH(PRECOPY), "connections that send nothing",
+	{ "hostile-silent", CHAOS_HOSTILE, PH(SETUP) | PH(PRECOPY), "connections that send nothing",
 	  make_hostile_silent },
-	{ "hostile-half", CHAOS_HOSTILE, PH(PRECOPY), "connections that send half a frame",
+	{ "hostile-half", CHAOS_HOSTILE, PH(SETUP) | PH(PRECOPY), "connections that send half a frame",
 	  make_hostile_half },
-	{ "hostile-flood", CHAOS_HOSTILE, PH(PRECOPY), "thousands of connections",
+	{ "hostile-flood", CHAOS_HOSTILE, PH(SETUP) | PH(PRECOPY), "thousands of connections",
 	  make_hostile_flood },
-	{ "hostile-idle", CHAOS_HOSTILE, PH(PRECOPY), "idle connections held open",
+	{ "hostile-idle", CHAOS_HOSTILE, PH(SETUP) | PH(PRECOPY), "idle connections held open",
 	  make_hostile_idle },
 };
 const unsigned chaos_nr_kinds = ARRAY_SIZE(chaos_kinds);

@@ -56,6 +56,10 @@ void chaos_judge_exit(struct chaos_run *run, int code, int term_signal, bool kil
 		else if (j->verified && !j->match)
 			violation(run, CHAOS_INV_NOTHING_LOST, "exit 0, but the switchover digests "
 				  "differ");
+		else if (j->has_downtime && j->switchover_ms && j->downtime_ms > j->switchover_ms)
+			violation(run, CHAOS_INV_CONTRACT, "the guest was paused %" PRIu64 " ms, past "
+				  "its switchover deadline of %" PRIu64 " ms, and the migration "
+				  "completed", j->downtime_ms, j->switchover_ms);
 		if (!run->invariant)
 			run->outcome = CHAOS_OUT_COMPLETED;
 		break;

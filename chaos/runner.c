@@ -34,8 +34,10 @@
 #include <migrate/buf.h>
 #include <migrate/chaos-run.h>
 #include <migrate/engine.h>
+#include <migrate/hostile.h>
 #include <migrate/journal.h>
 #include <migrate/netns.h>
+#include <migrate/procstat.h>
 #include <migrate/transport.h>
 #include <migrate/wire-order.h>
 
@@ -49,6 +51,14 @@
 #define OBSERVE_POLL_MS 1
 /* Agents in namespaces listen here, each on its own address. */
 #define CHAOS_AGENT_PORT 7400
+/* How long hostile clients hold on (the agents drop them sooner). */
+#define HOSTILE_HOLD_MS 3000
+/* An agent's resources after a run against its baseline: tolerances, and
+ * how long it may take to get back within them (threads end, sockets close). */
+#define LEAK_TOL_FDS 4
+#define LEAK_TOL_THREADS 2
+#define LEAK_TOL_RSS_KB (48 * 1024)
+#define LEAK_WAIT_MS 3000
 /* A run's --timeout unless the start options or the fault give one. */
 #define CHAOS_START_TIMEOUT "20s"
 /* A fault the runner acts on comes this far into its phase at most. */
@@ -109,6 +119,12 @@ struct campaign {
 	uint64_t vms_made;
 	uint64_t expect_ms;       /* a clean run's time, learned */
 	struct chaos_cluster_net *net;    /* the agents' namespaces (NULL: plain processes) */
+	/* each agent's resources when it first hosted that many VMs (no leaks) */
+	struct {
+		bool set;
+		pid_t pid;
+		struct chaos_proc_stat st;
+	} base[CHAOS_MAX_AGENTS][4];
 	struct mig_client obs;    /* the runner's look at a source during a run */
 	bool obs_open;
 	unsigned obs_agent;
@@ -771,6 +787,9 @@ static int start_json_read(const struct start_proc *sp, struct chaos_start_json 
 		j->has_downtime = true;
 		j->downtime_ms = (uint64_t)json_object_get_int64(v);
 	}
+	if (json_object_object_get_ex(o, "switchover_timeout_ms", &v) &&
+	    json_object_is_type(v, json_type_int))
+		j->switchover_ms = (uint64_t)json_object_get_int64(v);
 	if (json_object_object_get_ex(o, "verify", &v) && json_object_is_type(v, json_type_object)) {
 		j->verified = true;
 		if (json_object_object_get_ex(v, "match", &x))
@@ -796,11 +815,11 @@ out:
 	return r;
 }
 
-/* TEMPORARY until procstat lands */
 static void chaos_stacks_save(pid_t pid, const char *path)
 {
-	(void)pid;
-	(void)path;
+	struct mig_error err = { 0 };
+
+	chaos_proc_stacks(pid, path, &err);
 }
 
 /* ---- one run ---- */
@@ -996,6 +1015,25 @@ static void act(struct campaign *c, struct chaos_run *run, struct start_proc *sp
 			violation(run, CHAOS_INV_CONTRACT, "vm destroy of %s on the %s was accepted "
 				  "while the migration ran", run->vm, f->destroy_src ? "source" :
 				  "destination");
+	}
+	if (f->hostile) {
+		/* below the agent's per-peer bound of handshakes (agent.h): the
+		 * runner and the start share the hostile clients' address */
+		static const unsigned count[] = { 0, 6, 6, 1000, 6 };
+		bool mig = f->hostile_mig_port && ac->peer[0];
+		const char *at = mig ? ac->peer : c->ag[run->src].url;
+
+		if (chaos_hostile_start((enum chaos_hostile_kind)f->hostile, at,
+					mig ? 16 : count[f->hostile], HOSTILE_HOLD_MS, run->index,
+					(struct chaos_hostile **)&ac->hostile, &err) < 0) {
+			run->fired = false;
+			snprintf(run->fired_how, sizeof(run->fired_how), "not injected: %.200s",
+				 err.msg);
+			return;
+		}
+		snprintf(run->fired_how, sizeof(run->fired_how), "runner: %s clients at %s",
+			 chaos_hostile_name((enum chaos_hostile_kind)f->hostile), at);
+		return;
 	}
 	if (f->link) {
 		unsigned who = f->link_dst ? run->dst : run->src;
@@ -1193,6 +1231,52 @@ static bool needs_actor(const struct chaos_fault *f)
 	       f->hostile || f->link;
 }
 
+/* No leaks: each agent answers, and its descriptors, threads, children and
+ * RSS are back within tolerance of what it had the first time it hosted as
+ * many VMs (an agent restarted by the fault starts a new baseline). */
+static void check_leaks(struct campaign *c, struct chaos_run *run)
+{
+	static struct mig_vm_info v[64];
+
+	for (unsigned i = 0; i < c->n && c->local && !run->invariant; i++) {
+		struct mig_error err = { 0 };
+		struct chaos_proc_stat st;
+		char why[512] = "";
+		uint64_t end = mig_now_ms() + LEAK_WAIT_MS;
+		int n = vm_list(c, i, v, ARRAY_SIZE(v), &err);
+		unsigned k;
+
+		if (n < 0) {
+			violation(run, CHAOS_INV_NO_LEAKS, "agent %u does not serve the next run: %s",
+				  i, err.msg);
+			return;
+		}
+		k = (unsigned)n < ARRAY_SIZE(c->base[i]) ? (unsigned)n : ARRAY_SIZE(c->base[i]) - 1;
+		if (!c->base[i][k].set || c->base[i][k].pid != c->ag[i].pid) {
+			if (c->base[i][k].pid != c->ag[i].pid)
+				memset(c->base[i], 0, sizeof(c->base[i]));
+			if (chaos_proc_stat(c->ag[i].pid, &c->base[i][k].st, &err) == 0) {
+				c->base[i][k].set = true;
+				c->base[i][k].pid = c->ag[i].pid;
+			}
+			continue;
+		}
+		for (;;) {
+			if (chaos_proc_stat(c->ag[i].pid, &st, &err) < 0)
+				break;
+			if (chaos_proc_within(&c->base[i][k].st, &st, LEAK_TOL_FDS, LEAK_TOL_THREADS,
+					      LEAK_TOL_RSS_KB, why, sizeof(why)))
+				break;
+			if (mig_now_ms() > end) {
+				violation(run, CHAOS_INV_NO_LEAKS, "agent %u (hosting %d VMs) %s %u s "
+					  "after the run", i, n, why, LEAK_WAIT_MS / 1000);
+				break;
+			}
+			sleep_ms(50);
+		}
+	}
+}
+
 static void judge_exit(struct chaos_run *run, const struct start_proc *sp,
 		       struct chaos_start_json *j, bool killed_by_runner)
 {
@@ -1276,6 +1360,16 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 	if (ac.cont_ms)
 		kill(sp.pid, SIGCONT);
 	heal(c, run, &ac);
+	if (ac.hostile) {
+		struct chaos_hostile_report hr;
+
+		chaos_hostile_stop(ac.hostile, &hr);
+		ac.hostile = NULL;
+		snprintf(run->fired_how + strlen(run->fired_how),
+			 sizeof(run->fired_how) - strlen(run->fired_how), ": %u connected, %u "
+			 "refused, %u dropped by the agent", hr.connected, hr.refused,
+			 hr.reset_by_peer + hr.closed_by_peer);
+	}
 	if (hung) {
 		violation(run, CHAOS_INV_BOUNDED, "start ran past %" PRIu64 " ms", run_limit_ms(f));
 		save_violation(c, run, true);
@@ -1346,12 +1440,22 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 	if (run->invariant)
 		save_violation(c, run, false);
 out:
+	if (ac.cont_ms && sp.pid > 0)
+		kill(sp.pid, SIGCONT);
+	heal(c, run, &ac);
+	if (ac.hostile)
+		chaos_hostile_stop(ac.hostile, NULL);
 	if (c->obs_open) {
 		mig_client_close(&c->obs);
 		c->obs_open = false;
 	}
 	if (settle(c, run, fresh, &err) < 0 && !run->invariant)
 		violation(run, CHAOS_INV_NO_LEAKS, "%s", err.msg);
+	if (!run->invariant) {
+		check_leaks(c, run);
+		if (run->invariant)
+			save_violation(c, run, false);
+	}
 	if (!run->outcome)
 		run->outcome = CHAOS_OUT_VIOLATION;
 }

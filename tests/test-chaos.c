@@ -276,6 +276,12 @@ Test(judge, the_contract_each_way)
 	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "exit 2 for valid options");
 	r = judge(3, &done, &on_dst);
 	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "exit 3 with nothing to settle");
+	done.has_downtime = true;
+	done.downtime_ms = 5200;
+	done.switchover_ms = 5000;
+	r = judge(0, &done, &on_dst);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "a pause past the switchover deadline");
+	done.downtime_ms = 40;
 	done.match = false;
 	r = judge(0, &done, &on_dst);
 	cr_assert_eq(r.invariant, CHAOS_INV_NOTHING_LOST, "digests that differ");

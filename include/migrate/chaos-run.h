@@ -68,6 +68,7 @@ struct chaos_start_json {
 	char id[40], result[16], owner[16], error[512];
 	bool has_downtime, verified, match;
 	uint64_t downtime_ms, verify_ms, dst_errors;
+	uint64_t switchover_ms;   /* the switchover deadline the run had (0: not said) */
 	bool source_copy;
 	char copy_agent[128], copy_vm[64];
 };
