@@ -31,7 +31,7 @@
 	"         [--settle D] [--netns auto|never|always] [--json] [--replay RUN]\n" \
 	"         [--list] [--dry-run]\n" \
 	"         [-- START-OPTIONS...]\n"
-#define CHAOS_DEFAULT_LAB "mem=64M,vcpus=2,wss=8M,vfio=1"
+#define CHAOS_DEFAULT_LAB "mem=64M,vcpus=2,wss=16M,pattern=random,vfio=1"
 
 static volatile int stop_asked;
 
