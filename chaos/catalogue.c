@@ -60,7 +60,7 @@ struct point_choice {
 static const struct point_choice src_points[][5] = {
 	[MIG_PHASE_SETUP] = {
 		P_SEND(MIG_FRAME_SETUP, 0, 1), P_RECV(MIG_FRAME_READY, 0, 1),
-		P_STEP(MIG_STAGE_TRACK, 1), P_SEND(MIG_FRAME_OPEN, 0, 1),
+		P_STEP(MIG_STAGE_TRACK, 1), P_SEND(MIG_FRAME_SETUP, 0, 1),
 		P_PHASE(MIG_PHASE_PRECOPY) },
 	[MIG_PHASE_PRECOPY] = {
 		P_SEND(MIG_FRAME_PAGES, -1, 30), P_SEND(MIG_FRAME_PAGES, 1, 10),
@@ -71,15 +71,15 @@ static const struct point_choice src_points[][5] = {
 		P_SEND(MIG_FRAME_DEVICE_DATA, -1, 2), P_RECV(MIG_FRAME_LOADED, 0, 1),
 		P_PHASE(MIG_PHASE_COMMIT) },
 	[MIG_PHASE_COMMIT] = {
-		P_SEND(MIG_FRAME_COMMIT, 0, 1), P_RECV(MIG_FRAME_RUNNING, 0, 1),
-		P_STEP(MIG_STAGE_RELEASE, 1), P_PHASE(MIG_PHASE_DONE),
+		P_SEND(MIG_FRAME_COMMIT, 0, 1), P_RECV(MIG_FRAME_RUNNING, 0, 2),
+		P_RECV(MIG_FRAME_RUNNING, 0, 1), P_PHASE(MIG_PHASE_DONE),
 		P_SEND(MIG_FRAME_COMMIT, 0, 1) },
 };
 
 static const struct point_choice dst_points[][5] = {
 	[MIG_PHASE_SETUP] = {
 		P_RECV(MIG_FRAME_SETUP, 0, 1), P_SEND(MIG_FRAME_READY, 0, 1),
-		P_STEP(MIG_STAGE_RECEIVE, 1), P_RECV(MIG_FRAME_OPEN, 0, 1),
+		P_STEP(MIG_STAGE_RECEIVE, 1), P_SEND(MIG_FRAME_READY, 0, 1),
 		P_PHASE(MIG_PHASE_PRECOPY) },
 	[MIG_PHASE_PRECOPY] = {
 		P_RECV(MIG_FRAME_PAGES, -1, 30), P_RECV(MIG_FRAME_PAGES, 2, 10),
@@ -226,8 +226,7 @@ static void step_error(struct chaos_fault *f, struct chaos_rng *r, const char *v
 	struct mig_fault_plan *p = dst ? &f->dst_plan : &f->src_plan;
 	static const int stages[2][_MIG_PHASE_MAX][2] = {
 		{ [MIG_PHASE_SETUP] = { MIG_STAGE_TRACK, MIG_STAGE_TRACK },
-		  [MIG_PHASE_STOP_COPY] = { MIG_STAGE_QUIESCE, MIG_STAGE_SAVE },
-		  [MIG_PHASE_COMMIT] = { MIG_STAGE_RELEASE, MIG_STAGE_RELEASE } },
+		  [MIG_PHASE_STOP_COPY] = { MIG_STAGE_QUIESCE, MIG_STAGE_SAVE } },
 		{ [MIG_PHASE_SETUP] = { MIG_STAGE_RECEIVE, MIG_STAGE_RECEIVE },
 		  [MIG_PHASE_STOP_COPY] = { MIG_STAGE_LOAD, MIG_STAGE_LOAD },
 		  [MIG_PHASE_COMMIT] = { MIG_STAGE_START, MIG_STAGE_START } },
@@ -600,8 +599,10 @@ const struct chaos_kind chaos_kinds[] = {
 	  make_kill_start },
 	{ "stop-start", CHAOS_PROCESS, CHAOS_PH_ALL, "SIGSTOP/SIGCONT of the start process",
 	  make_stop_start },
-	{ "step-error-src", CHAOS_DEVICE, NO_PRECOPY, "a source device step fails with an errno",
-	  make_step_error_src },
+	/* a source's steps after the commit point (RELEASE) are bookkeeping:
+	 * nothing may fail there, and they take no fault */
+	{ "step-error-src", CHAOS_DEVICE, PH(SETUP) | PH(STOP_COPY), "a source device step "
+	  "fails with an errno", make_step_error_src },
 	{ "step-error-dst", CHAOS_DEVICE, NO_PRECOPY, "a destination device step fails with an "
 	  "errno", make_step_error_dst },
 	{ "lose-log", CHAOS_DEVICE, PH(PRECOPY), "a device loses its dirty log", make_lose_log },
