@@ -4,12 +4,14 @@
  * (docs/chaos.md, "Fuzzing"): agent_request_parse(), the dispatch the
  * session runs before any handler (operation, body size), then what the
  * handlers check of a body before they act on it: its byte order, the VM
- * name, the lab VM's description and spec, the manifest entries.
+ * name, the lab VM's description and spec, the manifest entries, a chaos
+ * agent's fault plan.
  */
 #include <stdint.h>
 #include <string.h>
 
 #include <migrate/agent.h>
+#include <migrate/fault.h>
 #include <migrate/lab.h>
 #include <migrate/vm.h>
 #include <migrate/wire-order.h>
@@ -95,6 +97,20 @@ static void body_check(const struct agent_request *rq)
 		memcpy(e, rq->body + sizeof(b), n * sizeof(*e));
 		mig_wire_le(&mig_wl_manifest_entry, e, n);
 		free(e);
+		break;
+	}
+	case MIG_OP_FAULT_ARM: {
+		struct mig_fault_plan b;
+
+		/* what a --chaos agent checks before it keeps a plan; a plan it
+		 * keeps names its VM within the field and fires from the first point */
+		memcpy(&b, rq->body, sizeof(b));
+		mig_wire_le(&mig_wl_fault_plan, &b, 1);
+		if (mig_fault_plan_check(&b, &err) == 0) {
+			FUZZ_ASSERT(memchr(b.vm, '\0', sizeof(b.vm)) && b.vm[0]);
+			FUZZ_ASSERT(b.action < _MIG_FAULT_A_END);
+		}
+		fuzz_error_ok(&err);
 		break;
 	}
 	default:

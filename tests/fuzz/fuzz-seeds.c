@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include <migrate/agent.h>
+#include <migrate/fault.h>
 #include <migrate/lab.h>
 #include <migrate/vm.h>
 #include <migrate/wire.h>
@@ -151,6 +152,16 @@ static size_t request(uint8_t *buf, uint32_t op)
 		memcpy(body, &b, sizeof(b));
 		memcpy(body + sizeof(b), &e, sizeof(e));
 		n = sizeof(b) + sizeof(e);
+		break;
+	}
+	case MIG_OP_FAULT_ARM: {
+		struct mig_fault_plan b = { .vm = "vm1", .action = MIG_FAULT_A_ERROR,
+					    .point = MIG_FAULT_DEVICE_STEP + 1, .stage = -1,
+					    .dev_class = -1, .from = -1, .to = -1, .frame_type = -1,
+					    .stream = -1, .nth = 2, .err = 5 };
+
+		mig_wire_le(&mig_wl_fault_plan, &b, 1);
+		memcpy(body, &b, n = sizeof(b));
 		break;
 	}
 	default:                /* VM_LIST, MIG_LIST: no body */
