@@ -485,6 +485,19 @@ static void *incoming_thread(void *arg)
 	return NULL;
 }
 
+/* An incoming migration that will not run: everything it holds, given back. */
+static void incoming_drop(struct agent *a, struct incoming *in, int fd)
+{
+	relay_end(a, in);
+	agent_fault_end(in->fault);
+	if (fd >= 0)
+		close(fd);
+	in->o.vm->ops->destroy(in->o.vm);
+	mig_drop(a, in->mig);
+	slot_drop(a, in->slot);
+	free(in);
+}
+
 static int op_mig_incoming(struct session *s, const uint8_t *body)
 {
 	struct agent *a = s->a;
@@ -543,10 +556,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 		fd = mig_error_set(&err, -EIO, "cannot read the listening address");
 	}
 	if (fd < 0) {
-		in->o.vm->ops->destroy(in->o.vm);
-		mig_drop(a, in->mig);
-		slot_drop(a, in->slot);
-		free(in);
+		incoming_drop(a, in, -1);
 		return reply(s, fd, err.msg, NULL, 0);
 	}
 	in->a = a;
@@ -559,25 +569,14 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	in->o.cancel = &in->mig->cancel;
 	fault_attach(a, req.name, &in->fault, &in->o.fault, &in->o.fault_arg);
 	if (relay_begin(a, in, ep.host, rep.addr, sizeof(rep.addr), &err) < 0) {
-		agent_fault_end(in->fault);
-		close(fd);
-		in->o.vm->ops->destroy(in->o.vm);
-		mig_drop(a, in->mig);
-		slot_drop(a, in->slot);
-		free(in);
+		incoming_drop(a, in, fd);
 		return reply(s, -EIO, err.msg, NULL, 0);
 	}
 	pthread_mutex_lock(&a->lock);
 	in->mig->dst = &in->status;
 	pthread_mutex_unlock(&a->lock);
 	if (pthread_create(&t, NULL, incoming_thread, in)) {
-		relay_end(a, in);
-		agent_fault_end(in->fault);
-		close(fd);
-		in->o.vm->ops->destroy(in->o.vm);
-		mig_drop(a, in->mig);
-		slot_drop(a, in->slot);
-		free(in);
+		incoming_drop(a, in, fd);
 		return reply(s, -EAGAIN, "cannot start the receiving thread", NULL, 0);
 	}
 	pthread_detach(t);

@@ -371,51 +371,59 @@ static int call(struct campaign *c, unsigned i, uint32_t op, const void *body, s
 	return r;
 }
 
-/* Agent i's VMs, in host order, into out (up to max); the count or <0. */
+/* A reply that is a table of structs of layout l: up to max of them into
+ * out, in host order; the count, or <0. */
+static int table_reply(struct mig_buf *x, const struct mig_wire_layout *l, void *out,
+		       unsigned max)
+{
+	unsigned n = (unsigned)(x->len / l->size);
+
+	if (n > max)
+		n = max;
+	memcpy(out, x->data, (size_t)n * l->size);
+	mig_wire_le(l, out, n);
+	mig_buf_free(x);
+	return (int)n;
+}
+
+/* Agent i's VMs (VM_LIST) or migrations (MIG_LIST), names terminated. */
 static int vm_list(struct campaign *c, unsigned i, struct mig_vm_info *out, unsigned max,
 		   struct mig_error *err)
 {
 	struct mig_buf x = { 0 };
-	unsigned n;
-	int r = call(c, i, MIG_OP_VM_LIST, NULL, 0, &x, err);
+	int n = call(c, i, MIG_OP_VM_LIST, NULL, 0, &x, err);
 
-	if (r < 0) {
+	if (n < 0) {
 		mig_buf_free(&x);
-		return r;
+		return n;
 	}
-	n = (unsigned)(x.len / sizeof(*out));
-	if (n > max)
-		n = max;
-	memcpy(out, x.data, n * sizeof(*out));
-	mig_wire_le(&mig_wl_vm_info, out, n);
-	for (unsigned k = 0; k < n; k++)
+	n = table_reply(&x, &mig_wl_vm_info, out, max);
+	for (int k = 0; k < n; k++)
 		out[k].name[sizeof(out[k].name) - 1] = '\0';
-	mig_buf_free(&x);
-	return (int)n;
+	return n;
+}
+
+static void migs_terminate(struct mig_migration_info *m, int n)
+{
+	for (int k = 0; k < n; k++) {
+		m[k].name[sizeof(m[k].name) - 1] = '\0';
+		m[k].peer[sizeof(m[k].peer) - 1] = '\0';
+	}
 }
 
 static int mig_list(struct campaign *c, unsigned i, struct mig_migration_info *out,
 		    unsigned max, struct mig_error *err)
 {
 	struct mig_buf x = { 0 };
-	unsigned n;
-	int r = call(c, i, MIG_OP_MIG_LIST, NULL, 0, &x, err);
+	int n = call(c, i, MIG_OP_MIG_LIST, NULL, 0, &x, err);
 
-	if (r < 0) {
+	if (n < 0) {
 		mig_buf_free(&x);
-		return r;
+		return n;
 	}
-	n = (unsigned)(x.len / sizeof(*out));
-	if (n > max)
-		n = max;
-	memcpy(out, x.data, n * sizeof(*out));
-	mig_wire_le(&mig_wl_migration_info, out, n);
-	for (unsigned k = 0; k < n; k++) {
-		out[k].name[sizeof(out[k].name) - 1] = '\0';
-		out[k].peer[sizeof(out[k].peer) - 1] = '\0';
-	}
-	mig_buf_free(&x);
-	return (int)n;
+	n = table_reply(&x, &mig_wl_migration_info, out, max);
+	migs_terminate(out, n);
+	return n;
 }
 
 static int vm_create(struct campaign *c, unsigned i, const char *name, const char *spec,
@@ -945,12 +953,8 @@ static bool src_phase(struct campaign *c, unsigned src, const char *vm, uint32_t
 		mig_buf_free(&x);
 		return false;
 	}
-	k = (int)(x.len / sizeof(m[0]) < ARRAY_SIZE(m) ? x.len / sizeof(m[0]) : ARRAY_SIZE(m));
-	memcpy(m, x.data, (size_t)k * sizeof(m[0]));
-	mig_wire_le(&mig_wl_migration_info, m, (size_t)k);
-	mig_buf_free(&x);
-	for (int i = 0; i < k; i++)
-		m[i].name[sizeof(m[i].name) - 1] = m[i].peer[sizeof(m[i].peer) - 1] = '\0';
+	k = table_reply(&x, &mig_wl_migration_info, m, ARRAY_SIZE(m));
+	migs_terminate(m, k);
 
 	for (int i = 0; i < k; i++)
 		if (m[i].side == MIG_SIDE_SOURCE && m[i].state == MIG_MIGRATION_RUNNING &&

@@ -17,11 +17,6 @@
 
 #include "proc-fixture.h"
 
-struct chaos_pair {
-	char dir[64], src[128], dst[128];
-	pid_t a, b;
-};
-
 static pid_t agent_chaos(const char *listen, bool chaos)
 {
 	pid_t pid = fork();
@@ -36,7 +31,8 @@ static pid_t agent_chaos(const char *listen, bool chaos)
 	return pid;
 }
 
-static void pair_up(struct chaos_pair *t, bool chaos)
+/* Two agents, with --chaos or without, and a VM cv on the source. */
+static void pair_up(struct proc_pair *t, bool chaos)
 {
 	struct run_result r;
 	char args[400];
@@ -45,6 +41,7 @@ static void pair_up(struct chaos_pair *t, bool chaos)
 	cr_assert_not_null(mkdtemp(t->dir));
 	snprintf(t->src, sizeof(t->src), "unix://%s/src.sock", t->dir);
 	snprintf(t->dst, sizeof(t->dst), "unix://%s/dst.sock", t->dir);
+	t->src_journal[0] = t->dst_journal[0] = '\0';
 	t->a = agent_chaos(t->src, chaos);
 	t->b = agent_chaos(t->dst, chaos);
 	proc_wait_agent(t->src, NULL);
@@ -52,19 +49,6 @@ static void pair_up(struct chaos_pair *t, bool chaos)
 	snprintf(args, sizeof(args), "vm create %s --name cv --lab mem=64M,vcpus=2,wss=4M", t->src);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-}
-
-static void pair_down(struct chaos_pair *t)
-{
-	char p[160];
-
-	proc_stop(t->a);
-	proc_stop(t->b);
-	snprintf(p, sizeof(p), "%s/src.sock", t->dir);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/dst.sock", t->dir);
-	unlink(p);
-	rmdir(t->dir);
 }
 
 static struct mig_fault_plan plan(uint32_t action, enum mig_fault_kind point)
@@ -90,7 +74,7 @@ static int arm(const char *endpoint, const struct mig_fault_plan *p, struct mig_
 	return r;
 }
 
-static void migrate(const struct chaos_pair *t, struct run_result *r)
+static void migrate(const struct proc_pair *t, struct run_result *r)
 {
 	char args[400];
 
@@ -113,19 +97,19 @@ static void vm_state(const char *endpoint, char *state, size_t n)
 
 Test(fault, an_agent_without_chaos_takes_no_fault)
 {
-	struct chaos_pair t;
+	struct proc_pair t;
 	struct mig_fault_plan p = plan(MIG_FAULT_A_KILL, MIG_FAULT_PHASE);
 	struct mig_error err = { 0 };
 
 	pair_up(&t, false);
 	cr_assert_eq(arm(t.src, &p, &err), -EPERM);
 	cr_assert(strstr(err.msg, "--chaos"), "%s", err.msg);
-	pair_down(&t);
+	proc_pair_down(&t);
 }
 
 Test(fault, a_bad_plan_is_refused_with_why)
 {
-	struct chaos_pair t;
+	struct proc_pair t;
 	struct mig_fault_plan p = plan(MIG_FAULT_A_ERROR, MIG_FAULT_DEVICE_STEP);
 	struct mig_error err = { 0 };
 
@@ -133,13 +117,13 @@ Test(fault, a_bad_plan_is_refused_with_why)
 	p.err = 0;
 	cr_assert_eq(arm(t.src, &p, &err), -EINVAL);
 	cr_assert(strstr(err.msg, "errno"), "%s", err.msg);
-	pair_down(&t);
+	proc_pair_down(&t);
 }
 
 /* A destination device step that fails: the source resumes, exit 1. */
 Test(fault, an_error_at_the_destinations_load_rolls_back)
 {
-	struct chaos_pair t;
+	struct proc_pair t;
 	struct mig_fault_plan p = plan(MIG_FAULT_A_ERROR, MIG_FAULT_DEVICE_STEP);
 	struct mig_error err = { 0 };
 	struct run_result r;
@@ -160,7 +144,7 @@ Test(fault, an_error_at_the_destinations_load_rolls_back)
 	/* the plan was for one migration: the next one completes */
 	migrate(&t, &r);
 	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
-	pair_down(&t);
+	proc_pair_down(&t);
 }
 
 /* The destination dies after starting the VM, before it says RUNNING: the
@@ -168,7 +152,7 @@ Test(fault, an_error_at_the_destinations_load_rolls_back)
  * naming it. */
 Test(fault, a_kill_between_start_and_running_leaves_a_held_copy)
 {
-	struct chaos_pair t;
+	struct proc_pair t;
 	struct mig_fault_plan p = plan(MIG_FAULT_A_KILL, MIG_FAULT_FRAME_SEND);
 	struct mig_error err = { 0 };
 	struct run_result r;
@@ -188,13 +172,13 @@ Test(fault, a_kill_between_start_and_running_leaves_a_held_copy)
 	t.b = 0;
 	vm_state(t.src, st, sizeof(st));
 	cr_assert_str_eq(st, "held");
-	pair_down(&t);
+	proc_pair_down(&t);
 }
 
 /* A source stopped for 400 ms mid-migration: the migration waits and completes. */
 Test(fault, a_stop_freezes_the_agent_for_its_time)
 {
-	struct chaos_pair t;
+	struct proc_pair t;
 	struct mig_fault_plan p = plan(MIG_FAULT_A_STOP, MIG_FAULT_PHASE);
 	struct mig_error err = { 0 };
 	struct run_result r;
@@ -208,7 +192,7 @@ Test(fault, a_stop_freezes_the_agent_for_its_time)
 	/* the guest was stopped for the migration's end, the agent for 400 ms on top */
 	cr_assert_geq(json_num(r.out, "total_ms"), 400, "%s", r.out);
 	cr_assert_eq(kill(t.a, 0), 0, "the source agent is gone");
-	pair_down(&t);
+	proc_pair_down(&t);
 }
 
 /* Regression (the campaign's first finding, seed 1 run 14): a destination
@@ -216,7 +200,7 @@ Test(fault, a_stop_freezes_the_agent_for_its_time)
  * Now it is bounded by durations on each side's own clock. */
 Test(fault, a_skewed_clock_does_not_skew_the_downtime)
 {
-	struct chaos_pair t;
+	struct proc_pair t;
 	struct mig_fault_plan p = plan(MIG_FAULT_A_SKEW, MIG_FAULT_PHASE);
 	struct mig_error err = { 0 };
 	struct run_result r;
@@ -239,5 +223,5 @@ Test(fault, a_skewed_clock_does_not_skew_the_downtime)
 			cr_assert_eq(b.status, 0, "%s", b.err);
 		}
 	}
-	pair_down(&t);
+	proc_pair_down(&t);
 }
