@@ -3,12 +3,15 @@
 #ifndef TESTS_PROC_FIXTURE_H
 #define TESTS_PROC_FIXTURE_H
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,6 +34,20 @@ static inline void proc_slurp(const char *path, char *buf, size_t n)
 	got = fread(buf, 1, n - 1, f);
 	buf[got] = '\0';
 	fclose(f);
+}
+
+/* A loopback TCP port nobody listened on a moment ago. */
+static inline int proc_free_port(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	close(fd);
+	return ntohs(sin.sin_port);
 }
 
 /* Runs `migratectl ARGS`, capturing stdout, stderr and the exit status. */

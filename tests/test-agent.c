@@ -55,19 +55,6 @@ struct agent_env {
 	bool quiet;
 };
 
-static int free_port(void)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	close(fd);
-	return ntohs(sin.sin_port);
-}
-
 /* Starts an agent as env says, with stderr in g->err, and waits until it
  * listens (--ready-fd). */
 static void agent_up(struct agent_run *g, const struct agent_env *env)
@@ -85,7 +72,7 @@ static void agent_up(struct agent_run *g, const struct agent_env *env)
 		snprintf(g->key, sizeof(g->key), "%s/key", g->dir);
 		make_key_file(g->key, 'k');
 		snprintf(g->kopt, sizeof(g->kopt), "--key-file %s", g->key);
-		snprintf(g->url, sizeof(g->url), "tcp://127.0.0.1:%d", free_port());
+		snprintf(g->url, sizeof(g->url), "tcp://127.0.0.1:%d", proc_free_port());
 	} else {
 		snprintf(g->url, sizeof(g->url), "unix://%s/agent.sock", g->dir);
 	}
@@ -701,7 +688,7 @@ Test(agent, socket_group_usage)
 
 	make_key_file(key, 's');
 	snprintf(args, sizeof(args), "agent --listen tcp://127.0.0.1:%d --key-file %s "
-		 "--socket-group 1", free_port(), key);
+		 "--socket-group 1", proc_free_port(), key);
 	proc_expect_usage(args, "--socket-group applies to unix:// listeners only");
 	unlink(key);
 	proc_expect_usage("agent --listen unix:///tmp/migratectl-test-nosuch.sock "

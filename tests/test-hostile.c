@@ -72,19 +72,6 @@ static uint64_t stall_ms(void)
 /* RSS may grow by glibc's arenas and thread stacks reused later. */
 #define RSS_TOL_KB (64 * 1024)
 
-static int free_port(void)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	close(fd);
-	return ntohs(sin.sin_port);
-}
-
 /* An agent, and a client of it that stays connected.  No VM: a lab guest
  * keeps a core busy, and the campaign measures the agent's own timing. */
 struct box {
@@ -113,7 +100,7 @@ static void box_up(struct box *b, bool tcp)
 		snprintf(b->key, sizeof(b->key), "%s/key", b->dir);
 		make_key_file(b->key, 'h');
 		snprintf(b->kopt, sizeof(b->kopt), "--key-file %s", b->key);
-		snprintf(b->url, sizeof(b->url), "tcp://127.0.0.1:%d", free_port());
+		snprintf(b->url, sizeof(b->url), "tcp://127.0.0.1:%d", proc_free_port());
 	} else {
 		snprintf(b->url, sizeof(b->url), "unix://%s/agent.sock", b->dir);
 	}
@@ -456,7 +443,7 @@ Test(hostile, nobody_listening_is_refused)
 	struct mig_error err = { 0 };
 	char url[96];
 
-	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", free_port());
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", proc_free_port());
 	cr_assert_eq(chaos_hostile_run(CHAOS_HOSTILE_FLOOD, url, 50, 3000, 1, &rep, &err), 0, "%s",
 		     err.msg);
 	cr_assert_eq(rep.attempted, 50);

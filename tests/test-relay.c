@@ -322,8 +322,10 @@ static struct chaos_relay *relay_start(struct dst *d, const struct chaos_net_spe
 
 /* One stream through a relay with spec, the source's side closed after it;
  * the destination's connection 0 waited for to its end. */
-static struct chaos_relay *one_stream(struct dst *d, const struct chaos_net_spec *spec,
-				      const struct stream *s)
+/* The stream s through a relay with spec to a destination d, all of it
+ * received (t0: when the sending began, NULL if not wanted). */
+static struct chaos_relay *one_stream_at(struct dst *d, const struct chaos_net_spec *spec,
+					 const struct stream *s, uint64_t *t0)
 {
 	char addr[64];
 	struct chaos_relay *r;
@@ -332,11 +334,19 @@ static struct chaos_relay *one_stream(struct dst *d, const struct chaos_net_spec
 	dst_start(d);
 	r = relay_start(d, spec, addr, sizeof(addr));
 	fd = src_connect(addr);
-	(void)send_all(fd, s->buf, s->len);
+	if (t0)
+		*t0 = mig_now_ms();
+	cr_assert_eq(send_all(fd, s->buf, s->len), 0);
 	shutdown(fd, SHUT_WR);
 	dst_wait(d, 0, 0);
 	close(fd);
 	return r;
+}
+
+static struct chaos_relay *one_stream(struct dst *d, const struct chaos_net_spec *spec,
+				      const struct stream *s)
+{
+	return one_stream_at(d, spec, s, NULL);
 }
 
 static void report(struct chaos_relay *r, struct chaos_relay_report *rep)
@@ -426,23 +436,14 @@ Test(relay, delay_from_frame)
 	struct chaos_relay *r;
 	struct stream s;
 	struct dst d;
-	char addr[64];
 	uint64_t t0;
-	int fd;
 
 	standard(&s, 0);
-	dst_start(&d);
-	r = relay_start(&d, &spec, addr, sizeof(addr));
-	fd = src_connect(addr);
-	t0 = mig_now_ms();
-	cr_assert_eq(send_all(fd, s.buf, s.len), 0);
-	shutdown(fd, SHUT_WR);
-	dst_wait(&d, 0, 0);
+	r = one_stream_at(&d, &spec, &s, &t0);
 	cr_assert_eq(d.c[0].len, s.len);
 	cr_assert_eq(memcmp(d.c[0].buf, s.buf, s.len), 0);
 	cr_assert_lt(arrived(&d, 0, s.start[2] - 1), t0 + 250);
 	cr_assert_geq(arrived(&d, 0, s.start[2]), t0 + 250);
-	close(fd);
 	chaos_relay_stop(r);
 	dst_stop(&d);
 	free(s.buf);
@@ -742,24 +743,15 @@ Test(relay, stall_holds_then_flows)
 	struct chaos_relay *r;
 	struct stream s;
 	struct dst d;
-	char addr[64];
 	uint64_t t0;
-	int fd;
 
 	standard(&s, 0);
-	dst_start(&d);
-	r = relay_start(&d, &spec, addr, sizeof(addr));
-	fd = src_connect(addr);
-	t0 = mig_now_ms();
-	cr_assert_eq(send_all(fd, s.buf, s.len), 0);
-	shutdown(fd, SHUT_WR);
-	dst_wait(&d, 0, 0);
+	r = one_stream_at(&d, &spec, &s, &t0);
 	cr_assert_eq(d.c[0].end, 0);
 	cr_assert_eq(d.c[0].len, s.len);
 	cr_assert_eq(memcmp(d.c[0].buf, s.buf, s.len), 0);
 	cr_assert_geq(arrived(&d, 0, s.start[2]), t0 + 600);
 	cr_assert_lt(arrived(&d, 0, s.start[2] - 1), t0 + 600);
-	close(fd);
 	chaos_relay_stop(r);
 	dst_stop(&d);
 	free(s.buf);
