@@ -449,6 +449,8 @@ static void relay_end(struct agent *a, struct incoming *in)
 		return;
 	chaos_relay_report(in->relay, &rep);
 	if (rep.fired)
+		agent_fault_fired(in->fault, rep.what);
+	if (rep.fired)
 		agent_log(a, "chaos: relay fired: %s", rep.what);
 	else
 		agent_log(a, "chaos: relay did not fire (%u connections, %llu bytes up, %llu "
@@ -1019,6 +1021,7 @@ static int op_journal(struct session *s, const uint8_t *body)
 static int op_fault_arm(struct session *s, const uint8_t *body)
 {
 	struct mig_fault_plan p;
+	struct mig_fault_report rep;
 	struct mig_error err = { 0 };
 	int r;
 
@@ -1028,11 +1031,14 @@ static int op_fault_arm(struct session *s, const uint8_t *body)
 			     NULL, 0);
 	memcpy(&p, body, sizeof(p));
 	mig_wire_le(&mig_wl_fault_plan, &p, 1);
-	r = agent_faults_arm(&s->a->faults, &p, &err);
-	if (r == 0 && p.action)
+	r = agent_faults_arm(&s->a->faults, &p, &rep, &err);
+	if (r < 0)
+		return reply(s, r, err.msg, NULL, 0);
+	if (p.action)
 		agent_log(s->a, "chaos: a %s fault armed for the next migration of %s",
 			  mig_fault_action_name(p.action), p.vm);
-	return reply(s, r, r < 0 ? err.msg : NULL, NULL, 0);
+	mig_wire_le(&mig_wl_fault_report, &rep, 1);
+	return reply(s, 0, NULL, &rep, sizeof(rep));
 }
 
 static const struct {

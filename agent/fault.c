@@ -29,8 +29,51 @@ void agent_faults_init(struct agent_faults *fs, void (*log)(void *, const char *
 	fs->log_arg = arg;
 }
 
+/* The report kept for VM name (made if new; NULL if the table is full).
+ * Under fs->lock. */
+static struct mig_fault_report *report_of(struct agent_faults *fs, const char *name)
+{
+	int free_at = -1;
+
+	for (unsigned i = 0; i < AGENT_FAULT_PLANS; i++) {
+		if (fs->reports[i].vm[0] && !strcmp(fs->reports[i].vm, name))
+			return &fs->reports[i].rep;
+		if (!fs->reports[i].vm[0] && free_at < 0)
+			free_at = (int)i;
+	}
+	if (free_at < 0)
+		return NULL;
+	str_copy(fs->reports[free_at].vm, sizeof(fs->reports[free_at].vm), name);
+	memset(&fs->reports[free_at].rep, 0, sizeof(fs->reports[free_at].rep));
+	return &fs->reports[free_at].rep;
+}
+
+/* The VM's report into *rep (zero if none), and forgotten.  Under fs->lock. */
+static void report_take(struct agent_faults *fs, const char *name, struct mig_fault_report *rep)
+{
+	memset(rep, 0, sizeof(*rep));
+	for (unsigned i = 0; i < AGENT_FAULT_PLANS; i++)
+		if (fs->reports[i].vm[0] && !strcmp(fs->reports[i].vm, name)) {
+			*rep = fs->reports[i].rep;
+			memset(&fs->reports[i], 0, sizeof(fs->reports[i]));
+		}
+}
+
+void agent_fault_fired(struct agent_fault *f, const char *what)
+{
+	struct mig_fault_report *rep;
+
+	pthread_mutex_lock(&f->fs->lock);
+	rep = report_of(f->fs, f->plan.vm);
+	if (rep) {
+		rep->fired = 1;
+		str_copy(rep->what, sizeof(rep->what), what);
+	}
+	pthread_mutex_unlock(&f->fs->lock);
+}
+
 int agent_faults_arm(struct agent_faults *fs, const struct mig_fault_plan *p,
-		     struct mig_error *err)
+		     struct mig_fault_report *rep, struct mig_error *err)
 {
 	struct mig_fault_plan *slot = NULL;
 	int r = 0;
@@ -43,6 +86,7 @@ int agent_faults_arm(struct agent_faults *fs, const struct mig_fault_plan *p,
 		return mig_error_set(err, -EINVAL, "fault plan: no VM name");
 	}
 	pthread_mutex_lock(&fs->lock);
+	report_take(fs, p->vm, rep);
 	for (unsigned i = 0; i < AGENT_FAULT_PLANS; i++) {
 		struct mig_fault_plan *q = &fs->plans[i];
 
@@ -76,17 +120,24 @@ struct agent_fault *agent_faults_take(struct agent_faults *fs, const char *name)
 			continue;
 		f = calloc(1, sizeof(*f));
 		if (f) {
+			struct mig_fault_report *rep = report_of(fs, name);
+
 			f->fs = fs;
 			f->plan = *q;
 			memset(q, 0, sizeof(*q));
+			if (rep)
+				*rep = (struct mig_fault_report){ .taken = 1 };
 		}
 		break;
 	}
 	pthread_mutex_unlock(&fs->lock);
 	if (f && f->plan.action == MIG_FAULT_A_SKEW) {
+		char what[96];
+
 		mig_realtime_skew_set(f->plan.skew_ms * 1000000LL);
-		say(f, "chaos: clock %+lld ms off for the migration of %s",
-		    (long long)f->plan.skew_ms, name);
+		snprintf(what, sizeof(what), "clock %+lld ms off", (long long)f->plan.skew_ms);
+		agent_fault_fired(f, what);
+		say(f, "chaos: %s for the migration of %s", what, name);
 	}
 	return f;
 }
@@ -138,7 +189,7 @@ static void stop_for(uint32_t ms)
 int agent_fault_hook(void *arg, const struct mig_fault_point *p, struct mig_error *err)
 {
 	struct agent_fault *f = arg;
-	char where[160];
+	char where[160], what[240];
 
 	if (!mig_fault_plan_matches(&f->plan, p) || atomic_load(&f->fired))
 		return 0;
@@ -148,15 +199,20 @@ int agent_fault_hook(void *arg, const struct mig_fault_point *p, struct mig_erro
 	mig_fault_point_describe(p, where, sizeof(where));
 	switch (f->plan.action) {
 	case MIG_FAULT_A_ERROR:
-		say(f, "chaos: injecting %s at %s", strerror(f->plan.err), where);
+		snprintf(what, sizeof(what), "%s at %s", strerror(f->plan.err), where);
+		agent_fault_fired(f, what);
+		say(f, "chaos: injecting %s", what);
 		return mig_error_set(err, -f->plan.err, "chaos: %s injected at %s",
 				     strerror(f->plan.err), where);
 	case MIG_FAULT_A_KILL:
+		/* its report dies with it: the log line is what remains */
 		say(f, "chaos: SIGKILL at %s", where);
 		raise(SIGKILL);
 		break;
 	case MIG_FAULT_A_STOP:
-		say(f, "chaos: SIGSTOP for %u ms at %s", f->plan.ms, where);
+		snprintf(what, sizeof(what), "SIGSTOP for %u ms at %s", f->plan.ms, where);
+		agent_fault_fired(f, what);
+		say(f, "chaos: %s", what);
 		stop_for(f->plan.ms);
 		break;
 	}

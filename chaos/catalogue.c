@@ -656,6 +656,14 @@ int chaos_faults_parse(const char *list, uint64_t *ret_mask, struct mig_error *e
 	return 0;
 }
 
+uint64_t chaos_cluster_mask(uint64_t mask, bool local)
+{
+	for (unsigned k = 0; k < chaos_nr_kinds && !local; k++)
+		if (!strcmp(chaos_kinds[k].name, "kill-src") || !strcmp(chaos_kinds[k].name, "kill-dst"))
+			mask &= ~(1ULL << k);
+	return mask;
+}
+
 void chaos_fault_make(uint64_t seed, uint64_t run, uint64_t mask, const char *vm,
 		      struct chaos_fault *f)
 {

@@ -117,6 +117,7 @@ struct campaign {
 	char vm[64];              /* the campaign's VM */
 	unsigned holder;          /* the agent it runs on */
 	uint64_t vms_made;
+	uint64_t mask;            /* the kinds this cluster can take */
 	uint64_t expect_ms;       /* a clean run's time, learned */
 	struct chaos_cluster_net *net;    /* the agents' namespaces (NULL: plain processes) */
 	/* each agent's resources when it first hosted that many VMs (no leaks) */
@@ -457,13 +458,50 @@ static int vm_resolve(struct campaign *c, unsigned i, const struct mig_vm_info *
 	return call(c, i, MIG_OP_VM_RESOLVE, &req, sizeof(req), NULL, err);
 }
 
+/* Arms p on agent i (action 0: disarms), and says what became of the VM's
+ * previous plan there (rep may be NULL). */
 static int arm(struct campaign *c, unsigned i, const struct mig_fault_plan *p,
-	       struct mig_error *err)
+	       struct mig_fault_report *rep, struct mig_error *err)
 {
 	struct mig_fault_plan w = *p;
+	struct mig_buf x = { 0 };
+	int r;
 
 	mig_wire_le(&mig_wl_fault_plan, &w, 1);
-	return call(c, i, MIG_OP_FAULT_ARM, &w, sizeof(w), NULL, err);
+	r = call(c, i, MIG_OP_FAULT_ARM, &w, sizeof(w), &x, err);
+	if (r >= 0 && rep) {
+		memset(rep, 0, sizeof(*rep));
+		if (x.len == sizeof(*rep)) {
+			memcpy(rep, x.data, sizeof(*rep));
+			mig_wire_le(&mig_wl_fault_report, rep, 1);
+			rep->what[sizeof(rep->what) - 1] = '\0';
+		}
+	}
+	mig_buf_free(&x);
+	return r;
+}
+
+/* Every plan of the run disarmed (one the migration never reached must not
+ * wait for a later run), and each agent's word on whether it fired. */
+static void plans_collect(struct campaign *c, struct chaos_run *run)
+{
+	const struct chaos_fault *f = &run->fault;
+
+	for (int k = 0; k < 2; k++) {
+		const struct mig_fault_plan *p = k ? &f->dst_plan : &f->src_plan;
+		unsigned who = k ? run->dst : run->src;
+		struct mig_fault_plan off = { 0 };
+		struct mig_fault_report rep;
+		struct mig_error err = { 0 };
+
+		if (!p->action || !agent_alive(c, who))
+			continue;
+		str_copy(off.vm, sizeof(off.vm), p->vm);
+		if (arm(c, who, &off, &rep, &err) < 0 || !rep.fired)
+			continue;
+		run->fired = true;
+		snprintf(run->fired_how, sizeof(run->fired_how), "agent %u: %s", who, rep.what);
+	}
 }
 
 /* ---- journals ---- */
@@ -1314,14 +1352,14 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 	run->src = c->holder;
 	run->dst = (c->holder + 1 + (unsigned)(index % (c->n - 1))) % c->n;
 	dst2 = (run->dst + 1) % c->n == run->src ? run->dst : (run->dst + 1) % c->n;
-	chaos_fault_make(o->seed, index, o->mask, c->vm, f);
+	chaos_fault_make(o->seed, index, c->mask, c->vm, f);
 	replay_command(c, run);
 	if (f->lab_extra[0]) {
 		/* the fault lives in the VM: it gets a VM of its own */
 		char spec[320];
 
 		snprintf(fresh, sizeof(fresh), "chaos-run-%" PRIu64, index);
-		chaos_fault_make(o->seed, index, o->mask, fresh, f);
+		chaos_fault_make(o->seed, index, c->mask, fresh, f);
 		/* the fault is a device's: the VM has one, whatever the campaign's has */
 		snprintf(spec, sizeof(spec), "%s%s,%s", o->lab, strstr(o->lab, "vfio=") ? "" :
 			 ",vfio=1", f->lab_extra);
@@ -1339,8 +1377,8 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 		free(read_from(c->ag[i].log, &c->ag[i].log_seen, &len));
 		c->ag[i].log_seen += (off_t)len;
 	}
-	if ((f->src_plan.action && arm(c, run->src, &f->src_plan, &err) < 0) ||
-	    (f->dst_plan.action && arm(c, run->dst, &f->dst_plan, &err) < 0)) {
+	if ((f->src_plan.action && arm(c, run->src, &f->src_plan, NULL, &err) < 0) ||
+	    (f->dst_plan.action && arm(c, run->dst, &f->dst_plan, NULL, &err) < 0)) {
 		violation(run, CHAOS_INV_CONTRACT, "an agent refused the fault plan: %s", err.msg);
 		goto out;
 	}
@@ -1386,7 +1424,8 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 		goto out;
 	}
 	run->ms = sp.t1_ms - sp.t0_ms;
-	for (unsigned i = 0; i < c->n; i++)
+	/* a killed agent's word is its log's last line */
+	for (unsigned i = 0; i < c->n && c->local; i++)
 		fired_from_log(c, i, run);
 	/* a stopped agent runs again; a migration the start left goes on to its end */
 	for (unsigned i = 0; i < c->n; i++)
@@ -1397,6 +1436,7 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 		save_violation(c, run, true);
 		goto out;
 	}
+	plans_collect(c, run);
 	judge_exit(run, &sp, &j, ac.start_killed);
 	if (f->double_start) {
 		struct chaos_run r2 = *run;
@@ -1453,6 +1493,7 @@ out:
 		mig_client_close(&c->obs);
 		c->obs_open = false;
 	}
+	plans_collect(c, run);     /* again after a hang: nothing stays armed */
 	if (settle(c, run, fresh, &err) < 0 && !run->invariant)
 		violation(run, CHAOS_INV_NO_LEAKS, "%s", err.msg);
 	if (!run->invariant) {
@@ -1622,11 +1663,21 @@ int chaos_campaign(const struct chaos_opts *o, struct chaos_report *rep, struct 
 	memset(rep, 0, sizeof(*rep));
 	c.o = o;
 	c.rep = rep;
+	c.mask = o->mask;
 	rep->seed = o->seed;
 	signal(SIGPIPE, SIG_IGN);
 	r = cluster_up(&c, err);
 	if (r < 0)
 		goto out;
+	c.mask = chaos_cluster_mask(o->mask, c.local);
+	if (c.mask != o->mask)
+		snprintf(rep->cluster + strlen(rep->cluster), sizeof(rep->cluster) -
+			 strlen(rep->cluster), "; kill-src and kill-dst left out (the runner "
+			 "cannot restart agents it did not start)");
+	if (!c.mask) {
+		r = mig_error_set(err, -EINVAL, "chaos: no fault left to inject on this cluster");
+		goto out;
+	}
 	snprintf(rep->network, sizeof(rep->network), "stream faults by a relay in front of the "
 		 "destination agent's migration listener (in the agent process, outside its "
 		 "engine)%s", c.net ? "; link faults on the agents' veth links (ip link down, tc "

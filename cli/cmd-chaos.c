@@ -400,7 +400,7 @@ int cmd_chaos(int argc, char **argv)
 								    o.runs); i++) {
 			struct chaos_fault f;
 
-			chaos_fault_make(o.seed, i, o.mask, "VM", &f);
+			chaos_fault_make(o.seed, i, chaos_cluster_mask(o.mask, o.local > 0), "VM", &f);
 			printf("%" PRIu64 " %s %s: %s\n", i, chaos_kinds[f.kind].name,
 			       mig_phase_to_string(f.phase), f.trigger);
 		}

@@ -61,17 +61,31 @@ static struct mig_fault_plan plan(uint32_t action, enum mig_fault_kind point)
 	return p;
 }
 
-static int arm(const char *endpoint, const struct mig_fault_plan *p, struct mig_error *err)
+/* Arms p; rep (if not NULL): what became of the VM's previous plan. */
+static int arm_rep(const char *endpoint, const struct mig_fault_plan *p,
+		   struct mig_fault_report *rep, struct mig_error *err)
 {
 	struct mig_fault_plan w = *p;
+	struct mig_buf x = { 0 };
 	struct mig_client c;
 	int r;
 
 	cr_assert_eq(mig_client_open(endpoint, NULL, &c, err), 0, "%s", err->msg);
 	mig_wire_le(&mig_wl_fault_plan, &w, 1);
-	r = mig_client_call(&c, MIG_OP_FAULT_ARM, &w, sizeof(w), NULL, err);
+	r = mig_client_call(&c, MIG_OP_FAULT_ARM, &w, sizeof(w), &x, err);
 	mig_client_close(&c);
+	if (r == 0 && rep) {
+		cr_assert_eq(x.len, sizeof(*rep));
+		memcpy(rep, x.data, sizeof(*rep));
+		mig_wire_le(&mig_wl_fault_report, rep, 1);
+	}
+	mig_buf_free(&x);
 	return r;
+}
+
+static int arm(const char *endpoint, const struct mig_fault_plan *p, struct mig_error *err)
+{
+	return arm_rep(endpoint, p, NULL, err);
 }
 
 static void migrate(const struct proc_pair *t, struct run_result *r)
@@ -141,6 +155,20 @@ Test(fault, an_error_at_the_destinations_load_rolls_back)
 	cr_assert_str_eq(st, "running");
 	vm_state(t.dst, st, sizeof(st));
 	cr_assert_str_eq(st, "");
+	/* the agent says where it fired, once; a plan never taken says so */
+	{
+		struct mig_fault_plan off = plan(0, MIG_FAULT_PHASE);
+		struct mig_fault_report rep;
+
+		cr_assert_eq(arm_rep(t.dst, &off, &rep, &err), 0, "%s", err.msg);
+		cr_assert(rep.taken && rep.fired);
+		cr_assert(strstr(rep.what, "Input/output error at device step"), "%s", rep.what);
+		cr_assert_eq(arm_rep(t.dst, &off, &rep, &err), 0, "%s", err.msg);
+		cr_assert(!rep.taken && !rep.fired, "a report is read once");
+		cr_assert_eq(arm_rep(t.src, &p, &rep, &err), 0, "%s", err.msg);
+		cr_assert_eq(arm_rep(t.src, &off, &rep, &err), 0, "%s", err.msg);
+		cr_assert(!rep.taken && !rep.fired, "armed and disarmed, never taken");
+	}
 	/* the plan was for one migration: the next one completes */
 	migrate(&t, &r);
 	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);

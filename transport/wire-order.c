@@ -150,6 +150,9 @@ LAYOUT(fault_plan, mig_fault_plan, B(mig_fault_plan, vm), F(mig_fault_plan, acti
        F(mig_fault_plan, net_jitter_ms), F(mig_fault_plan, net_rate),
        F(mig_fault_plan, net_data), F(mig_fault_plan, pad), F(mig_fault_plan, seed));
 
+LAYOUT(fault_report, mig_fault_report, F(mig_fault_report, taken),
+       F(mig_fault_report, fired), B(mig_fault_report, what));
+
 /* journal.h */
 LAYOUT(journal_req, mig_journal_req, F(mig_journal_req, since_ns),
        F(mig_journal_req, after_seq));
@@ -170,7 +173,7 @@ const struct mig_wire_layout *const mig_wire_layouts[] = {
 	&mig_wl_sums_request, &mig_wl_running, &mig_wl_pages_hdr, &mig_wl_page_ent,
 	&mig_wl_device_data, &mig_wl_session_entry, &mig_wl_vm_described, &mig_wl_vm_check,
 	&mig_wl_check_reply, &mig_wl_check_result, &mig_wl_journal_req, &mig_wl_journal_reply,
-	&mig_wl_journal_rec, &mig_wl_fault_plan, NULL,
+	&mig_wl_journal_rec, &mig_wl_fault_plan, &mig_wl_fault_report, NULL,
 };
 
 void mig_wire_swap(const struct mig_wire_layout *l, void *p, size_t n)

@@ -49,7 +49,7 @@ struct chaos_run {
 	char vm[64];
 	unsigned src, dst;        /* agents */
 	bool fired;               /* the fault happened (an agent or the runner says so) */
-	char fired_how[256];      /* what fired, where */
+	char fired_how[320];      /* what fired, where */
 	int exit_code;            /* the start's; -1: it was killed */
 	char result[16], owner[16];
 	uint64_t ms;              /* the run, from the start's launch to its exit */

@@ -84,6 +84,9 @@ extern const unsigned chaos_nr_kinds;
 /* A --faults LIST: "all", class names, kind names, comma-separated, into a
  * mask of kinds (bit i: chaos_kinds[i]).  -EINVAL naming the unknown word. */
 int chaos_faults_parse(const char *list, uint64_t *ret_mask, struct mig_error *err);
+/* The kinds of mask a cluster can take: agents the runner did not start
+ * (not local) cannot be started again, so no fault kills one. */
+uint64_t chaos_cluster_mask(uint64_t mask, bool local);
 /* Run `run` of a campaign with `seed` over the kinds in mask, for VM vm:
  * a function of these alone.  The kinds are taken in turn (run % count),
  * so that every kind and, over its runs, every phase it applies to comes

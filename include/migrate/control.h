@@ -212,6 +212,14 @@ struct mig_fault_plan {
 	uint64_t seed;
 };
 _Static_assert(sizeof(struct mig_fault_plan) == 184, "fault plan");
+/* FAULT_ARM's reply: what became of the VM's previous plan, which the
+ * request replaces (a runner disarms after each run to read it). */
+struct mig_fault_report {
+	uint32_t taken;           /* a migration took it */
+	uint32_t fired;           /* ... and it fired */
+	char what[248];           /* where, in words ("SIGKILL at sending frame 1 (RUNNING) ...") */
+};
+_Static_assert(sizeof(struct mig_fault_report) == 256, "fault report");
 #define MIG_FAULT_A_ERROR 1       /* the point fails with -err */
 #define MIG_FAULT_A_KILL 2        /* the agent SIGKILLs itself at the point */
 #define MIG_FAULT_A_STOP 3        /* the agent is SIGSTOPped at the point for ms */
