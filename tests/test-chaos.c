@@ -248,7 +248,9 @@ Test(judge, the_contract_each_way)
 				back = json("failed", "source"), held = json("failed", "none");
 	struct chaos_copies on_dst = running_on(1, 10), on_src = running_on(0, 10),
 			    kept = { .held = 1, .held_at = 0 };
+	struct mig_error err = { 0 };
 	struct chaos_run r;
+	uint64_t corrupt;
 
 	r = judge(0, &done, &on_dst);
 	cr_assert_eq(r.invariant, 0, "%s", r.detail);
@@ -260,6 +262,16 @@ Test(judge, the_contract_each_way)
 	cr_assert_eq(r.outcome, CHAOS_OUT_ROLLED_BACK);
 	r = judge(1, &back, &on_dst);
 	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "exit 1 with the VM on the destination");
+	strcpy(back.error, "RAM digests differ at switchover: the destination's copy is not "
+	       "the source's (...)");
+	r = judge(1, &back, &on_src);
+	cr_assert_eq(r.invariant, CHAOS_INV_NOTHING_LOST, "verification caught lost pages");
+	cr_assert_eq(chaos_faults_parse("corrupt", &corrupt, &err), 0);
+	r = a_run();
+	r.fault.kind = (unsigned)__builtin_ctzll(corrupt);
+	chaos_judge_exit(&r, 1, 0, false, true, "", &back);
+	cr_assert_eq(r.invariant, 0, "a flipped byte is why: %s", r.detail);
+	back.error[0] = '\0';
 	r = judge(1, &done, &on_src);
 	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "exit 1 saying completed");
 	r = judge(0, &back, &on_dst);
