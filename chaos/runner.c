@@ -1251,6 +1251,16 @@ static int settle(struct campaign *c, struct chaos_run *run, const char *fresh,
 			}
 			continue;
 		}
+		if (cp.running > 1) {
+			/* a never-two violation was recorded: keep one copy and go on */
+			for (unsigned i = 0; i < c->n; i++) {
+				struct mig_error e = { 0 };
+
+				if (i != cp.run_at && cp.listed[i])
+					vm_destroy(c, i, vm, &e);
+			}
+			cp.running = 1;
+		}
 		if (cp.running == 1) {
 			c->holder = cp.run_at;
 			continue;
