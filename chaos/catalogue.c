@@ -107,7 +107,8 @@ static void pick_point(struct chaos_fault *f, struct chaos_rng *r, bool dst,
 {
 	const struct point_choice *c = &(dst ? dst_points : src_points)[f->phase]
 					  [chaos_rng_range(r, 0, 4)];
-	const char *t = c->frame_type >= 0 ? mig_frame_type_to_string((uint16_t)c->frame_type) : NULL;
+	const char *t = c->frame_type >= 0 ? mig_frame_type_to_string((uint16_t)c->frame_type) :
+					     NULL;
 	char stream[24] = "any stream";
 
 	p->point = c->point;
@@ -254,7 +255,8 @@ static void step_error(struct chaos_fault *f, struct chaos_rng *r, const char *v
 	p->err = errnos[chaos_rng_range(r, 0, ARRAY_SIZE(errnos) - 1)];
 	snprintf(f->trigger, sizeof(f->trigger), "%s: the %llu%s device step of stage %s fails "
 		 "with %s", dst ? "destination" : "source", (unsigned long long)p->nth,
-		 ordinal(p->nth), mig_stage_to_string((enum mig_stage)stage), strerrorname_np(p->err));
+		 ordinal(p->nth), mig_stage_to_string((enum mig_stage)stage),
+		 strerrorname_np(p->err));
 }
 
 static void make_step_error_src(struct chaos_fault *f, struct chaos_rng *r, const char *vm)
@@ -350,10 +352,11 @@ struct net_choice {
 static const struct net_choice net_points[][3] = {
 	[MIG_PHASE_SETUP] = { { MIG_FRAME_STREAM_HELLO, -1, false, 1 },
 			      { MIG_FRAME_SETUP, 0, false, 1 }, { MIG_FRAME_READY, 0, true, 1 } },
-	[MIG_PHASE_PRECOPY] = { { MIG_FRAME_PAGES, 1, false, 60 }, { MIG_FRAME_PAGES, -1, false, 120 },
-				{ 0, 1, false, 8 << 20 } },
+	[MIG_PHASE_PRECOPY] = { { MIG_FRAME_PAGES, 1, false, 60 },
+				{ MIG_FRAME_PAGES, -1, false, 120 }, { 0, 1, false, 8 << 20 } },
 	[MIG_PHASE_STOP_COPY] = { { MIG_FRAME_DEVICE_DATA, -1, false, 3 },
-				  { MIG_FRAME_LOADED, 0, true, 1 }, { MIG_FRAME_ROUND_END, 0, false, 3 } },
+				  { MIG_FRAME_LOADED, 0, true, 1 },
+				  { MIG_FRAME_ROUND_END, 0, false, 3 } },
 	[MIG_PHASE_COMMIT] = { { MIG_FRAME_COMMIT, 0, false, 1 }, { MIG_FRAME_RUNNING, 0, true, 1 },
 			       { MIG_FRAME_COMMIT, 0, false, 1 } },
 };
@@ -618,7 +621,8 @@ const struct chaos_kind chaos_kinds[] = {
 	{ "skew", CHAOS_OPERATOR, PH(SETUP), "clock skew between the agents", make_skew },
 	{ "hostile-silent", CHAOS_HOSTILE, PH(SETUP) | PH(PRECOPY), "connections that send nothing",
 	  make_hostile_silent },
-	{ "hostile-half", CHAOS_HOSTILE, PH(SETUP) | PH(PRECOPY), "connections that send half a frame",
+	{ "hostile-half", CHAOS_HOSTILE, PH(SETUP) | PH(PRECOPY), "connections that send half a "
+	  "frame",
 	  make_hostile_half },
 	{ "hostile-flood", CHAOS_HOSTILE, PH(SETUP) | PH(PRECOPY), "thousands of connections",
 	  make_hostile_flood },
@@ -646,8 +650,9 @@ int chaos_faults_parse(const char *list, uint64_t *ret_mask, struct mig_error *e
 				found = true;
 			}
 		if (!found)
-			return mig_error_set(err, -EINVAL, "--faults: no fault or class '%.64s' (classes: "
-					     "network, process, device, operator, hostile; or all; "
+			return mig_error_set(err, -EINVAL, "--faults: no fault or class '%.64s' "
+					     "(classes: network, process, device, operator, "
+					     "hostile; or all; "
 					     "`migratectl chaos --list` shows the faults)", w);
 	}
 	if (!mask)
@@ -659,7 +664,8 @@ int chaos_faults_parse(const char *list, uint64_t *ret_mask, struct mig_error *e
 uint64_t chaos_cluster_mask(uint64_t mask, bool local)
 {
 	for (unsigned k = 0; k < chaos_nr_kinds && !local; k++)
-		if (!strcmp(chaos_kinds[k].name, "kill-src") || !strcmp(chaos_kinds[k].name, "kill-dst"))
+		if (!strcmp(chaos_kinds[k].name, "kill-src") ||
+		    !strcmp(chaos_kinds[k].name, "kill-dst"))
 			mask &= ~(1ULL << k);
 	return mask;
 }
