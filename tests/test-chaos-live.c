@@ -12,6 +12,7 @@
 
 #include <migrate/agent.h>
 #include <migrate/fault.h>
+#include <migrate/relay.h>
 #include <migrate/wire-order.h>
 #include <migrate/wire.h>
 
@@ -251,5 +252,54 @@ Test(fault, a_skewed_clock_does_not_skew_the_downtime)
 			cr_assert_eq(b.status, 0, "%s", b.err);
 		}
 	}
+	proc_pair_down(&t);
+}
+
+/* The destination's count of migrations it still runs (migrations --json). */
+static int dst_migrations(const char *endpoint)
+{
+	struct run_result r;
+	char args[256];
+	int n = 0;
+
+	snprintf(args, sizeof(args), "migrations %s --json", endpoint);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	for (const char *p = r.out; (p = strstr(p, "\"id\"")); p++)
+		n++;
+	return n;
+}
+
+/* Regression (the campaign's second finding, seed 4 runs 4, 5, 19): a
+ * source that gives up at once (its first stream's hello corrupted on the
+ * way, by a relay the destination runs) left the destination waiting out
+ * 30 s for streams that would never come, its VM prepared.  Now the start
+ * calls the destination off, and its wait ends at once. */
+Test(fault, a_destination_whose_source_gave_up_lets_go_at_once)
+{
+	struct proc_pair t;
+	struct mig_fault_plan p = plan(MIG_FAULT_A_NET, MIG_FAULT_PHASE);
+	struct mig_error err = { 0 };
+	struct run_result r;
+	uint64_t t0;
+
+	pair_up(&t, true);
+	p.point = 0;
+	p.net_fault = CHAOS_NET_CORRUPT;
+	p.net_stream = -1;
+	p.net_frame_type = MIG_FRAME_STREAM_HELLO;
+	p.net_frame = 1;
+	cr_assert_eq(arm(t.dst, &p, &err), 0, "%s", err.msg);
+	migrate(&t, &r);
+	cr_assert_eq(r.status, 1, "exit %d: %s", r.status, r.err);
+	t0 = (uint64_t)time(NULL);
+	while (dst_migrations(t.dst) && (uint64_t)time(NULL) - t0 < 20)
+		usleep(50000);
+	cr_assert_eq(dst_migrations(t.dst), 0, "the destination still waits");
+	cr_assert_lt((uint64_t)time(NULL) - t0, 5, "the destination let go only after %llu s",
+		     (unsigned long long)((uint64_t)time(NULL) - t0));
+	/* and the next migration of the VM to it goes through */
+	migrate(&t, &r);
+	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
 	proc_pair_down(&t);
 }
