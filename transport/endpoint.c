@@ -352,6 +352,20 @@ bool xport_same_host(int fd)
 	return xport_addrs_same_host(&local, &peer);
 }
 
+void xport_keepalive(int fd, int idle_s, int intvl_s, int cnt)
+{
+	int domain = 0, one = 1;
+	socklen_t len = sizeof(domain);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+	    (domain != AF_INET && domain != AF_INET6))
+		return;
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl_s, sizeof(intvl_s));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 void xport_tune_socket(int fd)
 {
 	int domain = 0, type = 0, one = 1, fl;

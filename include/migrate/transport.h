@@ -54,6 +54,12 @@ int xport_local_addr(int fd, char *buf, size_t n);
  * caches do, and each byte is copied out cold (docs/performance.md);
  * between hosts, autotuning also grows past 4 MiB for a long path. */
 void xport_tune_socket(int fd);
+/* A TCP connection that may sit idle while its peer works (a client
+ * waiting for a migration's EVENTs): keepalive probes after idle_s seconds
+ * of silence, every intvl_s, and the connection is reset after cnt
+ * unanswered; so a peer whose side is gone (its host cut off, its socket
+ * aborted) is found within idle_s + intvl_s * cnt.  Not TCP: nothing. */
+void xport_keepalive(int fd, int idle_s, int intvl_s, int cnt);
 /* Fixed 4 MiB TCP buffers for a migration with one data stream, where they
  * measured faster than autotuning.  Call before the page data flows; the
  * window scale, sized from the sysctl maxima at SYN, already covers it. */
