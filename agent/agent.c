@@ -46,10 +46,6 @@
 /* A shortage of descriptors or memory leaves the connection queued: pause
  * before the next accept() instead of spinning on it. */
 #define AGENT_ACCEPT_BACKOFF_MS 100
-/* tcp clients' connections: a peer gone silent is found within 19 s */
-#define AGENT_KEEPALIVE_IDLE_S 10
-#define AGENT_KEEPALIVE_INTVL_S 3
-#define AGENT_KEEPALIVE_CNT 3
 /* The accept loop wakes at least this often for the watchdog and logs. */
 #define AGENT_TICK_MS 1000
 /* A burst of refusals or errors ends after this long without one. */
@@ -1482,7 +1478,7 @@ static void agent_admit(struct agent *a, int fd, const struct sockaddr_storage *
 	snprintf(name, sizeof(name), "%.*s", (int)pid_at, peer);
 	/* a client whose side of the connection is gone (its host cut off,
 	 * its socket aborted) must not keep a session thread forever */
-	xport_keepalive(fd, AGENT_KEEPALIVE_IDLE_S, AGENT_KEEPALIVE_INTVL_S, AGENT_KEEPALIVE_CNT);
+	xport_keepalive(fd, XPORT_KEEPALIVE_IDLE_S, XPORT_KEEPALIVE_INTVL_S, XPORT_KEEPALIVE_CNT);
 	pthread_mutex_lock(&a->conn_lock);
 	slot = pending_take(a, fd, &key, name, why, sizeof(why));
 	pthread_mutex_unlock(&a->conn_lock);

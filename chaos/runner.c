@@ -1329,6 +1329,20 @@ static void check_leaks(struct campaign *c, struct chaos_run *run)
 	}
 }
 
+/* A hung run's agents are killed (their stacks saved first), so that the
+ * next run starts on agents that serve; settle() starts them again. */
+static void kill_hung(struct campaign *c, const struct chaos_run *run)
+{
+	unsigned who[2] = { run->src, run->dst };
+
+	for (unsigned k = 0; k < 2 && c->local; k++)
+		if (c->ag[who[k]].pid > 0) {
+			kill(c->ag[who[k]].pid, SIGKILL);
+			while (agent_alive(c, who[k]))
+				sleep_ms(5);
+		}
+}
+
 static void judge_exit(struct chaos_run *run, const struct start_proc *sp,
 		       struct chaos_start_json *j, bool killed_by_runner)
 {
@@ -1425,6 +1439,7 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 	if (hung) {
 		violation(run, CHAOS_INV_BOUNDED, "start ran past %" PRIu64 " ms", run_limit_ms(f));
 		save_violation(c, run, true);
+		kill_hung(c, run);
 		kill(sp.pid, SIGKILL);
 		if (sp2.pid > 0)
 			kill(sp2.pid, SIGKILL);
@@ -1444,6 +1459,7 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 		violation(run, CHAOS_INV_BOUNDED, "a migration still ran on an agent %u ms after "
 			  "start exited", DRAIN_MS);
 		save_violation(c, run, true);
+		kill_hung(c, run);
 		goto out;
 	}
 	plans_collect(c, run);

@@ -22,10 +22,6 @@
 
 #define CONNECT_TIMEOUT_MS 10000
 #define CALL_TIMEOUT_MS 600000
-/* keepalive on tcp control connections: a dead peer found within 11 s */
-#define KEEPALIVE_IDLE_S 5
-#define KEEPALIVE_INTVL_S 2
-#define KEEPALIVE_CNT 3
 
 /* "local": a private agent on a unix socket in a fresh directory; it dies
  * with us (PR_SET_PDEATHSIG) if we die first. */
@@ -182,10 +178,6 @@ static int connect_url(struct mig_client *c, const char *key_file, struct mig_er
 	fd = xport_connect(&c->ep, CONNECT_TIMEOUT_MS, err);
 	if (fd < 0)
 		return fd;
-	/* A start waits on this connection for a migration's end: an agent
-	 * whose side of it is gone (a link that reset it, a host cut off)
-	 * must end the wait, not leave it to the 10-minute call timeout. */
-	xport_keepalive(fd, KEEPALIVE_IDLE_S, KEEPALIVE_INTVL_S, KEEPALIVE_CNT);
 	r = xport_conn_init(&c->conn, fd, err);
 	if (r < 0) {
 		close(fd);

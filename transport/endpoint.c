@@ -384,6 +384,12 @@ void xport_tune_socket(int fd)
 	 * frames that a waiting peer needs now. */
 	if (tcp) {
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		/* A peer whose side is gone without a word (its socket aborted by
+		 * a local reset, its host cut off) is found in seconds, not at
+		 * an idle timeout: neither a destination waiting for pages nor a
+		 * client waiting for a RESULT holds on to nothing. */
+		xport_keepalive(fd, XPORT_KEEPALIVE_IDLE_S, XPORT_KEEPALIVE_INTVL_S,
+				XPORT_KEEPALIVE_CNT);
 		/* TCP keeps the kernel's buffer autotuning: see xport_lone_stream(). */
 		return;
 	}

@@ -48,7 +48,7 @@ int xport_listen_group(const struct xport_endpoint *ep, gid_t group, struct mig_
 int xport_connect(const struct xport_endpoint *ep, int timeout_ms, struct mig_error *err);
 /* The local address of a listening TCP socket as "HOST:PORT". */
 int xport_local_addr(int fd, char *buf, size_t n);
-/* Close-on-exec; TCP_NODELAY on TCP, 4 MiB buffers on other sockets.  TCP
+/* Close-on-exec; TCP_NODELAY and keepalive on TCP, 4 MiB buffers on other sockets.  TCP
  * buffers stay autotuned: with a thread per data stream, fixed 4 MiB
  * buffers on 2 or 4 loopback streams hold more data in flight than the
  * caches do, and each byte is copied out cold (docs/performance.md);
@@ -60,6 +60,10 @@ void xport_tune_socket(int fd);
  * unanswered; so a peer whose side is gone (its host cut off, its socket
  * aborted) is found within idle_s + intvl_s * cnt.  Not TCP: nothing. */
 void xport_keepalive(int fd, int idle_s, int intvl_s, int cnt);
+/* What xport_tune_socket() sets on every TCP socket: a dead peer within 11 s. */
+#define XPORT_KEEPALIVE_IDLE_S 5
+#define XPORT_KEEPALIVE_INTVL_S 2
+#define XPORT_KEEPALIVE_CNT 3
 /* Fixed 4 MiB TCP buffers for a migration with one data stream, where they
  * measured faster than autotuning.  Call before the page data flows; the
  * window scale, sized from the sysctl maxima at SYN, already covers it. */
