@@ -613,8 +613,10 @@ int cmd_start(int argc, char **argv)
 	case MIG_START_LOST:
 		/* The migration ran, and how it ended is unknown here. */
 		fprintf(stderr, "%smigratectl start: %s\n", view.tty ? "\r\033[K" : "", m.why);
+		if (m.held)
+			held_hint(&o, m.name, &m);
 		json_without_result(m.id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, m.why, 0,
-				    m.prepare_ms, m.name, NULL);
+				    m.prepare_ms, m.name, m.held ? &m : NULL);
 		return EXIT_OPERATOR;
 	case MIG_START_HELD:
 		/* Nothing started, and the VM still waits for an operator. */

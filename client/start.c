@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <uuid/uuid.h>
 
 #include <migrate/agent.h>
@@ -17,6 +18,11 @@
 #include <migrate/wire-order.h>
 
 #include "util.h"
+
+/* After the source's connection broke: how long to wait for the source
+ * agent to end the migration and say where the VM is, and how often to ask. */
+#define REATTACH_MS 30000
+#define REATTACH_POLL_MS 200
 
 static bool interrupted(const struct mig_start_opts *o)
 {
@@ -85,6 +91,52 @@ static int find_vm(struct mig_client *src, struct mig_start_result *ret, struct 
 	}
 	mig_buf_free(&extra);
 	return r;
+}
+
+/* The connection to the source broke while the migration ran: the source
+ * agent may well be there still (a link that reset, then healed).  On new
+ * connections, wait (bounded) until it no longer runs the migration, then
+ * look at the VM: a copy it holds for this migration is named, so the
+ * operator learns where it waits.  The outcome stays unknown here (exit 3);
+ * nothing is decided from this look. */
+static void reattach(const struct mig_start_opts *o, const struct mig_client *src,
+		     const uint8_t *id, struct mig_start_result *ret)
+{
+	uint64_t end = mig_now_ms() + REATTACH_MS;
+	char want[37];
+
+	uuid_unparse_lower(id, want);
+	while (mig_now_ms() < end) {
+		struct mig_error err = { 0 };
+		struct mig_buf extra = { 0 };
+		struct mig_client c2;
+		bool running = false;
+		int r;
+
+		if (mig_client_reopen(src, o->key_file, &c2, &err) < 0) {
+			usleep(REATTACH_POLL_MS * 1000);
+			continue;
+		}
+		r = mig_client_call(&c2, MIG_OP_MIG_LIST, NULL, 0, &extra, &err);
+		for (size_t i = 0; r >= 0 && i + sizeof(struct mig_migration_info) <= extra.len;
+		     i += sizeof(struct mig_migration_info)) {
+			struct mig_migration_info m;
+
+			memcpy(&m, extra.data + i, sizeof(m));
+			mig_wire_le(&mig_wl_migration_info, &m, 1);
+			running |= !memcmp(m.id, id, 16) && m.state == MIG_MIGRATION_RUNNING;
+		}
+		mig_buf_free(&extra);
+		if (r >= 0 && !running) {
+			ret->held = false;
+			if (find_vm(&c2, ret, &err) >= 0 && ret->held && strcmp(ret->held_id, want))
+				ret->held = false;     /* held by another migration: not ours */
+			mig_client_close(&c2);
+			return;
+		}
+		mig_client_close(&c2);
+		usleep(REATTACH_POLL_MS * 1000);
+	}
 }
 
 /* Follows the source's EVENTs to the RESULT, sending a cancel once if
@@ -266,6 +318,7 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 	step(o, MIG_START_STARTED, ret, NULL);
 	if (follow(o, &src, in.id, ret) < 0) {
 		ret->outcome = MIG_START_LOST;
+		reattach(o, &src, in.id, ret);
 		goto out_started;
 	}
 	ret->outcome = MIG_START_RESULT;

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -27,6 +28,25 @@ static pid_t agent_chaos(const char *listen, bool chaos)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--quiet",
 		      chaos ? "--chaos" : NULL, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* A --chaos agent with a key file (NULL: none). */
+static pid_t agent_chaos_key(const char *listen, const char *key)
+{
+	pid_t pid = fork();
+
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (key)
+			execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--quiet",
+			      "--chaos", "--key-file", key, (char *)NULL);
+		else
+			execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--quiet",
+			      "--chaos", (char *)NULL);
 		_exit(127);
 	}
 	return pid;
@@ -302,4 +322,69 @@ Test(fault, a_destination_whose_source_gave_up_lets_go_at_once)
 	migrate(&t, &r);
 	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
 	proc_pair_down(&t);
+}
+
+/* Regression (the campaign's fourth finding, seed 1 run 112): a start whose
+ * connection to the source agent broke (a link reset, here a relay between
+ * them that resets it at the first EVENT) while the source went on to hold
+ * its copy (the destination died before RUNNING) exited 3 without naming
+ * the held copy.  Now it asks the source agent again once the migration
+ * has ended there, and names it. */
+Test(fault, a_start_that_lost_its_source_still_names_the_held_copy)
+{
+	struct chaos_net_spec spec = { .fault = CHAOS_NET_RESET, .stream = -1, .to_source = true,
+				       .frame_type = MIG_FRAME_EVENT, .frame = 1 };
+	struct mig_fault_plan p = plan(MIG_FAULT_A_KILL, MIG_FAULT_FRAME_SEND);
+	char dir[] = "/tmp/migratectl-test-XXXXXX", key[64], src[64], dst[64], to[32];
+	char via[64], args[512], st[32], keyopt[96];
+	struct chaos_relay *relay;
+	struct mig_error err = { 0 };
+	struct run_result r;
+	pid_t a, b;
+	int port = proc_free_port(), fd;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(key, sizeof(key), "%s/key", dir);
+	fd = open(key, O_WRONLY | O_CREAT, 0600);
+	cr_assert(fd >= 0 && write(fd, "0123456789abcdef0123456789abcdef", 32) == 32);
+	close(fd);
+	snprintf(src, sizeof(src), "tcp://127.0.0.1:%d", port);
+	snprintf(dst, sizeof(dst), "unix://%s/dst.sock", dir);
+	a = agent_chaos_key(src, key);
+	b = agent_chaos_key(dst, NULL);
+	snprintf(keyopt, sizeof(keyopt), "--key-file %s", key);
+	proc_wait_agent(src, keyopt);
+	proc_wait_agent(dst, NULL);
+	snprintf(args, sizeof(args), "vm create %s --key-file %s --name cv --lab mem=64M,vcpus=2,"
+		 "wss=4M", src, key);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	/* the destination dies before it says RUNNING: the source holds */
+	p.frame_type = MIG_FRAME_RUNNING;
+	p.stream = 0;
+	cr_assert_eq(arm(dst, &p, &err), 0, "%s", err.msg);
+	snprintf(to, sizeof(to), "127.0.0.1:%d", port);
+	cr_assert_eq(chaos_relay_start(NULL, to, &spec, &relay, via, sizeof(via), &err), 0, "%s",
+		     err.msg);
+	snprintf(args, sizeof(args), "start tcp://%s %s --key-file %s --vm cv --json", via, dst, key);
+	proc_run(args, &r);
+	chaos_relay_stop(relay);
+	cr_assert_eq(r.status, 3, "exit %d: %s", r.status, r.err);
+	cr_assert(strstr(r.err, "lost the source agent"), "%s", r.err);
+	cr_assert(strstr(r.out, "\"source_copy\""), "the held copy is not named: %s", r.out);
+	{
+		struct run_result l;
+
+		snprintf(args, sizeof(args), "vm list %s --key-file %s --json", src, key);
+		proc_run(args, &l);
+		cr_assert(strstr(l.out, "\"cv\""), "%s", l.out);
+		json_field(strstr(l.out, "\"cv\""), "state", st, sizeof(st));
+		cr_assert_str_eq(st, "held");
+	}
+	proc_stop(a);
+	proc_stop(b);
+	unlink(key);
+	snprintf(args, sizeof(args), "%s/dst.sock", dir);
+	unlink(args);
+	rmdir(dir);
 }
