@@ -19,34 +19,29 @@
 
 #include "proc-fixture.h"
 
-static pid_t agent_chaos(const char *listen, bool chaos)
+/* An agent on listen, with --chaos if asked, a key and a journal file
+ * where given (NULL: none). */
+static pid_t agent_start(const char *listen, bool chaos, const char *key, const char *journal)
 {
-	pid_t pid = fork();
+	const char *argv[12] = { "migratectl", "agent", "--listen", listen, "--quiet" };
+	unsigned n = 5;
+	pid_t pid;
 
-	cr_assert(pid >= 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--quiet",
-		      chaos ? "--chaos" : NULL, (char *)NULL);
-		_exit(127);
+	if (chaos)
+		argv[n++] = "--chaos";
+	if (key) {
+		argv[n++] = "--key-file";
+		argv[n++] = key;
 	}
-	return pid;
-}
-
-/* A --chaos agent with a key file (NULL: none). */
-static pid_t agent_chaos_key(const char *listen, const char *key)
-{
-	pid_t pid = fork();
-
+	if (journal) {
+		argv[n++] = "--journal";
+		argv[n++] = journal;
+	}
+	pid = fork();
 	cr_assert(pid >= 0);
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (key)
-			execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--quiet",
-			      "--chaos", "--key-file", key, (char *)NULL);
-		else
-			execl(MIGRATECTL_PATH, "migratectl", "agent", "--listen", listen, "--quiet",
-			      "--chaos", (char *)NULL);
+		execv(MIGRATECTL_PATH, (char *const *)argv);
 		_exit(127);
 	}
 	return pid;
@@ -63,8 +58,8 @@ static void pair_up(struct proc_pair *t, bool chaos)
 	snprintf(t->src, sizeof(t->src), "unix://%s/src.sock", t->dir);
 	snprintf(t->dst, sizeof(t->dst), "unix://%s/dst.sock", t->dir);
 	t->src_journal[0] = t->dst_journal[0] = '\0';
-	t->a = agent_chaos(t->src, chaos);
-	t->b = agent_chaos(t->dst, chaos);
+	t->a = agent_start(t->src, chaos, NULL, NULL);
+	t->b = agent_start(t->dst, chaos, NULL, NULL);
 	proc_wait_agent(t->src, NULL);
 	proc_wait_agent(t->dst, NULL);
 	snprintf(args, sizeof(args), "vm create %s --name cv --lab mem=64M,vcpus=2,wss=4M", t->src);
@@ -350,8 +345,8 @@ Test(fault, a_start_that_lost_its_source_still_names_the_held_copy)
 	close(fd);
 	snprintf(src, sizeof(src), "tcp://127.0.0.1:%d", port);
 	snprintf(dst, sizeof(dst), "unix://%s/dst.sock", dir);
-	a = agent_chaos_key(src, key);
-	b = agent_chaos_key(dst, NULL);
+	a = agent_start(src, true, key, NULL);
+	b = agent_start(dst, true, NULL, NULL);
 	snprintf(keyopt, sizeof(keyopt), "--key-file %s", key);
 	proc_wait_agent(src, keyopt);
 	proc_wait_agent(dst, NULL);
@@ -387,4 +382,46 @@ Test(fault, a_start_that_lost_its_source_still_names_the_held_copy)
 	snprintf(args, sizeof(args), "%s/dst.sock", dir);
 	unlink(args);
 	rmdir(dir);
+}
+
+/* A campaign on agents the runner did not start (--agents): it migrates
+ * the VM among them, reads their journals over the control connection,
+ * leaves out the faults that kill an agent, and reports as a local one. */
+Test(campaign, on_named_agents)
+{
+	char dir[] = "/tmp/migratectl-test-XXXXXX", key[64], a1[64], a2[64], j1[80], j2[80];
+	char args[600], keyopt[96], buf[64];
+	struct run_result r;
+	pid_t p1, p2;
+	int fd;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(key, sizeof(key), "%s/key", dir);
+	fd = open(key, O_WRONLY | O_CREAT, 0600);
+	cr_assert(fd >= 0 && write(fd, "0123456789abcdef0123456789abcdef", 32) == 32);
+	close(fd);
+	snprintf(a1, sizeof(a1), "tcp://127.0.0.1:%d", proc_free_port());
+	snprintf(a2, sizeof(a2), "tcp://127.0.0.1:%d", proc_free_port());
+	snprintf(j1, sizeof(j1), "%s/j1", dir);
+	snprintf(j2, sizeof(j2), "%s/j2", dir);
+	p1 = agent_start(a1, true, key, j1);
+	p2 = agent_start(a2, true, key, j2);
+	snprintf(keyopt, sizeof(keyopt), "--key-file %s", key);
+	proc_wait_agent(a1, keyopt);
+	proc_wait_agent(a2, keyopt);
+	snprintf(args, sizeof(args), "chaos --agents %s,%s --key-file %s --runs 6 --seed 5 "
+		 "--faults kill-src,cancel,step-error-dst --json --dir %s/c", a1, a2, key, dir);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "exit %d: %s\n%s", r.status, r.err, r.out);
+	cr_assert_eq(json_num(r.out, "runs"), 6);
+	cr_assert_eq(json_num(r.out, "violations"), 0);
+	cr_assert(strstr(r.out, "kill-src and kill-dst left out"), "%s", r.out);
+	cr_assert_null(strstr(r.out, "\"fault\":\"kill-src\""), "%s", r.out);
+	cr_assert(json_field(strstr(r.out, "\"fault\":\"cancel\""), "fired", buf, sizeof(buf)),
+		  "%s", r.out);
+	cr_assert_gt(json_num(r.out, "fired"), 0, "%s", r.out);
+	proc_stop(p1);
+	proc_stop(p2);
+	snprintf(args, sizeof(args), "rm -rf %s", dir);
+	cr_assert_eq(system(args), 0);
 }
