@@ -114,6 +114,10 @@ static void reattach(const struct mig_start_opts *o, const struct mig_client *sr
 		int r;
 
 		if (mig_client_reopen(src, o->key_file, &c2, &err) < 0) {
+			/* nothing listens: the agent is gone, and its VMs with it;
+			 * a timeout may be a link still cut, worth another try */
+			if (err.code == -ECONNREFUSED || err.code == -ENOENT)
+				return;
 			usleep(REATTACH_POLL_MS * 1000);
 			continue;
 		}
