@@ -836,6 +836,17 @@ static int start_json_read(const struct start_proc *sp, struct chaos_start_json 
 	if (json_object_object_get_ex(o, "switchover_timeout_ms", &v) &&
 	    json_object_is_type(v, json_type_int))
 		j->switchover_ms = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "phases", &v) && json_object_is_type(v, json_type_array))
+		for (size_t k = 0; k < json_object_array_length(v); k++) {
+			struct json_object *ph = json_object_array_get_idx(v, k), *name, *d;
+
+			if (json_object_object_get_ex(ph, "name", &name) &&
+			    !strcmp(json_object_get_string(name), "stop_copy") &&
+			    json_object_object_get_ex(ph, "duration_ms", &d)) {
+				j->has_precommit = true;
+				j->precommit_ms = (uint64_t)json_object_get_int64(d);
+			}
+		}
 	if (json_object_object_get_ex(o, "verify", &v) && json_object_is_type(v, json_type_object)) {
 		j->verified = true;
 		if (json_object_object_get_ex(v, "match", &x))

@@ -69,6 +69,8 @@ struct chaos_start_json {
 	bool has_downtime, verified, match;
 	uint64_t downtime_ms, verify_ms, dst_errors;
 	uint64_t switchover_ms;   /* the switchover deadline the run had (0: not said) */
+	bool has_precommit;
+	uint64_t precommit_ms;    /* phase stop_copy's duration: the pause before COMMIT */
 	bool source_copy;
 	char copy_agent[128], copy_vm[64];
 };
