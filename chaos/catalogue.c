@@ -300,14 +300,12 @@ static void make_cancel(struct chaos_fault *f, struct chaos_rng *r, const char *
 
 static void make_timeout(struct chaos_fault *f, struct chaos_rng *r, const char *vm)
 {
-	uint64_t ms = chaos_rng_range(r, 5, 400);
-	bool force = chaos_rng_range(r, 0, 2) == 0;
-
 	(void)vm;
-	snprintf(f->start_extra, sizeof(f->start_extra), "--timeout %llums --timeout-action %s",
-		 (unsigned long long)ms, force ? "force" : "abort");
-	snprintf(f->trigger, sizeof(f->trigger), "--timeout %llu ms, action %s",
-		 (unsigned long long)ms, force ? "force" : "abort");
+	f->timeout_ms = (uint32_t)chaos_rng_range(r, 1500, 4000);
+	f->timeout_force = chaos_rng_range(r, 0, 2) == 0;
+	snprintf(f->trigger, sizeof(f->trigger), "--timeout %u ms, action %s, on a link capped "
+		 "so that the guest cannot converge", f->timeout_ms,
+		 f->timeout_force ? "force" : "abort");
 }
 
 static void make_double_start(struct chaos_fault *f, struct chaos_rng *r, const char *vm)

@@ -1435,8 +1435,22 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 		violation(run, CHAOS_INV_CONTRACT, "an agent refused the fault plan: %s", err.msg);
 		goto out;
 	}
-	if (f->start_extra[0] || f->lab_extra[0] || f->double_start)
+	if (f->lab_extra[0] || f->double_start)
 		run->fired = true;     /* the fault is in the run's settings */
+	if (f->timeout_ms) {
+		/* round 0 takes 60 % of the timeout: the rest cannot converge */
+		static struct mig_vm_info v[64];
+		uint64_t mem = 0, bw;
+		int n = vm_list(c, run->src, v, ARRAY_SIZE(v), &err);
+
+		for (int k = 0; k < n; k++)
+			if (!strcmp(v[k].name, run->vm))
+				mem = v[k].mem_bytes;
+		bw = (mem ? mem : 64ULL << 20) * 1000 / (f->timeout_ms * 6 / 10);
+		snprintf(f->start_extra, sizeof(f->start_extra), "--timeout %ums --timeout-action %s "
+			 "--max-bandwidth %llu", f->timeout_ms, f->timeout_force ? "force" : "abort",
+			 (unsigned long long)bw);
+	}
 	ac.armed = needs_actor(f);
 	if (start_spawn(c, &sp, run->src, run->dst, run->vm, f->start_extra, "") < 0 ||
 	    (f->double_start && start_spawn(c, &sp2, run->src, dst2, run->vm, "", "2") < 0)) {
@@ -1510,6 +1524,16 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 			run->outcome = r2.outcome;
 			j = j2;
 		}
+	}
+	/* a timeout fired when the policy acted on it: it gave up, or forced
+	 * the switchover no sooner than the timeout */
+	if (f->timeout_ms && !run->fired &&
+	    ((run->exit_code == 1 && strstr(j.error, "timeout:")) ||
+	     (run->exit_code == 0 && f->timeout_force && run->ms >= f->timeout_ms))) {
+		run->fired = true;
+		snprintf(run->fired_how, sizeof(run->fired_how), "the policy: %s",
+			 run->exit_code ? "gave up at the timeout" : "forced the switchover at "
+			 "the timeout");
 	}
 	src_dead = !agent_alive(c, run->src);
 	dst_dead = !agent_alive(c, run->dst);

@@ -58,6 +58,10 @@ struct chaos_fault {
 	bool link_dst;            /* the destination's link, else the source's */
 	uint64_t link_arg;        /* RATE: bytes/s */
 	uint32_t link_ms;         /* healed after this long */
+	/* a --timeout that fires: the runner adds a --max-bandwidth under which
+	 * round 0 takes 60 % of it and the guest cannot converge */
+	uint32_t timeout_ms;
+	bool timeout_force;
 	char start_extra[160];    /* more `start` options, space-separated */
 	char lab_extra[64];       /* more lab spec keys: the run gets a VM of its own */
 	/* what the fault does to the agents: their deaths are expected */
