@@ -48,6 +48,8 @@
 #define AGENT_READY_MS 15000
 #define RUN_BASE_MS 60000
 #define DRAIN_MS 30000
+/* An agent that killed itself is reapable within this. */
+#define DEATH_WAIT_MS 3000
 #define OBSERVE_POLL_MS 1
 /* Agents in namespaces listen here, each on its own address. */
 #define CHAOS_AGENT_PORT 7400
@@ -1534,6 +1536,17 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 		snprintf(run->fired_how, sizeof(run->fired_how), "the policy: %s",
 			 run->exit_code ? "gave up at the timeout" : "forced the switchover at "
 			 "the timeout");
+	}
+	/* An agent that SIGKILLed itself closes its sockets as it dies, so the
+	 * start may exit before the runner can reap it: give it a moment. */
+	for (int k = 0; k < 2 && run->fired; k++) {
+		unsigned who = k ? run->dst : run->src;
+		uint64_t end = mig_now_ms() + DEATH_WAIT_MS;
+
+		if (!(k ? f->kills_dst : f->kills_src))
+			continue;
+		while (agent_alive(c, who) && mig_now_ms() < end)
+			sleep_ms(5);
 	}
 	src_dead = !agent_alive(c, run->src);
 	dst_dead = !agent_alive(c, run->dst);
