@@ -448,14 +448,14 @@ static void relay_end(struct agent *a, struct incoming *in)
 	if (!in->relay)
 		return;
 	chaos_relay_report(in->relay, &rep);
-	if (rep.fired)
+	if (rep.fired) {
 		agent_fault_fired(in->fault, rep.what);
-	if (rep.fired)
 		agent_log(a, "chaos: relay fired: %s", rep.what);
-	else
+	} else {
 		agent_log(a, "chaos: relay did not fire (%u connections, %llu bytes up, %llu "
 			  "down)", rep.conns, (unsigned long long)rep.bytes_up,
 			  (unsigned long long)rep.bytes_down);
+	}
 	chaos_relay_stop(in->relay);
 	in->relay = NULL;
 }
