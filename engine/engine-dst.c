@@ -845,9 +845,8 @@ static int do_commit(struct dst *d)
 	struct mig_running run = { .kind = 1, .cpu_ms = mig_cpu_ms() - d->cpu0 };
 	struct mig_walk w = walk_opts(d);
 	struct mig_vm_health st;
-	int r;
-
 	uint64_t t_commit = mig_clock_ns(CLOCK_MONOTONIC), t_started;
+	int r;
 
 	if (d->phase != MIG_PHASE_STOP_COPY || !d->load_ok)
 		return mig_error_set(&d->err, -EPROTO, "COMMIT before the VM was loaded");
