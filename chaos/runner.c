@@ -48,6 +48,8 @@
 #define AGENT_READY_MS 15000
 #define RUN_BASE_MS 60000
 #define DRAIN_MS 30000
+/* The runner's calls to an agent: a stopped or stuck one must not hold it. */
+#define RUNNER_CALL_MS 20000
 /* An agent that killed itself is reapable within this. */
 #define DEATH_WAIT_MS 3000
 #define OBSERVE_POLL_MS 1
@@ -369,7 +371,7 @@ static int call(struct campaign *c, unsigned i, uint32_t op, const void *body, s
 	r = mig_client_open(c->ag[i].url, c->key[0] ? c->key : NULL, &cl, err);
 	if (r < 0)
 		return r;
-	r = mig_client_call(&cl, op, body, len, extra, err);
+	r = mig_client_call_within(&cl, op, body, len, extra, RUNNER_CALL_MS, err);
 	mig_client_close(&cl);
 	return r;
 }
@@ -998,7 +1000,8 @@ static bool src_phase(struct campaign *c, unsigned src, const char *vm, uint32_t
 		if (!c->obs_open)
 			return false;
 	}
-	if (mig_client_call(&c->obs, MIG_OP_MIG_LIST, NULL, 0, &x, &err) < 0) {
+	if (mig_client_call_within(&c->obs, MIG_OP_MIG_LIST, NULL, 0, &x, RUNNER_CALL_MS,
+				   &err) < 0) {
 		mig_client_close(&c->obs);
 		c->obs_open = false;
 		mig_buf_free(&x);

@@ -252,6 +252,12 @@ void mig_client_close(struct mig_client *c)
 int mig_client_call(struct mig_client *c, uint32_t op, const void *body, size_t len,
 		    struct mig_buf *extra, struct mig_error *err)
 {
+	return mig_client_call_within(c, op, body, len, extra, CALL_TIMEOUT_MS, err);
+}
+
+int mig_client_call_within(struct mig_client *c, uint32_t op, const void *body, size_t len,
+			   struct mig_buf *extra, int timeout_ms, struct mig_error *err)
+{
 	struct mig_request req = { .op = htole32(op) };
 	struct mig_buf b = { 0 }, pl = { 0 };
 	struct mig_frame_hdr fh;
@@ -265,7 +271,7 @@ int mig_client_call(struct mig_client *c, uint32_t op, const void *body, size_t 
 	r = xport_conn_send(&c->conn, MIG_FRAME_REQUEST, 0, b.data, b.len, err);
 	mig_buf_free(&b);
 	if (r >= 0)
-		r = xport_conn_recv(&c->conn, &fh, &pl, CALL_TIMEOUT_MS, err);
+		r = xport_conn_recv(&c->conn, &fh, &pl, timeout_ms, err);
 	if (r < 0)
 		goto out;
 	if (fh.type == MIG_FRAME_ERROR && pl.len >= sizeof(struct mig_error_msg)) {

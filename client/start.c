@@ -23,6 +23,9 @@
  * agent to end the migration and say where the VM is, and how often to ask. */
 #define REATTACH_MS 30000
 #define REATTACH_POLL_MS 200
+/* A call whose answer only helps (calling a destination off, asking a lost
+ * source again) waits this long at most. */
+#define CALL_OFF_MS 2000
 
 static bool interrupted(const struct mig_start_opts *o)
 {
@@ -64,7 +67,9 @@ static void call_off_destination(struct mig_client *dst, const uint8_t *id)
 	if (dst->conn.fd < 0)
 		return;
 	memcpy(req.id, id, 16);
-	mig_client_call(dst, MIG_OP_MIG_CANCEL, &req, sizeof(req), NULL, &err);
+	/* best effort: a destination stopped or cut off must not hold the start */
+	mig_client_call_within(dst, MIG_OP_MIG_CANCEL, &req, sizeof(req), NULL, CALL_OFF_MS,
+			       &err);
 }
 
 /* The VM named ret->name as the source lists it, and whether it is held. */
@@ -121,7 +126,7 @@ static void reattach(const struct mig_start_opts *o, const struct mig_client *sr
 			usleep(REATTACH_POLL_MS * 1000);
 			continue;
 		}
-		r = mig_client_call(&c2, MIG_OP_MIG_LIST, NULL, 0, &extra, &err);
+		r = mig_client_call_within(&c2, MIG_OP_MIG_LIST, NULL, 0, &extra, CALL_OFF_MS, &err);
 		for (size_t i = 0; r >= 0 && i + sizeof(struct mig_migration_info) <= extra.len;
 		     i += sizeof(struct mig_migration_info)) {
 			struct mig_migration_info m;

@@ -82,6 +82,11 @@ void mig_client_close(struct mig_client *c);
  * body and extra are as they travel: little-endian (mig_wire_le()). */
 int mig_client_call(struct mig_client *c, uint32_t op, const void *body, size_t len,
 		    struct mig_buf *extra, struct mig_error *err);
+/* The same, waiting at most timeout_ms for the reply (-ETIMEDOUT): for a
+ * call to an agent that may be stopped or cut off, whose answer only helps.
+ * After a timeout the connection is out of step: close it. */
+int mig_client_call_within(struct mig_client *c, uint32_t op, const void *body, size_t len,
+			   struct mig_buf *extra, int timeout_ms, struct mig_error *err);
 
 /* The agent's journal (MIG_OP_JOURNAL) from since_ns on (CLOCK_REALTIME),
  * every record it still holds, into ret_recs as struct mig_journal_rec in
