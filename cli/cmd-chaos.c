@@ -144,7 +144,7 @@ static void print_json(const struct chaos_report *r, const struct chaos_opts *o)
 	json_str(&w, "lab", o->lab);
 	json_u64(&w, "runs", r->runs);
 	json_u64(&w, "fired", r->fired);
-	json_u64(&w, "violations", r->violations);
+	json_u64(&w, "violation_count", r->violations);
 	json_u64(&w, "elapsed_ms", r->elapsed_ms);
 	json_str(&w, "cluster", r->cluster);
 	json_str(&w, "network_faults", r->network);
