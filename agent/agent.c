@@ -32,11 +32,11 @@
 #include <migrate/relay.h>
 #include <migrate/wire-order.h>
 
+#include "agent-internal.h"
 #include "fault.h"
 #include "journal.h"
 #include "util.h"
 
-#define AGENT_MAX_VMS 64
 #define AGENT_MAX_MIGRATIONS 16
 #define FILL_TIMEOUT_MS 300000
 /* The watchdog shuts down a handshake this long after its deadline: by
@@ -51,95 +51,8 @@
 /* A burst of refusals or errors ends after this long without one. */
 #define AGENT_LOG_QUIET_MS 10000
 
-struct agent_vm {
-	char name[MIG_NAME_MAX];
-	struct mig_vm *vm;
-	bool busy;                /* a migration (or destroy) owns it */
-	/* Held: a migration of it ended with ownership unknown (owner none),
-	 * so the destination may run it.  It stays paused, and only
-	 * MIG_OP_VM_RESOLVE naming that migration changes it. */
-	bool held;
-	uint8_t held_by[16];
-	char held_peer[128];
-	char held_why[256];
-	uint32_t held_phase;
-};
-
-/* A migration this agent takes part in, as the source or the destination. */
-struct agent_mig {
-	uint8_t id[16];
-	bool used;
-	uint32_t side;            /* MIG_SIDE_* */
-	char name[MIG_NAME_MAX];
-	char peer[128];           /* source: the destination's address */
-	uint64_t t0_ms;
-	uint64_t ram_bytes;
-	atomic_bool cancel;
-	struct mig_event last;    /* source: the latest PROGRESS event */
-	struct mig_dest_status *dst;  /* destination: what its engine publishes */
-};
-
-/* Whom a connection comes from, for the per-peer bound: an IP address (an
- * IPv4 address mapped into IPv6 counts as itself), or for unix the uid. */
-struct peer_key {
-	int32_t family;
-	uint8_t addr[16];
-};
-
-/* A connection in its handshake.  Its fd stays open while listed here, so
- * the watchdog can shut it down without racing a close. */
-struct pending {
-	bool used;
-	bool shut;                /* the watchdog shut it down */
-	int fd;
-	uint64_t deadline;
-	struct peer_key peer;
-};
-
-/*
- * Things a peer without a key can repeat thousands of times a second (a
- * flood of connections, descriptors running out) must not fill the log:
- * the first of a burst is logged, the rest are counted, and once
- * AGENT_LOG_QUIET_MS pass without one a line gives the count.
- */
-struct log_burst {
-	const char *what;         /* "connections refused as busy" */
-	uint64_t count;
-	uint64_t first_ms, last_ms;
-};
-
-struct agent {
-	struct agent_opts opts;
-	const struct mig_vm_backend *backend;   /* the kind of VM it hosts */
-	struct mig_buf key;
-	pthread_mutex_t lock;
-	struct agent_vm vms[AGENT_MAX_VMS];
-	/* every migration involves one of the VM slots: as many at most */
-	struct agent_mig migs[AGENT_MAX_VMS];
-	/* connections: conn_lock guards pending, sessions and the bursts */
-	pthread_mutex_t conn_lock;
-	struct pending pending[AGENT_MAX_UNAUTH];
-	unsigned sessions;        /* authenticated */
-	struct log_burst accept_errors, busy, denied, failed;
-	uid_t uid;                /* ours: unix peers with it may connect */
-	struct agent_journal *journal;   /* every vCPU start and stop (journal.h) */
-	struct agent_faults faults;      /* --chaos: plans armed for the next migrations */
-	char allowed[200];        /* unix: who may connect, for refusals */
-};
-
-struct session {
-	struct agent *a;
-	struct xport_conn c;
-	int slot;                 /* in a->pending while in the handshake */
-	uint64_t deadline;        /* of the handshake */
-	char peer[64];            /* "127.0.0.1", "uid 1000 (pid 42)" */
-	size_t body_len;          /* the request's body (for handlers whose body varies) */
-};
-
 /* One line to the caller's log, if it keeps one. */
-static void agent_log(const struct agent *a, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void agent_log(const struct agent *a, const char *fmt, ...)
+void agent_log(const struct agent *a, const char *fmt, ...)
 {
 	char line[1024];
 	va_list ap;
@@ -155,7 +68,7 @@ static void agent_log(const struct agent *a, const char *fmt, ...)
 /* body: exactly the size the handler table names (checked by the dispatcher) */
 typedef int (*op_handler)(struct session *s, const uint8_t *body);
 
-static int reply(struct session *s, int status, const char *msg, const void *extra, size_t n)
+int agent_reply(struct session *s, int status, const char *msg, const void *extra, size_t n)
 {
 	struct mig_buf b = { 0 };
 	struct mig_reply r = { .status = (int32_t)htole32((uint32_t)status) };
@@ -259,13 +172,13 @@ static int op_vm_create(struct session *s, const uint8_t *body)
 
 	memcpy(&req, body, sizeof(req));
 	if (!mig_vm_name_ok(req.name, sizeof(req.name)))
-		return reply(s, -EINVAL, "VM name must be 1-63 characters of [A-Za-z0-9._-]", NULL, 0);
+		return agent_reply(s, -EINVAL, "VM name must be 1-63 characters of [A-Za-z0-9._-]", NULL, 0);
 	req.spec[sizeof(req.spec) - 1] = '\0';
 	pthread_mutex_lock(&a->lock);
 	slot = vm_reserve(a, req.name, &r);
 	pthread_mutex_unlock(&a->lock);
 	if (!slot)
-		return reply(s, r, r == -EEXIST ? "a VM of that name exists on this agent" :
+		return agent_reply(s, r, r == -EEXIST ? "a VM of that name exists on this agent" :
 			     "this agent hosts its maximum number of VMs", NULL, 0);
 	/* The backend answers once the guest runs its workload. */
 	r = a->backend->create(req.spec, &vm, &err);
@@ -279,8 +192,8 @@ static int op_vm_create(struct session *s, const uint8_t *body)
 		slot->name[0] = '\0';
 	pthread_mutex_unlock(&a->lock);
 	if (r < 0)
-		return reply(s, r, err.msg, NULL, 0);
-	return reply(s, 0, NULL, NULL, 0);
+		return agent_reply(s, r, err.msg, NULL, 0);
+	return agent_reply(s, 0, NULL, NULL, 0);
 }
 
 static int op_vm_list(struct session *s, const uint8_t *body)
@@ -321,7 +234,7 @@ static int op_vm_list(struct session *s, const uint8_t *body)
 	}
 	pthread_mutex_unlock(&a->lock);
 	mig_wire_le(&mig_wl_vm_info, info, n);
-	return reply(s, 0, NULL, info, n * sizeof(info[0]));
+	return agent_reply(s, 0, NULL, info, n * sizeof(info[0]));
 }
 
 static int op_vm_destroy(struct session *s, const uint8_t *body)
@@ -350,16 +263,16 @@ static int op_vm_destroy(struct session *s, const uint8_t *body)
 	}
 	pthread_mutex_unlock(&a->lock);
 	if (r < 0)
-		return reply(s, r, r == -ENOENT ? "no VM of that name on this agent" :
+		return agent_reply(s, r, r == -ENOENT ? "no VM of that name on this agent" :
 			     r == -EBUSY ? "the VM is being migrated; cancel the migration first" :
 			     msg, NULL, 0);
 	vm->ops->destroy(vm);
-	return reply(s, 0, NULL, NULL, 0);
+	return agent_reply(s, 0, NULL, NULL, 0);
 }
 
 /* A free migration slot, taken for `id` (under the lock); NULL if none. */
-static struct agent_mig *mig_take(struct agent *a, const uint8_t id[16], uint32_t side,
-				  const char *name, const char *peer, uint64_t ram_bytes)
+struct agent_mig *mig_take(struct agent *a, const uint8_t id[16], uint32_t side,
+			   const char *name, const char *peer, uint64_t ram_bytes)
 {
 	unsigned outgoing = 0;
 	struct agent_mig *m = NULL;
@@ -383,7 +296,7 @@ static struct agent_mig *mig_take(struct agent *a, const uint8_t id[16], uint32_
 	return m;
 }
 
-static void mig_drop(struct agent *a, struct agent_mig *m)
+void mig_drop(struct agent *a, struct agent_mig *m)
 {
 	pthread_mutex_lock(&a->lock);
 	m->used = false;
@@ -516,10 +429,10 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	req.listen_host[sizeof(req.listen_host) - 1] = '\0';
 	if (!mig_vm_name_ok(req.name, sizeof(req.name)) || req.streams < 1 ||
 	    req.streams > MIG_MAX_STREAMS)
-		return reply(s, -EINVAL, "MIG_INCOMING: bad VM name or stream count (1-16)", NULL, 0);
+		return agent_reply(s, -EINVAL, "MIG_INCOMING: bad VM name or stream count (1-16)", NULL, 0);
 	in = calloc(1, sizeof(*in));
 	if (!in)
-		return reply(s, -ENOMEM, "out of memory", NULL, 0);
+		return agent_reply(s, -ENOMEM, "out of memory", NULL, 0);
 	pthread_mutex_lock(&a->lock);
 	in->slot = vm_reserve(a, req.name, &r);
 	if (in->slot) {
@@ -534,7 +447,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	pthread_mutex_unlock(&a->lock);
 	if (!in->slot) {
 		free(in);
-		return reply(s, r, r == -EEXIST ? "a VM of that name already exists on the "
+		return agent_reply(s, r, r == -EEXIST ? "a VM of that name already exists on the "
 			     "destination" : "the destination hosts its maximum number of VMs", NULL, 0);
 	}
 	/* Prepare the VM now, before the source starts: its RAM must be
@@ -546,7 +459,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 			mig_drop(a, in->mig);
 			slot_drop(a, in->slot);
 			free(in);
-			return reply(s, r, err.msg, NULL, 0);
+			return agent_reply(s, r, err.msg, NULL, 0);
 		}
 		journal_watch(a, in->o.vm, req.name, req.id);
 	}
@@ -559,7 +472,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	}
 	if (fd < 0) {
 		incoming_drop(a, in, -1);
-		return reply(s, fd, err.msg, NULL, 0);
+		return agent_reply(s, fd, err.msg, NULL, 0);
 	}
 	in->a = a;
 	memcpy(in->o.id, req.id, 16);
@@ -572,17 +485,17 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	fault_attach(a, req.name, &in->fault, &in->o.fault, &in->o.fault_arg);
 	if (relay_begin(a, in, ep.host, rep.addr, sizeof(rep.addr), &err) < 0) {
 		incoming_drop(a, in, fd);
-		return reply(s, -EIO, err.msg, NULL, 0);
+		return agent_reply(s, -EIO, err.msg, NULL, 0);
 	}
 	pthread_mutex_lock(&a->lock);
 	in->mig->dst = &in->status;
 	pthread_mutex_unlock(&a->lock);
 	if (pthread_create(&t, NULL, incoming_thread, in)) {
 		incoming_drop(a, in, fd);
-		return reply(s, -EAGAIN, "cannot start the receiving thread", NULL, 0);
+		return agent_reply(s, -EAGAIN, "cannot start the receiving thread", NULL, 0);
 	}
 	pthread_detach(t);
-	return reply(s, 0, NULL, &rep, sizeof(rep));
+	return agent_reply(s, 0, NULL, &rep, sizeof(rep));
 }
 
 struct outgoing {
@@ -644,7 +557,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	    req.codec > XPORT_CODEC_AUTO || req.timeout_action < CONV_TIMEOUT_ABORT ||
 	    req.timeout_action > CONV_TIMEOUT_FORCE || req.checksum < MIG_CHECKSUM_PAGES ||
 	    req.checksum > MIG_CHECKSUM_AUTO)
-		return reply(s, -EINVAL, "MIG_OUTGOING: bad streams, codec, timeout action or "
+		return agent_reply(s, -EINVAL, "MIG_OUTGOING: bad streams, codec, timeout action or "
 			     "checksum mode", NULL, 0);
 	pthread_mutex_lock(&a->lock);
 	v = vm_find(a, req.name);
@@ -666,10 +579,10 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 		v->busy = true;
 	pthread_mutex_unlock(&a->lock);
 	if (r < 0)
-		return reply(s, r, r == -ENOENT ? "no VM of that name on the source agent" :
+		return agent_reply(s, r, r == -ENOENT ? "no VM of that name on the source agent" :
 			     r == -EBUSY ? "the VM is already being migrated" :
 			     r == -EAGAIN ? "too many migrations on this agent" : msg, NULL, 0);
-	r = reply(s, 0, NULL, NULL, 0);
+	r = agent_reply(s, 0, NULL, NULL, 0);
 	/* its vCPUs' stops and any restart are this migration's */
 	journal_watch(a, v->vm, req.name, req.id);
 	memcpy(o.id, req.id, 16);
@@ -730,7 +643,7 @@ static int op_mig_cancel(struct session *s, const uint8_t *body)
 			r = 0;
 		}
 	pthread_mutex_unlock(&a->lock);
-	return reply(s, r, r < 0 ? "no migration with that id runs on this agent (migratectl "
+	return agent_reply(s, r, r < 0 ? "no migration with that id runs on this agent (migratectl "
 		     "migrations lists them; cancel on the source agent)" : NULL, NULL, 0);
 }
 
@@ -751,7 +664,7 @@ static int op_vm_resolve(struct session *s, const uint8_t *body)
 	mig_wire_le(&mig_wl_vm_resolve, &req, 1);
 	if (!mig_vm_name_ok(req.name, sizeof(req.name)) ||
 	    (req.action != MIG_RESOLVE_RESUME && req.action != MIG_RESOLVE_DISCARD))
-		return reply(s, -EINVAL, "VM_RESOLVE: bad VM name or action", NULL, 0);
+		return agent_reply(s, -EINVAL, "VM_RESOLVE: bad VM name or action", NULL, 0);
 	uuid_unparse_lower(req.id, got);
 	pthread_mutex_lock(&a->lock);
 	v = vm_find(a, req.name);
@@ -779,12 +692,12 @@ static int op_vm_resolve(struct session *s, const uint8_t *body)
 	}
 	pthread_mutex_unlock(&a->lock);
 	if (r < 0)
-		return reply(s, r, msg, NULL, 0);
+		return agent_reply(s, r, msg, NULL, 0);
 	if (req.action == MIG_RESOLVE_DISCARD) {
 		mig_source_release(vm);
 		vm->ops->destroy(vm);
 		agent_log(a, "VM %s discarded (held by migration %s)", req.name, got);
-		return reply(s, 0, NULL, NULL, 0);
+		return agent_reply(s, 0, NULL, NULL, 0);
 	}
 	r = mig_source_resume(vm, &err);
 	pthread_mutex_lock(&a->lock);
@@ -793,9 +706,9 @@ static int op_vm_resolve(struct session *s, const uint8_t *body)
 	v->busy = false;
 	pthread_mutex_unlock(&a->lock);
 	if (r < 0)
-		return reply(s, r, err.msg, NULL, 0);
+		return agent_reply(s, r, err.msg, NULL, 0);
 	agent_log(a, "VM %s resumed here (held by migration %s)", req.name, got);
-	return reply(s, 0, NULL, NULL, 0);
+	return agent_reply(s, 0, NULL, NULL, 0);
 }
 
 /* The migrations running here, either side, and the held outcomes. */
@@ -810,7 +723,7 @@ static int op_mig_list(struct session *s, const uint8_t *body)
 	(void)body;
 	info = calloc(ARRAY_SIZE(a->migs) + AGENT_MAX_VMS, sizeof(*info));
 	if (!info)
-		return reply(s, -ENOMEM, "out of memory", NULL, 0);
+		return agent_reply(s, -ENOMEM, "out of memory", NULL, 0);
 	pthread_mutex_lock(&a->lock);
 	for (unsigned i = 0; i < ARRAY_SIZE(a->migs); i++) {
 		const struct agent_mig *m = &a->migs[i];
@@ -858,7 +771,7 @@ static int op_mig_list(struct session *s, const uint8_t *body)
 	}
 	pthread_mutex_unlock(&a->lock);
 	mig_wire_le(&mig_wl_migration_info, info, n);
-	r = reply(s, 0, NULL, info, n * sizeof(*info));
+	r = agent_reply(s, 0, NULL, info, n * sizeof(*info));
 	free(info);
 	return r;
 }
@@ -880,7 +793,7 @@ static int op_vm_describe(struct session *s, const uint8_t *body)
 	memcpy(&req, body, sizeof(req));
 	req.name[sizeof(req.name) - 1] = '\0';
 	if (mig_buf_append(&b, &d, sizeof(d)) < 0)
-		return reply(s, -ENOMEM, "out of memory", NULL, 0);
+		return agent_reply(s, -ENOMEM, "out of memory", NULL, 0);
 	pthread_mutex_lock(&a->lock);
 	v = vm_find(a, req.name);
 	if (!v)
@@ -898,7 +811,7 @@ static int op_vm_describe(struct session *s, const uint8_t *body)
 		mig_wire_le(&mig_wl_vm_described, &d, 1);
 		memcpy(b.data, &d, sizeof(d));
 	}
-	r = r < 0 ? reply(s, r, err.msg, NULL, 0) : reply(s, 0, NULL, b.data, b.len);
+	r = r < 0 ? agent_reply(s, r, err.msg, NULL, 0) : agent_reply(s, 0, NULL, b.data, b.len);
 	mig_buf_free(&b);
 	return r;
 }
@@ -956,13 +869,13 @@ static int op_vm_check(struct session *s, const uint8_t *body)
 	memcpy(&req, body, sizeof(req));
 	mig_wire_le(&mig_wl_vm_check, &req, 1);
 	if (!mig_vm_name_ok(req.name, sizeof(req.name)))
-		return reply(s, -EINVAL, "VM_CHECK: bad VM name", NULL, 0);
+		return agent_reply(s, -EINVAL, "VM_CHECK: bad VM name", NULL, 0);
 	if (n != (size_t)req.vm.nr_devices * sizeof(struct mig_manifest_entry))
-		return reply(s, -EINVAL, "VM_CHECK: the manifest's length does not match its "
+		return agent_reply(s, -EINVAL, "VM_CHECK: the manifest's length does not match its "
 			     "count", NULL, 0);
 	cr = calloc(1, sizeof(*cr));
 	if (!cr)
-		return reply(s, -ENOMEM, "out of memory", NULL, 0);
+		return agent_reply(s, -ENOMEM, "out of memory", NULL, 0);
 	pthread_mutex_lock(&a->lock);
 	exists = vm_find(a, req.name) != NULL;
 	pthread_mutex_unlock(&a->lock);
@@ -984,7 +897,7 @@ static int op_vm_check(struct session *s, const uint8_t *body)
 	nres = cr->head.nr_results;
 	mig_wire_le(&mig_wl_check_result, cr->res, nres);
 	mig_wire_le(&mig_wl_check_reply, &cr->head, 1);
-	r = reply(s, 0, NULL, cr, sizeof(cr->head) + nres * sizeof(cr->res[0]));
+	r = agent_reply(s, 0, NULL, cr, sizeof(cr->head) + nres * sizeof(cr->res[0]));
 	free(cr);
 	return r;
 }
@@ -1005,14 +918,14 @@ static int op_journal(struct session *s, const uint8_t *body)
 	int r;
 
 	if (!out)
-		return reply(s, -ENOMEM, "out of memory", NULL, 0);
+		return agent_reply(s, -ENOMEM, "out of memory", NULL, 0);
 	memcpy(&req, body, sizeof(req));
 	mig_wire_le(&mig_wl_journal_req, &req, 1);
 	n = agent_journal_read(s->a->journal, req.since_ns, req.after_seq, out->recs,
 			       MIG_JOURNAL_REPLY_MAX, &out->h);
 	mig_wire_le(&mig_wl_journal_reply, &out->h, 1);
 	mig_wire_le(&mig_wl_journal_rec, out->recs, n);
-	r = reply(s, 0, NULL, out, sizeof(out->h) + n * sizeof(out->recs[0]));
+	r = agent_reply(s, 0, NULL, out, sizeof(out->h) + n * sizeof(out->recs[0]));
 	free(out);
 	return r;
 }
@@ -1026,19 +939,19 @@ static int op_fault_arm(struct session *s, const uint8_t *body)
 	int r;
 
 	if (!s->a->opts.chaos)
-		return reply(s, -EPERM, "this agent takes no faults: it was not started with "
+		return agent_reply(s, -EPERM, "this agent takes no faults: it was not started with "
 			     "--chaos (chaos mode's agents only; never on a production host)",
 			     NULL, 0);
 	memcpy(&p, body, sizeof(p));
 	mig_wire_le(&mig_wl_fault_plan, &p, 1);
 	r = agent_faults_arm(&s->a->faults, &p, &rep, &err);
 	if (r < 0)
-		return reply(s, r, err.msg, NULL, 0);
+		return agent_reply(s, r, err.msg, NULL, 0);
 	if (p.action)
 		agent_log(s->a, "chaos: a %s fault armed for the next migration of %s",
 			  mig_fault_action_name(p.action), p.vm);
 	mig_wire_le(&mig_wl_fault_report, &rep, 1);
-	return reply(s, 0, NULL, &rep, sizeof(rep));
+	return agent_reply(s, 0, NULL, &rep, sizeof(rep));
 }
 
 static const struct {
@@ -1261,7 +1174,7 @@ static void session_serve(struct session *s)
 			break;
 		}
 		if (r < 0) {
-			reply(s, r, err.msg, NULL, 0);
+			agent_reply(s, r, err.msg, NULL, 0);
 			continue;
 		}
 		s->body_len = req.body_len;

@@ -153,6 +153,22 @@ LAYOUT(fault_plan, mig_fault_plan, B(mig_fault_plan, vm), F(mig_fault_plan, acti
 LAYOUT(fault_report, mig_fault_report, F(mig_fault_report, taken),
        F(mig_fault_report, fired), B(mig_fault_report, what));
 
+/* libvirt domains */
+LAYOUT(lv_incoming, mig_lv_incoming, B(mig_lv_incoming, id), B(mig_lv_incoming, secret),
+       B(mig_lv_incoming, domain), B(mig_lv_incoming, listen_host), F(mig_lv_incoming, flags),
+       F(mig_lv_incoming, pad));
+LAYOUT(lv_incoming_reply, mig_lv_incoming_reply, B(mig_lv_incoming_reply, addr),
+       B(mig_lv_incoming_reply, run_dir));
+LAYOUT(lv_outgoing, mig_lv_outgoing, B(mig_lv_outgoing, id), B(mig_lv_outgoing, secret),
+       B(mig_lv_outgoing, domain), B(mig_lv_outgoing, dest_addr), B(mig_lv_outgoing, run_dir),
+       F(mig_lv_outgoing, parallel), F(mig_lv_outgoing, flags),
+       F(mig_lv_outgoing, max_bandwidth_bps), F(mig_lv_outgoing, downtime_limit_ms),
+       F(mig_lv_outgoing, timeout_ms), F(mig_lv_outgoing, timeout_action),
+       F(mig_lv_outgoing, pad));
+LAYOUT(lv_domain_ref, mig_lv_domain_ref, B(mig_lv_domain_ref, domain));
+LAYOUT(lv_domain_info, mig_lv_domain_info, F(mig_lv_domain_info, state),
+       F(mig_lv_domain_info, persistent), B(mig_lv_domain_info, uuid));
+
 /* journal.h */
 LAYOUT(journal_req, mig_journal_req, F(mig_journal_req, since_ns),
        F(mig_journal_req, after_seq));
@@ -173,7 +189,9 @@ const struct mig_wire_layout *const mig_wire_layouts[] = {
 	&mig_wl_sums_request, &mig_wl_running, &mig_wl_pages_hdr, &mig_wl_page_ent,
 	&mig_wl_device_data, &mig_wl_session_entry, &mig_wl_vm_described, &mig_wl_vm_check,
 	&mig_wl_check_reply, &mig_wl_check_result, &mig_wl_journal_req, &mig_wl_journal_reply,
-	&mig_wl_journal_rec, &mig_wl_fault_plan, &mig_wl_fault_report, NULL,
+	&mig_wl_journal_rec, &mig_wl_fault_plan, &mig_wl_fault_report, &mig_wl_lv_incoming,
+	&mig_wl_lv_incoming_reply, &mig_wl_lv_outgoing, &mig_wl_lv_domain_ref,
+	&mig_wl_lv_domain_info, NULL,
 };
 
 void mig_wire_swap(const struct mig_wire_layout *l, void *p, size_t n)

@@ -83,6 +83,14 @@ enum mig_op {
 	/* chaos mode (docs/chaos.md): a fault for the next migration of a VM;
 	 * refused (-EPERM) unless the agent runs with --chaos */
 	MIG_OP_FAULT_ARM = 12,    /* struct mig_fault_plan -> reply */
+	/* libvirt domains (docs/libvirt.md): the agents carry libvirt's own
+	 * migration between unix sockets on both hosts through a tunnel */
+	MIG_OP_LV_INCOMING = 13,  /* struct mig_lv_incoming -> reply + struct mig_lv_incoming_reply */
+	MIG_OP_LV_OUTGOING = 14,  /* struct mig_lv_outgoing -> reply, EVENT frames, final EVENT */
+	MIG_OP_LV_DOMAIN = 15,    /* struct mig_lv_domain_ref -> reply + struct mig_lv_domain_info */
+	/* `migratectl hook`: one call of libvirt's qemu hook on this host */
+	MIG_OP_HOOK = 16,         /* struct mig_hook_call + the domain XML -> reply + struct
+				   * mig_hook_verdict */
 	_MIG_OP_END,
 };
 
@@ -293,6 +301,63 @@ const char *mig_migration_state_to_string(uint32_t st);
 struct mig_cancel {
 	uint8_t id[16];
 };
+
+/* ---- libvirt domains (docs/libvirt.md) ---- */
+
+/* A libvirt domain name as the agents carry it: 1 to 63 bytes, no '/'
+ * and no control characters (libvirt allows more; such domains are
+ * refused with that reason). */
+#define MIG_LV_NAME_MAX 64
+/* The destination prepares a tunnel for libvirt's migration of `domain`:
+ * a listener for the source's tunnel streams and the run directory in
+ * which QEMU will listen. */
+struct mig_lv_incoming {
+	uint8_t id[16];
+	uint8_t secret[MIG_SECRET_LEN];
+	char domain[MIG_LV_NAME_MAX];
+	char listen_host[64];     /* where the destination listens for the source */
+	uint32_t flags;           /* MIG_LV_F_* */
+	uint32_t pad;
+};
+_Static_assert(sizeof(struct mig_lv_incoming) == 184, "lv incoming");
+struct mig_lv_incoming_reply {
+	char addr[128];           /* HOST:PORT the source's tunnel streams connect to */
+	char run_dir[128];        /* the sockets' directory: the same path on both hosts */
+};
+_Static_assert(sizeof(struct mig_lv_incoming_reply) == 256, "lv incoming reply");
+#define MIG_LV_F_COPY_STORAGE 1U  /* copy non-shared disks (NBD) too */
+
+struct mig_lv_outgoing {
+	uint8_t id[16];
+	uint8_t secret[MIG_SECRET_LEN];
+	char domain[MIG_LV_NAME_MAX];
+	char dest_addr[128];
+	char run_dir[128];
+	uint32_t parallel;        /* QEMU's connections: 1, or 2..16 (1 main + multifd) */
+	uint32_t flags;           /* MIG_LV_F_* */
+	uint64_t max_bandwidth_bps;   /* 0: libvirt's default */
+	uint64_t downtime_limit_ms;   /* 0: libvirt's default */
+	uint64_t timeout_ms;      /* 0: none */
+	uint32_t timeout_action;  /* CONV_TIMEOUT_ABORT or _FORCE (the guest is paused) */
+	uint32_t pad;
+};
+_Static_assert(sizeof(struct mig_lv_outgoing) == 408, "lv outgoing");
+
+struct mig_lv_domain_ref {
+	char domain[MIG_LV_NAME_MAX];
+};
+_Static_assert(sizeof(struct mig_lv_domain_ref) == 64, "lv domain ref");
+struct mig_lv_domain_info {
+	uint32_t state;           /* MIG_LV_STATE_* */
+	uint32_t persistent;      /* 1: defined on this host */
+	char uuid[40];            /* "" when absent */
+};
+_Static_assert(sizeof(struct mig_lv_domain_info) == 48, "lv domain info");
+#define MIG_LV_STATE_ABSENT 1     /* no such domain on this host */
+#define MIG_LV_STATE_RUNNING 2
+#define MIG_LV_STATE_PAUSED 3     /* exists, vCPUs not running (incoming, suspended) */
+#define MIG_LV_STATE_SHUTOFF 4    /* defined, not running */
+#define MIG_LV_STATE_OTHER 5      /* crashed, shutting down, pmsuspended */
 _Static_assert(sizeof(struct mig_cancel) == 16, "cancel");
 
 /* VM_DESCRIBE's answer: what a destination prepares the VM from (the

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/* The agent's state, shared by its parts (agent.c, libvirt.c, hook.c). */
+#ifndef AGENT_INTERNAL_H
+#define AGENT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <migrate/agent.h>
+#include <migrate/engine.h>
+
+#include "fault.h"
+
+#define AGENT_MAX_VMS 64
+
+struct agent_vm {
+	char name[MIG_NAME_MAX];
+	struct mig_vm *vm;
+	bool busy;                /* a migration (or destroy) owns it */
+	/* Held: a migration of it ended with ownership unknown (owner none),
+	 * so the destination may run it.  It stays paused, and only
+	 * MIG_OP_VM_RESOLVE naming that migration changes it. */
+	bool held;
+	uint8_t held_by[16];
+	char held_peer[128];
+	char held_why[256];
+	uint32_t held_phase;
+};
+
+/* A migration this agent takes part in, as the source or the destination. */
+struct agent_mig {
+	uint8_t id[16];
+	bool used;
+	uint32_t side;            /* MIG_SIDE_* */
+	char name[MIG_NAME_MAX];
+	char peer[128];           /* source: the destination's address */
+	uint64_t t0_ms;
+	uint64_t ram_bytes;
+	atomic_bool cancel;
+	struct mig_event last;    /* source: the latest PROGRESS event */
+	struct mig_dest_status *dst;  /* destination: what its engine publishes */
+};
+
+/* Whom a connection comes from, for the per-peer bound: an IP address (an
+ * IPv4 address mapped into IPv6 counts as itself), or for unix the uid. */
+struct peer_key {
+	int32_t family;
+	uint8_t addr[16];
+};
+
+/* A connection in its handshake.  Its fd stays open while listed here, so
+ * the watchdog can shut it down without racing a close. */
+struct pending {
+	bool used;
+	bool shut;                /* the watchdog shut it down */
+	int fd;
+	uint64_t deadline;
+	struct peer_key peer;
+};
+
+/*
+ * Things a peer without a key can repeat thousands of times a second (a
+ * flood of connections, descriptors running out) must not fill the log:
+ * the first of a burst is logged, the rest are counted, and once
+ * AGENT_LOG_QUIET_MS pass without one a line gives the count.
+ */
+struct log_burst {
+	const char *what;         /* "connections refused as busy" */
+	uint64_t count;
+	uint64_t first_ms, last_ms;
+};
+
+struct agent {
+	struct agent_opts opts;
+	const struct mig_vm_backend *backend;   /* the kind of VM it hosts */
+	struct mig_buf key;
+	pthread_mutex_t lock;
+	struct agent_vm vms[AGENT_MAX_VMS];
+	/* every migration involves one of the VM slots: as many at most */
+	struct agent_mig migs[AGENT_MAX_VMS];
+	/* connections: conn_lock guards pending, sessions and the bursts */
+	pthread_mutex_t conn_lock;
+	struct pending pending[AGENT_MAX_UNAUTH];
+	unsigned sessions;        /* authenticated */
+	struct log_burst accept_errors, busy, denied, failed;
+	uid_t uid;                /* ours: unix peers with it may connect */
+	struct agent_journal *journal;   /* every vCPU start and stop (journal.h) */
+	struct agent_faults faults;      /* --chaos: plans armed for the next migrations */
+	char allowed[200];        /* unix: who may connect, for refusals */
+};
+
+struct session {
+	struct agent *a;
+	struct xport_conn c;
+	int slot;                 /* in a->pending while in the handshake */
+	uint64_t deadline;        /* of the handshake */
+	char peer[64];            /* "127.0.0.1", "uid 1000 (pid 42)" */
+	size_t body_len;          /* the request's body (for handlers whose body varies) */
+};
+
+/* One line to the caller's log, if it keeps one. */
+void agent_log(const struct agent *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The REPLY to the session's request: status, error text, extra body. */
+int agent_reply(struct session *s, int status, const char *msg, const void *extra, size_t n);
+/* A migration slot for id (NULL: all taken), and its release. */
+struct agent_mig *mig_take(struct agent *a, const uint8_t id[16], uint32_t side,
+			   const char *name, const char *peer, uint64_t ram_bytes);
+void mig_drop(struct agent *a, struct agent_mig *m);
+
+#endif

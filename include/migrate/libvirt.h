@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The agent's side of a libvirt host (docs/libvirt.md): a connection to the
+ * local libvirtd through the libvirt C API, with its event loop, used to
+ * start libvirt's own peer-to-peer migration of a domain over unix sockets
+ * (which the agents' tunnel carries between hosts), follow it, abort it,
+ * and tell what state a domain is in.  Library code: returns errors
+ * through struct mig_error, prints nothing.
+ */
+#ifndef MIGRATE_LIBVIRT_H
+#define MIGRATE_LIBVIRT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <migrate/error.h>
+
+struct mig_lv;            /* a connection to one libvirtd, and its event thread */
+struct mig_lv_job;        /* one outgoing migration it runs */
+
+/* A domain's lifecycle as libvirt reports it (its events), for the
+ * journal: running (started, resumed) or not (suspended, stopped). */
+struct mig_lv_lifecycle {
+	char name[64];
+	char uuid[37];
+	bool running;             /* the event leaves the domain's vCPUs running */
+	int event, detail;        /* virDomainEventType and its detail, as libvirt gave them */
+	uint64_t realtime_ns, monotonic_ns;   /* when the agent received it */
+};
+
+/* Opens uri ("qemu:///system", "qemu+unix:///system?socket=PATH") and
+ * starts the event loop thread.  on_lifecycle (may be NULL) is called
+ * from that thread for every domain lifecycle event. */
+int mig_lv_open(const char *uri, void (*on_lifecycle)(void *arg, const struct mig_lv_lifecycle *e),
+		void *arg, struct mig_lv **ret, struct mig_error *err);
+void mig_lv_close(struct mig_lv *lv);
+
+/* MIG_LV_STATE_* (control.h) of domain `name`, its UUID ("" when absent)
+ * and whether it is persistent. */
+int mig_lv_domain_state(struct mig_lv *lv, const char *name, uint32_t *ret_state,
+			char uuid[37], bool *ret_persistent, struct mig_error *err);
+
+/* One peer-to-peer live migration (virDomainMigrateToURI3). */
+struct mig_lv_migrate {
+	const char *name;         /* the domain */
+	const char *dconnuri;     /* "qemu+unix:///system?socket=RUN/libvirt.sock" */
+	const char *miguri;       /* "unix://RUN/qemu.sock" */
+	const char *disks_uri;    /* "unix://RUN/nbd.sock", with copy_storage */
+	unsigned parallel;        /* 1: one connection; 2..: VIR_MIGRATE_PARALLEL with this many */
+	bool copy_storage;        /* VIR_MIGRATE_NON_SHARED_DISK */
+	uint64_t bandwidth_bps;   /* 0: libvirt's default */
+	uint64_t downtime_ms;     /* 0: libvirt's default */
+};
+
+/* Starts the migration on a thread of its own; returns once libvirt took
+ * it on or refused it at once. */
+int mig_lv_migrate_start(struct mig_lv *lv, const struct mig_lv_migrate *m,
+			 struct mig_lv_job **ret, struct mig_error *err);
+
+/* The job's figures as virDomainGetJobStats gives them; a field libvirt
+ * did not report is left at MIG_LV_UNKNOWN (the summary prints null). */
+#define MIG_LV_UNKNOWN UINT64_MAX
+struct mig_lv_stats {
+	uint64_t elapsed_ms;      /* VIR_DOMAIN_JOB_TIME_ELAPSED */
+	uint64_t data_total, data_processed, data_remaining;
+	uint64_t mem_total, mem_processed, mem_remaining;
+	uint64_t mem_bps;         /* VIR_DOMAIN_JOB_MEMORY_BPS */
+	uint64_t mem_dirty_rate;  /* pages/s: VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE */
+	uint64_t mem_page_size;
+	uint64_t mem_iteration;
+	uint64_t mem_normal, mem_normal_bytes, mem_constant;
+	uint64_t mem_postcopy_reqs;
+	uint64_t disk_total, disk_processed, disk_remaining;
+	uint64_t downtime_ms;     /* VIR_DOMAIN_JOB_DOWNTIME (completed: measured) */
+	uint64_t setup_ms;        /* VIR_DOMAIN_JOB_SETUP_TIME */
+	uint64_t auto_converge_throttle;   /* percent */
+	bool paused;              /* the domain is paused on the source (switchover) */
+};
+/* The running job's statistics (fills MIG_LV_UNKNOWN where none). */
+int mig_lv_job_stats(struct mig_lv_job *j, struct mig_lv_stats *st, struct mig_error *err);
+/* Whether the migration call returned; waits up to timeout_ms (0: look). */
+bool mig_lv_job_done(struct mig_lv_job *j, int timeout_ms);
+/* virDomainAbortJob; the migration call then returns its failure. */
+int mig_lv_job_abort(struct mig_lv_job *j, struct mig_error *err);
+/* Pauses the domain so that the migration converges (--timeout-action
+ * force, as virsh migrate --timeout-suspend). */
+int mig_lv_job_suspend(struct mig_lv_job *j, struct mig_error *err);
+/* Joins the job: 0 when the migration completed, else the error libvirt
+ * gave (its message in err).  final gets the completed job's statistics
+ * (VIR_DOMAIN_JOB_STATS_COMPLETED) where libvirt keeps them.  Frees j. */
+int mig_lv_job_finish(struct mig_lv_job *j, struct mig_lv_stats *final, struct mig_error *err);
+
+#endif
