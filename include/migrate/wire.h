@@ -19,7 +19,7 @@
  * mig_wire_le() (wire-order.h), so a big-endian host speaks the same bytes. */
 
 #define MIG_WIRE_MAGIC      0x3146474dU   /* "MGF1" as little-endian bytes */
-#define MIG_WIRE_VERSION    12
+#define MIG_WIRE_VERSION    13
 #define MIG_FRAME_MAX       (16U << 20)   /* hard limit on any payload */
 #define MIG_SETUP_MAX       (512U << 10)  /* SETUP: its header and device manifest */
 
@@ -50,6 +50,10 @@ enum mig_frame_type {
 	MIG_FRAME_SUMS = 42,          /* the sums asked for, u64 each */
 	MIG_FRAME_OPEN = 43,          /* source: its devices' open data (mig_vm_session_pack) */
 	MIG_FRAME_OPENED = 44,        /* struct mig_reply: the destination took it */
+	/* a tunnel stream (docs/protocol.md §11): bytes of the connection it
+	 * carries, and the end of one direction of it */
+	MIG_FRAME_TUNNEL_DATA = 45,
+	MIG_FRAME_TUNNEL_END = 46,
 	_MIG_FRAME_TYPE_END,
 };
 
@@ -162,6 +166,7 @@ struct mig_device_data {
 };
 _Static_assert(sizeof(struct mig_device_data) == 24, "device data header");
 #define MIG_DEVICE_CHUNK_MAX (1U << 20)    /* bytes of state per DEVICE_DATA frame */
+#define MIG_TUNNEL_CHUNK     (256U << 10)  /* bytes of a tunnelled connection per TUNNEL_DATA frame */
 /* A received DEVICE_DATA frame's header (transport/pages.c), before the
  * destination looks for its device: the payload holds the header, its
  * `len` is the rest of the payload, its round is the stream's.  The header
