@@ -10,6 +10,7 @@
 
 #include <migrate/agent.h>
 #include <migrate/engine.h>
+#include <migrate/libvirt.h>
 
 #include "fault.h"
 
@@ -41,6 +42,9 @@ struct agent_mig {
 	atomic_bool cancel;
 	struct mig_event last;    /* source: the latest PROGRESS event */
 	struct mig_dest_status *dst;  /* destination: what its engine publishes */
+	/* a libvirt domain's source: libvirt paused it for the switchover (a
+	 * lifecycle event said so), so the destination may have run it */
+	atomic_bool lv_paused;
 };
 
 /* Whom a connection comes from, for the per-peer bound: an IP address (an
@@ -88,6 +92,9 @@ struct agent {
 	uid_t uid;                /* ours: unix peers with it may connect */
 	struct agent_journal *journal;   /* every vCPU start and stop (journal.h) */
 	struct agent_faults faults;      /* --chaos: plans armed for the next migrations */
+	/* --libvirt: the host's libvirtd (NULL until reached; libvirt.c) */
+	pthread_mutex_t lv_lock;
+	struct mig_lv *lv;
 	char allowed[200];        /* unix: who may connect, for refusals */
 };
 
@@ -104,9 +111,19 @@ struct session {
 void agent_log(const struct agent *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The REPLY to the session's request: status, error text, extra body. */
 int agent_reply(struct session *s, int status, const char *msg, const void *extra, size_t n);
+/* A RESULT EVENT: the event and nr_devices devices after it. */
+void agent_send_result(struct session *s, const struct mig_event *res,
+		       const struct mig_event_device *devs);
 /* A migration slot for id (NULL: all taken), and its release. */
 struct agent_mig *mig_take(struct agent *a, const uint8_t id[16], uint32_t side,
 			   const char *name, const char *peer, uint64_t ram_bytes);
 void mig_drop(struct agent *a, struct agent_mig *m);
+
+/* libvirt domains (libvirt.c): set up at start (a libvirtd not up yet is
+ * reached later), and the operations. */
+void agent_lv_init(struct agent *a);
+int agent_op_lv_incoming(struct session *s, const uint8_t *body);
+int agent_op_lv_outgoing(struct session *s, const uint8_t *body);
+int agent_op_lv_domain(struct session *s, const uint8_t *body);
 
 #endif

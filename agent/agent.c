@@ -520,7 +520,7 @@ static void send_event(const struct mig_event *ev, void *arg)
 }
 
 /* RESULT: the event and each device of the source VM after it. */
-static void send_result(struct session *s, const struct mig_event *res,
+void agent_send_result(struct session *s, const struct mig_event *res,
 			const struct mig_event_device *devs)
 {
 	struct mig_buf b = { 0 };
@@ -604,7 +604,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	fault_attach(a, req.name, &fault, &o.fault, &o.fault_arg);
 	mig_source_run(v->vm, &o, &m->cancel, send_event, &og, &res, devs);
 	agent_fault_end(fault);
-	send_result(s, &res, devs);
+	agent_send_result(s, &res, devs);
 	pthread_mutex_lock(&a->lock);
 	if (res.result == MIG_RESULT_COMPLETED ||
 	    (res.result == MIG_RESULT_FAILED && res.owner == MIG_OWNER_DESTINATION)) {
@@ -970,6 +970,11 @@ static const struct {
 	[MIG_OP_VM_DESCRIBE] = { "VM_DESCRIBE", op_vm_describe, sizeof(struct mig_vm_ref) },
 	[MIG_OP_JOURNAL] = { "JOURNAL", op_journal, sizeof(struct mig_journal_req) },
 	[MIG_OP_FAULT_ARM] = { "FAULT_ARM", op_fault_arm, sizeof(struct mig_fault_plan) },
+	[MIG_OP_LV_INCOMING] = { "LV_INCOMING", agent_op_lv_incoming,
+				 sizeof(struct mig_lv_incoming) },
+	[MIG_OP_LV_OUTGOING] = { "LV_OUTGOING", agent_op_lv_outgoing,
+				 sizeof(struct mig_lv_outgoing) },
+	[MIG_OP_LV_DOMAIN] = { "LV_DOMAIN", agent_op_lv_domain, sizeof(struct mig_lv_domain_ref) },
 	[MIG_OP_VM_CHECK] = { "VM_CHECK", op_vm_check, sizeof(struct mig_vm_check),
 			      sizeof(struct mig_manifest_entry) },
 };
@@ -1563,6 +1568,7 @@ int agent_run(const struct agent_opts *opts, struct mig_error *err)
 	r = agent_journal_open(opts->journal, AGENT_JOURNAL_RING, &a->journal, err);
 	if (r < 0)
 		goto out;
+	agent_lv_init(a);
 	raise_nofile();
 	a->uid = geteuid();
 	describe_allowed(a);

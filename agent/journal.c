@@ -69,31 +69,37 @@ static void journal_file_append(struct agent_journal *j, const struct mig_journa
 		j->write_errors++;
 }
 
+void agent_journal_add(struct agent_journal *j, const struct mig_journal_rec *r)
+{
+	struct mig_journal_rec *rec;
+
+	pthread_mutex_lock(&j->lock);
+	rec = &j->ring[(j->next_seq - 1) % j->cap];
+	*rec = *r;
+	rec->seq = j->next_seq++;
+	rec->pid = j->pid;
+	if (j->fd >= 0)
+		journal_file_append(j, rec);
+	pthread_mutex_unlock(&j->lock);
+}
+
 static void journal_ran(void *arg, struct mig_vm *vm, const struct mig_vcpu_run *e)
 {
 	struct journal_tag *t = arg;
-	struct agent_journal *j = t->j;
-	struct mig_journal_rec *rec;
+	struct mig_journal_rec rec = { 0 };
 
 	(void)vm;
 	if (!e) {
 		free(t);
 		return;
 	}
-	pthread_mutex_lock(&j->lock);
-	rec = &j->ring[(j->next_seq - 1) % j->cap];
-	memset(rec, 0, sizeof(*rec));
-	memcpy(rec->vm, t->name, sizeof(rec->vm));
-	memcpy(rec->mig_id, t->mig_id, sizeof(rec->mig_id));
-	rec->seq = j->next_seq++;
-	rec->realtime_ns = e->realtime_ns;
-	rec->monotonic_ns = e->monotonic_ns;
-	rec->vcpu = e->vcpu;
-	rec->event = e->kind;
-	rec->pid = j->pid;
-	if (j->fd >= 0)
-		journal_file_append(j, rec);
-	pthread_mutex_unlock(&j->lock);
+	memcpy(rec.vm, t->name, sizeof(rec.vm));
+	memcpy(rec.mig_id, t->mig_id, sizeof(rec.mig_id));
+	rec.realtime_ns = e->realtime_ns;
+	rec.monotonic_ns = e->monotonic_ns;
+	rec.vcpu = e->vcpu;
+	rec.event = e->kind;
+	agent_journal_add(t->j, &rec);
 }
 
 int agent_journal_watch(struct agent_journal *j, struct mig_vm *vm, const char *name,

@@ -16,7 +16,8 @@
 #include "cli.h"
 
 #define AGENT_USAGE "usage: migratectl agent --listen tcp://HOST:PORT|unix:///PATH [--key-file F] " \
-		    "[--socket-group GROUP] [--host-profile SPEC] [--journal FILE] [--chaos]"
+		    "[--socket-group GROUP] [--host-profile SPEC] [--journal FILE] [--chaos]\n" \
+		    "       [--libvirt URI [--libvirt-run-dir DIR] [--libvirt-qemu-user USER]]"
 
 /* A group name, or a numeric gid (which need not have a name). */
 static int parse_group(const char *s, gid_t *ret)
@@ -92,6 +93,9 @@ int cmd_agent(int argc, char **argv)
 		{ "host-profile", required_argument, NULL, 'p' },
 		{ "journal", required_argument, NULL, 'J' },
 		{ "chaos", no_argument, NULL, 'C' },
+		{ "libvirt", required_argument, NULL, 'V' },
+		{ "libvirt-run-dir", required_argument, NULL, 'D' },
+		{ "libvirt-qemu-user", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -141,6 +145,26 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'C':
 			o.chaos = true;
+			break;
+		case 'V':
+			if (path_opt("libvirt", optarg, o.libvirt_uri, sizeof(o.libvirt_uri)))
+				return EXIT_USAGE;
+			break;
+		case 'D':
+			/* a unix socket's path holds 107 bytes: the directory
+			 * leaves room for a migration's name and a socket's */
+			if (path_opt("libvirt-run-dir", optarg, o.libvirt_run_dir, 81))
+				return EXIT_USAGE;
+			if (optarg[0] != '/') {
+				fprintf(stderr, "migratectl agent: --libvirt-run-dir must be an "
+					"absolute path (the same on every host)\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'U':
+			if (path_opt("libvirt-qemu-user", optarg, o.libvirt_qemu_user,
+				     sizeof(o.libvirt_qemu_user)))
+				return EXIT_USAGE;
 			break;
 		case 'p':
 			if (compat_profile_parse(optarg, &profile, &err) < 0) {

@@ -42,6 +42,8 @@ struct start_opts {
 	int verify;   /* -1 default */
 	enum mig_checksum checksum;
 	bool json;
+	bool libvirt;             /* --vm libvirt:NAME */
+	bool copy_storage;
 };
 
 /* The human summary's words for the checksum mode the RESULT reports. */
@@ -64,7 +66,8 @@ static int usage_error(const char *fmt, const char *arg)
 
 static void start_usage(FILE *f)
 {
-	fputs("usage: migratectl start SRC DST [--vm NAME | --lab SPEC] [--streams N]\n"
+	fputs("usage: migratectl start SRC DST [--vm NAME | --vm libvirt:DOMAIN | --lab SPEC]\n"
+	      "          [--streams N] [--copy-storage]\n"
 	      "          [--compress none|zstd[:LEVEL]|auto] [--downtime-limit MS]\n"
 	      "          [--max-bandwidth BYTES/s] [--timeout DURATION]\n"
 	      "          [--timeout-action abort|force] [--verify|--no-verify] [--json]\n"
@@ -142,6 +145,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "checksum", required_argument, NULL, 'C' },
 		{ "switchover-timeout", required_argument, NULL, 'S' },
+		{ "copy-storage", no_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -216,6 +220,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 						   "duration such as 10s", optarg);
 			break;
 		case 'k': o->key_file = optarg; break;
+		case 'G': o->copy_storage = true; break;
 		case 'h':
 			start_usage(stdout);
 			return 1;
@@ -232,7 +237,27 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 	o->dst = argv[optind + 1];
 	if (o->vm && o->lab)
 		return usage_error("%s", "--vm and --lab exclude each other");
-	if (o->vm && cli_check_name("start", o->vm))
+	o->libvirt = o->vm && !strncmp(o->vm, MIG_START_LIBVIRT_PREFIX,
+				       strlen(MIG_START_LIBVIRT_PREFIX));
+	if (o->libvirt) {
+		/* QEMU sends its own stream: what shapes ours has no say in it */
+		static const struct { int c; const char *name; } engine_only[] = {
+			{ 'c', "--compress" }, { 'V', "--verify" }, { 'N', "--no-verify" },
+			{ 'C', "--checksum" }, { 'S', "--switchover-timeout" },
+		};
+
+		for (size_t i = 0; i < ARRAY_SIZE(engine_only); i++)
+			if (seen.opt[engine_only[i].c])
+				return usage_error("%s does not apply to a libvirt domain: QEMU sends "
+						   "its own migration stream (docs/libvirt.md)",
+						   engine_only[i].name);
+		if (!seen.opt['d'])
+			o->downtime_ms = 0;   /* libvirt's own default */
+	} else if (o->copy_storage) {
+		return usage_error("%s", "--copy-storage applies to libvirt domains only "
+				   "(--vm libvirt:DOMAIN)");
+	}
+	if (o->vm && !o->libvirt && cli_check_name("start", o->vm))
 		return EXIT_USAGE;
 	if (strlen(o->lab ? o->lab : "") >= 256 ||
 	    mig_vm_backend_get("lab")->check_spec(o->lab, &vm, &err) < 0)
@@ -406,6 +431,124 @@ static void print_json(const char *id, const struct mig_event *e,
 	json_finish(&w);
 }
 
+/* ---- a libvirt domain's summary: libvirt's figures, null where it has none ---- */
+
+static void json_known(struct json_writer *w, const char *key, uint64_t v)
+{
+	if (v == MIG_LV_UNKNOWN)
+		json_null(w, key);
+	else
+		json_u64(w, key, v);
+}
+
+static const char *lv_state_name(uint32_t st)
+{
+	switch (st) {
+	case MIG_LV_STATE_ABSENT: return "absent";
+	case MIG_LV_STATE_RUNNING: return "running";
+	case MIG_LV_STATE_PAUSED: return "paused";
+	case MIG_LV_STATE_SHUTOFF: return "shutoff";
+	case MIG_LV_STATE_OTHER: return "other";
+	default: return NULL;     /* not asked, or no answer */
+	}
+}
+
+static void print_json_lv(const char *id, const struct mig_event *e, const struct start_opts *o,
+			  const struct mig_start_result *m, bool started)
+{
+	struct json_writer w;
+	bool downtime = started && (e->result == MIG_RESULT_COMPLETED ||
+				    e->owner == MIG_OWNER_DESTINATION);
+
+	json_init(&w, stdout, false);
+	json_obj_begin(&w, NULL);
+	json_str(&w, "id", id);
+	json_str(&w, "result", result_name(e->result));
+	json_str(&w, "owner", owner_name(e->owner));
+	json_str(&w, "error", e->error[0] ? e->error : NULL);
+	json_u64(&w, "total_ms", e->total_ms);
+	started ? json_known(&w, "setup_ms", e->setup_ms) : json_null(&w, "setup_ms");
+	json_u64(&w, "prepare_ms", m->prepare_ms);
+	downtime ? json_known(&w, "downtime_ms", e->downtime_ms) : json_null(&w, "downtime_ms");
+	json_u64(&w, "rounds", e->round);
+	json_u64(&w, "streams", started ? e->streams : o->streams);
+	/* QEMU's stream is its own: none of ours shaped it */
+	json_null(&w, "compression");
+	json_null(&w, "checksum");
+	started ? json_known(&w, "throughput_bps", e->throughput_bps) :
+		  json_null(&w, "throughput_bps");
+	json_obj_begin(&w, "ram");
+	json_known(&w, "total_bytes", started ? e->ram_total_bytes : MIG_LV_UNKNOWN);
+	json_known(&w, "transferred_bytes", started ? e->transferred_bytes : MIG_LV_UNKNOWN);
+	/* what crossed between the agents, all channels (the tunnel's count) */
+	json_u64(&w, "wire_bytes", e->wire_bytes);
+	json_known(&w, "zero_pages", started ? e->zero_pages : MIG_LV_UNKNOWN);
+	json_known(&w, "normal_pages", started ? e->normal_pages : MIG_LV_UNKNOWN);
+	json_known(&w, "dirty_rate_bps", started ? e->dirty_rate_bps : MIG_LV_UNKNOWN);
+	json_obj_end(&w);
+	json_null(&w, "phases");
+	json_null(&w, "devices");
+	json_null(&w, "kvm_precopy");
+	json_obj_begin(&w, "libvirt");
+	json_str(&w, "domain", m->name[0] ? m->name : NULL);
+	json_str(&w, "uuid", m->src_dom.uuid[0] ? m->src_dom.uuid :
+			     m->dst_dom.uuid[0] ? m->dst_dom.uuid : NULL);
+	json_bool(&w, "copy_storage", o->copy_storage);
+	json_str(&w, "source_state", lv_state_name(m->src_dom.state));
+	json_str(&w, "destination_state", lv_state_name(m->dst_dom.state));
+	json_obj_end(&w);
+	json_obj_end(&w);
+	json_finish(&w);
+}
+
+static void print_summary_lv(const struct mig_start_result *m)
+{
+	const struct mig_event *e = &m->res;
+	char v[64];
+
+	printf("migration %s %s: domain %s now runs on the %s\n", m->id, result_name(e->result),
+	       m->name, e->owner == MIG_OWNER_NONE ? "(unknown: operator needed)" :
+	       owner_name(e->owner));
+	if (e->error[0])
+		printf("  error: %s\n", e->error);
+	printf("  destination prepared in %llu ms\n", (unsigned long long)m->prepare_ms);
+	if (e->downtime_ms == MIG_LV_UNKNOWN || e->result != MIG_RESULT_COMPLETED)
+		snprintf(v, sizeof(v), "not known");
+	else
+		snprintf(v, sizeof(v), "%llu ms", (unsigned long long)e->downtime_ms);
+	printf("  total %llu ms, downtime %s (libvirt's), %u iteration%s, %u QEMU connection%s\n",
+	       (unsigned long long)e->total_ms, v, e->round, e->round == 1 ? "" : "s", e->streams,
+	       e->streams == 1 ? "" : "s");
+	if (e->ram_total_bytes != MIG_LV_UNKNOWN && e->transferred_bytes != MIG_LV_UNKNOWN)
+		printf("  RAM %llu MiB, %llu MiB carried by QEMU, %llu MiB through the tunnel\n",
+		       (unsigned long long)(e->ram_total_bytes >> 20),
+		       (unsigned long long)(e->transferred_bytes >> 20),
+		       (unsigned long long)(e->wire_bytes >> 20));
+	printf("  the domain is %s on the source and %s on the destination\n",
+	       lv_state_name(m->src_dom.state) ?: "unknown",
+	       lv_state_name(m->dst_dom.state) ?: "unknown");
+}
+
+static void print_progress_lv(const char *id, const struct mig_event *e, bool tty,
+			      uint32_t *last_phase)
+{
+	if (e->phase != *last_phase) {
+		fprintf(stderr, "%smigration %s: %s => %s\n", tty ? "\r\033[K" : "", id,
+			mig_phase_to_string(*last_phase), mig_phase_to_string(e->phase));
+		*last_phase = e->phase;
+	}
+	if (!tty)
+		return;
+	fprintf(stderr, "\r\033[K%-9s iteration %u", mig_phase_to_string(e->phase), e->round);
+	if (e->remaining_bytes != MIG_LV_UNKNOWN)
+		fprintf(stderr, "  remaining %.1f MiB", (double)e->remaining_bytes / (1 << 20));
+	if (e->dirty_rate_bps != MIG_LV_UNKNOWN)
+		fprintf(stderr, "  dirty %.1f MiB/s", (double)e->dirty_rate_bps / (1 << 20));
+	if (e->throughput_bps != MIG_LV_UNKNOWN)
+		fprintf(stderr, "  %.0f MiB/s", (double)e->throughput_bps / (1 << 20));
+	fflush(stderr);
+}
+
 /* With --json, the object for an end without the source's result. */
 static void json_without_result(const char *id, const struct start_opts *o, uint32_t result,
 				uint32_t owner, const char *why, uint32_t streams,
@@ -415,7 +558,9 @@ static void json_without_result(const char *id, const struct start_opts *o, uint
 	struct mig_event e = { .result = result, .owner = owner, .streams = streams };
 
 	str_copy(e.error, sizeof(e.error), why);
-	if (o->json)
+	if (o->json && o->libvirt)
+		print_json_lv(id, &e, o, held, false);
+	else if (o->json)
 		print_json(id, &e, NULL, o, prepare_ms, false, vm, held);
 }
 
@@ -487,7 +632,10 @@ static void on_step(void *arg, enum mig_start_step st, const struct mig_start_re
 	case MIG_START_PROGRESS:
 		/* Phase changes are logged on stderr even with --json: stdout
 		 * carries only the JSON object. */
-		print_progress(m->id, ev, v->tty, &v->last_phase);
+		if (m->libvirt)
+			print_progress_lv(m->id, ev, v->tty, &v->last_phase);
+		else
+			print_progress(m->id, ev, v->tty, &v->last_phase);
 		break;
 	case MIG_START_CANCELLING:
 		fprintf(stderr, "%smigration %s: cancelling\n", v->tty ? "\r\033[K" : "", m->id);
@@ -585,6 +733,7 @@ int cmd_start(int argc, char **argv)
 	so.key_file = o.key_file;
 	so.vm = o.vm;
 	so.lab_spec = o.lab;
+	so.lv_flags = o.copy_storage ? MIG_LV_F_COPY_STORAGE : 0;
 	so.params = (struct mig_outgoing){
 		.streams = o.streams, .codec = o.compress.codec, .level = o.compress.level,
 		.verify = o.verify != 0, .checksum = o.checksum,
@@ -593,16 +742,23 @@ int cmd_start(int argc, char **argv)
 		.switchover_timeout_ms = o.switchover_ms,
 	};
 	so.interrupted = &interrupted;
-	so.check_vm = o.vm ? check_vm : NULL;
+	so.check_vm = o.vm && !o.libvirt ? check_vm : NULL;
 	so.on_step = on_step;
 	so.arg = &view;
 	mig_start(&so, &m);
 
 	switch (m.outcome) {
 	case MIG_START_RESULT:
-		print_progress(m.id, &m.res, false, &view.last_phase);
-		if (o.json)
+		if (m.libvirt)
+			print_progress_lv(m.id, &m.res, false, &view.last_phase);
+		else
+			print_progress(m.id, &m.res, false, &view.last_phase);
+		if (o.json && m.libvirt)
+			print_json_lv(m.id, &m.res, &o, &m, true);
+		else if (o.json)
 			print_json(m.id, &m.res, m.devs, &o, m.prepare_ms, true, m.name, &m);
+		else if (m.libvirt)
+			print_summary_lv(&m);
 		else
 			print_summary(&o, &m);
 		if (m.held)

@@ -204,6 +204,184 @@ static int follow(const struct mig_start_opts *o, struct mig_client *src, const 
 	return r;
 }
 
+/* ---- libvirt domains (docs/libvirt.md) ---- */
+
+/* Where a libvirt domain is on one host, asked on a connection of its own
+ * (bounded: the answer only settles what the RESULT left open). */
+static int lv_domain(const struct mig_client *c, const char *key_file, const char *name,
+		     struct mig_lv_domain_info *info)
+{
+	struct mig_lv_domain_ref ref = { 0 };
+	struct mig_error err = { 0 };
+	struct mig_buf extra = { 0 };
+	struct mig_client c2;
+	int r;
+
+	memset(info, 0, sizeof(*info));
+	str_copy(ref.domain, sizeof(ref.domain), name);
+	r = mig_client_reopen(c, key_file, &c2, &err);
+	if (r < 0)
+		return r;
+	r = mig_client_call_within(&c2, MIG_OP_LV_DOMAIN, &ref, sizeof(ref), &extra, CALL_OFF_MS,
+				   &err);
+	if (r >= 0 && extra.len != sizeof(*info))
+		r = -EPROTO;
+	if (r >= 0) {
+		memcpy(info, extra.data, sizeof(*info));
+		mig_wire_le(&mig_wl_lv_domain_info, info, 1);
+		info->uuid[sizeof(info->uuid) - 1] = '\0';
+	}
+	mig_buf_free(&extra);
+	mig_client_close(&c2);
+	if (r < 0)
+		memset(info, 0, sizeof(*info));
+	return r;
+}
+
+static bool lv_there(const struct mig_lv_domain_info *d)
+{
+	return d->state == MIG_LV_STATE_RUNNING || d->state == MIG_LV_STATE_PAUSED;
+}
+
+static const char *lv_where(const struct mig_lv_domain_info *d)
+{
+	switch (d->state) {
+	case MIG_LV_STATE_RUNNING: return "running";
+	case MIG_LV_STATE_PAUSED: return "paused";
+	case MIG_LV_STATE_SHUTOFF: return "shut off";
+	case MIG_LV_STATE_ABSENT: return "absent";
+	case MIG_LV_STATE_OTHER: return "neither running nor shut off";
+	default: return "unknown (its agent did not answer)";
+	}
+}
+
+/*
+ * libvirt's RESULT says how its migration ended; where the domain is, both
+ * hosts say.  Exactly one host has it: that one owns it.  Both or neither:
+ * an operator must look.  A destination that cannot be asked has it only
+ * if libvirt says the migration completed, or the source was paused for
+ * the switchover (the destination runs nothing before that).
+ */
+static void lv_settle(const struct mig_start_opts *o, const struct mig_client *src,
+		      const struct mig_client *dst, struct mig_start_result *ret)
+{
+	struct mig_event *res = &ret->res;
+	bool s_ok, d_ok, s_there, d_there;
+	char where[300];
+
+	s_ok = lv_domain(src, o->key_file, ret->name, &ret->src_dom) >= 0;
+	d_ok = lv_domain(dst, o->key_file, ret->name, &ret->dst_dom) >= 0;
+	s_there = s_ok && lv_there(&ret->src_dom);
+	d_there = d_ok && lv_there(&ret->dst_dom);
+	if (res->result == MIG_RESULT_COMPLETED)
+		res->owner = s_ok && !s_there && (d_there || !d_ok) ? MIG_OWNER_DESTINATION :
+			     MIG_OWNER_NONE;
+	else if (s_there && (d_ok ? !d_there : res->phase < MIG_PHASE_STOP_COPY))
+		res->owner = MIG_OWNER_SOURCE;
+	else if (d_there && s_ok && !s_there)
+		res->owner = MIG_OWNER_DESTINATION;
+	else
+		res->owner = MIG_OWNER_NONE;
+	if (res->owner != MIG_OWNER_NONE)
+		return;
+	snprintf(where, sizeof(where), "domain %s is %s on the source and %s on the destination: "
+		 "check both hosts (virsh list) and keep one", ret->name, lv_where(&ret->src_dom),
+		 lv_where(&ret->dst_dom));
+	if (res->error[0])
+		snprintf(res->error + strlen(res->error), sizeof(res->error) - strlen(res->error),
+			 "; %s", where);
+	else
+		str_copy(res->error, sizeof(res->error), where);
+}
+
+/*
+ * A libvirt domain: the destination's agent opens a tunnel and names the
+ * run directory, the source's starts libvirt's migration through it and
+ * sends its EVENTs.  Returns with ret->outcome set; *prepared once the
+ * destination has a tunnel to call off.
+ */
+static void start_libvirt(const struct mig_start_opts *o, struct mig_client *src,
+			  struct mig_client *dst, const struct mig_incoming *ids,
+			  struct mig_start_result *ret, bool *prepared)
+{
+	const char *name = o->vm + strlen(MIG_START_LIBVIRT_PREFIX);
+	struct mig_lv_incoming in = { 0 };
+	struct mig_lv_incoming_reply rep;
+	struct mig_lv_outgoing out = { 0 };
+	struct mig_error err = { 0 };
+	struct mig_buf extra = { 0 };
+	struct xport_endpoint dep;
+	int r;
+
+	ret->libvirt = true;
+	if (!name[0] || strlen(name) >= MIG_LV_NAME_MAX) {
+		ret->usage = true;
+		snprintf(ret->why, sizeof(ret->why), "--vm %s: a libvirt domain's name has 1 to %d "
+			 "bytes", o->vm, MIG_LV_NAME_MAX - 1);
+		return;
+	}
+	str_copy(ret->name, sizeof(ret->name), name);
+	r = lv_domain(src, o->key_file, name, &ret->src_dom);
+	if (r < 0 || !lv_there(&ret->src_dom)) {
+		ret->usage = r >= 0;
+		snprintf(ret->why, sizeof(ret->why), r < 0 ? "source %s: cannot ask for domain %s "
+			 "(is its agent started with --libvirt?)" : "no running domain %s on %s",
+			 r < 0 ? o->src : name, r < 0 ? name : o->src);
+		return;
+	}
+	memcpy(in.id, ids->id, 16);
+	memcpy(in.secret, ids->secret, sizeof(in.secret));
+	str_copy(in.domain, sizeof(in.domain), name);
+	in.flags = o->lv_flags;
+	xport_endpoint_parse(o->dst, &dep, NULL);
+	str_copy(in.listen_host, sizeof(in.listen_host),
+		 dep.kind == XPORT_EP_TCP ? dep.host : "127.0.0.1");
+	ret->prepare_ms = mig_now_ms();
+	mig_wire_le(&mig_wl_lv_incoming, &in, 1);
+	r = interrupted(o) ? -EINTR : mig_client_call(dst, MIG_OP_LV_INCOMING, &in, sizeof(in),
+						      &extra, &err);
+	ret->prepare_ms = mig_now_ms() - ret->prepare_ms;
+	if (r < 0 || extra.len != sizeof(rep)) {
+		snprintf(ret->why, sizeof(ret->why), "preparing the destination: %s",
+			 err.msg[0] ? err.msg : "malformed reply");
+		mig_buf_free(&extra);
+		return;
+	}
+	*prepared = true;
+	memcpy(&rep, extra.data, sizeof(rep));
+	mig_buf_free(&extra);
+	mig_wire_le(&mig_wl_lv_incoming_reply, &rep, 1);
+	rep.addr[sizeof(rep.addr) - 1] = rep.run_dir[sizeof(rep.run_dir) - 1] = '\0';
+	str_copy(ret->dest_addr, sizeof(ret->dest_addr), rep.addr);
+
+	memcpy(out.id, ids->id, 16);
+	memcpy(out.secret, ids->secret, sizeof(out.secret));
+	str_copy(out.domain, sizeof(out.domain), name);
+	str_copy(out.dest_addr, sizeof(out.dest_addr), rep.addr);
+	str_copy(out.run_dir, sizeof(out.run_dir), rep.run_dir);
+	out.parallel = o->params.streams;
+	out.flags = o->lv_flags;
+	out.max_bandwidth_bps = o->params.max_bandwidth_bps;
+	out.downtime_limit_ms = o->params.downtime_limit_ms;
+	out.timeout_ms = o->params.timeout_ms;
+	out.timeout_action = o->params.timeout_action;
+	if (interrupted(o))
+		return;
+	xport_interrupt_on(NULL);
+	mig_wire_le(&mig_wl_lv_outgoing, &out, 1);
+	if (mig_client_call(src, MIG_OP_LV_OUTGOING, &out, sizeof(out), NULL, &err) < 0) {
+		snprintf(ret->why, sizeof(ret->why), "starting the migration: %s", err.msg);
+		return;
+	}
+	step(o, MIG_START_STARTED, ret, NULL);
+	if (follow(o, src, ids->id, ret) < 0) {
+		ret->outcome = MIG_START_LOST;
+		return;
+	}
+	ret->outcome = MIG_START_RESULT;
+	lv_settle(o, src, dst, ret);
+}
+
 static void outgoing_of(const struct mig_start_opts *o, const struct mig_incoming *in,
 			const struct mig_start_result *ret, struct mig_outgoing *out)
 {
@@ -247,6 +425,12 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 		ret->usage = err.code == -EACCES;
 		snprintf(ret->why, sizeof(ret->why), "destination %s: %s", o->dst, err.msg);
 		goto out;
+	}
+	if (o->vm && !strncmp(o->vm, MIG_START_LIBVIRT_PREFIX, strlen(MIG_START_LIBVIRT_PREFIX))) {
+		start_libvirt(o, &src, &dst, &in, ret, &prepared);
+		if (ret->outcome == MIG_START_NOT_STARTED)
+			goto out;
+		goto out_started;
 	}
 
 	/* The VM: an existing one, or a lab VM made for this migration. */

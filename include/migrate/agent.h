@@ -26,6 +26,13 @@ struct agent_opts {
 	 * members may connect besides root and the agent's own user */
 	bool socket_group_set;
 	gid_t socket_group;
+	/* libvirt domains (docs/libvirt.md): the local libvirtd ("": none),
+	 * where the migration sockets go (the same path on every host), and
+	 * the user QEMU runs as, who must reach them ("": as libvirt's
+	 * default, libvirt-qemu, where that user exists) */
+	char libvirt_uri[256];
+	char libvirt_run_dir[96];
+	char libvirt_qemu_user[64];
 };
 
 /*

@@ -326,6 +326,9 @@ struct mig_lv_incoming_reply {
 };
 _Static_assert(sizeof(struct mig_lv_incoming_reply) == 256, "lv incoming reply");
 #define MIG_LV_F_COPY_STORAGE 1U  /* copy non-shared disks (NBD) too */
+/* A figure of a libvirt domain's EVENT that libvirt does not report (the
+ * summary prints null). */
+#define MIG_LV_UNKNOWN UINT64_MAX
 
 struct mig_lv_outgoing {
 	uint8_t id[16];

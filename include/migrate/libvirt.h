@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <migrate/control.h>
 #include <migrate/error.h>
 
 struct mig_lv;            /* a connection to one libvirtd, and its event thread */
@@ -59,7 +60,6 @@ int mig_lv_migrate_start(struct mig_lv *lv, const struct mig_lv_migrate *m,
 
 /* The job's figures as virDomainGetJobStats gives them; a field libvirt
  * did not report is left at MIG_LV_UNKNOWN (the summary prints null). */
-#define MIG_LV_UNKNOWN UINT64_MAX
 struct mig_lv_stats {
 	uint64_t elapsed_ms;      /* VIR_DOMAIN_JOB_TIME_ELAPSED */
 	uint64_t data_total, data_processed, data_remaining;

@@ -27,7 +27,9 @@ struct mig_start_result;
 struct mig_start_opts {
 	const char *src, *dst;    /* the agents' endpoints */
 	const char *key_file;     /* NULL: no key */
-	const char *vm;           /* the VM on src; NULL: make a lab VM */
+	const char *vm;           /* the VM on src ("libvirt:NAME": a libvirt domain); NULL:
+				   * make a lab VM */
+	uint32_t lv_flags;        /* a libvirt domain: MIG_LV_F_* */
 	const char *lab_spec;     /* for that lab VM ("" or NULL: defaults) */
 	/* The migration's settings: streams, codec, limits, verify, checksum.
 	 * Its id, secret, name and dest_addr are filled in here. */
@@ -70,7 +72,14 @@ struct mig_start_result {
 	struct mig_event res;     /* RESULT */
 	struct mig_event_device devs[MIG_EVENT_DEVICES_MAX];
 	char why[1024];           /* every outcome but RESULT: what happened */
+	/* A libvirt domain: libvirt migrated it (figures it has no equal of
+	 * are MIG_LV_UNKNOWN), and where it was found after the RESULT
+	 * (state 0: that host could not be asked) */
+	bool libvirt;
+	struct mig_lv_domain_info src_dom, dst_dom;
 };
+#define MIG_START_LIBVIRT_PREFIX "libvirt:"
+
 
 /* Runs one migration; always fills *ret (outcome, why).  Returns 0 when
  * the RESULT says it completed, -1 otherwise. */
