@@ -109,4 +109,7 @@ struct agent_mig *mig_take(struct agent *a, const uint8_t id[16], uint32_t side,
 			   const char *name, const char *peer, uint64_t ram_bytes);
 void mig_drop(struct agent *a, struct agent_mig *m);
 
+/* MIG_OP_HOOK (hook.c): libvirt's qemu hook on this host. */
+int agent_op_hook(struct session *s, const uint8_t *body);
+
 #endif

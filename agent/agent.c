@@ -972,6 +972,8 @@ static const struct {
 	[MIG_OP_FAULT_ARM] = { "FAULT_ARM", op_fault_arm, sizeof(struct mig_fault_plan) },
 	[MIG_OP_VM_CHECK] = { "VM_CHECK", op_vm_check, sizeof(struct mig_vm_check),
 			      sizeof(struct mig_manifest_entry) },
+	/* the domain XML follows the call: any number of bytes (hook.c caps it) */
+	[MIG_OP_HOOK] = { "HOOK", agent_op_hook, sizeof(struct mig_hook_call), 1 },
 };
 
 int agent_request_parse(uint16_t type, const void *payload, size_t len,

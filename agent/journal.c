@@ -96,6 +96,27 @@ static void journal_ran(void *arg, struct mig_vm *vm, const struct mig_vcpu_run 
 	pthread_mutex_unlock(&j->lock);
 }
 
+uint64_t agent_journal_hook(struct agent_journal *j, const char *uuid, uint32_t op)
+{
+	struct mig_journal_rec *rec;
+	uint64_t seq;
+
+	pthread_mutex_lock(&j->lock);
+	rec = &j->ring[(j->next_seq - 1) % j->cap];
+	memset(rec, 0, sizeof(*rec));
+	str_copy(rec->vm, sizeof(rec->vm), uuid);
+	seq = rec->seq = j->next_seq++;
+	rec->realtime_ns = mig_realtime_ns();
+	rec->monotonic_ns = mig_clock_ns(CLOCK_MONOTONIC);
+	rec->event = MIG_JOURNAL_HOOK;
+	rec->detail = op;
+	rec->pid = j->pid;
+	if (j->fd >= 0)
+		journal_file_append(j, rec);
+	pthread_mutex_unlock(&j->lock);
+	return seq;
+}
+
 int agent_journal_watch(struct agent_journal *j, struct mig_vm *vm, const char *name,
 			const uint8_t *mig_id)
 {
