@@ -514,6 +514,34 @@ Test(conf, a_missing_file)
 	cr_assert(strstr(err.msg, "/nonexistent/hook.conf"), "%s", err.msg);
 }
 
+/* contrib/libvirt/hook.conf.example says what the parser takes: as it
+ * ships (all commented: the defaults) and with every setting uncommented. */
+Test(conf, the_example_is_true)
+{
+	FILE *f = fopen(MIGRATECTL_SRC "/contrib/libvirt/hook.conf.example", "r");
+	char text[8192], open_text[8192];
+	size_t n, o = 0;
+	struct mig_error err = { 0 };
+	struct lvh_conf c;
+
+	cr_assert_not_null(f);
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	lvh_conf_init(&c);
+	cr_assert_eq(lvh_conf_parse(text, "example", &c, &err), 0, "%s", err.msg);
+	cr_assert_eq(c.rules.nr_rewrites, 0);
+	for (size_t i = 0; i < n; i++)   /* "#k" at a line's start: uncommented */
+		if (!(text[i] == '#' && (i == 0 || text[i - 1] == '\n') && text[i + 1] >= 'a' &&
+		      text[i + 1] <= 'z'))
+			open_text[o++] = text[i];
+	open_text[o] = '\0';
+	cr_assert_eq(lvh_conf_parse(open_text, "example", &c, &err), 0, "%s", err.msg);
+	cr_assert_eq(c.rules.nr_rewrites, 2);
+	cr_assert_str_eq(c.rules.cpuset, "2-7");
+	cr_assert_str_eq(c.key_file, "/etc/migratectl/agent.key");
+}
+
 /* ---- `migratectl hook` as libvirt runs it, against a real agent ---- */
 
 struct hook_result {
@@ -848,4 +876,59 @@ Test(hook_proc, bad_input)
 	cr_assert_eq(r.status, 1);
 	cr_assert(strstr(r.err, "hook.conf:1: strict = sometimes"), "%s", r.err);
 	site_stop(&s);
+}
+
+/* contrib/libvirt/install.sh into a scratch root: the hook in qemu.d, a
+ * site's own qemu script untouched, the example config only where there
+ * is none, the SIGHUP advice when qemu.d is new; the installed wrapper
+ * runs this migratectl with MIGRATECTL_HOOK_CONF. */
+Test(hook_proc, install_into_a_scratch_root)
+{
+	char root[] = "/tmp/migratectl-hookroot-XXXXXX", cmd[1024], path[256], buf[4096];
+	struct run { int status; char out[4096]; } r;
+	struct stat st;
+	FILE *p;
+	size_t n;
+
+	cr_assert_not_null(mkdtemp(root));
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s/etc/libvirt/hooks && printf 'site\\n' > "
+		 "%s/etc/libvirt/hooks/qemu", root, root);
+	cr_assert_eq(system(cmd), 0);
+	for (int round = 0; round < 2; round++) {
+		snprintf(cmd, sizeof(cmd), "DESTDIR=%s sh %s/contrib/libvirt/install.sh --bin %s 2>&1",
+			 root, MIGRATECTL_SRC, MIGRATECTL_PATH);
+		p = popen(cmd, "r");
+		cr_assert_not_null(p);
+		n = fread(r.out, 1, sizeof(r.out) - 1, p);
+		r.out[n] = '\0';
+		r.status = pclose(p);
+		cr_assert_eq(r.status, 0, "%s", r.out);
+		cr_assert_eq(strstr(r.out, "SIGHUP") != NULL, round == 0, "round %d: %s", round, r.out);
+		cr_assert(strstr(r.out, round ? "kept " : "installed "), "%s", r.out);
+	}
+	snprintf(path, sizeof(path), "%s/etc/libvirt/hooks/qemu", root);
+	slurp(path, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "site\n", "the site's own hook is left alone");
+	snprintf(path, sizeof(path), "%s/etc/libvirt/hooks/qemu.d/50-migratectl", root);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert(st.st_mode & S_IXUSR, "executable");
+	slurp(path, buf, sizeof(buf));
+	cr_assert(strstr(buf, "MIGRATECTL=${MIGRATECTL:-" MIGRATECTL_PATH "}"), "%s", buf);
+	/* the wrapper, as libvirtd runs it: a strict config without agent refuses */
+	snprintf(cmd, sizeof(cmd), "printf 'agent = unix:///nonexistent/a.sock\\nstrict = yes\\n'"
+		 " > %s/strict.conf && env -i LC_ALL=C PATH=/usr/bin:/bin MIGRATECTL_HOOK_CONF="
+		 "%s/strict.conf %s lvtest prepare begin - </dev/null 2>%s/err", root, root, path,
+		 root);
+	r.status = system(cmd);
+	cr_assert(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 1, "%d", r.status);
+	snprintf(path, sizeof(path), "%s/err", root);
+	slurp(path, buf, sizeof(buf));
+	cr_assert(strstr(buf, "refused, as strict = yes asks"), "%s", buf);
+	/* a wrapper whose binary is gone lets libvirt go on */
+	snprintf(cmd, sizeof(cmd), "env -i MIGRATECTL=/nonexistent/migratectl "
+		 "%s/etc/libvirt/hooks/qemu.d/50-migratectl lvtest prepare begin - </dev/null "
+		 "2>/dev/null", root);
+	cr_assert_eq(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	cr_assert_eq(system(cmd), 0);
 }
