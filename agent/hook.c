@@ -74,7 +74,8 @@ int agent_op_hook(struct session *s, const uint8_t *body)
 		return agent_reply(s, -EINVAL, "HOOK: the XML's length does not match xml_len",
 				   NULL, 0);
 	if (n > MIG_HOOK_XML_MAX)
-		return agent_reply(s, -E2BIG, "HOOK: the domain XML is over 1 MiB", NULL, 0);
+		return agent_reply(s, -E2BIG, "HOOK: the domain XML is over the "
+				   "MIG_HOOK_XML_MAX bytes a call carries", NULL, 0);
 	d = malloc(sizeof(*d));
 	if (!d)
 		return agent_reply(s, -ENOMEM, "out of memory", NULL, 0);

@@ -26,6 +26,9 @@
 #include "cli.h"
 #include "util.h"
 
+#define XML_MAX_S "65448"
+_Static_assert(MIG_HOOK_XML_MAX == 65448, "XML_MAX_S says MIG_HOOK_XML_MAX");
+
 /* What the timer's handler writes and how it exits (set before it is armed). */
 static char deadline_line[512];
 static size_t deadline_len;
@@ -172,8 +175,8 @@ static int hook_run(struct hook_run *h)
 
 	if (r < 0) {
 		fprintf(stderr, "migratectl: hook %s of domain %s: %s\n", mig_hook_op_to_string(h->op),
-			h->domain, r == -E2BIG ? "the domain XML on stdin is over 1 MiB, more than "
-			"this hook reads" : strerror(-r));
+			h->domain, r == -E2BIG ? "the domain XML on stdin is over " XML_MAX_S
+			" bytes, more than this hook carries" : strerror(-r));
 		return h->op == MIG_HOOK_RECONNECT ? 0 : 1;
 	}
 	if (filters) {

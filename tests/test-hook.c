@@ -18,8 +18,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <migrate/agent.h>
 #include <migrate/control.h>
 #include <migrate/lv-hook.h>
+#include <migrate/wire.h>
 
 #include "util.h"
 
@@ -867,7 +869,7 @@ Test(hook_proc, bad_input)
 	big[MIG_HOOK_XML_MAX + 1] = '\0';
 	hook(s.dir, s.conf, "migrate", "begin", big, &r);
 	cr_assert_eq(r.status, 1, "%s", r.err);
-	cr_assert(strstr(r.err, "over 1 MiB"), "%s", r.err);
+	cr_assert(strstr(r.err, "over 65448 bytes"), "%s", r.err);
 	free(big);
 	hook(s.dir, s.conf, "attach", "begin", "", &r);
 	cr_assert_eq(r.status, 0, "an operation it does not know: nothing to do");
@@ -931,4 +933,73 @@ Test(hook_proc, install_into_a_scratch_root)
 	cr_assert_eq(system(cmd), 0);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
 	cr_assert_eq(system(cmd), 0);
+}
+
+/* The agent's side of MIG_OP_HOOK: the body is the call and the XML, the
+ * XML's length as the call says, at most 1 MiB, a known operation. */
+Test(hook_proc, the_agent_refuses_bad_calls)
+{
+	struct mig_hook_call c = { .op = MIG_HOOK_PREPARE, .subop = MIG_HOOK_SUB_BEGIN };
+	struct mig_error err = { 0 };
+	struct agent_request req;
+	struct mig_client cl;
+	struct mig_buf extra = { 0 };
+	struct site s;
+	char ep[160];
+	uint8_t *body = calloc(1, sizeof(c) + MIG_HOOK_XML_MAX + 1);
+	int r;
+	struct { struct mig_request r; struct mig_hook_call c; } frame = {
+		.r = { .op = MIG_OP_HOOK }, .c = c };
+
+	/* the dispatcher: a call and any number of bytes; less is refused */
+	cr_assert_eq(agent_request_parse(MIG_FRAME_REQUEST, &frame, sizeof(frame), &req, &err), 0,
+		     "%s", err.msg);
+	cr_assert_eq(req.body_len, sizeof(c));
+	cr_assert_eq(agent_request_parse(MIG_FRAME_REQUEST, &frame, sizeof(frame) - 1, &req, &err),
+		     -EINVAL);
+	site_start(&s, "");
+	snprintf(ep, sizeof(ep), "unix://%s", s.sock);
+	mig_error_clear(&err);
+	cr_assert_eq(mig_client_open(ep, NULL, &cl, &err), 0, "%s", err.msg);
+	strcpy(c.domain, "lvtest");
+	c.xml_len = 10;
+	memcpy(body, &c, sizeof(c));
+	cr_assert_eq(mig_client_call(&cl, MIG_OP_HOOK, body, sizeof(c) + 9, &extra, &err), -EINVAL);
+	cr_assert(strstr(err.msg, "xml_len"), "%s", err.msg);
+	mig_error_clear(&err);
+	c.xml_len = MIG_HOOK_XML_MAX + 1;
+	memcpy(body, &c, sizeof(c));
+	r = mig_client_call(&cl, MIG_OP_HOOK, body, sizeof(c) + c.xml_len, &extra, &err);
+	cr_assert_lt(r, 0, "a call over the cap never reaches the agent's handler");
+	/* the cap is what one REQUEST frame holds, to the byte */
+	cr_assert_eq(MIG_HOOK_XML_MAX + sizeof(struct mig_request) + sizeof(c),
+		     mig_frame_max_payload(MIG_FRAME_REQUEST));
+	mig_error_clear(&err);
+	c.xml_len = MIG_HOOK_XML_MAX;
+	memset(body + sizeof(c), ' ', MIG_HOOK_XML_MAX);
+	memcpy(body, &c, sizeof(c));
+	r = mig_client_call(&cl, MIG_OP_HOOK, body, sizeof(c) + c.xml_len, &extra, &err);
+	cr_assert_eq(r, -EINVAL, "%d %s", r, err.msg);
+	cr_assert(strstr(err.msg, "does not parse"), "the largest call arrives: %s", err.msg);
+	mig_error_clear(&err);
+	c.op = _MIG_HOOK_OP_END;
+	c.xml_len = 0;
+	memcpy(body, &c, sizeof(c));
+	cr_assert_eq(mig_client_call(&cl, MIG_OP_HOOK, body, sizeof(c), &extra, &err), -EINVAL);
+	cr_assert(strstr(err.msg, "unknown hook operation"), "%s", err.msg);
+	/* and a good one still gets its verdict on the same connection */
+	mig_error_clear(&err);
+	c.op = MIG_HOOK_PREPARE;
+	c.xml_len = (uint32_t)strlen(small_xml);
+	memcpy(body, &c, sizeof(c));
+	memcpy(body + sizeof(c), small_xml, c.xml_len);
+	cr_assert_eq(mig_client_call(&cl, MIG_OP_HOOK, body, sizeof(c) + c.xml_len, &extra, &err),
+		     0, "%s", err.msg);
+	cr_assert_eq(extra.len, sizeof(struct mig_hook_verdict));
+	cr_assert_eq(((struct mig_hook_verdict *)extra.data)->journaled, 1);
+	cr_assert_eq(((struct mig_hook_verdict *)extra.data)->seq, 1);
+	mig_buf_free(&extra);
+	mig_client_close(&cl);
+	free(body);
+	site_stop(&s);
 }

@@ -379,8 +379,6 @@ enum mig_hook_op {
 const char *mig_hook_op_to_string(enum mig_hook_op op);
 int mig_hook_op_from_string(const char *s);
 
-/* The domain XML a hook call carries, at most (libvirt's are a few KiB). */
-#define MIG_HOOK_XML_MAX (1U << 20)
 
 /* HOOK: one call of the qemu hook; xml_len bytes of the domain XML (no
  * NUL) follow, the site's rewrite rules already applied. */
@@ -396,6 +394,11 @@ _Static_assert(sizeof(struct mig_hook_call) == 80, "hook call");
 #define MIG_HOOK_SUB_BEGIN 1
 #define MIG_HOOK_SUB_END 2
 #define MIG_HOOK_F_CHECK 1U       /* run the host checks on the XML (migrate/restore begin) */
+/* The domain XML a hook call carries, at most: what one REQUEST frame
+ * holds besides the call (64 KiB, transport/wire.c); libvirt's domain XML
+ * is a few KiB. */
+#define MIG_HOOK_XML_MAX (64U * 1024 - (uint32_t)sizeof(struct mig_request) - \
+			  (uint32_t)sizeof(struct mig_hook_call))
 
 /* HOOK's answer. */
 struct mig_hook_verdict {
