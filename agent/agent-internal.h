@@ -125,5 +125,7 @@ void agent_lv_init(struct agent *a);
 int agent_op_lv_incoming(struct session *s, const uint8_t *body);
 int agent_op_lv_outgoing(struct session *s, const uint8_t *body);
 int agent_op_lv_domain(struct session *s, const uint8_t *body);
+/* MIG_OP_HOOK (hook.c): libvirt's qemu hook on this host. */
+int agent_op_hook(struct session *s, const uint8_t *body);
 
 #endif

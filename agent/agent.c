@@ -977,6 +977,8 @@ static const struct {
 	[MIG_OP_LV_DOMAIN] = { "LV_DOMAIN", agent_op_lv_domain, sizeof(struct mig_lv_domain_ref) },
 	[MIG_OP_VM_CHECK] = { "VM_CHECK", op_vm_check, sizeof(struct mig_vm_check),
 			      sizeof(struct mig_manifest_entry) },
+	/* the domain XML follows the call: any number of bytes (hook.c caps it) */
+	[MIG_OP_HOOK] = { "HOOK", agent_op_hook, sizeof(struct mig_hook_call), 1 },
 };
 
 int agent_request_parse(uint16_t type, const void *payload, size_t len,

@@ -69,18 +69,20 @@ static void journal_file_append(struct agent_journal *j, const struct mig_journa
 		j->write_errors++;
 }
 
-void agent_journal_add(struct agent_journal *j, const struct mig_journal_rec *r)
+uint64_t agent_journal_add(struct agent_journal *j, const struct mig_journal_rec *r)
 {
 	struct mig_journal_rec *rec;
+	uint64_t seq;
 
 	pthread_mutex_lock(&j->lock);
 	rec = &j->ring[(j->next_seq - 1) % j->cap];
 	*rec = *r;
-	rec->seq = j->next_seq++;
+	seq = rec->seq = j->next_seq++;
 	rec->pid = j->pid;
 	if (j->fd >= 0)
 		journal_file_append(j, rec);
 	pthread_mutex_unlock(&j->lock);
+	return seq;
 }
 
 static void journal_ran(void *arg, struct mig_vm *vm, const struct mig_vcpu_run *e)
@@ -100,6 +102,18 @@ static void journal_ran(void *arg, struct mig_vm *vm, const struct mig_vcpu_run 
 	rec.vcpu = e->vcpu;
 	rec.event = e->kind;
 	agent_journal_add(t->j, &rec);
+}
+
+uint64_t agent_journal_hook(struct agent_journal *j, const char *uuid, uint32_t op)
+{
+	struct mig_journal_rec rec = { 0 };
+
+	str_copy(rec.vm, sizeof(rec.vm), uuid);
+	rec.realtime_ns = mig_realtime_ns();
+	rec.monotonic_ns = mig_clock_ns(CLOCK_MONOTONIC);
+	rec.event = MIG_JOURNAL_HOOK;
+	rec.detail = op;
+	return agent_journal_add(j, &rec);
 }
 
 int agent_journal_watch(struct agent_journal *j, struct mig_vm *vm, const char *name,

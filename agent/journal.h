@@ -24,8 +24,11 @@ int agent_journal_open(const char *path, uint32_t capacity, struct agent_journal
 int agent_journal_watch(struct agent_journal *j, struct mig_vm *vm, const char *name,
 			const uint8_t *mig_id);
 /* A record made elsewhere (a libvirt domain's lifecycle, a hook's call):
- * its seq and pid are stamped here. */
-void agent_journal_add(struct agent_journal *j, const struct mig_journal_rec *r);
+ * its seq (returned) and pid are stamped here. */
+uint64_t agent_journal_add(struct agent_journal *j, const struct mig_journal_rec *r);
+/* A call of libvirt's qemu hook for the domain `uuid` (enum mig_hook_op
+ * op), now: its seq. */
+uint64_t agent_journal_hook(struct agent_journal *j, const char *uuid, uint32_t op);
 /* Records with seq > after_seq and realtime_ns >= since_ns, oldest first,
  * at most max; the reply's other fields filled in. */
 uint32_t agent_journal_read(struct agent_journal *j, uint64_t since_ns, uint64_t after_seq,

@@ -21,9 +21,23 @@ static bool id_zero(const uint8_t id[16])
 	return true;
 }
 
+static const char *event_name(uint32_t event)
+{
+	switch (event) {
+	case MIG_VCPU_RUN_START:
+		return "start";
+	case MIG_VCPU_RUN_STOP:
+		return "stop";
+	case MIG_JOURNAL_HOOK:
+		return "hook";
+	}
+	return "unknown";
+}
+
 int mig_journal_rec_format(const struct mig_journal_rec *r, char *buf, size_t n)
 {
-	char id[40] = "null";
+	char id[40] = "null", hook[40] = "";
+	const char *op;
 	int len;
 
 	if (!id_zero(r->mig_id)) {
@@ -31,11 +45,14 @@ int mig_journal_rec_format(const struct mig_journal_rec *r, char *buf, size_t n)
 		uuid_unparse_lower(r->mig_id, id + 1);
 		strcat(id, "\"");
 	}
+	if (r->event == MIG_JOURNAL_HOOK) {
+		op = mig_hook_op_to_string(r->detail);
+		snprintf(hook, sizeof(hook), ",\"hook\":\"%s\"", op ? op : "unknown");
+	}
 	len = snprintf(buf, n, "{\"seq\":%llu,\"vm\":\"%.*s\",\"mig\":%s,\"vcpu\":%u,"
-		       "\"event\":\"%s\",\"realtime_ns\":%llu,\"monotonic_ns\":%llu,\"pid\":%u}",
+		       "\"event\":\"%s\"%s,\"realtime_ns\":%llu,\"monotonic_ns\":%llu,\"pid\":%u}",
 		       (unsigned long long)r->seq, (int)strnlen(r->vm, sizeof(r->vm)), r->vm, id,
-		       r->vcpu, r->event == MIG_VCPU_RUN_START ? "start" :
-		       r->event == MIG_VCPU_RUN_STOP ? "stop" : "unknown",
+		       r->vcpu, event_name(r->event), hook,
 		       (unsigned long long)r->realtime_ns, (unsigned long long)r->monotonic_ns,
 		       r->pid);
 	if (len < 0)
@@ -126,9 +143,20 @@ int mig_journal_rec_parse(const char *line, struct mig_journal_rec *ret, struct 
 		r.event = MIG_VCPU_RUN_START;
 	else if (k && !strcmp(s, "stop"))
 		r.event = MIG_VCPU_RUN_STOP;
+	else if (k && !strcmp(s, "hook"))
+		r.event = MIG_JOURNAL_HOOK;
 	else
-		return mig_error_set(err, -EINVAL, "journal line's \"event\" is neither \"start\" "
-				     "nor \"stop\"");
+		return mig_error_set(err, -EINVAL, "journal line's \"event\" is neither \"start\", "
+				     "\"stop\" nor \"hook\"");
+	if (r.event == MIG_JOURNAL_HOOK) {
+		k = get_str(line, "hook", s, sizeof(s), err);
+		if (k < 0)
+			return k;
+		if (!k || (k = mig_hook_op_from_string(s)) < 0)
+			return mig_error_set(err, -EINVAL, "journal line's \"hook\" is not a hook "
+					     "operation (migrate, prepare, start, ...)");
+		r.detail = (uint32_t)k;
+	}
 	*ret = r;
 	return 0;
 }

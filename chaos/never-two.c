@@ -64,7 +64,7 @@ static int src_intervals(const struct mig_journal_src *s, unsigned si,
 {
 	const struct mig_journal_rec **p;
 	uint8_t *on = NULL;
-	size_t on_cap = 0;
+	size_t on_cap = 0, nr = 0;
 	int r = 0;
 
 	if (!s->n)
@@ -72,15 +72,18 @@ static int src_intervals(const struct mig_journal_src *s, unsigned si,
 	p = malloc(s->n * sizeof(*p));
 	if (!p)
 		return -ENOMEM;
+	/* Only vCPU records: a hook record (a libvirt domain's, vcpu 0) says
+	 * nothing of what runs. */
 	for (size_t i = 0; i < s->n; i++)
-		p[i] = &s->recs[i];
-	qsort_r(p, s->n, sizeof(*p), rec_cmp, &clk);
-	for (size_t i = 0; i < s->n && r == 0;) {
+		if (s->recs[i].event != MIG_JOURNAL_HOOK)
+			p[nr++] = &s->recs[i];
+	qsort_r(p, nr, sizeof(*p), rec_cmp, &clk);
+	for (size_t i = 0; i < nr && r == 0;) {
 		size_t j = i, running = 0;
 		uint32_t top = 0;
 		struct interval iv = { .src = si };
 
-		while (j < s->n && !strncmp(p[j]->vm, p[i]->vm, sizeof(p[i]->vm))) {
+		while (j < nr && !strncmp(p[j]->vm, p[i]->vm, sizeof(p[i]->vm))) {
 			if (p[j]->vcpu > top)
 				top = p[j]->vcpu;
 			j++;

@@ -19,6 +19,7 @@ int cmd_migrations(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_journal(int argc, char **argv);
 int cmd_chaos(int argc, char **argv);
+int cmd_hook(int argc, char **argv);
 /* Backends' own commands, in their folders: `vm run` is the lab's
  * (backends/lab/lab-run.c; lab-run-absent.c in a build without it). */
 int lab_cmd_run(int argc, char **argv);

@@ -22,6 +22,18 @@ static void usage(FILE *f)
 	fputs("usage: migratectl journal ENDPOINT [--since NS] [--json] [--key-file F]\n", f);
 }
 
+/* start, stop, or for a libvirt hook record the hook's operation */
+static const char *event_word(const struct mig_journal_rec *rec)
+{
+	const char *op = mig_hook_op_to_string(rec->detail);
+
+	if (rec->event == MIG_VCPU_RUN_START)
+		return "start";
+	if (rec->event == MIG_VCPU_RUN_STOP)
+		return "stop";
+	return rec->event == MIG_JOURNAL_HOOK && op ? op : "?";
+}
+
 int cmd_journal(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -104,7 +116,7 @@ int cmd_journal(int argc, char **argv)
 		printf("%8llu %-20llu %-20llu %-20s %5u %-5s %-36s %u\n",
 		       (unsigned long long)rec.seq, (unsigned long long)rec.realtime_ns,
 		       (unsigned long long)rec.monotonic_ns, rec.vm, rec.vcpu,
-		       rec.event == MIG_VCPU_RUN_START ? "start" : "stop", id, rec.pid);
+		       event_word(&rec), id, rec.pid);
 	}
 	mig_buf_free(&recs);
 	return 0;

@@ -31,6 +31,8 @@ static void usage(FILE *f)
 	      "  chaos (--local N | --agents EP,... --key-file F) [--runs N] [--seed S]\n"
 	      "        [--faults LIST] [--lab SPEC] [--json] [--replay RUN] [-- START-OPTIONS]\n"
 	      "                 a campaign of migrations with faults, every invariant checked\n"
+	      "  hook [--config FILE] DOMAIN OP SUBOP EXTRA\n"
+	      "                 libvirt's qemu hook: host checks, site rewrites, journal records\n"
 	      "\n"
 	      "  --help, --version\n"
 	      "see migratectl(1)\n", f);
@@ -66,6 +68,8 @@ int main(int argc, char **argv)
 		return cmd_journal(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "chaos"))
 		return cmd_chaos(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "hook"))
+		return cmd_hook(argc - 1, argv + 1);
 	fprintf(stderr, "migratectl: unknown command '%s' (try migratectl --help)\n", argv[1]);
 	return EXIT_USAGE;
 }

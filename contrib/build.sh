@@ -22,6 +22,8 @@ packages=(
 	libssl-dev
 	# the chaos runner reads start's JSON (migratectl chaos, docs/chaos.md)
 	libjson-c-dev
+	# libvirt's qemu hook reads domain XML (migratectl hook, docs/libvirt-hook.md)
+	libxml2-dev
 	git
 	# the real-kernel tests: Debian's kernel under QEMU (tests/realkernel/)
 	qemu-system-x86

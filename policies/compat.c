@@ -65,6 +65,17 @@ static const char *bit_name(unsigned reg_index, unsigned bit)
 	return NULL;
 }
 
+int compat_cpuid_feature(const char *name, unsigned *ret_reg_index, unsigned *ret_bit)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (!strcmp(names[i].name, name)) {
+			*ret_reg_index = names[i].reg_index;
+			*ret_bit = names[i].bit;
+			return 0;
+		}
+	return -ENOENT;
+}
+
 int compat_cpuid(const uint32_t *guest, const uint32_t *host, struct mig_error *err)
 {
 	for (unsigned i = 0; i < COMPAT_CPUID_REGS; i++) {

@@ -7,6 +7,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <stdio.h>
+
+#include <migrate/control.h>
 #include <migrate/journal.h>
 #include <migrate/vm.h>
 
@@ -217,6 +220,37 @@ Test(never_two, the_chosen_clock_decides)
 	cr_assert_eq(n, 1);
 }
 
+/* Hook records (a libvirt domain's, vcpu 0) are no vCPU running: a hook
+ * record on another agent in the middle of a run, or a pair of them that
+ * would look like a start and a stop, is no overlap, and a real overlap
+ * between them is still found. */
+Test(never_two, hook_records_are_ignored)
+{
+	struct mig_journal_rec a[] = {
+		rec("vm", 0, START, 100), rec("vm", 0, STOP, 200),
+		rec("5f0c6a1e-3b9d-4c7e-9a41-0123456789ab", 0, MIG_JOURNAL_HOOK, 100),
+	};
+	struct mig_journal_rec b[] = {
+		rec("vm", 0, MIG_JOURNAL_HOOK, 150), rec("vm", 0, MIG_JOURNAL_HOOK, 160),
+		rec("5f0c6a1e-3b9d-4c7e-9a41-0123456789ab", 0, MIG_JOURNAL_HOOK, 120),
+		rec("vm", 0, START, 300),
+	};
+	struct mig_journal_src s[] = { SRC("src", a), SRC("dst", b) };
+	struct mig_overlap o[4];
+	size_t n = 99;
+
+	b[0].detail = MIG_HOOK_STARTED;
+	b[1].detail = MIG_HOOK_STOPPED;
+	cr_assert_eq(check(s, 2, o, 4, &n), 0);
+	cr_assert_eq(n, 0);
+	/* the same journals with a real overlap: it is found, hooks or not */
+	b[3].realtime_ns = 150;
+	cr_assert_eq(check(s, 2, o, 4, &n), 1);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(o[0].from_ns, 150);
+	cr_assert_eq(o[0].to_ns, 200);
+}
+
 /* ---- the line format ---- */
 
 Test(journal_line, round_trip)
@@ -242,6 +276,54 @@ Test(journal_line, round_trip)
 	cr_assert(strstr(line, "\"mig\":null"), "%s", line);
 	cr_assert_eq(mig_journal_rec_parse(line, &back, &err), 0, "%s", err.msg);
 	cr_assert_eq(memcmp(&r, &back, sizeof(r)), 0, "%s", line);
+}
+
+/* A hook record: "event":"hook" and its operation by name, back to the
+ * same record; every operation of the table. */
+Test(journal_line, hook_round_trip)
+{
+	struct mig_journal_rec r = rec("5f0c6a1e-3b9d-4c7e-9a41-0123456789ab", 0,
+				       MIG_JOURNAL_HOOK, 1796553888967674224ULL), back;
+	char line[MIG_JOURNAL_LINE_MAX], want[64];
+
+	r.pid = 77;
+	for (int op = 1; op < _MIG_HOOK_OP_END; op++) {
+		struct mig_error err = { 0 };
+
+		r.detail = (uint32_t)op;
+		cr_assert_eq((size_t)mig_journal_rec_format(&r, line, sizeof(line)), strlen(line));
+		snprintf(want, sizeof(want), "\"event\":\"hook\",\"hook\":\"%s\"",
+			 mig_hook_op_to_string(op));
+		cr_assert(strstr(line, want), "%s", line);
+		cr_assert_eq(mig_journal_rec_parse(line, &back, &err), 0, "%s", err.msg);
+		cr_assert_eq(memcmp(&r, &back, sizeof(r)), 0, "%s", line);
+	}
+	cr_assert_str_eq(mig_hook_op_to_string(MIG_HOOK_STARTED), "started");
+	cr_assert_eq(mig_hook_op_from_string("reconnect"), MIG_HOOK_RECONNECT);
+	cr_assert_null(mig_hook_op_to_string(0));
+	cr_assert_null(mig_hook_op_to_string(_MIG_HOOK_OP_END));
+	cr_assert_lt(mig_hook_op_from_string("attach"), 0);
+}
+
+/* A vCPU record's line has no "hook"; a hook line without one, or with an
+ * unknown operation, is refused. */
+Test(journal_line, bad_hook_lines_are_refused)
+{
+	struct mig_journal_rec r = rec("vm", 0, START, 5);
+	struct mig_error err = { 0 };
+	char line[MIG_JOURNAL_LINE_MAX];
+
+	mig_journal_rec_format(&r, line, sizeof(line));
+	cr_assert_null(strstr(line, "hook"), "%s", line);
+	cr_assert_lt(mig_journal_rec_parse("{\"seq\":1,\"vm\":\"v\",\"mig\":null,\"vcpu\":0,"
+					   "\"event\":\"hook\",\"realtime_ns\":5,"
+					   "\"monotonic_ns\":5,\"pid\":1}", &r, &err), 0);
+	cr_assert(strstr(err.msg, "\"hook\""), "%s", err.msg);
+	mig_error_clear(&err);
+	cr_assert_lt(mig_journal_rec_parse("{\"seq\":1,\"vm\":\"v\",\"mig\":null,\"vcpu\":0,"
+					   "\"event\":\"hook\",\"hook\":\"attach\",\"realtime_ns\":5,"
+					   "\"monotonic_ns\":5,\"pid\":1}", &r, &err), 0);
+	cr_assert(strstr(err.msg, "hook operation"), "%s", err.msg);
 }
 
 /* A line cut short by a kill, or damaged, is refused with what is wrong. */
@@ -370,6 +452,39 @@ Test(agent_journal, the_ring_drops_the_oldest)
 	cr_assert_eq(agent_journal_read(j, 0, out[2].seq, out, 3, &info), 1);
 	cr_assert_eq(out[0].seq, 6);
 	mig_vm_run_end(&vm);
+}
+
+/* A hook call's record: the domain's UUID, the hook's operation, in the
+ * ring and the file, between vCPU records in seq order. */
+Test(agent_journal, a_hook_record)
+{
+	static struct mig_journal_rec out[4];
+	struct agent_journal *j;
+	struct mig_journal_reply info;
+	struct mig_error err = { 0 };
+	char path[] = "/tmp/migratectl-journal-XXXXXX", line[MIG_JOURNAL_LINE_MAX + 2];
+	const char *uuid = "5f0c6a1e-3b9d-4c7e-9a41-0123456789ab";
+	int fd = mkstemp(path);
+	FILE *f;
+
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(agent_journal_open(path, 4, &j, &err), 0, "%s", err.msg);
+	cr_assert_eq(agent_journal_hook(j, uuid, MIG_HOOK_PREPARE), 1);
+	cr_assert_eq(agent_journal_hook(j, uuid, MIG_HOOK_STARTED), 2);
+	cr_assert_eq(agent_journal_read(j, 0, 0, out, 4, &info), 2);
+	cr_assert_str_eq(out[1].vm, uuid);
+	cr_assert_eq(out[1].event, MIG_JOURNAL_HOOK);
+	cr_assert_eq(out[1].detail, MIG_HOOK_STARTED);
+	cr_assert_eq(out[1].pid, (uint32_t)getpid());
+	cr_assert_gt(out[1].realtime_ns, 0);
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	cr_assert_not_null(fgets(line, sizeof(line), f));
+	cr_assert(strstr(line, "\"event\":\"hook\",\"hook\":\"prepare\""), "%s", line);
+	cr_assert(strstr(line, uuid), "%s", line);
+	fclose(f);
+	unlink(path);
 }
 
 Test(agent_journal, a_file_it_cannot_open_is_an_error)

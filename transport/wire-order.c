@@ -169,6 +169,13 @@ LAYOUT(lv_domain_ref, mig_lv_domain_ref, B(mig_lv_domain_ref, domain));
 LAYOUT(lv_domain_info, mig_lv_domain_info, F(mig_lv_domain_info, state),
        F(mig_lv_domain_info, persistent), B(mig_lv_domain_info, uuid));
 
+LAYOUT(hook_call, mig_hook_call, B(mig_hook_call, domain), F(mig_hook_call, op),
+       F(mig_hook_call, subop), F(mig_hook_call, flags), F(mig_hook_call, xml_len));
+LAYOUT(hook_verdict, mig_hook_verdict, F(mig_hook_verdict, status),
+       F(mig_hook_verdict, refused), F(mig_hook_verdict, journaled), F(mig_hook_verdict, pad),
+       F(mig_hook_verdict, seq), B(mig_hook_verdict, host), B(mig_hook_verdict, uuid),
+       B(mig_hook_verdict, msg));
+
 /* journal.h */
 LAYOUT(journal_req, mig_journal_req, F(mig_journal_req, since_ns),
        F(mig_journal_req, after_seq));
@@ -178,7 +185,7 @@ LAYOUT(journal_reply, mig_journal_reply, F(mig_journal_reply, next_seq),
 LAYOUT(journal_rec, mig_journal_rec, B(mig_journal_rec, vm), B(mig_journal_rec, mig_id),
        F(mig_journal_rec, seq), F(mig_journal_rec, realtime_ns),
        F(mig_journal_rec, monotonic_ns), F(mig_journal_rec, vcpu), F(mig_journal_rec, event),
-       F(mig_journal_rec, pid), F(mig_journal_rec, pad));
+       F(mig_journal_rec, pid), F(mig_journal_rec, detail));
 
 const struct mig_wire_layout *const mig_wire_layouts[] = {
 	&mig_wl_hello, &mig_wl_error_msg, &mig_wl_request, &mig_wl_reply, &mig_wl_vm_create,
@@ -191,7 +198,7 @@ const struct mig_wire_layout *const mig_wire_layouts[] = {
 	&mig_wl_check_reply, &mig_wl_check_result, &mig_wl_journal_req, &mig_wl_journal_reply,
 	&mig_wl_journal_rec, &mig_wl_fault_plan, &mig_wl_fault_report, &mig_wl_lv_incoming,
 	&mig_wl_lv_incoming_reply, &mig_wl_lv_outgoing, &mig_wl_lv_domain_ref,
-	&mig_wl_lv_domain_info, NULL,
+	&mig_wl_lv_domain_info, &mig_wl_hook_call, &mig_wl_hook_verdict, NULL,
 };
 
 void mig_wire_swap(const struct mig_wire_layout *l, void *p, size_t n)

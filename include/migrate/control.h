@@ -363,6 +363,59 @@ _Static_assert(sizeof(struct mig_lv_domain_info) == 48, "lv domain info");
 #define MIG_LV_STATE_OTHER 5      /* crashed, shutting down, pmsuspended */
 _Static_assert(sizeof(struct mig_cancel) == 16, "cancel");
 
+/* ---- `migratectl hook`: libvirt's qemu hook (docs/libvirt-hook.md) ---- */
+
+/* The operations libvirt calls its qemu hook with (its second argument). */
+enum mig_hook_op {
+	MIG_HOOK_OP_INVALID = 0,
+	MIG_HOOK_MIGRATE = 1,     /* destination, incoming migration: filters the XML */
+	MIG_HOOK_PREPARE = 2,
+	MIG_HOOK_START = 3,
+	MIG_HOOK_STARTED = 4,
+	MIG_HOOK_STOPPED = 5,
+	MIG_HOOK_RELEASE = 6,
+	MIG_HOOK_RECONNECT = 7,   /* a non-zero exit there kills QEMU */
+	MIG_HOOK_RESTORE = 8,     /* filters the XML, as migrate */
+	_MIG_HOOK_OP_END,
+};
+/* "migrate", "prepare", ...: NULL (and -EINVAL) outside the values above. */
+const char *mig_hook_op_to_string(enum mig_hook_op op);
+int mig_hook_op_from_string(const char *s);
+
+
+/* HOOK: one call of the qemu hook; xml_len bytes of the domain XML (no
+ * NUL) follow, the site's rewrite rules already applied. */
+struct mig_hook_call {
+	char domain[MIG_LV_NAME_MAX];  /* libvirt's name for it, cut to fit: for messages */
+	uint32_t op;              /* enum mig_hook_op */
+	uint32_t subop;           /* MIG_HOOK_SUB_* */
+	uint32_t flags;           /* MIG_HOOK_F_* */
+	uint32_t xml_len;
+};
+_Static_assert(sizeof(struct mig_hook_call) == 80, "hook call");
+#define MIG_HOOK_SUB_OTHER 0      /* "-" or anything else */
+#define MIG_HOOK_SUB_BEGIN 1
+#define MIG_HOOK_SUB_END 2
+#define MIG_HOOK_F_CHECK 1U       /* run the host checks on the XML (migrate/restore begin) */
+/* The domain XML a hook call carries, at most: what one REQUEST frame
+ * holds besides the call (64 KiB, transport/wire.c); libvirt's domain XML
+ * is a few KiB. */
+#define MIG_HOOK_XML_MAX (64U * 1024 - (uint32_t)sizeof(struct mig_request) - \
+			  (uint32_t)sizeof(struct mig_hook_call))
+
+/* HOOK's answer. */
+struct mig_hook_verdict {
+	int32_t status;           /* 0: the host takes it; -errno: the first refusal */
+	uint32_t refused;         /* checks that refused (all in the agent's log) */
+	uint32_t journaled;       /* 1: a journal record was made (seq) */
+	uint32_t pad;
+	uint64_t seq;
+	char host[64];            /* the agent's host name, for the message */
+	char uuid[40];            /* the domain's, lowercase ("" when the XML has none) */
+	char msg[896];            /* the first refusal: the problem; the fix */
+};
+_Static_assert(sizeof(struct mig_hook_verdict) == 1024, "hook verdict");
+
 /* VM_DESCRIBE's answer: what a destination prepares the VM from (the
  * description VM_LIST gives too) and its device manifest, as SETUP carries
  * it (struct mig_manifest_entry, <migrate/vm.h>), nr_devices entries after

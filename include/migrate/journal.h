@@ -20,19 +20,27 @@
 #include <migrate/control.h>
 #include <migrate/error.h>
 
-/* One vCPU starting or stopping (also the MIG_OP_JOURNAL reply's entries). */
+/*
+ * One vCPU starting or stopping, or one call of libvirt's qemu hook on the
+ * agent's host (also the MIG_OP_JOURNAL reply's entries).  A hook record
+ * (event MIG_JOURNAL_HOOK) names the libvirt domain by its UUID, has vcpu
+ * 0 and the hook's operation in detail; the never-two check ignores it
+ * (libvirt's vCPUs are not the agent's to see).
+ */
 struct mig_journal_rec {
-	char vm[MIG_NAME_MAX];    /* the VM's name: its identity across agents */
+	char vm[MIG_NAME_MAX];    /* the VM's name (a hook's: the domain UUID), its identity */
 	uint8_t mig_id[16];       /* the migration that moves it here or away (zero: none) */
 	uint64_t seq;             /* the agent's count of records, from 1 */
 	uint64_t realtime_ns;     /* CLOCK_REALTIME */
 	uint64_t monotonic_ns;    /* CLOCK_MONOTONIC: one clock for agents on one host */
 	uint32_t vcpu;
-	uint32_t event;           /* enum mig_vcpu_run_kind: 1 start, 2 stop */
+	uint32_t event;           /* enum mig_vcpu_run_kind (1 start, 2 stop) or MIG_JOURNAL_HOOK */
 	uint32_t pid;             /* the agent's */
-	uint32_t pad;
+	uint32_t detail;          /* MIG_JOURNAL_HOOK: enum mig_hook_op; else 0 */
 };
 _Static_assert(sizeof(struct mig_journal_rec) == 120, "journal record");
+/* The event of a hook record, beside enum mig_vcpu_run_kind's 1 and 2. */
+#define MIG_JOURNAL_HOOK 3
 
 /* MIG_OP_JOURNAL: the records with seq > after_seq and realtime_ns >= since_ns,
  * oldest first, as many as one reply holds (MIG_JOURNAL_REPLY_MAX); ask
@@ -56,6 +64,7 @@ _Static_assert(sizeof(struct mig_journal_reply) == 24, "journal reply");
  * A record as one line of an agent's --journal file (without the newline):
  * {"seq":N,"vm":"NAME","mig":"UUID"|null,"vcpu":N,"event":"start"|"stop",
  *  "realtime_ns":N,"monotonic_ns":N,"pid":N}
+ * and for a hook record "event":"hook","hook":"OP" (mig_hook_op_to_string).
  * Format returns the length (it fits MIG_JOURNAL_LINE_MAX); parse takes
  * such a line back, keys in any order, and says what is wrong with one
  * that is not (a line cut short by a kill, say).

@@ -118,6 +118,10 @@ extern const struct compat_cpuid_reg compat_cpuid_features[COMPAT_CPUID_REGS];
  * both values and what to do.  Bits that mirror the guest's own state
  * (OSXSAVE, OSPKE) are no features and are not compared. */
 int compat_cpuid(const uint32_t *guest, const uint32_t *host, struct mig_error *err);
+/* A feature by the name the table of compat_cpuid's messages gives it
+ * (Linux's names: "avx2", "sse4_2"): its register's index in
+ * compat_cpuid_features and its bit; -ENOENT for a name not there. */
+int compat_cpuid_feature(const char *name, unsigned *ret_reg_index, unsigned *ret_bit);
 
 /* ---- memory slots ---- */
 
