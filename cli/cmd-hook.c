@@ -174,10 +174,12 @@ static int hook_run(struct hook_run *h)
 	int r = read_xml(&xml, &len);
 
 	if (r < 0) {
-		fprintf(stderr, "migratectl: hook %s of domain %s: %s\n", mig_hook_op_to_string(h->op),
-			h->domain, r == -E2BIG ? "the domain XML on stdin is over " XML_MAX_S
-			" bytes, more than this hook carries" : strerror(-r));
-		return h->op == MIG_HOOK_RECONNECT ? 0 : 1;
+		/* a domain too big to check is no reason to stop it moving */
+		fprintf(stderr, "migratectl: hook %s of domain %s: %s; %s\n",
+			mig_hook_op_to_string(h->op), h->domain, r == -E2BIG ?
+			"the domain XML on stdin is over " XML_MAX_S " bytes, more than this hook "
+			"carries" : strerror(-r), outcome(h));
+		return let_through(h);
 	}
 	if (filters) {
 		r = lvh_rewrite(xml, len, &h->conf.rules, &out, &out_len, &changed, &err);
