@@ -1,16 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
  * The libvirt driver (libvirt/driver.c) against two real libvirtd "hosts",
- * A and B, which tests/libvirt/test-lvdriver.sh starts and describes in
- * the environment:
- *   LVD_URI_A, LVD_URI_B  their URIs
- *   LVD_GUEST             a command; "$LVD_GUEST X NAME" starts a small
- *                         transient guest NAME on X
+ * A and B (tests/libvirt/hosts.sh), which tests/libvirt/test-lvdriver.sh
+ * starts and describes in the environment:
+ *   LVD_HOSTS, LVD_DIR    hosts.sh and its directory: the guests
+ *   LVD_URI_A, LVD_URI_B  the two libvirtds
  *   LVD_RUN               the migration sockets' directory, the same path
  *                         on both hosts; on A a relay listens at
- *                         libvirt.sock, qemu.sock and nbd.sock and
- *                         carries each connection to B
- *   LVD_COPY_STORAGE      1: the guests' disks are not shared (copy them)
+ *                         libvirt.sock and qemu.sock there and carries
+ *                         each connection to B (what the agents' tunnel
+ *                         does between real hosts)
  * Without them (run by hand) every case skips.
  */
 #include <criterion/criterion.h>
@@ -36,12 +35,25 @@ static const char *env(const char *name)
 	return v;
 }
 
+/* hosts.sh's small guest (its disk read-only, so shared storage is not
+ * needed), started transiently. */
 static void guest_start(const char *host, const char *name)
 {
 	char cmd[1024];
 
-	snprintf(cmd, sizeof(cmd), "%s %s %s >&2", env("LVD_GUEST"), host, name);
+	snprintf(cmd, sizeof(cmd), "'%s' guest '%s' %s %s >&2", env("LVD_HOSTS"), env("LVD_DIR"),
+		 host, name);
 	cr_assert_eq(system(cmd), 0, "starting guest %s on %s", name, host);
+}
+
+/* The guest's disk on the destination, at the same path. */
+static void guest_disk(const char *host, const char *name)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "'%s' disk '%s' %s %s >&2", env("LVD_HOSTS"), env("LVD_DIR"),
+		 host, name);
+	cr_assert_eq(system(cmd), 0, "disk of %s on %s", name, host);
 }
 
 /* The test's own plain connection, to act on domains as a user would. */
@@ -253,20 +265,17 @@ Test(lvdriver, lifecycle_events, .timeout = 300, .fini = guests_clean)
 }
 
 struct lv_uris {
-	char dconn[512], mig[512], nbd[512];
+	char dconn[512], mig[512];
 };
 
 static struct mig_lv_migrate migration(const char *name, struct lv_uris *u)
 {
 	const char *run = env("LVD_RUN");
-	const char *copy = getenv("LVD_COPY_STORAGE");
 
 	snprintf(u->dconn, sizeof(u->dconn), "qemu+unix:///system?socket=%s/libvirt.sock", run);
 	snprintf(u->mig, sizeof(u->mig), "unix://%s/qemu.sock", run);
-	snprintf(u->nbd, sizeof(u->nbd), "unix://%s/nbd.sock", run);
 	return (struct mig_lv_migrate){
-		.name = name, .dconnuri = u->dconn, .miguri = u->mig, .disks_uri = u->nbd,
-		.parallel = 1, .copy_storage = copy && copy[0] == '1',
+		.name = name, .dconnuri = u->dconn, .miguri = u->mig, .parallel = 1,
 	};
 }
 
@@ -285,6 +294,7 @@ Test(lvdriver, migrate_a_to_b, .timeout = 300, .fini = guests_clean)
 	int r;
 
 	guest_start("A", "lvd-mig");
+	guest_disk("B", "lvd-mig");
 	/* Slow enough to be watched: its memory at 2 MiB/s. */
 	m.bandwidth_bps = 2 * 1024 * 1024 - 1000;  /* rounds up to 2 MiB/s */
 	m.downtime_ms = 250;
@@ -340,6 +350,7 @@ Test(lvdriver, migrate_aborted_stays_on_a, .timeout = 300, .fini = guests_clean)
 	int r;
 
 	guest_start("A", "lvd-abort");
+	guest_disk("B", "lvd-abort");
 	m.bandwidth_bps = 1;        /* 1 MiB/s, libvirt's least */
 	r = mig_lv_migrate_start(a, &m, &j, &err);
 	cr_assert_eq(r, 0, "%s", err.msg);
