@@ -47,6 +47,13 @@ packages=(
 	# an agent's namespace, which Debian's iptables (nft backend) makes
 	iproute2
 	iptables
+	# the libvirt driver builds on libvirt's C API (libvirt/driver.c)
+	libvirt-dev
+	# its test (tests/libvirt/test-lvdriver.sh): two real libvirtds, and
+	# socat relaying the migration's unix sockets between them
+	libvirt-daemon-system
+	libvirt-clients
+	socat
 )
 
 missing=()

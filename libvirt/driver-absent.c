@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: MIT
-/* A build without libvirt: libvirt domains are refused, saying why. */
+/*
+ * The libvirt driver of a build without libvirt (a cross build without
+ * its -dev package): every call fails with one clear reason.
+ */
 #include <errno.h>
 
 #include <migrate/libvirt.h>
 
-#define ABSENT "this migratectl was built without libvirt (install libvirt-dev and rebuild)"
+#define ABSENT(err) mig_error_set(err, -ENOTSUP, "this migratectl was built without libvirt")
 
 int mig_lv_open(const char *uri, void (*on_lifecycle)(void *arg, const struct mig_lv_lifecycle *e),
 		void *arg, struct mig_lv **ret, struct mig_error *err)
 {
 	(void)uri, (void)on_lifecycle, (void)arg;
 	*ret = NULL;
-	return mig_error_set(err, -ENOTSUP, ABSENT);
+	return ABSENT(err);
 }
 
 void mig_lv_close(struct mig_lv *lv)
@@ -23,7 +26,7 @@ int mig_lv_domain_state(struct mig_lv *lv, const char *name, uint32_t *ret_state
 			char uuid[37], bool *ret_persistent, struct mig_error *err)
 {
 	(void)lv, (void)name, (void)ret_state, (void)uuid, (void)ret_persistent;
-	return mig_error_set(err, -ENOTSUP, ABSENT);
+	return ABSENT(err);
 }
 
 int mig_lv_migrate_start(struct mig_lv *lv, const struct mig_lv_migrate *m,
@@ -31,13 +34,14 @@ int mig_lv_migrate_start(struct mig_lv *lv, const struct mig_lv_migrate *m,
 {
 	(void)lv, (void)m;
 	*ret = NULL;
-	return mig_error_set(err, -ENOTSUP, ABSENT);
+	return ABSENT(err);
 }
 
+/* No job can exist: these are never reached with one. */
 int mig_lv_job_stats(struct mig_lv_job *j, struct mig_lv_stats *st, struct mig_error *err)
 {
 	(void)j, (void)st;
-	return mig_error_set(err, -ENOTSUP, ABSENT);
+	return ABSENT(err);
 }
 
 bool mig_lv_job_done(struct mig_lv_job *j, int timeout_ms)
@@ -49,17 +53,17 @@ bool mig_lv_job_done(struct mig_lv_job *j, int timeout_ms)
 int mig_lv_job_abort(struct mig_lv_job *j, struct mig_error *err)
 {
 	(void)j;
-	return mig_error_set(err, -ENOTSUP, ABSENT);
+	return ABSENT(err);
 }
 
 int mig_lv_job_suspend(struct mig_lv_job *j, struct mig_error *err)
 {
 	(void)j;
-	return mig_error_set(err, -ENOTSUP, ABSENT);
+	return ABSENT(err);
 }
 
 int mig_lv_job_finish(struct mig_lv_job *j, struct mig_lv_stats *final, struct mig_error *err)
 {
 	(void)j, (void)final;
-	return mig_error_set(err, -ENOTSUP, ABSENT);
+	return ABSENT(err);
 }
