@@ -1,0 +1,344 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# End to end: migratectl carries libvirt's own live migrations between two
+# libvirt hosts on this machine (hosts.sh, docs/libvirt-tests.md), with the
+# migratectl hook on both.  The guest (guest.S) keeps a pattern in its RAM
+# and prints "pass N" on its console; a migration passes when the console,
+# read in the order the guest wrote it across the hosts, counts on without
+# a gap and without a BAD line.
+#
+#  a. A -> B and back, with 1 and with 4 streams;
+#  b. the hook refusing: a CPU feature B's KVM lacks (--host-profile
+#     cpuid-off), through migratectl and through plain virsh migrate; a
+#     disk missing on B; and the hook's rewrite of the console path;
+#  c. the destination agent killed mid-stream: the guest stays on A;
+#  d. four streams, three migrations in a row.
+#
+# env: MIGRATECTL (the binary), SRCDIR (the source tree; default: from here)
+# Skips (77) only without root, /dev/kvm, mount namespaces or libvirt/QEMU.
+# The directory stays for post-mortem when a case fails.
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SRCDIR=${SRCDIR:-$(cd "$here/../.." && pwd)}
+hosts=$SRCDIR/tests/libvirt/hosts.sh
+
+skip() {
+	echo "test-libvirt: skipped: $*" >&2
+	exit 77
+}
+
+[ "$(id -u)" = 0 ] || skip "needs root (two root libvirtd)"
+[ -c /dev/kvm ] || skip "no /dev/kvm"
+for tool in unshare nsenter virsh qemu-system-x86_64; do
+	command -v "$tool" >/dev/null || skip "no $tool"
+done
+[ -x /usr/sbin/libvirtd ] || skip "no /usr/sbin/libvirtd (libvirt-daemon-system)"
+unshare --mount --propagation private true 2>/dev/null || skip "cannot make a mount namespace"
+[ -n "${MIGRATECTL:-}" ] && [ -x "$MIGRATECTL" ] || { echo "test-libvirt: set MIGRATECTL" >&2; exit 1; }
+export MIGRATECTL
+
+DIR=$(mktemp -d /tmp/migratectl-libvirt-XXXXXX)
+failed=1
+cleanup() {
+	"$hosts" stop "$DIR" >/dev/null 2>&1 || "$hosts" stop "$DIR"
+	if [ "$failed" = 0 ]; then
+		rm -rf "$DIR"
+	else
+		echo "test-libvirt: logs, journals and consoles kept in $DIR" >&2
+	fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+fail() {
+	echo "test-libvirt: FAIL: $*" >&2
+	exit 1
+}
+
+say() {
+	echo "== $*"
+}
+
+# hosts.sh CMD DIR ARGS...: its output, and its status
+h() {
+	local cmd=$1
+	shift
+	"$hosts" "$cmd" "$DIR" "$@" 2>&1
+}
+
+vsh() {
+	local x=$1
+	shift
+	timeout 60 virsh -q -c "$("$hosts" uri "$DIR" "$x")" "$@"
+}
+
+# running, paused, shut off... or "absent"
+state() {
+	vsh "$1" domstate "$2" 2>/dev/null || echo absent
+}
+
+# Polls "$@" every 0.2 s for at most $1 seconds.
+wait_for() {
+	local secs=$1 i
+	shift
+	for ((i = 0; i < secs * 5; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+is_state() {
+	[ "$(state "$1" "$2")" = "$3" ]
+}
+
+# The console path domain $2 writes to on host $1 (its live XML).
+console_path() {
+	vsh "$1" dumpxml "$2" | python3 -c '
+import sys, xml.etree.ElementTree as ET
+s = ET.parse(sys.stdin).find("./devices/serial/source")
+print(s.get("path") if s is not None else "")'
+}
+
+# The guest's console as it wrote it: each host writes its own file (or
+# the same one when the path did not change); a stream file takes, in
+# order, what each file gained since it was last read.
+declare -A offset
+follow() {
+	local name=$1 path=$2 size off
+	[ -f "$path" ] || return 0
+	size=$(stat -c %s "$path")
+	off=${offset[$path]:-0}
+	if [ "$size" -gt "$off" ]; then
+		tail -c +$((off + 1)) "$path" | head -c $((size - off)) >>"$DIR/$name.stream"
+		offset[$path]=$size
+	fi
+}
+
+# Checks the stream: every complete line "pass N" counts on by one from the
+# one before, no BAD line; prints the last N.
+check_stream() {
+	python3 - "$DIR/$1.stream" <<-'EOF'
+	import re, sys
+	text = open(sys.argv[1], errors="replace").read()
+	lines = text.split("\n")[:-1]          # the last one may be half written
+	passes = []
+	for i, line in enumerate(lines):
+	    if "BAD" in line:
+	        sys.exit(f"the guest found its memory changed: line {i + 1}: {line!r}")
+	    m = re.fullmatch(r"pass ([0-9a-f]{8})", line)
+	    if m:
+	        n = int(m.group(1), 16)
+	        if passes and n != passes[-1] + 1:
+	            sys.exit(f"line {i + 1}: pass {n:#x} after pass {passes[-1]:#x}: the count broke")
+	        passes.append(n)
+	    elif line not in ("boot", ""):
+	        sys.exit(f"line {i + 1}: unexpected console output {line!r}")
+	if not passes:
+	    sys.exit("no pass on the console")
+	print(passes[-1])
+	EOF
+}
+
+# Waits until the guest, now on host $2 with console $3, counts at least
+# $4 passes past where it is now, and the whole stream holds.
+guest_runs_on() {
+	local name=$1 x=$2 path=$3 more=$4 last target i
+	follow "$name" "$path"
+	last=$(check_stream "$name") || fail "$name: $(check_stream "$name" 2>&1)"
+	target=$((last + more))
+	for ((i = 0; i < 300; i++)); do
+		follow "$name" "$path"
+		last=$(check_stream "$name") || fail "$name on $x: $(check_stream "$name" 2>&1)"
+		[ "$last" -ge "$target" ] && break
+		sleep 0.2
+	done
+	[ "$last" -ge "$target" ] ||
+		fail "$name on $x: the console stopped at pass $last (wanted $target; $path)"
+	echo "   $name counts on, on $x: pass $last, no BAD line"
+}
+
+# A guest started on A, booted and counting.
+start_guest() {
+	local name=$1 mem=$2
+	local out
+	out=$(h guest A "$name" "$mem") || fail "cannot start $name on A: $out"
+	guest_runs_on "$name" A "$DIR/A/$name.console" 3
+}
+
+# migratectl start SRC -> DST for domain $3, more options after; leaves
+# the exit code in $rc, stdout in $DIR/out, stderr in $DIR/err.
+migrate() {
+	local src=$1 dst=$2 name=$3
+	shift 3
+	"$MIGRATECTL" start "unix://$DIR/$src/agent.sock" "unix://$DIR/$dst/agent.sock" \
+		--vm "libvirt:$name" "$@" >"$DIR/out" 2>"$DIR/err" </dev/null
+	rc=$?
+}
+
+# A migration that must complete: JSON result, the domain's states on
+# both hosts, the console across the move.
+migrate_ok() {
+	local src=$1 dst=$2 name=$3 streams=$4 srcpath dstpath
+	say "$name: $src -> $dst, --streams $streams"
+	srcpath=$(console_path "$src" "$name")
+	migrate "$src" "$dst" "$name" --streams "$streams" --json
+	[ "$rc" = 0 ] || fail "start $src -> $dst exited $rc: $(tail -3 "$DIR/err") $(cat "$DIR/out")"
+	python3 - "$DIR/out" "$streams" <<-'EOF' || fail "start's JSON: see above"
+	import json, sys
+	try:
+	    r = json.load(open(sys.argv[1]))
+	except ValueError as e:
+	    sys.exit(f"not one JSON object: {e}")
+	want = {"result": "completed", "owner": "destination", "streams": int(sys.argv[2])}
+	bad = [f"{k} is {r.get(k)!r}, not {v!r}" for k, v in want.items() if r.get(k) != v]
+	if bad:
+	    sys.exit("start --json: " + "; ".join(bad))
+	EOF
+	is_state "$dst" "$name" running || fail "$name is $(state "$dst" "$name") on $dst after the migration"
+	# transient: the source's copy ends with the migration
+	wait_for 30 is_state "$src" "$name" absent ||
+		fail "$name is still $(state "$src" "$name") on $src after the migration"
+	dstpath=$(console_path "$dst" "$name")
+	follow "$name" "$srcpath"
+	guest_runs_on "$name" "$dst" "$dstpath" 5
+}
+
+# ---------------------------------------------------------------------------
+say "two libvirt hosts in $DIR"
+h setup >/dev/null || fail "hosts.sh setup: $(h setup)"
+for x in A B; do
+	out=$(h start-libvirtd "$x") || fail "$out"
+	out=$(h start-agent "$x") || fail "$out"
+done
+# The hook on both, each making the other's console path its own.
+out=$(h install-hook A "rewrite-path $DIR/B/ $DIR/A/") || fail "$out"
+out=$(h install-hook B "rewrite-path $DIR/A/ $DIR/B/") || fail "$out"
+
+# ---------------------------------------------------------------------------
+say "a. A -> B -> A, with 1 stream and with 4"
+start_guest lva 32
+h disk B lva 32 >/dev/null
+for streams in 1 4; do
+	migrate_ok A B lva "$streams"
+	migrate_ok B A lva "$streams"
+done
+vsh A destroy lva >/dev/null
+
+# ---------------------------------------------------------------------------
+say "b. the hook refuses what B cannot run, and rewrites host-local paths"
+# A feature this CPU has and this KVM offers (libvirt's host-model), so
+# that the guest runs with it required; B's agent then says its KVM lacks it.
+feature=
+domcaps=$(vsh A domcapabilities)
+for f in x2apic lahf_lm popcnt sse4_2 aes avx2 movbe; do
+	lvname=${f/sse4_/sse4.}
+	grep -qw "$f" /proc/cpuinfo || continue
+	echo "$domcaps" | grep -q "policy='require' name='$lvname'" || continue
+	feature=$f
+	break
+done
+[ -n "$feature" ] || fail "no CPU feature both in /proc/cpuinfo and in KVM's host model among the candidates"
+echo "   feature: $feature (libvirt: $lvname)"
+export GUEST_CPU="<cpu mode='custom' match='exact' check='none'><model fallback='allow'>qemu64</model><feature policy='require' name='$lvname'/></cpu>"
+start_guest lvb 32
+unset GUEST_CPU
+vsh A dumpxml lvb | grep -q "policy='require' name='$lvname'" ||
+	fail "lvb does not run with $lvname required: $(vsh A dumpxml lvb | grep -A4 '<cpu')"
+h disk B lvb 32 >/dev/null
+kill -9 "$(cat "$DIR/B/agent.pid")"
+wait_for 10 eval "! kill -0 $(cat "$DIR/B/agent.pid")" || fail "B's agent does not die"
+out=$(h start-agent B --host-profile "cpuid-off=$feature") || fail "$out"
+
+say "lvb: start A -> B with $feature missing on B: refused"
+migrate A B lvb
+[ "$rc" = 1 ] || fail "start exited $rc, not 1: $(cat "$DIR/err" "$DIR/out")"
+is_state A lvb running || fail "lvb is $(state A lvb) on A after the refusal"
+is_state B lvb absent || fail "lvb is $(state B lvb) on B after the refusal"
+grep -h "$feature\|$lvname" "$DIR/err" "$DIR/out" ||
+	fail "the refusal does not name $feature: $(cat "$DIR/err" "$DIR/out")"
+
+say "lvb: plain virsh migrate A -> B: refused with one line"
+# The refusal comes at B's Prepare, before any data: no relay is needed,
+# A's libvirtd reaches B's socket directly.
+vsh A migrate --live --p2p lvb "qemu+unix:///system?socket=$DIR/B/sock/libvirt-sock" \
+	--migrateuri "unix://$DIR/run/virsh/qemu.sock" >"$DIR/virsh.out" 2>&1 &&
+	fail "virsh migrate succeeded: $(cat "$DIR/virsh.out")"
+cat "$DIR/virsh.out"
+n=$(grep -c "$feature\|$lvname" "$DIR/virsh.out")
+[ "$n" = 1 ] || fail "virsh's error names $feature on $n lines, not one: $(cat "$DIR/virsh.out")"
+grep -q "Hook script" "$DIR/virsh.out" || fail "virsh's error is not the hook's: $(cat "$DIR/virsh.out")"
+is_state A lvb running || fail "lvb is $(state A lvb) on A after virsh's refused migration"
+guest_runs_on lvb A "$DIR/A/lvb.console" 2
+vsh A destroy lvb >/dev/null
+kill -9 "$(cat "$DIR/B/agent.pid")"
+wait_for 10 eval "! kill -0 $(cat "$DIR/B/agent.pid")" || fail "B's agent does not die"
+out=$(h start-agent B) || fail "$out"
+
+say "lvm: its disk missing on B: refused"
+start_guest lvm 32
+migrate A B lvm
+[ "$rc" = 1 ] || fail "start exited $rc, not 1: $(cat "$DIR/err" "$DIR/out")"
+is_state A lvm running || fail "lvm is $(state A lvm) on A after the refusal"
+is_state B lvm absent || fail "lvm is $(state B lvm) on B after the refusal"
+grep -h "$DIR/disk/lvm.img" "$DIR/err" "$DIR/out" ||
+	fail "the refusal does not name the missing disk: $(cat "$DIR/err" "$DIR/out")"
+# The hook refused it at "migrate begin": B never started a QEMU for it.
+[ ! -e "$DIR/B/log/qemu/lvm.log" ] || fail "B started a QEMU for lvm: the hook did not refuse it first"
+
+say "lvm: with its disk on B, the hook rewrites its console path"
+h disk B lvm 32 >/dev/null
+migrate_ok A B lvm 1
+path=$(console_path B lvm)
+[ "$path" = "$DIR/B/lvm.console" ] || fail "lvm's console on B is $path, not $DIR/B/lvm.console"
+echo "   B's live XML: console $path"
+vsh B destroy lvm >/dev/null
+
+# ---------------------------------------------------------------------------
+say "c. B's agent killed mid-stream: the guest stays on A"
+# 56 MiB of ballast at 4 MiB/s: some 14 s of copying to kill it in.
+start_guest lvc 64
+h disk B lvc 64 >/dev/null
+(
+	migrate A B lvc --max-bandwidth $((4 << 20))
+	exit "$rc"
+) &
+mpid=$!
+moving() {
+	local p
+	p=$(vsh A domjobinfo lvc 2>/dev/null | awk '/^Memory processed:/ {print $3 $4}')
+	case $p in *MiB|*GiB) return 0 ;; esac
+	return 1
+}
+wait_for 60 moving || fail "lvc's migration moved no MiB in 60 s: $(vsh A domjobinfo lvc)"
+vsh A domjobinfo lvc | grep -E "Memory (processed|remaining)" | sed 's/^/   /'
+kill -9 "$(cat "$DIR/B/agent.pid")"
+echo "   killed B's agent"
+for ((i = 0; i < 600; i++)); do
+	kill -0 "$mpid" 2>/dev/null || break
+	sleep 0.2
+done
+kill -0 "$mpid" 2>/dev/null && { kill -9 "$mpid"; fail "start did not end within 120 s of the kill"; }
+wait "$mpid"
+rc=$?
+[ "$rc" = 1 ] || fail "start exited $rc, not 1: $(cat "$DIR/err" "$DIR/out")"
+wait_for 30 is_state A lvc running || fail "lvc is $(state A lvc) on A after the failed migration"
+wait_for 60 is_state B lvc absent || fail "lvc is $(state B lvc) on B after the failed migration"
+echo "   start exited 1; lvc runs on A, gone from B"
+guest_runs_on lvc A "$DIR/A/lvc.console" 5
+vsh A destroy lvc >/dev/null
+out=$(h start-agent B) || fail "$out"
+
+# ---------------------------------------------------------------------------
+say "d. four streams, three migrations in a row"
+start_guest lvd 32
+h disk B lvd 32 >/dev/null
+migrate_ok A B lvd 4
+migrate_ok B A lvd 4
+migrate_ok A B lvd 4
+vsh B destroy lvd >/dev/null
+
+failed=0
+say "all cases passed"
