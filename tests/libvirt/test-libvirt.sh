@@ -118,11 +118,14 @@ follow() {
 }
 
 # Checks the stream: every complete line "pass N" counts on by one from the
-# one before, no BAD line; prints the last N.
+# one before, no BAD line; prints the last N (0: none yet).
 check_stream() {
 	python3 - "$DIR/$1.stream" <<-'EOF'
 	import re, sys
-	text = open(sys.argv[1], errors="replace").read()
+	try:
+	    text = open(sys.argv[1], errors="replace").read()
+	except FileNotFoundError:
+	    text = ""
 	lines = text.split("\n")[:-1]          # the last one may be half written
 	passes = []
 	for i, line in enumerate(lines):
@@ -136,9 +139,7 @@ check_stream() {
 	        passes.append(n)
 	    elif line not in ("boot", ""):
 	        sys.exit(f"line {i + 1}: unexpected console output {line!r}")
-	if not passes:
-	    sys.exit("no pass on the console")
-	print(passes[-1])
+	print(passes[-1] if passes else 0)
 	EOF
 }
 
