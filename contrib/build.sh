@@ -45,6 +45,16 @@ packages=(
 	# an agent's namespace, which Debian's iptables (nft backend) makes
 	iproute2
 	iptables
+	# libvirt domains: the agent's driver builds against libvirt's C API
+	# and libxml2; the libvirt test (tests/libvirt/) runs two root
+	# libvirtd with virsh, each in a mount namespace (unshare and nsenter
+	# come with util-linux), and assembles its boot-sector guest with
+	# gcc -m32 -c and ld from build-essential (no multilib: no C, no libc);
+	# its JSON and XML checks use python3, which meson already pulls in
+	libvirt-daemon-system
+	libvirt-clients
+	libvirt-dev
+	libxml2-dev
 )
 
 missing=()
