@@ -213,8 +213,12 @@ cmd_install_hook() {
 			echo "$line"
 		done
 	} >"$d/hook.conf"
-	# TODO: install with contrib/libvirt/install.sh (its root pointed at
-	# $d/etc) once it exists; until then the same wrapper, written here.
+	# TODO: install with contrib/libvirt/install.sh (DESTDIR under $d)
+	# once it is merged.  Its wrapper reads the config from
+	# /etc/migratectl/hook.conf, which is not per host here, or from
+	# MIGRATECTL_HOOK_CONF, which libvirtd does not pass to hooks; until
+	# that is settled, a wrapper of the same kind is written here, with
+	# the config's path in it.
 	cat >"$d/etc/hooks/qemu.d/50-migratectl" <<-EOF
 	#!/bin/sh
 	exec "$MIGRATECTL" hook --config "$d/hook.conf" "\$@"

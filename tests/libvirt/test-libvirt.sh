@@ -215,8 +215,8 @@ for x in A B; do
 	out=$(h start-agent "$x") || fail "$out"
 done
 # The hook on both, each making the other's console path its own.
-out=$(h install-hook A "rewrite-path $DIR/B/ $DIR/A/") || fail "$out"
-out=$(h install-hook B "rewrite-path $DIR/A/ $DIR/B/") || fail "$out"
+out=$(h install-hook A "rewrite-path $DIR/B $DIR/A") || fail "$out"
+out=$(h install-hook B "rewrite-path $DIR/A $DIR/B") || fail "$out"
 
 # ---------------------------------------------------------------------------
 say "a. A -> B -> A, with 1 stream and with 4"
@@ -315,6 +315,8 @@ moving() {
 }
 wait_for 60 moving || fail "lvc's migration moved no MiB in 60 s: $(vsh A domjobinfo lvc)"
 vsh A domjobinfo lvc | grep -E "Memory (processed|remaining)" | sed 's/^/   /'
+kill -0 "$mpid" 2>/dev/null ||
+	fail "lvc's migration ended before the kill (is --max-bandwidth libvirt's bandwidth?): $(cat "$DIR/err")"
 kill -9 "$(cat "$DIR/B/agent.pid")"
 echo "   killed B's agent"
 for ((i = 0; i < 600; i++)); do
