@@ -56,6 +56,18 @@ vsh() {
 	timeout 60 virsh -q -c "$(uri "$dir" "$x")" "$@"
 }
 
+# Polls like wait_for, but gives up early once process $2 is gone.
+wait_while_alive() {
+	local secs=$1 pid=$2 i
+	shift 2
+	for ((i = 0; i < secs * 5; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		kill -0 "$pid" 2>/dev/null || return 1
+		sleep 0.2
+	done
+	return 1
+}
+
 # The pid in file $1 when that process is alive and its command line
 # contains $2 (a recycled pid is someone else's).
 live_pid() {
@@ -163,10 +175,10 @@ cmd_start_libvirtd() {
 		>"$d/libvirtd.stdout" 2>&1 </dev/null &
 	pid=$!
 	# Start-up probes QEMU's capabilities: allow a minute.
-	if ! wait_for 60 vsh "$dir" "$x" version; then
+	if ! wait_while_alive 60 "$pid" vsh "$dir" "$x" version; then
 		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
 		tail -5 "$d/libvirtd.stdout" "$d/libvirtd.log" >&2 2>/dev/null || true
-		die "$x's libvirtd did not answer on $(uri "$dir" "$x") within 60 s" \
+		die "$x's libvirtd did not answer on $(uri "$dir" "$x") (ended, or 60 s passed)" \
 			"(logs: $d/libvirtd.stdout, $d/libvirtd.log)"
 	fi
 	[ "$(cat "$d/libvirtd.pid" 2>/dev/null)" = "$pid" ] || echo "$pid" >"$d/libvirtd.pid"
@@ -192,10 +204,10 @@ cmd_start_agent() {
 		--journal "$d/journal.jsonl" "$@" >>"$d/agent.log" 2>&1 </dev/null &
 	pid=$!
 	echo "$pid" >"$d/agent.pid"
-	if ! wait_for 30 test -S "$d/agent.sock"; then
+	if ! wait_while_alive 30 "$pid" test -S "$d/agent.sock"; then
 		tail -5 "$d/agent.log" >&2 || true
 		kill -KILL "$pid" 2>/dev/null || true
-		die "$x's agent did not listen on $d/agent.sock within 30 s (log: $d/agent.log)"
+		die "$x's agent did not listen on $d/agent.sock (ended, or 30 s passed; log: $d/agent.log)"
 	fi
 	echo "hosts.sh: $x's agent runs (pid $pid, unix://$d/agent.sock)"
 }
