@@ -625,8 +625,9 @@ static void on_step(void *arg, enum mig_start_step st, const struct mig_start_re
 		fprintf(stderr, "migration %s: creating lab VM %s on %s\n", m->id, m->name, o->src);
 		break;
 	case MIG_START_STARTED:
-		fprintf(stderr, "migration %s: started, VM %s from %s to %s (cancel with: "
-			"migratectl cancel %s %s%s%s)\n", m->id, m->name, o->src, o->dst, m->src_url, m->id,
+		fprintf(stderr, "migration %s: started, %s %s from %s to %s (cancel with: "
+			"migratectl cancel %s %s%s%s)\n", m->id, m->libvirt ? "domain" : "VM", m->name,
+			o->src, o->dst, m->src_url, m->id,
 			o->key_file ? " --key-file " : "", o->key_file ? o->key_file : "");
 		break;
 	case MIG_START_PROGRESS:

@@ -47,12 +47,17 @@ packages=(
 	# an agent's namespace, which Debian's iptables (nft backend) makes
 	iproute2
 	iptables
-	# the libvirt driver builds on libvirt's C API (libvirt/driver.c)
-	libvirt-dev
-	# its test (tests/libvirt/test-lvdriver.sh): two real libvirtds, and
-	# socat relaying the migration's unix sockets between them
+	# libvirt domains: the agent's driver builds against libvirt's C API
+	# and libxml2; the libvirt test (tests/libvirt/) runs two root
+	# libvirtd with virsh, each in a mount namespace (unshare and nsenter
+	# come with util-linux), and assembles its boot-sector guest with
+	# gcc -m32 -c and ld from build-essential (no multilib: no C, no libc);
+	# its JSON and XML checks use python3, which meson already pulls in
 	libvirt-daemon-system
 	libvirt-clients
+	libvirt-dev
+	# the driver's own test (tests/libvirt/test-lvdriver.sh) relays the
+	# migration's unix sockets between the two libvirtds with socat
 	socat
 )
 
