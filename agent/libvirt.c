@@ -359,23 +359,6 @@ static void lv_event(const struct mig_lv_stats *st, const struct mig_lv_outgoing
 	ev->setup_ms = st->setup_ms;
 }
 
-/* libvirt wraps a hook's refusal in the command line it ran ("Hook script
- * execution failed: internal error: Child process (LC_ALL=C PATH=...
- * unexpected exit status 1: LINE"): the hook's own line is what the user
- * needs, and it must not be cut off by the length of the rest. */
-static void lv_error(const char *msg, char *buf, size_t n)
-{
-	static const char status[] = "unexpected exit status ";
-	const char *p = strstr(msg, "Hook script execution failed") ? strstr(msg, status) : NULL;
-
-	if (p)
-		p = strstr(p + strlen(status), ": ");
-	if (p)
-		snprintf(buf, n, "libvirt's hook refused: %s", p + 2);
-	else
-		snprintf(buf, n, "%s", msg);
-}
-
 struct lv_out {
 	struct agent *a;
 	struct session *s;
@@ -492,7 +475,7 @@ static void run_outgoing(struct lv_out *o, struct mig_lv *lv)
 		mig_error_clear(&err);
 		r = mig_lv_migrate_start(lv, &mm, &j, &err);
 		if (r < 0)
-			lv_error(err.msg, why, sizeof(why));
+			snprintf(why, sizeof(why), "%s", err.msg);
 	}
 	if (j) {
 		follow(o, j);
@@ -501,7 +484,7 @@ static void run_outgoing(struct lv_out *o, struct mig_lv *lv)
 		r = mig_lv_job_finish(j, &fin, &err);
 		lv_event(&fin, &o->req, o->t0, &res);
 		if (r < 0)
-			lv_error(err.msg, why, sizeof(why));
+			snprintf(why, sizeof(why), "%s", err.msg);
 	}
 	if (t) {
 		mig_tunnel_stats(t, &tst);

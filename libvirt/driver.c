@@ -445,6 +445,23 @@ static void stats_from_params(struct mig_lv_stats *st, virTypedParameterPtr p, i
 
 /* ---- migrations ---- */
 
+/* libvirt wraps a hook's refusal in the command line it ran ("Hook script
+ * execution failed: internal error: Child process (LC_ALL=C PATH=...)
+ * unexpected exit status 1: LINE"): the hook's own line is what the user
+ * needs, and the rest must not push it past the end of the message. */
+static void failure_text(const char *m, char *buf, size_t n)
+{
+	static const char status[] = "unexpected exit status ";
+	const char *p = strstr(m, "Hook script execution failed") ? strstr(m, status) : NULL;
+
+	if (p)
+		p = strstr(p + strlen(status), ": ");
+	if (p)
+		snprintf(buf, n, "libvirt's hook refused: %s", p + 2);
+	else
+		str_copy(buf, n, m);
+}
+
 static void *job_run(void *opaque)
 {
 	struct mig_lv_job *j = opaque;
@@ -456,7 +473,7 @@ static void *job_run(void *opaque)
 
 	r = virDomainMigrateToURI3(j->mdom, j->dconnuri, j->params, j->nparams, j->flags);
 	if (r < 0) {
-		str_copy(msg, sizeof(msg), lv_last_error());
+		failure_text(lv_last_error(), msg, sizeof(msg));
 		r = -EIO;
 	}
 	/* Right away, while the domain still exists on this host (a
