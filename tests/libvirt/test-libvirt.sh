@@ -13,7 +13,9 @@
 #     cpuid-off), through migratectl and through plain virsh migrate; a
 #     disk missing on B; and the hook's rewrite of the console path;
 #  c. the destination agent killed mid-stream: the guest stays on A;
-#  d. four streams, three migrations in a row.
+#  d. four streams, three migrations in a row;
+#  e. cancelled, by migratectl cancel and by Ctrl-C on start: libvirt's
+#     job is aborted and the guest stays on A.
 #
 # env: MIGRATECTL (the binary), SRCDIR (the source tree; default: from here)
 # Skips (77) only without root, /dev/kvm, mount namespaces or libvirt/QEMU.
@@ -342,6 +344,54 @@ migrate_ok A B lvd 4
 migrate_ok B A lvd 4
 migrate_ok A B lvd 4
 vsh B destroy lvd >/dev/null
+
+# ---------------------------------------------------------------------------
+say "e. cancelled by migratectl cancel, and by Ctrl-C on start: the guest stays on A"
+start_guest lve 64
+h disk B lve 64 >/dev/null
+moving_lve() {
+	local p
+	p=$(vsh A domjobinfo lve 2>/dev/null | awk '/^Memory processed:/ {print $3 $4}')
+	case $p in *MiB|*GiB) return 0 ;; esac
+	return 1
+}
+for how in cancel ctrl-c; do
+	"$MIGRATECTL" start "unix://$DIR/A/agent.sock" "unix://$DIR/B/agent.sock" --vm libvirt:lve \
+		--max-bandwidth $((4 << 20)) --json >"$DIR/out" 2>"$DIR/err" </dev/null &
+	mpid=$!
+	wait_for 60 moving_lve || fail "lve's migration moved no MiB in 60 s: $(cat "$DIR/err")"
+	if [ "$how" = cancel ]; then
+		id=$(sed -n 's/^migration \([0-9a-f-]*\): started.*/\1/p' "$DIR/err" | head -1)
+		[ -n "$id" ] || fail "no migration id in start's stderr: $(cat "$DIR/err")"
+		"$MIGRATECTL" cancel "unix://$DIR/A/agent.sock" "$id" >/dev/null ||
+			fail "migratectl cancel $id failed"
+	else
+		kill -INT "$mpid"
+	fi
+	for ((i = 0; i < 600; i++)); do
+		kill -0 "$mpid" 2>/dev/null || break
+		sleep 0.2
+	done
+	kill -0 "$mpid" 2>/dev/null && { kill -9 "$mpid"; fail "start did not end within 120 s of the $how"; }
+	wait "$mpid"
+	rc=$?
+	[ "$rc" = 1 ] || fail "$how: start exited $rc, not 1: $(cat "$DIR/err" "$DIR/out")"
+	python3 - "$DIR/out" <<-'EOF' || fail "$how: start's JSON: see above"
+	import json, sys
+	r = json.load(open(sys.argv[1]))
+	want = {"result": "cancelled", "owner": "source"}
+	bad = [f"{k} is {r.get(k)!r}, not {v!r}" for k, v in want.items() if r.get(k) != v]
+	if r.get("libvirt", {}).get("source_state") != "running":
+	    bad.append(f"libvirt.source_state is {r.get('libvirt')!r}")
+	if bad:
+	    sys.exit("start --json: " + "; ".join(bad))
+	EOF
+	is_state A lve running || fail "$how: lve is $(state A lve) on A"
+	wait_for 60 is_state B lve absent || fail "$how: lve is $(state B lve) on B"
+	echo "   $how: start exited 1, result cancelled; lve runs on A, not on B"
+	guest_runs_on lve A "$DIR/A/lve.console" 3
+done
+vsh A destroy lve >/dev/null
 
 failed=0
 say "all cases passed"
