@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * MIG_OP_HOOK: one call of libvirt's qemu hook on this host
- * (docs/libvirt-hook.md).  Every call is journaled under the domain's
+ * (docs/libvirt.md).  Every call is journaled under the domain's
  * UUID; an incoming migration or a restore also gets the host checks
  * (libvirt/host-check.c) against this host, with the agent's
  * --host-profile, and the verdict goes back for the hook to give libvirt.

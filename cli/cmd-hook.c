@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * migratectl hook [--config FILE] DOMAIN OP SUBOP EXTRA: libvirt's qemu
- * hook (docs/libvirt-hook.md), run by libvirtd from
+ * hook (docs/libvirt.md), run by libvirtd from
  * /etc/libvirt/hooks/qemu.d/ with the domain XML on stdin.
  *
  * libvirt waits for a hook without a deadline while it holds the domain's
@@ -238,7 +238,7 @@ int cmd_hook(int argc, char **argv)
 		} else {
 			fputs("usage: migratectl hook [--config FILE] DOMAIN OP SUBOP EXTRA\n"
 			      "  libvirt's qemu hook: install as /etc/libvirt/hooks/qemu.d/50-migratectl\n"
-			      "  (contrib/libvirt/install.sh); see docs/libvirt-hook.md\n",
+			      "  (contrib/libvirt/install.sh); see docs/libvirt.md\n",
 			      c == 'h' ? stdout : stderr);
 			return c == 'h' ? 0 : EXIT_USAGE;
 		}

@@ -22,7 +22,7 @@ packages=(
 	libssl-dev
 	# the chaos runner reads start's JSON (migratectl chaos, docs/chaos.md)
 	libjson-c-dev
-	# libvirt's qemu hook reads domain XML (migratectl hook, docs/libvirt-hook.md)
+	# libvirt's qemu hook reads domain XML (migratectl hook, docs/libvirt.md)
 	libxml2-dev
 	git
 	# the real-kernel tests: Debian's kernel under QEMU (tests/realkernel/)

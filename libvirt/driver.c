@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * The libvirt driver (include/migrate/libvirt.h, docs/libvirt-driver.md):
+ * The libvirt driver (include/migrate/libvirt.h, docs/libvirt.md):
  * a connection to one libvirtd through the libvirt C API, the process's
  * one event-loop thread that libvirt's keepalive and events need, and
  * outgoing peer-to-peer migrations, each on a thread of its own because

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * libvirt's qemu hook (docs/libvirt-hook.md): the domain XML read
+ * libvirt's qemu hook (docs/libvirt.md): the domain XML read
  * (libvirt/domain-xml.c), every host check passing and refusing on host
  * facts made by hand (libvirt/host-check.c), the site's rewrite rules, the
  * config file; then `migratectl hook` as libvirt runs it (a minimal

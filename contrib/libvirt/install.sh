@@ -1,5 +1,5 @@
 #!/bin/sh
-# Installs migratectl's libvirt qemu hook (docs/libvirt-hook.md):
+# Installs migratectl's libvirt qemu hook (docs/libvirt.md):
 #   /etc/libvirt/hooks/qemu.d/50-migratectl   the hook (replaced if there)
 #   /etc/migratectl/hook.conf                 the example, only if there is none
 # A site's own /etc/libvirt/hooks/qemu is never replaced or edited: libvirt

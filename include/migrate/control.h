@@ -363,7 +363,7 @@ _Static_assert(sizeof(struct mig_lv_domain_info) == 48, "lv domain info");
 #define MIG_LV_STATE_OTHER 5      /* crashed, shutting down, pmsuspended */
 _Static_assert(sizeof(struct mig_cancel) == 16, "cancel");
 
-/* ---- `migratectl hook`: libvirt's qemu hook (docs/libvirt-hook.md) ---- */
+/* ---- `migratectl hook`: libvirt's qemu hook (docs/libvirt.md) ---- */
 
 /* The operations libvirt calls its qemu hook with (its second argument). */
 enum mig_hook_op {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libvirt's qemu hook (docs/libvirt-hook.md): what a domain's XML asks of
+ * libvirt's qemu hook (docs/libvirt.md): what a domain's XML asks of
  * the host it is about to run on, the site's rewrite rules for host-local
  * names in it, and the host checks, each a pure function of the XML and
  * a description of the host (struct lvh_host), which lvh_host_probe()

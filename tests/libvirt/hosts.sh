@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# Two libvirt "hosts", A and B, on one machine (docs/libvirt-tests.md):
+# Two libvirt "hosts", A and B, on one machine (docs/libvirt.md):
 # each a root libvirtd in a mount namespace of its own, where private
 # copies are bind-mounted over /etc/libvirt, /run/libvirt, /var/lib/libvirt,
 # /var/cache/libvirt and /var/log/libvirt, and where one path, DIR/run (the

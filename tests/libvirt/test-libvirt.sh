@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 #
 # End to end: migratectl carries libvirt's own live migrations between two
-# libvirt hosts on this machine (hosts.sh, docs/libvirt-tests.md), with the
+# libvirt hosts on this machine (hosts.sh, docs/libvirt.md), with the
 # migratectl hook on both.  The guest (guest.S) keeps a pattern in its RAM
 # and prints "pass N" on its console; a migration passes when the console,
 # read in the order the guest wrote it across the hosts, counts on without
