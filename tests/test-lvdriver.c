@@ -321,6 +321,9 @@ Test(lvdriver, migrate_a_to_b, .timeout = 300, .fini = guests_clean)
 			virConnectClose(c);
 		}
 	}
+	/* The domain left A: no more statistics, the job's end instead */
+	cr_assert_eq(mig_lv_job_stats(j, &st, &err), -ESRCH, "%s", err.msg);
+	mig_error_clear(&err);
 	r = mig_lv_job_finish(j, &final, &err);
 	cr_assert_eq(r, 0, "%s", err.msg);
 	cr_assert_neq(first, MIG_LV_UNKNOWN, "no statistics seen during the migration");
