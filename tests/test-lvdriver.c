@@ -304,7 +304,10 @@ static struct mig_lv_migrate migration(const char *name, struct lv_uris *u)
 
 Test(lvdriver, migrate_a_to_b, .timeout = 300, .fini = guests_clean)
 {
-	struct mig_lv *a = open_host("A", NULL, NULL), *b = open_host("B", NULL, NULL);
+	static struct seen sa = { .lock = PTHREAD_MUTEX_INITIALIZER },
+			   sb = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct mig_lv *a = open_host("A", record, &sa), *b = open_host("B", record, &sb);
+	struct mig_lv_lifecycle e;
 	struct mig_error err = {0};
 	struct mig_lv_stats st, final;
 	struct lv_uris u;
@@ -362,6 +365,13 @@ Test(lvdriver, migrate_a_to_b, .timeout = 300, .fini = guests_clean)
 
 	cr_assert_eq(state_of(a, "lvd-mig", uuid, &persistent), MIG_LV_STATE_ABSENT);
 	cr_assert_eq(state_of(b, "lvd-mig", uuid, &persistent), MIG_LV_STATE_RUNNING);
+	/* what the journals see: stopped on A, running on B, both "migrated" */
+	e = wait_event(&sa, "lvd-mig", VIR_DOMAIN_EVENT_STOPPED);
+	cr_assert(!e.running);
+	cr_assert_eq(e.detail, VIR_DOMAIN_EVENT_STOPPED_MIGRATED);
+	e = wait_event(&sb, "lvd-mig", VIR_DOMAIN_EVENT_RESUMED);
+	cr_assert(e.running);
+	cr_assert_eq(e.detail, VIR_DOMAIN_EVENT_RESUMED_MIGRATED);
 	guest_destroy("B", "lvd-mig");
 	mig_lv_close(a);
 	mig_lv_close(b);
