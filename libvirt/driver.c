@@ -368,10 +368,11 @@ int mig_lv_domain_state(struct mig_lv *lv, const char *name, uint32_t *ret_state
 			*ret_state = MIG_LV_STATE_ABSENT;
 			return 0;
 		}
-		mig_error_set(err, -EIO, "libvirt at %s: state of domain %s: %s", lv->uri, name,
-			      lv_last_error());
+		int r = mig_error_set(err, -EIO, "libvirt at %s: state of domain %s: %s", lv->uri,
+				      name, lv_last_error());
+
 		virDomainFree(dom);
-		return err->code;
+		return r;
 	}
 	persistent = virDomainIsPersistent(dom);
 	if (virDomainGetUUIDString(dom, uuid) < 0)

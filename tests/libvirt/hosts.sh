@@ -213,7 +213,7 @@ cmd_start_agent() {
 }
 
 cmd_install_hook() {
-	local dir=$1 x=$2 d lpid line
+	local dir=$1 x=$2 d lpid line install
 	shift 2
 	d=$(host_dir "$dir" "$x")
 	[ -n "${MIGRATECTL:-}" ] && [ -x "$MIGRATECTL" ] || die "set MIGRATECTL to the migratectl binary"
@@ -225,16 +225,25 @@ cmd_install_hook() {
 			echo "$line"
 		done
 	} >"$d/hook.conf"
-	# TODO: install with contrib/libvirt/install.sh (DESTDIR under $d)
-	# once it is merged.  Its wrapper reads the config from
-	# /etc/migratectl/hook.conf, which is not per host here, or from
-	# MIGRATECTL_HOOK_CONF, which libvirtd does not pass to hooks; until
-	# that is settled, a wrapper of the same kind is written here, with
-	# the config's path in it.
-	cat >"$d/etc/hooks/qemu.d/50-migratectl" <<-EOF
-	#!/bin/sh
-	exec "$MIGRATECTL" hook --config "$d/hook.conf" "\$@"
-	EOF
+	# The product's wrapper, from contrib/libvirt/install.sh into a
+	# scratch root; libvirtd passes hooks no environment of ours, so the
+	# config's path (not the machine's /etc/migratectl/hook.conf) is
+	# written into the wrapper, as a site with its config elsewhere would.
+	install=$here/../../contrib/libvirt/install.sh
+	if [ -f "$install" ]; then
+		rm -rf "$d/hookroot"
+		DESTDIR=$d/hookroot sh "$install" --bin "$MIGRATECTL" >"$d/hook-install.log" 2>&1 ||
+			die "contrib/libvirt/install.sh failed (log: $d/hook-install.log)"
+		sed "1a MIGRATECTL_HOOK_CONF='$d/hook.conf'" \
+			"$d/hookroot/etc/libvirt/hooks/qemu.d/50-migratectl" \
+			>"$d/etc/hooks/qemu.d/50-migratectl"
+	else
+		# TODO: a tree without contrib/libvirt: the same kind of wrapper.
+		cat >"$d/etc/hooks/qemu.d/50-migratectl" <<-EOF
+		#!/bin/sh
+		exec "$MIGRATECTL" hook --config "$d/hook.conf" "\$@"
+		EOF
+	fi
 	chmod 755 "$d/etc/hooks/qemu.d/50-migratectl"
 	# libvirtd caches which drivers have hooks; SIGHUP makes it look again.
 	kill -HUP "$lpid"
