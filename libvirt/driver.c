@@ -368,10 +368,11 @@ int mig_lv_domain_state(struct mig_lv *lv, const char *name, uint32_t *ret_state
 			*ret_state = MIG_LV_STATE_ABSENT;
 			return 0;
 		}
-		mig_error_set(err, -EIO, "libvirt at %s: state of domain %s: %s", lv->uri, name,
-			      lv_last_error());
+		int r = mig_error_set(err, -EIO, "libvirt at %s: state of domain %s: %s", lv->uri,
+				      name, lv_last_error());
+
 		virDomainFree(dom);
-		return err->code;
+		return r;
 	}
 	persistent = virDomainIsPersistent(dom);
 	if (virDomainGetUUIDString(dom, uuid) < 0)
@@ -507,10 +508,13 @@ static int job_params(struct mig_lv_job *j, const struct mig_lv_migrate *m,
 	if (virTypedParamsAddString(&j->params, &j->nparams, &max, VIR_MIGRATE_PARAM_URI,
 				    m->miguri) < 0)
 		goto fail;
+	/* parallel counts every connection; libvirt counts the multifd
+	 * channels beside the main one. */
 	if (m->parallel > 1) {
 		j->flags |= VIR_MIGRATE_PARALLEL;
 		if (virTypedParamsAddInt(&j->params, &j->nparams, &max,
-					 VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS, (int)m->parallel) < 0)
+					 VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS,
+					 (int)m->parallel - 1) < 0)
 			goto fail;
 	}
 	if (m->copy_storage) {
@@ -609,6 +613,9 @@ int mig_lv_migrate_start(struct mig_lv *lv, const struct mig_lv_migrate *m,
 	uint64_t deadline;
 	int r;
 
+	if (m->parallel > 256)
+		return mig_error_set(err, -EINVAL, "libvirt migration: %u connections is too many",
+				     m->parallel);
 	if (!m->name || !m->dconnuri || !m->miguri || !m->name[0])
 		return mig_error_set(err, -EINVAL, "libvirt migration: domain, destination and "
 				     "migration URI are required");
@@ -696,7 +703,14 @@ int mig_lv_job_stats(struct mig_lv_job *j, struct mig_lv_stats *st, struct mig_e
 	int n = 0, type, state, reason;
 
 	if (virDomainGetJobStats(j->dom, &type, &p, &n, 0) < 0) {
+		int code = virGetLastErrorCode();
+
 		stats_unknown(st);
+		/* After the switchover the source's domain is stopped, or gone:
+		 * the end of the job, which mig_lv_job_finish tells. */
+		if (code == VIR_ERR_NO_DOMAIN || code == VIR_ERR_OPERATION_INVALID)
+			return mig_error_set(err, -ESRCH, "libvirt: %s no longer runs here: %s",
+					     j->name, lv_last_error());
 		return mig_error_set(err, -EIO, "libvirt: job statistics of %s: %s", j->name,
 				     lv_last_error());
 	}

@@ -46,6 +46,29 @@ static void guest_start(const char *host, const char *name)
 	cr_assert_eq(system(cmd), 0, "starting guest %s on %s", name, host);
 }
 
+/* Waits (up to 180 s: SeaBIOS is slow here) until the guest wrote its
+ * ballast and says so on its console ("pass N"): from then on a migration
+ * has megabytes to carry, long enough to watch and to abort. */
+static void guest_wait_booted(const char *host, const char *name)
+{
+	uint64_t until = mig_now_ms() + 180000;
+	char path[1024], line[256];
+	bool seen = false;
+
+	snprintf(path, sizeof(path), "%s/%s/%s.console", env("LVD_DIR"), host, name);
+	while (!seen && mig_now_ms() < until) {
+		FILE *f = fopen(path, "r");
+
+		while (f && !seen && fgets(line, sizeof(line), f))
+			seen = strstr(line, "pass ") != NULL;
+		if (f)
+			fclose(f);
+		if (!seen)
+			usleep(200000);
+	}
+	cr_assert(seen, "guest %s did not boot (console %s)", name, path);
+}
+
 /* The guest's disk on the destination, at the same path. */
 static void guest_disk(const char *host, const char *name)
 {
@@ -281,7 +304,10 @@ static struct mig_lv_migrate migration(const char *name, struct lv_uris *u)
 
 Test(lvdriver, migrate_a_to_b, .timeout = 300, .fini = guests_clean)
 {
-	struct mig_lv *a = open_host("A", NULL, NULL), *b = open_host("B", NULL, NULL);
+	static struct seen sa = { .lock = PTHREAD_MUTEX_INITIALIZER },
+			   sb = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct mig_lv *a = open_host("A", record, &sa), *b = open_host("B", record, &sb);
+	struct mig_lv_lifecycle e;
 	struct mig_error err = {0};
 	struct mig_lv_stats st, final;
 	struct lv_uris u;
@@ -295,8 +321,9 @@ Test(lvdriver, migrate_a_to_b, .timeout = 300, .fini = guests_clean)
 
 	guest_start("A", "lvd-mig");
 	guest_disk("B", "lvd-mig");
-	/* Slow enough to be watched: its memory at 2 MiB/s. */
-	m.bandwidth_bps = 2 * 1024 * 1024 - 1000;  /* rounds up to 2 MiB/s */
+	guest_wait_booted("A", "lvd-mig");
+	/* Slow enough to be watched: its 24 MiB of ballast at 8 MiB/s. */
+	m.bandwidth_bps = 8 * 1024 * 1024 - 1000;  /* rounds up to 8 MiB/s */
 	m.downtime_ms = 250;
 	r = mig_lv_migrate_start(a, &m, &j, &err);
 	cr_assert_eq(r, 0, "%s", err.msg);
@@ -321,6 +348,9 @@ Test(lvdriver, migrate_a_to_b, .timeout = 300, .fini = guests_clean)
 			virConnectClose(c);
 		}
 	}
+	/* The domain left A: no more statistics, the job's end instead */
+	cr_assert_eq(mig_lv_job_stats(j, &st, &err), -ESRCH, "%s", err.msg);
+	mig_error_clear(&err);
 	r = mig_lv_job_finish(j, &final, &err);
 	cr_assert_eq(r, 0, "%s", err.msg);
 	cr_assert_neq(first, MIG_LV_UNKNOWN, "no statistics seen during the migration");
@@ -328,10 +358,20 @@ Test(lvdriver, migrate_a_to_b, .timeout = 300, .fini = guests_clean)
 	cr_assert_eq(downtime, 250, "downtime limit during the migration: %llu", downtime);
 	cr_assert_neq(final.downtime_ms, MIG_LV_UNKNOWN, "the completed job's downtime");
 	cr_assert_neq(final.elapsed_ms, MIG_LV_UNKNOWN);
+	/* the bandwidth limit held: 24 MiB at 8 MiB/s take 3 s (unlimited,
+	 * well under one here) */
+	cr_assert_geq(final.elapsed_ms, 2000, "elapsed %" PRIu64 " ms", final.elapsed_ms);
 	cr_assert_geq(final.data_processed, last);
 
 	cr_assert_eq(state_of(a, "lvd-mig", uuid, &persistent), MIG_LV_STATE_ABSENT);
 	cr_assert_eq(state_of(b, "lvd-mig", uuid, &persistent), MIG_LV_STATE_RUNNING);
+	/* what the journals see: stopped on A, running on B, both "migrated" */
+	e = wait_event(&sa, "lvd-mig", VIR_DOMAIN_EVENT_STOPPED);
+	cr_assert(!e.running);
+	cr_assert_eq(e.detail, VIR_DOMAIN_EVENT_STOPPED_MIGRATED);
+	e = wait_event(&sb, "lvd-mig", VIR_DOMAIN_EVENT_RESUMED);
+	cr_assert(e.running);
+	cr_assert_eq(e.detail, VIR_DOMAIN_EVENT_RESUMED_MIGRATED);
 	guest_destroy("B", "lvd-mig");
 	mig_lv_close(a);
 	mig_lv_close(b);
@@ -351,6 +391,7 @@ Test(lvdriver, migrate_aborted_stays_on_a, .timeout = 300, .fini = guests_clean)
 
 	guest_start("A", "lvd-abort");
 	guest_disk("B", "lvd-abort");
+	guest_wait_booted("A", "lvd-abort");
 	m.bandwidth_bps = 1;        /* 1 MiB/s, libvirt's least */
 	r = mig_lv_migrate_start(a, &m, &j, &err);
 	cr_assert_eq(r, 0, "%s", err.msg);

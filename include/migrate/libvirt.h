@@ -30,8 +30,11 @@ struct mig_lv_lifecycle {
 };
 
 /* Opens uri ("qemu:///system", "qemu+unix:///system?socket=PATH") and
- * starts the event loop thread.  on_lifecycle (may be NULL) is called
- * from that thread for every domain lifecycle event. */
+ * starts the event loop thread (one for the process, shared by every
+ * open connection, ended by the last close).  on_lifecycle (may be NULL)
+ * is called from that thread for every domain lifecycle event; it must
+ * not call mig_lv_close.  Every call here is thread-safe; close only
+ * after every job was finished. */
 int mig_lv_open(const char *uri, void (*on_lifecycle)(void *arg, const struct mig_lv_lifecycle *e),
 		void *arg, struct mig_lv **ret, struct mig_error *err);
 void mig_lv_close(struct mig_lv *lv);
@@ -47,14 +50,20 @@ struct mig_lv_migrate {
 	const char *dconnuri;     /* "qemu+unix:///system?socket=RUN/libvirt.sock" */
 	const char *miguri;       /* "unix://RUN/qemu.sock" */
 	const char *disks_uri;    /* "unix://RUN/nbd.sock", with copy_storage */
-	unsigned parallel;        /* 1: one connection; 2..: VIR_MIGRATE_PARALLEL with this many */
+	/* QEMU's connections in all: 1, or 2.. with VIR_MIGRATE_PARALLEL,
+	 * the main one and parallel - 1 multifd channels
+	 * (VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS = parallel - 1, as virsh's
+	 * --parallel-connections counts them). */
+	unsigned parallel;
 	bool copy_storage;        /* VIR_MIGRATE_NON_SHARED_DISK */
 	uint64_t bandwidth_bps;   /* 0: libvirt's default */
 	uint64_t downtime_ms;     /* 0: libvirt's default */
 };
 
-/* Starts the migration on a thread of its own; returns once libvirt took
- * it on or refused it at once. */
+/* Starts the migration on a thread of its own, with a connection of its
+ * own; returns once libvirt took it on (a job on the domain) or refused
+ * it at once (no such domain, not running, destination unreachable, a
+ * hook's veto): then the error is this call's and there is no job. */
 int mig_lv_migrate_start(struct mig_lv *lv, const struct mig_lv_migrate *m,
 			 struct mig_lv_job **ret, struct mig_error *err);
 
@@ -76,7 +85,9 @@ struct mig_lv_stats {
 	uint64_t auto_converge_throttle;   /* percent */
 	bool paused;              /* the domain is paused on the source (switchover) */
 };
-/* The running job's statistics (fills MIG_LV_UNKNOWN where none). */
+/* The running job's statistics (fills MIG_LV_UNKNOWN where none).
+ * -ESRCH once the domain no longer runs on the source (the switchover
+ * happened, or it was stopped): mig_lv_job_finish tells the outcome. */
 int mig_lv_job_stats(struct mig_lv_job *j, struct mig_lv_stats *st, struct mig_error *err);
 /* Whether the migration call returned; waits up to timeout_ms (0: look). */
 bool mig_lv_job_done(struct mig_lv_job *j, int timeout_ms);
@@ -86,8 +97,10 @@ int mig_lv_job_abort(struct mig_lv_job *j, struct mig_error *err);
  * force, as virsh migrate --timeout-suspend). */
 int mig_lv_job_suspend(struct mig_lv_job *j, struct mig_error *err);
 /* Joins the job: 0 when the migration completed, else the error libvirt
- * gave (its message in err).  final gets the completed job's statistics
- * (VIR_DOMAIN_JOB_STATS_COMPLETED) where libvirt keeps them.  Frees j. */
+ * gave (its message in err).  final gets the completed job's statistics:
+ * VIR_DOMAIN_JOB_STATS_COMPLETED while the domain is still here, else
+ * (a transient domain that left) the job-completed event's, waited for
+ * up to 3 s; MIG_LV_UNKNOWN in every field when neither came.  Frees j. */
 int mig_lv_job_finish(struct mig_lv_job *j, struct mig_lv_stats *final, struct mig_error *err);
 
 #endif
