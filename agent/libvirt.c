@@ -350,7 +350,8 @@ static void lv_event(const struct mig_lv_stats *st, const struct mig_lv_outgoing
 			     st->mem_page_size == MIG_LV_UNKNOWN ? MIG_LV_UNKNOWN :
 			     st->mem_dirty_rate * st->mem_page_size;
 	ev->throughput_bps = st->mem_bps == MIG_LV_UNKNOWN ? MIG_LV_UNKNOWN : st->mem_bps;
-	ev->expected_downtime_ms = MIG_LV_UNKNOWN;
+	/* while the job runs, libvirt's downtime is QEMU's expectation */
+	ev->expected_downtime_ms = st->downtime_ms;
 	ev->ram_total_bytes = st->mem_total;
 	ev->transferred_bytes = st->data_processed;
 	ev->zero_pages = st->mem_constant;

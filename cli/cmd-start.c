@@ -546,6 +546,9 @@ static void print_progress_lv(const char *id, const struct mig_event *e, bool tt
 		fprintf(stderr, "  dirty %.1f MiB/s", (double)e->dirty_rate_bps / (1 << 20));
 	if (e->throughput_bps != MIG_LV_UNKNOWN)
 		fprintf(stderr, "  %.0f MiB/s", (double)e->throughput_bps / (1 << 20));
+	if (e->expected_downtime_ms != MIG_LV_UNKNOWN)
+		fprintf(stderr, "  expected downtime %llu ms",
+			(unsigned long long)e->expected_downtime_ms);
 	fflush(stderr);
 }
 

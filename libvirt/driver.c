@@ -508,13 +508,14 @@ static int job_params(struct mig_lv_job *j, const struct mig_lv_migrate *m,
 	if (virTypedParamsAddString(&j->params, &j->nparams, &max, VIR_MIGRATE_PARAM_URI,
 				    m->miguri) < 0)
 		goto fail;
-	/* parallel counts every connection; libvirt counts the multifd
-	 * channels beside the main one. */
+	/* parallel is libvirt's own count: the multifd channels, beside
+	 * which QEMU opens its main one (start --streams N is virsh's
+	 * --parallel-connections N) */
 	if (m->parallel > 1) {
 		j->flags |= VIR_MIGRATE_PARALLEL;
 		if (virTypedParamsAddInt(&j->params, &j->nparams, &max,
 					 VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS,
-					 (int)m->parallel - 1) < 0)
+					 (int)m->parallel) < 0)
 			goto fail;
 	}
 	if (m->copy_storage) {

@@ -336,7 +336,8 @@ struct mig_lv_outgoing {
 	char domain[MIG_LV_NAME_MAX];
 	char dest_addr[128];
 	char run_dir[128];
-	uint32_t parallel;        /* QEMU's connections: 1, or 2..16 (1 main + multifd) */
+	uint32_t parallel;        /* 1: one QEMU connection; 2..16: libvirt's parallel
+				   * connections (QEMU adds its main channel) */
 	uint32_t flags;           /* MIG_LV_F_* */
 	uint64_t max_bandwidth_bps;   /* 0: libvirt's default */
 	uint64_t downtime_limit_ms;   /* 0: libvirt's default */

@@ -50,10 +50,10 @@ struct mig_lv_migrate {
 	const char *dconnuri;     /* "qemu+unix:///system?socket=RUN/libvirt.sock" */
 	const char *miguri;       /* "unix://RUN/qemu.sock" */
 	const char *disks_uri;    /* "unix://RUN/nbd.sock", with copy_storage */
-	/* QEMU's connections in all: 1, or 2.. with VIR_MIGRATE_PARALLEL,
-	 * the main one and parallel - 1 multifd channels
-	 * (VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS = parallel - 1, as virsh's
-	 * --parallel-connections counts them). */
+	/* 1: one connection; 2..: VIR_MIGRATE_PARALLEL with
+	 * VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS = parallel, as virsh's
+	 * --parallel-connections counts them: QEMU opens its main channel
+	 * and that many multifd channels. */
 	unsigned parallel;
 	bool copy_storage;        /* VIR_MIGRATE_NON_SHARED_DISK */
 	uint64_t bandwidth_bps;   /* 0: libvirt's default */
