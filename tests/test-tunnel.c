@@ -351,6 +351,7 @@ Test(tunnel, refuses_a_source_without_the_secret)
 	struct mig_error err = { 0 };
 	struct mig_tunnel_stats st;
 	uint8_t wrong[MIG_SECRET_LEN];
+	uint64_t end;
 
 	memset(&p, 0, sizeof(p));
 	snprintf(p.dir, sizeof(p.dir), "/tmp/mig-tunnel-XXXXXX");
@@ -366,7 +367,14 @@ Test(tunnel, refuses_a_source_without_the_secret)
 	cr_assert_lt(pair_src(&p, wrong, &err), 0);
 	cr_assert_not_null(strstr(err.msg, "does not prove it belongs"), "%s", err.msg);
 	cr_assert_eq(access(p.qemu, F_OK), -1, "a refused tunnel left its socket behind");
-	mig_tunnel_stats(p.dst, &st);
+	/* the destination counts the refusal once its answer has gone */
+	end = mig_now_ms() + WAIT_MS;
+	do {
+		mig_tunnel_stats(p.dst, &st);
+		if (st.refused)
+			break;
+		usleep(10000);
+	} while (mig_now_ms() < end);
 	cr_assert_eq(st.refused, 1);
 	cr_assert(!st.control_up);
 	mig_tunnel_stop(p.dst);

@@ -16,7 +16,8 @@
 #        hosts.sh uri DIR X
 #        hosts.sh virsh DIR X VIRSH-ARGS...
 #        hosts.sh disk DIR X NAME [MEM_MIB]            (the guest's disk on X only)
-#        hosts.sh guest DIR X NAME [MEM_MIB]           ($GUEST_CPU: a <cpu> element)
+#        hosts.sh guest DIR X NAME [MEM_MIB]           ($GUEST_CPU: a <cpu> element,
+#                                                      $GUEST_DEVICES: more devices)
 #        hosts.sh stop DIR
 # X is A or B.  Every wait is bounded; errors say what failed and where the
 # log is.
@@ -321,6 +322,7 @@ cmd_guest() {
 	      <target port='0'/>
 	    </serial>
 	    <memballoon model='none'/>
+	    ${GUEST_DEVICES:-}
 	  </devices>
 	</domain>
 	EOF

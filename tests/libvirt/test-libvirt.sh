@@ -15,7 +15,9 @@
 #  c. the destination agent killed mid-stream: the guest stays on A;
 #  d. four streams, three migrations in a row;
 #  e. cancelled, by migratectl cancel and by Ctrl-C on start: libvirt's
-#     job is aborted and the guest stays on A.
+#     job is aborted and the guest stays on A;
+#  f. a writable disk: refused by libvirt without --copy-storage, copied
+#     with it (its NBD connection through the tunnel), the bytes equal.
 #
 # env: MIGRATECTL (the binary), SRCDIR (the source tree; default: from here)
 # Skips (77) only without root, /dev/kvm, mount namespaces or libvirt/QEMU.
@@ -392,6 +394,35 @@ for how in cancel ctrl-c; do
 	guest_runs_on lve A "$DIR/A/lve.console" 3
 done
 vsh A destroy lve >/dev/null
+
+# ---------------------------------------------------------------------------
+say "f. a writable disk: refused without --copy-storage, copied with it"
+head -c $((4 << 20)) /dev/urandom >"$DIR/A/disk/lvf-data.img"
+truncate -s 4M "$DIR/B/disk/lvf-data.img"
+GUEST_DEVICES="<disk type='file' device='disk'><driver name='qemu' type='raw'/>
+<source file='$DIR/disk/lvf-data.img'/><target dev='vdb' bus='virtio'/></disk>" \
+	start_guest lvf 32
+h disk B lvf 32 >/dev/null
+migrate A B lvf --json
+[ "$rc" = 1 ] || fail "without --copy-storage: start exited $rc, not 1: $(cat "$DIR/err" "$DIR/out")"
+grep -q "shared storage" "$DIR/out" || fail "without --copy-storage: no word of the disk: $(cat "$DIR/out")"
+is_state A lvf running || fail "lvf is $(state A lvf) on A after the refusal"
+echo "   without --copy-storage: refused, lvf runs on A"
+migrate A B lvf --streams 2 --copy-storage --json
+[ "$rc" = 0 ] || fail "--copy-storage: start exited $rc: $(tail -3 "$DIR/err") $(cat "$DIR/out")"
+python3 - "$DIR/out" <<-'EOF' || fail "--copy-storage: start's JSON: see above"
+import json, sys
+r = json.load(open(sys.argv[1]))
+if r.get("result") != "completed" or not r.get("libvirt", {}).get("copy_storage"):
+    sys.exit(f"result {r.get('result')!r}, libvirt {r.get('libvirt')!r}")
+EOF
+wait_for 30 is_state B lvf running || fail "lvf is $(state B lvf) on B after --copy-storage"
+cmp "$DIR/A/disk/lvf-data.img" "$DIR/B/disk/lvf-data.img" ||
+	fail "the copied disk differs from the source's"
+echo "   --copy-storage: completed, B's copy of the 4 MiB disk equals A's"
+follow lvf "$DIR/A/lvf.console"
+guest_runs_on lvf B "$(console_path B lvf)" 3
+vsh B destroy lvf >/dev/null
 
 failed=0
 say "all cases passed"
