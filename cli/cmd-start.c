@@ -556,13 +556,14 @@ static void print_progress_lv(const char *id, const struct mig_event *e, bool tt
 static void json_without_result(const char *id, const struct start_opts *o, uint32_t result,
 				uint32_t owner, const char *why, uint32_t streams,
 				uint64_t prepare_ms, const char *vm,
-				const struct mig_start_result *held)
+				const struct mig_start_result *held,
+				const struct mig_start_result *m)
 {
 	struct mig_event e = { .result = result, .owner = owner, .streams = streams };
 
 	str_copy(e.error, sizeof(e.error), why);
 	if (o->json && o->libvirt)
-		print_json_lv(id, &e, o, held, false);
+		print_json_lv(id, &e, o, m, false);
 	else if (o->json)
 		print_json(id, &e, NULL, o, prepare_ms, false, vm, held);
 }
@@ -776,7 +777,7 @@ int cmd_start(int argc, char **argv)
 		if (m.held)
 			held_hint(&o, m.name, &m);
 		json_without_result(m.id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, m.why, 0,
-				    m.prepare_ms, m.name, m.held ? &m : NULL);
+				    m.prepare_ms, m.name, m.held ? &m : NULL, &m);
 		return EXIT_OPERATOR;
 	case MIG_START_HELD:
 		/* Nothing started, and the VM still waits for an operator. */
@@ -784,13 +785,13 @@ int cmd_start(int argc, char **argv)
 		if (m.held)
 			held_hint(&o, m.name, &m);
 		json_without_result(m.id, &o, MIG_RESULT_FAILED, MIG_OWNER_NONE, m.why, o.streams,
-				    m.prepare_ms, m.name, &m);
+				    m.prepare_ms, m.name, &m, &m);
 		return EXIT_OPERATOR;
 	case MIG_START_NOT_STARTED:
 		break;
 	}
 	fprintf(stderr, "migratectl start: %s\n", m.why);
 	json_without_result(m.id, &o, m.cancelled ? MIG_RESULT_CANCELLED : MIG_RESULT_FAILED,
-			    MIG_OWNER_SOURCE, m.why, o.streams, m.prepare_ms, m.name, NULL);
+			    MIG_OWNER_SOURCE, m.why, o.streams, m.prepare_ms, m.name, NULL, &m);
 	return m.usage ? EXIT_USAGE : 1;
 }

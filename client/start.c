@@ -209,23 +209,22 @@ static int follow(const struct mig_start_opts *o, struct mig_client *src, const 
 /* Where a libvirt domain is on one host, asked on a connection of its own
  * (bounded: the answer only settles what the RESULT left open). */
 static int lv_domain(const struct mig_client *c, const char *key_file, const char *name,
-		     struct mig_lv_domain_info *info)
+		     struct mig_lv_domain_info *info, struct mig_error *err)
 {
 	struct mig_lv_domain_ref ref = { 0 };
-	struct mig_error err = { 0 };
 	struct mig_buf extra = { 0 };
 	struct mig_client c2;
 	int r;
 
 	memset(info, 0, sizeof(*info));
 	str_copy(ref.domain, sizeof(ref.domain), name);
-	r = mig_client_reopen(c, key_file, &c2, &err);
+	r = mig_client_reopen(c, key_file, &c2, err);
 	if (r < 0)
 		return r;
 	r = mig_client_call_within(&c2, MIG_OP_LV_DOMAIN, &ref, sizeof(ref), &extra, CALL_OFF_MS,
-				   &err);
+				   err);
 	if (r >= 0 && extra.len != sizeof(*info))
-		r = -EPROTO;
+		r = mig_error_set(err, -EPROTO, "malformed LV_DOMAIN reply");
 	if (r >= 0) {
 		memcpy(info, extra.data, sizeof(*info));
 		mig_wire_le(&mig_wl_lv_domain_info, info, 1);
@@ -266,11 +265,12 @@ static void lv_settle(const struct mig_start_opts *o, const struct mig_client *s
 		      const struct mig_client *dst, struct mig_start_result *ret)
 {
 	struct mig_event *res = &ret->res;
+	struct mig_error e1 = { 0 }, e2 = { 0 };
 	bool s_ok, d_ok, s_there, d_there;
 	char where[300];
 
-	s_ok = lv_domain(src, o->key_file, ret->name, &ret->src_dom) >= 0;
-	d_ok = lv_domain(dst, o->key_file, ret->name, &ret->dst_dom) >= 0;
+	s_ok = lv_domain(src, o->key_file, ret->name, &ret->src_dom, &e1) >= 0;
+	d_ok = lv_domain(dst, o->key_file, ret->name, &ret->dst_dom, &e2) >= 0;
 	s_there = s_ok && lv_there(&ret->src_dom);
 	d_there = d_ok && lv_there(&ret->dst_dom);
 	if (res->result == MIG_RESULT_COMPLETED)
@@ -321,12 +321,16 @@ static void start_libvirt(const struct mig_start_opts *o, struct mig_client *src
 		return;
 	}
 	str_copy(ret->name, sizeof(ret->name), name);
-	r = lv_domain(src, o->key_file, name, &ret->src_dom);
+	r = lv_domain(src, o->key_file, name, &ret->src_dom, &err);
 	if (r < 0 || !lv_there(&ret->src_dom)) {
-		ret->usage = r >= 0;
-		snprintf(ret->why, sizeof(ret->why), r < 0 ? "source %s: cannot ask for domain %s "
-			 "(is its agent started with --libvirt?)" : "no running domain %s on %s",
-			 r < 0 ? o->src : name, r < 0 ? name : o->src);
+		/* an agent without --libvirt, or no such domain: the caller's
+		 * setup, and nothing started */
+		ret->usage = r >= 0 || r == -ENOTCONN;
+		if (r < 0)
+			snprintf(ret->why, sizeof(ret->why), "source %s: %s", o->src, err.msg);
+		else
+			snprintf(ret->why, sizeof(ret->why), "no running domain %s on %s (it is %s "
+				 "there)", name, o->src, lv_where(&ret->src_dom));
 		return;
 	}
 	memcpy(in.id, ids->id, 16);
@@ -342,6 +346,7 @@ static void start_libvirt(const struct mig_start_opts *o, struct mig_client *src
 						      &extra, &err);
 	ret->prepare_ms = mig_now_ms() - ret->prepare_ms;
 	if (r < 0 || extra.len != sizeof(rep)) {
+		ret->usage = r == -ENOTCONN;   /* its agent serves no libvirt host */
 		snprintf(ret->why, sizeof(ret->why), "preparing the destination: %s",
 			 err.msg[0] ? err.msg : "malformed reply");
 		mig_buf_free(&extra);
