@@ -291,6 +291,18 @@ static void hex128(const uint64_t d[2], char *buf)
 	mig_digest_format(&g, buf);
 }
 
+/* The keys every summary begins with. */
+static void json_head(struct json_writer *w, const char *id, const struct mig_event *e)
+{
+	json_init(w, stdout, false);
+	json_obj_begin(w, NULL);
+	json_str(w, "id", id);
+	json_str(w, "result", result_name(e->result));
+	json_str(w, "owner", owner_name(e->owner));
+	json_str(w, "error", e->error[0] ? e->error : NULL);
+	json_u64(w, "total_ms", e->total_ms);
+}
+
 /* The summary.  Without `started` (the source's result), e holds only the
  * outcome: the migration never started, or how it ended is unknown, so no
  * phase, device or actual setting is reported. */
@@ -306,13 +318,7 @@ static void print_json(const char *id, const struct mig_event *e,
 		snprintf(codec, sizeof(codec), "zstd:%d", o->compress.level ? o->compress.level : 1);
 	else
 		snprintf(codec, sizeof(codec), "none");
-	json_init(&w, stdout, false);
-	json_obj_begin(&w, NULL);
-	json_str(&w, "id", id);
-	json_str(&w, "result", result_name(e->result));
-	json_str(&w, "owner", owner_name(e->owner));
-	json_str(&w, "error", e->error[0] ? e->error : NULL);
-	json_u64(&w, "total_ms", e->total_ms);
+	json_head(&w, id, e);
 	json_u64(&w, "setup_ms", e->setup_ms);
 	json_u64(&w, "prepare_ms", prepare_ms);
 	if (e->result == MIG_RESULT_COMPLETED || e->owner == MIG_OWNER_DESTINATION)
@@ -460,13 +466,7 @@ static void print_json_lv(const char *id, const struct mig_event *e, const struc
 	bool downtime = started && (e->result == MIG_RESULT_COMPLETED ||
 				    e->owner == MIG_OWNER_DESTINATION);
 
-	json_init(&w, stdout, false);
-	json_obj_begin(&w, NULL);
-	json_str(&w, "id", id);
-	json_str(&w, "result", result_name(e->result));
-	json_str(&w, "owner", owner_name(e->owner));
-	json_str(&w, "error", e->error[0] ? e->error : NULL);
-	json_u64(&w, "total_ms", e->total_ms);
+	json_head(&w, id, e);
 	started ? json_known(&w, "setup_ms", e->setup_ms) : json_null(&w, "setup_ms");
 	json_u64(&w, "prepare_ms", m->prepare_ms);
 	downtime ? json_known(&w, "downtime_ms", e->downtime_ms) : json_null(&w, "downtime_ms");

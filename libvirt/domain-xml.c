@@ -5,7 +5,9 @@
  * libxml2 reads and writes it; XPath finds the parts, so that an element
  * in an unexpected place is simply not seen rather than misread.
  */
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,74 @@
 
 #include "util.h"
 
+/*
+ * libxml2 is loaded when the first domain XML is read (dlopen): an agent
+ * that never serves the hook, and every other command, pays nothing for
+ * it and its ICU libraries (some 2.5 MB of an agent's memory).
+ */
+#define LX_API(X) \
+	X(xmlXPathFreeObject) \
+	X(xmlFreeDoc) \
+	X(xmlGetProp) \
+	X(xmlXPathNewContext) \
+	X(xmlXPathFreeContext) \
+	X(xmlXPathEvalExpression) \
+	X(xmlSetProp) \
+	X(xmlXPathCastToString) \
+	X(xmlSaveToBuffer) \
+	X(xmlSaveDoc) \
+	X(xmlSaveClose) \
+	X(xmlReadMemory) \
+	X(xmlNodeSetContent) \
+	X(xmlNodeGetContent) \
+	X(xmlHasProp) \
+	X(xmlGetLastError) \
+	X(xmlDocGetRootElement) \
+	X(xmlBufferLength) \
+	X(xmlBufferFree) \
+	X(xmlBufferCreate) \
+	X(xmlBufferContent)
+#define LX_API_FIELD(f) __typeof__(f) *f;
+static struct {
+	LX_API(LX_API_FIELD)
+} lx;
+static xmlFreeFunc *lx_free_fn;       /* the variable xmlFree */
+static pthread_once_t lx_once = PTHREAD_ONCE_INIT;
+static char lx_error[256];
+
+static void lx_load_once(void)
+{
+	void *h = dlopen("libxml2.so.2", RTLD_NOW | RTLD_LOCAL);
+
+	if (!h) {
+		snprintf(lx_error, sizeof(lx_error), "cannot load libxml2 (%s): install libxml2",
+			 dlerror());
+		return;
+	}
+#define LX_API_SYM(f)								\
+	if (!lx_error[0] && !(*(void **)&lx.f = dlsym(h, #f)))			\
+		snprintf(lx_error, sizeof(lx_error), "libxml2.so.2 has no %s", #f);
+	LX_API(LX_API_SYM)
+#undef LX_API_SYM
+	if (!lx_error[0] && !(lx_free_fn = dlsym(h, "xmlFree")))
+		snprintf(lx_error, sizeof(lx_error), "libxml2.so.2 has no xmlFree");
+}
+
+/* 0 once libxml2's calls are in the table. */
+static int lx_load(struct mig_error *err)
+{
+	pthread_once(&lx_once, lx_load_once);
+	if (lx_error[0])
+		return mig_error_set(err, -ENOTSUP, "%s", lx_error);
+	return 0;
+}
+
+/* xmlFree(): libxml2's allocator's free, a variable of the library. */
+static void lx_free(void *p)
+{
+	(*lx_free_fn)(p);
+}
+
 /* No network, no entities, no DTDs; errors into our message, not stderr. */
 #define XML_OPTS (XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
 
@@ -27,18 +97,20 @@ static int doc_read(const char *xml, size_t len, xmlDocPtr *ret, struct mig_erro
 	xmlDocPtr doc;
 	xmlNodePtr root;
 
+	if (lx_load(err) < 0)
+		return -ENOTSUP;
 	if (len > (size_t)INT32_MAX)
 		return mig_error_set(err, -E2BIG, "domain XML too large");
-	doc = xmlReadMemory(xml, (int)len, "domain.xml", NULL, XML_OPTS);
+	doc = lx.xmlReadMemory(xml, (int)len, "domain.xml", NULL, XML_OPTS);
 	if (!doc) {
-		const xmlError *e = xmlGetLastError();
+		const xmlError *e = lx.xmlGetLastError();
 
 		return mig_error_set(err, -EINVAL, "the domain XML does not parse: %s",
 				     e && e->message ? e->message : "no reason given");
 	}
-	root = xmlDocGetRootElement(doc);
+	root = lx.xmlDocGetRootElement(doc);
 	if (!root || strcmp((const char *)root->name, "domain")) {
-		xmlFreeDoc(doc);
+		lx.xmlFreeDoc(doc);
 		return mig_error_set(err, -EINVAL, "the XML is not a libvirt domain (its root "
 				     "element is not <domain>)");
 	}
@@ -49,10 +121,10 @@ static int doc_read(const char *xml, size_t len, xmlDocPtr *ret, struct mig_erro
 /* The nodes expr selects (NULL for none); free with xmlXPathFreeObject. */
 static xmlXPathObjectPtr xp(xmlXPathContextPtr ctx, const char *expr)
 {
-	xmlXPathObjectPtr o = xmlXPathEvalExpression((const xmlChar *)expr, ctx);
+	xmlXPathObjectPtr o = lx.xmlXPathEvalExpression((const xmlChar *)expr, ctx);
 
 	if (o && (!o->nodesetval || !o->nodesetval->nodeNr)) {
-		xmlXPathFreeObject(o);
+		lx.xmlXPathFreeObject(o);
 		return NULL;
 	}
 	return o;
@@ -61,27 +133,27 @@ static xmlXPathObjectPtr xp(xmlXPathContextPtr ctx, const char *expr)
 /* The string value of expr into buf ("" for none). */
 static void xp_str(xmlXPathContextPtr ctx, const char *expr, char *buf, size_t n)
 {
-	xmlXPathObjectPtr o = xmlXPathEvalExpression((const xmlChar *)expr, ctx);
+	xmlXPathObjectPtr o = lx.xmlXPathEvalExpression((const xmlChar *)expr, ctx);
 
 	buf[0] = '\0';
 	if (o) {
-		xmlChar *s = xmlXPathCastToString(o);
+		xmlChar *s = lx.xmlXPathCastToString(o);
 
 		if (s)
 			str_copy(buf, n, (const char *)s);
-		xmlFree(s);
-		xmlXPathFreeObject(o);
+		lx_free(s);
+		lx.xmlXPathFreeObject(o);
 	}
 }
 
 static void node_prop(xmlNodePtr nd, const char *name, char *buf, size_t n)
 {
-	xmlChar *v = xmlGetProp(nd, (const xmlChar *)name);
+	xmlChar *v = lx.xmlGetProp(nd, (const xmlChar *)name);
 
 	buf[0] = '\0';
 	if (v)
 		str_copy(buf, n, (const char *)v);
-	xmlFree(v);
+	lx_free(v);
 }
 
 /* libvirt's memory units (docs/formatdomain: "unit") as KiB multipliers;
@@ -137,7 +209,7 @@ static void read_cpu(xmlXPathContextPtr ctx, struct lvh_domain *d)
 		if (d->features[d->nr_features][0])
 			d->nr_features++;
 	}
-	xmlXPathFreeObject(o);
+	lx.xmlXPathFreeObject(o);
 }
 
 static void read_pinning(xmlXPathContextPtr ctx, struct lvh_domain *d)
@@ -160,7 +232,7 @@ static void read_pinning(xmlXPathContextPtr ctx, struct lvh_domain *d)
 			snprintf(where, sizeof(where), "<%s>", (const char *)nd->name);
 		add_cpuset(d, where, list);
 	}
-	xmlXPathFreeObject(o);
+	lx.xmlXPathFreeObject(o);
 }
 
 static void read_numa(xmlXPathContextPtr ctx, struct lvh_domain *d)
@@ -185,7 +257,7 @@ static void read_numa(xmlXPathContextPtr ctx, struct lvh_domain *d)
 		else
 			snprintf(n->where, sizeof(n->where), "<numatune><memory>");
 	}
-	xmlXPathFreeObject(o);
+	lx.xmlXPathFreeObject(o);
 }
 
 static void read_hugepages(xmlXPathContextPtr ctx, struct lvh_domain *d)
@@ -194,7 +266,7 @@ static void read_hugepages(xmlXPathContextPtr ctx, struct lvh_domain *d)
 	char v[32], u[16];
 
 	d->hugepages = o != NULL;
-	xmlXPathFreeObject(o);
+	lx.xmlXPathFreeObject(o);
 	o = xp(ctx, "/domain/memoryBacking/hugepages/page[@size]");
 	for (int i = 0; o && i < o->nodesetval->nodeNr && i < 8; i++) {
 		node_prop(o->nodesetval->nodeTab[i], "size", v, sizeof(v));
@@ -203,7 +275,7 @@ static void read_hugepages(xmlXPathContextPtr ctx, struct lvh_domain *d)
 	}
 	if (d->hugepages && !d->nr_hugepage_sizes)
 		d->hugepage_kib[d->nr_hugepage_sizes++] = 0;
-	xmlXPathFreeObject(o);
+	lx.xmlXPathFreeObject(o);
 }
 
 /* Disks that name a file or a block device on this host: a cdrom or
@@ -222,14 +294,14 @@ static void read_disks(xmlXPathContextPtr ctx, struct lvh_domain *d)
 			continue;
 		}
 		k = &d->disks[d->nr_disks++];
-		k->block = xmlHasProp(src, (const xmlChar *)"dev") != NULL;
+		k->block = lx.xmlHasProp(src, (const xmlChar *)"dev") != NULL;
 		node_prop(src, k->block ? "dev" : "file", k->path, sizeof(k->path));
 		k->target[0] = '\0';
 		for (tgt = src->parent->children; tgt; tgt = tgt->next)
 			if (tgt->type == XML_ELEMENT_NODE && !strcmp((const char *)tgt->name, "target"))
 				node_prop(tgt, "dev", k->target, sizeof(k->target));
 	}
-	xmlXPathFreeObject(o);
+	lx.xmlXPathFreeObject(o);
 }
 
 static void read_bridges(xmlXPathContextPtr ctx, struct lvh_domain *d)
@@ -244,7 +316,7 @@ static void read_bridges(xmlXPathContextPtr ctx, struct lvh_domain *d)
 		node_prop(o->nodesetval->nodeTab[i], "bridge", d->bridges[d->nr_bridges++],
 			  LVH_NAME_LEN);
 	}
-	xmlXPathFreeObject(o);
+	lx.xmlXPathFreeObject(o);
 }
 
 int lvh_domain_parse(const char *xml, size_t len, struct lvh_domain *ret, struct mig_error *err)
@@ -258,9 +330,9 @@ int lvh_domain_parse(const char *xml, size_t len, struct lvh_domain *ret, struct
 	if (r < 0)
 		return r;
 	memset(ret, 0, sizeof(*ret));
-	ctx = xmlXPathNewContext(doc);
+	ctx = lx.xmlXPathNewContext(doc);
 	if (!ctx) {
-		xmlFreeDoc(doc);
+		lx.xmlFreeDoc(doc);
 		return mig_error_set(err, -ENOMEM, "out of memory reading the domain XML");
 	}
 	xp_str(ctx, "string(/domain/name)", ret->name, sizeof(ret->name));
@@ -272,10 +344,10 @@ int lvh_domain_parse(const char *xml, size_t len, struct lvh_domain *ret, struct
 	read_cpu(ctx, ret);
 	o = xp(ctx, "/domain/features/pmu[@state='on']");
 	ret->pmu = o != NULL;
-	xmlXPathFreeObject(o);
+	lx.xmlXPathFreeObject(o);
 	o = xp(ctx, "/domain/devices/memory");
 	ret->mem_devices = o ? (unsigned)o->nodesetval->nodeNr : 0;
-	xmlXPathFreeObject(o);
+	lx.xmlXPathFreeObject(o);
 	xp_str(ctx, "string(/domain/maxMemory/@slots)", slots, sizeof(slots));
 	ret->max_mem_slots = (unsigned)strtoul(slots, NULL, 10);
 	read_numa(ctx, ret);
@@ -283,8 +355,8 @@ int lvh_domain_parse(const char *xml, size_t len, struct lvh_domain *ret, struct
 	read_pinning(ctx, ret);
 	read_disks(ctx, ret);
 	read_bridges(ctx, ret);
-	xmlXPathFreeContext(ctx);
-	xmlFreeDoc(doc);
+	lx.xmlXPathFreeContext(ctx);
+	lx.xmlFreeDoc(doc);
 	return 0;
 }
 
@@ -327,19 +399,19 @@ static unsigned rewrite_nodes(xmlXPathContextPtr ctx, const char *expr, const ch
 
 	for (int i = 0; o && i < o->nodesetval->nodeNr; i++) {
 		xmlNodePtr nd = o->nodesetval->nodeTab[i];
-		xmlChar *v = attr ? xmlGetProp(nd, (const xmlChar *)attr) : xmlNodeGetContent(nd);
+		xmlChar *v = attr ? lx.xmlGetProp(nd, (const xmlChar *)attr) : lx.xmlNodeGetContent(nd);
 		char out[2 * LVH_PATH_MAX];
 
 		if (v && rewrite_path(rules, (const char *)v, out, sizeof(out))) {
 			if (attr)
-				xmlSetProp(nd, (const xmlChar *)attr, (const xmlChar *)out);
+				lx.xmlSetProp(nd, (const xmlChar *)attr, (const xmlChar *)out);
 			else
-				xmlNodeSetContent(nd, (const xmlChar *)out);
+				lx.xmlNodeSetContent(nd, (const xmlChar *)out);
 			changed++;
 		}
-		xmlFree(v);
+		lx_free(v);
 	}
-	xmlXPathFreeObject(o);
+	lx.xmlXPathFreeObject(o);
 	return changed;
 }
 
@@ -350,15 +422,15 @@ static unsigned rewrite_cpusets(xmlXPathContextPtr ctx, const char *cpuset)
 
 	for (int i = 0; o && i < o->nodesetval->nodeNr; i++) {
 		xmlNodePtr nd = o->nodesetval->nodeTab[i];
-		xmlChar *v = xmlGetProp(nd, (const xmlChar *)"cpuset");
+		xmlChar *v = lx.xmlGetProp(nd, (const xmlChar *)"cpuset");
 
 		if (!v || strcmp((const char *)v, cpuset)) {
-			xmlSetProp(nd, (const xmlChar *)"cpuset", (const xmlChar *)cpuset);
+			lx.xmlSetProp(nd, (const xmlChar *)"cpuset", (const xmlChar *)cpuset);
 			changed++;
 		}
-		xmlFree(v);
+		lx_free(v);
 	}
-	xmlXPathFreeObject(o);
+	lx.xmlXPathFreeObject(o);
 	return changed;
 }
 
@@ -387,8 +459,8 @@ int lvh_rewrite(const char *xml, size_t len, const struct lvh_rules *rules, char
 
 	if (r < 0)
 		return r;
-	ctx = xmlXPathNewContext(doc);
-	buf = xmlBufferCreate();
+	ctx = lx.xmlXPathNewContext(doc);
+	buf = lx.xmlBufferCreate();
 	if (!ctx || !buf) {
 		r = mig_error_set(err, -ENOMEM, "out of memory rewriting the domain XML");
 		goto out;
@@ -402,20 +474,20 @@ int lvh_rewrite(const char *xml, size_t len, const struct lvh_rules *rules, char
 		*ret_out = strndup(xml, len);
 		*ret_len = len;
 	} else {
-		save = xmlSaveToBuffer(buf, "UTF-8", XML_SAVE_NO_DECL);
+		save = lx.xmlSaveToBuffer(buf, "UTF-8", XML_SAVE_NO_DECL);
 		if (save) {
-			xmlSaveDoc(save, doc);
-			xmlSaveClose(save);
+			lx.xmlSaveDoc(save, doc);
+			lx.xmlSaveClose(save);
 		}
-		*ret_len = (size_t)xmlBufferLength(buf);
-		*ret_out = strndup((const char *)xmlBufferContent(buf), *ret_len);
+		*ret_len = (size_t)lx.xmlBufferLength(buf);
+		*ret_out = strndup((const char *)lx.xmlBufferContent(buf), *ret_len);
 	}
 	if (!*ret_out)
 		r = mig_error_set(err, -ENOMEM, "out of memory rewriting the domain XML");
 out:
 	if (buf)
-		xmlBufferFree(buf);
-	xmlXPathFreeContext(ctx);
-	xmlFreeDoc(doc);
+		lx.xmlBufferFree(buf);
+	lx.xmlXPathFreeContext(ctx);
+	lx.xmlFreeDoc(doc);
 	return r;
 }

@@ -9,6 +9,7 @@
  * libvirt keeps its last error per thread: every message is read on the
  * thread whose call failed, right after the call.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -23,6 +24,79 @@
 #include <migrate/control.h>
 #include <migrate/libvirt.h>
 #include "util.h"
+
+/*
+ * libvirt is loaded when a libvirt host is first opened (dlopen): an agent
+ * without --libvirt, and every other command, pays nothing for libvirt's
+ * forty-odd libraries (some 10 MB of an agent's memory, and their load
+ * time at every start of the hook).  The calls go through this table.
+ */
+#define LV_API(X) \
+	X(virDomainFree) \
+	X(virGetLastErrorCode) \
+	X(virDomainGetUUIDString) \
+	X(virTypedParamsFree) \
+	X(virDomainGetJobStats) \
+	X(virConnectDomainEventDeregisterAny) \
+	X(virConnectClose) \
+	X(virTypedParamsAddString) \
+	X(virEventRemoveTimeout) \
+	X(virEventAddTimeout) \
+	X(virDomainMigrateToURI3) \
+	X(virDomainLookupByName) \
+	X(virDomainGetState) \
+	X(virConnectSetKeepAlive) \
+	X(virConnectOpen) \
+	X(virConnectDomainEventRegisterAny) \
+	X(virTypedParamsGetULLong) \
+	X(virTypedParamsGetInt) \
+	X(virTypedParamsAddULLong) \
+	X(virTypedParamsAddInt) \
+	X(virSetErrorFunc) \
+	X(virInitialize) \
+	X(virGetLastErrorMessage) \
+	X(virEventRunDefaultImpl) \
+	X(virEventRegisterDefaultImpl) \
+	X(virDomainSuspend) \
+	X(virDomainMigrateSetMaxDowntime) \
+	X(virDomainLookupByUUIDString) \
+	X(virDomainIsPersistent) \
+	X(virDomainIsActive) \
+	X(virDomainGetName) \
+	X(virDomainGetJobInfo) \
+	X(virDomainAbortJob)
+#define LV_API_FIELD(f) __typeof__(f) *f;
+static struct {
+	LV_API(LV_API_FIELD)
+} lv_api;
+static pthread_once_t lv_api_once = PTHREAD_ONCE_INIT;
+static char lv_api_error[256];
+
+static void lv_api_load_once(void)
+{
+	void *h = dlopen("libvirt.so.0", RTLD_NOW | RTLD_LOCAL);
+
+	if (!h) {
+		snprintf(lv_api_error, sizeof(lv_api_error), "cannot load libvirt (%s): install "
+			 "libvirt0", dlerror());
+		return;
+	}
+#define LV_API_SYM(f)								\
+	if (!lv_api_error[0] && !(*(void **)&lv_api.f = dlsym(h, #f)))		\
+		snprintf(lv_api_error, sizeof(lv_api_error), "libvirt.so.0 has no %s: "	\
+			 "too old a libvirt", #f);
+	LV_API(LV_API_SYM)
+#undef LV_API_SYM
+}
+
+/* 0 once libvirt's calls are in the table. */
+static int lv_api_load(struct mig_error *err)
+{
+	pthread_once(&lv_api_once, lv_api_load_once);
+	if (lv_api_error[0])
+		return mig_error_set(err, -ENOTSUP, "%s", lv_api_error);
+	return 0;
+}
 
 struct mig_lv {
 	virConnectPtr conn;
@@ -62,7 +136,7 @@ struct mig_lv_job {
 
 static const char *lv_last_error(void)
 {
-	const char *m = virGetLastErrorMessage();
+	const char *m = lv_api.virGetLastErrorMessage();
 
 	return m ? m : "unknown libvirt error";
 }
@@ -94,18 +168,18 @@ static int lv_once_result;
 
 static void lv_init_once(void)
 {
-	if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0) {
+	if (lv_api.virInitialize() < 0 || lv_api.virEventRegisterDefaultImpl() < 0) {
 		lv_once_result = -EIO;
 		return;
 	}
-	virSetErrorFunc(NULL, lv_error_quiet);
+	lv_api.virSetErrorFunc(NULL, lv_error_quiet);
 }
 
 static void *loop_run(void *unused)
 {
 	(void)unused;
 	while (!atomic_load(&loop.stop))
-		if (virEventRunDefaultImpl() < 0)
+		if (lv_api.virEventRunDefaultImpl() < 0)
 			break;
 	return NULL;
 }
@@ -125,7 +199,7 @@ static void loop_mark_fire(int timer, void *opaque)
 {
 	struct loop_mark *m = opaque;
 
-	virEventRemoveTimeout(timer);
+	lv_api.virEventRemoveTimeout(timer);
 	pthread_mutex_lock(&m->lock);
 	m->fired = true;
 	pthread_cond_signal(&m->cond);
@@ -138,7 +212,7 @@ static void loop_sync(void)
 	struct loop_mark m = { .lock = PTHREAD_MUTEX_INITIALIZER,
 			       .cond = PTHREAD_COND_INITIALIZER };
 
-	m.id = virEventAddTimeout(0, loop_mark_fire, &m, NULL);
+	m.id = lv_api.virEventAddTimeout(0, loop_mark_fire, &m, NULL);
 	if (m.id < 0)
 		return;
 	pthread_mutex_lock(&m.lock);
@@ -180,10 +254,10 @@ static void loop_put(void)
 		 * see it.  Not loop_sync: the loop may wake for another reason,
 		 * see the flag and end before the timer fires. */
 		atomic_store(&loop.stop, true);
-		wake = virEventAddTimeout(0, loop_wake, NULL, NULL);
+		wake = lv_api.virEventAddTimeout(0, loop_wake, NULL, NULL);
 		pthread_join(loop.thread, NULL);
 		if (wake >= 0)
-			virEventRemoveTimeout(wake);
+			lv_api.virEventRemoveTimeout(wake);
 	}
 	pthread_mutex_unlock(&loop.lock);
 }
@@ -201,14 +275,14 @@ static int on_lifecycle_event(virConnectPtr conn, virDomainPtr dom, int event, i
 {
 	struct mig_lv *lv = opaque;
 	struct mig_lv_lifecycle e = { .event = event, .detail = detail };
-	const char *name = virDomainGetName(dom);
+	const char *name = lv_api.virDomainGetName(dom);
 
 	(void)conn;
 	stamp(&e);
 	if (!lv->on_lifecycle)
 		return 0;
 	str_copy(e.name, sizeof(e.name), name ? name : "");
-	if (virDomainGetUUIDString(dom, e.uuid) < 0)
+	if (lv_api.virDomainGetUUIDString(dom, e.uuid) < 0)
 		e.uuid[0] = '\0';
 	e.running = event == VIR_DOMAIN_EVENT_STARTED || event == VIR_DOMAIN_EVENT_RESUMED;
 	lv->on_lifecycle(lv->arg, &e);
@@ -220,7 +294,7 @@ static void stats_from_params(struct mig_lv_stats *st, virTypedParameterPtr p, i
 /*
  * The completed job's statistics, as the source's libvirtd sends them when
  * the job ends.  After a successful migration of a transient domain the
- * source no longer has the domain, so virDomainGetJobStats(COMPLETED)
+ * source no longer has the domain, so lv_api.virDomainGetJobStats(COMPLETED)
  * fails ("Domain not found"); this event is then the only carrier of the
  * measured downtime.
  */
@@ -231,7 +305,7 @@ static void on_job_completed(virConnectPtr conn, virDomainPtr dom, virTypedParam
 	char uuid[VIR_UUID_STRING_BUFLEN];
 
 	(void)conn;
-	if (virDomainGetUUIDString(dom, uuid) < 0)
+	if (lv_api.virDomainGetUUIDString(dom, uuid) < 0)
 		return;
 	pthread_mutex_lock(&lv->lock);
 	for (struct mig_lv_job *j = lv->jobs; j; j = j->next) {
@@ -252,6 +326,10 @@ int mig_lv_open(const char *uri, void (*on_lifecycle)(void *arg, const struct mi
 	struct mig_lv *lv;
 	int r;
 
+	*ret = NULL;
+	r = lv_api_load(err);
+	if (r < 0)
+		return r;
 	pthread_once(&lv_once, lv_init_once);
 	if (lv_once_result < 0)
 		return mig_error_set(err, lv_once_result, "libvirt: initialising the library: %s",
@@ -268,7 +346,7 @@ int mig_lv_open(const char *uri, void (*on_lifecycle)(void *arg, const struct mi
 	if (r < 0)
 		goto err_free;
 
-	lv->conn = virConnectOpen(uri);
+	lv->conn = lv_api.virConnectOpen(uri);
 	if (!lv->conn) {
 		r = mig_error_set(err, -ECONNREFUSED,
 				  "cannot reach libvirtd at %s: %s; is libvirtd running?",
@@ -277,11 +355,11 @@ int mig_lv_open(const char *uri, void (*on_lifecycle)(void *arg, const struct mi
 	}
 	/* A libvirtd that stops answering closes the connection within
 	 * 5 s x 3 instead of leaving a call hanging. */
-	if (virConnectSetKeepAlive(lv->conn, 5, 3) < 0) {
+	if (lv_api.virConnectSetKeepAlive(lv->conn, 5, 3) < 0) {
 		r = mig_error_set(err, -EIO, "libvirt at %s: keepalive: %s", uri, lv_last_error());
 		goto err_close;
 	}
-	lv->cb_lifecycle = virConnectDomainEventRegisterAny(lv->conn, NULL,
+	lv->cb_lifecycle = lv_api.virConnectDomainEventRegisterAny(lv->conn, NULL,
 		VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle_event),
 		lv, NULL);
 	if (lv->cb_lifecycle < 0) {
@@ -289,7 +367,7 @@ int mig_lv_open(const char *uri, void (*on_lifecycle)(void *arg, const struct mi
 				  lv_last_error());
 		goto err_close;
 	}
-	lv->cb_completed = virConnectDomainEventRegisterAny(lv->conn, NULL,
+	lv->cb_completed = lv_api.virConnectDomainEventRegisterAny(lv->conn, NULL,
 		VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, VIR_DOMAIN_EVENT_CALLBACK(on_job_completed),
 		lv, NULL);
 	if (lv->cb_completed < 0) {
@@ -301,9 +379,9 @@ int mig_lv_open(const char *uri, void (*on_lifecycle)(void *arg, const struct mi
 	return 0;
 
 err_deregister:
-	virConnectDomainEventDeregisterAny(lv->conn, lv->cb_lifecycle);
+	lv_api.virConnectDomainEventDeregisterAny(lv->conn, lv->cb_lifecycle);
 err_close:
-	virConnectClose(lv->conn);
+	lv_api.virConnectClose(lv->conn);
 err_loop:
 	loop_put();
 err_free:
@@ -317,12 +395,12 @@ void mig_lv_close(struct mig_lv *lv)
 {
 	if (!lv)
 		return;
-	virConnectDomainEventDeregisterAny(lv->conn, lv->cb_lifecycle);
-	virConnectDomainEventDeregisterAny(lv->conn, lv->cb_completed);
+	lv_api.virConnectDomainEventDeregisterAny(lv->conn, lv->cb_lifecycle);
+	lv_api.virConnectDomainEventDeregisterAny(lv->conn, lv->cb_completed);
 	/* A callback already running on the loop thread still uses lv:
 	 * wait for it before freeing. */
 	loop_sync();
-	virConnectClose(lv->conn);
+	lv_api.virConnectClose(lv->conn);
 	loop_put();
 	pthread_mutex_destroy(&lv->lock);
 	free(lv);
@@ -348,36 +426,36 @@ static uint32_t state_from_libvirt(int state)
 int mig_lv_domain_state(struct mig_lv *lv, const char *name, uint32_t *ret_state,
 			char uuid[37], bool *ret_persistent, struct mig_error *err)
 {
-	virDomainPtr dom = virDomainLookupByName(lv->conn, name);
+	virDomainPtr dom = lv_api.virDomainLookupByName(lv->conn, name);
 	int state, reason, persistent;
 
 	uuid[0] = '\0';
 	*ret_persistent = false;
 	if (!dom) {
-		if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN) {
+		if (lv_api.virGetLastErrorCode() == VIR_ERR_NO_DOMAIN) {
 			*ret_state = MIG_LV_STATE_ABSENT;
 			return 0;
 		}
 		return mig_error_set(err, -EIO, "libvirt at %s: looking up domain %s: %s",
 				     lv->uri, name, lv_last_error());
 	}
-	if (virDomainGetState(dom, &state, &reason, 0) < 0) {
+	if (lv_api.virDomainGetState(dom, &state, &reason, 0) < 0) {
 		/* Gone between the two calls: a migration or destroy ended. */
-		if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN) {
-			virDomainFree(dom);
+		if (lv_api.virGetLastErrorCode() == VIR_ERR_NO_DOMAIN) {
+			lv_api.virDomainFree(dom);
 			*ret_state = MIG_LV_STATE_ABSENT;
 			return 0;
 		}
 		int r = mig_error_set(err, -EIO, "libvirt at %s: state of domain %s: %s", lv->uri,
 				      name, lv_last_error());
 
-		virDomainFree(dom);
+		lv_api.virDomainFree(dom);
 		return r;
 	}
-	persistent = virDomainIsPersistent(dom);
-	if (virDomainGetUUIDString(dom, uuid) < 0)
+	persistent = lv_api.virDomainIsPersistent(dom);
+	if (lv_api.virDomainGetUUIDString(dom, uuid) < 0)
 		uuid[0] = '\0';
-	virDomainFree(dom);
+	lv_api.virDomainFree(dom);
 	*ret_state = state_from_libvirt(state);
 	*ret_persistent = persistent == 1;
 	return 0;
@@ -437,9 +515,9 @@ static void stats_from_params(struct mig_lv_stats *st, virTypedParameterPtr p, i
 		int v;
 
 		/* Most are ULLONG; auto_converge_throttle is INT. */
-		if (virTypedParamsGetULLong(p, n, stat_fields[i].name, &ull) == 1)
+		if (lv_api.virTypedParamsGetULLong(p, n, stat_fields[i].name, &ull) == 1)
 			*f = ull;
-		else if (virTypedParamsGetInt(p, n, stat_fields[i].name, &v) == 1 && v >= 0)
+		else if (lv_api.virTypedParamsGetInt(p, n, stat_fields[i].name, &v) == 1 && v >= 0)
 			*f = (uint64_t)v;
 	}
 }
@@ -472,19 +550,19 @@ static void *job_run(void *opaque)
 	char msg[sizeof(j->msg)] = "";
 	int n = 0, type, r;
 
-	r = virDomainMigrateToURI3(j->mdom, j->dconnuri, j->params, j->nparams, j->flags);
+	r = lv_api.virDomainMigrateToURI3(j->mdom, j->dconnuri, j->params, j->nparams, j->flags);
 	if (r < 0) {
 		failure_text(lv_last_error(), msg, sizeof(msg));
 		r = -EIO;
 	}
 	/* Right away, while the domain still exists on this host (a
 	 * persistent one, or any after a failure): the completed job. */
-	if (virDomainGetJobStats(j->mdom, &type, &p, &n, VIR_DOMAIN_JOB_STATS_COMPLETED) == 0 &&
+	if (lv_api.virDomainGetJobStats(j->mdom, &type, &p, &n, VIR_DOMAIN_JOB_STATS_COMPLETED) == 0 &&
 	    type != VIR_DOMAIN_JOB_NONE) {
 		stats_from_params(&final, p, n);
 		have_final = true;
 	}
-	virTypedParamsFree(p, n);
+	lv_api.virTypedParamsFree(p, n);
 
 	pthread_mutex_lock(&j->lv->lock);
 	j->result = r;
@@ -505,7 +583,7 @@ static int job_params(struct mig_lv_job *j, const struct mig_lv_migrate *m,
 	int max = 0;
 
 	j->flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER;
-	if (virTypedParamsAddString(&j->params, &j->nparams, &max, VIR_MIGRATE_PARAM_URI,
+	if (lv_api.virTypedParamsAddString(&j->params, &j->nparams, &max, VIR_MIGRATE_PARAM_URI,
 				    m->miguri) < 0)
 		goto fail;
 	/* parallel is libvirt's own count: the multifd channels, beside
@@ -513,21 +591,21 @@ static int job_params(struct mig_lv_job *j, const struct mig_lv_migrate *m,
 	 * --parallel-connections N) */
 	if (m->parallel > 1) {
 		j->flags |= VIR_MIGRATE_PARALLEL;
-		if (virTypedParamsAddInt(&j->params, &j->nparams, &max,
+		if (lv_api.virTypedParamsAddInt(&j->params, &j->nparams, &max,
 					 VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS,
 					 (int)m->parallel) < 0)
 			goto fail;
 	}
 	if (m->copy_storage) {
 		j->flags |= VIR_MIGRATE_NON_SHARED_DISK;
-		if (m->disks_uri && virTypedParamsAddString(&j->params, &j->nparams, &max,
+		if (m->disks_uri && lv_api.virTypedParamsAddString(&j->params, &j->nparams, &max,
 					VIR_MIGRATE_PARAM_DISKS_URI, m->disks_uri) < 0)
 			goto fail;
 	}
 	/* libvirt takes MiB/s: round up, so that a small limit is not 0
 	 * (which means "no limit"). */
 	if (m->bandwidth_bps &&
-	    virTypedParamsAddULLong(&j->params, &j->nparams, &max, VIR_MIGRATE_PARAM_BANDWIDTH,
+	    lv_api.virTypedParamsAddULLong(&j->params, &j->nparams, &max, VIR_MIGRATE_PARAM_BANDWIDTH,
 				    DIV_ROUND_UP(m->bandwidth_bps, 1024 * 1024)) < 0)
 		goto fail;
 	return 0;
@@ -541,33 +619,33 @@ static int job_lookup(struct mig_lv_job *j, struct mig_error *err)
 	struct mig_lv *lv = j->lv;
 	int active;
 
-	j->dom = virDomainLookupByName(lv->conn, j->name);
+	j->dom = lv_api.virDomainLookupByName(lv->conn, j->name);
 	if (!j->dom) {
-		if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN)
+		if (lv_api.virGetLastErrorCode() == VIR_ERR_NO_DOMAIN)
 			return mig_error_set(err, -ENOENT, "no domain %s on this host (%s)",
 					     j->name, lv->uri);
 		return mig_error_set(err, -EIO, "libvirt at %s: looking up domain %s: %s",
 				     lv->uri, j->name, lv_last_error());
 	}
-	active = virDomainIsActive(j->dom);
+	active = lv_api.virDomainIsActive(j->dom);
 	if (active < 0)
 		return mig_error_set(err, -EIO, "libvirt at %s: domain %s: %s", lv->uri, j->name,
 				     lv_last_error());
 	if (!active)
 		return mig_error_set(err, -EINVAL, "domain %s is not running on this host (%s)",
 				     j->name, lv->uri);
-	if (virDomainGetUUIDString(j->dom, j->uuid) < 0)
+	if (lv_api.virDomainGetUUIDString(j->dom, j->uuid) < 0)
 		return mig_error_set(err, -EIO, "libvirt: domain %s: %s", j->name, lv_last_error());
 
-	j->mconn = virConnectOpen(lv->uri);
+	j->mconn = lv_api.virConnectOpen(lv->uri);
 	if (!j->mconn)
 		return mig_error_set(err, -ECONNREFUSED,
 				     "cannot reach libvirtd at %s: %s; is libvirtd running?",
 				     lv->uri, lv_last_error());
-	if (virConnectSetKeepAlive(j->mconn, 5, 3) < 0)
+	if (lv_api.virConnectSetKeepAlive(j->mconn, 5, 3) < 0)
 		return mig_error_set(err, -EIO, "libvirt at %s: keepalive: %s", lv->uri,
 				     lv_last_error());
-	j->mdom = virDomainLookupByUUIDString(j->mconn, j->uuid);
+	j->mdom = lv_api.virDomainLookupByUUIDString(j->mconn, j->uuid);
 	if (!j->mdom)
 		return mig_error_set(err, -EIO, "libvirt at %s: looking up domain %s: %s",
 				     lv->uri, j->name, lv_last_error());
@@ -577,12 +655,12 @@ static int job_lookup(struct mig_lv_job *j, struct mig_error *err)
 static void job_free(struct mig_lv_job *j)
 {
 	if (j->dom)
-		virDomainFree(j->dom);
+		lv_api.virDomainFree(j->dom);
 	if (j->mdom)
-		virDomainFree(j->mdom);
+		lv_api.virDomainFree(j->mdom);
 	if (j->mconn)
-		virConnectClose(j->mconn);
-	virTypedParamsFree(j->params, j->nparams);
+		lv_api.virConnectClose(j->mconn);
+	lv_api.virTypedParamsFree(j->params, j->nparams);
 	pthread_cond_destroy(&j->cond);
 	free(j);
 }
@@ -603,7 +681,7 @@ static bool job_active(struct mig_lv_job *j)
 {
 	virDomainJobInfo info;
 
-	return virDomainGetJobInfo(j->dom, &info) == 0 && info.type != VIR_DOMAIN_JOB_NONE;
+	return lv_api.virDomainGetJobInfo(j->dom, &info) == 0 && info.type != VIR_DOMAIN_JOB_NONE;
 }
 
 int mig_lv_migrate_start(struct mig_lv *lv, const struct mig_lv_migrate *m,
@@ -641,7 +719,7 @@ int mig_lv_migrate_start(struct mig_lv *lv, const struct mig_lv_migrate *m,
 		goto err_free;
 	/* 9.0 has no migration parameter for it: QEMU's downtime-limit is
 	 * set beforehand and the migration keeps it. */
-	if (m->downtime_ms && virDomainMigrateSetMaxDowntime(j->dom, m->downtime_ms, 0) < 0) {
+	if (m->downtime_ms && lv_api.virDomainMigrateSetMaxDowntime(j->dom, m->downtime_ms, 0) < 0) {
 		r = mig_error_set(err, -EIO, "libvirt: domain %s: setting the downtime limit: %s",
 				  j->name, lv_last_error());
 		goto err_free;
@@ -703,8 +781,8 @@ int mig_lv_job_stats(struct mig_lv_job *j, struct mig_lv_stats *st, struct mig_e
 	virTypedParameterPtr p = NULL;
 	int n = 0, type, state, reason;
 
-	if (virDomainGetJobStats(j->dom, &type, &p, &n, 0) < 0) {
-		int code = virGetLastErrorCode();
+	if (lv_api.virDomainGetJobStats(j->dom, &type, &p, &n, 0) < 0) {
+		int code = lv_api.virGetLastErrorCode();
 
 		stats_unknown(st);
 		/* After the switchover the source's domain is stopped, or gone:
@@ -716,15 +794,15 @@ int mig_lv_job_stats(struct mig_lv_job *j, struct mig_lv_stats *st, struct mig_e
 				     lv_last_error());
 	}
 	stats_from_params(st, p, n);
-	virTypedParamsFree(p, n);
-	st->paused = virDomainGetState(j->dom, &state, &reason, 0) == 0 &&
+	lv_api.virTypedParamsFree(p, n);
+	st->paused = lv_api.virDomainGetState(j->dom, &state, &reason, 0) == 0 &&
 		     state == VIR_DOMAIN_PAUSED;
 	return 0;
 }
 
 int mig_lv_job_abort(struct mig_lv_job *j, struct mig_error *err)
 {
-	if (virDomainAbortJob(j->dom) < 0)
+	if (lv_api.virDomainAbortJob(j->dom) < 0)
 		return mig_error_set(err, -EIO, "libvirt: aborting the migration of %s: %s",
 				     j->name, lv_last_error());
 	return 0;
@@ -732,7 +810,7 @@ int mig_lv_job_abort(struct mig_lv_job *j, struct mig_error *err)
 
 int mig_lv_job_suspend(struct mig_lv_job *j, struct mig_error *err)
 {
-	if (virDomainSuspend(j->dom) < 0)
+	if (lv_api.virDomainSuspend(j->dom) < 0)
 		return mig_error_set(err, -EIO, "libvirt: pausing %s: %s", j->name,
 				     lv_last_error());
 	return 0;

@@ -98,6 +98,27 @@ is_state() {
 	[ "$(state "$1" "$2")" = "$3" ]
 }
 
+# The migration of domain $1 has moved a MiB or more (A is the source).
+moving() {
+	local p
+	p=$(vsh A domjobinfo "$1" 2>/dev/null | awk '/^Memory processed:/ {print $3 $4}')
+	case $p in *MiB|*GiB) return 0 ;; esac
+	return 1
+}
+
+# Waits (120 s at most) for the start in the background, pid $1, to end
+# after $2; its exit code in $rc.
+start_ends() {
+	local i
+	for ((i = 0; i < 600; i++)); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.2
+	done
+	kill -0 "$1" 2>/dev/null && { kill -9 "$1"; fail "start did not end within 120 s of $2"; }
+	wait "$1"
+	rc=$?
+}
+
 # The console path domain $2 writes to on host $1 (its live XML).
 console_path() {
 	vsh "$1" dumpxml "$2" | python3 -c '
@@ -311,25 +332,13 @@ h disk B lvc 64 >/dev/null
 	exit "$rc"
 ) &
 mpid=$!
-moving() {
-	local p
-	p=$(vsh A domjobinfo lvc 2>/dev/null | awk '/^Memory processed:/ {print $3 $4}')
-	case $p in *MiB|*GiB) return 0 ;; esac
-	return 1
-}
-wait_for 60 moving || fail "lvc's migration moved no MiB in 60 s: $(vsh A domjobinfo lvc)"
+wait_for 60 moving lvc || fail "lvc's migration moved no MiB in 60 s: $(vsh A domjobinfo lvc)"
 vsh A domjobinfo lvc | grep -E "Memory (processed|remaining)" | sed 's/^/   /'
 kill -0 "$mpid" 2>/dev/null ||
 	fail "lvc's migration ended before the kill (is --max-bandwidth libvirt's bandwidth?): $(cat "$DIR/err")"
 kill -9 "$(cat "$DIR/B/agent.pid")"
 echo "   killed B's agent"
-for ((i = 0; i < 600; i++)); do
-	kill -0 "$mpid" 2>/dev/null || break
-	sleep 0.2
-done
-kill -0 "$mpid" 2>/dev/null && { kill -9 "$mpid"; fail "start did not end within 120 s of the kill"; }
-wait "$mpid"
-rc=$?
+start_ends "$mpid" "the kill"
 [ "$rc" = 1 ] || fail "start exited $rc, not 1: $(cat "$DIR/err" "$DIR/out")"
 wait_for 30 is_state A lvc running || fail "lvc is $(state A lvc) on A after the failed migration"
 wait_for 60 is_state B lvc absent || fail "lvc is $(state B lvc) on B after the failed migration"
@@ -351,17 +360,11 @@ vsh B destroy lvd >/dev/null
 say "e. cancelled by migratectl cancel, and by Ctrl-C on start: the guest stays on A"
 start_guest lve 64
 h disk B lve 64 >/dev/null
-moving_lve() {
-	local p
-	p=$(vsh A domjobinfo lve 2>/dev/null | awk '/^Memory processed:/ {print $3 $4}')
-	case $p in *MiB|*GiB) return 0 ;; esac
-	return 1
-}
 for how in cancel ctrl-c; do
 	"$MIGRATECTL" start "unix://$DIR/A/agent.sock" "unix://$DIR/B/agent.sock" --vm libvirt:lve \
 		--max-bandwidth $((4 << 20)) --json >"$DIR/out" 2>"$DIR/err" </dev/null &
 	mpid=$!
-	wait_for 60 moving_lve || fail "lve's migration moved no MiB in 60 s: $(cat "$DIR/err")"
+	wait_for 60 moving lve || fail "lve's migration moved no MiB in 60 s: $(cat "$DIR/err")"
 	if [ "$how" = cancel ]; then
 		id=$(sed -n 's/^migration \([0-9a-f-]*\): started.*/\1/p' "$DIR/err" | head -1)
 		[ -n "$id" ] || fail "no migration id in start's stderr: $(cat "$DIR/err")"
@@ -370,13 +373,7 @@ for how in cancel ctrl-c; do
 	else
 		kill -INT "$mpid"
 	fi
-	for ((i = 0; i < 600; i++)); do
-		kill -0 "$mpid" 2>/dev/null || break
-		sleep 0.2
-	done
-	kill -0 "$mpid" 2>/dev/null && { kill -9 "$mpid"; fail "start did not end within 120 s of the $how"; }
-	wait "$mpid"
-	rc=$?
+	start_ends "$mpid" "the $how"
 	[ "$rc" = 1 ] || fail "$how: start exited $rc, not 1: $(cat "$DIR/err" "$DIR/out")"
 	python3 - "$DIR/out" <<-'EOF' || fail "$how: start's JSON: see above"
 	import json, sys
