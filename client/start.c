@@ -23,6 +23,8 @@
  * agent to end the migration and say where the VM is, and how often to ask. */
 #define REATTACH_MS 30000
 #define REATTACH_POLL_MS 200
+/* A tcp source agent that refuses connections this long is gone. */
+#define REATTACH_REFUSED_MS 5000
 /* A call whose answer only helps (calling a destination off, asking a lost
  * source again) waits this long at most. */
 #define CALL_OFF_MS 2000
@@ -107,7 +109,7 @@ static int find_vm(struct mig_client *src, struct mig_start_result *ret, struct 
 static void reattach(const struct mig_start_opts *o, const struct mig_client *src,
 		     const uint8_t *id, struct mig_start_result *ret)
 {
-	uint64_t end = mig_now_ms() + REATTACH_MS;
+	uint64_t end = mig_now_ms() + REATTACH_MS, refused_since = 0;
 	char want[37];
 
 	uuid_unparse_lower(id, want);
@@ -119,10 +121,20 @@ static void reattach(const struct mig_start_opts *o, const struct mig_client *sr
 		int r;
 
 		if (mig_client_reopen(src, o->key_file, &c2, &err) < 0) {
-			/* nothing listens: the agent is gone, and its VMs with it;
-			 * a timeout may be a link still cut, worth another try */
-			if (err.code == -ECONNREFUSED || err.code == -ENOENT)
+			/* Nothing listens: the agent is gone, and its VMs with
+			 * it.  Over tcp a refusal may also be a link that
+			 * resets connections for a while (a firewall's REJECT),
+			 * so it is believed only once it lasts; a timeout may
+			 * be a link still cut, worth another try. */
+			bool gone = err.code == -ECONNREFUSED || err.code == -ENOENT;
+
+			if (gone && !refused_since)
+				refused_since = mig_now_ms();
+			if (gone && (src->ep.kind != XPORT_EP_TCP ||
+				     mig_now_ms() - refused_since > REATTACH_REFUSED_MS))
 				return;
+			if (!gone)
+				refused_since = 0;
 			usleep(REATTACH_POLL_MS * 1000);
 			continue;
 		}
