@@ -668,8 +668,26 @@ uint64_t chaos_cluster_mask(uint64_t mask, bool local)
 	return mask;
 }
 
+uint64_t chaos_lv_mask(uint64_t mask)
+{
+	uint64_t lv = 0;
+
+	for (unsigned k = 0; k < chaos_nr_kinds; k++)
+		if (!strcmp(chaos_kinds[k].name, "kill-start") ||
+		    !strcmp(chaos_kinds[k].name, "stop-start") ||
+		    !strcmp(chaos_kinds[k].name, "cancel"))
+			lv |= 1ULL << k;
+	return mask & lv;
+}
+
 void chaos_fault_make(uint64_t seed, uint64_t run, uint64_t mask, const char *vm,
 		      struct chaos_fault *f)
+{
+	chaos_fault_make_in(seed, run, mask, CHAOS_PH_ALL, vm, f);
+}
+
+void chaos_fault_make_in(uint64_t seed, uint64_t run, uint64_t mask, unsigned phase_mask,
+			 const char *vm, struct chaos_fault *f)
 {
 	unsigned kinds[64], n = 0, phases[_MIG_PHASE_MAX], np = 0;
 	struct chaos_rng r = { seed ^ (run * 0xd1342543de82ef95ULL) };
@@ -684,8 +702,10 @@ void chaos_fault_make(uint64_t seed, uint64_t run, uint64_t mask, const char *vm
 	f->kind = kinds[run % n];
 	k = &chaos_kinds[f->kind];
 	for (unsigned p = MIG_PHASE_SETUP; p <= MIG_PHASE_COMMIT; p++)
-		if (k->phases & CHAOS_PH(p))
+		if (k->phases & phase_mask & CHAOS_PH(p))
 			phases[np++] = p;
+	if (!np)
+		phases[np++] = MIG_PHASE_SETUP;
 	f->phase = (enum mig_phase)phases[(run / n) % np];
 	chaos_rng_next(&r);
 	k->make(f, &r, vm);

@@ -193,3 +193,117 @@ void chaos_judge_downtime(struct chaos_run *run, uint64_t json_ms, uint64_t jour
 			  "show the guest paused %" PRIu64 " ms (verification's %" PRIu64 " ms left "
 			  "out)", json_ms, paused, verify_ms);
 }
+
+/* ---- a libvirt domain's run (docs/chaos-libvirt.md) ---- */
+
+static const char *lv_word(uint32_t s)
+{
+	switch (s) {
+	case MIG_LV_STATE_ABSENT: return "absent";
+	case MIG_LV_STATE_RUNNING: return "running";
+	case MIG_LV_STATE_PAUSED: return "paused";
+	case MIG_LV_STATE_SHUTOFF: return "shutoff";
+	case MIG_LV_STATE_OTHER: return "other";
+	default: return "unknown (its agent did not answer)";
+	}
+}
+
+/* What the JSON says of a host against what the runner saw there: the
+ * JSON's word is from the moment start asked, so only "running" or not is
+ * compared (a source's transient copy may still be going away). */
+static bool lv_json_agrees(const char *said, uint32_t seen)
+{
+	return !strcmp(said, "running") == (seen == MIG_LV_STATE_RUNNING);
+}
+
+static void lv_contract(struct chaos_run *run, int exit_code, const struct chaos_lv_json *j,
+			const struct chaos_lv_seen *seen)
+{
+	bool s_run = seen->src == MIG_LV_STATE_RUNNING, d_run = seen->dst == MIG_LV_STATE_RUNNING;
+	const char *want_result, *want_owner;
+
+	switch (exit_code) {
+	case 0:
+		want_result = "completed";
+		want_owner = "destination";
+		run->outcome = CHAOS_OUT_COMPLETED;
+		break;
+	case 1:
+		want_result = strcmp(j->result, "cancelled") ? "failed" : "cancelled";
+		want_owner = "source";
+		run->outcome = CHAOS_OUT_ROLLED_BACK;
+		break;
+	case 3:
+		/* an operator must look: no owner, or a result that disagrees
+		 * with where the domain is (failed, yet on the destination) */
+		run->outcome = CHAOS_OUT_OPERATOR;
+		if (!strcmp(j->owner, "none"))
+			return;
+		if (strcmp(j->owner, "destination") || !strcmp(j->result, "completed")) {
+			violation(run, CHAOS_INV_CONTRACT, "start exited 3 with result %s and owner "
+				  "%s: exit 3 names no owner, or a destination that a failed "
+				  "migration left the domain on", j->result, j->owner);
+			return;
+		}
+		if (!d_run || s_run)
+			violation(run, CHAOS_INV_CONTRACT, "start exited 3 naming the destination "
+				  "the owner, but the domain is %s on the source and %s on the "
+				  "destination", lv_word(seen->src), lv_word(seen->dst));
+		return;
+	default:
+		violation(run, CHAOS_INV_CONTRACT, "start exited %d for valid options: %.300s",
+			  exit_code, j->error);
+		return;
+	}
+	if (strcmp(j->result, want_result) || strcmp(j->owner, want_owner)) {
+		violation(run, CHAOS_INV_CONTRACT, "start exited %d with result %s and owner %s "
+			  "(exit %d means %s, owner %s)", exit_code, j->result, j->owner, exit_code,
+			  want_result, want_owner);
+		return;
+	}
+	if (exit_code == 0 ? !d_run || s_run : !s_run || d_run) {
+		violation(run, CHAOS_INV_CONTRACT, "start exited %d (owner %s), but the domain is "
+			  "%s on the source and %s on the destination", exit_code, j->owner,
+			  lv_word(seen->src), lv_word(seen->dst));
+		return;
+	}
+	if (!lv_json_agrees(j->src_state, seen->src) || !lv_json_agrees(j->dst_state, seen->dst))
+		violation(run, CHAOS_INV_CONTRACT, "start's JSON says the domain is %s on the "
+			  "source and %s on the destination; it is %s and %s", j->src_state,
+			  j->dst_state, lv_word(seen->src), lv_word(seen->dst));
+}
+
+void chaos_lv_judge(struct chaos_run *run, int exit_code, bool killed_by_runner, bool json_ok,
+		    const char *why, const struct chaos_lv_json *j, const struct chaos_lv_seen *seen)
+{
+	bool s_run = seen->src == MIG_LV_STATE_RUNNING, d_run = seen->dst == MIG_LV_STATE_RUNNING;
+
+	run->exit_code = killed_by_runner ? -1 : exit_code;
+	str_copy(run->result, sizeof(run->result), j->result);
+	str_copy(run->owner, sizeof(run->owner), j->owner);
+	if (s_run && d_run)
+		violation(run, CHAOS_INV_NEVER_TWO, "the domain runs on the source and on the "
+			  "destination after the run");
+	if (!s_run && !d_run && (killed_by_runner || exit_code != 3))
+		violation(run, CHAOS_INV_NEVER_NONE, "the domain runs nowhere after the run (%s on "
+			  "the source, %s on the destination), and %s", lv_word(seen->src),
+			  lv_word(seen->dst), killed_by_runner ? "no start was left to say so" :
+			  "start did not exit 3");
+	if (killed_by_runner) {
+		if (!run->invariant)
+			run->outcome = CHAOS_OUT_NO_EXIT;
+		return;
+	}
+	if (exit_code < 0) {
+		violation(run, CHAOS_INV_CONTRACT, "start was ended by a signal the runner did not "
+			  "send");
+		return;
+	}
+	if (!json_ok) {
+		violation(run, CHAOS_INV_CONTRACT, "%s", why);
+		return;
+	}
+	lv_contract(run, exit_code, j, seen);
+	if (run->invariant)
+		run->outcome = CHAOS_OUT_VIOLATION;
+}

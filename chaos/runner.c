@@ -1682,13 +1682,13 @@ static void put_str(struct json_object *o, const char *key, const char *val)
 	json_object_object_add(o, key, val && val[0] ? json_object_new_string(val) : NULL);
 }
 
-static void run_line(struct campaign *c, const struct chaos_run *run)
+static void run_line(const char *dir, const struct chaos_run *run)
 {
 	char path[PATH_MAX + 16];
 	struct json_object *o = json_object_new_object();
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/runs.jsonl", c->o->dir);
+	snprintf(path, sizeof(path), "%s/runs.jsonl", dir);
 	f = o ? fopen(path, "a") : NULL;
 	if (!f) {
 		json_object_put(o);
@@ -1713,11 +1713,9 @@ static void run_line(struct campaign *c, const struct chaos_run *run)
 	json_object_put(o);
 }
 
-static void account(struct campaign *c, const struct chaos_run *run)
+void chaos_report_run(struct chaos_report *rep, const char *dir, const struct chaos_run *run)
 {
-	struct chaos_report *rep = c->rep;
-
-	run_line(c, run);
+	run_line(dir, run);
 	rep->runs++;
 	rep->table[run->fault.kind][run->fault.phase][run->outcome]++;
 	if (run->fired) {
@@ -1754,6 +1752,8 @@ int chaos_campaign(const struct chaos_opts *o, struct chaos_report *rep, struct 
 	struct chaos_run run;
 	int r;
 
+	if (o->lv_domain)
+		return chaos_lv_campaign(o, rep, err);
 	memset(&c, 0, sizeof(c));
 	memset(rep, 0, sizeof(*rep));
 	c.o = o;
@@ -1794,7 +1794,7 @@ int chaos_campaign(const struct chaos_opts *o, struct chaos_report *rep, struct 
 		if (o->stop && *o->stop)
 			break;
 		run_one(&c, i, &run);
-		account(&c, &run);
+		chaos_report_run(rep, o->dir, &run);
 		if (o->on_run)
 			o->on_run(o->arg, &run);
 	}

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * migratectl chaos (--local N | --agents EP,... --key-file F) [--runs N]
+ *   [--vm libvirt:NAME]
  *   [--duration D] [--seed S] [--faults LIST] [--lab SPEC] [--dir DIR]
  *   [--settle D] [--json] [--replay RUN] [--list] [-- START-OPTIONS...]
  *
@@ -27,6 +28,7 @@
 
 #define CHAOS_USAGE \
 	"usage: migratectl chaos (--local N | --agents EP,EP,... --key-file F) [--runs N]\n" \
+	"         [--vm libvirt:NAME]\n" \
 	"         [--duration D] [--seed S] [--faults LIST] [--lab SPEC] [--dir DIR]\n" \
 	"         [--settle D] [--netns auto|never|always] [--json] [--replay RUN]\n" \
 	"         [--list] [--dry-run]\n" \
@@ -104,6 +106,12 @@ static void print_text(const struct chaos_report *r)
 	       "the fault injected, %" PRIu64 " violations\n", r->seed, r->runs,
 	       r->elapsed_ms / 1000.0, r->fired, r->violations);
 	printf("cluster: %s\nnetwork faults: %s\n", r->cluster, r->network);
+	if (r->lv_overlaps_tolerated)
+		printf("libvirt: %" PRIu64 " overlaps of the domain's runs within the %llu ms "
+		       "allowed for libvirt's event delivery, the longest %.3f ms\n",
+		       r->lv_overlaps_tolerated,
+		       (unsigned long long)(CHAOS_LV_OVERLAP_TOLERANCE_NS / 1000000),
+		       r->lv_overlap_max_ns / 1e6);
 	printf("run time: p50 %u ms, p90 %u ms, p99 %u ms, max %u ms\n\n", pct(r, 50), pct(r, 90),
 	       pct(r, 99), pct(r, 100));
 	printf("%-15s %-9s %5s %5s", "fault", "phase", "runs", "fired");
@@ -141,7 +149,15 @@ static void print_json(const struct chaos_report *r, const struct chaos_opts *o)
 	json_obj_begin(&w, NULL);
 	json_u64(&w, "seed", r->seed);
 	json_str(&w, "faults", o->faults ? o->faults : "all");
-	json_str(&w, "lab", o->lab);
+	json_str(&w, "lab", o->lv_domain ? NULL : o->lab);
+	if (o->lv_domain) {
+		json_obj_begin(&w, "libvirt");
+		json_str(&w, "domain", o->lv_domain);
+		json_u64(&w, "overlap_tolerance_ms", CHAOS_LV_OVERLAP_TOLERANCE_NS / 1000000);
+		json_u64(&w, "overlaps_tolerated", r->lv_overlaps_tolerated);
+		json_f64(&w, "overlap_max_ms", r->lv_overlap_max_ns / 1e6);
+		json_obj_end(&w);
+	}
 	json_u64(&w, "runs", r->runs);
 	json_u64(&w, "fired", r->fired);
 	json_u64(&w, "violation_count", r->violations);
@@ -223,7 +239,9 @@ static int parse_agents(char *list, struct chaos_opts *o)
 				CHAOS_MAX_AGENTS);
 			return EXIT_USAGE;
 		}
-		if (strncmp(w, "tcp://", 6)) {
+		/* unix:// only for a libvirt domain's agents: checked once all
+		 * options are read */
+		if (strncmp(w, "tcp://", 6) && strncmp(w, "unix://", 7)) {
 			fprintf(stderr, "migratectl chaos: --agents: %s: give tcp://HOST:PORT "
 				"agents started with --chaos\n", w);
 			return EXIT_USAGE;
@@ -231,6 +249,35 @@ static int parse_agents(char *list, struct chaos_opts *o)
 		if (cli_check_endpoint("chaos", "--agents", w))
 			return EXIT_USAGE;
 		o->agents[o->nr_agents++] = w;
+	}
+	return 0;
+}
+
+/* The agents given, against the campaign: a lab VM's need tcp:// and a key;
+ * a libvirt domain's may be unix:// (the key then optional). */
+static int check_agents(const struct chaos_opts *o)
+{
+	bool tcp = false;
+
+	for (unsigned i = 0; i < o->nr_agents; i++) {
+		if (!strncmp(o->agents[i], "tcp://", 6)) {
+			tcp = true;
+			continue;
+		}
+		if (!o->lv_domain) {
+			fprintf(stderr, "migratectl chaos: --agents: %s: give tcp://HOST:PORT "
+				"agents started with --chaos\n", o->agents[i]);
+			return EXIT_USAGE;
+		}
+	}
+	if (o->nr_agents && !o->key_file && tcp) {
+		fputs("migratectl chaos: --agents needs --key-file (the agents' key)\n", stderr);
+		return EXIT_USAGE;
+	}
+	if (o->lv_domain && !o->nr_agents) {
+		fputs("migratectl chaos: --vm libvirt:NAME needs --agents (agents started with "
+		      "--libvirt next to each libvirtd)\n", stderr);
+		return EXIT_USAGE;
 	}
 	return 0;
 }
@@ -253,6 +300,7 @@ int cmd_chaos(int argc, char **argv)
 		{ "list", no_argument, NULL, 'K' },
 		{ "dry-run", no_argument, NULL, 'P' },
 		{ "netns", required_argument, NULL, 'N' },
+		{ "vm", required_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -361,6 +409,15 @@ int cmd_chaos(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case 'V':
+			if (strncmp(optarg, "libvirt:", 8) || !optarg[8] ||
+			    strlen(optarg + 8) >= MIG_LV_NAME_MAX) {
+				fprintf(stderr, "migratectl chaos: --vm %s: give libvirt:NAME, a "
+					"running libvirt domain (the lab VM is --lab's)\n", optarg);
+				return EXIT_USAGE;
+			}
+			o.lv_domain = optarg + 8;
+			break;
 		case 'h':
 			fputs(CHAOS_USAGE, stdout);
 			return 0;
@@ -374,10 +431,8 @@ int cmd_chaos(int argc, char **argv)
 		      "(agents started with --chaos), one of them\n", stderr);
 		return EXIT_USAGE;
 	}
-	if (o.nr_agents && !o.key_file) {
-		fputs("migratectl chaos: --agents needs --key-file (the agents' key)\n", stderr);
+	if (check_agents(&o))
 		return EXIT_USAGE;
-	}
 	if (o.nr_agents == 1) {
 		fputs("migratectl chaos: --agents: a migration needs at least 2 agents\n", stderr);
 		return EXIT_USAGE;
@@ -400,7 +455,12 @@ int cmd_chaos(int argc, char **argv)
 								    o.runs); i++) {
 			struct chaos_fault f;
 
-			chaos_fault_make(o.seed, i, chaos_cluster_mask(o.mask, o.local > 0), "VM", &f);
+			if (o.lv_domain)
+				chaos_fault_make_in(o.seed, i, chaos_lv_mask(o.mask), CHAOS_LV_PHASES,
+						    o.lv_domain, &f);
+			else
+				chaos_fault_make(o.seed, i, chaos_cluster_mask(o.mask, o.local > 0),
+						 "VM", &f);
 			printf("%" PRIu64 " %s %s: %s\n", i, chaos_kinds[f.kind].name,
 			       mig_phase_to_string(f.phase), f.trigger);
 		}

@@ -386,3 +386,98 @@ Test(judge, downtime_against_the_journals)
 	chaos_judge_downtime(&r, 0, 900, 0, 0);
 	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "a long pause reported as none");
 }
+
+/* ---- a libvirt domain's run (chaos_lv_judge) ---- */
+
+static struct chaos_lv_json lv_json(const char *result, const char *owner, const char *src,
+				    const char *dst)
+{
+	struct chaos_lv_json j = { 0 };
+
+	strcpy(j.result, result);
+	strcpy(j.owner, owner);
+	strcpy(j.src_state, src);
+	strcpy(j.dst_state, dst);
+	return j;
+}
+
+static struct chaos_run lv_judge(int code, bool killed, const struct chaos_lv_json *j,
+				 uint32_t src, uint32_t dst)
+{
+	struct chaos_run r = { 0 };
+	struct chaos_lv_seen seen = { src, dst };
+
+	chaos_lv_judge(&r, code, killed, true, "", j, &seen);
+	return r;
+}
+
+#define RUNNING MIG_LV_STATE_RUNNING
+#define ABSENT MIG_LV_STATE_ABSENT
+
+Test(judge_lv, the_contract_each_way)
+{
+	struct chaos_lv_json done = lv_json("completed", "destination", "absent", "running"),
+			     back = lv_json("cancelled", "source", "running", "absent"),
+			     none = lv_json("failed", "none", "running", "running");
+	struct chaos_run r;
+
+	r = lv_judge(0, false, &done, ABSENT, RUNNING);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_COMPLETED);
+	r = lv_judge(1, false, &back, RUNNING, ABSENT);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_ROLLED_BACK);
+	/* exit 0, yet the domain stayed on the source */
+	r = lv_judge(0, false, &done, RUNNING, ABSENT);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT);
+	/* exit 1 that names the destination */
+	back = lv_json("failed", "destination", "running", "absent");
+	r = lv_judge(1, false, &back, RUNNING, ABSENT);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT);
+	/* the JSON's states against the hosts' */
+	done = lv_json("completed", "destination", "running", "running");
+	r = lv_judge(0, false, &done, ABSENT, RUNNING);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT);
+	/* exit 3 with no owner is an operator's, even with two copies named
+	 * (never two still fails it when both run) */
+	r = lv_judge(3, false, &none, MIG_LV_STATE_PAUSED, RUNNING);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_OPERATOR);
+	r = lv_judge(3, false, &none, RUNNING, RUNNING);
+	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_TWO);
+	/* exit 3 naming the destination where the domain is not */
+	none = lv_json("failed", "destination", "running", "absent");
+	r = lv_judge(3, false, &none, RUNNING, ABSENT);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT);
+	r = lv_judge(3, false, &none, ABSENT, RUNNING);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	/* exit 2 for valid options, or a signal nobody sent */
+	r = lv_judge(2, false, &back, RUNNING, ABSENT);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT);
+	r = lv_judge(-1, false, &back, RUNNING, ABSENT);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT);
+}
+
+Test(judge_lv, never_none_silently)
+{
+	struct chaos_lv_json j = { 0 }, back = lv_json("failed", "source", "running", "absent");
+	struct chaos_run r;
+
+	/* a killed start: no contract, but one copy must run */
+	r = lv_judge(0, true, &j, ABSENT, RUNNING);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_NO_EXIT);
+	r = lv_judge(0, true, &j, MIG_LV_STATE_PAUSED, ABSENT);
+	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE);
+	r = lv_judge(1, false, &back, MIG_LV_STATE_SHUTOFF, ABSENT);
+	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE);
+	/* JSON that does not parse is the contract's */
+	{
+		struct chaos_run x = { 0 };
+		struct chaos_lv_seen seen = { RUNNING, ABSENT };
+
+		chaos_lv_judge(&x, 1, false, false, "start printed nothing", &back, &seen);
+		cr_assert_eq(x.invariant, CHAOS_INV_CONTRACT);
+		cr_assert_str_eq(x.detail, "start printed nothing");
+	}
+}

@@ -125,6 +125,7 @@ struct chaos_opts {
 	uint64_t replay_run;
 	int netns;                        /* -1 never, 0 when root, 1 required */
 	uint32_t settle_ms;
+	const char *lv_domain;            /* --vm libvirt:NAME: this domain, on --agents */
 	/* after each run */
 	void (*on_run)(void *arg, const struct chaos_run *run);
 	void *arg;
@@ -144,11 +145,39 @@ struct chaos_report {
 	uint64_t nr_run_ms, cap_run_ms;
 	struct chaos_run *bad;            /* the violations (up to 100) */
 	unsigned nr_bad;
+	/* a libvirt domain's campaign: overlaps within the tolerance for
+	 * libvirt's event delivery (docs/chaos-libvirt.md) */
+	uint64_t lv_overlaps_tolerated, lv_overlap_max_ns;
 };
 
 /* Runs the campaign; 0 when it ran (rep says whether runs failed), <0 when
  * the cluster could not be set up.  chaos_report_free() after. */
 int chaos_campaign(const struct chaos_opts *o, struct chaos_report *rep, struct mig_error *err);
 void chaos_report_free(struct chaos_report *rep);
+/* One run into the report's counts and dir/runs.jsonl. */
+void chaos_report_run(struct chaos_report *rep, const char *dir, const struct chaos_run *run);
+
+/* ---- a libvirt domain's campaign (chaos/lv-runner.c, docs/chaos-libvirt.md) ---- */
+
+/* An overlap of two hosts' journaled runs of a domain that is no violation:
+ * libvirt's lifecycle events are stamped when the agent receives them. */
+#define CHAOS_LV_OVERLAP_TOLERANCE_NS (50ULL * 1000000)
+
+/* Where a domain is, as LV_DOMAIN says (MIG_LV_STATE_*; 0: no answer). */
+struct chaos_lv_seen {
+	uint32_t src, dst;
+};
+/* What start --json said of a libvirt migration. */
+struct chaos_lv_json {
+	char id[40], result[16], owner[16], src_state[16], dst_state[16], error[512];
+};
+/* The contract (docs/chaos-libvirt.md): the start's exit code and JSON
+ * against where the domain is after the run, settled.  Fills run's
+ * exit_code, result, owner and outcome, or a violation. */
+void chaos_lv_judge(struct chaos_run *run, int exit_code, bool killed_by_runner, bool json_ok,
+		    const char *why, const struct chaos_lv_json *j, const struct chaos_lv_seen *seen);
+
+int chaos_lv_campaign(const struct chaos_opts *o, struct chaos_report *rep,
+		      struct mig_error *err);
 
 #endif

@@ -97,5 +97,14 @@ uint64_t chaos_cluster_mask(uint64_t mask, bool local);
  * up; the trigger inside the phase is drawn from the seed. */
 void chaos_fault_make(uint64_t seed, uint64_t run, uint64_t mask, const char *vm,
 		      struct chaos_fault *f);
+/* The same, with the phases limited to phase_mask (CHAOS_PH()): a libvirt
+ * migration is seen in setup, precopy and stop_copy only. */
+void chaos_fault_make_in(uint64_t seed, uint64_t run, uint64_t mask, unsigned phase_mask,
+			 const char *vm, struct chaos_fault *f);
+/* The kinds of mask a libvirt domain's campaign can take: the runner's own
+ * acts on the start process (kill-start, stop-start, cancel). */
+uint64_t chaos_lv_mask(uint64_t mask);
+#define CHAOS_LV_PHASES (CHAOS_PH(MIG_PHASE_SETUP) | CHAOS_PH(MIG_PHASE_PRECOPY) | \
+			 CHAOS_PH(MIG_PHASE_STOP_COPY))
 
 #endif
