@@ -194,7 +194,7 @@ void chaos_judge_downtime(struct chaos_run *run, uint64_t json_ms, uint64_t jour
 			  "out)", json_ms, paused, verify_ms);
 }
 
-/* ---- a libvirt domain's run (docs/chaos-libvirt.md) ---- */
+/* ---- a libvirt domain's run (docs/chaos.md, "libvirt domains") ---- */
 
 static const char *lv_word(uint32_t s)
 {

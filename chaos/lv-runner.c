@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * A chaos campaign on a libvirt domain (docs/chaos-libvirt.md): the
+ * A chaos campaign on a libvirt domain (docs/chaos.md, "libvirt domains"): the
  * running domain moves back and forth between agents started by hand with
  * --libvirt, one runner-side fault per run (the start process killed,
  * frozen, cancelled or interrupted), and after each run the runner checks

@@ -146,7 +146,7 @@ struct chaos_report {
 	struct chaos_run *bad;            /* the violations (up to 100) */
 	unsigned nr_bad;
 	/* a libvirt domain's campaign: overlaps within the tolerance for
-	 * libvirt's event delivery (docs/chaos-libvirt.md) */
+	 * libvirt's event delivery (docs/chaos.md, "libvirt domains") */
 	uint64_t lv_overlaps_tolerated, lv_overlap_max_ns;
 };
 
@@ -157,7 +157,7 @@ void chaos_report_free(struct chaos_report *rep);
 /* One run into the report's counts and dir/runs.jsonl. */
 void chaos_report_run(struct chaos_report *rep, const char *dir, const struct chaos_run *run);
 
-/* ---- a libvirt domain's campaign (chaos/lv-runner.c, docs/chaos-libvirt.md) ---- */
+/* ---- a libvirt domain's campaign (chaos/lv-runner.c, docs/chaos.md, "libvirt domains") ---- */
 
 /* An overlap of two hosts' journaled runs of a domain that is no violation:
  * libvirt's lifecycle events are stamped when the agent receives them. */
@@ -171,7 +171,7 @@ struct chaos_lv_seen {
 struct chaos_lv_json {
 	char id[40], result[16], owner[16], src_state[16], dst_state[16], error[512];
 };
-/* The contract (docs/chaos-libvirt.md): the start's exit code and JSON
+/* The contract (docs/chaos.md, "libvirt domains"): the start's exit code and JSON
  * against where the domain is after the run, settled.  Fills run's
  * exit_code, result, owner and outcome, or a violation. */
 void chaos_lv_judge(struct chaos_run *run, int exit_code, bool killed_by_runner, bool json_ok,

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# migratectl chaos on a libvirt domain (docs/chaos-libvirt.md): two libvirt
+# migratectl chaos on a libvirt domain (docs/chaos.md, "libvirt domains"): two libvirt
 # hosts on this machine (hosts.sh), an agent with --libvirt and the
 # migratectl hook on each, and a guest (guest.S) that counts "pass N" on its
 # console.  The campaign moves the running domain back and forth, one
