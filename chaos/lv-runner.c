@@ -31,6 +31,7 @@
 #include <migrate/vm.h>
 #include <migrate/wire-order.h>
 
+#include "start-proc.h"
 #include "util.h"
 
 /* A start's bound beyond its fault's own time, the agents' to end their
@@ -56,14 +57,6 @@ struct lvc {
 	bool obs_open;
 	unsigned obs_agent;
 };
-
-static void sleep_ms(uint64_t ms)
-{
-	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 static int call(struct lvc *c, unsigned i, uint32_t op, const void *body, size_t len,
 		struct mig_buf *extra, struct mig_error *err)
@@ -124,23 +117,15 @@ static int mig_list(struct mig_client *cl, struct mig_migration_info *m, unsigne
 {
 	struct mig_error err = { 0 };
 	struct mig_buf x = { 0 };
-	unsigned n;
+	int n;
 
 	if (mig_client_call_within(cl, MIG_OP_MIG_LIST, NULL, 0, &x, LV_CALL_MS, &err) < 0) {
 		mig_buf_free(&x);
 		return -1;
 	}
-	n = (unsigned)(x.len / sizeof(*m));
-	if (n > max)
-		n = max;
-	memcpy(m, x.data, n * sizeof(*m));
-	mig_wire_le(&mig_wl_migration_info, m, n);
-	mig_buf_free(&x);
-	for (unsigned k = 0; k < n; k++) {
-		m[k].name[sizeof(m[k].name) - 1] = '\0';
-		m[k].peer[sizeof(m[k].peer) - 1] = '\0';
-	}
-	return (int)n;
+	n = chaos_table_reply(&x, &mig_wl_migration_info, m, max);
+	chaos_migs_terminate(m, n);
+	return n;
 }
 
 /* The source's migration of the domain, if it runs: its phase and id, on
@@ -202,7 +187,7 @@ static bool drained(struct lvc *c, uint64_t ms)
 			return true;
 		if (mig_now_ms() > end)
 			return false;
-		sleep_ms(50);
+		chaos_sleep_ms(50);
 	}
 }
 
@@ -307,14 +292,7 @@ static void check_never_two(struct lvc *c, struct chaos_run *run, uint64_t t0_ns
 
 /* ---- the start command ---- */
 
-struct lv_start {
-	pid_t pid;
-	char out[PATH_MAX], err[PATH_MAX];
-	int status;               /* waitpid's; -1 while it runs */
-	uint64_t t0_ms, t1_ms;
-};
-
-static int start_spawn(struct lvc *c, struct lv_start *sp, unsigned src, unsigned dst)
+static int start_spawn(struct lvc *c, struct chaos_start_proc *sp, unsigned src, unsigned dst)
 {
 	const struct chaos_opts *o = c->o;
 	const char *argv[96];
@@ -348,37 +326,7 @@ static int start_spawn(struct lvc *c, struct lv_start *sp, unsigned src, unsigne
 		argv[n++] = LV_START_TIMEOUT;
 	}
 	argv[n] = NULL;
-	sp->status = -1;
-	sp->t0_ms = mig_now_ms();
-	sp->pid = fork();
-	if (sp->pid == 0) {
-		int fo = open(sp->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		int fe = open(sp->err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fo < 0 || fe < 0 || in < 0)
-			_exit(126);
-		dup2(in, 0);
-		dup2(fo, 1);
-		dup2(fe, 2);
-		execv(o->self, (char *const *)argv);
-		_exit(127);
-	}
-	return sp->pid < 0 ? -errno : 0;
-}
-
-static bool start_reap(struct lv_start *sp)
-{
-	int st;
-
-	if (sp->status != -1)
-		return true;
-	if (waitpid(sp->pid, &st, WNOHANG) != sp->pid)
-		return false;
-	sp->status = st;
-	sp->t1_ms = mig_now_ms();
-	return true;
+	return chaos_start_exec(o->self, argv, sp);
 }
 
 static void get_str(struct json_object *o, const char *key, char *out, size_t n)
@@ -391,37 +339,15 @@ static void get_str(struct json_object *o, const char *key, char *out, size_t n)
 
 /* start's stdout: exactly one JSON object with result, owner and the
  * libvirt object; 0, or -1 with why. */
-static int start_json(const struct lv_start *sp, struct chaos_lv_json *j, char *why, size_t n)
+static int start_json(const struct chaos_start_proc *sp, struct chaos_lv_json *j, char *why, size_t n)
 {
-	struct json_object *o = NULL, *lv;
-	struct json_tokener *tok;
-	char buf[16384];
-	ssize_t len = -1;
-	int fd = open(sp->out, O_RDONLY | O_CLOEXEC), r = -1;
+	char *buf;
+	struct json_object *o = chaos_start_json(sp, &buf, why, n), *lv;
+	int r = -1;
 
 	memset(j, 0, sizeof(*j));
-	if (fd >= 0) {
-		len = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-	}
-	if (len <= 0) {
-		snprintf(why, n, "start printed nothing on stdout (--json)");
-		return -1;
-	}
-	buf[len] = '\0';
-	tok = json_tokener_new();
-	if (tok)
-		o = json_tokener_parse_ex(tok, buf, (int)len);
-	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
-	    !json_object_is_type(o, json_type_object)) {
-		snprintf(why, n, "start's stdout is not one JSON object: %.200s", buf);
+	if (!o)
 		goto out;
-	}
-	if (strspn(buf + json_tokener_get_parse_end(tok), " \t\r\n") !=
-	    (size_t)len - json_tokener_get_parse_end(tok)) {
-		snprintf(why, n, "start printed more than one JSON object: %.200s", buf);
-		goto out;
-	}
 	get_str(o, "id", j->id, sizeof(j->id));
 	get_str(o, "result", j->result, sizeof(j->result));
 	get_str(o, "owner", j->owner, sizeof(j->owner));
@@ -445,8 +371,7 @@ static int start_json(const struct lv_start *sp, struct chaos_lv_json *j, char *
 	r = 0;
 out:
 	json_object_put(o);
-	if (tok)
-		json_tokener_free(tok);
+	free(buf);
 	return r;
 }
 
@@ -458,28 +383,14 @@ struct lv_actor {
 	uint8_t id[16];
 };
 
-static void act(struct lvc *c, struct chaos_run *run, struct lv_start *sp, struct lv_actor *ac)
+static void act(struct lvc *c, struct chaos_run *run, struct chaos_start_proc *sp, struct lv_actor *ac)
 {
 	const struct chaos_fault *f = &run->fault;
 	struct mig_error err = { 0 };
 
 	ac->acted = true;
 	run->fired = true;
-	switch (f->start_signal) {
-	case CHAOS_SIG_KILL:
-		kill(sp->pid, SIGKILL);
-		ac->killed = true;
-		break;
-	case CHAOS_SIG_STOP:
-		kill(sp->pid, SIGSTOP);
-		ac->cont_ms = mig_now_ms() + f->stop_ms;
-		break;
-	case CHAOS_SIG_INT:
-		kill(sp->pid, SIGINT);
-		break;
-	case CHAOS_SIG_NONE:
-		break;
-	}
+	ac->killed = chaos_start_signal(sp, f, &ac->cont_ms);
 	if (f->cancel_op) {
 		struct mig_cancel req = { 0 };
 
@@ -498,14 +409,14 @@ static void act(struct lvc *c, struct chaos_run *run, struct lv_start *sp, struc
 
 /* Watches the source until the start exits, acting once its migration is
  * seen in the fault's phase.  false when the start outlived its bound. */
-static bool observe(struct lvc *c, struct chaos_run *run, struct lv_start *sp,
+static bool observe(struct lvc *c, struct chaos_run *run, struct chaos_start_proc *sp,
 		    struct lv_actor *ac)
 {
 	const struct chaos_fault *f = &run->fault;
 	uint64_t limit = sp->t0_ms + LV_RUN_BASE_MS + 3ULL * f->stop_ms;
 	uint32_t phase;
 
-	while (!start_reap(sp)) {
+	while (!chaos_start_reap(sp)) {
 		if (ac->cont_ms && mig_now_ms() >= ac->cont_ms) {
 			kill(sp->pid, SIGCONT);
 			ac->cont_ms = 0;
@@ -513,12 +424,12 @@ static bool observe(struct lvc *c, struct chaos_run *run, struct lv_start *sp,
 		if (mig_now_ms() > limit)
 			return false;
 		if (ac->acted) {
-			sleep_ms(5);
+			chaos_sleep_ms(5);
 			continue;
 		}
 		if (!ac->seen) {
 			if (!src_phase(c, run->src, &phase, ac->id) || phase < (uint32_t)f->phase) {
-				sleep_ms(1);
+				chaos_sleep_ms(1);
 				continue;
 			}
 			ac->seen = true;
@@ -527,7 +438,7 @@ static bool observe(struct lvc *c, struct chaos_run *run, struct lv_start *sp,
 		if (mig_now_ms() >= ac->at_ms)
 			act(c, run, sp, ac);
 		else
-			sleep_ms(1);
+			chaos_sleep_ms(1);
 	}
 	if (ac->cont_ms)
 		kill(sp->pid, SIGCONT);
@@ -553,9 +464,9 @@ static void settled(struct lvc *c, unsigned src, unsigned dst, struct chaos_lv_s
 				quiet = false;
 		if ((k == 1 && quiet) || mig_now_ms() > end)
 			break;
-		sleep_ms(100);
+		chaos_sleep_ms(100);
 	}
-	sleep_ms(c->o->settle_ms);
+	chaos_sleep_ms(c->o->settle_ms);
 	running_on(c, st, &at);
 	seen->src = st[src];
 	seen->dst = st[dst];
@@ -610,7 +521,7 @@ static void replay_command(struct lvc *c, struct chaos_run *run)
 
 static void run_one(struct lvc *c, uint64_t index, struct chaos_run *run)
 {
-	struct lv_start sp;
+	struct chaos_start_proc sp;
 	struct lv_actor ac = { 0 };
 	struct chaos_lv_json j = { 0 };
 	struct chaos_lv_seen seen = { 0 };

@@ -41,6 +41,7 @@
 #include <migrate/transport.h>
 #include <migrate/wire-order.h>
 
+#include "start-proc.h"
 #include "util.h"
 
 /* How long an agent may take to listen, a start to exit beyond what its
@@ -141,14 +142,6 @@ struct campaign {
 static uint64_t mono_ns(void)
 {
 	return mig_clock_ns(CLOCK_MONOTONIC);
-}
-
-static void sleep_ms(uint64_t ms)
-{
-	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 static int write_file(const char *path, const void *p, size_t n, mode_t mode)
@@ -358,7 +351,7 @@ static bool agent_wait_running(struct campaign *c, unsigned i, uint64_t ms)
 			return true;
 		if (mig_now_ms() > end)
 			return false;
-		sleep_ms(10);
+		chaos_sleep_ms(10);
 	}
 }
 
@@ -376,21 +369,6 @@ static int call(struct campaign *c, unsigned i, uint32_t op, const void *body, s
 	return r;
 }
 
-/* A reply that is a table of structs of layout l: up to max of them into
- * out, in host order; the count, or <0. */
-static int table_reply(struct mig_buf *x, const struct mig_wire_layout *l, void *out,
-		       unsigned max)
-{
-	unsigned n = (unsigned)(x->len / l->size);
-
-	if (n > max)
-		n = max;
-	memcpy(out, x->data, (size_t)n * l->size);
-	mig_wire_le(l, out, n);
-	mig_buf_free(x);
-	return (int)n;
-}
-
 /* Agent i's VMs (VM_LIST) or migrations (MIG_LIST), names terminated. */
 static int vm_list(struct campaign *c, unsigned i, struct mig_vm_info *out, unsigned max,
 		   struct mig_error *err)
@@ -402,18 +380,10 @@ static int vm_list(struct campaign *c, unsigned i, struct mig_vm_info *out, unsi
 		mig_buf_free(&x);
 		return n;
 	}
-	n = table_reply(&x, &mig_wl_vm_info, out, max);
+	n = chaos_table_reply(&x, &mig_wl_vm_info, out, max);
 	for (int k = 0; k < n; k++)
 		out[k].name[sizeof(out[k].name) - 1] = '\0';
 	return n;
-}
-
-static void migs_terminate(struct mig_migration_info *m, int n)
-{
-	for (int k = 0; k < n; k++) {
-		m[k].name[sizeof(m[k].name) - 1] = '\0';
-		m[k].peer[sizeof(m[k].peer) - 1] = '\0';
-	}
 }
 
 static int mig_list(struct campaign *c, unsigned i, struct mig_migration_info *out,
@@ -426,8 +396,8 @@ static int mig_list(struct campaign *c, unsigned i, struct mig_migration_info *o
 		mig_buf_free(&x);
 		return n;
 	}
-	n = table_reply(&x, &mig_wl_migration_info, out, max);
-	migs_terminate(out, n);
+	n = chaos_table_reply(&x, &mig_wl_migration_info, out, max);
+	chaos_migs_terminate(out, n);
 	return n;
 }
 
@@ -701,13 +671,6 @@ static bool journal_downtime(struct campaign *c, unsigned src, unsigned dst, con
 
 /* ---- the start command ---- */
 
-struct start_proc {
-	pid_t pid;
-	char out[PATH_MAX], err[PATH_MAX];
-	int status;               /* waitpid's; -1 while it runs */
-	uint64_t t0_ms, t1_ms;
-};
-
 /* Whether the start options (theirs, or the fault's extra) give opt. */
 static bool has_option(const char *const *args, unsigned n, const char *extra, const char *opt)
 {
@@ -722,7 +685,7 @@ static bool has_option(const char *const *args, unsigned n, const char *extra, c
 	return false;
 }
 
-static int start_spawn(struct campaign *c, struct start_proc *sp, unsigned src, unsigned dst,
+static int start_spawn(struct campaign *c, struct chaos_start_proc *sp, unsigned src, unsigned dst,
 		       const char *vm, const char *extra, const char *tag)
 {
 	const char *argv[96];
@@ -753,76 +716,21 @@ static int start_spawn(struct campaign *c, struct start_proc *sp, unsigned src, 
 	     w = strtok_r(NULL, " ", &save))
 		argv[n++] = w;
 	argv[n] = NULL;
-	sp->status = -1;
-	sp->t0_ms = mig_now_ms();
-	sp->pid = fork();
-	if (sp->pid == 0) {
-		int o = open(sp->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		int e = open(sp->err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (o < 0 || e < 0 || in < 0)
-			_exit(126);
-		dup2(in, 0);
-		dup2(o, 1);
-		dup2(e, 2);
-		execv(c->o->self, (char *const *)argv);
-		_exit(127);
-	}
-	return sp->pid < 0 ? -errno : 0;
-}
-
-static bool start_reap(struct start_proc *sp)
-{
-	int st;
-
-	if (sp->status != -1 || sp->pid <= 0)
-		return true;
-	if (waitpid(sp->pid, &st, WNOHANG) != sp->pid)
-		return false;
-	sp->status = st;
-	sp->t1_ms = mig_now_ms();
-	return true;
-}
-
-/* The start's exit code, or -1 if a signal ended it. */
-static int start_exit(const struct start_proc *sp)
-{
-	return WIFEXITED(sp->status) ? WEXITSTATUS(sp->status) : -1;
+	return chaos_start_exec(c->o->self, argv, sp);
 }
 
 /* What start printed on stdout: exactly one JSON object, with id, result
  * and owner; 0, or -1 with why. */
-static int start_json_read(const struct start_proc *sp, struct chaos_start_json *j, char *why, size_t n)
+static int start_json_read(const struct chaos_start_proc *sp, struct chaos_start_json *j, char *why, size_t n)
 {
-	off_t zero = 0;
-	size_t len;
-	char *buf = read_from(sp->out, &zero, &len);
-	struct json_tokener *tok;
-	struct json_object *o = NULL, *v, *x;
+	char *buf;
+	struct json_object *o = chaos_start_json(sp, &buf, why, n), *v, *x;
 	int r = -1;
 
 	memset(j, 0, sizeof(*j));
-	if (!buf) {
-		snprintf(why, n, "start printed nothing on stdout (--json)");
-		return -1;
-	}
-	tok = json_tokener_new();
-	if (tok)
-		o = json_tokener_parse_ex(tok, buf, (int)len);
-	if (!o || json_tokener_get_error(tok) != json_tokener_success) {
-		snprintf(why, n, "start's stdout is not one JSON object: %.200s", buf);
+	if (!o)
 		goto out;
-	}
-	if (strspn(buf + json_tokener_get_parse_end(tok), " \t\r\n") !=
-	    len - json_tokener_get_parse_end(tok)) {
-		snprintf(why, n, "start printed more than one JSON object: %.200s",
-			 buf + json_tokener_get_parse_end(tok));
-		goto out;
-	}
-	if (!json_object_is_type(o, json_type_object) ||
-	    !json_object_object_get_ex(o, "result", &v) || !json_object_is_type(v, json_type_string) ||
+	if (!json_object_object_get_ex(o, "result", &v) || !json_object_is_type(v, json_type_string) ||
 	    !json_object_object_get_ex(o, "owner", &x) || !json_object_is_type(x, json_type_string)) {
 		snprintf(why, n, "start's JSON has no result or owner: %.200s", buf);
 		goto out;
@@ -870,8 +778,6 @@ static int start_json_read(const struct start_proc *sp, struct chaos_start_json 
 	r = 0;
 out:
 	json_object_put(o);
-	if (tok)
-		json_tokener_free(tok);
 	free(buf);
 	return r;
 }
@@ -977,7 +883,7 @@ static bool drained(struct campaign *c, uint64_t ms)
 			return true;
 		if (mig_now_ms() > end)
 			return false;
-		sleep_ms(20);
+		chaos_sleep_ms(20);
 	}
 }
 
@@ -1007,8 +913,8 @@ static bool src_phase(struct campaign *c, unsigned src, const char *vm, uint32_t
 		mig_buf_free(&x);
 		return false;
 	}
-	k = table_reply(&x, &mig_wl_migration_info, m, ARRAY_SIZE(m));
-	migs_terminate(m, k);
+	k = chaos_table_reply(&x, &mig_wl_migration_info, m, ARRAY_SIZE(m));
+	chaos_migs_terminate(m, k);
 
 	for (int i = 0; i < k; i++)
 		if (m[i].side == MIG_SIDE_SOURCE && m[i].state == MIG_MIGRATION_RUNNING &&
@@ -1035,7 +941,7 @@ struct actor {
 	unsigned link_agent;
 };
 
-static void act(struct campaign *c, struct chaos_run *run, struct start_proc *sp,
+static void act(struct campaign *c, struct chaos_run *run, struct chaos_start_proc *sp,
 		struct actor *ac)
 {
 	const struct chaos_fault *f = &run->fault;
@@ -1043,21 +949,7 @@ static void act(struct campaign *c, struct chaos_run *run, struct start_proc *sp
 
 	ac->acted = true;
 	run->fired = true;
-	switch (f->start_signal) {
-	case CHAOS_SIG_KILL:
-		kill(sp->pid, SIGKILL);
-		ac->start_killed = true;
-		break;
-	case CHAOS_SIG_STOP:
-		kill(sp->pid, SIGSTOP);
-		ac->cont_ms = mig_now_ms() + f->stop_ms;
-		break;
-	case CHAOS_SIG_INT:
-		kill(sp->pid, SIGINT);
-		break;
-	case CHAOS_SIG_NONE:
-		break;
-	}
+	ac->start_killed = chaos_start_signal(sp, f, &ac->cont_ms);
 	if (f->cancel_op) {
 		struct mig_cancel req;
 
@@ -1129,7 +1021,7 @@ static void heal(struct campaign *c, struct chaos_run *run, struct actor *ac)
 			  ac->link_agent, err.msg);
 }
 
-static void observe(struct campaign *c, struct chaos_run *run, struct start_proc *sp,
+static void observe(struct campaign *c, struct chaos_run *run, struct chaos_start_proc *sp,
 		    struct actor *ac)
 {
 	const struct chaos_fault *f = &run->fault;
@@ -1358,7 +1250,7 @@ static void check_leaks(struct campaign *c, struct chaos_run *run)
 					  "after the run", i, n, why, LEAK_WAIT_MS / 1000);
 				break;
 			}
-			sleep_ms(50);
+			chaos_sleep_ms(50);
 		}
 	}
 }
@@ -1373,11 +1265,11 @@ static void kill_hung(struct campaign *c, const struct chaos_run *run)
 		if (c->ag[who[k]].pid > 0) {
 			kill(c->ag[who[k]].pid, SIGKILL);
 			while (agent_alive(c, who[k]))
-				sleep_ms(5);
+				chaos_sleep_ms(5);
 		}
 }
 
-static void judge_exit(struct chaos_run *run, const struct start_proc *sp,
+static void judge_exit(struct chaos_run *run, const struct chaos_start_proc *sp,
 		       struct chaos_start_json *j, bool killed_by_runner)
 {
 	char why[512] = "";
@@ -1385,7 +1277,7 @@ static void judge_exit(struct chaos_run *run, const struct start_proc *sp,
 
 	if (WIFEXITED(sp->status))
 		json_ok = start_json_read(sp, j, why, sizeof(why)) == 0;
-	chaos_judge_exit(run, start_exit(sp), WIFSIGNALED(sp->status) ? WTERMSIG(sp->status) : 0,
+	chaos_judge_exit(run, chaos_start_exit(sp), WIFSIGNALED(sp->status) ? WTERMSIG(sp->status) : 0,
 			 killed_by_runner, json_ok, why, j);
 }
 
@@ -1393,7 +1285,7 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 {
 	const struct chaos_opts *o = c->o;
 	struct chaos_fault *f = &run->fault;
-	struct start_proc sp = { 0 }, sp2 = { 0 };
+	struct chaos_start_proc sp = { 0 }, sp2 = { 0 };
 	struct chaos_start_json j = { 0 }, j2;
 	struct chaos_copies before, after;
 	struct actor ac = { 0 };
@@ -1463,13 +1355,13 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 		goto out;
 	}
 	limit = sp.t0_ms + run_limit_ms(f);
-	while (!start_reap(&sp) || (f->double_start && !start_reap(&sp2))) {
+	while (!chaos_start_reap(&sp) || (f->double_start && !chaos_start_reap(&sp2))) {
 		observe(c, run, &sp, &ac);
 		if (mig_now_ms() > limit) {
 			hung = true;
 			break;
 		}
-		sleep_ms(ac.armed && !ac.acted ? OBSERVE_POLL_MS : 5);
+		chaos_sleep_ms(ac.armed && !ac.acted ? OBSERVE_POLL_MS : 5);
 	}
 	if (ac.cont_ms)
 		kill(sp.pid, SIGCONT);
@@ -1549,7 +1441,7 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 		if (!(k ? f->kills_dst : f->kills_src))
 			continue;
 		while (agent_alive(c, who) && mig_now_ms() < end)
-			sleep_ms(5);
+			chaos_sleep_ms(5);
 	}
 	src_dead = !agent_alive(c, run->src);
 	dst_dead = !agent_alive(c, run->dst);
@@ -1561,7 +1453,7 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 				  "kill it (its log: %s)", i, c->ag[i].log);
 	}
 	copies_of(c, run->vm, &before);
-	sleep_ms(o->settle_ms);
+	chaos_sleep_ms(o->settle_ms);
 	copies_of(c, run->vm, &after);
 	chaos_judge_copies(run, &before, &after, &j, src_dead, dst_dead, o->settle_ms);
 	if (check_never_two(c, vms, window_ns, why, sizeof(why), &err) != 0)

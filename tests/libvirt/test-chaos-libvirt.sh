@@ -18,55 +18,9 @@
 # The directory stays for post-mortem when the test fails.
 set -uo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SRCDIR=${SRCDIR:-$(cd "$here/../.." && pwd)}
-hosts=$SRCDIR/tests/libvirt/hosts.sh
+ME=test-chaos-libvirt
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 runs=${CHAOS_RUNS:-12}
-
-skip() {
-	echo "test-chaos-libvirt: skipped: $*" >&2
-	exit 77
-}
-
-[ "$(id -u)" = 0 ] || skip "needs root (two root libvirtd)"
-[ -c /dev/kvm ] || skip "no /dev/kvm"
-for tool in unshare nsenter virsh qemu-system-x86_64 python3; do
-	command -v "$tool" >/dev/null || skip "no $tool"
-done
-[ -x /usr/sbin/libvirtd ] || skip "no /usr/sbin/libvirtd (libvirt-daemon-system)"
-unshare --mount --propagation private true 2>/dev/null || skip "cannot make a mount namespace"
-[ -n "${MIGRATECTL:-}" ] && [ -x "$MIGRATECTL" ] || { echo "test-chaos-libvirt: set MIGRATECTL" >&2; exit 1; }
-export MIGRATECTL
-
-DIR=$(mktemp -d /tmp/migratectl-chaos-libvirt-XXXXXX)
-failed=1
-cleanup() {
-	"$hosts" stop "$DIR" >/dev/null 2>&1 || "$hosts" stop "$DIR"
-	if [ "$failed" = 0 ]; then
-		rm -rf "$DIR"
-	else
-		echo "test-chaos-libvirt: logs, journals, the campaign and the console kept in $DIR" >&2
-	fi
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-fail() {
-	echo "test-chaos-libvirt: FAIL: $*" >&2
-	exit 1
-}
-
-h() {
-	local cmd=$1
-	shift
-	"$hosts" "$cmd" "$DIR" "$@" 2>&1
-}
-
-vsh() {
-	local x=$1
-	shift
-	timeout 60 virsh -q -c "$("$hosts" uri "$DIR" "$x")" "$@"
-}
 
 state() {
 	vsh "$1" domstate g 2>/dev/null || echo absent

@@ -24,74 +24,16 @@
 # The directory stays for post-mortem when a case fails.
 set -uo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SRCDIR=${SRCDIR:-$(cd "$here/../.." && pwd)}
-hosts=$SRCDIR/tests/libvirt/hosts.sh
-
-skip() {
-	echo "test-libvirt: skipped: $*" >&2
-	exit 77
-}
-
-[ "$(id -u)" = 0 ] || skip "needs root (two root libvirtd)"
-[ -c /dev/kvm ] || skip "no /dev/kvm"
-for tool in unshare nsenter virsh qemu-system-x86_64; do
-	command -v "$tool" >/dev/null || skip "no $tool"
-done
-[ -x /usr/sbin/libvirtd ] || skip "no /usr/sbin/libvirtd (libvirt-daemon-system)"
-unshare --mount --propagation private true 2>/dev/null || skip "cannot make a mount namespace"
-[ -n "${MIGRATECTL:-}" ] && [ -x "$MIGRATECTL" ] || { echo "test-libvirt: set MIGRATECTL" >&2; exit 1; }
-export MIGRATECTL
-
-DIR=$(mktemp -d /tmp/migratectl-libvirt-XXXXXX)
-failed=1
-cleanup() {
-	"$hosts" stop "$DIR" >/dev/null 2>&1 || "$hosts" stop "$DIR"
-	if [ "$failed" = 0 ]; then
-		rm -rf "$DIR"
-	else
-		echo "test-libvirt: logs, journals and consoles kept in $DIR" >&2
-	fi
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-fail() {
-	echo "test-libvirt: FAIL: $*" >&2
-	exit 1
-}
+ME=test-libvirt
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 say() {
 	echo "== $*"
 }
 
-# hosts.sh CMD DIR ARGS...: its output, and its status
-h() {
-	local cmd=$1
-	shift
-	"$hosts" "$cmd" "$DIR" "$@" 2>&1
-}
-
-vsh() {
-	local x=$1
-	shift
-	timeout 60 virsh -q -c "$("$hosts" uri "$DIR" "$x")" "$@"
-}
-
 # running, paused, shut off... or "absent"
 state() {
 	vsh "$1" domstate "$2" 2>/dev/null || echo absent
-}
-
-# Polls "$@" every 0.2 s for at most $1 seconds.
-wait_for() {
-	local secs=$1 i
-	shift
-	for ((i = 0; i < secs * 5; i++)); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.2
-	done
-	return 1
 }
 
 is_state() {
