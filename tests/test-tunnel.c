@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <migrate/control.h>
@@ -146,9 +148,14 @@ static void pair_dst(struct pair *p, unsigned delay_ordinal, unsigned delay_ms)
 	cr_assert_eq(mig_tunnel_dst_start(&d, &p->dst, &err), 0, "%s", err.msg);
 }
 
+/* the source's fault hook, for the next pair made (NULL: none) */
+static mig_fault_fn src_fault;
+static void *src_fault_arg;
+
 static int pair_src(struct pair *p, const uint8_t *secret, struct mig_error *err)
 {
-	struct mig_tunnel_src s = { .id = p->id, .secret = secret, .dest_addr = p->addr };
+	struct mig_tunnel_src s = { .id = p->id, .secret = secret, .dest_addr = p->addr,
+				    .fault = src_fault, .fault_arg = src_fault_arg };
 
 	s.paths[MIG_TUNNEL_QEMU] = p->qemu;
 	s.paths[MIG_TUNNEL_LIBVIRT] = p->libvirt;
@@ -473,5 +480,96 @@ Test(tunnel, source_stop_is_seen_by_the_destination)
 	mig_tunnel_stop(p.src);
 	p.src = NULL;
 	cr_assert(mig_tunnel_wait_closed(p.dst, WAIT_MS));
+	pair_fini(&p);
+}
+
+/* Chaos mode's hook sees each channel's frames as points of the channel's
+ * ordinal, and an error it injects breaks that channel at that frame. */
+struct points {
+	unsigned sent, received, fail_at;
+	unsigned stream;
+	uint16_t last_type;
+};
+
+static int count_points(void *arg, const struct mig_fault_point *pt, struct mig_error *err)
+{
+	struct points *s = arg;
+
+	s->stream = pt->stream;
+	s->last_type = pt->frame_type;
+	if (pt->kind == MIG_FAULT_FRAME_RECV)
+		s->received++;
+	if (pt->kind == MIG_FAULT_FRAME_SEND && pt->frame_type == MIG_FRAME_TUNNEL_DATA &&
+	    ++s->sent == s->fail_at)
+		return mig_error_set(err, -EIO, "chaos: EIO injected at data frame %u", s->fail_at);
+	return 0;
+}
+
+Test(tunnel, fault_hook_sees_frames_and_breaks_the_channel)
+{
+	struct points pts = { .fail_at = 2 };
+	struct mig_tunnel_stats st;
+	struct pair p;
+	uint64_t end;
+	char b = 0;
+	int fd;
+
+	src_fault = count_points;
+	src_fault_arg = &pts;
+	pair_init(&p, 0, 0);
+	src_fault = NULL;
+	fd = client(p.qemu, 'q');
+	/* the first frame went, and its echo came back */
+	expect_greeting(fd, 'q');
+	cr_assert_eq(pts.sent, 1);
+	cr_assert_geq(pts.received, 1);
+	cr_assert_eq(pts.stream, 1, "the channel's points name ordinal %u, not 1", pts.stream);
+	/* the second is where the hook fails: the channel breaks there */
+	cr_assert_eq(send(fd, "z", 1, MSG_NOSIGNAL), 1);
+	cr_assert_leq(recv(fd, &b, 1, 0), 0, "a byte came back past the injected failure");
+	end = mig_now_ms() + WAIT_MS;
+	do {
+		mig_tunnel_stats(p.src, &st);
+		if (st.error[0])
+			break;
+		usleep(10000);
+	} while (mig_now_ms() < end);
+	cr_assert_not_null(strstr(st.error, "chaos: EIO injected at data frame 2"), "'%s'",
+			   st.error);
+	mig_tunnel_stats(p.dst, &st);
+	cr_assert_eq(st.bytes_out, 1, "the failed frame reached the destination");
+	close(fd);
+	pair_fini(&p);
+}
+
+/* A stop and continue of the agent (SIGSTOP from outside, a debugger)
+ * interrupts the pumps' waits; the channels carry on as before. */
+Test(tunnel, survives_a_stop_and_continue_of_the_process)
+{
+	struct mig_tunnel_stats st;
+	struct pair p;
+	pid_t self = getpid(), child;
+	int fd, status;
+
+	pair_init(&p, 0, 0);
+	fd = client(p.qemu, 'q');
+	expect_greeting(fd, 'q');
+	/* every pump waits on its io_uring now */
+	child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		usleep(100000);
+		kill(self, SIGSTOP);
+		usleep(200000);
+		kill(self, SIGCONT);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_assert_eq(send(fd, "s", 1, MSG_NOSIGNAL), 1);
+	expect_greeting(fd, 's');
+	mig_tunnel_stats(p.src, &st);
+	cr_assert_str_empty(st.error);
+	cr_assert_eq(st.open, 1, "%u channels open after the stop, not 1", st.open);
+	close(fd);
 	pair_fini(&p);
 }

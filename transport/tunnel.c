@@ -60,6 +60,8 @@ struct mig_tunnel {
 	char paths[_MIG_TUNNEL_KINDS][sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int listen_fd;                    /* destination */
 	unsigned delay_ordinal, delay_ms;
+	mig_fault_fn fault;
+	void *fault_arg;
 	int ctl_fd;                       /* the control stream */
 	int wake[2];                      /* stops the accept loop */
 	pthread_t thread;
@@ -143,17 +145,33 @@ static int post(struct pump *p, int dir)
 	return io_uring_submit(&p->ring) < 0 ? -EIO : 0;
 }
 
+/* Chaos mode: the fault hook at a frame of this channel (0: go on). */
+static int fault_at(struct pump *p, enum mig_fault_kind kind, uint16_t type, uint64_t seq)
+{
+	struct mig_tunnel *t = p->c->t;
+	struct mig_fault_point pt = { .kind = kind, .frame_type = type,
+				      .stream = p->c->ordinal, .seq = seq };
+	struct mig_error e = { 0 };
+
+	if (!t->fault || t->fault(t->fault_arg, &pt, &e) == 0)
+		return 0;
+	return snprintf(p->err, sizeof(p->err), "%s", e.msg), -1;
+}
+
 /* A frame of `type` with n bytes already at ubuf + HDR, sealed in front. */
-static void up_frame(struct pump *p, uint16_t type, size_t n)
+static int up_frame(struct pump *p, uint16_t type, size_t n)
 {
 	struct iovec iov = { p->ubuf + HDR, n };
 	struct mig_frame_hdr h;
 
+	if (fault_at(p, MIG_FAULT_FRAME_SEND, type, p->c->tx_seq + 1) < 0)
+		return -1;
 	mig_frame_seal(&h, type, 0, ++p->c->tx_seq, &iov, n ? 1 : 0);
 	memcpy(p->ubuf, &h, HDR);
 	p->ulen = HDR + n;
 	p->uoff = 0;
 	p->us = UP_SEND;
+	return 0;
 }
 
 static int up_done(struct pump *p, int res)
@@ -167,7 +185,8 @@ static int up_done(struct pump *p, int res)
 		else
 			atomic_fetch_add(p->c->t->source ? &p->c->t->bytes_out : &p->c->t->bytes_in,
 					 (uint64_t)res);
-		up_frame(p, res ? MIG_FRAME_TUNNEL_DATA : MIG_FRAME_TUNNEL_END, (size_t)res);
+		if (up_frame(p, res ? MIG_FRAME_TUNNEL_DATA : MIG_FRAME_TUNNEL_END, (size_t)res) < 0)
+			return -1;
 		return post(p, UP);
 	}
 	if (res <= 0)
@@ -215,6 +234,8 @@ static int down_frame(struct pump *p)
 	if (mig_frame_check_payload(&h, p->dbuf + HDR, &e) < 0)
 		return snprintf(p->err, sizeof(p->err), "%s", e.msg), -1;
 	p->c->rx_seq++;
+	if (fault_at(p, MIG_FAULT_FRAME_RECV, le16toh(h.type), p->c->rx_seq) < 0)
+		return -1;
 	if (le16toh(h.type) == MIG_FRAME_TUNNEL_END) {
 		if (p->dneed != HDR)
 			return snprintf(p->err, sizeof(p->err), "a TUNNEL_END frame with data"), -1;
@@ -265,6 +286,7 @@ static void *pump_thread(void *arg)
 	struct channel *c = arg;
 	struct mig_tunnel *t = c->t;
 	struct pump p = { .c = c, .us = UP_RECV, .ds = DN_HDR, .dneed = HDR };
+	unsigned wait_errors = 0;
 	bool failed = false;
 
 	p.ubuf = malloc(HDR + MIG_TUNNEL_CHUNK);
@@ -280,10 +302,25 @@ static void *pump_thread(void *arg)
 	}
 	while (p.inflight) {
 		struct io_uring_cqe *cqe;
-		int dir, res;
+		int dir, res, r = io_uring_wait_cqe(&p.ring, &cqe);
 
-		if (io_uring_wait_cqe(&p.ring, &cqe) < 0)
-			break;
+		/* a stop and continue of the process (SIGSTOP, a debugger)
+		 * interrupts the wait: nothing happened to the channel */
+		if (r == -EINTR)
+			continue;
+		if (r < 0) {
+			/* the ops in flight still use the buffers: the
+			 * shutdowns make them end, and they are reaped */
+			if (!failed)
+				snprintf(p.err, sizeof(p.err), "waiting on its io_uring: %s",
+					 strerror(-r));
+			failed = true;
+			shutdown(c->ufd, SHUT_RDWR);
+			shutdown(c->sfd, SHUT_RDWR);
+			if (++wait_errors > 100)
+				break;
+			continue;
+		}
 		dir = (int)io_uring_cqe_get_data64(cqe);
 		res = cqe->res;
 		io_uring_cqe_seen(&p.ring, cqe);
@@ -515,6 +552,8 @@ int mig_tunnel_src_start(const struct mig_tunnel_src *o, struct mig_tunnel **ret
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	t->source = true;
 	str_copy(t->dest_addr, sizeof(t->dest_addr), o->dest_addr);
+	t->fault = o->fault;
+	t->fault_arg = o->fault_arg;
 	r = t->ctl_fd = stream_open(t, 0, MIG_TUNNEL_CONTROL, &tx, &rx, err);
 	for (unsigned k = 1; r >= 0 && k < _MIG_TUNNEL_KINDS; k++) {
 		if (!o->paths[k] || !o->paths[k][0])
@@ -818,6 +857,8 @@ int mig_tunnel_dst_start(const struct mig_tunnel_dst *o, struct mig_tunnel **ret
 	}
 	t->listen_fd = o->listen_fd;
 	t->delay_ordinal = o->delay_ordinal;
+	t->fault = o->fault;
+	t->fault_arg = o->fault_arg;
 	t->delay_ms = o->delay_ms;
 	a->t = t;
 	a->o = *o;

@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <migrate/device.h>
 #include <migrate/error.h>
 
 enum mig_tunnel_kind {
@@ -51,6 +52,12 @@ struct mig_tunnel_src {
 	const uint8_t *secret;    /* MIG_SECRET_LEN bytes */
 	const char *dest_addr;
 	const char *paths[_MIG_TUNNEL_KINDS];
+	/* chaos mode (NULL in production): called at every TUNNEL_DATA and
+	 * TUNNEL_END frame a channel sends or receives, as a FRAME_SEND or
+	 * FRAME_RECV point whose stream is the channel's ordinal; an error
+	 * it returns breaks that channel */
+	mig_fault_fn fault;
+	void *fault_arg;
 };
 int mig_tunnel_src_start(const struct mig_tunnel_src *o, struct mig_tunnel **ret,
 			 struct mig_error *err);
@@ -67,6 +74,8 @@ struct mig_tunnel_dst {
 	/* test seam: wait this long before connecting the channel of this
 	 * ordinal (0: none), to prove the ordering holds */
 	unsigned delay_ordinal, delay_ms;
+	mig_fault_fn fault;       /* as the source's */
+	void *fault_arg;
 };
 int mig_tunnel_dst_start(const struct mig_tunnel_dst *o, struct mig_tunnel **ret,
 			 struct mig_error *err);
