@@ -95,6 +95,7 @@ struct agent {
 	/* --libvirt: the host's libvirtd (NULL until reached; libvirt.c) */
 	pthread_mutex_t lv_lock;
 	struct mig_lv *lv;
+	bool lv_reconciled;       /* the journal was brought up to date once */
 	char allowed[200];        /* unix: who may connect, for refusals */
 };
 
@@ -119,9 +120,24 @@ struct agent_mig *mig_take(struct agent *a, const uint8_t id[16], uint32_t side,
 			   const char *name, const char *peer, uint64_t ram_bytes);
 void mig_drop(struct agent *a, struct agent_mig *m);
 
+/* --chaos: the plan armed for the next migration of `name` (*ret NULL:
+ * none), set as the fault hook fn/arg. */
+void agent_fault_attach(struct agent *a, const char *name, struct agent_fault **ret,
+			mig_fault_fn *fn, void **arg);
+/* --chaos, a network plan in f: a relay with its toxic in front of the
+ * listener at addr, whose own address replaces addr (what the source is
+ * given).  *ret NULL and 0 without one; <0 when it cannot start. */
+struct chaos_relay;
+int agent_relay_begin(struct agent *a, const struct agent_fault *f, const char *name,
+		      const char *host, char *addr, size_t n, struct chaos_relay **ret,
+		      struct mig_error *err);
+/* The relay's report (into f's) and its end; *relay NULL is a no-op. */
+void agent_relay_end(struct agent *a, struct agent_fault *f, struct chaos_relay **relay);
+
 /* libvirt domains (libvirt.c): set up at start (a libvirtd not up yet is
- * reached later), and the operations. */
-void agent_lv_init(struct agent *a);
+ * reached later; the journal file's earlier records of domains are taken
+ * back, <0 when it cannot be read), and the operations. */
+int agent_lv_init(struct agent *a, struct mig_error *err);
 int agent_op_lv_incoming(struct session *s, const uint8_t *body);
 int agent_op_lv_outgoing(struct session *s, const uint8_t *body);
 int agent_op_lv_domain(struct session *s, const uint8_t *body);

@@ -315,8 +315,8 @@ struct incoming {
 
 /* --chaos: the plan armed for the next migration of VM name, if any, as
  * the engine's fault hook. */
-static void fault_attach(struct agent *a, const char *name, struct agent_fault **ret,
-			 mig_fault_fn *fn, void **arg)
+void agent_fault_attach(struct agent *a, const char *name, struct agent_fault **ret,
+			mig_fault_fn *fn, void **arg)
 {
 	*ret = a->opts.chaos ? agent_faults_take(&a->faults, name) : NULL;
 	if (!*ret)
@@ -327,16 +327,15 @@ static void fault_attach(struct agent *a, const char *name, struct agent_fault *
 	*arg = *ret;
 }
 
-/* --chaos, a net plan: a relay with its toxic in front of the listener,
- * outside the engine; the source is given the relay's address.  0 when
- * there is none, <0 when it cannot start. */
-static int relay_begin(struct agent *a, struct incoming *in, const char *host, char *addr,
-		       size_t n, struct mig_error *err)
+int agent_relay_begin(struct agent *a, const struct agent_fault *f, const char *name,
+		      const char *host, char *addr, size_t n, struct chaos_relay **ret,
+		      struct mig_error *err)
 {
-	const struct mig_fault_plan *p = in->fault ? &in->fault->plan : NULL;
+	const struct mig_fault_plan *p = f ? &f->plan : NULL;
 	struct chaos_net_spec spec;
 	char to[128];
 
+	*ret = NULL;
 	if (!p || p->action != MIG_FAULT_A_NET)
 		return 0;
 	spec = (struct chaos_net_spec){
@@ -347,30 +346,30 @@ static int relay_begin(struct agent *a, struct incoming *in, const char *host, c
 		.seed = p->seed,
 	};
 	str_copy(to, sizeof(to), addr);
-	if (chaos_relay_start(host, to, &spec, &in->relay, addr, n, err) < 0)
+	if (chaos_relay_start(host, to, &spec, ret, addr, n, err) < 0)
 		return -1;
 	agent_log(a, "chaos: relay %s -> %s with a %s toxic for the migration of %s", addr, to,
-		  chaos_net_fault_name(spec.fault), in->o.name);
+		  chaos_net_fault_name(spec.fault), name);
 	return 0;
 }
 
-static void relay_end(struct agent *a, struct incoming *in)
+void agent_relay_end(struct agent *a, struct agent_fault *f, struct chaos_relay **relay)
 {
 	struct chaos_relay_report rep;
 
-	if (!in->relay)
+	if (!*relay)
 		return;
-	chaos_relay_report(in->relay, &rep);
+	chaos_relay_report(*relay, &rep);
 	if (rep.fired) {
-		agent_fault_fired(in->fault, rep.what);
+		agent_fault_fired(f, rep.what);
 		agent_log(a, "chaos: relay fired: %s", rep.what);
 	} else {
 		agent_log(a, "chaos: relay did not fire (%u connections, %llu bytes up, %llu "
 			  "down)", rep.conns, (unsigned long long)rep.bytes_up,
 			  (unsigned long long)rep.bytes_down);
 	}
-	chaos_relay_stop(in->relay);
-	in->relay = NULL;
+	chaos_relay_stop(*relay);
+	*relay = NULL;
 }
 
 static void *incoming_thread(void *arg)
@@ -394,7 +393,7 @@ static void *incoming_thread(void *arg)
 	pthread_mutex_unlock(&a->lock);
 	if (r < 0)
 		agent_log(a, "incoming migration of %s failed: %s", in->o.name, err.msg);
-	relay_end(a, in);
+	agent_relay_end(a, in->fault, &in->relay);
 	agent_fault_end(in->fault);
 	free(in);
 	return NULL;
@@ -403,7 +402,7 @@ static void *incoming_thread(void *arg)
 /* An incoming migration that will not run: everything it holds, given back. */
 static void incoming_drop(struct agent *a, struct incoming *in, int fd)
 {
-	relay_end(a, in);
+	agent_relay_end(a, in->fault, &in->relay);
 	agent_fault_end(in->fault);
 	if (fd >= 0)
 		close(fd);
@@ -482,8 +481,9 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	in->o.listen_fd = fd;
 	in->o.status = &in->status;
 	in->o.cancel = &in->mig->cancel;
-	fault_attach(a, req.name, &in->fault, &in->o.fault, &in->o.fault_arg);
-	if (relay_begin(a, in, ep.host, rep.addr, sizeof(rep.addr), &err) < 0) {
+	agent_fault_attach(a, req.name, &in->fault, &in->o.fault, &in->o.fault_arg);
+	if (agent_relay_begin(a, in->fault, req.name, ep.host, rep.addr, sizeof(rep.addr),
+			      &in->relay, &err) < 0) {
 		incoming_drop(a, in, fd);
 		return agent_reply(s, -EIO, err.msg, NULL, 0);
 	}
@@ -601,7 +601,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	o.conv.timeout_action = (enum conv_timeout_action)req.timeout_action;
 	o.switchover_timeout_ms = req.switchover_timeout_ms;
 	og = (struct outgoing){ s, m };
-	fault_attach(a, req.name, &fault, &o.fault, &o.fault_arg);
+	agent_fault_attach(a, req.name, &fault, &o.fault, &o.fault_arg);
 	mig_source_run(v->vm, &o, &m->cancel, send_event, &og, &res, devs);
 	agent_fault_end(fault);
 	agent_send_result(s, &res, devs);
@@ -1570,7 +1570,9 @@ int agent_run(const struct agent_opts *opts, struct mig_error *err)
 	r = agent_journal_open(opts->journal, AGENT_JOURNAL_RING, &a->journal, err);
 	if (r < 0)
 		goto out;
-	agent_lv_init(a);
+	r = agent_lv_init(a, err);
+	if (r < 0)
+		goto out;
 	raise_nofile();
 	a->uid = geteuid();
 	describe_allowed(a);

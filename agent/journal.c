@@ -158,6 +158,82 @@ uint32_t agent_journal_read(struct agent_journal *j, uint64_t since_ns, uint64_t
 	return n;
 }
 
+int agent_journal_preload(struct agent_journal *j, const char *path,
+			  bool (*keep)(const struct mig_journal_rec *r), struct mig_error *err)
+{
+	struct mig_buf recs = { 0 };
+	const struct mig_journal_rec *all;
+	unsigned torn;
+	size_t n, first;
+	int r;
+
+	if (access(path, F_OK) < 0 && errno == ENOENT)
+		return 0;
+	r = mig_journal_file_load(path, &recs, &torn, err);
+	if (r < 0) {
+		mig_buf_free(&recs);
+		return r;
+	}
+	all = (const struct mig_journal_rec *)recs.data;
+	n = recs.len / sizeof(*all);
+	/* the newest that fit, oldest first, under this process's seqs */
+	first = n;
+	for (size_t kept = 0; first > 0 && kept < j->cap; first--)
+		kept += keep(&all[first - 1]);
+	pthread_mutex_lock(&j->lock);
+	for (size_t i = first; i < n; i++) {
+		struct mig_journal_rec *rec;
+
+		if (!keep(&all[i]))
+			continue;
+		rec = &j->ring[(j->next_seq - 1) % j->cap];
+		*rec = all[i];
+		rec->seq = j->next_seq++;
+	}
+	pthread_mutex_unlock(&j->lock);
+	mig_buf_free(&recs);
+	return 0;
+}
+
+int agent_journal_running(struct agent_journal *j, const char *vm)
+{
+	int r = -1;
+
+	pthread_mutex_lock(&j->lock);
+	for (uint64_t s = j->next_seq - 1; s >= 1 && s + j->cap >= j->next_seq && r < 0; s--) {
+		const struct mig_journal_rec *rec = &j->ring[(s - 1) % j->cap];
+
+		if (!strcmp(rec->vm, vm) && (rec->event == MIG_VCPU_RUN_START ||
+					     rec->event == MIG_VCPU_RUN_STOP))
+			r = rec->event == MIG_VCPU_RUN_START;
+	}
+	pthread_mutex_unlock(&j->lock);
+	return r;
+}
+
+int agent_journal_uuids(struct agent_journal *j, bool (*keep)(const struct mig_journal_rec *r),
+			struct mig_buf *out)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&j->lock);
+	for (uint64_t s = j->next_seq > j->cap ? j->next_seq - j->cap : 1;
+	     s < j->next_seq && r == 0; s++) {
+		const struct mig_journal_rec *rec = &j->ring[(s - 1) % j->cap];
+		size_t k;
+
+		if (!keep(rec))
+			continue;
+		for (k = 0; k < out->len && strcmp((const char *)out->data + k, rec->vm);
+		     k += sizeof(rec->vm))
+			;
+		if (k == out->len)
+			r = mig_buf_append(out, rec->vm, sizeof(rec->vm));
+	}
+	pthread_mutex_unlock(&j->lock);
+	return r;
+}
+
 uint64_t agent_journal_write_errors(struct agent_journal *j)
 {
 	uint64_t n;

@@ -34,6 +34,19 @@ uint64_t agent_journal_hook(struct agent_journal *j, const char *uuid, uint32_t 
 uint32_t agent_journal_read(struct agent_journal *j, uint64_t since_ns, uint64_t after_seq,
 			    struct mig_journal_rec *out, uint32_t max,
 			    struct mig_journal_reply *ret);
+/* The records of an earlier agent's file at path (absent: none) that keep
+ * accepts, the newest the ring holds, into the ring as if made now (their
+ * times and pid kept, new seqs): a restarted agent tells what its
+ * predecessors journaled of what outlives them (libvirt's domains). */
+int agent_journal_preload(struct agent_journal *j, const char *path,
+			  bool (*keep)(const struct mig_journal_rec *r), struct mig_error *err);
+/* Whether the ring's last start or stop of vm is a start (1), a stop (0),
+ * or it has none (-1). */
+int agent_journal_running(struct agent_journal *j, const char *vm);
+/* The distinct names (MIG_NAME_MAX bytes each) of the ring's records that
+ * keep accepts, appended to out. */
+int agent_journal_uuids(struct agent_journal *j, bool (*keep)(const struct mig_journal_rec *r),
+			struct mig_buf *out);
 /* Records the file could not take (the ring has them). */
 uint64_t agent_journal_write_errors(struct agent_journal *j);
 

@@ -112,11 +112,73 @@ static void lv_lifecycle(void *arg, const struct mig_lv_lifecycle *e)
 	agent_journal_add(a->journal, &rec);
 }
 
+/* A journal record of a domain: named by its UUID. */
+static bool lv_record(const struct mig_journal_rec *r)
+{
+	uuid_t u;
+
+	return uuid_parse(r->vm, u) == 0;
+}
+
+/*
+ * Domains outlive the agent: while none ran (before this one, or between
+ * a predecessor's death and this start) libvirt's events went unheard.
+ * Once connected, the journal says what runs now where it says otherwise:
+ * a start for each running domain whose last record is not a start, a
+ * stop for each whose last record is a start and that no longer runs.
+ * Each at this instant: the domain ran, or stopped, no later than now.
+ */
+static void lv_reconcile(struct agent *a, struct mig_lv *lv)
+{
+	static char uuids[MIG_LV_RECONCILE_MAX][37];
+	struct mig_journal_rec rec = { .vcpu = 0 };
+	struct mig_error err = { 0 };
+	struct mig_buf seen = { 0 };
+	unsigned n = 0;
+
+	if (mig_lv_running(lv, uuids, MIG_LV_RECONCILE_MAX, &n, &err) < 0) {
+		agent_log(a, "libvirt: the journal cannot be brought up to date: %s", err.msg);
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (agent_journal_running(a->journal, uuids[i]) == 1)
+			continue;
+		str_copy(rec.vm, sizeof(rec.vm), uuids[i]);
+		rec.realtime_ns = mig_realtime_ns();
+		rec.monotonic_ns = mig_clock_ns(CLOCK_MONOTONIC);
+		rec.event = MIG_VCPU_RUN_START;
+		agent_journal_add(a->journal, &rec);
+		agent_log(a, "libvirt: journal: domain %s runs (unheard before this agent)",
+			  uuids[i]);
+	}
+	/* the ones journaled as running that are not among them */
+	if (agent_journal_uuids(a->journal, lv_record, &seen) < 0)
+		return;
+	for (size_t k = 0; k + sizeof(rec.vm) <= seen.len; k += sizeof(rec.vm)) {
+		const char *vm = (const char *)seen.data + k;
+		bool runs = false;
+
+		for (unsigned i = 0; i < n && !runs; i++)
+			runs = !strcmp(uuids[i], vm);
+		if (runs || agent_journal_running(a->journal, vm) != 1)
+			continue;
+		str_copy(rec.vm, sizeof(rec.vm), vm);
+		rec.realtime_ns = mig_realtime_ns();
+		rec.monotonic_ns = mig_clock_ns(CLOCK_MONOTONIC);
+		rec.event = MIG_VCPU_RUN_STOP;
+		agent_journal_add(a->journal, &rec);
+		agent_log(a, "libvirt: journal: domain %s no longer runs (unheard before this "
+			  "agent)", vm);
+	}
+	mig_buf_free(&seen);
+}
+
 /* The connection, made now if it was not yet; NULL with the reason. */
 static struct mig_lv *lv_get(struct agent *a, char *why, size_t n)
 {
 	struct mig_error err = { 0 };
 	struct mig_lv *lv;
+	bool fresh = false;
 
 	if (!a->opts.libvirt_uri[0]) {
 		snprintf(why, n, "this agent serves no libvirt host: start it with --libvirt URI "
@@ -126,23 +188,36 @@ static struct mig_lv *lv_get(struct agent *a, char *why, size_t n)
 	pthread_mutex_lock(&a->lv_lock);
 	if (!a->lv && mig_lv_open(a->opts.libvirt_uri, lv_lifecycle, a, &a->lv, &err) < 0)
 		snprintf(why, n, "%s", err.msg);
+	else
+		fresh = !a->lv_reconciled;
+	a->lv_reconciled |= fresh;
 	lv = a->lv;
+	if (fresh)
+		lv_reconcile(a, lv);
 	pthread_mutex_unlock(&a->lv_lock);
 	return lv;
 }
 
-void agent_lv_init(struct agent *a)
+int agent_lv_init(struct agent *a, struct mig_error *err)
 {
 	char why[512];
+	int r;
 
 	pthread_mutex_init(&a->lv_lock, NULL);
 	if (!a->opts.libvirt_uri[0])
-		return;
+		return 0;
+	if (a->opts.journal[0]) {
+		r = agent_journal_preload(a->journal, a->opts.journal, lv_record, err);
+		if (r < 0)
+			return mig_error_prefix(err, "taking back the journal's domain records (move "
+						"the file away to start a new one)");
+	}
 	if (lv_get(a, why, sizeof(why)))
 		agent_log(a, "libvirt: connected to %s; migration sockets under %s",
 			  a->opts.libvirt_uri, run_base(a));
 	else
 		agent_log(a, "libvirt: %s (tried again at the next request)", why);
+	return 0;
 }
 
 /* The run directory: made here, reachable by QEMU's user only (and root). */
@@ -192,8 +267,22 @@ struct lv_in {
 	struct agent *a;
 	struct agent_mig *m;
 	struct mig_tunnel *t;
+	struct agent_fault *fault;   /* --chaos: this migration's plan (NULL: none) */
+	struct chaos_relay *relay;   /* --chaos, a net plan: what the source connects to */
 	char dir[128];
 };
+
+/* Everything an incoming migration holds, given back (the tunnel's end
+ * first: the relay and the plan outlive its threads). */
+static void lv_in_free(struct lv_in *in)
+{
+	mig_tunnel_stop(in->t);
+	agent_relay_end(in->a, in->fault, &in->relay);
+	agent_fault_end(in->fault);
+	run_dir_remove(in->dir);
+	mig_drop(in->a, in->m);
+	free(in);
+}
 
 /* Ends the tunnel when the source closes it, or calls it off, or never
  * comes. */
@@ -228,10 +317,7 @@ static void *lv_in_thread(void *arg)
 		  "%llu bytes in, %llu out", in->m->name, st.channels[MIG_TUNNEL_LIBVIRT],
 		  st.channels[MIG_TUNNEL_QEMU], st.channels[MIG_TUNNEL_NBD],
 		  (unsigned long long)st.bytes_out, (unsigned long long)st.bytes_in);
-	mig_tunnel_stop(in->t);
-	run_dir_remove(in->dir);
-	mig_drop(a, in->m);
-	free(in);
+	lv_in_free(in);
 	return NULL;
 }
 
@@ -304,16 +390,17 @@ int agent_op_lv_incoming(struct session *s, const uint8_t *body)
 	d.targets[MIG_TUNNEL_LIBVIRT] = sock;
 	d.targets[MIG_TUNNEL_QEMU] = qemu;
 	d.targets[MIG_TUNNEL_NBD] = (req.flags & MIG_LV_F_COPY_STORAGE) ? nbd : NULL;
+	agent_fault_attach(a, req.domain, &in->fault, &d.fault, &d.fault_arg);
 	r = mig_tunnel_dst_start(&d, &in->t, &err);
+	if (r >= 0)
+		r = agent_relay_begin(a, in->fault, req.domain, ep.host, rep.addr,
+				      sizeof(rep.addr), &in->relay, &err);
+	if (r >= 0 && pthread_create(&th, NULL, lv_in_thread, in))
+		r = mig_error_set(&err, -EAGAIN, "cannot start the tunnel's thread");
 	if (r < 0) {
 		snprintf(why, sizeof(why), "%s", err.msg);
-		goto fail_dir;
-	}
-	if (pthread_create(&th, NULL, lv_in_thread, in)) {
-		mig_tunnel_stop(in->t);
-		r = -EAGAIN;
-		snprintf(why, sizeof(why), "cannot start the tunnel's thread");
-		goto fail_dir;
+		lv_in_free(in);
+		return agent_reply(s, r, why, NULL, 0);
 	}
 	pthread_detach(th);
 	str_copy(rep.run_dir, sizeof(rep.run_dir), in->dir);
@@ -443,6 +530,7 @@ static void run_outgoing(struct lv_out *o, struct mig_lv *lv)
 	struct mig_event res;
 	struct mig_tunnel *t = NULL;
 	struct mig_lv_job *j = NULL;
+	struct agent_fault *fault = NULL;
 	char lsock[160], qsock[160], nsock[160], dconn[200], qemu_uri[170], nbd_uri[170];
 	char why[900] = "";
 	int r;
@@ -457,6 +545,7 @@ static void run_outgoing(struct lv_out *o, struct mig_lv *lv)
 	ts.paths[MIG_TUNNEL_LIBVIRT] = lsock;
 	ts.paths[MIG_TUNNEL_QEMU] = qsock;
 	ts.paths[MIG_TUNNEL_NBD] = (o->req.flags & MIG_LV_F_COPY_STORAGE) ? nsock : NULL;
+	agent_fault_attach(o->a, o->req.domain, &fault, &ts.fault, &ts.fault_arg);
 	r = run_dir_make(o->a, o->dir, why, sizeof(why));
 	if (r >= 0) {
 		r = mig_tunnel_src_start(&ts, &t, &err);
@@ -500,6 +589,7 @@ static void run_outgoing(struct lv_out *o, struct mig_lv *lv)
 		  mig_result_to_string(res.result), why[0] ? ": " : "", why);
 	agent_send_result(o->s, &res, NULL);
 	mig_tunnel_stop(t);
+	agent_fault_end(fault);
 	run_dir_remove(o->dir);
 }
 

@@ -100,6 +100,26 @@ static int find_vm(struct mig_client *src, struct mig_start_result *ret, struct 
 	return r;
 }
 
+/* Whether the agent on c runs the migration id now (MIG_LIST). */
+static int runs_migration(struct mig_client *c, const uint8_t *id, bool *running,
+			  struct mig_error *err)
+{
+	struct mig_buf extra = { 0 };
+	int r = mig_client_call_within(c, MIG_OP_MIG_LIST, NULL, 0, &extra, CALL_OFF_MS, err);
+
+	*running = false;
+	for (size_t i = 0; r >= 0 && i + sizeof(struct mig_migration_info) <= extra.len;
+	     i += sizeof(struct mig_migration_info)) {
+		struct mig_migration_info m;
+
+		memcpy(&m, extra.data + i, sizeof(m));
+		mig_wire_le(&mig_wl_migration_info, &m, 1);
+		*running |= !memcmp(m.id, id, 16) && m.state == MIG_MIGRATION_RUNNING;
+	}
+	mig_buf_free(&extra);
+	return r;
+}
+
 /* The connection to the source broke while the migration ran: the source
  * agent may well be there still (a link that reset, then healed).  On new
  * connections, wait (bounded) until it no longer runs the migration, then
@@ -115,7 +135,6 @@ static void reattach(const struct mig_start_opts *o, const struct mig_client *sr
 	uuid_unparse_lower(id, want);
 	while (mig_now_ms() < end) {
 		struct mig_error err = { 0 };
-		struct mig_buf extra = { 0 };
 		struct mig_client c2;
 		bool running = false;
 		int r;
@@ -138,16 +157,7 @@ static void reattach(const struct mig_start_opts *o, const struct mig_client *sr
 			usleep(REATTACH_POLL_MS * 1000);
 			continue;
 		}
-		r = mig_client_call_within(&c2, MIG_OP_MIG_LIST, NULL, 0, &extra, CALL_OFF_MS, &err);
-		for (size_t i = 0; r >= 0 && i + sizeof(struct mig_migration_info) <= extra.len;
-		     i += sizeof(struct mig_migration_info)) {
-			struct mig_migration_info m;
-
-			memcpy(&m, extra.data + i, sizeof(m));
-			mig_wire_le(&mig_wl_migration_info, &m, 1);
-			running |= !memcmp(m.id, id, 16) && m.state == MIG_MIGRATION_RUNNING;
-		}
-		mig_buf_free(&extra);
+		r = runs_migration(&c2, id, &running, &err);
 		if (r >= 0 && !running) {
 			ret->held = false;
 			if (find_vm(&c2, ret, &err) >= 0 && ret->held && strcmp(ret->held_id, want))
@@ -306,6 +316,62 @@ static void lv_settle(const struct mig_start_opts *o, const struct mig_client *s
 		str_copy(res->error, sizeof(res->error), where);
 }
 
+/* Whether the agent at c answers and runs no migration with this id. */
+static bool lv_agent_idle(const struct mig_client *c, const char *key_file, const uint8_t *id)
+{
+	struct mig_error err = { 0 };
+	struct mig_client c2;
+	bool running = false;
+	int r;
+
+	if (mig_client_reopen(c, key_file, &c2, &err) < 0)
+		return false;
+	r = runs_migration(&c2, id, &running, &err);
+	mig_client_close(&c2);
+	return r >= 0 && !running;
+}
+
+/*
+ * The source agent's connection broke while libvirt migrated (the agent
+ * died, or its link broke).  The domain outlives the agent: its QEMU is
+ * libvirt's.  Once the source agent answers again (restarted, or the link
+ * healed) and runs the migration no more, and libvirt no longer holds the
+ * domain paused for it, both hosts say where it is, as after a RESULT;
+ * true then.  false when that does not come within REATTACH_MS (exit 3).
+ */
+static bool lv_reattach(const struct mig_start_opts *o, const struct mig_client *src,
+			const struct mig_client *dst, const uint8_t *id,
+			struct mig_start_result *ret)
+{
+	uint64_t end = mig_now_ms() + REATTACH_MS;
+	struct mig_event *res = &ret->res;
+	char why[sizeof(ret->why)];
+
+	str_copy(why, sizeof(why), ret->why);
+	for (;;) {
+		struct mig_error err = { 0 };
+		struct mig_lv_domain_info d;
+		bool late = mig_now_ms() >= end;
+
+		if (lv_agent_idle(src, o->key_file, id) &&
+		    lv_domain(src, o->key_file, ret->name, &d, &err) >= 0 &&
+		    (d.state != MIG_LV_STATE_PAUSED || late))
+			break;
+		if (late)
+			return false;
+		usleep(REATTACH_POLL_MS * 1000);
+	}
+	memset(res, 0, sizeof(*res));
+	res->kind = MIG_EVENT_RESULT;
+	res->result = MIG_RESULT_FAILED;
+	/* how far it got is unknown: as far as the switchover, for a
+	 * destination that cannot be asked */
+	res->phase = MIG_PHASE_STOP_COPY;
+	str_copy(res->error, sizeof(res->error), why);
+	lv_settle(o, src, dst, ret);
+	return true;
+}
+
 /*
  * A libvirt domain: the destination's agent opens a tunnel and names the
  * run directory, the source's starts libvirt's migration through it and
@@ -392,7 +458,8 @@ static void start_libvirt(const struct mig_start_opts *o, struct mig_client *src
 	}
 	step(o, MIG_START_STARTED, ret, NULL);
 	if (follow(o, src, ids->id, ret) < 0) {
-		ret->outcome = MIG_START_LOST;
+		ret->outcome = lv_reattach(o, src, dst, ids->id, ret) ? MIG_START_RESULT :
+			       MIG_START_LOST;
 		return;
 	}
 	ret->outcome = MIG_START_RESULT;

@@ -64,7 +64,8 @@
 	X(virDomainIsActive) \
 	X(virDomainGetName) \
 	X(virDomainGetJobInfo) \
-	X(virDomainAbortJob)
+	X(virDomainAbortJob) \
+	X(virConnectListAllDomains)
 #define LV_API_FIELD(f) __typeof__(f) *f;
 static struct {
 	LV_API(LV_API_FIELD)
@@ -461,6 +462,25 @@ int mig_lv_domain_state(struct mig_lv *lv, const char *name, uint32_t *ret_state
 	return 0;
 }
 
+int mig_lv_running(struct mig_lv *lv, char (*uuids)[37], unsigned max, unsigned *ret_n,
+		   struct mig_error *err)
+{
+	virDomainPtr *doms = NULL;
+	int n = lv_api.virConnectListAllDomains(lv->conn, &doms, VIR_CONNECT_LIST_DOMAINS_RUNNING);
+
+	*ret_n = 0;
+	if (n < 0)
+		return mig_error_set(err, -EIO, "libvirt at %s: listing the running domains: %s",
+				     lv->uri, lv_last_error());
+	for (int i = 0; i < n; i++) {
+		if (*ret_n < max && lv_api.virDomainGetUUIDString(doms[i], uuids[*ret_n]) == 0)
+			(*ret_n)++;
+		lv_api.virDomainFree(doms[i]);
+	}
+	free(doms);
+	return 0;
+}
+
 /* ---- statistics ---- */
 
 static void stats_unknown(struct mig_lv_stats *st)
@@ -524,10 +544,15 @@ static void stats_from_params(struct mig_lv_stats *st, virTypedParameterPtr p, i
 
 /* ---- migrations ---- */
 
+/* What QEMU answers a new migration while an earlier one never ended. */
+#define MIG_LV_STUCK_QEMU_A "There's a migration process in progress"
+#define MIG_LV_STUCK_QEMU_B "duplicate yank instance"
+
 /* libvirt wraps a hook's refusal in the command line it ran ("Hook script
  * execution failed: internal error: Child process (LC_ALL=C PATH=...)
  * unexpected exit status 1: LINE"): the hook's own line is what the user
- * needs, and the rest must not push it past the end of the message. */
+ * needs, and the rest must not push it past the end of the message.  A
+ * QEMU stuck in an earlier migration is named first, with what to do. */
 static void failure_text(const char *m, char *buf, size_t n)
 {
 	static const char status[] = "unexpected exit status ";
@@ -537,6 +562,9 @@ static void failure_text(const char *m, char *buf, size_t n)
 		p = strstr(p + strlen(status), ": ");
 	if (p)
 		snprintf(buf, n, "libvirt's hook refused: %s", p + 2);
+	else if (strstr(m, MIG_LV_STUCK_QEMU_A) || strstr(m, MIG_LV_STUCK_QEMU_B))
+		/* QEMU's own migration state outlived libvirt's job */
+		snprintf(buf, n, "%s: %s", MIG_LV_STUCK, m);
 	else
 		str_copy(buf, n, m);
 }

@@ -533,3 +533,76 @@ Test(journal_line, a_file_with_a_torn_last_line)
 	cr_assert(strstr(err.msg, "cannot read the journal"), "%s", err.msg);
 	mig_buf_free(&recs);
 }
+
+/* A restarted agent's journal: the earlier file's records that the filter
+ * keeps (a libvirt agent's: domains, named by UUID), the newest the ring
+ * holds, with their own times and pid and new seqs; what the last of them
+ * says of each; and the names it holds. */
+static bool uuid_named(const struct mig_journal_rec *r)
+{
+	return strlen(r->vm) == 36 && r->vm[8] == '-';
+}
+
+Test(agent_journal, a_restart_takes_back_what_outlives_it)
+{
+	static const char *const a = "5f0c6a1e-3b9d-4c7e-9a41-0123456789ab",
+			  *const b = "8f1f017f-3b62-4d50-8d91-efbc4ddfd992";
+	static const struct { const char *vm; uint32_t event; } before[] = {
+		{ a, START }, { "labvm", START }, { b, START }, { a, STOP }, { b, STOP },
+		{ b, START }, { "labvm", STOP },
+	};
+	static struct mig_journal_rec out[8];
+	static struct mig_buf names;
+	struct agent_journal *j;
+	struct mig_journal_reply info;
+	struct mig_error err = { 0 };
+	char path[] = "/tmp/migratectl-journal-XXXXXX", line[MIG_JOURNAL_LINE_MAX + 2];
+	int fd = mkstemp(path);
+	FILE *f;
+
+	cr_assert_geq(fd, 0);
+	close(fd);
+	f = fopen(path, "w");
+	for (unsigned i = 0; i < sizeof(before) / sizeof(before[0]); i++) {
+		struct mig_journal_rec r = { .seq = i + 1, .realtime_ns = 1000 + i,
+					     .monotonic_ns = 50 + i, .event = before[i].event,
+					     .pid = 4242 };
+
+		snprintf(r.vm, sizeof(r.vm), "%s", before[i].vm);
+		mig_journal_rec_format(&r, line, sizeof(line));
+		fprintf(f, "%s\n", line);
+	}
+	fclose(f);
+	/* a ring of 4: the 5 domain records do not all fit */
+	cr_assert_eq(agent_journal_open(path, 4, &j, &err), 0, "%s", err.msg);
+	cr_assert_eq(agent_journal_preload(j, path, uuid_named, &err), 0, "%s", err.msg);
+	cr_assert_eq(agent_journal_read(j, 0, 0, out, 8, &info), 4);
+	cr_assert_eq(info.dropped, 0, "only what fits was taken");
+	cr_assert_str_eq(out[0].vm, b, "the newest 4 domain records, oldest first");
+	cr_assert_eq(out[0].realtime_ns, 1002, "its own time");
+	cr_assert_eq(out[3].realtime_ns, 1005);
+	cr_assert_eq(out[0].seq, 1, "new seqs");
+	cr_assert_eq(out[3].seq, 4);
+	cr_assert_eq(out[2].pid, 4242, "the pid of the agent that made it");
+	cr_assert_eq(agent_journal_running(j, a), 0, "a's last record is its stop");
+	cr_assert_eq(agent_journal_running(j, b), 1, "b's last record is its start");
+	cr_assert_eq(agent_journal_running(j, "labvm"), -1, "a lab VM dies with its agent");
+	cr_assert_eq(agent_journal_uuids(j, uuid_named, &names), 0);
+	cr_assert_eq(names.len, 2 * MIG_NAME_MAX);
+	cr_assert_str_eq((const char *)names.data, b);
+	cr_assert_str_eq((const char *)names.data + MIG_NAME_MAX, a);
+	/* what this agent journals follows, and the file is not written twice */
+	agent_journal_hook(j, a, MIG_HOOK_MIGRATE);
+	cr_assert_eq(agent_journal_read(j, 0, 4, out, 8, &info), 1);
+	cr_assert_eq(out[0].seq, 5);
+	cr_assert_eq(out[0].pid, (uint32_t)getpid());
+	f = fopen(path, "r");
+	for (fd = 0; fgets(line, sizeof(line), f); fd++)
+		;
+	fclose(f);
+	cr_assert_eq(fd, (int)(sizeof(before) / sizeof(before[0])) + 1);
+	unlink(path);
+	/* no file yet: nothing to take back */
+	cr_assert_eq(agent_journal_preload(j, path, uuid_named, &err), 0, "%s", err.msg);
+	mig_buf_free(&names);
+}

@@ -44,6 +44,23 @@ void mig_lv_close(struct mig_lv *lv);
 int mig_lv_domain_state(struct mig_lv *lv, const char *name, uint32_t *ret_state,
 			char uuid[37], bool *ret_persistent, struct mig_error *err);
 
+/* The UUIDs of the domains that run now (not paused), at most max, into
+ * uuids; their count in *ret_n. */
+#define MIG_LV_RECONCILE_MAX 1024
+int mig_lv_running(struct mig_lv *lv, char (*uuids)[37], unsigned max, unsigned *ret_n,
+		   struct mig_error *err);
+
+/*
+ * How a migration's error begins when the domain's QEMU still runs an
+ * earlier outgoing migration that libvirt no longer knows of: QEMU 7.2's
+ * multifd can wait forever for a channel that broke while it was being set
+ * up (its migration stays "cancelling").  Only a new QEMU process ends it.
+ */
+#define MIG_LV_STUCK_MARK "the domain's QEMU is stuck in an earlier migration"
+#define MIG_LV_STUCK MIG_LV_STUCK_MARK " that never ended " \
+	"(QEMU's multifd can hang so after a connection breaks); it cannot migrate until its " \
+	"QEMU restarts (virsh save, then virsh restore, or a shutdown and start)"
+
 /* One peer-to-peer live migration (virDomainMigrateToURI3). */
 struct mig_lv_migrate {
 	const char *name;         /* the domain */

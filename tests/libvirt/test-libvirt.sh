@@ -12,8 +12,11 @@
 #  b. the hook refusing: a CPU feature B's KVM lacks (--host-profile
 #     cpuid-off), through migratectl and through plain virsh migrate; a
 #     disk missing on B; and the hook's rewrite of the console path;
-#  c. the destination agent killed mid-stream: the guest stays on A;
-#  d. four streams, three migrations in a row;
+#  c. the destination agent killed mid-stream: the guest stays on A; the
+#     source agent killed and started again: start waits for it, exit 1;
+#  d. four streams, three migrations in a row; B's agent killed and
+#     started again: its journal keeps its predecessor's records and adds
+#     the stop of the domain destroyed in between;
 #  e. cancelled, by migratectl cancel and by Ctrl-C on start: libvirt's
 #     job is aborted and the guest stays on A;
 #  f. a writable disk: refused by libvirt without --copy-storage, copied
@@ -290,13 +293,74 @@ vsh A destroy lvc >/dev/null
 out=$(h start-agent B) || fail "$out"
 
 # ---------------------------------------------------------------------------
+say "c2. A's agent killed mid-stream and started again: start waits for it, exit 1"
+start_guest lvk 64
+h disk B lvk 64 >/dev/null
+(
+	migrate A B lvk --max-bandwidth $((4 << 20)) --json
+	exit "$rc"
+) &
+mpid=$!
+wait_for 60 moving lvk || fail "lvk's migration moved no MiB in 60 s: $(vsh A domjobinfo lvk)"
+kill -9 "$(cat "$DIR/A/agent.pid")"
+wait_for 10 eval "! kill -0 $(cat "$DIR/A/agent.pid")" || fail "A's agent does not die"
+echo "   killed A's agent"
+# the domain is libvirt's, not the agent's: it outlives it, and a new
+# agent answers where it is
+out=$(h start-agent A) || fail "$out"
+start_ends "$mpid" "A's agent's restart"
+[ "$rc" = 1 ] || fail "start exited $rc, not 1: $(cat "$DIR/err" "$DIR/out")"
+python3 - "$DIR/out" <<-'EOF' || fail "start's JSON after A's agent's restart: see above"
+import json, sys
+r = json.load(open(sys.argv[1]))
+bad = [f"{k} is {r.get(k)!r}" for k, v in (("result", "failed"), ("owner", "source"))
+       if r.get(k) != v]
+if "lost the source agent" not in (r.get("error") or ""):
+    bad.append(f"error {r.get('error')!r} does not say the source agent was lost")
+if r.get("libvirt", {}).get("source_state") != "running":
+    bad.append(f"libvirt is {r.get('libvirt')!r}")
+if bad:
+    sys.exit("start --json: " + "; ".join(bad))
+EOF
+wait_for 30 is_state A lvk running || fail "lvk is $(state A lvk) on A after the failed migration"
+echo "   start exited 1 with owner source; lvk runs on A"
+guest_runs_on lvk A "$DIR/A/lvk.console" 3
+vsh A destroy lvk >/dev/null
+
+# ---------------------------------------------------------------------------
 say "d. four streams, three migrations in a row"
 start_guest lvd 32
 h disk B lvd 32 >/dev/null
 migrate_ok A B lvd 4
 migrate_ok B A lvd 4
 migrate_ok A B lvd 4
+
+# The journal outlives B's agent: a new one takes back its predecessor's
+# records of domains, and journals what it did not hear while none ran
+# (lvd destroyed in between).
+uuid=$(vsh B domuuid lvd)
+old_pid=$(cat "$DIR/B/agent.pid")
+kill -9 "$old_pid"
+wait_for 10 eval "! kill -0 $old_pid" || fail "B's agent does not die"
 vsh B destroy lvd >/dev/null
+out=$(h start-agent B) || fail "$out"
+"$MIGRATECTL" journal "unix://$DIR/B/agent.sock" --json >"$DIR/journal" ||
+	fail "migratectl journal on B failed"
+python3 - "$DIR/journal" "$uuid" "$old_pid" "$(cat "$DIR/B/agent.pid")" <<-'EOF' ||
+import json, sys
+path, uuid, old, new = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+recs = [r for r in map(json.loads, open(path)) if r["vm"] == uuid and r["event"] != "hook"]
+bad = []
+if not any(r["event"] == "start" and r["pid"] == old for r in recs):
+    bad.append("no start of lvd by the killed agent: its records were not taken back")
+if not recs or recs[-1]["event"] != "stop" or recs[-1]["pid"] != new:
+    bad.append(f"the last record of lvd is {recs[-1] if recs else None}, not the new "
+               "agent's stop for the destroy it did not hear")
+if bad:
+    sys.exit("B's journal after its agent's restart: " + "; ".join(bad) + f" ({recs[-4:]})")
+print(f"   B's new agent serves {len(recs)} records of lvd, its predecessor's and its own stop")
+EOF
+	fail "the journal across B's agent's restart: see above"
 
 # ---------------------------------------------------------------------------
 say "e. cancelled by migratectl cancel, and by Ctrl-C on start: the guest stays on A"
