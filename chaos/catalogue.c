@@ -95,6 +95,41 @@ static const struct point_choice dst_points[][5] = {
 		P_SEND(MIG_FRAME_RUNNING, 0, 1) },
 };
 
+/*
+ * A libvirt migration's points, in the agents' tunnel (protocol.md §11):
+ * its frames on the channels by ordinal.  Channel 1 is libvirt's RPC
+ * connection, channel 2 QEMU's migration stream (its main channel), and
+ * a channel's TUNNEL_END is its connection closed: QEMU's, once the
+ * memory is all sent.  Setup is libvirt's talk, precopy QEMU's stream,
+ * stop-copy the streams' ends.
+ */
+#define T_DATA MIG_FRAME_TUNNEL_DATA
+#define T_END MIG_FRAME_TUNNEL_END
+
+static const struct point_choice tunnel_src_points[][5] = {
+	[MIG_PHASE_SETUP] = {
+		P_SEND(T_DATA, 1, 6), P_RECV(T_DATA, 1, 6), P_SEND(T_DATA, 1, 2),
+		P_RECV(T_DATA, 1, 2), P_SEND(T_DATA, 2, 1) },
+	[MIG_PHASE_PRECOPY] = {
+		P_SEND(T_DATA, 2, 40), P_SEND(T_DATA, -1, 60), P_SEND(T_DATA, 2, 10),
+		P_SEND(T_DATA, 2, 80), P_RECV(T_DATA, -1, 8) },
+	[MIG_PHASE_STOP_COPY] = {
+		P_SEND(T_END, 2, 1), P_RECV(T_END, -1, 1), P_SEND(T_END, -1, 1),
+		P_RECV(T_END, 2, 1), P_SEND(T_END, 2, 1) },
+};
+
+static const struct point_choice tunnel_dst_points[][5] = {
+	[MIG_PHASE_SETUP] = {
+		P_RECV(T_DATA, 1, 6), P_SEND(T_DATA, 1, 6), P_RECV(T_DATA, 1, 2),
+		P_SEND(T_DATA, 1, 2), P_RECV(T_DATA, 2, 1) },
+	[MIG_PHASE_PRECOPY] = {
+		P_RECV(T_DATA, 2, 40), P_RECV(T_DATA, -1, 60), P_RECV(T_DATA, 2, 10),
+		P_RECV(T_DATA, 2, 80), P_SEND(T_DATA, -1, 8) },
+	[MIG_PHASE_STOP_COPY] = {
+		P_RECV(T_END, 2, 1), P_SEND(T_END, -1, 1), P_RECV(T_END, -1, 1),
+		P_SEND(T_END, 2, 1), P_RECV(T_END, 2, 1) },
+};
+
 static const char *ordinal(uint64_t n)
 {
 	return n % 100 >= 11 && n % 100 <= 13 ? "th" : n % 10 == 1 ? "st" : n % 10 == 2 ? "nd" :
@@ -105,11 +140,13 @@ static const char *ordinal(uint64_t n)
 static void pick_point(struct chaos_fault *f, struct chaos_rng *r, bool dst,
 		       struct mig_fault_plan *p)
 {
-	const struct point_choice *c = &(dst ? dst_points : src_points)[f->phase]
-					  [chaos_rng_range(r, 0, 4)];
+	const struct point_choice (*points)[5] = f->tunnel ? (dst ? tunnel_dst_points :
+								  tunnel_src_points) :
+						 (dst ? dst_points : src_points);
+	const struct point_choice *c = &points[f->phase][chaos_rng_range(r, 0, 4)];
 	const char *t = c->frame_type >= 0 ? mig_frame_type_to_string((uint16_t)c->frame_type) :
 					     NULL;
-	char stream[24] = "any stream";
+	char stream[24];
 
 	p->point = c->point;
 	p->stage = c->stage;
@@ -120,7 +157,10 @@ static void pick_point(struct chaos_fault *f, struct chaos_rng *r, bool dst,
 	p->stream = c->stream;
 	p->nth = chaos_rng_range(r, 1, c->nth_max);
 	if (c->stream >= 0)
-		snprintf(stream, sizeof(stream), "stream %d", c->stream);
+		snprintf(stream, sizeof(stream), "%s %d", f->tunnel ? "channel" : "stream",
+			 c->stream);
+	else
+		snprintf(stream, sizeof(stream), "any %s", f->tunnel ? "channel" : "stream");
 	switch (c->point - 1) {
 	case MIG_FAULT_DEVICE_STEP:
 		snprintf(f->trigger, sizeof(f->trigger), "%s: the %llu%s device step of stage %s",
@@ -359,13 +399,24 @@ static const struct net_choice net_points[][3] = {
 			       { MIG_FRAME_COMMIT, 0, false, 1 } },
 };
 
+/* The same in a libvirt migration's tunnel (see tunnel_src_points). */
+static const struct net_choice tunnel_net_points[][3] = {
+	[MIG_PHASE_SETUP] = { { MIG_FRAME_STREAM_HELLO, -1, false, 1 },
+			      { T_DATA, 1, false, 4 }, { T_DATA, 1, true, 4 } },
+	[MIG_PHASE_PRECOPY] = { { T_DATA, 2, false, 40 }, { T_DATA, -1, false, 80 },
+				{ 0, 2, false, 2 << 20 } },
+	[MIG_PHASE_STOP_COPY] = { { T_END, 2, false, 1 }, { T_END, -1, true, 1 },
+				  { T_END, -1, false, 1 } },
+};
+
 static void net(struct chaos_fault *f, struct chaos_rng *r, const char *vm,
 		enum chaos_net_fault nf, const char *what)
 {
 	struct mig_fault_plan *p = &f->dst_plan;
-	const struct net_choice *c = &net_points[f->phase][chaos_rng_range(r, 0, 2)];
+	const struct net_choice *c = &(f->tunnel ? tunnel_net_points :
+				       net_points)[f->phase][chaos_rng_range(r, 0, 2)];
 	const char *t = c->frame_type ? mig_frame_type_to_string((uint16_t)c->frame_type) : NULL;
-	char stream[24] = "any stream";
+	char stream[24];
 
 	plan_for(p, vm, MIG_FAULT_A_NET);
 	p->net_fault = nf;
@@ -378,7 +429,10 @@ static void net(struct chaos_fault *f, struct chaos_rng *r, const char *vm,
 	else
 		p->net_byte = chaos_rng_range(r, 0, c->nth_max);
 	if (c->stream >= 0)
-		snprintf(stream, sizeof(stream), "stream %d", c->stream);
+		snprintf(stream, sizeof(stream), "%s %d", f->tunnel ? "channel" : "stream",
+			 c->stream);
+	else
+		snprintf(stream, sizeof(stream), "any %s", f->tunnel ? "channel" : "stream");
 	if (t)
 		snprintf(f->trigger, sizeof(f->trigger), "%s at the %llu%s %s frame %s on %s", what,
 			 (unsigned long long)p->net_frame, ordinal(p->net_frame), t,
@@ -668,27 +722,37 @@ uint64_t chaos_cluster_mask(uint64_t mask, bool local)
 	return mask;
 }
 
-uint64_t chaos_lv_mask(uint64_t mask)
+/* The kinds a libvirt domain's migration takes: the tunnel's network
+ * faults (its relay), the agents' and the start's deaths and freezes, and a
+ * cancel.  Not the links (no namespaces of the runner's), nor what acts on
+ * migratectl's own engine, devices or VMs. */
+static const struct {
+	const char *name;
+	bool agents;              /* a plan the agents carry out (--chaos) */
+} lv_kinds[] = {
+	{ "reset", true }, { "stall", true }, { "delay", true }, { "bandwidth", true },
+	{ "corrupt", true }, { "truncate", true }, { "duplicate", true }, { "reorder", true },
+	{ "partition", true }, { "refuse", true }, { "kill-src", true }, { "kill-dst", true },
+	{ "stop-src", true }, { "stop-dst", true }, { "kill-start", false },
+	{ "stop-start", false }, { "cancel", false },
+};
+
+uint64_t chaos_lv_mask(uint64_t mask, bool agent_faults)
 {
 	uint64_t lv = 0;
 
 	for (unsigned k = 0; k < chaos_nr_kinds; k++)
-		if (!strcmp(chaos_kinds[k].name, "kill-start") ||
-		    !strcmp(chaos_kinds[k].name, "stop-start") ||
-		    !strcmp(chaos_kinds[k].name, "cancel"))
-			lv |= 1ULL << k;
+		for (unsigned i = 0; i < ARRAY_SIZE(lv_kinds); i++)
+			if (!strcmp(chaos_kinds[k].name, lv_kinds[i].name) &&
+			    (agent_faults || !lv_kinds[i].agents))
+				lv |= 1ULL << k;
 	return mask & lv;
 }
 
-void chaos_fault_make(uint64_t seed, uint64_t run, uint64_t mask, const char *vm,
-		      struct chaos_fault *f)
+static void fault_make(uint64_t seed, uint64_t run, uint64_t mask, bool tunnel,
+		       const char *vm, struct chaos_fault *f)
 {
-	chaos_fault_make_in(seed, run, mask, CHAOS_PH_ALL, vm, f);
-}
-
-void chaos_fault_make_in(uint64_t seed, uint64_t run, uint64_t mask, unsigned phase_mask,
-			 const char *vm, struct chaos_fault *f)
-{
+	unsigned phase_mask = tunnel ? CHAOS_LV_PHASES : CHAOS_PH_ALL;
 	unsigned kinds[64], n = 0, phases[_MIG_PHASE_MAX], np = 0;
 	struct chaos_rng r = { seed ^ (run * 0xd1342543de82ef95ULL) };
 	const struct chaos_kind *k;
@@ -707,6 +771,19 @@ void chaos_fault_make_in(uint64_t seed, uint64_t run, uint64_t mask, unsigned ph
 	if (!np)
 		phases[np++] = MIG_PHASE_SETUP;
 	f->phase = (enum mig_phase)phases[(run / n) % np];
+	f->tunnel = tunnel;
 	chaos_rng_next(&r);
 	k->make(f, &r, vm);
+}
+
+void chaos_fault_make(uint64_t seed, uint64_t run, uint64_t mask, const char *vm,
+		      struct chaos_fault *f)
+{
+	fault_make(seed, run, mask, false, vm, f);
+}
+
+void chaos_lv_fault_make(uint64_t seed, uint64_t run, uint64_t mask, const char *domain,
+			 struct chaos_fault *f)
+{
+	fault_make(seed, run, chaos_lv_mask(mask, true), true, domain, f);
 }

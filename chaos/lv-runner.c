@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include <migrate/chaos-run.h>
 #include <migrate/engine.h>
 #include <migrate/journal.h>
+#include <migrate/libvirt.h>
 #include <migrate/vm.h>
 #include <migrate/wire-order.h>
 
@@ -44,6 +46,10 @@
 /* runner-side faults act 0-20 ms after the phase is seen, as in lab mode */
 #define LV_OBSERVE_WINDOW_MS 20
 #define LV_MAX_OVERLAPS 16
+/* a killed agent's supervisor starts it again within this */
+#define LV_RESTART_MS 30000
+/* an agent that killed itself is gone this soon after the start exits */
+#define LV_DEATH_WAIT_MS 1000
 
 struct lvc {
 	const struct chaos_opts *o;
@@ -56,6 +62,12 @@ struct lvc {
 	struct mig_client obs;    /* the runner's look at the source during a run */
 	bool obs_open;
 	unsigned obs_agent;
+	/* a connection to each agent of the run, idle: it breaks when the agent dies */
+	struct mig_client watch[CHAOS_MAX_AGENTS];
+	bool watching[CHAOS_MAX_AGENTS];
+	bool died[CHAOS_MAX_AGENTS];
+	bool agent_faults;        /* the agents take fault plans (--chaos) */
+	char stopped[300];        /* why the campaign cannot go on ("" it can) */
 };
 
 static int call(struct lvc *c, unsigned i, uint32_t op, const void *body, size_t len,
@@ -189,6 +201,52 @@ static bool drained(struct lvc *c, uint64_t ms)
 			return false;
 		chaos_sleep_ms(50);
 	}
+}
+
+/* ---- the agents' deaths ---- */
+
+static void watch_begin(struct lvc *c, unsigned i)
+{
+	struct mig_error err = { 0 };
+
+	c->died[i] = false;
+	c->watching[i] = mig_client_open(c->o->agents[i], c->key, &c->watch[i], &err) == 0;
+}
+
+/* Whether agent i died since watch_begin: its idle connection ended. */
+static bool watch_broke(struct lvc *c, unsigned i)
+{
+	struct pollfd p = { .fd = c->watch[i].conn.fd, .events = POLLIN | POLLRDHUP };
+
+	if (c->watching[i] && !c->died[i] && poll(&p, 1, 0) > 0)
+		c->died[i] = true;
+	return c->died[i];
+}
+
+static void watch_end(struct lvc *c, unsigned i)
+{
+	if (c->watching[i])
+		mig_client_close(&c->watch[i]);
+	c->watching[i] = false;
+}
+
+/* A killed agent answers again (its supervisor restarted it) within
+ * LV_RESTART_MS; false when it does not. */
+static bool came_back(struct lvc *c, unsigned i)
+{
+	uint64_t end = mig_now_ms() + LV_RESTART_MS;
+
+	do {
+		struct mig_error err = { 0 };
+		struct mig_client cl;
+
+		if (mig_client_open(c->o->agents[i], c->key, &cl, &err) == 0) {
+			mig_client_close(&cl);
+			return true;
+		}
+		chaos_sleep_ms(100);
+	} while (mig_now_ms() < end);
+	return false;
 }
 
 /* ---- never two, from the agents' journals ---- */
@@ -423,7 +481,7 @@ static bool observe(struct lvc *c, struct chaos_run *run, struct chaos_start_pro
 		}
 		if (mig_now_ms() > limit)
 			return false;
-		if (ac->acted) {
+		if (ac->acted || (!f->start_signal && !f->cancel_op)) {
 			chaos_sleep_ms(5);
 			continue;
 		}
@@ -519,6 +577,69 @@ static void replay_command(struct lvc *c, struct chaos_run *run)
 			 o->faults ? o->faults : "all", run->index);
 }
 
+/* The run's plans armed on its agents; false (a violation noted) when an
+ * agent refused one. */
+static bool plans_arm(struct lvc *c, struct chaos_run *run)
+{
+	const struct chaos_fault *f = &run->fault;
+	struct mig_error err = { 0 };
+
+	if ((f->src_plan.action && chaos_plan_arm(c->o->agents[run->src], c->key, &f->src_plan,
+						  NULL, LV_CALL_MS, &err) < 0) ||
+	    (f->dst_plan.action && chaos_plan_arm(c->o->agents[run->dst], c->key, &f->dst_plan,
+						  NULL, LV_CALL_MS, &err) < 0)) {
+		chaos_violation(run, CHAOS_INV_CONTRACT, "an agent refused the fault plan: %s",
+				err.msg);
+		return false;
+	}
+	return true;
+}
+
+/* Every plan of the run disarmed, and each live agent's word on it; a
+ * killed agent's word is its death. */
+static void plans_collect(struct lvc *c, struct chaos_run *run)
+{
+	const struct chaos_fault *f = &run->fault;
+
+	chaos_plans_collect(run, c->o->agents, c->key, c->died, LV_CALL_MS);
+	for (int k = 0; k < 2; k++) {
+		unsigned who = k ? run->dst : run->src;
+
+		if (c->died[who] && (k ? f->kills_dst : f->kills_src)) {
+			run->fired = true;
+			snprintf(run->fired_how, sizeof(run->fired_how), "agent %u: SIGKILL at %s",
+				 who, f->trigger);
+		}
+	}
+}
+
+/* After the start: the agents that died (only the fault's may), back
+ * before the checks that ask them; c->stopped when one does not come. */
+static void deaths(struct lvc *c, struct chaos_run *run)
+{
+	const struct chaos_fault *f = &run->fault;
+
+	for (unsigned i = 0; i < c->n; i++) {
+		bool expected = (i == run->src && f->kills_src) || (i == run->dst && f->kills_dst);
+		uint64_t end = mig_now_ms() + (expected ? LV_DEATH_WAIT_MS : 0);
+
+		/* the start may see the stream break before the agent is gone */
+		while (!watch_broke(c, i) && mig_now_ms() < end)
+			chaos_sleep_ms(5);
+		if (!watch_broke(c, i))
+			continue;
+		if (!expected)
+			chaos_violation(run, CHAOS_INV_NO_LEAKS, "agent %u (%s) died, and the fault "
+					"did not kill it", i, c->o->agents[i]);
+		if (!came_back(c, i))
+			snprintf(c->stopped, sizeof(c->stopped), "agent %u (%s) died in run %" PRIu64
+				 " and did not come back within %u s: kill faults need agents that a "
+				 "supervisor restarts (systemd's Restart=), or leave kill-src and "
+				 "kill-dst out of --faults", i, c->o->agents[i], run->index,
+				 LV_RESTART_MS / 1000);
+	}
+}
+
 static void run_one(struct lvc *c, uint64_t index, struct chaos_run *run)
 {
 	struct chaos_start_proc sp;
@@ -534,13 +655,16 @@ static void run_one(struct lvc *c, uint64_t index, struct chaos_run *run)
 	run->src = c->holder;
 	run->dst = (c->holder + 1) % c->n;
 	str_copy(run->vm, sizeof(run->vm), c->o->lv_domain);
-	chaos_fault_make_in(c->o->seed, index, c->mask, CHAOS_LV_PHASES, c->o->lv_domain,
-			    &run->fault);
+	chaos_lv_fault_make(c->o->seed, index, c->mask, c->o->lv_domain, &run->fault);
 	replay_command(c, run);
+	for (unsigned i = 0; i < c->n; i++)
+		watch_begin(c, i);
+	if (!plans_arm(c, run))
+		goto out;
 	if (start_spawn(c, &sp, run->src, run->dst) < 0) {
 		chaos_violation(run, CHAOS_INV_BOUNDED, "start could not be run: %s",
 				strerror(errno));
-		return;
+		goto out;
 	}
 	if (!observe(c, run, &sp, &ac)) {
 		kill(sp.pid, SIGCONT);
@@ -554,6 +678,8 @@ static void run_one(struct lvc *c, uint64_t index, struct chaos_run *run)
 	if (!drained(c, LV_DRAIN_MS))
 		chaos_violation(run, CHAOS_INV_BOUNDED, "a migration of the domain still ran on an "
 				"agent %u ms after start exited", LV_DRAIN_MS);
+	deaths(c, run);
+	plans_collect(c, run);
 	settled(c, run->src, run->dst, &seen);
 	check_never_two(c, run, t0_ns);
 	json_ok = ac.killed || start_json(&sp, &j, why, sizeof(why)) == 0;
@@ -561,8 +687,31 @@ static void run_one(struct lvc *c, uint64_t index, struct chaos_run *run)
 		       json_ok, why, &j, &seen);
 	if (!run->invariant && !run->outcome)
 		run->outcome = CHAOS_OUT_OPERATOR;
+	/* QEMU's fault, not one of the product's: no later run can move it */
+	if (strstr(j.error, MIG_LV_STUCK_MARK))
+		snprintf(c->stopped, sizeof(c->stopped), "after run %" PRIu64 ", %s",
+			 run->index, MIG_LV_STUCK);
+out:
+	for (unsigned i = 0; i < c->n; i++)
+		watch_end(c, i);
 	if (run->invariant)
 		save_violation(c, run);
+}
+
+/* Whether every agent takes fault plans (started with --chaos): each is
+ * asked to disarm the domain's. */
+static bool agents_take_faults(struct lvc *c)
+{
+	struct mig_fault_plan off = { 0 };
+
+	str_copy(off.vm, sizeof(off.vm), c->o->lv_domain);
+	for (unsigned i = 0; i < c->n; i++) {
+		struct mig_error err = { 0 };
+
+		if (chaos_plan_arm(c->o->agents[i], c->key, &off, NULL, LV_CALL_MS, &err) < 0)
+			return false;
+	}
+	return true;
 }
 
 /* The domain's host: the one agent on which it runs. */
@@ -595,10 +744,13 @@ int chaos_lv_campaign(const struct chaos_opts *o, struct chaos_report *rep,
 	c.key = o->key_file;
 	rep->seed = o->seed;
 	signal(SIGPIPE, SIG_IGN);
-	c.mask = chaos_lv_mask(o->mask);
+	c.agent_faults = agents_take_faults(&c);
+	c.mask = chaos_lv_mask(o->mask, c.agent_faults);
 	if (!c.mask)
 		return mig_error_set(err, -EINVAL, "chaos: none of the faults given applies to a "
-				     "libvirt domain yet (kill-start, stop-start, cancel)");
+				     "libvirt domain%s", c.agent_faults ? "" : " whose agents take no "
+				     "faults (the runner's own are kill-start, stop-start and cancel; "
+				     "start the agents with --chaos for the others)");
 	snprintf(cur, sizeof(cur), "%s/cur", o->dir);
 	if ((mkdir(o->dir, 0755) < 0 && errno != EEXIST) || (mkdir(cur, 0755) < 0 &&
 							     errno != EEXIST))
@@ -611,8 +763,12 @@ int chaos_lv_campaign(const struct chaos_opts *o, struct chaos_report *rep,
 				     o->lv_domain);
 	snprintf(rep->cluster, sizeof(rep->cluster), "%u agents given (--agents), libvirt domain "
 		 "%s (%s)", c.n, o->lv_domain, c.uuid);
-	snprintf(rep->network, sizeof(rep->network), "none: a libvirt domain's campaign takes "
-		 "the runner's faults on the start process only");
+	if (c.agent_faults)
+		snprintf(rep->network, sizeof(rep->network), "a relay in front of the destination "
+			 "agent's tunnel, one toxic per network fault");
+	else
+		snprintf(rep->network, sizeof(rep->network), "none: the agents take no faults (not "
+			 "started with --chaos), so the runner's own on the start process only");
 	for (uint64_t i = o->replay ? o->replay_run : 0;; i++) {
 		if (o->replay && i > o->replay_run)
 			break;
@@ -626,6 +782,11 @@ int chaos_lv_campaign(const struct chaos_opts *o, struct chaos_report *rep,
 		chaos_report_run(rep, o->dir, &run);
 		if (o->on_run)
 			o->on_run(o->arg, &run);
+		if (c.stopped[0]) {
+			snprintf(rep->cluster + strlen(rep->cluster), sizeof(rep->cluster) -
+				 strlen(rep->cluster), "; stopped: %.200s", c.stopped);
+			break;
+		}
 		if (find_holder(&c, err) < 0) {
 			/* the next run has no domain to move: an operator must look */
 			snprintf(rep->cluster + strlen(rep->cluster), sizeof(rep->cluster) -

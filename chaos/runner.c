@@ -437,45 +437,21 @@ static int vm_resolve(struct campaign *c, unsigned i, const struct mig_vm_info *
 static int arm(struct campaign *c, unsigned i, const struct mig_fault_plan *p,
 	       struct mig_fault_report *rep, struct mig_error *err)
 {
-	struct mig_fault_plan w = *p;
-	struct mig_buf x = { 0 };
-	int r;
-
-	mig_wire_le(&mig_wl_fault_plan, &w, 1);
-	r = call(c, i, MIG_OP_FAULT_ARM, &w, sizeof(w), &x, err);
-	if (r >= 0 && rep) {
-		memset(rep, 0, sizeof(*rep));
-		if (x.len == sizeof(*rep)) {
-			memcpy(rep, x.data, sizeof(*rep));
-			mig_wire_le(&mig_wl_fault_report, rep, 1);
-			rep->what[sizeof(rep->what) - 1] = '\0';
-		}
-	}
-	mig_buf_free(&x);
-	return r;
+	return chaos_plan_arm(c->ag[i].url, c->key[0] ? c->key : NULL, p, rep, RUNNER_CALL_MS,
+			      err);
 }
 
-/* Every plan of the run disarmed (one the migration never reached must not
- * wait for a later run), and each agent's word on whether it fired. */
+/* Every plan of the run disarmed, and each live agent's word on it. */
 static void plans_collect(struct campaign *c, struct chaos_run *run)
 {
-	const struct chaos_fault *f = &run->fault;
+	const char *urls[CHAOS_MAX_AGENTS];
+	bool gone[CHAOS_MAX_AGENTS];
 
-	for (int k = 0; k < 2; k++) {
-		const struct mig_fault_plan *p = k ? &f->dst_plan : &f->src_plan;
-		unsigned who = k ? run->dst : run->src;
-		struct mig_fault_plan off = { 0 };
-		struct mig_fault_report rep;
-		struct mig_error err = { 0 };
-
-		if (!p->action || !agent_alive(c, who))
-			continue;
-		str_copy(off.vm, sizeof(off.vm), p->vm);
-		if (arm(c, who, &off, &rep, &err) < 0 || !rep.fired)
-			continue;
-		run->fired = true;
-		snprintf(run->fired_how, sizeof(run->fired_how), "agent %u: %s", who, rep.what);
+	for (unsigned i = 0; i < c->n; i++) {
+		urls[i] = c->ag[i].url;
+		gone[i] = !agent_alive(c, i);
 	}
+	chaos_plans_collect(run, urls, c->key[0] ? c->key : NULL, gone, RUNNER_CALL_MS);
 }
 
 /* ---- journals ---- */

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <migrate/agent.h>
+
 #include "start-proc.h"
 #include "util.h"
 
@@ -160,5 +162,54 @@ void chaos_migs_terminate(struct mig_migration_info *m, int n)
 	for (int k = 0; k < n; k++) {
 		m[k].name[sizeof(m[k].name) - 1] = '\0';
 		m[k].peer[sizeof(m[k].peer) - 1] = '\0';
+	}
+}
+
+int chaos_plan_arm(const char *agent, const char *key, const struct mig_fault_plan *p,
+		   struct mig_fault_report *rep, int timeout_ms, struct mig_error *err)
+{
+	struct mig_fault_plan w = *p;
+	struct mig_buf x = { 0 };
+	struct mig_client cl;
+	int r;
+
+	mig_wire_le(&mig_wl_fault_plan, &w, 1);
+	r = mig_client_open(agent, key, &cl, err);
+	if (r < 0)
+		return r;
+	r = mig_client_call_within(&cl, MIG_OP_FAULT_ARM, &w, sizeof(w), &x, timeout_ms, err);
+	mig_client_close(&cl);
+	if (r >= 0 && rep) {
+		memset(rep, 0, sizeof(*rep));
+		if (x.len == sizeof(*rep)) {
+			memcpy(rep, x.data, sizeof(*rep));
+			mig_wire_le(&mig_wl_fault_report, rep, 1);
+			rep->what[sizeof(rep->what) - 1] = '\0';
+		}
+	}
+	mig_buf_free(&x);
+	return r;
+}
+
+void chaos_plans_collect(struct chaos_run *run, const char *const *agents, const char *key,
+			 const bool *gone, int timeout_ms)
+{
+	const struct chaos_fault *f = &run->fault;
+
+	for (int k = 0; k < 2; k++) {
+		const struct mig_fault_plan *p = k ? &f->dst_plan : &f->src_plan;
+		unsigned who = k ? run->dst : run->src;
+		struct mig_fault_plan off = { 0 };
+		struct mig_fault_report rep;
+		struct mig_error err = { 0 };
+
+		if (!p->action || gone[who])
+			continue;
+		str_copy(off.vm, sizeof(off.vm), p->vm);
+		if (chaos_plan_arm(agents[who], key, &off, &rep, timeout_ms, &err) < 0 ||
+		    !rep.fired)
+			continue;
+		run->fired = true;
+		snprintf(run->fired_how, sizeof(run->fired_how), "agent %u: %s", who, rep.what);
 	}
 }

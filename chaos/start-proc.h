@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <migrate/buf.h>
+#include <migrate/chaos-run.h>
 #include <migrate/chaos.h>
 #include <migrate/control.h>
 #include <migrate/wire-order.h>
@@ -48,5 +49,14 @@ int chaos_table_reply(struct mig_buf *x, const struct mig_wire_layout *l, void *
 		      unsigned max);
 /* MIG_LIST's entries with their strings terminated. */
 void chaos_migs_terminate(struct mig_migration_info *m, int n);
+/* Arms p on the agent at endpoint `agent` (action 0: disarms), and says
+ * what became of the VM's previous plan there (rep may be NULL). */
+int chaos_plan_arm(const char *agent, const char *key, const struct mig_fault_plan *p,
+		   struct mig_fault_report *rep, int timeout_ms, struct mig_error *err);
+/* Every plan of the run disarmed on its agent (one the migration never
+ * reached must not wait for a later run), and each agent's word on whether
+ * it fired, into run->fired and fired_how; agents gone[i] are not asked. */
+void chaos_plans_collect(struct chaos_run *run, const char *const *agents, const char *key,
+			 const bool *gone, int timeout_ms);
 
 #endif

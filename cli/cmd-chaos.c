@@ -456,8 +456,7 @@ int cmd_chaos(int argc, char **argv)
 			struct chaos_fault f;
 
 			if (o.lv_domain)
-				chaos_fault_make_in(o.seed, i, chaos_lv_mask(o.mask), CHAOS_LV_PHASES,
-						    o.lv_domain, &f);
+				chaos_lv_fault_make(o.seed, i, o.mask, o.lv_domain, &f);
 			else
 				chaos_fault_make(o.seed, i, chaos_cluster_mask(o.mask, o.local > 0),
 						 "VM", &f);

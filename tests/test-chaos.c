@@ -92,6 +92,67 @@ Test(catalogue, plans_pass_the_agents_check)
 	}
 }
 
+/* A libvirt domain's faults: only the kinds that apply, aimed at setup,
+ * precopy or stop_copy, their agents' and network triggers frames of the
+ * tunnel; without agents that take plans, the runner's three only. */
+Test(catalogue, a_libvirt_domains_faults_aim_at_the_tunnel)
+{
+	static const char *const runner[] = { "kill-start", "stop-start", "cancel" };
+	uint64_t lv = chaos_lv_mask(all_kinds(), true), own = chaos_lv_mask(all_kinds(), false);
+	unsigned kinds = 0, net = 0, agent = 0;
+	struct chaos_fault f, g;
+
+	for (unsigned k = 0; k < chaos_nr_kinds; k++)
+		kinds += (lv >> k) & 1;
+	cr_assert_eq(kinds, 17, "%u kinds apply to a libvirt domain", kinds);
+	cr_assert_eq(__builtin_popcountll(own), 3);
+	for (unsigned k = 0; k < chaos_nr_kinds; k++) {
+		bool mine = false;
+
+		for (unsigned i = 0; i < 3; i++)
+			mine |= !strcmp(chaos_kinds[k].name, runner[i]);
+		cr_assert_eq(!!((own >> k) & 1), mine, "%s", chaos_kinds[k].name);
+	}
+	for (uint64_t run = 0; run < 10 * 17; run++) {
+		const struct mig_fault_plan *p[2] = { &f.src_plan, &f.dst_plan };
+
+		chaos_lv_fault_make(7, run, all_kinds(), "web1", &f);
+		chaos_lv_fault_make(7, run, all_kinds(), "web1", &g);
+		cr_assert_eq(memcmp(&f, &g, sizeof(f)), 0, "run %llu made twice differs",
+			     (unsigned long long)run);
+		cr_assert((lv >> f.kind) & 1, "%s is not a libvirt fault", chaos_kinds[f.kind].name);
+		cr_assert(f.tunnel);
+		cr_assert(f.phase >= MIG_PHASE_SETUP && f.phase <= MIG_PHASE_STOP_COPY, "%s at %s",
+			  chaos_kinds[f.kind].name, mig_phase_to_string(f.phase));
+		cr_assert_eq(f.link, 0);
+		cr_assert_eq(f.lab_extra[0], '\0');
+		for (int k = 0; k < 2; k++) {
+			struct mig_error err = { 0 };
+
+			if (!p[k]->action)
+				continue;
+			cr_assert_str_eq(p[k]->vm, "web1");
+			cr_assert_eq(mig_fault_plan_check(p[k], &err), 0, "%s", err.msg);
+			if (p[k]->action == MIG_FAULT_A_NET) {
+				net++;
+				cr_assert(p[k]->net_frame_type == 0 ||
+					  p[k]->net_frame_type == MIG_FRAME_STREAM_HELLO ||
+					  p[k]->net_frame_type == MIG_FRAME_TUNNEL_DATA ||
+					  p[k]->net_frame_type == MIG_FRAME_TUNNEL_END, "%s: %s",
+					  chaos_kinds[f.kind].name, f.trigger);
+			} else {
+				agent++;
+				cr_assert(p[k]->frame_type == MIG_FRAME_TUNNEL_DATA ||
+					  p[k]->frame_type == MIG_FRAME_TUNNEL_END, "%s: %s",
+					  chaos_kinds[f.kind].name, f.trigger);
+				cr_assert(strstr(f.trigger, "channel"), "%s", f.trigger);
+			}
+		}
+	}
+	cr_assert_gt(net, 0);
+	cr_assert_gt(agent, 0);
+}
+
 Test(catalogue, faults_parse)
 {
 	struct mig_error err = { 0 };

@@ -66,6 +66,9 @@ struct chaos_fault {
 	char lab_extra[64];       /* more lab spec keys: the run gets a VM of its own */
 	/* what the fault does to the agents: their deaths are expected */
 	bool kills_src, kills_dst;
+	/* a libvirt domain's migration: the agents' points and the network
+	 * triggers are frames of the tunnel's channels (protocol.md §11) */
+	bool tunnel;
 };
 
 struct chaos_rng {
@@ -97,13 +100,15 @@ uint64_t chaos_cluster_mask(uint64_t mask, bool local);
  * up; the trigger inside the phase is drawn from the seed. */
 void chaos_fault_make(uint64_t seed, uint64_t run, uint64_t mask, const char *vm,
 		      struct chaos_fault *f);
-/* The same, with the phases limited to phase_mask (CHAOS_PH()): a libvirt
- * migration is seen in setup, precopy and stop_copy only. */
-void chaos_fault_make_in(uint64_t seed, uint64_t run, uint64_t mask, unsigned phase_mask,
-			 const char *vm, struct chaos_fault *f);
-/* The kinds of mask a libvirt domain's campaign can take: the runner's own
- * acts on the start process (kill-start, stop-start, cancel). */
-uint64_t chaos_lv_mask(uint64_t mask);
+/* The same for a libvirt domain's migration: the kinds of mask it takes
+ * (chaos_lv_mask), aimed at setup, precopy or stop_copy (what libvirt's
+ * job shows), their triggers in the agents' tunnel. */
+void chaos_lv_fault_make(uint64_t seed, uint64_t run, uint64_t mask, const char *domain,
+			 struct chaos_fault *f);
+/* The kinds of mask a libvirt domain's campaign can take: the tunnel's
+ * network faults and the agents' deaths and freezes (when agent_faults:
+ * the agents run with --chaos), the start process's, and cancel. */
+uint64_t chaos_lv_mask(uint64_t mask, bool agent_faults);
 #define CHAOS_LV_PHASES (CHAOS_PH(MIG_PHASE_SETUP) | CHAOS_PH(MIG_PHASE_PRECOPY) | \
 			 CHAOS_PH(MIG_PHASE_STOP_COPY))
 

@@ -11,7 +11,10 @@
 #
 # usage: hosts.sh setup DIR
 #        hosts.sh start-libvirtd DIR X
-#        hosts.sh start-agent DIR X [AGENT-ARGS...]   ($MIGRATECTL: the binary)
+#        hosts.sh start-agent DIR X [AGENT-ARGS...]   ($MIGRATECTL: the binary;
+#                                                      $SUPERVISE=1: restarted
+#                                                      whenever it dies, as
+#                                                      systemd's Restart= would)
 #        hosts.sh install-hook DIR X [CONF-LINES...]  ($MIGRATECTL: the binary)
 #        hosts.sh uri DIR X
 #        hosts.sh virsh DIR X VIRSH-ARGS...
@@ -199,10 +202,17 @@ cmd_start_agent() {
 	live_pid "$d/agent.pid" " agent " >/dev/null && die "$x's agent already runs"
 	rm -f "$d/agent.sock"
 	# In the host's mount namespace: its libvirt run dir and the shared
-	# path are the host's own there.
-	nsenter -t "$lpid" -m -- "$MIGRATECTL" agent --listen "unix://$d/agent.sock" \
-		--libvirt "$(uri "$dir" "$x")" --libvirt-run-dir "$dir/run" \
-		--journal "$d/journal.jsonl" "$@" >>"$d/agent.log" 2>&1 </dev/null &
+	# path are the host's own there.  Supervised, a shell starts it again
+	# 0.2 s after each death, and takes it down when itself is stopped.
+	set -- --listen "unix://$d/agent.sock" --libvirt "$(uri "$dir" "$x")" \
+		--libvirt-run-dir "$dir/run" --journal "$d/journal.jsonl" "$@"
+	if [ "${SUPERVISE:-0}" = 1 ]; then
+		nsenter -t "$lpid" -m -- bash -c 'trap "kill \$c 2>/dev/null; exit 0" TERM
+			while :; do "$0" agent "$@" & c=$!; wait $c; sleep 0.2; done' \
+			"$MIGRATECTL" "$@" >>"$d/agent.log" 2>&1 </dev/null &
+	else
+		nsenter -t "$lpid" -m -- "$MIGRATECTL" agent "$@" >>"$d/agent.log" 2>&1 </dev/null &
+	fi
 	pid=$!
 	echo "$pid" >"$d/agent.pid"
 	if ! wait_while_alive 30 "$pid" test -S "$d/agent.sock"; then
