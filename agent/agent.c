@@ -1140,6 +1140,9 @@ static int handshake(struct session *s)
 	}
 	mig_ctl_auth_mac(a->key.data, a->key.len, "migratectl-agent", resp.nonce, ch.nonce, proof.mac);
 	r = xport_conn_send(&s->c, MIG_FRAME_AUTH_OK, 0, &proof, sizeof(proof), NULL);
+	if (r >= 0)
+		r = mig_ctl_session_keys(a->key.data, a->key.len, ch.nonce, resp.nonce, false,
+					 &s->c.aead, &err);
 out:
 	mig_buf_free(&pl);
 	return r;

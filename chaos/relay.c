@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <migrate/aead.h>
 #include <migrate/relay.h>
 #include <migrate/stream.h>
 #include <migrate/transport.h>
@@ -528,7 +529,10 @@ static bool frame_known(struct chaos_relay *r, struct dir *d, uint64_t now)
 	const uint8_t *h = ps->pend;
 	uint16_t type = le16_at(h + offsetof(struct mig_frame_hdr, type));
 	uint32_t len = le32_at(h + offsetof(struct mig_frame_hdr, length));
-	bool pages = !d->to_source && type == MIG_FRAME_PAGES &&
+	/* a sealed frame (protocol.md §1.8): a tag after its payload, and the
+	 * sealed bytes after it, with their tag, in its header */
+	bool sealed = le32_at(h + offsetof(struct mig_frame_hdr, flags)) & MIG_FRAME_F_SEALED;
+	bool pages = !sealed && !d->to_source && type == MIG_FRAME_PAGES &&
 		     len >= sizeof(struct mig_pages_hdr);
 	bool hello = !d->to_source && ps->frames == 0 && type == MIG_FRAME_STREAM_HELLO &&
 		     len == HELLO_LEN;
@@ -537,6 +541,18 @@ static bool frame_known(struct chaos_relay *r, struct dir *d, uint64_t now)
 	if (le32_at(h) != MIG_WIRE_MAGIC) {
 		ps->dead = true;
 		return true;
+	}
+	if (sealed) {
+		uint64_t after = le32_at(h + offsetof(struct mig_frame_hdr, checksum)) |
+				 (uint64_t)le32_at(h + offsetof(struct mig_frame_hdr, checksum) + 4)
+				 << 32;
+
+		/* more than a frame's data can hold: not a frame */
+		if (after > MIG_FRAME_MAX) {
+			ps->dead = true;
+			return true;
+		}
+		total += XPORT_AEAD_TAG + (after ? after + XPORT_AEAD_TAG : 0);
 	}
 	if (ps->need == HDR_LEN && (pages || hello)) {
 		ps->need = HDR_LEN + (pages ? sizeof(struct mig_pages_hdr) : HELLO_LEN);

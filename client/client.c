@@ -162,6 +162,9 @@ static int handshake(struct mig_client *c, const char *key_file, struct mig_erro
 	if (!xport_mac_equal(want, proof.mac, sizeof(want)))
 		r = mig_error_set(err, -EACCES, "the agent at %s could not prove it holds the key",
 				  c->url);
+	else
+		r = mig_ctl_session_keys(key.data, key.len, ch.nonce, resp.nonce, true,
+					 &c->conn.aead, err);
 out:
 	mig_buf_free(&pl);
 	mig_buf_free(&key);

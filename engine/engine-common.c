@@ -7,6 +7,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <migrate/aead.h>
+
 #include "util.h"
 #include "engine-internal.h"
 
@@ -96,6 +98,19 @@ void mig_ctl_auth_mac(const void *key, size_t key_len, const char *label,
 	};
 
 	xport_hmac(key, key_len, iov, 3, out);
+}
+
+int mig_ctl_session_keys(const void *key, size_t key_len,
+			 const uint8_t agent_nonce[XPORT_NONCE_LEN],
+			 const uint8_t client_nonce[XPORT_NONCE_LEN], bool client,
+			 struct xport_aead **ret, struct mig_error *err)
+{
+	uint8_t salt[2 * XPORT_NONCE_LEN];
+
+	memcpy(salt, agent_nonce, XPORT_NONCE_LEN);
+	memcpy(salt + XPORT_NONCE_LEN, client_nonce, XPORT_NONCE_LEN);
+	return xport_aead_new(key, key_len, salt, sizeof(salt), "migratectl control", NULL, 0,
+			      client, ret, err);
 }
 
 /* Sums of `count` runs of `per` pages from `first`: ours, the peer's through

@@ -555,6 +555,12 @@ Test(agent, authenticated_sessions_are_bounded, .timeout = 60)
 	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
 		cr_assert_eq(mig_client_open(g.url, NULL, &c[i], &err), 0, "session %d: %s", i,
 			     err.msg);
+	/* A client's open returns at the agent's HELLO; the agent counts the
+	 * session a moment later, and serves a request only after that.  One
+	 * request on each, and all 64 are counted. */
+	for (int i = 0; i < AGENT_MAX_SESSIONS; i++)
+		cr_assert_eq(mig_client_call(&c[i], MIG_OP_VM_LIST, NULL, 0, NULL, &err), 0,
+			     "session %d: %s", i, err.msg);
 	cr_assert_eq(xport_endpoint_parse(g.url, &ep, &err), 0);
 	fd = xport_connect(&ep, 2000, &err);
 	cr_assert_geq(fd, 0, "%s", err.msg);
@@ -830,5 +836,91 @@ Test(agent, damaged_frame_after_the_handshake_gets_an_error, .timeout = 60)
 	cr_assert_eq(log_count(&g, "migratectl agent: "), (int)ARRAY_SIZE(damages),
 		     "a hang-up was logged");
 	mig_buf_free(&pl);
+	agent_down(&g);
+}
+
+/* ---- a keyed session on the wire ---- */
+
+/* One connection relayed to the agent, every byte of both ways kept. */
+struct capture {
+	int lfd;
+	char url[64];
+	struct xport_endpoint to;
+	pthread_t th;
+	uint8_t seen[1 << 16];
+	size_t n;
+};
+
+static void capture_keep(struct capture *c, const uint8_t *b, ssize_t k)
+{
+	for (ssize_t i = 0; i < k && c->n < sizeof(c->seen); i++)
+		c->seen[c->n++] = b[i];
+}
+
+static void *capture_run(void *arg)
+{
+	struct capture *c = arg;
+	struct mig_error err = { 0 };
+	int a = accept(c->lfd, NULL, NULL), b = xport_connect(&c->to, 5000, &err);
+	struct pollfd p[2] = { { .fd = a, .events = POLLIN }, { .fd = b, .events = POLLIN } };
+	uint8_t buf[4096];
+
+	while (a >= 0 && b >= 0 && poll(p, 2, 10000) > 0) {
+		int from = p[0].revents ? 0 : 1;
+		ssize_t k = read(p[from].fd, buf, sizeof(buf));
+
+		if (k <= 0 || write(p[!from].fd, buf, (size_t)k) != k)
+			break;
+		capture_keep(c, buf, k);
+	}
+	close(a);
+	close(b);
+	return NULL;
+}
+
+static void capture_start(struct capture *c, const char *agent_url)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	struct mig_error err = { 0 };
+
+	c->n = 0;
+	c->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(c->lfd, 1), 0);
+	cr_assert_eq(getsockname(c->lfd, (struct sockaddr *)&sa, &sl), 0);
+	snprintf(c->url, sizeof(c->url), "tcp://127.0.0.1:%u", ntohs(sa.sin_port));
+	cr_assert_eq(xport_endpoint_parse(agent_url, &c->to, &err), 0, "%s", err.msg);
+	pthread_create(&c->th, NULL, capture_run, c);
+}
+
+/* After the key challenge-response both ends seal every frame: a request
+ * naming a VM crosses the wire with no trace of the name, while the clear
+ * handshake before it shows. */
+Test(agent, a_keyed_session_is_sealed_on_the_wire, .timeout = 60)
+{
+	static struct capture cap;
+	static const char name[] = "wire-marker-vm-9f2c";
+	struct agent_env env = { .tcp = true };
+	struct mig_vm_ref ref = { 0 };
+	struct mig_error err = { 0 };
+	struct mig_client c;
+	struct agent_run g;
+	int r;
+
+	agent_up(&g, &env);
+	capture_start(&cap, g.url);
+	cr_assert_eq(mig_client_open(cap.url, g.key, &c, &err), 0, "%s", err.msg);
+	cr_assert_not_null(c.conn.aead, "the session is not sealed");
+	str_copy(ref.name, sizeof(ref.name), name);
+	r = mig_client_call(&c, MIG_OP_VM_DESTROY, &ref, sizeof(ref), NULL, &err);
+	cr_assert_lt(r, 0, "destroying a VM that does not exist succeeded");
+	mig_client_close(&c);
+	pthread_join(cap.th, NULL);
+	close(cap.lfd);
+	cr_assert(memmem(cap.seen, cap.n, "migratectl agent", 16), "the capture missed the "
+		  "handshake's HELLO (%zu bytes seen)", cap.n);
+	cr_assert_null(memmem(cap.seen, cap.n, name, sizeof(name) - 1), "the VM's name crossed "
+		       "the wire in clear");
 	agent_down(&g);
 }

@@ -12,6 +12,7 @@
  * Ownership: after a successful xport_conn_init() the conn owns fd and
  * xport_conn_close() closes it; if init fails the caller still owns fd.
  */
+#include <migrate/aead.h>
 #include <migrate/transport.h>
 
 #include <endian.h>
@@ -41,6 +42,8 @@ int xport_conn_init(struct xport_conn *c, int fd, struct mig_error *err)
 	c->fd = fd;
 	c->tx_seq = 0;
 	c->rx_seq = 0;
+	c->aead = NULL;
+	c->sealbuf = (struct mig_buf){ 0 };
 	r = xport_ring_init(&c->ring, CONN_RING_ENTRIES, err);
 	if (r < 0) {
 		/* the prefix answers 0 without an error object: keep r */
@@ -57,6 +60,9 @@ void xport_conn_close(struct xport_conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	xport_aead_free(c->aead);
+	c->aead = NULL;
+	mig_buf_free(&c->sealbuf);
 }
 
 /*
@@ -102,6 +108,7 @@ int xport_conn_send(struct xport_conn *c, uint16_t type, uint32_t flags,
 	uint32_t max = mig_frame_max_payload(type);
 	struct mig_frame_hdr h;
 	struct xport_op op = { 0 };
+	uint8_t tag[XPORT_AEAD_TAG];
 	char what[64];
 	int r;
 
@@ -120,11 +127,23 @@ int xport_conn_send(struct xport_conn *c, uint16_t type, uint32_t flags,
 		return r;
 	}
 
+	if (c->aead) {
+		/* the caller's payload stays as it was: sealed in our copy */
+		c->sealbuf.len = 0;
+		if (len && mig_buf_append(&c->sealbuf, payload, len) < 0)
+			return mig_error_set(err, -ENOMEM, "out of memory sealing a %s frame", name);
+		body.iov_base = c->sealbuf.data;
+		r = xport_aead_seal(c->aead, &h, 0, &body, len ? 1 : 0, tag, err);
+		if (r < 0)
+			return r;
+	}
 	op.fd = c->fd;
 	op.is_send = true;
 	op.iov[0] = (struct iovec){ .iov_base = &h, .iov_len = sizeof(h) };
 	op.iov[1] = body;
 	op.iovcnt = len ? 2 : 1;
+	if (c->aead)
+		op.iov[op.iovcnt++] = (struct iovec){ .iov_base = tag, .iov_len = sizeof(tag) };
 	snprintf(what, sizeof(what), "sending %s frame seq %llu", name,
 		 (unsigned long long)(c->tx_seq + 1));
 	/* No deadline: a peer that stops reading leaves us waiting until it
@@ -191,6 +210,7 @@ int xport_conn_recv(struct xport_conn *c, struct mig_frame_hdr *ret_hdr, struct 
 	struct mig_buf *body = payload ? payload : &scratch;
 	struct mig_frame_hdr h;
 	struct xport_op op = { 0 };
+	uint8_t tag[XPORT_AEAD_TAG];
 	const char *name;
 	char what[80];
 	uint32_t len;
@@ -215,10 +235,13 @@ int xport_conn_recv(struct xport_conn *c, struct mig_frame_hdr *ret_hdr, struct 
 	r = mig_frame_check_header(&h, c->rx_seq + 1, err);
 	if (r < 0)
 		return r;
+	r = xport_sealing_check(&h, c->aead != NULL, err);
+	if (r < 0)
+		return r;
 
 	len = le32toh(h.length);
 	name = mig_frame_type_to_string(le16toh(h.type));
-	if (len) {
+	if (len || c->aead) {
 		r = mig_buf_reserve(body, len);
 		if (r < 0) {
 			r = mig_error_set(err, r, "receiving %s frame seq %llu: no memory for "
@@ -228,15 +251,24 @@ int xport_conn_recv(struct xport_conn *c, struct mig_frame_hdr *ret_hdr, struct 
 		}
 		memset(&op, 0, sizeof(op));
 		op.fd = c->fd;
-		op.iov[0] = (struct iovec){ .iov_base = body->data, .iov_len = len };
-		op.iovcnt = 1;
+		if (len)
+			op.iov[op.iovcnt++] = (struct iovec){ .iov_base = body->data,
+							      .iov_len = len };
+		if (c->aead)
+			op.iov[op.iovcnt++] = (struct iovec){ .iov_base = tag, .iov_len = sizeof(tag) };
 		snprintf(what, sizeof(what), "receiving payload of %s frame seq %llu", name,
 			 (unsigned long long)le64toh(h.seq));
 		r = run_op(c, &op, deadline, what, err);
 		if (r < 0)
 			goto out;
 	}
-	r = mig_frame_check_payload(&h, body->data, err);
+	if (c->aead) {
+		struct iovec pl = { body->data, len };
+
+		r = xport_aead_open(c->aead, &h, &pl, len ? 1 : 0, tag, err);
+	} else {
+		r = mig_frame_check_payload(&h, body->data, err);
+	}
 	if (r < 0)
 		goto out;
 

@@ -164,10 +164,10 @@ int mig_frame_check_header(const struct mig_frame_hdr *h, uint64_t expect_seq,
 				     "frame header: unknown flags 0x%x on %s frame seq %llu "
 				     "(known: 0x%x)", flags & ~(uint32_t)MIG_FRAME_F_KNOWN,
 				     t->name, (unsigned long long)seq, MIG_FRAME_F_KNOWN);
-	if (flags & ~t->flags)
+	if (flags & ~(t->flags | MIG_FRAME_F_SEALED))
 		return mig_error_set(err, -EBADMSG,
 				     "frame header: flags 0x%x are not valid on %s frames "
-				     "(seq %llu)", flags & ~t->flags, t->name,
+				     "(seq %llu)", flags & ~(t->flags | MIG_FRAME_F_SEALED), t->name,
 				     (unsigned long long)seq);
 	if (length > t->max_payload)
 		return mig_error_set(err, -EMSGSIZE,

@@ -59,6 +59,14 @@ int mig_error_msg_parse(const void *p, size_t n, struct mig_error_msg *m, int fa
 void mig_ctl_auth_mac(const void *key, size_t key_len, const char *label,
 		      const uint8_t first[XPORT_NONCE_LEN], const uint8_t second[XPORT_NONCE_LEN],
 		      uint8_t out[XPORT_MAC_LEN]);
+/* After the key challenge-response, both ends seal the rest of the
+ * connection (docs/protocol.md §4.2): keys from the key file, salted with
+ * the agent's nonce then the client's; the client is the initiator. */
+struct xport_aead;
+int mig_ctl_session_keys(const void *key, size_t key_len,
+			 const uint8_t agent_nonce[XPORT_NONCE_LEN],
+			 const uint8_t client_nonce[XPORT_NONCE_LEN], bool client,
+			 struct xport_aead **ret, struct mig_error *err);
 
 /* ---- control requests (migratectl -> agent) ---- */
 

@@ -180,11 +180,16 @@ int xport_ring_wait(struct xport_ring *r, int timeout_ms, struct xport_op **ret_
 
 /* ---- framed connection (control messages; one op at a time) ---- */
 
+struct xport_aead;
 struct xport_conn {
 	int fd;
 	struct xport_ring ring;
 	uint64_t tx_seq;   /* last sent */
 	uint64_t rx_seq;   /* last received */
+	/* once both ends authenticated (NULL: frames in clear): every frame
+	 * either way sealed (aead.h); freed with the connection */
+	struct xport_aead *aead;
+	struct mig_buf sealbuf;   /* a sealed payload on its way out */
 };
 
 int xport_conn_init(struct xport_conn *c, int fd, struct mig_error *err);

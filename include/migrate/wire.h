@@ -19,7 +19,7 @@
  * mig_wire_le() (wire-order.h), so a big-endian host speaks the same bytes. */
 
 #define MIG_WIRE_MAGIC      0x3146474dU   /* "MGF1" as little-endian bytes */
-#define MIG_WIRE_VERSION    13
+#define MIG_WIRE_VERSION    14
 #define MIG_FRAME_MAX       (16U << 20)   /* hard limit on any payload */
 #define MIG_SETUP_MAX       (512U << 10)  /* SETUP: its header and device manifest */
 
@@ -69,8 +69,12 @@ enum mig_frame_type {
 #define MIG_FRAME_F_PRECOPY (1U << 2)
 #define MIG_FRAME_F_FINAL   (1U << 3)
 #define MIG_FRAME_F_END     (1U << 4)
+/* Any type: the frame is sealed (AES-256-GCM, include/migrate/aead.h): its
+ * payload is encrypted and followed by a 16-byte tag, and the checksum
+ * field gives the sealed bytes after the frame (PAGES data), not a sum. */
+#define MIG_FRAME_F_SEALED  (1U << 5)
 #define MIG_FRAME_F_KNOWN   (MIG_FRAME_F_ZSTD | MIG_FRAME_F_LIVE | MIG_FRAME_F_PRECOPY | \
-			     MIG_FRAME_F_FINAL | MIG_FRAME_F_END)
+			     MIG_FRAME_F_FINAL | MIG_FRAME_F_END | MIG_FRAME_F_SEALED)
 
 struct mig_frame_hdr {
 	uint32_t magic;
