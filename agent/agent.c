@@ -1579,12 +1579,20 @@ int agent_run(const struct agent_opts *opts, struct mig_error *err)
 	raise_nofile();
 	a->uid = geteuid();
 	describe_allowed(a);
-	lfd = opts->socket_group_set ? xport_listen_group(&ep, opts->socket_group, err) :
-				       xport_listen(&ep, err);
+	if (opts->listen_fd_set)
+		lfd = xport_listen_inherited(&ep, opts->listen_fd, err);
+	else if (opts->socket_group_set)
+		lfd = xport_listen_group(&ep, opts->socket_group, err);
+	else
+		lfd = xport_listen(&ep, err);
 	if (lfd < 0) {
 		r = lfd;
 		goto out;
 	}
+	if (opts->listen_fd_set)
+		agent_log(a, "serving the socket its service manager passed (fd %d%s%s%s) as %s",
+			  lfd, opts->listen_fd_name[0] ? ", \"" : "", opts->listen_fd_name,
+			  opts->listen_fd_name[0] ? "\"" : "", opts->listen);
 	/* poll() decides when to accept; a connection gone in between must
 	 * not block the loop that also runs the watchdog */
 	r = fcntl(lfd, F_GETFL);

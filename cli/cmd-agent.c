@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
-/* migratectl agent --listen URL [--key-file F] [--socket-group GROUP] [--journal F] */
+/* migratectl agent --listen URL [--key-file F] [--socket-group GROUP] [--journal F]
+ * (the listening socket from a service manager, LISTEN_FDS, when it passes one) */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +75,63 @@ static int path_opt(const char *opt, const char *arg, char *buf, size_t cap)
 	}
 	snprintf(buf, cap, "%s", arg);
 	return 0;
+}
+
+/*
+ * The listening socket a service manager passed, as systemd passes it
+ * (sd_listen_fds(3)), read here in a few lines rather than with libsystemd:
+ * LISTEN_PID names the process the sockets are for and LISTEN_FDS counts
+ * them from fd 3 on; LISTEN_FDNAMES names them.  Variables meant for another
+ * process (a LISTEN_PID that is not ours) are ignored, as the contract says.
+ * The variables are unset either way, so nothing the agent starts takes
+ * them for its own.  Returns 1 with o->listen_fd set, 0 for none, or -1
+ * (printed) for variables that are ours but wrong.
+ */
+static int inherited_listener(struct agent_opts *o)
+{
+	const char *pid_s = getenv("LISTEN_PID"), *fds_s = getenv("LISTEN_FDS");
+	const char *names = getenv("LISTEN_FDNAMES");
+	uint64_t pid, n;
+	int r = 0, fl;
+
+	if (!pid_s)
+		goto out;
+	if (parse_u64(pid_s, 1, INT32_MAX, &pid) < 0) {
+		fprintf(stderr, "migratectl agent: LISTEN_PID=%s is not a process id (the "
+			"service manager's socket activation sets it)\n", pid_s);
+		r = -1;
+		goto out;
+	}
+	if ((pid_t)pid != getpid() || !fds_s)
+		goto out;
+	if (parse_u64(fds_s, 0, 1024, &n) < 0 || n > 1) {
+		fprintf(stderr, "migratectl agent: LISTEN_FDS=%s: the agent serves exactly one "
+			"socket passed by its service manager; give its .socket unit one "
+			"ListenStream=\n", fds_s);
+		r = -1;
+		goto out;
+	}
+	if (n == 0)
+		goto out;
+	fl = fcntl(3, F_GETFD);
+	if (fl < 0) {
+		fprintf(stderr, "migratectl agent: LISTEN_FDS=1 but fd 3 is not open: %s\n",
+			strerror(errno));
+		r = -1;
+		goto out;
+	}
+	(void)fcntl(3, F_SETFD, fl | FD_CLOEXEC);
+	o->listen_fd = 3;
+	o->listen_fd_set = true;
+	if (names)
+		snprintf(o->listen_fd_name, sizeof(o->listen_fd_name), "%.*s",
+			 (int)strcspn(names, ":"), names);
+	r = 1;
+out:
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return r;
 }
 
 /* The agent's log: stderr, a line each. */
@@ -185,6 +244,9 @@ int cmd_agent(int argc, char **argv)
 		fputs("migratectl agent: --listen tcp://HOST:PORT or unix:///PATH is required\n", stderr);
 		return EXIT_USAGE;
 	}
+	/* A socket from the service manager: --listen names its kind and address. */
+	if (inherited_listener(&o) < 0)
+		return EXIT_USAGE;
 	/* The key is configuration: a file it cannot use is exit 2, like a bad
 	 * option, before anything listens. */
 	if (o.key_file[0] && cli_check_key_file("agent", o.key_file))

@@ -59,6 +59,13 @@ packages=(
 	# the driver's own test (tests/libvirt/test-lvdriver.sh) relays the
 	# migration's unix sockets between the two libvirtds with socat
 	socat
+	# the Debian package (debian/, tests/package/test-deb.sh): built with
+	# dpkg-buildpackage and debhelper, checked with lintian; the units'
+	# check (tests/service/test-units.sh) runs systemd-analyze verify
+	dpkg-dev
+	debhelper
+	lintian
+	systemd
 )
 
 missing=()

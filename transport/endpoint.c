@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -645,6 +646,73 @@ int xport_listen_group(const struct xport_endpoint *ep, gid_t group, struct mig_
 		return mig_error_set(err, -EINVAL, "cannot listen on %s: a socket group applies "
 				     "to unix:// endpoints only", name);
 	return listen_unix(ep, name, 0660, group, err);
+}
+
+/*
+ * A listening socket handed over by a service manager (systemd's socket
+ * activation): taken only if it is what ep names, so the agent's rules for
+ * ep's kind (a unix socket's peer credentials, a tcp socket's key) hold for
+ * it.  The kind must match (unix: AF_UNIX; tcp: AF_INET or AF_INET6), and
+ * the address too: a unix socket's path, a tcp socket's port.
+ */
+int xport_listen_inherited(const struct xport_endpoint *ep, int fd, struct mig_error *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(int), sl = sizeof(ss);
+	int type = 0, acc = 0, domain = 0;
+	char name[400];
+
+	xport_endpoint_format(ep, name, sizeof(name));
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+		return mig_error_set(err, -EINVAL, "the inherited fd %d is not a socket (%s): the "
+				     "service manager must pass the agent's listening socket",
+				     fd, strerror(errno));
+	len = sizeof(acc);
+	if (type != SOCK_STREAM)
+		return mig_error_set(err, -EINVAL, "the inherited fd %d is not a stream socket: "
+				     "its .socket unit must use ListenStream=", fd);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0 || !acc)
+		return mig_error_set(err, -EINVAL, "the inherited fd %d is not a listening socket "
+				     "(a connection?): its .socket unit must have Accept=no", fd);
+	len = sizeof(domain);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return mig_error_set(err, -EINVAL, "the inherited fd %d: %s", fd, strerror(errno));
+	if (ep->kind == XPORT_EP_UNIX) {
+		const struct sockaddr_un *sun = (const struct sockaddr_un *)&ss;
+		size_t n = sl > offsetof(struct sockaddr_un, sun_path) ?
+			   sl - offsetof(struct sockaddr_un, sun_path) : 0;
+
+		if (domain != AF_UNIX)
+			return mig_error_set(err, -EINVAL, "the inherited fd %d is a tcp socket but "
+					     "--listen is %s: make ListenStream= and --listen the "
+					     "same kind", fd, name);
+		if (strnlen(sun->sun_path, n) != strlen(ep->path) ||
+		    memcmp(sun->sun_path, ep->path, strlen(ep->path)) != 0)
+			return mig_error_set(err, -EINVAL, "the inherited fd %d listens on "
+					     "unix://%.*s but --listen is %s: make ListenStream= "
+					     "and --listen name the same path", fd,
+					     (int)strnlen(sun->sun_path, n), sun->sun_path, name);
+	} else if (ep->kind == XPORT_EP_TCP) {
+		uint16_t port;
+
+		if (domain != AF_INET && domain != AF_INET6)
+			return mig_error_set(err, -EINVAL, "the inherited fd %d is a %s socket but "
+					     "--listen is %s: make ListenStream= and --listen the "
+					     "same kind", fd, domain == AF_UNIX ? "unix" :
+					     "non-IP", name);
+		port = ntohs(domain == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port :
+			     ((struct sockaddr_in6 *)&ss)->sin6_port);
+		if (port != ep->port)
+			return mig_error_set(err, -EINVAL, "the inherited fd %d listens on port %u "
+					     "but --listen is %s: make ListenStream= and --listen "
+					     "name the same port", fd, port, name);
+	} else {
+		return mig_error_set(err, -EINVAL, "cannot listen on %s: only tcp:// and unix:// "
+				     "endpoints can listen", name);
+	}
+	xport_tune_socket(fd);
+	return fd;
 }
 
 /*

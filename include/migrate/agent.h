@@ -33,6 +33,13 @@ struct agent_opts {
 	char libvirt_uri[256];
 	char libvirt_run_dir[96];
 	char libvirt_qemu_user[64];
+	/* A listening socket passed by a service manager (systemd's socket
+	 * activation), served instead of binding `listen`, which must name
+	 * its kind and address (xport_listen_inherited); its LISTEN_FDNAMES
+	 * name ("" for none) is only logged.  Unset: the agent binds `listen`. */
+	bool listen_fd_set;
+	int listen_fd;
+	char listen_fd_name[64];
 };
 
 /*

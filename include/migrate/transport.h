@@ -44,6 +44,10 @@ int xport_listen(const struct xport_endpoint *ep, struct mig_error *err);
 /* The same, but a unix socket file gets mode 0660 and group `group`, so
  * that the group's members may connect.  For unix endpoints only. */
 int xport_listen_group(const struct xport_endpoint *ep, gid_t group, struct mig_error *err);
+/* A listening socket passed by a service manager (fd), checked against ep:
+ * a listening stream socket of ep's kind and address.  Returns fd (now
+ * tuned and close-on-exec) or -EINVAL with the mismatch and its fix. */
+int xport_listen_inherited(const struct xport_endpoint *ep, int fd, struct mig_error *err);
 /* The socket comes back tuned (xport_tune_socket) before its SYN went out. */
 int xport_connect(const struct xport_endpoint *ep, int timeout_ms, struct mig_error *err);
 /* The local address of a listening TCP socket as "HOST:PORT". */
