@@ -72,8 +72,9 @@ static void start_usage(FILE *f)
 	      "          [--max-bandwidth BYTES/s] [--timeout DURATION]\n"
 	      "          [--timeout-action abort|force] [--verify|--no-verify] [--json]\n"
 	      "          [--checksum auto|pages|frames] [--switchover-timeout DURATION]\n"
-	      "          [--key-file F]\n"
-	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH\n", f);
+	      "          [--key-file F] " CLI_SSH_USAGE "\n"
+	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH |\n"
+	      "            ssh://[USER@]HOST[:PORT][/PATH]\n", f);
 }
 
 /* "512 MiB", "1.5 GiB": a size for a message. */
@@ -147,6 +148,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		{ "switchover-timeout", required_argument, NULL, 'S' },
 		{ "copy-storage", no_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
+		CLI_SSH_OPTS,
 		{ 0 }
 	};
 	struct mig_error err = { 0 };
@@ -166,6 +168,12 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (cli_once("start", opts, c, &seen))
 			return EXIT_USAGE;
+		r = cli_ssh_option("start", c, optarg);
+		if (r >= 0) {
+			if (r)
+				return r;
+			continue;
+		}
 		if ((c == 'V' || c == 'N') && seen.opt['V'] && seen.opt['N'])
 			return usage_error("%s", "--verify and --no-verify exclude each other: "
 					   "give one of them");

@@ -226,6 +226,15 @@ static int follow(const struct mig_start_opts *o, struct mig_client *src, const 
 	return r;
 }
 
+/* Where the destination agent listens for the migration's streams: the
+ * host the source reaches it by (a tcp or ssh endpoint's HOST; the
+ * streams go straight between the agents, not through ssh), or loopback
+ * for an agent on this host. */
+static const char *dest_listen_host(const struct xport_endpoint *dep)
+{
+	return dep->kind == XPORT_EP_TCP || dep->kind == XPORT_EP_SSH ? dep->host : "127.0.0.1";
+}
+
 /* ---- libvirt domains (docs/libvirt.md) ---- */
 
 /* Where a libvirt domain is on one host, asked on a connection of its own
@@ -417,7 +426,7 @@ static void start_libvirt(const struct mig_start_opts *o, struct mig_client *src
 	in.flags = o->lv_flags;
 	xport_endpoint_parse(o->dst, &dep, NULL);
 	str_copy(in.listen_host, sizeof(in.listen_host),
-		 dep.kind == XPORT_EP_TCP ? dep.host : "127.0.0.1");
+		 dest_listen_host(&dep));
 	ret->prepare_ms = mig_now_ms();
 	mig_wire_le(&mig_wl_lv_incoming, &in, 1);
 	r = interrupted(o) ? -EINTR : mig_client_call(dst, MIG_OP_LV_INCOMING, &in, sizeof(in),
@@ -562,7 +571,7 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 	in.streams = o->params.streams;
 	xport_endpoint_parse(o->dst, &dep, NULL);
 	str_copy(in.listen_host, sizeof(in.listen_host),
-		 dep.kind == XPORT_EP_TCP ? dep.host : "127.0.0.1");
+		 dest_listen_host(&dep));
 	ret->prepare_ms = mig_now_ms();
 	win = in;
 	mig_wire_le(&mig_wl_incoming, &win, 1);
