@@ -74,6 +74,8 @@ struct mig_ssh {
 	LIBSSH2_CHANNEL *exec;
 	char exec_err[512];         /* the tail of its stderr */
 	char agent_path[108];
+	LIBSSH2_KNOWNHOSTS *kh;
+	char kh_path[512];
 	struct xport_endpoint ep;
 	char name[300];
 };
@@ -175,20 +177,6 @@ static void fingerprint(struct mig_ssh *s, char *buf, size_t n)
 	snprintf(buf, n, "SHA256:%.*s", len, b64);
 }
 
-static const struct {
-	int hostkey;
-	int known;
-	const char *name;           /* OpenSSH's name, for ssh-keyscan -t */
-	const char *type;           /* as OpenSSH prints it */
-} key_types[] = {
-	{ LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA, "rsa", "RSA" },
-	{ LIBSSH2_HOSTKEY_TYPE_DSS, LIBSSH2_KNOWNHOST_KEY_SSHDSS, "dsa", "DSA" },
-	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ecdsa", "ECDSA" },
-	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ecdsa", "ECDSA" },
-	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ecdsa", "ECDSA" },
-	{ LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519, "ed25519", "ED25519" },
-};
-
 /* ~/.ssh/NAME of the user running us. */
 static int home_file(const char *name, char *buf, size_t n)
 {
@@ -205,20 +193,84 @@ static int home_file(const char *name, char *buf, size_t n)
 	return 0;
 }
 
+static const struct {
+	int hostkey;
+	int known;
+	const char *name;           /* OpenSSH's name, for ssh-keyscan -t */
+	const char *type;           /* as OpenSSH prints it */
+	const char *methods;        /* its host key algorithms */
+} key_types[] = {
+	{ LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519, "ed25519", "ED25519",
+	  "ssh-ed25519" },
+	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ecdsa", "ECDSA",
+	  "ecdsa-sha2-nistp256" },
+	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ecdsa", "ECDSA",
+	  "ecdsa-sha2-nistp384" },
+	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ecdsa", "ECDSA",
+	  "ecdsa-sha2-nistp521" },
+	{ LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA, "rsa", "RSA",
+	  "rsa-sha2-512,rsa-sha2-256,ssh-rsa" },
+	{ LIBSSH2_HOSTKEY_TYPE_DSS, LIBSSH2_KNOWNHOST_KEY_SSHDSS, "dsa", "DSA", "ssh-dss" },
+};
+
+/* Reads the known hosts file into s->kh before the handshake.  A missing
+ * file lists no host: every key is then unknown. */
+static int load_known_hosts(struct mig_ssh *s, struct mig_error *err)
+{
+	if (g_opts.known_hosts)
+		snprintf(s->kh_path, sizeof(s->kh_path), "%s", g_opts.known_hosts);
+	else if (home_file("known_hosts", s->kh_path, sizeof(s->kh_path)) < 0)
+		return mig_error_set(err, -ENOENT, "%s: no home directory to find "
+				     "~/.ssh/known_hosts in: give --known-hosts FILE", s->name);
+	s->kh = libssh2_knownhost_init(s->sess);
+	if (!s->kh)
+		return mig_error_set(err, -ENOMEM, "%s: out of memory", s->name);
+	if (access(s->kh_path, F_OK) == 0 &&
+	    libssh2_knownhost_readfile(s->kh, s->kh_path, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0)
+		return mig_error_set(err, -EINVAL, "%s: cannot read %s: %s (fix or move the "
+				     "file, or give --known-hosts FILE)", s->name, s->kh_path,
+				     last_error(s));
+	return 0;
+}
+
+/*
+ * The host key algorithms of the key types known for this host first, as
+ * OpenSSH orders them: a host whose ECDSA key is known is not asked for
+ * its Ed25519 one, which would be "unknown".  A type is known when a probe
+ * key of it is a mismatch (or a match) rather than not found.
+ */
+static void prefer_known_types(struct mig_ssh *s)
+{
+	char first[300] = "", rest[300] = "";
+
+	for (size_t i = 0; i < ARRAY_SIZE(key_types); i++) {
+		int r = libssh2_knownhost_checkp(s->kh, s->ep.host, s->ep.port, "probe", 5,
+						 LIBSSH2_KNOWNHOST_TYPE_PLAIN |
+						 LIBSSH2_KNOWNHOST_KEYENC_RAW |
+						 key_types[i].known, NULL);
+		char *to = r == LIBSSH2_KNOWNHOST_CHECK_MISMATCH ||
+			   r == LIBSSH2_KNOWNHOST_CHECK_MATCH ? first : rest;
+
+		if (to == rest && key_types[i].known == LIBSSH2_KNOWNHOST_KEY_SSHDSS)
+			continue;     /* DSA only where it is the known key */
+		snprintf(to + strlen(to), 300 - strlen(to), "%s%s", *to ? "," : "",
+			 key_types[i].methods);
+	}
+	if (!first[0])
+		return;
+	snprintf(first + strlen(first), sizeof(first) - strlen(first), "%s%s", *rest ? "," : "",
+		 rest);
+	libssh2_session_method_pref(s->sess, LIBSSH2_METHOD_HOSTKEY, first);
+}
+
 static int check_host_key(struct mig_ssh *s, struct mig_error *err)
 {
-	char path[512], fp[80], host_arg[300], keyscan[900];
+	char fp[80], host_arg[300], keyscan[900];
+	const char *key, *tname = "unknown", *tshort = "", *path = s->kh_path;
 	struct libssh2_knownhost *found = NULL;
-	LIBSSH2_KNOWNHOSTS *kh;
-	const char *key, *tname = "unknown", *tshort = "";
 	size_t len;
 	int type, known = 0, r;
 
-	if (g_opts.known_hosts)
-		snprintf(path, sizeof(path), "%s", g_opts.known_hosts);
-	else if (home_file("known_hosts", path, sizeof(path)) < 0)
-		return mig_error_set(err, -ENOENT, "%s: no home directory to find "
-				     "~/.ssh/known_hosts in: give --known-hosts FILE", s->name);
 	key = libssh2_session_hostkey(s->sess, &len, &type);
 	if (!key)
 		return mig_error_set(err, -EPROTO, "%s: the server sent no host key", s->name);
@@ -236,17 +288,7 @@ static int check_host_key(struct mig_ssh *s, struct mig_error *err)
 	snprintf(keyscan, sizeof(keyscan), "ssh-keyscan -p %u%s%s %s >> %s", s->ep.port,
 		 *tshort ? " -t " : "", tshort, s->ep.host, path);
 
-	kh = libssh2_knownhost_init(s->sess);
-	if (!kh)
-		return mig_error_set(err, -ENOMEM, "%s: out of memory", s->name);
-	/* a missing file lists no host: every key is unknown */
-	if (access(path, F_OK) == 0 &&
-	    libssh2_knownhost_readfile(kh, path, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
-		r = mig_error_set(err, -EINVAL, "%s: cannot read %s: %s (fix or move the "
-				  "file, or give --known-hosts FILE)", s->name, path, last_error(s));
-		goto out;
-	}
-	r = libssh2_knownhost_checkp(kh, s->ep.host, s->ep.port, key, len,
+	r = libssh2_knownhost_checkp(s->kh, s->ep.host, s->ep.port, key, len,
 				     LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
 				     known, &found);
 	switch (r) {
@@ -274,8 +316,6 @@ static int check_host_key(struct mig_ssh *s, struct mig_error *err)
 				  "%s; refused", s->name, path, last_error(s));
 		break;
 	}
-out:
-	libssh2_knownhost_free(kh);
 	return r;
 }
 
@@ -776,6 +816,10 @@ int mig_ssh_open(const struct xport_endpoint *ep, struct mig_ssh **ret, struct m
 	}
 	libssh2_session_set_blocking(s->sess, 1);
 	libssh2_session_set_timeout(s->sess, SSH_CALL_MS);
+	r = load_known_hosts(s, err);
+	if (r < 0)
+		goto fail;
+	prefer_known_types(s);
 	if (libssh2_session_handshake(s->sess, s->sock)) {
 		r = mig_error_set(err, -EPROTO, "%s: the ssh handshake failed: %s (is an "
 				  "sshd listening on port %u?)", s->name, last_error(s), ep->port);
@@ -843,6 +887,8 @@ void mig_ssh_unref(struct mig_ssh *s)
 		pump_wake(s);
 		pthread_join(s->pump, NULL);
 	}
+	if (s->kh)
+		libssh2_knownhost_free(s->kh);
 	if (s->sess) {
 		while (s->bridges) {
 			struct bridge *b = s->bridges;

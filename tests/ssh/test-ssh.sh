@@ -74,11 +74,13 @@ wait_for() {
 }
 
 ssh-keygen -q -t ed25519 -N '' -C test-host -f "$dir/host_key"
+ssh-keygen -q -t ecdsa -N '' -C test-host -f "$dir/host_key_ecdsa"
 ssh-keygen -q -t ed25519 -N '' -C test-other-host -f "$dir/other_host_key"
 ssh-keygen -q -t ed25519 -N '' -C test-user -f "$dir/user_key"
 ssh-keygen -q -t ed25519 -N '' -C test-stranger -f "$dir/stranger_key"
 cp "$dir/user_key.pub" "$dir/authorized_keys"
 fp=$(ssh-keygen -lf "$dir/host_key.pub" | awk '{ print $2 }')
+fp_ecdsa=$(ssh-keygen -lf "$dir/host_key_ecdsa.pub" | awk '{ print $2 }')
 
 # sshd's privilege separation directory, as Debian's ssh.service makes it.
 [ "$(id -u)" != 0 ] || [ -d /run/sshd ] || mkdir -p -m 0755 /run/sshd
@@ -90,6 +92,7 @@ for attempt in 1 2 3 4 5; do
 	Port $port
 	ListenAddress 127.0.0.1
 	HostKey $dir/host_key
+	HostKey $dir/host_key_ecdsa
 	PidFile $dir/sshd.pid
 	AuthorizedKeysFile $dir/authorized_keys
 	PermitRootLogin prohibit-password
@@ -145,8 +148,19 @@ start_agent a
 
 mctl migrations "$host$dir/a.sock" --ssh-key "$dir/user_key" \
 	--known-hosts "$dir/empty_known_hosts"
-expect_refused "unknown host key" "is not known" "$fp" "ssh-keyscan -p $port" \
+expect_refused "unknown host key" "is not known" "ssh-keyscan -p $port" \
 	"$dir/empty_known_hosts"
+# the fingerprint of the key the host offered (either of its two)
+grep -qF -e "$fp" -e "$fp_ecdsa" "$dir/err" || fail "no host key fingerprint in: $(cat "$dir/err")"
+# what the message says to do, once the fingerprint is checked, lets it in
+add=$(sed -n 's/.*add the key: `\(ssh-keyscan [^`]*\)`.*/\1/p' "$dir/err")
+[ -n "$add" ] || fail "no ssh-keyscan command in: $(cat "$dir/err")"
+eval "$add" 2>/dev/null
+mctl migrations "$host$dir/a.sock" --ssh-key "$dir/user_key" \
+	--known-hosts "$dir/empty_known_hosts"
+[ "$rc" = 0 ] || fail "after \`$add\`: exit $rc: $(cat "$dir/err")"
+echo "ok: the key added as the message says is accepted"
+ok=$((ok + 1))
 
 mctl migrations "$host$dir/a.sock" --ssh-key "$dir/user_key" \
 	--known-hosts "$dir/changed_known_hosts"
@@ -162,7 +176,9 @@ mctl migrations "$host$dir/a.sock" --ssh-key "$dir/no-such-key" \
 [ "$rc" = 2 ] || fail "a missing --ssh-key: exit $rc, expected 2 (usage)"
 expect_refused "missing --ssh-key file" "--ssh-key $dir/no-such-key"
 
-# and the right key and host key pass
+# and the right key and host key pass.  known_hosts lists only the host's
+# Ed25519 key, and libssh2 would rather have its ECDSA one: the type known
+# is the one asked for.
 mctl migrations "$host$dir/a.sock" --ssh-key "$dir/user_key" --known-hosts "$dir/known_hosts"
 [ "$rc" = 0 ] || fail "migrations over ssh: exit $rc: $(cat "$dir/err")"
 grep -q '^ID ' "$dir/out" || fail "migrations over ssh printed no table: $(cat "$dir/out")"
