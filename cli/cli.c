@@ -26,9 +26,21 @@ int cli_check_endpoint(const char *cmd, const char *what, const char *arg)
 	return 0;
 }
 
+static struct mig_ssh_opts ssh_opts;
+
+const char *cli_ssh_args(void)
+{
+	static char buf[1200];
+
+	snprintf(buf, sizeof(buf), "%s%s%s%s", ssh_opts.key_file ? " --ssh-key " : "",
+		 ssh_opts.key_file ?: "", ssh_opts.known_hosts ? " --known-hosts " : "",
+		 ssh_opts.known_hosts ?: "");
+	return buf;
+}
+
 int cli_ssh_option(const char *cmd, int c, const char *arg)
 {
-	static struct mig_ssh_opts o;
+	struct mig_ssh_opts o = ssh_opts;
 	const char *name = c == CLI_OPT_SSH_KEY ? "--ssh-key" : "--known-hosts";
 
 	switch (c) {
@@ -57,6 +69,7 @@ int cli_ssh_option(const char *cmd, int c, const char *arg)
 	default:
 		return -1;
 	}
+	ssh_opts = o;
 	mig_ssh_configure(&o);
 	return 0;
 }

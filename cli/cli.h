@@ -50,6 +50,9 @@ enum { CLI_OPT_SSH_KEY = 0xf0, CLI_OPT_KNOWN_HOSTS, CLI_OPT_REMOTE_MIGRATECTL };
 	{ "remote-migratectl", required_argument, NULL, CLI_OPT_REMOTE_MIGRATECTL }
 #define CLI_SSH_USAGE "[--ssh-key F] [--known-hosts F] [--remote-migratectl PATH]"
 int cli_ssh_option(const char *cmd, int c, const char *arg);
+/* " --ssh-key F --known-hosts F" as given (or ""), for the commands a
+ * message tells the user to run against the same ssh:// endpoints. */
+const char *cli_ssh_args(void);
 
 /* The options a command has seen so far, by getopt_long's value. */
 struct cli_seen {

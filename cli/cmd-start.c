@@ -580,6 +580,7 @@ static void json_without_result(const char *id, const struct start_opts *o, uint
 static void held_hint(const struct start_opts *o, const char *vm, const struct mig_start_result *h)
 {
 	const char *k = o->key_file ? " --key-file " : "", *kf = o->key_file ? o->key_file : "";
+	const char *ssh = cli_ssh_args();
 	const char *peer = h->held_peer[0] ? h->held_peer : o->dst;
 
 	if (!strcmp(o->src, "local")) {
@@ -591,10 +592,11 @@ static void held_hint(const struct start_opts *o, const char *vm, const struct m
 	}
 	fprintf(stderr, "migratectl start: VM %s is kept paused on %s, held by migration %s: it "
 		"may run on the destination (%s). Check there first, then either\n"
-		"  migratectl vm resume %s %s --migration %s%s%s    (it does not run there: run it here)\n"
-		"  migratectl vm discard %s %s --migration %s%s%s   (it runs there: drop this copy)\n",
-		vm, o->src, h->held_id, peer, o->src, vm, h->held_id, k, kf, o->src, vm, h->held_id, k,
-		kf);
+		"  migratectl vm resume %s %s --migration %s%s%s%s    (it does not run there: run it "
+		"here)\n"
+		"  migratectl vm discard %s %s --migration %s%s%s%s   (it runs there: drop this copy)\n",
+		vm, o->src, h->held_id, peer, o->src, vm, h->held_id, k, kf, ssh, o->src, vm,
+		h->held_id, k, kf, ssh);
 }
 
 static void print_progress(const char *id, const struct mig_event *e, bool tty, uint32_t *last_phase)
@@ -638,9 +640,10 @@ static void on_step(void *arg, enum mig_start_step st, const struct mig_start_re
 		break;
 	case MIG_START_STARTED:
 		fprintf(stderr, "migration %s: started, %s %s from %s to %s (cancel with: "
-			"migratectl cancel %s %s%s%s)\n", m->id, m->libvirt ? "domain" : "VM", m->name,
-			o->src, o->dst, m->src_url, m->id,
-			o->key_file ? " --key-file " : "", o->key_file ? o->key_file : "");
+			"migratectl cancel %s %s%s%s%s)\n", m->id, m->libvirt ? "domain" : "VM",
+			m->name, o->src, o->dst, m->src_url, m->id,
+			o->key_file ? " --key-file " : "", o->key_file ? o->key_file : "",
+			cli_ssh_args());
 		break;
 	case MIG_START_PROGRESS:
 		/* Phase changes are logged on stderr even with --json: stdout
