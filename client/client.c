@@ -231,7 +231,8 @@ int mig_client_reopen(const struct mig_client *c, const char *key_file, struct m
 	memset(ret, 0, sizeof(*ret));
 	ret->conn.fd = -1;
 	snprintf(ret->url, sizeof(ret->url), "%s", c->url);
-	if (c->ssh)
+	/* the same ssh connection while it lasts, else a new one */
+	if (c->ssh && mig_ssh_alive(c->ssh))
 		ret->ssh = mig_ssh_ref(c->ssh);
 	r = connect_url(ret, key_file, err);
 	if (r < 0)

@@ -34,6 +34,12 @@ int mig_ssh_connect_agent(struct mig_ssh *s, struct mig_error *err)
 	return mig_error_set(err, -ENOTSUP, "this migratectl was built without libssh2");
 }
 
+bool mig_ssh_alive(struct mig_ssh *s)
+{
+	(void)s;
+	return false;
+}
+
 const char *mig_ssh_agent_path(const struct mig_ssh *s)
 {
 	(void)s;

@@ -69,6 +69,8 @@ struct mig_ssh {
 	LIBSSH2_SESSION *sess;
 	pthread_t pump;
 	bool pump_started, stop;
+	bool dead;                  /* the ssh connection is lost */
+	bool reached;               /* a channel reached the agent once */
 	struct bridge *bridges;
 	/* an agent started for this connection (none: exec NULL) */
 	LIBSSH2_CHANNEL *exec;
@@ -95,6 +97,30 @@ static void ssh_lock(struct mig_ssh *s)
 static void ssh_unlock(struct mig_ssh *s)
 {
 	pthread_mutex_unlock(&s->lock);
+}
+
+bool mig_ssh_alive(struct mig_ssh *s)
+{
+	bool alive;
+
+	ssh_lock(s);
+	alive = !s->dead;
+	ssh_unlock(s);
+	return alive;
+}
+
+/* Whether the session's last error means the connection itself is gone. */
+static bool session_lost(struct mig_ssh *s)
+{
+	switch (libssh2_session_last_errno(s->sess)) {
+	case LIBSSH2_ERROR_SOCKET_SEND:
+	case LIBSSH2_ERROR_SOCKET_RECV:
+	case LIBSSH2_ERROR_SOCKET_DISCONNECT:
+	case LIBSSH2_ERROR_SOCKET_TIMEOUT:
+		return true;
+	default:
+		return false;
+	}
 }
 
 static void pump_wake(struct mig_ssh *s)
@@ -538,7 +564,11 @@ static void *pump_main(void *arg)
 				struct bridge *b = *bp;
 
 				moved |= bridge_step(b);
-				if (b->dead) {
+				if (b->dead && session_lost(s))
+					s->dead = true;
+				/* a lost connection ends every channel: the
+				 * clients see their sockets close */
+				if (b->dead || s->dead) {
 					*bp = b->next;
 					bridge_free(s, b);
 				} else {
@@ -595,6 +625,8 @@ static void *pump_main(void *arg)
 			}
 		}
 		ssh_lock(s);
+		if (p[1].revents & (POLLERR | POLLHUP))
+			s->dead = true;
 	}
 	ssh_unlock(s);
 	free(p);
@@ -729,10 +761,22 @@ int mig_ssh_connect_agent(struct mig_ssh *s, struct mig_error *err)
 	char *why = NULL;
 
 	ssh_lock(s);
+	if (s->dead) {
+		r = mig_error_set(err, -ECONNRESET, "%s: the ssh connection was lost", s->name);
+		goto out;
+	}
 	if (!s->agent_path[0])
 		snprintf(s->agent_path, sizeof(s->agent_path), "%s", s->ep.path);
 	ch = open_streamlocal(s, s->agent_path, deadline);
-	if (!ch && !s->exec) {
+	if (!ch && session_lost(s)) {
+		s->dead = true;
+		r = mig_error_set(err, -ECONNRESET, "%s: the ssh connection was lost: %s",
+				  s->name, last_error(s));
+		goto out;
+	}
+	/* An agent is started only for a command's first connection: one
+	 * that was reached and is gone now is not replaced by a stranger. */
+	if (!ch && !s->exec && !s->reached) {
 		libssh2_session_last_error(s->sess, &why, NULL, 0);
 		if (why && strstr(why, "prohibited")) {
 			r = mig_error_set(err, -EACCES, "%s: the host's sshd does not forward "
@@ -747,10 +791,11 @@ int mig_ssh_connect_agent(struct mig_ssh *s, struct mig_error *err)
 		ch = open_streamlocal(s, s->agent_path, deadline);
 	}
 	if (!ch) {
-		r = mig_error_set(err, -ECONNREFUSED, "%s: cannot reach the agent's socket %s "
-				  "there: %s", s->name, s->agent_path, last_error(s));
+		r = mig_error_set(err, -ECONNREFUSED, "%s: nothing listens at %s there (is the "
+				  "agent running?): %s", s->name, s->agent_path, last_error(s));
 		goto out;
 	}
+	s->reached = true;
 	b = calloc(1, sizeof(*b));
 	if (!b || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		r = mig_error_set(err, b ? -errno : -ENOMEM, "%s: a local socket for the "

@@ -11,6 +11,8 @@
 #ifndef MIGRATE_SSH_H
 #define MIGRATE_SSH_H
 
+#include <stdbool.h>
+
 #include <migrate/error.h>
 #include <migrate/transport.h>
 
@@ -36,6 +38,8 @@ void mig_ssh_unref(struct mig_ssh *s);
 /* A new connection to the remote agent: a local socket (close it to end
  * the channel), or -errno.  Starts the agent first when none listens. */
 int mig_ssh_connect_agent(struct mig_ssh *s, struct mig_error *err);
+/* false once the ssh connection is lost (a new mig_ssh_open() is needed). */
+bool mig_ssh_alive(struct mig_ssh *s);
 /* The remote socket connections go to ("" before the first one). */
 const char *mig_ssh_agent_path(const struct mig_ssh *s);
 
