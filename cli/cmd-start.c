@@ -44,6 +44,7 @@ struct start_opts {
 	bool json;
 	bool libvirt;             /* --vm libvirt:NAME */
 	bool copy_storage;
+	bool tunnel;
 };
 
 /* The human summary's words for the checksum mode the RESULT reports. */
@@ -72,7 +73,7 @@ static void start_usage(FILE *f)
 	      "          [--max-bandwidth BYTES/s] [--timeout DURATION]\n"
 	      "          [--timeout-action abort|force] [--verify|--no-verify] [--json]\n"
 	      "          [--checksum auto|pages|frames] [--switchover-timeout DURATION]\n"
-	      "          [--key-file F] " CLI_SSH_USAGE "\n"
+	      "          [--key-file F] " CLI_SSH_USAGE " [--tunnel]\n"
 	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH |\n"
 	      "            ssh://[USER@]HOST[:PORT][/PATH]\n", f);
 }
@@ -147,6 +148,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		{ "checksum", required_argument, NULL, 'C' },
 		{ "switchover-timeout", required_argument, NULL, 'S' },
 		{ "copy-storage", no_argument, NULL, 'G' },
+		{ "tunnel", no_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		CLI_SSH_OPTS,
 		{ 0 }
@@ -229,6 +231,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 			break;
 		case 'k': o->key_file = optarg; break;
 		case 'G': o->copy_storage = true; break;
+		case 'T': o->tunnel = true; break;
 		case 'h':
 			start_usage(stdout);
 			return 1;
@@ -272,6 +275,11 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		return usage_error("--lab: %s", err.msg[0] ? err.msg : "spec too long");
 	if (cli_check_endpoint("start", "SRC", o->src) || cli_check_endpoint("start", "DST", o->dst))
 		return EXIT_USAGE;
+	if (o->tunnel && (strncmp(o->src, "ssh://", 6) || strncmp(o->dst, "ssh://", 6)))
+		return usage_error("%s", "--tunnel carries the migration streams through the ssh "
+				   "connections: SRC and DST must both be ssh:// endpoints");
+	if (o->tunnel && o->libvirt)
+		return usage_error("%s", "--tunnel does not carry libvirt domains yet");
 	if (strcmp(o->src, "local") && !strcmp(o->src, o->dst))
 		return usage_error("SRC and DST are the same agent (%s)", o->src);
 	if (o->key_file && cli_check_key_file("start", o->key_file))
@@ -747,6 +755,7 @@ int cmd_start(int argc, char **argv)
 	so.src = o.src;
 	so.dst = o.dst;
 	so.key_file = o.key_file;
+	so.tunnel = o.tunnel;
 	so.vm = o.vm;
 	so.lab_spec = o.lab;
 	so.lv_flags = o.copy_storage ? MIG_LV_F_COPY_STORAGE : 0;

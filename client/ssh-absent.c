@@ -34,6 +34,16 @@ int mig_ssh_connect_agent(struct mig_ssh *s, struct mig_error *err)
 	return mig_error_set(err, -ENOTSUP, "this migratectl was built without libssh2");
 }
 
+int mig_ssh_tunnel(struct mig_ssh *from, struct mig_ssh *to, int to_port, int *ret_port,
+		   struct mig_error *err)
+{
+	(void)from;
+	(void)to;
+	(void)to_port;
+	*ret_port = 0;
+	return mig_error_set(err, -ENOTSUP, "this migratectl was built without libssh2");
+}
+
 bool mig_ssh_alive(struct mig_ssh *s)
 {
 	(void)s;

@@ -57,7 +57,19 @@ struct bridge {
 	char down[PUMP_BUF];        /* from the channel, to the socket */
 	size_t down_len, down_off;
 	bool fd_eof, ch_eof, eof_sent, dead;
+	int blocked_op;             /* enum bridge_op: the call to repeat */
+	unsigned long adjust;       /* OP_ADJUST's amount */
 	struct bridge *next;
+};
+
+/* --tunnel: a port sshd listens on at the source host, each connection to
+ * it carried to a port on the destination host through the other ssh
+ * connection. */
+struct tunnel {
+	LIBSSH2_LISTENER *l;
+	struct mig_ssh *to;
+	int to_port;
+	struct tunnel *next;
 };
 
 struct mig_ssh {
@@ -72,6 +84,8 @@ struct mig_ssh {
 	bool dead;                  /* the ssh connection is lost */
 	bool reached;               /* a channel reached the agent once */
 	struct bridge *bridges;
+	struct bridge *blocked;     /* whose call sent part of a packet */
+	struct tunnel *tunnels;
 	/* an agent started for this connection (none: exec NULL) */
 	LIBSSH2_CHANNEL *exec;
 	char exec_err[512];         /* the tail of its stderr */
@@ -437,12 +451,101 @@ static int authenticate(struct mig_ssh *s, struct mig_error *err)
 
 /* ---- the pump ---- */
 
+/*
+ * libssh2 sends one packet at a time: a call that could send only part of
+ * its packet (EAGAIN with the socket's send side full) must be repeated,
+ * the same call with the same arguments, before the session sends
+ * anything else, or the session refuses (LIBSSH2_ERROR_BAD_USE).  So the
+ * bridge whose call that was is the only one served until it is through
+ * (s->blocked), and a thread that wants the session first finishes it
+ * (flush_blocked()).
+ */
+enum bridge_op { OP_NONE, OP_WRITE, OP_EOF, OP_READ, OP_ADJUST };
+
+/* libssh2 grows a channel's receive window only by what one read asks
+ * for, so a stream would flow a read's worth per round trip: it is grown
+ * here instead, back to WINDOW_HIGH whenever it falls under WINDOW_LOW. */
+#define WINDOW_HIGH (8U << 20)
+#define WINDOW_LOW (4U << 20)
+
+/* One session call of a bridge; EAGAIN with the send side full marks it. */
+static ssize_t bridge_call(struct mig_ssh *s, struct bridge *b, enum bridge_op op)
+{
+	ssize_t n;
+
+	switch (op) {
+	case OP_WRITE:
+		n = libssh2_channel_write(b->ch, b->up + b->up_off, b->up_len - b->up_off);
+		break;
+	case OP_EOF:
+		n = libssh2_channel_send_eof(b->ch);
+		break;
+	case OP_ADJUST:
+		n = libssh2_channel_receive_window_adjust2(b->ch, b->adjust, 1, NULL);
+		break;
+	default:
+		n = libssh2_channel_read(b->ch, b->down, sizeof(b->down));
+		break;
+	}
+	if (n == LIBSSH2_ERROR_EAGAIN &&
+	    (libssh2_session_block_directions(s->sess) & LIBSSH2_SESSION_BLOCK_OUTBOUND)) {
+		s->blocked = b;
+		b->blocked_op = op;
+	} else if (s->blocked == b) {
+		s->blocked = NULL;
+		b->blocked_op = OP_NONE;
+	}
+	return n;
+}
+
+/* What a call's result does to its bridge: true when something moved. */
+static bool bridge_result(struct bridge *b, enum bridge_op op, ssize_t n)
+{
+	if (n == LIBSSH2_ERROR_EAGAIN)
+		return false;
+	if (n < 0) {
+		b->dead = true;
+		return true;
+	}
+	switch (op) {
+	case OP_WRITE:
+		b->up_off += (size_t)n;
+		return true;
+	case OP_EOF:
+		b->eof_sent = true;
+		return true;
+	case OP_ADJUST:
+		b->adjust = 0;
+		return false;
+	default:
+		if (n > 0) {
+			b->down_len = (size_t)n;
+			b->down_off = 0;
+			return true;
+		}
+		if (libssh2_channel_eof(b->ch)) {
+			b->ch_eof = true;
+			return true;
+		}
+		return false;
+	}
+}
+
 /* Moves what can move now: true when a byte moved or the bridge ended. */
-static bool bridge_step(struct bridge *b)
+static bool bridge_step(struct mig_ssh *s, struct bridge *b)
 {
 	bool moved = false;
 	ssize_t n;
 
+	if (s->blocked && s->blocked != b)
+		return false;
+	if (s->blocked == b) {
+		enum bridge_op op = b->blocked_op;
+
+		moved = bridge_result(b, op, bridge_call(s, b, op));
+		if (s->blocked)
+			return moved;
+	}
 	if (!b->fd_eof && b->up_off == b->up_len) {
 		n = recv(b->fd, b->up, sizeof(b->up), MSG_DONTWAIT);
 		if (n > 0) {
@@ -455,34 +558,23 @@ static bool bridge_step(struct bridge *b)
 			b->dead = true;
 		}
 	}
-	while (b->up_off < b->up_len) {
-		n = libssh2_channel_write(b->ch, b->up + b->up_off, b->up_len - b->up_off);
-		if (n == LIBSSH2_ERROR_EAGAIN)
+	while (!b->dead && !s->blocked && b->up_off < b->up_len) {
+		bool m = bridge_result(b, OP_WRITE, n = bridge_call(s, b, OP_WRITE));
+
+		moved |= m;
+		if (!m)
 			break;
-		if (n < 0) {
-			b->dead = true;
-			break;
-		}
-		b->up_off += (size_t)n;
-		moved = true;
 	}
-	if (b->fd_eof && !b->eof_sent && b->up_off == b->up_len) {
-		n = libssh2_channel_send_eof(b->ch);
-		if (n == 0)
-			b->eof_sent = moved = true;
-		else if (n != LIBSSH2_ERROR_EAGAIN)
-			b->dead = true;
-	}
-	if (!b->ch_eof && b->down_off == b->down_len) {
-		n = libssh2_channel_read(b->ch, b->down, sizeof(b->down));
-		if (n > 0) {
-			b->down_len = (size_t)n;
-			b->down_off = 0;
-			moved = true;
-		} else if (n == 0 && libssh2_channel_eof(b->ch)) {
-			b->ch_eof = moved = true;
-		} else if (n < 0 && n != LIBSSH2_ERROR_EAGAIN) {
-			b->dead = true;
+	if (!b->dead && !s->blocked && b->fd_eof && !b->eof_sent && b->up_off == b->up_len)
+		moved |= bridge_result(b, OP_EOF, bridge_call(s, b, OP_EOF));
+	if (!b->dead && !s->blocked && !b->ch_eof && b->down_off == b->down_len)
+		moved |= bridge_result(b, OP_READ, bridge_call(s, b, OP_READ));
+	if (!b->dead && !s->blocked && !b->ch_eof) {
+		unsigned long win = libssh2_channel_window_read_ex(b->ch, NULL, NULL);
+
+		if (win < WINDOW_LOW) {
+			b->adjust = (unsigned long)WINDOW_HIGH - win;
+			bridge_result(b, OP_ADJUST, bridge_call(s, b, OP_ADJUST));
 		}
 	}
 	while (b->down_off < b->down_len) {
@@ -503,11 +595,27 @@ static bool bridge_step(struct bridge *b)
 	return moved || b->dead;
 }
 
+/* Finishes the blocked call, if any, so the session may send again. */
+static int flush_blocked(struct mig_ssh *s, uint64_t deadline)
+{
+	while (s->blocked) {
+		struct bridge *b = s->blocked;
+		enum bridge_op op = b->blocked_op;
+
+		bridge_result(b, op, bridge_call(s, b, op));
+		if (s->blocked && wait_socket(s, deadline) < 0)
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
 static void bridge_free(struct mig_ssh *s, struct bridge *b)
 {
 	uint64_t deadline = mig_now_ms() + 2000;
 
 	close(b->fd);
+	flush_blocked(s, deadline);
+	s->blocked = NULL;
 	SSH_RUN(s, deadline, libssh2_channel_close(b->ch));
 	SSH_RUN(s, deadline, libssh2_channel_free(b->ch));
 	free(b);
@@ -547,6 +655,64 @@ static void drain_exec(struct mig_ssh *s)
 		;
 }
 
+static struct bridge *bridge_add(struct mig_ssh *s, LIBSSH2_CHANNEL *ch, int fd)
+{
+	struct bridge *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->ch = ch;
+	b->fd = fd;
+	b->next = s->bridges;
+	s->bridges = b;
+	return b;
+}
+
+/*
+ * A connection to the tunnel's port at this host (held: s->lock): a
+ * channel of the destination's ssh connection to its port there, and one
+ * socketpair joining the two channels' bridges, each pumped by its own
+ * connection's thread.  Only this direction takes a second lock (the
+ * destination's while holding ours), so two pumps never wait on each other.
+ */
+static bool tunnel_accept(struct mig_ssh *s, struct tunnel *t)
+{
+	LIBSSH2_CHANNEL *in = libssh2_channel_forward_accept(t->l), *out;
+	uint64_t deadline = mig_now_ms() + SSH_CALL_MS;
+	int sv[2];
+
+	if (!in)
+		return false;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		goto drop;
+	ssh_lock(t->to);
+	out = t->to->dead || flush_blocked(t->to, deadline) < 0 ? NULL :
+	      SSH_RUN_PTR(t->to, deadline, libssh2_channel_direct_tcpip_ex(
+		      t->to->sess, "127.0.0.1", t->to_port, "127.0.0.1", 0));
+	if (!out || !bridge_add(t->to, out, sv[1])) {
+		if (out) {
+			SSH_RUN(t->to, deadline, libssh2_channel_close(out));
+			SSH_RUN(t->to, deadline, libssh2_channel_free(out));
+		}
+		ssh_unlock(t->to);
+		close(sv[0]);
+		close(sv[1]);
+		goto drop;
+	}
+	ssh_unlock(t->to);
+	pump_wake(t->to);
+	if (!bridge_add(s, in, sv[0])) {
+		close(sv[0]);      /* the other side sees it end */
+		goto drop;
+	}
+	return true;
+drop:
+	/* the source agent's connection fails, and its stream with it */
+	SSH_RUN(s, deadline, libssh2_channel_close(in));
+	SSH_RUN(s, deadline, libssh2_channel_free(in));
+	return true;
+}
+
 static void *pump_main(void *arg)
 {
 	struct mig_ssh *s = arg;
@@ -563,7 +729,7 @@ static void *pump_main(void *arg)
 			for (struct bridge **bp = &s->bridges; *bp;) {
 				struct bridge *b = *bp;
 
-				moved |= bridge_step(b);
+				moved |= bridge_step(s, b);
 				if (b->dead && session_lost(s))
 					s->dead = true;
 				/* a lost connection ends every channel: the
@@ -575,7 +741,11 @@ static void *pump_main(void *arg)
 					bp = &b->next;
 				}
 			}
-			drain_exec(s);
+			if (!s->blocked) {
+				drain_exec(s);
+				for (struct tunnel *t = s->tunnels; t; t = t->next)
+					moved |= tunnel_accept(s, t);
+			}
 			/* another thread waits for the session: let it have it */
 			if (atomic_load(&s->waiting)) {
 				ssh_unlock(s);
@@ -756,12 +926,11 @@ int mig_ssh_connect_agent(struct mig_ssh *s, struct mig_error *err)
 {
 	uint64_t deadline = mig_now_ms() + SSH_CALL_MS;
 	LIBSSH2_CHANNEL *ch = NULL;
-	struct bridge *b = NULL;
 	int sv[2] = { -1, -1 }, r;
 	char *why = NULL;
 
 	ssh_lock(s);
-	if (s->dead) {
+	if (s->dead || flush_blocked(s, deadline) < 0) {
 		r = mig_error_set(err, -ECONNRESET, "%s: the ssh connection was lost", s->name);
 		goto out;
 	}
@@ -796,28 +965,59 @@ int mig_ssh_connect_agent(struct mig_ssh *s, struct mig_error *err)
 		goto out;
 	}
 	s->reached = true;
-	b = calloc(1, sizeof(*b));
-	if (!b || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		r = mig_error_set(err, b ? -errno : -ENOMEM, "%s: a local socket for the "
-				  "channel: %s", s->name, strerror(b ? errno : ENOMEM));
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+	    !bridge_add(s, ch, sv[1])) {
+		r = mig_error_set(err, -ENOMEM, "%s: a local socket for the channel: %s",
+				  s->name, strerror(errno ? errno : ENOMEM));
+		if (sv[0] >= 0) {
+			close(sv[0]);
+			close(sv[1]);
+		}
 		goto out;
 	}
-	b->ch = ch;
-	b->fd = sv[1];
-	b->next = s->bridges;
-	s->bridges = b;
 	r = sv[0];
 	ch = NULL;
-	b = NULL;
 out:
 	if (ch) {
 		SSH_RUN(s, deadline, libssh2_channel_close(ch));
 		SSH_RUN(s, deadline, libssh2_channel_free(ch));
 	}
-	free(b);
 	ssh_unlock(s);
 	pump_wake(s);
 	return r;
+}
+
+int mig_ssh_tunnel(struct mig_ssh *from, struct mig_ssh *to, int to_port, int *ret_port,
+		   struct mig_error *err)
+{
+	uint64_t deadline = mig_now_ms() + SSH_CALL_MS;
+	struct tunnel *t = calloc(1, sizeof(*t));
+	int bound = 0;
+
+	if (!t)
+		return mig_error_set(err, -ENOMEM, "out of memory");
+	ssh_lock(from);
+	t->l = from->dead || flush_blocked(from, deadline) < 0 ? NULL :
+	       SSH_RUN_PTR(from, deadline, libssh2_channel_forward_listen_ex(
+		       from->sess, "127.0.0.1", 0, &bound, 16));
+	if (!t->l) {
+		int r = mig_error_set(err, -EACCES, "%s: the host's sshd does not forward a port "
+				      "for --tunnel: %s (it needs AllowTcpForwarding yes)",
+				      from->name, from->dead ? "the connection was lost" :
+				      last_error(from));
+
+		ssh_unlock(from);
+		free(t);
+		return r;
+	}
+	t->to = mig_ssh_ref(to);
+	t->to_port = to_port;
+	t->next = from->tunnels;
+	from->tunnels = t;
+	ssh_unlock(from);
+	pump_wake(from);
+	*ret_port = bound;
+	return 0;
 }
 
 /* ---- the connection ---- */
@@ -935,6 +1135,16 @@ void mig_ssh_unref(struct mig_ssh *s)
 	if (s->kh)
 		libssh2_knownhost_free(s->kh);
 	if (s->sess) {
+		flush_blocked(s, mig_now_ms() + 2000);
+		s->blocked = NULL;
+		while (s->tunnels) {
+			struct tunnel *t = s->tunnels;
+
+			s->tunnels = t->next;
+			SSH_RUN(s, mig_now_ms() + 2000, libssh2_channel_forward_cancel(t->l));
+			mig_ssh_unref(t->to);
+			free(t);
+		}
 		while (s->bridges) {
 			struct bridge *b = s->bridges;
 

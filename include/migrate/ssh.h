@@ -38,6 +38,11 @@ void mig_ssh_unref(struct mig_ssh *s);
 /* A new connection to the remote agent: a local socket (close it to end
  * the channel), or -errno.  Starts the agent first when none listens. */
 int mig_ssh_connect_agent(struct mig_ssh *s, struct mig_error *err);
+/* --tunnel: sshd at `from`'s host listens on 127.0.0.1 (*ret_port), and
+ * each connection to it is carried through both ssh connections to
+ * 127.0.0.1:to_port at `to`'s host.  It lasts as long as `from`. */
+int mig_ssh_tunnel(struct mig_ssh *from, struct mig_ssh *to, int to_port, int *ret_port,
+		   struct mig_error *err);
 /* false once the ssh connection is lost (a new mig_ssh_open() is needed). */
 bool mig_ssh_alive(struct mig_ssh *s);
 /* The remote socket connections go to ("" before the first one). */

@@ -101,6 +101,8 @@ for attempt in 1 2 3 4 5; do
 	PasswordAuthentication no
 	KbdInteractiveAuthentication no
 	AllowStreamLocalForwarding yes
+	AllowTcpForwarding yes
+	LogLevel DEBUG1
 	EOF
 	: > "$dir/sshd.log"
 	"$sshd" -D -e -f "$dir/sshd_config" -E "$dir/sshd.log" &
@@ -218,6 +220,19 @@ name=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["vm"])' 
 mctl vm list "$host$dir/b.sock" --ssh-key "$dir/user_key" --known-hosts "$dir/known_hosts"
 [ "$rc" = 0 ] || fail "vm list over ssh: exit $rc: $(cat "$dir/err")"
 [ -z "$name" ] || grep -q "$name" "$dir/out" || fail "VM $name is not on b: $(cat "$dir/out")"
+
+# --tunnel: the streams through the two ssh connections.  sshd's log
+# shows the port it forwarded for the source agent, and a channel to the
+# destination agent's port for each stream.
+opens_before=$(grep -c 'ctype direct-tcpip' "$dir/sshd.log" || true)
+mctl start "$host$dir/a.sock" "$host$dir/b.sock" --lab "$lab" --verify --json --tunnel \
+	--streams 3 --ssh-key "$dir/user_key" --known-hosts "$dir/known_hosts"
+check_migrated "ssh -> ssh --tunnel"
+grep -q 'tcpip-forward' "$dir/sshd.log" || fail "--tunnel: sshd forwarded no port"
+opens=$(( $(grep -c 'ctype direct-tcpip' "$dir/sshd.log") - opens_before ))
+[ "$opens" -ge 3 ] || fail "--tunnel: $opens channels to the destination, expected a stream's each"
+echo "ok: --tunnel: sshd forwarded a port and carried $opens connections to the destination"
+ok=$((ok + 1))
 
 # No agent at either socket: each is started over an exec channel for the
 # command (the remote migratectl is this build's) and stopped after it.
