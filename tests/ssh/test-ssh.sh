@@ -5,12 +5,15 @@
 # own sshd on a loopback port, with a throwaway host key, a throwaway user
 # key in its authorized_keys and its own config, PID file and log in a
 # temporary directory, and stops it at the end.  Cases:
-#   - a lab VM migrated ssh:// -> ssh:// to agents on unix sockets, verified;
-#   - the same where no agent listens: each is started over an exec channel
-#     for the command, and nothing of them is left after it;
-#   - an unknown host key refused, its fingerprint in the message;
+#   - an unknown host key refused, its fingerprint in the message, and the
+#     ssh-keyscan command the message gives letting it in;
 #   - a changed host key refused, likewise;
-#   - a user key the server does not take refused.
+#   - a user key the server does not take refused, by file and by ssh-agent;
+#   - the known key type asked for, hashed known_hosts, login by ssh-agent;
+#   - a lab VM migrated ssh:// -> ssh:// to agents on unix sockets, verified,
+#     directly and with --tunnel (sshd's log shows the forwarded channels);
+#   - the same where no agent listens: each is started over an exec channel
+#     for the command, and nothing of them is left after it.
 #
 # Needs MIGRATECTL (the binary under test).  Exit 77 (skip) only when sshd
 # or ssh-keygen is missing and cannot be installed; the migrations need
@@ -40,17 +43,19 @@ if [ ! -x "$sshd" ] || ! command -v ssh-keygen >/dev/null; then
 		skip "no sshd or ssh-keygen (install openssh-server, see contrib/build.sh)"
 fi
 
+unset SSH_AUTH_SOCK     # logins are the test's own: by --ssh-key, or its ssh-agent
 dir=$(mktemp -d /tmp/migratectl-sshtest-XXXXXX)
 user=$(id -un)
 pids=()
 sshd_pid=
+agent_pid=
 
 cleanup() {
 	local rc=$? pid
-	for pid in "${pids[@]}" $sshd_pid; do
+	for pid in "${pids[@]}" $sshd_pid $agent_pid; do
 		kill "$pid" 2>/dev/null || true
 	done
-	for pid in "${pids[@]}" $sshd_pid; do
+	for pid in "${pids[@]}" $sshd_pid $agent_pid; do
 		wait "$pid" 2>/dev/null || true
 	done
 	if [ "$rc" = 0 ] || [ "$rc" = 77 ]; then
@@ -186,6 +191,37 @@ mctl migrations "$host$dir/a.sock" --ssh-key "$dir/user_key" --known-hosts "$dir
 grep -q '^ID ' "$dir/out" || fail "migrations over ssh printed no table: $(cat "$dir/out")"
 echo "ok: migrations over ssh with the right keys"
 ok=$((ok + 1))
+
+# known_hosts with hashed host names (ssh-keygen -H), as HashKnownHosts writes them
+cp "$dir/known_hosts" "$dir/hashed_known_hosts"
+ssh-keygen -q -H -f "$dir/hashed_known_hosts" 2>/dev/null
+grep -q '^|1|' "$dir/hashed_known_hosts" || fail "ssh-keygen -H hashed nothing"
+mctl migrations "$host$dir/a.sock" --ssh-key "$dir/user_key" \
+	--known-hosts "$dir/hashed_known_hosts"
+[ "$rc" = 0 ] || fail "hashed known_hosts: exit $rc: $(cat "$dir/err")"
+echo "ok: a hashed known_hosts entry"
+ok=$((ok + 1))
+
+# ssh-agent: no --ssh-key, and a HOME without keys, so only the agent's
+# keys can log in: the user's key lets it in, a stranger's alone does not.
+ssh-agent -D -a "$dir/ssh-agent.sock" > /dev/null &
+agent_pid=$!
+wait_for "[ -S '$dir/ssh-agent.sock' ]" 10 || fail "ssh-agent did not start"
+mkdir -p "$dir/home"
+export SSH_AUTH_SOCK=$dir/ssh-agent.sock
+ssh-add -q "$dir/stranger_key" 2>/dev/null
+HOME=$dir/home mctl migrations "$host$dir/a.sock" --known-hosts "$dir/known_hosts"
+expect_refused "ssh-agent without the user's key" "the keys of ssh-agent" \
+	"publickey authentication failed"
+ssh-add -q "$dir/user_key" 2>/dev/null
+HOME=$dir/home mctl migrations "$host$dir/a.sock" --known-hosts "$dir/known_hosts"
+[ "$rc" = 0 ] || fail "login by ssh-agent: exit $rc: $(cat "$dir/err")"
+echo "ok: login by ssh-agent"
+ok=$((ok + 1))
+unset SSH_AUTH_SOCK
+kill "$agent_pid"
+wait "$agent_pid" 2>/dev/null || true
+agent_pid=
 
 if ! [ -c /dev/kvm ] || ! [ -w /dev/kvm ]; then
 	echo "test-ssh.sh: $ok refusal cases passed" >&2
