@@ -270,6 +270,28 @@ opens=$(( $(grep -c 'ctype direct-tcpip' "$dir/sshd.log") - opens_before ))
 echo "ok: --tunnel: sshd forwarded a port and carried $opens connections to the destination"
 ok=$((ok + 1))
 
+# The ssh connections drop mid-migration (their sshd processes killed):
+# start neither hangs nor guesses.  The agents go on between themselves;
+# start watches the source again over a new ssh connection until it no
+# longer runs the migration, then says the outcome is unknown (exit 3).
+mctl_bg() {
+	rc=0
+	: > "$dir/err"     # now, not when the background job gets to it
+	timeout "$STEP_S" "$M" "$@" > "$dir/out" 2> "$dir/err" &
+	bg_pid=$!
+}
+mctl_bg start "$host$dir/a.sock" "$host$dir/b.sock" --lab mem=256M,vcpus=1,wss=8M \
+	--max-bandwidth 40M --json --ssh-key "$dir/user_key" --known-hosts "$dir/known_hosts"
+wait_for "grep -q 'setup => precopy' '$dir/err'" 60 || fail "the slow migration did not start: $(cat "$dir/err")"
+sessions=$(pgrep -P "$sshd_pid" | tr '\n' ' ')
+[ -n "$sessions" ] || fail "no sshd session processes to kill"
+kill $sessions
+wait "$bg_pid" || rc=$?
+[ "$rc" = 3 ] || fail "ssh dropped: start exited $rc, expected 3: $(tail -3 "$dir/err")"
+grep -q 'lost the source agent' "$dir/err" || fail "ssh dropped: $(tail -3 "$dir/err")"
+echo "ok: the ssh connections dropped mid-migration: exit 3, \"$(grep -o 'lost the source agent[^"]*' "$dir/err" | head -1)\""
+ok=$((ok + 1))
+
 # No agent at either socket: each is started over an exec channel for the
 # command (the remote migratectl is this build's) and stopped after it.
 before=$(ls -d /tmp/migratectl-ssh-* 2>/dev/null | sort || true)
