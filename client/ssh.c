@@ -828,11 +828,14 @@ static LIBSSH2_CHANNEL *open_streamlocal(struct mig_ssh *s, const char *path, ui
 
 /*
  * The agent for this connection only, over an exec channel: a shell on the
- * host makes a private directory, starts `migratectl agent` on a socket in
- * it and prints the directory; the agent's --ready-fd byte follows when it
- * listens.  Then the shell waits for its stdin (the channel) to end: when
- * we send EOF, or the connection drops however it drops, it stops the
- * agent, waits for it and removes the directory.  Nothing outlives us.
+ * host makes a private directory, prints it, and starts `migratectl agent`
+ * on a socket in it, whose --ready-fd byte ("1") follows on stdout once it
+ * listens.  The shell waits for the agent; a child of it waits for the
+ * channel's stdin to end (we send EOF, or the connection drops however it
+ * drops) and stops the agent.  Once the agent has ended, the shell prints
+ * "x", removes the directory and exits: an agent that fails to start is
+ * seen at once, and nothing outlives us.  (A background command's stdin is
+ * /dev/null unless redirected: hence the explicit <&0.)
  */
 static int start_agent(struct mig_ssh *s, struct mig_error *err)
 {
