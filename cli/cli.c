@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MIT
 /* Checks the subcommands share, so a bad argument is a usage error (exit 2)
  * before any agent is contacted. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <migrate/agent.h>
 #include <migrate/control.h>
+#include <migrate/ssh.h>
 #include <migrate/transport.h>
 
 #include "cli.h"
@@ -20,12 +23,54 @@ int cli_check_endpoint(const char *cmd, const char *what, const char *arg)
 		fprintf(stderr, "migratectl %s: %s: %s\n", cmd, what, err.msg);
 		return EXIT_USAGE;
 	}
-	if (ep.kind == XPORT_EP_SSH) {
-		fprintf(stderr, "migratectl %s: %s: ssh:// endpoints are not supported yet; start "
-			"`migratectl agent --listen tcp://HOST:PORT --key-file F` on the host and "
-			"use tcp://HOST:PORT with --key-file F\n", cmd, what);
-		return EXIT_USAGE;
+	return 0;
+}
+
+static struct mig_ssh_opts ssh_opts;
+
+const char *cli_ssh_args(void)
+{
+	static char buf[1200];
+
+	snprintf(buf, sizeof(buf), "%s%s%s%s", ssh_opts.key_file ? " --ssh-key " : "",
+		 ssh_opts.key_file ?: "", ssh_opts.known_hosts ? " --known-hosts " : "",
+		 ssh_opts.known_hosts ?: "");
+	return buf;
+}
+
+int cli_ssh_option(const char *cmd, int c, const char *arg)
+{
+	struct mig_ssh_opts o = ssh_opts;
+	const char *name = c == CLI_OPT_SSH_KEY ? "--ssh-key" : "--known-hosts";
+
+	switch (c) {
+	case CLI_OPT_SSH_KEY:
+	case CLI_OPT_KNOWN_HOSTS:
+		/* read now: a file that cannot be is configuration gone wrong */
+		if (access(arg, R_OK) < 0) {
+			fprintf(stderr, "migratectl %s: %s %s: %s\n", cmd, name, arg,
+				strerror(errno));
+			return EXIT_USAGE;
+		}
+		if (c == CLI_OPT_SSH_KEY)
+			o.key_file = arg;
+		else
+			o.known_hosts = arg;
+		break;
+	case CLI_OPT_REMOTE_MIGRATECTL:
+		if (!*arg || strchr(arg, '\'') || strlen(arg) > 400) {
+			fprintf(stderr, "migratectl %s: --remote-migratectl: give the path of "
+				"migratectl on the remote hosts (at most 400 characters, no single "
+				"quote)\n", cmd);
+			return EXIT_USAGE;
+		}
+		o.remote_cmd = arg;
+		break;
+	default:
+		return -1;
 	}
+	ssh_opts = o;
+	mig_ssh_configure(&o);
 	return 0;
 }
 

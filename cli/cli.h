@@ -39,6 +39,21 @@ int cli_agent_open(const char *cmd, const char *endpoint, const char *key_file,
 		   struct mig_client *c);
 
 
+/* The ssh:// options of every command that reaches agents (client/ssh.c):
+ * put CLI_SSH_OPTS in the command's option table and give each option
+ * to cli_ssh_option() first: -1 when it is not one of them, 0 when taken,
+ * EXIT_USAGE after saying what is wrong with it. */
+enum { CLI_OPT_SSH_KEY = 0xf0, CLI_OPT_KNOWN_HOSTS, CLI_OPT_REMOTE_MIGRATECTL };
+#define CLI_SSH_OPTS \
+	{ "ssh-key", required_argument, NULL, CLI_OPT_SSH_KEY }, \
+	{ "known-hosts", required_argument, NULL, CLI_OPT_KNOWN_HOSTS }, \
+	{ "remote-migratectl", required_argument, NULL, CLI_OPT_REMOTE_MIGRATECTL }
+#define CLI_SSH_USAGE "[--ssh-key F] [--known-hosts F] [--remote-migratectl PATH]"
+int cli_ssh_option(const char *cmd, int c, const char *arg);
+/* " --ssh-key F --known-hosts F" as given (or ""), for the commands a
+ * message tells the user to run against the same ssh:// endpoints. */
+const char *cli_ssh_args(void);
+
 /* The options a command has seen so far, by getopt_long's value. */
 struct cli_seen {
 	bool opt[256];

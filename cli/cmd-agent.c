@@ -53,7 +53,7 @@ static int check_listen(const char *arg, size_t cap)
 		fprintf(stderr, "migratectl agent: --listen: an agent listens on tcp://HOST:PORT "
 			"or unix:///PATH, not on %s\n", ep.kind == XPORT_EP_LOCAL ?
 			"\"local\" (a client's word for a private agent it starts)" :
-			"ssh:// (not supported yet)");
+			"ssh:// (a client's way to reach an agent on another host)");
 		return EXIT_USAGE;
 	}
 	/* Cut short, it would be another endpoint. */

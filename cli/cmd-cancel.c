@@ -13,6 +13,7 @@ int cmd_cancel(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "key-file", required_argument, NULL, 'k' },
+		CLI_SSH_OPTS,
 		{ 0 }
 	};
 	const char *key_file = NULL;
@@ -27,14 +28,20 @@ int cmd_cancel(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (cli_once("cancel", opts, ch, &seen))
 			return EXIT_USAGE;
+		r = cli_ssh_option("cancel", ch, optarg);
+		if (r >= 0) {
+			if (r)
+				return r;
+			continue;
+		}
 		if (ch != 'k') {
-			fputs("usage: migratectl cancel ENDPOINT ID [--key-file F]\n", stderr);
+			fputs("usage: migratectl cancel ENDPOINT ID [--key-file F] " CLI_SSH_USAGE "\n", stderr);
 			return EXIT_USAGE;
 		}
 		key_file = optarg;
 	}
 	if (argc - optind != 2) {
-		fputs("usage: migratectl cancel ENDPOINT ID [--key-file F]\n", stderr);
+		fputs("usage: migratectl cancel ENDPOINT ID [--key-file F] " CLI_SSH_USAGE "\n", stderr);
 		return EXIT_USAGE;
 	}
 	r = cli_check_endpoint("cancel", "ENDPOINT", argv[optind]);

@@ -15,7 +15,8 @@
 
 #include "cli.h"
 
-#define CHECK_USAGE "usage: migratectl check SRC DST [--vm NAME] [--json] [--key-file F]\n"
+#define CHECK_USAGE "usage: migratectl check SRC DST [--vm NAME] [--json] [--key-file F]\n" \
+		    "       " CLI_SSH_USAGE "\n"
 
 static const char *verdict_name(int32_t v)
 {
@@ -97,6 +98,7 @@ int cmd_check(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
+		CLI_SSH_OPTS,
 		{ 0 }
 	};
 	struct mig_check_opts o = { 0 };
@@ -110,6 +112,12 @@ int cmd_check(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (cli_once("check", opts, ch, &seen))
 			return EXIT_USAGE;
+		r = cli_ssh_option("check", ch, optarg);
+		if (r >= 0) {
+			if (r)
+				return r;
+			continue;
+		}
 		switch (ch) {
 		case 'v': o.vm = optarg; break;
 		case 'j': json = true; break;

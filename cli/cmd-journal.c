@@ -19,7 +19,8 @@
 
 static void usage(FILE *f)
 {
-	fputs("usage: migratectl journal ENDPOINT [--since NS] [--json] [--key-file F]\n", f);
+	fputs("usage: migratectl journal ENDPOINT [--since NS] [--json] [--key-file F]\n"
+	      "       " CLI_SSH_USAGE "\n", f);
 }
 
 /* start, stop, or for a libvirt hook record the hook's operation */
@@ -41,6 +42,7 @@ int cmd_journal(int argc, char **argv)
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		CLI_SSH_OPTS,
 		{ 0 }
 	};
 	const char *key_file = NULL;
@@ -57,6 +59,12 @@ int cmd_journal(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (cli_once("journal", opts, ch, &seen))
 			return EXIT_USAGE;
+		r = cli_ssh_option("journal", ch, optarg);
+		if (r >= 0) {
+			if (r)
+				return r;
+			continue;
+		}
 		switch (ch) {
 		case 's':
 			if (parse_u64(optarg, 0, UINT64_MAX, &since) < 0) {

@@ -30,7 +30,8 @@ static const char *state_name(uint32_t st)
 
 static void usage(FILE *f)
 {
-	fputs("usage: migratectl migrations ENDPOINT [--json] [--key-file F]\n", f);
+	fputs("usage: migratectl migrations ENDPOINT [--json] [--key-file F]\n"
+	      "       " CLI_SSH_USAGE "\n", f);
 }
 
 int cmd_migrations(int argc, char **argv)
@@ -39,6 +40,7 @@ int cmd_migrations(int argc, char **argv)
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		CLI_SSH_OPTS,
 		{ 0 }
 	};
 	const char *key_file = NULL;
@@ -55,6 +57,12 @@ int cmd_migrations(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (cli_once("migrations", opts, ch, &seen))
 			return EXIT_USAGE;
+		r = cli_ssh_option("migrations", ch, optarg);
+		if (r >= 0) {
+			if (r)
+				return r;
+			continue;
+		}
 		switch (ch) {
 		case 'k': key_file = optarg; break;
 		case 'j': json = true; break;

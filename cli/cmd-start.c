@@ -44,6 +44,7 @@ struct start_opts {
 	bool json;
 	bool libvirt;             /* --vm libvirt:NAME */
 	bool copy_storage;
+	bool tunnel;
 };
 
 /* The human summary's words for the checksum mode the RESULT reports. */
@@ -72,8 +73,9 @@ static void start_usage(FILE *f)
 	      "          [--max-bandwidth BYTES/s] [--timeout DURATION]\n"
 	      "          [--timeout-action abort|force] [--verify|--no-verify] [--json]\n"
 	      "          [--checksum auto|pages|frames] [--switchover-timeout DURATION]\n"
-	      "          [--key-file F]\n"
-	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH\n", f);
+	      "          [--key-file F] " CLI_SSH_USAGE " [--tunnel]\n"
+	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH |\n"
+	      "            ssh://[USER@]HOST[:PORT][/PATH]\n", f);
 }
 
 /* "512 MiB", "1.5 GiB": a size for a message. */
@@ -146,7 +148,9 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		{ "checksum", required_argument, NULL, 'C' },
 		{ "switchover-timeout", required_argument, NULL, 'S' },
 		{ "copy-storage", no_argument, NULL, 'G' },
+		{ "tunnel", no_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
+		CLI_SSH_OPTS,
 		{ 0 }
 	};
 	struct mig_error err = { 0 };
@@ -166,6 +170,12 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (cli_once("start", opts, c, &seen))
 			return EXIT_USAGE;
+		r = cli_ssh_option("start", c, optarg);
+		if (r >= 0) {
+			if (r)
+				return r;
+			continue;
+		}
 		if ((c == 'V' || c == 'N') && seen.opt['V'] && seen.opt['N'])
 			return usage_error("%s", "--verify and --no-verify exclude each other: "
 					   "give one of them");
@@ -221,6 +231,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 			break;
 		case 'k': o->key_file = optarg; break;
 		case 'G': o->copy_storage = true; break;
+		case 'T': o->tunnel = true; break;
 		case 'h':
 			start_usage(stdout);
 			return 1;
@@ -264,6 +275,11 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		return usage_error("--lab: %s", err.msg[0] ? err.msg : "spec too long");
 	if (cli_check_endpoint("start", "SRC", o->src) || cli_check_endpoint("start", "DST", o->dst))
 		return EXIT_USAGE;
+	if (o->tunnel && (strncmp(o->src, "ssh://", 6) || strncmp(o->dst, "ssh://", 6)))
+		return usage_error("%s", "--tunnel carries the migration streams through the ssh "
+				   "connections: SRC and DST must both be ssh:// endpoints");
+	if (o->tunnel && o->libvirt)
+		return usage_error("%s", "--tunnel does not carry libvirt domains yet");
 	if (strcmp(o->src, "local") && !strcmp(o->src, o->dst))
 		return usage_error("SRC and DST are the same agent (%s)", o->src);
 	if (o->key_file && cli_check_key_file("start", o->key_file))
@@ -572,6 +588,7 @@ static void json_without_result(const char *id, const struct start_opts *o, uint
 static void held_hint(const struct start_opts *o, const char *vm, const struct mig_start_result *h)
 {
 	const char *k = o->key_file ? " --key-file " : "", *kf = o->key_file ? o->key_file : "";
+	const char *ssh = cli_ssh_args();
 	const char *peer = h->held_peer[0] ? h->held_peer : o->dst;
 
 	if (!strcmp(o->src, "local")) {
@@ -583,10 +600,11 @@ static void held_hint(const struct start_opts *o, const char *vm, const struct m
 	}
 	fprintf(stderr, "migratectl start: VM %s is kept paused on %s, held by migration %s: it "
 		"may run on the destination (%s). Check there first, then either\n"
-		"  migratectl vm resume %s %s --migration %s%s%s    (it does not run there: run it here)\n"
-		"  migratectl vm discard %s %s --migration %s%s%s   (it runs there: drop this copy)\n",
-		vm, o->src, h->held_id, peer, o->src, vm, h->held_id, k, kf, o->src, vm, h->held_id, k,
-		kf);
+		"  migratectl vm resume %s %s --migration %s%s%s%s    (it does not run there: run it "
+		"here)\n"
+		"  migratectl vm discard %s %s --migration %s%s%s%s   (it runs there: drop this copy)\n",
+		vm, o->src, h->held_id, peer, o->src, vm, h->held_id, k, kf, ssh, o->src, vm,
+		h->held_id, k, kf, ssh);
 }
 
 static void print_progress(const char *id, const struct mig_event *e, bool tty, uint32_t *last_phase)
@@ -630,9 +648,10 @@ static void on_step(void *arg, enum mig_start_step st, const struct mig_start_re
 		break;
 	case MIG_START_STARTED:
 		fprintf(stderr, "migration %s: started, %s %s from %s to %s (cancel with: "
-			"migratectl cancel %s %s%s%s)\n", m->id, m->libvirt ? "domain" : "VM", m->name,
-			o->src, o->dst, m->src_url, m->id,
-			o->key_file ? " --key-file " : "", o->key_file ? o->key_file : "");
+			"migratectl cancel %s %s%s%s%s)\n", m->id, m->libvirt ? "domain" : "VM",
+			m->name, o->src, o->dst, m->src_url, m->id,
+			o->key_file ? " --key-file " : "", o->key_file ? o->key_file : "",
+			cli_ssh_args());
 		break;
 	case MIG_START_PROGRESS:
 		/* Phase changes are logged on stderr even with --json: stdout
@@ -736,6 +755,7 @@ int cmd_start(int argc, char **argv)
 	so.src = o.src;
 	so.dst = o.dst;
 	so.key_file = o.key_file;
+	so.tunnel = o.tunnel;
 	so.vm = o.vm;
 	so.lab_spec = o.lab;
 	so.lv_flags = o.copy_storage ? MIG_LV_F_COPY_STORAGE : 0;

@@ -37,17 +37,24 @@ static int parse_remote(const char *cmd, int argc, char **argv, struct remote_op
 		{ "lab", required_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "migration", required_argument, NULL, 'm' },
+		CLI_SSH_OPTS,
 		{ 0 }
 	};
 	struct cli_seen seen = { 0 };
 	char what[32];
-	int c;
+	int c, r;
 
 	snprintf(what, sizeof(what), "vm %s", cmd);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (cli_once(what, opts, c, &seen))
 			return EXIT_USAGE;
+		r = cli_ssh_option(what, c, optarg);
+		if (r >= 0) {
+			if (r)
+				return r;
+			continue;
+		}
 		switch (c) {
 		case 'k': o->key_file = optarg; break;
 		case 'n': o->name = optarg; break;

@@ -16,6 +16,7 @@
 
 #include <migrate/agent.h>
 #include <migrate/engine.h>
+#include <migrate/ssh.h>
 #include <migrate/wire-order.h>
 
 #include "util.h"
@@ -178,7 +179,17 @@ static int connect_url(struct mig_client *c, const char *key_file, struct mig_er
 	r = xport_endpoint_parse(c->url, &c->ep, err);
 	if (r < 0)
 		return r;
-	fd = xport_connect(&c->ep, CONNECT_TIMEOUT_MS, err);
+	/* ssh: a channel to the agent's socket on the host, as a local socket;
+	 * a reopened client shares its first's ssh connection */
+	if (c->ep.kind == XPORT_EP_SSH && !c->ssh) {
+		r = mig_ssh_open(&c->ep, &c->ssh, err);
+		if (r < 0)
+			return r;
+	}
+	if (c->ssh)
+		fd = mig_ssh_connect_agent(c->ssh, err);
+	else
+		fd = xport_connect(&c->ep, CONNECT_TIMEOUT_MS, err);
 	if (fd < 0)
 		return fd;
 	r = xport_conn_init(&c->conn, fd, err);
@@ -200,9 +211,6 @@ int mig_client_open(const char *endpoint, const char *key_file, struct mig_clien
 	r = xport_endpoint_parse(endpoint, &ep, err);
 	if (r < 0)
 		return r;
-	if (ep.kind == XPORT_EP_SSH)
-		return mig_error_set(err, -ENOTSUP, "ssh:// endpoints are not supported yet; start "
-				     "an agent on the host and use tcp://HOST:PORT");
 	if (ep.kind == XPORT_EP_LOCAL) {
 		r = spawn_local(c, err);
 		if (r < 0) {
@@ -226,6 +234,9 @@ int mig_client_reopen(const struct mig_client *c, const char *key_file, struct m
 	memset(ret, 0, sizeof(*ret));
 	ret->conn.fd = -1;
 	snprintf(ret->url, sizeof(ret->url), "%s", c->url);
+	/* the same ssh connection while it lasts, else a new one */
+	if (c->ssh && mig_ssh_alive(c->ssh))
+		ret->ssh = mig_ssh_ref(c->ssh);
 	r = connect_url(ret, key_file, err);
 	if (r < 0)
 		mig_client_close(ret);
@@ -237,6 +248,9 @@ void mig_client_close(struct mig_client *c)
 	if (c->conn.fd >= 0)
 		xport_conn_close(&c->conn);
 	c->conn.fd = -1;
+	/* after the connection's socket: its channel ends first */
+	mig_ssh_unref(c->ssh);
+	c->ssh = NULL;
 	if (c->child > 0) {
 		kill(c->child, SIGTERM);
 		waitpid(c->child, NULL, 0);

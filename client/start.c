@@ -13,6 +13,7 @@
 #include <uuid/uuid.h>
 
 #include <migrate/agent.h>
+#include <migrate/ssh.h>
 #include <migrate/start.h>
 #include <migrate/transport.h>
 #include <migrate/wire-order.h>
@@ -226,6 +227,36 @@ static int follow(const struct mig_start_opts *o, struct mig_client *src, const 
 	return r;
 }
 
+/* Where the destination agent listens for the migration's streams: the
+ * host the source reaches it by (a tcp or ssh endpoint's HOST; the
+ * streams go straight between the agents, not through ssh), or loopback
+ * for an agent on this host. */
+static const char *dest_listen_host(const struct mig_start_opts *o,
+				    const struct xport_endpoint *dep)
+{
+	if (o->tunnel)
+		return "127.0.0.1";
+	return dep->kind == XPORT_EP_TCP || dep->kind == XPORT_EP_SSH ? dep->host : "127.0.0.1";
+}
+
+/* --tunnel: the address the source connects to, a port sshd forwards at
+ * its host to the destination's listener at its own (include/migrate/ssh.h). */
+static int tunnel_addr(struct mig_client *src, struct mig_client *dst, const char *dest_addr,
+		       char *buf, size_t n, struct mig_error *err)
+{
+	struct xport_endpoint ep;
+	int port, r;
+
+	r = xport_endpoint_parse(dest_addr, &ep, err);
+	if (r < 0)
+		return r;
+	r = mig_ssh_tunnel(src->ssh, dst->ssh, ep.port, &port, err);
+	if (r < 0)
+		return r;
+	snprintf(buf, n, "127.0.0.1:%d", port);
+	return 0;
+}
+
 /* ---- libvirt domains (docs/libvirt.md) ---- */
 
 /* Where a libvirt domain is on one host, asked on a connection of its own
@@ -417,7 +448,7 @@ static void start_libvirt(const struct mig_start_opts *o, struct mig_client *src
 	in.flags = o->lv_flags;
 	xport_endpoint_parse(o->dst, &dep, NULL);
 	str_copy(in.listen_host, sizeof(in.listen_host),
-		 dep.kind == XPORT_EP_TCP ? dep.host : "127.0.0.1");
+		 dest_listen_host(o, &dep));
 	ret->prepare_ms = mig_now_ms();
 	mig_wire_le(&mig_wl_lv_incoming, &in, 1);
 	r = interrupted(o) ? -EINTR : mig_client_call(dst, MIG_OP_LV_INCOMING, &in, sizeof(in),
@@ -510,7 +541,20 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 		snprintf(ret->why, sizeof(ret->why), "destination %s: %s", o->dst, err.msg);
 		goto out;
 	}
+	if (o->tunnel && (!src.ssh || !dst.ssh)) {
+		ret->usage = true;
+		snprintf(ret->why, sizeof(ret->why), "--tunnel carries the migration through the "
+			 "ssh connections: give ssh:// SRC and DST");
+		goto out;
+	}
 	if (o->vm && !strncmp(o->vm, MIG_START_LIBVIRT_PREFIX, strlen(MIG_START_LIBVIRT_PREFIX))) {
+		if (o->tunnel) {
+			ret->usage = true;
+			snprintf(ret->why, sizeof(ret->why), "--tunnel does not carry libvirt "
+				 "domains yet: libvirt's migration goes through the agents' own "
+				 "tunnel, directly between the hosts");
+			goto out;
+		}
 		start_libvirt(o, &src, &dst, &in, ret, &prepared);
 		if (ret->outcome == MIG_START_NOT_STARTED)
 			goto out;
@@ -562,7 +606,7 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 	in.streams = o->params.streams;
 	xport_endpoint_parse(o->dst, &dep, NULL);
 	str_copy(in.listen_host, sizeof(in.listen_host),
-		 dep.kind == XPORT_EP_TCP ? dep.host : "127.0.0.1");
+		 dest_listen_host(o, &dep));
 	ret->prepare_ms = mig_now_ms();
 	win = in;
 	mig_wire_le(&mig_wl_incoming, &win, 1);
@@ -579,6 +623,11 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 	inrep.addr[sizeof(inrep.addr) - 1] = '\0';
 	str_copy(ret->dest_addr, sizeof(ret->dest_addr), inrep.addr);
 	outgoing_of(o, &in, ret, &out);
+	if (o->tunnel && tunnel_addr(&src, &dst, inrep.addr, out.dest_addr, sizeof(out.dest_addr),
+				     &err) < 0) {
+		snprintf(ret->why, sizeof(ret->why), "--tunnel: %s", err.msg);
+		goto out;
+	}
 	/* The destination gives its prepared VM up when no source connects. */
 	if (interrupted(o))
 		goto out;

@@ -20,6 +20,10 @@ packages=(
 	libxxhash-dev
 	libcriterion-dev
 	libssl-dev
+	# ssh:// endpoints (client/ssh.c), and the sshd their test logs in to
+	# (tests/ssh/test-ssh.sh)
+	libssh2-1-dev
+	openssh-server
 	# the chaos runner reads start's JSON (migratectl chaos, docs/chaos.md)
 	libjson-c-dev
 	# libvirt's qemu hook reads domain XML (migratectl hook, docs/libvirt.md)

@@ -873,8 +873,11 @@ Test(migrate, bad_options_exit_2)
 	proc_expect_usage("start local local --key-file /nonexistent/key", "--key-file");
 	proc_expect_usage("start local local --vm no-such-vm", "no VM named");
 	proc_expect_usage("start local local --vm a/b", "not a VM name");
-	proc_expect_usage("start ssh://host local", "ssh:// endpoints are not supported yet");
-	proc_expect_usage("vm list ssh://host", "ssh:// endpoints are not supported yet");
+	proc_expect_usage("start ssh://host local --ssh-key /nonexistent/key", "--ssh-key");
+	proc_expect_usage("vm list ssh://host --known-hosts /nonexistent/kh", "--known-hosts");
+	proc_expect_usage("vm list ssh://host/", "empty socket path");
+	proc_expect_usage("start local ssh://host --tunnel", "--tunnel");
+	proc_expect_usage("start ssh://a ssh://b --tunnel --vm libvirt:d", "--tunnel");
 	proc_expect_usage("vm list ftp://x", "ENDPOINT: unknown endpoint scheme");
 	proc_expect_usage("vm create local --name a/b", "not a VM name");
 	proc_expect_usage("vm destroy local "

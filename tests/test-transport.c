@@ -99,13 +99,21 @@ static const struct ep_good ep_good[] = {
 	{ "unix:///run/migratectl/agent.sock", XPORT_EP_UNIX, "", 0,
 	  "/run/migratectl/agent.sock", "", "unix:///run/migratectl/agent.sock" },
 	{ "unix:///a b", XPORT_EP_UNIX, "", 0, "/a b", "", "unix:///a b" },
-	{ "ssh://host", XPORT_EP_SSH, "host", 22, "", "", "ssh://host" },
-	{ "ssh://root@host", XPORT_EP_SSH, "host", 22, "", "root", "ssh://root@host" },
-	{ "ssh://ops.lab@host:2222", XPORT_EP_SSH, "host", 2222, "", "ops.lab",
-	  "ssh://ops.lab@host:2222" },
-	{ "ssh://u@[2001:db8::5]:22", XPORT_EP_SSH, "2001:db8::5", 22, "", "u",
-	  "ssh://u@[2001:db8::5]" },
-	{ "ssh://[::1]", XPORT_EP_SSH, "::1", 22, "", "", "ssh://[::1]" },
+	/* no /PATH: the agent a host runs as a service (XPORT_SSH_AGENT_SOCK) */
+	{ "ssh://host", XPORT_EP_SSH, "host", 22, "/run/migratectl/agent.sock", "", "ssh://host" },
+	{ "ssh://root@host", XPORT_EP_SSH, "host", 22, "/run/migratectl/agent.sock", "root",
+	  "ssh://root@host" },
+	{ "ssh://ops.lab@host:2222", XPORT_EP_SSH, "host", 2222, "/run/migratectl/agent.sock",
+	  "ops.lab", "ssh://ops.lab@host:2222" },
+	{ "ssh://u@[2001:db8::5]:22", XPORT_EP_SSH, "2001:db8::5", 22,
+	  "/run/migratectl/agent.sock", "u", "ssh://u@[2001:db8::5]" },
+	{ "ssh://[::1]", XPORT_EP_SSH, "::1", 22, "/run/migratectl/agent.sock", "", "ssh://[::1]" },
+	{ "ssh://root@host:2222/tmp/a b.sock", XPORT_EP_SSH, "host", 2222, "/tmp/a b.sock", "root",
+	  "ssh://root@host:2222/tmp/a b.sock" },
+	{ "ssh://[::1]/srv/agent.sock", XPORT_EP_SSH, "::1", 22, "/srv/agent.sock", "",
+	  "ssh://[::1]/srv/agent.sock" },
+	{ "ssh://h/run/migratectl/agent.sock", XPORT_EP_SSH, "h", 22, "/run/migratectl/agent.sock",
+	  "", "ssh://h" },
 };
 
 Test(endpoint, parses_every_form)
@@ -139,7 +147,7 @@ struct ep_bad {
 	const char *msg;   /* a substring the message must contain */
 };
 
-static char long_unix[160], long_host[300];
+static char long_unix[160], long_host[300], long_ssh[160];
 
 static const struct ep_bad ep_bad[] = {
 	{ "", -EINVAL, "expected local, tcp://HOST:PORT" },
@@ -172,6 +180,10 @@ static const struct ep_bad ep_bad[] = {
 	{ "ssh://root@", -EINVAL, "empty host" },
 	{ "ssh://host:0", -ERANGE, "out of range" },
 	{ "ssh://host:70000", -ERANGE, "out of range" },
+	{ "ssh://host/", -EINVAL, "empty socket path" },
+	{ "ssh://host:22/", -EINVAL, "empty socket path" },
+	{ "ssh://host:/a.sock", -EINVAL, "missing port" },
+	{ long_ssh, -ENAMETOOLONG, "at most 107" },
 	{ "http://host:80", -EINVAL, "unknown endpoint scheme \"http\"" },
 	{ "TCP://host:80", -EINVAL, "unknown endpoint scheme" },
 	{ "host", -EINVAL, "needs a port" },
@@ -182,6 +194,8 @@ static const struct ep_bad ep_bad[] = {
 Test(endpoint, rejects_bad_forms_and_leaves_the_result_alone)
 {
 	memcpy(long_unix, "unix:///", 8);
+	memset(long_ssh, 'p', sizeof(long_ssh) - 1);
+	memcpy(long_ssh, "ssh://h/", 8);
 	memset(long_unix + 8, 'p', sizeof(long_unix) - 9);
 	memcpy(long_host, "tcp://", 6);
 	memset(long_host + 6, 'h', 260);

@@ -26,7 +26,8 @@
 
 #include "transport-internal.h"
 
-#define EP_FORMS "local, tcp://HOST:PORT, HOST:PORT, unix:///PATH or ssh://[USER@]HOST[:PORT]"
+#define EP_FORMS "local, tcp://HOST:PORT, HOST:PORT, unix:///PATH or " \
+	"ssh://[USER@]HOST[:PORT][/PATH]"
 #define LISTEN_BACKLOG 64
 #define SOCK_BUF_BYTES (4 << 20)
 
@@ -161,6 +162,38 @@ static int parse_host_port(const char *s, const char *what, uint16_t default_por
 	return 0;
 }
 
+/* ssh://[USER@]HOST[:PORT][/PATH]: the remote agent's socket in ep->path
+ * (XPORT_SSH_AGENT_SOCK when none is given).  A host name has no '/', so the
+ * first one starts the path. */
+static int ssh_host_path(const char *rest, const char *what, struct xport_endpoint *ep,
+			 struct mig_error *err)
+{
+	const char *slash = strchr(rest, '/');
+	char hostport[300];
+	size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+
+	if (n >= sizeof(hostport))
+		return mig_error_set(err, -ENAMETOOLONG, "%s: host name is %zu characters; at "
+				     "most %zu are allowed", what, n, sizeof(ep->host) - 1);
+	memcpy(hostport, rest, n);
+	hostport[n] = '\0';
+	if (!slash) {
+		str_copy(ep->path, sizeof(ep->path), XPORT_SSH_AGENT_SOCK);
+	} else if (!slash[1]) {
+		return mig_error_set(err, -EINVAL, "%s: empty socket path after the host "
+				     "(expected ssh://[USER@]HOST[:PORT][/ABSOLUTE/PATH], or "
+				     "nothing after HOST[:PORT] for %s)", what,
+				     XPORT_SSH_AGENT_SOCK);
+	} else if (strlen(slash) >= sizeof(ep->path)) {
+		return mig_error_set(err, -ENAMETOOLONG, "%s: the remote socket path is %zu "
+				     "bytes; unix sockets allow at most %zu", what, strlen(slash),
+				     sizeof(ep->path) - 1);
+	} else {
+		memcpy(ep->path, slash, strlen(slash) + 1);
+	}
+	return parse_host_port(hostport, what, 22, ep, err);
+}
+
 int xport_endpoint_parse(const char *s, struct xport_endpoint *ret, struct mig_error *err)
 {
 	struct xport_endpoint ep = { 0 };
@@ -219,7 +252,7 @@ int xport_endpoint_parse(const char *s, struct xport_endpoint *ret, struct mig_e
 			ep.user[ulen] = '\0';
 			rest = at + 1;
 		}
-		r = parse_host_port(rest, what, 22, &ep, err);
+		r = ssh_host_path(rest, what, &ep, err);
 		if (r < 0)
 			return r;
 	} else if ((sep = strstr(s, "://"))) {
@@ -257,14 +290,17 @@ void xport_endpoint_format(const struct xport_endpoint *ep, char *buf, size_t n)
 	case XPORT_EP_UNIX:
 		snprintf(buf, n, "unix://%s", ep->path);
 		break;
-	case XPORT_EP_SSH:
-		if (ep->port == 22)
-			snprintf(buf, n, "ssh://%s%s%s%s%s", ep->user, *ep->user ? "@" : "",
-				 lb, ep->host, rb);
-		else
-			snprintf(buf, n, "ssh://%s%s%s%s%s:%u", ep->user,
-				 *ep->user ? "@" : "", lb, ep->host, rb, ep->port);
+	case XPORT_EP_SSH: {
+		/* the default socket goes unsaid; any other parses back */
+		const char *path = strcmp(ep->path, XPORT_SSH_AGENT_SOCK) ? ep->path : "";
+		char port[8] = "";
+
+		if (ep->port != 22)
+			snprintf(port, sizeof(port), ":%u", ep->port);
+		snprintf(buf, n, "ssh://%s%s%s%s%s%s%s", ep->user, *ep->user ? "@" : "", lb,
+			 ep->host, rb, port, path);
 		break;
+	}
 	default:
 		snprintf(buf, n, "(endpoint kind %d)", (int)ep->kind);
 		break;

@@ -79,6 +79,7 @@ int agent_run(const struct agent_opts *opts, struct mig_error *err);
 struct mig_client {
 	struct xport_conn conn;
 	struct xport_endpoint ep;
+	struct mig_ssh *ssh;    /* ssh://: the connection its channel runs on */
 	pid_t child;            /* a private agent started for "local" */
 	char tmpdir[64];
 	char url[300];          /* where the agent listens */

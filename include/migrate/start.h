@@ -30,6 +30,10 @@ struct mig_start_opts {
 	const char *vm;           /* the VM on src ("libvirt:NAME": a libvirt domain); NULL:
 				   * make a lab VM */
 	uint32_t lv_flags;        /* a libvirt domain: MIG_LV_F_* */
+	/* ssh:// SRC and DST only: the migration streams go through the two
+	 * ssh connections (the destination listens on its loopback, the
+	 * source connects to a port sshd forwards on its own). */
+	bool tunnel;
 	const char *lab_spec;     /* for that lab VM ("" or NULL: defaults) */
 	/* The migration's settings: streams, codec, limits, verify, checksum.
 	 * Its id, secret, name and dest_addr are filled in here. */

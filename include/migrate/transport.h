@@ -28,11 +28,16 @@ struct xport_endpoint {
 	enum xport_ep_kind kind;
 	char host[256];    /* tcp/ssh: host name or address ("[::1]" given without brackets) */
 	uint16_t port;     /* tcp/ssh */
-	char path[108];    /* unix */
-	char user[64];     /* ssh */
+	char path[108];    /* unix; ssh: the agent's socket on the remote host */
+	char user[64];     /* ssh ("": the local user's name) */
 };
 
-/* "local", "tcp://HOST:PORT", "HOST:PORT", "unix:///PATH", "ssh://[USER@]HOST[:PORT]". */
+/* Where an ssh:// endpoint without a /PATH finds the remote agent: the
+ * socket of the agent a host runs as a service. */
+#define XPORT_SSH_AGENT_SOCK "/run/migratectl/agent.sock"
+
+/* "local", "tcp://HOST:PORT", "HOST:PORT", "unix:///PATH",
+ * "ssh://[USER@]HOST[:PORT][/PATH]". */
 int xport_endpoint_parse(const char *s, struct xport_endpoint *ret, struct mig_error *err);
 /* Back to text, for messages. */
 void xport_endpoint_format(const struct xport_endpoint *ep, char *buf, size_t n);
