@@ -59,6 +59,9 @@ packages=(
 	# the driver's own test (tests/libvirt/test-lvdriver.sh) relays the
 	# migration's unix sockets between the two libvirtds with socat
 	socat
+	# bench/peer-qemu.py: the certificates of QEMU's TLS runs and the
+	# AES-256-GCM limit (openssl speed)
+	openssl
 )
 
 missing=()
