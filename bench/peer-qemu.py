@@ -356,7 +356,11 @@ def run_qemu(tmp, guest, channels, tls, opts):
         end = time.monotonic() + opts.timeout
         while True:
             info = sq.cmd("query-migrate")
-            if info.get("status") in ("completed", "failed", "cancelled"):
+            if info.get("status") in ("failed", "cancelled"):
+                break
+            # QEMU shows "completed" a moment before it fills in
+            # total-time and downtime (0 until then)
+            if info.get("status") == "completed" and info.get("total-time"):
                 break
             if time.monotonic() > end:
                 sq.cmd("migrate_cancel")
@@ -457,7 +461,7 @@ def run_ours(migratectl, mem, streams, encrypt, timeout):
 # --- the run ----------------------------------------------------------------
 
 def median_run(runs):
-    ok = [r for r in runs if r.get("result") == "completed"]
+    ok = [r for r in runs if r.get("result") == "completed" and r.get("total_ms")]
     if not ok:
         return runs[0]
     ok.sort(key=lambda r: r["total_ms"])
