@@ -70,6 +70,9 @@ packages=(
 	debhelper
 	lintian
 	systemd
+	# bench/peer-qemu.py: the certificates of QEMU's TLS runs and the
+	# AES-256-GCM limit (openssl speed)
+	openssl
 )
 
 missing=()
