@@ -426,9 +426,11 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	memcpy(&req, body, sizeof(req));
 	mig_wire_le(&mig_wl_incoming, &req, 1);
 	req.listen_host[sizeof(req.listen_host) - 1] = '\0';
-	if (!mig_vm_name_ok(req.name, sizeof(req.name)) || req.streams < 1 ||
+	if (!mig_vm_name_ok(req.name, sizeof(req.name)) || req.encrypt >= _MIG_ENCRYPT_END ||
+	    req.streams < 1 ||
 	    req.streams > MIG_MAX_STREAMS)
-		return agent_reply(s, -EINVAL, "MIG_INCOMING: bad VM name or stream count (1-16)", NULL, 0);
+		return agent_reply(s, -EINVAL, "MIG_INCOMING: bad VM name, stream count (1-16) or "
+				   "encryption", NULL, 0);
 	in = calloc(1, sizeof(*in));
 	if (!in)
 		return agent_reply(s, -ENOMEM, "out of memory", NULL, 0);
@@ -478,6 +480,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	memcpy(in->o.secret, req.secret, MIG_SECRET_LEN);
 	str_copy(in->o.name, sizeof(in->o.name), req.name);
 	in->o.streams = req.streams;
+	in->o.encrypt = req.encrypt;
 	in->o.listen_fd = fd;
 	in->o.status = &in->status;
 	in->o.cancel = &in->mig->cancel;
@@ -556,9 +559,9 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	if (req.streams < 1 || req.streams > MIG_MAX_STREAMS || req.codec < XPORT_CODEC_NONE ||
 	    req.codec > XPORT_CODEC_AUTO || req.timeout_action < CONV_TIMEOUT_ABORT ||
 	    req.timeout_action > CONV_TIMEOUT_FORCE || req.checksum < MIG_CHECKSUM_PAGES ||
-	    req.checksum > MIG_CHECKSUM_AUTO)
-		return agent_reply(s, -EINVAL, "MIG_OUTGOING: bad streams, codec, timeout action or "
-			     "checksum mode", NULL, 0);
+	    req.checksum > MIG_CHECKSUM_AUTO || req.encrypt >= _MIG_ENCRYPT_END)
+		return agent_reply(s, -EINVAL, "MIG_OUTGOING: bad streams, codec, timeout action, "
+			     "checksum mode or encryption", NULL, 0);
 	pthread_mutex_lock(&a->lock);
 	v = vm_find(a, req.name);
 	if (!v)
@@ -594,6 +597,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	o.compress.level = req.level;
 	o.verify = req.verify;
 	o.checksum = (enum mig_checksum)req.checksum;
+	o.encrypt = req.encrypt;
 	conv_params_default(&o.conv);
 	o.conv.downtime_limit_ms = req.downtime_limit_ms;
 	o.conv.max_bandwidth_bps = req.max_bandwidth_bps;

@@ -18,6 +18,7 @@
 #include <migrate/parse.h>
 #include <migrate/policy.h>
 #include <migrate/start.h>
+#include <migrate/stream.h>
 
 #include "cli.h"
 #include "util.h"
@@ -41,6 +42,7 @@ struct start_opts {
 	enum conv_timeout_action action;
 	int verify;   /* -1 default */
 	enum mig_checksum checksum;
+	uint32_t encrypt;         /* enum mig_encrypt */
 	bool json;
 	bool libvirt;             /* --vm libvirt:NAME */
 	bool copy_storage;
@@ -73,6 +75,7 @@ static void start_usage(FILE *f)
 	      "          [--max-bandwidth BYTES/s] [--timeout DURATION]\n"
 	      "          [--timeout-action abort|force] [--verify|--no-verify] [--json]\n"
 	      "          [--checksum auto|pages|frames] [--switchover-timeout DURATION]\n"
+	      "          [--encrypt auto|always|never]\n"
 	      "          [--key-file F] " CLI_SSH_USAGE " [--tunnel]\n"
 	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH |\n"
 	      "            ssh://[USER@]HOST[:PORT][/PATH]\n", f);
@@ -149,6 +152,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		{ "switchover-timeout", required_argument, NULL, 'S' },
 		{ "copy-storage", no_argument, NULL, 'G' },
 		{ "tunnel", no_argument, NULL, 'T' },
+		{ "encrypt", required_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		CLI_SSH_OPTS,
 		{ 0 }
@@ -224,6 +228,14 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 						   "(headers and page lists only)", optarg);
 			o->checksum = (enum mig_checksum)r;
 			break;
+		case 'E':
+			r = mig_encrypt_from_string(optarg);
+			if (r < 0)
+				return usage_error("invalid --encrypt '%s': expected auto (the default: "
+						   "the streams that leave this host), always or never",
+						   optarg);
+			o->encrypt = (uint32_t)r;
+			break;
 		case 'S':
 			if (parse_duration_ms(optarg, 1000, &o->switchover_ms) < 0 || !o->switchover_ms)
 				return usage_error("invalid --switchover-timeout '%s': expected a "
@@ -254,7 +266,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		/* QEMU sends its own stream: what shapes ours has no say in it */
 		static const struct { int c; const char *name; } engine_only[] = {
 			{ 'c', "--compress" }, { 'V', "--verify" }, { 'N', "--no-verify" },
-			{ 'C', "--checksum" }, { 'S', "--switchover-timeout" },
+			{ 'C', "--checksum" }, { 'S', "--switchover-timeout" }, { 'E', "--encrypt" },
 		};
 
 		for (size_t i = 0; i < ARRAY_SIZE(engine_only); i++)
@@ -353,6 +365,11 @@ static void print_json(const char *id, const struct mig_event *e,
 	else
 		json_null(&w, "checksum");   /* failed before auto was resolved */
 	json_str(&w, "checksum_requested", mig_checksum_to_string(o->checksum));
+	if (started)
+		json_str(&w, "encryption", e->encrypted ? "aes-256-gcm" : "none");
+	else
+		json_null(&w, "encryption");
+	json_str(&w, "encrypt_requested", mig_encrypt_to_string(o->encrypt));
 	json_u64(&w, "throughput_bps", e->throughput_bps);
 	json_obj_begin(&w, "ram");
 	json_u64(&w, "total_bytes", e->ram_total_bytes);
@@ -685,10 +702,11 @@ static void print_summary(const struct start_opts *o, const struct mig_start_res
 		printf("  error: %s\n", res->error);
 	printf("  destination prepared in %llu ms\n", (unsigned long long)m->prepare_ms);
 	printf("  total %llu ms (setup %llu ms), downtime %llu ms, %u round%s, %u stream%s, "
-	       "%s, checksum %s\n", (unsigned long long)res->total_ms,
+	       "%s, checksum %s, %s\n", (unsigned long long)res->total_ms,
 	       (unsigned long long)res->setup_ms, (unsigned long long)res->downtime_ms, res->round,
 	       res->round == 1 ? "" : "s", res->streams, res->streams == 1 ? "" : "s",
-	       xport_codec_to_string(res->codec), checksum_text(res, o->checksum));
+	       xport_codec_to_string(res->codec), checksum_text(res, o->checksum),
+	       res->encrypted ? "encrypted (AES-256-GCM)" : "not encrypted");
 	printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "
 	       "%llu torn (sent again), %.0f MiB/s\n",
 	       (unsigned long long)(res->ram_total_bytes >> 20),
@@ -764,7 +782,7 @@ int cmd_start(int argc, char **argv)
 		.verify = o.verify != 0, .checksum = o.checksum,
 		.downtime_limit_ms = o.downtime_ms, .max_bandwidth_bps = o.max_bw,
 		.timeout_ms = o.timeout_ms, .timeout_action = o.action,
-		.switchover_timeout_ms = o.switchover_ms,
+		.switchover_timeout_ms = o.switchover_ms, .encrypt = o.encrypt,
 	};
 	so.interrupted = &interrupted;
 	so.check_vm = o.vm && !o.libvirt ? check_vm : NULL;

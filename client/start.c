@@ -604,6 +604,7 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 	in.lab = ret->vm.lab;
 	str_copy(in.name, sizeof(in.name), ret->name);
 	in.streams = o->params.streams;
+	in.encrypt = o->params.encrypt;
 	xport_endpoint_parse(o->dst, &dep, NULL);
 	str_copy(in.listen_host, sizeof(in.listen_host),
 		 dest_listen_host(o, &dep));

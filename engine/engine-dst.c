@@ -33,6 +33,7 @@
 #include <zstd.h>
 #endif
 
+#include <migrate/aead.h>
 #include <migrate/wire-order.h>
 
 #include "util.h"
@@ -80,6 +81,8 @@ struct dst {
 	struct xport_ring ring;
 	struct rx_stream *st;     /* [0] control, [1..n] data */
 	unsigned n;
+	/* each stream's keys when the source sealed it ([0] control) */
+	struct xport_aead *aead[MIG_MAX_STREAMS + 1];
 	uint64_t rejected;
 	struct mig_vm *vm;
 	uint8_t *ram;
@@ -205,7 +208,8 @@ static void on_stream(void *ctx, unsigned index, int fd)
 static int accept_streams(struct dst *d)
 {
 	struct xport_streams who = { .id = d->o->id, .secret = d->o->secret, .n = d->n,
-				     .on_stream = on_stream, .ctx = d, .cancel = d->o->cancel };
+				     .on_stream = on_stream, .ctx = d, .cancel = d->o->cancel,
+				     .encrypt = d->o->encrypt, .aeads = d->aead };
 	int fds[MIG_MAX_STREAMS + 1];
 	int r = xport_streams_accept(d->o->listen_fd, &who, fds, &d->rejected, &d->err);
 
@@ -217,6 +221,8 @@ static int accept_streams(struct dst *d)
 		d->st[k].rx.seq = 1;
 		d->st[k].tx.fd = fds[k];
 		d->st[k].tx.seq = 1;
+		d->st[k].rx.aead = d->aead[k];
+		d->st[k].tx.aead = d->aead[k];
 	}
 	return 0;
 }
@@ -315,6 +321,11 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
 				 s->index, &ph, s->ent, s->tags, s->err);
 	if (r < 0)
 		return r;
+	if (s->rx.aead && s->rx.trailer != ph.data_len)
+		return mig_error_set(s->err, -EBADMSG, "stream %u: sealed PAGES frame seq %llu says "
+				     "%llu bytes follow it, its page list %u", s->index,
+				     (unsigned long long)s->rx.hdr.seq,
+				     (unsigned long long)s->rx.trailer, ph.data_len);
 	s->ph = ph;
 	s->nruns = 0;
 	for (unsigned i = 0; i < ph.count; i++) {
@@ -335,9 +346,9 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
 		if (mig_buf_reserve(&s->rx.buf, ph.data_len) < 0)
 			return mig_error_set(s->err, -ENOMEM, "out of memory");
 		iov = (struct iovec){ s->rx.buf.data, ph.data_len };
-		return xport_chan_rx_post(&s->rx, XPORT_RX_DATA, &iov, 1, s->err);
+		return xport_chan_rx_data(&s->rx, &iov, 1, s->err);
 	}
-	return xport_chan_rx_post(&s->rx, XPORT_RX_DATA, s->runs, s->nruns, s->err);
+	return xport_chan_rx_data(&s->rx, s->runs, s->nruns, s->err);
 }
 
 /* The data of the PAGES frame in s has arrived: check each page against its
@@ -347,7 +358,13 @@ static int pages_data(struct dst *d, struct rx_stream *s)
 {
 	bool zstd = s->rx.hdr.flags & MIG_FRAME_F_ZSTD, live = s->rx.hdr.flags & MIG_FRAME_F_LIVE;
 	const uint8_t *data = NULL, *tag = s->tags;
+	struct iovec buf = { s->rx.buf.data, s->ph.data_len };
 
+	/* sealed data: opened where it landed (guest RAM, or the buffer)
+	 * before any of it is used */
+	if (s->ph.data_len && xport_chan_rx_data_open(&s->rx, zstd ? &buf : s->runs,
+						      zstd ? 1 : s->nruns, s->err) < 0)
+		return mig_error_prefix(s->err, "stream %u", s->index);
 	if (zstd) {
 #if HAVE_ZSTD
 		size_t nz = s->ph.count - s->ph.zero_count, out;
@@ -1113,6 +1130,8 @@ out:
 		mig_buf_free(&d.st[k].rx.buf);
 		xport_chan_free(&d.st[k].tx);
 	}
+	for (unsigned k = 0; k < ARRAY_SIZE(d.aead); k++)
+		xport_aead_free(d.aead[k]);
 	for (int i = 0; i < 2; i++)
 		if (d.note[i] >= 0)
 			close(d.note[i]);

@@ -27,6 +27,7 @@
 #include <zstd.h>
 #endif
 
+#include <migrate/aead.h>
 #include <migrate/device.h>
 #include <migrate/wire-order.h>
 
@@ -64,6 +65,11 @@ struct tx_slot {
 	uint8_t *buf;
 	size_t cap;
 	struct xport_op op;
+	/* a sealed stream's frame: its payload and data, sealed, and their
+	 * tags (allocated at the first frame) */
+	uint8_t *seal;
+	size_t seal_cap;
+	uint8_t tag[2][XPORT_AEAD_TAG];
 };
 
 struct src;
@@ -83,6 +89,7 @@ struct tx_worker {
 	unsigned index;           /* 1..n, as in STREAM_HELLO */
 	int fd;
 	uint64_t seq;             /* last frame sealed */
+	struct xport_aead *aead;  /* a sealed stream's keys (the src's); NULL: clear */
 	uint64_t frames;          /* PAGES and DEVICE_DATA frames of the current job */
 	struct tx_slot slot[2];   /* one in flight while the other is built */
 	unsigned next;
@@ -111,6 +118,9 @@ struct src {
 	uint64_t words;
 	struct xport_ring ring;   /* the control stream's */
 	int ctl_fd;
+	/* each stream's keys when sealed ([0] control), NULL in clear */
+	struct xport_aead *aead[MIG_MAX_STREAMS + 1];
+	bool sealed;
 	struct xport_chan_tx ctl; /* its sends */
 	struct xport_chan_rx ctl_rx; /* and what comes back */
 	struct tx_worker *w;
@@ -516,12 +526,75 @@ static int tx_wait(struct tx_worker *w)
 	return 0;
 }
 
+/*
+ * A sealed stream's frame (protocol.md §1.8), whose header t->hdr is made:
+ * the payload (the first iovecs, `length` bytes) copied into the slot's
+ * own buffer and sealed there, the data after it (PAGES) sealed from where
+ * it lies (guest RAM, or the slot) into the buffer after the payload;
+ * what goes out into out[0..*nout).
+ */
+static int seal_frame(struct tx_worker *w, struct tx_slot *t, const struct iovec *iov, int n,
+		      struct iovec *out, int *nout)
+{
+	struct iovec dst[MIG_BATCH_PAGES + 1], pl;
+	size_t plen = le32toh(t->hdr.length), dlen = 0, off = 0, at;
+	int k = 0;
+
+	while (k < n && off < plen)
+		off += iov[k++].iov_len;
+	if (off != plen || n - k > (int)ARRAY_SIZE(dst))
+		return mig_error_set(&w->err, -EINVAL, "internal: a frame's payload does not end "
+				     "at an iovec");
+	for (int i = k; i < n; i++)
+		dlen += iov[i].iov_len;
+	if (t->seal_cap < plen + dlen) {
+		uint8_t *b = realloc(t->seal, plen + dlen);
+
+		if (!b)
+			return mig_error_set(&w->err, -ENOMEM, "out of memory for stream %u's "
+					     "sealed frames", w->index);
+		t->seal = b;
+		t->seal_cap = plen + dlen;
+	}
+	for (int i = 0, o = 0; i < k; o += (int)iov[i].iov_len, i++)
+		memcpy(t->seal + o, iov[i].iov_base, iov[i].iov_len);
+	pl = (struct iovec){ t->seal, plen };
+	if (xport_aead_seal(w->aead, &t->hdr, dlen, &pl, plen ? 1 : 0, t->tag[0], &w->err) < 0)
+		return w->err.code;
+	*nout = 0;
+	if (plen)
+		out[(*nout)++] = pl;
+	out[(*nout)++] = (struct iovec){ t->tag[0], XPORT_AEAD_TAG };
+	if (!dlen)
+		return 0;
+	at = plen;
+	for (int i = k; i < n; i++) {
+		dst[i - k] = (struct iovec){ t->seal + at, iov[i].iov_len };
+		at += iov[i].iov_len;
+	}
+	if (xport_aead_seal_data(w->aead, le64toh(t->hdr.seq), iov + k, dst, n - k, t->tag[1],
+				 &w->err) < 0)
+		return w->err.code;
+	out[(*nout)++] = (struct iovec){ t->seal + plen, dlen };
+	out[(*nout)++] = (struct iovec){ t->tag[1], XPORT_AEAD_TAG };
+	return 0;
+}
+
 /* Queue a frame whose header is sealed: after the frame before it left,
  * since two sends on one socket must not be in flight together. */
 static int tx_submit(struct tx_worker *w, struct tx_slot *t, const struct iovec *iov, int n)
 {
+	struct iovec sealed[4];
 	int r;
 
+	if (w->aead) {
+		/* the slot's buffers: the frame before it in this slot has left
+		 * (next_slot alternates, tx_wait below waits for the other) */
+		r = seal_frame(w, t, iov, n, sealed, &n);
+		if (r < 0)
+			return r;
+		iov = sealed;
+	}
 	slot_op(t, w->fd, iov, n);
 	r = tx_wait(w);
 	if (r < 0)
@@ -928,6 +1001,8 @@ static uint64_t workers_stop(struct src *s)
 			close(w->fd);
 		free(w->slot[0].buf);
 		free(w->slot[1].buf);
+		free(w->slot[0].seal);
+		free(w->slot[1].seal);
 		free(w->gather);
 #if HAVE_ZSTD
 		ZSTD_freeCCtx(w->cctx);
@@ -943,7 +1018,8 @@ static uint64_t workers_stop(struct src *s)
 static int open_streams(struct src *s)
 {
 	struct xport_streams who = { .addr = s->o->dest_addr, .id = s->o->id,
-				     .secret = s->o->secret, .n = s->n };
+				     .secret = s->o->secret, .n = s->n, .encrypt = s->o->encrypt,
+				     .aeads = s->aead };
 	int fds[MIG_MAX_STREAMS + 1];
 	int r = xport_streams_open(&who, s->cancel, fds, &s->err);
 
@@ -952,10 +1028,14 @@ static int open_streams(struct src *s)
 	s->ctl_fd = fds[0];
 	s->ctl.fd = s->ctl_fd;
 	s->ctl.seq = 1;
-	s->ctl_rx = (struct xport_chan_rx){ .fd = s->ctl_fd, .ring = &s->ring, .seq = 1 };
+	s->ctl.aead = s->aead[0];
+	s->ctl_rx = (struct xport_chan_rx){ .fd = s->ctl_fd, .ring = &s->ring, .seq = 1,
+					    .aead = s->aead[0] };
+	s->sealed = s->aead[0] != NULL;
 	for (unsigned i = 1; i <= s->n; i++) {
 		s->w[i - 1].fd = fds[i];
 		s->w[i - 1].seq = 1;
+		s->w[i - 1].aead = s->aead[i];
 	}
 	return 0;
 }
@@ -977,8 +1057,9 @@ static int do_setup(struct src *s)
 	 * whether page data will cross a wire: only then do per-page sums
 	 * guard anything that frame checksums and --verify do not. */
 	s->same_host = xport_same_host(s->ctl_fd);
+	/* sealed page data is checked by its tag: sums would add nothing */
 	if (s->checksum == MIG_CHECKSUM_AUTO)
-		s->checksum = s->same_host ? MIG_CHECKSUM_FRAMES : MIG_CHECKSUM_PAGES;
+		s->checksum = s->same_host || s->sealed ? MIG_CHECKSUM_FRAMES : MIG_CHECKSUM_PAGES;
 	{
 		size_t dl = 0;
 
@@ -1698,6 +1779,7 @@ done:
 	res->codec = s.codec;
 	res->checksum = s.checksum;
 	res->same_host = s.same_host;
+	res->encrypted = s.sealed;
 	/* The link's throughput: PRECOPY moves almost every byte, with nothing
 	 * else (setup, verification) in its time. */
 	if (res->phase_duration_ms[MIG_PHASE_PRECOPY])
@@ -1720,6 +1802,8 @@ done:
 	}
 	if (s.ctl_fd >= 0)
 		close(s.ctl_fd);
+	for (unsigned i = 0; i < ARRAY_SIZE(s.aead); i++)
+		xport_aead_free(s.aead[i]);
 	xport_chan_free(&s.ctl);
 	mig_buf_free(&s.ctl_rx.buf);
 	free(s.bitmap);

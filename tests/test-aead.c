@@ -354,3 +354,115 @@ Test(aead_conn, control_session_keys)
 	xport_aead_free(agent);
 	xport_aead_free(other);
 }
+
+/* ---- a migration's streams: who seals (handshake.c) ---- */
+
+#include <migrate/stream.h>
+
+struct acceptor {
+	int lfd;
+	struct xport_streams who;
+	int fds[3];
+	struct xport_aead *aeads[3];
+	uint64_t rejected;
+	struct mig_error err;
+	int r;
+};
+
+static void *accept_run(void *arg)
+{
+	struct acceptor *a = arg;
+
+	a->who.aeads = a->aeads;
+	a->r = xport_streams_accept(a->lfd, &a->who, a->fds, &a->rejected, &a->err);
+	return NULL;
+}
+
+/* Two streams' handshake on loopback, the source sealing as src says and
+ * the destination wanting what dst says; the source's result. */
+static int handshake(uint32_t src, uint32_t dst, struct acceptor *a, int *fds,
+		     struct xport_aead **aeads, struct mig_error *err)
+{
+	struct xport_endpoint ep = { .kind = XPORT_EP_TCP, .host = "127.0.0.1" };
+	static const uint8_t id[16] = { 7 };
+	char addr[64];
+	pthread_t th;
+	int r;
+
+	memset(a, 0, sizeof(*a));
+	a->lfd = xport_listen(&ep, err);
+	cr_assert_geq(a->lfd, 0, "%s", err->msg);
+	cr_assert_eq(xport_local_addr(a->lfd, addr, sizeof(addr)), 0);
+	a->who = (struct xport_streams){ .id = id, .secret = secret, .n = 2, .encrypt = dst };
+	pthread_create(&th, NULL, accept_run, a);
+	r = xport_streams_open(&(struct xport_streams){ .addr = addr, .id = id, .secret = secret,
+							.n = 2, .encrypt = src, .aeads = aeads },
+			       NULL, fds, err);
+	if (r < 0) {
+		/* the destination goes on waiting for proper streams: give up */
+		shutdown(a->lfd, SHUT_RDWR);
+	}
+	pthread_join(th, NULL);
+	close(a->lfd);
+	return r;
+}
+
+Test(aead_streams, the_source_seals_and_both_ends_hold_the_keys)
+{
+	struct mig_error err = { 0 };
+	struct xport_aead *aeads[3];
+	struct acceptor a;
+	struct sealed f;
+	int fds[3];
+
+	cr_assert_eq(handshake(MIG_ENCRYPT_ALWAYS, MIG_ENCRYPT_NEVER, &a, fds, aeads, &err), 0,
+		     "%s", err.msg);
+	cr_assert_eq(a.r, 0, "%s", a.err.msg);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_not_null(aeads[i], "stream %d is not sealed at the source", i);
+		cr_assert_not_null(a.aeads[i], "stream %d is not sealed at the destination", i);
+	}
+	/* stream 1's keys at each end match, and not stream 2's */
+	seal_one(aeads[1], 2, &f);
+	cr_assert_eq(open_one(a.aeads[2], &f, &err), -EBADMSG, "stream 2's keys opened it");
+	seal_one(aeads[1], 2, &f);
+	cr_assert_eq(open_one(a.aeads[1], &f, &err), 0, "%s", err.msg);
+	seal_one(a.aeads[0], 2, &f);
+	cr_assert_eq(open_one(aeads[0], &f, &err), 0, "%s", err.msg);
+	for (int i = 0; i < 3; i++) {
+		close(fds[i]);
+		close(a.fds[i]);
+		xport_aead_free(aeads[i]);
+		xport_aead_free(a.aeads[i]);
+	}
+}
+
+Test(aead_streams, on_loopback_auto_stays_clear)
+{
+	struct mig_error err = { 0 };
+	struct xport_aead *aeads[3];
+	struct acceptor a;
+	int fds[3];
+
+	cr_assert_eq(handshake(MIG_ENCRYPT_AUTO, MIG_ENCRYPT_AUTO, &a, fds, aeads, &err), 0,
+		     "%s", err.msg);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_null(aeads[i]);
+		cr_assert_null(a.aeads[i]);
+		close(fds[i]);
+		close(a.fds[i]);
+	}
+}
+
+Test(aead_streams, a_destination_that_wants_them_sealed_refuses_clear_streams)
+{
+	struct mig_error err = { 0 };
+	struct xport_aead *aeads[3];
+	struct acceptor a;
+	int fds[3];
+
+	cr_assert_lt(handshake(MIG_ENCRYPT_NEVER, MIG_ENCRYPT_ALWAYS, &a, fds, aeads, &err), 0);
+	cr_assert(strstr(err.msg, "comes in clear, and this migration's streams must be "
+			 "encrypted (--encrypt always)"), "%s", err.msg);
+	cr_assert_geq(a.rejected, 1);
+}

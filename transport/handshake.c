@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <migrate/aead.h>
 #include <migrate/stream.h>
 #include <migrate/wire-order.h>
 
@@ -41,16 +42,17 @@
 static void stream_mac(const uint8_t *secret, const char *label, const struct mig_stream_hello *h,
 		       uint8_t out[XPORT_MAC_LEN])
 {
-	uint32_t idx = htole32(h->index), n = htole32(h->nstreams);
+	uint32_t idx = htole32(h->index), n = htole32(h->nstreams), fl = htole32(h->flags);
 	struct iovec iov[] = {
 		{ (void *)label, strlen(label) },
 		{ (void *)h->id, sizeof(h->id) },
 		{ &idx, sizeof(idx) },
 		{ &n, sizeof(n) },
 		{ (void *)h->nonce, sizeof(h->nonce) },
+		{ &fl, sizeof(fl) },
 	};
 
-	xport_hmac(secret, MIG_SECRET_LEN, iov, 5, out);
+	xport_hmac(secret, MIG_SECRET_LEN, iov, 6, out);
 }
 
 static const char *hello_label(bool ack)
@@ -69,6 +71,41 @@ bool mig_stream_hello_proves(const struct mig_stream_hello *h, const uint8_t *se
 
 	stream_mac(secret, hello_label(ack), h, want);
 	return xport_mac_equal(want, h->mac, sizeof(want));
+}
+
+int mig_stream_keys(const uint8_t *secret, const struct mig_stream_hello *h, bool source,
+		    struct xport_aead **ret, struct mig_error *err)
+{
+	uint8_t ctx[20];
+	uint32_t idx = htole32(h->index);
+
+	memcpy(ctx, h->id, 16);
+	memcpy(ctx + 16, &idx, 4);
+	return xport_aead_new(secret, MIG_SECRET_LEN, h->nonce, sizeof(h->nonce),
+			      "migratectl stream", ctx, sizeof(ctx), source, ret, err);
+}
+
+static const char *const encrypt_names[_MIG_ENCRYPT_END] = {
+	[MIG_ENCRYPT_AUTO] = "auto", [MIG_ENCRYPT_ALWAYS] = "always", [MIG_ENCRYPT_NEVER] = "never",
+};
+
+const char *mig_encrypt_to_string(uint32_t e)
+{
+	return e < _MIG_ENCRYPT_END ? encrypt_names[e] : NULL;
+}
+
+int mig_encrypt_from_string(const char *str)
+{
+	for (unsigned i = 0; i < _MIG_ENCRYPT_END; i++)
+		if (!strcmp(str, encrypt_names[i]))
+			return (int)i;
+	return -EINVAL;
+}
+
+/* Whether a stream on fd is sealed under policy e (the source decides). */
+static bool seals(uint32_t e, int fd)
+{
+	return e == MIG_ENCRYPT_ALWAYS || (e == MIG_ENCRYPT_AUTO && !xport_same_host(fd));
 }
 
 /* ---- the source's half ---- */
@@ -111,6 +148,7 @@ static int stream_begin(const struct xport_streams *who, unsigned index, struct 
 	memcpy(op->h.id, who->id, 16);
 	op->h.index = index;
 	op->h.nstreams = who->n;
+	op->h.flags = seals(who->encrypt, fd) ? MIG_STREAM_F_SEALED : 0;
 	xport_random(op->h.nonce, sizeof(op->h.nonce));
 	mig_stream_hello_seal(&op->h, who->secret, false);
 	w = op->h;
@@ -142,7 +180,7 @@ static int stream_answer(struct opening *op, const uint8_t *secret)
 		/* our own nonce: an answer replayed from another stream fails */
 		memcpy(back.nonce, op->h.nonce, sizeof(back.nonce));
 		if (memcmp(back.id, op->h.id, 16) || back.index != op->h.index ||
-		    !mig_stream_hello_proves(&back, secret, true))
+		    back.flags != op->h.flags || !mig_stream_hello_proves(&back, secret, true))
 			r = mig_error_set(&op->err, -EACCES, "the destination could not prove it "
 					  "belongs to this migration");
 	}
@@ -242,6 +280,15 @@ int xport_streams_open(const struct xport_streams *who, atomic_bool *cancel, int
 	for (unsigned i = 0; r >= 0 && i < total; i++)
 		if (op[i].r < 0)
 			r = streams_error(op, total, err);
+	for (unsigned i = 0; who->aeads && i < total; i++) {
+		who->aeads[i] = NULL;
+		if (r >= 0 && (op[i].h.flags & MIG_STREAM_F_SEALED))
+			r = mig_stream_keys(who->secret, &op[i].h, true, &who->aeads[i], err);
+	}
+	for (unsigned i = 0; r < 0 && who->aeads && i < total; i++) {
+		xport_aead_free(who->aeads[i]);
+		who->aeads[i] = NULL;
+	}
 	for (unsigned i = 0; i < total; i++) {
 		fds[i] = -1;
 		if (r >= 0) {
@@ -324,10 +371,30 @@ static int prove(struct accepting *a, struct pending *p)
 	h = p->f.hello;
 	mig_wire_le(&mig_wl_stream_hello, &h, 1);
 	if (memcmp(h.id, who->id, 16) || !mig_stream_hello_proves(&h, who->secret, false) ||
-	    h.nstreams != who->n || h.index > who->n || a->fds[h.index] >= 0) {
+	    h.nstreams != who->n || h.index > who->n || a->fds[h.index] >= 0 ||
+	    (h.flags & ~MIG_STREAM_F_KNOWN)) {
 		refuse(a, p, -EACCES, "stream refused: it does not prove it belongs to this "
-		       "migration (wrong id, secret, index or stream count)");
+		       "migration (wrong id, secret, index, stream count or flags)");
 		return -EACCES;
+	}
+	if (!(h.flags & MIG_STREAM_F_SEALED) && seals(who->encrypt, p->fd)) {
+		snprintf(why, sizeof(why), "stream %u refused: it comes in clear, and this "
+			 "migration's streams must be encrypted (--encrypt %s)", h.index,
+			 mig_encrypt_to_string(who->encrypt));
+		refuse(a, p, -EACCES, why);
+		return -EACCES;
+	}
+	if (h.flags & MIG_STREAM_F_SEALED) {
+		struct xport_aead *k = NULL;
+
+		if (mig_stream_keys(who->secret, &h, false, &k, &e) < 0) {
+			refuse(a, p, e.code, e.msg);
+			return e.code;
+		}
+		if (who->aeads)
+			who->aeads[h.index] = k;
+		else
+			xport_aead_free(k);
 	}
 	/* Prove back that we hold the secret too. */
 	mig_stream_hello_seal(&h, who->secret, true);
@@ -396,8 +463,11 @@ int xport_streams_accept(int listen_fd, const struct xport_streams *who, int *fd
 	unsigned have = 0, npend = 0;
 	int r = 0, fl;
 
-	for (unsigned k = 0; k <= who->n; k++)
+	for (unsigned k = 0; k <= who->n; k++) {
 		fds[k] = -1;
+		if (who->aeads)
+			who->aeads[k] = NULL;
+	}
 	/* A connection reset between poll and accept must not block us. */
 	fl = fcntl(listen_fd, F_GETFL);
 	if (fl >= 0)
@@ -493,10 +563,15 @@ int xport_streams_accept(int listen_fd, const struct xport_streams *who, int *fd
 	for (unsigned i = 0; i < npend; i++)
 		refuse(&a, &pend[i], -EPROTO, "the migration's streams are all connected");
 	if (r < 0)
-		for (unsigned k = 0; k <= who->n; k++)
+		for (unsigned k = 0; k <= who->n; k++) {
 			if (fds[k] >= 0) {
 				close(fds[k]);
 				fds[k] = -1;
 			}
+			if (who->aeads) {
+				xport_aead_free(who->aeads[k]);
+				who->aeads[k] = NULL;
+			}
+		}
 	return r;
 }

@@ -5,10 +5,12 @@
  * counted; the source's send, the destination's receive), and the sending
  * half of the control stream.
  */
+#include <endian.h>
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
 
+#include <migrate/aead.h>
 #include <migrate/transport.h>
 
 #include "util.h"
@@ -71,13 +73,19 @@ int xport_chan_send(struct xport_chan_tx *c, struct xport_ring *ring, uint16_t t
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	iov = (struct iovec){ c->buf.data, len };
 	mig_frame_seal(&c->hdr, type, 0, ++c->seq, &iov, len ? 1 : 0);
+	/* the payload is our copy: sealed in place */
+	if (c->aead && xport_aead_seal(c->aead, &c->hdr, 0, &iov, len ? 1 : 0, c->tag, err) < 0)
+		return err->code;
 	memset(&c->op, 0, sizeof(c->op));
 	c->op.fd = c->fd;
 	c->op.is_send = true;
 	c->op.iov[0] = (struct iovec){ &c->hdr, sizeof(c->hdr) };
-	c->op.iov[1] = iov;
-	c->op.iovcnt = len ? 2 : 1;
-	c->op.total = sizeof(c->hdr) + len;
+	c->op.iovcnt = 1;
+	if (len)
+		c->op.iov[c->op.iovcnt++] = iov;
+	if (c->aead)
+		c->op.iov[c->op.iovcnt++] = (struct iovec){ c->tag, sizeof(c->tag) };
+	c->op.total = sizeof(c->hdr) + len + (c->aead ? sizeof(c->tag) : 0);
 	c->busy = true;
 	return xport_ring_submit(ring, &c->op, err);
 }
@@ -124,22 +132,65 @@ int xport_chan_rx_step(struct xport_chan_rx *c, struct mig_error *err)
 
 	if (c->stage == XPORT_RX_HDR) {
 		r = mig_frame_check_header(&c->hdr, c->seq + 1, err);
+		if (r == 0)
+			r = xport_sealing_check(&c->hdr, c->aead != NULL, err);
 		if (r < 0)
 			return r;
-		if (c->hdr.length) {
+		c->trailer = c->aead ? le64toh(c->hdr.checksum) : 0;
+		if (c->trailer && le16toh(c->hdr.type) != MIG_FRAME_PAGES)
+			return mig_error_set(err, -EBADMSG, "a sealed %s frame (seq %llu) says %llu "
+					     "bytes follow it; only PAGES has data after it",
+					     mig_frame_type_to_string(le16toh(c->hdr.type)),
+					     (unsigned long long)le64toh(c->hdr.seq),
+					     (unsigned long long)c->trailer);
+		if (c->hdr.length || c->aead) {
+			struct iovec iov[2];
+			int n = 0;
+
 			c->buf.len = 0;
 			r = mig_buf_reserve(&c->buf, c->hdr.length);
 			if (r < 0)
 				return mig_error_set(err, r, "out of memory");
-			r = xport_chan_rx_post(c, XPORT_RX_PAYLOAD,
-					       &(struct iovec){ c->buf.data, c->hdr.length }, 1, err);
+			if (c->hdr.length)
+				iov[n++] = (struct iovec){ c->buf.data, c->hdr.length };
+			if (c->aead)
+				iov[n++] = (struct iovec){ c->tag, sizeof(c->tag) };
+			r = xport_chan_rx_post(c, XPORT_RX_PAYLOAD, iov, n, err);
 			return r < 0 ? r : 0;
 		}
 	}
 	c->buf.len = c->hdr.length;
-	r = mig_frame_check_payload(&c->hdr, c->buf.data, err);
+	if (c->aead) {
+		struct iovec pl = { c->buf.data, c->hdr.length };
+
+		r = xport_aead_open(c->aead, &c->hdr, &pl, c->hdr.length ? 1 : 0, c->tag, err);
+	} else {
+		r = mig_frame_check_payload(&c->hdr, c->buf.data, err);
+	}
 	if (r < 0)
 		return r;
 	c->seq++;
 	return 1;
+}
+
+int xport_chan_rx_data(struct xport_chan_rx *c, const struct iovec *iov, int iovcnt,
+		       struct mig_error *err)
+{
+	struct iovec all[XPORT_OP_IOV];
+
+	if (!c->aead)
+		return xport_chan_rx_post(c, XPORT_RX_DATA, iov, iovcnt, err);
+	if (iovcnt + 1 > XPORT_OP_IOV)
+		return mig_error_set(err, -E2BIG, "internal: %d iovecs and a tag", iovcnt);
+	memcpy(all, iov, (size_t)iovcnt * sizeof(*iov));
+	all[iovcnt] = (struct iovec){ c->data_tag, sizeof(c->data_tag) };
+	return xport_chan_rx_post(c, XPORT_RX_DATA, all, iovcnt + 1, err);
+}
+
+int xport_chan_rx_data_open(struct xport_chan_rx *c, const struct iovec *iov, int iovcnt,
+			    struct mig_error *err)
+{
+	if (!c->aead)
+		return 0;
+	return xport_aead_open_data(c->aead, c->seq, iov, iovcnt, c->data_tag, err);
 }

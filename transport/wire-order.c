@@ -55,7 +55,7 @@ LAYOUT(vm_resolve, mig_vm_resolve, B(mig_vm_resolve, name), B(mig_vm_resolve, id
        F(mig_vm_resolve, action), F(mig_vm_resolve, pad));
 LAYOUT(incoming, mig_incoming,
        B(mig_incoming, id), B(mig_incoming, secret), B(mig_incoming, name),
-       F(mig_incoming, streams), F(mig_incoming, pad), B(mig_incoming, listen_host),
+       F(mig_incoming, streams), F(mig_incoming, encrypt), B(mig_incoming, listen_host),
        S(mig_incoming, lab, mig_wl_lab_wire));
 LAYOUT(incoming_reply, mig_incoming_reply, B(mig_incoming_reply, addr));
 LAYOUT(outgoing, mig_outgoing,
@@ -64,7 +64,8 @@ LAYOUT(outgoing, mig_outgoing,
        F(mig_outgoing, level), F(mig_outgoing, verify), F(mig_outgoing, downtime_limit_ms),
        F(mig_outgoing, max_bandwidth_bps), F(mig_outgoing, timeout_ms),
        F(mig_outgoing, timeout_action), F(mig_outgoing, checksum),
-       F(mig_outgoing, switchover_timeout_ms));
+       F(mig_outgoing, switchover_timeout_ms), F(mig_outgoing, encrypt),
+       F(mig_outgoing, pad));
 LAYOUT(cancel, mig_cancel, B(mig_cancel, id));
 LAYOUT(migration_info, mig_migration_info,
        B(mig_migration_info, id), B(mig_migration_info, name), B(mig_migration_info, peer),
@@ -90,7 +91,7 @@ LAYOUT(event, mig_event,
        F(mig_event, rejected_streams), F(mig_event, src_cpu_ms), F(mig_event, dst_cpu_ms),
        F(mig_event, precopy_wire_bytes), F(mig_event, verify_ms), F(mig_event, torn_pages),
        F(mig_event, checksum), F(mig_event, same_host), B(mig_event, error),
-       F(mig_event, src_held), F(mig_event, pad), F(mig_event, switchover_timeout_ms),
+       F(mig_event, src_held), F(mig_event, encrypted), F(mig_event, switchover_timeout_ms),
        F(mig_event, kvm_exits), F(mig_event, kvm_page_faults), F(mig_event, kvm_halt_exits),
        F(mig_event, kvm_remote_tlb_flushes), F(mig_event, kvm_valid), F(mig_event, pad2),
        F(mig_event, kvm_halt_successful_polls), F(mig_event, kvm_halt_attempted_polls),
@@ -103,7 +104,7 @@ LAYOUT(event_device, mig_event_device, F(mig_event_device, cls), F(mig_event_dev
 /* stream.h, vm.h, wire.h */
 LAYOUT(stream_hello, mig_stream_hello, B(mig_stream_hello, id), F(mig_stream_hello, index),
        F(mig_stream_hello, nstreams), B(mig_stream_hello, nonce), B(mig_stream_hello, mac),
-       B(mig_stream_hello, pad));
+       F(mig_stream_hello, flags), F(mig_stream_hello, pad));
 LAYOUT(setup, mig_setup, B(mig_setup, vm_desc), F(mig_setup, nr_pages),
        F(mig_setup, page_size), F(mig_setup, codec), B(mig_setup, name), F(mig_setup, flags),
        F(mig_setup, nr_devices));

@@ -248,7 +248,7 @@ struct mig_incoming {
 	uint8_t secret[MIG_SECRET_LEN];
 	char name[MIG_NAME_MAX];
 	uint32_t streams;         /* data streams, 1..16 */
-	uint32_t pad;
+	uint32_t encrypt;         /* enum mig_encrypt (stream.h): which streams it takes in clear */
 	char listen_host[64];     /* where the destination listens for the source */
 	struct mig_lab_wire lab;  /* the VM to prepare (RAM allocated and pre-faulted now) */
 };
@@ -277,8 +277,10 @@ struct mig_outgoing {
 	 * destination to load the VM before it gives up and resumes; 0 =
 	 * derived from the downtime limit (conv_switchover_timeout_ms()). */
 	uint64_t switchover_timeout_ms;
+	uint32_t encrypt;         /* enum mig_encrypt (stream.h): which streams it seals */
+	uint32_t pad;
 };
-_Static_assert(sizeof(struct mig_outgoing) == 296, "outgoing");
+_Static_assert(sizeof(struct mig_outgoing) == 304, "outgoing");
 
 /* What the migration's checksums cover (--checksum).  Frame checksums
  * (headers, page lists, device state) are always on; PAGES also checks each
@@ -563,7 +565,7 @@ struct mig_event {
 	/* RESULT: 1 when the source keeps the VM paused and held (owner none):
 	 * only an operator's MIG_OP_VM_RESOLVE moves it from there. */
 	uint32_t src_held;
-	uint32_t pad;
+	uint32_t encrypted;           /* 1 when the migration's streams were sealed */
 	uint64_t switchover_timeout_ms;   /* the deadline STOP_COPY had */
 	/* RESULT: what KVM counted on the source during PRECOPY (kvm_valid 0:
 	 * its kernel has no binary statistics, or PRECOPY never began) */

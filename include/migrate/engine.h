@@ -33,6 +33,7 @@ struct mig_out_opts {
 	enum mig_checksum checksum;
 	struct conv_params conv;
 	uint64_t switchover_timeout_ms;   /* 0: conv_switchover_timeout_ms() */
+	uint32_t encrypt;         /* enum mig_encrypt: which streams are sealed */
 	/* Consulted at every device step, frame and phase change (the chaos
 	 * mode's seam); NULL in production. */
 	mig_fault_fn fault;
@@ -72,6 +73,7 @@ struct mig_in_opts {
 	uint8_t secret[MIG_SECRET_LEN];
 	char name[MIG_NAME_MAX];
 	uint32_t streams;
+	uint32_t encrypt;         /* enum mig_encrypt: which streams must come sealed */
 	int listen_fd;
 	struct mig_vm *vm;        /* prepared VM (never run); consumed by mig_dest_run */
 	struct mig_dest_status *status;   /* NULL: nobody asks */

@@ -23,9 +23,28 @@ struct mig_stream_hello {
 	uint32_t nstreams;        /* data streams */
 	uint8_t nonce[XPORT_NONCE_LEN];
 	uint8_t mac[XPORT_MAC_LEN];
-	uint8_t pad[8];
+	uint32_t flags;           /* MIG_STREAM_F_*: the source's, echoed in the answer */
+	uint32_t pad;
 };
 _Static_assert(sizeof(struct mig_stream_hello) == 96, "stream hello");
+/* The source seals every frame after this one, both ways (aead.h): keys
+ * from the per-migration secret, this hello's nonce, the migration's id
+ * and the stream's index. */
+#define MIG_STREAM_F_SEALED 1U
+#define MIG_STREAM_F_KNOWN MIG_STREAM_F_SEALED
+
+/* --encrypt: whether a migration's streams are sealed.  AUTO seals the
+ * streams that leave the host (xport_same_host()), ALWAYS every one, NEVER
+ * none; a destination takes a sealed stream whatever it was told, and
+ * refuses one in clear that its setting wants sealed. */
+enum mig_encrypt {
+	MIG_ENCRYPT_AUTO = 0,
+	MIG_ENCRYPT_ALWAYS = 1,
+	MIG_ENCRYPT_NEVER = 2,
+	_MIG_ENCRYPT_END,
+};
+const char *mig_encrypt_to_string(uint32_t e);
+int mig_encrypt_from_string(const char *s);
 
 struct mig_setup {
 	uint8_t vm_desc[MIG_VM_DESC_MAX];   /* the backend's description (describe()) */
@@ -91,7 +110,7 @@ struct mig_running {
 _Static_assert(sizeof(struct mig_running) == 512, "running");
 
 /* STREAM_HELLO's proof: HMAC-SHA256(secret, label || id || index ||
- * nstreams || nonce), "migratectl-stream" from the source (ack false),
+ * nstreams || nonce || flags), "migratectl-stream" from the source (ack false),
  * "migratectl-stream-ack" in the destination's answer (ack true).  Seal
  * fills h->mac; proves compares in constant time. */
 void mig_stream_hello_seal(struct mig_stream_hello *h, const uint8_t *secret, bool ack);
@@ -110,7 +129,16 @@ struct xport_streams {
 	/* destination: set when the migration is called off before all its
 	 * streams are in (NULL: never); the wait ends with -ECANCELED */
 	const atomic_bool *cancel;
+	/* enum mig_encrypt; aeads[0..n] (if not NULL) gets each sealed
+	 * stream's keys (NULL for a stream in clear), the caller's to free */
+	uint32_t encrypt;
+	struct xport_aead **aeads;
 };
+/* A stream's keys, as both ends make them (aead.h): ikm the secret, salt
+ * the source's nonce, info "migratectl stream" || id || index; the source
+ * is the initiator. */
+int mig_stream_keys(const uint8_t *secret, const struct mig_stream_hello *h, bool source,
+		    struct xport_aead **ret, struct mig_error *err);
 /* Source: connect the n + 1 streams and prove both ends, all answers
  * awaited together; fds[0..n] on success. */
 int xport_streams_open(const struct xport_streams *who, atomic_bool *cancel, int *fds,

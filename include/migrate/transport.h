@@ -145,6 +145,7 @@ uint64_t xport_worker_stop(struct xport_worker *w);
  * one sealed (the handshake's, to start with).  Feed every completion of
  * the ring to xport_chan_sent(): true when it was this channel's frame,
  * whose result is then in c->op.res. */
+struct xport_aead;
 struct xport_chan_tx {
 	int fd;
 	uint64_t seq;
@@ -152,6 +153,8 @@ struct xport_chan_tx {
 	struct mig_buf buf;
 	struct xport_op op;
 	bool busy;
+	struct xport_aead *aead;  /* a sealed stream's keys (not owned); NULL: clear */
+	uint8_t tag[16];
 };
 int xport_chan_send(struct xport_chan_tx *c, struct xport_ring *ring, uint16_t type,
 		    const void *p, size_t len, struct mig_error *err);
@@ -175,11 +178,24 @@ struct xport_chan_rx {
 	struct xport_op op;
 	enum xport_rx_stage stage;
 	void *user;               /* op.user */
+	/* a sealed stream's keys (not owned; NULL: clear), the tag of the
+	 * frame's payload, and of the data after it (xport_chan_rx_data_tag) */
+	struct xport_aead *aead;
+	uint8_t tag[16], data_tag[16];
+	uint64_t trailer;         /* sealed bytes after the frame, from its header */
 };
 int xport_chan_rx_post(struct xport_chan_rx *c, enum xport_rx_stage stage, const struct iovec *iov,
 		       int iovcnt, struct mig_error *err);
 int xport_chan_rx_hdr(struct xport_chan_rx *c, struct mig_error *err);
 int xport_chan_rx_step(struct xport_chan_rx *c, struct mig_error *err);
+/* A sealed frame's data (XPORT_RX_DATA): its receive takes the tag too,
+ * as the last of iov (room for one more iovec needed); after it, open it
+ * in place (the iovecs as posted, the tag left out).  Clear streams: the
+ * receive as given, and open does nothing. */
+int xport_chan_rx_data(struct xport_chan_rx *c, const struct iovec *iov, int iovcnt,
+		       struct mig_error *err);
+int xport_chan_rx_data_open(struct xport_chan_rx *c, const struct iovec *iov, int iovcnt,
+			    struct mig_error *err);
 void xport_ring_exit(struct xport_ring *r);
 int xport_ring_submit(struct xport_ring *r, struct xport_op *op, struct mig_error *err);
 /* Wait for the next op that finished (all bytes, or an error) up to
