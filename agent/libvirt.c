@@ -24,6 +24,7 @@
 #include <migrate/agent.h>
 #include <migrate/libvirt.h>
 #include <migrate/policy.h>
+#include <migrate/stream.h>
 #include <migrate/tunnel.h>
 #include <migrate/wire-order.h>
 
@@ -340,8 +341,9 @@ int agent_op_lv_incoming(struct session *s, const uint8_t *body)
 	memcpy(&req, body, sizeof(req));
 	mig_wire_le(&mig_wl_lv_incoming, &req, 1);
 	req.listen_host[sizeof(req.listen_host) - 1] = '\0';
-	if (!lv_name_ok(req.domain, sizeof(req.domain)))
-		return agent_reply(s, -EINVAL, "LV_INCOMING: bad domain name", NULL, 0);
+	if (!lv_name_ok(req.domain, sizeof(req.domain)) || req.encrypt >= _MIG_ENCRYPT_END)
+		return agent_reply(s, -EINVAL, "LV_INCOMING: bad domain name or encryption", NULL,
+				   0);
 	lv = lv_get(a, why, sizeof(why));
 	if (!lv)
 		return agent_reply(s, -ENOTCONN, why, NULL, 0);
@@ -390,6 +392,7 @@ int agent_op_lv_incoming(struct session *s, const uint8_t *body)
 	d.targets[MIG_TUNNEL_LIBVIRT] = sock;
 	d.targets[MIG_TUNNEL_QEMU] = qemu;
 	d.targets[MIG_TUNNEL_NBD] = (req.flags & MIG_LV_F_COPY_STORAGE) ? nbd : NULL;
+	d.encrypt = req.encrypt;
 	agent_fault_attach(a, req.domain, &in->fault, &d.fault, &d.fault_arg);
 	r = mig_tunnel_dst_start(&d, &in->t, &err);
 	if (r >= 0)
@@ -524,7 +527,7 @@ static void run_outgoing(struct lv_out *o, struct mig_lv *lv)
 {
 	struct mig_error err = { 0 };
 	struct mig_tunnel_src ts = { .id = o->req.id, .secret = o->req.secret,
-				     .dest_addr = o->req.dest_addr };
+				     .dest_addr = o->req.dest_addr, .encrypt = o->req.encrypt };
 	struct mig_tunnel_stats tst = { 0 };
 	struct mig_lv_stats fin;
 	struct mig_event res;
@@ -579,6 +582,7 @@ static void run_outgoing(struct lv_out *o, struct mig_lv *lv)
 	if (t) {
 		mig_tunnel_stats(t, &tst);
 		res.wire_bytes = tst.bytes_out + tst.bytes_in;
+		res.encrypted = tst.sealed > 0;
 		/* the tunnel's own failure says more than libvirt's echo of it */
 		if (r < 0 && tst.error[0])
 			snprintf(why + strlen(why), sizeof(why) - strlen(why), " (tunnel: %s)",
@@ -610,7 +614,7 @@ int agent_op_lv_outgoing(struct session *s, const uint8_t *body)
 	o.req.run_dir[sizeof(o.req.run_dir) - 1] = '\0';
 	if (!lv_name_ok(o.req.domain, sizeof(o.req.domain)) || o.req.parallel < 1 ||
 	    o.req.parallel > MIG_MAX_STREAMS || o.req.timeout_action < CONV_TIMEOUT_ABORT ||
-	    o.req.timeout_action > CONV_TIMEOUT_FORCE)
+	    o.req.timeout_action > CONV_TIMEOUT_FORCE || o.req.encrypt >= _MIG_ENCRYPT_END)
 		return agent_reply(s, -EINVAL, "LV_OUTGOING: bad domain name, connection count "
 				   "(1-16) or timeout action", NULL, 0);
 	/* the directory is this agent's to make: the destination's must be

@@ -266,7 +266,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		/* QEMU sends its own stream: what shapes ours has no say in it */
 		static const struct { int c; const char *name; } engine_only[] = {
 			{ 'c', "--compress" }, { 'V', "--verify" }, { 'N', "--no-verify" },
-			{ 'C', "--checksum" }, { 'S', "--switchover-timeout" }, { 'E', "--encrypt" },
+			{ 'C', "--checksum" }, { 'S', "--switchover-timeout" },
 		};
 
 		for (size_t i = 0; i < ARRAY_SIZE(engine_only); i++)
@@ -508,6 +508,12 @@ static void print_json_lv(const char *id, const struct mig_event *e, const struc
 	/* QEMU's stream is its own: none of ours shaped it */
 	json_null(&w, "compression");
 	json_null(&w, "checksum");
+	/* the tunnel's channels (protocol.md §11) */
+	if (started)
+		json_str(&w, "encryption", e->encrypted ? "aes-256-gcm" : "none");
+	else
+		json_null(&w, "encryption");
+	json_str(&w, "encrypt_requested", mig_encrypt_to_string(o->encrypt));
 	started ? json_known(&w, "throughput_bps", e->throughput_bps) :
 		  json_null(&w, "throughput_bps");
 	json_obj_begin(&w, "ram");
@@ -544,7 +550,9 @@ static void print_summary_lv(const struct mig_start_result *m)
 	       owner_name(e->owner));
 	if (e->error[0])
 		printf("  error: %s\n", e->error);
-	printf("  destination prepared in %llu ms\n", (unsigned long long)m->prepare_ms);
+	printf("  destination prepared in %llu ms; the tunnel %s\n",
+	       (unsigned long long)m->prepare_ms,
+	       e->encrypted ? "encrypted (AES-256-GCM)" : "not encrypted");
 	if (e->downtime_ms == MIG_LV_UNKNOWN || e->result != MIG_RESULT_COMPLETED)
 		snprintf(v, sizeof(v), "not known");
 	else

@@ -446,6 +446,7 @@ static void start_libvirt(const struct mig_start_opts *o, struct mig_client *src
 	memcpy(in.secret, ids->secret, sizeof(in.secret));
 	str_copy(in.domain, sizeof(in.domain), name);
 	in.flags = o->lv_flags;
+	in.encrypt = o->params.encrypt;
 	xport_endpoint_parse(o->dst, &dep, NULL);
 	str_copy(in.listen_host, sizeof(in.listen_host),
 		 dest_listen_host(o, &dep));
@@ -479,6 +480,7 @@ static void start_libvirt(const struct mig_start_opts *o, struct mig_client *src
 	out.downtime_limit_ms = o->params.downtime_limit_ms;
 	out.timeout_ms = o->params.timeout_ms;
 	out.timeout_action = o->params.timeout_action;
+	out.encrypt = o->params.encrypt;
 	if (interrupted(o))
 		return;
 	xport_interrupt_on(NULL);

@@ -862,7 +862,6 @@ Test(migrate, bad_options_exit_2)
 	proc_expect_usage("start local local --timeout-action retry", "--timeout-action");
 	proc_expect_usage("start local local --checksum crc", "--checksum");
 	proc_expect_usage("start local local --encrypt maybe", "--encrypt");
-	proc_expect_usage("start local local --vm libvirt:d --encrypt always", "--encrypt");
 	proc_expect_usage("start local local --lab mem=1G,wss=2G", "wss");
 	proc_expect_usage("start local local --lab memory=1G", "memory");
 	proc_expect_usage("start local local --vm a --lab mem=1G", "exclude");

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <migrate/aead.h>
 #include <migrate/control.h>
 #include <migrate/stream.h>
 #include <migrate/transport.h>
@@ -122,6 +123,9 @@ struct pair {
 	struct mig_tunnel *dst, *src;
 };
 
+/* --encrypt of the next pair's source and destination */
+static uint32_t src_encrypt, dst_encrypt;
+
 /* The destination's listener: what the agent makes for LV_INCOMING. */
 static int dst_listener(char *addr, size_t n)
 {
@@ -139,7 +143,7 @@ static void pair_dst(struct pair *p, unsigned delay_ordinal, unsigned delay_ms)
 	struct mig_error err = { 0 };
 	struct mig_tunnel_dst d = {
 		.id = p->id, .secret = p->secret, .delay_ordinal = delay_ordinal,
-		.delay_ms = delay_ms,
+		.delay_ms = delay_ms, .encrypt = dst_encrypt,
 	};
 
 	d.listen_fd = dst_listener(p->addr, sizeof(p->addr));
@@ -155,7 +159,8 @@ static void *src_fault_arg;
 static int pair_src(struct pair *p, const uint8_t *secret, struct mig_error *err)
 {
 	struct mig_tunnel_src s = { .id = p->id, .secret = secret, .dest_addr = p->addr,
-				    .fault = src_fault, .fault_arg = src_fault_arg };
+				    .fault = src_fault, .fault_arg = src_fault_arg,
+				    .encrypt = src_encrypt };
 
 	s.paths[MIG_TUNNEL_QEMU] = p->qemu;
 	s.paths[MIG_TUNNEL_LIBVIRT] = p->libvirt;
@@ -571,5 +576,141 @@ Test(tunnel, survives_a_stop_and_continue_of_the_process)
 	cr_assert_str_empty(st.error);
 	cr_assert_eq(st.open, 1, "%u channels open after the stop, not 1", st.open);
 	close(fd);
+	pair_fini(&p);
+}
+
+/* ---- sealed channels (protocol.md §1.8, §11) ---- */
+
+/* With --encrypt always the channels are sealed at both ends, and the
+ * bytes come through whole. */
+Test(tunnel, sealed_channels_carry_the_bytes)
+{
+	struct mig_tunnel_stats st;
+	struct pair p;
+	size_t len = 4u << 20, got = 0;
+	uint8_t *out = malloc(len), *in = malloc(len);
+	int fd;
+
+	src_encrypt = MIG_ENCRYPT_ALWAYS;
+	dst_encrypt = MIG_ENCRYPT_ALWAYS;
+	pair_init(&p, 0, 0);
+	src_encrypt = dst_encrypt = MIG_ENCRYPT_AUTO;
+	xport_random(out, len);
+	fd = client(p.qemu, 'q');
+	expect_greeting(fd, 'q');
+	/* send and read back at once: the echo waits for its reader */
+	for (size_t sent = 0; got < len;) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN | (sent < len ? POLLOUT : 0) };
+		ssize_t n;
+
+		cr_assert_gt(poll(&pf, 1, WAIT_MS), 0, "the tunnel stalled at %zu of %zu bytes", got,
+			     len);
+		if ((pf.revents & POLLOUT) && sent < len) {
+			n = send(fd, out + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n > 0 && (sent += (size_t)n) == len)
+				shutdown(fd, SHUT_WR);
+		}
+		if (pf.revents & (POLLIN | POLLHUP)) {
+			n = recv(fd, in + got, len - got, MSG_DONTWAIT);
+			cr_assert(n > 0 || (n < 0 && errno == EAGAIN), "recv: %zd (%s) at %zu", n,
+				  strerror(errno), got);
+			if (n > 0)
+				got += (size_t)n;
+		}
+	}
+	cr_assert_eq(memcmp(in, out, len), 0, "the bytes changed on the way");
+	mig_tunnel_stats(p.src, &st);
+	cr_assert_eq(st.sealed, 1, "the source sealed %u channels, not 1", st.sealed);
+	cr_assert_str_empty(st.error);
+	mig_tunnel_stats(p.dst, &st);
+	cr_assert_eq(st.sealed, 1, "the destination sealed %u channels, not 1", st.sealed);
+	close(fd);
+	pair_fini(&p);
+	free(out);
+	free(in);
+}
+
+/* A destination that wants its channels sealed refuses one in clear. */
+Test(tunnel, a_clear_channel_is_refused_where_sealed_ones_are_required)
+{
+	struct mig_tunnel_stats st;
+	struct pair p;
+	uint64_t end;
+	char b;
+	int fd;
+
+	src_encrypt = MIG_ENCRYPT_NEVER;
+	dst_encrypt = MIG_ENCRYPT_ALWAYS;
+	pair_init(&p, 0, 0);
+	src_encrypt = dst_encrypt = MIG_ENCRYPT_AUTO;
+	fd = client(p.qemu, 'q');
+	cr_assert_leq(recv(fd, &b, 1, 0), 0, "a byte came through a refused channel");
+	end = mig_now_ms() + WAIT_MS;
+	do {
+		mig_tunnel_stats(p.dst, &st);
+		if (st.error[0])
+			break;
+		usleep(10000);
+	} while (mig_now_ms() < end);
+	cr_assert(strstr(st.error, "comes in clear, and this tunnel's channels must be "
+			 "encrypted (--encrypt always)"), "'%s'", st.error);
+	pthread_mutex_lock(&p.tq.lock);
+	cr_assert_eq(p.tq.n, 0, "the target was connected");
+	pthread_mutex_unlock(&p.tq.lock);
+	close(fd);
+	pair_fini(&p);
+}
+
+/* On a sealed channel a frame with one byte flipped does not open: the
+ * channel resets and its bytes go nowhere. */
+Test(tunnel, a_damaged_sealed_frame_resets_the_channel)
+{
+	struct mig_stream_hello h = { 0 };
+	struct mig_error err = { 0 };
+	struct mig_buf pl = { 0 };
+	struct mig_tunnel_stats st;
+	struct xport_endpoint ep;
+	struct xport_aead *k;
+	struct xport_conn c;
+	struct mig_frame_hdr fh;
+	uint8_t frame[sizeof(fh) + 64 + XPORT_AEAD_TAG];
+	struct iovec iov = { frame + sizeof(fh), 64 };
+	struct pair p;
+	char url[160];
+	uint64_t end;
+
+	pair_init(&p, 0, 0);
+	snprintf(url, sizeof(url), "tcp://%s", p.addr);
+	cr_assert_eq(xport_endpoint_parse(url, &ep, &err), 0);
+	cr_assert_eq(xport_conn_init(&c, xport_connect(&ep, WAIT_MS, &err), &err), 0, "%s",
+		     err.msg);
+	memcpy(h.id, p.id, 16);
+	h.index = 1;
+	h.nstreams = MIG_TUNNEL_QEMU;
+	h.flags = MIG_STREAM_F_SEALED;
+	xport_random(h.nonce, sizeof(h.nonce));
+	mig_stream_hello_seal(&h, p.secret, false);
+	cr_assert_eq(mig_stream_keys(p.secret, &h, true, &k, &err), 0, "%s", err.msg);
+	mig_wire_le(&mig_wl_stream_hello, &h, 1);
+	cr_assert_eq(xport_conn_send(&c, MIG_FRAME_STREAM_HELLO, 0, &h, sizeof(h), &err), 0);
+	cr_assert_eq(answer(&c, &pl), MIG_FRAME_STREAM_HELLO);
+	memset(frame + sizeof(fh), '7', 64);
+	mig_frame_seal(&fh, MIG_FRAME_TUNNEL_DATA, 0, c.tx_seq + 1, &iov, 1);
+	cr_assert_eq(xport_aead_seal(k, &fh, 0, &iov, 1, frame + sizeof(fh) + 64, &err), 0);
+	memcpy(frame, &fh, sizeof(fh));
+	frame[sizeof(fh) + 40] ^= 0x10;   /* damaged after sealing */
+	cr_assert_eq(send(c.fd, frame, sizeof(frame), MSG_NOSIGNAL), (ssize_t)sizeof(frame));
+	end = mig_now_ms() + WAIT_MS;
+	do {
+		mig_tunnel_stats(p.dst, &st);
+		if (st.error[0])
+			break;
+		usleep(10000);
+	} while (mig_now_ms() < end);
+	cr_assert(strstr(st.error, "does not open"), "'%s'", st.error);
+	cr_assert_eq(st.bytes_out, 0, "damaged bytes were passed on");
+	xport_aead_free(k);
+	xport_conn_close(&c);
+	mig_buf_free(&pl);
 	pair_fini(&p);
 }

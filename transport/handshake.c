@@ -102,8 +102,7 @@ int mig_encrypt_from_string(const char *str)
 	return -EINVAL;
 }
 
-/* Whether a stream on fd is sealed under policy e (the source decides). */
-static bool seals(uint32_t e, int fd)
+bool mig_stream_seals(uint32_t e, int fd)
 {
 	return e == MIG_ENCRYPT_ALWAYS || (e == MIG_ENCRYPT_AUTO && !xport_same_host(fd));
 }
@@ -148,7 +147,7 @@ static int stream_begin(const struct xport_streams *who, unsigned index, struct 
 	memcpy(op->h.id, who->id, 16);
 	op->h.index = index;
 	op->h.nstreams = who->n;
-	op->h.flags = seals(who->encrypt, fd) ? MIG_STREAM_F_SEALED : 0;
+	op->h.flags = mig_stream_seals(who->encrypt, fd) ? MIG_STREAM_F_SEALED : 0;
 	xport_random(op->h.nonce, sizeof(op->h.nonce));
 	mig_stream_hello_seal(&op->h, who->secret, false);
 	w = op->h;
@@ -377,7 +376,7 @@ static int prove(struct accepting *a, struct pending *p)
 		       "migration (wrong id, secret, index, stream count or flags)");
 		return -EACCES;
 	}
-	if (!(h.flags & MIG_STREAM_F_SEALED) && seals(who->encrypt, p->fd)) {
+	if (!(h.flags & MIG_STREAM_F_SEALED) && mig_stream_seals(who->encrypt, p->fd)) {
 		snprintf(why, sizeof(why), "stream %u refused: it comes in clear, and this "
 			 "migration's streams must be encrypted (--encrypt %s)", h.index,
 			 mig_encrypt_to_string(who->encrypt));

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <migrate/aead.h>
 #include <migrate/control.h>
 #include <migrate/stream.h>
 #include <migrate/tunnel.h>
@@ -47,6 +48,7 @@ struct channel {
 	int ufd;                  /* the unix socket's connection */
 	int sfd;                  /* the stream */
 	uint64_t tx_seq, rx_seq;  /* the stream's, after its STREAM_HELLO */
+	struct xport_aead *aead;  /* sealed (NULL: clear) */
 	pthread_t thread;
 	bool done;
 };
@@ -60,6 +62,7 @@ struct mig_tunnel {
 	char paths[_MIG_TUNNEL_KINDS][sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int listen_fd;                    /* destination */
 	unsigned delay_ordinal, delay_ms;
+	uint32_t encrypt;                 /* enum mig_encrypt */
 	mig_fault_fn fault;
 	void *fault_arg;
 	int ctl_fd;                       /* the control stream */
@@ -167,6 +170,14 @@ static int up_frame(struct pump *p, uint16_t type, size_t n)
 	if (fault_at(p, MIG_FAULT_FRAME_SEND, type, p->c->tx_seq + 1) < 0)
 		return -1;
 	mig_frame_seal(&h, type, 0, ++p->c->tx_seq, &iov, n ? 1 : 0);
+	if (p->c->aead) {
+		struct mig_error e = { 0 };
+
+		/* in place, the tag right after the bytes */
+		if (xport_aead_seal(p->c->aead, &h, 0, &iov, n ? 1 : 0, p->ubuf + HDR + n, &e) < 0)
+			return snprintf(p->err, sizeof(p->err), "%s", e.msg), -1;
+		n += XPORT_AEAD_TAG;
+	}
 	memcpy(p->ubuf, &h, HDR);
 	p->ulen = HDR + n;
 	p->uoff = 0;
@@ -211,14 +222,18 @@ static int down_header(struct pump *p)
 	uint16_t type;
 
 	memcpy(&h, p->dbuf, HDR);
-	if (mig_frame_check_header(&h, p->c->rx_seq + 1, &e) < 0)
+	if (mig_frame_check_header(&h, p->c->rx_seq + 1, &e) < 0 ||
+	    xport_sealing_check(&h, p->c->aead != NULL, &e) < 0)
 		return snprintf(p->err, sizeof(p->err), "%s", e.msg), -1;
 	type = le16toh(h.type);
 	if (type != MIG_FRAME_TUNNEL_DATA && type != MIG_FRAME_TUNNEL_END)
 		return snprintf(p->err, sizeof(p->err), "a %s frame on a tunnel stream",
 				mig_frame_type_to_string(type)), -1;
-	p->dneed = HDR + le32toh(h.length);
-	if (type == MIG_FRAME_TUNNEL_DATA && p->dneed == HDR)
+	if (p->c->aead && le64toh(h.checksum))
+		return snprintf(p->err, sizeof(p->err), "a sealed %s frame says data follows it",
+				mig_frame_type_to_string(type)), -1;
+	p->dneed = HDR + le32toh(h.length) + (p->c->aead ? XPORT_AEAD_TAG : 0);
+	if (type == MIG_FRAME_TUNNEL_DATA && !h.length)
 		return snprintf(p->err, sizeof(p->err), "an empty TUNNEL_DATA frame"), -1;
 	p->ds = DN_PAYLOAD;
 	return 0;
@@ -231,8 +246,16 @@ static int down_frame(struct pump *p)
 	struct mig_error e = { 0 };
 
 	memcpy(&h, p->dbuf, HDR);
-	if (mig_frame_check_payload(&h, p->dbuf + HDR, &e) < 0)
+	if (p->c->aead) {
+		struct iovec pl = { p->dbuf + HDR, le32toh(h.length) };
+
+		if (xport_aead_open(p->c->aead, &h, &pl, pl.iov_len ? 1 : 0,
+				    p->dbuf + HDR + pl.iov_len, &e) < 0)
+			return snprintf(p->err, sizeof(p->err), "%s", e.msg), -1;
+		p->dneed -= XPORT_AEAD_TAG;
+	} else if (mig_frame_check_payload(&h, p->dbuf + HDR, &e) < 0) {
 		return snprintf(p->err, sizeof(p->err), "%s", e.msg), -1;
+	}
 	p->c->rx_seq++;
 	if (fault_at(p, MIG_FAULT_FRAME_RECV, le16toh(h.type), p->c->rx_seq) < 0)
 		return -1;
@@ -289,8 +312,8 @@ static void *pump_thread(void *arg)
 	unsigned wait_errors = 0;
 	bool failed = false;
 
-	p.ubuf = malloc(HDR + MIG_TUNNEL_CHUNK);
-	p.dbuf = malloc(HDR + MIG_TUNNEL_CHUNK);
+	p.ubuf = malloc(HDR + MIG_TUNNEL_CHUNK + XPORT_AEAD_TAG);
+	p.dbuf = malloc(HDR + MIG_TUNNEL_CHUNK + XPORT_AEAD_TAG);
 	if (!p.ubuf || !p.dbuf || io_uring_queue_init(4, &p.ring, 0) < 0) {
 		tunnel_fail(t, "%s channel %u: cannot set up its io_uring", kind_names[c->kind],
 			    c->ordinal);
@@ -356,6 +379,7 @@ static int channel_run(struct mig_tunnel *t, struct channel *c)
 	t->chans[c->ordinal] = c;
 	t->st.channels[c->kind]++;
 	t->st.open++;
+	t->st.sealed += c->aead != NULL;
 	pthread_mutex_unlock(&t->lock);
 	if (pthread_create(&c->thread, NULL, pump_thread, c)) {
 		pthread_mutex_lock(&t->lock);
@@ -372,7 +396,7 @@ static int channel_run(struct mig_tunnel *t, struct channel *c)
 /* Opens stream `ordinal` of `kind` and waits for the destination's
  * answer, which comes once its own connection is made.  The fd, or <0. */
 static int stream_open(struct mig_tunnel *t, unsigned ordinal, unsigned kind, uint64_t *tx,
-		       uint64_t *rx, struct mig_error *err)
+		       uint64_t *rx, struct xport_aead **aead, struct mig_error *err)
 {
 	struct mig_stream_hello h = { 0 }, w;
 	struct xport_endpoint ep;
@@ -397,6 +421,8 @@ static int stream_open(struct mig_tunnel *t, unsigned ordinal, unsigned kind, ui
 	memcpy(h.id, t->id, 16);
 	h.index = ordinal;
 	h.nstreams = kind;
+	/* the control stream carries nothing after its hello */
+	h.flags = ordinal && mig_stream_seals(t->encrypt, fd) ? MIG_STREAM_F_SEALED : 0;
 	xport_random(h.nonce, sizeof(h.nonce));
 	mig_stream_hello_seal(&h, t->secret, false);
 	w = h;
@@ -416,7 +442,7 @@ static int stream_open(struct mig_tunnel *t, unsigned ordinal, unsigned kind, ui
 		mig_wire_le(&mig_wl_stream_hello, &w, 1);
 		memcpy(w.nonce, h.nonce, sizeof(w.nonce));
 		if (memcmp(w.id, h.id, 16) || w.index != ordinal || w.nstreams != kind ||
-		    !mig_stream_hello_proves(&w, t->secret, true))
+		    w.flags != h.flags || !mig_stream_hello_proves(&w, t->secret, true))
 			r = mig_error_set(err, -EACCES, "the destination could not prove it "
 					  "belongs to this migration");
 	}
@@ -425,6 +451,9 @@ static int stream_open(struct mig_tunnel *t, unsigned ordinal, unsigned kind, ui
 	*rx = c.rx_seq;
 	c.fd = -1;                /* ours now; the conn's ring goes */
 	xport_conn_close(&c);
+	*aead = NULL;
+	if (r >= 0 && (h.flags & MIG_STREAM_F_SEALED))
+		r = mig_stream_keys(t->secret, &h, true, aead, err);
 	if (r < 0) {
 		close(fd);
 		return r;
@@ -451,7 +480,7 @@ static void src_accept(struct mig_tunnel *t, unsigned kind)
 		goto refuse;
 	}
 	*c = (struct channel){ .t = t, .ordinal = ordinal, .kind = kind, .ufd = ufd };
-	c->sfd = stream_open(t, ordinal, kind, &c->tx_seq, &c->rx_seq, &err);
+	c->sfd = stream_open(t, ordinal, kind, &c->tx_seq, &c->rx_seq, &c->aead, &err);
 	if (c->sfd < 0) {
 		tunnel_fail(t, "%s channel %u: %s", kind_names[kind], ordinal, err.msg);
 		free(c);
@@ -459,6 +488,7 @@ static void src_accept(struct mig_tunnel *t, unsigned kind)
 	}
 	if (channel_run(t, c) < 0) {
 		close(c->sfd);
+		xport_aead_free(c->aead);
 		free(c);
 		goto refuse;
 	}
@@ -544,6 +574,7 @@ int mig_tunnel_src_start(const struct mig_tunnel_src *o, struct mig_tunnel **ret
 			 struct mig_error *err)
 {
 	struct mig_tunnel *t = tunnel_new(o->id, o->secret);
+	struct xport_aead *ctl_aead;   /* never: the control stream is not sealed */
 	uint64_t tx, rx;
 	int r;
 
@@ -551,10 +582,11 @@ int mig_tunnel_src_start(const struct mig_tunnel_src *o, struct mig_tunnel **ret
 	if (!t)
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	t->source = true;
+	t->encrypt = o->encrypt;
 	str_copy(t->dest_addr, sizeof(t->dest_addr), o->dest_addr);
 	t->fault = o->fault;
 	t->fault_arg = o->fault_arg;
-	r = t->ctl_fd = stream_open(t, 0, MIG_TUNNEL_CONTROL, &tx, &rx, err);
+	r = t->ctl_fd = stream_open(t, 0, MIG_TUNNEL_CONTROL, &tx, &rx, &ctl_aead, err);
 	for (unsigned k = 1; r >= 0 && k < _MIG_TUNNEL_KINDS; k++) {
 		if (!o->paths[k] || !o->paths[k][0])
 			continue;
@@ -674,7 +706,8 @@ static void greet(struct greeting *g)
 	pthread_mutex_lock(&t->lock);
 	if (!memcmp(h.id, t->id, 16) && mig_stream_hello_proves(&h, t->secret, false) &&
 	    h.index <= MIG_TUNNEL_MAX_CHANNELS && h.nstreams < _MIG_TUNNEL_KINDS &&
-	    (h.index == 0) == (h.nstreams == MIG_TUNNEL_CONTROL) && !t->seen[h.index])
+	    (h.index == 0) == (h.nstreams == MIG_TUNNEL_CONTROL) && !t->seen[h.index] &&
+	    !(h.flags & ~MIG_STREAM_F_KNOWN) && (h.index || !h.flags))
 		fresh = t->seen[h.index] = true;
 	pthread_mutex_unlock(&t->lock);
 	if (!fresh) {
@@ -691,6 +724,15 @@ static void greet(struct greeting *g)
 				 "came", kind_names[h.nstreams], h.index);
 			tunnel_fail(t, "%s", why);
 			refuse_stream(&c, -ETIMEDOUT, why);
+			goto refused;
+		}
+		if (!(h.flags & MIG_STREAM_F_SEALED) && mig_stream_seals(t->encrypt, g->fd)) {
+			turn_done(t, h.index);
+			snprintf(why, sizeof(why), "%s channel %u refused: it comes in clear, and this "
+				 "tunnel's channels must be encrypted (--encrypt %s)",
+				 kind_names[h.nstreams], h.index, mig_encrypt_to_string(t->encrypt));
+			tunnel_fail(t, "%s", why);
+			refuse_stream(&c, -EACCES, why);
 			goto refused;
 		}
 		ufd = connect_unix(g->targets[h.nstreams], &err);
@@ -719,9 +761,18 @@ static void greet(struct greeting *g)
 		return;
 	}
 	ch = calloc(1, sizeof(*ch));
+	if (ch && (h.flags & MIG_STREAM_F_SEALED) &&
+	    mig_stream_keys(t->secret, &h, false, &ch->aead, &err) < 0) {
+		tunnel_fail(t, "%s channel %u: %s", kind_names[h.nstreams], h.index, err.msg);
+		free(ch);
+		goto refused;
+	}
 	if (ch) {
+		struct xport_aead *k = ch->aead;
+
 		*ch = (struct channel){ .t = t, .ordinal = h.index, .kind = h.nstreams, .ufd = ufd,
-					.sfd = g->fd, .tx_seq = c.tx_seq, .rx_seq = c.rx_seq };
+					.sfd = g->fd, .tx_seq = c.tx_seq, .rx_seq = c.rx_seq,
+					.aead = k };
 		c.fd = -1;
 		xport_conn_close(&c);
 		mig_buf_free(&pl);
@@ -729,6 +780,7 @@ static void greet(struct greeting *g)
 			return;
 		close(ch->sfd);
 		close(ufd);
+		xport_aead_free(ch->aead);
 		free(ch);
 		pthread_mutex_lock(&t->lock);
 		t->st.refused++;
@@ -857,6 +909,7 @@ int mig_tunnel_dst_start(const struct mig_tunnel_dst *o, struct mig_tunnel **ret
 	}
 	t->listen_fd = o->listen_fd;
 	t->delay_ordinal = o->delay_ordinal;
+	t->encrypt = o->encrypt;
 	t->fault = o->fault;
 	t->fault_arg = o->fault_arg;
 	t->delay_ms = o->delay_ms;
@@ -945,6 +998,7 @@ void mig_tunnel_stop(struct mig_tunnel *t)
 		pthread_join(c->thread, NULL);
 		close(c->ufd);
 		close(c->sfd);
+		xport_aead_free(c->aead);
 		free(c);
 	}
 	for (unsigned k = 0; k < _MIG_TUNNEL_KINDS; k++) {

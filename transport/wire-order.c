@@ -157,7 +157,7 @@ LAYOUT(fault_report, mig_fault_report, F(mig_fault_report, taken),
 /* libvirt domains */
 LAYOUT(lv_incoming, mig_lv_incoming, B(mig_lv_incoming, id), B(mig_lv_incoming, secret),
        B(mig_lv_incoming, domain), B(mig_lv_incoming, listen_host), F(mig_lv_incoming, flags),
-       F(mig_lv_incoming, pad));
+       F(mig_lv_incoming, encrypt));
 LAYOUT(lv_incoming_reply, mig_lv_incoming_reply, B(mig_lv_incoming_reply, addr),
        B(mig_lv_incoming_reply, run_dir));
 LAYOUT(lv_outgoing, mig_lv_outgoing, B(mig_lv_outgoing, id), B(mig_lv_outgoing, secret),
@@ -165,7 +165,7 @@ LAYOUT(lv_outgoing, mig_lv_outgoing, B(mig_lv_outgoing, id), B(mig_lv_outgoing, 
        F(mig_lv_outgoing, parallel), F(mig_lv_outgoing, flags),
        F(mig_lv_outgoing, max_bandwidth_bps), F(mig_lv_outgoing, downtime_limit_ms),
        F(mig_lv_outgoing, timeout_ms), F(mig_lv_outgoing, timeout_action),
-       F(mig_lv_outgoing, pad));
+       F(mig_lv_outgoing, encrypt));
 LAYOUT(lv_domain_ref, mig_lv_domain_ref, B(mig_lv_domain_ref, domain));
 LAYOUT(lv_domain_info, mig_lv_domain_info, F(mig_lv_domain_info, state),
        F(mig_lv_domain_info, persistent), B(mig_lv_domain_info, uuid));

@@ -327,7 +327,7 @@ struct mig_lv_incoming {
 	char domain[MIG_LV_NAME_MAX];
 	char listen_host[64];     /* where the destination listens for the source */
 	uint32_t flags;           /* MIG_LV_F_* */
-	uint32_t pad;
+	uint32_t encrypt;         /* enum mig_encrypt (stream.h): which channels must be sealed */
 };
 _Static_assert(sizeof(struct mig_lv_incoming) == 184, "lv incoming");
 struct mig_lv_incoming_reply {
@@ -353,7 +353,7 @@ struct mig_lv_outgoing {
 	uint64_t downtime_limit_ms;   /* 0: libvirt's default */
 	uint64_t timeout_ms;      /* 0: none */
 	uint32_t timeout_action;  /* CONV_TIMEOUT_ABORT or _FORCE (the guest is paused) */
-	uint32_t pad;
+	uint32_t encrypt;         /* enum mig_encrypt (stream.h): which channels it seals */
 };
 _Static_assert(sizeof(struct mig_lv_outgoing) == 408, "lv outgoing");
 

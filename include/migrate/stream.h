@@ -44,6 +44,9 @@ enum mig_encrypt {
 	_MIG_ENCRYPT_END,
 };
 const char *mig_encrypt_to_string(uint32_t e);
+/* Whether a stream on fd is sealed under e: what the source decides, and
+ * what a destination requires of a stream that comes to it on fd. */
+bool mig_stream_seals(uint32_t e, int fd);
 int mig_encrypt_from_string(const char *s);
 
 struct mig_setup {

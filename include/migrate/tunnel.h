@@ -19,6 +19,9 @@
  * every frame) from a thread with its own io_uring; the end of one
  * direction is a TUNNEL_END frame, passed on as a shutdown(SHUT_WR).  A
  * stream that breaks, or a damaged frame, resets both of its connections.
+ * A channel the source seals (its STREAM_HELLO says so, as a migration
+ * stream's does) carries every frame after its hello sealed (aead.h),
+ * with keys from the secret, its hello's nonce and its ordinal.
  */
 #ifndef MIGRATE_TUNNEL_H
 #define MIGRATE_TUNNEL_H
@@ -52,6 +55,7 @@ struct mig_tunnel_src {
 	const uint8_t *secret;    /* MIG_SECRET_LEN bytes */
 	const char *dest_addr;
 	const char *paths[_MIG_TUNNEL_KINDS];
+	uint32_t encrypt;         /* enum mig_encrypt (stream.h): which channels it seals */
 	/* chaos mode (NULL in production): called at every TUNNEL_DATA and
 	 * TUNNEL_END frame a channel sends or receives, as a FRAME_SEND or
 	 * FRAME_RECV point whose stream is the channel's ordinal; an error
@@ -74,6 +78,7 @@ struct mig_tunnel_dst {
 	/* test seam: wait this long before connecting the channel of this
 	 * ordinal (0: none), to prove the ordering holds */
 	unsigned delay_ordinal, delay_ms;
+	uint32_t encrypt;         /* enum mig_encrypt: which channels must come sealed */
 	mig_fault_fn fault;       /* as the source's */
 	void *fault_arg;
 };
@@ -87,6 +92,7 @@ struct mig_tunnel_stats {
 	uint64_t bytes_out;       /* source: sent to the destination; destination: received */
 	uint64_t bytes_in;        /* the other way */
 	bool control_up;          /* the control stream is open */
+	unsigned sealed;          /* channels sealed (protocol.md §1.8) */
 	char error[256];          /* the first channel failure ("" none) */
 };
 void mig_tunnel_stats(struct mig_tunnel *t, struct mig_tunnel_stats *st);

@@ -8,7 +8,8 @@
 # read in the order the guest wrote it across the hosts, counts on without
 # a gap and without a BAD line.
 #
-#  a. A -> B and back, with 1 and with 4 streams;
+#  a. A -> B and back, with 1 and with 4 streams, and with 4 and the
+#     tunnel's channels sealed (--encrypt always);
 #  b. the hook refusing: a CPU feature B's KVM lacks (--host-profile
 #     cpuid-off), through migratectl and through plain virsh migrate; a
 #     disk missing on B; and the hook's rewrite of the console path;
@@ -151,19 +152,24 @@ migrate() {
 
 # A migration that must complete: JSON result, the domain's states on
 # both hosts, the console across the move.
+# ENCRYPT (optional): --encrypt for the start, and the encryption its
+# JSON must then report.
 migrate_ok() {
 	local src=$1 dst=$2 name=$3 streams=$4 srcpath dstpath
-	say "$name: $src -> $dst, --streams $streams"
+	local enc=${ENCRYPT:-auto} want_enc=none
+	[ "$enc" = always ] && want_enc=aes-256-gcm
+	say "$name: $src -> $dst, --streams $streams, --encrypt $enc"
 	srcpath=$(console_path "$src" "$name")
-	migrate "$src" "$dst" "$name" --streams "$streams" --json
+	migrate "$src" "$dst" "$name" --streams "$streams" --encrypt "$enc" --json
 	[ "$rc" = 0 ] || fail "start $src -> $dst exited $rc: $(tail -3 "$DIR/err") $(cat "$DIR/out")"
-	python3 - "$DIR/out" "$streams" <<-'EOF' || fail "start's JSON: see above"
+	python3 - "$DIR/out" "$streams" "$want_enc" <<-'EOF' || fail "start's JSON: see above"
 	import json, sys
 	try:
 	    r = json.load(open(sys.argv[1]))
 	except ValueError as e:
 	    sys.exit(f"not one JSON object: {e}")
-	want = {"result": "completed", "owner": "destination", "streams": int(sys.argv[2])}
+	want = {"result": "completed", "owner": "destination", "streams": int(sys.argv[2]),
+	        "encryption": sys.argv[3]}
 	bad = [f"{k} is {r.get(k)!r}, not {v!r}" for k, v in want.items() if r.get(k) != v]
 	if bad:
 	    sys.exit("start --json: " + "; ".join(bad))
@@ -196,6 +202,9 @@ for streams in 1 4; do
 	migrate_ok A B lva "$streams"
 	migrate_ok B A lva "$streams"
 done
+# the tunnel's channels sealed, four QEMU connections among them
+ENCRYPT=always migrate_ok A B lva 4
+ENCRYPT=always migrate_ok B A lva 4
 vsh A destroy lva >/dev/null
 
 # ---------------------------------------------------------------------------
