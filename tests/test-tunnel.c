@@ -219,6 +219,19 @@ static void expect_greeting(int fd, char first)
 	cr_assert_eq(b, first);
 }
 
+/* The tunnel's first failure, polled for (WAIT_MS at most), in st. */
+static void wait_error(struct mig_tunnel *t, struct mig_tunnel_stats *st)
+{
+	uint64_t end = mig_now_ms() + WAIT_MS;
+
+	do {
+		mig_tunnel_stats(t, st);
+		if (st->error[0])
+			return;
+		usleep(10000);
+	} while (mig_now_ms() < end);
+}
+
 /* Bytes both ways, intact, and each direction's end passed on. */
 Test(tunnel, carries_bytes_both_ways_and_the_ends)
 {
@@ -406,7 +419,6 @@ Test(tunnel, damaged_frame_resets_the_channel)
 	struct mig_tunnel_stats st;
 	uint8_t data[64];
 	struct iovec iov = { data, sizeof(data) };
-	uint64_t end;
 
 	pair_init(&p, 0, 0);
 	raw_stream(&p, p.secret, 1, MIG_TUNNEL_QEMU, &c);
@@ -417,13 +429,7 @@ Test(tunnel, damaged_frame_resets_the_channel)
 	data[40] ^= 0x10;         /* damaged after sealing */
 	cr_assert_eq(send(c.fd, &h, sizeof(h), MSG_NOSIGNAL), (ssize_t)sizeof(h));
 	cr_assert_eq(send(c.fd, data, sizeof(data), MSG_NOSIGNAL), (ssize_t)sizeof(data));
-	end = mig_now_ms() + WAIT_MS;
-	do {
-		mig_tunnel_stats(p.dst, &st);
-		if (st.error[0])
-			break;
-		usleep(10000);
-	} while (mig_now_ms() < end);
+	wait_error(p.dst, &st);
 	cr_assert_not_null(strstr(st.error, "checksum mismatch"), "'%s'", st.error);
 	cr_assert_eq(st.bytes_out, 0, "damaged bytes were passed on");
 	pthread_mutex_lock(&p.tq.lock);
@@ -515,7 +521,6 @@ Test(tunnel, fault_hook_sees_frames_and_breaks_the_channel)
 	struct points pts = { .fail_at = 2 };
 	struct mig_tunnel_stats st;
 	struct pair p;
-	uint64_t end;
 	char b = 0;
 	int fd;
 
@@ -532,13 +537,7 @@ Test(tunnel, fault_hook_sees_frames_and_breaks_the_channel)
 	/* the second is where the hook fails: the channel breaks there */
 	cr_assert_eq(send(fd, "z", 1, MSG_NOSIGNAL), 1);
 	cr_assert_leq(recv(fd, &b, 1, 0), 0, "a byte came back past the injected failure");
-	end = mig_now_ms() + WAIT_MS;
-	do {
-		mig_tunnel_stats(p.src, &st);
-		if (st.error[0])
-			break;
-		usleep(10000);
-	} while (mig_now_ms() < end);
+	wait_error(p.src, &st);
 	cr_assert_not_null(strstr(st.error, "chaos: EIO injected at data frame 2"), "'%s'",
 			   st.error);
 	mig_tunnel_stats(p.dst, &st);
@@ -635,7 +634,6 @@ Test(tunnel, a_clear_channel_is_refused_where_sealed_ones_are_required)
 {
 	struct mig_tunnel_stats st;
 	struct pair p;
-	uint64_t end;
 	char b;
 	int fd;
 
@@ -645,13 +643,7 @@ Test(tunnel, a_clear_channel_is_refused_where_sealed_ones_are_required)
 	src_encrypt = dst_encrypt = MIG_ENCRYPT_AUTO;
 	fd = client(p.qemu, 'q');
 	cr_assert_leq(recv(fd, &b, 1, 0), 0, "a byte came through a refused channel");
-	end = mig_now_ms() + WAIT_MS;
-	do {
-		mig_tunnel_stats(p.dst, &st);
-		if (st.error[0])
-			break;
-		usleep(10000);
-	} while (mig_now_ms() < end);
+	wait_error(p.dst, &st);
 	cr_assert(strstr(st.error, "comes in clear, and this tunnel's channels must be "
 			 "encrypted (--encrypt always)"), "'%s'", st.error);
 	pthread_mutex_lock(&p.tq.lock);
@@ -677,7 +669,6 @@ Test(tunnel, a_damaged_sealed_frame_resets_the_channel)
 	struct iovec iov = { frame + sizeof(fh), 64 };
 	struct pair p;
 	char url[160];
-	uint64_t end;
 
 	pair_init(&p, 0, 0);
 	snprintf(url, sizeof(url), "tcp://%s", p.addr);
@@ -700,13 +691,7 @@ Test(tunnel, a_damaged_sealed_frame_resets_the_channel)
 	memcpy(frame, &fh, sizeof(fh));
 	frame[sizeof(fh) + 40] ^= 0x10;   /* damaged after sealing */
 	cr_assert_eq(send(c.fd, frame, sizeof(frame), MSG_NOSIGNAL), (ssize_t)sizeof(frame));
-	end = mig_now_ms() + WAIT_MS;
-	do {
-		mig_tunnel_stats(p.dst, &st);
-		if (st.error[0])
-			break;
-		usleep(10000);
-	} while (mig_now_ms() < end);
+	wait_error(p.dst, &st);
 	cr_assert(strstr(st.error, "does not open"), "'%s'", st.error);
 	cr_assert_eq(st.bytes_out, 0, "damaged bytes were passed on");
 	xport_aead_free(k);
