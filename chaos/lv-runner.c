@@ -769,19 +769,9 @@ int chaos_lv_campaign(const struct chaos_opts *o, struct chaos_report *rep,
 	else
 		snprintf(rep->network, sizeof(rep->network), "none: the agents take no faults (not "
 			 "started with --chaos), so the runner's own on the start process only");
-	for (uint64_t i = o->replay ? o->replay_run : 0;; i++) {
-		if (o->replay && i > o->replay_run)
-			break;
-		if (!o->replay && o->runs && i >= o->runs)
-			break;
-		if (!o->replay && o->duration_ms && mig_now_ms() - t0 >= o->duration_ms)
-			break;
-		if (o->stop && *o->stop)
-			break;
+	for (uint64_t i = o->replay ? o->replay_run : 0; chaos_run_next(o, i, t0); i++) {
 		run_one(&c, i, &run);
-		chaos_report_run(rep, o->dir, &run);
-		if (o->on_run)
-			o->on_run(o->arg, &run);
+		chaos_run_done(o, rep, &run);
 		if (c.stopped[0]) {
 			snprintf(rep->cluster + strlen(rep->cluster), sizeof(rep->cluster) -
 				 strlen(rep->cluster), "; stopped: %.200s", c.stopped);

@@ -1652,19 +1652,9 @@ int chaos_campaign(const struct chaos_opts *o, struct chaos_report *rep, struct 
 		mig_error_prefix(err, "chaos: the lab VM (--lab %s) on agent 0", o->lab);
 		goto out;
 	}
-	for (uint64_t i = o->replay ? o->replay_run : 0;; i++) {
-		if (o->replay && i > o->replay_run)
-			break;
-		if (!o->replay && o->runs && i >= o->runs)
-			break;
-		if (!o->replay && o->duration_ms && mig_now_ms() - t0 >= o->duration_ms)
-			break;
-		if (o->stop && *o->stop)
-			break;
+	for (uint64_t i = o->replay ? o->replay_run : 0; chaos_run_next(o, i, t0); i++) {
 		run_one(&c, i, &run);
-		chaos_report_run(rep, o->dir, &run);
-		if (o->on_run)
-			o->on_run(o->arg, &run);
+		chaos_run_done(o, rep, &run);
 	}
 	r = 0;
 out:

@@ -213,3 +213,22 @@ void chaos_plans_collect(struct chaos_run *run, const char *const *agents, const
 		snprintf(run->fired_how, sizeof(run->fired_how), "agent %u: %s", who, rep.what);
 	}
 }
+
+bool chaos_run_next(const struct chaos_opts *o, uint64_t i, uint64_t t0_ms)
+{
+	if (o->stop && *o->stop)
+		return false;
+	if (o->replay)
+		return i <= o->replay_run;
+	if (o->runs && i >= o->runs)
+		return false;
+	return !o->duration_ms || mig_now_ms() - t0_ms < o->duration_ms;
+}
+
+void chaos_run_done(const struct chaos_opts *o, struct chaos_report *rep,
+		    const struct chaos_run *run)
+{
+	chaos_report_run(rep, o->dir, run);
+	if (o->on_run)
+		o->on_run(o->arg, run);
+}

@@ -49,6 +49,12 @@ int chaos_table_reply(struct mig_buf *x, const struct mig_wire_layout *l, void *
 		      unsigned max);
 /* MIG_LIST's entries with their strings terminated. */
 void chaos_migs_terminate(struct mig_migration_info *m, int n);
+/* Whether the campaign goes on to run i (--replay, --runs, --duration,
+ * a stop asked for), t0_ms its start; and a run's end: into the report,
+ * then to the caller's on_run. */
+bool chaos_run_next(const struct chaos_opts *o, uint64_t i, uint64_t t0_ms);
+void chaos_run_done(const struct chaos_opts *o, struct chaos_report *rep,
+		    const struct chaos_run *run);
 /* Arms p on the agent at endpoint `agent` (action 0: disarms), and says
  * what became of the VM's previous plan there (rep may be NULL). */
 int chaos_plan_arm(const char *agent, const char *key, const struct mig_fault_plan *p,

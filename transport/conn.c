@@ -118,7 +118,11 @@ int xport_conn_send(struct xport_conn *c, uint16_t type, uint32_t flags,
 	if (len > max)
 		return mig_error_set(err, -EMSGSIZE, "refusing to send a %s frame of %zu bytes: "
 				     "the limit for that type is %u", name, len, max);
-	mig_frame_seal(&h, type, flags, c->tx_seq + 1, &body, len ? 1 : 0);
+	/* a sealed frame's tag replaces the sum: no pass over the payload for it */
+	if (c->aead)
+		mig_frame_header(&h, type, flags, c->tx_seq + 1, len);
+	else
+		mig_frame_seal(&h, type, flags, c->tx_seq + 1, &body, len ? 1 : 0);
 	/* Check our own header the way the peer will, so a bad flag is our
 	 * clear error here and not a rejected frame over there. */
 	r = mig_frame_check_header(&h, c->tx_seq + 1, err);

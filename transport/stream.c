@@ -72,10 +72,14 @@ int xport_chan_send(struct xport_chan_tx *c, struct xport_ring *ring, uint16_t t
 	if (len && mig_buf_append(&c->buf, p, len) < 0)
 		return mig_error_set(err, -ENOMEM, "out of memory");
 	iov = (struct iovec){ c->buf.data, len };
-	mig_frame_seal(&c->hdr, type, 0, ++c->seq, &iov, len ? 1 : 0);
-	/* the payload is our copy: sealed in place */
-	if (c->aead && xport_aead_seal(c->aead, &c->hdr, 0, &iov, len ? 1 : 0, c->tag, err) < 0)
-		return err->code;
+	/* the payload is our copy: sealed in place, its tag instead of a sum */
+	if (c->aead) {
+		mig_frame_header(&c->hdr, type, 0, ++c->seq, len);
+		if (xport_aead_seal(c->aead, &c->hdr, 0, &iov, len ? 1 : 0, c->tag, err) < 0)
+			return err->code;
+	} else {
+		mig_frame_seal(&c->hdr, type, 0, ++c->seq, &iov, len ? 1 : 0);
+	}
 	memset(&c->op, 0, sizeof(c->op));
 	c->op.fd = c->fd;
 	c->op.is_send = true;

@@ -169,14 +169,16 @@ static int up_frame(struct pump *p, uint16_t type, size_t n)
 
 	if (fault_at(p, MIG_FAULT_FRAME_SEND, type, p->c->tx_seq + 1) < 0)
 		return -1;
-	mig_frame_seal(&h, type, 0, ++p->c->tx_seq, &iov, n ? 1 : 0);
 	if (p->c->aead) {
 		struct mig_error e = { 0 };
 
-		/* in place, the tag right after the bytes */
+		/* in place, the tag right after the bytes, and no sum */
+		mig_frame_header(&h, type, 0, ++p->c->tx_seq, n);
 		if (xport_aead_seal(p->c->aead, &h, 0, &iov, n ? 1 : 0, p->ubuf + HDR + n, &e) < 0)
 			return snprintf(p->err, sizeof(p->err), "%s", e.msg), -1;
 		n += XPORT_AEAD_TAG;
+	} else {
+		mig_frame_seal(&h, type, 0, ++p->c->tx_seq, &iov, n ? 1 : 0);
 	}
 	memcpy(p->ubuf, &h, HDR);
 	p->ulen = HDR + n;

@@ -121,6 +121,13 @@ void mig_frame_seal(struct mig_frame_hdr *h, uint16_t type, uint32_t flags, uint
 
 	for (int i = 0; i < iovcnt; i++)
 		len += iov[i].iov_len;
+	mig_frame_header(h, type, flags, seq, len);
+	h->checksum = htole64(frame_checksum(h, iov, iovcnt));
+}
+
+void mig_frame_header(struct mig_frame_hdr *h, uint16_t type, uint32_t flags, uint64_t seq,
+		      size_t len)
+{
 	/* A payload over 4 GiB cannot be described; the peer's length check
 	 * rejects whatever the truncated value says long before that. */
 	h->magic = htole32(MIG_WIRE_MAGIC);
@@ -130,7 +137,6 @@ void mig_frame_seal(struct mig_frame_hdr *h, uint16_t type, uint32_t flags, uint
 	h->length = htole32((uint32_t)len);
 	h->seq = htole64(seq);
 	h->checksum = 0;
-	h->checksum = htole64(frame_checksum(h, iov, iovcnt));
 }
 
 int mig_frame_check_header(const struct mig_frame_hdr *h, uint64_t expect_seq,

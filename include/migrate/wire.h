@@ -10,6 +10,7 @@
 #define MIGRATE_WIRE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -91,6 +92,10 @@ const char *mig_frame_type_to_string(uint16_t type);   /* NULL for unknown */
 /* Largest payload a frame of this type may carry (0 for unknown types). */
 uint32_t mig_frame_max_payload(uint16_t type);
 
+/* Fill magic/version/type/flags/length (len)/seq, the checksum 0: the header
+ * of a frame that is sealed (aead.h) instead of summed. */
+void mig_frame_header(struct mig_frame_hdr *h, uint16_t type, uint32_t flags, uint64_t seq,
+		      size_t len);
 /* Fill magic/version/type/flags/length/seq and the checksum over hdr + iov. */
 void mig_frame_seal(struct mig_frame_hdr *h, uint16_t type, uint32_t flags, uint64_t seq,
 		    const struct iovec *iov, int iovcnt);

@@ -33,16 +33,7 @@ die() {
 	exit 1
 }
 
-# Polls a command every 0.2 s for at most $1 seconds.
-wait_for() {
-	local secs=$1 i
-	shift
-	for ((i = 0; i < secs * 5; i++)); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.2
-	done
-	return 1
-}
+. "$here/poll.sh"
 
 host_dir() {
 	[ "$2" = A ] || [ "$2" = B ] || die "host '$2': give A or B"

@@ -54,13 +54,4 @@ vsh() {
 	timeout 60 virsh -q -c "$("$hosts" uri "$DIR" "$x")" "$@"
 }
 
-# Polls "$@" every 0.2 s for at most $1 seconds.
-wait_for() {
-	local secs=$1 i
-	shift
-	for ((i = 0; i < secs * 5; i++)); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.2
-	done
-	return 1
-}
+. "$here/poll.sh"
