@@ -232,6 +232,41 @@ static void wait_error(struct mig_tunnel *t, struct mig_tunnel_stats *st)
 	} while (mig_now_ms() < end);
 }
 
+/* Sends out[0..len) on fd, ends that direction, and reads back what the
+ * echo returns until its end, all at once (the echo waits for its reader),
+ * into in; the bytes read back.  A signal's EINTR is not an error here. */
+static size_t round_trip(int fd, const uint8_t *out, uint8_t *in, size_t len)
+{
+	size_t sent = 0, got = 0;
+
+	for (;;) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN | (sent < len ? POLLOUT : 0) };
+		ssize_t n;
+
+		n = poll(&pf, 1, WAIT_MS);
+		if (n < 0 && errno == EINTR)
+			continue;
+		cr_assert_gt(n, 0, "the tunnel stalled at %zu of %zu bytes", got, len);
+		if ((pf.revents & POLLOUT) && sent < len) {
+			n = send(fd, out + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+			cr_assert(n > 0 || errno == EAGAIN || errno == EINTR, "send: %s",
+				  strerror(errno));
+			if (n > 0 && (sent += (size_t)n) == len)
+				shutdown(fd, SHUT_WR);
+		}
+		if (pf.revents & (POLLIN | POLLHUP)) {
+			n = recv(fd, in + got, len - got, MSG_DONTWAIT);
+			cr_assert(n >= 0 || errno == EAGAIN || errno == EINTR, "recv: %s",
+				  strerror(errno));
+			if (n == 0)
+				return got;
+			if (n > 0)
+				got += (size_t)n;
+			cr_assert_leq(got, len);
+		}
+	}
+}
+
 /* Bytes both ways, intact, and each direction's end passed on. */
 Test(tunnel, carries_bytes_both_ways_and_the_ends)
 {
@@ -245,17 +280,7 @@ Test(tunnel, carries_bytes_both_ways_and_the_ends)
 	xport_random(out, len);
 	fd = client(p.qemu, 'q');
 	expect_greeting(fd, 'q');
-	cr_assert_eq(send(fd, out, len, MSG_NOSIGNAL), (ssize_t)len);
-	shutdown(fd, SHUT_WR);
-	for (;;) {
-		ssize_t n = recv(fd, in + got, len - got, 0);
-
-		cr_assert_geq(n, 0, "recv: %s", strerror(errno));
-		if (n == 0)
-			break;
-		got += (size_t)n;
-		cr_assert_leq(got, len);
-	}
+	got = round_trip(fd, out, in, len);
 	/* the echo ended its direction only after our end reached it */
 	cr_assert_eq(got, len, "%zu of %zu bytes came back before the end", got, len);
 	cr_assert_eq(memcmp(in, out, len), 0, "the bytes changed on the way");
@@ -597,26 +622,8 @@ Test(tunnel, sealed_channels_carry_the_bytes)
 	xport_random(out, len);
 	fd = client(p.qemu, 'q');
 	expect_greeting(fd, 'q');
-	/* send and read back at once: the echo waits for its reader */
-	for (size_t sent = 0; got < len;) {
-		struct pollfd pf = { .fd = fd, .events = POLLIN | (sent < len ? POLLOUT : 0) };
-		ssize_t n;
-
-		cr_assert_gt(poll(&pf, 1, WAIT_MS), 0, "the tunnel stalled at %zu of %zu bytes", got,
-			     len);
-		if ((pf.revents & POLLOUT) && sent < len) {
-			n = send(fd, out + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-			if (n > 0 && (sent += (size_t)n) == len)
-				shutdown(fd, SHUT_WR);
-		}
-		if (pf.revents & (POLLIN | POLLHUP)) {
-			n = recv(fd, in + got, len - got, MSG_DONTWAIT);
-			cr_assert(n > 0 || (n < 0 && errno == EAGAIN), "recv: %zd (%s) at %zu", n,
-				  strerror(errno), got);
-			if (n > 0)
-				got += (size_t)n;
-		}
-	}
+	got = round_trip(fd, out, in, len);
+	cr_assert_eq(got, len, "%zu of %zu bytes came back", got, len);
 	cr_assert_eq(memcmp(in, out, len), 0, "the bytes changed on the way");
 	mig_tunnel_stats(p.src, &st);
 	cr_assert_eq(st.sealed, 1, "the source sealed %u channels, not 1", st.sealed);
