@@ -562,6 +562,18 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	    req.checksum > MIG_CHECKSUM_AUTO || req.encrypt >= _MIG_ENCRYPT_END)
 		return agent_reply(s, -EINVAL, "MIG_OUTGOING: bad streams, codec, timeout action, "
 			     "checksum mode or encryption", NULL, 0);
+	/* 0: what a caller that predates them means (rounds only, the default bound) */
+	if (!req.converge)
+		req.converge = CONV_MODE_NONE;
+	if (!req.max_throttle_pct)
+		req.max_throttle_pct = CONV_DEFAULT_MAX_THROTTLE;
+	if (req.converge >= _CONV_MODE_MAX || req.max_throttle_pct > CONV_DEFAULT_MAX_THROTTLE ||
+	    req.stall_action >= _CONV_STALL_ACTION_MAX)
+		return agent_reply(s, -EINVAL, "MIG_OUTGOING: bad convergence mode, throttle bound "
+			     "or stall action", NULL, 0);
+	if (req.converge == CONV_MODE_POSTCOPY || req.stall_action == CONV_STALL_POSTCOPY)
+		return agent_reply(s, -EOPNOTSUPP, "post-copy is not available in this agent yet: "
+			     "use --converge throttle or auto", NULL, 0);
 	pthread_mutex_lock(&a->lock);
 	v = vm_find(a, req.name);
 	if (!v)
@@ -603,6 +615,11 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	o.conv.max_bandwidth_bps = req.max_bandwidth_bps;
 	o.conv.timeout_ms = req.timeout_ms;
 	o.conv.timeout_action = (enum conv_timeout_action)req.timeout_action;
+	o.conv.mode = (enum conv_mode)req.converge;
+	o.conv.max_throttle_pct = req.max_throttle_pct;
+	o.conv.stall_action = (enum conv_stall_action)req.stall_action;
+	o.conv.stall_ms = req.stall_ms;
+	o.conv.stall_bytes = req.stall_bytes;
 	o.switchover_timeout_ms = req.switchover_timeout_ms;
 	og = (struct outgoing){ s, m };
 	agent_fault_attach(a, req.name, &fault, &o.fault, &o.fault_arg);

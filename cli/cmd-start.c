@@ -40,6 +40,10 @@ struct start_opts {
 	struct xport_compress compress;
 	uint64_t downtime_ms, max_bw, timeout_ms, switchover_ms;
 	enum conv_timeout_action action;
+	enum conv_mode converge;
+	uint32_t max_throttle;
+	uint64_t stall_ms, stall_bytes;
+	enum conv_stall_action stall_action;   /* 0: by mode */
 	int verify;   /* -1 default */
 	enum mig_checksum checksum;
 	uint32_t encrypt;         /* enum mig_encrypt */
@@ -59,6 +63,9 @@ static const char *checksum_text(const struct mig_event *e, enum mig_checksum as
 	return mig_checksum_to_string(e->checksum);
 }
 
+/* --stall: what is left not shrinking for this long takes the stall action. */
+#define DEFAULT_STALL_MS 30000
+
 static int usage_error(const char *fmt, const char *arg)
 {
 	fputs("migratectl start: ", stderr);
@@ -76,6 +83,9 @@ static void start_usage(FILE *f)
 	      "          [--timeout-action abort|force] [--verify|--no-verify] [--json]\n"
 	      "          [--checksum auto|pages|frames] [--switchover-timeout DURATION]\n"
 	      "          [--encrypt auto|always|never]\n"
+	      "          [--converge none|throttle|postcopy|auto] [--max-throttle PCT]\n"
+	      "          [--stall DURATION] [--stall-bytes SIZE]\n"
+	      "          [--stall-action abort|throttle|postcopy]\n"
 	      "          [--key-file F] " CLI_SSH_USAGE " [--tunnel]\n"
 	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH |\n"
 	      "            ssh://[USER@]HOST[:PORT][/PATH]\n", f);
@@ -153,6 +163,11 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		{ "copy-storage", no_argument, NULL, 'G' },
 		{ "tunnel", no_argument, NULL, 'T' },
 		{ "encrypt", required_argument, NULL, 'E' },
+		{ "converge", required_argument, NULL, 'M' },
+		{ "max-throttle", required_argument, NULL, 'X' },
+		{ "stall", required_argument, NULL, 'L' },
+		{ "stall-bytes", required_argument, NULL, 'B' },
+		{ "stall-action", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		CLI_SSH_OPTS,
 		{ 0 }
@@ -170,6 +185,9 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 	o->compress.codec = XPORT_CODEC_NONE;
 	o->checksum = MIG_CHECKSUM_AUTO;
 	o->action = CONV_TIMEOUT_ABORT;
+	o->converge = CONV_MODE_AUTO;
+	o->max_throttle = CONV_DEFAULT_MAX_THROTTLE;
+	o->stall_ms = DEFAULT_STALL_MS;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (cli_once("start", opts, c, &seen))
@@ -241,6 +259,36 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 				return usage_error("invalid --switchover-timeout '%s': expected a "
 						   "duration such as 10s", optarg);
 			break;
+		case 'M':
+			r = conv_mode_from_string(optarg);
+			if (r < 0)
+				return usage_error("invalid --converge '%s': expected none, throttle, "
+						   "postcopy or auto (the default)", optarg);
+			o->converge = (enum conv_mode)r;
+			break;
+		case 'X':
+			if (parse_u64(optarg, 1, CONV_DEFAULT_MAX_THROTTLE, &v) < 0)
+				return usage_error("invalid --max-throttle '%s': expected a percentage "
+						   "from 1 to 99", optarg);
+			o->max_throttle = (uint32_t)v;
+			break;
+		case 'L':
+			if (parse_duration_ms(optarg, 1000, &o->stall_ms) < 0)
+				return usage_error("invalid --stall '%s': expected a duration such as "
+						   "30s, or 0 for no time bound", optarg);
+			break;
+		case 'B':
+			if (parse_size(optarg, &o->stall_bytes) < 0)
+				return usage_error("invalid --stall-bytes '%s': expected a size such as "
+						   "8G, or 0 for no byte bound", optarg);
+			break;
+		case 'A':
+			r = conv_stall_action_from_string(optarg);
+			if (r < 0)
+				return usage_error("invalid --stall-action '%s': expected abort, throttle "
+						   "or postcopy", optarg);
+			o->stall_action = (enum conv_stall_action)r;
+			break;
 		case 'k': o->key_file = optarg; break;
 		case 'G': o->copy_storage = true; break;
 		case 'T': o->tunnel = true; break;
@@ -260,6 +308,9 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 	o->dst = argv[optind + 1];
 	if (o->vm && o->lab)
 		return usage_error("%s", "--vm and --lab exclude each other");
+	if (o->converge == CONV_MODE_POSTCOPY || o->stall_action == CONV_STALL_POSTCOPY)
+		return usage_error("%s", "post-copy is not available yet: give --converge throttle "
+				   "or auto, and --stall-action abort or throttle");
 	o->libvirt = o->vm && !strncmp(o->vm, MIG_START_LIBVIRT_PREFIX,
 				       strlen(MIG_START_LIBVIRT_PREFIX));
 	if (o->libvirt) {
@@ -267,6 +318,8 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		static const struct { int c; const char *name; } engine_only[] = {
 			{ 'c', "--compress" }, { 'V', "--verify" }, { 'N', "--no-verify" },
 			{ 'C', "--checksum" }, { 'S', "--switchover-timeout" },
+			{ 'M', "--converge" }, { 'X', "--max-throttle" }, { 'L', "--stall" },
+			{ 'B', "--stall-bytes" }, { 'A', "--stall-action" },
 		};
 
 		for (size_t i = 0; i < ARRAY_SIZE(engine_only); i++)
@@ -449,6 +502,26 @@ static void print_json(const char *id, const struct mig_event *e,
 	} else {
 		json_null(&w, "kvm_precopy");
 	}
+	json_obj_begin(&w, "convergence");
+	json_str(&w, "mode", started ? conv_mode_to_string(e->converge) : NULL);
+	json_str(&w, "mode_requested", conv_mode_to_string(o->converge));
+	json_u64(&w, "max_throttle_pct", o->max_throttle);
+	json_u64(&w, "throttle_pct", e->throttle_pct);
+	json_u64(&w, "throttle_ms", e->throttle_ms);
+	json_u64(&w, "guest_rate", e->guest_rate);
+	if (e->guest_rate_free)
+		json_u64(&w, "guest_rate_unthrottled", e->guest_rate_free);
+	else
+		json_null(&w, "guest_rate_unthrottled");
+	if (e->stall_action) {
+		json_obj_begin(&w, "stall");
+		json_u64(&w, "after_ms", e->stall_ms);
+		json_str(&w, "action", conv_stall_action_to_string(e->stall_action));
+		json_obj_end(&w);
+	} else {
+		json_null(&w, "stall");
+	}
+	json_obj_end(&w);
 	json_u64(&w, "rejected_streams", e->rejected_streams);
 	json_u64(&w, "torn_pages", e->torn_pages);
 	json_u64(&w, "src_cpu_ms", e->src_cpu_ms);
@@ -632,6 +705,21 @@ static void held_hint(const struct start_opts *o, const char *vm, const struct m
 		h->held_id, k, kf, ssh);
 }
 
+/* How the migration was made to converge: the throttle and what it cost
+ * the guest, and a stall. */
+static void print_convergence(const struct mig_event *res)
+{
+	if (res->throttle_pct)
+		printf("  converge %s: vCPUs throttled up to %u %% for %.1f s; the guest made "
+		       "%llu units/s of progress during precopy, %llu while not throttled\n",
+		       conv_mode_to_string(res->converge) ?: "?", res->throttle_pct,
+		       res->throttle_ms / 1e3, (unsigned long long)res->guest_rate,
+		       (unsigned long long)res->guest_rate_free);
+	if (res->stall_action)
+		printf("  stalled %.1f s into precopy: what was left stopped shrinking; action %s\n",
+		       res->stall_ms / 1e3, conv_stall_action_to_string(res->stall_action) ?: "?");
+}
+
 static void print_progress(const char *id, const struct mig_event *e, bool tty, uint32_t *last_phase)
 {
 	if (e->phase != *last_phase) {
@@ -651,6 +739,11 @@ static void print_progress(const char *id, const struct mig_event *e, bool tty, 
 	/* an idle guest dirties little: a busy one is why rounds do not shrink */
 	if (e->kvm_valid && e->kvm_halted_permille != MIG_KVM_HALTED_UNKNOWN)
 		fprintf(stderr, "  vCPUs halted %u%%", e->kvm_halted_permille / 10);
+	/* what convergence costs the guest now */
+	if (e->throttle_pct)
+		fprintf(stderr, "  throttle %u%%", e->throttle_pct);
+	if (e->phase == MIG_PHASE_PRECOPY && e->guest_rate)
+		fprintf(stderr, "  guest %.1fk/s", e->guest_rate / 1e3);
 	fflush(stderr);
 }
 
@@ -735,6 +828,7 @@ static void print_summary(const struct start_opts *o, const struct mig_start_res
 		       (res->kvm_halt_poll_success_ns + res->kvm_halt_poll_fail_ns) / 1e6,
 		       (unsigned long long)res->kvm_halt_successful_polls,
 		       (unsigned long long)res->kvm_halt_attempted_polls);
+	print_convergence(res);
 	if (res->verified) {
 		char a[MIG_DIGEST_HEX], b[MIG_DIGEST_HEX];
 
@@ -791,6 +885,8 @@ int cmd_start(int argc, char **argv)
 		.downtime_limit_ms = o.downtime_ms, .max_bandwidth_bps = o.max_bw,
 		.timeout_ms = o.timeout_ms, .timeout_action = o.action,
 		.switchover_timeout_ms = o.switchover_ms, .encrypt = o.encrypt,
+		.converge = o.converge, .max_throttle_pct = o.max_throttle,
+		.stall_action = o.stall_action, .stall_ms = o.stall_ms, .stall_bytes = o.stall_bytes,
 	};
 	so.interrupted = &interrupted;
 	so.check_vm = o.vm && !o.libvirt ? check_vm : NULL;

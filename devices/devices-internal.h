@@ -195,6 +195,16 @@ struct vcpu_dev {
 	bool no_halt;         /* the kernel refused HALTED: vcpu_wait() instead */
 	bool halt_timer_ok;
 	timer_t halt_timer;   /* SIG_KICK to the vCPU's thread */
+	/* The convergence throttle (mig_throttle_ops): the share of its time
+	 * the vCPU sleeps, set by any thread; the slice timer sends
+	 * SIG_THROTTLE to the vCPU's thread, which sleeps its share before
+	 * it runs on.  tid is the thread's, once it runs. */
+	_Atomic uint32_t throttle_pct;
+	_Atomic pid_t tid;
+	pthread_mutex_t throttle_lock;  /* creating and arming the timer */
+	bool throttle_timer_ok;
+	timer_t throttle_timer;
+	_Atomic uint64_t throttled_ns;  /* slept in all, for the tests and the summary */
 };
 
 /* KVM_CREATE_VCPU and its architecture's setup (vcpu-arch.h: x86, the CPUID

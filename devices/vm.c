@@ -115,6 +115,55 @@ void mig_vm_devices_dirty_stop(struct mig_vm *vm)
 	}
 }
 
+unsigned mig_vm_throttled(const struct mig_vm *vm)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		n += vm->devices[i]->cls->throttle_ops != NULL;
+	return n;
+}
+
+int mig_vm_throttle(struct mig_vm *vm, const uint32_t *pct, unsigned n, struct mig_error *err)
+{
+	int ret = 0;
+
+	if (!n)
+		return 0;
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct mig_device *d = vm->devices[i];
+		struct mig_error e = { 0 };
+		uint32_t p;
+		int r;
+
+		if (!d->cls->throttle_ops)
+			continue;
+		p = n == 1 ? pct[0] : d->id < n ? pct[d->id] : 0;
+		r = d->cls->throttle_ops->set(d, p, &e);
+		if (r < 0 && !ret) {
+			ret = r;
+			if (err)
+				*err = e;
+		}
+	}
+	return ret;
+}
+
+unsigned mig_vm_dirty_by_vcpu(struct mig_vm *vm, uint64_t *per_vcpu, unsigned n)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct mig_device *d = vm->devices[i];
+		unsigned k;
+
+		if (!d->cls->dirty_ops || !d->cls->dirty_ops->by_vcpu)
+			continue;
+		k = d->cls->dirty_ops->by_vcpu(d, per_vcpu, n);
+		if (k)
+			return k;
+	}
+	return 0;
+}
+
 uint64_t mig_vm_state_estimate(const struct mig_vm *vm)
 {
 	uint64_t bytes = 0;

@@ -878,6 +878,7 @@ static int do_commit(struct dst *d)
 	t_started = mig_clock_ns(CLOCK_MONOTONIC);
 	d->vm->ops->health(d->vm, &st);
 	run.passes = st.passes;
+	run.progress = st.progress;
 	run.errors = st.errors;
 	run.status = r;
 	if (r < 0)
@@ -890,7 +891,8 @@ static int do_commit(struct dst *d)
 	/* RUNNING kind 2 moves ownership: the source keeps its paused copy
 	 * until it arrives, so it says what can be seen of the guest here.
 	 * Under --verify the source judges its health too: give it 300 ms, and
-	 * up to 3 s for a first pass.  Without, the guest need only show it
+	 * up to 3 s for a first pass (the source takes pages checked and
+	 * stamped instead from a guest whose working set is too big for one).  Without, the guest need only show it
 	 * runs: a page stamped since the start (at once for a guest with no
 	 * working set), which takes milliseconds, not a health check's wait. */
 	{
@@ -918,6 +920,7 @@ static int do_commit(struct dst *d)
 	}
 	run.kind = 2;
 	run.passes = st.passes;
+	run.progress = st.progress;
 	run.errors = st.errors;
 	run.status = st.fatal;
 	if (st.fatal)

@@ -171,6 +171,20 @@ struct src {
 	uint64_t send_deadline_ms; /* ROLLBACK: give up a control-stream send after this */
 	/* auto codec probe */
 	uint64_t probe_raw, probe_comp, probe_ns;
+	/* Convergence: what the policy carries between rounds, each vCPU's
+	 * throttle now and its dirty count at the last round's end (nthr of
+	 * them: the VM's throttled devices), the most any has now, since when
+	 * one is on; the guest's progress (health) when PRECOPY began, at the
+	 * last throttle change and at the last event, and how much of it
+	 * came while nothing throttled it. */
+	struct conv_state cs;
+	unsigned nthr;
+	uint32_t *vpct;
+	uint64_t *vdirty;
+	uint32_t thr_now;
+	uint64_t thr_on_ms;
+	uint64_t g0, g0_ms, gmark, gmark_ms, gev, gev_ms;
+	uint64_t gfree, gfree_ms;
 };
 
 static void count(uint64_t *c, uint64_t n)
@@ -249,6 +263,95 @@ static int set_phase(struct src *s, enum mig_phase p)
 	return 0;
 }
 
+static uint64_t guest_progress(struct src *s)
+{
+	struct mig_vm_health h = { 0 };
+
+	s->vm->ops->health(s->vm, &h);
+	return h.progress;
+}
+
+/* The guest's progress per second since the last event. */
+static uint64_t guest_rate_lately(struct src *s, uint64_t now)
+{
+	uint64_t g = guest_progress(s), rate = 0;
+
+	if (s->gev_ms && now > s->gev_ms && g >= s->gev)
+		rate = (g - s->gev) * 1000 / (now - s->gev_ms);
+	s->gev = g;
+	s->gev_ms = now;
+	return rate;
+}
+
+/* A throttle change (to `most`, the most any vCPU gets): the guest's
+ * progress since the last change counts as free if nothing throttled it
+ * meanwhile, and the time as throttled if something did. */
+static void guest_mark(struct src *s, uint32_t most)
+{
+	uint64_t g = guest_progress(s), now = mig_now_ms();
+
+	if (!s->thr_now && s->gmark_ms && g >= s->gmark) {
+		s->gfree += g - s->gmark;
+		s->gfree_ms += now - s->gmark_ms;
+	}
+	if (s->thr_now)
+		s->res->throttle_ms += now - s->gmark_ms;
+	s->thr_now = most;
+	if (most > s->res->throttle_pct)
+		s->res->throttle_pct = most;
+	s->gmark = g;
+	s->gmark_ms = now;
+}
+
+/* The throttle the policy chose for the next round: VM-wide where the
+ * dirty log cannot tell vCPUs apart, else shared out per vCPU by what
+ * each dirtied in the round just ended (conv_vcpu_limits()). */
+static int throttle_apply(struct src *s, uint32_t pct)
+{
+	uint64_t now_dirty[64], delta[64];
+	uint32_t want[64], most = 0;
+	unsigned n = s->nthr < 64 ? s->nthr : 64, k;
+	bool change = false;
+	int r;
+
+	if (!n || !s->vpct)
+		return 0;
+	k = mig_vm_dirty_by_vcpu(s->vm, now_dirty, n);
+	for (unsigned i = 0; i < k; i++) {
+		delta[i] = now_dirty[i] >= s->vdirty[i] ? now_dirty[i] - s->vdirty[i] : 0;
+		s->vdirty[i] = now_dirty[i];
+	}
+	if (k == n)
+		conv_vcpu_limits(pct, s->o->conv.max_throttle_pct, delta, s->vpct, n, want);
+	else
+		for (unsigned i = 0; i < n; i++)
+			want[i] = pct;
+	for (unsigned i = 0; i < n; i++) {
+		change |= want[i] != s->vpct[i];
+		most = want[i] > most ? want[i] : most;
+	}
+	if (!change)
+		return 0;
+	guest_mark(s, most);
+	r = mig_vm_throttle(s->vm, want, n, &s->err);
+	if (r < 0)
+		return mig_error_prefix(&s->err, "throttling the vCPUs");
+	memcpy(s->vpct, want, n * sizeof(*want));
+	return 0;
+}
+
+/* Every vCPU free again: PRECOPY is over, whichever way. */
+static void throttle_release(struct src *s)
+{
+	static const uint32_t zero;
+
+	if (!s->vpct)
+		return;
+	guest_mark(s, 0);
+	mig_vm_throttle(s->vm, &zero, 1, NULL);
+	memset(s->vpct, 0, s->nthr * sizeof(*s->vpct));
+}
+
 static void emit_progress(struct src *s, bool force)
 {
 	struct mig_event ev = { 0 };
@@ -269,8 +372,12 @@ static void emit_progress(struct src *s, bool force)
 	ev.throughput_bps = el ? ev.wire_bytes * 1000 / el : 0;
 	ev.expected_downtime_ms = s->expected_dt;
 	ev.transferred_bytes = counted(&s->res->transferred_bytes);
-	if (s->phase == MIG_PHASE_PRECOPY)
+	ev.converge = s->o->conv.mode;
+	ev.throttle_pct = s->thr_now;
+	if (s->phase == MIG_PHASE_PRECOPY) {
 		kvm_since_precopy(s, &ev);
+		ev.guest_rate = guest_rate_lately(s, now);
+	}
 	s->fn(&ev, s->arg);
 }
 
@@ -1227,6 +1334,16 @@ static int do_precopy(struct src *s)
 	int r;
 
 	s->precopy_t0 = mig_now_ms();
+	s->g0 = s->gmark = s->gev = guest_progress(s);
+	s->g0_ms = s->gmark_ms = s->gev_ms = s->precopy_t0;
+	s->nthr = mig_vm_throttled(s->vm);
+	if (s->nthr && s->o->conv.mode != CONV_MODE_NONE) {
+		s->vpct = calloc(s->nthr, sizeof(*s->vpct));
+		s->vdirty = calloc(s->nthr, sizeof(*s->vdirty));
+		if (!s->vpct || !s->vdirty)
+			return mig_error_set(&s->err, -ENOMEM, "out of memory");
+		mig_vm_dirty_by_vcpu(s->vm, s->vdirty, s->nthr);
+	}
 	/* The devices' own dirty tracking (a device's DMA log) goes on with
 	 * RAM's, then the TRACK walk opens their pre-copy sessions; from its
 	 * first arc a failure rolls every device back. */
@@ -1281,10 +1398,20 @@ static int do_precopy(struct src *s)
 		cr.dirty_pages = n_dirty;
 		cr.prev_dirty_pages = s->round_pages;
 		cr.device_bytes = mig_vm_state_estimate(s->vm);
-		conv_policy_decide(&s->o->conv, &cr, &d);
+		cr.throttle_pct = s->cs.throttle_pct;
+		conv_policy_step(&s->o->conv, &cr, &s->cs, &d);
 		s->remaining = d.remaining_bytes;
 		s->dirty_rate = d.dirty_rate_bps;
 		s->expected_dt = d.expected_downtime_ms;
+		if (d.stall) {
+			s->res->stall_action = d.stall;
+			s->res->stall_ms = cr.elapsed_ms;
+		}
+		if (d.action == CONV_CONTINUE && (d.throttle_pct || s->thr_now)) {
+			r = throttle_apply(s, d.throttle_pct);
+			if (r < 0)
+				return r;
+		}
 		emit_progress(s, true);
 		if (d.action == CONV_SWITCHOVER || d.action == CONV_FORCE_SWITCHOVER) {
 			s->round++;
@@ -1470,6 +1597,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	pthread_t hash_thread;
 	bool hashing = false;
 	bool committed = false, has_progress;
+	uint64_t progress_before = 0;
 	int r;
 
 	pthread_setname_np(pthread_self(), "mig-source");
@@ -1523,6 +1651,13 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	}
 	r = do_precopy(&s);
 	kvm_since_precopy(&s, res);
+	guest_mark(&s, s.thr_now);
+	{
+		uint64_t ms = s.gmark_ms - s.g0_ms;
+
+		res->guest_rate = ms && s.gmark >= s.g0 ? (s.gmark - s.g0) * 1000 / ms : 0;
+		res->guest_rate_free = s.gfree_ms ? s.gfree * 1000 / s.gfree_ms : 0;
+	}
 	if (r < 0)
 		goto out;
 
@@ -1543,6 +1678,8 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	s.walked = true;
 	w = walk_opts(&s, true, 0);
 	r = mig_vm_walk(vm, MIG_STAGE_QUIESCE, &w, &s.err);
+	/* stopped now (or failing back to running): free of the throttle */
+	throttle_release(&s);
 	/* Saves that write guest RAM (an ITS's tables) come before the final
 	 * sync; the sync adds what was dirtied since the last PRECOPY sync to
 	 * the bitmap, which still holds that one's pages; then nothing can
@@ -1676,6 +1813,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 				       &run);
 	res->verify_ms = verify_ns / 1000000;
 	res->dst_passes_before = run.passes;
+	progress_before = run.progress;
 	res->dst_cpu_ms = run.cpu_ms;
 	/* RUNNING kind 2: the destination shows that the guest runs there.
 	 * This message, and only this one, moves ownership: until it arrives
@@ -1699,12 +1837,18 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		vm->ops->health(vm, &hl);
 		has_progress = hl.has_progress;
 	}
+	/* Progress: a whole pass over the working set, or, for one too big to
+	 * pass over within the check (3 s), pages checked and stamped anew:
+	 * the guest checks each page's last stamp before it writes the next. */
 	if (run.status < 0 || (o->verify && (run.errors || (has_progress &&
-							      run.passes <= res->dst_passes_before)))) {
+							      run.passes <= res->dst_passes_before &&
+							      run.progress <= progress_before)))) {
 		r = mig_error_set(&s.err, run.status < 0 ? run.status : -EIO, "the guest on the "
-				  "destination is not healthy: passes %llu -> %llu, self-check "
-				  "errors %llu %s", (unsigned long long)res->dst_passes_before,
-				  (unsigned long long)run.passes, (unsigned long long)run.errors,
+				  "destination is not healthy: passes %llu -> %llu, pages stamped "
+				  "%llu -> %llu, self-check errors %llu %s",
+				  (unsigned long long)res->dst_passes_before,
+				  (unsigned long long)run.passes, (unsigned long long)progress_before,
+				  (unsigned long long)run.progress, (unsigned long long)run.errors,
 				  run.msg);
 		/* The destination owns the VM (it runs there); report, do not resume. */
 		res->result = MIG_RESULT_FAILED;
@@ -1716,6 +1860,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	goto done;
 
 out:
+	throttle_release(&s);
 	if (!committed && (r == -EPIPE || r == -ECONNRESET) && s.ctl_fd >= 0 && s.ring.ring &&
 	    !s.got_abort) {
 		/* A send failed in PRECOPY: the destination may have said why on
@@ -1786,6 +1931,7 @@ done:
 		res->throughput_bps = res->precopy_wire_bytes * 1000 /
 				      res->phase_duration_ms[MIG_PHASE_PRECOPY];
 	res->dirty_rate_bps = s.dirty_rate;
+	res->converge = o->conv.mode;
 	res->phase = s.phase;
 	report_devices(&s, devs);
 	if (r < 0)
@@ -1811,6 +1957,8 @@ done:
 		mig_buf_free(&s.states[i]);
 	free(s.states);
 	free(s.dev);
+	free(s.vpct);
+	free(s.vdirty);
 	mig_buf_free(&pl);
 	return r;
 }

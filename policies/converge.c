@@ -44,8 +44,23 @@ static const char *const conv_timeout_action_names[_CONV_TIMEOUT_ACTION_MAX] = {
 	[CONV_TIMEOUT_FORCE] = "force",
 };
 
+static const char *const conv_mode_names[_CONV_MODE_MAX] = {
+	[CONV_MODE_NONE] = "none",
+	[CONV_MODE_THROTTLE] = "throttle",
+	[CONV_MODE_POSTCOPY] = "postcopy",
+	[CONV_MODE_AUTO] = "auto",
+};
+
+static const char *const conv_stall_action_names[_CONV_STALL_ACTION_MAX] = {
+	[CONV_STALL_ABORT] = "abort",
+	[CONV_STALL_THROTTLE] = "throttle",
+	[CONV_STALL_POSTCOPY] = "postcopy",
+};
+
 MIG_STRING_TABLE_TO(conv_action, enum conv_action, conv_action_names)
 MIG_STRING_TABLE(conv_timeout_action, enum conv_timeout_action, conv_timeout_action_names)
+MIG_STRING_TABLE(conv_mode, enum conv_mode, conv_mode_names)
+MIG_STRING_TABLE(conv_stall_action, enum conv_stall_action, conv_stall_action_names)
 
 void conv_params_default(struct conv_params *p)
 {
@@ -59,7 +74,19 @@ void conv_params_default(struct conv_params *p)
 		/* Giving up keeps the source running: the safe default. */
 		.timeout_action = CONV_TIMEOUT_ABORT,
 		.max_rounds = CONV_DEFAULT_MAX_ROUNDS,
+		.mode = CONV_MODE_NONE,
+		.max_throttle_pct = CONV_DEFAULT_MAX_THROTTLE,
 	};
+}
+
+enum conv_stall_action conv_stall_action_of(const struct conv_params *p)
+{
+	if (p && p->stall_action > CONV_STALL_INVALID && p->stall_action < _CONV_STALL_ACTION_MAX)
+		return p->stall_action;
+	/* Throttling can still be raised; rounds alone cannot do more. */
+	if (p && (p->mode == CONV_MODE_THROTTLE || p->mode == CONV_MODE_AUTO))
+		return CONV_STALL_THROTTLE;
+	return CONV_STALL_ABORT;
 }
 
 static uint64_t sat_mul(uint64_t a, uint64_t b)
@@ -105,6 +132,47 @@ static uint64_t usable_bandwidth(const struct conv_params *p, const struct conv_
 void conv_policy_decide(const struct conv_params *p, const struct conv_round *r,
 			struct conv_decision *ret)
 {
+	conv_policy_step(p, r, NULL, ret);
+}
+
+static bool throttles(const struct conv_params *p)
+{
+	return p->mode == CONV_MODE_THROTTLE || p->mode == CONV_MODE_AUTO;
+}
+
+static uint32_t max_throttle(const struct conv_params *p)
+{
+	uint32_t m = p->max_throttle_pct ? p->max_throttle_pct : CONV_DEFAULT_MAX_THROTTLE;
+
+	return m > CONV_DEFAULT_MAX_THROTTLE ? CONV_DEFAULT_MAX_THROTTLE : m;
+}
+
+/*
+ * The throttle for the next round, after a round that did not shrink what
+ * is left: one step up (QEMU's auto-converge), or at once what the rates
+ * say is needed, whichever is more.  The guest dirtied `rate` bytes/s
+ * running (100 - cur) % of its time, so free it would dirty
+ * rate * 100 / (100 - cur); to leave at most CONV_THROTTLE_AIM_PCT of what
+ * the link sends in the same time, it may run (aim * bw / free) of it.
+ */
+static uint32_t throttle_up(const struct conv_params *p, uint32_t cur, uint64_t rate,
+			    uint64_t bw)
+{
+	uint32_t want = cur + (cur ? CONV_THROTTLE_STEP : CONV_THROTTLE_INITIAL), m = max_throttle(p);
+	uint64_t free_rate, run_pct;
+
+	if (rate && bw && cur < 100) {
+		free_rate = mul_div(rate, 100, 100 - cur, true);
+		run_pct = mul_div(bw, CONV_THROTTLE_AIM_PCT, free_rate, false);
+		if (run_pct < 100 && 100 - run_pct > want)
+			want = (uint32_t)(100 - run_pct);
+	}
+	return want > m ? m : want;
+}
+
+void conv_policy_step(const struct conv_params *p, const struct conv_round *r,
+		      struct conv_state *st, struct conv_decision *ret)
+{
 	struct conv_params defaults;
 	uint64_t page_bytes, bw, max_rounds, rounds_done;
 	bool known, fits;
@@ -124,6 +192,9 @@ void conv_policy_decide(const struct conv_params *p, const struct conv_round *r,
 		conv_params_default(&defaults);
 		p = &defaults;
 	}
+	/* the throttle holds until a round changes it */
+	if (st)
+		ret->throttle_pct = st->throttle_pct;
 
 	page_bytes = r->page_wire_bytes ? r->page_wire_bytes : CONV_GUEST_PAGE_BYTES;
 	ret->remaining_bytes = sat_add(sat_mul(r->dirty_pages, page_bytes), r->device_bytes);
@@ -201,6 +272,120 @@ void conv_policy_decide(const struct conv_params *p, const struct conv_round *r,
 	ret->action = CONV_CONTINUE;
 	ret->reason = known ? "expected downtime over the downtime limit: another round" :
 			      "no bandwidth measured yet: another round";
+	if (!st)
+		return;
+
+	/* 4a. A stall: nothing left below its lowest for a while. */
+	st->sent = sat_add(st->sent, r->sent_bytes);
+	if (!st->best_remaining || ret->remaining_bytes < st->best_remaining) {
+		st->best_remaining = ret->remaining_bytes;
+		st->best_ms = r->elapsed_ms;
+		st->best_sent = st->sent;
+	} else if (!st->stalled &&
+		   ((p->stall_ms && r->elapsed_ms - st->best_ms >= p->stall_ms) ||
+		    (p->stall_bytes && st->sent - st->best_sent >= p->stall_bytes))) {
+		st->stalled = true;
+		ret->stall = conv_stall_action_of(p);
+		switch (ret->stall) {
+		case CONV_STALL_THROTTLE:
+			if (throttles(p) || p->stall_action == CONV_STALL_THROTTLE) {
+				st->throttle_pct = ret->throttle_pct = max_throttle(p);
+				ret->reason = "stalled: what is left stopped shrinking; throttling as "
+					      "hard as --max-throttle allows";
+				return;
+			}
+			break;
+		case CONV_STALL_POSTCOPY:
+			ret->action = CONV_ABORT;
+			ret->reason = "stalled: what is left stopped shrinking, and post-copy is not "
+				      "available; the source keeps running";
+			return;
+		default:
+			break;
+		}
+		ret->stall = CONV_STALL_ABORT;
+		ret->action = CONV_ABORT;
+		ret->reason = "stalled: what is left stopped shrinking (--stall); the source keeps "
+			      "running";
+		return;
+	}
+
+	/* 4b. The throttle.  It goes on when a round leaves at least
+	 * CONV_SHRINK_PCT of the pages it sent, and once on, it rises while a
+	 * round leaves more than CONV_THROTTLE_AIM_PCT.  It never falls during
+	 * a migration.  Round 0 counts like any other: what it left is a lower
+	 * bound on what the guest dirties in its time (a page written twice
+	 * counts once), so the next round, shorter in the same proportion,
+	 * leaves at least as large a share. */
+	if (!throttles(p))
+		return;
+	{
+		uint32_t cur = r->throttle_pct;
+		/* exact: what is left against the share of what was sent */
+		uint64_t left = sat_mul(r->dirty_pages, 100);
+		uint64_t aim = sat_mul(r->prev_dirty_pages, CONV_THROTTLE_AIM_PCT);
+		uint64_t half = sat_mul(r->prev_dirty_pages, CONV_SHRINK_PCT);
+		bool up = !r->prev_dirty_pages || (cur ? left > aim : left >= half);
+
+		if (!up) {
+			st->flat_rounds = 0;
+			return;
+		}
+		st->flat_rounds++;
+		st->throttle_pct = throttle_up(p, cur > st->throttle_pct ? cur : st->throttle_pct,
+					       ret->dirty_rate_bps, bw);
+	}
+	if (st->throttle_pct > ret->throttle_pct)
+		ret->reason = "rounds do not shrink what is left fast enough: throttling the vCPUs";
+	ret->throttle_pct = st->throttle_pct;
+}
+
+void conv_vcpu_limits(uint32_t pct, uint32_t max_pct, const uint64_t *dirtied,
+		      const uint32_t *was_pct, unsigned n, uint32_t *out_pct)
+{
+	uint64_t free_[64], budget = 0, left;
+	bool done[64] = { false };
+	unsigned k = n;
+
+	if (!out_pct)
+		return;
+	if (max_pct > CONV_DEFAULT_MAX_THROTTLE)
+		max_pct = CONV_DEFAULT_MAX_THROTTLE;
+	for (unsigned i = 0; i < n; i++)
+		out_pct[i] = 0;
+	if (!pct || !dirtied || !n || n > 64)
+		return;
+	if (pct > max_pct)
+		pct = max_pct;
+	/* What each would dirty free, and the budget: all of them at pct. */
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t was = was_pct && was_pct[i] < 100 ? was_pct[i] : 0;
+
+		free_[i] = mul_div(dirtied[i], 100, 100 - was, true);
+		budget = sat_add(budget, free_[i]);
+	}
+	left = mul_div(budget, 100 - pct, 100, false);
+	/* Water-filling: the lightest first; one under its share runs free
+	 * and leaves its unused share to the rest. */
+	while (k) {
+		unsigned lo = n;
+		uint64_t share = left / k;
+
+		for (unsigned i = 0; i < n; i++)
+			if (!done[i] && (lo == n || free_[i] < free_[lo]))
+				lo = i;
+		done[lo] = true;
+		k--;
+		if (free_[lo] <= share) {
+			left -= free_[lo];
+			continue;
+		}
+		/* run share / free of the time, rounded so it never gets more */
+		out_pct[lo] = (uint32_t)(100 - mul_div(share, 100, free_[lo], false));
+		if (out_pct[lo] > max_pct)
+			out_pct[lo] = max_pct;
+		left -= share;
+	}
 }
 
 uint64_t conv_switchover_timeout_ms(const struct conv_params *p, uint64_t expected_downtime_ms,

@@ -434,3 +434,243 @@ Test(mem_policy, compressing_streams_fit_three_percent_of_guest_ram)
 	cr_assert_eq(mem_policy_codec_streams(UINT64_MAX, 16, UINT64_MAX), 1);
 	cr_assert_eq(mem_policy_codec_streams(UINT64_MAX, 16, 4 * MiB), 16);
 }
+
+/* ---- making it converge: the throttle (conv_policy_step) ---- */
+
+/* The issue's case at 1/1000 scale in pages: a 2 GiB guest (524288 pages)
+ * whose working set (262144 pages) is all dirty again after each round, at
+ * 256 MiB/s (268435456 B/s). */
+#define LINK 268435456ULL
+static struct conv_round bulk_round(void)
+{
+	struct conv_round r = ROUND(0, 8000, 8000, 262144, 0, LINK, 0);
+
+	r.prev_dirty_pages = 524288;   /* round 0 sent every page */
+	return r;
+}
+
+Test(converge, throttle_goes_on_when_a_round_leaves_half)
+{
+	struct conv_params p;
+	struct conv_state st = { 0 };
+	struct conv_decision d;
+	struct conv_round r = bulk_round();
+
+	conv_params_default(&p);
+	p.mode = CONV_MODE_THROTTLE;
+	conv_policy_step(&p, &r, &st, &d);
+	cr_assert_eq(d.action, CONV_CONTINUE, "%s", d.reason);
+	/* the guest dirtied 128 MiB/s in round 0 (a lower bound), half the link:
+	 * to leave a quarter it may run half its time */
+	cr_assert_eq(d.throttle_pct, 50, "%u: %s", d.throttle_pct, d.reason);
+	cr_assert_eq(st.throttle_pct, 50);
+	cr_assert_not_null(strstr(d.reason, "throttl"), "%s", d.reason);
+
+	/* a round that left less than half: nothing to do */
+	memset(&st, 0, sizeof(st));
+	r.dirty_pages = 262143;
+	conv_policy_step(&p, &r, &st, &d);
+	cr_assert_eq(d.throttle_pct, 0, "%u", d.throttle_pct);
+
+	/* mode none (and the plain decide): never */
+	r = bulk_round();
+	memset(&st, 0, sizeof(st));
+	p.mode = CONV_MODE_NONE;
+	conv_policy_step(&p, &r, &st, &d);
+	cr_assert_eq(d.throttle_pct, 0);
+	p.mode = CONV_MODE_THROTTLE;
+	conv_policy_decide(&p, &r, &d);
+	cr_assert_eq(d.throttle_pct, 0);
+	/* auto throttles too */
+	p.mode = CONV_MODE_AUTO;
+	conv_policy_step(&p, &r, &st, &d);
+	cr_assert_eq(d.throttle_pct, 50);
+}
+
+Test(converge, throttle_rises_until_rounds_leave_a_quarter)
+{
+	struct conv_params p;
+	struct conv_state st = { 0 };
+	struct conv_decision d;
+	struct conv_round r = bulk_round();
+
+	conv_params_default(&p);
+	p.mode = CONV_MODE_THROTTLE;
+	conv_policy_step(&p, &r, &st, &d);
+	cr_assert_eq(d.throttle_pct, 50);
+	/* round 1 at 50 %: 4 s for the working set, half of it dirty again,
+	 * 64 MiB/s: free the guest would dirty 128 MiB/s, so a quarter of
+	 * the link needs it to run a quarter of its time */
+	r = (struct conv_round)ROUND(1, 12000, 4000, 131072, 0, LINK, 0);
+	r.prev_dirty_pages = 262144;
+	r.throttle_pct = st.throttle_pct;
+	conv_policy_step(&p, &r, &st, &d);
+	cr_assert_eq(d.action, CONV_CONTINUE);
+	cr_assert_eq(d.throttle_pct, 75, "%u: %s", d.throttle_pct, d.reason);
+	/* round 2 left exactly a quarter: the throttle holds */
+	r = (struct conv_round)ROUND(2, 14000, 2000, 32768, 0, LINK, 0);
+	r.prev_dirty_pages = 131072;
+	r.throttle_pct = st.throttle_pct;
+	conv_policy_step(&p, &r, &st, &d);
+	cr_assert_eq(d.throttle_pct, 75, "%u", d.throttle_pct);
+	/* a round that leaves one page more than a quarter: a step up at least */
+	r.dirty_pages = 32769;
+	conv_policy_step(&p, &r, &st, &d);
+	cr_assert_geq(d.throttle_pct, 85, "%u", d.throttle_pct);
+	/* and it never falls while the migration lasts */
+	r.dirty_pages = 1;
+	r.throttle_pct = st.throttle_pct;
+	conv_policy_step(&p, &r, &st, &d);
+	cr_assert_geq(d.throttle_pct, 85, "%u", d.throttle_pct);
+}
+
+Test(converge, throttle_is_bounded_by_max_throttle)
+{
+	struct conv_params p;
+	struct conv_state st = { 0 };
+	struct conv_decision d;
+	struct conv_round r = bulk_round();
+
+	conv_params_default(&p);
+	p.mode = CONV_MODE_THROTTLE;
+	p.max_throttle_pct = 30;
+	r.dirty_pages = 524288;        /* everything dirty again: wants 75 % */
+	conv_policy_step(&p, &r, &st, &d);
+	cr_assert_eq(d.throttle_pct, 30, "%u", d.throttle_pct);
+	for (int i = 1; i < 10; i++) {
+		r.round = (uint32_t)i;
+		r.throttle_pct = st.throttle_pct;
+		conv_policy_step(&p, &r, &st, &d);
+		cr_assert_eq(d.throttle_pct, 30, "round %d: %u", i, d.throttle_pct);
+	}
+	/* 0 means the default bound, 99 */
+	p.max_throttle_pct = 0;
+	memset(&st, 0, sizeof(st));
+	for (int i = 0; i < 20; i++) {
+		r.round = (uint32_t)i;
+		r.throttle_pct = st.throttle_pct;
+		conv_policy_step(&p, &r, &st, &d);
+	}
+	cr_assert_eq(d.throttle_pct, 99, "%u", d.throttle_pct);
+}
+
+/* ---- a stall: what is left stops shrinking ---- */
+
+static void stall_run(struct conv_params *p, struct conv_state *st, struct conv_decision *d,
+		      int rounds, uint64_t round_ms)
+{
+	for (int i = 1; i <= rounds; i++) {
+		struct conv_round r = ROUND((uint32_t)i, (uint64_t)i * round_ms, round_ms, 262144, 0,
+					    LINK, 0);
+
+		r.prev_dirty_pages = 262144;
+		r.sent_bytes = 262144ULL * 4096;
+		r.throttle_pct = st->throttle_pct;
+		conv_policy_step(p, &r, st, d);
+		if (d->action != CONV_CONTINUE || d->stall)
+			return;
+	}
+}
+
+Test(converge, a_stall_takes_its_action_once)
+{
+	struct conv_params p;
+	struct conv_state st = { 0 };
+	struct conv_decision d;
+
+	conv_params_default(&p);
+	/* none: rounds alone cannot do more, so a stall gives up */
+	p.stall_ms = 10000;
+	stall_run(&p, &st, &d, 20, 4000);
+	cr_assert_eq(d.action, CONV_ABORT, "%s", d.reason);
+	cr_assert_eq(d.stall, CONV_STALL_ABORT);
+	cr_assert_not_null(strstr(d.reason, "stalled"), "%s", d.reason);
+	/* found at the first round 10 s past the lowest (round 1 at 4 s) */
+	cr_assert_eq(st.best_ms, 4000);
+
+	/* throttle: as hard as allowed, and only once */
+	memset(&st, 0, sizeof(st));
+	p.mode = CONV_MODE_THROTTLE;
+	p.max_throttle_pct = 60;
+	stall_run(&p, &st, &d, 20, 4000);
+	cr_assert_eq(d.action, CONV_CONTINUE, "%s", d.reason);
+	cr_assert_eq(d.stall, CONV_STALL_THROTTLE);
+	cr_assert_eq(d.throttle_pct, 60);
+	stall_run(&p, &st, &d, 20, 4000);
+	cr_assert_eq(d.stall, 0, "a second stall report");
+
+	/* the byte budget, action abort even when throttling */
+	memset(&st, 0, sizeof(st));
+	p.stall_ms = 0;
+	p.stall_bytes = 3 * 262144ULL * 4096;
+	p.stall_action = CONV_STALL_ABORT;
+	stall_run(&p, &st, &d, 20, 4000);
+	cr_assert_eq(d.action, CONV_ABORT, "%s", d.reason);
+	cr_assert_eq(d.stall, CONV_STALL_ABORT);
+	/* rounds 2, 3, 4 sent 3 working sets past round 1's lowest */
+	cr_assert_eq(st.sent, 4 * 262144ULL * 4096);
+
+	/* no bounds: no stall */
+	memset(&st, 0, sizeof(st));
+	p.stall_bytes = 0;
+	stall_run(&p, &st, &d, 40, 4000);
+	cr_assert_eq(d.stall, 0);
+}
+
+/* ---- per-vCPU dirty limits (ring mode) ---- */
+
+Test(converge, vcpu_limits_slow_only_the_heavy_writers)
+{
+	uint64_t dirtied[3] = { 1000, 90000, 300000 };
+	uint32_t was[3] = { 0, 0, 0 }, out[3];
+
+	/* budget at 50 %: 391000 / 2 = 195500; shares 65166 each; vCPU 0 runs
+	 * free and leaves its share: (195500 - 1000) / 2 = 97250 each; vCPU 1
+	 * runs free too; vCPU 2 gets the rest, 104500 of 300000: it runs 34 %
+	 * of its time (rounded down, so it never gets more) */
+	conv_vcpu_limits(50, 99, dirtied, was, 3, out);
+	cr_assert_eq(out[0], 0);
+	cr_assert_eq(out[1], 0);
+	cr_assert_eq(out[2], 66, "%u", out[2]);
+	/* what they dirty then is within the budget */
+	{
+		double sum = 0;
+
+		for (int i = 0; i < 3; i++)
+			sum += dirtied[i] * (100 - out[i]) / 100.0;
+		cr_assert_leq(sum, 391000 * 0.5, "%f", sum);
+	}
+	/* a vCPU that was throttled counts at its free rate: 45000 at 50 % is
+	 * 90000 free */
+	dirtied[1] = 45000;
+	was[1] = 50;
+	conv_vcpu_limits(50, 99, dirtied, was, 3, out);
+	cr_assert_eq(out[1], 0);
+	cr_assert_eq(out[2], 66, "%u", out[2]);
+	/* equal writers get equal throttles, bounded */
+	{
+		uint64_t eq[2] = { 5000, 5000 };
+		uint32_t o2[2];
+
+		conv_vcpu_limits(80, 99, eq, NULL, 2, o2);
+		cr_assert_eq(o2[0], 80);
+		cr_assert_eq(o2[1], 80);
+		conv_vcpu_limits(80, 70, eq, NULL, 2, o2);
+		cr_assert_eq(o2[0], 70);
+		conv_vcpu_limits(0, 99, eq, NULL, 2, o2);
+		cr_assert_eq(o2[0] | o2[1], 0);
+	}
+}
+
+Test(converge, mode_and_stall_names)
+{
+	cr_assert_eq(conv_mode_from_string("none"), CONV_MODE_NONE);
+	cr_assert_eq(conv_mode_from_string("throttle"), CONV_MODE_THROTTLE);
+	cr_assert_eq(conv_mode_from_string("postcopy"), CONV_MODE_POSTCOPY);
+	cr_assert_eq(conv_mode_from_string("auto"), CONV_MODE_AUTO);
+	cr_assert_eq(conv_mode_from_string("Auto"), -EINVAL);
+	cr_assert_eq(conv_stall_action_from_string("throttle"), CONV_STALL_THROTTLE);
+	cr_assert_eq(conv_stall_action_from_string("switch"), -EINVAL);
+	cr_assert_str_eq(conv_stall_action_to_string(CONV_STALL_ABORT), "abort");
+	cr_assert_str_eq(conv_mode_to_string(CONV_MODE_AUTO), "auto");
+}

@@ -65,7 +65,8 @@ LAYOUT(outgoing, mig_outgoing,
        F(mig_outgoing, max_bandwidth_bps), F(mig_outgoing, timeout_ms),
        F(mig_outgoing, timeout_action), F(mig_outgoing, checksum),
        F(mig_outgoing, switchover_timeout_ms), F(mig_outgoing, encrypt),
-       F(mig_outgoing, pad));
+       F(mig_outgoing, converge), F(mig_outgoing, max_throttle_pct),
+       F(mig_outgoing, stall_action), F(mig_outgoing, stall_ms), F(mig_outgoing, stall_bytes));
 LAYOUT(cancel, mig_cancel, B(mig_cancel, id));
 LAYOUT(migration_info, mig_migration_info,
        B(mig_migration_info, id), B(mig_migration_info, name), B(mig_migration_info, peer),
@@ -97,7 +98,9 @@ LAYOUT(event, mig_event,
        F(mig_event, kvm_halt_successful_polls), F(mig_event, kvm_halt_attempted_polls),
        F(mig_event, kvm_halt_poll_success_ns), F(mig_event, kvm_halt_poll_fail_ns),
        F(mig_event, kvm_halt_wait_ns), F(mig_event, kvm_vcpus),
-       F(mig_event, kvm_halted_permille));
+       F(mig_event, kvm_halted_permille), F(mig_event, throttle_pct), F(mig_event, converge),
+       F(mig_event, stall_action), F(mig_event, pad3), F(mig_event, stall_ms),
+       F(mig_event, throttle_ms), F(mig_event, guest_rate), F(mig_event, guest_rate_free));
 LAYOUT(event_device, mig_event_device, F(mig_event_device, cls), F(mig_event_device, id),
        F(mig_event_device, state), F(mig_event_device, notes), F(mig_event_device, bytes));
 
@@ -122,7 +125,7 @@ LAYOUT(sums_request, mig_sums_request, F(mig_sums_request, first_page),
 LAYOUT(running, mig_running, F(mig_running, kind), F(mig_running, status),
        F(mig_running, start_realtime_ns), F(mig_running, passes), F(mig_running, errors),
        F(mig_running, cpu_ms), F(mig_running, since_start_ns),
-       F(mig_running, since_commit_ns), B(mig_running, msg));
+       F(mig_running, since_commit_ns), F(mig_running, progress), B(mig_running, msg));
 LAYOUT(pages_hdr, mig_pages_hdr, F(mig_pages_hdr, count), F(mig_pages_hdr, zero_count),
        F(mig_pages_hdr, round), F(mig_pages_hdr, data_len));
 LAYOUT(page_ent, mig_page_ent, F(mig_page_ent, page), F(mig_page_ent, sum));

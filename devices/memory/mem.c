@@ -465,8 +465,37 @@ static const struct mig_device_ops mem_ops = {
 	.step = mem_step,
 };
 
+/* Ring mode: each vCPU's harvested entries, and those waiting in its ring
+ * (peeked, not harvested: the next sync or drain takes them). */
+static unsigned mem_by_vcpu(struct mig_device *d, uint64_t *per_vcpu, unsigned n)
+{
+	struct mem_dev *m = container_of(d, struct mem_dev, core);
+	unsigned k;
+
+	if (m->mode != MEM_LOG_RING)
+		return 0;
+	pthread_mutex_lock(&m->ring_lock);
+	k = m->nr_rings < n ? m->nr_rings : n;
+	for (unsigned i = 0; i < k; i++) {
+		struct mem_ring *r = &m->rings[i];
+		uint64_t waiting = 0;
+
+		while (r->gfns && waiting < r->entries) {
+			const struct kvm_dirty_gfn *e = &r->gfns[(r->next + waiting) & (r->entries - 1)];
+
+			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY))
+				break;
+			waiting++;
+		}
+		per_vcpu[i] = r->harvested + waiting;
+	}
+	pthread_mutex_unlock(&m->ring_lock);
+	return k;
+}
+
 static const struct mig_dirty_ops mem_dirty_ops = {
 	.sync = mem_dirty_sync,
+	.by_vcpu = mem_by_vcpu,
 };
 
 /*

@@ -23,8 +23,18 @@
 #include "vcpu/vcpu-arch.h"
 #include "util.h"
 
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+
 #define SIG_KICK (SIGRTMIN + 3)
+/* The throttle's slice timer: unblocked inside KVM_RUN like SIG_KICK, but
+ * apart from it, so that a slice's end does not cut a guest's halt short. */
+#define SIG_THROTTLE (SIGRTMIN + 4)
 #define VCPU_NICE 10
+/* A throttled vCPU runs this long, then sleeps its share of the time
+ * (QEMU's CPU_THROTTLE_TIMESLICE_NS). */
+#define THROTTLE_SLICE_NS 10000000ULL
 
 static const char *const vcpu_state_names[_VCPU_STATE_MAX] = {
 	[VCPU_CREATED] = "created",
@@ -67,15 +77,22 @@ static void kick_handler(int sig)
  * inside the ioctl and restores the thread's mask (kick blocked) on the way
  * out, so the handler never runs.  Left pending, it would end every later
  * KVM_RUN at once with EINTR and the guest would never run again. */
-static void eat_kicks(void)
+static bool eat_signal(int sig)
 {
 	static const struct timespec now = { 0, 0 };
-	sigset_t kick;
+	sigset_t set;
+	bool ate = false;
 
-	sigemptyset(&kick);
-	sigaddset(&kick, SIG_KICK);
-	while (sigtimedwait(&kick, NULL, &now) == SIG_KICK)
-		;
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	while (sigtimedwait(&set, NULL, &now) == sig)
+		ate = true;
+	return ate;
+}
+
+static void eat_kicks(void)
+{
+	eat_signal(SIG_KICK);
 }
 
 static pthread_once_t kick_once = PTHREAD_ONCE_INIT;
@@ -86,7 +103,69 @@ static void kick_install(void)
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIG_KICK, &sa, NULL);
+	sigaction(SIG_THROTTLE, &sa, NULL);
 }
+
+/* Arm the slice timer: the vCPU runs THROTTLE_SLICE_NS from now, then its
+ * thread gets SIG_THROTTLE.  The timer is made on first use, for the
+ * thread's id. */
+static void throttle_arm(struct vcpu_dev *v)
+{
+	static const struct itimerspec slice = { .it_value = { 0, (long)THROTTLE_SLICE_NS } };
+	pid_t tid = atomic_load(&v->tid);
+
+	if (!tid)
+		return;
+	pthread_mutex_lock(&v->throttle_lock);
+	if (!v->throttle_timer_ok) {
+		struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIG_THROTTLE };
+
+		sev.sigev_notify_thread_id = tid;
+		v->throttle_timer_ok = timer_create(CLOCK_MONOTONIC, &sev, &v->throttle_timer) == 0;
+	}
+	if (v->throttle_timer_ok)
+		timer_settime(v->throttle_timer, 0, &slice, NULL);
+	pthread_mutex_unlock(&v->throttle_lock);
+}
+
+/* A slice ended: sleep the throttle's share of the time (pct / (100 - pct)
+ * slices), or less if a pause or quit comes, then arm the next slice. */
+static void throttle_sleep(struct vcpu_dev *v)
+{
+	uint32_t pct = atomic_load(&v->throttle_pct);
+	uint64_t t0, ns;
+
+	if (!pct)
+		return;
+	if (pct > 99)
+		pct = 99;
+	ns = THROTTLE_SLICE_NS * pct / (100 - pct);
+	t0 = mig_clock_ns(CLOCK_MONOTONIC);
+	vcpu_wait(v, ns);
+	atomic_fetch_add(&v->throttled_ns, mig_clock_ns(CLOCK_MONOTONIC) - t0);
+	if (atomic_load(&v->throttle_pct))
+		throttle_arm(v);
+}
+
+static int vcpu_throttle_set(struct mig_device *d, uint32_t pct, struct mig_error *err)
+{
+	struct vcpu_dev *v = container_of(d, struct vcpu_dev, core);
+	uint32_t was;
+
+	(void)err;
+	if (pct > 99)
+		pct = 99;
+	was = atomic_exchange(&v->throttle_pct, pct);
+	/* From free to throttled: start the first slice.  Back to free: the
+	 * slice running ends once more and finds nothing to sleep. */
+	if (pct && !was)
+		throttle_arm(v);
+	return 0;
+}
+
+static const struct mig_throttle_ops vcpu_throttle_ops = {
+	.set = vcpu_throttle_set,
+};
 
 void vcpu_set_fatal(struct vcpu_dev *v, int code, const char *fmt, ...)
 {
@@ -114,10 +193,6 @@ void vcpu_wait(struct vcpu_dev *v, uint64_t ns)
 	}
 	pthread_mutex_unlock(&v->lock);
 }
-
-#ifndef sigev_notify_thread_id
-#define sigev_notify_thread_id _sigev_un._tid
-#endif
 
 void vcpu_halt(struct vcpu_dev *v, uint64_t ns)
 {
@@ -265,9 +340,15 @@ static void *vcpu_thread(void *arg)
 	}
 	sigemptyset(&block);
 	sigaddset(&block, SIG_KICK);
+	sigaddset(&block, SIG_THROTTLE);
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
 	pthread_sigmask(SIG_BLOCK, NULL, &inside);
 	sigdelset(&inside, SIG_KICK);
+	sigdelset(&inside, SIG_THROTTLE);
+	atomic_store(&v->tid, gettid());
+	/* a throttle set before this thread ran */
+	if (atomic_load(&v->throttle_pct))
+		throttle_arm(v);
 	kmask.m.len = 8;
 	memcpy(kmask.set, &inside, 8);
 	if (ioctl(v->fd, KVM_SET_SIGNAL_MASK, &kmask) < 0)
@@ -318,9 +399,19 @@ static void *vcpu_thread(void *arg)
 		running = true;
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR) {
+				bool slice_end = eat_signal(SIG_THROTTLE);
+				bool kicked = eat_signal(SIG_KICK);
+
 				/* a kick, or the end of a vcpu_halt() */
-				eat_kicks();
-				vcpu_unhalt(v);
+				if (kicked || !slice_end)
+					vcpu_unhalt(v);
+				/* the throttle's slice ended: a halted vCPU is not
+				 * running anyway and stays halted, its next slice
+				 * starts now; a running one sleeps its share */
+				if (slice_end && v->halted)
+					throttle_arm(v);
+				else if (slice_end)
+					throttle_sleep(v);
 				continue;
 			}
 			if (errno == EAGAIN)
@@ -340,6 +431,12 @@ static void *vcpu_thread(void *arg)
 	}
 	if (v->halt_timer_ok)
 		timer_delete(v->halt_timer);
+	pthread_mutex_lock(&v->throttle_lock);
+	if (v->throttle_timer_ok)
+		timer_delete(v->throttle_timer);
+	v->throttle_timer_ok = false;
+	atomic_store(&v->tid, 0);
+	pthread_mutex_unlock(&v->throttle_lock);
 	return NULL;
 }
 
@@ -514,6 +611,7 @@ const struct mig_device_class vcpu_class = {
 	.ops = &vcpu_ops,
 	.dirty_ops = NULL,
 	.compat_ops = &vcpu_compat_ops,
+	.throttle_ops = &vcpu_throttle_ops,
 };
 
 int vcpu_dev_create(const struct vcpu_host *host, unsigned index, struct vcpu_dev **ret,
@@ -528,6 +626,7 @@ int vcpu_dev_create(const struct vcpu_host *host, unsigned index, struct vcpu_de
 	v->host = host;
 	v->index = index;
 	pthread_mutex_init(&v->lock, NULL);
+	pthread_mutex_init(&v->throttle_lock, NULL);
 	{
 		pthread_condattr_t ca;
 

@@ -278,9 +278,15 @@ struct mig_outgoing {
 	 * derived from the downtime limit (conv_switchover_timeout_ms()). */
 	uint64_t switchover_timeout_ms;
 	uint32_t encrypt;         /* enum mig_encrypt (stream.h): which streams it seals */
-	uint32_t pad;
+	/* Making it converge (conv_params): enum conv_mode, the throttle's
+	 * bound (1-99 %), and the stall bounds and action (0: none / by mode) */
+	uint32_t converge;
+	uint32_t max_throttle_pct;
+	uint32_t stall_action;    /* enum conv_stall_action, 0: by mode */
+	uint64_t stall_ms;
+	uint64_t stall_bytes;
 };
-_Static_assert(sizeof(struct mig_outgoing) == 304, "outgoing");
+_Static_assert(sizeof(struct mig_outgoing) == 328, "outgoing");
 
 /* What the migration's checksums cover (--checksum).  Frame checksums
  * (headers, page lists, device state) are always on; PAGES also checks each
@@ -586,8 +592,23 @@ struct mig_event {
 	 * (polling or asleep): how idle the guest was.  MIG_KVM_HALTED_UNKNOWN
 	 * where the kernel does not count halt times. */
 	uint32_t kvm_halted_permille;
+	/* Convergence (PRECOPY on the source): the throttle on the vCPUs (the
+	 * most any had: now in PROGRESS, the most applied in RESULT), the
+	 * mode in use (enum conv_mode), what a stall made it do (enum
+	 * conv_stall_action, 0: no stall) and when (ms into PRECOPY), how long
+	 * a throttle was on, and the guest's progress per second (its
+	 * health's `progress`): lately in PROGRESS, over PRECOPY in RESULT,
+	 * and over the part of PRECOPY no throttle slowed (0: unknown). */
+	uint32_t throttle_pct;
+	uint32_t converge;
+	uint32_t stall_action;
+	uint32_t pad3;
+	uint64_t stall_ms;
+	uint64_t throttle_ms;
+	uint64_t guest_rate;
+	uint64_t guest_rate_free;
 };
-_Static_assert(sizeof(struct mig_event) == 992, "event");
+_Static_assert(sizeof(struct mig_event) == 1040, "event");
 #define MIG_KVM_HALTED_UNKNOWN UINT32_MAX
 
 /* RESULT: after struct mig_event, one per device of the source VM, as the

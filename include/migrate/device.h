@@ -155,6 +155,20 @@ struct mig_dirty_ops {
 	int (*sync)(struct mig_device *d, uint64_t *bitmap, uint64_t *ret_count,
 		    struct mig_error *err);
 	int (*stop)(struct mig_device *d, struct mig_error *err);
+	/* Optional: the pages each vCPU has dirtied since the device was
+	 * made, one counter per vCPU, into per_vcpu[0..n).  Returns how many
+	 * vCPUs it told apart: 0 when it cannot (a bitmap does not say who
+	 * wrote; the dirty ring does). */
+	unsigned (*by_vcpu)(struct mig_device *d, uint64_t *per_vcpu, unsigned n);
+};
+
+/* Optional: a class whose devices run guest code (vCPUs): the convergence
+ * policy slows them so that a migration can finish. */
+struct mig_throttle_ops {
+	/* Let the device run at most (100 - pct) % of its time, in short
+	 * slices, from now on; 0 lets it run free.  Safe from any thread, in
+	 * any state: a device that is not running takes it when it runs. */
+	int (*set)(struct mig_device *d, uint32_t pct, struct mig_error *err);
 };
 
 /* Optional: what a destination must offer to take this device, checked
@@ -252,6 +266,7 @@ struct mig_device_class {
 	const struct mig_compat_ops *compat_ops;    /* NULL: nothing to check */
 	const struct mig_page_ops *page_ops;        /* NULL: pages go as they are */
 	const struct mig_session_ops *session_ops;  /* NULL: nothing to agree on */
+	const struct mig_throttle_ops *throttle_ops; /* NULL: never slowed */
 	/* Names of the bits of a device's `notes` (things a run reports of it:
 	 * a VFIO device without P2P, or without a DMA log). */
 	const char *const *note_names;

@@ -19,13 +19,51 @@ enum conv_timeout_action {
 	_CONV_TIMEOUT_ACTION_MAX,
 };
 
+/* How a migration that does not converge is made to (--converge); on the
+ * wire (mig_outgoing): 0 is never a mode. */
+enum conv_mode {
+	CONV_MODE_INVALID = 0,
+	CONV_MODE_NONE = 1,           /* rounds only: the timeout or max_rounds end it */
+	CONV_MODE_THROTTLE = 2,       /* slow the vCPUs that dirty faster than the link */
+	CONV_MODE_POSTCOPY = 3,       /* start on the destination, pages fetched on fault */
+	CONV_MODE_AUTO = 4,           /* throttle now; post-copy where it is built */
+	_CONV_MODE_MAX,
+};
+
+/* What a stalled migration does (--stall-action); 0 is never one. */
+enum conv_stall_action {
+	CONV_STALL_INVALID = 0,
+	CONV_STALL_ABORT = 1,         /* give up: the source keeps running */
+	CONV_STALL_THROTTLE = 2,      /* throttle as hard as --max-throttle allows */
+	CONV_STALL_POSTCOPY = 3,      /* switch to post-copy */
+	_CONV_STALL_ACTION_MAX,
+};
+
 struct conv_params {
 	uint64_t downtime_limit_ms;   /* switch over when the rest fits in this */
 	uint64_t max_bandwidth_bps;   /* bytes/s cap on the wire, 0 = none */
 	uint64_t timeout_ms;          /* total time allowed for PRECOPY, 0 = none */
 	enum conv_timeout_action timeout_action;
 	uint32_t max_rounds;          /* safety stop, 0 = default (64) */
+	enum conv_mode mode;          /* 0 = CONV_MODE_NONE */
+	uint32_t max_throttle_pct;    /* the most a vCPU is slowed, 1-99; 0 = default (99) */
+	/* A stall: what is left has not shrunk below its lowest for this long
+	 * or this many bytes sent (0 = that bound off; both 0 = no detection). */
+	uint64_t stall_ms;
+	uint64_t stall_bytes;
+	enum conv_stall_action stall_action;  /* 0 = by mode (conv_stall_action_of()) */
 };
+
+#define CONV_DEFAULT_MAX_THROTTLE 99
+/* The throttle's first step when rounds stop shrinking, and each step after
+ * it while they still do not (QEMU's cpu-throttle-initial/-increment); the
+ * policy takes more when the measured rates show more is needed. */
+#define CONV_THROTTLE_INITIAL 20
+#define CONV_THROTTLE_STEP 10
+/* A round "shrinks" when it leaves at most this share (per cent) of what it
+ * had to send; the throttle aims each round at CONV_THROTTLE_AIM_PCT. */
+#define CONV_SHRINK_PCT 50
+#define CONV_THROTTLE_AIM_PCT 25
 
 /* What the engine measured after a PRECOPY round. */
 struct conv_round {
@@ -39,6 +77,19 @@ struct conv_round {
 	uint64_t bandwidth_bps;       /* measured wire throughput of this round */
 	uint64_t device_bytes;        /* device state still to send at stop (vCPU blobs ...) */
 	uint64_t prev_dirty_pages;    /* pages this round had to send (0 = unknown) */
+	uint32_t throttle_pct;        /* the throttle the vCPUs ran under this round */
+};
+
+/* What the policy carries from one round to the next: the engine keeps it,
+ * zeroed before round 0, and passes it back unchanged. */
+struct conv_state {
+	uint32_t throttle_pct;        /* decided for the next round */
+	uint32_t flat_rounds;         /* rounds in a row that did not shrink */
+	uint64_t best_remaining;      /* the least left after any round (0: none yet) */
+	uint64_t best_ms;             /* elapsed_ms when it was reached */
+	uint64_t best_sent;           /* and total bytes sent by then */
+	uint64_t sent;                /* total bytes sent so far */
+	bool stalled;                 /* a stall was found (once per migration) */
 };
 
 /* While rounds keep halving what is left, go on until the expected downtime
@@ -58,6 +109,8 @@ struct conv_decision {
 	uint64_t remaining_bytes;     /* estimated bytes to send at stop */
 	uint64_t expected_downtime_ms;/* remaining_bytes at the usable bandwidth */
 	uint64_t dirty_rate_bps;      /* bytes/s the guest dirtied during the round */
+	uint32_t throttle_pct;        /* the vCPUs' throttle for the next round (0: none) */
+	enum conv_stall_action stall; /* a stall was found now and this was done (0: none) */
 	const char *reason;           /* static text: why this action */
 };
 
@@ -73,12 +126,34 @@ uint64_t conv_switchover_timeout_ms(const struct conv_params *p, uint64_t expect
 				    uint64_t ram_bytes, bool verify);
 
 void conv_params_default(struct conv_params *p);
-/* The convergence policy: a pure function of the round statistics. */
+/* The convergence policy: a pure function of the round statistics and of
+ * what it carried over (st, updated; NULL: none, so no throttle and no
+ * stall detection). */
 void conv_policy_decide(const struct conv_params *p, const struct conv_round *r,
 			struct conv_decision *ret);
+void conv_policy_step(const struct conv_params *p, const struct conv_round *r,
+		      struct conv_state *st, struct conv_decision *ret);
+/* The stall action a mode implies when none is given. */
+enum conv_stall_action conv_stall_action_of(const struct conv_params *p);
+/*
+ * Per-vCPU dirty limits (the dirty ring knows which vCPU dirtied what):
+ * the pages each of n vCPUs dirtied in the last round, `dirtied`, under
+ * the throttle each ran with, `was_pct`; the VM-wide throttle the round
+ * policy chose, `pct`.  The budget is what all of them would dirty at
+ * `pct`; it is shared equally, a vCPU that dirties less than its share
+ * runs free and leaves the rest to the others, and each vCPU above its
+ * share is slowed just enough to fit it (at most max_pct).  Writes each
+ * vCPU's throttle to out_pct.
+ */
+void conv_vcpu_limits(uint32_t pct, uint32_t max_pct, const uint64_t *dirtied,
+		      const uint32_t *was_pct, unsigned n, uint32_t *out_pct);
 const char *conv_action_to_string(enum conv_action a);
 const char *conv_timeout_action_to_string(enum conv_timeout_action a);
 int conv_timeout_action_from_string(const char *s);
+const char *conv_mode_to_string(enum conv_mode m);
+int conv_mode_from_string(const char *s);
+const char *conv_stall_action_to_string(enum conv_stall_action a);
+int conv_stall_action_from_string(const char *s);
 
 /* ---- the agent's own memory (docs/performance.md): what it adds beyond
  * guest RAM stays within MEM_BUDGET_PERCENT of it ---- */

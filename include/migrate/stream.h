@@ -108,7 +108,10 @@ struct mig_running {
 	 * the downtime by durations alone, whatever the hosts' clocks say. */
 	uint64_t since_start_ns;
 	uint64_t since_commit_ns;
-	char msg[456];
+	/* the guest's finer progress (mig_vm_health.progress): pages it checked
+	 * and stamped, for a working set too big to pass over in the check */
+	uint64_t progress;
+	char msg[448];
 };
 _Static_assert(sizeof(struct mig_running) == 512, "running");
 

@@ -179,6 +179,14 @@ int mig_vm_devices_dirty_sync(struct mig_vm *vm, uint64_t *bitmap, uint64_t *ret
  * every way out of a migration; errors are the devices' to report). */
 int mig_vm_devices_dirty_start(struct mig_vm *vm, struct mig_error *err);
 void mig_vm_devices_dirty_stop(struct mig_vm *vm);
+/* How many of vm's devices can be throttled (its vCPUs). */
+unsigned mig_vm_throttled(const struct mig_vm *vm);
+/* Throttle them (throttle_ops): device instance i gets pct[i], or pct[0]
+ * for all when n is 1.  Every device is tried; the first error is kept. */
+int mig_vm_throttle(struct mig_vm *vm, const uint32_t *pct, unsigned n, struct mig_error *err);
+/* The pages each vCPU has dirtied, cumulative, from the first device whose
+ * log tells vCPUs apart; 0 when none does. */
+unsigned mig_vm_dirty_by_vcpu(struct mig_vm *vm, uint64_t *per_vcpu, unsigned n);
 uint64_t mig_vm_pages(const struct mig_vm *vm);
 uint64_t mig_vm_bitmap_words(const struct mig_vm *vm);
 /* What the devices' state will add to the stop-and-copy: what is pending

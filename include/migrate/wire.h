@@ -20,7 +20,7 @@
  * mig_wire_le() (wire-order.h), so a big-endian host speaks the same bytes. */
 
 #define MIG_WIRE_MAGIC      0x3146474dU   /* "MGF1" as little-endian bytes */
-#define MIG_WIRE_VERSION    14
+#define MIG_WIRE_VERSION    15
 #define MIG_FRAME_MAX       (16U << 20)   /* hard limit on any payload */
 #define MIG_SETUP_MAX       (512U << 10)  /* SETUP: its header and device manifest */
 
