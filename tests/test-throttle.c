@@ -161,3 +161,23 @@ Test(throttle, the_dirty_ring_counts_each_vcpus_pages, .timeout = 120)
 	cr_assert_eq(mig_vm_dirty_by_vcpu(lab_vm_mig(vm), a, 2), 0);
 	lab_vm_destroy(vm);
 }
+
+/* A throttle lifted wakes a vCPU asleep in its share at once: at 99 % it
+ * sleeps 990 ms a slice, and the migration that ends must not leave it
+ * asleep that long. */
+Test(throttle, lifting_it_wakes_a_sleeping_vcpu, .timeout = 120)
+{
+	struct lab_vm *vm = boot(LAB_DIRTY_LOG_BITMAP);
+	struct lab_stats a, b;
+
+	throttle(vm, 99, 99);
+	fixture_sleep_ms(300);
+	throttle(vm, 0, 0);
+	lab_vm_stats(vm, &a);
+	fixture_sleep_ms(150);
+	lab_vm_stats(vm, &b);
+	for (int i = 0; i < 2; i++)
+		cr_assert_gt(b.vcpu[i].pages, a.vcpu[i].pages,
+			     "vCPU %d did not run in the 150 ms after its throttle was lifted", i);
+	lab_vm_destroy(vm);
+}

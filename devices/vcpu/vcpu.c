@@ -141,7 +141,17 @@ static void throttle_sleep(struct vcpu_dev *v)
 		pct = 99;
 	ns = THROTTLE_SLICE_NS * pct / (100 - pct);
 	t0 = mig_clock_ns(CLOCK_MONOTONIC);
-	vcpu_wait(v, ns);
+	{
+		struct timespec ts = mig_timespec_after(CLOCK_MONOTONIC, ns);
+
+		/* as vcpu_wait(), and a throttle lifted ends the sleep too */
+		pthread_mutex_lock(&v->lock);
+		while (!v->want_pause && !v->quit && atomic_load(&v->throttle_pct)) {
+			if (pthread_cond_timedwait(&v->cond, &v->lock, &ts) == ETIMEDOUT)
+				break;
+		}
+		pthread_mutex_unlock(&v->lock);
+	}
 	atomic_fetch_add(&v->throttled_ns, mig_clock_ns(CLOCK_MONOTONIC) - t0);
 	if (atomic_load(&v->throttle_pct))
 		throttle_arm(v);
@@ -156,10 +166,16 @@ static int vcpu_throttle_set(struct mig_device *d, uint32_t pct, struct mig_erro
 	if (pct > 99)
 		pct = 99;
 	was = atomic_exchange(&v->throttle_pct, pct);
-	/* From free to throttled: start the first slice.  Back to free: the
-	 * slice running ends once more and finds nothing to sleep. */
+	/* From free to throttled: start the first slice.  Back to free: a
+	 * sleep ends now, and the slice running ends once more and finds
+	 * nothing to sleep. */
 	if (pct && !was)
 		throttle_arm(v);
+	if (!pct && was) {
+		pthread_mutex_lock(&v->lock);
+		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+	}
 	return 0;
 }
 
