@@ -905,31 +905,57 @@ Test(migrate, converge_throttle_finishes_it_with_the_dirty_ring, .timeout = 120)
 	expect_throttled(",dirty-log=ring");
 }
 
-/* The guest's pages stamped per second on agent ep (vm list: passes of
- * pages_per_pass pages), over `ms`. */
-static double guest_pages_per_s(const char *ep, double pages_per_pass, int ms)
+/* The passes of VM `name` in a `vm list --json` answer. */
+static double vm_passes(const char *list, const char *name)
+{
+	char key[96];
+	const char *p;
+
+	snprintf(key, sizeof(key), "\"name\":\"%s\"", name);
+	p = strstr(list, key);
+	cr_assert_not_null(p, "no VM %s in %s", name, list);
+	return json_num(p, "passes");
+}
+
+/* The pace of VM `hot` over that of VM `ref` on agent ep, both measured in
+ * the same second: the host's load, which moves both alike, drops out. */
+static double pace_ratio(const char *ep)
 {
 	struct run_result r;
 	char args[256];
-	double p0, t0;
+	double h0, f0;
 
 	snprintf(args, sizeof(args), "vm list %s --json", ep);
 	proc_run(args, &r);
-	p0 = json_num(r.out, "passes");
-	t0 = fixture_now();
-	usleep((useconds_t)ms * 1000);
+	h0 = vm_passes(r.out, "hot");
+	f0 = vm_passes(r.out, "ref");
+	usleep(1000000);
 	proc_run(args, &r);
-	cr_assert_eq(json_num(r.out, "selfcheck_errors"), 0, "%s", r.out);
-	return (json_num(r.out, "passes") - p0) * pages_per_pass / (fixture_now() - t0);
+	cr_assert_null(strstr(r.out, "\"selfcheck_errors\":1"), "%s", r.out);
+	return (vm_passes(r.out, "hot") - h0) / (vm_passes(r.out, "ref") - f0 + 1);
+}
+
+/* The best of three: a second the noisy host spoiled does not decide. */
+static double best_pace_ratio(const char *ep)
+{
+	double best = 0;
+
+	for (int i = 0; i < 3; i++) {
+		double x = pace_ratio(ep);
+
+		best = x > best ? x : best;
+	}
+	return best;
 }
 
 /* A throttled migration that is cancelled leaves its guest running free:
- * the throttle is released on the way back. */
+ * the throttle is released on the way back.  The guest's pace is measured
+ * against a twin VM on the same agent that never migrates. */
 Test(migrate, cancel_releases_the_throttle, .timeout = 180)
 {
 	struct run_result r;
 	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], args[512];
-	double before, throttled = 0, after;
+	double before, throttled = -1, after;
 	pid_t a, mig;
 	int st;
 
@@ -937,41 +963,53 @@ Test(migrate, cancel_releases_the_throttle, .timeout = 180)
 	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
 	a = proc_agent(ea, NULL);
 	proc_wait_agent(ea, NULL);
-	snprintf(args, sizeof(args), "vm create %s --name hot --lab mem=128M,vcpus=1,wss=32M", ea);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
-	before = guest_pages_per_s(ea, 8192, 1000);
-	/* Even at 40 % of its time the guest dirties its 32 MiB faster than
-	 * 32 MiB/s carries them: at --max-throttle 60 every round after round
-	 * 0 has the whole working set to send, throttled from round 2 on. */
-	snprintf(args, sizeof(args), "start %s local --vm hot --json --max-bandwidth 32M "
-		 "--converge throttle --max-throttle 60 --downtime-limit 1", ea);
+	for (int i = 0; i < 2; i++) {
+		snprintf(args, sizeof(args), "vm create %s --name %s --lab mem=64M,vcpus=1,wss=32M",
+			 ea, i ? "ref" : "hot");
+		proc_run(args, &r);
+		cr_assert_eq(r.status, 0, "%s", r.err);
+	}
+	/* both past their fill: passes climbing */
+	for (int i = 0; i < 100; i++) {
+		snprintf(args, sizeof(args), "vm list %s --json", ea);
+		proc_run(args, &r);
+		if (vm_passes(r.out, "hot") > 0 && vm_passes(r.out, "ref") > 0)
+			break;
+		usleep(100000);
+	}
+	before = best_pace_ratio(ea);
+	/* Even at half its time the guest dirties its 32 MiB faster than
+	 * 16 MiB/s carries them: at --max-throttle 50 every round after round
+	 * 0 has the whole working set to send, throttled from round 1 or 2 on,
+	 * and it never converges. */
+	snprintf(args, sizeof(args), "start %s local --vm hot --json --max-bandwidth 16M "
+		 "--converge throttle --max-throttle 50 --downtime-limit 1", ea);
 	mig = start_background(dir, args);
-	for (int i = 0; i < 150 && !throttled; i++) {
+	for (int i = 0; i < 150 && throttled < 0; i++) {
 		struct run_result m;
 
 		snprintf(args, sizeof(args), "migrations %s --json", ea);
 		proc_run(args, &m);
 		if (strstr(m.out, "\"round\"") && json_num(m.out, "round") >= 3)
-			throttled = guest_pages_per_s(ea, 8192, 1000);
+			throttled = pace_ratio(ea);
 		else
 			usleep(200000);
 	}
-	cr_assert_gt(throttled, 0, "the migration never reached round 3, or the guest stopped");
+	cr_assert_geq(throttled, 0, "the migration never reached round 3");
 	kill(-mig, SIGINT);
 	st = finish_background(dir, mig, &r);
 	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
 	json_expect_str(r.out, "result", "cancelled");
 	json_expect_str(r.out, "owner", "source");
-	cr_assert_eq(json_num(r.out, "throttle_pct"), 60, "%s", r.out);
-	after = guest_pages_per_s(ea, 8192, 1000);
-	fprintf(stderr, "guest: %.0f pages/s before, %.0f throttled, %.0f after the cancel\n",
-		before, throttled, after);
-	cr_assert_lt(throttled, before * 0.5, "the guest was not slowed: %.0f, then %.0f pages/s",
+	cr_assert_eq(json_num(r.out, "throttle_pct"), 50, "%s", r.out);
+	after = best_pace_ratio(ea);
+	fprintf(stderr, "guest's pace against its twin: %.2f before, %.3f throttled, %.2f after "
+		"the cancel\n", before, throttled, after);
+	cr_assert_lt(throttled, before * 0.5, "the guest was not slowed: %.2f, then %.3f",
 		     before, throttled);
-	/* still throttled, it would run 40 % of its time */
-	cr_assert_gt(after, before * 0.6, "the guest runs at %.0f pages/s after the cancel, %.0f "
-		     "before the migration", after, before);
+	/* still throttled, it would run half its time */
+	cr_assert_gt(after, before * 0.7, "the guest's pace is %.2f of its twin's after the cancel, "
+		     "%.2f before the migration", after, before);
 	proc_stop(a);
 	rmdir(dir);
 }
