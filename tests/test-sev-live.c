@@ -91,9 +91,10 @@ Test(sev_live, a_guest_without_ready_is_refused_and_stays, .timeout = 300)
 
 /* The guest clears READY while its pages are on their way: the migration
  * rolls back (SEND_CANCEL) and the guest runs on the source.  The clear
- * comes 4 s after the guest set READY, the migration is capped to take far
- * longer; a migration that started so late the guest had withdrawn already
- * is tried again with a fresh guest. */
+ * comes 8 s after the guest set READY (a loaded host takes seconds to
+ * prepare the destination), the migration is capped to take far longer
+ * (256 MiB at 12 MiB/s); a migration that started so late the guest had
+ * withdrawn already is tried again with a fresh guest. */
 Test(sev_live, clearing_ready_mid_migration_rolls_back, .timeout = 300)
 {
 	struct proc_pair t;
@@ -103,7 +104,7 @@ Test(sev_live, clearing_ready_mid_migration_rolls_back, .timeout = 300)
 	proc_pair_up(&t, NULL, NULL);
 	for (int attempt = 0;; attempt++) {
 		snprintf(name, sizeof(name), "fickle%d", attempt);
-		create_and_start(&t, name, "sev-ready=0,sev-unready=4s", "--max-bandwidth 16M", &r);
+		create_and_start(&t, name, "sev-ready=0,sev-unready=8s", "--max-bandwidth 12M", &r);
 		cr_assert_neq(r.status, 0, "the migration completed: %s", r.out);
 		if (strstr(r.out, "has not set KVM_MIGRATION_READY") && attempt < 3)
 			continue;
