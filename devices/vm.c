@@ -766,6 +766,8 @@ void *mig_vm_run_watch(struct mig_vm *vm, mig_vcpu_run_fn fn, void *arg)
 void mig_vm_run_event(struct mig_vm *vm, const struct mig_vcpu_run *e)
 {
 	pthread_mutex_lock(&vm->run_lock);
+	if (e->kind == MIG_VCPU_RUN_STOP && e->monotonic_ns >= vm->run_last_stop.monotonic_ns)
+		vm->run_last_stop = *e;
 	if (vm->run_fn)
 		vm->run_fn(vm->run_arg, vm, e);
 	else if (vm->run_nr_pending < MIG_VM_RUN_PENDING)
@@ -773,6 +775,18 @@ void mig_vm_run_event(struct mig_vm *vm, const struct mig_vcpu_run *e)
 	else
 		vm->run_dropped++;
 	pthread_mutex_unlock(&vm->run_lock);
+}
+
+bool mig_vm_run_last_stop(struct mig_vm *vm, uint64_t *ret_monotonic_ns, uint64_t *ret_realtime_ns)
+{
+	bool any;
+
+	pthread_mutex_lock(&vm->run_lock);
+	any = vm->run_last_stop.kind != 0;
+	*ret_monotonic_ns = vm->run_last_stop.monotonic_ns;
+	*ret_realtime_ns = vm->run_last_stop.realtime_ns;
+	pthread_mutex_unlock(&vm->run_lock);
+	return any;
 }
 
 void mig_vm_run_end(struct mig_vm *vm)

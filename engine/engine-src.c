@@ -1680,6 +1680,17 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	r = mig_vm_walk(vm, MIG_STAGE_QUIESCE, &w, &s.err);
 	/* stopped now (or failing back to running): free of the throttle */
 	throttle_release(&s);
+	/* The guest ran until its last vCPU stopped: the downtime starts there,
+	 * not at the request (a device that quiesces first, a vCPU thread
+	 * slow to be scheduled on a loaded host, ran the guest meanwhile). */
+	if (r >= 0) {
+		uint64_t mono, real;
+
+		if (mig_vm_run_last_stop(vm, &mono, &real) && mono > m_stop_ns) {
+			m_stop_ns = mono;
+			t_stop_ns = real;
+		}
+	}
 	/* Saves that write guest RAM (an ITS's tables) come before the final
 	 * sync; the sync adds what was dirtied since the last PRECOPY sync to
 	 * the bitmap, which still holds that one's pages; then nothing can

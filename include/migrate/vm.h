@@ -122,6 +122,7 @@ struct mig_vm {
 	struct mig_vcpu_run run_pending[MIG_VM_RUN_PENDING];
 	unsigned run_nr_pending;
 	uint64_t run_dropped;
+	struct mig_vcpu_run run_last_stop;   /* the latest STOP (kind 0: none yet) */
 };
 
 /* Watch vm's vCPUs start and stop: fn gets the events kept since the VM
@@ -132,6 +133,8 @@ void *mig_vm_run_watch(struct mig_vm *vm, mig_vcpu_run_fn fn, void *arg);
 /* Backends: a vCPU started or stopped; the VM is gone (after its vCPUs). */
 void mig_vm_run_event(struct mig_vm *vm, const struct mig_vcpu_run *e);
 void mig_vm_run_end(struct mig_vm *vm);
+/* The latest vCPU STOP event's stamps; false if there was none. */
+bool mig_vm_run_last_stop(struct mig_vm *vm, uint64_t *ret_monotonic_ns, uint64_t *ret_realtime_ns);
 
 /* What an agent lists of a VM, beyond its health. */
 struct mig_vm_summary {
