@@ -198,6 +198,18 @@ def fmt_size(n):
     return str(n)
 
 
+def host_tsc_hz():
+    """The host's TSC rate from the kernel's log, which PVM guests read
+    unscaled; None when the log says nothing (then --tsc-mhz)."""
+    try:
+        out = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = (re.search(r"tsc: Refined TSC clocksource calibration: ([0-9.]+) MHz", out)
+         or re.search(r"tsc: Detected ([0-9.]+) MHz", out))
+    return float(m.group(1)) * 1e6 if m else None
+
+
 def wait_guest(q, guest, timeout):
     """Until every vCPU finished two passes (the first faults every page in)."""
     end = time.monotonic() + timeout
@@ -233,9 +245,15 @@ def run_qemu(tmp, guest, kind, opts):
         time.sleep(opts.before)
         t1, m1 = time.monotonic(), guest.mailbox(sq)
         res["passes_per_s_before"] = round((passes(m1) - passes(m0)) / (t1 - t0), 1)
-        tsc_hz = sum(b["tsc"] - a["tsc"] for a, b in zip(m0, m1)) / len(m0) / (t1 - t0)
-        res["guest_tsc_MHz"] = round(tsc_hz / 1e6)
+        # the TSC at each vCPU's last pass, against the clock: a check of
+        # the rate stalls are converted with (it lags by a pass, or by a
+        # stall if one is under way when the counters are read)
+        res["guest_tsc_MHz_seen"] = [round((b["tsc"] - a["tsc"]) / (t1 - t0) / 1e6)
+                                     for a, b in zip(m0, m1)]
+        tsc_hz = opts.tsc_hz
+        res["tsc_MHz"] = round(tsc_hz / 1e6, 1)
         st, _ = worst_stall(guest.stall_log(sq), m0, m1)
+        res["stall_max_ticks_before"] = st
         res["stall_max_ms_before"] = round(max(st) / tsc_hz * 1e3, 1)
 
         caps = []
@@ -338,7 +356,10 @@ def run_qemu(tmp, guest, kind, opts):
         if paces:
             res["passes_per_s_min_interval"] = round(min(paces), 1)
         st, wrapped = worst_stall(guest.stall_log(gq), ms, me)
+        res["stall_max_ticks_during"] = st
         res["stall_max_ms_during"] = [round(x / tsc_hz * 1e3, 1) for x in st]
+        if max(st) / tsc_hz > te - ts + 1:
+            res["stall_note"] = "a stall longer than the migration: the TSC jumped"
         res["stall_log_wrapped"] = wrapped
         if kind == "qemu-postcopy" and done:
             di = dq.cmd("query-migrate")
@@ -410,15 +431,25 @@ def run_ours(migratectl, kind, opts, helptext):
             cmd += ["--max-throttle", str(opts.max_throttle)]
     res["command"] = " ".join(cmd[1:])
     t = time.monotonic()
+    # in children, so that the script's exit takes it (and its private
+    # agents, which die with it) down too
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    qemu_peer.children.append(p)
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=opts.timeout + 300)
+        stdout, stderr = p.communicate(timeout=opts.timeout + 300)
     except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
         res["result"] = "hung"
         return res
+    finally:
+        if p in qemu_peer.children:
+            qemu_peer.children.remove(p)
     res["seconds"] = round(time.monotonic() - t, 1)
-    res["exit"] = out.returncode
+    res["exit"] = p.returncode
     j = None
-    for line in out.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("{"):
             try:
                 j = json.loads(line)
@@ -426,7 +457,7 @@ def run_ours(migratectl, kind, opts, helptext):
                 pass
     if not j:
         res["result"] = "error"
-        res["error"] = (out.stderr.strip().splitlines() or ["no JSON"])[-1]
+        res["error"] = (stderr.strip().splitlines() or ["no JSON"])[-1]
         return res
     res["result"] = j.get("result")
     if j.get("error"):
@@ -543,6 +574,9 @@ def main():
     ap.add_argument("--before", type=float_arg("--before", 0.5, 30), default=2,
                     help="seconds the QEMU guest's pace is measured before and after "
                     "(default 2)")
+    ap.add_argument("--tsc-mhz", type=float_arg("--tsc-mhz", 100, 10000), default=None,
+                    help="the TSC rate QEMU's guest reads, to convert its stalls to ms "
+                    "(default: the host's, from dmesg)")
     ap.add_argument("--migratectl", default=None,
                     help="migratectl binary (default build/migratectl next to bench/)")
     ap.add_argument("--markdown", action="store_true", help="a table instead of JSON")
@@ -579,6 +613,11 @@ def main():
                 sys.exit(f"converge: {tool} not found: QEMU's guest is assembled at run "
                          "time; install build-essential")
     helptext = start_help(migratectl) if want_ours else ""
+    opts.tsc_hz = opts.tsc_mhz * 1e6 if opts.tsc_mhz else None
+    if want_qemu and not opts.tsc_hz:
+        opts.tsc_hz = host_tsc_hz()
+        if not opts.tsc_hz:
+            sys.exit("converge: the host's TSC rate is not in dmesg: give --tsc-mhz")
 
     tmp = tempfile.mkdtemp(prefix="converge.")
     cleanup = qemu_peer.install_cleanup(tmp)

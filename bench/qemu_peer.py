@@ -23,7 +23,7 @@ LOW_END = 0xA0000        # conventional memory
 HIGH_START = 0x100000    # RAM above the legacy hole
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-children = []            # every QEMU started through start_qemu(), killed on exit
+children = []            # every process started through start_qemu() (or added), killed on exit
 prog = "qemu-peer"       # the calling script's name, for log()
 
 
