@@ -416,7 +416,8 @@ def run_ours(migratectl, kind, opts, helptext):
         res["result"] = "pending"
         res["error"] = "migratectl start has no --converge yet"
         return res
-    if opts.max_throttle is not None and mode != "none" and "--max-throttle" not in helptext:
+    throttles = mode in ("throttle", "auto") and opts.max_throttle is not None
+    if throttles and "--max-throttle" not in helptext:
         res["result"] = "pending"
         res["error"] = "migratectl start has no --max-throttle yet"
         return res
@@ -427,7 +428,7 @@ def run_ours(migratectl, kind, opts, helptext):
            "--timeout", f"{opts.timeout:g}s"]
     if mode != "none":
         cmd += ["--converge", mode]
-        if opts.max_throttle is not None:
+        if throttles:
             cmd += ["--max-throttle", str(opts.max_throttle)]
     res["command"] = " ".join(cmd[1:])
     t = time.monotonic()
@@ -529,7 +530,7 @@ def markdown(out):
         runs = c["runs"]
         if len(runs) > 1:
             ok = sum(1 for x in runs if x.get("result") == "completed")
-            result += f" ({ok}/{len(runs)} completed)"
+            result += f" ({ok} of {len(runs)} runs completed)"
         lines.append(
             f"| {c['kind']} | {result} | {'' if not tot else f'{tot / 1e3:.1f}'} | "
             f"{f('downtime_ms')} | {'' if sent is None else f'{sent / 2**30:.2f}'} | "
