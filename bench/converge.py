@@ -468,7 +468,8 @@ def run_ours(migratectl, kind, opts, helptext):
         res[k] = j.get(k)
     ram = j.get("ram") or {}
     res["transferred_bytes"] = ram.get("wire_bytes")
-    res["dirty_MBps_during_max"] = (round(ram["dirty_rate_bps"] / 1e6)
+    # the last round's dirty pages over its duration
+    res["dirty_MBps_last_round"] = (round(ram["dirty_rate_bps"] / 1e6)
                                     if ram.get("dirty_rate_bps") is not None else None)
     res["src_cpu_s"] = round(j.get("src_cpu_ms", 0) / 1e3, 1)
     res["dst_cpu_s"] = round(j.get("dst_cpu_ms", 0) / 1e3, 1)
