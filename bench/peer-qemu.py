@@ -42,51 +42,19 @@ import json
 import os
 import random
 import re
-import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-QEMU = "qemu-system-x86_64"
+import qemu_peer
+from qemu_peer import (LOW_END, HIGH_START, cpu_s, dirty_rate, free_port,
+                       hmp, log, parse_list, start_qemu, stop_qemu)
+
+qemu_peer.prog = "peer-qemu"
 KINDS = ("ours-plain", "ours-enc", "qemu-plain", "qemu-tls")
-LOW_END = 0xA0000        # conventional memory, filled
-HIGH_START = 0x100000    # RAM above the legacy hole, filled to the end
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-children = []            # every QEMU this script started, killed on exit
-
-
-def log(*a):
-    print("peer-qemu:", *a, file=sys.stderr, flush=True)
-
-
-def parse_size(s):
-    m = re.fullmatch(r"(\d+)([KMG]?)", s.strip().upper())
-    if not m:
-        raise argparse.ArgumentTypeError(
-            f"--mem {s!r} is not a size: give bytes or a number with K, M or G, e.g. 2G")
-    n = int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2)]
-    if n < 64 << 20 or n > (3 << 30):
-        raise argparse.ArgumentTypeError(
-            f"--mem {s}: give 64M to 3G (the guest's RAM sits below 4 GiB, "
-            "in one piece)")
-    return n
-
-
-def parse_list(s, allowed=None, name="list"):
-    out = [x.strip() for x in s.split(",") if x.strip()]
-    if not out:
-        raise argparse.ArgumentTypeError(f"{name} is empty")
-    if allowed:
-        bad = [x for x in out if x not in allowed]
-        if bad:
-            raise argparse.ArgumentTypeError(
-                f"{name}: unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
-    return out
+parse_size = qemu_peer.size_arg("--mem", 64 << 20, 3 << 30,
+                                "give 64M to 3G (the guest's RAM sits below 4 GiB, in one piece)")
 
 
 def parse_channels(s):
@@ -97,13 +65,6 @@ def parse_channels(s):
                 f"--channels: {x!r} is not a channel count from 1 to 16")
         out.append(int(x))
     return out
-
-
-def cpu_s(pid):
-    """utime + stime of a process, all its threads, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 # --- the AES-256-GCM limit --------------------------------------------------
@@ -162,150 +123,31 @@ def make_certs(d):
     return d
 
 
-# --- QMP --------------------------------------------------------------------
-
-class QMP:
-    def __init__(self, path, deadline):
-        while True:
-            try:
-                self.s = socket.socket(socket.AF_UNIX)
-                self.s.connect(path)
-                break
-            except OSError:
-                self.s.close()
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"QMP socket {path} never came up")
-                time.sleep(0.05)
-        self.s.settimeout(60)
-        self.f = self.s.makefile("rwb")
-        self._read()                       # greeting
-        self.cmd("qmp_capabilities")
-
-    def _read(self):
-        line = self.f.readline()
-        if not line:
-            raise RuntimeError("QMP connection closed")
-        return json.loads(line)
-
-    def cmd(self, name, **args):
-        msg = {"execute": name}
-        if args:
-            msg["arguments"] = args
-        self.f.write(json.dumps(msg).encode() + b"\n")
-        self.f.flush()
-        while True:
-            r = self._read()
-            if "return" in r:
-                return r["return"]
-            if "error" in r:
-                raise RuntimeError(f"QMP {name}: {r['error'].get('desc')}")
-            # an event: skip
-
-    def close(self):
-        try:
-            self.s.close()
-        except OSError:
-            pass
-
-
-class Guest:
+class Guest(qemu_peer.RamData):
     """The halting BIOS and the RAM data, made once per run of the script."""
 
     def __init__(self, tmp, mem):
-        self.mem = mem
+        super().__init__(tmp, mem)
         self.bios = os.path.join(tmp, "halt.bin")
         rom = bytearray(65536)
         rom[0xFFF0:0xFFF4] = bytes((0xFA, 0xF4, 0xEB, 0xFD))   # cli; 1: hlt; jmp 1b
         with open(self.bios, "wb") as f:
             f.write(rom)
-        rng = random.Random(20261206)
-        self.low = os.path.join(tmp, "low.bin")
-        self.high = os.path.join(tmp, "high.bin")
-        with open(self.low, "wb") as f:
-            f.write(rng.randbytes(LOW_END))
-        with open(self.high, "wb") as f:
-            left = mem - HIGH_START
-            while left:
-                n = min(left, 64 << 20)
-                f.write(rng.randbytes(n))
-                left -= n
 
     def args(self, source):
-        a = ["-bios", self.bios]
-        if source:
-            a += ["-device", f"loader,file={self.low},addr=0",
-                  "-device", f"loader,file={self.high},addr={HIGH_START:#x}"]
-        return a
-
-    def expect(self, addr):
-        if addr < LOW_END:
-            path, off = self.low, addr
-        else:
-            path, off = self.high, addr - HIGH_START
-        with open(path, "rb") as f:
-            f.seek(off)
-            return f.read(4)
+        return ["-bios", self.bios] + (self.loader_args() if source else [])
 
 
-def start_qemu(tmp, name, guest, source, tls, opts):
-    qmp = os.path.join(tmp, f"{name}.qmp")
-    if os.path.exists(qmp):
-        os.unlink(qmp)
-    cmd = [QEMU, "-accel", "kvm", "-machine", "pc", "-m", str(guest.mem >> 20), "-smp", "1",
-           "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "none",
-           "-qmp", f"unix:{qmp},server=on,wait=off"] + guest.args(source)
+def start_peer(tmp, name, guest, source, tls, opts):
+    args = guest.args(source)
     if tls:
         obj = (f"tls-creds-x509,id=tls0,dir={tls},verify-peer=on,"
                f"endpoint={'client' if source else 'server'}")
         if opts.tls_priority:
             obj += f",priority={opts.tls_priority}"
-        cmd += ["-object", obj]
-    if not source:
-        cmd += ["-incoming", "defer"]
-        if opts.prealloc:
-            cmd += ["-mem-prealloc"]
-    errf = open(os.path.join(tmp, f"{name}.log"), "ab")
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf)
-    errf.close()
-    children.append(p)
-    return p, QMP(qmp, time.monotonic() + 60)
-
-
-def stop_qemu(p, q):
-    try:
-        q.cmd("quit")
-    except (OSError, RuntimeError, ValueError):
-        pass
-    q.close()
-    try:
-        p.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-    if p in children:
-        children.remove(p)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def dirty_rate(q):
-    """The guest's dirty rate over one second, MB/s (page sampling)."""
-    q.cmd("calc-dirty-rate", **{"calc-time": 1})
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        r = q.cmd("query-dirty-rate")
-        if r.get("status") == "measured":
-            return r.get("dirty-rate")
-        time.sleep(0.1)
-    return None
-
-
-def hmp(q, line):
-    return q.cmd("human-monitor-command", **{"command-line": line})
+        args += ["-object", obj]
+    return start_qemu(tmp, name, guest.mem, args, incoming=not source,
+                      prealloc=opts.prealloc)
 
 
 def check_ram(q, guest, n=64):
@@ -331,8 +173,8 @@ def run_qemu(tmp, guest, channels, tls, opts):
     dst = src = None
     res = {"kind": "qemu-tls" if tls else "qemu-plain", "channels": channels}
     try:
-        dst, dq = start_qemu(tmp, f"dst-{name}", guest, False, tls, opts)
-        src, sq = start_qemu(tmp, f"src-{name}", guest, True, tls, opts)
+        dst, dq = start_peer(tmp, f"dst-{name}", guest, False, tls, opts)
+        src, sq = start_peer(tmp, f"src-{name}", guest, True, tls, opts)
         dst = (dst, dq)
         src = (src, sq)
         for q in (dq, sq):
@@ -408,10 +250,7 @@ def run_qemu(tmp, guest, channels, tls, opts):
         for pq in (src, dst):
             if isinstance(pq, tuple):
                 stop_qemu(*pq)
-        for p in list(children):
-            p.kill()
-            p.wait()
-            children.remove(p)
+        qemu_peer.kill_children()
     return res
 
 
@@ -543,26 +382,14 @@ def main():
         sys.exit(f"peer-qemu: {migratectl} is not there: build first "
                  "(meson setup build && ninja -C build) or pass --migratectl")
     if want_qemu:
-        if not shutil.which(QEMU):
-            sys.exit(f"peer-qemu: {QEMU} not found: run contrib/build.sh "
-                     "(it installs qemu-system-x86)")
-        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-            sys.exit("peer-qemu: /dev/kvm is not usable: QEMU's peer runs need KVM")
+        qemu_peer.check_host()
     enc = want_ours and "ours-enc" in opts.kinds and has_encrypt(migratectl)
 
     tmp = tempfile.mkdtemp(prefix="peer-qemu.")
-
-    def cleanup(*_):
-        for p in list(children):
-            p.kill()
-            p.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
-    signal.signal(signal.SIGTERM, lambda *a: (cleanup(), sys.exit(143)))
-    signal.signal(signal.SIGINT, lambda *a: (cleanup(), sys.exit(130)))
+    cleanup = qemu_peer.install_cleanup(tmp)
     try:
         out = {"mem_bytes": opts.mem, "channels": opts.channels, "repeat": opts.repeat,
-               "qemu": subprocess.run([QEMU, "--version"], capture_output=True,
-                                      text=True).stdout.splitlines()[0] if want_qemu else None,
+               "qemu": qemu_peer.qemu_version() if want_qemu else None,
                "tls_priority": opts.tls_priority or "QEMU's default",
                "qemu_dst_prealloc": opts.prealloc,
                "encrypt_available": enc}
