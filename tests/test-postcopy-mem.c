@@ -190,9 +190,32 @@ static uint64_t resident_pages(struct mem_dev *m)
 	return n;
 }
 
+static uint64_t tbl_read(uint8_t *ram, unsigned vcpu, unsigned off)
+{
+	return *(volatile uint64_t *)(ram + LAB_TBL_VCPUS + (uint64_t)vcpu * LAB_VA_SIZE + off);
+}
+
+/* Which pages the vCPUs write (their working sets), from the table. */
+static bool *working_set(struct pc_env *e)
+{
+	bool *in = calloc(e->m->nr_pages, sizeof(bool));
+
+	cr_assert_not_null(in);
+	for (uint32_t v = 0; v < lab_vm_config(e->vm)->vcpus; v++) {
+		uint64_t first = tbl_read(e->m->ram, v, LAB_VA_REGION) / PAGE;
+		uint64_t n = tbl_read(e->m->ram, v, LAB_VA_WSS_PAGES);
+
+		cr_assert_gt(n, 0);
+		for (uint64_t p = first; p < first + n; p++)
+			in[p] = true;
+	}
+	return in;
+}
+
 /* A guest booted, filled, one pass into its work, paused, its RAM copied
- * aside; then every page dropped and registered missing. */
-static void env_setup(struct pc_env *e, uint32_t vcpus, enum lab_dirty_log mode, bool shared)
+ * aside; then (with `begin`) every page dropped and registered missing. */
+static void env_setup(struct pc_env *e, uint32_t vcpus, enum lab_dirty_log mode, bool shared,
+		      bool begin)
 {
 	struct lab_config cfg;
 	struct mig_error err = { 0 };
@@ -221,6 +244,8 @@ static void env_setup(struct pc_env *e, uint32_t vcpus, enum lab_dirty_log mode,
 	if (shared)
 		make_shared(e);
 
+	if (!begin)
+		return;   /* the caller chooses what is present, then begins */
 	cr_assert_eq(mem_postcopy_begin(e->m, NULL, &err), 0, "%s", err.msg);
 	mem_postcopy_stats(e->m, &st);
 	cr_assert_eq(st.missing, e->m->nr_pages);
@@ -250,28 +275,6 @@ static void env_teardown(struct pc_env *e)
 	free(e->shadow);
 	free(e->t_read);
 	free(e->t_place);
-}
-
-static uint64_t tbl_read(uint8_t *ram, unsigned vcpu, unsigned off)
-{
-	return *(volatile uint64_t *)(ram + LAB_TBL_VCPUS + (uint64_t)vcpu * LAB_VA_SIZE + off);
-}
-
-/* Which pages the vCPUs write (their working sets), from the table. */
-static bool *working_set(struct pc_env *e)
-{
-	bool *in = calloc(e->m->nr_pages, sizeof(bool));
-
-	cr_assert_not_null(in);
-	for (uint32_t v = 0; v < lab_vm_config(e->vm)->vcpus; v++) {
-		uint64_t first = tbl_read(e->m->ram, v, LAB_VA_REGION) / PAGE;
-		uint64_t n = tbl_read(e->m->ram, v, LAB_VA_WSS_PAGES);
-
-		cr_assert_gt(n, 0);
-		for (uint64_t p = first; p < first + n; p++)
-			in[p] = true;
-	}
-	return in;
 }
 
 /* The guest runs `passes` more passes over its working set with its
@@ -393,7 +396,7 @@ static void faults_only(uint32_t vcpus, enum lab_dirty_log mode, bool shared, co
 	bool *in_wss;
 	int r;
 
-	env_setup(&e, vcpus, mode, shared);
+	env_setup(&e, vcpus, mode, shared, true);
 	env_serve(&e, false);
 	cr_assert_eq(lab_vm_resume(e.vm, &err), 0, "%s", err.msg);
 	guest_checks_out(&e, 3);
@@ -470,7 +473,7 @@ static void push_and_faults(bool shared)
 	uint64_t zero = 0;
 	bool *in_wss;
 
-	env_setup(&e, 2, LAB_DIRTY_LOG_BITMAP, shared);
+	env_setup(&e, 2, LAB_DIRTY_LOG_BITMAP, shared, true);
 	for (uint64_t p = 0; p < e.m->nr_pages; p++)
 		zero += page_is_zero(e.shadow + p * PAGE);
 	cr_assert_gt(zero, 0, "the guest has no zero page to place as one");
@@ -507,6 +510,65 @@ Test(postcopy_mem, background_push_shmem, .timeout = 300)
 	push_and_faults(true);
 }
 
+/*
+ * As after pre-copy: the pages that arrived stay (and keep their content,
+ * THP-backed or not), only the rest is dropped and faults.  Here the
+ * working sets are missing, as the pages the guest dirtied last would be.
+ */
+static void partly_present(bool shared)
+{
+	struct pc_env e;
+	struct mig_error err = { 0 };
+	struct mem_pc_stats st;
+	uint64_t *present, nr_wss = 0;
+	bool *in_wss;
+
+	env_setup(&e, 2, LAB_DIRTY_LOG_BITMAP, shared, false);
+	in_wss = working_set(&e);
+	present = calloc(mem_bitmap_words(e.m), 8);
+	cr_assert_not_null(present);
+	for (uint64_t p = 0; p < e.m->nr_pages; p++) {
+		if (in_wss[p])
+			nr_wss++;
+		else
+			present[p / 64] |= 1ULL << (p % 64);
+	}
+	cr_assert_eq(mem_postcopy_begin(e.m, present, &err), 0, "%s", err.msg);
+	mem_postcopy_stats(e.m, &st);
+	cr_assert_eq(st.missing, nr_wss);
+	cr_assert_eq(resident_pages(e.m), e.m->nr_pages - nr_wss);
+	for (uint64_t p = 0; p < e.m->nr_pages; p++)
+		cr_assert_eq(mem_postcopy_present(e.m, p), !in_wss[p]);
+	cold_pages_match(&e, in_wss);
+
+	env_serve(&e, false);
+	cr_assert_eq(lab_vm_resume(e.vm, &err), 0, "%s", err.msg);
+	guest_checks_out(&e, 2);
+	mem_postcopy_stats(e.m, &st);
+	cr_assert_eq(st.missing, 0);
+	/* each missing page faulted (a vCPU kicked while it waits may fault
+	 * on the same page again: at least once) and came once */
+	cr_assert_geq(st.faults, nr_wss, "%llu faults for %llu missing pages",
+		      (unsigned long long)st.faults, (unsigned long long)nr_wss);
+	cr_assert_eq(st.placed + st.zeroed, nr_wss);
+	env_stop_server(&e);
+	cr_assert_eq(mem_postcopy_complete(e.m, &err), 0, "%s", err.msg);
+	cold_pages_match(&e, in_wss);
+	free(present);
+	free(in_wss);
+	env_teardown(&e);
+}
+
+Test(postcopy_mem, partly_present_anonymous, .timeout = 300)
+{
+	partly_present(false);
+}
+
+Test(postcopy_mem, partly_present_shmem, .timeout = 300)
+{
+	partly_present(true);
+}
+
 /* A vCPU waiting in KVM_RUN for a page can be paused (the engine must
  * stop vCPUs whose pages are late, e.g. when the link breaks), and runs
  * on once the page comes. */
@@ -514,15 +576,29 @@ Test(postcopy_mem, vcpu_waiting_for_a_page_pauses, .timeout = 300)
 {
 	struct pc_env e;
 	struct mig_error err = { 0 };
+	struct mem_pc_stats st;
 	double end;
 
-	env_setup(&e, 2, LAB_DIRTY_LOG_BITMAP, false);
+	env_setup(&e, 2, LAB_DIRTY_LOG_BITMAP, false, true);
 	atomic_store(&e.hold, true);
 	env_serve(&e, false);
 	cr_assert_eq(lab_vm_resume(e.vm, &err), 0, "%s", err.msg);
 	end = fixture_now() + 30;
 	while (atomic_load(&e.held) < 2) {
 		cr_assert_lt(fixture_now(), end, "the vCPUs did not fault on their missing pages");
+		fixture_sleep_ms(5);
+	}
+	/* woken with their pages still missing, they fault again */
+	mem_postcopy_stats(e.m, &st);
+	cr_assert_eq(mem_postcopy_wake(e.m, 0, e.m->nr_pages, &err), 0, "%s", err.msg);
+	for (;;) {
+		struct mem_pc_stats now;
+
+		mem_postcopy_stats(e.m, &now);
+		if (now.faults >= st.faults + 2)
+			break;
+		cr_assert_lt(fixture_now(), end, "the woken vCPUs did not fault again (%llu, %llu)",
+			     (unsigned long long)st.faults, (unsigned long long)now.faults);
 		fixture_sleep_ms(5);
 	}
 	cr_assert_eq(lab_vm_pause(e.vm, &err), 0, "%s", err.msg);

@@ -199,24 +199,6 @@ int mem_postcopy_begin(struct mem_dev *m, const uint64_t *present, struct mig_er
 	if (m->nr_pages % 64)
 		pc->present[words - 1] &= (1ULL << (m->nr_pages % 64)) - 1;
 
-	/* Drop the missing pages in runs, before anything can fault them. */
-	for (uint64_t p = 0; p < m->nr_pages;) {
-		uint64_t q = p;
-
-		if (test_bit64(pc->present, p)) {
-			p++;
-			continue;
-		}
-		while (q < m->nr_pages && !test_bit64(pc->present, q))
-			q++;
-		r = drop_pages(m, p, q - p, err);
-		if (r < 0)
-			goto err_free;
-		missing += q - p;
-		p = q;
-	}
-	pc->missing = missing;
-
 	pc->fd = uffd_new(err);
 	if (pc->fd < 0) {
 		r = pc->fd;
@@ -242,13 +224,32 @@ int mem_postcopy_begin(struct mem_dev *m, const uint64_t *present, struct mig_er
 				  (unsigned long long)reg.ioctls);
 		goto err_close;
 	}
+
+	/* Registered first, so that a refusal above leaves RAM as it was;
+	 * then the missing pages go, in runs (the vCPUs are not running). */
+	for (uint64_t p = 0; p < m->nr_pages;) {
+		uint64_t q = p;
+
+		if (test_bit64(pc->present, p)) {
+			p++;
+			continue;
+		}
+		while (q < m->nr_pages && !test_bit64(pc->present, q))
+			q++;
+		r = drop_pages(m, p, q - p, err);
+		if (r < 0)
+			goto err_close;   /* closing unregisters */
+		missing += q - p;
+		p = q;
+	}
+	pc->missing = missing;
 	m->postcopy = pc;
 	return 0;
 
 err_close:
+	/* pages already dropped stay dropped: they read as zeros */
 	close(pc->fd);
 err_free:
-	/* pages already dropped stay dropped: they read as zeros */
 	free(pc->present);
 	free(pc);
 	return r;
