@@ -569,6 +569,90 @@ Test(postcopy_mem, partly_present_shmem, .timeout = 300)
 	partly_present(true);
 }
 
+/* MB/s of placing pages [first, first + n) in runs of `run` pages. */
+static double place_runs(struct pc_env *e, uint64_t first, uint64_t n, uint64_t run)
+{
+	struct mig_error err = { 0 };
+	double t0 = fixture_now();
+
+	for (uint64_t p = first; p < first + n; p += run) {
+		uint64_t k = first + n - p < run ? first + n - p : run;
+
+		cr_assert_eq(mem_postcopy_place(e->m, p, e->shadow + p * PAGE, k, &err), (int)k,
+			     "%s", err.msg);
+	}
+	return (double)(n * PAGE) / (fixture_now() - t0) / 1e6;
+}
+
+/* MB/s of copying `bytes` into memory never touched (`fresh`) or already
+ * faulted in: what placing is measured beside. */
+static double memcpy_mbs(const uint8_t *src, size_t bytes, bool fresh)
+{
+	uint8_t *dst = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	double t0, mbs;
+
+	cr_assert_neq(dst, MAP_FAILED);
+	if (!fresh)
+		memset(dst, 1, bytes);
+	t0 = fixture_now();
+	memcpy(dst, src, bytes);
+	mbs = (double)bytes / (fixture_now() - t0) / 1e6;
+	munmap(dst, bytes);
+	return mbs;
+}
+
+/*
+ * Runs of pages in one call, the engine's background push: a run that
+ * meets pages already there places only the others and leaves those as
+ * they are.  The guest stays paused.  The rates are logged for
+ * docs/devices.md (nothing is asserted of them).
+ */
+Test(postcopy_mem, runs_of_pages, .timeout = 300)
+{
+	struct pc_env e;
+	struct mig_error err = { 0 };
+	struct mem_pc_stats st;
+	uint8_t junk[PAGE];
+	uint64_t pre = 0;
+	double r1, r64, r512, fresh, warm;
+	int r;
+
+	env_setup(&e, 1, LAB_DIRTY_LOG_BITMAP, false, true);
+	cr_assert_eq(e.m->nr_pages, 16384);
+	r1 = place_runs(&e, 0, 1024, 1);
+
+	/* every third page of [1024, 2048) first, from other bytes */
+	memset(junk, 0x5a, sizeof(junk));
+	for (uint64_t p = 1024; p < 2048; p += 3, pre++)
+		cr_assert_eq(mem_postcopy_place(e.m, p, junk, 1, &err), 1, "%s", err.msg);
+	r = mem_postcopy_place(e.m, 1024, e.shadow + 1024 * PAGE, 1024, &err);
+	cr_assert_eq(r, (int)(1024 - pre), "%d placed, %llu expected: %s", r,
+		     (unsigned long long)(1024 - pre), err.msg);
+
+	r64 = place_runs(&e, 2048, 4096, 64);
+	r512 = place_runs(&e, 6144, 8192, 512);
+	cr_assert_eq(mem_postcopy_place(e.m, 14336, e.shadow + 14336 * PAGE, 2048, &err), 2048,
+		     "%s", err.msg);
+	mem_postcopy_stats(e.m, &st);
+	cr_assert_eq(st.missing, 0);
+	cr_assert_eq(st.placed, e.m->nr_pages);
+	cr_assert_eq(st.duplicates, pre);
+	for (uint64_t p = 0; p < e.m->nr_pages; p++) {
+		bool first_junk = p >= 1024 && p < 2048 && (p - 1024) % 3 == 0;
+
+		cr_assert_eq(memcmp(e.m->ram + p * PAGE, first_junk ? junk : e.shadow + p * PAGE,
+				    PAGE), 0, "page %#llx is not the first copy placed",
+			     (unsigned long long)p);
+	}
+	cr_assert_eq(mem_postcopy_complete(e.m, &err), 0, "%s", err.msg);
+
+	fresh = memcpy_mbs(e.shadow, 32ULL << 20, true);
+	warm = memcpy_mbs(e.shadow, 32ULL << 20, false);
+	cr_log_info("placing MB/s: runs of 1 page %.0f, of 64 %.0f, of 512 %.0f; memcpy into "
+		    "fresh memory %.0f, into faulted-in memory %.0f", r1, r64, r512, fresh, warm);
+	env_teardown(&e);
+}
+
 /* A vCPU waiting in KVM_RUN for a page can be paused (the engine must
  * stop vCPUs whose pages are late, e.g. when the link breaks), and runs
  * on once the page comes. */
