@@ -6,7 +6,7 @@
  * until the page is placed.  The engine reads the faults, asks the source
  * for those pages first, and places whatever arrives (asked for or pushed
  * in the background) through here; a present-page bitmap makes each page
- * land once.  docs/devices.md, "Post-copy receiver", says what was
+ * land once.  docs/devices.md §13 says what was
  * measured on the lab host and what the engine builds on it.
  *
  * Why the fault reaches us from inside KVM: KVM resolves a guest page by
