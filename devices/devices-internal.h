@@ -207,8 +207,11 @@ void mem_postcopy_stats(const struct mem_dev *m, struct mem_pc_stats *ret);
  * then ordinary memory).  -EBUSY while a page is missing. */
 int mem_postcopy_complete(struct mem_dev *m, struct mig_error *err);
 /* Teardown of a destination given up (and by mem_dev_destroy()): closes
- * the userfaultfd whatever is missing.  Only once no vCPU will run again:
- * a missing page touched afterwards reads as zeros. */
+ * the userfaultfd whatever is missing, which lets every waiting thread go.
+ * Only when the VM will not run on: a missing page touched afterwards
+ * reads as zeros.  Call it before stopping the vCPUs for good: a vCPU
+ * waiting for a page KVM reads from kernel mode is not kicked out of
+ * KVM_RUN by a signal (docs/devices.md §13). */
 void mem_postcopy_end(struct mem_dev *m);
 
 /* ---- vCPU ---- */

@@ -13,10 +13,12 @@
  * the host virtual address of its memslot, with get_user_pages() (and,
  * for shadow paging, copy_from_user() of the guest's page tables); both
  * take the ordinary fault path, which hands a missing page in a
- * registered range to the userfaultfd and sleeps interruptibly.  A
- * signal (the vCPU class's kick) therefore still gets a waiting vCPU out
- * of KVM_RUN with EINTR, so pausing works while a page is missing.  Those
- * faults happen in kernel mode: the descriptor must be made without
+ * registered range to the userfaultfd and sleeps.  A signal (the vCPU
+ * class's kick) gets a vCPU out of a get_user_pages() wait with EINTR,
+ * but a kernel-mode copy_from_user() fault is retried on any signal that
+ * is not fatal: that vCPU spins until its page comes or the descriptor is
+ * closed (mem_postcopy_end()).  Those faults happen in kernel mode: the
+ * descriptor must be made without
  * UFFD_USER_MODE_ONLY, which needs CAP_SYS_PTRACE (or
  * vm.unprivileged_userfaultfd=1) for the system call, or access to
  * /dev/userfaultfd.
