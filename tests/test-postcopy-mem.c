@@ -8,8 +8,8 @@
  * own self-check then says whether every page came back with the content
  * it last wrote.  Around that: a background push of all pages, duplicates,
  * zero pages, dirty logging on arrived pages, a vCPU paused while it waits
- * for a page, shmem (memfd) RAM, and the refusal where userfaultfd is not
- * permitted.
+ * for a page, a VM destroyed while its vCPUs wait, shmem (memfd) RAM, and
+ * the refusals where userfaultfd is not permitted or not there.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -21,10 +21,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
 
 #include <migrate/lab.h>
 
@@ -788,6 +795,62 @@ Test(postcopy_mem, vcpu_waiting_for_a_page_table_page_pauses_once_it_arrives, .t
 	guest_checks_out(&e, 2);
 	env_stop_server(&e);
 	env_teardown(&e);
+}
+
+/* This process as on a kernel without userfaultfd: the system call and
+ * /dev/userfaultfd's USERFAULTFD_IOC_NEW answer ENOSYS (a seccomp filter). */
+static void no_userfaultfd(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_userfaultfd, 3, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, USERFAULTFD_IOC_NEW, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		_exit(3);
+}
+
+/* Where the kernel has no userfaultfd, the class says post-copy is not
+ * possible here, and begin changes nothing. */
+Test(postcopy_mem, refused_without_userfaultfd)
+{
+	int status;
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct mem_dev fake = { .ram_shared = true };
+		struct mig_error err = { 0 };
+		int r;
+
+		no_userfaultfd();
+		r = mem_postcopy_probe(&fake, &err);
+		if (r != -ENOSYS || !strstr(err.msg, "no userfaultfd") ||
+		    !strstr(err.msg, "post-copy is not possible on this host")) {
+			fprintf(stderr, "probe: %d %s\n", r, err.msg);
+			_exit(1);
+		}
+		memset(&err, 0, sizeof(err));
+		r = mem_postcopy_begin(&fake, NULL, &err);
+		if (r != -ENOSYS || fake.postcopy) {
+			fprintf(stderr, "begin: %d %s\n", r, err.msg);
+			_exit(2);
+		}
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "the refusal was not the clear one (child status %#x)", status);
 }
 
 /* Where userfaultfd for kernel faults is not permitted (an unprivileged
