@@ -6,8 +6,8 @@
  * until the page is placed.  The engine reads the faults, asks the source
  * for those pages first, and places whatever arrives (asked for or pushed
  * in the background) through here; a present-page bitmap makes each page
- * land once.  docs/devices.md §13 says what was
- * measured on the lab host and what the engine builds on it.
+ * land once.  docs/devices.md §13 says what was measured on the lab host
+ * and what the engine builds on it.
  *
  * Why the fault reaches us from inside KVM: KVM resolves a guest page by
  * the host virtual address of its memslot, with get_user_pages() (and,
@@ -18,10 +18,9 @@
  * but a kernel-mode copy_from_user() fault is retried on any signal that
  * is not fatal: that vCPU spins until its page comes or the descriptor is
  * closed (mem_postcopy_end()).  Those faults happen in kernel mode: the
- * descriptor must be made without
- * UFFD_USER_MODE_ONLY, which needs CAP_SYS_PTRACE (or
- * vm.unprivileged_userfaultfd=1) for the system call, or access to
- * /dev/userfaultfd.
+ * descriptor must be made without UFFD_USER_MODE_ONLY, which needs
+ * CAP_SYS_PTRACE (or vm.unprivileged_userfaultfd=1) for the system call,
+ * or access to /dev/userfaultfd.
  */
 #include <errno.h>
 #include <fcntl.h>
