@@ -83,6 +83,8 @@ struct mem_ring {
 	uint64_t last_sync;       /* entries the last sync harvested */
 };
 
+struct mem_postcopy;
+
 struct mem_dev {
 	struct mig_device core;
 	int vm_fd;
@@ -92,6 +94,11 @@ struct mem_dev {
 	uint8_t *ram;
 	uint64_t ram_bytes;
 	uint64_t nr_pages;
+	/* RAM is a MAP_SHARED mapping of shmem (a memfd), not private anonymous
+	 * memory: post-copy drops its pages with MADV_REMOVE and needs
+	 * UFFD_FEATURE_MISSING_SHMEM */
+	bool ram_shared;
+	struct mem_postcopy *postcopy;  /* the destination's post-copy receiver, or NULL */
 	struct mem_slot *slots;
 	unsigned nr_slots;
 	uint64_t *scratch;        /* one slot's bitmap for GET_DIRTY_LOG */
@@ -138,6 +145,74 @@ enum mem_ring_window { MEM_RING_DRAIN_HARVESTED, MEM_RING_SYNC_RESET };
 extern void (*mem_ring_window_hook)(enum mem_ring_window where);
 int mem_log_enable(struct mem_dev *m, bool on, struct mig_error *err);
 uint64_t mem_bitmap_words(const struct mem_dev *m);
+
+/*
+ * Post-copy receiver (devices/memory/uffd.c, docs/devices.md): the
+ * destination's guest RAM with its missing pages registered with
+ * userfaultfd (MISSING mode).  A vCPU (or any thread) touching a missing
+ * page blocks, in KVM_RUN or in user space, until the page is placed; the
+ * fault is read here so the engine can ask the source for it.
+ *
+ * One thread may read faults while others place pages; placing is safe
+ * from any number of threads at once (a page is placed once: a later copy
+ * of it, from the background push or a duplicate, is counted and dropped).
+ * Nothing may write guest RAM directly while post-copy is on: a write to a
+ * missing page would block like a vCPU's.  Pages are counted from the
+ * RAM's base, as in the dirty bitmaps.
+ */
+struct mem_pc_fault {
+	uint64_t pfn;             /* the missing page */
+	uint32_t tid;             /* the faulting thread (a vCPU's), 0 if unknown */
+	bool write;               /* a write fault */
+};
+
+struct mem_pc_stats {
+	uint64_t missing;         /* pages still missing */
+	uint64_t faults;          /* faults read (each asked for once) */
+	uint64_t stale_faults;    /* faults read for pages already placed */
+	uint64_t placed;          /* pages placed by copy */
+	uint64_t zeroed;          /* pages placed as zero pages */
+	uint64_t duplicates;      /* placements of pages already there, ignored */
+};
+
+/* Whether this host can do post-copy into RAM like m's (an anonymous or
+ * shared mapping): 0, or the refusal the engine reports (-ENOSYS, -EPERM,
+ * -EOPNOTSUPP) with what to change. */
+int mem_postcopy_probe(const struct mem_dev *m, struct mig_error *err);
+/* Before the vCPUs run on the destination: drops every page whose bit is
+ * clear in `present` (NULL: all of them) and registers RAM as missing.
+ * The pages present stay as they are. */
+int mem_postcopy_begin(struct mem_dev *m, const uint64_t *present, struct mig_error *err);
+/* The descriptor to poll for faults (POLLIN). */
+int mem_postcopy_fd(const struct mem_dev *m);
+/* Up to `max` faults: waits at most timeout_ms (-1: no bound) for the
+ * first; returns how many (0 on timeout) or -errno.  Faults on pages
+ * placed meanwhile are dropped (their vCPU was already woken). */
+int mem_postcopy_read_faults(struct mem_dev *m, struct mem_pc_fault *ret, unsigned max,
+			     int timeout_ms, struct mig_error *err);
+/* Places `n` pages of content `src` at `pfn` (UFFDIO_COPY) and wakes who
+ * waits on them; pages already there are skipped.  Returns the pages
+ * this call placed, or -errno. */
+int mem_postcopy_place(struct mem_dev *m, uint64_t pfn, const void *src, uint64_t n,
+		       struct mig_error *err);
+/* The same for `n` zero pages (UFFDIO_ZEROPAGE). */
+int mem_postcopy_place_zero(struct mem_dev *m, uint64_t pfn, uint64_t n,
+			    struct mig_error *err);
+/* Wakes threads waiting on pages [pfn, pfn + n) (UFFDIO_WAKE): they fault
+ * again and wait once more if a page is still missing. */
+int mem_postcopy_wake(struct mem_dev *m, uint64_t pfn, uint64_t n, struct mig_error *err);
+bool mem_postcopy_present(const struct mem_dev *m, uint64_t pfn);
+void mem_postcopy_stats(const struct mem_dev *m, struct mem_pc_stats *ret);
+/* Every page present: unregisters RAM and closes the userfaultfd (RAM is
+ * then ordinary memory).  -EBUSY while a page is missing. */
+int mem_postcopy_complete(struct mem_dev *m, struct mig_error *err);
+/* Teardown of a destination given up (and by mem_dev_destroy()): closes
+ * the userfaultfd whatever is missing, which lets every waiting thread go.
+ * Only when the VM will not run on: a missing page touched afterwards
+ * reads as zeros.  Call it before stopping the vCPUs for good: a vCPU
+ * waiting for a page KVM reads from kernel mode is not kicked out of
+ * KVM_RUN by a signal (docs/devices.md §13). */
+void mem_postcopy_end(struct mem_dev *m);
 
 /* ---- vCPU ---- */
 

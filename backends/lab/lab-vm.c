@@ -607,6 +607,12 @@ void lab_vm_destroy(struct lab_vm *vm)
 {
 	if (!vm)
 		return;
+	/* A destination in post-copy: a vCPU waiting for a page that KVM reads
+	 * from kernel mode cannot be kicked out of KVM_RUN (docs/devices.md
+	 * §13), so the userfaultfd goes first and lets every waiter go; what
+	 * the guest reads after that does not matter, it is being destroyed. */
+	if (vm->mem)
+		mem_postcopy_end(vm->mem);
 	/* vCPU and DMA threads first: nothing may touch RAM once it is unmapped. */
 	mdev_detach(vm);
 	ccw_destroy(vm);

@@ -751,6 +751,7 @@ void mem_dev_destroy(struct mem_dev *m)
 {
 	if (!m)
 		return;
+	mem_postcopy_end(m);
 	stop_resetter(m);
 	for (unsigned i = 0; i < m->nr_rings; i++)
 		if (m->rings[i].gfns)
