@@ -43,6 +43,7 @@ struct start_opts {
 	int verify;   /* -1 default */
 	enum mig_checksum checksum;
 	uint32_t encrypt;         /* enum mig_encrypt */
+	uint32_t handover;        /* enum mig_handover_mode */
 	bool json;
 	bool libvirt;             /* --vm libvirt:NAME */
 	bool copy_storage;
@@ -75,7 +76,7 @@ static void start_usage(FILE *f)
 	      "          [--max-bandwidth BYTES/s] [--timeout DURATION]\n"
 	      "          [--timeout-action abort|force] [--verify|--no-verify] [--json]\n"
 	      "          [--checksum auto|pages|frames] [--switchover-timeout DURATION]\n"
-	      "          [--encrypt auto|always|never]\n"
+	      "          [--encrypt auto|always|never] [--handover auto|always|never]\n"
 	      "          [--key-file F] " CLI_SSH_USAGE " [--tunnel]\n"
 	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH |\n"
 	      "            ssh://[USER@]HOST[:PORT][/PATH]\n", f);
@@ -153,6 +154,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		{ "copy-storage", no_argument, NULL, 'G' },
 		{ "tunnel", no_argument, NULL, 'T' },
 		{ "encrypt", required_argument, NULL, 'E' },
+		{ "handover", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		CLI_SSH_OPTS,
 		{ 0 }
@@ -227,6 +229,14 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 						   "default), pages (every page's data too) or frames "
 						   "(headers and page lists only)", optarg);
 			o->checksum = (enum mig_checksum)r;
+			break;
+		case 'H':
+			r = mig_handover_mode_from_string(optarg);
+			if (r < 0)
+				return usage_error("invalid --handover '%s': expected auto (the "
+						   "default: hand guest RAM over when both agents are "
+						   "on this host), always or never (copy it)", optarg);
+			o->handover = (uint32_t)r;
 			break;
 		case 'E':
 			r = mig_encrypt_from_string(optarg);
@@ -370,6 +380,15 @@ static void print_json(const char *id, const struct mig_event *e,
 	else
 		json_null(&w, "encryption");
 	json_str(&w, "encrypt_requested", mig_encrypt_to_string(o->encrypt));
+	/* same-host hand-over: whether RAM was handed over, else why not */
+	json_obj_begin(&w, "handover");
+	json_bool(&w, "used", e->handover == MIG_HANDOVER_DONE);
+	json_str(&w, "requested", mig_handover_mode_to_string(o->handover));
+	if (e->handover == MIG_HANDOVER_DONE || !started)
+		json_null(&w, "reason");
+	else
+		json_str(&w, "reason", mig_handover_why_to_string(e->handover));
+	json_obj_end(&w);
 	json_u64(&w, "throughput_bps", e->throughput_bps);
 	json_obj_begin(&w, "ram");
 	json_u64(&w, "total_bytes", e->ram_total_bytes);
@@ -715,6 +734,12 @@ static void print_summary(const struct start_opts *o, const struct mig_start_res
 	       res->round == 1 ? "" : "s", res->streams, res->streams == 1 ? "" : "s",
 	       xport_codec_to_string(res->codec), checksum_text(res, o->checksum),
 	       res->encrypted ? "encrypted (AES-256-GCM)" : "not encrypted");
+	if (res->handover == MIG_HANDOVER_DONE)
+		printf("  RAM handed over (same host: its memfd passed to the destination, not "
+		       "copied)\n");
+	else if (o->handover != MIG_HANDOVER_NEVER && res->handover != MIG_HANDOVER_UNDECIDED)
+		printf("  RAM copied, not handed over: %s\n",
+		       mig_handover_why_to_string(res->handover));
 	printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "
 	       "%llu torn (sent again), %.0f MiB/s\n",
 	       (unsigned long long)(res->ram_total_bytes >> 20),
@@ -791,6 +816,7 @@ int cmd_start(int argc, char **argv)
 		.downtime_limit_ms = o.downtime_ms, .max_bandwidth_bps = o.max_bw,
 		.timeout_ms = o.timeout_ms, .timeout_action = o.action,
 		.switchover_timeout_ms = o.switchover_ms, .encrypt = o.encrypt,
+		.handover = o.handover,
 	};
 	so.interrupted = &interrupted;
 	so.check_vm = o.vm && !o.libvirt ? check_vm : NULL;

@@ -531,7 +531,10 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 	/* Memory first: the dirty ring must be enabled before any vCPU exists. */
 	r = mem_dev_create(vm->fds.kvm_fd, vm->fds.vm_fd, lab_arch_ram_base(), cfg->mem_bytes,
 			   cfg->dirty_log == LAB_DIRTY_LOG_RING,
-			   cfg->force_classic, cfg->ring_entries, &vm->mem, err);
+			   cfg->force_classic, cfg->ring_entries,
+			   cfg->ram == LAB_RAM_MEMFD ? MEM_RAM_SHARED |
+			   /* a destination's RAM waits for SETUP: it may be handed over */
+			   (cfg->destination ? MEM_RAM_LAZY : 0) : 0, &vm->mem, err);
 	if (r < 0)
 		goto fail;
 	vm->sync_new = calloc(mem_bitmap_words(vm->mem), 8);
@@ -1042,6 +1045,22 @@ static void lab_diagnose(struct mig_vm *m, char *out, size_t n)
 		 ring);
 }
 
+static int lab_ram_fd(struct mig_vm *m)
+{
+	return lab_of(m)->mem->ram_fd;
+}
+
+static int lab_ram_adopt(struct mig_vm *m, int fd, struct mig_error *err)
+{
+	struct mem_dev *mem = lab_of(m)->mem;
+
+	if (fd >= 0)
+		return mem_adopt(mem, fd, err);
+	if (!mem->populated)
+		mem_populate(mem);
+	return 0;
+}
+
 static void lab_destroy(struct mig_vm *m)
 {
 	lab_vm_destroy(lab_of(m));
@@ -1056,6 +1075,8 @@ static const struct mig_vm_ops lab_vm_ops = {
 	.diagnose = lab_diagnose,
 	.kvm = lab_kvm,
 	.destroy = lab_destroy,
+	.ram_fd = lab_ram_fd,
+	.ram_adopt = lab_ram_adopt,
 };
 
 /* ---- the backend, as an agent uses it ---- */

@@ -20,7 +20,7 @@
  * mig_wire_le() (wire-order.h), so a big-endian host speaks the same bytes. */
 
 #define MIG_WIRE_MAGIC      0x3146474dU   /* "MGF1" as little-endian bytes */
-#define MIG_WIRE_VERSION    14
+#define MIG_WIRE_VERSION    15
 #define MIG_FRAME_MAX       (16U << 20)   /* hard limit on any payload */
 #define MIG_SETUP_MAX       (512U << 10)  /* SETUP: its header and device manifest */
 
@@ -55,6 +55,9 @@ enum mig_frame_type {
 	 * carries, and the end of one direction of it */
 	MIG_FRAME_TUNNEL_DATA = 45,
 	MIG_FRAME_TUNNEL_END = 46,
+	/* same-host hand-over: struct mig_handover, with the memfd of guest
+	 * RAM attached (SCM_RIGHTS) to its bytes (docs/protocol.md §6.3) */
+	MIG_FRAME_HANDOVER = 47,
 	_MIG_FRAME_TYPE_END,
 };
 
