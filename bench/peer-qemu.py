@@ -424,8 +424,9 @@ def has_encrypt(migratectl):
 
 def run_ours(migratectl, mem, streams, encrypt, timeout):
     kind = "ours-enc" if encrypt else "ours-plain"
+    # a copy: between two local agents, auto would hand RAM over instead
     cmd = [migratectl, "start", "local", "local", "--json", "--no-verify",
-           "--streams", str(streams), "--compress", "none",
+           "--handover", "never", "--streams", str(streams), "--compress", "none",
            "--lab", f"mem={mem >> 20}M,vcpus=1,wss=0"]
     if encrypt:
         cmd += ["--encrypt", "always"]

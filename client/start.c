@@ -13,6 +13,7 @@
 #include <uuid/uuid.h>
 
 #include <migrate/agent.h>
+#include <migrate/lab.h>
 #include <migrate/ssh.h>
 #include <migrate/start.h>
 #include <migrate/transport.h>
@@ -540,7 +541,7 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 	struct mig_incoming_reply inrep;
 	struct mig_buf extra = { 0 };
 	struct xport_endpoint dep;
-	bool prepared = false, handover;
+	bool prepared = false, handover, anon = false;
 	uuid_t uu;
 	int r;
 
@@ -642,6 +643,13 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 		goto out;
 	}
 
+	/* Unix streams only for a VM whose RAM can go (a memfd); a copy keeps
+	 * its TCP streams.  Under always the source says why it cannot. */
+	if (handover && o->params.handover != MIG_HANDOVER_ALWAYS &&
+	    ret->vm.lab.ram != LAB_RAM_MEMFD + 1) {
+		handover = false;
+		anon = true;
+	}
 	in.lab = ret->vm.lab;
 	str_copy(in.name, sizeof(in.name), ret->name);
 	in.streams = o->params.streams;
@@ -691,6 +699,9 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 		goto out_started;
 	}
 	ret->outcome = MIG_START_RESULT;
+	/* the source saw TCP streams; they were because its RAM could not go */
+	if (anon && ret->res.handover == MIG_HANDOVER_NOT_UNIX)
+		ret->res.handover = MIG_HANDOVER_NO_MEMFD;
 	if (ret->res.src_held) {
 		ret->held = true;
 		str_copy(ret->held_id, sizeof(ret->held_id), ret->id);
