@@ -461,6 +461,13 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	 * destination's preparation, not part of the migration. */
 	{
 		r = a->backend->prepare((const uint8_t *)&req.lab, sizeof(req.lab), &in->o.vm, &err);
+		/* A VM whose RAM may be handed over waits for SETUP with it
+		 * unfaulted; one that will be copied into is faulted in now. */
+		if (r >= 0 && !(req.flags & MIG_INCOMING_F_UNIX) && in->o.vm->ops->ram_adopt) {
+			r = in->o.vm->ops->ram_adopt(in->o.vm, -1, &err);
+			if (r < 0)
+				in->o.vm->ops->destroy(in->o.vm);
+		}
 		if (r < 0) {
 			mig_drop(a, in->mig);
 			slot_drop(a, in->slot);
