@@ -311,6 +311,7 @@ struct incoming {
 	struct mig_dest_status status;
 	struct agent_fault *fault;   /* --chaos: this migration's plan (NULL: none) */
 	struct chaos_relay *relay;   /* --chaos, a net plan: what the source connects to */
+	char sock[108];              /* MIG_INCOMING_F_UNIX: the listener's path ("": tcp) */
 };
 
 /* --chaos: the plan armed for the next migration of VM name, if any, as
@@ -382,6 +383,8 @@ static void *incoming_thread(void *arg)
 
 	r = mig_dest_run(&in->o, &vm, &err);
 	close(in->o.listen_fd);
+	if (in->sock[0])
+		unlink(in->sock);
 	pthread_mutex_lock(&a->lock);
 	if (r >= 0)
 		in->slot->vm = vm;
@@ -406,6 +409,8 @@ static void incoming_drop(struct agent *a, struct incoming *in, int fd)
 	agent_fault_end(in->fault);
 	if (fd >= 0)
 		close(fd);
+	if (in->sock[0])
+		unlink(in->sock);
 	in->o.vm->ops->destroy(in->o.vm);
 	mig_drop(a, in->mig);
 	slot_drop(a, in->slot);
@@ -427,7 +432,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	mig_wire_le(&mig_wl_incoming, &req, 1);
 	req.listen_host[sizeof(req.listen_host) - 1] = '\0';
 	if (!mig_vm_name_ok(req.name, sizeof(req.name)) || req.encrypt >= _MIG_ENCRYPT_END ||
-	    req.streams < 1 ||
+	    (req.flags & ~MIG_INCOMING_F_UNIX) || req.streams < 1 ||
 	    req.streams > MIG_MAX_STREAMS)
 		return agent_reply(s, -EINVAL, "MIG_INCOMING: bad VM name, stream count (1-16) or "
 				   "encryption", NULL, 0);
@@ -456,6 +461,13 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	 * destination's preparation, not part of the migration. */
 	{
 		r = a->backend->prepare((const uint8_t *)&req.lab, sizeof(req.lab), &in->o.vm, &err);
+		/* A VM whose RAM may be handed over waits for SETUP with it
+		 * unfaulted; one that will be copied into is faulted in now. */
+		if (r >= 0 && !(req.flags & MIG_INCOMING_F_UNIX) && in->o.vm->ops->ram_adopt) {
+			r = in->o.vm->ops->ram_adopt(in->o.vm, -1, &err);
+			if (r < 0)
+				in->o.vm->ops->destroy(in->o.vm);
+		}
 		if (r < 0) {
 			mig_drop(a, in->mig);
 			slot_drop(a, in->slot);
@@ -464,8 +476,23 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 		}
 		journal_watch(a, in->o.vm, req.name, req.id);
 	}
-	str_copy(ep.host, sizeof(ep.host), req.listen_host[0] ? req.listen_host : "127.0.0.1");
-	ep.port = 0;
+	if (req.flags & MIG_INCOMING_F_UNIX) {
+		/* both agents on this host: a unix socket, so that guest RAM can
+		 * be handed over (SCM_RIGHTS), private to this user (0600) */
+		const char *tmp = getenv("TMPDIR");
+		char hex[33];
+
+		for (int i = 0; i < 16; i++)
+			snprintf(hex + 2 * i, 3, "%02x", req.id[i]);
+		ep.kind = XPORT_EP_UNIX;
+		snprintf(ep.path, sizeof(ep.path), "%s/migratectl-%d-%.16s.sock",
+			 tmp && tmp[0] == '/' && strlen(tmp) < 48 ? tmp : "/tmp", (int)getpid(), hex);
+		str_copy(in->sock, sizeof(in->sock), ep.path);
+	} else {
+		str_copy(ep.host, sizeof(ep.host), req.listen_host[0] ? req.listen_host :
+			 "127.0.0.1");
+		ep.port = 0;
+	}
 	fd = xport_listen(&ep, &err);
 	if (fd >= 0 && xport_local_addr(fd, rep.addr, sizeof(rep.addr)) < 0) {
 		close(fd);
@@ -485,7 +512,7 @@ static int op_mig_incoming(struct session *s, const uint8_t *body)
 	in->o.status = &in->status;
 	in->o.cancel = &in->mig->cancel;
 	agent_fault_attach(a, req.name, &in->fault, &in->o.fault, &in->o.fault_arg);
-	if (agent_relay_begin(a, in->fault, req.name, ep.host, rep.addr, sizeof(rep.addr),
+	if (!in->sock[0] && agent_relay_begin(a, in->fault, req.name, ep.host, rep.addr, sizeof(rep.addr),
 			      &in->relay, &err) < 0) {
 		incoming_drop(a, in, fd);
 		return agent_reply(s, -EIO, err.msg, NULL, 0);
@@ -559,9 +586,10 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	if (req.streams < 1 || req.streams > MIG_MAX_STREAMS || req.codec < XPORT_CODEC_NONE ||
 	    req.codec > XPORT_CODEC_AUTO || req.timeout_action < CONV_TIMEOUT_ABORT ||
 	    req.timeout_action > CONV_TIMEOUT_FORCE || req.checksum < MIG_CHECKSUM_PAGES ||
-	    req.checksum > MIG_CHECKSUM_AUTO || req.encrypt >= _MIG_ENCRYPT_END)
+	    req.checksum > MIG_CHECKSUM_AUTO || req.encrypt >= _MIG_ENCRYPT_END ||
+	    req.handover >= _MIG_HANDOVER_MODE_END)
 		return agent_reply(s, -EINVAL, "MIG_OUTGOING: bad streams, codec, timeout action, "
-			     "checksum mode or encryption", NULL, 0);
+			     "checksum mode, encryption or hand-over mode", NULL, 0);
 	/* 0: what a caller that predates them means (rounds only, the default bound) */
 	if (!req.converge)
 		req.converge = CONV_MODE_NONE;
@@ -610,6 +638,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	o.verify = req.verify;
 	o.checksum = (enum mig_checksum)req.checksum;
 	o.encrypt = req.encrypt;
+	o.handover = req.handover;
 	conv_params_default(&o.conv);
 	o.conv.downtime_limit_ms = req.downtime_limit_ms;
 	o.conv.max_bandwidth_bps = req.max_bandwidth_bps;

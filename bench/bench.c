@@ -466,8 +466,9 @@ int main(int argc, char **argv)
 				int st = 0, n = atoi(streams[s]), m;
 				const char *res;
 
+				/* a copy: both agents are local, so auto would hand RAM over */
 				snprintf(cmd, sizeof(cmd), "%s start local local --json --no-verify "
-					 "--streams %s --compress %s --checksum %s "
+					 "--handover never --streams %s --compress %s --checksum %s "
 					 "--lab mem=%s,vcpus=%s,wss=%s%s 2>/dev/null",
 					 self, streams[s], comp[k / nsum], sums[k % nsum], mem, vcpus, wss[w],
 					 devices);

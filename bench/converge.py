@@ -72,7 +72,7 @@ import tempfile
 import time
 
 import qemu_peer
-from qemu_peer import hmp, log, parse_list, start_qemu, stop_qemu
+from qemu_peer import hmp, log, median_run, parse_list, start_qemu, stop_qemu
 
 qemu_peer.prog = "converge"
 
@@ -414,6 +414,10 @@ def run_ours(migratectl, kind, opts, helptext):
            "--max-bandwidth", fmt_size(opts.bandwidth),
            "--downtime-limit", str(opts.downtime_limit),
            "--timeout", f"{opts.timeout:g}s"]
+    # a copy over the link: two agents on one host would otherwise hand
+    # guest RAM over (--handover auto) and move no page at all
+    if "--handover" in helptext:
+        cmd += ["--handover", "never"]
     # none explicitly once the option exists: its default is not none
     if "--converge" in helptext:
         cmd += ["--converge", mode]
@@ -484,14 +488,6 @@ def run_ours(migratectl, kind, opts, helptext):
 
 
 # --- the run ----------------------------------------------------------------
-
-def median_run(runs):
-    ok = [r for r in runs if r.get("result") == "completed" and r.get("total_ms")]
-    if not ok:
-        return runs[0]
-    ok.sort(key=lambda r: r["total_ms"])
-    return ok[(len(ok) - 1) // 2]
-
 
 def markdown(out):
     lines = ["| migration | result | total s | downtime ms | GiB sent | rounds | guest passes/s "

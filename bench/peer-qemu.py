@@ -48,7 +48,7 @@ import tempfile
 import time
 
 import qemu_peer
-from qemu_peer import (LOW_END, HIGH_START, cpu_s, dirty_rate, free_port,
+from qemu_peer import (LOW_END, HIGH_START, cpu_s, dirty_rate, free_port, median_run,
                        hmp, log, parse_list, start_qemu, stop_qemu)
 
 qemu_peer.prog = "peer-qemu"
@@ -263,8 +263,9 @@ def has_encrypt(migratectl):
 
 def run_ours(migratectl, mem, streams, encrypt, timeout):
     kind = "ours-enc" if encrypt else "ours-plain"
+    # a copy: between two local agents, auto would hand RAM over instead
     cmd = [migratectl, "start", "local", "local", "--json", "--no-verify",
-           "--streams", str(streams), "--compress", "none",
+           "--handover", "never", "--streams", str(streams), "--compress", "none",
            "--lab", f"mem={mem >> 20}M,vcpus=1,wss=0"]
     if encrypt:
         cmd += ["--encrypt", "always"]
@@ -298,14 +299,6 @@ def run_ours(migratectl, mem, streams, encrypt, timeout):
 
 
 # --- the run ----------------------------------------------------------------
-
-def median_run(runs):
-    ok = [r for r in runs if r.get("result") == "completed" and r.get("total_ms")]
-    if not ok:
-        return runs[0]
-    ok.sort(key=lambda r: r["total_ms"])
-    return ok[(len(ok) - 1) // 2]
-
 
 def markdown(out):
     lim = out["aes_gcm_limit"]

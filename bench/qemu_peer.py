@@ -258,3 +258,13 @@ class RamData:
         with open(path, "rb") as f:
             f.seek(off)
             return f.read(4)
+
+
+def median_run(runs):
+    """The run that stands for a cell: the completed one with the median
+    total time, else the first."""
+    ok = [r for r in runs if r.get("result") == "completed" and r.get("total_ms")]
+    if not ok:
+        return runs[0]
+    ok.sort(key=lambda r: r["total_ms"])
+    return ok[(len(ok) - 1) // 2]

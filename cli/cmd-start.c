@@ -47,6 +47,7 @@ struct start_opts {
 	int verify;   /* -1 default */
 	enum mig_checksum checksum;
 	uint32_t encrypt;         /* enum mig_encrypt */
+	uint32_t handover;        /* enum mig_handover_mode */
 	bool json;
 	bool libvirt;             /* --vm libvirt:NAME */
 	bool copy_storage;
@@ -82,7 +83,7 @@ static void start_usage(FILE *f)
 	      "          [--max-bandwidth BYTES/s] [--timeout DURATION]\n"
 	      "          [--timeout-action abort|force] [--verify|--no-verify] [--json]\n"
 	      "          [--checksum auto|pages|frames] [--switchover-timeout DURATION]\n"
-	      "          [--encrypt auto|always|never]\n"
+	      "          [--encrypt auto|always|never] [--handover auto|always|never]\n"
 	      "          [--converge none|throttle|postcopy|auto] [--max-throttle PCT]\n"
 	      "          [--stall DURATION] [--stall-bytes SIZE]\n"
 	      "          [--stall-action abort|throttle|postcopy]\n"
@@ -168,6 +169,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		{ "stall", required_argument, NULL, 'L' },
 		{ "stall-bytes", required_argument, NULL, 'B' },
 		{ "stall-action", required_argument, NULL, 'A' },
+		{ "handover", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		CLI_SSH_OPTS,
 		{ 0 }
@@ -245,6 +247,14 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 						   "default), pages (every page's data too) or frames "
 						   "(headers and page lists only)", optarg);
 			o->checksum = (enum mig_checksum)r;
+			break;
+		case 'H':
+			r = mig_handover_mode_from_string(optarg);
+			if (r < 0)
+				return usage_error("invalid --handover '%s': expected auto (the "
+						   "default: hand guest RAM over when both agents are "
+						   "on this host), always or never (copy it)", optarg);
+			o->handover = (uint32_t)r;
 			break;
 		case 'E':
 			r = mig_encrypt_from_string(optarg);
@@ -423,6 +433,15 @@ static void print_json(const char *id, const struct mig_event *e,
 	else
 		json_null(&w, "encryption");
 	json_str(&w, "encrypt_requested", mig_encrypt_to_string(o->encrypt));
+	/* same-host hand-over: whether RAM was handed over, else why not */
+	json_obj_begin(&w, "handover");
+	json_bool(&w, "used", e->handover == MIG_HANDOVER_DONE);
+	json_str(&w, "requested", mig_handover_mode_to_string(o->handover));
+	if (e->handover == MIG_HANDOVER_DONE || !started)
+		json_null(&w, "reason");
+	else
+		json_str(&w, "reason", mig_handover_why_to_string(e->handover));
+	json_obj_end(&w);
 	json_u64(&w, "throughput_bps", e->throughput_bps);
 	json_obj_begin(&w, "ram");
 	json_u64(&w, "total_bytes", e->ram_total_bytes);
@@ -808,6 +827,12 @@ static void print_summary(const struct start_opts *o, const struct mig_start_res
 	       res->round == 1 ? "" : "s", res->streams, res->streams == 1 ? "" : "s",
 	       xport_codec_to_string(res->codec), checksum_text(res, o->checksum),
 	       res->encrypted ? "encrypted (AES-256-GCM)" : "not encrypted");
+	if (res->handover == MIG_HANDOVER_DONE)
+		printf("  RAM handed over (same host: its memfd passed to the destination, not "
+		       "copied)\n");
+	else if (o->handover != MIG_HANDOVER_NEVER && res->handover != MIG_HANDOVER_UNDECIDED)
+		printf("  RAM copied, not handed over: %s\n",
+		       mig_handover_why_to_string(res->handover));
 	printf("  RAM %llu MiB: %llu MiB carried, %llu MiB on the wire, %llu zero pages, "
 	       "%llu torn (sent again), %.0f MiB/s\n",
 	       (unsigned long long)(res->ram_total_bytes >> 20),
@@ -887,6 +912,7 @@ int cmd_start(int argc, char **argv)
 		.switchover_timeout_ms = o.switchover_ms, .encrypt = o.encrypt,
 		.converge = o.converge, .max_throttle_pct = o.max_throttle,
 		.stall_action = o.stall_action, .stall_ms = o.stall_ms, .stall_bytes = o.stall_bytes,
+		.handover = o.handover,
 	};
 	so.interrupted = &interrupted;
 	so.check_vm = o.vm && !o.libvirt ? check_vm : NULL;

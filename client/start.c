@@ -13,6 +13,7 @@
 #include <uuid/uuid.h>
 
 #include <migrate/agent.h>
+#include <migrate/lab.h>
 #include <migrate/ssh.h>
 #include <migrate/start.h>
 #include <migrate/transport.h>
@@ -499,6 +500,28 @@ static void start_libvirt(const struct mig_start_opts *o, struct mig_client *src
 	lv_settle(o, src, dst, ret);
 }
 
+/* An agent on this host: a private one (local) or one on a unix socket. */
+static bool same_host_kind(const struct mig_client *c)
+{
+	return !c->ssh && (c->ep.kind == XPORT_EP_LOCAL || c->ep.kind == XPORT_EP_UNIX);
+}
+
+static bool same_host_pair(const struct mig_client *src, const struct mig_client *dst)
+{
+	return same_host_kind(src) && same_host_kind(dst);
+}
+
+/* Whether a lab SPEC ("k=v,k=v") sets key. */
+static bool spec_has_key(const char *spec, const char *key)
+{
+	size_t n = strlen(key);
+
+	for (const char *p = spec; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+		if (!strncmp(p, key, n) && p[n] == '=')
+			return true;
+	return false;
+}
+
 static void outgoing_of(const struct mig_start_opts *o, const struct mig_incoming *in,
 			const struct mig_start_result *ret, struct mig_outgoing *out)
 {
@@ -518,7 +541,7 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 	struct mig_incoming_reply inrep;
 	struct mig_buf extra = { 0 };
 	struct xport_endpoint dep;
-	bool prepared = false;
+	bool prepared = false, handover, anon = false;
 	uuid_t uu;
 	int r;
 
@@ -563,6 +586,19 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 		goto out_started;
 	}
 
+	/* Same-host hand-over: both agents on this host (local or unix://) get
+	 * unix streams and a lab VM made for it RAM in a memfd; otherwise
+	 * `always` cannot be met, and nothing starts. */
+	handover = o->params.handover != MIG_HANDOVER_NEVER && same_host_pair(&src, &dst);
+	if (o->params.handover == MIG_HANDOVER_ALWAYS && !handover) {
+		ret->usage = true;
+		snprintf(ret->why, sizeof(ret->why), "--handover always: guest RAM can be handed "
+			 "over only between two agents on this host, and %s is not (give local or "
+			 "unix:// endpoints for both, or --handover auto to copy instead)",
+			 same_host_kind(&src) ? o->dst : o->src);
+		goto out;
+	}
+
 	/* The VM: an existing one, or a lab VM made for this migration. */
 	if (o->vm) {
 		str_copy(ret->name, sizeof(ret->name), o->vm);
@@ -572,6 +608,10 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 		snprintf(ret->name, sizeof(ret->name), "lab-%.8s", ret->id);
 		str_copy(req.name, sizeof(req.name), ret->name);
 		str_copy(req.spec, sizeof(req.spec), o->lab_spec ? o->lab_spec : "");
+		/* memfd RAM only where it can be handed over (unless asked) */
+		if (handover && !spec_has_key(req.spec, "ram") && !spec_has_key(req.spec, "mdev"))
+			snprintf(req.spec + strlen(req.spec), sizeof(req.spec) - strlen(req.spec),
+				 "%sram=memfd", req.spec[0] ? "," : "");
 		if (interrupted(o))
 			goto out;
 		step(o, MIG_START_CREATING_VM, ret, NULL);
@@ -603,10 +643,18 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 		goto out;
 	}
 
+	/* Unix streams only for a VM whose RAM can go (a memfd); a copy keeps
+	 * its TCP streams.  Under always the source says why it cannot. */
+	if (handover && o->params.handover != MIG_HANDOVER_ALWAYS &&
+	    ret->vm.lab.ram != LAB_RAM_MEMFD + 1) {
+		handover = false;
+		anon = true;
+	}
 	in.lab = ret->vm.lab;
 	str_copy(in.name, sizeof(in.name), ret->name);
 	in.streams = o->params.streams;
 	in.encrypt = o->params.encrypt;
+	in.flags = handover ? MIG_INCOMING_F_UNIX : 0;
 	xport_endpoint_parse(o->dst, &dep, NULL);
 	str_copy(in.listen_host, sizeof(in.listen_host),
 		 dest_listen_host(o, &dep));
@@ -651,6 +699,9 @@ int mig_start(const struct mig_start_opts *o, struct mig_start_result *ret)
 		goto out_started;
 	}
 	ret->outcome = MIG_START_RESULT;
+	/* the source saw TCP streams; they were because its RAM could not go */
+	if (anon && ret->res.handover == MIG_HANDOVER_NOT_UNIX)
+		ret->res.handover = MIG_HANDOVER_NO_MEMFD;
 	if (ret->res.src_held) {
 		ret->held = true;
 		str_copy(ret->held_id, sizeof(ret->held_id), ret->id);

@@ -94,10 +94,11 @@ struct mem_dev {
 	uint8_t *ram;
 	uint64_t ram_bytes;
 	uint64_t nr_pages;
-	/* RAM is a MAP_SHARED mapping of shmem (a memfd), not private anonymous
-	 * memory: post-copy drops its pages with MADV_REMOVE and needs
-	 * UFFD_FEATURE_MISSING_SHMEM */
-	bool ram_shared;
+	/* MEM_RAM_SHARED: the memfd behind ram, mapped MAP_SHARED; -1: private
+	 * anonymous memory.  Post-copy drops a shared RAM's pages with
+	 * MADV_REMOVE and needs UFFD_FEATURE_MISSING_SHMEM. */
+	int ram_fd;
+	bool populated;           /* every page of ram faulted in */
 	struct mem_postcopy *postcopy;  /* the destination's post-copy receiver, or NULL */
 	struct mem_slot *slots;
 	unsigned nr_slots;
@@ -128,10 +129,18 @@ struct mem_dev {
 
 /* Before any vCPU exists: picks the log mode, allocates and pre-faults RAM,
  * registers the memslots from base_gpa with logging on (state LOGGING). */
+/* Guest RAM in a memfd, mapped shared (a same-host hand-over passes it on) */
+#define MEM_RAM_SHARED 1U
+/* Do not pre-fault it now: mem_adopt() or mem_populate() follows */
+#define MEM_RAM_LAZY 2U
 int mem_dev_create(int kvm_fd, int vm_fd, uint64_t base_gpa, uint64_t ram_bytes, bool ring,
-		   bool force_classic, uint32_t ring_entries, struct mem_dev **ret,
-		   struct mig_error *err);
+		   bool force_classic, uint32_t ring_entries, unsigned ram_flags,
+		   struct mem_dev **ret, struct mig_error *err);
 void mem_dev_destroy(struct mem_dev *m);
+/* Fault every page of RAM in (after MEM_RAM_LAZY). */
+int mem_populate(struct mem_dev *m);
+/* Map the memfd fd (a same-host hand-over's) over RAM, at the same address. */
+int mem_adopt(struct mem_dev *m, int fd, struct mig_error *err);
 /* Ring mode: map vCPU `index`'s ring (call once per vCPU after creating it). */
 int mem_ring_attach(struct mem_dev *m, unsigned index, int vcpu_fd, struct mig_error *err);
 /* Ring mode: harvest one vCPU's ring into m->pending and reset (ring-full exits). */

@@ -126,6 +126,11 @@ struct dst {
 	bool page_hooks;          /* a device turns pages back (mig_page_ops) */
 	bool sessions, opened;    /* a device agrees with its peer first; OPEN came */
 	struct mig_buf answers;   /* READY with the devices' answers */
+	/* Same-host hand-over (engine/handover.c): READY took the source's
+	 * offer; the memfd peeked from HANDOVER's bytes (-1: none yet); RAM
+	 * mapped from it.  No page may come, and no load happens before. */
+	bool handover, handover_peek, handover_taken;
+	int handover_fd;
 	uint64_t cpu0, workers_cpu_ms;
 	/* completions that arrived while ctl_send waited for its previous send */
 	struct xport_op *stash[64];
@@ -317,6 +322,11 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
 	struct iovec iov;
 	int r;
 
+	/* (read by the workers: d->handover is set before any is started) */
+	if (d->handover)
+		return mig_error_set(s->err, -EPROTO, "stream %u: PAGES in a hand-over: guest "
+				     "RAM is the source's own memory here, and no page may be "
+				     "written into it", s->index);
 	r = mig_pages_meta_check(s->rx.buf.data, s->rx.hdr.length, s->rx.hdr.flags, s->round, d->nr_pages,
 				 s->index, &ph, s->ent, s->tags, s->err);
 	if (r < 0)
@@ -454,6 +464,12 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 					  s->rx.hdr.length - sizeof(st), st.nr_devices, &d->err);
 	if (r >= 0 && (st.flags & ~MIG_SETUP_F_KNOWN))
 		r = mig_error_set(&d->err, -EPROTO, "SETUP: unknown flags %#x", st.flags);
+	/* A hand-over offered is taken where this VM can map a memfd; else
+	 * its RAM is made ready for pages (faulted in, if it waited). */
+	if (r >= 0 && (st.flags & MIG_SETUP_F_HANDOVER) && d->vm->ops->ram_adopt)
+		d->handover = true;
+	else if (r >= 0 && d->vm->ops->ram_adopt)
+		r = d->vm->ops->ram_adopt(d->vm, -1, &d->err);
 	if (r >= 0) {
 		d->verify = st.flags & MIG_SETUP_F_VERIFY;
 		d->page_sums = !(st.flags & MIG_SETUP_F_NO_PAGE_SUMS);
@@ -489,10 +505,47 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	rep.status = r;
 	if (r < 0)
 		str_copy(rep.msg, sizeof(rep.msg), d->err.msg);
+	if (r >= 0 && d->handover) {
+		rep.flags = MIG_READY_F_HANDOVER;
+		d->handover_peek = true;
+	}
 	if (r >= 0 && d->sessions)
 		ctl_send(d, MIG_FRAME_READY, d->answers.data, d->answers.len);
 	else
 		ctl_send_le(d, MIG_FRAME_READY, &mig_wl_reply, &rep);
+	return r;
+}
+
+/* HANDOVER: guest RAM is the source's memfd, peeked from this frame's
+ * bytes, mapped in place of ours.  The source's guest runs on meanwhile;
+ * ours never runs before COMMIT, and a rollback only unmaps it. */
+static int do_handover(struct dst *d, struct rx_stream *s)
+{
+	struct mig_handover h;
+	int r = 0;
+
+	if (!d->handover || d->handover_taken || d->phase != MIG_PHASE_PRECOPY)
+		r = mig_error_set(&d->err, -EPROTO, "unexpected HANDOVER frame: no hand-over was "
+				  "agreed at SETUP, or it came already");
+	else if (s->rx.hdr.length != sizeof(h))
+		r = mig_error_set(&d->err, -EBADMSG, "HANDOVER of %u bytes", s->rx.hdr.length);
+	else if (d->handover_fd < 0)
+		r = mig_error_set(&d->err, -EPROTO, "HANDOVER carries no descriptor");
+	if (r < 0)
+		return r;
+	memcpy(&h, s->rx.buf.data, sizeof(h));
+	mig_wire_le(&mig_wl_handover, &h, 1);
+	if (h.ram_bytes != d->vm->ram_bytes || h.nr_pages != d->nr_pages)
+		r = mig_error_set(&d->err, -EPROTO, "HANDOVER: %llu bytes, %llu pages do not match "
+				  "the VM's %llu bytes, %llu pages", (unsigned long long)h.ram_bytes,
+				  (unsigned long long)h.nr_pages,
+				  (unsigned long long)d->vm->ram_bytes,
+				  (unsigned long long)d->nr_pages);
+	if (r >= 0)
+		r = d->vm->ops->ram_adopt(d->vm, d->handover_fd, &d->err);
+	close(d->handover_fd);
+	d->handover_fd = -1;
+	d->handover_taken = r >= 0;
 	return r;
 }
 
@@ -824,6 +877,9 @@ static int try_load(struct dst *d)
 	if (d->phase != MIG_PHASE_PRECOPY || !all_final)
 		return 0;
 	r = set_phase(d, MIG_PHASE_STOP_COPY);
+	if (r >= 0 && d->handover && !d->handover_taken)
+		r = mig_error_set(&d->err, -EPROTO, "the last round ended before HANDOVER brought "
+				  "guest RAM");
 	t0 = mig_realtime_ns();
 	/* every device's state is in before any device loads */
 	for (unsigned i = 0; r >= 0 && i < d->vm->nr_devices; i++) {
@@ -972,6 +1028,8 @@ static int on_ctl_frame(struct dst *d, struct rx_stream *s, bool *repost)
 		return do_setup(d, s);
 	case MIG_FRAME_OPEN:
 		return do_open(d, s);
+	case MIG_FRAME_HANDOVER:
+		return do_handover(d, s);
 	case MIG_FRAME_COMMIT:
 		*repost = false;
 		return do_commit(d);
@@ -1064,6 +1122,13 @@ static int run_loop(struct dst *d)
 		if (r <= 0)
 			continue;
 		r = on_ctl_frame(d, s, &repost);
+		/* after READY took a hand-over: HANDOVER's descriptor, before a
+		 * receive that would drop it */
+		if (r >= 0 && repost && d->handover_peek) {
+			d->handover_peek = false;
+			r = mig_handover_peek_fd(s->fd, IDLE_TIMEOUT_MS, d->o->cancel,
+						 &d->handover_fd, &d->err);
+		}
 		if (r >= 0 && repost && d->phase != MIG_PHASE_DONE)
 			r = post_hdr(s);
 	}
@@ -1073,7 +1138,7 @@ static int run_loop(struct dst *d)
 int mig_dest_run(const struct mig_in_opts *o, struct mig_vm **ret_vm, struct mig_error *err)
 {
 	struct dst d = {
-		.o = o, .n = o->streams, .vm = o->vm, .note = { -1, -1 },
+		.o = o, .n = o->streams, .vm = o->vm, .note = { -1, -1 }, .handover_fd = -1,
 		.lock = PTHREAD_MUTEX_INITIALIZER, .advance = PTHREAD_COND_INITIALIZER,
 		.dev_lock = PTHREAD_MUTEX_INITIALIZER,
 	};
@@ -1156,6 +1221,8 @@ out:
 		mig_vm_walk(d.vm, MIG_STAGE_DISCARD, &w, NULL);
 		d.vm->ops->destroy(d.vm);
 	}
+	if (d.handover_fd >= 0)
+		close(d.handover_fd);
 	free(d.st);
 	free(d.stale);
 	mig_buf_free(&d.answers);

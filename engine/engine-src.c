@@ -131,6 +131,9 @@ struct src {
 	enum xport_codec codec;   /* the codec in use (auto resolves to one) */
 	enum mig_checksum checksum; /* --checksum; AUTO until setup resolves it */
 	bool same_host;           /* the streams never leave this host */
+	/* enum mig_handover_why: DONE once the destination took guest RAM's
+	 * memfd (engine/handover.c), and then no page is sent */
+	uint32_t handover;
 	bool tracking;            /* the devices' dirty tracking is on */
 	bool walked;              /* a device may have left running: roll back on failure */
 	bool page_hooks;          /* a device transforms pages (mig_page_ops) */
@@ -1147,6 +1150,8 @@ static int open_streams(struct src *s)
 	return 0;
 }
 
+static int handover_send(struct src *s, bool accepted);
+
 static int do_setup(struct src *s)
 {
 	struct mig_setup st = { 0 };
@@ -1177,8 +1182,14 @@ static int do_setup(struct src *s)
 	st.nr_pages = s->nr_pages;
 	st.page_size = PAGE;
 	st.codec = s->codec;
+	/* Same-host hand-over: offered at SETUP when this end can do it */
+	s->handover = mig_handover_check(s->vm, s->o->handover, s->ctl_fd, s->sealed);
+	if (s->handover != MIG_HANDOVER_DONE && s->o->handover == MIG_HANDOVER_ALWAYS)
+		return mig_error_set(&s->err, -EOPNOTSUPP, "--handover always: guest RAM cannot "
+				     "be handed over: %s", mig_handover_why_to_string(s->handover));
 	st.flags = (s->o->verify ? MIG_SETUP_F_VERIFY : 0) |
-		   (s->checksum == MIG_CHECKSUM_PAGES ? 0 : MIG_SETUP_F_NO_PAGE_SUMS);
+		   (s->checksum == MIG_CHECKSUM_PAGES ? 0 : MIG_SETUP_F_NO_PAGE_SUMS) |
+		   (s->handover == MIG_HANDOVER_DONE ? MIG_SETUP_F_HANDOVER : 0);
 	str_copy(st.name, sizeof(st.name), s->o->name);
 	if (s->vm->nr_devices > MIG_SETUP_DEVICES_MAX)
 		return mig_error_set(&s->err, -E2BIG, "the VM has %u devices; a migration takes "
@@ -1216,6 +1227,34 @@ static int do_setup(struct src *s)
 		r = mig_vm_session_unpack(s->vm, MIG_SESSION_ANSWER, pl.data + sizeof(rep),
 					  pl.len - sizeof(rep), &s->err);
 	mig_buf_free(&pl);
+	if (r >= 0 && s->handover == MIG_HANDOVER_DONE)
+		r = handover_send(s, rep.flags & MIG_READY_F_HANDOVER);
+	return r;
+}
+
+/* The destination took the hand-over (READY) or not: if it did, guest RAM's
+ * memfd goes to it now, while the guest runs on here (the destination maps
+ * it and never runs it before COMMIT). */
+static int handover_send(struct src *s, bool accepted)
+{
+	struct mig_handover h = { .ram_bytes = s->vm->ram_bytes, .nr_pages = s->nr_pages };
+	int r;
+
+	if (!accepted) {
+		s->handover = MIG_HANDOVER_DECLINED;
+		return s->o->handover == MIG_HANDOVER_ALWAYS ?
+		       mig_error_set(&s->err, -EOPNOTSUPP, "--handover always: guest RAM cannot "
+				     "be handed over: %s",
+				     mig_handover_why_to_string(s->handover)) : 0;
+	}
+	r = fault_at(s, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_SEND,
+						   .frame_type = MIG_FRAME_HANDOVER, .stream = 0,
+						   .seq = s->ctl.seq + 1 }, &s->err);
+	if (r >= 0)
+		r = mig_handover_send(s->ctl_fd, ++s->ctl.seq, s->vm->ops->ram_fd(s->vm), &h,
+				      &s->err);
+	if (r >= 0)
+		count(&s->res->wire_bytes, sizeof(struct mig_frame_hdr) + sizeof(h));
 	return r;
 }
 
@@ -1423,6 +1462,40 @@ static int do_precopy(struct src *s)
 		if (cancelled(s))
 			return mig_error_set(&s->err, -ECANCELED, "cancelled");
 	}
+}
+
+/*
+ * PRECOPY of a hand-over: the destination maps the same RAM, so no page
+ * moves and nothing is tracked (no dirty log sync, which would
+ * write-protect all of RAM for nothing).  The TRACK walk still opens the
+ * devices' pre-copy, and a device with pre-copy data sends it in rounds of
+ * no pages until it has none.
+ */
+static int handover_precopy(struct src *s)
+{
+	struct mig_walk w = walk_opts(s, true, 0);
+	int r;
+
+	s->precopy_t0 = mig_now_ms();
+	s->walked = true;
+	r = mig_vm_walk(s->vm, MIG_STAGE_TRACK, &w, &s->err);
+	for (s->round = 0; r >= 0; s->round++) {
+		bool any = false;
+
+		r = devices_precopy(s);
+		for (unsigned k = 0; r >= 0 && k < s->ndev; k++)
+			any |= s->dev[k].kind != 0;
+		if (r < 0 || !any)
+			break;
+		r = run_job(s, false);
+		if (r >= 0)
+			devices_sent(s);
+		if (r >= 0 && cancelled(s))
+			r = mig_error_set(&s->err, -ECANCELED, "cancelled");
+	}
+	s->remaining = 0;
+	emit_progress(s, true);
+	return r;
 }
 
 /* The VM stays paused on the source while it asks: a short wait each. */
@@ -1649,7 +1722,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		s.kvm0_ms = mig_now_ms();
 		vm->ops->kvm(vm, &s.kvm0);
 	}
-	r = do_precopy(&s);
+	r = s.handover == MIG_HANDOVER_DONE ? handover_precopy(&s) : do_precopy(&s);
 	kvm_since_precopy(&s, res);
 	guest_mark(&s, s.thr_now);
 	{
@@ -1699,7 +1772,8 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		w = walk_opts(&s, true, MIG_WALK_RAM_WRITERS);
 		r = mig_vm_walk(vm, MIG_STAGE_SAVE, &w, &s.err);
 	}
-	if (r >= 0)
+	/* (a hand-over's RAM is the destination's already: nothing to sync) */
+	if (r >= 0 && s.handover != MIG_HANDOVER_DONE)
 		r = vm->ops->dirty_sync(vm, s.bitmap, NULL, &s.err);
 	if (r >= 0) {
 		/* the last sync took the devices' final logs */
@@ -1935,6 +2009,7 @@ done:
 	res->codec = s.codec;
 	res->checksum = s.checksum;
 	res->same_host = s.same_host;
+	res->handover = s.handover;
 	res->encrypted = s.sealed;
 	/* The link's throughput: PRECOPY moves almost every byte, with nothing
 	 * else (setup, verification) in its time. */

@@ -107,8 +107,9 @@ Test(agent_mem, both_agents_stay_within_the_budget, .timeout = 300)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(fd, 1);
 		dup2(open("/dev/null", O_WRONLY), 2);
-		execl(MIGRATECTL_PATH, "migratectl", "start", "local", "local", "--json", "--streams",
-		      "16", "--compress", "zstd", "--lab", "mem=1G,vcpus=1,wss=64M", (char *)NULL);
+		execl(MIGRATECTL_PATH, "migratectl", "start", "local", "local", "--handover", "never",
+		      "--json", "--streams", "16", "--compress", "zstd", "--lab",
+		      "mem=1G,vcpus=1,wss=64M", (char *)NULL);
 		_exit(127);
 	}
 	close(fd);

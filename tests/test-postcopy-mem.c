@@ -196,8 +196,8 @@ static void make_shared(struct pc_env *e)
 	cr_assert_eq(pwrite(fd, e->shadow, e->m->ram_bytes, 0), (ssize_t)e->m->ram_bytes);
 	p = mmap(e->m->ram, e->m->ram_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
 	cr_assert_eq(p, (void *)e->m->ram, "mmap of the memfd: %s", strerror(errno));
-	close(fd);
-	e->m->ram_shared = true;
+	/* the memory class's now: it closes it with the VM */
+	e->m->ram_fd = fd;
 }
 
 /* How many of RAM's pages are in memory (mincore: anonymous pages, or
@@ -876,7 +876,7 @@ Test(postcopy_mem, refused_without_userfaultfd)
 
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct mem_dev fake = { .ram_shared = true };
+		struct mem_dev fake = { .ram_fd = 0 };
 		struct mig_error err = { 0 };
 		int r;
 
@@ -913,7 +913,7 @@ Test(postcopy_mem, refused_without_permission)
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct mem_dev fake = { .ram_shared = false };
+		struct mem_dev fake = { .ram_fd = -1 };
 		struct mig_error err = { 0 };
 		int r;
 

@@ -13,6 +13,7 @@
 
 #include <migrate/device.h>
 #include <migrate/engine.h>
+#include <migrate/lab.h>
 
 #include "util.h"
 
@@ -376,4 +377,28 @@ Test(tables, control_names)
 		cr_assert_eq(mig_checksum_from_string(mig_checksum_to_string(c)), c);
 	cr_assert_null(mig_checksum_to_string(MIG_CHECKSUM_INVALID));
 	cr_assert_eq(mig_checksum_from_string("sums"), -EINVAL);
+}
+
+/* --handover's words read back to their value, every reason a RESULT may
+ * give has its words (none past the end), and the lab's RAM kinds too. */
+Test(tables, handover_names)
+{
+	for (uint32_t m = 0; m < _MIG_HANDOVER_MODE_END; m++) {
+		cr_assert_not_null(mig_handover_mode_to_string(m), "mode %u", m);
+		cr_assert_eq(mig_handover_mode_from_string(mig_handover_mode_to_string(m)), (int)m);
+	}
+	cr_assert_null(mig_handover_mode_to_string(_MIG_HANDOVER_MODE_END));
+	cr_assert_eq(mig_handover_mode_from_string("sometimes"), -EINVAL);
+	cr_assert_eq(mig_handover_mode_from_string(NULL), -EINVAL);
+	for (uint32_t w = 0; w < _MIG_HANDOVER_WHY_END; w++) {
+		const char *t = mig_handover_why_to_string(w);
+
+		cr_assert_not_null(t, "reason %u", w);
+		/* handed over: no reason; every other value says why not */
+		cr_assert_eq(t[0] == '\0', w == MIG_HANDOVER_DONE, "reason %u: \"%s\"", w, t);
+	}
+	cr_assert_null(mig_handover_why_to_string(_MIG_HANDOVER_WHY_END));
+	for (int k = 0; k < _LAB_RAM_MAX; k++)
+		cr_assert_eq(lab_ram_from_string(lab_ram_to_string((enum lab_ram)k)), k);
+	cr_assert_eq(lab_ram_from_string("hugetlb"), -EINVAL);
 }

@@ -45,7 +45,7 @@ Test(vfio_live, one_device, .timeout = 120)
 {
 	struct run_result r;
 
-	proc_run("start local local --json --lab mem=256M,vcpus=1,wss=16M,vfio=1", &r);
+	proc_run("start local local --handover never --json --lab mem=256M,vcpus=1,wss=16M,vfio=1", &r);
 	expect_verified(&r, "one device", 1);
 }
 
@@ -55,7 +55,7 @@ Test(vfio_live, three_devices_busy_dma, .timeout = 120)
 {
 	struct run_result r;
 
-	proc_run("start local local --json --lab mem=256M,vcpus=2,wss=16M,vfio=3,vfio-rate=5000",
+	proc_run("start local local --handover never --json --lab mem=256M,vcpus=2,wss=16M,vfio=3,vfio-rate=5000",
 		 &r);
 	expect_verified(&r, "three devices", 3);
 }
@@ -66,7 +66,7 @@ Test(vfio_live, a_v1_device_among_v2_ones, .timeout = 120)
 	struct run_result r;
 	const char *d;
 
-	proc_run("start local local --json --lab mem=256M,vcpus=1,wss=16M,vfio=3,vfio-v1=1", &r);
+	proc_run("start local local --handover never --json --lab mem=256M,vcpus=1,wss=16M,vfio=3,vfio-v1=1", &r);
 	expect_verified(&r, "v1 and v2", 3);
 	d = strstr(r.out, "\"class\":\"vfio\",\"side\":\"source\",\"id\":2");
 	cr_assert_not_null(d);
@@ -79,7 +79,7 @@ Test(vfio_live, devices_without_a_dma_log, .timeout = 120)
 {
 	struct run_result r;
 
-	proc_run("start local local --json --lab mem=256M,vcpus=1,wss=16M,vfio=2,vfio-log=off",
+	proc_run("start local local --handover never --json --lab mem=256M,vcpus=1,wss=16M,vfio=2,vfio-log=off",
 		 &r);
 	expect_verified(&r, "no DMA log", 2);
 	cr_assert_not_null(strstr(r.out, "\"notes\":[\"no-dma-log\"]"), "the run says so: %s",
@@ -96,7 +96,7 @@ Test(vfio_live, devices_with_fewer_features, .timeout = 180)
 		struct run_result r;
 		char args[256], what[64];
 
-		snprintf(args, sizeof(args), "start local local --json --lab "
+		snprintf(args, sizeof(args), "start local local --handover never --json --lab "
 			 "mem=128M,vcpus=1,wss=8M,vfio=2,vfio-flags=%s", flags[i]);
 		snprintf(what, sizeof(what), "vfio-flags=%s", flags[i]);
 		proc_run(args, &r);
@@ -121,7 +121,7 @@ Test(vfio_live, bad_device_specs_exit_2, .timeout = 60)
 		struct run_result r;
 		char args[256];
 
-		snprintf(args, sizeof(args), "start local local --lab %s", c[i].spec);
+		snprintf(args, sizeof(args), "start local local --handover never --lab %s", c[i].spec);
 		proc_run(args, &r);
 		cr_assert_eq(r.status, 2, "%s: exit %d: %s", c[i].spec, r.status, r.err);
 		cr_assert_not_null(strstr(r.err, c[i].says), "%s: %s", c[i].spec, r.err);
@@ -164,7 +164,7 @@ ParameterizedTest(struct arc_fault *f, vfio_live, a_failing_arc_leaves_the_vm_on
 	char args[256], buf[64];
 	const char *d;
 
-	snprintf(args, sizeof(args), "start local local --json --lab mem=128M,vcpus=1,wss=8M,vfio=2,"
+	snprintf(args, sizeof(args), "start local local --handover never --json --lab mem=128M,vcpus=1,wss=8M,vfio=2,"
 		 "vfio-flags=%s,vfio-fail=%s", f->flags, f->fail);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 1, "%s: exit %d\n%s\n%s", f->fail, r.status, r.out, r.err);
@@ -190,7 +190,7 @@ Test(vfio_live, channel_io_subchannels, .timeout = 120)
 {
 	struct run_result r;
 
-	proc_run("start local local --json --lab mem=256M,vcpus=1,wss=16M,vfio=1,ccw=2", &r);
+	proc_run("start local local --handover never --json --lab mem=256M,vcpus=1,wss=16M,vfio=1,ccw=2", &r);
 	expect_verified(&r, "ccw", 1);
 	for (unsigned i = 0; i < 2; i++) {
 		char want[64];

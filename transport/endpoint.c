@@ -894,6 +894,13 @@ int xport_local_addr(int fd, char *buf, size_t n)
 		/* Brackets, so the result parses back as an endpoint. */
 		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
 		w = snprintf(buf, n, "[%s]:%u", host, ntohs(sin6->sin6_port));
+	} else if (ss.ss_family == AF_UNIX && len > offsetof(struct sockaddr_un, sun_path) &&
+		   ((struct sockaddr_un *)&ss)->sun_path[0] == '/') {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+
+		w = snprintf(buf, n, "unix://%.*s", (int)(len - offsetof(struct sockaddr_un,
+									sun_path)),
+			     sun->sun_path);
 	} else {
 		return -EAFNOSUPPORT;
 	}

@@ -127,7 +127,8 @@ static int stream_begin(const struct xport_streams *who, unsigned index, struct 
 	char url[160];
 	int fd, r;
 
-	snprintf(url, sizeof(url), "tcp://%s", who->addr);
+	/* HOST:PORT, or unix:///PATH where both agents share a host */
+	snprintf(url, sizeof(url), "%s%s", strstr(who->addr, "://") ? "" : "tcp://", who->addr);
 	r = xport_endpoint_parse(url, &ep, &op->err);
 	if (r < 0)
 		return r;

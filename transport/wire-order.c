@@ -32,7 +32,7 @@ LAYOUT(hello, mig_hello, F(mig_hello, role), F(mig_hello, flags), B(mig_hello, s
 LAYOUT(error_msg, mig_error_msg, F(mig_error_msg, code), F(mig_error_msg, pad),
        B(mig_error_msg, msg));
 LAYOUT(request, mig_request, F(mig_request, op), F(mig_request, pad));
-LAYOUT(reply, mig_reply, F(mig_reply, status), F(mig_reply, pad), B(mig_reply, msg));
+LAYOUT(reply, mig_reply, F(mig_reply, status), F(mig_reply, flags), B(mig_reply, msg));
 LAYOUT(vm_create, mig_vm_create, B(mig_vm_create, name), B(mig_vm_create, spec));
 LAYOUT(vm_ref, mig_vm_ref, B(mig_vm_ref, name));
 LAYOUT(lab_wire, mig_lab_wire,
@@ -44,7 +44,7 @@ LAYOUT(lab_wire, mig_lab_wire,
        F(mig_lab_wire, vfio_fail_from), F(mig_lab_wire, vfio_fail_to),
        F(mig_lab_wire, vfio_fail_err), F(mig_lab_wire, vfio_fail_where),
        F(mig_lab_wire, vfio_rate), B(mig_lab_wire, mdev), F(mig_lab_wire, sev),
-       F(mig_lab_wire, sev_report), F(mig_lab_wire, pad), F(mig_lab_wire, sev_ready_ms),
+       F(mig_lab_wire, sev_report), F(mig_lab_wire, ram), F(mig_lab_wire, pad), F(mig_lab_wire, sev_ready_ms),
        F(mig_lab_wire, sev_unready_ms), F(mig_lab_wire, sev_flip_ms));
 LAYOUT(vm_info, mig_vm_info,
        B(mig_vm_info, name), F(mig_vm_info, state), F(mig_vm_info, vcpus),
@@ -56,7 +56,7 @@ LAYOUT(vm_resolve, mig_vm_resolve, B(mig_vm_resolve, name), B(mig_vm_resolve, id
 LAYOUT(incoming, mig_incoming,
        B(mig_incoming, id), B(mig_incoming, secret), B(mig_incoming, name),
        F(mig_incoming, streams), F(mig_incoming, encrypt), B(mig_incoming, listen_host),
-       S(mig_incoming, lab, mig_wl_lab_wire));
+       S(mig_incoming, lab, mig_wl_lab_wire), F(mig_incoming, flags), F(mig_incoming, pad));
 LAYOUT(incoming_reply, mig_incoming_reply, B(mig_incoming_reply, addr));
 LAYOUT(outgoing, mig_outgoing,
        B(mig_outgoing, id), B(mig_outgoing, secret), B(mig_outgoing, name),
@@ -65,8 +65,9 @@ LAYOUT(outgoing, mig_outgoing,
        F(mig_outgoing, max_bandwidth_bps), F(mig_outgoing, timeout_ms),
        F(mig_outgoing, timeout_action), F(mig_outgoing, checksum),
        F(mig_outgoing, switchover_timeout_ms), F(mig_outgoing, encrypt),
-       F(mig_outgoing, converge), F(mig_outgoing, max_throttle_pct),
-       F(mig_outgoing, stall_action), F(mig_outgoing, stall_ms), F(mig_outgoing, stall_bytes));
+       F(mig_outgoing, handover), F(mig_outgoing, converge), F(mig_outgoing, max_throttle_pct),
+       F(mig_outgoing, stall_action), F(mig_outgoing, pad), F(mig_outgoing, stall_ms),
+       F(mig_outgoing, stall_bytes));
 LAYOUT(cancel, mig_cancel, B(mig_cancel, id));
 LAYOUT(migration_info, mig_migration_info,
        B(mig_migration_info, id), B(mig_migration_info, name), B(mig_migration_info, peer),
@@ -79,7 +80,7 @@ LAYOUT(migration_info, mig_migration_info,
 LAYOUT(event, mig_event,
        F(mig_event, kind), F(mig_event, phase), F(mig_event, round), F(mig_event, result),
        F(mig_event, owner), F(mig_event, streams), F(mig_event, codec),
-       F(mig_event, verified), F(mig_event, nr_devices), F(mig_event, pad0),
+       F(mig_event, verified), F(mig_event, nr_devices), F(mig_event, handover),
        F(mig_event, elapsed_ms), F(mig_event, remaining_bytes),
        F(mig_event, dirty_rate_bps), F(mig_event, throughput_bps),
        F(mig_event, expected_downtime_ms), F(mig_event, total_ms), F(mig_event, setup_ms),
@@ -111,6 +112,7 @@ LAYOUT(stream_hello, mig_stream_hello, B(mig_stream_hello, id), F(mig_stream_hel
 LAYOUT(setup, mig_setup, B(mig_setup, vm_desc), F(mig_setup, nr_pages),
        F(mig_setup, page_size), F(mig_setup, codec), B(mig_setup, name), F(mig_setup, flags),
        F(mig_setup, nr_devices));
+LAYOUT(handover, mig_handover, F(mig_handover, ram_bytes), F(mig_handover, nr_pages));
 LAYOUT(manifest_entry, mig_manifest_entry, F(mig_manifest_entry, cls),
        F(mig_manifest_entry, instance), F(mig_manifest_entry, version),
        F(mig_manifest_entry, flags), F(mig_manifest_entry, desc_len),

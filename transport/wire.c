@@ -72,6 +72,7 @@ static const struct frame_type_info frame_types[_MIG_FRAME_TYPE_END] = {
 	[MIG_FRAME_OPENED]         = { "OPENED",         4 * KiB,       0 },
 	[MIG_FRAME_TUNNEL_DATA]    = { "TUNNEL_DATA",    MIG_TUNNEL_CHUNK, 0 },
 	[MIG_FRAME_TUNNEL_END]     = { "TUNNEL_END",     4 * KiB,       0 },
+	[MIG_FRAME_HANDOVER]       = { "HANDOVER",       4 * KiB,       0 },
 };
 
 static const struct frame_type_info *frame_type_info(uint16_t type)

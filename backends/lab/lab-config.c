@@ -48,7 +48,13 @@ static const char *const lab_dirty_log_table[_LAB_DIRTY_LOG_MAX] = {
 	[LAB_DIRTY_LOG_RING]   = "ring",
 };
 
+static const char *const lab_ram_table[_LAB_RAM_MAX] = {
+	[LAB_RAM_ANON]  = "anon",
+	[LAB_RAM_MEMFD] = "memfd",
+};
+
 MIG_STRING_TABLE(lab_pattern, enum lab_pattern, lab_pattern_table)
+MIG_STRING_TABLE(lab_ram, enum lab_ram, lab_ram_table)
 MIG_STRING_TABLE(lab_dirty_log, enum lab_dirty_log, lab_dirty_log_table)
 
 void lab_config_default(struct lab_config *cfg)
@@ -233,6 +239,7 @@ enum spec_key {
 	SPEC_SEV_UNREADY,
 	SPEC_SEV_FLIP,
 	SPEC_VFIO_OVERSHOOT,
+	SPEC_RAM,
 	_SPEC_MAX,
 };
 
@@ -258,13 +265,14 @@ static const char *const spec_key_table[_SPEC_MAX] = {
 	[SPEC_SEV_UNREADY] = "sev-unready",
 	[SPEC_SEV_FLIP]  = "sev-flip",
 	[SPEC_VFIO_OVERSHOOT] = "vfio-overshoot",
+	[SPEC_RAM]       = "ram",
 };
 
 static MIG_STRING_TABLE_FROM(spec_key, spec_key_table)
 
 #define SPEC_KEYS "mem, vcpus, wss, pattern, rate, dirty-log, vfio, vfio-flags, vfio-rate, " \
 	"vfio-log, vfio-fail, vfio-v1, ccw, msi, mdev, sev, sev-report, sev-ready, sev-unready, " \
-	"sev-flip, vfio-overshoot"
+	"sev-flip, vfio-overshoot, ram"
 
 /* "src|dst:DEV:FROM:TO:ERRNO[:error]" */
 static int parse_fail(const char *val, struct lab_config *cfg)
@@ -347,6 +355,13 @@ static int spec_apply(struct lab_config *cfg, enum spec_key key, const char *val
 				"rate=%.64s is not a rate; give rate=max or a positive number of pages "
 				"per second (e.g. rate=10000)", val);
 		cfg->rate = v;
+		return 0;
+	case SPEC_RAM:
+		r = lab_ram_from_string(val);
+		if (r < 0)
+			return mig_error_set(err, -EINVAL,
+				"ram=%.64s is not a kind of guest RAM; give ram=anon or ram=memfd", val);
+		cfg->ram = (enum lab_ram)r;
 		return 0;
 	case SPEC_DIRTY_LOG:
 		r = lab_dirty_log_from_string(val);
@@ -556,6 +571,7 @@ void lab_to_wire(const struct lab_config *c, struct mig_lab_wire *w)
 	w->msi = (uint16_t)c->msi;
 	w->sev = (uint8_t)(c->sev + 1);
 	w->sev_report = (uint8_t)(c->sev_report + 1);
+	w->ram = (uint8_t)(c->ram + 1);
 	w->sev_ready_ms = c->sev_ready_ms;
 	w->sev_unready_ms = c->sev_unready_ms;
 	w->sev_flip_ms = c->sev_flip_ms;
@@ -595,6 +611,10 @@ int lab_from_wire(const struct mig_lab_wire *w, struct lab_config *c, struct mig
 	    w->sev_report > _LAB_SEV_REPORT_MAX)
 		return mig_error_set(err, -EPROTO, "VM description: SEV mode %u / report %u "
 				     "unknown; upgrade this agent", w->sev, w->sev_report);
+	if (w->ram < 1 || w->ram > _LAB_RAM_MAX)
+		return mig_error_set(err, -EPROTO, "VM description: RAM kind %u unknown; upgrade "
+				     "this agent", w->ram);
+	c->ram = (enum lab_ram)(w->ram - 1);
 	c->sev = (enum lab_sev)(w->sev - 1);
 	c->sev_report = (enum lab_sev_report)(w->sev_report - 1);
 	c->sev_ready_ms = w->sev_ready_ms;

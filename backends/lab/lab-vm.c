@@ -531,7 +531,10 @@ int lab_vm_create(const struct lab_config *cfg, struct lab_vm **ret, struct mig_
 	/* Memory first: the dirty ring must be enabled before any vCPU exists. */
 	r = mem_dev_create(vm->fds.kvm_fd, vm->fds.vm_fd, lab_arch_ram_base(), cfg->mem_bytes,
 			   cfg->dirty_log == LAB_DIRTY_LOG_RING,
-			   cfg->force_classic, cfg->ring_entries, &vm->mem, err);
+			   cfg->force_classic, cfg->ring_entries,
+			   cfg->ram == LAB_RAM_MEMFD ? MEM_RAM_SHARED |
+			   /* a destination's RAM waits for SETUP: it may be handed over */
+			   (cfg->destination ? MEM_RAM_LAZY : 0) : 0, &vm->mem, err);
 	if (r < 0)
 		goto fail;
 	vm->sync_new = calloc(mem_bitmap_words(vm->mem), 8);
@@ -1048,6 +1051,32 @@ static void lab_diagnose(struct mig_vm *m, char *out, size_t n)
 		 ring);
 }
 
+/* A real VFIO device (mdev=) maps guest RAM for its DMA, pinning the pages
+ * the VM has now: a destination that adopted another memfd in their place
+ * would leave the device reading and writing the old ones.  Such a VM's
+ * RAM is not handed over. */
+static int lab_ram_fd(struct mig_vm *m)
+{
+	struct lab_vm *vm = lab_of(m);
+
+	return vm->mdev ? -1 : vm->mem->ram_fd;
+}
+
+static int lab_ram_adopt(struct mig_vm *m, int fd, struct mig_error *err)
+{
+	struct mem_dev *mem = lab_of(m)->mem;
+
+	if (fd >= 0 && lab_of(m)->mdev)
+		return mig_error_set(err, -EOPNOTSUPP, "mdev=%s maps this VM's RAM for its DMA: "
+				     "RAM handed over would not be what the device reaches",
+				     lab_of(m)->cfg.mdev);
+	if (fd >= 0)
+		return mem_adopt(mem, fd, err);
+	if (!mem->populated)
+		mem_populate(mem);
+	return 0;
+}
+
 static void lab_destroy(struct mig_vm *m)
 {
 	lab_vm_destroy(lab_of(m));
@@ -1062,6 +1091,8 @@ static const struct mig_vm_ops lab_vm_ops = {
 	.diagnose = lab_diagnose,
 	.kvm = lab_kvm,
 	.destroy = lab_destroy,
+	.ram_fd = lab_ram_fd,
+	.ram_adopt = lab_ram_adopt,
 };
 
 /* ---- the backend, as an agent uses it ---- */

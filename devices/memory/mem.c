@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "devices-internal.h"
@@ -614,7 +616,27 @@ static int pick_mode(int kvm_fd, int vm_fd, bool ring, bool force_classic,
 	return 0;
 }
 
-static int alloc_ram(struct mem_dev *m, struct mig_error *err)
+/* Pre-fault: memory touched for the first time here costs ~7x more (the
+ * host gives freed memory back to its own hypervisor). */
+int mem_populate(struct mem_dev *m)
+{
+	if (madvise(m->ram, m->ram_bytes, MADV_POPULATE_WRITE) < 0) {
+		for (uint64_t off = 0; off < m->ram_bytes; off += 4096)
+			m->ram[off] = 0;
+	}
+	m->populated = true;
+	return 0;
+}
+
+/*
+ * Guest RAM: anonymous memory, or (MEM_RAM_SHARED) a memfd mapped shared,
+ * whose descriptor a same-host hand-over passes to the destination
+ * (docs/phases.md, "Same-host hand-over").  Shared memory gets huge pages
+ * only where the host's shmem THP setting allows it
+ * (/sys/kernel/mm/transparent_hugepage/shmem_enabled advise or always);
+ * MADV_HUGEPAGE asks for them either way.
+ */
+static int alloc_ram(struct mem_dev *m, unsigned flags, struct mig_error *err)
 {
 	size_t span = m->ram_bytes + HUGE_2M;
 	uint8_t *p = mmap(NULL, span, PROT_READ | PROT_WRITE,
@@ -631,19 +653,60 @@ static int alloc_ram(struct mem_dev *m, struct mig_error *err)
 	if ((uintptr_t)p + span > start + m->ram_bytes)
 		munmap((void *)(start + m->ram_bytes), (uintptr_t)p + span - (start + m->ram_bytes));
 	m->ram = (uint8_t *)start;
-	madvise(m->ram, m->ram_bytes, MADV_HUGEPAGE);
-	/* Pre-fault: memory touched for the first time here costs ~7x more (the
-	 * host gives freed memory back to its own hypervisor). */
-	if (madvise(m->ram, m->ram_bytes, MADV_POPULATE_WRITE) < 0) {
-		for (uint64_t off = 0; off < m->ram_bytes; off += 4096)
-			m->ram[off] = 0;
+	if (flags & MEM_RAM_SHARED) {
+		int fd = memfd_create("migratectl-guest-ram", MFD_CLOEXEC);
+
+		if (fd < 0 || ftruncate(fd, (off_t)m->ram_bytes) < 0 ||
+		    mmap(m->ram, m->ram_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+			 0) == MAP_FAILED) {
+			int e = errno;
+
+			if (fd >= 0)
+				close(fd);
+			munmap(m->ram, m->ram_bytes);
+			m->ram = NULL;
+			return mig_error_set(err, -e, "guest RAM in a memfd of %llu bytes: %s",
+					     (unsigned long long)m->ram_bytes, strerror(e));
+		}
+		m->ram_fd = fd;
 	}
+	madvise(m->ram, m->ram_bytes, MADV_HUGEPAGE);
+	if (!(flags & MEM_RAM_LAZY))
+		mem_populate(m);
+	return 0;
+}
+
+/*
+ * A same-host hand-over's destination: the source's memfd takes the place
+ * of this VM's RAM at the same address, so the memslots, and every pointer
+ * into RAM, stay as they are.  KVM's MMU notifier drops whatever it had
+ * mapped of the old pages (nothing: these vCPUs never ran).  No pre-fault
+ * and no copy: the pages are the source's own.
+ */
+int mem_adopt(struct mem_dev *m, int fd, struct mig_error *err)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return mig_error_set(err, -errno, "the handed-over RAM: fstat: %s", strerror(errno));
+	if ((uint64_t)st.st_size != m->ram_bytes)
+		return mig_error_set(err, -EINVAL, "the handed-over RAM is %llu bytes, this VM's "
+				     "is %llu", (unsigned long long)st.st_size,
+				     (unsigned long long)m->ram_bytes);
+	if (mmap(m->ram, m->ram_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) ==
+	    MAP_FAILED)
+		return mig_error_set(err, -errno, "mapping the handed-over RAM: %s", strerror(errno));
+	madvise(m->ram, m->ram_bytes, MADV_HUGEPAGE);
+	if (m->ram_fd >= 0)
+		close(m->ram_fd);
+	m->ram_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	m->populated = true;
 	return 0;
 }
 
 int mem_dev_create(int kvm_fd, int vm_fd, uint64_t base_gpa, uint64_t ram_bytes, bool ring,
-		   bool force_classic, uint32_t ring_entries, struct mem_dev **ret,
-		   struct mig_error *err)
+		   bool force_classic, uint32_t ring_entries, unsigned ram_flags,
+		   struct mem_dev **ret, struct mig_error *err)
 {
 	long host_page = sysconf(_SC_PAGESIZE);
 	uint64_t max_slot_pages = 0;
@@ -665,6 +728,7 @@ int mem_dev_create(int kvm_fd, int vm_fd, uint64_t base_gpa, uint64_t ram_bytes,
 	m->base_gpa = base_gpa;
 	m->ram_bytes = ram_bytes;
 	m->nr_pages = ram_bytes >> GUEST_PAGE_SHIFT;
+	m->ram_fd = -1;
 	pthread_mutex_init(&m->ring_lock, NULL);
 
 	r = pick_mode(kvm_fd, vm_fd, ring, force_classic,
@@ -673,7 +737,7 @@ int mem_dev_create(int kvm_fd, int vm_fd, uint64_t base_gpa, uint64_t ram_bytes,
 		r = start_resetter(m, err);
 	if (r < 0)
 		goto err_free;
-	r = alloc_ram(m, err);
+	r = alloc_ram(m, ram_flags, err);
 	if (r < 0)
 		goto err_free;
 
@@ -714,6 +778,8 @@ err_slots:
 	free(m->slots);
 err_unmap:
 	munmap(m->ram, m->ram_bytes);
+	if (m->ram_fd >= 0)
+		close(m->ram_fd);
 err_free:
 	stop_resetter(m);
 	free(m);
@@ -763,5 +829,7 @@ void mem_dev_destroy(struct mem_dev *m)
 	free(m->slots);
 	if (m->ram)
 		munmap(m->ram, m->ram_bytes);
+	if (m->ram_fd >= 0)
+		close(m->ram_fd);
 	free(m);
 }

@@ -109,7 +109,7 @@ static int want_features(const struct mem_dev *m, uint64_t offered, uint64_t *re
 {
 	uint64_t want = offered & UFFD_FEATURE_THREAD_ID;
 
-	if (m->ram_shared) {
+	if (m->ram_fd >= 0) {
 		if (!(offered & UFFD_FEATURE_MISSING_SHMEM))
 			return mig_error_set(err, -EOPNOTSUPP, "this kernel has no userfaultfd for "
 					     "shared memory (UFFD_FEATURE_MISSING_SHMEM, Linux 4.11): "
@@ -158,12 +158,12 @@ static void *page_addr(const struct mem_dev *m, uint64_t pfn)
  * hole).  KVM hears of it through its MMU notifier and unmaps them. */
 static int drop_pages(struct mem_dev *m, uint64_t pfn, uint64_t n, struct mig_error *err)
 {
-	int advice = m->ram_shared ? MADV_REMOVE : MADV_DONTNEED;
+	int advice = (m->ram_fd >= 0) ? MADV_REMOVE : MADV_DONTNEED;
 
 	if (madvise(page_addr(m, pfn), n << GUEST_PAGE_SHIFT, advice) < 0)
 		return mig_error_set(err, -errno, "dropping guest pages %#llx+%llu (%s): %s",
 				     (unsigned long long)pfn, (unsigned long long)n,
-				     m->ram_shared ? "MADV_REMOVE" : "MADV_DONTNEED",
+				     (m->ram_fd >= 0) ? "MADV_REMOVE" : "MADV_DONTNEED",
 				     strerror(errno));
 	return 0;
 }
@@ -215,7 +215,7 @@ int mem_postcopy_begin(struct mem_dev *m, const uint64_t *present, struct mig_er
 	if (ioctl(pc->fd, UFFDIO_REGISTER, &reg) < 0) {
 		r = mig_error_set(err, -errno, "registering %llu bytes of %s guest RAM with "
 				  "userfaultfd: %s", (unsigned long long)m->ram_bytes,
-				  m->ram_shared ? "shared" : "anonymous", strerror(errno));
+				  (m->ram_fd >= 0) ? "shared" : "anonymous", strerror(errno));
 		goto err_close;
 	}
 	if (!(reg.ioctls & (1ULL << _UFFDIO_COPY)) || !(reg.ioctls & (1ULL << _UFFDIO_ZEROPAGE)) ||

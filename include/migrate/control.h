@@ -110,7 +110,7 @@ _Static_assert(sizeof(struct mig_request) == 8, "request");
 
 struct mig_reply {
 	int32_t status;           /* 0 or -errno */
-	uint32_t pad;
+	uint32_t flags;           /* READY: MIG_READY_F_* (stream.h); 0 elsewhere */
 	char msg[504];            /* error text when status < 0 */
 };
 _Static_assert(sizeof(struct mig_reply) == 512, "reply");
@@ -149,7 +149,8 @@ struct mig_lab_wire {             /* struct lab_config on the wire */
 	char mdev[16];            /* a real mediated device of this type ("": none) */
 	/* an SEV guest (docs/devices.md §12): lab_sev + 1, lab_sev_report + 1 (0: none) */
 	uint8_t sev, sev_report;
-	uint16_t pad;
+	uint8_t ram;              /* enum lab_ram + 1: anonymous, or a memfd (handed over) */
+	uint8_t pad;
 	uint32_t sev_ready_ms, sev_unready_ms, sev_flip_ms;
 };
 _Static_assert(sizeof(struct mig_lab_wire) == 112, "lab config");
@@ -251,8 +252,13 @@ struct mig_incoming {
 	uint32_t encrypt;         /* enum mig_encrypt (stream.h): which streams it takes in clear */
 	char listen_host[64];     /* where the destination listens for the source */
 	struct mig_lab_wire lab;  /* the VM to prepare (RAM allocated and pre-faulted now) */
+	uint32_t flags;           /* MIG_INCOMING_F_* */
+	uint32_t pad;
 };
-_Static_assert(sizeof(struct mig_incoming) == 296, "incoming");
+_Static_assert(sizeof(struct mig_incoming) == 304, "incoming");
+/* Listen on a unix socket, not tcp: both agents are on this host and RAM may
+ * be handed over (SCM_RIGHTS needs AF_UNIX); the reply's addr is unix:///PATH */
+#define MIG_INCOMING_F_UNIX 1U
 
 struct mig_incoming_reply {
 	char addr[128];           /* HOST:PORT the source connects its streams to */
@@ -278,15 +284,43 @@ struct mig_outgoing {
 	 * derived from the downtime limit (conv_switchover_timeout_ms()). */
 	uint64_t switchover_timeout_ms;
 	uint32_t encrypt;         /* enum mig_encrypt (stream.h): which streams it seals */
+	uint32_t handover;        /* enum mig_handover_mode (--handover) */
 	/* Making it converge (conv_params): enum conv_mode, the throttle's
 	 * bound (1-99 %), and the stall bounds and action (0: none / by mode) */
 	uint32_t converge;
 	uint32_t max_throttle_pct;
 	uint32_t stall_action;    /* enum conv_stall_action, 0: by mode */
+	uint32_t pad;
 	uint64_t stall_ms;
 	uint64_t stall_bytes;
 };
-_Static_assert(sizeof(struct mig_outgoing) == 328, "outgoing");
+_Static_assert(sizeof(struct mig_outgoing) == 336, "outgoing");
+
+/* --handover: hand guest RAM's memfd to a destination on this host instead
+ * of copying it (docs/phases.md, "Same-host hand-over") */
+enum mig_handover_mode {      /* as enum mig_encrypt: 0 is the default, auto */
+	MIG_HANDOVER_AUTO = 0,    /* when both agents share this host and RAM is a memfd */
+	MIG_HANDOVER_NEVER = 1,   /* copy */
+	MIG_HANDOVER_ALWAYS = 2,  /* hand over, or fail before anything moves */
+	_MIG_HANDOVER_MODE_END,
+};
+const char *mig_handover_mode_to_string(uint32_t m);
+int mig_handover_mode_from_string(const char *s);
+
+/* A RESULT's `handover`: whether RAM was handed over, or why not */
+enum mig_handover_why {
+	MIG_HANDOVER_UNDECIDED = 0,   /* the migration failed before SETUP decided */
+	MIG_HANDOVER_DONE = 1,        /* RAM was handed over, not copied */
+	MIG_HANDOVER_OFF = 2,         /* --handover never */
+	MIG_HANDOVER_NOT_UNIX = 3,    /* the streams are not on a unix socket (another host, tcp) */
+	MIG_HANDOVER_NO_MEMFD = 4,    /* the VM's RAM is not in a memfd (ram=anon) */
+	MIG_HANDOVER_SEALED = 5,      /* the streams are sealed (--encrypt always) */
+	MIG_HANDOVER_PAGE_HOOKS = 6,  /* a device transforms pages on the way (SEV) */
+	MIG_HANDOVER_DECLINED = 7,    /* the destination's VM cannot take a memfd */
+	_MIG_HANDOVER_WHY_END,
+};
+/* The reason in words ("" for DONE), NULL outside the enum */
+const char *mig_handover_why_to_string(uint32_t w);
 
 /* What the migration's checksums cover (--checksum).  Frame checksums
  * (headers, page lists, device state) are always on; PAGES also checks each
@@ -536,7 +570,7 @@ struct mig_event {
 	uint32_t codec;
 	uint32_t verified;        /* 1 when verify ran */
 	uint32_t nr_devices;      /* RESULT: struct mig_event_device records after it */
-	uint32_t pad0;
+	uint32_t handover;        /* RESULT: enum mig_handover_why */
 	uint64_t elapsed_ms;
 	uint64_t remaining_bytes;
 	uint64_t dirty_rate_bps;

@@ -34,6 +34,7 @@ struct mig_out_opts {
 	struct conv_params conv;
 	uint64_t switchover_timeout_ms;   /* 0: conv_switchover_timeout_ms() */
 	uint32_t encrypt;         /* enum mig_encrypt: which streams are sealed */
+	uint32_t handover;        /* enum mig_handover_mode */
 	/* Consulted at every device step, frame and phase change (the chaos
 	 * mode's seam); NULL in production. */
 	mig_fault_fn fault;
@@ -88,6 +89,21 @@ struct mig_in_opts {
  * prepared VM, and on commit returns it running in *ret_vm; otherwise it
  * has discarded and destroyed it. */
 int mig_dest_run(const struct mig_in_opts *o, struct mig_vm **ret_vm, struct mig_error *err);
+
+/* ---- same-host hand-over (engine/handover.c, docs/phases.md) ---- */
+
+/* Source, before SETUP: whether this migration can hand RAM over, and if
+ * not, why (enum mig_handover_why; MIG_HANDOVER_DONE: it can). */
+uint32_t mig_handover_check(const struct mig_vm *vm, uint32_t mode, int ctl_fd, bool sealed);
+/* Source: the HANDOVER frame, seq `seq`, on the (clear) control stream fd,
+ * with memfd attached (SCM_RIGHTS).  Blocking; the stream must be idle. */
+int mig_handover_send(int fd, uint64_t seq, int memfd, const struct mig_handover *h,
+		      struct mig_error *err);
+/* Destination: waits up to timeout_ms (or the cancel flag) for the next
+ * frame on fd and takes the descriptor its bytes carry (*ret_fd, -1: none)
+ * without consuming the frame (MSG_PEEK): it is read as any other after. */
+int mig_handover_peek_fd(int fd, int timeout_ms, const atomic_bool *cancel, int *ret_fd,
+			 struct mig_error *err);
 
 /* The peer's sums of `count` runs of `per` pages from `first`, into out. */
 typedef int (*mig_sums_fetch)(void *ctx, uint64_t first, uint32_t count, uint32_t per,

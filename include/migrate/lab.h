@@ -28,6 +28,11 @@ enum lab_dirty_log {
 	_LAB_DIRTY_LOG_MAX,
 };
 
+/* Where guest RAM lives: anonymous memory, or a memfd mapped shared, which
+ * a same-host hand-over passes to the destination instead of copying it
+ * (docs/phases.md, "Same-host hand-over"). */
+enum lab_ram { LAB_RAM_ANON, LAB_RAM_MEMFD, _LAB_RAM_MAX };
+
 /* An SEV guest (devices/sev/): its firmware, and how the guest reports
  * its page-encryption changes. */
 enum lab_sev { LAB_SEV_OFF, LAB_SEV_SIM, LAB_SEV_KERNEL, _LAB_SEV_MAX };
@@ -69,6 +74,7 @@ struct lab_config {
 	uint32_t sev_ready_ms;  /* the guest sets KVM_MIGRATION_READY this long after boot */
 	uint32_t sev_unready_ms;/* and clears it this long after (0: never) */
 	uint32_t sev_flip_ms;   /* it flips a range shared/encrypted this often (0: never) */
+	enum lab_ram ram;
 	bool destination;       /* made by prepare (not on the wire) */
 };
 
@@ -103,6 +109,8 @@ const char *lab_pattern_to_string(enum lab_pattern p);
 int lab_pattern_from_string(const char *s);          /* enum value or -EINVAL */
 const char *lab_dirty_log_to_string(enum lab_dirty_log d);
 int lab_dirty_log_from_string(const char *s);
+const char *lab_ram_to_string(enum lab_ram r);
+int lab_ram_from_string(const char *s);
 
 /* The lab VM's description on the wire (VM_LIST, MIG_INCOMING, SETUP). */
 struct mig_lab_wire;

@@ -65,7 +65,20 @@ _Static_assert(sizeof(struct mig_setup) + MIG_SETUP_DEVICES_MAX *
 	       sizeof(struct mig_manifest_entry) <= MIG_SETUP_MAX, "a full manifest fits SETUP");
 #define MIG_SETUP_F_VERIFY 1U     /* hash RAM at switchover (inside the blackout) */
 #define MIG_SETUP_F_NO_PAGE_SUMS 2U  /* PAGES entries carry no sums (--checksum frames) */
-#define MIG_SETUP_F_KNOWN (MIG_SETUP_F_VERIFY | MIG_SETUP_F_NO_PAGE_SUMS)
+/* The source offers to hand guest RAM over (same host, unix streams): if
+ * READY accepts (MIG_READY_F_HANDOVER), HANDOVER follows with its memfd and
+ * no page is sent (docs/protocol.md §6.3) */
+#define MIG_SETUP_F_HANDOVER 4U
+#define MIG_SETUP_F_KNOWN (MIG_SETUP_F_VERIFY | MIG_SETUP_F_NO_PAGE_SUMS | MIG_SETUP_F_HANDOVER)
+/* READY's mig_reply.flags: the destination takes the hand-over offered */
+#define MIG_READY_F_HANDOVER 1U
+
+/* HANDOVER: what the memfd attached to it holds */
+struct mig_handover {
+	uint64_t ram_bytes;       /* the memfd's size: all of guest RAM */
+	uint64_t nr_pages;        /* as in SETUP */
+};
+_Static_assert(sizeof(struct mig_handover) == 16, "handover");
 
 struct mig_round_end {
 	uint32_t round;

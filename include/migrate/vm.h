@@ -84,6 +84,13 @@ struct mig_vm_ops {
 	/* NULL, or KVM's counts now (valid false where the kernel has none). */
 	void (*kvm)(struct mig_vm *vm, struct mig_vm_kvm *ret);
 	void (*destroy)(struct mig_vm *vm);
+	/* Same-host hand-over (docs/phases.md).  NULL, or the memfd behind
+	 * guest RAM, which the source passes on (-1: RAM is not in one). */
+	int (*ram_fd)(struct mig_vm *vm);
+	/* NULL, or a destination's RAM made ready at SETUP: fd >= 0 maps that
+	 * memfd (the source's RAM, handed over) in place of its own; fd -1
+	 * keeps its own RAM, faulted in now if it was not yet. */
+	int (*ram_adopt)(struct mig_vm *vm, int fd, struct mig_error *err);
 };
 
 /*

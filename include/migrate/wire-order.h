@@ -64,7 +64,7 @@ extern const struct mig_wire_layout
 	mig_wl_check_result, mig_wl_journal_req, mig_wl_journal_reply, mig_wl_journal_rec,
 	mig_wl_fault_plan, mig_wl_fault_report, mig_wl_lv_incoming, mig_wl_lv_incoming_reply,
 	mig_wl_lv_outgoing, mig_wl_lv_domain_ref, mig_wl_lv_domain_info, mig_wl_hook_call,
-	mig_wl_hook_verdict;
+	mig_wl_hook_verdict, mig_wl_handover;
 extern const struct mig_wire_layout *const mig_wire_layouts[];
 
 #endif

@@ -55,6 +55,9 @@ enum mig_frame_type {
 	 * carries, and the end of one direction of it */
 	MIG_FRAME_TUNNEL_DATA = 45,
 	MIG_FRAME_TUNNEL_END = 46,
+	/* same-host hand-over: struct mig_handover, with the memfd of guest
+	 * RAM attached (SCM_RIGHTS) to its bytes (docs/protocol.md §6.3) */
+	MIG_FRAME_HANDOVER = 47,
 	_MIG_FRAME_TYPE_END,
 };
 

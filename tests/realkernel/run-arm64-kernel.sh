@@ -121,14 +121,14 @@ echo "RK-EXIT arm64-lab $?"
 # LPIs all along (and a last round while its vCPUs are stopped); everything
 # here is emulated, on a host that may be busy: the switchover may take
 # seconds, so its deadline is generous (the default is 2 x 300 ms + 5 s)
-chroot /host env TMPDIR=/run /opt/migratectl/migratectl start local local --json --switchover-timeout 60s \
+chroot /host env TMPDIR=/run /opt/migratectl/migratectl start local local --handover never --json --switchover-timeout 60s \
 	--lab mem=64M,vcpus=2,wss=4M,msi=4 > /tmp/mig.json 2> /tmp/mig.err
 echo "RK-MIG-EXIT $?"
 echo "RK-MIG $(tr -d '\n' < /tmp/mig.json)"
 sed 's/^/RK-MIG-ERR /' /tmp/mig.err | tail -8
 # the same with the dirty ring: on arm64 KVM_CAP_DIRTY_LOG_RING_ACQ_REL, and
 # the GIC's table writes only in the slots' bitmaps (WITH_BITMAP)
-chroot /host env TMPDIR=/run /opt/migratectl/migratectl start local local --json --switchover-timeout 60s \
+chroot /host env TMPDIR=/run /opt/migratectl/migratectl start local local --handover never --json --switchover-timeout 60s \
 	--lab mem=64M,vcpus=2,wss=4M,msi=4,dirty-log=ring > /tmp/ring.json 2> /tmp/ring.err
 echo "RK-RING-EXIT $?"
 echo "RK-RING $(tr -d '\n' < /tmp/ring.json)"
