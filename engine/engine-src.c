@@ -1726,7 +1726,8 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	kvm_since_precopy(&s, res);
 	guest_mark(&s, s.thr_now);
 	{
-		uint64_t ms = s.gmark_ms - s.g0_ms;
+		/* 0 when no round ran (a hand-over's PRECOPY has none) */
+		uint64_t ms = s.g0_ms ? s.gmark_ms - s.g0_ms : 0;
 
 		res->guest_rate = ms && s.gmark >= s.g0 ? (s.gmark - s.g0) * 1000 / ms : 0;
 		res->guest_rate_free = s.gfree_ms ? s.gfree * 1000 / s.gfree_ms : 0;
