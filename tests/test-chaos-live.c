@@ -472,7 +472,8 @@ static void sealed_damage(enum chaos_net_fault nf, uint64_t byte, const char *sa
 	/* the destination's reason: start reports it, or the source's own
 	 * failure to send when the reset came first; the agents log it */
 	proc_slurp(log, text, sizeof(text));
-	cr_assert(strstr(text, says), "no '%s' in the agents' log: %s", says, text);
+	cr_assert(strstr(text, says), "no '%s' in the agents' log: %s\nstart said: %s", says, text,
+		  r.err);
 	unlink(log);
 	vm_state(t.src, st, sizeof(st));
 	cr_assert_str_eq(st, "running");
