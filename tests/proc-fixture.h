@@ -180,6 +180,24 @@ static inline void proc_pair_down_keep(struct proc_pair *t)
 	t->a = t->b = 0;
 }
 
+/* Waits (10 s at most) until agent ep lists no migration: an agent frees a
+ * failed migration's VM name with its record, a little after the start
+ * that ran it has returned. */
+static inline void proc_wait_no_migrations(const char *ep, const char *key_opt)
+{
+	struct run_result r;
+	char args[256];
+
+	snprintf(args, sizeof(args), "migrations %s --json %s", ep, key_opt ? key_opt : "");
+	for (int i = 0; i < 100; i++) {
+		proc_run(args, &r);
+		if (!strcmp(r.out, "[]\n"))
+			return;
+		usleep(100000);
+	}
+	cr_assert_fail("%s still lists a migration: %s", ep, r.out);
+}
+
 static inline void proc_pair_down(struct proc_pair *t)
 {
 	char p[160];

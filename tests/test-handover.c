@@ -133,8 +133,10 @@ static void expect_on_source(const struct trio *t)
 
 	vm_list(t->p.src, NULL, &r);
 	cr_assert_not_null(strstr(r.out, "\"state\":\"running\""), "%s", r.out);
+	proc_wait_no_migrations(t->p.dst, NULL);
 	vm_list(t->p.dst, NULL, &r);
 	cr_assert_str_eq(r.out, "[]\n", "%s", r.out);
+	proc_wait_no_migrations(t->tcp, t->key_opt);
 	vm_list(t->tcp, t->key_opt, &r);
 	cr_assert_str_eq(r.out, "[]\n", "%s", r.out);
 }

@@ -1136,20 +1136,6 @@ Test(migrate, destination_killed_right_after_commit, .timeout = 300)
 
 /* The agent at ep lists no migration, within 10 s (it takes a moment to
  * end one). */
-static void expect_no_migrations(const char *ep)
-{
-	struct run_result r;
-	char args[256];
-
-	snprintf(args, sizeof(args), "migrations %s --json", ep);
-	for (int i = 0; i < 100; i++) {
-		proc_run(args, &r);
-		if (!strcmp(r.out, "[]\n"))
-			return;
-		usleep(100000);
-	}
-	cr_assert_fail("%s still lists a migration: %s", ep, r.out);
-}
 
 /* A migration whose `start` died goes on; the agents list it (id, VM,
  * peer, phase, progress) and it can be cancelled by that id. */
@@ -1199,9 +1185,9 @@ Test(migrate, orphaned_migration_is_listed_and_cancelled, .timeout = 120)
 	snprintf(args, sizeof(args), "cancel %s %s", ea, id);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	expect_no_migrations(ea);
+	proc_wait_no_migrations(ea, NULL);
 	expect_source_runs(ea);
-	expect_no_migrations(eb);
+	proc_wait_no_migrations(eb, NULL);
 	proc_stop(a);
 	proc_stop(b);
 	rmdir(dir);
