@@ -1134,9 +1134,6 @@ Test(migrate, destination_killed_right_after_commit, .timeout = 300)
 	rmdir(dir);
 }
 
-/* The agent at ep lists no migration, within 10 s (it takes a moment to
- * end one). */
-
 /* A migration whose `start` died goes on; the agents list it (id, VM,
  * peer, phase, progress) and it can be cancelled by that id. */
 Test(migrate, orphaned_migration_is_listed_and_cancelled, .timeout = 120)
