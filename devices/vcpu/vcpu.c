@@ -106,6 +106,20 @@ static void kick_install(void)
 	sigaction(SIG_THROTTLE, &sa, NULL);
 }
 
+/* Sleep until `ns` from now, or until a pause or quit is requested, or
+ * (throttled) the throttle is lifted. */
+static void wait_until(struct vcpu_dev *v, uint64_t ns, bool throttled)
+{
+	struct timespec ts = mig_timespec_after(CLOCK_MONOTONIC, ns);
+
+	pthread_mutex_lock(&v->lock);
+	while (!v->want_pause && !v->quit && (!throttled || atomic_load(&v->throttle_pct))) {
+		if (pthread_cond_timedwait(&v->cond, &v->lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&v->lock);
+}
+
 /* Arm the slice timer: the vCPU runs THROTTLE_SLICE_NS from now, then its
  * thread gets SIG_THROTTLE.  The timer is made on first use, for the
  * thread's id. */
@@ -141,17 +155,8 @@ static void throttle_sleep(struct vcpu_dev *v)
 		pct = 99;
 	ns = THROTTLE_SLICE_NS * pct / (100 - pct);
 	t0 = mig_clock_ns(CLOCK_MONOTONIC);
-	{
-		struct timespec ts = mig_timespec_after(CLOCK_MONOTONIC, ns);
-
-		/* as vcpu_wait(), and a throttle lifted ends the sleep too */
-		pthread_mutex_lock(&v->lock);
-		while (!v->want_pause && !v->quit && atomic_load(&v->throttle_pct)) {
-			if (pthread_cond_timedwait(&v->cond, &v->lock, &ts) == ETIMEDOUT)
-				break;
-		}
-		pthread_mutex_unlock(&v->lock);
-	}
+	/* a throttle lifted ends the sleep too */
+	wait_until(v, ns, true);
 	atomic_fetch_add(&v->throttled_ns, mig_clock_ns(CLOCK_MONOTONIC) - t0);
 	if (atomic_load(&v->throttle_pct))
 		throttle_arm(v);
@@ -200,14 +205,7 @@ void vcpu_set_fatal(struct vcpu_dev *v, int code, const char *fmt, ...)
 /* Sleep until `ns` from now or until a pause or quit is requested. */
 void vcpu_wait(struct vcpu_dev *v, uint64_t ns)
 {
-	struct timespec ts = mig_timespec_after(CLOCK_MONOTONIC, ns);
-
-	pthread_mutex_lock(&v->lock);
-	while (!v->want_pause && !v->quit) {
-		if (pthread_cond_timedwait(&v->cond, &v->lock, &ts) == ETIMEDOUT)
-			break;
-	}
-	pthread_mutex_unlock(&v->lock);
+	wait_until(v, ns, false);
 }
 
 void vcpu_halt(struct vcpu_dev *v, uint64_t ns)
