@@ -44,6 +44,7 @@ struct start_opts {
 	uint32_t max_throttle;
 	uint64_t stall_ms, stall_bytes;
 	enum conv_stall_action stall_action;   /* 0: by mode */
+	uint32_t postcopy_after;  /* 0: the default (1 round) */
 	int verify;   /* -1 default */
 	enum mig_checksum checksum;
 	uint32_t encrypt;         /* enum mig_encrypt */
@@ -86,7 +87,7 @@ static void start_usage(FILE *f)
 	      "          [--encrypt auto|always|never] [--handover auto|always|never]\n"
 	      "          [--converge none|throttle|postcopy|auto] [--max-throttle PCT]\n"
 	      "          [--stall DURATION] [--stall-bytes SIZE]\n"
-	      "          [--stall-action abort|throttle|postcopy]\n"
+	      "          [--stall-action abort|throttle|postcopy] [--postcopy-after ROUNDS]\n"
 	      "          [--key-file F] " CLI_SSH_USAGE " [--tunnel]\n"
 	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH |\n"
 	      "            ssh://[USER@]HOST[:PORT][/PATH]\n", f);
@@ -169,6 +170,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		{ "stall", required_argument, NULL, 'L' },
 		{ "stall-bytes", required_argument, NULL, 'B' },
 		{ "stall-action", required_argument, NULL, 'A' },
+		{ "postcopy-after", required_argument, NULL, 'Q' },
 		{ "handover", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		CLI_SSH_OPTS,
@@ -299,6 +301,12 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 						   "or postcopy", optarg);
 			o->stall_action = (enum conv_stall_action)r;
 			break;
+		case 'Q':
+			if (parse_u64(optarg, 1, 64, &v) < 0)
+				return usage_error("invalid --postcopy-after '%s': expected a number of "
+						   "pre-copy rounds from 1 to 64", optarg);
+			o->postcopy_after = (uint32_t)v;
+			break;
 		case 'k': o->key_file = optarg; break;
 		case 'G': o->copy_storage = true; break;
 		case 'T': o->tunnel = true; break;
@@ -318,9 +326,8 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 	o->dst = argv[optind + 1];
 	if (o->vm && o->lab)
 		return usage_error("%s", "--vm and --lab exclude each other");
-	if (o->converge == CONV_MODE_POSTCOPY || o->stall_action == CONV_STALL_POSTCOPY)
-		return usage_error("%s", "post-copy is not available yet: give --converge throttle "
-				   "or auto, and --stall-action abort or throttle");
+	if (o->postcopy_after && o->converge != CONV_MODE_POSTCOPY)
+		return usage_error("%s", "--postcopy-after applies to --converge postcopy only");
 	o->libvirt = o->vm && !strncmp(o->vm, MIG_START_LIBVIRT_PREFIX,
 				       strlen(MIG_START_LIBVIRT_PREFIX));
 	if (o->libvirt) {
@@ -330,6 +337,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 			{ 'C', "--checksum" }, { 'S', "--switchover-timeout" },
 			{ 'M', "--converge" }, { 'X', "--max-throttle" }, { 'L', "--stall" },
 			{ 'B', "--stall-bytes" }, { 'A', "--stall-action" },
+			{ 'Q', "--postcopy-after" },
 		};
 
 		for (size_t i = 0; i < ARRAY_SIZE(engine_only); i++)
@@ -540,6 +548,19 @@ static void print_json(const char *id, const struct mig_event *e,
 	} else {
 		json_null(&w, "stall");
 	}
+	if (e->postcopy) {
+		json_obj_begin(&w, "postcopy");
+		json_u64(&w, "after_rounds", e->postcopy_round);
+		json_u64(&w, "pages", e->postcopy_pages);
+		json_u64(&w, "pages_requested", e->postcopy_requested);
+		json_u64(&w, "pages_served_first", e->postcopy_served);
+		json_u64(&w, "faults", e->postcopy_faults);
+		json_u64(&w, "worst_stall_us", e->postcopy_worst_stall_us);
+		json_u64(&w, "duration_ms", e->postcopy_ms);
+		json_obj_end(&w);
+	} else {
+		json_null(&w, "postcopy");
+	}
 	json_obj_end(&w);
 	json_u64(&w, "rejected_streams", e->rejected_streams);
 	json_u64(&w, "torn_pages", e->torn_pages);
@@ -737,6 +758,14 @@ static void print_convergence(const struct mig_event *res)
 	if (res->stall_action)
 		printf("  stalled %.1f s into precopy: what was left stopped shrinking; action %s\n",
 		       res->stall_ms / 1e3, conv_stall_action_to_string(res->stall_action) ?: "?");
+	if (res->postcopy)
+		printf("  post-copy after %u pre-copy round%s: %llu pages came after the start in "
+		       "%.2f s; the vCPUs asked for %llu (%llu faults), the longest wait %.1f ms\n",
+		       res->postcopy_round, res->postcopy_round == 1 ? "" : "s",
+		       (unsigned long long)res->postcopy_pages, res->postcopy_ms / 1e3,
+		       (unsigned long long)res->postcopy_requested,
+		       (unsigned long long)res->postcopy_faults,
+		       res->postcopy_worst_stall_us / 1e3);
 }
 
 static void print_progress(const char *id, const struct mig_event *e, bool tty, uint32_t *last_phase)
@@ -912,7 +941,7 @@ int cmd_start(int argc, char **argv)
 		.switchover_timeout_ms = o.switchover_ms, .encrypt = o.encrypt,
 		.converge = o.converge, .max_throttle_pct = o.max_throttle,
 		.stall_action = o.stall_action, .stall_ms = o.stall_ms, .stall_bytes = o.stall_bytes,
-		.handover = o.handover,
+		.handover = o.handover, .postcopy_after = o.postcopy_after,
 	};
 	so.interrupted = &interrupted;
 	so.check_vm = o.vm && !o.libvirt ? check_vm : NULL;

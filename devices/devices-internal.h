@@ -169,20 +169,7 @@ uint64_t mem_bitmap_words(const struct mem_dev *m);
  * missing page would block like a vCPU's.  Pages are counted from the
  * RAM's base, as in the dirty bitmaps.
  */
-struct mem_pc_fault {
-	uint64_t pfn;             /* the missing page */
-	uint32_t tid;             /* the faulting thread (a vCPU's), 0 if unknown */
-	bool write;               /* a write fault */
-};
-
-struct mem_pc_stats {
-	uint64_t missing;         /* pages still missing */
-	uint64_t faults;          /* faults read (each asked for once) */
-	uint64_t stale_faults;    /* faults read for pages already placed */
-	uint64_t placed;          /* pages placed by copy */
-	uint64_t zeroed;          /* pages placed as zero pages */
-	uint64_t duplicates;      /* placements of pages already there, ignored */
-};
+/* (struct mig_pc_fault and mig_pc_stats: device.h) */
 
 /* Whether this host can do post-copy into RAM like m's (an anonymous or
  * shared mapping): 0, or the refusal the engine reports (-ENOSYS, -EPERM,
@@ -197,7 +184,7 @@ int mem_postcopy_fd(const struct mem_dev *m);
 /* Up to `max` faults: waits at most timeout_ms (-1: no bound) for the
  * first; returns how many (0 on timeout) or -errno.  Faults on pages
  * placed meanwhile are dropped (their vCPU was already woken). */
-int mem_postcopy_read_faults(struct mem_dev *m, struct mem_pc_fault *ret, unsigned max,
+int mem_postcopy_read_faults(struct mem_dev *m, struct mig_pc_fault *ret, unsigned max,
 			     int timeout_ms, struct mig_error *err);
 /* Places `n` pages of content `src` at `pfn` (UFFDIO_COPY) and wakes who
  * waits on them; pages already there are skipped.  Returns the pages
@@ -211,7 +198,7 @@ int mem_postcopy_place_zero(struct mem_dev *m, uint64_t pfn, uint64_t n,
  * again and wait once more if a page is still missing. */
 int mem_postcopy_wake(struct mem_dev *m, uint64_t pfn, uint64_t n, struct mig_error *err);
 bool mem_postcopy_present(const struct mem_dev *m, uint64_t pfn);
-void mem_postcopy_stats(const struct mem_dev *m, struct mem_pc_stats *ret);
+void mem_postcopy_stats(const struct mem_dev *m, struct mig_pc_stats *ret);
 /* Every page present: unregisters RAM and closes the userfaultfd (RAM is
  * then ordinary memory).  -EBUSY while a page is missing. */
 int mem_postcopy_complete(struct mem_dev *m, struct mig_error *err);
@@ -222,6 +209,8 @@ int mem_postcopy_complete(struct mem_dev *m, struct mig_error *err);
  * waiting for a page KVM reads from kernel mode is not kicked out of
  * KVM_RUN by a signal (docs/devices.md §13). */
 void mem_postcopy_end(struct mem_dev *m);
+/* the memory class's face of it (device.h) */
+extern const struct mig_postcopy_ops mem_postcopy_ops;
 
 /* ---- vCPU ---- */
 

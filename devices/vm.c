@@ -149,6 +149,92 @@ int mig_vm_throttle(struct mig_vm *vm, const uint32_t *pct, unsigned n, struct m
 	return ret;
 }
 
+/* The device whose class holds RAM for post-copy (the first one). */
+static struct mig_device *pc_dev(struct mig_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		if (vm->devices[i]->cls->postcopy_ops)
+			return vm->devices[i];
+	return NULL;
+}
+
+int mig_vm_postcopy_check(struct mig_vm *vm, bool probe, struct mig_error *err)
+{
+	struct mig_device *pc = pc_dev(vm);
+
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		const struct mig_device *d = vm->devices[i];
+
+		if (d->cls->no_postcopy)
+			return mig_error_set(err, -EOPNOTSUPP, "post-copy: this VM has %s %u, and %s; "
+					     "use --converge throttle", d->cls->name, d->id,
+					     d->cls->no_postcopy);
+	}
+	if (!pc)
+		return mig_error_set(err, -EOPNOTSUPP, "post-copy: no device of this VM holds its "
+				     "RAM so that it can run with pages missing; use --converge "
+				     "throttle");
+	return probe ? pc->cls->postcopy_ops->probe(pc, err) : 0;
+}
+
+int mig_vm_postcopy_begin(struct mig_vm *vm, const uint64_t *present, struct mig_error *err)
+{
+	struct mig_device *pc = pc_dev(vm);
+
+	if (!pc)
+		return mig_error_set(err, -EOPNOTSUPP, "post-copy: no device holds guest RAM");
+	return pc->cls->postcopy_ops->begin(pc, present, err);
+}
+
+int mig_vm_postcopy_faults(struct mig_vm *vm, struct mig_pc_fault *ret, unsigned max,
+			   int timeout_ms, struct mig_error *err)
+{
+	struct mig_device *pc = pc_dev(vm);
+
+	return pc ? pc->cls->postcopy_ops->read_faults(pc, ret, max, timeout_ms, err) : 0;
+}
+
+int mig_vm_postcopy_place(struct mig_vm *vm, uint64_t pfn, const void *src, uint64_t n,
+			  struct mig_error *err)
+{
+	struct mig_device *pc = pc_dev(vm);
+
+	if (!pc)
+		return mig_error_set(err, -EOPNOTSUPP, "post-copy: no device holds guest RAM");
+	return pc->cls->postcopy_ops->place(pc, pfn, src, n, err);
+}
+
+bool mig_vm_postcopy_present(struct mig_vm *vm, uint64_t pfn)
+{
+	struct mig_device *pc = pc_dev(vm);
+
+	return !pc || pc->cls->postcopy_ops->present(pc, pfn);
+}
+
+void mig_vm_postcopy_stats(struct mig_vm *vm, struct mig_pc_stats *ret)
+{
+	struct mig_device *pc = pc_dev(vm);
+
+	memset(ret, 0, sizeof(*ret));
+	if (pc)
+		pc->cls->postcopy_ops->stats(pc, ret);
+}
+
+int mig_vm_postcopy_complete(struct mig_vm *vm, struct mig_error *err)
+{
+	struct mig_device *pc = pc_dev(vm);
+
+	return pc ? pc->cls->postcopy_ops->complete(pc, err) : 0;
+}
+
+void mig_vm_postcopy_end(struct mig_vm *vm)
+{
+	struct mig_device *pc = pc_dev(vm);
+
+	if (pc)
+		pc->cls->postcopy_ops->end(pc);
+}
+
 unsigned mig_vm_dirty_by_vcpu(struct mig_vm *vm, uint64_t *per_vcpu, unsigned n)
 {
 	for (unsigned i = 0; i < vm->nr_devices; i++) {

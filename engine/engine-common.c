@@ -7,6 +7,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <xxhash.h>
+
 #include <migrate/aead.h>
 
 #include "util.h"
@@ -20,12 +22,15 @@ static const char *const phase_names[_MIG_PHASE_MAX] = {
 	[MIG_PHASE_COMMIT] = "commit",
 	[MIG_PHASE_DONE] = "done",
 	[MIG_PHASE_ROLLBACK] = "rollback",
+	[MIG_PHASE_POSTCOPY] = "postcopy",
 };
 
 /*
  * The one table of migration phase arcs (docs/phases.md).  Before COMMIT
  * every phase may fall back to ROLLBACK (the source resumes); COMMIT may
  * only roll back when the destination said it did not start the VM.
+ * POSTCOPY (the VM runs on the destination, pages still coming) never
+ * rolls back: each side holds a half of the VM.
  */
 #define P(from, to) [(from) * _MIG_PHASE_MAX + (to)] = true
 static const bool phase_arcs[_MIG_PHASE_MAX * _MIG_PHASE_MAX] = {
@@ -37,6 +42,8 @@ static const bool phase_arcs[_MIG_PHASE_MAX * _MIG_PHASE_MAX] = {
 	P(MIG_PHASE_STOP_COPY, MIG_PHASE_ROLLBACK),
 	P(MIG_PHASE_COMMIT, MIG_PHASE_DONE),
 	P(MIG_PHASE_COMMIT, MIG_PHASE_ROLLBACK),
+	P(MIG_PHASE_COMMIT, MIG_PHASE_POSTCOPY),
+	P(MIG_PHASE_POSTCOPY, MIG_PHASE_DONE),
 };
 #undef P
 
@@ -207,5 +214,37 @@ int mig_where_ram_differs(const uint8_t *ram, uint64_t nr_pages, const uint64_t 
 		snprintf(out + len, n - len, "%s", !in_final ? " (none was dirty at the final sync)" :
 			 in_final == listed ? " (all sent in the final round)" :
 			 " (*: sent in the final round)");
+	return 0;
+}
+
+/* Post-copy's RAM digest: each page's XXH3-128, seeded with its number,
+ * summed word by word, so pages may be counted in any order and from any
+ * thread.  A page counted twice, or missed, shows. */
+void mig_pc_digest_page(uint64_t sum[2], uint64_t pfn, const void *page)
+{
+	XXH128_hash_t h = XXH3_128bits_withSeed(page, MIG_PAGE_SIZE, pfn);
+
+	__atomic_fetch_add(&sum[0], h.high64, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&sum[1], h.low64, __ATOMIC_RELAXED);
+}
+
+int mig_pc_digest_ram(const uint8_t *ram, uint64_t nr_pages, const uint64_t *skip,
+		      const atomic_bool *stop, uint64_t sum[2])
+{
+	uint64_t hi = 0, lo = 0;
+
+	for (uint64_t pfn = 0; pfn < nr_pages; pfn++) {
+		XXH128_hash_t h;
+
+		if (skip && (skip[pfn / 64] >> (pfn % 64) & 1))
+			continue;
+		if (stop && pfn % 4096 == 0 && atomic_load(stop))
+			return -ECANCELED;
+		h = XXH3_128bits_withSeed(ram + pfn * MIG_PAGE_SIZE, MIG_PAGE_SIZE, pfn);
+		hi += h.high64;
+		lo += h.low64;
+	}
+	sum[0] += hi;
+	sum[1] += lo;
 	return 0;
 }

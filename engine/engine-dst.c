@@ -69,6 +69,7 @@ struct rx_stream {
 	struct xport_worker xw;   /* a data stream's worker: its thread and ring */
 	struct mig_error own_err;
 	uint8_t *scratch;         /* decompressed page data */
+	uint8_t *stage;           /* post-copy: raw page data, before it is placed */
 #if HAVE_ZSTD
 	ZSTD_DCtx *dctx;
 #endif
@@ -98,8 +99,9 @@ struct dst {
 	pthread_cond_t advance;
 	uint32_t round;           /* the round the data streams are in */
 	unsigned arrived;         /* streams at this round's barrier */
-	bool round_final;         /* what the first of them said */
+	uint32_t round_final;     /* what the first of them said (ROUND_END's final) */
 	bool all_final;           /* every stream delivered its last round */
+	uint32_t final_kind;      /* and what that round's ROUND_END said */
 	bool stop;                /* main or a worker failed: the rest end (atomic) */
 	struct mig_error werr;    /* the first worker failure */
 	uint64_t last_data_ms;    /* atomic: when a worker last got bytes */
@@ -132,6 +134,21 @@ struct dst {
 	bool handover, handover_peek, handover_taken;
 	int handover_fd;
 	uint64_t cpu0, workers_cpu_ms;
+	/* Post-copy (docs/phases.md §2.2): POSTCOPY's bitmap of the pages
+	 * still to come; the workers place pages (pc_place) once the vCPUs
+	 * run; the fault thread asks the source for what they wait on, and
+	 * when (asked_ns, per page, 0: never).  Counts are atomic. */
+	bool pc, pc_place;
+	uint64_t *pc_todo;
+	uint64_t pc_to_come;
+	uint64_t *pc_asked_ns;
+	uint64_t pc_sum[2];       /* order-free digest, under --verify */
+	uint64_t pc_faults, pc_requested, pc_worst_ns, pc_pages;
+	uint64_t pc_t0;           /* CLOCK_MONOTONIC ns the vCPUs started */
+	pthread_t pc_thread;
+	bool pc_thread_on;
+	atomic_bool pc_stop;
+	struct mig_running pc_run; /* RUNNING kind 1 as sent */
 	/* completions that arrived while ctl_send waited for its previous send */
 	struct xport_op *stash[64];
 	unsigned nstash;
@@ -338,7 +355,16 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
 				     (unsigned long long)s->rx.trailer, ph.data_len);
 	s->ph = ph;
 	s->nruns = 0;
-	for (unsigned i = 0; i < ph.count; i++) {
+	if (d->pc_place) {
+		/* guest RAM is missing here: the data lands in the stream's
+		 * staging buffer and is placed from there */
+		if (!s->stage && !(s->stage = malloc(MIG_BATCH_PAGES * PAGE)))
+			return mig_error_set(s->err, -ENOMEM, "out of memory");
+		if (ph.count > ph.zero_count)
+			s->runs[s->nruns++] = (struct iovec){ s->stage,
+							      (size_t)(ph.count - ph.zero_count) * PAGE };
+	}
+	for (unsigned i = 0; i < ph.count && !d->pc_place; i++) {
 		uint8_t *page = d->ram + (s->ent[i].page & ~MIG_PAGE_FLAGS) * PAGE;
 		struct iovec *last = s->nruns ? &s->runs[s->nruns - 1] : NULL;
 
@@ -361,6 +387,35 @@ static int pages_meta(struct dst *d, struct rx_stream *s)
 	return xport_chan_rx_data(&s->rx, s->runs, s->nruns, s->err);
 }
 
+static const uint8_t zero_page[MIG_PAGE_SIZE];
+
+/* Post-copy: one page that came (src NULL: a zero page), placed unless it
+ * is there already; counted in the digest, and the wait of a vCPU that
+ * asked for it, only by the copy that placed it. */
+static int pc_place(struct dst *d, struct rx_stream *s, uint64_t pfn, const uint8_t *src)
+{
+	uint64_t asked;
+	int r = mig_vm_postcopy_place(d->vm, pfn, src, 1, s->err);
+
+	if (r <= 0)
+		return r;
+	__atomic_fetch_add(&d->pc_pages, 1, __ATOMIC_RELAXED);
+	stale_mark(d, pfn, false);
+	if (d->verify)
+		mig_pc_digest_page(d->pc_sum, pfn, src ? src : zero_page);
+	asked = __atomic_load_n(&d->pc_asked_ns[pfn], __ATOMIC_RELAXED);
+	if (asked) {
+		uint64_t waited = mig_clock_ns(CLOCK_MONOTONIC) - asked,
+			 worst = __atomic_load_n(&d->pc_worst_ns, __ATOMIC_RELAXED);
+
+		while (waited > worst && !__atomic_compare_exchange_n(&d->pc_worst_ns, &worst, waited,
+								     false, __ATOMIC_RELAXED,
+								     __ATOMIC_RELAXED))
+			;
+	}
+	return 0;
+}
+
 /* The data of the PAGES frame in s has arrived: check each page against its
  * sum.  A mismatch aborts, except in a LIVE frame, where that page stays
  * stale until it comes again. */
@@ -375,6 +430,8 @@ static int pages_data(struct dst *d, struct rx_stream *s)
 	if (s->ph.data_len && xport_chan_rx_data_open(&s->rx, zstd ? &buf : s->runs,
 						      zstd ? 1 : s->nruns, s->err) < 0)
 		return mig_error_prefix(s->err, "stream %u", s->index);
+	if (d->pc_place && !zstd)
+		data = s->stage;
 	if (zstd) {
 #if HAVE_ZSTD
 		size_t nz = s->ph.count - s->ph.zero_count, out;
@@ -399,6 +456,20 @@ static int pages_data(struct dst *d, struct rx_stream *s)
 		const uint8_t *this_tag = NULL;
 		uint64_t sum;
 
+		if (d->pc_place) {
+			if (!(s->ent[i].page & MIG_PAGE_ZERO) && d->page_sums &&
+			    mig_page_sum(data, s->rx.hdr.seq, i) != s->ent[i].sum)
+				return mig_error_set(s->err, -EBADMSG, "stream %u: page data checksum "
+						     "mismatch on page %#llx of post-copy PAGES frame "
+						     "seq %llu (data damaged in transit)", s->index,
+						     (unsigned long long)pfn,
+						     (unsigned long long)s->rx.hdr.seq);
+			if (pc_place(d, s, pfn, s->ent[i].page & MIG_PAGE_ZERO ? NULL : data) < 0)
+				return s->err->code;
+			if (!(s->ent[i].page & MIG_PAGE_ZERO))
+				data += PAGE;
+			continue;
+		}
 		if (s->ent[i].page & MIG_PAGE_ZERO) {
 			if (d->page_hooks && mig_vm_page_decode(d->vm, pfn, page, NULL, s->err) < 0)
 				return s->err->code;
@@ -588,7 +659,7 @@ static void worker_failed(struct dst *d, struct rx_stream *s)
 
 /* ROUND_END on stream s.  Returns 1 once the last round is complete, 0
  * when the next round may be read, <0 on failure. */
-static int barrier(struct dst *d, struct rx_stream *s, bool final)
+static int barrier(struct dst *d, struct rx_stream *s, uint32_t final)
 {
 	bool last;
 	int r = 0;
@@ -608,7 +679,8 @@ static int barrier(struct dst *d, struct rx_stream *s, bool final)
 	if (last) {
 		uint64_t stale = __atomic_load_n(&d->nr_stale, __ATOMIC_RELAXED);
 
-		if (final && stale)
+		/* (a post-copy switch takes them with the pages to come) */
+		if (final == 1 && stale)
 			r = mig_error_set(s->err, -EBADMSG, "%llu pages arrived damaged and were not "
 					  "sent again (the first is page %#llx); the source's dirty "
 					  "log missed a write, or the data was damaged in transit",
@@ -618,6 +690,7 @@ static int barrier(struct dst *d, struct rx_stream *s, bool final)
 		if (d->o->status)
 			__atomic_store_n(&d->o->status->round, d->round, __ATOMIC_RELAXED);
 		d->all_final = final && r == 0;
+		d->final_kind = final;
 		pthread_cond_broadcast(&d->advance);
 	} else {
 		while (r == 0 && d->round == s->round && !__atomic_load_n(&d->stop, __ATOMIC_RELAXED))
@@ -631,7 +704,7 @@ static int barrier(struct dst *d, struct rx_stream *s, bool final)
 	pthread_mutex_unlock(&d->lock);
 	if (r == 0 && last && final && write(d->note[1], "f", 1) < 0)
 		r = mig_error_set(s->err, -errno, "waking the control thread: %s", strerror(errno));
-	return r < 0 ? r : final;
+	return r < 0 ? r : !!final;
 }
 
 /* A DEVICE_DATA frame on data stream s: a chunk of one device's state,
@@ -731,7 +804,8 @@ static int data_frame(struct dst *d, struct rx_stream *s)
 			return mig_error_set(s->err, -EBADMSG, "ROUND_END of %u bytes", s->rx.hdr.length);
 		memcpy(&re, s->rx.buf.data, sizeof(re));
 		mig_wire_le(&mig_wl_round_end, &re, 1);
-		if (re.round != s->round || re.final > 1 || re.frames != s->frames)
+		if (re.round != s->round || re.final > MIG_ROUND_POSTCOPY || re.frames != s->frames ||
+		    (re.final == MIG_ROUND_POSTCOPY && __atomic_load_n(&d->pc_place, __ATOMIC_RELAXED)))
 			return mig_error_set(s->err, -EPROTO, "stream %u: ROUND_END of round %u "
 					     "(final %u, %llu frames) after %llu frames of "
 					     "round %u", s->index, re.round, re.final,
@@ -851,6 +925,8 @@ static void workers_stop(struct dst *d)
 		d->workers_cpu_ms += xport_worker_stop(&s->xw);
 		free(s->scratch);
 		s->scratch = NULL;
+		free(s->stage);
+		s->stage = NULL;
 		free(s->tags);
 		s->tags = NULL;
 #if HAVE_ZSTD
@@ -858,6 +934,188 @@ static void workers_stop(struct dst *d)
 		s->dctx = NULL;
 #endif
 	}
+}
+
+static int try_load(struct dst *d);
+
+/* POSTCOPY: the pages that come only after the vCPUs start.  Taken in
+ * PRECOPY, before the last round ends; a VM that cannot run with pages
+ * missing here refuses it, and the source rolls back. */
+static int do_postcopy(struct dst *d, struct rx_stream *s)
+{
+	struct mig_postcopy pc;
+	uint64_t words = DIV_ROUND_UP(d->nr_pages, 64), n = 0;
+	int r;
+
+	if (d->phase != MIG_PHASE_PRECOPY || d->pc || d->handover)
+		return mig_error_set(&d->err, -EPROTO, "unexpected POSTCOPY frame (phase %s%s)",
+				     mig_phase_to_string(d->phase),
+				     d->handover ? ", in a hand-over" : "");
+	if (s->rx.hdr.length < sizeof(pc))
+		return mig_error_set(&d->err, -EBADMSG, "POSTCOPY of %u bytes", s->rx.hdr.length);
+	memcpy(&pc, s->rx.buf.data, sizeof(pc));
+	mig_wire_le(&mig_wl_postcopy, &pc, 1);
+	if (pc.nr_pages != d->nr_pages || pc.words != words ||
+	    s->rx.hdr.length != sizeof(pc) + words * 8)
+		return mig_error_set(&d->err, -EBADMSG, "POSTCOPY for %llu pages in %llu words "
+				     "(%u bytes): the VM has %llu pages",
+				     (unsigned long long)pc.nr_pages, (unsigned long long)pc.words,
+				     s->rx.hdr.length, (unsigned long long)d->nr_pages);
+	r = mig_vm_postcopy_check(d->vm, true, &d->err);
+	if (r < 0)
+		return r;
+	d->pc_todo = malloc(words * 8);
+	d->pc_asked_ns = calloc(d->nr_pages, sizeof(*d->pc_asked_ns));
+	if (!d->pc_todo || !d->pc_asked_ns)
+		return mig_error_set(&d->err, -ENOMEM, "out of memory");
+	memcpy(d->pc_todo, s->rx.buf.data + sizeof(pc), words * 8);
+	mig_wire_le64s(d->pc_todo, words);
+	if (d->nr_pages % 64)
+		d->pc_todo[words - 1] &= (1ULL << (d->nr_pages % 64)) - 1;
+	for (uint64_t i = 0; i < words; i++)
+		n += (uint64_t)__builtin_popcountll(d->pc_todo[i]);
+	if (n != pc.to_come)
+		return mig_error_set(&d->err, -EBADMSG, "POSTCOPY says %llu pages are to come, its "
+				     "bitmap %llu", (unsigned long long)pc.to_come,
+				     (unsigned long long)n);
+	d->pc_to_come = n;
+	d->pc = true;
+	return try_load(d);
+}
+
+/* Before the load: a page that arrived damaged must be one still to come;
+ * then every page to come goes missing. */
+static int pc_begin(struct dst *d)
+{
+	uint64_t words = DIV_ROUND_UP(d->nr_pages, 64), *present;
+	int r;
+
+	for (uint64_t i = 0; i < words; i++)
+		if (d->stale[i] & ~d->pc_todo[i])
+			return mig_error_set(&d->err, -EBADMSG, "page %#llx arrived damaged and "
+					     "is not among the pages post-copy brings",
+					     (unsigned long long)(i * 64 + (uint64_t)__builtin_ctzll(
+						     d->stale[i] & ~d->pc_todo[i])));
+	present = malloc(words * 8);
+	if (!present)
+		return mig_error_set(&d->err, -ENOMEM, "out of memory");
+	for (uint64_t i = 0; i < words; i++)
+		present[i] = ~d->pc_todo[i];
+	r = mig_vm_postcopy_begin(d->vm, present, &d->err);
+	free(present);
+	return r;
+}
+
+/* The fault thread: what the vCPUs wait for goes to the source on data
+ * stream 1, against its flow, each page once; it runs until the last page
+ * is placed or the migration fails. */
+static void *pc_fault_main(void *arg)
+{
+	struct dst *d = arg;
+	struct xport_ring ring = { 0 };
+	struct xport_chan_tx tx = { .fd = d->st[1].fd, .seq = 1, .aead = d->aead[1] };
+	struct mig_error err = { 0 };
+	int r;
+
+	pthread_setname_np(pthread_self(), "mig-pcfault");
+	r = xport_ring_init(&ring, 4, &err);
+	while (r >= 0 && !atomic_load(&d->pc_stop)) {
+		struct mig_pc_fault f[MIG_PAGE_REQUEST_MAX];
+		struct mig_page_request q = { 0 };
+		struct xport_op *op;
+		uint64_t now;
+		int n = mig_vm_postcopy_faults(d->vm, f, MIG_PAGE_REQUEST_MAX, POLL_MS, &err);
+
+		if (n <= 0) {
+			r = n;
+			continue;
+		}
+		now = mig_clock_ns(CLOCK_MONOTONIC);
+		__atomic_fetch_add(&d->pc_faults, (uint64_t)n, __ATOMIC_RELAXED);
+		for (int i = 0; i < n; i++) {
+			uint64_t zero = 0;
+
+			if (f[i].pfn >= d->nr_pages ||
+			    !__atomic_compare_exchange_n(&d->pc_asked_ns[f[i].pfn], &zero, now, false,
+							 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+				continue;
+			q.pfn[q.count++] = f[i].pfn;
+		}
+		if (!q.count)
+			continue;
+		__atomic_fetch_add(&d->pc_requested, q.count, __ATOMIC_RELAXED);
+		mig_wire_le(&mig_wl_page_request, &q, 1);
+		r = xport_chan_send(&tx, &ring, MIG_FRAME_PAGE_REQUEST, &q,
+				    offsetof(struct mig_page_request, pfn) +
+				    le32toh(q.count) * sizeof(q.pfn[0]), &err);
+		while (r >= 0 && tx.busy && !atomic_load(&d->pc_stop)) {
+			r = xport_ring_wait(&ring, POLL_MS, &op, &err);
+			if (r == -ETIME)
+				r = 0;
+			else if (r >= 0 && xport_chan_sent(&tx, op) && op->res < 0)
+				r = op->res;
+		}
+	}
+	/* a send still in flight is reaped (cancelled) before tx's buffer goes */
+	if (ring.ring)
+		xport_ring_exit(&ring);
+	xport_chan_free(&tx);
+	return NULL;
+}
+
+/* At COMMIT, before the vCPUs start here with pages missing: the workers
+ * read again, placing what comes; the fault thread asks. */
+static int pc_run(struct dst *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->all_final = false;
+	pthread_mutex_unlock(&d->lock);
+	d->pc_place = true;
+	if (pthread_create(&d->pc_thread, NULL, pc_fault_main, d) != 0)
+		return mig_error_set(&d->err, -EAGAIN, "post-copy: no thread to read faults");
+	d->pc_thread_on = true;
+	return workers_start(d);
+}
+
+static void pc_thread_stop(struct dst *d)
+{
+	if (!d->pc_thread_on)
+		return;
+	atomic_store(&d->pc_stop, true);
+	pthread_join(d->pc_thread, NULL);
+	d->pc_thread_on = false;
+}
+
+static int confirm(struct dst *d, struct mig_running *run, const struct mig_vm_health *st0);
+
+/* Every stream ended post-copy's round: every page must be here now. */
+static int pc_finish(struct dst *d)
+{
+	struct mig_pc_stats ps;
+	struct mig_vm_health st;
+	int r;
+
+	workers_stop(d);
+	pc_thread_stop(d);
+	mig_vm_postcopy_stats(d->vm, &ps);
+	if (ps.missing)
+		return mig_error_set(&d->err, -EPROTO, "post-copy ended with %llu of %llu pages "
+				     "never sent", (unsigned long long)ps.missing,
+				     (unsigned long long)d->pc_to_come);
+	r = mig_vm_postcopy_complete(d->vm, &d->err);
+	if (r < 0)
+		return r;
+	d->pc_run.pc_ms = (mig_clock_ns(CLOCK_MONOTONIC) - d->pc_t0) / 1000000;
+	d->pc_run.pc_digest[0] = d->pc_sum[0];
+	d->pc_run.pc_digest[1] = d->pc_sum[1];
+	d->pc_run.pc_faults = __atomic_load_n(&d->pc_faults, __ATOMIC_RELAXED);
+	d->pc_run.pc_requested = __atomic_load_n(&d->pc_requested, __ATOMIC_RELAXED);
+	d->pc_run.pc_worst_stall_us = __atomic_load_n(&d->pc_worst_ns, __ATOMIC_RELAXED) / 1000;
+	d->pc_run.pc_pages = __atomic_load_n(&d->pc_pages, __ATOMIC_RELAXED);
+	/* the health check counts from now: the guest must go on with all
+	 * of its RAM here */
+	d->vm->ops->health(d->vm, &st);
+	return confirm(d, &d->pc_run, &st);
 }
 
 /* Once every data stream delivered its final pages and the state is in:
@@ -876,6 +1134,13 @@ static int try_load(struct dst *d)
 	pthread_mutex_unlock(&d->lock);
 	if (d->phase != MIG_PHASE_PRECOPY || !all_final)
 		return 0;
+	/* a post-copy switch: its last round said so, and POSTCOPY came */
+	if ((d->final_kind == MIG_ROUND_POSTCOPY) != d->pc) {
+		if (!d->pc)
+			return 0;     /* POSTCOPY's bitmap is on its way */
+		return mig_error_set(&d->err, -EPROTO, "POSTCOPY came, but the last round "
+				     "ended as a stop-and-copy");
+	}
 	r = set_phase(d, MIG_PHASE_STOP_COPY);
 	if (r >= 0 && d->handover && !d->handover_taken)
 		r = mig_error_set(&d->err, -EPROTO, "the last round ended before HANDOVER brought "
@@ -895,9 +1160,16 @@ static int try_load(struct dst *d)
 	if (r >= 0 && d->verify) {
 		uint64_t t1 = mig_realtime_ns();
 
-		d->vm->ops->digest(d->vm, NULL, &dg);
+		if (d->pc)
+			mig_pc_digest_ram(d->ram, d->nr_pages, d->pc_todo, NULL, d->pc_sum);
+		else
+			d->vm->ops->digest(d->vm, NULL, &dg);
 		l.verify_ns = mig_realtime_ns() - t1;
 	}
+	/* Post-copy: the pages to come go missing, and whoever touches one
+	 * (a device's load too) waits until it is placed. */
+	if (r >= 0 && d->pc)
+		r = pc_begin(d);
 	if (r >= 0)
 		r = mig_vm_load(d->vm, d->states, &w, &d->err);
 	l.load_ns = mig_realtime_ns() - t0 - l.verify_ns;
@@ -929,9 +1201,15 @@ static int do_commit(struct dst *d)
 	r = set_phase(d, MIG_PHASE_COMMIT);
 	if (r < 0)
 		return r;
-	r = mig_vm_walk(d->vm, MIG_STAGE_START, &w, &d->err);
+	/* Post-copy: the pages start coming now, and whoever touches a missing
+	 * one (a vCPU, or this thread reading the guest's health) is served. */
+	if (d->pc)
+		r = pc_run(d);
+	if (r >= 0)
+		r = mig_vm_walk(d->vm, MIG_STAGE_START, &w, &d->err);
 	run.start_realtime_ns = mig_realtime_ns();
 	t_started = mig_clock_ns(CLOCK_MONOTONIC);
+	d->pc_t0 = t_started;
 	d->vm->ops->health(d->vm, &st);
 	run.passes = st.passes;
 	run.progress = st.progress;
@@ -944,44 +1222,56 @@ static int do_commit(struct dst *d)
 	ctl_send_le(d, MIG_FRAME_RUNNING, &mig_wl_running, &run);
 	if (r < 0)
 		return r;
-	/* RUNNING kind 2 moves ownership: the source keeps its paused copy
-	 * until it arrives, so it says what can be seen of the guest here.
-	 * Under --verify the source judges its health too: give it 300 ms, and
-	 * up to 3 s for a first pass (the source takes pages checked and
-	 * stamped instead from a guest whose working set is too big for one).  Without, the guest need only show it
-	 * runs: a page stamped since the start (at once for a guest with no
-	 * working set), which takes milliseconds, not a health check's wait. */
-	{
-		uint64_t start = st.passes, start_pages = st.progress;
-		bool passes = st.has_progress;
-		struct timespec ts = { 0, HEALTH_CHECK_MS * 1000000L };
+	if (d->pc) {
+		/* RUNNING kind 2 once every page is here (pc_finish) */
+		d->pc_run = run;
+		return set_phase(d, MIG_PHASE_POSTCOPY);
+	}
+	return confirm(d, &run, &st);
+}
 
-		if (d->verify) {
+/*
+ * RUNNING kind 2 moves ownership: the source keeps its paused copy until it
+ * arrives, so it says what can be seen of the guest here.  Under --verify
+ * the source judges its health too: give it 300 ms, and up to 3 s for a
+ * first pass (the source takes pages checked and stamped instead from a
+ * guest whose working set is too big for one).  Without, the guest need
+ * only show it runs: a page stamped since the start (at once for a guest
+ * with no working set), which takes milliseconds, not a health check's
+ * wait.  st: the guest's health to count from.
+ */
+static int confirm(struct dst *d, struct mig_running *run, const struct mig_vm_health *st0)
+{
+	struct mig_vm_health st = *st0;
+	uint64_t start = st.passes, start_pages = st.progress;
+	bool passes = st.has_progress;
+	struct timespec ts = { 0, HEALTH_CHECK_MS * 1000000L };
+
+	if (d->verify) {
+		nanosleep(&ts, NULL);
+		d->vm->ops->health(d->vm, &st);
+		ts.tv_nsec = 50 * 1000000L;
+		for (int waited = HEALTH_CHECK_MS; passes && st.passes == start &&
+		     !st.errors && !st.fatal && waited < HEALTH_CHECK_MAX_MS; waited += 50) {
 			nanosleep(&ts, NULL);
 			d->vm->ops->health(d->vm, &st);
-			ts.tv_nsec = 50 * 1000000L;
-			for (int waited = HEALTH_CHECK_MS; passes && st.passes == start &&
-			     !st.errors && !st.fatal && waited < HEALTH_CHECK_MAX_MS; waited += 50) {
-				nanosleep(&ts, NULL);
-				d->vm->ops->health(d->vm, &st);
-			}
-		} else {
-			ts.tv_nsec = 1000000L;
-			for (int waited = 0; passes && st.progress == start_pages && !st.fatal &&
-			     waited < HEALTH_CHECK_MAX_MS; waited++) {
-				nanosleep(&ts, NULL);
-				d->vm->ops->health(d->vm, &st);
-			}
+		}
+	} else {
+		ts.tv_nsec = 1000000L;
+		for (int waited = 0; passes && st.progress == start_pages && !st.fatal &&
+		     waited < HEALTH_CHECK_MAX_MS; waited++) {
+			nanosleep(&ts, NULL);
+			d->vm->ops->health(d->vm, &st);
 		}
 	}
-	run.kind = 2;
-	run.passes = st.passes;
-	run.progress = st.progress;
-	run.errors = st.errors;
-	run.status = st.fatal;
+	run->kind = 2;
+	run->passes = st.passes;
+	run->progress = st.progress;
+	run->errors = st.errors;
+	run->status = st.fatal;
 	if (st.fatal)
-		str_copy(run.msg, sizeof(run.msg), st.fatal_msg);
-	ctl_send_le(d, MIG_FRAME_RUNNING, &mig_wl_running, &run);
+		str_copy(run->msg, sizeof(run->msg), st.fatal_msg);
+	ctl_send_le(d, MIG_FRAME_RUNNING, &mig_wl_running, run);
 	/* The guest runs here whatever the source makes of its health. */
 	return set_phase(d, MIG_PHASE_DONE);
 }
@@ -1030,6 +1320,8 @@ static int on_ctl_frame(struct dst *d, struct rx_stream *s, bool *repost)
 		return do_open(d, s);
 	case MIG_FRAME_HANDOVER:
 		return do_handover(d, s);
+	case MIG_FRAME_POSTCOPY:
+		return do_postcopy(d, s);
 	case MIG_FRAME_COMMIT:
 		*repost = false;
 		return do_commit(d);
@@ -1070,8 +1362,11 @@ static int on_note(struct dst *d)
 	pthread_mutex_unlock(&d->lock);
 	if (r < 0)
 		return r;
-	r = try_load(d);
-	return r < 0 ? r : post_note(d);
+	pthread_mutex_lock(&d->lock);
+	r = d->phase == MIG_PHASE_POSTCOPY && d->all_final;
+	pthread_mutex_unlock(&d->lock);
+	r = r ? pc_finish(d) : try_load(d);
+	return r < 0 || d->phase == MIG_PHASE_DONE ? r : post_note(d);
 }
 
 /* The control stream, and the workers' wake-ups, until the VM runs here. */
@@ -1183,6 +1478,7 @@ int mig_dest_run(const struct mig_in_opts *o, struct mig_vm **ret_vm, struct mig
 	}
 	/* No worker may still write guest RAM once the VM can go. */
 	workers_stop(&d);
+	pc_thread_stop(&d);
 	/* Let the last reply leave before the sockets close. */
 	if (d.ring.ring && d.st[0].tx.busy) {
 		struct xport_op *op;
@@ -1205,6 +1501,11 @@ out:
 			close(d.note[i]);
 	if (r >= 0 && d.phase == MIG_PHASE_DONE) {
 		*ret_vm = d.vm;
+	} else if (d.phase == MIG_PHASE_POSTCOPY) {
+		/* Post-copy broke: the guest runs here on what it has, its vCPUs
+		 * waiting on the pages the source still holds.  Neither half may
+		 * go: this one is given back, failed, for the agent to hold. */
+		*ret_vm = d.vm;
 	} else {
 		if (r >= 0)
 			r = mig_error_set(&d.err, -EPROTO, "the migration ended before commit");
@@ -1225,6 +1526,8 @@ out:
 		close(d.handover_fd);
 	free(d.st);
 	free(d.stale);
+	free(d.pc_todo);
+	free(d.pc_asked_ns);
 	mig_buf_free(&d.answers);
 	for (unsigned i = 0; d.states && i < nr_devices; i++)
 		mig_buf_free(&d.states[i]);

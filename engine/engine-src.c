@@ -95,6 +95,7 @@ struct tx_worker {
 	unsigned next;
 	struct xport_worker xw;   /* its thread and ring */
 	uint8_t *gather;          /* zstd's private copy of a batch: allocated at first use */
+	bool urgent;              /* sending pages a vCPU waits for: not held to the cap */
 #if HAVE_ZSTD
 	ZSTD_CCtx *cctx;
 #endif
@@ -154,7 +155,9 @@ struct src {
 	unsigned pending;         /* workers still on it */
 	bool quit;
 	uint32_t job_round;
-	bool job_final, job_live;
+	uint32_t job_final;       /* ROUND_END's final: 0, 1 or MIG_ROUND_POSTCOPY */
+	bool job_live;
+	bool job_pc;              /* post-copy's push: claim pages off pc_todo, asked-for first */
 	uint64_t cursor;          /* the next bitmap word to claim */
 	bool stop;                /* a worker failed or the user cancelled */
 	struct mig_error werr;    /* the first worker failure */
@@ -188,6 +191,21 @@ struct src {
 	uint64_t thr_on_ms;
 	uint64_t g0, g0_ms, gmark, gmark_ms, gev, gev_ms;
 	uint64_t gfree, gfree_ms;
+	/* Post-copy (docs/phases.md §2.2): the switch was decided; the pages
+	 * still to come (a page's bit is cleared by whoever sends it first);
+	 * the pages the destination asked for, read off data stream 1 by the
+	 * request reader, under rq_lock; the order-free digest of RAM. */
+	bool postcopy;
+	bool pc_committed;        /* COMMIT went: no cancel stops the pages (atomic) */
+	uint64_t *pc_todo;
+	pthread_mutex_t rq_lock;
+	uint64_t rq[4 * MIG_PAGE_REQUEST_MAX];
+	unsigned rq_n;
+	uint64_t pc_asked;        /* pages asked for (atomic) */
+	struct xport_worker rq_xw;
+	atomic_bool rq_stop;
+	struct mig_error rq_err;
+	uint64_t pc_sum[2];
 };
 
 static void count(uint64_t *c, uint64_t n)
@@ -384,9 +402,12 @@ static void emit_progress(struct src *s, bool force)
 	s->fn(&ev, s->arg);
 }
 
+/* A cancel counts until COMMIT of a post-copy: from there the pages must
+ * all go, whatever is asked (each host holds a half of the VM). */
 static bool cancelled(struct src *s)
 {
-	return s->cancel && atomic_load(s->cancel);
+	return s->cancel && atomic_load(s->cancel) &&
+	       !__atomic_load_n(&s->pc_committed, __ATOMIC_RELAXED);
 }
 
 /* The guest has been paused longer than the switchover deadline allows. */
@@ -714,7 +735,7 @@ static int tx_submit(struct tx_worker *w, struct tx_slot *t, const struct iovec 
 						      .stream = w->index, .seq = w->seq }, &w->err);
 	if (r < 0)
 		return r;
-	if (!throttle(w->s, t->op.total))
+	if (!w->urgent && !throttle(w->s, t->op.total))
 		return stop_error(w);
 	count(&w->s->res->wire_bytes, t->op.total);
 	return xport_ring_submit(&w->xw.ring, &t->op, &w->err);
@@ -943,9 +964,51 @@ static int send_device_data(struct tx_worker *w)
 	return 0;
 }
 
+/* Post-copy: the pages the destination asked for, off the queue, before
+ * anything else (any stream serves them: whichever is free first).  A page
+ * asked for goes even if the push took it already, as that copy may still
+ * be waiting for the cap; the destination places one and drops the other. */
+static int serve_requests(struct tx_worker *w)
+{
+	struct src *s = w->s;
+	uint64_t pfns[SEND_BATCH_PAGES];
+	unsigned n;
+	int r;
+
+	for (;;) {
+		pthread_mutex_lock(&s->rq_lock);
+		n = s->rq_n < SEND_BATCH_PAGES ? s->rq_n : SEND_BATCH_PAGES;
+		memcpy(pfns, s->rq, n * sizeof(pfns[0]));
+		memmove(s->rq, s->rq + n, (s->rq_n - n) * sizeof(s->rq[0]));
+		s->rq_n -= n;
+		pthread_mutex_unlock(&s->rq_lock);
+		if (!n)
+			return 0;
+		for (unsigned i = 0; i < n; i++)
+			__atomic_fetch_and(&s->pc_todo[pfns[i] / 64], ~(1ULL << (pfns[i] % 64)),
+					   __ATOMIC_RELAXED);
+		w->urgent = true;
+		count(&s->res->postcopy_served, n);
+		r = send_batch(w, pfns, n);
+		w->urgent = false;
+		if (r < 0)
+			return r;
+	}
+}
+
+/* Whether this job still sends pfn: always, but in post-copy's push only
+ * if no one took it (a request) since the claim. */
+static bool job_takes(struct src *s, uint64_t pfn)
+{
+	uint64_t bit = 1ULL << (pfn % 64);
+
+	return !s->job_pc ||
+	       (__atomic_fetch_and(&s->pc_todo[pfn / 64], ~bit, __ATOMIC_RELAXED) & bit);
+}
+
 /* One job: claim slices of the bitmap until none is left, send their pages,
  * then tell the destination with ROUND_END how many frames this stream
- * carried in the round. */
+ * carried in the round.  Post-copy's push serves what is asked for first. */
 static int tx_job(struct tx_worker *w)
 {
 	struct src *s = w->s;
@@ -963,7 +1026,8 @@ static int tx_job(struct tx_worker *w)
 		if (w0 >= s->words)
 			break;
 		for (uint64_t i = w0; i < end; i++) {
-			uint64_t bits = s->bitmap[i];
+			uint64_t bits = s->job_pc ? __atomic_load_n(&s->pc_todo[i], __ATOMIC_RELAXED) :
+						    s->bitmap[i];
 
 			while (bits) {
 				uint64_t pfn = i * 64 + (uint64_t)__builtin_ctzll(bits);
@@ -971,9 +1035,13 @@ static int tx_job(struct tx_worker *w)
 				bits &= bits - 1;
 				if (pfn >= s->nr_pages)
 					break;
+				if (!job_takes(s, pfn))
+					continue;
 				pfns[n++] = pfn;
 				if (n < SEND_BATCH_PAGES)
 					continue;
+				if (s->job_pc && (r = serve_requests(w)) < 0)
+					return r;
 				r = send_batch(w, pfns, n);
 				if (r < 0)
 					return r;
@@ -983,6 +1051,8 @@ static int tx_job(struct tx_worker *w)
 			}
 		}
 	}
+	if (s->job_pc && (r = serve_requests(w)) < 0)
+		return r;
 	if (n) {
 		r = send_batch(w, pfns, n);
 		if (r < 0)
@@ -1035,22 +1105,31 @@ static void tx_worker_main(struct xport_worker *xw)
 	}
 }
 
-/* Send every page whose bit is set in s->bitmap, over all streams, and end
- * the round on each.  The progress line and cancel are served meanwhile. */
-static int run_job(struct src *s, bool final)
+/* Start the workers on a job: every page whose bit is set in s->bitmap
+ * (post-copy's push: in s->pc_todo), over all streams, then the round's
+ * end on each (final: ROUND_END's). */
+static void job_start(struct src *s, uint32_t final, bool pc)
 {
-	struct timespec ts;
-	int r = 0;
-
 	s->round_pages = 0;
 	pthread_mutex_lock(&s->lock);
 	s->job_round = s->round;
 	s->job_final = final;
 	s->job_live = s->phase == MIG_PHASE_PRECOPY;
+	s->job_pc = pc;
 	s->cursor = 0;
 	s->pending = s->n;
 	s->gen++;
 	pthread_cond_broadcast(&s->go);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Wait for the job's end, serving the progress line meanwhile. */
+static int job_wait(struct src *s)
+{
+	struct timespec ts;
+	int r = 0;
+
+	pthread_mutex_lock(&s->lock);
 	while (s->pending) {
 		ts = mig_timespec_after(CLOCK_REALTIME, POLL_MS * 1000000ULL);
 		if (pthread_cond_timedwait(&s->done, &s->lock, &ts) != ETIMEDOUT)
@@ -1065,6 +1144,12 @@ static int run_job(struct src *s, bool final)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+static int run_job(struct src *s, uint32_t final)
+{
+	job_start(s, final, false);
+	return job_wait(s);
 }
 
 static int workers_start(struct src *s)
@@ -1121,6 +1206,78 @@ static uint64_t workers_stop(struct src *s)
 	free(s->w);
 	s->w = NULL;
 	return cpu;
+}
+
+/* A PAGE_REQUEST read off data stream 1: checked whole, then queued for
+ * the workers.  A full queue drops the rest: the push brings them too. */
+static int take_request(struct src *s, const struct xport_chan_rx *rx)
+{
+	struct mig_page_request q = { 0 };
+	size_t head = offsetof(struct mig_page_request, pfn), len = rx->hdr.length;
+	unsigned room;
+
+	if (rx->hdr.type != MIG_FRAME_PAGE_REQUEST || len < head || len > sizeof(q))
+		return mig_error_set(&s->rq_err, -EPROTO, "post-copy: a %s frame of %zu bytes "
+				     "on data stream 1, where only page requests come back",
+				     mig_frame_type_to_string(rx->hdr.type), len);
+	memcpy(&q, rx->buf.data, len);
+	mig_wire_le(&mig_wl_page_request, &q, 1);
+	if (!q.count || q.count > MIG_PAGE_REQUEST_MAX || head + q.count * sizeof(q.pfn[0]) != len)
+		return mig_error_set(&s->rq_err, -EBADMSG, "post-copy: PAGE_REQUEST for %u pages "
+				     "in %zu bytes", q.count, len);
+	for (unsigned i = 0; i < q.count; i++)
+		if (q.pfn[i] >= s->nr_pages)
+			return mig_error_set(&s->rq_err, -EBADMSG, "post-copy: PAGE_REQUEST for "
+					     "page %#llx of a guest of %llu pages",
+					     (unsigned long long)q.pfn[i],
+					     (unsigned long long)s->nr_pages);
+	count(&s->pc_asked, q.count);
+	pthread_mutex_lock(&s->rq_lock);
+	room = ARRAY_SIZE(s->rq) - s->rq_n;
+	room = room < q.count ? room : q.count;
+	memcpy(s->rq + s->rq_n, q.pfn, room * sizeof(q.pfn[0]));
+	s->rq_n += room;
+	pthread_mutex_unlock(&s->rq_lock);
+	return 0;
+}
+
+/* Post-copy's request reader: PAGE_REQUEST frames come back on data stream
+ * 1 against its flow (the destination's fault thread).  A frame that fails
+ * its checks fails the migration; the stream's end is the workers' to
+ * report. */
+static void rq_reader_main(struct xport_worker *xw)
+{
+	struct src *s = container_of(xw, struct src, rq_xw);
+	struct xport_chan_rx rx = { .fd = s->w[0].fd, .ring = &xw->ring, .seq = 1,
+				    .aead = s->aead[1] };
+	int r = xport_chan_rx_hdr(&rx, &s->rq_err);
+
+	while (r >= 0 && !atomic_load(&s->rq_stop)) {
+		struct xport_op *op = NULL;
+
+		r = xport_ring_wait(&xw->ring, POLL_MS, &op, &s->rq_err);
+		if (r == -ETIME) {
+			mig_error_clear(&s->rq_err);
+			r = 0;
+			continue;
+		}
+		if (!op || op->res < 0)
+			break;
+		r = xport_chan_rx_step(&rx, &s->rq_err);
+		if (r <= 0)
+			continue;
+		r = take_request(s, &rx);
+		if (r < 0) {
+			pthread_mutex_lock(&s->lock);
+			if (!s->werr.code)
+				s->werr = s->rq_err;
+			__atomic_store_n(&s->stop, true, __ATOMIC_RELAXED);
+			pthread_mutex_unlock(&s->lock);
+			break;
+		}
+		r = xport_chan_rx_hdr(&rx, &s->rq_err);
+	}
+	mig_buf_free(&rx.buf);
 }
 
 /* Open the control stream and every data stream (the handshake proves
@@ -1452,7 +1609,10 @@ static int do_precopy(struct src *s)
 				return r;
 		}
 		emit_progress(s, true);
-		if (d.action == CONV_SWITCHOVER || d.action == CONV_FORCE_SWITCHOVER) {
+		if (d.action == CONV_SWITCHOVER || d.action == CONV_FORCE_SWITCHOVER ||
+		    d.action == CONV_POSTCOPY) {
+			s->postcopy = d.action == CONV_POSTCOPY;
+			s->res->postcopy_round = s->postcopy ? s->round + 1 : 0;
 			s->round++;
 			return 0;
 		}
@@ -1462,6 +1622,69 @@ static int do_precopy(struct src *s)
 		if (cancelled(s))
 			return mig_error_set(&s->err, -ECANCELED, "cancelled");
 	}
+}
+
+/*
+ * The switch to post-copy, in STOP_COPY after the final sync: POSTCOPY
+ * tells the destination which pages come only after its vCPUs start (those
+ * the sync left dirty), and the last round before COMMIT carries no page,
+ * only the devices' state.
+ */
+static int pc_switch(struct src *s)
+{
+	struct mig_postcopy pc = { .nr_pages = s->nr_pages, .words = s->words };
+	struct mig_buf b = { 0 };
+	int r;
+
+	for (uint64_t i = 0; i < s->words; i++)
+		pc.to_come += (uint64_t)__builtin_popcountll(s->bitmap[i]);
+	s->pc_todo = s->bitmap;
+	s->bitmap = calloc(s->words, 8);
+	if (!s->bitmap || mig_buf_reserve(&b, sizeof(pc) + s->words * 8) < 0) {
+		mig_buf_free(&b);
+		return mig_error_set(&s->err, -ENOMEM, "out of memory");
+	}
+	mig_wire_le(&mig_wl_postcopy, &pc, 1);
+	memcpy(b.data, &pc, sizeof(pc));
+	memcpy(b.data + sizeof(pc), s->pc_todo, s->words * 8);
+	mig_wire_le64s((uint64_t *)(b.data + sizeof(pc)), s->words);
+	r = ctl_send(s, MIG_FRAME_POSTCOPY, b.data, sizeof(pc) + s->words * 8);
+	mig_buf_free(&b);
+	s->res->postcopy = 1;
+	return r;
+}
+
+/* Post-copy's push: every page still to come, asked-for ones first, on
+ * all streams; the request reader feeds the workers. */
+static int pc_push_start(struct src *s)
+{
+	char name[16] = "mig-pcreq";
+
+	s->round++;
+	if (xport_worker_start(&s->rq_xw, name, 4, rq_reader_main, &s->err) < 0)
+		return s->err.code;
+	job_start(s, 1, true);
+	return 0;
+}
+
+/* Pages post-copy has not sent yet. */
+static uint64_t pc_left(const struct src *s)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; s->pc_todo && i < s->words; i++)
+		n += (uint64_t)__builtin_popcountll(s->pc_todo[i]);
+	return n;
+}
+
+static int pc_push_end(struct src *s)
+{
+	int r = job_wait(s);
+
+	atomic_store(&s->rq_stop, true);
+	if (s->rq_xw.started)
+		xport_worker_stop(&s->rq_xw);
+	return r;
 }
 
 /*
@@ -1563,13 +1786,23 @@ struct hash_job {
 	struct mig_digest digest;
 	int r;
 	uint64_t done_ns;
+	bool pc;                      /* post-copy's order-free digest */
+	const uint8_t *ram;
+	uint64_t nr_pages;
 };
 
 static void *hash_worker(void *arg)
 {
 	struct hash_job *j = arg;
 
-	j->r = j->vm->ops->digest(j->vm, &j->stop, &j->digest);
+	uint64_t sum[2] = { 0, 0 };
+
+	if (j->pc) {
+		j->r = mig_pc_digest_ram(j->ram, j->nr_pages, NULL, &j->stop, sum);
+		j->digest = (struct mig_digest){ .hi = sum[0], .lo = sum[1] };
+	} else {
+		j->r = j->vm->ops->digest(j->vm, &j->stop, &j->digest);
+	}
 	j->done_ns = mig_realtime_ns();
 	atomic_store(&j->finished, true);
 	return NULL;
@@ -1656,6 +1889,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		.vm = vm, .o = o, .cancel = cancel, .fn = fn, .arg = arg, .res = res,
 		.lock = PTHREAD_MUTEX_INITIALIZER, .bw_lock = PTHREAD_MUTEX_INITIALIZER,
 		.go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER,
+		.rq_lock = PTHREAD_MUTEX_INITIALIZER,
 	};
 	struct mig_buf pl = { 0 };
 	struct mig_frame_hdr h;
@@ -1708,6 +1942,11 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		goto out;
 	emit_progress(&s, true);
 	r = devices_init(&s);
+	/* Post-copy asked for (or a stall's action): a VM whose devices cannot
+	 * run with pages missing is refused before anything moves. */
+	if (r >= 0 && (o->conv.mode == CONV_MODE_POSTCOPY ||
+		       o->conv.stall_action == CONV_STALL_POSTCOPY))
+		r = mig_vm_postcopy_check(vm, false, &s.err);
 	if (r >= 0)
 		r = do_setup(&s);
 	if (r < 0)
@@ -1791,8 +2030,10 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		r = mig_vm_save(vm, s.states, &s.err);
 	for (unsigned k = 0; r >= 0 && k < s.ndev; k++)
 		s.dev[k].kind = MIG_FRAME_F_FINAL;
+	if (r >= 0 && s.postcopy)
+		r = pc_switch(&s);
 	if (r >= 0)
-		r = run_job(&s, true);
+		r = run_job(&s, s.postcopy ? MIG_ROUND_POSTCOPY : 1);
 	if (r < 0)
 		goto out;
 	devices_sent(&s);
@@ -1800,6 +2041,9 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	 * this one waits for LOADED, so both moments are known exactly. */
 	if (o->verify) {
 		hj.vm = vm;
+		hj.pc = s.postcopy;
+		hj.ram = s.ram;
+		hj.nr_pages = s.nr_pages;
 		hashing = pthread_create(&hash_thread, NULL, hash_worker, &hj) == 0;
 		if (!hashing)
 			hash_worker(&hj);
@@ -1829,7 +2073,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 				  loaded.msg);
 		goto out;
 	}
-	if (o->verify) {
+	if (o->verify && !s.postcopy) {
 		res->verified = 1;
 		res->digest_src[0] = dsrc.hi;
 		res->digest_src[1] = dsrc.lo;
@@ -1871,7 +2115,13 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		goto out;
 	committed = true;
 	m_commit_ns = mig_clock_ns(CLOCK_MONOTONIC);
+	if (s.postcopy)
+		__atomic_store_n(&s.pc_committed, true, __ATOMIC_RELAXED);
 	r = ctl_send(&s, MIG_FRAME_COMMIT, NULL, 0);
+	/* Post-copy: the pages go from now on, as the destination's vCPUs
+	 * may wait on one the moment they start. */
+	if (r >= 0 && s.postcopy)
+		r = pc_push_start(&s);
 	if (r >= 0)
 		r = ctl_recv(&s, &h, &pl, (int)(s.switchover_ms > START_TIMEOUT_MS ?
 					   (s.switchover_ms < REPLY_TIMEOUT_MS ? s.switchover_ms :
@@ -1901,20 +2151,62 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	res->dst_passes_before = run.passes;
 	progress_before = run.progress;
 	res->dst_cpu_ms = run.cpu_ms;
+	/* Post-copy: the VM runs on the destination with what it has, and
+	 * the rest goes; kind 2 comes once every page is there. */
+	if (s.postcopy) {
+		uint64_t t_pc = mig_now_ms();
+
+		r = set_phase(&s, MIG_PHASE_POSTCOPY);
+		if (r >= 0)
+			r = pc_push_end(&s);
+		if (r >= 0)
+			r = ctl_recv(&s, &h, &pl, CONFIRM_TIMEOUT_MS);
+		if (r >= 0)
+			r = expect_running(&s, &h, &pl, 2, &run);
+		if (r < 0) {
+			mig_error_prefix(&s.err, "post-copy, %llu ms after the VM started on the "
+					 "destination", (unsigned long long)(mig_now_ms() - t_pc));
+			goto out;
+		}
+		res->postcopy_requested = run.pc_requested;
+		res->postcopy_faults = run.pc_faults;
+		res->postcopy_worst_stall_us = run.pc_worst_stall_us;
+		res->postcopy_ms = run.pc_ms;
+		res->postcopy_pages = run.pc_pages;
+		res->dst_passes_after = run.passes;
+		res->dst_errors = run.errors;
+		res->owner = MIG_OWNER_DESTINATION;
+		mig_source_release(vm);
+		if (o->verify) {
+			res->verified = 1;
+			res->digest_src[0] = dsrc.hi;
+			res->digest_src[1] = dsrc.lo;
+			res->digest_dst[0] = run.pc_digest[0];
+			res->digest_dst[1] = run.pc_digest[1];
+		}
+		if (o->verify && (dsrc.hi != run.pc_digest[0] || dsrc.lo != run.pc_digest[1])) {
+			r = mig_error_set(&s.err, -EIO, "RAM digests differ after post-copy: the pages "
+					  "the destination holds are not the source's");
+			res->result = MIG_RESULT_FAILED;
+			goto done;
+		}
+	}
 	/* RUNNING kind 2: the destination shows that the guest runs there.
 	 * This message, and only this one, moves ownership: until it arrives
 	 * the source keeps its paused copy, because a destination that dies
 	 * between starting the VM and confirming it would take the only copy
 	 * with it. */
-	r = ctl_recv(&s, &h, &pl, CONFIRM_TIMEOUT_MS);
-	if (r >= 0)
-		r = expect_running(&s, &h, &pl, 2, &run);
-	if (r < 0)
-		goto out;
-	res->dst_passes_after = run.passes;
-	res->dst_errors = run.errors;
-	res->owner = MIG_OWNER_DESTINATION;
-	mig_source_release(vm);
+	if (!s.postcopy) {
+		r = ctl_recv(&s, &h, &pl, CONFIRM_TIMEOUT_MS);
+		if (r >= 0)
+			r = expect_running(&s, &h, &pl, 2, &run);
+		if (r < 0)
+			goto out;
+		res->dst_passes_after = run.passes;
+		res->dst_errors = run.errors;
+		res->owner = MIG_OWNER_DESTINATION;
+		mig_source_release(vm);
+	}
 	/* The guest must keep running on the destination, self-check clean (its
 	 * vCPUs always; its progress and self-check under --verify). */
 	{
@@ -1947,6 +2239,12 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 
 out:
 	throttle_release(&s);
+	/* a post-copy push cut short (the destination refused to start, or a
+	 * stream broke): the workers stop before anything else */
+	if (s.postcopy && s.rq_xw.started) {
+		__atomic_store_n(&s.stop, true, __ATOMIC_RELAXED);
+		pc_push_end(&s);
+	}
 	if (!committed && (r == -EPIPE || r == -ECONNRESET) && s.ctl_fd >= 0 && s.ring.ring &&
 	    !s.got_abort) {
 		/* A send failed in PRECOPY: the destination may have said why on
@@ -1972,7 +2270,14 @@ out:
 		res->result = MIG_RESULT_FAILED;
 		res->owner = MIG_OWNER_NONE;
 		res->src_held = 1;
-		mig_error_prefix(&s.err, "after commit, ownership unknown (source VM kept paused)");
+		if (s.phase == MIG_PHASE_POSTCOPY)
+			mig_error_prefix(&s.err, "post-copy broke: the VM is split between the hosts, "
+					 "its vCPUs on the destination and %llu of its pages here; "
+					 "both halves are kept (source paused)",
+					 (unsigned long long)pc_left(&s));
+		else
+			mig_error_prefix(&s.err, "after commit, ownership unknown (source VM kept "
+					 "paused)");
 	} else {
 		struct mig_error_msg m;
 
@@ -2040,6 +2345,7 @@ done:
 	xport_chan_free(&s.ctl);
 	mig_buf_free(&s.ctl_rx.buf);
 	free(s.bitmap);
+	free(s.pc_todo);
 	for (unsigned i = 0; s.states && i < vm->nr_devices; i++)
 		mig_buf_free(&s.states[i]);
 	free(s.states);

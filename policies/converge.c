@@ -37,6 +37,7 @@ static const char *const conv_action_names[_CONV_ACTION_MAX] = {
 	[CONV_SWITCHOVER] = "switchover",
 	[CONV_FORCE_SWITCHOVER] = "force-switchover",
 	[CONV_ABORT] = "abort",
+	[CONV_POSTCOPY] = "postcopy",
 };
 
 static const char *const conv_timeout_action_names[_CONV_TIMEOUT_ACTION_MAX] = {
@@ -240,6 +241,16 @@ void conv_policy_step(const struct conv_params *p, const struct conv_round *r,
 		return;
 	}
 
+	/* 1a. Post-copy once its pre-copy rounds are done: what is left comes
+	 * after the destination starts the VM. */
+	if (p->mode == CONV_MODE_POSTCOPY &&
+	    rounds_done >= (p->postcopy_after ? p->postcopy_after : 1)) {
+		ret->action = CONV_POSTCOPY;
+		ret->reason = "post-copy: the pre-copy rounds asked for are done; the VM starts on "
+			      "the destination and the rest follows";
+		return;
+	}
+
 	/* 2. Timeout.  Any value other than force counts as abort: giving up
 	 * keeps the source running, the safe side of an unknown setting. */
 	if (p->timeout_ms && r->elapsed_ms >= p->timeout_ms) {
@@ -296,9 +307,8 @@ void conv_policy_step(const struct conv_params *p, const struct conv_round *r,
 			}
 			break;
 		case CONV_STALL_POSTCOPY:
-			ret->action = CONV_ABORT;
-			ret->reason = "stalled: what is left stopped shrinking, and post-copy is not "
-				      "available; the source keeps running";
+			ret->action = CONV_POSTCOPY;
+			ret->reason = "stalled: what is left stopped shrinking; switching to post-copy";
 			return;
 		default:
 			break;

@@ -113,6 +113,13 @@ static const struct decide_case cases[] = {
 	  ROUND(63, 10000, 500, 1000000, 0, GB, 0),
 	  CONV_ABORT, 4096000000, 4096, 8192000000, "timeout" },
 
+	/* ---- post-copy: once its pre-copy rounds are done, unless it fits ---- */
+	{ "post-copy after the bulk copy",
+	  { .downtime_limit_ms = 300, .timeout_action = CONV_TIMEOUT_ABORT,
+	    .mode = CONV_MODE_POSTCOPY },
+	  ROUND(0, 1000, 500, 1000000, 0, GB, 0),
+	  CONV_POSTCOPY, 4096000000, 4096, 8192000000, "post-copy" },
+
 	/* ---- max rounds (rounds count from 0, the bulk copy) ---- */
 	{ "64th round with action abort", DEF, ROUND(63, 1000, 500, 1000000, 0, GB, 0),
 	  CONV_ABORT, 4096000000, 4096, 8192000000, "did not converge in" },
@@ -302,6 +309,7 @@ Test(converge, action_names)
 		[CONV_SWITCHOVER] = "switchover",
 		[CONV_FORCE_SWITCHOVER] = "force-switchover",
 		[CONV_ABORT] = "abort",
+		[CONV_POSTCOPY] = "postcopy",
 	};
 
 	cr_assert_eq(sizeof(want) / sizeof(want[0]), (size_t)_CONV_ACTION_MAX);
@@ -615,6 +623,47 @@ Test(converge, a_stall_takes_its_action_once)
 	p.stall_bytes = 0;
 	stall_run(&p, &st, &d, 40, 4000);
 	cr_assert_eq(d.stall, 0);
+}
+
+/* A stall with action postcopy switches, as does post-copy's own mode once
+ * its pre-copy rounds are done; one that fits never needs it. */
+Test(converge, post_copy_switches_after_its_rounds_or_on_a_stall)
+{
+	struct conv_params p;
+	struct conv_state st = { 0 };
+	struct conv_decision d;
+	struct conv_round r = ROUND(0, 4000, 4000, 262144, 0, LINK, 0);
+
+	conv_params_default(&p);
+	p.mode = CONV_MODE_POSTCOPY;
+	conv_policy_step(&p, &r, &st, &d);
+	cr_assert_eq(d.action, CONV_POSTCOPY, "after the bulk copy (default 1 round): %s",
+		     d.reason);
+	/* --postcopy-after 3: rounds 0 and 1 go on, round 2 switches */
+	p.postcopy_after = 3;
+	for (uint32_t i = 0; i < 3; i++) {
+		memset(&st, 0, sizeof(st));
+		r.round = i;
+		conv_policy_step(&p, &r, &st, &d);
+		cr_assert_eq(d.action, i < 2 ? CONV_CONTINUE : CONV_POSTCOPY, "round %u: %s", i,
+			     d.reason);
+	}
+	/* what is left fits the limit: a plain switchover, no post-copy */
+	r = (struct conv_round)ROUND(0, 4000, 4000, 10, 0, LINK, 0);
+	conv_policy_step(&p, &r, &st, &d);
+	cr_assert_eq(d.action, CONV_SWITCHOVER, "%s", d.reason);
+
+	/* throttle, stall action postcopy: the stall switches */
+	conv_params_default(&p);
+	memset(&st, 0, sizeof(st));
+	p.mode = CONV_MODE_THROTTLE;
+	p.stall_ms = 10000;
+	p.stall_action = CONV_STALL_POSTCOPY;
+	stall_run(&p, &st, &d, 20, 4000);
+	cr_assert_eq(d.action, CONV_POSTCOPY, "%s", d.reason);
+	cr_assert_eq(d.stall, CONV_STALL_POSTCOPY);
+	cr_assert_not_null(strstr(d.reason, "post-copy"), "%s", d.reason);
+	cr_assert_str_eq(conv_action_to_string(CONV_POSTCOPY), "postcopy");
 }
 
 /* ---- per-vCPU dirty limits (ring mode) ---- */

@@ -911,6 +911,86 @@ Test(migrate, converge_throttle_finishes_it_with_the_dirty_ring, .timeout = 120)
 	expect_throttled(",dirty-log=ring");
 }
 
+/* Post-copy: after the bulk copy the VM starts on the destination with its
+ * working set missing; its vCPUs fault on it at once, ask for the pages
+ * and get them before the push would have brought them.  Verified by the
+ * order-free digest of what arrived, and the guest's self-check. */
+Test(migrate, converge_postcopy_finishes_it, .timeout = 120)
+{
+	struct run_result r;
+	char args[512];
+	const char *pc;
+
+	snprintf(args, sizeof(args), NONCONV, "", "postcopy");
+	proc_run(args, &r);
+	expect_completed(&r, "--converge postcopy");
+	json_expect_str(r.out, "mode", "postcopy");
+	cr_assert_not_null(strstr(r.out, "\"name\":\"postcopy\""), "%s", r.out);
+	pc = strstr(r.out, "\"postcopy\":{");
+	cr_assert_not_null(pc, "%s", r.out);
+	cr_assert_eq(json_num(pc, "after_rounds"), 1, "%s", r.out);
+	cr_assert_gt(json_num(pc, "pages"), 0, "%s", r.out);
+	cr_assert_gt(json_num(pc, "pages_requested"), 0, "no vCPU ever waited: %s", r.out);
+	cr_assert_geq(json_num(pc, "faults"), json_num(pc, "pages_requested"), "%s", r.out);
+	/* and the source sent them ahead of the push */
+	cr_assert_gt(json_num(pc, "pages_served_first"), 0, "%s", r.out);
+	cr_assert_gt(json_num(pc, "worst_stall_us"), 0, "%s", r.out);
+	cr_assert_gt(json_num(pc, "duration_ms"), 0, "%s", r.out);
+	cr_assert_eq(json_num(r.out, "throttle_pct"), 0, "%s", r.out);
+	cr_assert_leq(json_num(r.out, "downtime_ms"), 300 + 200, "%s", r.out);
+	cr_assert_gt(json_num(r.out, "dst_passes_after"), json_num(r.out, "dst_passes_at_start"),
+		     "%s", r.out);
+}
+
+/* The destination dies while post-copy brings the last pages: the VM is
+ * lost (its vCPUs ran there), and the command says so with exit 3; the
+ * source keeps its half paused, held for an operator. */
+Test(migrate, destination_killed_during_postcopy, .timeout = 180)
+{
+	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], eb[128], args[512], id[64];
+	struct run_result r;
+	double p0;
+	pid_t a, b, mig;
+	int st;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
+	a = proc_agent(ea, NULL);
+	proc_wait_agent(ea, NULL);
+	snprintf(args, sizeof(args), "vm create %s --name victim --lab mem=160M,vcpus=2,wss=128M",
+		 ea);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	snprintf(eb, sizeof(eb), "unix://%s/b.sock", dir);
+	b = proc_agent(eb, NULL);
+	proc_wait_agent(eb, NULL);
+	/* 16 MiB/s: the bulk copy takes 10 s, the 128 MiB working set as much
+	 * again after the start */
+	snprintf(args, sizeof(args), "start %s %s --vm victim --json --converge postcopy "
+		 "--max-bandwidth 16M", ea, eb);
+	mig = start_background(dir, args);
+	wait_phase(dir, "commit => postcopy", 500);
+	proc_stop(b);
+	st = finish_background(dir, mig, &r);
+	cr_assert_eq(st, 3, "exit %d: %s %s", st, r.out, r.err);
+	json_expect_str(r.out, "result", "failed");
+	json_expect_str(r.out, "owner", "none");
+	cr_assert_not_null(strstr(r.out, "post-copy broke"), "%s", r.out);
+	cr_assert_not_null(json_field(r.out, "id", id, sizeof(id)));
+
+	/* held, and paused: its guest makes no progress */
+	snprintf(args, sizeof(args), "vm list %s --json", ea);
+	proc_run(args, &r);
+	json_expect_str(r.out, "state", "held");
+	json_expect_str(r.out, "held_by", id);
+	p0 = json_num(r.out, "passes");
+	usleep(500000);
+	proc_run(args, &r);
+	cr_assert_eq(json_num(r.out, "passes"), p0, "the held source half runs: %s", r.out);
+	proc_stop(a);
+	rmdir(dir);
+}
+
 /* The passes of VM `name` in a `vm list --json` answer. */
 static double vm_passes(const char *list, const char *name)
 {
@@ -1040,8 +1120,9 @@ Test(migrate, bad_options_exit_2)
 	proc_expect_usage("start local local --checksum crc", "--checksum");
 	proc_expect_usage("start local local --encrypt maybe", "--encrypt");
 	proc_expect_usage("start local local --converge always", "--converge");
-	proc_expect_usage("start local local --converge postcopy", "post-copy");
-	proc_expect_usage("start local local --stall-action postcopy", "post-copy");
+	proc_expect_usage("start local local --postcopy-after 2", "--converge postcopy only");
+	proc_expect_usage("start local local --converge postcopy --postcopy-after 0",
+			  "--postcopy-after");
 	proc_expect_usage("start local local --max-throttle 0", "--max-throttle");
 	proc_expect_usage("start local local --max-throttle 100", "--max-throttle");
 	proc_expect_usage("start local local --stall soon", "--stall");

@@ -99,7 +99,7 @@ static int place_from_shadow(struct pc_env *e, uint64_t pfn, uint64_t n, struct 
 static void *server_main(void *arg)
 {
 	struct pc_env *e = arg;
-	struct mem_pc_fault f[16], kept[64];
+	struct mig_pc_fault f[16], kept[64];
 	unsigned nr_kept = 0;
 	struct mig_error err = { 0 };
 
@@ -245,7 +245,7 @@ static void env_setup(struct pc_env *e, uint32_t vcpus, enum lab_dirty_log mode,
 	struct lab_config cfg;
 	struct mig_error err = { 0 };
 	struct lab_stats base;
-	struct mem_pc_stats st;
+	struct mig_pc_stats st;
 
 	memset(e, 0, sizeof(*e));
 	e->main_tid = (pid_t)syscall(SYS_gettid);
@@ -331,7 +331,7 @@ static void guest_checks_out(struct pc_env *e, uint64_t passes)
  */
 static void every_wss_page_arrived(struct pc_env *e, const bool *in_wss, double checked)
 {
-	struct mem_pc_stats st;
+	struct mig_pc_stats st;
 
 	mem_postcopy_stats(e->m, &st);
 	for (uint64_t p = 0; p < e->m->nr_pages; p++)
@@ -393,7 +393,7 @@ static void cold_pages_match(struct pc_env *e, const bool *in_wss)
 static void duplicate_is_ignored(struct pc_env *e, uint64_t pfn)
 {
 	struct mig_error err = { 0 };
-	struct mem_pc_stats before, after;
+	struct mig_pc_stats before, after;
 	uint8_t junk[PAGE];
 
 	memset(junk, 0xa5, sizeof(junk));
@@ -451,7 +451,7 @@ static void faults_only(uint32_t vcpus, enum lab_dirty_log mode, bool shared, co
 {
 	struct pc_env e;
 	struct mig_error err = { 0 };
-	struct mem_pc_stats st;
+	struct mig_pc_stats st;
 	bool *in_wss;
 	double checked;
 	int r;
@@ -528,7 +528,7 @@ static void push_and_faults(bool shared)
 {
 	struct pc_env e;
 	struct mig_error err = { 0 };
-	struct mem_pc_stats st;
+	struct mig_pc_stats st;
 	uint64_t zero = 0;
 	bool *in_wss;
 
@@ -578,7 +578,7 @@ static void partly_present(bool shared)
 {
 	struct pc_env e;
 	struct mig_error err = { 0 };
-	struct mem_pc_stats st;
+	struct mig_pc_stats st;
 	uint64_t *present, nr_wss = 0;
 	bool *in_wss;
 
@@ -672,7 +672,7 @@ Test(postcopy_mem, runs_of_pages, .timeout = 300)
 {
 	struct pc_env e;
 	struct mig_error err = { 0 };
-	struct mem_pc_stats st;
+	struct mig_pc_stats st;
 	uint8_t junk[PAGE];
 	uint64_t pre = 0;
 	double r1, r64, r512, fresh, warm;
@@ -735,7 +735,7 @@ Test(postcopy_mem, vcpu_waiting_for_a_data_page_pauses, .timeout = 300)
 {
 	struct pc_env e;
 	struct mig_error err = { 0 };
-	struct mem_pc_stats st, now;
+	struct mig_pc_stats st, now;
 	uint64_t *present;
 	bool *in_wss;
 	double end;
@@ -807,7 +807,7 @@ Test(postcopy_mem, vcpu_waiting_for_a_page_table_page_pauses_once_it_arrives, .t
 {
 	struct pc_env e;
 	struct mig_error err = { 0 };
-	struct mem_pc_stats st, now;
+	struct mig_pc_stats st, now;
 	struct pause_call c = { 0 };
 	pthread_t t;
 	double end;
@@ -944,7 +944,7 @@ Test(postcopy_mem, destroyed_while_vcpus_wait, .timeout = 120)
 {
 	struct pc_env e;
 	struct mig_error err = { 0 };
-	struct mem_pc_stats st;
+	struct mig_pc_stats st;
 
 	env_setup(&e, 2, LAB_DIRTY_LOG_BITMAP, false, true);
 	atomic_store(&e.hold, true);

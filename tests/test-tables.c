@@ -317,7 +317,8 @@ Test(tables, stage_steps_are_sound)
 }
 
 /* The migration phases: every pair walked; SETUP is only ever left, DONE and
- * ROLLBACK are terminal, and every phase can end in one of them. */
+ * ROLLBACK are terminal, and every phase can end in one of them; POSTCOPY
+ * only in DONE, as each host holds half of the VM. */
 Test(tables, migration_phases)
 {
 	cr_assert_null(mig_phase_to_string(MIG_PHASE_INVALID), "0 is never a phase");
@@ -338,16 +339,22 @@ Test(tables, migration_phases)
 	cr_assert(mig_phase_arc_allowed(MIG_PHASE_PRECOPY, MIG_PHASE_STOP_COPY));
 	cr_assert(mig_phase_arc_allowed(MIG_PHASE_STOP_COPY, MIG_PHASE_COMMIT));
 	cr_assert(mig_phase_arc_allowed(MIG_PHASE_COMMIT, MIG_PHASE_DONE));
-	/* no skipping: DONE only after COMMIT, COMMIT only after STOP_COPY */
+	cr_assert(mig_phase_arc_allowed(MIG_PHASE_COMMIT, MIG_PHASE_POSTCOPY));
+	cr_assert(mig_phase_arc_allowed(MIG_PHASE_POSTCOPY, MIG_PHASE_DONE));
+	/* no skipping: DONE only after COMMIT or POSTCOPY, POSTCOPY only after
+	 * COMMIT, COMMIT only after STOP_COPY */
 	for (int p = MIG_PHASE_SETUP; p < _MIG_PHASE_MAX; p++) {
-		if (p != MIG_PHASE_COMMIT)
+		if (p != MIG_PHASE_COMMIT && p != MIG_PHASE_POSTCOPY)
 			cr_assert_not(mig_phase_arc_allowed(p, MIG_PHASE_DONE));
+		if (p != MIG_PHASE_COMMIT)
+			cr_assert_not(mig_phase_arc_allowed(p, MIG_PHASE_POSTCOPY));
 		if (p != MIG_PHASE_STOP_COPY)
 			cr_assert_not(mig_phase_arc_allowed(p, MIG_PHASE_COMMIT));
-		/* every non-terminal phase can give up */
-		if (p != MIG_PHASE_DONE && p != MIG_PHASE_ROLLBACK)
+		/* every non-terminal phase but POSTCOPY can give up */
+		if (p != MIG_PHASE_DONE && p != MIG_PHASE_ROLLBACK && p != MIG_PHASE_POSTCOPY)
 			cr_assert(mig_phase_arc_allowed(p, MIG_PHASE_ROLLBACK));
 	}
+	cr_assert_not(mig_phase_arc_allowed(MIG_PHASE_POSTCOPY, MIG_PHASE_ROLLBACK));
 }
 
 /* The control payloads' words: one per value, none for 0 or past the end,

@@ -66,7 +66,7 @@ LAYOUT(outgoing, mig_outgoing,
        F(mig_outgoing, timeout_action), F(mig_outgoing, checksum),
        F(mig_outgoing, switchover_timeout_ms), F(mig_outgoing, encrypt),
        F(mig_outgoing, handover), F(mig_outgoing, converge), F(mig_outgoing, max_throttle_pct),
-       F(mig_outgoing, stall_action), F(mig_outgoing, pad), F(mig_outgoing, stall_ms),
+       F(mig_outgoing, stall_action), F(mig_outgoing, postcopy_after), F(mig_outgoing, stall_ms),
        F(mig_outgoing, stall_bytes));
 LAYOUT(cancel, mig_cancel, B(mig_cancel, id));
 LAYOUT(migration_info, mig_migration_info,
@@ -101,7 +101,11 @@ LAYOUT(event, mig_event,
        F(mig_event, kvm_halt_wait_ns), F(mig_event, kvm_vcpus),
        F(mig_event, kvm_halted_permille), F(mig_event, throttle_pct), F(mig_event, converge),
        F(mig_event, stall_action), F(mig_event, pad3), F(mig_event, stall_ms),
-       F(mig_event, throttle_ms), F(mig_event, guest_rate), F(mig_event, guest_rate_free));
+       F(mig_event, throttle_ms), F(mig_event, guest_rate), F(mig_event, guest_rate_free),
+       F(mig_event, postcopy), F(mig_event, postcopy_round), F(mig_event, postcopy_pages),
+       F(mig_event, postcopy_requested), F(mig_event, postcopy_faults),
+       F(mig_event, postcopy_worst_stall_us), F(mig_event, postcopy_ms),
+       F(mig_event, postcopy_served));
 LAYOUT(event_device, mig_event_device, F(mig_event_device, cls), F(mig_event_device, id),
        F(mig_event_device, state), F(mig_event_device, notes), F(mig_event_device, bytes));
 
@@ -127,7 +131,14 @@ LAYOUT(sums_request, mig_sums_request, F(mig_sums_request, first_page),
 LAYOUT(running, mig_running, F(mig_running, kind), F(mig_running, status),
        F(mig_running, start_realtime_ns), F(mig_running, passes), F(mig_running, errors),
        F(mig_running, cpu_ms), F(mig_running, since_start_ns),
-       F(mig_running, since_commit_ns), F(mig_running, progress), B(mig_running, msg));
+       F(mig_running, since_commit_ns), F(mig_running, progress), A(mig_running, pc_digest),
+       F(mig_running, pc_faults), F(mig_running, pc_requested), F(mig_running, pc_worst_stall_us),
+       F(mig_running, pc_ms), F(mig_running, pc_pages), F(mig_running, pc_reserved),
+       B(mig_running, msg));
+LAYOUT(postcopy, mig_postcopy, F(mig_postcopy, nr_pages), F(mig_postcopy, to_come),
+       F(mig_postcopy, words));
+LAYOUT(page_request, mig_page_request, F(mig_page_request, count), F(mig_page_request, pad),
+       A(mig_page_request, pfn));
 LAYOUT(pages_hdr, mig_pages_hdr, F(mig_pages_hdr, count), F(mig_pages_hdr, zero_count),
        F(mig_pages_hdr, round), F(mig_pages_hdr, data_len));
 LAYOUT(page_ent, mig_page_ent, F(mig_page_ent, page), F(mig_page_ent, sum));
@@ -199,7 +210,7 @@ const struct mig_wire_layout *const mig_wire_layouts[] = {
 	&mig_wl_incoming, &mig_wl_incoming_reply, &mig_wl_outgoing, &mig_wl_cancel,
 	&mig_wl_migration_info, &mig_wl_event, &mig_wl_event_device, &mig_wl_stream_hello,
 	&mig_wl_setup, &mig_wl_manifest_entry, &mig_wl_round_end, &mig_wl_loaded,
-	&mig_wl_sums_request, &mig_wl_running, &mig_wl_pages_hdr, &mig_wl_page_ent,
+	&mig_wl_sums_request, &mig_wl_running, &mig_wl_postcopy, &mig_wl_page_request, &mig_wl_pages_hdr, &mig_wl_page_ent,
 	&mig_wl_device_data, &mig_wl_session_entry, &mig_wl_vm_described, &mig_wl_vm_check,
 	&mig_wl_check_reply, &mig_wl_check_result, &mig_wl_journal_req, &mig_wl_journal_reply,
 	&mig_wl_journal_rec, &mig_wl_fault_plan, &mig_wl_fault_report, &mig_wl_lv_incoming,

@@ -39,8 +39,8 @@ struct frame_type_info {
 /*
  * Limits are tight on purpose: the receiver checks `length` against them
  * before it allocates or reads anything, so a damaged or hostile header can
- * make us wait for at most this many bytes.  Only device state, sums and
- * the device manifest go beyond 64 KiB.
+ * make us wait for at most this many bytes.  Only device state, sums, the
+ * device manifest and post-copy's bitmap go beyond 64 KiB.
  */
 static const struct frame_type_info frame_types[_MIG_FRAME_TYPE_END] = {
 	[MIG_FRAME_HELLO]          = { "HELLO",          4 * KiB,       0 },
@@ -73,6 +73,9 @@ static const struct frame_type_info frame_types[_MIG_FRAME_TYPE_END] = {
 	[MIG_FRAME_TUNNEL_DATA]    = { "TUNNEL_DATA",    MIG_TUNNEL_CHUNK, 0 },
 	[MIG_FRAME_TUNNEL_END]     = { "TUNNEL_END",     4 * KiB,       0 },
 	[MIG_FRAME_HANDOVER]       = { "HANDOVER",       4 * KiB,       0 },
+	/* a bit per guest page: 16 MiB is a 512 GiB guest */
+	[MIG_FRAME_POSTCOPY]       = { "POSTCOPY",       MIG_FRAME_MAX, 0 },
+	[MIG_FRAME_PAGE_REQUEST]   = { "PAGE_REQUEST",   4 * KiB,       0 },
 };
 
 static const struct frame_type_info *frame_type_info(uint16_t type)

@@ -265,6 +265,8 @@ static const struct mig_device_ops ops = { .step = step, .save = save, .load = l
 
 const struct mig_device_class ccw_class = {
 	.id = MIG_DEV_CCW, .name = "ccw", .version = 1,
+	.no_postcopy = "its channel programs move data to guest RAM by DMA, which cannot "
+		       "wait for a missing page",
 	.nr_states = CCW_N, .state_names = names, .arcs = arcs,
 	.steps = steps, .nr_steps = ARRAY_SIZE(steps),
 	.load_state = CCW_NEW, .fail_state = -1, .ops = &ops,

@@ -930,6 +930,8 @@ static const char *const note_names[] = { "vlpi-software" };
 
 const struct mig_device_class gic_class = {
 	.id = MIG_DEV_GIC, .name = "gic", .version = 1,
+	.no_postcopy = "its ITS reads its tables from guest RAM in the kernel as it loads, "
+		       "before any page could be asked for",
 	.nr_states = GIC_ST_N, .state_names = state_names, .arcs = arcs,
 	.steps = steps, .nr_steps = ARRAY_SIZE(steps),
 	.load_state = GIC_RESTORING, .fail_state = GIC_FAILED,

@@ -533,6 +533,7 @@ const struct mig_device_class mem_class = {
 	.ops = &mem_ops,
 	.dirty_ops = &mem_dirty_ops,
 	.compat_ops = &mem_compat_ops,
+	.postcopy_ops = &mem_postcopy_ops,
 };
 
 /* Where a vCPU's dirty ring is in its mmap, in pages: the kernel's

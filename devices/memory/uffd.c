@@ -279,7 +279,7 @@ static int wake_range(struct mem_dev *m, uint64_t pfn, uint64_t n, struct mig_er
 	return 0;
 }
 
-int mem_postcopy_read_faults(struct mem_dev *m, struct mem_pc_fault *ret, unsigned max,
+int mem_postcopy_read_faults(struct mem_dev *m, struct mig_pc_fault *ret, unsigned max,
 			     int timeout_ms, struct mig_error *err)
 {
 	struct mem_postcopy *pc = m->postcopy;
@@ -335,7 +335,7 @@ int mem_postcopy_read_faults(struct mem_dev *m, struct mem_pc_fault *ret, unsign
 			dup = ret[j].pfn == pfn;
 		if (dup)
 			continue;
-		ret[n++] = (struct mem_pc_fault){
+		ret[n++] = (struct mig_pc_fault){
 			.pfn = pfn,
 			.tid = pc->features & UFFD_FEATURE_THREAD_ID ? msg->arg.pagefault.feat.ptid : 0,
 			.write = msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE,
@@ -468,11 +468,11 @@ int mem_postcopy_wake(struct mem_dev *m, uint64_t pfn, uint64_t n, struct mig_er
 	return r < 0 ? r : wake_range(m, pfn, n, err);
 }
 
-void mem_postcopy_stats(const struct mem_dev *m, struct mem_pc_stats *ret)
+void mem_postcopy_stats(const struct mem_dev *m, struct mig_pc_stats *ret)
 {
 	const struct mem_postcopy *pc = m->postcopy;
 
-	*ret = (struct mem_pc_stats){ 0 };
+	*ret = (struct mig_pc_stats){ 0 };
 	if (!pc)
 		return;
 	ret->missing = pc->missing;
@@ -515,3 +515,58 @@ void mem_postcopy_end(struct mem_dev *m)
 	free(pc->present);
 	free(pc);
 }
+
+/* ---- the memory class's post-copy ops (device.h) ---- */
+
+static struct mem_dev *mem_of(struct mig_device *d)
+{
+	return container_of(d, struct mem_dev, core);
+}
+
+static int pc_probe(struct mig_device *d, struct mig_error *err)
+{
+	return mem_postcopy_probe(mem_of(d), err);
+}
+
+static int pc_begin(struct mig_device *d, const uint64_t *present, struct mig_error *err)
+{
+	return mem_postcopy_begin(mem_of(d), present, err);
+}
+
+static int pc_read_faults(struct mig_device *d, struct mig_pc_fault *ret, unsigned max,
+			  int timeout_ms, struct mig_error *err)
+{
+	return mem_postcopy_read_faults(mem_of(d), ret, max, timeout_ms, err);
+}
+
+static int pc_place(struct mig_device *d, uint64_t pfn, const void *src, uint64_t n,
+		    struct mig_error *err)
+{
+	return src ? mem_postcopy_place(mem_of(d), pfn, src, n, err) :
+		     mem_postcopy_place_zero(mem_of(d), pfn, n, err);
+}
+
+static bool pc_present(struct mig_device *d, uint64_t pfn)
+{
+	return mem_postcopy_present(mem_of(d), pfn);
+}
+
+static void pc_stats(struct mig_device *d, struct mig_pc_stats *ret)
+{
+	mem_postcopy_stats(mem_of(d), ret);
+}
+
+static int pc_complete(struct mig_device *d, struct mig_error *err)
+{
+	return mem_postcopy_complete(mem_of(d), err);
+}
+
+static void pc_end(struct mig_device *d)
+{
+	mem_postcopy_end(mem_of(d));
+}
+
+const struct mig_postcopy_ops mem_postcopy_ops = {
+	.probe = pc_probe, .begin = pc_begin, .read_faults = pc_read_faults, .place = pc_place,
+	.present = pc_present, .stats = pc_stats, .complete = pc_complete, .end = pc_end,
+};

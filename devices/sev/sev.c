@@ -535,6 +535,8 @@ static const struct mig_page_ops page_ops = { .encode = encode, .decode = decode
 
 const struct mig_device_class sev_class = {
 	.id = MIG_DEV_SEV, .name = "sev", .version = 1,
+	.no_postcopy = "its pages are encrypted and go in through the firmware, one by one, "
+		       "never into a missing page",
 	.nr_states = SEV_ST_N, .state_names = state_names, .arcs = arcs,
 	.target_of = target_of,
 	.steps = steps, .nr_steps = ARRAY_SIZE(steps),

@@ -591,6 +591,7 @@ static const char *const note_names[] = { "no-p2p", "no-dma-log" };
 
 const struct mig_device_class vfio_class = {
 	.id = MIG_DEV_VFIO, .name = "vfio", .version = 1,
+	.no_postcopy = "its device writes guest RAM by DMA, which cannot wait for a missing page",
 	.nr_states = VFIO_ST_N, .state_names = vfio_state_names, .arcs = arcs,
 	.next_state = next_state, .target_of = target_of,
 	.steps = steps, .nr_steps = ARRAY_SIZE(steps),

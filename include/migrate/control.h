@@ -290,7 +290,7 @@ struct mig_outgoing {
 	uint32_t converge;
 	uint32_t max_throttle_pct;
 	uint32_t stall_action;    /* enum conv_stall_action, 0: by mode */
-	uint32_t pad;
+	uint32_t postcopy_after;  /* post-copy: pre-copy rounds first (0: default, 1) */
 	uint64_t stall_ms;
 	uint64_t stall_bytes;
 };
@@ -546,6 +546,9 @@ enum mig_phase {
 	MIG_PHASE_COMMIT,
 	MIG_PHASE_DONE,
 	MIG_PHASE_ROLLBACK,
+	/* after COMMIT, the VM runs on the destination while the pages left
+	 * come: split between the hosts until the last is placed */
+	MIG_PHASE_POSTCOPY,
 	_MIG_PHASE_MAX,
 };
 
@@ -641,8 +644,20 @@ struct mig_event {
 	uint64_t throttle_ms;
 	uint64_t guest_rate;
 	uint64_t guest_rate_free;
+	/* Post-copy (RESULT): 1 when the VM started on the destination before
+	 * all its pages were there, after how many pre-copy rounds; pages sent
+	 * after the start, pages the vCPUs asked for, their faults, the longest
+	 * any vCPU waited for a page, and the start-to-last-page time. */
+	uint32_t postcopy;
+	uint32_t postcopy_round;
+	uint64_t postcopy_pages;
+	uint64_t postcopy_requested;
+	uint64_t postcopy_faults;
+	uint64_t postcopy_worst_stall_us;
+	uint64_t postcopy_ms;
+	uint64_t postcopy_served; /* pages sent as asked for, ahead of the push */
 };
-_Static_assert(sizeof(struct mig_event) == 1040, "event");
+_Static_assert(sizeof(struct mig_event) == 1112, "event");
 #define MIG_KVM_HALTED_UNKNOWN UINT32_MAX
 
 /* RESULT: after struct mig_event, one per device of the source VM, as the

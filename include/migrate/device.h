@@ -228,6 +228,46 @@ struct mig_session_ops {
 	int (*opened)(struct mig_device *d, const void *p, size_t n, struct mig_error *err);
 };
 
+/*
+ * Post-copy (docs/devices.md §14): the class that holds guest RAM lets the
+ * destination's vCPUs run with pages missing.  A thread touching one blocks
+ * until it is placed; its fault is read here so the engine can ask the
+ * source for it.  Pages count from the RAM's base, as in the dirty bitmap.
+ */
+struct mig_pc_fault {
+	uint64_t pfn;             /* the missing page */
+	uint32_t tid;             /* the faulting thread (a vCPU's), 0 if unknown */
+	bool write;               /* a write fault */
+};
+struct mig_pc_stats {
+	uint64_t missing;         /* pages still missing */
+	uint64_t faults;          /* faults read (each asked for once) */
+	uint64_t stale_faults;    /* faults read for pages already placed */
+	uint64_t placed;          /* pages placed by copy */
+	uint64_t zeroed;          /* pages placed as zero pages */
+	uint64_t duplicates;      /* placements of pages already there, ignored */
+};
+struct mig_postcopy_ops {
+	/* Whether this host can: 0, or the refusal with what to change. */
+	int (*probe)(struct mig_device *d, struct mig_error *err);
+	/* Before the vCPUs run: drop every page whose bit is clear in
+	 * `present` and hold back whoever touches one. */
+	int (*begin)(struct mig_device *d, const uint64_t *present, struct mig_error *err);
+	/* Up to max faults, waiting at most timeout_ms for the first; how many. */
+	int (*read_faults)(struct mig_device *d, struct mig_pc_fault *ret, unsigned max,
+			   int timeout_ms, struct mig_error *err);
+	/* n pages at pfn from src (NULL: zeros), once each: the pages placed
+	 * by this call.  Safe from any thread. */
+	int (*place)(struct mig_device *d, uint64_t pfn, const void *src, uint64_t n,
+		     struct mig_error *err);
+	bool (*present)(struct mig_device *d, uint64_t pfn);
+	void (*stats)(struct mig_device *d, struct mig_pc_stats *ret);
+	/* every page placed: RAM is ordinary memory again (-EBUSY if not) */
+	int (*complete)(struct mig_device *d, struct mig_error *err);
+	/* given up: lets every waiting thread go (the VM will not run on) */
+	void (*end)(struct mig_device *d);
+};
+
 struct mig_device_class {
 	enum mig_dev_class id;
 	const char *name;
@@ -267,6 +307,10 @@ struct mig_device_class {
 	const struct mig_page_ops *page_ops;        /* NULL: pages go as they are */
 	const struct mig_session_ops *session_ops;  /* NULL: nothing to agree on */
 	const struct mig_throttle_ops *throttle_ops; /* NULL: never slowed */
+	const struct mig_postcopy_ops *postcopy_ops; /* NULL: does not hold RAM */
+	/* Why a VM with a device of this class cannot run with pages missing
+	 * (NULL: it can) */
+	const char *no_postcopy;
 	/* Names of the bits of a device's `notes` (things a run reports of it:
 	 * a VFIO device without P2P, or without a DMA log). */
 	const char *const *note_names;

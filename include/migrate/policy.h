@@ -26,7 +26,7 @@ enum conv_mode {
 	CONV_MODE_NONE = 1,           /* rounds only: the timeout or max_rounds end it */
 	CONV_MODE_THROTTLE = 2,       /* slow the vCPUs that dirty faster than the link */
 	CONV_MODE_POSTCOPY = 3,       /* start on the destination, pages fetched on fault */
-	CONV_MODE_AUTO = 4,           /* throttle now; post-copy where it is built */
+	CONV_MODE_AUTO = 4,           /* throttle; a stall's action decides the rest */
 	_CONV_MODE_MAX,
 };
 
@@ -52,6 +52,9 @@ struct conv_params {
 	uint64_t stall_ms;
 	uint64_t stall_bytes;
 	enum conv_stall_action stall_action;  /* 0 = by mode (conv_stall_action_of()) */
+	/* CONV_MODE_POSTCOPY: pre-copy rounds before the switch (0 = 1: the
+	 * bulk copy only) */
+	uint32_t postcopy_after;
 };
 
 #define CONV_DEFAULT_MAX_THROTTLE 99
@@ -101,6 +104,7 @@ enum conv_action {
 	CONV_SWITCHOVER,              /* converged: stop the VM and copy the rest */
 	CONV_FORCE_SWITCHOVER,        /* timeout with action force: switch over regardless */
 	CONV_ABORT,                   /* timeout with action abort: give up, source keeps running */
+	CONV_POSTCOPY,                /* start the VM on the destination, the rest after it */
 	_CONV_ACTION_MAX,
 };
 

@@ -82,7 +82,9 @@ _Static_assert(sizeof(struct mig_handover) == 16, "handover");
 
 struct mig_round_end {
 	uint32_t round;
-	uint32_t final;           /* 1 after the stop-and-copy pages */
+	/* 1 after the stop-and-copy pages; 2 after STOP_COPY's device state
+	 * when the pages left come in post-copy (MIG_ROUND_POSTCOPY) */
+	uint32_t final;
 	uint64_t frames;          /* PAGES frames this stream carried in the round */
 };
 _Static_assert(sizeof(struct mig_round_end) == 16, "round end");
@@ -124,9 +126,40 @@ struct mig_running {
 	/* the guest's finer progress (mig_vm_health.progress): pages it checked
 	 * and stamped, for a working set too big to pass over in the check */
 	uint64_t progress;
-	char msg[448];
+	/* Post-copy, kind 2, once every page is placed: the order-free digest
+	 * of RAM as it arrived (under --verify; mig_pc_digest), the faults its
+	 * vCPUs took and the pages they asked for, the longest any waited,
+	 * and the time from the vCPUs' start to the last page placed. */
+	uint64_t pc_digest[2];
+	uint64_t pc_faults;
+	uint64_t pc_requested;
+	uint64_t pc_worst_stall_us;
+	uint64_t pc_ms;
+	uint64_t pc_pages;        /* pages that came after the start */
+	uint64_t pc_reserved;
+	char msg[384];
 };
 _Static_assert(sizeof(struct mig_running) == 512, "running");
+#define MIG_ROUND_POSTCOPY 2
+
+/* POSTCOPY (docs/protocol.md §6.4): sent in STOP_COPY, before the last
+ * round's device state; `words` little-endian u64 follow, a bit set for
+ * each page that comes only after the destination's vCPUs start. */
+struct mig_postcopy {
+	uint64_t nr_pages;        /* as in SETUP */
+	uint64_t to_come;         /* bits set */
+	uint64_t words;           /* (nr_pages + 63) / 64 */
+};
+_Static_assert(sizeof(struct mig_postcopy) == 24, "postcopy");
+
+/* PAGE_REQUEST: pages vCPUs wait for, first come first */
+#define MIG_PAGE_REQUEST_MAX 64U
+struct mig_page_request {
+	uint32_t count;           /* 1..MIG_PAGE_REQUEST_MAX */
+	uint32_t pad;
+	uint64_t pfn[MIG_PAGE_REQUEST_MAX];
+};
+_Static_assert(sizeof(struct mig_page_request) == 520, "page request");
 
 /* STREAM_HELLO's proof: HMAC-SHA256(secret, label || id || index ||
  * nstreams || nonce || flags), "migratectl-stream" from the source (ack false),

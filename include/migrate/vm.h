@@ -197,6 +197,19 @@ int mig_vm_throttle(struct mig_vm *vm, const uint32_t *pct, unsigned n, struct m
 /* The pages each vCPU has dirtied, cumulative, from the first device whose
  * log tells vCPUs apart; 0 when none does. */
 unsigned mig_vm_dirty_by_vcpu(struct mig_vm *vm, uint64_t *per_vcpu, unsigned n);
+/* Post-copy (postcopy_ops of the device holding RAM; docs/devices.md §14).
+ * check: whether this VM can run with pages missing (every class agrees,
+ * and with probe, the RAM's class finds this host can), or why not. */
+int mig_vm_postcopy_check(struct mig_vm *vm, bool probe, struct mig_error *err);
+int mig_vm_postcopy_begin(struct mig_vm *vm, const uint64_t *present, struct mig_error *err);
+int mig_vm_postcopy_faults(struct mig_vm *vm, struct mig_pc_fault *ret, unsigned max,
+			   int timeout_ms, struct mig_error *err);
+int mig_vm_postcopy_place(struct mig_vm *vm, uint64_t pfn, const void *src, uint64_t n,
+			  struct mig_error *err);
+bool mig_vm_postcopy_present(struct mig_vm *vm, uint64_t pfn);
+void mig_vm_postcopy_stats(struct mig_vm *vm, struct mig_pc_stats *ret);
+int mig_vm_postcopy_complete(struct mig_vm *vm, struct mig_error *err);
+void mig_vm_postcopy_end(struct mig_vm *vm);
 uint64_t mig_vm_pages(const struct mig_vm *vm);
 uint64_t mig_vm_bitmap_words(const struct mig_vm *vm);
 /* What the devices' state will add to the stop-and-copy: what is pending

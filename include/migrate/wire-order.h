@@ -59,7 +59,7 @@ extern const struct mig_wire_layout
 	mig_wl_incoming_reply, mig_wl_outgoing, mig_wl_cancel, mig_wl_migration_info,
 	mig_wl_event, mig_wl_event_device, mig_wl_stream_hello, mig_wl_setup,
 	mig_wl_manifest_entry, mig_wl_round_end, mig_wl_loaded, mig_wl_sums_request,
-	mig_wl_running, mig_wl_pages_hdr, mig_wl_page_ent, mig_wl_device_data,
+	mig_wl_running, mig_wl_postcopy, mig_wl_page_request, mig_wl_pages_hdr, mig_wl_page_ent, mig_wl_device_data,
 	mig_wl_session_entry, mig_wl_vm_described, mig_wl_vm_check, mig_wl_check_reply,
 	mig_wl_check_result, mig_wl_journal_req, mig_wl_journal_reply, mig_wl_journal_rec,
 	mig_wl_fault_plan, mig_wl_fault_report, mig_wl_lv_incoming, mig_wl_lv_incoming_reply,

@@ -20,7 +20,7 @@
  * mig_wire_le() (wire-order.h), so a big-endian host speaks the same bytes. */
 
 #define MIG_WIRE_MAGIC      0x3146474dU   /* "MGF1" as little-endian bytes */
-#define MIG_WIRE_VERSION    15
+#define MIG_WIRE_VERSION    16
 #define MIG_FRAME_MAX       (16U << 20)   /* hard limit on any payload */
 #define MIG_SETUP_MAX       (512U << 10)  /* SETUP: its header and device manifest */
 
@@ -58,6 +58,12 @@ enum mig_frame_type {
 	/* same-host hand-over: struct mig_handover, with the memfd of guest
 	 * RAM attached (SCM_RIGHTS) to its bytes (docs/protocol.md §6.3) */
 	MIG_FRAME_HANDOVER = 47,
+	/* post-copy (docs/protocol.md §6.4): the pages still to come, as a
+	 * bitmap after struct mig_postcopy (source -> destination, control
+	 * stream); and the pages the destination's vCPUs wait for (struct
+	 * mig_page_request, destination -> source, data stream 1) */
+	MIG_FRAME_POSTCOPY = 48,
+	MIG_FRAME_PAGE_REQUEST = 49,
 	_MIG_FRAME_TYPE_END,
 };
 
