@@ -659,6 +659,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	o.conv.max_throttle_pct = req.max_throttle_pct;
 	o.conv.stall_action = (enum conv_stall_action)req.stall_action;
 	o.conv.postcopy_after = req.postcopy_after;
+	o.recover_ms = req.recover_ms;
 	o.conv.stall_ms = req.stall_ms;
 	o.conv.stall_bytes = req.stall_bytes;
 	o.switchover_timeout_ms = req.switchover_timeout_ms;

@@ -45,6 +45,7 @@ struct start_opts {
 	uint64_t stall_ms, stall_bytes;
 	enum conv_stall_action stall_action;   /* 0: by mode */
 	uint32_t postcopy_after;  /* 0: the default (1 round) */
+	uint64_t recover_ms;      /* 0: the default */
 	int verify;   /* -1 default */
 	enum mig_checksum checksum;
 	uint32_t encrypt;         /* enum mig_encrypt */
@@ -88,6 +89,7 @@ static void start_usage(FILE *f)
 	      "          [--converge none|throttle|postcopy|auto] [--max-throttle PCT]\n"
 	      "          [--stall DURATION] [--stall-bytes SIZE]\n"
 	      "          [--stall-action abort|throttle|postcopy] [--postcopy-after ROUNDS]\n"
+	      "          [--recover-window DURATION]\n"
 	      "          [--key-file F] " CLI_SSH_USAGE " [--tunnel]\n"
 	      "  SRC, DST: local | tcp://HOST:PORT | HOST:PORT | unix:///PATH |\n"
 	      "            ssh://[USER@]HOST[:PORT][/PATH]\n", f);
@@ -171,6 +173,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 		{ "stall-bytes", required_argument, NULL, 'B' },
 		{ "stall-action", required_argument, NULL, 'A' },
 		{ "postcopy-after", required_argument, NULL, 'Q' },
+		{ "recover-window", required_argument, NULL, 'R' },
 		{ "handover", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		CLI_SSH_OPTS,
@@ -307,6 +310,11 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 						   "pre-copy rounds from 1 to 64", optarg);
 			o->postcopy_after = (uint32_t)v;
 			break;
+		case 'R':
+			if (parse_duration_ms(optarg, 1000, &o->recover_ms) < 0 || !o->recover_ms)
+				return usage_error("invalid --recover-window '%s': expected a duration "
+						   "such as 60s", optarg);
+			break;
 		case 'k': o->key_file = optarg; break;
 		case 'G': o->copy_storage = true; break;
 		case 'T': o->tunnel = true; break;
@@ -337,7 +345,7 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 			{ 'C', "--checksum" }, { 'S', "--switchover-timeout" },
 			{ 'M', "--converge" }, { 'X', "--max-throttle" }, { 'L', "--stall" },
 			{ 'B', "--stall-bytes" }, { 'A', "--stall-action" },
-			{ 'Q', "--postcopy-after" },
+			{ 'Q', "--postcopy-after" }, { 'R', "--recover-window" },
 		};
 
 		for (size_t i = 0; i < ARRAY_SIZE(engine_only); i++)
@@ -557,6 +565,7 @@ static void print_json(const char *id, const struct mig_event *e,
 		json_u64(&w, "faults", e->postcopy_faults);
 		json_u64(&w, "worst_stall_us", e->postcopy_worst_stall_us);
 		json_u64(&w, "duration_ms", e->postcopy_ms);
+		json_u64(&w, "links_recovered", e->postcopy_breaks);
 		json_obj_end(&w);
 	} else {
 		json_null(&w, "postcopy");
@@ -942,6 +951,7 @@ int cmd_start(int argc, char **argv)
 		.converge = o.converge, .max_throttle_pct = o.max_throttle,
 		.stall_action = o.stall_action, .stall_ms = o.stall_ms, .stall_bytes = o.stall_bytes,
 		.handover = o.handover, .postcopy_after = o.postcopy_after,
+		.recover_ms = o.recover_ms,
 	};
 	so.interrupted = &interrupted;
 	so.check_vm = o.vm && !o.libvirt ? check_vm : NULL;

@@ -42,6 +42,9 @@
 #define PAGE ((uint64_t)MIG_PAGE_SIZE)
 #define POLL_MS 100
 #define IDLE_TIMEOUT_MS 120000
+/* Post-copy broke: how long the destination waits for the source to make
+ * the link again, its vCPUs waiting on their missing pages meanwhile. */
+#define PC_RECOVER_WAIT_MS (10 * 60 * 1000)
 #define HEALTH_CHECK_MS 300
 /* A guest with a working set that has not completed a pass yet gets this
  * long before it is called stuck: on a loaded host its vCPUs may wait for a
@@ -145,6 +148,7 @@ struct dst {
 	uint64_t pc_sum[2];       /* order-free digest, under --verify */
 	uint64_t pc_faults, pc_requested, pc_worst_ns, pc_pages;
 	uint64_t pc_t0;           /* CLOCK_MONOTONIC ns the vCPUs started */
+	uint32_t pc_breaks;       /* links lost and made again */
 	pthread_t pc_thread;
 	bool pc_thread_on;
 	atomic_bool pc_stop;
@@ -227,11 +231,12 @@ static void on_stream(void *ctx, unsigned index, int fd)
 
 /* Accept the control stream and every data stream (the handshake answers,
  * closes and counts impostors) and hand them to the rings. */
-static int accept_streams(struct dst *d)
+static int accept_streams(struct dst *d, uint32_t timeout_ms)
 {
 	struct xport_streams who = { .id = d->o->id, .secret = d->o->secret, .n = d->n,
 				     .on_stream = on_stream, .ctx = d, .cancel = d->o->cancel,
-				     .encrypt = d->o->encrypt, .aeads = d->aead };
+				     .encrypt = d->o->encrypt, .aeads = d->aead,
+				     .timeout_ms = timeout_ms };
 	int fds[MIG_MAX_STREAMS + 1];
 	int r = xport_streams_accept(d->o->listen_fd, &who, fds, &d->rejected, &d->err);
 
@@ -1015,6 +1020,9 @@ static void *pc_fault_main(void *arg)
 	struct xport_ring ring = { 0 };
 	struct xport_chan_tx tx = { .fd = d->st[1].fd, .seq = 1, .aead = d->aead[1] };
 	struct mig_error err = { 0 };
+	/* after a break, first: what was asked for and never came is asked
+	 * again (a vCPU waiting on it does not fault twice) */
+	uint64_t again = d->pc_breaks ? 0 : d->nr_pages;
 	int r;
 
 	pthread_setname_np(pthread_self(), "mig-pcfault");
@@ -1023,12 +1031,21 @@ static void *pc_fault_main(void *arg)
 		struct mig_pc_fault f[MIG_PAGE_REQUEST_MAX];
 		struct mig_page_request q = { 0 };
 		struct xport_op *op;
-		uint64_t now;
-		int n = mig_vm_postcopy_faults(d->vm, f, MIG_PAGE_REQUEST_MAX, POLL_MS, &err);
+		uint64_t now = mig_clock_ns(CLOCK_MONOTONIC);
+		int n = 0;
 
-		if (n <= 0) {
-			r = n;
-			continue;
+		while (again < d->nr_pages && q.count < MIG_PAGE_REQUEST_MAX) {
+			if (__atomic_load_n(&d->pc_asked_ns[again], __ATOMIC_RELAXED) &&
+			    !mig_vm_postcopy_present(d->vm, again))
+				q.pfn[q.count++] = again;
+			again++;
+		}
+		if (!q.count) {
+			n = mig_vm_postcopy_faults(d->vm, f, MIG_PAGE_REQUEST_MAX, POLL_MS, &err);
+			if (n <= 0) {
+				r = n;
+				continue;
+			}
 		}
 		now = mig_clock_ns(CLOCK_MONOTONIC);
 		__atomic_fetch_add(&d->pc_faults, (uint64_t)n, __ATOMIC_RELAXED);
@@ -1087,6 +1104,88 @@ static void pc_thread_stop(struct dst *d)
 }
 
 static int confirm(struct dst *d, struct mig_running *run, const struct mig_vm_health *st0);
+
+/*
+ * Post-copy's link broke.  The vCPUs wait on their missing pages; every
+ * thread and stream of the link goes, and the listener takes new streams
+ * of this migration (the source makes them again) for up to
+ * PC_RECOVER_WAIT_MS.  PC_RESUME tells the source which pages are still
+ * missing and in which round the data streams go on; the fault thread asks
+ * again for what it asked and never got.
+ */
+static int pc_wait_recover(struct dst *d)
+{
+	struct mig_postcopy pc = { .nr_pages = d->nr_pages,
+				   .words = DIV_ROUND_UP(d->nr_pages, 64) };
+	struct mig_error why = d->err;
+	struct mig_buf b = { 0 };
+	uint64_t *missing;
+	char drain[16];
+	int r;
+
+	workers_stop(d);
+	pc_thread_stop(d);
+	for (unsigned k = 0; k <= d->n; k++)
+		if (d->st[k].fd >= 0)
+			shutdown(d->st[k].fd, SHUT_RDWR);
+	xport_ring_exit(&d->ring);
+	for (unsigned k = 0; k <= d->n; k++) {
+		if (d->st[k].fd >= 0)
+			close(d->st[k].fd);
+		d->st[k].fd = d->st[k].rx.fd = d->st[k].tx.fd = -1;
+		d->st[k].tx.busy = false;
+		d->st[k].frames = 0;
+		d->st[k].final = false;
+	}
+	for (unsigned k = 0; k < ARRAY_SIZE(d->aead); k++) {
+		xport_aead_free(d->aead[k]);
+		d->aead[k] = NULL;
+	}
+	d->nstash = 0;
+	while (recv(d->note[0], drain, sizeof(drain), MSG_DONTWAIT) > 0)
+		;
+	pthread_mutex_lock(&d->lock);
+	d->stop = false;
+	mig_error_clear(&d->werr);
+	d->arrived = 0;
+	d->all_final = false;
+	pthread_mutex_unlock(&d->lock);
+	mig_error_clear(&d->err);
+	r = accept_streams(d, PC_RECOVER_WAIT_MS);
+	if (r < 0)
+		return mig_error_prefix(&d->err, "post-copy: the link broke (%s), and the source "
+					"did not make it again within %d min", why.msg,
+					PC_RECOVER_WAIT_MS / 60000);
+	r = xport_ring_init(&d->ring, 8, &d->err);
+	if (r < 0)
+		return r;
+	for (unsigned k = 1; k <= d->n; k++)
+		d->st[k].round = d->round;
+	if (mig_buf_reserve(&b, sizeof(pc) + pc.words * 8) < 0)
+		return mig_error_set(&d->err, -ENOMEM, "out of memory");
+	missing = (uint64_t *)(b.data + sizeof(pc));
+	memset(missing, 0, pc.words * 8);
+	for (uint64_t pfn = 0; pfn < d->nr_pages; pfn++)
+		if (!mig_vm_postcopy_present(d->vm, pfn)) {
+			missing[pfn / 64] |= 1ULL << (pfn % 64);
+			pc.to_come++;
+		}
+	d->pc_breaks++;
+	pc.round = d->round;
+	pc.breaks = d->pc_breaks;
+	mig_wire_le(&mig_wl_postcopy, &pc, 1);
+	memcpy(b.data, &pc, sizeof(pc));
+	mig_wire_le64s(missing, DIV_ROUND_UP(d->nr_pages, 64));
+	r = ctl_send(d, MIG_FRAME_PC_RESUME, b.data, sizeof(pc) + DIV_ROUND_UP(d->nr_pages, 64) * 8);
+	mig_buf_free(&b);
+	if (r < 0)
+		return r;
+	atomic_store(&d->pc_stop, false);
+	if (pthread_create(&d->pc_thread, NULL, pc_fault_main, d) != 0)
+		return mig_error_set(&d->err, -EAGAIN, "post-copy: no thread to read faults");
+	d->pc_thread_on = true;
+	return workers_start(d);
+}
 
 /* Every stream ended post-copy's round: every page must be here now. */
 static int pc_finish(struct dst *d)
@@ -1461,13 +1560,21 @@ int mig_dest_run(const struct mig_in_opts *o, struct mig_vm **ret_vm, struct mig
 	d.phase = MIG_PHASE_SETUP;
 	if (o->status)
 		__atomic_store_n(&o->status->phase, MIG_PHASE_SETUP, __ATOMIC_RELAXED);
-	r = accept_streams(&d);
+	r = accept_streams(&d, 0);
 	if (r >= 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, d.note) < 0)
 		r = mig_error_set(&d.err, -errno, "socketpair: %s", strerror(errno));
 	if (r >= 0)
 		r = xport_ring_init(&d.ring, 8, &d.err);
 	if (r >= 0)
 		r = run_loop(&d);
+	/* Post-copy: a break is waited out, not given up (each side holds a
+	 * half of the VM) */
+	while (r < 0 && d.phase == MIG_PHASE_POSTCOPY && !(o->cancel && atomic_load(o->cancel))) {
+		r = pc_wait_recover(&d);
+		if (r < 0)
+			break;
+		r = run_loop(&d);
+	}
 	if (r < 0 && d.phase < MIG_PHASE_COMMIT && d.ring.ring && d.st[0].fd >= 0) {
 		/* Tell the source why, so it rolls back with a reason, not a
 		 * timeout: first, as the workers may take a moment to stop. */

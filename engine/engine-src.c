@@ -96,6 +96,7 @@ struct tx_worker {
 	struct xport_worker xw;   /* its thread and ring */
 	uint8_t *gather;          /* zstd's private copy of a batch: allocated at first use */
 	bool urgent;              /* sending pages a vCPU waits for: not held to the cap */
+	uint64_t gen0;            /* the job generation its thread starts after */
 #if HAVE_ZSTD
 	ZSTD_CCtx *cctx;
 #endif
@@ -206,6 +207,7 @@ struct src {
 	atomic_bool rq_stop;
 	struct mig_error rq_err;
 	uint64_t pc_sum[2];
+	uint64_t halted_cpu_ms;   /* CPU time of worker threads ended for a recovery */
 };
 
 static void count(uint64_t *c, uint64_t n)
@@ -1076,7 +1078,7 @@ static void tx_worker_main(struct xport_worker *xw)
 {
 	struct tx_worker *w = container_of(xw, struct tx_worker, xw);
 	struct src *s = w->s;
-	uint64_t gen = 0;
+	uint64_t gen = w->gen0;
 
 	for (;;) {
 		bool quit;
@@ -1661,10 +1663,28 @@ static int pc_push_start(struct src *s)
 	char name[16] = "mig-pcreq";
 
 	s->round++;
+	atomic_store(&s->rq_stop, false);
+	s->rq_n = 0;
 	if (xport_worker_start(&s->rq_xw, name, 4, rq_reader_main, &s->err) < 0)
 		return s->err.code;
 	job_start(s, 1, true);
 	return 0;
+}
+
+static int pc_push_end(struct src *s);
+
+/* The rest of post-copy once the push runs: its end, then RUNNING kind 2
+ * once the destination has every page. */
+static int pc_finish(struct src *s, struct mig_frame_hdr *h, struct mig_buf *pl,
+		     struct mig_running *run)
+{
+	int r = pc_push_end(s);
+
+	if (r >= 0)
+		r = ctl_recv(s, h, pl, CONFIRM_TIMEOUT_MS);
+	if (r >= 0)
+		r = expect_running(s, h, pl, 2, run);
+	return r;
 }
 
 /* Pages post-copy has not sent yet. */
@@ -1675,6 +1695,112 @@ static uint64_t pc_left(const struct src *s)
 	for (uint64_t i = 0; s->pc_todo && i < s->words; i++)
 		n += (uint64_t)__builtin_popcountll(s->pc_todo[i]);
 	return n;
+}
+
+/*
+ * Post-copy's link broke: neither half may go.  The workers and the reader
+ * stop, every stream closes; new streams are opened to the same listener
+ * (the destination waits for them) until --recover-window runs out.  The
+ * destination's PC_RESUME says which pages are still missing and in which
+ * round its data streams go on; the push starts again from there.
+ */
+static int pc_recover(struct src *s)
+{
+	uint64_t window = s->o->recover_ms ? s->o->recover_ms : MIG_RECOVER_DEFAULT_MS;
+	uint64_t end = mig_now_ms() + window;
+	struct mig_error why = s->err;
+	struct mig_frame_hdr h;
+	struct mig_buf pl = { 0 };
+	struct mig_postcopy pc;
+	int r;
+
+	__atomic_store_n(&s->stop, true, __ATOMIC_RELAXED);
+	pc_push_end(s);
+	/* every thread and every stream of the broken link goes */
+	pthread_mutex_lock(&s->lock);
+	s->quit = true;
+	pthread_cond_broadcast(&s->go);
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned k = 0; k < s->n; k++) {
+		struct tx_worker *w = &s->w[k];
+
+		if (w->fd >= 0)
+			shutdown(w->fd, SHUT_RDWR);
+		s->halted_cpu_ms += xport_worker_stop(&w->xw);
+		if (w->fd >= 0)
+			close(w->fd);
+		w->fd = -1;
+		/* the round begins again on the new stream */
+		w->frames = 0;
+		w->urgent = false;
+	}
+	if (s->ctl_fd >= 0) {
+		shutdown(s->ctl_fd, SHUT_RDWR);
+		xport_ring_exit(&s->ring);
+		close(s->ctl_fd);
+		s->ctl_fd = -1;
+	}
+	for (unsigned i = 0; i < ARRAY_SIZE(s->aead); i++) {
+		xport_aead_free(s->aead[i]);
+		s->aead[i] = NULL;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->quit = false;
+	s->stop = false;
+	mig_error_clear(&s->werr);
+	pthread_mutex_unlock(&s->lock);
+	s->ctl.busy = false;
+	s->res->postcopy_breaks++;
+	mig_error_clear(&s->err);
+	emit_progress(s, true);
+	for (;;) {
+		r = xport_ring_init(&s->ring, 64, &s->err);
+		if (r >= 0)
+			r = open_streams(s);
+		if (r >= 0)
+			break;
+		xport_ring_exit(&s->ring);
+		if (mig_now_ms() + 1000 > end) {
+			struct mig_error last = s->err;
+
+			mig_error_clear(&s->err);
+			return mig_error_set(&s->err, r, "post-copy: the link broke (%s), and it was "
+					     "not made again within %llu s (--recover-window): %s",
+					     why.msg, (unsigned long long)window / 1000, last.msg);
+		}
+		usleep(1000 * 1000);
+	}
+	r = ctl_recv(s, &h, &pl, REPLY_TIMEOUT_MS);
+	if (r >= 0)
+		r = expect(s, &h, MIG_FRAME_PC_RESUME, sizeof(pc) + s->words * 8);
+	if (r >= 0) {
+		memcpy(&pc, pl.data, sizeof(pc));
+		mig_wire_le(&mig_wl_postcopy, &pc, 1);
+		if (pc.nr_pages != s->nr_pages || pc.words != s->words || !pc.round)
+			r = mig_error_set(&s->err, -EBADMSG, "PC_RESUME for %llu pages, round %u: "
+					  "the VM has %llu pages", (unsigned long long)pc.nr_pages,
+					  pc.round, (unsigned long long)s->nr_pages);
+	}
+	if (r >= 0) {
+		memcpy(s->pc_todo, pl.data + sizeof(pc), s->words * 8);
+		mig_wire_le64s(s->pc_todo, s->words);
+		if (s->nr_pages % 64)
+			s->pc_todo[s->words - 1] &= (1ULL << (s->nr_pages % 64)) - 1;
+		s->round = pc.round - 1;
+		for (unsigned k = 0; k < s->n; k++)
+			s->w[k].gen0 = s->gen;
+		for (unsigned k = 0; r >= 0 && k < s->n; k++) {
+			char name[16];
+
+			snprintf(name, sizeof(name), "mig-tx%u", s->w[k].index);
+			r = xport_worker_start(&s->w[k].xw, name, 4, tx_worker_main, &s->err);
+		}
+	}
+	mig_buf_free(&pl);
+	if (r >= 0)
+		r = pc_push_start(s);
+	return r < 0 ? mig_error_prefix(&s->err, "post-copy, recovering from a break (%s)",
+					 why.msg) : 0;
 }
 
 static int pc_push_end(struct src *s)
@@ -2158,11 +2284,14 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 
 		r = set_phase(&s, MIG_PHASE_POSTCOPY);
 		if (r >= 0)
-			r = pc_push_end(&s);
-		if (r >= 0)
-			r = ctl_recv(&s, &h, &pl, CONFIRM_TIMEOUT_MS);
-		if (r >= 0)
-			r = expect_running(&s, &h, &pl, 2, &run);
+			r = pc_finish(&s, &h, &pl, &run);
+		/* a break: both halves wait, and the link is made again */
+		while (r < 0 && s.phase == MIG_PHASE_POSTCOPY) {
+			r = pc_recover(&s);
+			if (r < 0)
+				break;
+			r = pc_finish(&s, &h, &pl, &run);
+		}
 		if (r < 0) {
 			mig_error_prefix(&s.err, "post-copy, %llu ms after the VM started on the "
 					 "destination", (unsigned long long)(mig_now_ms() - t_pc));
@@ -2328,7 +2457,7 @@ done:
 	report_devices(&s, devs);
 	if (r < 0)
 		str_copy(res->error, sizeof(res->error), s.err.msg);
-	res->src_cpu_ms = workers_stop(&s);
+	res->src_cpu_ms = workers_stop(&s) + s.halted_cpu_ms;
 	res->src_cpu_ms += mig_cpu_ms() - cpu0;
 	if (s.ring.ring) {
 		/* nothing may still point into our buffers */

@@ -492,3 +492,50 @@ Test(fault, a_sealed_frame_sent_twice_is_refused)
 {
 	sealed_damage(CHAOS_NET_DUPLICATE, 0, "replayed");
 }
+
+/* Post-copy through a cut link: the relay resets data stream 1 at the
+ * third page request the destination sends, in post-copy.  Neither half is
+ * given up: the destination's vCPUs wait, the source makes the link again,
+ * the destination says which pages are still missing, and the migration
+ * completes, verified, with the guest running on the destination. */
+Test(fault, postcopy_recovers_from_a_cut_link, .timeout = 180)
+{
+	struct proc_pair t;
+	struct mig_fault_plan p = plan(MIG_FAULT_A_NET, MIG_FAULT_PHASE);
+	struct mig_error err = { 0 };
+	struct run_result r;
+	char args[400];
+	const char *pc;
+
+	pair_up(&t, true);
+	snprintf(args, sizeof(args), "vm create %s --name pv --lab mem=128M,vcpus=2,wss=32M",
+		 t.src);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	strcpy(p.vm, "pv");
+	p.point = 0;
+	p.net_fault = CHAOS_NET_RESET;
+	p.net_stream = 1;
+	p.net_to_source = 1;
+	p.net_frame_type = MIG_FRAME_PAGE_REQUEST;
+	p.net_frame = 3;
+	cr_assert_eq(arm(t.dst, &p, &err), 0, "%s", err.msg);
+	snprintf(args, sizeof(args), "start %s %s --vm pv --json --converge postcopy "
+		 "--max-bandwidth 32M", t.src, t.dst);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "exit %d: %s\n%s", r.status, r.out, r.err);
+	json_expect_str(r.out, "result", "completed");
+	json_expect_str(r.out, "match", "true");
+	pc = strstr(r.out, "\"postcopy\":{");
+	cr_assert_not_null(pc, "%s", r.out);
+	cr_assert_eq(json_num(pc, "links_recovered"), 1, "the link was cut once: %s", r.out);
+	cr_assert_gt(json_num(r.out, "dst_passes_after"), json_num(r.out, "dst_passes_at_start"),
+		     "%s", r.out);
+	snprintf(args, sizeof(args), "vm list %s --json", t.dst);
+	proc_run(args, &r);
+	json_expect_str(strstr(r.out, "\"pv\""), "state", "running");
+	snprintf(args, sizeof(args), "vm list %s --json", t.src);
+	proc_run(args, &r);
+	cr_assert_null(strstr(r.out, "\"pv\""), "the source still has it: %s", r.out);
+	proc_pair_down(&t);
+}

@@ -458,7 +458,8 @@ int xport_streams_accept(int listen_fd, const struct xport_streams *who, int *fd
 			 uint64_t *rejected, struct mig_error *err)
 {
 	struct accepting a = { .who = who, .fds = fds, .rejected = rejected };
-	uint64_t end = mig_now_ms() + ACCEPT_TIMEOUT_MS;
+	uint32_t within = who->timeout_ms ? who->timeout_ms : ACCEPT_TIMEOUT_MS;
+	uint64_t end = mig_now_ms() + within;
 	struct pending pend[PENDING_MAX];
 	unsigned have = 0, npend = 0;
 	int r = 0, fl;
@@ -487,7 +488,7 @@ int xport_streams_accept(int listen_fd, const struct xport_streams *who, int *fd
 		if (now >= end) {
 			r = mig_error_set(err, -ETIMEDOUT, "only %u of %u migration streams "
 					  "connected and authenticated in %d s (%llu refused)", have,
-					  who->n + 1, ACCEPT_TIMEOUT_MS / 1000,
+					  who->n + 1, within / 1000,
 					  (unsigned long long)*rejected);
 			break;
 		}

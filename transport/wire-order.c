@@ -67,7 +67,7 @@ LAYOUT(outgoing, mig_outgoing,
        F(mig_outgoing, switchover_timeout_ms), F(mig_outgoing, encrypt),
        F(mig_outgoing, handover), F(mig_outgoing, converge), F(mig_outgoing, max_throttle_pct),
        F(mig_outgoing, stall_action), F(mig_outgoing, postcopy_after), F(mig_outgoing, stall_ms),
-       F(mig_outgoing, stall_bytes));
+       F(mig_outgoing, stall_bytes), F(mig_outgoing, recover_ms));
 LAYOUT(cancel, mig_cancel, B(mig_cancel, id));
 LAYOUT(migration_info, mig_migration_info,
        B(mig_migration_info, id), B(mig_migration_info, name), B(mig_migration_info, peer),
@@ -105,7 +105,7 @@ LAYOUT(event, mig_event,
        F(mig_event, postcopy), F(mig_event, postcopy_round), F(mig_event, postcopy_pages),
        F(mig_event, postcopy_requested), F(mig_event, postcopy_faults),
        F(mig_event, postcopy_worst_stall_us), F(mig_event, postcopy_ms),
-       F(mig_event, postcopy_served));
+       F(mig_event, postcopy_served), F(mig_event, postcopy_breaks));
 LAYOUT(event_device, mig_event_device, F(mig_event_device, cls), F(mig_event_device, id),
        F(mig_event_device, state), F(mig_event_device, notes), F(mig_event_device, bytes));
 
@@ -136,7 +136,7 @@ LAYOUT(running, mig_running, F(mig_running, kind), F(mig_running, status),
        F(mig_running, pc_ms), F(mig_running, pc_pages), F(mig_running, pc_reserved),
        B(mig_running, msg));
 LAYOUT(postcopy, mig_postcopy, F(mig_postcopy, nr_pages), F(mig_postcopy, to_come),
-       F(mig_postcopy, words));
+       F(mig_postcopy, words), F(mig_postcopy, round), F(mig_postcopy, breaks));
 LAYOUT(page_request, mig_page_request, F(mig_page_request, count), F(mig_page_request, pad),
        A(mig_page_request, pfn));
 LAYOUT(pages_hdr, mig_pages_hdr, F(mig_pages_hdr, count), F(mig_pages_hdr, zero_count),

@@ -76,6 +76,7 @@ static const struct frame_type_info frame_types[_MIG_FRAME_TYPE_END] = {
 	/* a bit per guest page: 16 MiB is a 512 GiB guest */
 	[MIG_FRAME_POSTCOPY]       = { "POSTCOPY",       MIG_FRAME_MAX, 0 },
 	[MIG_FRAME_PAGE_REQUEST]   = { "PAGE_REQUEST",   4 * KiB,       0 },
+	[MIG_FRAME_PC_RESUME]      = { "PC_RESUME",      MIG_FRAME_MAX, 0 },
 };
 
 static const struct frame_type_info *frame_type_info(uint16_t type)

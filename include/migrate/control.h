@@ -293,8 +293,10 @@ struct mig_outgoing {
 	uint32_t postcopy_after;  /* post-copy: pre-copy rounds first (0: default, 1) */
 	uint64_t stall_ms;
 	uint64_t stall_bytes;
+	uint64_t recover_ms;      /* post-copy: reconnect for this long (0: 60 s) */
 };
-_Static_assert(sizeof(struct mig_outgoing) == 336, "outgoing");
+_Static_assert(sizeof(struct mig_outgoing) == 344, "outgoing");
+#define MIG_RECOVER_DEFAULT_MS 60000
 
 /* --handover: hand guest RAM's memfd to a destination on this host instead
  * of copying it (docs/phases.md, "Same-host hand-over") */
@@ -656,8 +658,9 @@ struct mig_event {
 	uint64_t postcopy_worst_stall_us;
 	uint64_t postcopy_ms;
 	uint64_t postcopy_served; /* pages sent as asked for, ahead of the push */
+	uint64_t postcopy_breaks; /* links lost in post-copy and made again */
 };
-_Static_assert(sizeof(struct mig_event) == 1112, "event");
+_Static_assert(sizeof(struct mig_event) == 1120, "event");
 #define MIG_KVM_HALTED_UNKNOWN UINT32_MAX
 
 /* RESULT: after struct mig_event, one per device of the source VM, as the

@@ -35,6 +35,9 @@ struct mig_out_opts {
 	uint64_t switchover_timeout_ms;   /* 0: conv_switchover_timeout_ms() */
 	uint32_t encrypt;         /* enum mig_encrypt: which streams are sealed */
 	uint32_t handover;        /* enum mig_handover_mode */
+	/* Post-copy: how long the source tries to reconnect after the link
+	 * broke (0: MIG_RECOVER_DEFAULT_MS) */
+	uint64_t recover_ms;
 	/* Consulted at every device step, frame and phase change (the chaos
 	 * mode's seam); NULL in production. */
 	mig_fault_fn fault;

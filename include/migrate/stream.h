@@ -144,13 +144,17 @@ _Static_assert(sizeof(struct mig_running) == 512, "running");
 
 /* POSTCOPY (docs/protocol.md §6.4): sent in STOP_COPY, before the last
  * round's device state; `words` little-endian u64 follow, a bit set for
- * each page that comes only after the destination's vCPUs start. */
+ * each page that comes only after the destination's vCPUs start.
+ * PC_RESUME, the same from the destination on new streams after a break:
+ * the pages still missing, and the round the data streams go on with. */
 struct mig_postcopy {
 	uint64_t nr_pages;        /* as in SETUP */
 	uint64_t to_come;         /* bits set */
 	uint64_t words;           /* (nr_pages + 63) / 64 */
+	uint32_t round;           /* PC_RESUME: the data streams' round (POSTCOPY: 0) */
+	uint32_t breaks;          /* PC_RESUME: the links lost so far, this one too */
 };
-_Static_assert(sizeof(struct mig_postcopy) == 24, "postcopy");
+_Static_assert(sizeof(struct mig_postcopy) == 32, "postcopy");
 
 /* PAGE_REQUEST: pages vCPUs wait for, first come first */
 #define MIG_PAGE_REQUEST_MAX 64U
@@ -185,6 +189,8 @@ struct xport_streams {
 	 * stream's keys (NULL for a stream in clear), the caller's to free */
 	uint32_t encrypt;
 	struct xport_aead **aeads;
+	/* destination: how long to wait for them all (0: 30 s) */
+	uint32_t timeout_ms;
 };
 /* A stream's keys, as both ends make them (aead.h): ikm the secret, salt
  * the source's nonce, info "migratectl stream" || id || index; the source

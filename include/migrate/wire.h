@@ -64,6 +64,9 @@ enum mig_frame_type {
 	 * mig_page_request, destination -> source, data stream 1) */
 	MIG_FRAME_POSTCOPY = 48,
 	MIG_FRAME_PAGE_REQUEST = 49,
+	/* post-copy resumed on new streams after a break: struct
+	 * mig_postcopy and the pages still missing (destination -> source) */
+	MIG_FRAME_PC_RESUME = 50,
 	_MIG_FRAME_TYPE_END,
 };
 
