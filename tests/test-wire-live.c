@@ -18,6 +18,7 @@
 #include <migrate/agent.h>
 #include <migrate/engine.h>
 #include <migrate/lab.h>
+#include <migrate/wire-order.h>
 
 #include "lab-fixture.h"
 #include "proc-fixture.h"
@@ -960,4 +961,69 @@ Test(wire_live, idle_connections_do_not_block_the_streams, .timeout = 60)
 	expect_load_refused(&ctl, &l);
 	cr_assert_eq(l.rejected_streams, 3);
 	rig_finish(&g, &ctl, data);
+}
+
+/*
+ * POSTCOPY broken one way at a time: the destination refuses it before
+ * COMMIT, says why, and keeps nothing (the source still owns the VM).
+ */
+enum bad_postcopy { BP_COUNT, BP_PAGES, BP_LENGTH, BP_TWICE, BP_STOP_COPY };
+
+static void bad_postcopy(enum bad_postcopy what, const char *needle)
+{
+	struct rig g;
+	struct xport_conn ctl, data;
+	struct mig_error err = { 0 };
+	struct mig_buf b = { 0 };
+	struct mig_postcopy pc = { .nr_pages = 16384, .to_come = 2, .words = 256 };
+	uint64_t words[256] = { 0 };
+	char text[600];
+
+	rig_up(&g, "target", 1);
+	rig_setup(&g, &ctl, &data);
+	words[9] = 3;              /* pages 576 and 577 still to come */
+	if (what == BP_COUNT)
+		pc.to_come = 3;
+	if (what == BP_PAGES)
+		pc.nr_pages = 16385;
+	mig_wire_le(&mig_wl_postcopy, &pc, 1);
+	mig_wire_le64s(words, 256);
+	cr_assert_eq(mig_buf_append(&b, &pc, sizeof(pc)), 0);
+	cr_assert_eq(mig_buf_append(&b, words, what == BP_LENGTH ? 8 * 255 : sizeof(words)), 0);
+	cr_assert_eq(xport_conn_send(&ctl, MIG_FRAME_POSTCOPY, 0, b.data, b.len, &err), 0, "%s",
+		     err.msg);
+	if (what == BP_TWICE)
+		cr_assert_eq(xport_conn_send(&ctl, MIG_FRAME_POSTCOPY, 0, b.data, b.len, &err), 0,
+			     "%s", err.msg);
+	if (what == BP_STOP_COPY)
+		send_round_end(&data, 0, true, 0);
+	mig_buf_free(&b);
+	expect_abort(&ctl, text, sizeof(text));
+	cr_assert_not_null(strstr(text, needle), "abort reason lacks '%s': %s", needle, text);
+	rig_finish(&g, &ctl, &data);
+}
+
+Test(wire_live, postcopy_count_disagrees_with_its_bitmap, .timeout = 60)
+{
+	bad_postcopy(BP_COUNT, "POSTCOPY says 3 pages are to come, its bitmap 2");
+}
+
+Test(wire_live, postcopy_for_another_guest, .timeout = 60)
+{
+	bad_postcopy(BP_PAGES, "the VM has 16384 pages");
+}
+
+Test(wire_live, postcopy_bitmap_cut_short, .timeout = 60)
+{
+	bad_postcopy(BP_LENGTH, "the VM has 16384 pages");
+}
+
+Test(wire_live, postcopy_twice, .timeout = 60)
+{
+	bad_postcopy(BP_TWICE, "unexpected POSTCOPY frame");
+}
+
+Test(wire_live, postcopy_then_a_stop_and_copy_end, .timeout = 60)
+{
+	bad_postcopy(BP_STOP_COPY, "POSTCOPY came, but the last round ended as a stop-and-copy");
 }
