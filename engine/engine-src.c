@@ -1760,6 +1760,16 @@ static int pc_recover(struct src *s)
 		if (r >= 0)
 			break;
 		xport_ring_exit(&s->ring);
+		/* Refused: nothing listens there any more.  The destination's
+		 * agent died or gave up, and its half of the VM with it. */
+		if (r == -ECONNREFUSED || r == -ENOENT) {
+			struct mig_error last = s->err;
+
+			mig_error_clear(&s->err);
+			return mig_error_set(&s->err, r, "post-copy: the link broke (%s), and the "
+					     "destination's listener is gone (%s): its agent died or "
+					     "gave up its half of the VM", why.msg, last.msg);
+		}
 		if (mig_now_ms() + 1000 > end) {
 			struct mig_error last = s->err;
 

@@ -293,10 +293,10 @@ struct mig_outgoing {
 	uint32_t postcopy_after;  /* post-copy: pre-copy rounds first (0: default, 1) */
 	uint64_t stall_ms;
 	uint64_t stall_bytes;
-	uint64_t recover_ms;      /* post-copy: reconnect for this long (0: 60 s) */
+	uint64_t recover_ms;      /* post-copy: reconnect for this long (0: 10 min) */
 };
 _Static_assert(sizeof(struct mig_outgoing) == 344, "outgoing");
-#define MIG_RECOVER_DEFAULT_MS 60000
+#define MIG_RECOVER_DEFAULT_MS (10 * 60 * 1000)
 
 /* --handover: hand guest RAM's memfd to a destination on this host instead
  * of copying it (docs/phases.md, "Same-host hand-over") */
