@@ -1080,6 +1080,16 @@ static void *pc_fault_main(void *arg)
 	return NULL;
 }
 
+/* Post-copy's readers: the fault thread and the workers. */
+static int pc_threads_start(struct dst *d)
+{
+	atomic_store(&d->pc_stop, false);
+	if (pthread_create(&d->pc_thread, NULL, pc_fault_main, d) != 0)
+		return mig_error_set(&d->err, -EAGAIN, "post-copy: no thread to read faults");
+	d->pc_thread_on = true;
+	return workers_start(d);
+}
+
 /* At COMMIT, before the vCPUs start here with pages missing: the workers
  * read again, placing what comes; the fault thread asks. */
 static int pc_run(struct dst *d)
@@ -1088,10 +1098,7 @@ static int pc_run(struct dst *d)
 	d->all_final = false;
 	pthread_mutex_unlock(&d->lock);
 	d->pc_place = true;
-	if (pthread_create(&d->pc_thread, NULL, pc_fault_main, d) != 0)
-		return mig_error_set(&d->err, -EAGAIN, "post-copy: no thread to read faults");
-	d->pc_thread_on = true;
-	return workers_start(d);
+	return pc_threads_start(d);
 }
 
 static void pc_thread_stop(struct dst *d)
@@ -1180,11 +1187,7 @@ static int pc_wait_recover(struct dst *d)
 	mig_buf_free(&b);
 	if (r < 0)
 		return r;
-	atomic_store(&d->pc_stop, false);
-	if (pthread_create(&d->pc_thread, NULL, pc_fault_main, d) != 0)
-		return mig_error_set(&d->err, -EAGAIN, "post-copy: no thread to read faults");
-	d->pc_thread_on = true;
-	return workers_start(d);
+	return pc_threads_start(d);
 }
 
 /* Every stream ended post-copy's round: every page must be here now. */

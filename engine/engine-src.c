@@ -1154,6 +1154,25 @@ static int run_job(struct src *s, uint32_t final)
 	return job_wait(s);
 }
 
+/* Tell the workers' threads to end (between jobs, or once theirs stops). */
+static void workers_quit(struct src *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->quit = true;
+	pthread_cond_broadcast(&s->go);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* A worker's thread, for the jobs after the current one. */
+static int worker_thread_start(struct tx_worker *w)
+{
+	char name[16];
+
+	w->gen0 = w->s->gen;
+	snprintf(name, sizeof(name), "mig-tx%u", w->index);
+	return xport_worker_start(&w->xw, name, 4, tx_worker_main, &w->s->err);
+}
+
 static int workers_start(struct src *s)
 {
 	int level = s->o->compress.level ? s->o->compress.level : 1;
@@ -1162,7 +1181,6 @@ static int workers_start(struct src *s)
 						    codec_stream_bytes(level));
 	for (unsigned k = 0; k < s->n; k++) {
 		struct tx_worker *w = &s->w[k];
-		char name[16];
 
 		for (int i = 0; i < 2; i++) {
 			w->slot[i].cap = SLOT_META_CAP;
@@ -1170,8 +1188,7 @@ static int workers_start(struct src *s)
 			if (!w->slot[i].buf)
 				return mig_error_set(&s->err, -ENOMEM, "out of memory");
 		}
-		snprintf(name, sizeof(name), "mig-tx%u", w->index);
-		if (xport_worker_start(&w->xw, name, 4, tx_worker_main, &s->err) < 0)
+		if (worker_thread_start(w) < 0)
 			return s->err.code;
 	}
 	return 0;
@@ -1184,10 +1201,7 @@ static uint64_t workers_stop(struct src *s)
 
 	if (!s->w)
 		return 0;
-	pthread_mutex_lock(&s->lock);
-	s->quit = true;
-	pthread_cond_broadcast(&s->go);
-	pthread_mutex_unlock(&s->lock);
+	workers_quit(s);
 	for (unsigned k = 0; k < s->n; k++) {
 		struct tx_worker *w = &s->w[k];
 
@@ -1717,10 +1731,7 @@ static int pc_recover(struct src *s)
 	__atomic_store_n(&s->stop, true, __ATOMIC_RELAXED);
 	pc_push_end(s);
 	/* every thread and every stream of the broken link goes */
-	pthread_mutex_lock(&s->lock);
-	s->quit = true;
-	pthread_cond_broadcast(&s->go);
-	pthread_mutex_unlock(&s->lock);
+	workers_quit(s);
 	for (unsigned k = 0; k < s->n; k++) {
 		struct tx_worker *w = &s->w[k];
 
@@ -1797,14 +1808,8 @@ static int pc_recover(struct src *s)
 		if (s->nr_pages % 64)
 			s->pc_todo[s->words - 1] &= (1ULL << (s->nr_pages % 64)) - 1;
 		s->round = pc.round - 1;
-		for (unsigned k = 0; k < s->n; k++)
-			s->w[k].gen0 = s->gen;
-		for (unsigned k = 0; r >= 0 && k < s->n; k++) {
-			char name[16];
-
-			snprintf(name, sizeof(name), "mig-tx%u", s->w[k].index);
-			r = xport_worker_start(&s->w[k].xw, name, 4, tx_worker_main, &s->err);
-		}
+		for (unsigned k = 0; r >= 0 && k < s->n; k++)
+			r = worker_thread_start(&s->w[k]);
 	}
 	mig_buf_free(&pl);
 	if (r >= 0)
