@@ -185,6 +185,7 @@ struct src {
 	 * last throttle change and at the last event, and how much of it
 	 * came while nothing throttled it. */
 	struct conv_state cs;
+	struct conv_params conv;  /* the options', and whether the VM can go post-copy */
 	unsigned nthr;
 	uint32_t *vpct;
 	uint64_t *vdirty;
@@ -1611,7 +1612,7 @@ static int do_precopy(struct src *s)
 		cr.prev_dirty_pages = s->round_pages;
 		cr.device_bytes = mig_vm_state_estimate(s->vm);
 		cr.throttle_pct = s->cs.throttle_pct;
-		conv_policy_step(&s->o->conv, &cr, &s->cs, &d);
+		conv_policy_step(&s->conv, &cr, &s->cs, &d);
 		s->remaining = d.remaining_bytes;
 		s->dirty_rate = d.dirty_rate_bps;
 		s->expected_dt = d.expected_downtime_ms;
@@ -2088,6 +2089,9 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	if (r >= 0 && (o->conv.mode == CONV_MODE_POSTCOPY ||
 		       o->conv.stall_action == CONV_STALL_POSTCOPY))
 		r = mig_vm_postcopy_check(vm, false, &s.err);
+	/* auto goes post-copy on a stall where the VM can (its classes say) */
+	s.conv = o->conv;
+	s.conv.postcopy_ok = r >= 0 && mig_vm_postcopy_check(vm, false, NULL) >= 0;
 	if (r >= 0)
 		r = do_setup(&s);
 	if (r < 0)

@@ -84,7 +84,11 @@ enum conv_stall_action conv_stall_action_of(const struct conv_params *p)
 {
 	if (p && p->stall_action > CONV_STALL_INVALID && p->stall_action < _CONV_STALL_ACTION_MAX)
 		return p->stall_action;
-	/* Throttling can still be raised; rounds alone cannot do more. */
+	/* auto: a migration the throttle did not make converge finishes in
+	 * post-copy where the VM can; else throttling can still be raised;
+	 * rounds alone cannot do more. */
+	if (p && p->mode == CONV_MODE_AUTO && p->postcopy_ok)
+		return CONV_STALL_POSTCOPY;
 	if (p && (p->mode == CONV_MODE_THROTTLE || p->mode == CONV_MODE_AUTO))
 		return CONV_STALL_THROTTLE;
 	return CONV_STALL_ABORT;

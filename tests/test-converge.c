@@ -626,7 +626,8 @@ Test(converge, a_stall_takes_its_action_once)
 }
 
 /* A stall with action postcopy switches, as does post-copy's own mode once
- * its pre-copy rounds are done; one that fits never needs it. */
+ * its pre-copy rounds are done, and auto's stall where the VM can; one
+ * that fits never needs it. */
 Test(converge, post_copy_switches_after_its_rounds_or_on_a_stall)
 {
 	struct conv_params p;
@@ -664,6 +665,19 @@ Test(converge, post_copy_switches_after_its_rounds_or_on_a_stall)
 	cr_assert_eq(d.stall, CONV_STALL_POSTCOPY);
 	cr_assert_not_null(strstr(d.reason, "post-copy"), "%s", d.reason);
 	cr_assert_str_eq(conv_action_to_string(CONV_POSTCOPY), "postcopy");
+
+	/* auto: a stall switches to post-copy where the VM can, else throttles
+	 * as hard as it may */
+	conv_params_default(&p);
+	p.mode = CONV_MODE_AUTO;
+	p.stall_ms = 10000;
+	for (int ok = 0; ok < 2; ok++) {
+		memset(&st, 0, sizeof(st));
+		p.postcopy_ok = ok;
+		stall_run(&p, &st, &d, 20, 4000);
+		cr_assert_eq(d.stall, ok ? CONV_STALL_POSTCOPY : CONV_STALL_THROTTLE, "%d", ok);
+		cr_assert_eq(d.action, ok ? CONV_POSTCOPY : CONV_CONTINUE, "%d: %s", ok, d.reason);
+	}
 }
 
 /* ---- per-vCPU dirty limits (ring mode) ---- */

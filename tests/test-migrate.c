@@ -942,6 +942,23 @@ Test(migrate, converge_postcopy_finishes_it, .timeout = 120)
 		     "%s", r.out);
 }
 
+/* auto: a throttle too weak to make it converge (at most 10 %) stalls, and
+ * the stall switches to post-copy, which finishes it. */
+Test(migrate, converge_auto_goes_postcopy_on_a_stall, .timeout = 120)
+{
+	struct run_result r;
+	char args[512];
+
+	snprintf(args, sizeof(args), NONCONV " --max-throttle 10 --stall 3s", "", "auto");
+	proc_run(args, &r);
+	expect_completed(&r, "--converge auto, stalled");
+	json_expect_str(r.out, "mode", "auto");
+	json_expect_str(r.out, "action", "postcopy");
+	cr_assert_geq(json_num(r.out, "after_ms"), 3000, "%s", r.out);
+	cr_assert_not_null(strstr(r.out, "\"postcopy\":{"), "%s", r.out);
+	cr_assert_not_null(strstr(r.out, "\"name\":\"postcopy\""), "%s", r.out);
+}
+
 /* The destination dies while post-copy brings the last pages: the VM is
  * lost (its vCPUs ran there).  The source finds nothing listens there any
  * more, says so with exit 3 without waiting out its --recover-window, and

@@ -26,7 +26,7 @@ enum conv_mode {
 	CONV_MODE_NONE = 1,           /* rounds only: the timeout or max_rounds end it */
 	CONV_MODE_THROTTLE = 2,       /* slow the vCPUs that dirty faster than the link */
 	CONV_MODE_POSTCOPY = 3,       /* start on the destination, pages fetched on fault */
-	CONV_MODE_AUTO = 4,           /* throttle; a stall's action decides the rest */
+	CONV_MODE_AUTO = 4,           /* throttle; stalled anyway, post-copy where the VM can */
 	_CONV_MODE_MAX,
 };
 
@@ -55,6 +55,9 @@ struct conv_params {
 	/* CONV_MODE_POSTCOPY: pre-copy rounds before the switch (0 = 1: the
 	 * bulk copy only) */
 	uint32_t postcopy_after;
+	/* The VM can run with pages missing (the engine's finding): a stall
+	 * under CONV_MODE_AUTO then switches to post-copy. */
+	bool postcopy_ok;
 };
 
 #define CONV_DEFAULT_MAX_THROTTLE 99
