@@ -28,6 +28,7 @@ struct agent_vm {
 	char held_peer[128];
 	char held_why[256];
 	uint32_t held_phase;
+	bool held_pc_dst;         /* the destination's half of a post-copy: it never runs alone */
 };
 
 /* A migration this agent takes part in, as the source or the destination. */

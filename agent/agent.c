@@ -401,6 +401,7 @@ static void *incoming_thread(void *arg)
 		str_copy(in->slot->held_peer, sizeof(in->slot->held_peer), peer);
 		str_copy(in->slot->held_why, sizeof(in->slot->held_why), err.msg);
 		in->slot->held_phase = MIG_PHASE_POSTCOPY;
+		in->slot->held_pc_dst = true;
 	}
 	in->slot->busy = false;
 	if (r < 0 && !vm)
@@ -745,6 +746,12 @@ static int op_vm_resolve(struct session *s, const uint8_t *body)
 		uuid_unparse_lower(v->held_by, want);
 		r = -EINVAL;
 		snprintf(msg, sizeof(msg), "VM %s is held by migration %s, not %s", req.name, want,
+			 got);
+	} else if (req.action == MIG_RESOLVE_RESUME && v->held_pc_dst) {
+		r = -EPERM;
+		snprintf(msg, sizeof(msg), "VM %s is the destination's half of post-copy migration "
+			 "%s: the pages it lacks are on the source, so it cannot run here; discard it "
+			 "(the source's half resumes the guest as it was at the switch)", req.name,
 			 got);
 	} else if (req.action == MIG_RESOLVE_DISCARD) {
 		vm = v->vm;

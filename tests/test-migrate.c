@@ -1011,6 +1011,70 @@ Test(migrate, destination_killed_during_postcopy, .timeout = 180)
 	rmdir(dir);
 }
 
+/* The source agent dies in post-copy: the destination's half waits for the
+ * link.  Called off there, it is held; it refuses to run alone, and an
+ * operator discards it. */
+Test(migrate, source_killed_during_postcopy, .timeout = 180)
+{
+	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], eb[128], args[512], id[40] = "";
+	char path[160], log[16384];
+	struct run_result r;
+	const char *p;
+	pid_t a, b, mig;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
+	a = proc_agent(ea, NULL);
+	proc_wait_agent(ea, NULL);
+	snprintf(args, sizeof(args), "vm create %s --name victim --lab mem=160M,vcpus=2,wss=128M",
+		 ea);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	snprintf(eb, sizeof(eb), "unix://%s/b.sock", dir);
+	b = proc_agent(eb, NULL);
+	proc_wait_agent(eb, NULL);
+	snprintf(args, sizeof(args), "start %s %s --vm victim --converge postcopy "
+		 "--max-bandwidth 16M", ea, eb);
+	mig = start_background(dir, args);
+	wait_phase(dir, "commit => postcopy", 500);
+	snprintf(path, sizeof(path), "%s/err", dir);
+	proc_slurp(path, log, sizeof(log));
+	p = strstr(log, "migration ");
+	cr_assert_not_null(p, "%s", log);
+	memcpy(id, p + 10, 36);
+	/* start first (it would wait for the lost source), then the source */
+	proc_stop(mig);
+	proc_stop(a);
+
+	snprintf(args, sizeof(args), "cancel %s %s", eb, id);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s %s", r.out, r.err);
+	snprintf(args, sizeof(args), "vm list %s --json", eb);
+	for (int i = 0; i < 150; i++) {
+		proc_run(args, &r);
+		if (strstr(r.out, "\"held\""))
+			break;
+		usleep(100000);
+	}
+	json_expect_str(r.out, "state", "held");
+	json_expect_str(r.out, "held_by", id);
+	snprintf(args, sizeof(args), "vm resume %s victim --migration %s", eb, id);
+	proc_run(args, &r);
+	cr_assert_neq(r.status, 0, "the destination's half resumed alone: %s", r.out);
+	cr_assert_not_null(strstr(r.err, "cannot run here"), "%s", r.err);
+	snprintf(args, sizeof(args), "vm discard %s victim --migration %s", eb, id);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	snprintf(args, sizeof(args), "vm list %s --json", eb);
+	proc_run(args, &r);
+	cr_assert_null(strstr(r.out, "victim"), "%s", r.out);
+	proc_stop(b);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/out", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 /* The passes of VM `name` in a `vm list --json` answer. */
 static double vm_passes(const char *list, const char *name)
 {
