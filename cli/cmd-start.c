@@ -566,6 +566,7 @@ static void print_json(const char *id, const struct mig_event *e,
 		json_u64(&w, "worst_stall_us", e->postcopy_worst_stall_us);
 		json_u64(&w, "duration_ms", e->postcopy_ms);
 		json_u64(&w, "links_recovered", e->postcopy_breaks);
+		json_u64(&w, "guest_rate", e->postcopy_guest_rate);
 		json_obj_end(&w);
 	} else {
 		json_null(&w, "postcopy");
@@ -769,12 +770,14 @@ static void print_convergence(const struct mig_event *res)
 		       res->stall_ms / 1e3, conv_stall_action_to_string(res->stall_action) ?: "?");
 	if (res->postcopy)
 		printf("  post-copy after %u pre-copy round%s: %llu pages came after the start in "
-		       "%.2f s; the vCPUs asked for %llu (%llu faults), the longest wait %.1f ms\n",
+		       "%.2f s; the vCPUs asked for %llu (%llu faults), the longest wait %.1f ms; "
+		       "the guest made %llu units/s of progress meanwhile\n",
 		       res->postcopy_round, res->postcopy_round == 1 ? "" : "s",
 		       (unsigned long long)res->postcopy_pages, res->postcopy_ms / 1e3,
 		       (unsigned long long)res->postcopy_requested,
 		       (unsigned long long)res->postcopy_faults,
-		       res->postcopy_worst_stall_us / 1e3);
+		       res->postcopy_worst_stall_us / 1e3,
+		       (unsigned long long)res->postcopy_guest_rate);
 }
 
 static void print_progress(const char *id, const struct mig_event *e, bool tty, uint32_t *last_phase)

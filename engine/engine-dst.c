@@ -1217,6 +1217,7 @@ static int pc_finish(struct dst *d)
 	/* the health check counts from now: the guest must go on with all
 	 * of its RAM here */
 	d->vm->ops->health(d->vm, &st);
+	d->pc_run.pc_progress = st.progress;
 	return confirm(d, &d->pc_run, &st);
 }
 

@@ -58,6 +58,9 @@
 #define CLAIM_WORDS 32
 /* What one device may add to a PRECOPY round of its pre-copy data. */
 #define DEVICE_PRECOPY_BUDGET (8ULL << 20)
+/* Post-copy: the pages after one asked for that go with it, if still to
+ * come (QEMU's postcopy pre-fault window is the same idea). */
+#define PC_READAHEAD 31
 
 /* One frame being built or sent. */
 struct tx_slot {
@@ -96,6 +99,7 @@ struct tx_worker {
 	struct xport_worker xw;   /* its thread and ring */
 	uint8_t *gather;          /* zstd's private copy of a batch: allocated at first use */
 	bool urgent;              /* sending pages a vCPU waits for: not held to the cap */
+	bool paced;               /* post-copy's push: its room under the cap taken first */
 	uint64_t gen0;            /* the job generation its thread starts after */
 #if HAVE_ZSTD
 	ZSTD_CCtx *cctx;
@@ -459,6 +463,29 @@ static bool throttle(struct src *s, uint64_t bytes)
 	return !stopping(s);
 }
 
+/* Post-copy: room under the cap for `bytes`, taken if there is some now
+ * (the sender is not ahead of the cap); or bytes counted against it
+ * whatever (`force`: pages a vCPU waits for). */
+static bool bw_take(struct src *s, uint64_t bytes, bool force)
+{
+	uint64_t cap = s->o->conv.max_bandwidth_bps, now;
+	bool ok;
+
+	if (!cap)
+		return true;
+	pthread_mutex_lock(&s->bw_lock);
+	now = mig_now_ms();
+	if (!s->bw_t0_ms || now - s->bw_t0_ms > 1000) {
+		s->bw_t0_ms = now;
+		s->bw_bytes = 0;
+	}
+	ok = force || s->bw_bytes <= (now - s->bw_t0_ms) * cap / 1000;
+	if (ok)
+		s->bw_bytes += bytes;
+	pthread_mutex_unlock(&s->bw_lock);
+	return ok;
+}
+
 /* Fill a slot's op for its sealed header followed by iov[0..n). */
 static void slot_op(struct tx_slot *t, int fd, const struct iovec *iov, int n)
 {
@@ -738,7 +765,9 @@ static int tx_submit(struct tx_worker *w, struct tx_slot *t, const struct iovec 
 						      .stream = w->index, .seq = w->seq }, &w->err);
 	if (r < 0)
 		return r;
-	if (!w->urgent && !throttle(w->s, t->op.total))
+	if (w->urgent)
+		bw_take(w->s, t->op.total, true);
+	else if (!w->paced && !throttle(w->s, t->op.total))
 		return stop_error(w);
 	count(&w->s->res->wire_bytes, t->op.total);
 	return xport_ring_submit(&w->xw.ring, &t->op, &w->err);
@@ -975,28 +1004,65 @@ static int serve_requests(struct tx_worker *w)
 {
 	struct src *s = w->s;
 	uint64_t pfns[SEND_BATCH_PAGES];
-	unsigned n;
 	int r;
 
 	for (;;) {
+		unsigned n = 0, asked = 0;
+
+		/* each page asked for, and those after it still to come: a guest
+		 * that faults on a page mostly goes on to the next ones */
 		pthread_mutex_lock(&s->rq_lock);
-		n = s->rq_n < SEND_BATCH_PAGES ? s->rq_n : SEND_BATCH_PAGES;
-		memcpy(pfns, s->rq, n * sizeof(pfns[0]));
-		memmove(s->rq, s->rq + n, (s->rq_n - n) * sizeof(s->rq[0]));
-		s->rq_n -= n;
+		while (asked < s->rq_n && n + 1 + PC_READAHEAD <= SEND_BATCH_PAGES) {
+			uint64_t pfn = s->rq[asked++];
+
+			__atomic_fetch_and(&s->pc_todo[pfn / 64], ~(1ULL << (pfn % 64)),
+					   __ATOMIC_RELAXED);
+			pfns[n++] = pfn;
+			for (unsigned k = 1; k <= PC_READAHEAD && pfn + k < s->nr_pages; k++) {
+				uint64_t p = pfn + k, bit = 1ULL << (p % 64);
+
+				if (!(__atomic_fetch_and(&s->pc_todo[p / 64], ~bit,
+							 __ATOMIC_RELAXED) & bit))
+					break;
+				pfns[n++] = p;
+			}
+		}
+		memmove(s->rq, s->rq + asked, (s->rq_n - asked) * sizeof(s->rq[0]));
+		s->rq_n -= asked;
 		pthread_mutex_unlock(&s->rq_lock);
 		if (!n)
 			return 0;
-		for (unsigned i = 0; i < n; i++)
-			__atomic_fetch_and(&s->pc_todo[pfns[i] / 64], ~(1ULL << (pfns[i] % 64)),
-					   __ATOMIC_RELAXED);
 		w->urgent = true;
-		count(&s->res->postcopy_served, n);
+		count(&s->res->postcopy_served, asked);
 		r = send_batch(w, pfns, n);
 		w->urgent = false;
 		if (r < 0)
 			return r;
 	}
+}
+
+/* Post-copy's push keeps to the cap without sleeping through a request:
+ * it waits for room in 1 ms slices, serving what is asked meanwhile, then
+ * sends its batch of n pages. */
+static int pc_push_batch(struct tx_worker *w, const uint64_t *pfns, unsigned n)
+{
+	struct src *s = w->s;
+	int r;
+
+	for (;;) {
+		r = serve_requests(w);
+		if (r < 0)
+			return r;
+		if (bw_take(s, (uint64_t)n * PAGE, false))
+			break;
+		if (stopping(s))
+			return stop_error(w);
+		usleep(1000);
+	}
+	w->paced = true;
+	r = send_batch(w, pfns, n);
+	w->paced = false;
+	return r;
 }
 
 /* Whether this job still sends pfn: always, but in post-copy's push only
@@ -1043,9 +1109,7 @@ static int tx_job(struct tx_worker *w)
 				pfns[n++] = pfn;
 				if (n < SEND_BATCH_PAGES)
 					continue;
-				if (s->job_pc && (r = serve_requests(w)) < 0)
-					return r;
-				r = send_batch(w, pfns, n);
+				r = s->job_pc ? pc_push_batch(w, pfns, n) : send_batch(w, pfns, n);
 				if (r < 0)
 					return r;
 				n = 0;
@@ -1057,7 +1121,7 @@ static int tx_job(struct tx_worker *w)
 	if (s->job_pc && (r = serve_requests(w)) < 0)
 		return r;
 	if (n) {
-		r = send_batch(w, pfns, n);
+		r = s->job_pc ? pc_push_batch(w, pfns, n) : send_batch(w, pfns, n);
 		if (r < 0)
 			return r;
 	}
@@ -2321,6 +2385,9 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		res->postcopy_worst_stall_us = run.pc_worst_stall_us;
 		res->postcopy_ms = run.pc_ms;
 		res->postcopy_pages = run.pc_pages;
+		if (run.pc_ms && run.pc_progress >= progress_before)
+			res->postcopy_guest_rate = (run.pc_progress - progress_before) * 1000 /
+						   run.pc_ms;
 		res->dst_passes_after = run.passes;
 		res->dst_errors = run.errors;
 		res->owner = MIG_OWNER_DESTINATION;

@@ -105,7 +105,8 @@ LAYOUT(event, mig_event,
        F(mig_event, postcopy), F(mig_event, postcopy_round), F(mig_event, postcopy_pages),
        F(mig_event, postcopy_requested), F(mig_event, postcopy_faults),
        F(mig_event, postcopy_worst_stall_us), F(mig_event, postcopy_ms),
-       F(mig_event, postcopy_served), F(mig_event, postcopy_breaks));
+       F(mig_event, postcopy_served), F(mig_event, postcopy_breaks),
+       F(mig_event, postcopy_guest_rate));
 LAYOUT(event_device, mig_event_device, F(mig_event_device, cls), F(mig_event_device, id),
        F(mig_event_device, state), F(mig_event_device, notes), F(mig_event_device, bytes));
 
@@ -133,7 +134,7 @@ LAYOUT(running, mig_running, F(mig_running, kind), F(mig_running, status),
        F(mig_running, cpu_ms), F(mig_running, since_start_ns),
        F(mig_running, since_commit_ns), F(mig_running, progress), A(mig_running, pc_digest),
        F(mig_running, pc_faults), F(mig_running, pc_requested), F(mig_running, pc_worst_stall_us),
-       F(mig_running, pc_ms), F(mig_running, pc_pages), F(mig_running, pc_reserved),
+       F(mig_running, pc_ms), F(mig_running, pc_pages), F(mig_running, pc_progress),
        B(mig_running, msg));
 LAYOUT(postcopy, mig_postcopy, F(mig_postcopy, nr_pages), F(mig_postcopy, to_come),
        F(mig_postcopy, words), F(mig_postcopy, round), F(mig_postcopy, breaks));

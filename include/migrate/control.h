@@ -659,8 +659,9 @@ struct mig_event {
 	uint64_t postcopy_ms;
 	uint64_t postcopy_served; /* pages sent as asked for, ahead of the push */
 	uint64_t postcopy_breaks; /* links lost in post-copy and made again */
+	uint64_t postcopy_guest_rate; /* the guest's progress per second meanwhile */
 };
-_Static_assert(sizeof(struct mig_event) == 1120, "event");
+_Static_assert(sizeof(struct mig_event) == 1128, "event");
 #define MIG_KVM_HALTED_UNKNOWN UINT32_MAX
 
 /* RESULT: after struct mig_event, one per device of the source VM, as the

@@ -136,7 +136,7 @@ struct mig_running {
 	uint64_t pc_worst_stall_us;
 	uint64_t pc_ms;
 	uint64_t pc_pages;        /* pages that came after the start */
-	uint64_t pc_reserved;
+	uint64_t pc_progress;     /* the guest's progress (health) when the last page came */
 	char msg[384];
 };
 _Static_assert(sizeof(struct mig_running) == 512, "running");
