@@ -35,17 +35,18 @@ When each post-copy row switches: --postcopy-after N is meant for both.
 QEMU's switch is the script's migrate-start-postcopy once the source's
 dirty-sync-count reaches N (query-migrate polled every 0.1 s). QEMU syncs
 the dirty log once at setup, before any page went (count 1), and again at
-the end of each pass over RAM (once less than bandwidth x downtime-limit of
-the pass is left): N means after N - 1 full passes. Ours is the engine's
-own decision: `start --postcopy-after R` switches once R pre-copy rounds
-are done, the bulk copy (round 0, the one full pass over RAM) counted
-first; so ours gets R = N - 1. The default N = 2 is, on both sides, "after
-the first full pass" (QEMU at dirty-sync-count 2; ours R = 1, start's own
-default). N = 1 (QEMU switches before its first pass is over) has no equal
-on our side, which sends the bulk copy first: ours then runs with R = 1,
-and the result says so (postcopy_after_note); above 65, R stays at start's
-64. Neither side switches when what is left already fits the downtime
-limit: both then finish with an ordinary stop-and-copy.
+the end of each pass over RAM (once less than the measured bandwidth x
+downtime-limit of the pass is left): N means after N - 1 full passes.
+Ours is the engine's own decision: `start --postcopy-after R` switches
+once R pre-copy rounds are done, the bulk copy (round 0, the one full pass
+over RAM) counted first; so ours gets R = N - 1. The default N = 2 is, on
+both sides, "after the first full pass" (QEMU at dirty-sync-count 2; ours
+R = 1, start's own default). N = 1 (QEMU switches before its first pass
+is over) has no equal on our side, which sends the bulk copy first: ours
+then runs with R = 1, and the result says so (postcopy_after_note); above
+65, R stays at start's 64. Neither side switches when what is left
+already fits the downtime limit: both then finish with an ordinary
+stop-and-copy.
 
 QEMU's guest is bench/converge-guest.S, assembled here (gcc, ld): a -bios
 image that takes every vCPU to paged CPL3 code (the only code PVM runs
