@@ -15,8 +15,8 @@ downtime limit --downtime-limit (300 ms), on loopback. Each kind, once per
                  expected to give up at --timeout
   ours-throttle  the same with --converge throttle   } once `migratectl start
   ours-postcopy  the same with --converge postcopy   } --help` lists the
-  ours-auto      the same with --converge auto       } option; until then,
-                                                       or while start says
+                 and --postcopy-after (below)        } option; until then,
+  ours-auto      the same with --converge auto       } or while start says
                                                        the mode is "not
                                                        available yet",
                                                        "pending"
@@ -31,6 +31,23 @@ downtime limit --downtime-limit (300 ms), on loopback. Each kind, once per
                       dirty-sync-count reaches --postcopy-after (2: after
                       the first full pass over RAM)
 
+When each post-copy row switches: --postcopy-after N is meant for both.
+QEMU's switch is the script's migrate-start-postcopy once the source's
+dirty-sync-count reaches N (query-migrate polled every 0.1 s). QEMU syncs
+the dirty log once at setup, before any page went (count 1), and again at
+the end of each pass over RAM (once less than the measured bandwidth x
+downtime-limit of the pass is left): N means after N - 1 full passes.
+Ours is the engine's own decision: `start --postcopy-after R` switches
+once R pre-copy rounds are done, the bulk copy (round 0, the one full pass
+over RAM) counted first; so ours gets R = N - 1. The default N = 2 is, on
+both sides, "after the first full pass" (QEMU at dirty-sync-count 2; ours
+R = 1, start's own default). N = 1 (QEMU switches before its first pass
+is over) has no equal on our side, which sends the bulk copy first: ours
+then runs with R = 1, and the result says so (postcopy_after_note); above
+65, R stays at start's 64. Neither side switches when what is left
+already fits the downtime limit: both then finish with an ordinary
+stop-and-copy.
+
 QEMU's guest is bench/converge-guest.S, assembled here (gcc, ld): a -bios
 image that takes every vCPU to paged CPL3 code (the only code PVM runs
 natively), where vCPU i writes one word into each 4 KiB page of its share
@@ -44,20 +61,40 @@ during it (on the source, or the destination once post-copy runs), and at
 its end (on the destination when it completed).
 
 Columns: total and downtime (QEMU's total-time and downtime; our total_ms
-and downtime_ms), bytes sent (ram.transferred; our ram.wire_bytes), the
-guest's passes per second before and during the migration and their
-ratio, the worst stall a vCPU saw during the migration (the guest's own
-log for QEMU; post-copy's postcopy-vcpu-blocktime too, QEMU's total time
-each vCPU waited for pages), and the highest throttle QEMU applied.
+and downtime_ms, post-copy included on both sides), bytes sent
+(ram.transferred; our ram.wire_bytes), the guest's passes per second
+before and during the migration and their ratio (ours: the summary's
+convergence.guest_rate, which covers PRECOPY on the source only, so for
+ours-postcopy it leaves the post-copy part out and is marked
+"(pre-copy)"), the worst stall a vCPU saw during the migration, the
+highest throttle applied, and post-copy's figures. The worst stall is not
+measured the same way on both sides. QEMU's is the guest's own log: the
+longest gap between two of its stores, whatever caused it (the
+stop-and-copy, a page fetched, the host's scheduler); QEMU 7.2 has no
+longest single wait for a page, only postcopy-vcpu-blocktime, the total
+time each vCPU waited, shown next to it. Ours, for post-copy, is
+convergence.postcopy.worst_stall_us, the longest one fault of any vCPU
+waited from its request to its page placed on the destination, marked
+"(longest page wait)": it leaves out the downtime and anything outside a
+fault. Post-copy's column: when it started (s into the migration; ours
+the "postcopy" phase's start, QEMU's when the script issued
+migrate-start-postcopy), for how long (ours convergence.postcopy
+.duration_ms, from the start to the last page; QEMU's from
+migrate-start-postcopy until the script saw "completed"), and the pages
+asked for (ours pages_requested, and how many of them went ahead of the
+background push, pages_served_first; QEMU's ram.postcopy-requests).
 
 Usage: bench/converge.py [--mem SIZE] [--vcpus N] [--wss SIZE]
                          [--bandwidth SIZE] [--downtime-limit MS]
                          [--kinds LIST] [--repeat N] [--timeout S]
                          [--postcopy-after N] [--max-throttle PCT]
                          [--sample S] [--migratectl PATH] [--markdown]
+                         [--save FILE]
        bench/converge.py --render FILE
 
-Output: one JSON object on stdout (--markdown: a table). Progress on stderr.
+Output: one JSON object on stdout (--markdown: a table; --save FILE: the
+JSON in FILE too), with the load average at the start and as each run
+ended. Progress on stderr.
 Not a test: it is not in the meson suite.
 """
 import argparse
@@ -335,6 +372,10 @@ def run_qemu(tmp, guest, kind, opts):
         res["throttle_max_pct"] = throttle_max
         res["dirty_MBps_during_max"] = round(dirty_max * 4096 / 1e6)
         res["postcopy_started_s"] = None if postcopy_at is None else round(postcopy_at, 1)
+        # from migrate-start-postcopy to the poll that saw "completed"
+        # (within the 0.1 s polling): QEMU reports no such time itself
+        if postcopy_at is not None and res["result"] == "completed":
+            res["postcopy_ms"] = round((now - ts - postcopy_at) * 1e3)
 
         # where the guest runs now, and its counters there
         done = res["result"] == "completed"
@@ -423,6 +464,22 @@ def run_ours(migratectl, kind, opts, helptext):
         cmd += ["--converge", mode]
         if throttles:
             cmd += ["--max-throttle", str(opts.max_throttle)]
+    if mode == "postcopy":
+        # the script's N is QEMU's dirty-sync-count, which is 1 before the
+        # first pass and N after N - 1 passes; ours counts the rounds done,
+        # the bulk copy (one full pass) first: N - 1, within start's 1-64
+        after = min(max(opts.postcopy_after - 1, 1), 64)
+        res["postcopy_after_asked"] = after
+        if after != opts.postcopy_after - 1:
+            res["postcopy_after_note"] = (
+                f"QEMU switches at dirty-sync-count {opts.postcopy_after}, after "
+                f"{opts.postcopy_after - 1} passes; ours takes 1 to 64 pre-copy rounds: "
+                f"{after}")
+        if "--postcopy-after" in helptext:
+            cmd += ["--postcopy-after", str(after)]
+        elif after != 1:
+            res["postcopy_after_note"] = ("migratectl start has no --postcopy-after: its "
+                                          "own default ran")
     res["command"] = " ".join(cmd[1:])
     t = time.monotonic()
     # in children, so that the script's exit takes it (and its private
@@ -483,6 +540,28 @@ def run_ours(migratectl, kind, opts, helptext):
         res["passes_per_s_during"] = round(conv["guest_rate"] / share, 1)
     if conv.get("guest_rate_unthrottled"):
         res["passes_per_s_unthrottled"] = round(conv["guest_rate_unthrottled"] / share, 1)
+    # guest_rate is over PRECOPY, on the source: post-copy's part, on the
+    # destination, is not in it
+    if mode == "postcopy":
+        res["passes_per_s_during_covers"] = "pre-copy"
+    # Post-copy (null when the migration did not switch): the longest any
+    # vCPU's fault waited for its page (the destination's measure, from
+    # the fault's request to the page placed), the pages asked for and how
+    # many of them went ahead of the push, start to last page.
+    pc = conv.get("postcopy")
+    if pc:
+        res["postcopy_after_rounds"] = pc.get("after_rounds")
+        res["postcopy_pages"] = pc.get("pages")
+        res["postcopy_requests"] = pc.get("pages_requested")
+        res["postcopy_served_first"] = pc.get("pages_served_first")
+        res["postcopy_faults"] = pc.get("faults")
+        res["postcopy_ms"] = pc.get("duration_ms")
+        res["postcopy_links_recovered"] = pc.get("links_recovered")
+        if pc.get("worst_stall_us") is not None:
+            res["postcopy_worst_stall_ms"] = round(pc["worst_stall_us"] / 1e3, 1)
+        for ph in j.get("phases") or []:
+            if ph.get("name") == "postcopy" and ph.get("start_ms") is not None:
+                res["postcopy_started_s"] = round(ph["start_ms"] / 1e3, 1)
     res["summary"] = j
     return res
 
@@ -491,12 +570,13 @@ def run_ours(migratectl, kind, opts, helptext):
 
 def markdown(out):
     lines = ["| migration | result | total s | downtime ms | GiB sent | rounds | guest passes/s "
-             "before | during | during / before | worst vCPU stall ms | throttle max % |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "before | during | during / before | worst vCPU stall ms | throttle max % | "
+             "post-copy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in out["cells"]:
         r = c["median"]
         if r.get("result") == "pending":
-            lines.append(f"| {c['kind']} | pending: {r.get('error', '')} | | | | | | | | | |")
+            lines.append(f"| {c['kind']} | pending: {r.get('error', '')} | | | | | | | | | | |")
             continue
 
         def f(k, fmt="{}"):
@@ -513,6 +593,24 @@ def markdown(out):
         if r.get("postcopy_vcpu_blocktime_ms"):
             stall += ("; blocktime per vCPU: "
                       + ", ".join(str(x) for x in r["postcopy_vcpu_blocktime_ms"]))
+        if r.get("postcopy_worst_stall_ms") is not None:
+            # ours: the engine's longest wait of one fault for its page
+            stall = f"{r['postcopy_worst_stall_ms']:g} (longest page wait)"
+        during = f("passes_per_s_during")
+        if during and r.get("passes_per_s_during_covers"):
+            during += f" ({r['passes_per_s_during_covers']})"
+        pc = ""
+        if r.get("postcopy_started_s") is not None:
+            pc = f"from {r['postcopy_started_s']:g} s"
+            if r.get("postcopy_ms") is not None:
+                pc += f" for {r['postcopy_ms'] / 1e3:.1f} s"
+            if r.get("postcopy_requests") is not None:
+                pc += (f"; {r['postcopy_requests']} "
+                       + ("pages asked for" if c["kind"] in OURS else "page requests"))
+                if r.get("postcopy_served_first") is not None:
+                    pc += f" ({r['postcopy_served_first']} ahead of the push)"
+            if r.get("postcopy_pages") is not None:
+                pc += f"; {r['postcopy_pages']} pages after the switch"
         result = r.get("result")
         if result != "completed" and r.get("seconds"):
             result = f"{result} after {r['seconds']} s"
@@ -523,8 +621,8 @@ def markdown(out):
         lines.append(
             f"| {c['kind']} | {result} | {'' if not tot else f'{tot / 1e3:.1f}'} | "
             f"{f('downtime_ms')} | {'' if sent is None else f'{sent / 2**30:.2f}'} | "
-            f"{f('rounds')} | {f('passes_per_s_before')} | {f('passes_per_s_during')} | "
-            f"{f('progress_ratio')} | {stall} | {f('throttle_max_pct')} |")
+            f"{f('rounds')} | {f('passes_per_s_before')} | {during} | "
+            f"{f('progress_ratio')} | {stall} | {f('throttle_max_pct')} | {pc} |")
     return "\n".join(lines)
 
 
@@ -553,8 +651,9 @@ def main():
                     help="seconds a migration may take: our --timeout, and QEMU's are "
                     "cancelled after it (default 60)")
     ap.add_argument("--postcopy-after", type=int_arg("--postcopy-after", 1, 100), default=2,
-                    help="qemu-postcopy switches once dirty-sync-count reaches this "
-                    "(default 2: after the first pass over RAM)")
+                    help="qemu-postcopy switches once dirty-sync-count reaches this, "
+                    "ours-postcopy after this - 1 pre-copy rounds (our --postcopy-after, "
+                    "at least 1) (default 2: both after the first pass over RAM)")
     ap.add_argument("--max-throttle", type=int_arg("--max-throttle", 1, 99), default=None,
                     help="passed to our throttle and auto rows as --max-throttle "
                     "(default: not passed)")
@@ -570,6 +669,9 @@ def main():
     ap.add_argument("--migratectl", default=None,
                     help="migratectl binary (default build/migratectl next to bench/)")
     ap.add_argument("--markdown", action="store_true", help="a table instead of JSON")
+    ap.add_argument("--save", metavar="FILE",
+                    help="also write the JSON result to FILE (with --markdown: the runs "
+                    "behind the table)")
     ap.add_argument("--render", metavar="FILE",
                     help="print the table of a JSON result saved before, and run nothing")
     opts = ap.parse_args()
@@ -619,7 +721,8 @@ def main():
                "qemu": qemu_peer.qemu_version() if want_qemu else None,
                "converge_available": "--converge" in helptext,
                "max_throttle_available": "--max-throttle" in helptext,
-               "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+               "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+               "load_avg_start": os.getloadavg()}
         guest = None
         if want_qemu:
             log(f"assembling QEMU's guest, writing {opts.mem >> 20} MiB of RAM data")
@@ -635,14 +738,21 @@ def main():
                     r = run_ours(migratectl, kind, opts, helptext)
                 else:
                     r = run_qemu(tmp, guest, kind, opts)
+                # the host's load as each run ended (1, 5, 15 min)
+                r["load_avg"] = [round(x, 2) for x in os.getloadavg()]
                 log(f"run {i + 1}/{opts.repeat} {kind}: {r.get('result')} "
                     f"total {r.get('total_ms')} ms, downtime {r.get('downtime_ms')} ms, "
                     f"passes/s {r.get('passes_per_s_before')} -> "
-                    f"{r.get('passes_per_s_during')} {r.get('error', '')}")
+                    f"{r.get('passes_per_s_during')}, load {r['load_avg'][0]} "
+                    f"{r.get('error', '')}")
                 runs.setdefault(kind, []).append(r)
         out["cells"] = [{"kind": k, "runs": rs, "median": median_run(rs)}
                         for k, rs in runs.items()]
         out["load_avg"] = os.getloadavg()
+        out["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        if opts.save:
+            with open(opts.save, "w") as f:
+                json.dump(out, f, indent=1)
         print(markdown(out) if opts.markdown else json.dumps(out, indent=1))
     finally:
         cleanup()
