@@ -540,9 +540,19 @@ def run_ours(migratectl, kind, opts, helptext):
         res["passes_per_s_during"] = round(conv["guest_rate"] / share, 1)
     if conv.get("guest_rate_unthrottled"):
         res["passes_per_s_unthrottled"] = round(conv["guest_rate_unthrottled"] / share, 1)
-    # guest_rate is over PRECOPY, on the source: post-copy's part, on the
-    # destination, is not in it
-    if mode == "postcopy":
+    # guest_rate is over PRECOPY, on the source; post-copy's own rate, on
+    # the destination, is convergence.postcopy.guest_rate: the pace during
+    # the migration is both, weighted by the phases' durations
+    pc = conv.get("postcopy")
+    if pc and pc.get("guest_rate") is not None and conv.get("guest_rate") is not None:
+        dur = {ph.get("name"): ph.get("duration_ms") or 0 for ph in j.get("phases") or []}
+        pre, post = dur.get("precopy", 0), dur.get("postcopy", 0)
+        if pre + post:
+            rate = (conv["guest_rate"] * pre + pc["guest_rate"] * post) / (pre + post)
+            res["guest_pages_per_s_during"] = round(rate)
+            res["passes_per_s_during"] = round(rate / share, 1)
+            res["passes_per_s_postcopy"] = round(pc["guest_rate"] / share, 1)
+    elif mode == "postcopy":
         res["passes_per_s_during_covers"] = "pre-copy"
     # Post-copy (null when the migration did not switch): the longest any
     # vCPU's fault waited for its page (the destination's measure, from
