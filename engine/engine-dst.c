@@ -852,6 +852,9 @@ static void rx_worker_main(struct xport_worker *xw)
 	struct dst *d = s->owner;
 	int r;
 
+	/* post-copy's stream 1 carries the pages vCPUs wait for */
+	if (d->pc_place && s->index == 1)
+		mig_thread_prompt();
 	r = post_hdr(s);
 	while (r >= 0) {
 		struct xport_op *op = NULL;
@@ -1026,6 +1029,7 @@ static void *pc_fault_main(void *arg)
 	int r;
 
 	pthread_setname_np(pthread_self(), "mig-pcfault");
+	mig_thread_prompt();
 	r = xport_ring_init(&ring, 4, &err);
 	while (r >= 0 && !atomic_load(&d->pc_stop)) {
 		struct mig_pc_fault f[MIG_PAGE_REQUEST_MAX];

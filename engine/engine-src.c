@@ -205,8 +205,10 @@ struct src {
 	bool pc_committed;        /* COMMIT went: no cancel stops the pages (atomic) */
 	uint64_t *pc_todo;
 	pthread_mutex_t rq_lock;
+	pthread_cond_t rq_cond;   /* a request came */
 	uint64_t rq[4 * MIG_PAGE_REQUEST_MAX];
 	unsigned rq_n;
+	unsigned pushers;         /* workers still claiming pages in the push (atomic) */
 	uint64_t pc_asked;        /* pages asked for (atomic) */
 	struct xport_worker rq_xw;
 	atomic_bool rq_stop;
@@ -1050,7 +1052,7 @@ static int pc_push_batch(struct tx_worker *w, const uint64_t *pfns, unsigned n)
 	int r;
 
 	for (;;) {
-		r = serve_requests(w);
+		r = s->n > 1 ? 0 : serve_requests(w);
 		if (r < 0)
 			return r;
 		if (bw_take(s, (uint64_t)n * PAGE, false))
@@ -1075,18 +1077,51 @@ static bool job_takes(struct src *s, uint64_t pfn)
 	       (__atomic_fetch_and(&s->pc_todo[pfn / 64], ~bit, __ATOMIC_RELAXED) & bit);
 }
 
+static int job_end(struct tx_worker *w);
+
+/* Post-copy with more than one stream: stream 1 carries only the pages
+ * asked for (and those after them), so that they never queue behind the
+ * push in a socket, until every other stream has claimed its last page. */
+static int pc_urgent_job(struct tx_worker *w)
+{
+	struct src *s = w->s;
+	int r;
+
+	mig_thread_prompt();
+	for (;;) {
+		bool last = !__atomic_load_n(&s->pushers, __ATOMIC_ACQUIRE);
+
+		r = serve_requests(w);
+		if (r < 0)
+			return r;
+		if (last)
+			break;
+		if (stopping(s))
+			return stop_error(w);
+		pthread_mutex_lock(&s->rq_lock);
+		if (!s->rq_n) {
+			struct timespec ts = mig_timespec_after(CLOCK_REALTIME, 2000000ULL);
+
+			pthread_cond_timedwait(&s->rq_cond, &s->rq_lock, &ts);
+		}
+		pthread_mutex_unlock(&s->rq_lock);
+	}
+	return job_end(w);
+}
+
 /* One job: claim slices of the bitmap until none is left, send their pages,
  * then tell the destination with ROUND_END how many frames this stream
- * carried in the round.  Post-copy's push serves what is asked for first. */
+ * carried in the round.  Post-copy's push leaves the pages asked for to
+ * stream 1 (to whichever stream is free first, with one stream). */
 static int tx_job(struct tx_worker *w)
 {
 	struct src *s = w->s;
 	uint64_t pfns[SEND_BATCH_PAGES];
-	struct mig_round_end re;
-	struct iovec piov;
-	struct tx_slot *t;
 	unsigned n = 0;
 	int r;
+
+	if (s->job_pc && s->n > 1 && w->index == 1)
+		return pc_urgent_job(w);
 
 	for (;;) {
 		uint64_t w0 = __atomic_fetch_add(&s->cursor, CLAIM_WORDS, __ATOMIC_RELAXED);
@@ -1118,14 +1153,28 @@ static int tx_job(struct tx_worker *w)
 			}
 		}
 	}
-	if (s->job_pc && (r = serve_requests(w)) < 0)
+	if (s->job_pc && s->n == 1 && (r = serve_requests(w)) < 0)
 		return r;
 	if (n) {
 		r = s->job_pc ? pc_push_batch(w, pfns, n) : send_batch(w, pfns, n);
 		if (r < 0)
 			return r;
 	}
-	r = send_device_data(w);
+	if (s->job_pc)
+		__atomic_fetch_sub(&s->pushers, 1, __ATOMIC_RELEASE);
+	return job_end(w);
+}
+
+/* The end of a job on this stream: the devices' state it carries, then
+ * ROUND_END with its frame count. */
+static int job_end(struct tx_worker *w)
+{
+	struct src *s = w->s;
+	struct mig_round_end re;
+	struct iovec piov;
+	struct tx_slot *t;
+	int r = send_device_data(w);
+
 	if (r < 0)
 		return r;
 	t = next_slot(w);
@@ -1183,6 +1232,7 @@ static void job_start(struct src *s, uint32_t final, bool pc)
 	s->job_final = final;
 	s->job_live = s->phase == MIG_PHASE_PRECOPY;
 	s->job_pc = pc;
+	s->pushers = pc && s->n > 1 ? s->n - 1 : s->n;
 	s->cursor = 0;
 	s->pending = s->n;
 	s->gen++;
@@ -1318,6 +1368,7 @@ static int take_request(struct src *s, const struct xport_chan_rx *rx)
 	room = room < q.count ? room : q.count;
 	memcpy(s->rq + s->rq_n, q.pfn, room * sizeof(q.pfn[0]));
 	s->rq_n += room;
+	pthread_cond_signal(&s->rq_cond);
 	pthread_mutex_unlock(&s->rq_lock);
 	return 0;
 }
@@ -1333,6 +1384,7 @@ static void rq_reader_main(struct xport_worker *xw)
 				    .aead = s->aead[1] };
 	int r = xport_chan_rx_hdr(&rx, &s->rq_err);
 
+	mig_thread_prompt();
 	while (r >= 0 && !atomic_load(&s->rq_stop)) {
 		struct xport_op *op = NULL;
 
@@ -2095,7 +2147,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		.vm = vm, .o = o, .cancel = cancel, .fn = fn, .arg = arg, .res = res,
 		.lock = PTHREAD_MUTEX_INITIALIZER, .bw_lock = PTHREAD_MUTEX_INITIALIZER,
 		.go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER,
-		.rq_lock = PTHREAD_MUTEX_INITIALIZER,
+		.rq_lock = PTHREAD_MUTEX_INITIALIZER, .rq_cond = PTHREAD_COND_INITIALIZER,
 	};
 	struct mig_buf pl = { 0 };
 	struct mig_frame_hdr h;

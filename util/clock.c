@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <stdint.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "util.h"
@@ -56,4 +58,12 @@ uint64_t mig_cpu_ms(void)
 	getrusage(RUSAGE_THREAD, &ru);
 	return (uint64_t)ru.ru_utime.tv_sec * 1000 + (uint64_t)ru.ru_utime.tv_usec / 1000 +
 	       (uint64_t)ru.ru_stime.tv_sec * 1000 + (uint64_t)ru.ru_stime.tv_usec / 1000;
+}
+
+void mig_thread_prompt(void)
+{
+	/* not fatal: without CAP_SYS_NICE the thread keeps its nice value */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), MIG_PROMPT_NICE) < 0) {
+		/* nothing to do */
+	}
 }

@@ -76,5 +76,10 @@ uint64_t mig_cpu_ms(void);      /* CPU time of the calling thread */
 /* clk's time `ns` from now, for pthread_cond_timedwait() on a condition
  * variable that waits on clk. */
 struct timespec mig_timespec_after(clockid_t clk, uint64_t ns);
+/* The calling thread wakes ahead of others on a busy host (nice
+ * MIG_PROMPT_NICE where allowed): post-copy's path from a vCPU's fault to
+ * its page, where every wake-up the scheduler delays is the guest's wait. */
+#define MIG_PROMPT_NICE (-10)
+void mig_thread_prompt(void);
 
 #endif
