@@ -50,12 +50,33 @@ struct point_choice {
 	uint32_t point;           /* enum mig_fault_kind + 1 */
 	int32_t stage, frame_type, stream, to;
 	uint64_t nth_max;
+	uint64_t nth_min;         /* 0: from 1 */
 };
 
-#define P_STEP(st, n)   { MIG_FAULT_DEVICE_STEP + 1, st, -1, -1, -1, n }
-#define P_SEND(t, s, n) { MIG_FAULT_FRAME_SEND + 1, -1, t, s, -1, n }
-#define P_RECV(t, s, n) { MIG_FAULT_FRAME_RECV + 1, -1, t, s, -1, n }
-#define P_PHASE(to)     { MIG_FAULT_PHASE + 1, -1, -1, -1, to, 1 }
+#define P_STEP(st, n)   { MIG_FAULT_DEVICE_STEP + 1, st, -1, -1, -1, n, 1 }
+#define P_SEND(t, s, n) { MIG_FAULT_FRAME_SEND + 1, -1, t, s, -1, n, 1 }
+#define P_RECV(t, s, n) { MIG_FAULT_FRAME_RECV + 1, -1, t, s, -1, n, 1 }
+#define P_PHASE(to)     { MIG_FAULT_PHASE + 1, -1, -1, -1, to, 1, 1 }
+/* the nth of lo..hi: a frame counted from the migration's start that
+ * comes only after the switch to post-copy (see PC_NTH_LO) */
+#define P_SEND_N(t, s, lo, hi) { MIG_FAULT_FRAME_SEND + 1, -1, t, s, -1, hi, lo }
+#define P_RECV_N(t, s, lo, hi) { MIG_FAULT_FRAME_RECV + 1, -1, t, s, -1, hi, lo }
+
+/*
+ * Post-copy's points.  A plan counts its points from the migration's
+ * start and has no phase of its own, so a point of the phase is one that
+ * comes only in it: the phase changes into and out of it, RUNNING kind 2
+ * (the 2nd RUNNING: every page placed), and PAGES frames past what round 0
+ * can send on a stream.  The post-copy VM (CHAOS_PC_LAB, 16 MiB: 4096
+ * pages) sends round 0 over two streams in frames of 128 pages or more, at
+ * most 16 on one; the 20th to 40th PAGES frame of stream 1 or 2 is
+ * post-copy's push or pages a fault asked for (served in small frames).
+ * PAGE_REQUEST frames are no engine point on either side (the source's
+ * request reader and the destination's fault thread use the transport
+ * directly), so they are the relay's triggers only (net_points).
+ */
+#define PC_NTH_LO 20
+#define PC_NTH_HI 40
 
 static const struct point_choice src_points[][5] = {
 	[MIG_PHASE_SETUP] = {
@@ -74,6 +95,11 @@ static const struct point_choice src_points[][5] = {
 		P_SEND(MIG_FRAME_COMMIT, 0, 1), P_RECV(MIG_FRAME_RUNNING, 0, 2),
 		P_RECV(MIG_FRAME_RUNNING, 0, 1), P_PHASE(MIG_PHASE_DONE),
 		P_SEND(MIG_FRAME_COMMIT, 0, 1) },
+	[MIG_PHASE_POSTCOPY] = {
+		P_PHASE(MIG_PHASE_POSTCOPY),
+		P_SEND_N(MIG_FRAME_PAGES, 1, PC_NTH_LO, PC_NTH_HI),
+		P_SEND_N(MIG_FRAME_PAGES, 2, PC_NTH_LO, PC_NTH_HI),
+		P_RECV_N(MIG_FRAME_RUNNING, 0, 2, 2), P_PHASE(MIG_PHASE_DONE) },
 };
 
 static const struct point_choice dst_points[][5] = {
@@ -93,6 +119,11 @@ static const struct point_choice dst_points[][5] = {
 		P_RECV(MIG_FRAME_COMMIT, 0, 1), P_STEP(MIG_STAGE_START, 2),
 		P_SEND(MIG_FRAME_RUNNING, 0, 1), P_PHASE(MIG_PHASE_DONE),
 		P_SEND(MIG_FRAME_RUNNING, 0, 1) },
+	[MIG_PHASE_POSTCOPY] = {
+		P_PHASE(MIG_PHASE_POSTCOPY),
+		P_RECV_N(MIG_FRAME_PAGES, 1, PC_NTH_LO, PC_NTH_HI),
+		P_RECV_N(MIG_FRAME_PAGES, 2, PC_NTH_LO, PC_NTH_HI),
+		P_SEND_N(MIG_FRAME_RUNNING, 0, 2, 2), P_PHASE(MIG_PHASE_DONE) },
 };
 
 /*
@@ -155,7 +186,7 @@ static void pick_point(struct chaos_fault *f, struct chaos_rng *r, bool dst,
 	p->to = c->to;
 	p->frame_type = c->frame_type;
 	p->stream = c->stream;
-	p->nth = chaos_rng_range(r, 1, c->nth_max);
+	p->nth = chaos_rng_range(r, c->nth_min ? c->nth_min : 1, c->nth_max);
 	if (c->stream >= 0)
 		snprintf(stream, sizeof(stream), "%s %d", f->tunnel ? "channel" : "stream",
 			 c->stream);
@@ -178,6 +209,10 @@ static void pick_point(struct chaos_fault *f, struct chaos_rng *r, bool dst,
 		snprintf(f->trigger, sizeof(f->trigger), "%s: entering phase %s",
 			 dst ? "destination" : "source",
 			 mig_phase_to_string((enum mig_phase)c->to));
+		if (f->phase == MIG_PHASE_POSTCOPY && c->to == MIG_PHASE_DONE)
+			/* the last point of post-copy: every page placed */
+			snprintf(f->trigger, sizeof(f->trigger), "%s: leaving phase postcopy "
+				 "(every page placed)", dst ? "destination" : "source");
 	}
 }
 
@@ -385,6 +420,7 @@ struct net_choice {
 	int8_t stream;
 	bool to_source;
 	uint32_t nth_max;
+	uint32_t nth_min;         /* 0: from 1 (a byte offset: from 0) */
 };
 
 static const struct net_choice net_points[][3] = {
@@ -397,6 +433,11 @@ static const struct net_choice net_points[][3] = {
 				  { MIG_FRAME_ROUND_END, 0, false, 3 } },
 	[MIG_PHASE_COMMIT] = { { MIG_FRAME_COMMIT, 0, false, 1 }, { MIG_FRAME_RUNNING, 0, true, 1 },
 			       { MIG_FRAME_COMMIT, 0, false, 1 } },
+	/* the destination's page requests on data stream 1, early or late in
+	 * the phase, and the PAGES frames after the switch (see PC_NTH_LO) */
+	[MIG_PHASE_POSTCOPY] = { { MIG_FRAME_PAGE_REQUEST, 1, true, 5, 1 },
+				 { MIG_FRAME_PAGE_REQUEST, 1, true, 40, 6 },
+				 { MIG_FRAME_PAGES, 1, false, PC_NTH_HI, PC_NTH_LO } },
 };
 
 /* The same in a libvirt migration's tunnel (see tunnel_src_points). */
@@ -425,9 +466,9 @@ static void net(struct chaos_fault *f, struct chaos_rng *r, const char *vm,
 	p->net_frame_type = (uint32_t)c->frame_type;
 	p->seed = chaos_rng_next(r);
 	if (c->frame_type)
-		p->net_frame = chaos_rng_range(r, 1, c->nth_max);
+		p->net_frame = chaos_rng_range(r, c->nth_min ? c->nth_min : 1, c->nth_max);
 	else
-		p->net_byte = chaos_rng_range(r, 0, c->nth_max);
+		p->net_byte = chaos_rng_range(r, c->nth_min, c->nth_max);
 	if (c->stream >= 0)
 		snprintf(stream, sizeof(stream), "%s %d", f->tunnel ? "channel" : "stream",
 			 c->stream);
@@ -619,11 +660,14 @@ static void make_hostile_idle(struct chaos_fault *f, struct chaos_rng *r, const 
 
 #define PH(x) CHAOS_PH(MIG_PHASE_##x)
 #define NO_PRECOPY (PH(SETUP) | PH(STOP_COPY) | PH(COMMIT))
+/* every phase, post-copy's too: the faults that break or freeze the link,
+ * kill or freeze a process, or are an operator's (docs/chaos.md) */
+#define ANY CHAOS_PH_ANY
 
 const struct chaos_kind chaos_kinds[] = {
-	{ "reset", CHAOS_NETWORK, CHAOS_PH_ALL, "a migration stream reset (RST)", make_net_reset },
-	{ "stall", CHAOS_NETWORK, CHAOS_PH_ALL, "a stream blackholed for a while", make_net_stall },
-	{ "delay", CHAOS_NETWORK, CHAOS_PH_ALL, "delay and jitter on a stream", make_net_delay },
+	{ "reset", CHAOS_NETWORK, ANY, "a migration stream reset (RST)", make_net_reset },
+	{ "stall", CHAOS_NETWORK, ANY, "a stream blackholed for a while", make_net_stall },
+	{ "delay", CHAOS_NETWORK, ANY, "delay and jitter on a stream", make_net_delay },
 	{ "bandwidth", CHAOS_NETWORK, CHAOS_PH_ALL, "a stream's bandwidth squeezed",
 	  make_net_bandwidth },
 	{ "corrupt", CHAOS_NETWORK, CHAOS_PH_ALL, "one byte flipped", make_net_corrupt },
@@ -632,27 +676,27 @@ const struct chaos_kind chaos_kinds[] = {
 	{ "duplicate", CHAOS_NETWORK, CHAOS_PH_ALL, "a frame sent twice", make_net_duplicate },
 	{ "reorder", CHAOS_NETWORK, CHAOS_PH_ALL, "a frame held behind another stream's",
 	  make_net_reorder },
-	{ "partition", CHAOS_NETWORK, CHAOS_PH_ALL, "control cut off from data, or data from "
+	{ "partition", CHAOS_NETWORK, ANY, "control cut off from data, or data from "
 	  "control", make_net_partition },
 	{ "refuse", CHAOS_NETWORK, PH(SETUP), "new connections refused", make_net_refuse },
-	{ "link-down", CHAOS_NETWORK, CHAOS_PH_ALL, "an agent's link down for a while (needs "
+	{ "link-down", CHAOS_NETWORK, ANY, "an agent's link down for a while (needs "
 	  "namespaces)", make_link_down },
 	{ "link-rate", CHAOS_NETWORK, CHAOS_PH_ALL, "an agent's link shaped by tbf (needs "
 	  "namespaces)", make_link_rate },
-	{ "link-drop", CHAOS_NETWORK, CHAOS_PH_ALL, "an agent's TCP blackholed by iptables "
+	{ "link-drop", CHAOS_NETWORK, ANY, "an agent's TCP blackholed by iptables "
 	  "(needs namespaces)", make_link_drop },
-	{ "link-reset", CHAOS_NETWORK, CHAOS_PH_ALL, "an agent's TCP reset by iptables (needs "
+	{ "link-reset", CHAOS_NETWORK, ANY, "an agent's TCP reset by iptables (needs "
 	  "namespaces)", make_link_reset },
-	{ "kill-src", CHAOS_PROCESS, CHAOS_PH_ALL, "SIGKILL of the source agent", make_kill_src },
-	{ "kill-dst", CHAOS_PROCESS, CHAOS_PH_ALL, "SIGKILL of the destination agent",
+	{ "kill-src", CHAOS_PROCESS, ANY, "SIGKILL of the source agent", make_kill_src },
+	{ "kill-dst", CHAOS_PROCESS, ANY, "SIGKILL of the destination agent",
 	  make_kill_dst },
-	{ "stop-src", CHAOS_PROCESS, CHAOS_PH_ALL, "SIGSTOP/SIGCONT of the source agent",
+	{ "stop-src", CHAOS_PROCESS, ANY, "SIGSTOP/SIGCONT of the source agent",
 	  make_stop_src },
-	{ "stop-dst", CHAOS_PROCESS, CHAOS_PH_ALL, "SIGSTOP/SIGCONT of the destination agent",
+	{ "stop-dst", CHAOS_PROCESS, ANY, "SIGSTOP/SIGCONT of the destination agent",
 	  make_stop_dst },
-	{ "kill-start", CHAOS_PROCESS, CHAOS_PH_ALL, "SIGKILL of the orchestrating start process",
+	{ "kill-start", CHAOS_PROCESS, ANY, "SIGKILL of the orchestrating start process",
 	  make_kill_start },
-	{ "stop-start", CHAOS_PROCESS, CHAOS_PH_ALL, "SIGSTOP/SIGCONT of the start process",
+	{ "stop-start", CHAOS_PROCESS, ANY, "SIGSTOP/SIGCONT of the start process",
 	  make_stop_start },
 	/* a source's steps after the commit point (RELEASE) are bookkeeping:
 	 * nothing may fail there, and they take no fault */
@@ -663,12 +707,12 @@ const struct chaos_kind chaos_kinds[] = {
 	{ "lose-log", CHAOS_DEVICE, PH(PRECOPY), "a device loses its dirty log", make_lose_log },
 	{ "overrun", CHAOS_DEVICE, PH(PRECOPY), "a device's pre-copy data overruns its "
 	  "announced size", make_overrun },
-	{ "cancel", CHAOS_OPERATOR, CHAOS_PH_ALL, "a cancel at an instant (racing commit "
+	{ "cancel", CHAOS_OPERATOR, ANY, "a cancel at an instant (racing commit "
 	  "included)", make_cancel },
 	{ "timeout", CHAOS_OPERATOR, PH(PRECOPY), "a --timeout firing", make_timeout },
 	{ "double-start", CHAOS_OPERATOR, PH(SETUP), "two migrations of the same VM at once",
 	  make_double_start },
-	{ "destroy", CHAOS_OPERATOR, CHAOS_PH_ALL, "a vm destroy during the migration",
+	{ "destroy", CHAOS_OPERATOR, ANY, "a vm destroy during the migration",
 	  make_destroy },
 	{ "skew", CHAOS_OPERATOR, PH(SETUP), "clock skew between the agents", make_skew },
 	{ "hostile-silent", CHAOS_HOSTILE, PH(SETUP) | PH(PRECOPY), "connections that send nothing",
@@ -749,14 +793,52 @@ uint64_t chaos_lv_mask(uint64_t mask, bool agent_faults)
 	return mask & lv;
 }
 
-static void fault_make(uint64_t seed, uint64_t run, uint64_t mask, bool tunnel,
-		       const char *vm, struct chaos_fault *f)
+/* A run aimed at post-copy: the start options that make the phase last
+ * (a bandwidth cap under which CHAOS_PC_LAB cannot converge, post-copy
+ * after round 0), and a short --recover-window, 1-3 s: the source cannot
+ * tell a destination that died or froze from a broken link, and waits for
+ * it that long (60 s by default).  The fault's outage (a link down, a
+ * stream blackholed, an agent stopped) outlasts it now and then; one that
+ * ends in the window's last second may too (CHAOS_PC_RETRY_MS). */
+static void postcopy_run(struct chaos_fault *f, struct chaos_rng *r)
 {
-	unsigned phase_mask = tunnel ? CHAOS_LV_PHASES : CHAOS_PH_ALL;
+	size_t n;
+
+	if (f->link)
+		f->outage_ms = f->link_ms;
+	else if (f->dst_plan.action == MIG_FAULT_A_NET &&
+		 (f->dst_plan.net_fault == CHAOS_NET_STALL ||
+		  f->dst_plan.net_fault == CHAOS_NET_PARTITION))
+		f->outage_ms = f->dst_plan.ms;
+	else if (f->src_plan.action == MIG_FAULT_A_STOP || f->dst_plan.action == MIG_FAULT_A_STOP)
+		f->outage_ms = f->src_plan.ms + f->dst_plan.ms;
+	f->recover_ms = (uint32_t)chaos_rng_range(r, 1, 3) * 1000;
+	f->may_split = f->outage_ms && f->outage_ms + CHAOS_PC_RETRY_MS > f->recover_ms;
+	snprintf(f->start_extra, sizeof(f->start_extra), "--converge postcopy --max-bandwidth %s "
+		 "--recover-window %us", CHAOS_PC_BANDWIDTH, f->recover_ms / 1000);
+	n = strlen(f->trigger);
+	snprintf(f->trigger + n, sizeof(f->trigger) - n, "; --recover-window %u s",
+		 f->recover_ms / 1000);
+}
+
+uint64_t chaos_phase_mask(uint64_t mask, unsigned phases)
+{
+	for (unsigned k = 0; k < chaos_nr_kinds; k++)
+		if (!(chaos_kinds[k].phases & (phases ? phases : CHAOS_PH_ANY)))
+			mask &= ~(1ULL << k);
+	return mask;
+}
+
+static void fault_make(uint64_t seed, uint64_t run, uint64_t mask, unsigned phase_mask,
+		       bool tunnel, const char *vm, struct chaos_fault *f)
+{
 	unsigned kinds[64], n = 0, phases[_MIG_PHASE_MAX], np = 0;
 	struct chaos_rng r = { seed ^ (run * 0xd1342543de82ef95ULL) };
 	const struct chaos_kind *k;
 
+	if (!phase_mask)
+		phase_mask = tunnel ? CHAOS_LV_PHASES : CHAOS_PH_ANY;
+	mask = chaos_phase_mask(mask, phase_mask);
 	for (unsigned i = 0; i < chaos_nr_kinds; i++)
 		if (mask & (1ULL << i))
 			kinds[n++] = i;
@@ -765,8 +847,10 @@ static void fault_make(uint64_t seed, uint64_t run, uint64_t mask, bool tunnel,
 		return;
 	f->kind = kinds[run % n];
 	k = &chaos_kinds[f->kind];
-	for (unsigned p = MIG_PHASE_SETUP; p <= MIG_PHASE_COMMIT; p++)
-		if (k->phases & phase_mask & CHAOS_PH(p))
+	/* pre-copy's arc in its order, then post-copy */
+	for (unsigned p = MIG_PHASE_SETUP; p < _MIG_PHASE_MAX; p++)
+		if (p != MIG_PHASE_DONE && p != MIG_PHASE_ROLLBACK &&
+		    (k->phases & phase_mask & CHAOS_PH(p)))
 			phases[np++] = p;
 	if (!np)
 		phases[np++] = MIG_PHASE_SETUP;
@@ -774,16 +858,50 @@ static void fault_make(uint64_t seed, uint64_t run, uint64_t mask, bool tunnel,
 	f->tunnel = tunnel;
 	chaos_rng_next(&r);
 	k->make(f, &r, vm);
+	if (f->phase == MIG_PHASE_POSTCOPY)
+		postcopy_run(f, &r);
 }
 
 void chaos_fault_make(uint64_t seed, uint64_t run, uint64_t mask, const char *vm,
 		      struct chaos_fault *f)
 {
-	fault_make(seed, run, mask, false, vm, f);
+	fault_make(seed, run, mask, 0, false, vm, f);
+}
+
+void chaos_fault_make_in(uint64_t seed, uint64_t run, uint64_t mask, unsigned phases,
+			 const char *vm, struct chaos_fault *f)
+{
+	fault_make(seed, run, mask, phases, false, vm, f);
+}
+
+int chaos_phases_parse(const char *list, unsigned *ret, struct mig_error *err)
+{
+	char buf[128], *save = NULL;
+	unsigned phases = 0;
+
+	if (strlen(list) >= sizeof(buf))
+		return mig_error_set(err, -EINVAL, "--phases: the list is too long");
+	str_copy(buf, sizeof(buf), list);
+	for (char *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+		unsigned p;
+
+		for (p = MIG_PHASE_SETUP; p < _MIG_PHASE_MAX; p++)
+			if ((CHAOS_PH(p) & CHAOS_PH_ANY) &&
+			    !strcmp(w, mig_phase_to_string((enum mig_phase)p)))
+				break;
+		if (p == _MIG_PHASE_MAX)
+			return mig_error_set(err, -EINVAL, "--phases: no phase '%.32s' (setup, "
+					     "precopy, stop_copy, commit, postcopy)", w);
+		phases |= CHAOS_PH(p);
+	}
+	if (!phases)
+		return mig_error_set(err, -EINVAL, "--phases: the list names no phase");
+	*ret = phases;
+	return 0;
 }
 
 void chaos_lv_fault_make(uint64_t seed, uint64_t run, uint64_t mask, const char *domain,
 			 struct chaos_fault *f)
 {
-	fault_make(seed, run, chaos_lv_mask(mask, true), true, domain, f);
+	fault_make(seed, run, chaos_lv_mask(mask, true), 0, true, domain, f);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <migrate/chaos-run.h>
+#include <migrate/engine.h>
 
 #include "util.h"
 
@@ -39,6 +40,22 @@ static uint64_t src_frozen_ms(const struct chaos_run *run)
 	       run->fault.src_plan.ms : 0;
 }
 
+/* The error post-copy's split starts with (engine-src.c). */
+#define PC_SPLIT "post-copy broke:"
+
+static bool pc_split_said(const struct chaos_start_json *j)
+{
+	return !strncmp(j->error, PC_SPLIT, strlen(PC_SPLIT));
+}
+
+/* A fault the runner acted on that must leave post-copy to finish: the
+ * pages must all go, whatever an operator asks. */
+static bool pc_ignored_fault(const struct chaos_run *run)
+{
+	return run->fault.phase == MIG_PHASE_POSTCOPY && run->fired &&
+	       !strcmp(chaos_kinds[run->fault.kind].name, "cancel");
+}
+
 void chaos_judge_exit(struct chaos_run *run, int code, int term_signal, bool killed_by_runner,
 		      bool json_ok, const char *why, const struct chaos_start_json *j)
 {
@@ -58,6 +75,26 @@ void chaos_judge_exit(struct chaos_run *run, int code, int term_signal, bool kil
 	}
 	str_copy(run->result, sizeof(run->result), j->result);
 	str_copy(run->owner, sizeof(run->owner), j->owner);
+	/* Post-copy's split is a loss the product documents, and only post-copy
+	 * may cause it: never in a run aimed elsewhere (docs/chaos.md). */
+	if (pc_split_said(j) && run->fault.phase != MIG_PHASE_POSTCOPY) {
+		violation(run, CHAOS_INV_CONTRACT, "start says the VM was split by post-copy in a "
+			  "run aimed at %s: %.300s", mig_phase_to_string(run->fault.phase),
+			  j->error);
+		return;
+	}
+	if (pc_split_said(j) && (code != 3 || strcmp(j->result, "failed") ||
+				 strcmp(j->owner, "none"))) {
+		violation(run, CHAOS_INV_CONTRACT, "a post-copy split with exit %d, result %s, "
+			  "owner %s (it is exit 3, failed, owner none)", code, j->result, j->owner);
+		return;
+	}
+	if (pc_ignored_fault(run) && code != 0) {
+		violation(run, CHAOS_INV_CONTRACT, "a cancel in post-copy must be ignored and the "
+			  "migration complete; start exited %d (%s): %.300s", code, j->result,
+			  j->error);
+		return;
+	}
 	switch (code) {
 	case 0:
 		if (strcmp(j->result, "completed") || strcmp(j->owner, "destination"))
@@ -103,7 +140,8 @@ void chaos_judge_exit(struct chaos_run *run, int code, int term_signal, bool kil
 			violation(run, CHAOS_INV_CONTRACT, "exit 3 with result completed and "
 				  "nothing for an operator to settle");
 		if (!run->invariant)
-			run->outcome = j->source_copy ? CHAOS_OUT_HELD : CHAOS_OUT_OPERATOR;
+			run->outcome = pc_split_said(j) ? CHAOS_OUT_LOST_IN_POSTCOPY :
+				       j->source_copy ? CHAOS_OUT_HELD : CHAOS_OUT_OPERATOR;
 		break;
 	default:
 		violation(run, CHAOS_INV_CONTRACT, "start exited %d (%s): %.300s", code,
@@ -112,11 +150,63 @@ void chaos_judge_exit(struct chaos_run *run, int code, int term_signal, bool kil
 	}
 }
 
+/*
+ * Post-copy broke (exit 3, no copy runs): the VM is split between the
+ * hosts, and lost as the product documents, but never silently: each half
+ * that survives is held.  Only two faults may do it: an agent's death (the
+ * half it had dies with it: lost-in-postcopy) and a link that stayed down
+ * past --recover-window (both halves held: split).  Any other fault post-copy
+ * must survive, as it must a link down for less than its window.
+ */
+static void judge_pc_split(struct chaos_run *run, const struct chaos_copies *b,
+			   const struct chaos_start_json *j, bool src_dead, bool dst_dead)
+{
+	const struct chaos_fault *f = &run->fault;
+	bool src_gone = f->kills_src && src_dead, dst_gone = f->kills_dst && dst_dead;
+
+	if (strcmp(j->owner, "none")) {
+		violation(run, CHAOS_INV_CONTRACT, "post-copy broke (no copy runs), and start names "
+			  "the owner %s", j->owner);
+		return;
+	}
+	if (src_gone || dst_gone) {
+		unsigned keeper = src_gone ? run->dst : run->src;
+
+		if (src_gone && dst_gone) {
+			run->outcome = CHAOS_OUT_LOST_IN_POSTCOPY;
+			return;
+		}
+		if (!b->held_on[keeper])
+			violation(run, CHAOS_INV_NEVER_NONE, "the fault killed the %s agent in "
+				  "post-copy, and the %s's half of %s is not kept (held) on agent %u",
+				  src_gone ? "source" : "destination", src_gone ? "destination" :
+				  "source", run->vm, keeper);
+		else
+			run->outcome = CHAOS_OUT_LOST_IN_POSTCOPY;
+		return;
+	}
+	if (!f->may_split) {
+		violation(run, CHAOS_INV_NEVER_NONE, "post-copy broke and the VM is split, under a "
+			  "fault it must survive (%s: %.200s; no agent died%s)",
+			  chaos_kinds[f->kind].name, f->trigger, f->outage_ms ?
+			  ", and the link was back within --recover-window" : "");
+		return;
+	}
+	if (!b->held_on[run->src] || !b->held_on[run->dst]) {
+		violation(run, CHAOS_INV_NEVER_NONE, "post-copy's link stayed down past its window, "
+			  "and the %s's half of %s is not held", !b->held_on[run->src] ? "source" :
+			  "destination", run->vm);
+		return;
+	}
+	run->outcome = CHAOS_OUT_SPLIT;
+}
+
 void chaos_judge_copies(struct chaos_run *run, const struct chaos_copies *a,
 			const struct chaos_copies *b, const struct chaos_start_json *j,
 			bool src_dead, bool dst_dead, uint32_t settle_ms)
 {
 	const struct chaos_fault *f = &run->fault;
+	bool pc = f->phase == MIG_PHASE_POSTCOPY;
 
 	if (b->running > 1) {
 		violation(run, CHAOS_INV_NEVER_TWO, "%u copies of %s run after the run", b->running,
@@ -128,7 +218,20 @@ void chaos_judge_copies(struct chaos_run *run, const struct chaos_copies *a,
 			  run->vm, b->migrating ? "migrating" : "paused");
 		return;
 	}
+	if (pc && !b->running && run->outcome != CHAOS_OUT_NO_EXIT && !run->invariant &&
+	    run->exit_code == 3) {
+		judge_pc_split(run, b, j, src_dead, dst_dead);
+		return;
+	}
 	if (!b->running && !b->held) {
+		/* in post-copy the VM is on both hosts: a death leaves a half */
+		if (pc && ((f->kills_src && src_dead) || (f->kills_dst && dst_dead)) &&
+		    run->outcome != CHAOS_OUT_NO_EXIT) {
+			violation(run, CHAOS_INV_NEVER_NONE, "the fault killed an agent in "
+				  "post-copy, and no half of %s is kept anywhere (exit %d)", run->vm,
+				  run->exit_code);
+			return;
+		}
 		if ((f->kills_src && src_dead) || (f->kills_dst && dst_dead)) {
 			/* the only copy was where the fault killed its agent: like a host
 			 * crash, nothing could keep it; the start must say so (exit 3),
@@ -157,6 +260,19 @@ void chaos_judge_copies(struct chaos_run *run, const struct chaos_copies *a,
 	}
 	if (run->outcome == CHAOS_OUT_NO_EXIT || run->invariant)
 		return;
+	if (run->outcome == CHAOS_OUT_LOST_IN_POSTCOPY) {
+		/* start said split, yet one copy runs.  On the destination: it
+		 * placed every page while the source could not hear so (a
+		 * RUNNING kind 2 lost with the link), and the source, not
+		 * knowing, keeps its half held: exit 3 for an operator, nothing
+		 * lost.  On the source: a half was resumed that must be held. */
+		if (b->run_at != run->dst) {
+			violation(run, CHAOS_INV_CONTRACT, "start says post-copy split the VM, and "
+				  "it runs on agent %u, not the destination", b->run_at);
+			return;
+		}
+		run->outcome = j->source_copy ? CHAOS_OUT_HELD : CHAOS_OUT_OPERATOR;
+	}
 	switch (run->exit_code) {
 	case 0:
 		if (!b->running || b->run_at != run->dst)

@@ -74,7 +74,8 @@ const char *chaos_outcome_name(enum chaos_outcome o)
 	static const char *const names[_CHAOS_OUT_END] = {
 		[CHAOS_OUT_COMPLETED] = "completed", [CHAOS_OUT_ROLLED_BACK] = "rolled-back",
 		[CHAOS_OUT_HELD] = "held", [CHAOS_OUT_OPERATOR] = "operator",
-		[CHAOS_OUT_LOST_WITH_AGENT] = "lost-with-agent", [CHAOS_OUT_NO_EXIT] = "no-exit",
+		[CHAOS_OUT_LOST_WITH_AGENT] = "lost-with-agent", [CHAOS_OUT_SPLIT] = "split",
+		[CHAOS_OUT_LOST_IN_POSTCOPY] = "lost-in-postcopy", [CHAOS_OUT_NO_EXIT] = "no-exit",
 		[CHAOS_OUT_VIOLATION] = "violation",
 	};
 
@@ -823,6 +824,7 @@ static void copies_of(struct campaign *c, const char *vm, struct chaos_copies *c
 				cp->held++;
 				cp->held_at = i;
 				cp->held_info = v[k];
+				cp->held_on[i] = true;
 				break;
 			case MIG_VM_MIGRATING:
 				cp->migrating++;
@@ -901,6 +903,51 @@ static bool src_phase(struct campaign *c, unsigned src, const char *vm, uint32_t
 			return true;
 		}
 	return false;
+}
+
+/* Whether agent i holds its copy of vm from a migration that broke in
+ * post-copy: a half of the VM, which no operator resumes. */
+static bool held_in_postcopy(struct campaign *c, unsigned i, const char *vm)
+{
+	static struct mig_migration_info m[32];
+	struct mig_error err = { 0 };
+	int n = mig_list(c, i, m, ARRAY_SIZE(m), &err);
+
+	for (int k = 0; k < n; k++)
+		if (m[k].state == MIG_MIGRATION_HELD && m[k].phase == MIG_PHASE_POSTCOPY &&
+		    !strcmp(m[k].name, vm))
+			return true;
+	return false;
+}
+
+/* Post-copy broke and the source is gone (its agent dead, or its side
+ * ended split): the destination's half waits up to 10 minutes for streams
+ * that will not come.  An operator cancels it there, which keeps the half
+ * held at once; the runner does the same, so that the run ends. */
+static void pc_release_dst(struct campaign *c, struct chaos_run *run, int exit_code)
+{
+	static struct mig_migration_info m[32];
+	struct mig_error err = { 0 };
+	uint32_t phase;
+	uint8_t id[16];
+	char peer[128];
+	int n;
+
+	if (run->fault.phase != MIG_PHASE_POSTCOPY || exit_code == 0 || !agent_alive(c, run->dst) ||
+	    (agent_alive(c, run->src) && src_phase(c, run->src, run->vm, &phase, id, peer,
+						   sizeof(peer))))
+		return;
+	n = mig_list(c, run->dst, m, ARRAY_SIZE(m), &err);
+	for (int k = 0; k < n; k++) {
+		struct mig_cancel req;
+
+		if (m[k].side != MIG_SIDE_DESTINATION || m[k].state != MIG_MIGRATION_RUNNING ||
+		    strcmp(m[k].name, run->vm))
+			continue;
+		memcpy(req.id, m[k].id, 16);
+		mig_wire_le(&mig_wl_cancel, &req, 1);
+		call(c, run->dst, MIG_OP_MIG_CANCEL, &req, sizeof(req), NULL, &err);
+	}
 }
 
 /* What the runner itself does to a run once the source is seen in the
@@ -1026,7 +1073,8 @@ static uint64_t run_limit_ms(const struct chaos_fault *f)
 {
 	uint64_t extra = (uint64_t)f->src_plan.ms + f->dst_plan.ms + f->stop_ms;
 
-	return RUN_BASE_MS + 3 * extra;
+	/* post-copy: the source tries its link again for this long */
+	return RUN_BASE_MS + 3 * extra + f->recover_ms;
 }
 
 /* Saves what a violation needs to be understood: the start's output, the
@@ -1083,8 +1131,9 @@ static void replay_command(struct campaign *c, struct chaos_run *run)
 			n += (size_t)snprintf(run->replay + n, sizeof(run->replay) - n, "%s%s",
 					      i ? "," : "--key-file KEY --agents ", c->ag[i].url);
 	n += (size_t)snprintf(run->replay + n, sizeof(run->replay) - n,
-			      " --seed %" PRIu64 " --faults %s --lab %s --replay %" PRIu64,
-			      o->seed, o->faults ? o->faults : "all", o->lab, run->index);
+			      " --seed %" PRIu64 " --faults %s%s%s --lab %s --replay %" PRIu64,
+			      o->seed, o->faults ? o->faults : "all", o->phases_arg ? " --phases " : "",
+			      o->phases_arg ? o->phases_arg : "", o->lab, run->index);
 	if (o->nr_start_args) {
 		n += (size_t)snprintf(run->replay + n, sizeof(run->replay) - n, " --");
 		for (unsigned k = 0; k < o->nr_start_args && n < sizeof(run->replay); k++)
@@ -1115,16 +1164,24 @@ static int settle(struct campaign *c, struct chaos_run *run, const char *fresh,
 		if (!vm || !vm[0])
 			continue;
 		copies_of(c, vm, &cp);
-		if (cp.held) {
+		/* every held copy, one at a time: a split post-copy leaves two */
+		for (unsigned tries = 0; cp.held && tries < c->n; tries++) {
 			struct mig_error e = { 0 };
+			/* a half of a VM split by post-copy: the VM is lost, and
+			 * neither half is resumed (the destination's misses pages,
+			 * the source's is the VM as it was at the switch) */
+			bool half = held_in_postcopy(c, cp.held_at, vm);
+			bool discard = cp.running || half;
 
-			r = vm_resolve(c, cp.held_at, &cp.held_info, cp.running ? MIG_RESOLVE_DISCARD :
+			r = vm_resolve(c, cp.held_at, &cp.held_info, discard ? MIG_RESOLVE_DISCARD :
 				       MIG_RESOLVE_RESUME, &e);
 			if (r < 0 && !run->invariant)
-				violation(run, CHAOS_INV_CONTRACT, "the held copy of %s on agent %u "
-					  "could not be %s: %s", vm, cp.held_at,
-					  cp.running ? "discarded" : "resumed", e.msg);
+				violation(run, CHAOS_INV_CONTRACT, "the held %s of %s on agent %u "
+					  "could not be %s: %s", half ? "post-copy half" : "copy", vm,
+					  cp.held_at, discard ? "discarded" : "resumed", e.msg);
 			copies_of(c, vm, &cp);
+			if (r < 0)
+				break;
 		}
 		if (k) {
 			for (unsigned i = 0; i < c->n; i++) {
@@ -1278,17 +1335,21 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 	run->src = c->holder;
 	run->dst = (c->holder + 1 + (unsigned)(index % (c->n - 1))) % c->n;
 	dst2 = (run->dst + 1) % c->n == run->src ? run->dst : (run->dst + 1) % c->n;
-	chaos_fault_make(o->seed, index, c->mask, c->vm, f);
+	chaos_fault_make_in(o->seed, index, c->mask, o->phases, c->vm, f);
 	replay_command(c, run);
-	if (f->lab_extra[0]) {
-		/* the fault lives in the VM: it gets a VM of its own */
+	if (f->lab_extra[0] || f->phase == MIG_PHASE_POSTCOPY) {
+		/* the fault lives in the VM, or post-copy needs a VM that can
+		 * (no VFIO device) and does not converge: it gets a VM of its own */
 		char spec[320];
 
 		snprintf(fresh, sizeof(fresh), "chaos-run-%" PRIu64, index);
-		chaos_fault_make(o->seed, index, c->mask, fresh, f);
+		chaos_fault_make_in(o->seed, index, c->mask, o->phases, fresh, f);
 		/* the fault is a device's: the VM has one, whatever the campaign's has */
-		snprintf(spec, sizeof(spec), "%s%s,%s", o->lab, strstr(o->lab, "vfio=") ? "" :
-			 ",vfio=1", f->lab_extra);
+		if (f->phase == MIG_PHASE_POSTCOPY)
+			snprintf(spec, sizeof(spec), "%s", CHAOS_PC_LAB);
+		else
+			snprintf(spec, sizeof(spec), "%s%s,%s", o->lab, strstr(o->lab, "vfio=") ?
+				 "" : ",vfio=1", f->lab_extra);
 		if (vm_create(c, run->src, fresh, spec, &err) < 0) {
 			violation(run, CHAOS_INV_CONTRACT, "the run's VM could not be made on agent "
 				  "%u: %s", run->src, err.msg);
@@ -1353,6 +1414,8 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 			 hr.reset_by_peer + hr.closed_by_peer);
 	}
 	if (hung) {
+		for (unsigned i = 0; i < c->n && c->local; i++)
+			fired_from_log(c, i, run);
 		violation(run, CHAOS_INV_BOUNDED, "start ran past %" PRIu64 " ms", run_limit_ms(f));
 		save_violation(c, run, true);
 		kill_hung(c, run);
@@ -1371,6 +1434,7 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 	/* a stopped agent runs again; a migration the start left goes on to its end */
 	for (unsigned i = 0; i < c->n; i++)
 		agent_wait_running(c, i, (uint64_t)f->src_plan.ms + f->dst_plan.ms + 10000);
+	pc_release_dst(c, run, chaos_start_exit(&sp));
 	if (!drained(c, DRAIN_MS)) {
 		violation(run, CHAOS_INV_BOUNDED, "a migration still ran on an agent %u ms after "
 			  "start exited", DRAIN_MS);
@@ -1637,8 +1701,10 @@ int chaos_campaign(const struct chaos_opts *o, struct chaos_report *rep, struct 
 		snprintf(rep->cluster + strlen(rep->cluster), sizeof(rep->cluster) -
 			 strlen(rep->cluster), "; kill-src and kill-dst left out (the runner "
 			 "cannot restart agents it did not start)");
+	c.mask = chaos_phase_mask(c.mask, o->phases);
 	if (!c.mask) {
-		r = mig_error_set(err, -EINVAL, "chaos: no fault left to inject on this cluster");
+		r = mig_error_set(err, -EINVAL, "chaos: no fault left to inject on this cluster%s",
+				  o->phases ? " in the phases of --phases" : "");
 		goto out;
 	}
 	snprintf(rep->network, sizeof(rep->network), "stream faults by a relay in front of the "

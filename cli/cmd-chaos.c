@@ -2,8 +2,8 @@
 /*
  * migratectl chaos (--local N | --agents EP,... --key-file F) [--runs N]
  *   [--vm libvirt:NAME]
- *   [--duration D] [--seed S] [--faults LIST] [--lab SPEC] [--dir DIR]
- *   [--settle D] [--json] [--replay RUN] [--list] [-- START-OPTIONS...]
+ *   [--duration D] [--seed S] [--faults LIST] [--phases LIST] [--lab SPEC]
+ *   [--dir DIR] [--settle D] [--json] [--replay RUN] [--list] [-- START-OPTIONS...]
  *
  * The campaign runs in the library (chaos/runner.c); this prints its
  * progress, the table and the violations, or one JSON object.
@@ -29,7 +29,8 @@
 #define CHAOS_USAGE \
 	"usage: migratectl chaos (--local N | --agents EP,EP,... --key-file F) [--runs N]\n" \
 	"         [--vm libvirt:NAME]\n" \
-	"         [--duration D] [--seed S] [--faults LIST] [--lab SPEC] [--dir DIR]\n" \
+	"         [--duration D] [--seed S] [--faults LIST] [--phases LIST]\n" \
+	"         [--lab SPEC] [--dir DIR]\n" \
 	"         [--settle D] [--netns auto|never|always] [--json] [--replay RUN]\n" \
 	"         [--list] [--dry-run]\n" \
 	"         [-- START-OPTIONS...]\n"
@@ -119,7 +120,7 @@ static void print_text(const struct chaos_report *r)
 		printf(" %s", chaos_outcome_name((enum chaos_outcome)o));
 	printf("\n");
 	for (unsigned k = 0; k < chaos_nr_kinds; k++)
-		for (unsigned p = MIG_PHASE_SETUP; p <= MIG_PHASE_COMMIT; p++) {
+		for (unsigned p = MIG_PHASE_SETUP; p < _MIG_PHASE_MAX; p++) {
 			uint32_t n = 0;
 
 			for (unsigned o = 1; o < _CHAOS_OUT_END; o++)
@@ -172,7 +173,7 @@ static void print_json(const struct chaos_report *r, const struct chaos_opts *o)
 	json_obj_end(&w);
 	json_arr_begin(&w, "table");
 	for (unsigned k = 0; k < chaos_nr_kinds; k++)
-		for (unsigned p = MIG_PHASE_SETUP; p <= MIG_PHASE_COMMIT; p++) {
+		for (unsigned p = MIG_PHASE_SETUP; p < _MIG_PHASE_MAX; p++) {
 			uint32_t n = 0;
 
 			for (unsigned oc = 1; oc < _CHAOS_OUT_END; oc++)
@@ -219,7 +220,7 @@ static void list_faults(void)
 	for (unsigned k = 0; k < chaos_nr_kinds; k++) {
 		char ph[64] = "";
 
-		for (unsigned p = MIG_PHASE_SETUP; p <= MIG_PHASE_COMMIT; p++)
+		for (unsigned p = MIG_PHASE_SETUP; p < _MIG_PHASE_MAX; p++)
 			if (chaos_kinds[k].phases & CHAOS_PH(p))
 				snprintf(ph + strlen(ph), sizeof(ph) - strlen(ph), "%s%s", ph[0] ? "," : "",
 					 phase_short(p));
@@ -292,6 +293,7 @@ int cmd_chaos(int argc, char **argv)
 		{ "duration", required_argument, NULL, 'd' },
 		{ "seed", required_argument, NULL, 's' },
 		{ "faults", required_argument, NULL, 'f' },
+		{ "phases", required_argument, NULL, 'p' },
 		{ "lab", required_argument, NULL, 'l' },
 		{ "dir", required_argument, NULL, 'D' },
 		{ "settle", required_argument, NULL, 'S' },
@@ -366,6 +368,13 @@ int cmd_chaos(int argc, char **argv)
 			}
 			o.faults = optarg;
 			break;
+		case 'p':
+			if (chaos_phases_parse(optarg, &o.phases, &err) < 0) {
+				fprintf(stderr, "migratectl chaos: %s\n", err.msg);
+				return EXIT_USAGE;
+			}
+			o.phases_arg = optarg;
+			break;
 		case 'l':
 			o.lab = optarg;
 			break;
@@ -433,6 +442,11 @@ int cmd_chaos(int argc, char **argv)
 	}
 	if (check_agents(&o))
 		return EXIT_USAGE;
+	if (o.phases && o.lv_domain) {
+		fputs("migratectl chaos: --phases is for a lab VM's campaign (a libvirt domain's "
+		      "faults are aimed at setup, precopy and stop_copy in turn)\n", stderr);
+		return EXIT_USAGE;
+	}
 	if (o.nr_agents == 1) {
 		fputs("migratectl chaos: --agents: a migration needs at least 2 agents\n", stderr);
 		return EXIT_USAGE;
@@ -458,8 +472,8 @@ int cmd_chaos(int argc, char **argv)
 			if (o.lv_domain)
 				chaos_lv_fault_make(o.seed, i, o.mask, o.lv_domain, &f);
 			else
-				chaos_fault_make(o.seed, i, chaos_cluster_mask(o.mask, o.local > 0),
-						 "VM", &f);
+				chaos_fault_make_in(o.seed, i, chaos_cluster_mask(o.mask, o.local > 0),
+						    o.phases, "VM", &f);
 			printf("%" PRIu64 " %s %s: %s\n", i, chaos_kinds[f.kind].name,
 			       mig_phase_to_string(f.phase), f.trigger);
 		}

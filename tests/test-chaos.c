@@ -38,8 +38,8 @@ Test(catalogue, a_fault_is_a_function_of_seed_and_run)
 	cr_assert_gt(differ, 250, "another seed changed only %u of 300 runs", differ);
 }
 
-/* Every kind comes up, in every phase it applies to, within four rounds of
- * the kinds; a mask keeps to its kinds. */
+/* Every kind comes up, in every phase it applies to (post-copy's too),
+ * within five rounds of the kinds; a mask keeps to its kinds. */
 Test(catalogue, every_kind_in_every_phase)
 {
 	static bool seen[64][_MIG_PHASE_MAX];
@@ -47,7 +47,7 @@ Test(catalogue, every_kind_in_every_phase)
 	uint64_t mask;
 	struct mig_error err = { 0 };
 
-	for (uint64_t run = 0; run < 4 * chaos_nr_kinds; run++) {
+	for (uint64_t run = 0; run < 5 * chaos_nr_kinds; run++) {
 		chaos_fault_make(7, run, all_kinds(), "vm", &f);
 		cr_assert_lt(f.kind, chaos_nr_kinds);
 		cr_assert(chaos_kinds[f.kind].phases & CHAOS_PH(f.phase),
@@ -57,7 +57,7 @@ Test(catalogue, every_kind_in_every_phase)
 		seen[f.kind][f.phase] = true;
 	}
 	for (unsigned k = 0; k < chaos_nr_kinds; k++)
-		for (unsigned p = MIG_PHASE_SETUP; p <= MIG_PHASE_COMMIT; p++)
+		for (unsigned p = MIG_PHASE_SETUP; p < _MIG_PHASE_MAX; p++)
 			cr_assert_eq(seen[k][p], !!(chaos_kinds[k].phases & CHAOS_PH(p)),
 				     "%s in %s", chaos_kinds[k].name, mig_phase_to_string(p));
 	cr_assert_eq(chaos_faults_parse("process", &mask, &err), 0);
@@ -151,6 +151,135 @@ Test(catalogue, a_libvirt_domains_faults_aim_at_the_tunnel)
 	}
 	cr_assert_gt(net, 0);
 	cr_assert_gt(agent, 0);
+}
+
+/* Post-copy's faults: the link's, the processes' and the operator's, aimed
+ * at the phase with --converge postcopy and a cap; their triggers points
+ * that come only in post-copy; a short --recover-window for the link's,
+ * and a split allowed only when the outage outlasts it.  Runs aimed at
+ * other phases stay pre-copy runs. */
+Test(catalogue, postcopy_faults)
+{
+	static const char *const pc_kinds[] = {
+		"reset", "stall", "delay", "partition", "link-down", "link-drop", "link-reset",
+		"kill-src", "kill-dst", "stop-src", "stop-dst", "kill-start", "stop-start",
+		"cancel", "destroy",
+	};
+	static bool seen[64];
+	unsigned splits = 0, recovers = 0, nets = 0, relay = 0, agents = 0;
+	uint64_t pc = chaos_phase_mask(all_kinds(), CHAOS_PH_PC);
+	struct chaos_fault f;
+
+	cr_assert_eq(__builtin_popcountll(pc), sizeof(pc_kinds) / sizeof(pc_kinds[0]));
+	for (unsigned i = 0; i < sizeof(pc_kinds) / sizeof(pc_kinds[0]); i++) {
+		uint64_t m;
+		struct mig_error err = { 0 };
+
+		cr_assert_eq(chaos_faults_parse(pc_kinds[i], &m, &err), 0);
+		cr_assert(pc & m, "%s applies to post-copy", pc_kinds[i]);
+	}
+	for (uint64_t run = 0; run < 40 * sizeof(pc_kinds) / sizeof(pc_kinds[0]); run++) {
+		const struct mig_fault_plan *p[2] = { &f.src_plan, &f.dst_plan };
+		const struct chaos_kind *k;
+
+		chaos_fault_make_in(5, run, all_kinds(), CHAOS_PH_PC, "pv", &f);
+		k = &chaos_kinds[f.kind];
+		seen[f.kind] = true;
+		cr_assert_eq(f.phase, MIG_PHASE_POSTCOPY, "%s at %s", k->name,
+			     mig_phase_to_string(f.phase));
+		cr_assert(k->cls == CHAOS_NETWORK || k->cls == CHAOS_PROCESS ||
+			  k->cls == CHAOS_OPERATOR, "%s", k->name);
+		cr_assert(strstr(f.start_extra, "--converge postcopy --max-bandwidth "),
+			  "%s: %s", k->name, f.start_extra);
+		cr_assert_eq(f.lab_extra[0], '\0');
+		/* a short window: a dead or frozen peer is waited for that long */
+		nets += k->cls == CHAOS_NETWORK;
+		cr_assert(f.recover_ms >= 1000 && f.recover_ms <= 3000, "%u", f.recover_ms);
+		cr_assert(strstr(f.start_extra, "--recover-window "), "%s", f.start_extra);
+		cr_assert(strstr(f.trigger, "--recover-window"), "%s", f.trigger);
+		cr_assert_eq(f.may_split, f.outage_ms &&
+			     f.outage_ms + CHAOS_PC_RETRY_MS > f.recover_ms,
+			     "%s: outage %u, window %u", k->name, f.outage_ms, f.recover_ms);
+		if (f.link)
+			cr_assert_eq(f.outage_ms, f.link_ms);
+		if (f.src_plan.action == MIG_FAULT_A_STOP || f.dst_plan.action == MIG_FAULT_A_STOP)
+			cr_assert_eq(f.outage_ms, f.src_plan.ms + f.dst_plan.ms);
+		if (f.kills_src || f.kills_dst || f.start_signal || f.cancel_op || f.destroy_src ||
+		    f.destroy_dst)
+			cr_assert(!f.may_split, "%s", k->name);
+		splits += f.may_split;
+		recovers += f.outage_ms && !f.may_split;
+		for (int s = 0; s < 2; s++) {
+			struct mig_error err = { 0 };
+
+			if (!p[s]->action)
+				continue;
+			cr_assert_eq(mig_fault_plan_check(p[s], &err), 0, "%s", err.msg);
+			if (p[s]->action == MIG_FAULT_A_NET) {
+				/* the relay: page requests to the source on stream 1,
+				 * or a PAGES frame past round 0's on stream 1 */
+				relay++;
+				cr_assert(s == 1);
+				cr_assert_eq(p[s]->net_stream, 1, "%s", f.trigger);
+				cr_assert((p[s]->net_frame_type == MIG_FRAME_PAGE_REQUEST &&
+					   p[s]->net_to_source) ||
+					  (p[s]->net_frame_type == MIG_FRAME_PAGES &&
+					   !p[s]->net_to_source && p[s]->net_frame >= 20), "%s",
+					  f.trigger);
+				continue;
+			}
+			/* an agent's point of post-copy alone: the phase changes into
+			 * and out of it, RUNNING kind 2, PAGES past round 0's */
+			agents++;
+			if (p[s]->point == MIG_FAULT_PHASE + 1)
+				cr_assert(p[s]->to == MIG_PHASE_POSTCOPY || p[s]->to == MIG_PHASE_DONE,
+					  "%s", f.trigger);
+			else if (p[s]->frame_type == MIG_FRAME_RUNNING)
+				cr_assert(p[s]->nth == 2 && p[s]->stream == 0, "%s", f.trigger);
+			else
+				cr_assert(p[s]->frame_type == MIG_FRAME_PAGES && p[s]->nth >= 20 &&
+					  (p[s]->stream == 1 || p[s]->stream == 2), "%s", f.trigger);
+		}
+	}
+	for (unsigned i = 0; i < sizeof(pc_kinds) / sizeof(pc_kinds[0]); i++) {
+		uint64_t m;
+		struct mig_error err = { 0 };
+
+		chaos_faults_parse(pc_kinds[i], &m, &err);
+		cr_assert(seen[__builtin_ctzll(m)], "%s never aimed at post-copy", pc_kinds[i]);
+	}
+	cr_assert_gt(nets, 0);
+	cr_assert_gt(relay, 0);
+	cr_assert_gt(agents, 0);
+	cr_assert_gt(splits, 0, "no link fault outlasts its window");
+	cr_assert_gt(recovers, 0, "no link fault comes back within its window");
+	/* a run aimed elsewhere is a pre-copy run */
+	for (uint64_t run = 0; run < 4 * chaos_nr_kinds; run++) {
+		chaos_fault_make_in(5, run, all_kinds(), CHAOS_PH_ALL, "vm", &f);
+		cr_assert_neq(f.phase, MIG_PHASE_POSTCOPY);
+		cr_assert_null(strstr(f.start_extra, "postcopy"), "%s", f.start_extra);
+		cr_assert_eq(f.recover_ms, 0);
+		cr_assert(!f.may_split);
+	}
+}
+
+Test(catalogue, phases_parse)
+{
+	struct mig_error err = { 0 };
+	unsigned ph;
+
+	cr_assert_eq(chaos_phases_parse("postcopy", &ph, &err), 0);
+	cr_assert_eq(ph, CHAOS_PH_PC);
+	cr_assert_eq(chaos_phases_parse("setup,commit", &ph, &err), 0);
+	cr_assert_eq(ph, CHAOS_PH(MIG_PHASE_SETUP) | CHAOS_PH(MIG_PHASE_COMMIT));
+	cr_assert_eq(chaos_phases_parse("done", &ph, &err), -EINVAL, "done is no phase to aim at");
+	cr_assert(strstr(err.msg, "'done'"), "%s", err.msg);
+	memset(&err, 0, sizeof(err));
+	cr_assert_eq(chaos_phases_parse(",", &ph, &err), -EINVAL);
+	/* kinds that apply to none of the phases are left out */
+	cr_assert_eq(chaos_phase_mask(all_kinds(), CHAOS_PH(MIG_PHASE_SETUP) |
+				      CHAOS_PH_ALL), chaos_phase_mask(all_kinds(), CHAOS_PH_ALL));
+	cr_assert_eq(chaos_phase_mask(all_kinds(), 0), all_kinds());
 }
 
 Test(catalogue, faults_parse)
@@ -541,4 +670,230 @@ Test(judge_lv, never_none_silently)
 		cr_assert_eq(x.invariant, CHAOS_INV_CONTRACT);
 		cr_assert_str_eq(x.detail, "start printed nothing");
 	}
+}
+
+/* ---- post-copy's outcomes (docs/chaos.md, "Post-copy") ---- */
+
+/* the guest on the destination, a settle period before */
+static const struct chaos_copies earlier = { .running = 1, .run_at = 1, .passes = 9 };
+
+static struct chaos_run pc_run(const char *kind)
+{
+	struct chaos_run r = a_run();
+	struct mig_error err = { 0 };
+	uint64_t m;
+
+	cr_assert_eq(chaos_faults_parse(kind, &m, &err), 0);
+	r.fault.kind = (unsigned)__builtin_ctzll(m);
+	r.fault.phase = MIG_PHASE_POSTCOPY;
+	r.fired = true;
+	return r;
+}
+
+static struct chaos_start_json pc_split_json(void)
+{
+	struct chaos_start_json j = json("failed", "none");
+
+	strcpy(j.error, "post-copy broke: the VM is split between the hosts, its vCPUs on the "
+	       "destination and 412 of its pages here; both halves are kept (source paused): ...");
+	j.verified = false;
+	return j;
+}
+
+/* An agent's death in post-copy: exit 3, the VM lost, the other half held. */
+Test(judge_pc, a_death_loses_the_vm_and_keeps_the_other_half)
+{
+	struct chaos_start_json j = pc_split_json(), lost = json("failed", "none");
+	struct chaos_copies src_half = { .held = 1, .held_at = 0, .held_on = { true } },
+			    dst_half = { .held = 1, .held_at = 1, .held_on = { false, true } },
+			    none = { 0 };
+	struct chaos_run r;
+
+	r = pc_run("kill-dst");
+	r.fault.kills_dst = true;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+	chaos_judge_copies(&r, &src_half, &src_half, &j, false, true, 300);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_LOST_IN_POSTCOPY);
+	/* no half kept: the VM went silently */
+	r = pc_run("kill-dst");
+	r.fault.kills_dst = true;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+	chaos_judge_copies(&r, &none, &none, &j, false, true, 300);
+	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE, "%s", r.detail);
+	/* the half kept is the dead agent's, not the survivor's */
+	r = pc_run("kill-dst");
+	r.fault.kills_dst = true;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+	chaos_judge_copies(&r, &dst_half, &dst_half, &j, false, true, 300);
+	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE, "%s", r.detail);
+	/* the source's death: start says what it can (its agent is gone) */
+	strcpy(lost.error, "the source agent was lost after commit");
+	r = pc_run("kill-src");
+	r.fault.kills_src = true;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &lost);
+	chaos_judge_copies(&r, &dst_half, &dst_half, &lost, true, false, 300);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_LOST_IN_POSTCOPY);
+	/* a death the runner did not see is no excuse */
+	r = pc_run("kill-src");
+	r.fault.kills_src = true;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+	chaos_judge_copies(&r, &dst_half, &dst_half, &j, false, false, 300);
+	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE, "%s", r.detail);
+	/* exit 1 after the VM started on the destination is a lie */
+	r = pc_run("kill-dst");
+	r.fault.kills_dst = true;
+	chaos_judge_exit(&r, 1, 0, false, true, "", &j);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "%s", r.detail);
+}
+
+/* The same loss is never allowed outside post-copy, nor called anything else. */
+Test(judge_pc, never_outside_postcopy)
+{
+	struct chaos_start_json j = pc_split_json(), lost = json("failed", "none");
+	struct chaos_copies both = { .held = 2, .held_at = 1, .held_on = { true, true } },
+			    none = { 0 };
+	struct chaos_run r;
+
+	r = pc_run("kill-dst");
+	r.fault.phase = MIG_PHASE_COMMIT;
+	r.fault.kills_dst = true;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "a split aimed at commit: %s", r.detail);
+	r = pc_run("link-down");
+	r.fault.phase = MIG_PHASE_PRECOPY;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT);
+	/* both "halves" held outside post-copy: a held copy on the destination */
+	r = pc_run("link-down");
+	r.fault.phase = MIG_PHASE_COMMIT;
+	lost.source_copy = true;
+	strcpy(lost.copy_vm, "vm");
+	chaos_judge_exit(&r, 3, 0, false, true, "", &lost);
+	chaos_judge_copies(&r, &both, &both, &lost, false, false, 300);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "%s", r.detail);
+	cr_assert_neq(r.outcome, CHAOS_OUT_SPLIT);
+	/* a death in pre-copy is still lost-with-agent, never lost-in-postcopy */
+	r = pc_run("kill-src");
+	r.fault.phase = MIG_PHASE_PRECOPY;
+	r.fault.kills_src = true;
+	lost = json("failed", "none");
+	chaos_judge_exit(&r, 3, 0, false, true, "", &lost);
+	chaos_judge_copies(&r, &none, &none, &lost, true, false, 300);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_LOST_WITH_AGENT);
+	/* a split with owner or exit that says otherwise */
+	r = pc_run("kill-dst");
+	r.fault.kills_dst = true;
+	strcpy(j.owner, "source");
+	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT);
+	strcpy(j.owner, "none");
+	r = pc_run("kill-dst");
+	r.fault.kills_dst = true;
+	chaos_judge_exit(&r, 1, 0, false, true, "", &j);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT);
+	/* start says split, and the VM runs on the source: a half resumed */
+	r = pc_run("partition");
+	{
+		struct chaos_copies on_src = running_on(0, 10), before = running_on(0, 9),
+				    on_dst = running_on(1, 10), src_kept = on_dst;
+
+		chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+		chaos_judge_copies(&r, &before, &on_src, &j, false, false, 300);
+		cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "%s", r.detail);
+		/* ... on the destination, whole: every page came while the source
+		 * could not hear so; its half held, for an operator */
+		src_kept.held = 1;
+		src_kept.held_at = 0;
+		src_kept.held_on[0] = true;
+		j.source_copy = true;
+		strcpy(j.copy_vm, "vm");
+		r = pc_run("partition");
+		chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+		chaos_judge_copies(&r, &earlier, &src_kept, &j, false, false, 300);
+		cr_assert_eq(r.invariant, 0, "%s", r.detail);
+		cr_assert_eq(r.outcome, CHAOS_OUT_HELD);
+		/* ... with a held copy the JSON does not name */
+		j.source_copy = false;
+		r = pc_run("partition");
+		chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+		chaos_judge_copies(&r, &earlier, &src_kept, &j, false, false, 300);
+		cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "%s", r.detail);
+	}
+}
+
+/* A link fault in post-copy: recovered (completed), or, past the window,
+ * split with both halves held; never split when the link came back in time. */
+Test(judge_pc, a_link_recovers_or_outlasts_its_window)
+{
+	struct chaos_start_json j = pc_split_json(), done = json("completed", "destination");
+	struct chaos_copies both = { .held = 2, .held_at = 1, .held_on = { true, true } },
+			    src_half = { .held = 1, .held_at = 0, .held_on = { true } },
+			    on_dst = running_on(1, 10);
+	struct chaos_run r;
+
+	r = pc_run("link-down");
+	r.fault.link_ms = r.fault.outage_ms = 5000;
+	r.fault.recover_ms = 1000;
+	r.fault.may_split = true;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+	chaos_judge_copies(&r, &both, &both, &j, false, false, 300);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_SPLIT);
+	/* one half not held */
+	r.invariant = 0;
+	r.outcome = 0;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+	chaos_judge_copies(&r, &src_half, &src_half, &j, false, false, 300);
+	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE, "%s", r.detail);
+	/* recovered: completed, on the destination */
+	r = pc_run("link-down");
+	r.fault.outage_ms = 5000;
+	r.fault.recover_ms = 1000;
+	r.fault.may_split = true;
+	chaos_judge_exit(&r, 0, 0, false, true, "", &done);
+	chaos_judge_copies(&r, &earlier, &on_dst, &done, false, false, 300);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_COMPLETED);
+	/* the link was back within the window (and a retry before its end): a
+	 * split is a loss it must not cause */
+	r = pc_run("stall");
+	r.fault.outage_ms = 800;
+	r.fault.recover_ms = 3000;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+	chaos_judge_copies(&r, &both, &both, &j, false, false, 300);
+	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE, "%s", r.detail);
+	r = pc_run("reset");
+	r.fault.recover_ms = 2000;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+	chaos_judge_copies(&r, &both, &both, &j, false, false, 300);
+	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE, "a reset is a moment: %s", r.detail);
+}
+
+/* A cancel in post-copy is ignored: the migration completes. */
+Test(judge_pc, a_cancel_is_ignored)
+{
+	struct chaos_start_json done = json("completed", "destination"), j = pc_split_json(),
+				cancelled = json("cancelled", "source");
+	struct chaos_copies on_dst = running_on(1, 10);
+	struct chaos_run r;
+
+	r = pc_run("cancel");
+	chaos_judge_exit(&r, 0, 0, false, true, "", &done);
+	chaos_judge_copies(&r, &earlier, &on_dst, &done, false, false, 300);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_COMPLETED);
+	r = pc_run("cancel");
+	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "%s", r.detail);
+	r = pc_run("cancel");
+	chaos_judge_exit(&r, 1, 0, false, true, "", &cancelled);
+	cr_assert_eq(r.invariant, CHAOS_INV_CONTRACT, "%s", r.detail);
+	/* not fired (the migration ended first): nothing to hold it to */
+	r = pc_run("cancel");
+	r.fired = false;
+	chaos_judge_exit(&r, 0, 0, false, true, "", &done);
+	cr_assert_eq(r.invariant, 0);
 }

@@ -25,6 +25,11 @@ enum chaos_outcome {
 	CHAOS_OUT_HELD,           /* exit 3: a copy kept paused for an operator */
 	CHAOS_OUT_OPERATOR,       /* exit 3 otherwise: the source agent lost, say */
 	CHAOS_OUT_LOST_WITH_AGENT,/* the only copy died with the agent the fault killed */
+	/* post-copy only (docs/chaos.md, "Post-copy"): the documented loss */
+	CHAOS_OUT_SPLIT,          /* exit 3: the link stayed down past --recover-window,
+				   * both halves held */
+	CHAOS_OUT_LOST_IN_POSTCOPY,/* exit 3: an agent the fault killed took its half,
+				   * the other half held */
 	CHAOS_OUT_NO_EXIT,        /* the fault killed the start process */
 	CHAOS_OUT_VIOLATION,      /* an invariant failed */
 	_CHAOS_OUT_END,
@@ -79,6 +84,7 @@ struct chaos_start_json {
 struct chaos_copies {
 	unsigned running, held, paused, migrating;
 	unsigned run_at, held_at;         /* an agent with such a copy */
+	bool held_on[CHAOS_MAX_AGENTS];   /* agents with a held copy (post-copy: halves) */
 	struct mig_vm_info held_info;
 	uint64_t passes, errors;          /* the running copy's */
 	bool listed[CHAOS_MAX_AGENTS];    /* the agent answered */
@@ -116,6 +122,8 @@ struct chaos_opts {
 	uint64_t seed;
 	uint64_t mask;                    /* kinds (chaos_faults_parse) */
 	const char *faults;               /* as given, for the replay command */
+	unsigned phases;                  /* CHAOS_PH() aimed at (0: all) */
+	const char *phases_arg;           /* --phases as given, for the replay command */
 	const char *lab;                  /* the lab VM's spec */
 	const char *const *start_args;    /* passed to each start */
 	unsigned nr_start_args;

@@ -28,6 +28,22 @@ const char *chaos_class_name(enum chaos_class c);
 #define CHAOS_PH(p) (1U << (p))
 #define CHAOS_PH_ALL (CHAOS_PH(MIG_PHASE_SETUP) | CHAOS_PH(MIG_PHASE_PRECOPY) | \
 		      CHAOS_PH(MIG_PHASE_STOP_COPY) | CHAOS_PH(MIG_PHASE_COMMIT))
+/* Post-copy (docs/chaos.md, "Post-copy"): a run aimed at it migrates with
+ * --converge postcopy, a bandwidth cap and a VM of its own that cannot
+ * converge under it, so that the phase lasts a second or two. */
+#define CHAOS_PH_PC CHAOS_PH(MIG_PHASE_POSTCOPY)
+/* Every phase a campaign aims at: pre-copy's arc and post-copy. */
+#define CHAOS_PH_ANY (CHAOS_PH_ALL | CHAOS_PH_PC)
+/* The post-copy run's VM and its link (CHAOS_PH_PC): round 0 takes about
+ * 0.8 s, and the 14 MiB the guest writes meanwhile come after the switch
+ * (about 0.7 s more, beyond the 300 ms downtime limit), so that the phase
+ * lasts long enough for a fault and a run costs a pre-copy run's time. */
+#define CHAOS_PC_LAB "mem=16M,vcpus=2,wss=14M,pattern=random"
+#define CHAOS_PC_BANDWIDTH "20M"
+/* The source tries to make a broken post-copy link again once a second, and
+ * gives up when the next try would come after --recover-window: a link back
+ * within the window's last second may be missed (engine-src.c, pc_recover). */
+#define CHAOS_PC_RETRY_MS 1000
 
 /* What the runner does to the start process (the orchestrator). */
 enum chaos_signal_act {
@@ -69,6 +85,14 @@ struct chaos_fault {
 	/* a libvirt domain's migration: the agents' points and the network
 	 * triggers are frames of the tunnel's channels (protocol.md §11) */
 	bool tunnel;
+	/* post-copy (phase MIG_PHASE_POSTCOPY): --recover-window given to
+	 * start (0: its default, 60 s), and how long the fault keeps the link
+	 * broken (0: a moment, as a reset).  A split (exit 3, both halves
+	 * held) is allowed only when outage_ms, and the source's retry
+	 * interval, outlast the window. */
+	uint32_t recover_ms;
+	uint32_t outage_ms;
+	bool may_split;
 };
 
 struct chaos_rng {
@@ -100,6 +124,17 @@ uint64_t chaos_cluster_mask(uint64_t mask, bool local);
  * up; the trigger inside the phase is drawn from the seed. */
 void chaos_fault_make(uint64_t seed, uint64_t run, uint64_t mask, const char *vm,
 		      struct chaos_fault *f);
+/* The same, aimed only at the phases of `phases` (CHAOS_PH(), 0: every
+ * one, CHAOS_PH_ANY): the kinds of mask that apply to none of them are
+ * left out.  chaos_fault_make() is this with 0. */
+void chaos_fault_make_in(uint64_t seed, uint64_t run, uint64_t mask, unsigned phases,
+			 const char *vm, struct chaos_fault *f);
+/* The kinds of mask that apply to a phase of `phases` (0: every one). */
+uint64_t chaos_phase_mask(uint64_t mask, unsigned phases);
+/* A --phases LIST: phase names (setup, precopy, stop_copy, commit,
+ * postcopy), comma-separated, into CHAOS_PH() bits; -EINVAL naming the
+ * unknown word. */
+int chaos_phases_parse(const char *list, unsigned *ret, struct mig_error *err);
 /* The same for a libvirt domain's migration: the kinds of mask it takes
  * (chaos_lv_mask), aimed at setup, precopy or stop_copy (what libvirt's
  * job shows), their triggers in the agents' tunnel. */
