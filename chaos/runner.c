@@ -933,7 +933,8 @@ static void pc_release_dst(struct campaign *c, struct chaos_run *run, int exit_c
 	char peer[128];
 	int n;
 
-	if (run->fault.phase != MIG_PHASE_POSTCOPY || exit_code == 0 || !agent_alive(c, run->dst) ||
+	if (run->fault.phase != MIG_PHASE_POSTCOPY || exit_code == 0 ||
+	    !agent_alive(c, run->dst) ||
 	    (agent_alive(c, run->src) && src_phase(c, run->src, run->vm, &phase, id, peer,
 						   sizeof(peer))))
 		return;
@@ -1344,10 +1345,9 @@ static void run_one(struct campaign *c, uint64_t index, struct chaos_run *run)
 
 		snprintf(fresh, sizeof(fresh), "chaos-run-%" PRIu64, index);
 		chaos_fault_make_in(o->seed, index, c->mask, o->phases, fresh, f);
-		/* the fault is a device's: the VM has one, whatever the campaign's has */
 		if (f->phase == MIG_PHASE_POSTCOPY)
 			snprintf(spec, sizeof(spec), "%s", CHAOS_PC_LAB);
-		else
+		else    /* the fault is a device's: the VM has one, whatever the campaign's has */
 			snprintf(spec, sizeof(spec), "%s%s,%s", o->lab, strstr(o->lab, "vfio=") ?
 				 "" : ",vfio=1", f->lab_extra);
 		if (vm_create(c, run->src, fresh, spec, &err) < 0) {

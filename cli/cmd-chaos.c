@@ -216,7 +216,7 @@ static void print_json(const struct chaos_report *r, const struct chaos_opts *o)
 
 static void list_faults(void)
 {
-	printf("%-15s %-9s %-34s %s\n", "fault", "class", "phases", "what");
+	printf("%-15s %-9s %-40s %s\n", "fault", "class", "phases", "what");
 	for (unsigned k = 0; k < chaos_nr_kinds; k++) {
 		char ph[64] = "";
 
@@ -224,7 +224,7 @@ static void list_faults(void)
 			if (chaos_kinds[k].phases & CHAOS_PH(p))
 				snprintf(ph + strlen(ph), sizeof(ph) - strlen(ph), "%s%s", ph[0] ? "," : "",
 					 phase_short(p));
-		printf("%-15s %-9s %-34s %s\n", chaos_kinds[k].name,
+		printf("%-15s %-9s %-40s %s\n", chaos_kinds[k].name,
 		       chaos_class_name(chaos_kinds[k].cls), ph, chaos_kinds[k].what);
 	}
 }
