@@ -68,15 +68,16 @@ struct point_choice {
  * comes only in it: the phase changes into and out of it, RUNNING kind 2
  * (the 2nd RUNNING: every page placed), and PAGES frames past what round 0
  * can send on a stream.  The post-copy VM (CHAOS_PC_LAB, 16 MiB: 4096
- * pages) sends round 0 over two streams in frames of 128 pages or more, at
- * most 16 on one; the 20th to 40th PAGES frame of stream 1 or 2 is
- * post-copy's push or pages a fault asked for (served in small frames).
+ * pages) sends round 0 in 32 frames of 128 pages over two streams, about
+ * 16 on each; the 24th to 44th PAGES frame of stream 1 or 2 is post-copy's
+ * push or pages a fault asked for (served in small frames), unless one
+ * stream took three quarters of round 0.
  * PAGE_REQUEST frames are no engine point on either side (the source's
  * request reader and the destination's fault thread use the transport
  * directly), so they are the relay's triggers only (net_points).
  */
-#define PC_NTH_LO 20
-#define PC_NTH_HI 40
+#define PC_NTH_LO 24
+#define PC_NTH_HI 44
 
 static const struct point_choice src_points[][5] = {
 	[MIG_PHASE_SETUP] = {

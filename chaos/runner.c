@@ -730,6 +730,9 @@ static int start_json_read(const struct chaos_start_proc *sp, struct chaos_start
 			struct json_object *ph = json_object_array_get_idx(v, k), *name, *d;
 
 			if (json_object_object_get_ex(ph, "name", &name) &&
+			    !strcmp(json_object_get_string(name), "postcopy"))
+				j->reached_postcopy = true;
+			if (json_object_object_get_ex(ph, "name", &name) &&
 			    !strcmp(json_object_get_string(name), "stop_copy") &&
 			    json_object_object_get_ex(ph, "duration_ms", &d)) {
 				j->has_precommit = true;

@@ -224,7 +224,7 @@ Test(catalogue, postcopy_faults)
 				cr_assert((p[s]->net_frame_type == MIG_FRAME_PAGE_REQUEST &&
 					   p[s]->net_to_source) ||
 					  (p[s]->net_frame_type == MIG_FRAME_PAGES &&
-					   !p[s]->net_to_source && p[s]->net_frame >= 20), "%s",
+					   !p[s]->net_to_source && p[s]->net_frame >= 24), "%s",
 					  f.trigger);
 				continue;
 			}
@@ -237,7 +237,7 @@ Test(catalogue, postcopy_faults)
 			else if (p[s]->frame_type == MIG_FRAME_RUNNING)
 				cr_assert(p[s]->nth == 2 && p[s]->stream == 0, "%s", f.trigger);
 			else
-				cr_assert(p[s]->frame_type == MIG_FRAME_PAGES && p[s]->nth >= 20 &&
+				cr_assert(p[s]->frame_type == MIG_FRAME_PAGES && p[s]->nth >= 24 &&
 					  (p[s]->stream == 1 || p[s]->stream == 2), "%s", f.trigger);
 		}
 	}
@@ -697,6 +697,7 @@ static struct chaos_start_json pc_split_json(void)
 	strcpy(j.error, "post-copy broke: the VM is split between the hosts, its vCPUs on the "
 	       "destination and 412 of its pages here; both halves are kept (source paused): ...");
 	j.verified = false;
+	j.reached_postcopy = true;
 	return j;
 }
 
@@ -729,6 +730,7 @@ Test(judge_pc, a_death_loses_the_vm_and_keeps_the_other_half)
 	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE, "%s", r.detail);
 	/* the source's death: start says what it can (its agent is gone) */
 	strcpy(lost.error, "the source agent was lost after commit");
+	lost.reached_postcopy = true;
 	r = pc_run("kill-src");
 	r.fault.kills_src = true;
 	chaos_judge_exit(&r, 3, 0, false, true, "", &lost);
@@ -740,6 +742,22 @@ Test(judge_pc, a_death_loses_the_vm_and_keeps_the_other_half)
 	r.fault.kills_src = true;
 	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
 	chaos_judge_copies(&r, &dst_half, &dst_half, &j, false, false, 300);
+	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE, "%s", r.detail);
+	/* a kill aimed at post-copy that came in round 0 (the migration never
+	 * got there): pre-copy's rules, the VM lost with its only agent */
+	r = pc_run("kill-src");
+	r.fault.kills_src = true;
+	lost.reached_postcopy = false;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &lost);
+	chaos_judge_copies(&r, &none, &none, &lost, true, false, 300);
+	cr_assert_eq(r.invariant, 0, "%s", r.detail);
+	cr_assert_eq(r.outcome, CHAOS_OUT_LOST_WITH_AGENT);
+	/* ... but once there, no half kept is a silent loss */
+	lost.reached_postcopy = true;
+	r = pc_run("kill-src");
+	r.fault.kills_src = true;
+	chaos_judge_exit(&r, 3, 0, false, true, "", &lost);
+	chaos_judge_copies(&r, &none, &none, &lost, true, false, 300);
 	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE, "%s", r.detail);
 	/* exit 1 after the VM started on the destination is a lie */
 	r = pc_run("kill-dst");

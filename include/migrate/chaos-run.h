@@ -76,6 +76,8 @@ struct chaos_start_json {
 	uint64_t switchover_ms;   /* the switchover deadline the run had (0: not said) */
 	bool has_precommit;
 	uint64_t precommit_ms;    /* phase stop_copy's duration: the pause before COMMIT */
+	bool reached_postcopy;    /* the phases name postcopy: the VM started on the
+				   * destination with pages missing */
 	bool source_copy;
 	char copy_agent[128], copy_vm[64];
 };
