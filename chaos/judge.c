@@ -206,10 +206,14 @@ void chaos_judge_copies(struct chaos_run *run, const struct chaos_copies *a,
 			bool src_dead, bool dst_dead, uint32_t settle_ms)
 {
 	const struct chaos_fault *f = &run->fault;
-	/* post-copy's rules where the migration got there: a fault aimed at
-	 * it that came sooner (a PAGES frame of round 0) is judged as one of
-	 * pre-copy, whose rules hold until COMMIT */
-	bool pc = f->phase == MIG_PHASE_POSTCOPY && (j->reached_postcopy || pc_split_said(j));
+	/* post-copy's rules where the migration got there: start's phases
+	 * or its error say so, or the destination holds a half (it holds a
+	 * copy only when post-copy broke; start, having lost the source
+	 * agent, may know nothing of the phase).  A fault aimed at post-copy
+	 * that came sooner (a PAGES frame of round 0) is judged as one of
+	 * pre-copy, whose rules hold until COMMIT. */
+	bool pc = f->phase == MIG_PHASE_POSTCOPY &&
+		  (j->reached_postcopy || pc_split_said(j) || b->held_on[run->dst]);
 
 	if (b->running > 1) {
 		violation(run, CHAOS_INV_NEVER_TWO, "%u copies of %s run after the run", b->running,

@@ -728,9 +728,10 @@ Test(judge_pc, a_death_loses_the_vm_and_keeps_the_other_half)
 	chaos_judge_exit(&r, 3, 0, false, true, "", &j);
 	chaos_judge_copies(&r, &dst_half, &dst_half, &j, false, true, 300);
 	cr_assert_eq(r.invariant, CHAOS_INV_NEVER_NONE, "%s", r.detail);
-	/* the source's death: start says what it can (its agent is gone) */
-	strcpy(lost.error, "the source agent was lost after commit");
-	lost.reached_postcopy = true;
+	/* the source's death: start says what it can (its agent is gone, and
+	 * with it the phases); the destination's half held shows post-copy */
+	strcpy(lost.error, "lost the source agent: receiving frame seq 15: the peer closed "
+	       "the connection");
 	r = pc_run("kill-src");
 	r.fault.kills_src = true;
 	chaos_judge_exit(&r, 3, 0, false, true, "", &lost);
@@ -747,7 +748,6 @@ Test(judge_pc, a_death_loses_the_vm_and_keeps_the_other_half)
 	 * got there): pre-copy's rules, the VM lost with its only agent */
 	r = pc_run("kill-src");
 	r.fault.kills_src = true;
-	lost.reached_postcopy = false;
 	chaos_judge_exit(&r, 3, 0, false, true, "", &lost);
 	chaos_judge_copies(&r, &none, &none, &lost, true, false, 300);
 	cr_assert_eq(r.invariant, 0, "%s", r.detail);
