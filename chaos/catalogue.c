@@ -797,8 +797,8 @@ uint64_t chaos_lv_mask(uint64_t mask, bool agent_faults)
 /* A run aimed at post-copy: the start options that make the phase last
  * (a bandwidth cap under which CHAOS_PC_LAB cannot converge, post-copy
  * after round 0), and a short --recover-window, 1-3 s: the source cannot
- * tell a destination that died or froze from a broken link, and waits for
- * it that long (60 s by default).  The fault's outage (a link down, a
+ * tell a frozen or cut-off destination from a broken link, and waits for
+ * it that long (10 min by default; a refused connection ends it at once).  The fault's outage (a link down, a
  * stream blackholed, an agent stopped) outlasts it now and then; one that
  * ends in the window's last second may too (CHAOS_PC_RETRY_MS). */
 static void postcopy_run(struct chaos_fault *f, struct chaos_rng *r)

@@ -86,7 +86,7 @@ struct chaos_fault {
 	 * triggers are frames of the tunnel's channels (protocol.md §11) */
 	bool tunnel;
 	/* post-copy (phase MIG_PHASE_POSTCOPY): --recover-window given to
-	 * start (0: its default, 60 s), and how long the fault keeps the link
+	 * start (0: its default, 10 min), and how long the fault keeps the link
 	 * broken (0: a moment, as a reset).  A split (exit 3, both halves
 	 * held) is allowed only when outage_ms, and the source's retry
 	 * interval, outlast the window. */
