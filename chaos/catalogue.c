@@ -69,15 +69,17 @@ struct point_choice {
  * (the 2nd RUNNING: every page placed), and PAGES frames past what round 0
  * can send on a stream.  The post-copy VM (CHAOS_PC_LAB, 16 MiB: 4096
  * pages) sends round 0 in 32 frames of 128 pages over two streams, about
- * 16 on each; the 24th to 44th PAGES frame of stream 1 or 2 is post-copy's
- * push or pages a fault asked for (served in small frames), unless one
- * stream took three quarters of round 0.
+ * 16 on each; the 24th to 44th PAGES frame of stream 1 (24th-32nd: early
+ * in the phase) is pages a fault asked for, which stream 1 alone carries
+ * in post-copy (the push goes on the others), unless stream 1 took three
+ * quarters of round 0.
  * PAGE_REQUEST frames are no engine point on either side (the source's
  * request reader and the destination's fault thread use the transport
  * directly), so they are the relay's triggers only (net_points).
  */
 #define PC_NTH_LO 24
 #define PC_NTH_HI 44
+#define PC_NTH_EARLY 32
 
 static const struct point_choice src_points[][5] = {
 	[MIG_PHASE_SETUP] = {
@@ -99,7 +101,7 @@ static const struct point_choice src_points[][5] = {
 	[MIG_PHASE_POSTCOPY] = {
 		P_PHASE(MIG_PHASE_POSTCOPY),
 		P_SEND_N(MIG_FRAME_PAGES, 1, PC_NTH_LO, PC_NTH_HI),
-		P_SEND_N(MIG_FRAME_PAGES, 2, PC_NTH_LO, PC_NTH_HI),
+		P_SEND_N(MIG_FRAME_PAGES, 1, PC_NTH_LO, PC_NTH_EARLY),
 		P_RECV_N(MIG_FRAME_RUNNING, 0, 2, 2), P_PHASE(MIG_PHASE_DONE) },
 };
 
@@ -123,7 +125,7 @@ static const struct point_choice dst_points[][5] = {
 	[MIG_PHASE_POSTCOPY] = {
 		P_PHASE(MIG_PHASE_POSTCOPY),
 		P_RECV_N(MIG_FRAME_PAGES, 1, PC_NTH_LO, PC_NTH_HI),
-		P_RECV_N(MIG_FRAME_PAGES, 2, PC_NTH_LO, PC_NTH_HI),
+		P_RECV_N(MIG_FRAME_PAGES, 1, PC_NTH_LO, PC_NTH_EARLY),
 		P_SEND_N(MIG_FRAME_RUNNING, 0, 2, 2), P_PHASE(MIG_PHASE_DONE) },
 };
 
