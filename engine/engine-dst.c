@@ -649,11 +649,11 @@ static int do_open(struct dst *d, struct rx_stream *s)
 }
 
 /* A worker failed: record the first cause, stop the others, wake main. */
-static void worker_failed(struct dst *d, struct rx_stream *s)
+static void worker_failed(struct dst *d, const struct mig_error *err)
 {
 	pthread_mutex_lock(&d->lock);
 	if (!d->werr.code)
-		d->werr = *s->err;
+		d->werr = *err;
 	__atomic_store_n(&d->stop, true, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&d->advance);
 	pthread_mutex_unlock(&d->lock);
@@ -891,7 +891,7 @@ static void rx_worker_main(struct xport_worker *xw)
 			r = post_hdr(s);
 	}
 	if (r < 0 && r != -ECANCELED)
-		worker_failed(d, s);
+		worker_failed(d, s->err);
 }
 
 static int workers_start(struct dst *d)
@@ -1065,6 +1065,14 @@ static void *pc_fault_main(void *arg)
 		if (!q.count)
 			continue;
 		__atomic_fetch_add(&d->pc_requested, q.count, __ATOMIC_RELAXED);
+		r = fault_at(d, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_SEND,
+							   .frame_type = MIG_FRAME_PAGE_REQUEST,
+							   .stream = 1, .seq = tx.seq + 1 }, &err);
+		if (r < 0) {
+			/* as a failed stream: the link is made again */
+			worker_failed(d, &err);
+			break;
+		}
 		mig_wire_le(&mig_wl_page_request, &q, 1);
 		r = xport_chan_send(&tx, &ring, MIG_FRAME_PAGE_REQUEST, &q,
 				    offsetof(struct mig_page_request, pfn) +

@@ -1399,7 +1399,11 @@ static void rq_reader_main(struct xport_worker *xw)
 		r = xport_chan_rx_step(&rx, &s->rq_err);
 		if (r <= 0)
 			continue;
-		r = take_request(s, &rx);
+		r = fault_at(s, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_RECV,
+							   .frame_type = rx.hdr.type, .stream = 1,
+							   .seq = rx.hdr.seq }, &s->rq_err);
+		if (r >= 0)
+			r = take_request(s, &rx);
 		if (r < 0) {
 			pthread_mutex_lock(&s->lock);
 			if (!s->werr.code)
@@ -1838,7 +1842,7 @@ static uint64_t pc_left(const struct src *s)
 static int pc_recover(struct src *s)
 {
 	uint64_t window = s->o->recover_ms ? s->o->recover_ms : MIG_RECOVER_DEFAULT_MS;
-	uint64_t end = mig_now_ms() + window;
+	uint64_t end = mig_now_ms() + window, now;
 	struct mig_error why = s->err;
 	struct mig_frame_hdr h;
 	struct mig_buf pl = { 0 };
@@ -1878,7 +1882,6 @@ static int pc_recover(struct src *s)
 	mig_error_clear(&s->werr);
 	pthread_mutex_unlock(&s->lock);
 	s->ctl.busy = false;
-	s->res->postcopy_breaks++;
 	mig_error_clear(&s->err);
 	emit_progress(s, true);
 	for (;;) {
@@ -1898,7 +1901,8 @@ static int pc_recover(struct src *s)
 					     "destination's listener is gone (%s): its agent died or "
 					     "gave up its half of the VM", why.msg, last.msg);
 		}
-		if (mig_now_ms() + 1000 > end) {
+		now = mig_now_ms();
+		if (now >= end) {
 			struct mig_error last = s->err;
 
 			mig_error_clear(&s->err);
@@ -1906,8 +1910,10 @@ static int pc_recover(struct src *s)
 					     "not made again within %llu s (--recover-window): %s",
 					     why.msg, (unsigned long long)window / 1000, last.msg);
 		}
-		usleep(1000 * 1000);
+		/* every second, and once more at the window's end */
+		usleep((useconds_t)(end - now < 1000 ? end - now : 1000) * 1000);
 	}
+	s->res->postcopy_breaks++;
 	r = ctl_recv(s, &h, &pl, REPLY_TIMEOUT_MS);
 	if (r >= 0)
 		r = expect(s, &h, MIG_FRAME_PC_RESUME, sizeof(pc) + s->words * 8);
@@ -2537,7 +2543,11 @@ out:
 		res->result = MIG_RESULT_FAILED;
 		res->owner = MIG_OWNER_NONE;
 		res->src_held = 1;
-		if (s.phase == MIG_PHASE_POSTCOPY)
+		if (s.phase == MIG_PHASE_POSTCOPY && !pc_left(&s))
+			mig_error_prefix(&s.err, "post-copy: every page was sent, but the destination "
+					 "did not confirm that it has them all and runs the guest; it "
+					 "most likely does (check it); the source's copy is kept paused");
+		else if (s.phase == MIG_PHASE_POSTCOPY)
 			mig_error_prefix(&s.err, "post-copy broke: the VM is split between the hosts, "
 					 "its vCPUs on the destination and %llu of its pages here; "
 					 "both halves are kept (source paused)",
