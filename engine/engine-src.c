@@ -436,22 +436,30 @@ static int deadline_error(struct src *s, struct mig_error *err)
 
 static bool stopping(struct src *s);
 
-/* Bandwidth cap, shared by the workers: sleep until `bytes` more fit, in
- * slices, so that cancel is not kept waiting.  False when stopped. */
-static bool throttle(struct src *s, uint64_t bytes)
+/* Under bw_lock: the bytes the cap allows in its window so far (a window
+ * begins anew after a second). */
+static uint64_t bw_allowed(struct src *s, uint64_t cap)
 {
-	uint64_t cap = s->o->conv.max_bandwidth_bps, now, allowed, ms = 0;
+	uint64_t now = mig_now_ms();
 
-	if (!cap)
-		return true;
-	pthread_mutex_lock(&s->bw_lock);
-	now = mig_now_ms();
 	if (!s->bw_t0_ms || now - s->bw_t0_ms > 1000) {
 		s->bw_t0_ms = now;
 		s->bw_bytes = 0;
 	}
+	return (now - s->bw_t0_ms) * cap / 1000;
+}
+
+/* Bandwidth cap, shared by the workers: sleep until `bytes` more fit, in
+ * slices, so that cancel is not kept waiting.  False when stopped. */
+static bool throttle(struct src *s, uint64_t bytes)
+{
+	uint64_t cap = s->o->conv.max_bandwidth_bps, allowed, ms = 0;
+
+	if (!cap)
+		return true;
+	pthread_mutex_lock(&s->bw_lock);
+	allowed = bw_allowed(s, cap);
 	s->bw_bytes += bytes;
-	allowed = (now - s->bw_t0_ms) * cap / 1000;
 	if (s->bw_bytes > allowed)
 		ms = (s->bw_bytes - allowed) * 1000 / cap;
 	pthread_mutex_unlock(&s->bw_lock);
@@ -470,18 +478,13 @@ static bool throttle(struct src *s, uint64_t bytes)
  * whatever (`force`: pages a vCPU waits for). */
 static bool bw_take(struct src *s, uint64_t bytes, bool force)
 {
-	uint64_t cap = s->o->conv.max_bandwidth_bps, now;
+	uint64_t cap = s->o->conv.max_bandwidth_bps;
 	bool ok;
 
 	if (!cap)
 		return true;
 	pthread_mutex_lock(&s->bw_lock);
-	now = mig_now_ms();
-	if (!s->bw_t0_ms || now - s->bw_t0_ms > 1000) {
-		s->bw_t0_ms = now;
-		s->bw_bytes = 0;
-	}
-	ok = force || s->bw_bytes <= (now - s->bw_t0_ms) * cap / 1000;
+	ok = bw_allowed(s, cap) >= s->bw_bytes || force;
 	if (ok)
 		s->bw_bytes += bytes;
 	pthread_mutex_unlock(&s->bw_lock);

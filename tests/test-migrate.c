@@ -956,6 +956,25 @@ Test(migrate, converge_postcopy_finishes_it, .timeout = 120)
 		     "%s", r.out);
 }
 
+/* Agents a (DIR/a.sock, with VM "victim": its 128 MiB working set will not
+ * converge at 16 MiB/s) and b (DIR/b.sock), both ready. */
+static void postcopy_pair(const char *dir, char ea[128], char eb[128], pid_t *a, pid_t *b)
+{
+	struct run_result r;
+	char args[256];
+
+	snprintf(ea, 128, "unix://%s/a.sock", dir);
+	*a = proc_agent(ea, NULL);
+	proc_wait_agent(ea, NULL);
+	snprintf(args, sizeof(args), "vm create %s --name victim --lab mem=160M,vcpus=2,wss=128M",
+		 ea);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	snprintf(eb, 128, "unix://%s/b.sock", dir);
+	*b = proc_agent(eb, NULL);
+	proc_wait_agent(eb, NULL);
+}
+
 /* auto: a throttle too weak to make it converge (at most 10 %) stalls, and
  * the stall switches to post-copy, which finishes it. */
 Test(migrate, converge_auto_goes_postcopy_on_a_stall, .timeout = 120)
@@ -986,16 +1005,7 @@ Test(migrate, destination_killed_during_postcopy, .timeout = 180)
 	int st;
 
 	cr_assert_not_null(mkdtemp(dir));
-	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
-	a = proc_agent(ea, NULL);
-	proc_wait_agent(ea, NULL);
-	snprintf(args, sizeof(args), "vm create %s --name victim --lab mem=160M,vcpus=2,wss=128M",
-		 ea);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
-	snprintf(eb, sizeof(eb), "unix://%s/b.sock", dir);
-	b = proc_agent(eb, NULL);
-	proc_wait_agent(eb, NULL);
+	postcopy_pair(dir, ea, eb, &a, &b);
 	/* 16 MiB/s: the bulk copy takes 10 s, the 128 MiB working set as much
 	 * again after the start */
 	snprintf(args, sizeof(args), "start %s %s --vm victim --json --converge postcopy "
@@ -1037,16 +1047,7 @@ Test(migrate, source_killed_during_postcopy, .timeout = 180)
 	pid_t a, b, mig;
 
 	cr_assert_not_null(mkdtemp(dir));
-	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
-	a = proc_agent(ea, NULL);
-	proc_wait_agent(ea, NULL);
-	snprintf(args, sizeof(args), "vm create %s --name victim --lab mem=160M,vcpus=2,wss=128M",
-		 ea);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
-	snprintf(eb, sizeof(eb), "unix://%s/b.sock", dir);
-	b = proc_agent(eb, NULL);
-	proc_wait_agent(eb, NULL);
+	postcopy_pair(dir, ea, eb, &a, &b);
 	snprintf(args, sizeof(args), "start %s %s --vm victim --converge postcopy "
 		 "--max-bandwidth 16M", ea, eb);
 	mig = start_background(dir, args);
