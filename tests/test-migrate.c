@@ -1017,8 +1017,12 @@ Test(migrate, destination_killed_during_postcopy, .timeout = 180)
 	cr_assert_eq(st, 3, "exit %d: %s %s", st, r.out, r.err);
 	json_expect_str(r.out, "result", "failed");
 	json_expect_str(r.out, "owner", "none");
-	cr_assert_not_null(strstr(r.out, "post-copy broke"), "%s", r.out);
-	/* nothing listens there any more: no use waiting for the link */
+	/* Split, or every page sent and the confirmation lost: which one
+	 * depends on how much the guest left to come, and the host's pace.
+	 * Either way nothing listens there any more: no use waiting. */
+	cr_assert(strstr(r.out, "post-copy broke: the VM is split") ||
+		  strstr(r.out, "post-copy: every page was sent, but the destination did not "
+			 "confirm"), "%s", r.out);
 	cr_assert_not_null(strstr(r.out, "listener is gone"), "%s", r.out);
 	cr_assert_not_null(json_field(r.out, "id", id, sizeof(id)));
 

@@ -969,6 +969,39 @@ Test(wire_live, idle_connections_do_not_block_the_streams, .timeout = 60)
  */
 enum bad_postcopy { BP_COUNT, BP_PAGES, BP_LENGTH, BP_TWICE, BP_STOP_COPY };
 
+/*
+ * POSTCOPY then a stop-and-copy end: ABORT saying so.  Or, when the round's
+ * end on the data stream overtook POSTCOPY on the control stream, LOADED
+ * refusing the round (no device state came) and then ABORT: the
+ * destination took the round as a stop-and-copy and never went post-copy.
+ */
+static void expect_stop_copy_refused(struct xport_conn *ctl, const char *needle)
+{
+	struct mig_error err = { 0 };
+	struct mig_frame_hdr fh;
+	struct mig_buf pl = { 0 };
+	struct mig_error_msg m;
+	struct mig_loaded l;
+
+	cr_assert_eq(xport_conn_recv(ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
+	if (fh.type == MIG_FRAME_LOADED) {
+		char text[600];
+
+		cr_assert_eq(pl.len, sizeof(l));
+		memcpy(&l, pl.data, sizeof(l));
+		mig_buf_free(&pl);
+		cr_assert_lt(l.status, 0, "the destination loaded a round POSTCOPY contradicts");
+		expect_abort(ctl, text, sizeof(text));
+		return;
+	}
+	cr_assert_eq(fh.type, MIG_FRAME_ABORT, "got %s", mig_frame_type_to_string(fh.type));
+	cr_assert_eq(pl.len, sizeof(m));
+	memcpy(&m, pl.data, sizeof(m));
+	mig_buf_free(&pl);
+	cr_assert_not_null(strstr(m.msg, needle), "abort reason lacks '%s': %.*s", needle,
+			   (int)sizeof(m.msg) - 1, m.msg);
+}
+
 static void bad_postcopy(enum bad_postcopy what, const char *needle)
 {
 	struct rig g;
@@ -998,6 +1031,11 @@ static void bad_postcopy(enum bad_postcopy what, const char *needle)
 	if (what == BP_STOP_COPY)
 		send_round_end(&data, 0, true, 0);
 	mig_buf_free(&b);
+	if (what == BP_STOP_COPY) {
+		expect_stop_copy_refused(&ctl, needle);
+		rig_finish(&g, &ctl, &data);
+		return;
+	}
 	expect_abort(&ctl, text, sizeof(text));
 	cr_assert_not_null(strstr(text, needle), "abort reason lacks '%s': %s", needle, text);
 	rig_finish(&g, &ctl, &data);
