@@ -1035,7 +1035,7 @@ static void *pc_fault_main(void *arg)
 		struct mig_pc_fault f[MIG_PAGE_REQUEST_MAX];
 		struct mig_page_request q = { 0 };
 		struct xport_op *op;
-		uint64_t now = mig_clock_ns(CLOCK_MONOTONIC);
+		uint64_t now;
 		int n = 0;
 
 		while (again < d->nr_pages && q.count < MIG_PAGE_REQUEST_MAX) {

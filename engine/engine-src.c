@@ -2209,14 +2209,20 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		goto out;
 	emit_progress(&s, true);
 	r = devices_init(&s);
-	/* Post-copy asked for (or a stall's action): a VM whose devices cannot
-	 * run with pages missing is refused before anything moves. */
-	if (r >= 0 && (o->conv.mode == CONV_MODE_POSTCOPY ||
-		       o->conv.stall_action == CONV_STALL_POSTCOPY))
-		r = mig_vm_postcopy_check(vm, false, &s.err);
-	/* auto goes post-copy on a stall where the VM can (its classes say) */
+	/* Whether the VM can run with pages missing (its classes say): auto
+	 * goes post-copy on a stall only then, and post-copy asked for (or a
+	 * stall's action) is refused before anything moves otherwise. */
 	s.conv = o->conv;
-	s.conv.postcopy_ok = r >= 0 && mig_vm_postcopy_check(vm, false, NULL) >= 0;
+	if (r >= 0) {
+		struct mig_error why = { 0 };
+
+		s.conv.postcopy_ok = mig_vm_postcopy_check(vm, false, &why) >= 0;
+		if (!s.conv.postcopy_ok && (o->conv.mode == CONV_MODE_POSTCOPY ||
+					    o->conv.stall_action == CONV_STALL_POSTCOPY)) {
+			s.err = why;
+			r = why.code;
+		}
+	}
 	if (r >= 0)
 		r = do_setup(&s);
 	if (r < 0)

@@ -297,21 +297,28 @@ static void send_round_end(struct xport_conn *c, uint32_t round, bool final, uin
 		     err.msg);
 }
 
+/* A frame received that must be ABORT: its text (pl is freed). */
+static void abort_text(const struct mig_frame_hdr *fh, struct mig_buf *pl, char *text, size_t n)
+{
+	struct mig_error_msg m;
+
+	cr_assert_eq(fh->type, MIG_FRAME_ABORT, "got %s", mig_frame_type_to_string(fh->type));
+	cr_assert_eq(pl->len, sizeof(m));
+	memcpy(&m, pl->data, sizeof(m));
+	snprintf(text, n, "%.*s", (int)sizeof(m.msg) - 1, m.msg);
+	cr_assert_lt(m.code, 0);
+	mig_buf_free(pl);
+}
+
 /* Waits for the destination's ABORT and returns its text. */
 static void expect_abort(struct xport_conn *ctl, char *text, size_t n)
 {
 	struct mig_error err = { 0 };
 	struct mig_frame_hdr fh;
 	struct mig_buf pl = { 0 };
-	struct mig_error_msg m;
 
 	cr_assert_eq(xport_conn_recv(ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
-	cr_assert_eq(fh.type, MIG_FRAME_ABORT, "got %s", mig_frame_type_to_string(fh.type));
-	cr_assert_eq(pl.len, sizeof(m));
-	memcpy(&m, pl.data, sizeof(m));
-	snprintf(text, n, "%.*s", (int)sizeof(m.msg) - 1, m.msg);
-	cr_assert_lt(m.code, 0);
-	mig_buf_free(&pl);
+	abort_text(&fh, &pl, text, n);
 }
 
 /* Once the last round ended with no device state sent, the destination
@@ -980,13 +987,11 @@ static void expect_stop_copy_refused(struct xport_conn *ctl, const char *needle)
 	struct mig_error err = { 0 };
 	struct mig_frame_hdr fh;
 	struct mig_buf pl = { 0 };
-	struct mig_error_msg m;
 	struct mig_loaded l;
+	char text[600];
 
 	cr_assert_eq(xport_conn_recv(ctl, &fh, &pl, 30000, &err), 0, "%s", err.msg);
 	if (fh.type == MIG_FRAME_LOADED) {
-		char text[600];
-
 		cr_assert_eq(pl.len, sizeof(l));
 		memcpy(&l, pl.data, sizeof(l));
 		mig_buf_free(&pl);
@@ -994,12 +999,8 @@ static void expect_stop_copy_refused(struct xport_conn *ctl, const char *needle)
 		expect_abort(ctl, text, sizeof(text));
 		return;
 	}
-	cr_assert_eq(fh.type, MIG_FRAME_ABORT, "got %s", mig_frame_type_to_string(fh.type));
-	cr_assert_eq(pl.len, sizeof(m));
-	memcpy(&m, pl.data, sizeof(m));
-	mig_buf_free(&pl);
-	cr_assert_not_null(strstr(m.msg, needle), "abort reason lacks '%s': %.*s", needle,
-			   (int)sizeof(m.msg) - 1, m.msg);
+	abort_text(&fh, &pl, text, sizeof(text));
+	cr_assert_not_null(strstr(text, needle), "abort reason lacks '%s': %s", needle, text);
 }
 
 static void bad_postcopy(enum bad_postcopy what, const char *needle)
