@@ -64,6 +64,7 @@ struct pc_env {
 	uint32_t *fault_tid;      /* per page: by which thread */
 	double t_resumed;
 	_Atomic size_t nr_lat;
+	_Atomic uint64_t done;    /* faults read and fully dealt with */
 };
 
 static bool bit(const uint64_t *bm, uint64_t pfn)
@@ -151,6 +152,7 @@ static void *server_main(void *arg)
 				e->t_read[k] = t_read;
 				e->t_place[k] = fixture_now() - t_read;
 			}
+			atomic_fetch_add(&e->done, 1);
 		}
 		if (!atomic_load(&e->hold) && nr_kept) {
 			for (unsigned i = 0; i < nr_kept; i++)
@@ -159,6 +161,7 @@ static void *server_main(void *arg)
 					snprintf(e->server_msg, sizeof(e->server_msg), "%s", err.msg);
 					return NULL;
 				}
+			atomic_fetch_add(&e->done, nr_kept);
 			nr_kept = 0;
 		}
 	}
@@ -323,16 +326,40 @@ static void guest_checks_out(struct pc_env *e, uint64_t passes)
 }
 
 /*
+ * The server has dealt with every fault read so far.  The kernel installs
+ * a page and wakes its vCPU inside UFFDIO_COPY, before the call returns
+ * and the page is counted: a guest that raced past its last page can be
+ * seen before the server's bookkeeping of it (seen under heavy load).
+ * No new fault comes once the guest's pages are all in.
+ */
+static void server_caught_up(struct pc_env *e)
+{
+	double end = fixture_now() + 30;
+	struct mig_pc_stats st;
+
+	for (;;) {
+		mem_postcopy_stats(e->m, &st);
+		cr_assert_eq(e->server_r, 0, "fault server: %s", e->server_msg);
+		if (atomic_load(&e->done) >= st.faults)
+			return;
+		cr_assert_lt(fixture_now(), end, "the fault server has dealt with %llu of %llu "
+			     "faults after 30 s", (unsigned long long)atomic_load(&e->done),
+			     (unsigned long long)st.faults);
+		fixture_sleep_ms(1);
+	}
+}
+
+/*
  * Every page of the working sets was placed: the guest has made passes
  * over them all, and a vCPU can only get past a missing page once it is
  * placed.  A page missing here was read by the guest without a fault we
- * answered (seen intermittently under heavy load: the report's open
- * issue), so the message says when that page's first fault came.
+ * answered, so the message says when that page's first fault came.
  */
 static void every_wss_page_arrived(struct pc_env *e, const bool *in_wss, double checked)
 {
 	struct mig_pc_stats st;
 
+	server_caught_up(e);
 	mem_postcopy_stats(e->m, &st);
 	for (uint64_t p = 0; p < e->m->nr_pages; p++)
 		if (in_wss[p] && !mem_postcopy_present(e->m, p)) {
@@ -462,6 +489,7 @@ static void faults_only(uint32_t vcpus, enum lab_dirty_log mode, bool shared, co
 	cr_assert_eq(lab_vm_resume(e.vm, &err), 0, "%s", err.msg);
 	guest_checks_out(&e, 3);
 	checked = fixture_now();
+	server_caught_up(&e);
 	report_latency(&e, what);
 
 	in_wss = working_set(&e);
@@ -540,6 +568,7 @@ static void push_and_faults(bool shared)
 	cr_assert_eq(lab_vm_resume(e.vm, &err), 0, "%s", err.msg);
 	pthread_join(e.pusher, NULL);
 	cr_assert_eq(e.push_r, 0, "%s", e.push_msg);
+	server_caught_up(&e);
 	mem_postcopy_stats(e.m, &st);
 	cr_assert_eq(st.missing, 0, "%llu pages missing after the push",
 		     (unsigned long long)st.missing);
