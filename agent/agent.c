@@ -50,6 +50,9 @@
 #define AGENT_TICK_MS 1000
 /* A burst of refusals or errors ends after this long without one. */
 #define AGENT_LOG_QUIET_MS 10000
+/* A destination's cancel waits this long for the migration to give its VM
+ * back (under the start command's own bound for the call, 2 s). */
+#define CANCEL_WAIT_MS 1500
 
 /* One line to the caller's log, if it keeps one. */
 void agent_log(const struct agent *a, const char *fmt, ...)
@@ -590,6 +593,7 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	struct outgoing og;
 	struct mig_event_device devs[MIG_EVENT_DEVICES_MAX];
 	struct agent_fault *fault = NULL;
+	struct mig_vm *gone = NULL;
 	char msg[480] = "";
 	int r = 0;
 
@@ -668,12 +672,14 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	agent_fault_attach(a, req.name, &fault, &o.fault, &o.fault_arg);
 	mig_source_run(v->vm, &o, &m->cancel, send_event, &og, &res, devs);
 	agent_fault_end(fault);
-	agent_send_result(s, &res, devs);
+	/* The VM's state here is settled before the client hears the result,
+	 * so that a start made right after it finds the VM free (or gone). */
 	pthread_mutex_lock(&a->lock);
 	if (res.result == MIG_RESULT_COMPLETED ||
 	    (res.result == MIG_RESULT_FAILED && res.owner == MIG_OWNER_DESTINATION)) {
-		/* The destination owns the VM now: drop the source copy. */
-		v->vm->ops->destroy(v->vm);
+		/* The destination owns the VM now: the source copy (stopped)
+		 * goes, once the result is sent. */
+		gone = v->vm;
 		v->vm = NULL;
 		v->name[0] = '\0';
 	} else if (res.src_held) {
@@ -687,13 +693,29 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	v->busy = false;
 	m->used = false;
 	pthread_mutex_unlock(&a->lock);
+	agent_send_result(s, &res, devs);
+	if (gone)
+		gone->ops->destroy(gone);
 	return r;
+}
+
+/* Whether migration `id` still runs on this agent's side `side`. */
+static bool mig_runs(struct agent *a, const uint8_t *id, uint32_t side)
+{
+	bool runs = false;
+
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < ARRAY_SIZE(a->migs) && !runs; i++)
+		runs = a->migs[i].used && a->migs[i].side == side && !memcmp(a->migs[i].id, id, 16);
+	pthread_mutex_unlock(&a->lock);
+	return runs;
 }
 
 static int op_mig_cancel(struct session *s, const uint8_t *body)
 {
 	struct agent *a = s->a;
 	struct mig_cancel req;
+	bool dst = false;
 	int r = -ENOENT;
 
 	memcpy(&req, body, sizeof(req));
@@ -704,9 +726,16 @@ static int op_mig_cancel(struct session *s, const uint8_t *body)
 	for (unsigned i = 0; i < ARRAY_SIZE(a->migs); i++)
 		if (a->migs[i].used && !memcmp(a->migs[i].id, req.id, 16)) {
 			atomic_store(&a->migs[i].cancel, true);
+			dst |= a->migs[i].side == MIG_SIDE_DESTINATION;
 			r = 0;
 		}
 	pthread_mutex_unlock(&a->lock);
+	/* The VM it prepared, and its name, are given back as its engine
+	 * ends: the reply waits for that (bounded), so that the start which
+	 * gave up returns with this destination ready for the next one. */
+	for (uint64_t end = mig_now_ms() + CANCEL_WAIT_MS;
+	     dst && mig_runs(a, req.id, MIG_SIDE_DESTINATION) && mig_now_ms() < end;)
+		usleep(5000);
 	return agent_reply(s, r, r < 0 ? "no migration with that id runs on this agent (migratectl "
 		     "migrations lists them; cancel on the source agent)" : NULL, NULL, 0);
 }

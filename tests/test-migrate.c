@@ -314,28 +314,6 @@ static void wait_precopy(const char *dir)
 	wait_phase(dir, "setup => precopy", 500);
 }
 
-/* The guest runs on the source, making progress (within 10 s: its first pass
- * after a rollback faults on every page), its self-check clean. */
-static void expect_source_runs(const char *ep)
-{
-	struct run_result r;
-	char args[256];
-	double p0;
-
-	snprintf(args, sizeof(args), "vm list %s --json", ep);
-	proc_run(args, &r);
-	cr_assert_not_null(strstr(r.out, "\"state\":\"running\""), "%s", r.out);
-	p0 = json_num(r.out, "passes");
-	for (int i = 0; i < 100; i++) {
-		usleep(100000);
-		proc_run(args, &r);
-		if (json_num(r.out, "passes") > p0)
-			break;
-	}
-	cr_assert_gt(json_num(r.out, "passes"), p0, "the source guest is not running: %s", r.out);
-	cr_assert_eq(json_num(r.out, "selfcheck_errors"), 0);
-}
-
 /* Agents a (DIR/a.sock, holding VM `vm`) and b (DIR/b.sock), both ready. */
 static void two_agents(const char *dir, const char *vm, char ea[128], char eb[128], pid_t *a,
 		       pid_t *b)
@@ -381,7 +359,7 @@ Test(migrate, destination_killed_during_precopy, .timeout = 120)
 	json_expect_str(r.out, "owner", "source");
 	cr_assert_not_null(strstr(r.out, "\"name\":\"rollback\""), "%s", r.out);
 
-	expect_source_runs(ea);
+	proc_expect_vm_runs(ea);
 	proc_stop(a);
 	rmdir(dir);
 }
@@ -498,7 +476,7 @@ Test(migrate, destination_killed_during_stop_copy, .timeout = 300)
 	st = run_frozen(dir, &f, "mem=256M,vcpus=2,wss=192M",
 			"--max-bandwidth 100M --downtime-limit 20000", kill_frozen, &r);
 	expect_ended_in_stop_copy(&r, st, "failed");
-	expect_source_runs(f.ea);
+	proc_expect_vm_runs(f.ea);
 
 	/* and the rolled-back VM migrates again, verified, to a new destination */
 	snprintf(args, sizeof(args), "start %s local --vm victim --json", f.ea);
@@ -528,7 +506,7 @@ static void expect_destination_drops(struct frozen *f)
 	struct run_result r;
 	char args[256];
 
-	expect_source_runs(f->ea);
+	proc_expect_vm_runs(f->ea);
 	kill(f->b, SIGCONT);
 	snprintf(args, sizeof(args), "vm list %s --json", f->eb);
 	for (int i = 0; i < 100; i++) {
@@ -680,7 +658,7 @@ Test(migrate, ctrl_c_before_the_start, .timeout = 120)
 	json_expect_str(r.out, "owner", "source");
 	json_expect_str(r.out, "error", "cancelled before the migration started");
 	cr_assert_not_null(strstr(r.out, "\"phases\":[]"), "%s", r.out);
-	expect_source_runs(ea);
+	proc_expect_vm_runs(ea);
 	kill(b, SIGCONT);
 	proc_stop(b);
 	proc_stop(a);
@@ -1314,7 +1292,7 @@ Test(migrate, destination_killed_right_after_commit, .timeout = 300)
 	snprintf(args, sizeof(args), "vm resume %s victim --migration %s", ea, id);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	expect_source_runs(ea);
+	proc_expect_vm_runs(ea);
 	proc_stop(a);
 	rmdir(dir);
 }
@@ -1368,7 +1346,7 @@ Test(migrate, orphaned_migration_is_listed_and_cancelled, .timeout = 120)
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	proc_wait_no_migrations(ea, NULL);
-	expect_source_runs(ea);
+	proc_expect_vm_runs(ea);
 	proc_wait_no_migrations(eb, NULL);
 	proc_stop(a);
 	proc_stop(b);

@@ -107,6 +107,59 @@ Test(vfio_live, devices_with_fewer_features, .timeout = 180)
 	}
 }
 
+/*
+ * Post-copy cannot serve a device's DMA into a page still missing: asked
+ * for outright, or as a stall's action, it is refused before anything
+ * moves, naming the device, and the VM runs on at the source.  auto, the
+ * default, does not go post-copy for it: the same VM then migrates.
+ */
+Test(vfio_live, post_copy_is_refused_and_the_vm_stays, .timeout = 180)
+{
+	static const char *const asks[] = { "--converge postcopy", "--stall-action postcopy" };
+	struct run_result r;
+	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], eb[128], args[512];
+	pid_t a, b;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
+	snprintf(eb, sizeof(eb), "unix://%s/b.sock", dir);
+	a = proc_agent(ea, NULL);
+	b = proc_agent(eb, NULL);
+	proc_wait_agent(ea, NULL);
+	proc_wait_agent(eb, NULL);
+	snprintf(args, sizeof(args), "vm create %s --name dma --lab mem=128M,vcpus=1,wss=8M,vfio=1", ea);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+
+	for (unsigned i = 0; i < 2; i++) {
+		snprintf(args, sizeof(args), "start %s %s --vm dma --handover never --json %s", ea, eb,
+			 asks[i]);
+		proc_run(args, &r);
+		cr_assert_eq(r.status, 1, "%s: exit %d\n%s\n%s", asks[i], r.status, r.out, r.err);
+		json_expect_str(r.out, "result", "failed");
+		json_expect_str(r.out, "owner", "source");
+		cr_assert_not_null(strstr(r.out, "\"error\":\"post-copy: this VM has vfio 0, and its "
+					  "device writes guest RAM by DMA"), "%s: %s", asks[i], r.out);
+		cr_assert_not_null(strstr(r.out, "use --converge throttle"), "%s", r.out);
+		cr_assert_eq(json_num(r.out, "transferred_bytes"), 0, "%s: %s", asks[i], r.out);
+		/* the VM the destination prepared is gone by the time start
+		 * returns: a start right after it is not refused for its name */
+		snprintf(args, sizeof(args), "vm list %s --json", eb);
+		proc_run(args, &r);
+		cr_assert_null(strstr(r.out, "\"dma\""), "%s: the destination still holds %s",
+			       asks[i], r.out);
+		proc_expect_vm_runs(ea);
+	}
+
+	snprintf(args, sizeof(args), "start %s %s --vm dma --handover never --json", ea, eb);
+	proc_run(args, &r);
+	expect_verified(&r, "auto after the refusals", 1);
+	cr_assert_not_null(strstr(r.out, "\"postcopy\":null"), "%s", r.out);
+	proc_stop(b);
+	proc_stop(a);
+	rmdir(dir);
+}
+
 /* A spec the lab refuses, before any agent is asked. */
 Test(vfio_live, bad_device_specs_exit_2, .timeout = 60)
 {
