@@ -27,6 +27,8 @@ static const char *const stage_names[_MIG_STAGE_MAX] = {
 	[MIG_STAGE_LOAD] = "load",
 	[MIG_STAGE_START] = "start",
 	[MIG_STAGE_DISCARD] = "discard",
+	[MIG_STAGE_HOLD] = "hold",
+	[MIG_STAGE_RESUME] = "resume",
 };
 MIG_STRING_TABLE_TO(mig_stage, enum mig_stage, stage_names)
 

@@ -149,6 +149,7 @@ struct dst {
 	uint64_t pc_faults, pc_requested, pc_worst_ns, pc_pages;
 	uint64_t pc_t0;           /* CLOCK_MONOTONIC ns the vCPUs started */
 	uint32_t pc_breaks;       /* links lost and made again */
+	bool pc_held;             /* the vCPUs held while the link is down */
 	pthread_t pc_thread;
 	bool pc_thread_on;
 	atomic_bool pc_stop;
@@ -1068,11 +1069,8 @@ static void *pc_fault_main(void *arg)
 		r = fault_at(d, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_SEND,
 							   .frame_type = MIG_FRAME_PAGE_REQUEST,
 							   .stream = 1, .seq = tx.seq + 1 }, &err);
-		if (r < 0) {
-			/* as a failed stream: the link is made again */
-			worker_failed(d, &err);
+		if (r < 0)
 			break;
-		}
 		mig_wire_le(&mig_wl_page_request, &q, 1);
 		r = xport_chan_send(&tx, &ring, MIG_FRAME_PAGE_REQUEST, &q,
 				    offsetof(struct mig_page_request, pfn) +
@@ -1082,8 +1080,16 @@ static void *pc_fault_main(void *arg)
 			if (r == -ETIME)
 				r = 0;
 			else if (r >= 0 && xport_chan_sent(&tx, op) && op->res < 0)
-				r = op->res;
+				r = mig_error_set(&err, op->res, "sending PAGE_REQUEST on data stream "
+						  "1: %s", strerror(-op->res));
 		}
+	}
+	/* No page would be asked for again: as a failed stream, the link is
+	 * made again (unless post-copy is ending anyway). */
+	if (r < 0 && !atomic_load(&d->pc_stop)) {
+		if (!err.code)
+			mig_error_set(&err, r, "post-copy's fault thread: %s", strerror(-r));
+		worker_failed(d, &err);
 	}
 	/* a send still in flight is reaped (cancelled) before tx's buffer goes */
 	if (ring.ring)
@@ -1125,29 +1131,35 @@ static void pc_thread_stop(struct dst *d)
 static int confirm(struct dst *d, struct mig_running *run, const struct mig_vm_health *st0);
 
 /*
- * Post-copy's link broke.  The vCPUs wait on their missing pages; every
- * thread and stream of the link goes, and the listener takes new streams
- * of this migration (the source makes them again) for up to
- * PC_RECOVER_WAIT_MS.  PC_RESUME tells the source which pages are still
- * missing and in which round the data streams go on; the fault thread asks
- * again for what it asked and never got.
+ * Post-copy's link broke: the vCPUs are held out of the guest at once, not
+ * waited for (one waiting in the kernel for a missing page leaves once it
+ * comes).  The source may give up its end of the link and its half of the
+ * VM be resumed there; until the link is made again this half runs no
+ * guest code.
  */
-static int pc_wait_recover(struct dst *d)
+static void pc_hold(struct dst *d)
 {
-	struct mig_postcopy pc = { .nr_pages = d->nr_pages,
-				   .words = DIV_ROUND_UP(d->nr_pages, 64) };
-	struct mig_error why = d->err;
-	struct mig_buf b = { 0 };
-	uint64_t *missing;
+	struct mig_walk w = walk_opts(d);
+
+	if (d->pc_held)
+		return;
+	/* running vCPUs only ever go to HELD (a kick): no failure to act on */
+	mig_vm_walk(d->vm, MIG_STAGE_HOLD, &w, NULL);
+	d->pc_held = true;
+}
+
+/* Every thread and stream of a broken post-copy link goes. */
+static void pc_link_close(struct dst *d)
+{
 	char drain[16];
-	int r;
 
 	workers_stop(d);
 	pc_thread_stop(d);
 	for (unsigned k = 0; k <= d->n; k++)
 		if (d->st[k].fd >= 0)
 			shutdown(d->st[k].fd, SHUT_RDWR);
-	xport_ring_exit(&d->ring);
+	if (d->ring.ring)
+		xport_ring_exit(&d->ring);
 	for (unsigned k = 0; k <= d->n; k++) {
 		if (d->st[k].fd >= 0)
 			close(d->st[k].fd);
@@ -1170,12 +1182,19 @@ static int pc_wait_recover(struct dst *d)
 	d->all_final = false;
 	pthread_mutex_unlock(&d->lock);
 	mig_error_clear(&d->err);
-	r = accept_streams(d, PC_RECOVER_WAIT_MS);
-	if (r < 0)
-		return mig_error_prefix(&d->err, "post-copy: the link broke (%s), and the source "
-					"did not make it again within %d min", why.msg,
-					PC_RECOVER_WAIT_MS / 60000);
-	r = xport_ring_init(&d->ring, 8, &d->err);
+}
+
+/* On the new streams: PC_RESUME says which pages are still missing and in
+ * which round the data streams go on; the fault thread asks again for what
+ * it asked and never got. */
+static int pc_link_resume(struct dst *d)
+{
+	struct mig_postcopy pc = { .nr_pages = d->nr_pages,
+				   .words = DIV_ROUND_UP(d->nr_pages, 64) };
+	struct mig_buf b = { 0 };
+	uint64_t *missing;
+	int r = xport_ring_init(&d->ring, 8, &d->err);
+
 	if (r < 0)
 		return r;
 	for (unsigned k = 1; k <= d->n; k++)
@@ -1197,9 +1216,44 @@ static int pc_wait_recover(struct dst *d)
 	mig_wire_le64s(missing, DIV_ROUND_UP(d->nr_pages, 64));
 	r = ctl_send(d, MIG_FRAME_PC_RESUME, b.data, sizeof(pc) + DIV_ROUND_UP(d->nr_pages, 64) * 8);
 	mig_buf_free(&b);
+	return r < 0 ? r : pc_threads_start(d);
+}
+
+/*
+ * Post-copy's link broke.  The vCPUs are held, every thread and stream of
+ * the link goes, and the listener takes new streams of this migration (the
+ * source makes them again) for up to PC_RECOVER_WAIT_MS; a link made again
+ * that fails before it carries anything is waited out again within that
+ * time.  Once it runs, so do the vCPUs.
+ */
+static int pc_wait_recover(struct dst *d)
+{
+	struct mig_error why = d->err;
+	uint64_t end = mig_now_ms() + PC_RECOVER_WAIT_MS, now;
+	struct mig_walk w = walk_opts(d);
+	int r;
+
+	pc_hold(d);
+	pc_link_close(d);
+	for (;;) {
+		now = mig_now_ms();
+		r = now < end ? accept_streams(d, (uint32_t)(end - now)) :
+				mig_error_set(&d->err, -ETIMEDOUT, "timed out");
+		if (r < 0)
+			return mig_error_prefix(&d->err, "post-copy: the link broke (%s), and the "
+						"source did not make it again within %d min",
+						why.msg, PC_RECOVER_WAIT_MS / 60000);
+		r = pc_link_resume(d);
+		if (r >= 0)
+			break;
+		/* that link failed at once: the source makes another */
+		pc_link_close(d);
+	}
+	r = mig_vm_walk(d->vm, MIG_STAGE_RESUME, &w, &d->err);
 	if (r < 0)
-		return r;
-	return pc_threads_start(d);
+		return mig_error_prefix(&d->err, "post-copy: running the vCPUs again");
+	d->pc_held = false;
+	return 0;
 }
 
 /* Every stream ended post-copy's round: every page must be here now. */
@@ -1325,7 +1379,13 @@ static int do_commit(struct dst *d)
 	run.start_realtime_ns = mig_realtime_ns();
 	t_started = mig_clock_ns(CLOCK_MONOTONIC);
 	d->pc_t0 = t_started;
-	d->vm->ops->health(d->vm, &st);
+	/* In post-copy the guest's health lives in pages that may be missing:
+	 * this thread would wait for them, and past a break it could not make
+	 * the link again.  The source tells the guest's state at the switch
+	 * from its own frozen copy instead (zeros here). */
+	memset(&st, 0, sizeof(st));
+	if (!d->pc)
+		d->vm->ops->health(d->vm, &st);
 	run.passes = st.passes;
 	run.progress = st.progress;
 	run.errors = st.errors;
@@ -1625,9 +1685,11 @@ out:
 	if (r >= 0 && d.phase == MIG_PHASE_DONE) {
 		*ret_vm = d.vm;
 	} else if (d.phase == MIG_PHASE_POSTCOPY) {
-		/* Post-copy broke: the guest runs here on what it has, its vCPUs
-		 * waiting on the pages the source still holds.  Neither half may
-		 * go: this one is given back, failed, for the agent to hold. */
+		/* Post-copy broke: this half lacks the pages the source still
+		 * holds, and its vCPUs are held out of the guest.  Neither half
+		 * may go: this one is given back, failed, for the agent to hold,
+		 * and it stays held (docs/phases.md §2.2). */
+		pc_hold(&d);
 		*ret_vm = d.vm;
 	} else {
 		if (r >= 0)

@@ -47,6 +47,10 @@
  * that does not read its control stream must not keep the source from
  * resuming. */
 #define ABORT_SEND_MS 2000
+/* Post-copy's push: nothing sent this long (a destination that reads no
+ * more, its window closed, without a word) is a break, so that the bounded
+ * recovery, and its end, apply (no cancel or deadline does after COMMIT). */
+#define PC_STUCK_MS 60000
 /* Pages per PAGES frame sent (the wire allows up to MIG_BATCH_PAGES).  At
  * 512 KiB a batch is still in this core's L2 when the kernel copies it,
  * after we read it for its checksums; 1 MiB batches measured up to 40 %
@@ -1244,8 +1248,23 @@ static void job_start(struct src *s, uint32_t final, bool pc)
 }
 
 /* Wait for the job's end, serving the progress line meanwhile. */
+/* The push has sent nothing for PC_STUCK_MS: a break.  The streams are
+ * shut down so that the workers' sends end (the recovery closes them). */
+static void pc_stuck(struct src *s)
+{
+	if (!s->werr.code)
+		mig_error_set(&s->werr, -ETIMEDOUT, "post-copy: nothing could be sent for %d s: "
+			      "the destination reads no more", PC_STUCK_MS / 1000);
+	__atomic_store_n(&s->stop, true, __ATOMIC_RELAXED);
+	for (unsigned k = 0; k < s->n; k++)
+		if (s->w[k].fd >= 0)
+			shutdown(s->w[k].fd, SHUT_RDWR);
+}
+
 static int job_wait(struct src *s)
 {
+	uint64_t sent = counted(&s->res->wire_bytes), moved = mig_now_ms();
+	bool stuck = false;
 	struct timespec ts;
 	int r = 0;
 
@@ -1254,6 +1273,14 @@ static int job_wait(struct src *s)
 		ts = mig_timespec_after(CLOCK_REALTIME, POLL_MS * 1000000ULL);
 		if (pthread_cond_timedwait(&s->done, &s->lock, &ts) != ETIMEDOUT)
 			continue;
+		if (counted(&s->res->wire_bytes) != sent) {
+			sent = counted(&s->res->wire_bytes);
+			moved = mig_now_ms();
+		} else if (!stuck && __atomic_load_n(&s->pc_committed, __ATOMIC_RELAXED) &&
+			   mig_now_ms() - moved > PC_STUCK_MS) {
+			pc_stuck(s);
+			stuck = true;
+		}
 		pthread_mutex_unlock(&s->lock);
 		emit_progress(s, false);
 		pthread_mutex_lock(&s->lock);
@@ -1400,22 +1427,27 @@ static void rq_reader_main(struct xport_worker *xw)
 		if (!op || op->res < 0)
 			break;
 		r = xport_chan_rx_step(&rx, &s->rq_err);
-		if (r <= 0)
+		if (r == 0)
 			continue;
-		r = fault_at(s, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_RECV,
-							   .frame_type = rx.hdr.type, .stream = 1,
-							   .seq = rx.hdr.seq }, &s->rq_err);
+		if (r > 0)
+			r = fault_at(s, (struct mig_fault_point){ .kind = MIG_FAULT_FRAME_RECV,
+								   .frame_type = rx.hdr.type,
+								   .stream = 1, .seq = rx.hdr.seq },
+				     &s->rq_err);
 		if (r >= 0)
 			r = take_request(s, &rx);
-		if (r < 0) {
-			pthread_mutex_lock(&s->lock);
-			if (!s->werr.code)
-				s->werr = s->rq_err;
-			__atomic_store_n(&s->stop, true, __ATOMIC_RELAXED);
-			pthread_mutex_unlock(&s->lock);
-			break;
-		}
-		r = xport_chan_rx_hdr(&rx, &s->rq_err);
+		if (r >= 0)
+			r = xport_chan_rx_hdr(&rx, &s->rq_err);
+	}
+	/* A damaged or refused frame, or a read that failed: no request
+	 * would be served again, so it is a break like the workers' (a
+	 * stream that merely ended is theirs to report). */
+	if (r < 0 && !atomic_load(&s->rq_stop)) {
+		pthread_mutex_lock(&s->lock);
+		if (!s->werr.code)
+			s->werr = s->rq_err;
+		__atomic_store_n(&s->stop, true, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&s->lock);
 	}
 	mig_buf_free(&rx.buf);
 }
@@ -1428,7 +1460,11 @@ static int open_streams(struct src *s)
 				     .secret = s->o->secret, .n = s->n, .encrypt = s->o->encrypt,
 				     .aeads = s->aead };
 	int fds[MIG_MAX_STREAMS + 1];
-	int r = xport_streams_open(&who, s->cancel, fds, &s->err);
+	/* After COMMIT in post-copy a cancel is ignored: it must not stop the
+	 * link from being made again either. */
+	int r = xport_streams_open(&who, __atomic_load_n(&s->pc_committed, __ATOMIC_RELAXED) ?
+				   NULL : s->cancel, fds, &s->err);
+	struct mig_buf keep = s->ctl_rx.buf;
 
 	if (r < 0)
 		return r;
@@ -1436,8 +1472,9 @@ static int open_streams(struct src *s)
 	s->ctl.fd = s->ctl_fd;
 	s->ctl.seq = 1;
 	s->ctl.aead = s->aead[0];
+	/* the receive buffer stays (a link made again reuses it) */
 	s->ctl_rx = (struct xport_chan_rx){ .fd = s->ctl_fd, .ring = &s->ring, .seq = 1,
-					    .aead = s->aead[0] };
+					    .aead = s->aead[0], .buf = keep };
 	s->sealed = s->aead[0] != NULL;
 	for (unsigned i = 1; i <= s->n; i++) {
 		s->w[i - 1].fd = fds[i];
@@ -1818,8 +1855,13 @@ static int pc_finish(struct src *s, struct mig_frame_hdr *h, struct mig_buf *pl,
 {
 	int r = pc_push_end(s);
 
+	/* The push's last pages may still be in the streams' socket buffers
+	 * on a slow link, and then the destination's health check runs: its
+	 * confirmation is given the reply bound, not the switchover's, so
+	 * that a slow link is not taken for a break just as it ends (the
+	 * transport's own bound notices a peer that is gone). */
 	if (r >= 0)
-		r = ctl_recv(s, h, pl, CONFIRM_TIMEOUT_MS);
+		r = ctl_recv(s, h, pl, REPLY_TIMEOUT_MS);
 	if (r >= 0)
 		r = expect_running(s, h, pl, 2, run);
 	return r;
@@ -2171,6 +2213,7 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	pthread_t hash_thread;
 	bool hashing = false;
 	bool committed = false, has_progress;
+	bool pc_early = false;     /* post-copy broke before RUNNING kind 1 came */
 	uint64_t progress_before = 0;
 	int r;
 
@@ -2405,9 +2448,15 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	m_running_ns = mig_clock_ns(CLOCK_MONOTONIC);
 	if (r >= 0)
 		r = expect_running(&s, &h, &pl, 1, &run);
-	if (r < 0)
+	/* In post-copy the destination may run the VM with pages missing as
+	 * soon as COMMIT arrives: a break before its RUNNING comes back is a
+	 * break like any later one (a destination that never started has
+	 * closed its listener, and making the link again is refused). */
+	if (r < 0 && s.postcopy)
+		pc_early = true;
+	else if (r < 0)
 		goto out;
-	if (run.status < 0) {
+	if (!pc_early && run.status < 0) {
 		/* The destination refused to start and said so: it does not run. */
 		committed = false;
 		r = mig_error_set(&s.err, run.status, "the destination did not start the VM: %s",
@@ -2421,20 +2470,34 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	if (o->verify)
 		verify_ns = loaded.verify_ns +
 			    (t_hashed_ns > t_loaded_ns ? t_hashed_ns - t_loaded_ns : 0);
-	res->downtime_ms = downtime_ms(t_stop_ns, m_stop_ns, m_commit_ns, m_running_ns, verify_ns,
-				       &run);
+	if (!pc_early) {
+		res->downtime_ms = downtime_ms(t_stop_ns, m_stop_ns, m_commit_ns, m_running_ns,
+					       verify_ns, &run);
+		res->dst_passes_before = run.passes;
+		progress_before = run.progress;
+		res->dst_cpu_ms = run.cpu_ms;
+	}
+	if (s.postcopy) {
+		/* the destination does not read it (its pages may be missing):
+		 * the guest at the switch is this frozen copy */
+		struct mig_vm_health hl;
+
+		vm->ops->health(vm, &hl);
+		res->dst_passes_before = hl.passes;
+		progress_before = hl.progress;
+	}
 	res->verify_ms = verify_ns / 1000000;
-	res->dst_passes_before = run.passes;
-	progress_before = run.progress;
-	res->dst_cpu_ms = run.cpu_ms;
 	/* Post-copy: the VM runs on the destination with what it has, and
 	 * the rest goes; kind 2 comes once every page is there. */
 	if (s.postcopy) {
 		uint64_t t_pc = mig_now_ms();
 
-		r = set_phase(&s, MIG_PHASE_POSTCOPY);
-		if (r >= 0)
-			r = pc_finish(&s, &h, &pl, &run);
+		int rp = set_phase(&s, MIG_PHASE_POSTCOPY);
+
+		if (pc_early)
+			mig_error_prefix(&s.err, "before the destination said it runs the VM");
+		else
+			r = rp < 0 ? rp : pc_finish(&s, &h, &pl, &run);
 		/* a break: both halves wait, and the link is made again */
 		while (r < 0 && s.phase == MIG_PHASE_POSTCOPY) {
 			r = pc_recover(&s);
@@ -2522,10 +2585,15 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 out:
 	throttle_release(&s);
 	/* a post-copy push cut short (the destination refused to start, or a
-	 * stream broke): the workers stop before anything else */
+	 * stream broke): the workers stop before anything else, and what
+	 * they say of it ("another stream failed") does not hide the cause */
 	if (s.postcopy && s.rq_xw.started) {
+		struct mig_error cause = s.err;
+
 		__atomic_store_n(&s.stop, true, __ATOMIC_RELAXED);
 		pc_push_end(&s);
+		if (cause.code)
+			s.err = cause;
 	}
 	if (!committed && (r == -EPIPE || r == -ECONNRESET) && s.ctl_fd >= 0 && s.ring.ring &&
 	    !s.got_abort) {

@@ -1039,6 +1039,8 @@ Test(migrate, source_killed_during_postcopy, .timeout = 180)
 	p = strstr(log, "migration ");
 	cr_assert_not_null(p, "%s", log);
 	memcpy(id, p + 10, 36);
+	/* the guest runs a while on the destination, on what it has */
+	usleep(500000);
 	/* start first (it would wait for the lost source), then the source */
 	proc_stop(mig);
 	proc_stop(a);
@@ -1055,6 +1057,18 @@ Test(migrate, source_killed_during_postcopy, .timeout = 180)
 	}
 	json_expect_str(r.out, "state", "held");
 	json_expect_str(r.out, "held_by", id);
+	/* its vCPUs were held out of the guest when the link broke: it runs
+	 * no guest code while the source's half may be resumed */
+	{
+		double p0 = json_num(r.out, "passes"), p1;
+
+		cr_assert_gt(p0, 0, "%s", r.out);
+		usleep(1500000);
+		proc_run(args, &r);
+		p1 = json_num(r.out, "passes");
+		cr_assert_eq(p1, p0, "the destination's held half ran on: passes %.0f -> %.0f",
+			     p0, p1);
+	}
 	snprintf(args, sizeof(args), "vm resume %s victim --migration %s", eb, id);
 	proc_run(args, &r);
 	cr_assert_neq(r.status, 0, "the destination's half resumed alone: %s", r.out);

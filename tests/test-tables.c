@@ -224,6 +224,12 @@ Test(tables, vcpu_machine_shape)
 	cr_assert_not(mig_device_arc_allowed(cls, VCPU_FAILED, VCPU_RUNNING));
 	/* Source rollback: a saved vCPU can run again. */
 	cr_assert(mig_device_arc_allowed(cls, VCPU_SAVED, VCPU_RUNNING));
+	/* Post-copy's hold: from running and back, or to its end; never read
+	 * (it was not waited for) */
+	cr_assert(mig_device_arc_allowed(cls, VCPU_RUNNING, VCPU_HELD));
+	cr_assert(mig_device_arc_allowed(cls, VCPU_HELD, VCPU_RUNNING));
+	cr_assert_not(mig_device_arc_allowed(cls, VCPU_HELD, VCPU_SAVED));
+	cr_assert_eq(mig_device_class_step(cls, MIG_STAGE_HOLD)->target, VCPU_HELD);
 }
 
 Test(tables, memory_machine_shape)
@@ -270,8 +276,16 @@ Test(tables, stage_steps_are_sound)
 	static const enum mig_stage dst[] = { MIG_STAGE_RECEIVE, MIG_STAGE_LOAD, MIG_STAGE_START };
 	static const enum mig_stage dst_gone[] = { MIG_STAGE_RECEIVE, MIG_STAGE_LOAD,
 						   MIG_STAGE_DISCARD };
+	/* post-copy: its link broken and made again, or broken for good */
+	static const enum mig_stage dst_pc[] = { MIG_STAGE_RECEIVE, MIG_STAGE_LOAD,
+						 MIG_STAGE_START, MIG_STAGE_HOLD,
+						 MIG_STAGE_RESUME, MIG_STAGE_HOLD };
+	static const enum mig_stage dst_pc_gone[] = { MIG_STAGE_RECEIVE, MIG_STAGE_LOAD,
+						      MIG_STAGE_START, MIG_STAGE_HOLD,
+						      MIG_STAGE_DISCARD };
 	const struct { const enum mig_stage *s; unsigned n; bool source; } seqs[] = {
 		{ src, 4, true }, { src_done, 4, true }, { dst, 3, false }, { dst_gone, 3, false },
+		{ dst_pc, 6, false }, { dst_pc_gone, 5, false },
 	};
 
 	const struct mig_device_class *const *list;
@@ -292,7 +306,7 @@ Test(tables, stage_steps_are_sound)
 			cr_assert_lt((unsigned)cls.steps[k].target, cls.nr_states);
 		}
 		cr_assert(cls.load_state < (int)cls.nr_states && cls.fail_state < (int)cls.nr_states);
-		for (unsigned q = 0; q < 4; q++) {
+		for (unsigned q = 0; q < ARRAY_SIZE(seqs); q++) {
 			struct mig_device d, *dp = &d;
 			/* a source device runs (its ROLLBACK target); a destination
 			 * one is new: the state a DISCARD walk could never leave */

@@ -612,10 +612,16 @@ void lab_vm_destroy(struct lab_vm *vm)
 		return;
 	/* A destination in post-copy: a vCPU waiting for a page that KVM reads
 	 * from kernel mode cannot be kicked out of KVM_RUN (docs/devices.md
-	 * §13), so the userfaultfd goes first and lets every waiter go; what
-	 * the guest reads after that does not matter, it is being destroyed. */
-	if (vm->mem)
+	 * §13), so the userfaultfd goes first and lets every waiter go.  Each
+	 * running vCPU is held before (kicked, not waited for): a waiter then
+	 * ends the instruction it was in on a page of zeros and leaves, and
+	 * runs no further guest code on them. */
+	if (vm->mem && vm->mem->postcopy) {
+		for (uint32_t i = 0; i < vm->nr_vcpus; i++)
+			if (vm->vcpus[i] && vm->vcpus[i]->core.state == VCPU_RUNNING)
+				mig_device_step(&vm->vcpus[i]->core, VCPU_HELD, NULL);
 		mem_postcopy_end(vm->mem);
+	}
 	/* vCPU and DMA threads first: nothing may touch RAM once it is unmapped. */
 	mdev_detach(vm);
 	ccw_destroy(vm);
@@ -1024,11 +1030,32 @@ static int lab_dirty_sync(struct mig_vm *m, uint64_t *bitmap, uint64_t *ret_coun
 	return lab_vm_dirty_sync(lab_of(m), bitmap, ret_count, err);
 }
 
+/* Whether the vCPUs' areas of the table are in RAM: in post-copy they may
+ * not be yet, and reading one would wait for the page from the source. */
+static bool table_present(struct lab_vm *vm)
+{
+	uint64_t first = (vm->table + LAB_TBL_VCPUS) >> GUEST_PAGE_SHIFT;
+	uint64_t last = (vm->table + LAB_TBL_VCPUS + (uint64_t)vm->nr_vcpus * LAB_VA_SIZE - 1) >>
+			GUEST_PAGE_SHIFT;
+
+	for (uint64_t p = first; vm->nr_vcpus && p <= last; p++)
+		if (!mig_vm_postcopy_present(&vm->base, p))
+			return false;
+	return true;
+}
+
+/* The guest's health, from its table; nothing (zeros) while its table is
+ * still missing in post-copy: the caller, an engine or the agent's VM
+ * list, must not hang on a page a broken link may never bring. */
 static void lab_health(struct mig_vm *m, struct mig_vm_health *ret)
 {
 	struct lab_vm *vm = lab_of(m);
 	struct lab_stats st;
 
+	if (!table_present(vm)) {
+		*ret = (struct mig_vm_health){ 0 };
+		return;
+	}
 	lab_vm_stats(vm, &st);
 	*ret = (struct mig_vm_health){
 		.passes = st.passes, .progress = st.pages, .errors = st.errors,

@@ -46,6 +46,7 @@ static const char *const vcpu_state_names[_VCPU_STATE_MAX] = {
 	[VCPU_RESTORED] = "restored",
 	[VCPU_FAILED] = "failed",
 	[VCPU_DEAD] = "dead",
+	[VCPU_HELD] = "held",
 };
 
 #define A(from, to) [(from) * _VCPU_STATE_MAX + (to)] = true
@@ -65,6 +66,9 @@ static const bool vcpu_arcs[_VCPU_STATE_MAX * _VCPU_STATE_MAX] = {
 	A(VCPU_RESTORED, VCPU_RUNNING),
 	A(VCPU_RESTORED, VCPU_DEAD),
 	A(VCPU_FAILED, VCPU_DEAD),
+	A(VCPU_RUNNING, VCPU_HELD),        /* post-copy's link broke: kicked, not waited for */
+	A(VCPU_HELD, VCPU_RUNNING),        /* the link made again */
+	A(VCPU_HELD, VCPU_DEAD),
 };
 #undef A
 
@@ -487,6 +491,7 @@ static int vcpu_step(struct mig_device *d, int to, struct mig_error *err)
 		pthread_mutex_unlock(&v->lock);
 		return 0;
 	case VCPU_PAUSING:
+	case VCPU_HELD:
 		pthread_mutex_lock(&v->lock);
 		v->want_pause = true;
 		/* immediate_exit covers the window before the signal is unblocked. */
@@ -609,6 +614,8 @@ static const struct mig_stage_step vcpu_steps[] = {
 	{ MIG_STAGE_LOAD, 20, VCPU_RESTORED },
 	{ MIG_STAGE_START, 30, VCPU_RUNNING },
 	{ MIG_STAGE_DISCARD, 10, VCPU_DEAD },
+	{ MIG_STAGE_HOLD, 10, VCPU_HELD },
+	{ MIG_STAGE_RESUME, 30, VCPU_RUNNING },
 };
 
 const struct mig_device_class vcpu_class = {

@@ -60,6 +60,11 @@ enum mig_dev_class {
  *   LOAD      destination: every device's state in (load() at load_state)
  *   START     destination, at COMMIT: the VM runs
  *   DISCARD   destination: the copy is given up
+ *   HOLD      destination in post-copy, its link broken: nothing runs guest
+ *             code again, but nothing is waited for either (a vCPU that
+ *             waits in the kernel for a missing page leaves once it comes)
+ *   RESUME    destination in post-copy, its link made again: what HOLD
+ *             stopped runs again
  */
 enum mig_stage {
 	MIG_STAGE_TRACK,
@@ -71,6 +76,8 @@ enum mig_stage {
 	MIG_STAGE_LOAD,
 	MIG_STAGE_START,
 	MIG_STAGE_DISCARD,
+	MIG_STAGE_HOLD,
+	MIG_STAGE_RESUME,
 	_MIG_STAGE_MAX,
 };
 
@@ -424,6 +431,8 @@ const char *mig_stage_to_string(enum mig_stage s);
  *   RESTORED   every SET succeeded; may run
  *   FAILED     a SET failed: the destination VM is discarded
  *   DEAD       the thread and fd are gone
+ *   HELD       asked to leave KVM_RUN and to stay out, with no wait (a
+ *              destination's post-copy, its link broken)
  */
 enum vcpu_state {
 	VCPU_CREATED,
@@ -435,6 +444,7 @@ enum vcpu_state {
 	VCPU_RESTORED,
 	VCPU_FAILED,
 	VCPU_DEAD,
+	VCPU_HELD,
 	_VCPU_STATE_MAX,
 };
 
