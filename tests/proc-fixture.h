@@ -305,6 +305,58 @@ static inline void proc_expect_vm_runs(const char *ep)
 	cr_assert_eq(json_num(r.out, "selfcheck_errors"), 0);
 }
 
+/* Runs `migratectl ARGS` in the background with stdout and stderr in DIR/out
+ * and DIR/err, in a process group of its own (as a shell's job). */
+static inline pid_t proc_start_background(const char *dir, const char *args)
+{
+	char cmd[768];
+	pid_t pid;
+
+	snprintf(cmd, sizeof(cmd), "exec %s %s >%s/out 2>%s/err", MIGRATECTL_PATH, args, dir, dir);
+	pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		setpgid(0, 0);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Waits for it; collects (and removes) DIR/out and DIR/err; returns the exit status. */
+static inline int proc_finish_background(const char *dir, pid_t pid, struct run_result *r)
+{
+	char path[160];
+	int st;
+
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st));
+	snprintf(path, sizeof(path), "%s/out", dir);
+	proc_slurp(path, r->out, sizeof(r->out));
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/err", dir);
+	proc_slurp(path, r->err, sizeof(r->err));
+	unlink(path);
+	return WEXITSTATUS(st);
+}
+
+/* Waits for the phase log's `arrow` ("setup => precopy"), then `settle_ms`. */
+static inline void proc_wait_phase(const char *dir, const char *arrow, int settle_ms)
+{
+	char path[160], log[16384];
+
+	snprintf(path, sizeof(path), "%s/err", dir);
+	for (int i = 0; i < 1500; i++) {
+		proc_slurp(path, log, sizeof(log));
+		if (strstr(log, arrow)) {
+			usleep((useconds_t)settle_ms * 1000);
+			return;
+		}
+		usleep(20000);
+	}
+	cr_assert_fail("the migration never logged '%s': %s", arrow, log);
+}
+
 static inline void make_key_file(const char *path, unsigned char fill)
 {
 	FILE *f = fopen(path, "w");

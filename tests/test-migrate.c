@@ -255,63 +255,10 @@ Test(migrate, wrong_or_missing_key_refused, .timeout = 60)
 	unlink(bad);
 }
 
-/* Runs `migratectl ARGS` in the background with stdout and stderr in DIR/out
- * and DIR/err, in a process group of its own (as a shell's job). */
-static pid_t start_background(const char *dir, const char *args)
-{
-	char cmd[768];
-	pid_t pid;
-
-	snprintf(cmd, sizeof(cmd), "exec %s %s >%s/out 2>%s/err", MIGRATECTL_PATH, args, dir, dir);
-	pid = fork();
-	cr_assert(pid >= 0);
-	if (pid == 0) {
-		setpgid(0, 0);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	return pid;
-}
-
-/* Waits for it; collects (and removes) DIR/out and DIR/err; returns the exit status. */
-static int finish_background(const char *dir, pid_t pid, struct run_result *r)
-{
-	char path[160];
-	int st;
-
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	cr_assert(WIFEXITED(st));
-	snprintf(path, sizeof(path), "%s/out", dir);
-	proc_slurp(path, r->out, sizeof(r->out));
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/err", dir);
-	proc_slurp(path, r->err, sizeof(r->err));
-	unlink(path);
-	return WEXITSTATUS(st);
-}
-
-/* Waits until the background migration's log says PRECOPY has begun. */
-/* Waits for the phase log's `arrow` ("setup => precopy"), then `settle_ms`. */
-static void wait_phase(const char *dir, const char *arrow, int settle_ms)
-{
-	char path[160], log[16384];
-
-	snprintf(path, sizeof(path), "%s/err", dir);
-	for (int i = 0; i < 1500; i++) {
-		proc_slurp(path, log, sizeof(log));
-		if (strstr(log, arrow)) {
-			usleep((useconds_t)settle_ms * 1000);
-			return;
-		}
-		usleep(20000);
-	}
-	cr_assert_fail("the migration never logged '%s': %s", arrow, log);
-}
-
 /* Well into the first round, not at its first frame. */
 static void wait_precopy(const char *dir)
 {
-	wait_phase(dir, "setup => precopy", 500);
+	proc_wait_phase(dir, "setup => precopy", 500);
 }
 
 /* Agents a (DIR/a.sock, holding VM `vm`) and b (DIR/b.sock), both ready. */
@@ -337,11 +284,11 @@ static int kill_agent_in_precopy(const char *dir, bool kill_source, char ea[128]
 	two_agents(dir, "victim", ea, eb, &a, &b);
 	/* 20 MB/s: PRECOPY of 512 MiB takes ~25 s, so the kill lands in it. */
 	snprintf(args, sizeof(args), "start %s %s --vm victim --max-bandwidth 20M --json", ea, eb);
-	mig = start_background(dir, args);
+	mig = proc_start_background(dir, args);
 	wait_precopy(dir);
 	proc_stop(kill_source ? a : b);
 	*survivor = kill_source ? b : a;
-	return finish_background(dir, mig, r);
+	return proc_finish_background(dir, mig, r);
 }
 
 /* The destination dies in PRECOPY: the VM keeps running on the source, exit 1. */
@@ -409,8 +356,8 @@ static void freeze_in_stop_copy(const char *dir, struct frozen *f, const char *l
 	f->b = proc_agent(f->eb, NULL);
 	proc_wait_agent(f->eb, NULL);
 	snprintf(args, sizeof(args), "start %s %s --vm victim %s --json", f->ea, f->eb, opts);
-	f->mig = start_background(dir, args);
-	wait_phase(dir, "precopy => stop_copy", 0);
+	f->mig = proc_start_background(dir, args);
+	proc_wait_phase(dir, "precopy => stop_copy", 0);
 	kill(f->b, SIGSTOP);
 	usleep(200000);
 }
@@ -458,7 +405,7 @@ static int run_frozen(const char *dir, struct frozen *f, const char *lab, const 
 static int kill_frozen(const char *dir, struct frozen *f, struct run_result *r)
 {
 	proc_stop(f->b);
-	return finish_background(dir, f->mig, r);
+	return proc_finish_background(dir, f->mig, r);
 }
 
 /* The destination dies after the source stopped its vCPUs: the source rolls
@@ -494,7 +441,7 @@ static int cancel_it(const char *dir, struct frozen *f, struct run_result *r)
 	int st;
 
 	kill(f->mig, SIGINT);
-	st = finish_background(dir, f->mig, r);
+	st = proc_finish_background(dir, f->mig, r);
 	cancel_took = fixture_now() - t;
 	return st;
 }
@@ -562,7 +509,7 @@ Test(migrate, cancel_while_waiting_for_loaded, .timeout = 300)
 
 static int wait_it_out(const char *dir, struct frozen *f, struct run_result *r)
 {
-	return finish_background(dir, f->mig, r);
+	return proc_finish_background(dir, f->mig, r);
 }
 
 /* A destination frozen in STOP_COPY (SIGSTOP) must not freeze the guest:
@@ -620,11 +567,11 @@ Test(migrate, terminal_ctrl_c_with_local_agents, .timeout = 120)
 	int st;
 
 	cr_assert_not_null(mkdtemp(dir));
-	mig = start_background(dir, "start local local --handover never --lab mem=512M,vcpus=1,wss=16M "
+	mig = proc_start_background(dir, "start local local --handover never --lab mem=512M,vcpus=1,wss=16M "
 			       "--max-bandwidth 20M --json");
 	wait_precopy(dir);
 	kill(-mig, SIGINT);   /* the job's process group, as the terminal does */
-	st = finish_background(dir, mig, &r);
+	st = proc_finish_background(dir, mig, &r);
 	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
 	json_expect_str(r.out, "result", "cancelled");
 	json_expect_str(r.out, "owner", "source");
@@ -646,11 +593,11 @@ Test(migrate, ctrl_c_before_the_start, .timeout = 120)
 	two_agents(dir, "stay", ea, eb, &a, &b);
 	kill(b, SIGSTOP);
 	snprintf(args, sizeof(args), "start %s %s --vm stay --json", ea, eb);
-	mig = start_background(dir, args);
+	mig = proc_start_background(dir, args);
 	usleep(1000000);
 	t = fixture_now();
 	kill(mig, SIGINT);
-	st = finish_background(dir, mig, &r);
+	st = proc_finish_background(dir, mig, &r);
 	t = fixture_now() - t;
 	cr_assert_lt(t, 3.0, "Ctrl-C took %.1f s", t);
 	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
@@ -695,10 +642,10 @@ Test(migrate, cancel_during_precopy, .timeout = 120)
 	cr_assert_not_null(mkdtemp(dir));
 	a = proc_agent_with_vm(dir, "a.sock", "c1", ea, sizeof(ea));
 	snprintf(args, sizeof(args), "start %s local --vm c1 --max-bandwidth 20M --json", ea);
-	mig = start_background(dir, args);
+	mig = proc_start_background(dir, args);
 	wait_precopy(dir);
 	kill(mig, SIGINT);   /* Ctrl-C */
-	st = finish_background(dir, mig, &r);
+	st = proc_finish_background(dir, mig, &r);
 	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
 	json_expect_str(r.out, "result", "cancelled");
 	json_expect_str(r.out, "owner", "source");
@@ -724,12 +671,12 @@ Test(migrate, cancel_is_prompt_while_senders_are_throttled, .timeout = 120)
 	a = proc_agent_with_vm(dir, "a.sock", "c3", ea, sizeof(ea));
 	snprintf(args, sizeof(args), "start %s local --vm c3 --streams 4 --max-bandwidth 256K "
 		 "--json", ea);
-	mig = start_background(dir, args);
+	mig = proc_start_background(dir, args);
 	wait_precopy(dir);
 	usleep(300 * 1000);  /* every sender has sent its first frame and sleeps */
 	s = fixture_now();
 	kill(mig, SIGINT);
-	st = finish_background(dir, mig, &r);
+	st = proc_finish_background(dir, mig, &r);
 	s = fixture_now() - s;
 	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
 	json_expect_str(r.out, "result", "cancelled");
@@ -750,7 +697,7 @@ Test(migrate, cancel_command, .timeout = 120)
 	cr_assert_not_null(mkdtemp(dir));
 	a = proc_agent_with_vm(dir, "a.sock", "c2", ea, sizeof(ea));
 	snprintf(args, sizeof(args), "start %s local --vm c2 --max-bandwidth 20M --json", ea);
-	mig = start_background(dir, args);
+	mig = proc_start_background(dir, args);
 	snprintf(path, sizeof(path), "%s/err", dir);
 	for (int i = 0; i < 200 && !id[0]; i++) {
 		const char *p;
@@ -765,7 +712,7 @@ Test(migrate, cancel_command, .timeout = 120)
 	snprintf(args, sizeof(args), "cancel %s %s", ea, id);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "cancel failed: %s", r.err);
-	st = finish_background(dir, mig, &r);
+	st = proc_finish_background(dir, mig, &r);
 	cr_assert_eq(st, 1, "exit %d: %s", st, r.out);
 	json_expect_str(r.out, "result", "cancelled");
 	json_expect_str(r.out, "owner", "source");
@@ -988,10 +935,10 @@ Test(migrate, destination_killed_during_postcopy, .timeout = 180)
 	 * again after the start */
 	snprintf(args, sizeof(args), "start %s %s --vm victim --json --converge postcopy "
 		 "--max-bandwidth 16M", ea, eb);
-	mig = start_background(dir, args);
-	wait_phase(dir, "commit => postcopy", 500);
+	mig = proc_start_background(dir, args);
+	proc_wait_phase(dir, "commit => postcopy", 500);
 	proc_stop(b);
-	st = finish_background(dir, mig, &r);
+	st = proc_finish_background(dir, mig, &r);
 	cr_assert_eq(st, 3, "exit %d: %s %s", st, r.out, r.err);
 	json_expect_str(r.out, "result", "failed");
 	json_expect_str(r.out, "owner", "none");
@@ -1032,8 +979,8 @@ Test(migrate, source_killed_during_postcopy, .timeout = 180)
 	postcopy_pair(dir, ea, eb, &a, &b);
 	snprintf(args, sizeof(args), "start %s %s --vm victim --converge postcopy "
 		 "--max-bandwidth 16M", ea, eb);
-	mig = start_background(dir, args);
-	wait_phase(dir, "commit => postcopy", 500);
+	mig = proc_start_background(dir, args);
+	proc_wait_phase(dir, "commit => postcopy", 500);
 	snprintf(path, sizeof(path), "%s/err", dir);
 	proc_slurp(path, log, sizeof(log));
 	p = strstr(log, "migration ");
@@ -1169,7 +1116,7 @@ Test(migrate, cancel_releases_the_throttle, .timeout = 180)
 	 * and it never converges. */
 	snprintf(args, sizeof(args), "start %s local --vm hot --json --max-bandwidth 16M "
 		 "--converge throttle --max-throttle 50 --downtime-limit 1", ea);
-	mig = start_background(dir, args);
+	mig = proc_start_background(dir, args);
 	for (int i = 0; i < 150 && throttled < 0; i++) {
 		struct run_result m;
 
@@ -1182,7 +1129,7 @@ Test(migrate, cancel_releases_the_throttle, .timeout = 180)
 	}
 	cr_assert_geq(throttled, 0, "the migration never reached round 3");
 	kill(-mig, SIGINT);
-	st = finish_background(dir, mig, &r);
+	st = proc_finish_background(dir, mig, &r);
 	cr_assert_eq(st, 1, "exit %d: %s %s", st, r.out, r.err);
 	json_expect_str(r.out, "result", "cancelled");
 	json_expect_str(r.out, "owner", "source");
@@ -1277,10 +1224,10 @@ Test(migrate, destination_killed_right_after_commit, .timeout = 300)
 		b = proc_agent(eb, NULL);
 		proc_wait_agent(eb, NULL);
 		snprintf(args, sizeof(args), "start %s %s --vm victim --json", ea, eb);
-		mig = start_background(dir, args);
-		wait_phase(dir, "stop_copy => commit", 0);
+		mig = proc_start_background(dir, args);
+		proc_wait_phase(dir, "stop_copy => commit", 0);
 		proc_stop(b);
-		st = finish_background(dir, mig, &r);
+		st = proc_finish_background(dir, mig, &r);
 		if (st != 0)
 			break;
 		/* completed: the kill came after the confirmation */
@@ -1323,7 +1270,7 @@ Test(migrate, orphaned_migration_is_listed_and_cancelled, .timeout = 120)
 	cr_assert_not_null(mkdtemp(dir));
 	two_agents(dir, "orphan", ea, eb, &a, &b);
 	snprintf(args, sizeof(args), "start %s %s --vm orphan --max-bandwidth 20M --json", ea, eb);
-	mig = start_background(dir, args);
+	mig = proc_start_background(dir, args);
 	wait_precopy(dir);
 	snprintf(path, sizeof(path), "%s/err", dir);
 	proc_slurp(path, r.err, sizeof(r.err));
