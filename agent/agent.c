@@ -675,8 +675,9 @@ static int op_mig_outgoing(struct session *s, const uint8_t *body)
 	/* The VM's state here is settled before the client hears the result,
 	 * so that a start made right after it finds the VM free (or gone). */
 	pthread_mutex_lock(&a->lock);
-	if (res.result == MIG_RESULT_COMPLETED ||
-	    (res.result == MIG_RESULT_FAILED && res.owner == MIG_OWNER_DESTINATION)) {
+	if (!res.src_held && (res.result == MIG_RESULT_COMPLETED ||
+			      (res.result == MIG_RESULT_FAILED &&
+			       res.owner == MIG_OWNER_DESTINATION))) {
 		/* The destination owns the VM now: the source copy (stopped)
 		 * goes, once the result is sent. */
 		gone = v->vm;

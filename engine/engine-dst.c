@@ -593,6 +593,8 @@ static int do_setup(struct dst *d, struct rx_stream *s)
 	return r;
 }
 
+static int try_load(struct dst *d);
+
 /* HANDOVER: guest RAM is the source's memfd, peeked from this frame's
  * bytes, mapped in place of ours.  The source's guest runs on meanwhile;
  * ours never runs before COMMIT, and a rollback only unmaps it. */
@@ -623,7 +625,8 @@ static int do_handover(struct dst *d, struct rx_stream *s)
 	close(d->handover_fd);
 	d->handover_fd = -1;
 	d->handover_taken = r >= 0;
-	return r;
+	/* the last round may have ended already (try_load waited for this) */
+	return r < 0 ? r : try_load(d);
 }
 
 /* OPEN: the source's devices' session data to ours, then the RECEIVE walk
@@ -945,7 +948,6 @@ static void workers_stop(struct dst *d)
 	}
 }
 
-static int try_load(struct dst *d);
 
 /* POSTCOPY: the pages that come only after the vCPUs start.  Taken in
  * PRECOPY, before the last round ends; a VM that cannot run with pages
@@ -1303,6 +1305,10 @@ static int try_load(struct dst *d)
 	pthread_mutex_unlock(&d->lock);
 	if (d->phase != MIG_PHASE_PRECOPY || !all_final)
 		return 0;
+	/* The control stream is not ordered with the data streams: HANDOVER
+	 * (guest RAM) may be read after the last round ended; it comes. */
+	if (d->handover && !d->handover_taken)
+		return 0;
 	/* a post-copy switch: its last round said so, and POSTCOPY came */
 	if ((d->final_kind == MIG_ROUND_POSTCOPY) != d->pc) {
 		if (!d->pc)
@@ -1311,9 +1317,6 @@ static int try_load(struct dst *d)
 				     "ended as a stop-and-copy");
 	}
 	r = set_phase(d, MIG_PHASE_STOP_COPY);
-	if (r >= 0 && d->handover && !d->handover_taken)
-		r = mig_error_set(&d->err, -EPROTO, "the last round ended before HANDOVER brought "
-				  "guest RAM");
 	t0 = mig_realtime_ns();
 	/* every device's state is in before any device loads */
 	for (unsigned i = 0; r >= 0 && i < d->vm->nr_devices; i++) {

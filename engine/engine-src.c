@@ -51,6 +51,9 @@
  * more, its window closed, without a word) is a break, so that the bounded
  * recovery, and its end, apply (no cancel or deadline does after COMMIT). */
 #define PC_STUCK_MS 60000
+/* Post-copy: breaks in a row with no page sent between them, after which
+ * the link is not made again (the VM's halves are held). */
+#define PC_IDLE_BREAKS 5
 /* Pages per PAGES frame sent (the wire allows up to MIG_BATCH_PAGES).  At
  * 512 KiB a batch is still in this core's L2 when the kernel copies it,
  * after we read it for its checksums; 1 MiB batches measured up to 40 %
@@ -2498,8 +2501,18 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 			mig_error_prefix(&s.err, "before the destination said it runs the VM");
 		else
 			r = rp < 0 ? rp : pc_finish(&s, &h, &pl, &run);
-		/* a break: both halves wait, and the link is made again */
-		while (r < 0 && s.phase == MIG_PHASE_POSTCOPY) {
+		/* a break: both halves wait, and the link is made again; but a
+		 * link that breaks again and again with no page sent between
+		 * (a failure the new link meets too) is given up */
+		for (uint64_t left = UINT64_MAX, idle = 0;
+		     r < 0 && s.phase == MIG_PHASE_POSTCOPY;) {
+			idle = pc_left(&s) < left ? 0 : idle + 1;
+			left = pc_left(&s);
+			if (idle >= PC_IDLE_BREAKS) {
+				mig_error_prefix(&s.err, "post-copy: the link broke %u times in a row "
+						 "with no page sent between", PC_IDLE_BREAKS);
+				break;
+			}
 			r = pc_recover(&s);
 			if (r < 0)
 				break;
@@ -2521,7 +2534,6 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		res->dst_passes_after = run.passes;
 		res->dst_errors = run.errors;
 		res->owner = MIG_OWNER_DESTINATION;
-		mig_source_release(vm);
 		if (o->verify) {
 			res->verified = 1;
 			res->digest_src[0] = dsrc.hi;
@@ -2530,11 +2542,20 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 			res->digest_dst[1] = run.pc_digest[1];
 		}
 		if (o->verify && (dsrc.hi != run.pc_digest[0] || dsrc.lo != run.pc_digest[1])) {
+			/* The guest runs there on RAM that is not what it left
+			 * here.  This copy, as it was at the switch, is the only
+			 * one known right: kept, paused and held, for an
+			 * operator, not given up. */
 			r = mig_error_set(&s.err, -EIO, "RAM digests differ after post-copy: the pages "
-					  "the destination holds are not the source's");
+					  "the destination holds are not the source's; the VM runs "
+					  "there, and the source keeps its copy as it was at the "
+					  "switch, paused and held (resume it only once the "
+					  "destination's is destroyed)");
 			res->result = MIG_RESULT_FAILED;
+			res->src_held = 1;
 			goto done;
 		}
+		mig_source_release(vm);
 	}
 	/* RUNNING kind 2: the destination shows that the guest runs there.
 	 * This message, and only this one, moves ownership: until it arrives

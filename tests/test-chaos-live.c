@@ -493,6 +493,45 @@ Test(fault, a_sealed_frame_sent_twice_is_refused)
 	sealed_damage(CHAOS_NET_DUPLICATE, 0, "replayed");
 }
 
+/* Agents with --chaos, a VM pv of `lab` on the source, and (with frame)
+ * the relay resetting data stream 1 at the destination's frame-th page
+ * request. */
+static void pc_pair(struct proc_pair *t, const char *lab, uint64_t frame)
+{
+	struct mig_fault_plan p = plan(MIG_FAULT_A_NET, MIG_FAULT_PHASE);
+	struct mig_error err = { 0 };
+	struct run_result r;
+	char args[400];
+
+	pair_up(t, true);
+	snprintf(args, sizeof(args), "vm create %s --name pv --lab %s", t->src, lab);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	if (!frame)
+		return;
+	strcpy(p.vm, "pv");
+	p.point = 0;
+	p.net_fault = CHAOS_NET_RESET;
+	p.net_stream = 1;
+	p.net_to_source = 1;
+	p.net_frame_type = MIG_FRAME_PAGE_REQUEST;
+	p.net_frame = frame;
+	cr_assert_eq(arm(t->dst, &p, &err), 0, "%s", err.msg);
+}
+
+/* The post-copy migration completed, verified, its link made again once. */
+static void pc_recovered_once(int status, const struct run_result *r)
+{
+	const char *pc;
+
+	cr_assert_eq(status, 0, "exit %d: %s\n%s", status, r->out, r->err);
+	json_expect_str(r->out, "result", "completed");
+	json_expect_str(r->out, "match", "true");
+	pc = strstr(r->out, "\"postcopy\":{");
+	cr_assert_not_null(pc, "%s", r->out);
+	cr_assert_eq(json_num(pc, "links_recovered"), 1, "the link broke once: %s", r->out);
+}
+
 /* Post-copy through a cut link: the relay resets data stream 1 at the
  * third page request the destination sends, in post-copy.  Neither half is
  * given up: the destination's vCPUs wait, the source makes the link again,
@@ -501,34 +540,14 @@ Test(fault, a_sealed_frame_sent_twice_is_refused)
 Test(fault, postcopy_recovers_from_a_cut_link, .timeout = 180)
 {
 	struct proc_pair t;
-	struct mig_fault_plan p = plan(MIG_FAULT_A_NET, MIG_FAULT_PHASE);
-	struct mig_error err = { 0 };
 	struct run_result r;
 	char args[400];
-	const char *pc;
 
-	pair_up(&t, true);
-	snprintf(args, sizeof(args), "vm create %s --name pv --lab mem=128M,vcpus=2,wss=32M",
-		 t.src);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
-	strcpy(p.vm, "pv");
-	p.point = 0;
-	p.net_fault = CHAOS_NET_RESET;
-	p.net_stream = 1;
-	p.net_to_source = 1;
-	p.net_frame_type = MIG_FRAME_PAGE_REQUEST;
-	p.net_frame = 3;
-	cr_assert_eq(arm(t.dst, &p, &err), 0, "%s", err.msg);
+	pc_pair(&t, "mem=128M,vcpus=2,wss=32M", 3);
 	snprintf(args, sizeof(args), "start %s %s --vm pv --json --converge postcopy "
 		 "--max-bandwidth 32M", t.src, t.dst);
 	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "exit %d: %s\n%s", r.status, r.out, r.err);
-	json_expect_str(r.out, "result", "completed");
-	json_expect_str(r.out, "match", "true");
-	pc = strstr(r.out, "\"postcopy\":{");
-	cr_assert_not_null(pc, "%s", r.out);
-	cr_assert_eq(json_num(pc, "links_recovered"), 1, "the link was cut once: %s", r.out);
+	pc_recovered_once(r.status, &r);
 	cr_assert_gt(json_num(r.out, "dst_passes_after"), json_num(r.out, "dst_passes_at_start"),
 		     "%s", r.out);
 	snprintf(args, sizeof(args), "vm list %s --json", t.dst);
@@ -547,8 +566,6 @@ Test(fault, postcopy_recovers_from_a_cut_link, .timeout = 180)
 Test(fault, postcopy_cancel_then_a_cut_link_still_recovers, .timeout = 180)
 {
 	struct proc_pair t;
-	struct mig_fault_plan p = plan(MIG_FAULT_A_NET, MIG_FAULT_PHASE);
-	struct mig_error err = { 0 };
 	struct run_result r;
 	char dir[] = "/tmp/migratectl-test-XXXXXX", args[400], path[160], log[16384], id[40] = "";
 	const char *m;
@@ -556,19 +573,7 @@ Test(fault, postcopy_cancel_then_a_cut_link_still_recovers, .timeout = 180)
 	int st;
 
 	cr_assert_not_null(mkdtemp(dir));
-	pair_up(&t, true);
-	snprintf(args, sizeof(args), "vm create %s --name pv --lab mem=160M,vcpus=2,wss=128M",
-		 t.src);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
-	strcpy(p.vm, "pv");
-	p.point = 0;
-	p.net_fault = CHAOS_NET_RESET;
-	p.net_stream = 1;
-	p.net_to_source = 1;
-	p.net_frame_type = MIG_FRAME_PAGE_REQUEST;
-	p.net_frame = 300;
-	cr_assert_eq(arm(t.dst, &p, &err), 0, "%s", err.msg);
+	pc_pair(&t, "mem=160M,vcpus=2,wss=128M", 300);
 	snprintf(args, sizeof(args), "start %s %s --vm pv --json --converge postcopy "
 		 "--max-bandwidth 16M", t.src, t.dst);
 	mig = proc_start_background(dir, args);
@@ -583,12 +588,7 @@ Test(fault, postcopy_cancel_then_a_cut_link_still_recovers, .timeout = 180)
 	cr_assert_eq(r.status, 0, "%s %s", r.out, r.err);
 
 	st = proc_finish_background(dir, mig, &r);
-	cr_assert_eq(st, 0, "exit %d: %s\n%s", st, r.out, r.err);
-	json_expect_str(r.out, "result", "completed");
-	json_expect_str(r.out, "match", "true");
-	m = strstr(r.out, "\"postcopy\":{");
-	cr_assert_not_null(m, "%s", r.out);
-	cr_assert_eq(json_num(m, "links_recovered"), 1, "the link was cut once: %s", r.out);
+	pc_recovered_once(st, &r);
 	proc_pair_down(&t);
 	rmdir(dir);
 }
@@ -604,13 +604,8 @@ Test(fault, postcopy_break_before_the_first_running_recovers, .timeout = 180)
 	struct mig_error err = { 0 };
 	struct run_result r;
 	char args[400];
-	const char *pc;
 
-	pair_up(&t, true);
-	snprintf(args, sizeof(args), "vm create %s --name pv --lab mem=128M,vcpus=2,wss=32M",
-		 t.src);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
+	pc_pair(&t, "mem=128M,vcpus=2,wss=32M", 0);
 	strcpy(p.vm, "pv");
 	p.frame_type = MIG_FRAME_RUNNING;
 	p.stream = 0;
@@ -619,12 +614,7 @@ Test(fault, postcopy_break_before_the_first_running_recovers, .timeout = 180)
 	snprintf(args, sizeof(args), "start %s %s --vm pv --json --converge postcopy "
 		 "--max-bandwidth 32M", t.src, t.dst);
 	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "exit %d: %s\n%s", r.status, r.out, r.err);
-	json_expect_str(r.out, "result", "completed");
-	json_expect_str(r.out, "match", "true");
-	pc = strstr(r.out, "\"postcopy\":{");
-	cr_assert_not_null(pc, "%s", r.out);
-	cr_assert_eq(json_num(pc, "links_recovered"), 1, "the link broke once: %s", r.out);
+	pc_recovered_once(r.status, &r);
 	snprintf(args, sizeof(args), "vm list %s --json", t.dst);
 	proc_run(args, &r);
 	json_expect_str(strstr(r.out, "\"pv\""), "state", "running");
