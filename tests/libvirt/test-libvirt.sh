@@ -21,7 +21,10 @@
 #  e. cancelled, by migratectl cancel and by Ctrl-C on start: libvirt's
 #     job is aborted and the guest stays on A;
 #  f. a writable disk: refused by libvirt without --copy-storage, copied
-#     with it (its NBD connection through the tunnel), the bytes equal.
+#     with it (its NBD connection through the tunnel), the bytes equal;
+#  g. a busy guest that does not converge by itself: --converge none fails
+#     at its timeout (the guest stays on A), auto completes with libvirt's
+#     throttle on, postcopy completes after the switch.
 #
 # env: MIGRATECTL (the binary), SRCDIR (the source tree; default: from here)
 # Skips (77) only without root, /dev/kvm, mount namespaces or libvirt/QEMU.
@@ -435,6 +438,85 @@ echo "   --copy-storage: completed, B's copy of the 4 MiB disk equals A's"
 follow lvf "$DIR/A/lvf.console"
 guest_runs_on lvf B "$(console_path B lvf)" 3
 vsh B destroy lvf >/dev/null
+
+# ---------------------------------------------------------------------------
+say "g. a guest that dirties faster than the link: --converge none fails, auto and postcopy complete"
+# A busy guest (no pause between passes) at 2 MiB/s with a 1 ms downtime
+# limit: every iteration ends with pages written meanwhile, more than 1 ms
+# at 2 MiB/s can carry, so QEMU never switches over by itself.
+GUEST_BUSY=1 start_guest lvg 16
+GUEST_BUSY=1 h disk B lvg 16 >/dev/null
+hard=(--streams 1 --max-bandwidth $((2 << 20)) --downtime-limit 1 --json)
+
+# $1: the JSON, $2: what it must say (none-failed, auto, postcopy)
+conv_check() {
+	python3 - "$1" "$2" <<-'EOF'
+	import json, sys
+	r = json.load(open(sys.argv[1]))
+	how = sys.argv[2]
+	c = r.get("convergence") or {}
+	lv = r.get("libvirt") or {}
+	bad = []
+	def want(what, got, ok):
+	    if not ok:
+	        bad.append(f"{what} is {got!r}")
+	if how == "none-failed":
+	    want("result", r.get("result"), r.get("result") == "failed")
+	    want("owner", r.get("owner"), r.get("owner") == "source")
+	    # it went on iterating: not a failure at the first pass
+	    want("rounds", r.get("rounds"), (r.get("rounds") or 0) >= 3)
+	    want("convergence", c, c.get("mode") == "none" and not c.get("auto_converge")
+	         and c.get("postcopy") is None)
+	    want("libvirt", lv, lv.get("source_state") == "running" and
+	         lv.get("destination_state") == "absent")
+	else:
+	    want("result", r.get("result"), r.get("result") == "completed")
+	    want("owner", r.get("owner"), r.get("owner") == "destination")
+	    want("libvirt", lv, lv.get("source_state") == "absent" and
+	         lv.get("destination_state") == "running")
+	if how == "auto":
+	    want("convergence", c, c.get("mode") == "auto" and c.get("auto_converge") and
+	         (c.get("throttle_pct") or 0) > 0 and c.get("postcopy") is None)
+	if how == "postcopy":
+	    p = c.get("postcopy") or {}
+	    want("convergence", c, c.get("mode") == "postcopy" and not c.get("auto_converge")
+	         and (p.get("after_rounds") or 0) >= 1)
+	if bad:
+	    sys.exit("start --json: " + "; ".join(bad))
+	print(f"   {how}: {r['result']} after {r['rounds']} iterations, "
+	      f"throttle {c.get('throttle_pct')} %, post-copy {c.get('postcopy')}")
+	EOF
+}
+
+say "lvg: --converge none, --timeout 5s: fails, lvg stays on A only"
+migrate A B lvg "${hard[@]}" --converge none --timeout 5s
+[ "$rc" = 1 ] || fail "none: start exited $rc, not 1: $(tail -3 "$DIR/err") $(cat "$DIR/out")"
+conv_check "$DIR/out" none-failed || fail "none: start's JSON: see above"
+is_state A lvg running || fail "none: lvg is $(state A lvg) on A"
+wait_for 60 is_state B lvg absent || fail "none: lvg is $(state B lvg) on B"
+guest_runs_on lvg A "$DIR/A/lvg.console" 3
+
+say "lvg: --converge auto: libvirt's auto-converge throttles it until it completes"
+srcpath=$(console_path A lvg)
+migrate A B lvg "${hard[@]}" --converge auto --timeout 60s
+[ "$rc" = 0 ] || fail "auto: start exited $rc: $(tail -3 "$DIR/err") $(cat "$DIR/out")"
+conv_check "$DIR/out" auto || fail "auto: start's JSON: see above"
+wait_for 30 is_state A lvg absent || fail "auto: lvg is $(state A lvg) on A"
+follow lvg "$srcpath"
+guest_runs_on lvg B "$(console_path B lvg)" 3
+
+say "lvg: --converge postcopy, B -> A: switched after a pass, completes"
+srcpath=$(console_path B lvg)
+migrate B A lvg "${hard[@]}" --converge postcopy --timeout 60s
+[ "$rc" = 0 ] || fail "postcopy: start exited $rc: $(tail -3 "$DIR/err") $(cat "$DIR/out")"
+conv_check "$DIR/out" postcopy || fail "postcopy: start's JSON: see above"
+# libvirt's word that it ran: the source paused for post-copy
+grep -q "post-copy of lvg: asked by this agent; libvirt paused the source for it: seen" \
+	"$DIR/B/agent.log" || fail "postcopy: B's agent did not see lvg paused for post-copy: $(grep lvg "$DIR/B/agent.log" | tail -3)"
+wait_for 30 is_state B lvg absent || fail "postcopy: lvg is $(state B lvg) on B"
+follow lvg "$srcpath"
+guest_runs_on lvg A "$(console_path A lvg)" 3
+vsh A destroy lvg >/dev/null
 
 failed=0
 say "all cases passed"
