@@ -384,8 +384,8 @@ static bool lv_agent_idle(const struct mig_client *c, const char *key_file, cons
  * died, or its link broke).  The domain outlives the agent: its QEMU is
  * libvirt's.  Once the source agent answers again (restarted, or the link
  * healed) and runs the migration no more, and libvirt no longer holds the
- * domain paused for it, both hosts say where it is, as after a RESULT;
- * true then.  false when that does not come within REATTACH_MS (exit 3).
+ * domain paused for it (a domain in post-copy stays paused: no waiting
+ * then), both hosts say where it is, as after a RESULT; true then.  false when that does not come within REATTACH_MS (exit 3).
  */
 static bool lv_reattach(const struct mig_start_opts *o, const struct mig_client *src,
 			const struct mig_client *dst, const uint8_t *id,
