@@ -333,13 +333,16 @@ static void lv_settle(const struct mig_start_opts *o, const struct mig_client *s
 	d_there = d_ok && lv_there(&ret->dst_dom);
 	if (res->result != MIG_RESULT_COMPLETED && res->postcopy) {
 		/* The destination ran the domain before all of its memory was
-		 * there: neither copy is whole, wherever libvirt left them. */
+		 * there: no copy can be taken to be whole, wherever libvirt left
+		 * them (a destination that says running may be running in a
+		 * failed post-copy, which LV_DOMAIN does not tell). */
 		res->owner = MIG_OWNER_NONE;
-		snprintf(where, sizeof(where), "post-copy had begun, so neither host holds all of "
-			 "domain %s's memory (it is %s on the source and %s on the destination); "
-			 "migratectl does not recover a libvirt post-copy: see virsh domjobinfo "
-			 "and virsh migrate --postcopy-resume", ret->name, lv_where(&ret->src_dom),
-			 lv_where(&ret->dst_dom));
+		snprintf(where, sizeof(where), "post-copy had begun: domain %s ran on the "
+			 "destination before all of its memory was there, and neither host can be "
+			 "taken to hold all of it (it is %s on the source and %s on the "
+			 "destination); check both hosts (virsh domstate --reason says post-copy "
+			 "failed where a copy is not whole); migratectl does not recover a libvirt "
+			 "post-copy", ret->name, lv_where(&ret->src_dom), lv_where(&ret->dst_dom));
 		goto tell;
 	}
 	if (res->result == MIG_RESULT_COMPLETED)
