@@ -27,8 +27,10 @@
  * loop goes on.  Between passes
  * it waits DELAY TSC cycles so that the console grows by a few lines a
  * second; a busy guest (the harness patches busy) does not wait, so that
- * no moment passes without a page written: a migration with a small
- * enough downtime limit cannot converge unless the guest is slowed.
+ * no moment passes without a page written, and its region is busy times
+ * 64 pages: a migration with a small enough downtime limit cannot
+ * converge unless the guest is slowed (or its vCPU stalls for as long as
+ * the link takes to carry the region).
  *
  * Build: gcc -m32 -c guest.S; ld -m elf_i386 -Ttext=0x7c00 -e _start
  * --oformat=binary: exactly 512 bytes, the signature last.
@@ -139,8 +141,11 @@ next:
 /* the region's blocks, for fill and verify */
 region:
 	movl $REGION, %ebx
-	movl $REGION_PAGES, %ecx
-	movl $4096, %esi
+	movzbl busy, %ecx		/* busy: 64 pages times busy */
+	shll $6, %ecx
+	jnz 1f
+	movb $REGION_PAGES, %cl
+1:	movl $4096, %esi
 	ret
 
 /* Writes pass %ebp's pattern to %ecx blocks of %esi bytes from %ebx;
@@ -254,7 +259,8 @@ gdt_end:
 	.org 0x1f8
 ballast_mib:
 	.long 0
-	/* and 1 here (offset 0x1fc) for a guest that never pauses */
+	/* and 1 or 2 here (offset 0x1fc) for a guest that never pauses,
+	 * with a region of 64 or 128 pages (below the VGA window at 0xa0000) */
 busy:
 	.byte 0
 	.org 510
