@@ -46,6 +46,9 @@ struct agent_mig {
 	/* a libvirt domain's source: libvirt paused it for the switchover (a
 	 * lifecycle event said so), so the destination may have run it */
 	atomic_bool lv_paused;
+	/* and paused it for post-copy: the domain runs on the destination,
+	 * and neither host holds all of it until the migration completes */
+	atomic_bool lv_postcopy;
 };
 
 /* Whom a connection comes from, for the per-peer bound: an IP address (an

@@ -105,6 +105,8 @@ static void lv_lifecycle(void *arg, const struct mig_lv_lifecycle *e)
 		memcpy(rec.mig_id, m->id, sizeof(rec.mig_id));
 		if (m->side == MIG_SIDE_SOURCE && !e->running)
 			atomic_store(&m->lv_paused, true);
+		if (m->side == MIG_SIDE_SOURCE && e->postcopy)
+			atomic_store(&m->lv_postcopy, true);
 	}
 	pthread_mutex_unlock(&a->lock);
 	rec.realtime_ns = e->realtime_ns;
@@ -457,6 +459,15 @@ struct lv_out {
 	struct mig_lv_outgoing req;
 	char dir[128];
 	uint64_t t0;
+	/* convergence, as followed: libvirt's throttle at its highest and
+	 * how long one was on; post-copy asked for (after which pass, when)
+	 * and seen (the domain paused for it) */
+	uint32_t throttle_max;
+	uint64_t throttle_ms;
+	bool pc_asked, pc_seen;
+	uint32_t pc_iteration;
+	uint64_t pc_t0;
+	uint32_t round;           /* QEMU's iteration, last seen */
 };
 
 static void progress(struct lv_out *o, const struct mig_event *ev)
@@ -470,16 +481,63 @@ static void progress(struct lv_out *o, const struct mig_event *ev)
 	xport_conn_send(&o->s->c, MIG_FRAME_EVENT, 0, &w, sizeof(w), NULL);
 }
 
-/* Follows the job to its end: progress, a cancel, the timeout. */
+/* Post-copy, once the passes asked for are done: QEMU's iteration counts
+ * the pass it is in (1 during the bulk copy), so N passes are done when it
+ * is past N. */
+static void postcopy_check(struct lv_out *o, struct mig_lv_job *j, const struct mig_lv_stats *st)
+{
+	uint32_t after = o->req.postcopy_after ? o->req.postcopy_after : 1;
+	struct mig_error err = { 0 };
+
+	if (!(o->req.flags & MIG_LV_F_POSTCOPY) || o->pc_asked || st->paused ||
+	    st->mem_iteration == MIG_LV_UNKNOWN || st->mem_iteration <= after)
+		return;
+	o->pc_asked = true;
+	if (mig_lv_job_postcopy(j, &err) < 0) {
+		/* the migration goes on in pre-copy: its timeout still holds */
+		agent_log(o->a, "libvirt: %s", err.msg);
+		return;
+	}
+	o->pc_iteration = (uint32_t)st->mem_iteration;
+	o->pc_t0 = mig_now_ms();
+	agent_log(o->a, "libvirt: %s: post-copy asked for after %u memory pass%s",
+		  o->req.domain, o->pc_iteration - 1, o->pc_iteration == 2 ? "" : "es");
+}
+
+/* What the event says of convergence (PROGRESS and RESULT).  Post-copy
+ * ran once libvirt paused the source for it (its lifecycle event, or the
+ * domain's state): asking is not enough, QEMU may have failed before the
+ * switch, with the source still whole.  A migration that completed after
+ * the switch was asked for ran it. */
+static void lv_converge(struct lv_out *o, struct mig_event *ev, bool completed)
+{
+	ev->converge = o->req.converge;
+	ev->throttle_pct = o->throttle_max;
+	ev->throttle_ms = o->throttle_ms;
+	o->pc_seen |= atomic_load(&o->m->lv_postcopy);
+	if (o->pc_seen || (completed && o->pc_iteration)) {
+		ev->postcopy = 1;
+		ev->postcopy_round = o->pc_iteration ? o->pc_iteration - 1 : 0;
+		ev->phase = MIG_PHASE_POSTCOPY;
+	}
+}
+
+/* Follows the job to its end: progress, a cancel, the timeout, the
+ * switch to post-copy. */
 static void follow(struct lv_out *o, struct mig_lv_job *j)
 {
 	struct mig_error err = { 0 };
 	bool aborted = false, forced = false;
+	uint64_t last = mig_now_ms();
 
 	while (!mig_lv_job_done(j, LV_PROGRESS_MS)) {
 		struct mig_lv_stats st;
 		struct mig_event ev = { .kind = MIG_EVENT_PROGRESS };
-		bool late = o->req.timeout_ms && mig_now_ms() - o->t0 > o->req.timeout_ms;
+		/* in post-copy the domain runs on the destination: pausing or
+		 * aborting would not give it back to the source */
+		bool late = o->req.timeout_ms && mig_now_ms() - o->t0 > o->req.timeout_ms &&
+			    !o->pc_iteration;
+		uint64_t now;
 
 		if (!aborted && (atomic_load(&o->m->cancel) ||
 				 (late && o->req.timeout_action != CONV_TIMEOUT_FORCE))) {
@@ -497,7 +555,20 @@ static void follow(struct lv_out *o, struct mig_lv_job *j)
 		mig_error_clear(&err);
 		if (mig_lv_job_stats(j, &st, &err) < 0)
 			continue;         /* between libvirt's phases: no job to read */
+		now = mig_now_ms();
+		if (st.auto_converge_throttle != MIG_LV_UNKNOWN && st.auto_converge_throttle) {
+			if (st.auto_converge_throttle > o->throttle_max)
+				o->throttle_max = (uint32_t)st.auto_converge_throttle;
+			o->throttle_ms += now - last;
+		}
+		last = now;
+		o->pc_seen |= st.postcopy;
+		if (!aborted && !forced)
+			postcopy_check(o, j, &st);
 		lv_event(&st, &o->req, o->t0, &ev);
+		lv_converge(o, &ev, false);
+		if (ev.round > o->round)    /* no job, after an abort: no iteration */
+			o->round = ev.round;
 		progress(o, &ev);
 	}
 }
@@ -516,8 +587,12 @@ static void result(struct lv_out *o, struct mig_event *res, int r, const char *w
 		 * The phase says how far it got: a domain never paused for the
 		 * switchover cannot have run on the destination. */
 		res->owner = MIG_OWNER_NONE;
-		res->phase = atomic_load(&o->m->lv_paused) || res->phase == MIG_PHASE_STOP_COPY ?
-			     MIG_PHASE_STOP_COPY : MIG_PHASE_PRECOPY;
+		if (res->postcopy)
+			res->phase = MIG_PHASE_POSTCOPY;   /* neither host has all of it */
+		else
+			res->phase = atomic_load(&o->m->lv_paused) ||
+				     res->phase == MIG_PHASE_STOP_COPY ?
+				     MIG_PHASE_STOP_COPY : MIG_PHASE_PRECOPY;
 		str_copy(res->error, sizeof(res->error), why);
 	}
 	res->streams = o->req.parallel;
@@ -563,6 +638,8 @@ static void run_outgoing(struct lv_out *o, struct mig_lv *lv)
 			.copy_storage = o->req.flags & MIG_LV_F_COPY_STORAGE,
 			.bandwidth_bps = o->req.max_bandwidth_bps,
 			.downtime_ms = o->req.downtime_limit_ms,
+			.auto_converge = o->req.flags & MIG_LV_F_AUTO_CONVERGE,
+			.postcopy = o->req.flags & MIG_LV_F_POSTCOPY,
 		};
 
 		mig_error_clear(&err);
@@ -576,6 +653,18 @@ static void run_outgoing(struct lv_out *o, struct mig_lv *lv)
 		memset(&fin, 0, sizeof(fin));
 		r = mig_lv_job_finish(j, &fin, &err);
 		lv_event(&fin, &o->req, o->t0, &res);
+		/* an aborted job's statistics lack the iteration it reached */
+		if (fin.mem_iteration == MIG_LV_UNKNOWN || res.round < o->round)
+			res.round = o->round;
+		lv_converge(o, &res, r == 0);
+		if (res.postcopy) {
+			res.postcopy_requested = fin.mem_postcopy_reqs;
+			res.postcopy_ms = o->pc_t0 ? mig_now_ms() - o->pc_t0 : 0;
+		}
+		if (o->pc_iteration || o->pc_seen)
+			agent_log(o->a, "libvirt: post-copy of %s: %s by this agent; libvirt paused "
+				  "the source for it: %s", o->req.domain, o->pc_iteration ? "asked" :
+				  "not asked", o->pc_seen ? "seen" : "not seen");
 		if (r < 0)
 			snprintf(why, sizeof(why), "%s", err.msg);
 	}
@@ -614,9 +703,10 @@ int agent_op_lv_outgoing(struct session *s, const uint8_t *body)
 	o.req.run_dir[sizeof(o.req.run_dir) - 1] = '\0';
 	if (!lv_name_ok(o.req.domain, sizeof(o.req.domain)) || o.req.parallel < 1 ||
 	    o.req.parallel > MIG_MAX_STREAMS || o.req.timeout_action < CONV_TIMEOUT_ABORT ||
-	    o.req.timeout_action > CONV_TIMEOUT_FORCE || o.req.encrypt >= _MIG_ENCRYPT_END)
+	    o.req.timeout_action > CONV_TIMEOUT_FORCE || o.req.encrypt >= _MIG_ENCRYPT_END ||
+	    o.req.converge >= _CONV_MODE_MAX || o.req.postcopy_after > 64)
 		return agent_reply(s, -EINVAL, "LV_OUTGOING: bad domain name, connection count "
-				   "(1-16) or timeout action", NULL, 0);
+				   "(1-16), timeout action or convergence", NULL, 0);
 	/* the directory is this agent's to make: the destination's must be
 	 * the one this agent would have chosen */
 	run_dir_of(a, o.req.id, o.dir, sizeof(o.dir));
@@ -644,8 +734,10 @@ int agent_op_lv_outgoing(struct session *s, const uint8_t *body)
 	if (!o.m)
 		return agent_reply(s, -EAGAIN, "too many migrations on this agent", NULL, 0);
 	r = agent_reply(s, 0, NULL, NULL, 0);
-	agent_log(a, "libvirt: migrating %s to %s over %u connection%s", o.req.domain,
-		  o.req.dest_addr, o.req.parallel, o.req.parallel == 1 ? "" : "s");
+	agent_log(a, "libvirt: migrating %s to %s over %u connection%s%s%s", o.req.domain,
+		  o.req.dest_addr, o.req.parallel, o.req.parallel == 1 ? "" : "s",
+		  o.req.flags & MIG_LV_F_AUTO_CONVERGE ? ", auto-converge" : "",
+		  o.req.flags & MIG_LV_F_POSTCOPY ? ", post-copy allowed" : "");
 	run_outgoing(&o, lv);
 	mig_drop(a, o.m);
 	return r;

@@ -340,19 +340,33 @@ static int parse_start(int argc, char **argv, struct start_opts *o)
 				       strlen(MIG_START_LIBVIRT_PREFIX));
 	if (o->libvirt) {
 		/* QEMU sends its own stream: what shapes ours has no say in it */
-		static const struct { int c; const char *name; } engine_only[] = {
-			{ 'c', "--compress" }, { 'V', "--verify" }, { 'N', "--no-verify" },
-			{ 'C', "--checksum" }, { 'S', "--switchover-timeout" },
-			{ 'M', "--converge" }, { 'X', "--max-throttle" }, { 'L', "--stall" },
-			{ 'B', "--stall-bytes" }, { 'A', "--stall-action" },
-			{ 'Q', "--postcopy-after" }, { 'R', "--recover-window" },
+		static const struct { int c; const char *name, *why; } engine_only[] = {
+#define OWN_STREAM "QEMU sends its own migration stream"
+			{ 'c', "--compress", OWN_STREAM }, { 'V', "--verify", OWN_STREAM },
+			{ 'N', "--no-verify", OWN_STREAM }, { 'C', "--checksum", OWN_STREAM },
+			{ 'S', "--switchover-timeout", OWN_STREAM },
+#undef OWN_STREAM
+			{ 'X', "--max-throttle", "libvirt 9.0 passes no bound for QEMU's "
+			  "auto-converge, which throttles up to QEMU's own 99 %" },
+#define NO_STALL "migratectl does not watch libvirt's migration for stalls; " \
+		 "--timeout bounds it"
+			{ 'L', "--stall", NO_STALL }, { 'B', "--stall-bytes", NO_STALL },
+			{ 'A', "--stall-action", NO_STALL },
+#undef NO_STALL
+			{ 'R', "--recover-window", "migratectl does not recover a libvirt "
+			  "post-copy that broke (the domain stays paused on both hosts, exit 3)" },
 		};
 
 		for (size_t i = 0; i < ARRAY_SIZE(engine_only); i++)
-			if (seen.opt[engine_only[i].c])
-				return usage_error("%s does not apply to a libvirt domain: QEMU sends "
-						   "its own migration stream (docs/libvirt.md)",
-						   engine_only[i].name);
+			if (seen.opt[engine_only[i].c]) {
+				fprintf(stderr, "migratectl start: %s does not apply to a libvirt "
+					"domain: %s (docs/libvirt.md)\n", engine_only[i].name,
+					engine_only[i].why);
+				return EXIT_USAGE;
+			}
+		/* libvirt's own default: no help unless asked for */
+		if (!seen.opt['M'])
+			o->converge = CONV_MODE_NONE;
 		if (!seen.opt['d'])
 			o->downtime_ms = 0;   /* libvirt's own default */
 	} else if (o->copy_storage) {
@@ -651,6 +665,35 @@ static void print_json_lv(const char *id, const struct mig_event *e, const struc
 	json_null(&w, "phases");
 	json_null(&w, "devices");
 	json_null(&w, "kvm_precopy");
+	/* libvirt's own means: QEMU's auto-converge, or post-copy */
+	json_obj_begin(&w, "convergence");
+	json_str(&w, "mode", started ? conv_mode_to_string(e->converge) : NULL);
+	json_str(&w, "mode_requested", conv_mode_to_string(o->converge));
+	json_bool(&w, "auto_converge", o->converge == CONV_MODE_THROTTLE ||
+				       o->converge == CONV_MODE_AUTO);
+	json_null(&w, "max_throttle_pct");     /* QEMU's own bound: libvirt passes none */
+	/* libvirt's auto_converge_throttle, the highest seen */
+	started ? json_u64(&w, "throttle_pct", e->throttle_pct) : json_null(&w, "throttle_pct");
+	started ? json_u64(&w, "throttle_ms", e->throttle_ms) : json_null(&w, "throttle_ms");
+	json_null(&w, "guest_rate");
+	json_null(&w, "guest_rate_unthrottled");
+	json_null(&w, "stall");
+	if (started && e->postcopy) {
+		json_obj_begin(&w, "postcopy");
+		json_u64(&w, "after_rounds", e->postcopy_round);
+		json_null(&w, "pages");
+		json_known(&w, "pages_requested", e->postcopy_requested);
+		json_null(&w, "pages_served_first");
+		json_null(&w, "faults");
+		json_null(&w, "worst_stall_us");
+		json_u64(&w, "duration_ms", e->postcopy_ms);
+		json_null(&w, "links_recovered");
+		json_null(&w, "guest_rate");
+		json_obj_end(&w);
+	} else {
+		json_null(&w, "postcopy");
+	}
+	json_obj_end(&w);
 	json_obj_begin(&w, "libvirt");
 	json_str(&w, "domain", m->name[0] ? m->name : NULL);
 	json_str(&w, "uuid", m->src_dom.uuid[0] ? m->src_dom.uuid :
@@ -688,6 +731,14 @@ static void print_summary_lv(const struct mig_start_result *m)
 		       (unsigned long long)(e->ram_total_bytes >> 20),
 		       (unsigned long long)(e->transferred_bytes >> 20),
 		       (unsigned long long)(e->wire_bytes >> 20));
+	if (e->throttle_pct)
+		printf("  converge %s: libvirt's auto-converge throttled the vCPUs up to %u %% "
+		       "for %.1f s\n", conv_mode_to_string(e->converge) ?: "?", e->throttle_pct,
+		       e->throttle_ms / 1e3);
+	if (e->postcopy)
+		printf("  converge postcopy: the domain started on the destination after %u "
+		       "memory pass%s; the rest of its memory followed in %.2f s\n",
+		       e->postcopy_round, e->postcopy_round == 1 ? "" : "es", e->postcopy_ms / 1e3);
 	printf("  the domain is %s on the source and %s on the destination\n",
 	       lv_state_name(m->src_dom.state) ?: "unknown",
 	       lv_state_name(m->dst_dom.state) ?: "unknown");
@@ -713,6 +764,8 @@ static void print_progress_lv(const char *id, const struct mig_event *e, bool tt
 	if (e->expected_downtime_ms != MIG_LV_UNKNOWN)
 		fprintf(stderr, "  expected downtime %llu ms",
 			(unsigned long long)e->expected_downtime_ms);
+	if (e->throttle_pct)
+		fprintf(stderr, "  throttle %u%%", e->throttle_pct);
 	fflush(stderr);
 }
 

@@ -14,6 +14,7 @@
 
 #include <migrate/agent.h>
 #include <migrate/lab.h>
+#include <migrate/policy.h>
 #include <migrate/ssh.h>
 #include <migrate/start.h>
 #include <migrate/transport.h>
@@ -222,6 +223,9 @@ static int follow(const struct mig_start_opts *o, struct mig_client *src, const 
 			ret->res.error[sizeof(ret->res.error) - 1] = '\0';
 			break;
 		}
+		/* a libvirt domain in post-copy: kept should the agent be lost */
+		if (ev.postcopy)
+			ret->res.postcopy = 1;
 		step(o, MIG_START_PROGRESS, ret, &ev);
 	}
 	mig_buf_free(&pl);
@@ -321,12 +325,26 @@ static void lv_settle(const struct mig_start_opts *o, const struct mig_client *s
 	struct mig_event *res = &ret->res;
 	struct mig_error e1 = { 0 }, e2 = { 0 };
 	bool s_ok, d_ok, s_there, d_there;
-	char where[300];
+	char where[512];
 
 	s_ok = lv_domain(src, o->key_file, ret->name, &ret->src_dom, &e1) >= 0;
 	d_ok = lv_domain(dst, o->key_file, ret->name, &ret->dst_dom, &e2) >= 0;
 	s_there = s_ok && lv_there(&ret->src_dom);
 	d_there = d_ok && lv_there(&ret->dst_dom);
+	if (res->result != MIG_RESULT_COMPLETED && res->postcopy) {
+		/* The destination ran the domain before all of its memory was
+		 * there: no copy can be taken to be whole, wherever libvirt left
+		 * them (a destination that says running may be running in a
+		 * failed post-copy, which LV_DOMAIN does not tell). */
+		res->owner = MIG_OWNER_NONE;
+		snprintf(where, sizeof(where), "post-copy had begun: domain %s ran on the "
+			 "destination before all of its memory was there, and neither host can be "
+			 "taken to hold all of it (it is %s on the source and %s on the "
+			 "destination); check both hosts (virsh domstate --reason says post-copy "
+			 "failed where a copy is not whole); migratectl does not recover a libvirt "
+			 "post-copy", ret->name, lv_where(&ret->src_dom), lv_where(&ret->dst_dom));
+		goto tell;
+	}
 	if (res->result == MIG_RESULT_COMPLETED)
 		res->owner = s_ok && !s_there && (d_there || !d_ok) ? MIG_OWNER_DESTINATION :
 			     MIG_OWNER_NONE;
@@ -341,6 +359,7 @@ static void lv_settle(const struct mig_start_opts *o, const struct mig_client *s
 	snprintf(where, sizeof(where), "domain %s is %s on the source and %s on the destination: "
 		 "check both hosts (virsh list) and keep one", ret->name, lv_where(&ret->src_dom),
 		 lv_where(&ret->dst_dom));
+tell:
 	if (res->error[0])
 		snprintf(res->error + strlen(res->error), sizeof(res->error) - strlen(res->error),
 			 "; %s", where);
@@ -368,8 +387,8 @@ static bool lv_agent_idle(const struct mig_client *c, const char *key_file, cons
  * died, or its link broke).  The domain outlives the agent: its QEMU is
  * libvirt's.  Once the source agent answers again (restarted, or the link
  * healed) and runs the migration no more, and libvirt no longer holds the
- * domain paused for it, both hosts say where it is, as after a RESULT;
- * true then.  false when that does not come within REATTACH_MS (exit 3).
+ * domain paused for it (a domain in post-copy stays paused: no waiting
+ * then), both hosts say where it is, as after a RESULT; true then.  false when that does not come within REATTACH_MS (exit 3).
  */
 static bool lv_reattach(const struct mig_start_opts *o, const struct mig_client *src,
 			const struct mig_client *dst, const uint8_t *id,
@@ -378,6 +397,7 @@ static bool lv_reattach(const struct mig_start_opts *o, const struct mig_client 
 	uint64_t end = mig_now_ms() + REATTACH_MS;
 	struct mig_event *res = &ret->res;
 	char why[sizeof(ret->why)];
+	uint32_t postcopy = res->postcopy;   /* a PROGRESS said so */
 
 	str_copy(why, sizeof(why), ret->why);
 	for (;;) {
@@ -387,7 +407,7 @@ static bool lv_reattach(const struct mig_start_opts *o, const struct mig_client 
 
 		if (lv_agent_idle(src, o->key_file, id) &&
 		    lv_domain(src, o->key_file, ret->name, &d, &err) >= 0 &&
-		    (d.state != MIG_LV_STATE_PAUSED || late))
+		    (d.state != MIG_LV_STATE_PAUSED || late || postcopy))
 			break;
 		if (late)
 			return false;
@@ -396,6 +416,7 @@ static bool lv_reattach(const struct mig_start_opts *o, const struct mig_client 
 	memset(res, 0, sizeof(*res));
 	res->kind = MIG_EVENT_RESULT;
 	res->result = MIG_RESULT_FAILED;
+	res->postcopy = postcopy;
 	/* how far it got is unknown: as far as the switchover, for a
 	 * destination that cannot be asked */
 	res->phase = MIG_PHASE_STOP_COPY;
@@ -482,6 +503,15 @@ static void start_libvirt(const struct mig_start_opts *o, struct mig_client *src
 	out.timeout_ms = o->params.timeout_ms;
 	out.timeout_action = o->params.timeout_action;
 	out.encrypt = o->params.encrypt;
+	/* convergence by libvirt's own means: auto and throttle are QEMU's
+	 * auto-converge, post-copy is allowed and the agent starts it */
+	out.converge = o->params.converge ? o->params.converge : CONV_MODE_NONE;
+	if (out.converge == CONV_MODE_THROTTLE || out.converge == CONV_MODE_AUTO)
+		out.flags |= MIG_LV_F_AUTO_CONVERGE;
+	if (out.converge == CONV_MODE_POSTCOPY) {
+		out.flags |= MIG_LV_F_POSTCOPY;
+		out.postcopy_after = o->params.postcopy_after;
+	}
 	if (interrupted(o))
 		return;
 	xport_interrupt_on(NULL);

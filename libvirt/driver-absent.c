@@ -70,6 +70,12 @@ int mig_lv_job_suspend(struct mig_lv_job *j, struct mig_error *err)
 	return ABSENT(err);
 }
 
+int mig_lv_job_postcopy(struct mig_lv_job *j, struct mig_error *err)
+{
+	(void)j;
+	return ABSENT(err);
+}
+
 int mig_lv_job_finish(struct mig_lv_job *j, struct mig_lv_stats *final, struct mig_error *err)
 {
 	(void)j, (void)final;

@@ -65,6 +65,7 @@
 	X(virDomainGetName) \
 	X(virDomainGetJobInfo) \
 	X(virDomainAbortJob) \
+	X(virDomainMigrateStartPostCopy) \
 	X(virConnectListAllDomains)
 #define LV_API_FIELD(f) __typeof__(f) *f;
 static struct {
@@ -286,6 +287,8 @@ static int on_lifecycle_event(virConnectPtr conn, virDomainPtr dom, int event, i
 	if (lv_api.virDomainGetUUIDString(dom, e.uuid) < 0)
 		e.uuid[0] = '\0';
 	e.running = event == VIR_DOMAIN_EVENT_STARTED || event == VIR_DOMAIN_EVENT_RESUMED;
+	e.postcopy = event == VIR_DOMAIN_EVENT_SUSPENDED &&
+		     detail == VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY;
 	lv->on_lifecycle(lv->arg, &e);
 	return 0;
 }
@@ -491,6 +494,7 @@ static void stats_unknown(struct mig_lv_stats *st)
 	for (size_t i = 0; i < offsetof(struct mig_lv_stats, paused) / sizeof(*f); i++)
 		f[i] = MIG_LV_UNKNOWN;
 	st->paused = false;
+	st->postcopy = false;
 }
 
 static const struct {
@@ -630,6 +634,13 @@ static int job_params(struct mig_lv_job *j, const struct mig_lv_migrate *m,
 					VIR_MIGRATE_PARAM_DISKS_URI, m->disks_uri) < 0)
 			goto fail;
 	}
+	/* QEMU's own throttle, with its defaults: 9.0 has parameters for its
+	 * first step and increment, none for its bound (QEMU's 99 %) */
+	if (m->auto_converge)
+		j->flags |= VIR_MIGRATE_AUTO_CONVERGE;
+	/* allowed only: the switch is mig_lv_job_postcopy's */
+	if (m->postcopy)
+		j->flags |= VIR_MIGRATE_POSTCOPY;
 	/* libvirt takes MiB/s: round up, so that a small limit is not 0
 	 * (which means "no limit"). */
 	if (m->bandwidth_bps &&
@@ -825,6 +836,16 @@ int mig_lv_job_stats(struct mig_lv_job *j, struct mig_lv_stats *st, struct mig_e
 	lv_api.virTypedParamsFree(p, n);
 	st->paused = lv_api.virDomainGetState(j->dom, &state, &reason, 0) == 0 &&
 		     state == VIR_DOMAIN_PAUSED;
+	st->postcopy = st->paused && (reason == VIR_DOMAIN_PAUSED_POSTCOPY ||
+				      reason == VIR_DOMAIN_PAUSED_POSTCOPY_FAILED);
+	return 0;
+}
+
+int mig_lv_job_postcopy(struct mig_lv_job *j, struct mig_error *err)
+{
+	if (lv_api.virDomainMigrateStartPostCopy(j->dom, 0) < 0)
+		return mig_error_set(err, -EIO, "libvirt: switching the migration of %s to "
+				     "post-copy: %s", j->name, lv_last_error());
 	return 0;
 }
 

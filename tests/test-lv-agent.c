@@ -91,6 +91,31 @@ Test(lv_agent, source_makes_no_directory_a_client_names)
 	proc_pair_down(&t);
 }
 
+/* A convergence the agent does not know is refused before anything. */
+Test(lv_agent, source_refuses_an_unknown_convergence)
+{
+	struct proc_pair t;
+	struct mig_error err = { 0 };
+	struct mig_lv_outgoing out = { .domain = "web1", .parallel = 1,
+				       .timeout_action = CONV_TIMEOUT_ABORT,
+				       .converge = _CONV_MODE_MAX };
+
+	proc_pair_up(&t, NULL, NULL);
+	str_copy(out.dest_addr, sizeof(out.dest_addr), "127.0.0.1:9");
+	mig_wire_le(&mig_wl_lv_outgoing, &out, 1);
+	cr_assert_eq(call(t.src, MIG_OP_LV_OUTGOING, &out, sizeof(out), &err), -EINVAL);
+	cr_assert_not_null(strstr(err.msg, "convergence"), "%s", err.msg);
+	mig_error_clear(&err);
+	out = (struct mig_lv_outgoing){ .domain = "web1", .parallel = 1,
+					.timeout_action = CONV_TIMEOUT_ABORT,
+					.converge = CONV_MODE_POSTCOPY, .flags = MIG_LV_F_POSTCOPY,
+					.postcopy_after = 65 };
+	mig_wire_le(&mig_wl_lv_outgoing, &out, 1);
+	cr_assert_eq(call(t.src, MIG_OP_LV_OUTGOING, &out, sizeof(out), &err), -EINVAL);
+	cr_assert_not_null(strstr(err.msg, "convergence"), "%s", err.msg);
+	proc_pair_down(&t);
+}
+
 /* The CLI: options that shape migratectl's own stream are refused for a
  * libvirt domain, --copy-storage without one, and agents without
  * --libvirt make a configuration error (exit 2, nothing started). */
@@ -106,6 +131,20 @@ Test(lv_agent, cli_refusals)
 			  "--no-verify does not apply");
 	proc_expect_usage("start local local --copy-storage", "--copy-storage applies to libvirt "
 			  "domains only");
+	/* convergence: what libvirt 9.0 cannot be asked for, and what
+	 * migratectl does not do for a libvirt domain */
+	proc_expect_usage("start local local --vm libvirt:web1 --converge auto --max-throttle 50",
+			  "--max-throttle does not apply to a libvirt domain: libvirt 9.0 passes no "
+			  "bound");
+	proc_expect_usage("start local local --vm libvirt:web1 --stall 10s",
+			  "--stall does not apply to a libvirt domain");
+	proc_expect_usage("start local local --vm libvirt:web1 --stall-action abort",
+			  "--stall-action does not apply to a libvirt domain");
+	proc_expect_usage("start local local --vm libvirt:web1 --converge postcopy "
+			  "--recover-window 30s", "--recover-window does not apply to a libvirt "
+			  "domain");
+	proc_expect_usage("start local local --vm libvirt:web1 --postcopy-after 2",
+			  "--postcopy-after applies to --converge postcopy only");
 	proc_expect_usage("agent --listen unix:///tmp/x.sock --libvirt-run-dir run",
 			  "must be an absolute path");
 	proc_pair_up(&t, NULL, NULL);
@@ -114,5 +153,19 @@ Test(lv_agent, cli_refusals)
 	cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
 	cr_assert_not_null(strstr(r.err, "serves no libvirt host"), "%s", r.err);
 	json_expect_str(r.out, "owner", "source");
+	/* libvirt's own default: no convergence unless asked for */
+	json_expect_str(r.out, "mode_requested", "none");
+	/* accepted for a libvirt domain, and said in the summary */
+	snprintf(args, sizeof(args), "start %s %s --vm libvirt:web1 --converge postcopy "
+		 "--postcopy-after 2 --json", t.src, t.dst);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+	cr_assert_not_null(strstr(r.err, "serves no libvirt host"), "%s", r.err);
+	json_expect_str(r.out, "mode_requested", "postcopy");
+	snprintf(args, sizeof(args), "start %s %s --vm libvirt:web1 --converge throttle --json",
+		 t.src, t.dst);
+	proc_run(args, &r);
+	cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+	json_expect_str(r.out, "mode_requested", "throttle");
 	proc_pair_down(&t);
 }

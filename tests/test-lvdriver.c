@@ -110,7 +110,8 @@ static void guest_destroy(const char *host, const char *name)
  * a disk the next case needs. */
 static void guests_clean(void)
 {
-	static const char *const names[] = { "lvd-state", "lvd-events", "lvd-mig", "lvd-abort" };
+	static const char *const names[] = { "lvd-state", "lvd-events", "lvd-mig", "lvd-abort",
+					     "lvd-pc" };
 
 	if (!getenv("LVD_URI_A") || !getenv("LVD_URI_B"))
 		return;
@@ -373,6 +374,69 @@ Test(lvdriver, migrate_a_to_b, .timeout = 300, .fini = guests_clean)
 	cr_assert(e.running);
 	cr_assert_eq(e.detail, VIR_DOMAIN_EVENT_RESUMED_MIGRATED);
 	guest_destroy("B", "lvd-mig");
+	mig_lv_close(a);
+	mig_lv_close(b);
+}
+
+/* Post-copy allowed, and started while the bulk copy still runs: libvirt
+ * pauses the source for it (the lifecycle event says post-copy), the rest
+ * follows, and the domain runs on B only. */
+Test(lvdriver, migrate_postcopy, .timeout = 300, .fini = guests_clean)
+{
+	static struct seen sa = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct mig_lv *a = open_host("A", record, &sa), *b = open_host("B", NULL, NULL);
+	struct mig_error err = {0};
+	struct mig_lv_stats st, final;
+	struct lv_uris u;
+	struct mig_lv_migrate m = migration("lvd-pc", &u);
+	struct mig_lv_job *j;
+	bool asked = false, persistent;
+	char uuid[37];
+	int r;
+
+	guest_start("A", "lvd-pc");
+	guest_disk("B", "lvd-pc");
+	guest_wait_booted("A", "lvd-pc");
+	m.bandwidth_bps = 8 * 1024 * 1024;     /* its 24 MiB of ballast: some 3 s */
+	m.postcopy = true;
+	r = mig_lv_migrate_start(a, &m, &j, &err);
+	cr_assert_eq(r, 0, "%s", err.msg);
+	while (!mig_lv_job_done(j, 20)) {
+		struct mig_error e2 = {0};
+
+		if (asked || mig_lv_job_stats(j, &st, &e2) < 0 || st.mem_total == MIG_LV_UNKNOWN ||
+		    st.mem_total == 0)
+			continue;
+		/* the memory copy runs: switch now */
+		r = mig_lv_job_postcopy(j, &e2);
+		cr_assert_eq(r, 0, "%s", e2.msg);
+		asked = true;
+	}
+	r = mig_lv_job_finish(j, &final, &err);
+	cr_assert_eq(r, 0, "%s", err.msg);
+	cr_assert(asked, "the migration ended before its memory copy was seen");
+	/* A's lifecycle, to its end: one of its suspends is post-copy's */
+	wait_event(&sa, "lvd-pc", VIR_DOMAIN_EVENT_STOPPED);
+	{
+		char got[512] = "";
+		bool pc = false;
+
+		pthread_mutex_lock(&sa.lock);
+		for (unsigned i = 0; i < sa.n; i++) {
+			if (strcmp(sa.e[i].name, "lvd-pc"))
+				continue;
+			snprintf(got + strlen(got), sizeof(got) - strlen(got), " %d/%d%s",
+				 sa.e[i].event, sa.e[i].detail, sa.e[i].postcopy ? "(postcopy)" : "");
+			pc |= sa.e[i].postcopy;
+			cr_assert_eq(sa.e[i].postcopy, sa.e[i].event == VIR_DOMAIN_EVENT_SUSPENDED &&
+				     sa.e[i].detail == VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY);
+		}
+		pthread_mutex_unlock(&sa.lock);
+		cr_assert(pc, "no post-copy suspend among A's events (event/detail):%s", got);
+	}
+	cr_assert_eq(state_of(a, "lvd-pc", uuid, &persistent), MIG_LV_STATE_ABSENT);
+	cr_assert_eq(state_of(b, "lvd-pc", uuid, &persistent), MIG_LV_STATE_RUNNING);
+	guest_destroy("B", "lvd-pc");
 	mig_lv_close(a);
 	mig_lv_close(b);
 }

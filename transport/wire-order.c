@@ -182,7 +182,8 @@ LAYOUT(lv_outgoing, mig_lv_outgoing, B(mig_lv_outgoing, id), B(mig_lv_outgoing, 
        F(mig_lv_outgoing, parallel), F(mig_lv_outgoing, flags),
        F(mig_lv_outgoing, max_bandwidth_bps), F(mig_lv_outgoing, downtime_limit_ms),
        F(mig_lv_outgoing, timeout_ms), F(mig_lv_outgoing, timeout_action),
-       F(mig_lv_outgoing, encrypt));
+       F(mig_lv_outgoing, encrypt), F(mig_lv_outgoing, postcopy_after),
+       F(mig_lv_outgoing, converge));
 LAYOUT(lv_domain_ref, mig_lv_domain_ref, B(mig_lv_domain_ref, domain));
 LAYOUT(lv_domain_info, mig_lv_domain_info, F(mig_lv_domain_info, state),
        F(mig_lv_domain_info, persistent), B(mig_lv_domain_info, uuid));

@@ -378,6 +378,11 @@ struct mig_lv_incoming_reply {
 };
 _Static_assert(sizeof(struct mig_lv_incoming_reply) == 256, "lv incoming reply");
 #define MIG_LV_F_COPY_STORAGE 1U  /* copy non-shared disks (NBD) too */
+/* LV_OUTGOING only: how libvirt's migration is made to converge
+ * (start --converge; docs/libvirt.md "Convergence") */
+#define MIG_LV_F_AUTO_CONVERGE 2U /* QEMU's auto-converge: it throttles the vCPUs */
+#define MIG_LV_F_POSTCOPY 4U      /* post-copy allowed; the source's agent starts it
+				   * after postcopy_after memory passes */
 /* A figure of a libvirt domain's EVENT that libvirt does not report (the
  * summary prints null). */
 #define MIG_LV_UNKNOWN UINT64_MAX
@@ -396,8 +401,12 @@ struct mig_lv_outgoing {
 	uint64_t timeout_ms;      /* 0: none */
 	uint32_t timeout_action;  /* CONV_TIMEOUT_ABORT or _FORCE (the guest is paused) */
 	uint32_t encrypt;         /* enum mig_encrypt (stream.h): which channels it seals */
+	/* MIG_LV_F_POSTCOPY: complete passes over memory before the switch
+	 * (0: 1, the bulk copy only) */
+	uint32_t postcopy_after;
+	uint32_t converge;        /* enum conv_mode asked for, for the summary (0: none) */
 };
-_Static_assert(sizeof(struct mig_lv_outgoing) == 408, "lv outgoing");
+_Static_assert(sizeof(struct mig_lv_outgoing) == 416, "lv outgoing");
 
 struct mig_lv_domain_ref {
 	char domain[MIG_LV_NAME_MAX];

@@ -25,6 +25,7 @@ struct mig_lv_lifecycle {
 	char name[64];
 	char uuid[37];
 	bool running;             /* the event leaves the domain's vCPUs running */
+	bool postcopy;            /* paused for post-copy: the domain now runs on the destination */
 	int event, detail;        /* virDomainEventType and its detail, as libvirt gave them */
 	uint64_t realtime_ns, monotonic_ns;   /* when the agent received it */
 };
@@ -75,6 +76,12 @@ struct mig_lv_migrate {
 	bool copy_storage;        /* VIR_MIGRATE_NON_SHARED_DISK */
 	uint64_t bandwidth_bps;   /* 0: libvirt's default */
 	uint64_t downtime_ms;     /* 0: libvirt's default */
+	/* Convergence (docs/libvirt.md "Convergence"): QEMU's auto-converge
+	 * (VIR_MIGRATE_AUTO_CONVERGE: QEMU throttles the vCPUs, its own
+	 * initial step, increment and bound), and post-copy allowed
+	 * (VIR_MIGRATE_POSTCOPY), which mig_lv_job_postcopy then starts. */
+	bool auto_converge;
+	bool postcopy;
 };
 
 /* Starts the migration on a thread of its own, with a connection of its
@@ -101,6 +108,8 @@ struct mig_lv_stats {
 	uint64_t setup_ms;        /* VIR_DOMAIN_JOB_SETUP_TIME */
 	uint64_t auto_converge_throttle;   /* percent */
 	bool paused;              /* the domain is paused on the source (switchover) */
+	bool postcopy;            /* paused for post-copy (VIR_DOMAIN_PAUSED_POSTCOPY, or
+				   * its _FAILED): the destination has the vCPUs */
 };
 /* The running job's statistics (fills MIG_LV_UNKNOWN where none).
  * -ESRCH once the domain no longer runs on the source (the switchover
@@ -113,6 +122,11 @@ int mig_lv_job_abort(struct mig_lv_job *j, struct mig_error *err);
 /* Pauses the domain so that the migration converges (--timeout-action
  * force, as virsh migrate --timeout-suspend). */
 int mig_lv_job_suspend(struct mig_lv_job *j, struct mig_error *err);
+/* virDomainMigrateStartPostCopy: the domain starts on the destination,
+ * its pages that are still missing follow on demand (a job started with
+ * postcopy).  From then on neither host holds all of the domain: a
+ * failure leaves it paused on both. */
+int mig_lv_job_postcopy(struct mig_lv_job *j, struct mig_error *err);
 /* Joins the job: 0 when the migration completed, else the error libvirt
  * gave (its message in err).  final gets the completed job's statistics:
  * VIR_DOMAIN_JOB_STATS_COMPLETED while the domain is still here, else

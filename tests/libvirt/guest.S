@@ -13,19 +13,24 @@
  * Each block holds one value, the pattern of its address a after pass p:
  * a * A + p * C (mod 2^32), so a block that missed a pass, or holds
  * another block's data, does not match.  Two areas:
- *  - the region, 64 pages of 4 KiB at 0x10000: each pass verifies it
- *    against pass p, rewrites it for pass p + 1 (the pages a live
- *    migration must send again) and prints "pass N" (N in hex, 8 digits)
- *    on COM1;
+ *  - the region, 64 pages of 4 KiB at 0x10000: each pass verifies each
+ *    page against pass p and rewrites it for pass p + 1 (the pages a live
+ *    migration must send again), page after page, and prints "pass N" (N
+ *    in hex, 8 digits) on COM1;
  *  - the ballast, ballast_mib MiB from 1 MiB up (the harness patches the
  *    number into this sector), blocks of 64 KiB: written once with pass
  *    0's pattern, then verified read only, one MiB after each pass, in
  *    turn.  It gives a migration data to carry: QEMU sends a zero page as
  *    a few bytes.
  * A mismatch prints "BAD pass N at ADDR" (the pass the memory should hold,
- * the first bad dword of that sweep) and the loop goes on.  Between passes
+ * the first bad dword of that page, or of that MiB of ballast) and the
+ * loop goes on.  Between passes
  * it waits DELAY TSC cycles so that the console grows by a few lines a
- * second.
+ * second; a busy guest (the harness patches busy) does not wait, so that
+ * no moment passes without a page written, and its region is busy times
+ * 64 pages: a migration with a small enough downtime limit cannot
+ * converge unless the guest is slowed (or its vCPU stalls for as long as
+ * the link takes to carry the region).
  *
  * Build: gcc -m32 -c guest.S; ld -m elf_i386 -Ttext=0x7c00 -e _start
  * --oformat=binary: exactly 512 bytes, the signature last.
@@ -76,16 +81,29 @@ pm:
 	movl ballast_mib, %ecx
 	shll $4, %ecx			/* MiB to 64 KiB blocks */
 	movl $0x10000, %esi
+	jecxz 1f			/* no ballast (fill's loop needs one block) */
 	call fill
-	call region
+1:	call region
 	call fill
 
 next:
+	/* block by block: verified against pass %ebp, rewritten for the
+	 * next, so that pages are written all through the pass */
 	call region
+4:	pushl %ecx
+	pushl %ebx
+	xorl %ecx, %ecx
+	incl %ecx
 	call verify
+	popl %ebx
 	incl %ebp
-	call region
+	xorl %ecx, %ecx
+	incl %ecx
 	call fill
+	decl %ebp
+	popl %ecx
+	loop 4b
+	incl %ebp
 	movl $msg_pass, %edi
 	call puts
 	movl %ebp, %eax
@@ -110,7 +128,9 @@ next:
 	popl %ebp
 	movl %ebx, ballast_next
 
-2:	rdtsc
+2:	cmpb $0, busy			/* busy: no pause between passes */
+	jne next
+	rdtsc
 	movl %eax, %ebx
 3:	rdtsc
 	subl %ebx, %eax
@@ -121,8 +141,11 @@ next:
 /* the region's blocks, for fill and verify */
 region:
 	movl $REGION, %ebx
-	movl $REGION_PAGES, %ecx
-	movl $4096, %esi
+	movzbl busy, %ecx		/* busy: 64 pages times busy */
+	shll $6, %ecx
+	jnz 1f
+	movb $REGION_PAGES, %cl
+1:	movl $4096, %esi
 	ret
 
 /* Writes pass %ebp's pattern to %ecx blocks of %esi bytes from %ebx;
@@ -236,5 +259,9 @@ gdt_end:
 	.org 0x1f8
 ballast_mib:
 	.long 0
+	/* and 1 or 2 here (offset 0x1fc) for a guest that never pauses,
+	 * with a region of 64 or 128 pages (below the VGA window at 0xa0000) */
+busy:
+	.byte 0
 	.org 510
 	.byte 0x55, 0xaa

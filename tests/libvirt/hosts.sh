@@ -20,7 +20,8 @@
 #        hosts.sh virsh DIR X VIRSH-ARGS...
 #        hosts.sh disk DIR X NAME [MEM_MIB]            (the guest's disk on X only)
 #        hosts.sh guest DIR X NAME [MEM_MIB]           ($GUEST_CPU: a <cpu> element,
-#                                                      $GUEST_DEVICES: more devices)
+#                                                      $GUEST_DEVICES: more devices,
+#                                                      $GUEST_BUSY=1|2: one that never pauses)
 #        hosts.sh stop DIR
 # X is A or B.  Every wait is bounded; errors say what failed and where the
 # log is.
@@ -281,6 +282,13 @@ cmd_disk() {
 	# ballast_mib: the little-endian dword at offset 0x1f8
 	printf "$(printf '\\%03o\\%03o\\%03o\\%03o' $((b & 255)) $((b >> 8 & 255)) 0 0)" |
 		dd of="$img" bs=1 seek=504 conv=notrunc status=none
+	# GUEST_BUSY=1 or 2: the byte at 0x1fc, a guest that never pauses
+	# between passes, with a region of 64 or 128 pages
+	case ${GUEST_BUSY:-0} in
+	0) ;;
+	1|2) printf "\\00${GUEST_BUSY}" | dd of="$img" bs=1 seek=508 conv=notrunc status=none ;;
+	*) die "GUEST_BUSY=$GUEST_BUSY: 1 or 2" ;;
+	esac
 }
 
 cmd_guest() {

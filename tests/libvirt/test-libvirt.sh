@@ -21,7 +21,11 @@
 #  e. cancelled, by migratectl cancel and by Ctrl-C on start: libvirt's
 #     job is aborted and the guest stays on A;
 #  f. a writable disk: refused by libvirt without --copy-storage, copied
-#     with it (its NBD connection through the tunnel), the bytes equal.
+#     with it (its NBD connection through the tunnel), the bytes equal;
+#  g. a busy guest that does not converge by itself: --converge none fails
+#     at its timeout (the guest stays on A), auto completes with libvirt's
+#     throttle on, postcopy completes after the switch; a post-copy broken
+#     by the destination's agent's death exits 3, the source not resumed.
 #
 # env: MIGRATECTL (the binary), SRCDIR (the source tree; default: from here)
 # Skips (77) only without root, /dev/kvm, mount namespaces or libvirt/QEMU.
@@ -435,6 +439,150 @@ echo "   --copy-storage: completed, B's copy of the 4 MiB disk equals A's"
 follow lvf "$DIR/A/lvf.console"
 guest_runs_on lvf B "$(console_path B lvf)" 3
 vsh B destroy lvf >/dev/null
+
+# ---------------------------------------------------------------------------
+say "g. a guest that dirties faster than the link: --converge none fails, auto and postcopy complete"
+# A busy guest (no pause between passes, a region of 128 pages) at 2 MiB/s
+# with a 1 ms downtime limit: every iteration ends with pages written
+# meanwhile, more than 1 ms at 2 MiB/s can carry, so QEMU never switches
+# over by itself, unless the guest's vCPU stalls for an iteration (some
+# 250 ms) on a loaded machine.
+GUEST_BUSY=2 start_guest lvg 16
+GUEST_BUSY=2 h disk B lvg 16 >/dev/null
+hard=(--streams 1 --max-bandwidth $((2 << 20)) --downtime-limit 1 --json)
+
+# $1: the JSON, $2: what it must say (none-failed, auto, postcopy)
+conv_check() {
+	python3 - "$1" "$2" <<-'EOF'
+	import json, sys
+	r = json.load(open(sys.argv[1]))
+	how = sys.argv[2]
+	c = r.get("convergence") or {}
+	lv = r.get("libvirt") or {}
+	bad = []
+	def want(what, got, ok):
+	    if not ok:
+	        bad.append(f"{what} is {got!r}")
+	if how == "none-failed":
+	    want("result", r.get("result"), r.get("result") == "failed")
+	    want("owner", r.get("owner"), r.get("owner") == "source")
+	    # it went on iterating: not a failure at the first pass
+	    want("rounds", r.get("rounds"), (r.get("rounds") or 0) >= 3)
+	    want("convergence", c, c.get("mode") == "none" and not c.get("auto_converge")
+	         and c.get("postcopy") is None)
+	    want("libvirt", lv, lv.get("source_state") == "running" and
+	         lv.get("destination_state") == "absent")
+	else:
+	    want("result", r.get("result"), r.get("result") == "completed")
+	    want("owner", r.get("owner"), r.get("owner") == "destination")
+	    want("libvirt", lv, lv.get("source_state") == "absent" and
+	         lv.get("destination_state") == "running")
+	if how == "auto":
+	    want("convergence", c, c.get("mode") == "auto" and c.get("auto_converge") and
+	         (c.get("throttle_pct") or 0) > 0 and c.get("postcopy") is None)
+	if how == "postcopy":
+	    p = c.get("postcopy") or {}
+	    want("convergence", c, c.get("mode") == "postcopy" and not c.get("auto_converge")
+	         and (p.get("after_rounds") or 0) >= 1)
+	if bad:
+	    sys.exit("start --json: " + "; ".join(bad))
+	print(f"   {how}: {r['result']} after {r['rounds']} iterations, "
+	      f"throttle {c.get('throttle_pct')} %, post-copy {c.get('postcopy')}")
+	EOF
+}
+
+say "lvg: --converge none, --timeout 4s: fails, lvg stays on A only"
+# A stalled vCPU lets it complete: then back to A, and again (3 at most)
+for attempt in 1 2 3; do
+	migrate A B lvg "${hard[@]}" --converge none --timeout 4s
+	[ "$rc" = 0 ] || break
+	echo "   attempt $attempt: completed (the guest's vCPU stalled?); back to A, again"
+	migrate B A lvg --streams 1 --json
+	[ "$rc" = 0 ] || fail "back to A: start exited $rc: $(cat "$DIR/out")"
+	rc=0
+done
+[ "$rc" = 1 ] || fail "none: start exited $rc, not 1: $(tail -3 "$DIR/err") $(cat "$DIR/out")"
+conv_check "$DIR/out" none-failed || fail "none: start's JSON: see above"
+is_state A lvg running || fail "none: lvg is $(state A lvg) on A"
+wait_for 60 is_state B lvg absent || fail "none: lvg is $(state B lvg) on B"
+guest_runs_on lvg A "$DIR/A/lvg.console" 3
+
+say "lvg: --converge auto: libvirt's auto-converge throttles it until it completes"
+srcpath=$(console_path A lvg)
+migrate A B lvg "${hard[@]}" --converge auto --timeout 60s
+[ "$rc" = 0 ] || fail "auto: start exited $rc: $(tail -3 "$DIR/err") $(cat "$DIR/out")"
+conv_check "$DIR/out" auto || fail "auto: start's JSON: see above"
+wait_for 30 is_state A lvg absent || fail "auto: lvg is $(state A lvg) on A"
+follow lvg "$srcpath"
+guest_runs_on lvg B "$(console_path B lvg)" 3
+
+say "lvg: --converge postcopy, B -> A: switched after a pass, completes"
+srcpath=$(console_path B lvg)
+migrate B A lvg "${hard[@]}" --converge postcopy --timeout 60s
+[ "$rc" = 0 ] || fail "postcopy: start exited $rc: $(tail -3 "$DIR/err") $(cat "$DIR/out")"
+conv_check "$DIR/out" postcopy || fail "postcopy: start's JSON: see above"
+# libvirt's word that it ran: the source paused for post-copy
+grep -q "post-copy of lvg: asked by this agent; libvirt paused the source for it: seen" \
+	"$DIR/B/agent.log" || fail "postcopy: B's agent did not see lvg paused for post-copy: $(grep lvg "$DIR/B/agent.log" | tail -3)"
+wait_for 30 is_state B lvg absent || fail "postcopy: lvg is $(state B lvg) on B"
+follow lvg "$srcpath"
+guest_runs_on lvg A "$(console_path A lvg)" 3
+
+say "lvg: post-copy broken (B's QEMU stopped as A's agent asks for it, then killed): exit 3"
+# The switch leaves the domain split between the hosts: start must not
+# give it to either, though B's agent answers that B has none and A still
+# has it, and libvirt must not run it on A again.  B's QEMU is stopped as
+# soon as A's agent says it asked for the switch; an attempt that
+# completed first (post-copy lasts a second or two here), or failed before
+# QEMU switched (exit 1, lvg runs on A), is tried again.
+asked() {
+	grep -c "lvg: post-copy asked for" "$DIR/A/agent.log"
+}
+for attempt in 1 2 3; do
+	n0=$(asked)
+	(
+		migrate A B lvg "${hard[@]}" --converge postcopy --timeout 60s
+		exit "$rc"
+	) &
+	mpid=$!
+	for ((i = 0; i < 3000; i++)); do
+		[ "$(asked)" -gt "$n0" ] && break
+		kill -0 "$mpid" 2>/dev/null || break
+		sleep 0.01
+	done
+	qpid=$(cat "$DIR/B/run/qemu/lvg.pid" 2>/dev/null)
+	[ -n "$qpid" ] && kill -STOP "$qpid"
+	sleep 1
+	[ -n "$qpid" ] && kill -9 "$qpid"
+	start_ends "$mpid" "the kill of B's QEMU"
+	case $rc in
+	3) break ;;
+	0)	echo "   attempt $attempt: completed before the stop; back to A, again"
+		migrate B A lvg --streams 1 --json
+		[ "$rc" = 0 ] || fail "back to A: start exited $rc: $(cat "$DIR/out")" ;;
+	1)	is_state A lvg running || fail "exit 1, yet lvg is $(state A lvg) on A: $(cat "$DIR/out")"
+		echo "   attempt $attempt: failed before the switch, lvg runs on A; again" ;;
+	*)	fail "broken post-copy: start exited $rc: $(tail -3 "$DIR/err") $(cat "$DIR/out")" ;;
+	esac
+done
+[ "$rc" = 3 ] || fail "broken post-copy: no attempt broke it in post-copy (last exit $rc: $(cat "$DIR/out"))"
+python3 - "$DIR/out" <<-'EOF' || fail "broken post-copy: start's JSON: see above"
+import json, sys
+r = json.load(open(sys.argv[1]))
+bad = [f"{k} is {r.get(k)!r}" for k, v in (("result", "failed"), ("owner", "none"))
+       if r.get(k) != v]
+if "post-copy had begun" not in (r.get("error") or ""):
+    bad.append(f"error {r.get('error')!r} does not say post-copy had begun")
+if not (r.get("convergence") or {}).get("postcopy"):
+    bad.append(f"convergence {r.get('convergence')!r} does not say post-copy ran")
+if bad:
+    sys.exit("start --json: " + "; ".join(bad))
+EOF
+# libvirt never resumes the source after the switch
+is_state A lvg running && fail "broken post-copy: lvg runs on A again (B: $(state B lvg))"
+echo "   start exited 3, owner none; lvg is $(state A lvg) on A, $(state B lvg) on B"
+vsh A destroy lvg >/dev/null 2>&1
+vsh B destroy lvg >/dev/null 2>&1
 
 failed=0
 say "all cases passed"
