@@ -948,7 +948,6 @@ static void workers_stop(struct dst *d)
 	}
 }
 
-
 /* POSTCOPY: the pages that come only after the vCPUs start.  Taken in
  * PRECOPY, before the last round ends; a VM that cannot run with pages
  * missing here refuses it, and the source rolls back. */
@@ -1361,7 +1360,7 @@ static int do_commit(struct dst *d)
 {
 	struct mig_running run = { .kind = 1, .cpu_ms = mig_cpu_ms() - d->cpu0 };
 	struct mig_walk w = walk_opts(d);
-	struct mig_vm_health st;
+	struct mig_vm_health st = { 0 };
 	uint64_t t_commit = mig_clock_ns(CLOCK_MONOTONIC), t_started;
 	int r;
 
@@ -1386,7 +1385,6 @@ static int do_commit(struct dst *d)
 	 * this thread would wait for them, and past a break it could not make
 	 * the link again.  The source tells the guest's state at the switch
 	 * from its own frozen copy instead (zeros here). */
-	memset(&st, 0, sizeof(st));
 	if (!d->pc)
 		d->vm->ops->health(d->vm, &st);
 	run.passes = st.passes;

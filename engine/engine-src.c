@@ -1250,7 +1250,6 @@ static void job_start(struct src *s, uint32_t final, bool pc)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Wait for the job's end, serving the progress line meanwhile. */
 /* The push has sent nothing for PC_STUCK_MS: a break.  The streams are
  * shut down so that the workers' sends end (the recovery closes them). */
 static void pc_stuck(struct src *s)
@@ -1264,6 +1263,7 @@ static void pc_stuck(struct src *s)
 			shutdown(s->w[k].fd, SHUT_RDWR);
 }
 
+/* Wait for the job's end, serving the progress line meanwhile. */
 static int job_wait(struct src *s)
 {
 	uint64_t sent = counted(&s->res->wire_bytes), moved = mig_now_ms();
@@ -2476,8 +2476,6 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 	if (!pc_early) {
 		res->downtime_ms = downtime_ms(t_stop_ns, m_stop_ns, m_commit_ns, m_running_ns,
 					       verify_ns, &run);
-		res->dst_passes_before = run.passes;
-		progress_before = run.progress;
 		res->dst_cpu_ms = run.cpu_ms;
 	}
 	if (s.postcopy) {
@@ -2488,6 +2486,9 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		vm->ops->health(vm, &hl);
 		res->dst_passes_before = hl.passes;
 		progress_before = hl.progress;
+	} else {
+		res->dst_passes_before = run.passes;
+		progress_before = run.progress;
 	}
 	res->verify_ms = verify_ns / 1000000;
 	/* Post-copy: the VM runs on the destination with what it has, and
@@ -2504,10 +2505,10 @@ int mig_source_run(struct mig_vm *vm, const struct mig_out_opts *o, atomic_bool 
 		/* a break: both halves wait, and the link is made again; but a
 		 * link that breaks again and again with no page sent between
 		 * (a failure the new link meets too) is given up */
-		for (uint64_t left = UINT64_MAX, idle = 0;
-		     r < 0 && s.phase == MIG_PHASE_POSTCOPY;) {
-			idle = pc_left(&s) < left ? 0 : idle + 1;
-			left = pc_left(&s);
+		for (uint64_t left = UINT64_MAX, idle = 0, now_left;
+		     r < 0 && s.phase == MIG_PHASE_POSTCOPY; left = now_left) {
+			now_left = pc_left(&s);
+			idle = now_left < left ? 0 : idle + 1;
 			if (idle >= PC_IDLE_BREAKS) {
 				mig_error_prefix(&s.err, "post-copy: the link broke %u times in a row "
 						 "with no page sent between", PC_IDLE_BREAKS);

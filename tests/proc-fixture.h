@@ -267,8 +267,8 @@ static inline void proc_expect_usage(const char *args, const char *needle)
 }
 
 /* A unix agent in DIR (its endpoint into ep) hosting a 512 MiB lab VM NAME. */
-static inline pid_t proc_agent_with_vm(const char *dir, const char *sock, const char *name,
-				       char *ep, size_t n)
+static inline pid_t proc_agent_with_lab(const char *dir, const char *sock, const char *name,
+					const char *spec, char *ep, size_t n)
 {
 	struct run_result r;
 	char args[512];
@@ -277,10 +277,16 @@ static inline pid_t proc_agent_with_vm(const char *dir, const char *sock, const 
 	snprintf(ep, n, "unix://%s/%s", dir, sock);
 	pid = proc_agent(ep, NULL);
 	proc_wait_agent(ep, NULL);
-	snprintf(args, sizeof(args), "vm create %s --name %s --lab mem=512M,vcpus=1,wss=16M", ep, name);
+	snprintf(args, sizeof(args), "vm create %s --name %s --lab %s", ep, name, spec);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	return pid;
+}
+
+static inline pid_t proc_agent_with_vm(const char *dir, const char *sock, const char *name,
+				       char *ep, size_t n)
+{
+	return proc_agent_with_lab(dir, sock, name, "mem=512M,vcpus=1,wss=16M", ep, n);
 }
 
 /* The guest of the one VM at agent EP runs there, making progress (within 10 s: its first pass
@@ -338,6 +344,20 @@ static inline int proc_finish_background(const char *dir, pid_t pid, struct run_
 	proc_slurp(path, r->err, sizeof(r->err));
 	unlink(path);
 	return WEXITSTATUS(st);
+}
+
+/* The background migration's id, from its first line in DIR/err. */
+static inline void proc_background_id(const char *dir, char id[37])
+{
+	char path[160], log[16384];
+	const char *p;
+
+	snprintf(path, sizeof(path), "%s/err", dir);
+	proc_slurp(path, log, sizeof(log));
+	p = strstr(log, "migration ");
+	cr_assert_not_null(p, "%s", log);
+	memcpy(id, p + 10, 36);
+	id[36] = '\0';
 }
 
 /* Waits for the phase log's `arrow` ("setup => precopy"), then `settle_ms`. */

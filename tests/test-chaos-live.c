@@ -567,8 +567,7 @@ Test(fault, postcopy_cancel_then_a_cut_link_still_recovers, .timeout = 180)
 {
 	struct proc_pair t;
 	struct run_result r;
-	char dir[] = "/tmp/migratectl-test-XXXXXX", args[400], path[160], log[16384], id[40] = "";
-	const char *m;
+	char dir[] = "/tmp/migratectl-test-XXXXXX", args[400], id[40] = "";
 	pid_t mig;
 	int st;
 
@@ -578,11 +577,7 @@ Test(fault, postcopy_cancel_then_a_cut_link_still_recovers, .timeout = 180)
 		 "--max-bandwidth 16M", t.src, t.dst);
 	mig = proc_start_background(dir, args);
 	proc_wait_phase(dir, "commit => postcopy", 0);
-	snprintf(path, sizeof(path), "%s/err", dir);
-	proc_slurp(path, log, sizeof(log));
-	m = strstr(log, "migration ");
-	cr_assert_not_null(m, "%s", log);
-	memcpy(id, m + 10, 36);
+	proc_background_id(dir, id);
 	snprintf(args, sizeof(args), "cancel %s %s", t.src, id);
 	proc_run(args, &r);
 	cr_assert_eq(r.status, 0, "%s %s", r.out, r.err);

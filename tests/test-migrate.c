@@ -917,6 +917,26 @@ Test(migrate, converge_auto_goes_postcopy_on_a_stall, .timeout = 120)
 	cr_assert_not_null(strstr(r.out, "\"name\":\"postcopy\""), "%s", r.out);
 }
 
+/* The one VM at agent EP is held by migration ID, and its guest makes no
+ * progress over wait_us.  Returns its passes. */
+static double held_and_still(const char *ep, const char *id, useconds_t wait_us)
+{
+	struct run_result r;
+	char args[256];
+	double p0;
+
+	snprintf(args, sizeof(args), "vm list %s --json", ep);
+	proc_run(args, &r);
+	json_expect_str(r.out, "state", "held");
+	json_expect_str(r.out, "held_by", id);
+	p0 = json_num(r.out, "passes");
+	usleep(wait_us);
+	proc_run(args, &r);
+	cr_assert_eq(json_num(r.out, "passes"), p0, "the held half at %s ran on: passes %.0f "
+		     "then %s", ep, p0, r.out);
+	return p0;
+}
+
 /* The destination dies while post-copy brings the last pages: the VM is
  * lost (its vCPUs ran there).  The source finds nothing listens there any
  * more, says so with exit 3 without waiting out its --recover-window, and
@@ -925,7 +945,6 @@ Test(migrate, destination_killed_during_postcopy, .timeout = 180)
 {
 	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], eb[128], args[512], id[64];
 	struct run_result r;
-	double p0;
 	pid_t a, b, mig;
 	int st;
 
@@ -952,14 +971,7 @@ Test(migrate, destination_killed_during_postcopy, .timeout = 180)
 	cr_assert_not_null(json_field(r.out, "id", id, sizeof(id)));
 
 	/* held, and paused: its guest makes no progress */
-	snprintf(args, sizeof(args), "vm list %s --json", ea);
-	proc_run(args, &r);
-	json_expect_str(r.out, "state", "held");
-	json_expect_str(r.out, "held_by", id);
-	p0 = json_num(r.out, "passes");
-	usleep(500000);
-	proc_run(args, &r);
-	cr_assert_eq(json_num(r.out, "passes"), p0, "the held source half runs: %s", r.out);
+	held_and_still(ea, id, 500000);
 	proc_stop(a);
 	rmdir(dir);
 }
@@ -970,9 +982,8 @@ Test(migrate, destination_killed_during_postcopy, .timeout = 180)
 Test(migrate, source_killed_during_postcopy, .timeout = 180)
 {
 	char dir[] = "/tmp/migratectl-test-XXXXXX", ea[128], eb[128], args[512], id[40] = "";
-	char path[160], log[16384];
+	char path[160];
 	struct run_result r;
-	const char *p;
 	pid_t a, b, mig;
 
 	cr_assert_not_null(mkdtemp(dir));
@@ -981,11 +992,7 @@ Test(migrate, source_killed_during_postcopy, .timeout = 180)
 		 "--max-bandwidth 16M", ea, eb);
 	mig = proc_start_background(dir, args);
 	proc_wait_phase(dir, "commit => postcopy", 500);
-	snprintf(path, sizeof(path), "%s/err", dir);
-	proc_slurp(path, log, sizeof(log));
-	p = strstr(log, "migration ");
-	cr_assert_not_null(p, "%s", log);
-	memcpy(id, p + 10, 36);
+	proc_background_id(dir, id);
 	/* the guest runs a while on the destination, on what it has */
 	usleep(500000);
 	/* start first (it would wait for the lost source), then the source */
@@ -1002,20 +1009,9 @@ Test(migrate, source_killed_during_postcopy, .timeout = 180)
 			break;
 		usleep(100000);
 	}
-	json_expect_str(r.out, "state", "held");
-	json_expect_str(r.out, "held_by", id);
 	/* its vCPUs were held out of the guest when the link broke: it runs
 	 * no guest code while the source's half may be resumed */
-	{
-		double p0 = json_num(r.out, "passes"), p1;
-
-		cr_assert_gt(p0, 0, "%s", r.out);
-		usleep(1500000);
-		proc_run(args, &r);
-		p1 = json_num(r.out, "passes");
-		cr_assert_eq(p1, p0, "the destination's held half ran on: passes %.0f -> %.0f",
-			     p0, p1);
-	}
+	cr_assert_gt(held_and_still(eb, id, 1500000), 0);
 	snprintf(args, sizeof(args), "vm resume %s victim --migration %s", eb, id);
 	proc_run(args, &r);
 	cr_assert_neq(r.status, 0, "the destination's half resumed alone: %s", r.out);
@@ -1027,6 +1023,7 @@ Test(migrate, source_killed_during_postcopy, .timeout = 180)
 	proc_run(args, &r);
 	cr_assert_null(strstr(r.out, "victim"), "%s", r.out);
 	proc_stop(b);
+	snprintf(path, sizeof(path), "%s/err", dir);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/out", dir);
 	unlink(path);

@@ -121,15 +121,11 @@ Test(vfio_live, post_copy_is_refused_and_the_vm_stays, .timeout = 180)
 	pid_t a, b;
 
 	cr_assert_not_null(mkdtemp(dir));
-	snprintf(ea, sizeof(ea), "unix://%s/a.sock", dir);
+	a = proc_agent_with_lab(dir, "a.sock", "dma", "mem=128M,vcpus=1,wss=8M,vfio=1", ea,
+				sizeof(ea));
 	snprintf(eb, sizeof(eb), "unix://%s/b.sock", dir);
-	a = proc_agent(ea, NULL);
 	b = proc_agent(eb, NULL);
-	proc_wait_agent(ea, NULL);
 	proc_wait_agent(eb, NULL);
-	snprintf(args, sizeof(args), "vm create %s --name dma --lab mem=128M,vcpus=1,wss=8M,vfio=1", ea);
-	proc_run(args, &r);
-	cr_assert_eq(r.status, 0, "%s", r.err);
 
 	for (unsigned i = 0; i < 2; i++) {
 		snprintf(args, sizeof(args), "start %s %s --vm dma --handover never --json %s", ea, eb,
